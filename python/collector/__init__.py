@@ -1,0 +1,1 @@
+"""kairos.collector: see kairos.collector.v1 for the generated contract stubs."""

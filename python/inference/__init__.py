@@ -1,0 +1,1 @@
+"""kairos.inference: see kairos.inference.v1 for the generated contract stubs."""

@@ -1,0 +1,156 @@
+from kairos.marketdata.v1 import marketdata_pb2 as _marketdata_pb2
+from kairos.types.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
+    MODEL_STATE_LOADING: _ClassVar[ModelState]
+    MODEL_STATE_SERVING: _ClassVar[ModelState]
+    MODEL_STATE_FAILED: _ClassVar[ModelState]
+
+class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIRECTION_UNSPECIFIED: _ClassVar[Direction]
+    DIRECTION_DOWN: _ClassVar[Direction]
+    DIRECTION_FLAT: _ClassVar[Direction]
+    DIRECTION_UP: _ClassVar[Direction]
+MODEL_STATE_UNSPECIFIED: ModelState
+MODEL_STATE_LOADING: ModelState
+MODEL_STATE_SERVING: ModelState
+MODEL_STATE_FAILED: ModelState
+DIRECTION_UNSPECIFIED: Direction
+DIRECTION_DOWN: Direction
+DIRECTION_FLAT: Direction
+DIRECTION_UP: Direction
+
+class StreamPredictRequest(_message.Message):
+    __slots__ = ("request_id", "ticks", "bars", "hops")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    ticks: _containers.RepeatedCompositeFieldContainer[_marketdata_pb2.TickBatch]
+    bars: _containers.RepeatedCompositeFieldContainer[_marketdata_pb2.Bar]
+    hops: _containers.RepeatedCompositeFieldContainer[_types_pb2.HopStamp]
+    def __init__(self, request_id: _Optional[int] = ..., ticks: _Optional[_Iterable[_Union[_marketdata_pb2.TickBatch, _Mapping]]] = ..., bars: _Optional[_Iterable[_Union[_marketdata_pb2.Bar, _Mapping]]] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ...) -> None: ...
+
+class StreamPredictResponse(_message.Message):
+    __slots__ = ("request_id", "predictions")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
+    def __init__(self, request_id: _Optional[int] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
+
+class Prediction(_message.Message):
+    __slots__ = ("symbol", "time_msc", "model_name", "model_version", "outputs", "request_id", "hops")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    TIME_MSC_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    time_msc: int
+    model_name: str
+    model_version: str
+    outputs: _containers.RepeatedScalarFieldContainer[float]
+    request_id: int
+    hops: _containers.RepeatedCompositeFieldContainer[_types_pb2.HopStamp]
+    def __init__(self, symbol: _Optional[str] = ..., time_msc: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., outputs: _Optional[_Iterable[float]] = ..., request_id: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("symbol", "model_name", "features", "bars")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    model_name: str
+    features: FeatureVector
+    bars: _marketdata_pb2.BarBatch
+    def __init__(self, symbol: _Optional[str] = ..., model_name: _Optional[str] = ..., features: _Optional[_Union[FeatureVector, _Mapping]] = ..., bars: _Optional[_Union[_marketdata_pb2.BarBatch, _Mapping]] = ...) -> None: ...
+
+class FeatureVector(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("prediction",)
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    prediction: Prediction
+    def __init__(self, prediction: _Optional[_Union[Prediction, _Mapping]] = ...) -> None: ...
+
+class GetModelStatusRequest(_message.Message):
+    __slots__ = ("model_name",)
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    def __init__(self, model_name: _Optional[str] = ...) -> None: ...
+
+class GetModelStatusResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
+
+class ModelStatus(_message.Message):
+    __slots__ = ("model_name", "model_version", "source_uri", "state", "feature_schema_hash", "feature_names", "output_names", "window", "loaded_time_us", "last_error", "predictions_total")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SCHEMA_HASH_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    LOADED_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    source_uri: str
+    state: ModelState
+    feature_schema_hash: str
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    output_names: _containers.RepeatedScalarFieldContainer[str]
+    window: int
+    loaded_time_us: int
+    last_error: str
+    predictions_total: int
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., source_uri: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., feature_schema_hash: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., loaded_time_us: _Optional[int] = ..., last_error: _Optional[str] = ..., predictions_total: _Optional[int] = ...) -> None: ...
+
+class Signal(_message.Message):
+    __slots__ = ("symbol", "time_msc", "direction", "strength", "model_name", "model_version", "outputs", "hops", "bid", "ask")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    TIME_MSC_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    BID_FIELD_NUMBER: _ClassVar[int]
+    ASK_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    time_msc: int
+    direction: Direction
+    strength: float
+    model_name: str
+    model_version: str
+    outputs: _containers.RepeatedScalarFieldContainer[float]
+    hops: _containers.RepeatedCompositeFieldContainer[_types_pb2.HopStamp]
+    bid: float
+    ask: float
+    def __init__(self, symbol: _Optional[str] = ..., time_msc: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., strength: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., outputs: _Optional[_Iterable[float]] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ..., bid: _Optional[float] = ..., ask: _Optional[float] = ...) -> None: ...

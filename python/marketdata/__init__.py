@@ -1,0 +1,1 @@
+"""kairos.marketdata: see kairos.marketdata.v1 for the generated contract stubs."""

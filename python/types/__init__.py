@@ -1,0 +1,1 @@
+"""kairos.types: see kairos.types.v1 for the generated contract stubs."""
