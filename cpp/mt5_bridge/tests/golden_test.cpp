@@ -131,7 +131,8 @@ TEST(GoldenVectors, HelloKeepsMaxUint64SessionAndUtf8Company) {
   ASSERT_EQ(f->which_body, kairos_bridge_v1_Frame_hello_tag);
   EXPECT_EQ(f->body.hello.session_id, UINT64_MAX);
   EXPECT_EQ(f->body.hello.channel, kairos_bridge_v1_Channel_CHANNEL_MARKET_DATA);
-  EXPECT_STREQ(f->body.hello.company, "\xD0\x91\xD1\x80\xD0\xBE\xD0\xBA\xD0\xB5\xD1\x80 Ltd");  // "Брокер Ltd"
+  EXPECT_STREQ(f->body.hello.company,
+               "\xD0\x91\xD1\x80\xD0\xBE\xD0\xBA\xD0\xB5\xD1\x80 Ltd");  // "Брокер Ltd"
 }
 
 TEST(GoldenVectors, AmbiguousResultKeepsNegativeRetcode) {

@@ -1,0 +1,122 @@
+# Kairos: one Makefile for every language. `make help` lists the targets.
+#
+# The first run installs what is missing (apt packages, the uv-managed Python venv from uv.lock, Go
+# tool binaries from tools/go.mod); later runs find the stamps and skip straight to the work.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+ROOT  := $(CURDIR)
+TOOLS := $(ROOT)/.tools
+STAMP := $(TOOLS)/stamps
+BUILD := $(ROOT)/build
+export PATH := $(TOOLS)/bin:$(ROOT)/.venv/bin:$(PATH)
+export UV_PYTHON_DOWNLOADS := never
+export GOFLAGS := -buildvcs=false
+
+UV_VERSION := 0.13.8
+UV := $(TOOLS)/uv/bin/uv
+PY := $(ROOT)/.venv/bin/python
+# Debian packages the build and tests need (C/C++ toolchain, nanopb runtime, GoogleTest, clang-format).
+APT_PACKAGES := build-essential cmake ninja-build libnanopb-dev libgtest-dev googletest clang-format git
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+GO_PKGS = $(shell go list -m -f '{{.Dir}}/...')
+CPP_BUILD := $(BUILD)/cpp
+
+##@ Main
+
+.PHONY: help
+help: ## List the targets, one line each
+	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: demo
+demo: setup ## Run the main job on embedded defaults (today: real ticks through the contracts in Python, Go and C)
+	$(PY) -m kairos.demo --build-dir $(BUILD)/demo --framecat-go "$(TOOLS)/bin/kairos-framecat" --framecat-c "$(CPP_BUILD)/kairos-framecat"
+
+.PHONY: test
+test: setup ## Run every test (Go, Python, C/C++)
+	go test -count=1 $(GO_PKGS)
+	$(PY) -m pytest
+	$(MAKE) cpp-build
+	ctest --test-dir $(CPP_BUILD) --output-on-failure
+
+.PHONY: lint
+lint: setup ## Lint everything: buf lint/format/breaking, go vet/gofmt/staticcheck, ruff, mypy, clang-format
+	buf lint
+	buf format -d --exit-code
+	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then \
+	  echo "buf breaking --against main"; buf breaking --against "$$(git rev-parse --git-common-dir)#branch=main"; \
+	else echo "buf breaking: skipped, main has no buf.yaml yet"; fi
+	go vet $(GO_PKGS)
+	@out=$$(gofmt -l gen/go go); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	staticcheck $(GO_PKGS)
+	ruff check python tools
+	ruff format --check python tools
+	@mkdir -p $(BUILD)/mypy && ln -sfn $(ROOT)/python $(BUILD)/mypy/kairos
+	MYPYPATH=$(BUILD)/mypy mypy -p kairos
+	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.h' 'cpp/*.c')
+
+.PHONY: gen
+gen: setup ## Regenerate every stub from proto/ (Go, Python, betterproto2 SDK, nanopb C)
+	tools/gen.sh
+
+.PHONY: gen-check
+gen-check: gen ## Fail if `make gen` changes anything (generated code must be committed)
+	@changes=$$(git status --porcelain -- gen python proto); \
+	if [ -n "$$changes" ]; then echo "make gen changed generated files; commit them:"; echo "$$changes"; git diff --stat -- gen python; exit 1; fi
+	@echo "make gen: no drift"
+
+.PHONY: golden
+golden: setup ## Re-encode the golden vectors (proto/testdata/golden/*.txtpb -> .binpb)
+	$(PY) tools/golden.py
+
+.PHONY: bench
+bench: setup ## Run every benchmark; each writes bench/results/<name>.json
+	$(PY) bench/contracts.py --out bench/results/contracts.json
+
+.PHONY: clean
+clean: ## Remove build outputs and caches (keeps the venv and installed tools)
+	rm -rf $(BUILD) $(TOOLS)/gen .pytest_cache .mypy_cache .ruff_cache
+	find python tools bench -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: distclean
+distclean: clean ## Also remove the venv and installed tools (the next make reinstalls them)
+	rm -rf .venv $(TOOLS)
+
+##@ Set-up (run by the targets above when needed)
+
+.PHONY: setup
+setup: $(STAMP)/apt .venv/.synced $(STAMP)/gotools $(STAMP)/framecat ## Install everything missing (idempotent)
+
+$(STAMP)/apt: Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(@D) && touch $@
+
+$(UV):
+	python3 -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) pyproject.toml uv.lock setup.py
+	$(UV) sync --locked --quiet
+	@touch $@
+
+$(STAMP)/gotools: tools/go.mod tools/go.sum
+	cd tools && GOWORK=off go build -o $(TOOLS)/bin/ tool
+	@mkdir -p $(@D) && touch $@
+
+.PHONY: cpp-build
+cpp-build: $(STAMP)/apt
+	cmake -S cpp/mt5_bridge -B $(CPP_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(CPP_BUILD)
+
+# The frame inspectors the demo runs (Go and C); rebuilt when their sources change.
+$(STAMP)/framecat: $(STAMP)/apt $(shell find go/collector cpp/mt5_bridge gen -type f 2>/dev/null)
+	go build -o $(TOOLS)/bin/kairos-framecat ./go/collector/cmd/kairos-framecat
+	$(MAKE) cpp-build
+	@mkdir -p $(@D) && touch $@
