@@ -16,6 +16,7 @@ relies on, the wire contract, on real data:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import subprocess
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.internal import decoder, encoder
+from google.protobuf import proto
 
 from kairos.bridge.v1 import bridge_pb2
 from kairos.marketdata.v1 import marketdata_pb2
@@ -65,7 +66,9 @@ def read_quote_ticks(path: Path) -> list[QuoteTick]:
                 secs = timegm(time.strptime(day + clock[:6], "%Y%m%d%H%M%S"))
                 time_msc = secs * 1000 + int(clock[6:9])
             except ValueError:
-                raise DataError(f"{path}:{line_no}: field time: {stamp!r} is not YYYYMMDD HHMMSSmmm") from None
+                raise DataError(
+                    f"{path}:{line_no}: field time: {stamp!r} is not YYYYMMDD HHMMSSmmm"
+                ) from None
             prices = []
             for name, text in (("bid", cols[1]), ("ask", cols[2])):
                 try:
@@ -81,10 +84,19 @@ def read_quote_ticks(path: Path) -> list[QuoteTick]:
 
 def eurusd_info() -> marketdata_pb2.SymbolInfo:
     return marketdata_pb2.SymbolInfo(
-        symbol="EURUSD", digits=5, point=1e-5, contract_size=100_000, volume_min=0.01, volume_max=500,
-        volume_step=0.01, tick_size=1e-5, tick_value=1, currency_base="EUR", currency_profit="USD",
+        symbol="EURUSD",
+        digits=5,
+        point=1e-5,
+        contract_size=100_000,
+        volume_min=0.01,
+        volume_max=500,
+        volume_step=0.01,
+        tick_size=1e-5,
+        tick_value=1,
+        currency_base="EUR",
+        currency_profit="USD",
         description="Euro vs US Dollar",
-    )  # fmt: skip
+    )
 
 
 def encode_stream(ticks: list[QuoteTick], info: marketdata_pb2.SymbolInfo) -> bytes:
@@ -95,8 +107,16 @@ def encode_stream(ticks: list[QuoteTick], info: marketdata_pb2.SymbolInfo) -> by
         seq = 0 if "heartbeat" in body else sum(1 for f in frames if f.sequence) + 1
         frames.append(bridge_pb2.Frame(sequence=seq, sent_time_us=ticks[0].time_msc * 1000, **body))
 
-    add(hello=bridge_pb2.Hello(api_version=1, bridge_version="demo", channel=bridge_pb2.CHANNEL_MARKET_DATA,
-                               session_id=2020_01_01, terminal_name="kairos demo replay", ea_symbol=info.symbol))  # fmt: skip
+    add(
+        hello=bridge_pb2.Hello(
+            api_version=1,
+            bridge_version="demo",
+            channel=bridge_pb2.CHANNEL_MARKET_DATA,
+            session_id=2020_01_01,
+            terminal_name="kairos demo replay",
+            ea_symbol=info.symbol,
+        )
+    )
     add(symbol_info=info)
     for n, start in enumerate(range(0, len(ticks), BATCH_MAX), start=1):
         chunk = ticks[start : start + BATCH_MAX]
@@ -111,7 +131,10 @@ def encode_stream(ticks: list[QuoteTick], info: marketdata_pb2.SymbolInfo) -> by
         add(ticks=batch)
         if n % HEARTBEAT_EVERY == 0:
             add(heartbeat=bridge_pb2.Heartbeat(time_us=chunk[-1].time_msc * 1000))
-    return b"".join(encoder._VarintBytes(f.ByteSize()) + f.SerializeToString(deterministic=True) for f in frames)
+    out = io.BytesIO()
+    for frame in frames:
+        proto.serialize_length_prefixed(frame, out)
+    return out.getvalue()
 
 
 def summarize(stream: bytes) -> dict[str, Any]:
@@ -119,11 +142,9 @@ def summarize(stream: bytes) -> dict[str, Any]:
     bodies: Counter[str] = Counter()
     points: dict[str, float] = {}
     symbols: dict[str, dict[str, int]] = {}
-    frames = ticks = last_seq = pos = 0
-    while pos < len(stream):
-        size, pos = decoder._DecodeVarint(stream, pos)
-        frame = bridge_pb2.Frame.FromString(stream[pos : pos + size])
-        pos += size
+    frames = ticks = last_seq = 0
+    reader = io.BytesIO(stream)
+    while (frame := proto.parse_length_prefixed(bridge_pb2.Frame, reader)) is not None:
         frames += 1
         last_seq = frame.sequence
         body = frame.WhichOneof("body")
@@ -133,10 +154,17 @@ def summarize(stream: bytes) -> dict[str, Any]:
         elif body == "ticks":
             b = frame.ticks
             p = points[b.symbol]
-            s = symbols.setdefault(b.symbol, {
-                "ticks": 0, "first_time_msc": b.time_msc[0], "first_sequence": b.sequence[0],
-                "min_bid_points": sys.maxsize, "max_ask_points": -sys.maxsize - 1, "spread_points_sum": 0,
-            })  # fmt: skip
+            s = symbols.setdefault(
+                b.symbol,
+                {
+                    "ticks": 0,
+                    "first_time_msc": b.time_msc[0],
+                    "first_sequence": b.sequence[0],
+                    "min_bid_points": sys.maxsize,
+                    "max_ask_points": -sys.maxsize - 1,
+                    "spread_points_sum": 0,
+                },
+            )
             for bid, ask in zip(b.bid, b.ask, strict=True):
                 bid_pts, ask_pts = math.floor(bid / p + 0.5), math.floor(ask / p + 0.5)
                 s["min_bid_points"] = min(s["min_bid_points"], bid_pts)
@@ -145,14 +173,21 @@ def summarize(stream: bytes) -> dict[str, Any]:
             s["ticks"] += len(b.time_msc)
             s["last_time_msc"], s["last_sequence"] = b.time_msc[-1], b.sequence[-1]
             ticks += len(b.time_msc)
-    return {"frames": frames, "bodies": dict(bodies), "ticks": ticks, "last_frame_sequence": last_seq,
-            "symbols": symbols}  # fmt: skip
+    return {
+        "frames": frames,
+        "bodies": dict(bodies),
+        "ticks": ticks,
+        "last_frame_sequence": last_seq,
+        "symbols": symbols,
+    }
 
 
 def run_framecat(tool: Path, frames: Path, reencoded: Path) -> dict[str, Any]:
     if not tool.exists():
         raise SystemExit(f"demo: {tool} is missing; run `make demo` (it builds the Go and C tools)")
-    out = subprocess.run([str(tool), "-o", str(reencoded), str(frames)], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [str(tool), "-o", str(reencoded), str(frames)], capture_output=True, text=True, check=False
+    )
     if out.returncode != 0:
         raise SystemExit(f"demo: {tool} failed: {out.stderr.strip()}")
     result: dict[str, Any] = json.loads(out.stdout)
@@ -184,23 +219,31 @@ def main(argv: list[str] | None = None) -> int:
     stream = encode_stream(ticks, eurusd_info())
     frames_path.write_bytes(stream)
     print(f"1. read {len(ticks)} EURUSD ticks from {args.ticks}")
-    print(f"2. Python encoded them as bridge frames: {frames_path} ({len(stream)} bytes,"
-          f" {len(stream) / len(ticks):.1f} bytes/tick, {1e3 * (time.perf_counter() - t0):.0f} ms)")  # fmt: skip
+    print(
+        f"2. Python encoded them as bridge frames: {frames_path} ({len(stream)} bytes,"
+        f" {len(stream) / len(ticks):.1f} bytes/tick, {1e3 * (time.perf_counter() - t0):.0f} ms)"
+    )
 
     results = {"python (protobuf/upb)": summarize(stream)}
     identical = {"python (protobuf/upb)": True}
-    for label, tool in (("go (google.golang.org/protobuf)", args.framecat_go), ("c (nanopb, as in the DLL)", args.framecat_c)):  # fmt: skip
+    for label, tool in (
+        ("go (google.golang.org/protobuf)", args.framecat_go),
+        ("c (nanopb, as in the DLL)", args.framecat_c),
+    ):
         reencoded = args.build_dir / f"reencoded-{label.split()[0]}.frames"
         results[label] = run_framecat(tool, frames_path, reencoded)
         identical[label] = reencoded.read_bytes() == stream
 
     print("3. decoded and re-encoded by each implementation:\n")
-    print(f"   {'decoder':34} {'frames':>7} {'ticks':>7} {'first..last sequence':>22} {'spread sum (pts)':>17}  re-encoded")
+    header = ("decoder", "frames", "ticks", "first..last sequence", "spread sum (pts)", "re-encoded")
+    print("   {:34} {:>7} {:>7} {:>22} {:>17}  {}".format(*header))
     for label, r in results.items():
         s = r["symbols"]["EURUSD"]
         seq = f"{s['first_sequence']}..{s['last_sequence']}"
         same = "identical" if identical[label] else "DIFFERENT"
-        print(f"   {label:34} {r['frames']:>7} {r['ticks']:>7} {seq:>22} {s['spread_points_sum']:>17}  {same}")
+        print(
+            f"   {label:34} {r['frames']:>7} {r['ticks']:>7} {seq:>22} {s['spread_points_sum']:>17}  {same}"
+        )
     reference = results["python (protobuf/upb)"]
     agree = all(r == reference for r in results.values()) and all(identical.values())
     lost = len(ticks) - reference["ticks"]
@@ -210,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     if not agree or lost:
         print("FAILED: the decoders disagree or ticks were lost; see", summary_path, file=sys.stderr)
         return 1
-    print(f"OK: Python, Go and C agree on every frame and re-encode the stream byte for byte ({summary_path}).")
+    print(
+        f"OK: Python, Go and C agree on every frame and re-encode the stream byte for byte ({summary_path})."
+    )
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from google.protobuf import message_factory, text_format
 from google.protobuf.descriptor_pool import Default as default_pool
 
-import kairos.bridge.v1.bridge_pb2  # noqa: F401  (registers the types the vectors name)
+import kairos.bridge.v1.bridge_pb2
 import kairos.marketdata.v1.marketdata_pb2  # noqa: F401
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "proto" / "testdata" / "golden"

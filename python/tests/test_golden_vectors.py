@@ -7,18 +7,20 @@ and re-encode to the identical bytes, as it does in Go and in C (nanopb).
 from __future__ import annotations
 
 import importlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import betterproto2
 import pytest
-from google.protobuf import message_factory, text_format
+from google.protobuf import message_factory, proto, text_format
 from google.protobuf.descriptor_pool import Default as default_pool
-from google.protobuf.internal import decoder, encoder
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 import kairos.bridge.v1.bridge_pb2
-import kairos.marketdata.v1.marketdata_pb2  # noqa: F401  (registers the types the vectors name)
+import kairos.marketdata.v1.marketdata_pb2
+import kairos.sdk.bridge.v1
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "proto" / "testdata" / "golden"
 
@@ -38,7 +40,9 @@ def load_vectors() -> list[Vector]:
         header = [line for line in text.splitlines() if line.startswith("# proto-message:")]
         assert header, f"{path}:1: no '# proto-message:' header"
         vectors.append(
-            Vector(path.stem, header[0].split(":", 1)[1].strip(), text, path.with_suffix(".binpb").read_bytes())
+            Vector(
+                path.stem, header[0].split(":", 1)[1].strip(), text, path.with_suffix(".binpb").read_bytes()
+            )
         )
     return vectors
 
@@ -50,11 +54,12 @@ def protobuf_class(full_name: str) -> type[Message]:
     return message_factory.GetMessageClass(default_pool().FindMessageTypeByName(full_name))
 
 
-def sdk_class(full_name: str) -> type:
+def sdk_class(full_name: str) -> type[betterproto2.Message]:
     # kairos.bridge.v1.Frame -> kairos.sdk.bridge.v1.Frame
     package, _, name = full_name.rpartition(".")
     module = importlib.import_module("kairos.sdk." + package.removeprefix("kairos."))
-    return getattr(module, name)  # type: ignore[no-any-return]
+    cls: type[betterproto2.Message] = getattr(module, name)
+    return cls
 
 
 def test_every_message_kind_has_a_vector() -> None:
@@ -82,7 +87,9 @@ def test_protobuf_reencodes_byte_identically(vector: Vector) -> None:
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.name)
 def test_text_form_encodes_to_the_checked_in_bytes(vector: Vector) -> None:
     msg = text_format.Parse(vector.text, protobuf_class(vector.message)())
-    assert msg.SerializeToString(deterministic=True) == vector.wire, "run `make golden` after editing a .txtpb"
+    assert msg.SerializeToString(deterministic=True) == vector.wire, (
+        "run `make golden` after editing a .txtpb"
+    )
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.name)
@@ -101,14 +108,16 @@ def test_betterproto2_sdk_agrees_with_protobuf_on_values(vector: Vector) -> None
 
 
 def test_frames_survive_varint_delimited_stream() -> None:
+    frame_type = kairos.bridge.v1.bridge_pb2.Frame
     frames = [v.wire for v in VECTORS if v.message == "kairos.bridge.v1.Frame"]
-    stream = b"".join(encoder._VarintBytes(len(f)) + f for f in frames)
-    pos, decoded = 0, []
-    while pos < len(stream):
-        size, pos = decoder._DecodeVarint(stream, pos)
-        decoded.append(kairos.bridge.v1.bridge_pb2.Frame.FromString(stream[pos : pos + size]))
-        pos += size
-    assert [f.SerializeToString(deterministic=True) for f in decoded] == frames
+    stream = io.BytesIO()
+    for wire in frames:
+        proto.serialize_length_prefixed(frame_type.FromString(wire), stream)
+    stream.seek(0)
+    decoded = []
+    while (frame := proto.parse_length_prefixed(frame_type, stream)) is not None:
+        decoded.append(frame.SerializeToString(deterministic=True))
+    assert decoded == frames
 
 
 def test_ambiguous_result_keeps_negative_retcode_and_utf8_comment() -> None:
@@ -116,5 +125,6 @@ def test_ambiguous_result_keeps_negative_retcode_and_utf8_comment() -> None:
     frame = kairos.bridge.v1.bridge_pb2.Frame.FromString(v.wire)
     assert frame.order_result.retcode == -11
     assert frame.order_result.comment == "соединение потеряно"
-    sdk_frame = sdk_class(v.message).parse(v.wire)
+    sdk_frame = kairos.sdk.bridge.v1.Frame.parse(v.wire)
+    assert sdk_frame.order_result is not None
     assert sdk_frame.order_result.retcode == -11
