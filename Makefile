@@ -43,7 +43,7 @@ test: setup ## Run every test (Go, Python, C/C++)
 	ctest --test-dir $(CPP_BUILD) --output-on-failure
 
 .PHONY: lint
-lint: setup ## Lint everything: buf lint/format/breaking, go vet/gofmt/staticcheck, ruff, mypy, clang-format
+lint: setup $(STAMP)/compose ## Lint everything: buf lint/format/breaking, go vet/gofmt/staticcheck, ruff, mypy, clang-format, compose
 	buf lint
 	buf format -d --exit-code
 	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then \
@@ -52,11 +52,12 @@ lint: setup ## Lint everything: buf lint/format/breaking, go vet/gofmt/staticche
 	go vet $(GO_PKGS)
 	@out=$$(gofmt -l gen/go go); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	staticcheck $(GO_PKGS)
-	ruff check python tools
-	ruff format --check python tools
+	ruff check python tools bench
+	ruff format --check python tools bench
 	@mkdir -p $(BUILD)/mypy && ln -sfn $(ROOT)/python $(BUILD)/mypy/kairos
 	MYPYPATH=$(BUILD)/mypy mypy -p kairos
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.h' 'cpp/*.c')
+	KAIROS_POSTGRES_PASSWORD=lint DOCKER_CONFIG=$(TOOLS)/docker docker compose -f docker-compose.yml config --quiet
 
 .PHONY: gen
 gen: setup ## Regenerate every stub from proto/ (Go, Python, betterproto2 SDK, nanopb C)
@@ -74,6 +75,7 @@ golden: setup ## Re-encode the golden vectors (proto/testdata/golden/*.txtpb -> 
 
 .PHONY: bench
 bench: setup ## Run every benchmark; each writes bench/results/<name>.json
+	$(MAKE) cpp-build
 	$(PY) bench/contracts.py --out bench/results/contracts.json
 
 .PHONY: clean
@@ -108,6 +110,11 @@ $(UV):
 
 $(STAMP)/gotools: tools/go.mod tools/go.sum
 	cd tools && GOWORK=off go build -o $(TOOLS)/bin/ tool
+	@mkdir -p $(@D) && touch $@
+
+# docker compose v2 as a docker CLI plugin in a private DOCKER_CONFIG (the first build takes ~2 min).
+$(STAMP)/compose: tools/compose/go.mod tools/compose/go.sum
+	cd tools/compose && GOWORK=off go build -o $(TOOLS)/docker/cli-plugins/docker-compose github.com/docker/compose/v2/cmd
 	@mkdir -p $(@D) && touch $@
 
 .PHONY: cpp-build

@@ -14,7 +14,7 @@ for d in proto/kairos/*/; do domains+=("$(basename "$d")"); done
 rm -rf gen/go/kairos gen/c/kairos .tools/gen python/sdk/message_pool.py
 for d in "${domains[@]}"; do rm -rf "python/$d/v1" "python/sdk/$d"; done
 
-buf generate
+buf generate 2> >(grep -v "^Writing " >&2) # betterproto2 lists every file it writes
 buf generate --template buf.gen.nanopb.yaml
 
 # grpcio-tools' protoc writes kairos/<domain>/v1/...; the repository's python/ folder is `kairos`.
