@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import math
 import subprocess
@@ -103,9 +104,13 @@ def encode_stream(ticks: list[QuoteTick], info: marketdata_pb2.SymbolInfo) -> by
     """The market-data channel as the DLL writes it: Hello, SymbolInfo, then batches and heartbeats."""
     frames: list[bridge_pb2.Frame] = []
 
+    sequence = itertools.count(1)
+    sent_time_us = ticks[0].time_msc * 1000
+
     def add(**body: Any) -> None:
-        seq = 0 if "heartbeat" in body else sum(1 for f in frames if f.sequence) + 1
-        frames.append(bridge_pb2.Frame(sequence=seq, sent_time_us=ticks[0].time_msc * 1000, **body))
+        # Heartbeats carry sequence 0: they are never retransmitted (bridge.proto, Frame.sequence).
+        seq = 0 if "heartbeat" in body else next(sequence)
+        frames.append(bridge_pb2.Frame(sequence=seq, sent_time_us=sent_time_us, **body))
 
     add(
         hello=bridge_pb2.Hello(
