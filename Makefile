@@ -52,8 +52,8 @@ lint: setup $(STAMP)/compose ## Lint everything: buf lint/format/breaking, go ve
 	go vet $(GO_PKGS)
 	@out=$$(gofmt -l gen/go go); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	staticcheck $(GO_PKGS)
-	ruff check python tools bench
-	ruff format --check python tools bench
+	ruff check python tools bench tools/protoc-gen-grpc_python
+	ruff format --check python tools bench tools/protoc-gen-grpc_python
 	@mkdir -p $(BUILD)/mypy && ln -sfn $(ROOT)/python $(BUILD)/mypy/kairos
 	MYPYPATH=$(BUILD)/mypy mypy -p kairos
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.h' 'cpp/*.c')
