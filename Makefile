@@ -57,7 +57,8 @@ lint: setup $(STAMP)/compose ## Lint everything: buf lint/format/breaking, go ve
 	@mkdir -p $(BUILD)/mypy && ln -sfn $(ROOT)/python $(BUILD)/mypy/kairos
 	MYPYPATH=$(BUILD)/mypy mypy -p kairos
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.h' 'cpp/*.c')
-	KAIROS_POSTGRES_PASSWORD=lint DOCKER_CONFIG=$(TOOLS)/docker docker compose -f docker-compose.yml config --quiet
+	@compose="docker compose"; command -v docker >/dev/null || compose=$(TOOLS)/docker/cli-plugins/docker-compose; \
+	echo "$$compose config --quiet"; KAIROS_POSTGRES_PASSWORD=lint DOCKER_CONFIG=$(TOOLS)/docker $$compose -f docker-compose.yml config --quiet
 
 .PHONY: gen
 gen: setup ## Regenerate every stub from proto/ (Go, Python, betterproto2 SDK, nanopb C)
