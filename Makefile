@@ -32,14 +32,14 @@ help: ## List the targets, one line each
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: setup ## Run the main job on embedded defaults (today: real ticks through the contracts in Python, Go and C)
+demo: setup cpp-build ## Run the main job on embedded defaults (today: real ticks through the contracts in Python, Go and C)
+	go build -o $(TOOLS)/bin/kairos-framecat ./go/collector/cmd/kairos-framecat
 	$(PY) -m kairos.demo --build-dir $(BUILD)/demo --framecat-go "$(TOOLS)/bin/kairos-framecat" --framecat-c "$(CPP_BUILD)/kairos-framecat"
 
 .PHONY: test
-test: setup ## Run every test (Go, Python, C/C++)
+test: setup cpp-build ## Run every test (Go, Python, C/C++)
 	go test -count=1 $(GO_PKGS)
 	$(PY) -m pytest
-	$(MAKE) cpp-build
 	ctest --test-dir $(CPP_BUILD) --output-on-failure
 
 .PHONY: lint
@@ -75,8 +75,7 @@ golden: setup ## Re-encode the golden vectors (proto/testdata/golden/*.txtpb -> 
 	$(PY) tools/golden.py
 
 .PHONY: bench
-bench: setup ## Run every benchmark; each writes bench/results/<name>.json
-	$(MAKE) cpp-build
+bench: setup cpp-build ## Run every benchmark; each writes bench/results/<name>.json
 	$(PY) bench/contracts.py --out bench/results/contracts.json
 
 .PHONY: clean
@@ -91,7 +90,7 @@ distclean: clean ## Also remove the venv and installed tools (the next make rein
 ##@ Set-up (run by the targets above when needed)
 
 .PHONY: setup
-setup: $(STAMP)/apt .venv/.synced $(STAMP)/gotools $(STAMP)/framecat ## Install everything missing (idempotent)
+setup: $(STAMP)/apt .venv/.synced $(STAMP)/gotools ## Install everything missing (idempotent)
 
 $(STAMP)/apt: Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -119,12 +118,6 @@ $(STAMP)/compose: tools/compose/go.mod tools/compose/go.sum
 	@mkdir -p $(@D) && touch $@
 
 .PHONY: cpp-build
-cpp-build: $(STAMP)/apt
+cpp-build: $(STAMP)/apt ## Build the C/C++ targets (nanopb contract library, tests, tools, benchmarks)
 	cmake -S cpp/mt5_bridge -B $(CPP_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(CPP_BUILD)
-
-# The frame inspectors the demo runs (Go and C); rebuilt when their sources change.
-$(STAMP)/framecat: $(STAMP)/apt $(shell find go/collector cpp/mt5_bridge gen -type f 2>/dev/null)
-	go build -o $(TOOLS)/bin/kairos-framecat ./go/collector/cmd/kairos-framecat
-	$(MAKE) cpp-build
-	@mkdir -p $(@D) && touch $@
