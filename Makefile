@@ -24,6 +24,8 @@ APT_PACKAGES := build-essential cmake ninja-build libnanopb-dev libgtest-dev goo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_PKGS = $(shell go list -m -f '{{.Dir}}/...')
 CPP_BUILD := $(BUILD)/cpp
+# What `make gen` writes (git pathspecs), for the drift check.
+GENERATED := gen ':(glob)python/*/v1/**' ':(glob)python/sdk/*/v1/**' python/sdk/message_pool.py
 
 ##@ Main
 
@@ -66,8 +68,8 @@ gen: setup ## Regenerate every stub from proto/ (Go, Python, betterproto2 SDK, n
 
 .PHONY: gen-check
 gen-check: gen ## Fail if `make gen` changes anything (generated code must be committed)
-	@changes=$$(git status --porcelain -- gen python proto); \
-	if [ -n "$$changes" ]; then echo "make gen changed generated files; commit them:"; echo "$$changes"; git diff --stat -- gen python; exit 1; fi
+	@changes=$$(git status --porcelain -- $(GENERATED)); \
+	if [ -n "$$changes" ]; then echo "make gen changed generated files; commit them:"; echo "$$changes"; git diff --stat -- $(GENERATED); exit 1; fi
 	@echo "make gen: no drift"
 
 .PHONY: golden
