@@ -1,4 +1,4 @@
-"""kairos.training: the ``kairos-train`` CLI (issue #6).
+"""kairos.training: the ``kairos-train`` CLI. Not built yet: issue #6 builds it.
 
 Imports market data, computes ``kairos.features``, labels, trains torch models with walk-forward
 validation, exports ONNX with a parity check, backtests against baselines and registers models in
