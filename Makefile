@@ -27,6 +27,13 @@ CPP_BUILD := $(BUILD)/cpp
 # What `make gen` writes (git pathspecs), for the drift check.
 GENERATED := gen ':(glob)python/*/v1/**' ':(glob)python/sdk/*/v1/**' python/sdk/message_pool.py
 
+# Each component adds its own targets from mk/<component>.mk to these lists, so components grow
+# without touching each other's lines here. They run after the shared steps of test, bench and lint.
+TEST_TARGETS :=
+BENCH_TARGETS :=
+LINT_TARGETS :=
+include $(sort $(wildcard mk/*.mk))
+
 ##@ Main
 
 .PHONY: help
@@ -40,9 +47,10 @@ demo: setup cpp-build ## Run the main job on embedded defaults (today: real tick
 
 .PHONY: test
 test: setup cpp-build ## Run every test (Go, Python, C/C++)
-	go test -count=1 $(GO_PKGS)
+	go test -race -count=1 $(GO_PKGS)
 	$(PY) -m pytest
 	ctest --test-dir $(CPP_BUILD) --output-on-failure
+	@for t in $(TEST_TARGETS); do $(MAKE) $$t; done
 
 .PHONY: lint
 lint: setup $(STAMP)/compose ## Lint everything: buf lint/format/breaking, go vet/gofmt/staticcheck, ruff, mypy, clang-format, compose
@@ -61,6 +69,7 @@ lint: setup $(STAMP)/compose ## Lint everything: buf lint/format/breaking, go ve
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.h' 'cpp/*.c')
 	@compose="docker compose"; command -v docker >/dev/null || compose=$(TOOLS)/docker/cli-plugins/docker-compose; \
 	echo "$$compose config --quiet"; KAIROS_POSTGRES_PASSWORD=lint DOCKER_CONFIG=$(TOOLS)/docker $$compose -f docker-compose.yml config --quiet
+	@for t in $(LINT_TARGETS); do $(MAKE) $$t; done
 
 .PHONY: gen
 gen: setup ## Regenerate every stub from proto/ (Go, Python, betterproto2 SDK, nanopb C)
@@ -79,6 +88,7 @@ golden: setup ## Re-encode the golden vectors (proto/testdata/golden/*.txtpb -> 
 .PHONY: bench
 bench: setup cpp-build ## Run every benchmark; each writes bench/results/<name>.json
 	$(PY) bench/contracts.py --out bench/results/contracts.json
+	@for t in $(BENCH_TARGETS); do $(MAKE) $$t; done
 
 .PHONY: clean
 clean: ## Remove build outputs and caches (keeps the venv and installed tools)
@@ -94,7 +104,7 @@ distclean: clean ## Also remove the venv and installed tools (the next make rein
 .PHONY: setup
 setup: $(STAMP)/apt .venv/.synced $(STAMP)/gotools ## Install everything missing (idempotent)
 
-$(STAMP)/apt: Makefile
+$(STAMP)/apt: Makefile $(wildcard mk/*.mk)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing" $$missing; \
@@ -107,7 +117,7 @@ $(UV):
 	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
 
 .venv/.synced: $(UV) pyproject.toml uv.lock setup.py
-	$(UV) sync --locked --quiet
+	$(UV) sync --locked --all-extras --quiet
 	@touch $@
 
 $(STAMP)/gotools: tools/go.mod tools/go.sum
