@@ -1,0 +1,240 @@
+"""`kairos`: the umbrella command users run.
+
+    kairos up        start collector (embedded NATS), inference and execution (paper venue) locally
+    kairos down      stop what `kairos up` started
+    kairos status    health, model versions, key counters
+    kairos replay    replay a data file (or a built-in sample) through the bridge library
+    kairos stream    print live ticks, bars or predictions for a symbol (typed client SDK)
+    kairos kill      the execution kill switch: halt, cancel working orders, optionally flatten
+    kairos demo      the main job: all of the above on embedded defaults, with a live view and a report
+
+Exit codes: 0 success, 1 usage or runtime error, 2 bad input data (with --strict), 3 a service died.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kairos.stack import processes, services
+from kairos.stack.health import check_health
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+console = Console()
+err = Console(stderr=True)
+
+EXIT_ERROR = 1
+EXIT_BAD_DATA = 2
+EXIT_SERVICE_DIED = 3
+
+RunDir = Annotated[Path, typer.Option(help="Where logs, pids and the token live.")]
+
+
+@app.command()
+def up(
+    model: Annotated[str, typer.Option(help="models:/<name>@<alias> or a local .onnx (card beside it).")] = "",
+    run_dir: RunDir = services.STATE_DIR / "run",
+) -> None:
+    """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
+    from kairos.stack.demo import resolve_model
+
+    if processes.recorded_services(run_dir) and any(s.alive() for s in processes.recorded_services(run_dir)):
+        err.print(f"a stack is already running (see {run_dir / processes.STATE_FILE}); `kairos down` first")
+        raise typer.Exit(EXIT_ERROR)
+    settings = services.StackSettings(run_dir=run_dir, model=model)
+    settings.model = resolve_model(settings, console)
+    binaries = services.build_go_binaries(settings.bin_dir)
+    stack = processes.Stack(run_dir)
+    try:
+        for spec in services.specs(settings, binaries):
+            svc = stack.start(spec)
+            stack.wait_ready(svc)
+            console.print(f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {spec.grpc_addr}  log {svc.log_path}")
+    except processes.ServiceDied as exc:
+        err.print(f"[red]{exc}[/]")
+        stack.stop()
+        raise typer.Exit(EXIT_SERVICE_DIED) from exc
+    console.print(f"execution token in {run_dir / 'token'}; stop with `kairos down`")
+
+
+@app.command()
+def down(run_dir: RunDir = services.STATE_DIR / "run") -> None:
+    """Stop every service `kairos up` started."""
+    stopped = list(processes.stop_recorded(run_dir))
+    if not stopped:
+        console.print("nothing is running")
+    for name, what in stopped:
+        console.print(f"{name}: {what}")
+
+
+STATUS_METRICS = re.compile(
+    r"^(kairos_[a-z_]*(ticks|bars|predictions|orders|fills|denials|rejected|dropped)[a-z_]*_total)(\{[^}]*\})? (\S+)$"
+)
+
+
+@app.command()
+def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
+    """Health, model versions and counters of the running stack."""
+    recorded = processes.recorded_services(run_dir)
+    if not recorded:
+        console.print("nothing is running (`kairos up` starts the stack)")
+        raise typer.Exit(EXIT_ERROR)
+    table = Table("service", "pid", "process", "health", "address")
+    for svc in recorded:
+        table.add_row(
+            svc.name, str(svc.pid), "running" if svc.alive() else "[red]gone[/]", check_health(svc.grpc_addr).name,
+            svc.grpc_addr,
+        )
+    console.print(table)
+    inference = next((s for s in recorded if s.name == "inference"), None)
+    if inference is not None:
+        _print_models(inference.grpc_addr)
+    counters = Table("metric", "labels", "value")
+    for svc in recorded:
+        for name, labels, value in _scrape(svc.metrics_url):
+            counters.add_row(name, labels, value)
+    console.print(counters)
+
+
+def _print_models(addr: str) -> None:
+    import grpc
+
+    from kairos.inference.v1 import inference_pb2, inference_pb2_grpc
+
+    with grpc.insecure_channel(addr) as ch:
+        try:
+            resp = inference_pb2_grpc.InferenceServiceStub(ch).GetModelStatus(
+                inference_pb2.GetModelStatusRequest(), timeout=2
+            )
+        except grpc.RpcError as exc:
+            err.print(f"inference GetModelStatus: {exc.code().name} {exc.details()}")
+            return
+    table = Table("model", "version", "state", "source", "predictions")
+    for m in resp.models:
+        state = inference_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_")
+        table.add_row(m.model_name, m.model_version, state, m.source_uri, f"{m.predictions_total:,}")
+    console.print(table)
+
+
+def _scrape(url: str) -> list[tuple[str, str, str]]:
+    if not url:
+        return []
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        m = STATUS_METRICS.match(line)
+        if m:
+            out.append((m.group(1), m.group(3) or "", m.group(4)))
+    return out
+
+
+@app.command()
+def replay(
+    source: Annotated[str, typer.Argument(help="A data file (ticks or bars, any supported format) or sample:eurusd-h1.")],
+    symbol: Annotated[str, typer.Option(help="Symbol name for the replayed data.")] = "EURUSD",
+    speed: Annotated[float, typer.Option(help="Ticks per second; 0 replays as fast as possible.")] = 0.0,
+    collector: Annotated[str, typer.Option(help="Collector bridge listener host:port.")] = "127.0.0.1:7400",
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
+    last: Annotated[int, typer.Option(help="Replay only the last N rows (0: all).")] = 0,
+) -> None:
+    """Replay market data through the bridge library (the DLL's own C++ code) into the collector."""
+    from kairos.stack import replay as rp
+
+    try:
+        data = rp.load(source, symbol=symbol, strict=strict, last=last)
+    except rp.BadData as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_BAD_DATA) from exc
+    for problem in data.rejected:
+        err.print(f"[yellow]skipped[/] {problem}")
+    result = rp.replay(data, collector=collector, speed=speed)
+    console.print(
+        f"replayed {result.pushed:,} ticks of {data.symbol} in {result.seconds:.2f} s "
+        f"({result.ticks_per_s:,.0f}/s); sent {result.sent:,}, lost {result.lost:,}, "
+        f"rows skipped {len(data.rejected):,}"
+    )
+    if result.lost:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+def stream(
+    symbol: Annotated[str, typer.Argument(help="Symbol, e.g. EURUSD.")],
+    what: Annotated[str, typer.Option(help="ticks, bars or predictions.")] = "ticks",
+    collector: Annotated[str, typer.Option(help="Collector gRPC host:port (ticks, bars).")] = "127.0.0.1:7401",
+    nats_url: Annotated[str, typer.Option(help="NATS URL (predictions).")] = "nats://127.0.0.1:4222",
+    count: Annotated[int, typer.Option(help="Stop after this many events (0: until Ctrl-C).")] = 0,
+) -> None:
+    """Print live ticks, bars or predictions for SYMBOL, through the typed (betterproto2) client SDK."""
+    from kairos.stack import streaming
+
+    if what not in ("ticks", "bars", "predictions"):
+        err.print(f"--what must be ticks, bars or predictions, not {what!r}")
+        raise typer.Exit(EXIT_ERROR)
+    try:
+        for line in streaming.events(symbol, what, collector=collector, nats_url=nats_url, count=count):
+            console.print(line, highlight=False)
+    except KeyboardInterrupt:
+        pass
+    except streaming.StreamError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+
+
+@app.command()
+def kill(
+    flatten: Annotated[bool, typer.Option(help="Also close every open position at market.")] = False,
+    execution: Annotated[str, typer.Option(help="Execution gRPC host:port.")] = "127.0.0.1:7601",
+    run_dir: RunDir = services.STATE_DIR / "run",
+    reason: Annotated[str, typer.Option(help="Why, for the journal.")] = "kill switch (kairos kill)",
+) -> None:
+    """Kill switch: halt trading, cancel every working order, optionally flatten positions."""
+    settings = services.StackSettings(run_dir=run_dir)
+    binary = services.build_go_binaries(settings.bin_dir)["kairos-execution"]
+    argv = [str(binary), "kill", f"--addr={execution}", f"--reason={reason}"]
+    if flatten:
+        argv.append("--flatten")
+    env = {"KAIROS_EXECUTION_TOKEN": settings.ensure_token()}
+    code = subprocess.run(argv, env={**__import__("os").environ, **env}, check=False).returncode
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    data: Annotated[str, typer.Option(help="What to replay: sample:eurusd-h1 or a data file.")] = "sample:eurusd-h1",
+    model: Annotated[str, typer.Option(help="Model to serve; default: the registry's champion (trained if none).")] = "",
+    speed: Annotated[float, typer.Option(help="Replay speed in ticks per second (0: full speed).")] = 400.0,
+    last: Annotated[int, typer.Option(help="Replay only the last N rows of the data (0: all).")] = 1500,
+    out: Annotated[Path, typer.Option(help="Report directory.")] = services.REPO / "build" / "demo",
+    live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
+) -> None:
+    """The main job: train if needed, start the stack, replay through the bridge, watch, report, stop."""
+    from kairos.stack import demo as demo_mod
+
+    code = demo_mod.run(
+        demo_mod.DemoOptions(data=data, model=model, speed=speed, last=last, out=out, live=live), console
+    )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
