@@ -44,7 +44,7 @@ class Metrics:
 
 def positions_from_probs(probs: FloatArray) -> FloatArray:
     """argmax over (down, flat, up) -> (-1, 0, +1)."""
-    return np.argmax(probs, axis=1).astype(np.float64) - 1.0
+    return np.asarray(np.argmax(probs, axis=1), dtype=np.float64) - 1.0
 
 
 def net_returns(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 import click
 import typer
@@ -146,7 +146,7 @@ def _do_import(
     max_bars: int | None,
 ) -> Any:
     from kairos.training import pipeline
-    from kairos.training.data import timeframe_name
+    from kairos.training.data import Dedupe, timeframe_name
 
     if dedupe not in ("error", "keep-first", "keep-last"):
         raise CliFailure(EXIT_USAGE, f"--dedupe must be error, keep-first or keep-last, not {dedupe!r}")
@@ -157,8 +157,8 @@ def _do_import(
         ask_source=ask,
         spread=spread,
         source_tz=tz,
-        dedupe=dedupe,
-        max_bars=max_bars,  # type: ignore[arg-type]
+        dedupe=cast(Dedupe, dedupe),
+        max_bars=max_bars,
     )
     t = Table(title=f"import {data}", show_header=False)
     t.add_row("kind", rep.kind)
@@ -194,7 +194,7 @@ def import_cmd(
     dedupe: DedupeOpt = "error",
     max_bars: MaxBarsOpt = None,
 ) -> None:
-    """Import market data into normalised, validated bars (run/bars.parquet) and report duplicates and gaps."""
+    """Import market data into validated, normalised bars (run/bars.parquet); report duplicates, gaps."""
     _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars)
 
 
@@ -226,7 +226,8 @@ def _do_train(run: Path, tcfg: Any, lcfg: Any) -> dict[str, Any]:
         )
     out.print(t)
     out.print(
-        f"samples {info['samples']}, classes {info['class_counts']}, final model best epoch {info['final']['best_epoch']}"
+        f"samples {info['samples']}, classes {info['class_counts']}, "
+        f"final model best epoch {info['final']['best_epoch']}"
     )
     return info
 
@@ -257,9 +258,19 @@ def _configs(
     if scheme not in ("expanding", "rolling"):
         raise CliFailure(EXIT_USAGE, f"--scheme must be expanding or rolling, not {scheme!r}")
     tcfg = TrainConfig(
-        arch=arch, window=window, hidden=hidden, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
-        folds=folds, scheme=scheme, purge=purge, seed=seed, threads=threads,  # type: ignore[arg-type]
-    )  # fmt: skip
+        arch=arch,
+        window=window,
+        hidden=hidden,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        folds=folds,
+        scheme=cast(Literal["expanding", "rolling"], scheme),
+        purge=purge,
+        seed=seed,
+        threads=threads,
+    )
     return tcfg, LabelConfig(horizon=horizon, band_mult=band_mult, commission=commission)
 
 
@@ -329,7 +340,8 @@ def _do_export(run: Path, name: str | None, version: str | None, out_dir: Path |
     res = pipeline.step_export(run, name, version, out_dir)
     out.print(
         f"exported {res.onnx_path} ({res.size_bytes} bytes) and {res.card_path.name}: onnx.checker ok, "
-        f"ONNX Runtime parity max abs diff {res.max_abs_diff:.2e} on {res.parity_rows} held-out rows (limit 1e-05)"
+        f"ONNX Runtime parity max abs diff {res.max_abs_diff:.2e} on {res.parity_rows} held-out rows "
+        "(limit 1e-05)"
     )
     if out_dir is not None:
         out.print(f"copied to {out_dir}")
@@ -340,7 +352,7 @@ def _do_export(run: Path, name: str | None, version: str | None, out_dir: Path |
 def export(
     run: RunOpt = DEFAULT_RUN, name: NameOpt = None, version: VersionOpt = None, out_dir: OutOpt = None
 ) -> None:
-    """Export the final model to a single-file ONNX with its model card, checked for parity with ONNX Runtime."""
+    """Export the final model as one ONNX file plus model card; check it against ONNX Runtime (parity)."""
     _do_export(run, name, version, out_dir)
 
 
@@ -521,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(e, StepError | ModelCardError | ValueError) and not isinstance(e, ParityError):
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             code = EXIT_USAGE
-        elif isinstance(e, ParityError):
+        elif isinstance(e, ParityError) or type(e).__module__.startswith("onnx"):
             err.print(f"[red]export failed:[/red] {e}", highlight=False, soft_wrap=True)
             code = EXIT_EXPORT
         else:

@@ -431,7 +431,7 @@ def ticks_to_bars(ticks: pd.DataFrame, timeframe_s: int) -> pd.DataFrame:
 
 
 def resample_bars(bars: pd.DataFrame, timeframe_s: int) -> pd.DataFrame:
-    """Bars of a longer period from shorter ones (open time = floor, OHLC, volumes summed, spread averaged)."""
+    """Bars of a longer period from shorter ones (floor open time, OHLC, volume summed, spread averaged)."""
     p_ms = timeframe_s * 1000
     t_ms = (bars["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
     g = bars.assign(key=(t_ms // p_ms) * p_ms).groupby("key", sort=True)
@@ -490,8 +490,9 @@ def load_bars(
     """Import ``source`` as validated bars (BAR_SCHEMA, UTC) plus a report of what was found.
 
     ``ask_source`` is a bar file on the ask with the same times (spread = mean of ask - bid over the
-    four prices; crossed bars are clamped to 0 and reported); a ``*bid*`` file with an ``*ask*`` twin beside it is paired automatically.
-    ``spread`` (price units) fills bars that carry no spread, and is recorded as such.
+    four prices; crossed bars are clamped to 0 and reported); a ``*bid*`` file with an ``*ask*`` twin
+    beside it is paired automatically. ``spread`` (price units) fills bars that carry no spread, and is
+    recorded as such.
     """
     parsed, file = _parse(source, source_tz)
     rows_in = len(parsed.frame)
@@ -591,7 +592,7 @@ def load_bars(
         gaps=len(big),
         missing_bars=int((big - 1).round().sum()),
         largest_gaps=[
-            Gap(str(bars["time"].iloc[i - 1]), str(bars["time"].iloc[i]), int(round(v)) - 1)
+            Gap(str(bars["time"].iloc[i - 1]), str(bars["time"].iloc[i]), round(v) - 1)
             for i, v in largest.items()
         ],
         sha256=dataset_hash(bars),

@@ -54,7 +54,7 @@ def window_index(
     features: npt.NDArray[np.float64], labels: npt.NDArray[np.float64], window: int
 ) -> npt.NDArray[np.int64]:
     """Bars t whose input window (rows t-window+1..t) is complete and whose label is known."""
-    finite_row = np.isfinite(features).all(axis=1)
+    finite_row = np.asarray(np.isfinite(features).all(axis=1), dtype=bool)
     # A window is complete when its first row is finite (warm-up NaNs only ever lead the series).
     ok = np.zeros(len(features), dtype=bool)
     if len(features) >= window:

@@ -126,8 +126,8 @@ def step_train(
     purge = cfg.purge if cfg.purge is not None else label_cfg.horizon
     if len(idx) < 200:
         raise StepError(
-            f"only {len(idx)} usable samples from {len(bars)} bars (warm-up {SCHEMA.window + cfg.window - 1} bars, "
-            f"horizon {label_cfg.horizon}); import more data"
+            f"only {len(idx)} usable samples from {len(bars)} bars "
+            f"(warm-up {SCHEMA.window + cfg.window - 1} bars, horizon {label_cfg.horizon}); import more data"
         )
     wf = walk_forward(feats, labels, idx, cfg, purge, on_epoch)
     final, held_out = train_final(feats, labels, idx, cfg, purge, on_epoch)
@@ -167,12 +167,10 @@ def step_train(
         {"model_cfg": asdict(final.net.cfg), "state_dict": final.net.state_dict(), "held_out": held_out},
         run_dir / "model.pt",
     )
-    np.savez(
-        run_dir / "oos.npz",
-        **{f"val_{f.k}": f.val for f in wf.folds},
-        **{f"probs_{k}": p for k, p in enumerate(wf.probs)},
-        **{f"logreg_{k}": p for k, p in enumerate(wf.logreg_probs)},
-    )
+    arrays: dict[str, Any] = {f"val_{f.k}": f.val for f in wf.folds}
+    arrays |= {f"probs_{k}": p for k, p in enumerate(wf.probs)}
+    arrays |= {f"logreg_{k}": p for k, p in enumerate(wf.logreg_probs)}
+    np.savez(run_dir / "oos.npz", **arrays)
     _write_json(run_dir / "run.json", run)
     return run
 
@@ -288,7 +286,8 @@ def step_backtest(run_dir: Path, commission: float | None = None) -> dict[str, A
         f["bars"] = len(fold)
     _write_json(run_dir / "report.json", report)
     (run_dir / "report.md").write_text(render_report(report), encoding="utf-8")
-    title = f"{run['train']['arch']} on {Path(imp['source']).name} ({data_mod.timeframe_name(imp['timeframe_s'])})"
+    tf_name = data_mod.timeframe_name(imp["timeframe_s"])
+    title = f"{run['train']['arch']} on {Path(imp['source']).name} ({tf_name})"
     plot_equity(cmp, times_ms, fold_idx, run_dir / "equity.png", title)
     return report
 
@@ -298,16 +297,19 @@ def render_report(rep: dict[str, Any]) -> str:
         f"# Backtest: {rep['architecture']} vs baselines",
         "",
         f"Data: {rep['dataset']['source']} ({rep['dataset']['bars']} bars, {rep['dataset']['first']} .. "
-        f"{rep['dataset']['last']}), spread: {rep['spread']}, commission {rep['commission_per_side']:g} per side.",
+        f"{rep['dataset']['last']}), spread: {rep['spread']}, "
+        f"commission {rep['commission_per_side']:g} per side.",
         f"Out-of-sample: {len(rep['folds'])} walk-forward validation folds, every strategy on the same bars.",
         "",
-        "| strategy | mean fold Sharpe | Sharpe (all folds) | total return | hit rate | max drawdown | turnover | trades |",
+        "| strategy | mean fold Sharpe | Sharpe (all folds) | total return | hit rate | max drawdown "
+        "| turnover | trades |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, s in rep["strategies"].items():
         o = s["overall"]
         lines.append(
-            f"| {name} | {s['mean_fold_sharpe']:.3f} | {o['sharpe']:.3f} | {o['total_return'] * 1e4:.1f} bp | "
+            f"| {name} | {s['mean_fold_sharpe']:.3f} | {o['sharpe']:.3f} | "
+            f"{o['total_return'] * 1e4:.1f} bp | "
             f"{o['hit_rate']:.3f} | {o['max_drawdown'] * 1e4:.1f} bp | {o['turnover']:.3f} | {o['trades']} |"
         )
     lines += ["", f"Verdict: {rep['reason']}.", "", "![equity](equity.png)", ""]

@@ -8,6 +8,7 @@ directory). ``KAIROS_MLFLOW_URI`` or ``--tracking-uri`` point elsewhere (a file 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -76,13 +77,15 @@ def log_and_register(
 ) -> RegisterResult:
     """Log the run; register ``name`` and point ``alias`` at it only if the report says the model
     beat the baselines (or ``force``, recorded as a tag)."""
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
     import mlflow
     import mlflow.onnx
     import onnx
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
+
+    # mlflow sets up its own INFO handlers on import; the CLI prints its own summary.
+    for logger in ("mlflow", "alembic"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
 
     onnx_path = run_dir / "model.onnx"
     card_path = run_dir / "model.card.json"
@@ -150,6 +153,10 @@ def log_and_register(
                 metadata=card.to_dict(),
                 onnx_execution_providers=["CPUExecutionProvider"],
                 save_as_external_data=False,
+                # Stated, not inferred: inference takes ~10 s and probes uv/pip on every run.
+                pip_requirements=[
+                    f"{p}=={importlib.metadata.version(p)}" for p in ("onnx", "onnxruntime", "numpy")
+                ],
             )
             for p in (
                 card_path,

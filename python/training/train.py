@@ -175,7 +175,7 @@ def fit(
             b = order[i : i + cfg.batch_size]
             opt.zero_grad()
             loss = loss_fn(net(xt[b]), yt[b])
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             opt.step()
             total += float(loss) * len(b)
         net.eval()
