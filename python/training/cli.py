@@ -19,11 +19,15 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+try:  # typer >= 0.2x runs on its own vendored copy of click: catch that copy's exceptions
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]
 
 EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_NOT_GOOD_ENOUGH, EXIT_EXPORT, EXIT_TRACKING = 0, 1, 2, 3, 4, 5
 DEFAULT_RUN = Path(".kairos/runs/latest")
@@ -511,10 +515,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = typer.main.get_command(app).main(args=argv, prog_name="kairos-train", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
-    except click.exceptions.UsageError as e:
+    except click_exc.UsageError as e:
         e.show(file=sys.stderr)
         code = EXIT_USAGE
-    except click.exceptions.Abort:
+    except click_exc.ClickException as e:
+        e.show(file=sys.stderr)
+        code = EXIT_USAGE
+    except typer.Abort:
         err.print("interrupted")
         code = 130
     except KeyboardInterrupt:

@@ -177,7 +177,7 @@ def fit(
             loss = loss_fn(net(xt[b]), yt[b])
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += loss.item() * len(b)
         net.eval()
         with torch.no_grad():
             early_loss = float(loss_fn(net(xe), ye))

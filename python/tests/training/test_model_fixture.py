@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]
 
 from kairos.features import SCHEMA, BarBuilder, ModelCard, OnlineFeatures
 
