@@ -140,7 +140,8 @@ def test_mlflow_registers_only_a_model_that_beats_the_baselines_and_serves_it_by
         assert code == 3
         assert "not registered: model mean fold Sharpe" in capsys.readouterr().err
         assert client.search_registered_models() == []
-        assert len(client.search_runs([client.get_experiment_by_name("kairos-train").experiment_id  # type: ignore[union-attr]])) == 1
+        exp = client.get_experiment_by_name("kairos-train")
+        assert exp is not None and len(client.search_runs([exp.experiment_id])) == 1
 
     good = tmp_path / "oracle"
     shutil.copytree(run_dir, good)
