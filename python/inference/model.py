@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
 
 from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
@@ -312,6 +312,7 @@ class ModelManager:
         self.predictions_total = 0
         self._current_key = ""
         self._failed_key = ""
+        self._last_exc: ModelLoadError | None = None
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[ServedModel], None]] = []
         self.log = get_logger(source=source.uri)
@@ -323,7 +324,7 @@ class ModelManager:
         """First load; raises (the server does not start without a model)."""
         await self.check()
         if self.current is None:
-            raise ModelLoadError(self.last_error or f"{self.source.uri}: no model loaded")
+            raise self._last_exc or ModelLoadError(f"{self.source.uri}: no model loaded")
         return self.current
 
     async def check(self) -> bool:
@@ -332,6 +333,7 @@ class ModelManager:
             try:
                 key = await asyncio.to_thread(self.source.current_version)
             except ModelLoadError as e:
+                self._last_exc = e
                 self._fail(str(e), "failed", "")
                 return False
             if key == self._current_key or key == self._failed_key:
@@ -341,9 +343,11 @@ class ModelManager:
             try:
                 model = await asyncio.to_thread(self.source.load, key)
             except ModelRefused as e:
+                self._last_exc = e
                 self._fail(str(e), "refused", key)
                 return False
             except ModelLoadError as e:
+                self._last_exc = e
                 self._fail(str(e), "failed", key)
                 return False
             old = self.current

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from prometheus_client import start_http_server
 
 from kairos.inference import logs
@@ -69,7 +69,7 @@ class InferenceServer:
         ]
         server = self._grpc = grpc.aio.server(options=opts)
         servicer = InferenceServicer(self.cfg, self.manager, self.batcher, self.metrics, self.publisher)
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -147,7 +147,7 @@ def _worker(cfg: InferenceConfig) -> None:
 
 def _run_workers(cfg: InferenceConfig) -> int:
     """N processes on one port (SO_REUSEPORT); worker i serves metrics on the metrics port + i."""
-    host, port = split_hostport(cfg.listen)
+    _, port = split_hostport(cfg.listen)
     if port == 0:
         print("kairos-inference: --workers > 1 needs a fixed --listen port", file=sys.stderr)
         return 2

@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 import numpy as np
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status  # type: ignore[import-untyped]
 
 from kairos.inference.batcher import BatchResult, MicroBatcher
 from kairos.inference.config import InferenceConfig
@@ -78,7 +78,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     # --- StreamPredict -------------------------------------------------------------------------
 
-    async def StreamPredict(  # noqa: N802 (gRPC method name)
+    async def StreamPredict(
         self, request_iterator: AsyncIterator[pb.StreamPredictRequest], context: grpc.aio.ServicerContext
     ) -> None:
         state = StreamState(
@@ -169,7 +169,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     # --- Predict ---------------------------------------------------------------------------------
 
-    async def Predict(  # noqa: N802
+    async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
         t0 = time.perf_counter()
@@ -243,7 +243,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         need = model.history_bars
         if len(bars) > self.cfg.max_bars_per_request:
             raise InvalidArgument(
-                [("bars.bars", "OVERSIZED_BATCH", f"{len(bars)} bars (at most {self.cfg.max_bars_per_request})")]
+                [
+                    (
+                        "bars.bars",
+                        "OVERSIZED_BATCH",
+                        f"{len(bars)} bars (at most {self.cfg.max_bars_per_request})",
+                    )
+                ]
             )
         if len(bars) < need:
             raise InvalidArgument(
@@ -280,7 +286,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     # --- GetModelStatus --------------------------------------------------------------------------
 
-    async def GetModelStatus(  # noqa: N802
+    async def GetModelStatus(
         self, request: pb.GetModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelStatusResponse:
         self.metrics.requests.labels("GetModelStatus").inc()

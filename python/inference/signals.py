@@ -84,7 +84,9 @@ class SignalPublisher:
         while True:
             sig = await self.queue.get()
             # Stamp the hop as the signal leaves the server.
-            sig.hops.append(types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_INFERENCE_SEND, time_us=time.time_ns() // 1000))
+            sig.hops.append(
+                types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_INFERENCE_SEND, time_us=time.time_ns() // 1000)
+            )
             try:
                 await nc.publish(f"{self.prefix}.{sig.symbol}", sig.SerializeToString())
                 self.metrics.signals_published.inc()

@@ -201,7 +201,10 @@ class StreamState:
             self._ticks(work, i, batch, model)
         if len(req.bars) > self.max_bars:
             self._reject(
-                work, "bars", "OVERSIZED_BATCH", f"{len(req.bars)} bars in one request (at most {self.max_bars})"
+                work,
+                "bars",
+                "OVERSIZED_BATCH",
+                f"{len(req.bars)} bars in one request (at most {self.max_bars})",
             )
         else:
             for i, bar in enumerate(req.bars):
@@ -226,7 +229,9 @@ class StreamState:
             self._reject(work, fld, "EMPTY_BATCH", "tick batch has no ticks", sym)
             return
         if n > self.max_ticks:
-            self._reject(work, fld, "OVERSIZED_BATCH", f"{n} ticks in one batch (at most {self.max_ticks})", sym)
+            self._reject(
+                work, fld, "OVERSIZED_BATCH", f"{n} ticks in one batch (at most {self.max_ticks})", sym
+            )
             return
         lengths = {"bid": len(batch.bid), "ask": len(batch.ask)}
         for name in ("last", "volume", "flags", "sequence"):
@@ -251,10 +256,12 @@ class StreamState:
         for j in range(n):
             t, b, a = times[j], bids[j], asks[j]
             if not (isfinite(b) and isfinite(a)):
-                self._reject(work, f"{fld}.bid[{j}]", "NON_FINITE_PRICE", f"bid {b}, ask {a}", sym)
+                col = "bid" if not isfinite(b) else "ask"
+                self._reject(work, f"{fld}.{col}[{j}]", "NON_FINITE_PRICE", f"bid {b}, ask {a}", sym)
                 continue
             if b <= 0.0 or a <= 0.0:
-                self._reject(work, f"{fld}.bid[{j}]", "NON_POSITIVE_PRICE", f"bid {b}, ask {a}", sym)
+                col = "bid" if b <= 0.0 else "ask"
+                self._reject(work, f"{fld}.{col}[{j}]", "NON_POSITIVE_PRICE", f"bid {b}, ask {a}", sym)
                 continue
             if b > a:
                 self._reject(work, f"{fld}.bid[{j}]", "CROSSED_QUOTE", f"bid {b} > ask {a}", sym)
