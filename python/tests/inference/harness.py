@@ -185,7 +185,7 @@ class StreamClient:
 
     def __init__(self, target: str) -> None:
         self.channel = grpc.insecure_channel(target)
-        self.stub = inference_pb2_grpc.InferenceServiceStub(self.channel)
+        self.stub = inference_pb2_grpc.InferenceServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self._out: queue.Queue[pb.StreamPredictRequest | None] = queue.Queue()
         self.responses = self.stub.StreamPredict(iter(self._out.get, None), timeout=120)
 

@@ -79,8 +79,8 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 def _status(srv: ServerThread) -> pb.ModelStatus:
     with grpc.insecure_channel(srv.target) as ch:
         stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
-        (st,) = stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=10).models
-        return st
+        resp: pb.GetModelStatusResponse = stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=10)
+        return resp.models[0]
 
 
 def test_serves_the_version_an_alias_points_to(
