@@ -46,7 +46,9 @@ def test_groups_from_different_streams_share_runs_of_at_most_max_batch_and_versi
 
     asyncio.run(scenario())
     # 13 rows for version a in runs of at most 8 (8 + 5), then 2 rows for b alone: 3 runs.
-    samples = {s.name: s.value for s in next(iter(metrics.batch_size.collect())).samples if "bucket" not in s.name}
+    samples = {
+        s.name: s.value for s in next(iter(metrics.batch_size.collect())).samples if "bucket" not in s.name
+    }
     assert samples["kairos_inference_batch_size_sum"] == 15
     assert samples["kairos_inference_batch_size_count"] == 3
     assert manager.predictions_total == 15

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import nats
+import pandas as pd  # type: ignore[import-untyped]
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-import pandas as pd  # type: ignore[import-untyped]
 
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.tests.inference.harness import ServerThread, StreamClient, metric, proto_bars, wait_for
