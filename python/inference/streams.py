@@ -224,7 +224,8 @@ class StreamState:
     def _ticks(self, work: Work, i: int, batch: md.TickBatch, model: ServedModel) -> None:
         fld = f"ticks[{i}]"
         sym = batch.symbol
-        n = len(batch.time_msc)
+        times_col = batch.time_msc
+        n = len(times_col)
         if n == 0:
             self._reject(work, fld, "EMPTY_BATCH", "tick batch has no ticks", sym)
             return
@@ -233,25 +234,32 @@ class StreamState:
                 work, fld, "OVERSIZED_BATCH", f"{n} ticks in one batch (at most {self.max_ticks})", sym
             )
             return
-        lengths = {"bid": len(batch.bid), "ask": len(batch.ask)}
-        for name in ("last", "volume", "flags", "sequence"):
-            k = len(getattr(batch, name))
-            if k:
-                lengths[name] = k
-        wrong = {k: v for k, v in lengths.items() if v != n}
-        if wrong:
+        bid_col, ask_col, vol_col, seq_col = batch.bid, batch.ask, batch.volume, batch.sequence
+        nb, na, nv, ns, nl, nf = (
+            len(bid_col),
+            len(ask_col),
+            len(vol_col),
+            len(seq_col),
+            len(batch.last),
+            len(batch.flags),
+        )
+        # bid and ask are required; the other columns may be empty (all zero) or complete.
+        if nb != n or na != n or (nv and nv != n) or (ns and ns != n) or (nl and nl != n) or (nf and nf != n):
+            lengths = {"bid": nb, "ask": na, "last": nl, "volume": nv, "flags": nf, "sequence": ns}
             self._reject(
-                work, fld, "MALFORMED_BATCH", f"column lengths differ: time_msc has {n}, {wrong}", sym
+                work, fld, "MALFORMED_BATCH", f"column lengths differ: time_msc has {n}, {lengths}", sym
             )
             return
-        st = self._state_for(work, fld, sym, model)
-        if st is None:
-            return
-        times = list(batch.time_msc)
-        bids = list(batch.bid)
-        asks = list(batch.ask)
-        vols = list(batch.volume) if len(batch.volume) else None
-        seqs = list(batch.sequence) if len(batch.sequence) else None
+        st = self.symbols.get(sym)
+        if st is None or st.timeframe_s != model.timeframe_s or st.capacity < model.rows:
+            st = self._state_for(work, fld, sym, model)
+            if st is None:
+                return
+        times = list(times_col)
+        bids = list(bid_col)
+        asks = list(ask_col)
+        vols = list(vol_col) if nv else None
+        seqs = list(seq_col) if ns else None
         isfinite = math.isfinite
         for j in range(n):
             t, b, a = times[j], bids[j], asks[j]
