@@ -79,8 +79,9 @@ class SymbolState:
             self.count = 0
 
     def push_row(self, row: np.ndarray | None) -> None:
-        if row is None or not np.all(np.isfinite(row)):
-            self.count = 0  # warming up (or a gap in the features): need `rows` complete rows again
+        """Append a complete feature row; None (warming up, or a non-finite row) restarts the count."""
+        if row is None:
+            self.count = 0  # need `rows` complete rows again
             return
         self.pos = (self.pos + 1) % self.capacity
         self.ring[self.pos] = row
@@ -175,13 +176,14 @@ class StreamState:
         """Feature rows for every bar the request closed (one kernel run), then the model inputs due."""
         windows = [c[3] for c in work.closed if c[3] is not None]
         rows = feature_rows(windows) if windows else None
+        finite = np.isfinite(rows).all(axis=1).tolist() if rows is not None else []
         k = 0
         for st, symbol, bar_open_msc, bar_window, bid, ask in work.closed:
             if bar_window is None:
                 st.push_row(None)
                 continue
             assert rows is not None
-            st.push_row(rows[k])
+            st.push_row(rows[k] if finite[k] else None)
             k += 1
             win = st.window(model.rows)
             if win is None:
@@ -329,17 +331,19 @@ class StreamState:
 
 def bar_problem(bar: md.Bar, timeframe_s: int) -> tuple[str, str] | None:
     """(reason, description) if a bar cannot be used by a model of this timeframe, else None."""
-    if bar.period_s != timeframe_s:
-        return "PERIOD_MISMATCH", f"bar period {bar.period_s} s, the model uses {timeframe_s} s bars"
-    prices = (bar.open, bar.high, bar.low, bar.close)
-    if not all(math.isfinite(p) for p in prices) or not math.isfinite(bar.spread_mean):
-        return "NON_FINITE_PRICE", f"OHLC {prices}, spread_mean {bar.spread_mean}"
-    if min(prices) <= 0.0:
-        return "NON_POSITIVE_PRICE", f"OHLC {prices}"
-    if bar.open_time_msc % (bar.period_s * 1000) != 0:
-        return "INVALID_BAR", f"open_time_msc {bar.open_time_msc} is not a multiple of {bar.period_s} s"
-    if bar.low > min(bar.open, bar.close) or bar.high < max(bar.open, bar.close):
-        return "INVALID_BAR", f"OHLC {prices}: low/high do not bound open and close"
-    if bar.spread_mean < 0.0:
-        return "INVALID_BAR", f"negative spread_mean {bar.spread_mean}"
+    period = bar.period_s
+    if period != timeframe_s:
+        return "PERIOD_MISMATCH", f"bar period {period} s, the model uses {timeframe_s} s bars"
+    o, h, lo, c, sp = bar.open, bar.high, bar.low, bar.close, bar.spread_mean
+    # One sum tells finite from not (NaN and inf propagate); the slow path only runs on bad bars.
+    if not math.isfinite(o + h + lo + c + sp):
+        return "NON_FINITE_PRICE", f"OHLC {(o, h, lo, c)}, spread_mean {sp}"
+    if o <= 0.0 or h <= 0.0 or lo <= 0.0 or c <= 0.0:
+        return "NON_POSITIVE_PRICE", f"OHLC {(o, h, lo, c)}"
+    if bar.open_time_msc % (period * 1000) != 0:
+        return "INVALID_BAR", f"open_time_msc {bar.open_time_msc} is not a multiple of {period} s"
+    if lo > o or lo > c or h < o or h < c:
+        return "INVALID_BAR", f"OHLC {(o, h, lo, c)}: low/high do not bound open and close"
+    if sp < 0.0:
+        return "INVALID_BAR", f"negative spread_mean {sp}"
     return None
