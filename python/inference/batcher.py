@@ -89,6 +89,10 @@ class MicroBatcher:
             self._queue.clear()
 
     def _run_once(self) -> None:
+        while self._queue and self._queue[0].future.cancelled():  # its stream is gone
+            self._drop(self._queue[0])
+        if not self._queue:
+            return
         model = self._queue[0].model
         take: list[tuple[_Group, int, int]] = []  # group, start row in group, row count
         n = 0

@@ -29,13 +29,15 @@ def pipeline_spec() -> PipelineSpec:
 class SymbolFeed:
     """One symbol's bar builder and its window of the latest ``SCHEMA.window`` closed bars."""
 
-    __slots__ = ("buf", "builder", "count")
+    __slots__ = ("buf", "builder", "count", "pos")
 
     def __init__(self, timeframe_s: int) -> None:
         self.builder = BarBuilder(timeframe_s)
-        # Rows: open time (ms), high, low, close, spread_mean, tick_volume; newest bar in the last column
-        # (the layout OnlineFeatures keeps).
-        self.buf = np.zeros((6, WINDOW))
+        # Rows: open time (ms), high, low, close, spread_mean, tick_volume (the layout OnlineFeatures
+        # keeps). Each bar is written at column i and i + WINDOW, so the latest WINDOW bars, oldest
+        # first, are always the contiguous columns pos+1 .. pos+WINDOW: no shifting per bar.
+        self.buf = np.zeros((6, 2 * WINDOW))
+        self.pos = 0
         self.count = 0
 
     def add_tick(self, time_msc: int, bid: float, ask: float, volume: float) -> list[Bar]:
@@ -44,10 +46,12 @@ class SymbolFeed:
     def push_bar(self, bar: BarLike) -> np.ndarray | None:
         """Add a closed bar; its window (6, WINDOW) once SCHEMA.window bars were seen, else None."""
         buf = self.buf
-        buf[:, :-1] = buf[:, 1:]
-        buf[:, -1] = (bar.open_time_msc, bar.high, bar.low, bar.close, bar.spread_mean, bar.tick_volume)
+        col = (bar.open_time_msc, bar.high, bar.low, bar.close, bar.spread_mean, bar.tick_volume)
+        pos = self.pos = (self.pos + 1) % WINDOW
+        buf[:, pos] = col
+        buf[:, pos + WINDOW] = col
         self.count += 1
-        return buf.copy() if self.count >= WINDOW else None
+        return buf[:, pos + 1 : pos + 1 + WINDOW].copy() if self.count >= WINDOW else None
 
 
 def feature_rows(windows: list[np.ndarray]) -> np.ndarray:
