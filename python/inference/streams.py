@@ -300,6 +300,8 @@ class StreamState:
             st.last_time_msc = t
             st.bid, st.ask = b, a
             for bar in st.feed.add_tick(t, b, a, vols[j] if vols is not None else 0.0):
+                if bar.open_time_msc <= st.last_bar_open_msc:
+                    continue  # that minute already came as a closed Bar on this stream: never twice
                 # The tick that closes a bar is the quote the prediction is made at.
                 st.last_bar_open_msc = bar.open_time_msc
                 work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), b, a))
