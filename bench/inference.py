@@ -404,7 +404,8 @@ def main() -> None:
         print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
     with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp, mlflow_serve(Path(tmp)) as port:
         m.update(bench_mlflow(port, card, args.seconds))
-        print("mlflow serve:", m["mlflow_serve_predictions_per_s"], m["mlflow_serve_latency_us_p50"], flush=True)
+        thr, p50 = m["mlflow_serve_predictions_per_s"], m["mlflow_serve_latency_us_p50"]
+        print("mlflow serve:", round(thr), "predictions/s, batch-1 p50", round(p50), "us", flush=True)
     m["throughput_vs_mlflow_serve"] = m["predictions_per_s"] / m["mlflow_serve_predictions_per_s"]
     m["latency_vs_mlflow_serve"] = m["stream_latency_us_p50"] / m["mlflow_serve_latency_us_p50"]
     m["efficiency_vs_ort"] = m["predictions_per_s"] / m["ort_inprocess_predictions_per_s"]
