@@ -118,8 +118,16 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 if work.rejections:
                     resp.rejections.extend(work.rejections)
                 if fut is not None:
-                    result: BatchResult = await fut
-                    self._fill(resp, req, recv_us, model, work, result)
+                    try:
+                        result: BatchResult = await fut
+                    except Exception as e:  # the model run failed: refuse these rows, keep the stream
+                        self.metrics.rejected.labels("MODEL_ERROR").inc(len(work.symbols))
+                        resp.rejections.add(
+                            field="", reason="MODEL_ERROR", description=f"model run failed: {e}"
+                        )
+                        work.symbols.clear()
+                    else:
+                        self._fill(resp, req, recv_us, model, work, result)
                 await context.write(resp)
                 self._stream_seconds.observe(time.perf_counter() - recv_t)
                 if self.publisher is not None and resp.predictions:
