@@ -1,0 +1,20 @@
+# kairos-train (python/training) and kairos.features: the model fixture and the training benchmark.
+# The Python tests (python/tests/training, python/tests/features) run with the shared pytest step.
+
+TRAINING_DATA := $(ROOT)/../shared/data
+MODEL_FIXTURE := python/tests/data/model
+# 2012-03-01T00:00:00Z, the end of the fixture's data: the card's created_utc, so regeneration is byte-identical.
+MODEL_FIXTURE_EPOCH := 1330560000
+
+BENCH_TARGETS += bench-training
+
+.PHONY: model-fixture
+model-fixture: setup ## Regenerate the test model (python/tests/data/model) from real GBPUSD M1 bars, deterministically
+	SOURCE_DATE_EPOCH=$(MODEL_FIXTURE_EPOCH) $(ROOT)/.venv/bin/kairos-train run \
+	  --data $(TRAINING_DATA)/gbpusd-m1-bid-2012.csv --timeframe M1 --arch mlp --window 16 --seed 0 --threads 1 \
+	  --run $(BUILD)/model-fixture --no-register --out $(MODEL_FIXTURE)
+	sha256sum $(MODEL_FIXTURE)/model.onnx $(MODEL_FIXTURE)/model.card.json
+
+.PHONY: bench-training
+bench-training: setup ## Training benchmark: feature rows/s and the import..parity pipeline on 30k GBPUSD M1 bars
+	$(PY) bench/training.py --data $(TRAINING_DATA) --out bench/results/training.json

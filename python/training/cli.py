@@ -1,0 +1,545 @@
+"""``kairos-train``: import -> train -> export -> backtest -> register, or all of it with ``run``.
+
+Every command works on a run directory (``--run``, default ``.kairos/runs/latest``) so each step can be
+repeated alone. Exit codes scripts can rely on:
+
+    0  success
+    1  usage error: bad option, or an earlier step's output is missing
+    2  bad input data (the message names file, line and field)
+    3  the model did not beat the baselines, so it was not registered (the reason is printed)
+    4  export failed: ONNX check or ONNX Runtime parity
+    5  the MLflow tracking store failed
+  130  interrupted
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, cast
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_NOT_GOOD_ENOUGH, EXIT_EXPORT, EXIT_TRACKING = 0, 1, 2, 3, 4, 5
+DEFAULT_RUN = Path(".kairos/runs/latest")
+
+app = typer.Typer(
+    name="kairos-train",
+    help="Train Kairos models on real market data: import, train (walk-forward), export ONNX, "
+    "backtest against baselines, register in MLflow. Exit codes: 0 ok, 1 usage, 2 bad data, "
+    "3 not better than the baselines (not registered), 4 export/parity failure, 5 MLflow failure.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Wide enough for the tables when output is captured (rich falls back to 80 columns off a terminal).
+out = Console(width=None if sys.stdout.isatty() else 130)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 130)
+
+
+class CliFailure(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ------------------------------------------------------------------------------------------- options
+
+RunOpt = Annotated[Path, typer.Option("--run", help="Run directory holding every step's output.")]
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Market data: an MT5 tick/bar export (tab-separated, UTF-8/UTF-16), a CSV bar or tick file, "
+        "a Parquet file, or sample:eurusd-h1.",
+    ),
+]
+AskOpt = Annotated[
+    str | None, typer.Option("--ask-data", help="Bars on the ask with the same times (spread = ask - bid).")
+]
+SpreadOpt = Annotated[
+    float | None,
+    typer.Option("--spread", help="Spread in price units for data without one (sample:eurusd-h1: 0.0001)."),
+]
+TfOpt = Annotated[
+    str | None,
+    typer.Option("--timeframe", help="Bar timeframe (M1, M5, H1, ... or seconds); ticks default to M1."),
+]
+TzOpt = Annotated[
+    str, typer.Option("--source-tz", help="Time zone of naive times in the file (MT5 server time).")
+]
+DedupeOpt = Annotated[
+    str, typer.Option("--dedupe", help="Duplicate bar times: error (default), keep-first or keep-last.")
+]
+MaxBarsOpt = Annotated[int | None, typer.Option("--max-bars", min=1, help="Keep only the latest N bars.")]
+ArchOpt = Annotated[str, typer.Option("--arch", help="Model: mlp or tcn.")]
+WindowOpt = Annotated[int, typer.Option("--window", min=1, help="Feature rows per model input.")]
+HiddenOpt = Annotated[int, typer.Option("--hidden", min=1, help="Hidden units/channels.")]
+EpochsOpt = Annotated[
+    int, typer.Option("--epochs", min=1, help="Maximum epochs (early stopping may end sooner).")
+]
+PatienceOpt = Annotated[int, typer.Option("--patience", min=1, help="Early-stopping patience in epochs.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1)]
+LrOpt = Annotated[float, typer.Option("--lr", min=0.0)]
+FoldsOpt = Annotated[int, typer.Option("--folds", min=1, help="Walk-forward validation folds.")]
+SchemeOpt = Annotated[str, typer.Option("--scheme", help="Walk-forward training set: expanding or rolling.")]
+PurgeOpt = Annotated[
+    int | None,
+    typer.Option("--purge", min=0, help="Bars between training and validation (default: horizon)."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random number (torch, numpy, sklearn).")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")]
+HorizonOpt = Annotated[int, typer.Option("--horizon", min=1, help="Label horizon in bars.")]
+BandOpt = Annotated[
+    float, typer.Option("--band-mult", min=0.0, help="No-trade band as a multiple of the costs.")
+]
+CommOpt = Annotated[
+    float, typer.Option("--commission", min=0.0, help="Commission per side, fraction of notional.")
+]
+NameOpt = Annotated[
+    str | None, typer.Option("--name", help="Model name (default: kairos-<symbol from the data>).")
+]
+VersionOpt = Annotated[
+    str | None, typer.Option("--version", help="Model version in the card (default: arch-datahash).")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Also copy model.onnx and model.card.json here.")]
+AliasOpt = Annotated[str | None, typer.Option("--alias", help="Registry alias to point at the new version.")]
+UriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri", help="MLflow tracking URI (default: env KAIROS_MLFLOW_URI, else .kairos/mlflow.db)."
+    ),
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Register even if the model did not beat the baselines (tagged).")
+]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def _do_import(
+    run: Path,
+    data: str,
+    ask: str | None,
+    spread: float | None,
+    tf: str | None,
+    tz: str,
+    dedupe: str,
+    max_bars: int | None,
+) -> Any:
+    from kairos.training import pipeline
+    from kairos.training.data import Dedupe, timeframe_name
+
+    if dedupe not in ("error", "keep-first", "keep-last"):
+        raise CliFailure(EXIT_USAGE, f"--dedupe must be error, keep-first or keep-last, not {dedupe!r}")
+    rep = pipeline.step_import(
+        run,
+        data,
+        timeframe=tf,
+        ask_source=ask,
+        spread=spread,
+        source_tz=tz,
+        dedupe=cast(Dedupe, dedupe),
+        max_bars=max_bars,
+    )
+    t = Table(title=f"import {data}", show_header=False)
+    t.add_row("kind", rep.kind)
+    t.add_row("rows read", str(rep.rows_in))
+    t.add_row("bars", f"{rep.bars} {timeframe_name(rep.timeframe_s)}")
+    t.add_row("span", f"{rep.first} .. {rep.last}")
+    t.add_row("spread", rep.spread_source)
+    if rep.crossed_spread_bars:
+        t.add_row(
+            "crossed bid/ask bars",
+            f"{rep.crossed_spread_bars} set to spread 0 (lines {rep.crossed_spread_lines[:5]} ...)",
+        )
+    t.add_row("duplicates", f"{rep.duplicates} ({rep.duplicate_policy})")
+    gaps = f"{rep.gaps} gaps, {rep.missing_bars} missing bars (kept as gaps)"
+    if rep.largest_gaps:
+        g = rep.largest_gaps[0]
+        gaps += f"; largest {g.start} .. {g.end} ({g.missing_bars} bars)"
+    t.add_row("gaps", gaps)
+    t.add_row("dataset sha256", rep.sha256)
+    t.add_row("written", str(run / "bars.parquet"))
+    out.print(t)
+    return rep
+
+
+@app.command("import")
+def import_cmd(
+    data: DataOpt,
+    run: RunOpt = DEFAULT_RUN,
+    ask_data: AskOpt = None,
+    spread: SpreadOpt = None,
+    timeframe: TfOpt = None,
+    source_tz: TzOpt = "UTC",
+    dedupe: DedupeOpt = "error",
+    max_bars: MaxBarsOpt = None,
+) -> None:
+    """Import market data into validated, normalised bars (run/bars.parquet); report duplicates, gaps."""
+    _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars)
+
+
+def _do_train(run: Path, tcfg: Any, lcfg: Any) -> dict[str, Any]:
+    from kairos.training import pipeline
+
+    with _progress() as prog:
+        tasks: dict[str, Any] = {}
+
+        def on_epoch(label: str, epoch: int, epochs: int, tl: float, el: float) -> None:
+            if label not in tasks:
+                tasks[label] = prog.add_task(f"train {label}", total=epochs, loss="")
+            prog.update(tasks[label], completed=epoch, loss=f"loss {tl:.4f} / early-stop {el:.4f}")
+
+        info = pipeline.step_train(run, tcfg, lcfg, on_epoch)
+        for t in tasks.values():  # early stopping ends a task before its total: show it as done
+            prog.update(t, total=prog.tasks[t].completed)
+    t = Table(title=f"walk-forward ({tcfg.arch}, {tcfg.scheme}, purge {info['purge']} bars)")
+    for c in ("fold", "train", "early-stop", "validation", "validation span", "best epoch"):
+        t.add_column(c)
+    for f in info["folds"]:
+        t.add_row(
+            str(f["k"] + 1),
+            str(f["train"]),
+            str(f["early_stop"]),
+            str(f["val"]),
+            f"{f['val_first'][:16]} .. {f['val_last'][:16]}",
+            str(f["best_epoch"]),
+        )
+    out.print(t)
+    out.print(
+        f"samples {info['samples']}, classes {info['class_counts']}, "
+        f"final model best epoch {info['final']['best_epoch']}"
+    )
+    return info
+
+
+def _configs(
+    arch: str,
+    window: int,
+    hidden: int,
+    epochs: int,
+    patience: int,
+    batch_size: int,
+    lr: float,
+    folds: int,
+    scheme: str,
+    purge: int | None,
+    seed: int,
+    threads: int,
+    horizon: int,
+    band_mult: float,
+    commission: float,
+) -> tuple[Any, Any]:
+    from kairos.training.labels import LabelConfig
+    from kairos.training.models import ARCHITECTURES
+    from kairos.training.train import TrainConfig
+
+    if arch not in ARCHITECTURES:
+        raise CliFailure(EXIT_USAGE, f"--arch must be one of {', '.join(ARCHITECTURES)}, not {arch!r}")
+    if scheme not in ("expanding", "rolling"):
+        raise CliFailure(EXIT_USAGE, f"--scheme must be expanding or rolling, not {scheme!r}")
+    tcfg = TrainConfig(
+        arch=arch,
+        window=window,
+        hidden=hidden,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        folds=folds,
+        scheme=cast(Literal["expanding", "rolling"], scheme),
+        purge=purge,
+        seed=seed,
+        threads=threads,
+    )
+    return tcfg, LabelConfig(horizon=horizon, band_mult=band_mult, commission=commission)
+
+
+@app.command()
+def train(
+    run: RunOpt = DEFAULT_RUN,
+    arch: ArchOpt = "mlp",
+    window: WindowOpt = 16,
+    hidden: HiddenOpt = 32,
+    epochs: EpochsOpt = 20,
+    patience: PatienceOpt = 3,
+    batch_size: BatchOpt = 256,
+    lr: LrOpt = 1e-3,
+    folds: FoldsOpt = 4,
+    scheme: SchemeOpt = "expanding",
+    purge: PurgeOpt = None,
+    seed: SeedOpt = 0,
+    threads: ThreadsOpt = 1,
+    horizon: HorizonOpt = 5,
+    band_mult: BandOpt = 1.0,
+    commission: CommOpt = 0.00002,
+) -> None:
+    """Label, then train with walk-forward validation (fold predictions) and fit the final model."""
+    tcfg, lcfg = _configs(
+        arch,
+        window,
+        hidden,
+        epochs,
+        patience,
+        batch_size,
+        lr,
+        folds,
+        scheme,
+        purge,
+        seed,
+        threads,
+        horizon,
+        band_mult,
+        commission,
+    )
+    _do_train(run, tcfg, lcfg)
+
+
+def _default_name(run: Path) -> str:
+    import json
+
+    imp = run / "import.json"
+    source = json.loads(imp.read_text())["source"] if imp.exists() else ""
+    m = re.search(r"([A-Za-z]{6})", Path(source.removeprefix("sample:")).name)
+    return f"kairos-{m.group(1).lower()}" if m else "kairos-model"
+
+
+def _do_export(run: Path, name: str | None, version: str | None, out_dir: Path | None) -> Any:
+    import json
+
+    from kairos.training import pipeline
+
+    name = name or _default_name(run)
+    if version is None:
+        imp = json.loads((run / "import.json").read_text()) if (run / "import.json").exists() else {}
+        arch = (
+            json.loads((run / "run.json").read_text())["train"]["arch"]
+            if (run / "run.json").exists()
+            else "model"
+        )
+        version = f"{arch}-{imp.get('sha256', 'sha256:unknown')[7:15]}"
+    res = pipeline.step_export(run, name, version, out_dir)
+    out.print(
+        f"exported {res.onnx_path} ({res.size_bytes} bytes) and {res.card_path.name}: onnx.checker ok, "
+        f"ONNX Runtime parity max abs diff {res.max_abs_diff:.2e} on {res.parity_rows} held-out rows "
+        "(limit 1e-05)"
+    )
+    if out_dir is not None:
+        out.print(f"copied to {out_dir}")
+    return res
+
+
+@app.command()
+def export(
+    run: RunOpt = DEFAULT_RUN, name: NameOpt = None, version: VersionOpt = None, out_dir: OutOpt = None
+) -> None:
+    """Export the final model as one ONNX file plus model card; check it against ONNX Runtime (parity)."""
+    _do_export(run, name, version, out_dir)
+
+
+def _do_backtest(run: Path, commission: float | None) -> dict[str, Any]:
+    from kairos.training import pipeline
+
+    rep = pipeline.step_backtest(run, commission)
+    t = Table(title="out-of-sample backtest (validation folds, costs included)")
+    for c in ("strategy", "mean fold Sharpe", "Sharpe", "return", "hit rate", "max DD", "turnover", "trades"):
+        t.add_column(c)
+    for k, s in rep["strategies"].items():
+        o = s["overall"]
+        t.add_row(
+            k,
+            f"{s['mean_fold_sharpe']:.3f}",
+            f"{o['sharpe']:.3f}",
+            f"{o['total_return'] * 1e4:.1f} bp",
+            f"{o['hit_rate']:.3f}",
+            f"{o['max_drawdown'] * 1e4:.1f} bp",
+            f"{o['turnover']:.3f}",
+            str(o["trades"]),
+        )
+    out.print(t)
+    out.print(f"verdict: {rep['reason']}")
+    out.print(f"report: {run / 'report.md'}, {run / 'report.json'}, {run / 'equity.png'}")
+    return rep
+
+
+@app.command()
+def backtest(
+    run: RunOpt = DEFAULT_RUN,
+    commission: Annotated[
+        float | None, typer.Option("--commission", min=0.0, help="Override the label's commission.")
+    ] = None,
+) -> None:
+    """Backtest the fold predictions and the baselines (flat, buy-and-hold, momentum, logistic regression)."""
+    _do_backtest(run, commission)
+
+
+def _do_register(
+    run: Path, name: str | None, alias: str | None, uri: str | None, force: bool, register: bool = True
+) -> None:
+    import json
+
+    from kairos.training import registry
+
+    uri = uri or registry.default_tracking_uri()
+    card_name = None
+    if (run / "model.card.json").exists():
+        card_name = json.loads((run / "model.card.json").read_text())["name"]
+    name = name or card_name or _default_name(run)
+    try:
+        res = registry.log_and_register(
+            run, tracking_uri=uri, name=name, alias=alias, register=register, force=force
+        )
+    except Exception as e:
+        from kairos.training.pipeline import StepError
+
+        if isinstance(e, StepError):
+            raise
+        raise CliFailure(EXIT_TRACKING, f"MLflow ({uri}): {type(e).__name__}: {e}") from e
+    (run / "mlflow.json").write_text(json.dumps({**res.to_dict(), "tracking_uri": uri}, indent=2) + "\n")
+    out.print(f"MLflow run {res.run_id} logged to {uri}: {res.model_uri}")
+    if res.registered:
+        out.print(
+            f"registered {name} version {res.version}"
+            + (f", alias {res.alias_uri}" if res.alias_uri else "")
+            + f" ({res.reason})"
+        )
+    elif register:
+        raise CliFailure(EXIT_NOT_GOOD_ENOUGH, f"not registered: {res.reason}")
+
+
+@app.command()
+def register(
+    run: RunOpt = DEFAULT_RUN,
+    name: NameOpt = None,
+    alias: AliasOpt = "champion",
+    tracking_uri: UriOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Log the run to MLflow and register the model with an alias, only if it beat every baseline."""
+    _do_register(run, name, alias, tracking_uri, force)
+
+
+@app.command("run")
+def run_all(
+    data: DataOpt,
+    run: RunOpt = DEFAULT_RUN,
+    ask_data: AskOpt = None,
+    spread: SpreadOpt = None,
+    timeframe: TfOpt = None,
+    source_tz: TzOpt = "UTC",
+    dedupe: DedupeOpt = "error",
+    max_bars: MaxBarsOpt = None,
+    arch: ArchOpt = "mlp",
+    window: WindowOpt = 16,
+    hidden: HiddenOpt = 32,
+    epochs: EpochsOpt = 20,
+    patience: PatienceOpt = 3,
+    batch_size: BatchOpt = 256,
+    lr: LrOpt = 1e-3,
+    folds: FoldsOpt = 4,
+    scheme: SchemeOpt = "expanding",
+    purge: PurgeOpt = None,
+    seed: SeedOpt = 0,
+    threads: ThreadsOpt = 1,
+    horizon: HorizonOpt = 5,
+    band_mult: BandOpt = 1.0,
+    commission: CommOpt = 0.00002,
+    name: NameOpt = None,
+    version: VersionOpt = None,
+    out_dir: OutOpt = None,
+    alias: AliasOpt = "champion",
+    tracking_uri: UriOpt = None,
+    do_register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Log to MLflow and register.")
+    ] = True,
+    force: ForceOpt = False,
+) -> None:
+    """All steps: import, train, backtest, export, then (unless --no-register) log and register."""
+    tcfg, lcfg = _configs(
+        arch,
+        window,
+        hidden,
+        epochs,
+        patience,
+        batch_size,
+        lr,
+        folds,
+        scheme,
+        purge,
+        seed,
+        threads,
+        horizon,
+        band_mult,
+        commission,
+    )
+    _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars)
+    _do_train(run, tcfg, lcfg)
+    _do_backtest(run, None)  # before export, so the card carries the validation metrics
+    _do_export(run, name, version, out_dir)
+    if do_register:
+        _do_register(run, name, alias, tracking_uri, force)
+
+
+# ------------------------------------------------------------------------------------------ entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps every failure to its documented exit code."""
+    from kairos.features import ModelCardError
+    from kairos.training.data import DataError
+
+    code = EXIT_OK
+    try:
+        rv = typer.main.get_command(app).main(args=argv, prog_name="kairos-train", standalone_mode=False)
+        code = rv if isinstance(rv, int) else EXIT_OK
+    except click.exceptions.UsageError as e:
+        e.show(file=sys.stderr)
+        code = EXIT_USAGE
+    except click.exceptions.Abort:
+        err.print("interrupted")
+        code = 130
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        code = 130
+    except DataError as e:
+        err.print(f"[red]bad data:[/red] {e}", highlight=False, soft_wrap=True)
+        code = EXIT_DATA
+    except CliFailure as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        code = e.code
+    except Exception as e:
+        from kairos.training.export import ParityError
+        from kairos.training.pipeline import StepError
+
+        if isinstance(e, StepError | ModelCardError | ValueError) and not isinstance(e, ParityError):
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            code = EXIT_USAGE
+        elif isinstance(e, ParityError) or type(e).__module__.startswith("onnx"):
+            err.print(f"[red]export failed:[/red] {e}", highlight=False, soft_wrap=True)
+            code = EXIT_EXPORT
+        else:
+            raise
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

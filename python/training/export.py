@@ -1,0 +1,98 @@
+"""ONNX export: one self-contained file, pinned opset, dynamic batch axis, checked and parity-tested.
+
+The graph is ``ProbsHead(KairosNet)``: raw ``kairos.features`` windows ``features`` float32
+[batch, window, n_features] in, softmax ``probs`` float32 [batch, 3] (down, flat, up) out, with the
+standardisation inside. The model card is embedded in ``metadata_props`` and written beside the file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort  # type: ignore[import-untyped]
+import torch
+
+from kairos.features import ModelCard
+from kairos.training.models import KairosNet, ProbsHead
+
+OPSET = 18
+PARITY_TOL = 1e-5
+INPUT_NAME = "features"
+OUTPUT_NAME = "probs"
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime and torch disagree beyond PARITY_TOL."""
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    card_path: Path
+    max_abs_diff: float
+    parity_rows: int
+    size_bytes: int
+
+
+def _torch_probs(net: KairosNet, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    with torch.no_grad():
+        out: npt.NDArray[np.float32] = ProbsHead(net).eval()(torch.from_numpy(x)).numpy()
+    return out
+
+
+def ort_session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(
+    net: KairosNet, card: ModelCard, out_dir: Path, parity_x: npt.NDArray[np.float32]
+) -> ExportResult:
+    """Write ``model.onnx`` and ``model.card.json`` to ``out_dir``; raises ParityError on mismatch."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "model.onnx"
+    head = ProbsHead(net).eval()
+    cfg = net.cfg
+    example = torch.zeros(2, cfg.window, cfg.n_features)
+    # The exporter logs that torchvision (not needed here) is missing and prints its progress.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            head,
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes={"features": {0: torch.export.Dim("batch", min=1)}},
+            verbose=False,
+        )
+    assert program is not None
+    model = program.model_proto
+    model.doc_string = f"kairos {card.name} {card.version}: {card.architecture}"
+    card.embed(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, str(onnx_path), save_as_external_data=False)
+    card_path = out_dir / "model.card.json"
+    card.save(card_path)
+    sess = ort_session(onnx_path)
+    got = sess.run([OUTPUT_NAME], {INPUT_NAME: parity_x})[0]
+    want = _torch_probs(net, parity_x)
+    diff = float(np.max(np.abs(got - want))) if len(parity_x) else 0.0
+    if not diff <= PARITY_TOL:
+        raise ParityError(
+            f"ONNX Runtime differs from torch by {diff:.3e} > {PARITY_TOL:g} on {len(parity_x)} rows"
+        )
+    return ExportResult(onnx_path, card_path, diff, len(parity_x), onnx_path.stat().st_size)

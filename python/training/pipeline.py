@@ -1,0 +1,316 @@
+"""The steps of ``kairos-train``, each reading and writing a run directory.
+
+A run directory holds everything one run produced, so every step can be re-run on its own:
+
+    bars.parquet, import.json        import   (normalised bars, what the import found)
+    run.json, model.pt, oos.npz      train    (configs, folds, histories; final weights; fold predictions)
+    model.onnx, model.card.json      export
+    report.json, report.md, equity.png   backtest
+    mlflow.json                      register (run id, model URI, version, alias)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kept Any
+import torch
+
+from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
+from kairos.training import data as data_mod
+from kairos.training.backtest import compare, plot_equity
+from kairos.training.export import ExportResult, export_onnx
+from kairos.training.labels import LabelConfig, make_labels, window_index, windows
+from kairos.training.models import KairosNet, ModelConfig
+from kairos.training.train import EpochCallback, TrainConfig, train_final, walk_forward
+
+
+class StepError(RuntimeError):
+    """A step cannot run: an earlier step's output is missing or does not fit (a usage error)."""
+
+
+def _need(run_dir: Path, name: str, step: str) -> Path:
+    p = run_dir / name
+    if not p.exists():
+        raise StepError(f"{p} not found: run `kairos-train {step} --run {run_dir}` first")
+    return p
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def git_sha() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def created_utc() -> str:
+    """Now, or SOURCE_DATE_EPOCH when set (reproducible artefacts, e.g. the test model fixture)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    ts = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ----------------------------------------------------------------------------------------------- import
+
+
+def step_import(
+    run_dir: Path,
+    source: str,
+    *,
+    timeframe: str | None,
+    ask_source: str | None,
+    spread: float | None,
+    source_tz: str,
+    dedupe: data_mod.Dedupe,
+    max_bars: int | None,
+) -> data_mod.ImportReport:
+    bars, report = data_mod.load_bars(
+        source, timeframe=timeframe, ask_source=ask_source, spread=spread, source_tz=source_tz, dedupe=dedupe
+    )
+    if max_bars is not None and max_bars < len(bars):
+        # The latest bars: a slice keeps the most recent market, the one a model would trade next.
+        bars = bars.iloc[-max_bars:].reset_index(drop=True)
+        report.bars = len(bars)
+        report.first = str(bars["time"].iloc[0])
+        report.sha256 = data_mod.dataset_hash(bars)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    bars.to_parquet(run_dir / "bars.parquet", index=False)
+    _write_json(run_dir / "import.json", report.to_dict())
+    return report
+
+
+def load_run_bars(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    bars = pd.read_parquet(_need(run_dir, "bars.parquet", "import"))
+    return bars, _read_json(_need(run_dir, "import.json", "import"))
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
+def step_train(
+    run_dir: Path, cfg: TrainConfig, label_cfg: LabelConfig, on_epoch: EpochCallback | None = None
+) -> dict[str, Any]:
+    bars, imp = load_run_bars(run_dir)
+    t0 = time.perf_counter()
+    feats = compute_features(bars)
+    labels = make_labels(bars, label_cfg)
+    idx = window_index(feats, labels, cfg.window)
+    purge = cfg.purge if cfg.purge is not None else label_cfg.horizon
+    if len(idx) < 200:
+        raise StepError(
+            f"only {len(idx)} usable samples from {len(bars)} bars "
+            f"(warm-up {SCHEMA.window + cfg.window - 1} bars, horizon {label_cfg.horizon}); import more data"
+        )
+    wf = walk_forward(feats, labels, idx, cfg, purge, on_epoch)
+    final, held_out = train_final(feats, labels, idx, cfg, purge, on_epoch)
+    times = bars["time"].astype(str).to_numpy()
+    y = labels[idx].astype(int)
+    run = {
+        "train": cfg.to_dict(),
+        "label": label_cfg.to_dict(),
+        "purge": purge,
+        "import": imp,
+        "samples": len(idx),
+        "class_counts": {c: int((y == i).sum()) for i, c in enumerate(("down", "flat", "up"))},
+        "folds": [
+            {
+                "k": f.k,
+                "train": len(f.train),
+                "early_stop": len(f.early),
+                "val": len(f.val),
+                **f.span(times),
+                "best_epoch": r.best_epoch,
+                "epochs_run": r.epochs_run,
+                "early_loss": r.early_loss,
+            }
+            for f, r in zip(wf.folds, wf.fits, strict=True)
+        ],
+        "final": {
+            "best_epoch": final.best_epoch,
+            "epochs_run": final.epochs_run,
+            "early_loss": final.early_loss,
+            "held_out": len(held_out),
+        },
+        "train_seconds": time.perf_counter() - t0,
+        "git_sha": git_sha(),
+        "feature_schema_hash": SCHEMA.hash,
+    }
+    torch.save(
+        {"model_cfg": asdict(final.net.cfg), "state_dict": final.net.state_dict(), "held_out": held_out},
+        run_dir / "model.pt",
+    )
+    arrays: dict[str, Any] = {f"val_{f.k}": f.val for f in wf.folds}
+    arrays |= {f"probs_{k}": p for k, p in enumerate(wf.probs)}
+    arrays |= {f"logreg_{k}": p for k, p in enumerate(wf.logreg_probs)}
+    np.savez(run_dir / "oos.npz", **arrays)
+    _write_json(run_dir / "run.json", run)
+    return run
+
+
+def load_net(run_dir: Path) -> tuple[KairosNet, np.ndarray[Any, Any]]:
+    ckpt = torch.load(_need(run_dir, "model.pt", "train"), weights_only=False)
+    mc = dict(ckpt["model_cfg"])
+    mc["dilations"] = tuple(mc["dilations"])
+    net = KairosNet(ModelConfig(**mc))
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval()
+    return net, np.asarray(ckpt["held_out"], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = None) -> ExportResult:
+    bars, imp = load_run_bars(run_dir)
+    run = _read_json(_need(run_dir, "run.json", "train"))
+    if run["feature_schema_hash"] != SCHEMA.hash:
+        raise StepError(
+            f"{run_dir} was trained on feature schema {run['feature_schema_hash']}, not {SCHEMA.hash}"
+        )
+    net, held_out = load_net(run_dir)
+    feats = compute_features(bars)
+    parity_x = windows(feats, held_out, net.cfg.window)
+    report_path = run_dir / "report.json"
+    metrics: dict[str, Any] = {}
+    if report_path.exists():
+        rep = _read_json(report_path)
+        metrics = {
+            "validation": "walk-forward, mean over folds",
+            "beats_baselines": rep["beats_baselines"],
+            **{f"{k}_mean_fold_sharpe": v["mean_fold_sharpe"] for k, v in rep["strategies"].items()},
+            "model_hit_rate": rep["strategies"]["model"]["overall"]["hit_rate"],
+            "model_max_drawdown": rep["strategies"]["model"]["overall"]["max_drawdown"],
+            "model_turnover": rep["strategies"]["model"]["overall"]["turnover"],
+        }
+    card = ModelCard(
+        name=name,
+        version=version,
+        architecture=net.cfg.arch,
+        feature_schema_hash=SCHEMA.hash,
+        feature_names=list(SCHEMA.names),
+        window=net.cfg.window,
+        timeframe_s=int(imp["timeframe_s"]),
+        label=run["label"],
+        dataset={
+            "source": Path(imp["source"]).name if not imp["source"].startswith("sample:") else imp["source"],
+            "sha256": imp["sha256"],
+            "bars": imp["bars"],
+            "first": imp["first"],
+            "last": imp["last"],
+            "spread_source": imp["spread_source"].replace(str(Path(imp["source"]).parent) + "/", ""),
+            "samples": run["samples"],
+            "class_counts": run["class_counts"],
+        },
+        metrics=metrics,
+        created_utc=created_utc(),
+    )
+    card.metrics["seed"] = run["train"]["seed"]
+    result = export_onnx(net, card, run_dir, parity_x)
+    if out_dir is not None and out_dir.resolve() != run_dir.resolve():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for p in (result.onnx_path, result.card_path):
+            (out_dir / p.name).write_bytes(p.read_bytes())
+    _write_json(
+        run_dir / "export.json",
+        {
+            "max_abs_diff": result.max_abs_diff,
+            "parity_rows": result.parity_rows,
+            "size_bytes": result.size_bytes,
+        },
+    )
+    return result
+
+
+# --------------------------------------------------------------------------------------------- backtest
+
+
+def step_backtest(run_dir: Path, commission: float | None = None) -> dict[str, Any]:
+    bars, imp = load_run_bars(run_dir)
+    run = _read_json(_need(run_dir, "run.json", "train"))
+    oos = np.load(_need(run_dir, "oos.npz", "train"))
+    n_folds = len(run["folds"])
+    fold_idx = [oos[f"val_{k}"] for k in range(n_folds)]
+    label = run["label"]
+    comm = float(label["commission"] if commission is None else commission)
+    close = bars["close"].to_numpy(np.float64)
+    spread = bars["spread"].to_numpy(np.float64)
+    times_ms = to_epoch_ms(bars["time"])
+    cmp = compare(
+        close,
+        spread,
+        times_ms,
+        fold_idx,
+        [oos[f"probs_{k}"] for k in range(n_folds)],
+        [oos[f"logreg_{k}"] for k in range(n_folds)],
+        int(label["horizon"]),
+        comm,
+    )
+    report = {
+        **cmp.to_dict(),
+        "commission_per_side": comm,
+        "spread": imp["spread_source"],
+        "folds": run["folds"],
+        "architecture": run["train"]["arch"],
+        "dataset": {k: imp[k] for k in ("source", "sha256", "bars", "first", "last", "timeframe_s")},
+    }
+    for f, fold in zip(report["folds"], fold_idx, strict=True):
+        f.pop("early_loss", None)
+        f["bars"] = len(fold)
+    _write_json(run_dir / "report.json", report)
+    (run_dir / "report.md").write_text(render_report(report), encoding="utf-8")
+    tf_name = data_mod.timeframe_name(imp["timeframe_s"])
+    title = f"{run['train']['arch']} on {Path(imp['source']).name} ({tf_name})"
+    plot_equity(cmp, times_ms, fold_idx, run_dir / "equity.png", title)
+    return report
+
+
+def render_report(rep: dict[str, Any]) -> str:
+    lines = [
+        f"# Backtest: {rep['architecture']} vs baselines",
+        "",
+        f"Data: {rep['dataset']['source']} ({rep['dataset']['bars']} bars, {rep['dataset']['first']} .. "
+        f"{rep['dataset']['last']}), spread: {rep['spread']}, "
+        f"commission {rep['commission_per_side']:g} per side.",
+        f"Out-of-sample: {len(rep['folds'])} walk-forward validation folds, every strategy on the same bars.",
+        "",
+        "| strategy | mean fold Sharpe | Sharpe (all folds) | total return | hit rate | max drawdown "
+        "| turnover | trades |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in rep["strategies"].items():
+        o = s["overall"]
+        lines.append(
+            f"| {name} | {s['mean_fold_sharpe']:.3f} | {o['sharpe']:.3f} | "
+            f"{o['total_return'] * 1e4:.1f} bp | "
+            f"{o['hit_rate']:.3f} | {o['max_drawdown'] * 1e4:.1f} bp | {o['turnover']:.3f} | {o['trades']} |"
+        )
+    lines += ["", f"Verdict: {rep['reason']}.", "", "![equity](equity.png)", ""]
+    return "\n".join(lines)
