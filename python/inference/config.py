@@ -40,7 +40,8 @@ class InferenceConfig:
     )
     tracking_uri: str = _f(
         "",
-        "MLflow tracking/registry URI; empty means $KAIROS_MLFLOW_URI, else sqlite:///<cwd>/.kairos/mlflow.db.",
+        "MLflow tracking/registry URI; empty means $KAIROS_MLFLOW_URI, else sqlite:///<root>/.kairos/mlflow.db "
+        "(root = the nearest directory above the working directory holding .git, as kairos-train uses).",
     )
     poll_interval_s: float = _f(
         30.0, "Seconds between checks of the model source (alias target or file change); 0 disables."
@@ -77,7 +78,9 @@ class InferenceConfig:
         env = os.environ.get("KAIROS_MLFLOW_URI", "")
         if env:
             return env
-        return f"sqlite:///{Path.cwd() / '.kairos' / 'mlflow.db'}"
+        here = Path.cwd().resolve()
+        root = next((p for p in (here, *here.parents) if (p / ".git").exists()), here)
+        return f"sqlite:///{root / '.kairos' / 'mlflow.db'}"
 
     def validate(self) -> None:
         def bad(name: str, why: str) -> ConfigError:

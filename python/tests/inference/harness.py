@@ -38,12 +38,13 @@ T = TypeVar("T")
 
 
 def load_gbpusd_m1(n: int | None = None) -> pd.DataFrame:
-    """Real GBPUSD M1 bid bars; spread = mean of (ask - bid) at open and close, as training uses."""
+    """Real GBPUSD M1 bid bars; spread = mean of ask - bid over open, high, low, close (as the fixture's
+    training data, see its card)."""
     bid = pd.read_csv(DATA / "gbpusd-m1-bid-2012.csv", nrows=n)
     ask = pd.read_csv(DATA / "gbpusd-m1-ask-2012.csv", nrows=n)
     df = bid.rename(columns={"timestamp": "time"})
     df["time"] = pd.to_datetime(df["time"], utc=True)
-    df["spread"] = ((ask["open"] - bid["open"]) + (ask["close"] - bid["close"])) / 2
+    df["spread"] = sum(ask[c] - bid[c] for c in ("open", "high", "low", "close")) / 4
     df["tick_volume"] = 0
     df["open_time_msc"] = (df["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
     return df
