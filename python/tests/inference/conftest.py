@@ -40,9 +40,7 @@ def eurusd_ticks() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     path = MODEL_DIR / "model.onnx"
-    assert path.is_file(), (
-        f"model fixture missing: {path} (regenerate it with the command in docs/inference.md)"
-    )
+    assert path.is_file(), f"model fixture missing: {path} (regenerate it with `make model-fixture`)"
     return path
 
 
