@@ -26,7 +26,7 @@ from kairos.marketdata.v1 import marketdata_pb2 as kairos_dot_marketdata_dot_v1_
 from kairos.types.v1 import types_pb2 as kairos_dot_types_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#kairos/inference/v1/inference.proto\x12\x13kairos.inference.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xca\x01\n\x14StreamPredictRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x35\n\x05ticks\x18\x02 \x03(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchR\x05ticks\x12-\n\x04\x62\x61rs\x18\x03 \x03(\x0b\x32\x19.kairos.marketdata.v1.BarR\x04\x62\x61rs\x12-\n\x04hops\x18\x04 \x03(\x0b\x32\x19.kairos.types.v1.HopStampR\x04hops\"y\n\x15StreamPredictResponse\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x41\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x1f.kairos.inference.v1.PredictionR\x0bpredictions\"\xeb\x01\n\nPrediction\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x19\n\x08time_msc\x18\x02 \x01(\x03R\x07timeMsc\x12\x1d\n\nmodel_name\x18\x03 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x04 \x01(\tR\x0cmodelVersion\x12\x18\n\x07outputs\x18\x05 \x03(\x02R\x07outputs\x12\x1d\n\nrequest_id\x18\x06 \x01(\x04R\trequestId\x12-\n\x04hops\x18\x07 \x03(\x0b\x32\x19.kairos.types.v1.HopStampR\x04hops\"\xc8\x01\n\x0ePredictRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x1d\n\nmodel_name\x18\x02 \x01(\tR\tmodelName\x12@\n\x08\x66\x65\x61tures\x18\x03 \x01(\x0b\x32\".kairos.inference.v1.FeatureVectorH\x00R\x08\x66\x65\x61tures\x12\x34\n\x04\x62\x61rs\x18\x04 \x01(\x0b\x32\x1e.kairos.marketdata.v1.BarBatchH\x00R\x04\x62\x61rsB\x07\n\x05input\"\'\n\rFeatureVector\x12\x16\n\x06values\x18\x01 \x03(\x02R\x06values\"R\n\x0fPredictResponse\x12?\n\nprediction\x18\x01 \x01(\x0b\x32\x1f.kairos.inference.v1.PredictionR\nprediction\"6\n\x15GetModelStatusRequest\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\"R\n\x16GetModelStatusResponse\x12\x38\n\x06models\x18\x01 \x03(\x0b\x32 .kairos.inference.v1.ModelStatusR\x06models\"\xa9\x03\n\x0bModelStatus\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x02 \x01(\tR\x0cmodelVersion\x12\x1d\n\nsource_uri\x18\x03 \x01(\tR\tsourceUri\x12\x35\n\x05state\x18\x04 \x01(\x0e\x32\x1f.kairos.inference.v1.ModelStateR\x05state\x12.\n\x13\x66\x65\x61ture_schema_hash\x18\x05 \x01(\tR\x11\x66\x65\x61tureSchemaHash\x12#\n\rfeature_names\x18\x06 \x03(\tR\x0c\x66\x65\x61tureNames\x12!\n\x0coutput_names\x18\x07 \x03(\tR\x0boutputNames\x12\x16\n\x06window\x18\x08 \x01(\rR\x06window\x12$\n\x0eloaded_time_us\x18\t \x01(\x03R\x0cloadedTimeUs\x12\x1d\n\nlast_error\x18\n \x01(\tR\tlastError\x12+\n\x11predictions_total\x18\x0b \x01(\x04R\x10predictionsTotal\"\xc6\x02\n\x06Signal\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x19\n\x08time_msc\x18\x02 \x01(\x03R\x07timeMsc\x12<\n\tdirection\x18\x03 \x01(\x0e\x32\x1e.kairos.inference.v1.DirectionR\tdirection\x12\x1a\n\x08strength\x18\x04 \x01(\x02R\x08strength\x12\x1d\n\nmodel_name\x18\x05 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x06 \x01(\tR\x0cmodelVersion\x12\x18\n\x07outputs\x18\x07 \x03(\x02R\x07outputs\x12-\n\x04hops\x18\x08 \x03(\x0b\x32\x19.kairos.types.v1.HopStampR\x04hops\x12\x10\n\x03\x62id\x18\t \x01(\x01R\x03\x62id\x12\x10\n\x03\x61sk\x18\n \x01(\x01R\x03\x61sk*s\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x17\n\x13MODEL_STATE_SERVING\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03*`\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44IRECTION_DOWN\x10\x01\x12\x12\n\x0e\x44IRECTION_FLAT\x10\x02\x12\x10\n\x0c\x44IRECTION_UP\x10\x03\x32\xbf\x02\n\x10InferenceService\x12j\n\rStreamPredict\x12).kairos.inference.v1.StreamPredictRequest\x1a*.kairos.inference.v1.StreamPredictResponse(\x01\x30\x01\x12T\n\x07Predict\x12#.kairos.inference.v1.PredictRequest\x1a$.kairos.inference.v1.PredictResponse\x12i\n\x0eGetModelStatus\x12*.kairos.inference.v1.GetModelStatusRequest\x1a+.kairos.inference.v1.GetModelStatusResponseB\xdc\x01\n\x17\x63om.kairos.inference.v1B\x0eInferenceProtoP\x01ZCgithub.com/kairos-mt5/kairos/gen/go/kairos/inference/v1;inferencev1\xa2\x02\x03KIX\xaa\x02\x13Kairos.Inference.V1\xca\x02\x13Kairos\\Inference\\V1\xe2\x02\x1fKairos\\Inference\\V1\\GPBMetadata\xea\x02\x15Kairos::Inference::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#kairos/inference/v1/inference.proto\x12\x13kairos.inference.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xca\x01\n\x14StreamPredictRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x35\n\x05ticks\x18\x02 \x03(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchR\x05ticks\x12-\n\x04\x62\x61rs\x18\x03 \x03(\x0b\x32\x19.kairos.marketdata.v1.BarR\x04\x62\x61rs\x12-\n\x04hops\x18\x04 \x03(\x0b\x32\x19.kairos.types.v1.HopStampR\x04hops\"\xbe\x01\n\x15StreamPredictResponse\x12\x1d\n\nrequest_id\x18\x01 \x01(\x04R\trequestId\x12\x41\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x1f.kairos.inference.v1.PredictionR\x0bpredictions\x12\x43\n\nrejections\x18\x03 \x03(\x0b\x32#.kairos.inference.v1.InputRejectionR\nrejections\"x\n\x0eInputRejection\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06symbol\x18\x04 \x01(\tR\x06symbol\"\xeb\x01\n\nPrediction\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x19\n\x08time_msc\x18\x02 \x01(\x03R\x07timeMsc\x12\x1d\n\nmodel_name\x18\x03 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x04 \x01(\tR\x0cmodelVersion\x12\x18\n\x07outputs\x18\x05 \x03(\x02R\x07outputs\x12\x1d\n\nrequest_id\x18\x06 \x01(\x04R\trequestId\x12-\n\x04hops\x18\x07 \x03(\x0b\x32\x19.kairos.types.v1.HopStampR\x04hops\"\xc8\x01\n\x0ePredictRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x1d\n\nmodel_name\x18\x02 \x01(\tR\tmodelName\x12@\n\x08\x66\x65\x61tures\x18\x03 \x01(\x0b\x32\".kairos.inference.v1.FeatureVectorH\x00R\x08\x66\x65\x61tures\x12\x34\n\x04\x62\x61rs\x18\x04 \x01(\x0b\x32\x1e.kairos.marketdata.v1.BarBatchH\x00R\x04\x62\x61rsB\x07\n\x05input\"\'\n\rFeatureVector\x12\x16\n\x06values\x18\x01 \x03(\x02R\x06values\"R\n\x0fPredictResponse\x12?\n\nprediction\x18\x01 \x01(\x0b\x32\x1f.kairos.inference.v1.PredictionR\nprediction\"6\n\x15GetModelStatusRequest\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\"R\n\x16GetModelStatusResponse\x12\x38\n\x06models\x18\x01 \x03(\x0b\x32 .kairos.inference.v1.ModelStatusR\x06models\"\xa9\x03\n\x0bModelStatus\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x02 \x01(\tR\x0cmodelVersion\x12\x1d\n\nsource_uri\x18\x03 \x01(\tR\tsourceUri\x12\x35\n\x05state\x18\x04 \x01(\x0e\x32\x1f.kairos.inference.v1.ModelStateR\x05state\x12.\n\x13\x66\x65\x61ture_schema_hash\x18\x05 \x01(\tR\x11\x66\x65\x61tureSchemaHash\x12#\n\rfeature_names\x18\x06 \x03(\tR\x0c\x66\x65\x61tureNames\x12!\n\x0coutput_names\x18\x07 \x03(\tR\x0boutputNames\x12\x16\n\x06window\x18\x08 \x01(\rR\x06window\x12$\n\x0eloaded_time_us\x18\t \x01(\x03R\x0cloadedTimeUs\x12\x1d\n\nlast_error\x18\n \x01(\tR\tlastError\x12+\n\x11predictions_total\x18\x0b \x01(\x04R\x10predictionsTotal\"\xc6\x02\n\x06Signal\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x19\n\x08time_msc\x18\x02 \x01(\x03R\x07timeMsc\x12<\n\tdirection\x18\x03 \x01(\x0e\x32\x1e.kairos.inference.v1.DirectionR\tdirection\x12\x1a\n\x08strength\x18\x04 \x01(\x02R\x08strength\x12\x1d\n\nmodel_name\x18\x05 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x06 \x01(\tR\x0cmodelVersion\x12\x18\n\x07outputs\x18\x07 \x03(\x02R\x07outputs\x12-\n\x04hops\x18\x08 \x03(\x0b\x32\x19.kairos.types.v1.HopStampR\x04hops\x12\x10\n\x03\x62id\x18\t \x01(\x01R\x03\x62id\x12\x10\n\x03\x61sk\x18\n \x01(\x01R\x03\x61sk*s\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x17\n\x13MODEL_STATE_SERVING\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03*`\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44IRECTION_DOWN\x10\x01\x12\x12\n\x0e\x44IRECTION_FLAT\x10\x02\x12\x10\n\x0c\x44IRECTION_UP\x10\x03\x32\xbf\x02\n\x10InferenceService\x12j\n\rStreamPredict\x12).kairos.inference.v1.StreamPredictRequest\x1a*.kairos.inference.v1.StreamPredictResponse(\x01\x30\x01\x12T\n\x07Predict\x12#.kairos.inference.v1.PredictRequest\x1a$.kairos.inference.v1.PredictResponse\x12i\n\x0eGetModelStatus\x12*.kairos.inference.v1.GetModelStatusRequest\x1a+.kairos.inference.v1.GetModelStatusResponseB\xdc\x01\n\x17\x63om.kairos.inference.v1B\x0eInferenceProtoP\x01ZCgithub.com/kairos-mt5/kairos/gen/go/kairos/inference/v1;inferencev1\xa2\x02\x03KIX\xaa\x02\x13Kairos.Inference.V1\xca\x02\x13Kairos\\Inference\\V1\xe2\x02\x1fKairos\\Inference\\V1\\GPBMetadata\xea\x02\x15Kairos::Inference::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,30 +34,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kairos.inference.v1.inferen
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\027com.kairos.inference.v1B\016InferenceProtoP\001ZCgithub.com/kairos-mt5/kairos/gen/go/kairos/inference/v1;inferencev1\242\002\003KIX\252\002\023Kairos.Inference.V1\312\002\023Kairos\\Inference\\V1\342\002\037Kairos\\Inference\\V1\\GPBMetadata\352\002\025Kairos::Inference::V1'
-  _globals['_MODELSTATE']._serialized_start=1919
-  _globals['_MODELSTATE']._serialized_end=2034
-  _globals['_DIRECTION']._serialized_start=2036
-  _globals['_DIRECTION']._serialized_end=2132
+  _globals['_MODELSTATE']._serialized_start=2111
+  _globals['_MODELSTATE']._serialized_end=2226
+  _globals['_DIRECTION']._serialized_start=2228
+  _globals['_DIRECTION']._serialized_end=2324
   _globals['_STREAMPREDICTREQUEST']._serialized_start=129
   _globals['_STREAMPREDICTREQUEST']._serialized_end=331
-  _globals['_STREAMPREDICTRESPONSE']._serialized_start=333
-  _globals['_STREAMPREDICTRESPONSE']._serialized_end=454
-  _globals['_PREDICTION']._serialized_start=457
-  _globals['_PREDICTION']._serialized_end=692
-  _globals['_PREDICTREQUEST']._serialized_start=695
-  _globals['_PREDICTREQUEST']._serialized_end=895
-  _globals['_FEATUREVECTOR']._serialized_start=897
-  _globals['_FEATUREVECTOR']._serialized_end=936
-  _globals['_PREDICTRESPONSE']._serialized_start=938
-  _globals['_PREDICTRESPONSE']._serialized_end=1020
-  _globals['_GETMODELSTATUSREQUEST']._serialized_start=1022
-  _globals['_GETMODELSTATUSREQUEST']._serialized_end=1076
-  _globals['_GETMODELSTATUSRESPONSE']._serialized_start=1078
-  _globals['_GETMODELSTATUSRESPONSE']._serialized_end=1160
-  _globals['_MODELSTATUS']._serialized_start=1163
-  _globals['_MODELSTATUS']._serialized_end=1588
-  _globals['_SIGNAL']._serialized_start=1591
-  _globals['_SIGNAL']._serialized_end=1917
-  _globals['_INFERENCESERVICE']._serialized_start=2135
-  _globals['_INFERENCESERVICE']._serialized_end=2454
+  _globals['_STREAMPREDICTRESPONSE']._serialized_start=334
+  _globals['_STREAMPREDICTRESPONSE']._serialized_end=524
+  _globals['_INPUTREJECTION']._serialized_start=526
+  _globals['_INPUTREJECTION']._serialized_end=646
+  _globals['_PREDICTION']._serialized_start=649
+  _globals['_PREDICTION']._serialized_end=884
+  _globals['_PREDICTREQUEST']._serialized_start=887
+  _globals['_PREDICTREQUEST']._serialized_end=1087
+  _globals['_FEATUREVECTOR']._serialized_start=1089
+  _globals['_FEATUREVECTOR']._serialized_end=1128
+  _globals['_PREDICTRESPONSE']._serialized_start=1130
+  _globals['_PREDICTRESPONSE']._serialized_end=1212
+  _globals['_GETMODELSTATUSREQUEST']._serialized_start=1214
+  _globals['_GETMODELSTATUSREQUEST']._serialized_end=1268
+  _globals['_GETMODELSTATUSRESPONSE']._serialized_start=1270
+  _globals['_GETMODELSTATUSRESPONSE']._serialized_end=1352
+  _globals['_MODELSTATUS']._serialized_start=1355
+  _globals['_MODELSTATUS']._serialized_end=1780
+  _globals['_SIGNAL']._serialized_start=1783
+  _globals['_SIGNAL']._serialized_end=2109
+  _globals['_INFERENCESERVICE']._serialized_start=2327
+  _globals['_INFERENCESERVICE']._serialized_end=2646
 # @@protoc_insertion_point(module_scope)

@@ -44,12 +44,26 @@ class StreamPredictRequest(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., ticks: _Optional[_Iterable[_Union[_marketdata_pb2.TickBatch, _Mapping]]] = ..., bars: _Optional[_Iterable[_Union[_marketdata_pb2.Bar, _Mapping]]] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ...) -> None: ...
 
 class StreamPredictResponse(_message.Message):
-    __slots__ = ("request_id", "predictions")
+    __slots__ = ("request_id", "predictions", "rejections")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
-    def __init__(self, request_id: _Optional[int] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
+    rejections: _containers.RepeatedCompositeFieldContainer[InputRejection]
+    def __init__(self, request_id: _Optional[int] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., rejections: _Optional[_Iterable[_Union[InputRejection, _Mapping]]] = ...) -> None: ...
+
+class InputRejection(_message.Message):
+    __slots__ = ("field", "reason", "description", "symbol")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    reason: str
+    description: str
+    symbol: str
+    def __init__(self, field: _Optional[str] = ..., reason: _Optional[str] = ..., description: _Optional[str] = ..., symbol: _Optional[str] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("symbol", "time_msc", "model_name", "model_version", "outputs", "request_id", "hops")

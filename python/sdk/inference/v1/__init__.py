@@ -9,6 +9,7 @@ __all__ = (
     "GetModelStatusRequest",
     "GetModelStatusResponse",
     "InferenceServiceStub",
+    "InputRejection",
     "ModelState",
     "ModelStatus",
     "PredictRequest",
@@ -162,6 +163,41 @@ class GetModelStatusResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("kairos.inference.v1", "GetModelStatusResponse", GetModelStatusResponse)
+
+
+@dataclass(eq=False, repr=False)
+class InputRejection(betterproto2.Message):
+    """
+    InputRejection names one refused input item and why, in the manner of google.rpc.BadRequest's
+    FieldViolation.
+    """
+
+    field: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Path of the refused item in the request, e.g. "ticks[0].bid[17]" (one tick), "ticks[2]" (a whole
+    batch), "bars[4]" (one bar) or "" (the request as a whole).
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Machine-readable reason in UPPER_SNAKE_CASE, also the `reason` label of the server's rejection
+    counter: NON_FINITE_PRICE, NON_POSITIVE_PRICE, CROSSED_QUOTE, UNKNOWN_SYMBOL, INVALID_SYMBOL,
+    TIME_WENT_BACKWARDS, DUPLICATE_SEQUENCE, MALFORMED_BATCH, EMPTY_BATCH, OVERSIZED_BATCH,
+    EMPTY_REQUEST, PERIOD_MISMATCH, INVALID_BAR, TOO_MANY_SYMBOLS.
+    """
+
+    description: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Human-readable explanation with the offending values.
+    """
+
+    symbol: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Symbol of the refused item, when known.
+    """
+
+
+default_message_pool.register_message("kairos.inference.v1", "InputRejection", InputRejection)
 
 
 @dataclass(eq=False, repr=False)
@@ -437,6 +473,13 @@ class StreamPredictResponse(betterproto2.Message):
     predictions: "list[Prediction]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Predictions made from the request, zero or more.
+    """
+
+    rejections: "list[InputRejection]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Items of the request that were refused (bad prices, unknown symbol, time going backwards, malformed
+    or oversized batch, ...). A bidi stream cannot return INVALID_ARGUMENT for one item without ending
+    the call, so refusals travel here and the stream goes on; refused items change no state.
     """
 
 

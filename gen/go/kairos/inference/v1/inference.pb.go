@@ -218,7 +218,11 @@ type StreamPredictResponse struct {
 	// request_id of the request this answers.
 	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Predictions made from the request, zero or more.
-	Predictions   []*Prediction `protobuf:"bytes,2,rep,name=predictions,proto3" json:"predictions,omitempty"`
+	Predictions []*Prediction `protobuf:"bytes,2,rep,name=predictions,proto3" json:"predictions,omitempty"`
+	// Items of the request that were refused (bad prices, unknown symbol, time going backwards, malformed
+	// or oversized batch, ...). A bidi stream cannot return INVALID_ARGUMENT for one item without ending
+	// the call, so refusals travel here and the stream goes on; refused items change no state.
+	Rejections    []*InputRejection `protobuf:"bytes,3,rep,name=rejections,proto3" json:"rejections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +271,91 @@ func (x *StreamPredictResponse) GetPredictions() []*Prediction {
 	return nil
 }
 
+func (x *StreamPredictResponse) GetRejections() []*InputRejection {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
+// InputRejection names one refused input item and why, in the manner of google.rpc.BadRequest's
+// FieldViolation.
+type InputRejection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path of the refused item in the request, e.g. "ticks[0].bid[17]" (one tick), "ticks[2]" (a whole
+	// batch), "bars[4]" (one bar) or "" (the request as a whole).
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// Machine-readable reason in UPPER_SNAKE_CASE, also the `reason` label of the server's rejection
+	// counter: NON_FINITE_PRICE, NON_POSITIVE_PRICE, CROSSED_QUOTE, UNKNOWN_SYMBOL, INVALID_SYMBOL,
+	// TIME_WENT_BACKWARDS, DUPLICATE_SEQUENCE, MALFORMED_BATCH, EMPTY_BATCH, OVERSIZED_BATCH,
+	// EMPTY_REQUEST, PERIOD_MISMATCH, INVALID_BAR, TOO_MANY_SYMBOLS.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Human-readable explanation with the offending values.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// Symbol of the refused item, when known.
+	Symbol        string `protobuf:"bytes,4,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputRejection) Reset() {
+	*x = InputRejection{}
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputRejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputRejection) ProtoMessage() {}
+
+func (x *InputRejection) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputRejection.ProtoReflect.Descriptor instead.
+func (*InputRejection) Descriptor() ([]byte, []int) {
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *InputRejection) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *InputRejection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *InputRejection) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *InputRejection) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
 // Prediction is one model output for one symbol at one time.
 type Prediction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -291,7 +380,7 @@ type Prediction struct {
 
 func (x *Prediction) Reset() {
 	*x = Prediction{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[2]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +392,7 @@ func (x *Prediction) String() string {
 func (*Prediction) ProtoMessage() {}
 
 func (x *Prediction) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[2]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +405,7 @@ func (x *Prediction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prediction.ProtoReflect.Descriptor instead.
 func (*Prediction) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{2}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Prediction) GetSymbol() string {
@@ -388,7 +477,7 @@ type PredictRequest struct {
 
 func (x *PredictRequest) Reset() {
 	*x = PredictRequest{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[3]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +489,7 @@ func (x *PredictRequest) String() string {
 func (*PredictRequest) ProtoMessage() {}
 
 func (x *PredictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[3]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +502,7 @@ func (x *PredictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PredictRequest.ProtoReflect.Descriptor instead.
 func (*PredictRequest) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{3}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PredictRequest) GetSymbol() string {
@@ -485,7 +574,7 @@ type FeatureVector struct {
 
 func (x *FeatureVector) Reset() {
 	*x = FeatureVector{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[4]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +586,7 @@ func (x *FeatureVector) String() string {
 func (*FeatureVector) ProtoMessage() {}
 
 func (x *FeatureVector) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[4]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +599,7 @@ func (x *FeatureVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureVector.ProtoReflect.Descriptor instead.
 func (*FeatureVector) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{4}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FeatureVector) GetValues() []float32 {
@@ -531,7 +620,7 @@ type PredictResponse struct {
 
 func (x *PredictResponse) Reset() {
 	*x = PredictResponse{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[5]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +632,7 @@ func (x *PredictResponse) String() string {
 func (*PredictResponse) ProtoMessage() {}
 
 func (x *PredictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[5]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +645,7 @@ func (x *PredictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PredictResponse.ProtoReflect.Descriptor instead.
 func (*PredictResponse) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{5}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PredictResponse) GetPrediction() *Prediction {
@@ -577,7 +666,7 @@ type GetModelStatusRequest struct {
 
 func (x *GetModelStatusRequest) Reset() {
 	*x = GetModelStatusRequest{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[6]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +678,7 @@ func (x *GetModelStatusRequest) String() string {
 func (*GetModelStatusRequest) ProtoMessage() {}
 
 func (x *GetModelStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[6]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +691,7 @@ func (x *GetModelStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetModelStatusRequest) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{6}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetModelStatusRequest) GetModelName() string {
@@ -623,7 +712,7 @@ type GetModelStatusResponse struct {
 
 func (x *GetModelStatusResponse) Reset() {
 	*x = GetModelStatusResponse{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[7]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +724,7 @@ func (x *GetModelStatusResponse) String() string {
 func (*GetModelStatusResponse) ProtoMessage() {}
 
 func (x *GetModelStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[7]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +737,7 @@ func (x *GetModelStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetModelStatusResponse) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{7}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetModelStatusResponse) GetModels() []*ModelStatus {
@@ -689,7 +778,7 @@ type ModelStatus struct {
 
 func (x *ModelStatus) Reset() {
 	*x = ModelStatus{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[8]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +790,7 @@ func (x *ModelStatus) String() string {
 func (*ModelStatus) ProtoMessage() {}
 
 func (x *ModelStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[8]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +803,7 @@ func (x *ModelStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelStatus.ProtoReflect.Descriptor instead.
 func (*ModelStatus) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{8}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ModelStatus) GetModelName() string {
@@ -824,7 +913,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[9]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +925,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[9]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +938,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{9}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Signal) GetSymbol() string {
@@ -932,11 +1021,19 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x125\n" +
 	"\x05ticks\x18\x02 \x03(\v2\x1f.kairos.marketdata.v1.TickBatchR\x05ticks\x12-\n" +
 	"\x04bars\x18\x03 \x03(\v2\x19.kairos.marketdata.v1.BarR\x04bars\x12-\n" +
-	"\x04hops\x18\x04 \x03(\v2\x19.kairos.types.v1.HopStampR\x04hops\"y\n" +
+	"\x04hops\x18\x04 \x03(\v2\x19.kairos.types.v1.HopStampR\x04hops\"\xbe\x01\n" +
 	"\x15StreamPredictResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12A\n" +
-	"\vpredictions\x18\x02 \x03(\v2\x1f.kairos.inference.v1.PredictionR\vpredictions\"\xeb\x01\n" +
+	"\vpredictions\x18\x02 \x03(\v2\x1f.kairos.inference.v1.PredictionR\vpredictions\x12C\n" +
+	"\n" +
+	"rejections\x18\x03 \x03(\v2#.kairos.inference.v1.InputRejectionR\n" +
+	"rejections\"x\n" +
+	"\x0eInputRejection\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x16\n" +
+	"\x06symbol\x18\x04 \x01(\tR\x06symbol\"\xeb\x01\n" +
 	"\n" +
 	"Prediction\x12\x16\n" +
 	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x19\n" +
@@ -1025,49 +1122,51 @@ func file_kairos_inference_v1_inference_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_inference_v1_inference_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kairos_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_kairos_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_kairos_inference_v1_inference_proto_goTypes = []any{
 	(ModelState)(0),                // 0: kairos.inference.v1.ModelState
 	(Direction)(0),                 // 1: kairos.inference.v1.Direction
 	(*StreamPredictRequest)(nil),   // 2: kairos.inference.v1.StreamPredictRequest
 	(*StreamPredictResponse)(nil),  // 3: kairos.inference.v1.StreamPredictResponse
-	(*Prediction)(nil),             // 4: kairos.inference.v1.Prediction
-	(*PredictRequest)(nil),         // 5: kairos.inference.v1.PredictRequest
-	(*FeatureVector)(nil),          // 6: kairos.inference.v1.FeatureVector
-	(*PredictResponse)(nil),        // 7: kairos.inference.v1.PredictResponse
-	(*GetModelStatusRequest)(nil),  // 8: kairos.inference.v1.GetModelStatusRequest
-	(*GetModelStatusResponse)(nil), // 9: kairos.inference.v1.GetModelStatusResponse
-	(*ModelStatus)(nil),            // 10: kairos.inference.v1.ModelStatus
-	(*Signal)(nil),                 // 11: kairos.inference.v1.Signal
-	(*v1.TickBatch)(nil),           // 12: kairos.marketdata.v1.TickBatch
-	(*v1.Bar)(nil),                 // 13: kairos.marketdata.v1.Bar
-	(*v11.HopStamp)(nil),           // 14: kairos.types.v1.HopStamp
-	(*v1.BarBatch)(nil),            // 15: kairos.marketdata.v1.BarBatch
+	(*InputRejection)(nil),         // 4: kairos.inference.v1.InputRejection
+	(*Prediction)(nil),             // 5: kairos.inference.v1.Prediction
+	(*PredictRequest)(nil),         // 6: kairos.inference.v1.PredictRequest
+	(*FeatureVector)(nil),          // 7: kairos.inference.v1.FeatureVector
+	(*PredictResponse)(nil),        // 8: kairos.inference.v1.PredictResponse
+	(*GetModelStatusRequest)(nil),  // 9: kairos.inference.v1.GetModelStatusRequest
+	(*GetModelStatusResponse)(nil), // 10: kairos.inference.v1.GetModelStatusResponse
+	(*ModelStatus)(nil),            // 11: kairos.inference.v1.ModelStatus
+	(*Signal)(nil),                 // 12: kairos.inference.v1.Signal
+	(*v1.TickBatch)(nil),           // 13: kairos.marketdata.v1.TickBatch
+	(*v1.Bar)(nil),                 // 14: kairos.marketdata.v1.Bar
+	(*v11.HopStamp)(nil),           // 15: kairos.types.v1.HopStamp
+	(*v1.BarBatch)(nil),            // 16: kairos.marketdata.v1.BarBatch
 }
 var file_kairos_inference_v1_inference_proto_depIdxs = []int32{
-	12, // 0: kairos.inference.v1.StreamPredictRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	13, // 1: kairos.inference.v1.StreamPredictRequest.bars:type_name -> kairos.marketdata.v1.Bar
-	14, // 2: kairos.inference.v1.StreamPredictRequest.hops:type_name -> kairos.types.v1.HopStamp
-	4,  // 3: kairos.inference.v1.StreamPredictResponse.predictions:type_name -> kairos.inference.v1.Prediction
-	14, // 4: kairos.inference.v1.Prediction.hops:type_name -> kairos.types.v1.HopStamp
-	6,  // 5: kairos.inference.v1.PredictRequest.features:type_name -> kairos.inference.v1.FeatureVector
-	15, // 6: kairos.inference.v1.PredictRequest.bars:type_name -> kairos.marketdata.v1.BarBatch
-	4,  // 7: kairos.inference.v1.PredictResponse.prediction:type_name -> kairos.inference.v1.Prediction
-	10, // 8: kairos.inference.v1.GetModelStatusResponse.models:type_name -> kairos.inference.v1.ModelStatus
-	0,  // 9: kairos.inference.v1.ModelStatus.state:type_name -> kairos.inference.v1.ModelState
-	1,  // 10: kairos.inference.v1.Signal.direction:type_name -> kairos.inference.v1.Direction
-	14, // 11: kairos.inference.v1.Signal.hops:type_name -> kairos.types.v1.HopStamp
-	2,  // 12: kairos.inference.v1.InferenceService.StreamPredict:input_type -> kairos.inference.v1.StreamPredictRequest
-	5,  // 13: kairos.inference.v1.InferenceService.Predict:input_type -> kairos.inference.v1.PredictRequest
-	8,  // 14: kairos.inference.v1.InferenceService.GetModelStatus:input_type -> kairos.inference.v1.GetModelStatusRequest
-	3,  // 15: kairos.inference.v1.InferenceService.StreamPredict:output_type -> kairos.inference.v1.StreamPredictResponse
-	7,  // 16: kairos.inference.v1.InferenceService.Predict:output_type -> kairos.inference.v1.PredictResponse
-	9,  // 17: kairos.inference.v1.InferenceService.GetModelStatus:output_type -> kairos.inference.v1.GetModelStatusResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	13, // 0: kairos.inference.v1.StreamPredictRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	14, // 1: kairos.inference.v1.StreamPredictRequest.bars:type_name -> kairos.marketdata.v1.Bar
+	15, // 2: kairos.inference.v1.StreamPredictRequest.hops:type_name -> kairos.types.v1.HopStamp
+	5,  // 3: kairos.inference.v1.StreamPredictResponse.predictions:type_name -> kairos.inference.v1.Prediction
+	4,  // 4: kairos.inference.v1.StreamPredictResponse.rejections:type_name -> kairos.inference.v1.InputRejection
+	15, // 5: kairos.inference.v1.Prediction.hops:type_name -> kairos.types.v1.HopStamp
+	7,  // 6: kairos.inference.v1.PredictRequest.features:type_name -> kairos.inference.v1.FeatureVector
+	16, // 7: kairos.inference.v1.PredictRequest.bars:type_name -> kairos.marketdata.v1.BarBatch
+	5,  // 8: kairos.inference.v1.PredictResponse.prediction:type_name -> kairos.inference.v1.Prediction
+	11, // 9: kairos.inference.v1.GetModelStatusResponse.models:type_name -> kairos.inference.v1.ModelStatus
+	0,  // 10: kairos.inference.v1.ModelStatus.state:type_name -> kairos.inference.v1.ModelState
+	1,  // 11: kairos.inference.v1.Signal.direction:type_name -> kairos.inference.v1.Direction
+	15, // 12: kairos.inference.v1.Signal.hops:type_name -> kairos.types.v1.HopStamp
+	2,  // 13: kairos.inference.v1.InferenceService.StreamPredict:input_type -> kairos.inference.v1.StreamPredictRequest
+	6,  // 14: kairos.inference.v1.InferenceService.Predict:input_type -> kairos.inference.v1.PredictRequest
+	9,  // 15: kairos.inference.v1.InferenceService.GetModelStatus:input_type -> kairos.inference.v1.GetModelStatusRequest
+	3,  // 16: kairos.inference.v1.InferenceService.StreamPredict:output_type -> kairos.inference.v1.StreamPredictResponse
+	8,  // 17: kairos.inference.v1.InferenceService.Predict:output_type -> kairos.inference.v1.PredictResponse
+	10, // 18: kairos.inference.v1.InferenceService.GetModelStatus:output_type -> kairos.inference.v1.GetModelStatusResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_kairos_inference_v1_inference_proto_init() }
@@ -1075,7 +1174,7 @@ func file_kairos_inference_v1_inference_proto_init() {
 	if File_kairos_inference_v1_inference_proto != nil {
 		return
 	}
-	file_kairos_inference_v1_inference_proto_msgTypes[3].OneofWrappers = []any{
+	file_kairos_inference_v1_inference_proto_msgTypes[4].OneofWrappers = []any{
 		(*PredictRequest_Features)(nil),
 		(*PredictRequest_Bars)(nil),
 	}
@@ -1085,7 +1184,7 @@ func file_kairos_inference_v1_inference_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_inference_v1_inference_proto_rawDesc), len(file_kairos_inference_v1_inference_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,419 @@
+"""Inference benchmark: the Kairos server vs `mlflow models serve` vs raw ONNX Runtime, in one run.
+
+Everything runs on this machine over loopback, on the real model fixture (python/tests/data/model,
+trained on real GBPUSD M1 bars) and real market data (../shared/data):
+
+- ``ort_inprocess_predictions_per_s``: ONNX Runtime in this process, batches of 64 ready windows
+  (the server's session options: one intra-op thread, CPU provider). The ceiling.
+- ``predictions_per_s``: the real ``kairos-inference`` process; 64 symbols, every StreamPredict message
+  carries one new closed M1 bar per symbol, so each message makes 64 predictions (features and model).
+  Two streams, each with up to 8 messages in flight.
+- ``stream_latency_us_p50/_p99``: one stream at 5,000 ticks/s offered (1,000 messages/s, each with one
+  real EURUSD tick for each of 5 symbols; a bar closes every 10th message, so 10% of the responses
+  carry 5 predictions); latency = send to response, measured by the client. ``..._pred_...`` covers
+  only the messages that made predictions.
+- ``mlflow_serve_*``: the same ONNX model registered in a sqlite MLflow registry and served by
+  ``mlflow models serve --env-manager local``; throughput with JSON batches of 64 windows from two
+  keep-alive connections, latency of batch-1 requests one at a time.
+
+Usage: python bench/inference.py --out bench/results/inference.json [--seconds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import onnxruntime as ort  # type: ignore[import-untyped]
+import pandas as pd  # type: ignore[import-untyped]
+
+from kairos.features import SCHEMA, ModelCard, compute_features
+from kairos.inference.model import session_options
+from kairos.inference.v1 import inference_pb2 as pb
+from kairos.inference.v1 import inference_pb2_grpc
+from kairos.marketdata.v1 import marketdata_pb2 as md
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+MODEL = REPO / "python" / "tests" / "data" / "model" / "model.onnx"
+BATCH = 64
+SYMBOLS = [f"SYM{i:02d}" for i in range(BATCH)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"machine_cpu_model": model, "machine_cores": float(os.cpu_count() or 0)}
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def gbpusd_bars(n: int) -> pd.DataFrame:
+    bid = pd.read_csv(DATA / "gbpusd-m1-bid-2012.csv", nrows=n)
+    ask = pd.read_csv(DATA / "gbpusd-m1-ask-2012.csv", nrows=n)
+    df = bid.rename(columns={"timestamp": "time"})
+    df["time"] = pd.to_datetime(df["time"], utc=True)
+    df["spread"] = sum(ask[c] - bid[c] for c in ("open", "high", "low", "close")) / 4
+    df["tick_volume"] = 0
+    df["open_time_msc"] = (df["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    return df
+
+
+def windows(card: ModelCard, n: int) -> np.ndarray:
+    x = compute_features(gbpusd_bars(n + SCHEMA.window + card.window)).astype(np.float32)
+    x = x[np.isfinite(x).all(axis=1)]
+    return np.stack([x[i : i + card.window] for i in range(n)])
+
+
+# --- raw ONNX Runtime ----------------------------------------------------------------------------
+
+
+def bench_ort(card: ModelCard, seconds: float) -> float:
+    sess = ort.InferenceSession(str(MODEL), session_options(), providers=["CPUExecutionProvider"])
+    x = windows(card, BATCH)
+    for _ in range(50):
+        sess.run([card.output_name], {card.input_name: x})
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(50):
+            sess.run([card.output_name], {card.input_name: x})
+        n += 50
+    return n * BATCH / (time.perf_counter() - t0)
+
+
+# --- the Kairos server ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def kairos_server() -> Iterator[int]:
+    port = free_port()
+    exe = shutil.which("kairos-inference", path=str(Path(sys.executable).parent))
+    assert exe, "kairos-inference not installed (make setup)"
+    cmd = [exe, "--model", str(MODEL), "--listen", f"127.0.0.1:{port}", "--metrics-listen", "127.0.0.1:0"]
+    cmd += ["--nats-url", "", "--max-batch", str(BATCH), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd)
+    try:
+
+        def up() -> bool:
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                    stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
+                    stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=0.5)
+                    return True
+            except grpc.RpcError:
+                return False
+
+        wait_until(up, 120, "kairos-inference")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def bar_msgs(df: pd.DataFrame, start: int, stop: int, symbols: list[str]) -> list[pb.StreamPredictRequest]:
+    msgs = []
+    for i in range(start, stop):
+        r = df.iloc[i]
+        bars = [
+            md.Bar(
+                symbol=s,
+                period_s=60,
+                open_time_msc=int(r.open_time_msc),
+                open=r.open,
+                high=r.high,
+                low=r.low,
+                close=r.close,
+                tick_volume=0,
+                spread_mean=r.spread,
+            )
+            for s in symbols
+        ]
+        msgs.append(pb.StreamPredictRequest(request_id=i, bars=bars))
+    return msgs
+
+
+async def throughput(port: int, card: ModelCard, seconds: float) -> float:
+    warm = SCHEMA.window + card.window - 1
+    per_stream = int(seconds * 2000) + 500  # more messages than the run can use
+    df = gbpusd_bars(warm + per_stream)
+    streams = 2
+    # Disjoint sets of 64 symbols per stream: every message makes 64 predictions.
+    symbols = [[f"{s}-{k}" for s in SYMBOLS] for k in range(streams)]
+    counts = [0] * streams
+    window = [0.0, 0.0]  # measurement start and stop (perf_counter)
+    ready = asyncio.Barrier(streams)
+
+    async def run(k: int) -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
+            call = stub.StreamPredict()
+            for m in bar_msgs(df, 0, warm, symbols[k]):
+                await call.write(m)
+                await call.read()
+            msgs = bar_msgs(df, warm, warm + per_stream, symbols[k])
+            if await ready.wait() == 0:
+                window[0] = time.perf_counter() + 0.5  # half a second to reach the steady state
+                window[1] = window[0] + seconds
+            await asyncio.sleep(0)
+            inflight = asyncio.Semaphore(8)
+
+            async def writer() -> None:
+                for m in msgs:
+                    await inflight.acquire()
+                    if time.perf_counter() > window[1]:
+                        break
+                    await call.write(m)
+                await call.done_writing()
+
+            w = asyncio.create_task(writer())
+            while True:
+                r = await call.read()
+                if r == grpc.aio.EOF:
+                    break
+                inflight.release()
+                if window[0] <= time.perf_counter() <= window[1]:
+                    counts[k] += len(r.predictions)
+            await w
+
+    await asyncio.gather(*(run(k) for k in range(streams)))
+    return sum(counts) / seconds
+
+
+async def latency(port: int, card: ModelCard, seconds: float) -> dict[str, float]:
+    warm = SCHEMA.window + card.window - 1
+    symbols = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF"]
+    df = gbpusd_bars(warm)
+    ticks = pd.read_csv(DATA / "eurusd-ticks-2020-01-01.csv", header=None, names=["t", "bid", "ask", "v"])
+    rate = 1000  # messages/s, 5 ticks each
+    n = int(seconds * rate)
+    t_next_bar = int(df.open_time_msc.iloc[-1]) + 60_000
+    msgs = []
+    for i in range(n):
+        r = ticks.iloc[i % len(ticks)]
+        t = t_next_bar + i * 6_000  # 10 messages per M1 bar
+        msgs.append(
+            pb.StreamPredictRequest(
+                request_id=100_000 + i,
+                ticks=[md.TickBatch(symbol=s, time_msc=[t], bid=[r.bid], ask=[r.ask]) for s in symbols],
+            )
+        )
+    sent: dict[int, float] = {}
+    lat_all: list[float] = []
+    lat_pred: list[float] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
+        call = stub.StreamPredict()
+        for m in bar_msgs(df, 0, warm, symbols):
+            await call.write(m)
+            await call.read()
+
+        async def writer() -> None:
+            t0 = time.perf_counter()
+            for i, m in enumerate(msgs):
+                due = t0 + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent[m.request_id] = time.perf_counter()
+                await call.write(m)
+            await call.done_writing()
+
+        w = asyncio.create_task(writer())
+        while True:
+            r = await call.read()
+            if r == grpc.aio.EOF:
+                break
+            if r.request_id in sent:
+                us = (time.perf_counter() - sent[r.request_id]) * 1e6
+                lat_all.append(us)
+                if r.predictions:
+                    lat_pred.append(us)
+        await w
+    skip = len(lat_all) // 10  # the first tenth settles
+    lat_all = lat_all[skip:]
+    return {
+        "stream_latency_us_p50": pct(lat_all, 50),
+        "stream_latency_us_p99": pct(lat_all, 99),
+        "stream_latency_pred_us_p50": pct(lat_pred, 50),
+        "stream_latency_pred_us_p99": pct(lat_pred, 99),
+        "stream_offered_ticks_per_s": float(rate * len(symbols)),
+        "stream_latency_samples": float(len(lat_all)),
+    }
+
+
+# --- mlflow models serve -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mlflow_serve(tmp: Path) -> Iterator[int]:
+    import mlflow
+    import onnx
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("bench", artifact_location=str(tmp / "art"))
+    with mlflow.start_run(experiment_id=exp):
+        info = mlflow.onnx.log_model(
+            onnx.load(str(MODEL)),
+            name="model",
+            registered_model_name="kairos-bench",
+            onnx_execution_providers=["CPUExecutionProvider"],
+            save_as_external_data=False,
+            pip_requirements=["onnxruntime"],
+        )
+    client.set_registered_model_alias("kairos-bench", "champion", str(info.registered_model_version))
+    port = free_port()
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent))
+    assert exe
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    cmd = [exe, "models", "serve", "-m", "models:/kairos-bench@champion", "--env-manager", "local"]
+    cmd += ["-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def up() -> bool:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/ping")
+                ok = c.getresponse().status == 200
+                c.close()
+                return ok
+            except OSError:
+                return False
+
+        wait_until(up, 180, "mlflow models serve")
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _post(c: http.client.HTTPConnection, body: bytes) -> int:
+    c.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+    r = c.getresponse()
+    out = json.loads(r.read())
+    if r.status != 200:
+        raise RuntimeError(f"mlflow serve answered {r.status}: {out}")
+    preds = out["predictions"]
+    if isinstance(preds, dict):  # a named-output model answers {"predictions": {"probs": [[...], ...]}}
+        preds = next(iter(preds.values()))
+    return len(preds)
+
+
+def bench_mlflow(port: int, card: ModelCard, seconds: float) -> dict[str, float]:
+    x = windows(card, BATCH)
+    big = json.dumps({"inputs": x.tolist()}).encode()
+    one = json.dumps({"inputs": x[:1].tolist()}).encode()
+    counts = [0, 0]
+    stop = time.perf_counter() + 1 + seconds
+    start = time.perf_counter() + 1
+
+    def worker(k: int) -> None:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while (now := time.perf_counter()) < stop:
+            n = _post(c, big)
+            if now >= start:
+                counts[k] += n
+        c.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    thr = sum(counts) / seconds
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    lat = []
+    for i in range(600):
+        t0 = time.perf_counter()
+        _post(c, one)
+        if i >= 100:
+            lat.append((time.perf_counter() - t0) * 1e6)
+    c.close()
+    return {
+        "mlflow_serve_predictions_per_s": thr,
+        "mlflow_serve_latency_us_p50": pct(lat, 50),
+        "mlflow_serve_latency_us_p99": pct(lat, 99),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inference.json")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--model", type=Path, help="model.onnx with its card (default: the test fixture)")
+    args = ap.parse_args()
+    if args.model:
+        global MODEL
+        MODEL = args.model
+    card = ModelCard.from_onnx(MODEL)
+    m: dict[str, Any] = {**machine(), "batch_rows": float(BATCH), "model_window": float(card.window)}
+    m["ort_inprocess_predictions_per_s"] = bench_ort(card, args.seconds)
+    print("ort in-process:", round(m["ort_inprocess_predictions_per_s"]), "predictions/s", flush=True)
+    with kairos_server() as port:
+        m["predictions_per_s"] = asyncio.run(throughput(port, card, args.seconds))
+        print("kairos-inference:", round(m["predictions_per_s"]), "predictions/s", flush=True)
+        m.update(asyncio.run(latency(port, card, args.seconds)))
+        print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
+    with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp, mlflow_serve(Path(tmp)) as port:
+        m.update(bench_mlflow(port, card, args.seconds))
+        thr, p50 = m["mlflow_serve_predictions_per_s"], m["mlflow_serve_latency_us_p50"]
+        print("mlflow serve:", round(thr), "predictions/s, batch-1 p50", round(p50), "us", flush=True)
+    m["throughput_vs_mlflow_serve"] = m["predictions_per_s"] / m["mlflow_serve_predictions_per_s"]
+    m["latency_vs_mlflow_serve"] = m["stream_latency_us_p50"] / m["mlflow_serve_latency_us_p50"]
+    m["efficiency_vs_ort"] = m["predictions_per_s"] / m["ort_inprocess_predictions_per_s"]
+    out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in sorted(m.items())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

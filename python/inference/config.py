@@ -1,0 +1,171 @@
+"""Typed configuration of the inference server: one frozen dataclass, flags and KAIROS_INFERENCE_* env vars.
+
+Every field documents itself (its ``help`` metadata feeds ``--help`` and docs/inference.md). Precedence:
+command-line flag, then environment variable, then the default. Defaults are safe: loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "KAIROS_INFERENCE_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the flag and the environment variable."""
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Settings of one inference server process."""
+
+    model: str = _f(
+        "",
+        "Model to serve: models:/<name>@<alias> (MLflow registry, alias polled), models:/<name>/<version>, "
+        "or a path to a model.onnx whose model card is embedded or lies beside it as model.card.json.",
+    )
+    listen: str = _f("127.0.0.1:7501", "gRPC listen address host:port (port 0 picks a free port).")
+    metrics_listen: str = _f(
+        "127.0.0.1:9501", "Prometheus /metrics address host:port; empty disables (port 0 picks a free port)."
+    )
+    tracking_uri: str = _f(
+        "",
+        "MLflow tracking/registry URI; empty means $KAIROS_MLFLOW_URI, else sqlite:///<root>/.kairos/mlflow.db "
+        "(root = the nearest directory above the working directory holding .git, as kairos-train uses).",
+    )
+    poll_interval_s: float = _f(
+        30.0, "Seconds between checks of the model source (alias target or file change); 0 disables."
+    )
+    max_batch: int = _f(64, "Largest ONNX Runtime batch; every size 1..max_batch is warmed up at load.")
+    max_delay_us: int = _f(
+        0,
+        "How long the micro-batcher waits for more rows after the first one, in microseconds. "
+        "0 = one event-loop turn (rows that are already ready across streams batch together).",
+    )
+    nats_url: str = _f("nats://127.0.0.1:4222", "NATS server for signals; empty disables publishing.")
+    signal_subject_prefix: str = _f("kairos.signal", "Signals go to <prefix>.<symbol>.")
+    signal_queue_size: int = _f(
+        100_000, "Signals waiting for NATS beyond this are dropped and counted (the stream never blocks)."
+    )
+    symbols: tuple[str, ...] = _f(
+        (), "Comma-separated symbols the server accepts; empty accepts any well-formed symbol."
+    )
+    max_ticks_per_batch: int = _f(10_000, "Largest TickBatch accepted; bigger ones are refused whole.")
+    max_bars_per_request: int = _f(10_000, "Largest number of bars in one request or PredictRequest.")
+    max_symbols_per_stream: int = _f(1_000, "Symbols one stream may hold state for.")
+    max_message_bytes: int = _f(16 * 1024 * 1024, "Largest gRPC message received or sent, in bytes.")
+    stream_pipeline_depth: int = _f(
+        64, "Requests of one stream processed ahead of the response being written (backpressure)."
+    )
+    workers: int = _f(1, "Server processes sharing the listen port with SO_REUSEPORT (metrics port + index).")
+    shutdown_grace_s: float = _f(5.0, "Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.")
+    log_level: str = _f("info", "Log level: debug, info, warning, error.")
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        env = os.environ.get("KAIROS_MLFLOW_URI", "")
+        if env:
+            return env
+        here = Path.cwd().resolve()
+        root = next((p for p in (here, *here.parents) if (p / ".git").exists()), here)
+        return f"sqlite:///{root / '.kairos' / 'mlflow.db'}"
+
+    def validate(self) -> None:
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"--{_flag(name)} / {ENV_PREFIX}{name.upper()}: {why}")
+
+        if not self.model:
+            raise bad("model", "required (models:/<name>@<alias> or a path to model.onnx)")
+        _split_hostport(self.listen, "listen")
+        if self.metrics_listen:
+            _split_hostport(self.metrics_listen, "metrics_listen")
+        positive = (
+            "max_batch",
+            "max_ticks_per_batch",
+            "max_bars_per_request",
+            "max_symbols_per_stream",
+            "max_message_bytes",
+            "stream_pipeline_depth",
+            "workers",
+            "signal_queue_size",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise bad(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.max_batch > 4096:
+            raise bad("max_batch", f"at most 4096, got {self.max_batch}")
+        if self.max_delay_us < 0 or self.max_delay_us > 1_000_000:
+            raise bad("max_delay_us", f"must be 0..1000000, got {self.max_delay_us}")
+        if self.poll_interval_s < 0:
+            raise bad("poll_interval_s", f"must be >= 0, got {self.poll_interval_s}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise bad("log_level", f"unknown level {self.log_level!r}")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _split_hostport(value: str, name: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--{_flag(name)} / {ENV_PREFIX}{name.upper()}: expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    """Host and port of an address validated by InferenceConfig.validate."""
+    return _split_hostport(value, "address")
+
+
+def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(s.strip() for s in raw.split(",") if s.strip())
+        return raw
+    except ValueError as e:
+        raise ConfigError(f"--{_flag(f.name)} / {ENV_PREFIX}{f.name.upper()}: {e}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kairos-inference",
+        description="Kairos inference server: ONNX Runtime over gRPC bidi streams, signals on NATS.",
+        epilog=f"Every flag also reads the environment variable {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE_CASE>.",
+    )
+    for f in dataclasses.fields(InferenceConfig):
+        p.add_argument(f"--{_flag(f.name)}", dest=f.name, default=None, help=f.metadata["help"])
+    return p
+
+
+def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> InferenceConfig:
+    """Config from flags, then KAIROS_INFERENCE_* variables, then defaults; validated."""
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(InferenceConfig):
+        raw = getattr(args, f.name)
+        if raw is None:
+            raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _convert(f, raw)
+    cfg = InferenceConfig(**values)
+    cfg.validate()
+    return cfg

@@ -1,0 +1,85 @@
+"""Prometheus metrics of the inference server, on a registry of its own (one per server instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Explicit latency buckets (seconds): the hot path lives between 20 µs and a few ms.
+LATENCY_BUCKETS = (
+    20e-6,
+    50e-6,
+    100e-6,
+    200e-6,
+    300e-6,
+    500e-6,
+    1e-3,
+    2e-3,
+    5e-3,
+    10e-3,
+    25e-3,
+    100e-3,
+    1.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class Metrics:
+    """Every counter, gauge and histogram the server exports (names start with kairos_inference_)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        self.requests = Counter(
+            "kairos_inference_requests_total", "Requests received, by RPC.", ["rpc"], registry=r
+        )
+        self.predictions = Counter(
+            "kairos_inference_predictions_total", "Predictions made, by model.", ["model"], registry=r
+        )
+        self.rejected = Counter(
+            "kairos_inference_rejected_inputs_total",
+            "Input items refused (ticks, batches, bars, requests), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "kairos_inference_batch_size", "Rows per ONNX Runtime run.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.model_run_seconds = Histogram(
+            "kairos_inference_model_run_seconds",
+            "Wall time of one ONNX Runtime run.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "kairos_inference_request_seconds",
+            "Time from reading a request to writing its response, by RPC.",
+            ["rpc"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "kairos_inference_model_info",
+            "1 for the model version serving now (labels name, version, source).",
+            ["model", "version", "source"],
+            registry=r,
+        )
+        self.model_loads = Counter(
+            "kairos_inference_model_loads_total",
+            "Model loads, by result (ok, failed, refused = schema hash mismatch or bad card).",
+            ["result"],
+            registry=r,
+        )
+        self.streams_active = Gauge(
+            "kairos_inference_streams_active", "Open StreamPredict calls.", registry=r
+        )
+        self.symbol_states = Gauge(
+            "kairos_inference_symbol_states", "Per-symbol feature states held by open streams.", registry=r
+        )
+        self.signals_published = Counter(
+            "kairos_inference_signals_published_total", "Signals handed to NATS.", registry=r
+        )
+        self.signals_dropped = Counter(
+            "kairos_inference_signals_dropped_total",
+            "Signals not published, by reason (queue_full, nats_error).",
+            ["reason"],
+            registry=r,
+        )

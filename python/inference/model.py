@@ -1,0 +1,413 @@
+"""Model loading: ONNX Runtime sessions, model cards, MLflow registry, schema-hash check, hot swap.
+
+A ``ServedModel`` is immutable: a swap replaces the manager's reference in one assignment, so every
+prediction is made entirely by one version and carries that version's name. Loads run in a worker
+thread (download, session creation, warm-up) while the old version keeps serving; a failed or refused
+load leaves the old version in place and records the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
+
+from kairos.inference.logs import get_logger
+from kairos.inference.metrics import Metrics
+from kairos.inference.v1 import inference_pb2 as pb
+
+CARD_METADATA_KEY = "kairos.model_card"
+CARD_FILE = "model.card.json"
+CLASSES = ("down", "flat", "up")
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded (missing file, bad ONNX, registry error)."""
+
+
+class ModelRefused(ModelLoadError):
+    """The model loaded but does not fit this server (feature schema hash, shapes, card)."""
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What the server's feature pipeline computes; a model must have been trained on exactly this."""
+
+    schema_hash: str
+    feature_names: tuple[str, ...]
+    bars_per_row: int  # bars of history one feature row needs (kairos.features SCHEMA.window)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded, checked and warmed-up model version."""
+
+    name: str
+    version: str
+    source_uri: str
+    card: dict[str, Any]
+    session: ort.InferenceSession = field(repr=False)
+    input_name: str
+    output_name: str
+    rows: int  # feature rows per model input (the model's sequence length; 1 for a rank-2 input)
+    n_features: int
+    rank: int
+    timeframe_s: int
+    output_names: tuple[str, ...]
+    feature_schema_hash: str
+    feature_names: tuple[str, ...]
+    history_bars: int  # closed bars needed before the first prediction
+    loaded_time_us: int
+    sha256: str
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities [n, n_outputs] for inputs [n, rows, n_features] (float32)."""
+        if self.rank == 2:
+            x = x.reshape(x.shape[0], self.n_features)
+        out = self.session.run([self.output_name], {self.input_name: x})[0]
+        return np.asarray(out, dtype=np.float32)
+
+
+def session_options() -> ort.SessionOptions:
+    # One intra-op thread: the default pool gives ms-scale p99 when cores are shared (DESIGN.md).
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return so
+
+
+def _card_from(session: ort.InferenceSession, onnx_path: Path) -> dict[str, Any]:
+    meta = session.get_modelmeta().custom_metadata_map
+    raw = meta.get(CARD_METADATA_KEY)
+    where = f"{onnx_path} metadata_props[{CARD_METADATA_KEY}]"
+    if raw is None:
+        beside = onnx_path.with_name(CARD_FILE)
+        if not beside.is_file():
+            raise ModelRefused(
+                f"{onnx_path}: no model card (neither metadata_props[{CARD_METADATA_KEY}] nor {beside})"
+            )
+        raw = beside.read_text(encoding="utf-8")
+        where = str(beside)
+    try:
+        card = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ModelRefused(f"{where}: model card is not valid JSON: {e}") from None
+    if not isinstance(card, dict):
+        raise ModelRefused(f"{where}: model card must be a JSON object")
+    for key in ("name", "version", "feature_schema_hash", "feature_names", "timeframe_s"):
+        if key not in card:
+            raise ModelRefused(f"{where}: model card lacks {key!r}")
+    return card
+
+
+def build_served_model(
+    onnx_path: Path,
+    *,
+    name: str | None,
+    version: str | None,
+    source_uri: str,
+    pipeline: PipelineSpec,
+    max_batch: int,
+) -> ServedModel:
+    """Open, check against the pipeline and warm up one model file (blocking; call from a thread)."""
+    try:
+        data = onnx_path.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"cannot read model {onnx_path}: {e.strerror}") from None
+    try:
+        session = ort.InferenceSession(data, session_options(), providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for every parse/graph problem
+        raise ModelLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: {e}") from None
+    card = _card_from(session, onnx_path)
+
+    if card["feature_schema_hash"] != pipeline.schema_hash:
+        raise ModelRefused(
+            f"model {card['name']} {version or card['version']} was trained on feature schema "
+            f"{card['feature_schema_hash']}, but this server computes {pipeline.schema_hash}; "
+            "retrain the model on the current kairos.features or serve it with the matching server"
+        )
+    if tuple(card["feature_names"]) != pipeline.feature_names:
+        raise ModelRefused(
+            f"model {card['name']}: card feature_names {card['feature_names']} differ from the "
+            f"pipeline's {list(pipeline.feature_names)}"
+        )
+
+    inputs = session.get_inputs()
+    outputs = session.get_outputs()
+    want_in = card.get("input_name", "features")
+    want_out = card.get("output_name", "probs")
+    inp = next((i for i in inputs if i.name == want_in), None)
+    out = next((o for o in outputs if o.name == want_out), None)
+    if inp is None or out is None:
+        raise ModelRefused(
+            f"{onnx_path}: expected input {want_in!r} and output {want_out!r}, the graph has inputs "
+            f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}"
+        )
+    if inp.type != "tensor(float)":
+        raise ModelRefused(f"{onnx_path}: input {inp.name} is {inp.type}, expected tensor(float)")
+    shape = list(inp.shape)
+    n_features = len(pipeline.feature_names)
+    if len(shape) == 3 and shape[2] == n_features and isinstance(shape[1], int):
+        rows, rank = int(shape[1]), 3
+    elif len(shape) == 2 and shape[1] == n_features:
+        rows, rank = 1, 2
+    else:
+        raise ModelRefused(
+            f"{onnx_path}: input {inp.name} has shape {shape}, expected [batch, window, {n_features}] "
+            f"or [batch, {n_features}]"
+        )
+    if "window" in card and rank == 3 and int(card["window"]) != rows:
+        raise ModelRefused(f"{onnx_path}: card window {card['window']} != graph input window {rows}")
+    timeframe_s = int(card["timeframe_s"])
+    if timeframe_s <= 0:
+        raise ModelRefused(f"{onnx_path}: card timeframe_s must be positive, got {timeframe_s}")
+
+    # Warm up every batch size the micro-batcher can produce, and check the output on the way.
+    n_out = 0
+    for b in range(1, max_batch + 1):
+        x = np.zeros((b, rows, n_features) if rank == 3 else (b, n_features), dtype=np.float32)
+        y = session.run([out.name], {inp.name: x})[0]
+        if y.ndim != 2 or y.shape[0] != b or not np.all(np.isfinite(y)):
+            raise ModelRefused(f"{onnx_path}: output {out.name} for batch {b} has shape {y.shape}")
+        n_out = y.shape[1]
+    classes = tuple(card.get("classes", CLASSES))
+    output_names = classes if len(classes) == n_out else tuple(f"{out.name}[{i}]" for i in range(n_out))
+
+    return ServedModel(
+        name=name or str(card["name"]),
+        version=version or str(card["version"]),
+        source_uri=source_uri,
+        card=card,
+        session=session,
+        input_name=inp.name,
+        output_name=out.name,
+        rows=rows,
+        n_features=n_features,
+        rank=rank,
+        timeframe_s=timeframe_s,
+        output_names=output_names,
+        feature_schema_hash=str(card["feature_schema_hash"]),
+        feature_names=tuple(card["feature_names"]),
+        history_bars=pipeline.bars_per_row + rows - 1,
+        loaded_time_us=time.time_ns() // 1000,
+        sha256="sha256:" + hashlib.sha256(data).hexdigest(),
+    )
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    name: str
+    alias: str | None
+    version: str | None
+
+
+def parse_models_uri(uri: str) -> RegistryRef | None:
+    """models:/name@alias or models:/name/version; None for anything else (a file path)."""
+    if not uri.startswith("models:/"):
+        return None
+    rest = uri[len("models:/") :]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        if name and alias and "/" not in name:
+            return RegistryRef(name, alias, None)
+    elif rest.count("/") == 1:
+        name, version = rest.split("/")
+        if name and version.isdigit():
+            return RegistryRef(name, None, version)
+    raise ModelLoadError(f"model URI {uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
+
+
+class ModelSource:
+    """Where versions come from: ``current_version()`` is cheap (polled), ``load(version)`` is not."""
+
+    def __init__(self, uri: str, tracking_uri: str, pipeline: PipelineSpec, max_batch: int) -> None:
+        self.uri = uri
+        self.tracking_uri = tracking_uri
+        self.pipeline = pipeline
+        self.max_batch = max_batch
+        self.ref = parse_models_uri(uri)
+        self._client: Any = None
+
+    def _mlflow(self) -> Any:
+        if self._client is None:
+            # Imported lazily: mlflow costs ~1 s to import and a file-served model never needs it.
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    def current_version(self) -> str:
+        """The version the source points at now: registry version, or a file's size+mtime fingerprint."""
+        if self.ref is None:
+            try:
+                st = os.stat(self.uri)
+            except OSError as e:
+                raise ModelLoadError(f"cannot read model {self.uri}: {e.strerror}") from None
+            return f"file:{st.st_size}:{st.st_mtime_ns}"
+        if self.ref.version is not None:
+            return self.ref.version
+        try:
+            mv = self._mlflow().get_model_version_by_alias(self.ref.name, self.ref.alias)
+        except Exception as e:  # MlflowException for unknown name/alias, OperationalError for the store
+            raise ModelLoadError(f"{self.uri}: registry lookup failed: {e}") from None
+        return str(mv.version)
+
+    def load(self, version: str) -> ServedModel:
+        if self.ref is None:
+            return build_served_model(
+                Path(self.uri),
+                name=None,
+                version=None,
+                source_uri=self.uri,
+                pipeline=self.pipeline,
+                max_batch=self.max_batch,
+            )
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory(prefix="kairos-model-") as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{self.ref.name}/{version}",
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+            except Exception as e:
+                raise ModelLoadError(f"{self.uri} (version {version}): download failed: {e}") from None
+            found = sorted(Path(local).rglob("*.onnx"))
+            if not found:
+                raise ModelLoadError(f"{self.uri} (version {version}): no .onnx file among the artifacts")
+            return build_served_model(
+                found[0],
+                name=self.ref.name,
+                version=version,
+                source_uri=self.uri,
+                pipeline=self.pipeline,
+                max_batch=self.max_batch,
+            )
+
+
+class ModelManager:
+    """Holds the serving model, polls its source and swaps versions atomically."""
+
+    def __init__(self, source: ModelSource, metrics: Metrics, poll_interval_s: float) -> None:
+        self.source = source
+        self.metrics = metrics
+        self.poll_interval_s = poll_interval_s
+        self.current: ServedModel | None = None
+        self.state = pb.MODEL_STATE_LOADING
+        self.last_error = ""
+        self.predictions_total = 0
+        self._current_key = ""
+        self._failed_key = ""
+        self._last_exc: ModelLoadError | None = None
+        self._lock = asyncio.Lock()
+        self._listeners: list[Callable[[ServedModel], None]] = []
+        self.log = get_logger(source=source.uri)
+
+    def on_swap(self, fn: Callable[[ServedModel], None]) -> None:
+        self._listeners.append(fn)
+
+    async def load_initial(self) -> ServedModel:
+        """First load; raises (the server does not start without a model)."""
+        await self.check()
+        if self.current is None:
+            raise self._last_exc or ModelLoadError(f"{self.source.uri}: no model loaded")
+        return self.current
+
+    async def check(self) -> bool:
+        """Load the source's current version if it differs from the serving one; True if swapped."""
+        async with self._lock:
+            try:
+                key = await asyncio.to_thread(self.source.current_version)
+            except ModelLoadError as e:
+                self._last_exc = e
+                self._fail(str(e), "failed", "")
+                return False
+            if key == self._current_key or key == self._failed_key:
+                return False
+            self.state = pb.MODEL_STATE_LOADING
+            started = time.perf_counter()
+            try:
+                model = await asyncio.to_thread(self.source.load, key)
+            except ModelRefused as e:
+                self._last_exc = e
+                self._fail(str(e), "refused", key)
+                return False
+            except ModelLoadError as e:
+                self._last_exc = e
+                self._fail(str(e), "failed", key)
+                return False
+            old = self.current
+            self.current = model  # the swap: one reference assignment, seen by the next request
+            self._current_key = key
+            self._failed_key = ""
+            self.state = pb.MODEL_STATE_SERVING
+            self.last_error = ""
+            self.metrics.model_loads.labels("ok").inc()
+            if old is not None:
+                self.metrics.model_info.remove(old.name, old.version, old.source_uri)
+            self.metrics.model_info.labels(model.name, model.version, model.source_uri).set(1)
+            self.log.info(
+                "model serving",
+                model=model.name,
+                version=model.version,
+                previous=old.version if old else None,
+                rows=model.rows,
+                timeframe_s=model.timeframe_s,
+                schema=model.feature_schema_hash,
+                load_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            for fn in self._listeners:
+                fn(model)
+            return True
+
+    def _fail(self, message: str, result: str, key: str) -> None:
+        self.last_error = message
+        self.state = pb.MODEL_STATE_FAILED
+        if key:
+            self._failed_key = key  # do not retry the same broken version on every poll
+        self.metrics.model_loads.labels(result).inc()
+        self.log.error(
+            "model load failed" if result == "failed" else "model refused",
+            error=message,
+            still_serving=self.current.version if self.current else None,
+        )
+
+    async def poll_forever(self) -> None:
+        if self.poll_interval_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            with contextlib.suppress(Exception):
+                await self.check()
+
+    def status(self) -> pb.ModelStatus:
+        m = self.current
+        st = pb.ModelStatus(
+            source_uri=self.source.uri,
+            state=self.state,
+            last_error=self.last_error,
+            predictions_total=self.predictions_total,
+        )
+        if m is not None:
+            st.model_name = m.name
+            st.model_version = m.version
+            st.feature_schema_hash = m.feature_schema_hash
+            st.feature_names.extend(m.feature_names)
+            st.output_names.extend(m.output_names)
+            st.window = m.history_bars
+            st.loaded_time_us = m.loaded_time_us
+        return st

@@ -1,0 +1,203 @@
+"""The inference server process: wiring, start-up, graceful shutdown and the ``kairos-inference`` CLI.
+
+``InferenceServer`` owns every task it starts (micro-batcher, model poller, signal publisher) and the
+gRPC and metrics servers, and stops them in order: health goes NOT_SERVING, in-flight RPCs get the
+grace period, then the tasks are cancelled and awaited and the NATS connection is flushed and closed.
+With ``--workers N`` the parent starts N such servers as processes sharing the port (SO_REUSEPORT:
+the kernel balances connections, not streams) and forwards SIGTERM/SIGINT to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import multiprocessing
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+from prometheus_client import start_http_server
+
+from kairos.inference import logs
+from kairos.inference.batcher import MicroBatcher
+from kairos.inference.config import ConfigError, InferenceConfig, load_config, split_hostport
+from kairos.inference.metrics import Metrics
+from kairos.inference.model import ModelLoadError, ModelManager, ModelSource
+from kairos.inference.pipeline import pipeline_spec
+from kairos.inference.service import InferenceServicer
+from kairos.inference.signals import SignalPublisher
+from kairos.inference.v1 import inference_pb2, inference_pb2_grpc
+
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+class InferenceServer:
+    """One server instance (a process may hold several in tests)."""
+
+    def __init__(self, cfg: InferenceConfig) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.log = logs.get_logger()
+        self.port = 0
+        self.metrics_port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._http: Any = None
+        self._http_thread: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._health = health.aio.HealthServicer()
+        source = ModelSource(cfg.model, cfg.resolved_tracking_uri, pipeline_spec(), cfg.max_batch)
+        self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
+        self.batcher = MicroBatcher(self.manager, self.metrics, cfg.max_batch, cfg.max_delay_us)
+        self.publisher = (
+            SignalPublisher(cfg.nats_url, cfg.signal_subject_prefix, self.metrics, cfg.signal_queue_size)
+            if cfg.nats_url
+            else None
+        )
+
+    async def start(self) -> None:
+        """Load the model (raises ModelLoadError), then serve gRPC and metrics."""
+        model = await self.manager.load_initial()
+        opts = [
+            ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
+            ("grpc.max_send_message_length", self.cfg.max_message_bytes),
+            ("grpc.so_reuseport", 1),
+        ]
+        server = self._grpc = grpc.aio.server(options=opts)
+        servicer = InferenceServicer(self.cfg, self.manager, self.batcher, self.metrics, self.publisher)
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self.cfg.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.cfg.listen}")
+        if self.cfg.metrics_listen:
+            host, port = split_hostport(self.cfg.metrics_listen)
+            self._http, self._http_thread = start_http_server(port, host, registry=self.metrics.registry)
+            self.metrics_port = self._http.server_port
+        self._tasks.append(asyncio.create_task(self.batcher.run(), name="micro-batcher"))
+        self._tasks.append(asyncio.create_task(self.manager.poll_forever(), name="model-poller"))
+        if self.publisher is not None:
+            self._tasks.append(asyncio.create_task(self.publisher.run(), name="signal-publisher"))
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.log.info(
+            "serving",
+            listen=self.cfg.listen,
+            port=self.port,
+            metrics_port=self.metrics_port,
+            model=model.name,
+            version=model.version,
+            max_batch=self.cfg.max_batch,
+            max_delay_us=self.cfg.max_delay_us,
+            nats=self.cfg.nats_url or None,
+        )
+
+    async def stop(self) -> None:
+        """Graceful stop: refuse new work, let in-flight RPCs finish, then stop every task."""
+        with contextlib.suppress(Exception):
+            await self._health.enter_graceful_shutdown()
+        if self._grpc is not None:
+            await self._grpc.stop(self.cfg.shutdown_grace_s)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        self._tasks.clear()
+        if self.publisher is not None:
+            await self.publisher.close()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http_thread.join(timeout=5)
+            self._http = None
+        self.log.info("stopped")
+
+
+async def serve(cfg: InferenceConfig) -> int:
+    server = InferenceServer(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+    except (ModelLoadError, OSError) as e:
+        server.log.error("cannot start", error=str(e))
+        await server.stop()
+        return 2
+    # Everything alive now (modules, the model, the server) lives until exit: take it out of the
+    # collector's scans, and collect the young generation less often, so GC pauses stay off the p99.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    await stop.wait()
+    server.log.info("shutting down", grace_s=cfg.shutdown_grace_s)
+    await server.stop()
+    return 0
+
+
+def _worker(cfg: InferenceConfig) -> None:
+    logs.configure(cfg.log_level)
+    sys.exit(asyncio.run(serve(cfg)))
+
+
+def _run_workers(cfg: InferenceConfig) -> int:
+    """N processes on one port (SO_REUSEPORT); worker i serves metrics on the metrics port + i."""
+    _, port = split_hostport(cfg.listen)
+    if port == 0:
+        print("kairos-inference: --workers > 1 needs a fixed --listen port", file=sys.stderr)
+        return 2
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for i in range(cfg.workers):
+        metrics = cfg.metrics_listen
+        if metrics:
+            mhost, mport = split_hostport(metrics)
+            metrics = f"{mhost}:{mport + i if mport else 0}"
+        wcfg = dataclasses.replace(cfg, workers=1, metrics_listen=metrics)
+        p = ctx.Process(target=_worker, args=(wcfg,), name=f"kairos-inference-{i}")
+        p.start()
+        procs.append(p)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    import os
+
+                    os.kill(p.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    for p in procs:
+        p.join()
+        code = max(code, p.exitcode or 0)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``kairos-inference``."""
+    try:
+        cfg = load_config(argv)
+    except ConfigError as e:
+        print(f"kairos-inference: {e}", file=sys.stderr)
+        sys.exit(2)
+    logs.configure(cfg.log_level)
+    if cfg.workers > 1:
+        sys.exit(_run_workers(cfg))
+    sys.exit(asyncio.run(serve(cfg)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""The gRPC servicer: StreamPredict (bidi, the hot path), Predict (unary) and GetModelStatus.
+
+StreamPredict reads requests in a task of its own and processes each as soon as it arrives (features,
+model inputs submitted to the micro-batcher), while the handler writes the responses in request
+order as their batches finish: reading, batching and writing overlap, and every request gets exactly
+one response echoing its request_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status  # type: ignore[import-untyped]
+
+from kairos.inference.batcher import BatchResult, MicroBatcher
+from kairos.inference.config import InferenceConfig
+from kairos.inference.logs import get_logger
+from kairos.inference.metrics import Metrics
+from kairos.inference.model import ModelManager, ServedModel
+from kairos.inference.pipeline import SymbolFeed, feature_rows
+from kairos.inference.signals import SignalPublisher, signal_from
+from kairos.inference.streams import StreamState, bar_problem, symbol_problem
+from kairos.inference.v1 import inference_pb2 as pb
+from kairos.inference.v1 import inference_pb2_grpc
+from kairos.types.v1 import types_pb2
+
+HOP_RECEIVE = types_pb2.HOP_STAGE_INFERENCE_RECEIVE
+HOP_DONE = types_pb2.HOP_STAGE_INFERENCE_DONE
+HOP_SEND = types_pb2.HOP_STAGE_INFERENCE_SEND
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class InvalidArgument(Exception):
+    """A unary request that cannot be served: field violations for google.rpc.BadRequest."""
+
+    def __init__(self, violations: list[tuple[str, str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {d}" for f, _, d in violations))
+        self.violations = violations  # (field, reason, description)
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    """InferenceService over the model manager, the micro-batcher and the signal publisher."""
+
+    def __init__(
+        self,
+        cfg: InferenceConfig,
+        manager: ModelManager,
+        batcher: MicroBatcher,
+        metrics: Metrics,
+        publisher: SignalPublisher | None,
+    ) -> None:
+        self.cfg = cfg
+        self.manager = manager
+        self.batcher = batcher
+        self.metrics = metrics
+        self.publisher = publisher
+        self.allowed = frozenset(cfg.symbols)
+        self.log = get_logger()
+        self._stream_requests = metrics.requests.labels("StreamPredict")
+        self._stream_seconds = metrics.request_seconds.labels("StreamPredict")
+
+    def _model(self) -> ServedModel:
+        m = self.manager.current
+        if m is None:  # the server only starts with a model; kept for type narrowing
+            raise RuntimeError("no model loaded")
+        return m
+
+    # --- StreamPredict -------------------------------------------------------------------------
+
+    async def StreamPredict(
+        self, request_iterator: AsyncIterator[pb.StreamPredictRequest], context: grpc.aio.ServicerContext
+    ) -> None:
+        state = StreamState(
+            self.metrics,
+            allowed_symbols=self.allowed,
+            max_ticks_per_batch=self.cfg.max_ticks_per_batch,
+            max_bars_per_request=self.cfg.max_bars_per_request,
+            max_symbols=self.cfg.max_symbols_per_stream,
+        )
+        pending: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.cfg.stream_pipeline_depth)
+        peer = context.peer()
+        self.metrics.streams_active.inc()
+        self.log.info("stream opened", peer=peer)
+
+        async def read() -> None:
+            try:
+                async for req in request_iterator:
+                    recv_t = time.perf_counter()
+                    recv_us = now_us()
+                    self._stream_requests.inc()
+                    model = self._model()
+                    work = state.process(req, model)
+                    fut = self.batcher.submit(model, work.inputs()) if work.windows else None
+                    await pending.put((req, recv_t, recv_us, model, work, fut))
+            finally:
+                with contextlib.suppress(asyncio.QueueFull):
+                    pending.put_nowait(None)
+
+        reader = asyncio.create_task(read(), name=f"stream-reader {peer}")
+        try:
+            while True:
+                item = await pending.get()
+                if item is None:
+                    break
+                req, recv_t, recv_us, model, work, fut = item
+                resp = pb.StreamPredictResponse(request_id=req.request_id)
+                if work.rejections:
+                    resp.rejections.extend(work.rejections)
+                if fut is not None:
+                    try:
+                        result: BatchResult = await fut
+                    except Exception as e:  # the model run failed: refuse these rows, keep the stream
+                        self.metrics.rejected.labels("MODEL_ERROR").inc(len(work.symbols))
+                        resp.rejections.add(
+                            field="", reason="MODEL_ERROR", description=f"model run failed: {e}"
+                        )
+                        work.symbols.clear()
+                    else:
+                        self._fill(resp, req, recv_us, model, work, result)
+                await context.write(resp)
+                self._stream_seconds.observe(time.perf_counter() - recv_t)
+                if self.publisher is not None and resp.predictions:
+                    for k, p in enumerate(resp.predictions):
+                        self.publisher.offer(signal_from(p, work.bids[k], work.asks[k]))
+                if pending.empty() and reader.done():
+                    break
+            await reader  # re-raises a reader failure (ends the call with its status)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.log.error("stream failed", peer=peer, error=repr(e))
+            raise
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+            state.close()
+            self.metrics.streams_active.dec()
+            self.log.info("stream closed", peer=peer)
+
+    def _fill(
+        self,
+        resp: pb.StreamPredictResponse,
+        req: pb.StreamPredictRequest,
+        recv_us: int,
+        model: ServedModel,
+        work: Any,
+        result: BatchResult,
+    ) -> None:
+        send_us = now_us()
+        base_hops = [*req.hops, types_pb2.HopStamp(stage=HOP_RECEIVE, time_us=recv_us)]
+        base_hops.append(types_pb2.HopStamp(stage=HOP_DONE, time_us=result.done_us))
+        base_hops.append(types_pb2.HopStamp(stage=HOP_SEND, time_us=send_us))
+        outputs = result.outputs.tolist()
+        add = resp.predictions.add
+        for k, sym in enumerate(work.symbols):
+            add(
+                symbol=sym,
+                time_msc=work.times_msc[k],
+                model_name=model.name,
+                model_version=model.version,
+                outputs=outputs[k],
+                request_id=req.request_id,
+                hops=base_hops,
+            )
+
+    # --- Predict ---------------------------------------------------------------------------------
+
+    async def Predict(
+        self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PredictResponse:
+        t0 = time.perf_counter()
+        recv_us = now_us()
+        self.metrics.requests.labels("Predict").inc()
+        model = self._model()
+        try:
+            if request.model_name and request.model_name != model.name:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"model {request.model_name!r} is not served here (serving {model.name!r})",
+                )
+            x, time_msc = self._predict_input(request, model)
+        except InvalidArgument as e:
+            for _, reason, _ in e.violations:
+                self.metrics.rejected.labels(reason).inc()
+            await context.abort_with_status(bad_request(str(e), e.violations))
+            raise AssertionError("unreachable") from None
+        result = await self.batcher.submit(model, x[np.newaxis])
+        pred = pb.Prediction(
+            symbol=request.symbol,
+            time_msc=time_msc,
+            model_name=model.name,
+            model_version=model.version,
+            outputs=result.outputs[0].tolist(),
+            hops=[
+                types_pb2.HopStamp(stage=HOP_RECEIVE, time_us=recv_us),
+                types_pb2.HopStamp(stage=HOP_DONE, time_us=result.done_us),
+                types_pb2.HopStamp(stage=HOP_SEND, time_us=now_us()),
+            ],
+        )
+        self.metrics.request_seconds.labels("Predict").observe(time.perf_counter() - t0)
+        return pb.PredictResponse(prediction=pred)
+
+    def _predict_input(self, request: pb.PredictRequest, model: ServedModel) -> tuple[np.ndarray, int]:
+        problem = symbol_problem(request.symbol)
+        if problem is not None:
+            raise InvalidArgument([("symbol", "INVALID_SYMBOL", problem)])
+        if self.allowed and request.symbol not in self.allowed:
+            raise InvalidArgument(
+                [("symbol", "UNKNOWN_SYMBOL", f"symbol {request.symbol!r} is not served here")]
+            )
+        which = request.WhichOneof("input")
+        if which == "features":
+            values = np.asarray(request.features.values, dtype=np.float32)
+            want = model.rows * model.n_features
+            if values.size != want:
+                raise InvalidArgument(
+                    [
+                        (
+                            "features.values",
+                            "WRONG_FEATURE_COUNT",
+                            f"{values.size} values, the model takes {model.rows} rows x "
+                            f"{model.n_features} features = {want} (row-major, oldest row first)",
+                        )
+                    ]
+                )
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                i = int(bad[0])
+                raise InvalidArgument(
+                    [(f"features.values[{i}]", "NON_FINITE_FEATURE", f"value {values[i]} is not finite")]
+                )
+            return values.reshape(model.rows, model.n_features), 0
+        if which == "bars":
+            return self._bars_input(request, model)
+        raise InvalidArgument([("input", "EMPTY_REQUEST", "set either features or bars")])
+
+    def _bars_input(self, request: pb.PredictRequest, model: ServedModel) -> tuple[np.ndarray, int]:
+        bars = request.bars.bars
+        need = model.history_bars
+        if len(bars) > self.cfg.max_bars_per_request:
+            raise InvalidArgument(
+                [
+                    (
+                        "bars.bars",
+                        "OVERSIZED_BATCH",
+                        f"{len(bars)} bars (at most {self.cfg.max_bars_per_request})",
+                    )
+                ]
+            )
+        if len(bars) < need:
+            raise InvalidArgument(
+                [("bars.bars", "WINDOW_TOO_SHORT", f"{len(bars)} bars, the model needs at least {need}")]
+            )
+        violations: list[tuple[str, str, str]] = []
+        last_open = None
+        for i, bar in enumerate(bars):
+            if bar.symbol and bar.symbol != request.symbol:
+                violations.append(
+                    (f"bars.bars[{i}].symbol", "SYMBOL_MISMATCH", f"{bar.symbol!r} != {request.symbol!r}")
+                )
+                continue
+            p = bar_problem(bar, model.timeframe_s)
+            if p is not None:
+                violations.append((f"bars.bars[{i}]", p[0], p[1]))
+                continue
+            if last_open is not None and bar.open_time_msc <= last_open:
+                violations.append(
+                    (
+                        f"bars.bars[{i}].open_time_msc",
+                        "TIME_WENT_BACKWARDS",
+                        f"{bar.open_time_msc} <= previous bar {last_open}",
+                    )
+                )
+            last_open = bar.open_time_msc
+        if violations:
+            raise InvalidArgument(violations[:100])
+        feed = SymbolFeed(model.timeframe_s)
+        windows = [w for w in (feed.push_bar(b) for b in bars[-need:]) if w is not None]
+        rows = feature_rows(windows)[-model.rows :].astype(np.float32)
+        last = bars[-1]
+        return rows, last.open_time_msc + last.period_s * 1000
+
+    # --- GetModelStatus --------------------------------------------------------------------------
+
+    async def GetModelStatus(
+        self, request: pb.GetModelStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelStatusResponse:
+        self.metrics.requests.labels("GetModelStatus").inc()
+        st = self.manager.status()
+        if request.model_name and request.model_name != st.model_name:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_name!r} is not served here")
+        return pb.GetModelStatusResponse(models=[st])
+
+
+def bad_request(message: str, violations: list[tuple[str, str, str]]) -> grpc.Status:
+    """INVALID_ARGUMENT with google.rpc.BadRequest field violations in grpc-status-details-bin."""
+    br = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, reason=r, description=d)
+            for f, r, d in violations
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(br)
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message[:1000], details=[detail])
+    )

@@ -1,0 +1,351 @@
+"""Per-stream market state: input validation, bars from ticks, incremental features, model inputs.
+
+A ``StreamState`` belongs to one StreamPredict call and dies with it (a client that disconnects frees
+its state). It keeps one ``SymbolState`` per symbol: the kairos.features bar builder and online feature
+state, a ring of the latest feature rows, the latest quote and the watermarks (time, sequence, last
+bar) used to refuse out-of-order input. Refused items are reported as ``InputRejection`` and change no
+state; a bad item of one symbol never touches another symbol's state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kairos.inference.metrics import Metrics
+from kairos.inference.model import ServedModel
+from kairos.inference.pipeline import SymbolFeed, feature_rows
+from kairos.inference.v1 import inference_pb2 as pb
+from kairos.marketdata.v1 import marketdata_pb2 as md
+
+# Rejections itemised in one response; the rest are counted and summarised in one last entry.
+MAX_LISTED_REJECTIONS = 256
+
+
+def symbol_problem(symbol: str) -> str | None:
+    """Why a symbol name cannot be used (it becomes a NATS subject token), or None."""
+    if not symbol:
+        return "symbol is empty"
+    if len(symbol) > 64:
+        return f"symbol is {len(symbol)} characters long (at most 64)"
+    for ch in symbol:
+        if ch in "*>" or ord(ch) <= 0x20 or ord(ch) == 0x7F:
+            return f"symbol {symbol!r} contains {ch!r} (no spaces, control characters, '*' or '>')"
+    return None
+
+
+class SymbolState:
+    """Feature state of one symbol in one stream."""
+
+    __slots__ = (
+        "ask",
+        "bid",
+        "capacity",
+        "count",
+        "feed",
+        "last_bar_open_msc",
+        "last_seq",
+        "last_time_msc",
+        "n_features",
+        "pos",
+        "ring",
+        "timeframe_s",
+    )
+
+    def __init__(self, symbol: str, timeframe_s: int, rows: int, n_features: int) -> None:
+        self.feed = SymbolFeed(timeframe_s)
+        self.timeframe_s = timeframe_s
+        self.n_features = n_features
+        self.capacity = max(rows, 1)
+        # Each row is written twice (at i and i + capacity) so the latest `rows` rows are always one
+        # contiguous slice: a model input is a single copy.
+        self.ring = np.zeros((2 * self.capacity, n_features), dtype=np.float32)
+        self.pos = -1
+        self.count = 0  # consecutive complete rows ending at pos
+        self.last_time_msc = -(2**62)
+        self.last_seq = 0
+        self.last_bar_open_msc = -(2**62)
+        self.bid = 0.0
+        self.ask = 0.0
+
+    def ensure_rows(self, rows: int) -> None:
+        """Grow the ring for a model that needs more rows (the symbol warms up again)."""
+        if rows > self.capacity:
+            self.capacity = rows
+            self.ring = np.zeros((2 * rows, self.n_features), dtype=np.float32)
+            self.pos = -1
+            self.count = 0
+
+    def push_row(self, row: np.ndarray | None) -> None:
+        """Append a complete feature row; None (warming up, or a non-finite row) restarts the count."""
+        if row is None:
+            self.count = 0  # need `rows` complete rows again
+            return
+        self.pos = (self.pos + 1) % self.capacity
+        self.ring[self.pos] = row
+        self.ring[self.pos + self.capacity] = row
+        self.count += 1
+
+    def window(self, rows: int) -> np.ndarray | None:
+        if self.count < rows:
+            return None
+        end = self.pos + self.capacity + 1
+        return self.ring[end - rows : end]
+
+
+@dataclass
+class Work:
+    """What one request made due: model inputs plus, per input, its symbol, time and quote."""
+
+    symbols: list[str] = field(default_factory=list)
+    times_msc: list[int] = field(default_factory=list)
+    bids: list[float] = field(default_factory=list)
+    asks: list[float] = field(default_factory=list)
+    windows: list[np.ndarray] = field(default_factory=list)
+    rejections: list[pb.InputRejection] = field(default_factory=list)
+    unlisted_rejections: int = 0
+    # Bars closed by this request, in order: (state, symbol, bar open ms, bar window or None, bid, ask).
+    closed: list[tuple[SymbolState, str, int, np.ndarray | None, float, float]] = field(default_factory=list)
+
+    def inputs(self) -> np.ndarray:
+        return np.stack(self.windows)
+
+
+class StreamState:
+    """Everything one StreamPredict call remembers."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        allowed_symbols: frozenset[str],
+        max_ticks_per_batch: int,
+        max_bars_per_request: int,
+        max_symbols: int,
+    ) -> None:
+        self.metrics = metrics
+        self.allowed = allowed_symbols
+        self.max_ticks = max_ticks_per_batch
+        self.max_bars = max_bars_per_request
+        self.max_symbols = max_symbols
+        self.symbols: dict[str, SymbolState] = {}
+
+    def close(self) -> None:
+        self.metrics.symbol_states.dec(len(self.symbols))
+        self.symbols.clear()
+
+    def _reject(self, work: Work, fld: str, reason: str, description: str, symbol: str = "") -> None:
+        self.metrics.rejected.labels(reason).inc()
+        if len(work.rejections) < MAX_LISTED_REJECTIONS:
+            work.rejections.append(
+                pb.InputRejection(field=fld, reason=reason, description=description, symbol=symbol)
+            )
+        else:
+            work.unlisted_rejections += 1
+
+    def _state_for(self, work: Work, fld: str, symbol: str, model: ServedModel) -> SymbolState | None:
+        st = self.symbols.get(symbol)
+        if st is not None:
+            if st.timeframe_s != model.timeframe_s:  # a swap to a model of another timeframe
+                st = None
+                del self.symbols[symbol]
+                self.metrics.symbol_states.dec()
+            else:
+                st.ensure_rows(model.rows)
+                return st
+        problem = symbol_problem(symbol)
+        if problem is not None:
+            self._reject(work, fld, "INVALID_SYMBOL", problem, symbol)
+            return None
+        if self.allowed and symbol not in self.allowed:
+            self._reject(work, fld, "UNKNOWN_SYMBOL", f"symbol {symbol!r} is not served here", symbol)
+            return None
+        if len(self.symbols) >= self.max_symbols:
+            self._reject(
+                work, fld, "TOO_MANY_SYMBOLS", f"stream already holds {self.max_symbols} symbols", symbol
+            )
+            return None
+        st = SymbolState(symbol, model.timeframe_s, model.rows, model.n_features)
+        self.symbols[symbol] = st
+        self.metrics.symbol_states.inc()
+        return st
+
+    def _features(self, work: Work, model: ServedModel) -> None:
+        """Feature rows for every bar the request closed (one kernel run), then the model inputs due."""
+        windows = [c[3] for c in work.closed if c[3] is not None]
+        rows = feature_rows(windows) if windows else None
+        finite = np.isfinite(rows).all(axis=1).tolist() if rows is not None else []
+        k = 0
+        for st, symbol, bar_open_msc, bar_window, bid, ask in work.closed:
+            if bar_window is None:
+                st.push_row(None)
+                continue
+            assert rows is not None
+            st.push_row(rows[k] if finite[k] else None)
+            k += 1
+            win = st.window(model.rows)
+            if win is None:
+                continue
+            work.symbols.append(symbol)
+            work.times_msc.append(bar_open_msc + st.timeframe_s * 1000)  # stamped at the bar's close
+            work.bids.append(bid)
+            work.asks.append(ask)
+            work.windows.append(win.copy())
+
+    def process(self, req: pb.StreamPredictRequest, model: ServedModel) -> Work:
+        work = Work()
+        if not req.ticks and not req.bars:
+            self._reject(work, "", "EMPTY_REQUEST", "request carries neither ticks nor bars")
+            return work
+        for i, batch in enumerate(req.ticks):
+            self._ticks(work, i, batch, model)
+        if len(req.bars) > self.max_bars:
+            self._reject(
+                work,
+                "bars",
+                "OVERSIZED_BATCH",
+                f"{len(req.bars)} bars in one request (at most {self.max_bars})",
+            )
+        else:
+            for i, bar in enumerate(req.bars):
+                self._bar(work, f"bars[{i}]", bar, model)
+        if work.closed:
+            self._features(work, model)
+        if work.unlisted_rejections:
+            work.rejections.append(
+                pb.InputRejection(
+                    field="",
+                    reason="MORE_REJECTIONS",
+                    description=f"{work.unlisted_rejections} more refused items are counted but not listed",
+                )
+            )
+        return work
+
+    def _ticks(self, work: Work, i: int, batch: md.TickBatch, model: ServedModel) -> None:
+        fld = f"ticks[{i}]"
+        sym = batch.symbol
+        times_col = batch.time_msc
+        n = len(times_col)
+        if n == 0:
+            self._reject(work, fld, "EMPTY_BATCH", "tick batch has no ticks", sym)
+            return
+        if n > self.max_ticks:
+            self._reject(
+                work, fld, "OVERSIZED_BATCH", f"{n} ticks in one batch (at most {self.max_ticks})", sym
+            )
+            return
+        bid_col, ask_col, vol_col, seq_col = batch.bid, batch.ask, batch.volume, batch.sequence
+        nb, na, nv, ns, nl, nf = (
+            len(bid_col),
+            len(ask_col),
+            len(vol_col),
+            len(seq_col),
+            len(batch.last),
+            len(batch.flags),
+        )
+        # bid and ask are required; the other columns may be empty (all zero) or complete.
+        if nb != n or na != n or (nv and nv != n) or (ns and ns != n) or (nl and nl != n) or (nf and nf != n):
+            lengths = {"bid": nb, "ask": na, "last": nl, "volume": nv, "flags": nf, "sequence": ns}
+            self._reject(
+                work, fld, "MALFORMED_BATCH", f"column lengths differ: time_msc has {n}, {lengths}", sym
+            )
+            return
+        st = self.symbols.get(sym)
+        if st is None or st.timeframe_s != model.timeframe_s or st.capacity < model.rows:
+            st = self._state_for(work, fld, sym, model)
+            if st is None:
+                return
+        times = list(times_col)
+        bids = list(bid_col)
+        asks = list(ask_col)
+        vols = list(vol_col) if nv else None
+        seqs = list(seq_col) if ns else None
+        isfinite = math.isfinite
+        for j in range(n):
+            t, b, a = times[j], bids[j], asks[j]
+            if not (isfinite(b) and isfinite(a)):
+                col = "bid" if not isfinite(b) else "ask"
+                self._reject(work, f"{fld}.{col}[{j}]", "NON_FINITE_PRICE", f"bid {b}, ask {a}", sym)
+                continue
+            if b <= 0.0 or a <= 0.0:
+                col = "bid" if b <= 0.0 else "ask"
+                self._reject(work, f"{fld}.{col}[{j}]", "NON_POSITIVE_PRICE", f"bid {b}, ask {a}", sym)
+                continue
+            if b > a:
+                self._reject(work, f"{fld}.bid[{j}]", "CROSSED_QUOTE", f"bid {b} > ask {a}", sym)
+                continue
+            if t < st.last_time_msc:
+                self._reject(
+                    work,
+                    f"{fld}.time_msc[{j}]",
+                    "TIME_WENT_BACKWARDS",
+                    f"time {t} < last time {st.last_time_msc} for {sym}",
+                    sym,
+                )
+                continue
+            if seqs is not None:
+                s = seqs[j]
+                if s <= st.last_seq:
+                    self._reject(
+                        work,
+                        f"{fld}.sequence[{j}]",
+                        "DUPLICATE_SEQUENCE",
+                        f"sequence {s} <= last sequence {st.last_seq} for {sym}",
+                        sym,
+                    )
+                    continue
+                st.last_seq = s
+            st.last_time_msc = t
+            st.bid, st.ask = b, a
+            for bar in st.feed.add_tick(t, b, a, vols[j] if vols is not None else 0.0):
+                if bar.open_time_msc <= st.last_bar_open_msc:
+                    continue  # that minute already came as a closed Bar on this stream: never twice
+                # The tick that closes a bar is the quote the prediction is made at.
+                st.last_bar_open_msc = bar.open_time_msc
+                work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), b, a))
+
+    def _bar(self, work: Work, fld: str, bar: md.Bar, model: ServedModel) -> None:
+        sym = bar.symbol
+        problem = bar_problem(bar, model.timeframe_s)
+        if problem is not None:
+            self._reject(work, fld, problem[0], problem[1], sym)
+            return
+        st = self._state_for(work, fld, sym, model)
+        if st is None:
+            return
+        if bar.open_time_msc <= st.last_bar_open_msc:
+            self._reject(
+                work,
+                f"{fld}.open_time_msc",
+                "TIME_WENT_BACKWARDS",
+                f"bar open {bar.open_time_msc} <= last bar open {st.last_bar_open_msc} for {sym}",
+                sym,
+            )
+            return
+        st.last_bar_open_msc = bar.open_time_msc
+        st.last_time_msc = max(st.last_time_msc, bar.open_time_msc + bar.period_s * 1000 - 1)
+        st.bid = bar.close
+        st.ask = bar.close + bar.spread_mean
+        work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), st.bid, st.ask))
+
+
+def bar_problem(bar: md.Bar, timeframe_s: int) -> tuple[str, str] | None:
+    """(reason, description) if a bar cannot be used by a model of this timeframe, else None."""
+    period = bar.period_s
+    if period != timeframe_s:
+        return "PERIOD_MISMATCH", f"bar period {period} s, the model uses {timeframe_s} s bars"
+    o, h, lo, c, sp = bar.open, bar.high, bar.low, bar.close, bar.spread_mean
+    # One sum tells finite from not (NaN and inf propagate); the slow path only runs on bad bars.
+    if not math.isfinite(o + h + lo + c + sp):
+        return "NON_FINITE_PRICE", f"OHLC {(o, h, lo, c)}, spread_mean {sp}"
+    if o <= 0.0 or h <= 0.0 or lo <= 0.0 or c <= 0.0:
+        return "NON_POSITIVE_PRICE", f"OHLC {(o, h, lo, c)}"
+    if bar.open_time_msc % (period * 1000) != 0:
+        return "INVALID_BAR", f"open_time_msc {bar.open_time_msc} is not a multiple of {period} s"
+    if lo > o or lo > c or h < o or h < c:
+        return "INVALID_BAR", f"OHLC {(o, h, lo, c)}: low/high do not bound open and close"
+    if sp < 0.0:
+        return "INVALID_BAR", f"negative spread_mean {sp}"
+    return None

@@ -1,0 +1,156 @@
+"""Config and process specs: flags over env over defaults, clear errors, the real `kairos-inference`
+process serving, shutting down gracefully on SIGTERM, and N workers sharing one port."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+
+from kairos.inference.config import ConfigError, InferenceConfig, load_config
+from kairos.tests.inference.harness import free_port, wait_for
+
+
+def test_flags_win_over_environment_which_wins_over_defaults() -> None:
+    env = {
+        "KAIROS_INFERENCE_MAX_BATCH": "32",
+        "KAIROS_INFERENCE_MODEL": "env.onnx",
+        "KAIROS_INFERENCE_SYMBOLS": "A,B",
+    }
+    cfg = load_config(["--model", "flag.onnx", "--max-delay-us", "250"], env)
+    assert cfg.model == "flag.onnx"
+    assert cfg.max_batch == 32
+    assert cfg.max_delay_us == 250
+    assert cfg.symbols == ("A", "B")
+    assert cfg.listen == InferenceConfig().listen == "127.0.0.1:7501"  # loopback by default
+    assert cfg.metrics_listen == "127.0.0.1:9501"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "--model / KAIROS_INFERENCE_MODEL: required"),
+        (
+            ["--model", "m.onnx", "--max-batch", "0"],
+            "--max-batch / KAIROS_INFERENCE_MAX_BATCH: must be at least 1",
+        ),
+        (
+            ["--model", "m.onnx", "--max-batch", "x"],
+            "--max-batch / KAIROS_INFERENCE_MAX_BATCH: invalid literal",
+        ),
+        (["--model", "m.onnx", "--listen", "7501"], "--listen / KAIROS_INFERENCE_LISTEN: expected host:port"),
+    ],
+)
+def test_bad_config_names_the_flag_and_the_variable(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(argv, {})
+    assert str(e.value).startswith(message)
+
+
+def _exe() -> str:
+    exe = shutil.which("kairos-inference", path=str(Path(sys.executable).parent))
+    assert exe, "kairos-inference console script not installed (make setup)"
+    return exe
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+            return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def _metrics_up(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=0.5) as r:
+            return b"kairos_inference_model_info" in r.read()
+    except OSError:
+        return False
+
+
+def test_the_process_serves_from_env_config_and_stops_cleanly_on_sigterm(model_path: Path) -> None:
+    port, mport = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KAIROS_INFERENCE_MODEL": str(model_path),
+        "KAIROS_INFERENCE_LISTEN": f"127.0.0.1:{port}",
+        "KAIROS_INFERENCE_METRICS_LISTEN": f"127.0.0.1:{mport}",
+        "KAIROS_INFERENCE_NATS_URL": "",
+    }
+    proc = subprocess.Popen([_exe()], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _healthy(port), 60, "the server to report SERVING")
+        assert _metrics_up(mport)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    lines = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
+    events = [e["event"] for e in lines]
+    assert "serving" in events and events[-1] == "stopped"
+    assert all(e["component"] == "inference" and "timestamp" in e and "level" in e for e in lines)
+
+
+def test_a_missing_model_stops_the_process_with_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.onnx"
+    r = subprocess.run(
+        [
+            _exe(),
+            "--model",
+            str(missing),
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "",
+            "--nats-url",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert str(missing) in r.stderr and "cannot read model" in r.stderr
+
+
+@pytest.mark.slow
+def test_workers_share_one_port_and_each_serves_metrics(model_path: Path) -> None:
+    port, mport = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            _exe(),
+            "--model",
+            str(model_path),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--metrics-listen",
+            f"127.0.0.1:{mport}",
+            "--nats-url",
+            "",
+            "--workers",
+            "2",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _metrics_up(mport) and _metrics_up(mport + 1), 90, "both workers' metrics")
+        wait_for(lambda: _healthy(port), 30, "the shared port")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
