@@ -367,7 +367,7 @@ func (p *Pipeline) countRejects(source, symbol string, res *validate.Result) {
 // State is the pipeline's resumable state.
 type State struct {
 	Sources map[string]map[string]validate.State `json:"sources"`
-	Bars    map[string]map[uint32]bars.State      `json:"bars"`
+	Bars    map[string]map[uint32]bars.State     `json:"bars"`
 }
 
 // Snapshot captures every source's watermarks and every open bar.

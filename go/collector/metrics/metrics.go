@@ -19,20 +19,20 @@ var latencyBucketsSeconds = []float64{
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	TicksIn       *prometheus.CounterVec // source: bridge | grpc
-	TicksAccepted *prometheus.CounterVec // source
-	TicksRejected *prometheus.CounterVec // reason
-	TicksOut      *prometheus.CounterVec // sink: nats | subscriber | inference
-	TickSeqGaps   prometheus.Counter
+	TicksIn              *prometheus.CounterVec // source: bridge | grpc
+	TicksAccepted        *prometheus.CounterVec // source
+	TicksRejected        *prometheus.CounterVec // reason
+	TicksOut             *prometheus.CounterVec // sink: nats | subscriber | inference
+	TickSeqGaps          prometheus.Counter
 	RejectLogsSuppressed prometheus.Counter
 
-	BridgeConnections   prometheus.Gauge
-	BridgeFrames        *prometheus.CounterVec // body
-	BridgeFrameErrors   *prometheus.CounterVec // reason: malformed | oversized | protocol | io
-	BridgeDuplicates    prometheus.Counter
-	BridgeSequenceGaps  prometheus.Counter
-	BridgeGapFrames     prometheus.Counter
-	BridgeHeartbeatRTT  prometheus.Histogram
+	BridgeConnections  prometheus.Gauge
+	BridgeFrames       *prometheus.CounterVec // body
+	BridgeFrameErrors  *prometheus.CounterVec // reason: malformed | oversized | protocol | io
+	BridgeDuplicates   prometheus.Counter
+	BridgeSequenceGaps prometheus.Counter
+	BridgeGapFrames    prometheus.Counter
+	BridgeHeartbeatRTT prometheus.Histogram
 
 	BarsEmitted  *prometheus.CounterVec // period
 	BarLateTicks prometheus.Counter
@@ -40,16 +40,16 @@ type Metrics struct {
 	QueueDepth    *prometheus.GaugeVec   // queue
 	QueueOverflow *prometheus.CounterVec // queue
 
-	Subscribers          prometheus.Gauge
-	SubscribersCut       prometheus.Counter
-	SubscriberConflated  prometheus.Counter
+	Subscribers         prometheus.Gauge
+	SubscribersCut      prometheus.Counter
+	SubscriberConflated prometheus.Counter
 
 	InferenceBatchTicks  prometheus.Histogram
 	InferenceRequests    *prometheus.CounterVec // endpoint
 	InferencePredictions prometheus.Counter
-	InferenceReconnects  *prometheus.CounterVec // endpoint
-	InferenceEndpointUp  *prometheus.GaugeVec   // endpoint
-	InferenceDropped     *prometheus.CounterVec // reason: overflow | no_endpoint | in_flight
+	InferenceReconnects  *prometheus.CounterVec   // endpoint
+	InferenceEndpointUp  *prometheus.GaugeVec     // endpoint
+	InferenceDropped     *prometheus.CounterVec   // reason: overflow | no_endpoint | in_flight
 	HopLatency           *prometheus.HistogramVec // hop
 
 	NATSPublished *prometheus.CounterVec // kind: md | bar | pred
