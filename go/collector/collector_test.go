@@ -451,4 +451,3 @@ func TestRestartWithStateFileResumesSessionAndEmitsNoBarTwice(t *testing.T) {
 		}
 	}
 }
-

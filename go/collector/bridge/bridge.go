@@ -7,6 +7,7 @@ package bridge
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
@@ -258,11 +261,10 @@ func (c *conn) run() {
 	go func() { defer writerWG.Done(); <-c.done; _ = c.nc.SetReadDeadline(time.Now()) }()
 
 	c.log.Info("bridge session started", "session_id", sess.id, "resume_after", c.ack.Load())
-	uo := protodelim.UnmarshalOptions{MaxSize: int64(l.cfg.MaxFrameBytes)}
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(dead))
-		f := &bridgev1.Frame{}
-		if err := uo.UnmarshalFrom(br, f); err != nil {
+		f, raw, err := readFrame(br, l.cfg.MaxFrameBytes)
+		if err != nil {
 			select {
 			case <-c.done:
 				r, _ := c.reason.Load().(string)
@@ -274,7 +276,7 @@ func (c *conn) run() {
 			c.stop(err.Error())
 			return
 		}
-		if err := c.process(sess, f, helloSeq); err != nil {
+		if err := c.process(sess, f, raw, helloSeq); err != nil {
 			c.fail(err)
 			c.stop(err.Error())
 			return
@@ -340,10 +342,77 @@ func (c *conn) writeDirect(f *bridgev1.Frame) {
 	_, _ = protodelim.MarshalTo(c.nc, f)
 }
 
+// ReadFrame decodes one varint-length-delimited frame; a frame over maxBytes is an error
+// (*protodelim.SizeTooLargeError) and nothing beyond its length prefix is read.
+func ReadFrame(br *bufio.Reader, maxBytes int) (*bridgev1.Frame, error) {
+	f, _, err := readFrame(br, maxBytes)
+	return f, err
+}
+
+// readFrame also returns the frame's bytes (a fresh buffer the caller may keep).
+func readFrame(br *bufio.Reader, maxBytes int) (*bridgev1.Frame, []byte, error) {
+	size, err := binary.ReadUvarint(br)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil, io.EOF
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, nil, io.ErrUnexpectedEOF
+		}
+		return nil, nil, fmt.Errorf("frame length prefix: %w", err)
+	}
+	if size > uint64(maxBytes) {
+		return nil, nil, &protodelim.SizeTooLargeError{Size: size, MaxSize: uint64(maxBytes)}
+	}
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, nil, err
+	}
+	f := &bridgev1.Frame{}
+	if err := proto.Unmarshal(buf, f); err != nil {
+		return nil, nil, err
+	}
+	return f, buf, nil
+}
+
+// ticksBytes finds the encoded TickBatch (field 14) inside a frame's bytes.
+func ticksBytes(frame []byte) []byte {
+	var found []byte
+	for len(frame) > 0 {
+		num, typ, n := protowire.ConsumeTag(frame)
+		if n < 0 {
+			return nil
+		}
+		frame = frame[n:]
+		if num == 14 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(frame)
+			if m < 0 {
+				return nil
+			}
+			// A repeated field 14 would be merged by the decoder: only a single occurrence is reusable.
+			if found != nil {
+				return nil
+			}
+			found = v
+			frame = frame[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, frame)
+		if m < 0 {
+			return nil
+		}
+		frame = frame[m:]
+	}
+	return found
+}
+
 func (c *conn) handshake(br *bufio.Reader, dead time.Duration) (*session, uint64, error) {
 	_ = c.nc.SetReadDeadline(time.Now().Add(dead))
-	f := &bridgev1.Frame{}
-	if err := (protodelim.UnmarshalOptions{MaxSize: int64(c.l.cfg.MaxFrameBytes)}).UnmarshalFrom(br, f); err != nil {
+	f, err := ReadFrame(br, c.l.cfg.MaxFrameBytes)
+	if err != nil {
 		return nil, 0, err
 	}
 	h := f.GetHello()
@@ -385,7 +454,7 @@ func (c *conn) handshake(br *bufio.Reader, dead time.Duration) (*session, uint64
 	return sess, f.Sequence, nil
 }
 
-func (c *conn) process(sess *session, f *bridgev1.Frame, helloSeq uint64) error {
+func (c *conn) process(sess *session, f *bridgev1.Frame, raw []byte, helloSeq uint64) error {
 	l := c.l
 	recvUs := time.Now().UnixMicro()
 	seq := f.Sequence
@@ -419,7 +488,7 @@ func (c *conn) process(sess *session, f *bridgev1.Frame, helloSeq uint64) error 
 			}
 		}
 		hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: recvUs})
-		res := sess.src.Ticks(b.Ticks, hops)
+		res := sess.src.TicksRaw(b.Ticks, ticksBytes(raw), hops)
 		if res.RejectedTotal > 0 && len(res.Rejected) > 0 {
 			r := res.Rejected[0]
 			c.send(&bridgev1.Frame{Body: &bridgev1.Frame_Error{Error: &bridgev1.Error{Code: bridgev1.ErrorCode_ERROR_CODE_REJECTED,

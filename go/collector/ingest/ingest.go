@@ -23,7 +23,8 @@ import (
 
 // NATSSink publishes on NATS (natspub.Publisher).
 type NATSSink interface {
-	Ticks(*mdv1.TickBatch)
+	// Ticks publishes a batch; raw, when not nil, is the batch's wire encoding, reused as the payload.
+	Ticks(b *mdv1.TickBatch, raw []byte)
 	Bar(*mdv1.Bar)
 }
 
@@ -52,6 +53,7 @@ type Config struct {
 
 type natsItem struct {
 	ticks *mdv1.TickBatch
+	raw   []byte
 	bar   *mdv1.Bar
 }
 
@@ -155,6 +157,12 @@ func (s *Source) Announce(info *mdv1.SymbolInfo) error {
 
 // Ticks validates a batch and dispatches what passes. hops are the stamps the batch collected so far.
 func (s *Source) Ticks(b *mdv1.TickBatch, hops []*typesv1.HopStamp) validate.Result {
+	return s.TicksRaw(b, nil, hops)
+}
+
+// TicksRaw is Ticks for a batch whose wire encoding is at hand (the bridge frame's bytes): when every
+// tick passes, NATS publishes those bytes instead of encoding the batch again. raw must not be reused.
+func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
 	s.mu.Lock()
 	res := s.v.Check(b)
 	// Dispatch under the source lock so one source's batches keep their order downstream.
@@ -172,7 +180,10 @@ func (s *Source) Ticks(b *mdv1.TickBatch, hops []*typesv1.HopStamp) validate.Res
 	}
 	if res.Accepted != nil {
 		s.accepted.Add(float64(len(res.Accepted.TimeMsc)))
-		s.p.dispatch(res.Accepted, hops)
+		if res.Accepted != b {
+			raw = nil
+		}
+		s.p.dispatch(res.Accepted, raw, hops)
 	}
 	return res
 }
@@ -233,7 +244,7 @@ func (p *Pipeline) builderSet(symbol string) []*bars.Builder {
 	return bs
 }
 
-func (p *Pipeline) dispatch(b *mdv1.TickBatch, hops []*typesv1.HopStamp) {
+func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) {
 	var closed []*mdv1.Bar
 	p.mu.Lock()
 	bs := p.builderSet(b.Symbol)
@@ -263,7 +274,7 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, hops []*typesv1.HopStamp) {
 	p.hub.PublishTicks(b)
 	p.m.TicksOut.WithLabelValues("subscriber").Add(n)
 	if p.nats != nil {
-		p.enqueueNATS(natsItem{ticks: b})
+		p.enqueueNATS(natsItem{ticks: b, raw: raw})
 	}
 	if p.link != nil && p.cfg.InferenceBarPeriod == 0 {
 		p.link.OfferTicks(b, hops)
@@ -296,7 +307,7 @@ func (p *Pipeline) publishNATS() {
 	for it := range p.natsQ {
 		p.natsDepth.Dec()
 		if it.ticks != nil {
-			p.nats.Ticks(it.ticks)
+			p.nats.Ticks(it.ticks, it.raw)
 		} else {
 			p.nats.Bar(it.bar)
 		}

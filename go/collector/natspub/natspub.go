@@ -121,9 +121,17 @@ func (p *Publisher) publish(kind, subject string, msg proto.Message) {
 	p.m.NATSPublished.WithLabelValues(kind).Inc()
 }
 
-// Ticks publishes a validated batch.
-func (p *Publisher) Ticks(b *mdv1.TickBatch) {
-	p.publish("md", TickSubject(b.Symbol), b)
+// Ticks publishes a validated batch; raw, if not nil, is its encoding (saves encoding it again).
+func (p *Publisher) Ticks(b *mdv1.TickBatch, raw []byte) {
+	if raw != nil {
+		if err := p.nc.Publish(TickSubject(b.Symbol), raw); err != nil {
+			p.m.NATSErrors.Inc()
+		} else {
+			p.m.NATSPublished.WithLabelValues("md").Inc()
+		}
+	} else {
+		p.publish("md", TickSubject(b.Symbol), b)
+	}
 	p.m.TicksOut.WithLabelValues("nats").Add(float64(len(b.TimeMsc)))
 }
 

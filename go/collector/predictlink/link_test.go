@@ -59,8 +59,12 @@ type predSink struct {
 	preds []*inferv1.Prediction
 }
 
-func (s *predSink) Prediction(p *inferv1.Prediction) { s.mu.Lock(); s.preds = append(s.preds, p); s.mu.Unlock() }
-func (s *predSink) len() int                         { s.mu.Lock(); defer s.mu.Unlock(); return len(s.preds) }
+func (s *predSink) Prediction(p *inferv1.Prediction) {
+	s.mu.Lock()
+	s.preds = append(s.preds, p)
+	s.mu.Unlock()
+}
+func (s *predSink) len() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.preds) }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
