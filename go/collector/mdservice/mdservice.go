@@ -127,7 +127,7 @@ func (s *Service) endErr(sub *fanout.Subscriber, ctxErr error) error {
 	return status.Error(codes.Unavailable, "collector shutting down")
 }
 
-// stopper merges two stop channels into one.
+// stopper merges two stop channels into one; close also fires it, so helpers waiting on it end.
 type stopper struct {
 	c    chan struct{}
 	done chan struct{}
@@ -139,13 +139,12 @@ func mergeStop(a, b <-chan struct{}) *stopper {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer close(s.c)
 		select {
 		case <-a:
 		case <-b:
 		case <-s.done:
-			return
 		}
-		close(s.c)
 	}()
 	return s
 }
