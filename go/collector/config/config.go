@@ -69,6 +69,9 @@ type Config struct {
 	MaxFrameBytes int
 	// StateFile keeps session sequences, validation watermarks and open bars across restarts; empty disables.
 	StateFile string
+	// StateInterval is how often the state file is also written while running (a crash then loses at
+	// most this much); 0 writes it only on shutdown.
+	StateInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error.
@@ -88,7 +91,7 @@ func Default() Config {
 		FutureTolerance: 5 * time.Second, BackwardsTolerance: 500 * time.Millisecond,
 		SubscriberQueue: 1024, SlowSubscriber: "conflate", NATSQueue: 4096,
 		HeartbeatInterval: time.Second, MaxFrameBytes: 1 << 20,
-		ShutdownTimeout: 10 * time.Second, LogLevel: "info", RejectLogInterval: time.Second,
+		StateInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info", RejectLogInterval: time.Second,
 	}
 }
 
@@ -122,6 +125,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	e.dur(fs, &c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
 	e.int(fs, &c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
 	e.str(fs, &c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
+	e.dur(fs, &c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
 	e.dur(fs, &c.ShutdownTimeout, "shutdown-timeout", "bound on graceful shutdown")
 	e.str(fs, &c.LogLevel, "log-level", "debug, info, warn or error")
 	e.dur(fs, &c.RejectLogInterval, "reject-log-interval", "at most one reject log line per reason per interval")
