@@ -432,7 +432,9 @@ func TestRestartWithStateFileResumesSessionAndEmitsNoBarTwice(t *testing.T) {
 			next++
 		}
 		waitFor(t, "ack", 5*time.Second, func() bool { return br.maxAck() == next-1 })
-		_ = nats.nc.Flush()
+		// Bars closed so far: every M1 interval of the ticks sent up to now except the open one.
+		closed := len(m1Bars(ticks[:last*100])) - 1 - len(bars)
+		waitFor(t, "this run's bars on NATS", 5*time.Second, func() bool { _, b, _ := nats.snapshot(); return len(b) >= closed })
 		svc.stop(t)
 		_, b, _ := nats.snapshot()
 		bars = append(bars, b...)
