@@ -22,7 +22,7 @@ type natsRecorder struct {
 }
 
 func (r *natsRecorder) Ticks(b *mdv1.TickBatch, _ []byte) { r.ticks += len(b.TimeMsc) }
-func (r *natsRecorder) Bar(b *mdv1.Bar)                  { r.bars = append(r.bars, b) }
+func (r *natsRecorder) Bar(b *mdv1.Bar)                   { r.bars = append(r.bars, b) }
 
 func newPipeline(t *testing.T, cfg Config, log *slog.Logger) (*Pipeline, *metrics.Metrics, *natsRecorder) {
 	t.Helper()
