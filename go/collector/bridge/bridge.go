@@ -218,6 +218,8 @@ func (c *conn) stop(reason string) {
 	c.once.Do(func() {
 		c.reason.Store(reason)
 		close(c.done)
+		// Wake a blocked Read; run checks done after every deadline it sets, so this cannot be undone.
+		_ = c.nc.SetReadDeadline(time.Now())
 	})
 }
 
@@ -256,19 +258,25 @@ func (c *conn) run() {
 		}
 		sess.mu.Unlock()
 	}()
-	writerWG.Add(2)
+	writerWG.Add(1)
 	go func() { defer writerWG.Done(); c.writer() }()
-	go func() { defer writerWG.Done(); <-c.done; _ = c.nc.SetReadDeadline(time.Now()) }()
 
 	c.log.Info("bridge session started", "session_id", sess.id, "resume_after", c.ack.Load())
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(dead))
+		select {
+		case <-c.done:
+			r, _ := c.reason.Load().(string)
+			c.log.Info("bridge connection closed", "reason", r)
+			return
+		default:
+		}
 		f, raw, err := readFrame(br, l.cfg.MaxFrameBytes)
 		if err != nil {
 			select {
 			case <-c.done:
 				r, _ := c.reason.Load().(string)
-				c.log.Info("bridge connection closed", "session_id", sess.id, "reason", r)
+				c.log.Info("bridge connection closed", "reason", r)
 				return
 			default:
 			}
@@ -411,6 +419,11 @@ func ticksBytes(frame []byte) []byte {
 
 func (c *conn) handshake(br *bufio.Reader, dead time.Duration) (*session, uint64, error) {
 	_ = c.nc.SetReadDeadline(time.Now().Add(dead))
+	select {
+	case <-c.done:
+		return nil, 0, net.ErrClosed
+	default:
+	}
 	f, err := ReadFrame(br, c.l.cfg.MaxFrameBytes)
 	if err != nil {
 		return nil, 0, err

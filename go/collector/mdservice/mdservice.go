@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"sync"
 
@@ -155,7 +156,11 @@ func sourceName(stream grpc.ServerStream, name string) string {
 	if name != "" {
 		return name
 	}
+	// Unnamed publishers are tracked per host, not per connection, so reconnects do not pile up sources.
 	if p, ok := peer.FromContext(stream.Context()); ok {
+		if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+			return "grpc:" + host
+		}
 		return "grpc:" + p.Addr.String()
 	}
 	return "grpc:anonymous"
