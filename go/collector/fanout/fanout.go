@@ -121,6 +121,8 @@ func (s *Subscriber) Close() {
 	h.mu.Unlock()
 	if ok {
 		h.m.Subscribers.Dec()
+		// What is left in the queue is never sent: take it out of the depth gauge.
+		h.depth.Sub(float64(len(s.queue)))
 	}
 }
 

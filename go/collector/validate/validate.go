@@ -168,7 +168,9 @@ func (v *Validator) Check(b *mdv1.TickBatch) Result {
 		total := max(n, len(b.GetBid()), len(b.GetAsk()), 1)
 		res.Rejects[mdv1.TickRejectReason_TICK_REJECT_REASON_MALFORMED_BATCH] = uint64(total)
 		res.RejectedTotal = uint64(total)
-		res.Rejected = []Rejection{{Index: 0, Reason: mdv1.TickRejectReason_TICK_REJECT_REASON_MALFORMED_BATCH, Detail: reason}}
+		for i := range min(total, maxListed) {
+			res.Rejected = append(res.Rejected, Rejection{Index: i, Reason: mdv1.TickRejectReason_TICK_REJECT_REASON_MALFORMED_BATCH, Detail: reason})
+		}
 		return res
 	}
 	if n == 0 {
@@ -179,8 +181,10 @@ func (v *Validator) Check(b *mdv1.TickBatch) Result {
 		if !v.cfg.AllowUnknownSymbols {
 			res.Rejects[mdv1.TickRejectReason_TICK_REJECT_REASON_UNKNOWN_SYMBOL] = uint64(n)
 			res.RejectedTotal = uint64(n)
-			res.Rejected = []Rejection{{Index: 0, Reason: mdv1.TickRejectReason_TICK_REJECT_REASON_UNKNOWN_SYMBOL,
-				Detail: fmt.Sprintf("symbol %q was not announced with SymbolInfo", b.GetSymbol())}}
+			detail := fmt.Sprintf("symbol %q was not announced with SymbolInfo", b.GetSymbol())
+			for i := range min(n, maxListed) {
+				res.Rejected = append(res.Rejected, Rejection{Index: i, Reason: mdv1.TickRejectReason_TICK_REJECT_REASON_UNKNOWN_SYMBOL, Detail: detail})
+			}
 			return res
 		}
 		if s == nil {
