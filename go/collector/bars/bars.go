@@ -1,0 +1,196 @@
+// Package bars builds closed time bars from ticks by the Kairos bar rule (docs/collector.md, "Bars";
+// kairos.features.BarBuilder in Python follows the same rule): a bar of P seconds opens at
+// floor(t/P)*P ms, OHLC on the bid, tick_volume counts ticks, spread_mean is the mean of ask-bid,
+// spread_points the largest spread in points (round half to even). A bar is emitted once, when a
+// tick of a later interval arrives or on Flush; empty intervals produce no bar.
+package bars
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+)
+
+// DefaultPoint is used for spread_points when a symbol's point is unknown (5-digit FX).
+const DefaultPoint = 1e-5
+
+// Builder aggregates one symbol's ticks into bars of one period. Not safe for concurrent use.
+type Builder struct {
+	Symbol string
+	Period uint32 // seconds
+	Point  float64
+
+	periodMs    int64
+	open        bool
+	openMs      int64
+	o, h, l, c  float64
+	n           uint64
+	spreadSum   float64
+	spreadMax   float64
+	volume      float64
+	lastEmitted int64 // open time of the last emitted bar; ticks at or before it are late
+	hasEmitted  bool
+	// Late counts ticks that belonged to a bar already open or emitted for a later interval.
+	Late uint64
+}
+
+// NewBuilder returns a builder for symbol and period (seconds); point <= 0 means DefaultPoint.
+func NewBuilder(symbol string, periodS uint32, point float64) *Builder {
+	if point <= 0 {
+		point = DefaultPoint
+	}
+	return &Builder{Symbol: symbol, Period: periodS, Point: point, periodMs: int64(periodS) * 1000}
+}
+
+// OpenTime returns the open time (ms) of the bar that holds a tick at t ms.
+func OpenTime(t int64, periodMs int64) int64 {
+	q := t / periodMs
+	if t%periodMs < 0 { // floor, not truncation, for times before 1970
+		q--
+	}
+	return q * periodMs
+}
+
+// Add adds one tick and returns the bar it closed, if any.
+func (b *Builder) Add(t int64, bid, ask, volume float64) (*mdv1.Bar, bool) {
+	openMs := OpenTime(t, b.periodMs)
+	var closed *mdv1.Bar
+	if b.open {
+		if openMs < b.openMs {
+			b.Late++
+			return nil, false
+		}
+		if openMs > b.openMs {
+			closed = b.emit()
+		}
+	}
+	if !b.open && b.hasEmitted && openMs <= b.lastEmitted {
+		// The interval was already emitted (e.g. resent ticks after a restart): never emit it twice.
+		b.Late++
+		return closed, closed != nil
+	}
+	spread := ask - bid
+	if !b.open {
+		b.open = true
+		b.openMs = openMs
+		b.o, b.h, b.l = bid, bid, bid
+		b.n = 0
+		b.spreadSum = 0
+		b.spreadMax = spread
+		b.volume = 0
+	} else {
+		b.h = max(b.h, bid)
+		b.l = min(b.l, bid)
+		b.spreadMax = max(b.spreadMax, spread)
+	}
+	b.c = bid
+	b.n++
+	b.spreadSum += spread
+	b.volume += volume
+	return closed, closed != nil
+}
+
+// OpenBarTime reports the open time of the bar in progress.
+func (b *Builder) OpenBarTime() (int64, bool) { return b.openMs, b.open }
+
+// Flush closes the bar in progress, if any.
+func (b *Builder) Flush() (*mdv1.Bar, bool) {
+	if !b.open {
+		return nil, false
+	}
+	return b.emit(), true
+}
+
+func (b *Builder) emit() *mdv1.Bar {
+	bar := &mdv1.Bar{
+		Symbol:       b.Symbol,
+		PeriodS:      b.Period,
+		OpenTimeMsc:  b.openMs,
+		Open:         b.o,
+		High:         b.h,
+		Low:          b.l,
+		Close:        b.c,
+		TickVolume:   b.n,
+		RealVolume:   b.volume,
+		SpreadPoints: int32(math.RoundToEven(b.spreadMax / b.Point)),
+		SpreadMean:   b.spreadSum / float64(b.n),
+	}
+	b.open = false
+	b.lastEmitted, b.hasEmitted = b.openMs, true
+	return bar
+}
+
+// State is a builder's resumable state, saved across restarts so no bar is lost or emitted twice.
+type State struct {
+	Open        bool    `json:"open"`
+	OpenMs      int64   `json:"open_ms"`
+	O           float64 `json:"o"`
+	H           float64 `json:"h"`
+	L           float64 `json:"l"`
+	C           float64 `json:"c"`
+	N           uint64  `json:"n"`
+	SpreadSum   float64 `json:"spread_sum"`
+	SpreadMax   float64 `json:"spread_max"`
+	Volume      float64 `json:"volume"`
+	LastEmitted int64   `json:"last_emitted"`
+	HasEmitted  bool    `json:"has_emitted"`
+}
+
+// Snapshot returns the builder's state.
+func (b *Builder) Snapshot() State {
+	return State{b.open, b.openMs, b.o, b.h, b.l, b.c, b.n, b.spreadSum, b.spreadMax, b.volume, b.lastEmitted, b.hasEmitted}
+}
+
+// Restore replaces the builder's state.
+func (b *Builder) Restore(s State) {
+	b.open, b.openMs, b.o, b.h, b.l, b.c, b.n = s.Open, s.OpenMs, s.O, s.H, s.L, s.C, s.N
+	b.spreadSum, b.spreadMax, b.volume, b.lastEmitted, b.hasEmitted = s.SpreadSum, s.SpreadMax, s.Volume, s.LastEmitted, s.HasEmitted
+}
+
+// Timeframe is the MT5 name of a period in seconds: 60 "M1", 3600 "H1", 86400 "D1", 604800 "W1";
+// periods that are not whole minutes are "S<n>".
+func Timeframe(periodS uint32) string {
+	switch {
+	case periodS == 0:
+		return "S0"
+	case periodS%604800 == 0:
+		return "W" + strconv.Itoa(int(periodS/604800))
+	case periodS%86400 == 0:
+		return "D" + strconv.Itoa(int(periodS/86400))
+	case periodS%3600 == 0:
+		return "H" + strconv.Itoa(int(periodS/3600))
+	case periodS%60 == 0:
+		return "M" + strconv.Itoa(int(periodS/60))
+	default:
+		return "S" + strconv.Itoa(int(periodS))
+	}
+}
+
+// ParsePeriod reads "M1", "H4", "D1", "S30" or a number of seconds.
+func ParsePeriod(s string) (uint32, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	if s == "" {
+		return 0, fmt.Errorf("empty bar period")
+	}
+	unit := uint64(1)
+	switch s[0] {
+	case 'S':
+		s = s[1:]
+	case 'M':
+		unit, s = 60, s[1:]
+	case 'H':
+		unit, s = 3600, s[1:]
+	case 'D':
+		unit, s = 86400, s[1:]
+	case 'W':
+		unit, s = 604800, s[1:]
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 || n*unit > math.MaxUint32 {
+		return 0, fmt.Errorf("bar period %q: want M1, H4, D1, S30 or seconds", s)
+	}
+	return uint32(n * unit), nil
+}

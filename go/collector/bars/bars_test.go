@@ -1,0 +1,133 @@
+package bars
+
+import (
+	"math"
+	"sort"
+	"testing"
+
+	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
+)
+
+// expected computes bars independently of Builder: group all ticks by interval, then aggregate each
+// group (a batch computation, where Builder is incremental).
+func expected(ticks []ticksdata.Tick, periodS uint32) []*mdv1.Bar {
+	pms := int64(periodS) * 1000
+	groups := map[int64][]ticksdata.Tick{}
+	for _, t := range ticks {
+		k := int64(math.Floor(float64(t.TimeMsc)/float64(pms))) * pms
+		groups[k] = append(groups[k], t)
+	}
+	keys := make([]int64, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	var out []*mdv1.Bar
+	for _, k := range keys {
+		g := groups[k]
+		b := &mdv1.Bar{Symbol: "EURUSD", PeriodS: periodS, OpenTimeMsc: k, Open: g[0].Bid, Close: g[len(g)-1].Bid,
+			High: math.Inf(-1), Low: math.Inf(1), TickVolume: uint64(len(g))}
+		var sum, mx float64
+		mx = math.Inf(-1)
+		for _, t := range g {
+			b.High, b.Low = math.Max(b.High, t.Bid), math.Min(b.Low, t.Bid)
+			sum += t.Ask - t.Bid
+			mx = math.Max(mx, t.Ask-t.Bid)
+		}
+		b.SpreadMean = sum / float64(len(g))
+		b.SpreadPoints = int32(math.RoundToEven(mx / 1e-5))
+		out = append(out, b)
+	}
+	return out
+}
+
+func TestBarsFromRealTicksMatchAnIndependentBatchComputation(t *testing.T) {
+	ticks, err := ticksdata.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, period := range []uint32{60, 300, 3600} {
+		t.Run(Timeframe(period), func(t *testing.T) {
+			b := NewBuilder("EURUSD", period, 1e-5)
+			var got []*mdv1.Bar
+			for _, tk := range ticks {
+				if bar, ok := b.Add(tk.TimeMsc, tk.Bid, tk.Ask, 0); ok {
+					got = append(got, bar)
+				}
+			}
+			if bar, ok := b.Flush(); ok {
+				got = append(got, bar)
+			}
+			want := expected(ticks, period)
+			if len(got) != len(want) {
+				t.Fatalf("%d bars, want %d", len(got), len(want))
+			}
+			var total uint64
+			for i := range want {
+				g, w := got[i], want[i]
+				total += g.TickVolume
+				if g.OpenTimeMsc != w.OpenTimeMsc || g.Open != w.Open || g.High != w.High || g.Low != w.Low || g.Close != w.Close ||
+					g.TickVolume != w.TickVolume || g.SpreadPoints != w.SpreadPoints || math.Abs(g.SpreadMean-w.SpreadMean) > 1e-12 {
+					t.Fatalf("bar %d:\n got  %v\n want %v", i, g, w)
+				}
+				if g.OpenTimeMsc%(int64(period)*1000) != 0 {
+					t.Fatalf("bar %d opens at %d, not a multiple of the period", i, g.OpenTimeMsc)
+				}
+			}
+			if total != uint64(len(ticks)) {
+				t.Fatalf("bars hold %d ticks, want all %d", total, len(ticks))
+			}
+		})
+	}
+}
+
+func TestBarsSkipEmptyIntervalsAndEmitEachBarOnce(t *testing.T) {
+	b := NewBuilder("EURUSD", 60, 1e-5)
+	adds := []struct {
+		t        int64
+		bid, ask float64
+	}{{60_000, 1.0, 1.00002}, {61_000, 1.2, 1.20001}, {59_000, 9, 9.1}, {300_500, 1.1, 1.10003}, {420_000, 1.3, 1.3}}
+	var got []*mdv1.Bar
+	for _, a := range adds {
+		if bar, ok := b.Add(a.t, a.bid, a.ask, 0); ok {
+			got = append(got, bar)
+		}
+	}
+	if len(got) != 2 || got[0].OpenTimeMsc != 60_000 || got[1].OpenTimeMsc != 300_000 {
+		t.Fatalf("want bars at 60s and 300s (gap in between produces none), got %v", got)
+	}
+	if got[0].TickVolume != 2 || got[0].High != 1.2 || got[0].Close != 1.2 || got[0].SpreadPoints != 2 || b.Late != 1 {
+		t.Fatalf("first bar %v, late %d: want 2 ticks, high 1.2, spread 2 points, the 59s tick late", got[0], b.Late)
+	}
+	// Ticks resent for an emitted interval (reconnect, restart) are late, never a second bar.
+	b2 := NewBuilder("EURUSD", 60, 1e-5)
+	b2.Restore(b.Snapshot())
+	if _, ok := b2.Add(300_900, 1, 1.1, 0); ok {
+		t.Fatal("a resent tick re-opened an emitted bar")
+	}
+	if bar, ok := b2.Flush(); !ok || bar.OpenTimeMsc != 420_000 || bar.TickVolume != 1 {
+		t.Fatalf("restored builder lost its open bar: %v", bar)
+	}
+	if _, ok := b2.Add(420_100, 1, 1.1, 0); ok || b2.Late != 2 {
+		t.Fatalf("after a flush the same interval must not open again (late %d)", b2.Late)
+	}
+}
+
+func TestTimeframeNamesAndParsing(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		want uint32
+		name string
+	}{{"M1", 60, "M1"}, {"m5", 300, "M5"}, {"H1", 3600, "H1"}, {"D1", 86400, "D1"}, {"W1", 604800, "W1"}, {"S30", 30, "S30"}, {"90", 90, "S90"}, {"120", 120, "M2"}} {
+		got, err := ParsePeriod(c.s)
+		if err != nil || got != c.want || Timeframe(got) != c.name {
+			t.Errorf("ParsePeriod(%q) = %d, %v (name %q); want %d %q", c.s, got, err, Timeframe(got), c.want, c.name)
+		}
+	}
+	for _, bad := range []string{"", "M0", "X1", "-5", "M"} {
+		if _, err := ParsePeriod(bad); err == nil {
+			t.Errorf("ParsePeriod(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,338 @@
+// Package config is the collector's one typed configuration: every field has a flag and a
+// KAIROS_COLLECTOR_* environment variable (flags win over the environment, the environment over
+// defaults), and the defaults are safe: everything binds 127.0.0.1.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kairos-mt5/kairos/go/collector/bars"
+	"github.com/kairos-mt5/kairos/go/collector/fanout"
+)
+
+// EnvPrefix prefixes every environment variable.
+const EnvPrefix = "KAIROS_COLLECTOR_"
+
+// Config is the collector's configuration.
+type Config struct {
+	// BridgeAddr is the TCP address the MT5 bridge connects to.
+	BridgeAddr string
+	// GRPCAddr serves MarketDataService, gRPC health and reflection.
+	GRPCAddr string
+	// MetricsAddr serves Prometheus /metrics (and /healthz); empty disables it.
+	MetricsAddr string
+	// NATSURL is an external NATS server; empty runs the embedded one on NATSAddr.
+	NATSURL string
+	// NATSAddr is the embedded NATS server's listen address (loopback by default).
+	NATSAddr string
+	// InferenceEndpoints are the inference servers' gRPC addresses; empty disables the link.
+	InferenceEndpoints []string
+	// InferenceBatchTicks flushes a StreamPredict request at this many ticks.
+	InferenceBatchTicks int
+	// InferenceFlushInterval flushes a non-empty request this long after its first tick.
+	InferenceFlushInterval time.Duration
+	// InferenceQueue bounds the tick batches waiting per inference endpoint; overflow is dropped and counted.
+	InferenceQueue int
+	// InferenceBackoffMin and InferenceBackoffMax bound the reconnect delay.
+	InferenceBackoffMin, InferenceBackoffMax time.Duration
+	// InferenceResponseTimeout declares an endpoint dead when a request is unanswered this long.
+	InferenceResponseTimeout time.Duration
+	// InferenceBarPeriod, if set (e.g. M1), sends closed bars of that period to inference instead of ticks.
+	InferenceBarPeriod uint32
+	// BarPeriods are the bar timeframes built for every symbol, in seconds.
+	BarPeriods []uint32
+	// BarIdleClose closes a bar whose period is over when its symbol had no tick for this long; 0 disables.
+	BarIdleClose time.Duration
+	// FutureTolerance is how far ahead of the collector's clock a tick may be.
+	FutureTolerance time.Duration
+	// BackwardsTolerance is how far a symbol's tick time may go back.
+	BackwardsTolerance time.Duration
+	// AllowCrossed accepts bid > ask.
+	AllowCrossed bool
+	// AllowUnknownSymbols accepts ticks of symbols never announced with SymbolInfo.
+	AllowUnknownSymbols bool
+	// SubscriberQueue bounds the events waiting per gRPC subscriber.
+	SubscriberQueue int
+	// SlowSubscriber is "conflate" (latest tick per symbol) or "cut" (RESOURCE_EXHAUSTED).
+	SlowSubscriber string
+	// NATSQueue bounds the batches waiting for the NATS publisher (ingest waits when it is full).
+	NATSQueue int
+	// HeartbeatInterval is announced to the bridge; three missed intervals end a connection.
+	HeartbeatInterval time.Duration
+	// MaxFrameBytes is the largest bridge frame accepted.
+	MaxFrameBytes int
+	// StateFile keeps session sequences, validation watermarks and open bars across restarts; empty disables.
+	StateFile string
+	// StateInterval is how often the state file is also written while running (a crash then loses at
+	// most this much); 0 writes it only on shutdown.
+	StateInterval time.Duration
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout time.Duration
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// RejectLogInterval bounds reject logging to one line per reason per interval.
+	RejectLogInterval time.Duration
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		BridgeAddr: "127.0.0.1:7400", GRPCAddr: "127.0.0.1:7401", MetricsAddr: "127.0.0.1:9401",
+		NATSAddr: "127.0.0.1:4222", InferenceEndpoints: []string{"127.0.0.1:7501"},
+		InferenceBatchTicks: 100, InferenceFlushInterval: 500 * time.Microsecond, InferenceQueue: 1024,
+		InferenceBackoffMin: 100 * time.Millisecond, InferenceBackoffMax: 5 * time.Second, InferenceResponseTimeout: 5 * time.Second,
+		BarPeriods: []uint32{60, 300, 900, 3600}, BarIdleClose: 2 * time.Second,
+		FutureTolerance: 5 * time.Second, BackwardsTolerance: 500 * time.Millisecond,
+		SubscriberQueue: 1024, SlowSubscriber: "conflate", NATSQueue: 4096,
+		HeartbeatInterval: time.Second, MaxFrameBytes: 1 << 20,
+		StateInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info", RejectLogInterval: time.Second,
+	}
+}
+
+// Parse reads flags from args with the environment (getenv) as their defaults.
+func Parse(args []string, getenv func(string) string) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("kairos-collector", flag.ContinueOnError)
+	e := &envs{getenv: getenv}
+	e.str(fs, &c.BridgeAddr, "bridge-addr", "TCP address for the MT5 bridge")
+	e.str(fs, &c.GRPCAddr, "grpc-addr", "gRPC address (MarketDataService, health, reflection)")
+	e.str(fs, &c.MetricsAddr, "metrics-addr", "HTTP address of /metrics; empty disables")
+	e.str(fs, &c.NATSURL, "nats-url", "external NATS server URL; empty runs the embedded server")
+	e.str(fs, &c.NATSAddr, "nats-addr", "listen address of the embedded NATS server")
+	e.list(fs, &c.InferenceEndpoints, "inference-endpoints", "comma-separated inference gRPC addresses; \"none\" or empty disables the link")
+	e.int(fs, &c.InferenceBatchTicks, "inference-batch-ticks", "flush a StreamPredict request at this many ticks")
+	e.dur(fs, &c.InferenceFlushInterval, "inference-flush-interval", "flush a non-empty request after this long")
+	e.int(fs, &c.InferenceQueue, "inference-queue", "tick batches queued per inference endpoint (overflow dropped and counted)")
+	e.dur(fs, &c.InferenceBackoffMin, "inference-backoff-min", "first reconnect delay")
+	e.dur(fs, &c.InferenceBackoffMax, "inference-backoff-max", "largest reconnect delay")
+	e.dur(fs, &c.InferenceResponseTimeout, "inference-response-timeout", "an unanswered request this old marks the endpoint dead")
+	e.period(fs, &c.InferenceBarPeriod, "inference-bar-period", "send closed bars of this period (e.g. M1) instead of ticks; empty sends ticks")
+	e.periods(fs, &c.BarPeriods, "bar-periods", "bar timeframes, comma-separated (M1,M5,H1 or seconds)")
+	e.dur(fs, &c.BarIdleClose, "bar-idle-close", "close a finished bar when its symbol is idle this long; 0 disables")
+	e.dur(fs, &c.FutureTolerance, "future-tolerance", "how far ahead of the clock a tick may be")
+	e.dur(fs, &c.BackwardsTolerance, "backwards-tolerance", "how far a symbol's tick time may go back")
+	e.bool(fs, &c.AllowCrossed, "allow-crossed", "accept bid > ask")
+	e.bool(fs, &c.AllowUnknownSymbols, "allow-unknown-symbols", "accept ticks of symbols never announced with SymbolInfo")
+	e.int(fs, &c.SubscriberQueue, "subscriber-queue", "events queued per gRPC subscriber")
+	e.str(fs, &c.SlowSubscriber, "slow-subscriber", "conflate or cut")
+	e.int(fs, &c.NATSQueue, "nats-queue", "batches queued for the NATS publisher")
+	e.dur(fs, &c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
+	e.int(fs, &c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
+	e.str(fs, &c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
+	e.dur(fs, &c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
+	e.dur(fs, &c.ShutdownTimeout, "shutdown-timeout", "bound on graceful shutdown")
+	e.str(fs, &c.LogLevel, "log-level", "debug, info, warn or error")
+	e.dur(fs, &c.RejectLogInterval, "reject-log-interval", "at most one reject log line per reason per interval")
+	if e.err != nil {
+		return c, e.err
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the values.
+func (c Config) Validate() error {
+	var errs []error
+	for name, v := range map[string]int{"inference-batch-ticks": c.InferenceBatchTicks, "inference-queue": c.InferenceQueue,
+		"subscriber-queue": c.SubscriberQueue, "nats-queue": c.NATSQueue, "max-frame-bytes": c.MaxFrameBytes} {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
+		}
+	}
+	if _, err := fanout.ParsePolicy(c.SlowSubscriber); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HeartbeatInterval <= 0 {
+		errs = append(errs, errors.New("heartbeat-interval must be positive"))
+	}
+	if c.BridgeAddr == "" || c.GRPCAddr == "" {
+		errs = append(errs, errors.New("bridge-addr and grpc-addr are required"))
+	}
+	if c.NATSURL == "" && c.NATSAddr == "" {
+		errs = append(errs, errors.New("set nats-url or nats-addr"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// envs turns a flag name into its variable (bridge-addr -> KAIROS_COLLECTOR_BRIDGE_ADDR) and
+// records the first unparsable value.
+type envs struct {
+	getenv func(string) string
+	err    error
+}
+
+// EnvName is the environment variable of a flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (e *envs) lookup(name string) (string, bool) {
+	v := e.getenv(EnvName(name))
+	return v, v != ""
+}
+
+func (e *envs) fail(name, v string, err error) {
+	if e.err == nil {
+		e.err = fmt.Errorf("%s=%q: %v", EnvName(name), v, err)
+	}
+}
+
+func help(name, usage string) string { return usage + " (env " + EnvName(name) + ")" }
+
+func (e *envs) str(fs *flag.FlagSet, p *string, name, usage string) {
+	if v, ok := e.lookup(name); ok {
+		*p = v
+	}
+	fs.StringVar(p, name, *p, help(name, usage))
+}
+
+func (e *envs) int(fs *flag.FlagSet, p *int, name, usage string) {
+	if v, ok := e.lookup(name); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.fail(name, v, err)
+		}
+		*p = n
+	}
+	fs.IntVar(p, name, *p, help(name, usage))
+}
+
+func (e *envs) bool(fs *flag.FlagSet, p *bool, name, usage string) {
+	if v, ok := e.lookup(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.fail(name, v, err)
+		}
+		*p = b
+	}
+	fs.BoolVar(p, name, *p, help(name, usage))
+}
+
+func (e *envs) dur(fs *flag.FlagSet, p *time.Duration, name, usage string) {
+	if v, ok := e.lookup(name); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.fail(name, v, err)
+		}
+		*p = d
+	}
+	fs.DurationVar(p, name, *p, help(name, usage))
+}
+
+type listValue struct{ p *[]string }
+
+func (l listValue) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listValue) Set(s string) error {
+	*l.p = nil
+	if strings.TrimSpace(s) == "none" {
+		return nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l.p = append(*l.p, part)
+		}
+	}
+	return nil
+}
+
+func (e *envs) list(fs *flag.FlagSet, p *[]string, name, usage string) {
+	if v, ok := e.lookup(name); ok {
+		_ = listValue{p}.Set(v)
+	}
+	fs.Var(listValue{p}, name, help(name, usage))
+}
+
+type periodsValue struct{ p *[]uint32 }
+
+func (v periodsValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	names := make([]string, len(*v.p))
+	for i, s := range *v.p {
+		names[i] = bars.Timeframe(s)
+	}
+	return strings.Join(names, ",")
+}
+
+func (v periodsValue) Set(s string) error {
+	var out []uint32
+	seen := map[uint32]bool{}
+	for _, part := range strings.Split(s, ",") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		p, err := bars.ParsePeriod(part)
+		if err != nil {
+			return err
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	*v.p = out
+	return nil
+}
+
+func (e *envs) periods(fs *flag.FlagSet, p *[]uint32, name, usage string) {
+	if v, ok := e.lookup(name); ok {
+		if err := (periodsValue{p}).Set(v); err != nil {
+			e.fail(name, v, err)
+		}
+	}
+	fs.Var(periodsValue{p}, name, help(name, usage))
+}
+
+type periodValue struct{ p *uint32 }
+
+func (v periodValue) String() string {
+	if v.p == nil || *v.p == 0 {
+		return ""
+	}
+	return bars.Timeframe(*v.p)
+}
+
+func (v periodValue) Set(s string) error {
+	if strings.TrimSpace(s) == "" {
+		*v.p = 0
+		return nil
+	}
+	p, err := bars.ParsePeriod(s)
+	*v.p = p
+	return err
+}
+
+func (e *envs) period(fs *flag.FlagSet, p *uint32, name, usage string) {
+	if v, ok := e.lookup(name); ok {
+		if err := (periodValue{p}).Set(v); err != nil {
+			e.fail(name, v, err)
+		}
+	}
+	fs.Var(periodValue{p}, name, help(name, usage))
+}
+
+// FromOS parses os.Args and the process environment.
+func FromOS() (Config, error) { return Parse(os.Args[1:], os.Getenv) }

@@ -1,0 +1,89 @@
+package fanout
+
+import (
+	"testing"
+
+	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/collector/metrics"
+)
+
+func batch(sym string, seq uint64) *mdv1.TickBatch {
+	return &mdv1.TickBatch{Symbol: sym, TimeMsc: []int64{int64(seq)}, Bid: []float64{1}, Ask: []float64{2}, Sequence: []uint64{seq}}
+}
+
+func drain(t *testing.T, s *Subscriber) []Event {
+	t.Helper()
+	var out []Event
+	stop := make(chan struct{})
+	close(stop)
+	for {
+		select {
+		case <-s.Done():
+			return out
+		default:
+		}
+		evs, ok := s.Next(stop)
+		if !ok || len(evs) == 0 {
+			return out
+		}
+		out = append(out, evs...)
+	}
+}
+
+func TestSlowSubscriberGetsTheLatestTickPerSymbolWhenConflating(t *testing.T) {
+	h := New(2, Conflate, metrics.New())
+	s := h.Subscribe(Filter{Ticks: true})
+	defer s.Close()
+	for seq := uint64(1); seq <= 10; seq++ {
+		h.PublishTicks(batch("EURUSD", seq))
+		h.PublishTicks(batch("GBPUSD", seq))
+	}
+	evs := drain(t, s)
+	var seqs []uint64
+	for _, e := range evs {
+		seqs = append(seqs, e.Ticks.Sequence[0])
+	}
+	// Queue holds EURUSD 1 and GBPUSD 1; after that only the latest of each symbol survives.
+	if len(evs) != 4 || evs[2].Ticks.Symbol != "EURUSD" || seqs[2] != 10 || evs[3].Ticks.Symbol != "GBPUSD" || seqs[3] != 10 {
+		t.Fatalf("got sequences %v (symbols in order), want 1, 1, then EURUSD 10 and GBPUSD 10", seqs)
+	}
+	if s.Err() != nil {
+		t.Fatal("a conflating subscriber must not be cut")
+	}
+	// Caught up: the queue is used again.
+	h.PublishTicks(batch("EURUSD", 11))
+	if evs := drain(t, s); len(evs) != 1 || evs[0].Ticks.Sequence[0] != 11 {
+		t.Fatalf("after catching up got %v", evs)
+	}
+}
+
+func TestSlowSubscriberIsCutUnderTheCutPolicy(t *testing.T) {
+	h := New(2, Cut, metrics.New())
+	s := h.Subscribe(Filter{Ticks: true})
+	defer s.Close()
+	for seq := uint64(1); seq <= 3; seq++ {
+		h.PublishTicks(batch("EURUSD", seq))
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("subscriber not cut after its queue overflowed")
+	}
+	if s.Err() != ErrTooSlow {
+		t.Fatalf("err = %v", s.Err())
+	}
+}
+
+func TestFilterSelectsSymbolsTicksAndBarPeriods(t *testing.T) {
+	h := New(16, Cut, metrics.New())
+	s := h.Subscribe(Filter{Symbols: map[string]bool{"EURUSD": true}, Periods: map[uint32]bool{60: true}})
+	defer s.Close()
+	h.PublishTicks(batch("EURUSD", 1)) // ticks not requested
+	h.PublishBar(&mdv1.Bar{Symbol: "EURUSD", PeriodS: 300})
+	h.PublishBar(&mdv1.Bar{Symbol: "GBPUSD", PeriodS: 60})
+	h.PublishBar(&mdv1.Bar{Symbol: "EURUSD", PeriodS: 60, OpenTimeMsc: 42})
+	evs := drain(t, s)
+	if len(evs) != 1 || evs[0].Bar == nil || evs[0].Bar.OpenTimeMsc != 42 {
+		t.Fatalf("got %v, want only the EURUSD M1 bar", evs)
+	}
+}

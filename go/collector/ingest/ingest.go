@@ -1,0 +1,449 @@
+// Package ingest is the collector's core path: every tick batch, from the bridge or from a gRPC
+// publisher, enters through a Source, is validated, feeds the bar builders and is handed to the
+// sinks (gRPC subscribers, NATS, the inference link). Only NATS applies backpressure (a bounded
+// queue feeding one publisher goroutine); subscribers and inference never block ingest.
+package ingest
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/collector/bars"
+	"github.com/kairos-mt5/kairos/go/collector/fanout"
+	"github.com/kairos-mt5/kairos/go/collector/metrics"
+	"github.com/kairos-mt5/kairos/go/collector/validate"
+)
+
+// NATSSink publishes on NATS (natspub.Publisher).
+type NATSSink interface {
+	// Ticks publishes a batch; raw, when not nil, is the batch's wire encoding, reused as the payload.
+	Ticks(b *mdv1.TickBatch, raw []byte)
+	Bar(*mdv1.Bar)
+}
+
+// PredictSink is the inference link; its methods must not block.
+type PredictSink interface {
+	OfferTicks(b *mdv1.TickBatch, hops []*typesv1.HopStamp)
+	OfferBar(b *mdv1.Bar)
+}
+
+// Config shapes the pipeline.
+type Config struct {
+	// BarPeriods are the bar periods built for every symbol, in seconds.
+	BarPeriods []uint32
+	// BarIdleClose closes a symbol's open bars when its period is over by the wall clock and no tick
+	// came for this long; zero disables the timer (bars then close on the next tick only).
+	BarIdleClose time.Duration
+	// Validate sets the tick checks.
+	Validate validate.Config
+	// NATSQueue bounds the batches waiting for the NATS publisher.
+	NATSQueue int
+	// InferenceBarPeriod, when non-zero, sends closed bars of this period to inference instead of ticks.
+	InferenceBarPeriod uint32
+	// RejectLogInterval bounds reject logging to one line per reason per interval.
+	RejectLogInterval time.Duration
+}
+
+type natsItem struct {
+	ticks *mdv1.TickBatch
+	raw   []byte
+	bar   *mdv1.Bar
+}
+
+// Pipeline is shared by every source.
+type Pipeline struct {
+	cfg  Config
+	m    *metrics.Metrics
+	log  *slog.Logger
+	hub  *fanout.Hub
+	nats NATSSink
+	link PredictSink
+	now  func() time.Time
+
+	mu       sync.Mutex
+	symbols  map[string]*mdv1.SymbolInfo
+	builders map[string][]*bars.Builder
+	lastTick map[string]time.Time // wall clock of the symbol's latest accepted tick
+	sources  map[string]*Source
+
+	natsQ     chan natsItem
+	natsDepth prometheus.Gauge
+	stop      chan struct{}
+	wg        sync.WaitGroup // NATS publisher
+	timerWG   sync.WaitGroup // idle-bar closer
+	closeOnce sync.Once
+
+	rlMu      sync.Mutex
+	rlLast    [validate.NumReasons]time.Time
+	rlSkipped [validate.NumReasons]uint64
+}
+
+// New starts a pipeline; nats and link may be nil. Close stops it.
+func New(cfg Config, m *metrics.Metrics, log *slog.Logger, hub *fanout.Hub, nats NATSSink, link PredictSink) *Pipeline {
+	if cfg.NATSQueue < 1 {
+		cfg.NATSQueue = 1
+	}
+	p := &Pipeline{cfg: cfg, m: m, log: log, hub: hub, nats: nats, link: link, now: time.Now,
+		symbols: map[string]*mdv1.SymbolInfo{}, builders: map[string][]*bars.Builder{},
+		lastTick: map[string]time.Time{}, sources: map[string]*Source{},
+		natsQ: make(chan natsItem, cfg.NATSQueue), natsDepth: m.QueueDepth.WithLabelValues("nats"), stop: make(chan struct{})}
+	if nats != nil {
+		p.wg.Add(1)
+		go p.publishNATS()
+	}
+	if cfg.BarIdleClose > 0 {
+		p.timerWG.Add(1)
+		go p.idleCloser()
+	}
+	return p
+}
+
+// Source returns the named source (created on first use): "bridge:<session>" or a publisher's name.
+// kind labels its metrics ("bridge" or "grpc").
+func (p *Pipeline) Source(name, kind string) *Source {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.sources[name]
+	if s == nil {
+		s = &Source{p: p, name: name, v: validate.New(p.cfg.Validate, nil),
+			in: p.m.TicksIn.WithLabelValues(kind), accepted: p.m.TicksAccepted.WithLabelValues(kind)}
+		p.sources[name] = s
+	}
+	return s
+}
+
+// Symbols returns every known symbol's metadata, sorted by name.
+func (p *Pipeline) Symbols() []*mdv1.SymbolInfo {
+	p.mu.Lock()
+	out := make([]*mdv1.SymbolInfo, 0, len(p.symbols))
+	for _, s := range p.symbols {
+		out = append(out, s)
+	}
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Symbol < out[j].Symbol })
+	return out
+}
+
+// Source is one origin of ticks with its own validation state. Safe for concurrent use.
+type Source struct {
+	p            *Pipeline
+	name         string
+	mu           sync.Mutex
+	v            *validate.Validator
+	in, accepted prometheus.Counter
+}
+
+// Name is the source's name.
+func (s *Source) Name() string { return s.name }
+
+// Announce registers a symbol's metadata for this source and the whole collector.
+func (s *Source) Announce(info *mdv1.SymbolInfo) error {
+	s.mu.Lock()
+	err := s.v.Announce(info)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.p.registerSymbol(info)
+	return nil
+}
+
+// Ticks validates a batch and dispatches what passes. hops are the stamps the batch collected so far.
+func (s *Source) Ticks(b *mdv1.TickBatch, hops []*typesv1.HopStamp) validate.Result {
+	return s.TicksRaw(b, nil, hops)
+}
+
+// TicksRaw is Ticks for a batch whose wire encoding is at hand (the bridge frame's bytes): when every
+// tick passes, NATS publishes those bytes instead of encoding the batch again. raw must not be reused.
+func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
+	s.mu.Lock()
+	res := s.v.Check(b)
+	// Dispatch under the source lock so one source's batches keep their order downstream.
+	defer s.mu.Unlock()
+	n := len(b.GetTimeMsc())
+	if res.RejectedTotal > uint64(n) {
+		n = int(res.RejectedTotal)
+	}
+	s.in.Add(float64(n))
+	if res.SequenceGaps > 0 {
+		s.p.m.TickSeqGaps.Add(float64(res.SequenceGaps))
+	}
+	if res.RejectedTotal > 0 {
+		s.p.countRejects(s.name, b.GetSymbol(), &res)
+	}
+	if res.Accepted != nil {
+		s.accepted.Add(float64(len(res.Accepted.TimeMsc)))
+		if res.Accepted != b {
+			raw = nil
+		}
+		s.p.dispatch(res.Accepted, raw, hops)
+	}
+	return res
+}
+
+// Snapshot returns this source's validation watermarks.
+func (s *Source) Snapshot() map[string]validate.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.v.Snapshot()
+}
+
+// Restore loads watermarks saved by Snapshot.
+func (s *Source) Restore(st map[string]validate.State) error {
+	s.mu.Lock()
+	err := s.v.Restore(st)
+	infos := s.v.Infos()
+	s.mu.Unlock()
+	for _, info := range infos {
+		s.p.registerSymbol(info)
+	}
+	return err
+}
+
+func (p *Pipeline) registerSymbol(info *mdv1.SymbolInfo) {
+	p.mu.Lock()
+	prev := p.symbols[info.Symbol]
+	p.symbols[info.Symbol] = info
+	for _, b := range p.builders[info.Symbol] {
+		if info.Point > 0 {
+			b.Point = info.Point
+		}
+	}
+	p.mu.Unlock()
+	if prev == nil || !equalInfo(prev, info) {
+		p.hub.PublishSymbolInfo(info)
+	}
+}
+
+func equalInfo(a, b *mdv1.SymbolInfo) bool {
+	return a.Digits == b.Digits && a.Point == b.Point && a.ContractSize == b.ContractSize && a.TickSize == b.TickSize &&
+		a.VolumeMin == b.VolumeMin && a.VolumeMax == b.VolumeMax && a.VolumeStep == b.VolumeStep &&
+		a.TickValue == b.TickValue && a.CurrencyBase == b.CurrencyBase && a.CurrencyProfit == b.CurrencyProfit &&
+		a.Description == b.Description
+}
+
+func (p *Pipeline) builderSet(symbol string) []*bars.Builder {
+	bs := p.builders[symbol]
+	if bs == nil && len(p.cfg.BarPeriods) > 0 {
+		var point float64
+		if info := p.symbols[symbol]; info != nil {
+			point = info.Point
+		}
+		for _, period := range p.cfg.BarPeriods {
+			bs = append(bs, bars.NewBuilder(symbol, period, point))
+		}
+		p.builders[symbol] = bs
+	}
+	return bs
+}
+
+func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) {
+	var closed []*mdv1.Bar
+	p.mu.Lock()
+	bs := p.builderSet(b.Symbol)
+	var vol []float64
+	if len(b.Volume) > 0 {
+		vol = b.Volume
+	}
+	for _, bb := range bs {
+		late := bb.Late
+		for i, t := range b.TimeMsc {
+			v := 0.0
+			if vol != nil {
+				v = vol[i]
+			}
+			if bar, ok := bb.Add(t, b.Bid[i], b.Ask[i], v); ok {
+				closed = append(closed, bar)
+			}
+		}
+		if d := bb.Late - late; d > 0 {
+			p.m.BarLateTicks.Add(float64(d))
+		}
+	}
+	p.lastTick[b.Symbol] = p.now()
+	p.mu.Unlock()
+
+	n := float64(len(b.TimeMsc))
+	p.hub.PublishTicks(b)
+	p.m.TicksOut.WithLabelValues("subscriber").Add(n)
+	if p.nats != nil {
+		p.enqueueNATS(natsItem{ticks: b, raw: raw})
+	}
+	if p.link != nil && p.cfg.InferenceBarPeriod == 0 {
+		p.link.OfferTicks(b, hops)
+	}
+	p.emitBars(closed)
+}
+
+func (p *Pipeline) emitBars(closed []*mdv1.Bar) {
+	for _, bar := range closed {
+		p.m.BarsEmitted.WithLabelValues(bars.Timeframe(bar.PeriodS)).Inc()
+		p.hub.PublishBar(bar)
+		if p.nats != nil {
+			p.enqueueNATS(natsItem{bar: bar})
+		}
+		if p.link != nil && p.cfg.InferenceBarPeriod != 0 && bar.PeriodS == p.cfg.InferenceBarPeriod {
+			p.link.OfferBar(bar)
+		}
+	}
+}
+
+// enqueueNATS blocks while the NATS queue is full: NATS is the durable fan-out, so it pushes back on
+// the source (TCP flow control for the bridge) rather than losing ticks.
+func (p *Pipeline) enqueueNATS(it natsItem) {
+	p.natsDepth.Inc()
+	p.natsQ <- it
+}
+
+func (p *Pipeline) publishNATS() {
+	defer p.wg.Done()
+	for it := range p.natsQ {
+		p.natsDepth.Dec()
+		if it.ticks != nil {
+			p.nats.Ticks(it.ticks, it.raw)
+		} else {
+			p.nats.Bar(it.bar)
+		}
+	}
+}
+
+func (p *Pipeline) idleCloser() {
+	defer p.timerWG.Done()
+	tick := time.NewTicker(min(p.cfg.BarIdleClose/4+time.Millisecond, 250*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+			p.closeIdleBars()
+		}
+	}
+}
+
+// closeIdleBars closes bars whose period is over by the wall clock (allowing for tick clocks that
+// run ahead by up to the future tolerance) on symbols idle for BarIdleClose.
+func (p *Pipeline) closeIdleBars() {
+	now := p.now()
+	limit := now.Add(-p.cfg.Validate.FutureTolerance).UnixMilli()
+	var closed []*mdv1.Bar
+	p.mu.Lock()
+	for sym, bs := range p.builders {
+		if now.Sub(p.lastTick[sym]) < p.cfg.BarIdleClose {
+			continue
+		}
+		for _, b := range bs {
+			if open, ok := b.OpenBarTime(); ok && open+int64(b.Period)*1000 <= limit {
+				if bar, ok := b.Flush(); ok {
+					closed = append(closed, bar)
+				}
+			}
+		}
+	}
+	p.mu.Unlock()
+	p.emitBars(closed)
+}
+
+func (p *Pipeline) countRejects(source, symbol string, res *validate.Result) {
+	for r, c := range res.Rejects {
+		if c > 0 {
+			p.m.TicksRejected.WithLabelValues(validate.ReasonName(validate.Reason(r))).Add(float64(c))
+		}
+	}
+	// One log line per reason per interval, saying how many were skipped since the last one.
+	now := p.now()
+	p.rlMu.Lock()
+	defer p.rlMu.Unlock()
+	for _, rj := range res.Rejected {
+		r := int(rj.Reason)
+		if now.Sub(p.rlLast[r]) < p.cfg.RejectLogInterval {
+			p.rlSkipped[r]++
+			p.m.RejectLogsSuppressed.Inc()
+			continue
+		}
+		p.log.Warn("tick rejected", "source", source, "symbol", symbol, "index", rj.Index,
+			"reason", validate.ReasonName(rj.Reason), "detail", rj.Detail, "suppressed_since_last", p.rlSkipped[r])
+		p.rlLast[r] = now
+		p.rlSkipped[r] = 0
+	}
+}
+
+// State is the pipeline's resumable state.
+type State struct {
+	Sources map[string]map[string]validate.State `json:"sources"`
+	Bars    map[string]map[uint32]bars.State     `json:"bars"`
+}
+
+// Snapshot captures every source's watermarks and every open bar.
+func (p *Pipeline) Snapshot() State {
+	p.mu.Lock()
+	srcs := make([]*Source, 0, len(p.sources))
+	for _, s := range p.sources {
+		srcs = append(srcs, s)
+	}
+	st := State{Sources: map[string]map[string]validate.State{}, Bars: map[string]map[uint32]bars.State{}}
+	for sym, bs := range p.builders {
+		m := map[uint32]bars.State{}
+		for _, b := range bs {
+			m[b.Period] = b.Snapshot()
+		}
+		st.Bars[sym] = m
+	}
+	p.mu.Unlock()
+	for _, s := range srcs {
+		st.Sources[s.name] = s.Snapshot()
+	}
+	return st
+}
+
+// Restore loads a snapshot taken by a previous run (before any tick arrives).
+func (p *Pipeline) Restore(st State) error {
+	for name, w := range st.Sources {
+		kind := "grpc"
+		if len(name) > 7 && name[:7] == "bridge:" {
+			kind = "bridge"
+		}
+		if err := p.Source(name, kind).Restore(w); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for sym, m := range st.Bars {
+		for _, b := range p.builderSet(sym) {
+			if s, ok := m[b.Period]; ok {
+				b.Restore(s)
+			}
+		}
+	}
+	return nil
+}
+
+// Close stops the timer and drains the NATS queue. Call it after every source has stopped.
+// Open bars stay open (they are saved in the state, not emitted half-built).
+func (p *Pipeline) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		// The idle closer may still emit bars into the NATS queue: stop it before closing the queue.
+		p.closeOnce.Do(func() {
+			close(p.stop)
+			p.timerWG.Wait()
+			close(p.natsQ)
+		})
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,85 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/collector/fanout"
+	"github.com/kairos-mt5/kairos/go/collector/metrics"
+	"github.com/kairos-mt5/kairos/go/collector/validate"
+)
+
+type natsRecorder struct {
+	ticks int
+	bars  []*mdv1.Bar
+}
+
+func (r *natsRecorder) Ticks(b *mdv1.TickBatch, _ []byte) { r.ticks += len(b.TimeMsc) }
+func (r *natsRecorder) Bar(b *mdv1.Bar)                   { r.bars = append(r.bars, b) }
+
+func newPipeline(t *testing.T, cfg Config, log *slog.Logger) (*Pipeline, *metrics.Metrics, *natsRecorder) {
+	t.Helper()
+	m := metrics.New()
+	rec := &natsRecorder{}
+	p := New(cfg, m, log, fanout.New(16, fanout.Conflate, m), rec, nil)
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p, m, rec
+}
+
+func TestRejectedTicksAreCountedByReasonAndLoggedAtABoundedRate(t *testing.T) {
+	var logs bytes.Buffer
+	p, m, rec := newPipeline(t, Config{NATSQueue: 16, RejectLogInterval: time.Hour}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	src := p.Source("replay", "grpc")
+	if err := src.Announce(&mdv1.SymbolInfo{Symbol: "EURUSD", Point: 1e-5}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		src.Ticks(&mdv1.TickBatch{Symbol: "EURUSD", TimeMsc: []int64{int64(i)}, Bid: []float64{1.2}, Ask: []float64{1.1}}, nil)
+	}
+	if got := testutil.ToFloat64(m.TicksRejected.WithLabelValues("crossed_quote")); got != 1000 {
+		t.Fatalf("crossed_quote rejects = %v", got)
+	}
+	if n := strings.Count(logs.String(), "tick rejected"); n != 1 {
+		t.Fatalf("%d reject log lines for 1000 rejects within one interval, want 1", n)
+	}
+	if testutil.ToFloat64(m.RejectLogsSuppressed) != 999 {
+		t.Fatal("suppressed log lines not counted")
+	}
+	_ = p.Close(context.Background())
+	if rec.ticks != 0 {
+		t.Fatalf("%d rejected ticks reached NATS", rec.ticks)
+	}
+}
+
+func TestIdleTimerClosesAFinishedBarOnlyWhenTheSymbolIsIdle(t *testing.T) {
+	p, _, rec := newPipeline(t, Config{NATSQueue: 16, BarPeriods: []uint32{60}, BarIdleClose: 50 * time.Millisecond,
+		Validate: validate.Config{FutureTolerance: time.Second}}, slog.New(slog.DiscardHandler))
+	src := p.Source("s", "grpc")
+	_ = src.Announce(&mdv1.SymbolInfo{Symbol: "EURUSD", Point: 1e-5})
+	old := time.Now().Add(-2 * time.Minute).UnixMilli()
+	src.Ticks(&mdv1.TickBatch{Symbol: "EURUSD", TimeMsc: []int64{old}, Bid: []float64{1.1}, Ask: []float64{1.2}}, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.mu.Lock()
+		_, isOpen := p.builders["EURUSD"][0].OpenBarTime()
+		p.mu.Unlock()
+		if !isOpen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("idle timer did not close the finished bar")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = p.Close(context.Background())
+	if len(rec.bars) != 1 || rec.bars[0].TickVolume != 1 {
+		t.Fatalf("bars %v", rec.bars)
+	}
+}

@@ -1,0 +1,145 @@
+// Package metrics holds the collector's Prometheus instruments in one place, so every package
+// records into the same registry and /metrics shows the whole service.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// latencyBucketsSeconds spans 10 µs to 1 s: loopback hops sit at the low end, a stalled peer at the top.
+var latencyBucketsSeconds = []float64{
+	10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1,
+}
+
+// Metrics is every instrument of the collector. Labels stay low-cardinality (no per-tick labels).
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	TicksIn              *prometheus.CounterVec // source: bridge | grpc
+	TicksAccepted        *prometheus.CounterVec // source
+	TicksRejected        *prometheus.CounterVec // reason
+	TicksOut             *prometheus.CounterVec // sink: nats | subscriber | inference
+	TickSeqGaps          prometheus.Counter
+	RejectLogsSuppressed prometheus.Counter
+
+	BridgeConnections  prometheus.Gauge
+	BridgeFrames       *prometheus.CounterVec // body
+	BridgeFrameErrors  *prometheus.CounterVec // reason: malformed | oversized | protocol | io
+	BridgeDuplicates   prometheus.Counter
+	BridgeSequenceGaps prometheus.Counter
+	BridgeGapFrames    prometheus.Counter
+	BridgeHeartbeatRTT prometheus.Histogram
+
+	BarsEmitted  *prometheus.CounterVec // period
+	BarLateTicks prometheus.Counter
+
+	QueueDepth    *prometheus.GaugeVec   // queue
+	QueueOverflow *prometheus.CounterVec // queue
+
+	Subscribers         prometheus.Gauge
+	SubscribersCut      prometheus.Counter
+	SubscriberConflated prometheus.Counter
+
+	InferenceBatchTicks  prometheus.Histogram
+	InferenceRequests    *prometheus.CounterVec // endpoint
+	InferencePredictions prometheus.Counter
+	InferenceReconnects  *prometheus.CounterVec   // endpoint
+	InferenceEndpointUp  *prometheus.GaugeVec     // endpoint
+	InferenceDropped     *prometheus.CounterVec   // reason: overflow | no_endpoint | in_flight
+	HopLatency           *prometheus.HistogramVec // hop
+
+	NATSPublished *prometheus.CounterVec // kind: md | bar | pred
+	NATSErrors    prometheus.Counter
+}
+
+// New builds the instruments on a fresh registry (tests get isolated registries).
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := factory{r}
+	return &Metrics{
+		Registry:             r,
+		TicksIn:              f.counterVec("kairos_collector_ticks_in_total", "Ticks received, before validation.", "source"),
+		TicksAccepted:        f.counterVec("kairos_collector_ticks_accepted_total", "Ticks that passed validation and went downstream.", "source"),
+		TicksRejected:        f.counterVec("kairos_collector_ticks_rejected_total", "Ticks rejected by validation, by reason.", "reason"),
+		TicksOut:             f.counterVec("kairos_collector_ticks_out_total", "Ticks handed to a sink.", "sink"),
+		TickSeqGaps:          f.counter("kairos_collector_tick_sequence_gaps_total", "Ticks missing according to per-symbol tick sequence numbers."),
+		RejectLogsSuppressed: f.counter("kairos_collector_reject_logs_suppressed_total", "Reject log lines skipped by the log rate limit."),
+		BridgeConnections:    f.gauge("kairos_collector_bridge_connections", "Open bridge connections."),
+		BridgeFrames:         f.counterVec("kairos_collector_bridge_frames_total", "Bridge frames received, by body.", "body"),
+		BridgeFrameErrors:    f.counterVec("kairos_collector_bridge_frame_errors_total", "Bridge connections closed for a bad frame or protocol error, by reason.", "reason"),
+		BridgeDuplicates:     f.counter("kairos_collector_bridge_duplicate_frames_total", "Bridge frames dropped because their sequence was already processed."),
+		BridgeSequenceGaps:   f.counter("kairos_collector_bridge_sequence_gaps_total", "Gaps in bridge frame sequences."),
+		BridgeGapFrames:      f.counter("kairos_collector_bridge_gap_frames_total", "Bridge frames missing inside sequence gaps."),
+		BridgeHeartbeatRTT:   f.histogram("kairos_collector_bridge_heartbeat_rtt_seconds", "Heartbeat round-trip time to the bridge."),
+		BarsEmitted:          f.counterVec("kairos_collector_bars_emitted_total", "Closed bars emitted, by period.", "period"),
+		BarLateTicks:         f.counter("kairos_collector_bar_late_ticks_total", "Ticks older than their symbol's open bar, left out of bars."),
+		QueueDepth:           f.gaugeVec("kairos_collector_queue_depth", "Items waiting in a bounded queue.", "queue"),
+		QueueOverflow:        f.counterVec("kairos_collector_queue_overflow_total", "Items a full bounded queue dropped or conflated.", "queue"),
+		Subscribers:          f.gauge("kairos_collector_subscribers", "Active gRPC market-data subscribers."),
+		SubscribersCut:       f.counter("kairos_collector_subscribers_cut_total", "Slow subscribers ended with RESOURCE_EXHAUSTED."),
+		SubscriberConflated:  f.counter("kairos_collector_subscriber_conflated_batches_total", "Tick batches conflated for slow subscribers."),
+		InferenceBatchTicks: f.histogramBuckets("kairos_collector_inference_batch_ticks", "Ticks per StreamPredict request.",
+			[]float64{1, 2, 5, 10, 25, 50, 100, 200, 500, 1000, 5000}),
+		InferenceRequests:    f.counterVec("kairos_collector_inference_requests_total", "StreamPredict requests sent, by endpoint.", "endpoint"),
+		InferencePredictions: f.counter("kairos_collector_predictions_total", "Predictions received from inference."),
+		InferenceReconnects:  f.counterVec("kairos_collector_inference_reconnects_total", "StreamPredict reconnect attempts, by endpoint.", "endpoint"),
+		InferenceEndpointUp:  f.gaugeVec("kairos_collector_inference_endpoint_up", "1 while an inference endpoint's stream is open.", "endpoint"),
+		InferenceDropped:     f.counterVec("kairos_collector_inference_dropped_ticks_total", "Ticks not delivered to inference, by reason.", "reason"),
+		HopLatency: f.histogramVec("kairos_collector_hop_latency_seconds",
+			"Per-hop latency from HopStamps: bridge_to_collector, collector_queue, collector_to_inference, inference_model, inference_to_collector, inference_round_trip.", "hop"),
+		NATSPublished: f.counterVec("kairos_collector_nats_published_total", "Messages published on NATS, by kind (md, bar, pred).", "kind"),
+		NATSErrors:    f.counter("kairos_collector_nats_errors_total", "NATS publish errors."),
+	}
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+type factory struct{ r *prometheus.Registry }
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	f.r.MustRegister(g)
+	return g
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	f.r.MustRegister(g)
+	return g
+}
+
+func (f factory) histogram(name, help string) prometheus.Histogram {
+	return f.histogramBuckets(name, help, latencyBucketsSeconds)
+}
+
+func (f factory) histogramBuckets(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+	f.r.MustRegister(h)
+	return h
+}
+
+func (f factory) histogramVec(name, help string, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: latencyBucketsSeconds}, labels)
+	f.r.MustRegister(h)
+	return h
+}

@@ -1,0 +1,149 @@
+// Package natspub fans market data out on NATS: ticks on kairos.md.<SYMBOL>, bars on
+// kairos.bar.<TF>.<SYMBOL>, predictions on kairos.pred.<SYMBOL>, protobuf payloads. It also runs the
+// embedded NATS server the collector uses by default (in process, loopback only).
+package natspub
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	inferv1 "github.com/kairos-mt5/kairos/gen/go/kairos/inference/v1"
+	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/collector/bars"
+	"github.com/kairos-mt5/kairos/go/collector/metrics"
+)
+
+// StartEmbedded starts a NATS server in this process listening on addr ("127.0.0.1:4222"; port 0
+// picks a free one) and waits until it accepts connections.
+func StartEmbedded(addr string) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName: "kairos-collector-embedded",
+		Host:       host,
+		Port:       port,
+		NoSigs:     true,
+		NoLog:      true,
+		MaxPayload: 8 << 20,
+		// Slow NATS consumers are cut by the server after this, so they never hold the collector back.
+		WriteDeadline: 2 * time.Second,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("embedded NATS did not become ready within 10s")
+	}
+	return s, nil
+}
+
+// Token turns a symbol into one NATS subject token: '.', '*', '>' and whitespace would split or
+// widen a subject, so they become '_' ("EURUSD.r" -> "EURUSD_r"). The payload keeps the real name.
+func Token(symbol string) string {
+	if !strings.ContainsAny(symbol, ".*> \t\r\n") && symbol != "" {
+		return symbol
+	}
+	if symbol == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
+			return '_'
+		}
+		return r
+	}, symbol)
+}
+
+// TickSubject is kairos.md.<SYMBOL>.
+func TickSubject(symbol string) string { return "kairos.md." + Token(symbol) }
+
+// BarSubject is kairos.bar.<TF>.<SYMBOL>, TF the MT5 timeframe name (M1, H1, ...).
+func BarSubject(b *mdv1.Bar) string {
+	return "kairos.bar." + bars.Timeframe(b.PeriodS) + "." + Token(b.Symbol)
+}
+
+// PredSubject is kairos.pred.<SYMBOL>.
+func PredSubject(symbol string) string { return "kairos.pred." + Token(symbol) }
+
+// Publisher publishes protobuf payloads on one NATS connection. Safe for concurrent use.
+type Publisher struct {
+	nc *nats.Conn
+	m  *metrics.Metrics
+}
+
+// Connect opens a publisher on url, or in process on the embedded server if srv is not nil.
+func Connect(url string, srv *server.Server, m *metrics.Metrics) (*Publisher, error) {
+	opts := []nats.Option{nats.Name("kairos-collector"), nats.MaxReconnects(-1), nats.ReconnectBufSize(64 << 20)}
+	if srv != nil {
+		opts = append(opts, nats.InProcessServer(srv))
+		url = ""
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("NATS connect: %w", err)
+	}
+	return &Publisher{nc: nc, m: m}, nil
+}
+
+// Conn exposes the connection (tests and benchmarks subscribe on it).
+func (p *Publisher) Conn() *nats.Conn { return p.nc }
+
+func (p *Publisher) publish(kind, subject string, msg proto.Message) {
+	data, err := proto.Marshal(msg)
+	if err == nil {
+		err = p.nc.Publish(subject, data)
+	}
+	if err != nil {
+		p.m.NATSErrors.Inc()
+		return
+	}
+	p.m.NATSPublished.WithLabelValues(kind).Inc()
+}
+
+// Ticks publishes a validated batch; raw, if not nil, is its encoding (saves encoding it again).
+func (p *Publisher) Ticks(b *mdv1.TickBatch, raw []byte) {
+	if raw != nil {
+		if err := p.nc.Publish(TickSubject(b.Symbol), raw); err != nil {
+			p.m.NATSErrors.Inc()
+		} else {
+			p.m.NATSPublished.WithLabelValues("md").Inc()
+		}
+	} else {
+		p.publish("md", TickSubject(b.Symbol), b)
+	}
+	p.m.TicksOut.WithLabelValues("nats").Add(float64(len(b.TimeMsc)))
+}
+
+// Bar publishes a closed bar.
+func (p *Publisher) Bar(b *mdv1.Bar) { p.publish("bar", BarSubject(b), b) }
+
+// Prediction publishes a prediction received from inference.
+func (p *Publisher) Prediction(pr *inferv1.Prediction) { p.publish("pred", PredSubject(pr.Symbol), pr) }
+
+// Close flushes what is buffered (bounded by timeout) and closes the connection.
+func (p *Publisher) Close(timeout time.Duration) error {
+	err := p.nc.FlushTimeout(timeout)
+	p.nc.Close()
+	return err
+}
