@@ -30,13 +30,13 @@ import (
 
 // Errors the service maps to gRPC codes.
 var (
-	ErrAlreadyExists  = errors.New("client_order_id already used for a different order")
-	ErrNotFound       = errors.New("order not found")
-	ErrNotCancelable  = errors.New("order is not working")
-	ErrNotReconciled  = errors.New("not reconciled with the venue")
-	ErrInvalidState   = errors.New("invalid trading state")
-	ErrJournal        = errors.New("journal unavailable")
-	ErrShuttingDown   = errors.New("engine is shutting down")
+	ErrAlreadyExists = errors.New("client_order_id already used for a different order")
+	ErrNotFound      = errors.New("order not found")
+	ErrNotCancelable = errors.New("order is not working")
+	ErrNotReconciled = errors.New("not reconciled with the venue")
+	ErrInvalidState  = errors.New("invalid trading state")
+	ErrJournal       = errors.New("journal unavailable")
+	ErrShuttingDown  = errors.New("engine is shutting down")
 )
 
 // Options wires the engine.
@@ -102,7 +102,9 @@ func (e *Engine) Now() int64 { return e.opt.Clock() }
 func (e *Engine) Venue() venue.Venue { return e.opt.Venue }
 
 // Instrument looks a symbol up.
-func (e *Engine) Instrument(symbol string) (*market.Instrument, bool) { return e.opt.Risk.Instrument(symbol) }
+func (e *Engine) Instrument(symbol string) (*market.Instrument, bool) {
+	return e.opt.Risk.Instrument(symbol)
+}
 
 func anyEntry(kind journal.Kind, key string, m proto.Message) journal.Entry {
 	a, err := anypb.New(m)
@@ -292,7 +294,14 @@ func defaultTIF(t fsm.TimeInForce, typ fsm.Type) fsm.TimeInForce {
 func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int64) []journal.Entry {
 	for _, ev := range evs {
 		if ev.Raw != nil {
-			entries = append(entries, anyEntry(journal.KindVenueResponse, ev.RawKey, ev.Raw))
+			kind := journal.KindVenueResponse
+			if ev.RawIsRequest {
+				kind = journal.KindVenueRequest
+			}
+			entries = append(entries, anyEntry(kind, ev.RawKey, ev.Raw))
+		}
+		if ev.Kind == 0 {
+			continue // a venue message recorded for the journal only
 		}
 		r, ok := e.orders[ev.ClientOrderID]
 		if !ok {
@@ -745,4 +754,29 @@ func (e *Engine) sortedOpen() []*record {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].o.CreatedUS < out[j].o.CreatedUS })
 	return out
+}
+
+// PositionState returns the net position of a symbol, when it was opened, and whether an order of
+// the symbol is still working (the signal policy waits for it).
+func (e *Engine) PositionState(symbol string) (net decimal.D, openedUS int64, working bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.opt.Book.Get(symbol)
+	for i := len(e.created) - 1; i >= 0 && i >= len(e.created)-512; i-- {
+		if o := e.created[i].o; o.Symbol == symbol && o.Status.Open() {
+			working = true
+			break
+		}
+	}
+	return p.Net, p.OpenedUS, working
+}
+
+// SubmitIntent validates and submits an order built inside the service (the signal policy).
+func (e *Engine) SubmitIntent(ctx context.Context, req *execv1.SubmitOrderRequest, hops []*typesv1.HopStamp) (*execv1.Order, error) {
+	rreq, bad := Validate(req, e.Instrument, e.Now())
+	if bad != nil {
+		return nil, bad
+	}
+	res, err := e.Submit(ctx, req, rreq, hops)
+	return res.Order, err
 }

@@ -71,8 +71,11 @@ type Quote struct {
 	Symbol string
 	Bid    decimal.D
 	Ask    decimal.D
-	// TimeUS is the quote time, microseconds since the Unix epoch.
+	// TimeUS is when the service received the quote, microseconds since the Unix epoch: staleness
+	// is judged on it, because MT5 tick times are the broker's server clock, not UTC.
 	TimeUS int64
+	// MarketTimeUS is the tick's own time.
+	MarketTimeUS int64
 }
 
 // Valid reports whether the quote has a positive, uncrossed bid and ask.

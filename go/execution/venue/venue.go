@@ -74,6 +74,9 @@ type Event struct {
 	Raw proto.Message
 	// RawKey is the journal key of Raw (the bridge session for bridge frames).
 	RawKey string
+	// RawIsRequest journals Raw as a venue request (a command the venue re-sends by itself, such
+	// as a market order after a requote) instead of a response.
+	RawIsRequest bool
 }
 
 // Venue executes orders. Request and Send are called with the engine's lock held: they must not
