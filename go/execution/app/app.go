@@ -265,13 +265,13 @@ func runQuotes(ctx context.Context, nc *nats.Conn, eng *engine.Engine, m *metric
 			if !ok {
 				continue
 			}
-			q, err := market.LastQuote(b, inst, eng.Now())
+			qs, err := market.Quotes(b, inst, eng.Now())
 			if err != nil {
 				log.Warn("tick batch refused", "subject", msg.Subject, "err", err)
 				continue
 			}
-			m.Quotes.Inc()
-			if err := eng.OnQuote(q); err != nil {
+			m.Quotes.Add(float64(len(qs)))
+			if err := eng.OnQuotes(qs); err != nil {
 				return err
 			}
 		}

@@ -444,16 +444,25 @@ func (e *Engine) OnAccount(a risk.Account) error {
 
 // OnQuote records a quote, lets a quote-driven venue work its orders and refreshes a simulated
 // account. Quotes themselves are not journaled; the fills they cause are.
-func (e *Engine) OnQuote(q market.Quote) error {
+func (e *Engine) OnQuote(q market.Quote) error { return e.OnQuotes([]market.Quote{q}) }
+
+// OnQuotes is OnQuote for the ticks of one batch, in order, under one lock.
+func (e *Engine) OnQuotes(qs []market.Quote) error {
 	e.mu.Lock()
-	e.opt.Risk.OnQuote(q)
 	var entries []journal.Entry
-	if qd, ok := e.opt.Venue.(venue.QuoteDriven); ok {
-		if evs := qd.OnQuote(q); len(evs) > 0 {
-			entries = e.applyEvents(evs, entries, e.opt.Clock())
+	qd, quoteDriven := e.opt.Venue.(venue.QuoteDriven)
+	for _, q := range qs {
+		if !q.Valid() {
+			continue
+		}
+		e.opt.Risk.OnQuote(q)
+		if quoteDriven {
+			if evs := qd.OnQuote(q); len(evs) > 0 {
+				entries = e.applyEvents(evs, entries, e.opt.Clock())
+			}
 		}
 	}
-	if e.opt.Book.Net(q.Symbol).Sign() != 0 || len(entries) > 0 || !e.opt.Risk.Account().Valid {
+	if len(qs) > 0 && (e.opt.Book.Net(qs[0].Symbol).Sign() != 0 || len(entries) > 0 || !e.opt.Risk.Account().Valid) {
 		entries = e.accountLocked(entries)
 	}
 	if len(entries) == 0 {

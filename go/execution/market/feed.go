@@ -30,3 +30,25 @@ func LastQuote(b *marketdatav1.TickBatch, inst *Instrument, nowUS int64) (Quote,
 	}
 	return Quote{Symbol: b.GetSymbol(), Bid: bid, Ask: ask, TimeUS: nowUS, MarketTimeUS: b.GetTimeMsc()[n-1] * 1000}, nil
 }
+
+// Quotes returns every tick of a batch as a quote (the paper venue matches resting orders against
+// each one, not only the batch's last), or an error for a malformed batch.
+func Quotes(b *marketdatav1.TickBatch, inst *Instrument, nowUS int64) ([]Quote, error) {
+	n := len(b.GetTimeMsc())
+	if len(b.GetBid()) != n || len(b.GetAsk()) != n {
+		return nil, fmt.Errorf("tick batch for %s: columns differ in length (%d times, %d bids, %d asks)", b.GetSymbol(), n, len(b.GetBid()), len(b.GetAsk()))
+	}
+	out := make([]Quote, 0, n)
+	for i := 0; i < n; i++ {
+		bid, err := decimal.FromFloat(b.GetBid()[i], inst.Digits)
+		if err != nil {
+			return nil, fmt.Errorf("tick %d of %s: bid: %w", i, b.GetSymbol(), err)
+		}
+		ask, err := decimal.FromFloat(b.GetAsk()[i], inst.Digits)
+		if err != nil {
+			return nil, fmt.Errorf("tick %d of %s: ask: %w", i, b.GetSymbol(), err)
+		}
+		out = append(out, Quote{Symbol: b.GetSymbol(), Bid: bid, Ask: ask, TimeUS: nowUS, MarketTimeUS: b.GetTimeMsc()[i] * 1000})
+	}
+	return out, nil
+}
