@@ -153,15 +153,30 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
 		}
 		defer nc.Close()
-		goOwned("quotes", func() error { return runQuotes(ctx, nc, eng, m, log) })
+		// Subscribe before announcing readiness, so nothing published after it is missed.
+		qch := make(chan *nats.Msg, 8192)
+		qsub, err := nc.ChanSubscribe(market.TicksSubject, qch)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", market.TicksSubject, err)
+		}
+		defer func() { _ = qsub.Unsubscribe() }()
+		goOwned("quotes", func() error { return runQuotes(ctx, qch, eng, m, log) })
 		if cfg.Policy.Enabled {
+			sch, ssub, err := policy.Subscribe(nc)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = ssub.Unsubscribe() }()
 			pol := policy.New(policy.Config{StrategyID: cfg.Policy.StrategyID, Threshold: cfg.Policy.Threshold, Lots: cfg.Policy.Lots,
 				Cooldown: cfg.Policy.Cooldown, MaxHolding: cfg.Policy.MaxHolding, MaxSignalAge: cfg.Policy.MaxSignalAge}, eng, log, m)
 			var syms []string
 			for _, i := range cfg.Instruments {
 				syms = append(syms, i.Symbol)
 			}
-			goOwned("policy", func() error { return pol.Run(ctx, nc, syms) })
+			goOwned("policy", func() error { return pol.Run(ctx, sch, syms) })
+		}
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			log.Warn("NATS not reachable yet; subscriptions start when it is", "url", cfg.NATSURL, "err", err)
 		}
 	}
 
@@ -243,13 +258,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 
 // runQuotes feeds the latest quote of every configured symbol to the engine from the collector's
 // tick batches on kairos.md.<SYMBOL>.
-func runQuotes(ctx context.Context, nc *nats.Conn, eng *engine.Engine, m *metrics.Metrics, log *slog.Logger) error {
-	ch := make(chan *nats.Msg, 8192)
-	sub, err := nc.ChanSubscribe(market.TicksSubject, ch)
-	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", market.TicksSubject, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *metrics.Metrics, log *slog.Logger) error {
 	b := &marketdatav1.TickBatch{}
 	for {
 		select {

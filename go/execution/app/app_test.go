@@ -3,20 +3,12 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -24,173 +16,33 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	inferencev1 "github.com/kairos-mt5/kairos/gen/go/kairos/inference/v1"
-	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
-	"github.com/kairos-mt5/kairos/go/execution/app"
-	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
-	"github.com/kairos-mt5/kairos/go/execution/journal"
 )
 
-const token = "test-token-7f3a"
+var (
+	start  = svctest.Start
+	run    = svctest.Run
+	authed = svctest.Authed
+	dec    = svctest.Dec
+	market = svctest.Market
+)
 
-type svc struct {
-	t      *testing.T
-	cfg    *config.Config
-	ready  app.Ready
-	client execv1.ExecutionServiceClient
-	conn   *grpc.ClientConn
-	nc     *nats.Conn
-	stop   func()
-}
-
-// start runs the real service in-process on loopback ports with a SQLite journal in a temp dir
-// and, when natsURL is set, the real NATS server for ticks and signals.
-func start(t *testing.T, natsURL string, tweak func(*config.Config)) *svc {
-	t.Helper()
-	args := []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "exec.db"),
-		"--nats-url", natsURL, "--token", token, "--signal-cooldown", "0s", "--log-level", "warn"}
-	cfg, err := config.Parse("test", args, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tweak != nil {
-		tweak(cfg)
-	}
-	return run(t, cfg, natsURL)
-}
-
-func run(t *testing.T, cfg *config.Config, natsURL string) *svc {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan app.Ready, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	go func() { done <- app.Run(ctx, cfg, log, func(r app.Ready) { readyc <- r }) }()
-	s := &svc{t: t, cfg: cfg}
-	select {
-	case s.ready = <-readyc:
-	case err := <-done:
-		cancel()
-		t.Fatalf("service did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		cancel()
-		t.Fatal("service did not start in 20s")
-	}
-	cc, err := grpc.NewClient(s.ready.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.conn, s.client = cc, execv1.NewExecutionServiceClient(cc)
-	if natsURL != "" {
-		nc, err := nats.Connect(natsURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.nc = nc
-	}
-	var once sync.Once
-	s.stop = func() {
-		once.Do(func() {
-			if s.nc != nil {
-				s.nc.Close()
-			}
-			cc.Close()
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("service exited with %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("service did not shut down in 20s")
-			}
-		})
-	}
-	t.Cleanup(s.stop)
-	return s
-}
-
-// authed returns a context with the bearer token, cancelled when the test ends.
-func authed(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-}
-
-func dec(s string) *typesv1.Decimal { return decimal.MustParse(s).Proto() }
-
-func market(id, side string, qty string) *execv1.SubmitOrderRequest {
-	sd := execv1.OrderSide_ORDER_SIDE_BUY
-	if side == "sell" {
-		sd = execv1.OrderSide_ORDER_SIDE_SELL
-	}
-	return &execv1.SubmitOrderRequest{ClientOrderId: id, Symbol: "EURUSD", Side: sd, Type: execv1.OrderType_ORDER_TYPE_MARKET,
-		Quantity: dec(qty), StrategyId: "test"}
-}
-
-// publishTicks sends real EURUSD ticks as collector TickBatches on kairos.md.EURUSD.
-func (s *svc) publishTicks(ticks []testutil.Tick) {
-	s.t.Helper()
-	for i := 0; i < len(ticks); i += 10 {
-		b := &marketdatav1.TickBatch{Symbol: "EURUSD"}
-		for _, tk := range ticks[i:min(i+10, len(ticks))] {
-			b.TimeMsc = append(b.TimeMsc, tk.TimeMsc)
-			b.Bid = append(b.Bid, tk.Bid)
-			b.Ask = append(b.Ask, tk.Ask)
-		}
-		data, _ := proto.Marshal(b)
-		if err := s.nc.Publish("kairos.md.EURUSD", data); err != nil {
-			s.t.Fatal(err)
-		}
-	}
-	if err := s.nc.Flush(); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-func (s *svc) waitQuote() {
-	s.t.Helper()
-	testutil.Eventually(s.t, 10*time.Second, "a quote to reach the service", func() bool {
-		return strings.Contains(s.metrics(), "kairos_execution_quotes_total ") && !strings.Contains(s.metrics(), "kairos_execution_quotes_total 0\n")
-	})
-}
-
-func (s *svc) metrics() string {
-	resp, err := http.Get("http://" + s.ready.MetricsAddr + "/metrics")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func (s *svc) journalLastSeq() uint64 {
-	st, err := journal.OpenSQLite(context.Background(), s.cfg.DB)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer st.Close()
-	n, err := st.LastSeq(context.Background())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return n
-}
+const token = svctest.Token
 
 func TestMutatingCallsNeedTheBearerToken(t *testing.T) {
 	s := start(t, "", nil)
 	calls := map[string]func(ctx context.Context) error{
-		"SubmitOrder": func(ctx context.Context) error { _, err := s.client.SubmitOrder(ctx, market("a1", "buy", "0.10")); return err },
+		"SubmitOrder": func(ctx context.Context) error { _, err := s.Client.SubmitOrder(ctx, market("a1", "buy", "0.10")); return err },
 		"CancelOrder": func(ctx context.Context) error {
-			_, err := s.client.CancelOrder(ctx, &execv1.CancelOrderRequest{ClientOrderId: "a1"})
+			_, err := s.Client.CancelOrder(ctx, &execv1.CancelOrderRequest{ClientOrderId: "a1"})
 			return err
 		},
-		"CancelAll": func(ctx context.Context) error { _, err := s.client.CancelAll(ctx, &execv1.CancelAllRequest{}); return err },
+		"CancelAll": func(ctx context.Context) error { _, err := s.Client.CancelAll(ctx, &execv1.CancelAllRequest{}); return err },
 		"SetTradingState": func(ctx context.Context) error {
-			_, err := s.client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED})
+			_, err := s.Client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED})
 			return err
 		},
 	}
@@ -210,18 +62,18 @@ func TestMutatingCallsNeedTheBearerToken(t *testing.T) {
 			})
 		}
 	}
-	if _, err := s.client.GetRiskLimits(context.Background(), &execv1.GetRiskLimitsRequest{}); err != nil {
+	if _, err := s.Client.GetRiskLimits(context.Background(), &execv1.GetRiskLimitsRequest{}); err != nil {
 		t.Fatalf("read-only call without token: %v", err)
 	}
 }
 
 func TestHealthAndReflectionAreServed(t *testing.T) {
 	s := start(t, "", nil)
-	resp, err := healthpb.NewHealthClient(s.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "kairos.execution.v1.ExecutionService"})
+	resp, err := healthpb.NewHealthClient(s.Conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "kairos.execution.v1.ExecutionService"})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health: %v %v", resp, err)
 	}
-	if m := s.metrics(); !strings.Contains(m, "kairos_execution_trading_state 1") || !strings.Contains(m, "kairos_execution_reconciled 1") {
+	if m := s.Metrics(); !strings.Contains(m, "kairos_execution_trading_state 1") || !strings.Contains(m, "kairos_execution_reconciled 1") {
 		t.Fatalf("paper venue should be reconciled and ACTIVE at start:\n%s", grepLines(m, "kairos_execution_trading_state", "kairos_execution_reconciled"))
 	}
 }
@@ -241,7 +93,7 @@ func grepLines(s string, keys ...string) string {
 func TestBadInputIsRefusedWithDetailsAndNothingIsJournaled(t *testing.T) {
 	s := start(t, "", nil)
 	ctx := authed(t)
-	if _, err := s.client.SubmitOrder(ctx, &execv1.SubmitOrderRequest{ClientOrderId: "known", Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
+	if _, err := s.Client.SubmitOrder(ctx, &execv1.SubmitOrderRequest{ClientOrderId: "known", Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
 		Type: execv1.OrderType_ORDER_TYPE_LIMIT, Price: dec("1.10000"), Quantity: dec("0.10"), StrategyId: "test"}); err != nil {
 		t.Fatal(err)
 	}
@@ -271,10 +123,10 @@ func TestBadInputIsRefusedWithDetailsAndNothingIsJournaled(t *testing.T) {
 		{"client order id too long", limit(func(r *execv1.SubmitOrderRequest) { r.ClientOrderId = strings.Repeat("x", 32) }), codes.InvalidArgument, "client_order_id"},
 		{"replayed id with different content", limit(func(r *execv1.SubmitOrderRequest) { r.ClientOrderId = "known"; r.Quantity = dec("0.20") }), codes.AlreadyExists, ""},
 	}
-	before := s.journalLastSeq()
+	before := s.JournalLastSeq()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := s.client.SubmitOrder(ctx, c.req)
+			_, err := s.Client.SubmitOrder(ctx, c.req)
 			st, _ := status.FromError(err)
 			if st.Code() != c.code {
 				t.Fatalf("code %v (%v), want %v", st.Code(), err, c.code)
@@ -301,14 +153,14 @@ func TestBadInputIsRefusedWithDetailsAndNothingIsJournaled(t *testing.T) {
 		call func() error
 		code codes.Code
 	}{
-		{"get unknown order", func() error { _, err := s.client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "unknown"}); return err }, codes.NotFound},
+		{"get unknown order", func() error { _, err := s.Client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "unknown"}); return err }, codes.NotFound},
 		{"cancel unknown order", func() error {
-			_, err := s.client.CancelOrder(ctx, &execv1.CancelOrderRequest{ClientOrderId: "unknown"})
+			_, err := s.Client.CancelOrder(ctx, &execv1.CancelOrderRequest{ClientOrderId: "unknown"})
 			return err
 		}, codes.NotFound},
-		{"cancel-all unknown symbol", func() error { _, err := s.client.CancelAll(ctx, &execv1.CancelAllRequest{Symbol: "NOPE"}); return err }, codes.InvalidArgument},
-		{"unspecified trading state", func() error { _, err := s.client.SetTradingState(ctx, &execv1.SetTradingStateRequest{}); return err }, codes.InvalidArgument},
-		{"page size above 1000", func() error { _, err := s.client.ListOrders(ctx, &execv1.ListOrdersRequest{PageSize: 1001}); return err }, codes.InvalidArgument},
+		{"cancel-all unknown symbol", func() error { _, err := s.Client.CancelAll(ctx, &execv1.CancelAllRequest{Symbol: "NOPE"}); return err }, codes.InvalidArgument},
+		{"unspecified trading state", func() error { _, err := s.Client.SetTradingState(ctx, &execv1.SetTradingStateRequest{}); return err }, codes.InvalidArgument},
+		{"page size above 1000", func() error { _, err := s.Client.ListOrders(ctx, &execv1.ListOrdersRequest{PageSize: 1001}); return err }, codes.InvalidArgument},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := c.call(); status.Code(err) != c.code {
@@ -316,10 +168,10 @@ func TestBadInputIsRefusedWithDetailsAndNothingIsJournaled(t *testing.T) {
 			}
 		})
 	}
-	if after := s.journalLastSeq(); after != before {
+	if after := s.JournalLastSeq(); after != before {
 		t.Fatalf("bad input was journaled: last seq %d -> %d", before, after)
 	}
-	o, err := s.client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "known"})
+	o, err := s.Client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "known"})
 	if err != nil || !proto.Equal(o.GetOrder().GetQuantity(), dec("0.10")) {
 		t.Fatalf("the known order changed: %v %v", o, err)
 	}
@@ -331,23 +183,23 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 	ticks := testutil.EURUSDTicks(t, 400)
 	ctx := authed(t)
 
-	reports, err := s.client.StreamExecutionReports(ctx, &execv1.StreamExecutionReportsRequest{Symbols: []string{"EURUSD"}})
+	reports, err := s.Client.StreamExecutionReports(ctx, &execv1.StreamExecutionReportsRequest{Symbols: []string{"EURUSD"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// No quote yet: market orders are denied, not guessed.
-	r, err := s.client.SubmitOrder(ctx, market("m0", "buy", "0.10"))
+	r, err := s.Client.SubmitOrder(ctx, market("m0", "buy", "0.10"))
 	if err != nil || r.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_DENIED ||
 		r.GetOrder().GetDenial().GetReason() != execv1.RiskDenyReason_RISK_DENY_REASON_QUOTE_MISSING {
 		t.Fatalf("market order without quote: %v %v", r, err)
 	}
 
-	s.publishTicks(ticks[:100])
-	s.waitQuote()
+	s.PublishTicks(ticks[:100])
+	s.WaitQuote()
 	last := ticks[99]
 	// Market buy fills at the ask plus 1 point of slippage plus ceil(0.5 points/lot × 0.10).
-	r, err = s.client.SubmitOrder(ctx, market("m1", "buy", "0.10"))
+	r, err = s.Client.SubmitOrder(ctx, market("m1", "buy", "0.10"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +209,7 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 	if o.GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED || !decimal.New(o.GetAvgFillPrice().GetUnits(), uint8(o.GetAvgFillPrice().GetScale())).Equal(want) {
 		t.Fatalf("market buy: status %v avg %v, want FILLED at %s", o.GetStatus(), o.GetAvgFillPrice(), want)
 	}
-	again, err := s.client.SubmitOrder(ctx, market("m1", "buy", "0.10"))
+	again, err := s.Client.SubmitOrder(ctx, market("m1", "buy", "0.10"))
 	if err != nil || !again.GetDuplicate() || again.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED {
 		t.Fatalf("identical resubmit: %v %v", again, err)
 	}
@@ -368,7 +220,7 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 		hi = max(hi, tk.Bid)
 	}
 	limitPx, _ := decimal.FromFloat(hi, 5)
-	lr, err := s.client.SubmitOrder(ctx, &execv1.SubmitOrderRequest{ClientOrderId: "l1", Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_SELL,
+	lr, err := s.Client.SubmitOrder(ctx, &execv1.SubmitOrderRequest{ClientOrderId: "l1", Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_SELL,
 		Type: execv1.OrderType_ORDER_TYPE_LIMIT, Price: limitPx.Proto(), Quantity: dec("0.10"), StrategyId: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -376,9 +228,9 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 	if lr.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_ACCEPTED {
 		t.Skipf("the limit at the later high %s was marketable at once (%v); data too flat for this check", limitPx, lr.GetOrder().GetStatus())
 	}
-	s.publishTicks(ticks[100:])
+	s.PublishTicks(ticks[100:])
 	testutil.Eventually(t, 10*time.Second, "the resting limit order to fill on real ticks", func() bool {
-		g, err := s.client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "l1"})
+		g, err := s.Client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "l1"})
 		return err == nil && g.GetOrder().GetStatus() == execv1.OrderStatus_ORDER_STATUS_FILLED
 	})
 
@@ -387,12 +239,12 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 		Strength: 0.8, ModelName: "kairos-eurusd", ModelVersion: "7",
 		Hops: []*typesv1.HopStamp{{Stage: typesv1.HopStage_HOP_STAGE_INFERENCE_SEND, TimeUs: time.Now().UnixMicro()}}}
 	data, _ := proto.Marshal(sig)
-	if err := s.nc.Publish("kairos.signal.EURUSD", data); err != nil {
+	if err := s.NC.Publish("kairos.signal.EURUSD", data); err != nil {
 		t.Fatal(err)
 	}
 	var policyOrder *execv1.Order
 	testutil.Eventually(t, 10*time.Second, "the signal to produce a filled order", func() bool {
-		l, err := s.client.ListOrders(ctx, &execv1.ListOrdersRequest{Symbol: "EURUSD", Statuses: []execv1.OrderStatus{execv1.OrderStatus_ORDER_STATUS_FILLED}})
+		l, err := s.Client.ListOrders(ctx, &execv1.ListOrdersRequest{Symbol: "EURUSD", Statuses: []execv1.OrderStatus{execv1.OrderStatus_ORDER_STATUS_FILLED}})
 		if err != nil {
 			return false
 		}
@@ -408,7 +260,7 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 		t.Fatalf("policy order attribution: %v", policyOrder)
 	}
 	// Net: +0.10 (m1) -0.10 (l1) +0.10 (policy target) = 0.10 long.
-	pos, err := s.client.ListPositions(ctx, &execv1.ListPositionsRequest{Symbol: "EURUSD"})
+	pos, err := s.Client.ListPositions(ctx, &execv1.ListPositionsRequest{Symbol: "EURUSD"})
 	if err != nil || len(pos.GetPositions()) != 1 || !proto.Equal(pos.GetPositions()[0].GetNetQuantity(), dec("0.10")) {
 		t.Fatalf("positions: %v %v", pos, err)
 	}
@@ -434,7 +286,7 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 	if seen[execv1.ReportType_REPORT_TYPE_DENIED] != 1 || seen[execv1.ReportType_REPORT_TYPE_SUBMITTED] < 3 || !hopsSeen {
 		t.Fatalf("reports: %v, hops from the signal: %v", seen, hopsSeen)
 	}
-	m := s.metrics()
+	m := s.Metrics()
 	for _, want := range []string{`kairos_execution_risk_denials_total{reason="QUOTE_MISSING"} 1`, `kairos_execution_orders{status="FILLED"} 3`,
 		`kairos_execution_signals_total{outcome="order",symbol="EURUSD"} 1`, `kairos_execution_stage_latency_seconds_count{stage="risk"}`} {
 		if !strings.Contains(m, want) {
@@ -447,31 +299,31 @@ func TestKillSwitchHaltsCancelsAndFlattens(t *testing.T) {
 	ns := testutil.NATS(t)
 	s := start(t, ns.ClientURL(), nil)
 	ctx := authed(t)
-	s.publishTicks(testutil.EURUSDTicks(t, 50))
-	s.waitQuote()
-	if _, err := s.client.SubmitOrder(ctx, market("k1", "buy", "0.30")); err != nil {
+	s.PublishTicks(testutil.EURUSDTicks(t, 50))
+	s.WaitQuote()
+	if _, err := s.Client.SubmitOrder(ctx, market("k1", "buy", "0.30")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.client.SubmitOrder(ctx, &execv1.SubmitOrderRequest{ClientOrderId: "k2", Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
+	if _, err := s.Client.SubmitOrder(ctx, &execv1.SubmitOrderRequest{ClientOrderId: "k2", Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
 		Type: execv1.OrderType_ORDER_TYPE_LIMIT, Price: dec("1.11000"), Quantity: dec("0.10"), StrategyId: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := s.client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED, Reason: "test", CancelAll: true, Flatten: true})
+	resp, err := s.Client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED, Reason: "test", CancelAll: true, Flatten: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if resp.GetCurrent() != execv1.TradingState_TRADING_STATE_HALTED || len(resp.GetCanceledClientOrderIds()) != 1 || len(resp.GetFlattenClientOrderIds()) != 1 {
 		t.Fatalf("kill: %v", resp)
 	}
-	k2, _ := s.client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "k2"})
+	k2, _ := s.Client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "k2"})
 	if k2.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_CANCELED {
 		t.Fatalf("working order after kill: %v", k2.GetOrder().GetStatus())
 	}
-	pos, _ := s.client.ListPositions(ctx, &execv1.ListPositionsRequest{})
+	pos, _ := s.Client.ListPositions(ctx, &execv1.ListPositionsRequest{})
 	if len(pos.GetPositions()) != 0 {
 		t.Fatalf("positions after flatten: %v", pos.GetPositions())
 	}
-	r, err := s.client.SubmitOrder(ctx, market("k3", "buy", "0.10"))
+	r, err := s.Client.SubmitOrder(ctx, market("k3", "buy", "0.10"))
 	if err != nil || r.GetOrder().GetDenial().GetReason() != execv1.RiskDenyReason_RISK_DENY_REASON_TRADING_HALTED {
 		t.Fatalf("submit after kill: %v %v", r, err)
 	}
@@ -481,34 +333,34 @@ func TestRestartReplaysTheJournalAndKeepsTheHaltedState(t *testing.T) {
 	ns := testutil.NATS(t)
 	s := start(t, ns.ClientURL(), nil)
 	ctx := authed(t)
-	s.publishTicks(testutil.EURUSDTicks(t, 50))
-	s.waitQuote()
+	s.PublishTicks(testutil.EURUSDTicks(t, 50))
+	s.WaitQuote()
 	for i := 0; i < 5; i++ {
 		// Different sizes: identical intents within the duplicate window would be denied.
-		if _, err := s.client.SubmitOrder(ctx, market(fmt.Sprintf("r%d", i), "buy", fmt.Sprintf("0.1%d", i))); err != nil {
+		if _, err := s.Client.SubmitOrder(ctx, market(fmt.Sprintf("r%d", i), "buy", fmt.Sprintf("0.1%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED, Reason: "before restart"}); err != nil {
+	if _, err := s.Client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED, Reason: "before restart"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := s.cfg
-	s.stop()
+	cfg := s.Cfg
+	s.Stop()
 	cfg.GRPCAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	s2 := run(t, cfg, ns.ClientURL())
-	l, err := s2.client.ListOrders(ctx, &execv1.ListOrdersRequest{})
+	l, err := s2.Client.ListOrders(ctx, &execv1.ListOrdersRequest{})
 	if err != nil || len(l.GetOrders()) != 5 {
 		t.Fatalf("orders after restart: %d %v", len(l.GetOrders()), err)
 	}
-	pos, _ := s2.client.ListPositions(ctx, &execv1.ListPositionsRequest{})
+	pos, _ := s2.Client.ListPositions(ctx, &execv1.ListPositionsRequest{})
 	if len(pos.GetPositions()) != 1 || !proto.Equal(pos.GetPositions()[0].GetNetQuantity(), dec("0.60")) {
 		t.Fatalf("position after restart: %v", pos.GetPositions())
 	}
-	lim, _ := s2.client.GetRiskLimits(ctx, &execv1.GetRiskLimitsRequest{})
+	lim, _ := s2.Client.GetRiskLimits(ctx, &execv1.GetRiskLimitsRequest{})
 	if lim.GetTradingState() != execv1.TradingState_TRADING_STATE_HALTED {
 		t.Fatalf("state after restart: %v, want the journaled HALTED", lim.GetTradingState())
 	}
-	_, err = s2.client.SubmitOrder(ctx, market("r0", "sell", "0.10"))
+	_, err = s2.Client.SubmitOrder(ctx, market("r0", "sell", "0.10"))
 	if status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("reusing a journaled client order id: %v", err)
 	}

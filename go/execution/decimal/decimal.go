@@ -469,3 +469,12 @@ func (d D) IsMultipleOf(step D) bool {
 	}
 	return du%su == 0
 }
+
+// Trim drops trailing zero decimals down to at least min decimals: 1.1234500 → 1.12345 (min 5).
+func (d D) Trim(min uint8) D {
+	for d.scale > min && d.units%10 == 0 {
+		d.units /= 10
+		d.scale--
+	}
+	return d
+}

@@ -359,7 +359,7 @@ func (o *Order) ApplyFill(f Fill, nowUS int64) error {
 	newFilled := o.FilledQty.Add(f.Quantity)
 	ps := max(f.Price.Scale(), o.AvgFillPrice.Scale())
 	cost := o.AvgFillPrice.MulRound(o.FilledQty, ps+o.FilledQty.Scale()).Add(f.Price.MulRound(f.Quantity, ps+f.Quantity.Scale()))
-	o.AvgFillPrice = cost.DivRound(newFilled, min(ps+2, decimal.MaxScale))
+	o.AvgFillPrice = cost.DivRound(newFilled, min(ps+2, decimal.MaxScale)).Trim(ps)
 	o.FilledQty = newFilled
 	switch {
 	case o.Status == Canceled:

@@ -216,15 +216,19 @@ func (p *Policy) CheckHolding(ctx context.Context, symbols []string) {
 	}
 }
 
-// Run subscribes to the signals on nc and handles them one at a time until ctx ends. It also
-// enforces the maximum holding time once a second for the given symbols.
-func (p *Policy) Run(ctx context.Context, nc *nats.Conn, symbols []string) error {
+// Subscribe subscribes to the signals on nc; pass the channel to Run.
+func Subscribe(nc *nats.Conn) (<-chan *nats.Msg, *nats.Subscription, error) {
 	ch := make(chan *nats.Msg, 4096)
 	sub, err := nc.ChanSubscribe(Subject, ch)
 	if err != nil {
-		return fmt.Errorf("policy: subscribe %s: %w", Subject, err)
+		return nil, nil, fmt.Errorf("policy: subscribe %s: %w", Subject, err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	return ch, sub, nil
+}
+
+// Run handles the signals from ch one at a time until ctx ends. It also enforces the maximum
+// holding time once a second for the given symbols.
+func (p *Policy) Run(ctx context.Context, ch <-chan *nats.Msg, symbols []string) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

@@ -78,7 +78,7 @@ func (b *Book) ApplyFill(inst *market.Instrument, signedQty, price, commission d
 		newNet := p.Net.Add(signedQty)
 		ps := max(price.Scale(), p.AvgPrice.Scale())
 		cost := p.AvgPrice.MulRound(p.Net.Abs(), ps+p.Net.Scale()).Add(price.MulRound(signedQty.Abs(), ps+signedQty.Scale()))
-		p.AvgPrice = cost.DivRound(newNet.Abs(), min(ps+2, decimal.MaxScale))
+		p.AvgPrice = cost.DivRound(newNet.Abs(), min(ps+2, decimal.MaxScale)).Trim(ps)
 		p.Net = newNet
 	default:
 		// Reducing, closing or flipping.
