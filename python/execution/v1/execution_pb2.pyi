@@ -423,20 +423,28 @@ class StreamExecutionReportsResponse(_message.Message):
     def __init__(self, report: _Optional[_Union[ExecutionReport, _Mapping]] = ...) -> None: ...
 
 class SetTradingStateRequest(_message.Message):
-    __slots__ = ("state", "reason")
+    __slots__ = ("state", "reason", "cancel_all", "flatten")
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ALL_FIELD_NUMBER: _ClassVar[int]
+    FLATTEN_FIELD_NUMBER: _ClassVar[int]
     state: TradingState
     reason: str
-    def __init__(self, state: _Optional[_Union[TradingState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    cancel_all: bool
+    flatten: bool
+    def __init__(self, state: _Optional[_Union[TradingState, str]] = ..., reason: _Optional[str] = ..., cancel_all: _Optional[bool] = ..., flatten: _Optional[bool] = ...) -> None: ...
 
 class SetTradingStateResponse(_message.Message):
-    __slots__ = ("previous", "current")
+    __slots__ = ("previous", "current", "canceled_client_order_ids", "flatten_client_order_ids")
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
     CURRENT_FIELD_NUMBER: _ClassVar[int]
+    CANCELED_CLIENT_ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    FLATTEN_CLIENT_ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
     previous: TradingState
     current: TradingState
-    def __init__(self, previous: _Optional[_Union[TradingState, str]] = ..., current: _Optional[_Union[TradingState, str]] = ...) -> None: ...
+    canceled_client_order_ids: _containers.RepeatedScalarFieldContainer[str]
+    flatten_client_order_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, previous: _Optional[_Union[TradingState, str]] = ..., current: _Optional[_Union[TradingState, str]] = ..., canceled_client_order_ids: _Optional[_Iterable[str]] = ..., flatten_client_order_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetRiskLimitsRequest(_message.Message):
     __slots__ = ()

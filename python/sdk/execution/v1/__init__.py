@@ -1371,6 +1371,17 @@ class SetTradingStateRequest(betterproto2.Message):
     Why, for the journal and the operator's log.
     """
 
+    cancel_all: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    Also request cancellation of every working order, in the same call (the kill switch sets it).
+    """
+
+    flatten: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    Also send reduce-only market orders that close every open position (the kill switch's optional
+    flatten). They pass the trading-state check, so they are sent even when the new state is HALTED.
+    """
+
 
 default_message_pool.register_message("kairos.execution.v1", "SetTradingStateRequest", SetTradingStateRequest)
 
@@ -1393,6 +1404,16 @@ class SetTradingStateResponse(betterproto2.Message):
     )
     """
     State after the call.
+    """
+
+    canceled_client_order_ids: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Client order ids of the orders a cancel was requested for (cancel_all).
+    """
+
+    flatten_client_order_ids: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Client order ids of the flattening orders sent (flatten).
     """
 
 

@@ -2129,7 +2129,12 @@ type SetTradingStateRequest struct {
 	// The new state.
 	State TradingState `protobuf:"varint,1,opt,name=state,proto3,enum=kairos.execution.v1.TradingState" json:"state,omitempty"`
 	// Why, for the journal and the operator's log.
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Also request cancellation of every working order, in the same call (the kill switch sets it).
+	CancelAll bool `protobuf:"varint,3,opt,name=cancel_all,json=cancelAll,proto3" json:"cancel_all,omitempty"`
+	// Also send reduce-only market orders that close every open position (the kill switch's optional
+	// flatten). They pass the trading-state check, so they are sent even when the new state is HALTED.
+	Flatten       bool `protobuf:"varint,4,opt,name=flatten,proto3" json:"flatten,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2178,15 +2183,33 @@ func (x *SetTradingStateRequest) GetReason() string {
 	return ""
 }
 
+func (x *SetTradingStateRequest) GetCancelAll() bool {
+	if x != nil {
+		return x.CancelAll
+	}
+	return false
+}
+
+func (x *SetTradingStateRequest) GetFlatten() bool {
+	if x != nil {
+		return x.Flatten
+	}
+	return false
+}
+
 // SetTradingStateResponse reports the switch.
 type SetTradingStateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// State before the call.
 	Previous TradingState `protobuf:"varint,1,opt,name=previous,proto3,enum=kairos.execution.v1.TradingState" json:"previous,omitempty"`
 	// State after the call.
-	Current       TradingState `protobuf:"varint,2,opt,name=current,proto3,enum=kairos.execution.v1.TradingState" json:"current,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Current TradingState `protobuf:"varint,2,opt,name=current,proto3,enum=kairos.execution.v1.TradingState" json:"current,omitempty"`
+	// Client order ids of the orders a cancel was requested for (cancel_all).
+	CanceledClientOrderIds []string `protobuf:"bytes,3,rep,name=canceled_client_order_ids,json=canceledClientOrderIds,proto3" json:"canceled_client_order_ids,omitempty"`
+	// Client order ids of the flattening orders sent (flatten).
+	FlattenClientOrderIds []string `protobuf:"bytes,4,rep,name=flatten_client_order_ids,json=flattenClientOrderIds,proto3" json:"flatten_client_order_ids,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *SetTradingStateResponse) Reset() {
@@ -2231,6 +2254,20 @@ func (x *SetTradingStateResponse) GetCurrent() TradingState {
 		return x.Current
 	}
 	return TradingState_TRADING_STATE_UNSPECIFIED
+}
+
+func (x *SetTradingStateResponse) GetCanceledClientOrderIds() []string {
+	if x != nil {
+		return x.CanceledClientOrderIds
+	}
+	return nil
+}
+
+func (x *SetTradingStateResponse) GetFlattenClientOrderIds() []string {
+	if x != nil {
+		return x.FlattenClientOrderIds
+	}
+	return nil
 }
 
 // GetRiskLimitsRequest asks for the risk configuration.
@@ -2684,13 +2721,18 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\x12\x18\n" +
 	"\asymbols\x18\x02 \x03(\tR\asymbols\"^\n" +
 	"\x1eStreamExecutionReportsResponse\x12<\n" +
-	"\x06report\x18\x01 \x01(\v2$.kairos.execution.v1.ExecutionReportR\x06report\"i\n" +
+	"\x06report\x18\x01 \x01(\v2$.kairos.execution.v1.ExecutionReportR\x06report\"\xa2\x01\n" +
 	"\x16SetTradingStateRequest\x127\n" +
 	"\x05state\x18\x01 \x01(\x0e2!.kairos.execution.v1.TradingStateR\x05state\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x95\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"cancel_all\x18\x03 \x01(\bR\tcancelAll\x12\x18\n" +
+	"\aflatten\x18\x04 \x01(\bR\aflatten\"\x89\x02\n" +
 	"\x17SetTradingStateResponse\x12=\n" +
 	"\bprevious\x18\x01 \x01(\x0e2!.kairos.execution.v1.TradingStateR\bprevious\x12;\n" +
-	"\acurrent\x18\x02 \x01(\x0e2!.kairos.execution.v1.TradingStateR\acurrent\"\x16\n" +
+	"\acurrent\x18\x02 \x01(\x0e2!.kairos.execution.v1.TradingStateR\acurrent\x129\n" +
+	"\x19canceled_client_order_ids\x18\x03 \x03(\tR\x16canceledClientOrderIds\x127\n" +
+	"\x18flatten_client_order_ids\x18\x04 \x03(\tR\x15flattenClientOrderIds\"\x16\n" +
 	"\x14GetRiskLimitsRequest\"E\n" +
 	"\tRateLimit\x12\x1b\n" +
 	"\tmax_count\x18\x01 \x01(\rR\bmaxCount\x12\x1b\n" +

@@ -1,0 +1,288 @@
+// Package app assembles the execution service process from its parts: journal, risk engine, venue,
+// engine, replay and reconciliation, NATS quotes and signals, the gRPC server with health and
+// reflection, and the metrics endpoint. main and the end-to-end tests both run it, so the tests
+// exercise exactly what ships. Every goroutine it starts is owned and awaited by Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/proto"
+
+	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/execution/config"
+	"github.com/kairos-mt5/kairos/go/execution/engine"
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/market"
+	"github.com/kairos-mt5/kairos/go/execution/metrics"
+	"github.com/kairos-mt5/kairos/go/execution/policy"
+	"github.com/kairos-mt5/kairos/go/execution/portfolio"
+	"github.com/kairos-mt5/kairos/go/execution/risk"
+	"github.com/kairos-mt5/kairos/go/execution/service"
+	"github.com/kairos-mt5/kairos/go/execution/venue"
+	"github.com/kairos-mt5/kairos/go/execution/venue/mt5"
+	"github.com/kairos-mt5/kairos/go/execution/venue/paper"
+)
+
+// Version is the service version reported in Welcome and logs.
+const Version = "0.1.0"
+
+// Ready describes the bound endpoints once the service is up.
+type Ready struct {
+	GRPCAddr    string
+	MetricsAddr string
+	BridgeAddr  string
+}
+
+// NewLogger returns the JSON logger with the component field.
+func NewLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})).With("component", "execution")
+}
+
+// Run starts the service and blocks until ctx ends, then shuts down gracefully. ready, if not nil,
+// receives the bound addresses once everything listens.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(Ready)) (err error) {
+	m := metrics.New()
+	if !strings.Contains(cfg.DB, "://") {
+		if dir := filepath.Dir(cfg.DB); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("journal directory: %w", err)
+			}
+		}
+	}
+	jr, err := journal.Open(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	jr.OnFlush = func(n int, d time.Duration) {
+		m.JournalFlush.Observe(d.Seconds())
+		m.JournalBatch.Observe(float64(n))
+	}
+	defer func() {
+		if cerr := jr.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	book := portfolio.NewBook()
+	rk := risk.New(cfg.Limits, cfg.Instruments, book)
+	var (
+		v     venue.Venue
+		mv    *mt5.Venue
+		start = time.Now()
+	)
+	switch cfg.Venue {
+	case "mt5":
+		mv = mt5.New(mt5.Config{Addr: cfg.BridgeAddr, HeartbeatInterval: cfg.MT5.HeartbeatInterval, CancelOnDisconnect: cfg.MT5.CancelOnDisconnect,
+			DeviationPoints: cfg.MT5.DeviationPoints, CommandTTL: cfg.MT5.CommandTTL, ServerVersion: "kairos-execution " + Version}, log, m,
+			func(s string) uint8 {
+				if i, ok := rk.Instrument(s); ok {
+					return i.Digits
+				}
+				return 5
+			})
+		v = mv
+	default:
+		v = paper.New(paper.Config{SlippagePoints: cfg.Paper.SlippagePoints, SlippagePointsPerLot: cfg.Paper.SlippagePointsPerLot,
+			CommissionPerLot: cfg.Paper.CommissionPerLot, StartingBalance: cfg.Paper.StartingBalance, Currency: cfg.Currency,
+			IDPrefix: fmt.Sprintf("P%x-", start.UnixNano())}, cfg.Instruments)
+	}
+	initial, _ := config.ParseState(cfg.InitialState)
+	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Metrics: m, Logger: log, InitialState: initial, Currency: cfg.Currency})
+	if mv != nil {
+		mv.SetEngine(eng)
+	}
+	st, err := eng.Replay(ctx)
+	if err != nil {
+		return fmt.Errorf("journal replay: %w", err)
+	}
+	log.Info("journal replayed", "backend", jr.Backend(), "entries", st.Entries, "orders", st.Orders, "open", st.Open, "fills", st.Fills, "last_seq", st.LastSeq)
+
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 8)
+	goOwned := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+
+	rd := Ready{}
+	if mv != nil {
+		if err := mv.Listen(); err != nil {
+			return err
+		}
+		rd.BridgeAddr = mv.Addr()
+		goOwned("bridge listener", func() error { return mv.Serve(ctx) })
+		defer func() { _ = mv.Close() }()
+	} else if err := eng.Reconcile(ctx, nil); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+
+	var nc *nats.Conn
+	if cfg.NATSURL != "" {
+		nc, err = nats.Connect(cfg.NATSURL, nats.Name("kairos-execution"), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
+			nats.RetryOnFailedConnect(true))
+		if err != nil {
+			return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+		// Subscribe before announcing readiness, so nothing published after it is missed.
+		qch := make(chan *nats.Msg, 8192)
+		qsub, err := nc.ChanSubscribe(market.TicksSubject, qch)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", market.TicksSubject, err)
+		}
+		defer func() { _ = qsub.Unsubscribe() }()
+		goOwned("quotes", func() error { return runQuotes(ctx, qch, eng, m, log) })
+		if cfg.Policy.Enabled {
+			sch, ssub, err := policy.Subscribe(nc)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = ssub.Unsubscribe() }()
+			pol := policy.New(policy.Config{StrategyID: cfg.Policy.StrategyID, Threshold: cfg.Policy.Threshold, Lots: cfg.Policy.Lots,
+				Cooldown: cfg.Policy.Cooldown, MaxHolding: cfg.Policy.MaxHolding, MaxSignalAge: cfg.Policy.MaxSignalAge}, eng, log, m)
+			var syms []string
+			for _, i := range cfg.Instruments {
+				syms = append(syms, i.Symbol)
+			}
+			goOwned("policy", func() error { return pol.Run(ctx, sch, syms) })
+		}
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			log.Warn("NATS not reachable yet; subscriptions start when it is", "url", cfg.NATSURL, "err", err)
+		}
+	}
+
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
+	}
+	rd.GRPCAddr = lis.Addr().String()
+	if cfg.Token == "" {
+		log.Warn("no bearer token configured: every mutating call will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
+	}
+	ui, si := service.AuthInterceptors(cfg.Token)
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))
+	execv1.RegisterExecutionServiceServer(gs, service.New(eng, jr))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(execv1.ExecutionService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(gs)
+	goOwned("grpc", func() error { return gs.Serve(lis) })
+
+	var hsrv *http.Server
+	if cfg.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			gs.Stop()
+			wg.Wait()
+			return fmt.Errorf("metrics listen %s: %w", cfg.MetricsAddr, err)
+		}
+		rd.MetricsAddr = ml.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		hsrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		goOwned("metrics", func() error {
+			if err := hsrv.Serve(ml); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	log.Info("execution service up", "version", Version, "grpc", rd.GRPCAddr, "metrics", rd.MetricsAddr, "bridge", rd.BridgeAddr,
+		"venue", v.Name(), "journal", jr.Backend(), "nats", cfg.NATSURL)
+	if ready != nil {
+		ready(rd)
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(cfg.ShutdownTimeout):
+		gs.Stop()
+		<-stopped
+	}
+	eng.Close()
+	if hsrv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		_ = hsrv.Shutdown(sctx)
+		scancel()
+	}
+	if mv != nil {
+		_ = mv.Close()
+	}
+	if nc != nil {
+		nc.Close()
+	}
+	wg.Wait()
+	close(errc)
+	for e := range errc {
+		if err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// runQuotes feeds the latest quote of every configured symbol to the engine from the collector's
+// tick batches on kairos.md.<SYMBOL>.
+func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *metrics.Metrics, log *slog.Logger) error {
+	b := &marketdatav1.TickBatch{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg := <-ch:
+			b.Reset()
+			if err := proto.Unmarshal(msg.Data, b); err != nil {
+				log.Warn("undecodable tick batch", "subject", msg.Subject, "err", err)
+				continue
+			}
+			inst, ok := eng.Instrument(b.GetSymbol())
+			if !ok {
+				continue
+			}
+			qs, err := market.Quotes(b, inst, eng.Now())
+			if err != nil {
+				log.Warn("tick batch refused", "subject", msg.Subject, "err", err)
+				continue
+			}
+			m.Quotes.Add(float64(len(qs)))
+			if err := eng.OnQuotes(qs); err != nil {
+				return err
+			}
+		}
+	}
+}

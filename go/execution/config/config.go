@@ -1,0 +1,371 @@
+// Package config is the execution service's one typed configuration: every field documented, set
+// by flags or KAIROS_EXECUTION_* environment variables (flags win), with safe defaults: loopback
+// addresses, the paper venue, HALTED until reconciled, conservative risk limits.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/market"
+	"github.com/kairos-mt5/kairos/go/execution/risk"
+)
+
+// EnvPrefix prefixes every environment variable: flag "max-order-qty" is KAIROS_EXECUTION_MAX_ORDER_QTY.
+const EnvPrefix = "KAIROS_EXECUTION_"
+
+// Config is the whole service configuration.
+type Config struct {
+	// GRPCAddr is where ExecutionService listens.
+	GRPCAddr string
+	// MetricsAddr serves /metrics over HTTP; empty disables it.
+	MetricsAddr string
+	// BridgeAddr is the TCP listener for the MT5 bridge's TRADING channel (venue mt5).
+	BridgeAddr string
+	// NATSURL is the NATS server with the collector's ticks and the inference server's signals;
+	// empty disables signals and paper quotes.
+	NATSURL string
+	// DB is the journal: a SQLite file path, or postgres://user@host:port/db.
+	DB string
+	// Venue is "paper" or "mt5".
+	Venue string
+	// Token is the bearer token mutating calls need ("authorization: Bearer <token>"). Empty
+	// refuses every mutating call.
+	Token string
+	// TokenFile, if set, is read for the token (first line), so it stays out of the process list.
+	TokenFile string
+	// InstrumentsFile is a JSON list of instruments replacing the built-in FX majors.
+	InstrumentsFile string
+	// Instruments is the tradable symbols (from InstrumentsFile or the defaults).
+	Instruments []market.Instrument
+	// Currency of the account.
+	Currency string
+	// InitialState is entered after the first reconciliation of a fresh journal (ACTIVE, REDUCING,
+	// HALTED); later starts return to the last journaled state.
+	InitialState string
+	// Limits is the pre-trade risk configuration.
+	Limits risk.Limits
+	// Paper configures the simulated venue.
+	Paper Paper
+	// MT5 configures the bridge link.
+	MT5 MT5
+	// Policy maps signals to orders.
+	Policy Policy
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout time.Duration
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+}
+
+// Paper configures the paper venue.
+type Paper struct {
+	// SlippagePoints is the fixed adverse slippage of market fills, in points.
+	SlippagePoints int64
+	// SlippagePointsPerLot adds size impact, in points per lot.
+	SlippagePointsPerLot decimal.D
+	// CommissionPerLot in account currency.
+	CommissionPerLot decimal.D
+	// StartingBalance of the simulated account.
+	StartingBalance decimal.D
+}
+
+// MT5 configures the bridge link.
+type MT5 struct {
+	// HeartbeatInterval announced in Welcome; the link is dead after three missed intervals.
+	HeartbeatInterval time.Duration
+	// CancelOnDisconnect cancels every working order once a lost link comes back, before trading.
+	CancelOnDisconnect bool
+	// DeviationPoints is the largest slippage MT5 may take on market orders.
+	DeviationPoints uint32
+	// CommandTTL is how long the EA may still execute a command (its deadline); zero for none.
+	CommandTTL time.Duration
+}
+
+// Policy maps signals to target positions.
+type Policy struct {
+	// Enabled subscribes to kairos.signal.> and trades the signals.
+	Enabled bool
+	// StrategyID is written on every order the policy sends.
+	StrategyID string
+	// Threshold is the minimum |strength| to hold a position.
+	Threshold float64
+	// Lots is the target position size per symbol.
+	Lots decimal.D
+	// Cooldown is the minimum time between two orders of a symbol.
+	Cooldown time.Duration
+	// MaxHolding closes a position held longer than this; zero for no limit.
+	MaxHolding time.Duration
+	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check.
+	MaxSignalAge time.Duration
+}
+
+// DefaultInstruments are the FX majors quoted in USD, as a retail MT5 account shows them.
+func DefaultInstruments() []market.Instrument {
+	var out []market.Instrument
+	for _, s := range []string{"EURUSD", "GBPUSD", "AUDUSD", "NZDUSD"} {
+		out = append(out, market.Instrument{Symbol: s, Digits: 5, VolumeStep: decimal.MustParse("0.01"), VolumeMin: decimal.MustParse("0.01"),
+			ContractSize: decimal.FromInt(100000), MarginRate: decimal.MustParse("0.01"), QuoteToAccount: decimal.FromInt(1)})
+	}
+	return out
+}
+
+type decFlag struct{ d *decimal.D }
+
+func (f decFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+func (f decFlag) Set(s string) error {
+	v, err := decimal.Parse(s)
+	if err != nil {
+		return err
+	}
+	*f.d = v
+	return nil
+}
+
+type stateFlag struct{ s *risk.State }
+
+func (f stateFlag) String() string {
+	if f.s == nil {
+		return ""
+	}
+	return f.s.String()
+}
+func (f stateFlag) Set(v string) error {
+	s, err := ParseState(v)
+	if err != nil {
+		return err
+	}
+	*f.s = s
+	return nil
+}
+
+// ParseState reads ACTIVE, REDUCING or HALTED (any case).
+func ParseState(v string) (risk.State, error) {
+	switch strings.ToUpper(strings.TrimPrefix(strings.ToUpper(v), "TRADING_STATE_")) {
+	case "ACTIVE":
+		return risk.Active, nil
+	case "REDUCING":
+		return risk.Reducing, nil
+	case "HALTED":
+		return risk.Halted, nil
+	}
+	return 0, fmt.Errorf("trading state %q: want ACTIVE, REDUCING or HALTED", v)
+}
+
+// Parse reads the flags in args and the environment; it returns a validated Config.
+func Parse(name string, args []string, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:7601", "ExecutionService gRPC listen address")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9601", "Prometheus /metrics listen address (empty disables)")
+	fs.StringVar(&c.BridgeAddr, "bridge-addr", "127.0.0.1:7600", "MT5 bridge TRADING channel TCP listen address (venue mt5)")
+	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with kairos.md.* ticks and kairos.signal.* signals (empty disables)")
+	fs.StringVar(&c.DB, "db", ".kairos/execution.db", "journal: SQLite file path or postgres://user@host:port/db")
+	fs.StringVar(&c.Venue, "venue", "paper", "venue: paper or mt5")
+	fs.StringVar(&c.Token, "token", "", "bearer token for mutating calls (prefer --token-file or the env var)")
+	fs.StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token")
+	fs.StringVar(&c.InstrumentsFile, "instruments-file", "", "JSON list of instruments (default: EURUSD, GBPUSD, AUDUSD, NZDUSD)")
+	fs.StringVar(&c.Currency, "currency", "USD", "account currency")
+	fs.StringVar(&c.InitialState, "initial-state", "ACTIVE", "trading state after the first reconciliation of a fresh journal")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown bound")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+
+	l := &c.Limits
+	var allowed string
+	fs.StringVar(&allowed, "allowed-symbols", "", "comma-separated allow-list (empty: every configured instrument)")
+	l.MaxOrderQuantity = decimal.MustParse("10")
+	fs.Var(decFlag{&l.MaxOrderQuantity}, "max-order-qty", "max lots per order")
+	l.MaxOrderNotional = decimal.MustParse("2000000")
+	fs.Var(decFlag{&l.MaxOrderNotional}, "max-order-notional", "max notional per order, account currency")
+	l.MaxPositionQuantity = decimal.MustParse("20")
+	fs.Var(decFlag{&l.MaxPositionQuantity}, "max-position-qty", "max absolute net lots per symbol, with working orders")
+	l.MaxGrossExposure = decimal.MustParse("5000000")
+	fs.Var(decFlag{&l.MaxGrossExposure}, "max-gross-exposure", "max gross exposure over all symbols, account currency")
+	var maxOpen, collar, quoteAge, subN, subW, msgN, msgW, dupW uint
+	fs.UintVar(&maxOpen, "max-open-orders", 200, "max working orders")
+	fs.UintVar(&collar, "price-collar-bps", 200, "max distance of limit/stop prices from the mid, basis points")
+	fs.UintVar(&quoteAge, "max-quote-age-ms", 5000, "oldest quote a market order may use, ms")
+	fs.UintVar(&subN, "submit-rate", 100, "max submissions per submit window (denied ones count)")
+	fs.UintVar(&subW, "submit-window-ms", 1000, "submit throttle window, ms")
+	fs.UintVar(&msgN, "message-rate", 200, "max submits+cancels per message window")
+	fs.UintVar(&msgW, "message-window-ms", 1000, "message throttle window, ms")
+	fs.UintVar(&dupW, "duplicate-intent-window-ms", 500, "window in which an identical intent is denied, ms")
+	l.MaxDailyLoss = decimal.MustParse("5000")
+	fs.Var(decFlag{&l.MaxDailyLoss}, "max-daily-loss", "loss since the UTC day's start that trips the breaker, account currency")
+	l.DailyLossState = risk.Halted
+	fs.Var(stateFlag{&l.DailyLossState}, "daily-loss-state", "state after the daily loss breaker (REDUCING or HALTED)")
+	l.MaxDrawdown = decimal.MustParse("10000")
+	fs.Var(decFlag{&l.MaxDrawdown}, "max-drawdown", "drawdown from the equity high that trips the breaker, account currency")
+	l.DrawdownState = risk.Halted
+	fs.Var(stateFlag{&l.DrawdownState}, "drawdown-state", "state after the drawdown breaker (REDUCING or HALTED)")
+	l.MinFreeMargin = decimal.MustParse("0")
+	fs.Var(decFlag{&l.MinFreeMargin}, "min-free-margin", "free margin to keep after an order, account currency")
+
+	fs.Int64Var(&c.Paper.SlippagePoints, "paper-slippage-points", 1, "paper venue: fixed adverse slippage, points")
+	c.Paper.SlippagePointsPerLot = decimal.MustParse("0.5")
+	fs.Var(decFlag{&c.Paper.SlippagePointsPerLot}, "paper-slippage-points-per-lot", "paper venue: size impact, points per lot")
+	c.Paper.CommissionPerLot = decimal.MustParse("3.50")
+	fs.Var(decFlag{&c.Paper.CommissionPerLot}, "paper-commission-per-lot", "paper venue: commission per lot, account currency")
+	c.Paper.StartingBalance = decimal.MustParse("100000")
+	fs.Var(decFlag{&c.Paper.StartingBalance}, "paper-balance", "paper venue: starting balance")
+
+	fs.DurationVar(&c.MT5.HeartbeatInterval, "mt5-heartbeat", time.Second, "bridge heartbeat interval")
+	fs.BoolVar(&c.MT5.CancelOnDisconnect, "mt5-cancel-on-disconnect", false, "cancel every working order when a lost bridge link comes back")
+	var dev uint
+	fs.UintVar(&dev, "mt5-deviation-points", 10, "max slippage MT5 may take on market orders, points")
+	fs.DurationVar(&c.MT5.CommandTTL, "mt5-command-ttl", 10*time.Second, "deadline for the EA to execute a command")
+
+	fs.BoolVar(&c.Policy.Enabled, "policy", true, "trade signals from kairos.signal.> (needs --nats-url)")
+	fs.StringVar(&c.Policy.StrategyID, "strategy-id", "kairos-signal", "strategy id on policy orders")
+	fs.Float64Var(&c.Policy.Threshold, "signal-threshold", 0.3, "min |strength| to hold a position")
+	c.Policy.Lots = decimal.MustParse("0.10")
+	fs.Var(decFlag{&c.Policy.Lots}, "signal-lots", "target position size, lots")
+	fs.DurationVar(&c.Policy.Cooldown, "signal-cooldown", 30*time.Second, "min time between two orders of a symbol")
+	fs.DurationVar(&c.Policy.MaxHolding, "signal-max-holding", time.Hour, "close positions held longer (0: no limit)")
+	fs.DurationVar(&c.Policy.MaxSignalAge, "signal-max-age", 0, "ignore signals older than this by market time (0: no check)")
+
+	set := map[string]bool{}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || envErr != nil {
+			return
+		}
+		key := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", key, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	l.MaxOpenOrders, l.PriceCollarBps, l.MaxQuoteAgeMS = uint32(maxOpen), uint32(collar), uint32(quoteAge)
+	l.SubmitRate = risk.RateLimit{MaxCount: uint32(subN), WindowMS: uint32(subW)}
+	l.MessageRate = risk.RateLimit{MaxCount: uint32(msgN), WindowMS: uint32(msgW)}
+	l.DuplicateIntentWindowMS = uint32(dupW)
+	c.MT5.DeviationPoints = uint32(dev)
+	if allowed != "" {
+		for _, s := range strings.Split(allowed, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				l.AllowedSymbols = append(l.AllowedSymbols, s)
+			}
+		}
+	}
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		c.Token = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	}
+	if c.InstrumentsFile != "" {
+		ins, err := LoadInstruments(c.InstrumentsFile)
+		if err != nil {
+			return nil, err
+		}
+		c.Instruments = ins
+	} else {
+		c.Instruments = DefaultInstruments()
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the whole configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Venue != "paper" && c.Venue != "mt5" {
+		errs = append(errs, fmt.Errorf("venue %q: want paper or mt5", c.Venue))
+	}
+	if _, err := ParseState(c.InitialState); err != nil {
+		errs = append(errs, fmt.Errorf("initial-state: %w", err))
+	}
+	for _, s := range []risk.State{c.Limits.DailyLossState, c.Limits.DrawdownState} {
+		if s != risk.Reducing && s != risk.Halted {
+			errs = append(errs, fmt.Errorf("breaker state %s: want REDUCING or HALTED", s))
+		}
+	}
+	if c.DB == "" {
+		errs = append(errs, errors.New("db: empty"))
+	}
+	for i := range c.Instruments {
+		if err := c.Instruments[i].Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Policy.Threshold < 0 || c.Policy.Threshold > 1 {
+		errs = append(errs, fmt.Errorf("signal-threshold %v: want 0..1", c.Policy.Threshold))
+	}
+	if c.Policy.Lots.Sign() <= 0 {
+		errs = append(errs, errors.New("signal-lots must be positive"))
+	}
+	if c.MT5.HeartbeatInterval < 10*time.Millisecond {
+		errs = append(errs, errors.New("mt5-heartbeat must be at least 10ms"))
+	}
+	return errors.Join(errs...)
+}
+
+// instrumentJSON is the file format: decimals as strings so nothing passes through a float.
+type instrumentJSON struct {
+	Symbol         string `json:"symbol"`
+	Digits         uint8  `json:"digits"`
+	VolumeStep     string `json:"volume_step"`
+	VolumeMin      string `json:"volume_min"`
+	ContractSize   string `json:"contract_size"`
+	MarginRate     string `json:"margin_rate"`
+	QuoteToAccount string `json:"quote_to_account"`
+}
+
+// LoadInstruments reads a JSON list of instruments; errors name the file and the entry.
+func LoadInstruments(path string) ([]market.Instrument, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var raw []instrumentJSON
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var out []market.Instrument
+	for i, r := range raw {
+		inst := market.Instrument{Symbol: r.Symbol, Digits: r.Digits}
+		for _, f := range []struct {
+			name, v, def string
+			dst          *decimal.D
+		}{{"volume_step", r.VolumeStep, "", &inst.VolumeStep}, {"volume_min", r.VolumeMin, "", &inst.VolumeMin},
+			{"contract_size", r.ContractSize, "", &inst.ContractSize}, {"margin_rate", r.MarginRate, "0", &inst.MarginRate},
+			{"quote_to_account", r.QuoteToAccount, "1", &inst.QuoteToAccount}} {
+			v := f.v
+			if v == "" {
+				v = f.def
+			}
+			d, err := decimal.Parse(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: instrument %d (%s): %s: %w", path, i, r.Symbol, f.name, err)
+			}
+			*f.dst = d
+		}
+		if err := inst.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: instrument %d: %w", path, i, err)
+		}
+		out = append(out, inst)
+	}
+	return out, nil
+}

@@ -1,0 +1,187 @@
+// Package testutil holds what the execution tests share: the real EURUSD ticks from shared/data,
+// a real PostgreSQL server started for the test, an embedded NATS server and polling helpers.
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// Tick is one real quote.
+type Tick struct {
+	TimeMsc  int64
+	Bid, Ask float64
+}
+
+// RepoRoot finds the directory holding go.work.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.work not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// DataDir is shared/data beside the repository (KAIROS_DATA_DIR overrides).
+func DataDir(t testing.TB) string {
+	if d := os.Getenv("KAIROS_DATA_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(RepoRoot(t), "..", "shared", "data")
+}
+
+// EURUSDTicks reads up to n real ticks (0: all) from eurusd-ticks-2020-01-01.csv.
+func EURUSDTicks(t testing.TB, n int) []Tick {
+	t.Helper()
+	path := filepath.Join(DataDir(t), "eurusd-ticks-2020-01-01.csv")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("real tick data: %v (CI has shared/data beside the repo)", err)
+	}
+	defer f.Close()
+	var out []Tick
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() && (n == 0 || len(out) < n) {
+		line++
+		parts := strings.Split(strings.TrimSpace(sc.Text()), ",")
+		if len(parts) < 3 {
+			t.Fatalf("%s:%d: want time,bid,ask", path, line)
+		}
+		ts, err := time.Parse("20060102 150405.000", parts[0][:15]+"."+parts[0][15:])
+		if err != nil {
+			t.Fatalf("%s:%d: time %q: %v", path, line, parts[0], err)
+		}
+		bid, err1 := strconv.ParseFloat(parts[1], 64)
+		ask, err2 := strconv.ParseFloat(parts[2], 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%s:%d: bad price", path, line)
+		}
+		out = append(out, Tick{TimeMsc: ts.UnixMilli(), Bid: bid, Ask: ask})
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// FreePort returns a free 127.0.0.1 port.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Eventually polls cond every 5 ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// NATS starts an embedded NATS server on a random loopback port.
+func NATS(t testing.TB) *natsserver.Server {
+	t.Helper()
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("embedded NATS server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// PostgresBin is where Debian's postgresql package puts the server binaries.
+const PostgresBin = "/usr/lib/postgresql/15/bin"
+
+// Postgres starts a throwaway PostgreSQL server (initdb + pg_ctl in a temp dir on a free loopback
+// port) and returns its DSN. It fails the test if the server cannot start, unless
+// KAIROS_SKIP_POSTGRES=1 says explicitly to skip.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("KAIROS_SKIP_POSTGRES") == "1" {
+		t.Skip("KAIROS_SKIP_POSTGRES=1")
+	}
+	bin := os.Getenv("KAIROS_POSTGRES_BIN")
+	if bin == "" {
+		bin = PostgresBin
+	}
+	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
+		t.Fatalf("PostgreSQL server binaries not found in %s (apt package postgresql; make setup installs it): %v", bin, err)
+	}
+	dir, err := os.MkdirTemp("", "kairos-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	data := filepath.Join(dir, "data")
+	port := FreePort(t)
+	// initdb refuses to run as root: run the server as the postgres user in a directory it owns.
+	asUser := func(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatalf("running as root needs the postgres user: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		asUser = func(name string, args ...string) *exec.Cmd {
+			c := exec.Command(name, args...)
+			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+			c.Dir = dir
+			return c
+		}
+	}
+	run := func(c *exec.Cmd) {
+		t.Helper()
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
+		}
+	}
+	run(asUser(filepath.Join(bin, "initdb"), "-D", data, "-U", "kairos", "--auth=trust", "-E", "UTF8", "--no-sync"))
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on", port, dir)
+	run(asUser(filepath.Join(bin, "pg_ctl"), "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"))
+	t.Cleanup(func() {
+		c := asUser(filepath.Join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop")
+		_ = c.Run()
+	})
+	return fmt.Sprintf("postgres://kairos@127.0.0.1:%d/postgres?sslmode=disable", port)
+}

@@ -1,0 +1,318 @@
+// Package journal is the execution service's write-ahead log: every command, risk decision, venue
+// request and response, execution report and fill is appended as an Entry with a strictly increasing
+// sequence number, durably (SQLite in WAL mode with synchronous=FULL, or PostgreSQL), before the
+// service acknowledges it. Appends from many goroutines are grouped into one transaction per flush
+// (group commit), so durability costs one fsync per batch rather than per order. At start the
+// service rebuilds its state by replaying the journal.
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Kind says what an entry records.
+type Kind string
+
+// Entry kinds.
+const (
+	// KindCommand is an operator or client command (SubmitOrderRequest, CancelOrderRequest, ...).
+	KindCommand Kind = "command"
+	// KindRisk is a pre-trade risk decision (a RiskDenial; reason UNSPECIFIED means passed).
+	KindRisk Kind = "risk"
+	// KindVenueRequest is what was sent to the venue (bridge OrderCommand, or the paper order).
+	KindVenueRequest Kind = "venue_request"
+	// KindVenueResponse is what the venue answered (a bridge Frame, or the paper venue's report).
+	KindVenueResponse Kind = "venue_response"
+	// KindReport is an ExecutionReport: the order after an event, the fill, a state change.
+	KindReport Kind = "report"
+)
+
+// Entry is one journal record. Payload is a serialized protobuf message named by Kind.
+type Entry struct {
+	Seq    uint64
+	TimeUS int64
+	Kind   Kind
+	// Key is the client order id, or the bridge session for bridge frames.
+	Key     string
+	Payload []byte
+}
+
+// Store is a durable backend. Append must be atomic and durable when it returns.
+type Store interface {
+	Append(ctx context.Context, entries []Entry) error
+	// Read calls fn for every entry with Seq > after, in order, up to limit entries (0: all).
+	Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error
+	LastSeq(ctx context.Context) (uint64, error)
+	Close() error
+	Name() string
+}
+
+// ErrClosed is returned by appends after Close.
+var ErrClosed = errors.New("journal: closed")
+
+// Ticket is a pending append; Wait blocks until it is durable.
+type Ticket struct{ b *batch }
+
+// Wait returns when the entries are durable, or the write error.
+func (t Ticket) Wait() error {
+	if t.b == nil {
+		return nil
+	}
+	<-t.b.done
+	return t.b.err
+}
+
+type batch struct {
+	entries []Entry
+	done    chan struct{}
+	err     error
+}
+
+// Stats counts journal activity for metrics.
+type Stats struct {
+	Flushes  uint64
+	Entries  uint64
+	LastSeq  uint64
+	FlushDur time.Duration
+}
+
+// Journal sequences entries and writes them with group commit.
+type Journal struct {
+	store Store
+
+	mu      sync.Mutex
+	seq     uint64
+	cur     *batch
+	closed  bool
+	wake    chan struct{}
+	stopped chan struct{}
+	failed  error
+	stats   Stats
+
+	hub hub
+	// OnFlush, if set, is called after each durable flush with its size and duration.
+	OnFlush func(entries int, d time.Duration)
+}
+
+// Open opens a journal on dsn: "postgres://..." or "postgresql://..." for PostgreSQL, otherwise a
+// SQLite file path (optionally "sqlite:" or "file:" prefixed).
+func Open(ctx context.Context, dsn string) (*Journal, error) {
+	var (
+		st  Store
+		err error
+	)
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		st, err = OpenPostgres(ctx, dsn)
+	default:
+		st, err = OpenSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, st)
+}
+
+// New starts a journal over an open store.
+func New(ctx context.Context, st Store) (*Journal, error) {
+	last, err := st.LastSeq(ctx)
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("journal: last sequence: %w", err)
+	}
+	j := &Journal{store: st, seq: last, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	j.stats.LastSeq = last
+	j.cur = &batch{done: make(chan struct{})}
+	go j.writer()
+	return j, nil
+}
+
+// Backend names the store ("sqlite", "postgres").
+func (j *Journal) Backend() string { return j.store.Name() }
+
+// Append assigns sequence numbers to the entries (in order) and queues them for the next flush.
+// Callers that need ordering across entries call it under their own lock; Wait outside it.
+func (j *Journal) Append(nowUS int64, entries ...Entry) (Ticket, []uint64, error) {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return Ticket{}, nil, ErrClosed
+	}
+	if j.failed != nil {
+		err := j.failed
+		j.mu.Unlock()
+		return Ticket{}, nil, err
+	}
+	seqs := make([]uint64, len(entries))
+	for i := range entries {
+		j.seq++
+		entries[i].Seq = j.seq
+		if entries[i].TimeUS == 0 {
+			entries[i].TimeUS = nowUS
+		}
+		seqs[i] = j.seq
+	}
+	b := j.cur
+	b.entries = append(b.entries, entries...)
+	j.mu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+	return Ticket{b}, seqs, nil
+}
+
+// LastSeq returns the last assigned sequence number.
+func (j *Journal) LastSeq() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.seq
+}
+
+// Stats returns counters for metrics.
+func (j *Journal) Stats() Stats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.stats
+}
+
+func (j *Journal) writer() {
+	defer close(j.stopped)
+	for {
+		<-j.wake
+		j.mu.Lock()
+		b := j.cur
+		closed := j.closed
+		if len(b.entries) == 0 {
+			j.mu.Unlock()
+			if closed {
+				close(b.done)
+				return
+			}
+			continue
+		}
+		j.cur = &batch{done: make(chan struct{})}
+		j.mu.Unlock()
+
+		start := time.Now()
+		err := j.store.Append(context.Background(), b.entries)
+		d := time.Since(start)
+		if err != nil {
+			// A journal that cannot write must stop the service from acknowledging anything:
+			// every later append fails with the same error.
+			err = fmt.Errorf("journal: append to %s: %w", j.store.Name(), err)
+		}
+		j.mu.Lock()
+		if err != nil && j.failed == nil {
+			j.failed = err
+		}
+		j.stats.Flushes++
+		j.stats.Entries += uint64(len(b.entries))
+		j.stats.LastSeq = b.entries[len(b.entries)-1].Seq
+		j.stats.FlushDur += d
+		j.mu.Unlock()
+		b.err = err
+		if err == nil {
+			j.hub.publish(b.entries)
+			if j.OnFlush != nil {
+				j.OnFlush(len(b.entries), d)
+			}
+		}
+		close(b.done)
+		if closed {
+			// Drain what arrived meanwhile, then stop.
+			select {
+			case j.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Read replays entries with Seq > after from the store.
+func (j *Journal) Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error {
+	return j.store.Read(ctx, after, limit, fn)
+}
+
+// Subscribe returns a channel of durable entries from now on. The channel is closed when the
+// subscriber falls more than buffer entries behind (the caller resumes from the store) or on Close.
+func (j *Journal) Subscribe(buffer int) (<-chan Entry, func()) { return j.hub.subscribe(buffer) }
+
+// Close flushes what is queued, stops the writer and closes the store.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return nil
+	}
+	j.closed = true
+	j.mu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+	<-j.stopped
+	j.hub.closeAll()
+	return j.store.Close()
+}
+
+type hub struct {
+	mu   sync.Mutex
+	next int
+	subs map[int]chan Entry
+}
+
+func (h *hub) subscribe(buffer int) (<-chan Entry, func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subs == nil {
+		h.subs = make(map[int]chan Entry)
+	}
+	id := h.next
+	h.next++
+	ch := make(chan Entry, buffer)
+	h.subs[id] = ch
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if c, ok := h.subs[id]; ok {
+			delete(h.subs, id)
+			close(c)
+		}
+	}
+}
+
+func (h *hub) publish(entries []Entry) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, ch := range h.subs {
+		for _, e := range entries {
+			if e.Kind != KindReport {
+				continue
+			}
+			select {
+			case ch <- e:
+			default:
+				delete(h.subs, id)
+				close(ch)
+			}
+			if _, ok := h.subs[id]; !ok {
+				break
+			}
+		}
+	}
+}
+
+func (h *hub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, ch := range h.subs {
+		delete(h.subs, id)
+		close(ch)
+	}
+}

@@ -1,0 +1,169 @@
+package journal_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+)
+
+// backends opens each real store: a SQLite file and a PostgreSQL server started for the test.
+func backends(t *testing.T) map[string]func(t *testing.T) string {
+	return map[string]func(t *testing.T) string{
+		"sqlite": func(t *testing.T) string { return filepath.Join(t.TempDir(), "journal.db") },
+		"postgres": func(t *testing.T) string {
+			return testutil.Postgres(t)
+		},
+	}
+}
+
+func readAll(t *testing.T, j *journal.Journal, after uint64) []journal.Entry {
+	t.Helper()
+	var out []journal.Entry
+	if err := j.Read(context.Background(), after, 0, func(e journal.Entry) error { out = append(out, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestJournalBackends(t *testing.T) {
+	for name, dsnFor := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := dsnFor(t)
+			j, err := journal.Open(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.Backend() != name {
+				t.Fatalf("backend %s, want %s", j.Backend(), name)
+			}
+
+			t.Run("AppendAssignsIncreasingSequencesAndIsDurableOnWait", func(t *testing.T) {
+				tk, seqs, err := j.Append(1, journal.Entry{Kind: journal.KindCommand, Key: "a", Payload: []byte{1}},
+					journal.Entry{Kind: journal.KindReport, Key: "a", Payload: []byte{2, 3}})
+				if err != nil || tk.Wait() != nil {
+					t.Fatal(err)
+				}
+				if len(seqs) != 2 || seqs[1] != seqs[0]+1 {
+					t.Fatalf("seqs %v", seqs)
+				}
+				got := readAll(t, j, 0)
+				if len(got) != 2 || got[1].Kind != journal.KindReport || string(got[1].Payload) != "\x02\x03" || got[0].Key != "a" || got[0].TimeUS != 1 {
+					t.Fatalf("read back %+v", got)
+				}
+			})
+
+			t.Run("ConcurrentAppendsShareGroupCommits", func(t *testing.T) {
+				before := j.Stats()
+				const writers, each = 16, 50
+				var wg sync.WaitGroup
+				for w := 0; w < writers; w++ {
+					wg.Add(1)
+					go func(w int) {
+						defer wg.Done()
+						for i := 0; i < each; i++ {
+							tk, _, err := j.Append(2, journal.Entry{Kind: journal.KindReport, Key: fmt.Sprintf("w%d-%d", w, i), Payload: []byte("x")})
+							if err == nil {
+								err = tk.Wait()
+							}
+							if err != nil {
+								t.Error(err)
+								return
+							}
+						}
+					}(w)
+				}
+				wg.Wait()
+				after := j.Stats()
+				n := after.Entries - before.Entries
+				if n != writers*each {
+					t.Fatalf("wrote %d entries, want %d", n, writers*each)
+				}
+				if flushes := after.Flushes - before.Flushes; flushes >= n {
+					t.Fatalf("%d flushes for %d entries: no group commit", flushes, n)
+				}
+				got := readAll(t, j, 0)
+				for i := 1; i < len(got); i++ {
+					if got[i].Seq != got[i-1].Seq+1 {
+						t.Fatalf("gap or reorder at %d: %d after %d", i, got[i].Seq, got[i-1].Seq)
+					}
+				}
+			})
+
+			t.Run("SubscribersSeeDurableReportsOnly", func(t *testing.T) {
+				ch, cancel := j.Subscribe(16)
+				defer cancel()
+				tk, seqs, _ := j.Append(3, journal.Entry{Kind: journal.KindCommand, Payload: []byte("c")}, journal.Entry{Kind: journal.KindReport, Payload: []byte("r")})
+				if err := tk.Wait(); err != nil {
+					t.Fatal(err)
+				}
+				e := <-ch
+				if e.Seq != seqs[1] || e.Kind != journal.KindReport {
+					t.Fatalf("subscriber got %+v", e)
+				}
+			})
+
+			last := j.LastSeq()
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := j.Append(4, journal.Entry{Kind: journal.KindReport}); err == nil {
+				t.Fatal("append after close succeeded")
+			}
+
+			t.Run("ReopenContinuesTheSequence", func(t *testing.T) {
+				j2, err := journal.Open(ctx, dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer j2.Close()
+				if j2.LastSeq() != last {
+					t.Fatalf("reopened last seq %d, want %d", j2.LastSeq(), last)
+				}
+				tk, seqs, err := j2.Append(5, journal.Entry{Kind: journal.KindReport, Payload: []byte("after")})
+				if err != nil || tk.Wait() != nil || seqs[0] != last+1 {
+					t.Fatalf("append after reopen: seq %v err %v", seqs, err)
+				}
+				if got := readAll(t, j2, last); len(got) != 1 || string(got[0].Payload) != "after" {
+					t.Fatalf("read after %d: %+v", last, got)
+				}
+			})
+		})
+	}
+}
+
+func TestSQLiteIsInWALMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	st, err := journal.OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Append(context.Background(), []journal.Entry{{Seq: 1, Kind: journal.KindReport, Payload: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Fatalf("no write-ahead log beside the journal: %v", err)
+	}
+}
+
+func TestDuplicateSequenceIsRefusedByTheStore(t *testing.T) {
+	st, err := journal.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := []journal.Entry{{Seq: 7, Kind: journal.KindReport, Payload: []byte{1}}}
+	if err := st.Append(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Append(context.Background(), e); err == nil {
+		t.Fatal("a second entry with the same sequence was accepted")
+	}
+}

@@ -1,0 +1,141 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver (ADR 0051)
+)
+
+const sqliteSchema = `CREATE TABLE IF NOT EXISTS journal (
+	seq     INTEGER PRIMARY KEY,
+	time_us INTEGER NOT NULL,
+	kind    TEXT    NOT NULL,
+	key     TEXT    NOT NULL DEFAULT '',
+	payload BLOB    NOT NULL
+)`
+
+// SQLite is the embedded default store: one file, WAL mode, synchronous=FULL so a commit survives
+// a crash of the process and of the machine.
+type SQLite struct {
+	w, r *sql.DB
+	path string
+}
+
+// OpenSQLite opens or creates the journal file at path.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if path == "" {
+		return nil, fmt.Errorf("journal: empty SQLite path")
+	}
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)"} {
+		q.Add("_pragma", p)
+	}
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	// One writer connection: SQLite serialises writers anyway, and group commit batches them.
+	w.SetMaxOpenConns(1)
+	if _, err := w.ExecContext(ctx, sqliteSchema); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("journal: create schema in %s: %w", path, err)
+	}
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+		_ = w.Close()
+		return nil, fmt.Errorf("journal: %s is not in WAL mode (%q, %v)", path, mode, err)
+	}
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(4)
+	return &SQLite{w: w, r: r, path: path}, nil
+}
+
+// Name implements Store.
+func (s *SQLite) Name() string { return "sqlite" }
+
+// rowsPerInsert keeps a multi-row INSERT well under SQLite's bound-parameter limit.
+const rowsPerInsert = 200
+
+// Append implements Store: one transaction, multi-row inserts.
+func (s *SQLite) Append(ctx context.Context, entries []Entry) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	for len(entries) > 0 {
+		n := min(len(entries), rowsPerInsert)
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO journal (seq, time_us, kind, key, payload) VALUES ")
+		args := make([]any, 0, n*5)
+		for i, e := range entries[:n] {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString("(?,?,?,?,?)")
+			args = append(args, int64(e.Seq), e.TimeUS, string(e.Kind), e.Key, e.Payload)
+		}
+		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+			return err
+		}
+		entries = entries[n:]
+	}
+	return tx.Commit()
+}
+
+// Read implements Store.
+func (s *SQLite) Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error {
+	q := "SELECT seq, time_us, kind, key, payload FROM journal WHERE seq > ? ORDER BY seq"
+	args := []any{int64(after)}
+	if limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			e    Entry
+			seq  int64
+			kind string
+		)
+		if err := rows.Scan(&seq, &e.TimeUS, &kind, &e.Key, &e.Payload); err != nil {
+			return err
+		}
+		e.Seq, e.Kind = uint64(seq), Kind(kind)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// LastSeq implements Store.
+func (s *SQLite) LastSeq(ctx context.Context) (uint64, error) {
+	var n sql.NullInt64
+	if err := s.w.QueryRowContext(ctx, "SELECT MAX(seq) FROM journal").Scan(&n); err != nil {
+		return 0, err
+	}
+	return uint64(n.Int64), nil
+}
+
+// Close implements Store.
+func (s *SQLite) Close() error {
+	err := s.r.Close()
+	if err2 := s.w.Close(); err == nil {
+		err = err2
+	}
+	return err
+}

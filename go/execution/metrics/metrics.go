@@ -1,0 +1,100 @@
+// Package metrics is the execution service's one door for Prometheus metrics: orders by state,
+// denials by code, latency histograms per stage, journal flushes, bridge link health and signals.
+// Each service instance has its own registry, so tests can run several in one process.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Stage names for StageLatency.
+const (
+	StageRisk      = "risk"       // pre-trade checks
+	StageJournal   = "journal"    // waiting for durability
+	StageVenueSend = "venue_send" // handing the command to the venue
+	StageVenueAck  = "venue_ack"  // venue request to first answer (MT5 round trip)
+	StageSubmit    = "submit"     // SubmitOrder end to end inside the service
+	StageSignal    = "signal"     // signal received to order decided
+)
+
+// latencyBuckets spans 500 ns to 1 s: risk checks live at the bottom, MT5 round trips at the top.
+var latencyBuckets = []float64{5e-7, 1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.25, 0.5, 1}
+
+// Metrics holds every collector.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	OrdersByStatus   *prometheus.GaugeVec
+	OrdersSubmitted  *prometheus.CounterVec
+	Denials          *prometheus.CounterVec
+	StageLatency     *prometheus.HistogramVec
+	Fills            *prometheus.CounterVec
+	DuplicateFills   prometheus.Counter
+	Overfills        prometheus.Counter
+	InvalidEvents    *prometheus.CounterVec
+	TradingState     prometheus.Gauge
+	Reconciled       prometheus.Gauge
+	JournalFlush     prometheus.Histogram
+	JournalBatch     prometheus.Histogram
+	BridgeConnected  prometheus.Gauge
+	BridgeFrames     *prometheus.CounterVec
+	BridgeDuplicates prometheus.Counter
+	BridgeMalformed  *prometheus.CounterVec
+	BridgeRTT        prometheus.Histogram
+	Ambiguous        prometheus.Counter
+	Signals          *prometheus.CounterVec
+	Quotes           prometheus.Counter
+	ReconcileAdjust  *prometheus.CounterVec
+}
+
+// New registers every collector in a fresh registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	m := &Metrics{Registry: r}
+	m.OrdersByStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_orders", Help: "Orders known to the service, by state."}, []string{"status"})
+	m.OrdersSubmitted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_orders_submitted_total", Help: "Orders that passed risk and went to the venue."}, []string{"venue", "symbol"})
+	m.Denials = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_risk_denials_total", Help: "Orders denied by pre-trade risk, by code."}, []string{"reason"})
+	m.StageLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kairos_execution_stage_latency_seconds", Help: "Latency per stage of the order path.", Buckets: latencyBuckets}, []string{"stage"})
+	m.Fills = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_fills_total", Help: "Fills applied."}, []string{"venue", "symbol"})
+	m.DuplicateFills = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_duplicate_fills_total", Help: "Fills dropped because their trade id was already applied."})
+	m.Overfills = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_overfills_total", Help: "Fills refused because they exceeded the quantity left."})
+	m.InvalidEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_invalid_transitions_total", Help: "Venue events the order state machine refused."}, []string{"event"})
+	m.TradingState = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_trading_state", Help: "Trading state: 1 ACTIVE, 2 REDUCING, 3 HALTED."})
+	m.Reconciled = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_reconciled", Help: "1 once reconciliation with the venue converged."})
+	m.JournalFlush = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_execution_journal_flush_seconds", Help: "Duration of one durable journal flush (group commit).", Buckets: latencyBuckets})
+	m.JournalBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_execution_journal_batch_entries", Help: "Entries per journal flush.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)})
+	m.BridgeConnected = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_bridge_connected", Help: "1 while an MT5 bridge TRADING connection is up."})
+	m.BridgeFrames = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_bridge_frames_total", Help: "Frames on the bridge link, by direction and body."}, []string{"direction", "body"})
+	m.BridgeDuplicates = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_bridge_duplicate_frames_total", Help: "Resent bridge frames dropped (sequence already processed)."})
+	m.BridgeMalformed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_bridge_closed_total", Help: "Bridge connections closed by the service, by reason."}, []string{"reason"})
+	m.BridgeRTT = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_execution_bridge_heartbeat_rtt_seconds", Help: "Heartbeat round trip on the bridge link.", Buckets: latencyBuckets})
+	m.Ambiguous = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_ambiguous_results_total", Help: "MT5 results (10012, -11) resolved by query instead of guessed."})
+	m.Signals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_signals_total", Help: "Signals received, by symbol and outcome."}, []string{"symbol", "outcome"})
+	m.Quotes = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_quotes_total", Help: "Quotes received from the collector's tick batches."})
+	m.ReconcileAdjust = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_reconcile_adjustments_total", Help: "Differences between journal and venue fixed at reconciliation."}, []string{"kind"})
+	for _, c := range []prometheus.Collector{m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
+		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.BridgeConnected, m.BridgeFrames,
+		m.BridgeDuplicates, m.BridgeMalformed, m.BridgeRTT, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	return m
+}
+
+// Observe records d for a stage.
+func (m *Metrics) Observe(stage string, d time.Duration) {
+	if m != nil {
+		m.StageLatency.WithLabelValues(stage).Observe(d.Seconds())
+	}
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
