@@ -38,9 +38,9 @@ typedef uint16_t kb_char16;
 #define KB_API_VERSION 1
 
 /* ---- Status codes ------------------------------------------------------------------------------ */
-#define KB_OK 0      /* done */
-#define KB_EMPTY 1   /* kb_poll_command: no command is waiting (not an error) */
-#define KB_PARTIAL 2 /* kb_push_ticks: some ticks were invalid and refused, the others queued */
+#define KB_OK 0                   /* done */
+#define KB_EMPTY 1                /* kb_poll_command: no command is waiting (not an error) */
+#define KB_PARTIAL 2              /* kb_push_ticks: some ticks were invalid and refused, the others queued */
 #define KB_E_NULL (-1)            /* a required pointer argument is NULL */
 #define KB_E_BAD_HANDLE (-2)      /* unknown handle, or already closed (also a second kb_close) */
 #define KB_E_BAD_COUNT (-3)       /* count <= 0 or above KB_MAX_PUSH_TICKS */
@@ -113,9 +113,9 @@ typedef struct KbCommand {
   double take_profit;
   uint64_t order_ticket;
   uint64_t position_ticket;
-  int64_t expiration_msc;   /* 0 = good till cancel */
-  int64_t deadline_time_us; /* 0 = none; report BRIDGE_STATUS_EXPIRED when passed */
-  int64_t received_time_us; /* when the bridge received the command */
+  int64_t expiration_msc;        /* 0 = good till cancel */
+  int64_t deadline_time_us;      /* 0 = none; report BRIDGE_STATUS_EXPIRED when passed */
+  int64_t received_time_us;      /* when the bridge received the command */
   kb_char16 client_order_id[32]; /* NUL-terminated UTF-16 */
   kb_char16 symbol[32];          /* NUL-terminated UTF-16 */
 } KbCommand;
@@ -204,20 +204,20 @@ typedef struct KbWorkingOrder {
 
 /* Counters of one handle, a consistent-enough snapshot (each field is read atomically). */
 typedef struct KbCounters {
-  int32_t struct_size;       /* sizeof(KbCounters) */
-  int32_t last_error;        /* last KB_E_* condition (0 if none); text from kb_last_error */
-  uint64_t ticks_queued;     /* ticks accepted by kb_push_ticks */
-  uint64_t ticks_sent;       /* ticks written to the collector (first transmission) */
-  uint64_t ticks_dropped;    /* ticks refused because the ring was full */
-  uint64_t ticks_rejected;   /* ticks refused as invalid (NaN, negative price) */
-  uint64_t ticks_resent;     /* ticks written again after a reconnect */
+  int32_t struct_size;           /* sizeof(KbCounters) */
+  int32_t last_error;            /* last KB_E_* condition (0 if none); text from kb_last_error */
+  uint64_t ticks_queued;         /* ticks accepted by kb_push_ticks */
+  uint64_t ticks_sent;           /* ticks written to the collector (first transmission) */
+  uint64_t ticks_dropped;        /* ticks refused because the ring was full */
+  uint64_t ticks_rejected;       /* ticks refused as invalid (NaN, negative price) */
+  uint64_t ticks_resent;         /* ticks written again after a reconnect */
   uint64_t ticks_resend_dropped; /* unacknowledged ticks pushed out of the resend buffer */
-  uint64_t tick_queue_depth; /* ticks waiting in the ring now */
+  uint64_t tick_queue_depth;     /* ticks waiting in the ring now */
   uint64_t frames_sent;
   uint64_t frames_received;
   uint64_t bytes_sent;
   uint64_t bytes_received;
-  uint64_t reconnects;       /* successful connections after the first, both channels */
+  uint64_t reconnects; /* successful connections after the first, both channels */
   uint64_t connect_failures;
   uint64_t malformed_frames; /* frames from a peer that closed the connection */
   uint64_t heartbeats_sent;
@@ -230,10 +230,10 @@ typedef struct KbCounters {
   uint64_t reports_queued;     /* results, transactions and snapshots accepted */
   uint64_t reports_acked;
   uint64_t reports_resent;
-  uint64_t reports_dropped;    /* refused because the report queue was full */
+  uint64_t reports_dropped;      /* refused because the report queue was full */
   int32_t market_data_connected; /* 1 once Welcome was received on the current connection */
   int32_t trading_connected;
-  int64_t market_data_rtt_us;    /* last heartbeat round trip, -1 if none yet */
+  int64_t market_data_rtt_us; /* last heartbeat round trip, -1 if none yet */
   int64_t trading_rtt_us;
 } KbCounters;
 
@@ -303,7 +303,8 @@ KB_API int32_t kb_report_transaction(int64_t handle, const KbTransaction* transa
                                      const kb_char16* client_order_id, const kb_char16* symbol) KB_NOEXCEPT;
 
 /* Reports the account state. */
-KB_API int32_t kb_report_account(int64_t handle, const KbAccount* account, const kb_char16* currency) KB_NOEXCEPT;
+KB_API int32_t kb_report_account(int64_t handle, const KbAccount* account,
+                                 const kb_char16* currency) KB_NOEXCEPT;
 
 /* Reports all open positions and pending orders as one snapshot: begin, add each, end. The bridge
  * splits it into PositionSnapshot frames of at most 64 positions and 64 orders. */

@@ -62,7 +62,8 @@ int32_t WriteOut(const std::string& text, kb_char16* buffer, int32_t capacity) {
 template <size_t N>
 int Field(const kb_char16* in, char (&out)[N], bool required = false, bool truncate = false) {
   std::string s;
-  int rc = truncate ? kairos::bridge::Utf16ToUtf8Truncate(in, N - 1, &s) : kairos::bridge::Utf16ToUtf8(in, N - 1, &s);
+  int rc = truncate ? kairos::bridge::Utf16ToUtf8Truncate(in, N - 1, &s)
+                    : kairos::bridge::Utf16ToUtf8(in, N - 1, &s);
   if (rc != KB_OK) return rc;
   if (required && s.empty()) return KB_E_BAD_ARG;
   std::memset(out, 0, N);
@@ -78,9 +79,9 @@ bool Dec(double v, int32_t digits, bool* has, kairos_types_v1_Decimal* out) {
 
 bool DigitsOk(int32_t d) { return d >= 0 && d <= 18; }
 
-#define KB_TRY(expr)            \
-  do {                          \
-    int rc_ = (expr);           \
+#define KB_TRY(expr)              \
+  do {                            \
+    int rc_ = (expr);             \
     if (rc_ != KB_OK) return rc_; \
   } while (0)
 
@@ -98,29 +99,74 @@ int32_t kb_status_text(int32_t status, kb_char16* buffer, int32_t capacity) noex
   return Guard([&] {
     const char* t = "unknown status";
     switch (status) {
-      case KB_OK: t = "ok"; break;
-      case KB_EMPTY: t = "nothing waiting"; break;
-      case KB_PARTIAL: t = "some ticks were invalid and refused; the others were queued"; break;
-      case KB_E_NULL: t = "a required pointer argument is NULL"; break;
-      case KB_E_BAD_HANDLE: t = "unknown or closed handle"; break;
-      case KB_E_BAD_COUNT: t = "count must be between 1 and 1000000"; break;
-      case KB_E_STRING_TOO_LONG: t = "a string is longer than its wire field"; break;
-      case KB_E_BAD_UTF16: t = "a string is not valid UTF-16"; break;
-      case KB_E_NON_FINITE: t = "a price or volume is NaN, infinite or negative"; break;
-      case KB_E_QUEUE_FULL: t = "queue full: nothing queued, counted as dropped"; break;
-      case KB_E_BAD_ENDPOINT: t = "endpoint is not host:port"; break;
-      case KB_E_BAD_ARG: t = "an argument is out of range"; break;
-      case KB_E_TOO_MANY: t = "too many handles or symbols"; break;
-      case KB_E_TRUNCATED: t = "output truncated to the buffer"; break;
-      case KB_E_INTERNAL: t = "internal error"; break;
-      case KB_E_NO_CHANNEL: t = "that channel was not configured at open"; break;
-      case KB_E_STATE: t = "call out of order"; break;
-      case KB_E_CONNECT: t = "connect failed"; break;
-      case KB_E_PEER_CLOSED: t = "peer closed the connection"; break;
-      case KB_E_MALFORMED_FRAME: t = "malformed frame from the peer"; break;
-      case KB_E_HEARTBEAT_TIMEOUT: t = "heartbeat timeout"; break;
-      case KB_E_PEER_ERROR: t = "the peer reported an error"; break;
-      default: break;
+      case KB_OK:
+        t = "ok";
+        break;
+      case KB_EMPTY:
+        t = "nothing waiting";
+        break;
+      case KB_PARTIAL:
+        t = "some ticks were invalid and refused; the others were queued";
+        break;
+      case KB_E_NULL:
+        t = "a required pointer argument is NULL";
+        break;
+      case KB_E_BAD_HANDLE:
+        t = "unknown or closed handle";
+        break;
+      case KB_E_BAD_COUNT:
+        t = "count must be between 1 and 1000000";
+        break;
+      case KB_E_STRING_TOO_LONG:
+        t = "a string is longer than its wire field";
+        break;
+      case KB_E_BAD_UTF16:
+        t = "a string is not valid UTF-16";
+        break;
+      case KB_E_NON_FINITE:
+        t = "a price or volume is NaN, infinite or negative";
+        break;
+      case KB_E_QUEUE_FULL:
+        t = "queue full: nothing queued, counted as dropped";
+        break;
+      case KB_E_BAD_ENDPOINT:
+        t = "endpoint is not host:port";
+        break;
+      case KB_E_BAD_ARG:
+        t = "an argument is out of range";
+        break;
+      case KB_E_TOO_MANY:
+        t = "too many handles or symbols";
+        break;
+      case KB_E_TRUNCATED:
+        t = "output truncated to the buffer";
+        break;
+      case KB_E_INTERNAL:
+        t = "internal error";
+        break;
+      case KB_E_NO_CHANNEL:
+        t = "that channel was not configured at open";
+        break;
+      case KB_E_STATE:
+        t = "call out of order";
+        break;
+      case KB_E_CONNECT:
+        t = "connect failed";
+        break;
+      case KB_E_PEER_CLOSED:
+        t = "peer closed the connection";
+        break;
+      case KB_E_MALFORMED_FRAME:
+        t = "malformed frame from the peer";
+        break;
+      case KB_E_HEARTBEAT_TIMEOUT:
+        t = "heartbeat timeout";
+        break;
+      case KB_E_PEER_ERROR:
+        t = "the peer reported an error";
+        break;
+      default:
+        break;
     }
     return WriteOut(t, buffer, capacity);
   });
@@ -365,8 +411,8 @@ int32_t kb_positions_add_position(int64_t handle, const KbPosition* p, const kb_
   return Guard([&]() -> int32_t {
     auto c = Find(handle);
     if (!c) return KB_E_BAD_HANDLE;
-    if (!DigitsOk(p->price_digits) || !DigitsOk(p->volume_digits) || !DigitsOk(p->money_digits) || p->side < 0 ||
-        p->side > 2)
+    if (!DigitsOk(p->price_digits) || !DigitsOk(p->volume_digits) || !DigitsOk(p->money_digits) ||
+        p->side < 0 || p->side > 2)
       return KB_E_BAD_ARG;
     kairos_bridge_v1_Position x = kairos_bridge_v1_Position_init_zero;
     KB_TRY(Field(symbol, x.symbol, true));

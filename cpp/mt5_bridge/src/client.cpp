@@ -305,7 +305,8 @@ int Client::PositionsBegin(int64_t time_msc) {
   return KB_OK;
 }
 
-int Client::PositionsAdd(const kairos_bridge_v1_Position* position, const kairos_bridge_v1_WorkingOrder* order) {
+int Client::PositionsAdd(const kairos_bridge_v1_Position* position,
+                         const kairos_bridge_v1_WorkingOrder* order) {
   if (!has_trading()) return KB_E_NO_CHANNEL;
   std::lock_guard<std::mutex> lock(pos_mu_);
   if (!pos_open_) return KB_E_STATE;
@@ -426,7 +427,8 @@ void Client::StartConnect(Conn& c, int64_t now) {
     c.failures++;
     c.state = State::kBackoff;
     c.next_attempt_ms = now + NextBackoff(c);
-    Log(KB_E_CONNECT, std::string(ChannelName(c.channel)) + " " + c.host + ":" + std::to_string(c.port) + ": " + err);
+    Log(KB_E_CONNECT,
+        std::string(ChannelName(c.channel)) + " " + c.host + ":" + std::to_string(c.port) + ": " + err);
     return;
   }
   c.state = State::kConnecting;
@@ -642,14 +644,15 @@ bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) 
       return true;
     }
     if (f.which_body == kairos_bridge_v1_Frame_error_tag) {
-      Disconnect(c, KB_E_PEER_ERROR,
-                 "server refused Hello: error " + std::to_string(f.body.error.code) + ": " + f.body.error.message,
-                 now);
+      Disconnect(
+          c, KB_E_PEER_ERROR,
+          "server refused Hello: error " + std::to_string(f.body.error.code) + ": " + f.body.error.message,
+          now);
       return false;
     }
     n_.malformed_frames.fetch_add(1);
-    Disconnect(c, KB_E_MALFORMED_FRAME, "first frame from the server is not Welcome (body tag " +
-                                            std::to_string(f.which_body) + ")",
+    Disconnect(c, KB_E_MALFORMED_FRAME,
+               "first frame from the server is not Welcome (body tag " + std::to_string(f.which_body) + ")",
                now);
     return false;
   }
@@ -797,7 +800,8 @@ void Client::PumpTicks(Conn& c) {
       n++;
       tail++;
     }
-    b.time_msc_count = b.bid_count = b.ask_count = b.flags_count = b.sequence_count = static_cast<pb_size_t>(n);
+    b.time_msc_count = b.bid_count = b.ask_count = b.flags_count = b.sequence_count =
+        static_cast<pb_size_t>(n);
     // last and volume may be empty when all zero (FX quotes): a third fewer bytes per tick.
     b.last_count = any_last ? static_cast<pb_size_t>(n) : 0;
     b.volume_count = any_volume ? static_cast<pb_size_t>(n) : 0;
@@ -849,11 +853,13 @@ void Client::RunLoop() {
       if ((c.state == State::kConnecting || c.state == State::kAwaitWelcome) && now >= c.deadline_ms) {
         n_.connect_failures.fetch_add(1);
         Disconnect(c, KB_E_CONNECT,
-                   c.state == State::kConnecting ? "connect timed out" : "no Welcome before the timeout", now);
+                   c.state == State::kConnecting ? "connect timed out" : "no Welcome before the timeout",
+                   now);
       }
       if (c.state == State::kReady) {
         if (now - c.last_rx_ms > 3LL * c.heartbeat_ms) {
-          Disconnect(c, KB_E_HEARTBEAT_TIMEOUT, "no frame from the server for three heartbeat intervals", now);
+          Disconnect(c, KB_E_HEARTBEAT_TIMEOUT, "no frame from the server for three heartbeat intervals",
+                     now);
           continue;
         }
         if (&c == &md_) {
@@ -933,8 +939,9 @@ void Client::RunLoop() {
         int err = net::ConnectResult(c.fd);
         if (err != 0) {
           n_.connect_failures.fetch_add(1);
-          Disconnect(c, KB_E_CONNECT, "connect to " + c.host + ":" + std::to_string(c.port) +
-                                          " failed (error " + std::to_string(err) + ")",
+          Disconnect(c, KB_E_CONNECT,
+                     "connect to " + c.host + ":" + std::to_string(c.port) + " failed (error " +
+                         std::to_string(err) + ")",
                      now);
           continue;
         }

@@ -55,7 +55,8 @@ class Client {
   int PollCommand(KbCommand* out);
   // Queues sequenced frame bodies for the trading channel, all or none. dup_body (optional) is the
   // DUPLICATE answer kept for a repeated command_id.
-  int QueueReports(std::vector<std::vector<uint8_t>>* bodies, uint64_t command_id, std::vector<uint8_t> dup_body);
+  int QueueReports(std::vector<std::vector<uint8_t>>* bodies, uint64_t command_id,
+                   std::vector<uint8_t> dup_body);
 
   // Positions snapshot builder (terminal thread).
   int PositionsBegin(int64_t time_msc);
@@ -111,11 +112,12 @@ class Client {
     std::vector<uint32_t> announced;  // market data: rev of each symbol last announced
   };
   struct Counters {
-    std::atomic<uint64_t> ticks_queued{0}, ticks_sent{0}, ticks_dropped{0}, ticks_rejected{0}, ticks_resent{0},
-        ticks_resend_dropped{0}, frames_sent{0}, frames_received{0}, bytes_sent{0}, bytes_received{0},
-        reconnects{0}, connect_failures{0}, malformed_frames{0}, heartbeats_sent{0}, heartbeats_received{0},
-        duplicate_frames{0}, commands_received{0}, commands_polled{0}, commands_duplicate{0},
-        commands_dropped{0}, reports_queued{0}, reports_acked{0}, reports_resent{0}, reports_dropped{0};
+    std::atomic<uint64_t> ticks_queued{0}, ticks_sent{0}, ticks_dropped{0}, ticks_rejected{0},
+        ticks_resent{0}, ticks_resend_dropped{0}, frames_sent{0}, frames_received{0}, bytes_sent{0},
+        bytes_received{0}, reconnects{0}, connect_failures{0}, malformed_frames{0}, heartbeats_sent{0},
+        heartbeats_received{0}, duplicate_frames{0}, commands_received{0}, commands_polled{0},
+        commands_duplicate{0}, commands_dropped{0}, reports_queued{0}, reports_acked{0}, reports_resent{0},
+        reports_dropped{0};
     std::atomic<int32_t> md_connected{0}, tr_connected{0};
     std::atomic<int64_t> md_rtt_us{-1}, tr_rtt_us{-1};
   };

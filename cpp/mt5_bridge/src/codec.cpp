@@ -234,11 +234,12 @@ bool CommandToKb(const kairos_bridge_v1_OrderCommand& cmd, KbCommand* out, std::
     const kairos_types_v1_Decimal& d;
     double* dst;
     const char* name;
-  } decimals[] = {{cmd.has_volume, cmd.volume, &out->volume, "volume"},
-                  {cmd.has_price, cmd.price, &out->price, "price"},
-                  {cmd.has_stop_limit_price, cmd.stop_limit_price, &out->stop_limit_price, "stop_limit_price"},
-                  {cmd.has_stop_loss, cmd.stop_loss, &out->stop_loss, "stop_loss"},
-                  {cmd.has_take_profit, cmd.take_profit, &out->take_profit, "take_profit"}};
+  } decimals[] = {
+      {cmd.has_volume, cmd.volume, &out->volume, "volume"},
+      {cmd.has_price, cmd.price, &out->price, "price"},
+      {cmd.has_stop_limit_price, cmd.stop_limit_price, &out->stop_limit_price, "stop_limit_price"},
+      {cmd.has_stop_loss, cmd.stop_loss, &out->stop_loss, "stop_loss"},
+      {cmd.has_take_profit, cmd.take_profit, &out->take_profit, "take_profit"}};
   for (const auto& d : decimals) {
     if (!d.has) continue;
     if (d.d.scale > 18) {

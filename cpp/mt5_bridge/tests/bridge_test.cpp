@@ -88,11 +88,11 @@ TEST(Api, OpenRefusesBadArgumentsWithStatusCodes) {
   const auto ok = W("127.0.0.1:7400");
   const auto empty = W("");
   const auto name = W("MT5");
-  EXPECT_EQ(kb_open(nullptr, empty.data(), name.data(), 1, name.data(), name.data(), 1, name.data(), 1, name.data(), 0,
-                    nullptr, &h),
+  EXPECT_EQ(kb_open(nullptr, empty.data(), name.data(), 1, name.data(), name.data(), 1, name.data(), 1,
+                    name.data(), 0, nullptr, &h),
             KB_E_NULL);
-  EXPECT_EQ(kb_open(ok.data(), empty.data(), name.data(), 1, name.data(), name.data(), 1, name.data(), 1, name.data(),
-                    0, nullptr, nullptr),
+  EXPECT_EQ(kb_open(ok.data(), empty.data(), name.data(), 1, name.data(), name.data(), 1, name.data(), 1,
+                    name.data(), 0, nullptr, nullptr),
             KB_E_NULL);
   EXPECT_EQ(Open("", "", &h), KB_E_BAD_ENDPOINT);
   EXPECT_EQ(Open("127.0.0.1", "", &h), KB_E_BAD_ENDPOINT);
@@ -104,8 +104,8 @@ TEST(Api, OpenRefusesBadArgumentsWithStatusCodes) {
                     name.data(), 0, nullptr, &h),
             KB_E_STRING_TOO_LONG);
   std::vector<kb_char16> lone = {'M', 0xD800, 'T', 0};  // lone high surrogate
-  EXPECT_EQ(kb_open(ok.data(), empty.data(), lone.data(), 1, name.data(), name.data(), 1, name.data(), 1, name.data(),
-                    0, nullptr, &h),
+  EXPECT_EQ(kb_open(ok.data(), empty.data(), lone.data(), 1, name.data(), name.data(), 1, name.data(), 1,
+                    name.data(), 0, nullptr, &h),
             KB_E_BAD_UTF16);
   KbOptions o{};
   o.struct_size = 12;
@@ -189,7 +189,8 @@ TEST(Ticks, RealTicksArriveIntactAndInOrderAfterTheSymbolInfo) {
   for (auto& t : server) t.time_msc += offset_ms;
   const auto sym = W("EURUSD");
   for (size_t i = 0; i < server.size(); i += 100)
-    ASSERT_EQ(kb_push_ticks(h.h, sym.data(), 5, server.data() + i, static_cast<int32_t>(std::min<size_t>(100, server.size() - i))),
+    ASSERT_EQ(kb_push_ticks(h.h, sym.data(), 5, server.data() + i,
+                            static_cast<int32_t>(std::min<size_t>(100, server.size() - i))),
               KB_OK);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == ticks.size(); }, 10000)) << peer.tick_count();
   const auto got = peer.ticks();
@@ -226,7 +227,8 @@ TEST(Ticks, SeveralSymbolsKeepTheirOwnSequences) {
   auto ticks = Ticks();
   const char* names[] = {"EURUSD", "GBPUSD", "USDJPY"};
   for (int round = 0; round < 10; round++)
-    for (const char* n : names) ASSERT_EQ(kb_push_ticks(h.h, W(n).data(), 5, ticks.data() + round * 50, 50), KB_OK);
+    for (const char* n : names)
+      ASSERT_EQ(kb_push_ticks(h.h, W(n).data(), 5, ticks.data() + round * 50, 50), KB_OK);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 1500; }, 10000));
   EXPECT_EQ(peer.tick_gaps(), 0u);
   EXPECT_EQ(peer.symbol_infos().size(), 3u);
@@ -240,13 +242,15 @@ TEST(Reconnect, PeerRestartLosesAndDuplicatesNothing) {
   const auto sym = W("EURUSD");
   size_t pushed = 0;
   auto push = [&](size_t n) {
-    for (size_t end = pushed + n; pushed < end; pushed += 50) ASSERT_EQ(kb_push_ticks(h.h, sym.data(), 5, ticks.data() + pushed, 50), KB_OK);
+    for (size_t end = pushed + n; pushed < end; pushed += 50)
+      ASSERT_EQ(kb_push_ticks(h.h, sym.data(), 5, ticks.data() + pushed, 50), KB_OK);
   };
   ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
   push(3000);
   peer.DropConnection();  // mid-stream: some frames are in flight, unacknowledged
   push(3000);
-  ASSERT_TRUE(peer.WaitFor([&] { return peer.connections() == 2 && Counters(h.h).market_data_connected == 1; }, 5000));
+  ASSERT_TRUE(peer.WaitFor(
+      [&] { return peer.connections() == 2 && Counters(h.h).market_data_connected == 1; }, 5000));
   peer.Restart(200, false);
   push(3500);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 9500; }, 15000)) << peer.tick_count();
@@ -265,7 +269,8 @@ TEST(Reconnect, ServerThatLostItsStateGetsTheSymbolAgainAndEveryUnackedTick) {
   Handle h;
   ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
   auto ticks = Ticks();
-  for (size_t i = 0; i < 1000; i += 100) ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, ticks.data() + i, 100), KB_OK);
+  for (size_t i = 0; i < 1000; i += 100)
+    ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, ticks.data() + i, 100), KB_OK);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 1000; }, 5000));
   peer.Restart(100, true);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 2000; }, 5000)) << peer.tick_count();
@@ -333,7 +338,8 @@ TEST(Trading, CommandsComeDownOnceAndResultsGoUp) {
   EXPECT_EQ(res[1].status, kairos_bridge_v1_BridgeStatus_BRIDGE_STATUS_DUPLICATE);
   EXPECT_EQ(res[1].deal_ticket, res[0].deal_ticket);
   EXPECT_EQ(kb_poll_command(h.h, &cmd), KB_EMPTY);
-  ASSERT_TRUE(peer.WaitFor([&] { return peer.last_ack_from_bridge() >= 3; }, 3000)) << "commands acknowledged";
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.last_ack_from_bridge() >= 3; }, 3000))
+      << "commands acknowledged";
 }
 
 TEST(Trading, InvalidCommandsAreAnsweredInvalidAndNeverReachTheEa) {
@@ -370,7 +376,8 @@ TEST(Trading, UnacknowledgedResultsAreResentOnlyAboveResumeAfter) {
   }
   ASSERT_TRUE(peer.WaitFor([&] { return peer.results().size() == 10; }, 5000));
   peer.DropConnection();  // the server processed all 10 but never acknowledged them
-  ASSERT_TRUE(peer.WaitFor([&] { return peer.connections() == 2 && Counters(h.h).trading_connected == 1; }, 5000));
+  ASSERT_TRUE(
+      peer.WaitFor([&] { return peer.connections() == 2 && Counters(h.h).trading_connected == 1; }, 5000));
   const KbOrderResult r11 = Result(11);
   ASSERT_EQ(kb_report_result(h.h, &r11, W("K").data(), W("").data()), KB_OK);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.results().size() == 11; }, 5000));
@@ -457,7 +464,8 @@ TEST(Protocol, MalformedFrameClosesTheConnectionAndTheBridgeReconnects) {
   kb_char16 text[128];
   ASSERT_EQ(kb_last_error(h.h, text, 128), KB_OK);
   EXPECT_NE(text[0], 0);
-  ASSERT_TRUE(peer.WaitFor([&] { return peer.connections() == 2 && Counters(h.h).market_data_connected == 1; }, 5000));
+  ASSERT_TRUE(peer.WaitFor(
+      [&] { return peer.connections() == 2 && Counters(h.h).market_data_connected == 1; }, 5000));
   ASSERT_TRUE(peer.SendRaw({0x80, 0x80, 0x80, 0x01}));  // length prefix of 2 MiB
   ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).malformed_frames == 2; }, 3000));
   ASSERT_TRUE(peer.WaitFor([&] { return peer.connections() == 3; }, 5000));
@@ -489,7 +497,8 @@ TEST(Protocol, HeartbeatsMeasureTheRoundTrip) {
   TestPeer peer(o);
   Handle h;
   ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
-  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_rtt_us >= 0 && peer.heartbeats() >= 2; }, 5000));
+  ASSERT_TRUE(
+      peer.WaitFor([&] { return Counters(h.h).market_data_rtt_us >= 0 && peer.heartbeats() >= 2; }, 5000));
   EXPECT_GE(Counters(h.h).heartbeats_received, 1u);
 }
 

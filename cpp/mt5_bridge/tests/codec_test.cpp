@@ -1,5 +1,7 @@
 // The bridge codec: string conversions at the ABI edge, fixed-point conversion, frame composition
 // (byte-identical to nanopb's own delimited encoding) and the checks on incoming order commands.
+#include "codec.h"
+
 #include <gtest/gtest.h>
 #include <pb_encode.h>
 
@@ -9,15 +11,15 @@
 #include <string>
 #include <vector>
 
-#include "codec.h"
-
 namespace kb = kairos::bridge;
 
 TEST(Codec, Utf16ToUtf8HandlesSurrogatePairsAndRefusesLoneSurrogates) {
   const kb_char16 euro_and_emoji[] = {0x20AC, 0xD83D, 0xDE00, 'A', 0};
   std::string out;
   ASSERT_EQ(kb::Utf16ToUtf8(euro_and_emoji, 31, &out), KB_OK);
-  EXPECT_EQ(out, "\xE2\x82\xAC\xF0\x9F\x98\x80" "A");
+  EXPECT_EQ(out,
+            "\xE2\x82\xAC\xF0\x9F\x98\x80"
+            "A");
   const kb_char16 lone_low[] = {'a', 0xDC00, 0};
   EXPECT_EQ(kb::Utf16ToUtf8(lone_low, 31, &out), KB_E_BAD_UTF16);
   const kb_char16 high_at_end[] = {'a', 0xD800, 0};
@@ -50,7 +52,7 @@ TEST(Codec, DecimalsRoundToTheGivenScale) {
     int scale;
     bool ok;
     int64_t units;
-  } cases[] = {{1.12172, 5, true, 112172}, {0.1, 2, true, 10},    {-3.5, 1, true, -35},
+  } cases[] = {{1.12172, 5, true, 112172},  {0.1, 2, true, 10},   {-3.5, 1, true, -35},
                {10000.5, 2, true, 1000050}, {1e300, 5, false, 0}, {std::nan(""), 5, false, 0},
                {1.0, 19, false, 0},         {1.0, -1, false, 0}};
   for (const auto& c : cases) {
@@ -127,7 +129,10 @@ TEST(Codec, CommandChecksRefuseWhatTheEaCouldNotExecute) {
     void (*mutate)(kairos_bridge_v1_OrderCommand*);
   } cases[] = {
       {"zero id", [](kairos_bridge_v1_OrderCommand* c) { c->command_id = 0; }},
-      {"no kind", [](kairos_bridge_v1_OrderCommand* c) { c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_UNSPECIFIED; }},
+      {"no kind",
+       [](kairos_bridge_v1_OrderCommand* c) {
+         c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_UNSPECIFIED;
+       }},
       {"no side", [](kairos_bridge_v1_OrderCommand* c) { c->side = kairos_bridge_v1_Side_SIDE_UNSPECIFIED; }},
       {"no symbol", [](kairos_bridge_v1_OrderCommand* c) { c->symbol[0] = 0; }},
       {"no coid", [](kairos_bridge_v1_OrderCommand* c) { c->client_order_id[0] = 0; }},
@@ -139,8 +144,11 @@ TEST(Codec, CommandChecksRefuseWhatTheEaCouldNotExecute) {
       {"cancel without ticket",
        [](kairos_bridge_v1_OrderCommand* c) { c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_CANCEL; }},
       {"close without ticket",
-       [](kairos_bridge_v1_OrderCommand* c) { c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_CLOSE_POSITION; }},
-      {"unknown kind", [](kairos_bridge_v1_OrderCommand* c) { c->kind = static_cast<kairos_bridge_v1_CommandKind>(99); }},
+       [](kairos_bridge_v1_OrderCommand* c) {
+         c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_CLOSE_POSITION;
+       }},
+      {"unknown kind",
+       [](kairos_bridge_v1_OrderCommand* c) { c->kind = static_cast<kairos_bridge_v1_CommandKind>(99); }},
   };
   for (const auto& c : cases) {
     auto cmd = place();

@@ -167,7 +167,8 @@ void TestPeer::Serve(int fd) {
       }
       in.erase(in.begin(), in.begin() + static_cast<long>(off));
       if (any_seq && opt_.ack) {
-        std::unique_ptr<kairos_bridge_v1_Frame> hb(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+        std::unique_ptr<kairos_bridge_v1_Frame> hb(
+            new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
         hb->which_body = kairos_bridge_v1_Frame_heartbeat_tag;
         {
           std::lock_guard<std::mutex> lock(mu_);
@@ -182,7 +183,8 @@ void TestPeer::Serve(int fd) {
     if (opt_.send_heartbeats && conn_fd_.load() >= 0 &&
         now - last_hb >= std::chrono::milliseconds(opt_.heartbeat_ms)) {
       last_hb = now;
-      std::unique_ptr<kairos_bridge_v1_Frame> hb(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+      std::unique_ptr<kairos_bridge_v1_Frame> hb(
+          new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
       hb->which_body = kairos_bridge_v1_Frame_heartbeat_tag;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -265,10 +267,10 @@ bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
   return true;
 }
 
-#define KB_PEER_GETTER(name, type)               \
-  std::vector<type> TestPeer::name() {           \
-    std::lock_guard<std::mutex> lock(mu_);       \
-    return name##_;                              \
+#define KB_PEER_GETTER(name, type)         \
+  std::vector<type> TestPeer::name() {     \
+    std::lock_guard<std::mutex> lock(mu_); \
+    return name##_;                        \
   }
 KB_PEER_GETTER(ticks, PeerTick)
 KB_PEER_GETTER(hellos, kairos_bridge_v1_Hello)

@@ -91,8 +91,8 @@ class TestPeer {
   std::atomic<bool> restart_forget_{false};
   std::thread thread_;
 
-  std::mutex mu_;                // guards the observations and state below
-  std::mutex write_mu_;          // serialises writes on the connection
+  std::mutex mu_;                                           // guards the observations and state below
+  std::mutex write_mu_;                                     // serialises writes on the connection
   std::map<std::pair<uint64_t, int>, uint64_t> processed_;  // (session, channel) -> highest sequence
   std::map<std::string, uint64_t> last_tick_seq_;
   uint64_t session_ = 0;

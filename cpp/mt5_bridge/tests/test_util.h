@@ -29,8 +29,8 @@ inline std::vector<KbMqlTick> LoadEurusdTicks(const std::string& dir) {
   while (std::getline(in, line)) {
     int y, mo, d, hh, mm, ss, ms;
     double bid, ask;
-    if (std::sscanf(line.c_str(), "%4d%2d%2d %2d%2d%2d%3d,%lf,%lf", &y, &mo, &d, &hh, &mm, &ss, &ms, &bid, &ask) !=
-        9)
+    if (std::sscanf(line.c_str(), "%4d%2d%2d %2d%2d%2d%3d,%lf,%lf", &y, &mo, &d, &hh, &mm, &ss, &ms, &bid,
+                    &ask) != 9)
       continue;
     std::tm tm{};
     tm.tm_year = y - 1900;
@@ -60,8 +60,9 @@ struct Handle {
 
 inline int Open(const std::string& collector, const std::string& execution, int64_t* handle,
                 const KbOptions* options = nullptr) {
-  return kb_open(W(collector).data(), W(execution).data(), W("MetaTrader 5").data(), 4410, W("Test Broker").data(),
-                 W("Test-Demo").data(), 1234567, W("USD").data(), 1, W("EURUSD").data(), 77, options, handle);
+  return kb_open(W(collector).data(), W(execution).data(), W("MetaTrader 5").data(), 4410,
+                 W("Test Broker").data(), W("Test-Demo").data(), 1234567, W("USD").data(), 1,
+                 W("EURUSD").data(), 77, options, handle);
 }
 
 inline KbCounters Counters(int64_t h) {

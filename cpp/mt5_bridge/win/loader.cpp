@@ -22,8 +22,9 @@
 namespace {
 
 using ApiVersionFn = int32_t (*)();
-using OpenFn = int32_t (*)(const wchar_t*, const wchar_t*, const wchar_t*, int32_t, const wchar_t*, const wchar_t*,
-                           int64_t, const wchar_t*, int32_t, const wchar_t*, int64_t, const KbOptions*, int64_t*);
+using OpenFn = int32_t (*)(const wchar_t*, const wchar_t*, const wchar_t*, int32_t, const wchar_t*,
+                           const wchar_t*, int64_t, const wchar_t*, int32_t, const wchar_t*, int64_t,
+                           const KbOptions*, int64_t*);
 using DefaultOptionsFn = int32_t (*)(KbOptions*);
 using SetOffsetFn = int32_t (*)(int64_t, int64_t);
 using PushFn = int32_t (*)(int64_t, const wchar_t*, int32_t, const KbMqlTick*, int32_t);
@@ -112,8 +113,8 @@ int wmain(int argc, wchar_t** argv) {
   options.struct_size = sizeof(options);
   Check(default_options(&options) == KB_OK, "default options");
   int64_t h = 0;
-  Check(open(argv[2], argv[3], L"MetaTrader 5 (Wine)", 4410, L"Kairos Test Broker", L"Kairos-Demo", 5550001, L"USD", 1,
-             L"EURUSD", 20261121, &options, &h) == KB_OK,
+  Check(open(argv[2], argv[3], L"MetaTrader 5 (Wine)", 4410, L"Kairos Test Broker", L"Kairos-Demo", 5550001,
+             L"USD", 1, L"EURUSD", 20261121, &options, &h) == KB_OK,
         "kb_open");
   if (h == 0) return 4;
 
@@ -157,8 +158,9 @@ int wmain(int argc, wchar_t** argv) {
       r.price_digits = 5;
       r.volume_digits = 2;
       r.received_time_us = cmd.received_time_us;
-      Check(report(h, &r, reinterpret_cast<const wchar_t*>(cmd.client_order_id), L"Request executed") == KB_OK,
-            "report result");
+      Check(
+          report(h, &r, reinterpret_cast<const wchar_t*>(cmd.client_order_id), L"Request executed") == KB_OK,
+          "report result");
       KbTransaction t{};
       t.type = 4;  // DEAL_ADD
       t.side = cmd.side;
@@ -183,15 +185,19 @@ int wmain(int argc, wchar_t** argv) {
   const DWORD wait_start = GetTickCount();
   do {
     counters(h, &c);
-    if (c.ticks_sent == ticks.size() && c.reports_acked >= static_cast<uint64_t>(2 * commands_expected)) break;
+    if (c.ticks_sent == ticks.size() && c.reports_acked >= static_cast<uint64_t>(2 * commands_expected))
+      break;
     Sleep(10);
   } while (GetTickCount() - wait_start < 10000);
   Check(c.ticks_sent == ticks.size(), "every tick sent");
   Check(c.ticks_dropped == 0, "no tick dropped");
-  Check(c.reports_acked >= static_cast<uint64_t>(2 * commands_expected), "results and transactions acknowledged");
+  Check(c.reports_acked >= static_cast<uint64_t>(2 * commands_expected),
+        "results and transactions acknowledged");
   std::printf(
-      "counters {\"ticks_queued\": %llu, \"ticks_sent\": %llu, \"ticks_dropped\": %llu, \"ticks_rejected\": %llu, "
-      "\"commands_received\": %llu, \"reports_acked\": %llu, \"reconnects\": %llu, \"malformed_frames\": %llu}\n",
+      "counters {\"ticks_queued\": %llu, \"ticks_sent\": %llu, \"ticks_dropped\": %llu, \"ticks_rejected\": "
+      "%llu, "
+      "\"commands_received\": %llu, \"reports_acked\": %llu, \"reconnects\": %llu, \"malformed_frames\": "
+      "%llu}\n",
       static_cast<unsigned long long>(c.ticks_queued), static_cast<unsigned long long>(c.ticks_sent),
       static_cast<unsigned long long>(c.ticks_dropped), static_cast<unsigned long long>(c.ticks_rejected),
       static_cast<unsigned long long>(c.commands_received), static_cast<unsigned long long>(c.reports_acked),

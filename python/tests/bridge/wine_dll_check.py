@@ -58,7 +58,7 @@ def test_dll_imports_only_kernel32_msvcrt_ws2_32_and_exports_the_header(win_dir:
     assert imports == {"KERNEL32.DLL", "MSVCRT.DLL", "WS2_32.DLL"}, imports
     exported = set(re.findall(r"^\s*\[\s*\d+\]\s+(\w+)$", dump, re.MULTILINE))
     declared = set(re.findall(r"KB_API\s+[\w\s\*]+?\b(kb_\w+)\(", HEADER.read_text()))
-    assert declared and exported == declared, (exported ^ declared)
+    assert declared and exported == declared, exported ^ declared
 
 
 def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> None:
@@ -103,7 +103,8 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
             timeout=180,
         )
         sender.join(timeout=1)
-        assert proc.returncode == 0, f"loader failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
+        output = f"{proc.stdout}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"loader failed ({proc.returncode}):\n{output}"
         assert "loader: ok" in proc.stdout
         assert md.wait_for(lambda: len(tr.transactions) == len(commands), timeout=10)
 
