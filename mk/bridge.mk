@@ -40,12 +40,16 @@ test-bridge-wine: bridge-dll ## The DLL under Wine: imports check, loader vs a r
 	$(BRIDGE_WINE_ENV) wineserver -k 2>/dev/null || true; exit $$rc
 
 .PHONY: test-bridge-fuzz
-test-bridge-fuzz: $(STAMP)/apt ## Fuzz the command decoder for 25 s (libFuzzer, ASan+UBSan)
-	cmake -S cpp/mt5_bridge/fuzz -B $(BRIDGE_FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+test-bridge-fuzz: $(STAMP)/apt $(NANOPB_SRC)/.stamp ## Fuzz the command decoder for 25 s (libFuzzer, ASan+UBSan)
+	cmake -S cpp/mt5_bridge/fuzz -B $(BRIDGE_FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNANOPB_SRC_DIR=$(NANOPB_SRC) \
 	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 	cmake --build $(BRIDGE_FUZZ_BUILD)
-	@mkdir -p $(BRIDGE_FUZZ_BUILD)/corpus && cp proto/testdata/golden/frame_*.binpb $(BRIDGE_FUZZ_BUILD)/corpus/
-	timeout 120 $(BRIDGE_FUZZ_BUILD)/command_decoder_fuzz -max_total_time=25 -max_len=4096 -rss_limit_mb=1024 \
+	@# Seeds: the golden Frame vectors, length-prefixed as they travel on the wire.
+	@mkdir -p $(BRIDGE_FUZZ_BUILD)/corpus && $(PY) -c 'import sys, pathlib; \
+	  from google.protobuf.internal.encoder import _VarintBytes as v; \
+	  [pathlib.Path(sys.argv[1], p.name).write_bytes(v(len(b := p.read_bytes())) + b) \
+	   for p in pathlib.Path("proto/testdata/golden").glob("frame_*.binpb")]' $(BRIDGE_FUZZ_BUILD)/corpus
+	timeout 120 $(BRIDGE_FUZZ_BUILD)/command_decoder_fuzz -max_total_time=25 -max_len=4096 -rss_limit_mb=1024 -artifact_prefix=$(BRIDGE_FUZZ_BUILD)/ \
 	  -print_final_stats=1 $(BRIDGE_FUZZ_BUILD)/corpus 2>&1 | tail -n 12
 
 .PHONY: bench-bridge

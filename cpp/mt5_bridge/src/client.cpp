@@ -644,10 +644,10 @@ bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) 
       return true;
     }
     if (f.which_body == kairos_bridge_v1_Frame_error_tag) {
-      Disconnect(
-          c, KB_E_PEER_ERROR,
-          "server refused Hello: error " + std::to_string(f.body.error.code) + ": " + f.body.error.message,
-          now);
+      Disconnect(c, KB_E_PEER_ERROR,
+                 "server refused Hello: error " + std::to_string(EnumValue(f.body.error.code)) + ": " +
+                     f.body.error.message,
+                 now);
       return false;
     }
     n_.malformed_frames.fetch_add(1);
@@ -682,7 +682,7 @@ bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) 
       break;
     case kairos_bridge_v1_Frame_error_tag:
       Log(KB_E_PEER_ERROR, std::string(ChannelName(c.channel)) + " server error " +
-                               std::to_string(f.body.error.code) + " on frame " +
+                               std::to_string(EnumValue(f.body.error.code)) + " on frame " +
                                std::to_string(f.body.error.frame_sequence) + ": " + f.body.error.message);
       break;
     default:

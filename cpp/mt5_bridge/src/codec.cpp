@@ -221,9 +221,12 @@ ReadStatus ReadFrame(const uint8_t* data, size_t len, kairos_bridge_v1_Frame* fr
 bool CommandToKb(const kairos_bridge_v1_OrderCommand& cmd, KbCommand* out, std::string* why) {
   std::memset(out, 0, sizeof(*out));
   out->command_id = cmd.command_id;
-  out->kind = static_cast<int32_t>(cmd.kind);
-  out->side = static_cast<int32_t>(cmd.side);
-  out->order_type = static_cast<int32_t>(cmd.order_type);
+  const int32_t kind = EnumValue(cmd.kind);
+  const int32_t side = EnumValue(cmd.side);
+  const int32_t order_type = EnumValue(cmd.order_type);
+  out->kind = kind;
+  out->side = side;
+  out->order_type = order_type;
   out->deviation_points = cmd.deviation_points;
   out->order_ticket = cmd.order_ticket;
   out->position_ticket = cmd.position_ticket;
@@ -264,18 +267,18 @@ bool CommandToKb(const kairos_bridge_v1_OrderCommand& cmd, KbCommand* out, std::
     *why = "symbol is not valid UTF-8";
     return false;
   }
-  switch (cmd.kind) {
+  switch (kind) {
     case kairos_bridge_v1_CommandKind_COMMAND_KIND_PLACE:
       if (cmd.symbol[0] == 0) {
         *why = "PLACE without symbol";
         return false;
       }
-      if (cmd.side != kairos_bridge_v1_Side_SIDE_BUY && cmd.side != kairos_bridge_v1_Side_SIDE_SELL) {
+      if (side != kairos_bridge_v1_Side_SIDE_BUY && side != kairos_bridge_v1_Side_SIDE_SELL) {
         *why = "PLACE without a valid side";
         return false;
       }
-      if (cmd.order_type < kairos_bridge_v1_OrderType_ORDER_TYPE_MARKET ||
-          cmd.order_type > kairos_bridge_v1_OrderType_ORDER_TYPE_STOP_LIMIT) {
+      if (order_type < kairos_bridge_v1_OrderType_ORDER_TYPE_MARKET ||
+          order_type > kairos_bridge_v1_OrderType_ORDER_TYPE_STOP_LIMIT) {
         *why = "PLACE without a valid order_type";
         return false;
       }
@@ -283,7 +286,7 @@ bool CommandToKb(const kairos_bridge_v1_OrderCommand& cmd, KbCommand* out, std::
         *why = "PLACE without a positive volume";
         return false;
       }
-      if (cmd.order_type != kairos_bridge_v1_OrderType_ORDER_TYPE_MARKET && !(out->price > 0)) {
+      if (order_type != kairos_bridge_v1_OrderType_ORDER_TYPE_MARKET && !(out->price > 0)) {
         *why = "pending PLACE without a price";
         return false;
       }
@@ -314,7 +317,7 @@ bool CommandToKb(const kairos_bridge_v1_OrderCommand& cmd, KbCommand* out, std::
     case kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT:
       break;
     default:
-      *why = "unknown command kind " + std::to_string(static_cast<int>(cmd.kind));
+      *why = "unknown command kind " + std::to_string(kind);
       return false;
   }
   return true;

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,17 @@ ReadStatus ReadFrame(const uint8_t* data, size_t len, kairos_bridge_v1_Frame* fr
 // the reason in *why (the bridge answers such a command with BRIDGE_STATUS_INVALID itself).
 bool CommandToKb(const kairos_bridge_v1_OrderCommand& cmd, KbCommand* out, std::string* why);
 
-int64_t NowMicros();  // wall clock, microseconds since the Unix epoch
+int64_t NowMicros();
+
+// The value of a proto3 enum field as decoded by nanopb. proto3 enums are open: the wire may carry
+// numbers outside the C enum's range, and loading such a value through the enum type is undefined
+// behaviour in C++ (found by the fuzzer), so the bytes are read as an int.
+template <typename E>
+int32_t EnumValue(const E& e) {
+  static_assert(sizeof(E) == sizeof(int32_t), "nanopb enums are int-sized");
+  int32_t v;
+  std::memcpy(&v, &e, sizeof(v));
+  return v;
+}  // wall clock, microseconds since the Unix epoch
 
 }  // namespace kairos::bridge
