@@ -69,6 +69,7 @@ struct KbOptions
    int               connect_timeout_ms;
    int               close_flush_ms;
    int               max_batch_ticks;
+   int               idle_spin_us;
   };
 
 struct KbCommand

@@ -97,6 +97,8 @@ typedef struct KbOptions {
   int32_t connect_timeout_ms;     /* TCP connect plus Welcome: 2000 */
   int32_t close_flush_ms;         /* kb_close waits at most this long to flush queued data: 500 (max 2000) */
   int32_t max_batch_ticks;        /* ticks per TickBatch frame, 1..256: 256 */
+  int32_t idle_spin_us;           /* after sending ticks, poll the ring this long before sleeping, so
+                                     pushes in a burst need no wake-up system call: 200 (0 = off) */
 } KbOptions;
 
 /* An order command for the EA (execution service -> bridge), written by kb_poll_command. */
@@ -241,7 +243,7 @@ typedef struct KbCounters {
 
 #if defined(__cplusplus)
 static_assert(sizeof(KbMqlTick) == 60, "MqlTick is 60 bytes");
-static_assert(sizeof(KbOptions) == 44, "KbOptions layout");
+static_assert(sizeof(KbOptions) == 48, "KbOptions layout");
 static_assert(sizeof(KbCommand) == 232, "KbCommand layout");
 static_assert(sizeof(KbOrderResult) == 92, "KbOrderResult layout");
 static_assert(sizeof(KbTransaction) == 104, "KbTransaction layout");

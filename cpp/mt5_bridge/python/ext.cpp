@@ -67,6 +67,8 @@ class Bridge {
         o.close_flush_ms = v;
       else if (key == "max_batch_ticks")
         o.max_batch_ticks = v;
+      else if (key == "idle_spin_us")
+        o.idle_spin_us = v;
       else
         throw py::value_error("unknown bridge option: " + key);
     }

@@ -53,6 +53,7 @@ void NormalizeOptions(KbOptions* o) {
   d.connect_timeout_ms = 2000;
   d.close_flush_ms = 500;
   d.max_batch_ticks = 256;
+  d.idle_spin_us = 200;
   auto pick = [](int32_t v, int32_t def, int lo, int hi) { return v <= 0 ? def : Clamp(v, lo, hi); };
   o->struct_size = sizeof(KbOptions);
   o->tick_queue_capacity = pick(o->tick_queue_capacity, d.tick_queue_capacity, 1024, 1 << 24);
@@ -65,6 +66,7 @@ void NormalizeOptions(KbOptions* o) {
   o->connect_timeout_ms = pick(o->connect_timeout_ms, d.connect_timeout_ms, 10, 60000);
   o->close_flush_ms = o->close_flush_ms < 0 ? d.close_flush_ms : Clamp(o->close_flush_ms, 0, 2000);
   o->max_batch_ticks = pick(o->max_batch_ticks, d.max_batch_ticks, 1, 256);
+  o->idle_spin_us = o->idle_spin_us < 0 ? d.idle_spin_us : Clamp(o->idle_spin_us, 0, 10000);
 }
 
 Client::Client(const Config& config) : config_(config), rng_(Seed()) {
@@ -72,7 +74,9 @@ Client::Client(const Config& config) : config_(config), rng_(Seed()) {
   if (session_id_ == 0) session_id_ = 1;
   uint64_t cap = 1;
   while (cap < static_cast<uint64_t>(config_.options.tick_queue_capacity)) cap <<= 1;
-  ring_.reset(new TickRec[cap]);
+  // Zero-filled here so every page of the ring is mapped before the first push: a page fault on the
+  // terminal thread would cost microseconds.
+  ring_.reset(new TickRec[cap]());
   mask_ = cap - 1;
   infos_.resize(KB_MAX_SYMBOLS);
   scratch_.reset(new kairos_bridge_v1_Frame);
@@ -250,7 +254,9 @@ int Client::PushTicks(const std::string& symbol, int32_t digits, const KbMqlTick
     head_.store(head, std::memory_order_release);
   }
   n_.ticks_queued.fetch_add(static_cast<uint64_t>(valid), std::memory_order_relaxed);
-  WakeIfSleeping();
+  // While the collector is not connected the ticks wait in the ring: waking the thread would only
+  // cost this (terminal) thread a system call per push.
+  if (n_.md_connected.load(std::memory_order_relaxed) != 0) WakeIfSleeping();
   if (valid < count) {
     n_.ticks_rejected.fetch_add(static_cast<uint64_t>(count - valid), std::memory_order_relaxed);
     return KB_PARTIAL;
@@ -814,6 +820,7 @@ void Client::PumpTicks(Conn& c) {
     tail_.store(tail, std::memory_order_release);
     Enqueue(c, std::move(body), n);
     n_.ticks_sent.fetch_add(n, std::memory_order_relaxed);
+    last_pump_ms_ = NowMs();
     frames++;
   }
 }
@@ -907,6 +914,19 @@ void Client::RunLoop() {
     }
     if (stopping) wait = std::min<int64_t>(wait, 5);
     const bool md_can_pump = md_.state == State::kReady && md_.out.size() - md_.out_off < kOutHighWater;
+    // Right after sending ticks, poll the ring a little before sleeping: pushes in a burst (OnTimer
+    // batches, a replay) then find the thread awake and cost the terminal no wake-up system call.
+    if (wait > 0 && md_can_pump && config_.options.idle_spin_us > 0 && last_pump_ms_ >= now - 10) {
+      const auto until =
+          std::chrono::steady_clock::now() + std::chrono::microseconds(config_.options.idle_spin_us);
+      while (std::chrono::steady_clock::now() < until && !stop_.load(std::memory_order_relaxed)) {
+        if (head_.load(std::memory_order_acquire) != tail_.load(std::memory_order_relaxed)) {
+          wait = 0;
+          break;
+        }
+        std::this_thread::yield();
+      }
+    }
     if (wait > 0) {
       sleeping_.store(true);
       std::atomic_thread_fence(std::memory_order_seq_cst);

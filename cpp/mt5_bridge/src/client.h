@@ -203,6 +203,7 @@ class Client {
   std::unordered_map<uint64_t, std::vector<uint8_t>> dup_results_;
   std::deque<uint64_t> dup_order_;
   uint64_t rng_;
+  int64_t last_pump_ms_ = -1000000;  // when ticks were last sent (network thread)
 };
 
 }  // namespace kairos::bridge

@@ -158,6 +158,24 @@ void TestPeer::Serve(int fd) {
       bool any_seq = false;
       while (off < in.size()) {
         size_t used = 0;
+        if (opt_.light_ticks && conn_fd_.load() >= 0) {
+          // Varint length, then a frame the light parser may take whole.
+          uint64_t len = 0;
+          size_t i = off;
+          int shift = 0;
+          while (i < in.size() && shift < 64) {
+            len |= static_cast<uint64_t>(in[i] & 0x7F) << shift;
+            shift += 7;
+            if ((in[i++] & 0x80) == 0) break;
+          }
+          if (i <= in.size() && (in[i - 1] & 0x80) == 0 && in.size() - i >= len) {
+            if (LightTicks(in.data() + i, static_cast<size_t>(len))) {
+              off = i + static_cast<size_t>(len);
+              any_seq = true;
+              continue;
+            }
+          }
+        }
         ReadStatus st = ReadFrame(in.data() + off, in.size() - off, f.get(), &used);
         if (st == ReadStatus::kNeedMore) break;
         if (st != ReadStatus::kFrame) return;  // malformed: close, as a server does
@@ -195,6 +213,81 @@ void TestPeer::Serve(int fd) {
       if (!WriteFrame(fd, hb.get())) return;
     }
   }
+}
+
+namespace {
+
+bool Varint(const uint8_t*& p, const uint8_t* end, uint64_t* v) {
+  *v = 0;
+  for (int shift = 0; p < end && shift < 64; shift += 7) {
+    const uint8_t b = *p++;
+    *v |= static_cast<uint64_t>(b & 0x7F) << shift;
+    if ((b & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// Counts a TickBatch frame by walking its fields (sequence column only); false for anything else,
+// which then takes the full decode.
+bool TestPeer::LightTicks(const uint8_t* p, size_t n) {
+  const uint8_t* end = p + n;
+  uint64_t seq = 0, key = 0, len = 0;
+  const uint8_t* batch = nullptr;
+  size_t batch_len = 0;
+  while (p < end) {
+    if (!Varint(p, end, &key)) return false;
+    const uint32_t field = static_cast<uint32_t>(key >> 3), wt = key & 7;
+    if (wt == 0) {
+      uint64_t v;
+      if (!Varint(p, end, &v)) return false;
+      if (field == 1) seq = v;
+    } else if (wt == 2) {
+      if (!Varint(p, end, &len) || static_cast<uint64_t>(end - p) < len) return false;
+      if (field != 14) return false;
+      batch = p;
+      batch_len = static_cast<size_t>(len);
+      p += len;
+    } else {
+      return false;
+    }
+  }
+  if (batch == nullptr || seq == 0) return false;
+  std::string symbol;
+  uint64_t count = 0, first = 0, last = 0;
+  const uint8_t* q = batch;
+  const uint8_t* qend = batch + batch_len;
+  while (q < qend) {
+    if (!Varint(q, qend, &key)) return false;
+    const uint32_t field = static_cast<uint32_t>(key >> 3), wt = key & 7;
+    if (wt != 2) return false;  // every TickBatch field is a string or a packed column
+    if (!Varint(q, qend, &len) || static_cast<uint64_t>(qend - q) < len) return false;
+    if (field == 1) symbol.assign(reinterpret_cast<const char*>(q), static_cast<size_t>(len));
+    if (field == 8) {
+      const uint8_t* r = q;
+      const uint8_t* rend = q + len;
+      uint64_t v;
+      while (r < rend && Varint(r, rend, &v)) {
+        if (count == 0) first = v;
+        last = v;
+        count++;
+      }
+    }
+    q += len;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t& processed = processed_[{session_, channel_}];
+  if (seq <= processed) {
+    duplicates_++;
+    return true;
+  }
+  processed = seq;
+  uint64_t& prev = last_tick_seq_[symbol];
+  if (count != 0 && (first != prev + 1 || last != first + count - 1)) tick_gaps_++;
+  prev = last;
+  tick_count_ += count;
+  return true;
 }
 
 bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {

@@ -36,6 +36,7 @@ class TestPeer {
     bool send_heartbeats = true;  // answer with heartbeats (liveness)
     bool keep_ticks = true;       // store every tick (tests); false counts only (benchmark)
     bool welcome = true;          // answer Hello with Welcome
+    bool light_ticks = false;     // benchmark sink: count tick frames without a full nanopb decode
   };
 
   TestPeer();
@@ -79,6 +80,7 @@ class TestPeer {
   void Loop();
   void Serve(int fd);
   bool HandleFrame(int fd, const kairos_bridge_v1_Frame& f);
+  bool LightTicks(const uint8_t* p, size_t n);
   bool WriteFrame(int fd, kairos_bridge_v1_Frame* f);
 
   Options opt_;
