@@ -48,7 +48,7 @@ def mql_param_type(param: str) -> str:
     ref = "&" in param
     array = param.rstrip().endswith("[]")
     words = re.findall(r"\w+", param)
-    base = words[1] if const else words[0]
+    base: str = words[1] if const else words[0]
     if base == "MqlTick":
         base = "KbMqlTick"
     c = MQL_SCALARS.get(base, base)
