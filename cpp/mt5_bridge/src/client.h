@@ -1,0 +1,209 @@
+// One bridge instance (one per EA): the bounded queues the terminal thread touches, and the network
+// thread that owns both TCP connections (collector and execution service). The terminal thread never
+// waits on I/O: push and report take a short uncontended lock, copy, and at most send one byte on a
+// local UDP socket to wake the network thread when it sleeps.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "codec.h"
+#include "kairos/bridge/v1/bridge.pb.h"
+#include "kairos_bridge.h"
+#include "net.h"
+
+namespace kairos::bridge {
+
+struct Config {
+  std::string collector_host;  // empty: market-data channel disabled
+  uint16_t collector_port = 0;
+  std::string execution_host;  // empty: trading channel disabled
+  uint16_t execution_port = 0;
+  kairos_bridge_v1_Hello hello = kairos_bridge_v1_Hello_init_zero;  // channel and session set per connection
+  KbOptions options{};
+};
+
+// Fills defaults into options and clamps every field to its documented range.
+void NormalizeOptions(KbOptions* options);
+
+class Client {
+ public:
+  explicit Client(const Config& config);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  int Start();  // opens the waker and starts the network thread
+  void Stop();  // flushes (bounded), stops and joins; idempotent
+
+  bool has_market_data() const { return !config_.collector_host.empty(); }
+  bool has_trading() const { return !config_.execution_host.empty(); }
+  uint64_t session_id() const { return session_id_; }
+
+  void SetServerOffset(int64_t ms) { server_offset_ms_.store(ms, std::memory_order_relaxed); }
+  int AnnounceSymbol(const kairos_marketdata_v1_SymbolInfo& info);
+  int PushTicks(const std::string& symbol, int32_t digits, const KbMqlTick* ticks, int32_t count);
+  int PollCommand(KbCommand* out);
+  // Queues sequenced frame bodies for the trading channel, all or none. dup_body (optional) is the
+  // DUPLICATE answer kept for a repeated command_id.
+  int QueueReports(std::vector<std::vector<uint8_t>>* bodies, uint64_t command_id,
+                   std::vector<uint8_t> dup_body);
+
+  // Positions snapshot builder (terminal thread).
+  int PositionsBegin(int64_t time_msc);
+  int PositionsAdd(const kairos_bridge_v1_Position* position, const kairos_bridge_v1_WorkingOrder* order);
+  int PositionsEnd();
+
+  void GetCounters(KbCounters* out) const;
+  std::string LastError() const;
+  bool PollLog(std::string* line);
+
+ private:
+  struct TickRec {
+    int64_t time_msc;
+    double bid, ask, last, volume;
+    uint64_t seq;
+    uint32_t flags;
+    uint16_t sym;
+    uint16_t pad;
+  };
+  struct Symbol {
+    char name[32];
+    std::atomic<uint32_t> rev{0};  // bumped when its SymbolInfo changes; connections re-announce
+    int32_t digits = -1;           // producer side
+    uint64_t next_seq = 1;         // producer side: per-symbol tick sequence
+  };
+  struct Pending {
+    uint64_t seq;
+    std::vector<uint8_t> body;
+    uint32_t ticks;  // ticks in the frame (market data), for the counters
+  };
+  enum class State { kBackoff, kConnecting, kAwaitWelcome, kReady };
+  struct Conn {
+    kairos_bridge_v1_Channel channel;
+    std::string host;
+    uint16_t port = 0;
+    net::Socket fd = net::kInvalid;
+    State state = State::kBackoff;
+    int64_t next_attempt_ms = 0;
+    int64_t deadline_ms = 0;
+    int failures = 0;
+    bool ever_ready = false;
+    std::vector<uint8_t> out;
+    size_t out_off = 0;
+    std::vector<uint8_t> in;
+    uint64_t next_seq = 1;
+    uint64_t processed = 0;  // highest peer sequence processed on this connection (our ack)
+    bool ack_dirty = false;
+    std::deque<Pending> unacked;  // all written on the current connection once kReady
+    int heartbeat_ms = 1000;
+    int64_t last_rx_ms = 0;
+    int64_t last_hb_tx_ms = 0;
+    int64_t peer_hb_time_us = 0;
+    std::vector<uint32_t> announced;  // market data: rev of each symbol last announced
+  };
+  struct Counters {
+    std::atomic<uint64_t> ticks_queued{0}, ticks_sent{0}, ticks_dropped{0}, ticks_rejected{0},
+        ticks_resent{0}, ticks_resend_dropped{0}, frames_sent{0}, frames_received{0}, bytes_sent{0},
+        bytes_received{0}, reconnects{0}, connect_failures{0}, malformed_frames{0}, heartbeats_sent{0},
+        heartbeats_received{0}, duplicate_frames{0}, commands_received{0}, commands_polled{0},
+        commands_duplicate{0}, commands_dropped{0}, reports_queued{0}, reports_acked{0}, reports_resent{0},
+        reports_dropped{0};
+    std::atomic<int32_t> md_connected{0}, tr_connected{0};
+    std::atomic<int64_t> md_rtt_us{-1}, tr_rtt_us{-1};
+  };
+
+  static int64_t NowMs();
+  void Run();
+  void RunLoop();
+  void Log(int code, const std::string& text);
+  void WakeIfSleeping();
+  bool HasLocalWork(bool md_ready) const;
+
+  // Connection handling (network thread).
+  void StartConnect(Conn& c, int64_t now);
+  void OnConnected(Conn& c, int64_t now);
+  void Disconnect(Conn& c, int code, const std::string& why, int64_t now);
+  void ReadFrom(Conn& c, int64_t now);
+  bool HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now);
+  void OnWelcome(Conn& c, const kairos_bridge_v1_Welcome& w, int64_t now);
+  void OnCommand(Conn& c, const kairos_bridge_v1_Frame& f);
+  void OnAck(Conn& c, uint64_t ack);
+  void Enqueue(Conn& c, std::vector<uint8_t> body, uint32_t ticks);
+  void Write(Conn& c, uint64_t seq, const std::vector<uint8_t>& body);
+  void SendHeartbeat(Conn& c, int64_t now);
+  void SendError(Conn& c, kairos_bridge_v1_ErrorCode code, const std::string& msg, uint64_t seq);
+  void Flush(Conn& c, int64_t now);
+  void AnnounceChanged(Conn& c);
+  void PumpTicks(Conn& c);
+  void PumpReports(Conn& c);
+  void QueueResultOnNet(Conn& c, const kairos_bridge_v1_OrderCommand& cmd, const std::string& why);
+  int64_t NextBackoff(Conn& c);
+
+  Config config_;
+  uint64_t session_id_;
+
+  // Tick ring: single consumer (network thread); producers serialised by push_mu_.
+  std::mutex push_mu_;
+  std::unique_ptr<TickRec[]> ring_;
+  uint64_t mask_;
+  alignas(64) std::atomic<uint64_t> head_{0};
+  alignas(64) std::atomic<uint64_t> tail_{0};
+  alignas(64) std::atomic<bool> sleeping_{false};
+  std::atomic<int64_t> server_offset_ms_{0};
+
+  std::array<Symbol, KB_MAX_SYMBOLS> symbols_;
+  std::atomic<int> symbol_count_{0};
+  mutable std::mutex info_mu_;
+  std::vector<kairos_marketdata_v1_SymbolInfo> infos_;  // by symbol index, guarded by info_mu_
+
+  std::mutex cmd_mu_;
+  std::deque<KbCommand> commands_;
+
+  struct ReportIn {
+    std::vector<uint8_t> body;
+    uint64_t command_id;
+    std::vector<uint8_t> dup_body;
+  };
+  std::mutex rep_mu_;
+  std::vector<ReportIn> reports_in_;
+  std::atomic<size_t> reports_pending_{0};  // queued + unacknowledged, bounded by the capacity
+
+  std::mutex pos_mu_;
+  bool pos_open_ = false;
+  int64_t pos_time_ = 0;
+  std::vector<kairos_bridge_v1_Position> pos_positions_;
+  std::vector<kairos_bridge_v1_WorkingOrder> pos_orders_;
+
+  mutable std::mutex log_mu_;
+  std::deque<std::string> logs_;
+  std::string last_error_;
+  std::atomic<int32_t> last_error_code_{0};
+
+  Counters n_;
+
+  // Network thread state.
+  net::Waker waker_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> stopped_{false};
+  Conn md_, tr_;
+  std::unique_ptr<kairos_bridge_v1_Frame> scratch_;  // 22 KB, reused for encoding tick batches
+  std::unordered_set<uint64_t> seen_commands_;
+  std::deque<uint64_t> seen_order_;
+  std::unordered_map<uint64_t, std::vector<uint8_t>> dup_results_;
+  std::deque<uint64_t> dup_order_;
+  uint64_t rng_;
+  int64_t last_pump_ms_ = -1000000;  // when ticks were last sent (network thread)
+};
+
+}  // namespace kairos::bridge

@@ -1,0 +1,517 @@
+// The bridge through its C ABI against a real TCP peer on 127.0.0.1: bad input, queues and counters,
+// ticks from real data arriving intact and in order, commands down and results up, reconnect with
+// resend and no duplicates, malformed frames and heartbeat loss.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kairos_bridge.h"
+#include "test_peer.h"
+#include "test_util.h"
+
+using kairos::bridge::testing::Counters;
+using kairos::bridge::testing::Handle;
+using kairos::bridge::testing::LoadEurusdTicks;
+using kairos::bridge::testing::Open;
+using kairos::bridge::testing::TestPeer;
+using kairos::bridge::testing::W;
+
+namespace {
+
+// A port with no listener: bind an ephemeral port and close it again.
+std::string DeadEndpoint() {
+  TestPeer::Options o;
+  auto* p = new TestPeer(o);
+  std::string ep = p->endpoint();
+  delete p;
+  return ep;
+}
+
+std::vector<KbMqlTick> Ticks() {
+  static std::vector<KbMqlTick> ticks = LoadEurusdTicks(KAIROS_DATA_DIR);
+  return ticks;
+}
+
+kairos_bridge_v1_OrderCommand PlaceCommand(uint64_t id, const char* coid) {
+  kairos_bridge_v1_OrderCommand c = kairos_bridge_v1_OrderCommand_init_zero;
+  c.command_id = id;
+  std::snprintf(c.client_order_id, sizeof(c.client_order_id), "%s", coid);
+  c.kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_PLACE;
+  std::snprintf(c.symbol, sizeof(c.symbol), "EURUSD");
+  c.side = kairos_bridge_v1_Side_SIDE_BUY;
+  c.order_type = kairos_bridge_v1_OrderType_ORDER_TYPE_MARKET;
+  c.has_volume = true;
+  c.volume = {10, 2};
+  c.deviation_points = 20;
+  return c;
+}
+
+KbOrderResult Result(uint64_t command_id) {
+  KbOrderResult r{};
+  r.command_id = command_id;
+  r.status = 1;  // SENT
+  r.retcode = 10009;
+  r.order_ticket = 5000 + command_id;
+  r.deal_ticket = 9000 + command_id;
+  r.volume = 0.1;
+  r.price = 1.12172;
+  r.bid = 1.1212;
+  r.ask = 1.12172;
+  r.price_digits = 5;
+  r.volume_digits = 2;
+  return r;
+}
+
+}  // namespace
+
+TEST(Api, VersionIsReportedAndStatusTextFitsTheBuffer) {
+  EXPECT_EQ(kb_api_version(), KB_API_VERSION);
+  kb_char16 buf[8];
+  buf[5] = 0x7777;
+  buf[6] = 0x7777;
+  EXPECT_EQ(kb_status_text(KB_E_QUEUE_FULL, buf, 5), KB_E_TRUNCATED);
+  EXPECT_EQ(buf[4], 0);
+  EXPECT_EQ(buf[5], 0x7777) << "wrote past the capacity";
+  EXPECT_EQ(kb_status_text(KB_OK, buf, 8), KB_OK);
+  EXPECT_EQ(buf[0], 'o');
+  EXPECT_EQ(kb_status_text(KB_OK, nullptr, 8), KB_E_NULL);
+  EXPECT_EQ(kb_status_text(KB_OK, buf, 0), KB_E_BAD_ARG);
+}
+
+TEST(Api, OpenRefusesBadArgumentsWithStatusCodes) {
+  int64_t h = 0;
+  const auto ok = W("127.0.0.1:7400");
+  const auto empty = W("");
+  const auto name = W("MT5");
+  EXPECT_EQ(kb_open(nullptr, empty.data(), name.data(), 1, name.data(), name.data(), 1, name.data(), 1,
+                    name.data(), 0, nullptr, &h),
+            KB_E_NULL);
+  EXPECT_EQ(kb_open(ok.data(), empty.data(), name.data(), 1, name.data(), name.data(), 1, name.data(), 1,
+                    name.data(), 0, nullptr, nullptr),
+            KB_E_NULL);
+  EXPECT_EQ(Open("", "", &h), KB_E_BAD_ENDPOINT);
+  EXPECT_EQ(Open("127.0.0.1", "", &h), KB_E_BAD_ENDPOINT);
+  EXPECT_EQ(Open("127.0.0.1:0", "", &h), KB_E_BAD_ENDPOINT);
+  EXPECT_EQ(Open("127.0.0.1:70000", "", &h), KB_E_BAD_ENDPOINT);
+  EXPECT_EQ(Open(":7400", "", &h), KB_E_BAD_ENDPOINT);
+  const auto long_name = W(std::string(200, 'x'));
+  EXPECT_EQ(kb_open(ok.data(), empty.data(), long_name.data(), 1, name.data(), name.data(), 1, name.data(), 1,
+                    name.data(), 0, nullptr, &h),
+            KB_E_STRING_TOO_LONG);
+  std::vector<kb_char16> lone = {'M', 0xD800, 'T', 0};  // lone high surrogate
+  EXPECT_EQ(kb_open(ok.data(), empty.data(), lone.data(), 1, name.data(), name.data(), 1, name.data(), 1,
+                    name.data(), 0, nullptr, &h),
+            KB_E_BAD_UTF16);
+  KbOptions o{};
+  o.struct_size = 12;
+  EXPECT_EQ(Open("127.0.0.1:7400", "", &h, &o), KB_E_BAD_ARG);
+  EXPECT_EQ(kb_default_options(&o), KB_E_BAD_ARG);
+  EXPECT_EQ(h, 0);
+}
+
+TEST(Api, CallsAfterCloseAndDoubleCloseReturnBadHandle) {
+  Handle h;
+  ASSERT_EQ(Open(DeadEndpoint(), DeadEndpoint(), &h.h), KB_OK);
+  const int64_t id = h.h;
+  ASSERT_EQ(kb_close(id), KB_OK);
+  h.h = 0;
+  EXPECT_EQ(kb_close(id), KB_E_BAD_HANDLE);
+  const auto ticks = Ticks();
+  EXPECT_EQ(kb_push_ticks(id, W("EURUSD").data(), 5, ticks.data(), 10), KB_E_BAD_HANDLE);
+  KbCommand cmd;
+  EXPECT_EQ(kb_poll_command(id, &cmd), KB_E_BAD_HANDLE);
+  KbCounters c{};
+  EXPECT_EQ(kb_get_counters(id, &c), KB_E_BAD_HANDLE);
+  EXPECT_EQ(kb_close(0), KB_E_BAD_HANDLE);
+  EXPECT_EQ(kb_close(-1), KB_E_BAD_HANDLE);
+}
+
+TEST(Push, BadInputGetsStatusCodesAndIsCounted) {
+  Handle h;
+  ASSERT_EQ(Open(DeadEndpoint(), "", &h.h), KB_OK);
+  auto ticks = Ticks();
+  const auto sym = W("EURUSD");
+  EXPECT_EQ(kb_push_ticks(h.h, sym.data(), 5, nullptr, 10), KB_E_NULL);
+  EXPECT_EQ(kb_push_ticks(h.h, nullptr, 5, ticks.data(), 10), KB_E_NULL);
+  EXPECT_EQ(kb_push_ticks(h.h, sym.data(), 5, ticks.data(), 0), KB_E_BAD_COUNT);
+  EXPECT_EQ(kb_push_ticks(h.h, sym.data(), 5, ticks.data(), -5), KB_E_BAD_COUNT);
+  EXPECT_EQ(kb_push_ticks(h.h, sym.data(), 19, ticks.data(), 1), KB_E_BAD_ARG);
+  EXPECT_EQ(kb_push_ticks(h.h, W("").data(), 5, ticks.data(), 1), KB_E_BAD_ARG);
+  EXPECT_EQ(kb_push_ticks(h.h, W(std::string(40, 'S')).data(), 5, ticks.data(), 1), KB_E_STRING_TOO_LONG);
+  std::vector<KbMqlTick> bad(ticks.begin(), ticks.begin() + 4);
+  bad[1].bid = std::numeric_limits<double>::quiet_NaN();
+  bad[2].ask = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(kb_push_ticks(h.h, sym.data(), 5, bad.data(), 4), KB_PARTIAL);
+  bad[0].bid = -1;
+  bad[3].last = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(kb_push_ticks(h.h, sym.data(), 5, bad.data(), 4), KB_E_NON_FINITE);
+  const KbCounters c = Counters(h.h);
+  EXPECT_EQ(c.ticks_queued, 2u);
+  EXPECT_EQ(c.ticks_rejected, 6u);
+  EXPECT_EQ(c.tick_queue_depth, 2u);
+  EXPECT_EQ(kb_poll_command(h.h, nullptr), KB_E_NULL);
+  KbCommand cmd;
+  EXPECT_EQ(kb_poll_command(h.h, &cmd), KB_E_NO_CHANNEL) << "no execution endpoint was configured";
+}
+
+TEST(Push, FullRingRefusesTheWholeBatchWithACounterAndNeverWaits) {
+  KbOptions o{};
+  ASSERT_EQ(kb_default_options(&o), KB_OK);
+  o.tick_queue_capacity = 1024;
+  Handle h;
+  ASSERT_EQ(Open(DeadEndpoint(), "", &h.h, &o), KB_OK);  // nobody drains the ring
+  const auto ticks = Ticks();
+  const auto sym = W("EURUSD");
+  ASSERT_EQ(kb_push_ticks(h.h, sym.data(), 5, ticks.data(), 1000), KB_OK);
+  EXPECT_EQ(kb_push_ticks(h.h, sym.data(), 5, ticks.data() + 1000, 100), KB_E_QUEUE_FULL);
+  EXPECT_EQ(kb_push_ticks(h.h, sym.data(), 5, ticks.data() + 1000, 24), KB_OK) << "what fits is still taken";
+  KbCounters c = Counters(h.h);
+  EXPECT_EQ(c.ticks_dropped, 100u);
+  EXPECT_EQ(c.ticks_queued, 1024u);
+  EXPECT_EQ(c.tick_queue_depth, 1024u);
+  EXPECT_EQ(c.market_data_connected, 0);
+}
+
+TEST(Ticks, RealTicksArriveIntactAndInOrderAfterTheSymbolInfo) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  const int64_t offset_ms = 2 * 3600 * 1000;  // trade server at UTC+2
+  ASSERT_EQ(kb_set_server_offset(h.h, offset_ms), KB_OK);
+  auto ticks = Ticks();
+  ASSERT_EQ(ticks.size(), 9500u);
+  std::vector<KbMqlTick> server = ticks;
+  for (auto& t : server) t.time_msc += offset_ms;
+  const auto sym = W("EURUSD");
+  for (size_t i = 0; i < server.size(); i += 100)
+    ASSERT_EQ(kb_push_ticks(h.h, sym.data(), 5, server.data() + i,
+                            static_cast<int32_t>(std::min<size_t>(100, server.size() - i))),
+              KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == ticks.size(); }, 10000)) << peer.tick_count();
+  const auto got = peer.ticks();
+  for (size_t i = 0; i < ticks.size(); i++) {
+    ASSERT_EQ(got[i].symbol, "EURUSD");
+    ASSERT_EQ(got[i].time_msc, ticks[i].time_msc) << i;
+    ASSERT_EQ(got[i].bid, ticks[i].bid) << i;
+    ASSERT_EQ(got[i].ask, ticks[i].ask) << i;
+    ASSERT_EQ(got[i].flags, 6u) << i;
+    ASSERT_EQ(got[i].seq, i + 1) << i;
+  }
+  EXPECT_EQ(peer.tick_gaps(), 0u);
+  const auto infos = peer.symbol_infos();
+  ASSERT_GE(infos.size(), 1u);
+  EXPECT_STREQ(infos[0].symbol, "EURUSD");
+  EXPECT_EQ(infos[0].digits, 5u);
+  const auto hellos = peer.hellos();
+  ASSERT_EQ(hellos.size(), 1u);
+  EXPECT_EQ(hellos[0].channel, kairos_bridge_v1_Channel_CHANNEL_MARKET_DATA);
+  EXPECT_EQ(hellos[0].api_version, static_cast<uint32_t>(KB_API_VERSION));
+  EXPECT_STREQ(hellos[0].terminal_name, "MetaTrader 5");
+  EXPECT_EQ(hellos[0].account_login, 1234567);
+  EXPECT_NE(hellos[0].session_id, 0u);
+  const KbCounters c = Counters(h.h);
+  EXPECT_EQ(c.ticks_sent, ticks.size());
+  EXPECT_EQ(c.ticks_dropped, 0u);
+  EXPECT_EQ(c.market_data_connected, 1);
+}
+
+TEST(Ticks, SeveralSymbolsKeepTheirOwnSequences) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  auto ticks = Ticks();
+  const char* names[] = {"EURUSD", "GBPUSD", "USDJPY"};
+  for (int round = 0; round < 10; round++)
+    for (const char* n : names)
+      ASSERT_EQ(kb_push_ticks(h.h, W(n).data(), 5, ticks.data() + round * 50, 50), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 1500; }, 10000));
+  EXPECT_EQ(peer.tick_gaps(), 0u);
+  EXPECT_EQ(peer.symbol_infos().size(), 3u);
+}
+
+TEST(Reconnect, PeerRestartLosesAndDuplicatesNothing) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  auto ticks = Ticks();
+  const auto sym = W("EURUSD");
+  size_t pushed = 0;
+  auto push = [&](size_t n) {
+    for (size_t end = pushed + n; pushed < end; pushed += 50)
+      ASSERT_EQ(kb_push_ticks(h.h, sym.data(), 5, ticks.data() + pushed, 50), KB_OK);
+  };
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
+  push(3000);
+  peer.DropConnection();  // mid-stream: some frames are in flight, unacknowledged
+  push(3000);
+  ASSERT_TRUE(peer.WaitFor(
+      [&] { return peer.connections() == 2 && Counters(h.h).market_data_connected == 1; }, 5000));
+  peer.Restart(200, false);
+  push(3500);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 9500; }, 15000)) << peer.tick_count();
+  EXPECT_EQ(peer.tick_gaps(), 0u);
+  EXPECT_EQ(peer.duplicates(), 0u) << "the bridge resent frames the server had processed";
+  const auto got = peer.ticks();
+  for (size_t i = 0; i < got.size(); i++) ASSERT_EQ(got[i].time_msc, ticks[i].time_msc) << i;
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).reconnects >= 2; }, 5000));
+  EXPECT_EQ(Counters(h.h).ticks_resend_dropped, 0u);
+}
+
+TEST(Reconnect, ServerThatLostItsStateGetsTheSymbolAgainAndEveryUnackedTick) {
+  TestPeer::Options o;
+  o.ack = false;  // nothing is ever acknowledged, so everything stays in the resend buffer
+  TestPeer peer(o);
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  auto ticks = Ticks();
+  for (size_t i = 0; i < 1000; i += 100)
+    ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, ticks.data() + i, 100), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 1000; }, 5000));
+  peer.Restart(100, true);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 2000; }, 5000)) << peer.tick_count();
+  EXPECT_EQ(peer.symbol_infos().size(), 2u) << "announced again before the resent ticks";
+  EXPECT_EQ(Counters(h.h).ticks_resent, 1000u);
+  const auto got = peer.ticks();
+  for (size_t i = 0; i < 1000; i++) ASSERT_EQ(got[1000 + i].seq, got[i].seq);
+}
+
+TEST(Reconnect, ReconnectsWithinOneSecondOfThePeerComingBack) {
+  TestPeer peer;
+  KbOptions o{};
+  kb_default_options(&o);
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h, &o), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
+  peer.Restart(1500, false);  // long enough for the backoff to reach its 1 s cap
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 0; }, 3000));
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 5000));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  // Listener down 1.5 s, then the capped backoff (<= 1 s) plus scheduling slack on a busy machine.
+  EXPECT_LT(waited, std::chrono::milliseconds(1500 + 1000 + 500));
+  EXPECT_GE(Counters(h.h).connect_failures, 1u);
+}
+
+TEST(Trading, CommandsComeDownOnceAndResultsGoUp) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open("", peer.endpoint(), &h.h), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).trading_connected == 1; }, 3000));
+  ASSERT_TRUE(peer.SendCommand(PlaceCommand(41, "K-41")));
+  ASSERT_TRUE(peer.SendCommand(PlaceCommand(41, "K-41")));  // repeated command_id
+  KbCommand cmd{};
+  ASSERT_TRUE(peer.WaitFor([&] { return kb_poll_command(h.h, &cmd) == KB_OK; }, 3000));
+  EXPECT_EQ(cmd.command_id, 41u);
+  EXPECT_EQ(cmd.kind, 1);
+  EXPECT_EQ(cmd.side, 1);
+  EXPECT_EQ(cmd.order_type, 1);
+  EXPECT_DOUBLE_EQ(cmd.volume, 0.10);
+  EXPECT_EQ(cmd.deviation_points, 20u);
+  EXPECT_EQ(cmd.client_order_id[0], 'K');
+  EXPECT_EQ(cmd.client_order_id[4], 0);
+  EXPECT_EQ(cmd.symbol[0], 'E');
+  EXPECT_GT(cmd.received_time_us, 0);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).commands_duplicate == 1; }, 3000));
+  EXPECT_EQ(kb_poll_command(h.h, &cmd), KB_EMPTY) << "the repeated command_id was delivered twice";
+
+  const KbOrderResult r = Result(41);
+  ASSERT_EQ(kb_report_result(h.h, &r, W("K-41").data(), W("Request executed").data()), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.results().size() == 1; }, 3000));
+  auto res = peer.results();
+  EXPECT_EQ(res[0].command_id, 41u);
+  EXPECT_STREQ(res[0].client_order_id, "K-41");
+  EXPECT_EQ(res[0].status, kairos_bridge_v1_BridgeStatus_BRIDGE_STATUS_SENT);
+  EXPECT_EQ(res[0].retcode, 10009);
+  EXPECT_EQ(res[0].price.units, 112172);
+  EXPECT_EQ(res[0].price.scale, 5u);
+  EXPECT_EQ(res[0].volume.units, 10);
+  EXPECT_STREQ(res[0].comment, "Request executed");
+  // The same command again after its result: the bridge answers with a DUPLICATE copy itself.
+  ASSERT_TRUE(peer.SendCommand(PlaceCommand(41, "K-41")));
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.results().size() == 2; }, 3000));
+  res = peer.results();
+  EXPECT_EQ(res[1].status, kairos_bridge_v1_BridgeStatus_BRIDGE_STATUS_DUPLICATE);
+  EXPECT_EQ(res[1].deal_ticket, res[0].deal_ticket);
+  EXPECT_EQ(kb_poll_command(h.h, &cmd), KB_EMPTY);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.last_ack_from_bridge() >= 3; }, 3000))
+      << "commands acknowledged";
+}
+
+TEST(Trading, InvalidCommandsAreAnsweredInvalidAndNeverReachTheEa) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open("", peer.endpoint(), &h.h), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).trading_connected == 1; }, 3000));
+  auto no_kind = PlaceCommand(7, "K-7");
+  no_kind.kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_UNSPECIFIED;
+  auto no_volume = PlaceCommand(8, "K-8");
+  no_volume.has_volume = false;
+  auto bad_utf8 = PlaceCommand(9, "K-9");
+  bad_utf8.client_order_id[1] = static_cast<char>(0xC3);  // truncated two-byte sequence
+  for (const auto& c : {no_kind, no_volume, bad_utf8}) ASSERT_TRUE(peer.SendCommand(c));
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.results().size() == 3; }, 3000));
+  for (const auto& r : peer.results()) {
+    EXPECT_EQ(r.status, kairos_bridge_v1_BridgeStatus_BRIDGE_STATUS_INVALID) << r.command_id;
+    EXPECT_NE(r.comment[0], 0);
+  }
+  KbCommand cmd;
+  EXPECT_EQ(kb_poll_command(h.h, &cmd), KB_EMPTY);
+  EXPECT_EQ(Counters(h.h).commands_dropped, 3u);
+}
+
+TEST(Trading, UnacknowledgedResultsAreResentOnlyAboveResumeAfter) {
+  TestPeer::Options o;
+  o.ack = false;
+  TestPeer peer(o);
+  Handle h;
+  ASSERT_EQ(Open("", peer.endpoint(), &h.h), KB_OK);
+  for (uint64_t id = 1; id <= 10; id++) {
+    const KbOrderResult r = Result(id);
+    ASSERT_EQ(kb_report_result(h.h, &r, W("K").data(), W("").data()), KB_OK);  // queued even while connecting
+  }
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.results().size() == 10; }, 5000));
+  peer.DropConnection();  // the server processed all 10 but never acknowledged them
+  ASSERT_TRUE(
+      peer.WaitFor([&] { return peer.connections() == 2 && Counters(h.h).trading_connected == 1; }, 5000));
+  const KbOrderResult r11 = Result(11);
+  ASSERT_EQ(kb_report_result(h.h, &r11, W("K").data(), W("").data()), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.results().size() == 11; }, 5000));
+  EXPECT_EQ(peer.duplicates(), 0u) << "results at or below resume_after were sent again";
+  EXPECT_EQ(Counters(h.h).reports_acked, 10u) << "Welcome.resume_after acknowledges";
+  peer.Restart(50, true);  // a server without state: resume_after 0, so the one unacked result is resent
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.results().size() == 12; }, 5000));
+  EXPECT_EQ(peer.results()[11].command_id, 11u);
+  EXPECT_EQ(Counters(h.h).reports_resent, 1u);
+}
+
+TEST(Trading, SnapshotsAccountAndTransactionsAreReported) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open("", peer.endpoint(), &h.h), KB_OK);
+  ASSERT_EQ(kb_positions_add_position(h.h, nullptr, W("EURUSD").data(), W("").data()), KB_E_NULL);
+  KbPosition p{};
+  p.side = 1;
+  p.price_digits = 5;
+  p.volume_digits = 2;
+  p.money_digits = 2;
+  p.volume = 0.1;
+  p.price_open = 1.1;
+  EXPECT_EQ(kb_positions_add_position(h.h, &p, W("EURUSD").data(), W("").data()), KB_E_STATE);
+  ASSERT_EQ(kb_positions_begin(h.h, 1577898000000), KB_OK);
+  for (int i = 0; i < 100; i++) {
+    p.ticket = 100 + static_cast<uint64_t>(i);
+    ASSERT_EQ(kb_positions_add_position(h.h, &p, W("EURUSD").data(), W("K-1").data()), KB_OK);
+  }
+  KbWorkingOrder wo{};
+  wo.side = 2;
+  wo.order_type = 2;
+  wo.price_digits = 5;
+  wo.volume_digits = 2;
+  wo.volume = 0.2;
+  wo.price = 1.2;
+  ASSERT_EQ(kb_positions_add_order(h.h, &wo, W("EURUSD").data(), W("").data()), KB_OK);
+  ASSERT_EQ(kb_positions_end(h.h), KB_OK);
+  KbAccount a{};
+  a.login = 1234567;
+  a.balance = 10000.5;
+  a.equity = 10001.25;
+  a.money_digits = 2;
+  a.leverage = 100;
+  a.trade_allowed = 1;
+  ASSERT_EQ(kb_report_account(h.h, &a, W("USD").data()), KB_OK);
+  a.balance = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(kb_report_account(h.h, &a, W("USD").data()), KB_E_NON_FINITE);
+  KbTransaction t{};
+  t.type = 4;
+  t.side = 1;
+  t.deal_ticket = 9041;
+  t.price = 1.12172;
+  t.price_digits = 5;
+  t.volume = 0.1;
+  t.volume_digits = 2;
+  ASSERT_EQ(kb_report_transaction(h.h, &t, W("K-41").data(), W("EURUSD").data()), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.transactions().size() == 1; }, 5000));
+  const auto snaps = peer.positions();
+  ASSERT_EQ(snaps.size(), 2u);
+  EXPECT_EQ(snaps[0].positions_count, 64);
+  EXPECT_EQ(snaps[0].orders_count, 1);
+  EXPECT_FALSE(snaps[0].complete);
+  EXPECT_EQ(snaps[1].positions_count, 36);
+  EXPECT_TRUE(snaps[1].complete);
+  EXPECT_EQ(snaps[1].time_msc, 1577898000000);
+  const auto acc = peer.accounts();
+  ASSERT_EQ(acc.size(), 1u);
+  EXPECT_EQ(acc[0].balance.units, 1000050);
+  EXPECT_EQ(acc[0].equity.units, 1000125);
+  const auto tx = peer.transactions();
+  EXPECT_EQ(tx[0].deal_ticket, 9041u);
+  EXPECT_STREQ(tx[0].client_order_id, "K-41");
+}
+
+TEST(Protocol, MalformedFrameClosesTheConnectionAndTheBridgeReconnects) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
+  ASSERT_TRUE(peer.SendRaw({0x03, 0xFF, 0xFF, 0xFF}));  // a 3-byte frame that is not protobuf
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).malformed_frames == 1; }, 3000));
+  EXPECT_EQ(Counters(h.h).last_error, KB_E_MALFORMED_FRAME);
+  kb_char16 text[128];
+  ASSERT_EQ(kb_last_error(h.h, text, 128), KB_OK);
+  EXPECT_NE(text[0], 0);
+  ASSERT_TRUE(peer.WaitFor(
+      [&] { return peer.connections() == 2 && Counters(h.h).market_data_connected == 1; }, 5000));
+  ASSERT_TRUE(peer.SendRaw({0x80, 0x80, 0x80, 0x01}));  // length prefix of 2 MiB
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).malformed_frames == 2; }, 3000));
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.connections() == 3; }, 5000));
+  // A tick pushed now still arrives: nothing accepted is lost across these reconnects.
+  auto ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, ticks.data(), 10), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 10; }, 5000));
+  kb_char16 line[256];
+  int lines = 0;
+  while (kb_poll_log(h.h, line, 256) == KB_OK) lines++;
+  EXPECT_GE(lines, 2);
+}
+
+TEST(Protocol, SilentPeerIsDeclaredDeadAfterThreeHeartbeatIntervals) {
+  TestPeer::Options o;
+  o.heartbeat_ms = 50;
+  o.send_heartbeats = false;
+  o.ack = false;
+  TestPeer peer(o);
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).last_error == KB_E_HEARTBEAT_TIMEOUT; }, 5000));
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.connections() >= 2; }, 5000));
+}
+
+TEST(Protocol, HeartbeatsMeasureTheRoundTrip) {
+  TestPeer::Options o;
+  o.heartbeat_ms = 50;
+  TestPeer peer(o);
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  ASSERT_TRUE(
+      peer.WaitFor([&] { return Counters(h.h).market_data_rtt_us >= 0 && peer.heartbeats() >= 2; }, 5000));
+  EXPECT_GE(Counters(h.h).heartbeats_received, 1u);
+}
+
+TEST(Close, IsBoundedAndFlushesWhatWasQueued) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), DeadEndpoint(), &h.h), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
+  auto ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, ticks.data(), 5000), KB_OK);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(kb_close(h.h), KB_OK);
+  h.h = 0;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 5000; }, 3000)) << peer.tick_count();
+}

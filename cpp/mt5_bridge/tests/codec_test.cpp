@@ -1,0 +1,160 @@
+// The bridge codec: string conversions at the ABI edge, fixed-point conversion, frame composition
+// (byte-identical to nanopb's own delimited encoding) and the checks on incoming order commands.
+#include "codec.h"
+
+#include <gtest/gtest.h>
+#include <pb_encode.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace kb = kairos::bridge;
+
+TEST(Codec, Utf16ToUtf8HandlesSurrogatePairsAndRefusesLoneSurrogates) {
+  const kb_char16 euro_and_emoji[] = {0x20AC, 0xD83D, 0xDE00, 'A', 0};
+  std::string out;
+  ASSERT_EQ(kb::Utf16ToUtf8(euro_and_emoji, 31, &out), KB_OK);
+  EXPECT_EQ(out,
+            "\xE2\x82\xAC\xF0\x9F\x98\x80"
+            "A");
+  const kb_char16 lone_low[] = {'a', 0xDC00, 0};
+  EXPECT_EQ(kb::Utf16ToUtf8(lone_low, 31, &out), KB_E_BAD_UTF16);
+  const kb_char16 high_at_end[] = {'a', 0xD800, 0};
+  EXPECT_EQ(kb::Utf16ToUtf8(high_at_end, 31, &out), KB_E_BAD_UTF16);
+  EXPECT_EQ(kb::Utf16ToUtf8(nullptr, 31, &out), KB_E_NULL);
+  EXPECT_EQ(kb::Utf16ToUtf8(euro_and_emoji, 6, &out), KB_E_STRING_TOO_LONG);
+  ASSERT_EQ(kb::Utf16ToUtf8Truncate(euro_and_emoji, 6, &out), KB_OK);
+  EXPECT_EQ(out, "\xE2\x82\xAC") << "cut at a character boundary";
+}
+
+TEST(Codec, Utf8ToUtf16NeverWritesPastCapacity) {
+  kb_char16 buf[6];
+  std::fill(std::begin(buf), std::end(buf), 0x7777);
+  EXPECT_EQ(kb::Utf8ToUtf16("EURUSD", 6, buf, 4), KB_E_TRUNCATED);
+  EXPECT_EQ(buf[3], 0);
+  EXPECT_EQ(buf[4], 0x7777);
+  const char emoji[] = "\xF0\x9F\x98\x80";
+  EXPECT_EQ(kb::Utf8ToUtf16(emoji, 4, buf, 3), KB_OK);
+  EXPECT_EQ(buf[0], 0xD83D);
+  EXPECT_EQ(buf[1], 0xDE00);
+  EXPECT_EQ(kb::Utf8ToUtf16(emoji, 4, buf, 2), KB_E_TRUNCATED) << "a pair is never split";
+  EXPECT_EQ(buf[0], 0);
+  for (const char* bad : {"\xC3", "\xC0\x80", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xFF"})
+    EXPECT_EQ(kb::Utf8ToUtf16(bad, std::strlen(bad), buf, 6), KB_E_BAD_ARG) << bad;
+}
+
+TEST(Codec, DecimalsRoundToTheGivenScale) {
+  struct Case {
+    double v;
+    int scale;
+    bool ok;
+    int64_t units;
+  } cases[] = {{1.12172, 5, true, 112172},  {0.1, 2, true, 10},   {-3.5, 1, true, -35},
+               {10000.5, 2, true, 1000050}, {1e300, 5, false, 0}, {std::nan(""), 5, false, 0},
+               {1.0, 19, false, 0},         {1.0, -1, false, 0}};
+  for (const auto& c : cases) {
+    kairos_types_v1_Decimal d{};
+    EXPECT_EQ(kb::ToDecimal(c.v, c.scale, &d), c.ok) << c.v;
+    if (c.ok) {
+      EXPECT_EQ(d.units, c.units) << c.v;
+      EXPECT_EQ(d.scale, static_cast<uint32_t>(c.scale));
+    }
+  }
+  EXPECT_DOUBLE_EQ(kb::FromDecimal({112172, 5}), 1.12172);
+}
+
+TEST(Codec, ComposedFrameIsByteIdenticalToNanopbDelimited) {
+  kairos_bridge_v1_Frame f = kairos_bridge_v1_Frame_init_zero;
+  f.sequence = 300;
+  f.ack = 7;
+  f.sent_time_us = 1577898000123456;
+  f.which_body = kairos_bridge_v1_Frame_heartbeat_tag;
+  f.body.heartbeat.time_us = 1577898000123456;
+  f.body.heartbeat.echo_time_us = 1577898000000001;
+  std::vector<uint8_t> expected(512);
+  pb_ostream_t s = pb_ostream_from_buffer(expected.data(), expected.size());
+  ASSERT_TRUE(pb_encode_ex(&s, kairos_bridge_v1_Frame_fields, &f, PB_ENCODE_DELIMITED));
+  expected.resize(s.bytes_written);
+  std::vector<uint8_t> body, got;
+  ASSERT_TRUE(kb::EncodeBody(f, &body));
+  kb::AppendFrame(f.sequence, f.ack, f.sent_time_us, body.data(), body.size(), &got);
+  EXPECT_EQ(got, expected);
+
+  kairos_bridge_v1_Frame back;
+  size_t used = 0;
+  ASSERT_EQ(kb::ReadFrame(got.data(), got.size(), &back, &used), kb::ReadStatus::kFrame);
+  EXPECT_EQ(used, got.size());
+  EXPECT_EQ(back.sequence, 300u);
+  EXPECT_EQ(back.body.heartbeat.echo_time_us, 1577898000000001);
+  for (size_t cut = 0; cut < got.size(); cut++)
+    EXPECT_EQ(kb::ReadFrame(got.data(), cut, &back, &used), kb::ReadStatus::kNeedMore) << cut;
+}
+
+TEST(Codec, ReadFrameRefusesOversizedAndUndecodableFrames) {
+  kairos_bridge_v1_Frame f;
+  size_t used = 0;
+  const uint8_t two_mib[] = {0x80, 0x80, 0x80, 0x01};
+  EXPECT_EQ(kb::ReadFrame(two_mib, sizeof(two_mib), &f, &used), kb::ReadStatus::kOversized);
+  const uint8_t junk[] = {0x03, 0xFF, 0xFF, 0xFF};
+  EXPECT_EQ(kb::ReadFrame(junk, sizeof(junk), &f, &used), kb::ReadStatus::kMalformed);
+  const uint8_t long_varint[] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01};
+  EXPECT_NE(kb::ReadFrame(long_varint, sizeof(long_varint), &f, &used), kb::ReadStatus::kFrame);
+}
+
+TEST(Codec, CommandChecksRefuseWhatTheEaCouldNotExecute) {
+  auto place = [] {
+    kairos_bridge_v1_OrderCommand c = kairos_bridge_v1_OrderCommand_init_zero;
+    c.command_id = 1;
+    std::strcpy(c.client_order_id, "K-1");
+    std::strcpy(c.symbol, "EURUSD");
+    c.kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_PLACE;
+    c.side = kairos_bridge_v1_Side_SIDE_SELL;
+    c.order_type = kairos_bridge_v1_OrderType_ORDER_TYPE_LIMIT;
+    c.has_volume = true;
+    c.volume = {25, 2};
+    c.has_price = true;
+    c.price = {112500, 5};
+    return c;
+  };
+  KbCommand out;
+  std::string why;
+  ASSERT_TRUE(kb::CommandToKb(place(), &out, &why)) << why;
+  EXPECT_DOUBLE_EQ(out.volume, 0.25);
+  EXPECT_DOUBLE_EQ(out.price, 1.125);
+  struct Case {
+    const char* name;
+    void (*mutate)(kairos_bridge_v1_OrderCommand*);
+  } cases[] = {
+      {"zero id", [](kairos_bridge_v1_OrderCommand* c) { c->command_id = 0; }},
+      {"no kind",
+       [](kairos_bridge_v1_OrderCommand* c) {
+         c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_UNSPECIFIED;
+       }},
+      {"no side", [](kairos_bridge_v1_OrderCommand* c) { c->side = kairos_bridge_v1_Side_SIDE_UNSPECIFIED; }},
+      {"no symbol", [](kairos_bridge_v1_OrderCommand* c) { c->symbol[0] = 0; }},
+      {"no coid", [](kairos_bridge_v1_OrderCommand* c) { c->client_order_id[0] = 0; }},
+      {"zero volume", [](kairos_bridge_v1_OrderCommand* c) { c->volume.units = 0; }},
+      {"negative price", [](kairos_bridge_v1_OrderCommand* c) { c->price.units = -1; }},
+      {"limit without price", [](kairos_bridge_v1_OrderCommand* c) { c->has_price = false; }},
+      {"scale 19", [](kairos_bridge_v1_OrderCommand* c) { c->volume.scale = 19; }},
+      {"bad utf8", [](kairos_bridge_v1_OrderCommand* c) { c->symbol[0] = static_cast<char>(0xFF); }},
+      {"cancel without ticket",
+       [](kairos_bridge_v1_OrderCommand* c) { c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_CANCEL; }},
+      {"close without ticket",
+       [](kairos_bridge_v1_OrderCommand* c) {
+         c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_CLOSE_POSITION;
+       }},
+      {"unknown kind",
+       [](kairos_bridge_v1_OrderCommand* c) { c->kind = static_cast<kairos_bridge_v1_CommandKind>(99); }},
+  };
+  for (const auto& c : cases) {
+    auto cmd = place();
+    c.mutate(&cmd);
+    why.clear();
+    EXPECT_FALSE(kb::CommandToKb(cmd, &out, &why)) << c.name;
+    EXPECT_FALSE(why.empty()) << c.name;
+  }
+}

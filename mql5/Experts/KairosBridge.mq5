@@ -1,0 +1,610 @@
+//+------------------------------------------------------------------+
+//| KairosBridge.mq5: the Kairos bridge Expert Advisor                |
+//|                                                                   |
+//| Forwards every tick of a symbol list to the Kairos collector and  |
+//| executes the execution service's order commands, through          |
+//| kairos_bridge.dll (docs/bridge.md).                               |
+//|                                                                   |
+//| Ticks: OnTimer copies them with CopyTicks(from_msc) from a        |
+//| per-symbol watermark, so none is skipped (OnTick events are       |
+//| dropped while the EA is busy, and sample only the chart symbol).  |
+//| Commands: polled on every timer, executed with CTrade, the result |
+//| (retcode, order and deal tickets) reported back; trade            |
+//| transactions are mapped back to Kairos client order ids.          |
+//| No DLL call waits on the network: the DLL's own thread does I/O.  |
+//+------------------------------------------------------------------+
+#property copyright "Kairos contributors"
+#property version   "0.10"
+#property description "Kairos MT5 bridge: ticks to the collector, orders from the execution service"
+#property strict
+
+#include <Trade/Trade.mqh>
+#include <Generic/HashMap.mqh>
+#include <KairosBridge.mqh>
+
+input string InpCollector     = "127.0.0.1:7400";   // Collector endpoint (host:port, empty = off)
+input string InpExecution     = "127.0.0.1:7600";   // Execution endpoint (host:port, empty = off)
+input string InpSymbols       = "";                 // Symbols to forward, comma-separated (empty = chart symbol)
+input int    InpTimerMs       = 20;                 // Timer period, milliseconds
+input int    InpMaxTicksCopy  = 20000;              // Ticks per CopyTicks call
+input long   InpMagic         = 20261121;           // Magic number of Kairos orders
+input int    InpSnapshotSec   = 5;                  // Account/positions report period, seconds
+
+long     g_handle = 0;
+string   g_symbols[];
+int      g_digits[];
+long     g_watermark[];    // time_msc of the last tick forwarded, per symbol (server time)
+int      g_at_watermark[]; // ticks with time_msc == watermark already forwarded
+CTrade   g_trade;
+CHashMap<ulong, string> g_order_coid;  // order ticket -> client order id
+datetime g_last_snapshot = 0;
+int      g_was_trading_connected = 0;
+
+//--- Milliseconds between trade-server time and UTC; the DLL sends UTC.
+long ServerOffsetMs()
+  {
+   return (long)(TimeTradeServer() - TimeGMT()) * 1000;
+  }
+
+long NowUtcUs()
+  {
+   return (long)TimeGMT() * 1000000 + (long)(GetMicrosecondCount() % 1000000);
+  }
+
+int VolumeDigits(const string symbol)
+  {
+   double step = SymbolInfoDouble(symbol, SYMBOL_VOLUME_STEP);
+   int d = 0;
+   while(d < 8 && MathAbs(step * MathPow(10, d) - MathRound(step * MathPow(10, d))) > 1e-9)
+      d++;
+   return d;
+  }
+
+//--- An order comment is a Kairos client order id only if it fits the 31-byte wire field.
+string CoidFromComment(const string comment)
+  {
+   uchar bytes[];
+   int n = StringToCharArray(comment, bytes, 0, WHOLE_ARRAY, CP_UTF8) - 1;
+   return n <= 31 ? comment : "";
+  }
+
+void PrintBridgeLog()
+  {
+   ushort buf[];
+   ArrayResize(buf, 512);
+   int guard = 0;
+   while(g_handle != 0 && kb_poll_log(g_handle, buf, 512) == KB_OK && guard++ < 100)
+      Print("kairos bridge: ", ShortArrayToString(buf));
+  }
+
+//+------------------------------------------------------------------+
+int OnInit()
+  {
+   if(!TerminalInfoInteger(TERMINAL_DLLS_ALLOWED) || !MQLInfoInteger(MQL_DLLS_ALLOWED))
+     {
+      Print("Kairos bridge: DLL imports are not allowed. Enable 'Allow DLL imports' in the EA settings.");
+      return INIT_FAILED;
+     }
+   if(kb_api_version() != KB_API_VERSION)
+     {
+      PrintFormat("Kairos bridge: kairos_bridge.dll has ABI %d, this EA needs %d", kb_api_version(), KB_API_VERSION);
+      return INIT_FAILED;
+     }
+   string list = InpSymbols == "" ? _Symbol : InpSymbols;
+   string parts[];
+   int n = StringSplit(list, ',', parts);
+   ArrayResize(g_symbols, 0);
+   for(int i = 0; i < n; i++)
+     {
+      string s = parts[i];
+      StringTrimLeft(s);
+      StringTrimRight(s);
+      if(s == "" || !SymbolSelect(s, true))
+        {
+         if(s != "")
+            PrintFormat("Kairos bridge: unknown symbol '%s' skipped", s);
+         continue;
+        }
+      int k = ArraySize(g_symbols);
+      ArrayResize(g_symbols, k + 1);
+      g_symbols[k] = s;
+     }
+   int count = ArraySize(g_symbols);
+   ArrayResize(g_digits, count);
+   ArrayResize(g_watermark, count);
+   ArrayResize(g_at_watermark, count);
+
+   KbOptions options;
+   ZeroMemory(options);
+   options.struct_size = sizeof(KbOptions);
+   kb_default_options(options);
+   int rc = kb_open(InpCollector, InpExecution, TerminalInfoString(TERMINAL_NAME), (int)TerminalInfoInteger(TERMINAL_BUILD),
+                    AccountInfoString(ACCOUNT_COMPANY), AccountInfoString(ACCOUNT_SERVER), AccountInfoInteger(ACCOUNT_LOGIN),
+                    AccountInfoString(ACCOUNT_CURRENCY), TradeModeNumber(), _Symbol, InpMagic, options, g_handle);
+   if(rc != KB_OK)
+     {
+      PrintFormat("Kairos bridge: kb_open failed: %s (%d)", KbStatusText(rc), rc);
+      return INIT_FAILED;
+     }
+   kb_set_server_offset(g_handle, ServerOffsetMs());
+   for(int i = 0; i < count; i++)
+     {
+      string s = g_symbols[i];
+      g_digits[i] = (int)SymbolInfoInteger(s, SYMBOL_DIGITS);
+      kb_announce_symbol(g_handle, s, g_digits[i], SymbolInfoDouble(s, SYMBOL_POINT),
+                         SymbolInfoDouble(s, SYMBOL_TRADE_CONTRACT_SIZE), SymbolInfoDouble(s, SYMBOL_VOLUME_MIN),
+                         SymbolInfoDouble(s, SYMBOL_VOLUME_MAX), SymbolInfoDouble(s, SYMBOL_VOLUME_STEP),
+                         SymbolInfoDouble(s, SYMBOL_TRADE_TICK_SIZE), SymbolInfoDouble(s, SYMBOL_TRADE_TICK_VALUE),
+                         SymbolInfoString(s, SYMBOL_CURRENCY_BASE), SymbolInfoString(s, SYMBOL_CURRENCY_PROFIT),
+                         SymbolInfoString(s, SYMBOL_DESCRIPTION));
+      MqlTick last;
+      // Start at the current tick (inclusive): from here on every tick is forwarded.
+      g_watermark[i] = SymbolInfoTick(s, last) ? (long)last.time_msc : (long)TimeCurrent() * 1000;
+      g_at_watermark[i] = 0;
+     }
+   g_trade.SetExpertMagicNumber((ulong)InpMagic);
+   g_trade.SetAsyncMode(false);
+   if(!EventSetMillisecondTimer(InpTimerMs))
+     {
+      Print("Kairos bridge: cannot start the timer");
+      return INIT_FAILED;
+     }
+   PrintFormat("Kairos bridge: open, %d symbols, collector %s, execution %s", count, InpCollector, InpExecution);
+   return INIT_SUCCEEDED;
+  }
+
+//+------------------------------------------------------------------+
+void OnDeinit(const int reason)
+  {
+   EventKillTimer();
+   if(g_handle != 0)
+     {
+      PrintBridgeLog();
+      // Flushes for at most close_flush_ms and joins the network thread, well within the 2.5 s
+      // the terminal allows OnDeinit.
+      kb_close(g_handle);
+      g_handle = 0;
+     }
+  }
+
+int TradeModeNumber()
+  {
+   switch((ENUM_ACCOUNT_TRADE_MODE)AccountInfoInteger(ACCOUNT_TRADE_MODE))
+     {
+      case ACCOUNT_TRADE_MODE_DEMO:    return 1;
+      case ACCOUNT_TRADE_MODE_CONTEST: return 2;
+      case ACCOUNT_TRADE_MODE_REAL:    return 3;
+     }
+   return 0;
+  }
+
+//+------------------------------------------------------------------+
+//| Forward the ticks of one symbol since its watermark.             |
+//+------------------------------------------------------------------+
+void ForwardTicks(const int i)
+  {
+   for(int round = 0; round < 8; round++)
+     {
+      MqlTick ticks[];
+      int n = CopyTicks(g_symbols[i], ticks, COPY_TICKS_ALL, (ulong)g_watermark[i], InpMaxTicksCopy);
+      if(n <= 0)
+         return;
+      // CopyTicks(from) includes the ticks at the watermark millisecond: skip those already sent.
+      int first = 0;
+      while(first < n && first < g_at_watermark[i] && ticks[first].time_msc == g_watermark[i])
+         first++;
+      int count = n - first;
+      if(count <= 0)
+         return;
+      MqlTick batch[];
+      ArrayCopy(batch, ticks, 0, first, count);
+      int rc = kb_push_ticks(g_handle, g_symbols[i], g_digits[i], batch, count);
+      if(rc == KB_E_QUEUE_FULL)
+         return;  // nothing was queued: the watermark stays and the next timer sends them
+      if(rc != KB_OK && rc != KB_PARTIAL)
+        {
+         PrintFormat("Kairos bridge: kb_push_ticks(%s) failed: %s (%d)", g_symbols[i], KbStatusText(rc), rc);
+         return;
+        }
+      long last = batch[count - 1].time_msc;
+      int same = 0;
+      for(int k = count - 1; k >= 0 && batch[k].time_msc == last; k--)
+         same++;
+      if(last == g_watermark[i])
+         g_at_watermark[i] += same;
+      else
+        {
+         g_watermark[i] = last;
+         g_at_watermark[i] = same;
+        }
+      if(n < InpMaxTicksCopy)
+         return;
+     }
+  }
+
+//+------------------------------------------------------------------+
+void OnTimer()
+  {
+   if(g_handle == 0)
+      return;
+   kb_set_server_offset(g_handle, ServerOffsetMs());
+   for(int i = 0; i < ArraySize(g_symbols); i++)
+      ForwardTicks(i);
+   if(InpExecution != "")
+     {
+      KbCommand cmd;
+      int guard = 0;
+      while(guard++ < 64 && kb_poll_command(g_handle, cmd) == KB_OK)
+         Execute(cmd);
+      KbCounters c;
+      ZeroMemory(c);
+      c.struct_size = sizeof(KbCounters);
+      if(kb_get_counters(g_handle, c) == KB_OK)
+        {
+         // Reconcile right after every (re)connect, then periodically.
+         bool connected_now = c.trading_connected == 1 && g_was_trading_connected == 0;
+         g_was_trading_connected = c.trading_connected;
+         if(connected_now || TimeCurrent() - g_last_snapshot >= InpSnapshotSec)
+           {
+            ReportAccount();
+            ReportPositions();
+            g_last_snapshot = TimeCurrent();
+           }
+        }
+     }
+   PrintBridgeLog();
+  }
+
+//+------------------------------------------------------------------+
+void Report(const KbCommand &cmd, const int status, const string comment)
+  {
+   KbOrderResult r;
+   ZeroMemory(r);
+   string symbol = ShortArrayToString(cmd.symbol);
+   r.command_id = cmd.command_id;
+   r.status = status;
+   r.received_time_us = cmd.received_time_us;
+   r.completed_time_us = NowUtcUs();
+   r.price_digits = symbol == "" ? 5 : (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS);
+   r.volume_digits = symbol == "" ? 2 : VolumeDigits(symbol);
+   int rc = kb_report_result(g_handle, r, ShortArrayToString(cmd.client_order_id), comment);
+   if(rc != KB_OK)
+      PrintFormat("Kairos bridge: kb_report_result failed: %s (%d)", KbStatusText(rc), rc);
+  }
+
+void ReportTrade(const KbCommand &cmd, const bool sent)
+  {
+   KbOrderResult r;
+   ZeroMemory(r);
+   string symbol = ShortArrayToString(cmd.symbol);
+   string coid = ShortArrayToString(cmd.client_order_id);
+   r.command_id = cmd.command_id;
+   r.status = KB_STATUS_SENT;
+   r.retcode = sent || g_trade.ResultRetcode() != 0 ? (int)g_trade.ResultRetcode() : GetLastError();
+   r.order_ticket = g_trade.ResultOrder();
+   r.deal_ticket = g_trade.ResultDeal();
+   r.volume = g_trade.ResultVolume();
+   r.price = g_trade.ResultPrice();
+   r.bid = g_trade.ResultBid();
+   r.ask = g_trade.ResultAsk();
+   r.request_id = g_trade.ResultRequestId();
+   r.price_digits = symbol == "" ? 5 : (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS);
+   r.volume_digits = symbol == "" ? 2 : VolumeDigits(symbol);
+   r.received_time_us = cmd.received_time_us;
+   r.completed_time_us = NowUtcUs();
+   if(r.order_ticket != 0 && coid != "")
+      g_order_coid.TrySetValue(r.order_ticket, coid);
+   int rc = kb_report_result(g_handle, r, coid, g_trade.ResultComment());
+   if(rc != KB_OK)
+      PrintFormat("Kairos bridge: kb_report_result failed: %s (%d)", KbStatusText(rc), rc);
+  }
+
+ENUM_ORDER_TYPE_TIME TimeType(const KbCommand &cmd)
+  {
+   return cmd.expiration_msc > 0 ? ORDER_TIME_SPECIFIED : ORDER_TIME_GTC;
+  }
+
+datetime Expiration(const KbCommand &cmd)
+  {
+   // The command carries UTC; MT5 expects trade-server time.
+   return cmd.expiration_msc > 0 ? (datetime)((cmd.expiration_msc + ServerOffsetMs()) / 1000) : 0;
+  }
+
+//+------------------------------------------------------------------+
+//| Carry out one order command and report what happened.            |
+//+------------------------------------------------------------------+
+void Execute(const KbCommand &cmd)
+  {
+   string symbol = ShortArrayToString(cmd.symbol);
+   string coid = ShortArrayToString(cmd.client_order_id);
+   if(cmd.deadline_time_us != 0 && NowUtcUs() > cmd.deadline_time_us)
+     {
+      Report(cmd, KB_STATUS_EXPIRED, "deadline passed before execution");
+      return;
+     }
+   bool trading = cmd.kind != KB_COMMAND_QUERY_ORDER && cmd.kind != KB_COMMAND_SNAPSHOT;
+   if(trading && (!TerminalInfoInteger(TERMINAL_TRADE_ALLOWED) || !MQLInfoInteger(MQL_TRADE_ALLOWED) ||
+                  !AccountInfoInteger(ACCOUNT_TRADE_EXPERT)))
+     {
+      Report(cmd, KB_STATUS_TRADING_DISABLED, "algo trading is disabled");
+      return;
+     }
+   if(symbol != "" && !SymbolSelect(symbol, true))
+     {
+      Report(cmd, KB_STATUS_INVALID, "unknown symbol");
+      return;
+     }
+   g_trade.SetDeviationInPoints(cmd.deviation_points);
+   bool ok = false;
+   switch(cmd.kind)
+     {
+      case KB_COMMAND_PLACE:
+        {
+         bool buy = cmd.side == KB_SIDE_BUY;
+         if(cmd.order_type == KB_ORDER_MARKET)
+            ok = buy ? g_trade.Buy(cmd.volume, symbol, 0.0, cmd.stop_loss, cmd.take_profit, coid)
+                     : g_trade.Sell(cmd.volume, symbol, 0.0, cmd.stop_loss, cmd.take_profit, coid);
+         else if(cmd.order_type == KB_ORDER_LIMIT)
+            ok = buy ? g_trade.BuyLimit(cmd.volume, cmd.price, symbol, cmd.stop_loss, cmd.take_profit, TimeType(cmd), Expiration(cmd), coid)
+                     : g_trade.SellLimit(cmd.volume, cmd.price, symbol, cmd.stop_loss, cmd.take_profit, TimeType(cmd), Expiration(cmd), coid);
+         else if(cmd.order_type == KB_ORDER_STOP)
+            ok = buy ? g_trade.BuyStop(cmd.volume, cmd.price, symbol, cmd.stop_loss, cmd.take_profit, TimeType(cmd), Expiration(cmd), coid)
+                     : g_trade.SellStop(cmd.volume, cmd.price, symbol, cmd.stop_loss, cmd.take_profit, TimeType(cmd), Expiration(cmd), coid);
+         else
+            ok = g_trade.OrderOpen(symbol, buy ? ORDER_TYPE_BUY_STOP_LIMIT : ORDER_TYPE_SELL_STOP_LIMIT, cmd.volume,
+                                   cmd.stop_limit_price, cmd.price, cmd.stop_loss, cmd.take_profit, TimeType(cmd),
+                                   Expiration(cmd), coid);
+         ReportTrade(cmd, ok);
+         return;
+        }
+      case KB_COMMAND_CANCEL:
+         ok = g_trade.OrderDelete(cmd.order_ticket);
+         ReportTrade(cmd, ok);
+         return;
+      case KB_COMMAND_MODIFY:
+         ok = g_trade.OrderModify(cmd.order_ticket, cmd.price, cmd.stop_loss, cmd.take_profit, TimeType(cmd),
+                                  Expiration(cmd), cmd.stop_limit_price);
+         ReportTrade(cmd, ok);
+         return;
+      case KB_COMMAND_CLOSE_POSITION:
+         ok = cmd.volume > 0 ? g_trade.PositionClosePartial(cmd.position_ticket, cmd.volume)
+                             : g_trade.PositionClose(cmd.position_ticket);
+         ReportTrade(cmd, ok);
+         return;
+      case KB_COMMAND_QUERY_ORDER:
+         QueryOrder(cmd);
+         return;
+      case KB_COMMAND_SNAPSHOT:
+         ReportAccount();
+         ReportPositions();
+         Report(cmd, KB_STATUS_QUERY_RESULT, "snapshot sent");
+         return;
+     }
+   Report(cmd, KB_STATUS_INVALID, "unknown command kind");
+  }
+
+//--- Answers QUERY_ORDER: the order's state (retcode = ENUM_ORDER_STATE) and its deal, if any.
+void QueryOrder(const KbCommand &cmd)
+  {
+   KbOrderResult r;
+   ZeroMemory(r);
+   string symbol = ShortArrayToString(cmd.symbol);
+   string coid = ShortArrayToString(cmd.client_order_id);
+   r.command_id = cmd.command_id;
+   r.status = KB_STATUS_QUERY_RESULT;
+   r.retcode = -1;  // not found
+   r.price_digits = symbol == "" ? 5 : (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS);
+   r.volume_digits = symbol == "" ? 2 : VolumeDigits(symbol);
+   r.received_time_us = cmd.received_time_us;
+   ulong ticket = cmd.order_ticket;
+   HistorySelect(TimeCurrent() - 7 * 86400, TimeCurrent() + 86400);
+   if(ticket == 0 && coid != "")
+     {
+      for(int i = HistoryOrdersTotal() - 1; i >= 0 && ticket == 0; i--)
+        {
+         ulong t = HistoryOrderGetTicket(i);
+         if(HistoryOrderGetString(t, ORDER_COMMENT) == coid)
+            ticket = t;
+        }
+      for(int i = OrdersTotal() - 1; i >= 0 && ticket == 0; i--)
+        {
+         ulong t = OrderGetTicket(i);
+         if(OrderGetString(ORDER_COMMENT) == coid)
+            ticket = t;
+        }
+     }
+   if(ticket != 0 && OrderSelect(ticket))
+     {
+      r.order_ticket = ticket;
+      r.retcode = (int)OrderGetInteger(ORDER_STATE);
+      r.volume = OrderGetDouble(ORDER_VOLUME_CURRENT);
+      r.price = OrderGetDouble(ORDER_PRICE_OPEN);
+     }
+   else if(ticket != 0 && HistoryOrderSelect(ticket))
+     {
+      r.order_ticket = ticket;
+      r.retcode = (int)HistoryOrderGetInteger(ticket, ORDER_STATE);
+      r.volume = HistoryOrderGetDouble(ticket, ORDER_VOLUME_INITIAL) - HistoryOrderGetDouble(ticket, ORDER_VOLUME_CURRENT);
+      for(int i = HistoryDealsTotal() - 1; i >= 0; i--)
+        {
+         ulong d = HistoryDealGetTicket(i);
+         if((ulong)HistoryDealGetInteger(d, DEAL_ORDER) == ticket)
+           {
+            r.deal_ticket = d;
+            r.price = HistoryDealGetDouble(d, DEAL_PRICE);
+            break;
+           }
+        }
+     }
+   r.completed_time_us = NowUtcUs();
+   kb_report_result(g_handle, r, coid, r.retcode < 0 ? "order not found" : "order state in retcode");
+  }
+
+//+------------------------------------------------------------------+
+void ReportAccount()
+  {
+   KbAccount a;
+   ZeroMemory(a);
+   a.login = AccountInfoInteger(ACCOUNT_LOGIN);
+   a.balance = AccountInfoDouble(ACCOUNT_BALANCE);
+   a.equity = AccountInfoDouble(ACCOUNT_EQUITY);
+   a.margin = AccountInfoDouble(ACCOUNT_MARGIN);
+   a.margin_free = AccountInfoDouble(ACCOUNT_MARGIN_FREE);
+   a.margin_level = AccountInfoDouble(ACCOUNT_MARGIN_LEVEL);
+   a.money_digits = (int)AccountInfoInteger(ACCOUNT_CURRENCY_DIGITS);
+   a.leverage = (uint)AccountInfoInteger(ACCOUNT_LEVERAGE);
+   a.trade_allowed = AccountInfoInteger(ACCOUNT_TRADE_ALLOWED) && AccountInfoInteger(ACCOUNT_TRADE_EXPERT) ? 1 : 0;
+   a.time_msc = (long)TimeGMT() * 1000;
+   kb_report_account(g_handle, a, AccountInfoString(ACCOUNT_CURRENCY));
+  }
+
+int SideOfOrderType(const long type)
+  {
+   switch((ENUM_ORDER_TYPE)type)
+     {
+      case ORDER_TYPE_BUY: case ORDER_TYPE_BUY_LIMIT: case ORDER_TYPE_BUY_STOP: case ORDER_TYPE_BUY_STOP_LIMIT:
+         return KB_SIDE_BUY;
+      case ORDER_TYPE_SELL: case ORDER_TYPE_SELL_LIMIT: case ORDER_TYPE_SELL_STOP: case ORDER_TYPE_SELL_STOP_LIMIT:
+         return KB_SIDE_SELL;
+     }
+   return 0;
+  }
+
+int KairosOrderType(const long type)
+  {
+   switch((ENUM_ORDER_TYPE)type)
+     {
+      case ORDER_TYPE_BUY_LIMIT: case ORDER_TYPE_SELL_LIMIT: return KB_ORDER_LIMIT;
+      case ORDER_TYPE_BUY_STOP: case ORDER_TYPE_SELL_STOP: return KB_ORDER_STOP;
+      case ORDER_TYPE_BUY_STOP_LIMIT: case ORDER_TYPE_SELL_STOP_LIMIT: return KB_ORDER_STOP_LIMIT;
+     }
+   return KB_ORDER_MARKET;
+  }
+
+void ReportPositions()
+  {
+   int money = (int)AccountInfoInteger(ACCOUNT_CURRENCY_DIGITS);
+   if(kb_positions_begin(g_handle, (long)TimeGMT() * 1000) != KB_OK)
+      return;
+   for(int i = 0; i < PositionsTotal(); i++)
+     {
+      ulong ticket = PositionGetTicket(i);
+      if(ticket == 0)
+         continue;
+      string symbol = PositionGetString(POSITION_SYMBOL);
+      KbPosition p;
+      ZeroMemory(p);
+      p.ticket = ticket;
+      p.side = PositionGetInteger(POSITION_TYPE) == POSITION_TYPE_BUY ? KB_SIDE_BUY : KB_SIDE_SELL;
+      p.price_digits = (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS);
+      p.volume_digits = VolumeDigits(symbol);
+      p.money_digits = money;
+      p.volume = PositionGetDouble(POSITION_VOLUME);
+      p.price_open = PositionGetDouble(POSITION_PRICE_OPEN);
+      p.stop_loss = PositionGetDouble(POSITION_SL);
+      p.take_profit = PositionGetDouble(POSITION_TP);
+      p.profit = PositionGetDouble(POSITION_PROFIT);
+      p.swap = PositionGetDouble(POSITION_SWAP);
+      p.magic = PositionGetInteger(POSITION_MAGIC);
+      p.time_msc = PositionGetInteger(POSITION_TIME_MSC) - ServerOffsetMs();
+      kb_positions_add_position(g_handle, p, symbol, CoidFromComment(PositionGetString(POSITION_COMMENT)));
+     }
+   for(int i = 0; i < OrdersTotal(); i++)
+     {
+      ulong ticket = OrderGetTicket(i);
+      if(ticket == 0)
+         continue;
+      string symbol = OrderGetString(ORDER_SYMBOL);
+      KbWorkingOrder o;
+      ZeroMemory(o);
+      o.ticket = ticket;
+      o.side = SideOfOrderType(OrderGetInteger(ORDER_TYPE));
+      o.order_type = KairosOrderType(OrderGetInteger(ORDER_TYPE));
+      o.price_digits = (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS);
+      o.volume_digits = VolumeDigits(symbol);
+      o.volume = OrderGetDouble(ORDER_VOLUME_CURRENT);
+      o.price = OrderGetDouble(ORDER_PRICE_OPEN);
+      o.time_msc = OrderGetInteger(ORDER_TIME_SETUP_MSC) - ServerOffsetMs();
+      kb_positions_add_order(g_handle, o, symbol, CoidFromComment(OrderGetString(ORDER_COMMENT)));
+     }
+   kb_positions_end(g_handle);
+  }
+
+//+------------------------------------------------------------------+
+//| Trade transactions, mapped back to Kairos client order ids.       |
+//+------------------------------------------------------------------+
+int TransactionTypeNumber(const ENUM_TRADE_TRANSACTION_TYPE type)
+  {
+   switch(type)
+     {
+      case TRADE_TRANSACTION_ORDER_ADD:      return 1;
+      case TRADE_TRANSACTION_ORDER_UPDATE:   return 2;
+      case TRADE_TRANSACTION_ORDER_DELETE:   return 3;
+      case TRADE_TRANSACTION_DEAL_ADD:       return 4;
+      case TRADE_TRANSACTION_DEAL_UPDATE:    return 5;
+      case TRADE_TRANSACTION_DEAL_DELETE:    return 6;
+      case TRADE_TRANSACTION_HISTORY_ADD:    return 7;
+      case TRADE_TRANSACTION_HISTORY_UPDATE: return 8;
+      case TRADE_TRANSACTION_HISTORY_DELETE: return 9;
+      case TRADE_TRANSACTION_POSITION:       return 10;
+      case TRADE_TRANSACTION_REQUEST:        return 11;
+     }
+   return 0;
+  }
+
+string ClientOrderId(const MqlTradeTransaction &trans)
+  {
+   string coid = "";
+   if(trans.order != 0 && g_order_coid.TryGetValue(trans.order, coid))
+      return coid;
+   // Not placed by this EA session (e.g. after a restart): the order comment carries the id.
+   if(trans.order != 0)
+     {
+      if(OrderSelect(trans.order))
+         coid = OrderGetString(ORDER_COMMENT);
+      else if(HistoryOrderSelect(trans.order))
+         coid = HistoryOrderGetString(trans.order, ORDER_COMMENT);
+     }
+   if(coid == "" && trans.deal != 0 && HistoryDealSelect(trans.deal))
+     {
+      ulong order = (ulong)HistoryDealGetInteger(trans.deal, DEAL_ORDER);
+      if(!g_order_coid.TryGetValue(order, coid) && HistoryOrderSelect(order))
+         coid = HistoryOrderGetString(order, ORDER_COMMENT);
+     }
+   return CoidFromComment(coid);
+  }
+
+void OnTradeTransaction(const MqlTradeTransaction &trans, const MqlTradeRequest &request, const MqlTradeResult &result)
+  {
+   if(g_handle == 0 || InpExecution == "")
+      return;
+   KbTransaction t;
+   ZeroMemory(t);
+   string symbol = trans.symbol;
+   t.type = TransactionTypeNumber(trans.type);
+   t.order_ticket = trans.order;
+   t.deal_ticket = trans.deal;
+   t.position_ticket = trans.position;
+   t.mt5_order_type = (int)trans.order_type;
+   t.mt5_order_state = (int)trans.order_state;
+   t.mt5_deal_type = (int)trans.deal_type;
+   t.side = trans.deal != 0 ? (trans.deal_type == DEAL_TYPE_BUY ? KB_SIDE_BUY : (trans.deal_type == DEAL_TYPE_SELL ? KB_SIDE_SELL : 0))
+                            : SideOfOrderType(trans.order_type);
+   t.price_digits = symbol == "" ? 5 : (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS);
+   t.volume_digits = symbol == "" ? 2 : VolumeDigits(symbol);
+   t.money_digits = (int)AccountInfoInteger(ACCOUNT_CURRENCY_DIGITS);
+   t.price = trans.price;
+   t.volume = trans.volume;
+   t.stop_loss = trans.price_sl;
+   t.take_profit = trans.price_tp;
+   t.time_msc = (long)TimeGMT() * 1000;
+   if(trans.type == TRADE_TRANSACTION_DEAL_ADD && HistoryDealSelect(trans.deal))
+     {
+      t.commission = HistoryDealGetDouble(trans.deal, DEAL_COMMISSION);
+      t.time_msc = HistoryDealGetInteger(trans.deal, DEAL_TIME_MSC) - ServerOffsetMs();
+     }
+   int rc = kb_report_transaction(g_handle, t, ClientOrderId(trans), symbol);
+   if(rc != KB_OK)
+      PrintFormat("Kairos bridge: kb_report_transaction failed: %s (%d)", KbStatusText(rc), rc);
+  }
+//+------------------------------------------------------------------+

@@ -1,0 +1,139 @@
+"""The Windows DLL under Wine (run by `make test-bridge-wine`, part of `make test`).
+
+Not collected by the plain pytest run (the file name does not start with test_): it needs the
+MinGW-w64 build in $KAIROS_BRIDGE_WIN_DIR, which `make bridge-dll` produces, and fails if it is
+missing. A loader .exe loads kairos_bridge.dll with LoadLibraryW/GetProcAddress and drives it as the
+Expert Advisor does against two real TCP peers on 127.0.0.1; the peers check every tick and result.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from kairos.bridge.peer import BridgePeer
+from kairos.bridge.v1 import bridge_pb2
+from kairos.types.v1 import types_pb2
+
+REPO = Path(__file__).resolve().parents[3]
+HEADER = REPO / "cpp/mt5_bridge/include/kairos_bridge.h"
+TICKS_CSV = REPO.parent / "shared/data/eurusd-ticks-2020-01-01.csv"
+SERVER_OFFSET_MS = 2 * 3600 * 1000  # the loader sets it as the EA would; the bridge removes it
+
+
+@pytest.fixture(scope="module")
+def win_dir() -> Path:
+    value = os.environ.get("KAIROS_BRIDGE_WIN_DIR")
+    assert value, "KAIROS_BRIDGE_WIN_DIR is not set: run `make test-bridge-wine`"
+    path = Path(value)
+    assert (path / "kairos_bridge.dll").is_file(), f"{path}/kairos_bridge.dll missing: run `make bridge-dll`"
+    return path
+
+
+def read_ticks() -> list[tuple[int, float, float]]:
+    import calendar
+    import time
+
+    out = []
+    for line in TICKS_CSV.read_text().splitlines():
+        stamp, bid, ask, _ = line.split(",")
+        day, clock = stamp.split(" ")
+        t = time.strptime(day + clock[:6], "%Y%m%d%H%M%S")
+        out.append((calendar.timegm(t) * 1000 + int(clock[6:9]), float(bid), float(ask)))
+    return out
+
+
+def test_dll_imports_only_kernel32_msvcrt_ws2_32_and_exports_the_header(win_dir: Path) -> None:
+    objdump = shutil.which("x86_64-w64-mingw32-objdump") or "objdump"
+    dump = subprocess.run(
+        [objdump, "-p", str(win_dir / "kairos_bridge.dll")], check=True, capture_output=True, text=True
+    ).stdout
+    imports = {m.upper() for m in re.findall(r"DLL Name: (\S+)", dump)}
+    assert imports == {"KERNEL32.DLL", "MSVCRT.DLL", "WS2_32.DLL"}, imports
+    exported = set(re.findall(r"^\s*\[\s*\d+\]\s+(\w+)$", dump, re.MULTILINE))
+    declared = set(re.findall(r"KB_API\s+[\w\s\*]+?\b(kb_\w+)\(", HEADER.read_text()))
+    assert declared and exported == declared, exported ^ declared
+
+
+def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> None:
+    wine = shutil.which("wine")
+    assert wine, "wine is not installed (APT_PACKAGES in mk/bridge.mk)"
+    expected = read_ticks()
+    commands = [
+        bridge_pb2.OrderCommand(
+            command_id=100 + i,
+            client_order_id=f"K-WINE-{i}",
+            kind=bridge_pb2.COMMAND_KIND_PLACE,
+            symbol="EURUSD",
+            side=bridge_pb2.SIDE_BUY if i % 2 == 0 else bridge_pb2.SIDE_SELL,
+            order_type=bridge_pb2.ORDER_TYPE_MARKET,
+            volume=types_pb2.Decimal(units=10 * (i + 1), scale=2),
+            deviation_points=10,
+        )
+        for i in range(3)
+    ]
+    with BridgePeer() as md, BridgePeer() as tr:
+
+        def send_commands() -> None:
+            if tr.wait_for(lambda: tr.welcomed >= 1, timeout=120):
+                for c in commands:
+                    tr.send_command(c)
+
+        sender = threading.Thread(target=send_commands, daemon=True)
+        sender.start()
+        csv_windows_path = "Z:" + str(TICKS_CSV).replace("/", "\\")
+        proc = subprocess.run(
+            [
+                wine,
+                str(win_dir / "kb_loader.exe"),
+                "Z:" + str(win_dir / "kairos_bridge.dll").replace("/", "\\"),
+                md.endpoint,
+                tr.endpoint,
+                csv_windows_path,
+                str(len(commands)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        sender.join(timeout=1)
+        output = f"{proc.stdout}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"loader failed ({proc.returncode}):\n{output}"
+        assert "loader: ok" in proc.stdout
+        assert md.wait_for(lambda: len(tr.transactions) == len(commands), timeout=10)
+
+        # Every tick arrived intact, once, in order, in UTC, with per-symbol sequences from 1.
+        got = md.ticks
+        assert len(got) == len(expected) == 9500
+        assert got.sequence == list(range(1, len(expected) + 1))
+        assert got.time_msc == [t for t, _, _ in expected]
+        assert got.bid == [b for _, b, _ in expected]
+        assert got.ask == [a for _, _, a in expected]
+        assert set(got.symbol) == {"EURUSD"}
+        assert set(got.flags) == {6}
+        assert md.tick_order_violations == 0 and md.duplicates == 0 and md.malformed == 0
+        assert md.symbol_infos and md.symbol_infos[0].symbol == "EURUSD" and md.symbol_infos[0].digits == 5
+        hello = md.hellos[0]
+        assert hello.channel == bridge_pb2.CHANNEL_MARKET_DATA
+        assert hello.terminal_name == "MetaTrader 5 (Wine)"
+        assert hello.account_login == 5550001 and hello.api_version == 1
+
+        # Every command came down once and its result and deal came back, mapped to its client order id.
+        assert tr.hellos[0].channel == bridge_pb2.CHANNEL_TRADING
+        assert tr.hellos[0].session_id == hello.session_id
+        assert [r.command_id for r in tr.results] == [c.command_id for c in commands]
+        for cmd, res, tx in zip(commands, tr.results, tr.transactions, strict=True):
+            assert res.client_order_id == cmd.client_order_id
+            assert res.status == bridge_pb2.BRIDGE_STATUS_SENT and res.retcode == 10009
+            assert res.deal_ticket == 80000 + cmd.command_id
+            assert (res.volume.units, res.volume.scale) == (cmd.volume.units, 2)
+            assert (res.price.units, res.price.scale) == (112172, 5)
+            assert tx.client_order_id == cmd.client_order_id and tx.deal_ticket == res.deal_ticket
+            assert tx.symbol == "EURUSD"
+        assert tr.duplicates == 0
