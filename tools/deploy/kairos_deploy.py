@@ -330,11 +330,11 @@ def parse_help(text: str, env_prefix: str) -> list[Option]:
     lines = text.splitlines()
     i = 0
     while i < len(lines):
-        m = re.match(r"^\s{1,4}(-{1,2})([a-z0-9][a-z0-9-]*)(?:[ =]\S+)?(?:\s{2,}(.*))?$", lines[i])
+        m = re.match(r"^\s{1,4}(-{1,2})([a-z0-9][a-z0-9-]*)(?:[ =](\S+))?(?:\s{2,}(.*))?$", lines[i])
         if not m or m.group(2) == "help" or m.group(2) == "h":
             i += 1
             continue
-        name, desc = m.group(2), [m.group(3) or ""]
+        name, value_type, desc = m.group(2), m.group(3), [m.group(4) or ""]
         i += 1
         while i < len(lines) and re.match(r"^\s{5,}\S", lines[i]) and not re.match(r"^\s{1,4}-", lines[i]):
             desc.append(lines[i].strip())
@@ -345,10 +345,12 @@ def parse_help(text: str, env_prefix: str) -> list[Option]:
         if dm:
             default, help_text = dm.group(1).strip(), help_text[: dm.start()].strip()
         env = env_prefix + name.replace("-", "_").replace(".", "_").upper()
-        env_m = re.search(r"\((" + re.escape(env_prefix) + r"[A-Z0-9_]+)\)", help_text)
+        env_m = re.search(r"\((?:env )?(" + re.escape(env_prefix) + r"[A-Z0-9_]+)\)", help_text)
         if env_m:
             env = env_m.group(1)
             help_text = (help_text[: env_m.start()] + help_text[env_m.end() :]).strip()
+        if m.group(1) == "-" and value_type is None and not default:
+            default = "false"  # Go's flag package prints no type and no default for a false bool
         opts.append(Option(f"--{name}" if m.group(1) == "--" else f"-{name}", env, default, help_text))
     return opts
 
@@ -357,8 +359,24 @@ def parse_help(text: str, env_prefix: str) -> list[Option]:
 class Service:
     name: str
     env_prefix: str
-    command: list[str]  # prints --help
+    command: list[str]  # prints --help, or (json=True) the config fields as JSON
     present: Path  # the source that must exist
+    json: bool = False
+
+
+# Reads the inference server's typed config (a frozen dataclass whose fields carry their help) in the
+# project's interpreter, so defaults come from the struct itself rather than from --help text.
+_PY_CONFIG_FIELDS = """
+import dataclasses, json
+from kairos.inference.config import ENV_PREFIX, InferenceConfig
+out = []
+for f in dataclasses.fields(InferenceConfig):
+    d = f.default
+    d = ",".join(d) if isinstance(d, tuple) else d
+    out.append({"flag": "--" + f.name.replace("_", "-"), "env": ENV_PREFIX + f.name.upper(),
+                "default": "" if d in ("", None) else json.dumps(d), "help": f.metadata.get("help", "")})
+print(json.dumps(out))
+"""
 
 
 def services(bin_dir: Path) -> list[Service]:
@@ -372,13 +390,14 @@ def services(bin_dir: Path) -> list[Service]:
         Service(
             "kairos-inference",
             "KAIROS_INFERENCE_",
-            [sys.executable, "-m", "kairos.inference.server", "--help"],
-            REPO / "python/inference/server.py",
+            [sys.executable, "-c", _PY_CONFIG_FIELDS],
+            REPO / "python/inference/config.py",
+            json=True,
         ),
         Service(
             "kairos-execution",
             "KAIROS_EXECUTION_",
-            [str(bin_dir / "kairos-execution"), "-help"],
+            [str(bin_dir / "kairos-execution"), "serve", "-help"],
             REPO / "go/execution/cmd/kairos-execution",
         ),
         Service(
@@ -391,14 +410,18 @@ def services(bin_dir: Path) -> list[Service]:
 
 
 def build_go_binaries(bin_dir: Path) -> None:
+    """Builds the Go services in the workspace (go.work: their go.sum files rely on go.work.sum) and
+    the health probe in its own tools module."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOWORK": "off", "GOFLAGS": "-buildvcs=false"}
-    for module, pkg in (
-        ("go/collector", "./cmd/kairos-collector"),
-        ("go/execution", "./cmd/kairos-execution"),
-        ("tools/deploy", "./cmd/kairos-healthprobe"),
+    for module, pkg, gowork in (
+        ("go/collector", "./cmd/kairos-collector", None),
+        ("go/execution", "./cmd/kairos-execution", None),
+        ("tools/deploy", "./cmd/kairos-healthprobe", "off"),
     ):
         if (REPO / module / pkg).is_dir():
+            env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
+            if gowork:
+                env["GOWORK"] = gowork
             cmd = ["go", "build", "-o", f"{bin_dir}/", pkg]
             subprocess.run(cmd, cwd=REPO / module, env=env, check=True)
 
@@ -413,7 +436,12 @@ def render_config_reference(bin_dir: Path) -> str:
             continue
         proc = subprocess.run(svc.command, capture_output=True, text=True, timeout=60)
         text = proc.stdout + proc.stderr
-        opts = parse_help(text, svc.env_prefix)
+        if svc.json:
+            if proc.returncode != 0:
+                raise CheckError(f"{svc.name}: reading its config failed:\n{text}")
+            opts = [Option(**o) for o in json.loads(proc.stdout)]
+        else:
+            opts = parse_help(text, svc.env_prefix)
         if not opts:
             raise CheckError(f"{svc.name}: no options found in its --help output:\n{text}")
         parts.append("| Flag | Environment variable | Default | Meaning |")
