@@ -455,14 +455,35 @@ def render_config_reference(bin_dir: Path) -> str:
     return "\n".join(parts)
 
 
+METRICS_BEGIN = "<!-- BEGIN GENERATED METRICS (tools/deploy/kairos_deploy.py config-docs) -->"
+METRICS_END = "<!-- END GENERATED METRICS -->"
+
+
+def render_metrics_reference() -> str:
+    """The metrics the dashboards and alert rules read, with the service and the first users."""
+    rows = [METRICS_BEGIN, "", "| Metric | Service | Used by |", "|---|---|---|"]
+    for name, where in required_metrics().items():
+        service = name.split("_")[1] if name.startswith("kairos_") else "prometheus"
+        users = sorted({w.split(" group ")[-1] if " group " in w else w.split(" ref ")[0] for w in where})
+        shown = "; ".join(users[:3]) + (f" (+{len(users) - 3})" if len(users) > 3 else "")
+        rows.append(f"| `{name}` | {service} | {shown.replace('|', '/')} |")
+    rows += ["", METRICS_END]
+    return "\n".join(rows)
+
+
+def _replace_block(doc: str, begin: str, end: str, body: str) -> str:
+    if begin not in doc or end not in doc:
+        raise CheckError(f"{OPERATIONS_MD}: the markers {begin!r} / {end!r} are missing")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + body + tail
+
+
 def write_config_reference(bin_dir: Path, check: bool = False) -> bool:
-    """Rewrites the generated block of docs/operations.md; returns True when it changed."""
+    """Rewrites the generated blocks of docs/operations.md; returns True when they changed."""
     doc = OPERATIONS_MD.read_text(encoding="utf-8")
-    if BEGIN not in doc or END not in doc:
-        raise CheckError(f"{OPERATIONS_MD}: markers for the generated configuration reference are missing")
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = head + render_config_reference(bin_dir) + tail
+    new = _replace_block(doc, BEGIN, END, render_config_reference(bin_dir))
+    new = _replace_block(new, METRICS_BEGIN, METRICS_END, render_metrics_reference())
     changed = new != doc
     if changed and not check:
         OPERATIONS_MD.write_text(new, encoding="utf-8")

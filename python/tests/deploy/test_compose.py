@@ -175,7 +175,10 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
     return ignored
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=[p.stem for p in DOCKERFILES])
+SERVICE_DOCKERFILES = [p for p in DOCKERFILES if p.stem != "bridge"]
+
+
+@pytest.mark.parametrize("path", SERVICE_DOCKERFILES, ids=[p.stem for p in SERVICE_DOCKERFILES])
 def test_dockerfile_is_multi_stage_and_runs_as_non_root(path: Path) -> None:
     text = path.read_text()
     stages = re.findall(r"^FROM \S+(?: AS (\S+))?", text, re.M)
@@ -199,6 +202,15 @@ def test_dockerfile_inputs_exist_and_are_not_ignored(path: Path) -> None:
                 continue  # optional files (go.sum of a module without dependencies yet)
             assert any(c.exists() for c in candidates), f"{path.name}: COPY {src} does not exist"
             assert not _ignored(rel, patterns), f"{path.name}: COPY {src} is excluded by .dockerignore"
+
+
+def test_bridge_dll_is_built_by_mingw_and_exported_as_an_artifact() -> None:
+    text = (REPO / "docker" / "bridge.Dockerfile").read_text()
+    assert "g++-mingw-w64-x86-64-posix" in text
+    assert "mingw-w64-x86_64.cmake" in text
+    assert re.search(r"^FROM scratch AS artifact$", text, re.M), "exported with --output, never run"
+    assert re.search(r"^USER 10001", text, re.M), "the build itself runs unprivileged after apt-get"
+    assert "grep -qvE '^(kernel32|msvcrt|ws2_32)\\.dll$'" in text
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:

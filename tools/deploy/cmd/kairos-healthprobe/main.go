@@ -46,8 +46,10 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// envOr reads an environment variable; empty counts as unset, so compose files can pass
+// "${VAR:-}" through without overriding the defaults.
 func envOr(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
+	if v := os.Getenv(name); v != "" {
 		return v
 	}
 	return def
