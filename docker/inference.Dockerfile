@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1.7
+# kairos-inference: ONNX Runtime behind gRPC StreamPredict, signals on NATS, models from MLflow.
+# Build from the repository root:  docker build -f docker/inference.Dockerfile -t kairos/inference .
+# Only the runtime dependencies locked in uv.lock are installed (no dev group, no training extra: no
+# torch), into a venv that the slim runtime stage copies without any compiler or uv.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG GO_IMAGE=golang:1.26.8-bookworm
+
+FROM ${GO_IMAGE} AS probe
+ENV CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false
+WORKDIR /src/tools/deploy
+COPY tools/deploy/go.mod tools/deploy/go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY tools/deploy ./
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    go build -trimpath -ldflags="-s -w" -o /out/kairos-healthprobe ./cmd/kairos-healthprobe
+
+FROM ${PYTHON_IMAGE} AS build
+ENV UV_VERSION=0.13.8 UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
+RUN pip install --no-cache-dir uv==${UV_VERSION}
+WORKDIR /src
+COPY pyproject.toml uv.lock setup.py README.md ./
+# Hash-checked install of exactly the locked runtime set; this layer survives source edits.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv export --locked --no-dev --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
+ && uv venv /opt/kairos \
+ && uv pip install --python /opt/kairos/bin/python --require-hashes -r /tmp/requirements.txt
+COPY python python
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --python /opt/kairos/bin/python --no-deps .
+
+FROM build AS dev
+# docker-compose.dev.yml mounts ./python over the installed package, so edits apply on restart.
+ENV PATH=/opt/kairos/bin:$PATH PYTHONUNBUFFERED=1
+COPY --from=probe /out/kairos-healthprobe /usr/local/bin/kairos-healthprobe
+ENTRYPOINT ["kairos-inference"]
+
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 kairos \
+ && useradd --system --uid 10001 --gid kairos --home-dir /var/lib/kairos --create-home kairos
+COPY --from=build /opt/kairos /opt/kairos
+COPY --from=probe /out/kairos-healthprobe /usr/local/bin/kairos-healthprobe
+ENV PATH=/opt/kairos/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    KAIROS_INFERENCE_LISTEN=0.0.0.0:7501 \
+    KAIROS_INFERENCE_METRICS_LISTEN=0.0.0.0:9501 \
+    KAIROS_HEALTHPROBE_ADDR=127.0.0.1:7501
+USER 10001:10001
+WORKDIR /var/lib/kairos
+EXPOSE 7501 9501
+# Model loading can take a while on first start (MLflow download, session warm-up).
+HEALTHCHECK --interval=10s --timeout=4s --start-period=60s --retries=3 CMD ["kairos-healthprobe"]
+ENTRYPOINT ["kairos-inference"]

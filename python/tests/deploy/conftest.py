@@ -1,0 +1,131 @@
+"""Fixtures of the deployment tests: the repository's deploy tools, built from the pinned tools/deploy
+Go module on first use (so `pytest` alone works on a fresh clone), and free loopback ports."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+BIN = REPO / "build" / "deploy" / "bin"
+GO_ENV = {**os.environ, "GOWORK": "off", "GOFLAGS": "-buildvcs=false"}
+
+
+def load_tool(name: str) -> ModuleType:
+    """Imports tools/deploy/<name>.py (the tools folder is not a package)."""
+    path = REPO / "tools" / "deploy" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"kairos_tools_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def deploy() -> ModuleType:
+    return load_tool("kairos_deploy")
+
+
+def _go_build(out: Path, *pkgs: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["go", "build", "-o", f"{out}/", *pkgs],
+        cwd=REPO / "tools" / "deploy",
+        env=GO_ENV,
+        check=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="session")
+def deploy_bin() -> Path:
+    """kairos-streams, kairos-healthprobe and nats-server, built from tools/deploy (cached by Go)."""
+    _go_build(BIN, "./cmd/kairos-streams", "./cmd/kairos-healthprobe", "github.com/nats-io/nats-server/v2")
+    return BIN
+
+
+@pytest.fixture(scope="session")
+def kustomize() -> Path:
+    _go_build(BIN, "sigs.k8s.io/kustomize/kustomize/v5")
+    return BIN / "kustomize"
+
+
+@pytest.fixture(scope="session")
+def compose() -> list[str]:
+    """The docker compose CLI: the docker plugin when a docker CLI exists, else `make lint`'s build."""
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    plugin = REPO / ".tools" / "docker" / "cli-plugins" / "docker-compose"
+    if not plugin.exists():
+        pytest.skip(f"docker compose is not built yet ({plugin}); `make lint` builds it")
+    return [str(plugin)]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The process environment without KAIROS_* variables (they would leak into compose's view)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    env.setdefault("DOCKER_CONFIG", str(REPO / ".tools" / "docker"))
+    return {**env, **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def nats_server(deploy_bin: Path, tmp_path: Path) -> Iterator[str]:
+    """A real JetStream-enabled nats-server on a free loopback port; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(deploy_bin / "nats-server"),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-js",
+            "-sd",
+            str(tmp_path / "js"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
+    """Polls until something accepts TCP on 127.0.0.1:port (or the process dies)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}: {err}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")

@@ -1,0 +1,145 @@
+"""The Kubernetes manifests as rendered by kustomize (the same build `make lint` validates against
+the Kubernetes schemas): probes on the gRPC health endpoints, resource requests, restricted pod
+security, and the scale-out rules of ADR 0061 (collector per terminal group, inference by symbol
+shard, one execution per account)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+REPO = Path(__file__).resolve().parents[3]
+OVERLAYS = ["dev", "scaleout"]
+GRPC_PORTS = {"collector": 7401, "inference": 7501, "execution": 7601}
+METRICS_PORTS = {"collector": 9401, "inference": 9501, "execution": 9601}
+
+
+def render(kustomize: Path, overlay: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [str(kustomize), "build", str(REPO / "deploy" / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def manifests(request: pytest.FixtureRequest, kustomize: Path) -> list[dict[str, Any]]:
+    return render(kustomize, request.param)
+
+
+def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+
+
+def component(doc: dict[str, Any]) -> str:
+    return str(doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def by_kind_name(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_everything_lives_in_the_kairos_namespace(manifests: list[dict[str, Any]]) -> None:
+    for d in manifests:
+        if d["kind"] != "Namespace":
+            assert d["metadata"]["namespace"] == "kairos", d["metadata"]["name"]
+            assert d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kairos", d["metadata"]["name"]
+
+
+def test_services_are_probed_on_their_grpc_health_endpoint(manifests: list[dict[str, Any]]) -> None:
+    seen = set()
+    for w in workloads(manifests):
+        comp = component(w)
+        if comp not in GRPC_PORTS:
+            continue
+        seen.add(comp)
+        (c,) = w["spec"]["template"]["spec"]["containers"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["grpc"]["port"] == GRPC_PORTS[comp], f"{w['metadata']['name']} {probe}"
+    assert seen == set(GRPC_PORTS)
+
+
+def test_every_container_has_requests_limits_and_a_restricted_security_context(
+    manifests: list[dict[str, Any]],
+) -> None:
+    for w in workloads(manifests):
+        pod = w["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, w["metadata"]["name"]
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            res = c["resources"]
+            assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"]), c[
+                "name"
+            ]
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"]["drop"] == ["ALL"]
+
+
+def test_metrics_ports_are_named_for_the_scraper(manifests: list[dict[str, Any]]) -> None:
+    services = by_kind_name(manifests)
+    for comp, port in METRICS_PORTS.items():
+        svc = services[("Service", f"kairos-{comp}-metrics")]
+        assert svc["spec"]["clusterIP"] == "None", "headless: DNS lists every pod"
+        assert svc["spec"]["ports"][0]["port"] == port
+    prom = (REPO / "deploy" / "prometheus" / "prometheus-k8s.yml").read_text()
+    for comp in METRICS_PORTS:
+        assert f"kairos-{comp}-metrics.kairos.svc.cluster.local" in prom
+
+
+def test_execution_is_one_writer_per_account(manifests: list[dict[str, Any]]) -> None:
+    ex = by_kind_name(manifests)[("Deployment", "kairos-execution")]
+    assert ex["spec"]["replicas"] == 1
+    assert ex["spec"]["strategy"]["type"] == "Recreate"
+    env = env_of(ex["spec"]["template"]["spec"]["containers"][0])
+    assert env["KAIROS_EXECUTION_DB"]["secretKeyRef"]["key"] == "dsn"
+    assert "KAIROS_EXECUTION_TOKEN" not in env, "the bearer token comes from a file, never an env value"
+
+
+def test_collectors_list_every_inference_shard(manifests: list[dict[str, Any]]) -> None:
+    docs = by_kind_name(manifests)
+    replicas = docs[("StatefulSet", "kairos-inference")]["spec"]["replicas"]
+    shards = [f"kairos-inference-{i}.kairos-inference:7501" for i in range(replicas)]
+    collectors = [d for (kind, _), d in docs.items() if kind == "Deployment" and component(d) == "collector"]
+    assert collectors
+    for c in collectors:
+        env = env_of(c["spec"]["template"]["spec"]["containers"][0])
+        assert env["KAIROS_COLLECTOR_INFERENCE_ENDPOINTS"].split(",") == shards, c["metadata"]["name"]
+
+
+def test_scaleout_runs_shards_groups_and_replicated_streams(kustomize: Path) -> None:
+    docs = by_kind_name(render(kustomize, "scaleout"))
+    assert docs[("StatefulSet", "kairos-inference")]["spec"]["replicas"] == 3
+    groups = {name for (kind, name) in docs if kind == "Deployment" and name.startswith("kairos-collector")}
+    assert groups == {"kairos-collector", "kairos-collector-group-b"}
+    # Each group's Services select only that group's pod.
+    for name in groups:
+        svc = docs[("Service", name)]["spec"]["selector"]
+        pod = docs[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
+        assert svc.items() <= pod.items()
+    other = docs[("Deployment", "kairos-collector-group-b")]["spec"]["template"]["metadata"]["labels"]
+    assert not docs[("Service", "kairos-collector")]["spec"]["selector"].items() <= other.items()
+    job = docs[("Job", "kairos-nats-streams")]["spec"]["template"]["spec"]["containers"][0]
+    assert job["args"][-2:] == ["-replicas", "3"]
+    nats_urls = docs[("ConfigMap", "kairos-endpoints")]["data"]["NATS_URL"].split(",")
+    assert len(nats_urls) == 3
+
+
+def test_dev_brings_nats_with_jetstream_and_postgres(kustomize: Path) -> None:
+    docs = by_kind_name(render(kustomize, "dev"))
+    nats = docs[("StatefulSet", "nats")]["spec"]["template"]["spec"]["containers"][0]
+    assert "--jetstream" in nats["args"]
+    assert ("StatefulSet", "postgres") in docs
+    assert docs[("ConfigMap", "kairos-endpoints")]["data"]["NATS_URL"] == "nats://nats:4222"

@@ -1,0 +1,514 @@
+"""Every metric the Grafana dashboards and the alert rules use is exported by the real services.
+
+The test builds the Go services, starts nats-server (JetStream), kairos-inference (on the training
+branch's model fixture), kairos-collector and kairos-execution as plain processes on free loopback
+ports, drives real traffic through them (an MT5 bridge session replaying real EURUSD ticks, one
+crossed tick, one oversized frame, a filled paper order and a risk-denied one) and then scrapes the
+three /metrics endpoints until every name is there or the deadline passes.
+
+It skips, naming what is missing, only while a service's code or the model fixture is absent from
+the tree (each service is built on its own branch; they meet on main).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from .conftest import free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parents[3]
+DATA = REPO.parent / "shared" / "data" / "eurusd-ticks-2020-01-01.csv"
+MODEL = REPO / "python" / "tests" / "data" / "model" / "model.onnx"
+REQUIRED_CODE = {
+    "kairos-collector": REPO / "go" / "collector" / "cmd" / "kairos-collector" / "main.go",
+    "kairos-execution": REPO / "go" / "execution" / "cmd" / "kairos-execution" / "main.go",
+    "kairos-inference": REPO / "python" / "inference" / "server.py",
+    "model fixture": MODEL,
+    "market data": DATA,
+}
+DEADLINE_S = 60.0
+# Labelled metrics a service creates only on a rare event this test cannot cause from outside (the
+# Go client exports a labelled family only once a label value is used). They are checked against the
+# owning service's source instead; the better fix is in the service: initialise the known label
+# values at start-up, so the series exist at 0 and increase() sees the first event. Remove an entry
+# once its service does that (the test then says so).
+EVENT_ONLY = {
+    # A venue event the order state machine refuses.
+    "kairos_execution_invalid_transitions_total": "go/execution",
+    # A restart that finds the journal and the venue apart.
+    "kairos_execution_reconcile_adjustments_total": "go/execution",
+}
+TOKEN = "metric-test-token"
+
+pytestmark = pytest.mark.slow
+
+
+def _absent() -> list[str]:
+    return [
+        f"{name} ({path.relative_to(REPO.parent)})"
+        for name, path in REQUIRED_CODE.items()
+        if not path.exists()
+    ]
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, n: int = 40) -> str:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return f"--- {self.name} (exit {self.popen.poll()}) last {n} log lines ---\n" + "\n".join(lines[-n:])
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    procs: list[Proc] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Proc:
+        log = self.tmp / f"{name}.log"
+        f = log.open("wb")
+        popen = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=self.tmp)
+        f.close()
+        p = Proc(name, popen, log)
+        self.procs.append(p)
+        return p
+
+    def logs(self) -> str:
+        return "\n".join(p.tail() for p in self.procs)
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.popen.poll() is None:
+                p.popen.terminate()
+        for p in self.procs:
+            try:
+                p.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.popen.kill()
+                p.popen.wait(timeout=5)
+
+
+def _build(tmp: Path) -> Path:
+    bin_dir = tmp / "bin"
+    env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
+    for module, pkg in (
+        ("go/collector", "./cmd/kairos-collector"),
+        ("go/execution", "./cmd/kairos-execution"),
+    ):
+        subprocess.run(
+            ["go", "build", "-o", f"{bin_dir}/", pkg], cwd=REPO / module, env=env, check=True, timeout=900
+        )
+    return bin_dir
+
+
+def _wait_http(url: str, proc: Proc, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited before serving {url}\n{proc.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout}s\n{proc.tail()}")
+
+
+@pytest.fixture(scope="module")
+def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    absent = _absent()
+    if absent:
+        pytest.skip("service code not in this tree yet (it meets on main): " + ", ".join(absent))
+    tmp = tmp_path_factory.mktemp("stack")
+    bins = _build(tmp)
+    s = Stack(tmp)
+    ports = s.ports
+    for key in (
+        "nats",
+        "inf_grpc",
+        "inf_metrics",
+        "col_bridge",
+        "col_grpc",
+        "col_metrics",
+        "ex_bridge",
+        "ex_grpc",
+        "ex_metrics",
+    ):
+        ports[key] = free_port()
+    nats_url = f"nats://127.0.0.1:{ports['nats']}"
+    (tmp / "token").write_text(TOKEN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    try:
+        nats = s.start(
+            "nats-server",
+            [
+                str(deploy_bin / "nats-server"),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(ports["nats"]),
+                "-js",
+                "-sd",
+                str(tmp / "js"),
+            ],
+        )
+        wait_for_port(ports["nats"], None)
+        assert nats.popen.poll() is None, nats.tail()
+
+        collector = s.start(
+            "kairos-collector",
+            [
+                str(bins / "kairos-collector"),
+                "-bridge-addr",
+                f"127.0.0.1:{ports['col_bridge']}",
+                "-grpc-addr",
+                f"127.0.0.1:{ports['col_grpc']}",
+                "-metrics-addr",
+                f"127.0.0.1:{ports['col_metrics']}",
+                "-nats-url",
+                nats_url,
+                "-inference-endpoints",
+                f"127.0.0.1:{ports['inf_grpc']}",
+                "-bar-periods",
+                "M1,M5",
+            ],
+            env,
+        )
+        _wait_http(f"http://127.0.0.1:{ports['col_metrics']}/metrics", collector)
+        wait_for_port(ports["col_bridge"], None)
+
+        # Market data arrives before any inference endpoint is up (a real start-up order): the
+        # collector must drop and count it rather than block.
+        early_session(ports["col_bridge"])
+
+        inference = s.start(
+            "kairos-inference",
+            [
+                sys.executable,
+                "-m",
+                "kairos.inference.server",
+                "--model",
+                str(MODEL),
+                "--listen",
+                f"127.0.0.1:{ports['inf_grpc']}",
+                "--metrics-listen",
+                f"127.0.0.1:{ports['inf_metrics']}",
+                "--nats-url",
+                nats_url,
+                "--poll-interval-s",
+                "0",
+            ],
+            env,
+        )
+        _wait_http(f"http://127.0.0.1:{ports['inf_metrics']}/metrics", inference)
+        wait_for_port(ports["inf_grpc"], None)
+
+        execution = s.start(
+            "kairos-execution",
+            [
+                str(bins / "kairos-execution"),
+                "serve",
+                "-grpc-addr",
+                f"127.0.0.1:{ports['ex_grpc']}",
+                "-metrics-addr",
+                f"127.0.0.1:{ports['ex_metrics']}",
+                "-bridge-addr",
+                f"127.0.0.1:{ports['ex_bridge']}",
+                "-nats-url",
+                nats_url,
+                "-db",
+                str(tmp / "execution.db"),
+                "-venue",
+                "paper",
+                "-token-file",
+                str(tmp / "token"),
+            ],
+            env,
+        )
+        _wait_http(f"http://127.0.0.1:{ports['ex_metrics']}/metrics", execution)
+        wait_for_port(ports["ex_grpc"], None)
+    except BaseException:
+        print(s.logs())
+        s.stop()
+        raise
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+# --- traffic --------------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_frame(sock: socket.socket) -> bytes:
+    length = shift = 0
+    while True:
+        b = sock.recv(1)
+        if not b:
+            raise ConnectionError("connection closed before a frame")
+        length |= (b[0] & 0x7F) << shift
+        shift += 7
+        if not b[0] & 0x80:
+            break
+    data = b""
+    while len(data) < length:
+        chunk = sock.recv(length - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed inside a frame")
+        data += chunk
+    return data
+
+
+def _ticks() -> list[tuple[int, float, float]]:
+    import calendar
+
+    out = []
+    for line in DATA.read_text().splitlines():
+        stamp, bid, ask, _ = line.split(",")
+        day, clock = stamp.split(" ")
+        secs = calendar.timegm(time.strptime(day + clock[:6], "%Y%m%d%H%M%S"))
+        out.append((secs * 1000 + int(clock[6:9]), float(bid), float(ask)))
+    return out
+
+
+def early_session(port: int) -> None:
+    """A short session just before the replay's first tick, sent while inference is still down."""
+    first_time, bid, ask = _ticks()[0]
+    ticks = [(first_time - 3000 + 1000 * i, bid, ask) for i in range(3)]
+    replay_bridge_session(port, ticks, session_id=int(time.time()) - 1, tail=False).close()
+
+
+def replay_bridge_session(
+    port: int, ticks: list[tuple[int, float, float]] | None = None, session_id: int = 0, tail: bool = True
+) -> socket.socket:
+    """An MT5 bridge's market-data session: Hello, SymbolInfo, real ticks, then (tail) a crossed tick
+    and fresh quotes. Returns the open socket: the collector counts the connection while it lives.
+    """
+    from kairos.bridge.v1 import bridge_pb2
+    from kairos.marketdata.v1 import marketdata_pb2
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    seq = 0
+
+    def send(**body: Any) -> None:
+        nonlocal seq
+        is_heartbeat = "heartbeat" in body
+        if not is_heartbeat:
+            seq += 1
+        frame = bridge_pb2.Frame(
+            sequence=0 if is_heartbeat else seq, sent_time_us=time.time_ns() // 1000, **body
+        )
+        data = frame.SerializeToString()
+        sock.sendall(_varint(len(data)) + data)
+
+    hello = bridge_pb2.Hello(
+        api_version=1,
+        bridge_version="metric-test",
+        channel=bridge_pb2.CHANNEL_MARKET_DATA,
+        session_id=session_id or int(time.time()),
+        terminal_name="kairos metric test",
+        ea_symbol="EURUSD",
+    )
+    send(hello=hello)
+    welcome = bridge_pb2.Frame.FromString(_read_frame(sock))
+    assert welcome.WhichOneof("body") == "welcome", welcome
+    info = marketdata_pb2.SymbolInfo(
+        symbol="EURUSD",
+        digits=5,
+        point=1e-5,
+        contract_size=100_000,
+        volume_min=0.01,
+        volume_max=500,
+        volume_step=0.01,
+        tick_size=1e-5,
+        tick_value=1,
+        currency_base="EUR",
+        currency_profit="USD",
+    )
+    send(symbol_info=info)
+    ticks = _ticks() if ticks is None else ticks
+    tick_seq = 0
+
+    def batch(chunk: list[tuple[int, float, float]]) -> None:
+        nonlocal tick_seq
+        tb = marketdata_pb2.TickBatch(
+            symbol="EURUSD",
+            time_msc=[t[0] for t in chunk],
+            bid=[t[1] for t in chunk],
+            ask=[t[2] for t in chunk],
+            flags=[6] * len(chunk),  # TICK_FLAG_BID | TICK_FLAG_ASK
+            sequence=range(tick_seq + 1, tick_seq + len(chunk) + 1),
+        )
+        send(ticks=tb)
+        tick_seq += len(chunk)
+
+    for i in range(0, len(ticks), 256):
+        batch(ticks[i : i + 256])
+        if i % 2048 == 0:
+            send(heartbeat=bridge_pb2.Heartbeat(time_us=time.time_ns() // 1000))
+    if not tail:
+        return sock
+    last_time, last_bid, last_ask = ticks[-1]
+    batch([(last_time + 1000, last_ask + 0.0005, last_ask)])  # crossed: bid above ask, rejected
+    now = int(time.time() * 1000)
+    batch([(now - 200 + 10 * i, last_bid, last_ask) for i in range(20)])  # fresh quotes for execution
+    return sock
+
+
+def send_oversized_frame(port: int) -> None:
+    """A frame announcing 2 MiB (the bound is 1 MiB): the collector must close with a counted reason."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(_varint(2 << 20) + b"\x00" * 64)
+        sock.settimeout(10)
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+def trade(port: int) -> None:
+    """One small paper market order (filled) and one far over the size limit (denied by risk)."""
+    import grpc
+
+    from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
+    from kairos.types.v1 import types_pb2
+
+    md = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = execution_pb2_grpc.ExecutionServiceStub(ch)  # type: ignore[no-untyped-call]
+        for n, lots in enumerate(
+            (types_pb2.Decimal(units=1, scale=2), types_pb2.Decimal(units=100_000, scale=0))
+        ):
+            req = execution_pb2.SubmitOrderRequest(
+                client_order_id=f"metric-test-{n}-{int(time.time())}",
+                symbol="EURUSD",
+                side=execution_pb2.ORDER_SIDE_BUY,
+                type=execution_pb2.ORDER_TYPE_MARKET,
+                time_in_force=execution_pb2.TIME_IN_FORCE_IOC,
+                quantity=lots,
+                strategy_id="metric-test",
+            )
+            try:
+                stub.SubmitOrder(req, metadata=md, timeout=10)
+            except grpc.RpcError as e:
+                # A denial may come back as a status; the metric is what this test is about.
+                print(f"SubmitOrder {n}: {e.code()} {e.details()}")
+
+
+# --- scrape ---------------------------------------------------------------------------------------
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text: str = r.read().decode()
+        return text
+
+
+def _poll(ok: Callable[[], bool], what: str, stack: Stack, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ok():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{stack.logs()}")
+
+
+def exported_names(url: str) -> set[str]:
+    """Names in an exposition: declared families (# HELP/# TYPE) and every sample name."""
+    text = _scrape(url)
+    names = set()
+    for line in text.splitlines():
+        if line.startswith(("# HELP ", "# TYPE ")):
+            names.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            names.add(line.split("{", 1)[0].split(" ", 1)[0])
+    return names
+
+
+def missing_names(
+    required: dict[str, list[str]], exported: set[str], deploy: ModuleType
+) -> dict[str, list[str]]:
+    return {
+        n: where
+        for n, where in required.items()
+        if n not in exported and deploy.exported_family(n) not in exported
+    }
+
+
+def test_every_metric_of_the_dashboards_and_alerts_is_exported(stack: Stack, deploy: ModuleType) -> None:
+    required = deploy.required_metrics()
+    by_service = {
+        "collector": f"http://127.0.0.1:{stack.ports['col_metrics']}/metrics",
+        "inference": f"http://127.0.0.1:{stack.ports['inf_metrics']}/metrics",
+        "execution": f"http://127.0.0.1:{stack.ports['ex_metrics']}/metrics",
+    }
+    unowned = [n for n in required if not any(n.startswith(f"kairos_{svc}_") for svc in by_service)]
+    assert not unowned, f"metrics no Kairos service could export: {unowned}"
+
+    col_metrics = by_service["collector"]
+    link_up = f'kairos_collector_inference_endpoint_up{{endpoint="127.0.0.1:{stack.ports["inf_grpc"]}"}} 1'
+    _poll(lambda: link_up in _scrape(col_metrics), "the collector's StreamPredict link to come up", stack)
+    bridge = replay_bridge_session(stack.ports["col_bridge"])
+    try:
+        send_oversized_frame(stack.ports["col_bridge"])
+        deadline = time.monotonic() + DEADLINE_S
+        traded = False
+        missing: dict[str, list[str]] = dict(required)
+        while time.monotonic() < deadline:
+            if not traded and time.monotonic() > deadline - DEADLINE_S + 3:
+                trade(stack.ports["ex_grpc"])  # after the fresh quotes reached execution over NATS
+                traded = True
+            exported: set[str] = set()
+            for url in by_service.values():
+                exported |= exported_names(url)
+            missing = missing_names(required, exported, deploy)
+            if not missing and traded:
+                break
+            for p in stack.procs:
+                assert p.popen.poll() is None, f"{p.name} died\n{stack.logs()}"
+            time.sleep(0.5)
+    finally:
+        bridge.close()
+
+    for name, source in EVENT_ONLY.items():
+        if name in missing:
+            declared = deploy.source_metric_names([REPO / source])
+            assert name in declared, f"{name} is neither exported nor declared in {source}"
+            del missing[name]
+        else:
+            print(f"{name} is exported now: remove it from EVENT_ONLY")
+    report = "\n".join(f"  {n}  (used by {where[0]})" for n, where in sorted(missing.items()))
+    assert not missing, (
+        f"{len(missing)} of {len(required)} metrics used by deploy/ are not exported after driving traffic. "
+        "Fix the name in the dashboard/rule, or (for a labelled metric only seen on rare events) initialise "
+        "its known label values at start-up so the series exists at 0:\n" + report + "\n" + stack.logs()
+    )

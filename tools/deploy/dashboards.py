@@ -1,0 +1,515 @@
+"""Writes the Grafana dashboards in deploy/grafana/dashboards/ (dashboards as code).
+
+Run ``make dashboards`` after editing; ``make lint`` fails when the committed JSON differs from what
+this script writes, and checks every query with promtool; python/tests/deploy checks every metric
+exists in the running services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "deploy" / "grafana" / "dashboards"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+RATE = "$__rate_interval"
+
+
+class Layout:
+    """Places panels left to right on Grafana's 24-column grid and numbers them."""
+
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self.x = self.y = 0
+        self.row_h = 0
+
+    def _next_id(self) -> int:
+        return len(self.panels) + 1
+
+    def row(self, title: str) -> None:
+        if self.x:
+            self.y += self.row_h
+        self.panels.append(
+            {
+                "type": "row",
+                "id": self._next_id(),
+                "title": title,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
+                "panels": [],
+            }
+        )
+        self.x, self.y, self.row_h = 0, self.y + 1, 0
+
+    def add(self, panel: dict[str, Any], w: int, h: int) -> None:
+        if self.x + w > 24:
+            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
+        panel["id"] = self._next_id()
+        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        panel["datasource"] = DS
+        self.panels.append(panel)
+        self.x += w
+        self.row_h = max(self.row_h, h)
+
+
+def targets(*queries: tuple[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"refId": chr(ord("A") + i), "datasource": DS, "expr": expr, "legendFormat": legend, "range": True}
+        for i, (expr, legend) in enumerate(queries)
+    ]
+
+
+def timeseries(
+    title: str, unit: str, *queries: tuple[str, str], description: str = "", stack: bool = False
+) -> dict[str, Any]:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "targets": targets(*queries),
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "custom": {
+                    "drawStyle": "line",
+                    "lineWidth": 1,
+                    "fillOpacity": 10 if stack else 0,
+                    "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+                },
+            },
+            "overrides": [],
+        },
+        "options": {
+            "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    }
+
+
+def stat(
+    title: str,
+    unit: str,
+    expr: str,
+    description: str = "",
+    mappings: list[dict[str, Any]] | None = None,
+    thresholds: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "targets": targets((expr, "")),
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "mappings": mappings or [],
+                "thresholds": {
+                    "mode": "absolute",
+                    "steps": thresholds or [{"color": "green", "value": None}],
+                },
+            },
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "background",
+            "graphMode": "area",
+            "textMode": "auto",
+        },
+    }
+
+
+def table(title: str, expr: str, description: str = "") -> dict[str, Any]:
+    t = targets((expr, ""))
+    t[0].update({"format": "table", "instant": True, "range": False})
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "targets": t,
+        "fieldConfig": {"defaults": {}, "overrides": []},
+        "options": {"showHeader": True},
+        "transformations": [
+            {"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}
+        ],
+    }
+
+
+def rate(metric: str, by: str = "", fn: str = "rate") -> str:
+    """sum [by (labels)] (fn(metric[$__rate_interval]))."""
+    grouping = f" by ({by}) " if by else ""
+    return f"sum{grouping}({fn}({metric}[{RATE}]))"
+
+
+def quantiles(metric: str, by: str, matcher: str = "") -> list[tuple[str, str]]:
+    sel = f"{metric}_bucket{{{matcher}}}" if matcher else f"{metric}_bucket"
+    legend = "{{" + by + "}}" if by else ""
+    group = f"le, {by}" if by else "le"
+    return [
+        (
+            f"histogram_quantile({q}, sum by ({group}) (rate({sel}[{RATE}])))",
+            f"p{int(q * 100)} {legend}".strip(),
+        )
+        for q in (0.5, 0.99)
+    ]
+
+
+def pipeline() -> dict[str, Any]:
+    lay = Layout()
+    red_green = [{"color": "red", "value": None}, {"color": "green", "value": 1}]
+    state_map = [
+        {
+            "type": "value",
+            "options": {
+                "1": {"text": "ACTIVE", "color": "green"},
+                "2": {"text": "REDUCING", "color": "orange"},
+                "3": {"text": "HALTED", "color": "red"},
+            },
+        }
+    ]
+
+    lay.row("Overview")
+    lay.add(
+        stat(
+            "Ticks accepted /s",
+            "ops",
+            rate("kairos_collector_ticks_accepted_total"),
+            "Ticks that passed validation in every collector.",
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "Predictions /s",
+            "ops",
+            rate("kairos_inference_predictions_total"),
+            "Model predictions over all inference replicas.",
+        ),
+        4,
+        4,
+    )
+    lay.add(stat("Signals published /s", "ops", rate("kairos_inference_signals_published_total")), 4, 4)
+    lay.add(stat("Orders submitted /s", "ops", rate("kairos_execution_orders_submitted_total")), 4, 4)
+    lay.add(
+        stat(
+            "Bridge connections",
+            "short",
+            "sum(kairos_collector_bridge_connections)",
+            "MT5 bridges connected to the collectors (market data).",
+            thresholds=red_green,
+        ),
+        2,
+        4,
+    )
+    lay.add(
+        stat(
+            "Inference links up",
+            "short",
+            "sum(kairos_collector_inference_endpoint_up)",
+            "Open StreamPredict links from the collectors.",
+            thresholds=red_green,
+        ),
+        2,
+        4,
+    )
+    lay.add(
+        stat(
+            "Trading state",
+            "none",
+            "max(kairos_execution_trading_state)",
+            "Worst trading state of the execution services.",
+            mappings=state_map,
+        ),
+        2,
+        4,
+    )
+    lay.add(
+        stat(
+            "Reconciled",
+            "short",
+            "min(kairos_execution_reconciled)",
+            "1 once every execution service converged with its venue.",
+            thresholds=red_green,
+        ),
+        2,
+        4,
+    )
+
+    lay.row("Ingest (collector)")
+    lay.add(
+        timeseries(
+            "Ticks by stage",
+            "ops",
+            (rate("kairos_collector_ticks_in_total", "source"), "in {{source}}"),
+            (rate("kairos_collector_ticks_accepted_total", "source"), "accepted {{source}}"),
+            (rate("kairos_collector_ticks_out_total", "sink"), "out {{sink}}"),
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Rejected and dropped ticks",
+            "ops",
+            (rate("kairos_collector_ticks_rejected_total", "reason"), "rejected {{reason}}"),
+            (
+                rate("kairos_collector_inference_dropped_ticks_total", "reason"),
+                "not sent to inference: {{reason}}",
+            ),
+            (rate("kairos_collector_queue_overflow_total", "queue"), "queue overflow {{queue}}"),
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Bridge frames",
+            "ops",
+            (rate("kairos_collector_bridge_frames_total", "body"), "{{body}}"),
+            (rate("kairos_collector_bridge_frame_errors_total", "reason"), "closed: {{reason}}"),
+            (rate("kairos_collector_bridge_duplicate_frames_total"), "duplicates dropped"),
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Bars and NATS",
+            "ops",
+            (rate("kairos_collector_bars_emitted_total", "period"), "bars {{period}}"),
+            (rate("kairos_collector_nats_published_total", "kind"), "NATS {{kind}}"),
+            (rate("kairos_collector_nats_errors_total"), "NATS errors"),
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Queues",
+            "short",
+            ("sum by (queue) (kairos_collector_queue_depth)", "{{queue}}"),
+            description="Items waiting in the collector's bounded queues.",
+        ),
+        8,
+        8,
+    )
+
+    lay.row("Latency per hop")
+    lay.add(
+        timeseries(
+            "Hop latency (HopStamps)",
+            "s",
+            *quantiles("kairos_collector_hop_latency_seconds", "hop"),
+            description="bridge_to_collector, collector_queue, collector_to_inference, inference_model,"
+            " inference_to_collector, inference_round_trip.",
+        ),
+        12,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Inference request and model run",
+            "s",
+            *quantiles("kairos_inference_request_seconds", "rpc"),
+            *quantiles("kairos_inference_model_run_seconds", ""),
+        ),
+        12,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Order path stages",
+            "s",
+            *quantiles("kairos_execution_stage_latency_seconds", "stage"),
+            description="risk, journal, venue_send, venue_ack, submit, signal.",
+        ),
+        12,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Journal flush and bridge heartbeats",
+            "s",
+            *quantiles("kairos_execution_journal_flush_seconds", ""),
+            (
+                "histogram_quantile(0.99, sum by (le) (rate("
+                "kairos_collector_bridge_heartbeat_rtt_seconds_bucket[$__rate_interval])))",
+                "p99 heartbeat RTT market data",
+            ),
+            (
+                "histogram_quantile(0.99, sum by (le) (rate("
+                "kairos_execution_bridge_heartbeat_rtt_seconds_bucket[$__rate_interval])))",
+                "p99 heartbeat RTT trading",
+            ),
+        ),
+        12,
+        9,
+    )
+
+    lay.row("Models (inference)")
+    lay.add(
+        table(
+            "Models serving",
+            "max by (instance, model, version, source) (kairos_inference_model_info == 1)",
+            "The model version each inference replica serves now.",
+        ),
+        12,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Predictions by model",
+            "ops",
+            (rate("kairos_inference_predictions_total", "model"), "{{model}}"),
+            (rate("kairos_inference_model_loads_total", "result", "increase"), "model loads {{result}}"),
+        ),
+        12,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Batching",
+            "short",
+            (
+                rate("kairos_inference_batch_size_sum") + " / " + rate("kairos_inference_batch_size_count"),
+                "mean rows per run",
+            ),
+            (
+                rate("kairos_collector_inference_batch_ticks_sum")
+                + " / "
+                + rate("kairos_collector_inference_batch_ticks_count"),
+                "mean ticks per request",
+            ),
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Streams and state",
+            "short",
+            ("sum by (instance) (kairos_inference_streams_active)", "streams {{instance}}"),
+            ("sum by (instance) (kairos_inference_symbol_states)", "symbol states {{instance}}"),
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Refused inputs and dropped signals",
+            "ops",
+            (rate("kairos_inference_rejected_inputs_total", "reason"), "refused {{reason}}"),
+            (rate("kairos_inference_signals_dropped_total", "reason"), "signal dropped {{reason}}"),
+        ),
+        8,
+        7,
+    )
+
+    lay.row("Orders and risk (execution)")
+    lay.add(
+        timeseries(
+            "Orders by state",
+            "short",
+            ("sum by (status) (kairos_execution_orders)", "{{status}}"),
+            stack=True,
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Submitted, filled, denied",
+            "ops",
+            (rate("kairos_execution_orders_submitted_total", "symbol"), "submitted {{symbol}}"),
+            (rate("kairos_execution_fills_total", "symbol"), "fills {{symbol}}"),
+            (rate("kairos_execution_risk_denials_total", "reason"), "denied {{reason}}"),
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Signals by outcome", "ops", (rate("kairos_execution_signals_total", "outcome"), "{{outcome}}")
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Integrity",
+            "short",
+            (rate("kairos_execution_duplicate_fills_total", fn="increase"), "duplicate fills"),
+            (rate("kairos_execution_overfills_total", fn="increase"), "overfills refused"),
+            (rate("kairos_execution_invalid_transitions_total", "event", "increase"), "invalid {{event}}"),
+            (rate("kairos_execution_ambiguous_results_total", fn="increase"), "ambiguous MT5 results"),
+            (rate("kairos_execution_reconcile_adjustments_total", "kind", "increase"), "reconcile {{kind}}"),
+        ),
+        24,
+        7,
+    )
+    return {
+        "id": None,
+        "uid": "kairos-pipeline",
+        "title": "Kairos pipeline",
+        "description": "Ticks to orders: ingest, per-hop latency, models, orders and risk. Generated by "
+        "tools/deploy/dashboards.py.",
+        "tags": ["kairos"],
+        "timezone": "utc",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "10s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {"text": "Prometheus", "value": "kairos-prometheus"},
+                    "hide": 0,
+                }
+            ]
+        },
+        "annotations": {"list": []},
+        "links": [],
+        "panels": lay.panels,
+    }
+
+
+DASHBOARDS = {"kairos-pipeline.json": pipeline}
+
+
+def render(build: Any) -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="fail if a committed dashboard differs")
+    args = p.parse_args(argv)
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path, text = OUT / name, render(build)
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            OUT.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(REPO)}")
+    if stale:
+        print(f"dashboards out of date (run `make dashboards`): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
