@@ -121,6 +121,7 @@ def run(opts: DemoOptions, console: Console) -> int:
         for spec in services.specs(settings, binaries):
             console.print(f"starting {spec.name} …")
             stack.wait_ready(stack.start(spec))
+        services.wait_pipeline_ready(settings)
         result = asyncio.run(_watch_and_replay(opts, settings, stack, data, stats, console))
     except processes.ServiceDied as exc:
         console.print(f"[red]{exc}[/]")

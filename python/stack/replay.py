@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kairos.features import to_epoch_ms
+
 MAX_SKIPPED = 10_000  # beyond this many bad rows the file is not worth replaying
 PUSH_BATCH = 100  # ticks per push call, as the EA pushes a CopyTicks slice
 
@@ -114,12 +116,10 @@ def load(source: str, *, symbol: str, strict: bool = False, last: int = 0) -> Re
         frame = frame.iloc[-last:]
     point = float(parsed.point) or 1e-5
     if parsed.kind == "ticks":
-        t = frame["time"].astype("int64").to_numpy() // 1_000_000 if frame["time"].dtype.kind == "M" else None
-        time_msc = np.asarray(t if t is not None else frame["time"], dtype=np.int64)
         return ReplayData(
             symbol,
             _digits(point),
-            time_msc,
+            to_epoch_ms(frame["time"]),
             frame["bid"].to_numpy(np.float64),
             frame["ask"].to_numpy(np.float64),
             name,
@@ -134,8 +134,7 @@ def bars_to_ticks(
     bars: Any, point: float
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Four ticks per bar (open, high/low in the bar's direction, close) at 0, 1/4, 1/2, 3/4 of it."""
-    times = bars["time"]
-    t0 = (times.astype("int64").to_numpy() // 1_000_000) if times.dtype.kind == "M" else times.to_numpy(np.int64)
+    t0 = to_epoch_ms(bars["time"])
     period = int(np.median(np.diff(t0))) if len(t0) > 1 else 60_000
     o, h, lo, c = (bars[k].to_numpy(np.float64) for k in ("open", "high", "low", "close"))
     spread = bars["spread"].to_numpy(np.float64) if "spread" in bars else np.full(len(o), np.nan)

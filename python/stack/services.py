@@ -6,12 +6,15 @@ deployment tests all start the services through `specs()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +70,8 @@ class StackSettings:
     # Execution policy for the demo: lots per signal and the signal strength needed to trade.
     lots: str = "0.10"
     threshold: float = 0.10
+    # Wall-clock pause between orders of one symbol; replays run faster than the market did.
+    cooldown: str = "0s"
 
     @property
     def nats_url(self) -> str:
@@ -121,6 +126,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
                 f"--nats-addr=127.0.0.1:{p.nats}",
                 f"--inference-endpoints=127.0.0.1:{p.inference_grpc}",
+                # The inference server starts after the collector; keep the link's retries short.
+                "--inference-backoff-max=500ms",
             ],
             grpc_addr=f"127.0.0.1:{p.collector_grpc}",
             metrics_url=f"http://127.0.0.1:{p.collector_metrics}/metrics",
@@ -153,9 +160,38 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--signal-threshold={settings.threshold}",
                 # Replayed data carries its historical times: judge signal age by arrival, not tick time.
                 "--signal-max-age=0",
+                f"--signal-cooldown={settings.cooldown}",
             ],
             env={"KAIROS_EXECUTION_TOKEN": token},
             grpc_addr=f"127.0.0.1:{p.execution_grpc}",
             metrics_url=f"http://127.0.0.1:{p.execution_metrics}/metrics",
         ),
     ]
+
+
+def metric_samples(url: str, name: str) -> dict[str, float]:
+    """Samples of one metric from a Prometheus text endpoint, keyed by their label string."""
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            labels = key[len(name) :]
+            if labels == "" or labels.startswith("{"):
+                out[labels] = float(value)
+    return out
+
+
+def wait_pipeline_ready(settings: StackSettings, timeout_s: float = 30.0) -> None:
+    """Waits until the collector's inference link is up (the services start in order, the link
+    connects with backoff), so the first replayed tick already reaches the model."""
+    url = f"http://127.0.0.1:{settings.ports.collector_metrics}/metrics"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            up = metric_samples(url, "kairos_collector_inference_endpoint_up")
+            if up and all(v == 1 for v in up.values()):
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"the collector's inference link did not come up within {timeout_s:.0f} s")

@@ -358,6 +358,20 @@ def _parse(source: str, source_tz: str) -> tuple[_Parsed, str]:
     return _parse_csv(path, text, source_tz), source
 
 
+def read_market_data(source: str, source_tz: str = "UTC") -> tuple[_Parsed, str]:
+    """Reads ``source`` as it is (ticks stay ticks, bars keep their timeframe), every row validated.
+
+    For replay (``kairos replay``): the same formats and the same errors as ``load_bars``, without
+    resampling. The frame's index is the row's line number in the file.
+    """
+    parsed, file = _parse(source, source_tz)
+    if parsed.kind == "ticks":
+        _validate_ticks(parsed.frame, file)
+    else:
+        _validate_bars(parsed.frame, file)
+    return parsed, file
+
+
 # ------------------------------------------------------------------------------------------- validation
 
 
