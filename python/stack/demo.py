@@ -158,14 +158,18 @@ async def _watch_and_replay(
     console: Console,
 ) -> replay.ReplayResult:
     stop = asyncio.Event()
+    subscribed = threading.Event()
     watchers = [
-        asyncio.create_task(observe.watch_nats(settings.nats_url, stats, stop)),
+        asyncio.create_task(observe.watch_nats(settings.nats_url, stats, stop, subscribed)),
         asyncio.create_task(
             observe.watch_execution(f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, stop)
         ),
     ]
     cancel = threading.Event()
     live = Live(view.render(stats), console=console, refresh_per_second=4, transient=False) if opts.live else None
+    deadline = time.monotonic() + 15
+    while not subscribed.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     with live if live is not None else contextlib.nullcontext():
         replay_task = asyncio.create_task(
             asyncio.to_thread(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -107,8 +108,11 @@ class PipelineStats:
         return sum(decimal_to_float(p.unrealized_pnl) for p in self.positions.values())
 
 
-async def watch_nats(nats_url: str, stats: PipelineStats, stop: asyncio.Event) -> None:
-    """Counts ticks, bars, predictions and signals from the collector's and inference's subjects."""
+async def watch_nats(
+    nats_url: str, stats: PipelineStats, stop: asyncio.Event, ready: threading.Event | None = None
+) -> None:
+    """Counts ticks, bars, predictions and signals from the collector's and inference's subjects;
+    sets `ready` once the server has registered every subscription."""
     import nats
 
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=-1)
@@ -123,7 +127,7 @@ async def watch_nats(nats_url: str, stats: PipelineStats, stop: asyncio.Event) -
         async def on_bar(msg: Any) -> None:
             bar = marketdata_pb2.Bar.FromString(msg.data)
             stats.bars += 1
-            stats.bar_times[bar.symbol].append(bar.open_time_msc)
+            stats.bar_times[f"{bar.symbol}@{bar.period_s}"].append(bar.open_time_msc)
 
         async def on_pred(msg: Any) -> None:
             pred = inference_pb2.Prediction.FromString(msg.data)
@@ -140,6 +144,9 @@ async def watch_nats(nats_url: str, stats: PipelineStats, stop: asyncio.Event) -
             await nc.subscribe("kairos.pred.>", cb=on_pred),
             await nc.subscribe("kairos.signal.>", cb=on_signal),
         ]
+        await nc.flush()
+        if ready is not None:
+            ready.set()
         await stop.wait()
         for sub in subs:
             await sub.unsubscribe()
@@ -184,7 +191,7 @@ async def watch_execution(addr: str, token: str, stats: PipelineStats, stop: asy
         async def positions() -> None:
             while not stop.is_set():
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    resp = await stub.ListPositions(execution_pb2.ListPositionsRequest(), metadata=_auth(token))
+                    resp = await stub.ListPositions(execution_pb2.ListPositionsRequest(include_flat=True), metadata=_auth(token))
                     stats.positions = {p.symbol: p for p in resp.positions}
                     stats.equity.append((time.monotonic() - stats.started, stats.realized_pnl() + stats.unrealized_pnl()))
                 with contextlib.suppress(TimeoutError):

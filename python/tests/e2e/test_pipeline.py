@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,25 +39,13 @@ class Run:
     stats: observe.PipelineStats
 
 
-def metric_values(url: str, name: str) -> dict[str, float]:
-    """Samples of one metric family from a Prometheus endpoint: {labels: value}."""
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            labels = key[len(name) :]
-            if labels == "" or labels.startswith("{"):
-                out[labels] = float(value)
-    return out
-
-
-def _observe(settings: services.StackSettings, stats: observe.PipelineStats, stop: threading.Event) -> None:
+def _observe(
+    settings: services.StackSettings, stats: observe.PipelineStats, stop: threading.Event, ready: threading.Event
+) -> None:
     async def main() -> None:
         ev = asyncio.Event()
         tasks = [
-            asyncio.create_task(observe.watch_nats(settings.nats_url, stats, ev)),
+            asyncio.create_task(observe.watch_nats(settings.nats_url, stats, ev, ready)),
             asyncio.create_task(
                 observe.watch_execution(f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, ev)
             ),
@@ -80,11 +67,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     stack = processes.Stack(run_dir)
     stats = observe.PipelineStats()
     stop = threading.Event()
-    watcher = threading.Thread(target=_observe, args=(settings, stats, stop), daemon=True)
+    ready = threading.Event()
+    watcher = threading.Thread(target=_observe, args=(settings, stats, stop, ready), daemon=True)
     try:
         stack.start_all(services.specs(settings, binaries))
+        services.wait_pipeline_ready(settings)
         watcher.start()
-        time.sleep(0.5)  # let the watchers subscribe before the first tick
+        assert ready.wait(timeout=15), "the NATS watcher did not subscribe"
         data = replay.load(str(TICKS), symbol="EURUSD", strict=True)
         result = replay.replay(data, collector=f"127.0.0.1:{settings.ports.collector_bridge}", speed=0, stats=stats)
         deadline = time.monotonic() + 30
@@ -100,11 +89,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
 
 def test_every_replayed_tick_is_accounted_for(run: Run) -> None:
-    assert run.result.dropped == 0
+    assert run.result.lost == 0
     assert run.result.pushed == len(run.data.time_msc) == 9500
-    url = run.settings.ports.collector_metrics
-    received = sum(metric_values(f"http://127.0.0.1:{url}/metrics", "kairos_collector_ticks_accepted_total").values())
-    rejected = sum(metric_values(f"http://127.0.0.1:{url}/metrics", "kairos_collector_ticks_rejected_total").values())
+    url = f"http://127.0.0.1:{run.settings.ports.collector_metrics}/metrics"
+    arrived = sum(services.metric_samples(url, "kairos_collector_ticks_in_total").values())
+    received = sum(services.metric_samples(url, "kairos_collector_ticks_accepted_total").values())
+    rejected = sum(services.metric_samples(url, "kairos_collector_ticks_rejected_total").values())
+    assert arrived == run.result.sent
     assert received + rejected == run.result.pushed
     assert run.stats.md_ticks == received
 
@@ -115,10 +106,19 @@ def test_a_prediction_for_every_closed_bar(run: Run) -> None:
     closed = []
     for t, b, a in zip(run.data.time_msc, run.data.bid, run.data.ask, strict=True):
         closed.extend(builder.add_tick(int(t), float(b), float(a)))
-    expected = {bar.open_time_msc for bar in closed[card.bars_needed() - 1 :]}
-    got = set(run.stats.prediction_times["EURUSD"])
+    idle_closed = builder.flush()  # the collector also closes the last bar once the symbol goes idle
+    # Prediction.time_msc of a bar model is the bar's close time (inference.proto). The inference
+    # server closes bars on the next tick; the collector's idle close of the last bar does not
+    # reach it (docs/e2e.md, known gap), so the expectation is every bar a later tick closed.
+    expected = {bar.open_time_msc + card.timeframe_s * 1000 for bar in closed[card.bars_needed - 1 :]}
+    published = run.stats.bar_times[f"EURUSD@{card.timeframe_s}"]
+    deadline = time.monotonic() + 15  # the collector closes the last bar when the symbol goes idle
+    while len(published) < len(closed) + len(idle_closed) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    got = run.stats.prediction_times["EURUSD"]
     assert expected, "the replay closed no bar after warm-up"
-    assert got == expected
+    assert sorted(published) == [b.open_time_msc for b in closed + idle_closed], "collector bars differ"
+    assert sorted(got) == sorted(expected)  # each closed bar once, none missing
 
 
 def test_orders_follow_signals_and_respect_risk_limits(run: Run) -> None:
@@ -130,7 +130,7 @@ def test_orders_follow_signals_and_respect_risk_limits(run: Run) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{run.settings.ports.execution_grpc}") as ch:
         stub = execution_pb2_grpc.ExecutionServiceStub(ch)
         limits = stub.GetRiskLimits(execution_pb2.GetRiskLimitsRequest(), timeout=5).limits
-    max_pos = pnl.to_decimal(limits.max_position_per_symbol) if limits.HasField("max_position_per_symbol") else None
+    max_pos = pnl.to_decimal(limits.max_position_quantity) if limits.HasField("max_position_quantity") else None
     for book in pnl.recompute(run.stats.fills).values():
         if max_pos:
             assert abs(book.net_lots) <= max_pos
@@ -140,7 +140,7 @@ def _positions(settings: services.StackSettings) -> dict[str, tuple[Decimal, Dec
     with grpc.insecure_channel(f"127.0.0.1:{settings.ports.execution_grpc}") as ch:
         stub = execution_pb2_grpc.ExecutionServiceStub(ch)
         resp = stub.ListPositions(
-            execution_pb2.ListPositionsRequest(), metadata=[("authorization", f"Bearer {settings.token}")], timeout=5
+            execution_pb2.ListPositionsRequest(include_flat=True), metadata=[("authorization", f"Bearer {settings.token}")], timeout=5
         )
     return {p.symbol: (pnl.to_decimal(p.net_quantity), pnl.to_decimal(p.realized_pnl)) for p in resp.positions}
 
