@@ -85,16 +85,18 @@ def test_exported_onnx_matches_torch_on_held_out_bars_within_1e_5(run_dir: Path)
     assert sess.get_inputs()[0].shape[1:] == [8, SCHEMA.n_features]
 
 
-def test_tcn_trains_and_exports_with_parity(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("arch", ["tcn", "gru"])
+def test_sequence_models_train_and_export_with_parity(
+    arch: str, run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    d = tmp_path / "tcn"
+    d = tmp_path / arch
     shutil.copytree(run_dir, d)
-    assert run_main(["train", "--run", str(d), "--arch", "tcn", *SMALL[2:]]) == 0
+    assert run_main(["train", "--run", str(d), "--arch", arch, *SMALL[2:]]) == 0
     assert run_main(["export", "--run", str(d), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "parity max abs diff" in out
-    assert ModelCard.from_onnx(tmp_path / "out" / "model.onnx").architecture == "tcn"
+    assert json.loads((d / "export.json").read_text())["max_abs_diff"] <= 1e-5
+    assert ModelCard.from_onnx(tmp_path / "out" / "model.onnx").architecture == arch
 
 
 def test_same_seed_same_weights_other_seed_other_weights(run_dir: Path, tmp_path: Path) -> None:
