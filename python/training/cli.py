@@ -81,7 +81,7 @@ DedupeOpt = Annotated[
     str, typer.Option("--dedupe", help="Duplicate bar times: error (default), keep-first or keep-last.")
 ]
 MaxBarsOpt = Annotated[int | None, typer.Option("--max-bars", min=1, help="Keep only the latest N bars.")]
-ArchOpt = Annotated[str, typer.Option("--arch", help="Model: mlp or tcn.")]
+ArchOpt = Annotated[str, typer.Option("--arch", help="Model: mlp, tcn (causal temporal conv) or gru.")]
 WindowOpt = Annotated[int, typer.Option("--window", min=1, help="Feature rows per model input.")]
 HiddenOpt = Annotated[int, typer.Option("--hidden", min=1, help="Hidden units/channels.")]
 EpochsOpt = Annotated[

@@ -36,7 +36,7 @@ EpochCallback = Callable[[str, int, int, float, float], None]
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str = "mlp"
-    """Model: ``mlp`` (flattened window) or ``tcn`` (causal dilated convolutions)."""
+    """Model: ``mlp`` (flattened window), ``tcn`` (causal dilated convolutions) or ``gru``."""
     window: int = 16
     """Feature rows per model input (bars of history beyond the features' own window)."""
     hidden: int = 32

@@ -20,7 +20,7 @@ from kairos.training.cli import main
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 GBPUSD_BID = DATA / "gbpusd-m1-bid-2012.csv"
 KAIROS_TRAIN = Path(sys.executable).parent / "kairos-train"
-SMALL = ["--max-bars", "4000", "--epochs", "2", "--folds", "2", "--window", "8", "--hidden", "16"]
+SMALL = ["--max-bars", "3000", "--epochs", "2", "--folds", "2", "--window", "8", "--hidden", "16"]
 
 
 def run_main(args: list[str], capsys: pytest.CaptureFixture[str] | None = None) -> int:
@@ -60,7 +60,7 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
     assert "| model |" in (run_dir / "report.md").read_text()
     card = ModelCard.load(run_dir / "model.card.json")
     card.check_schema()
-    assert (card.window, card.timeframe_s, card.dataset["bars"]) == (8, 60, 4000)
+    assert (card.window, card.timeframe_s, card.dataset["bars"]) == (8, 60, 3000)
     assert card.metrics["beats_baselines"] == report["beats_baselines"]
     assert card.dataset["sha256"] == json.loads((run_dir / "import.json").read_text())["sha256"]
     run = json.loads((run_dir / "run.json").read_text())
@@ -85,16 +85,18 @@ def test_exported_onnx_matches_torch_on_held_out_bars_within_1e_5(run_dir: Path)
     assert sess.get_inputs()[0].shape[1:] == [8, SCHEMA.n_features]
 
 
-def test_tcn_trains_and_exports_with_parity(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("arch", ["tcn", "gru"])
+def test_sequence_models_train_and_export_with_parity(
+    arch: str, run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    d = tmp_path / "tcn"
+    d = tmp_path / arch
     shutil.copytree(run_dir, d)
-    assert run_main(["train", "--run", str(d), "--arch", "tcn", *SMALL[2:]]) == 0
+    assert run_main(["train", "--run", str(d), "--arch", arch, *SMALL[2:]]) == 0
     assert run_main(["export", "--run", str(d), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "parity max abs diff" in out
-    assert ModelCard.from_onnx(tmp_path / "out" / "model.onnx").architecture == "tcn"
+    assert json.loads((d / "export.json").read_text())["max_abs_diff"] <= 1e-5
+    assert ModelCard.from_onnx(tmp_path / "out" / "model.onnx").architecture == arch
 
 
 def test_same_seed_same_weights_other_seed_other_weights(run_dir: Path, tmp_path: Path) -> None:
@@ -191,7 +193,6 @@ def test_help_and_exit_codes_through_the_installed_console_script(tmp_path: Path
     assert top.returncode == 0
     for cmd in ("import", "train", "export", "backtest", "register", "run"):
         assert cmd in top.stdout
-    assert cli("train", "--help").returncode == 0
     bad = tmp_path / "EURUSD_M1.csv"
     bad.write_text(
         "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n"
@@ -203,6 +204,12 @@ def test_help_and_exit_codes_through_the_installed_console_script(tmp_path: Path
     assert f"{bad}:3: field 'close'" in r.stderr.replace("\n", "")
     r = cli("backtest", "--run", str(tmp_path / "missing"))
     assert r.returncode == 1 and "run `kairos-train import" in r.stderr.replace("\n", " ")
+
+
+@pytest.mark.parametrize("command", ["import", "train", "export", "backtest", "register", "run"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main([command, "--help"]) == 0
+    assert f"Usage: kairos-train {command}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -213,3 +213,20 @@ def test_bars_without_any_spread_need_an_ask_file_or_a_stated_spread(tmp_path: P
         load_bars(str(path))
     bars, rep = load_bars(str(path), spread=0.0001)
     assert rep.spread_source.startswith("constant") and len(bars) == 99
+
+
+def test_mt5_daily_export_without_a_time_column_is_read_as_midnight_bars(tmp_path: Path) -> None:
+    h1, _ = load_bars("sample:eurusd-h1")
+    daily = resample_bars(h1, 86400).iloc[:40]
+    lines = ["<DATE>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>"]
+    for r in daily.itertuples(index=False):
+        lines.append(
+            f"{r.time:%Y.%m.%d}\t{r.open}\t{r.high}\t{r.low}\t{r.close}\t{int(r.tick_volume)}\t0\t10"
+        )
+    path = tmp_path / "EURUSD_D1.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-16")
+    bars, rep = load_bars(str(path))
+    assert rep.timeframe_s == 86400 and len(bars) == 40
+    np.testing.assert_array_equal(bars["time"].to_numpy(), daily["time"].to_numpy())
+    np.testing.assert_array_equal(bars["close"].to_numpy(), daily["close"].to_numpy())
+    assert rep.gaps > 0  # weekends
