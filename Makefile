@@ -41,15 +41,20 @@ help: ## List the targets, one line each
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: setup cpp-build ## Run the main job on embedded defaults (today: real ticks through the contracts in Python, Go and C)
+demo: setup cpp-build ## The main job: train if needed, start the stack, replay real data through the bridge, live view, report
+	$(ROOT)/.venv/bin/kairos demo $(DEMO_ARGS)
+
+.PHONY: wirecheck
+wirecheck: setup cpp-build ## Cross-check the wire contract in Python, Go and C on real ticks
 	go build -o $(TOOLS)/bin/kairos-framecat ./go/collector/cmd/kairos-framecat
-	$(PY) -m kairos.demo --build-dir $(BUILD)/demo --framecat-go "$(TOOLS)/bin/kairos-framecat" --framecat-c "$(CPP_BUILD)/kairos-framecat"
+	$(PY) -m kairos.wirecheck --build-dir $(BUILD)/wirecheck --framecat-go "$(TOOLS)/bin/kairos-framecat" --framecat-c "$(CPP_BUILD)/kairos-framecat"
 
 .PHONY: test
 test: setup cpp-build ## Run every test (Go, Python, C/C++)
 	go test -race -count=1 $(GO_PKGS)
 	$(PY) -m pytest
 	ctest --test-dir $(CPP_BUILD) --output-on-failure
+	$(MAKE) wirecheck
 	@for t in $(TEST_TARGETS); do $(MAKE) $$t; done
 
 .PHONY: lint

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import kairos.sdk.marketdata.v1 as sdk
-from kairos.demo import DEFAULT_TICKS, read_quote_ticks
+from kairos.wirecheck import DEFAULT_TICKS, read_quote_ticks
 from kairos.marketdata.v1 import marketdata_pb2
 
 REPO = Path(__file__).resolve().parent.parent

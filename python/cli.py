@@ -40,7 +40,9 @@ RunDir = Annotated[Path, typer.Option(help="Where logs, pids and the token live.
 
 @app.command()
 def up(
-    model: Annotated[str, typer.Option(help="models:/<name>@<alias> or a local .onnx (card beside it).")] = "",
+    model: Annotated[
+        str, typer.Option(help="models:/<name>@<alias> or a local .onnx (card beside it).")
+    ] = "",
     run_dir: RunDir = services.STATE_DIR / "run",
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
@@ -57,7 +59,9 @@ def up(
         for spec in services.specs(settings, binaries):
             svc = stack.start(spec)
             stack.wait_ready(svc)
-            console.print(f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {spec.grpc_addr}  log {svc.log_path}")
+            console.print(
+                f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {spec.grpc_addr}  log {svc.log_path}"
+            )
     except processes.ServiceDied as exc:
         err.print(f"[red]{exc}[/]")
         stack.stop()
@@ -76,7 +80,8 @@ def down(run_dir: RunDir = services.STATE_DIR / "run") -> None:
 
 
 STATUS_METRICS = re.compile(
-    r"^(kairos_[a-z_]*(ticks|bars|predictions|orders|fills|denials|rejected|dropped)[a-z_]*_total)(\{[^}]*\})? (\S+)$"
+    r"^(kairos_[a-z_]*(ticks|bars|predictions|orders|fills|denials|rejected|dropped)[a-z_]*_total)"
+    r"(\{[^}]*\})? (\S+)$"
 )
 
 
@@ -90,7 +95,10 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
     table = Table("service", "pid", "process", "health", "address")
     for svc in recorded:
         table.add_row(
-            svc.name, str(svc.pid), "running" if svc.alive() else "[red]gone[/]", check_health(svc.grpc_addr).name,
+            svc.name,
+            str(svc.pid),
+            "running" if svc.alive() else "[red]gone[/]",
+            check_health(svc.grpc_addr).name,
             svc.grpc_addr,
         )
     console.print(table)
@@ -111,7 +119,7 @@ def _print_models(addr: str) -> None:
 
     with grpc.insecure_channel(addr) as ch:
         try:
-            resp = inference_pb2_grpc.InferenceServiceStub(ch).GetModelStatus(
+            resp = inference_pb2_grpc.InferenceServiceStub(ch).GetModelStatus(  # type: ignore[no-untyped-call]
                 inference_pb2.GetModelStatusRequest(), timeout=2
             )
         except grpc.RpcError as exc:
@@ -142,7 +150,9 @@ def _scrape(url: str) -> list[tuple[str, str, str]]:
 
 @app.command()
 def replay(
-    source: Annotated[str, typer.Argument(help="A data file (ticks or bars, any supported format) or sample:eurusd-h1.")],
+    source: Annotated[
+        str, typer.Argument(help="A data file (ticks or bars, any supported format) or sample:eurusd-h1.")
+    ],
     symbol: Annotated[str, typer.Option(help="Symbol name for the replayed data.")] = "EURUSD",
     speed: Annotated[float, typer.Option(help="Ticks per second; 0 replays as fast as possible.")] = 0.0,
     collector: Annotated[str, typer.Option(help="Collector bridge listener host:port.")] = "127.0.0.1:7400",
@@ -173,7 +183,9 @@ def replay(
 def stream(
     symbol: Annotated[str, typer.Argument(help="Symbol, e.g. EURUSD.")],
     what: Annotated[str, typer.Option(help="ticks, bars or predictions.")] = "ticks",
-    collector: Annotated[str, typer.Option(help="Collector gRPC host:port (ticks, bars).")] = "127.0.0.1:7401",
+    collector: Annotated[
+        str, typer.Option(help="Collector gRPC host:port (ticks, bars).")
+    ] = "127.0.0.1:7401",
     nats_url: Annotated[str, typer.Option(help="NATS URL (predictions).")] = "nats://127.0.0.1:4222",
     count: Annotated[int, typer.Option(help="Stop after this many events (0: until Ctrl-C).")] = 0,
 ) -> None:
@@ -213,8 +225,12 @@ def kill(
 
 @app.command()
 def demo(
-    data: Annotated[str, typer.Option(help="What to replay: sample:eurusd-h1 or a data file.")] = "sample:eurusd-h1",
-    model: Annotated[str, typer.Option(help="Model to serve; default: the registry's champion (trained if none).")] = "",
+    data: Annotated[
+        str, typer.Option(help="What to replay: sample:eurusd-h1 or a data file.")
+    ] = "sample:eurusd-h1",
+    model: Annotated[
+        str, typer.Option(help="Model to serve; default: the registry's champion (trained if none).")
+    ] = "",
     speed: Annotated[float, typer.Option(help="Replay speed in ticks per second (0: full speed).")] = 400.0,
     last: Annotated[int, typer.Option(help="Replay only the last N rows of the data (0: all).")] = 1500,
     out: Annotated[Path, typer.Option(help="Report directory.")] = services.REPO / "build" / "demo",

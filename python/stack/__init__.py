@@ -1,1 +1,1 @@
-"""The local Kairos stack: service processes, health checks, and the settings `kairos up` and the demo share."""
+"""The local Kairos stack: service processes, health checks, replay, observers, the demo."""

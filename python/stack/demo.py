@@ -66,10 +66,17 @@ def resolve_model(settings: services.StackSettings, console: Console, train_dir:
         console.print(f"model: the registry's champion, {found}")
         return found
     out = train_dir or services.REPO / "build" / "demo" / "training"
+    previous = out / "model.onnx"
+    if previous.exists():
+        console.print(
+            f"model: {previous}, trained by an earlier demo (not registered: it did not beat the baselines)"
+        )
+        return str(previous)
     console.print("model: none registered yet; training one on the real EURUSD H1 sample (kairos-train run)")
     argv = [
         sys.executable, "-m", "kairos.training.cli", "run",
         "--data", "sample:eurusd-h1",
+        "--run", str(out / "run"),
         "--out", str(out),
         "--tracking-uri", settings.mlflow_uri,
         "--name", REGISTERED_NAME,
@@ -166,7 +173,11 @@ async def _watch_and_replay(
         ),
     ]
     cancel = threading.Event()
-    live = Live(view.render(stats), console=console, refresh_per_second=4, transient=False) if opts.live else None
+    live = (
+        Live(view.render(stats), console=console, refresh_per_second=4, transient=False)
+        if opts.live
+        else None
+    )
     deadline = time.monotonic() + 15
     while not subscribed.is_set() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
@@ -218,10 +229,17 @@ async def _watch_and_replay(
 
 def _summary(stats: observe.PipelineStats, result: replay.ReplayResult, console: Console) -> None:
     table = Table(title="Demo summary", show_header=False)
-    table.add_row("ticks replayed", f"{result.pushed:,} ({result.ticks_per_s:,.0f}/s, dropped {result.dropped})")
+    table.add_row(
+        "ticks replayed", f"{result.pushed:,} ({result.ticks_per_s:,.0f}/s, dropped {result.dropped})"
+    )
     table.add_row("ticks published by the collector", f"{stats.md_ticks:,}")
-    table.add_row("bars / predictions / signals", f"{stats.bars} / {stats.predictions} / {sum(stats.signals.values())}")
-    table.add_row("orders submitted / denied / fills", f"{stats.reports['submitted']} / {stats.reports['denied']} / {len(stats.fills)}")
+    bars = " ".join(f"{view.timeframe(p)}:{n}" for p, n in sorted(stats.bars.items()))
+    table.add_row("bars", bars or "0")
+    table.add_row("predictions / signals", f"{stats.predictions} / {sum(stats.signals.values())}")
+    table.add_row(
+        "orders submitted / denied / fills",
+        f"{stats.reports['submitted']} / {stats.reports['denied']} / {len(stats.fills)}",
+    )
     table.add_row("realized / unrealized P&L", f"{stats.realized_pnl():,.2f} / {stats.unrealized_pnl():,.2f}")
     for name, n, p50, p99 in stats.latency_table():
         table.add_row(f"latency {name}", f"p50 {p50:,.0f} µs  p99 {p99:,.0f} µs  (n={n})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 
 class HealthState(enum.Enum):

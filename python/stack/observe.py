@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import threading
 import time
@@ -54,10 +55,12 @@ def hop_latencies(hops: Iterable[types_pb2.HopStamp]) -> dict[str, float]:
     at = {h.stage: h.time_us for h in hops if h.stage != types_pb2.HOP_STAGE_UNSPECIFIED}
     stamped = [s for s in HOPS if s in at]
     out: dict[str, float] = {}
-    for a, b in zip(stamped, stamped[1:], strict=False):
+    for a, b in itertools.pairwise(stamped):
         out[f"{stage_name(a)}->{stage_name(b)}"] = float(at[b] - at[a])
     if len(stamped) >= 2:
-        out[f"total:{stage_name(stamped[0])}->{stage_name(stamped[-1])}"] = float(at[stamped[-1]] - at[stamped[0]])
+        out[f"total:{stage_name(stamped[0])}->{stage_name(stamped[-1])}"] = float(
+            at[stamped[-1]] - at[stamped[0]]
+        )
     return out
 
 
@@ -73,7 +76,7 @@ class PipelineStats:
     ticks_replayed: int = 0
     rows_rejected: int = 0
     md_ticks: int = 0
-    bars: int = 0
+    bars: Counter[int] = field(default_factory=Counter)  # by period in seconds
     predictions: int = 0
     signals: Counter[str] = field(default_factory=Counter)
     reports: Counter[str] = field(default_factory=Counter)
@@ -126,7 +129,7 @@ async def watch_nats(
 
         async def on_bar(msg: Any) -> None:
             bar = marketdata_pb2.Bar.FromString(msg.data)
-            stats.bars += 1
+            stats.bars[bar.period_s] += 1
             stats.bar_times[f"{bar.symbol}@{bar.period_s}"].append(bar.open_time_msc)
 
         async def on_pred(msg: Any) -> None:
@@ -161,7 +164,7 @@ def _auth(token: str) -> list[tuple[str, str]]:
 async def watch_execution(addr: str, token: str, stats: PipelineStats, stop: asyncio.Event) -> None:
     """Follows StreamExecutionReports and polls ListPositions for the P&L and the equity curve."""
     async with grpc.aio.insecure_channel(addr) as channel:
-        stub = execution_pb2_grpc.ExecutionServiceStub(channel)
+        stub = execution_pb2_grpc.ExecutionServiceStub(channel)  # type: ignore[no-untyped-call]
 
         async def reports() -> None:
             after = 0
@@ -174,7 +177,9 @@ async def watch_execution(addr: str, token: str, stats: PipelineStats, stop: asy
                         for rep in _reports_of(resp):
                             after = max(after, rep.sequence)
                             stats.reports_seen.append(rep)
-                            kind = execution_pb2.ReportType.Name(rep.type).removeprefix("REPORT_TYPE_").lower()
+                            kind = (
+                                execution_pb2.ReportType.Name(rep.type).removeprefix("REPORT_TYPE_").lower()
+                            )
                             stats.reports[kind] += 1
                             if rep.type == execution_pb2.REPORT_TYPE_DENIED:
                                 reason = execution_pb2.RiskDenyReason.Name(rep.order.denial.reason)
@@ -191,9 +196,13 @@ async def watch_execution(addr: str, token: str, stats: PipelineStats, stop: asy
         async def positions() -> None:
             while not stop.is_set():
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    resp = await stub.ListPositions(execution_pb2.ListPositionsRequest(include_flat=True), metadata=_auth(token))
+                    resp = await stub.ListPositions(
+                        execution_pb2.ListPositionsRequest(include_flat=True), metadata=_auth(token)
+                    )
                     stats.positions = {p.symbol: p for p in resp.positions}
-                    stats.equity.append((time.monotonic() - stats.started, stats.realized_pnl() + stats.unrealized_pnl()))
+                    stats.equity.append(
+                        (time.monotonic() - stats.started, stats.realized_pnl() + stats.unrealized_pnl())
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
 

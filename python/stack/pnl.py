@@ -48,7 +48,9 @@ class Book:
         return (mark - self.avg_price) * self.net_lots * contract_size if self.net_lots else Decimal(0)
 
 
-def recompute(fills: Iterable[execution_pb2.Fill], contract_size: Decimal = Decimal(100_000)) -> dict[str, Book]:
+def recompute(
+    fills: Iterable[execution_pb2.Fill], contract_size: Decimal = Decimal(100_000)
+) -> dict[str, Book]:
     """Books per symbol from fills (deduplicated by trade id, applied in time order)."""
     seen: set[str] = set()
     books: dict[str, Book] = {}

@@ -104,7 +104,9 @@ class Stack:
         while time.monotonic() < deadline:
             code = svc.process.poll()
             if code is not None:
-                raise ServiceDied(svc.spec.name, f"exited with status {code} while starting", log_tail(svc.log_path))
+                raise ServiceDied(
+                    svc.spec.name, f"exited with status {code} while starting", log_tail(svc.log_path)
+                )
             last = check_health(svc.spec.grpc_addr, timeout_s=1.0)
             if last is HealthState.SERVING:
                 return

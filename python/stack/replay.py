@@ -97,7 +97,9 @@ def _read_skipping(source: str, strict: bool) -> tuple[Any, str, list[str]]:
         copy = Path(tmp) / path.name
         while len(bad) <= MAX_SKIPPED:
             # A skipped line becomes empty, so later line numbers still match the original file.
-            copy.write_text("".join("\n" if i + 1 in bad else ln for i, ln in enumerate(lines)), encoding="utf-8")
+            copy.write_text(
+                "".join("\n" if i + 1 in bad else ln for i, ln in enumerate(lines)), encoding="utf-8"
+            )
             try:
                 parsed, _ = _read(str(copy))
                 return parsed, source, [r.replace(str(copy), source) for r in rejected]
@@ -168,12 +170,18 @@ def replay(
     n = len(data.time_msc)
     started = time.perf_counter()
     pushed = 0
-    with Bridge(collector=collector, execution="", options=BridgeOptions(tick_queue_capacity=1 << 16)) as bridge:
+    with Bridge(
+        collector=collector, execution="", options=BridgeOptions(tick_queue_capacity=1 << 16)
+    ) as bridge:
         bridge.announce_symbol(data.symbol, data.digits, contract_size=100_000.0)
         while pushed < n and not (cancel and cancel.is_set()):
             end = min(n, pushed + PUSH_BATCH)
             status = bridge.push_quotes(
-                data.symbol, data.digits, data.time_msc[pushed:end], data.bid[pushed:end], data.ask[pushed:end]
+                data.symbol,
+                data.digits,
+                data.time_msc[pushed:end],
+                data.bid[pushed:end],
+                data.ask[pushed:end],
             )
             if status == Status.E_QUEUE_FULL:
                 time.sleep(0.0005)

@@ -16,7 +16,7 @@ def figures(stats: PipelineStats, extra: dict[str, Any] | None = None) -> dict[s
         "ticks_replayed": stats.ticks_replayed,
         "rows_rejected": stats.rows_rejected,
         "ticks_on_nats": stats.md_ticks,
-        "bars": stats.bars,
+        "bars": sum(stats.bars.values()),
         "predictions": stats.predictions,
         "signals": sum(stats.signals.values()),
         "orders_submitted": stats.reports["submitted"],
@@ -29,6 +29,7 @@ def figures(stats: PipelineStats, extra: dict[str, Any] | None = None) -> dict[s
         key = name.replace("->", "_to_").replace(":", "_")
         out[f"latency_us_p50.{key}"] = _num(percentile(values, 50))
         out[f"latency_us_p99.{key}"] = _num(percentile(values, 99))
+    out["bars_by_period_s"] = {str(k): v for k, v in sorted(stats.bars.items())}
     out["signals_by_direction"] = dict(stats.signals)
     out["denials_by_reason"] = dict(stats.denials)
     if extra:
@@ -48,8 +49,14 @@ def write(stats: PipelineStats, out_dir: Path, extra: dict[str, Any] | None = No
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "report.json", "equity": out_dir / "equity.png", "latency": out_dir / "latency.png"}
-    paths["json"].write_text(json.dumps(figures(stats, extra), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    paths = {
+        "json": out_dir / "report.json",
+        "equity": out_dir / "equity.png",
+        "latency": out_dir / "latency.png",
+    }
+    paths["json"].write_text(
+        json.dumps(figures(stats, extra), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if stats.equity:

@@ -107,7 +107,9 @@ def build_go_binaries(bin_dir: Path, force: bool = False) -> dict[str, Path]:
 
 def _stale(binary: Path, src: Path) -> bool:
     built = binary.stat().st_mtime
-    return any(p.stat().st_mtime > built for p in src.rglob("*.go")) or (src / "go.mod").stat().st_mtime > built
+    return (
+        any(p.stat().st_mtime > built for p in src.rglob("*.go")) or (src / "go.mod").stat().st_mtime > built
+    )
 
 
 def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpec]:

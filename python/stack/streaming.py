@@ -28,7 +28,9 @@ def _ts(msc: int) -> str:
 
 def events(symbol: str, what: str, *, collector: str, nats_url: str, count: int = 0) -> Iterator[str]:
     """Yields one printable line per event; stops after `count` events when count > 0."""
-    source = _predictions(symbol, nats_url) if what == "predictions" else _market_data(symbol, what, collector)
+    source = (
+        _predictions(symbol, nats_url) if what == "predictions" else _market_data(symbol, what, collector)
+    )
     for n, line in enumerate(source, start=1):
         yield line
         if count and n >= count:
@@ -36,7 +38,9 @@ def events(symbol: str, what: str, *, collector: str, nats_url: str, count: int 
 
 
 def _market_data(symbol: str, what: str, addr: str) -> Iterator[str]:
-    request = SubscribeRequest(symbols=[symbol], ticks=what == "ticks", bar_periods_s=[60] if what == "bars" else [])
+    request = SubscribeRequest(
+        symbols=[symbol], ticks=what == "ticks", bar_periods_s=[60] if what == "bars" else []
+    )
     with grpc.insecure_channel(addr) as channel:
         stub = MarketDataServiceStub(channel)
         try:
@@ -65,7 +69,7 @@ def _predictions(symbol: str, nats_url: str) -> Iterator[str]:
 
         try:
             nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=3)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller as a StreamError
+        except Exception as exc:  # reported to the caller as a StreamError
             out.put(StreamError(f"NATS {nats_url}: {exc}"))
             return
         sub = await nc.subscribe(f"kairos.pred.{symbol}")

@@ -11,6 +11,15 @@ from rich.table import Table
 from kairos.stack.observe import PipelineStats, decimal_to_float
 
 
+def timeframe(period_s: int) -> str:
+    """MT5 name of a bar period: 60 -> M1, 3600 -> H1, 86400 -> D1."""
+    if period_s % 86400 == 0:
+        return f"D{period_s // 86400}"
+    if period_s % 3600 == 0:
+        return f"H{period_s // 3600}"
+    return f"M{period_s // 60}" if period_s % 60 == 0 else f"{period_s}s"
+
+
 def _n(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:,.0f}"
 
@@ -24,7 +33,7 @@ def render(stats: PipelineStats, title: str = "Kairos demo") -> RenderableType:
         f"{stats.ticks_per_s():,.0f}",
         f"{stats.rows_rejected:,}",
         f"{stats.md_ticks:,}",
-        f"{stats.bars:,}",
+        " ".join(f"{timeframe(p)}:{n:,}" for p, n in sorted(stats.bars.items())) or "0",
         f"{stats.predictions:,}",
         " ".join(f"{k}:{v}" for k, v in sorted(stats.signals.items())) or "0",
     )

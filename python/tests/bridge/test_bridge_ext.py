@@ -12,7 +12,7 @@ import pytest
 import kairos.bridge as kb
 from kairos.bridge.peer import BridgePeer
 from kairos.bridge.v1 import bridge_pb2
-from kairos.demo import DEFAULT_TICKS, read_quote_ticks
+from kairos.wirecheck import DEFAULT_TICKS, read_quote_ticks
 from kairos.types.v1 import types_pb2
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kairos.demo import (
+from kairos.wirecheck import (
     BATCH_MAX,
     DEFAULT_TICKS,
     DataError,

@@ -1,11 +1,7 @@
-"""`make demo`: the main job, on embedded defaults, as far as the pipeline exists.
-
-Foundation stage (issue #2): the services are not built yet (bridge DLL #3, collector #4, inference
-#5, training #6, execution #7; the full demo is #8). What runs today is the part every later hop
-relies on, the wire contract, on real data:
+"""`make wirecheck`: the wire contract cross-checked in three languages on real data.
 
 1. read real EURUSD ticks from ``shared/data`` (the repository's test data);
-2. encode them as the bridge DLL will send them to the collector: a Hello, the symbol's
+2. encode them as the bridge DLL sends them to the collector: a Hello, the symbol's
    SymbolInfo, then TickBatch frames of at most 256 ticks (the DLL's nanopb bound), each frame
    varint-length-delimited, with heartbeats in between;
 3. decode that stream in Python (protobuf/upb), Go (google.golang.org/protobuf: the collector's
@@ -200,7 +196,7 @@ def run_framecat(tool: Path, frames: Path, reencoded: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m kairos.demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m kairos.wirecheck", description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=Path, default=DEFAULT_TICKS, help="tick CSV (default: %(default)s)")
     ap.add_argument("--build-dir", type=Path, default=REPO / "build" / "demo")
     ap.add_argument("--framecat-go", type=Path, required=True, help="the Go kairos-framecat binary")
