@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import kairos.sdk.marketdata.v1 as sdk
-from kairos.wirecheck import DEFAULT_TICKS, read_quote_ticks
 from kairos.marketdata.v1 import marketdata_pb2
+from kairos.wirecheck import DEFAULT_TICKS, read_quote_ticks
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 100

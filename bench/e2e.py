@@ -67,7 +67,9 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
     for stale in run_dir.glob("journal.db*"):
         stale.unlink()
     binaries = services.build_go_binaries(settings.bin_dir)
-    data = replay.load(str(services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"), symbol="EURUSD", strict=True)
+    data = replay.load(
+        str(services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"), symbol="EURUSD", strict=True
+    )
     stats = observe.PipelineStats()
     stop, ready = threading.Event(), threading.Event()
 
@@ -77,7 +79,9 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
             tasks = [
                 asyncio.create_task(observe.watch_nats(settings.nats_url, stats, ev, ready)),
                 asyncio.create_task(
-                    observe.watch_execution(f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, ev)
+                    observe.watch_execution(
+                        f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, ev
+                    )
                 ),
             ]
             while not stop.is_set():
@@ -106,8 +110,12 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
         metrics["offered_ticks_per_s"] = rate
         metrics["paced_ticks"] = float(result.pushed)
         metrics["orders_acked"] = float(len(acks))
-        metrics["tick_to_order_ack_us_p50"] = round(float(np.percentile(acks, 50)), 1) if acks else float("nan")
-        metrics["tick_to_order_ack_us_p99"] = round(float(np.percentile(acks, 99)), 1) if acks else float("nan")
+        metrics["tick_to_order_ack_us_p50"] = (
+            round(float(np.percentile(acks, 50)), 1) if acks else float("nan")
+        )
+        metrics["tick_to_order_ack_us_p99"] = (
+            round(float(np.percentile(acks, 99)), 1) if acks else float("nan")
+        )
 
         # Full speed: a fresh symbol so its bars and state start clean.
         url = f"http://127.0.0.1:{settings.ports.collector_metrics}/metrics"

@@ -62,11 +62,16 @@ def test_list_shows_the_services_through_reflection(
 
 
 def test_describe_shows_the_documented_contract(stack: services.StackSettings) -> None:
-    out = grpcurl("-plaintext", f"127.0.0.1:{stack.ports.execution_grpc}", "describe", "kairos.execution.v1.Order")
+    out = grpcurl(
+        "-plaintext", f"127.0.0.1:{stack.ports.execution_grpc}", "describe", "kairos.execution.v1.Order"
+    )
     assert out.returncode == 0, out.stderr
     assert "client_order_id" in out.stdout and "kairos.types.v1.Decimal quantity" in out.stdout
     out = grpcurl(
-        "-plaintext", f"127.0.0.1:{stack.ports.collector_grpc}", "describe", "kairos.collector.v1.MarketDataService"
+        "-plaintext",
+        f"127.0.0.1:{stack.ports.collector_grpc}",
+        "describe",
+        "kairos.collector.v1.MarketDataService",
     )
     assert out.returncode == 0, out.stderr
     assert "rpc Subscribe" in out.stdout and "stream .kairos.collector.v1.SubscribeResponse" in out.stdout
@@ -86,7 +91,9 @@ def test_subscribe_streams_replayed_ticks_to_grpcurl(stack: services.StackSettin
             if sum(services.metric_samples(url, "kairos_collector_subscribers").values()) >= 1:
                 break
             time.sleep(0.1)
-        data = replay.load(str(services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"), symbol="EURUSD", last=300)
+        data = replay.load(
+            str(services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"), symbol="EURUSD", last=300
+        )
         result = replay.replay(data, collector=f"127.0.0.1:{stack.ports.collector_bridge}")
         assert result.lost == 0
         got = 0
