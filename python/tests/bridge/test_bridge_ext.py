@@ -12,8 +12,8 @@ import pytest
 import kairos.bridge as kb
 from kairos.bridge.peer import BridgePeer
 from kairos.bridge.v1 import bridge_pb2
-from kairos.wirecheck import DEFAULT_TICKS, read_quote_ticks
 from kairos.types.v1 import types_pb2
+from kairos.wirecheck import DEFAULT_TICKS, read_quote_ticks
 
 
 @pytest.fixture(scope="module")
