@@ -128,19 +128,23 @@ def load(source: str, *, symbol: str, strict: bool = False, last: int = 0) -> Re
             "ticks",
             rejected,
         )
-    time_msc, bid, ask = bars_to_ticks(frame, point)
+    from kairos.training.data import SAMPLE_EURUSD_H1, SAMPLE_EURUSD_SPREAD
+
+    # Bars without a spread get the one training assumes for them (sample) or two points.
+    default_spread = SAMPLE_EURUSD_SPREAD if source == SAMPLE_EURUSD_H1 else 2 * point
+    time_msc, bid, ask = bars_to_ticks(frame, point, default_spread)
     return ReplayData(symbol, _digits(point), time_msc, bid, ask, name, "bars", rejected)
 
 
 def bars_to_ticks(
-    bars: Any, point: float
+    bars: Any, point: float, default_spread: float
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Four ticks per bar (open, high/low in the bar's direction, close) at 0, 1/4, 1/2, 3/4 of it."""
     t0 = to_epoch_ms(bars["time"])
     period = int(np.median(np.diff(t0))) if len(t0) > 1 else 60_000
     o, h, lo, c = (bars[k].to_numpy(np.float64) for k in ("open", "high", "low", "close"))
     spread = bars["spread"].to_numpy(np.float64) if "spread" in bars else np.full(len(o), np.nan)
-    spread = np.where(np.isfinite(spread), spread, 2 * point)
+    spread = np.where(np.isfinite(spread), spread, default_spread)
     up = c >= o
     path = np.stack([o, np.where(up, lo, h), np.where(up, h, lo), c], axis=1)
     offsets = np.array([0, period // 4, period // 2, 3 * period // 4], dtype=np.int64)
