@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.StackSe
     settings = services.StackSettings(ports=services.Ports.free(), run_dir=run_dir, model="unused")
     binaries = services.build_go_binaries(settings.bin_dir)
     collector, _, execution = services.specs(settings, binaries)
-    collector = services.ServiceSpec(
+    collector = processes.ServiceSpec(
         name=collector.name,
         argv=[a for a in collector.argv if not a.startswith("--inference")] + ["--inference-endpoints=none"],
         grpc_addr=collector.grpc_addr,
