@@ -181,6 +181,7 @@ async def _watch_and_replay(
     deadline = time.monotonic() + 15
     while not subscribed.is_set() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
+    stats.started = time.monotonic()
     with live if live is not None else contextlib.nullcontext():
         replay_task = asyncio.create_task(
             asyncio.to_thread(

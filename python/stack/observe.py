@@ -84,10 +84,12 @@ class PipelineStats:
     fills: list[execution_pb2.Fill] = field(default_factory=list)
     positions: dict[str, execution_pb2.Position] = field(default_factory=dict)
     latest_mid: dict[str, float] = field(default_factory=dict)
+    # Market time (ms) of the newest tick seen on NATS: the equity curve's x axis.
+    market_time_msc: int = 0
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     bar_times: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     prediction_times: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    equity: list[tuple[float, float]] = field(default_factory=list)
+    equity: list[tuple[float, float]] = field(default_factory=list)  # (market time s, P&L)
     reports_seen: list[execution_pb2.ExecutionReport] = field(default_factory=list)
 
     def ticks_per_s(self) -> float:
@@ -124,6 +126,8 @@ async def watch_nats(
         async def on_md(msg: Any) -> None:
             batch = marketdata_pb2.TickBatch.FromString(msg.data)
             stats.md_ticks += len(batch.time_msc)
+            if batch.time_msc:
+                stats.market_time_msc = max(stats.market_time_msc, batch.time_msc[-1])
             if batch.bid and batch.ask:
                 stats.latest_mid[batch.symbol] = (batch.bid[-1] + batch.ask[-1]) / 2
 
@@ -200,11 +204,11 @@ async def watch_execution(addr: str, token: str, stats: PipelineStats, stop: asy
                         execution_pb2.ListPositionsRequest(include_flat=True), metadata=_auth(token)
                     )
                     stats.positions = {p.symbol: p for p in resp.positions}
-                    stats.equity.append(
-                        (time.monotonic() - stats.started, stats.realized_pnl() + stats.unrealized_pnl())
-                    )
+                    if stats.market_time_msc and stats.positions:
+                        equity = stats.realized_pnl() + stats.unrealized_pnl()
+                        stats.equity.append((stats.market_time_msc / 1000, equity))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=0.5)
+                    await asyncio.wait_for(stop.wait(), timeout=0.2)
 
         tasks = [asyncio.create_task(reports()), asyncio.create_task(positions())]
         await stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -61,9 +62,10 @@ def write(stats: PipelineStats, out_dir: Path, extra: dict[str, Any] | None = No
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if stats.equity:
         t, eq = zip(*stats.equity, strict=True)
-        ax.plot(t, eq, lw=1.2)
+        ax.plot([dt.datetime.fromtimestamp(x, tz=dt.UTC) for x in t], eq, lw=1.2, drawstyle="steps-post")
+        fig.autofmt_xdate()
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set(title="Equity (realized + unrealized P&L)", xlabel="seconds into the replay", ylabel="P&L")
+    ax.set(title="Equity (realized + unrealized P&L)", xlabel="market time (UTC)", ylabel="P&L")
     fig.tight_layout()
     fig.savefig(paths["equity"], dpi=110)
     plt.close(fig)
