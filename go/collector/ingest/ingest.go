@@ -255,6 +255,9 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	for _, bb := range bs {
 		late := bb.Late
 		for i, t := range b.TimeMsc {
+			if b.Bid[i] <= 0 || b.Ask[i] <= 0 {
+				continue // a one-sided update (flags without bid or ask) has no quote to put in a bar
+			}
 			v := 0.0
 			if vol != nil {
 				v = vol[i]
