@@ -12,7 +12,6 @@ import (
 	"github.com/kairos-mt5/kairos/go/collector/validate"
 )
 
-
 // BenchmarkSourceTicks is the per-frame CPU cost of ingest after decoding: validation of 100 real
 // ticks, four bar builders and the hand-off to the sinks (NATS publisher discarding).
 func BenchmarkSourceTicks(b *testing.B) {
