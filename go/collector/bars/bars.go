@@ -56,6 +56,18 @@ func OpenTime(t int64, periodMs int64) int64 {
 
 // Add adds one tick and returns the bar it closed, if any.
 func (b *Builder) Add(t int64, bid, ask, volume float64) (*mdv1.Bar, bool) {
+	if b.open && t >= b.openMs && t-b.openMs < b.periodMs {
+		// Most ticks land in the open bar: no division needed.
+		spread := ask - bid
+		b.h = max(b.h, bid)
+		b.l = min(b.l, bid)
+		b.spreadMax = max(b.spreadMax, spread)
+		b.c = bid
+		b.n++
+		b.spreadSum += spread
+		b.volume += volume
+		return nil, false
+	}
 	openMs := OpenTime(t, b.periodMs)
 	var closed *mdv1.Bar
 	if b.open {

@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkSourceTicks is the per-frame CPU cost of ingest after decoding: validation of 100 real
-// ticks, four bar builders and the hand-off to the sinks (NATS publisher discarding).
+// ticks, four bar builders and the hand-off to the sinks (NATS publisher recording).
 func BenchmarkSourceTicks(b *testing.B) {
 	ticks, err := ticksdata.Load()
 	if err != nil {
