@@ -43,7 +43,6 @@ func TestRealTicksFromTheBridgeReachNATSSubscribersInferenceAndBars(t *testing.T
 	t.Cleanup(inf.Stop)
 	cfg := testConfig()
 	cfg.InferenceEndpoints = []string{inf.Addr}
-	cfg.BarIdleClose = 100 * time.Millisecond // 2020 bars are long over: the last one closes once the feed is idle
 	svc := start(t, cfg)
 	nats := subscribeNATS(t, svc.NATSURL())
 
@@ -68,6 +67,7 @@ func TestRealTicksFromTheBridgeReachNATSSubscribersInferenceAndBars(t *testing.T
 		seq++
 	}
 	want := m1Bars(ticks)
+	want = want[:len(want)-1] // the last bar stays open (no idle timer here: a loaded machine can pause a feed)
 	waitFor(t, "every tick and M1 bar on NATS", 20*time.Second, func() bool {
 		n, bars, _ := nats.snapshot()
 		return n == len(ticks) && len(bars) == len(want)

@@ -67,7 +67,10 @@ type Pipeline struct {
 	link PredictSink
 	now  func() time.Time
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// emitMu is taken before mu is released, so bars (and batches) leave in the order they were made
+	// even when the idle timer and a source emit at the same time.
+	emitMu   sync.Mutex
 	symbols  map[string]*mdv1.SymbolInfo
 	builders map[string][]*bars.Builder
 	lastTick map[string]time.Time // wall clock of the symbol's latest accepted tick
@@ -271,6 +274,8 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 		}
 	}
 	p.lastTick[b.Symbol] = p.now()
+	p.emitMu.Lock()
+	defer p.emitMu.Unlock()
 	p.mu.Unlock()
 
 	n := float64(len(b.TimeMsc))
@@ -350,6 +355,8 @@ func (p *Pipeline) closeIdleBars() {
 			}
 		}
 	}
+	p.emitMu.Lock()
+	defer p.emitMu.Unlock()
 	p.mu.Unlock()
 	p.emitBars(closed)
 }
