@@ -453,3 +453,18 @@ func TestRestartWithStateFileResumesSessionAndEmitsNoBarTwice(t *testing.T) {
 		}
 	}
 }
+
+func TestASessionUnknownToTheCollectorStartsWithoutAFalseGap(t *testing.T) {
+	svc := start(t, testConfig())
+	batches := ticksdata.Batches("EURUSD", realTicks(t)[:300], 100, 1)
+	br := dialBridge(t, svc.BridgeAddr())
+	// The real bridge sends Hello with sequence 0 and keeps numbering from where it was.
+	br.send(t, hello(77, 0), symbolInfo(50), ticksFrame(51, batches[0]), ticksFrame(53, batches[2]))
+	if w := br.welcome(t); w.ResumeAfter != 0 {
+		t.Fatalf("resume_after %d for an unknown session", w.ResumeAfter)
+	}
+	waitFor(t, "ack 53", 5*time.Second, func() bool { return br.maxAck() == 53 })
+	if g := testutil.ToFloat64(svc.Metrics.BridgeGapFrames); g != 1 {
+		t.Fatalf("gap frames %v, want 1 (52 only; 1-49 are not known to be missing)", g)
+	}
+}
