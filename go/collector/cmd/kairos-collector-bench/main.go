@@ -203,6 +203,8 @@ func run(out string, nFrames, latencySeconds int) error {
 	res["nats_raw_ticks_per_s"] = round(bestRaw * 100)
 	res["ingest_vs_nats_raw"] = round3(bestIngest / 100 / bestRaw)
 	fmt.Fprintf(os.Stderr, "ingest ticks/s per round %v; raw NATS msgs/s per round %v\n", ingestAll, rawAll)
+	res["ingest_ticks_per_s_median"] = median(ingestAll)
+	res["nats_raw_msgs_per_s_median"] = median(rawAll)
 
 	// Latency: 10-tick frames every millisecond (10k ticks/s) -> gRPC subscriber; best p99 of the rounds.
 	var lats []map[string]any
@@ -385,6 +387,12 @@ func appendFrame(buf []byte, f *bridgev1.Frame) ([]byte, error) {
 	}
 	buf = protowire.AppendVarint(buf, uint64(len(msg)))
 	return append(buf, msg...), nil
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 func round(x float64) float64  { return float64(int64(x + 0.5)) }
