@@ -257,18 +257,7 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	}
 	for _, bb := range bs {
 		late := bb.Late
-		for i, t := range b.TimeMsc {
-			if b.Bid[i] <= 0 || b.Ask[i] <= 0 {
-				continue // a one-sided update (flags without bid or ask) has no quote to put in a bar
-			}
-			v := 0.0
-			if vol != nil {
-				v = vol[i]
-			}
-			if bar, ok := bb.Add(t, b.Bid[i], b.Ask[i], v); ok {
-				closed = append(closed, bar)
-			}
-		}
+		closed = bb.AddBatch(b.TimeMsc, b.Bid, b.Ask, vol, closed)
 		if d := bb.Late - late; d > 0 {
 			p.m.BarLateTicks.Add(float64(d))
 		}
