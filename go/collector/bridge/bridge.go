@@ -379,6 +379,9 @@ func readFrame(br *bufio.Reader, maxBytes int) (*bridgev1.Frame, []byte, error) 
 		}
 		return nil, nil, err
 	}
+	if f, _, ok := decodeTicksFrame(buf); ok {
+		return f, buf, nil
+	}
 	f := &bridgev1.Frame{}
 	if err := proto.Unmarshal(buf, f); err != nil {
 		return nil, nil, err
