@@ -56,6 +56,18 @@ func OpenTime(t int64, periodMs int64) int64 {
 
 // Add adds one tick and returns the bar it closed, if any.
 func (b *Builder) Add(t int64, bid, ask, volume float64) (*mdv1.Bar, bool) {
+	if b.open && t >= b.openMs && t-b.openMs < b.periodMs {
+		// Most ticks land in the open bar: no division needed.
+		spread := ask - bid
+		b.h = max(b.h, bid)
+		b.l = min(b.l, bid)
+		b.spreadMax = max(b.spreadMax, spread)
+		b.c = bid
+		b.n++
+		b.spreadSum += spread
+		b.volume += volume
+		return nil, false
+	}
 	openMs := OpenTime(t, b.periodMs)
 	var closed *mdv1.Bar
 	if b.open {
@@ -91,6 +103,43 @@ func (b *Builder) Add(t int64, bid, ask, volume float64) (*mdv1.Bar, bool) {
 	b.spreadSum += spread
 	b.volume += volume
 	return closed, closed != nil
+}
+
+// AddBatch adds a batch's ticks in order (volume may be nil) and appends the bars they closed to
+// closed. Ticks without a positive bid and ask (one-sided updates) are skipped. It is Add in a loop,
+// with the common case (tick inside the open bar) kept free of calls.
+func (b *Builder) AddBatch(times []int64, bids, asks, volumes []float64, closed []*mdv1.Bar) []*mdv1.Bar {
+	for i, t := range times {
+		bid, ask := bids[i], asks[i]
+		if bid <= 0 || ask <= 0 {
+			continue
+		}
+		var v float64
+		if volumes != nil {
+			v = volumes[i]
+		}
+		if b.open && t >= b.openMs && t-b.openMs < b.periodMs {
+			spread := ask - bid
+			if bid > b.h {
+				b.h = bid
+			}
+			if bid < b.l {
+				b.l = bid
+			}
+			if spread > b.spreadMax {
+				b.spreadMax = spread
+			}
+			b.c = bid
+			b.n++
+			b.spreadSum += spread
+			b.volume += v
+			continue
+		}
+		if bar, ok := b.Add(t, bid, ask, v); ok {
+			closed = append(closed, bar)
+		}
+	}
+	return closed
 }
 
 // OpenBarTime reports the open time of the bar in progress.

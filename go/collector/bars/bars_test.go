@@ -5,6 +5,8 @@ import (
 	"sort"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
 )
@@ -58,6 +60,28 @@ func TestBarsFromRealTicksMatchAnIndependentBatchComputation(t *testing.T) {
 			}
 			if bar, ok := b.Flush(); ok {
 				got = append(got, bar)
+			}
+			// The batch path (what ingest uses) must give the very same bars.
+			bb := NewBuilder("EURUSD", period, 1e-5)
+			var batched []*mdv1.Bar
+			for i := 0; i < len(ticks); i += 100 {
+				var ts []int64
+				var bids, asks []float64
+				for _, tk := range ticks[i:min(i+100, len(ticks))] {
+					ts, bids, asks = append(ts, tk.TimeMsc), append(bids, tk.Bid), append(asks, tk.Ask)
+				}
+				batched = bb.AddBatch(ts, bids, asks, nil, batched)
+			}
+			if bar, ok := bb.Flush(); ok {
+				batched = append(batched, bar)
+			}
+			if len(batched) != len(got) {
+				t.Fatalf("AddBatch made %d bars, Add %d", len(batched), len(got))
+			}
+			for i := range got {
+				if !proto.Equal(batched[i], got[i]) {
+					t.Fatalf("bar %d: AddBatch %v, Add %v", i, batched[i], got[i])
+				}
 			}
 			want := expected(ticks, period)
 			if len(got) != len(want) {

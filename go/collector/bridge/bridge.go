@@ -379,6 +379,9 @@ func readFrame(br *bufio.Reader, maxBytes int) (*bridgev1.Frame, []byte, error) 
 		}
 		return nil, nil, err
 	}
+	if f, _, ok := decodeTicksFrame(buf); ok {
+		return f, buf, nil
+	}
 	f := &bridgev1.Frame{}
 	if err := proto.Unmarshal(buf, f); err != nil {
 		return nil, nil, err
@@ -478,7 +481,11 @@ func (c *conn) process(sess *session, f *bridgev1.Frame, raw []byte, helloSeq ui
 			l.m.BridgeDuplicates.Inc()
 			return nil
 		}
-		if seq > sess.lastSeq+1 {
+		if sess.lastSeq == 0 && seq > 1 {
+			// No history for this session (a collector restarted without a state file): what came
+			// before is unknown, not missing.
+			c.log.Info("bridge session continues without collector state", "first_sequence", seq)
+		} else if seq > sess.lastSeq+1 {
 			missing := seq - sess.lastSeq - 1
 			if helloSeq > sess.lastSeq && helloSeq < seq {
 				missing-- // the Hello of this connection holds one of the numbers

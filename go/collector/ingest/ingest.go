@@ -67,7 +67,10 @@ type Pipeline struct {
 	link PredictSink
 	now  func() time.Time
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// emitMu is taken before mu is released, so bars (and batches) leave in the order they were made
+	// even when the idle timer and a source emit at the same time.
+	emitMu   sync.Mutex
 	symbols  map[string]*mdv1.SymbolInfo
 	builders map[string][]*bars.Builder
 	lastTick map[string]time.Time // wall clock of the symbol's latest accepted tick
@@ -254,20 +257,14 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	}
 	for _, bb := range bs {
 		late := bb.Late
-		for i, t := range b.TimeMsc {
-			v := 0.0
-			if vol != nil {
-				v = vol[i]
-			}
-			if bar, ok := bb.Add(t, b.Bid[i], b.Ask[i], v); ok {
-				closed = append(closed, bar)
-			}
-		}
+		closed = bb.AddBatch(b.TimeMsc, b.Bid, b.Ask, vol, closed)
 		if d := bb.Late - late; d > 0 {
 			p.m.BarLateTicks.Add(float64(d))
 		}
 	}
 	p.lastTick[b.Symbol] = p.now()
+	p.emitMu.Lock()
+	defer p.emitMu.Unlock()
 	p.mu.Unlock()
 
 	n := float64(len(b.TimeMsc))
@@ -347,6 +344,8 @@ func (p *Pipeline) closeIdleBars() {
 			}
 		}
 	}
+	p.emitMu.Lock()
+	defer p.emitMu.Unlock()
 	p.mu.Unlock()
 	p.emitBars(closed)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
 	"github.com/kairos-mt5/kairos/go/collector/validate"
@@ -81,5 +82,43 @@ func TestIdleTimerClosesAFinishedBarOnlyWhenTheSymbolIsIdle(t *testing.T) {
 	_ = p.Close(context.Background())
 	if len(rec.bars) != 1 || rec.bars[0].TickVolume != 1 {
 		t.Fatalf("bars %v", rec.bars)
+	}
+}
+
+type predictRecorder struct {
+	ticks int
+	bars  []*mdv1.Bar
+}
+
+func (r *predictRecorder) OfferTicks(b *mdv1.TickBatch, _ []*typesv1.HopStamp) {
+	r.ticks += len(b.TimeMsc)
+}
+func (r *predictRecorder) OfferBar(b *mdv1.Bar) { r.bars = append(r.bars, b) }
+
+func TestInferenceGetsTicksByDefaultAndOnlyClosedBarsOfItsPeriodWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		barPeriod uint32
+		wantTicks int
+		wantBars  int
+	}{{"ticks", 0, 3, 0}, {"M1 bars", 60, 0, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := metrics.New()
+			rec := &predictRecorder{}
+			p := New(Config{NATSQueue: 16, BarPeriods: []uint32{60, 300}, InferenceBarPeriod: tc.barPeriod,
+				Validate: validate.Config{FutureTolerance: time.Hour}}, m, slog.New(slog.DiscardHandler), fanout.New(16, fanout.Conflate, m), nil, rec)
+			defer p.Close(context.Background())
+			src := p.Source("s", "grpc")
+			_ = src.Announce(&mdv1.SymbolInfo{Symbol: "EURUSD", Point: 1e-5})
+			// Two ticks in minute 0, one in minute 1: the M1 bar of minute 0 closes, no M5 bar does.
+			src.Ticks(&mdv1.TickBatch{Symbol: "EURUSD", TimeMsc: []int64{1_000, 2_000, 61_000},
+				Bid: []float64{1.1, 1.2, 1.3}, Ask: []float64{1.2, 1.3, 1.4}}, nil)
+			if rec.ticks != tc.wantTicks || len(rec.bars) != tc.wantBars {
+				t.Fatalf("inference got %d ticks, %d bars; want %d, %d", rec.ticks, len(rec.bars), tc.wantTicks, tc.wantBars)
+			}
+			if tc.wantBars == 1 && (rec.bars[0].PeriodS != 60 || rec.bars[0].TickVolume != 2) {
+				t.Fatalf("bar %v", rec.bars[0])
+			}
+		})
 	}
 }

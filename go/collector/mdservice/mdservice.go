@@ -11,6 +11,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -176,7 +177,10 @@ func rejectCounts(r *validate.Result) []*collectorv1.RejectCount {
 	return out
 }
 
-func publishHops() []*typesv1.HopStamp { return nil }
+// receiveHops stamps the moment a published batch was decoded, so inference can measure from here.
+func receiveHops() []*typesv1.HopStamp {
+	return []*typesv1.HopStamp{{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: time.Now().UnixMicro()}}
+}
 
 // Publish validates and ingests every published batch. Valid ticks are kept even when others in
 // the stream are rejected; if any was rejected the call ends with INVALID_ARGUMENT whose details
@@ -204,7 +208,7 @@ func (s *Service) Publish(stream grpc.ClientStreamingServer[collectorv1.PublishR
 				return status.Errorf(codes.InvalidArgument, "message %d: %v", msgIndex, err)
 			}
 		case *collectorv1.PublishRequest_Ticks:
-			res := src.Ticks(p.Ticks, publishHops())
+			res := src.Ticks(p.Ticks, receiveHops())
 			if res.Accepted != nil {
 				resp.Accepted += uint64(len(res.Accepted.TimeMsc))
 			}
@@ -363,7 +367,7 @@ func (s *Service) streamReceive(stream grpc.BidiStreamingServer[collectorv1.Stre
 				}
 				continue
 			case *collectorv1.PublishRequest_Ticks:
-				res := src.Ticks(p.Ticks, nil)
+				res := src.Ticks(p.Ticks, receiveHops())
 				a := &collectorv1.PublishAck{Symbol: p.Ticks.GetSymbol(), Rejects: rejectCounts(&res)}
 				if res.Accepted != nil {
 					a.Accepted = uint64(len(res.Accepted.TimeMsc))

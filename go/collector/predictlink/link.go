@@ -73,6 +73,8 @@ type endpoint struct {
 	q    chan item
 	up   atomic.Bool
 	conn *grpc.ClientConn
+	// wasUp: the last stream opened (owned by the endpoint's goroutine, for logging).
+	wasUp bool
 }
 
 // Link streams market data to the inference endpoints.
@@ -205,6 +207,7 @@ func (l *Link) runEndpoint(ep *endpoint) {
 	client := inferv1.NewInferenceServiceClient(ep.conn)
 	backoff := l.cfg.BackoffMin
 	log := l.log.With("endpoint", ep.addr)
+	failures := 0 // consecutive failed attempts, for logging at a bounded rate
 	for attempt := 0; ; attempt++ {
 		if l.stopped() {
 			l.dropQueue(ep, "shutdown")
@@ -226,7 +229,17 @@ func (l *Link) runEndpoint(ep *endpoint) {
 			backoff = l.cfg.BackoffMin
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		log.Warn("inference stream down; reconnecting", "err", err, "retry_in", wait.String())
+		if ep.wasUp {
+			failures = 0
+			ep.wasUp = false
+		}
+		failures++
+		if failures == 1 || failures%20 == 0 {
+			// The first failure in a row, then one line per 20 attempts; the rest at debug level.
+			log.Warn("inference stream down; reconnecting", "err", err, "retry_in", wait.String(), "attempts", failures)
+		} else {
+			log.Debug("inference stream still down", "err", err, "retry_in", wait.String(), "attempts", failures)
+		}
 		backoff = min(backoff*2, l.cfg.BackoffMax)
 		select {
 		case <-time.After(wait):
@@ -282,6 +295,7 @@ func (l *Link) serveStream(ep *endpoint, client inferv1.InferenceServiceClient, 
 	// grpc-go opens a stream only on a ready transport, so the endpoint is reachable now; a server
 	// that then hangs is caught by ResponseTimeout.
 	ep.up.Store(true)
+	ep.wasUp = true
 	l.m.InferenceEndpointUp.WithLabelValues(ep.addr).Set(1)
 	log.Info("inference stream open")
 
