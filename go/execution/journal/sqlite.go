@@ -25,13 +25,34 @@ type SQLite struct {
 	path string
 }
 
-// OpenSQLite opens or creates the journal file at path.
+// Sync is how hard a SQLite commit waits for the disk.
+type Sync string
+
+// Sync modes.
+const (
+	// SyncFull fsyncs the write-ahead log on every commit: a commit survives a crash of the
+	// machine. The default.
+	SyncFull Sync = "full"
+	// SyncNormal writes the commit to the write-ahead log (the OS page cache) and fsyncs only at
+	// checkpoints: a commit survives a crash or SIGKILL of the process, not a power loss.
+	SyncNormal Sync = "normal"
+)
+
+// OpenSQLite opens or creates the journal file at path with synchronous=FULL.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	return OpenSQLiteSync(ctx, path, SyncFull)
+}
+
+// OpenSQLiteSync opens or creates the journal file at path with the given sync mode.
+func OpenSQLiteSync(ctx context.Context, path string, sync Sync) (*SQLite, error) {
 	if path == "" {
 		return nil, fmt.Errorf("journal: empty SQLite path")
 	}
+	if sync != SyncFull && sync != SyncNormal {
+		return nil, fmt.Errorf("journal: sync %q: want full or normal", sync)
+	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(" + strings.ToUpper(string(sync)) + ")", "busy_timeout(10000)"} {
 		q.Add("_pragma", p)
 	}
 	dsn := "file:" + path + "?" + q.Encode()
