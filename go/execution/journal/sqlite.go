@@ -21,8 +21,9 @@ const sqliteSchema = `CREATE TABLE IF NOT EXISTS journal (
 // SQLite is the embedded default store: one file, WAL mode, synchronous=FULL so a commit survives
 // a crash of the process and of the machine.
 type SQLite struct {
-	w, r *sql.DB
-	path string
+	w, r  *sql.DB
+	path  string
+	stmts map[int]*sql.Stmt // multi-row INSERTs by row count, prepared once (only the writer uses them)
 }
 
 // Sync is how hard a SQLite commit waits for the disk.
@@ -77,7 +78,7 @@ func OpenSQLiteSync(ctx context.Context, path string, sync Sync) (*SQLite, error
 		return nil, err
 	}
 	r.SetMaxOpenConns(4)
-	return &SQLite{w: w, r: r, path: path}, nil
+	return &SQLite{w: w, r: r, path: path, stmts: make(map[int]*sql.Stmt)}, nil
 }
 
 // Name implements Store.
@@ -88,6 +89,12 @@ const rowsPerInsert = 200
 
 // Append implements Store: one transaction, multi-row inserts.
 func (s *SQLite) Append(ctx context.Context, entries []Entry) error {
+	// Prepare before the transaction takes the single writer connection.
+	for rest := len(entries); rest > 0; rest -= rowsPerInsert {
+		if _, err := s.insert(ctx, min(rest, rowsPerInsert)); err != nil {
+			return err
+		}
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -95,22 +102,42 @@ func (s *SQLite) Append(ctx context.Context, entries []Entry) error {
 	defer func() { _ = tx.Rollback() }()
 	for len(entries) > 0 {
 		n := min(len(entries), rowsPerInsert)
-		var sb strings.Builder
-		sb.WriteString("INSERT INTO journal (seq, time_us, kind, key, payload) VALUES ")
+		st, err := s.insert(ctx, n)
+		if err != nil {
+			return err
+		}
 		args := make([]any, 0, n*5)
-		for i, e := range entries[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString("(?,?,?,?,?)")
+		for _, e := range entries[:n] {
 			args = append(args, int64(e.Seq), e.TimeUS, string(e.Kind), e.Key, e.Payload)
 		}
-		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
 			return err
 		}
 		entries = entries[n:]
 	}
 	return tx.Commit()
+}
+
+// insert returns the prepared INSERT of n rows; the writer goroutine is its only caller, and never
+// while it holds a transaction (the writer pool has one connection).
+func (s *SQLite) insert(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st, ok := s.stmts[n]; ok {
+		return st, nil
+	}
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO journal (seq, time_us, kind, key, payload) VALUES ")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString("(?,?,?,?,?)")
+	}
+	st, err := s.w.PrepareContext(ctx, sb.String())
+	if err != nil {
+		return nil, err
+	}
+	s.stmts[n] = st
+	return st, nil
 }
 
 // Read implements Store.
@@ -154,6 +181,9 @@ func (s *SQLite) LastSeq(ctx context.Context) (uint64, error) {
 
 // Close implements Store.
 func (s *SQLite) Close() error {
+	for _, st := range s.stmts {
+		_ = st.Close()
+	}
 	err := s.r.Close()
 	if err2 := s.w.Close(); err == nil {
 		err = err2

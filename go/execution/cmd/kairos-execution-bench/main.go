@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -54,9 +55,18 @@ func main() {
 	ticksPath := flag.String("ticks", "../shared/data/eurusd-ticks-2020-01-01.csv", "real EURUSD ticks (quotes for the paper venue)")
 	submitN := flag.Int("submit-orders", 5000, "orders for the gRPC latency run (at 1,000/s)")
 	paperDur := flag.Duration("paper-duration", 3*time.Second, "duration of the throughput run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := run(*out, *ticksPath, *submitN, *paperDur); err != nil {
 		fmt.Fprintln(os.Stderr, "kairos-execution-bench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -84,12 +94,21 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration) error {
 	res["paper_orders_per_s"] = tput
 	fmt.Printf("paper lifecycle: %.0f orders/s\n", tput)
 
-	sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc.db"), quote, submitN)
-	if err != nil {
-		return err
+	for _, sync := range []string{"full", "normal"} {
+		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-"+sync+".db"), quote, submitN, sync)
+		if err != nil {
+			return err
+		}
+		suffix := ""
+		if sync != "full" {
+			suffix = "_sync_" + sync
+		}
+		res["submit_latency_us_p50"+suffix], res["submit_latency_us_p99"+suffix], res["submit_latency_us_max"+suffix] = sp50, sp99, smax
+		fmt.Printf("SubmitOrder over gRPC at 1,000/s, journal-sync %s: p50 %.0f us, p99 %.0f us, max %.0f us\n", sync, sp50, sp99, smax)
 	}
-	res["submit_latency_us_p50"], res["submit_latency_us_p99"], res["submit_latency_us_max"], res["submit_rate_per_s"] = sp50, sp99, smax, 1000
-	fmt.Printf("SubmitOrder over gRPC at 1,000/s: p50 %.0f us, p99 %.0f us, max %.0f us\n", sp50, sp99, smax)
+	res["submit_rate_per_s"] = 1000
+	res["fsync_us_p50"], res["fsync_us_p99"] = fsyncProbe(tmp)
+	fmt.Printf("disk fsync: p50 %.0f us, p99 %.0f us\n", res["fsync_us_p50"], res["fsync_us_p99"])
 	res["nautilus_backtest_orders_per_s_reference"] = 2500
 	res["ratio_paper_vs_nautilus_reference"] = tput / 2500
 
@@ -262,7 +281,25 @@ func paperBench(dbPath string, q market.Quote, dur time.Duration) (float64, erro
 	return float64(n.Load()) / el.Seconds(), nil
 }
 
-func submitBench(dbPath string, q market.Quote, orders int) (p50, p99, maxUS float64, err error) {
+// fsyncProbe measures the disk's fsync latency, the floor of a durable commit.
+func fsyncProbe(dir string) (p50, p99 float64) {
+	f, err := os.Create(filepath.Join(dir, "fsync-probe"))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	lat := make([]float64, 200)
+	for i := range lat {
+		_, _ = f.Write(make([]byte, 512))
+		t0 := time.Now()
+		_ = f.Sync()
+		lat[i] = float64(time.Since(t0).Microseconds())
+	}
+	sort.Float64s(lat)
+	return lat[100], lat[198]
+}
+
+func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p50, p99, maxUS float64, err error) {
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
 		return 0, 0, 0, err
@@ -276,7 +313,7 @@ func submitBench(dbPath string, q market.Quote, orders int) (p50, p99, maxUS flo
 	cfg, err := config.Parse("bench", []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--db", dbPath, "--nats-url", ns.ClientURL(),
 		"--token", token, "--policy=false", "--duplicate-intent-window-ms", "0", "--submit-rate", "0", "--message-rate", "0",
 		"--max-open-orders", "0", "--max-position-qty", "0", "--max-gross-exposure", "0", "--max-order-notional", "0",
-		"--paper-balance", "1000000000", "--log-level", "error"}, func(string) string { return "" })
+		"--paper-balance", "1000000000", "--journal-sync", syncMode, "--log-level", "error"}, func(string) string { return "" })
 	if err != nil {
 		return 0, 0, 0, err
 	}
