@@ -321,7 +321,9 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 	defer cancel()
 	readyc := make(chan app.Ready, 1)
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), func(r app.Ready) { readyc <- r }) }()
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), func(r app.Ready) { readyc <- r })
+	}()
 	var rd app.Ready
 	select {
 	case rd = <-readyc:
