@@ -24,7 +24,9 @@ type trader struct {
 	sent    []*execv1.SubmitOrderRequest
 }
 
-func (f *trader) PositionState(s string) (decimal.D, int64, bool) { return f.net[s], f.opened[s], f.working }
+func (f *trader) PositionState(s string) (decimal.D, int64, bool) {
+	return f.net[s], f.opened[s], f.working
+}
 func (f *trader) Instrument(s string) (*market.Instrument, bool) {
 	for _, i := range config.DefaultInstruments() {
 		if i.Symbol == s {

@@ -72,7 +72,7 @@ func main() {
 }
 
 func run(out, ticksPath string, submitN int, paperDur time.Duration) error {
-	res := map[string]any{"cpu_model": cpuModel(), "cpu_cores": runtime.NumCPU(), "go_version": runtime.Version()}
+	res := map[string]any{"cpu_model": cpuModel(), "cpu_cores": runtime.NumCPU(), "go_version": runtime.Version(), "loadavg_1m_at_start": loadavg()}
 	quote, err := lastQuote(ticksPath)
 	if err != nil {
 		return err
@@ -112,11 +112,23 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration) error {
 	res["nautilus_backtest_orders_per_s_reference"] = 2500
 	res["ratio_paper_vs_nautilus_reference"] = tput / 2500
 
+	res["loadavg_1m_at_end"] = loadavg()
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
 	return os.WriteFile(out, append(b, '\n'), 0o644)
+}
+
+// loadavg is the 1-minute load average: other processes on a shared machine skew every figure.
+func loadavg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	var l float64
+	_, _ = fmt.Sscanf(string(b), "%f", &l)
+	return l
 }
 
 func cpuModel() string {
