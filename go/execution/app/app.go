@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			}
 		}
 	}
-	jr, err := journal.Open(ctx, cfg.DB)
+	jr, err := journal.OpenSync(ctx, cfg.DB, journal.Sync(cfg.JournalSync))
 	if err != nil {
 		return err
 	}

@@ -35,12 +35,18 @@ const token = svctest.Token
 func TestMutatingCallsNeedTheBearerToken(t *testing.T) {
 	s := start(t, "", nil)
 	calls := map[string]func(ctx context.Context) error{
-		"SubmitOrder": func(ctx context.Context) error { _, err := s.Client.SubmitOrder(ctx, market("a1", "buy", "0.10")); return err },
+		"SubmitOrder": func(ctx context.Context) error {
+			_, err := s.Client.SubmitOrder(ctx, market("a1", "buy", "0.10"))
+			return err
+		},
 		"CancelOrder": func(ctx context.Context) error {
 			_, err := s.Client.CancelOrder(ctx, &execv1.CancelOrderRequest{ClientOrderId: "a1"})
 			return err
 		},
-		"CancelAll": func(ctx context.Context) error { _, err := s.Client.CancelAll(ctx, &execv1.CancelAllRequest{}); return err },
+		"CancelAll": func(ctx context.Context) error {
+			_, err := s.Client.CancelAll(ctx, &execv1.CancelAllRequest{})
+			return err
+		},
 		"SetTradingState": func(ctx context.Context) error {
 			_, err := s.Client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED})
 			return err
@@ -153,14 +159,20 @@ func TestBadInputIsRefusedWithDetailsAndNothingIsJournaled(t *testing.T) {
 		call func() error
 		code codes.Code
 	}{
-		{"get unknown order", func() error { _, err := s.Client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "unknown"}); return err }, codes.NotFound},
+		{"get unknown order", func() error {
+			_, err := s.Client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "unknown"})
+			return err
+		}, codes.NotFound},
 		{"cancel unknown order", func() error {
 			_, err := s.Client.CancelOrder(ctx, &execv1.CancelOrderRequest{ClientOrderId: "unknown"})
 			return err
 		}, codes.NotFound},
 		{"cancel-all unknown symbol", func() error { _, err := s.Client.CancelAll(ctx, &execv1.CancelAllRequest{Symbol: "NOPE"}); return err }, codes.InvalidArgument},
 		{"unspecified trading state", func() error { _, err := s.Client.SetTradingState(ctx, &execv1.SetTradingStateRequest{}); return err }, codes.InvalidArgument},
-		{"page size above 1000", func() error { _, err := s.Client.ListOrders(ctx, &execv1.ListOrdersRequest{PageSize: 1001}); return err }, codes.InvalidArgument},
+		{"page size above 1000", func() error {
+			_, err := s.Client.ListOrders(ctx, &execv1.ListOrdersRequest{PageSize: 1001})
+			return err
+		}, codes.InvalidArgument},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := c.call(); status.Code(err) != c.code {

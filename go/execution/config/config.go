@@ -33,6 +33,9 @@ type Config struct {
 	NATSURL string
 	// DB is the journal: a SQLite file path, or postgres://user@host:port/db.
 	DB string
+	// JournalSync is the SQLite commit mode: "full" (fsync per group commit, survives a machine
+	// crash) or "normal" (survives a process crash, not a power loss).
+	JournalSync string
 	// Venue is "paper" or "mt5".
 	Venue string
 	// Token is the bearer token mutating calls need ("authorization: Bearer <token>"). Empty
@@ -171,6 +174,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.BridgeAddr, "bridge-addr", "127.0.0.1:7600", "MT5 bridge TRADING channel TCP listen address (venue mt5)")
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with kairos.md.* ticks and kairos.signal.* signals (empty disables)")
 	fs.StringVar(&c.DB, "db", ".kairos/execution.db", "journal: SQLite file path or postgres://user@host:port/db")
+	fs.StringVar(&c.JournalSync, "journal-sync", "full", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
 	fs.StringVar(&c.Venue, "venue", "paper", "venue: paper or mt5")
 	fs.StringVar(&c.Token, "token", "", "bearer token for mutating calls (prefer --token-file or the env var)")
 	fs.StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token")
@@ -293,6 +297,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Venue != "paper" && c.Venue != "mt5" {
 		errs = append(errs, fmt.Errorf("venue %q: want paper or mt5", c.Venue))
+	}
+	if c.JournalSync != "full" && c.JournalSync != "normal" {
+		errs = append(errs, fmt.Errorf("journal-sync %q: want full or normal", c.JournalSync))
 	}
 	if _, err := ParseState(c.InitialState); err != nil {
 		errs = append(errs, fmt.Errorf("initial-state: %w", err))

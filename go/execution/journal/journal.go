@@ -100,8 +100,11 @@ type Journal struct {
 }
 
 // Open opens a journal on dsn: "postgres://..." or "postgresql://..." for PostgreSQL, otherwise a
-// SQLite file path (optionally "sqlite:" or "file:" prefixed).
-func Open(ctx context.Context, dsn string) (*Journal, error) {
+// SQLite file path (optionally "sqlite:" or "file:" prefixed), with synchronous=FULL.
+func Open(ctx context.Context, dsn string) (*Journal, error) { return OpenSync(ctx, dsn, SyncFull) }
+
+// OpenSync is Open with the SQLite sync mode (PostgreSQL follows its own synchronous_commit).
+func OpenSync(ctx context.Context, dsn string, sync Sync) (*Journal, error) {
 	var (
 		st  Store
 		err error
@@ -110,7 +113,7 @@ func Open(ctx context.Context, dsn string) (*Journal, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		st, err = OpenPostgres(ctx, dsn)
 	default:
-		st, err = OpenSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:"))
+		st, err = OpenSQLiteSync(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:"), sync)
 	}
 	if err != nil {
 		return nil, err

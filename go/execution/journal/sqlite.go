@@ -21,17 +21,39 @@ const sqliteSchema = `CREATE TABLE IF NOT EXISTS journal (
 // SQLite is the embedded default store: one file, WAL mode, synchronous=FULL so a commit survives
 // a crash of the process and of the machine.
 type SQLite struct {
-	w, r *sql.DB
-	path string
+	w, r  *sql.DB
+	path  string
+	stmts map[int]*sql.Stmt // multi-row INSERTs by row count, prepared once (only the writer uses them)
 }
 
-// OpenSQLite opens or creates the journal file at path.
+// Sync is how hard a SQLite commit waits for the disk.
+type Sync string
+
+// Sync modes.
+const (
+	// SyncFull fsyncs the write-ahead log on every commit: a commit survives a crash of the
+	// machine. The default.
+	SyncFull Sync = "full"
+	// SyncNormal writes the commit to the write-ahead log (the OS page cache) and fsyncs only at
+	// checkpoints: a commit survives a crash or SIGKILL of the process, not a power loss.
+	SyncNormal Sync = "normal"
+)
+
+// OpenSQLite opens or creates the journal file at path with synchronous=FULL.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	return OpenSQLiteSync(ctx, path, SyncFull)
+}
+
+// OpenSQLiteSync opens or creates the journal file at path with the given sync mode.
+func OpenSQLiteSync(ctx context.Context, path string, sync Sync) (*SQLite, error) {
 	if path == "" {
 		return nil, fmt.Errorf("journal: empty SQLite path")
 	}
+	if sync != SyncFull && sync != SyncNormal {
+		return nil, fmt.Errorf("journal: sync %q: want full or normal", sync)
+	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(" + strings.ToUpper(string(sync)) + ")", "busy_timeout(10000)"} {
 		q.Add("_pragma", p)
 	}
 	dsn := "file:" + path + "?" + q.Encode()
@@ -56,7 +78,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(4)
-	return &SQLite{w: w, r: r, path: path}, nil
+	return &SQLite{w: w, r: r, path: path, stmts: make(map[int]*sql.Stmt)}, nil
 }
 
 // Name implements Store.
@@ -67,6 +89,12 @@ const rowsPerInsert = 200
 
 // Append implements Store: one transaction, multi-row inserts.
 func (s *SQLite) Append(ctx context.Context, entries []Entry) error {
+	// Prepare before the transaction takes the single writer connection.
+	for rest := len(entries); rest > 0; rest -= rowsPerInsert {
+		if _, err := s.insert(ctx, min(rest, rowsPerInsert)); err != nil {
+			return err
+		}
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -74,22 +102,42 @@ func (s *SQLite) Append(ctx context.Context, entries []Entry) error {
 	defer func() { _ = tx.Rollback() }()
 	for len(entries) > 0 {
 		n := min(len(entries), rowsPerInsert)
-		var sb strings.Builder
-		sb.WriteString("INSERT INTO journal (seq, time_us, kind, key, payload) VALUES ")
+		st, err := s.insert(ctx, n)
+		if err != nil {
+			return err
+		}
 		args := make([]any, 0, n*5)
-		for i, e := range entries[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString("(?,?,?,?,?)")
+		for _, e := range entries[:n] {
 			args = append(args, int64(e.Seq), e.TimeUS, string(e.Kind), e.Key, e.Payload)
 		}
-		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
 			return err
 		}
 		entries = entries[n:]
 	}
 	return tx.Commit()
+}
+
+// insert returns the prepared INSERT of n rows; the writer goroutine is its only caller, and never
+// while it holds a transaction (the writer pool has one connection).
+func (s *SQLite) insert(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st, ok := s.stmts[n]; ok {
+		return st, nil
+	}
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO journal (seq, time_us, kind, key, payload) VALUES ")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString("(?,?,?,?,?)")
+	}
+	st, err := s.w.PrepareContext(ctx, sb.String())
+	if err != nil {
+		return nil, err
+	}
+	s.stmts[n] = st
+	return st, nil
 }
 
 // Read implements Store.
@@ -133,6 +181,9 @@ func (s *SQLite) LastSeq(ctx context.Context) (uint64, error) {
 
 // Close implements Store.
 func (s *SQLite) Close() error {
+	for _, st := range s.stmts {
+		_ = st.Close()
+	}
 	err := s.r.Close()
 	if err2 := s.w.Close(); err == nil {
 		err = err2

@@ -50,6 +50,13 @@ func (b *Book) Net(symbol string) decimal.D {
 // Realized returns the realized P&L over all symbols since the book was created or reset.
 func (b *Book) Realized() decimal.D { return b.realized }
 
+// Each calls fn for every position, in no particular order, without allocating (risk hot path).
+func (b *Book) Each(fn func(p *Position)) {
+	for _, p := range b.pos {
+		fn(p)
+	}
+}
+
 // All returns the positions sorted by symbol.
 func (b *Book) All() []Position {
 	out := make([]Position, 0, len(b.pos))

@@ -499,20 +499,20 @@ func (e *Engine) expireIntents(nowUS int64) {
 func (e *Engine) grossExposure(symbol string, after, px decimal.D) decimal.D {
 	inst := e.instruments[symbol]
 	gross := inst.Notional(after, px)
-	for _, p := range e.book.All() {
+	e.book.Each(func(p *portfolio.Position) {
 		if p.Symbol == symbol || p.Net.IsZero() {
-			continue
+			return
 		}
 		pi, ok := e.instruments[p.Symbol]
 		if !ok {
-			continue
+			return
 		}
 		mark := p.AvgPrice
 		if q, ok := e.quotes[p.Symbol]; ok && q.Valid() {
 			mark = q.Mid()
 		}
 		gross = gross.Add(pi.Notional(p.Net, mark))
-	}
+	})
 	return gross
 }
 

@@ -70,8 +70,18 @@ func TestEveryRuleOnBothSidesOfItsLimit(t *testing.T) {
 		{"base order passes with every rule on", func(v *env) {}, ReasonUnspecified},
 		{"halted denies", func(v *env) { v.e.SetState(Halted) }, ReasonTradingHalted},
 		{"reducing denies an increase", func(v *env) { v.long("1.00"); v.e.SetState(Reducing) }, ReasonTradingReducing},
-		{"reducing allows a reduction", func(v *env) { v.long("1.00"); v.e.SetState(Reducing); v.req.Side = fsm.Sell; v.req.Quantity = d("0.50") }, ReasonUnspecified},
-		{"reducing denies a flip", func(v *env) { v.long("1.00"); v.e.SetState(Reducing); v.req.Side = fsm.Sell; v.req.Quantity = d("1.50") }, ReasonTradingReducing},
+		{"reducing allows a reduction", func(v *env) {
+			v.long("1.00")
+			v.e.SetState(Reducing)
+			v.req.Side = fsm.Sell
+			v.req.Quantity = d("0.50")
+		}, ReasonUnspecified},
+		{"reducing denies a flip", func(v *env) {
+			v.long("1.00")
+			v.e.SetState(Reducing)
+			v.req.Side = fsm.Sell
+			v.req.Quantity = d("1.50")
+		}, ReasonTradingReducing},
 		{"flatten passes halted when it reduces", func(v *env) {
 			v.long("1.00")
 			v.e.SetState(Halted)
@@ -112,8 +122,16 @@ func TestEveryRuleOnBothSidesOfItsLimit(t *testing.T) {
 		{"quote younger than the max age", func(v *env) { v.now = t0 + 5_000_000 }, ReasonUnspecified},
 		{"quote older than the max age", func(v *env) { v.now = t0 + 5_001_000 }, ReasonQuoteStale},
 		{"stale quote does not block a limit order", func(v *env) { v.now = t0 + 60_000_000; v.req.Type, v.req.Price = fsm.Limit, d("1.11990") }, ReasonUnspecified},
-		{"submissions at the rate", func(v *env) { v.e.limits.SubmitRate = RateLimit{3, 1000}; v.e.submits = newThrottle(v.e.limits.SubmitRate); v.prior(2, v.now-999_000) }, ReasonUnspecified},
-		{"submissions above the rate", func(v *env) { v.e.submits = newThrottle(RateLimit{3, 1000}); v.e.limits.SubmitRate = RateLimit{3, 1000}; v.prior(3, v.now-999_000) }, ReasonSubmitRate},
+		{"submissions at the rate", func(v *env) {
+			v.e.limits.SubmitRate = RateLimit{3, 1000}
+			v.e.submits = newThrottle(v.e.limits.SubmitRate)
+			v.prior(2, v.now-999_000)
+		}, ReasonUnspecified},
+		{"submissions above the rate", func(v *env) {
+			v.e.submits = newThrottle(RateLimit{3, 1000})
+			v.e.limits.SubmitRate = RateLimit{3, 1000}
+			v.prior(3, v.now-999_000)
+		}, ReasonSubmitRate},
 		{"submissions outside the window", func(v *env) { v.e.submits = newThrottle(RateLimit{3, 1000}); v.prior(3, v.now-1_000_000) }, ReasonUnspecified},
 		{"messages above the rate", func(v *env) {
 			v.e.messages = newThrottle(RateLimit{3, 1000})
@@ -122,9 +140,15 @@ func TestEveryRuleOnBothSidesOfItsLimit(t *testing.T) {
 			}
 		}, ReasonMessageRate},
 		{"client order id reused", func(v *env) { v.e.RememberClientID("c-new") }, ReasonDuplicateClientOrderID},
-		{"same intent inside the window", func(v *env) { v.e.Accepted(&Request{ClientOrderID: "c-old", Symbol: "EURUSD", Side: fsm.Buy, Quantity: d("1.0"), StrategyID: "s1"}, v.now-499_000) }, ReasonDuplicateIntent},
-		{"same intent after the window", func(v *env) { v.e.Accepted(&Request{ClientOrderID: "c-old", Symbol: "EURUSD", Side: fsm.Buy, Quantity: d("1.0"), StrategyID: "s1"}, v.now-500_000) }, ReasonUnspecified},
-		{"another strategy's same order", func(v *env) { v.e.Accepted(&Request{ClientOrderID: "c-old", Symbol: "EURUSD", Side: fsm.Buy, Quantity: d("1.0"), StrategyID: "s2"}, v.now-1000) }, ReasonUnspecified},
+		{"same intent inside the window", func(v *env) {
+			v.e.Accepted(&Request{ClientOrderID: "c-old", Symbol: "EURUSD", Side: fsm.Buy, Quantity: d("1.0"), StrategyID: "s1"}, v.now-499_000)
+		}, ReasonDuplicateIntent},
+		{"same intent after the window", func(v *env) {
+			v.e.Accepted(&Request{ClientOrderID: "c-old", Symbol: "EURUSD", Side: fsm.Buy, Quantity: d("1.0"), StrategyID: "s1"}, v.now-500_000)
+		}, ReasonUnspecified},
+		{"another strategy's same order", func(v *env) {
+			v.e.Accepted(&Request{ClientOrderID: "c-old", Symbol: "EURUSD", Side: fsm.Buy, Quantity: d("1.0"), StrategyID: "s2"}, v.now-1000)
+		}, ReasonUnspecified},
 		{"daily loss below the breaker", func(v *env) { v.equity("95000.01") }, ReasonUnspecified},
 		{"daily loss at the breaker halts", func(v *env) { v.equity("95000.00") }, ReasonDailyLoss},
 		{"drawdown at the breaker reduces", func(v *env) {

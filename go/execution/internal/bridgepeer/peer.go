@@ -37,13 +37,13 @@ type Order struct {
 
 // Terminal is the simulated MT5 terminal; it outlives connections, like the real one.
 type Terminal struct {
-	mu        sync.Mutex
-	Price     *typesv1.Decimal // fill price of market orders
-	orders    map[string]*Order
-	done      map[uint64]*bridgev1.OrderResult // results by command id (the bridge's dedup)
-	placed    map[string]int                   // PLACE commands actually executed, by client order id
-	nextTk    uint64
-	Equity    *typesv1.Decimal
+	mu     sync.Mutex
+	Price  *typesv1.Decimal // fill price of market orders
+	orders map[string]*Order
+	done   map[uint64]*bridgev1.OrderResult // results by command id (the bridge's dedup)
+	placed map[string]int                   // PLACE commands actually executed, by client order id
+	nextTk uint64
+	Equity *typesv1.Decimal
 	// Before, if set, sees a command before the terminal carries it out; returning a result
 	// short-circuits it (the terminal did nothing, e.g. -11 before the request left).
 	Before func(cmd *bridgev1.OrderCommand) *bridgev1.OrderResult
@@ -206,18 +206,18 @@ type Peer struct {
 	SessionID uint64
 	Heartbeat time.Duration
 
-	mu        sync.Mutex
-	seq       uint64
-	unacked   []*bridgev1.Frame
-	peerAck   uint64
-	lastIn    uint64
-	conn      net.Conn
-	w         *bufio.Writer
-	done      chan struct{}
-	wg        sync.WaitGroup
-	welcome   *bridgev1.Welcome
-	resent    int
-	Received  int
+	mu       sync.Mutex
+	seq      uint64
+	unacked  []*bridgev1.Frame
+	peerAck  uint64
+	lastIn   uint64
+	conn     net.Conn
+	w        *bufio.Writer
+	done     chan struct{}
+	wg       sync.WaitGroup
+	welcome  *bridgev1.Welcome
+	resent   int
+	Received int
 }
 
 // New returns a peer for a terminal.

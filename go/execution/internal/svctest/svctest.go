@@ -178,4 +178,3 @@ func (s *Svc) JournalLastSeq() uint64 {
 	}
 	return n
 }
-

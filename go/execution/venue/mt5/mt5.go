@@ -119,8 +119,11 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) u
 	if cfg.MaxPriceRetries == 0 {
 		cfg.MaxPriceRetries = 2
 	}
+	// Command ids start at the current time in microseconds, so they keep increasing across restarts
+	// even for commands that are never journaled (queries, snapshots): the bridge ignores a command
+	// id it has already carried out, so an id must never be reused.
 	return &Venue{cfg: cfg, log: log, m: m, processed: make(map[uint64]uint64), tickets: make(map[string]uint64),
-		cmds: make(map[uint64]*cmdInfo), digits: digits}
+		cmds: make(map[uint64]*cmdInfo), digits: digits, nextCmd: uint64(time.Now().UnixMicro())}
 }
 
 // SetEngine connects the venue to the engine (they refer to each other).
@@ -515,11 +518,22 @@ func (c *conn) run(ctx context.Context) {
 			c.close(reason)
 			return
 		}
-		if v.m != nil {
-			v.m.BridgeFrames.WithLabelValues("in", bodyName(f)).Inc()
+		// Frames already buffered are handled together: one journal flush for the batch.
+		batch := []*bridgev1.Frame{f}
+		for len(batch) < 256 && r.Buffered() > 0 {
+			g, err := read()
+			if err != nil {
+				break // the next read reports it
+			}
+			batch = append(batch, g)
 		}
-		if err := c.handle(ctx, f); err != nil {
-			c.close("handling frame: " + err.Error())
+		if v.m != nil {
+			for _, g := range batch {
+				v.m.BridgeFrames.WithLabelValues("in", bodyName(g)).Inc()
+			}
+		}
+		if err := c.handle(ctx, batch); err != nil {
+			c.close("handling frames: " + err.Error())
 			return
 		}
 	}
@@ -583,43 +597,56 @@ func (c *conn) maybeReconciled(ctx context.Context) error {
 	return nil
 }
 
-func (c *conn) handle(ctx context.Context, f *bridgev1.Frame) error {
+// handle processes frames in order: events are journaled in one durable flush before the frames
+// are acknowledged, so a resend after a crash finds them processed.
+func (c *conn) handle(ctx context.Context, frames []*bridgev1.Frame) error {
 	v := c.v
-	if hb := f.GetHeartbeat(); hb != nil {
-		c.mu.Lock()
-		c.lastEcho = hb.GetTimeUs()
-		c.mu.Unlock()
-		if hb.GetEchoTimeUs() > 0 && v.m != nil {
-			v.m.BridgeRTT.Observe(float64(time.Now().UnixMicro()-hb.GetEchoTimeUs()) / 1e6)
+	var (
+		evs   []venue.Event
+		accts []risk.Account
+		top   uint64
+	)
+	last := c.ack()
+	for _, f := range frames {
+		if hb := f.GetHeartbeat(); hb != nil {
+			c.mu.Lock()
+			c.lastEcho = hb.GetTimeUs()
+			c.mu.Unlock()
+			if hb.GetEchoTimeUs() > 0 && v.m != nil {
+				v.m.BridgeRTT.Observe(float64(time.Now().UnixMicro()-hb.GetEchoTimeUs()) / 1e6)
+			}
+		}
+		if e := f.GetError(); e != nil {
+			v.log.Warn("bridge reported an error", "code", e.GetCode().String(), "message", e.GetMessage(), "frame", e.GetFrameSequence())
+		}
+		if f.GetSequence() == 0 {
+			continue
+		}
+		if f.GetSequence() <= last {
+			if v.m != nil {
+				v.m.BridgeDuplicates.Inc()
+			}
+			continue
+		}
+		last, top = f.GetSequence(), f.GetSequence()
+		evs = append(evs, venue.Event{Raw: f, RawKey: c.key})
+		switch {
+		case f.GetOrderResult() != nil:
+			evs = append(evs, c.onResult(f.GetOrderResult())...)
+		case f.GetTradeTransaction() != nil:
+			evs = append(evs, c.onTransaction(f.GetTradeTransaction())...)
+		case f.GetAccount() != nil:
+			a := accountOf(f.GetAccount())
+			accts = append(accts, a)
+			if c.snap != nil && !c.reconciled {
+				c.snap.Account = a
+			}
+		case f.GetPositions() != nil:
+			c.onPositions(f.GetPositions())
 		}
 	}
-	if e := f.GetError(); e != nil {
-		v.log.Warn("bridge reported an error", "code", e.GetCode().String(), "message", e.GetMessage(), "frame", e.GetFrameSequence())
-	}
-	if f.GetSequence() == 0 {
+	if top == 0 {
 		return nil
-	}
-	if f.GetSequence() <= c.ack() {
-		if v.m != nil {
-			v.m.BridgeDuplicates.Inc()
-		}
-		return nil
-	}
-	evs := []venue.Event{{Raw: f, RawKey: c.key}}
-	var acct *risk.Account
-	switch {
-	case f.GetOrderResult() != nil:
-		evs = append(evs, c.onResult(f.GetOrderResult())...)
-	case f.GetTradeTransaction() != nil:
-		evs = append(evs, c.onTransaction(f.GetTradeTransaction())...)
-	case f.GetAccount() != nil:
-		a := accountOf(f.GetAccount())
-		acct = &a
-		if c.snap != nil && !c.reconciled {
-			c.snap.Account = a
-		}
-	case f.GetPositions() != nil:
-		c.onPositions(f.GetPositions())
 	}
 	if err := v.eng.OnVenueEvents(evs); err != nil {
 		return err
@@ -630,15 +657,15 @@ func (c *conn) handle(ctx context.Context, f *bridgev1.Frame) error {
 		}
 	}
 	c.afterDurable = c.afterDurable[:0]
-	// Durable: now the frame may be acknowledged (the next outgoing frame carries the ack).
+	// Durable: now the frames may be acknowledged.
 	v.mu.Lock()
-	if f.GetSequence() > v.processed[c.session] {
-		v.processed[c.session] = f.GetSequence()
+	if top > v.processed[c.session] {
+		v.processed[c.session] = top
 	}
 	v.mu.Unlock()
 	_ = c.send(&bridgev1.Frame{Body: &bridgev1.Frame_Heartbeat{Heartbeat: &bridgev1.Heartbeat{TimeUs: time.Now().UnixMicro()}}})
-	if acct != nil {
-		if err := v.eng.OnAccount(*acct); err != nil {
+	for _, a := range accts {
+		if err := v.eng.OnAccount(a); err != nil {
 			return err
 		}
 	}

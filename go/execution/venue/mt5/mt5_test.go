@@ -296,3 +296,28 @@ func (b bufReader) ReadByte() (byte, error) {
 	_, err := b.Read(p[:])
 	return p[0], err
 }
+
+func TestReconnectKeepsTheSessionAndCancelOnDisconnectCancelsWorkingOrders(t *testing.T) {
+	r := newRig(t, "--mt5-cancel-on-disconnect")
+	r.connect(t)
+	ctx := svctest.Authed(t)
+	if _, err := r.s.Client.SubmitOrder(ctx, &execv1.SubmitOrderRequest{ClientOrderId: "rest", Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
+		Type: execv1.OrderType_ORDER_TYPE_LIMIT, Price: svctest.Dec("1.11000"), Quantity: svctest.Dec("0.10")}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitStatus(t, "rest", execv1.OrderStatus_ORDER_STATUS_ACCEPTED)
+	testutil.Eventually(t, 5*time.Second, "the service to acknowledge every frame", func() bool { return r.peer.Unacked() == 0 })
+	r.peer.Close()
+	r.waitState(t, execv1.TradingState_TRADING_STATE_ACTIVE, "0")
+	w, err := r.peer.Connect(r.s.Ready.BridgeAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.GetResumeAfter() == 0 {
+		t.Fatal("resume_after is 0 for a known session")
+	}
+	r.waitStatus(t, "rest", execv1.OrderStatus_ORDER_STATUS_CANCELED)
+	if o, _ := r.term.Order("rest"); !o.Canceled {
+		t.Fatal("the terminal still works the order")
+	}
+}

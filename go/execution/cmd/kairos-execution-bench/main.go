@@ -1,0 +1,414 @@
+// Command kairos-execution-bench measures the execution service and writes flat metrics to a JSON
+// file (make bench → bench/results/execution.json):
+//
+//   - risk_check_ns_p50/_p99: one pre-trade check with every rule on (testing.Benchmark gives the
+//     mean; per-call timings give the percentiles, timer overhead included).
+//   - submit_latency_us_p50/_p99: SubmitOrder over gRPC loopback into the real service (paper venue,
+//     durable SQLite journal) at a paced 1,000 orders/s, open loop, so slow calls are not hidden.
+//   - paper_orders_per_s: submit → risk → FSM → paper fill → durable journal, sustained with
+//     concurrent submitters in process.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/execution/app"
+	"github.com/kairos-mt5/kairos/go/execution/config"
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/engine"
+	"github.com/kairos-mt5/kairos/go/execution/fsm"
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/market"
+	"github.com/kairos-mt5/kairos/go/execution/portfolio"
+	"github.com/kairos-mt5/kairos/go/execution/risk"
+	"github.com/kairos-mt5/kairos/go/execution/venue/paper"
+)
+
+var d = decimal.MustParse
+
+func main() {
+	out := flag.String("out", "bench/results/execution.json", "result file")
+	ticksPath := flag.String("ticks", "../shared/data/eurusd-ticks-2020-01-01.csv", "real EURUSD ticks (quotes for the paper venue)")
+	submitN := flag.Int("submit-orders", 5000, "orders for the gRPC latency run (at 1,000/s)")
+	paperDur := flag.Duration("paper-duration", 3*time.Second, "duration of the throughput run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	if err := run(*out, *ticksPath, *submitN, *paperDur); err != nil {
+		fmt.Fprintln(os.Stderr, "kairos-execution-bench:", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func run(out, ticksPath string, submitN int, paperDur time.Duration) error {
+	res := map[string]any{"cpu_model": cpuModel(), "cpu_cores": runtime.NumCPU(), "go_version": runtime.Version(), "loadavg_1m_at_start": loadavg()}
+	quote, err := lastQuote(ticksPath)
+	if err != nil {
+		return err
+	}
+	p50, p99, mean := riskBench(quote)
+	res["risk_check_ns_p50"], res["risk_check_ns_p99"], res["risk_check_ns_mean"] = p50, p99, mean
+	fmt.Printf("risk check: p50 %.0f ns, p99 %.0f ns, mean %.0f ns\n", p50, p99, mean)
+
+	tmp, err := os.MkdirTemp("", "kairos-exec-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	tput, err := paperBench(filepath.Join(tmp, "paper.db"), quote, paperDur)
+	if err != nil {
+		return err
+	}
+	res["paper_orders_per_s"] = tput
+	fmt.Printf("paper lifecycle: %.0f orders/s\n", tput)
+
+	for _, sync := range []string{"full", "normal"} {
+		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-"+sync+".db"), quote, submitN, sync)
+		if err != nil {
+			return err
+		}
+		suffix := ""
+		if sync != "full" {
+			suffix = "_sync_" + sync
+		}
+		res["submit_latency_us_p50"+suffix], res["submit_latency_us_p99"+suffix], res["submit_latency_us_max"+suffix] = sp50, sp99, smax
+		fmt.Printf("SubmitOrder over gRPC at 1,000/s, journal-sync %s: p50 %.0f us, p99 %.0f us, max %.0f us\n", sync, sp50, sp99, smax)
+	}
+	res["submit_rate_per_s"] = 1000
+	res["fsync_us_p50"], res["fsync_us_p99"] = fsyncProbe(tmp)
+	fmt.Printf("disk fsync: p50 %.0f us, p99 %.0f us\n", res["fsync_us_p50"], res["fsync_us_p99"])
+	res["nautilus_backtest_orders_per_s_reference"] = 2500
+	res["ratio_paper_vs_nautilus_reference"] = tput / 2500
+
+	res["loadavg_1m_at_end"] = loadavg()
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(out, append(b, '\n'), 0o644)
+}
+
+// loadavg is the 1-minute load average: other processes on a shared machine skew every figure.
+func loadavg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	var l float64
+	_, _ = fmt.Sscanf(string(b), "%f", &l)
+	return l
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			if _, v, ok := strings.Cut(l, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return runtime.GOARCH
+}
+
+func lastQuote(path string) (market.Quote, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return market.Quote{}, fmt.Errorf("real ticks: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	parts := strings.Split(lines[len(lines)-1], ",")
+	if len(parts) < 3 {
+		return market.Quote{}, fmt.Errorf("%s:%d: want time,bid,ask", path, len(lines))
+	}
+	bid, err1 := decimal.Parse(parts[1])
+	ask, err2 := decimal.Parse(parts[2])
+	if err1 != nil || err2 != nil {
+		return market.Quote{}, fmt.Errorf("%s:%d: bad price", path, len(lines))
+	}
+	return market.Quote{Symbol: "EURUSD", Bid: bid.Round(5), Ask: ask.Round(5), TimeUS: time.Now().UnixMicro()}, nil
+}
+
+func instruments() []market.Instrument { return config.DefaultInstruments() }
+
+// allRules enables every rule with limits the benchmark order passes, so every rule runs in full.
+func allRules() risk.Limits {
+	return risk.Limits{AllowedSymbols: []string{"EURUSD", "GBPUSD"}, MaxOrderQuantity: d("10"), MaxOrderNotional: d("2000000"),
+		MaxPositionQuantity: d("1000000"), MaxGrossExposure: d("100000000000"), MaxOpenOrders: 1 << 30, PriceCollarBps: 200,
+		MaxQuoteAgeMS: 60_000, SubmitRate: risk.RateLimit{MaxCount: 1 << 20, WindowMS: 1000}, MessageRate: risk.RateLimit{MaxCount: 1 << 20, WindowMS: 1000},
+		DuplicateIntentWindowMS: 1, MaxDailyLoss: d("1000000"), DailyLossState: risk.Halted, MaxDrawdown: d("1000000"),
+		DrawdownState: risk.Reducing, MinFreeMargin: d("100")}
+}
+
+func riskBench(q market.Quote) (p50, p99, mean float64) {
+	book := portfolio.NewBook()
+	inst := instruments()
+	e := risk.New(allRules(), inst, book)
+	e.SetReconciled(true)
+	e.SetState(risk.Active)
+	// A realistic book: positions in other symbols make the gross-exposure rule iterate.
+	book.ApplyFill(&inst[1], d("1.00"), d("1.30000"), decimal.Zero, 1)
+	book.ApplyFill(&inst[2], d("-2.00"), d("0.70000"), decimal.Zero, 1)
+	now := time.Now().UnixMicro()
+	q.TimeUS = now
+	e.OnQuote(q)
+	e.OnAccount(risk.Account{Balance: d("1000000"), Equity: d("1000000"), FreeMargin: d("1000000"), TimeUS: now, Valid: true})
+	req := &risk.Request{ClientOrderID: "bench", Symbol: "EURUSD", Side: fsm.Buy, Type: fsm.Limit, Quantity: d("0.10"), Price: q.Bid, StrategyID: "bench"}
+	var fail atomic.Bool
+	r := testing.Benchmark(func(b *testing.B) {
+		for b.Loop() {
+			if e.Check(req, now) != nil {
+				fail.Store(true)
+			}
+		}
+	})
+	if fail.Load() {
+		panic("benchmark order was denied: it must pass every rule")
+	}
+	const n = 200_000
+	lat := make([]float64, n)
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		e.Check(req, now)
+		lat[i] = float64(time.Since(t0).Nanoseconds())
+	}
+	sort.Float64s(lat)
+	return lat[n/2], lat[n*99/100], float64(r.NsPerOp())
+}
+
+func paperBench(dbPath string, q market.Quote, dur time.Duration) (float64, error) {
+	ctx := context.Background()
+	jr, err := journal.Open(ctx, dbPath)
+	if err != nil {
+		return 0, err
+	}
+	defer jr.Close()
+	book := portfolio.NewBook()
+	l := allRules()
+	l.DuplicateIntentWindowMS = 0
+	l.MaxPositionQuantity = d("0")
+	l.MaxGrossExposure = d("0")
+	l.MinFreeMargin = d("0")
+	inst := instruments()
+	for i := range inst {
+		inst[i].MarginRate = d("0") // a long benchmark would otherwise run out of simulated margin
+	}
+	rk := risk.New(l, inst, book)
+	v := paper.New(paper.Config{SlippagePoints: 1, CommissionPerLot: d("3.5"), StartingBalance: d("1000000000"), Currency: "USD", IDPrefix: "B"}, inst)
+	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err := eng.Reconcile(ctx, nil); err != nil {
+		return 0, err
+	}
+	q.TimeUS = time.Now().UnixMicro()
+	if err := eng.OnQuote(q); err != nil {
+		return 0, err
+	}
+	const workers = 64
+	var (
+		n     atomic.Int64
+		wg    sync.WaitGroup
+		ferr  atomic.Value
+		stop  = time.Now().Add(dur)
+		quote = time.NewTicker(100 * time.Millisecond)
+		qdone = make(chan struct{})
+	)
+	go func() { // keep the quote fresh, as the collector's ticks would
+		for {
+			select {
+			case <-qdone:
+				return
+			case <-quote.C:
+				q.TimeUS = time.Now().UnixMicro()
+				_ = eng.OnQuote(q)
+			}
+		}
+	}()
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				side := execv1.OrderSide_ORDER_SIDE_BUY
+				if i%2 == 1 {
+					side = execv1.OrderSide_ORDER_SIDE_SELL
+				}
+				req := &execv1.SubmitOrderRequest{ClientOrderId: fmt.Sprintf("b%d-%d", w, i), Symbol: "EURUSD", Side: side,
+					Type: execv1.OrderType_ORDER_TYPE_MARKET, Quantity: d("0.10").Proto(), StrategyId: "bench"}
+				o, err := eng.SubmitIntent(ctx, req, nil)
+				if err != nil {
+					ferr.Store(err)
+					return
+				}
+				if o.GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED {
+					ferr.Store(fmt.Errorf("order %s ended %v (%v)", o.GetClientOrderId(), o.GetStatus(), o.GetDenial()))
+					return
+				}
+				n.Add(1)
+			}
+		}(w)
+	}
+	wg.Wait()
+	el := time.Since(start)
+	close(qdone)
+	quote.Stop()
+	if e, ok := ferr.Load().(error); ok {
+		return 0, e
+	}
+	return float64(n.Load()) / el.Seconds(), nil
+}
+
+// fsyncProbe measures the disk's fsync latency, the floor of a durable commit.
+func fsyncProbe(dir string) (p50, p99 float64) {
+	f, err := os.Create(filepath.Join(dir, "fsync-probe"))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	lat := make([]float64, 200)
+	for i := range lat {
+		_, _ = f.Write(make([]byte, 512))
+		t0 := time.Now()
+		_ = f.Sync()
+		lat[i] = float64(time.Since(t0).Microseconds())
+	}
+	sort.Float64s(lat)
+	return lat[100], lat[198]
+}
+
+func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p50, p99, maxUS float64, err error) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	go ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return 0, 0, 0, fmt.Errorf("nats did not start")
+	}
+	const token = "bench"
+	cfg, err := config.Parse("bench", []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--db", dbPath, "--nats-url", ns.ClientURL(),
+		"--token", token, "--policy=false", "--duplicate-intent-window-ms", "0", "--submit-rate", "0", "--message-rate", "0",
+		"--max-open-orders", "0", "--max-position-qty", "0", "--max-gross-exposure", "0", "--max-order-notional", "0",
+		"--paper-balance", "1000000000", "--journal-sync", syncMode, "--log-level", "error"}, func(string) string { return "" })
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	readyc := make(chan app.Ready, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), func(r app.Ready) { readyc <- r })
+	}()
+	var rd app.Ready
+	select {
+	case rd = <-readyc:
+	case err := <-done:
+		return 0, 0, 0, err
+	}
+	defer func() { cancel(); <-done }()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer nc.Close()
+	pub := func() error {
+		data, _ := proto.Marshal(&marketdatav1.TickBatch{Symbol: "EURUSD", TimeMsc: []int64{time.Now().UnixMilli()}, Bid: []float64{q.Bid.Float()}, Ask: []float64{q.Ask.Float()}})
+		if err := nc.Publish("kairos.md.EURUSD", data); err != nil {
+			return err
+		}
+		return nc.Flush()
+	}
+	cc, err := grpc.NewClient(rd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer cc.Close()
+	client := execv1.NewExecutionServiceClient(cc)
+	actx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	submit := func(id string) (time.Duration, error) {
+		t0 := time.Now()
+		r, err := client.SubmitOrder(actx, &execv1.SubmitOrderRequest{ClientOrderId: id, Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
+			Type: execv1.OrderType_ORDER_TYPE_MARKET, Quantity: d("0.01").Proto(), StrategyId: "bench"})
+		el := time.Since(t0)
+		if err == nil && r.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED {
+			err = fmt.Errorf("order %s ended %v (%v)", id, r.GetOrder().GetStatus(), r.GetOrder().GetDenial())
+		}
+		return el, err
+	}
+	// Warm up until the quote has arrived and the connection is hot.
+	for i := 0; ; i++ {
+		if err := pub(); err != nil {
+			return 0, 0, 0, err
+		}
+		if _, err := submit(fmt.Sprintf("w%d", i)); err == nil && i >= 200 {
+			break
+		} else if i > 2000 {
+			return 0, 0, 0, fmt.Errorf("warm-up: %v", err)
+		}
+	}
+	lat := make([]float64, orders)
+	var (
+		wg   sync.WaitGroup
+		ferr atomic.Value
+	)
+	start := time.Now()
+	for i := 0; i < orders; i++ {
+		if i%500 == 0 {
+			_ = pub()
+		}
+		// Open loop: order i leaves at start + i ms whatever happened to the earlier ones.
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Millisecond)))
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			el, err := submit(fmt.Sprintf("s%d", i))
+			if err != nil {
+				ferr.Store(err)
+			}
+			lat[i] = float64(el.Microseconds())
+		}(i)
+	}
+	wg.Wait()
+	if e, ok := ferr.Load().(error); ok {
+		return 0, 0, 0, e
+	}
+	sort.Float64s(lat)
+	return lat[orders/2], lat[orders*99/100], lat[orders-1], nil
+}
