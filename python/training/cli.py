@@ -54,7 +54,9 @@ class CliFailure(Exception):
 
 # ------------------------------------------------------------------------------------------- options
 
-RunOpt = Annotated[Path, typer.Option("--run", help="Run directory holding every step's output.")]
+RunOpt = Annotated[
+    Path, typer.Option("--run", envvar="KAIROS_TRAIN_RUN", help="Run directory holding every step's output.")
+]
 DataOpt = Annotated[
     str,
     typer.Option(

@@ -128,9 +128,13 @@ def step_train(
     idx = window_index(feats, labels, cfg.window)
     purge = cfg.purge if cfg.purge is not None else label_cfg.horizon
     if len(idx) < 200:
-        raise StepError(
+        # Not enough data is a property of the input (exit 2), not of how the CLI was called.
+        raise data_mod.DataError(
+            imp["source"],
+            None,
+            None,
             f"only {len(idx)} usable samples from {len(bars)} bars "
-            f"(warm-up {SCHEMA.window + cfg.window - 1} bars, horizon {label_cfg.horizon}); import more data"
+            f"(warm-up {SCHEMA.window + cfg.window - 1} bars, horizon {label_cfg.horizon}); import more data",
         )
     wf = walk_forward(feats, labels, idx, cfg, purge, on_epoch)
     final, held_out = train_final(feats, labels, idx, cfg, purge, on_epoch)

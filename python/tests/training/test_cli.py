@@ -227,3 +227,9 @@ def test_usage_and_data_errors_map_to_their_exit_codes(
 ) -> None:
     assert run_main(args) == code
     assert text in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_too_little_data_to_train_is_a_data_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", "--data", "sample:eurusd-h1", "--max-bars", "150", "--run", str(tmp_path), "--no-register"]
+    assert run_main(args) == 2
+    assert "usable samples from 150 bars" in capsys.readouterr().err.replace("\n", " ")
