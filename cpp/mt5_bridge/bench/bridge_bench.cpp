@@ -150,6 +150,62 @@ std::vector<double> Isolated(const std::vector<KbMqlTick>& base, int calls) {
   return ns;
 }
 
+// The peer restarts (down 300 ms, state kept) while ticks keep flowing at 100k/s; each time, how long
+// from the listener being back to the bridge's Welcome, and at the end whether every tick arrived
+// exactly once.
+struct Reconnects {
+  std::vector<double> ms;
+  uint64_t pushed = 0, received = 0, gaps = 0, duplicates = 0;
+};
+
+Reconnects Restarts(const std::vector<KbMqlTick>& base, int restarts) {
+  TestPeer::Options po;
+  po.keep_ticks = false;
+  po.light_ticks = true;
+  TestPeer peer(po);
+  int64_t h = 0;
+  if (kairos::bridge::testing::Open(peer.endpoint(), "", &h) != KB_OK) std::exit(1);
+  const auto sym = W("EURUSD");
+  Reconnects r;
+  size_t cursor = 0;
+  auto push_for = [&](double seconds) {
+    const auto until = Clock::now() + std::chrono::duration<double>(seconds);
+    while (Clock::now() < until) {
+      const int rc = kb_push_ticks(h, sym.data(), 5, base.data() + cursor, 100);
+      if (rc == KB_OK) {
+        r.pushed += 100;
+        cursor = (cursor + 100) % (base.size() - 100);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  peer.WaitFor([&] { return Counters(h).market_data_connected == 1; }, 5000);
+  for (int i = 0; i < restarts; i++) {
+    push_for(0.2);
+    peer.Restart(300, false);
+    peer.WaitFor([&] { return Counters(h).market_data_connected == 0; }, 5000);
+    const auto down_at = Clock::now();
+    while (Counters(h).market_data_connected == 0 && Clock::now() - down_at < std::chrono::seconds(10)) {
+      const int rc = kb_push_ticks(h, sym.data(), 5, base.data() + cursor, 100);
+      if (rc == KB_OK) {
+        r.pushed += 100;
+        cursor = (cursor + 100) % (base.size() - 100);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    const int64_t up =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+    r.ms.push_back(static_cast<double>(up - peer.listening_since_ns()) / 1e6);
+  }
+  push_for(0.2);
+  peer.WaitFor([&] { return peer.tick_count() >= r.pushed; }, 10000);
+  r.received = peer.tick_count();
+  r.gaps = peer.tick_gaps();
+  r.duplicates = peer.duplicates();
+  kb_close(h);
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,6 +222,7 @@ int main(int argc, char** argv) {
   const Result paced = Run(base, target, 4.0);
   const Result max = Run(base, 0, 3.0);
   const std::vector<double> isolated = Isolated(base, 20000);
+  const Reconnects rc = Restarts(base, 5);
 
   std::vector<double> per_tick;
   per_tick.reserve(paced.call_ns.size());
@@ -195,6 +252,12 @@ int main(int argc, char** argv) {
   add("max_ticks", static_cast<double>(max.pushed), 0);
   add("max_sequence_gaps", static_cast<double>(max.gaps), 0);
   add("batch_ticks", 100, 0);
+  add("reconnect_ms_p50", Percentile(rc.ms, 0.5), 1);
+  add("reconnect_ms_max", Percentile(rc.ms, 1.0), 1);
+  add("reconnect_restarts", static_cast<double>(rc.ms.size()), 0);
+  add("reconnect_ticks_lost", static_cast<double>(rc.pushed - std::min(rc.pushed, rc.received)), 0);
+  add("reconnect_ticks_duplicated", static_cast<double>(rc.duplicates), 0);
+  add("reconnect_sequence_gaps", static_cast<double>(rc.gaps), 0);
   double load = 0;
   if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
     if (std::fscanf(f, "%lf", &load) != 1) load = 0;

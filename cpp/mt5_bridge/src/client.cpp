@@ -812,11 +812,7 @@ void Client::PumpTicks(Conn& c) {
     b.last_count = any_last ? static_cast<pb_size_t>(n) : 0;
     b.volume_count = any_volume ? static_cast<pb_size_t>(n) : 0;
     std::vector<uint8_t> body;
-    if (!EncodeBody(f, &body)) {  // cannot happen with the bounded batch; never loop on it
-      tail_.store(tail, std::memory_order_release);
-      Log(KB_E_INTERNAL, "tick batch encoding failed");
-      continue;
-    }
+    EncodeTicksBody(b, &body);
     tail_.store(tail, std::memory_order_release);
     Enqueue(c, std::move(body), n);
     n_.ticks_sent.fetch_add(n, std::memory_order_relaxed);

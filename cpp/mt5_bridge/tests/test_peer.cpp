@@ -54,6 +54,9 @@ void TestPeer::Listen() {
   getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
   port_ = ntohs(addr.sin_port);
   listen(listen_fd_, 4);
+  listen_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+                   .count();
 }
 
 void TestPeer::DropConnection() { drop_ = true; }
