@@ -498,7 +498,9 @@ void Client::SendHeartbeat(Conn& c, int64_t now) {
   kairos_bridge_v1_Frame f = kairos_bridge_v1_Frame_init_zero;
   f.which_body = kairos_bridge_v1_Frame_heartbeat_tag;
   f.body.heartbeat.time_us = NowMicros();
+  // Each peer heartbeat is echoed once, so the peer's round-trip figure never includes a hold time.
   f.body.heartbeat.echo_time_us = c.peer_hb_time_us;
+  c.peer_hb_time_us = 0;
   std::vector<uint8_t> body;
   EncodeBody(f, &body);
   Write(c, 0, body);
@@ -673,6 +675,13 @@ bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) 
     case kairos_bridge_v1_Frame_heartbeat_tag:
       n_.heartbeats_received.fetch_add(1, std::memory_order_relaxed);
       c.peer_hb_time_us = f.body.heartbeat.time_us;
+      // Answer at once (at most four times per interval) so the server measures the round trip.
+      if (c.peer_hb_time_us != 0 && now - c.last_echo_ms >= c.heartbeat_ms / 4) {
+        c.last_echo_ms = now;
+        SendHeartbeat(c, now);
+      } else {
+        c.peer_hb_time_us = 0;
+      }
       if (f.body.heartbeat.echo_time_us != 0) {
         const int64_t rtt = NowMicros() - f.body.heartbeat.echo_time_us;
         (c.channel == kairos_bridge_v1_Channel_CHANNEL_MARKET_DATA ? n_.md_rtt_us : n_.tr_rtt_us).store(rtt);

@@ -108,7 +108,8 @@ class Client {
     int heartbeat_ms = 1000;
     int64_t last_rx_ms = 0;
     int64_t last_hb_tx_ms = 0;
-    int64_t peer_hb_time_us = 0;
+    int64_t peer_hb_time_us = 0;  // a peer heartbeat time not yet echoed (0: none)
+    int64_t last_echo_ms = -1000000;
     std::vector<uint32_t> announced;  // market data: rev of each symbol last announced
   };
   struct Counters {
