@@ -214,6 +214,7 @@ struct KbCounters
 int kb_api_version();
 int kb_version(ushort &buffer[], int capacity);
 int kb_status_text(int status, ushort &buffer[], int capacity);
+int kb_now_us(long &now_us);
 int kb_default_options(KbOptions &options);
 int kb_open(string collector_endpoint, string execution_endpoint, string terminal_name, int terminal_build, string company, string server, long account_login, string account_currency, int trade_mode, string ea_symbol, long magic, const KbOptions &options, long &handle);
 int kb_set_server_offset(long handle, long server_minus_utc_ms);

@@ -261,6 +261,9 @@ KB_API int32_t kb_api_version(void) KB_NOEXCEPT;
 KB_API int32_t kb_version(kb_char16* buffer, int32_t capacity) KB_NOEXCEPT;
 /* A short English text for a status code. */
 KB_API int32_t kb_status_text(int32_t status, kb_char16* buffer, int32_t capacity) KB_NOEXCEPT;
+/* The bridge's wall clock, microseconds since the Unix epoch (UTC): MQL5 has no sub-second UTC clock,
+ * and deadlines and result times must agree with received_time_us. */
+KB_API int32_t kb_now_us(int64_t* now_us) KB_NOEXCEPT;
 /* Fills *options with the defaults (struct_size must be set by the caller, or 0 for the current). */
 KB_API int32_t kb_default_options(KbOptions* options) KB_NOEXCEPT;
 

@@ -172,6 +172,12 @@ int32_t kb_status_text(int32_t status, kb_char16* buffer, int32_t capacity) noex
   });
 }
 
+int32_t kb_now_us(int64_t* now_us) noexcept {
+  if (now_us == nullptr) return KB_E_NULL;
+  *now_us = kairos::bridge::NowMicros();
+  return KB_OK;
+}
+
 int32_t kb_default_options(KbOptions* options) noexcept {
   if (options == nullptr) return KB_E_NULL;
   return Guard([&] {

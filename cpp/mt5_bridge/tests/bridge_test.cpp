@@ -81,6 +81,10 @@ TEST(Api, VersionIsReportedAndStatusTextFitsTheBuffer) {
   EXPECT_EQ(buf[0], 'o');
   EXPECT_EQ(kb_status_text(KB_OK, nullptr, 8), KB_E_NULL);
   EXPECT_EQ(kb_status_text(KB_OK, buf, 0), KB_E_BAD_ARG);
+  int64_t now = 0;
+  EXPECT_EQ(kb_now_us(&now), KB_OK);
+  EXPECT_GT(now, 1700000000000000);  // after 2023, in microseconds
+  EXPECT_EQ(kb_now_us(nullptr), KB_E_NULL);
 }
 
 TEST(Api, OpenRefusesBadArgumentsWithStatusCodes) {
