@@ -208,6 +208,7 @@ struct KbCounters
    int               trading_connected;
    long              market_data_rtt_us;
    long              trading_rtt_us;
+   ulong             ticks_acked;
   };
 
 #import "kairos_bridge.dll"

@@ -237,6 +237,7 @@ typedef struct KbCounters {
   int32_t trading_connected;
   int64_t market_data_rtt_us; /* last heartbeat round trip, -1 if none yet */
   int64_t trading_rtt_us;
+  uint64_t ticks_acked; /* ticks in frames the collector acknowledged (processed) */
 } KbCounters;
 
 #pragma pack(pop)
@@ -250,7 +251,7 @@ static_assert(sizeof(KbTransaction) == 104, "KbTransaction layout");
 static_assert(sizeof(KbAccount) == 68, "KbAccount layout");
 static_assert(sizeof(KbPosition) == 88, "KbPosition layout");
 static_assert(sizeof(KbWorkingOrder) == 48, "KbWorkingOrder layout");
-static_assert(sizeof(KbCounters) == 232, "KbCounters layout");
+static_assert(sizeof(KbCounters) == 240, "KbCounters layout");
 #endif
 
 /* ---- Calls ------------------------------------------------------------------------------------- */

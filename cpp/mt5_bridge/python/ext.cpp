@@ -258,6 +258,7 @@ class Bridge {
     KB_FIELD(trading_connected);
     KB_FIELD(market_data_rtt_us);
     KB_FIELD(trading_rtt_us);
+    KB_FIELD(ticks_acked);
 #undef KB_FIELD
     return std::move(d);
   }

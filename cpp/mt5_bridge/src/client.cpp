@@ -387,6 +387,7 @@ void Client::GetCounters(KbCounters* out) const {
   c.trading_connected = n_.tr_connected.load();
   c.market_data_rtt_us = n_.md_rtt_us.load();
   c.trading_rtt_us = n_.tr_rtt_us.load();
+  c.ticks_acked = r(n_.ticks_acked);
   // An older caller with a smaller struct gets the prefix it knows.
   std::memcpy(out, &c, static_cast<size_t>(size));
   out->struct_size = size;
@@ -525,6 +526,8 @@ void Client::OnAck(Conn& c, uint64_t ack) {
     if (c.channel == kairos_bridge_v1_Channel_CHANNEL_TRADING) {
       n_.reports_acked.fetch_add(1, std::memory_order_relaxed);
       reports_pending_.fetch_sub(1);
+    } else {
+      n_.ticks_acked.fetch_add(c.unacked.front().ticks, std::memory_order_relaxed);
     }
     c.unacked.pop_front();
   }
@@ -544,6 +547,8 @@ void Client::OnWelcome(Conn& c, const kairos_bridge_v1_Welcome& w, int64_t now) 
     if (!md) {
       n_.reports_acked.fetch_add(1);
       reports_pending_.fetch_sub(1);
+    } else {
+      n_.ticks_acked.fetch_add(c.unacked.front().ticks);
     }
     c.unacked.pop_front();
   }
@@ -887,9 +892,12 @@ void Client::RunLoop() {
     }
 
     if (stopping) {
-      const bool md_done = md_.host.empty() || md_.state != State::kReady ||
-                           (head_.load() == tail_.load() && md_.out_off == md_.out.size());
-      bool tr_done = tr_.host.empty() || tr_.state != State::kReady || tr_.out_off == tr_.out.size();
+      // Done when everything queued was written and acknowledged (or the channel is down).
+      const bool md_done =
+          md_.host.empty() || md_.state != State::kReady ||
+          (head_.load() == tail_.load() && md_.out_off == md_.out.size() && md_.unacked.empty());
+      bool tr_done = tr_.host.empty() || tr_.state != State::kReady ||
+                     (tr_.out_off == tr_.out.size() && tr_.unacked.empty());
       if (tr_done && !tr_.host.empty() && tr_.state == State::kReady) {
         std::lock_guard<std::mutex> lock(rep_mu_);
         tr_done = reports_in_.empty();

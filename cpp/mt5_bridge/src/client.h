@@ -118,7 +118,7 @@ class Client {
         bytes_received{0}, reconnects{0}, connect_failures{0}, malformed_frames{0}, heartbeats_sent{0},
         heartbeats_received{0}, duplicate_frames{0}, commands_received{0}, commands_polled{0},
         commands_duplicate{0}, commands_dropped{0}, reports_queued{0}, reports_acked{0}, reports_resent{0},
-        reports_dropped{0};
+        reports_dropped{0}, ticks_acked{0};
     std::atomic<int32_t> md_connected{0}, tr_connected{0};
     std::atomic<int64_t> md_rtt_us{-1}, tr_rtt_us{-1};
   };

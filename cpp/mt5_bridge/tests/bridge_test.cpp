@@ -221,6 +221,7 @@ TEST(Ticks, RealTicksArriveIntactAndInOrderAfterTheSymbolInfo) {
   const KbCounters c = Counters(h.h);
   EXPECT_EQ(c.ticks_sent, ticks.size());
   EXPECT_EQ(c.ticks_dropped, 0u);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).ticks_acked == ticks.size(); }, 5000));
   EXPECT_EQ(c.market_data_connected, 1);
 }
 
