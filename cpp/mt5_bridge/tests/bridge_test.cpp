@@ -520,3 +520,38 @@ TEST(Close, IsBoundedAndFlushesWhatWasQueued) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 5000; }, 3000)) << peer.tick_count();
 }
+
+// DLL globals are shared by every EA of the terminal: handles must not see each other's state.
+TEST(Handles, EachEaHandleIsIndependent) {
+  TestPeer a, b;
+  Handle ha, hb;
+  ASSERT_EQ(Open(a.endpoint(), "", &ha.h), KB_OK);
+  ASSERT_EQ(Open(b.endpoint(), "", &hb.h), KB_OK);
+  EXPECT_NE(ha.h, hb.h);
+  auto ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(ha.h, W("EURUSD").data(), 5, ticks.data(), 300), KB_OK);
+  ASSERT_EQ(kb_push_ticks(hb.h, W("GBPUSD").data(), 5, ticks.data(), 200), KB_OK);
+  ASSERT_TRUE(a.WaitFor([&] { return a.tick_count() == 300 && b.tick_count() == 200; }, 5000));
+  EXPECT_NE(a.hellos()[0].session_id, b.hellos()[0].session_id);
+  ASSERT_EQ(kb_close(ha.h), KB_OK);
+  ha.h = 0;
+  ASSERT_EQ(kb_push_ticks(hb.h, W("GBPUSD").data(), 5, ticks.data() + 200, 100), KB_OK);
+  ASSERT_TRUE(b.WaitFor([&] { return b.tick_count() == 300; }, 5000));
+  EXPECT_EQ(b.tick_gaps(), 0u);
+  EXPECT_EQ(Counters(hb.h).ticks_queued, 300u);
+}
+
+TEST(Handles, OpeningMoreThanTheLimitIsRefused) {
+  const std::string dead = DeadEndpoint();
+  KbOptions o{};
+  kb_default_options(&o);
+  o.tick_queue_capacity = 1024;  // 64 default rings would be 940 MB
+  std::vector<Handle> handles(KB_MAX_HANDLES);
+  for (auto& h : handles) ASSERT_EQ(Open(dead, "", &h.h, &o), KB_OK);
+  int64_t extra = 0;
+  EXPECT_EQ(Open(dead, "", &extra, &o), KB_E_TOO_MANY);
+  EXPECT_EQ(extra, 0);
+  ASSERT_EQ(kb_close(handles[0].h), KB_OK);
+  handles[0].h = 0;
+  EXPECT_EQ(Open(dead, "", &handles[0].h, &o), KB_OK) << "a closed handle frees its slot";
+}
