@@ -557,10 +557,12 @@ void Client::OnWelcome(Conn& c, const kairos_bridge_v1_Welcome& w, int64_t now) 
              std::to_string(w.resume_after) + ", resending " + std::to_string(c.unacked.size()) + " frames");
   if (md) {
     // The server may have lost its state (restart): announce every symbol again before the resent
-    // ticks. The unprocessed frames are renumbered after the announcements; none of them was
-    // processed (they are above resume_after), so renumbering cannot duplicate anything.
+    // ticks. Numbering restarts right after resume_after, the announcements first, then the
+    // unprocessed frames: none of them was processed (all are above resume_after), so renumbering
+    // cannot duplicate anything, and the server sees no sequence gap.
     std::deque<Pending> old;
     old.swap(c.unacked);
+    c.next_seq = w.resume_after + 1;
     std::fill(c.announced.begin(), c.announced.end(), 0);
     AnnounceChanged(c);
     for (auto& p : old) {

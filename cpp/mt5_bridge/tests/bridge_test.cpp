@@ -261,6 +261,7 @@ TEST(Reconnect, PeerRestartLosesAndDuplicatesNothing) {
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 9500; }, 15000)) << peer.tick_count();
   EXPECT_EQ(peer.tick_gaps(), 0u);
   EXPECT_EQ(peer.duplicates(), 0u) << "the bridge resent frames the server had processed";
+  EXPECT_EQ(peer.frame_gaps(), 0u) << "frame sequences must continue from resume_after";
   const auto got = peer.ticks();
   for (size_t i = 0; i < got.size(); i++) ASSERT_EQ(got[i].time_msc, ticks[i].time_msc) << i;
   ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).reconnects >= 2; }, 5000));
@@ -280,6 +281,7 @@ TEST(Reconnect, ServerThatLostItsStateGetsTheSymbolAgainAndEveryUnackedTick) {
   peer.Restart(100, true);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 2000; }, 5000)) << peer.tick_count();
   EXPECT_EQ(peer.symbol_infos().size(), 2u) << "announced again before the resent ticks";
+  EXPECT_EQ(peer.frame_gaps(), 0u);
   EXPECT_EQ(Counters(h.h).ticks_resent, 1000u);
   const auto got = peer.ticks();
   for (size_t i = 0; i < 1000; i++) ASSERT_EQ(got[1000 + i].seq, got[i].seq);
