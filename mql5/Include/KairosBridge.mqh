@@ -70,6 +70,7 @@ struct KbOptions
    int               close_flush_ms;
    int               max_batch_ticks;
    int               idle_spin_us;
+   int               warm_poll_us;
   };
 
 struct KbCommand
@@ -209,6 +210,7 @@ struct KbCounters
    long              market_data_rtt_us;
    long              trading_rtt_us;
    ulong             ticks_acked;
+   ulong             wakeups;
   };
 
 #import "kairos_bridge.dll"

@@ -4,7 +4,8 @@
 // does, into one bridge connected to a TCP sink on 127.0.0.1 (the test peer: Welcome, acks, counts
 // ticks and checks their sequences without a full decode).
 //  1. paced: 1,000,000 ticks/s for 4 s; every kb_push_ticks call is timed. Reports the per-tick cost
-//     (p50 of call time / 100), the per-call p99, the rate delivered to the sink and the drops.
+//     (p50 of call time / 100), the per-call p99, the rate sustained (every tick delivered to the
+//     sink, drain_ms after the last push) and the drops.
 //  2. max: unpaced for 3 s, the producer keeping its ticks when the ring is full (as the EA keeps its
 //     watermark); reports the highest rate the library delivered to the sink.
 #include <algorithm>
@@ -44,7 +45,12 @@ double Percentile(std::vector<double> v, double p) {
 
 struct Result {
   uint64_t pushed = 0;
-  double seconds_to_deliver = 0;
+  double seconds_to_deliver = 0;  // first push to the last tick at the sink
+  double push_seconds = 0;        // first push to the last push
+  double drain_ms = 0;            // last push to the last tick at the sink
+  uint64_t refused = 0;
+  uint64_t wakeups = 0;  // pushes that had to wake the network thread           // ticks refused with
+                         // KB_E_QUEUE_FULL and pushed again (max phase)
   uint64_t dropped = 0;
   uint64_t gaps = 0;
   uint64_t duplicates = 0;
@@ -94,6 +100,7 @@ Result Run(const std::vector<KbMqlTick>& base, double rate, double seconds) {
     if (rc == KB_E_QUEUE_FULL && rate == 0) {
       // The producer keeps the ticks (like the EA's watermark) and tries again.
       cursor = (cursor + base.size() - 100) % base.size();
+      r.refused += 100;
       std::this_thread::yield();
       continue;
     }
@@ -105,10 +112,15 @@ Result Run(const std::vector<KbMqlTick>& base, double rate, double seconds) {
     if (rc == KB_OK) r.pushed += 100;
     batches++;
   }
+  const auto pushed_at = Clock::now();
+  r.push_seconds = std::chrono::duration<double>(pushed_at - start).count();
   sink.WaitFor([&] { return sink.tick_count() >= r.pushed; }, 30000);
-  r.seconds_to_deliver = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto delivered_at = Clock::now();
+  r.seconds_to_deliver = std::chrono::duration<double>(delivered_at - start).count();
+  r.drain_ms = std::chrono::duration<double, std::milli>(delivered_at - pushed_at).count();
   const KbCounters c = Counters(h);
   r.dropped = rate == 0 ? 0 : c.ticks_dropped;
+  r.wakeups = c.wakeups;
   r.gaps = sink.tick_gaps();
   r.duplicates = sink.duplicates();
   if (sink.tick_count() != r.pushed) {
@@ -239,16 +251,20 @@ int main(int argc, char** argv) {
   add("push_call_ns_p99", Percentile(paced.call_ns, 0.99), 0);
   add("push_call_ns_p999", Percentile(paced.call_ns, 0.999), 0);
   add("push_calls", static_cast<double>(paced.call_ns.size()), 0);
+  add("push_wakeups", static_cast<double>(paced.wakeups), 0);
   add("push_call_ns_p50_isolated", Percentile(isolated, 0.5), 0);
   add("push_call_ns_p99_isolated", Percentile(isolated, 0.99), 0);
   add("push_call_ns_p999_isolated", Percentile(isolated, 0.999), 0);
   add("target_ticks_per_s", target, 0);
-  add("ticks_per_s", static_cast<double>(paced.pushed) / paced.seconds_to_deliver, 0);
+  add("ticks_per_s", static_cast<double>(paced.pushed) / paced.push_seconds, 0);
+  add("ticks_per_s_incl_drain", static_cast<double>(paced.pushed) / paced.seconds_to_deliver, 0);
+  add("drain_ms", paced.drain_ms, 1);
   add("ticks", static_cast<double>(paced.pushed), 0);
   add("dropped", static_cast<double>(paced.dropped), 0);
   add("sequence_gaps", static_cast<double>(paced.gaps), 0);
   add("duplicates", static_cast<double>(paced.duplicates), 0);
   add("max_ticks_per_s", static_cast<double>(max.pushed) / max.seconds_to_deliver, 0);
+  add("max_refused_and_repushed", static_cast<double>(max.refused), 0);
   add("max_ticks", static_cast<double>(max.pushed), 0);
   add("max_sequence_gaps", static_cast<double>(max.gaps), 0);
   add("batch_ticks", 100, 0);

@@ -183,8 +183,7 @@ int32_t kb_default_options(KbOptions* options) noexcept {
   return Guard([&] {
     const int32_t size = options->struct_size;
     if (size != 0 && size != static_cast<int32_t>(sizeof(KbOptions))) return KB_E_BAD_ARG;
-    std::memset(options, 0, sizeof(KbOptions));
-    kairos::bridge::NormalizeOptions(options);
+    *options = kairos::bridge::DefaultOptions();
     return KB_OK;
   });
 }
@@ -226,7 +225,7 @@ int32_t kb_open(const kb_char16* collector_endpoint, const kb_char16* execution_
       if (options->struct_size != static_cast<int32_t>(sizeof(KbOptions))) return KB_E_BAD_ARG;
       cfg.options = *options;
     } else {
-      std::memset(&cfg.options, 0, sizeof(cfg.options));
+      cfg.options = kairos::bridge::DefaultOptions();
     }
     kairos::bridge::NormalizeOptions(&cfg.options);
     Registry& r = Reg();

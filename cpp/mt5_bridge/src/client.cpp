@@ -40,7 +40,7 @@ const char* ChannelName(kairos_bridge_v1_Channel c) {
 
 }  // namespace
 
-void NormalizeOptions(KbOptions* o) {
+KbOptions DefaultOptions() {
   KbOptions d{};
   d.struct_size = sizeof(KbOptions);
   d.tick_queue_capacity = 262144;
@@ -54,6 +54,12 @@ void NormalizeOptions(KbOptions* o) {
   d.close_flush_ms = 500;
   d.max_batch_ticks = 256;
   d.idle_spin_us = 200;
+  d.warm_poll_us = 1000;
+  return d;
+}
+
+void NormalizeOptions(KbOptions* o) {
+  const KbOptions d = DefaultOptions();
   auto pick = [](int32_t v, int32_t def, int lo, int hi) { return v <= 0 ? def : Clamp(v, lo, hi); };
   o->struct_size = sizeof(KbOptions);
   o->tick_queue_capacity = pick(o->tick_queue_capacity, d.tick_queue_capacity, 1024, 1 << 24);
@@ -67,6 +73,7 @@ void NormalizeOptions(KbOptions* o) {
   o->close_flush_ms = o->close_flush_ms < 0 ? d.close_flush_ms : Clamp(o->close_flush_ms, 0, 2000);
   o->max_batch_ticks = pick(o->max_batch_ticks, d.max_batch_ticks, 1, 256);
   o->idle_spin_us = o->idle_spin_us < 0 ? d.idle_spin_us : Clamp(o->idle_spin_us, 0, 10000);
+  o->warm_poll_us = o->warm_poll_us < 0 ? d.warm_poll_us : Clamp(o->warm_poll_us, 0, 100000);
 }
 
 Client::Client(const Config& config) : config_(config), rng_(Seed()) {
@@ -143,7 +150,10 @@ bool Client::PollLog(std::string* line) {
 
 void Client::WakeIfSleeping() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) waker_.Wake();
+  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) {
+    n_.wakeups.fetch_add(1, std::memory_order_relaxed);
+    waker_.Wake();
+  }
 }
 
 // ---- Terminal-thread side ------------------------------------------------------------------------
@@ -388,6 +398,7 @@ void Client::GetCounters(KbCounters* out) const {
   c.market_data_rtt_us = n_.md_rtt_us.load();
   c.trading_rtt_us = n_.tr_rtt_us.load();
   c.ticks_acked = r(n_.ticks_acked);
+  c.wakeups = r(n_.wakeups);
   // An older caller with a smaller struct gets the prefix it knows.
   std::memcpy(out, &c, static_cast<size_t>(size));
   out->struct_size = size;
@@ -942,7 +953,15 @@ void Client::RunLoop() {
         std::this_thread::yield();
       }
     }
-    if (wait > 0) {
+    // While ticks flow (sent within the last second) the thread does not ask to be woken: it looks at
+    // the ring every warm_poll_us, so pushes never cost the terminal a system call. Idle, it sleeps
+    // until woken.
+    const bool warm = md_can_pump && config_.options.warm_poll_us > 0 && last_pump_ms_ >= now - 1000;
+    int64_t wait_us = wait * 1000;
+    if (warm && wait > 0) {
+      wait_us = std::min<int64_t>(wait_us, config_.options.warm_poll_us);
+      if (HasLocalWork(md_can_pump)) wait_us = 0;
+    } else if (wait > 0) {
       sleeping_.store(true);
       std::atomic_thread_fence(std::memory_order_seq_cst);
       bool pending_reports;
@@ -950,15 +969,15 @@ void Client::RunLoop() {
         std::lock_guard<std::mutex> lock(rep_mu_);
         pending_reports = !reports_in_.empty() && tr_.state == State::kReady;
       }
-      if (HasLocalWork(md_can_pump) || pending_reports || stop_.load() != stopping) wait = 0;
+      if (HasLocalWork(md_can_pump) || pending_reports || stop_.load() != stopping) wait_us = 0;
       if (md_can_pump && md_.state == State::kReady) {
         const int n = symbol_count_.load(std::memory_order_acquire);
-        for (int i = 0; i < n && wait > 0; i++)
-          if (symbols_[i].rev.load(std::memory_order_relaxed) != md_.announced[i]) wait = 0;
+        for (int i = 0; i < n && wait_us > 0; i++)
+          if (symbols_[i].rev.load(std::memory_order_relaxed) != md_.announced[i]) wait_us = 0;
       }
     }
-    if (wait < 0) wait = 0;
-    if (!net::Poll(&items, static_cast<int>(wait))) {
+    if (wait_us < 0) wait_us = 0;
+    if (!net::Poll(&items, wait_us)) {
       Log(KB_E_INTERNAL, "select failed: " + net::LastErrorText());
     }
     sleeping_.store(false);

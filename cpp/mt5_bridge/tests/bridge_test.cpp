@@ -87,6 +87,24 @@ TEST(Api, VersionIsReportedAndStatusTextFitsTheBuffer) {
   EXPECT_EQ(kb_now_us(nullptr), KB_E_NULL);
 }
 
+TEST(Api, DefaultOptionsAreTheDocumentedOnes) {
+  KbOptions o{};
+  ASSERT_EQ(kb_default_options(&o), KB_OK);
+  EXPECT_EQ(o.struct_size, static_cast<int32_t>(sizeof(KbOptions)));
+  EXPECT_EQ(o.tick_queue_capacity, 262144);
+  EXPECT_EQ(o.command_queue_capacity, 1024);
+  EXPECT_EQ(o.tick_resend_frames, 4096);
+  EXPECT_EQ(o.report_queue_capacity, 65536);
+  EXPECT_EQ(o.heartbeat_interval_ms, 1000);
+  EXPECT_EQ(o.reconnect_min_ms, 100);
+  EXPECT_EQ(o.reconnect_max_ms, 1000);
+  EXPECT_EQ(o.connect_timeout_ms, 2000);
+  EXPECT_EQ(o.close_flush_ms, 500);
+  EXPECT_EQ(o.max_batch_ticks, 256);
+  EXPECT_EQ(o.idle_spin_us, 200);
+  EXPECT_EQ(o.warm_poll_us, 1000);
+}
+
 TEST(Api, OpenRefusesBadArgumentsWithStatusCodes) {
   int64_t h = 0;
   const auto ok = W("127.0.0.1:7400");
