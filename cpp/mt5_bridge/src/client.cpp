@@ -307,7 +307,11 @@ int Client::QueueReports(std::vector<std::vector<uint8_t>>* bodies, uint64_t com
     }
   }
   n_.reports_queued.fetch_add(n, std::memory_order_relaxed);
-  WakeIfSleeping();
+  // Order results are rare and latency-critical: always wake the thread, even while it is polling
+  // the tick ring (one UDP byte; it never waits).
+  sleeping_.store(false);
+  n_.wakeups.fetch_add(1, std::memory_order_relaxed);
+  waker_.Wake();
   return KB_OK;
 }
 
