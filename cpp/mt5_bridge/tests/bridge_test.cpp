@@ -575,3 +575,20 @@ TEST(Handles, OpeningMoreThanTheLimitIsRefused) {
   handles[0].h = 0;
   EXPECT_EQ(Open(dead, "", &handles[0].h, &o), KB_OK) << "a closed handle frees its slot";
 }
+
+TEST(Close, IsBoundedWhenThePeerNeverAcknowledges) {
+  TestPeer::Options o;
+  o.ack = false;
+  TestPeer peer(o);
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
+  auto ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, ticks.data(), 1000), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 1000; }, 3000));
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(kb_close(h.h), KB_OK);
+  h.h = 0;
+  // close_flush_ms (500 ms) bounds the wait for acknowledgements that never come.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
+}
