@@ -34,13 +34,13 @@ bridge-dll: $(STAMP)/apt $(NANOPB_SRC)/.stamp ## Cross-build kairos_bridge.dll a
 	cmake --build $(BRIDGE_WIN_BUILD)
 
 .PHONY: test-bridge-wine
-test-bridge-wine: bridge-dll ## The DLL under Wine: imports check, loader vs a real TCP peer (bounded; wineserver -k after)
+test-bridge-wine: setup bridge-dll ## The DLL under Wine: imports check, loader vs a real TCP peer (bounded; wineserver -k after)
 	@rc=0; KAIROS_BRIDGE_WIN_DIR=$(BRIDGE_WIN_BUILD) $(BRIDGE_WINE_ENV) timeout 300 \
 	  $(PY) -m pytest -p no:cacheprovider -q python/tests/bridge/wine_dll_check.py || rc=$$?; \
 	$(BRIDGE_WINE_ENV) wineserver -k 2>/dev/null || true; exit $$rc
 
 .PHONY: test-bridge-fuzz
-test-bridge-fuzz: $(STAMP)/apt $(NANOPB_SRC)/.stamp ## Fuzz the command decoder for 25 s (libFuzzer, ASan+UBSan)
+test-bridge-fuzz: setup $(NANOPB_SRC)/.stamp ## Fuzz the command decoder for 25 s (libFuzzer, ASan+UBSan)
 	cmake -S cpp/mt5_bridge/fuzz -B $(BRIDGE_FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNANOPB_SRC_DIR=$(NANOPB_SRC) \
 	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 	cmake --build $(BRIDGE_FUZZ_BUILD)

@@ -46,9 +46,13 @@ long ServerOffsetMs()
    return (long)(TimeTradeServer() - TimeGMT()) * 1000;
   }
 
+//--- UTC in microseconds from the DLL's clock (the clock of KbCommand.received_time_us).
 long NowUtcUs()
   {
-   return (long)TimeGMT() * 1000000 + (long)(GetMicrosecondCount() % 1000000);
+   long now = 0;
+   if(kb_now_us(now) != KB_OK)
+      now = (long)TimeGMT() * 1000000;
+   return now;
   }
 
 int VolumeDigits(const string symbol)

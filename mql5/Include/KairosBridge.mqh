@@ -70,6 +70,7 @@ struct KbOptions
    int               close_flush_ms;
    int               max_batch_ticks;
    int               idle_spin_us;
+   int               warm_poll_us;
   };
 
 struct KbCommand
@@ -208,12 +209,15 @@ struct KbCounters
    int               trading_connected;
    long              market_data_rtt_us;
    long              trading_rtt_us;
+   ulong             ticks_acked;
+   ulong             wakeups;
   };
 
 #import "kairos_bridge.dll"
 int kb_api_version();
 int kb_version(ushort &buffer[], int capacity);
 int kb_status_text(int status, ushort &buffer[], int capacity);
+int kb_now_us(long &now_us);
 int kb_default_options(KbOptions &options);
 int kb_open(string collector_endpoint, string execution_endpoint, string terminal_name, int terminal_build, string company, string server, long account_login, string account_currency, int trade_mode, string ea_symbol, long magic, const KbOptions &options, long &handle);
 int kb_set_server_offset(long handle, long server_minus_utc_ms);

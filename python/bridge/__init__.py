@@ -150,6 +150,7 @@ class BridgeOptions:
     close_flush_ms: int | None = None
     max_batch_ticks: int | None = None
     idle_spin_us: int | None = None
+    warm_poll_us: int | None = None
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(v) for f in fields(self) if (v := getattr(self, f.name)) is not None}

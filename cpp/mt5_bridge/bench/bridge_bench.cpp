@@ -4,7 +4,8 @@
 // does, into one bridge connected to a TCP sink on 127.0.0.1 (the test peer: Welcome, acks, counts
 // ticks and checks their sequences without a full decode).
 //  1. paced: 1,000,000 ticks/s for 4 s; every kb_push_ticks call is timed. Reports the per-tick cost
-//     (p50 of call time / 100), the per-call p99, the rate delivered to the sink and the drops.
+//     (p50 of call time / 100), the per-call p99, the rate sustained (every tick delivered to the
+//     sink, drain_ms after the last push) and the drops.
 //  2. max: unpaced for 3 s, the producer keeping its ticks when the ring is full (as the EA keeps its
 //     watermark); reports the highest rate the library delivered to the sink.
 #include <algorithm>
@@ -44,7 +45,12 @@ double Percentile(std::vector<double> v, double p) {
 
 struct Result {
   uint64_t pushed = 0;
-  double seconds_to_deliver = 0;
+  double seconds_to_deliver = 0;  // first push to the last tick at the sink
+  double push_seconds = 0;        // first push to the last push
+  double drain_ms = 0;            // last push to the last tick at the sink
+  uint64_t refused = 0;
+  uint64_t wakeups = 0;  // pushes that had to wake the network thread           // ticks refused with
+                         // KB_E_QUEUE_FULL and pushed again (max phase)
   uint64_t dropped = 0;
   uint64_t gaps = 0;
   uint64_t duplicates = 0;
@@ -94,6 +100,7 @@ Result Run(const std::vector<KbMqlTick>& base, double rate, double seconds) {
     if (rc == KB_E_QUEUE_FULL && rate == 0) {
       // The producer keeps the ticks (like the EA's watermark) and tries again.
       cursor = (cursor + base.size() - 100) % base.size();
+      r.refused += 100;
       std::this_thread::yield();
       continue;
     }
@@ -105,10 +112,15 @@ Result Run(const std::vector<KbMqlTick>& base, double rate, double seconds) {
     if (rc == KB_OK) r.pushed += 100;
     batches++;
   }
+  const auto pushed_at = Clock::now();
+  r.push_seconds = std::chrono::duration<double>(pushed_at - start).count();
   sink.WaitFor([&] { return sink.tick_count() >= r.pushed; }, 30000);
-  r.seconds_to_deliver = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto delivered_at = Clock::now();
+  r.seconds_to_deliver = std::chrono::duration<double>(delivered_at - start).count();
+  r.drain_ms = std::chrono::duration<double, std::milli>(delivered_at - pushed_at).count();
   const KbCounters c = Counters(h);
   r.dropped = rate == 0 ? 0 : c.ticks_dropped;
+  r.wakeups = c.wakeups;
   r.gaps = sink.tick_gaps();
   r.duplicates = sink.duplicates();
   if (sink.tick_count() != r.pushed) {
@@ -150,6 +162,62 @@ std::vector<double> Isolated(const std::vector<KbMqlTick>& base, int calls) {
   return ns;
 }
 
+// The peer restarts (down 300 ms, state kept) while ticks keep flowing at 100k/s; each time, how long
+// from the listener being back to the bridge's Welcome, and at the end whether every tick arrived
+// exactly once.
+struct Reconnects {
+  std::vector<double> ms;
+  uint64_t pushed = 0, received = 0, gaps = 0, duplicates = 0;
+};
+
+Reconnects Restarts(const std::vector<KbMqlTick>& base, int restarts) {
+  TestPeer::Options po;
+  po.keep_ticks = false;
+  po.light_ticks = true;
+  TestPeer peer(po);
+  int64_t h = 0;
+  if (kairos::bridge::testing::Open(peer.endpoint(), "", &h) != KB_OK) std::exit(1);
+  const auto sym = W("EURUSD");
+  Reconnects r;
+  size_t cursor = 0;
+  auto push_for = [&](double seconds) {
+    const auto until = Clock::now() + std::chrono::duration<double>(seconds);
+    while (Clock::now() < until) {
+      const int rc = kb_push_ticks(h, sym.data(), 5, base.data() + cursor, 100);
+      if (rc == KB_OK) {
+        r.pushed += 100;
+        cursor = (cursor + 100) % (base.size() - 100);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  peer.WaitFor([&] { return Counters(h).market_data_connected == 1; }, 5000);
+  for (int i = 0; i < restarts; i++) {
+    push_for(0.2);
+    peer.Restart(300, false);
+    peer.WaitFor([&] { return Counters(h).market_data_connected == 0; }, 5000);
+    const auto down_at = Clock::now();
+    while (Counters(h).market_data_connected == 0 && Clock::now() - down_at < std::chrono::seconds(10)) {
+      const int rc = kb_push_ticks(h, sym.data(), 5, base.data() + cursor, 100);
+      if (rc == KB_OK) {
+        r.pushed += 100;
+        cursor = (cursor + 100) % (base.size() - 100);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    const int64_t up =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+    r.ms.push_back(static_cast<double>(up - peer.listening_since_ns()) / 1e6);
+  }
+  push_for(0.2);
+  peer.WaitFor([&] { return peer.tick_count() >= r.pushed; }, 10000);
+  r.received = peer.tick_count();
+  r.gaps = peer.tick_gaps();
+  r.duplicates = peer.duplicates();
+  kb_close(h);
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,6 +234,7 @@ int main(int argc, char** argv) {
   const Result paced = Run(base, target, 4.0);
   const Result max = Run(base, 0, 3.0);
   const std::vector<double> isolated = Isolated(base, 20000);
+  const Reconnects rc = Restarts(base, 5);
 
   std::vector<double> per_tick;
   per_tick.reserve(paced.call_ns.size());
@@ -182,19 +251,29 @@ int main(int argc, char** argv) {
   add("push_call_ns_p99", Percentile(paced.call_ns, 0.99), 0);
   add("push_call_ns_p999", Percentile(paced.call_ns, 0.999), 0);
   add("push_calls", static_cast<double>(paced.call_ns.size()), 0);
+  add("push_wakeups", static_cast<double>(paced.wakeups), 0);
   add("push_call_ns_p50_isolated", Percentile(isolated, 0.5), 0);
   add("push_call_ns_p99_isolated", Percentile(isolated, 0.99), 0);
   add("push_call_ns_p999_isolated", Percentile(isolated, 0.999), 0);
   add("target_ticks_per_s", target, 0);
-  add("ticks_per_s", static_cast<double>(paced.pushed) / paced.seconds_to_deliver, 0);
+  add("ticks_per_s", static_cast<double>(paced.pushed) / paced.push_seconds, 0);
+  add("ticks_per_s_incl_drain", static_cast<double>(paced.pushed) / paced.seconds_to_deliver, 0);
+  add("drain_ms", paced.drain_ms, 1);
   add("ticks", static_cast<double>(paced.pushed), 0);
   add("dropped", static_cast<double>(paced.dropped), 0);
   add("sequence_gaps", static_cast<double>(paced.gaps), 0);
   add("duplicates", static_cast<double>(paced.duplicates), 0);
   add("max_ticks_per_s", static_cast<double>(max.pushed) / max.seconds_to_deliver, 0);
+  add("max_refused_and_repushed", static_cast<double>(max.refused), 0);
   add("max_ticks", static_cast<double>(max.pushed), 0);
   add("max_sequence_gaps", static_cast<double>(max.gaps), 0);
   add("batch_ticks", 100, 0);
+  add("reconnect_ms_p50", Percentile(rc.ms, 0.5), 1);
+  add("reconnect_ms_max", Percentile(rc.ms, 1.0), 1);
+  add("reconnect_restarts", static_cast<double>(rc.ms.size()), 0);
+  add("reconnect_ticks_lost", static_cast<double>(rc.pushed - std::min(rc.pushed, rc.received)), 0);
+  add("reconnect_ticks_duplicated", static_cast<double>(rc.duplicates), 0);
+  add("reconnect_sequence_gaps", static_cast<double>(rc.gaps), 0);
   double load = 0;
   if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
     if (std::fscanf(f, "%lf", &load) != 1) load = 0;

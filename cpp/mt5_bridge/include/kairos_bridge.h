@@ -99,6 +99,9 @@ typedef struct KbOptions {
   int32_t max_batch_ticks;        /* ticks per TickBatch frame, 1..256: 256 */
   int32_t idle_spin_us;           /* after sending ticks, poll the ring this long before sleeping, so
                                      pushes in a burst need no wake-up system call: 200 (0 = off) */
+  int32_t warm_poll_us;           /* while ticks flow (sent in the last second) look at the ring this
+                                     often instead of being woken, so pushes make no system call:
+                                     1000 (0 = always wake: lowest latency, a syscall per idle push) */
 } KbOptions;
 
 /* An order command for the EA (execution service -> bridge), written by kb_poll_command. */
@@ -237,20 +240,22 @@ typedef struct KbCounters {
   int32_t trading_connected;
   int64_t market_data_rtt_us; /* last heartbeat round trip, -1 if none yet */
   int64_t trading_rtt_us;
+  uint64_t ticks_acked; /* ticks in frames the collector acknowledged (processed) */
+  uint64_t wakeups;     /* calls that had to wake the sleeping network thread (one system call each) */
 } KbCounters;
 
 #pragma pack(pop)
 
 #if defined(__cplusplus)
 static_assert(sizeof(KbMqlTick) == 60, "MqlTick is 60 bytes");
-static_assert(sizeof(KbOptions) == 48, "KbOptions layout");
+static_assert(sizeof(KbOptions) == 52, "KbOptions layout");
 static_assert(sizeof(KbCommand) == 232, "KbCommand layout");
 static_assert(sizeof(KbOrderResult) == 92, "KbOrderResult layout");
 static_assert(sizeof(KbTransaction) == 104, "KbTransaction layout");
 static_assert(sizeof(KbAccount) == 68, "KbAccount layout");
 static_assert(sizeof(KbPosition) == 88, "KbPosition layout");
 static_assert(sizeof(KbWorkingOrder) == 48, "KbWorkingOrder layout");
-static_assert(sizeof(KbCounters) == 232, "KbCounters layout");
+static_assert(sizeof(KbCounters) == 248, "KbCounters layout");
 #endif
 
 /* ---- Calls ------------------------------------------------------------------------------------- */
@@ -261,6 +266,9 @@ KB_API int32_t kb_api_version(void) KB_NOEXCEPT;
 KB_API int32_t kb_version(kb_char16* buffer, int32_t capacity) KB_NOEXCEPT;
 /* A short English text for a status code. */
 KB_API int32_t kb_status_text(int32_t status, kb_char16* buffer, int32_t capacity) KB_NOEXCEPT;
+/* The bridge's wall clock, microseconds since the Unix epoch (UTC): MQL5 has no sub-second UTC clock,
+ * and deadlines and result times must agree with received_time_us. */
+KB_API int32_t kb_now_us(int64_t* now_us) KB_NOEXCEPT;
 /* Fills *options with the defaults (struct_size must be set by the caller, or 0 for the current). */
 KB_API int32_t kb_default_options(KbOptions* options) KB_NOEXCEPT;
 

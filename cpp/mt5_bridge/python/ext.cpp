@@ -69,6 +69,8 @@ class Bridge {
         o.max_batch_ticks = v;
       else if (key == "idle_spin_us")
         o.idle_spin_us = v;
+      else if (key == "warm_poll_us")
+        o.warm_poll_us = v;
       else
         throw py::value_error("unknown bridge option: " + key);
     }
@@ -258,6 +260,8 @@ class Bridge {
     KB_FIELD(trading_connected);
     KB_FIELD(market_data_rtt_us);
     KB_FIELD(trading_rtt_us);
+    KB_FIELD(ticks_acked);
+    KB_FIELD(wakeups);
 #undef KB_FIELD
     return std::move(d);
   }

@@ -172,13 +172,18 @@ int32_t kb_status_text(int32_t status, kb_char16* buffer, int32_t capacity) noex
   });
 }
 
+int32_t kb_now_us(int64_t* now_us) noexcept {
+  if (now_us == nullptr) return KB_E_NULL;
+  *now_us = kairos::bridge::NowMicros();
+  return KB_OK;
+}
+
 int32_t kb_default_options(KbOptions* options) noexcept {
   if (options == nullptr) return KB_E_NULL;
   return Guard([&] {
     const int32_t size = options->struct_size;
     if (size != 0 && size != static_cast<int32_t>(sizeof(KbOptions))) return KB_E_BAD_ARG;
-    std::memset(options, 0, sizeof(KbOptions));
-    kairos::bridge::NormalizeOptions(options);
+    *options = kairos::bridge::DefaultOptions();
     return KB_OK;
   });
 }
@@ -220,7 +225,7 @@ int32_t kb_open(const kb_char16* collector_endpoint, const kb_char16* execution_
       if (options->struct_size != static_cast<int32_t>(sizeof(KbOptions))) return KB_E_BAD_ARG;
       cfg.options = *options;
     } else {
-      std::memset(&cfg.options, 0, sizeof(cfg.options));
+      cfg.options = kairos::bridge::DefaultOptions();
     }
     kairos::bridge::NormalizeOptions(&cfg.options);
     Registry& r = Reg();

@@ -40,7 +40,7 @@ const char* ChannelName(kairos_bridge_v1_Channel c) {
 
 }  // namespace
 
-void NormalizeOptions(KbOptions* o) {
+KbOptions DefaultOptions() {
   KbOptions d{};
   d.struct_size = sizeof(KbOptions);
   d.tick_queue_capacity = 262144;
@@ -54,6 +54,12 @@ void NormalizeOptions(KbOptions* o) {
   d.close_flush_ms = 500;
   d.max_batch_ticks = 256;
   d.idle_spin_us = 200;
+  d.warm_poll_us = 1000;
+  return d;
+}
+
+void NormalizeOptions(KbOptions* o) {
+  const KbOptions d = DefaultOptions();
   auto pick = [](int32_t v, int32_t def, int lo, int hi) { return v <= 0 ? def : Clamp(v, lo, hi); };
   o->struct_size = sizeof(KbOptions);
   o->tick_queue_capacity = pick(o->tick_queue_capacity, d.tick_queue_capacity, 1024, 1 << 24);
@@ -67,6 +73,7 @@ void NormalizeOptions(KbOptions* o) {
   o->close_flush_ms = o->close_flush_ms < 0 ? d.close_flush_ms : Clamp(o->close_flush_ms, 0, 2000);
   o->max_batch_ticks = pick(o->max_batch_ticks, d.max_batch_ticks, 1, 256);
   o->idle_spin_us = o->idle_spin_us < 0 ? d.idle_spin_us : Clamp(o->idle_spin_us, 0, 10000);
+  o->warm_poll_us = o->warm_poll_us < 0 ? d.warm_poll_us : Clamp(o->warm_poll_us, 0, 100000);
 }
 
 Client::Client(const Config& config) : config_(config), rng_(Seed()) {
@@ -143,7 +150,10 @@ bool Client::PollLog(std::string* line) {
 
 void Client::WakeIfSleeping() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) waker_.Wake();
+  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) {
+    n_.wakeups.fetch_add(1, std::memory_order_relaxed);
+    waker_.Wake();
+  }
 }
 
 // ---- Terminal-thread side ------------------------------------------------------------------------
@@ -297,7 +307,11 @@ int Client::QueueReports(std::vector<std::vector<uint8_t>>* bodies, uint64_t com
     }
   }
   n_.reports_queued.fetch_add(n, std::memory_order_relaxed);
-  WakeIfSleeping();
+  // Order results are rare and latency-critical: always wake the thread, even while it is polling
+  // the tick ring (one UDP byte; it never waits).
+  sleeping_.store(false);
+  n_.wakeups.fetch_add(1, std::memory_order_relaxed);
+  waker_.Wake();
   return KB_OK;
 }
 
@@ -387,6 +401,8 @@ void Client::GetCounters(KbCounters* out) const {
   c.trading_connected = n_.tr_connected.load();
   c.market_data_rtt_us = n_.md_rtt_us.load();
   c.trading_rtt_us = n_.tr_rtt_us.load();
+  c.ticks_acked = r(n_.ticks_acked);
+  c.wakeups = r(n_.wakeups);
   // An older caller with a smaller struct gets the prefix it knows.
   std::memcpy(out, &c, static_cast<size_t>(size));
   out->struct_size = size;
@@ -498,7 +514,9 @@ void Client::SendHeartbeat(Conn& c, int64_t now) {
   kairos_bridge_v1_Frame f = kairos_bridge_v1_Frame_init_zero;
   f.which_body = kairos_bridge_v1_Frame_heartbeat_tag;
   f.body.heartbeat.time_us = NowMicros();
+  // Each peer heartbeat is echoed once, so the peer's round-trip figure never includes a hold time.
   f.body.heartbeat.echo_time_us = c.peer_hb_time_us;
+  c.peer_hb_time_us = 0;
   std::vector<uint8_t> body;
   EncodeBody(f, &body);
   Write(c, 0, body);
@@ -523,6 +541,8 @@ void Client::OnAck(Conn& c, uint64_t ack) {
     if (c.channel == kairos_bridge_v1_Channel_CHANNEL_TRADING) {
       n_.reports_acked.fetch_add(1, std::memory_order_relaxed);
       reports_pending_.fetch_sub(1);
+    } else {
+      n_.ticks_acked.fetch_add(c.unacked.front().ticks, std::memory_order_relaxed);
     }
     c.unacked.pop_front();
   }
@@ -542,6 +562,8 @@ void Client::OnWelcome(Conn& c, const kairos_bridge_v1_Welcome& w, int64_t now) 
     if (!md) {
       n_.reports_acked.fetch_add(1);
       reports_pending_.fetch_sub(1);
+    } else {
+      n_.ticks_acked.fetch_add(c.unacked.front().ticks);
     }
     c.unacked.pop_front();
   }
@@ -550,10 +572,12 @@ void Client::OnWelcome(Conn& c, const kairos_bridge_v1_Welcome& w, int64_t now) 
              std::to_string(w.resume_after) + ", resending " + std::to_string(c.unacked.size()) + " frames");
   if (md) {
     // The server may have lost its state (restart): announce every symbol again before the resent
-    // ticks. The unprocessed frames are renumbered after the announcements; none of them was
-    // processed (they are above resume_after), so renumbering cannot duplicate anything.
+    // ticks. Numbering restarts right after resume_after, the announcements first, then the
+    // unprocessed frames: none of them was processed (all are above resume_after), so renumbering
+    // cannot duplicate anything, and the server sees no sequence gap.
     std::deque<Pending> old;
     old.swap(c.unacked);
+    c.next_seq = w.resume_after + 1;
     std::fill(c.announced.begin(), c.announced.end(), 0);
     AnnounceChanged(c);
     for (auto& p : old) {
@@ -673,6 +697,13 @@ bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) 
     case kairos_bridge_v1_Frame_heartbeat_tag:
       n_.heartbeats_received.fetch_add(1, std::memory_order_relaxed);
       c.peer_hb_time_us = f.body.heartbeat.time_us;
+      // Answer at once (at most four times per interval) so the server measures the round trip.
+      if (c.peer_hb_time_us != 0 && now - c.last_echo_ms >= c.heartbeat_ms / 4) {
+        c.last_echo_ms = now;
+        SendHeartbeat(c, now);
+      } else {
+        c.peer_hb_time_us = 0;
+      }
       if (f.body.heartbeat.echo_time_us != 0) {
         const int64_t rtt = NowMicros() - f.body.heartbeat.echo_time_us;
         (c.channel == kairos_bridge_v1_Channel_CHANNEL_MARKET_DATA ? n_.md_rtt_us : n_.tr_rtt_us).store(rtt);
@@ -812,11 +843,7 @@ void Client::PumpTicks(Conn& c) {
     b.last_count = any_last ? static_cast<pb_size_t>(n) : 0;
     b.volume_count = any_volume ? static_cast<pb_size_t>(n) : 0;
     std::vector<uint8_t> body;
-    if (!EncodeBody(f, &body)) {  // cannot happen with the bounded batch; never loop on it
-      tail_.store(tail, std::memory_order_release);
-      Log(KB_E_INTERNAL, "tick batch encoding failed");
-      continue;
-    }
+    EncodeTicksBody(b, &body);
     tail_.store(tail, std::memory_order_release);
     Enqueue(c, std::move(body), n);
     n_.ticks_sent.fetch_add(n, std::memory_order_relaxed);
@@ -882,9 +909,12 @@ void Client::RunLoop() {
     }
 
     if (stopping) {
-      const bool md_done = md_.host.empty() || md_.state != State::kReady ||
-                           (head_.load() == tail_.load() && md_.out_off == md_.out.size());
-      bool tr_done = tr_.host.empty() || tr_.state != State::kReady || tr_.out_off == tr_.out.size();
+      // Done when everything queued was written and acknowledged (or the channel is down).
+      const bool md_done =
+          md_.host.empty() || md_.state != State::kReady ||
+          (head_.load() == tail_.load() && md_.out_off == md_.out.size() && md_.unacked.empty());
+      bool tr_done = tr_.host.empty() || tr_.state != State::kReady ||
+                     (tr_.out_off == tr_.out.size() && tr_.unacked.empty());
       if (tr_done && !tr_.host.empty() && tr_.state == State::kReady) {
         std::lock_guard<std::mutex> lock(rep_mu_);
         tr_done = reports_in_.empty();
@@ -927,7 +957,15 @@ void Client::RunLoop() {
         std::this_thread::yield();
       }
     }
-    if (wait > 0) {
+    // While ticks flow (sent within the last second) the thread does not ask to be woken: it looks at
+    // the ring every warm_poll_us, so pushes never cost the terminal a system call. Idle, it sleeps
+    // until woken.
+    const bool warm = md_can_pump && config_.options.warm_poll_us > 0 && last_pump_ms_ >= now - 1000;
+    int64_t wait_us = wait * 1000;
+    if (warm && wait > 0) {
+      wait_us = std::min<int64_t>(wait_us, config_.options.warm_poll_us);
+      if (HasLocalWork(md_can_pump)) wait_us = 0;
+    } else if (wait > 0) {
       sleeping_.store(true);
       std::atomic_thread_fence(std::memory_order_seq_cst);
       bool pending_reports;
@@ -935,15 +973,15 @@ void Client::RunLoop() {
         std::lock_guard<std::mutex> lock(rep_mu_);
         pending_reports = !reports_in_.empty() && tr_.state == State::kReady;
       }
-      if (HasLocalWork(md_can_pump) || pending_reports || stop_.load() != stopping) wait = 0;
+      if (HasLocalWork(md_can_pump) || pending_reports || stop_.load() != stopping) wait_us = 0;
       if (md_can_pump && md_.state == State::kReady) {
         const int n = symbol_count_.load(std::memory_order_acquire);
-        for (int i = 0; i < n && wait > 0; i++)
-          if (symbols_[i].rev.load(std::memory_order_relaxed) != md_.announced[i]) wait = 0;
+        for (int i = 0; i < n && wait_us > 0; i++)
+          if (symbols_[i].rev.load(std::memory_order_relaxed) != md_.announced[i]) wait_us = 0;
       }
     }
-    if (wait < 0) wait = 0;
-    if (!net::Poll(&items, static_cast<int>(wait))) {
+    if (wait_us < 0) wait_us = 0;
+    if (!net::Poll(&items, wait_us)) {
       Log(KB_E_INTERNAL, "select failed: " + net::LastErrorText());
     }
     sleeping_.store(false);

@@ -32,7 +32,10 @@ struct Config {
   KbOptions options{};
 };
 
-// Fills defaults into options and clamps every field to its documented range.
+// The documented defaults (kb_default_options).
+KbOptions DefaultOptions();
+// Clamps every field to its documented range; sizes and intervals <= 0 take their default, the
+// fields where 0 means "off" (close_flush_ms, idle_spin_us, warm_poll_us) only when negative.
 void NormalizeOptions(KbOptions* options);
 
 class Client {
@@ -108,7 +111,8 @@ class Client {
     int heartbeat_ms = 1000;
     int64_t last_rx_ms = 0;
     int64_t last_hb_tx_ms = 0;
-    int64_t peer_hb_time_us = 0;
+    int64_t peer_hb_time_us = 0;  // a peer heartbeat time not yet echoed (0: none)
+    int64_t last_echo_ms = -1000000;
     std::vector<uint32_t> announced;  // market data: rev of each symbol last announced
   };
   struct Counters {
@@ -117,7 +121,7 @@ class Client {
         bytes_received{0}, reconnects{0}, connect_failures{0}, malformed_frames{0}, heartbeats_sent{0},
         heartbeats_received{0}, duplicate_frames{0}, commands_received{0}, commands_polled{0},
         commands_duplicate{0}, commands_dropped{0}, reports_queued{0}, reports_acked{0}, reports_resent{0},
-        reports_dropped{0};
+        reports_dropped{0}, ticks_acked{0}, wakeups{0};
     std::atomic<int32_t> md_connected{0}, tr_connected{0};
     std::atomic<int64_t> md_rtt_us{-1}, tr_rtt_us{-1};
   };

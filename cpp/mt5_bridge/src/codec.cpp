@@ -177,6 +177,71 @@ bool EncodeBody(const kairos_bridge_v1_Frame& frame, std::vector<uint8_t>* out) 
   return pb_encode(&stream, kairos_bridge_v1_Frame_fields, &body);
 }
 
+namespace {
+
+uint8_t* Put(uint8_t* p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = static_cast<uint8_t>(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<uint8_t>(v);
+  return p;
+}
+
+template <typename T>
+size_t VarintColumn(const T* v, size_t n) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; i++) bytes += VarintSize(static_cast<uint64_t>(v[i]));
+  return bytes;
+}
+
+size_t Field(size_t payload) { return payload == 0 ? 0 : 1 + VarintSize(payload) + payload; }
+
+template <typename T>
+uint8_t* PutVarintColumn(uint8_t* p, uint32_t field, const T* v, size_t n, size_t payload) {
+  if (payload == 0) return p;
+  *p++ = static_cast<uint8_t>((field << 3) | 2);
+  p = Put(p, payload);
+  for (size_t i = 0; i < n; i++) p = Put(p, static_cast<uint64_t>(v[i]));
+  return p;
+}
+
+uint8_t* PutDoubleColumn(uint8_t* p, uint32_t field, const double* v, size_t n) {
+  if (n == 0) return p;
+  *p++ = static_cast<uint8_t>((field << 3) | 2);
+  p = Put(p, 8 * n);
+  std::memcpy(p, v, 8 * n);  // little-endian fixed64, as on every target of this library
+  return p + 8 * n;
+}
+
+}  // namespace
+
+void EncodeTicksBody(const kairos_marketdata_v1_TickBatch& b, std::vector<uint8_t>* out) {
+  const size_t sym = strnlen(b.symbol, sizeof(b.symbol));
+  const size_t t_bytes = VarintColumn(b.time_msc, b.time_msc_count);
+  const size_t f_bytes = VarintColumn(b.flags, b.flags_count);
+  const size_t s_bytes = VarintColumn(b.sequence, b.sequence_count);
+  const size_t batch = Field(sym) + Field(t_bytes) + Field(8 * b.bid_count) + Field(8 * b.ask_count) +
+                       Field(8 * b.last_count) + Field(8 * b.volume_count) + Field(f_bytes) + Field(s_bytes);
+  out->resize(1 + VarintSize(batch) + batch);
+  uint8_t* p = out->data();
+  *p++ = (kairos_bridge_v1_Frame_ticks_tag << 3) | 2;
+  p = Put(p, batch);
+  if (sym != 0) {
+    *p++ = (1 << 3) | 2;
+    p = Put(p, sym);
+    std::memcpy(p, b.symbol, sym);
+    p += sym;
+  }
+  p = PutVarintColumn(p, 2, b.time_msc, b.time_msc_count, t_bytes);
+  p = PutDoubleColumn(p, 3, b.bid, b.bid_count);
+  p = PutDoubleColumn(p, 4, b.ask, b.ask_count);
+  p = PutDoubleColumn(p, 5, b.last, b.last_count);
+  p = PutDoubleColumn(p, 6, b.volume, b.volume_count);
+  p = PutVarintColumn(p, 7, b.flags, b.flags_count, f_bytes);
+  PutVarintColumn(p, 8, b.sequence, b.sequence_count, s_bytes);
+}
+
 void AppendFrame(uint64_t sequence, uint64_t ack, int64_t sent_time_us, const uint8_t* body, size_t body_len,
                  std::vector<uint8_t>* out) {
   size_t header = 0;

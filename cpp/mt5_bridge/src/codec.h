@@ -30,6 +30,11 @@ double FromDecimal(const kairos_types_v1_Decimal& d);
 
 // Encodes frame->body (and nothing else) into out: the bytes that follow the header fields.
 bool EncodeBody(const kairos_bridge_v1_Frame& frame, std::vector<uint8_t>* out);
+// Encodes the body of a Frame carrying this TickBatch (field 14), byte-identical to EncodeBody but
+// several times faster: packed columns are written directly instead of by nanopb's two passes. This
+// is the network thread's hot path.
+void EncodeTicksBody(const kairos_marketdata_v1_TickBatch& batch, std::vector<uint8_t>* out);
+
 // Appends varint(len) + header(sequence, ack, sent_time_us) + body to out; byte-identical to nanopb
 // encoding the whole Frame delimited (fields in number order, zero fields omitted).
 void AppendFrame(uint64_t sequence, uint64_t ack, int64_t sent_time_us, const uint8_t* body, size_t body_len,

@@ -211,7 +211,7 @@ void Waker::Shutdown() {
   fd_ = kInvalid;
 }
 
-bool Poll(std::vector<PollItem>* items, int timeout_ms) {
+bool Poll(std::vector<PollItem>* items, int64_t timeout_us) {
   fd_set rd, wr, ex;
   FD_ZERO(&rd);
   FD_ZERO(&wr);
@@ -227,8 +227,8 @@ bool Poll(std::vector<PollItem>* items, int timeout_ms) {
     if (it.fd > maxfd) maxfd = it.fd;
   }
   timeval tv;
-  tv.tv_sec = timeout_ms / 1000;
-  tv.tv_usec = (timeout_ms % 1000) * 1000;
+  tv.tv_sec = static_cast<long>(timeout_us / 1000000);
+  tv.tv_usec = static_cast<long>(timeout_us % 1000000);
   int rc = select(static_cast<int>(maxfd + 1), &rd, &wr, &ex, &tv);
   if (rc < 0) {
 #if !defined(_WIN32)

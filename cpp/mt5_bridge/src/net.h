@@ -54,7 +54,8 @@ class Waker {
   Socket fd_ = kInvalid;
 };
 
-// select() over the given sockets; returns false on error. Sets readable/writable flags.
+// select() over the given sockets, waiting at most timeout_us; returns false on error. Sets the
+// readable/writable flags.
 struct PollItem {
   Socket fd;
   bool want_read;
@@ -62,6 +63,6 @@ struct PollItem {
   bool readable;
   bool writable;
 };
-bool Poll(std::vector<PollItem>* items, int timeout_ms);
+bool Poll(std::vector<PollItem>* items, int64_t timeout_us);
 
 }  // namespace kairos::bridge::net

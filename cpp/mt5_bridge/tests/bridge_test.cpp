@@ -81,6 +81,28 @@ TEST(Api, VersionIsReportedAndStatusTextFitsTheBuffer) {
   EXPECT_EQ(buf[0], 'o');
   EXPECT_EQ(kb_status_text(KB_OK, nullptr, 8), KB_E_NULL);
   EXPECT_EQ(kb_status_text(KB_OK, buf, 0), KB_E_BAD_ARG);
+  int64_t now = 0;
+  EXPECT_EQ(kb_now_us(&now), KB_OK);
+  EXPECT_GT(now, 1700000000000000);  // after 2023, in microseconds
+  EXPECT_EQ(kb_now_us(nullptr), KB_E_NULL);
+}
+
+TEST(Api, DefaultOptionsAreTheDocumentedOnes) {
+  KbOptions o{};
+  ASSERT_EQ(kb_default_options(&o), KB_OK);
+  EXPECT_EQ(o.struct_size, static_cast<int32_t>(sizeof(KbOptions)));
+  EXPECT_EQ(o.tick_queue_capacity, 262144);
+  EXPECT_EQ(o.command_queue_capacity, 1024);
+  EXPECT_EQ(o.tick_resend_frames, 4096);
+  EXPECT_EQ(o.report_queue_capacity, 65536);
+  EXPECT_EQ(o.heartbeat_interval_ms, 1000);
+  EXPECT_EQ(o.reconnect_min_ms, 100);
+  EXPECT_EQ(o.reconnect_max_ms, 1000);
+  EXPECT_EQ(o.connect_timeout_ms, 2000);
+  EXPECT_EQ(o.close_flush_ms, 500);
+  EXPECT_EQ(o.max_batch_ticks, 256);
+  EXPECT_EQ(o.idle_spin_us, 200);
+  EXPECT_EQ(o.warm_poll_us, 1000);
 }
 
 TEST(Api, OpenRefusesBadArgumentsWithStatusCodes) {
@@ -217,6 +239,7 @@ TEST(Ticks, RealTicksArriveIntactAndInOrderAfterTheSymbolInfo) {
   const KbCounters c = Counters(h.h);
   EXPECT_EQ(c.ticks_sent, ticks.size());
   EXPECT_EQ(c.ticks_dropped, 0u);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).ticks_acked == ticks.size(); }, 5000));
   EXPECT_EQ(c.market_data_connected, 1);
 }
 
@@ -256,6 +279,7 @@ TEST(Reconnect, PeerRestartLosesAndDuplicatesNothing) {
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 9500; }, 15000)) << peer.tick_count();
   EXPECT_EQ(peer.tick_gaps(), 0u);
   EXPECT_EQ(peer.duplicates(), 0u) << "the bridge resent frames the server had processed";
+  EXPECT_EQ(peer.frame_gaps(), 0u) << "frame sequences must continue from resume_after";
   const auto got = peer.ticks();
   for (size_t i = 0; i < got.size(); i++) ASSERT_EQ(got[i].time_msc, ticks[i].time_msc) << i;
   ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).reconnects >= 2; }, 5000));
@@ -275,6 +299,7 @@ TEST(Reconnect, ServerThatLostItsStateGetsTheSymbolAgainAndEveryUnackedTick) {
   peer.Restart(100, true);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 2000; }, 5000)) << peer.tick_count();
   EXPECT_EQ(peer.symbol_infos().size(), 2u) << "announced again before the resent ticks";
+  EXPECT_EQ(peer.frame_gaps(), 0u);
   EXPECT_EQ(Counters(h.h).ticks_resent, 1000u);
   const auto got = peer.ticks();
   for (size_t i = 0; i < 1000; i++) ASSERT_EQ(got[1000 + i].seq, got[i].seq);
@@ -514,4 +539,56 @@ TEST(Close, IsBoundedAndFlushesWhatWasQueued) {
   h.h = 0;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 5000; }, 3000)) << peer.tick_count();
+}
+
+// DLL globals are shared by every EA of the terminal: handles must not see each other's state.
+TEST(Handles, EachEaHandleIsIndependent) {
+  TestPeer a, b;
+  Handle ha, hb;
+  ASSERT_EQ(Open(a.endpoint(), "", &ha.h), KB_OK);
+  ASSERT_EQ(Open(b.endpoint(), "", &hb.h), KB_OK);
+  EXPECT_NE(ha.h, hb.h);
+  auto ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(ha.h, W("EURUSD").data(), 5, ticks.data(), 300), KB_OK);
+  ASSERT_EQ(kb_push_ticks(hb.h, W("GBPUSD").data(), 5, ticks.data(), 200), KB_OK);
+  ASSERT_TRUE(a.WaitFor([&] { return a.tick_count() == 300 && b.tick_count() == 200; }, 5000));
+  EXPECT_NE(a.hellos()[0].session_id, b.hellos()[0].session_id);
+  ASSERT_EQ(kb_close(ha.h), KB_OK);
+  ha.h = 0;
+  ASSERT_EQ(kb_push_ticks(hb.h, W("GBPUSD").data(), 5, ticks.data() + 200, 100), KB_OK);
+  ASSERT_TRUE(b.WaitFor([&] { return b.tick_count() == 300; }, 5000));
+  EXPECT_EQ(b.tick_gaps(), 0u);
+  EXPECT_EQ(Counters(hb.h).ticks_queued, 300u);
+}
+
+TEST(Handles, OpeningMoreThanTheLimitIsRefused) {
+  const std::string dead = DeadEndpoint();
+  KbOptions o{};
+  kb_default_options(&o);
+  o.tick_queue_capacity = 1024;  // 64 default rings would be 940 MB
+  std::vector<Handle> handles(KB_MAX_HANDLES);
+  for (auto& h : handles) ASSERT_EQ(Open(dead, "", &h.h, &o), KB_OK);
+  int64_t extra = 0;
+  EXPECT_EQ(Open(dead, "", &extra, &o), KB_E_TOO_MANY);
+  EXPECT_EQ(extra, 0);
+  ASSERT_EQ(kb_close(handles[0].h), KB_OK);
+  handles[0].h = 0;
+  EXPECT_EQ(Open(dead, "", &handles[0].h, &o), KB_OK) << "a closed handle frees its slot";
+}
+
+TEST(Close, IsBoundedWhenThePeerNeverAcknowledges) {
+  TestPeer::Options o;
+  o.ack = false;
+  TestPeer peer(o);
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
+  auto ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, ticks.data(), 1000), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 1000; }, 3000));
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(kb_close(h.h), KB_OK);
+  h.h = 0;
+  // close_flush_ms (500 ms) bounds the wait for acknowledgements that never come.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
 }

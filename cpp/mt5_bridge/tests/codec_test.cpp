@@ -7,7 +7,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -156,5 +160,94 @@ TEST(Codec, CommandChecksRefuseWhatTheEaCouldNotExecute) {
     why.clear();
     EXPECT_FALSE(kb::CommandToKb(cmd, &out, &why)) << c.name;
     EXPECT_FALSE(why.empty()) << c.name;
+  }
+}
+
+namespace {
+
+std::vector<uint8_t> Golden(const std::string& name) {
+  std::ifstream in(std::string(KAIROS_GOLDEN_DIR) + "/" + name, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+// The bridge writes frames as header fields around a body encoded alone; for every golden frame
+// that must give the checked-in bytes exactly (the bytes Go and Python produce).
+TEST(Codec, EveryGoldenFrameIsRecomposedByteForByte) {
+  int seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(KAIROS_GOLDEN_DIR)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("frame_", 0) != 0 || entry.path().extension() != ".binpb") continue;
+    const std::vector<uint8_t> wire = Golden(name);
+    std::vector<uint8_t> delimited;
+    kb::AppendFrame(0, 0, 0, wire.data(), wire.size(), &delimited);  // varint length + the frame
+    auto f = std::make_unique<kairos_bridge_v1_Frame>();
+    size_t used = 0;
+    ASSERT_EQ(kb::ReadFrame(delimited.data(), delimited.size(), f.get(), &used), kb::ReadStatus::kFrame)
+        << name;
+    std::vector<uint8_t> body, again;
+    ASSERT_TRUE(kb::EncodeBody(*f, &body)) << name;
+    kb::AppendFrame(f->sequence, f->ack, f->sent_time_us, body.data(), body.size(), &again);
+    EXPECT_EQ(again, delimited) << name;
+    seen++;
+  }
+  EXPECT_GE(seen, 10);
+}
+
+TEST(Codec, GoldenOrderCommandBecomesTheEasCommand) {
+  const std::vector<uint8_t> wire = Golden("frame_order_command.binpb");
+  std::vector<uint8_t> delimited;
+  kb::AppendFrame(0, 0, 0, wire.data(), wire.size(), &delimited);
+  auto f = std::make_unique<kairos_bridge_v1_Frame>();
+  size_t used = 0;
+  ASSERT_EQ(kb::ReadFrame(delimited.data(), delimited.size(), f.get(), &used), kb::ReadStatus::kFrame);
+  KbCommand cmd;
+  std::string why;
+  ASSERT_TRUE(kb::CommandToKb(f->body.order_command, &cmd, &why)) << why;
+  EXPECT_EQ(cmd.command_id, 7u);
+  EXPECT_EQ(cmd.kind, 1);
+  EXPECT_EQ(cmd.side, 1);
+  EXPECT_EQ(cmd.order_type, 2);
+  EXPECT_DOUBLE_EQ(cmd.volume, 0.10);
+  EXPECT_DOUBLE_EQ(cmd.price, 1.121);
+  EXPECT_DOUBLE_EQ(cmd.stop_loss, 1.116);
+  EXPECT_DOUBLE_EQ(cmd.take_profit, 1.131);
+  EXPECT_EQ(cmd.deviation_points, 10u);
+  EXPECT_EQ(cmd.expiration_msc, 1577984400000);
+  EXPECT_EQ(cmd.deadline_time_us, 1577898002500000);
+  const char* coid = "K-20200101-000007";
+  for (size_t i = 0; i <= std::strlen(coid); i++)
+    EXPECT_EQ(cmd.client_order_id[i], static_cast<kb_char16>(coid[i]));
+}
+
+// The hand-written tick batch encoder must produce nanopb's bytes exactly, for full and partial
+// batches, with and without the optional last/volume columns, and for extreme values.
+TEST(Codec, FastTickEncoderMatchesNanopbByteForByte) {
+  auto f = std::make_unique<kairos_bridge_v1_Frame>();
+  for (uint32_t n : {1u, 2u, 100u, 255u, 256u}) {
+    for (int variant = 0; variant < 3; variant++) {
+      *f = kairos_bridge_v1_Frame_init_zero;
+      f->which_body = kairos_bridge_v1_Frame_ticks_tag;
+      auto& b = f->body.ticks;
+      std::snprintf(b.symbol, sizeof(b.symbol), "%s", variant == 2 ? "" : "EURUSD.r");
+      for (uint32_t i = 0; i < n; i++) {
+        b.time_msc[i] = variant == 1 ? -1 - static_cast<int64_t>(i) : 1577898000065 + i * 37;
+        b.bid[i] = 1.12120 + i * 1e-5;
+        b.ask[i] = 1.12172 + i * 1e-5;
+        b.last[i] = variant == 1 ? std::numeric_limits<double>::max() : 0;
+        b.volume[i] = 0.01 * i;
+        b.flags[i] = variant == 1 ? 0xFFFFFFFFu : 6;
+        b.sequence[i] = variant == 1 ? UINT64_MAX - i : i + 1;
+      }
+      b.time_msc_count = b.bid_count = b.ask_count = b.flags_count = b.sequence_count =
+          static_cast<pb_size_t>(n);
+      b.last_count = variant == 1 ? static_cast<pb_size_t>(n) : 0;
+      b.volume_count = variant == 0 ? 0 : static_cast<pb_size_t>(n);
+      std::vector<uint8_t> expected, got;
+      ASSERT_TRUE(kb::EncodeBody(*f, &expected));
+      kb::EncodeTicksBody(b, &got);
+      EXPECT_EQ(got, expected) << "n=" << n << " variant=" << variant;
+    }
   }
 }

@@ -54,6 +54,9 @@ void TestPeer::Listen() {
   getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
   port_ = ntohs(addr.sin_port);
   listen(listen_fd_, 4);
+  listen_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+                   .count();
 }
 
 void TestPeer::DropConnection() { drop_ = true; }
@@ -282,6 +285,7 @@ bool TestPeer::LightTicks(const uint8_t* p, size_t n) {
     duplicates_++;
     return true;
   }
+  if (seq != processed + 1) frame_gaps_++;
   processed = seq;
   uint64_t& prev = last_tick_seq_[symbol];
   if (count != 0 && (first != prev + 1 || last != first + count - 1)) tick_gaps_++;
@@ -319,6 +323,7 @@ bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
       duplicates_++;
       return true;
     }
+    if (f.sequence != processed + 1) frame_gaps_++;
     processed = f.sequence;
   }
   switch (f.which_body) {

@@ -70,10 +70,13 @@ class TestPeer {
   std::vector<kairos_bridge_v1_PositionSnapshot> positions();
   std::vector<kairos_marketdata_v1_SymbolInfo> symbol_infos();
   uint64_t duplicates() const { return duplicates_.load(); }
+  uint64_t frame_gaps() const { return frame_gaps_.load(); }  // sequenced frames skipping numbers
   uint64_t connections() const { return connections_.load(); }
   uint64_t last_ack_from_bridge() const { return last_ack_.load(); }
   uint64_t heartbeats() const { return heartbeats_.load(); }
   uint64_t bytes() const { return bytes_.load(); }
+  // steady_clock nanoseconds of the last listen() (start, or the end of a Restart's down time).
+  int64_t listening_since_ns() const { return listen_ns_.load(); }
 
  private:
   void Listen();
@@ -108,6 +111,8 @@ class TestPeer {
   std::vector<kairos_bridge_v1_AccountSnapshot> accounts_;
   std::vector<kairos_bridge_v1_PositionSnapshot> positions_;
   std::vector<kairos_marketdata_v1_SymbolInfo> symbol_infos_;
+  std::atomic<int64_t> listen_ns_{0};
+  std::atomic<uint64_t> frame_gaps_{0};
   std::atomic<uint64_t> tick_count_{0}, tick_gaps_{0}, duplicates_{0}, connections_{0}, last_ack_{0},
       heartbeats_{0}, bytes_{0};
 };

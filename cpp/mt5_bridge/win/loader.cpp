@@ -185,23 +185,26 @@ int wmain(int argc, wchar_t** argv) {
   const DWORD wait_start = GetTickCount();
   do {
     counters(h, &c);
-    if (c.ticks_sent == ticks.size() && c.reports_acked >= static_cast<uint64_t>(2 * commands_expected))
+    if (c.ticks_acked == ticks.size() && c.reports_acked >= static_cast<uint64_t>(2 * commands_expected))
       break;
     Sleep(10);
   } while (GetTickCount() - wait_start < 10000);
   Check(c.ticks_sent == ticks.size(), "every tick sent");
+  Check(c.ticks_acked == ticks.size(), "every tick acknowledged by the collector");
   Check(c.ticks_dropped == 0, "no tick dropped");
   Check(c.reports_acked >= static_cast<uint64_t>(2 * commands_expected),
         "results and transactions acknowledged");
   std::printf(
-      "counters {\"ticks_queued\": %llu, \"ticks_sent\": %llu, \"ticks_dropped\": %llu, \"ticks_rejected\": "
+      "counters {\"ticks_queued\": %llu, \"ticks_sent\": %llu, \"ticks_acked\": %llu, \"ticks_dropped\": "
+      "%llu, \"ticks_rejected\": "
       "%llu, "
       "\"commands_received\": %llu, \"reports_acked\": %llu, \"reconnects\": %llu, \"malformed_frames\": "
       "%llu}\n",
       static_cast<unsigned long long>(c.ticks_queued), static_cast<unsigned long long>(c.ticks_sent),
-      static_cast<unsigned long long>(c.ticks_dropped), static_cast<unsigned long long>(c.ticks_rejected),
-      static_cast<unsigned long long>(c.commands_received), static_cast<unsigned long long>(c.reports_acked),
-      static_cast<unsigned long long>(c.reconnects), static_cast<unsigned long long>(c.malformed_frames));
+      static_cast<unsigned long long>(c.ticks_acked), static_cast<unsigned long long>(c.ticks_dropped),
+      static_cast<unsigned long long>(c.ticks_rejected), static_cast<unsigned long long>(c.commands_received),
+      static_cast<unsigned long long>(c.reports_acked), static_cast<unsigned long long>(c.reconnects),
+      static_cast<unsigned long long>(c.malformed_frames));
   wchar_t line[512];
   while (poll_log(h, line, 512) == KB_OK) std::printf("bridge log: %ls\n", line);
 
