@@ -116,7 +116,11 @@ def run_strategy(
         all_net.append(n)
         all_pos.append(pos)
     g, n, p = (np.concatenate(a) for a in (all_gross, all_net, all_pos))
-    return StrategyResult(name, per_fold, metrics(g, n, p, ppy), np.cumsum(n))
+    overall = metrics(g, n, p, ppy)
+    # Each fold starts flat: count its entries, which the concatenated positions would hide.
+    overall.trades = sum(m.trades for m in per_fold)
+    overall.turnover = sum(m.turnover * m.bars for m in per_fold) / max(overall.bars, 1)
+    return StrategyResult(name, per_fold, overall, np.cumsum(n))
 
 
 @dataclass

@@ -72,5 +72,8 @@ def test_verdict_on_real_bars_oracle_beats_every_baseline_and_its_mirror_none(
     assert set(s) == {"model", "flat", "buy_and_hold", "momentum", "logreg"}
     assert s["flat"].overall.total_return == 0 and s["flat"].overall.sharpe == 0
     assert s["model"].overall.hit_rate > 0.95
-    # Every strategy ran on exactly the same bars.
+    # Every strategy ran on exactly the same bars; buy-and-hold enters once per fold.
     assert {r.overall.bars for r in s.values()} == {6000}
+    assert s["buy_and_hold"].overall.trades == 3 and s["buy_and_hold"].overall.turnover == pytest.approx(
+        3 / 6000
+    )

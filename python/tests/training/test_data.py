@@ -230,3 +230,19 @@ def test_mt5_daily_export_without_a_time_column_is_read_as_midnight_bars(tmp_pat
     np.testing.assert_array_equal(bars["time"].to_numpy(), daily["time"].to_numpy())
     np.testing.assert_array_equal(bars["close"].to_numpy(), daily["close"].to_numpy())
     assert rep.gaps > 0  # weekends
+
+
+def test_parquet_ticks_become_the_same_bars_as_the_csv_ticks(tmp_path: Path) -> None:
+    raw = pd.read_csv(EURUSD_TICKS, header=None, names=["t", "bid", "ask", "volume"], dtype={"t": str})
+    ticks = pd.DataFrame(
+        {
+            "time": pd.to_datetime(raw["t"], format="%Y%m%d %H%M%S%f", utc=True),
+            "bid": raw["bid"],
+            "ask": raw["ask"],
+        }
+    )
+    ticks.to_parquet(tmp_path / "ticks.parquet")
+    got, rep = load_bars(str(tmp_path / "ticks.parquet"), timeframe="M5")
+    want, _ = load_bars(str(EURUSD_TICKS), timeframe="M5")
+    assert rep.kind == "ticks" and rep.timeframe_s == 300
+    pd.testing.assert_frame_equal(got, want)
