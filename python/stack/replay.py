@@ -56,9 +56,11 @@ class ReplayResult:
     seconds: float
     counters: dict[str, int]
 
+    acked: int = 0
+
     @property
     def lost(self) -> int:
-        return self.pushed - self.sent
+        return self.pushed - self.acked
 
     @property
     def ticks_per_s(self) -> float:
@@ -166,8 +168,8 @@ def replay(
     """Pushes the ticks through a bridge connected to `collector` at `speed` ticks/s (0: full speed).
 
     A full queue is retried, never skipped (the bridge counts each refusal in `dropped`; `lost` is
-    what was pushed but never sent). Returns once the network thread has sent everything queued
-    (bounded by flush_timeout_s).
+    what was pushed but never acknowledged by the collector). Returns once the collector has
+    acknowledged everything queued (bounded by flush_timeout_s).
     """
     from kairos.bridge import Bridge, BridgeOptions, Status
 
@@ -197,10 +199,12 @@ def replay(
                 ahead = pushed / speed - (time.perf_counter() - started)
                 if ahead > 0:
                     time.sleep(ahead)
+        # Done when the collector has acknowledged every tick: closing earlier could reset the
+        # connection while the collector still has unread frames in its socket buffer.
         deadline = time.monotonic() + flush_timeout_s
         counters = bridge.counters()
-        while counters["ticks_sent"] < counters["ticks_queued"] and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while counters["ticks_acked"] < counters["ticks_queued"] and time.monotonic() < deadline:
+            time.sleep(0.005)
             counters = bridge.counters()
         seconds = time.perf_counter() - started
     return ReplayResult(
@@ -208,5 +212,6 @@ def replay(
         sent=counters["ticks_sent"],
         dropped=counters["ticks_dropped"],
         seconds=seconds,
+        acked=counters["ticks_acked"],
         counters=counters,
     )
