@@ -488,7 +488,11 @@ func (c *conn) run(ctx context.Context) {
 		}
 		v.mu.Unlock()
 	}()
-	go c.writer()
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		c.writer()
+	}()
 	_ = c.send(&bridgev1.Frame{Body: &bridgev1.Frame_Welcome{Welcome: &bridgev1.Welcome{
 		ServerVersion: v.cfg.ServerVersion, ResumeAfter: resume, HeartbeatIntervalMs: uint32(v.cfg.HeartbeatInterval.Milliseconds())}}})
 	c.startReconcile()
