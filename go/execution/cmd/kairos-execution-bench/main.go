@@ -48,7 +48,10 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/venue/paper"
 )
 
-var d = decimal.MustParse
+var (
+	d            = decimal.MustParse
+	paperWorkers = flag.Int("paper-workers", 64, "concurrent submitters in the throughput run")
+)
 
 func main() {
 	out := flag.String("out", "bench/results/execution.json", "result file")
@@ -275,7 +278,7 @@ func paperBench(dbPath string, q market.Quote, dur time.Duration) (float64, erro
 	if err := eng.OnQuote(q); err != nil {
 		return 0, err
 	}
-	const workers = 64
+	workers := *paperWorkers
 	var (
 		n     atomic.Int64
 		wg    sync.WaitGroup
