@@ -377,3 +377,59 @@ func TestRestartReplaysTheJournalAndKeepsTheHaltedState(t *testing.T) {
 		t.Fatalf("reusing a journaled client order id: %v", err)
 	}
 }
+
+func TestReportStreamResumesAfterASequenceWithoutGapsOrRepeats(t *testing.T) {
+	ns := testutil.NATS(t)
+	s := start(t, ns.ClientURL(), nil)
+	ctx := authed(t)
+	s.PublishTicks(testutil.EURUSDTicks(t, 20))
+	s.WaitQuote()
+	for i := 0; i < 3; i++ {
+		if _, err := s.Client.SubmitOrder(ctx, market(fmt.Sprintf("a%d", i), "buy", fmt.Sprintf("0.1%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recv := func(after uint64, n int) []*execv1.ExecutionReport {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, err := s.Client.StreamExecutionReports(sctx, &execv1.StreamExecutionReportsRequest{AfterSequence: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []*execv1.ExecutionReport
+		for len(out) < n {
+			r, err := st.Recv()
+			if err != nil {
+				t.Fatalf("after %d, report %d: %v", after, len(out), err)
+			}
+			out = append(out, r.GetReport())
+		}
+		return out
+	}
+	// From the start of the day: the reconciliation state change, then SUBMITTED, ACCEPTED, FILLED ×3.
+	all := recv(0, 10)
+	if all[0].GetType() != execv1.ReportType_REPORT_TYPE_TRADING_STATE_CHANGED || all[9].GetType() != execv1.ReportType_REPORT_TYPE_FILLED {
+		t.Fatalf("first %v last %v", all[0].GetType(), all[9].GetType())
+	}
+	// Resuming after the fifth report gives exactly the ones after it, then live ones.
+	mid := all[4].GetSequence()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_, _ = s.Client.SubmitOrder(ctx, market("live", "buy", "0.20"))
+	}()
+	rest := recv(mid, 8)
+	for i, r := range rest[:5] {
+		if !proto.Equal(r, all[5+i]) {
+			t.Fatalf("resumed report %d differs: %v vs %v", i, r, all[5+i])
+		}
+	}
+	for i := 1; i < len(rest); i++ {
+		if rest[i].GetSequence() <= rest[i-1].GetSequence() {
+			t.Fatalf("sequence not increasing at %d", i)
+		}
+	}
+	if rest[7].GetOrder().GetClientOrderId() != "live" || rest[7].GetType() != execv1.ReportType_REPORT_TYPE_FILLED {
+		t.Fatalf("live tail: %v", rest[5:])
+	}
+}

@@ -106,6 +106,9 @@ func (e *Engine) Instrument(symbol string) (*market.Instrument, bool) {
 	return e.opt.Risk.Instrument(symbol)
 }
 
+// riskPassed is the journal payload of a passed risk check (an empty RiskDenial), built once.
+var riskPassed = anyEntry(journal.KindRisk, "", &execv1.RiskDenial{}).Payload
+
 func anyEntry(kind journal.Kind, key string, m proto.Message) journal.Entry {
 	a, err := anypb.New(m)
 	if err != nil {
@@ -155,9 +158,9 @@ func (e *Engine) setStatus(o *fsm.Order, from fsm.Status) {
 		return
 	}
 	if from != fsm.StatusUnspecified {
-		e.m.OrdersByStatus.WithLabelValues(from.String()).Dec()
+		e.m.Status(from.String()).Dec()
 	}
-	e.m.OrdersByStatus.WithLabelValues(o.Status.String()).Inc()
+	e.m.Status(o.Status.String()).Inc()
 }
 
 func (e *Engine) setStateGauge() {
@@ -240,7 +243,7 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 	e.opt.Risk.Track(o)
 	cmd := e.opt.Venue.Request(venue.Place, o)
 	r.hops = append(r.hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_VENUE_SEND, TimeUs: e.opt.Clock()})
-	entries = append(entries, anyEntry(journal.KindRisk, o.ClientOrderID, &execv1.RiskDenial{}))
+	entries = append(entries, journal.Entry{Kind: journal.KindRisk, Key: o.ClientOrderID, Payload: riskPassed})
 	if e.opt.Venue.WriteAhead() {
 		entries = append(entries, anyEntry(journal.KindVenueRequest, o.ClientOrderID, cmd.Payload))
 	}

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,13 +51,17 @@ type Metrics struct {
 	Signals          *prometheus.CounterVec
 	Quotes           prometheus.Counter
 	ReconcileAdjust  *prometheus.CounterVec
+
+	mu       sync.RWMutex
+	stages   map[string]prometheus.Observer
+	statuses map[string]prometheus.Gauge
 }
 
 // New registers every collector in a fresh registry.
 func New() *Metrics {
 	r := prometheus.NewRegistry()
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
-	m := &Metrics{Registry: r}
+	m := &Metrics{Registry: r, stages: map[string]prometheus.Observer{}, statuses: map[string]prometheus.Gauge{}}
 	m.OrdersByStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_orders", Help: "Orders known to the service, by state."}, []string{"status"})
 	m.OrdersSubmitted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_orders_submitted_total", Help: "Orders that passed risk and went to the venue."}, []string{"venue", "symbol"})
 	m.Denials = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_risk_denials_total", Help: "Orders denied by pre-trade risk, by code."}, []string{"reason"})
@@ -89,9 +94,33 @@ func New() *Metrics {
 
 // Observe records d for a stage.
 func (m *Metrics) Observe(stage string, d time.Duration) {
-	if m != nil {
-		m.StageLatency.WithLabelValues(stage).Observe(d.Seconds())
+	if m == nil {
+		return
 	}
+	m.mu.RLock()
+	o, ok := m.stages[stage]
+	m.mu.RUnlock()
+	if !ok {
+		o = m.StageLatency.WithLabelValues(stage)
+		m.mu.Lock()
+		m.stages[stage] = o
+		m.mu.Unlock()
+	}
+	o.Observe(d.Seconds())
+}
+
+// Status returns the orders-by-state gauge of a state, cached (it changes on every transition).
+func (m *Metrics) Status(name string) prometheus.Gauge {
+	m.mu.RLock()
+	g, ok := m.statuses[name]
+	m.mu.RUnlock()
+	if !ok {
+		g = m.OrdersByStatus.WithLabelValues(name)
+		m.mu.Lock()
+		m.statuses[name] = g
+		m.mu.Unlock()
+	}
+	return g
 }
 
 // Handler serves /metrics.

@@ -101,7 +101,8 @@ type Venue struct {
 	cur       *conn
 	nextCmd   uint64
 	processed map[uint64]uint64
-	tickets   map[string]uint64
+	tickets   map[string]uint64 // client order id → MT5 order ticket
+	byTicket  map[uint64]string // and back, for transactions the EA could not map
 	cmds      map[uint64]*cmdInfo
 	digits    func(symbol string) uint8
 	connects  int
@@ -123,7 +124,7 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) u
 	// even for commands that are never journaled (queries, snapshots): the bridge ignores a command
 	// id it has already carried out, so an id must never be reused.
 	return &Venue{cfg: cfg, log: log, m: m, processed: make(map[uint64]uint64), tickets: make(map[string]uint64),
-		cmds: make(map[uint64]*cmdInfo), digits: digits, nextCmd: uint64(time.Now().UnixMicro())}
+		byTicket: make(map[uint64]string), cmds: make(map[uint64]*cmdInfo), digits: digits, nextCmd: uint64(time.Now().UnixMicro())}
 }
 
 // SetEngine connects the venue to the engine (they refer to each other).
@@ -161,11 +162,20 @@ func (v *Venue) ReplayResponse(key string, msg proto.Message) {
 		v.processed[sess] = f.GetSequence()
 	}
 	if r := f.GetOrderResult(); r != nil && r.GetOrderTicket() != 0 && r.GetClientOrderId() != "" {
-		v.tickets[r.GetClientOrderId()] = r.GetOrderTicket()
+		v.setTicket(r.GetClientOrderId(), r.GetOrderTicket())
 	}
 	if t := f.GetTradeTransaction(); t != nil && t.GetOrderTicket() != 0 && t.GetClientOrderId() != "" {
-		v.tickets[t.GetClientOrderId()] = t.GetOrderTicket()
+		v.setTicket(t.GetClientOrderId(), t.GetOrderTicket())
 	}
+}
+
+// setTicket records a ticket; the caller holds v.mu.
+func (v *Venue) setTicket(id string, ticket uint64) {
+	if id == "" || ticket == 0 {
+		return
+	}
+	v.tickets[id] = ticket
+	v.byTicket[ticket] = id
 }
 
 func sessionKey(s uint64) string { return "bridge:" + strconv.FormatUint(s, 10) }
@@ -488,7 +498,11 @@ func (c *conn) run(ctx context.Context) {
 		}
 		v.mu.Unlock()
 	}()
-	go c.writer()
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		c.writer()
+	}()
 	_ = c.send(&bridgev1.Frame{Body: &bridgev1.Frame_Welcome{Welcome: &bridgev1.Welcome{
 		ServerVersion: v.cfg.ServerVersion, ResumeAfter: resume, HeartbeatIntervalMs: uint32(v.cfg.HeartbeatInterval.Milliseconds())}}})
 	c.startReconcile()
@@ -702,7 +716,7 @@ func (c *conn) onPositions(p *bridgev1.PositionSnapshot) {
 		c.snap.Orders = append(c.snap.Orders, engine.VenueOrder{ClientOrderID: o.GetClientOrderId(), VenueOrderID: strconv.FormatUint(o.GetTicket(), 10)})
 		if o.GetClientOrderId() != "" {
 			c.v.mu.Lock()
-			c.v.tickets[o.GetClientOrderId()] = o.GetTicket()
+			c.v.setTicket(o.GetClientOrderId(), o.GetTicket())
 			c.v.mu.Unlock()
 		}
 	}
@@ -730,9 +744,7 @@ func (c *conn) onResult(r *bridgev1.OrderResult) []venue.Event {
 	v := c.v
 	v.mu.Lock()
 	info := v.cmds[r.GetCommandId()]
-	if r.GetOrderTicket() != 0 && r.GetClientOrderId() != "" {
-		v.tickets[r.GetClientOrderId()] = r.GetOrderTicket()
-	}
+	v.setTicket(r.GetClientOrderId(), r.GetOrderTicket())
 	v.mu.Unlock()
 	id := r.GetClientOrderId()
 	if info != nil && id == "" {
@@ -854,16 +866,9 @@ func (c *conn) onTransaction(t *bridgev1.TradeTransaction) []venue.Event {
 	v := c.v
 	v.mu.Lock()
 	if id == "" && t.GetOrderTicket() != 0 {
-		for cid, tk := range v.tickets {
-			if tk == t.GetOrderTicket() {
-				id = cid
-				break
-			}
-		}
+		id = v.byTicket[t.GetOrderTicket()]
 	}
-	if id != "" && t.GetOrderTicket() != 0 {
-		v.tickets[id] = t.GetOrderTicket()
-	}
+	v.setTicket(id, t.GetOrderTicket())
 	v.mu.Unlock()
 	if id == "" {
 		return nil // not a Kairos order

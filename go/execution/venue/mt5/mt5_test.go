@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protodelim"
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
@@ -79,6 +81,10 @@ func TestTradingWaitsForTheBridgeAndItsSnapshot(t *testing.T) {
 	res, err := r.s.Client.SubmitOrder(svctest.Authed(t), svctest.Market("early", "buy", "0.10"))
 	if err != nil || res.GetOrder().GetDenial().GetReason() != execv1.RiskDenyReason_RISK_DENY_REASON_NOT_RECONCILED {
 		t.Fatalf("before the bridge: %v %v", res, err)
+	}
+	_, err = r.s.Client.SetTradingState(svctest.Authed(t), &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_ACTIVE})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("ACTIVE before reconciliation: %v, want FAILED_PRECONDITION", err)
 	}
 	w := r.connect(t)
 	if w.GetResumeAfter() != 0 || w.GetHeartbeatIntervalMs() != 200 || !strings.HasPrefix(w.GetServerVersion(), "kairos-execution") {

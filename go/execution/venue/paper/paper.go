@@ -241,21 +241,21 @@ func (v *Venue) Account(book *portfolio.Book, quotes func(string) (market.Quote,
 	balance := v.cfg.StartingBalance.Add(book.Realized()).Round(2)
 	equity := balance
 	margin := decimal.New(0, 2)
-	for _, p := range book.All() {
+	book.Each(func(p *portfolio.Position) {
 		if p.Net.IsZero() {
-			continue
+			return
 		}
 		inst, ok := instruments(p.Symbol)
 		if !ok {
-			continue
+			return
 		}
 		mark := p.AvgPrice
 		if q, ok := quotes(p.Symbol); ok && q.Valid() {
-			equity = equity.Add(portfolio.Unrealized(inst, p, q))
+			equity = equity.Add(portfolio.Unrealized(inst, *p, q))
 			mark = q.Mid()
 		}
 		margin = margin.Add(inst.Margin(p.Net.Abs(), mark))
-	}
+	})
 	return risk.Account{Balance: balance, Equity: equity, Margin: margin, FreeMargin: equity.Sub(margin), TimeUS: nowUS, Valid: true}
 }
 
