@@ -148,7 +148,8 @@ class Bar(betterproto2.Message):
 
     spread_points: "int" = betterproto2.field(10, betterproto2.TYPE_INT32)
     """
-    Smallest spread seen in the bar, in points (MqlRates.spread).
+    Largest spread seen in the bar, in points (the worst cost a trade in the bar could meet; MT5
+    exports report MqlRates.spread, which brokers fill differently).
     """
 
     spread_mean: "float" = betterproto2.field(11, betterproto2.TYPE_DOUBLE)

@@ -109,7 +109,8 @@ typedef struct _kairos_marketdata_v1_Bar {
     uint64_t tick_volume;
     /* Traded volume in lots; zero for quote-only symbols (MqlRates.real_volume). */
     double real_volume;
-    /* Smallest spread seen in the bar, in points (MqlRates.spread). */
+    /* Largest spread seen in the bar, in points (the worst cost a trade in the bar could meet; MT5
+ exports report MqlRates.spread, which brokers fill differently). */
     int32_t spread_points;
     /* Mean quoted spread (ask - bid) over the bar's ticks, in price units. */
     double spread_mean;

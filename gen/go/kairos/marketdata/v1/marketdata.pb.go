@@ -350,7 +350,8 @@ type Bar struct {
 	TickVolume uint64 `protobuf:"varint,8,opt,name=tick_volume,json=tickVolume,proto3" json:"tick_volume,omitempty"`
 	// Traded volume in lots; zero for quote-only symbols (MqlRates.real_volume).
 	RealVolume float64 `protobuf:"fixed64,9,opt,name=real_volume,json=realVolume,proto3" json:"real_volume,omitempty"`
-	// Smallest spread seen in the bar, in points (MqlRates.spread).
+	// Largest spread seen in the bar, in points (the worst cost a trade in the bar could meet; MT5
+	// exports report MqlRates.spread, which brokers fill differently).
 	SpreadPoints int32 `protobuf:"varint,10,opt,name=spread_points,json=spreadPoints,proto3" json:"spread_points,omitempty"`
 	// Mean quoted spread (ask - bid) over the bar's ticks, in price units.
 	SpreadMean    float64 `protobuf:"fixed64,11,opt,name=spread_mean,json=spreadMean,proto3" json:"spread_mean,omitempty"`
