@@ -15,7 +15,7 @@ KUBEVAL := $(TOOLS)/kubeval/bin/kubernetes-validate
 # The oldest and newest Kubernetes versions the manifests are validated against (kubernetes-validate
 # ships their schemas; native gRPC probes need 1.27 or later).
 K8S_VERSIONS := 1.30.0 1.37.0
-K8S_OVERLAYS := deploy/k8s/overlays/dev deploy/k8s/overlays/scaleout
+K8S_OVERLAYS := deploy/k8s/overlays/dev deploy/k8s/overlays/scaleout deploy/k8s/overlays/scaleout-tls
 DEPLOY_PY := $(PY) $(DEPLOY_TOOLS)/kairos_deploy.py
 COMPOSE_BIN = $$(command -v docker >/dev/null && echo "docker compose" || echo $(TOOLS)/docker/cli-plugins/docker-compose)
 

@@ -141,8 +141,8 @@ def test_dev_override_mounts_the_source(compose: list[str]) -> None:
         name: {v["target"] for v in svc.get("volumes", []) if v.get("type") == "bind"}
         for name, svc in doc["services"].items()
     }
-    assert "/src/go/collector" in mounts["collector"]
-    assert "/src/go/execution" in mounts["execution"]
+    assert "/src" in mounts["collector"]
+    assert "/src" in mounts["execution"]
     assert "/opt/kairos/lib/python3.11/site-packages/kairos" in mounts["inference"]
     for name in ("collector", "execution", "inference"):
         assert doc["services"][name]["build"]["target"] == "dev"
