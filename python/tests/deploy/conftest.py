@@ -68,7 +68,9 @@ def compose() -> list[str]:
     docker = shutil.which("docker")
     if docker:
         env = {**os.environ, "DOCKER_CONFIG": str(REPO / ".tools" / "docker")}
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, env=env, check=False)
+        probe = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, text=True, env=env, check=False
+        )
         if "Docker Compose version" in probe.stdout:
             return [docker, "compose"]
     if plugin.exists():

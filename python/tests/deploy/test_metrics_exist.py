@@ -93,10 +93,10 @@ class Stack:
         return "\n".join(p.tail() for p in self.procs)
 
     def stop(self) -> None:
+        """Stops the processes one by one, newest first, so each can still reach what it depends on."""
         for p in reversed(self.procs):
             if p.popen.poll() is None:
                 p.popen.terminate()
-        for p in self.procs:
             try:
                 p.popen.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -491,7 +491,7 @@ def test_every_metric_of_the_dashboards_and_alerts_is_exported(stack: Stack, dep
             for url in by_service.values():
                 exported |= exported_names(url)
             missing = missing_names(required, exported, deploy)
-            if not missing and traded:
+            if traded and not set(missing) - set(EVENT_ONLY):
                 break
             for p in stack.procs:
                 assert p.popen.poll() is None, f"{p.name} died\n{stack.logs()}"
