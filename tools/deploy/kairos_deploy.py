@@ -295,12 +295,12 @@ def env_example_variables(path: Path = ENV_EXAMPLE) -> dict[str, int]:
     return out
 
 
-def check_env() -> None:
-    used, documented = compose_variables(), env_example_variables()
+def check_env(compose_files: Iterable[Path] = COMPOSE_FILES, env_example: Path = ENV_EXAMPLE) -> None:
+    used, documented = compose_variables(compose_files), env_example_variables(env_example)
     missing = sorted(used - documented.keys())
     unused = sorted(documented.keys() - used)
     problems = [f"{v}: used in the compose files, not in .env.example" for v in missing]
-    problems += [f".env.example:{documented[v]}: {v} is not used by any compose file" for v in unused]
+    problems += [f"{env_example.name}:{documented[v]}: {v} is not used by any compose file" for v in unused]
     if problems:
         raise CheckError("\n".join(problems))
 
