@@ -54,8 +54,9 @@ lint-deploy: setup $(STAMP)/compose deploy-tools ## Validate compose files, Prom
 	cd $(DEPLOY_TOOLS) && GOWORK=off go vet ./... && test -z "$$(gofmt -l .)" && GOWORK=off staticcheck ./...
 
 .PHONY: test-deploy
-test-deploy: setup ## Unit-test the alert rules (promtool test rules); the Python deploy tests run with pytest
+test-deploy: setup ## Unit-test the alert rules (promtool test rules) and the deploy tools; the Python deploy tests run with pytest
 	promtool test rules deploy/prometheus/tests/*.yml
+	cd $(DEPLOY_TOOLS) && GOWORK=off go test -count=1 ./...
 
 .PHONY: dashboards
 dashboards: setup ## Regenerate deploy/grafana/dashboards from tools/deploy/dashboards.py
