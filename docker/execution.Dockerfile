@@ -7,27 +7,26 @@ ARG GO_IMAGE=golang:1.26.8-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 FROM ${GO_IMAGE} AS build
-ENV CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false
+ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 WORKDIR /src
-# Module files first so the download layer survives source edits.
-COPY gen/go/go.mod gen/go/go.sum* gen/go/
-COPY go/execution/go.mod go/execution/go.sum* go/execution/
-COPY tools/deploy/go.mod tools/deploy/go.sum tools/deploy/
-RUN --mount=type=cache,target=/go/pkg/mod \
-    cd go/execution && go mod download && cd ../../tools/deploy && go mod download
+# Workspace mode (go.work): the services' go.sum files rely on go.work.sum, and every module the
+# workspace uses must be present. Modules download during the build into a cache mount.
+COPY go.work go.work.sum* ./
 COPY gen/go gen/go
+COPY go/collector go/collector
 COPY go/execution go/execution
 COPY tools/deploy tools/deploy
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    cd go/execution && go build -trimpath -ldflags="-s -w" -o /out/kairos-execution ./cmd/kairos-execution \
- && cd /src/tools/deploy && go build -trimpath -ldflags="-s -w" -o /out/kairos-healthprobe ./cmd/kairos-healthprobe \
+    go build -trimpath -ldflags="-s -w" -o /out/kairos-execution ./go/execution/cmd/kairos-execution \
+ && cd tools/deploy && GOWORK=off go build -trimpath -ldflags="-s -w" -o /out/kairos-healthprobe ./cmd/kairos-healthprobe \
  && mkdir -p /out/var/lib/kairos
 
 FROM ${GO_IMAGE} AS dev
-ENV GOWORK=off GOFLAGS=-buildvcs=false
-WORKDIR /src/go/execution
+ENV GOFLAGS=-buildvcs=false
+# docker-compose.dev.yml mounts the repository at /src; `go run` builds it in workspace mode.
+WORKDIR /src
 COPY --from=build /out/kairos-healthprobe /usr/local/bin/kairos-healthprobe
-CMD ["go", "run", "./cmd/kairos-execution"]
+CMD ["go", "run", "./go/execution/cmd/kairos-execution"]
 
 FROM ${RUNTIME_IMAGE} AS runtime
 COPY --from=build /out/kairos-execution /out/kairos-healthprobe /usr/local/bin/

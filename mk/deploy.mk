@@ -15,7 +15,7 @@ KUBEVAL := $(TOOLS)/kubeval/bin/kubernetes-validate
 # The oldest and newest Kubernetes versions the manifests are validated against (kubernetes-validate
 # ships their schemas; native gRPC probes need 1.27 or later).
 K8S_VERSIONS := 1.30.0 1.37.0
-K8S_OVERLAYS := deploy/k8s/overlays/dev deploy/k8s/overlays/scaleout
+K8S_OVERLAYS := deploy/k8s/overlays/dev deploy/k8s/overlays/scaleout deploy/k8s/overlays/scaleout-tls
 DEPLOY_PY := $(PY) $(DEPLOY_TOOLS)/kairos_deploy.py
 COMPOSE_BIN = $$(command -v docker >/dev/null && echo "docker compose" || echo $(TOOLS)/docker/cli-plugins/docker-compose)
 
@@ -54,8 +54,9 @@ lint-deploy: setup $(STAMP)/compose deploy-tools ## Validate compose files, Prom
 	cd $(DEPLOY_TOOLS) && GOWORK=off go vet ./... && test -z "$$(gofmt -l .)" && GOWORK=off staticcheck ./...
 
 .PHONY: test-deploy
-test-deploy: setup ## Unit-test the alert rules (promtool test rules); the Python deploy tests run with pytest
+test-deploy: setup ## Unit-test the alert rules (promtool test rules) and the deploy tools; the Python deploy tests run with pytest
 	promtool test rules deploy/prometheus/tests/*.yml
+	cd $(DEPLOY_TOOLS) && GOWORK=off go test -count=1 ./...
 
 .PHONY: dashboards
 dashboards: setup ## Regenerate deploy/grafana/dashboards from tools/deploy/dashboards.py

@@ -295,12 +295,12 @@ def env_example_variables(path: Path = ENV_EXAMPLE) -> dict[str, int]:
     return out
 
 
-def check_env() -> None:
-    used, documented = compose_variables(), env_example_variables()
+def check_env(compose_files: Iterable[Path] = COMPOSE_FILES, env_example: Path = ENV_EXAMPLE) -> None:
+    used, documented = compose_variables(compose_files), env_example_variables(env_example)
     missing = sorted(used - documented.keys())
     unused = sorted(documented.keys() - used)
     problems = [f"{v}: used in the compose files, not in .env.example" for v in missing]
-    problems += [f".env.example:{documented[v]}: {v} is not used by any compose file" for v in unused]
+    problems += [f"{env_example.name}:{documented[v]}: {v} is not used by any compose file" for v in unused]
     if problems:
         raise CheckError("\n".join(problems))
 
@@ -426,6 +426,21 @@ def build_go_binaries(bin_dir: Path) -> None:
             subprocess.run(cmd, cwd=REPO / module, env=env, check=True)
 
 
+def read_options(svc: Service) -> list[Option]:
+    """A service's options, from its --help or (json) its config struct."""
+    proc = subprocess.run(svc.command, capture_output=True, text=True, timeout=60)
+    text = proc.stdout + proc.stderr
+    if svc.json:
+        if proc.returncode != 0:
+            raise CheckError(f"{svc.name}: reading its config failed:\n{text}")
+        opts = [Option(**o) for o in json.loads(proc.stdout)]
+    else:
+        opts = parse_help(text, svc.env_prefix)
+    if not opts:
+        raise CheckError(f"{svc.name}: no options found in its --help output:\n{text}")
+    return opts
+
+
 def render_config_reference(bin_dir: Path) -> str:
     parts = [BEGIN, ""]
     for svc in services(bin_dir):
@@ -434,16 +449,7 @@ def render_config_reference(bin_dir: Path) -> str:
         if not svc.present.exists():
             parts += [f"Not in this tree yet ({svc.present.relative_to(REPO)} is absent).", ""]
             continue
-        proc = subprocess.run(svc.command, capture_output=True, text=True, timeout=60)
-        text = proc.stdout + proc.stderr
-        if svc.json:
-            if proc.returncode != 0:
-                raise CheckError(f"{svc.name}: reading its config failed:\n{text}")
-            opts = [Option(**o) for o in json.loads(proc.stdout)]
-        else:
-            opts = parse_help(text, svc.env_prefix)
-        if not opts:
-            raise CheckError(f"{svc.name}: no options found in its --help output:\n{text}")
+        opts = read_options(svc)
         parts.append("| Flag | Environment variable | Default | Meaning |")
         parts.append("|---|---|---|---|")
         for o in opts:

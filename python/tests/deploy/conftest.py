@@ -62,16 +62,20 @@ def kustomize() -> Path:
 
 @pytest.fixture(scope="session")
 def compose() -> list[str]:
-    """The docker compose CLI: the docker plugin when a docker CLI exists, else `make lint`'s build."""
+    """The docker compose CLI: `make lint`'s plugin build (.tools/docker) through the docker CLI or
+    directly, or a system-wide compose plugin."""
+    plugin = REPO / ".tools" / "docker" / "cli-plugins" / "docker-compose"
     docker = shutil.which("docker")
     if docker:
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
+        env = {**os.environ, "DOCKER_CONFIG": str(REPO / ".tools" / "docker")}
+        probe = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, text=True, env=env, check=False
+        )
+        if "Docker Compose version" in probe.stdout:
             return [docker, "compose"]
-    plugin = REPO / ".tools" / "docker" / "cli-plugins" / "docker-compose"
-    if not plugin.exists():
-        pytest.skip(f"docker compose is not built yet ({plugin}); `make lint` builds it")
-    return [str(plugin)]
+    if plugin.exists():
+        return [str(plugin)]
+    pytest.skip(f"docker compose is not built yet ({plugin}); `make lint` builds it")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -141,8 +141,8 @@ def test_dev_override_mounts_the_source(compose: list[str]) -> None:
         name: {v["target"] for v in svc.get("volumes", []) if v.get("type") == "bind"}
         for name, svc in doc["services"].items()
     }
-    assert "/src/go/collector" in mounts["collector"]
-    assert "/src/go/execution" in mounts["execution"]
+    assert "/src" in mounts["collector"]
+    assert "/src" in mounts["execution"]
     assert "/opt/kairos/lib/python3.11/site-packages/kairos" in mounts["inference"]
     for name in ("collector", "execution", "inference"):
         assert doc["services"][name]["build"]["target"] == "dev"
@@ -228,3 +228,21 @@ def test_python_images_install_only_locked_runtime_wheels() -> None:
         assert "--require-hashes" in text
         assert "--extra training" not in text, f"{name} must not pull torch"
         assert "python:3.11-slim" in text
+
+
+@pytest.mark.parametrize(
+    ("compose_text", "env_text", "message"),
+    [
+        ("x: ${KAIROS_A:-1} ${KAIROS_B}\n", "# a\nKAIROS_A=1\n", "KAIROS_B: used in the compose files"),
+        ("x: ${KAIROS_A:-1}\n", "# a\nKAIROS_A=1\n# stale\nKAIROS_OLD=2\n", "KAIROS_OLD is not used"),
+        ("x: ${KAIROS_A:-1}\n", "KAIROS_A=1\n", "KAIROS_A has no comment above it"),
+    ],
+)
+def test_env_documentation_check_names_the_problem(
+    deploy: ModuleType, tmp_path: Path, compose_text: str, env_text: str, message: str
+) -> None:
+    compose_file, env_file = tmp_path / "compose.yml", tmp_path / ".env.example"
+    compose_file.write_text(compose_text)
+    env_file.write_text(env_text)
+    with pytest.raises(deploy.CheckError, match=re.escape(message)):
+        deploy.check_env([compose_file], env_file)

@@ -143,3 +143,30 @@ def test_dev_brings_nats_with_jetstream_and_postgres(kustomize: Path) -> None:
     assert "--jetstream" in nats["args"]
     assert ("StatefulSet", "postgres") in docs
     assert docs[("ConfigMap", "kairos-endpoints")]["data"]["NATS_URL"] == "nats://nats:4222"
+
+
+def test_tls_overlay_turns_on_mutual_tls_and_probes_over_it(kustomize: Path) -> None:
+    docs = render(kustomize, "scaleout-tls")
+    dockerfiles = {c: (REPO / "docker" / f"{c}.Dockerfile").read_text() for c in GRPC_PORTS}
+    for w in workloads(docs):
+        comp = component(w)
+        if comp not in GRPC_PORTS:
+            continue
+        pod = w["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = env_of(c)
+        prefix = f"KAIROS_{comp.upper()}_TLS_"
+        assert env[prefix + "CERT"] == "/etc/kairos/tls/tls.crt"
+        assert env[prefix + "KEY"] == "/etc/kairos/tls/tls.key"
+        assert env[prefix + "CLIENT_CA"] == "/etc/kairos/tls/ca.crt"
+        (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+        assert tls["secret"] == {"secretName": f"kairos-{comp}-tls", "optional": False}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            cmd = c[probe]["exec"]["command"]
+            assert "grpc" not in c[probe], "native gRPC probes cannot speak TLS"
+            assert cmd[0] == "/usr/local/bin/kairos-healthprobe"
+            assert cmd[cmd.index("-addr") + 1] == f"127.0.0.1:{GRPC_PORTS[comp]}"
+            assert {"-tls-ca", "-tls-cert", "-tls-key"} <= set(cmd)
+        assert "/usr/local/bin/" in dockerfiles[comp] and "kairos-healthprobe" in dockerfiles[comp]
+        if comp == "collector":
+            assert env["KAIROS_COLLECTOR_INFERENCE_TLS_CA"] == "/etc/kairos/tls/ca.crt"

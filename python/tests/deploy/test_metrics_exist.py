@@ -93,10 +93,10 @@ class Stack:
         return "\n".join(p.tail() for p in self.procs)
 
     def stop(self) -> None:
+        """Stops the processes one by one, newest first, so each can still reach what it depends on."""
         for p in reversed(self.procs):
             if p.popen.poll() is None:
                 p.popen.terminate()
-        for p in self.procs:
             try:
                 p.popen.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -491,7 +491,7 @@ def test_every_metric_of_the_dashboards_and_alerts_is_exported(stack: Stack, dep
             for url in by_service.values():
                 exported |= exported_names(url)
             missing = missing_names(required, exported, deploy)
-            if not missing and traded:
+            if traded and not set(missing) - set(EVENT_ONLY):
                 break
             for p in stack.procs:
                 assert p.popen.poll() is None, f"{p.name} died\n{stack.logs()}"
@@ -512,3 +512,84 @@ def test_every_metric_of_the_dashboards_and_alerts_is_exported(stack: Stack, dep
         "Fix the name in the dashboard/rule, or (for a labelled metric only seen on rare events) initialise "
         "its known label values at start-up so the series exists at 0:\n" + report + "\n" + stack.logs()
     )
+
+
+def test_prometheus_evaluates_every_rule_and_dashboard_query_on_the_live_services(
+    stack: Stack, deploy: ModuleType, tmp_path: Path
+) -> None:
+    """The real Prometheus (Debian package) scrapes the services with the shipped rules: every target
+    is up, every rule evaluates without error and every dashboard query runs (promtool only parses)."""
+    import json
+    import shutil
+    import urllib.error
+    import urllib.parse
+
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("prometheus (Debian package prometheus) is not installed; `make setup` installs it")
+    targets = {
+        "kairos-collector": stack.ports["col_metrics"],
+        "kairos-inference": stack.ports["inf_metrics"],
+        "kairos-execution": stack.ports["ex_metrics"],
+    }
+    rules = sorted(str(p) for p in (REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    scrape = [
+        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+        for job, port in targets.items()
+    ]
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": rules,
+        "scrape_configs": scrape,
+    }
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
+    port = free_port()
+    proc = stack.start(
+        "prometheus",
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    _wait_http(f"http://127.0.0.1:{port}/-/ready", proc)
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(f"{api}/{path}", timeout=5) as r:
+            return json.loads(r.read())["data"]
+
+    def all_up() -> bool:
+        active = get("targets")["activeTargets"]
+        return len(active) == len(targets) and all(t["health"] == "up" for t in active)
+
+    _poll(all_up, "Prometheus to scrape every service", stack)
+    _poll(
+        lambda: all(
+            r.get("lastEvaluation", "").startswith("2") for g in get("rules")["groups"] for r in g["rules"]
+        ),
+        "every rule group to be evaluated once",
+        stack,
+    )
+    broken = [
+        f"{r['name']}: {r.get('lastError')}"
+        for g in get("rules")["groups"]
+        for r in g["rules"]
+        if r["health"] != "ok"
+    ]
+    assert not broken, broken
+
+    failures = []
+    for path in sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json")):
+        for q in deploy.dashboard_queries(path):
+            expr = deploy.grafana_to_promql(q.expr)
+            url = f"{api}/query?" + urllib.parse.urlencode({"query": expr})
+            try:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    status = json.loads(r.read())["status"]
+            except urllib.error.HTTPError as e:
+                status = f"{e.code} {e.read().decode()[:200]}"
+            if status != "success":
+                failures.append(f"{q.source}: {status}")
+    assert not failures, failures

@@ -177,3 +177,19 @@ def test_parse_help_reads_go_and_argparse_help(
 ) -> None:
     got = [(o.flag, o.env, o.default, o.help) for o in deploy.parse_help(help_text, prefix)]
     assert got == want
+
+
+def test_prometheus_scrapes_every_service_on_its_agreed_metrics_port() -> None:
+    agreed = {"kairos-collector": 9401, "kairos-inference": 9501, "kairos-execution": 9601}
+    for name in ("prometheus.yml", "prometheus-k8s.yml"):
+        conf = yaml.safe_load((REPO / "deploy" / "prometheus" / name).read_text())
+        ports: dict[str, set[int]] = {}
+        for job in conf["scrape_configs"]:
+            for sc in job.get("static_configs", []):
+                ports.setdefault(job["job_name"], set()).update(
+                    int(t.rsplit(":", 1)[1]) for t in sc["targets"]
+                )
+            for sd in job.get("dns_sd_configs", []):
+                ports.setdefault(job["job_name"], set()).add(int(sd["port"]))
+        assert {job: ports.get(job) for job in agreed} == {job: {port} for job, port in agreed.items()}, name
+        assert conf["rule_files"] == ["rules/*.yml"], name
