@@ -314,7 +314,12 @@ def mlflow_serve(tmp: Path) -> Iterator[int]:
     port = free_port()
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent))
     assert exe
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    # mlflow starts `uvicorn` by name: the venv's bin must be on PATH.
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{Path(exe).parent}:{os.environ.get('PATH', '')}",
+    }
     cmd = [exe, "models", "serve", "-m", "models:/kairos-bench@champion", "--env-manager", "local"]
     cmd += ["-h", "127.0.0.1", "-p", str(port), "--workers", str(WORKERS)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
