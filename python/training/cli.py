@@ -19,11 +19,15 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+try:  # typer >= 0.2x runs on its own vendored copy of click: catch that copy's exceptions
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]
 
 EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_NOT_GOOD_ENOUGH, EXIT_EXPORT, EXIT_TRACKING = 0, 1, 2, 3, 4, 5
 DEFAULT_RUN = Path(".kairos/runs/latest")
@@ -77,7 +81,7 @@ DedupeOpt = Annotated[
     str, typer.Option("--dedupe", help="Duplicate bar times: error (default), keep-first or keep-last.")
 ]
 MaxBarsOpt = Annotated[int | None, typer.Option("--max-bars", min=1, help="Keep only the latest N bars.")]
-ArchOpt = Annotated[str, typer.Option("--arch", help="Model: mlp or tcn.")]
+ArchOpt = Annotated[str, typer.Option("--arch", help="Model: mlp, tcn (causal temporal conv) or gru.")]
 WindowOpt = Annotated[int, typer.Option("--window", min=1, help="Feature rows per model input.")]
 HiddenOpt = Annotated[int, typer.Option("--hidden", min=1, help="Hidden units/channels.")]
 EpochsOpt = Annotated[
@@ -511,10 +515,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = typer.main.get_command(app).main(args=argv, prog_name="kairos-train", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
-    except click.exceptions.UsageError as e:
+    except click_exc.UsageError as e:
         e.show(file=sys.stderr)
         code = EXIT_USAGE
-    except click.exceptions.Abort:
+    except click_exc.ClickException as e:
+        e.show(file=sys.stderr)
+        code = EXIT_USAGE
+    except typer.Abort:
         err.print("interrupted")
         code = 130
     except KeyboardInterrupt:

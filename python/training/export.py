@@ -13,6 +13,7 @@ import warnings
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,36 @@ def ort_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def _strip_exporter_metadata(model: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node debug metadata (Python stack traces with absolute paths and line
+    numbers, module stacks): it leaks local paths and makes the artefact depend on where and from
+    which source lines it was built, so identical weights would give different files."""
+
+    def clean(props: Any) -> None:
+        keep = [p for p in props if not p.key.startswith("pkg.torch.")]
+        del props[:]
+        props.extend(keep)
+
+    def walk(graph: onnx.GraphProto) -> None:
+        clean(graph.metadata_props)
+        for node in graph.node:
+            clean(node.metadata_props)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+        for vi in [*graph.input, *graph.output, *graph.value_info]:
+            clean(vi.metadata_props)
+        for init in graph.initializer:
+            clean(init.metadata_props)
+
+    walk(model.graph)
+    for fn in model.functions:
+        for node in fn.node:
+            clean(node.metadata_props)
+
+
 def export_onnx(
     net: KairosNet, card: ModelCard, out_dir: Path, parity_x: npt.NDArray[np.float32]
 ) -> ExportResult:
@@ -81,6 +112,7 @@ def export_onnx(
         )
     assert program is not None
     model = program.model_proto
+    _strip_exporter_metadata(model)
     model.doc_string = f"kairos {card.name} {card.version}: {card.architecture}"
     card.embed(model)
     onnx.checker.check_model(model, full_check=True)

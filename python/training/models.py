@@ -1,4 +1,4 @@
-"""The torch models: an MLP over the flattened window and a causal temporal-conv net (TCN).
+"""The torch models: an MLP over the flattened window, a causal temporal-conv net (TCN) and a GRU.
 
 Every model starts with the standardisation of the raw ``kairos.features`` rows (training-set mean
 and scale held as buffers, clipped to +-10 standard deviations), so the exported ONNX graph takes raw
@@ -15,7 +15,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-ARCHITECTURES = ("mlp", "tcn")
+ARCHITECTURES = ("mlp", "tcn", "gru")
 CLIP = 10.0
 
 
@@ -106,6 +106,24 @@ class TCN(nn.Module):
         return out
 
 
+class GRU(nn.Module):
+    """One GRU layer over the window; the last step's hidden state feeds the head."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gru = nn.GRU(cfg.n_features, cfg.hidden, batch_first=True)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden, 3)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        seq, _ = self.gru(z)
+        out: torch.Tensor = self.head(self.drop(seq[:, -1, :]))
+        return out
+
+
+_CORES: dict[str, type[nn.Module]] = {"mlp": MLP, "tcn": TCN, "gru": GRU}
+
+
 class KairosNet(nn.Module):
     """Standardisation + a core model; returns logits over (down, flat, up)."""
 
@@ -115,7 +133,7 @@ class KairosNet(nn.Module):
             raise ValueError(f"unknown architecture {cfg.arch!r}: choose one of {ARCHITECTURES}")
         self.cfg = cfg
         self.standardize = Standardize(cfg.n_features)
-        self.core: nn.Module = MLP(cfg) if cfg.arch == "mlp" else TCN(cfg)
+        self.core: nn.Module = _CORES[cfg.arch](cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.core(self.standardize(x))

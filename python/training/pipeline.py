@@ -18,19 +18,20 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kept Any
-import torch
 
 from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
 from kairos.training import data as data_mod
-from kairos.training.backtest import compare, plot_equity
-from kairos.training.export import ExportResult, export_onnx
 from kairos.training.labels import LabelConfig, make_labels, window_index, windows
-from kairos.training.models import KairosNet, ModelConfig
-from kairos.training.train import EpochCallback, TrainConfig, train_final, walk_forward
+
+# torch (and what needs it) is imported by the steps that use it: `import` and `--help` stay fast.
+if TYPE_CHECKING:
+    from kairos.training.export import ExportResult
+    from kairos.training.models import KairosNet
+    from kairos.training.train import EpochCallback, TrainConfig
 
 
 class StepError(RuntimeError):
@@ -118,6 +119,8 @@ def load_run_bars(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def step_train(
     run_dir: Path, cfg: TrainConfig, label_cfg: LabelConfig, on_epoch: EpochCallback | None = None
 ) -> dict[str, Any]:
+    from kairos.training.train import train_final, walk_forward
+
     bars, imp = load_run_bars(run_dir)
     t0 = time.perf_counter()
     feats = compute_features(bars)
@@ -163,6 +166,8 @@ def step_train(
         "git_sha": git_sha(),
         "feature_schema_hash": SCHEMA.hash,
     }
+    import torch
+
     torch.save(
         {"model_cfg": asdict(final.net.cfg), "state_dict": final.net.state_dict(), "held_out": held_out},
         run_dir / "model.pt",
@@ -176,6 +181,10 @@ def step_train(
 
 
 def load_net(run_dir: Path) -> tuple[KairosNet, np.ndarray[Any, Any]]:
+    import torch
+
+    from kairos.training.models import KairosNet, ModelConfig
+
     ckpt = torch.load(_need(run_dir, "model.pt", "train"), weights_only=False)
     mc = dict(ckpt["model_cfg"])
     mc["dilations"] = tuple(mc["dilations"])
@@ -189,6 +198,8 @@ def load_net(run_dir: Path) -> tuple[KairosNet, np.ndarray[Any, Any]]:
 
 
 def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = None) -> ExportResult:
+    from kairos.training.export import export_onnx
+
     bars, imp = load_run_bars(run_dir)
     run = _read_json(_need(run_dir, "run.json", "train"))
     if run["feature_schema_hash"] != SCHEMA.hash:
@@ -256,6 +267,8 @@ def step_backtest(run_dir: Path, commission: float | None = None) -> dict[str, A
     bars, imp = load_run_bars(run_dir)
     run = _read_json(_need(run_dir, "run.json", "train"))
     oos = np.load(_need(run_dir, "oos.npz", "train"))
+    from kairos.training.backtest import compare, plot_equity
+
     n_folds = len(run["folds"])
     fold_idx = [oos[f"val_{k}"] for k in range(n_folds)]
     label = run["label"]

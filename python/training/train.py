@@ -36,7 +36,7 @@ EpochCallback = Callable[[str, int, int, float, float], None]
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str = "mlp"
-    """Model: ``mlp`` (flattened window) or ``tcn`` (causal dilated convolutions)."""
+    """Model: ``mlp`` (flattened window), ``tcn`` (causal dilated convolutions) or ``gru``."""
     window: int = 16
     """Feature rows per model input (bars of history beyond the features' own window)."""
     hidden: int = 32
@@ -101,7 +101,7 @@ def seed_everything(seed: int, threads: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def _split_early(train: IntArray, frac: float, purge: int) -> tuple[IntArray, IntArray]:
+def split_early(train: IntArray, frac: float, purge: int) -> tuple[IntArray, IntArray]:
     n_early = max(1, int(len(train) * frac))
     early = train[-n_early:]
     fit = train[train < early[0] - purge]
@@ -129,7 +129,7 @@ def make_folds(idx: IntArray, cfg: TrainConfig, purge: int) -> list[Fold]:
         if cfg.scheme == "rolling":
             keep = cfg.rolling_train or start
             train = train[-keep:]
-        fit, early = _split_early(train, cfg.early_stop_frac, purge)
+        fit, early = split_early(train, cfg.early_stop_frac, purge)
         if len(fit) < 20:
             raise ValueError(f"fold {k}: only {len(fit)} training samples after purging")
         folds.append(Fold(k, fit, early, val))
@@ -177,7 +177,7 @@ def fit(
             loss = loss_fn(net(xt[b]), yt[b])
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += loss.item() * len(b)
         net.eval()
         with torch.no_grad():
             early_loss = float(loss_fn(net(xe), ye))
@@ -239,7 +239,7 @@ def train_final(
     """The model to export: trained on all samples (the latest ``early_stop_frac`` for early stopping).
     Returns the fit and the early-stopping samples (held out from the weights, used for the parity check)."""
     y = np.nan_to_num(labels).astype(np.int64)
-    fit_idx, early = _split_early(idx, cfg.early_stop_frac, purge)
+    fit_idx, early = split_early(idx, cfg.early_stop_frac, purge)
     r = fit(
         windows(features, fit_idx, cfg.window),
         y[fit_idx],

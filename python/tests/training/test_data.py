@@ -44,7 +44,9 @@ def test_eurusd_tick_file_becomes_m1_bars_identical_to_the_bar_builder() -> None
     built += b.flush()
     ref = bars_to_frame(built)
     assert len(ref) == len(bars) == rep.bars
-    np.testing.assert_array_equal(bars["time"].to_numpy(), ref["time"].astype("datetime64[ms, UTC]").to_numpy())
+    np.testing.assert_array_equal(
+        bars["time"].to_numpy(), ref["time"].astype("datetime64[ms, UTC]").to_numpy()
+    )
     for col in ("open", "high", "low", "close", "tick_volume"):
         np.testing.assert_array_equal(bars[col].to_numpy(), ref[col].to_numpy(dtype=float), err_msg=col)
     np.testing.assert_allclose(bars["spread"], ref["spread"], rtol=0, atol=1e-15)
@@ -68,7 +70,9 @@ def _mt5_ticks(path: Path, n: int, encoding: str) -> pd.DataFrame:
         d, c = t.split(" ")
         stamp = f"{d[:4]}.{d[4:6]}.{d[6:]}\t{c[:2]}:{c[2:4]}:{c[4:6]}.{c[6:]}"
         flags = (2 if bid != prev_bid else 0) | (4 if ask != prev_ask else 0)
-        lines.append(f"{stamp}\t{bid if bid != prev_bid else ''}\t{ask if ask != prev_ask else ''}\t\t\t{flags}")
+        lines.append(
+            f"{stamp}\t{bid if bid != prev_bid else ''}\t{ask if ask != prev_ask else ''}\t\t\t{flags}"
+        )
         prev_bid, prev_ask = bid, ask
     path.write_text("\r\n".join(lines) + "\r\n", encoding=encoding)
     return raw
@@ -96,7 +100,10 @@ def _mt5_bars(path: Path, n: int, *, with_time: bool = True) -> tuple[pd.DataFra
     lines = [head]
     for i, r in bid.iterrows():
         date = r["timestamp"][:10].replace("-", ".")
-        lines.append(f"{date}\t{r['timestamp'][11:19]}\t{r.open}\t{r.high}\t{r.low}\t{r.close}\t{10 + i}\t0\t{spread_pts[i]}")
+        lines.append(
+            f"{date}\t{r['timestamp'][11:19]}\t{r.open}\t{r.high}\t{r.low}\t{r.close}"
+            f"\t{10 + i}\t0\t{spread_pts[i]}"
+        )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return bid, spread_pts
 
@@ -113,8 +120,13 @@ def test_mt5_bar_export_reads_prices_volumes_and_spread_points(tmp_path: Path) -
     shifted, _ = load_bars(str(path), source_tz="Etc/GMT-2")
     assert (bars["time"] - shifted["time"]).eq(pd.Timedelta(hours=2)).all()
     m5, rep5 = load_bars(str(path), timeframe="M5")
-    assert rep5.timeframe_s == 300 and len(m5) == len(resample_bars(bars, 300)) == bars["time"].dt.floor("5min").nunique()
-    assert m5["high"].iloc[0] == bars["high"].iloc[:5].max() and m5["tick_volume"].iloc[0] == sum(range(10, 15))
+    assert (
+        rep5.timeframe_s == 300
+        and len(m5) == len(resample_bars(bars, 300)) == bars["time"].dt.floor("5min").nunique()
+    )
+    assert m5["high"].iloc[0] == bars["high"].iloc[:5].max() and m5["tick_volume"].iloc[0] == sum(
+        range(10, 15)
+    )
 
 
 def test_parquet_bars_round_trip_to_the_same_dataset_hash(tmp_path: Path, gbpusd_bars: pd.DataFrame) -> None:
@@ -201,3 +213,20 @@ def test_bars_without_any_spread_need_an_ask_file_or_a_stated_spread(tmp_path: P
         load_bars(str(path))
     bars, rep = load_bars(str(path), spread=0.0001)
     assert rep.spread_source.startswith("constant") and len(bars) == 99
+
+
+def test_mt5_daily_export_without_a_time_column_is_read_as_midnight_bars(tmp_path: Path) -> None:
+    h1, _ = load_bars("sample:eurusd-h1")
+    daily = resample_bars(h1, 86400).iloc[:40]
+    lines = ["<DATE>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>"]
+    for r in daily.itertuples(index=False):
+        lines.append(
+            f"{r.time:%Y.%m.%d}\t{r.open}\t{r.high}\t{r.low}\t{r.close}\t{int(r.tick_volume)}\t0\t10"
+        )
+    path = tmp_path / "EURUSD_D1.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-16")
+    bars, rep = load_bars(str(path))
+    assert rep.timeframe_s == 86400 and len(bars) == 40
+    np.testing.assert_array_equal(bars["time"].to_numpy(), daily["time"].to_numpy())
+    np.testing.assert_array_equal(bars["close"].to_numpy(), daily["close"].to_numpy())
+    assert rep.gaps > 0  # weekends
