@@ -421,12 +421,13 @@ def main() -> None:
     m["ort_inprocess_predictions_per_s"] = bench_ort(card, args.seconds)
     print("ort in-process:", round(m["ort_inprocess_predictions_per_s"]), "predictions/s", flush=True)
     with kairos_server(workers=1) as port:
+        m.update(asyncio.run(latency(port, card, args.seconds)))
+        print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
+    with kairos_server(workers=1) as port:
         m["predictions_per_s_1_worker"] = asyncio.run(throughput(port, card, args.seconds, streams=2))
         print(
             "kairos-inference, 1 worker:", round(m["predictions_per_s_1_worker"]), "predictions/s", flush=True
         )
-        m.update(asyncio.run(latency(port, card, args.seconds)))
-        print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
     with kairos_server(workers=WORKERS) as port:
         m["predictions_per_s"] = asyncio.run(throughput(port, card, args.seconds, streams=2 * WORKERS))
         print(
