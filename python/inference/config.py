@@ -40,8 +40,9 @@ class InferenceConfig:
     )
     tracking_uri: str = _f(
         "",
-        "MLflow tracking/registry URI; empty means $KAIROS_MLFLOW_URI, else sqlite:///<root>/.kairos/mlflow.db "
-        "(root = the nearest directory above the working directory holding .git, as kairos-train uses).",
+        "MLflow tracking/registry URI; empty means $KAIROS_MLFLOW_URI, else "
+        "sqlite:///<root>/.kairos/mlflow.db (root = the nearest directory above the working directory "
+        "holding .git, as kairos-train uses).",
     )
     poll_interval_s: float = _f(
         30.0, "Seconds between checks of the model source (alias target or file change); 0 disables."

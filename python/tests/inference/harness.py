@@ -44,7 +44,8 @@ def load_gbpusd_m1(n: int | None = None) -> pd.DataFrame:
     ask = pd.read_csv(DATA / "gbpusd-m1-ask-2012.csv", nrows=n)
     df = bid.rename(columns={"timestamp": "time"})
     df["time"] = pd.to_datetime(df["time"], utc=True)
-    df["spread"] = sum(ask[c] - bid[c] for c in ("open", "high", "low", "close")) / 4
+    # Bid and ask bars are separate snapshots: a few come out crossed; clamped to 0 as kairos-train does.
+    df["spread"] = (sum(ask[c] - bid[c] for c in ("open", "high", "low", "close")) / 4).clip(lower=0.0)
     df["tick_volume"] = 0
     df["open_time_msc"] = (df["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
     return df

@@ -52,3 +52,27 @@ def test_groups_from_different_streams_share_runs_of_at_most_max_batch_and_versi
     assert samples["kairos_inference_batch_size_sum"] == 15
     assert samples["kairos_inference_batch_size_count"] == 3
     assert manager.predictions_total == 15
+
+
+def test_a_max_delay_lets_rows_that_arrive_later_join_the_same_run(model_path: Path) -> None:
+    a = _model(model_path, "a")
+    metrics = Metrics()
+    manager = ModelManager(ModelSource(str(model_path), "", pipeline_spec(), 8), metrics, 0)
+    x = np.zeros((1, a.rows, a.n_features), dtype=np.float32)
+
+    async def scenario() -> None:
+        # 0.5 s of patience: the second row, 20 ms later, must still make the same run.
+        batcher = MicroBatcher(manager, metrics, max_batch=8, max_delay_us=500_000)
+        task = asyncio.create_task(batcher.run())
+        first = batcher.submit(a, x)
+        await asyncio.sleep(0.02)
+        second = batcher.submit(a, x)
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        task.cancel()
+
+    asyncio.run(scenario())
+    samples = {
+        s.name: s.value for s in next(iter(metrics.batch_size.collect())).samples if "bucket" not in s.name
+    }
+    assert samples["kairos_inference_batch_size_count"] == 1
+    assert samples["kairos_inference_batch_size_sum"] == 2

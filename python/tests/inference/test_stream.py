@@ -80,6 +80,7 @@ def test_stream_predictions_equal_the_training_pipeline_on_real_bars(
     got: dict[int, list[float]] = {}
     for k in range(0, len(bars), 50):  # many bars per message: batches bigger than max_batch split
         resp = stream.ask(pb.StreamPredictRequest(request_id=k, bars=bars[k : k + 50]))
+        assert not resp.rejections, resp.rejections
         for p in resp.predictions:
             got[p.time_msc] = list(p.outputs)
     idx, probs = offline_predictions(model_path, df)
