@@ -9,7 +9,7 @@ import pytest
 
 from kairos.bridge.peer import BridgePeer
 from kairos.bridge.replay import TickFileError, main, read_ticks
-from kairos.demo import DEFAULT_TICKS
+from kairos.wirecheck import DEFAULT_TICKS
 
 
 def test_replay_delivers_every_real_tick_in_order(capsys: pytest.CaptureFixture[str]) -> None:
