@@ -69,11 +69,14 @@ class Registry:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    old = os.environ.get("MLFLOW_TRACKING_URI")
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    # mlflow.set_*_uri also export MLFLOW_*_URI; monkeypatch puts the environment back afterwards.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     reg = Registry(tmp_path)
     yield reg
-    reg.mlflow.set_tracking_uri(old or "")
+    reg.mlflow.set_tracking_uri(None)
+    reg.mlflow.set_registry_uri(None)
 
 
 def _status(srv: ServerThread) -> pb.ModelStatus:
