@@ -96,10 +96,19 @@ func TestTLSServesVerifiedClientsAndRefusesPlaintext(t *testing.T) {
 func TestTLSRefusesVersionsBelow12(t *testing.T) {
 	f := tlstest.NewFiles(t)
 	addr, _ := serve(t, tlsreload.ServerConfig{CertFile: f.ServerCert, KeyFile: f.ServerKey}, nil)
-	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}) //nolint:gosec // probing the server's floor
-	if err == nil {
-		conn.Close()
-		t.Fatal("TLS 1.1 handshake succeeded")
+	handshake := func(v uint16) error {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: v, //nolint:gosec // probing the server's floor
+			NextProtos: []string{"h2"}})
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := handshake(tls.VersionTLS12); err != nil {
+		t.Fatalf("control: the same client at TLS 1.2: %v", err)
+	}
+	if err := handshake(tls.VersionTLS11); err == nil || !strings.Contains(err.Error(), "protocol version") {
+		t.Fatalf("TLS 1.1 handshake: %v, want a protocol version alert", err)
 	}
 }
 
