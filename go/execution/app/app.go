@@ -143,6 +143,22 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		}()
 	}
 
+	// P&L gauges: after every fill (engine) and once a second for quote-driven unrealized P&L,
+	// never per quote.
+	eng.PublishPnL()
+	goOwned("pnl", func() error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				eng.PublishPnL()
+			}
+		}
+	})
+
 	rd := Ready{}
 	if mv != nil {
 		if err := mv.Listen(); err != nil {
