@@ -22,6 +22,8 @@ PREFIXES = {
     "kairos-execution": "KAIROS_EXECUTION_",
     "kairos-healthprobe": "KAIROS_HEALTHPROBE_",
 }
+
+
 def used_names(kustomize: Path) -> dict[str, set[str]]:
     """Variable names set by the deployment files, mapped to the files that set them."""
     texts: dict[str, str] = {}
