@@ -177,6 +177,30 @@ func TestReloadPicksUpANewCertificateAndKeepsTheOldOneWhenTheNewIsBroken(t *test
 	}
 }
 
+func TestAMissingFileKeepsThePairServingUntilANewPairArrives(t *testing.T) {
+	f := tlstest.NewFiles(t)
+	var failures count
+	addr, _ := serve(t, tlsreload.ServerConfig{CertFile: f.ServerCert, KeyFile: f.ServerKey}, &failures)
+	first := peerCert(t, addr)
+	if err := os.Remove(f.ServerKey); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if string(peerCert(t, addr)) != string(first) {
+			t.Fatal("certificate changed while the key file was missing")
+		}
+	}
+	if n := failures.n.Load(); n != 1 {
+		t.Fatalf("failures = %d, want 1 while the file stays missing", n)
+	}
+	c2, k2 := f.CA.Issue(t, "server renewed")
+	rewrite(t, f.ServerCert, c2)
+	rewrite(t, f.ServerKey, k2)
+	if string(peerCert(t, addr)) == string(first) {
+		t.Fatal("the new pair was not picked up after the files came back")
+	}
+}
+
 func rewrite(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {

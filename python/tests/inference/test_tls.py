@@ -168,3 +168,19 @@ def test_unreadable_tls_files_stop_the_start(model_path: Path, files: Files) -> 
         st.loop.call_soon_threadsafe(st.loop.stop)
         st.thread.join(10)
         st.loop.close()
+
+
+def test_a_missing_key_keeps_the_pair_serving_until_a_new_pair_arrives(
+    start_server: Callable[..., ServerThread], model_path: Path, files: Files
+) -> None:
+    srv = start_server(model_path, tls_cert=str(files.server_cert), tls_key=str(files.server_key))
+    first = _peer_cert(srv.target)
+    files.server_key.unlink()
+    for _ in range(3):
+        assert _peer_cert(srv.target) == first
+    assert metric(srv.metrics_text(), "kairos_inference_tls_reload_failures_total") == 1
+    cert2, key2 = files.ca.issue("server renewed")
+    files.server_cert.write_bytes(cert2)
+    files.server_key.write_bytes(key2)
+    assert _peer_cert(srv.target) != first
+    _check(srv.target, _creds(files.ca_file))
