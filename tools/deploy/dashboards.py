@@ -499,7 +499,7 @@ def pipeline() -> dict[str, Any]:
     )
     lay.add(
         timeseries(
-            "Equity",
+            "Equity over time",
             "short",
             ("sum(kairos_execution_equity)", "equity"),
         ),
