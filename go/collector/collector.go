@@ -33,6 +33,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
 	"github.com/kairos-mt5/kairos/go/collector/natspub"
 	"github.com/kairos-mt5/kairos/go/collector/predictlink"
+	"github.com/kairos-mt5/kairos/go/collector/tlsreload"
 	"github.com/kairos-mt5/kairos/go/collector/validate"
 )
 
@@ -85,9 +86,17 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	}
 	var link ingest.PredictSink
 	if len(cfg.InferenceEndpoints) > 0 {
+		var dialOpts []grpc.DialOption
+		if tc := cfg.InferenceTLS(); tc.Enabled() {
+			creds, err := tc.Credentials()
+			if err != nil {
+				return nil, fmt.Errorf("inference link TLS: %w", err)
+			}
+			dialOpts = append(dialOpts, grpc.WithTransportCredentials(creds))
+		}
 		s.Link, err = predictlink.New(predictlink.Config{Endpoints: cfg.InferenceEndpoints, BatchTicks: cfg.InferenceBatchTicks,
 			FlushInterval: cfg.InferenceFlushInterval, QueueSize: cfg.InferenceQueue, BackoffMin: cfg.InferenceBackoffMin,
-			BackoffMax: cfg.InferenceBackoffMax, ResponseTimeout: cfg.InferenceResponseTimeout}, s.Metrics, log.With("part", "predictlink"), s.Pub)
+			BackoffMax: cfg.InferenceBackoffMax, ResponseTimeout: cfg.InferenceResponseTimeout}, s.Metrics, log.With("part", "predictlink"), s.Pub, dialOpts...)
 		if err != nil {
 			return nil, err
 		}
@@ -113,7 +122,15 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("gRPC listener: %w", err)
 	}
-	s.grpcSrv = grpc.NewServer()
+	var srvOpts []grpc.ServerOption
+	if tc := cfg.ServerTLS(); tc.Enabled() {
+		certs, err := tlsreload.NewServer(tc, s.Metrics.TLSReloadFailures, log.With("part", "tls"))
+		if err != nil {
+			return nil, fmt.Errorf("gRPC TLS: %w", err)
+		}
+		srvOpts = append(srvOpts, grpc.Creds(certs.Credentials()))
+	}
+	s.grpcSrv = grpc.NewServer(srvOpts...)
 	mdservice.New(s.Pipe, s.Hub, s.stop).Register(s.grpcSrv)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
@@ -177,6 +194,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus("kairos.collector.v1.MarketDataService", healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("collector serving", "version", Version, "bridge", s.BridgeAddr(), "grpc", s.GRPCAddr(),
+		"grpc_tls", s.cfg.ServerTLS().Enabled(), "grpc_mtls", s.cfg.TLSClientCA != "", "inference_tls", s.cfg.InferenceTLS().Enabled(),
 		"metrics", s.MetricsAddr(), "nats", s.NATSURL(), "inference", s.cfg.InferenceEndpoints)
 	var runErr error
 	select {

@@ -71,6 +71,15 @@ class InferenceConfig:
     workers: int = _f(1, "Server processes sharing the listen port with SO_REUSEPORT (metrics port + index).")
     shutdown_grace_s: float = _f(5.0, "Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.")
     log_level: str = _f("info", "Log level: debug, info, warning, error.")
+    tls_cert: str = _f(
+        "",
+        "PEM certificate chain of the gRPC server; with --tls-key the port serves TLS only "
+        "(TLS 1.2 minimum), re-read when the files change.",
+    )
+    tls_key: str = _f("", "PEM private key of the gRPC server (with --tls-cert).")
+    tls_client_ca: str = _f(
+        "", "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."
+    )
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -111,6 +120,12 @@ class InferenceConfig:
             raise bad("max_delay_us", f"must be 0..1000000, got {self.max_delay_us}")
         if self.poll_interval_s < 0:
             raise bad("poll_interval_s", f"must be >= 0, got {self.poll_interval_s}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError(
+                f"--tls-cert / {ENV_PREFIX}TLS_CERT and --tls-key / {ENV_PREFIX}TLS_KEY must be set together"
+            )
+        if self.tls_client_ca and not self.tls_cert:
+            raise bad("tls_client_ca", "mutual TLS needs --tls-cert and --tls-key")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise bad("log_level", f"unknown level {self.log_level!r}")
 

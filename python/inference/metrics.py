@@ -83,3 +83,8 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.tls_reload_failures = Counter(
+            "kairos_inference_tls_reload_failures_total",
+            "Changed TLS certificate files that failed to load; the previous pair keeps serving.",
+            registry=r,
+        )

@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from prometheus_client import start_http_server
 
-from kairos.inference import logs
+from kairos.inference import logs, tls
 from kairos.inference.batcher import MicroBatcher
 from kairos.inference.config import ConfigError, InferenceConfig, load_config, split_hostport
 from kairos.inference.metrics import Metrics
@@ -51,6 +51,7 @@ class InferenceServer:
         self._http_thread: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._health = health.aio.HealthServicer()
+        self.tls: tls.TLSFiles | None = None
         source = ModelSource(cfg.model, cfg.resolved_tracking_uri, pipeline_spec(), cfg.max_batch)
         self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
         self.batcher = MicroBatcher(self.manager, self.metrics, cfg.max_batch, cfg.max_delay_us)
@@ -62,6 +63,10 @@ class InferenceServer:
 
     async def start(self) -> None:
         """Load the model (raises ModelLoadError), then serve gRPC and metrics."""
+        c = self.cfg
+        if c.tls_cert:
+            failures = self.metrics.tls_reload_failures
+            self.tls = tls.TLSFiles(c.tls_cert, c.tls_key, c.tls_client_ca, failures, self.log)
         model = await self.manager.load_initial()
         opts = [
             ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
@@ -75,7 +80,7 @@ class InferenceServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(self.cfg.listen)
+        self.port = tls.add_port(server, self.cfg.listen, self.tls)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.cfg.listen}")
         if self.cfg.metrics_listen:
@@ -99,6 +104,8 @@ class InferenceServer:
             max_batch=self.cfg.max_batch,
             max_delay_us=self.cfg.max_delay_us,
             nats=self.cfg.nats_url or None,
+            tls=self.tls is not None,
+            mtls=bool(self.cfg.tls_client_ca),
         )
 
     async def stop(self) -> None:
@@ -131,7 +138,7 @@ async def serve(cfg: InferenceConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
-    except (ModelLoadError, OSError) as e:
+    except (ModelLoadError, OSError, tls.TLSError) as e:
         server.log.error("cannot start", error=str(e))
         await server.stop()
         return 2

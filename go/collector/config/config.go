@@ -14,6 +14,7 @@ import (
 
 	"github.com/kairos-mt5/kairos/go/collector/bars"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
+	"github.com/kairos-mt5/kairos/go/collector/tlsreload"
 )
 
 // EnvPrefix prefixes every environment variable.
@@ -72,6 +73,15 @@ type Config struct {
 	// StateInterval is how often the state file is also written while running (a crash then loses at
 	// most this much); 0 writes it only on shutdown.
 	StateInterval time.Duration
+	// TLSCert and TLSKey are the gRPC server's PEM certificate chain and key; both set serve TLS
+	// only (TLS 1.2 minimum), re-read when the files change.
+	TLSCert, TLSKey string
+	// TLSClientCA, when set, requires gRPC clients to present a certificate this PEM bundle signed (mutual TLS).
+	TLSClientCA string
+	// InferenceTLSCA verifies the inference servers' certificates; set, the link speaks TLS.
+	InferenceTLSCA string
+	// InferenceTLSCert and InferenceTLSKey are the link's client pair for mutual TLS.
+	InferenceTLSCert, InferenceTLSKey string
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error.
@@ -126,6 +136,12 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	e.int(fs, &c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
 	e.str(fs, &c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
 	e.dur(fs, &c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
+	e.str(fs, &c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with tls-key it serves TLS only (reloaded on change)")
+	e.str(fs, &c.TLSKey, "tls-key", "PEM private key of the gRPC server (with tls-cert)")
+	e.str(fs, &c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
+	e.str(fs, &c.InferenceTLSCA, "inference-tls-ca", "PEM CA bundle verifying the inference servers; set, the inference link speaks TLS")
+	e.str(fs, &c.InferenceTLSCert, "inference-tls-cert", "PEM client certificate for the inference link (mutual TLS, with inference-tls-key)")
+	e.str(fs, &c.InferenceTLSKey, "inference-tls-key", "PEM client key for the inference link (with inference-tls-cert)")
 	e.dur(fs, &c.ShutdownTimeout, "shutdown-timeout", "bound on graceful shutdown")
 	e.str(fs, &c.LogLevel, "log-level", "debug, info, warn or error")
 	e.dur(fs, &c.RejectLogInterval, "reject-log-interval", "at most one reject log line per reason per interval")
@@ -162,12 +178,30 @@ func (c Config) Validate() error {
 	if c.NATSURL == "" && c.NATSAddr == "" {
 		errs = append(errs, errors.New("set nats-url or nats-addr"))
 	}
+	if err := c.ServerTLS().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.InferenceTLS().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// ServerTLS is the gRPC server's transport security (ADR 0063).
+func (c Config) ServerTLS() tlsreload.ServerConfig {
+	return tlsreload.ServerConfig{CertFile: c.TLSCert, KeyFile: c.TLSKey, ClientCAFile: c.TLSClientCA,
+		CertName: "tls-cert", KeyName: "tls-key", ClientCAName: "tls-client-ca"}
+}
+
+// InferenceTLS is the inference link's transport security.
+func (c Config) InferenceTLS() tlsreload.ClientConfig {
+	return tlsreload.ClientConfig{CAFile: c.InferenceTLSCA, CertFile: c.InferenceTLSCert, KeyFile: c.InferenceTLSKey,
+		CAName: "inference-tls-ca", CertName: "inference-tls-cert", KeyName: "inference-tls-key"}
 }
 
 // envs turns a flag name into its variable (bridge-addr -> KAIROS_COLLECTOR_BRIDGE_ADDR) and

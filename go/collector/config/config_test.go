@@ -66,3 +66,39 @@ func TestBadValuesNameTheVariableOrFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSSettingsComeFromFlagsAndEnvironmentAndHalfAPairIsAnError(t *testing.T) {
+	c, err := Parse([]string{"-tls-key", "/k"}, env(map[string]string{
+		"KAIROS_COLLECTOR_TLS_CERT": "/c", "KAIROS_COLLECTOR_TLS_CLIENT_CA": "/ca",
+		"KAIROS_COLLECTOR_INFERENCE_TLS_CA": "/ica", "KAIROS_COLLECTOR_INFERENCE_TLS_CERT": "/ic",
+		"KAIROS_COLLECTOR_INFERENCE_TLS_KEY": "/ik",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.ServerTLS().Enabled() || c.TLSClientCA != "/ca" || c.InferenceTLS().CertFile != "/ic" || c.InferenceTLS().KeyFile != "/ik" {
+		t.Fatalf("TLS config: %+v", c)
+	}
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"-tls-cert", "/c"}, []string{"tls-cert", "tls-key"}},
+		{[]string{"-tls-key", "/k"}, []string{"tls-cert", "tls-key"}},
+		{[]string{"-tls-client-ca", "/ca"}, []string{"tls-client-ca"}},
+		{[]string{"-inference-tls-cert", "/c", "-inference-tls-ca", "/ca"}, []string{"inference-tls-cert", "inference-tls-key"}},
+		{[]string{"-inference-tls-cert", "/c", "-inference-tls-key", "/k"}, []string{"inference-tls-ca"}},
+	}
+	for _, tc := range tests {
+		_, err := Parse(tc.args, env(nil))
+		if err == nil {
+			t.Errorf("%v accepted", tc.args)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q does not name %s", tc.args, err, w)
+			}
+		}
+	}
+}

@@ -54,6 +54,8 @@ type Metrics struct {
 
 	NATSPublished *prometheus.CounterVec // kind: md | bar | pred
 	NATSErrors    prometheus.Counter
+
+	TLSReloadFailures prometheus.Counter
 }
 
 // New builds the instruments on a fresh registry (tests get isolated registries).
@@ -94,6 +96,8 @@ func New() *Metrics {
 			"Per-hop latency from HopStamps: bridge_to_collector, collector_queue, collector_to_inference, inference_model, inference_to_collector, inference_round_trip.", "hop"),
 		NATSPublished: f.counterVec("kairos_collector_nats_published_total", "Messages published on NATS, by kind (md, bar, pred).", "kind"),
 		NATSErrors:    f.counter("kairos_collector_nats_errors_total", "NATS publish errors."),
+		TLSReloadFailures: f.counter("kairos_collector_tls_reload_failures_total",
+			"Changed TLS certificate files that failed to load; the previous pair keeps serving."),
 	}
 }
 

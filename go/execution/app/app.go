@@ -35,6 +35,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/portfolio"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 	"github.com/kairos-mt5/kairos/go/execution/service"
+	"github.com/kairos-mt5/kairos/go/execution/tlsreload"
 	"github.com/kairos-mt5/kairos/go/execution/venue"
 	"github.com/kairos-mt5/kairos/go/execution/venue/mt5"
 	"github.com/kairos-mt5/kairos/go/execution/venue/paper"
@@ -63,6 +64,15 @@ func NewLogger(level string) *slog.Logger {
 // receives the bound addresses once everything listens.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(Ready)) (err error) {
 	m := metrics.New()
+	// TLS material loads first: a bad certificate is a start-up error before anything runs.
+	var srvOpts []grpc.ServerOption
+	if tc := cfg.ServerTLS(); tc.Enabled() {
+		certs, err := tlsreload.NewServer(tc, m.TLSReloadFail, log.With("part", "tls"))
+		if err != nil {
+			return fmt.Errorf("gRPC TLS: %w", err)
+		}
+		srvOpts = append(srvOpts, grpc.Creds(certs.Credentials()))
+	}
 	if !strings.Contains(cfg.DB, "://") {
 		if dir := filepath.Dir(cfg.DB); dir != "" {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -133,6 +143,22 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		}()
 	}
 
+	// P&L gauges: after every fill (engine) and once a second for quote-driven unrealized P&L,
+	// never per quote.
+	eng.PublishPnL()
+	goOwned("pnl", func() error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				eng.PublishPnL()
+			}
+		}
+	})
+
 	rd := Ready{}
 	if mv != nil {
 		if err := mv.Listen(); err != nil {
@@ -189,7 +215,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		log.Warn("no bearer token configured: every mutating call will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
 	ui, si := service.AuthInterceptors(cfg.Token)
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))
+	gs := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))...)
 	execv1.RegisterExecutionServiceServer(gs, service.New(eng, jr))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -217,7 +243,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			return nil
 		})
 	}
-	log.Info("execution service up", "version", Version, "grpc", rd.GRPCAddr, "metrics", rd.MetricsAddr, "bridge", rd.BridgeAddr,
+	log.Info("execution service up", "version", Version, "grpc", rd.GRPCAddr, "grpc_tls", cfg.ServerTLS().Enabled(), "grpc_mtls", cfg.TLSClientCA != "", "metrics", rd.MetricsAddr, "bridge", rd.BridgeAddr,
 		"venue", v.Name(), "journal", jr.Backend(), "nats", cfg.NATSURL)
 	if ready != nil {
 		ready(rd)

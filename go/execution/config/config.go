@@ -15,6 +15,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
+	"github.com/kairos-mt5/kairos/go/execution/tlsreload"
 )
 
 // EnvPrefix prefixes every environment variable: flag "max-order-qty" is KAIROS_EXECUTION_MAX_ORDER_QTY.
@@ -43,6 +44,11 @@ type Config struct {
 	Token string
 	// TokenFile, if set, is read for the token (first line), so it stays out of the process list.
 	TokenFile string
+	// TLSCert and TLSKey are the gRPC server's PEM certificate chain and key; both set serve TLS
+	// only (TLS 1.2 minimum), re-read when the files change (ADR 0063).
+	TLSCert, TLSKey string
+	// TLSClientCA, when set, requires gRPC clients to present a certificate this PEM bundle signed (mutual TLS).
+	TLSClientCA string
 	// InstrumentsFile is a JSON list of instruments replacing the built-in FX majors.
 	InstrumentsFile string
 	// Instruments is the tradable symbols (from InstrumentsFile or the defaults).
@@ -178,6 +184,9 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.Venue, "venue", "paper", "venue: paper or mt5")
 	fs.StringVar(&c.Token, "token", "", "bearer token for mutating calls (prefer --token-file or the env var)")
 	fs.StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain of the gRPC server; with --tls-key it serves TLS only (reloaded on change)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of the gRPC server (with --tls-cert)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
 	fs.StringVar(&c.InstrumentsFile, "instruments-file", "", "JSON list of instruments (default: EURUSD, GBPUSD, AUDUSD, NZDUSD)")
 	fs.StringVar(&c.Currency, "currency", "USD", "account currency")
 	fs.StringVar(&c.InitialState, "initial-state", "ACTIVE", "trading state after the first reconciliation of a fresh journal")
@@ -292,9 +301,18 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	return c, c.Validate()
 }
 
+// ServerTLS is the gRPC server's transport security.
+func (c *Config) ServerTLS() tlsreload.ServerConfig {
+	return tlsreload.ServerConfig{CertFile: c.TLSCert, KeyFile: c.TLSKey, ClientCAFile: c.TLSClientCA,
+		CertName: "tls-cert", KeyName: "tls-key", ClientCAName: "tls-client-ca"}
+}
+
 // Validate checks the whole configuration.
 func (c *Config) Validate() error {
 	var errs []error
+	if err := c.ServerTLS().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Venue != "paper" && c.Venue != "mt5" {
 		errs = append(errs, fmt.Errorf("venue %q: want paper or mt5", c.Venue))
 	}

@@ -92,7 +92,56 @@ func New(opt Options) *Engine {
 	}
 	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]string)}
 	e.setStateGauge()
+	if e.m != nil {
+		// Every label value exists from the start, so rate() and increase() see the first event.
+		for k := venue.Accepted; k <= venue.Triggered; k++ {
+			e.m.InvalidEvents.WithLabelValues(k.String())
+		}
+		for _, k := range adjustKinds {
+			e.m.ReconcileAdjust.WithLabelValues(k)
+		}
+	}
 	return e
+}
+
+// PublishPnL sets the P&L gauges: realized and unrealized per configured symbol and the account
+// equity. It takes the engine lock briefly; the service calls it on a ticker and after fills, not
+// per quote.
+func (e *Engine) PublishPnL() {
+	if e.m == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.publishPnLLocked()
+}
+
+func (e *Engine) publishPnLLocked() {
+	if e.m == nil {
+		return
+	}
+	syms := e.opt.Risk.Symbols()
+	for _, p := range e.opt.Book.All() {
+		if _, ok := e.opt.Risk.Instrument(p.Symbol); !ok {
+			syms = append(syms, p.Symbol) // adopted from the venue, not configured: still reported
+		}
+	}
+	for _, sym := range syms {
+		p := e.opt.Book.Get(sym)
+		u := 0.0
+		if !p.Net.IsZero() {
+			if inst, ok := e.opt.Risk.Instrument(sym); ok {
+				if q, ok := e.opt.Risk.Quote(sym); ok {
+					u = portfolio.Unrealized(inst, p, q).Float()
+				}
+			}
+		}
+		e.m.RealizedPnL.WithLabelValues(sym).Set(p.Realized.Float())
+		e.m.UnrealizedPnL.WithLabelValues(sym).Set(u)
+	}
+	if a := e.opt.Risk.Account(); a.Valid {
+		e.m.Equity.Set(a.Equity.Float())
+	}
 }
 
 // Now returns the engine clock.
@@ -295,6 +344,12 @@ func defaultTIF(t fsm.TimeInForce, typ fsm.Type) fsm.TimeInForce {
 
 // applyEvents applies venue events under e.mu and returns the journal entries they produce.
 func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int64) []journal.Entry {
+	filled := false
+	defer func() {
+		if filled {
+			e.publishPnLLocked() // realized P&L moved; cheap next to the fill's journal write
+		}
+	}()
 	for _, ev := range evs {
 		if ev.Raw != nil {
 			kind := journal.KindVenueResponse
@@ -365,6 +420,7 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 					e.opt.Book.ApplyFill(inst, signed, ev.Fill.Price, ev.Fill.Commission, now)
 				}
 				fill = fillProto(o, ev.Fill)
+				filled = true
 				if e.m != nil {
 					e.m.Fills.WithLabelValues(o.Venue, o.Symbol).Inc()
 				}

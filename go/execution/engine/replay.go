@@ -250,6 +250,9 @@ func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now 
 	return entries
 }
 
+// adjustKinds are the reconcile adjustment labels (initialised to 0 at start).
+var adjustKinds = []string{"order_not_working", "position", "unknown_venue_order"}
+
 func (e *Engine) adjust(kind string) {
 	if e.m != nil {
 		e.m.ReconcileAdjust.WithLabelValues(kind).Inc()

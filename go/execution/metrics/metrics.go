@@ -51,6 +51,10 @@ type Metrics struct {
 	Signals          *prometheus.CounterVec
 	Quotes           prometheus.Counter
 	ReconcileAdjust  *prometheus.CounterVec
+	TLSReloadFail    prometheus.Counter
+	RealizedPnL      *prometheus.GaugeVec
+	UnrealizedPnL    *prometheus.GaugeVec
+	Equity           prometheus.Gauge
 
 	mu       sync.RWMutex
 	stages   map[string]prometheus.Observer
@@ -83,7 +87,11 @@ func New() *Metrics {
 	m.Signals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_signals_total", Help: "Signals received, by symbol and outcome."}, []string{"symbol", "outcome"})
 	m.Quotes = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_quotes_total", Help: "Quotes received from the collector's tick batches."})
 	m.ReconcileAdjust = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_reconcile_adjustments_total", Help: "Differences between journal and venue fixed at reconciliation."}, []string{"kind"})
-	for _, c := range []prometheus.Collector{m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
+	m.TLSReloadFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_tls_reload_failures_total", Help: "Changed TLS certificate files that failed to load; the previous pair keeps serving."})
+	m.RealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_realized_pnl", Help: "Realized P&L per symbol since the journal began, net of commission, account currency."}, []string{"symbol"})
+	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
+	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
+	for _, c := range []prometheus.Collector{m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
 		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.BridgeConnected, m.BridgeFrames,
 		m.BridgeDuplicates, m.BridgeMalformed, m.BridgeRTT, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {

@@ -6,6 +6,7 @@ package risk
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
@@ -243,6 +244,16 @@ func New(limits Limits, instruments []market.Instrument, book *portfolio.Book) *
 
 // Limits returns the configuration.
 func (e *Engine) Limits() Limits { return e.limits }
+
+// Symbols returns the configured instruments' symbols, sorted.
+func (e *Engine) Symbols() []string {
+	out := make([]string, 0, len(e.instruments))
+	for s := range e.instruments {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
 
 // Instrument returns the specification of symbol.
 func (e *Engine) Instrument(symbol string) (*market.Instrument, bool) {

@@ -22,17 +22,6 @@ PREFIXES = {
     "kairos-execution": "KAIROS_EXECUTION_",
     "kairos-healthprobe": "KAIROS_HEALTHPROBE_",
 }
-# Transport security variables (ADR 0063) that the services implement in their own issues; the
-# deployment files carry them already. Remove a name here once its service reads it.
-PENDING_TLS = {
-    f"KAIROS_{svc}_{name}"
-    for svc in ("COLLECTOR", "INFERENCE", "EXECUTION")
-    for name in ("TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA")
-} | {
-    "KAIROS_COLLECTOR_INFERENCE_TLS_CA",
-    "KAIROS_COLLECTOR_INFERENCE_TLS_CERT",
-    "KAIROS_COLLECTOR_INFERENCE_TLS_KEY",
-}
 
 
 def used_names(kustomize: Path) -> dict[str, set[str]]:
@@ -80,12 +69,9 @@ def test_deployment_variables_exist_in_the_services_configs(
     unknown = {
         name: sorted(where)
         for name, where in used.items()
-        if name.startswith(tuple(PREFIXES.values())) and name not in known and name not in PENDING_TLS
+        if name.startswith(tuple(PREFIXES.values())) and name not in known
     }
     assert not unknown, f"variables no service reads (misspelt or removed): {unknown}"
-    implemented = sorted(PENDING_TLS & known)
-    if implemented:
-        print(f"implemented now, remove from PENDING_TLS: {implemented}")
 
 
 def test_used_names_finds_assignments_in_every_format(kustomize: Path) -> None:

@@ -39,17 +39,6 @@ REQUIRED_CODE = {
     "market data": DATA,
 }
 DEADLINE_S = 60.0
-# Labelled metrics a service creates only on a rare event this test cannot cause from outside (the
-# Go client exports a labelled family only once a label value is used). They are checked against the
-# owning service's source instead; the better fix is in the service: initialise the known label
-# values at start-up, so the series exist at 0 and increase() sees the first event. Remove an entry
-# once its service does that (the test then says so).
-EVENT_ONLY = {
-    # A venue event the order state machine refuses.
-    "kairos_execution_invalid_transitions_total": "go/execution",
-    # A restart that finds the journal and the venue apart.
-    "kairos_execution_reconcile_adjustments_total": "go/execution",
-}
 TOKEN = "metric-test-token"
 
 pytestmark = pytest.mark.slow
@@ -491,7 +480,7 @@ def test_every_metric_of_the_dashboards_and_alerts_is_exported(stack: Stack, dep
             for url in by_service.values():
                 exported |= exported_names(url)
             missing = missing_names(required, exported, deploy)
-            if traded and not set(missing) - set(EVENT_ONLY):
+            if traded and not missing:
                 break
             for p in stack.procs:
                 assert p.popen.poll() is None, f"{p.name} died\n{stack.logs()}"
@@ -499,13 +488,6 @@ def test_every_metric_of_the_dashboards_and_alerts_is_exported(stack: Stack, dep
     finally:
         bridge.close()
 
-    for name, source in EVENT_ONLY.items():
-        if name in missing:
-            declared = deploy.source_metric_names([REPO / source])
-            assert name in declared, f"{name} is neither exported nor declared in {source}"
-            del missing[name]
-        else:
-            print(f"{name} is exported now: remove it from EVENT_ONLY")
     report = "\n".join(f"  {n}  (used by {where[0]})" for n, where in sorted(missing.items()))
     assert not missing, (
         f"{len(missing)} of {len(required)} metrics used by deploy/ are not exported after driving traffic. "

@@ -35,12 +35,12 @@ type Server struct {
 }
 
 // Start serves on addr ("127.0.0.1:0" for a free port).
-func Start(addr string) (*Server, error) {
+func Start(addr string, opts ...grpc.ServerOption) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: ln.Addr().String(), ln: ln, g: grpc.NewServer(), ticks: map[string]int{}, bars: map[string]int{}}
+	s := &Server{Addr: ln.Addr().String(), ln: ln, g: grpc.NewServer(opts...), ticks: map[string]int{}, bars: map[string]int{}}
 	inferv1.RegisterInferenceServiceServer(s.g, s)
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); _ = s.g.Serve(ln) }()

@@ -23,6 +23,7 @@ import (
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	"github.com/kairos-mt5/kairos/go/execution/app"
 	"github.com/kairos-mt5/kairos/go/execution/config"
+	"github.com/kairos-mt5/kairos/go/execution/tlsreload"
 )
 
 const usage = `usage:
@@ -80,6 +81,10 @@ func kill(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 	flatten := fs.Bool("flatten", false, "also close every open position with reduce-only market orders")
 	reason := fs.String("reason", "kill switch", "reason recorded in the journal")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline for the call")
+	tlsCA := fs.String("tls-ca", "", "PEM CA bundle verifying the service's certificate; set, the call uses TLS")
+	tlsCert := fs.String("tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM client key for mutual TLS (with --tls-cert)")
+	tlsName := fs.String("tls-server-name", "", "name to verify in the service's certificate (default: the host of --addr)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -102,7 +107,16 @@ func kill(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 		fmt.Fprintln(stderr, "kill: no token: set KAIROS_EXECUTION_TOKEN, --token-file or --token")
 		return 2
 	}
-	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if tc := (tlsreload.ClientConfig{CAFile: *tlsCA, CertFile: *tlsCert, KeyFile: *tlsKey, ServerName: *tlsName}); tc.Enabled() || tc.CertFile != "" || tc.KeyFile != "" {
+		c, err := tc.Credentials()
+		if err != nil {
+			fmt.Fprintf(stderr, "kill: %v\n", err)
+			return 2
+		}
+		creds = c
+	}
+	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintf(stderr, "kill: %v\n", err)
 		return 1
