@@ -8,7 +8,13 @@ ticks into bars by the rule the Go collector also follows. Nothing here imports 
 
 from kairos.features.bars import Bar, BarBuilder, bars_to_frame
 from kairos.features.card import CLASSES, METADATA_KEY, ModelCard, ModelCardError
-from kairos.features.compute import BAR_COLUMNS, OnlineFeatures, compute_features, to_epoch_ms
+from kairos.features.compute import (
+    BAR_COLUMNS,
+    OnlineFeatures,
+    compute_features,
+    rows_from_windows,
+    to_epoch_ms,
+)
 from kairos.features.schema import SCHEMA, FeatureSchema, FeatureSpec
 
 __all__ = [
@@ -25,5 +31,6 @@ __all__ = [
     "OnlineFeatures",
     "bars_to_frame",
     "compute_features",
+    "rows_from_windows",
     "to_epoch_ms",
 ]

@@ -1,6 +1,6 @@
 """Feature rows from bars, in batch (training) and one closed bar at a time (serving).
 
-Both paths run the same kernel, ``_rows_from_windows``, on a matrix of bar windows: batch passes a
+Both paths run the same kernel, ``rows_from_windows``, on a matrix of bar windows: batch passes a
 strided view of every window of the series, the online state passes its single latest window. So the
 two cannot drift apart, and the row of bar t only ever sees bars t-window+1 .. t.
 """
@@ -58,7 +58,7 @@ def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
     return out
 
 
-def _rows_from_windows(
+def rows_from_windows(
     time_ms: IntArray,
     high: FloatArray,
     low: FloatArray,
@@ -139,7 +139,7 @@ def compute_features(bars: pd.DataFrame) -> FloatArray:
     def windows(a: FloatArray) -> FloatArray:
         return np.lib.stride_tricks.sliding_window_view(a, w)
 
-    out[w - 1 :] = _rows_from_windows(
+    out[w - 1 :] = rows_from_windows(
         time_ms[w - 1 :],
         windows(cols["high"]),
         windows(cols["low"]),
@@ -192,7 +192,7 @@ class OnlineFeatures:
         self._count += 1
         if self._count < self._w:
             return None
-        row: FloatArray = _rows_from_windows(
+        row: FloatArray = rows_from_windows(
             np.array([t], dtype=np.int64),
             buf[1:2],
             buf[2:3],

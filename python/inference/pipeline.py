@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from kairos.features import SCHEMA, Bar, BarBuilder
+from kairos.features import rows_from_windows as feature_kernel
 from kairos.features.compute import BarLike
-from kairos.features.compute import _rows_from_windows as feature_kernel
 from kairos.inference.model import PipelineSpec
 
 WINDOW = SCHEMA.window

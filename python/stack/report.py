@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from kairos.stack.observe import PipelineStats, percentile
 
@@ -62,7 +63,8 @@ def write(stats: PipelineStats, out_dir: Path, extra: dict[str, Any] | None = No
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if stats.equity:
         t, eq = zip(*stats.equity, strict=True)
-        ax.plot([dt.datetime.fromtimestamp(x, tz=dt.UTC) for x in t], eq, lw=1.2, drawstyle="steps-post")
+        times = np.array([np.datetime64(int(x * 1000), "ms") for x in t])
+        ax.plot(times, eq, lw=1.2, drawstyle="steps-post")
         fig.autofmt_xdate()
     ax.axhline(0, color="grey", lw=0.6)
     ax.set(title="Equity (realized + unrealized P&L)", xlabel="market time (UTC)", ylabel="P&L")

@@ -72,7 +72,9 @@ def test_kairos_replay_strict_exits_2_with_the_bad_line(tmp_path: Path) -> None:
     assert f"{bad}:2" in out.stderr.replace("\n", "")
 
 
-def _fill(trade: str, side: execution_pb2.OrderSide, qty: str, price: str, t: int, commission: str = "0") -> execution_pb2.Fill:
+def _fill(
+    trade: str, side: execution_pb2.OrderSide, qty: str, price: str, t: int, commission: str = "0"
+) -> execution_pb2.Fill:
     def dec(s: str) -> types_pb2.Decimal:
         d = Decimal(s)
         exp = -int(d.as_tuple().exponent)

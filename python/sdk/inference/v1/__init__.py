@@ -390,7 +390,8 @@ class Signal(betterproto2.Message):
 
     strength: "float" = betterproto2.field(4, betterproto2.TYPE_FLOAT)
     """
-    Model's confidence in the direction, 0..1 (e.g. the class probability).
+    Signed conviction, -1..1: p(up) - p(down) for the three-class models (positive favours UP);
+    the execution policy compares its magnitude with its threshold.
     """
 
     model_name: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)

@@ -893,7 +893,8 @@ type Signal struct {
 	TimeMsc int64 `protobuf:"varint,2,opt,name=time_msc,json=timeMsc,proto3" json:"time_msc,omitempty"`
 	// Direction with the highest model score.
 	Direction Direction `protobuf:"varint,3,opt,name=direction,proto3,enum=kairos.inference.v1.Direction" json:"direction,omitempty"`
-	// Model's confidence in the direction, 0..1 (e.g. the class probability).
+	// Signed conviction, -1..1: p(up) - p(down) for the three-class models (positive favours UP);
+	// the execution policy compares its magnitude with its threshold.
 	Strength float32 `protobuf:"fixed32,4,opt,name=strength,proto3" json:"strength,omitempty"`
 	// Registered model name.
 	ModelName string `protobuf:"bytes,5,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
