@@ -107,6 +107,11 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
             for rep in stats.reports_seen
             if "total:bridge_send->venue_ack" in (rep_hops := observe.hop_latencies(rep.hops))
         ]
+        for name, values in stats.latencies.items():
+            if not name.startswith("total"):
+                key = name.replace("->", "_to_")
+                metrics[f"hop_us_p50.{key}"] = round(float(np.percentile(values, 50)), 1)
+                metrics[f"hop_us_p99.{key}"] = round(float(np.percentile(values, 99)), 1)
         metrics["offered_ticks_per_s"] = rate
         metrics["paced_ticks"] = float(result.pushed)
         metrics["orders_acked"] = float(len(acks))
