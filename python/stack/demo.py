@@ -230,9 +230,9 @@ async def _watch_and_replay(
 
 def _summary(stats: observe.PipelineStats, result: replay.ReplayResult, console: Console) -> None:
     table = Table(title="Demo summary", show_header=False)
-    table.add_row(
-        "ticks replayed", f"{result.pushed:,} ({result.ticks_per_s:,.0f}/s, dropped {result.dropped})"
-    )
+    table.add_column(no_wrap=True)
+    table.add_column()
+    table.add_row("ticks replayed", f"{result.pushed:,} ({result.ticks_per_s:,.0f}/s, lost {result.lost})")
     table.add_row("ticks published by the collector", f"{stats.md_ticks:,}")
     bars = " ".join(f"{view.timeframe(p)}:{n}" for p, n in sorted(stats.bars.items()))
     table.add_row("bars", bars or "0")
