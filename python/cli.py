@@ -51,6 +51,8 @@ def up(
     if processes.recorded_services(run_dir) and any(s.alive() for s in processes.recorded_services(run_dir)):
         err.print(f"a stack is already running (see {run_dir / processes.STATE_FILE}); `kairos down` first")
         raise typer.Exit(EXIT_ERROR)
+    if model and Path(model).exists():
+        model = str(Path(model).resolve())  # status and logs then say exactly which file serves
     settings = services.StackSettings(run_dir=run_dir, model=model)
     settings.model = resolve_model(settings, console)
     binaries = services.build_go_binaries(settings.bin_dir)

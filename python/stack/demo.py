@@ -107,7 +107,8 @@ def _ports_free(ports: services.Ports) -> bool:
 
 
 def run(opts: DemoOptions, console: Console) -> int:
-    settings = services.StackSettings(run_dir=opts.out / "run", model=opts.model)
+    model = str(Path(opts.model).resolve()) if opts.model and Path(opts.model).exists() else opts.model
+    settings = services.StackSettings(run_dir=opts.out / "run", model=model)
     if not _ports_free(settings.ports):
         settings.ports = services.Ports.free()
         console.print("[yellow]default ports are busy (a `kairos up` stack?); the demo uses free ports[/]")
