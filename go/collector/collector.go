@@ -33,8 +33,8 @@ import (
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
 	"github.com/kairos-mt5/kairos/go/collector/natspub"
 	"github.com/kairos-mt5/kairos/go/collector/predictlink"
-	"github.com/kairos-mt5/kairos/go/collector/tlsreload"
 	"github.com/kairos-mt5/kairos/go/collector/validate"
+	"github.com/kairos-mt5/kairos/go/tlsreload"
 )
 
 // Version is reported in Welcome and logs.

@@ -13,8 +13,8 @@ import (
 
 	"github.com/kairos-mt5/kairos/go/collector/internal/testinfer"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
-	"github.com/kairos-mt5/kairos/go/collector/tlsreload"
-	"github.com/kairos-mt5/kairos/go/collector/tlsreload/tlstest"
+	"github.com/kairos-mt5/kairos/go/tlsreload"
+	"github.com/kairos-mt5/kairos/go/tlsreload/tlstest"
 )
 
 func tlsHealth(t *testing.T, addr string, creds credentials.TransportCredentials) error {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/kairos-mt5/kairos/go/collector/bars"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
-	"github.com/kairos-mt5/kairos/go/collector/tlsreload"
+	"github.com/kairos-mt5/kairos/go/tlsreload"
 )
 
 // EnvPrefix prefixes every environment variable.

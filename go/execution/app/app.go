@@ -35,10 +35,10 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/portfolio"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 	"github.com/kairos-mt5/kairos/go/execution/service"
-	"github.com/kairos-mt5/kairos/go/execution/tlsreload"
 	"github.com/kairos-mt5/kairos/go/execution/venue"
 	"github.com/kairos-mt5/kairos/go/execution/venue/mt5"
 	"github.com/kairos-mt5/kairos/go/execution/venue/paper"
+	"github.com/kairos-mt5/kairos/go/tlsreload"
 )
 
 // Version is the service version reported in Welcome and logs.

@@ -21,8 +21,8 @@ import (
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	"github.com/kairos-mt5/kairos/go/execution/app"
 	"github.com/kairos-mt5/kairos/go/execution/config"
-	"github.com/kairos-mt5/kairos/go/execution/tlsreload"
-	"github.com/kairos-mt5/kairos/go/execution/tlsreload/tlstest"
+	"github.com/kairos-mt5/kairos/go/tlsreload"
+	"github.com/kairos-mt5/kairos/go/tlsreload/tlstest"
 )
 
 // syncBuf is a log sink the service's goroutines may write concurrently.

@@ -15,7 +15,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
-	"github.com/kairos-mt5/kairos/go/execution/tlsreload"
+	"github.com/kairos-mt5/kairos/go/tlsreload"
 )
 
 // EnvPrefix prefixes every environment variable: flag "max-order-qty" is KAIROS_EXECUTION_MAX_ORDER_QTY.

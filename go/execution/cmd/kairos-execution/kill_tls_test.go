@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
-	"github.com/kairos-mt5/kairos/go/execution/tlsreload/tlstest"
+	"github.com/kairos-mt5/kairos/go/tlsreload/tlstest"
 )
 
 func TestKillCommandReachesAMutualTLSService(t *testing.T) {

@@ -23,7 +23,7 @@ import (
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	"github.com/kairos-mt5/kairos/go/execution/app"
 	"github.com/kairos-mt5/kairos/go/execution/config"
-	"github.com/kairos-mt5/kairos/go/execution/tlsreload"
+	"github.com/kairos-mt5/kairos/go/tlsreload"
 )
 
 const usage = `usage:

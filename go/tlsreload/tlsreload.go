@@ -3,8 +3,7 @@
 // fails to load is logged and counted while the previous one keeps serving. It also builds the
 // client side (a CA to verify the server, an optional client pair for mutual TLS).
 //
-// The collector module carries an identical copy (go/collector/tlsreload): the two services are
-// separate Go modules with no shared library module, and the copy is small.
+// It is its own module in go.work, shared by the collector and the execution service.
 package tlsreload
 
 import (

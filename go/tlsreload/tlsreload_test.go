@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/kairos-mt5/kairos/go/collector/tlsreload"
-	"github.com/kairos-mt5/kairos/go/collector/tlsreload/tlstest"
+	"github.com/kairos-mt5/kairos/go/tlsreload"
+	"github.com/kairos-mt5/kairos/go/tlsreload/tlstest"
 )
 
 type count struct{ n atomic.Int64 }
