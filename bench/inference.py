@@ -55,6 +55,7 @@ from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
+from kairos.stack.loopback import free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -62,21 +63,6 @@ MODEL = REPO / "python" / "tests" / "data" / "model" / "model.onnx"
 BATCH = 64
 SYMBOLS = [f"SYM{i:02d}" for i in range(BATCH)]
 WORKERS = max(2, os.cpu_count() or 1)  # server processes for the headline throughput (one per core)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -152,7 +138,7 @@ def kairos_server(workers: int = 1) -> Iterator[int]:
             except grpc.RpcError:
                 return False
 
-        wait_until(up, 120, "kairos-inference")
+        wait_for(up, 120, "kairos-inference")
         yield port
     finally:
         proc.terminate()
@@ -346,7 +332,7 @@ def mlflow_serve(uri: str, workers: int) -> Iterator[int]:
             except OSError:
                 return False
 
-        wait_until(up, 240, "mlflow models serve")
+        wait_for(up, 240, "mlflow models serve")
         yield port
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -19,18 +19,21 @@ FROM ${PYTHON_IMAGE} AS build
 ENV UV_VERSION=0.13.8 UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
 RUN pip install --no-cache-dir uv==${UV_VERSION}
 WORKDIR /src
-COPY pyproject.toml uv.lock setup.py README.md ./
+COPY pyproject.toml uv.lock README.md ./
+COPY gen/python/pyproject.toml gen/python/pyproject.toml
 # Hash-checked install of exactly the locked runtime set; this layer survives source edits.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv export --locked --no-dev --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
+    uv export --locked --no-dev --no-emit-project --no-emit-package kairos-proto --format requirements-txt -o /tmp/requirements.txt \
  && uv venv /opt/kairos \
  && uv pip install --python /opt/kairos/bin/python --require-hashes -r /tmp/requirements.txt
+# The generated contracts (gen/python, distribution kairos-proto) and the hand-written code (python/).
+COPY gen/python gen/python
 COPY python python
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv pip install --python /opt/kairos/bin/python --no-deps .
+    uv pip install --python /opt/kairos/bin/python --no-deps ./gen/python .
 
 FROM build AS dev
-# docker-compose.dev.yml mounts ./python over the installed package, so edits apply on restart.
+# docker-compose.dev.yml mounts ./python first on PYTHONPATH, so edits apply on restart.
 ENV PATH=/opt/kairos/bin:$PATH PYTHONUNBUFFERED=1
 COPY --from=probe /out/kairos-healthprobe /usr/local/bin/kairos-healthprobe
 ENTRYPOINT ["kairos-inference"]

@@ -10,9 +10,10 @@ ENV UV_VERSION=0.13.8 UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 UV_LINK_MO
 ENV PSYCOPG2_VERSION=2.9.13
 RUN pip install --no-cache-dir uv==${UV_VERSION}
 WORKDIR /src
-COPY pyproject.toml uv.lock setup.py README.md ./
+COPY pyproject.toml uv.lock README.md ./
+COPY gen/python/pyproject.toml gen/python/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv export --locked --no-dev --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
+    uv export --locked --no-dev --no-emit-project --no-emit-package kairos-proto --format requirements-txt -o /tmp/requirements.txt \
  && uv venv /opt/mlflow \
  && uv pip install --python /opt/mlflow/bin/python --require-hashes -r /tmp/requirements.txt \
  && uv pip install --python /opt/mlflow/bin/python psycopg2-binary==${PSYCOPG2_VERSION}

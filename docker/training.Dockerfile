@@ -9,14 +9,17 @@ FROM ${PYTHON_IMAGE} AS build
 ENV UV_VERSION=0.13.8 UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
 RUN pip install --no-cache-dir uv==${UV_VERSION}
 WORKDIR /src
-COPY pyproject.toml uv.lock setup.py README.md ./
+COPY pyproject.toml uv.lock README.md ./
+COPY gen/python/pyproject.toml gen/python/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv export --locked --no-dev --no-emit-project --extra training --format requirements-txt -o /tmp/requirements.txt \
+    uv export --locked --no-dev --no-emit-project --no-emit-package kairos-proto --extra training --format requirements-txt -o /tmp/requirements.txt \
  && uv venv /opt/kairos \
  && uv pip install --python /opt/kairos/bin/python --require-hashes -r /tmp/requirements.txt
+# The generated contracts (gen/python, distribution kairos-proto) and the hand-written code (python/).
+COPY gen/python gen/python
 COPY python python
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv pip install --python /opt/kairos/bin/python --no-deps .
+    uv pip install --python /opt/kairos/bin/python --no-deps ./gen/python .
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 kairos \

@@ -1,4 +1,4 @@
-# Inference server (python/inference): its tests run in the shared `pytest` step of `make test`
+# Inference server (python/kairos/inference): its tests run in the shared `pytest` step of `make test`
 # (python/tests/inference); this fragment adds the benchmark and a way to run the server by hand.
 
 BENCH_TARGETS += bench-inference

@@ -1,4 +1,4 @@
-# kairos-train (python/training) and kairos.features: the model fixture and the training benchmark.
+# kairos-train (python/kairos/training) and kairos.features: the model fixture and the training benchmark.
 # The Python tests (python/tests/training, python/tests/features) run with the shared pytest step.
 
 TRAINING_DATA := $(ROOT)/../shared/data

@@ -391,7 +391,7 @@ def services(bin_dir: Path) -> list[Service]:
             "kairos-inference",
             "KAIROS_INFERENCE_",
             [sys.executable, "-c", _PY_CONFIG_FIELDS],
-            REPO / "python/inference/config.py",
+            REPO / "python/kairos/inference/config.py",
             json=True,
         ),
         Service(
@@ -446,9 +446,6 @@ def render_config_reference(bin_dir: Path) -> str:
     for svc in services(bin_dir):
         parts.append(f"### {svc.name}")
         parts.append("")
-        if not svc.present.exists():
-            parts += [f"Not in this tree yet ({svc.present.relative_to(REPO)} is absent).", ""]
-            continue
         opts = read_options(svc)
         parts.append("| Flag | Environment variable | Default | Meaning |")
         parts.append("|---|---|---|---|")

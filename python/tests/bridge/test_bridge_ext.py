@@ -1,4 +1,4 @@
-"""kairos.bridge: the Python extension drives the DLL's client code against a real TCP peer."""
+"""kairos.bridge.client: the Python extension drives the DLL's client code against a real TCP peer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kairos.bridge as kb
+import kairos.bridge.client as kb
 from kairos.bridge.peer import BridgePeer
 from kairos.bridge.v1 import bridge_pb2
 from kairos.types.v1 import types_pb2

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from kairos.stack.loopback import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = REPO / "build" / "deploy" / "bin"
@@ -75,7 +76,7 @@ def compose() -> list[str]:
             return [docker, "compose"]
     if plugin.exists():
         return [str(plugin)]
-    pytest.skip(f"docker compose is not built yet ({plugin}); `make lint` builds it")
+    pytest.fail(f"docker compose is not built ({plugin}); `make test` and `make lint` build it")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -83,13 +84,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
     env.setdefault("DOCKER_CONFIG", str(REPO / ".tools" / "docker"))
     return {**env, **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -116,20 +110,3 @@ def nats_server(deploy_bin: Path, tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
-    """Polls until something accepts TCP on 127.0.0.1:port (or the process dies)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}: {err}")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
-from .conftest import free_port
+from kairos.stack.loopback import free_port
 
 SERVICE = "kairos.collector.v1.MarketDataService"
 

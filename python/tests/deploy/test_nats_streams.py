@@ -137,7 +137,7 @@ def test_check_mode_accepts_the_committed_definitions(deploy_bin: Path) -> None:
 
 
 def test_unreachable_server_fails_within_the_timeout(deploy_bin: Path) -> None:
-    from .conftest import free_port
+    from kairos.stack.loopback import free_port
 
     out = run_streams(
         deploy_bin, "-server", f"nats://127.0.0.1:{free_port()}", "-dir", str(STREAMS), "-timeout", "1s"

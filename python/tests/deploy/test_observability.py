@@ -128,7 +128,7 @@ def test_invalid_promql_in_a_dashboard_is_caught_by_promtool(deploy: ModuleType)
     import shutil
 
     if not shutil.which("promtool"):
-        pytest.skip("promtool (Debian package prometheus) is not installed; `make setup` installs it")
+        pytest.fail("promtool (Debian package prometheus) is not installed; `make setup` installs it")
     good = deploy.Query("ok", "sum(rate(kairos_x_total[$__rate_interval]))")
     bad = deploy.Query("bad", "sum(rate(kairos_x_total[$__rate_interval])")
     deploy.check_promql_with_promtool([good])

@@ -13,18 +13,17 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
-
-from kairos.features import ModelCard
-from kairos.tests.inference.harness import (
+from tests.inference.harness import (
     MODEL_DIR,
     ServerThread,
     StreamClient,
-    free_port,
     load_eurusd_ticks,
     load_gbpusd_m1,
     server_config,
-    wait_for,
 )
+
+from kairos.features import ModelCard
+from kairos.stack.loopback import free_port, wait_for
 
 
 @pytest.fixture(scope="session")

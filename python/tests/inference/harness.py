@@ -6,11 +6,9 @@ import asyncio
 import contextlib
 import os
 import queue
-import socket
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,12 +110,6 @@ def offline_predictions(model_path: Path, bars: pd.DataFrame) -> tuple[np.ndarra
 # --- servers -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ServerThread:
     """An InferenceServer on its own event loop in a thread; tests talk to it over loopback gRPC."""
 
@@ -212,12 +204,3 @@ class StreamClient:
     def cancel(self) -> None:
         self.responses.cancel()
         self.channel.close()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from kairos.inference.config import ConfigError, InferenceConfig, load_config
-from kairos.tests.inference.harness import free_port, wait_for
+from kairos.stack.loopback import free_port, wait_for
 
 
 def test_flags_win_over_environment_which_wins_over_defaults() -> None:

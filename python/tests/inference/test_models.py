@@ -12,21 +12,14 @@ from pathlib import Path
 import grpc
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
+from tests.inference.harness import ServerThread, StreamClient, metric, proto_bars, server_config, with_card
 
 from kairos.features import SCHEMA, ModelCard
 from kairos.inference.model import ModelRefused
 from kairos.inference.server import InferenceServer
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
-from kairos.tests.inference.harness import (
-    ServerThread,
-    StreamClient,
-    metric,
-    proto_bars,
-    server_config,
-    wait_for,
-    with_card,
-)
+from kairos.stack.loopback import wait_for
 
 NAME = "kairos-gbpusd"
 WRONG_HASH = "sha256:" + "0" * 64

@@ -10,9 +10,10 @@ import nats
 import pandas as pd  # type: ignore[import-untyped]
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from tests.inference.harness import ServerThread, StreamClient, metric, proto_bars
 
 from kairos.inference.v1 import inference_pb2 as pb
-from kairos.tests.inference.harness import ServerThread, StreamClient, metric, proto_bars, wait_for
+from kairos.stack.loopback import wait_for
 from kairos.types.v1 import types_pb2
 
 

@@ -8,19 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
+from tests.inference.harness import ServerThread, StreamClient, metric, offline_predictions, proto_bars
 
 from kairos.features import SCHEMA, BarBuilder, ModelCard, bars_to_frame, compute_features
 from kairos.inference.pipeline import SymbolFeed, feature_rows
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.marketdata.v1 import marketdata_pb2 as md
-from kairos.tests.inference.harness import (
-    ServerThread,
-    StreamClient,
-    metric,
-    offline_predictions,
-    proto_bars,
-    wait_for,
-)
+from kairos.stack.loopback import wait_for
 from kairos.types.v1 import types_pb2
 
 # Server predictions vs the offline model run on batch features: both are float32 ORT runs on the

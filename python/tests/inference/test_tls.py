@@ -12,10 +12,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # type: ignore[import-untyped]
+from tests.inference.harness import ServerThread, metric
+from tests.inference.pki import CA, Files
 
 from kairos.inference.config import ConfigError, load_config
-from kairos.tests.inference.harness import ServerThread, metric
-from kairos.tests.inference.pki import CA, Files
 
 
 def _check(target: str, creds: grpc.ChannelCredentials | None) -> None:
@@ -156,8 +156,9 @@ def test_tls_settings_come_from_the_environment() -> None:
 
 
 def test_unreadable_tls_files_stop_the_start(model_path: Path, files: Files) -> None:
+    from tests.inference.harness import server_config
+
     from kairos.inference.tls import TLSError
-    from kairos.tests.inference.harness import server_config
 
     mismatched = server_config(model_path, tls_cert=str(files.server_cert), tls_key=str(files.client_key))
     st = ServerThread(mismatched)

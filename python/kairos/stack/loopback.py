@@ -1,0 +1,47 @@
+"""Loopback helpers shared by the stack, its tests and the benchmarks: one implementation each.
+
+``free_port`` picks an unused 127.0.0.1 port; ``wait_for`` polls a condition with a deadline and says
+what it waited for; ``wait_for_port`` waits until something accepts TCP on a port, failing at once
+if the process that should listen has died.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1 (the kernel's choice; free when this returns)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition", poll: float = 0.02
+) -> None:
+    """Polls ``cond`` until it is true; TimeoutError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(poll)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
+    """Polls until something accepts TCP on 127.0.0.1:port; RuntimeError if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}: {err}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")

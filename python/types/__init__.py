@@ -1,1 +1,0 @@
-"""kairos.types: see kairos.types.v1 for the generated contract stubs."""
