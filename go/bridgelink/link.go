@@ -247,11 +247,14 @@ func (l *Listener) Serve() error {
 }
 
 // Close stops accepting, sends every peer Error{SHUTTING_DOWN}, ends the connections and waits for
-// their goroutines, bounded by ctx.
+// their goroutines, bounded by ctx. Closing again only waits.
 func (l *Listener) Close(ctx context.Context) error {
 	l.mu.Lock()
-	l.closed = true
 	ln := l.ln
+	if l.closed {
+		ln = nil // closed before: only wait again
+	}
+	l.closed = true
 	conns := make([]*Conn, 0, len(l.conns))
 	for c := range l.conns {
 		conns = append(conns, c)
