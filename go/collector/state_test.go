@@ -16,7 +16,9 @@ import (
 )
 
 func TestStateFileSourceNamesMigrate(t *testing.T) {
-	w := func(seq uint64) map[string]validate.State { return map[string]validate.State{"EURUSD": {LastSequence: seq}} }
+	w := func(seq uint64) map[string]validate.State {
+		return map[string]validate.State{"EURUSD": {LastSequence: seq}}
+	}
 	cases := []struct {
 		name string
 		in   state
