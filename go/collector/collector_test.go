@@ -151,10 +151,10 @@ func TestBridgeReconnectResumesWithoutDoubleCounting(t *testing.T) {
 	waitFor(t, "ack 13", 5*time.Second, func() bool { return b.maxAck() == 13 })
 	waitFor(t, "1000 ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 1000 })
 	m := svc.Metrics
-	if d := testutil.ToFloat64(m.BridgeDuplicates); d != 2 {
+	if d := testutil.ToFloat64(m.Bridge.Duplicates); d != 2 {
 		t.Fatalf("duplicate frames %v, want 2", d)
 	}
-	if g := testutil.ToFloat64(m.BridgeSequenceGaps); g != 0 {
+	if g := testutil.ToFloat64(m.Bridge.SequenceGaps); g != 0 {
 		t.Fatalf("gaps %v, want 0 (Hello 8 holds its number)", g)
 	}
 	nats.mu.Lock()
@@ -166,7 +166,7 @@ func TestBridgeReconnectResumesWithoutDoubleCounting(t *testing.T) {
 	nats.mu.Unlock()
 	// A frame lost on the way shows as a gap.
 	b.send(t, ticksFrame(15, batches[0]))
-	waitFor(t, "gap counted", 5*time.Second, func() bool { return testutil.ToFloat64(m.BridgeGapFrames) == 1 })
+	waitFor(t, "gap counted", 5*time.Second, func() bool { return testutil.ToFloat64(m.Bridge.GapFrames) == 1 })
 }
 
 func errorFrame(frames []*bridgev1.Frame) *bridgev1.Error {
@@ -209,7 +209,7 @@ func TestMalformedAndOversizedFramesCloseOnlyTheirConnection(t *testing.T) {
 			if e := errorFrame(bad.received()); e == nil || e.Code != bridgev1.ErrorCode_ERROR_CODE_MALFORMED_FRAME {
 				t.Fatalf("want a MALFORMED_FRAME error frame before the close, got %v", e)
 			}
-			if c := testutil.ToFloat64(svc.Metrics.BridgeFrameErrors.WithLabelValues(tc.reason)); c != 1 {
+			if c := testutil.ToFloat64(svc.Metrics.Bridge.FrameErrors.WithLabelValues(tc.reason)); c != 1 {
 				t.Fatalf("%s counter = %v", tc.reason, c)
 			}
 		})
@@ -464,7 +464,7 @@ func TestASessionUnknownToTheCollectorStartsWithoutAFalseGap(t *testing.T) {
 		t.Fatalf("resume_after %d for an unknown session", w.ResumeAfter)
 	}
 	waitFor(t, "ack 53", 5*time.Second, func() bool { return br.maxAck() == 53 })
-	if g := testutil.ToFloat64(svc.Metrics.BridgeGapFrames); g != 1 {
+	if g := testutil.ToFloat64(svc.Metrics.Bridge.GapFrames); g != 1 {
 		t.Fatalf("gap frames %v, want 1 (52 only; 1-49 are not known to be missing)", g)
 	}
 }

@@ -35,11 +35,11 @@ func TestGoldenBridgeFramesAreAcceptedAndAcknowledged(t *testing.T) {
 	waitFor(t, "ack of frame 3", 5*time.Second, func() bool { return br.maxAck() == 3 })
 	m := svc.Metrics
 	for body, want := range map[string]float64{"hello": 1, "symbol_info": 1, "ticks": 1, "heartbeat": 1, "error": 1} {
-		if got := testutil.ToFloat64(m.BridgeFrames.WithLabelValues(body)); got != want {
+		if got := testutil.ToFloat64(m.Bridge.Frames.WithLabelValues("in", body)); got != want {
 			t.Errorf("%s frames = %v, want %v", body, got, want)
 		}
 	}
-	if testutil.CollectAndCount(m.BridgeHeartbeatRTT) != 1 {
+	if testutil.CollectAndCount(m.Bridge.HeartbeatRTT) != 1 {
 		t.Error("heartbeat round trip not observed")
 	}
 }

@@ -467,6 +467,8 @@ def render_metrics_reference() -> str:
     rows = [METRICS_BEGIN, "", "| Metric | Service | Used by |", "|---|---|---|"]
     for name, where in required_metrics().items():
         service = name.split("_")[1] if name.startswith("kairos_") else "prometheus"
+        if service == "bridge":  # go/bridgelink: both services export it, one channel label each
+            service = "collector, execution"
         users = sorted({w.split(" group ")[-1] if " group " in w else w.split(" ref ")[0] for w in where})
         shown = "; ".join(users[:3]) + (f" (+{len(users) - 3})" if len(users) > 3 else "")
         rows.append(f"| `{name}` | {service} | {shown.replace('|', '/')} |")
