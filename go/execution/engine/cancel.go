@@ -38,9 +38,10 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*execv1.Order, error) {
 			return nil, err
 		}
 		e.mu.Lock()
-		entries, t = nil, journal.Ticket{}
+		t = journal.Ticket{}
 	}
-	entries = e.sendCancelLocked(r, entries)
+	// The cancel command is in t's batch already; what the venue answers goes in a batch of its own.
+	entries = e.sendCancelLocked(r, nil)
 	t2, err := e.append(now, entries)
 	out := OrderProto(r.o)
 	e.mu.Unlock()
