@@ -11,6 +11,7 @@ require (
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/kairos-mt5/kairos/go/testkit v0.0.0
 	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
@@ -20,3 +21,5 @@ require (
 )
 
 replace github.com/kairos-mt5/kairos/gen/go => ../../gen/go
+
+replace github.com/kairos-mt5/kairos/go/testkit => ../testkit

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/kairos-mt5/kairos/go/testkit"
 	"log/slog"
 	"net"
 	"os"
@@ -130,7 +131,7 @@ func (f *fakeChannel) log() []string {
 
 func (f *fakeChannel) handler(t *testing.T, i int) *fakeHandler {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("connection %d to open", i+1), func() bool {
+	testkit.WaitFor(t, fmt.Sprintf("connection %d to open", i+1), 5*time.Second, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return len(f.handlers) > i
@@ -186,17 +187,6 @@ func (s *served) close(t *testing.T) {
 		s.done <- nil // a second close finds it again
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after Close")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -305,7 +295,7 @@ func (p *peer) received() []*bridgev1.Frame {
 func (p *peer) welcome(t *testing.T) *bridgev1.Welcome {
 	t.Helper()
 	var w *bridgev1.Welcome
-	waitFor(t, "Welcome", func() bool {
+	testkit.WaitFor(t, "Welcome", 5*time.Second, func() bool {
 		for _, f := range p.received() {
 			if f.GetWelcome() != nil {
 				w = f.GetWelcome()
@@ -327,7 +317,7 @@ func (p *peer) maxAck() uint64 {
 
 func (p *peer) waitAck(t *testing.T, ack uint64) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("ack %d", ack), func() bool { return p.maxAck() == ack })
+	testkit.WaitFor(t, fmt.Sprintf("ack %d", ack), 5*time.Second, func() bool { return p.maxAck() == ack })
 }
 
 func (p *peer) errorFrame() *bridgev1.Error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kairos-mt5/kairos/go/testkit"
 	"os"
 	"runtime"
 	"slices"
@@ -58,7 +59,7 @@ func TestHandshake(t *testing.T) {
 					if h := ch.handler(t, 0); h.c.SessionID() != 1 || h.c.Key() != "bridge:1" || h.c.Hello().GetBridgeVersion() != "test" {
 						t.Fatalf("opened with session %d key %q", h.c.SessionID(), h.c.Key())
 					}
-					waitFor(t, "the connection to be counted", func() bool { return testutil.ToFloat64(s.m.Connections) == 1 })
+					testkit.WaitFor(t, "the connection to be counted", 5*time.Second, func() bool { return testutil.ToFloat64(s.m.Connections) == 1 })
 					if got := testutil.ToFloat64(s.m.Frames.WithLabelValues("in", "hello")); got != 1 {
 						t.Fatalf("hello frames %v", got)
 					}
@@ -122,13 +123,13 @@ func TestBadFramesEndTheConnectionWithAReason(t *testing.T) {
 				if e := p.errorFrame(); tc.code != 0 && (e == nil || e.Code != tc.code) {
 					t.Fatalf("want an Error %v frame before the close, got %v", tc.code, e)
 				}
-				waitFor(t, tc.reason+" counted", func() bool { return testutil.ToFloat64(s.m.FrameErrors.WithLabelValues(tc.reason)) == 1 })
+				testkit.WaitFor(t, tc.reason+" counted", 5*time.Second, func() bool { return testutil.ToFloat64(s.m.FrameErrors.WithLabelValues(tc.reason)) == 1 })
 				h := ch.handler(t, 0)
 				<-h.closed
 				if got := h.sequences(); !slices.Equal(got, []uint64{1}) {
 					t.Fatalf("channel got %v, want the good frame only", got)
 				}
-				waitFor(t, "the connection to be uncounted", func() bool { return testutil.ToFloat64(s.m.Connections) == 0 })
+				testkit.WaitFor(t, "the connection to be uncounted", 5*time.Second, func() bool { return testutil.ToFloat64(s.m.Connections) == 0 })
 			})
 		}
 	})
@@ -249,7 +250,7 @@ func TestAReplacementWaitsForTheOldConnectionToFinish(t *testing.T) {
 		if !errors.Is(old.cause, ErrReplaced) {
 			t.Fatalf("old connection closed with %v", old.cause)
 		}
-		waitFor(t, "one connection counted", func() bool { return testutil.ToFloat64(s.m.Connections) == 1 })
+		testkit.WaitFor(t, "one connection counted", 5*time.Second, func() bool { return testutil.ToFloat64(s.m.Connections) == 1 })
 
 		// Another session: the trading channel drives one terminal, market data takes many.
 		c := dial(t, s.Addr())
@@ -257,12 +258,12 @@ func TestAReplacementWaitsForTheOldConnectionToFinish(t *testing.T) {
 		c.welcome(t)
 		if cc.cfg.Exclusive {
 			b.waitClosed(t)
-			waitFor(t, "the new session to open", func() bool { return len(ch.log()) == 5 })
+			testkit.WaitFor(t, "the new session to open", 5*time.Second, func() bool { return len(ch.log()) == 5 })
 			if want := []string{"open 9", "closed 9: " + ErrReplaced.Error(), "open 9", "closed 9: " + ErrReplaced.Error(), "open 10"}; !slices.Equal(ch.log(), want) {
 				t.Fatalf("channel saw %v, want %v", ch.log(), want)
 			}
 		} else {
-			waitFor(t, "two connections counted", func() bool { return testutil.ToFloat64(s.m.Connections) == 2 })
+			testkit.WaitFor(t, "two connections counted", 5*time.Second, func() bool { return testutil.ToFloat64(s.m.Connections) == 2 })
 			select {
 			case <-b.closed:
 				t.Fatal("a new session replaced another one on a non-exclusive channel")
@@ -355,7 +356,7 @@ func TestHeartbeats(t *testing.T) {
 			p.welcome(t)
 			sent := time.Now().Add(-time.Millisecond).UnixMicro()
 			p.send(t, &bridgev1.Frame{Body: &bridgev1.Frame_Heartbeat{Heartbeat: &bridgev1.Heartbeat{TimeUs: 12345, EchoTimeUs: sent}}})
-			waitFor(t, "a server heartbeat echoing ours", func() bool {
+			testkit.WaitFor(t, "a server heartbeat echoing ours", 5*time.Second, func() bool {
 				for _, f := range p.received() {
 					if f.GetHeartbeat().GetEchoTimeUs() == 12345 {
 						return true
@@ -437,7 +438,7 @@ func TestSendNumbersFramesAfterWelcome(t *testing.T) {
 			}
 			return out
 		}
-		waitFor(t, "the channel's frames", func() bool { return len(numbered()) >= 4 })
+		testkit.WaitFor(t, "the channel's frames", 5*time.Second, func() bool { return len(numbered()) >= 4 })
 		got := numbered()
 		var seqs []uint64
 		for _, f := range got {
@@ -506,7 +507,7 @@ func TestShutdownTellsEveryPeerAndAwaitsEveryGoroutine(t *testing.T) {
 		ready.welcome(t)
 		ready.waitAck(t, 1)
 		silent := dial(t, s.Addr()) // connected, no Hello yet
-		waitFor(t, "both connections accepted", func() bool {
+		testkit.WaitFor(t, "both connections accepted", 5*time.Second, func() bool {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			return len(s.conns) == 2
@@ -532,7 +533,7 @@ func TestShutdownTellsEveryPeerAndAwaitsEveryGoroutine(t *testing.T) {
 		}
 		ready.close()
 		silent.close()
-		waitFor(t, "every goroutine to end", func() bool { return settledGoroutines() <= base })
+		testkit.WaitFor(t, "every goroutine to end", 5*time.Second, func() bool { return settledGoroutines() <= base })
 	})
 }
 

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/kairos-mt5/kairos/gen/go v0.0.0
 	github.com/kairos-mt5/kairos/go/bridgelink v0.0.0
+	github.com/kairos-mt5/kairos/go/testkit v0.0.0
 	github.com/kairos-mt5/kairos/go/tlsreload v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
@@ -41,3 +42,5 @@ replace github.com/kairos-mt5/kairos/gen/go => ../../gen/go
 replace github.com/kairos-mt5/kairos/go/tlsreload => ../tlsreload
 
 replace github.com/kairos-mt5/kairos/go/bridgelink => ../bridgelink
+
+replace github.com/kairos-mt5/kairos/go/testkit => ../testkit

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"encoding/json"
+	"github.com/kairos-mt5/kairos/go/testkit"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -76,8 +77,8 @@ func TestAVersion1StateFileKeepsTheSessionsWatermarks(t *testing.T) {
 	// The bridge resends the ticks of frame 3 renumbered (as after a crash), then new ones: the
 	// restored watermark refuses the first as duplicates, without a SymbolInfo first.
 	br.send(t, ticksFrame(4, batches[0]), ticksFrame(5, batches[1]))
-	waitFor(t, "ack 5", 5*time.Second, func() bool { return br.maxAck() == 5 })
-	waitFor(t, "the new ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 100 })
+	testkit.WaitFor(t, "ack 5", 5*time.Second, func() bool { return br.maxAck() == 5 })
+	testkit.WaitFor(t, "the new ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 100 })
 	time.Sleep(50 * time.Millisecond)
 	if n, _, _ := nats.snapshot(); n != 100 {
 		t.Fatalf("%d ticks on NATS, want only the 100 new ones", n)

@@ -6,6 +6,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/kairos-mt5/kairos/gen/go v0.0.0
 	github.com/kairos-mt5/kairos/go/bridgelink v0.0.0
+	github.com/kairos-mt5/kairos/go/testkit v0.0.0
 	github.com/kairos-mt5/kairos/go/tlsreload v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
@@ -27,6 +28,7 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
@@ -54,3 +56,5 @@ replace github.com/kairos-mt5/kairos/gen/go => ../../gen/go
 replace github.com/kairos-mt5/kairos/go/tlsreload => ../tlsreload
 
 replace github.com/kairos-mt5/kairos/go/bridgelink => ../bridgelink
+
+replace github.com/kairos-mt5/kairos/go/testkit => ../testkit

@@ -20,6 +20,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 var (
@@ -241,7 +242,7 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 		t.Skipf("the limit at the later high %s was marketable at once (%v); data too flat for this check", limitPx, lr.GetOrder().GetStatus())
 	}
 	s.PublishTicks(ticks[100:])
-	testutil.Eventually(t, 10*time.Second, "the resting limit order to fill on real ticks", func() bool {
+	testkit.WaitFor(t, "the resting limit order to fill on real ticks", 10*time.Second, func() bool {
 		g, err := s.Client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "l1"})
 		return err == nil && g.GetOrder().GetStatus() == execv1.OrderStatus_ORDER_STATUS_FILLED
 	})
@@ -255,7 +256,7 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	var policyOrder *execv1.Order
-	testutil.Eventually(t, 10*time.Second, "the signal to produce a filled order", func() bool {
+	testkit.WaitFor(t, "the signal to produce a filled order", 10*time.Second, func() bool {
 		l, err := s.Client.ListOrders(ctx, &execv1.ListOrdersRequest{Symbol: "EURUSD", Statuses: []execv1.OrderStatus{execv1.OrderStatus_ORDER_STATUS_FILLED}})
 		if err != nil {
 			return false

@@ -10,6 +10,7 @@ import (
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 // sample returns the value of one exposition line "name{labels} value", or NaN when absent.
@@ -64,7 +65,7 @@ func TestPnLGaugesFollowFillsAndQuotesAndCountersStartAtZero(t *testing.T) {
 	// The gauges agree with the positions the API reports (same book, same latest quote) within
 	// a couple of ticker periods; realized moved on the partial close (spread, slippage, commission).
 	var pos *execv1.Position
-	testutil.Eventually(t, 10*time.Second, "P&L gauges equal to ListPositions", func() bool {
+	testkit.WaitFor(t, "P&L gauges equal to ListPositions", 10*time.Second, func() bool {
 		ps, err := s.Client.ListPositions(ctx, &execv1.ListPositionsRequest{Symbol: "EURUSD"})
 		if err != nil || len(ps.GetPositions()) != 1 {
 			return false

@@ -28,6 +28,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 // Token is the bearer token the test service accepts.
@@ -113,9 +114,7 @@ func Run(t *testing.T, cfg *config.Config, natsURL string) *Svc {
 
 // authed returns a context with the bearer token, cancelled when the test ends.
 func Authed(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+Token)
+	return metadata.AppendToOutgoingContext(testkit.Context(t, 30*time.Second), "authorization", "Bearer "+Token)
 }
 
 func Dec(s string) *typesv1.Decimal { return decimal.MustParse(s).Proto() }
@@ -151,7 +150,7 @@ func (s *Svc) PublishTicks(ticks []testutil.Tick) {
 
 func (s *Svc) WaitQuote() {
 	s.t.Helper()
-	testutil.Eventually(s.t, 10*time.Second, "a quote to reach the service", func() bool {
+	testkit.WaitFor(s.t, "a quote to reach the service", 10*time.Second, func() bool {
 		return strings.Contains(s.Metrics(), "kairos_execution_quotes_total ") && !strings.Contains(s.Metrics(), "kairos_execution_quotes_total 0\n")
 	})
 }
