@@ -144,7 +144,7 @@ def _read_bytes(path: Path) -> bytes:
         if raw.startswith(_GZIP_MAGIC):
             return gzip.decompress(raw)
         if raw.startswith(_ZSTD_MAGIC):
-            import pyarrow as pa  # a dependency already; its zstd codec saves one more package
+            import pyarrow as pa  # type: ignore[import-untyped]  # a dependency already; its zstd codec saves one more
 
             with pa.input_stream(pa.py_buffer(raw), compression="zstd") as f:
                 return bytes(f.read())
@@ -431,9 +431,7 @@ def _parse_parquet(file: str, raw: bytes, source_tz: str, spec: _TimeSpec) -> Ma
     src = "spread column of the file (price units)" if "spread" in df.columns else "none in file"
     if "spread" not in df.columns:
         df["spread"] = np.nan
-    return MarketData(
-        "bars", df[list(BAR_SCHEMA)].astype({c: "float64" for c in BAR_SCHEMA[1:]}), 1e-5, src
-    )
+    return MarketData("bars", df[list(BAR_SCHEMA)].astype({c: "float64" for c in BAR_SCHEMA[1:]}), 1e-5, src)
 
 
 def sample_path() -> Path:
