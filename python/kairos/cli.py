@@ -202,6 +202,9 @@ def replay(
 
     from kairos.stack import replay as rp
 
+    if speed > 0 and realtime > 0:
+        err.print("--speed (ticks per second) and --realtime (the data's own pace) exclude each other")
+        raise typer.Exit(EXIT_ERROR)
     named = rp.symbol_from_name(source)
     try:
         data = rp.load(
