@@ -92,9 +92,18 @@ def step_import(
     source_tz: str,
     dedupe: data_mod.Dedupe,
     max_bars: int | None,
+    time_column: str | None = None,
+    time_format: str | None = None,
 ) -> data_mod.ImportReport:
     bars, report = data_mod.load_bars(
-        source, timeframe=timeframe, ask_source=ask_source, spread=spread, source_tz=source_tz, dedupe=dedupe
+        source,
+        timeframe=timeframe,
+        ask_source=ask_source,
+        spread=spread,
+        source_tz=source_tz,
+        dedupe=dedupe,
+        time_column=time_column,
+        time_format=time_format,
     )
     if max_bars is not None and max_bars < len(bars):
         # The latest bars: a slice keeps the most recent market, the one a model would trade next.
