@@ -121,8 +121,8 @@ def kairos_server(workers: int = 1) -> Iterator[int]:
     port = free_port()
     exe = shutil.which("kairos-inference", path=str(Path(sys.executable).parent))
     assert exe, "kairos-inference not installed (make setup)"
-    cmd = [exe, "--model", str(MODEL), "--listen", f"127.0.0.1:{port}", "--metrics-listen", "127.0.0.1:0"]
-    cmd += ["--nats-url", "", "--max-batch", str(BATCH), "--log-level", "warning", "--workers", str(workers)]
+    cmd = [exe, "--model", str(MODEL), "--grpc-addr", f"127.0.0.1:{port}", "--metrics-addr", "127.0.0.1:0"]
+    cmd += ["--nats-url", "", "--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers)]
     proc = subprocess.Popen(cmd)
     try:
 

@@ -218,7 +218,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.Currency, "currency", "account currency")
 	s.StringVar(&c.InitialState, "initial-state", "trading state after the first reconciliation of a fresh journal")
 	s.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "graceful shutdown bound")
-	s.StringVar(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
+	s.StringVar(&c.LogLevel, "log-level", "log level: debug, info, warn or error")
 
 	l := &c.Limits
 	s.ListVar(&l.AllowedSymbols, "allowed-symbols", "comma-separated allow-list (empty: every configured instrument)")

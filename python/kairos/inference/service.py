@@ -65,7 +65,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.batcher = batcher
         self.metrics = metrics
         self.publisher = publisher
-        self.allowed = frozenset(cfg.symbols)
+        self.allowed = frozenset(cfg.allowed_symbols)
         self.log = get_logger()
         self._stream_requests = metrics.requests.labels("StreamPredict")
         self._stream_seconds = metrics.request_seconds.labels("StreamPredict")

@@ -132,8 +132,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
             name="inference",
             argv=[
                 inference_bin,
-                f"--listen=127.0.0.1:{p.inference_grpc}",
-                f"--metrics-listen=127.0.0.1:{p.inference_metrics}",
+                f"--grpc-addr=127.0.0.1:{p.inference_grpc}",
+                f"--metrics-addr=127.0.0.1:{p.inference_metrics}",
                 f"--model={settings.model}",
                 f"--tracking-uri={settings.mlflow_uri}",
                 "--poll-interval-s=5",

@@ -157,8 +157,8 @@ def metric(text: str, name: str, **labels: str) -> float:
 def server_config(model: Path | str, **kw: Any) -> InferenceConfig:
     base: dict[str, Any] = {
         "model": str(model),
-        "listen": "127.0.0.1:0",
-        "metrics_listen": "127.0.0.1:0",
+        "grpc_addr": "127.0.0.1:0",
+        "metrics_addr": "127.0.0.1:0",
         "nats_url": "",
         "poll_interval_s": 0.0,
         "max_batch": 16,

@@ -88,7 +88,7 @@ def test_every_prediction_is_published_as_a_signal_on_its_symbol_subject(
 def test_an_unreachable_nats_never_blocks_predictions(
     model_path: Path, start_server: Callable[..., ServerThread], gbpusd: pd.DataFrame
 ) -> None:
-    srv = start_server(model_path, nats_url="nats://127.0.0.1:1", signal_queue_size=10)
+    srv = start_server(model_path, nats_url="nats://127.0.0.1:1", nats_queue=10)
     c = StreamClient(srv.target)
     try:
         resp = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:100])))
