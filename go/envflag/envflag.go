@@ -1,6 +1,8 @@
 // Package envflag registers command-line flags that fall back to an environment variable and then
-// to a default, the one configuration plumbing of the Go services (the Python inference server
-// follows the same rules: python/kairos/inference/config.py).
+// to a default, the one configuration plumbing of the Go services. The Python inference server
+// (python/kairos/inference/config.py) has the same precedence and spells the settings it shares
+// with them the same way (grpc-addr, metrics-addr, log-level, shutdown-timeout, ...); unlike here,
+// an empty variable there counts as set.
 //
 // Rules, the same for every setting:
 //
