@@ -96,20 +96,21 @@ type MT5 struct {
 	CommandTTL time.Duration
 }
 
-// Policy maps signals to target positions.
+// Policy maps signals to target positions. A signal carries its model card's decision policy
+// (ADR 0081); the fields below only make the fallback policy for signals that carry none.
 type Policy struct {
 	// Enabled subscribes to kairos.signal.> and trades the signals.
 	Enabled bool
 	// StrategyID is written on every order the policy sends.
 	StrategyID string
-	// Threshold is the minimum |strength| to hold a position.
+	// Threshold is the fallback entry threshold on p(up) - p(down).
 	Threshold float64
-	// Lots is the target position size per symbol.
+	// Lots is the fallback position size.
 	Lots decimal.D
-	// Cooldown is the minimum time between two orders of a symbol.
-	Cooldown time.Duration
-	// MaxHolding closes a position held longer than this; zero for no limit.
-	MaxHolding time.Duration
+	// CooldownBars is the fallback's bars between an exit and the next entry.
+	CooldownBars int
+	// MaxHoldingBars is the fallback's bars after which a position is closed; zero for no limit.
+	MaxHoldingBars int
 	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check.
 	MaxSignalAge time.Duration
 }
@@ -240,11 +241,11 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 
 	fs.BoolVar(&c.Policy.Enabled, "policy", true, "trade signals from kairos.signal.> (needs --nats-url)")
 	fs.StringVar(&c.Policy.StrategyID, "strategy-id", "kairos-signal", "strategy id on policy orders")
-	fs.Float64Var(&c.Policy.Threshold, "signal-threshold", 0.3, "min |strength| to hold a position")
+	fs.Float64Var(&c.Policy.Threshold, "signal-threshold", 0.3, "fallback policy (signals without one): entry threshold on p(up)-p(down)")
 	c.Policy.Lots = decimal.MustParse("0.10")
-	fs.Var(decFlag{&c.Policy.Lots}, "signal-lots", "target position size, lots")
-	fs.DurationVar(&c.Policy.Cooldown, "signal-cooldown", 30*time.Second, "min time between two orders of a symbol")
-	fs.DurationVar(&c.Policy.MaxHolding, "signal-max-holding", time.Hour, "close positions held longer (0: no limit)")
+	fs.Var(decFlag{&c.Policy.Lots}, "signal-lots", "fallback policy: position size, lots")
+	fs.IntVar(&c.Policy.CooldownBars, "signal-cooldown-bars", 0, "fallback policy: bars between an exit and the next entry")
+	fs.IntVar(&c.Policy.MaxHoldingBars, "signal-max-holding-bars", 60, "fallback policy: close positions held this many bars (0: no limit)")
 	fs.DurationVar(&c.Policy.MaxSignalAge, "signal-max-age", 0, "ignore signals older than this by market time (0: no check)")
 
 	set := map[string]bool{}
@@ -335,8 +336,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if c.Policy.Threshold < 0 || c.Policy.Threshold > 1 {
-		errs = append(errs, fmt.Errorf("signal-threshold %v: want 0..1", c.Policy.Threshold))
+	if c.Policy.Threshold <= 0 || c.Policy.Threshold > 1 {
+		errs = append(errs, fmt.Errorf("signal-threshold %v: want more than 0, at most 1", c.Policy.Threshold))
+	}
+	if c.Policy.CooldownBars < 0 || c.Policy.MaxHoldingBars < 0 {
+		errs = append(errs, errors.New("signal-cooldown-bars and signal-max-holding-bars must not be negative"))
 	}
 	if c.Policy.Lots.Sign() <= 0 {
 		errs = append(errs, errors.New("signal-lots must be positive"))
