@@ -94,7 +94,8 @@ class DecisionPolicy:
                 raise ModelCardError(f"{source}: policy.{k} must be a number, got {v!r}")
             if kind == "str" and not isinstance(v, str):
                 raise ModelCardError(f"{source}: policy.{k} must be a string, got {v!r}")
-        pol = cls(**{k: (float(v) if known[k].type == "float" else v) for k, v in d.items()})
+        values: dict[str, Any] = {k: (float(v) if known[k].type == "float" else v) for k, v in d.items()}
+        pol = cls(**values)
         problem = pol.problem()
         if problem is not None:
             raise ModelCardError(f"{source}: {problem}")
@@ -102,8 +103,16 @@ class DecisionPolicy:
 
     def problem(self) -> str | None:
         """The first field that cannot be applied, as ``policy.<field> ...``, or None."""
-        for k in ("entry_edge", "exit_edge", "move_up", "move_down", "max_lots", "target_vol",
-                  "vol_unit", "stop_vol_mult"):
+        for k in (
+            "entry_edge",
+            "exit_edge",
+            "move_up",
+            "move_down",
+            "max_lots",
+            "target_vol",
+            "vol_unit",
+            "stop_vol_mult",
+        ):
             v = getattr(self, k)
             if not math.isfinite(v):
                 return f"policy.{k} must be finite, got {v!r}"

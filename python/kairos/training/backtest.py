@@ -232,9 +232,7 @@ def compare(
     }
     assert set(positions) == {"model", *BASELINES}
     max_lots = float(np.mean(lots)) if lots else 1.0
-    res = {
-        k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots) for k, v in positions.items()
-    }
+    res = {k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots) for k, v in positions.items()}
     model_sr = res["model"].summary()["mean_fold_sharpe"]
     losers = [(k, res[k].summary()["mean_fold_sharpe"]) for k in BASELINES]
     beaten_by = [(k, s) for k, s in losers if s >= model_sr]

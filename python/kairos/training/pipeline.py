@@ -323,8 +323,7 @@ def step_backtest(
     purge = int(run.get("purge", horizon))
     # Each fold's class moves come from its own training samples only (no look-ahead).
     fold_params = [
-        Params(cfg.policy(*class_moves(close, labels, idx[idx < f[0] - purge], horizon)))
-        for f in fold_idx
+        Params(cfg.policy(*class_moves(close, labels, idx[idx < f[0] - purge], horizon))) for f in fold_idx
     ]
     cmp = compare(
         prices,

@@ -93,7 +93,13 @@ def test_signals_carry_the_cards_policy_and_the_bars_realised_volatility(
     assert card.policy is not None, "the model fixture has a policy (regenerate: make model-fixture)"
     sub = Subscriber(nats_url, "kairos.signal.>")
     srv = start_server(model_path, nats_url=nats_url)
-    wait_for(lambda: srv.server is not None and srv.server.publisher is not None and srv.server.publisher.nc is not None)
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and srv.server.publisher is not None
+            and srv.server.publisher.nc is not None
+        )
+    )
     c = StreamClient(srv.target)
     try:
         preds = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:150]))).predictions

@@ -9,7 +9,14 @@ import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kep
 import pytest
 
 from kairos.features import to_epoch_ms
-from kairos.training.backtest import BarPrices, FillModel, compare, fill_returns, metrics, positions_from_probs
+from kairos.training.backtest import (
+    BarPrices,
+    FillModel,
+    compare,
+    fill_returns,
+    metrics,
+    positions_from_probs,
+)
 from kairos.training.policy import Params, PolicyConfig
 
 FILL = FillModel(slippage_points=1, slippage_points_per_lot=0.5, point=1e-5, commission=0.00002)
@@ -17,7 +24,9 @@ FILL = FillModel(slippage_points=1, slippage_points_per_lot=0.5, point=1e-5, com
 
 def _prices(bars: pd.DataFrame) -> BarPrices:
     return BarPrices(
-        bars["open"].to_numpy(np.float64), bars["close"].to_numpy(np.float64), bars["spread"].to_numpy(np.float64)
+        bars["open"].to_numpy(np.float64),
+        bars["close"].to_numpy(np.float64),
+        bars["spread"].to_numpy(np.float64),
     )
 
 
@@ -62,7 +71,12 @@ def test_no_gap_is_credited_before_the_fill_and_a_held_position_earns_it() -> No
     assert entered_before_gap.sum() == pytest.approx(0.0)  # filled at the gapped open: nothing earned
     # A position held from before a gap at bar 3's open earns it when it leaves there.
     _, held_through_gap = fill_returns(
-        np.array([1.0, 1.0, 1.0, 1.1]), np.array([1.0, 1.0, 1.0, 1.1]), np.zeros(4), idx, np.array([1.0, 1.0, 0.0]), free
+        np.array([1.0, 1.0, 1.0, 1.1]),
+        np.array([1.0, 1.0, 1.0, 1.1]),
+        np.zeros(4),
+        idx,
+        np.array([1.0, 1.0, 0.0]),
+        free,
     )
     assert held_through_gap.sum() == pytest.approx(0.1)
 
@@ -71,7 +85,9 @@ def test_metrics_of_known_positions(gbpusd_bars: pd.DataFrame) -> None:
     p = _prices(gbpusd_bars)
     idx = np.arange(2000, 3000, dtype=np.int64)
     pos = np.ones(len(idx))
-    gross, net = fill_returns(p.open, p.close, np.zeros(len(p.close)), idx, pos, FillModel(0, 0.0, commission=0.0))
+    gross, net = fill_returns(
+        p.open, p.close, np.zeros(len(p.close)), idx, pos, FillModel(0, 0.0, commission=0.0)
+    )
     m = metrics(gross, net, pos, periods_per_year=1000.0)
     assert m.exposure == 1.0 and m.trades == 1 and m.turnover == pytest.approx(1 / 1000)
     assert m.hit_rate == pytest.approx(float((gross > 0).mean()))
