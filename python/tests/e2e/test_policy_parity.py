@@ -264,4 +264,6 @@ def test_fills_are_the_backtests_fills_and_pnl_agrees_within_the_slippage(parity
 def test_every_signal_carried_a_policy_execution_could_apply(parity: Parity) -> None:
     by_outcome = {k.split('outcome="')[1].split('"')[0]: v for k, v in parity.outcomes.items()}
     assert by_outcome.get("invalid_policy", 0) == 0 and by_outcome.get("duplicate", 0) == 0
-    assert sum(by_outcome.values()) == len(parity.decision_times)
+    # Every bar the replay closed, plus at most the last one, which the collector closes once the
+    # symbol goes idle (the backtest side stops before it).
+    assert 0 <= sum(by_outcome.values()) - len(parity.decision_times) <= 1
