@@ -248,9 +248,7 @@ def run_policy(
     min_hold = max(pol.min_hold_bars, 1)
     edge_at, size_at = e.tolist(), sz.tolist()  # scalar reads from lists are cheaper than from arrays
     # Events: bar, action, reason; segments: first bar, end bar (exclusive), side, size.
-    ev_bar: list[int] = []
-    ev_action: list[int] = []
-    ev_reason: list[int] = []
+    events: list[tuple[int, int, int]] = []
     seg: list[tuple[int, int, int, int]] = []
     t, cur, last_exit = 0, 0, -NEVER
     entry = 0
@@ -262,7 +260,7 @@ def run_policy(
             if entry >= n:
                 break
             cur = 1 if a <= b else -1
-            ev_bar.append(entry), ev_action.append(Action.ENTER), ev_reason.append(Reason.ENTRY)
+            events.append((entry, Action.ENTER, Reason.ENTRY))
         # In a position since `entry` (an entry or a reversal).
         signal_exit = _next(long_out if cur > 0 else short_out, entry + min_hold, n)
         forced = entry + pol.max_hold_bars if pol.max_hold_bars > 0 else n
@@ -270,22 +268,23 @@ def run_policy(
         seg.append((entry, min(x, n), cur, size_at[entry]))
         if x >= n:
             break
-        ev_bar.append(x)
         if forced <= signal_exit:
-            ev_action.append(Action.EXIT), ev_reason.append(Reason.MAX_HOLD)
+            events.append((x, Action.EXIT, Reason.MAX_HOLD))
         elif (cur > 0 and edge_at[x] <= -pol.entry_edge) or (cur < 0 and edge_at[x] >= pol.entry_edge):
             if pol.cooldown_bars == 0 and size_at[x] > 0:
-                ev_action.append(Action.REVERSE), ev_reason.append(Reason.REVERSAL)
+                events.append((x, Action.REVERSE, Reason.REVERSAL))
                 cur, entry = -cur, x
                 t = x
                 continue
-            ev_action.append(Action.EXIT), ev_reason.append(Reason.REVERSAL)
+            events.append((x, Action.EXIT, Reason.REVERSAL))
         else:
-            ev_action.append(Action.EXIT), ev_reason.append(Reason.EXIT_EDGE)
+            events.append((x, Action.EXIT, Reason.EXIT_EDGE))
         cur, last_exit, t = 0, x, x + 1
     action = np.zeros(n, np.int8)
     reason = np.zeros(n, np.int8)
-    action[ev_bar], reason[ev_bar] = ev_action, ev_reason
+    if events:
+        bars, acts, whys = zip(*events, strict=True)
+        action[list(bars)], reason[list(bars)] = acts, whys
     # Segments never overlap: a running sum of +value at their start and -value at their end.
     side_marks = np.zeros(n + 1, np.int64)
     step_marks = np.zeros(n + 1, np.int64)
