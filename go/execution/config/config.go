@@ -97,20 +97,21 @@ type MT5 struct {
 	CommandTTL time.Duration
 }
 
-// Policy maps signals to target positions.
+// Policy maps signals to target positions. A signal carries its model card's decision policy
+// (ADR 0081); the fields below only make the fallback policy for signals that carry none.
 type Policy struct {
 	// Enabled subscribes to kairos.signal.> and trades the signals.
 	Enabled bool
 	// StrategyID is written on every order the policy sends.
 	StrategyID string
-	// Threshold is the minimum |strength| to hold a position.
+	// Threshold is the fallback entry threshold on p(up) - p(down).
 	Threshold float64
-	// Lots is the target position size per symbol.
+	// Lots is the fallback position size.
 	Lots decimal.D
-	// Cooldown is the minimum time between two orders of a symbol.
-	Cooldown time.Duration
-	// MaxHolding closes a position held longer than this; zero for no limit.
-	MaxHolding time.Duration
+	// CooldownBars is the fallback's bars between an exit and the next entry.
+	CooldownBars int
+	// MaxHoldingBars is the fallback's bars after which a position is closed; zero for no limit.
+	MaxHoldingBars int
 	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check.
 	MaxSignalAge time.Duration
 }
@@ -192,7 +193,7 @@ func Default() Config {
 			CommissionPerLot: decimal.MustParse("3.50"), StartingBalance: decimal.MustParse("100000")},
 		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
-			Cooldown: 30 * time.Second, MaxHolding: time.Hour},
+			CooldownBars: 0, MaxHoldingBars: 60},
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 	}
 }
@@ -252,10 +253,10 @@ func Flags(name string, c *Config) *envflag.Set {
 
 	s.BoolVar(&c.Policy.Enabled, "policy", "trade signals from kairos.signal.> (needs --nats-url)")
 	s.StringVar(&c.Policy.StrategyID, "strategy-id", "strategy id on policy orders")
-	s.Float64Var(&c.Policy.Threshold, "signal-threshold", "min |strength| to hold a position")
-	s.Var(decFlag{&c.Policy.Lots}, "signal-lots", "target position size, lots")
-	s.DurationVar(&c.Policy.Cooldown, "signal-cooldown", "min time between two orders of a symbol")
-	s.DurationVar(&c.Policy.MaxHolding, "signal-max-holding", "close positions held longer (0: no limit)")
+	s.Float64Var(&c.Policy.Threshold, "signal-threshold", "fallback policy (signals without one): entry threshold on p(up)-p(down)")
+	s.Var(decFlag{&c.Policy.Lots}, "signal-lots", "fallback policy: position size, lots")
+	s.IntVar(&c.Policy.CooldownBars, "signal-cooldown-bars", "fallback policy: bars between an exit and the next entry")
+	s.IntVar(&c.Policy.MaxHoldingBars, "signal-max-holding-bars", "fallback policy: close positions held this many bars (0: no limit)")
 	s.DurationVar(&c.Policy.MaxSignalAge, "signal-max-age", "ignore signals older than this by market time (0: no check)")
 	return s
 }
@@ -322,8 +323,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if c.Policy.Threshold < 0 || c.Policy.Threshold > 1 {
-		errs = append(errs, fmt.Errorf("signal-threshold %v: want 0..1", c.Policy.Threshold))
+	if c.Policy.Threshold <= 0 || c.Policy.Threshold > 1 {
+		errs = append(errs, fmt.Errorf("signal-threshold %v: want more than 0, at most 1", c.Policy.Threshold))
+	}
+	if c.Policy.CooldownBars < 0 || c.Policy.MaxHoldingBars < 0 {
+		errs = append(errs, errors.New("signal-cooldown-bars and signal-max-holding-bars must not be negative"))
 	}
 	if c.Policy.Lots.Sign() <= 0 {
 		errs = append(errs, errors.New("signal-lots must be positive"))

@@ -136,7 +136,7 @@ func TestBadValuesAreErrorsNamingTheVariableOrFlag(t *testing.T) {
 	}{
 		{"bad decimal in env", nil, map[string]string{"KAIROS_EXECUTION_MAX_ORDER_QTY": "ten"}, []string{"KAIROS_EXECUTION_MAX_ORDER_QTY", "ten"}},
 		{"uint32 overflow in env", nil, map[string]string{"KAIROS_EXECUTION_MAX_OPEN_ORDERS": "4294967296"}, []string{"KAIROS_EXECUTION_MAX_OPEN_ORDERS"}},
-		{"bad duration in env", nil, map[string]string{"KAIROS_EXECUTION_SIGNAL_COOLDOWN": "30"}, []string{"KAIROS_EXECUTION_SIGNAL_COOLDOWN"}},
+		{"bad duration in env", nil, map[string]string{"KAIROS_EXECUTION_SIGNAL_MAX_AGE": "30"}, []string{"KAIROS_EXECUTION_SIGNAL_MAX_AGE"}},
 		{"bad bool in env", nil, map[string]string{"KAIROS_EXECUTION_POLICY": "sometimes"}, []string{"KAIROS_EXECUTION_POLICY"}},
 		{"bad state in env", nil, map[string]string{"KAIROS_EXECUTION_DRAWDOWN_STATE": "PANIC"}, []string{"KAIROS_EXECUTION_DRAWDOWN_STATE", "ACTIVE, REDUCING or HALTED"}},
 		{"bad flag value", []string{"--submit-rate", "-1"}, nil, []string{"submit-rate"}},
