@@ -235,7 +235,7 @@ func TestAReplacementWaitsForTheOldConnectionToFinish(t *testing.T) {
 		// welcomed, let alone handed frames, while the old handler runs.
 		b := dial(t, s.Addr())
 		b.send(t, cc.hello(9, 0))
-		time.Sleep(100 * time.Millisecond) // a bound for something that must not happen
+		time.Sleep(100 * time.Millisecond)                // a bound for something that must not happen
 		if len(b.received()) != 1 || len(ch.log()) != 1 { // the Challenge only
 			t.Fatalf("the new connection went ahead while the old one was handling a frame: %v, %v", b.received(), ch.log())
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/bars"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
 	"github.com/kairos-mt5/kairos/go/tlsreload"
@@ -68,6 +69,18 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// MaxFrameBytes is the largest bridge frame accepted.
 	MaxFrameBytes int
+	// BridgeKeyFile holds the bridge key every Hello must prove (docs/security.md); the key itself
+	// may instead come from KAIROS_COLLECTOR_BRIDGE_KEY. Never a flag value: argv is public.
+	BridgeKeyFile string
+	// BridgeKey is the key read from BridgeKeyFile or KAIROS_COLLECTOR_BRIDGE_KEY; never logged.
+	BridgeKey []byte `json:"-"`
+	// BridgeInsecure runs the bridge listener without a key: anyone who reaches it can stream ticks.
+	// Without a key and without it, the collector refuses to start.
+	BridgeInsecure bool
+	// BridgeMaxSessions bounds the bridge sessions kept (in memory and in the state file).
+	BridgeMaxSessions int
+	// BridgeSessionTTL forgets a bridge session with no connection for this long.
+	BridgeSessionTTL time.Duration
 	// StateFile keeps session sequences, validation watermarks and open bars across restarts; empty disables.
 	StateFile string
 	// StateInterval is how often the state file is also written while running (a crash then loses at
@@ -101,6 +114,7 @@ func Default() Config {
 		FutureTolerance: 5 * time.Second, BackwardsTolerance: 500 * time.Millisecond,
 		SubscriberQueue: 1024, SlowSubscriber: "conflate", NATSQueue: 4096,
 		HeartbeatInterval: time.Second, MaxFrameBytes: 1 << 20,
+		BridgeMaxSessions: bridgelink.DefaultMaxSessions, BridgeSessionTTL: bridgelink.DefaultSessionTTL,
 		StateInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info", RejectLogInterval: time.Second,
 	}
 }
@@ -134,6 +148,10 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	e.int(fs, &c.NATSQueue, "nats-queue", "batches queued for the NATS publisher")
 	e.dur(fs, &c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
 	e.int(fs, &c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
+	e.str(fs, &c.BridgeKeyFile, "bridge-key-file", "file holding the bridge key the EA must prove (or the key itself in "+EnvName("bridge-key")+")")
+	e.bool(fs, &c.BridgeInsecure, "bridge-insecure", "run the bridge listener WITHOUT a key: anyone who reaches it can stream ticks")
+	e.int(fs, &c.BridgeMaxSessions, "bridge-max-sessions", "bridge sessions kept (memory and state file); the least recently active idle one goes")
+	e.dur(fs, &c.BridgeSessionTTL, "bridge-session-ttl", "forget a bridge session with no connection for this long")
 	e.str(fs, &c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
 	e.dur(fs, &c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
 	e.str(fs, &c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with tls-key it serves TLS only (reloaded on change)")
@@ -154,6 +172,11 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	key, err := bridgelink.LoadKey(c.BridgeKeyFile, getenv(EnvName("bridge-key")))
+	if err != nil {
+		return c, fmt.Errorf("bridge key: %w", err)
+	}
+	c.BridgeKey = key
 	return c, c.Validate()
 }
 
@@ -161,7 +184,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	for name, v := range map[string]int{"inference-batch-ticks": c.InferenceBatchTicks, "inference-queue": c.InferenceQueue,
-		"subscriber-queue": c.SubscriberQueue, "nats-queue": c.NATSQueue, "max-frame-bytes": c.MaxFrameBytes} {
+		"subscriber-queue": c.SubscriberQueue, "nats-queue": c.NATSQueue, "max-frame-bytes": c.MaxFrameBytes,
+		"bridge-max-sessions": c.BridgeMaxSessions} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
 		}
@@ -171,6 +195,12 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat-interval must be positive"))
+	}
+	if c.BridgeSessionTTL <= 0 {
+		errs = append(errs, errors.New("bridge-session-ttl must be positive"))
+	}
+	if len(c.BridgeKey) == 0 && !c.BridgeInsecure {
+		errs = append(errs, fmt.Errorf("no bridge key: set --bridge-key-file (or %s), or opt out with --bridge-insecure", EnvName("bridge-key")))
 	}
 	if c.BridgeAddr == "" || c.GRPCAddr == "" {
 		errs = append(errs, errors.New("bridge-addr and grpc-addr are required"))
