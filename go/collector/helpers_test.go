@@ -19,8 +19,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
-	"github.com/kairos-mt5/kairos/go/bridgelink"
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/config"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
 )
