@@ -180,8 +180,9 @@ bool ConstantTimeEqual(const uint8_t* a, const uint8_t* b, size_t len) {
   return diff == 0;
 }
 
-Digest HandshakeProof(const std::string& key, Role role, const uint8_t* server_nonce, const uint8_t* client_nonce,
-                      uint64_t session_id, uint32_t channel, uint32_t api_version) {
+Digest HandshakeProof(const std::string& key, Role role, const uint8_t* server_nonce,
+                      const uint8_t* client_nonce, uint64_t session_id, uint32_t channel,
+                      uint32_t api_version) {
   const char* label = role == Role::kClient ? "kairos-bridge-v1 client" : "kairos-bridge-v1 server";
   const size_t label_len = std::strlen(label);
   uint8_t msg[32 + 1 + 2 * kNonceBytes + 16];

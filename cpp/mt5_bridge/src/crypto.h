@@ -43,7 +43,8 @@ constexpr size_t kNonceBytes = 32;
 // session_id (BE64) || channel (BE32) || api_version (BE32)), label "kairos-bridge-v1 client" for
 // the bridge's Hello.auth_proof, "kairos-bridge-v1 server" for the server's Welcome.server_proof.
 enum class Role { kClient, kServer };
-Digest HandshakeProof(const std::string& key, Role role, const uint8_t* server_nonce, const uint8_t* client_nonce,
-                      uint64_t session_id, uint32_t channel, uint32_t api_version);
+Digest HandshakeProof(const std::string& key, Role role, const uint8_t* server_nonce,
+                      const uint8_t* client_nonce, uint64_t session_id, uint32_t channel,
+                      uint32_t api_version);
 
 }  // namespace kairos::bridge::crypto
