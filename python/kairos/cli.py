@@ -69,6 +69,12 @@ def up(
         stack.stop()
         raise typer.Exit(EXIT_SERVICE_DIED) from exc
     console.print(f"execution token in {run_dir / 'token'}; stop with `kairos down`")
+    # The EA needs the key as its BridgeKey input; the terminal usually runs on another machine.
+    console.print(
+        f"bridge key (the EA's BridgeKey input) in {settings.bridge_key_file}:\n"
+        f"  {settings.ensure_bridge_key()}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -160,6 +166,9 @@ def replay(
     collector: Annotated[str, typer.Option(help="Collector bridge listener host:port.")] = "127.0.0.1:7400",
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
     last: Annotated[int, typer.Option(help="Replay only the last N rows (0: all).")] = 0,
+    bridge_key_file: Annotated[
+        Path, typer.Option(help="The collector's bridge key (`kairos up` writes it); absent: no key.")
+    ] = services.STATE_DIR / "run" / "bridge.key",
 ) -> None:
     """Replay market data through the bridge library (the DLL's own C++ code) into the collector."""
     from kairos.stack import replay as rp
@@ -171,7 +180,8 @@ def replay(
         raise typer.Exit(EXIT_BAD_DATA) from exc
     for problem in data.rejected:
         err.print(f"[yellow]skipped[/] {problem}")
-    result = rp.replay(data, collector=collector, speed=speed)
+    key = bridge_key_file.read_text().strip() if bridge_key_file.exists() else ""
+    result = rp.replay(data, collector=collector, speed=speed, bridge_key=key)
     console.print(
         f"replayed {result.pushed:,} ticks of {data.symbol} in {result.seconds:.2f} s "
         f"({result.ticks_per_s:,.0f}/s); sent {result.sent:,}, lost {result.lost:,}, "

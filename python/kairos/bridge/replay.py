@@ -146,13 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=0.0, help="0: as fast as possible; 1: real time")
     parser.add_argument("--batch", type=int, default=100, help="ticks per push (the EA's CopyTicks batch)")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--bridge-key-file",
+        type=Path,
+        help="file holding the collector's bridge key (`kairos up` writes one)",
+    )
     args = parser.parse_args(argv)
     try:
         ticks = read_ticks(args.ticks)
     except (OSError, TickFileError) as e:
         print(f"replay: {e}", file=sys.stderr)
         return 2
-    with kb.Bridge(args.collector, "", terminal_name="kairos-replay") as bridge:
+    key = args.bridge_key_file.read_text().strip() if args.bridge_key_file else ""
+    with kb.Bridge(args.collector, "", terminal_name="kairos-replay", bridge_key=key) as bridge:
         bridge.announce_symbol(args.symbol, args.digits)
         done = replay(
             bridge, args.symbol, args.digits, ticks, batch=args.batch, speed=args.speed, timeout=args.timeout

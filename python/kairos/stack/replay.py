@@ -164,9 +164,11 @@ def replay(
     stats: Any = None,
     cancel: threading.Event | None = None,
     flush_timeout_s: float = 30.0,
+    bridge_key: str = "",
 ) -> ReplayResult:
     """Pushes the ticks through a bridge connected to `collector` at `speed` ticks/s (0: full speed).
 
+    bridge_key is the collector's bridge key (StackSettings.ensure_bridge_key), proven as the EA does.
     A full queue is retried, never skipped (the bridge counts each refusal in `dropped`; `lost` is
     what was pushed but never acknowledged by the collector). Returns once the collector has
     acknowledged everything queued (bounded by flush_timeout_s).
@@ -177,7 +179,10 @@ def replay(
     started = time.perf_counter()
     pushed = 0
     with Bridge(
-        collector=collector, execution="", options=BridgeOptions(tick_queue_capacity=1 << 16)
+        collector=collector,
+        execution="",
+        options=BridgeOptions(tick_queue_capacity=1 << 16),
+        bridge_key=bridge_key,
     ) as bridge:
         bridge.announce_symbol(data.symbol, data.digits, contract_size=100_000.0)
         while pushed < n and not (cancel and cancel.is_set()):
