@@ -75,9 +75,9 @@ class Bridge {
       else
         throw py::value_error("unknown bridge option: " + key);
     }
-    status_ = kb_open_with_key(U(collector), U(execution), U(terminal_name), terminal_build, U(company), U(server),
-                               account_login, U(account_currency), trade_mode, U(ea_symbol), magic, U(bridge_key), &o,
-                               &handle_);
+    status_ = kb_open_with_key(U(collector), U(execution), U(terminal_name), terminal_build, U(company),
+                               U(server), account_login, U(account_currency), trade_mode, U(ea_symbol), magic,
+                               U(bridge_key), &o, &handle_);
   }
   ~Bridge() {
     if (handle_ != 0) {

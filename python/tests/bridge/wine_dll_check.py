@@ -78,7 +78,10 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
         )
         for i in range(3)
     ]
-    with BridgePeer() as md, BridgePeer() as tr:
+    # Both peers check the bridge key as the services do: the DLL's SHA-256/HMAC and its rand_s
+    # nonces run under Windows (Wine) here, not only in the Linux build.
+    key = "wine-bridge-key-0123456789abcdef"
+    with BridgePeer(key=key) as md, BridgePeer(key=key) as tr:
 
         def send_commands() -> None:
             if tr.wait_for(lambda: tr.welcomed >= 1, timeout=120):
@@ -97,6 +100,7 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
                 tr.endpoint,
                 csv_windows_path,
                 str(len(commands)),
+                key,
             ],
             capture_output=True,
             text=True,
