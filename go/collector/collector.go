@@ -69,7 +69,10 @@ type state struct {
 	// was written before, with the session id in hexadecimal (see migrateSourceNames).
 	Version  int               `json:"version,omitempty"`
 	Sessions map[uint64]uint64 `json:"sessions"`
-	Pipeline ingest.State      `json:"pipeline"`
+	// SessionSeen is each session's last activity, Unix seconds, so idle sessions expire across
+	// restarts; a session without it counts as active at load time.
+	SessionSeen map[uint64]int64 `json:"session_seen,omitempty"`
+	Pipeline    ingest.State     `json:"pipeline"`
 }
 
 const stateVersion = 2
@@ -144,7 +147,8 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 			AllowCrossed: cfg.AllowCrossed, AllowUnknownSymbols: cfg.AllowUnknownSymbols}},
 		s.Metrics, log.With("part", "ingest"), s.Hub, s.Pub, link)
 	if s.Bridge, err = bridge.Listen(bridge.Config{Addr: cfg.BridgeAddr, HeartbeatInterval: cfg.HeartbeatInterval,
-		MaxFrameBytes: cfg.MaxFrameBytes, ServerVersion: Version}, s.Pipe, s.Metrics, log.With("part", "bridge")); err != nil {
+		MaxFrameBytes: cfg.MaxFrameBytes, ServerVersion: Version, Key: cfg.BridgeKey, Insecure: cfg.BridgeInsecure,
+		MaxSessions: cfg.BridgeMaxSessions, SessionTTL: cfg.BridgeSessionTTL}, s.Pipe, s.Metrics, log.With("part", "bridge")); err != nil {
 		return nil, err
 	}
 	if err = s.loadState(); err != nil {
@@ -339,11 +343,17 @@ func (s *Service) loadState() error {
 		return fmt.Errorf("state file %s: %w", s.cfg.StateFile, err)
 	}
 	migrateSourceNames(&st)
-	for id, seq := range st.Sessions {
-		s.Bridge.Restore(id, seq)
-	}
+	// The pipeline first: a session expired or beyond the cap is evicted while restoring, and its
+	// ingest source goes with it (bridge.Listen's OnEvict).
 	if err := s.Pipe.Restore(st.Pipeline); err != nil {
 		return fmt.Errorf("state file %s: %w", s.cfg.StateFile, err)
+	}
+	for id, seq := range st.Sessions {
+		var seen time.Time
+		if sec, ok := st.SessionSeen[id]; ok {
+			seen = time.Unix(sec, 0)
+		}
+		s.Bridge.RestoreSeen(id, seq, seen)
 	}
 	s.log.Info("state restored", "file", s.cfg.StateFile, "sessions", len(st.Sessions), "sources", len(st.Pipeline.Sources))
 	return nil
@@ -373,8 +383,14 @@ func (s *Service) saveState() error {
 	defer s.stateMu.Unlock()
 	// Sessions first: a frame processed between the two snapshots is then resent after a restart and
 	// dropped by the validators' watermarks, rather than counted as processed but missing from bars.
-	sessions := s.Bridge.Sessions()
-	data, err := json.Marshal(state{Version: stateVersion, Sessions: sessions, Pipeline: s.Pipe.Snapshot()})
+	snap := s.Bridge.Snapshot()
+	sessions := make(map[uint64]uint64, len(snap))
+	seen := make(map[uint64]int64, len(snap))
+	for _, ss := range snap {
+		sessions[ss.ID] = ss.LastSeq
+		seen[ss.ID] = ss.LastSeen.Unix()
+	}
+	data, err := json.Marshal(state{Version: stateVersion, Sessions: sessions, SessionSeen: seen, Pipeline: s.Pipe.Snapshot()})
 	if err != nil {
 		return err
 	}

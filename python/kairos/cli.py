@@ -69,6 +69,12 @@ def up(
         stack.stop()
         raise typer.Exit(EXIT_SERVICE_DIED) from exc
     console.print(f"execution token in {run_dir / 'token'}; stop with `kairos down`")
+    # The EA needs the key as its BridgeKey input; the terminal usually runs on another machine.
+    console.print(
+        f"bridge key (the EA's BridgeKey input) in {settings.bridge_key_file}:\n"
+        f"  {settings.ensure_bridge_key()}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -196,6 +202,9 @@ def replay(
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary (counts, rate, bridge counters and log).")
     ] = False,
+    bridge_key_file: Annotated[
+        Path, typer.Option(help="The collector's bridge key (`kairos up` writes it); absent: no key.")
+    ] = services.STATE_DIR / "run" / "bridge.key",
 ) -> None:
     """Replay market data through the bridge library (the DLL's own C++ code) into the collector."""
     import json
@@ -227,8 +236,15 @@ def replay(
     for problem in data.rejected:
         err.print(f"[yellow]skipped[/] {problem}", highlight=False)
     try:
+        key = bridge_key_file.read_text().strip() if bridge_key_file.exists() else ""
         result = rp.replay(
-            data, collector=collector, speed=speed, realtime=realtime, batch=batch, flush_timeout_s=timeout
+            data,
+            collector=collector,
+            speed=speed,
+            realtime=realtime,
+            batch=batch,
+            flush_timeout_s=timeout,
+            bridge_key=key,
         )
     except rp.CollectorUnreachable as exc:
         err.print(f"[red]{exc}[/]", highlight=False)

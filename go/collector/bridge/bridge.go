@@ -35,13 +35,23 @@ type Config struct {
 	MaxFrameBytes int
 	// ServerVersion is sent in Welcome.
 	ServerVersion string
+	// Key is the bridge key every Hello must prove; Insecure accepts Hellos without one when Key is
+	// empty (bridgelink.Config).
+	Key      []byte
+	Insecure bool
+	// MaxSessions and SessionTTL bound the session table (bridgelink defaults if 0).
+	MaxSessions int
+	SessionTTL  time.Duration
 }
 
 // Listen binds cfg.Addr for the market-data channel; frames of each session feed pipe.
 func Listen(cfg Config, pipe *ingest.Pipeline, m *metrics.Metrics, log *slog.Logger) (*bridgelink.Listener, error) {
 	l := bridgelink.New(bridgelink.Config{Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, Addr: cfg.Addr,
 		HeartbeatInterval: cfg.HeartbeatInterval, AckInterval: AckInterval, MaxFrameBytes: cfg.MaxFrameBytes,
-		ServerVersion: cfg.ServerVersion, Decode: decodeFast},
+		ServerVersion: cfg.ServerVersion, Decode: decodeFast, Key: cfg.Key, Insecure: cfg.Insecure,
+		MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL,
+		// A forgotten session's ingest source (its watermarks) goes with it, from memory and the state file.
+		OnEvict: func(id uint64, _ string) { pipe.DropSource(SourceName(id)) }},
 		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector")}, m.Bridge, log)
 	if err := l.Listen(); err != nil {
 		return nil, err

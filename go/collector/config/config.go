@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/bars"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
 	"github.com/kairos-mt5/kairos/go/envflag"
@@ -68,6 +69,18 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// MaxFrameBytes is the largest bridge frame accepted.
 	MaxFrameBytes int
+	// BridgeKeyFile holds the bridge key every Hello must prove (docs/security.md); the key itself
+	// may instead come from KAIROS_COLLECTOR_BRIDGE_KEY. Never a flag value: argv is public.
+	BridgeKeyFile string
+	// BridgeKey is the key read from BridgeKeyFile or KAIROS_COLLECTOR_BRIDGE_KEY; never logged.
+	BridgeKey []byte `json:"-"`
+	// BridgeInsecure runs the bridge listener without a key: anyone who reaches it can stream ticks.
+	// Without a key and without it, the collector refuses to start.
+	BridgeInsecure bool
+	// BridgeMaxSessions bounds the bridge sessions kept (in memory and in the state file).
+	BridgeMaxSessions int
+	// BridgeSessionTTL forgets a bridge session with no connection for this long.
+	BridgeSessionTTL time.Duration
 	// StateFile keeps session sequences, validation watermarks and open bars across restarts; empty disables.
 	StateFile string
 	// StateInterval is how often the state file is also written while running (a crash then loses at
@@ -101,6 +114,7 @@ func Default() Config {
 		FutureTolerance: 5 * time.Second, BackwardsTolerance: 500 * time.Millisecond,
 		SubscriberQueue: 1024, SlowSubscriber: "conflate", NATSQueue: 4096,
 		HeartbeatInterval: time.Second, MaxFrameBytes: 1 << 20,
+		BridgeMaxSessions: bridgelink.DefaultMaxSessions, BridgeSessionTTL: bridgelink.DefaultSessionTTL,
 		StateInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info", RejectLogInterval: time.Second,
 	}
 }
@@ -133,6 +147,10 @@ func Flags(c *Config) *envflag.Set {
 	s.IntVar(&c.NATSQueue, "nats-queue", "batches queued for the NATS publisher")
 	s.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
 	s.IntVar(&c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
+	s.StringVar(&c.BridgeKeyFile, "bridge-key-file", "file holding the bridge key the EA must prove (or the key itself in "+EnvName("bridge-key")+")")
+	s.BoolVar(&c.BridgeInsecure, "bridge-insecure", "run the bridge listener WITHOUT a key: anyone who reaches it can stream ticks")
+	s.IntVar(&c.BridgeMaxSessions, "bridge-max-sessions", "bridge sessions kept (memory and state file); the least recently active idle one goes")
+	s.DurationVar(&c.BridgeSessionTTL, "bridge-session-ttl", "forget a bridge session with no connection for this long")
 	s.StringVar(&c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
 	s.DurationVar(&c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with tls-key it serves TLS only (reloaded on change)")
@@ -161,6 +179,11 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if len(c.InferenceEndpoints) == 1 && c.InferenceEndpoints[0] == "none" {
 		c.InferenceEndpoints = nil
 	}
+	key, err := bridgelink.LoadKey(c.BridgeKeyFile, getenv(EnvName("bridge-key")))
+	if err != nil {
+		return c, fmt.Errorf("bridge key: %w", err)
+	}
+	c.BridgeKey = key
 	return c, c.Validate()
 }
 
@@ -168,7 +191,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	for name, v := range map[string]int{"inference-batch-ticks": c.InferenceBatchTicks, "inference-queue": c.InferenceQueue,
-		"subscriber-queue": c.SubscriberQueue, "nats-queue": c.NATSQueue, "max-frame-bytes": c.MaxFrameBytes} {
+		"subscriber-queue": c.SubscriberQueue, "nats-queue": c.NATSQueue, "max-frame-bytes": c.MaxFrameBytes,
+		"bridge-max-sessions": c.BridgeMaxSessions} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
 		}
@@ -178,6 +202,12 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat-interval must be positive"))
+	}
+	if c.BridgeSessionTTL <= 0 {
+		errs = append(errs, errors.New("bridge-session-ttl must be positive"))
+	}
+	if len(c.BridgeKey) == 0 && !c.BridgeInsecure {
+		errs = append(errs, fmt.Errorf("no bridge key: set --bridge-key-file (or %s), or opt out with --bridge-insecure", EnvName("bridge-key")))
 	}
 	if c.BridgeAddr == "" || c.GRPCAddr == "" {
 		errs = append(errs, errors.New("bridge-addr and grpc-addr are required"))

@@ -122,6 +122,14 @@ func (p *Pipeline) Source(name, kind string) *Source {
 	return s
 }
 
+// DropSource forgets a source and its watermarks (a bridge session the link evicted). A source
+// still in use is recreated empty by its next Source call.
+func (p *Pipeline) DropSource(name string) {
+	p.mu.Lock()
+	delete(p.sources, name)
+	p.mu.Unlock()
+}
+
 // Symbols returns every known symbol's metadata, sorted by name.
 func (p *Pipeline) Symbols() []*mdv1.SymbolInfo {
 	p.mu.Lock()

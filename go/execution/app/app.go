@@ -104,7 +104,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	switch cfg.Venue {
 	case "mt5":
 		mv = mt5.New(mt5.Config{Addr: cfg.BridgeAddr, HeartbeatInterval: cfg.MT5.HeartbeatInterval, CancelOnDisconnect: cfg.MT5.CancelOnDisconnect,
-			DeviationPoints: cfg.MT5.DeviationPoints, CommandTTL: cfg.MT5.CommandTTL, ServerVersion: "kairos-execution " + Version}, log, m,
+			DeviationPoints: cfg.MT5.DeviationPoints, CommandTTL: cfg.MT5.CommandTTL, ServerVersion: "kairos-execution " + Version,
+			BridgeKey: cfg.MT5.BridgeKey, BridgeInsecure: cfg.MT5.BridgeInsecure, MaxSessions: cfg.MT5.MaxSessions,
+			SessionTTL: cfg.MT5.SessionTTL, MaxTracked: cfg.MT5.MaxTracked}, log, m,
 			func(s string) uint8 {
 				if i, ok := rk.Instrument(s); ok {
 					return i.Digits

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/envflag"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
@@ -95,6 +96,20 @@ type MT5 struct {
 	DeviationPoints uint32
 	// CommandTTL is how long the EA may still execute a command (its deadline); zero for none.
 	CommandTTL time.Duration
+	// BridgeKeyFile holds the bridge key every Hello on the trading channel must prove
+	// (docs/security.md); the key itself may instead come from KAIROS_EXECUTION_BRIDGE_KEY. Never a
+	// flag value: argv is public.
+	BridgeKeyFile string
+	// BridgeKey is the key read from BridgeKeyFile or KAIROS_EXECUTION_BRIDGE_KEY; never logged.
+	BridgeKey []byte `json:"-"`
+	// BridgeInsecure runs the trading listener without a key: anyone who reaches it can trade.
+	// With venue mt5 and neither a key nor this, the service refuses to start.
+	BridgeInsecure bool
+	// MaxSessions and SessionTTL bound the bridge session table (resume points).
+	MaxSessions int
+	SessionTTL  time.Duration
+	// MaxTracked bounds the venue's command and ticket maps; completed entries go first.
+	MaxTracked int
 }
 
 // Policy maps signals to target positions. A signal carries its model card's decision policy
@@ -191,7 +206,8 @@ func Default() Config {
 		},
 		Paper: Paper{SlippagePoints: 1, SlippagePointsPerLot: decimal.MustParse("0.5"),
 			CommissionPerLot: decimal.MustParse("3.50"), StartingBalance: decimal.MustParse("100000")},
-		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second},
+		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second,
+			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
 			CooldownBars: 0, MaxHoldingBars: 60},
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
@@ -250,6 +266,11 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.BoolVar(&c.MT5.CancelOnDisconnect, "mt5-cancel-on-disconnect", "cancel every working order when a lost bridge link comes back")
 	s.Uint32Var(&c.MT5.DeviationPoints, "mt5-deviation-points", "max slippage MT5 may take on market orders, points")
 	s.DurationVar(&c.MT5.CommandTTL, "mt5-command-ttl", "deadline for the EA to execute a command")
+	s.StringVar(&c.MT5.BridgeKeyFile, "bridge-key-file", "file holding the bridge key the EA must prove (or the key itself in "+EnvPrefix+"BRIDGE_KEY)")
+	s.BoolVar(&c.MT5.BridgeInsecure, "bridge-insecure", "run the trading listener WITHOUT a key: anyone who reaches it can trade")
+	s.IntVar(&c.MT5.MaxSessions, "bridge-max-sessions", "bridge sessions (resume points) kept")
+	s.DurationVar(&c.MT5.SessionTTL, "bridge-session-ttl", "forget a bridge session with no connection for this long")
+	s.IntVar(&c.MT5.MaxTracked, "mt5-max-tracked", "commands and order tickets the mt5 venue remembers; completed ones are evicted first")
 
 	s.BoolVar(&c.Policy.Enabled, "policy", "trade signals from kairos.signal.> (needs --nats-url)")
 	s.StringVar(&c.Policy.StrategyID, "strategy-id", "strategy id on policy orders")
@@ -271,6 +292,13 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	}
 	if len(s.Args()) > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", s.Args())
+	}
+	if c.Venue == "mt5" {
+		key, err := bridgelink.LoadKey(c.MT5.BridgeKeyFile, getenv(EnvPrefix+"BRIDGE_KEY"))
+		if err != nil {
+			return nil, fmt.Errorf("bridge key: %w", err)
+		}
+		c.MT5.BridgeKey = key
 	}
 	if c.TokenFile != "" {
 		b, err := os.ReadFile(c.TokenFile)
@@ -303,6 +331,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Venue != "paper" && c.Venue != "mt5" {
 		errs = append(errs, fmt.Errorf("venue %q: want paper or mt5", c.Venue))
+	}
+	if c.Venue == "mt5" {
+		if len(c.MT5.BridgeKey) == 0 && !c.MT5.BridgeInsecure {
+			errs = append(errs, fmt.Errorf("venue mt5 without a bridge key: set --bridge-key-file (or %sBRIDGE_KEY), or opt out with --bridge-insecure", EnvPrefix))
+		}
+		if c.MT5.MaxSessions < 1 || c.MT5.SessionTTL <= 0 || c.MT5.MaxTracked < 16 {
+			errs = append(errs, errors.New("bridge-max-sessions must be at least 1, bridge-session-ttl positive, mt5-max-tracked at least 16"))
+		}
 	}
 	if c.JournalSync != "full" && c.JournalSync != "normal" {
 		errs = append(errs, fmt.Errorf("journal-sync %q: want full or normal", c.JournalSync))

@@ -196,6 +196,7 @@ async def _watch_and_replay(
                 speed=opts.speed,
                 stats=stats,
                 cancel=cancel,
+                bridge_key=settings.ensure_bridge_key(),
             )
         )
         try:

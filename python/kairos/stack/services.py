@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class StackSettings:
     mlflow_uri: str = f"sqlite:///{STATE_DIR / 'mlflow.db'}"
     journal: str = ""  # default: <run_dir>/journal.db (SQLite)
     token: str = ""
+    bridge_key: str = ""
     symbols: tuple[str, ...] = ("EURUSD",)
     # Execution's fallback policy, for models whose card carries none (a card's policy wins, ADR 0081):
     # lots per position and the p(up) - p(down) needed to trade.
@@ -74,18 +76,37 @@ class StackSettings:
 
     def ensure_token(self) -> str:
         """The execution bearer token: given, or generated once per run dir (file mode 0600)."""
-        if self.token:
-            return self.token
-        path = self.run_dir / "token"
-        if path.exists():
-            self.token = path.read_text().strip()
-        else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.token = secrets.token_urlsafe(24)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(self.token + "\n")
+        if not self.token:
+            self.token = _secret(self.run_dir / "token", lambda: secrets.token_urlsafe(24))
         return self.token
+
+    @property
+    def bridge_key_file(self) -> Path:
+        """Where the bridge key lives; the services read it (--bridge-key-file), never their argv."""
+        return self.run_dir / "bridge.key"
+
+    def ensure_bridge_key(self) -> str:
+        """The bridge key (docs/security.md): what the EA's BridgeKey input must hold and both bridge
+        listeners check. Given, or generated once per run dir: 256 random bits as 64 hexadecimal
+        characters, file mode 0600."""
+        if self.bridge_key:
+            _secret(self.bridge_key_file, lambda: self.bridge_key, overwrite=True)
+        else:
+            self.bridge_key = _secret(self.bridge_key_file, lambda: secrets.token_hex(32))
+        return self.bridge_key
+
+
+def _secret(path: Path, make: Callable[[], str], overwrite: bool = False) -> str:
+    """Reads a secret file, or writes make() to it readable by the owner only (0600)."""
+    if path.exists() and not overwrite:
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+    return value
 
 
 def build_go_binaries(bin_dir: Path, force: bool = False) -> dict[str, Path]:
@@ -111,6 +132,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
     """Collector (with embedded NATS), inference, execution (paper venue), in start order."""
     p = settings.ports
     token = settings.ensure_token()
+    settings.ensure_bridge_key()
+    key_file = f"--bridge-key-file={settings.bridge_key_file}"
     journal = settings.journal or str(settings.run_dir / "journal.db")
     inference_bin = shutil.which("kairos-inference") or str(Path(sys.executable).parent / "kairos-inference")
     return [
@@ -122,6 +145,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--grpc-addr=127.0.0.1:{p.collector_grpc}",
                 f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
                 f"--nats-addr=127.0.0.1:{p.nats}",
+                key_file,
                 f"--inference-endpoints=127.0.0.1:{p.inference_grpc}",
                 # The inference server starts after the collector; keep the link's retries short.
                 "--inference-backoff-max=500ms",
@@ -153,6 +177,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--nats-url={settings.nats_url}",
                 f"--db={journal}",
                 "--venue=paper",
+                key_file,  # read once the venue is mt5
                 f"--signal-lots={settings.lots}",
                 f"--signal-threshold={settings.threshold}",
                 # Replayed data carries its historical times: judge signal age by arrival, not tick time.

@@ -126,7 +126,11 @@ def test_passwords_are_required(compose: list[str]) -> None:
 
 
 def test_secrets_are_files_not_environment(stack: dict[str, Any]) -> None:
-    assert set(stack["secrets"]) == {"execution_token", "grafana_admin_password"}
+    assert set(stack["secrets"]) == {"execution_token", "grafana_admin_password", "bridge_key"}
+    for svc in ("collector", "execution"):  # the bridge key the EA proves (docs/security.md)
+        env = stack["services"][svc]["environment"]
+        assert env[f"KAIROS_{svc.upper()}_BRIDGE_KEY_FILE"] == "/run/secrets/bridge_key"
+        assert f"KAIROS_{svc.upper()}_BRIDGE_KEY" not in env
     grafana = stack["services"]["grafana"]["environment"]
     assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
     assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"

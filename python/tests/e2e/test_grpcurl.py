@@ -94,7 +94,9 @@ def test_subscribe_streams_replayed_ticks_to_grpcurl(stack: services.StackSettin
         data = replay.load(
             str(services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"), symbol="EURUSD", last=300
         )
-        result = replay.replay(data, collector=f"127.0.0.1:{stack.ports.collector_bridge}")
+        result = replay.replay(
+            data, collector=f"127.0.0.1:{stack.ports.collector_bridge}", bridge_key=stack.ensure_bridge_key()
+        )
         assert result.lost == 0
         got = 0
         assert sub.stdout is not None

@@ -90,7 +90,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         assert ready.wait(timeout=15), "the NATS watcher did not subscribe"
         data = replay.load(str(TICKS), symbol="EURUSD", strict=True)
         result = replay.replay(
-            data, collector=f"127.0.0.1:{settings.ports.collector_bridge}", speed=0, stats=stats
+            data,
+            collector=f"127.0.0.1:{settings.ports.collector_bridge}",
+            speed=0,
+            stats=stats,
+            bridge_key=settings.ensure_bridge_key(),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and stats.md_ticks < result.sent:

@@ -93,7 +93,7 @@ type proc struct {
 func startBinary(t *testing.T, bin string, args []string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KAIROS_EXECUTION_TOKEN="+svctest.Token)
+	cmd.Env = append(os.Environ(), "KAIROS_EXECUTION_TOKEN="+svctest.Token, "KAIROS_EXECUTION_BRIDGE_KEY="+string(bridgepeer.TestKey))
 	var logs bytes.Buffer
 	cmd.Stderr = &syncWriter{w: &logs}
 	if err := cmd.Start(); err != nil {

@@ -8,6 +8,7 @@ package bridgepeer
 
 import (
 	"bufio"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 )
 
 // Order is one order in the simulated terminal.
@@ -199,12 +201,18 @@ func pow10(n int) int64 {
 	return p
 }
 
+// TestKey is the bridge key a Peer proves unless told otherwise (svctest's services use it).
+var TestKey = []byte("execution-test-bridge-key-0123456789")
+
 // Peer is the bridge side of the TRADING channel. One Peer is one bridge session (session_id);
 // Connect may be called again after a disconnect, as the DLL reconnects.
 type Peer struct {
 	Terminal  *Terminal
 	SessionID uint64
 	Heartbeat time.Duration
+	// Key is the bridge key proven in Hello and checked in Welcome, as the DLL does; nil sends
+	// Hello without a proof.
+	Key []byte
 
 	mu       sync.Mutex
 	seq      uint64
@@ -222,7 +230,7 @@ type Peer struct {
 
 // New returns a peer for a terminal.
 func New(t *Terminal, session uint64) *Peer {
-	return &Peer{Terminal: t, SessionID: session, Heartbeat: 200 * time.Millisecond}
+	return &Peer{Terminal: t, SessionID: session, Heartbeat: 200 * time.Millisecond, Key: TestKey}
 }
 
 // Connect dials addr, sends Hello, reads Welcome and resends unacknowledged frames above
@@ -236,13 +244,24 @@ func (p *Peer) Connect(addr string) (*bridgev1.Welcome, error) {
 	p.mu.Lock()
 	p.conn, p.w, p.done = nc, bufio.NewWriter(nc), make(chan struct{})
 	p.mu.Unlock()
-	hello := &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: 1, BridgeVersion: "peer-test", Channel: bridgev1.Channel_CHANNEL_TRADING,
-		SessionId: p.SessionID, TerminalName: "Go peer", AccountLogin: 42, AccountCurrency: "USD", TradeMode: bridgev1.TradeMode_TRADE_MODE_DEMO}}}
-	if err := p.write(hello, false); err != nil {
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ch := &bridgev1.Frame{}
+	if err := protodelim.UnmarshalFrom(r, ch); err != nil || ch.GetChallenge() == nil {
+		nc.Close()
+		return nil, fmt.Errorf("reading Challenge: %v %w", ch, err)
+	}
+	h := &bridgev1.Hello{ApiVersion: bridgelink.APIVersion, BridgeVersion: "peer-test", Channel: bridgev1.Channel_CHANNEL_TRADING,
+		SessionId: p.SessionID, TerminalName: "Go peer", AccountLogin: 42, AccountCurrency: "USD", TradeMode: bridgev1.TradeMode_TRADE_MODE_DEMO}
+	if p.Key != nil {
+		if err := bridgelink.ProveHello(p.Key, ch.GetChallenge().GetServerNonce(), h); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	if err := p.write(&bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: h}}, false); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	f := &bridgev1.Frame{}
 	if err := protodelim.UnmarshalFrom(r, f); err != nil {
 		nc.Close()
@@ -251,7 +270,18 @@ func (p *Peer) Connect(addr string) (*bridgev1.Welcome, error) {
 	w := f.GetWelcome()
 	if w == nil {
 		nc.Close()
+		if e := f.GetError(); e != nil {
+			return nil, fmt.Errorf("refused: %v: %s", e.GetCode(), e.GetMessage())
+		}
 		return nil, fmt.Errorf("expected Welcome, got %v", f)
+	}
+	if p.Key != nil {
+		// Mutual: the server proves the key too, as the DLL checks before it takes a command.
+		want := bridgelink.Proof(p.Key, true, ch.GetChallenge().GetServerNonce(), h.ClientNonce, h.SessionId, h.Channel, h.ApiVersion)
+		if !hmac.Equal(want, w.GetServerProof()) {
+			nc.Close()
+			return nil, errors.New("the server did not prove the bridge key")
+		}
 	}
 	_ = nc.SetReadDeadline(time.Time{})
 	p.mu.Lock()

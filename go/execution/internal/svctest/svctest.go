@@ -26,6 +26,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/app"
 	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/internal/bridgepeer"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/testkit"
@@ -51,7 +52,12 @@ func Start(t *testing.T, natsURL string, tweak func(*config.Config), extra ...st
 	args := []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "exec.db"),
 		"--nats-url", natsURL, "--token", Token, "--signal-cooldown-bars", "0", "--log-level", "warn"}
 	args = append(args, extra...)
-	cfg, err := config.Parse("test", args, func(string) string { return "" })
+	cfg, err := config.Parse("test", args, func(k string) string {
+		if k == config.EnvPrefix+"BRIDGE_KEY" {
+			return string(bridgepeer.TestKey) // what bridgepeer proves by default
+		}
+		return ""
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

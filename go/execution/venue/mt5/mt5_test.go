@@ -14,6 +14,7 @@ import (
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/execution/internal/bridgepeer"
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
@@ -273,6 +274,9 @@ func TestHelloMustComeFirstOnTheTradingChannel(t *testing.T) {
 		{"heartbeat first", &bridgev1.Frame{Body: &bridgev1.Frame_Heartbeat{Heartbeat: &bridgev1.Heartbeat{}}}, bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION},
 		{"market data channel", &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: 1, Channel: bridgev1.Channel_CHANNEL_MARKET_DATA}}}, bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION},
 		{"future api version", &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: 99, Channel: bridgev1.Channel_CHANNEL_TRADING}}}, bridgev1.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION},
+		// A raw client without the bridge key gets no Welcome, so it can neither take commands nor report fills.
+		{"no key proof", &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: bridgelink.APIVersion, Channel: bridgev1.Channel_CHANNEL_TRADING, SessionId: 5}}},
+			bridgev1.ErrorCode_ERROR_CODE_UNAUTHENTICATED},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			nc, err := net.DialTimeout("tcp", r.s.Ready.BridgeAddr, 5*time.Second)
@@ -285,8 +289,13 @@ func TestHelloMustComeFirstOnTheTradingChannel(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := &bridgev1.Frame{}
-			if err := protodelim.UnmarshalFrom(bufReader{nc}, f); err != nil {
-				t.Fatal(err)
+			for f.GetError() == nil { // after the server's Challenge
+				if err := protodelim.UnmarshalFrom(bufReader{nc}, f); err != nil {
+					t.Fatal(err)
+				}
+				if f.GetWelcome() != nil {
+					t.Fatalf("welcomed: %v", f)
+				}
 			}
 			if f.GetError().GetCode() != c.code {
 				t.Fatalf("answer %v, want error %v", f, c.code)
