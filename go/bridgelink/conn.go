@@ -47,6 +47,9 @@ func (c *Conn) Key() string { return SessionKey(c.SessionID()) }
 // Hello is the peer's Hello.
 func (c *Conn) Hello() *bridgev1.Hello { return c.hello }
 
+// Done is closed when the connection ends: a Handler waiting on something slow selects on it.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
 // Log is the connection's logger (remote address, channel, session id).
 func (c *Conn) Log() *slog.Logger { return c.log }
 

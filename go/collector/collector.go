@@ -115,7 +115,12 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 		log.Info("embedded NATS listening", "url", s.natsSrv.ClientURL())
 	}
-	if s.Pub, err = natspub.Connect(cfg.NATSURL, s.natsSrv, s.Metrics); err != nil {
+	if cfg.NATSJetStream {
+		s.Pub, err = natspub.ConnectJetStream(cfg.NATSURL, natspub.DefaultAckTimeout, s.Metrics)
+	} else {
+		s.Pub, err = natspub.Connect(cfg.NATSURL, s.natsSrv, s.Metrics)
+	}
+	if err != nil {
 		return nil, err
 	}
 	var link ingest.PredictSink
@@ -230,7 +235,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.health.SetServingStatus("kairos.collector.v1.MarketDataService", healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("collector serving", "version", Version, "bridge", s.BridgeAddr(), "grpc", s.GRPCAddr(),
 		"grpc_tls", s.cfg.ServerTLS().Enabled(), "grpc_mtls", s.cfg.TLSClientCA != "", "inference_tls", s.cfg.InferenceTLS().Enabled(),
-		"metrics", s.MetricsAddr(), "nats", s.NATSURL(), "inference", s.cfg.InferenceEndpoints)
+		"metrics", s.MetricsAddr(), "nats", s.NATSURL(), "nats_jetstream", s.cfg.NATSJetStream, "inference", s.cfg.InferenceEndpoints)
 	var runErr error
 	select {
 	case <-ctx.Done():

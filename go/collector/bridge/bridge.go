@@ -7,6 +7,7 @@ package bridge
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -68,22 +69,51 @@ type channel struct {
 }
 
 func (ch *channel) Open(c *bridgelink.Conn) bridgelink.Handler {
-	return &session{c: c, src: ch.pipe.Source(SourceName(c.SessionID()), "bridge"), hop: ch.hop}
+	s := &session{c: c, pipe: ch.pipe, src: ch.pipe.Source(SourceName(c.SessionID()), "bridge"), hop: ch.hop}
+	if ch.pipe.Durable() {
+		// The wait for NATS ends with the connection (shutdown, replaced, dead peer).
+		var cancel context.CancelFunc
+		s.ctx, cancel = context.WithCancel(context.Background())
+		s.cancel = cancel
+		go func() {
+			select {
+			case <-c.Done():
+				cancel()
+			case <-s.ctx.Done(): // Closed
+			}
+		}()
+	}
+	return s
 }
 
 // session handles one connection of a bridge session.
 type session struct {
-	c   *bridgelink.Conn
-	src *ingest.Source
-	hop prometheus.Observer
+	c    *bridgelink.Conn
+	pipe *ingest.Pipeline
+	src  *ingest.Source
+	hop  prometheus.Observer
+	// ctx is set when NATS is durable: Frames then waits, within it, for its ticks to be stored.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
-func (s *session) Closed(error) {}
+func (s *session) Closed(error) {
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
 
 // Frames processes every frame: none fails the connection, refusals go back as Error{REJECTED}.
+// With JetStream the frames count as processed (and are acknowledged to the bridge) only once NATS
+// has stored their ticks (ADR 0024); a connection that ends first leaves them unacknowledged.
 func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 	for _, x := range in {
 		s.frame(x)
+	}
+	if s.ctx != nil {
+		if err := s.pipe.Stored(s.ctx); err != nil {
+			return 0, fmt.Errorf("ticks not stored by NATS JetStream: %w", err)
+		}
 	}
 	return len(in), nil
 }

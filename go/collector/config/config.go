@@ -33,6 +33,9 @@ type Config struct {
 	NATSURL string
 	// NATSAddr is the embedded NATS server's listen address (loopback by default).
 	NATSAddr string
+	// NATSJetStream publishes ticks and bars to JetStream (streams on the external NATSURL) and
+	// acknowledges a bridge frame only once its ticks are stored (ADR 0024).
+	NATSJetStream bool
 	// InferenceEndpoints are the inference servers' gRPC addresses; empty disables the link.
 	InferenceEndpoints []string
 	// InferenceBatchTicks flushes a StreamPredict request at this many ticks.
@@ -128,6 +131,7 @@ func Flags(c *Config) *envflag.Set {
 	s.StringVar(&c.MetricsAddr, "metrics-addr", "HTTP address of /metrics; empty disables")
 	s.StringVar(&c.NATSURL, "nats-url", "external NATS server URL; empty runs the embedded server")
 	s.StringVar(&c.NATSAddr, "nats-addr", "listen address of the embedded NATS server")
+	s.BoolVar(&c.NATSJetStream, "nats-jetstream", "publish ticks and bars to JetStream streams (needs nats-url) and acknowledge bridge frames only once stored")
 	s.ListVar(&c.InferenceEndpoints, "inference-endpoints", "comma-separated inference gRPC addresses; \"none\" or empty disables the link")
 	s.IntVar(&c.InferenceBatchTicks, "inference-batch-ticks", "flush a StreamPredict request at this many ticks")
 	s.DurationVar(&c.InferenceFlushInterval, "inference-flush-interval", "flush a non-empty request after this long")
@@ -214,6 +218,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATSURL == "" && c.NATSAddr == "" {
 		errs = append(errs, errors.New("set nats-url or nats-addr"))
+	}
+	if c.NATSJetStream && c.NATSURL == "" {
+		errs = append(errs, errors.New("nats-jetstream needs nats-url (the embedded server has no JetStream)"))
 	}
 	if err := c.ServerTLS().Validate(); err != nil {
 		errs = append(errs, err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,15 @@ type NATSSink interface {
 	// Ticks publishes a batch; raw, when not nil, is the batch's wire encoding, reused as the payload.
 	Ticks(b *mdv1.TickBatch, raw []byte)
 	Bar(*mdv1.Bar)
+}
+
+// DurableSink is a NATSSink whose server acknowledges what it stores (natspub with JetStream).
+type DurableSink interface {
+	NATSSink
+	// Durable is true when Stored waits for the server.
+	Durable() bool
+	// Stored returns once the first n calls of Ticks and Bar are stored, or with ctx's error.
+	Stored(ctx context.Context, n uint64) error
 }
 
 // PredictSink is the inference link; its methods must not block.
@@ -77,6 +87,8 @@ type Pipeline struct {
 	sources  map[string]*Source
 
 	natsQ     chan natsItem
+	durable   DurableSink   // nil unless nats is durable
+	enqueued  atomic.Uint64 // items handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
 	natsDepth prometheus.Gauge
 	stop      chan struct{}
 	wg        sync.WaitGroup // NATS publisher
@@ -98,6 +110,9 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger, hub *fanout.Hub, nats
 		lastTick: map[string]time.Time{}, sources: map[string]*Source{},
 		natsQ: make(chan natsItem, cfg.NATSQueue), natsDepth: m.QueueDepth.WithLabelValues("nats"), stop: make(chan struct{})}
 	if nats != nil {
+		if ds, ok := nats.(DurableSink); ok && ds.Durable() {
+			p.durable = ds
+		}
 		p.wg.Add(1)
 		go p.publishNATS()
 	}
@@ -300,10 +315,24 @@ func (p *Pipeline) emitBars(closed []*mdv1.Bar) {
 	}
 }
 
+// Durable is true when NATS acknowledges what it stores, so Stored is worth waiting for.
+func (p *Pipeline) Durable() bool { return p.durable != nil }
+
+// Stored returns once every tick batch and bar dispatched so far is stored by NATS JetStream, or
+// with ctx's error; at once when NATS is not durable. The bridge acknowledges frames only after it
+// (ADR 0024): an acknowledged tick then survives the loss of the collector or of a NATS node.
+func (p *Pipeline) Stored(ctx context.Context) error {
+	if p.durable == nil {
+		return nil
+	}
+	return p.durable.Stored(ctx, p.enqueued.Load())
+}
+
 // enqueueNATS blocks while the NATS queue is full: NATS is the durable fan-out, so it pushes back on
 // the source (TCP flow control for the bridge) rather than losing ticks.
 func (p *Pipeline) enqueueNATS(it natsItem) {
 	p.natsDepth.Inc()
+	p.enqueued.Add(1)
 	p.natsQ <- it
 }
 
