@@ -70,7 +70,14 @@ class Cluster:
     def __init__(self, root: Path, size: int = 3) -> None:
         self.root = root
         self.nodes = [
-            Node(f"n{i + 1}", free_port(), free_port(), free_port(), root / f"n{i + 1}" / "js", root / f"n{i + 1}.log")
+            Node(
+                f"n{i + 1}",
+                free_port(),
+                free_port(),
+                free_port(),
+                root / f"n{i + 1}" / "js",
+                root / f"n{i + 1}.log",
+            )
             for i in range(size)
         ]
 
@@ -89,15 +96,19 @@ class Cluster:
                 f'listen: "127.0.0.1:{n.port}"\n'
                 f'http: "127.0.0.1:{n.http_port}"\n'
                 f'jetstream {{ store_dir: "{n.store}" }}\n'
-                f'cluster {{ name: "kairos-chaos", listen: "127.0.0.1:{n.cluster_port}", routes: [{routes}] }}\n'
+                f'cluster {{ name: "kairos-chaos", listen: "127.0.0.1:{n.cluster_port}",\n'
+                f"  routes: [{routes}] }}}}\n"
             )
             with n.log.open("wb") as log:
                 n.proc = subprocess.Popen(
                     [nats_server_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
                 )
         # /healthz answers 200 once the node's JetStream is ready, which in a cluster needs a meta leader.
-        wait_for(lambda: all(_http_ok(f"http://127.0.0.1:{n.http_port}/healthz") for n in self.nodes),
-                 timeout=30, what="a JetStream cluster of three ready nodes")
+        wait_for(
+            lambda: all(_http_ok(f"http://127.0.0.1:{n.http_port}/healthz") for n in self.nodes),
+            timeout=30,
+            what="a JetStream cluster of three ready nodes",
+        )
 
     def kill(self, name: str) -> None:
         """SIGKILL one node: no shutdown, no leadership hand-over."""
@@ -138,8 +149,13 @@ def build_streams_tool() -> Path:
     out = REPO / "build" / "deploy" / "bin"
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOWORK": "off", "GOFLAGS": "-buildvcs=false"}
-    subprocess.run(["go", "build", "-o", f"{out}/", "./cmd/kairos-streams"], cwd=REPO / "tools" / "deploy",
-                   env=env, check=True, timeout=600)
+    subprocess.run(
+        ["go", "build", "-o", f"{out}/", "./cmd/kairos-streams"],
+        cwd=REPO / "tools" / "deploy",
+        env=env,
+        check=True,
+        timeout=600,
+    )
     return out / "kairos-streams"
 
 
@@ -151,8 +167,13 @@ def apply_streams(servers: str, work: Path, replicas: int) -> None:
         spec = json.loads(path.read_text())
         spec["num_replicas"] = replicas
         (defs / path.name).write_text(json.dumps(spec))
-    out = subprocess.run([str(build_streams_tool()), "-server", servers, "-dir", str(defs), "-timeout", "20s"],
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [str(build_streams_tool()), "-server", servers, "-dir", str(defs), "-timeout", "20s"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -221,17 +242,27 @@ def delete_message(servers: str, stream: str, seq: int) -> None:
 class ReplayThread(threading.Thread):
     """A replay of real ticks through the bridge client, in a thread, observable while it runs."""
 
-    def __init__(self, data: replay.ReplayData, collector: str, bridge_key: str, speed: float, batch: int) -> None:
+    def __init__(
+        self, data: replay.ReplayData, collector: str, bridge_key: str, speed: float, batch: int
+    ) -> None:
         super().__init__(name=f"replay-{data.symbol}", daemon=True)
-        self.data, self.collector, self.key, self.speed, self.batch = data, collector, bridge_key, speed, batch
+        self.data, self.collector, self.key = data, collector, bridge_key
+        self.speed, self.batch = speed, batch
         self.stats = observe.PipelineStats()
         self.result: replay.ReplayResult | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self.result = replay.replay(self.data, collector=self.collector, speed=self.speed, batch=self.batch,
-                                        stats=self.stats, bridge_key=self.key, flush_timeout_s=30.0)
+            self.result = replay.replay(
+                self.data,
+                collector=self.collector,
+                speed=self.speed,
+                batch=self.batch,
+                stats=self.stats,
+                bridge_key=self.key,
+                flush_timeout_s=30.0,
+            )
         except BaseException as exc:  # reported by outcome()
             self.error = exc
 

@@ -68,7 +68,9 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
 
         run = harness.ReplayThread(data, f"127.0.0.1:{settings.ports.collector_bridge}", key, SPEED, BATCH)
         run.start()
-        harness.wait_until(lambda: run.pushed() >= KILL_AT or not run.is_alive(), 30, f"{KILL_AT} ticks pushed")
+        harness.wait_until(
+            lambda: run.pushed() >= KILL_AT or not run.is_alive(), 30, f"{KILL_AT} ticks pushed"
+        )
         assert run.is_alive(), "the replay ended before the fault"
         cluster.kill(leader)
         result = run.outcome(timeout=60)
