@@ -159,16 +159,21 @@ def build_streams_tool() -> Path:
     return out / "kairos-streams"
 
 
-def apply_streams(servers: str, work: Path, replicas: int) -> None:
-    """Applies the committed stream definitions (deploy/nats/streams) with `replicas` replicas."""
-    defs = work / "streams"
-    defs.mkdir(parents=True, exist_ok=True)
-    for path in STREAMS.glob("*.json"):
-        spec = json.loads(path.read_text())
-        spec["num_replicas"] = replicas
-        (defs / path.name).write_text(json.dumps(spec))
+def apply_streams(servers: str, replicas: int) -> None:
+    """Applies the committed stream definitions (deploy/nats/streams) with `replicas` replicas, as a
+    scale-out deployment does (ADR 0061: `kairos-streams -replicas 3`)."""
     out = subprocess.run(
-        [str(build_streams_tool()), "-server", servers, "-dir", str(defs), "-timeout", "20s"],
+        [
+            str(build_streams_tool()),
+            "-server",
+            servers,
+            "-dir",
+            str(STREAMS),
+            "-replicas",
+            str(replicas),
+            "-timeout",
+            "20s",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

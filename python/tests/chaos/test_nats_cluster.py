@@ -61,7 +61,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     binaries = services.build_go_binaries(settings.bin_dir)
     data = replay.load(str(harness.TICKS), symbol="EURUSD", strict=True)
     with harness.Cluster(root) as cluster, processes.Stack(settings.run_dir) as stack:
-        harness.apply_streams(cluster.urls, root, replicas=3)
+        harness.apply_streams(cluster.urls, replicas=3)
         stack.start_all([_collector(settings, binaries["kairos-collector"], cluster.urls)])
         leader = harness.stream_leader(cluster.urls, "KAIROS_MD")
         started = time.monotonic()
