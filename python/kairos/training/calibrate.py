@@ -54,7 +54,8 @@ def fit_temperature(p: FloatArray, y: IntArray, w: FloatArray | None = None) -> 
 
 def priors(y: IntArray, w: FloatArray | None = None, n_classes: int = 3) -> FloatArray:
     counts = np.bincount(y, weights=w, minlength=n_classes).astype(np.float64)
-    return (counts + 1.0) / (counts.sum() + n_classes)  # Laplace: a class unseen in training is not 0
+    out: FloatArray = (counts + 1.0) / (counts.sum() + n_classes)  # Laplace: an unseen class is not 0
+    return out
 
 
 @dataclass(frozen=True)

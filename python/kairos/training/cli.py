@@ -96,7 +96,9 @@ LabelKindOpt = Annotated[
 VolMultOpt = Annotated[
     float, typer.Option("--vol-mult", min=0.0, help="Triple barrier: distance in sigma * sqrt(horizon).")
 ]
-SeedsOpt = Annotated[int, typer.Option("--seeds", min=1, help="Torch: ensemble of N seeds (mean probabilities).")]
+SeedsOpt = Annotated[
+    int, typer.Option("--seeds", min=1, help="Torch: ensemble of N seeds (mean probabilities).")
+]
 UniqOpt = Annotated[
     bool,
     typer.Option("--uniqueness/--no-uniqueness", help="Weight samples by label uniqueness (Lopez de Prado)."),
@@ -288,7 +290,11 @@ def _do_train(run: Path, tcfg: Any, lcfg: Any, scfg: Any = None) -> dict[str, An
     out.print(
         f"final {f['family']}: temperature {f['temperature']:.3f}, inner-fold log loss "
         f"{f['inner_log_loss']:.4f} vs class priors {f['prior_log_loss']:.4f}"
-        + ("" if not info["learned_nothing"] else " -> [bold]learned nothing[/bold]: no model will be exported")
+        + (
+            ""
+            if not info["learned_nothing"]
+            else " -> [bold]learned nothing[/bold]: no model will be exported"
+        )
     )
     return info
 

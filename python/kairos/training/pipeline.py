@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,7 +155,8 @@ def step_train(
         raise _too_little(
             imp["source"],
             f"only {len(idx)} usable samples from {where}; {cfg.folds} folds need at least {need} "
-            f"samples, i.e. about {need + warm + label_cfg.horizon} bars: import more data or use fewer --folds",
+            f"samples, i.e. about {need + warm + label_cfg.horizon} bars: import more data "
+            "or use fewer --folds",
         )
     try:
         make_folds(idx, cfg, purge)
@@ -175,7 +175,7 @@ def step_train(
     times = bars["time"].astype(str).to_numpy()
     y_all = np.nan_to_num(labels).astype(np.int64)
     y = y_all[idx]
-    models = {
+    models: dict[str, dict[str, Any]] = {
         fam: {
             "role": "candidate" if fam == cfg.arch else "baseline",
             "folds": [
@@ -232,7 +232,9 @@ def step_train(
             "held_out": len(held_out),
         },
         "learned_nothing": not final.learned,
-        "search": None if search_record is None else {k: v for k, v in search_record.items() if k != "trial_log"},
+        "search": None
+        if search_record is None
+        else {k: v for k, v in search_record.items() if k != "trial_log"},
         "trials": search_record["trials"] if search_record else 1,
         "train_seconds": time.perf_counter() - t0,
         "git_sha": git_sha(),
@@ -256,7 +258,7 @@ def load_model(run_dir: Path) -> tuple[Model, np.ndarray[Any, Any]]:
     import kairos.training.train  # noqa: F401  # the pickled classes live there
 
     with _need(run_dir, "model.pkl", "train").open("rb") as fh:
-        saved = pickle.load(fh)  # noqa: S301  # our own artefact, written by step_train above
+        saved = pickle.load(fh)  # our own artefact, written by step_train above
     return saved["model"], np.asarray(saved["held_out"], dtype=np.int64)
 
 

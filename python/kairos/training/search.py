@@ -57,7 +57,9 @@ def _suggest(trial: Any, base: TrainConfig, families: tuple[str, ...]) -> TrainC
             ),
         )
     if fam == "logreg":
-        return replace(base, arch=fam, logreg=tabular.LogregParams(c=trial.suggest_float("c", 1e-3, 10.0, log=True)))
+        return replace(
+            base, arch=fam, logreg=tabular.LogregParams(c=trial.suggest_float("c", 1e-3, 10.0, log=True))
+        )
     return replace(
         base,
         arch=fam,
@@ -72,7 +74,8 @@ def _suggest(trial: Any, base: TrainConfig, families: tuple[str, ...]) -> TrainC
 def search_samples(idx: IntArray, base: TrainConfig, purge: int) -> IntArray:
     """The samples the search may use: those before the first outer validation block, purged."""
     first_val = make_folds(idx, base, purge)[0].val[0]
-    return idx[idx < first_val - purge]
+    out: IntArray = idx[idx < first_val - purge]
+    return out
 
 
 def search(

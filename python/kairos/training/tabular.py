@@ -108,7 +108,10 @@ def fit_logreg(x_fit: F32, y_fit: IntArray, w_fit: FloatArray, params: LogregPar
 
     _require_classes(y_fit, "logreg")
     model = Pipeline(
-        [("scale", StandardScaler()), ("logreg", LogisticRegression(C=params.c, max_iter=1000, random_state=seed))]
+        [
+            ("scale", StandardScaler()),
+            ("logreg", LogisticRegression(C=params.c, max_iter=1000, random_state=seed)),
+        ]
     )
     model.fit(_flat(x_fit), y_fit, logreg__sample_weight=w_fit)
     return model
@@ -131,7 +134,10 @@ def to_onnx(model: Any, window: int, n_features: int) -> onnx.ModelProto:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m: onnx.ModelProto = convert_lightgbm(
-                model, initial_types=[("flat", FloatTensorType([None, n]))], zipmap=False, target_opset=LGBM_OPSET
+                model,
+                initial_types=[("flat", FloatTensorType([None, n]))],
+                zipmap=False,
+                target_opset=LGBM_OPSET,
             )
         return m
     from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
@@ -147,7 +153,12 @@ def to_onnx(model: Any, window: int, n_features: int) -> onnx.ModelProto:
 
 
 def wrap_probabilities(
-    model: onnx.ModelProto, window: int, n_features: int, temperature: float, input_name: str, output_name: str
+    model: onnx.ModelProto,
+    window: int,
+    n_features: int,
+    temperature: float,
+    input_name: str,
+    output_name: str,
 ) -> onnx.ModelProto:
     """features [batch, window, n_features] -> Flatten -> the converter's graph -> probabilities
     -> softmax(log(max(p, 1e-12)) / T) as ``output_name`` [batch, 3]; the label output is dropped."""

@@ -132,7 +132,8 @@ class Model:
 
     def raw_probs(self, x: F32) -> FloatArray:
         if self.nets:
-            return np.mean([predict_net(n, x) for n in self.nets], axis=0)
+            mean: FloatArray = np.mean([predict_net(n, x) for n in self.nets], axis=0)
+            return mean
         return tabular.predict_proba(self.estimator, x)
 
     def predict(self, x: F32) -> FloatArray:
@@ -206,7 +207,8 @@ def sample_weights(end: IntArray, idx: IntArray, cfg: TrainConfig) -> FloatArray
     if not cfg.uniqueness or len(idx) == 0:
         return np.ones(len(idx))
     w = uniqueness_weights(end, idx)
-    return w / w.mean()
+    out: FloatArray = w / w.mean()
+    return out
 
 
 def predict_net(net: KairosNet, x: F32, batch: int = 4096) -> FloatArray:
