@@ -110,6 +110,9 @@ TrialsOpt = Annotated[int, typer.Option("--trials", min=1, help="Search: maximum
 TimeoutOpt = Annotated[
     float | None, typer.Option("--timeout", min=1.0, help="Search: stop starting trials after N seconds.")
 ]
+SearchFoldsOpt = Annotated[
+    int, typer.Option("--search-folds", min=1, help="Search: inner walk-forward folds per trial.")
+]
 FamiliesOpt = Annotated[
     str, typer.Option("--search-families", help="Search: comma-separated families to choose from.")
 ]
@@ -355,7 +358,7 @@ def _configs(
     return tcfg, lcfg
 
 
-def _search_cfg(search: bool, trials: int, timeout: float | None, families: str) -> Any:
+def _search_cfg(search: bool, trials: int, timeout: float | None, families: str, folds: int) -> Any:
     if not search:
         return None
     from kairos.training.search import SearchConfig
@@ -365,7 +368,7 @@ def _search_cfg(search: bool, trials: int, timeout: float | None, families: str)
     bad = [f for f in fams if f not in FAMILIES]
     if bad or not fams:
         raise CliFailure(EXIT_USAGE, f"--search-families: {bad or families!r} not in {', '.join(FAMILIES)}")
-    return SearchConfig(trials=trials, timeout_s=timeout, families=fams)
+    return SearchConfig(trials=trials, timeout_s=timeout, families=fams, folds=folds)
 
 
 @app.command()
@@ -394,6 +397,7 @@ def train(
     trials: TrialsOpt = 20,
     timeout: TimeoutOpt = None,
     search_families: FamiliesOpt = "lgbm,logreg,mlp",
+    search_folds: SearchFoldsOpt = 3,
 ) -> None:
     """Label, then train with walk-forward validation (fold predictions) and fit the final model."""
     tcfg, lcfg = _configs(
@@ -417,7 +421,7 @@ def train(
         seeds,
         uniqueness,
     )
-    _do_train(run, tcfg, lcfg, _search_cfg(search, trials, timeout, search_families))
+    _do_train(run, tcfg, lcfg, _search_cfg(search, trials, timeout, search_families, search_folds))
 
 
 def _default_name(run: Path) -> str:
@@ -577,6 +581,7 @@ def run_all(
     trials: TrialsOpt = 20,
     timeout: TimeoutOpt = None,
     search_families: FamiliesOpt = "lgbm,logreg,mlp",
+    search_folds: SearchFoldsOpt = 3,
     name: NameOpt = None,
     version: VersionOpt = None,
     out_dir: OutOpt = None,
@@ -609,7 +614,7 @@ def run_all(
         seeds,
         uniqueness,
     )
-    scfg = _search_cfg(search, trials, timeout, search_families)
+    scfg = _search_cfg(search, trials, timeout, search_families, search_folds)
     _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars)
     info = _do_train(run, tcfg, lcfg, scfg)
     _do_backtest(run, None)  # before export, so the card carries the validation metrics
