@@ -1,13 +1,15 @@
 """Probability calibration and the "learned nothing" test.
 
 Models are trained with plain (sample-weighted, not class-balanced) cross-entropy, so their
-probabilities estimate class frequencies; temperature scaling then fixes over- or under-confidence
-with one parameter T fitted on an inner, purged fold the model never trained on:
-p_cal = softmax(log(p) / T). T > 1 flattens, T < 1 sharpens, argmax never changes.
+probabilities estimate class frequencies; temperature scaling with a class bias then fixes over- or
+under-confidence and a shift of the class mix, fitted on an inner, purged fold the model never
+trained on: p_cal = softmax(log(p) / T + b), b = (0, b_flat, b_up). T > 1 flattens, T < 1 sharpens.
+(A LightGBM multiclass model starts from uniform scores, so an early-stopped one can sit near 1/3
+for every class: the bias restores the class mix.)
 
 A model has learned something only if its calibrated log loss on that inner fold is below the loss
-of the best constant prediction there: the training class priors, temperature-scaled on the same
-fold (one parameter each, so neither side gets an unfair fit).
+of the best constant prediction there (the inner fold's own class mix, which is what the same
+calibration makes of any constant): beating it needs information from the features.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ EPS = 1e-12
 T_BOUNDS = (0.05, 20.0)
 
 
-def apply_temperature(p: FloatArray, t: float) -> FloatArray:
-    z = np.log(np.clip(p, EPS, 1.0)) / t
+def apply_temperature(p: FloatArray, t: float, bias: tuple[float, ...] = (0.0, 0.0, 0.0)) -> FloatArray:
+    z = np.log(np.clip(p, EPS, 1.0)) / t + np.asarray(bias)
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     out: FloatArray = e / e.sum(axis=1, keepdims=True)
@@ -37,6 +39,27 @@ def log_loss(p: FloatArray, y: IntArray, w: FloatArray | None = None) -> float:
     """Weighted mean negative log-likelihood of the labels, in nats."""
     nll = -np.log(np.clip(p[np.arange(len(y)), y], EPS, 1.0))
     return float(np.average(nll, weights=w)) if len(y) else float("nan")
+
+
+def fit_temperature_bias(
+    p: FloatArray, y: IntArray, w: FloatArray | None = None
+) -> tuple[float, tuple[float, float, float]]:
+    """T and class bias (b_down = 0) minimising the weighted log loss of softmax(log(p) / T + b)."""
+    from scipy.optimize import minimize
+
+    if len(y) == 0:
+        return 1.0, (0.0, 0.0, 0.0)
+    t0 = fit_temperature(p, y, w)
+    lo, hi = np.log(T_BOUNDS[0]), np.log(T_BOUNDS[1])
+
+    def loss(v: FloatArray) -> float:
+        return log_loss(apply_temperature(p, float(np.exp(v[0])), (0.0, v[1], v[2])), y, w)
+
+    res = minimize(
+        loss, np.array([np.log(t0), 0.0, 0.0]), method="L-BFGS-B", bounds=[(lo, hi), (-10, 10), (-10, 10)]
+    )
+    v = res.x if res.fun <= loss(np.array([np.log(t0), 0.0, 0.0])) else np.array([np.log(t0), 0.0, 0.0])
+    return float(np.exp(v[0])), (0.0, float(v[1]), float(v[2]))
 
 
 def fit_temperature(p: FloatArray, y: IntArray, w: FloatArray | None = None) -> float:
@@ -62,11 +85,12 @@ def priors(y: IntArray, w: FloatArray | None = None, n_classes: int = 3) -> Floa
 class Calibration:
     method: str
     temperature: float
+    bias: tuple[float, float, float]
     inner_samples: int
     inner_log_loss: float
     """Calibrated model on the inner fold."""
     prior_log_loss: float
-    """Training class priors, temperature-scaled on the same inner fold."""
+    """The best constant on the inner fold (its class mix)."""
 
     @property
     def learned(self) -> bool:
@@ -83,13 +107,13 @@ def calibrate(
     y_fit: IntArray,
     w_fit: FloatArray | None,
 ) -> Calibration:
-    t = fit_temperature(p_inner, y_inner, w_inner)
-    const = np.tile(priors(y_fit, w_fit), (len(y_inner), 1))
-    t0 = fit_temperature(const, y_inner, w_inner)
+    t, b = fit_temperature_bias(p_inner, y_inner, w_inner)
+    const = np.tile(priors(y_inner, w_inner), (len(y_inner), 1))
     return Calibration(
-        method="temperature",
+        method="temperature+bias",
         temperature=t,
+        bias=b,
         inner_samples=len(y_inner),
-        inner_log_loss=log_loss(apply_temperature(p_inner, t), y_inner, w_inner),
-        prior_log_loss=log_loss(apply_temperature(const, t0), y_inner, w_inner),
+        inner_log_loss=log_loss(apply_temperature(p_inner, t, b), y_inner, w_inner),
+        prior_log_loss=log_loss(const, y_inner, w_inner),
     )

@@ -86,7 +86,7 @@ def _strip_exporter_metadata(model: onnx.ModelProto) -> None:
 
 
 def _torch_graph(model: Model) -> onnx.ModelProto:
-    head = ProbsHead(model.nets, model.calibration.temperature).eval()
+    head = ProbsHead(model.nets, model.calibration.temperature, model.calibration.bias).eval()
     example = torch.zeros(2, model.window, model.n_features)
     # The exporter logs that torchvision (not needed here) is missing and prints its progress.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
@@ -115,7 +115,13 @@ def model_graph(model: Model) -> onnx.ModelProto:
         return _torch_graph(model)
     inner = tabular.to_onnx(model.estimator, model.window, model.n_features)
     return tabular.wrap_probabilities(
-        inner, model.window, model.n_features, model.calibration.temperature, INPUT_NAME, OUTPUT_NAME
+        inner,
+        model.window,
+        model.n_features,
+        model.calibration.temperature,
+        model.calibration.bias,
+        INPUT_NAME,
+        OUTPUT_NAME,
     )
 
 

@@ -157,11 +157,12 @@ def wrap_probabilities(
     window: int,
     n_features: int,
     temperature: float,
+    bias: tuple[float, ...],
     input_name: str,
     output_name: str,
 ) -> onnx.ModelProto:
     """features [batch, window, n_features] -> Flatten -> the converter's graph -> probabilities
-    -> softmax(log(max(p, 1e-12)) / T) as ``output_name`` [batch, 3]; the label output is dropped."""
+    -> softmax(log(max(p, 1e-12)) / T + bias) as ``output_name`` [batch, 3]; the label is dropped."""
     g = model.graph
     (old_in,) = [i.name for i in g.input]
     prob_out = next(o.name for o in g.output if o.name != "label" and "label" not in o.name)
@@ -169,12 +170,14 @@ def wrap_probabilities(
     consts = [
         helper.make_tensor("kairos_eps", TensorProto.FLOAT, [], [1e-12]),
         helper.make_tensor("kairos_t", TensorProto.FLOAT, [], [float(temperature)]),
+        helper.make_tensor("kairos_bias", TensorProto.FLOAT, [3], [float(b) for b in bias]),
     ]
     post = [
         helper.make_node("Max", [prob_out, "kairos_eps"], ["kairos_p"], name="kairos_floor"),
         helper.make_node("Log", ["kairos_p"], ["kairos_logp"], name="kairos_log"),
         helper.make_node("Div", ["kairos_logp", "kairos_t"], ["kairos_z"], name="kairos_temperature"),
-        helper.make_node("Softmax", ["kairos_z"], [output_name], axis=-1, name="kairos_softmax"),
+        helper.make_node("Add", ["kairos_z", "kairos_bias"], ["kairos_zb"], name="kairos_class_bias"),
+        helper.make_node("Softmax", ["kairos_zb"], [output_name], axis=-1, name="kairos_softmax"),
     ]
     nodes = [pre, *g.node, *post]
     new_in = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", window, n_features])

@@ -137,7 +137,7 @@ class Model:
         return tabular.predict_proba(self.estimator, x)
 
     def predict(self, x: F32) -> FloatArray:
-        return apply_temperature(self.raw_probs(x), self.calibration.temperature)
+        return apply_temperature(self.raw_probs(x), self.calibration.temperature, self.calibration.bias)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"family": self.family, "window": self.window, **self.calibration.to_dict()}

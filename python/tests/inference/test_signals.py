@@ -91,7 +91,8 @@ def test_an_unreachable_nats_never_blocks_predictions(
     srv = start_server(model_path, nats_url="nats://127.0.0.1:1", signal_queue_size=10)
     c = StreamClient(srv.target)
     try:
-        resp = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:100])))
+        # Enough bars to warm up (SCHEMA.window + card.window - 1) and predict a few dozen.
+        resp = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:320])))
     finally:
         c.close()
     assert len(resp.predictions) > 10
