@@ -61,8 +61,8 @@ def test_every_prediction_is_published_as_a_signal_on_its_symbol_subject(
     c = StreamClient(srv.target)
     try:
         for sym in ("GBPUSD", "EURUSD"):
-            bars = proto_bars(gbpusd.iloc[:100], symbol=sym)
-            for k in range(0, 100, 20):
+            bars = proto_bars(gbpusd.iloc[:300], symbol=sym)  # 256 warm-up bars, then predictions
+            for k in range(0, 300, 20):
                 preds += c.ask(pb.StreamPredictRequest(request_id=k, bars=bars[k : k + 20])).predictions
         assert preds
         wait_for(lambda: sub.pump() >= len(preds), 10, f"{len(preds)} signals")
