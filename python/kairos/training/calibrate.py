@@ -7,9 +7,10 @@ trained on: p_cal = softmax(log(p) / T + b), b = (0, b_flat, b_up). T > 1 flatte
 (A LightGBM multiclass model starts from uniform scores, so an early-stopped one can sit near 1/3
 for every class: the bias restores the class mix.)
 
-A model has learned something only if its calibrated log loss on that inner fold is below the loss
-of the best constant prediction there (the inner fold's own class mix, which is what the same
-calibration makes of any constant): beating it needs information from the features.
+A model has learned something only if its calibrated log loss on the inner fold is below that of a
+constant prediction of the class mix, both cross-fitted: the calibration (or the class mix) is fitted
+on one half of the inner fold and scored on the other, and the other way round. Scoring in-sample
+would let the calibration's extra parameter beat the constant on pure noise.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ class Calibration:
     bias: tuple[float, float, float]
     inner_samples: int
     inner_log_loss: float
-    """Calibrated model on the inner fold."""
+    """Calibrated model on the inner fold, cross-fitted over its two halves."""
     prior_log_loss: float
-    """The best constant on the inner fold (its class mix)."""
+    """The class mix as a constant prediction, cross-fitted the same way."""
 
     @property
     def learned(self) -> bool:
@@ -108,12 +109,21 @@ def calibrate(
     w_fit: FloatArray | None,
 ) -> Calibration:
     t, b = fit_temperature_bias(p_inner, y_inner, w_inner)
-    const = np.tile(priors(y_inner, w_inner), (len(y_inner), 1))
+    n = len(y_inner)
+    w = np.ones(n) if w_inner is None else w_inner
+    half = n // 2
+    model_nll, const_nll = np.zeros(n), np.zeros(n)
+    for fit_sl, score_sl in ((slice(0, half), slice(half, n)), (slice(half, n), slice(0, half))):
+        ti, bi = fit_temperature_bias(p_inner[fit_sl], y_inner[fit_sl], w[fit_sl])
+        ys = y_inner[score_sl]
+        pm = apply_temperature(p_inner[score_sl], ti, bi)
+        model_nll[score_sl] = -np.log(np.clip(pm[np.arange(len(ys)), ys], EPS, 1.0))
+        const_nll[score_sl] = -np.log(priors(y_inner[fit_sl], w[fit_sl])[ys])
     return Calibration(
         method="temperature+bias",
         temperature=t,
         bias=b,
-        inner_samples=len(y_inner),
-        inner_log_loss=log_loss(apply_temperature(p_inner, t, b), y_inner, w_inner),
-        prior_log_loss=log_loss(const, y_inner, w_inner),
+        inner_samples=n,
+        inner_log_loss=float(np.average(model_nll, weights=w)) if n else float("nan"),
+        prior_log_loss=float(np.average(const_nll, weights=w)) if n else float("nan"),
     )

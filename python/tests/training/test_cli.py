@@ -75,7 +75,7 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
             p = oos[f"{fam}_{k}"]
             assert p.shape == (len(oos[f"val_{k}"]), 3)
             np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
-    assert card.training["family"] == "mlp" and card.training["method"] == "temperature"
+    assert card.training["family"] == "mlp" and card.training["method"] == "temperature+bias"
     assert card.training["trials"] == 1 and card.training["learned"]
     importance = json.loads((run_dir / "importance.json").read_text())
     assert set(importance["mlp"]["permutation_log_loss_rise"]) == set(SCHEMA.names)
