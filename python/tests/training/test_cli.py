@@ -97,13 +97,22 @@ def test_exported_onnx_matches_the_calibrated_model_on_held_out_bars_within_1e_5
     assert sess.get_inputs()[0].shape[1:] == [8, SCHEMA.n_features]
 
 
-@pytest.mark.parametrize(("arch", "window"), [("tcn", 8), ("gru", 8), ("lgbm", 1), ("logreg", 1)])
+@pytest.mark.parametrize(
+    ("arch", "window", "extra"),
+    # logreg learns nothing at horizon 5 on these 3,000 bars (measured), but does at 3.
+    [("tcn", 8, []), ("gru", 8, []), ("lgbm", 1, []), ("logreg", 1, ["--horizon", "3"])],
+)
 def test_every_family_trains_and_exports_the_same_contract_with_parity(
-    arch: str, window: int, run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    arch: str,
+    window: int,
+    extra: list[str],
+    run_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     d = tmp_path / arch
     shutil.copytree(run_dir, d)
-    assert run_main(["train", "--run", str(d), "--arch", arch, *SMALL[2:]]) == 0
+    assert run_main(["train", "--run", str(d), "--arch", arch, *SMALL[2:], *extra]) == 0
     assert run_main(["export", "--run", str(d), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "parity max abs diff" in out
