@@ -179,7 +179,7 @@ def step_train(
         fam: {
             "role": "candidate" if fam == cfg.arch else "baseline",
             "folds": [
-                {**fold_metrics(p, y_all[f.val], y_all[f.train]), **m.summary()}
+                {**fold_metrics(p, y_all[f.val], y_all[f.train]), "fit": m.summary()}
                 for f, p, m in zip(wf.folds, wf.probs[fam], wf.models[fam], strict=True)
             ],
         }
