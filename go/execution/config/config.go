@@ -37,6 +37,9 @@ type Config struct {
 	// JournalSync is the SQLite commit mode: "full" (fsync per group commit, survives a machine
 	// crash) or "normal" (survives a process crash, not a power loss).
 	JournalSync string
+	// JournalTimeout bounds one journal write and each wait for durability: a journal that errors
+	// or stalls longer halts trading and turns gRPC health NOT_SERVING (ADR 0053).
+	JournalTimeout time.Duration
 	// Venue is "paper" or "mt5".
 	Venue string
 	// Token is the bearer token mutating calls need ("authorization: Bearer <token>"). Empty
@@ -181,6 +184,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with kairos.md.* ticks and kairos.signal.* signals (empty disables)")
 	fs.StringVar(&c.DB, "db", ".kairos/execution.db", "journal: SQLite file path or postgres://user@host:port/db")
 	fs.StringVar(&c.JournalSync, "journal-sync", "full", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
+	fs.DurationVar(&c.JournalTimeout, "journal-timeout", 5*time.Second, "bound on one journal write and on each wait for durability; longer halts trading (NOT_SERVING)")
 	fs.StringVar(&c.Venue, "venue", "paper", "venue: paper or mt5")
 	fs.StringVar(&c.Token, "token", "", "bearer token for mutating calls (prefer --token-file or the env var)")
 	fs.StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token")
@@ -329,6 +333,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DB == "" {
 		errs = append(errs, errors.New("db: empty"))
+	}
+	if c.JournalTimeout < 10*time.Millisecond {
+		errs = append(errs, errors.New("journal-timeout must be at least 10ms"))
 	}
 	for i := range c.Instruments {
 		if err := c.Instruments[i].Validate(); err != nil {

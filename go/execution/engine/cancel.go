@@ -34,7 +34,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*execv1.Order, error) {
 	}
 	if e.opt.Venue.WriteAhead() {
 		e.mu.Unlock()
-		if err := e.wait(t); err != nil {
+		if err := e.wait(ctx, t); err != nil {
 			return nil, err
 		}
 		e.mu.Lock()
@@ -48,10 +48,10 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*execv1.Order, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := e.wait(t); err != nil {
+	if err := e.wait(ctx, t); err != nil {
 		return nil, err
 	}
-	return out, e.wait(t2)
+	return out, e.wait(ctx, t2)
 }
 
 func (e *Engine) cancelLocked(r *record, now int64, entries []journal.Entry) ([]journal.Entry, error) {
@@ -113,7 +113,7 @@ func (e *Engine) CancelAll(ctx context.Context, symbol string) ([]string, error)
 	}
 	if e.opt.Venue.WriteAhead() && len(recs) > 0 {
 		e.mu.Unlock()
-		if err := e.wait(t); err != nil {
+		if err := e.wait(ctx, t); err != nil {
 			return nil, err
 		}
 		e.mu.Lock()
@@ -128,8 +128,8 @@ func (e *Engine) CancelAll(ctx context.Context, symbol string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := e.wait(t); err != nil {
+	if err := e.wait(ctx, t); err != nil {
 		return nil, err
 	}
-	return ids, e.wait(t2)
+	return ids, e.wait(ctx, t2)
 }

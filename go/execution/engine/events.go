@@ -4,6 +4,8 @@
 package engine
 
 import (
+	"context"
+
 	"errors"
 	"time"
 
@@ -136,5 +138,5 @@ func (e *Engine) OnVenueEvents(evs []venue.Event) error {
 	if err != nil {
 		return err
 	}
-	return e.wait(t)
+	return e.wait(context.Background(), t)
 }

@@ -70,7 +70,7 @@ func (e *Engine) Reconcile(ctx context.Context, snap *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	return e.wait(t)
+	return e.wait(ctx, t)
 }
 
 func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now int64) []journal.Entry {

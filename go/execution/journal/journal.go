@@ -59,14 +59,23 @@ var ErrClosed = errors.New("journal: closed")
 // Ticket is a pending append; Wait blocks until it is durable.
 type Ticket struct{ b *batch }
 
-// Wait returns when the entries are durable, or the write error.
-func (t Ticket) Wait() error {
+// Wait returns when the entries are durable, with the write error, or with ctx's error when ctx
+// ends first. After a ctx error the entries may still become durable (or fail) later: the outcome
+// is unknown to this caller, not cancelled.
+func (t Ticket) Wait(ctx context.Context) error {
 	if t.b == nil {
 		return nil
 	}
-	<-t.b.done
-	return t.b.err
+	select {
+	case <-t.b.done:
+		return t.b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
+
+// DefaultFlushTimeout bounds one store write (a group commit) unless SetFlushTimeout says otherwise.
+const DefaultFlushTimeout = 5 * time.Second
 
 type batch struct {
 	entries []Entry
@@ -93,7 +102,9 @@ type Journal struct {
 	wake    chan struct{}
 	stopped chan struct{}
 	failed  error
+	down    chan struct{} // closed when failed is set
 	stats   Stats
+	timeout time.Duration // bound on one store write; a write that takes longer fails the journal
 
 	hub hub
 	// OnFlush, if set, is called after each durable flush with its size and duration.
@@ -129,7 +140,7 @@ func New(ctx context.Context, st Store) (*Journal, error) {
 		_ = st.Close()
 		return nil, fmt.Errorf("journal: last sequence: %w", err)
 	}
-	j := &Journal{store: st, seq: last, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	j := &Journal{store: st, seq: last, wake: make(chan struct{}, 1), stopped: make(chan struct{}), down: make(chan struct{}), timeout: DefaultFlushTimeout}
 	j.stats.LastSeq = last
 	j.cur = &batch{done: make(chan struct{})}
 	go j.writer()
@@ -171,6 +182,27 @@ func (j *Journal) Append(nowUS int64, entries ...Entry) (Ticket, []uint64, error
 	return Ticket{b}, seqs, nil
 }
 
+// SetFlushTimeout bounds each store write (a stalled disk or database); zero means
+// DefaultFlushTimeout. A write that takes longer fails the journal as an error would.
+func (j *Journal) SetFlushTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultFlushTimeout
+	}
+	j.mu.Lock()
+	j.timeout = d
+	j.mu.Unlock()
+}
+
+// Err returns the error that failed the journal, or nil while it writes.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.failed
+}
+
+// Failed is closed once the journal has failed; Err says why.
+func (j *Journal) Failed() <-chan struct{} { return j.down }
+
 // LastSeq returns the last assigned sequence number.
 func (j *Journal) LastSeq() uint64 {
 	j.mu.Lock()
@@ -201,19 +233,28 @@ func (j *Journal) writer() {
 			continue
 		}
 		j.cur = &batch{done: make(chan struct{})}
+		failed, timeout := j.failed, j.timeout
 		j.mu.Unlock()
 
 		start := time.Now()
-		err := j.store.Append(context.Background(), b.entries)
-		d := time.Since(start)
-		if err != nil {
-			// A journal that cannot write must stop the service from acknowledging anything:
-			// every later append fails with the same error.
-			err = fmt.Errorf("journal: append to %s: %w", j.store.Name(), err)
+		err := failed
+		if err == nil {
+			// A batch queued behind a failed one is never written: its entries would follow a gap
+			// whose content nobody knows (the failed write may or may not have committed).
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err = j.store.Append(ctx, b.entries)
+			cancel()
+			if err != nil {
+				// A journal that cannot write must stop the service from acknowledging anything:
+				// every later append fails with the same error.
+				err = fmt.Errorf("journal: append to %s: %w", j.store.Name(), err)
+			}
 		}
+		d := time.Since(start)
 		j.mu.Lock()
 		if err != nil && j.failed == nil {
 			j.failed = err
+			close(j.down)
 		}
 		j.stats.Flushes++
 		j.stats.Entries += uint64(len(b.entries))
