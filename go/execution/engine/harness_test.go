@@ -53,10 +53,11 @@ func (c *clock) Advance(d time.Duration) { c.now.Add(d.Microseconds()) }
 type fakeVenue struct {
 	writeAhead bool
 
-	mu     sync.Mutex
-	nextID uint64
-	sent   []venue.Command
-	onSend func(cmd venue.Command, o *fsm.Order) ([]venue.Event, error)
+	mu        sync.Mutex
+	nextID    uint64
+	requested []venue.Command // every command built, journaled or not
+	sent      []venue.Command
+	onSend    func(cmd venue.Command, o *fsm.Order) ([]venue.Event, error)
 }
 
 func (v *fakeVenue) Name() string     { return "fake" }
@@ -70,7 +71,26 @@ func (v *fakeVenue) Request(kind venue.CommandKind, o *fsm.Order) venue.Command 
 	if kind == venue.Place {
 		payload = engine.OrderProto(o)
 	}
-	return venue.Command{Kind: kind, ID: v.nextID, ClientOrderID: o.ClientOrderID, Payload: payload}
+	cmd := venue.Command{Kind: kind, ID: v.nextID, ClientOrderID: o.ClientOrderID, Payload: payload}
+	v.requested = append(v.requested, cmd)
+	return cmd
+}
+
+// commands lists the commands of a kind built (requested) and sent so far.
+func (v *fakeVenue) commands(kind venue.CommandKind) (requested, sent []venue.Command) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, c := range v.requested {
+		if c.Kind == kind {
+			requested = append(requested, c)
+		}
+	}
+	for _, c := range v.sent {
+		if c.Kind == kind {
+			sent = append(sent, c)
+		}
+	}
+	return requested, sent
 }
 
 func (v *fakeVenue) Send(cmd venue.Command, o *fsm.Order) ([]venue.Event, error) {
