@@ -11,6 +11,7 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
@@ -67,6 +68,12 @@ type record struct {
 	err  error
 }
 
+// trade is an applied fill as the engine remembers it: its order and the commission booked.
+type trade struct {
+	order      string
+	commission decimal.D
+}
+
 // Engine is the execution engine.
 type Engine struct {
 	opt Options
@@ -76,7 +83,7 @@ type Engine struct {
 	mu         sync.Mutex
 	orders     map[string]*record
 	created    []*record
-	trades     map[string]string
+	trades     map[string]trade // applied fills by trade id
 	lastState  risk.State
 	hasState   bool
 	closed     bool
@@ -101,7 +108,7 @@ func New(opt Options) *Engine {
 	if opt.JournalTimeout <= 0 {
 		opt.JournalTimeout = DefaultJournalTimeout
 	}
-	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]string), jdown: make(chan struct{}), stop: make(chan struct{})}
+	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]trade), jdown: make(chan struct{}), stop: make(chan struct{})}
 	e.setStateGauge()
 	if e.m != nil {
 		e.m.JournalHealthy.Set(1)

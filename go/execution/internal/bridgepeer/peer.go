@@ -112,7 +112,9 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 			res.Retcode, res.DealTicket, res.Volume, res.Price = 10009, o.Deal, o.Volume, o.Price
 			extra = append(extra, &bridgev1.Frame{Body: &bridgev1.Frame_TradeTransaction{TradeTransaction: &bridgev1.TradeTransaction{
 				Type: bridgev1.TransactionType_TRANSACTION_TYPE_DEAL_ADD, ClientOrderId: o.ClientOrderID, OrderTicket: o.Ticket, DealTicket: o.Deal,
-				Symbol: o.Symbol, Side: o.Side, Price: o.Price, Volume: o.Volume, TimeMsc: now / 1000}}})
+				Symbol: o.Symbol, Side: o.Side, Price: o.Price, Volume: o.Volume, TimeMsc: now / 1000,
+				// MT5 books the commission on the deal; the order result does not carry it.
+				Commission: &typesv1.Decimal{Units: -350, Scale: 2}}}})
 		} else {
 			res.Retcode = 10008
 		}
