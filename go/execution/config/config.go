@@ -212,7 +212,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.UintVar(&maxOpen, "max-open-orders", 200, "max working orders")
 	fs.UintVar(&collar, "price-collar-bps", 200, "max distance of limit/stop prices from the mid, basis points")
 	fs.UintVar(&quoteAge, "max-quote-age-ms", 5000, "oldest quote a market order may use, ms")
-	fs.UintVar(&subN, "submit-rate", 100, "max submissions per submit window (denied ones count)")
+	fs.UintVar(&subN, "submit-rate", 100, "max accepted submissions per submit window (denials do not count; kill-switch flatten orders are never throttled)")
 	fs.UintVar(&subW, "submit-window-ms", 1000, "submit throttle window, ms")
 	fs.UintVar(&msgN, "message-rate", 200, "max submits+cancels per message window")
 	fs.UintVar(&msgW, "message-window-ms", 1000, "message throttle window, ms")
