@@ -213,12 +213,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		return fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
 	}
 	rd.GRPCAddr = lis.Addr().String()
+	lis = newLimitListener(lis, cfg.GRPC.MaxConnections, m.GRPCConnRefused)
 	if cfg.Token == "" {
 		log.Warn("no bearer token configured: every mutating call will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
 	ui, si := service.AuthInterceptors(cfg.Token)
-	gs := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))...)
-	execv1.RegisterExecutionServiceServer(gs, service.New(eng, jr))
+	gs := grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))...)...)
+	execv1.RegisterExecutionServiceServer(gs, service.NewWithLimits(eng, jr, service.Limits{MaxReportStreams: cfg.GRPC.MaxReportStreams,
+		ReportBufferBytes: cfg.GRPC.ReportStreamBufferBytes, Metrics: m}))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

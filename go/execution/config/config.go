@@ -69,10 +69,33 @@ type Config struct {
 	MT5 MT5
 	// Policy maps signals to orders.
 	Policy Policy
+	// GRPC bounds what one peer may cost the gRPC server.
+	GRPC GRPCLimits
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+}
+
+// GRPCLimits bounds the gRPC server (ADR 0053): connections, streams, message sizes, keepalive.
+type GRPCLimits struct {
+	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
+	MaxConnections int
+	// MaxConcurrentStreams per connection.
+	MaxConcurrentStreams uint32
+	// MaxRecvMsgBytes and MaxSendMsgBytes bound one message.
+	MaxRecvMsgBytes, MaxSendMsgBytes int
+	// KeepaliveMinTime: a client pinging more often is disconnected (GOAWAY too_many_pings).
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime and KeepaliveTimeout: the server pings an idle connection after KeepaliveTime
+	// and drops it when no answer comes within KeepaliveTimeout.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// MaxReportStreams is the number of StreamExecutionReports subscribers at once; more are
+	// refused RESOURCE_EXHAUSTED.
+	MaxReportStreams int
+	// ReportStreamBufferBytes bounds the reports queued for one subscriber, in payload bytes; a
+	// subscriber that falls further behind is cut and resumes from the journal.
+	ReportStreamBufferBytes int
 }
 
 // Paper configures the paper venue.
@@ -194,6 +217,17 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.InstrumentsFile, "instruments-file", "", "JSON list of instruments (default: EURUSD, GBPUSD, AUDUSD, NZDUSD)")
 	fs.StringVar(&c.Currency, "currency", "USD", "account currency")
 	fs.StringVar(&c.InitialState, "initial-state", "ACTIVE", "trading state after the first reconciliation of a fresh journal")
+	g := &c.GRPC
+	fs.IntVar(&g.MaxConnections, "grpc-max-connections", 256, "gRPC connections open at once; more are closed on accept (0: no limit)")
+	var streams uint
+	fs.UintVar(&streams, "grpc-max-concurrent-streams", 256, "gRPC concurrent streams per connection")
+	fs.IntVar(&g.MaxRecvMsgBytes, "grpc-max-recv-msg-bytes", 4<<20, "largest gRPC message received, bytes")
+	fs.IntVar(&g.MaxSendMsgBytes, "grpc-max-send-msg-bytes", 16<<20, "largest gRPC message sent, bytes")
+	fs.DurationVar(&g.KeepaliveMinTime, "grpc-keepalive-min-time", 10*time.Second, "clients pinging more often are disconnected")
+	fs.DurationVar(&g.KeepaliveTime, "grpc-keepalive-time", 30*time.Second, "the server pings a connection idle this long")
+	fs.DurationVar(&g.KeepaliveTimeout, "grpc-keepalive-timeout", 10*time.Second, "a connection that does not answer a ping within this is dropped")
+	fs.IntVar(&g.MaxReportStreams, "max-report-streams", 64, "StreamExecutionReports subscribers at once; more are refused RESOURCE_EXHAUSTED")
+	fs.IntVar(&g.ReportStreamBufferBytes, "report-stream-buffer-bytes", 8<<20, "report payload bytes queued per subscriber before it is cut (it resumes from the journal)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown bound")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 
@@ -279,6 +313,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	l.MessageRate = risk.RateLimit{MaxCount: uint32(msgN), WindowMS: uint32(msgW)}
 	l.DuplicateIntentWindowMS = uint32(dupW)
 	c.MT5.DeviationPoints = uint32(dev)
+	g.MaxConcurrentStreams = uint32(streams)
 	if allowed != "" {
 		for _, s := range strings.Split(allowed, ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -333,6 +368,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DB == "" {
 		errs = append(errs, errors.New("db: empty"))
+	}
+	if c.GRPC.MaxConcurrentStreams == 0 || c.GRPC.MaxRecvMsgBytes <= 0 || c.GRPC.MaxSendMsgBytes <= 0 || c.GRPC.MaxReportStreams <= 0 || c.GRPC.ReportStreamBufferBytes <= 0 {
+		errs = append(errs, errors.New("grpc limits (streams, message sizes, report streams and their buffer) must be positive"))
 	}
 	if c.JournalTimeout < 10*time.Millisecond {
 		errs = append(errs, errors.New("journal-timeout must be at least 10ms"))

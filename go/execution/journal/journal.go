@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -286,7 +287,16 @@ func (j *Journal) Read(ctx context.Context, after uint64, limit int, fn func(Ent
 
 // Subscribe returns a channel of durable entries from now on. The channel is closed when the
 // subscriber falls more than buffer entries behind (the caller resumes from the store) or on Close.
-func (j *Journal) Subscribe(buffer int) (<-chan Entry, func()) { return j.hub.subscribe(buffer) }
+func (j *Journal) Subscribe(buffer int) (<-chan Entry, func()) {
+	sub := j.hub.subscribe(buffer, 0)
+	return sub.ch, sub.Close
+}
+
+// SubscribeBytes is Subscribe bounded in payload bytes too: the subscriber is cut when more than
+// maxBytes of entries wait for it. The caller reports each entry it is done with (Subscription.Done).
+func (j *Journal) SubscribeBytes(buffer, maxBytes int) *Subscription {
+	return j.hub.subscribe(buffer, int64(maxBytes))
+}
 
 // Close flushes what is queued, stops the writer and closes the store.
 func (j *Journal) Close() error {
@@ -309,42 +319,67 @@ func (j *Journal) Close() error {
 type hub struct {
 	mu   sync.Mutex
 	next int
-	subs map[int]chan Entry
+	subs map[int]*Subscription
 }
 
-func (h *hub) subscribe(buffer int) (<-chan Entry, func()) {
+// Subscription is a live feed of durable report entries (SubscribeBytes).
+type Subscription struct {
+	ch     chan Entry
+	queued atomic.Int64 // payload bytes published and not yet Done
+	max    int64        // 0: no byte bound
+	close  func()
+}
+
+// C is the channel of entries; it is closed when the subscriber was cut or the journal closed.
+func (s *Subscription) C() <-chan Entry { return s.ch }
+
+// Done says the subscriber has handled e (its bytes no longer count against the bound).
+func (s *Subscription) Done(e Entry) { s.queued.Add(-int64(len(e.Payload))) }
+
+// Close ends the subscription.
+func (s *Subscription) Close() { s.close() }
+
+func (h *hub) subscribe(buffer int, maxBytes int64) *Subscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.subs == nil {
-		h.subs = make(map[int]chan Entry)
+		h.subs = make(map[int]*Subscription)
 	}
 	id := h.next
 	h.next++
-	ch := make(chan Entry, buffer)
-	h.subs[id] = ch
-	return ch, func() {
+	sub := &Subscription{ch: make(chan Entry, buffer), max: maxBytes}
+	sub.close = func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if c, ok := h.subs[id]; ok {
 			delete(h.subs, id)
-			close(c)
+			close(c.ch)
 		}
 	}
+	h.subs[id] = sub
+	return sub
 }
 
 func (h *hub) publish(entries []Entry) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for id, ch := range h.subs {
+	for id, sub := range h.subs {
 		for _, e := range entries {
 			if e.Kind != KindReport {
 				continue
 			}
+			n := int64(len(e.Payload))
+			if sub.max > 0 && sub.queued.Load()+n > sub.max {
+				delete(h.subs, id)
+				close(sub.ch)
+				break
+			}
 			select {
-			case ch <- e:
+			case sub.ch <- e:
+				sub.queued.Add(n)
 			default:
 				delete(h.subs, id)
-				close(ch)
+				close(sub.ch)
 			}
 			if _, ok := h.subs[id]; !ok {
 				break
@@ -356,8 +391,8 @@ func (h *hub) publish(entries []Entry) {
 func (h *hub) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for id, ch := range h.subs {
+	for id, sub := range h.subs {
 		delete(h.subs, id)
-		close(ch)
+		close(sub.ch)
 	}
 }
