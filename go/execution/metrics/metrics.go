@@ -52,15 +52,15 @@ type Metrics struct {
 	ReportStreams        prometheus.Gauge
 	ReportStreamsRefused prometheus.Counter
 	ReportStreamsCut     prometheus.Counter
-	Bridge          *bridgelink.Metrics // the trading channel's view of kairos_bridge_* (go/bridgelink)
-	Ambiguous       prometheus.Counter
-	Signals         *prometheus.CounterVec
-	Quotes          prometheus.Counter
-	ReconcileAdjust *prometheus.CounterVec
-	TLSReloadFail   prometheus.Counter
-	RealizedPnL     *prometheus.GaugeVec
-	UnrealizedPnL   *prometheus.GaugeVec
-	Equity          prometheus.Gauge
+	Bridge               *bridgelink.Metrics // the trading channel's view of kairos_bridge_* (go/bridgelink)
+	Ambiguous            prometheus.Counter
+	Signals              *prometheus.CounterVec
+	Quotes               prometheus.Counter
+	ReconcileAdjust      *prometheus.CounterVec
+	TLSReloadFail        prometheus.Counter
+	RealizedPnL          *prometheus.GaugeVec
+	UnrealizedPnL        *prometheus.GaugeVec
+	Equity               prometheus.Gauge
 
 	mu       sync.RWMutex
 	stages   map[string]prometheus.Observer
