@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	"github.com/kairos-mt5/kairos/go/execution/internal/fault"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/metrics"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
@@ -66,6 +67,7 @@ func (e *Engine) wait(ctx context.Context, t journal.Ticket) error {
 	cancel()
 	e.m.Observe(metrics.StageJournal, time.Since(start))
 	if err == nil {
+		fault.Point("after-append") // durable, not yet acknowledged (or, write-ahead, not yet sent)
 		return nil
 	}
 	if ctx.Err() != nil {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kairos-mt5/kairos/go/execution/internal/fault"
 )
 
 const pgSchema = `CREATE TABLE IF NOT EXISTS kairos_execution_journal (
@@ -54,6 +56,7 @@ func (p *Postgres) Append(ctx context.Context, entries []Entry) error {
 	if err != nil {
 		return err
 	}
+	fault.Point("mid-batch") // the batch copied inside the transaction, not committed
 	return tx.Commit(ctx)
 }
 

@@ -42,6 +42,7 @@ type Terminal struct {
 	orders map[string]*Order
 	done   map[uint64]*bridgev1.OrderResult // results by command id (the bridge's dedup)
 	placed map[string]int                   // PLACE commands actually executed, by client order id
+	cmdIDs map[string]map[uint64]bool       // distinct PLACE command ids received, by client order id
 	nextTk uint64
 	Equity *typesv1.Decimal
 	// Before, if set, sees a command before the terminal carries it out; returning a result
@@ -54,7 +55,7 @@ type Terminal struct {
 
 // NewTerminal returns a terminal filling market orders at price.
 func NewTerminal(price *typesv1.Decimal) *Terminal {
-	return &Terminal{Price: price, orders: map[string]*Order{}, done: map[uint64]*bridgev1.OrderResult{}, placed: map[string]int{}, nextTk: 1000,
+	return &Terminal{Price: price, orders: map[string]*Order{}, done: map[uint64]*bridgev1.OrderResult{}, placed: map[string]int{}, cmdIDs: map[string]map[uint64]bool{}, nextTk: 1000,
 		Equity: &typesv1.Decimal{Units: 10000000, Scale: 2}}
 }
 
@@ -65,6 +66,18 @@ func (t *Terminal) Placed() map[string]int {
 	out := make(map[string]int, len(t.placed))
 	for k, v := range t.placed {
 		out[k] = v
+	}
+	return out
+}
+
+// PlaceCommands returns, by client order id, how many distinct PLACE commands (command ids) the
+// terminal received: more than one means the order was sent twice, deduplicated or not.
+func (t *Terminal) PlaceCommands() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.cmdIDs))
+	for k, v := range t.cmdIDs {
+		out[k] = len(v)
 	}
 	return out
 }
@@ -84,6 +97,14 @@ func (t *Terminal) Order(id string) (Order, bool) {
 func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if c.GetKind() == bridgev1.CommandKind_COMMAND_KIND_PLACE {
+		ids := t.cmdIDs[c.GetClientOrderId()]
+		if ids == nil {
+			ids = map[uint64]bool{}
+			t.cmdIDs[c.GetClientOrderId()] = ids
+		}
+		ids[c.GetCommandId()] = true
+	}
 	if prev, ok := t.done[c.GetCommandId()]; ok && c.GetKind() != bridgev1.CommandKind_COMMAND_KIND_SNAPSHOT {
 		dup := proto.Clone(prev).(*bridgev1.OrderResult)
 		dup.Status = bridgev1.BridgeStatus_BRIDGE_STATUS_DUPLICATE

@@ -127,7 +127,17 @@ type PG struct {
 	DSN  string
 	t    testing.TB
 	data string
+	opts string
+	log  string
 	ctl  func(args ...string) error
+}
+
+// Start starts a stopped server again on the same port and data.
+func (p *PG) Start() {
+	p.t.Helper()
+	if err := p.ctl("-D", p.data, "-o", p.opts, "-l", p.log, "-w", "-t", "60", "start"); err != nil {
+		p.t.Fatalf("pg_ctl start: %v", err)
+	}
 }
 
 // T is the test the server belongs to.
@@ -249,7 +259,7 @@ func StartPostgres(t testing.TB) *PG {
 	run(asUser(filepath.Join(bin, "initdb"), "-D", data, "-U", "kairos", "--auth=trust", "-E", "UTF8", "--no-sync"))
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on", port, dir)
 	run(asUser(filepath.Join(bin, "pg_ctl"), "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"))
-	p := &PG{DSN: fmt.Sprintf("postgres://kairos@127.0.0.1:%d/postgres?sslmode=disable", port), t: t, data: data,
+	p := &PG{DSN: fmt.Sprintf("postgres://kairos@127.0.0.1:%d/postgres?sslmode=disable", port), t: t, data: data, opts: opts, log: filepath.Join(dir, "log"),
 		ctl: func(args ...string) error {
 			c := asUser(filepath.Join(bin, "pg_ctl"), args...)
 			if out, err := c.CombinedOutput(); err != nil {
