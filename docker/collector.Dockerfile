@@ -16,6 +16,7 @@ COPY gen/go gen/go
 COPY go/collector go/collector
 COPY go/execution go/execution
 COPY go/bridgelink go/bridgelink
+COPY go/envflag go/envflag
 COPY go/testkit go/testkit
 COPY go/tlsreload go/tlsreload
 COPY tools/deploy tools/deploy

@@ -6,6 +6,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/kairos-mt5/kairos/gen/go v0.0.0
 	github.com/kairos-mt5/kairos/go/bridgelink v0.0.0
+	github.com/kairos-mt5/kairos/go/envflag v0.0.0
 	github.com/kairos-mt5/kairos/go/testkit v0.0.0
 	github.com/kairos-mt5/kairos/go/tlsreload v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
@@ -52,6 +53,8 @@ require (
 )
 
 replace github.com/kairos-mt5/kairos/gen/go => ../../gen/go
+
+replace github.com/kairos-mt5/kairos/go/envflag => ../envflag
 
 replace github.com/kairos-mt5/kairos/go/tlsreload => ../tlsreload
 

@@ -247,10 +247,12 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 		return err == nil && g.GetOrder().GetStatus() == execv1.OrderStatus_ORDER_STATUS_FILLED
 	})
 
-	// Signals from the inference server become policy orders attributed to the model.
+	// Signals from the inference server become policy orders attributed to the model, by the
+	// decision policy the signal carries from the model card.
 	sig := &inferencev1.Signal{Symbol: "EURUSD", TimeMsc: ticks[len(ticks)-1].TimeMsc, Direction: inferencev1.Direction_DIRECTION_UP,
-		Strength: 0.8, ModelName: "kairos-eurusd", ModelVersion: "7",
-		Hops: []*typesv1.HopStamp{{Stage: typesv1.HopStage_HOP_STAGE_INFERENCE_SEND, TimeUs: time.Now().UnixMicro()}}}
+		Strength: 0.7, Outputs: []float32{0.1, 0.1, 0.8}, ModelName: "kairos-eurusd", ModelVersion: "7",
+		Policy: &inferencev1.DecisionPolicy{EntryEdge: 0.3, MoveUp: 1, MoveDown: 1, MinHoldBars: 1, MaxLots: 0.10},
+		Hops:   []*typesv1.HopStamp{{Stage: typesv1.HopStage_HOP_STAGE_INFERENCE_SEND, TimeUs: time.Now().UnixMicro()}}}
 	data, _ := proto.Marshal(sig)
 	if err := s.NC.Publish("kairos.signal.EURUSD", data); err != nil {
 		t.Fatal(err)

@@ -72,8 +72,12 @@ func TestPnLGaugesFollowFillsAndQuotesAndCountersStartAtZero(t *testing.T) {
 		}
 		pos = ps.GetPositions()[0]
 		m := s.Metrics()
+		// Equity is refreshed by the same ticker: on a loaded machine it may lag the per-symbol
+		// gauges by a tick, so it is part of the condition rather than read once afterwards.
+		equity := 100000 + decFloat(pos.GetRealizedPnl()) + decFloat(pos.GetUnrealizedPnl())
 		return math.Abs(sample(m, `kairos_execution_realized_pnl{symbol="EURUSD"}`)-decFloat(pos.GetRealizedPnl())) < 1e-9 &&
-			math.Abs(sample(m, `kairos_execution_unrealized_pnl{symbol="EURUSD"}`)-decFloat(pos.GetUnrealizedPnl())) < 1e-9
+			math.Abs(sample(m, `kairos_execution_unrealized_pnl{symbol="EURUSD"}`)-decFloat(pos.GetUnrealizedPnl())) < 1e-9 &&
+			math.Abs(sample(m, "kairos_execution_equity")-equity) <= 0.011
 	})
 	if decFloat(pos.GetRealizedPnl()) >= 0 {
 		t.Fatalf("realized P&L after a round trip through the spread = %v, want negative", decFloat(pos.GetRealizedPnl()))

@@ -146,7 +146,7 @@ func newWorld(t *testing.T, db string) *world {
 func (w *world) start(fault string, wait bool) *service {
 	w.t.Helper()
 	cmd := exec.Command(binary, "serve", "--grpc-addr", w.grpc, "--metrics-addr", "", "--bridge-addr", w.brdg, "--nats-url", "",
-		"--db", w.db, "--venue", "mt5", "--mt5-heartbeat", "200ms", "--journal-timeout", "1s", "--log-level", "warn",
+		"--db", w.db, "--venue", "mt5", "--heartbeat-interval", "200ms", "--journal-timeout", "1s", "--log-level", "warn",
 		"--price-collar-bps", "0", "--max-order-notional", "0", "--max-gross-exposure", "0", "--max-open-orders", "1000000",
 		"--max-position-qty", "0", "--submit-rate", "0", "--message-rate", "0", "--duplicate-intent-window-ms", "0")
 	cmd.Env = append(os.Environ(), "KAIROS_EXECUTION_TOKEN="+token, "KAIROS_FAULT="+fault)

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kept Any
 
-from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
+from kairos.features import SCHEMA, DecisionPolicy, ModelCard, compute_features, to_epoch_ms
 from kairos.training import data as data_mod
 from kairos.training.labels import LabelConfig, make_labels, window_index, windows
+from kairos.training.policy import Params, PolicyConfig, class_moves
 
 # torch (and what needs it) is imported by the steps that use it: `import` and `--help` stay fast.
 if TYPE_CHECKING:
+    from kairos.training.backtest import FillModel
     from kairos.training.export import ExportResult
     from kairos.training.models import KairosNet
     from kairos.training.train import EpochCallback, TrainConfig
@@ -92,9 +94,18 @@ def step_import(
     source_tz: str,
     dedupe: data_mod.Dedupe,
     max_bars: int | None,
+    time_column: str | None = None,
+    time_format: str | None = None,
 ) -> data_mod.ImportReport:
     bars, report = data_mod.load_bars(
-        source, timeframe=timeframe, ask_source=ask_source, spread=spread, source_tz=source_tz, dedupe=dedupe
+        source,
+        timeframe=timeframe,
+        ask_source=ask_source,
+        spread=spread,
+        source_tz=source_tz,
+        dedupe=dedupe,
+        time_column=time_column,
+        time_format=time_format,
     )
     if max_bars is not None and max_bars < len(bars):
         # The latest bars: a slice keeps the most recent market, the one a model would trade next.
@@ -215,8 +226,12 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
     parity_x = windows(feats, held_out, net.cfg.window)
     report_path = run_dir / "report.json"
     metrics: dict[str, Any] = {}
+    # The policy the backtest traded by; without a backtest, the default policy with measured moves.
+    policy = final_policy(bars, run, PolicyConfig())
     if report_path.exists():
         rep = _read_json(report_path)
+        if "policy" in rep:
+            policy = DecisionPolicy.from_dict(rep["policy"], str(report_path))
         metrics = {
             "validation": "walk-forward, mean over folds",
             "beats_baselines": rep["beats_baselines"],
@@ -246,6 +261,7 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         },
         metrics=metrics,
         created_utc=created_utc(),
+        policy=policy,
     )
     card.metrics["seed"] = run["train"]["seed"]
     result = export_onnx(net, card, run_dir, parity_x)
@@ -267,32 +283,75 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
 # --------------------------------------------------------------------------------------------- backtest
 
 
-def step_backtest(run_dir: Path, commission: float | None = None) -> dict[str, Any]:
+def _policy_inputs(
+    bars: pd.DataFrame, run: dict[str, Any], cfg: PolicyConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, labelled sample index, realised volatility per bar in return units) as the policy
+    sees them: the volatility passes through float32, as it does in the served model's feature rows."""
+    label = {k: v for k, v in run["label"].items() if k != "kind"}
+    labels = make_labels(bars, LabelConfig(**label))
+    feats = compute_features(bars)
+    idx = window_index(feats, labels, int(run["train"]["window"]))
+    col = list(SCHEMA.names).index(cfg.vol_feature)
+    vol = feats[:, col].astype(np.float32).astype(np.float64) * cfg.vol_unit
+    return labels, idx, vol
+
+
+def final_policy(bars: pd.DataFrame, run: dict[str, Any], cfg: PolicyConfig) -> DecisionPolicy:
+    """The card's policy: ``cfg`` with the class moves measured on every labelled sample (the final
+    model's training data)."""
+    labels, idx, _ = _policy_inputs(bars, run, cfg)
+    close = bars["close"].to_numpy(np.float64)
+    return cfg.policy(*class_moves(close, labels, idx, int(run["label"]["horizon"])))
+
+
+def step_backtest(
+    run_dir: Path,
+    commission: float | None = None,
+    policy_cfg: PolicyConfig | None = None,
+    fill: FillModel | None = None,
+) -> dict[str, Any]:
+    """Backtest the fold predictions through the decision policy with live-like fills (and the
+    baselines); the report carries the policy the card will hold."""
     bars, imp = load_run_bars(run_dir)
     run = _read_json(_need(run_dir, "run.json", "train"))
     oos = np.load(_need(run_dir, "oos.npz", "train"))
-    from kairos.training.backtest import compare, plot_equity
+    from kairos.training.backtest import BarPrices, FillModel, compare, plot_equity
 
+    cfg = policy_cfg or PolicyConfig()
     n_folds = len(run["folds"])
     fold_idx = [oos[f"val_{k}"] for k in range(n_folds)]
     label = run["label"]
     comm = float(label["commission"] if commission is None else commission)
+    fill = replace(fill or FillModel(), commission=comm)
     close = bars["close"].to_numpy(np.float64)
-    spread = bars["spread"].to_numpy(np.float64)
+    prices = BarPrices(bars["open"].to_numpy(np.float64), close, bars["spread"].to_numpy(np.float64))
     times_ms = to_epoch_ms(bars["time"])
+    labels, idx, vol = _policy_inputs(bars, run, cfg)
+    horizon = int(label["horizon"])
+    purge = int(run.get("purge", horizon))
+    # Each fold's class moves come from its own training samples only (no look-ahead).
+    fold_params = [
+        Params(cfg.policy(*class_moves(close, labels, idx[idx < f[0] - purge], horizon))) for f in fold_idx
+    ]
     cmp = compare(
-        close,
-        spread,
+        prices,
         times_ms,
         fold_idx,
         [oos[f"probs_{k}"] for k in range(n_folds)],
         [oos[f"logreg_{k}"] for k in range(n_folds)],
-        int(label["horizon"]),
-        comm,
+        horizon,
+        fill,
+        fold_params,
+        vol,
     )
+    card_policy = cfg.policy(*class_moves(close, labels, idx, horizon))
     report = {
         **cmp.to_dict(),
         "commission_per_side": comm,
+        "fill": asdict(fill),
+        "policy": card_policy.to_dict(),
+        "fold_policies": [p.policy.to_dict() for p in fold_params],
         "spread": imp["spread_source"],
         "folds": run["folds"],
         "architecture": run["train"]["arch"],

@@ -162,7 +162,7 @@ func TestCrashUnderLoadLosesNothingAcknowledgedAndSendsNothingTwice(t *testing.T
 	grpcAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	bridgeAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	args := []string{"--venue", "mt5", "--grpc-addr", grpcAddr, "--bridge-addr", bridgeAddr, "--metrics-addr", "",
-		"--db", filepath.Join(dir, "exec.db"), "--nats-url", ns.ClientURL(), "--mt5-heartbeat", "200ms", "--policy=false",
+		"--db", filepath.Join(dir, "exec.db"), "--nats-url", ns.ClientURL(), "--heartbeat-interval", "200ms", "--policy=false",
 		"--duplicate-intent-window-ms", "0", "--submit-rate", "0", "--message-rate", "0", "--max-open-orders", "0",
 		"--max-position-qty", "0", "--max-gross-exposure", "0", "--max-order-notional", "0", "--log-level", "warn"}
 

@@ -49,7 +49,7 @@ type Svc struct {
 func Start(t *testing.T, natsURL string, tweak func(*config.Config), extra ...string) *Svc {
 	t.Helper()
 	args := []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "exec.db"),
-		"--nats-url", natsURL, "--token", Token, "--signal-cooldown", "0s", "--log-level", "warn"}
+		"--nats-url", natsURL, "--token", Token, "--signal-cooldown-bars", "0", "--log-level", "warn"}
 	args = append(args, extra...)
 	cfg, err := config.Parse("test", args, func(string) string { return "" })
 	if err != nil {

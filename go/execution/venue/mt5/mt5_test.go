@@ -29,7 +29,7 @@ type rig struct {
 // simulated terminal (not yet connected).
 func newRig(t *testing.T, extra ...string) *rig {
 	ns := testutil.NATS(t)
-	args := append([]string{"--venue", "mt5", "--bridge-addr", "127.0.0.1:0", "--mt5-heartbeat", "200ms", "--duplicate-intent-window-ms", "0"}, extra...)
+	args := append([]string{"--venue", "mt5", "--bridge-addr", "127.0.0.1:0", "--heartbeat-interval", "200ms", "--duplicate-intent-window-ms", "0"}, extra...)
 	s := svctest.Start(t, ns.ClientURL(), nil, args...)
 	s.PublishTicks(testutil.EURUSDTicks(t, 20))
 	s.WaitQuote()
