@@ -1,4 +1,4 @@
-# The chaos suite's fault half (ADR 0053): the real execution service built with the chaos build tag
+# The chaos suite's fault half (ADR 0055): the real execution service built with the chaos build tag
 # (a fault hook production binaries do not carry), killed with SIGKILL at targeted points under load
 # and starved of its journal (PostgreSQL stopped or SIGSTOPped, SQLite refusing writes), restarted
 # and checked against the MT5 test terminal's own record. Loopback only, bounded by -timeout.

@@ -105,7 +105,7 @@ type Config struct {
 	RejectLogInterval time.Duration
 }
 
-// GRPCLimits bounds the gRPC server (ADR 0053): connections, streams, message sizes, keepalive.
+// GRPCLimits bounds the gRPC server (ADR 0055): connections, streams, message sizes, keepalive.
 type GRPCLimits struct {
 	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
 	MaxConnections int

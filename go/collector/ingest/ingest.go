@@ -70,7 +70,7 @@ type natsItem struct {
 	size  int64 // encoded bytes, held against the NATS queue's byte bound
 }
 
-// ErrTooManySources and ErrTooManySymbols refuse peers beyond the bounds (ADR 0053).
+// ErrTooManySources and ErrTooManySymbols refuse peers beyond the bounds (ADR 0055).
 var (
 	ErrTooManySources = errors.New("ingest: too many publisher sources")
 	ErrTooManySymbols = errors.New("ingest: too many symbols")

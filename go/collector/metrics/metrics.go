@@ -55,7 +55,7 @@ type Metrics struct {
 
 	TLSReloadFailures prometheus.Counter
 
-	// Bounds on what peers may hold (ADR 0053).
+	// Bounds on what peers may hold (ADR 0055).
 	SourcesEvicted  prometheus.Counter
 	SourcesRefused  prometheus.Counter
 	SymbolsRefused  prometheus.Counter

@@ -1,4 +1,4 @@
-// Package chaos is the fault half of the chaos suite (make chaos, ADR 0053): the real execution
+// Package chaos is the fault half of the chaos suite (make chaos, ADR 0055): the real execution
 // service binary, built with the chaos build tag, under load from concurrent gRPC clients, in front
 // of the MT5 test peer, killed with SIGKILL at targeted points (KAIROS_FAULT) or starved of its
 // journal (PostgreSQL stopped or paused with SIGSTOP), then restarted. Each scenario checks, against

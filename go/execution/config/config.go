@@ -39,7 +39,7 @@ type Config struct {
 	// crash) or "normal" (survives a process crash, not a power loss).
 	JournalSync string
 	// JournalTimeout bounds one journal write and each wait for durability: a journal that errors
-	// or stalls longer halts trading and turns gRPC health NOT_SERVING (ADR 0053).
+	// or stalls longer halts trading and turns gRPC health NOT_SERVING (ADR 0055).
 	JournalTimeout time.Duration
 	// Venue is "paper" or "mt5".
 	Venue string
@@ -78,7 +78,7 @@ type Config struct {
 	LogLevel string
 }
 
-// GRPCLimits bounds the gRPC server (ADR 0053): connections, streams, message sizes, keepalive.
+// GRPCLimits bounds the gRPC server (ADR 0055): connections, streams, message sizes, keepalive.
 type GRPCLimits struct {
 	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
 	MaxConnections int

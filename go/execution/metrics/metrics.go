@@ -47,7 +47,7 @@ type Metrics struct {
 	JournalBatch    prometheus.Histogram
 	JournalFailures prometheus.Counter
 	JournalHealthy  prometheus.Gauge
-	// Bounds on what peers may hold (ADR 0053).
+	// Bounds on what peers may hold (ADR 0055).
 	GRPCConnRefused      prometheus.Counter
 	ReportStreams        prometheus.Gauge
 	ReportStreamsRefused prometheus.Counter

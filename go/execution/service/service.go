@@ -50,7 +50,7 @@ type Server struct {
 	streams atomic.Int64 // StreamExecutionReports calls running
 }
 
-// Limits bounds what report subscribers may hold (ADR 0053). Zero values mean the defaults.
+// Limits bounds what report subscribers may hold (ADR 0055). Zero values mean the defaults.
 type Limits struct {
 	// MaxReportStreams is the number of StreamExecutionReports calls at once; more are refused
 	// RESOURCE_EXHAUSTED.
