@@ -121,6 +121,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	initial, _ := config.ParseState(cfg.InitialState)
 	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Metrics: m, Logger: log, InitialState: initial, Currency: cfg.Currency,
 		JournalTimeout: cfg.JournalTimeout})
+	defer eng.Close() // idempotent: also on the early returns below
 	if mv != nil {
 		mv.SetEngine(eng)
 	}
