@@ -95,7 +95,9 @@ func TestJournalBackends(t *testing.T) {
 				if n != writers*each {
 					t.Fatalf("wrote %d entries, want %d", n, writers*each)
 				}
-				if flushes := after.Flushes - before.Flushes; flushes >= n {
+				// The in-memory store writes in nanoseconds, so appends rarely queue behind a flush:
+				// grouping is only asserted where a write takes the time it amortises.
+				if flushes := after.Flushes - before.Flushes; name != "memory" && flushes >= n {
 					t.Fatalf("%d flushes for %d entries: no group commit", flushes, n)
 				}
 				got := readAll(t, j, 0)
