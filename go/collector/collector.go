@@ -146,7 +146,9 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		return nil, err
 	}
 	s.Hub = fanout.New(cfg.SubscriberQueue, policy, s.Metrics)
+	s.Hub.SetQueueBytes(cfg.SubscriberQueueBytes)
 	s.Pipe = ingest.New(ingest.Config{BarPeriods: cfg.BarPeriods, BarIdleClose: cfg.BarIdleClose, NATSQueue: cfg.NATSQueue,
+		NATSQueueBytes: cfg.NATSQueueBytes, MaxSources: cfg.MaxSources, SourceIdle: cfg.SourceIdle, MaxSymbols: cfg.MaxSymbols,
 		InferenceBarPeriod: cfg.InferenceBarPeriod, RejectLogInterval: cfg.RejectLogInterval,
 		Validate: validate.Config{FutureTolerance: cfg.FutureTolerance, BackwardsTolerance: cfg.BackwardsTolerance,
 			AllowCrossed: cfg.AllowCrossed, AllowUnknownSymbols: cfg.AllowUnknownSymbols}},
@@ -162,6 +164,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("gRPC listener: %w", err)
 	}
+	s.grpcLn = newLimitListener(s.grpcLn, cfg.GRPC.MaxConnections, s.Metrics.GRPCConnRefused)
 	var srvOpts []grpc.ServerOption
 	if tc := cfg.ServerTLS(); tc.Enabled() {
 		certs, err := tlsreload.NewServer(tc, s.Metrics.TLSReloadFailures, log.With("part", "tls"))
@@ -170,7 +173,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 		srvOpts = append(srvOpts, grpc.Creds(certs.Credentials()))
 	}
-	s.grpcSrv = grpc.NewServer(srvOpts...)
+	s.grpcSrv = grpc.NewServer(serverOptions(cfg.GRPC, srvOpts...)...)
 	mdservice.New(s.Pipe, s.Hub, s.stop).Register(s.grpcSrv)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)

@@ -68,6 +68,21 @@ type Config struct {
 	SlowSubscriber string
 	// NATSQueue bounds the batches waiting for the NATS publisher (ingest waits when it is full).
 	NATSQueue int
+	// NATSQueueBytes bounds the same queue in encoded bytes (ingest waits when it is full).
+	NATSQueueBytes int
+	// SubscriberQueueBytes bounds the events waiting per gRPC subscriber in encoded bytes; beyond
+	// it the slow-subscriber policy applies as it does beyond SubscriberQueue events.
+	SubscriberQueueBytes int
+	// MaxSources bounds the publishers (Publish/Stream sources) the collector tracks; at the
+	// limit the one idle longest (at least SourceIdle) is dropped, or the new one is refused.
+	MaxSources int
+	// SourceIdle is how long a publisher source must be idle before it may be dropped for a new one.
+	SourceIdle time.Duration
+	// MaxSymbols bounds the symbols the collector keeps state for (announced or, with
+	// allow-unknown-symbols, ticked); more are refused.
+	MaxSymbols int
+	// GRPC bounds what one peer may cost the gRPC server.
+	GRPC GRPCLimits
 	// HeartbeatInterval is announced to the bridge; three missed intervals end a connection.
 	HeartbeatInterval time.Duration
 	// MaxFrameBytes is the largest bridge frame accepted.
@@ -106,6 +121,21 @@ type Config struct {
 	RejectLogInterval time.Duration
 }
 
+// GRPCLimits bounds the gRPC server (ADR 0055): connections, streams, message sizes, keepalive.
+type GRPCLimits struct {
+	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
+	MaxConnections int
+	// MaxConcurrentStreams per connection.
+	MaxConcurrentStreams uint32
+	// MaxRecvMsgBytes and MaxSendMsgBytes bound one message.
+	MaxRecvMsgBytes, MaxSendMsgBytes int
+	// KeepaliveMinTime: a client pinging more often is disconnected (GOAWAY too_many_pings).
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime and KeepaliveTimeout: the server pings an idle connection after KeepaliveTime
+	// and drops it when no answer comes within KeepaliveTimeout.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+}
+
 // Default returns the defaults.
 func Default() Config {
 	return Config{
@@ -116,6 +146,9 @@ func Default() Config {
 		BarPeriods: []uint32{60, 300, 900, 3600}, BarIdleClose: 2 * time.Second,
 		FutureTolerance: 5 * time.Second, BackwardsTolerance: 500 * time.Millisecond,
 		SubscriberQueue: 1024, SlowSubscriber: "conflate", NATSQueue: 4096,
+		NATSQueueBytes: 64 << 20, SubscriberQueueBytes: 16 << 20, MaxSources: 1024, SourceIdle: 5 * time.Minute, MaxSymbols: 4096,
+		GRPC: GRPCLimits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20, MaxSendMsgBytes: 16 << 20,
+			KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second},
 		HeartbeatInterval: time.Second, MaxFrameBytes: 1 << 20,
 		BridgeMaxSessions: bridgelink.DefaultMaxSessions, BridgeSessionTTL: bridgelink.DefaultSessionTTL,
 		StateInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info", RejectLogInterval: time.Second,
@@ -149,6 +182,19 @@ func Flags(c *Config) *envflag.Set {
 	s.IntVar(&c.SubscriberQueue, "subscriber-queue", "events queued per gRPC subscriber")
 	s.StringVar(&c.SlowSubscriber, "slow-subscriber", "conflate or cut")
 	s.IntVar(&c.NATSQueue, "nats-queue", "batches queued for the NATS publisher")
+	s.IntVar(&c.NATSQueueBytes, "nats-queue-bytes", "encoded bytes queued for the NATS publisher (ingest waits beyond)")
+	s.IntVar(&c.SubscriberQueueBytes, "subscriber-queue-bytes", "encoded bytes queued per gRPC subscriber (the slow-subscriber policy applies beyond)")
+	s.IntVar(&c.MaxSources, "max-sources", "publisher sources tracked at once; the longest idle (past source-idle) makes room, else Publish is refused")
+	s.DurationVar(&c.SourceIdle, "source-idle", "idle time after which a publisher source may be dropped for a new one")
+	s.IntVar(&c.MaxSymbols, "max-symbols", "symbols the collector keeps state for; more are refused")
+	g := &c.GRPC
+	s.IntVar(&g.MaxConnections, "grpc-max-connections", "gRPC connections open at once; more are closed on accept (0: no limit)")
+	s.Uint32Var(&g.MaxConcurrentStreams, "grpc-max-concurrent-streams", "gRPC concurrent streams per connection")
+	s.IntVar(&g.MaxRecvMsgBytes, "grpc-max-recv-msg-bytes", "largest gRPC message received, bytes")
+	s.IntVar(&g.MaxSendMsgBytes, "grpc-max-send-msg-bytes", "largest gRPC message sent, bytes")
+	s.DurationVar(&g.KeepaliveMinTime, "grpc-keepalive-min-time", "clients pinging more often are disconnected")
+	s.DurationVar(&g.KeepaliveTime, "grpc-keepalive-time", "the server pings a connection idle this long")
+	s.DurationVar(&g.KeepaliveTimeout, "grpc-keepalive-timeout", "a connection that does not answer a ping within this is dropped")
 	s.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
 	s.IntVar(&c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
 	s.StringVar(&c.BridgeKeyFile, "bridge-key-file", "file holding the bridge key the EA must prove (or the key itself in "+EnvName("bridge-key")+")")
@@ -196,7 +242,11 @@ func (c Config) Validate() error {
 	var errs []error
 	for name, v := range map[string]int{"inference-batch-ticks": c.InferenceBatchTicks, "inference-queue": c.InferenceQueue,
 		"subscriber-queue": c.SubscriberQueue, "nats-queue": c.NATSQueue, "max-frame-bytes": c.MaxFrameBytes,
-		"bridge-max-sessions": c.BridgeMaxSessions} {
+		"bridge-max-sessions": c.BridgeMaxSessions,
+
+		"nats-queue-bytes": c.NATSQueueBytes, "subscriber-queue-bytes": c.SubscriberQueueBytes, "max-sources": c.MaxSources,
+		"max-symbols": c.MaxSymbols, "grpc-max-concurrent-streams": int(c.GRPC.MaxConcurrentStreams),
+		"grpc-max-recv-msg-bytes": c.GRPC.MaxRecvMsgBytes, "grpc-max-send-msg-bytes": c.GRPC.MaxSendMsgBytes} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
 		}

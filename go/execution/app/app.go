@@ -84,6 +84,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	if err != nil {
 		return err
 	}
+	jr.SetFlushTimeout(cfg.JournalTimeout)
 	jr.OnFlush = func(n int, d time.Duration) {
 		m.JournalFlush.Observe(d.Seconds())
 		m.JournalBatch.Observe(float64(n))
@@ -120,7 +121,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			IDPrefix: fmt.Sprintf("P%x-", start.UnixNano())}, cfg.Instruments)
 	}
 	initial, _ := config.ParseState(cfg.InitialState)
-	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Metrics: m, Logger: log, InitialState: initial, Currency: cfg.Currency})
+	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Metrics: m, Logger: log, InitialState: initial, Currency: cfg.Currency,
+		JournalTimeout: cfg.JournalTimeout})
+	defer eng.Close() // idempotent: also on the early returns below
 	if mv != nil {
 		mv.SetEngine(eng)
 	}
@@ -214,17 +217,30 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		return fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
 	}
 	rd.GRPCAddr = lis.Addr().String()
+	lis = newLimitListener(lis, cfg.GRPC.MaxConnections, m.GRPCConnRefused)
 	if cfg.Token == "" {
 		log.Warn("no bearer token configured: every mutating call will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
 	ui, si := service.AuthInterceptors(cfg.Token)
-	gs := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))...)
-	execv1.RegisterExecutionServiceServer(gs, service.New(eng, jr))
+	gs := grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))...)...)
+	execv1.RegisterExecutionServiceServer(gs, service.NewWithLimits(eng, jr, service.Limits{MaxReportStreams: cfg.GRPC.MaxReportStreams,
+		ReportBufferBytes: cfg.GRPC.ReportStreamBufferBytes, Metrics: m}))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(execv1.ExecutionService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(gs)
+	goOwned("journal health", func() error {
+		// A journal that cannot write takes the service out of rotation: the engine has halted
+		// trading and refuses every submission; health says so to load balancers and probes.
+		select {
+		case <-ctx.Done():
+		case <-eng.JournalFailed():
+			hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			hs.SetServingStatus(execv1.ExecutionService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+		}
+		return nil
+	})
 	goOwned("grpc", func() error { return gs.Serve(lis) })
 
 	var hsrv *http.Server

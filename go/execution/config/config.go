@@ -39,6 +39,9 @@ type Config struct {
 	// JournalSync is the SQLite commit mode: "full" (fsync per group commit, survives a machine
 	// crash) or "normal" (survives a process crash, not a power loss).
 	JournalSync string
+	// JournalTimeout bounds one journal write and each wait for durability: a journal that errors
+	// or stalls longer halts trading and turns gRPC health NOT_SERVING (ADR 0055).
+	JournalTimeout time.Duration
 	// Venue is "paper" or "mt5".
 	Venue string
 	// Token is the bearer token mutating calls need ("authorization: Bearer <token>"). Empty
@@ -68,10 +71,33 @@ type Config struct {
 	MT5 MT5
 	// Policy maps signals to orders.
 	Policy Policy
+	// GRPC bounds what one peer may cost the gRPC server.
+	GRPC GRPCLimits
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+}
+
+// GRPCLimits bounds the gRPC server (ADR 0055): connections, streams, message sizes, keepalive.
+type GRPCLimits struct {
+	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
+	MaxConnections int
+	// MaxConcurrentStreams per connection.
+	MaxConcurrentStreams uint32
+	// MaxRecvMsgBytes and MaxSendMsgBytes bound one message.
+	MaxRecvMsgBytes, MaxSendMsgBytes int
+	// KeepaliveMinTime: a client pinging more often is disconnected (GOAWAY too_many_pings).
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime and KeepaliveTimeout: the server pings an idle connection after KeepaliveTime
+	// and drops it when no answer comes within KeepaliveTimeout.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// MaxReportStreams is the number of StreamExecutionReports subscribers at once; more are
+	// refused RESOURCE_EXHAUSTED.
+	MaxReportStreams int
+	// ReportStreamBufferBytes bounds the reports queued for one subscriber, in payload bytes; a
+	// subscriber that falls further behind is cut and resumes from the journal.
+	ReportStreamBufferBytes int
 }
 
 // Paper configures the paper venue.
@@ -193,7 +219,7 @@ func ParseState(v string) (risk.State, error) {
 func Default() Config {
 	return Config{
 		GRPCAddr: "127.0.0.1:7601", MetricsAddr: "127.0.0.1:9601", BridgeAddr: "127.0.0.1:7600",
-		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", Venue: "paper",
+		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", JournalTimeout: 5 * time.Second, Venue: "paper",
 		Instruments: DefaultInstruments(), Currency: "USD", InitialState: "ACTIVE",
 		Limits: risk.Limits{
 			MaxOrderQuantity: decimal.MustParse("10"), MaxOrderNotional: decimal.MustParse("2000000"),
@@ -210,6 +236,9 @@ func Default() Config {
 			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
 			CooldownBars: 0, MaxHoldingBars: 60},
+		GRPC: GRPCLimits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20, MaxSendMsgBytes: 16 << 20,
+			KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
+			MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 	}
 }
@@ -225,6 +254,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.NATSURL, "nats-url", "NATS server with kairos.md.* ticks and kairos.signal.* signals (empty disables)")
 	s.StringVar(&c.DB, "db", "journal: SQLite file path or postgres://user@host:port/db")
 	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
+	s.DurationVar(&c.JournalTimeout, "journal-timeout", "bound on one journal write and on each wait for durability; longer halts trading (NOT_SERVING)")
 	s.StringVar(&c.Venue, "venue", "venue: paper or mt5")
 	s.StringVar(&c.Token, "token", "bearer token for mutating calls (prefer --token-file or the env var)", envflag.Secret())
 	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
@@ -234,6 +264,16 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.InstrumentsFile, "instruments-file", "JSON list of instruments; empty: EURUSD, GBPUSD, AUDUSD, NZDUSD")
 	s.StringVar(&c.Currency, "currency", "account currency")
 	s.StringVar(&c.InitialState, "initial-state", "trading state after the first reconciliation of a fresh journal")
+	g := &c.GRPC
+	s.IntVar(&g.MaxConnections, "grpc-max-connections", "gRPC connections open at once; more are closed on accept (0: no limit)")
+	s.Uint32Var(&g.MaxConcurrentStreams, "grpc-max-concurrent-streams", "gRPC concurrent streams per connection")
+	s.IntVar(&g.MaxRecvMsgBytes, "grpc-max-recv-msg-bytes", "largest gRPC message received, bytes")
+	s.IntVar(&g.MaxSendMsgBytes, "grpc-max-send-msg-bytes", "largest gRPC message sent, bytes")
+	s.DurationVar(&g.KeepaliveMinTime, "grpc-keepalive-min-time", "clients pinging more often are disconnected")
+	s.DurationVar(&g.KeepaliveTime, "grpc-keepalive-time", "the server pings a connection idle this long")
+	s.DurationVar(&g.KeepaliveTimeout, "grpc-keepalive-timeout", "a connection that does not answer a ping within this is dropped")
+	s.IntVar(&g.MaxReportStreams, "max-report-streams", "StreamExecutionReports subscribers at once; more are refused RESOURCE_EXHAUSTED")
+	s.IntVar(&g.ReportStreamBufferBytes, "report-stream-buffer-bytes", "report payload bytes queued per subscriber before it is cut (it resumes from the journal)")
 	s.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "graceful shutdown bound")
 	s.StringVar(&c.LogLevel, "log-level", "log level: debug, info, warn or error")
 
@@ -246,7 +286,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.Uint32Var(&l.MaxOpenOrders, "max-open-orders", "max working orders")
 	s.Uint32Var(&l.PriceCollarBps, "price-collar-bps", "max distance of limit/stop prices from the mid, basis points")
 	s.Uint32Var(&l.MaxQuoteAgeMS, "max-quote-age-ms", "oldest quote a market order may use, ms")
-	s.Uint32Var(&l.SubmitRate.MaxCount, "submit-rate", "max submissions per submit window (denied ones count)")
+	s.Uint32Var(&l.SubmitRate.MaxCount, "submit-rate", "max accepted submissions per submit window (denials do not count; kill-switch flatten orders are never throttled)")
 	s.Uint32Var(&l.SubmitRate.WindowMS, "submit-window-ms", "submit throttle window, ms")
 	s.Uint32Var(&l.MessageRate.MaxCount, "message-rate", "max submits+cancels per message window")
 	s.Uint32Var(&l.MessageRate.WindowMS, "message-window-ms", "message throttle window, ms")
@@ -339,6 +379,12 @@ func (c *Config) Validate() error {
 		if c.MT5.MaxSessions < 1 || c.MT5.SessionTTL <= 0 || c.MT5.MaxTracked < 16 {
 			errs = append(errs, errors.New("bridge-max-sessions must be at least 1, bridge-session-ttl positive, mt5-max-tracked at least 16"))
 		}
+	}
+	if c.JournalTimeout < 10*time.Millisecond {
+		errs = append(errs, errors.New("journal-timeout must be at least 10ms"))
+	}
+	if c.GRPC.MaxConcurrentStreams == 0 || c.GRPC.MaxRecvMsgBytes <= 0 || c.GRPC.MaxSendMsgBytes <= 0 || c.GRPC.MaxReportStreams <= 0 || c.GRPC.ReportStreamBufferBytes <= 0 {
+		errs = append(errs, errors.New("grpc limits (streams, message sizes, report streams and their buffer) must be positive"))
 	}
 	if c.JournalSync != "full" && c.JournalSync != "normal" {
 		errs = append(errs, fmt.Errorf("journal-sync %q: want full or normal", c.JournalSync))

@@ -611,7 +611,7 @@ func appendReports(t *testing.T, s *server, n int) {
 	}
 	tk, _, err := s.jr.Append(s.now.Load(), entries...)
 	if err == nil {
-		err = tk.Wait()
+		err = tk.Wait(context.Background())
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -44,6 +44,7 @@ type Terminal struct {
 	orders map[string]*Order
 	done   map[uint64]*bridgev1.OrderResult // results by command id (the bridge's dedup)
 	placed map[string]int                   // PLACE commands actually executed, by client order id
+	cmdIDs map[string]map[uint64]bool       // distinct PLACE command ids received, by client order id
 	nextTk uint64
 	Equity *typesv1.Decimal
 	// Before, if set, sees a command before the terminal carries it out; returning a result
@@ -56,7 +57,7 @@ type Terminal struct {
 
 // NewTerminal returns a terminal filling market orders at price.
 func NewTerminal(price *typesv1.Decimal) *Terminal {
-	return &Terminal{Price: price, orders: map[string]*Order{}, done: map[uint64]*bridgev1.OrderResult{}, placed: map[string]int{}, nextTk: 1000,
+	return &Terminal{Price: price, orders: map[string]*Order{}, done: map[uint64]*bridgev1.OrderResult{}, placed: map[string]int{}, cmdIDs: map[string]map[uint64]bool{}, nextTk: 1000,
 		Equity: &typesv1.Decimal{Units: 10000000, Scale: 2}}
 }
 
@@ -67,6 +68,18 @@ func (t *Terminal) Placed() map[string]int {
 	out := make(map[string]int, len(t.placed))
 	for k, v := range t.placed {
 		out[k] = v
+	}
+	return out
+}
+
+// PlaceCommands returns, by client order id, how many distinct PLACE commands (command ids) the
+// terminal received: more than one means the order was sent twice, deduplicated or not.
+func (t *Terminal) PlaceCommands() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.cmdIDs))
+	for k, v := range t.cmdIDs {
+		out[k] = len(v)
 	}
 	return out
 }
@@ -86,6 +99,14 @@ func (t *Terminal) Order(id string) (Order, bool) {
 func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if c.GetKind() == bridgev1.CommandKind_COMMAND_KIND_PLACE {
+		ids := t.cmdIDs[c.GetClientOrderId()]
+		if ids == nil {
+			ids = map[uint64]bool{}
+			t.cmdIDs[c.GetClientOrderId()] = ids
+		}
+		ids[c.GetCommandId()] = true
+	}
 	if prev, ok := t.done[c.GetCommandId()]; ok && c.GetKind() != bridgev1.CommandKind_COMMAND_KIND_SNAPSHOT {
 		dup := proto.Clone(prev).(*bridgev1.OrderResult)
 		dup.Status = bridgev1.BridgeStatus_BRIDGE_STATUS_DUPLICATE
@@ -114,7 +135,9 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 			res.Retcode, res.DealTicket, res.Volume, res.Price = 10009, o.Deal, o.Volume, o.Price
 			extra = append(extra, &bridgev1.Frame{Body: &bridgev1.Frame_TradeTransaction{TradeTransaction: &bridgev1.TradeTransaction{
 				Type: bridgev1.TransactionType_TRANSACTION_TYPE_DEAL_ADD, ClientOrderId: o.ClientOrderID, OrderTicket: o.Ticket, DealTicket: o.Deal,
-				Symbol: o.Symbol, Side: o.Side, Price: o.Price, Volume: o.Volume, TimeMsc: now / 1000}}})
+				Symbol: o.Symbol, Side: o.Side, Price: o.Price, Volume: o.Volume, TimeMsc: now / 1000,
+				// MT5 books the commission on the deal; the order result does not carry it.
+				Commission: &typesv1.Decimal{Units: -350, Scale: 2}}}})
 		} else {
 			res.Retcode = 10008
 		}

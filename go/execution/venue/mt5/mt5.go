@@ -438,6 +438,7 @@ type session struct {
 	queries    map[uint64]bool
 	snapCmd    uint64
 	snap       *engine.Snapshot
+	snapTime   int64 // time_msc of the snapshot being collected: frames of another are not mixed in
 	snapDone   bool
 	reconciled bool
 	reconnect  bool
@@ -563,6 +564,16 @@ func accountOf(a *bridgev1.AccountSnapshot) risk.Account {
 func (s *session) onPositions(p *bridgev1.PositionSnapshot) {
 	if s.snap == nil || s.reconciled {
 		return
+	}
+	// Reconcile against one snapshot, the latest: frames of an older one are dropped, and a newer
+	// one replaces whatever was collected (adding two snapshots' positions would adopt twice the
+	// real position). Frames of one snapshot share its time_msc.
+	switch t := p.GetTimeMsc(); {
+	case t < s.snapTime:
+		return
+	case t > s.snapTime || s.snapDone:
+		s.snapTime, s.snapDone = t, false
+		s.snap.Positions, s.snap.Orders = nil, nil
 	}
 	for _, pos := range p.GetPositions() {
 		net := dec(pos.GetVolume())

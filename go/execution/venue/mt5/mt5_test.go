@@ -114,13 +114,14 @@ func TestMarketOrderIsPlacedOnceFilledAndAcknowledged(t *testing.T) {
 	if n := r.term.Placed()["m1"]; n != 1 {
 		t.Fatalf("placed %d times", n)
 	}
-	// The deal arrived twice (OrderResult and DEAL_ADD transaction): applied once.
+	// The deal arrived twice (OrderResult and DEAL_ADD transaction): its quantity applied once, the
+	// commission only the transaction carries kept.
 	if m := r.s.Metrics(); !strings.Contains(m, "kairos_execution_duplicate_fills_total 1") {
 		t.Fatalf("duplicate deal not counted:\n%s", m)
 	}
 	pos, _ := r.s.Client.ListPositions(svctest.Authed(t), &execv1.ListPositionsRequest{})
-	if len(pos.GetPositions()) != 1 || pos.GetPositions()[0].GetNetQuantity().GetUnits() != 20 {
-		t.Fatalf("positions %v", pos)
+	if len(pos.GetPositions()) != 1 || pos.GetPositions()[0].GetNetQuantity().GetUnits() != 20 || !sameDec(pos.GetPositions()[0].GetRealizedPnl(), -350, 2) {
+		t.Fatalf("positions %v, want 0.20 with the deal's commission 3.50 in realized P&L", pos)
 	}
 }
 
