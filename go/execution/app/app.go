@@ -212,10 +212,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	}
 	rd.GRPCAddr = lis.Addr().String()
 	if cfg.Token == "" {
-		log.Warn("no bearer token configured: every mutating call will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
+		log.Warn("no bearer token configured: every call but health and reflection will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
-	ui, si := service.AuthInterceptors(cfg.Token)
-	gs := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))...)
+	gs := grpc.NewServer(append(srvOpts, service.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)
 	execv1.RegisterExecutionServiceServer(gs, service.New(eng, jr))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

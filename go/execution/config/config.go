@@ -40,11 +40,17 @@ type Config struct {
 	JournalSync string
 	// Venue is "paper" or "mt5".
 	Venue string
-	// Token is the bearer token mutating calls need ("authorization: Bearer <token>"). Empty
-	// refuses every mutating call.
+	// Token is the bearer token every call but health and reflection needs ("authorization:
+	// Bearer <token>"). Empty refuses every such call.
 	Token string
 	// TokenFile, if set, is read for the token (first line), so it stays out of the process list.
 	TokenFile string
+	// OpenReadsOnLoopback lets the read-only calls (GetOrder, ListOrders, ListPositions,
+	// StreamExecutionReports, GetRiskLimits) through without the token from loopback peers.
+	OpenReadsOnLoopback bool
+	// NATSCreds is a file holding "user:password" for the NATS server (ADR 0064); empty connects
+	// without credentials.
+	NATSCreds string
 	// TLSCert and TLSKey are the gRPC server's PEM certificate chain and key; both set serve TLS
 	// only (TLS 1.2 minimum), re-read when the files change (ADR 0063).
 	TLSCert, TLSKey string
@@ -111,7 +117,8 @@ type Policy struct {
 	Cooldown time.Duration
 	// MaxHolding closes a position held longer than this; zero for no limit.
 	MaxHolding time.Duration
-	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check.
+	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check
+	// (replays of historical data need it).
 	MaxSignalAge time.Duration
 }
 
@@ -192,7 +199,7 @@ func Default() Config {
 			CommissionPerLot: decimal.MustParse("3.50"), StartingBalance: decimal.MustParse("100000")},
 		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
-			Cooldown: 30 * time.Second, MaxHolding: time.Hour},
+			Cooldown: 30 * time.Second, MaxHolding: time.Hour, MaxSignalAge: 5 * time.Second},
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 	}
 }
@@ -209,8 +216,10 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.DB, "db", "journal: SQLite file path or postgres://user@host:port/db")
 	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
 	s.StringVar(&c.Venue, "venue", "venue: paper or mt5")
-	s.StringVar(&c.Token, "token", "bearer token for mutating calls (prefer --token-file or the env var)", envflag.Secret())
+	s.StringVar(&c.Token, "token", "bearer token every call needs (prefer --token-file or the env var)", envflag.Secret())
 	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
+	s.BoolVar(&c.OpenReadsOnLoopback, "open-reads-on-loopback", "serve the read-only calls to loopback peers without the token")
+	s.StringVar(&c.NATSCreds, "nats-creds", "file holding the NATS user:password (mode 0600); empty connects without credentials")
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with --tls-key it serves TLS only (reloaded on change)")
 	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with --tls-cert)")
 	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
@@ -277,6 +286,9 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}
 		c.Token = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+		if c.Token == "" {
+			return nil, fmt.Errorf("--token-file %s: empty", c.TokenFile)
+		}
 	}
 	if c.InstrumentsFile != "" {
 		ins, err := LoadInstruments(c.InstrumentsFile)

@@ -46,6 +46,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/portfolio"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 	"github.com/kairos-mt5/kairos/go/execution/venue/paper"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 )
 
 var (
@@ -395,7 +396,7 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		}
 		return nc.Flush()
 	}
-	cc, err := grpc.NewClient(rd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(rd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(token, false)))
 	if err != nil {
 		return 0, 0, 0, err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
@@ -49,7 +50,9 @@ type Svc struct {
 func Start(t *testing.T, natsURL string, tweak func(*config.Config), extra ...string) *Svc {
 	t.Helper()
 	args := []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "exec.db"),
-		"--nats-url", natsURL, "--token", Token, "--signal-cooldown", "0s", "--log-level", "warn"}
+		"--nats-url", natsURL, "--token", Token, "--signal-cooldown", "0s", "--log-level", "warn",
+		// The tests replay historical ticks, so their signals carry historical market times.
+		"--signal-max-age", "0"}
 	args = append(args, extra...)
 	cfg, err := config.Parse("test", args, func(string) string { return "" })
 	if err != nil {
@@ -78,7 +81,8 @@ func Run(t *testing.T, cfg *config.Config, natsURL string) *Svc {
 		cancel()
 		t.Fatal("service did not start in 20s")
 	}
-	cc, err := grpc.NewClient(s.Ready.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(s.Ready.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(grpcauth.Bearer(Token, false)))
 	if err != nil {
 		t.Fatal(err)
 	}
