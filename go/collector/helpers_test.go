@@ -33,8 +33,12 @@ func testConfig() config.Config {
 	c.BarIdleClose = 0
 	c.HeartbeatInterval = 200 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second
+	c.Token = testToken
 	return c
 }
+
+// testToken is the bearer token the test collectors accept; dialGRPC sends it.
+const testToken = "collector-test-token-4b1e"
 
 type running struct {
 	*Service

@@ -36,6 +36,7 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/execution/app"
 	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
@@ -46,7 +47,6 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/portfolio"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 	"github.com/kairos-mt5/kairos/go/execution/venue/paper"
-	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 )
 
 var (

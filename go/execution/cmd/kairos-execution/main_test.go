@@ -21,10 +21,10 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/execution/internal/bridgepeer"
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
-	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/testkit"
 )
 

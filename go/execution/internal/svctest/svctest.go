@@ -23,12 +23,12 @@ import (
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/execution/app"
 	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
-	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
