@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kairos.stack import credentials
 from kairos.stack.loopback import free_port
 from kairos.stack.processes import ServiceSpec
 
@@ -73,18 +73,12 @@ class StackSettings:
 
     def ensure_token(self) -> str:
         """The execution bearer token: given, or generated once per run dir (file mode 0600)."""
-        if self.token:
-            return self.token
-        path = self.run_dir / "token"
-        if path.exists():
-            self.token = path.read_text().strip()
-        else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.token = secrets.token_urlsafe(24)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(self.token + "\n")
+        self.token = self.credentials().token("execution")
         return self.token
+
+    def credentials(self) -> credentials.Credentials:
+        """Every credential of the run dir (tokens, NATS users), created once (mode 0600)."""
+        return credentials.ensure(self.run_dir, self.token)
 
 
 def build_go_binaries(bin_dir: Path, force: bool = False) -> dict[str, Path]:
@@ -109,7 +103,8 @@ def _stale(binary: Path, src: Path) -> bool:
 def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpec]:
     """Collector (with embedded NATS), inference, execution (paper venue), in start order."""
     p = settings.ports
-    token = settings.ensure_token()
+    creds = settings.credentials()
+    settings.token = creds.token("execution")
     journal = settings.journal or str(settings.run_dir / "journal.db")
     inference_bin = shutil.which("kairos-inference") or str(Path(sys.executable).parent / "kairos-inference")
     return [
@@ -121,7 +116,11 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--grpc-addr=127.0.0.1:{p.collector_grpc}",
                 f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
                 f"--nats-addr=127.0.0.1:{p.nats}",
+                f"--nats-auth-file={creds.nats_auth_file}",
+                f"--nats-creds={creds.nats_creds('collector')}",
+                f"--token-file={creds.token_file('collector')}",
                 f"--inference-endpoints=127.0.0.1:{p.inference_grpc}",
+                f"--inference-token-file={creds.token_file('inference')}",
                 # The inference server starts after the collector; keep the link's retries short.
                 "--inference-backoff-max=500ms",
             ],
@@ -138,6 +137,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--tracking-uri={settings.mlflow_uri}",
                 "--poll-interval-s=5",
                 f"--nats-url={settings.nats_url}",
+                f"--nats-creds={creds.nats_creds('inference')}",
+                f"--token-file={creds.token_file('inference')}",
             ],
             grpc_addr=f"127.0.0.1:{p.inference_grpc}",
             metrics_url=f"http://127.0.0.1:{p.inference_metrics}/metrics",
@@ -150,6 +151,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--bridge-addr=127.0.0.1:{p.execution_bridge}",
                 f"--metrics-addr=127.0.0.1:{p.execution_metrics}",
                 f"--nats-url={settings.nats_url}",
+                f"--nats-creds={creds.nats_creds('execution')}",
+                f"--token-file={creds.token_file('execution')}",
                 f"--db={journal}",
                 "--venue=paper",
                 f"--signal-lots={settings.lots}",
@@ -158,7 +161,6 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 "--signal-max-age=0",
                 f"--signal-cooldown={settings.cooldown}",
             ],
-            env={"KAIROS_EXECUTION_TOKEN": token},
             grpc_addr=f"127.0.0.1:{p.execution_grpc}",
             metrics_url=f"http://127.0.0.1:{p.execution_metrics}/metrics",
         ),
