@@ -107,3 +107,26 @@ def nats_connect_kwargs(creds_file: Path | str | None) -> dict[str, str]:
     from kairos.inference.signals import nats_credentials
 
     return nats_credentials(str(creds_file))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kairos.stack.credentials DIR``: fresh NATS passwords and creds files for compose or
+    Kubernetes secrets (auth.conf, passwords.conf, <identity>.creds; mode 0600). Rotation: run it
+    again, then restart NATS and the services."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m kairos.stack.credentials DIR", file=sys.stderr)
+        return 2
+    write_nats_credentials(Path(args[0]))
+    for service in ("collector", "inference"):
+        path = Path(args[0]).parent / f"{service}-token"
+        if not path.exists():
+            write_secret(path, secrets.token_urlsafe(32) + "\n")
+    print(f"NATS credentials written to {args[0]} (mode 0600)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
