@@ -77,7 +77,11 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
         async def main() -> None:
             ev = asyncio.Event()
             tasks = [
-                asyncio.create_task(observe.watch_nats(settings.nats_url, stats, ev, ready)),
+                asyncio.create_task(
+                    observe.watch_nats(
+                        settings.nats_url, stats, ev, ready, settings.credentials().nats_creds("observer")
+                    )
+                ),
                 asyncio.create_task(
                     observe.watch_execution(
                         f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, ev

@@ -21,11 +21,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/kairos-mt5/kairos/go/auth/natsauth"
 	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/bridge"
 	"github.com/kairos-mt5/kairos/go/collector/config"
@@ -110,15 +112,26 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 	}()
 	if cfg.NATSURL == "" {
-		if s.natsSrv, err = natspub.StartEmbedded(cfg.NATSAddr); err != nil {
+		if s.natsSrv, err = natspub.StartEmbedded(cfg.NATSAddr, cfg.NATSAuthFile); err != nil {
 			return nil, err
 		}
-		log.Info("embedded NATS listening", "url", s.natsSrv.ClientURL())
+		if cfg.NATSAuthFile == "" {
+			log.Warn("embedded NATS runs without authorization: any local process may publish signals and quotes (set --nats-auth-file)")
+		}
+		log.Info("embedded NATS listening", "url", s.natsSrv.ClientURL(), "authorization", cfg.NATSAuthFile != "")
+	}
+	var natsOpts []nats.Option
+	if cfg.NATSCreds != "" {
+		creds, err := natsauth.Read(cfg.NATSCreds)
+		if err != nil {
+			return nil, err
+		}
+		natsOpts = append(natsOpts, nats.UserInfo(creds.User, creds.Password))
 	}
 	if cfg.NATSJetStream {
-		s.Pub, err = natspub.ConnectJetStream(cfg.NATSURL, natspub.DefaultAckTimeout, s.Metrics)
+		s.Pub, err = natspub.ConnectJetStream(cfg.NATSURL, natspub.DefaultAckTimeout, s.Metrics, natsOpts...)
 	} else {
-		s.Pub, err = natspub.Connect(cfg.NATSURL, s.natsSrv, s.Metrics)
+		s.Pub, err = natspub.Connect(cfg.NATSURL, s.natsSrv, s.Metrics, natsOpts...)
 	}
 	if err != nil {
 		return nil, err
@@ -135,7 +148,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 		s.Link, err = predictlink.New(predictlink.Config{Endpoints: cfg.InferenceEndpoints, BatchTicks: cfg.InferenceBatchTicks,
 			FlushInterval: cfg.InferenceFlushInterval, QueueSize: cfg.InferenceQueue, BackoffMin: cfg.InferenceBackoffMin,
-			BackoffMax: cfg.InferenceBackoffMax, ResponseTimeout: cfg.InferenceResponseTimeout}, s.Metrics, log.With("part", "predictlink"), s.Pub, dialOpts...)
+			BackoffMax: cfg.InferenceBackoffMax, ResponseTimeout: cfg.InferenceResponseTimeout, Token: cfg.InferenceToken}, s.Metrics, log.With("part", "predictlink"), s.Pub, dialOpts...)
 		if err != nil {
 			return nil, err
 		}
@@ -173,7 +186,10 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 		srvOpts = append(srvOpts, grpc.Creds(certs.Credentials()))
 	}
-	s.grpcSrv = grpc.NewServer(serverOptions(cfg.GRPC, srvOpts...)...)
+	if cfg.Token == "" {
+		log.Warn("no bearer token configured: every MarketDataService call will be refused (set KAIROS_COLLECTOR_TOKEN or --token-file)")
+	}
+	s.grpcSrv = grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
 	mdservice.New(s.Pipe, s.Hub, s.stop).Register(s.grpcSrv)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)

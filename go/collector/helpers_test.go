@@ -35,11 +35,15 @@ func testConfig() config.Config {
 	c.HeartbeatInterval = 200 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second
 	c.BridgeKey = testBridgeKey
+	c.Token = testToken
 	return c
 }
 
 // testBridgeKey is the test collector's bridge key; a bridgeConn proves it in every Hello.
 var testBridgeKey = []byte("collector-test-bridge-key-0123456789")
+
+// testToken is the bearer token the test collectors accept; dialGRPC sends it.
+const testToken = "collector-test-token-4b1e"
 
 type running struct {
 	*Service

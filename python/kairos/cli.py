@@ -112,7 +112,9 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
     console.print(table)
     inference = next((s for s in recorded if s.name == "inference"), None)
     if inference is not None:
-        _print_models(inference.grpc_addr)
+        from kairos.stack import credentials
+
+        _print_models(inference.grpc_addr, credentials.read_token(run_dir, "inference"))
     counters = Table("metric", "labels", "value")
     for svc in recorded:
         for name, labels, value in _scrape(svc.metrics_url):
@@ -120,12 +122,13 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
     console.print(counters)
 
 
-def _print_models(addr: str) -> None:
+def _print_models(addr: str, token: str) -> None:
     import grpc
 
+    from kairos.inference.auth import with_token
     from kairos.inference.v1 import inference_pb2, inference_pb2_grpc
 
-    with grpc.insecure_channel(addr) as ch:
+    with with_token(grpc.insecure_channel(addr), token) as ch:
         try:
             resp = inference_pb2_grpc.InferenceServiceStub(ch).GetModelStatus(  # type: ignore[no-untyped-call]
                 inference_pb2.GetModelStatusRequest(), timeout=2
@@ -286,15 +289,29 @@ def stream(
     ] = "127.0.0.1:7401",
     nats_url: Annotated[str, typer.Option(help="NATS URL (predictions).")] = "nats://127.0.0.1:4222",
     count: Annotated[int, typer.Option(help="Stop after this many events (0: until Ctrl-C).")] = 0,
+    run_dir: RunDir = services.STATE_DIR / "run",
 ) -> None:
-    """Print live ticks, bars or predictions for SYMBOL, through the typed (betterproto2) client SDK."""
-    from kairos.stack import streaming
+    """Print live ticks, bars or predictions for SYMBOL, through the typed (betterproto2) client SDK.
+
+    Credentials come from the run directory `kairos up` wrote: the collector's token and the NATS
+    observer identity (subscribe only)."""
+    from kairos.stack import credentials, streaming
+
+    creds = credentials.Credentials(run_dir)
 
     if what not in ("ticks", "bars", "predictions"):
         err.print(f"--what must be ticks, bars or predictions, not {what!r}")
         raise typer.Exit(EXIT_ERROR)
     try:
-        for line in streaming.events(symbol, what, collector=collector, nats_url=nats_url, count=count):
+        for line in streaming.events(
+            symbol,
+            what,
+            collector=collector,
+            nats_url=nats_url,
+            count=count,
+            collector_token=creds.token("collector"),
+            nats_creds=creds.nats_creds("observer"),
+        ):
             console.print(line, highlight=False)
     except KeyboardInterrupt:
         pass

@@ -7,10 +7,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/bars"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
@@ -36,6 +38,22 @@ type Config struct {
 	// NATSJetStream publishes ticks and bars to JetStream (streams on the external NATSURL) and
 	// acknowledges a bridge frame only once its ticks are stored (ADR 0024).
 	NATSJetStream bool
+	// NATSAuthFile is the embedded server's users and permissions: a nats-server configuration
+	// file with an authorization block (the format of deploy/nats/nats.conf). Empty runs it
+	// without authorization, which is allowed on a loopback NATSAddr only.
+	NATSAuthFile string
+	// NATSCreds is a file holding this service's "user:password" for NATS (embedded or external).
+	NATSCreds string
+	// Token is the bearer token every MarketDataService call needs; empty refuses them all.
+	Token string
+	// TokenFile, if set, is read for Token (first line), so it stays out of the process list.
+	TokenFile string
+	// OpenReadsOnLoopback lets Subscribe and ListSymbols through without the token from loopback peers.
+	OpenReadsOnLoopback bool
+	// InferenceToken is the bearer token sent on the StreamPredict link.
+	InferenceToken string
+	// InferenceTokenFile, if set, is read for InferenceToken.
+	InferenceTokenFile string
 	// InferenceEndpoints are the inference servers' gRPC addresses; empty disables the link.
 	InferenceEndpoints []string
 	// InferenceBatchTicks flushes a StreamPredict request at this many ticks.
@@ -165,6 +183,13 @@ func Flags(c *Config) *envflag.Set {
 	s.StringVar(&c.NATSURL, "nats-url", "external NATS server URL; empty runs the embedded server")
 	s.StringVar(&c.NATSAddr, "nats-addr", "listen address of the embedded NATS server")
 	s.BoolVar(&c.NATSJetStream, "nats-jetstream", "publish ticks and bars to JetStream streams (needs nats-url) and acknowledge bridge frames only once stored")
+	s.StringVar(&c.NATSAuthFile, "nats-auth-file", "nats-server config file with the embedded server's authorization block (users, permissions); empty: no authorization, loopback only")
+	s.StringVar(&c.NATSCreds, "nats-creds", "file holding this service's NATS user:password (mode 0600)")
+	s.StringVar(&c.Token, "token", "bearer token every MarketDataService call needs (prefer --token-file or the env var)", envflag.Secret())
+	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
+	s.BoolVar(&c.OpenReadsOnLoopback, "open-reads-on-loopback", "serve Subscribe and ListSymbols to loopback peers without the token")
+	s.StringVar(&c.InferenceToken, "inference-token", "bearer token for the inference link (prefer --inference-token-file or the env var)", envflag.Secret())
+	s.StringVar(&c.InferenceTokenFile, "inference-token-file", "file holding the inference link's bearer token")
 	s.ListVar(&c.InferenceEndpoints, "inference-endpoints", "comma-separated inference gRPC addresses; \"none\" or empty disables the link")
 	s.IntVar(&c.InferenceBatchTicks, "inference-batch-ticks", "flush a StreamPredict request at this many ticks")
 	s.DurationVar(&c.InferenceFlushInterval, "inference-flush-interval", "flush a non-empty request after this long")
@@ -234,6 +259,19 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("bridge key: %w", err)
 	}
 	c.BridgeKey = key
+	for _, f := range []struct {
+		flag, path string
+		dst        *string
+	}{{"token-file", c.TokenFile, &c.Token}, {"inference-token-file", c.InferenceTokenFile, &c.InferenceToken}} {
+		if f.path == "" {
+			continue
+		}
+		tok, err := grpcauth.ReadToken(f.path)
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", f.flag, err)
+		}
+		*f.dst = tok
+	}
 	return c, c.Validate()
 }
 
@@ -272,6 +310,9 @@ func (c Config) Validate() error {
 	if c.NATSJetStream && c.NATSURL == "" {
 		errs = append(errs, errors.New("nats-jetstream needs nats-url (the embedded server has no JetStream)"))
 	}
+	if c.NATSURL == "" && c.NATSAuthFile == "" && !loopback(c.NATSAddr) {
+		errs = append(errs, fmt.Errorf("nats-addr %q is not loopback: the embedded server needs nats-auth-file there", c.NATSAddr))
+	}
 	if err := c.ServerTLS().Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -296,6 +337,19 @@ func (c Config) ServerTLS() tlsreload.ServerConfig {
 func (c Config) InferenceTLS() tlsreload.ClientConfig {
 	return tlsreload.ClientConfig{CAFile: c.InferenceTLSCA, CertFile: c.InferenceTLSCert, KeyFile: c.InferenceTLSKey,
 		CAName: "inference-tls-ca", CertName: "inference-tls-cert", KeyName: "inference-tls-key"}
+}
+
+// loopback reports whether addr's host is a loopback IP or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // EnvName is the environment variable of a flag (bridge-addr: KAIROS_COLLECTOR_BRIDGE_ADDR).

@@ -26,14 +26,14 @@ const maxPending = 4096
 // ConnectJetStream opens a publisher on the external NATS server(s) at url (comma-separated URLs of
 // a cluster) whose ticks and bars are JetStream publishes: streams must capture kairos.md.> and
 // kairos.bar.> (deploy/nats/streams), and Stored says when the server has stored them.
-func ConnectJetStream(url string, ackTimeout time.Duration, m *metrics.Metrics) (*Publisher, error) {
+func ConnectJetStream(url string, ackTimeout time.Duration, m *metrics.Metrics, extra ...nats.Option) (*Publisher, error) {
 	if url == "" {
 		return nil, errors.New("JetStream publishing needs an external NATS server (nats-url)")
 	}
 	if ackTimeout <= 0 {
 		ackTimeout = DefaultAckTimeout
 	}
-	p, err := Connect(url, nil, m)
+	p, err := Connect(url, nil, m, extra...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 // Package natspub fans market data out on NATS: ticks on kairos.md.<SYMBOL>, bars on
 // kairos.bar.<TF>.<SYMBOL>, predictions on kairos.pred.<SYMBOL>, protobuf payloads. It also runs the
-// embedded NATS server the collector uses by default (in process, loopback only).
+// embedded NATS server the collector uses by default (in process, loopback only), with the users and
+// subject permissions of an authorization file (ADR 0064).
 //
 // With JetStream (ConnectJetStream) ticks and bars are published with acknowledgements and a
 // message id, and Stored tells when the server has stored them: the bridge acknowledges a frame only
@@ -27,8 +28,10 @@ import (
 )
 
 // StartEmbedded starts a NATS server in this process listening on addr ("127.0.0.1:4222"; port 0
-// picks a free one) and waits until it accepts connections.
-func StartEmbedded(addr string) (*server.Server, error) {
+// picks a free one) and waits until it accepts connections. authFile, if not empty, is a
+// nats-server configuration file whose authorization block (users with passwords and
+// publish/subscribe permissions) the server enforces; its other settings are ignored.
+func StartEmbedded(addr, authFile string) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS address %q: %w", addr, err)
@@ -49,6 +52,18 @@ func StartEmbedded(addr string) (*server.Server, error) {
 		MaxPayload: 8 << 20,
 		// Slow NATS consumers are cut by the server after this, so they never hold the collector back.
 		WriteDeadline: 2 * time.Second,
+	}
+	if authFile != "" {
+		auth, err := server.ProcessConfigFile(authFile)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS authorization: %w", err)
+		}
+		if len(auth.Users) == 0 && len(auth.Nkeys) == 0 {
+			return nil, fmt.Errorf("embedded NATS authorization %s: no users", authFile)
+		}
+		opts.Users, opts.Nkeys = auth.Users, auth.Nkeys
+		// Denied publishes and subscriptions are logged by the server as permissions violations
+		// and answered to the client with -ERR; NoLog keeps them out of the collector's log.
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -100,9 +115,11 @@ type Publisher struct {
 	js *durable // nil: plain NATS publishes, nothing to wait for
 }
 
-// Connect opens a publisher on url, or in process on the embedded server if srv is not nil.
-func Connect(url string, srv *server.Server, m *metrics.Metrics) (*Publisher, error) {
+// Connect opens a publisher on url, or in process on the embedded server if srv is not nil; extra
+// options carry credentials (nats.UserInfo).
+func Connect(url string, srv *server.Server, m *metrics.Metrics, extra ...nats.Option) (*Publisher, error) {
 	opts := []nats.Option{nats.Name("kairos-collector"), nats.MaxReconnects(-1), nats.ReconnectBufSize(64 << 20)}
+	opts = append(opts, extra...)
 	if srv != nil {
 		opts = append(opts, nats.InProcessServer(srv))
 		url = ""

@@ -26,6 +26,7 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/auth/natsauth"
 	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/engine"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
@@ -178,8 +179,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 
 	var nc *nats.Conn
 	if cfg.NATSURL != "" {
-		nc, err = nats.Connect(cfg.NATSURL, nats.Name("kairos-execution"), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
-			nats.RetryOnFailedConnect(true))
+		natsOpts := []nats.Option{nats.Name("kairos-execution"), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+			nats.RetryOnFailedConnect(true)}
+		if cfg.NATSCreds != "" {
+			creds, err := natsauth.Read(cfg.NATSCreds)
+			if err != nil {
+				return err
+			}
+			natsOpts = append(natsOpts, nats.UserInfo(creds.User, creds.Password))
+		}
+		// Signals are trusted because the NATS server lets only the inference identity publish on
+		// kairos.signal.> (deploy/nats/auth.conf); execution cannot tell publishers apart itself.
+		nc, err = nats.Connect(cfg.NATSURL, natsOpts...)
 		if err != nil {
 			return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
 		}
@@ -219,10 +230,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	rd.GRPCAddr = lis.Addr().String()
 	lis = newLimitListener(lis, cfg.GRPC.MaxConnections, m.GRPCConnRefused)
 	if cfg.Token == "" {
-		log.Warn("no bearer token configured: every mutating call will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
+		log.Warn("no bearer token configured: every call but health and reflection will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
-	ui, si := service.AuthInterceptors(cfg.Token)
-	gs := grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))...)...)
+	gs := grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, service.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
 	execv1.RegisterExecutionServiceServer(gs, service.NewWithLimits(eng, jr, service.Limits{MaxReportStreams: cfg.GRPC.MaxReportStreams,
 		ReportBufferBytes: cfg.GRPC.ReportStreamBufferBytes, Metrics: m}))
 	hs := health.NewServer()

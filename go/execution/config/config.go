@@ -44,11 +44,17 @@ type Config struct {
 	JournalTimeout time.Duration
 	// Venue is "paper" or "mt5".
 	Venue string
-	// Token is the bearer token mutating calls need ("authorization: Bearer <token>"). Empty
-	// refuses every mutating call.
+	// Token is the bearer token every call but health and reflection needs ("authorization:
+	// Bearer <token>"). Empty refuses every such call.
 	Token string
 	// TokenFile, if set, is read for the token (first line), so it stays out of the process list.
 	TokenFile string
+	// OpenReadsOnLoopback lets the read-only calls (GetOrder, ListOrders, ListPositions,
+	// StreamExecutionReports, GetRiskLimits) through without the token from loopback peers.
+	OpenReadsOnLoopback bool
+	// NATSCreds is a file holding "user:password" for the NATS server (ADR 0064); empty connects
+	// without credentials.
+	NATSCreds string
 	// TLSCert and TLSKey are the gRPC server's PEM certificate chain and key; both set serve TLS
 	// only (TLS 1.2 minimum), re-read when the files change (ADR 0063).
 	TLSCert, TLSKey string
@@ -153,7 +159,8 @@ type Policy struct {
 	CooldownBars int
 	// MaxHoldingBars is the fallback's bars after which a position is closed; zero for no limit.
 	MaxHoldingBars int
-	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check.
+	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check
+	// (replays of historical data need it).
 	MaxSignalAge time.Duration
 }
 
@@ -235,7 +242,7 @@ func Default() Config {
 		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second,
 			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
-			CooldownBars: 0, MaxHoldingBars: 60},
+			CooldownBars: 0, MaxHoldingBars: 60, MaxSignalAge: 5 * time.Second},
 		GRPC: GRPCLimits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20, MaxSendMsgBytes: 16 << 20,
 			KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
 			MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
@@ -256,8 +263,10 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
 	s.DurationVar(&c.JournalTimeout, "journal-timeout", "bound on one journal write and on each wait for durability; longer halts trading (NOT_SERVING)")
 	s.StringVar(&c.Venue, "venue", "venue: paper or mt5")
-	s.StringVar(&c.Token, "token", "bearer token for mutating calls (prefer --token-file or the env var)", envflag.Secret())
+	s.StringVar(&c.Token, "token", "bearer token every call needs (prefer --token-file or the env var)", envflag.Secret())
 	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
+	s.BoolVar(&c.OpenReadsOnLoopback, "open-reads-on-loopback", "serve the read-only calls to loopback peers without the token")
+	s.StringVar(&c.NATSCreds, "nats-creds", "file holding the NATS user:password (mode 0600); empty connects without credentials")
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with --tls-key it serves TLS only (reloaded on change)")
 	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with --tls-cert)")
 	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
@@ -346,6 +355,9 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}
 		c.Token = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+		if c.Token == "" {
+			return nil, fmt.Errorf("--token-file %s: empty", c.TokenFile)
+		}
 	}
 	if c.InstrumentsFile != "" {
 		ins, err := LoadInstruments(c.InstrumentsFile)

@@ -1,23 +1,20 @@
 // Package service is the gRPC face of the execution engine: kairos.execution.v1.ExecutionService
-// with bearer-token authentication on mutating calls, request validation that answers bad input with
+// with bearer-token authentication on every call (auth.go), request validation that answers bad input with
 // INVALID_ARGUMENT and field details, and one place that maps engine errors to status codes.
 package service
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
@@ -29,14 +26,6 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/metrics"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 )
-
-// Mutating lists the methods that need the bearer token.
-var Mutating = map[string]bool{
-	execv1.ExecutionService_SubmitOrder_FullMethodName:     true,
-	execv1.ExecutionService_CancelOrder_FullMethodName:     true,
-	execv1.ExecutionService_CancelAll_FullMethodName:       true,
-	execv1.ExecutionService_SetTradingState_FullMethodName: true,
-}
 
 const errorDomain = "execution.kairos"
 
@@ -81,40 +70,6 @@ func NewWithLimits(eng *engine.Engine, jr *journal.Journal, l Limits) *Server {
 		l.ReportBufferBytes = DefaultReportBufferBytes
 	}
 	return &Server{eng: eng, jr: jr, lim: l}
-}
-
-// AuthInterceptors returns unary and stream interceptors that refuse mutating calls without
-// "authorization: Bearer <token>". An empty token refuses them all.
-func AuthInterceptors(token string) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	check := func(ctx context.Context, method string) error {
-		if !Mutating[method] {
-			return nil
-		}
-		if token == "" {
-			return status.Error(codes.Unauthenticated, "mutating calls are disabled: the service has no token configured")
-		}
-		md, _ := metadata.FromIncomingContext(ctx)
-		for _, v := range md.Get("authorization") {
-			got, ok := strings.CutPrefix(v, "Bearer ")
-			if ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
-				return nil
-			}
-		}
-		return status.Error(codes.Unauthenticated, "missing or wrong bearer token (metadata \"authorization: Bearer <token>\")")
-	}
-	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if err := check(ctx, info.FullMethod); err != nil {
-			return nil, err
-		}
-		return h(ctx, req)
-	}
-	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		if err := check(ss.Context(), info.FullMethod); err != nil {
-			return err
-		}
-		return h(srv, ss)
-	}
-	return unary, stream
 }
 
 func withDetails(c codes.Code, msg string, details ...proto.Message) error {

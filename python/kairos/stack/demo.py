@@ -172,7 +172,11 @@ async def _watch_and_replay(
     stop = asyncio.Event()
     subscribed = threading.Event()
     watchers = [
-        asyncio.create_task(observe.watch_nats(settings.nats_url, stats, stop, subscribed)),
+        asyncio.create_task(
+            observe.watch_nats(
+                settings.nats_url, stats, stop, subscribed, settings.credentials().nats_creds("observer")
+            )
+        ),
         asyncio.create_task(
             observe.watch_execution(f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, stop)
         ),

@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kairos.stack import credentials
 from kairos.stack.loopback import free_port
 from kairos.stack.processes import ServiceSpec
 
@@ -76,9 +76,12 @@ class StackSettings:
 
     def ensure_token(self) -> str:
         """The execution bearer token: given, or generated once per run dir (file mode 0600)."""
-        if not self.token:
-            self.token = _secret(self.run_dir / "token", lambda: secrets.token_urlsafe(24))
+        self.token = self.credentials().token("execution")
         return self.token
+
+    def credentials(self) -> credentials.Credentials:
+        """Every credential of the run dir (tokens, NATS users), created once (mode 0600)."""
+        return credentials.ensure(self.run_dir, self.token)
 
     @property
     def bridge_key_file(self) -> Path:
@@ -90,23 +93,13 @@ class StackSettings:
         listeners check. Given, or generated once per run dir: 256 random bits as 64 hexadecimal
         characters, file mode 0600."""
         if self.bridge_key:
-            _secret(self.bridge_key_file, lambda: self.bridge_key, overwrite=True)
+            credentials.write_secret(self.bridge_key_file, self.bridge_key + "\n")
+        elif self.bridge_key_file.exists():
+            self.bridge_key = self.bridge_key_file.read_text().strip()
         else:
-            self.bridge_key = _secret(self.bridge_key_file, lambda: secrets.token_hex(32))
+            self.bridge_key = secrets.token_hex(32)
+            credentials.write_secret(self.bridge_key_file, self.bridge_key + "\n")
         return self.bridge_key
-
-
-def _secret(path: Path, make: Callable[[], str], overwrite: bool = False) -> str:
-    """Reads a secret file, or writes make() to it readable by the owner only (0600)."""
-    if path.exists() and not overwrite:
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
-    return value
 
 
 def build_go_binaries(bin_dir: Path, force: bool = False) -> dict[str, Path]:
@@ -131,7 +124,8 @@ def _stale(binary: Path, src: Path) -> bool:
 def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpec]:
     """Collector (with embedded NATS), inference, execution (paper venue), in start order."""
     p = settings.ports
-    token = settings.ensure_token()
+    creds = settings.credentials()
+    settings.token = creds.token("execution")
     settings.ensure_bridge_key()
     key_file = f"--bridge-key-file={settings.bridge_key_file}"
     journal = settings.journal or str(settings.run_dir / "journal.db")
@@ -146,7 +140,11 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
                 f"--nats-addr=127.0.0.1:{p.nats}",
                 key_file,
+                f"--nats-auth-file={creds.nats_auth_file}",
+                f"--nats-creds={creds.nats_creds('collector')}",
+                f"--token-file={creds.token_file('collector')}",
                 f"--inference-endpoints=127.0.0.1:{p.inference_grpc}",
+                f"--inference-token-file={creds.token_file('inference')}",
                 # The inference server starts after the collector; keep the link's retries short.
                 "--inference-backoff-max=500ms",
             ],
@@ -163,6 +161,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--tracking-uri={settings.mlflow_uri}",
                 "--poll-interval-s=5",
                 f"--nats-url={settings.nats_url}",
+                f"--nats-creds={creds.nats_creds('inference')}",
+                f"--token-file={creds.token_file('inference')}",
             ],
             grpc_addr=f"127.0.0.1:{p.inference_grpc}",
             metrics_url=f"http://127.0.0.1:{p.inference_metrics}/metrics",
@@ -175,6 +175,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--bridge-addr=127.0.0.1:{p.execution_bridge}",
                 f"--metrics-addr=127.0.0.1:{p.execution_metrics}",
                 f"--nats-url={settings.nats_url}",
+                f"--nats-creds={creds.nats_creds('execution')}",
+                f"--token-file={creds.token_file('execution')}",
                 f"--db={journal}",
                 "--venue=paper",
                 key_file,  # read once the venue is mt5
@@ -184,7 +186,6 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 "--signal-max-age=0",
                 *settings.execution_args,
             ],
-            env={"KAIROS_EXECUTION_TOKEN": token},
             grpc_addr=f"127.0.0.1:{p.execution_grpc}",
             metrics_url=f"http://127.0.0.1:{p.execution_metrics}/metrics",
         ),

@@ -50,7 +50,11 @@ def _observe(
     async def main() -> None:
         ev = asyncio.Event()
         tasks = [
-            asyncio.create_task(observe.watch_nats(settings.nats_url, stats, ev, ready)),
+            asyncio.create_task(
+                observe.watch_nats(
+                    settings.nats_url, stats, ev, ready, settings.credentials().nats_creds("observer")
+                )
+            ),
             asyncio.create_task(
                 observe.watch_execution(
                     f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, ev
@@ -149,7 +153,11 @@ def test_orders_follow_signals_and_respect_risk_limits(run: Run) -> None:
         assert order.strategy_id and order.model_name, order
     with grpc.insecure_channel(f"127.0.0.1:{run.settings.ports.execution_grpc}") as ch:
         stub = execution_pb2_grpc.ExecutionServiceStub(ch)  # type: ignore[no-untyped-call]
-        limits = stub.GetRiskLimits(execution_pb2.GetRiskLimitsRequest(), timeout=5).limits
+        limits = stub.GetRiskLimits(
+            execution_pb2.GetRiskLimitsRequest(),
+            timeout=5,
+            metadata=[("authorization", f"Bearer {run.settings.token}")],
+        ).limits
     max_pos = (
         pnl.to_decimal(limits.max_position_quantity) if limits.HasField("max_position_quantity") else None
     )

@@ -42,11 +42,15 @@ import (
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	collectorv1 "github.com/kairos-mt5/kairos/gen/go/kairos/collector/v1"
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector"
 	"github.com/kairos-mt5/kairos/go/collector/config"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
 )
+
+// benchToken is the bearer token of the benchmark's collector (every gRPC call needs one).
+const benchToken = "bench"
 
 func main() {
 	out := flag.String("out", "bench/results/collector.json", "output JSON file")
@@ -70,6 +74,7 @@ func main() {
 func startCollector() (*collector.Service, context.CancelFunc, chan error, error) {
 	cfg := config.Default()
 	cfg.BridgeAddr, cfg.GRPCAddr, cfg.NATSAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Token = benchToken
 	cfg.InferenceEndpoints = nil
 	cfg.FutureTolerance = 100 * 365 * 24 * time.Hour // the replayed laps may run ahead of the real clock
 	cfg.BridgeKey = benchKey                         // the bench measures the authenticated link, as deployed
@@ -321,7 +326,7 @@ func rawRound(svc *collector.Service, encoded [][]byte) (float64, error) {
 }
 
 func latency(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, seconds int) (map[string]any, error) {
-	cc, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(benchToken, false)))
 	if err != nil {
 		return nil, err
 	}
