@@ -33,6 +33,7 @@ from kairos.stack.loopback import free_port, wait_for
 REPO = services.REPO
 STREAMS = REPO / "deploy" / "nats" / "streams"
 TICKS = services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"
+GBPUSD_M1 = services.SHARED_DATA / "gbpusd-m1-bid-2012.csv"
 MODEL = REPO / "python" / "tests" / "data" / "model" / "model.onnx"
 # The chaos make target points this at bench/results/reliability.json; unset, figures stay in the test.
 RELIABILITY_ENV = "KAIROS_RELIABILITY_JSON"

@@ -27,8 +27,11 @@ from kairos.stack import processes, replay, services
 pytestmark = pytest.mark.slow
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF", "NZDUSD")
-SPEED = 2_000  # ticks/s per symbol: ~4.8 s of replay, 360 M1 bars each
-KILL_AT = 3_000  # ticks pushed per symbol (bar ~115 of 360) when the replica dies; warm-up is 76 bars
+# Real GBPUSD M1 bars replayed as four ticks each: the model warms up for 256 bars (schema v2) on
+# the first replica and again on the survivor after the failover, so each symbol gets 1,000 bars.
+BARS = 1_000
+SPEED = 2_000  # ticks/s per symbol: ~2 s of replay
+KILL_AT = 4 * 400  # ticks pushed per symbol (bar 400: ~144 predicted bars) when the replica dies
 
 
 @dataclass
@@ -74,6 +77,7 @@ def _specs(
     settings: services.StackSettings, collector: Path, metrics: list[int]
 ) -> list[processes.ServiceSpec]:
     p = settings.ports
+    creds = settings.credentials()  # every gRPC call needs its service's token (ADR 0064)
     inference_bin = shutil.which("kairos-inference") or str(Path(sys.executable).parent / "kairos-inference")
     grpc = [p.inference_grpc, p.execution_grpc]  # two free ports for the replicas
     replicas = [
@@ -85,6 +89,7 @@ def _specs(
                 f"--metrics-addr=127.0.0.1:{metrics[i]}",
                 f"--model={settings.model}",
                 "--poll-interval-s=0",
+                f"--token-file={creds.token_file('inference')}",
             ],
             grpc_addr=f"127.0.0.1:{port}",
             metrics_url=f"http://127.0.0.1:{metrics[i]}/metrics",
@@ -100,6 +105,8 @@ def _specs(
             f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
             f"--nats-addr=127.0.0.1:{p.nats}",
             f"--bridge-key-file={settings.bridge_key_file}",
+            f"--token-file={creds.token_file('collector')}",
+            f"--inference-token-file={creds.token_file('inference')}",
             f"--inference-endpoints={','.join(f'127.0.0.1:{g}' for g in grpc)}",
             "--inference-backoff-max=500ms",
         ],
@@ -130,7 +137,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     key = settings.ensure_bridge_key()
     binaries = services.build_go_binaries(settings.bin_dir)
     metrics = [settings.ports.inference_metrics, settings.ports.execution_metrics]
-    ticks = replay.load(str(harness.TICKS), symbol="EURUSD", strict=True)
+    ticks = replay.load(str(harness.GBPUSD_M1), symbol="GBPUSD", strict=True, last=BARS)
     preds, stop, ready = Predictions(), threading.Event(), threading.Event()
     with processes.Stack(root) as stack:
         specs = _specs(settings, binaries["kairos-collector"], metrics)
@@ -187,7 +194,7 @@ def test_every_symbol_is_predicted_again_after_a_replica_is_killed(outcome: Outc
         }
     )
     assert outcome.victim_symbols >= 1, "the killed replica held no symbol: nothing failed over"
-    # A moved symbol re-warms on the survivor (76 bars) and then has ~170 bars left: 50 is far above
+    # A moved symbol re-warms on the survivor (256 bars) and then has ~340 bars left: 50 is far above
     # what could still be in flight from the dead replica when it died.
     assert min(after.values()) >= 50, f"predictions after the kill per symbol: {after}"
     assert all(r.acked == r.pushed for r in outcome.results), "ticks not acknowledged by the collector"
