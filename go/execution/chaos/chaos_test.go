@@ -149,7 +149,8 @@ func (w *world) start(fault string, wait bool) *service {
 		"--db", w.db, "--venue", "mt5", "--heartbeat-interval", "200ms", "--journal-timeout", "1s", "--log-level", "warn",
 		"--price-collar-bps", "0", "--max-order-notional", "0", "--max-gross-exposure", "0", "--max-open-orders", "1000000",
 		"--max-position-qty", "0", "--submit-rate", "0", "--message-rate", "0", "--duplicate-intent-window-ms", "0")
-	cmd.Env = append(os.Environ(), "KAIROS_EXECUTION_TOKEN="+token, "KAIROS_FAULT="+fault)
+	// The bridge key the test terminal (bridgepeer.TestKey) proves, from the environment as in production.
+	cmd.Env = append(os.Environ(), "KAIROS_EXECUTION_TOKEN="+token, "KAIROS_EXECUTION_BRIDGE_KEY="+string(bridgepeer.TestKey), "KAIROS_FAULT="+fault)
 	s := &service{t: w.t, cmd: cmd, dead: make(chan struct{}), stderr: &lockedWriter{w: &bytes.Buffer{}}}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
