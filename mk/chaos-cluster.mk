@@ -5,7 +5,7 @@
 # Merges acked_ticks_lost, ticks_duplicated, cluster_node_kills, inference_replica_kills and
 # faults_injected_cluster into bench/results/reliability.json (other suites' keys stay).
 
-TEST_TARGETS += chaos-cluster
+# `make chaos` runs it (and so does `make test`, through chaos).
 
 .PHONY: chaos-cluster
 chaos-cluster: setup cpp-build ## Fault suite, cluster half: NATS node and inference replica kill -9 mid-replay -> bench/results/reliability.json

@@ -8,5 +8,5 @@
 TEST_TARGETS += chaos
 
 .PHONY: chaos
-chaos: ## Fault suite: kill -9 at targeted points and journal store faults; 0 acknowledged orders lost, 0 sent twice -> bench/results/reliability.json
+chaos: chaos-cluster ## Fault suite (with chaos-cluster): kill -9 at targeted points and journal store faults; 0 acknowledged orders lost, 0 sent twice -> bench/results/reliability.json
 	KAIROS_RELIABILITY_JSON=$(ROOT)/bench/results/reliability.json go test -tags chaos -race -count=1 -timeout 10m ./go/execution/chaos/...

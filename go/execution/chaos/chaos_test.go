@@ -84,7 +84,10 @@ func writeFigures() error {
 		}
 	}
 	figures.mu.Lock()
-	out["faults_injected"] = figures.faults
+	// faults_injected is every suite's total: this one's plus the cluster suite's (make chaos runs both).
+	out["faults_injected_execution"] = figures.faults
+	cluster, _ := out["faults_injected_cluster"].(float64)
+	out["faults_injected"] = figures.faults + int(cluster)
 	out["acked_orders_lost"] = figures.lost
 	out["orders_sent_twice"] = figures.sentTwice
 	out["chaos_acked_orders"] = figures.acked

@@ -287,7 +287,7 @@ class ReplayThread(threading.Thread):
 def record(figures: dict[str, float]) -> None:
     """Merges figures into the reliability JSON named by KAIROS_RELIABILITY_JSON (flat names, numbers
     only), keeping every other suite's keys; faults_injected_cluster is recomputed from this suite's
-    kill counts (the lead sums it with the other suites' faults_injected)."""
+    kill counts and faults_injected is the total over the suites (make chaos runs both)."""
     target = os.environ.get(RELIABILITY_ENV)
     if not target:
         return
@@ -296,6 +296,9 @@ def record(figures: dict[str, float]) -> None:
     current.update(figures)
     current["faults_injected_cluster"] = int(current.get("cluster_node_kills", 0)) + int(
         current.get("inference_replica_kills", 0)
+    )
+    current["faults_injected"] = current["faults_injected_cluster"] + int(
+        current.get("faults_injected_execution", 0)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
