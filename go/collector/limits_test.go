@@ -70,11 +70,7 @@ func TestGRPCLimits_AMessageAboveTheReceiveLimitIsRefused(t *testing.T) {
 	cfg := testConfig()
 	cfg.GRPC.MaxRecvMsgBytes = 1024
 	r := start(t, cfg)
-	cc, err := grpc.NewClient(r.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialGRPC(t, r.GRPCAddr()) // with the token: the limit, not the auth, must refuse it
 	st, err := collectorv1.NewMarketDataServiceClient(cc).Publish(testkit.Context(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
