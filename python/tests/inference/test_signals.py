@@ -102,16 +102,18 @@ def test_signals_carry_the_cards_policy_and_the_bars_realised_volatility(
     )
     c = StreamClient(srv.target)
     try:
-        preds = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:150]))).predictions
+        preds = c.ask(
+            pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:320]))
+        ).predictions  # past the 256-bar warm-up
         assert preds
         wait_for(lambda: sub.pump() >= len(preds), 10, f"{len(preds)} signals")
     finally:
         c.close()
         sub.close()
     # The training pipeline's volatility of each bar, keyed by the bar's close time.
-    feats = compute_features(gbpusd.iloc[:150])
+    feats = compute_features(gbpusd.iloc[:320])
     col = list(SCHEMA.names).index(card.policy.vol_feature)
-    close_ms = to_epoch_ms(gbpusd["time"].iloc[:150]) + card.timeframe_s * 1000
+    close_ms = to_epoch_ms(gbpusd["time"].iloc[:320]) + card.timeframe_s * 1000
     want_vol = dict(zip(close_ms.tolist(), (feats[:, col] * card.policy.vol_unit).tolist(), strict=True))
     for _, s in sub.got:
         assert s.HasField("policy")
