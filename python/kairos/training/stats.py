@@ -156,7 +156,11 @@ def default_block_length(n: int, mean_holding_bars: float = 0.0) -> float:
 
 
 def bootstrap_indices(
-    n: int, n_boot: int, block_length: float, rng: np.random.Generator, method: Literal["stationary", "circular"]
+    n: int,
+    n_boot: int,
+    block_length: float,
+    rng: np.random.Generator,
+    method: Literal["stationary", "circular"],
 ) -> npt.NDArray[np.int64]:
     """(n_boot, n) resampled bar indices. Stationary: blocks of geometric length with the given mean
     (Politis & Romano 1994); circular: blocks of fixed length (Politis & Romano 1992). Both wrap."""
@@ -164,7 +168,7 @@ def bootstrap_indices(
     if method == "stationary":
         starts_new = rng.random((n_boot, n)) < 1.0 / block_length
     elif method == "circular":
-        starts_new = np.broadcast_to(t % max(int(round(block_length)), 1) == 0, (n_boot, n)).copy()
+        starts_new = np.broadcast_to(t % max(round(block_length), 1) == 0, (n_boot, n)).copy()
     else:
         raise ValueError(f"method must be stationary or circular, not {method!r}")
     starts_new[:, 0] = True
@@ -213,7 +217,7 @@ def bootstrap_sharpe_interval(
 @dataclass(frozen=True)
 class PBO:
     pbo: float
-    """Share of the CSCV splits whose in-sample best configuration ranks at or below the out-of-sample median."""
+    """Share of CSCV splits whose in-sample best configuration ranks at or below the out-of-sample median."""
     n_splits: int
     """Combinations evaluated: C(S, S/2)."""
     n_configs: int

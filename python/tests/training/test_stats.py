@@ -37,7 +37,9 @@ def test_deflated_sharpe_matches_the_worked_example_of_bailey_and_lopez_de_prado
         (7, 1.0, 1.92),
     ],
 )
-def test_minimum_backtest_length_matches_bailey_et_al_2014(n_trials: int, sharpe: float, years: float) -> None:
+def test_minimum_backtest_length_matches_bailey_et_al_2014(
+    n_trials: int, sharpe: float, years: float
+) -> None:
     """Tolerance 0.05 years: the paper quotes whole configurations and rounded years."""
     assert stats.min_backtest_length_years(n_trials, sharpe) == pytest.approx(years, abs=0.05)
 
