@@ -350,8 +350,9 @@ def train(
 def _source(run: Path) -> str:
     import json
 
-    imp = run / "import.json"
-    return str(json.loads(imp.read_text())["source"]) if imp.exists() else ""
+    from kairos.training.pipeline import _need
+
+    return str(json.loads(_need(run, "import.json", "import").read_text())["source"])
 
 
 def _model_name(run: Path, name: str | None, symbol: str | None, source: str | None = None) -> str:
