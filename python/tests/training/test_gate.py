@@ -27,10 +27,8 @@ def result(
     name: str, role: Role, positions: list[np.ndarray], market: tuple[np.ndarray, np.ndarray, float]
 ) -> OOSResult:
     close, spread, ppy = market
-    gross, net = zip(
-        *(net_returns(close, spread, i, p, 0.00002) for i, p in zip(FOLDS, positions, strict=True))
-    )
-    return OOSResult(name, role, list(net), list(gross), positions, ppy)
+    pairs = [net_returns(close, spread, i, p, 0.00002) for i, p in zip(FOLDS, positions, strict=True)]
+    return OOSResult(name, role, [n for _, n in pairs], [g for g, _ in pairs], positions, ppy)
 
 
 def oracle(close: np.ndarray) -> list[np.ndarray]:
