@@ -121,13 +121,22 @@ def deflated_sharpe_ratio(
     return probabilistic_sharpe_ratio(sr, n, skew, kurtosis, expected_max_sharpe(n_trials, trial_variance))
 
 
-def trial_variance(trial_sharpes: list[float], n_bars: int) -> float:
-    """The variance of the trials' per-bar Sharpes that DSR deflates with: their sample variance, but
-    never below the sampling variance of one Sharpe estimate on ``n_bars`` bars (1/(n-1)). A handful
-    of trials gives a variance estimate close to 0 by chance, which would make the selection look free;
-    unskilled trials on n bars scatter at least this much."""
+MIN_TRIALS_FOR_VARIANCE = 10
+"""Below this many trials their sample variance says more about the candidate than about luck."""
+
+
+def trial_variance(
+    trial_sharpes: list[float], n_bars: int, min_trials: int = MIN_TRIALS_FOR_VARIANCE
+) -> float:
+    """The variance of the trials' per-bar Sharpes that DSR deflates with.
+
+    Under the null that no trial has skill, each Sharpe estimate on ``n_bars`` bars scatters around 0
+    with variance 1/(n-1) (Lo 2002): that is the floor, and the whole answer for fewer than
+    ``min_trials`` trials. With two or three trials the sample variance is dominated by the candidate
+    itself (a skilled model next to an unskilled one) and would deflate a real edge by its own size;
+    with many trials it measures the spread of the search, as in Bailey & López de Prado (2014)."""
     floor = 1.0 / max(n_bars - 1, 1)
-    if len(trial_sharpes) < 2:
+    if len(trial_sharpes) < max(min_trials, 2):
         return floor
     return max(float(np.var(trial_sharpes, ddof=1)), floor)
 

@@ -84,10 +84,19 @@ def test_psr_of_zero_edge_is_significant_at_5_percent_in_about_5_percent_of_samp
     assert abs(rate - 0.05) < 3 * math.sqrt(0.05 * 0.95 / len(draws))
 
 
-def test_trial_variance_never_falls_below_the_sampling_variance_of_one_sharpe() -> None:
-    assert stats.trial_variance([0.01, 0.01], 1001) == pytest.approx(1 / 1000)
-    assert stats.trial_variance([0.0], 101) == pytest.approx(1 / 100)
-    assert stats.trial_variance([0.0, 1.0], 101) == pytest.approx(0.5)
+@pytest.mark.parametrize(
+    ("sharpes", "n_bars", "variance"),
+    [
+        ([0.01] * 12, 1001, 1 / 1000),  # many trials that agree: never below one Sharpe's sampling variance
+        ([0.0], 101, 1 / 100),  # one trial: the null variance
+        ([0.0, 1.0], 101, 1 / 100),  # two trials: their spread is the candidate's own skill, not luck
+        ([0.0, 1.0] * 5, 101, float(np.var([0.0, 1.0] * 5, ddof=1))),  # ten: the search's spread
+    ],
+)
+def test_trial_variance_is_the_null_sampling_variance_until_there_are_enough_trials(
+    sharpes: list[float], n_bars: int, variance: float
+) -> None:
+    assert stats.trial_variance(sharpes, n_bars) == pytest.approx(variance)
 
 
 @pytest.mark.parametrize("method", ["stationary", "circular"])
