@@ -23,7 +23,8 @@ from pathlib import Path
 
 import kairos.sdk.marketdata.v1 as sdk
 from kairos.marketdata.v1 import marketdata_pb2
-from kairos.wirecheck import DEFAULT_TICKS, read_quote_ticks
+from kairos.training.data import read_ticks
+from kairos.wirecheck import DEFAULT_TICKS, as_quote_ticks
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 100
@@ -92,7 +93,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    ticks = read_quote_ticks(DEFAULT_TICKS)[:BATCH]
+    ticks = as_quote_ticks(read_ticks(str(DEFAULT_TICKS)))[:BATCH]
     batch = marketdata_pb2.TickBatch(
         symbol="EURUSD",
         time_msc=[t.time_msc for t in ticks],

@@ -51,25 +51,25 @@ class EveryTick(Strategy):
         self.filled += 1
 
 
-def read_ticks(path: Path, instrument_id: object) -> list[QuoteTick]:
-    """Reads ``YYYYMMDD HHMMSSmmm,bid,ask,0`` lines into quote ticks."""
-    ticks = []
-    for line in path.read_text().splitlines():
-        stamp, bid, ask, _ = line.split(",")
-        t = time.strptime(stamp[:15], "%Y%m%d %H%M%S")
-        ns = (int(time.mktime(t) - time.timezone) * 1000 + int(stamp[15:])) * 1_000_000
-        ticks.append(
-            QuoteTick(
-                instrument_id=instrument_id,
-                bid_price=Price.from_str(f"{float(bid):.5f}"),
-                ask_price=Price.from_str(f"{float(ask):.5f}"),
-                bid_size=Quantity.from_int(10_000_000),
-                ask_size=Quantity.from_int(10_000_000),
-                ts_event=ns,
-                ts_init=ns,
-            )
+def quote_ticks(path: Path, instrument_id: object) -> list[QuoteTick]:
+    """The ticks of ``path`` as Nautilus quote ticks, read by the project's one market-data reader
+    (``kairos.training.data``, which needs only numpy and pandas: ``make bench-execution`` puts
+    ``python/`` on PYTHONPATH)."""
+    from kairos.training.data import read_ticks
+
+    ticks = read_ticks(str(path))
+    return [
+        QuoteTick(
+            instrument_id=instrument_id,
+            bid_price=Price.from_str(f"{bid:.5f}"),
+            ask_price=Price.from_str(f"{ask:.5f}"),
+            bid_size=Quantity.from_int(10_000_000),
+            ask_size=Quantity.from_int(10_000_000),
+            ts_event=int(t) * 1_000_000,
+            ts_init=int(t) * 1_000_000,
         )
-    return ticks
+        for t, bid, ask in zip(ticks["time_msc"], ticks["bid"], ticks["ask"], strict=True)
+    ]
 
 
 def main() -> None:
@@ -89,7 +89,7 @@ def main() -> None:
         default_leverage=Decimal(100),
     )
     engine.add_instrument(instrument)
-    engine.add_data(read_ticks(args.ticks, instrument.id))
+    engine.add_data(quote_ticks(args.ticks, instrument.id))
     strategy = EveryTick(StrategyConfig(), instrument.id)
     engine.add_strategy(strategy)
     start = time.perf_counter()

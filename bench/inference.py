@@ -50,12 +50,13 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 import pandas as pd  # type: ignore[import-untyped]
 
-from kairos.features import SCHEMA, ModelCard, compute_features
+from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
 from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
 from kairos.stack.loopback import free_port, wait_for
+from kairos.training.data import load_bars, read_ticks
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -83,14 +84,10 @@ def machine() -> dict[str, Any]:
 
 
 def gbpusd_bars(n: int) -> pd.DataFrame:
-    bid = pd.read_csv(DATA / "gbpusd-m1-bid-2012.csv", nrows=n)
-    ask = pd.read_csv(DATA / "gbpusd-m1-ask-2012.csv", nrows=n)
-    df = bid.rename(columns={"timestamp": "time"})
-    df["time"] = pd.to_datetime(df["time"], utc=True)
-    # Bid and ask bars are separate snapshots: a few come out crossed; clamped to 0 as kairos-train does.
-    df["spread"] = (sum(ask[c] - bid[c] for c in ("open", "high", "low", "close")) / 4).clip(lower=0.0)
-    df["tick_volume"] = 0
-    df["open_time_msc"] = (df["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    """The first n real GBPUSD M1 bid bars as kairos-train imports them (spread from the ask twin)."""
+    bars, _ = load_bars(str(DATA / "gbpusd-m1-bid-2012.csv"))
+    df = bars.iloc[:n].reset_index(drop=True)
+    df["open_time_msc"] = to_epoch_ms(df["time"])
     return df
 
 
@@ -124,8 +121,8 @@ def kairos_server(workers: int = 1) -> Iterator[int]:
     port = free_port()
     exe = shutil.which("kairos-inference", path=str(Path(sys.executable).parent))
     assert exe, "kairos-inference not installed (make setup)"
-    cmd = [exe, "--model", str(MODEL), "--listen", f"127.0.0.1:{port}", "--metrics-listen", "127.0.0.1:0"]
-    cmd += ["--nats-url", "", "--max-batch", str(BATCH), "--log-level", "warning", "--workers", str(workers)]
+    cmd = [exe, "--model", str(MODEL), "--grpc-addr", f"127.0.0.1:{port}", "--metrics-addr", "127.0.0.1:0"]
+    cmd += ["--nats-url", "", "--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers)]
     proc = subprocess.Popen(cmd)
     try:
 
@@ -219,7 +216,7 @@ async def latency(port: int, card: ModelCard, seconds: float) -> dict[str, float
     warm = SCHEMA.window + card.window - 1
     symbols = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF"]
     df = gbpusd_bars(warm)
-    ticks = pd.read_csv(DATA / "eurusd-ticks-2020-01-01.csv", header=None, names=["t", "bid", "ask", "v"])
+    ticks = read_ticks(str(DATA / "eurusd-ticks-2020-01-01.csv"))
     rate = 1000  # messages/s, 5 ticks each
     n = int(seconds * rate)
     t_next_bar = int(df.open_time_msc.iloc[-1]) + 60_000

@@ -15,6 +15,9 @@ COPY go.work go.work.sum* ./
 COPY gen/go gen/go
 COPY go/collector go/collector
 COPY go/execution go/execution
+COPY go/bridgelink go/bridgelink
+COPY go/envflag go/envflag
+COPY go/testkit go/testkit
 COPY go/tlsreload go/tlsreload
 COPY tools/deploy tools/deploy
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \

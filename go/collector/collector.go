@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/bridge"
 	"github.com/kairos-mt5/kairos/go/collector/config"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
@@ -51,7 +53,7 @@ type Service struct {
 	Link    *predictlink.Link
 	Hub     *fanout.Hub
 	Pipe    *ingest.Pipeline
-	Bridge  *bridge.Listener
+	Bridge  *bridgelink.Listener
 	grpcSrv *grpc.Server
 	grpcLn  net.Listener
 	health  *health.Server
@@ -63,8 +65,37 @@ type Service struct {
 
 // state is what the state file holds.
 type state struct {
+	// Version 2 names bridge sources bridgelink.SessionKey (decimal session id); a file without it
+	// was written before, with the session id in hexadecimal (see migrateSourceNames).
+	Version  int               `json:"version,omitempty"`
 	Sessions map[uint64]uint64 `json:"sessions"`
 	Pipeline ingest.State      `json:"pipeline"`
+}
+
+const stateVersion = 2
+
+// migrateSourceNames renames the bridge sources of a version-1 state file ("bridge:<hex id>") to
+// today's names, so a collector upgraded in place keeps each session's validation watermarks.
+func migrateSourceNames(st *state) {
+	if st.Version >= stateVersion || len(st.Pipeline.Sources) == 0 {
+		return
+	}
+	old := st.Pipeline.Sources
+	renamed := make(map[string]map[string]validate.State, len(old))
+	moved := map[string]bool{}
+	for id := range st.Sessions {
+		legacy := "bridge:" + strconv.FormatUint(id, 16)
+		if w, ok := old[legacy]; ok {
+			renamed[bridge.SourceName(id)] = w
+			moved[legacy] = true
+		}
+	}
+	for name, w := range old {
+		if _, taken := renamed[name]; !moved[name] && !taken {
+			renamed[name] = w
+		}
+	}
+	st.Pipeline.Sources = renamed
 }
 
 // New binds every listener and starts the embedded NATS server; Run serves.
@@ -307,7 +338,10 @@ func (s *Service) loadState() error {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return fmt.Errorf("state file %s: %w", s.cfg.StateFile, err)
 	}
-	s.Bridge.RestoreSessions(st.Sessions)
+	migrateSourceNames(&st)
+	for id, seq := range st.Sessions {
+		s.Bridge.Restore(id, seq)
+	}
 	if err := s.Pipe.Restore(st.Pipeline); err != nil {
 		return fmt.Errorf("state file %s: %w", s.cfg.StateFile, err)
 	}
@@ -340,7 +374,7 @@ func (s *Service) saveState() error {
 	// Sessions first: a frame processed between the two snapshots is then resent after a restart and
 	// dropped by the validators' watermarks, rather than counted as processed but missing from bars.
 	sessions := s.Bridge.Sessions()
-	data, err := json.Marshal(state{Sessions: sessions, Pipeline: s.Pipe.Snapshot()})
+	data, err := json.Marshal(state{Version: stateVersion, Sessions: sessions, Pipeline: s.Pipe.Snapshot()})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	"github.com/kairos-mt5/kairos/go/collector/internal/testinfer"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 func dialGRPC(t *testing.T, addr string) *grpc.ClientConn {
@@ -53,7 +54,7 @@ func TestRealTicksFromTheBridgeReachNATSSubscribersInferenceAndBars(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "gRPC subscriber registered", 5*time.Second, func() bool { return svc.Hub.Len() == 1 })
+	testkit.WaitFor(t, "gRPC subscriber registered", 5*time.Second, func() bool { return svc.Hub.Len() == 1 })
 
 	ticks := realTicks(t)
 	br := dialBridge(t, svc.BridgeAddr())
@@ -68,7 +69,7 @@ func TestRealTicksFromTheBridgeReachNATSSubscribersInferenceAndBars(t *testing.T
 	}
 	want := m1Bars(ticks)
 	want = want[:len(want)-1] // the last bar stays open (no idle timer here: a loaded machine can pause a feed)
-	waitFor(t, "every tick and M1 bar on NATS", 20*time.Second, func() bool {
+	testkit.WaitFor(t, "every tick and M1 bar on NATS", 20*time.Second, func() bool {
 		n, bars, _ := nats.snapshot()
 		return n == len(ticks) && len(bars) == len(want)
 	})
@@ -102,8 +103,8 @@ func TestRealTicksFromTheBridgeReachNATSSubscribersInferenceAndBars(t *testing.T
 			gotBars++
 		}
 	}
-	waitFor(t, "predictions on NATS", 10*time.Second, func() bool { _, _, p := nats.snapshot(); return p > 0 })
-	waitFor(t, "ack of the last frame", 5*time.Second, func() bool { return br.maxAck() == seq-1 })
+	testkit.WaitFor(t, "predictions on NATS", 10*time.Second, func() bool { _, _, p := nats.snapshot(); return p > 0 })
+	testkit.WaitFor(t, "ack of the last frame", 5*time.Second, func() bool { return br.maxAck() == seq-1 })
 	if inf.Ticks()["EURUSD"] != len(ticks) {
 		t.Fatalf("inference got %d ticks, want %d", inf.Ticks()["EURUSD"], len(ticks))
 	}
@@ -135,7 +136,7 @@ func TestBridgeReconnectResumesWithoutDoubleCounting(t *testing.T) {
 	for i := range 5 { // frames 3..7
 		a.send(t, ticksFrame(uint64(3+i), batches[i]))
 	}
-	waitFor(t, "ack 7", 5*time.Second, func() bool { return a.maxAck() == 7 })
+	testkit.WaitFor(t, "ack 7", 5*time.Second, func() bool { return a.maxAck() == 7 })
 	a.nc.Close()
 
 	// The bridge believes only up to 5 was acknowledged: it says Hello (8) and resends 6 and 7.
@@ -148,13 +149,13 @@ func TestBridgeReconnectResumesWithoutDoubleCounting(t *testing.T) {
 	for i := 5; i < 10; i++ { // frames 9..13
 		b.send(t, ticksFrame(uint64(4+i), batches[i]))
 	}
-	waitFor(t, "ack 13", 5*time.Second, func() bool { return b.maxAck() == 13 })
-	waitFor(t, "1000 ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 1000 })
+	testkit.WaitFor(t, "ack 13", 5*time.Second, func() bool { return b.maxAck() == 13 })
+	testkit.WaitFor(t, "1000 ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 1000 })
 	m := svc.Metrics
-	if d := testutil.ToFloat64(m.BridgeDuplicates); d != 2 {
+	if d := testutil.ToFloat64(m.Bridge.Duplicates); d != 2 {
 		t.Fatalf("duplicate frames %v, want 2", d)
 	}
-	if g := testutil.ToFloat64(m.BridgeSequenceGaps); g != 0 {
+	if g := testutil.ToFloat64(m.Bridge.SequenceGaps); g != 0 {
 		t.Fatalf("gaps %v, want 0 (Hello 8 holds its number)", g)
 	}
 	nats.mu.Lock()
@@ -166,7 +167,7 @@ func TestBridgeReconnectResumesWithoutDoubleCounting(t *testing.T) {
 	nats.mu.Unlock()
 	// A frame lost on the way shows as a gap.
 	b.send(t, ticksFrame(15, batches[0]))
-	waitFor(t, "gap counted", 5*time.Second, func() bool { return testutil.ToFloat64(m.BridgeGapFrames) == 1 })
+	testkit.WaitFor(t, "gap counted", 5*time.Second, func() bool { return testutil.ToFloat64(m.Bridge.GapFrames) == 1 })
 }
 
 func errorFrame(frames []*bridgev1.Frame) *bridgev1.Error {
@@ -209,7 +210,7 @@ func TestMalformedAndOversizedFramesCloseOnlyTheirConnection(t *testing.T) {
 			if e := errorFrame(bad.received()); e == nil || e.Code != bridgev1.ErrorCode_ERROR_CODE_MALFORMED_FRAME {
 				t.Fatalf("want a MALFORMED_FRAME error frame before the close, got %v", e)
 			}
-			if c := testutil.ToFloat64(svc.Metrics.BridgeFrameErrors.WithLabelValues(tc.reason)); c != 1 {
+			if c := testutil.ToFloat64(svc.Metrics.Bridge.FrameErrors.WithLabelValues(tc.reason)); c != 1 {
 				t.Fatalf("%s counter = %v", tc.reason, c)
 			}
 		})
@@ -223,7 +224,7 @@ func TestMalformedAndOversizedFramesCloseOnlyTheirConnection(t *testing.T) {
 	}
 	// The healthy connection is unaffected.
 	good.send(t, ticksFrame(3, ticksdata.Batches("EURUSD", realTicks(t)[:100], 100, 1)[0]))
-	waitFor(t, "ticks of the healthy connection", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 100 })
+	testkit.WaitFor(t, "ticks of the healthy connection", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 100 })
 }
 
 func TestPublishRejectsInvalidTicksWithDetailsAndKeepsValidOnes(t *testing.T) {
@@ -270,7 +271,7 @@ func TestPublishRejectsInvalidTicksWithDetailsAndKeepsValidOnes(t *testing.T) {
 	if counts == nil || counts.Accepted != 5 || counts.Rejected != 1 {
 		t.Fatalf("PublishResponse details: %v", counts)
 	}
-	waitFor(t, "5 valid ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 5 })
+	testkit.WaitFor(t, "5 valid ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 5 })
 
 	// A clean stream gets the plain response.
 	ok, err := client.Publish(ctx)
@@ -348,7 +349,7 @@ func TestSlowGRPCSubscriberIsCutAndNeverSlowsIngest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "subscriber registered", 5*time.Second, func() bool { return svc.Hub.Len() == 1 })
+	testkit.WaitFor(t, "subscriber registered", 5*time.Second, func() bool { return svc.Hub.Len() == 1 })
 	// The subscriber reads nothing while 9,500 ticks go in as single-tick batches.
 	ticks := realTicks(t)
 	br := dialBridge(t, svc.BridgeAddr())
@@ -357,7 +358,7 @@ func TestSlowGRPCSubscriberIsCutAndNeverSlowsIngest(t *testing.T) {
 	for i, b := range ticksdata.Batches("EURUSD", ticks, 1, 1) {
 		br.send(t, ticksFrame(uint64(3+i), b))
 	}
-	waitFor(t, "every tick on NATS", 20*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == len(ticks) })
+	testkit.WaitFor(t, "every tick on NATS", 20*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == len(ticks) })
 	for {
 		_, err := sub.Recv()
 		if err == nil {
@@ -431,10 +432,10 @@ func TestRestartWithStateFileResumesSessionAndEmitsNoBarTwice(t *testing.T) {
 			br.send(t, ticksFrame(next, batches[i]))
 			next++
 		}
-		waitFor(t, "ack", 5*time.Second, func() bool { return br.maxAck() == next-1 })
+		testkit.WaitFor(t, "ack", 5*time.Second, func() bool { return br.maxAck() == next-1 })
 		// Bars closed so far: every M1 interval of the ticks sent up to now except the open one.
 		closed := len(m1Bars(ticks[:last*100])) - 1 - len(bars)
-		waitFor(t, "this run's bars on NATS", 5*time.Second, func() bool { _, b, _ := nats.snapshot(); return len(b) >= closed })
+		testkit.WaitFor(t, "this run's bars on NATS", 5*time.Second, func() bool { _, b, _ := nats.snapshot(); return len(b) >= closed })
 		svc.stop(t)
 		_, b, _ := nats.snapshot()
 		bars = append(bars, b...)
@@ -463,8 +464,8 @@ func TestASessionUnknownToTheCollectorStartsWithoutAFalseGap(t *testing.T) {
 	if w := br.welcome(t); w.ResumeAfter != 0 {
 		t.Fatalf("resume_after %d for an unknown session", w.ResumeAfter)
 	}
-	waitFor(t, "ack 53", 5*time.Second, func() bool { return br.maxAck() == 53 })
-	if g := testutil.ToFloat64(svc.Metrics.BridgeGapFrames); g != 1 {
+	testkit.WaitFor(t, "ack 53", 5*time.Second, func() bool { return br.maxAck() == 53 })
+	if g := testutil.ToFloat64(svc.Metrics.Bridge.GapFrames); g != 1 {
 		t.Fatalf("gap frames %v, want 1 (52 only; 1-49 are not known to be missing)", g)
 	}
 }

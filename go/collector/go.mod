@@ -4,6 +4,9 @@ go 1.26.0
 
 require (
 	github.com/kairos-mt5/kairos/gen/go v0.0.0
+	github.com/kairos-mt5/kairos/go/bridgelink v0.0.0
+	github.com/kairos-mt5/kairos/go/envflag v0.0.0
+	github.com/kairos-mt5/kairos/go/testkit v0.0.0
 	github.com/kairos-mt5/kairos/go/tlsreload v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
@@ -19,6 +22,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
@@ -36,4 +40,10 @@ require (
 
 replace github.com/kairos-mt5/kairos/gen/go => ../../gen/go
 
+replace github.com/kairos-mt5/kairos/go/envflag => ../envflag
+
 replace github.com/kairos-mt5/kairos/go/tlsreload => ../tlsreload
+
+replace github.com/kairos-mt5/kairos/go/bridgelink => ../bridgelink
+
+replace github.com/kairos-mt5/kairos/go/testkit => ../testkit

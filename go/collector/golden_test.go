@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kairos-mt5/kairos/go/collector/natspub"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 func TestGoldenBridgeFramesAreAcceptedAndAcknowledged(t *testing.T) {
@@ -31,15 +32,15 @@ func TestGoldenBridgeFramesAreAcceptedAndAcknowledged(t *testing.T) {
 	br.send(t, golden(t, "frame_hello"), golden(t, "frame_symbol_info"), golden(t, "frame_ticks"),
 		golden(t, "frame_heartbeat"), golden(t, "frame_error"))
 	br.welcome(t)
-	waitFor(t, "the golden batch's 3 ticks on the external NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 3 })
-	waitFor(t, "ack of frame 3", 5*time.Second, func() bool { return br.maxAck() == 3 })
+	testkit.WaitFor(t, "the golden batch's 3 ticks on the external NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 3 })
+	testkit.WaitFor(t, "ack of frame 3", 5*time.Second, func() bool { return br.maxAck() == 3 })
 	m := svc.Metrics
 	for body, want := range map[string]float64{"hello": 1, "symbol_info": 1, "ticks": 1, "heartbeat": 1, "error": 1} {
-		if got := testutil.ToFloat64(m.BridgeFrames.WithLabelValues(body)); got != want {
+		if got := testutil.ToFloat64(m.Bridge.Frames.WithLabelValues("in", body)); got != want {
 			t.Errorf("%s frames = %v, want %v", body, got, want)
 		}
 	}
-	if testutil.CollectAndCount(m.BridgeHeartbeatRTT) != 1 {
+	if testutil.CollectAndCount(m.Bridge.HeartbeatRTT) != 1 {
 		t.Error("heartbeat round trip not observed")
 	}
 }

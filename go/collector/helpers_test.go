@@ -22,6 +22,7 @@ import (
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	"github.com/kairos-mt5/kairos/go/collector/config"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 func testConfig() config.Config {
@@ -73,17 +74,6 @@ func (r *running) stop(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("collector did not shut down within 10s")
-	}
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -141,7 +131,7 @@ func (b *bridgeConn) received() []*bridgev1.Frame {
 func (b *bridgeConn) welcome(t *testing.T) *bridgev1.Welcome {
 	t.Helper()
 	var w *bridgev1.Welcome
-	waitFor(t, "Welcome", 5*time.Second, func() bool {
+	testkit.WaitFor(t, "Welcome", 5*time.Second, func() bool {
 		for _, f := range b.received() {
 			if f.GetWelcome() != nil {
 				w = f.GetWelcome()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kairos-mt5/kairos/go/collector/internal/testinfer"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 func TestShutdownDrainsAndLeavesNoGoroutineBehind(t *testing.T) {
@@ -31,7 +32,7 @@ func TestShutdownDrainsAndLeavesNoGoroutineBehind(t *testing.T) {
 	for i, b := range ticksdata.Batches("EURUSD", realTicks(t)[:500], 100, 1) {
 		br.send(t, ticksFrame(uint64(3+i), b))
 	}
-	waitFor(t, "ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 500 })
+	testkit.WaitFor(t, "ticks on NATS", 5*time.Second, func() bool { n, _, _ := nats.snapshot(); return n == 500 })
 	svc.stop(t)
 	if inf.Ticks()["EURUSD"] != 500 {
 		t.Fatalf("inference got %d of 500 ticks: shutdown did not flush the link", inf.Ticks()["EURUSD"])

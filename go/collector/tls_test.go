@@ -13,6 +13,7 @@ import (
 
 	"github.com/kairos-mt5/kairos/go/collector/internal/testinfer"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
+	"github.com/kairos-mt5/kairos/go/testkit"
 	"github.com/kairos-mt5/kairos/go/tlsreload"
 	"github.com/kairos-mt5/kairos/go/tlsreload/tlstest"
 )
@@ -86,5 +87,5 @@ func TestMutualTLSOnTheGRPCPortAndTheInferenceLink(t *testing.T) {
 		br.send(t, ticksFrame(seq, b))
 		seq++
 	}
-	waitFor(t, "ticks at the TLS inference server", 20*time.Second, func() bool { return inf.Ticks()["EURUSD"] == len(ticks) })
+	testkit.WaitFor(t, "ticks at the TLS inference server", 20*time.Second, func() bool { return inf.Ticks()["EURUSD"] == len(ticks) })
 }

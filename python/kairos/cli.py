@@ -162,33 +162,113 @@ def _scrape(url: str) -> list[tuple[str, str, str]]:
     return out
 
 
+TimeColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The CSV/Parquet column holding the time, when its name is not a known one (time, timestamp, …)."
+    ),
+]
+TimeFormatOpt = Annotated[
+    str | None,
+    typer.Option(help="strftime format of the time column (e.g. '%d.%m.%Y %H:%M:%S.%f'); default ISO 8601."),
+]
+
+
 @app.command()
 def replay(
     source: Annotated[
-        str, typer.Argument(help="A data file (ticks or bars, any supported format) or sample:eurusd-h1.")
+        str,
+        typer.Argument(
+            help="A data file (ticks or bars; CSV, MT5 export, Parquet; may be .gz/.zst) or sample:eurusd-h1."
+        ),
     ],
-    symbol: Annotated[str, typer.Option(help="Symbol name for the replayed data.")] = "EURUSD",
+    symbol: Annotated[
+        str | None,
+        typer.Option(help="Symbol of the data; default: the one the file name states (EURUSD_….csv)."),
+    ] = None,
     speed: Annotated[float, typer.Option(help="Ticks per second; 0 replays as fast as possible.")] = 0.0,
+    realtime: Annotated[
+        float,
+        typer.Option(
+            help="Pace by the data's own times at this multiple of real time (1: as recorded); 0: off."
+        ),
+    ] = 0.0,
     collector: Annotated[str, typer.Option(help="Collector bridge listener host:port.")] = "127.0.0.1:7400",
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row instead of skipping it.")] = False,
     last: Annotated[int, typer.Option(help="Replay only the last N rows (0: all).")] = 0,
+    digits: Annotated[
+        int | None, typer.Option(help="Price digits of the symbol; default: the most the data prints.")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Ticks per push (the EA's CopyTicks slice).")] = 100,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the collector to acknowledge the last ticks.")
+    ] = 30.0,
+    time_column: TimeColumnOpt = None,
+    time_format: TimeFormatOpt = None,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary (counts, rate, bridge counters and log).")
+    ] = False,
 ) -> None:
     """Replay market data through the bridge library (the DLL's own C++ code) into the collector."""
+    import json
+
     from kairos.stack import replay as rp
 
+    if speed > 0 and realtime > 0:
+        err.print("--speed (ticks per second) and --realtime (the data's own pace) exclude each other")
+        raise typer.Exit(EXIT_ERROR)
+    named = rp.symbol_from_name(source)
     try:
-        data = rp.load(source, symbol=symbol, strict=strict, last=last)
+        data = rp.load(
+            source,
+            symbol=symbol,
+            strict=strict,
+            last=last,
+            time_column=time_column,
+            time_format=time_format,
+            digits=digits,
+        )
     except rp.BadData as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(EXIT_BAD_DATA) from exc
+    except rp.ReplayError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from exc
+    if symbol and named and named.upper() != symbol.upper():
+        err.print(f"[yellow]the file name says {named}; replaying it as {symbol} (--symbol)[/]")
     for problem in data.rejected:
-        err.print(f"[yellow]skipped[/] {problem}")
-    result = rp.replay(data, collector=collector, speed=speed)
-    console.print(
-        f"replayed {result.pushed:,} ticks of {data.symbol} in {result.seconds:.2f} s "
-        f"({result.ticks_per_s:,.0f}/s); sent {result.sent:,}, lost {result.lost:,}, "
-        f"rows skipped {len(data.rejected):,}"
-    )
+        err.print(f"[yellow]skipped[/] {problem}", highlight=False)
+    try:
+        result = rp.replay(
+            data, collector=collector, speed=speed, realtime=realtime, batch=batch, flush_timeout_s=timeout
+        )
+    except rp.CollectorUnreachable as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from exc
+    if json_summary:
+        summary = {
+            "source": data.source,
+            "symbol": data.symbol,
+            "digits": data.digits,
+            "ticks_read": len(data.time_msc),
+            "rows_skipped": len(data.rejected),
+            "ticks_pushed": result.pushed,
+            "ticks_sent": result.sent,
+            "ticks_acked": result.acked,
+            "ticks_lost": result.lost,
+            "ticks_dropped": result.dropped,
+            "seconds": round(result.seconds, 3),
+            "ticks_per_s": round(result.ticks_per_s),
+            "counters": result.counters,
+            "log": result.log,
+        }
+        print(json.dumps(summary, indent=2))
+    else:
+        console.print(
+            f"replayed {result.pushed:,} ticks of {data.symbol} in {result.seconds:.2f} s "
+            f"({result.ticks_per_s:,.0f}/s); sent {result.sent:,}, lost {result.lost:,}, "
+            f"rows skipped {len(data.rejected):,}"
+        )
     if result.lost:
         raise typer.Exit(EXIT_ERROR)
 
@@ -242,6 +322,9 @@ def demo(
     data: Annotated[
         str, typer.Option(help="What to replay: sample:eurusd-h1 or a data file.")
     ] = "sample:eurusd-h1",
+    symbol: Annotated[
+        str | None, typer.Option(help="Symbol of the data; default: the one its file name states.")
+    ] = None,
     model: Annotated[
         str, typer.Option(help="Model to serve; default: the registry's champion (trained if none).")
     ] = "",
@@ -254,7 +337,10 @@ def demo(
     from kairos.stack import demo as demo_mod
 
     code = demo_mod.run(
-        demo_mod.DemoOptions(data=data, model=model, speed=speed, last=last, out=out, live=live), console
+        demo_mod.DemoOptions(
+            data=data, symbol=symbol, model=model, speed=speed, last=last, out=out, live=live
+        ),
+        console,
     )
     raise typer.Exit(code)
 

@@ -1,6 +1,7 @@
 """`make wirecheck`: the wire contract cross-checked in three languages on real data.
 
-1. read real EURUSD ticks from ``shared/data`` (the repository's test data);
+1. read real EURUSD ticks from ``shared/data`` (the repository's test data) with the one market-data
+   reader, ``kairos.training.data.read_ticks``;
 2. encode them as the bridge DLL sends them to the collector: a Hello, the symbol's
    SymbolInfo, then TickBatch frames of at most 256 ticks (the DLL's nanopb bound), each frame
    varint-length-delimited, with heartbeats in between;
@@ -19,7 +20,6 @@ import math
 import subprocess
 import sys
 import time
-from calendar import timegm
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from google.protobuf import proto
 
 from kairos.bridge.v1 import bridge_pb2
 from kairos.marketdata.v1 import marketdata_pb2
+from kairos.training.data import DataError, read_ticks
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TICKS = REPO.parent / "shared" / "data" / "eurusd-ticks-2020-01-01.csv"
@@ -43,40 +44,12 @@ class QuoteTick:
     ask: float
 
 
-class DataError(ValueError):
-    """A bad input row; the message names the file, line and field."""
-
-
-def read_quote_ticks(path: Path) -> list[QuoteTick]:
-    """Reads `YYYYMMDD HHMMSSmmm,bid,ask,volume` rows (the format of shared/data's tick file)."""
-    ticks = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            cols = line.rstrip("\n").split(",")
-            if len(cols) != 4:
-                raise DataError(f"{path}:{line_no}: expected 4 comma-separated fields, found {len(cols)}")
-            stamp = cols[0]
-            try:
-                day, clock = stamp.split(" ")
-                secs = timegm(time.strptime(day + clock[:6], "%Y%m%d%H%M%S"))
-                time_msc = secs * 1000 + int(clock[6:9])
-            except ValueError:
-                raise DataError(
-                    f"{path}:{line_no}: field time: {stamp!r} is not YYYYMMDD HHMMSSmmm"
-                ) from None
-            prices = []
-            for name, text in (("bid", cols[1]), ("ask", cols[2])):
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise DataError(f"{path}:{line_no}: field {name}: {text!r} is not a number") from None
-                if not math.isfinite(value) or value <= 0:
-                    raise DataError(f"{path}:{line_no}: field {name}: {text!r} is not a positive price")
-                prices.append(value)
-            ticks.append(QuoteTick(time_msc, prices[0], prices[1]))
-    return ticks
+def as_quote_ticks(ticks: Any) -> list[QuoteTick]:
+    """The rows of ``kairos.training.data.read_ticks`` as QuoteTicks."""
+    return [
+        QuoteTick(int(t), float(b), float(a))
+        for t, b, a in zip(ticks["time_msc"], ticks["bid"], ticks["ask"], strict=True)
+    ]
 
 
 def eurusd_info() -> marketdata_pb2.SymbolInfo:
@@ -197,7 +170,7 @@ def run_framecat(tool: Path, frames: Path, reencoded: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kairos.wirecheck", description=__doc__.splitlines()[0])
-    ap.add_argument("--ticks", type=Path, default=DEFAULT_TICKS, help="tick CSV (default: %(default)s)")
+    ap.add_argument("--ticks", type=Path, default=DEFAULT_TICKS, help="tick file (default: %(default)s)")
     ap.add_argument("--build-dir", type=Path, default=REPO / "build" / "wirecheck")
     ap.add_argument("--framecat-go", type=Path, required=True, help="the Go kairos-framecat binary")
     ap.add_argument("--framecat-c", type=Path, required=True, help="the C (nanopb) kairos-framecat binary")
@@ -209,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wirecheck: tick file {args.ticks} not found (pass --ticks FILE)", file=sys.stderr)
         return 1
     try:
-        ticks = read_quote_ticks(args.ticks)
+        ticks = as_quote_ticks(read_ticks(str(args.ticks)))
     except DataError as e:
         print(f"wirecheck: {e}", file=sys.stderr)
         return 1

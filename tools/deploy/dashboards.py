@@ -199,7 +199,7 @@ def pipeline() -> dict[str, Any]:
         stat(
             "Bridge connections",
             "short",
-            "sum(kairos_collector_bridge_connections)",
+            'sum(kairos_bridge_connections{channel="market_data"})',
             "MT5 bridges connected to the collectors (market data).",
             thresholds=red_green,
         ),
@@ -270,9 +270,9 @@ def pipeline() -> dict[str, Any]:
         timeseries(
             "Bridge frames",
             "ops",
-            (rate("kairos_collector_bridge_frames_total", "body"), "{{body}}"),
-            (rate("kairos_collector_bridge_frame_errors_total", "reason"), "closed: {{reason}}"),
-            (rate("kairos_collector_bridge_duplicate_frames_total"), "duplicates dropped"),
+            (rate('kairos_bridge_frames_total{channel="market_data",direction="in"}', "body"), "{{body}}"),
+            (rate('kairos_bridge_frame_errors_total{channel="market_data"}', "reason"), "closed: {{reason}}"),
+            (rate('kairos_bridge_duplicate_frames_total{channel="market_data"}'), "duplicates dropped"),
         ),
         8,
         8,
@@ -338,12 +338,12 @@ def pipeline() -> dict[str, Any]:
             *quantiles("kairos_execution_journal_flush_seconds", ""),
             (
                 "histogram_quantile(0.99, sum by (le) (rate("
-                "kairos_collector_bridge_heartbeat_rtt_seconds_bucket[$__rate_interval])))",
+                'kairos_bridge_heartbeat_rtt_seconds_bucket{channel="market_data"}[$__rate_interval])))',
                 "p99 heartbeat RTT market data",
             ),
             (
                 "histogram_quantile(0.99, sum by (le) (rate("
-                "kairos_execution_bridge_heartbeat_rtt_seconds_bucket[$__rate_interval])))",
+                'kairos_bridge_heartbeat_rtt_seconds_bucket{channel="trading"}[$__rate_interval])))',
                 "p99 heartbeat RTT trading",
             ),
         ),

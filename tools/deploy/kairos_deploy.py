@@ -365,17 +365,12 @@ class Service:
 
 
 # Reads the inference server's typed config (a frozen dataclass whose fields carry their help) in the
-# project's interpreter, so defaults come from the struct itself rather than from --help text.
+# project's interpreter through its settings(), the counterpart of the Go services' envflag Settings(),
+# so defaults come from the struct itself rather than from --help text.
 _PY_CONFIG_FIELDS = """
-import dataclasses, json
-from kairos.inference.config import ENV_PREFIX, InferenceConfig
-out = []
-for f in dataclasses.fields(InferenceConfig):
-    d = f.default
-    d = ",".join(d) if isinstance(d, tuple) else d
-    out.append({"flag": "--" + f.name.replace("_", "-"), "env": ENV_PREFIX + f.name.upper(),
-                "default": "" if d in ("", None) else json.dumps(d), "help": f.metadata.get("help", "")})
-print(json.dumps(out))
+import json
+from kairos.inference.config import settings
+print(json.dumps(settings()))
 """
 
 
@@ -467,6 +462,8 @@ def render_metrics_reference() -> str:
     rows = [METRICS_BEGIN, "", "| Metric | Service | Used by |", "|---|---|---|"]
     for name, where in required_metrics().items():
         service = name.split("_")[1] if name.startswith("kairos_") else "prometheus"
+        if service == "bridge":  # go/bridgelink: both services export it, one channel label each
+            service = "collector, execution"
         users = sorted({w.split(" group ")[-1] if " group " in w else w.split(" ref ")[0] for w in where})
         shown = "; ".join(users[:3]) + (f" (+{len(users) - 3})" if len(users) > 3 else "")
         rows.append(f"| `{name}` | {service} | {shown.replace('|', '/')} |")

@@ -1,19 +1,19 @@
 // Package config is the collector's one typed configuration: every field has a flag and a
 // KAIROS_COLLECTOR_* environment variable (flags win over the environment, the environment over
-// defaults), and the defaults are safe: everything binds 127.0.0.1.
+// defaults; the rules are go/envflag's, shared with the execution service), and the defaults are
+// safe: everything binds 127.0.0.1.
 package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kairos-mt5/kairos/go/collector/bars"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
+	"github.com/kairos-mt5/kairos/go/envflag"
 	"github.com/kairos-mt5/kairos/go/tlsreload"
 )
 
@@ -105,54 +105,61 @@ func Default() Config {
 	}
 }
 
-// Parse reads flags from args with the environment (getenv) as their defaults.
+// Flags registers every setting of c on a new flag set; c's current values are the defaults.
+// Its Settings() list every flag with its variable (the configuration reference and tests use it).
+func Flags(c *Config) *envflag.Set {
+	s := envflag.New("kairos-collector", EnvPrefix)
+	s.StringVar(&c.BridgeAddr, "bridge-addr", "TCP address for the MT5 bridge")
+	s.StringVar(&c.GRPCAddr, "grpc-addr", "gRPC address (MarketDataService, health, reflection)")
+	s.StringVar(&c.MetricsAddr, "metrics-addr", "HTTP address of /metrics; empty disables")
+	s.StringVar(&c.NATSURL, "nats-url", "external NATS server URL; empty runs the embedded server")
+	s.StringVar(&c.NATSAddr, "nats-addr", "listen address of the embedded NATS server")
+	s.ListVar(&c.InferenceEndpoints, "inference-endpoints", "comma-separated inference gRPC addresses; \"none\" or empty disables the link")
+	s.IntVar(&c.InferenceBatchTicks, "inference-batch-ticks", "flush a StreamPredict request at this many ticks")
+	s.DurationVar(&c.InferenceFlushInterval, "inference-flush-interval", "flush a non-empty request after this long")
+	s.IntVar(&c.InferenceQueue, "inference-queue", "tick batches queued per inference endpoint (overflow dropped and counted)")
+	s.DurationVar(&c.InferenceBackoffMin, "inference-backoff-min", "first reconnect delay")
+	s.DurationVar(&c.InferenceBackoffMax, "inference-backoff-max", "largest reconnect delay")
+	s.DurationVar(&c.InferenceResponseTimeout, "inference-response-timeout", "an unanswered request this old marks the endpoint dead")
+	s.Var((*periodValue)(&c.InferenceBarPeriod), "inference-bar-period", "send closed bars of this period (e.g. M1) instead of ticks; empty sends ticks")
+	s.Var((*periodsValue)(&c.BarPeriods), "bar-periods", "bar timeframes, comma-separated (M1,M5,H1 or seconds)")
+	s.DurationVar(&c.BarIdleClose, "bar-idle-close", "close a finished bar when its symbol is idle this long; 0 disables")
+	s.DurationVar(&c.FutureTolerance, "future-tolerance", "how far ahead of the clock a tick may be")
+	s.DurationVar(&c.BackwardsTolerance, "backwards-tolerance", "how far a symbol's tick time may go back")
+	s.BoolVar(&c.AllowCrossed, "allow-crossed", "accept bid > ask")
+	s.BoolVar(&c.AllowUnknownSymbols, "allow-unknown-symbols", "accept ticks of symbols never announced with SymbolInfo")
+	s.IntVar(&c.SubscriberQueue, "subscriber-queue", "events queued per gRPC subscriber")
+	s.StringVar(&c.SlowSubscriber, "slow-subscriber", "conflate or cut")
+	s.IntVar(&c.NATSQueue, "nats-queue", "batches queued for the NATS publisher")
+	s.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
+	s.IntVar(&c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
+	s.StringVar(&c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
+	s.DurationVar(&c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
+	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with tls-key it serves TLS only (reloaded on change)")
+	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with tls-cert)")
+	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
+	s.StringVar(&c.InferenceTLSCA, "inference-tls-ca", "PEM CA bundle verifying the inference servers; set, the inference link speaks TLS")
+	s.StringVar(&c.InferenceTLSCert, "inference-tls-cert", "PEM client certificate for the inference link (mutual TLS, with inference-tls-key)")
+	s.StringVar(&c.InferenceTLSKey, "inference-tls-key", "PEM client key for the inference link (with inference-tls-cert)")
+	s.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "bound on graceful shutdown")
+	s.StringVar(&c.LogLevel, "log-level", "debug, info, warn or error")
+	s.DurationVar(&c.RejectLogInterval, "reject-log-interval", "at most one reject log line per reason per interval")
+	return s
+}
+
+// Parse reads flags from args, then the environment (getenv) for the flags not given; it
+// returns a validated Config.
 func Parse(args []string, getenv func(string) string) (Config, error) {
 	c := Default()
-	fs := flag.NewFlagSet("kairos-collector", flag.ContinueOnError)
-	e := &envs{getenv: getenv}
-	e.str(fs, &c.BridgeAddr, "bridge-addr", "TCP address for the MT5 bridge")
-	e.str(fs, &c.GRPCAddr, "grpc-addr", "gRPC address (MarketDataService, health, reflection)")
-	e.str(fs, &c.MetricsAddr, "metrics-addr", "HTTP address of /metrics; empty disables")
-	e.str(fs, &c.NATSURL, "nats-url", "external NATS server URL; empty runs the embedded server")
-	e.str(fs, &c.NATSAddr, "nats-addr", "listen address of the embedded NATS server")
-	e.list(fs, &c.InferenceEndpoints, "inference-endpoints", "comma-separated inference gRPC addresses; \"none\" or empty disables the link")
-	e.int(fs, &c.InferenceBatchTicks, "inference-batch-ticks", "flush a StreamPredict request at this many ticks")
-	e.dur(fs, &c.InferenceFlushInterval, "inference-flush-interval", "flush a non-empty request after this long")
-	e.int(fs, &c.InferenceQueue, "inference-queue", "tick batches queued per inference endpoint (overflow dropped and counted)")
-	e.dur(fs, &c.InferenceBackoffMin, "inference-backoff-min", "first reconnect delay")
-	e.dur(fs, &c.InferenceBackoffMax, "inference-backoff-max", "largest reconnect delay")
-	e.dur(fs, &c.InferenceResponseTimeout, "inference-response-timeout", "an unanswered request this old marks the endpoint dead")
-	e.period(fs, &c.InferenceBarPeriod, "inference-bar-period", "send closed bars of this period (e.g. M1) instead of ticks; empty sends ticks")
-	e.periods(fs, &c.BarPeriods, "bar-periods", "bar timeframes, comma-separated (M1,M5,H1 or seconds)")
-	e.dur(fs, &c.BarIdleClose, "bar-idle-close", "close a finished bar when its symbol is idle this long; 0 disables")
-	e.dur(fs, &c.FutureTolerance, "future-tolerance", "how far ahead of the clock a tick may be")
-	e.dur(fs, &c.BackwardsTolerance, "backwards-tolerance", "how far a symbol's tick time may go back")
-	e.bool(fs, &c.AllowCrossed, "allow-crossed", "accept bid > ask")
-	e.bool(fs, &c.AllowUnknownSymbols, "allow-unknown-symbols", "accept ticks of symbols never announced with SymbolInfo")
-	e.int(fs, &c.SubscriberQueue, "subscriber-queue", "events queued per gRPC subscriber")
-	e.str(fs, &c.SlowSubscriber, "slow-subscriber", "conflate or cut")
-	e.int(fs, &c.NATSQueue, "nats-queue", "batches queued for the NATS publisher")
-	e.dur(fs, &c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
-	e.int(fs, &c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
-	e.str(fs, &c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
-	e.dur(fs, &c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
-	e.str(fs, &c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with tls-key it serves TLS only (reloaded on change)")
-	e.str(fs, &c.TLSKey, "tls-key", "PEM private key of the gRPC server (with tls-cert)")
-	e.str(fs, &c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
-	e.str(fs, &c.InferenceTLSCA, "inference-tls-ca", "PEM CA bundle verifying the inference servers; set, the inference link speaks TLS")
-	e.str(fs, &c.InferenceTLSCert, "inference-tls-cert", "PEM client certificate for the inference link (mutual TLS, with inference-tls-key)")
-	e.str(fs, &c.InferenceTLSKey, "inference-tls-key", "PEM client key for the inference link (with inference-tls-cert)")
-	e.dur(fs, &c.ShutdownTimeout, "shutdown-timeout", "bound on graceful shutdown")
-	e.str(fs, &c.LogLevel, "log-level", "debug, info, warn or error")
-	e.dur(fs, &c.RejectLogInterval, "reject-log-interval", "at most one reject log line per reason per interval")
-	if e.err != nil {
-		return c, e.err
-	}
-	if err := fs.Parse(args); err != nil {
+	s := Flags(&c)
+	if err := s.Parse(args, getenv); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	if len(s.Args()) > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", s.Args())
+	}
+	if len(c.InferenceEndpoints) == 1 && c.InferenceEndpoints[0] == "none" {
+		c.InferenceEndpoints = nil
 	}
 	return c, c.Validate()
 }
@@ -204,114 +211,24 @@ func (c Config) InferenceTLS() tlsreload.ClientConfig {
 		CAName: "inference-tls-ca", CertName: "inference-tls-cert", KeyName: "inference-tls-key"}
 }
 
-// envs turns a flag name into its variable (bridge-addr -> KAIROS_COLLECTOR_BRIDGE_ADDR) and
-// records the first unparsable value.
-type envs struct {
-	getenv func(string) string
-	err    error
-}
+// EnvName is the environment variable of a flag (bridge-addr: KAIROS_COLLECTOR_BRIDGE_ADDR).
+func EnvName(flagName string) string { return envflag.EnvName(EnvPrefix, flagName) }
 
-// EnvName is the environment variable of a flag.
-func EnvName(flagName string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// periodsValue is a list of bar periods (M1,M5,H1 or seconds), duplicates dropped.
+type periodsValue []uint32
 
-func (e *envs) lookup(name string) (string, bool) {
-	v := e.getenv(EnvName(name))
-	return v, v != ""
-}
-
-func (e *envs) fail(name, v string, err error) {
-	if e.err == nil {
-		e.err = fmt.Errorf("%s=%q: %v", EnvName(name), v, err)
-	}
-}
-
-func help(name, usage string) string { return usage + " (env " + EnvName(name) + ")" }
-
-func (e *envs) str(fs *flag.FlagSet, p *string, name, usage string) {
-	if v, ok := e.lookup(name); ok {
-		*p = v
-	}
-	fs.StringVar(p, name, *p, help(name, usage))
-}
-
-func (e *envs) int(fs *flag.FlagSet, p *int, name, usage string) {
-	if v, ok := e.lookup(name); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			e.fail(name, v, err)
-		}
-		*p = n
-	}
-	fs.IntVar(p, name, *p, help(name, usage))
-}
-
-func (e *envs) bool(fs *flag.FlagSet, p *bool, name, usage string) {
-	if v, ok := e.lookup(name); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			e.fail(name, v, err)
-		}
-		*p = b
-	}
-	fs.BoolVar(p, name, *p, help(name, usage))
-}
-
-func (e *envs) dur(fs *flag.FlagSet, p *time.Duration, name, usage string) {
-	if v, ok := e.lookup(name); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			e.fail(name, v, err)
-		}
-		*p = d
-	}
-	fs.DurationVar(p, name, *p, help(name, usage))
-}
-
-type listValue struct{ p *[]string }
-
-func (l listValue) String() string {
-	if l.p == nil {
+func (v *periodsValue) String() string {
+	if v == nil {
 		return ""
 	}
-	return strings.Join(*l.p, ",")
-}
-
-func (l listValue) Set(s string) error {
-	*l.p = nil
-	if strings.TrimSpace(s) == "none" {
-		return nil
-	}
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			*l.p = append(*l.p, part)
-		}
-	}
-	return nil
-}
-
-func (e *envs) list(fs *flag.FlagSet, p *[]string, name, usage string) {
-	if v, ok := e.lookup(name); ok {
-		_ = listValue{p}.Set(v)
-	}
-	fs.Var(listValue{p}, name, help(name, usage))
-}
-
-type periodsValue struct{ p *[]uint32 }
-
-func (v periodsValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	names := make([]string, len(*v.p))
-	for i, s := range *v.p {
+	names := make([]string, len(*v))
+	for i, s := range *v {
 		names[i] = bars.Timeframe(s)
 	}
 	return strings.Join(names, ",")
 }
 
-func (v periodsValue) Set(s string) error {
+func (v *periodsValue) Set(s string) error {
 	var out []uint32
 	seen := map[uint32]bool{}
 	for _, part := range strings.Split(s, ",") {
@@ -327,45 +244,28 @@ func (v periodsValue) Set(s string) error {
 			out = append(out, p)
 		}
 	}
-	*v.p = out
+	*v = out
 	return nil
 }
 
-func (e *envs) periods(fs *flag.FlagSet, p *[]uint32, name, usage string) {
-	if v, ok := e.lookup(name); ok {
-		if err := (periodsValue{p}).Set(v); err != nil {
-			e.fail(name, v, err)
-		}
-	}
-	fs.Var(periodsValue{p}, name, help(name, usage))
-}
+// periodValue is one bar period; empty (0) means none.
+type periodValue uint32
 
-type periodValue struct{ p *uint32 }
-
-func (v periodValue) String() string {
-	if v.p == nil || *v.p == 0 {
+func (v *periodValue) String() string {
+	if v == nil || *v == 0 {
 		return ""
 	}
-	return bars.Timeframe(*v.p)
+	return bars.Timeframe(uint32(*v))
 }
 
-func (v periodValue) Set(s string) error {
+func (v *periodValue) Set(s string) error {
 	if strings.TrimSpace(s) == "" {
-		*v.p = 0
+		*v = 0
 		return nil
 	}
 	p, err := bars.ParsePeriod(s)
-	*v.p = p
+	*v = periodValue(p)
 	return err
-}
-
-func (e *envs) period(fs *flag.FlagSet, p *uint32, name, usage string) {
-	if v, ok := e.lookup(name); ok {
-		if err := (periodValue{p}).Set(v); err != nil {
-			e.fail(name, v, err)
-		}
-	}
-	fs.Var(periodValue{p}, name, help(name, usage))
 }
 
 // FromOS parses os.Args and the process environment.

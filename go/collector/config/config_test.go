@@ -58,6 +58,10 @@ func TestBadValuesNameTheVariableOrFlag(t *testing.T) {
 		{[]string{"--slow-subscriber", "drop"}, nil, "conflate"},
 		{[]string{"--subscriber-queue", "0"}, nil, "subscriber-queue"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
+		{[]string{"--log-level", "warning"}, nil, "debug, info, warn or error"},
+		{nil, map[string]string{"KAIROS_COLLECTOR_HEARTBEAT_INTERVAL": "1"}, "KAIROS_COLLECTOR_HEARTBEAT_INTERVAL"},
+		{nil, map[string]string{"KAIROS_COLLECTOR_ALLOW_CROSSED": "maybe"}, "KAIROS_COLLECTOR_ALLOW_CROSSED"},
+		{[]string{"extra"}, nil, "unexpected arguments"},
 	}
 	for _, tc := range cases {
 		_, err := Parse(tc.args, env(tc.env))
@@ -99,6 +103,30 @@ func TestTLSSettingsComeFromFlagsAndEnvironmentAndHalfAPairIsAnError(t *testing.
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%v: error %q does not name %s", tc.args, err, w)
 			}
+		}
+	}
+}
+
+func TestEverySettingHasItsVariableAndADefaultFromDefault(t *testing.T) {
+	c := Default()
+	settings := Flags(&c).Settings()
+	if len(settings) < 35 {
+		t.Fatalf("only %d settings", len(settings))
+	}
+	defaults := map[string]string{}
+	for _, s := range settings {
+		if s.Env != EnvName(s.Name) {
+			t.Errorf("%s reads %s, want %s", s.Name, s.Env, EnvName(s.Name))
+		}
+		if s.Usage == "" || s.Secret {
+			t.Errorf("%s: usage %q, secret %v", s.Name, s.Usage, s.Secret)
+		}
+		defaults[s.Name] = s.Default
+	}
+	for name, want := range map[string]string{"grpc-addr": "127.0.0.1:7401", "metrics-addr": "127.0.0.1:9401",
+		"log-level": "info", "shutdown-timeout": "10s", "bar-periods": "M1,M5,M15,H1", "inference-endpoints": "127.0.0.1:7501"} {
+		if defaults[name] != want {
+			t.Errorf("default of %s is %q, want %q", name, defaults[name], want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
 	"github.com/kairos-mt5/kairos/go/collector/validate"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 type natsRecorder struct {
@@ -66,19 +67,12 @@ func TestIdleTimerClosesAFinishedBarOnlyWhenTheSymbolIsIdle(t *testing.T) {
 	_ = src.Announce(&mdv1.SymbolInfo{Symbol: "EURUSD", Point: 1e-5})
 	old := time.Now().Add(-2 * time.Minute).UnixMilli()
 	src.Ticks(&mdv1.TickBatch{Symbol: "EURUSD", TimeMsc: []int64{old}, Bid: []float64{1.1}, Ask: []float64{1.2}}, nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.WaitFor(t, "the idle timer to close the finished bar", 5*time.Second, func() bool {
 		p.mu.Lock()
+		defer p.mu.Unlock()
 		_, isOpen := p.builders["EURUSD"][0].OpenBarTime()
-		p.mu.Unlock()
-		if !isOpen {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("idle timer did not close the finished bar")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return !isOpen
+	})
 	_ = p.Close(context.Background())
 	if len(rec.bars) != 1 || rec.bars[0].TickVolume != 1 {
 		t.Fatalf("bars %v", rec.bars)

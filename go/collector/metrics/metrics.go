@@ -8,6 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 )
 
 // latencyBucketsSeconds spans 10 µs to 1 s: loopback hops sit at the low end, a stalled peer at the top.
@@ -26,13 +29,8 @@ type Metrics struct {
 	TickSeqGaps          prometheus.Counter
 	RejectLogsSuppressed prometheus.Counter
 
-	BridgeConnections  prometheus.Gauge
-	BridgeFrames       *prometheus.CounterVec // body
-	BridgeFrameErrors  *prometheus.CounterVec // reason: malformed | oversized | protocol | io
-	BridgeDuplicates   prometheus.Counter
-	BridgeSequenceGaps prometheus.Counter
-	BridgeGapFrames    prometheus.Counter
-	BridgeHeartbeatRTT prometheus.Histogram
+	// Bridge is the market-data channel's view of the kairos_bridge_* families (go/bridgelink).
+	Bridge *bridgelink.Metrics
 
 	BarsEmitted  *prometheus.CounterVec // period
 	BarLateTicks prometheus.Counter
@@ -71,13 +69,7 @@ func New() *Metrics {
 		TicksOut:             f.counterVec("kairos_collector_ticks_out_total", "Ticks handed to a sink.", "sink"),
 		TickSeqGaps:          f.counter("kairos_collector_tick_sequence_gaps_total", "Ticks missing according to per-symbol tick sequence numbers."),
 		RejectLogsSuppressed: f.counter("kairos_collector_reject_logs_suppressed_total", "Reject log lines skipped by the log rate limit."),
-		BridgeConnections:    f.gauge("kairos_collector_bridge_connections", "Open bridge connections."),
-		BridgeFrames:         f.counterVec("kairos_collector_bridge_frames_total", "Bridge frames received, by body.", "body"),
-		BridgeFrameErrors:    f.counterVec("kairos_collector_bridge_frame_errors_total", "Bridge connections closed for a bad frame or protocol error, by reason.", "reason"),
-		BridgeDuplicates:     f.counter("kairos_collector_bridge_duplicate_frames_total", "Bridge frames dropped because their sequence was already processed."),
-		BridgeSequenceGaps:   f.counter("kairos_collector_bridge_sequence_gaps_total", "Gaps in bridge frame sequences."),
-		BridgeGapFrames:      f.counter("kairos_collector_bridge_gap_frames_total", "Bridge frames missing inside sequence gaps."),
-		BridgeHeartbeatRTT:   f.histogram("kairos_collector_bridge_heartbeat_rtt_seconds", "Heartbeat round-trip time to the bridge."),
+		Bridge:               bridgelink.NewMetrics(r, bridgev1.Channel_CHANNEL_MARKET_DATA),
 		BarsEmitted:          f.counterVec("kairos_collector_bars_emitted_total", "Closed bars emitted, by period.", "period"),
 		BarLateTicks:         f.counter("kairos_collector_bar_late_ticks_total", "Ticks older than their symbol's open bar, left out of bars."),
 		QueueDepth:           f.gaugeVec("kairos_collector_queue_depth", "Items waiting in a bounded queue.", "queue"),
@@ -130,10 +122,6 @@ func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.Gauge
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 	f.r.MustRegister(g)
 	return g
-}
-
-func (f factory) histogram(name, help string) prometheus.Histogram {
-	return f.histogramBuckets(name, help, latencyBucketsSeconds)
 }
 
 func (f factory) histogramBuckets(name, help string, buckets []float64) prometheus.Histogram {

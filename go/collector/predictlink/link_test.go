@@ -16,6 +16,7 @@ import (
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
 	"github.com/kairos-mt5/kairos/go/collector/internal/testinfer"
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 func TestRingSpreadsSymbolsAndMovesOnlyTheFailedEndpointsSymbols(t *testing.T) {
@@ -66,17 +67,6 @@ func (s *predSink) Prediction(p *inferv1.Prediction) {
 }
 func (s *predSink) len() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.preds) }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func startServers(t *testing.T, n int) []*testinfer.Server {
 	t.Helper()
 	var out []*testinfer.Server
@@ -120,13 +110,13 @@ func TestLinkBatchesTicksUpToNAndFlushesAfterT(t *testing.T) {
 	srv := startServers(t, 1)[0]
 	sink := &predSink{}
 	l, m := newLink(t, Config{Endpoints: []string{srv.Addr}, BatchTicks: 100, FlushInterval: 20 * time.Millisecond}, sink)
-	waitFor(t, "endpoint up", 5*time.Second, func() bool { return l.Owner("EURUSD") != "" })
+	testkit.WaitFor(t, "endpoint up", 5*time.Second, func() bool { return l.Owner("EURUSD") != "" })
 	hops := []*typesv1.HopStamp{{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: time.Now().UnixMicro()}}
 	// 10 batches of 25 ticks offered at once: requests of 100 ticks, then the 50 left after T.
 	for i := range 10 {
 		l.OfferTicks(ticks("EURUSD", 25, int64(i*25)), hops)
 	}
-	waitFor(t, "all ticks at the server", 5*time.Second, func() bool { return srv.Ticks()["EURUSD"] == 250 })
+	testkit.WaitFor(t, "all ticks at the server", 5*time.Second, func() bool { return srv.Ticks()["EURUSD"] == 250 })
 	_, sizes := srv.Requests()
 	for _, s := range sizes {
 		if s > 100 || s < 25 {
@@ -136,7 +126,7 @@ func TestLinkBatchesTicksUpToNAndFlushesAfterT(t *testing.T) {
 	if sizes[len(sizes)-1] == 100 {
 		t.Fatalf("request sizes %v: the remainder must go out on the timer", sizes)
 	}
-	waitFor(t, "a prediction per request", 5*time.Second, func() bool { return sink.len() == len(sizes) })
+	testkit.WaitFor(t, "a prediction per request", 5*time.Second, func() bool { return sink.len() == len(sizes) })
 	if got := testutil.CollectAndCount(m.HopLatency); got < 3 {
 		t.Fatalf("hop latency series: %d, want round trip, queue and inference hops", got)
 	}
@@ -150,7 +140,7 @@ func TestSymbolsFailOverToAnotherEndpointAndReturnAfterReconnect(t *testing.T) {
 	sink := &predSink{}
 	l, m := newLink(t, Config{Endpoints: []string{srvs[0].Addr, srvs[1].Addr}, BatchTicks: 1, FlushInterval: time.Millisecond,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}, sink)
-	waitFor(t, "both endpoints up", 5*time.Second, func() bool {
+	testkit.WaitFor(t, "both endpoints up", 5*time.Second, func() bool {
 		return testutil.ToFloat64(m.InferenceEndpointUp.WithLabelValues(srvs[0].Addr)) == 1 &&
 			testutil.ToFloat64(m.InferenceEndpointUp.WithLabelValues(srvs[1].Addr)) == 1
 	})
@@ -166,13 +156,13 @@ func TestSymbolsFailOverToAnotherEndpointAndReturnAfterReconnect(t *testing.T) {
 		t.Fatal("no symbol hashed to endpoint 0")
 	}
 	l.OfferTicks(ticks(sym, 5, 0), nil)
-	waitFor(t, "ticks at endpoint 0", 5*time.Second, func() bool { return srvs[0].Ticks()[sym] == 5 })
+	testkit.WaitFor(t, "ticks at endpoint 0", 5*time.Second, func() bool { return srvs[0].Ticks()[sym] == 5 })
 
 	addr0 := srvs[0].Addr
 	srvs[0].Stop()
-	waitFor(t, "failover", 5*time.Second, func() bool { return l.Owner(sym) == srvs[1].Addr })
+	testkit.WaitFor(t, "failover", 5*time.Second, func() bool { return l.Owner(sym) == srvs[1].Addr })
 	l.OfferTicks(ticks(sym, 7, 10), nil)
-	waitFor(t, "ticks at endpoint 1", 5*time.Second, func() bool { return srvs[1].Ticks()[sym] == 7 })
+	testkit.WaitFor(t, "ticks at endpoint 1", 5*time.Second, func() bool { return srvs[1].Ticks()[sym] == 7 })
 
 	// The endpoint comes back on the same address: the link reconnects with backoff and the symbol returns.
 	back, err := testinfer.Start(addr0)
@@ -180,19 +170,19 @@ func TestSymbolsFailOverToAnotherEndpointAndReturnAfterReconnect(t *testing.T) {
 		t.Skipf("could not rebind %s: %v", addr0, err)
 	}
 	t.Cleanup(back.Stop)
-	waitFor(t, "reconnect", 10*time.Second, func() bool { return l.Owner(sym) == addr0 })
+	testkit.WaitFor(t, "reconnect", 10*time.Second, func() bool { return l.Owner(sym) == addr0 })
 	if testutil.ToFloat64(m.InferenceReconnects.WithLabelValues(addr0)) < 1 {
 		t.Fatal("reconnect attempts not counted")
 	}
 	l.OfferTicks(ticks(sym, 3, 20), nil)
-	waitFor(t, "ticks at the restarted endpoint", 5*time.Second, func() bool { return back.Ticks()[sym] == 3 })
+	testkit.WaitFor(t, "ticks at the restarted endpoint", 5*time.Second, func() bool { return back.Ticks()[sym] == 3 })
 }
 
 func TestOfferNeverBlocksAndCountsOverflow(t *testing.T) {
 	srv := startServers(t, 1)[0]
 	srv.SetHold(200 * time.Millisecond)
 	l, m := newLink(t, Config{Endpoints: []string{srv.Addr}, BatchTicks: 1, QueueSize: 4, ResponseTimeout: 10 * time.Second}, nil)
-	waitFor(t, "endpoint up", 5*time.Second, func() bool { return l.Owner("EURUSD") != "" })
+	testkit.WaitFor(t, "endpoint up", 5*time.Second, func() bool { return l.Owner("EURUSD") != "" })
 	start := time.Now()
 	for i := range 2000 {
 		l.OfferTicks(ticks("EURUSD", 1, int64(i)), nil)
@@ -210,9 +200,9 @@ func TestUnansweredRequestsMarkTheEndpointDead(t *testing.T) {
 	srv.SetHold(3 * time.Second)
 	l, m := newLink(t, Config{Endpoints: []string{srv.Addr}, BatchTicks: 1, ResponseTimeout: 100 * time.Millisecond,
 		BackoffMin: time.Second, BackoffMax: 2 * time.Second}, nil)
-	waitFor(t, "endpoint up", 5*time.Second, func() bool { return l.Owner("EURUSD") != "" })
+	testkit.WaitFor(t, "endpoint up", 5*time.Second, func() bool { return l.Owner("EURUSD") != "" })
 	l.OfferTicks(ticks("EURUSD", 1, 0), nil)
-	waitFor(t, "endpoint marked down", 5*time.Second, func() bool {
+	testkit.WaitFor(t, "endpoint marked down", 5*time.Second, func() bool {
 		return testutil.ToFloat64(m.InferenceEndpointUp.WithLabelValues(srv.Addr)) == 0
 	})
 }

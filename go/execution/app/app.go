@@ -193,13 +193,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 				return err
 			}
 			defer func() { _ = ssub.Unsubscribe() }()
-			pol := policy.New(policy.Config{StrategyID: cfg.Policy.StrategyID, Threshold: cfg.Policy.Threshold, Lots: cfg.Policy.Lots,
-				Cooldown: cfg.Policy.Cooldown, MaxHolding: cfg.Policy.MaxHolding, MaxSignalAge: cfg.Policy.MaxSignalAge}, eng, log, m)
-			var syms []string
-			for _, i := range cfg.Instruments {
-				syms = append(syms, i.Symbol)
+			// Signals carry their model's policy; the flags only make the fallback for those without.
+			fallback := &policy.Rules{EntryEdge: cfg.Policy.Threshold, MoveUp: 1, MoveDown: 1, MinHoldBars: 1,
+				MaxHoldBars: cfg.Policy.MaxHoldingBars, CooldownBars: cfg.Policy.CooldownBars, MaxLots: cfg.Policy.Lots.Float()}
+			if err := fallback.Validate(); err != nil {
+				return fmt.Errorf("fallback signal policy: %w", err)
 			}
-			goOwned("policy", func() error { return pol.Run(ctx, sch, syms) })
+			pol := policy.New(policy.Config{StrategyID: cfg.Policy.StrategyID, Fallback: fallback, MaxSignalAge: cfg.Policy.MaxSignalAge}, eng, log, m)
+			goOwned("policy", func() error { return pol.Run(ctx, sch) })
 		}
 		if err := nc.FlushTimeout(5 * time.Second); err != nil {
 			log.Warn("NATS not reachable yet; subscriptions start when it is", "url", cfg.NATSURL, "err", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 var (
@@ -241,21 +242,23 @@ func TestPaperVenueEndToEndWithRealTicksAndSignals(t *testing.T) {
 		t.Skipf("the limit at the later high %s was marketable at once (%v); data too flat for this check", limitPx, lr.GetOrder().GetStatus())
 	}
 	s.PublishTicks(ticks[100:])
-	testutil.Eventually(t, 10*time.Second, "the resting limit order to fill on real ticks", func() bool {
+	testkit.WaitFor(t, "the resting limit order to fill on real ticks", 10*time.Second, func() bool {
 		g, err := s.Client.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "l1"})
 		return err == nil && g.GetOrder().GetStatus() == execv1.OrderStatus_ORDER_STATUS_FILLED
 	})
 
-	// Signals from the inference server become policy orders attributed to the model.
+	// Signals from the inference server become policy orders attributed to the model, by the
+	// decision policy the signal carries from the model card.
 	sig := &inferencev1.Signal{Symbol: "EURUSD", TimeMsc: ticks[len(ticks)-1].TimeMsc, Direction: inferencev1.Direction_DIRECTION_UP,
-		Strength: 0.8, ModelName: "kairos-eurusd", ModelVersion: "7",
-		Hops: []*typesv1.HopStamp{{Stage: typesv1.HopStage_HOP_STAGE_INFERENCE_SEND, TimeUs: time.Now().UnixMicro()}}}
+		Strength: 0.7, Outputs: []float32{0.1, 0.1, 0.8}, ModelName: "kairos-eurusd", ModelVersion: "7",
+		Policy: &inferencev1.DecisionPolicy{EntryEdge: 0.3, MoveUp: 1, MoveDown: 1, MinHoldBars: 1, MaxLots: 0.10},
+		Hops:   []*typesv1.HopStamp{{Stage: typesv1.HopStage_HOP_STAGE_INFERENCE_SEND, TimeUs: time.Now().UnixMicro()}}}
 	data, _ := proto.Marshal(sig)
 	if err := s.NC.Publish("kairos.signal.EURUSD", data); err != nil {
 		t.Fatal(err)
 	}
 	var policyOrder *execv1.Order
-	testutil.Eventually(t, 10*time.Second, "the signal to produce a filled order", func() bool {
+	testkit.WaitFor(t, "the signal to produce a filled order", 10*time.Second, func() bool {
 		l, err := s.Client.ListOrders(ctx, &execv1.ListOrdersRequest{Symbol: "EURUSD", Statuses: []execv1.OrderStatus{execv1.OrderStatus_ORDER_STATUS_FILLED}})
 		if err != nil {
 			return false

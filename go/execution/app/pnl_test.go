@@ -10,6 +10,7 @@ import (
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 // sample returns the value of one exposition line "name{labels} value", or NaN when absent.
@@ -64,15 +65,19 @@ func TestPnLGaugesFollowFillsAndQuotesAndCountersStartAtZero(t *testing.T) {
 	// The gauges agree with the positions the API reports (same book, same latest quote) within
 	// a couple of ticker periods; realized moved on the partial close (spread, slippage, commission).
 	var pos *execv1.Position
-	testutil.Eventually(t, 10*time.Second, "P&L gauges equal to ListPositions", func() bool {
+	testkit.WaitFor(t, "P&L gauges equal to ListPositions", 10*time.Second, func() bool {
 		ps, err := s.Client.ListPositions(ctx, &execv1.ListPositionsRequest{Symbol: "EURUSD"})
 		if err != nil || len(ps.GetPositions()) != 1 {
 			return false
 		}
 		pos = ps.GetPositions()[0]
 		m := s.Metrics()
+		// Equity is refreshed by the same ticker: on a loaded machine it may lag the per-symbol
+		// gauges by a tick, so it is part of the condition rather than read once afterwards.
+		equity := 100000 + decFloat(pos.GetRealizedPnl()) + decFloat(pos.GetUnrealizedPnl())
 		return math.Abs(sample(m, `kairos_execution_realized_pnl{symbol="EURUSD"}`)-decFloat(pos.GetRealizedPnl())) < 1e-9 &&
-			math.Abs(sample(m, `kairos_execution_unrealized_pnl{symbol="EURUSD"}`)-decFloat(pos.GetUnrealizedPnl())) < 1e-9
+			math.Abs(sample(m, `kairos_execution_unrealized_pnl{symbol="EURUSD"}`)-decFloat(pos.GetUnrealizedPnl())) < 1e-9 &&
+			math.Abs(sample(m, "kairos_execution_equity")-equity) <= 0.011
 	})
 	if decFloat(pos.GetRealizedPnl()) >= 0 {
 		t.Fatalf("realized P&L after a round trip through the spread = %v, want negative", decFloat(pos.GetRealizedPnl()))

@@ -1,17 +1,18 @@
 // Package config is the execution service's one typed configuration: every field documented, set
-// by flags or KAIROS_EXECUTION_* environment variables (flags win), with safe defaults: loopback
-// addresses, the paper venue, HALTED until reconciled, conservative risk limits.
+// by flags or KAIROS_EXECUTION_* environment variables (flags win; the rules are go/envflag's,
+// shared with the collector), with safe defaults: loopback addresses, the paper venue, HALTED
+// until reconciled, conservative risk limits.
 package config
 
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/kairos-mt5/kairos/go/envflag"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
@@ -96,20 +97,21 @@ type MT5 struct {
 	CommandTTL time.Duration
 }
 
-// Policy maps signals to target positions.
+// Policy maps signals to target positions. A signal carries its model card's decision policy
+// (ADR 0081); the fields below only make the fallback policy for signals that carry none.
 type Policy struct {
 	// Enabled subscribes to kairos.signal.> and trades the signals.
 	Enabled bool
 	// StrategyID is written on every order the policy sends.
 	StrategyID string
-	// Threshold is the minimum |strength| to hold a position.
+	// Threshold is the fallback entry threshold on p(up) - p(down).
 	Threshold float64
-	// Lots is the target position size per symbol.
+	// Lots is the fallback position size.
 	Lots decimal.D
-	// Cooldown is the minimum time between two orders of a symbol.
-	Cooldown time.Duration
-	// MaxHolding closes a position held longer than this; zero for no limit.
-	MaxHolding time.Duration
+	// CooldownBars is the fallback's bars between an exit and the next entry.
+	CooldownBars int
+	// MaxHoldingBars is the fallback's bars after which a position is closed; zero for no limit.
+	MaxHoldingBars int
 	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check.
 	MaxSignalAge time.Duration
 }
@@ -171,116 +173,104 @@ func ParseState(v string) (risk.State, error) {
 	return 0, fmt.Errorf("trading state %q: want ACTIVE, REDUCING or HALTED", v)
 }
 
-// Parse reads the flags in args and the environment; it returns a validated Config.
-func Parse(name string, args []string, getenv func(string) string) (*Config, error) {
-	c := &Config{}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:7601", "ExecutionService gRPC listen address")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9601", "Prometheus /metrics listen address (empty disables)")
-	fs.StringVar(&c.BridgeAddr, "bridge-addr", "127.0.0.1:7600", "MT5 bridge TRADING channel TCP listen address (venue mt5)")
-	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with kairos.md.* ticks and kairos.signal.* signals (empty disables)")
-	fs.StringVar(&c.DB, "db", ".kairos/execution.db", "journal: SQLite file path or postgres://user@host:port/db")
-	fs.StringVar(&c.JournalSync, "journal-sync", "full", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
-	fs.StringVar(&c.Venue, "venue", "paper", "venue: paper or mt5")
-	fs.StringVar(&c.Token, "token", "", "bearer token for mutating calls (prefer --token-file or the env var)")
-	fs.StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token")
-	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain of the gRPC server; with --tls-key it serves TLS only (reloaded on change)")
-	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of the gRPC server (with --tls-cert)")
-	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
-	fs.StringVar(&c.InstrumentsFile, "instruments-file", "", "JSON list of instruments (default: EURUSD, GBPUSD, AUDUSD, NZDUSD)")
-	fs.StringVar(&c.Currency, "currency", "USD", "account currency")
-	fs.StringVar(&c.InitialState, "initial-state", "ACTIVE", "trading state after the first reconciliation of a fresh journal")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown bound")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+// Default returns the defaults: loopback addresses, the paper venue, conservative risk limits and
+// the built-in instruments.
+func Default() Config {
+	return Config{
+		GRPCAddr: "127.0.0.1:7601", MetricsAddr: "127.0.0.1:9601", BridgeAddr: "127.0.0.1:7600",
+		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", Venue: "paper",
+		Instruments: DefaultInstruments(), Currency: "USD", InitialState: "ACTIVE",
+		Limits: risk.Limits{
+			MaxOrderQuantity: decimal.MustParse("10"), MaxOrderNotional: decimal.MustParse("2000000"),
+			MaxPositionQuantity: decimal.MustParse("20"), MaxGrossExposure: decimal.MustParse("5000000"),
+			MaxOpenOrders: 200, PriceCollarBps: 200, MaxQuoteAgeMS: 5000,
+			SubmitRate:  risk.RateLimit{MaxCount: 100, WindowMS: 1000},
+			MessageRate: risk.RateLimit{MaxCount: 200, WindowMS: 1000}, DuplicateIntentWindowMS: 500,
+			MaxDailyLoss: decimal.MustParse("5000"), DailyLossState: risk.Halted,
+			MaxDrawdown: decimal.MustParse("10000"), DrawdownState: risk.Halted, MinFreeMargin: decimal.MustParse("0"),
+		},
+		Paper: Paper{SlippagePoints: 1, SlippagePointsPerLot: decimal.MustParse("0.5"),
+			CommissionPerLot: decimal.MustParse("3.50"), StartingBalance: decimal.MustParse("100000")},
+		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second},
+		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
+			CooldownBars: 0, MaxHoldingBars: 60},
+		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
+	}
+}
+
+// Flags registers every setting of c on a new flag set named name; c's current values are the
+// defaults. Its Settings() list every flag with its variable (the configuration reference and
+// tests use it).
+func Flags(name string, c *Config) *envflag.Set {
+	s := envflag.New(name, EnvPrefix)
+	s.StringVar(&c.GRPCAddr, "grpc-addr", "ExecutionService gRPC listen address")
+	s.StringVar(&c.MetricsAddr, "metrics-addr", "Prometheus /metrics listen address (empty disables)")
+	s.StringVar(&c.BridgeAddr, "bridge-addr", "MT5 bridge TRADING channel TCP listen address (venue mt5)")
+	s.StringVar(&c.NATSURL, "nats-url", "NATS server with kairos.md.* ticks and kairos.signal.* signals (empty disables)")
+	s.StringVar(&c.DB, "db", "journal: SQLite file path or postgres://user@host:port/db")
+	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
+	s.StringVar(&c.Venue, "venue", "venue: paper or mt5")
+	s.StringVar(&c.Token, "token", "bearer token for mutating calls (prefer --token-file or the env var)", envflag.Secret())
+	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
+	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with --tls-key it serves TLS only (reloaded on change)")
+	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with --tls-cert)")
+	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
+	s.StringVar(&c.InstrumentsFile, "instruments-file", "JSON list of instruments; empty: EURUSD, GBPUSD, AUDUSD, NZDUSD")
+	s.StringVar(&c.Currency, "currency", "account currency")
+	s.StringVar(&c.InitialState, "initial-state", "trading state after the first reconciliation of a fresh journal")
+	s.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "graceful shutdown bound")
+	s.StringVar(&c.LogLevel, "log-level", "log level: debug, info, warn or error")
 
 	l := &c.Limits
-	var allowed string
-	fs.StringVar(&allowed, "allowed-symbols", "", "comma-separated allow-list (empty: every configured instrument)")
-	l.MaxOrderQuantity = decimal.MustParse("10")
-	fs.Var(decFlag{&l.MaxOrderQuantity}, "max-order-qty", "max lots per order")
-	l.MaxOrderNotional = decimal.MustParse("2000000")
-	fs.Var(decFlag{&l.MaxOrderNotional}, "max-order-notional", "max notional per order, account currency")
-	l.MaxPositionQuantity = decimal.MustParse("20")
-	fs.Var(decFlag{&l.MaxPositionQuantity}, "max-position-qty", "max absolute net lots per symbol, with working orders")
-	l.MaxGrossExposure = decimal.MustParse("5000000")
-	fs.Var(decFlag{&l.MaxGrossExposure}, "max-gross-exposure", "max gross exposure over all symbols, account currency")
-	var maxOpen, collar, quoteAge, subN, subW, msgN, msgW, dupW uint
-	fs.UintVar(&maxOpen, "max-open-orders", 200, "max working orders")
-	fs.UintVar(&collar, "price-collar-bps", 200, "max distance of limit/stop prices from the mid, basis points")
-	fs.UintVar(&quoteAge, "max-quote-age-ms", 5000, "oldest quote a market order may use, ms")
-	fs.UintVar(&subN, "submit-rate", 100, "max submissions per submit window (denied ones count)")
-	fs.UintVar(&subW, "submit-window-ms", 1000, "submit throttle window, ms")
-	fs.UintVar(&msgN, "message-rate", 200, "max submits+cancels per message window")
-	fs.UintVar(&msgW, "message-window-ms", 1000, "message throttle window, ms")
-	fs.UintVar(&dupW, "duplicate-intent-window-ms", 500, "window in which an identical intent is denied, ms")
-	l.MaxDailyLoss = decimal.MustParse("5000")
-	fs.Var(decFlag{&l.MaxDailyLoss}, "max-daily-loss", "loss since the UTC day's start that trips the breaker, account currency")
-	l.DailyLossState = risk.Halted
-	fs.Var(stateFlag{&l.DailyLossState}, "daily-loss-state", "state after the daily loss breaker (REDUCING or HALTED)")
-	l.MaxDrawdown = decimal.MustParse("10000")
-	fs.Var(decFlag{&l.MaxDrawdown}, "max-drawdown", "drawdown from the equity high that trips the breaker, account currency")
-	l.DrawdownState = risk.Halted
-	fs.Var(stateFlag{&l.DrawdownState}, "drawdown-state", "state after the drawdown breaker (REDUCING or HALTED)")
-	l.MinFreeMargin = decimal.MustParse("0")
-	fs.Var(decFlag{&l.MinFreeMargin}, "min-free-margin", "free margin to keep after an order, account currency")
+	s.ListVar(&l.AllowedSymbols, "allowed-symbols", "comma-separated allow-list (empty: every configured instrument)")
+	s.Var(decFlag{&l.MaxOrderQuantity}, "max-order-qty", "max lots per order")
+	s.Var(decFlag{&l.MaxOrderNotional}, "max-order-notional", "max notional per order, account currency")
+	s.Var(decFlag{&l.MaxPositionQuantity}, "max-position-qty", "max absolute net lots per symbol, with working orders")
+	s.Var(decFlag{&l.MaxGrossExposure}, "max-gross-exposure", "max gross exposure over all symbols, account currency")
+	s.Uint32Var(&l.MaxOpenOrders, "max-open-orders", "max working orders")
+	s.Uint32Var(&l.PriceCollarBps, "price-collar-bps", "max distance of limit/stop prices from the mid, basis points")
+	s.Uint32Var(&l.MaxQuoteAgeMS, "max-quote-age-ms", "oldest quote a market order may use, ms")
+	s.Uint32Var(&l.SubmitRate.MaxCount, "submit-rate", "max submissions per submit window (denied ones count)")
+	s.Uint32Var(&l.SubmitRate.WindowMS, "submit-window-ms", "submit throttle window, ms")
+	s.Uint32Var(&l.MessageRate.MaxCount, "message-rate", "max submits+cancels per message window")
+	s.Uint32Var(&l.MessageRate.WindowMS, "message-window-ms", "message throttle window, ms")
+	s.Uint32Var(&l.DuplicateIntentWindowMS, "duplicate-intent-window-ms", "window in which an identical intent is denied, ms")
+	s.Var(decFlag{&l.MaxDailyLoss}, "max-daily-loss", "loss since the UTC day's start that trips the breaker, account currency")
+	s.Var(stateFlag{&l.DailyLossState}, "daily-loss-state", "state after the daily loss breaker (REDUCING or HALTED)")
+	s.Var(decFlag{&l.MaxDrawdown}, "max-drawdown", "drawdown from the equity high that trips the breaker, account currency")
+	s.Var(stateFlag{&l.DrawdownState}, "drawdown-state", "state after the drawdown breaker (REDUCING or HALTED)")
+	s.Var(decFlag{&l.MinFreeMargin}, "min-free-margin", "free margin to keep after an order, account currency")
 
-	fs.Int64Var(&c.Paper.SlippagePoints, "paper-slippage-points", 1, "paper venue: fixed adverse slippage, points")
-	c.Paper.SlippagePointsPerLot = decimal.MustParse("0.5")
-	fs.Var(decFlag{&c.Paper.SlippagePointsPerLot}, "paper-slippage-points-per-lot", "paper venue: size impact, points per lot")
-	c.Paper.CommissionPerLot = decimal.MustParse("3.50")
-	fs.Var(decFlag{&c.Paper.CommissionPerLot}, "paper-commission-per-lot", "paper venue: commission per lot, account currency")
-	c.Paper.StartingBalance = decimal.MustParse("100000")
-	fs.Var(decFlag{&c.Paper.StartingBalance}, "paper-balance", "paper venue: starting balance")
+	s.Int64Var(&c.Paper.SlippagePoints, "paper-slippage-points", "paper venue: fixed adverse slippage, points")
+	s.Var(decFlag{&c.Paper.SlippagePointsPerLot}, "paper-slippage-points-per-lot", "paper venue: size impact, points per lot")
+	s.Var(decFlag{&c.Paper.CommissionPerLot}, "paper-commission-per-lot", "paper venue: commission per lot, account currency")
+	s.Var(decFlag{&c.Paper.StartingBalance}, "paper-balance", "paper venue: starting balance")
 
-	fs.DurationVar(&c.MT5.HeartbeatInterval, "mt5-heartbeat", time.Second, "bridge heartbeat interval")
-	fs.BoolVar(&c.MT5.CancelOnDisconnect, "mt5-cancel-on-disconnect", false, "cancel every working order when a lost bridge link comes back")
-	var dev uint
-	fs.UintVar(&dev, "mt5-deviation-points", 10, "max slippage MT5 may take on market orders, points")
-	fs.DurationVar(&c.MT5.CommandTTL, "mt5-command-ttl", 10*time.Second, "deadline for the EA to execute a command")
+	s.DurationVar(&c.MT5.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
+	s.BoolVar(&c.MT5.CancelOnDisconnect, "mt5-cancel-on-disconnect", "cancel every working order when a lost bridge link comes back")
+	s.Uint32Var(&c.MT5.DeviationPoints, "mt5-deviation-points", "max slippage MT5 may take on market orders, points")
+	s.DurationVar(&c.MT5.CommandTTL, "mt5-command-ttl", "deadline for the EA to execute a command")
 
-	fs.BoolVar(&c.Policy.Enabled, "policy", true, "trade signals from kairos.signal.> (needs --nats-url)")
-	fs.StringVar(&c.Policy.StrategyID, "strategy-id", "kairos-signal", "strategy id on policy orders")
-	fs.Float64Var(&c.Policy.Threshold, "signal-threshold", 0.3, "min |strength| to hold a position")
-	c.Policy.Lots = decimal.MustParse("0.10")
-	fs.Var(decFlag{&c.Policy.Lots}, "signal-lots", "target position size, lots")
-	fs.DurationVar(&c.Policy.Cooldown, "signal-cooldown", 30*time.Second, "min time between two orders of a symbol")
-	fs.DurationVar(&c.Policy.MaxHolding, "signal-max-holding", time.Hour, "close positions held longer (0: no limit)")
-	fs.DurationVar(&c.Policy.MaxSignalAge, "signal-max-age", 0, "ignore signals older than this by market time (0: no check)")
+	s.BoolVar(&c.Policy.Enabled, "policy", "trade signals from kairos.signal.> (needs --nats-url)")
+	s.StringVar(&c.Policy.StrategyID, "strategy-id", "strategy id on policy orders")
+	s.Float64Var(&c.Policy.Threshold, "signal-threshold", "fallback policy (signals without one): entry threshold on p(up)-p(down)")
+	s.Var(decFlag{&c.Policy.Lots}, "signal-lots", "fallback policy: position size, lots")
+	s.IntVar(&c.Policy.CooldownBars, "signal-cooldown-bars", "fallback policy: bars between an exit and the next entry")
+	s.IntVar(&c.Policy.MaxHoldingBars, "signal-max-holding-bars", "fallback policy: close positions held this many bars (0: no limit)")
+	s.DurationVar(&c.Policy.MaxSignalAge, "signal-max-age", "ignore signals older than this by market time (0: no check)")
+	return s
+}
 
-	set := map[string]bool{}
-	if err := fs.Parse(args); err != nil {
+// Parse reads the flags in args, then the environment (getenv) for the flags not given; it
+// returns a validated Config.
+func Parse(name string, args []string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	s := Flags(name, &c)
+	if err := s.Parse(args, getenv); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil {
-			return
-		}
-		key := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(key); v != "" {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", key, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
-	}
-	l.MaxOpenOrders, l.PriceCollarBps, l.MaxQuoteAgeMS = uint32(maxOpen), uint32(collar), uint32(quoteAge)
-	l.SubmitRate = risk.RateLimit{MaxCount: uint32(subN), WindowMS: uint32(subW)}
-	l.MessageRate = risk.RateLimit{MaxCount: uint32(msgN), WindowMS: uint32(msgW)}
-	l.DuplicateIntentWindowMS = uint32(dupW)
-	c.MT5.DeviationPoints = uint32(dev)
-	if allowed != "" {
-		for _, s := range strings.Split(allowed, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				l.AllowedSymbols = append(l.AllowedSymbols, s)
-			}
-		}
+	if len(s.Args()) > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", s.Args())
 	}
 	if c.TokenFile != "" {
 		b, err := os.ReadFile(c.TokenFile)
@@ -295,10 +285,8 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 			return nil, err
 		}
 		c.Instruments = ins
-	} else {
-		c.Instruments = DefaultInstruments()
 	}
-	return c, c.Validate()
+	return &c, c.Validate()
 }
 
 // ServerTLS is the gRPC server's transport security.
@@ -335,14 +323,22 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if c.Policy.Threshold < 0 || c.Policy.Threshold > 1 {
-		errs = append(errs, fmt.Errorf("signal-threshold %v: want 0..1", c.Policy.Threshold))
+	if c.Policy.Threshold <= 0 || c.Policy.Threshold > 1 {
+		errs = append(errs, fmt.Errorf("signal-threshold %v: want more than 0, at most 1", c.Policy.Threshold))
+	}
+	if c.Policy.CooldownBars < 0 || c.Policy.MaxHoldingBars < 0 {
+		errs = append(errs, errors.New("signal-cooldown-bars and signal-max-holding-bars must not be negative"))
 	}
 	if c.Policy.Lots.Sign() <= 0 {
 		errs = append(errs, errors.New("signal-lots must be positive"))
 	}
 	if c.MT5.HeartbeatInterval < 10*time.Millisecond {
-		errs = append(errs, errors.New("mt5-heartbeat must be at least 10ms"))
+		errs = append(errs, errors.New("heartbeat-interval must be at least 10ms"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
 }

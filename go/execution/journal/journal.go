@@ -3,7 +3,8 @@
 // sequence number, durably (SQLite in WAL mode with synchronous=FULL, or PostgreSQL), before the
 // service acknowledges it. Appends from many goroutines are grouped into one transaction per flush
 // (group commit), so durability costs one fsync per batch rather than per order. At start the
-// service rebuilds its state by replaying the journal.
+// service rebuilds its state by replaying the journal. Memory is a non-durable store for tests and
+// embedding.
 package journal
 
 import (

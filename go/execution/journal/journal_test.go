@@ -2,6 +2,7 @@ package journal_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,12 +13,22 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 )
 
-// backends opens each real store: a SQLite file and a PostgreSQL server started for the test.
-func backends(t *testing.T) map[string]func(t *testing.T) string {
-	return map[string]func(t *testing.T) string{
-		"sqlite": func(t *testing.T) string { return filepath.Join(t.TempDir(), "journal.db") },
-		"postgres": func(t *testing.T) string {
-			return testutil.Postgres(t)
+// backends opens each store: a SQLite file, a PostgreSQL server started for the test, and the
+// in-memory store. Each returns how to open (and, after Close, reopen) a journal over the same data.
+func backends(t *testing.T) map[string]func(t *testing.T) func() (*journal.Journal, error) {
+	ctx := context.Background()
+	return map[string]func(t *testing.T) func() (*journal.Journal, error){
+		"sqlite": func(t *testing.T) func() (*journal.Journal, error) {
+			dsn := filepath.Join(t.TempDir(), "journal.db")
+			return func() (*journal.Journal, error) { return journal.Open(ctx, dsn) }
+		},
+		"postgres": func(t *testing.T) func() (*journal.Journal, error) {
+			dsn := testutil.Postgres(t)
+			return func() (*journal.Journal, error) { return journal.Open(ctx, dsn) }
+		},
+		"memory": func(t *testing.T) func() (*journal.Journal, error) {
+			mem := journal.NewMemory()
+			return func() (*journal.Journal, error) { return journal.New(ctx, mem) }
 		},
 	}
 }
@@ -32,11 +43,10 @@ func readAll(t *testing.T, j *journal.Journal, after uint64) []journal.Entry {
 }
 
 func TestJournalBackends(t *testing.T) {
-	for name, dsnFor := range backends(t) {
+	for name, openerFor := range backends(t) {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			dsn := dsnFor(t)
-			j, err := journal.Open(ctx, dsn)
+			open := openerFor(t)
+			j, err := open()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,6 +106,27 @@ func TestJournalBackends(t *testing.T) {
 				}
 			})
 
+			t.Run("ReadStartsAfterTheSequenceAndStopsAtTheLimit", func(t *testing.T) {
+				all := readAll(t, j, 0)
+				if len(all) < 5 {
+					t.Fatalf("only %d entries to read", len(all))
+				}
+				var got []uint64
+				err := j.Read(context.Background(), all[1].Seq, 3, func(e journal.Entry) error { got = append(got, e.Seq); return nil })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := []uint64{all[2].Seq, all[3].Seq, all[4].Seq}; fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("read after %d limit 3: %v, want %v", all[1].Seq, got, want)
+				}
+				stop := errors.New("stop")
+				n := 0
+				err = j.Read(context.Background(), 0, 0, func(journal.Entry) error { n++; return stop })
+				if !errors.Is(err, stop) || n != 1 {
+					t.Fatalf("an error from fn: read %d entries and returned %v, want 1 and the error", n, err)
+				}
+			})
+
 			t.Run("SubscribersSeeDurableReportsOnly", func(t *testing.T) {
 				ch, cancel := j.Subscribe(16)
 				defer cancel()
@@ -118,7 +149,7 @@ func TestJournalBackends(t *testing.T) {
 			}
 
 			t.Run("ReopenContinuesTheSequence", func(t *testing.T) {
-				j2, err := journal.Open(ctx, dsn)
+				j2, err := open()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -154,16 +185,52 @@ func TestSQLiteIsInWALMode(t *testing.T) {
 }
 
 func TestDuplicateSequenceIsRefusedByTheStore(t *testing.T) {
-	st, err := journal.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "j.db"))
-	if err != nil {
+	for name, open := range map[string]func(t *testing.T) journal.Store{
+		"sqlite": func(t *testing.T) journal.Store {
+			st, err := journal.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "j.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+		"memory": func(*testing.T) journal.Store { return journal.NewMemory() },
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			defer st.Close()
+			e := []journal.Entry{{Seq: 7, Kind: journal.KindReport, Payload: []byte{1}}}
+			if err := st.Append(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Append(context.Background(), e); err == nil {
+				t.Fatal("a second entry with the same sequence was accepted")
+			}
+		})
+	}
+}
+
+func TestMemoryKeepsItsEntriesAcrossCloseAndCopiesPayloads(t *testing.T) {
+	ctx := context.Background()
+	mem := journal.NewMemory()
+	buf := []byte("first")
+	if err := mem.Append(ctx, []journal.Entry{{Seq: 1, Kind: journal.KindReport, Payload: buf}}); err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	e := []journal.Entry{{Seq: 7, Kind: journal.KindReport, Payload: []byte{1}}}
-	if err := st.Append(context.Background(), e); err != nil {
+	copy(buf, "XXXXX") // the caller reuses its buffer
+	if err := mem.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Append(context.Background(), e); err == nil {
-		t.Fatal("a second entry with the same sequence was accepted")
+	if err := mem.Append(ctx, []journal.Entry{{Seq: 3, Payload: []byte("a")}, {Seq: 2, Payload: []byte("b")}}); err == nil {
+		t.Fatal("a batch with a falling sequence was accepted")
+	}
+	var got []string
+	if err := mem.Read(ctx, 0, 0, func(e journal.Entry) error { got = append(got, string(e.Payload)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[first]" {
+		t.Fatalf("read back %q, want [first] (payload copied, refused batch left no entry)", got)
+	}
+	if last, _ := mem.LastSeq(ctx); last != 1 {
+		t.Fatalf("last seq %d, want 1", last)
 	}
 }

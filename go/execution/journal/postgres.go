@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,34 +56,19 @@ func (p *Postgres) Append(ctx context.Context, entries []Entry) error {
 	return tx.Commit(ctx)
 }
 
-// Read implements Store.
+// Read implements Store with the loop shared with SQLite (read.go).
 func (p *Postgres) Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error {
-	q := "SELECT seq, time_us, kind, key, payload FROM kairos_execution_journal WHERE seq > $1 ORDER BY seq"
-	args := []any{int64(after)}
-	if limit > 0 {
-		q += " LIMIT $2"
-		args = append(args, limit)
-	}
-	rows, err := p.pool.Query(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			e    Entry
-			seq  int64
-			kind string
-		)
-		if err := rows.Scan(&seq, &e.TimeUS, &kind, &e.Key, &e.Payload); err != nil {
-			return err
-		}
-		e.Seq, e.Kind = uint64(seq), Kind(kind)
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return sqlTable{
+		name:  "kairos_execution_journal",
+		param: func(n int) string { return "$" + strconv.Itoa(n) },
+		query: func(ctx context.Context, q string, args ...any) (rows, func(), error) {
+			rs, err := p.pool.Query(ctx, q, args...)
+			if err != nil {
+				return nil, nil, err
+			}
+			return rs, rs.Close, nil
+		},
+	}.read(ctx, after, limit, fn)
 }
 
 // LastSeq implements Store.

@@ -140,34 +140,19 @@ func (s *SQLite) insert(ctx context.Context, n int) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// Read implements Store.
+// Read implements Store with the loop shared with PostgreSQL (read.go).
 func (s *SQLite) Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error {
-	q := "SELECT seq, time_us, kind, key, payload FROM journal WHERE seq > ? ORDER BY seq"
-	args := []any{int64(after)}
-	if limit > 0 {
-		q += " LIMIT ?"
-		args = append(args, limit)
-	}
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			e    Entry
-			seq  int64
-			kind string
-		)
-		if err := rows.Scan(&seq, &e.TimeUS, &kind, &e.Key, &e.Payload); err != nil {
-			return err
-		}
-		e.Seq, e.Kind = uint64(seq), Kind(kind)
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return sqlTable{
+		name:  "journal",
+		param: func(int) string { return "?" },
+		query: func(ctx context.Context, q string, args ...any) (rows, func(), error) {
+			rs, err := s.r.QueryContext(ctx, q, args...)
+			if err != nil {
+				return nil, nil, err
+			}
+			return rs, func() { _ = rs.Close() }, nil
+		},
+	}.read(ctx, after, limit, fn)
 }
 
 // LastSeq implements Store.

@@ -11,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 )
 
 // Stage names for StageLatency.
@@ -30,31 +33,27 @@ var latencyBuckets = []float64{5e-7, 1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	OrdersByStatus   *prometheus.GaugeVec
-	OrdersSubmitted  *prometheus.CounterVec
-	Denials          *prometheus.CounterVec
-	StageLatency     *prometheus.HistogramVec
-	Fills            *prometheus.CounterVec
-	DuplicateFills   prometheus.Counter
-	Overfills        prometheus.Counter
-	InvalidEvents    *prometheus.CounterVec
-	TradingState     prometheus.Gauge
-	Reconciled       prometheus.Gauge
-	JournalFlush     prometheus.Histogram
-	JournalBatch     prometheus.Histogram
-	BridgeConnected  prometheus.Gauge
-	BridgeFrames     *prometheus.CounterVec
-	BridgeDuplicates prometheus.Counter
-	BridgeMalformed  *prometheus.CounterVec
-	BridgeRTT        prometheus.Histogram
-	Ambiguous        prometheus.Counter
-	Signals          *prometheus.CounterVec
-	Quotes           prometheus.Counter
-	ReconcileAdjust  *prometheus.CounterVec
-	TLSReloadFail    prometheus.Counter
-	RealizedPnL      *prometheus.GaugeVec
-	UnrealizedPnL    *prometheus.GaugeVec
-	Equity           prometheus.Gauge
+	OrdersByStatus  *prometheus.GaugeVec
+	OrdersSubmitted *prometheus.CounterVec
+	Denials         *prometheus.CounterVec
+	StageLatency    *prometheus.HistogramVec
+	Fills           *prometheus.CounterVec
+	DuplicateFills  prometheus.Counter
+	Overfills       prometheus.Counter
+	InvalidEvents   *prometheus.CounterVec
+	TradingState    prometheus.Gauge
+	Reconciled      prometheus.Gauge
+	JournalFlush    prometheus.Histogram
+	JournalBatch    prometheus.Histogram
+	Bridge          *bridgelink.Metrics // the trading channel's view of kairos_bridge_* (go/bridgelink)
+	Ambiguous       prometheus.Counter
+	Signals         *prometheus.CounterVec
+	Quotes          prometheus.Counter
+	ReconcileAdjust *prometheus.CounterVec
+	TLSReloadFail   prometheus.Counter
+	RealizedPnL     *prometheus.GaugeVec
+	UnrealizedPnL   *prometheus.GaugeVec
+	Equity          prometheus.Gauge
 
 	mu       sync.RWMutex
 	stages   map[string]prometheus.Observer
@@ -78,11 +77,8 @@ func New() *Metrics {
 	m.Reconciled = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_reconciled", Help: "1 once reconciliation with the venue converged."})
 	m.JournalFlush = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_execution_journal_flush_seconds", Help: "Duration of one durable journal flush (group commit).", Buckets: latencyBuckets})
 	m.JournalBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_execution_journal_batch_entries", Help: "Entries per journal flush.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)})
-	m.BridgeConnected = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_bridge_connected", Help: "1 while an MT5 bridge TRADING connection is up."})
-	m.BridgeFrames = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_bridge_frames_total", Help: "Frames on the bridge link, by direction and body."}, []string{"direction", "body"})
-	m.BridgeDuplicates = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_bridge_duplicate_frames_total", Help: "Resent bridge frames dropped (sequence already processed)."})
-	m.BridgeMalformed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_bridge_closed_total", Help: "Bridge connections closed by the service, by reason."}, []string{"reason"})
-	m.BridgeRTT = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_execution_bridge_heartbeat_rtt_seconds", Help: "Heartbeat round trip on the bridge link.", Buckets: latencyBuckets})
+	// Registered whatever the venue, so the link's series exist (at 0) on a paper instance too.
+	m.Bridge = bridgelink.NewMetrics(r, bridgev1.Channel_CHANNEL_TRADING)
 	m.Ambiguous = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_ambiguous_results_total", Help: "MT5 results (10012, -11) resolved by query instead of guessed."})
 	m.Signals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_signals_total", Help: "Signals received, by symbol and outcome."}, []string{"symbol", "outcome"})
 	m.Quotes = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_quotes_total", Help: "Quotes received from the collector's tick batches."})
@@ -92,8 +88,7 @@ func New() *Metrics {
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
 	for _, c := range []prometheus.Collector{m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
-		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.BridgeConnected, m.BridgeFrames,
-		m.BridgeDuplicates, m.BridgeMalformed, m.BridgeRTT, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
+		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

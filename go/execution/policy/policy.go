@@ -1,7 +1,10 @@
 // Package policy turns the inference server's signals (kairos.inference.v1.Signal on
-// kairos.signal.<SYMBOL>) into target positions and the orders that reach them: a threshold on the
-// signal's strength, a fixed or strength-scaled size, a per-symbol cooldown and a maximum holding
-// time. Every order carries the strategy id and the model name and version behind it.
+// kairos.signal.<SYMBOL>) into target positions and the orders that reach them, by the decision
+// policy each signal carries from its model card (Rules, ADR 0081): entry and exit thresholds on
+// the expected edge, minimum and maximum holding time and a cooldown counted in closed bars (one
+// signal per bar and symbol), sizes to a volatility target and a protective stop distance. The
+// backtest applies the same rules (python/kairos/training/policy.py); golden vectors keep them equal.
+// Every order carries the strategy id and the model name and version behind it.
 package policy
 
 import (
@@ -27,20 +30,14 @@ import (
 // Subject is what the policy subscribes to.
 const Subject = "kairos.signal.>"
 
-// Config is the policy.
+// Config is the policy service.
 type Config struct {
 	StrategyID string
-	// Threshold is the minimum |strength| for a long (UP) or short (DOWN) target.
-	Threshold float64
-	// Lots is the target size.
-	Lots decimal.D
-	// ScaleByStrength sizes the target as Lots × |strength|, rounded down to the volume step.
-	ScaleByStrength bool
-	// Cooldown between two orders of one symbol.
-	Cooldown time.Duration
-	// MaxHolding flattens positions held longer; zero for no limit.
-	MaxHolding time.Duration
-	// MaxSignalAge ignores signals whose market data is older; zero for no check.
+	// Fallback applies to signals that carry no policy (models whose card predates card version 2);
+	// nil refuses them.
+	Fallback *Rules
+	// MaxSignalAge treats signals whose market data is older as unusable (no signal-driven decision;
+	// the bar still counts); zero for no check.
 	MaxSignalAge time.Duration
 }
 
@@ -57,15 +54,22 @@ type Outcome string
 
 // Outcomes.
 const (
-	OutcomeOrder    Outcome = "order"
-	OutcomeHold     Outcome = "hold"
-	OutcomeCooldown Outcome = "cooldown"
-	OutcomeWorking  Outcome = "working"
-	OutcomeStale    Outcome = "stale"
-	OutcomeUnknown  Outcome = "unknown_symbol"
-	OutcomeInvalid  Outcome = "invalid"
-	OutcomeError    Outcome = "error"
+	OutcomeOrder         Outcome = "order"
+	OutcomeHold          Outcome = "hold"
+	OutcomeWorking       Outcome = "working"
+	OutcomeStale         Outcome = "stale"
+	OutcomeDuplicate     Outcome = "duplicate"
+	OutcomeUnknown       Outcome = "unknown_symbol"
+	OutcomeInvalid       Outcome = "invalid"
+	OutcomeInvalidPolicy Outcome = "invalid_policy"
+	OutcomeError         Outcome = "error"
 )
+
+type symbolState struct {
+	st       State
+	lastBar  int64 // time_msc of the last signal applied
+	lastEdge float64
+}
 
 // Policy is the signal policy.
 type Policy struct {
@@ -74,56 +78,36 @@ type Policy struct {
 	log *slog.Logger
 	m   *metrics.Metrics
 
-	mu        sync.Mutex
-	lastOrder map[string]int64
-	model     map[string][2]string
-	seq       uint64
+	mu      sync.Mutex
+	symbols map[string]*symbolState
+	refused map[string]bool // model/version/field already logged
+	seq     uint64
 }
 
 // New returns a policy.
 func New(cfg Config, tr Trader, log *slog.Logger, m *metrics.Metrics) *Policy {
-	return &Policy{cfg: cfg, tr: tr, log: log, m: m, lastOrder: make(map[string]int64), model: make(map[string][2]string)}
+	return &Policy{cfg: cfg, tr: tr, log: log, m: m, symbols: make(map[string]*symbolState), refused: make(map[string]bool)}
 }
 
-// Target returns the target position for a signal and whether the signal sets one (false: hold).
-func (p *Policy) Target(sig *inferencev1.Signal, inst *market.Instrument) (decimal.D, bool) {
-	s := float64(sig.GetStrength())
-	if math.IsNaN(s) || math.IsInf(s, 0) {
-		return decimal.Zero, false
+// State returns the policy's state of a symbol (for tests and diagnostics).
+func (p *Policy) State(symbol string) (State, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.symbols[symbol]
+	if !ok {
+		return State{}, false
 	}
-	size := p.cfg.Lots
-	if p.cfg.ScaleByStrength {
-		scaled := size.MulRound(mustFloat(math.Min(1, math.Abs(s)), 4), size.Scale()+4)
-		steps := scaled.DivRound(inst.VolumeStep, 0)
-		if scaled.Less(steps.MulRound(inst.VolumeStep, inst.VolumeScale())) {
-			steps = steps.Sub(decimal.FromInt(1))
-		}
-		size = steps.MulRound(inst.VolumeStep, inst.VolumeScale())
-		if size.Less(inst.VolumeMin) {
-			return decimal.Zero, true
-		}
-	}
-	switch sig.GetDirection() {
-	case inferencev1.Direction_DIRECTION_UP:
-		if math.Abs(s) >= p.cfg.Threshold {
-			return size, true
-		}
-	case inferencev1.Direction_DIRECTION_DOWN:
-		if math.Abs(s) >= p.cfg.Threshold {
-			return size.Neg(), true
-		}
-	case inferencev1.Direction_DIRECTION_FLAT:
-		return decimal.Zero, true
-	}
-	return decimal.Zero, false
+	return s.st, true
 }
 
-func mustFloat(f float64, scale uint8) decimal.D {
-	d, err := decimal.FromFloat(f, scale)
-	if err != nil {
-		return decimal.Zero
+func (p *Policy) rules(sig *inferencev1.Signal) (Rules, error) {
+	if sig.GetPolicy() == nil {
+		if p.cfg.Fallback != nil {
+			return *p.cfg.Fallback, nil
+		}
+		return Rules{}, &FieldError{Field: "", Problem: "is missing and no fallback policy is configured"}
 	}
-	return d
+	return RulesFromProto(sig.GetPolicy())
 }
 
 // OnSignal handles one signal and returns what it did.
@@ -135,34 +119,82 @@ func (p *Policy) OnSignal(ctx context.Context, sig *inferencev1.Signal) (Outcome
 	if !ok {
 		return OutcomeUnknown, nil, nil
 	}
-	if p.cfg.MaxSignalAge > 0 && sig.GetTimeMsc() > 0 && now-sig.GetTimeMsc()*1000 > p.cfg.MaxSignalAge.Microseconds() {
-		return OutcomeStale, nil, nil
+	rules, err := p.rules(sig)
+	if err != nil {
+		p.refuse(sig, err)
+		return OutcomeInvalidPolicy, nil, nil
 	}
-	target, set := p.Target(sig, inst)
-	if !set {
-		return OutcomeHold, nil, nil
+	in := Input{PDown: math.NaN(), PUp: math.NaN(), Vol: sig.GetRealisedVol(), Price: sig.GetBid()}
+	if out := sig.GetOutputs(); len(out) == 3 {
+		in.PDown, in.PUp = float64(out[0]), float64(out[2])
 	}
-	p.mu.Lock()
-	p.model[sym] = [2]string{sig.GetModelName(), sig.GetModelVersion()}
-	p.mu.Unlock()
-	return p.move(ctx, sym, target, sig.GetModelName(), sig.GetModelVersion(), hops, now)
-}
+	stale := p.cfg.MaxSignalAge > 0 && sig.GetTimeMsc() > 0 && now-sig.GetTimeMsc()*1000 > p.cfg.MaxSignalAge.Microseconds()
+	if stale {
+		in.PDown, in.PUp = math.NaN(), math.NaN()
+	}
+	sz := Sizing{LotStep: inst.VolumeStep.Float(), MinLots: inst.VolumeMin.Float()}
+	if sz.MinLots < sz.LotStep {
+		sz.MinLots = sz.LotStep
+	}
 
-func (p *Policy) move(ctx context.Context, sym string, target decimal.D, model, version string, hops []*typesv1.HopStamp, now int64) (Outcome, *execv1.Order, error) {
 	net, _, working := p.tr.PositionState(sym)
+	p.mu.Lock()
+	s, seen := p.symbols[sym]
+	if !seen {
+		// A position the engine already holds (a restart, a manual order) becomes the policy's.
+		s = &symbolState{st: NewState()}
+		if !net.IsZero() && sz.LotStep > 0 {
+			s.st.Side = net.Sign()
+			s.st.Steps = int64(math.Round(math.Abs(net.Float()) / sz.LotStep))
+		}
+		p.symbols[sym] = s
+	} else if sig.GetTimeMsc() <= s.lastBar {
+		p.mu.Unlock()
+		return OutcomeDuplicate, nil, nil
+	}
+	s.lastBar = sig.GetTimeMsc()
+	d := rules.Decide(sz, &s.st, in)
+	s.lastEdge = d.Edge
+	p.mu.Unlock()
+
+	target := decimal.FromInt(int64(d.Side)*d.Steps).MulRound(inst.VolumeStep, inst.VolumeScale())
 	delta := target.Sub(net)
 	if delta.IsZero() {
+		if stale {
+			return OutcomeStale, nil, nil
+		}
 		return OutcomeHold, nil, nil
 	}
 	if working {
 		return OutcomeWorking, nil, nil
 	}
-	p.mu.Lock()
-	if last, ok := p.lastOrder[sym]; ok && now-last < p.cfg.Cooldown.Microseconds() {
-		p.mu.Unlock()
-		return OutcomeCooldown, nil, nil
+	var stop *typesv1.Decimal
+	if d.StopDistance > 0 && (d.Action == Enter || d.Action == Reverse) {
+		if sd, err := decimal.FromFloat(d.StopDistance, inst.Digits); err == nil && sd.Sign() > 0 {
+			stop = sd.Proto()
+		}
 	}
-	p.lastOrder[sym] = now
+	return p.submit(ctx, sym, delta, target.IsZero(), stop, sig, hops, now)
+}
+
+func (p *Policy) refuse(sig *inferencev1.Signal, err error) {
+	key := sig.GetModelName() + "\x00" + sig.GetModelVersion() + "\x00" + err.Error()
+	p.mu.Lock()
+	first := !p.refused[key]
+	p.refused[key] = true
+	p.mu.Unlock()
+	if first { // once per model version and problem: the counter has the rate
+		field := ""
+		if fe, ok := err.(*FieldError); ok {
+			field = "policy." + fe.Field
+		}
+		p.log.Error("signal policy cannot be applied; the model's signals are refused", "symbol", sig.GetSymbol(),
+			"model", sig.GetModelName(), "version", sig.GetModelVersion(), "field", strings.TrimSuffix(field, "."), "err", err)
+	}
+}
+
+func (p *Policy) submit(ctx context.Context, sym string, delta decimal.D, flat bool, stop *typesv1.Decimal, sig *inferencev1.Signal, hops []*typesv1.HopStamp, now int64) (Outcome, *execv1.Order, error) {
+	p.mu.Lock()
 	p.seq++
 	id := clientOrderID(sym, now, p.seq)
 	p.mu.Unlock()
@@ -173,9 +205,10 @@ func (p *Policy) move(ctx context.Context, sym string, target decimal.D, model, 
 	req := &execv1.SubmitOrderRequest{
 		ClientOrderId: id, Symbol: sym, Side: side, Type: execv1.OrderType_ORDER_TYPE_MARKET,
 		TimeInForce: execv1.TimeInForce_TIME_IN_FORCE_IOC, Quantity: delta.Abs().Proto(),
-		StrategyId: p.cfg.StrategyID, ModelName: model, ModelVersion: version,
-		// Going flat or towards flat never needs to add exposure.
-		ReduceOnly: target.IsZero(),
+		StrategyId: p.cfg.StrategyID, ModelName: sig.GetModelName(), ModelVersion: sig.GetModelVersion(),
+		// Going flat never needs to add exposure.
+		ReduceOnly:   flat,
+		StopDistance: stop,
 	}
 	o, err := p.tr.SubmitIntent(ctx, req, hops)
 	if err != nil {
@@ -197,25 +230,6 @@ func clientOrderID(sym string, nowUS int64, seq uint64) string {
 	return fmt.Sprintf("sig-%s-%x-%d", s, nowUS/1000, seq%100000)
 }
 
-// CheckHolding flattens every symbol whose position is older than MaxHolding.
-func (p *Policy) CheckHolding(ctx context.Context, symbols []string) {
-	if p.cfg.MaxHolding <= 0 {
-		return
-	}
-	now := p.tr.Now()
-	for _, sym := range symbols {
-		net, opened, _ := p.tr.PositionState(sym)
-		if net.IsZero() || opened == 0 || now-opened < p.cfg.MaxHolding.Microseconds() {
-			continue
-		}
-		p.mu.Lock()
-		mv := p.model[sym]
-		p.mu.Unlock()
-		out, o, err := p.move(ctx, sym, decimal.Zero, mv[0], mv[1], nil, now)
-		p.log.Info("max holding time reached", "symbol", sym, "outcome", string(out), "order", o.GetClientOrderId(), "err", err)
-	}
-}
-
 // Subscribe subscribes to the signals on nc; pass the channel to Run.
 func Subscribe(nc *nats.Conn) (<-chan *nats.Msg, *nats.Subscription, error) {
 	ch := make(chan *nats.Msg, 4096)
@@ -226,17 +240,13 @@ func Subscribe(nc *nats.Conn) (<-chan *nats.Msg, *nats.Subscription, error) {
 	return ch, sub, nil
 }
 
-// Run handles the signals from ch one at a time until ctx ends. It also enforces the maximum
-// holding time once a second for the given symbols.
-func (p *Policy) Run(ctx context.Context, ch <-chan *nats.Msg, symbols []string) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+// Run handles the signals from ch one at a time until ctx ends. Holding times count signals, so
+// nothing runs on a clock.
+func (p *Policy) Run(ctx context.Context, ch <-chan *nats.Msg) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
-			p.CheckHolding(ctx, symbols)
 		case msg := <-ch:
 			sig := &inferencev1.Signal{}
 			var (
@@ -256,7 +266,7 @@ func (p *Policy) Run(ctx context.Context, ch <-chan *nats.Msg, symbols []string)
 				p.m.Signals.WithLabelValues(sig.GetSymbol(), string(out)).Inc()
 			}
 			if out == OutcomeOrder || err != nil {
-				p.log.Info("signal", "symbol", sig.GetSymbol(), "direction", sig.GetDirection().String(), "strength", sig.GetStrength(),
+				p.log.Info("signal", "symbol", sig.GetSymbol(), "time_msc", sig.GetTimeMsc(), "strength", sig.GetStrength(),
 					"model", sig.GetModelName(), "version", sig.GetModelVersion(), "outcome", string(out),
 					"order", o.GetClientOrderId(), "status", o.GetStatus().String(), "err", err)
 			}

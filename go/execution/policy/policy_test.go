@@ -2,10 +2,15 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"math"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	inferencev1 "github.com/kairos-mt5/kairos/gen/go/kairos/inference/v1"
@@ -52,110 +57,185 @@ func newPolicy(cfg Config) (*Policy, *trader) {
 	return New(cfg, tr, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil), tr
 }
 
-func sig(dir inferencev1.Direction, strength float32) *inferencev1.Signal {
-	return &inferencev1.Signal{Symbol: "EURUSD", Direction: dir, Strength: strength, ModelName: "m", ModelVersion: "3"}
+// rules is the policy of the tests: edge = p_up - p_down, entry at 0.3, exit below 0.1, at least two
+// bars held, at most five, one bar of cooldown, fixed 0.10 lots, a stop at 3 x vol x price.
+var rules = &inferencev1.DecisionPolicy{EntryEdge: 0.3, ExitEdge: 0.1, MoveUp: 1, MoveDown: 1, MinHoldBars: 2,
+	MaxHoldBars: 5, CooldownBars: 1, MaxLots: 0.10, StopVolMult: 3}
+
+func sig(bar int64, pDown, pUp float32) *inferencev1.Signal {
+	return &inferencev1.Signal{Symbol: "EURUSD", TimeMsc: 1_700_000_000_000 + bar*60_000, Outputs: []float32{pDown, 1 - pDown - pUp, pUp},
+		ModelName: "m", ModelVersion: "3", Bid: 1.1, Ask: 1.1001, RealisedVol: 2e-4, Policy: rules}
 }
 
-var base = Config{StrategyID: "s", Threshold: 0.3, Lots: decimal.MustParse("0.10"), Cooldown: time.Second, MaxHolding: time.Hour}
+var base = Config{StrategyID: "s", Fallback: &Rules{EntryEdge: 0.3, MoveUp: 1, MoveDown: 1, MinHoldBars: 1, MaxLots: 0.10}}
 
-func TestSignalsMapToTargetPositions(t *testing.T) {
-	cases := []struct {
-		name     string
-		start    string
-		sig      *inferencev1.Signal
-		want     Outcome
-		side     execv1.OrderSide
-		qty      string
-		reduceOn bool
+func qty(t *testing.T, r *execv1.SubmitOrderRequest) string {
+	t.Helper()
+	q, err := decimal.FromProto(r.GetQuantity())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetSide() == execv1.OrderSide_ORDER_SIDE_SELL {
+		q = q.Neg()
+	}
+	return q.String()
+}
+
+// A sequence of bars through the policy the signal carries: every order is the step from the engine's
+// position to the decided one, attributed to the model, reduce-only when it goes flat.
+func TestSignalsTradeByTheCarriedPolicy(t *testing.T) {
+	steps := []struct {
+		name        string
+		pDown, pUp  float32
+		want        Outcome
+		order       string // signed quantity, "" for none
+		reduceOnly  bool
+		stopPresent bool
 	}{
-		{"up above threshold opens long", "0", sig(inferencev1.Direction_DIRECTION_UP, 0.5), OutcomeOrder, execv1.OrderSide_ORDER_SIDE_BUY, "0.10", false},
-		{"up at threshold opens long", "0", sig(inferencev1.Direction_DIRECTION_UP, 0.3), OutcomeOrder, execv1.OrderSide_ORDER_SIDE_BUY, "0.10", false},
-		{"up below threshold holds", "0", sig(inferencev1.Direction_DIRECTION_UP, 0.29), OutcomeHold, 0, "", false},
-		{"down reverses a long", "0.10", sig(inferencev1.Direction_DIRECTION_DOWN, -0.6), OutcomeOrder, execv1.OrderSide_ORDER_SIDE_SELL, "0.20", false},
-		{"flat closes reduce-only", "-0.10", sig(inferencev1.Direction_DIRECTION_FLAT, 0), OutcomeOrder, execv1.OrderSide_ORDER_SIDE_BUY, "0.10", true},
-		{"already at target holds", "0.10", sig(inferencev1.Direction_DIRECTION_UP, 0.9), OutcomeHold, 0, "", false},
-		{"unknown symbol", "0", &inferencev1.Signal{Symbol: "XAUUSD", Direction: inferencev1.Direction_DIRECTION_UP, Strength: 1}, OutcomeUnknown, 0, "", false},
+		{"below the entry threshold holds flat", 0.3, 0.5, OutcomeHold, "", false, false},
+		{"edge 0.6 enters long with a stop", 0.1, 0.7, OutcomeOrder, "0.10", false, true},
+		{"the minimum hold keeps a reversal out", 0.7, 0.1, OutcomeHold, "", false, false},
+		{"a reversal with a cooldown exits reduce-only", 0.7, 0.1, OutcomeOrder, "-0.10", true, false},
+		{"the cooldown bar holds flat", 0.7, 0.1, OutcomeHold, "", false, false},
+		{"then a short is entered", 0.7, 0.1, OutcomeOrder, "-0.10", false, true},
+		{"inside the entry but beyond the exit holds", 0.4, 0.2, OutcomeHold, "", false, false},
+		{"an edge inside the exit band closes", 0.3, 0.3, OutcomeOrder, "0.10", true, false},
+	}
+	p, tr := newPolicy(base)
+	for k, s := range steps {
+		sent := len(tr.sent)
+		out, _, err := p.OnSignal(context.Background(), sig(int64(k), s.pDown, s.pUp))
+		if err != nil || out != s.want {
+			t.Fatalf("bar %d (%s): outcome %s (%v), want %s", k, s.name, out, err, s.want)
+		}
+		if s.order == "" {
+			if len(tr.sent) != sent {
+				t.Fatalf("bar %d (%s): sent %v", k, s.name, tr.sent[sent:])
+			}
+			continue
+		}
+		r := tr.sent[len(tr.sent)-1]
+		if got := qty(t, r); got != s.order || r.GetReduceOnly() != s.reduceOnly || (r.GetStopDistance() != nil) != s.stopPresent {
+			t.Fatalf("bar %d (%s): order %v", k, s.name, r)
+		}
+		if r.GetModelName() != "m" || r.GetModelVersion() != "3" || r.GetStrategyId() != "s" || len(r.GetClientOrderId()) > 31 {
+			t.Fatalf("attribution %v", r)
+		}
+	}
+	stop, _ := decimal.FromProto(tr.sent[0].GetStopDistance())
+	if !stop.Equal(decimal.MustParse("0.00066")) { // 3 x 2e-4 x 1.1
+		t.Fatalf("stop distance %s", stop)
+	}
+}
+
+func TestMaxHoldingClosesAfterThatManyBars(t *testing.T) {
+	p, tr := newPolicy(base)
+	for k := int64(0); k < 5; k++ {
+		if _, _, err := p.OnSignal(context.Background(), sig(k, 0.1, 0.8)); err != nil {
+			t.Fatal(err)
+		}
+		if len(tr.sent) != 1 {
+			t.Fatalf("bar %d: %d orders", k, len(tr.sent))
+		}
+	}
+	out, _, _ := p.OnSignal(context.Background(), sig(5, 0.1, 0.8))
+	if out != OutcomeOrder || len(tr.sent) != 2 || !tr.sent[1].GetReduceOnly() {
+		t.Fatalf("bar 5: %s %v", out, tr.sent)
+	}
+}
+
+func TestSignalsThatCannotBeAppliedAreRefused(t *testing.T) {
+	bad := func(mut func(*inferencev1.DecisionPolicy)) *inferencev1.Signal {
+		s := sig(0, 0.1, 0.8)
+		s.Policy = proto.Clone(rules).(*inferencev1.DecisionPolicy)
+		mut(s.Policy)
+		return s
+	}
+	cases := []struct {
+		name string
+		cfg  Config
+		sig  *inferencev1.Signal
+		want Outcome
+	}{
+		{"a zero entry threshold", base, bad(func(p *inferencev1.DecisionPolicy) { p.EntryEdge = 0 }), OutcomeInvalidPolicy},
+		{"an exit beyond the entry", base, bad(func(p *inferencev1.DecisionPolicy) { p.ExitEdge = 0.5 }), OutcomeInvalidPolicy},
+		{"a NaN class move", base, bad(func(p *inferencev1.DecisionPolicy) { p.MoveUp = math.NaN() }), OutcomeInvalidPolicy},
+		{"no minimum hold", base, bad(func(p *inferencev1.DecisionPolicy) { p.MinHoldBars = 0 }), OutcomeInvalidPolicy},
+		{"no policy and no fallback", Config{StrategyID: "s"}, func() *inferencev1.Signal { s := sig(0, 0.1, 0.8); s.Policy = nil; return s }(), OutcomeInvalidPolicy},
+		{"no policy trades the fallback", base, func() *inferencev1.Signal { s := sig(0, 0.1, 0.8); s.Policy = nil; return s }(), OutcomeOrder},
+		{"unknown symbol", base, func() *inferencev1.Signal { s := sig(0, 0.1, 0.8); s.Symbol = "XAUUSD"; return s }(), OutcomeUnknown},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, tr := newPolicy(base)
-			tr.net["EURUSD"] = decimal.MustParse(c.start)
+			p, tr := newPolicy(c.cfg)
 			out, _, err := p.OnSignal(context.Background(), c.sig)
 			if err != nil || out != c.want {
 				t.Fatalf("outcome %s (%v), want %s", out, err, c.want)
 			}
-			if c.want != OutcomeOrder {
-				if len(tr.sent) != 0 {
-					t.Fatalf("sent %v", tr.sent)
-				}
-				return
-			}
-			r := tr.sent[0]
-			q, _ := decimal.FromProto(r.GetQuantity())
-			if r.GetSide() != c.side || !q.Equal(decimal.MustParse(c.qty)) || r.GetReduceOnly() != c.reduceOn {
-				t.Fatalf("order %v", r)
-			}
-			if r.GetModelName() != "m" || r.GetModelVersion() != "3" || r.GetStrategyId() != "s" || len(r.GetClientOrderId()) > 31 {
-				t.Fatalf("attribution %v", r)
+			if (out == OutcomeOrder) != (len(tr.sent) == 1) {
+				t.Fatalf("sent %v", tr.sent)
 			}
 		})
 	}
 }
 
-func TestCooldownWorkingOrdersAndStaleSignals(t *testing.T) {
+func TestRulesNameTheFieldTheyRefuse(t *testing.T) {
+	_, err := RulesFromProto(&inferencev1.DecisionPolicy{EntryEdge: 1e-4, ExitEdge: 0, MoveUp: 1e-4, MoveDown: 1e-4, MinHoldBars: 3, MaxHoldBars: 2, MaxLots: 1})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "max_hold_bars" || !strings.Contains(err.Error(), "policy.max_hold_bars") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestStaleDuplicateAndWorkingSignals(t *testing.T) {
 	cfg := base
 	cfg.MaxSignalAge = time.Second
 	p, tr := newPolicy(cfg)
 	ctx := context.Background()
-	s := sig(inferencev1.Direction_DIRECTION_UP, 0.9)
-	s.TimeMsc = tr.now / 1000
-	if out, _, _ := p.OnSignal(ctx, s); out != OutcomeOrder {
-		t.Fatalf("first: %s", out)
+	fresh := func(bar int64, pDown, pUp float32) *inferencev1.Signal {
+		s := sig(bar, pDown, pUp)
+		s.TimeMsc = tr.now/1000 + bar
+		return s
 	}
-	down := sig(inferencev1.Direction_DIRECTION_DOWN, -0.9)
-	down.TimeMsc = tr.now / 1000
-	tr.now += 500_000
-	if out, _, _ := p.OnSignal(ctx, down); out != OutcomeCooldown {
-		t.Fatalf("within the cooldown: %s", out)
+	if out, _, _ := p.OnSignal(ctx, fresh(0, 0.1, 0.8)); out != OutcomeOrder {
+		t.Fatalf("entry: %s", out)
 	}
-	tr.now += 400_000
-	tr.working = true
-	if out, _, _ := p.OnSignal(ctx, down); out != OutcomeWorking {
-		t.Fatalf("with a working order: %s", out)
+	if out, _, _ := p.OnSignal(ctx, fresh(0, 0.1, 0.8)); out != OutcomeDuplicate {
+		t.Fatalf("the same bar again: %s", out)
 	}
-	tr.working = false
-	tr.now += 200_000 // 1.1 s after the market data: stale
-	if out, _, _ := p.OnSignal(ctx, down); out != OutcomeStale {
+	old := fresh(1, 0.8, 0.1)
+	tr.now += 2_000_000
+	if out, _, _ := p.OnSignal(ctx, old); out != OutcomeStale {
 		t.Fatalf("stale: %s", out)
 	}
-	down.TimeMsc = tr.now / 1000
-	if out, _, _ := p.OnSignal(ctx, down); out != OutcomeOrder {
-		t.Fatalf("after the cooldown: %s", out)
+	if st, _ := p.State("EURUSD"); st.Held != 1 || st.Side != 1 {
+		t.Fatalf("a stale bar still counts: %+v", st)
+	}
+	tr.working = true
+	s := sig(3, 0.8, 0.1)
+	s.TimeMsc = tr.now / 1000
+	if out, _, _ := p.OnSignal(ctx, s); out != OutcomeWorking {
+		t.Fatalf("with a working order: %s", out)
 	}
 }
 
-func TestMaxHoldingClosesOldPositions(t *testing.T) {
+func TestAPositionTheEngineHoldsBecomesThePolicys(t *testing.T) {
 	p, tr := newPolicy(base)
-	tr.net["EURUSD"], tr.opened["EURUSD"] = decimal.MustParse("0.10"), tr.now
-	tr.now += time.Hour.Microseconds() - 1
-	p.CheckHolding(context.Background(), []string{"EURUSD"})
-	if len(tr.sent) != 0 {
-		t.Fatal("closed before the maximum holding time")
+	tr.net["EURUSD"] = decimal.MustParse("-0.10")
+	if out, _, _ := p.OnSignal(context.Background(), sig(0, 0.8, 0.1)); out != OutcomeHold {
+		t.Fatalf("first signal: %s %v", out, tr.sent)
 	}
-	tr.now += 2
-	p.CheckHolding(context.Background(), []string{"EURUSD"})
-	if len(tr.sent) != 1 || !tr.sent[0].GetReduceOnly() || tr.sent[0].GetSide() != execv1.OrderSide_ORDER_SIDE_SELL {
-		t.Fatalf("close order %v", tr.sent)
+	if st, _ := p.State("EURUSD"); st.Side != -1 || st.Steps != 10 {
+		t.Fatalf("state %+v", st)
 	}
 }
 
-func TestScaleByStrengthRoundsDownToTheVolumeStep(t *testing.T) {
-	cfg := base
-	cfg.ScaleByStrength, cfg.Lots = true, decimal.MustParse("1.00")
-	p, _ := newPolicy(cfg)
-	inst, _ := (&trader{}).Instrument("EURUSD")
-	got, set := p.Target(sig(inferencev1.Direction_DIRECTION_UP, 0.456), inst)
-	if !set || !got.Equal(decimal.MustParse("0.45")) {
-		t.Fatalf("target %s", got)
+func TestSizingUsesTheVolatilityTargetAndTheVolumeStep(t *testing.T) {
+	p, tr := newPolicy(base)
+	s := sig(0, 0.1, 0.8)
+	s.Policy = proto.Clone(rules).(*inferencev1.DecisionPolicy)
+	s.Policy.MaxLots, s.Policy.TargetVol, s.RealisedVol = 1, 0.9e-4, 2e-4 // 0.45 lots
+	if out, _, _ := p.OnSignal(context.Background(), s); out != OutcomeOrder || qty(t, tr.sent[0]) != "0.45" {
+		t.Fatalf("%s %v", out, tr.sent)
 	}
 }

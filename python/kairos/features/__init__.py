@@ -7,7 +7,7 @@ ticks into bars by the rule the Go collector also follows. Nothing here imports 
 """
 
 from kairos.features.bars import Bar, BarBuilder, bars_to_frame
-from kairos.features.card import CLASSES, METADATA_KEY, ModelCard, ModelCardError
+from kairos.features.card import CLASSES, METADATA_KEY, DecisionPolicy, ModelCard, ModelCardError
 from kairos.features.compute import (
     BAR_COLUMNS,
     OnlineFeatures,
@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA",
     "Bar",
     "BarBuilder",
+    "DecisionPolicy",
     "FeatureSchema",
     "FeatureSpec",
     "ModelCard",

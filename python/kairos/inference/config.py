@@ -2,13 +2,18 @@
 
 Every field documents itself (its ``help`` metadata feeds ``--help`` and docs/inference.md). Precedence:
 command-line flag, then environment variable, then the default. Defaults are safe: loopback only.
+A setting the Go services share has their name and value syntax (go/envflag): ``--grpc-addr``,
+``--metrics-addr``, ``--log-level`` debug|info|warn|error, ``--shutdown-timeout`` as a Go duration
+(500ms, 5s), ``--nats-url``, ``--nats-queue``, ``--allowed-symbols``, ``--tls-*``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +26,55 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the flag and the environment variable."""
 
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, duration: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "duration": duration})
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds in a Go duration (500ms, 5s, 1m30s; 0 alone), the syntax the Go services' flags take."""
+    text = raw.strip()
+    if text == "0":
+        return 0.0
+    total, pos = 0.0, 0
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos == 0 or pos != len(text):
+        raise ValueError(f"invalid duration {raw!r}: want e.g. 500ms, 5s or 1m30s")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as Go prints it (5s, 500ms, 1m30s, 1h0m0s)."""
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        for unit, scale in (("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+            if seconds >= scale:
+                return f"{round(seconds / scale, 9):g}{unit}"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = f"{round(secs, 9):g}s"
+    if hours or minutes:
+        out = f"{int(minutes)}m{out}"
+    if hours:
+        out = f"{int(hours)}h{out}"
+    return out
 
 
 @dataclass(frozen=True)
@@ -34,8 +86,8 @@ class InferenceConfig:
         "Model to serve: models:/<name>@<alias> (MLflow registry, alias polled), models:/<name>/<version>, "
         "or a path to a model.onnx whose model card is embedded or lies beside it as model.card.json.",
     )
-    listen: str = _f("127.0.0.1:7501", "gRPC listen address host:port (port 0 picks a free port).")
-    metrics_listen: str = _f(
+    grpc_addr: str = _f("127.0.0.1:7501", "gRPC listen address host:port (port 0 picks a free port).")
+    metrics_addr: str = _f(
         "127.0.0.1:9501", "Prometheus /metrics address host:port; empty disables (port 0 picks a free port)."
     )
     tracking_uri: str = _f(
@@ -55,10 +107,10 @@ class InferenceConfig:
     )
     nats_url: str = _f("nats://127.0.0.1:4222", "NATS server for signals; empty disables publishing.")
     signal_subject_prefix: str = _f("kairos.signal", "Signals go to <prefix>.<symbol>.")
-    signal_queue_size: int = _f(
+    nats_queue: int = _f(
         100_000, "Signals waiting for NATS beyond this are dropped and counted (the stream never blocks)."
     )
-    symbols: tuple[str, ...] = _f(
+    allowed_symbols: tuple[str, ...] = _f(
         (), "Comma-separated symbols the server accepts; empty accepts any well-formed symbol."
     )
     max_ticks_per_batch: int = _f(10_000, "Largest TickBatch accepted; bigger ones are refused whole.")
@@ -69,8 +121,10 @@ class InferenceConfig:
         64, "Requests of one stream processed ahead of the response being written (backpressure)."
     )
     workers: int = _f(1, "Server processes sharing the listen port with SO_REUSEPORT (metrics port + index).")
-    shutdown_grace_s: float = _f(5.0, "Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.")
-    log_level: str = _f("info", "Log level: debug, info, warning, error.")
+    shutdown_timeout: float = _f(
+        5.0, "How long in-flight RPCs get to finish on SIGTERM/SIGINT (a duration: 500ms, 5s).", duration=True
+    )
+    log_level: str = _f("info", "Log level: debug, info, warn or error.")
     tls_cert: str = _f(
         "",
         "PEM certificate chain of the gRPC server; with --tls-key the port serves TLS only "
@@ -98,9 +152,9 @@ class InferenceConfig:
 
         if not self.model:
             raise bad("model", "required (models:/<name>@<alias> or a path to model.onnx)")
-        _split_hostport(self.listen, "listen")
-        if self.metrics_listen:
-            _split_hostport(self.metrics_listen, "metrics_listen")
+        _split_hostport(self.grpc_addr, "grpc_addr")
+        if self.metrics_addr:
+            _split_hostport(self.metrics_addr, "metrics_addr")
         positive = (
             "max_batch",
             "max_ticks_per_batch",
@@ -109,7 +163,7 @@ class InferenceConfig:
             "max_message_bytes",
             "stream_pipeline_depth",
             "workers",
-            "signal_queue_size",
+            "nats_queue",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -120,14 +174,17 @@ class InferenceConfig:
             raise bad("max_delay_us", f"must be 0..1000000, got {self.max_delay_us}")
         if self.poll_interval_s < 0:
             raise bad("poll_interval_s", f"must be >= 0, got {self.poll_interval_s}")
+        if self.shutdown_timeout < 0:
+            raise bad("shutdown_timeout", f"must be >= 0, got {format_duration(self.shutdown_timeout)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(
                 f"--tls-cert / {ENV_PREFIX}TLS_CERT and --tls-key / {ENV_PREFIX}TLS_KEY must be set together"
             )
         if self.tls_client_ca and not self.tls_cert:
             raise bad("tls_client_ca", "mutual TLS needs --tls-cert and --tls-key")
-        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            raise bad("log_level", f"unknown level {self.log_level!r}")
+        # "warning" (Python's name) is accepted too; the documented spelling is the Go services' warn.
+        if self.log_level.lower() not in ("debug", "info", "warn", "warning", "error"):
+            raise bad("log_level", f"unknown level {self.log_level!r}: want debug, info, warn or error")
 
 
 def _flag(name: str) -> str:
@@ -149,6 +206,8 @@ def split_hostport(value: str) -> tuple[str, int]:
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
+        if f.metadata.get("duration"):
+            return parse_duration(raw)
         if kind == "int":
             return int(raw)
         if kind == "float":
@@ -185,3 +244,28 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
     cfg = InferenceConfig(**values)
     cfg.validate()
     return cfg
+
+
+def settings() -> list[dict[str, str]]:
+    """Every setting: flag, environment variable, default (as the flag takes it) and help, in field order.
+
+    The counterpart of the Go services' envflag Settings(): the configuration reference in
+    docs/operations.md (``make config-docs``) and the deployment tests read it.
+    """
+    out = []
+    for f in dataclasses.fields(InferenceConfig):
+        d: Any = f.default
+        if f.metadata.get("duration"):
+            default = format_duration(d)
+        else:
+            d = ",".join(d) if isinstance(d, tuple) else d
+            default = "" if d in ("", None) else json.dumps(d)
+        out.append(
+            {
+                "flag": f"--{_flag(f.name)}",
+                "env": ENV_PREFIX + f.name.upper(),
+                "default": default,
+                "help": f.metadata.get("help", ""),
+            }
+        )
+    return out

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
 
+from kairos.features.card import DecisionPolicy, ModelCardError
 from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.v1 import inference_pb2 as pb
@@ -70,6 +71,11 @@ class ServedModel:
     history_bars: int  # closed bars needed before the first prediction
     loaded_time_us: int
     sha256: str
+    policy: pb.DecisionPolicy | None = None
+    """The card's decision policy, attached to every signal; None for a card without one."""
+    vol_index: int = -1
+    """Column of the policy's vol_feature in a feature row (-1 without a policy)."""
+    vol_unit: float = 0.0
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Probabilities [n, n_outputs] for inputs [n, rows, n_features] (float32)."""
@@ -145,6 +151,8 @@ def build_served_model(
             f"pipeline's {list(pipeline.feature_names)}"
         )
 
+    policy, vol_index, vol_unit = _policy_from(card, where=f"{onnx_path} model card")
+
     inputs = session.get_inputs()
     outputs = session.get_outputs()
     want_in = card.get("input_name", "features")
@@ -204,7 +212,38 @@ def build_served_model(
         history_bars=pipeline.bars_per_row + rows - 1,
         loaded_time_us=time.time_ns() // 1000,
         sha256="sha256:" + hashlib.sha256(data).hexdigest(),
+        policy=policy,
+        vol_index=vol_index,
+        vol_unit=vol_unit,
     )
+
+
+def _policy_from(card: dict[str, Any], where: str) -> tuple[pb.DecisionPolicy | None, int, float]:
+    """The card's decision policy as the signal carries it; a policy that cannot be applied refuses
+    the model, naming the field (the same rules execution applies to every signal)."""
+    raw = card.get("policy")
+    if raw is None:
+        return None, -1, 0.0
+    try:
+        pol = DecisionPolicy.from_dict(raw, where)
+    except ModelCardError as e:
+        raise ModelRefused(str(e)) from None
+    names = list(card["feature_names"])
+    if pol.vol_feature not in names:
+        raise ModelRefused(f"{where}: policy.vol_feature {pol.vol_feature!r} is not one of its features")
+    msg = pb.DecisionPolicy(
+        entry_edge=pol.entry_edge,
+        exit_edge=pol.exit_edge,
+        move_up=pol.move_up,
+        move_down=pol.move_down,
+        min_hold_bars=pol.min_hold_bars,
+        max_hold_bars=pol.max_hold_bars,
+        cooldown_bars=pol.cooldown_bars,
+        max_lots=pol.max_lots,
+        target_vol=pol.target_vol,
+        stop_vol_mult=pol.stop_vol_mult,
+    )
+    return msg, names.index(pol.vol_feature), pol.vol_unit
 
 
 @dataclass(frozen=True)

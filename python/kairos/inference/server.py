@@ -56,7 +56,7 @@ class InferenceServer:
         self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
         self.batcher = MicroBatcher(self.manager, self.metrics, cfg.max_batch, cfg.max_delay_us)
         self.publisher = (
-            SignalPublisher(cfg.nats_url, cfg.signal_subject_prefix, self.metrics, cfg.signal_queue_size)
+            SignalPublisher(cfg.nats_url, cfg.signal_subject_prefix, self.metrics, cfg.nats_queue)
             if cfg.nats_url
             else None
         )
@@ -80,11 +80,11 @@ class InferenceServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = tls.add_port(server, self.cfg.listen, self.tls)
+        self.port = tls.add_port(server, self.cfg.grpc_addr, self.tls)
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.cfg.listen}")
-        if self.cfg.metrics_listen:
-            host, port = split_hostport(self.cfg.metrics_listen)
+            raise OSError(f"cannot listen on {self.cfg.grpc_addr}")
+        if self.cfg.metrics_addr:
+            host, port = split_hostport(self.cfg.metrics_addr)
             self._http, self._http_thread = start_http_server(port, host, registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
         self._tasks.append(asyncio.create_task(self.batcher.run(), name="micro-batcher"))
@@ -96,7 +96,7 @@ class InferenceServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.log.info(
             "serving",
-            listen=self.cfg.listen,
+            grpc_addr=self.cfg.grpc_addr,
             port=self.port,
             metrics_port=self.metrics_port,
             model=model.name,
@@ -113,7 +113,7 @@ class InferenceServer:
         with contextlib.suppress(Exception):
             await self._health.enter_graceful_shutdown()
         if self._grpc is not None:
-            await self._grpc.stop(self.cfg.shutdown_grace_s)
+            await self._grpc.stop(self.cfg.shutdown_timeout)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -148,7 +148,7 @@ async def serve(cfg: InferenceConfig) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     await stop.wait()
-    server.log.info("shutting down", grace_s=cfg.shutdown_grace_s)
+    server.log.info("shutting down", shutdown_timeout_s=cfg.shutdown_timeout)
     await server.stop()
     return 0
 
@@ -160,18 +160,18 @@ def _worker(cfg: InferenceConfig) -> None:
 
 def _run_workers(cfg: InferenceConfig) -> int:
     """N processes on one port (SO_REUSEPORT); worker i serves metrics on the metrics port + i."""
-    _, port = split_hostport(cfg.listen)
+    _, port = split_hostport(cfg.grpc_addr)
     if port == 0:
-        print("kairos-inference: --workers > 1 needs a fixed --listen port", file=sys.stderr)
+        print("kairos-inference: --workers > 1 needs a fixed --grpc-addr port", file=sys.stderr)
         return 2
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for i in range(cfg.workers):
-        metrics = cfg.metrics_listen
+        metrics = cfg.metrics_addr
         if metrics:
             mhost, mport = split_hostport(metrics)
             metrics = f"{mhost}:{mport + i if mport else 0}"
-        wcfg = dataclasses.replace(cfg, workers=1, metrics_listen=metrics)
+        wcfg = dataclasses.replace(cfg, workers=1, metrics_addr=metrics)
         p = ctx.Process(target=_worker, args=(wcfg,), name=f"kairos-inference-{i}")
         p.start()
         procs.append(p)

@@ -65,7 +65,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.batcher = batcher
         self.metrics = metrics
         self.publisher = publisher
-        self.allowed = frozenset(cfg.symbols)
+        self.allowed = frozenset(cfg.allowed_symbols)
         self.log = get_logger()
         self._stream_requests = metrics.requests.labels("StreamPredict")
         self._stream_seconds = metrics.request_seconds.labels("StreamPredict")
@@ -131,8 +131,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 await context.write(resp)
                 self._stream_seconds.observe(time.perf_counter() - recv_t)
                 if self.publisher is not None and resp.predictions:
+                    pol, col = model.policy, model.vol_index
                     for k, p in enumerate(resp.predictions):
-                        self.publisher.offer(signal_from(p, work.bids[k], work.asks[k]))
+                        # The bar's own feature row (the window's last) carries the realised volatility.
+                        vol = float(work.windows[k][-1, col]) * model.vol_unit if pol is not None else 0.0
+                        self.publisher.offer(signal_from(p, work.bids[k], work.asks[k], pol, vol))
                 if pending.empty() and reader.done():
                     break
             await reader  # re-raises a reader failure (ends the call with its status)

@@ -22,8 +22,15 @@ from kairos.types.v1 import types_pb2
 DIRECTIONS = (pb.DIRECTION_DOWN, pb.DIRECTION_FLAT, pb.DIRECTION_UP)
 
 
-def signal_from(pred: pb.Prediction, bid: float, ask: float) -> pb.Signal:
-    """Direction = argmax of [p_down, p_flat, p_up]; strength = p_up - p_down (docs/interfaces)."""
+def signal_from(
+    pred: pb.Prediction,
+    bid: float,
+    ask: float,
+    policy: pb.DecisionPolicy | None = None,
+    realised_vol: float = 0.0,
+) -> pb.Signal:
+    """Direction = argmax of [p_down, p_flat, p_up]; strength = p_up - p_down (docs/interfaces); the
+    model's decision policy and the bar's realised volatility ride along for execution (ADR 0081)."""
     out = list(pred.outputs)
     best = max(range(len(out)), key=out.__getitem__) if out else 1
     strength = out[2] - out[0] if len(out) == 3 else 0.0
@@ -38,6 +45,8 @@ def signal_from(pred: pb.Prediction, bid: float, ask: float) -> pb.Signal:
         hops=pred.hops,
         bid=bid,
         ask=ask,
+        realised_vol=realised_vol,
+        policy=policy,
     )
 
 

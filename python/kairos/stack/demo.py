@@ -37,6 +37,7 @@ ALIAS = "champion"
 @dataclass
 class DemoOptions:
     data: str = "sample:eurusd-h1"
+    symbol: str | None = None  # default: the one the data's file name states
     model: str = ""
     speed: float = 400.0
     last: int = 1500
@@ -112,10 +113,13 @@ def run(opts: DemoOptions, console: Console) -> int:
         settings.ports = services.Ports.free()
         console.print("[yellow]default ports are busy (a `kairos up` stack?); the demo uses free ports[/]")
     try:
-        data = replay.load(opts.data, symbol="EURUSD", strict=False, last=opts.last)
+        data = replay.load(opts.data, symbol=opts.symbol, strict=False, last=opts.last)
     except replay.BadData as exc:
         console.print(f"[red]{exc}[/]")
         return 2
+    except replay.ReplayError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
     for problem in data.rejected:
         console.print(f"[yellow]skipped[/] {problem}")
 

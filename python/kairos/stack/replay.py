@@ -1,9 +1,13 @@
-"""Replay market data through the bridge library into the collector.
+"""Replay market data through the bridge library into the collector (`kairos replay`).
 
 The data is read by the training importer (`kairos.training.data`: the shared CSV formats, MT5 tick
-and bar exports in UTF-8 or UTF-16, Parquet, `sample:eurusd-h1`), so replay and training accept
-the same files and report bad rows the same way: file, line, field and reason. Without `strict`,
-a bad row is reported and skipped and the rest is replayed.
+and bar exports in UTF-8 or UTF-16, CSV with a named time column, Parquet, any of them gzip or zstd
+compressed, `sample:eurusd-h1`), so replay and training accept the same files and report bad rows the
+same way: file, line, field and reason. Without `strict`, a bad row is reported and skipped and the
+rest is replayed.
+
+The symbol comes from `--symbol`, else from the file name (an MT5 export's `EURUSD_..._...csv`, the
+shared data's `eurusd-ticks-2020-01-01.csv`); a file whose name names no symbol needs `--symbol`.
 
 Bar files are replayed the way MT5's strategy tester models "1 minute OHLC": four ticks per bar
 (open, then high and low in the order the bar's direction implies, then close) spread over the
@@ -11,12 +15,14 @@ bar's first three quarters, with the bar's spread on the ask; the collector rebu
 from them.
 
 The ticks go through `kairos.bridge.client.Bridge`, the pybind11 extension over the DLL's own C++ client:
-the same queues, framing, sequencing and reconnect logic the terminal runs.
+the same queues, framing, sequencing and reconnect logic the terminal runs. A collector that cannot be
+reached fails the replay at once (`CollectorUnreachable`, naming the address), before any tick is pushed.
 """
 
 from __future__ import annotations
 
-import tempfile
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,12 +34,32 @@ import numpy.typing as npt
 
 from kairos.features import to_epoch_ms
 
-MAX_SKIPPED = 10_000  # beyond this many bad rows the file is not worth replaying
 PUSH_BATCH = 100  # ticks per push call, as the EA pushes a CopyTicks slice
+CONNECT_TIMEOUT_S = 5.0  # longest wait for the collector's Welcome before the replay gives up
+
+# Three-letter codes a symbol name is made of (ISO 4217 currencies, metals, common crypto): a file
+# name starting with two of them (eurusd-ticks-2020-01-01.csv, GBPUSD_M1.csv) names its symbol.
+CODES = frozenset(
+    re.findall(
+        r"\w+",
+        "USD EUR JPY GBP CHF AUD NZD CAD SEK NOK DKK PLN HUF CZK TRY ZAR MXN SGD HKD CNH CNY RUB INR BRL KRW"
+        " ILS THB XAU XAG XPT XPD BTC ETH LTC XRP BCH SOL ADA DOT",
+    )
+)
+# An MT5 export: SYMBOL_[TIMEFRAME_]YYYYMMDDHHMM_YYYYMMDDHHMM.csv; the symbol as the terminal spells it.
+_MT5_EXPORT = re.compile(r"^(?P<symbol>[A-Za-z#][^_\s]*)_(?:(?:M|H|D|W|MN)\d*_)?\d{12}_\d{12}(?:\.|$)")
 
 
 class BadData(ValueError):
     """The data cannot be replayed (unreadable, or a bad row with strict)."""
+
+
+class ReplayError(RuntimeError):
+    """The replay cannot run: no symbol for the data, or no collector at the address."""
+
+
+class CollectorUnreachable(ReplayError):
+    """The bridge could not connect to the collector."""
 
 
 @dataclass
@@ -57,6 +83,7 @@ class ReplayResult:
     counters: dict[str, int]
 
     acked: int = 0
+    log: list[str] = field(default_factory=list)  # the bridge's connect/disconnect lines
 
     @property
     def lost(self) -> int:
@@ -71,71 +98,78 @@ def _digits(point: float) -> int:
     return max(0, round(-np.log10(point))) if point > 0 else 5
 
 
-def _read(source: str) -> tuple[Any, str]:
-    from kairos.training import data as td
+def symbol_from_name(source: str) -> str | None:
+    """The symbol a data file's name states, or None (see the module docstring for the rules)."""
+    from kairos.training.data import SAMPLE_EURUSD_H1
 
-    return td.read_market_data(source)
+    if source == SAMPLE_EURUSD_H1:
+        return "EURUSD"
+    name = Path(source).name
+    if m := _MT5_EXPORT.match(name):
+        return m.group("symbol")
+    token = re.split(r"[-_.\s]", name, maxsplit=1)[0].upper()
+    if len(token) == 6 and token.isalpha() and token[:3] in CODES and token[3:] in CODES:
+        return token
+    return None
 
 
-def _read_skipping(source: str, strict: bool) -> tuple[Any, str, list[str]]:
-    """Parses the file; without strict, drops each bad line (reported) and parses the rest again."""
-    from kairos.training.data import DataError
+def resolve_symbol(source: str, symbol: str | None) -> str:
+    """``symbol`` when given, else the one the file name states; neither is a ReplayError."""
+    if symbol:
+        return symbol
+    found = symbol_from_name(source)
+    if found is None:
+        raise ReplayError(
+            f"{source}: the file name does not say which symbol the data is "
+            "(like EURUSD_202001020000_202001031159.csv or eurusd-ticks.csv): pass --symbol NAME"
+        )
+    return found
 
-    rejected: list[str] = []
+
+def load(
+    source: str,
+    *,
+    symbol: str | None = None,
+    strict: bool = False,
+    last: int = 0,
+    time_column: str | None = None,
+    time_format: str | None = None,
+    digits: int | None = None,
+) -> ReplayData:
+    """Reads ``source`` for replay as ``symbol`` (None: from the file name, see ``resolve_symbol``).
+
+    ``digits`` overrides the price digits found in the data.
+    """
+    from kairos.training.data import SAMPLE_EURUSD_H1, SAMPLE_EURUSD_SPREAD, DataError, read_market_data
+
+    symbol = resolve_symbol(source, symbol)
     try:
-        parsed, name = _read(source)
-        return parsed, name, rejected
+        parsed = read_market_data(
+            source, time_column=time_column, time_format=time_format, skip_bad_rows=not strict
+        )
     except DataError as exc:
-        if strict or exc.line is None or source.startswith("sample:"):
-            raise BadData(str(exc)) from exc
-        rejected.append(str(exc))
-        first_error = exc
-    path = Path(source)
-    raw = path.read_bytes()
-    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
-    lines = raw.decode(encoding).splitlines(keepends=True)
-    bad = {first_error.line}
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / path.name
-        while len(bad) <= MAX_SKIPPED:
-            # A skipped line becomes empty, so later line numbers still match the original file.
-            copy.write_text(
-                "".join("\n" if i + 1 in bad else ln for i, ln in enumerate(lines)), encoding="utf-8"
-            )
-            try:
-                parsed, _ = _read(str(copy))
-                return parsed, source, [r.replace(str(copy), source) for r in rejected]
-            except DataError as exc:
-                if exc.line is None or exc.line in bad:
-                    raise BadData(str(exc).replace(str(copy), source)) from exc
-                bad.add(exc.line)
-                rejected.append(str(exc).replace(str(copy), source))
-    raise BadData(f"{source}: more than {MAX_SKIPPED} bad rows; giving up")
-
-
-def load(source: str, *, symbol: str, strict: bool = False, last: int = 0) -> ReplayData:
-    parsed, name, rejected = _read_skipping(source, strict)
+        raise BadData(str(exc)) from exc
     frame = parsed.frame
     if last:
         frame = frame.iloc[-last:]
     point = float(parsed.point) or 1e-5
+    digits = _digits(point) if digits is None else digits
+    name = parsed.file  # the sample's path for sample:eurusd-h1
     if parsed.kind == "ticks":
         return ReplayData(
             symbol,
-            _digits(point),
+            digits,
             to_epoch_ms(frame["time"]),
             frame["bid"].to_numpy(np.float64),
             frame["ask"].to_numpy(np.float64),
             name,
             "ticks",
-            rejected,
+            parsed.rejected,
         )
-    from kairos.training.data import SAMPLE_EURUSD_H1, SAMPLE_EURUSD_SPREAD
-
     # Bars without a spread get the one training assumes for them (sample) or two points.
     default_spread = SAMPLE_EURUSD_SPREAD if source == SAMPLE_EURUSD_H1 else 2 * point
     time_msc, bid, ask = bars_to_ticks(frame, point, default_spread)
-    return ReplayData(symbol, _digits(point), time_msc, bid, ask, name, "bars", rejected)
+    return ReplayData(symbol, digits, time_msc, bid, ask, name, "bars", parsed.rejected)
 
 
 def bars_to_ticks(
@@ -161,15 +195,21 @@ def replay(
     *,
     collector: str,
     speed: float = 0.0,
+    realtime: float = 0.0,
+    batch: int = PUSH_BATCH,
     stats: Any = None,
     cancel: threading.Event | None = None,
     flush_timeout_s: float = 30.0,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> ReplayResult:
-    """Pushes the ticks through a bridge connected to `collector` at `speed` ticks/s (0: full speed).
+    """Pushes the ticks through a bridge connected to `collector` at `speed` ticks/s (0: full speed),
+    or, with `realtime` > 0, at the pace of the data's own times (1: as recorded, 10: ten times faster).
 
-    A full queue is retried, never skipped (the bridge counts each refusal in `dropped`; `lost` is
-    what was pushed but never acknowledged by the collector). Returns once the collector has
-    acknowledged everything queued (bounded by flush_timeout_s).
+    The bridge must reach the collector first: a refused or failed connection raises
+    CollectorUnreachable naming the address (after at most `connect_timeout_s`). A full queue is
+    retried, never skipped (the bridge counts each refusal in `dropped`; `lost` is what was pushed but
+    never acknowledged by the collector). Returns once the collector has acknowledged everything
+    queued (bounded by flush_timeout_s).
     """
     from kairos.bridge.client import Bridge, BridgeOptions, Status
 
@@ -177,11 +217,22 @@ def replay(
     started = time.perf_counter()
     pushed = 0
     with Bridge(
-        collector=collector, execution="", options=BridgeOptions(tick_queue_capacity=1 << 16)
+        collector=collector,
+        execution="",
+        terminal_name="kairos-replay",
+        options=BridgeOptions(tick_queue_capacity=1 << 16),
     ) as bridge:
         bridge.announce_symbol(data.symbol, data.digits, contract_size=100_000.0)
+        _wait_connected(bridge, collector, connect_timeout_s)
+        paced_from = time.perf_counter()
+        first_msc = int(data.time_msc[0]) if n else 0
         while pushed < n and not (cancel and cancel.is_set()):
-            end = min(n, pushed + PUSH_BATCH)
+            end = min(n, pushed + batch)
+            if realtime > 0:
+                due = (int(data.time_msc[pushed]) - first_msc) / 1000 / realtime
+                ahead = due - (time.perf_counter() - paced_from)
+                if ahead > 0:
+                    time.sleep(ahead)
             status = bridge.push_quotes(
                 data.symbol,
                 data.digits,
@@ -195,7 +246,7 @@ def replay(
             pushed = end
             if stats is not None:
                 stats.ticks_replayed = pushed
-            if speed > 0:
+            if speed > 0 and realtime <= 0:
                 ahead = pushed / speed - (time.perf_counter() - started)
                 if ahead > 0:
                     time.sleep(ahead)
@@ -207,6 +258,7 @@ def replay(
             time.sleep(0.005)
             counters = bridge.counters()
         seconds = time.perf_counter() - started
+        log = bridge.drain_log()
     return ReplayResult(
         pushed=pushed,
         sent=counters["ticks_sent"],
@@ -214,4 +266,23 @@ def replay(
         seconds=seconds,
         acked=counters["ticks_acked"],
         counters=counters,
+        log=log,
     )
+
+
+def _wait_connected(bridge: Any, collector: str, timeout_s: float) -> None:
+    """Returns once the collector has welcomed the bridge; a failed connect is fatal at once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counters = bridge.counters()
+        if counters["market_data_connected"]:
+            return
+        if counters["last_error"] or time.monotonic() >= deadline:
+            why = bridge.last_error() or f"no answer within {timeout_s:g} s"
+            # "(error 111)" is errno: say what it means.
+            why = re.sub(r"\(error (\d+)\)", lambda m: f"({os.strerror(int(m.group(1)))})", why)
+            raise CollectorUnreachable(
+                f"no collector at {collector}: {why}. Is the stack running (`kairos up`)? "
+                "--collector HOST:PORT names another bridge listener"
+            )
+        time.sleep(0.005)

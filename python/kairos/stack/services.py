@@ -61,11 +61,12 @@ class StackSettings:
     journal: str = ""  # default: <run_dir>/journal.db (SQLite)
     token: str = ""
     symbols: tuple[str, ...] = ("EURUSD",)
-    # Execution policy for the demo: lots per signal and the signal strength needed to trade.
+    # Execution's fallback policy, for models whose card carries none (a card's policy wins, ADR 0081):
+    # lots per position and the p(up) - p(down) needed to trade.
     lots: str = "0.10"
     threshold: float = 0.10
-    # Wall-clock pause between orders of one symbol; replays run faster than the market did.
-    cooldown: str = "0s"
+    # Extra execution flags (e.g. the paper venue's slippage model).
+    execution_args: tuple[str, ...] = ()
 
     @property
     def nats_url(self) -> str:
@@ -132,8 +133,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
             name="inference",
             argv=[
                 inference_bin,
-                f"--listen=127.0.0.1:{p.inference_grpc}",
-                f"--metrics-listen=127.0.0.1:{p.inference_metrics}",
+                f"--grpc-addr=127.0.0.1:{p.inference_grpc}",
+                f"--metrics-addr=127.0.0.1:{p.inference_metrics}",
                 f"--model={settings.model}",
                 f"--tracking-uri={settings.mlflow_uri}",
                 "--poll-interval-s=5",
@@ -156,7 +157,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--signal-threshold={settings.threshold}",
                 # Replayed data carries its historical times: judge signal age by arrival, not tick time.
                 "--signal-max-age=0",
-                f"--signal-cooldown={settings.cooldown}",
+                *settings.execution_args,
             ],
             env={"KAIROS_EXECUTION_TOKEN": token},
             grpc_addr=f"127.0.0.1:{p.execution_grpc}",

@@ -1,11 +1,13 @@
-"""Vectorised backtest of out-of-sample signals with spread and commission, and the comparison
-with the baselines.
+"""Backtest of out-of-sample signals with live-like fills, and the comparison with the baselines.
 
-A position in {-1, 0, +1} is decided at the close of bar t from the row of bar t and held to the
-close of bar t+1 (gross return = position x simple return of the bid close). Each unit of position
-change pays half the bar's mean spread plus the commission, so a round trip costs one spread and two
-commissions; an open position is closed (and paid for) at the end of each fold. Every strategy is
-run per validation fold from flat, on exactly the same bars.
+Positions come from the model card's decision policy (``kairos.training.policy``), the one live
+execution applies. The decision made at the close of bar t executes at the next price, the open of
+bar t+1: buys at the ask (bid open + the bar's spread) and sells at the bid, each moved against the
+order by the paper venue's slippage model (``FillModel``), plus a commission per side. The position
+held before the fill earns the move from close t to the fill (gaps, weekends included); the new
+position earns only from the fill on, so no gap is credited before the order could have filled.
+Positions are marked on the bid close. Every strategy is run per validation fold from flat, on
+exactly the same bars, and the decision at a fold's last bar is flat (the fold ends flat).
 """
 
 from __future__ import annotations
@@ -18,9 +20,29 @@ import numpy as np
 import numpy.typing as npt
 
 from kairos.training.baselines import BASELINES, momentum_positions
+from kairos.training.policy import Params, run_policy
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class FillModel:
+    """How an order fills: the paper venue's model (go/execution/venue/paper), in price points."""
+
+    slippage_points: int = 1
+    """Fixed adverse slippage of a market order, points (the paper venue's --paper-slippage-points)."""
+    slippage_points_per_lot: float = 0.5
+    """Size impact, points per lot, rounded up to whole points (--paper-slippage-points-per-lot)."""
+    point: float = 1e-5
+    """Price of one point (10^-digits; 5-digit FX quotes)."""
+    commission: float = 0.00002
+    """Commission per side, fraction of the notional traded."""
+
+    def slippage(self, lots: FloatArray) -> FloatArray:
+        """Adverse price move of orders of ``lots`` (absolute), price units."""
+        extra = np.ceil(np.round(np.abs(lots) * self.slippage_points_per_lot, 6))
+        return np.asarray((self.slippage_points + extra) * self.point, dtype=np.float64)
 
 
 @dataclass
@@ -28,7 +50,7 @@ class Metrics:
     sharpe: float
     """Annualised: mean / std of per-bar net returns x sqrt(bars per year of the data)."""
     total_return: float
-    """Sum of per-bar net simple returns (no compounding)."""
+    """Sum of per-bar net simple returns (no compounding), on the notional of a full position."""
     hit_rate: float
     """Share of in-market bars whose gross return was positive (0 when never in the market)."""
     max_drawdown: float
@@ -43,21 +65,37 @@ class Metrics:
 
 
 def positions_from_probs(probs: FloatArray) -> FloatArray:
-    """argmax over (down, flat, up) -> (-1, 0, +1)."""
+    """argmax over (down, flat, up) -> (-1, 0, +1) (the old per-bar rule, kept for comparisons)."""
     return np.asarray(np.argmax(probs, axis=1), dtype=np.float64) - 1.0
 
 
-def net_returns(
-    close: FloatArray, spread: FloatArray, idx: IntArray, pos: FloatArray, commission: float
+def fill_returns(
+    open_: FloatArray,
+    close: FloatArray,
+    spread: FloatArray,
+    idx: IntArray,
+    pos: FloatArray,
+    fill: FillModel,
+    max_lots: float = 1.0,
 ) -> tuple[FloatArray, FloatArray]:
-    """(gross, net) per-bar returns of positions ``pos`` held from bar idx[i] to idx[i]+1."""
+    """(gross, net) per-decision returns of positions ``pos`` (fractions of ``max_lots``, decided at
+    the close of bars ``idx``) over the following bar.
+
+    gross is the new position times the close-to-close return; net is the return with live-like fills
+    at the next bar's open (spread, slippage) less commission, on the notional of ``max_lots``.
+    """
     nxt = np.minimum(idx + 1, len(close) - 1)
-    ret = close[nxt] / close[idx] - 1.0
-    gross = pos * ret
-    change = np.abs(np.diff(pos, prepend=0.0))
-    change[-1] += abs(pos[-1])  # close out at the end of the period
-    cost = change * (spread[idx] / close[idx] / 2.0 + commission)
-    return gross, gross - cost
+    last = nxt == idx  # the data's last bar: no next open, fill at its close
+    c0 = close[idx]
+    c1 = np.where(last, c0, close[nxt])
+    prev = np.concatenate([[0.0], pos[:-1]])
+    delta = pos - prev
+    at = np.where(last, c0, open_[nxt])
+    slip = fill.slippage(delta * max_lots)
+    price = np.where(delta > 0, at + spread[nxt] + slip, np.where(delta < 0, at - slip, at))
+    net = (prev * (price - c0) + pos * (c1 - price)) / c0 - np.abs(delta) * fill.commission
+    gross = pos * (c1 / c0 - 1.0)
+    return gross, net
 
 
 def metrics(gross: FloatArray, net: FloatArray, pos: FloatArray, periods_per_year: float) -> Metrics:
@@ -84,6 +122,15 @@ def periods_per_year(times_ms: npt.NDArray[np.int64]) -> float:
     return float(len(times_ms) / span_years) if span_years > 0 else 1.0
 
 
+@dataclass(frozen=True)
+class BarPrices:
+    """The bars a backtest trades on: bid open and close, and the mean spread of each bar."""
+
+    open: FloatArray
+    close: FloatArray
+    spread: FloatArray
+
+
 @dataclass
 class StrategyResult:
     name: str
@@ -105,16 +152,20 @@ class StrategyResult:
 
 def run_strategy(
     name: str,
-    close: FloatArray,
-    spread: FloatArray,
+    bars: BarPrices,
     fold_idx: list[IntArray],
     fold_pos: list[FloatArray],
-    commission: float,
+    fill: FillModel,
     ppy: float,
+    max_lots: float = 1.0,
 ) -> StrategyResult:
+    """Positions (fractions of ``max_lots``) per fold through ``fill_returns``; each fold ends flat."""
     per_fold, all_gross, all_net, all_pos = [], [], [], []
     for idx, pos in zip(fold_idx, fold_pos, strict=True):
-        g, n = net_returns(close, spread, idx, pos, commission)
+        pos = np.asarray(pos, dtype=np.float64).copy()
+        if len(pos):
+            pos[-1] = 0.0
+        g, n = fill_returns(bars.open, bars.close, bars.spread, idx, pos, fill, max_lots)
         per_fold.append(metrics(g, n, pos, ppy))
         all_gross.append(g)
         all_net.append(n)
@@ -141,29 +192,51 @@ class Comparison:
         }
 
 
+def policy_positions(
+    params: Params, bars: BarPrices, idx: IntArray, probs: FloatArray, vol: FloatArray
+) -> FloatArray:
+    """The policy's positions over one fold, as fractions of max_lots (the fold ends flat)."""
+    run = run_policy(params, probs, vol, bars.close[idx], close_at_end=True)
+    return run.lots / params.policy.max_lots
+
+
 def compare(
-    close: FloatArray,
-    spread: FloatArray,
+    bars: BarPrices,
     times_ms: npt.NDArray[np.int64],
     fold_idx: list[IntArray],
     model_probs: list[FloatArray],
     logreg_probs: list[FloatArray],
     horizon: int,
-    commission: float,
+    fill: FillModel,
+    fold_params: list[Params],
+    vol: FloatArray,
 ) -> Comparison:
     """The model and every baseline on the same validation folds, and the registration verdict:
     the model must have a higher mean per-fold Sharpe than each baseline (flat's is 0, so a model
-    that loses money after costs never qualifies)."""
+    that loses money after costs never qualifies).
+
+    The model and the logistic-regression baseline trade through the decision policy with each fold's
+    parameters (``fold_params``: the class moves measured on that fold's training samples); ``vol``
+    is the realised volatility per bar, return units. Buy-and-hold and momentum hold full positions.
+    """
     ppy = periods_per_year(times_ms)
+    lots = [p.policy.max_lots for p in fold_params]
     positions = {
-        "model": [positions_from_probs(p) for p in model_probs],
+        "model": [
+            policy_positions(p, bars, i, pr, vol[i])
+            for p, i, pr in zip(fold_params, fold_idx, model_probs, strict=True)
+        ],
         "flat": [np.zeros(len(i)) for i in fold_idx],
         "buy_and_hold": [np.ones(len(i)) for i in fold_idx],
-        "momentum": [momentum_positions(close, i, horizon) for i in fold_idx],
-        "logreg": [positions_from_probs(p) for p in logreg_probs],
+        "momentum": [momentum_positions(bars.close, i, horizon) for i in fold_idx],
+        "logreg": [
+            policy_positions(p, bars, i, pr, vol[i])
+            for p, i, pr in zip(fold_params, fold_idx, logreg_probs, strict=True)
+        ],
     }
     assert set(positions) == {"model", *BASELINES}
-    res = {k: run_strategy(k, close, spread, fold_idx, v, commission, ppy) for k, v in positions.items()}
+    max_lots = float(np.mean(lots)) if lots else 1.0
+    res = {k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots) for k, v in positions.items()}
     model_sr = res["model"].summary()["mean_fold_sharpe"]
     losers = [(k, res[k].summary()["mean_fold_sharpe"]) for k in BASELINES]
     beaten_by = [(k, s) for k, s in losers if s >= model_sr]

@@ -81,6 +81,17 @@ TzOpt = Annotated[
 DedupeOpt = Annotated[
     str, typer.Option("--dedupe", help="Duplicate bar times: error (default), keep-first or keep-last.")
 ]
+TimeColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--time-column",
+        help="The CSV/Parquet time column, when its name is not time/timestamp/datetime/date.",
+    ),
+]
+TimeFmtOpt = Annotated[
+    str | None,
+    typer.Option("--time-format", help="strftime format of the time column (default: ISO 8601)."),
+]
 MaxBarsOpt = Annotated[int | None, typer.Option("--max-bars", min=1, help="Keep only the latest N bars.")]
 ArchOpt = Annotated[str, typer.Option("--arch", help="Model: mlp, tcn (causal temporal conv) or gru.")]
 WindowOpt = Annotated[int, typer.Option("--window", min=1, help="Feature rows per model input.")]
@@ -177,6 +188,8 @@ def _do_import(
     tz: str,
     dedupe: str,
     max_bars: int | None,
+    time_column: str | None = None,
+    time_format: str | None = None,
 ) -> Any:
     from kairos.training import pipeline
     from kairos.training.data import Dedupe, timeframe_name
@@ -192,6 +205,8 @@ def _do_import(
         source_tz=tz,
         dedupe=cast(Dedupe, dedupe),
         max_bars=max_bars,
+        time_column=time_column,
+        time_format=time_format,
     )
     t = Table(title=f"import {data}", show_header=False)
     t.add_row("kind", rep.kind)
@@ -226,9 +241,11 @@ def import_cmd(
     source_tz: TzOpt = "UTC",
     dedupe: DedupeOpt = "error",
     max_bars: MaxBarsOpt = None,
+    time_column: TimeColOpt = None,
+    time_format: TimeFmtOpt = None,
 ) -> None:
     """Import market data into validated, normalised bars (run/bars.parquet); report duplicates, gaps."""
-    _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars)
+    _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars, time_column, time_format)
 
 
 def _do_train(run: Path, tcfg: Any, lcfg: Any) -> dict[str, Any]:
@@ -418,7 +435,7 @@ def _do_backtest(
 ) -> dict[str, Any]:
     from kairos.training import pipeline
 
-    rep = pipeline.step_backtest(run, commission, gate_cfg, prior_trials)
+    rep = pipeline.step_backtest(run, commission, gate_cfg=gate_cfg, prior_trials=prior_trials)
     level = rep["stats"]["model"]["sharpe_ci_level"]
     t = Table(
         title=f"out of sample (validation folds), net of costs; {rep['trials']['n']} trials behind the "
@@ -539,6 +556,8 @@ def run_all(
     source_tz: TzOpt = "UTC",
     dedupe: DedupeOpt = "error",
     max_bars: MaxBarsOpt = None,
+    time_column: TimeColOpt = None,
+    time_format: TimeFmtOpt = None,
     arch: ArchOpt = "mlp",
     window: WindowOpt = 16,
     hidden: HiddenOpt = 32,
@@ -588,7 +607,7 @@ def run_all(
     )
     name = _model_name(run, name, symbol, source=data)  # before any work: a nameless run fails fast
     gate_cfg = _gate_config(significance, gate_alpha, seed)
-    _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars)
+    _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars, time_column, time_format)
     _do_train(run, tcfg, lcfg)
     _do_backtest(run, None, gate_cfg, prior_trials)  # before export, so the card carries the verdict
     _do_export(run, name, version, out_dir)

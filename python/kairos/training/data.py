@@ -1,9 +1,15 @@
 """Market data import: every supported source normalised to one bar schema, validated row by row.
 
+The one reader of market-data files in Kairos: training (``load_bars``), replay (``read_market_data``),
+the wire check, tests and benchmarks (``read_ticks``) all read files through this module.
+
 Sources: MT5 tick and bar exports (tab-separated ``<DATE> <TIME> ...``, UTF-8 or UTF-16), the CSV
-formats of ``../shared/data`` (bid/ask bar files, ``YYYYMMDD HHMMSSmmm,bid,ask,vol`` tick files), Parquet
-holding either schema, and ``sample:eurusd-h1`` (the real EURUSD H1 bars shipped by the ``backtesting``
-package, read in place). Ticks become bars by the ``kairos.features`` bar rule.
+formats of ``../shared/data`` (bid/ask bar files, ``YYYYMMDD HHMMSSmmm,bid,ask,vol`` tick files), CSV
+files with a header naming their columns (the time column by one of ``TIME_COLUMNS``, or chosen with
+``time_column``; its format ISO 8601 unless ``time_format`` says otherwise), Parquet holding either
+schema, and ``sample:eurusd-h1`` (the real EURUSD H1 bars shipped by the ``backtesting`` package,
+read in place). Any of the files may be compressed (gzip ``.gz`` or zstd ``.zst``, recognised by their
+content). Ticks become bars by the ``kairos.features`` bar rule.
 
 A row that cannot be trusted stops the import with a ``DataError`` naming file, line and field.
 Duplicate bars and gaps are reported in the ``ImportReport``; duplicates are an error unless the user
@@ -12,9 +18,12 @@ chose a policy (``dedupe``), gaps are kept: nothing is fixed silently.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.metadata
+import io
 import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +49,17 @@ TIMEFRAMES = {
 }
 
 Dedupe = Literal["error", "keep-first", "keep-last"]
+# Names a CSV or Parquet time column is recognised by (any case); an unnamed first column (a pandas
+# index written to CSV) counts too. Another name needs time_column (--time-column).
+TIME_COLUMNS = ("time", "timestamp", "datetime", "date_time", "date")
+# The columns of read_ticks: UTC time, the same in epoch milliseconds, quote prices and volume.
+TICK_COLUMNS = ("time", "time_msc", "bid", "ask", "volume")
+MAX_SKIPPED = 10_000  # read_market_data(skip_bad_rows=True) gives up beyond this many bad rows
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_PARQUET_MAGIC = b"PAR1"
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
 
 
 class DataError(ValueError):
@@ -109,8 +129,31 @@ def timeframe_name(seconds: int) -> str:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _read_text(path: Path) -> str:
+@dataclass(frozen=True)
+class _TimeSpec:
+    """Where a file's time is and how it is written (None: found by name / the format's default)."""
+
+    column: str | None = None
+    format: str | None = None
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when they are gzip or zstd (recognised by content, not name)."""
     raw = path.read_bytes()
+    try:
+        if raw.startswith(_GZIP_MAGIC):
+            return gzip.decompress(raw)
+        if raw.startswith(_ZSTD_MAGIC):
+            import pyarrow as pa  # type: ignore[import-untyped]  # a dependency already; its zstd codec saves one more
+
+            with pa.input_stream(pa.py_buffer(raw), compression="zstd") as f:
+                return bytes(f.read())
+    except (OSError, EOFError, ValueError, zlib.error) as e:  # pyarrow's errors are OSError/ValueError
+        raise DataError(str(path), None, None, f"cannot decompress ({e})") from e
+    return raw
+
+
+def _decode(raw: bytes, file: str) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16")
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -121,7 +164,15 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(str(path), None, None, f"neither UTF-8 nor UTF-16 text ({e})") from e
+        raise DataError(file, None, None, f"neither UTF-8 nor UTF-16 text ({e})") from e
+
+
+def _bare_suffix(path: Path) -> str:
+    """The suffix that names the format: ``.csv`` of ``x.csv.gz``."""
+    suffixes = [x.lower() for x in path.suffixes]
+    while suffixes and suffixes[-1] in _COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
 
 
 def _split_rows(text: str, sep: str) -> list[list[str]]:
@@ -156,7 +207,10 @@ def _numbers(df: pd.DataFrame, col: str, file: str, *, required: bool = True) ->
 
 
 def _times(text: pd.Series, fmt: str, file: str, fieldname: str, source_tz: str) -> pd.Series:
-    t = pd.to_datetime(text.str.strip(), format=fmt, errors="coerce")
+    try:
+        t = pd.to_datetime(text.str.strip(), format=fmt, errors="coerce")
+    except ValueError as e:  # a format pandas cannot use at all
+        raise DataError(file, None, fieldname, f"time format {fmt!r} is not usable: {e}") from e
     bad = t.isna()
     if bad.any():
         line = int(bad[bad].index[0])
@@ -164,7 +218,8 @@ def _times(text: pd.Series, fmt: str, file: str, fieldname: str, source_tz: str)
             file,
             line,
             fieldname,
-            f"{text.loc[line]!r} is not a time ({fmt}) ({int(bad.sum())} bad rows in all)",
+            f"{text.loc[line]!r} is not a time ({fmt}; --time-format sets another) "
+            f"({int(bad.sum())} bad rows in all)",
         )
     if getattr(t.dt, "tz", None) is None:
         t = t.dt.tz_localize(source_tz)
@@ -199,15 +254,18 @@ def _check_order(time: pd.Series, file: str) -> None:
 
 
 @dataclass
-class _Parsed:
+class MarketData:
+    """A file as it is: ticks stay ticks, bars keep their timeframe (``read_market_data``)."""
+
     kind: Literal["bars", "ticks"]
     frame: pd.DataFrame  # bars: BAR_SCHEMA (spread may be NaN); ticks: time, bid, ask, volume; index = line
     point: float
     spread_source: str
+    file: str = ""  # the file read (the sample's path for sample:eurusd-h1)
+    rejected: list[str] = field(default_factory=list)  # bad rows skipped (skip_bad_rows), as DataError text
 
 
-def _parse_mt5(path: Path, text: str, source_tz: str) -> _Parsed:
-    file = str(path)
+def _parse_mt5(file: str, text: str, source_tz: str, spec: _TimeSpec) -> MarketData:
     rows = _split_rows(text, "\t")
     header = [h.strip().strip("<>").lower() for h in rows[0]]
     df = _frame(rows[1:], header, file, 2)
@@ -218,6 +276,7 @@ def _parse_mt5(path: Path, text: str, source_tz: str) -> _Parsed:
         fmt = _mt5_time_format(df["time"].iloc[0].strip() if len(df) else "00:00")
     else:  # D1 and longer bars have no <TIME> column
         stamp, fmt = df["date"].str.strip(), "%Y.%m.%d"
+    fmt = spec.format or fmt
     if not len(df):
         raise DataError(file, None, None, "no data rows")
     time = _times(stamp, fmt, file, "time" if "time" in header else "date", source_tz)
@@ -230,7 +289,7 @@ def _parse_mt5(path: Path, text: str, source_tz: str) -> _Parsed:
         out = pd.DataFrame({"time": time, "bid": bid, "ask": ask, "volume": vol}).dropna(
             subset=["bid", "ask"]
         )
-        return _Parsed("ticks", out, _point_from_text([df["bid"], df["ask"]]), "ask - bid of the ticks")
+        return MarketData("ticks", out, _point_from_text([df["bid"], df["ask"]]), "ask - bid of the ticks")
     need = {"open", "high", "low", "close"}
     if not need <= set(header):
         raise DataError(
@@ -247,19 +306,59 @@ def _parse_mt5(path: Path, text: str, source_tz: str) -> _Parsed:
     else:
         out["spread"] = np.nan
         src = "none in file"
-    return _Parsed("bars", out, point, src)
+    return MarketData("bars", out, point, src)
 
 
 _TICK_CSV = re.compile(r"^\d{8} \d{9},")
 
 
-def _parse_csv(path: Path, text: str, source_tz: str) -> _Parsed:
-    file = str(path)
-    first = text.split("\n", 1)[0]
+def _headerless(first: str) -> bool:
+    """A CSV without a header: the shared tick format, or a first line whose second field is a number."""
     if _TICK_CSV.match(first):
+        return True
+    fields = first.split(",")
+    try:
+        float(fields[1])
+    except (IndexError, ValueError):
+        return False
+    return True
+
+
+def _has_header(text: str) -> bool:
+    return text.startswith("<DATE>") or not _headerless(text.split("\n", 1)[0])
+
+
+def _time_column(names: list[str], file: str, wanted: str | None, line: int | None) -> int:
+    """Index of the time column among ``names``: the one asked for, else the first known name."""
+    lower = [n.strip().lower() for n in names]
+    if wanted is not None:
+        if wanted.strip().lower() in lower:
+            return lower.index(wanted.strip().lower())
+        raise DataError(file, line, None, f"no column {wanted!r} (--time-column); the columns found: {names}")
+    for name in TIME_COLUMNS:
+        if name in lower:
+            return lower.index(name)
+    if lower and lower[0] in ("", "unnamed: 0"):  # a pandas index written to CSV
+        return 0
+    raise DataError(
+        file,
+        line,
+        None,
+        f"no time column: the columns found are {names}; a time column is named one of "
+        f"{list(TIME_COLUMNS)} (any case) or is an unnamed first column; "
+        "name yours with --time-column NAME",
+    )
+
+
+def _parse_csv(file: str, text: str, source_tz: str, spec: _TimeSpec) -> MarketData:
+    first = text.split("\n", 1)[0]
+    if _headerless(first):
+        if spec.column is not None:
+            raise DataError(file, 1, None, "--time-column names a header column, but this CSV has no header")
         rows = _split_rows(text, ",")
         df = _frame(rows, ["time", "bid", "ask", "volume"], file, 1)
-        time = _times(df["time"], "%Y%m%d %H%M%S%f", file, "time", source_tz)
+        fmt = spec.format or ("%Y%m%d %H%M%S%f" if _TICK_CSV.match(first) else "ISO8601")
+        time = _times(df["time"], fmt, file, "time", source_tz)
         out = pd.DataFrame(
             {
                 "time": time,
@@ -268,20 +367,19 @@ def _parse_csv(path: Path, text: str, source_tz: str) -> _Parsed:
                 "volume": _numbers(df, "volume", file),
             }
         )
-        return _Parsed("ticks", out, _point_from_text([df["bid"], df["ask"]]), "ask - bid of the ticks")
+        return MarketData("ticks", out, _point_from_text([df["bid"], df["ask"]]), "ask - bid of the ticks")
     rows = _split_rows(text, ",")
     header = [h.strip().lower() for h in rows[0]]
-    if header and header[0] in ("", "unnamed: 0", "datetime", "date", "timestamp", "time"):
-        header[0] = "time"
+    header[_time_column([h.strip() for h in rows[0]], file, spec.column, 1)] = "time"
     df = _frame(rows[1:], header, file, 2)
     if not len(df):
         raise DataError(file, None, None, "no data rows")
-    time = _times(df["time"], "ISO8601", file, "time", source_tz)
+    time = _times(df["time"], spec.format or "ISO8601", file, "time", source_tz)
     if {"bid", "ask"} <= set(header):
         vol = _numbers(df, "volume", file) if "volume" in header else 0.0
         out = pd.DataFrame({"time": time, "bid": _numbers(df, "bid", file), "ask": _numbers(df, "ask", file)})
         out["volume"] = vol
-        return _Parsed("ticks", out, _point_from_text([df["bid"], df["ask"]]), "ask - bid of the ticks")
+        return MarketData("ticks", out, _point_from_text([df["bid"], df["ask"]]), "ask - bid of the ticks")
     need = ["open", "high", "low", "close"]
     missing = [c for c in need if c not in header]
     if missing:
@@ -297,33 +395,43 @@ def _parse_csv(path: Path, text: str, source_tz: str) -> _Parsed:
     else:
         out["spread"] = np.nan
         src = "none in file"
-    return _Parsed("bars", out, _point_from_text([df["open"], df["close"]]), src)
+    return MarketData("bars", out, _point_from_text([df["open"], df["close"]]), src)
 
 
-def _parse_parquet(path: Path) -> _Parsed:
-    df = pd.read_parquet(path)
+def _parse_parquet(file: str, raw: bytes, source_tz: str, spec: _TimeSpec) -> MarketData:
+    try:
+        df = pd.read_parquet(io.BytesIO(raw))
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(file, None, None, f"not a readable Parquet file ({e})") from e
+    if df.index.name is not None or isinstance(df.index, pd.MultiIndex):
+        df = df.reset_index()  # a time index written by pandas
+    names = [str(c) for c in df.columns]
+    df.columns = [n.strip().lower() for n in names]
+    df = df.rename(columns={df.columns[_time_column(names, file, spec.column, None)]: "time"})
     df.index = pd.RangeIndex(1, len(df) + 1, name="line")  # row numbers stand in for lines
-    if "time" not in df.columns:
-        raise DataError(str(path), None, "time", "Parquet data needs a 'time' column")
     t = df["time"]
-    if pd.api.types.is_integer_dtype(t.dtype):
+    if pd.api.types.is_integer_dtype(t.dtype):  # epoch milliseconds
         t = pd.to_datetime(t, unit="ms", utc=True)
+    elif pd.api.types.is_string_dtype(t.dtype):  # times as text: read like a CSV's
+        t = _times(t.astype(str), spec.format or "ISO8601", file, "time", source_tz)
+    elif not pd.api.types.is_datetime64_any_dtype(t.dtype):
+        raise DataError(file, None, "time", f"the time column holds {t.dtype}, not times")
     elif getattr(t.dt, "tz", None) is None:
         t = t.dt.tz_localize("UTC")
     df["time"] = t.dt.tz_convert("UTC").astype("datetime64[ms, UTC]")
     if {"bid", "ask"} <= set(df.columns):
         if "volume" not in df.columns:
             df["volume"] = 0.0
-        return _Parsed("ticks", df[["time", "bid", "ask", "volume"]], 1e-5, "ask - bid of the ticks")
+        return MarketData("ticks", df[["time", "bid", "ask", "volume"]], 1e-5, "ask - bid of the ticks")
     missing = [c for c in ("open", "high", "low", "close") if c not in df.columns]
     if missing:
-        raise DataError(str(path), None, missing[0], "Parquet bars need time, open, high, low, close")
+        raise DataError(file, None, missing[0], "Parquet bars need time, open, high, low, close")
     if "tick_volume" not in df.columns:
         df["tick_volume"] = 0.0
     src = "spread column of the file (price units)" if "spread" in df.columns else "none in file"
     if "spread" not in df.columns:
         df["spread"] = np.nan
-    return _Parsed("bars", df[list(BAR_SCHEMA)].astype({c: "float64" for c in BAR_SCHEMA[1:]}), 1e-5, src)
+    return MarketData("bars", df[list(BAR_SCHEMA)].astype({c: "float64" for c in BAR_SCHEMA[1:]}), 1e-5, src)
 
 
 def sample_path() -> Path:
@@ -340,36 +448,128 @@ def sample_path() -> Path:
     raise DataError(SAMPLE_EURUSD_H1, None, None, "backtesting package ships no EURUSD.csv")
 
 
-def _parse(source: str, source_tz: str) -> tuple[_Parsed, str]:
+def _open(source: str) -> tuple[str, str | bytes]:
+    """The file's name and its content: text (CSV, MT5 export) or the bytes of a Parquet file."""
     if source == SAMPLE_EURUSD_H1:
         path = sample_path()
-        parsed = _parse_csv(path, _read_text(path), "UTC")
-        return parsed, str(path)
+        return str(path), _decode(path.read_bytes(), str(path))
     path = Path(source)
     if not path.is_file():
         raise DataError(source, None, None, "no such file")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return _parse_parquet(path), source
-    text = _read_text(path)
-    if not text.strip():
-        raise DataError(source, None, None, "empty file")
-    if text.lstrip("\ufeff").startswith("<DATE>"):
-        return _parse_mt5(path, text.lstrip("\ufeff"), source_tz), source
-    return _parse_csv(path, text, source_tz), source
+    raw = _read_bytes(path)
+    if raw.startswith(_PARQUET_MAGIC) or _bare_suffix(path) in _PARQUET_SUFFIXES:
+        return source, raw
+    return source, _decode(raw, source)
 
 
-def read_market_data(source: str, source_tz: str = "UTC") -> tuple[_Parsed, str]:
+def _parse_content(file: str, content: str | bytes, source_tz: str, spec: _TimeSpec) -> MarketData:
+    if isinstance(content, bytes):
+        parsed = _parse_parquet(file, content, source_tz, spec)
+    else:
+        text = content.lstrip("\ufeff")
+        if not text.strip():
+            raise DataError(file, None, None, "empty file")
+        if text.startswith("<DATE>"):
+            parsed = _parse_mt5(file, text, source_tz, spec)
+        else:
+            parsed = _parse_csv(file, text, source_tz, spec)
+    parsed.file = file
+    return parsed
+
+
+def _parse(source: str, source_tz: str, spec: _TimeSpec) -> tuple[MarketData, str]:
+    if source == SAMPLE_EURUSD_H1:
+        spec, source_tz = _TimeSpec(), "UTC"  # the sample's own format
+    file, content = _open(source)
+    return _parse_content(file, content, source_tz, spec), file
+
+
+def _validated(data: MarketData) -> MarketData:
+    if data.kind == "ticks":
+        _validate_ticks(data.frame, data.file)
+    else:
+        _validate_bars(data.frame, data.file)
+    return data
+
+
+def read_market_data(
+    source: str,
+    source_tz: str = "UTC",
+    *,
+    time_column: str | None = None,
+    time_format: str | None = None,
+    skip_bad_rows: bool = False,
+) -> MarketData:
     """Reads ``source`` as it is (ticks stay ticks, bars keep their timeframe), every row validated.
 
     For replay (``kairos replay``): the same formats and the same errors as ``load_bars``, without
-    resampling. The frame's index is the row's line number in the file.
+    resampling. The frame's index is the row's line number in the file. With ``skip_bad_rows`` a bad
+    row of a text file is left out and reported in ``rejected`` (file, line, field, reason) and the
+    rest is read; a bad header, a Parquet file or more than MAX_SKIPPED bad rows still raise.
     """
-    parsed, file = _parse(source, source_tz)
-    if parsed.kind == "ticks":
-        _validate_ticks(parsed.frame, file)
-    else:
-        _validate_bars(parsed.frame, file)
-    return parsed, file
+    spec = _TimeSpec(time_column, time_format)
+    if source == SAMPLE_EURUSD_H1:
+        spec, source_tz = _TimeSpec(), "UTC"
+    file, content = _open(source)
+    try:
+        return _validated(_parse_content(file, content, source_tz, spec))
+    except DataError as exc:
+        if not skip_bad_rows or isinstance(content, bytes) or not _skippable(exc, content):
+            raise
+        first = exc
+    assert isinstance(content, str)
+    lines = content.splitlines(keepends=True)
+    bad, rejected = {first.line}, [str(first)]
+    while len(bad) <= MAX_SKIPPED:
+        # A skipped line becomes empty, so later line numbers still match the original file.
+        text = "".join("\n" if i + 1 in bad else ln for i, ln in enumerate(lines))
+        try:
+            data = _validated(_parse_content(file, text, source_tz, spec))
+        except DataError as exc:
+            if exc.line in bad or not _skippable(exc, content):
+                raise
+            bad.add(exc.line)
+            rejected.append(str(exc))
+            continue
+        data.rejected = rejected
+        return data
+    raise DataError(file, None, None, f"more than {MAX_SKIPPED} bad rows; giving up")
+
+
+def _skippable(exc: DataError, text: str) -> bool:
+    """A data row's error (not the header's, not the whole file's) can be skipped."""
+    return exc.line is not None and not (exc.line == 1 and _has_header(text.lstrip("\ufeff")))
+
+
+def read_ticks(
+    source: str,
+    source_tz: str = "UTC",
+    *,
+    time_column: str | None = None,
+    time_format: str | None = None,
+) -> pd.DataFrame:
+    """Reads a tick file (any supported format, compressed or not) into validated quote ticks.
+
+    Columns ``TICK_COLUMNS``: ``time`` (datetime64[ms, UTC]), ``time_msc`` (int64 epoch
+    milliseconds), ``bid``, ``ask``, ``volume`` (float64); the index is the row's line in the file. A
+    bar file is a DataError (``load_bars`` reads bars).
+    """
+    data = read_market_data(source, source_tz, time_column=time_column, time_format=time_format)
+    if data.kind != "ticks":
+        raise DataError(data.file, None, None, "holds bars, not ticks (no bid and ask columns)")
+    f = data.frame
+    time_msc = (f["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    out = pd.DataFrame(
+        {
+            "time": f["time"],
+            "time_msc": time_msc.astype("int64"),
+            "bid": f["bid"].astype("float64"),
+            "ask": f["ask"].astype("float64"),
+            "volume": pd.Series(f["volume"], index=f.index).astype("float64"),
+        },
+        index=f.index,
+    )
+    return out
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -402,10 +602,10 @@ def _validate_bars(df: pd.DataFrame, file: str) -> None:
 
 def _validate_ticks(df: pd.DataFrame, file: str) -> None:
     for col in ("bid", "ask"):
-        bad = df[col] <= 0
+        bad = ~np.isfinite(df[col]) | (df[col] <= 0)
         if bad.any():
             line = int(bad[bad].index[0])
-            raise DataError(file, line, col, f"price must be positive, got {df.loc[line, col]}")
+            raise DataError(file, line, col, f"price must be positive and finite, got {df.loc[line, col]}")
     crossed = df["ask"] < df["bid"]
     if crossed.any():
         line = int(crossed[crossed].index[0])
@@ -500,15 +700,19 @@ def load_bars(
     spread: float | None = None,
     source_tz: str = "UTC",
     dedupe: Dedupe = "error",
+    time_column: str | None = None,
+    time_format: str | None = None,
 ) -> tuple[pd.DataFrame, ImportReport]:
     """Import ``source`` as validated bars (BAR_SCHEMA, UTC) plus a report of what was found.
 
     ``ask_source`` is a bar file on the ask with the same times (spread = mean of ask - bid over the
     four prices; crossed bars are clamped to 0 and reported); a ``*bid*`` file with an ``*ask*`` twin
     beside it is paired automatically. ``spread`` (price units) fills bars that carry no spread, and is
-    recorded as such.
+    recorded as such. ``time_column`` and ``time_format`` say where a CSV's time is and how it is
+    written, when the file's own header does not (they apply to ``ask_source`` too).
     """
-    parsed, file = _parse(source, source_tz)
+    spec = _TimeSpec(time_column, time_format)
+    parsed, file = _parse(source, source_tz, spec)
     rows_in = len(parsed.frame)
     if not rows_in:
         raise DataError(file, None, None, "no data rows")
@@ -524,7 +728,7 @@ def load_bars(
             twin = _pair_ask_file(Path(source))
             ask_source = str(twin) if twin else None
         if ask_source is not None:
-            ask, ask_file = _parse(ask_source, source_tz)
+            ask, ask_file = _parse(ask_source, source_tz, spec)
             if ask.kind != "bars" or len(ask.frame) != len(bars):
                 raise DataError(
                     ask_file, None, None, f"ask bars must match the {len(bars)} bid bars row for row"

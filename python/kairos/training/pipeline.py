@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kept Any
 
-from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
+from kairos.features import SCHEMA, DecisionPolicy, ModelCard, compute_features, to_epoch_ms
 from kairos.training import data as data_mod
 from kairos.training.labels import LabelConfig, make_labels, window_index, windows
+from kairos.training.policy import Params, PolicyConfig, class_moves
 
 # torch (and what needs it) is imported by the steps that use it: `import` and `--help` stay fast.
 if TYPE_CHECKING:
+    from kairos.training.backtest import FillModel
     from kairos.training.export import ExportResult
     from kairos.training.gate import GateConfig, OOSResult
     from kairos.training.models import KairosNet
@@ -93,9 +95,18 @@ def step_import(
     source_tz: str,
     dedupe: data_mod.Dedupe,
     max_bars: int | None,
+    time_column: str | None = None,
+    time_format: str | None = None,
 ) -> data_mod.ImportReport:
     bars, report = data_mod.load_bars(
-        source, timeframe=timeframe, ask_source=ask_source, spread=spread, source_tz=source_tz, dedupe=dedupe
+        source,
+        timeframe=timeframe,
+        ask_source=ask_source,
+        spread=spread,
+        source_tz=source_tz,
+        dedupe=dedupe,
+        time_column=time_column,
+        time_format=time_format,
     )
     if max_bars is not None and max_bars < len(bars):
         # The latest bars: a slice keeps the most recent market, the one a model would trade next.
@@ -283,8 +294,13 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
     parity_x = windows(feats, held_out, net.cfg.window)
     report_path = run_dir / "report.json"
     metrics: dict[str, Any] = {}
+    # The policy the backtest traded by; without a backtest, the default policy with measured moves.
+    policy = final_policy(bars, run, PolicyConfig())
     if report_path.exists():
-        metrics = card_metrics(_read_json(report_path))
+        rep = _read_json(report_path)
+        if "policy" in rep:
+            policy = DecisionPolicy.from_dict(rep["policy"], str(report_path))
+        metrics = card_metrics(rep)
     card = ModelCard(
         name=name,
         version=version,
@@ -306,6 +322,7 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         },
         metrics=metrics,
         created_utc=created_utc(),
+        policy=policy,
     )
     card.metrics["seed"] = run["train"]["seed"]
     result = export_onnx(net, card, run_dir, parity_x)
@@ -325,6 +342,28 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
 
 
 # --------------------------------------------------------------------------------------------- backtest
+
+
+def _policy_inputs(
+    bars: pd.DataFrame, run: dict[str, Any], cfg: PolicyConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, labelled sample index, realised volatility per bar in return units) as the policy
+    sees them: the volatility passes through float32, as it does in the served model's feature rows."""
+    label = {k: v for k, v in run["label"].items() if k != "kind"}
+    labels = make_labels(bars, LabelConfig(**label))
+    feats = compute_features(bars)
+    idx = window_index(feats, labels, int(run["train"]["window"]))
+    col = list(SCHEMA.names).index(cfg.vol_feature)
+    vol = feats[:, col].astype(np.float32).astype(np.float64) * cfg.vol_unit
+    return labels, idx, vol
+
+
+def final_policy(bars: pd.DataFrame, run: dict[str, Any], cfg: PolicyConfig) -> DecisionPolicy:
+    """The card's policy: ``cfg`` with the class moves measured on every labelled sample (the final
+    model's training data)."""
+    labels, idx, _ = _policy_inputs(bars, run, cfg)
+    close = bars["close"].to_numpy(np.float64)
+    return cfg.policy(*class_moves(close, labels, idx, int(run["label"]["horizon"])))
 
 
 MARKET, RULES, NEVER_TRADES = ("buy_and_hold",), ("momentum",), ("flat",)
@@ -363,43 +402,57 @@ def pbo_of(results: dict[str, OOSResult]) -> dict[str, Any] | None:
 def step_backtest(
     run_dir: Path,
     commission: float | None = None,
+    policy_cfg: PolicyConfig | None = None,
+    fill: FillModel | None = None,
     gate_cfg: GateConfig | None = None,
     prior_trials: int = 0,
 ) -> dict[str, Any]:
-    """Backtest every strategy on the validation folds, then the gate: the candidate (``model``)
-    against the other learned models, the rules and the market, given the trials behind it (the
-    learned models of this run plus ``prior_trials`` configurations tried before on this data)."""
+    """Backtest the fold predictions through the decision policy with live-like fills (and the
+    baselines); the report carries the policy the card will hold. Then the gate: the candidate
+    (``model``) against the other learned models, the rules and the market, given the trials behind
+    it (the learned models of this run plus ``prior_trials`` configurations tried before on this data)."""
     bars, imp = load_run_bars(run_dir)
     run = _read_json(_need(run_dir, "run.json", "train"))
     oos = np.load(_need(run_dir, "oos.npz", "train"))
     from kairos.training import stats as st
-    from kairos.training.backtest import compare, periods_per_year, plot_equity
+    from kairos.training.backtest import BarPrices, FillModel, compare, periods_per_year, plot_equity
     from kairos.training.gate import GateConfig, gate, summarize
 
-    cfg = gate_cfg or GateConfig()
+    cfg = policy_cfg or PolicyConfig()
+    gcfg = gate_cfg or GateConfig()
     n_folds = len(run["folds"])
     fold_idx = [oos[f"val_{k}"] for k in range(n_folds)]
     label = run["label"]
     comm = float(label["commission"] if commission is None else commission)
+    fill = replace(fill or FillModel(), commission=comm)
     close = bars["close"].to_numpy(np.float64)
-    spread = bars["spread"].to_numpy(np.float64)
+    prices = BarPrices(bars["open"].to_numpy(np.float64), close, bars["spread"].to_numpy(np.float64))
     times_ms = to_epoch_ms(bars["time"])
+    labels, idx, vol = _policy_inputs(bars, run, cfg)
+    horizon = int(label["horizon"])
+    purge = int(run.get("purge", horizon))
+    # Each fold's class moves come from its own training samples only (no look-ahead).
+    fold_params = [
+        Params(cfg.policy(*class_moves(close, labels, idx[idx < f[0] - purge], horizon))) for f in fold_idx
+    ]
     cmp = compare(
-        close,
-        spread,
+        prices,
         times_ms,
         fold_idx,
         [oos[f"probs_{k}"] for k in range(n_folds)],
         [oos[f"logreg_{k}"] for k in range(n_folds)],
-        int(label["horizon"]),
-        comm,
+        horizon,
+        fill,
+        fold_params,
+        vol,
     )
+    card_policy = cfg.policy(*class_moves(close, labels, idx, horizon))
     results = oos_results(cmp, periods_per_year(times_ms))
     candidate = results[CANDIDATE]
     others = [r for k, r in results.items() if k != CANDIDATE]
     learned = [r.name for r in results.values() if r.role == "learned"]
     n_trials = len(learned) + prior_trials
-    verdict = gate(candidate, others, n_trials, cfg)
+    verdict = gate(candidate, others, n_trials, gcfg)
     market = next((r for r in others if r.role == "market"), None)
     trial_sharpes = [st.sharpe_per_bar(results[k].net_all) for k in learned]
     figures = {CANDIDATE: verdict.figures}
@@ -408,7 +461,7 @@ def step_backtest(
         is_trial = r.role == "learned"
         figures[r.name] = summarize(
             r,
-            cfg=cfg,
+            cfg=gcfg,
             n_trials=n_trials if is_trial else 1,
             trial_sharpes=trial_sharpes if is_trial else None,
             market=None if r is market else market,
@@ -423,6 +476,9 @@ def step_backtest(
         "trials": {"n": n_trials, "learned_in_run": learned, "prior": prior_trials},
         "pbo": pbo_of(results),
         "commission_per_side": comm,
+        "fill": asdict(fill),
+        "policy": card_policy.to_dict(),
+        "fold_policies": [p.policy.to_dict() for p in fold_params],
         "spread": imp["spread_source"],
         "folds": run["folds"],
         "architecture": run["train"]["arch"],

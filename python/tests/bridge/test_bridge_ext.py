@@ -12,14 +12,15 @@ import pytest
 import kairos.bridge.client as kb
 from kairos.bridge.peer import BridgePeer
 from kairos.bridge.v1 import bridge_pb2
+from kairos.training.data import read_ticks
 from kairos.types.v1 import types_pb2
-from kairos.wirecheck import DEFAULT_TICKS, read_quote_ticks
+from kairos.wirecheck import DEFAULT_TICKS
 
 
 @pytest.fixture(scope="module")
 def real_ticks() -> np.ndarray:
-    ticks = read_quote_ticks(Path(DEFAULT_TICKS))
-    return kb.quote_ticks([t.time_msc for t in ticks], [t.bid for t in ticks], [t.ask for t in ticks])
+    ticks = read_ticks(str(DEFAULT_TICKS))
+    return kb.quote_ticks(ticks["time_msc"], ticks["bid"], ticks["ask"])
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 
 from kairos.bridge.peer import BridgePeer
 from kairos.bridge.v1 import bridge_pb2
+from kairos.training.data import read_ticks
 from kairos.types.v1 import types_pb2
 
 REPO = Path(__file__).resolve().parents[3]
@@ -36,17 +37,12 @@ def win_dir() -> Path:
     return path
 
 
-def read_ticks() -> list[tuple[int, float, float]]:
-    import calendar
-    import time
-
-    out = []
-    for line in TICKS_CSV.read_text().splitlines():
-        stamp, bid, ask, _ = line.split(",")
-        day, clock = stamp.split(" ")
-        t = time.strptime(day + clock[:6], "%Y%m%d%H%M%S")
-        out.append((calendar.timegm(t) * 1000 + int(clock[6:9]), float(bid), float(ask)))
-    return out
+def expected_ticks() -> list[tuple[int, float, float]]:
+    ticks = read_ticks(str(TICKS_CSV))
+    return [
+        (int(t), float(b), float(a))
+        for t, b, a in zip(ticks["time_msc"], ticks["bid"], ticks["ask"], strict=True)
+    ]
 
 
 def test_dll_imports_only_kernel32_msvcrt_ws2_32_and_exports_the_header(win_dir: Path) -> None:
@@ -64,7 +60,7 @@ def test_dll_imports_only_kernel32_msvcrt_ws2_32_and_exports_the_header(win_dir:
 def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> None:
     wine = shutil.which("wine")
     assert wine, "wine is not installed (APT_PACKAGES in mk/bridge.mk)"
-    expected = read_ticks()
+    expected = expected_ticks()
     commands = [
         bridge_pb2.OrderCommand(
             command_id=100 + i,

@@ -1,4 +1,5 @@
-"""Every KAIROS_<SERVICE>_* variable the deployment files set is one the service really reads.
+"""Every KAIROS_<SERVICE>_* variable the deployment files set is one the service really reads, and a
+setting the services share is spelt the same in each.
 
 A misspelt variable is silently ignored by a service, so this compares the names used in the
 compose files, the Dockerfiles and the rendered Kubernetes manifests with each service's typed
@@ -67,6 +68,42 @@ def test_deployment_variables_exist_in_the_services_configs(
         if name.startswith(tuple(PREFIXES.values())) and name not in known
     }
     assert not unknown, f"variables no service reads (misspelt or removed): {unknown}"
+
+
+# The same concept has the same flag (and so the same variable suffix) in every service that has it.
+SHARED = {
+    "grpc-addr": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "metrics-addr": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "log-level": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "shutdown-timeout": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "nats-url": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "tls-cert": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "tls-key": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "tls-client-ca": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "bridge-addr": ("kairos-collector", "kairos-execution"),
+    "heartbeat-interval": ("kairos-collector", "kairos-execution"),
+    "nats-queue": ("kairos-collector", "kairos-inference"),
+    "allowed-symbols": ("kairos-inference", "kairos-execution"),
+}
+# Spellings the shared names replaced; none may come back.
+RETIRED = ("listen", "metrics-listen", "shutdown-grace-s", "symbols", "signal-queue-size", "mt5-heartbeat")
+
+
+def test_a_shared_setting_has_one_name_in_every_service(deploy: ModuleType, tmp_path: Path) -> None:
+    deploy.build_go_binaries(tmp_path / "bin")
+    options = {
+        s.name: {o.flag.lstrip("-"): o for o in deploy.read_options(s)}
+        for s in deploy.services(tmp_path / "bin")
+        if s.name in PREFIXES and s.name != "kairos-healthprobe"
+    }
+    for name, owners in SHARED.items():
+        for svc in owners:
+            assert name in options[svc], f"{svc} has no --{name}"
+            assert options[svc][name].env == PREFIXES[svc] + name.replace("-", "_").upper()
+    for svc, opts in options.items():
+        assert not set(RETIRED) & opts.keys(), f"{svc} still spells {set(RETIRED) & opts.keys()}"
+        levels = opts["log-level"].help
+        assert re.search(r"\bwarn\b", levels) and "warning" not in levels, f"{svc}: {levels}"
 
 
 def test_used_names_finds_assignments_in_every_format(kustomize: Path) -> None:

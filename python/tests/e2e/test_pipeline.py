@@ -9,6 +9,7 @@ the module; the replay of the shared EURUSD tick file runs once and every test c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from tests.inference.harness import with_card
 
 from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
 from kairos.features import BarBuilder, ModelCard
@@ -66,7 +68,14 @@ def _observe(
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     run_dir = tmp_path_factory.mktemp("stack")
-    settings = services.StackSettings(ports=services.Ports.free(), run_dir=run_dir, model=str(MODEL))
+    # The fixture's card policy rarely trades a few quiet hours of EURUSD; a lower entry threshold
+    # makes the replay trade (the policy itself is tested in test_policy_parity.py).
+    card = ModelCard.from_onnx(MODEL)
+    assert card.policy is not None
+    model = with_card(
+        MODEL, run_dir / "model" / "model.onnx", policy=dataclasses.replace(card.policy, entry_edge=0.5e-5)
+    )
+    settings = services.StackSettings(ports=services.Ports.free(), run_dir=run_dir, model=str(model))
     settings.mlflow_uri = f"sqlite:///{run_dir / 'mlflow.db'}"
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)

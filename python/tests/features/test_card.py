@@ -9,7 +9,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from kairos.features import METADATA_KEY, SCHEMA, ModelCard, ModelCardError
+from kairos.features import METADATA_KEY, SCHEMA, DecisionPolicy, ModelCard, ModelCardError
+
+POLICY = DecisionPolicy(
+    entry_edge=1e-4, exit_edge=0.0, move_up=4e-4, move_down=4.5e-4, max_hold_bars=30, target_vol=5e-5
+)
 
 
 def _card() -> ModelCard:
@@ -25,6 +29,7 @@ def _card() -> ModelCard:
         dataset={"sha256": "x"},
         metrics={"sharpe": 0.1},
         created_utc="2026-11-21T00:00:00Z",
+        policy=POLICY,
     )
 
 
@@ -44,7 +49,8 @@ def test_card_saves_and_loads_unchanged(tmp_path: Path) -> None:
     card.save(tmp_path / "model.card.json")
     loaded = ModelCard.load(tmp_path / "model.card.json")
     assert loaded == card
-    assert json.loads((tmp_path / "model.card.json").read_text())["card_version"] == 1
+    saved = json.loads((tmp_path / "model.card.json").read_text())
+    assert saved["card_version"] == 2 and saved["policy"]["entry_edge"] == 1e-4
     loaded.check_schema()
     assert loaded.bars_needed == SCHEMA.window + 15
 
@@ -63,7 +69,15 @@ def test_card_embedded_in_onnx_metadata_is_read_back_and_replaced_not_duplicated
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"card_version": 2}, "card_version 2 is not supported"),
+        ({"card_version": 3}, "card_version 3 is not supported"),
+        ({"policy": None, "__drop__": "policy"}, "missing field"),
+        ({"policy": {**POLICY.to_dict(), "exit_edge": 2e-4}}, r"policy\.exit_edge must be within"),
+        ({"policy": {**POLICY.to_dict(), "min_hold_bars": 1.5}}, r"policy\.min_hold_bars must be an integer"),
+        ({"policy": {**POLICY.to_dict(), "max_hold_bars": -1}}, r"policy\.max_hold_bars must be 0 or"),
+        ({"policy": {**POLICY.to_dict(), "entry_edge": "x"}}, r"policy\.entry_edge must be a number"),
+        ({"policy": {**POLICY.to_dict(), "stop_loss": 1}}, r"policy\.stop_loss is not a policy field"),
+        ({"policy": {"entry_edge": 1e-4}}, r"policy\.exit_edge is missing"),
+        ({"policy": {**POLICY.to_dict(), "vol_feature": "vol_99"}}, r"policy\.vol_feature 'vol_99' is not"),
         ({"classes": ["up", "flat", "down"]}, "classes must be"),
         ({"window": 0}, "window must be"),
         ({"name": None, "__drop__": "name"}, "missing field"),
@@ -95,3 +109,13 @@ def test_onnx_without_a_card_is_an_error(tmp_path: Path) -> None:
     onnx.save(_identity_model(), tmp_path / "m.onnx")
     with pytest.raises(ModelCardError, match=r"no 'kairos\.model_card'"):
         ModelCard.from_onnx(tmp_path / "m.onnx")
+
+
+def test_a_version_1_card_still_loads_without_a_policy(tmp_path: Path) -> None:
+    d = _card().to_dict()
+    d["card_version"] = 1
+    d["policy"] = {"whatever": "a version 1 card carried"}
+    path = tmp_path / "v1.card.json"
+    path.write_text(json.dumps(d))
+    card = ModelCard.load(path)
+    assert card.card_version == 1 and card.policy is None

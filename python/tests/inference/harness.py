@@ -18,12 +18,13 @@ import onnx
 import pandas as pd  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
-from kairos.features import ModelCard, compute_features
+from kairos.features import ModelCard, compute_features, to_epoch_ms
 from kairos.inference.config import InferenceConfig
 from kairos.inference.server import InferenceServer
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
+from kairos.training.data import load_bars, read_ticks
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO.parent / "shared" / "data"
@@ -36,16 +37,12 @@ T = TypeVar("T")
 
 
 def load_gbpusd_m1(n: int | None = None) -> pd.DataFrame:
-    """Real GBPUSD M1 bid bars; spread = mean of ask - bid over open, high, low, close (as the fixture's
-    training data, see its card)."""
-    bid = pd.read_csv(DATA / "gbpusd-m1-bid-2012.csv", nrows=n)
-    ask = pd.read_csv(DATA / "gbpusd-m1-ask-2012.csv", nrows=n)
-    df = bid.rename(columns={"timestamp": "time"})
-    df["time"] = pd.to_datetime(df["time"], utc=True)
-    # Bid and ask bars are separate snapshots: a few come out crossed; clamped to 0 as kairos-train does.
-    df["spread"] = (sum(ask[c] - bid[c] for c in ("open", "high", "low", "close")) / 4).clip(lower=0.0)
-    df["tick_volume"] = 0
-    df["open_time_msc"] = (df["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    """Real GBPUSD M1 bid bars read by the training importer; spread = mean of ask - bid over open,
+    high, low, close from the ask twin (clamped to 0 where crossed), as the fixture's training data
+    (see its card)."""
+    bars, _ = load_bars(str(DATA / "gbpusd-m1-bid-2012.csv"))
+    df = bars.iloc[:n].reset_index(drop=True) if n is not None else bars
+    df["open_time_msc"] = to_epoch_ms(df["time"])
     return df
 
 
@@ -67,12 +64,8 @@ def proto_bars(df: pd.DataFrame, symbol: str = "GBPUSD") -> list[md.Bar]:
 
 
 def load_eurusd_ticks() -> pd.DataFrame:
-    raw = pd.read_csv(
-        DATA / "eurusd-ticks-2020-01-01.csv", header=None, names=["t", "bid", "ask", "v"], dtype={"t": str}
-    )
-    time_ = pd.to_datetime(raw["t"], format="%Y%m%d %H%M%S%f", utc=True)
-    raw["time_msc"] = (time_ - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
-    return raw
+    """The real EURUSD ticks (time, time_msc, bid, ask, volume), read by the training importer."""
+    return read_ticks(str(DATA / "eurusd-ticks-2020-01-01.csv")).reset_index(drop=True)
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -164,8 +157,8 @@ def metric(text: str, name: str, **labels: str) -> float:
 def server_config(model: Path | str, **kw: Any) -> InferenceConfig:
     base: dict[str, Any] = {
         "model": str(model),
-        "listen": "127.0.0.1:0",
-        "metrics_listen": "127.0.0.1:0",
+        "grpc_addr": "127.0.0.1:0",
+        "metrics_addr": "127.0.0.1:0",
         "nats_url": "",
         "poll_interval_s": 0.0,
         "max_batch": 16,

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
-from kairos.inference.config import ConfigError, InferenceConfig, load_config
+from kairos.inference.config import ConfigError, InferenceConfig, load_config, settings
 from kairos.stack.loopback import free_port, wait_for
 
 
@@ -24,15 +24,44 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
     env = {
         "KAIROS_INFERENCE_MAX_BATCH": "32",
         "KAIROS_INFERENCE_MODEL": "env.onnx",
-        "KAIROS_INFERENCE_SYMBOLS": "A,B",
+        "KAIROS_INFERENCE_ALLOWED_SYMBOLS": "A,B",
+        "KAIROS_INFERENCE_SHUTDOWN_TIMEOUT": "1m30s",
     }
     cfg = load_config(["--model", "flag.onnx", "--max-delay-us", "250"], env)
     assert cfg.model == "flag.onnx"
     assert cfg.max_batch == 32
     assert cfg.max_delay_us == 250
-    assert cfg.symbols == ("A", "B")
-    assert cfg.listen == InferenceConfig().listen == "127.0.0.1:7501"  # loopback by default
-    assert cfg.metrics_listen == "127.0.0.1:9501"
+    assert cfg.allowed_symbols == ("A", "B")
+    assert cfg.shutdown_timeout == 90.0
+    assert cfg.grpc_addr == InferenceConfig().grpc_addr == "127.0.0.1:7501"  # loopback by default
+    assert cfg.metrics_addr == "127.0.0.1:9501"
+    assert InferenceConfig().shutdown_timeout == 5.0
+    assert load_config(["--model", "m", "--shutdown-timeout", "250ms"], env).shutdown_timeout == 0.25
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warn", "warning", "error"])
+def test_log_levels_are_the_go_services_with_warning_as_an_alias(level: str) -> None:
+    assert load_config(["--model", "m", "--log-level", level], {}).log_level == level
+
+
+def test_the_settings_shared_with_the_go_services_have_their_names() -> None:
+    flags = {s["flag"]: s for s in settings()}
+    for shared in (
+        "--grpc-addr",
+        "--metrics-addr",
+        "--log-level",
+        "--shutdown-timeout",
+        "--nats-url",
+        "--nats-queue",
+        "--allowed-symbols",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
+    ):
+        assert shared in flags, shared
+        assert flags[shared]["env"] == "KAIROS_INFERENCE_" + shared[2:].replace("-", "_").upper()
+    assert flags["--shutdown-timeout"]["default"] == "5s"
+    assert flags["--grpc-addr"]["default"] == '"127.0.0.1:7501"'
 
 
 @pytest.mark.parametrize(
@@ -47,7 +76,22 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
             ["--model", "m.onnx", "--max-batch", "x"],
             "--max-batch / KAIROS_INFERENCE_MAX_BATCH: invalid literal",
         ),
-        (["--model", "m.onnx", "--listen", "7501"], "--listen / KAIROS_INFERENCE_LISTEN: expected host:port"),
+        (
+            ["--model", "m.onnx", "--grpc-addr", "7501"],
+            "--grpc-addr / KAIROS_INFERENCE_GRPC_ADDR: expected host:port",
+        ),
+        (
+            ["--model", "m.onnx", "--metrics-addr", "9501"],
+            "--metrics-addr / KAIROS_INFERENCE_METRICS_ADDR: expected host:port",
+        ),
+        (
+            ["--model", "m.onnx", "--shutdown-timeout", "5"],
+            "--shutdown-timeout / KAIROS_INFERENCE_SHUTDOWN_TIMEOUT: invalid duration '5'",
+        ),
+        (
+            ["--model", "m.onnx", "--log-level", "loud"],
+            "--log-level / KAIROS_INFERENCE_LOG_LEVEL: unknown level 'loud'",
+        ),
     ],
 )
 def test_bad_config_names_the_flag_and_the_variable(argv: list[str], message: str) -> None:
@@ -84,8 +128,8 @@ def test_the_process_serves_from_env_config_and_stops_cleanly_on_sigterm(model_p
     env = {
         **os.environ,
         "KAIROS_INFERENCE_MODEL": str(model_path),
-        "KAIROS_INFERENCE_LISTEN": f"127.0.0.1:{port}",
-        "KAIROS_INFERENCE_METRICS_LISTEN": f"127.0.0.1:{mport}",
+        "KAIROS_INFERENCE_GRPC_ADDR": f"127.0.0.1:{port}",
+        "KAIROS_INFERENCE_METRICS_ADDR": f"127.0.0.1:{mport}",
         "KAIROS_INFERENCE_NATS_URL": "",
     }
     proc = subprocess.Popen([_exe()], env=env, stderr=subprocess.PIPE, text=True)
@@ -111,9 +155,9 @@ def test_a_missing_model_stops_the_process_with_a_clear_error(tmp_path: Path) ->
             _exe(),
             "--model",
             str(missing),
-            "--listen",
+            "--grpc-addr",
             "127.0.0.1:0",
-            "--metrics-listen",
+            "--metrics-addr",
             "",
             "--nats-url",
             "",
@@ -134,9 +178,9 @@ def test_workers_share_one_port_and_each_serves_metrics(model_path: Path) -> Non
             _exe(),
             "--model",
             str(model_path),
-            "--listen",
+            "--grpc-addr",
             f"127.0.0.1:{port}",
-            "--metrics-listen",
+            "--metrics-addr",
             f"127.0.0.1:{mport}",
             "--nats-url",
             "",

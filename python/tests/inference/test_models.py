@@ -4,6 +4,7 @@ refusal, failed loads that keep the old version serving."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -162,6 +163,33 @@ def test_a_local_model_with_another_feature_schema_is_refused_at_start(
     with pytest.raises(ModelRefused) as e:
         asyncio.run(start())
     assert WRONG_HASH in str(e.value) and SCHEMA.hash in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"exit_edge": 1.0}, "policy.exit_edge"),
+        ({"min_hold_bars": 0}, "policy.min_hold_bars"),
+        ({"move_up": float("nan")}, "policy.move_up"),
+        ({"vol_feature": "no_such_feature"}, "policy.vol_feature"),
+    ],
+)
+def test_a_card_whose_policy_cannot_be_applied_is_refused_at_load_naming_the_field(
+    model_path: Path, tmp_path: Path, change: dict[str, object], field: str
+) -> None:
+    card = ModelCard.from_onnx(model_path)
+    assert card.policy is not None
+    bad = with_card(model_path, tmp_path / "model.onnx", policy=dataclasses.replace(card.policy, **change))
+
+    async def start() -> None:
+        s = InferenceServer(server_config(bad))
+        try:
+            await s.start()
+        finally:
+            await s.stop()
+
+    with pytest.raises(ModelRefused, match=field):
+        asyncio.run(start())
 
 
 def test_a_replaced_local_file_is_swapped_in_and_a_broken_one_keeps_the_old_serving(

@@ -12,6 +12,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from tests.inference.harness import ServerThread, StreamClient, metric, proto_bars
 
+from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.stack.loopback import wait_for
 from kairos.types.v1 import types_pb2
@@ -85,10 +86,45 @@ def test_every_prediction_is_published_as_a_signal_on_its_symbol_subject(
     assert metric(srv.metrics_text(), "kairos_inference_signals_published_total") == len(preds)
 
 
+def test_signals_carry_the_cards_policy_and_the_bars_realised_volatility(
+    nats_url: str, model_path: Path, start_server: Callable[..., ServerThread], gbpusd: pd.DataFrame
+) -> None:
+    card = ModelCard.from_onnx(model_path)
+    assert card.policy is not None, "the model fixture has a policy (regenerate: make model-fixture)"
+    sub = Subscriber(nats_url, "kairos.signal.>")
+    srv = start_server(model_path, nats_url=nats_url)
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and srv.server.publisher is not None
+            and srv.server.publisher.nc is not None
+        )
+    )
+    c = StreamClient(srv.target)
+    try:
+        preds = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:150]))).predictions
+        assert preds
+        wait_for(lambda: sub.pump() >= len(preds), 10, f"{len(preds)} signals")
+    finally:
+        c.close()
+        sub.close()
+    # The training pipeline's volatility of each bar, keyed by the bar's close time.
+    feats = compute_features(gbpusd.iloc[:150])
+    col = list(SCHEMA.names).index(card.policy.vol_feature)
+    close_ms = to_epoch_ms(gbpusd["time"].iloc[:150]) + card.timeframe_s * 1000
+    want_vol = dict(zip(close_ms.tolist(), (feats[:, col] * card.policy.vol_unit).tolist(), strict=True))
+    for _, s in sub.got:
+        assert s.HasField("policy")
+        assert s.policy.entry_edge == card.policy.entry_edge and s.policy.move_up == card.policy.move_up
+        assert s.policy.max_hold_bars == card.policy.max_hold_bars
+        assert s.realised_vol > 0
+        assert abs(s.realised_vol - want_vol[s.time_msc]) <= 1e-6 * want_vol[s.time_msc]
+
+
 def test_an_unreachable_nats_never_blocks_predictions(
     model_path: Path, start_server: Callable[..., ServerThread], gbpusd: pd.DataFrame
 ) -> None:
-    srv = start_server(model_path, nats_url="nats://127.0.0.1:1", signal_queue_size=10)
+    srv = start_server(model_path, nats_url="nats://127.0.0.1:1", nats_queue=10)
     c = StreamClient(srv.target)
     try:
         resp = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:100])))

@@ -287,7 +287,7 @@ def test_bad_items_are_refused_with_reason_and_never_touch_good_state(
     start_server: Callable[..., ServerThread], model_path: Path, gbpusd: pd.DataFrame
 ) -> None:
     srv = start_server(
-        model_path, symbols=("GBPUSD", "EURUSD"), max_ticks_per_batch=1000, max_bars_per_request=200
+        model_path, allowed_symbols=("GBPUSD", "EURUSD"), max_ticks_per_batch=1000, max_bars_per_request=200
     )
     df = gbpusd.iloc[:300].reset_index(drop=True)
     bars = proto_bars(df)

@@ -61,8 +61,9 @@ def test_replay_skips_bad_rows_naming_file_line_and_field(tmp_path: Path) -> Non
 def test_kairos_replay_strict_exits_2_with_the_bad_line(tmp_path: Path) -> None:
     bad = tmp_path / "ticks.csv"
     bad.write_text("20200101 170000065,1.1212,1.12172,0\n20200101 170000066,x,1.12172,0\n")
+    args = ["replay", str(bad), "--strict", "--symbol", "EURUSD", "--collector", "127.0.0.1:9"]
     out = subprocess.run(
-        [sys.executable, "-m", "kairos.cli", "replay", str(bad), "--strict", "--collector", "127.0.0.1:9"],
+        [sys.executable, "-m", "kairos.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -9,7 +9,7 @@ import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kep
 import pytest
 
 from kairos.features import to_epoch_ms
-from kairos.training.backtest import net_returns, periods_per_year
+from kairos.training.backtest import BarPrices, FillModel, periods_per_year, run_strategy
 from kairos.training.gate import GateConfig, OOSResult, Role, gate
 
 FOLDS = [np.arange(a, a + 2000, dtype=np.int64) for a in (20_000, 22_000, 24_000, 26_000)]
@@ -17,31 +17,33 @@ CFG = GateConfig(n_boot=400)
 
 
 @pytest.fixture(scope="module")
-def market(gbpusd_bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:
+def market(gbpusd_bars: pd.DataFrame) -> tuple[np.ndarray, BarPrices, float]:
     close = gbpusd_bars["close"].to_numpy(np.float64)
-    spread = gbpusd_bars["spread"].to_numpy(np.float64)
-    return close, spread, periods_per_year(to_epoch_ms(gbpusd_bars["time"]))
+    prices = BarPrices(
+        gbpusd_bars["open"].to_numpy(np.float64), close, gbpusd_bars["spread"].to_numpy(np.float64)
+    )
+    return close, prices, periods_per_year(to_epoch_ms(gbpusd_bars["time"]))
 
 
 def result(
-    name: str, role: Role, positions: list[np.ndarray], market: tuple[np.ndarray, np.ndarray, float]
+    name: str, role: Role, positions: list[np.ndarray], market: tuple[np.ndarray, BarPrices, float]
 ) -> OOSResult:
-    close, spread, ppy = market
-    pairs = [net_returns(close, spread, i, p, 0.00002) for i, p in zip(FOLDS, positions, strict=True)]
-    return OOSResult(name, role, [n for _, n in pairs], [g for g, _ in pairs], positions, ppy)
+    """Positions through the backtest's own fills (next open, spread, commission; each fold ends flat)."""
+    _, prices, ppy = market
+    r = run_strategy(name, prices, FOLDS, positions, FillModel(commission=0.00002), ppy)
+    return OOSResult(name, role, r.fold_net, r.fold_gross, r.fold_pos, ppy)
 
 
 def oracle(close: np.ndarray) -> list[np.ndarray]:
     return [np.sign(close[i + 1] - close[i]) for i in FOLDS]
 
 
-def diluted(close: np.ndarray, keep: float, seed: int) -> list[np.ndarray]:
-    """The oracle on a random share ``keep`` of the bars, flat elsewhere."""
-    rng = np.random.default_rng(seed)
-    return [np.where(rng.random(len(p)) < keep, p, 0.0) for p in oracle(close)]
+def early(close: np.ndarray, frac: float) -> list[np.ndarray]:
+    """The oracle on the first ``frac`` of each fold, flat after: a real edge, used less often."""
+    return [np.where(np.arange(len(p)) < int(frac * len(p)), p, 0.0) for p in oracle(close)]
 
 
-def baselines(market: tuple[np.ndarray, np.ndarray, float]) -> list[OOSResult]:
+def baselines(market: tuple[np.ndarray, BarPrices, float]) -> list[OOSResult]:
     close = market[0]
     flat_lr = [np.zeros(len(i)) for i in FOLDS]
     return [
@@ -52,7 +54,7 @@ def baselines(market: tuple[np.ndarray, np.ndarray, float]) -> list[OOSResult]:
 
 
 def test_an_oracle_passes_every_condition_and_the_verdict_names_each(
-    market: tuple[np.ndarray, np.ndarray, float],
+    market: tuple[np.ndarray, BarPrices, float],
 ) -> None:
     v = gate(result("model", "learned", oracle(market[0]), market), baselines(market), 2, CFG)
     assert v.passed
@@ -76,7 +78,7 @@ def test_an_oracle_passes_every_condition_and_the_verdict_names_each(
     ],
 )
 def test_a_losing_or_outclassed_candidate_fails_and_says_which_condition(
-    case: str, failed: set[str], market: tuple[np.ndarray, np.ndarray, float]
+    case: str, failed: set[str], market: tuple[np.ndarray, BarPrices, float]
 ) -> None:
     close = market[0]
     others = baselines(market)
@@ -85,8 +87,8 @@ def test_a_losing_or_outclassed_candidate_fails_and_says_which_condition(
     elif case == "coin_flips":
         rng = np.random.default_rng(0)
         cand = [rng.choice([-1.0, 1.0], len(i)) for i in FOLDS]
-    else:  # a genuine but diluted edge, against another learned model with the full edge
-        cand = diluted(close, 0.5, seed=1)
+    else:  # a genuine edge on half the bars, against another learned model with the full edge
+        cand = early(close, 0.5)
         others[0] = result("logreg", "learned", oracle(close), market)
     v = gate(result("model", "learned", cand, market), others, 2, CFG)
     assert not v.passed
@@ -118,11 +120,12 @@ def test_the_issues_noise_model_with_positive_mean_fold_sharpe_but_a_net_loss_is
 
 
 def test_more_trials_deflate_the_same_record_until_it_fails(
-    market: tuple[np.ndarray, np.ndarray, float],
+    market: tuple[np.ndarray, BarPrices, float],
 ) -> None:
-    """A modest edge (the oracle on 30% of the bars, after costs) passes as one of 2 trials; claimed as
-    the best of 10,000 configurations, the same Sharpe is what luck would deliver and the gate refuses it."""
-    cand = result("model", "learned", diluted(market[0], 0.3, seed=4), market)
+    """A modest edge (the oracle on the first 10% of each fold, after costs) passes as one of 2 trials;
+    claimed as the best of 10,000 configurations, the same Sharpe is what luck would deliver and the
+    gate refuses it."""
+    cand = result("model", "learned", early(market[0], 0.1), market)
     few = gate(cand, baselines(market), 2, CFG)
     many = gate(cand, baselines(market), 10_000, CFG)
     assert few.passed
@@ -132,7 +135,7 @@ def test_more_trials_deflate_the_same_record_until_it_fails(
 
 
 def test_bootstrap_significance_is_a_configurable_alternative(
-    market: tuple[np.ndarray, np.ndarray, float],
+    market: tuple[np.ndarray, BarPrices, float],
 ) -> None:
     cfg = GateConfig(significance="bootstrap", alpha=0.05, n_boot=400)
     good = gate(result("model", "learned", oracle(market[0]), market), baselines(market), 2, cfg)
@@ -144,7 +147,7 @@ def test_bootstrap_significance_is_a_configurable_alternative(
     assert not bad.conditions[1].passed
 
 
-def test_results_on_different_bars_are_refused(market: tuple[np.ndarray, np.ndarray, float]) -> None:
+def test_results_on_different_bars_are_refused(market: tuple[np.ndarray, BarPrices, float]) -> None:
     cand = result("model", "learned", oracle(market[0]), market)
     short = OOSResult(
         "logreg", "learned", cand.net[:2], cand.gross[:2], cand.positions[:2], cand.periods_per_year

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort  # type: ignore[import-untyped]
 
 from kairos.features import SCHEMA, BarBuilder, ModelCard, OnlineFeatures
+from kairos.training.data import read_ticks
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "model"
 TICKS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "eurusd-ticks-2020-01-01.csv"
@@ -39,15 +40,9 @@ def test_fixture_serves_online_windows_from_real_eurusd_ticks_with_a_dynamic_bat
     builder, online = BarBuilder(card.timeframe_s), OnlineFeatures(keep_rows=card.window)
     batch = []
     bars = 0
-    for line in TICKS.read_text().splitlines():
-        stamp, bid, ask, _ = line.split(",")
-        day, clock = stamp.split(" ")
-        t = int(
-            np.datetime64(
-                f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:6]}", "ms"
-            ).astype(np.int64)
-        )
-        for bar in builder.add_tick(t + int(clock[6:]), float(bid), float(ask)):
+    ticks = read_ticks(str(TICKS))
+    for t, bid, ask in zip(ticks["time_msc"], ticks["bid"], ticks["ask"], strict=True):
+        for bar in builder.add_tick(int(t), float(bid), float(ask)):
             bars += 1
             online.update(bar)
             w = online.window(card.window)

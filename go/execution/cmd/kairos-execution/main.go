@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	"github.com/kairos-mt5/kairos/go/envflag"
 	"github.com/kairos-mt5/kairos/go/execution/app"
 	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/tlsreload"
@@ -73,30 +74,31 @@ func serve(args []string, stderr io.Writer, getenv func(string) string) int {
 }
 
 func kill(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	fs := flag.NewFlagSet("kairos-execution kill", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", envOr(getenv, "GRPC_ADDR", "127.0.0.1:7601"), "execution service gRPC address (env KAIROS_EXECUTION_GRPC_ADDR)")
-	token := fs.String("token", "", "bearer token (prefer env KAIROS_EXECUTION_TOKEN or --token-file)")
-	tokenFile := fs.String("token-file", envOr(getenv, "TOKEN_FILE", ""), "file holding the bearer token")
-	flatten := fs.Bool("flatten", false, "also close every open position with reduce-only market orders")
-	reason := fs.String("reason", "kill switch", "reason recorded in the journal")
-	timeout := fs.Duration("timeout", 10*time.Second, "deadline for the call")
-	tlsCA := fs.String("tls-ca", "", "PEM CA bundle verifying the service's certificate; set, the call uses TLS")
-	tlsCert := fs.String("tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key)")
-	tlsKey := fs.String("tls-key", "", "PEM client key for mutual TLS (with --tls-cert)")
-	tlsName := fs.String("tls-server-name", "", "name to verify in the service's certificate (default: the host of --addr)")
-	if err := fs.Parse(args); err != nil {
+	// The kill switch reads the service's own variables for the address and the token, and no
+	// others: the service's TLS variables name its server pair, not a client's.
+	s := envflag.New("kairos-execution kill", config.EnvPrefix)
+	s.FlagSet().SetOutput(stderr)
+	addr, tok, tokenFile := "127.0.0.1:7601", "", ""
+	flatten, reason, timeout := false, "kill switch", 10*time.Second
+	var tlsCA, tlsCert, tlsKey, tlsName string
+	s.StringVar(&addr, "addr", "execution service gRPC address", envflag.Env(config.EnvPrefix+"GRPC_ADDR"))
+	s.StringVar(&tok, "token", "bearer token (prefer the env var or --token-file)", envflag.Secret())
+	s.StringVar(&tokenFile, "token-file", "file holding the bearer token")
+	s.BoolVar(&flatten, "flatten", "also close every open position with reduce-only market orders", envflag.NoEnv())
+	s.StringVar(&reason, "reason", "reason recorded in the journal", envflag.NoEnv())
+	s.DurationVar(&timeout, "timeout", "deadline for the call", envflag.NoEnv())
+	s.StringVar(&tlsCA, "tls-ca", "PEM CA bundle verifying the service's certificate; set, the call uses TLS", envflag.NoEnv())
+	s.StringVar(&tlsCert, "tls-cert", "PEM client certificate for mutual TLS (with --tls-key)", envflag.NoEnv())
+	s.StringVar(&tlsKey, "tls-key", "PEM client key for mutual TLS (with --tls-cert)", envflag.NoEnv())
+	s.StringVar(&tlsName, "tls-server-name", "name to verify in the service's certificate (default: the host of --addr)", envflag.NoEnv())
+	if err := s.Parse(args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
+		return 2 // the flag package has printed the error and the usage
 	}
-	tok := *token
-	if tok == "" {
-		tok = getenv(config.EnvPrefix + "TOKEN")
-	}
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "kill: --token-file: %v\n", err)
 			return 2
@@ -108,7 +110,7 @@ func kill(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 		return 2
 	}
 	creds := insecure.NewCredentials()
-	if tc := (tlsreload.ClientConfig{CAFile: *tlsCA, CertFile: *tlsCert, KeyFile: *tlsKey, ServerName: *tlsName}); tc.Enabled() || tc.CertFile != "" || tc.KeyFile != "" {
+	if tc := (tlsreload.ClientConfig{CAFile: tlsCA, CertFile: tlsCert, KeyFile: tlsKey, ServerName: tlsName}); tc.Enabled() || tc.CertFile != "" || tc.KeyFile != "" {
 		c, err := tc.Credentials()
 		if err != nil {
 			fmt.Fprintf(stderr, "kill: %v\n", err)
@@ -116,17 +118,17 @@ func kill(args []string, stdout, stderr io.Writer, getenv func(string) string) i
 		}
 		creds = c
 	}
-	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintf(stderr, "kill: %v\n", err)
 		return 1
 	}
 	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 	resp, err := execv1.NewExecutionServiceClient(cc).SetTradingState(ctx, &execv1.SetTradingStateRequest{
-		State: execv1.TradingState_TRADING_STATE_HALTED, Reason: *reason, CancelAll: true, Flatten: *flatten})
+		State: execv1.TradingState_TRADING_STATE_HALTED, Reason: reason, CancelAll: true, Flatten: flatten})
 	if err != nil {
 		st, _ := status.FromError(err)
 		fmt.Fprintf(stderr, "kill: %s: %s\n", st.Code(), st.Message())
@@ -145,11 +147,4 @@ func printKill(w io.Writer, r *execv1.SetTradingStateResponse) {
 	if len(r.GetFlattenClientOrderIds()) > 0 {
 		fmt.Fprintf(w, "flattening orders: %d %v\n", len(r.GetFlattenClientOrderIds()), r.GetFlattenClientOrderIds())
 	}
-}
-
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(config.EnvPrefix + key); v != "" {
-		return v
-	}
-	return def
 }

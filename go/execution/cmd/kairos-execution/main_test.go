@@ -24,6 +24,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/internal/bridgepeer"
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 func TestKillCommandHaltsCancelsAndFlattensThroughTheService(t *testing.T) {
@@ -158,10 +159,10 @@ func TestCrashUnderLoadLosesNothingAcknowledgedAndSendsNothingTwice(t *testing.T
 	defer bg.Wait()
 	defer cancel()
 
-	grpcAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	bridgeAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	grpcAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	bridgeAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	args := []string{"--venue", "mt5", "--grpc-addr", grpcAddr, "--bridge-addr", bridgeAddr, "--metrics-addr", "",
-		"--db", filepath.Join(dir, "exec.db"), "--nats-url", ns.ClientURL(), "--mt5-heartbeat", "200ms", "--policy=false",
+		"--db", filepath.Join(dir, "exec.db"), "--nats-url", ns.ClientURL(), "--heartbeat-interval", "200ms", "--policy=false",
 		"--duplicate-intent-window-ms", "0", "--submit-rate", "0", "--message-rate", "0", "--max-open-orders", "0",
 		"--max-position-qty", "0", "--max-gross-exposure", "0", "--max-order-notional", "0", "--log-level", "warn"}
 
@@ -177,7 +178,7 @@ func TestCrashUnderLoadLosesNothingAcknowledgedAndSendsNothingTwice(t *testing.T
 
 	up := func(p *proc) {
 		t.Helper()
-		testutil.Eventually(t, 30*time.Second, "the service to serve gRPC", func() bool {
+		testkit.WaitFor(t, "the service to serve gRPC", 30*time.Second, func() bool {
 			select {
 			case <-p.done:
 				t.Fatalf("service exited: %v\n%s", p.err, p.logs.String())
@@ -188,21 +189,21 @@ func TestCrashUnderLoadLosesNothingAcknowledgedAndSendsNothingTwice(t *testing.T
 			r, err := healthpb.NewHealthClient(cc).Check(c, &healthpb.HealthCheckRequest{})
 			return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
 		})
-		testutil.Eventually(t, 30*time.Second, "the bridge peer to connect", func() bool {
+		testkit.WaitFor(t, "the bridge peer to connect", 30*time.Second, func() bool {
 			if peer.Connected() {
 				return true
 			}
 			_, err := peer.Connect(bridgeAddr)
 			return err == nil
 		})
-		testutil.Eventually(t, 30*time.Second, "reconciliation", func() bool {
+		testkit.WaitFor(t, "reconciliation", 30*time.Second, func() bool {
 			c, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			r, err := client.GetRiskLimits(c, &execv1.GetRiskLimitsRequest{})
 			return err == nil && r.GetTradingState() == execv1.TradingState_TRADING_STATE_ACTIVE
 		})
 		// ACTIVE is restored from the journal before the quotes arrive in a new process.
-		testutil.Eventually(t, 30*time.Second, "a quote", func() bool {
+		testkit.WaitFor(t, "a quote", 30*time.Second, func() bool {
 			c, cancel := context.WithTimeout(svctest.Authed(t), time.Second)
 			defer cancel()
 			r, err := client.SubmitOrder(c, svctest.Market(fmt.Sprintf("probe-%d", time.Now().UnixNano()%1e9), "buy", "0.01"))
@@ -242,7 +243,7 @@ func TestCrashUnderLoadLosesNothingAcknowledgedAndSendsNothingTwice(t *testing.T
 			}
 		}(g)
 	}
-	testutil.Eventually(t, 60*time.Second, "300 acknowledged orders", func() bool {
+	testkit.WaitFor(t, "300 acknowledged orders", 60*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(acked) >= 300
@@ -253,14 +254,14 @@ func TestCrashUnderLoadLosesNothingAcknowledgedAndSendsNothingTwice(t *testing.T
 	<-p1.done
 	close(stop)
 	load.Wait()
-	testutil.Eventually(t, 10*time.Second, "the peer to see the dead link", func() bool { return !peer.Connected() })
+	testkit.WaitFor(t, "the peer to see the dead link", 10*time.Second, func() bool { return !peer.Connected() })
 	unackedAtCrash := peer.Unacked()
 
 	p2 := startBinary(t, bin, args)
 	up(p2)
 
 	ctx2 := svctest.Authed(t)
-	testutil.Eventually(t, 30*time.Second, "no order left working", func() bool {
+	testkit.WaitFor(t, "no order left working", 30*time.Second, func() bool {
 		l, err := client.ListOrders(ctx2, &execv1.ListOrdersRequest{OpenOnly: true})
 		return err == nil && len(l.GetOrders()) == 0
 	})
@@ -272,7 +273,7 @@ func TestCrashUnderLoadLosesNothingAcknowledgedAndSendsNothingTwice(t *testing.T
 		}
 	}
 	filled := 0
-	testutil.Eventually(t, 30*time.Second, "every executed order to be filled in the service", func() bool {
+	testkit.WaitFor(t, "every executed order to be filled in the service", 30*time.Second, func() bool {
 		filled = 0
 		for id := range placed {
 			g, err := client.GetOrder(ctx2, &execv1.GetOrderRequest{ClientOrderId: id})

@@ -28,6 +28,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 // Token is the bearer token the test service accepts.
@@ -48,7 +49,7 @@ type Svc struct {
 func Start(t *testing.T, natsURL string, tweak func(*config.Config), extra ...string) *Svc {
 	t.Helper()
 	args := []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "exec.db"),
-		"--nats-url", natsURL, "--token", Token, "--signal-cooldown", "0s", "--log-level", "warn"}
+		"--nats-url", natsURL, "--token", Token, "--signal-cooldown-bars", "0", "--log-level", "warn"}
 	args = append(args, extra...)
 	cfg, err := config.Parse("test", args, func(string) string { return "" })
 	if err != nil {
@@ -113,9 +114,7 @@ func Run(t *testing.T, cfg *config.Config, natsURL string) *Svc {
 
 // authed returns a context with the bearer token, cancelled when the test ends.
 func Authed(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+Token)
+	return metadata.AppendToOutgoingContext(testkit.Context(t, 30*time.Second), "authorization", "Bearer "+Token)
 }
 
 func Dec(s string) *typesv1.Decimal { return decimal.MustParse(s).Proto() }
@@ -151,7 +150,7 @@ func (s *Svc) PublishTicks(ticks []testutil.Tick) {
 
 func (s *Svc) WaitQuote() {
 	s.t.Helper()
-	testutil.Eventually(s.t, 10*time.Second, "a quote to reach the service", func() bool {
+	testkit.WaitFor(s.t, "a quote to reach the service", 10*time.Second, func() bool {
 		return strings.Contains(s.Metrics(), "kairos_execution_quotes_total ") && !strings.Contains(s.Metrics(), "kairos_execution_quotes_total 0\n")
 	})
 }

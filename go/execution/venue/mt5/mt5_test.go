@@ -29,7 +29,7 @@ type rig struct {
 // simulated terminal (not yet connected).
 func newRig(t *testing.T, extra ...string) *rig {
 	ns := testutil.NATS(t)
-	args := append([]string{"--venue", "mt5", "--bridge-addr", "127.0.0.1:0", "--mt5-heartbeat", "200ms", "--duplicate-intent-window-ms", "0"}, extra...)
+	args := append([]string{"--venue", "mt5", "--bridge-addr", "127.0.0.1:0", "--heartbeat-interval", "200ms", "--duplicate-intent-window-ms", "0"}, extra...)
 	s := svctest.Start(t, ns.ClientURL(), nil, args...)
 	s.PublishTicks(testutil.EURUSDTicks(t, 20))
 	s.WaitQuote()
@@ -235,7 +235,7 @@ func TestResentFramesAreDroppedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 5*time.Second, "the duplicate frame to be counted", func() bool {
-		return strings.Contains(r.s.Metrics(), "kairos_execution_bridge_duplicate_frames_total 1")
+		return strings.Contains(r.s.Metrics(), `kairos_bridge_duplicate_frames_total{channel="trading"} 1`)
 	})
 }
 
@@ -245,8 +245,8 @@ func TestMalformedAndOversizedFramesCloseTheConnection(t *testing.T) {
 		bytes func() []byte
 		want  string
 	}{
-		{"frame above 1 MiB", func() []byte { return binary.AppendUvarint(nil, 2<<20) }, `kairos_execution_bridge_closed_total{reason="malformed_frame"} 1`},
-		{"not a protobuf", func() []byte { return append(binary.AppendUvarint(nil, 3), 0xff, 0xff, 0xff) }, `kairos_execution_bridge_closed_total{reason="malformed_frame"} 1`},
+		{"frame above 1 MiB", func() []byte { return binary.AppendUvarint(nil, 2<<20) }, `kairos_bridge_frame_errors_total{channel="trading",reason="oversized"} 1`},
+		{"not a protobuf", func() []byte { return append(binary.AppendUvarint(nil, 3), 0xff, 0xff, 0xff) }, `kairos_bridge_frame_errors_total{channel="trading",reason="malformed"} 1`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1326,7 +1326,11 @@ type SubmitOrderRequest struct {
 	// Model version behind the order, if any.
 	ModelVersion string `protobuf:"bytes,12,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
 	// Expiry for GTD orders, microseconds since the Unix epoch.
-	ExpireTimeUs  int64 `protobuf:"varint,13,opt,name=expire_time_us,json=expireTimeUs,proto3" json:"expire_time_us,omitempty"`
+	ExpireTimeUs int64 `protobuf:"varint,13,opt,name=expire_time_us,json=expireTimeUs,proto3" json:"expire_time_us,omitempty"`
+	// Distance of the protective stop from the fill price, price units (the decision policy's
+	// stop_vol_mult x realised volatility x price); unset for none. Recorded for the venues; the
+	// paper venue does not work it yet.
+	StopDistance  *v1.Decimal `protobuf:"bytes,14,opt,name=stop_distance,json=stopDistance,proto3" json:"stop_distance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1450,6 +1454,13 @@ func (x *SubmitOrderRequest) GetExpireTimeUs() int64 {
 		return x.ExpireTimeUs
 	}
 	return 0
+}
+
+func (x *SubmitOrderRequest) GetStopDistance() *v1.Decimal {
+	if x != nil {
+		return x.StopDistance
+	}
+	return nil
 }
 
 // SubmitOrderResponse returns the order as it stands after the risk check.
@@ -2668,7 +2679,7 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\rtrading_state\x18\x05 \x01(\x0e2!.kairos.execution.v1.TradingStateR\ftradingState\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12-\n" +
 	"\x04hops\x18\a \x03(\v2\x19.kairos.types.v1.HopStampR\x04hops\x12\x17\n" +
-	"\atime_us\x18\b \x01(\x03R\x06timeUs\"\xd3\x04\n" +
+	"\atime_us\x18\b \x01(\x03R\x06timeUs\"\x92\x05\n" +
 	"\x12SubmitOrderRequest\x12&\n" +
 	"\x0fclient_order_id\x18\x01 \x01(\tR\rclientOrderId\x12\x16\n" +
 	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x122\n" +
@@ -2686,7 +2697,8 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\n" +
 	"model_name\x18\v \x01(\tR\tmodelName\x12#\n" +
 	"\rmodel_version\x18\f \x01(\tR\fmodelVersion\x12$\n" +
-	"\x0eexpire_time_us\x18\r \x01(\x03R\fexpireTimeUs\"e\n" +
+	"\x0eexpire_time_us\x18\r \x01(\x03R\fexpireTimeUs\x12=\n" +
+	"\rstop_distance\x18\x0e \x01(\v2\x18.kairos.types.v1.DecimalR\fstopDistance\"e\n" +
 	"\x13SubmitOrderResponse\x120\n" +
 	"\x05order\x18\x01 \x01(\v2\x1a.kairos.execution.v1.OrderR\x05order\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"<\n" +
@@ -2938,52 +2950,53 @@ var file_kairos_execution_v1_execution_proto_depIdxs = []int32{
 	33, // 28: kairos.execution.v1.SubmitOrderRequest.quantity:type_name -> kairos.types.v1.Decimal
 	33, // 29: kairos.execution.v1.SubmitOrderRequest.price:type_name -> kairos.types.v1.Decimal
 	33, // 30: kairos.execution.v1.SubmitOrderRequest.trigger_price:type_name -> kairos.types.v1.Decimal
-	9,  // 31: kairos.execution.v1.SubmitOrderResponse.order:type_name -> kairos.execution.v1.Order
-	9,  // 32: kairos.execution.v1.CancelOrderResponse.order:type_name -> kairos.execution.v1.Order
-	9,  // 33: kairos.execution.v1.GetOrderResponse.order:type_name -> kairos.execution.v1.Order
-	3,  // 34: kairos.execution.v1.ListOrdersRequest.statuses:type_name -> kairos.execution.v1.OrderStatus
-	9,  // 35: kairos.execution.v1.ListOrdersResponse.orders:type_name -> kairos.execution.v1.Order
-	11, // 36: kairos.execution.v1.ListPositionsResponse.positions:type_name -> kairos.execution.v1.Position
-	12, // 37: kairos.execution.v1.StreamExecutionReportsResponse.report:type_name -> kairos.execution.v1.ExecutionReport
-	4,  // 38: kairos.execution.v1.SetTradingStateRequest.state:type_name -> kairos.execution.v1.TradingState
-	4,  // 39: kairos.execution.v1.SetTradingStateResponse.previous:type_name -> kairos.execution.v1.TradingState
-	4,  // 40: kairos.execution.v1.SetTradingStateResponse.current:type_name -> kairos.execution.v1.TradingState
-	33, // 41: kairos.execution.v1.RiskLimits.max_order_quantity:type_name -> kairos.types.v1.Decimal
-	33, // 42: kairos.execution.v1.RiskLimits.max_order_notional:type_name -> kairos.types.v1.Decimal
-	33, // 43: kairos.execution.v1.RiskLimits.max_position_quantity:type_name -> kairos.types.v1.Decimal
-	33, // 44: kairos.execution.v1.RiskLimits.max_gross_exposure:type_name -> kairos.types.v1.Decimal
-	30, // 45: kairos.execution.v1.RiskLimits.submit_rate:type_name -> kairos.execution.v1.RateLimit
-	30, // 46: kairos.execution.v1.RiskLimits.message_rate:type_name -> kairos.execution.v1.RateLimit
-	33, // 47: kairos.execution.v1.RiskLimits.max_daily_loss:type_name -> kairos.types.v1.Decimal
-	4,  // 48: kairos.execution.v1.RiskLimits.daily_loss_state:type_name -> kairos.execution.v1.TradingState
-	33, // 49: kairos.execution.v1.RiskLimits.max_drawdown:type_name -> kairos.types.v1.Decimal
-	4,  // 50: kairos.execution.v1.RiskLimits.drawdown_state:type_name -> kairos.execution.v1.TradingState
-	33, // 51: kairos.execution.v1.RiskLimits.min_free_margin:type_name -> kairos.types.v1.Decimal
-	31, // 52: kairos.execution.v1.GetRiskLimitsResponse.limits:type_name -> kairos.execution.v1.RiskLimits
-	4,  // 53: kairos.execution.v1.GetRiskLimitsResponse.trading_state:type_name -> kairos.execution.v1.TradingState
-	13, // 54: kairos.execution.v1.ExecutionService.SubmitOrder:input_type -> kairos.execution.v1.SubmitOrderRequest
-	15, // 55: kairos.execution.v1.ExecutionService.CancelOrder:input_type -> kairos.execution.v1.CancelOrderRequest
-	17, // 56: kairos.execution.v1.ExecutionService.CancelAll:input_type -> kairos.execution.v1.CancelAllRequest
-	19, // 57: kairos.execution.v1.ExecutionService.GetOrder:input_type -> kairos.execution.v1.GetOrderRequest
-	21, // 58: kairos.execution.v1.ExecutionService.ListOrders:input_type -> kairos.execution.v1.ListOrdersRequest
-	23, // 59: kairos.execution.v1.ExecutionService.ListPositions:input_type -> kairos.execution.v1.ListPositionsRequest
-	25, // 60: kairos.execution.v1.ExecutionService.StreamExecutionReports:input_type -> kairos.execution.v1.StreamExecutionReportsRequest
-	27, // 61: kairos.execution.v1.ExecutionService.SetTradingState:input_type -> kairos.execution.v1.SetTradingStateRequest
-	29, // 62: kairos.execution.v1.ExecutionService.GetRiskLimits:input_type -> kairos.execution.v1.GetRiskLimitsRequest
-	14, // 63: kairos.execution.v1.ExecutionService.SubmitOrder:output_type -> kairos.execution.v1.SubmitOrderResponse
-	16, // 64: kairos.execution.v1.ExecutionService.CancelOrder:output_type -> kairos.execution.v1.CancelOrderResponse
-	18, // 65: kairos.execution.v1.ExecutionService.CancelAll:output_type -> kairos.execution.v1.CancelAllResponse
-	20, // 66: kairos.execution.v1.ExecutionService.GetOrder:output_type -> kairos.execution.v1.GetOrderResponse
-	22, // 67: kairos.execution.v1.ExecutionService.ListOrders:output_type -> kairos.execution.v1.ListOrdersResponse
-	24, // 68: kairos.execution.v1.ExecutionService.ListPositions:output_type -> kairos.execution.v1.ListPositionsResponse
-	26, // 69: kairos.execution.v1.ExecutionService.StreamExecutionReports:output_type -> kairos.execution.v1.StreamExecutionReportsResponse
-	28, // 70: kairos.execution.v1.ExecutionService.SetTradingState:output_type -> kairos.execution.v1.SetTradingStateResponse
-	32, // 71: kairos.execution.v1.ExecutionService.GetRiskLimits:output_type -> kairos.execution.v1.GetRiskLimitsResponse
-	63, // [63:72] is the sub-list for method output_type
-	54, // [54:63] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	33, // 31: kairos.execution.v1.SubmitOrderRequest.stop_distance:type_name -> kairos.types.v1.Decimal
+	9,  // 32: kairos.execution.v1.SubmitOrderResponse.order:type_name -> kairos.execution.v1.Order
+	9,  // 33: kairos.execution.v1.CancelOrderResponse.order:type_name -> kairos.execution.v1.Order
+	9,  // 34: kairos.execution.v1.GetOrderResponse.order:type_name -> kairos.execution.v1.Order
+	3,  // 35: kairos.execution.v1.ListOrdersRequest.statuses:type_name -> kairos.execution.v1.OrderStatus
+	9,  // 36: kairos.execution.v1.ListOrdersResponse.orders:type_name -> kairos.execution.v1.Order
+	11, // 37: kairos.execution.v1.ListPositionsResponse.positions:type_name -> kairos.execution.v1.Position
+	12, // 38: kairos.execution.v1.StreamExecutionReportsResponse.report:type_name -> kairos.execution.v1.ExecutionReport
+	4,  // 39: kairos.execution.v1.SetTradingStateRequest.state:type_name -> kairos.execution.v1.TradingState
+	4,  // 40: kairos.execution.v1.SetTradingStateResponse.previous:type_name -> kairos.execution.v1.TradingState
+	4,  // 41: kairos.execution.v1.SetTradingStateResponse.current:type_name -> kairos.execution.v1.TradingState
+	33, // 42: kairos.execution.v1.RiskLimits.max_order_quantity:type_name -> kairos.types.v1.Decimal
+	33, // 43: kairos.execution.v1.RiskLimits.max_order_notional:type_name -> kairos.types.v1.Decimal
+	33, // 44: kairos.execution.v1.RiskLimits.max_position_quantity:type_name -> kairos.types.v1.Decimal
+	33, // 45: kairos.execution.v1.RiskLimits.max_gross_exposure:type_name -> kairos.types.v1.Decimal
+	30, // 46: kairos.execution.v1.RiskLimits.submit_rate:type_name -> kairos.execution.v1.RateLimit
+	30, // 47: kairos.execution.v1.RiskLimits.message_rate:type_name -> kairos.execution.v1.RateLimit
+	33, // 48: kairos.execution.v1.RiskLimits.max_daily_loss:type_name -> kairos.types.v1.Decimal
+	4,  // 49: kairos.execution.v1.RiskLimits.daily_loss_state:type_name -> kairos.execution.v1.TradingState
+	33, // 50: kairos.execution.v1.RiskLimits.max_drawdown:type_name -> kairos.types.v1.Decimal
+	4,  // 51: kairos.execution.v1.RiskLimits.drawdown_state:type_name -> kairos.execution.v1.TradingState
+	33, // 52: kairos.execution.v1.RiskLimits.min_free_margin:type_name -> kairos.types.v1.Decimal
+	31, // 53: kairos.execution.v1.GetRiskLimitsResponse.limits:type_name -> kairos.execution.v1.RiskLimits
+	4,  // 54: kairos.execution.v1.GetRiskLimitsResponse.trading_state:type_name -> kairos.execution.v1.TradingState
+	13, // 55: kairos.execution.v1.ExecutionService.SubmitOrder:input_type -> kairos.execution.v1.SubmitOrderRequest
+	15, // 56: kairos.execution.v1.ExecutionService.CancelOrder:input_type -> kairos.execution.v1.CancelOrderRequest
+	17, // 57: kairos.execution.v1.ExecutionService.CancelAll:input_type -> kairos.execution.v1.CancelAllRequest
+	19, // 58: kairos.execution.v1.ExecutionService.GetOrder:input_type -> kairos.execution.v1.GetOrderRequest
+	21, // 59: kairos.execution.v1.ExecutionService.ListOrders:input_type -> kairos.execution.v1.ListOrdersRequest
+	23, // 60: kairos.execution.v1.ExecutionService.ListPositions:input_type -> kairos.execution.v1.ListPositionsRequest
+	25, // 61: kairos.execution.v1.ExecutionService.StreamExecutionReports:input_type -> kairos.execution.v1.StreamExecutionReportsRequest
+	27, // 62: kairos.execution.v1.ExecutionService.SetTradingState:input_type -> kairos.execution.v1.SetTradingStateRequest
+	29, // 63: kairos.execution.v1.ExecutionService.GetRiskLimits:input_type -> kairos.execution.v1.GetRiskLimitsRequest
+	14, // 64: kairos.execution.v1.ExecutionService.SubmitOrder:output_type -> kairos.execution.v1.SubmitOrderResponse
+	16, // 65: kairos.execution.v1.ExecutionService.CancelOrder:output_type -> kairos.execution.v1.CancelOrderResponse
+	18, // 66: kairos.execution.v1.ExecutionService.CancelAll:output_type -> kairos.execution.v1.CancelAllResponse
+	20, // 67: kairos.execution.v1.ExecutionService.GetOrder:output_type -> kairos.execution.v1.GetOrderResponse
+	22, // 68: kairos.execution.v1.ExecutionService.ListOrders:output_type -> kairos.execution.v1.ListOrdersResponse
+	24, // 69: kairos.execution.v1.ExecutionService.ListPositions:output_type -> kairos.execution.v1.ListPositionsResponse
+	26, // 70: kairos.execution.v1.ExecutionService.StreamExecutionReports:output_type -> kairos.execution.v1.StreamExecutionReportsResponse
+	28, // 71: kairos.execution.v1.ExecutionService.SetTradingState:output_type -> kairos.execution.v1.SetTradingStateResponse
+	32, // 72: kairos.execution.v1.ExecutionService.GetRiskLimits:output_type -> kairos.execution.v1.GetRiskLimitsResponse
+	64, // [64:73] is the sub-list for method output_type
+	55, // [55:64] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_kairos_execution_v1_execution_proto_init() }

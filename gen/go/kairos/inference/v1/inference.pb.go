@@ -1036,7 +1036,13 @@ type Signal struct {
 	// Bid when the signal was made, for slippage accounting.
 	Bid float64 `protobuf:"fixed64,9,opt,name=bid,proto3" json:"bid,omitempty"`
 	// Ask when the signal was made.
-	Ask           float64 `protobuf:"fixed64,10,opt,name=ask,proto3" json:"ask,omitempty"`
+	Ask float64 `protobuf:"fixed64,10,opt,name=ask,proto3" json:"ask,omitempty"`
+	// Realised volatility of the bar behind the signal, per-bar return units: the model card's
+	// policy.vol_feature times policy.vol_unit. 0 when the model has no policy.
+	RealisedVol float64 `protobuf:"fixed64,11,opt,name=realised_vol,json=realisedVol,proto3" json:"realised_vol,omitempty"`
+	// The decision policy of the model that made the signal (its card's policy), so that execution
+	// trades it exactly as the backtest did (ADR 0081). Absent for a model whose card has none.
+	Policy        *DecisionPolicy `protobuf:"bytes,12,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1141,6 +1147,155 @@ func (x *Signal) GetAsk() float64 {
 	return 0
 }
 
+func (x *Signal) GetRealisedVol() float64 {
+	if x != nil {
+		return x.RealisedVol
+	}
+	return 0
+}
+
+func (x *Signal) GetPolicy() *DecisionPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// DecisionPolicy turns a model's probabilities into positions, bar by bar; every count is in closed
+// bars, i.e. signals of one symbol. The expected edge is p_up * move_up - p_down * move_down (return
+// units). Flat enters long when edge >= entry_edge (short when edge <= -entry_edge) once
+// cooldown_bars bars have closed since the last exit; a position held min_hold_bars exits when the
+// edge falls inside exit_edge (long: edge < exit_edge; short: edge > -exit_edge), reverses when it
+// crosses the opposite entry threshold (directly only when cooldown_bars is 0, else it exits), and
+// is closed after max_hold_bars. Entries are sized min(max_lots, target_vol / realised_vol) lots,
+// rounded down to the volume step. docs/training.md has the full rules; proto/testdata/policy the
+// golden vectors both implementations pass.
+type DecisionPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entry threshold on the edge, return units (> 0).
+	EntryEdge float64 `protobuf:"fixed64,1,opt,name=entry_edge,json=entryEdge,proto3" json:"entry_edge,omitempty"`
+	// Exit threshold, return units (0 <= exit_edge <= entry_edge).
+	ExitEdge float64 `protobuf:"fixed64,2,opt,name=exit_edge,json=exitEdge,proto3" json:"exit_edge,omitempty"`
+	// Mean forward move of the training samples labelled up, return units (> 0).
+	MoveUp float64 `protobuf:"fixed64,3,opt,name=move_up,json=moveUp,proto3" json:"move_up,omitempty"`
+	// Mean absolute forward move of the training samples labelled down, return units (> 0).
+	MoveDown float64 `protobuf:"fixed64,4,opt,name=move_down,json=moveDown,proto3" json:"move_down,omitempty"`
+	// Bars a position is held before a signal may close or reverse it (>= 1).
+	MinHoldBars uint32 `protobuf:"varint,5,opt,name=min_hold_bars,json=minHoldBars,proto3" json:"min_hold_bars,omitempty"`
+	// Bars after which a position is closed whatever the signal; 0 for no limit.
+	MaxHoldBars uint32 `protobuf:"varint,6,opt,name=max_hold_bars,json=maxHoldBars,proto3" json:"max_hold_bars,omitempty"`
+	// Bars that must close after an exit before the next entry.
+	CooldownBars uint32 `protobuf:"varint,7,opt,name=cooldown_bars,json=cooldownBars,proto3" json:"cooldown_bars,omitempty"`
+	// Largest position, lots (> 0).
+	MaxLots float64 `protobuf:"fixed64,8,opt,name=max_lots,json=maxLots,proto3" json:"max_lots,omitempty"`
+	// Target per-bar volatility of the position, lots x return; 0 sizes every entry max_lots.
+	TargetVol float64 `protobuf:"fixed64,9,opt,name=target_vol,json=targetVol,proto3" json:"target_vol,omitempty"`
+	// Protective stop distance in multiples of realised_vol x price; 0 for none.
+	StopVolMult   float64 `protobuf:"fixed64,10,opt,name=stop_vol_mult,json=stopVolMult,proto3" json:"stop_vol_mult,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionPolicy) Reset() {
+	*x = DecisionPolicy{}
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionPolicy) ProtoMessage() {}
+
+func (x *DecisionPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionPolicy.ProtoReflect.Descriptor instead.
+func (*DecisionPolicy) Descriptor() ([]byte, []int) {
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DecisionPolicy) GetEntryEdge() float64 {
+	if x != nil {
+		return x.EntryEdge
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetExitEdge() float64 {
+	if x != nil {
+		return x.ExitEdge
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetMoveUp() float64 {
+	if x != nil {
+		return x.MoveUp
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetMoveDown() float64 {
+	if x != nil {
+		return x.MoveDown
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetMinHoldBars() uint32 {
+	if x != nil {
+		return x.MinHoldBars
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetMaxHoldBars() uint32 {
+	if x != nil {
+		return x.MaxHoldBars
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetCooldownBars() uint32 {
+	if x != nil {
+		return x.CooldownBars
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetMaxLots() float64 {
+	if x != nil {
+		return x.MaxLots
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetTargetVol() float64 {
+	if x != nil {
+		return x.TargetVol
+	}
+	return 0
+}
+
+func (x *DecisionPolicy) GetStopVolMult() float64 {
+	if x != nil {
+		return x.StopVolMult
+	}
+	return 0
+}
+
 var File_kairos_inference_v1_inference_proto protoreflect.FileDescriptor
 
 const file_kairos_inference_v1_inference_proto_rawDesc = "" +
@@ -1223,7 +1378,7 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\x0fdeflated_sharpe\x18\a \x01(\x01R\x0edeflatedSharpe\x12\x19\n" +
 	"\bn_trials\x18\b \x01(\rR\anTrials\x12\x1d\n" +
 	"\n" +
-	"net_return\x18\t \x01(\x01R\tnetReturn\"\xc6\x02\n" +
+	"net_return\x18\t \x01(\x01R\tnetReturn\"\xa6\x03\n" +
 	"\x06Signal\x12\x16\n" +
 	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x19\n" +
 	"\btime_msc\x18\x02 \x01(\x03R\atimeMsc\x12<\n" +
@@ -1236,7 +1391,23 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\x04hops\x18\b \x03(\v2\x19.kairos.types.v1.HopStampR\x04hops\x12\x10\n" +
 	"\x03bid\x18\t \x01(\x01R\x03bid\x12\x10\n" +
 	"\x03ask\x18\n" +
-	" \x01(\x01R\x03ask*s\n" +
+	" \x01(\x01R\x03ask\x12!\n" +
+	"\frealised_vol\x18\v \x01(\x01R\vrealisedVol\x12;\n" +
+	"\x06policy\x18\f \x01(\v2#.kairos.inference.v1.DecisionPolicyR\x06policy\"\xcd\x02\n" +
+	"\x0eDecisionPolicy\x12\x1d\n" +
+	"\n" +
+	"entry_edge\x18\x01 \x01(\x01R\tentryEdge\x12\x1b\n" +
+	"\texit_edge\x18\x02 \x01(\x01R\bexitEdge\x12\x17\n" +
+	"\amove_up\x18\x03 \x01(\x01R\x06moveUp\x12\x1b\n" +
+	"\tmove_down\x18\x04 \x01(\x01R\bmoveDown\x12\"\n" +
+	"\rmin_hold_bars\x18\x05 \x01(\rR\vminHoldBars\x12\"\n" +
+	"\rmax_hold_bars\x18\x06 \x01(\rR\vmaxHoldBars\x12#\n" +
+	"\rcooldown_bars\x18\a \x01(\rR\fcooldownBars\x12\x19\n" +
+	"\bmax_lots\x18\b \x01(\x01R\amaxLots\x12\x1d\n" +
+	"\n" +
+	"target_vol\x18\t \x01(\x01R\ttargetVol\x12\"\n" +
+	"\rstop_vol_mult\x18\n" +
+	" \x01(\x01R\vstopVolMult*s\n" +
 	"\n" +
 	"ModelState\x12\x1b\n" +
 	"\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1267,7 +1438,7 @@ func file_kairos_inference_v1_inference_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_inference_v1_inference_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kairos_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_kairos_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_kairos_inference_v1_inference_proto_goTypes = []any{
 	(ModelState)(0),                // 0: kairos.inference.v1.ModelState
 	(Direction)(0),                 // 1: kairos.inference.v1.Direction
@@ -1283,37 +1454,39 @@ var file_kairos_inference_v1_inference_proto_goTypes = []any{
 	(*ModelStatus)(nil),            // 11: kairos.inference.v1.ModelStatus
 	(*ModelValidation)(nil),        // 12: kairos.inference.v1.ModelValidation
 	(*Signal)(nil),                 // 13: kairos.inference.v1.Signal
-	(*v1.TickBatch)(nil),           // 14: kairos.marketdata.v1.TickBatch
-	(*v1.Bar)(nil),                 // 15: kairos.marketdata.v1.Bar
-	(*v11.HopStamp)(nil),           // 16: kairos.types.v1.HopStamp
-	(*v1.BarBatch)(nil),            // 17: kairos.marketdata.v1.BarBatch
+	(*DecisionPolicy)(nil),         // 14: kairos.inference.v1.DecisionPolicy
+	(*v1.TickBatch)(nil),           // 15: kairos.marketdata.v1.TickBatch
+	(*v1.Bar)(nil),                 // 16: kairos.marketdata.v1.Bar
+	(*v11.HopStamp)(nil),           // 17: kairos.types.v1.HopStamp
+	(*v1.BarBatch)(nil),            // 18: kairos.marketdata.v1.BarBatch
 }
 var file_kairos_inference_v1_inference_proto_depIdxs = []int32{
-	14, // 0: kairos.inference.v1.StreamPredictRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	15, // 1: kairos.inference.v1.StreamPredictRequest.bars:type_name -> kairos.marketdata.v1.Bar
-	16, // 2: kairos.inference.v1.StreamPredictRequest.hops:type_name -> kairos.types.v1.HopStamp
+	15, // 0: kairos.inference.v1.StreamPredictRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	16, // 1: kairos.inference.v1.StreamPredictRequest.bars:type_name -> kairos.marketdata.v1.Bar
+	17, // 2: kairos.inference.v1.StreamPredictRequest.hops:type_name -> kairos.types.v1.HopStamp
 	5,  // 3: kairos.inference.v1.StreamPredictResponse.predictions:type_name -> kairos.inference.v1.Prediction
 	4,  // 4: kairos.inference.v1.StreamPredictResponse.rejections:type_name -> kairos.inference.v1.InputRejection
-	16, // 5: kairos.inference.v1.Prediction.hops:type_name -> kairos.types.v1.HopStamp
+	17, // 5: kairos.inference.v1.Prediction.hops:type_name -> kairos.types.v1.HopStamp
 	7,  // 6: kairos.inference.v1.PredictRequest.features:type_name -> kairos.inference.v1.FeatureVector
-	17, // 7: kairos.inference.v1.PredictRequest.bars:type_name -> kairos.marketdata.v1.BarBatch
+	18, // 7: kairos.inference.v1.PredictRequest.bars:type_name -> kairos.marketdata.v1.BarBatch
 	5,  // 8: kairos.inference.v1.PredictResponse.prediction:type_name -> kairos.inference.v1.Prediction
 	11, // 9: kairos.inference.v1.GetModelStatusResponse.models:type_name -> kairos.inference.v1.ModelStatus
 	0,  // 10: kairos.inference.v1.ModelStatus.state:type_name -> kairos.inference.v1.ModelState
 	12, // 11: kairos.inference.v1.ModelStatus.validation:type_name -> kairos.inference.v1.ModelValidation
 	1,  // 12: kairos.inference.v1.Signal.direction:type_name -> kairos.inference.v1.Direction
-	16, // 13: kairos.inference.v1.Signal.hops:type_name -> kairos.types.v1.HopStamp
-	2,  // 14: kairos.inference.v1.InferenceService.StreamPredict:input_type -> kairos.inference.v1.StreamPredictRequest
-	6,  // 15: kairos.inference.v1.InferenceService.Predict:input_type -> kairos.inference.v1.PredictRequest
-	9,  // 16: kairos.inference.v1.InferenceService.GetModelStatus:input_type -> kairos.inference.v1.GetModelStatusRequest
-	3,  // 17: kairos.inference.v1.InferenceService.StreamPredict:output_type -> kairos.inference.v1.StreamPredictResponse
-	8,  // 18: kairos.inference.v1.InferenceService.Predict:output_type -> kairos.inference.v1.PredictResponse
-	10, // 19: kairos.inference.v1.InferenceService.GetModelStatus:output_type -> kairos.inference.v1.GetModelStatusResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	17, // 13: kairos.inference.v1.Signal.hops:type_name -> kairos.types.v1.HopStamp
+	14, // 14: kairos.inference.v1.Signal.policy:type_name -> kairos.inference.v1.DecisionPolicy
+	2,  // 15: kairos.inference.v1.InferenceService.StreamPredict:input_type -> kairos.inference.v1.StreamPredictRequest
+	6,  // 16: kairos.inference.v1.InferenceService.Predict:input_type -> kairos.inference.v1.PredictRequest
+	9,  // 17: kairos.inference.v1.InferenceService.GetModelStatus:input_type -> kairos.inference.v1.GetModelStatusRequest
+	3,  // 18: kairos.inference.v1.InferenceService.StreamPredict:output_type -> kairos.inference.v1.StreamPredictResponse
+	8,  // 19: kairos.inference.v1.InferenceService.Predict:output_type -> kairos.inference.v1.PredictResponse
+	10, // 20: kairos.inference.v1.InferenceService.GetModelStatus:output_type -> kairos.inference.v1.GetModelStatusResponse
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_kairos_inference_v1_inference_proto_init() }
@@ -1331,7 +1504,7 @@ func file_kairos_inference_v1_inference_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_inference_v1_inference_proto_rawDesc), len(file_kairos_inference_v1_inference_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

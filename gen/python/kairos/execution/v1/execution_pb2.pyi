@@ -299,7 +299,7 @@ class ExecutionReport(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., type: _Optional[_Union[ReportType, str]] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., trading_state: _Optional[_Union[TradingState, str]] = ..., reason: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ..., time_us: _Optional[int] = ...) -> None: ...
 
 class SubmitOrderRequest(_message.Message):
-    __slots__ = ("client_order_id", "symbol", "side", "type", "time_in_force", "quantity", "price", "trigger_price", "reduce_only", "strategy_id", "model_name", "model_version", "expire_time_us")
+    __slots__ = ("client_order_id", "symbol", "side", "type", "time_in_force", "quantity", "price", "trigger_price", "reduce_only", "strategy_id", "model_name", "model_version", "expire_time_us", "stop_distance")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -313,6 +313,7 @@ class SubmitOrderRequest(_message.Message):
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    STOP_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     client_order_id: str
     symbol: str
     side: OrderSide
@@ -326,7 +327,8 @@ class SubmitOrderRequest(_message.Message):
     model_name: str
     model_version: str
     expire_time_us: int
-    def __init__(self, client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[OrderSide, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., trigger_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., reduce_only: _Optional[bool] = ..., strategy_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., expire_time_us: _Optional[int] = ...) -> None: ...
+    stop_distance: _types_pb2.Decimal
+    def __init__(self, client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[OrderSide, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., trigger_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., reduce_only: _Optional[bool] = ..., strategy_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., expire_time_us: _Optional[int] = ..., stop_distance: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ...) -> None: ...
 
 class SubmitOrderResponse(_message.Message):
     __slots__ = ("order", "duplicate")

@@ -170,7 +170,7 @@ class ModelValidation(_message.Message):
     def __init__(self, gate_passed: _Optional[bool] = ..., verdict: _Optional[str] = ..., sharpe: _Optional[float] = ..., sharpe_ci_low: _Optional[float] = ..., sharpe_ci_high: _Optional[float] = ..., sharpe_ci_level: _Optional[float] = ..., deflated_sharpe: _Optional[float] = ..., n_trials: _Optional[int] = ..., net_return: _Optional[float] = ...) -> None: ...
 
 class Signal(_message.Message):
-    __slots__ = ("symbol", "time_msc", "direction", "strength", "model_name", "model_version", "outputs", "hops", "bid", "ask")
+    __slots__ = ("symbol", "time_msc", "direction", "strength", "model_name", "model_version", "outputs", "hops", "bid", "ask", "realised_vol", "policy")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     TIME_MSC_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,8 @@ class Signal(_message.Message):
     HOPS_FIELD_NUMBER: _ClassVar[int]
     BID_FIELD_NUMBER: _ClassVar[int]
     ASK_FIELD_NUMBER: _ClassVar[int]
+    REALISED_VOL_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     time_msc: int
     direction: Direction
@@ -191,4 +193,30 @@ class Signal(_message.Message):
     hops: _containers.RepeatedCompositeFieldContainer[_types_pb2.HopStamp]
     bid: float
     ask: float
-    def __init__(self, symbol: _Optional[str] = ..., time_msc: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., strength: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., outputs: _Optional[_Iterable[float]] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ..., bid: _Optional[float] = ..., ask: _Optional[float] = ...) -> None: ...
+    realised_vol: float
+    policy: DecisionPolicy
+    def __init__(self, symbol: _Optional[str] = ..., time_msc: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., strength: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., outputs: _Optional[_Iterable[float]] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ..., bid: _Optional[float] = ..., ask: _Optional[float] = ..., realised_vol: _Optional[float] = ..., policy: _Optional[_Union[DecisionPolicy, _Mapping]] = ...) -> None: ...
+
+class DecisionPolicy(_message.Message):
+    __slots__ = ("entry_edge", "exit_edge", "move_up", "move_down", "min_hold_bars", "max_hold_bars", "cooldown_bars", "max_lots", "target_vol", "stop_vol_mult")
+    ENTRY_EDGE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_EDGE_FIELD_NUMBER: _ClassVar[int]
+    MOVE_UP_FIELD_NUMBER: _ClassVar[int]
+    MOVE_DOWN_FIELD_NUMBER: _ClassVar[int]
+    MIN_HOLD_BARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_HOLD_BARS_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_BARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOTS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_VOL_FIELD_NUMBER: _ClassVar[int]
+    STOP_VOL_MULT_FIELD_NUMBER: _ClassVar[int]
+    entry_edge: float
+    exit_edge: float
+    move_up: float
+    move_down: float
+    min_hold_bars: int
+    max_hold_bars: int
+    cooldown_bars: int
+    max_lots: float
+    target_vol: float
+    stop_vol_mult: float
+    def __init__(self, entry_edge: _Optional[float] = ..., exit_edge: _Optional[float] = ..., move_up: _Optional[float] = ..., move_down: _Optional[float] = ..., min_hold_bars: _Optional[int] = ..., max_hold_bars: _Optional[int] = ..., cooldown_bars: _Optional[int] = ..., max_lots: _Optional[float] = ..., target_vol: _Optional[float] = ..., stop_vol_mult: _Optional[float] = ...) -> None: ...

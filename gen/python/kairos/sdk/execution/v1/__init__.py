@@ -1537,6 +1537,15 @@ class SubmitOrderRequest(betterproto2.Message):
     Expiry for GTD orders, microseconds since the Unix epoch.
     """
 
+    stop_distance: "__types__v1__.Decimal | None" = betterproto2.field(
+        14, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Distance of the protective stop from the fill price, price units (the decision policy's
+    stop_vol_mult x realised volatility x price); unset for none. Recorded for the venues; the
+    paper venue does not work it yet.
+    """
+
 
 default_message_pool.register_message("kairos.execution.v1", "SubmitOrderRequest", SubmitOrderRequest)
 

@@ -4,6 +4,7 @@
 # This file has been @generated
 
 __all__ = (
+    "DecisionPolicy",
     "Direction",
     "FeatureVector",
     "GetModelStatusRequest",
@@ -119,6 +120,74 @@ class ModelState(betterproto2.Enum):
             "MODEL_STATE_SERVING": 2,
             "MODEL_STATE_FAILED": 3,
         }
+
+
+@dataclass(eq=False, repr=False)
+class DecisionPolicy(betterproto2.Message):
+    """
+    DecisionPolicy turns a model's probabilities into positions, bar by bar; every count is in closed
+    bars, i.e. signals of one symbol. The expected edge is p_up * move_up - p_down * move_down (return
+    units). Flat enters long when edge >= entry_edge (short when edge <= -entry_edge) once
+    cooldown_bars bars have closed since the last exit; a position held min_hold_bars exits when the
+    edge falls inside exit_edge (long: edge < exit_edge; short: edge > -exit_edge), reverses when it
+    crosses the opposite entry threshold (directly only when cooldown_bars is 0, else it exits), and
+    is closed after max_hold_bars. Entries are sized min(max_lots, target_vol / realised_vol) lots,
+    rounded down to the volume step. docs/training.md has the full rules; proto/testdata/policy the
+    golden vectors both implementations pass.
+    """
+
+    entry_edge: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    """
+    Entry threshold on the edge, return units (> 0).
+    """
+
+    exit_edge: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    """
+    Exit threshold, return units (0 <= exit_edge <= entry_edge).
+    """
+
+    move_up: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    Mean forward move of the training samples labelled up, return units (> 0).
+    """
+
+    move_down: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Mean absolute forward move of the training samples labelled down, return units (> 0).
+    """
+
+    min_hold_bars: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+    """
+    Bars a position is held before a signal may close or reverse it (>= 1).
+    """
+
+    max_hold_bars: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    """
+    Bars after which a position is closed whatever the signal; 0 for no limit.
+    """
+
+    cooldown_bars: "int" = betterproto2.field(7, betterproto2.TYPE_UINT32)
+    """
+    Bars that must close after an exit before the next entry.
+    """
+
+    max_lots: "float" = betterproto2.field(8, betterproto2.TYPE_DOUBLE)
+    """
+    Largest position, lots (> 0).
+    """
+
+    target_vol: "float" = betterproto2.field(9, betterproto2.TYPE_DOUBLE)
+    """
+    Target per-bar volatility of the position, lots x return; 0 sizes every entry max_lots.
+    """
+
+    stop_vol_mult: "float" = betterproto2.field(10, betterproto2.TYPE_DOUBLE)
+    """
+    Protective stop distance in multiples of realised_vol x price; 0 for none.
+    """
+
+
+default_message_pool.register_message("kairos.inference.v1", "DecisionPolicy", DecisionPolicy)
 
 
 @dataclass(eq=False, repr=False)
@@ -485,6 +554,18 @@ class Signal(betterproto2.Message):
     ask: "float" = betterproto2.field(10, betterproto2.TYPE_DOUBLE)
     """
     Ask when the signal was made.
+    """
+
+    realised_vol: "float" = betterproto2.field(11, betterproto2.TYPE_DOUBLE)
+    """
+    Realised volatility of the bar behind the signal, per-bar return units: the model card's
+    policy.vol_feature times policy.vol_unit. 0 when the model has no policy.
+    """
+
+    policy: "DecisionPolicy | None" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The decision policy of the model that made the signal (its card's policy), so that execution
+    trades it exactly as the backtest did (ADR 0081). Absent for a model whose card has none.
     """
 
 

@@ -1,0 +1,332 @@
+// Package bridgelink is the server side of a bridge DLL connection, for every Kairos service the
+// DLL talks to: the collector (market-data channel) and the execution service (trading channel).
+// It owns what the two channels share and must not drift apart: the TCP listener, varint-delimited
+// kairos.bridge.v1 frames with one size limit, the Hello/Welcome handshake and its api_version check,
+// the session table (per session_id: the last sequence processed, so Welcome.resume_after is right
+// after a reconnect), duplicate drop and gap count, the cumulative ack, heartbeats both ways and the
+// three-interval dead-peer timeout, replacement of an older connection of the same session, frame
+// errors with the Error frame the DLL logs, the metrics, and a shutdown that awaits every goroutine.
+//
+// A service plugs its channel in through Channel and Handler: it is told when a connection opens
+// and closes, gets the frames that are new (in order, duplicates dropped) and says how many it has
+// processed; only those are acknowledged. It sends frames to the peer through Conn.Send.
+//
+// The wire protocol is proto/kairos/bridge/v1/bridge.proto; the choices are in
+// docs/adr/0014-one-bridge-session-implementation.md.
+package bridgelink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
+)
+
+// APIVersion is the bridge C ABI version the services speak (Hello.api_version, KB_API_VERSION).
+const APIVersion = 1
+
+// Errors a Handler may see in Closed, and Conn.Send may return.
+var (
+	// ErrReplaced: a newer connection of the same session (any session, with Config.Exclusive)
+	// said Hello; it proceeds once this connection's Closed has returned.
+	ErrReplaced = errors.New("replaced by a new connection of the same session")
+	// ErrShuttingDown: the listener is closing; the peer was sent Error{SHUTTING_DOWN}.
+	ErrShuttingDown = errors.New("shutting down")
+	// ErrNotConnected: the connection has ended.
+	ErrNotConnected = errors.New("bridge not connected")
+	// ErrSendQueueFull: the peer does not read fast enough; the frame was not queued.
+	ErrSendQueueFull = errors.New("bridge send queue full")
+)
+
+// Config shapes a listener. Zero values take the defaults named.
+type Config struct {
+	// Channel is the only channel this listener takes in Hello.
+	Channel bridgev1.Channel
+	// Addr is the TCP listen address.
+	Addr string
+	// HeartbeatInterval is announced in Welcome and is how often the link sends a heartbeat; a peer
+	// silent for three intervals is dropped. Default 1 s.
+	HeartbeatInterval time.Duration
+	// AckInterval paces the heartbeats that carry a moved cumulative ack, so a busy stream is not
+	// answered frame by frame. Zero acknowledges right after every processed batch.
+	AckInterval time.Duration
+	// MaxFrameBytes ends a connection whose frame announces more. Default DefaultMaxFrameBytes.
+	MaxFrameBytes int
+	// ServerVersion is sent in Welcome, e.g. "kairos-collector 0.1.0".
+	ServerVersion string
+	// MaxBatch is how many frames already buffered are handed to one Handler.Frames call (the
+	// trading channel journals a batch in one durable flush). Default 1.
+	MaxBatch int
+	// Exclusive makes a new connection replace the current one whatever its session: the trading
+	// channel drives one terminal, so commands must have exactly one place to go.
+	Exclusive bool
+	// SendQueue bounds the frames waiting for the writer. Default 4096.
+	SendQueue int
+	// Decode, if set, is tried before proto.Unmarshal on every frame (the collector's tick path).
+	Decode FastDecoder
+}
+
+// Channel is what a service plugs into the listener.
+type Channel interface {
+	// Open starts a connection whose Hello was accepted. Welcome is already queued (so frames sent
+	// from here follow it), no data frame has been read yet, and the connection this one replaced,
+	// if any, has finished: its Closed has returned. The Handler lives as long as the connection.
+	Open(c *Conn) Handler
+}
+
+// Handler handles one connection's frames; the link calls it from one goroutine at a time.
+type Handler interface {
+	// Frames gets the connection's new frames in order: every frame except duplicates, Hello, and
+	// heartbeats and errors with sequence 0 (the link answers those: echo, round trip, log). It
+	// returns how many of them, from the start, are processed: their sequences become the session's
+	// resume point and are acknowledged. A non-nil error ends the connection (after acknowledging n).
+	Frames(in []Inbound) (n int, err error)
+	// Closed is called once, after the last Frames call, with why the connection ended (ErrReplaced,
+	// ErrShuttingDown, a read error, ...).
+	Closed(err error)
+}
+
+// Inbound is one received frame.
+type Inbound struct {
+	Frame *bridgev1.Frame
+	// Raw is the frame's encoded bytes (the collector reuses the tick batch inside them).
+	Raw []byte
+	// RecvUs is when the frame was read, microseconds since the Unix epoch.
+	RecvUs int64
+}
+
+// SessionKey names a bridge session outside the link (the collector's ingest source and state
+// file, the execution journal's key): "bridge:" and the session id in decimal, as the logs print it.
+func SessionKey(id uint64) string { return "bridge:" + strconv.FormatUint(id, 10) }
+
+// ParseSessionKey is SessionKey's inverse.
+func ParseSessionKey(k string) (uint64, error) {
+	rest, ok := strings.CutPrefix(k, "bridge:")
+	if !ok || rest == "" {
+		return 0, fmt.Errorf("not a bridge session key: %q", k)
+	}
+	return strconv.ParseUint(rest, 10, 64)
+}
+
+// session is what outlives a connection: the highest sequence processed from a session_id.
+type session struct {
+	id      uint64
+	mu      sync.Mutex
+	lastSeq uint64
+}
+
+func (s *session) last() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSeq
+}
+
+// advance raises the processed sequence; it never goes down (a restore can race a connection).
+func (s *session) advance(seq uint64) {
+	s.mu.Lock()
+	if seq > s.lastSeq {
+		s.lastSeq = seq
+	}
+	s.mu.Unlock()
+}
+
+// Listener accepts bridge connections of one channel.
+type Listener struct {
+	cfg Config
+	ch  Channel
+	m   *Metrics
+	log *slog.Logger
+
+	mu       sync.Mutex
+	ln       net.Listener
+	sessions map[uint64]*session
+	conns    map[*Conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup // one per connection goroutine
+}
+
+// New returns a listener that is not bound yet; Listen binds, Serve accepts. The session table
+// exists from here, so Restore may run before Listen. m nil: metrics are kept but not registered.
+func New(cfg Config, ch Channel, m *Metrics, log *slog.Logger) *Listener {
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
+	if cfg.AckInterval < 0 {
+		cfg.AckInterval = 0
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 4096
+	}
+	if m == nil {
+		m = NewMetrics(nil, cfg.Channel)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Listener{cfg: cfg, ch: ch, m: m, log: log.With("channel", m.Channel),
+		sessions: map[uint64]*session{}, conns: map[*Conn]struct{}{}}
+}
+
+// Listen binds cfg.Addr.
+func (l *Listener) Listen() error {
+	ln, err := net.Listen("tcp", l.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("bridge listener %s: %w", l.cfg.Addr, err)
+	}
+	l.mu.Lock()
+	l.ln = ln
+	l.mu.Unlock()
+	return nil
+}
+
+// Addr is the bound address (nil before Listen).
+func (l *Listener) Addr() net.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln == nil {
+		return nil
+	}
+	return l.ln.Addr()
+}
+
+// Serve accepts connections until Close, each in a goroutine the listener owns and Close awaits.
+// It returns nil after Close.
+func (l *Listener) Serve() error {
+	l.mu.Lock()
+	ln := l.ln
+	l.mu.Unlock()
+	if ln == nil {
+		return errors.New("bridge listener: Serve before Listen")
+	}
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			l.mu.Lock()
+			closed := l.closed
+			l.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("bridge listener: accept: %w", err)
+		}
+		c := l.newConn(nc)
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			c.run()
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, sends every peer Error{SHUTTING_DOWN}, ends the connections and waits for
+// their goroutines, bounded by ctx. Closing again only waits.
+func (l *Listener) Close(ctx context.Context) error {
+	l.mu.Lock()
+	ln := l.ln
+	if l.closed {
+		ln = nil // closed before: only wait again
+	}
+	l.closed = true
+	conns := make([]*Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	var err error
+	if ln != nil {
+		err = ln.Close()
+	}
+	for _, c := range conns {
+		c.enqueue(errorFrame(bridgev1.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "the "+l.cfg.ServerVersion+" server is shutting down", 0))
+		c.stop(ErrShuttingDown)
+	}
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Sessions returns each known session's highest processed sequence (for a state file).
+func (l *Listener) Sessions() map[uint64]uint64 {
+	l.mu.Lock()
+	ss := make([]*session, 0, len(l.sessions))
+	for _, s := range l.sessions {
+		ss = append(ss, s)
+	}
+	l.mu.Unlock()
+	out := make(map[uint64]uint64, len(ss))
+	for _, s := range ss {
+		out[s.id] = s.last()
+	}
+	return out
+}
+
+// Restore raises a session's processed sequence to seq (from a state file or a journal replay),
+// so the next Welcome.resume_after is right. It never lowers it.
+func (l *Listener) Restore(id, seq uint64) {
+	l.mu.Lock()
+	s := l.sessionLocked(id)
+	l.mu.Unlock()
+	s.advance(seq)
+}
+
+func (l *Listener) sessionLocked(id uint64) *session {
+	s := l.sessions[id]
+	if s == nil {
+		s = &session{id: id}
+		l.sessions[id] = s
+	}
+	return s
+}
+
+// register makes c the session's connection and returns the connections it replaces: the
+// session's (every other one, when Exclusive). They are stopped by the caller, which then waits for
+// them, so no two handlers ever process one session's frames at the same time.
+func (l *Listener) register(c *Conn, id uint64) (*session, []*Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, nil, ErrShuttingDown
+	}
+	s := l.sessionLocked(id)
+	var old []*Conn
+	for o := range l.conns {
+		if o != c && o.sess != nil && (l.cfg.Exclusive || o.sess == s) {
+			old = append(old, o)
+		}
+	}
+	c.sess = s
+	return s, old, nil
+}

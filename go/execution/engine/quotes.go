@@ -1,0 +1,44 @@
+// Quotes: risk's view of the market, and the fills a quote-driven venue produces on them.
+
+package engine
+
+import (
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/market"
+	"github.com/kairos-mt5/kairos/go/execution/venue"
+)
+
+// OnQuote records a quote, lets a quote-driven venue work its orders and refreshes a simulated
+// account. Quotes themselves are not journaled; the fills they cause are.
+func (e *Engine) OnQuote(q market.Quote) error { return e.OnQuotes([]market.Quote{q}) }
+
+// OnQuotes is OnQuote for the ticks of one batch, in order, under one lock.
+func (e *Engine) OnQuotes(qs []market.Quote) error {
+	e.mu.Lock()
+	var entries []journal.Entry
+	qd, quoteDriven := e.opt.Venue.(venue.QuoteDriven)
+	for _, q := range qs {
+		if !q.Valid() {
+			continue
+		}
+		e.opt.Risk.OnQuote(q)
+		if quoteDriven {
+			if evs := qd.OnQuote(q); len(evs) > 0 {
+				entries = e.applyEvents(evs, entries, e.opt.Clock())
+			}
+		}
+	}
+	if len(qs) > 0 && (e.opt.Book.Net(qs[0].Symbol).Sign() != 0 || len(entries) > 0 || !e.opt.Risk.Account().Valid) {
+		entries = e.accountLocked(entries)
+	}
+	if len(entries) == 0 {
+		e.mu.Unlock()
+		return nil
+	}
+	t, err := e.append(e.opt.Clock(), entries)
+	e.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return e.wait(t)
+}

@@ -1,0 +1,148 @@
+// Reconciliation: the journal's state against the venue's snapshot, before trading resumes.
+
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/fsm"
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/portfolio"
+	"github.com/kairos-mt5/kairos/go/execution/risk"
+	"github.com/kairos-mt5/kairos/go/execution/venue"
+)
+
+// VenuePosition is one symbol's net position as the venue reports it.
+type VenuePosition struct {
+	Symbol   string
+	Net      decimal.D
+	AvgPrice decimal.D
+}
+
+// VenueOrder is one working order at the venue.
+type VenueOrder struct {
+	ClientOrderID string
+	VenueOrderID  string
+}
+
+// Snapshot is the venue's view used to reconcile.
+type Snapshot struct {
+	Positions []VenuePosition
+	Orders    []VenueOrder
+	Account   risk.Account
+}
+
+// Reconcile compares the journal's state with the venue's snapshot, adopts the venue's truth where
+// they differ (counting each difference), and only then leaves HALTED for the last journaled state
+// (or the initial state on a fresh journal). A nil snapshot means the venue's state is the journal's
+// (the paper venue), which converges at once after the venue took back the open orders.
+func (e *Engine) Reconcile(ctx context.Context, snap *Snapshot) error {
+	e.mu.Lock()
+	now := e.opt.Clock()
+	var entries []journal.Entry
+	if snap == nil {
+		if rs, ok := e.opt.Venue.(venue.Restorer); ok && e.reconciles == 0 {
+			var open []*fsm.Order
+			for _, r := range e.sortedOpen() {
+				open = append(open, r.o)
+			}
+			entries = e.applyEvents(rs.Restore(open), entries, now)
+		}
+		entries = e.accountLocked(entries)
+	} else {
+		entries = e.reconcileSnapshot(snap, entries, now)
+	}
+	e.reconciles++
+	e.opt.Risk.SetReconciled(true)
+	target := e.opt.InitialState
+	if e.hasState {
+		target = e.lastState
+	}
+	prev := e.opt.Risk.SetState(target)
+	e.lastState, e.hasState = target, true
+	entries = append(entries, e.stateEntry(target, fmt.Sprintf("reconciled with the %s venue (was %s)", e.opt.Venue.Name(), prev), now))
+	e.setStateGauge()
+	t, err := e.append(now, entries)
+	e.mu.Unlock()
+	e.log.Info("reconciled", "venue", e.opt.Venue.Name(), "state", target.String())
+	if err != nil {
+		return err
+	}
+	return e.wait(t)
+}
+
+func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now int64) []journal.Entry {
+	working := make(map[string]VenueOrder, len(snap.Orders))
+	for _, vo := range snap.Orders {
+		if vo.ClientOrderID != "" {
+			working[vo.ClientOrderID] = vo
+		}
+	}
+	for _, r := range e.sortedOpen() {
+		vo, ok := working[r.o.ClientOrderID]
+		switch {
+		case ok && r.o.Status == fsm.Submitted:
+			entries = e.applyEvents([]venue.Event{{Kind: venue.Accepted, ClientOrderID: r.o.ClientOrderID, VenueOrderID: vo.VenueOrderID}}, entries, now)
+		case ok:
+		default:
+			// Queries for in-flight orders were answered before the snapshot was taken; an order
+			// the venue does not work any more is done.
+			e.adjust("order_not_working")
+			entries = e.applyEvents([]venue.Event{{Kind: venue.Canceled, ClientOrderID: r.o.ClientOrderID, Reason: "not working at the venue at reconciliation"}}, entries, now)
+		}
+		delete(working, r.o.ClientOrderID)
+	}
+	for id := range working {
+		if _, known := e.orders[id]; !known {
+			e.adjust("unknown_venue_order")
+			e.log.Warn("working order at the venue unknown to the journal", "client_order_id", id)
+		}
+	}
+	venuePos := make(map[string]VenuePosition)
+	for _, vp := range snap.Positions {
+		cur := venuePos[vp.Symbol]
+		cur.Symbol = vp.Symbol
+		cur.Net = cur.Net.Add(vp.Net)
+		cur.AvgPrice = vp.AvgPrice
+		venuePos[vp.Symbol] = cur
+	}
+	for _, p := range e.opt.Book.All() {
+		if _, ok := venuePos[p.Symbol]; !ok && !p.Net.IsZero() {
+			venuePos[p.Symbol] = VenuePosition{Symbol: p.Symbol}
+		}
+	}
+	for sym, vp := range venuePos {
+		mine := e.opt.Book.Get(sym)
+		if mine.Net.Equal(vp.Net) {
+			continue
+		}
+		e.adjust("position")
+		e.log.Warn("position differs from the venue; adopting the venue's", "symbol", sym, "journal", mine.Net.String(), "venue", vp.Net.String())
+		e.opt.Book.Restore(portfolio.Position{Symbol: sym, Net: vp.Net, AvgPrice: vp.AvgPrice, Realized: mine.Realized, OpenedUS: now, UpdatedUS: now})
+	}
+	if snap.Account.Valid {
+		entries = e.onAccountLocked(snap.Account, entries, now)
+	}
+	return entries
+}
+
+// adjustKinds are the reconcile adjustment labels (initialised to 0 at start).
+var adjustKinds = []string{"order_not_working", "position", "unknown_venue_order"}
+
+func (e *Engine) adjust(kind string) {
+	if e.m != nil {
+		e.m.ReconcileAdjust.WithLabelValues(kind).Inc()
+	}
+}
+
+// Unreconcile drops back to NOT_RECONCILED (the venue link was lost): no new orders until the next
+// reconciliation. The trading state itself is kept, to be restored.
+func (e *Engine) Unreconcile(reason string) {
+	e.mu.Lock()
+	e.opt.Risk.SetReconciled(false)
+	e.setStateGauge()
+	e.mu.Unlock()
+	e.log.Warn("venue link lost; orders refused until reconciled", "reason", reason)
+}

@@ -1,0 +1,147 @@
+// Submission: an order intent through risk, the state machine, the journal and the venue.
+
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/fsm"
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/metrics"
+	"github.com/kairos-mt5/kairos/go/execution/risk"
+	"github.com/kairos-mt5/kairos/go/execution/venue"
+)
+
+// SubmitResult is what Submit returns.
+type SubmitResult struct {
+	Order     *execv1.Order
+	Duplicate bool
+}
+
+// Submit runs one order intent through risk, the state machine, the journal and the venue. The
+// request must have passed Validate. It returns once everything about the order so far is durable.
+func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rreq *risk.Request, hops []*typesv1.HopStamp) (SubmitResult, error) {
+	start := time.Now()
+	defer func() { e.m.Observe(metrics.StageSubmit, time.Since(start)) }()
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return SubmitResult{}, ErrShuttingDown
+	}
+	if r, ok := e.orders[req.GetClientOrderId()]; ok {
+		same := proto.Equal(r.req, req)
+		o := OrderProto(r.o)
+		e.mu.Unlock()
+		if !same {
+			return SubmitResult{}, fmt.Errorf("%w: %q is %s %s %s", ErrAlreadyExists, req.GetClientOrderId(), r.o.Side, r.o.Quantity, r.o.Symbol)
+		}
+		return SubmitResult{Order: o, Duplicate: true}, nil
+	}
+	now := e.opt.Clock()
+	riskStart := time.Now()
+	den := e.opt.Risk.Check(rreq, now)
+	e.m.Observe(metrics.StageRisk, time.Since(riskStart))
+	o := &fsm.Order{
+		ClientOrderID: rreq.ClientOrderID, Symbol: rreq.Symbol, Side: rreq.Side, Type: rreq.Type,
+		TIF: defaultTIF(fsm.TimeInForce(req.GetTimeInForce()), rreq.Type), Quantity: rreq.Quantity, Price: rreq.Price,
+		TriggerPrice: rreq.TriggerPrice, ReduceOnly: rreq.ReduceOnly, StrategyID: rreq.StrategyID,
+		ModelName: req.GetModelName(), ModelVersion: req.GetModelVersion(), Venue: e.opt.Venue.Name(),
+		ExpireTimeUS: req.GetExpireTimeUs(), CreatedUS: now, UpdatedUS: now, Status: fsm.Initialized,
+		FilledQty: decimal.New(0, rreq.Quantity.Scale()),
+	}
+	r := &record{o: o, req: req, hops: append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_RISK_DONE, TimeUs: e.opt.Clock()})}
+	e.orders[o.ClientOrderID] = r
+	e.created = append(e.created, r)
+	entries := make([]journal.Entry, 0, 6)
+	entries = append(entries, anyEntry(journal.KindCommand, o.ClientOrderID, req))
+	if den != nil {
+		_ = o.Apply(fsm.EvDeny, now)
+		o.DenyReason, o.DenyMessage = uint8(den.Reason), den.Message
+		e.opt.Risk.RememberClientID(o.ClientOrderID)
+		e.setStatus(o, fsm.StatusUnspecified)
+		if e.m != nil {
+			e.m.Denials.WithLabelValues(den.Reason.String()).Inc()
+		}
+		entries = append(entries,
+			anyEntry(journal.KindRisk, o.ClientOrderID, &execv1.RiskDenial{Reason: execv1.RiskDenyReason(den.Reason), Message: den.Message}),
+			e.reportEntry(execv1.ReportType_REPORT_TYPE_DENIED, r, nil, den.Message, now))
+		t, err := e.append(now, entries)
+		out := OrderProto(o)
+		e.mu.Unlock()
+		if err == nil {
+			err = e.wait(t)
+		}
+		return SubmitResult{Order: out}, err
+	}
+	e.opt.Risk.Accepted(rreq, now)
+	_ = o.Apply(fsm.EvSubmit, now)
+	e.setStatus(o, fsm.StatusUnspecified)
+	e.opt.Risk.Track(o)
+	cmd := e.opt.Venue.Request(venue.Place, o)
+	r.hops = append(r.hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_VENUE_SEND, TimeUs: e.opt.Clock()})
+	entries = append(entries, journal.Entry{Kind: journal.KindRisk, Key: o.ClientOrderID, Payload: riskPassed})
+	if e.opt.Venue.WriteAhead() {
+		entries = append(entries, anyEntry(journal.KindVenueRequest, o.ClientOrderID, cmd.Payload))
+	}
+	entries = append(entries, e.reportEntry(execv1.ReportType_REPORT_TYPE_SUBMITTED, r, nil, "", now))
+	if e.m != nil {
+		e.m.OrdersSubmitted.WithLabelValues(o.Venue, o.Symbol).Inc()
+	}
+	if e.opt.Venue.WriteAhead() {
+		// The command must be durable before it leaves the process: after a crash the journal
+		// says it may have been sent, and reconciliation asks the venue instead of sending again.
+		t, err := e.append(now, entries)
+		e.mu.Unlock()
+		if err == nil {
+			err = e.wait(t)
+		}
+		if err != nil {
+			return SubmitResult{}, err
+		}
+		e.mu.Lock()
+		entries = entries[:0]
+	}
+	sendStart := time.Now()
+	r.sent = e.opt.Clock()
+	evs, err := e.opt.Venue.Send(cmd, o)
+	e.m.Observe(metrics.StageVenueSend, time.Since(sendStart))
+	if err != nil {
+		evs = append(evs, venue.Event{Kind: venue.Rejected, ClientOrderID: o.ClientOrderID, Reason: "venue: " + err.Error()})
+	}
+	entries = e.applyEvents(evs, entries, e.opt.Clock())
+	entries = e.accountLocked(entries)
+	t, err := e.append(now, entries)
+	out := OrderProto(o)
+	e.mu.Unlock()
+	if err == nil {
+		err = e.wait(t)
+	}
+	return SubmitResult{Order: out}, err
+}
+
+func defaultTIF(t fsm.TimeInForce, typ fsm.Type) fsm.TimeInForce {
+	if t != fsm.TIFUnspecified {
+		return t
+	}
+	if typ == fsm.Market {
+		return fsm.IOC
+	}
+	return fsm.GTC
+}
+
+// SubmitIntent validates and submits an order built inside the service (the signal policy).
+func (e *Engine) SubmitIntent(ctx context.Context, req *execv1.SubmitOrderRequest, hops []*typesv1.HopStamp) (*execv1.Order, error) {
+	rreq, bad := Validate(req, e.Instrument, e.Now())
+	if bad != nil {
+		return nil, bad
+	}
+	res, err := e.Submit(ctx, req, rreq, hops)
+	return res.Order, err
+}
