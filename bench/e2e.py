@@ -77,7 +77,11 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
         async def main() -> None:
             ev = asyncio.Event()
             tasks = [
-                asyncio.create_task(observe.watch_nats(settings.nats_url, stats, ev, ready)),
+                asyncio.create_task(
+                    observe.watch_nats(
+                        settings.nats_url, stats, ev, ready, settings.credentials().nats_creds("observer")
+                    )
+                ),
                 asyncio.create_task(
                     observe.watch_execution(
                         f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, ev
@@ -100,7 +104,12 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
         ready.wait(timeout=15)
 
         paced = laps(data, n_laps)
-        result = replay.replay(paced, collector=f"127.0.0.1:{settings.ports.collector_bridge}", speed=rate)
+        result = replay.replay(
+            paced,
+            collector=f"127.0.0.1:{settings.ports.collector_bridge}",
+            speed=rate,
+            bridge_key=settings.ensure_bridge_key(),
+        )
         time.sleep(3.0)
         acks = [
             float(rep_hops["total:bridge_send->venue_ack"])
@@ -127,7 +136,12 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
         before = sum(services.metric_samples(url, "kairos_collector_ticks_in_total").values())
         fast = laps(data, n_laps)
         fast.symbol = "EURUSD.fast"
-        full = replay.replay(fast, collector=f"127.0.0.1:{settings.ports.collector_bridge}", speed=0)
+        full = replay.replay(
+            fast,
+            collector=f"127.0.0.1:{settings.ports.collector_bridge}",
+            speed=0,
+            bridge_key=settings.ensure_bridge_key(),
+        )
         deadline = time.monotonic() + 30
         arrived = before
         while time.monotonic() < deadline:

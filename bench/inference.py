@@ -113,6 +113,11 @@ def bench_ort(card: ModelCard, seconds: float) -> float:
     return n * BATCH / (time.perf_counter() - t0)
 
 
+# The bench server's bearer token (every InferenceService call needs one, ADR 0064).
+TOKEN = "bench-token"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
+
+
 # --- the Kairos server ---------------------------------------------------------------------------
 
 
@@ -123,14 +128,14 @@ def kairos_server(workers: int = 1) -> Iterator[int]:
     assert exe, "kairos-inference not installed (make setup)"
     cmd = [exe, "--model", str(MODEL), "--grpc-addr", f"127.0.0.1:{port}", "--metrics-addr", "127.0.0.1:0"]
     cmd += ["--nats-url", "", "--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env={**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN})
     try:
 
         def up() -> bool:
             try:
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
                     stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
-                    stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=0.5)
+                    stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=0.5, metadata=AUTH)
                     return True
             except grpc.RpcError:
                 return False
@@ -179,7 +184,7 @@ async def throughput(port: int, card: ModelCard, seconds: float, streams: int = 
         opts = [("grpc.use_local_subchannel_pool", 1)]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
-            call = stub.StreamPredict()
+            call = stub.StreamPredict(metadata=AUTH)
             for m in bar_msgs(df, 0, warm, symbols[k]):
                 await call.write(m)
                 await call.read()
@@ -235,7 +240,7 @@ async def latency(port: int, card: ModelCard, seconds: float) -> dict[str, float
     lat_pred: list[float] = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
-        call = stub.StreamPredict()
+        call = stub.StreamPredict(metadata=AUTH)
         for m in bar_msgs(df, 0, warm, symbols):
             await call.write(m)
             await call.read()

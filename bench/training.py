@@ -77,26 +77,27 @@ def main() -> None:
 
     # The pipeline, timed end to end from a cold start of its steps.
     from kairos.training.export import export_onnx
-    from kairos.training.labels import LabelConfig, make_labels, window_index, windows
-    from kairos.training.train import TrainConfig, fit, split_early
+    from kairos.training.labels import LabelConfig, label_bars, window_index, windows
+    from kairos.training.train import TrainConfig, fit_model, sample_weights, split_early
 
     t0 = time.perf_counter()
     bars, _ = load_bars(str(source))
     t_import = time.perf_counter()
     feats = compute_features(bars)
-    labels = make_labels(bars, LabelConfig())
+    lab = label_bars(bars, LabelConfig())
     cfg = TrainConfig(epochs=5, patience=5, threads=1)
-    idx = window_index(feats, labels, cfg.window)
-    fit_idx, held = split_early(idx, cfg.early_stop_frac, 5)
-    y = np.nan_to_num(labels).astype(np.int64)
+    idx = window_index(feats, lab.y, cfg.window)
+    fit_idx, held = split_early(idx, cfg.inner_frac, 5)
+    y = np.nan_to_num(lab.y).astype(np.int64)
     t_feat = time.perf_counter()
-    r = fit(
+    r = fit_model(
         windows(feats, fit_idx, cfg.window),
         y[fit_idx],
+        sample_weights(lab.end, fit_idx, cfg),
         windows(feats, held, cfg.window),
         y[held],
+        sample_weights(lab.end, held, cfg),
         cfg,
-        feats.shape[1],
     )
     t_train = time.perf_counter()
     from kairos.features import SCHEMA, ModelCard
@@ -111,7 +112,7 @@ def main() -> None:
         timeframe_s=60,
     )
     with tempfile.TemporaryDirectory() as d:
-        res = export_onnx(r.net, card, Path(d), windows(feats, held, cfg.window))
+        res = export_onnx(r, card, Path(d), windows(feats, held, cfg.window))
     t_end = time.perf_counter()
 
     metrics: dict[str, object] = {

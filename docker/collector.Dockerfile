@@ -17,6 +17,7 @@ COPY go/collector go/collector
 COPY go/execution go/execution
 COPY go/bridgelink go/bridgelink
 COPY go/envflag go/envflag
+COPY go/auth go/auth
 COPY go/testkit go/testkit
 COPY go/tlsreload go/tlsreload
 COPY tools/deploy tools/deploy

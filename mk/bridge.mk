@@ -5,11 +5,12 @@ APT_PACKAGES += mingw-w64 g++-mingw-w64-x86-64-posix wine wine64 clang libclang-
 
 BRIDGE_WIN_BUILD := $(BUILD)/cpp-win64
 BRIDGE_FUZZ_BUILD := $(BUILD)/cpp-fuzz
+BRIDGE_TSAN_BUILD := $(BUILD)/cpp-tsan
 NANOPB_SRC := $(BUILD)/nanopb-src
 # Wine: a private prefix under build/, no desktop, no debug noise.
 BRIDGE_WINE_ENV := WINEPREFIX=$(BUILD)/wine-prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" DISPLAY=
 
-TEST_TARGETS += test-bridge-wine test-bridge-fuzz
+TEST_TARGETS += test-bridge-wine test-bridge-fuzz bridge-tsan
 BENCH_TARGETS += bench-bridge
 
 # nanopb 0.4.7 C runtime sources for the Windows build, from Debian's source package. A private
@@ -51,6 +52,13 @@ test-bridge-fuzz: setup $(NANOPB_SRC)/.stamp ## Fuzz the command decoder for 25 
 	   for p in pathlib.Path("proto/testdata/golden").glob("frame_*.binpb")]' $(BRIDGE_FUZZ_BUILD)/corpus
 	timeout 120 $(BRIDGE_FUZZ_BUILD)/command_decoder_fuzz -max_total_time=25 -max_len=4096 -rss_limit_mb=1024 -artifact_prefix=$(BRIDGE_FUZZ_BUILD)/ \
 	  -print_final_stats=1 $(BRIDGE_FUZZ_BUILD)/corpus 2>&1 | tail -n 12
+
+.PHONY: bridge-tsan
+bridge-tsan: setup ## The bridge's GoogleTest suite under ThreadSanitizer (terminal/network/resolver threads, close and wake races)
+	cmake -S cpp/mt5_bridge -B $(BRIDGE_TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKAIROS_TSAN=ON \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	cmake --build $(BRIDGE_TSAN_BUILD) --target bridge_test
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" timeout 300 $(BRIDGE_TSAN_BUILD)/bridge_test --gtest_brief=1
 
 .PHONY: bench-bridge
 bench-bridge: cpp-build ## Bridge benchmark: push cost per tick and per call, sustained ticks/s to a TCP sink

@@ -9,9 +9,13 @@ MODEL_FIXTURE_EPOCH := 1330560000
 BENCH_TARGETS += bench-training
 
 .PHONY: model-fixture
+# --band-mult 0: no flat band, so the calibrated fixture takes directional views and the e2e stack
+# (signal threshold 0.10 on p_up - p_down) places orders; with the cost band it predicts flat on the
+# thin 2020-01-01 ticks of the replay.
 model-fixture: setup ## Regenerate the test model (python/tests/data/model) from real GBPUSD M1 bars, deterministically
 	SOURCE_DATE_EPOCH=$(MODEL_FIXTURE_EPOCH) $(ROOT)/.venv/bin/kairos-train run \
-	  --data $(TRAINING_DATA)/gbpusd-m1-bid-2012.csv --timeframe M1 --arch mlp --window 16 --seed 0 --threads 1 \
+	  --data $(TRAINING_DATA)/gbpusd-m1-bid-2012.csv --timeframe M1 --arch mlp --window 16 --band-mult 0 \
+	  --seed 0 --threads 1 \
 	  --run $(BUILD)/model-fixture --no-register --out $(MODEL_FIXTURE)
 	sha256sum $(MODEL_FIXTURE)/model.onnx $(MODEL_FIXTURE)/model.card.json
 

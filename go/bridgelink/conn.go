@@ -2,6 +2,7 @@ package bridgelink
 
 import (
 	"bufio"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,9 @@ func (c *Conn) Key() string { return SessionKey(c.SessionID()) }
 
 // Hello is the peer's Hello.
 func (c *Conn) Hello() *bridgev1.Hello { return c.hello }
+
+// Done is closed when the connection ends: a Handler waiting on something slow selects on it.
+func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Log is the connection's logger (remote address, channel, session id).
 func (c *Conn) Log() *slog.Logger { return c.log }
@@ -215,10 +219,31 @@ func (c *Conn) read(br *bufio.Reader) (Inbound, error) {
 	return Inbound{Frame: f, Raw: raw, RecvUs: time.Now().UnixMicro()}, nil
 }
 
-// handshake reads Hello, replaces the session's older connection and queues Welcome. It returns
-// the Hello's sequence: the DLL sends 0, older peers numbered Hello like a data frame.
+// challenge writes the connection's first frame: a fresh nonce the Hello must prove the key over.
+// Sequence 0: it is never resent (a new connection gets a new challenge).
+func (c *Conn) challenge(nonce []byte) error {
+	f := &bridgev1.Frame{SentTimeUs: time.Now().UnixMicro(), Body: &bridgev1.Frame_Challenge{Challenge: &bridgev1.Challenge{
+		ServerNonce: nonce, AuthRequired: len(c.l.cfg.Key) > 0}}}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(3 * c.l.cfg.HeartbeatInterval))
+	if _, err := protodelim.MarshalTo(c.nc, f); err != nil {
+		return err
+	}
+	c.l.m.Frames.WithLabelValues("out", "challenge").Inc()
+	return nil
+}
+
+// handshake sends the Challenge, reads Hello, checks its key proof, replaces the session's older
+// connection and queues Welcome. It returns the Hello's sequence: the DLL sends 0, older peers
+// numbered Hello like a data frame.
 func (c *Conn) handshake(br *bufio.Reader) (uint64, error) {
 	l := c.l
+	nonce := make([]byte, NonceBytes)
+	if _, err := rand.Read(nonce); err != nil {
+		return 0, fmt.Errorf("bridge challenge nonce: %w", err)
+	}
+	if err := c.challenge(nonce); err != nil {
+		return 0, err
+	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(3 * l.cfg.HeartbeatInterval))
 	if c.stopped() {
 		return 0, c.cause
@@ -240,7 +265,22 @@ func (c *Conn) handshake(br *bufio.Reader) (uint64, error) {
 			fmt.Sprintf("this is the %s listener (%s): Hello.channel must be %v, got %v", l.m.Channel, l.cfg.ServerVersion, l.cfg.Channel, h.Channel), f.Sequence}
 	case h.ApiVersion != APIVersion:
 		return 0, &frameError{ReasonUnsupportedVersion, bridgev1.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION,
-			fmt.Sprintf("bridge api_version %d is not supported (want %d)", h.ApiVersion, APIVersion), f.Sequence}
+			fmt.Sprintf("bridge api_version %d is not supported (want %d): install the DLL and EA of this release", h.ApiVersion, APIVersion), f.Sequence}
+	}
+	if len(l.cfg.Key) > 0 {
+		// Every Hello proves the key, a reconnect of a live session too: it is checked before the
+		// session is looked at, so an unproven Hello can neither replace a connection nor learn a
+		// resume point.
+		if reason := verifyHello(l.cfg.Key, nonce, h); reason != "" {
+			l.m.AuthFailures.WithLabelValues(reason).Inc()
+			msg := map[string]string{
+				AuthMissingProof:   "Hello carries no proof of the bridge key: set the EA's BridgeKey input to the key `kairos up` printed",
+				AuthMalformedProof: "Hello's bridge key proof is malformed",
+				AuthBadProof:       "Hello's bridge key proof does not verify: the EA's BridgeKey is not this server's key",
+			}[reason]
+			c.log.Warn("bridge hello refused: not authenticated", "reason", reason, "session_id", h.SessionId)
+			return 0, &frameError{ReasonUnauthenticated, bridgev1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, msg, f.Sequence}
+		}
 	}
 	c.hello = h
 	c.log = c.log.With("session_id", h.SessionId)
@@ -272,8 +312,12 @@ func (c *Conn) handshake(br *bufio.Reader) (uint64, error) {
 	}
 	c.ack.Store(sess.lastSeq)
 	sess.mu.Unlock()
-	c.enqueue(&bridgev1.Frame{Body: &bridgev1.Frame_Welcome{Welcome: &bridgev1.Welcome{ServerVersion: l.cfg.ServerVersion,
-		ResumeAfter: resume, HeartbeatIntervalMs: uint32(l.cfg.HeartbeatInterval.Milliseconds())}}})
+	w := &bridgev1.Welcome{ServerVersion: l.cfg.ServerVersion, ResumeAfter: resume,
+		HeartbeatIntervalMs: uint32(l.cfg.HeartbeatInterval.Milliseconds())}
+	if len(l.cfg.Key) > 0 {
+		w.ServerProof = Proof(l.cfg.Key, true, nonce, h.ClientNonce, h.SessionId, h.Channel, h.ApiVersion)
+	}
+	c.enqueue(&bridgev1.Frame{Body: &bridgev1.Frame_Welcome{Welcome: w}})
 	return f.Sequence, nil
 }
 

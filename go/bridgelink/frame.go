@@ -102,6 +102,8 @@ func BodyName(f *bridgev1.Frame) string {
 		return "positions"
 	case *bridgev1.Frame_Error:
 		return "error"
+	case *bridgev1.Frame_Challenge:
+		return "challenge"
 	case nil:
 		return "none"
 	}

@@ -14,10 +14,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 )
+
+// testKey is the bridge key of the test listeners; dial's peer proves it in every Hello it sends.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
 
 // channelCase is one channel as a service configures it; the protocol tests run against both.
 type channelCase struct {
@@ -28,12 +32,12 @@ type channelCase struct {
 }
 
 var channelCases = []channelCase{
-	{"market_data", Config{Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, AckInterval: 20 * time.Millisecond, ServerVersion: "test-collector"},
+	{"market_data", Config{Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, AckInterval: 20 * time.Millisecond, ServerVersion: "test-collector", Key: testKey},
 		func(seq uint64) *bridgev1.Frame {
 			return &bridgev1.Frame{Sequence: seq, Body: &bridgev1.Frame_Ticks{Ticks: &mdv1.TickBatch{Symbol: "EURUSD",
 				TimeMsc: []int64{1577836800000 + int64(seq)}, Bid: []float64{1.12}, Ask: []float64{1.1201}, Sequence: []uint64{seq}}}}
 		}},
-	{"trading", Config{Channel: bridgev1.Channel_CHANNEL_TRADING, MaxBatch: 256, Exclusive: true, ServerVersion: "test-execution"},
+	{"trading", Config{Channel: bridgev1.Channel_CHANNEL_TRADING, MaxBatch: 256, Exclusive: true, ServerVersion: "test-execution", Key: testKey},
 		func(seq uint64) *bridgev1.Frame {
 			return &bridgev1.Frame{Sequence: seq, Body: &bridgev1.Frame_OrderResult{OrderResult: &bridgev1.OrderResult{CommandId: seq,
 				Status: bridgev1.BridgeStatus_BRIDGE_STATUS_SENT, Retcode: 10009}}}
@@ -190,8 +194,10 @@ func (s *served) close(t *testing.T) {
 	}
 }
 
-// peer is a test bridge: it writes frames and collects what the server sends back.
+// peer is a test bridge: it writes frames and collects what the server sends back. A Hello it
+// sends without a proof gets one with key (after the server's Challenge), unless key is nil.
 type peer struct {
+	key    []byte
 	nc     net.Conn
 	wmu    sync.Mutex
 	mu     sync.Mutex
@@ -207,7 +213,7 @@ func dial(t *testing.T, addr net.Addr) *peer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &peer{nc: nc, closed: make(chan struct{}), stop: make(chan struct{})}
+	p := &peer{key: testKey, nc: nc, closed: make(chan struct{}), stop: make(chan struct{})}
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
@@ -243,6 +249,12 @@ func (p *peer) send(t *testing.T, frames ...*bridgev1.Frame) {
 	defer p.wmu.Unlock()
 	w := bufio.NewWriter(p.nc)
 	for _, f := range frames {
+		if h := f.GetHello(); h != nil && p.key != nil && len(h.AuthProof) == 0 {
+			f = proto.Clone(f).(*bridgev1.Frame)
+			if err := ProveHello(p.key, p.challenge(t).ServerNonce, f.GetHello()); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if _, err := protodelim.MarshalTo(w, f); err != nil {
 			t.Fatal(err)
 		}
@@ -250,6 +262,21 @@ func (p *peer) send(t *testing.T, frames ...*bridgev1.Frame) {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// challenge waits for the server's Challenge.
+func (p *peer) challenge(t *testing.T) *bridgev1.Challenge {
+	t.Helper()
+	var c *bridgev1.Challenge
+	testkit.WaitFor(t, "Challenge", 5*time.Second, func() bool {
+		for _, f := range p.received() {
+			if c = f.GetChallenge(); c != nil {
+				return true
+			}
+		}
+		return false
+	})
+	return c
 }
 
 func (p *peer) sendRaw(t *testing.T, b []byte) {

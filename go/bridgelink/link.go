@@ -11,8 +11,12 @@
 // and closes, gets the frames that are new (in order, duplicates dropped) and says how many it has
 // processed; only those are acknowledged. It sends frames to the peer through Conn.Send.
 //
+// Every connection starts with the bridge key's HMAC challenge (auth.go): a peer that cannot
+// prove the key gets Error{UNAUTHENTICATED} and nothing else. The session table is bounded
+// (Config.MaxSessions) and idle sessions expire (Config.SessionTTL).
+//
 // The wire protocol is proto/kairos/bridge/v1/bridge.proto; the choices are in
-// docs/adr/0014-one-bridge-session-implementation.md.
+// docs/adr/0014-one-bridge-session-implementation.md and docs/adr/0015-bridge-authentication.md.
 package bridgelink
 
 import (
@@ -30,7 +34,20 @@ import (
 )
 
 // APIVersion is the bridge C ABI version the services speak (Hello.api_version, KB_API_VERSION).
-const APIVersion = 1
+// Version 2 added the key challenge; a version-1 DLL cannot answer it and is refused.
+const APIVersion = 2
+
+// Session table defaults.
+const (
+	DefaultMaxSessions = 1024
+	DefaultSessionTTL  = 24 * time.Hour
+)
+
+// Eviction reasons (kairos_bridge_sessions_evicted_total{reason}).
+const (
+	EvictTTL      = "ttl"      // no connection for SessionTTL
+	EvictCapacity = "capacity" // the table was full; the least recently active idle session went
+)
 
 // Errors a Handler may see in Closed, and Conn.Send may return.
 var (
@@ -43,6 +60,8 @@ var (
 	ErrNotConnected = errors.New("bridge not connected")
 	// ErrSendQueueFull: the peer does not read fast enough; the frame was not queued.
 	ErrSendQueueFull = errors.New("bridge send queue full")
+	// ErrTooManySessions: MaxSessions sessions all have a live connection; a new one is refused.
+	ErrTooManySessions = errors.New("too many bridge sessions")
 )
 
 // Config shapes a listener. Zero values take the defaults named.
@@ -71,6 +90,23 @@ type Config struct {
 	SendQueue int
 	// Decode, if set, is tried before proto.Unmarshal on every frame (the collector's tick path).
 	Decode FastDecoder
+	// Key is the bridge key (at least MinKeyBytes): every Hello must prove it, and Welcome proves
+	// it back. Listen refuses to bind without one unless Insecure is set.
+	Key []byte
+	// Insecure accepts a Hello without a proof when Key is empty: the explicit opt-out, for a
+	// throwaway local experiment. Anyone who reaches the port can then stream or trade.
+	Insecure bool
+	// MaxSessions bounds the session table; a new session evicts the least recently active one
+	// without a connection. Default DefaultMaxSessions.
+	MaxSessions int
+	// SessionTTL forgets a session that has had no connection for this long (its resume point
+	// goes; the DLL's resend then starts a fresh history). Default DefaultSessionTTL.
+	SessionTTL time.Duration
+	// OnEvict, if set, is told each session the table forgets (the collector drops its ingest
+	// source). It runs without the listener's lock and must not block.
+	OnEvict func(id uint64, reason string)
+	// Now is the clock of session expiry. Default time.Now.
+	Now func() time.Time
 }
 
 // Channel is what a service plugs into the listener.
@@ -120,6 +156,18 @@ type session struct {
 	id      uint64
 	mu      sync.Mutex
 	lastSeq uint64
+	// Under Listener.mu: live connections, the last activity (a connection's start or end, a
+	// restore) and a counter ordering activities at the same instant.
+	live  int
+	seen  time.Time
+	touch uint64
+}
+
+// SessionState is one session as a state file keeps it.
+type SessionState struct {
+	ID       uint64
+	LastSeq  uint64
+	LastSeen time.Time
 }
 
 func (s *session) last() uint64 {
@@ -147,6 +195,7 @@ type Listener struct {
 	mu       sync.Mutex
 	ln       net.Listener
 	sessions map[uint64]*session
+	touch    uint64
 	conns    map[*Conn]struct{}
 	closed   bool
 	wg       sync.WaitGroup // one per connection goroutine
@@ -170,6 +219,15 @@ func New(cfg Config, ch Channel, m *Metrics, log *slog.Logger) *Listener {
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = 4096
 	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if m == nil {
 		m = NewMetrics(nil, cfg.Channel)
 	}
@@ -180,8 +238,16 @@ func New(cfg Config, ch Channel, m *Metrics, log *slog.Logger) *Listener {
 		sessions: map[uint64]*session{}, conns: map[*Conn]struct{}{}}
 }
 
-// Listen binds cfg.Addr.
+// Listen binds cfg.Addr. Without a key it refuses (ErrNoKey) unless Config.Insecure.
 func (l *Listener) Listen() error {
+	switch {
+	case len(l.cfg.Key) == 0 && !l.cfg.Insecure:
+		return fmt.Errorf("bridge listener %s (%s): %w", l.cfg.Addr, l.m.Channel, ErrNoKey)
+	case len(l.cfg.Key) > 0 && len(l.cfg.Key) < MinKeyBytes:
+		return fmt.Errorf("bridge listener %s (%s): %w", l.cfg.Addr, l.m.Channel, ErrWeakKey)
+	case len(l.cfg.Key) == 0:
+		l.log.Warn("bridge listener WITHOUT authentication (insecure opt-out): anyone who reaches it can connect", "addr", l.cfg.Addr)
+	}
 	ln, err := net.Listen("tcp", l.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("bridge listener %s: %w", l.cfg.Addr, err)
@@ -241,6 +307,10 @@ func (l *Listener) Serve() error {
 			c.run()
 			l.mu.Lock()
 			delete(l.conns, c)
+			if c.sess != nil {
+				c.sess.live--
+				l.touchLocked(c.sess)
+			}
 			l.mu.Unlock()
 		}()
 	}
@@ -278,49 +348,158 @@ func (l *Listener) Close(ctx context.Context) error {
 	}
 }
 
-// Sessions returns each known session's highest processed sequence (for a state file).
+// Sessions returns each known session's highest processed sequence (for a state file), after
+// expiring the idle ones.
 func (l *Listener) Sessions() map[uint64]uint64 {
+	out := map[uint64]uint64{}
+	for _, st := range l.Snapshot() {
+		out[st.ID] = st.LastSeq
+	}
+	return out
+}
+
+// Snapshot returns every known session with its processed sequence and last activity, after
+// expiring the idle ones.
+func (l *Listener) Snapshot() []SessionState {
 	l.mu.Lock()
+	evicted := l.expireLocked(l.cfg.Now())
 	ss := make([]*session, 0, len(l.sessions))
+	seen := make([]time.Time, 0, len(l.sessions))
 	for _, s := range l.sessions {
 		ss = append(ss, s)
+		seen = append(seen, s.seen)
 	}
 	l.mu.Unlock()
-	out := make(map[uint64]uint64, len(ss))
-	for _, s := range ss {
-		out[s.id] = s.last()
+	l.notifyEvicted(evicted)
+	out := make([]SessionState, len(ss))
+	for i, s := range ss {
+		out[i] = SessionState{ID: s.id, LastSeq: s.last(), LastSeen: seen[i]}
 	}
 	return out
 }
 
 // Restore raises a session's processed sequence to seq (from a state file or a journal replay),
-// so the next Welcome.resume_after is right. It never lowers it.
-func (l *Listener) Restore(id, seq uint64) {
-	l.mu.Lock()
-	s := l.sessionLocked(id)
-	l.mu.Unlock()
-	s.advance(seq)
-}
+// so the next Welcome.resume_after is right. It never lowers it. The session counts as active now.
+func (l *Listener) Restore(id, seq uint64) { l.RestoreSeen(id, seq, time.Time{}) }
 
-func (l *Listener) sessionLocked(id uint64) *session {
+// RestoreSeen is Restore with the session's last activity from a state file (zero: now). A
+// session already idle for longer than SessionTTL is not restored; beyond MaxSessions the least
+// recently active go.
+func (l *Listener) RestoreSeen(id, seq uint64, seen time.Time) {
+	now := l.cfg.Now()
+	if seen.IsZero() || seen.After(now) {
+		seen = now
+	}
+	l.mu.Lock()
+	if now.Sub(seen) > l.cfg.SessionTTL {
+		l.mu.Unlock()
+		l.m.SessionsEvicted.WithLabelValues(EvictTTL).Inc()
+		l.notifyEvicted([]evicted{{id, EvictTTL}})
+		return
+	}
 	s := l.sessions[id]
 	if s == nil {
 		s = &session{id: id}
 		l.sessions[id] = s
 	}
-	return s
+	l.touch++
+	if seen.After(s.seen) || s.seen.IsZero() {
+		s.seen = seen
+	}
+	s.touch = l.touch
+	var ev []evicted
+	for len(l.sessions) > l.cfg.MaxSessions {
+		if !l.evictOldestLocked(&ev) {
+			break
+		}
+	}
+	l.m.Sessions.Set(float64(len(l.sessions)))
+	l.mu.Unlock()
+	l.notifyEvicted(ev)
+	s.advance(seq)
+}
+
+type evicted struct {
+	id     uint64
+	reason string
+}
+
+func (l *Listener) notifyEvicted(ev []evicted) {
+	if l.cfg.OnEvict == nil {
+		return
+	}
+	for _, e := range ev {
+		l.cfg.OnEvict(e.id, e.reason)
+	}
+}
+
+func (l *Listener) touchLocked(s *session) {
+	l.touch++
+	s.seen = l.cfg.Now()
+	s.touch = l.touch
+}
+
+// expireLocked forgets the sessions without a connection for longer than SessionTTL.
+func (l *Listener) expireLocked(now time.Time) []evicted {
+	var ev []evicted
+	for id, s := range l.sessions {
+		if s.live == 0 && now.Sub(s.seen) > l.cfg.SessionTTL {
+			delete(l.sessions, id)
+			l.m.SessionsEvicted.WithLabelValues(EvictTTL).Inc()
+			ev = append(ev, evicted{id, EvictTTL})
+		}
+	}
+	if len(ev) > 0 {
+		l.m.Sessions.Set(float64(len(l.sessions)))
+	}
+	return ev
+}
+
+// evictOldestLocked forgets the least recently active session without a connection; false when
+// every session has one.
+func (l *Listener) evictOldestLocked(ev *[]evicted) bool {
+	var victim *session
+	for _, s := range l.sessions {
+		if s.live > 0 {
+			continue
+		}
+		if victim == nil || s.seen.Before(victim.seen) || (s.seen.Equal(victim.seen) && s.touch < victim.touch) {
+			victim = s
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	delete(l.sessions, victim.id)
+	l.m.SessionsEvicted.WithLabelValues(EvictCapacity).Inc()
+	*ev = append(*ev, evicted{victim.id, EvictCapacity})
+	return true
 }
 
 // register makes c the session's connection and returns the connections it replaces: the
 // session's (every other one, when Exclusive). They are stopped by the caller, which then waits for
-// them, so no two handlers ever process one session's frames at the same time.
+// them, so no two handlers ever process one session's frames at the same time. A new session
+// first expires idle ones and, with the table full, evicts the least recently active idle one.
 func (l *Listener) register(c *Conn, id uint64) (*session, []*Conn, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return nil, nil, ErrShuttingDown
 	}
-	s := l.sessionLocked(id)
+	var ev []evicted
+	s := l.sessions[id]
+	if s == nil {
+		ev = l.expireLocked(l.cfg.Now())
+		if len(l.sessions) >= l.cfg.MaxSessions && !l.evictOldestLocked(&ev) {
+			l.mu.Unlock()
+			l.notifyEvicted(ev)
+			return nil, nil, &frameError{ReasonSessionLimit, bridgev1.ErrorCode_ERROR_CODE_REJECTED,
+				fmt.Sprintf("%v: all %d have a live connection", ErrTooManySessions, l.cfg.MaxSessions), 0}
+		}
+		s = &session{id: id}
+		l.sessions[id] = s
+		l.m.Sessions.Set(float64(len(l.sessions)))
+	}
 	var old []*Conn
 	for o := range l.conns {
 		if o != c && o.sess != nil && (l.cfg.Exclusive || o.sess == s) {
@@ -328,5 +507,9 @@ func (l *Listener) register(c *Conn, id uint64) (*session, []*Conn, error) {
 		}
 	}
 	c.sess = s
+	s.live++
+	l.touchLocked(s)
+	l.mu.Unlock()
+	l.notifyEvicted(ev)
 	return s, old, nil
 }

@@ -18,10 +18,12 @@ const (
 	ReasonTruncated          = "truncated"           // the peer closed inside a frame
 	ReasonHeartbeatTimeout   = "heartbeat_timeout"   // nothing received for three heartbeat intervals
 	ReasonIO                 = "io"                  // a socket error (reset, write failure)
+	ReasonUnauthenticated    = "unauthenticated"     // Hello without a valid key proof (auth_failures_total says why)
+	ReasonSessionLimit       = "session_limit"       // a new session while MaxSessions all have a connection
 )
 
 var reasons = []string{ReasonMalformed, ReasonOversized, ReasonProtocol, ReasonUnsupportedVersion,
-	ReasonTruncated, ReasonHeartbeatTimeout, ReasonIO}
+	ReasonTruncated, ReasonHeartbeatTimeout, ReasonIO, ReasonUnauthenticated, ReasonSessionLimit}
 
 // rttBuckets span 10 µs to 1 s: a loopback round trip sits at the low end, a stalled peer at the top.
 var rttBuckets = []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1}
@@ -45,6 +47,12 @@ type Metrics struct {
 	GapFrames    prometheus.Counter
 	// HeartbeatRTT observes the round trip of the link's heartbeats as the peer echoes them.
 	HeartbeatRTT prometheus.Histogram
+	// AuthFailures counts Hellos refused for the bridge key, by reason (Auth*).
+	AuthFailures *prometheus.CounterVec
+	// Sessions is the size of the session table (resume points kept).
+	Sessions prometheus.Gauge
+	// SessionsEvicted counts sessions forgotten, by reason (EvictTTL, EvictCapacity).
+	SessionsEvicted *prometheus.CounterVec
 }
 
 // ChannelLabel is a channel's label value: CHANNEL_MARKET_DATA → "market_data".
@@ -71,6 +79,12 @@ func NewMetrics(reg prometheus.Registerer, ch bridgev1.Channel) *Metrics {
 		Help: "Bridge frames missing inside sequence gaps, by channel."}, []string{"channel"}))
 	rtt := register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kairos_bridge_heartbeat_rtt_seconds",
 		Help: "Heartbeat round trip to the bridge, by channel.", Buckets: rttBuckets}, []string{"channel"}))
+	auth := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_bridge_auth_failures_total",
+		Help: "Bridge Hellos refused for the bridge key (no proof, malformed, wrong key or another connection's proof), by channel and reason."}, []string{"channel", "reason"}))
+	sessions := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_bridge_sessions",
+		Help: "Bridge sessions whose resume point is kept, by channel."}, []string{"channel"}))
+	evictions := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_bridge_sessions_evicted_total",
+		Help: "Bridge sessions forgotten, by channel and reason (ttl: idle too long, capacity: the table was full)."}, []string{"channel", "reason"}))
 	m := &Metrics{
 		Channel:      label,
 		Connections:  conns.WithLabelValues(label),
@@ -80,9 +94,19 @@ func NewMetrics(reg prometheus.Registerer, ch bridgev1.Channel) *Metrics {
 		SequenceGaps: gaps.WithLabelValues(label),
 		GapFrames:    gapFrames.WithLabelValues(label),
 		HeartbeatRTT: rtt.WithLabelValues(label).(prometheus.Histogram),
+
+		AuthFailures:    auth.MustCurryWith(prometheus.Labels{"channel": label}),
+		Sessions:        sessions.WithLabelValues(label),
+		SessionsEvicted: evictions.MustCurryWith(prometheus.Labels{"channel": label}),
 	}
 	for _, r := range reasons {
 		m.FrameErrors.WithLabelValues(r)
+	}
+	for _, r := range authReasons {
+		m.AuthFailures.WithLabelValues(r)
+	}
+	for _, r := range []string{EvictTTL, EvictCapacity} {
+		m.SessionsEvicted.WithLabelValues(r)
 	}
 	return m
 }

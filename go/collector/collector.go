@@ -21,11 +21,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/kairos-mt5/kairos/go/auth/natsauth"
 	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/bridge"
 	"github.com/kairos-mt5/kairos/go/collector/config"
@@ -69,7 +71,10 @@ type state struct {
 	// was written before, with the session id in hexadecimal (see migrateSourceNames).
 	Version  int               `json:"version,omitempty"`
 	Sessions map[uint64]uint64 `json:"sessions"`
-	Pipeline ingest.State      `json:"pipeline"`
+	// SessionSeen is each session's last activity, Unix seconds, so idle sessions expire across
+	// restarts; a session without it counts as active at load time.
+	SessionSeen map[uint64]int64 `json:"session_seen,omitempty"`
+	Pipeline    ingest.State     `json:"pipeline"`
 }
 
 const stateVersion = 2
@@ -107,12 +112,28 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 	}()
 	if cfg.NATSURL == "" {
-		if s.natsSrv, err = natspub.StartEmbedded(cfg.NATSAddr); err != nil {
+		if s.natsSrv, err = natspub.StartEmbedded(cfg.NATSAddr, cfg.NATSAuthFile); err != nil {
 			return nil, err
 		}
-		log.Info("embedded NATS listening", "url", s.natsSrv.ClientURL())
+		if cfg.NATSAuthFile == "" {
+			log.Warn("embedded NATS runs without authorization: any local process may publish signals and quotes (set --nats-auth-file)")
+		}
+		log.Info("embedded NATS listening", "url", s.natsSrv.ClientURL(), "authorization", cfg.NATSAuthFile != "")
 	}
-	if s.Pub, err = natspub.Connect(cfg.NATSURL, s.natsSrv, s.Metrics); err != nil {
+	var natsOpts []nats.Option
+	if cfg.NATSCreds != "" {
+		creds, err := natsauth.Read(cfg.NATSCreds)
+		if err != nil {
+			return nil, err
+		}
+		natsOpts = append(natsOpts, nats.UserInfo(creds.User, creds.Password))
+	}
+	if cfg.NATSJetStream {
+		s.Pub, err = natspub.ConnectJetStream(cfg.NATSURL, natspub.DefaultAckTimeout, s.Metrics, natsOpts...)
+	} else {
+		s.Pub, err = natspub.Connect(cfg.NATSURL, s.natsSrv, s.Metrics, natsOpts...)
+	}
+	if err != nil {
 		return nil, err
 	}
 	var link ingest.PredictSink
@@ -127,7 +148,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 		s.Link, err = predictlink.New(predictlink.Config{Endpoints: cfg.InferenceEndpoints, BatchTicks: cfg.InferenceBatchTicks,
 			FlushInterval: cfg.InferenceFlushInterval, QueueSize: cfg.InferenceQueue, BackoffMin: cfg.InferenceBackoffMin,
-			BackoffMax: cfg.InferenceBackoffMax, ResponseTimeout: cfg.InferenceResponseTimeout}, s.Metrics, log.With("part", "predictlink"), s.Pub, dialOpts...)
+			BackoffMax: cfg.InferenceBackoffMax, ResponseTimeout: cfg.InferenceResponseTimeout, Token: cfg.InferenceToken}, s.Metrics, log.With("part", "predictlink"), s.Pub, dialOpts...)
 		if err != nil {
 			return nil, err
 		}
@@ -138,13 +159,16 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		return nil, err
 	}
 	s.Hub = fanout.New(cfg.SubscriberQueue, policy, s.Metrics)
+	s.Hub.SetQueueBytes(cfg.SubscriberQueueBytes)
 	s.Pipe = ingest.New(ingest.Config{BarPeriods: cfg.BarPeriods, BarIdleClose: cfg.BarIdleClose, NATSQueue: cfg.NATSQueue,
+		NATSQueueBytes: cfg.NATSQueueBytes, MaxSources: cfg.MaxSources, SourceIdle: cfg.SourceIdle, MaxSymbols: cfg.MaxSymbols,
 		InferenceBarPeriod: cfg.InferenceBarPeriod, RejectLogInterval: cfg.RejectLogInterval,
 		Validate: validate.Config{FutureTolerance: cfg.FutureTolerance, BackwardsTolerance: cfg.BackwardsTolerance,
 			AllowCrossed: cfg.AllowCrossed, AllowUnknownSymbols: cfg.AllowUnknownSymbols}},
 		s.Metrics, log.With("part", "ingest"), s.Hub, s.Pub, link)
 	if s.Bridge, err = bridge.Listen(bridge.Config{Addr: cfg.BridgeAddr, HeartbeatInterval: cfg.HeartbeatInterval,
-		MaxFrameBytes: cfg.MaxFrameBytes, ServerVersion: Version}, s.Pipe, s.Metrics, log.With("part", "bridge")); err != nil {
+		MaxFrameBytes: cfg.MaxFrameBytes, ServerVersion: Version, Key: cfg.BridgeKey, Insecure: cfg.BridgeInsecure,
+		MaxSessions: cfg.BridgeMaxSessions, SessionTTL: cfg.BridgeSessionTTL}, s.Pipe, s.Metrics, log.With("part", "bridge")); err != nil {
 		return nil, err
 	}
 	if err = s.loadState(); err != nil {
@@ -153,6 +177,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("gRPC listener: %w", err)
 	}
+	s.grpcLn = newLimitListener(s.grpcLn, cfg.GRPC.MaxConnections, s.Metrics.GRPCConnRefused)
 	var srvOpts []grpc.ServerOption
 	if tc := cfg.ServerTLS(); tc.Enabled() {
 		certs, err := tlsreload.NewServer(tc, s.Metrics.TLSReloadFailures, log.With("part", "tls"))
@@ -161,7 +186,10 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 		srvOpts = append(srvOpts, grpc.Creds(certs.Credentials()))
 	}
-	s.grpcSrv = grpc.NewServer(srvOpts...)
+	if cfg.Token == "" {
+		log.Warn("no bearer token configured: every MarketDataService call will be refused (set KAIROS_COLLECTOR_TOKEN or --token-file)")
+	}
+	s.grpcSrv = grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
 	mdservice.New(s.Pipe, s.Hub, s.stop).Register(s.grpcSrv)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
@@ -226,7 +254,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.health.SetServingStatus("kairos.collector.v1.MarketDataService", healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("collector serving", "version", Version, "bridge", s.BridgeAddr(), "grpc", s.GRPCAddr(),
 		"grpc_tls", s.cfg.ServerTLS().Enabled(), "grpc_mtls", s.cfg.TLSClientCA != "", "inference_tls", s.cfg.InferenceTLS().Enabled(),
-		"metrics", s.MetricsAddr(), "nats", s.NATSURL(), "inference", s.cfg.InferenceEndpoints)
+		"metrics", s.MetricsAddr(), "nats", s.NATSURL(), "nats_jetstream", s.cfg.NATSJetStream, "inference", s.cfg.InferenceEndpoints)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -339,11 +367,17 @@ func (s *Service) loadState() error {
 		return fmt.Errorf("state file %s: %w", s.cfg.StateFile, err)
 	}
 	migrateSourceNames(&st)
-	for id, seq := range st.Sessions {
-		s.Bridge.Restore(id, seq)
-	}
+	// The pipeline first: a session expired or beyond the cap is evicted while restoring, and its
+	// ingest source goes with it (bridge.Listen's OnEvict).
 	if err := s.Pipe.Restore(st.Pipeline); err != nil {
 		return fmt.Errorf("state file %s: %w", s.cfg.StateFile, err)
+	}
+	for id, seq := range st.Sessions {
+		var seen time.Time
+		if sec, ok := st.SessionSeen[id]; ok {
+			seen = time.Unix(sec, 0)
+		}
+		s.Bridge.RestoreSeen(id, seq, seen)
 	}
 	s.log.Info("state restored", "file", s.cfg.StateFile, "sessions", len(st.Sessions), "sources", len(st.Pipeline.Sources))
 	return nil
@@ -373,8 +407,14 @@ func (s *Service) saveState() error {
 	defer s.stateMu.Unlock()
 	// Sessions first: a frame processed between the two snapshots is then resent after a restart and
 	// dropped by the validators' watermarks, rather than counted as processed but missing from bars.
-	sessions := s.Bridge.Sessions()
-	data, err := json.Marshal(state{Version: stateVersion, Sessions: sessions, Pipeline: s.Pipe.Snapshot()})
+	snap := s.Bridge.Snapshot()
+	sessions := make(map[uint64]uint64, len(snap))
+	seen := make(map[uint64]int64, len(snap))
+	for _, ss := range snap {
+		sessions[ss.ID] = ss.LastSeq
+		seen[ss.ID] = ss.LastSeen.Unix()
+	}
+	data, err := json.Marshal(state{Version: stateVersion, Sessions: sessions, SessionSeen: seen, Pipeline: s.Pipe.Snapshot()})
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	collectorv1 "github.com/kairos-mt5/kairos/gen/go/kairos/collector/v1"
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/collector/internal/testinfer"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
 	"github.com/kairos-mt5/kairos/go/testkit"
@@ -28,7 +29,7 @@ import (
 
 func dialGRPC(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(testToken, false)))
 	if err != nil {
 		t.Fatal(err)
 	}

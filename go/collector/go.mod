@@ -6,6 +6,7 @@ require (
 	github.com/kairos-mt5/kairos/gen/go v0.0.0
 	github.com/kairos-mt5/kairos/go/bridgelink v0.0.0
 	github.com/kairos-mt5/kairos/go/envflag v0.0.0
+	github.com/kairos-mt5/kairos/go/auth v0.0.0
 	github.com/kairos-mt5/kairos/go/testkit v0.0.0
 	github.com/kairos-mt5/kairos/go/tlsreload v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
@@ -47,3 +48,5 @@ replace github.com/kairos-mt5/kairos/go/tlsreload => ../tlsreload
 replace github.com/kairos-mt5/kairos/go/bridgelink => ../bridgelink
 
 replace github.com/kairos-mt5/kairos/go/testkit => ../testkit
+
+replace github.com/kairos-mt5/kairos/go/auth => ../auth

@@ -16,7 +16,7 @@ import (
 
 func TestGoldenBridgeFramesAreAcceptedAndAcknowledged(t *testing.T) {
 	// The golden frames are stamped 2020-01-01: an external NATS server this time, to cover --nats-url.
-	ext, err := natspub.StartEmbedded("127.0.0.1:0")
+	ext, err := natspub.StartEmbedded("127.0.0.1:0", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/config"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
 	"github.com/kairos-mt5/kairos/go/testkit"
@@ -33,8 +34,16 @@ func testConfig() config.Config {
 	c.BarIdleClose = 0
 	c.HeartbeatInterval = 200 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second
+	c.BridgeKey = testBridgeKey
+	c.Token = testToken
 	return c
 }
+
+// testBridgeKey is the test collector's bridge key; a bridgeConn proves it in every Hello.
+var testBridgeKey = []byte("collector-test-bridge-key-0123456789")
+
+// testToken is the bearer token the test collectors accept; dialGRPC sends it.
+const testToken = "collector-test-token-4b1e"
 
 type running struct {
 	*Service
@@ -113,6 +122,12 @@ func (b *bridgeConn) send(t *testing.T, frames ...*bridgev1.Frame) {
 	t.Helper()
 	w := bufio.NewWriter(b.nc)
 	for _, f := range frames {
+		if f.GetHello() != nil { // a fresh proof for this connection's challenge (the golden Hello's is for its own)
+			f = proto.Clone(f).(*bridgev1.Frame)
+			if err := bridgelink.ProveHello(testBridgeKey, b.challenge(t).ServerNonce, f.GetHello()); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if _, err := protodelim.MarshalTo(w, f); err != nil {
 			t.Fatal(err)
 		}
@@ -120,6 +135,21 @@ func (b *bridgeConn) send(t *testing.T, frames ...*bridgev1.Frame) {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// challenge waits for the collector's Challenge.
+func (b *bridgeConn) challenge(t *testing.T) *bridgev1.Challenge {
+	t.Helper()
+	var c *bridgev1.Challenge
+	testkit.WaitFor(t, "Challenge", 5*time.Second, func() bool {
+		for _, f := range b.received() {
+			if c = f.GetChallenge(); c != nil {
+				return true
+			}
+		}
+		return false
+	})
+	return c
 }
 
 func (b *bridgeConn) received() []*bridgev1.Frame {
@@ -166,7 +196,7 @@ func golden(t *testing.T, name string) *bridgev1.Frame {
 
 func hello(session, seq uint64) *bridgev1.Frame {
 	return &bridgev1.Frame{Sequence: seq, SentTimeUs: time.Now().UnixMicro(), Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{
-		ApiVersion: 1, BridgeVersion: "test", Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, SessionId: session}}}
+		ApiVersion: bridgelink.APIVersion, BridgeVersion: "test", Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, SessionId: session}}}
 }
 
 func symbolInfo(seq uint64) *bridgev1.Frame {

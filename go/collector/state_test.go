@@ -84,3 +84,54 @@ func TestAVersion1StateFileKeepsTheSessionsWatermarks(t *testing.T) {
 		t.Fatalf("%d ticks on NATS, want only the 100 new ones", n)
 	}
 }
+
+func TestTheStateFileKeepsOnlyBoundedLiveSessions(t *testing.T) {
+	cfg := testConfig()
+	cfg.StateFile = filepath.Join(t.TempDir(), "state.json")
+	cfg.BridgeMaxSessions = 2
+	cfg.BridgeSessionTTL = time.Hour
+	now := time.Now()
+	// Four sessions: 1 idle for two hours (expired), 2 and 3 recent, 4 with no recorded activity
+	// (a file from before: counts as active now). At most two may stay.
+	src := func() map[string]validate.State { return map[string]validate.State{"EURUSD": {LastSequence: 7}} }
+	old := state{Version: stateVersion,
+		Sessions:    map[uint64]uint64{1: 10, 2: 20, 3: 30, 4: 40},
+		SessionSeen: map[uint64]int64{1: now.Add(-2 * time.Hour).Unix(), 2: now.Add(-30 * time.Minute).Unix(), 3: now.Add(-10 * time.Minute).Unix()},
+		Pipeline: ingest.State{Sources: map[string]map[string]validate.State{
+			"bridge:1": src(), "bridge:2": src(), "bridge:3": src(), "bridge:4": src(), "publisher-a": src()}},
+	}
+	data, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.StateFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc := start(t, cfg)
+	got := svc.Bridge.Sessions()
+	if want := map[uint64]uint64{3: 30, 4: 40}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("sessions %v, want %v (1 expired, 2 the least recently active beyond the cap)", got, want)
+	}
+	svc.stop(t)
+	data, err = os.ReadFile(cfg.StateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved state
+	if err := json.Unmarshal(data, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if len(saved.Sessions) != 2 || len(saved.SessionSeen) != 2 || saved.SessionSeen[3] != old.SessionSeen[3] {
+		t.Fatalf("saved sessions %v, seen %v", saved.Sessions, saved.SessionSeen)
+	}
+	for _, gone := range []string{"bridge:1", "bridge:2"} {
+		if _, ok := saved.Pipeline.Sources[gone]; ok {
+			t.Fatalf("the evicted session's source %s is still in the state file", gone)
+		}
+	}
+	for _, kept := range []string{"bridge:3", "bridge:4", "publisher-a"} {
+		if _, ok := saved.Pipeline.Sources[kept]; !ok {
+			t.Fatalf("source %s was dropped", kept)
+		}
+	}
+}

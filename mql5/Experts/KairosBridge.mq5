@@ -24,6 +24,7 @@
 
 input string InpCollector     = "127.0.0.1:7400";   // Collector endpoint (host:port, empty = off)
 input string InpExecution     = "127.0.0.1:7600";   // Execution endpoint (host:port, empty = off)
+input string InpBridgeKey     = "";                 // Bridge key (printed by `kairos up`; both services must have it)
 input string InpSymbols       = "";                 // Symbols to forward, comma-separated (empty = chart symbol)
 input int    InpTimerMs       = 20;                 // Timer period, milliseconds
 input int    InpMaxTicksCopy  = 20000;              // Ticks per CopyTicks call
@@ -122,9 +123,13 @@ int OnInit()
    ZeroMemory(options);
    options.struct_size = sizeof(KbOptions);
    kb_default_options(options);
-   int rc = kb_open(InpCollector, InpExecution, TerminalInfoString(TERMINAL_NAME), (int)TerminalInfoInteger(TERMINAL_BUILD),
-                    AccountInfoString(ACCOUNT_COMPANY), AccountInfoString(ACCOUNT_SERVER), AccountInfoInteger(ACCOUNT_LOGIN),
-                    AccountInfoString(ACCOUNT_CURRENCY), TradeModeNumber(), _Symbol, InpMagic, options, g_handle);
+   if(InpBridgeKey == "")
+      Print("Kairos bridge: no BridgeKey set; the Kairos services refuse the connection unless they run with --bridge-insecure");
+   // The key proves the EA to the services and the services to the EA (an HMAC challenge); it is
+   // never sent.
+   int rc = kb_open_with_key(InpCollector, InpExecution, TerminalInfoString(TERMINAL_NAME), (int)TerminalInfoInteger(TERMINAL_BUILD),
+                             AccountInfoString(ACCOUNT_COMPANY), AccountInfoString(ACCOUNT_SERVER), AccountInfoInteger(ACCOUNT_LOGIN),
+                             AccountInfoString(ACCOUNT_CURRENCY), TradeModeNumber(), _Symbol, InpMagic, InpBridgeKey, options, g_handle);
    if(rc != KB_OK)
      {
       PrintFormat("Kairos bridge: kb_open failed: %s (%d)", KbStatusText(rc), rc);

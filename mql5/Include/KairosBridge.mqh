@@ -8,7 +8,7 @@
 //+------------------------------------------------------------------+
 #property strict
 
-#define KB_API_VERSION 1
+#define KB_API_VERSION 2
 
 #define KB_OK 0
 #define KB_EMPTY 1
@@ -32,6 +32,7 @@
 #define KB_E_MALFORMED_FRAME -22
 #define KB_E_HEARTBEAT_TIMEOUT -23
 #define KB_E_PEER_ERROR -24
+#define KB_E_AUTH -25
 
 #define KB_MAX_HANDLES 64
 #define KB_MAX_SYMBOLS 256
@@ -220,6 +221,7 @@ int kb_status_text(int status, ushort &buffer[], int capacity);
 int kb_now_us(long &now_us);
 int kb_default_options(KbOptions &options);
 int kb_open(string collector_endpoint, string execution_endpoint, string terminal_name, int terminal_build, string company, string server, long account_login, string account_currency, int trade_mode, string ea_symbol, long magic, const KbOptions &options, long &handle);
+int kb_open_with_key(string collector_endpoint, string execution_endpoint, string terminal_name, int terminal_build, string company, string server, long account_login, string account_currency, int trade_mode, string ea_symbol, long magic, string bridge_key, const KbOptions &options, long &handle);
 int kb_set_server_offset(long handle, long server_minus_utc_ms);
 int kb_announce_symbol(long handle, string symbol, int digits, double point, double contract_size, double volume_min, double volume_max, double volume_step, double tick_size, double tick_value, string currency_base, string currency_profit, string description);
 int kb_push_ticks(long handle, string symbol, int digits, const MqlTick &ticks[], int count);

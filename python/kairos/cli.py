@@ -69,6 +69,12 @@ def up(
         stack.stop()
         raise typer.Exit(EXIT_SERVICE_DIED) from exc
     console.print(f"execution token in {run_dir / 'token'}; stop with `kairos down`")
+    # The EA needs the key as its BridgeKey input; the terminal usually runs on another machine.
+    console.print(
+        f"bridge key (the EA's BridgeKey input) in {settings.bridge_key_file}:\n"
+        f"  {settings.ensure_bridge_key()}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -106,7 +112,9 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
     console.print(table)
     inference = next((s for s in recorded if s.name == "inference"), None)
     if inference is not None:
-        _print_models(inference.grpc_addr)
+        from kairos.stack import credentials
+
+        _print_models(inference.grpc_addr, credentials.read_token(run_dir, "inference"))
     counters = Table("metric", "labels", "value")
     for svc in recorded:
         for name, labels, value in _scrape(svc.metrics_url):
@@ -114,13 +122,13 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
     console.print(counters)
 
 
-def _print_models(addr: str) -> None:
+def _print_models(addr: str, token: str) -> None:
     import grpc
 
     from kairos.stack.serving import serving_models
 
     try:
-        models = serving_models(addr)
+        models = serving_models(addr, token)
     except grpc.RpcError as exc:
         err.print(f"inference GetModelStatus: {exc.code().name} {exc.details()}")
         return
@@ -208,6 +216,9 @@ def replay(
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary (counts, rate, bridge counters and log).")
     ] = False,
+    bridge_key_file: Annotated[
+        Path, typer.Option(help="The collector's bridge key (`kairos up` writes it); absent: no key.")
+    ] = services.STATE_DIR / "run" / "bridge.key",
 ) -> None:
     """Replay market data through the bridge library (the DLL's own C++ code) into the collector."""
     import json
@@ -239,8 +250,15 @@ def replay(
     for problem in data.rejected:
         err.print(f"[yellow]skipped[/] {problem}", highlight=False)
     try:
+        key = bridge_key_file.read_text().strip() if bridge_key_file.exists() else ""
         result = rp.replay(
-            data, collector=collector, speed=speed, realtime=realtime, batch=batch, flush_timeout_s=timeout
+            data,
+            collector=collector,
+            speed=speed,
+            realtime=realtime,
+            batch=batch,
+            flush_timeout_s=timeout,
+            bridge_key=key,
         )
     except rp.CollectorUnreachable as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
@@ -282,15 +300,29 @@ def stream(
     ] = "127.0.0.1:7401",
     nats_url: Annotated[str, typer.Option(help="NATS URL (predictions).")] = "nats://127.0.0.1:4222",
     count: Annotated[int, typer.Option(help="Stop after this many events (0: until Ctrl-C).")] = 0,
+    run_dir: RunDir = services.STATE_DIR / "run",
 ) -> None:
-    """Print live ticks, bars or predictions for SYMBOL, through the typed (betterproto2) client SDK."""
-    from kairos.stack import streaming
+    """Print live ticks, bars or predictions for SYMBOL, through the typed (betterproto2) client SDK.
+
+    Credentials come from the run directory `kairos up` wrote: the collector's token and the NATS
+    observer identity (subscribe only)."""
+    from kairos.stack import credentials, streaming
+
+    creds = credentials.Credentials(run_dir)
 
     if what not in ("ticks", "bars", "predictions"):
         err.print(f"--what must be ticks, bars or predictions, not {what!r}")
         raise typer.Exit(EXIT_ERROR)
     try:
-        for line in streaming.events(symbol, what, collector=collector, nats_url=nats_url, count=count):
+        for line in streaming.events(
+            symbol,
+            what,
+            collector=collector,
+            nats_url=nats_url,
+            count=count,
+            collector_token=creds.token("collector"),
+            nats_creds=creds.nats_creds("observer"),
+        ):
             console.print(line, highlight=False)
     except KeyboardInterrupt:
         pass

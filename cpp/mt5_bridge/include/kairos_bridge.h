@@ -34,8 +34,11 @@ typedef uint16_t kb_char16;
 #define KB_API __attribute__((visibility("default")))
 #endif
 
-/* Version of this ABI; sent in Hello.api_version. */
-#define KB_API_VERSION 1
+/* Version of this ABI; sent in Hello.api_version.
+ * 2: kb_open_with_key and KB_E_AUTH; the handshake starts with the server's Challenge and the
+ *    bridge key's HMAC proofs both ways (docs/adr/0015-bridge-authentication.md). Servers of this
+ *    release speak only version 2. */
+#define KB_API_VERSION 2
 
 /* ---- Status codes ------------------------------------------------------------------------------ */
 #define KB_OK 0                   /* done */
@@ -61,6 +64,7 @@ typedef uint16_t kb_char16;
 #define KB_E_MALFORMED_FRAME (-22)   /* the peer sent an undecodable, oversized or unexpected frame */
 #define KB_E_HEARTBEAT_TIMEOUT (-23) /* nothing heard from the peer for three heartbeat intervals */
 #define KB_E_PEER_ERROR (-24)        /* the peer sent an Error frame */
+#define KB_E_AUTH (-25)              /* bridge key: the server refused ours, or could not prove it knows it */
 
 #define KB_MAX_HANDLES 64
 #define KB_MAX_SYMBOLS 256
@@ -280,6 +284,19 @@ KB_API int32_t kb_open(const kb_char16* collector_endpoint, const kb_char16* exe
                        const kb_char16* server, int64_t account_login, const kb_char16* account_currency,
                        int32_t trade_mode, const kb_char16* ea_symbol, int64_t magic,
                        const KbOptions* options, int64_t* handle) KB_NOEXCEPT;
+
+/* kb_open with the bridge key (the EA's BridgeKey input; API version 2). Each connection answers
+ * the server's Challenge with HMAC-SHA256(key, ...) and accepts the server only if its Welcome
+ * proves the same key, so neither a client without the key nor a server without it gets anywhere.
+ * The key is the text as given, without surrounding white space, at least 16 and at most 256 bytes
+ * in UTF-8 (KB_E_BAD_ARG otherwise); an empty key is kb_open (no proof; only a server running
+ * without a key accepts it). The key is copied and never logged. */
+KB_API int32_t kb_open_with_key(const kb_char16* collector_endpoint, const kb_char16* execution_endpoint,
+                                const kb_char16* terminal_name, int32_t terminal_build,
+                                const kb_char16* company, const kb_char16* server, int64_t account_login,
+                                const kb_char16* account_currency, int32_t trade_mode,
+                                const kb_char16* ea_symbol, int64_t magic, const kb_char16* bridge_key,
+                                const KbOptions* options, int64_t* handle) KB_NOEXCEPT;
 
 /* Trade-server time minus UTC in milliseconds (TimeTradeServer() - TimeGMT()); tick times are
  * shifted by it before they are sent. Cheap: the EA may call it on every timer. */

@@ -40,7 +40,8 @@ class Bridge {
   Bridge(const std::u16string& collector, const std::u16string& execution,
          const std::u16string& terminal_name, int32_t terminal_build, const std::u16string& company,
          const std::u16string& server, int64_t account_login, const std::u16string& account_currency,
-         int32_t trade_mode, const std::u16string& ea_symbol, int64_t magic, const py::dict& options) {
+         int32_t trade_mode, const std::u16string& ea_symbol, int64_t magic, const py::dict& options,
+         const std::u16string& bridge_key) {
     KbOptions o{};
     o.struct_size = sizeof(o);
     kb_default_options(&o);
@@ -74,8 +75,9 @@ class Bridge {
       else
         throw py::value_error("unknown bridge option: " + key);
     }
-    status_ = kb_open(U(collector), U(execution), U(terminal_name), terminal_build, U(company), U(server),
-                      account_login, U(account_currency), trade_mode, U(ea_symbol), magic, &o, &handle_);
+    status_ = kb_open_with_key(U(collector), U(execution), U(terminal_name), terminal_build, U(company),
+                               U(server), account_login, U(account_currency), trade_mode, U(ea_symbol), magic,
+                               U(bridge_key), &o, &handle_);
   }
   ~Bridge() {
     if (handle_ != 0) {
@@ -305,7 +307,11 @@ PYBIND11_MODULE(kairos_bridge_ext, m) {
   py::class_<Bridge>(m, "Bridge")
       .def(py::init<const std::u16string&, const std::u16string&, const std::u16string&, int32_t,
                     const std::u16string&, const std::u16string&, int64_t, const std::u16string&, int32_t,
-                    const std::u16string&, int64_t, const py::dict&>())
+                    const std::u16string&, int64_t, const py::dict&, const std::u16string&>(),
+           py::arg("collector"), py::arg("execution"), py::arg("terminal_name"), py::arg("terminal_build"),
+           py::arg("company"), py::arg("server"), py::arg("account_login"), py::arg("account_currency"),
+           py::arg("trade_mode"), py::arg("ea_symbol"), py::arg("magic"), py::arg("options"),
+           py::arg("bridge_key") = std::u16string())
       .def_property_readonly("open_status", &Bridge::open_status)
       .def_property_readonly("handle", &Bridge::handle)
       .def("set_server_offset", &Bridge::set_server_offset)

@@ -165,6 +165,9 @@ int32_t kb_status_text(int32_t status, kb_char16* buffer, int32_t capacity) noex
       case KB_E_PEER_ERROR:
         t = "the peer reported an error";
         break;
+      case KB_E_AUTH:
+        t = "bridge key refused by the server, or the server could not prove it";
+        break;
       default:
         break;
     }
@@ -193,13 +196,31 @@ int32_t kb_open(const kb_char16* collector_endpoint, const kb_char16* execution_
                 const kb_char16* server, int64_t account_login, const kb_char16* account_currency,
                 int32_t trade_mode, const kb_char16* ea_symbol, int64_t magic, const KbOptions* options,
                 int64_t* handle) noexcept {
+  static const kb_char16 kNoKey[1] = {0};
+  return kb_open_with_key(collector_endpoint, execution_endpoint, terminal_name, terminal_build, company,
+                          server, account_login, account_currency, trade_mode, ea_symbol, magic, kNoKey,
+                          options, handle);
+}
+
+int32_t kb_open_with_key(const kb_char16* collector_endpoint, const kb_char16* execution_endpoint,
+                         const kb_char16* terminal_name, int32_t terminal_build, const kb_char16* company,
+                         const kb_char16* server, int64_t account_login, const kb_char16* account_currency,
+                         int32_t trade_mode, const kb_char16* ea_symbol, int64_t magic,
+                         const kb_char16* bridge_key, const KbOptions* options, int64_t* handle) noexcept {
   if (handle == nullptr || collector_endpoint == nullptr || execution_endpoint == nullptr ||
       terminal_name == nullptr || company == nullptr || server == nullptr || account_currency == nullptr ||
-      ea_symbol == nullptr)
+      ea_symbol == nullptr || bridge_key == nullptr)
     return KB_E_NULL;
   return Guard([&]() -> int32_t {
     *handle = 0;
     Config cfg;
+    KB_TRY(kairos::bridge::Utf16ToUtf8(bridge_key, 1024, &cfg.key));
+    // Surrounding white space is not part of the key (a pasted newline), as the services read it.
+    const char* ws = " \t\r\n";
+    const size_t first = cfg.key.find_first_not_of(ws);
+    cfg.key = first == std::string::npos ? std::string()
+                                         : cfg.key.substr(first, cfg.key.find_last_not_of(ws) - first + 1);
+    if (!cfg.key.empty() && (cfg.key.size() < 16 || cfg.key.size() > 256)) return KB_E_BAD_ARG;
     std::string md, ex;
     KB_TRY(kairos::bridge::Utf16ToUtf8(collector_endpoint, 255, &md));
     KB_TRY(kairos::bridge::Utf16ToUtf8(execution_endpoint, 255, &ex));

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <random>
 
+#include "crypto.h"
+
 namespace kairos::bridge {
 
 namespace {
@@ -95,6 +97,11 @@ Client::Client(const Config& config) : config_(config), rng_(Seed()) {
   tr_.host = config_.execution_host;
   tr_.port = config_.execution_port;
   md_.heartbeat_ms = tr_.heartbeat_ms = config_.options.heartbeat_interval_ms;
+  for (Conn* c : {&md_, &tr_}) {
+    if (c->host.empty() || net::ParseIPv4(c->host, c->port, &c->addr)) continue;
+    // A name: its lookup runs on the resolver's thread, which wakes this one when it is done.
+    c->resolver.reset(new Resolver(c->host, c->port, [this] { waker_.Wake(); }));
+  }
 }
 
 Client::~Client() { Stop(); }
@@ -122,6 +129,13 @@ void Client::Stop() {
   stop_.store(true);
   if (waker_.fd() != net::kInvalid) waker_.Wake();
   if (thread_.joinable()) thread_.join();
+  // After the network thread: nothing asks for a lookup any more. A lookup stuck in the system
+  // resolver is waited for only briefly, so kb_close stays bounded.
+  for (Conn* c : {&md_, &tr_}) {
+    if (c->resolver && !c->resolver->Stop(kResolverStopWaitMs))
+      Log(0, std::string(ChannelName(c->channel)) + ": name lookup of " + c->host +
+                 " still running at close; left to finish");
+  }
   waker_.Shutdown();
 }
 
@@ -443,9 +457,31 @@ int64_t Client::NextBackoff(Conn& c) {
 void Client::StartConnect(Conn& c, int64_t now) {
   bool in_progress = false;
   std::string err;
-  c.fd = net::StartConnect(c.host, c.port, &in_progress, &err);
+  sockaddr_in addr = c.addr;
+  if (c.resolver) {
+    switch (c.resolver->Lookup(&addr, &err)) {
+      case Resolver::Result::kPending:
+        if (c.state != State::kResolving)
+          Log(0,
+              std::string(ChannelName(c.channel)) + ": looking up " + c.host + " (off the network thread)");
+        c.state = State::kResolving;
+        return;
+      case Resolver::Result::kFailed:
+        n_.connect_failures.fetch_add(1);
+        c.failures++;
+        c.state = State::kBackoff;
+        c.next_attempt_ms = now + NextBackoff(c);
+        Log(KB_E_CONNECT,
+            std::string(ChannelName(c.channel)) + " " + c.host + ":" + std::to_string(c.port) + ": " + err);
+        return;
+      case Resolver::Result::kReady:
+        break;
+    }
+  }
+  c.fd = net::StartConnect(addr, &in_progress, &err);
   if (c.fd == net::kInvalid) {
     n_.connect_failures.fetch_add(1);
+    if (c.resolver) c.resolver->Invalidate();
     c.failures++;
     c.state = State::kBackoff;
     c.next_attempt_ms = now + NextBackoff(c);
@@ -459,7 +495,8 @@ void Client::StartConnect(Conn& c, int64_t now) {
 }
 
 void Client::OnConnected(Conn& c, int64_t now) {
-  c.state = State::kAwaitWelcome;
+  // The server speaks first: its Challenge carries the nonce Hello proves the key over.
+  c.state = State::kAwaitChallenge;
   c.out.clear();
   c.out_off = 0;
   c.in.clear();
@@ -467,21 +504,68 @@ void Client::OnConnected(Conn& c, int64_t now) {
   c.ack_dirty = false;
   c.last_rx_ms = now;
   c.peer_hb_time_us = 0;
+}
+
+bool Client::OnChallenge(Conn& c, const kairos_bridge_v1_Challenge& ch, int64_t now) {
+  const bool have_key = !config_.key.empty();
+  if (ch.server_nonce.size != crypto::kNonceBytes) {
+    n_.malformed_frames.fetch_add(1);
+    Disconnect(c, KB_E_MALFORMED_FRAME, "the server's Challenge nonce is not 32 bytes", now);
+    return false;
+  }
+  if (have_key && !ch.auth_required) {
+    // It could not prove the key in Welcome either: a server without a key, or not ours.
+    Disconnect(c, KB_E_AUTH,
+               "the server does not authenticate (it runs without a bridge key); this bridge has a key "
+               "and refuses it",
+               now);
+    return false;
+  }
+  std::memcpy(c.server_nonce, ch.server_nonce.bytes, crypto::kNonceBytes);
+  if (!crypto::RandomBytes(c.client_nonce, crypto::kNonceBytes)) {
+    Disconnect(c, KB_E_INTERNAL, "no random source for the handshake nonce", now);
+    return false;
+  }
   kairos_bridge_v1_Frame f = kairos_bridge_v1_Frame_init_zero;
   f.which_body = kairos_bridge_v1_Frame_hello_tag;
-  f.body.hello = config_.hello;
-  f.body.hello.channel = c.channel;
-  f.body.hello.session_id = session_id_;
+  kairos_bridge_v1_Hello& h = f.body.hello;
+  h = config_.hello;
+  h.channel = c.channel;
+  h.session_id = session_id_;
+  h.client_nonce.size = crypto::kNonceBytes;
+  std::memcpy(h.client_nonce.bytes, c.client_nonce, crypto::kNonceBytes);
+  if (have_key) {
+    const crypto::Digest proof =
+        crypto::HandshakeProof(config_.key, crypto::Role::kClient, c.server_nonce, c.client_nonce,
+                               session_id_, static_cast<uint32_t>(c.channel), h.api_version);
+    h.auth_proof.size = static_cast<pb_size_t>(proof.size());
+    std::memcpy(h.auth_proof.bytes, proof.data(), proof.size());
+  }
   std::vector<uint8_t> body;
   EncodeBody(f, &body);
   // Hello is not retransmitted (a new one starts every connection), so it carries sequence 0.
   AppendFrame(0, 0, NowMicros(), body.data(), body.size(), &c.out);
   n_.frames_sent.fetch_add(1);
+  c.state = State::kAwaitWelcome;
+  return true;
+}
+
+bool Client::ServerProofOk(const Conn& c, const kairos_bridge_v1_Welcome& w) const {
+  if (config_.key.empty()) return true;
+  if (w.server_proof.size != crypto::kNonceBytes) return false;
+  const crypto::Digest want =
+      crypto::HandshakeProof(config_.key, crypto::Role::kServer, c.server_nonce, c.client_nonce, session_id_,
+                             static_cast<uint32_t>(c.channel), config_.hello.api_version);
+  return crypto::ConstantTimeEqual(want.data(), w.server_proof.bytes, want.size());
 }
 
 void Client::Disconnect(Conn& c, int code, const std::string& why, int64_t now) {
   net::Close(c.fd);
   c.fd = net::kInvalid;
+  if (code == KB_E_CONNECT && c.resolver) c.resolver->Invalidate();  // look the name up again
+  // A key the server refuses (or a server that cannot prove it) does not fix itself: retry at the
+  // slowest pace rather than every reconnect_min_ms.
+  if (code == KB_E_AUTH) c.failures += 16;
   if (c.state != State::kReady) c.failures++;
   c.state = State::kBackoff;
   c.next_attempt_ms = now + NextBackoff(c);
@@ -668,15 +752,39 @@ void Client::OnCommand(Conn& c, const kairos_bridge_v1_Frame& f) {
 bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) {
   n_.frames_received.fetch_add(1, std::memory_order_relaxed);
   c.last_rx_ms = now;
+  if (c.state == State::kAwaitChallenge) {
+    if (f.which_body == kairos_bridge_v1_Frame_challenge_tag) return OnChallenge(c, f.body.challenge, now);
+    if (f.which_body == kairos_bridge_v1_Frame_error_tag) {
+      Disconnect(c, KB_E_PEER_ERROR,
+                 "server refused the connection: error " + std::to_string(EnumValue(f.body.error.code)) +
+                     ": " + f.body.error.message,
+                 now);
+      return false;
+    }
+    n_.malformed_frames.fetch_add(1);
+    Disconnect(c, KB_E_MALFORMED_FRAME,
+               "first frame from the server is not Challenge (body tag " + std::to_string(f.which_body) +
+                   "): a server older than this bridge?",
+               now);
+    return false;
+  }
   if (c.state == State::kAwaitWelcome) {
     if (f.which_body == kairos_bridge_v1_Frame_welcome_tag) {
+      if (!ServerProofOk(c, f.body.welcome)) {
+        Disconnect(c, KB_E_AUTH,
+                   "the server could not prove the bridge key (another key, or not a Kairos server): refused",
+                   now);
+        return false;
+      }
       OnWelcome(c, f.body.welcome, now);
       return true;
     }
     if (f.which_body == kairos_bridge_v1_Frame_error_tag) {
-      Disconnect(c, KB_E_PEER_ERROR,
-                 "server refused Hello: error " + std::to_string(EnumValue(f.body.error.code)) + ": " +
-                     f.body.error.message,
+      const bool auth = EnumValue(f.body.error.code) == kairos_bridge_v1_ErrorCode_ERROR_CODE_UNAUTHENTICATED;
+      Disconnect(c, auth ? KB_E_AUTH : KB_E_PEER_ERROR,
+                 std::string(auth ? "server refused the bridge key (set the EA's BridgeKey input): "
+                                  : "server refused Hello: ") +
+                     "error " + std::to_string(EnumValue(f.body.error.code)) + ": " + f.body.error.message,
                  now);
       return false;
     }
@@ -883,11 +991,17 @@ void Client::RunLoop() {
     for (Conn* cp : {&md_, &tr_}) {
       Conn& c = *cp;
       if (c.host.empty()) continue;
-      if (c.state == State::kBackoff && !stopping && now >= c.next_attempt_ms) StartConnect(c, now);
-      if ((c.state == State::kConnecting || c.state == State::kAwaitWelcome) && now >= c.deadline_ms) {
+      if (!stopping &&
+          ((c.state == State::kBackoff && now >= c.next_attempt_ms) || c.state == State::kResolving))
+        StartConnect(c, now);
+      if ((c.state == State::kConnecting || c.state == State::kAwaitChallenge ||
+           c.state == State::kAwaitWelcome) &&
+          now >= c.deadline_ms) {
         n_.connect_failures.fetch_add(1);
         Disconnect(c, KB_E_CONNECT,
-                   c.state == State::kConnecting ? "connect timed out" : "no Welcome before the timeout",
+                   c.state == State::kConnecting       ? "connect timed out"
+                   : c.state == State::kAwaitChallenge ? "no Challenge before the timeout"
+                                                       : "no Welcome before the timeout",
                    now);
       }
       if (c.state == State::kReady) {
@@ -929,8 +1043,9 @@ void Client::RunLoop() {
     for (Conn* cp : {&md_, &tr_}) {
       Conn& c = *cp;
       if (c.host.empty()) continue;
-      if (c.state == State::kBackoff) {
-        wait = std::min(wait, c.next_attempt_ms - now);
+      if (c.state == State::kBackoff || c.state == State::kResolving) {
+        // Resolving: the resolver's thread wakes this one when the lookup is done.
+        if (c.state == State::kBackoff) wait = std::min(wait, c.next_attempt_ms - now);
         items.push_back({net::kInvalid, false, false, false, false});
         continue;
       }

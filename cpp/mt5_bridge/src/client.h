@@ -20,6 +20,7 @@
 #include "kairos/bridge/v1/bridge.pb.h"
 #include "kairos_bridge.h"
 #include "net.h"
+#include "resolver.h"
 
 namespace kairos::bridge {
 
@@ -30,7 +31,14 @@ struct Config {
   uint16_t execution_port = 0;
   kairos_bridge_v1_Hello hello = kairos_bridge_v1_Hello_init_zero;  // channel and session set per connection
   KbOptions options{};
+  // The bridge key (docs/adr/0015-bridge-authentication.md): Hello proves it over the server's
+  // Challenge, and the server must prove it back in Welcome. Empty: Hello carries no proof, and
+  // only a server that does not authenticate accepts it.
+  std::string key;
 };
+
+// How long kb_close waits for a name lookup in progress before leaving it to finish on its own.
+constexpr int kResolverStopWaitMs = 100;
 
 // The documented defaults (kb_default_options).
 KbOptions DefaultOptions();
@@ -90,11 +98,17 @@ class Client {
     std::vector<uint8_t> body;
     uint32_t ticks;  // ticks in the frame (market data), for the counters
   };
-  enum class State { kBackoff, kConnecting, kAwaitWelcome, kReady };
+  // kResolving: a name lookup runs on the resolver thread; kAwaitChallenge: connected, Hello goes
+  // once the server's Challenge arrived.
+  enum class State { kBackoff, kResolving, kConnecting, kAwaitChallenge, kAwaitWelcome, kReady };
   struct Conn {
     kairos_bridge_v1_Channel channel;
     std::string host;
     uint16_t port = 0;
+    sockaddr_in addr{};                  // the endpoint when host is a dotted IPv4 address
+    std::unique_ptr<Resolver> resolver;  // otherwise: looked up off the network thread
+    uint8_t server_nonce[32] = {};
+    uint8_t client_nonce[32] = {};
     net::Socket fd = net::kInvalid;
     State state = State::kBackoff;
     int64_t next_attempt_ms = 0;
@@ -139,6 +153,8 @@ class Client {
   void Disconnect(Conn& c, int code, const std::string& why, int64_t now);
   void ReadFrom(Conn& c, int64_t now);
   bool HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now);
+  bool OnChallenge(Conn& c, const kairos_bridge_v1_Challenge& ch, int64_t now);
+  bool ServerProofOk(const Conn& c, const kairos_bridge_v1_Welcome& w) const;
   void OnWelcome(Conn& c, const kairos_bridge_v1_Welcome& w, int64_t now);
   void OnCommand(Conn& c, const kairos_bridge_v1_Frame& f);
   void OnAck(Conn& c, uint64_t ack);

@@ -97,8 +97,15 @@ bool ParseEndpoint(const std::string& endpoint, std::string* host, uint16_t* por
   return true;
 }
 
-Socket StartConnect(const std::string& host, uint16_t port, bool* in_progress, std::string* error) {
-  *in_progress = false;
+bool ParseIPv4(const std::string& host, uint16_t port, sockaddr_in* out) {
+  std::memset(out, 0, sizeof(*out));
+  out->sin_family = AF_INET;
+  out->sin_port = htons(port);
+  return inet_pton(AF_INET, host.c_str(), &out->sin_addr) == 1;
+}
+
+bool ResolveIPv4(const std::string& host, uint16_t port, sockaddr_in* out, std::string* error) {
+  if (ParseIPv4(host, port, out)) return true;
   addrinfo hints;
   std::memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_INET;
@@ -107,14 +114,21 @@ Socket StartConnect(const std::string& host, uint16_t port, bool* in_progress, s
   addrinfo* res = nullptr;
   const std::string service = std::to_string(port);
   int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
-  if (rc != 0 || res == nullptr) {
-    *error = "cannot resolve " + host;
-    return kInvalid;
+  if (rc != 0 || res == nullptr || res->ai_addrlen < sizeof(sockaddr_in)) {
+    if (res != nullptr) freeaddrinfo(res);
+    *error = "cannot resolve " + host + " (getaddrinfo " + std::to_string(rc) + ")";
+    return false;
   }
-  Socket s = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+  std::memcpy(out, res->ai_addr, sizeof(sockaddr_in));
+  freeaddrinfo(res);
+  return true;
+}
+
+Socket StartConnect(const sockaddr_in& addr, bool* in_progress, std::string* error) {
+  *in_progress = false;
+  Socket s = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
   if (s == kInvalid) {
     *error = "socket(): " + LastErrorText();
-    freeaddrinfo(res);
     return kInvalid;
   }
   int one = 1;
@@ -122,11 +136,9 @@ Socket StartConnect(const std::string& host, uint16_t port, bool* in_progress, s
   if (!SetNonBlocking(s)) {
     *error = "non-blocking mode: " + LastErrorText();
     Close(s);
-    freeaddrinfo(res);
     return kInvalid;
   }
-  rc = connect(s, res->ai_addr, static_cast<int>(res->ai_addrlen));
-  freeaddrinfo(res);
+  const int rc = connect(s, reinterpret_cast<const sockaddr*>(&addr), static_cast<int>(sizeof(addr)));
   if (rc == 0) return s;
   int err = LastError();
   if (WouldBlock(err)) {

@@ -11,6 +11,7 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #else
+#include <netinet/in.h>
 #include <sys/select.h>
 #endif
 
@@ -31,9 +32,16 @@ std::string LastErrorText();
 // Splits "host:port"; false when malformed.
 bool ParseEndpoint(const std::string& endpoint, std::string* host, uint16_t* port);
 
-// Starts a non-blocking connect. Returns the socket (kInvalid on immediate failure, with *error set);
-// *in_progress says the connection completes later (wait for writability, then ConnectResult).
-Socket StartConnect(const std::string& host, uint16_t port, bool* in_progress, std::string* error);
+// host as a dotted IPv4 address (no name lookup, never blocks); false when it is a name.
+bool ParseIPv4(const std::string& host, uint16_t port, sockaddr_in* out);
+// Looks host up with getaddrinfo (IPv4). Blocks for as long as the system resolver takes, so only
+// the resolver thread (resolver.h) calls it, never the network thread.
+bool ResolveIPv4(const std::string& host, uint16_t port, sockaddr_in* out, std::string* error);
+
+// Starts a non-blocking connect to a resolved address. Returns the socket (kInvalid on immediate
+// failure, with *error set); *in_progress says the connection completes later (wait for
+// writability, then ConnectResult).
+Socket StartConnect(const sockaddr_in& addr, bool* in_progress, std::string* error);
 // After writability: 0 when connected, otherwise the socket error code.
 int ConnectResult(Socket s);
 

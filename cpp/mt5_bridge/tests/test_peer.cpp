@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "codec.h"
+#include "crypto.h"
 
 namespace kairos::bridge::testing {
 
@@ -148,6 +149,17 @@ void TestPeer::Serve(int fd) {
     std::lock_guard<std::mutex> lock(mu_);
     out_seq_ = 0;
     session_ = 0;
+  }
+  {
+    // Every connection opens with a Challenge, as the collector and the execution service do.
+    std::unique_ptr<kairos_bridge_v1_Frame> c(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+    c->which_body = kairos_bridge_v1_Frame_challenge_tag;
+    if (!crypto::RandomBytes(nonce_, sizeof(nonce_))) return;
+    c->body.challenge.server_nonce.size = sizeof(nonce_);
+    std::memcpy(c->body.challenge.server_nonce.bytes, nonce_, sizeof(nonce_));
+    c->body.challenge.auth_required = !opt_.key.empty();
+    c->sent_time_us = NowUs();
+    if (!WriteFrame(fd, c.get())) return;
   }
   while (!stop_ && !drop_.exchange(false) && restart_down_ms_.load() < 0) {
     pollfd p{fd, POLLIN, 0};
@@ -296,6 +308,28 @@ bool TestPeer::LightTicks(const uint8_t* p, size_t n) {
 
 bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
   if (f.which_body == kairos_bridge_v1_Frame_hello_tag) {
+    const kairos_bridge_v1_Hello& h = f.body.hello;
+    crypto::Digest server_proof{};
+    if (!opt_.key.empty()) {
+      const bool sized = h.auth_proof.size == 32 && h.client_nonce.size == 32;
+      const crypto::Digest want =
+          sized ? crypto::HandshakeProof(opt_.key, crypto::Role::kClient, nonce_, h.client_nonce.bytes,
+                                         h.session_id, static_cast<uint32_t>(h.channel), h.api_version)
+                : crypto::Digest{};
+      if (!sized || !crypto::ConstantTimeEqual(want.data(), h.auth_proof.bytes, 32)) {
+        auth_failures_++;
+        std::unique_ptr<kairos_bridge_v1_Frame> e(
+            new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+        e->which_body = kairos_bridge_v1_Frame_error_tag;
+        e->body.error.code = kairos_bridge_v1_ErrorCode_ERROR_CODE_UNAUTHENTICATED;
+        std::snprintf(e->body.error.message, sizeof(e->body.error.message), "no valid bridge key proof");
+        WriteFrame(fd, e.get());
+        return false;
+      }
+      server_proof = crypto::HandshakeProof(opt_.key, crypto::Role::kServer, nonce_, h.client_nonce.bytes,
+                                            h.session_id, static_cast<uint32_t>(h.channel), h.api_version);
+      if (opt_.wrong_server_proof) server_proof[0] ^= 1;
+    }
     uint64_t resume;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -310,6 +344,10 @@ bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
     std::snprintf(w->body.welcome.server_version, sizeof(w->body.welcome.server_version), "test-peer 1");
     w->body.welcome.resume_after = resume;
     w->body.welcome.heartbeat_interval_ms = opt_.heartbeat_ms;
+    if (!opt_.key.empty()) {
+      w->body.welcome.server_proof.size = 32;
+      std::memcpy(w->body.welcome.server_proof.bytes, server_proof.data(), 32);
+    }
     w->sent_time_us = NowUs();
     bool ok = WriteFrame(fd, w.get());
     conn_fd_ = fd;

@@ -32,11 +32,14 @@ class TestPeer {
  public:
   struct Options {
     uint32_t heartbeat_ms = 1000;
-    bool ack = true;              // acknowledge processed frames
-    bool send_heartbeats = true;  // answer with heartbeats (liveness)
-    bool keep_ticks = true;       // store every tick (tests); false counts only (benchmark)
-    bool welcome = true;          // answer Hello with Welcome
-    bool light_ticks = false;     // benchmark sink: count tick frames without a full nanopb decode
+    bool ack = true;                  // acknowledge processed frames
+    bool send_heartbeats = true;      // answer with heartbeats (liveness)
+    bool keep_ticks = true;           // store every tick (tests); false counts only (benchmark)
+    bool welcome = true;              // answer Hello with Welcome
+    bool light_ticks = false;         // benchmark sink: count tick frames without a full nanopb decode
+    std::string key;                  // bridge key: Hello must prove it, Welcome proves it back; empty:
+                                      // an insecure server (Challenge.auth_required false, no proof)
+    bool wrong_server_proof = false;  // a fake server: Welcome carries a proof that does not verify
   };
 
   TestPeer();
@@ -75,6 +78,7 @@ class TestPeer {
   uint64_t last_ack_from_bridge() const { return last_ack_.load(); }
   uint64_t heartbeats() const { return heartbeats_.load(); }
   uint64_t bytes() const { return bytes_.load(); }
+  uint64_t auth_failures() const { return auth_failures_.load(); }  // Hellos refused for the key
   // steady_clock nanoseconds of the last listen() (start, or the end of a Restart's down time).
   int64_t listening_since_ns() const { return listen_ns_.load(); }
 
@@ -114,7 +118,8 @@ class TestPeer {
   std::atomic<int64_t> listen_ns_{0};
   std::atomic<uint64_t> frame_gaps_{0};
   std::atomic<uint64_t> tick_count_{0}, tick_gaps_{0}, duplicates_{0}, connections_{0}, last_ack_{0},
-      heartbeats_{0}, bytes_{0};
+      heartbeats_{0}, bytes_{0}, auth_failures_{0};
+  uint8_t nonce_[32] = {};  // this connection's Challenge nonce
 };
 
 }  // namespace kairos::bridge::testing

@@ -65,6 +65,13 @@ inline int Open(const std::string& collector, const std::string& execution, int6
                  W("EURUSD").data(), 77, options, handle);
 }
 
+inline int OpenWithKey(const std::string& collector, const std::string& execution, const std::string& key,
+                       int64_t* handle, const KbOptions* options = nullptr) {
+  return kb_open_with_key(W(collector).data(), W(execution).data(), W("MetaTrader 5").data(), 4410,
+                          W("Test Broker").data(), W("Test-Demo").data(), 1234567, W("USD").data(), 1,
+                          W("EURUSD").data(), 77, W(key).data(), options, handle);
+}
+
 inline KbCounters Counters(int64_t h) {
   KbCounters c{};
   c.struct_size = sizeof(c);

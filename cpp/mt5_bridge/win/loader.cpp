@@ -24,7 +24,7 @@ namespace {
 using ApiVersionFn = int32_t (*)();
 using OpenFn = int32_t (*)(const wchar_t*, const wchar_t*, const wchar_t*, int32_t, const wchar_t*,
                            const wchar_t*, int64_t, const wchar_t*, int32_t, const wchar_t*, int64_t,
-                           const KbOptions*, int64_t*);
+                           const wchar_t*, const KbOptions*, int64_t*);
 using DefaultOptionsFn = int32_t (*)(KbOptions*);
 using SetOffsetFn = int32_t (*)(int64_t, int64_t);
 using PushFn = int32_t (*)(int64_t, const wchar_t*, int32_t, const KbMqlTick*, int32_t);
@@ -87,8 +87,9 @@ std::vector<KbMqlTick> ReadTicks(const wchar_t* path, int64_t offset_ms) {
 }  // namespace
 
 int wmain(int argc, wchar_t** argv) {
-  if (argc != 6) {
-    std::fprintf(stderr, "usage: kb_loader <dll> <collector> <execution> <ticks.csv> <commands>\n");
+  if (argc != 6 && argc != 7) {
+    std::fprintf(stderr,
+                 "usage: kb_loader <dll> <collector> <execution> <ticks.csv> <commands> [bridge key]\n");
     return 2;
   }
   HMODULE dll = LoadLibraryW(argv[1]);
@@ -98,7 +99,7 @@ int wmain(int argc, wchar_t** argv) {
   }
   auto api_version = Get<ApiVersionFn>(dll, "kb_api_version");
   auto default_options = Get<DefaultOptionsFn>(dll, "kb_default_options");
-  auto open = Get<OpenFn>(dll, "kb_open");
+  auto open = Get<OpenFn>(dll, "kb_open_with_key");
   auto set_offset = Get<SetOffsetFn>(dll, "kb_set_server_offset");
   auto push = Get<PushFn>(dll, "kb_push_ticks");
   auto poll = Get<PollFn>(dll, "kb_poll_command");
@@ -114,8 +115,8 @@ int wmain(int argc, wchar_t** argv) {
   Check(default_options(&options) == KB_OK, "default options");
   int64_t h = 0;
   Check(open(argv[2], argv[3], L"MetaTrader 5 (Wine)", 4410, L"Kairos Test Broker", L"Kairos-Demo", 5550001,
-             L"USD", 1, L"EURUSD", 20261121, &options, &h) == KB_OK,
-        "kb_open");
+             L"USD", 1, L"EURUSD", 20261121, argc == 7 ? argv[6] : L"", &options, &h) == KB_OK,
+        "kb_open_with_key");
   if (h == 0) return 4;
 
   // Bad input the EA could produce must come back as status codes, never crash the terminal.

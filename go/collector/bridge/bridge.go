@@ -7,6 +7,7 @@ package bridge
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -35,13 +36,23 @@ type Config struct {
 	MaxFrameBytes int
 	// ServerVersion is sent in Welcome.
 	ServerVersion string
+	// Key is the bridge key every Hello must prove; Insecure accepts Hellos without one when Key is
+	// empty (bridgelink.Config).
+	Key      []byte
+	Insecure bool
+	// MaxSessions and SessionTTL bound the session table (bridgelink defaults if 0).
+	MaxSessions int
+	SessionTTL  time.Duration
 }
 
 // Listen binds cfg.Addr for the market-data channel; frames of each session feed pipe.
 func Listen(cfg Config, pipe *ingest.Pipeline, m *metrics.Metrics, log *slog.Logger) (*bridgelink.Listener, error) {
 	l := bridgelink.New(bridgelink.Config{Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, Addr: cfg.Addr,
 		HeartbeatInterval: cfg.HeartbeatInterval, AckInterval: AckInterval, MaxFrameBytes: cfg.MaxFrameBytes,
-		ServerVersion: cfg.ServerVersion, Decode: decodeFast},
+		ServerVersion: cfg.ServerVersion, Decode: decodeFast, Key: cfg.Key, Insecure: cfg.Insecure,
+		MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL,
+		// A forgotten session's ingest source (its watermarks) goes with it, from memory and the state file.
+		OnEvict: func(id uint64, _ string) { pipe.DropSource(SourceName(id)) }},
 		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector")}, m.Bridge, log)
 	if err := l.Listen(); err != nil {
 		return nil, err
@@ -58,22 +69,51 @@ type channel struct {
 }
 
 func (ch *channel) Open(c *bridgelink.Conn) bridgelink.Handler {
-	return &session{c: c, src: ch.pipe.Source(SourceName(c.SessionID()), "bridge"), hop: ch.hop}
+	s := &session{c: c, pipe: ch.pipe, src: ch.pipe.Source(SourceName(c.SessionID()), "bridge"), hop: ch.hop}
+	if ch.pipe.Durable() {
+		// The wait for NATS ends with the connection (shutdown, replaced, dead peer).
+		var cancel context.CancelFunc
+		s.ctx, cancel = context.WithCancel(context.Background())
+		s.cancel = cancel
+		go func() {
+			select {
+			case <-c.Done():
+				cancel()
+			case <-s.ctx.Done(): // Closed
+			}
+		}()
+	}
+	return s
 }
 
 // session handles one connection of a bridge session.
 type session struct {
-	c   *bridgelink.Conn
-	src *ingest.Source
-	hop prometheus.Observer
+	c    *bridgelink.Conn
+	pipe *ingest.Pipeline
+	src  *ingest.Source
+	hop  prometheus.Observer
+	// ctx is set when NATS is durable: Frames then waits, within it, for its ticks to be stored.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
-func (s *session) Closed(error) {}
+func (s *session) Closed(error) {
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
 
 // Frames processes every frame: none fails the connection, refusals go back as Error{REJECTED}.
+// With JetStream the frames count as processed (and are acknowledged to the bridge) only once NATS
+// has stored their ticks (ADR 0024); a connection that ends first leaves them unacknowledged.
 func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 	for _, x := range in {
 		s.frame(x)
+	}
+	if s.ctx != nil {
+		if err := s.pipe.Stored(s.ctx); err != nil {
+			return 0, fmt.Errorf("ticks not stored by NATS JetStream: %w", err)
+		}
 	}
 	return len(in), nil
 }

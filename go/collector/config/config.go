@@ -7,10 +7,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/bars"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
 	"github.com/kairos-mt5/kairos/go/envflag"
@@ -32,6 +35,25 @@ type Config struct {
 	NATSURL string
 	// NATSAddr is the embedded NATS server's listen address (loopback by default).
 	NATSAddr string
+	// NATSJetStream publishes ticks and bars to JetStream (streams on the external NATSURL) and
+	// acknowledges a bridge frame only once its ticks are stored (ADR 0024).
+	NATSJetStream bool
+	// NATSAuthFile is the embedded server's users and permissions: a nats-server configuration
+	// file with an authorization block (the format of deploy/nats/nats.conf). Empty runs it
+	// without authorization, which is allowed on a loopback NATSAddr only.
+	NATSAuthFile string
+	// NATSCreds is a file holding this service's "user:password" for NATS (embedded or external).
+	NATSCreds string
+	// Token is the bearer token every MarketDataService call needs; empty refuses them all.
+	Token string
+	// TokenFile, if set, is read for Token (first line), so it stays out of the process list.
+	TokenFile string
+	// OpenReadsOnLoopback lets Subscribe and ListSymbols through without the token from loopback peers.
+	OpenReadsOnLoopback bool
+	// InferenceToken is the bearer token sent on the StreamPredict link.
+	InferenceToken string
+	// InferenceTokenFile, if set, is read for InferenceToken.
+	InferenceTokenFile string
 	// InferenceEndpoints are the inference servers' gRPC addresses; empty disables the link.
 	InferenceEndpoints []string
 	// InferenceBatchTicks flushes a StreamPredict request at this many ticks.
@@ -64,10 +86,37 @@ type Config struct {
 	SlowSubscriber string
 	// NATSQueue bounds the batches waiting for the NATS publisher (ingest waits when it is full).
 	NATSQueue int
+	// NATSQueueBytes bounds the same queue in encoded bytes (ingest waits when it is full).
+	NATSQueueBytes int
+	// SubscriberQueueBytes bounds the events waiting per gRPC subscriber in encoded bytes; beyond
+	// it the slow-subscriber policy applies as it does beyond SubscriberQueue events.
+	SubscriberQueueBytes int
+	// MaxSources bounds the publishers (Publish/Stream sources) the collector tracks; at the
+	// limit the one idle longest (at least SourceIdle) is dropped, or the new one is refused.
+	MaxSources int
+	// SourceIdle is how long a publisher source must be idle before it may be dropped for a new one.
+	SourceIdle time.Duration
+	// MaxSymbols bounds the symbols the collector keeps state for (announced or, with
+	// allow-unknown-symbols, ticked); more are refused.
+	MaxSymbols int
+	// GRPC bounds what one peer may cost the gRPC server.
+	GRPC GRPCLimits
 	// HeartbeatInterval is announced to the bridge; three missed intervals end a connection.
 	HeartbeatInterval time.Duration
 	// MaxFrameBytes is the largest bridge frame accepted.
 	MaxFrameBytes int
+	// BridgeKeyFile holds the bridge key every Hello must prove (docs/security.md); the key itself
+	// may instead come from KAIROS_COLLECTOR_BRIDGE_KEY. Never a flag value: argv is public.
+	BridgeKeyFile string
+	// BridgeKey is the key read from BridgeKeyFile or KAIROS_COLLECTOR_BRIDGE_KEY; never logged.
+	BridgeKey []byte `json:"-"`
+	// BridgeInsecure runs the bridge listener without a key: anyone who reaches it can stream ticks.
+	// Without a key and without it, the collector refuses to start.
+	BridgeInsecure bool
+	// BridgeMaxSessions bounds the bridge sessions kept (in memory and in the state file).
+	BridgeMaxSessions int
+	// BridgeSessionTTL forgets a bridge session with no connection for this long.
+	BridgeSessionTTL time.Duration
 	// StateFile keeps session sequences, validation watermarks and open bars across restarts; empty disables.
 	StateFile string
 	// StateInterval is how often the state file is also written while running (a crash then loses at
@@ -90,6 +139,21 @@ type Config struct {
 	RejectLogInterval time.Duration
 }
 
+// GRPCLimits bounds the gRPC server (ADR 0055): connections, streams, message sizes, keepalive.
+type GRPCLimits struct {
+	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
+	MaxConnections int
+	// MaxConcurrentStreams per connection.
+	MaxConcurrentStreams uint32
+	// MaxRecvMsgBytes and MaxSendMsgBytes bound one message.
+	MaxRecvMsgBytes, MaxSendMsgBytes int
+	// KeepaliveMinTime: a client pinging more often is disconnected (GOAWAY too_many_pings).
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime and KeepaliveTimeout: the server pings an idle connection after KeepaliveTime
+	// and drops it when no answer comes within KeepaliveTimeout.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+}
+
 // Default returns the defaults.
 func Default() Config {
 	return Config{
@@ -100,7 +164,11 @@ func Default() Config {
 		BarPeriods: []uint32{60, 300, 900, 3600}, BarIdleClose: 2 * time.Second,
 		FutureTolerance: 5 * time.Second, BackwardsTolerance: 500 * time.Millisecond,
 		SubscriberQueue: 1024, SlowSubscriber: "conflate", NATSQueue: 4096,
+		NATSQueueBytes: 64 << 20, SubscriberQueueBytes: 16 << 20, MaxSources: 1024, SourceIdle: 5 * time.Minute, MaxSymbols: 4096,
+		GRPC: GRPCLimits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20, MaxSendMsgBytes: 16 << 20,
+			KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second},
 		HeartbeatInterval: time.Second, MaxFrameBytes: 1 << 20,
+		BridgeMaxSessions: bridgelink.DefaultMaxSessions, BridgeSessionTTL: bridgelink.DefaultSessionTTL,
 		StateInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info", RejectLogInterval: time.Second,
 	}
 }
@@ -114,6 +182,14 @@ func Flags(c *Config) *envflag.Set {
 	s.StringVar(&c.MetricsAddr, "metrics-addr", "HTTP address of /metrics; empty disables")
 	s.StringVar(&c.NATSURL, "nats-url", "external NATS server URL; empty runs the embedded server")
 	s.StringVar(&c.NATSAddr, "nats-addr", "listen address of the embedded NATS server")
+	s.BoolVar(&c.NATSJetStream, "nats-jetstream", "publish ticks and bars to JetStream streams (needs nats-url) and acknowledge bridge frames only once stored")
+	s.StringVar(&c.NATSAuthFile, "nats-auth-file", "nats-server config file with the embedded server's authorization block (users, permissions); empty: no authorization, loopback only")
+	s.StringVar(&c.NATSCreds, "nats-creds", "file holding this service's NATS user:password (mode 0600)")
+	s.StringVar(&c.Token, "token", "bearer token every MarketDataService call needs (prefer --token-file or the env var)", envflag.Secret())
+	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
+	s.BoolVar(&c.OpenReadsOnLoopback, "open-reads-on-loopback", "serve Subscribe and ListSymbols to loopback peers without the token")
+	s.StringVar(&c.InferenceToken, "inference-token", "bearer token for the inference link (prefer --inference-token-file or the env var)", envflag.Secret())
+	s.StringVar(&c.InferenceTokenFile, "inference-token-file", "file holding the inference link's bearer token")
 	s.ListVar(&c.InferenceEndpoints, "inference-endpoints", "comma-separated inference gRPC addresses; \"none\" or empty disables the link")
 	s.IntVar(&c.InferenceBatchTicks, "inference-batch-ticks", "flush a StreamPredict request at this many ticks")
 	s.DurationVar(&c.InferenceFlushInterval, "inference-flush-interval", "flush a non-empty request after this long")
@@ -131,8 +207,25 @@ func Flags(c *Config) *envflag.Set {
 	s.IntVar(&c.SubscriberQueue, "subscriber-queue", "events queued per gRPC subscriber")
 	s.StringVar(&c.SlowSubscriber, "slow-subscriber", "conflate or cut")
 	s.IntVar(&c.NATSQueue, "nats-queue", "batches queued for the NATS publisher")
+	s.IntVar(&c.NATSQueueBytes, "nats-queue-bytes", "encoded bytes queued for the NATS publisher (ingest waits beyond)")
+	s.IntVar(&c.SubscriberQueueBytes, "subscriber-queue-bytes", "encoded bytes queued per gRPC subscriber (the slow-subscriber policy applies beyond)")
+	s.IntVar(&c.MaxSources, "max-sources", "publisher sources tracked at once; the longest idle (past source-idle) makes room, else Publish is refused")
+	s.DurationVar(&c.SourceIdle, "source-idle", "idle time after which a publisher source may be dropped for a new one")
+	s.IntVar(&c.MaxSymbols, "max-symbols", "symbols the collector keeps state for; more are refused")
+	g := &c.GRPC
+	s.IntVar(&g.MaxConnections, "grpc-max-connections", "gRPC connections open at once; more are closed on accept (0: no limit)")
+	s.Uint32Var(&g.MaxConcurrentStreams, "grpc-max-concurrent-streams", "gRPC concurrent streams per connection")
+	s.IntVar(&g.MaxRecvMsgBytes, "grpc-max-recv-msg-bytes", "largest gRPC message received, bytes")
+	s.IntVar(&g.MaxSendMsgBytes, "grpc-max-send-msg-bytes", "largest gRPC message sent, bytes")
+	s.DurationVar(&g.KeepaliveMinTime, "grpc-keepalive-min-time", "clients pinging more often are disconnected")
+	s.DurationVar(&g.KeepaliveTime, "grpc-keepalive-time", "the server pings a connection idle this long")
+	s.DurationVar(&g.KeepaliveTimeout, "grpc-keepalive-timeout", "a connection that does not answer a ping within this is dropped")
 	s.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
 	s.IntVar(&c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
+	s.StringVar(&c.BridgeKeyFile, "bridge-key-file", "file holding the bridge key the EA must prove (or the key itself in "+EnvName("bridge-key")+")")
+	s.BoolVar(&c.BridgeInsecure, "bridge-insecure", "run the bridge listener WITHOUT a key: anyone who reaches it can stream ticks")
+	s.IntVar(&c.BridgeMaxSessions, "bridge-max-sessions", "bridge sessions kept (memory and state file); the least recently active idle one goes")
+	s.DurationVar(&c.BridgeSessionTTL, "bridge-session-ttl", "forget a bridge session with no connection for this long")
 	s.StringVar(&c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
 	s.DurationVar(&c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with tls-key it serves TLS only (reloaded on change)")
@@ -161,6 +254,24 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if len(c.InferenceEndpoints) == 1 && c.InferenceEndpoints[0] == "none" {
 		c.InferenceEndpoints = nil
 	}
+	key, err := bridgelink.LoadKey(c.BridgeKeyFile, getenv(EnvName("bridge-key")))
+	if err != nil {
+		return c, fmt.Errorf("bridge key: %w", err)
+	}
+	c.BridgeKey = key
+	for _, f := range []struct {
+		flag, path string
+		dst        *string
+	}{{"token-file", c.TokenFile, &c.Token}, {"inference-token-file", c.InferenceTokenFile, &c.InferenceToken}} {
+		if f.path == "" {
+			continue
+		}
+		tok, err := grpcauth.ReadToken(f.path)
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", f.flag, err)
+		}
+		*f.dst = tok
+	}
 	return c, c.Validate()
 }
 
@@ -168,7 +279,12 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	for name, v := range map[string]int{"inference-batch-ticks": c.InferenceBatchTicks, "inference-queue": c.InferenceQueue,
-		"subscriber-queue": c.SubscriberQueue, "nats-queue": c.NATSQueue, "max-frame-bytes": c.MaxFrameBytes} {
+		"subscriber-queue": c.SubscriberQueue, "nats-queue": c.NATSQueue, "max-frame-bytes": c.MaxFrameBytes,
+		"bridge-max-sessions": c.BridgeMaxSessions,
+
+		"nats-queue-bytes": c.NATSQueueBytes, "subscriber-queue-bytes": c.SubscriberQueueBytes, "max-sources": c.MaxSources,
+		"max-symbols": c.MaxSymbols, "grpc-max-concurrent-streams": int(c.GRPC.MaxConcurrentStreams),
+		"grpc-max-recv-msg-bytes": c.GRPC.MaxRecvMsgBytes, "grpc-max-send-msg-bytes": c.GRPC.MaxSendMsgBytes} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
 		}
@@ -179,11 +295,23 @@ func (c Config) Validate() error {
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat-interval must be positive"))
 	}
+	if c.BridgeSessionTTL <= 0 {
+		errs = append(errs, errors.New("bridge-session-ttl must be positive"))
+	}
+	if len(c.BridgeKey) == 0 && !c.BridgeInsecure {
+		errs = append(errs, fmt.Errorf("no bridge key: set --bridge-key-file (or %s), or opt out with --bridge-insecure", EnvName("bridge-key")))
+	}
 	if c.BridgeAddr == "" || c.GRPCAddr == "" {
 		errs = append(errs, errors.New("bridge-addr and grpc-addr are required"))
 	}
 	if c.NATSURL == "" && c.NATSAddr == "" {
 		errs = append(errs, errors.New("set nats-url or nats-addr"))
+	}
+	if c.NATSJetStream && c.NATSURL == "" {
+		errs = append(errs, errors.New("nats-jetstream needs nats-url (the embedded server has no JetStream)"))
+	}
+	if c.NATSURL == "" && c.NATSAuthFile == "" && !loopback(c.NATSAddr) {
+		errs = append(errs, fmt.Errorf("nats-addr %q is not loopback: the embedded server needs nats-auth-file there", c.NATSAddr))
 	}
 	if err := c.ServerTLS().Validate(); err != nil {
 		errs = append(errs, err)
@@ -209,6 +337,19 @@ func (c Config) ServerTLS() tlsreload.ServerConfig {
 func (c Config) InferenceTLS() tlsreload.ClientConfig {
 	return tlsreload.ClientConfig{CAFile: c.InferenceTLSCA, CertFile: c.InferenceTLSCert, KeyFile: c.InferenceTLSKey,
 		CAName: "inference-tls-ca", CertName: "inference-tls-cert", KeyName: "inference-tls-key"}
+}
+
+// loopback reports whether addr's host is a loopback IP or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // EnvName is the environment variable of a flag (bridge-addr: KAIROS_COLLECTOR_BRIDGE_ADDR).

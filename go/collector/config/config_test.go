@@ -1,12 +1,47 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// env is an environment with a bridge key unless m sets KAIROS_COLLECTOR_BRIDGE_KEY itself.
+func env(m map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := m[k]; ok {
+			return v
+		}
+		if k == "KAIROS_COLLECTOR_BRIDGE_KEY" {
+			return "config-test-bridge-key-0123456789"
+		}
+		return ""
+	}
+}
+
+func TestTheBridgeNeedsAKeyUnlessExplicitlyInsecure(t *testing.T) {
+	noKey := map[string]string{"KAIROS_COLLECTOR_BRIDGE_KEY": ""}
+	if _, err := Parse(nil, env(noKey)); err == nil || !strings.Contains(err.Error(), "bridge-insecure") {
+		t.Fatalf("no key: %v, want a refusal naming the opt-out", err)
+	}
+	c, err := Parse([]string{"--bridge-insecure"}, env(noKey))
+	if err != nil || len(c.BridgeKey) != 0 || !c.BridgeInsecure {
+		t.Fatalf("insecure: %+v, %v", c, err)
+	}
+	file := filepath.Join(t.TempDir(), "bridge.key")
+	if err := os.WriteFile(file, []byte("file-bridge-key-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Parse(nil, env(map[string]string{"KAIROS_COLLECTOR_BRIDGE_KEY_FILE": file}))
+	if err != nil || string(c.BridgeKey) != "file-bridge-key-0123456789abcdef" {
+		t.Fatalf("key file: %q, %v", c.BridgeKey, err)
+	}
+	if _, err := Parse(nil, env(map[string]string{"KAIROS_COLLECTOR_BRIDGE_KEY": "short"})); err == nil {
+		t.Fatal("a short key was accepted")
+	}
+}
 
 func TestDefaultsBindLoopbackOnly(t *testing.T) {
 	c, err := Parse(nil, env(nil))
@@ -118,7 +153,7 @@ func TestEverySettingHasItsVariableAndADefaultFromDefault(t *testing.T) {
 		if s.Env != EnvName(s.Name) {
 			t.Errorf("%s reads %s, want %s", s.Name, s.Env, EnvName(s.Name))
 		}
-		if s.Usage == "" || s.Secret {
+		if s.Usage == "" || s.Secret != (s.Name == "token" || s.Name == "inference-token") {
 			t.Errorf("%s: usage %q, secret %v", s.Name, s.Usage, s.Secret)
 		}
 		defaults[s.Name] = s.Default

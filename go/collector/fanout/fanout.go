@@ -6,8 +6,10 @@ package fanout
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
@@ -46,6 +48,8 @@ type Event struct {
 	Ticks      *mdv1.TickBatch
 	Bar        *mdv1.Bar
 	SymbolInfo *mdv1.SymbolInfo
+
+	size int64 // encoded bytes, counted against the subscriber's byte bound while queued
 }
 
 // Filter selects what a subscriber receives.
@@ -63,6 +67,7 @@ type Subscriber struct {
 	filter Filter
 	queue  chan Event
 	wake   chan struct{} // signalled when conflated data is pending
+	queued atomic.Int64  // encoded bytes of the events in queue
 
 	mu          sync.Mutex
 	conflating  bool
@@ -79,6 +84,7 @@ type Hub struct {
 	mu       sync.RWMutex
 	subs     map[*Subscriber]struct{}
 	capacity int
+	maxBytes int64 // per-subscriber queue bound in encoded bytes; 0: none
 	policy   Policy
 	m        *metrics.Metrics
 	depth    prometheus.Gauge
@@ -92,6 +98,22 @@ func New(capacity int, policy Policy, m *metrics.Metrics) *Hub {
 	}
 	return &Hub{subs: map[*Subscriber]struct{}{}, capacity: capacity, policy: policy, m: m,
 		depth: m.QueueDepth.WithLabelValues("subscribers"), overflow: m.QueueOverflow.WithLabelValues("subscriber")}
+}
+
+// SetQueueBytes bounds each subscriber's queue in encoded bytes too: beyond it the slow-subscriber
+// policy applies as it does when the queue is full. Call before publishing; 0 means no byte bound.
+func (h *Hub) SetQueueBytes(n int) {
+	h.mu.Lock()
+	h.maxBytes = int64(n)
+	h.mu.Unlock()
+}
+
+// size is what an event costs against the byte bound (0 when there is none).
+func (h *Hub) size(m proto.Message) int64 {
+	if h.maxBytes <= 0 {
+		return 0
+	}
+	return int64(proto.Size(m))
 }
 
 // Subscribe registers a subscriber; call Close when done.
@@ -137,9 +159,13 @@ func (h *Hub) Len() int {
 func (h *Hub) PublishTicks(b *mdv1.TickBatch) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	size := int64(-1)
 	for s := range h.subs {
 		if s.filter.Ticks && s.filter.symbol(b.Symbol) {
-			s.offer(Event{Ticks: b})
+			if size < 0 {
+				size = h.size(b)
+			}
+			s.offer(Event{Ticks: b, size: size})
 		}
 	}
 }
@@ -148,9 +174,13 @@ func (h *Hub) PublishTicks(b *mdv1.TickBatch) {
 func (h *Hub) PublishBar(b *mdv1.Bar) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	size := int64(-1)
 	for s := range h.subs {
 		if s.filter.Periods[b.PeriodS] && s.filter.symbol(b.Symbol) {
-			s.offer(Event{Bar: b})
+			if size < 0 {
+				size = h.size(b)
+			}
+			s.offer(Event{Bar: b, size: size})
 		}
 	}
 }
@@ -161,7 +191,7 @@ func (h *Hub) PublishSymbolInfo(info *mdv1.SymbolInfo) {
 	defer h.mu.RUnlock()
 	for s := range h.subs {
 		if (s.filter.Ticks || len(s.filter.Periods) > 0) && s.filter.symbol(info.Symbol) {
-			s.offer(Event{SymbolInfo: info})
+			s.offer(Event{SymbolInfo: info, size: h.size(info)})
 		}
 	}
 }
@@ -173,11 +203,14 @@ func (s *Subscriber) offer(e Event) {
 		return
 	}
 	if !s.conflating {
-		select {
-		case s.queue <- e:
-			s.hub.depth.Inc()
-			return
-		default:
+		if max := s.hub.maxBytes; max <= 0 || s.queued.Load()+e.size <= max || len(s.queue) == 0 {
+			select {
+			case s.queue <- e:
+				s.queued.Add(e.size)
+				s.hub.depth.Inc()
+				return
+			default:
+			}
 		}
 		s.hub.overflow.Inc()
 		if s.hub.policy == Cut {
@@ -251,7 +284,7 @@ func (s *Subscriber) Next(stop <-chan struct{}) ([]Event, bool) {
 	for {
 		select {
 		case e := <-s.queue:
-			s.hub.depth.Dec()
+			s.took(e)
 			return []Event{e}, true
 		default:
 		}
@@ -260,7 +293,7 @@ func (s *Subscriber) Next(stop <-chan struct{}) ([]Event, bool) {
 		}
 		select {
 		case e := <-s.queue:
-			s.hub.depth.Dec()
+			s.took(e)
 			return []Event{e}, true
 		case <-s.wake:
 		case <-s.done:
@@ -269,6 +302,11 @@ func (s *Subscriber) Next(stop <-chan struct{}) ([]Event, bool) {
 			return nil, false
 		}
 	}
+}
+
+func (s *Subscriber) took(e Event) {
+	s.queued.Add(-e.size)
+	s.hub.depth.Dec()
 }
 
 // takePending returns conflated events once the queue is drained, and leaves conflation mode.

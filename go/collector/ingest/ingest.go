@@ -6,12 +6,16 @@ package ingest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
@@ -26,6 +30,15 @@ type NATSSink interface {
 	// Ticks publishes a batch; raw, when not nil, is the batch's wire encoding, reused as the payload.
 	Ticks(b *mdv1.TickBatch, raw []byte)
 	Bar(*mdv1.Bar)
+}
+
+// DurableSink is a NATSSink whose server acknowledges what it stores (natspub with JetStream).
+type DurableSink interface {
+	NATSSink
+	// Durable is true when Stored waits for the server.
+	Durable() bool
+	// Stored returns once the first n calls of Ticks and Bar are stored, or with ctx's error.
+	Stored(ctx context.Context, n uint64) error
 }
 
 // PredictSink is the inference link; its methods must not block.
@@ -45,6 +58,14 @@ type Config struct {
 	Validate validate.Config
 	// NATSQueue bounds the batches waiting for the NATS publisher.
 	NATSQueue int
+	// NATSQueueBytes bounds them in encoded bytes too (0: no byte bound); ingest waits beyond.
+	NATSQueueBytes int
+	// MaxSources bounds the publisher sources (PublisherSource); 0: no bound.
+	MaxSources int
+	// SourceIdle is how long a publisher source must be idle before it may make room for a new one.
+	SourceIdle time.Duration
+	// MaxSymbols bounds the symbols the pipeline keeps state for; 0: no bound.
+	MaxSymbols int
 	// InferenceBarPeriod, when non-zero, sends closed bars of this period to inference instead of ticks.
 	InferenceBarPeriod uint32
 	// RejectLogInterval bounds reject logging to one line per reason per interval.
@@ -55,6 +76,50 @@ type natsItem struct {
 	ticks *mdv1.TickBatch
 	raw   []byte
 	bar   *mdv1.Bar
+	size  int64 // encoded bytes, held against the NATS queue's byte bound
+}
+
+// ErrTooManySources and ErrTooManySymbols refuse peers beyond the bounds (ADR 0055).
+var (
+	ErrTooManySources = errors.New("ingest: too many publisher sources")
+	ErrTooManySymbols = errors.New("ingest: too many symbols")
+)
+
+// byteBudget bounds bytes in flight: acquire waits while the budget is used up (one item larger than
+// the whole budget still passes alone), release gives bytes back.
+type byteBudget struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	used int64
+	max  int64
+}
+
+func newByteBudget(max int) *byteBudget {
+	b := &byteBudget{max: int64(max)}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *byteBudget) acquire(n int64) {
+	if b.max <= 0 {
+		return
+	}
+	b.mu.Lock()
+	for b.used > 0 && b.used+n > b.max {
+		b.cond.Wait()
+	}
+	b.used += n
+	b.mu.Unlock()
+}
+
+func (b *byteBudget) release(n int64) {
+	if b.max <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
 
 // Pipeline is shared by every source.
@@ -75,8 +140,12 @@ type Pipeline struct {
 	builders map[string][]*bars.Builder
 	lastTick map[string]time.Time // wall clock of the symbol's latest accepted tick
 	sources  map[string]*Source
+	admitted map[string]struct{} // symbols holding state anywhere in the pipeline (MaxSymbols)
 
 	natsQ     chan natsItem
+	durable   DurableSink   // nil unless nats is durable
+	enqueued  atomic.Uint64 // items handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
+	natsBytes *byteBudget
 	natsDepth prometheus.Gauge
 	stop      chan struct{}
 	wg        sync.WaitGroup // NATS publisher
@@ -95,9 +164,12 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger, hub *fanout.Hub, nats
 	}
 	p := &Pipeline{cfg: cfg, m: m, log: log, hub: hub, nats: nats, link: link, now: time.Now,
 		symbols: map[string]*mdv1.SymbolInfo{}, builders: map[string][]*bars.Builder{},
-		lastTick: map[string]time.Time{}, sources: map[string]*Source{},
-		natsQ: make(chan natsItem, cfg.NATSQueue), natsDepth: m.QueueDepth.WithLabelValues("nats"), stop: make(chan struct{})}
+		lastTick: map[string]time.Time{}, sources: map[string]*Source{}, admitted: map[string]struct{}{},
+		natsQ: make(chan natsItem, cfg.NATSQueue), natsBytes: newByteBudget(cfg.NATSQueueBytes), natsDepth: m.QueueDepth.WithLabelValues("nats"), stop: make(chan struct{})}
 	if nats != nil {
+		if ds, ok := nats.(DurableSink); ok && ds.Durable() {
+			p.durable = ds
+		}
 		p.wg.Add(1)
 		go p.publishNATS()
 	}
@@ -115,11 +187,69 @@ func (p *Pipeline) Source(name, kind string) *Source {
 	defer p.mu.Unlock()
 	s := p.sources[name]
 	if s == nil {
-		s = &Source{p: p, name: name, v: validate.New(p.cfg.Validate, nil),
-			in: p.m.TicksIn.WithLabelValues(kind), accepted: p.m.TicksAccepted.WithLabelValues(kind)}
-		p.sources[name] = s
+		s = p.newSourceLocked(name, kind)
 	}
 	return s
+}
+
+// DropSource forgets a source and its watermarks (a bridge session the link evicted). A source
+// still in use is recreated empty by its next Source call.
+func (p *Pipeline) DropSource(name string) {
+	p.mu.Lock()
+	delete(p.sources, name)
+	p.mu.Unlock()
+}
+
+func (p *Pipeline) newSourceLocked(name, kind string) *Source {
+	s := &Source{p: p, name: name, kind: kind, v: validate.New(p.cfg.Validate, nil), admitted: map[string]bool{},
+		in: p.m.TicksIn.WithLabelValues(kind), accepted: p.m.TicksAccepted.WithLabelValues(kind)}
+	s.lastUsed.Store(p.now().UnixNano())
+	p.sources[name] = s
+	return s
+}
+
+// PublisherSource is Source for a gRPC publisher, a peer that names itself: at most MaxSources
+// of them are tracked. At the bound the publisher idle longest makes room if it has been idle for
+// SourceIdle (its validation state goes); otherwise the new one is refused with ErrTooManySources.
+func (p *Pipeline) PublisherSource(name string) (*Source, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.sources[name]; s != nil {
+		s.lastUsed.Store(p.now().UnixNano())
+		return s, nil
+	}
+	if max := p.cfg.MaxSources; max > 0 && len(p.sources) >= max {
+		var idlest *Source
+		for _, s := range p.sources {
+			if s.kind == "grpc" && (idlest == nil || s.lastUsed.Load() < idlest.lastUsed.Load()) {
+				idlest = s
+			}
+		}
+		if idlest == nil || p.now().Sub(time.Unix(0, idlest.lastUsed.Load())) < p.cfg.SourceIdle {
+			p.m.SourcesRefused.Inc()
+			return nil, fmt.Errorf("%w: %d publishers are active (max-sources)", ErrTooManySources, len(p.sources))
+		}
+		delete(p.sources, idlest.name)
+		p.m.SourcesEvicted.Inc()
+		p.log.Info("idle publisher source dropped to make room", "source", idlest.name, "new_source", name)
+	}
+	return p.newSourceLocked(name, "grpc"), nil
+}
+
+// admit reports whether symbol may hold state in the pipeline: known already, or room under
+// MaxSymbols (it is then known from now on). Refusals are counted.
+func (p *Pipeline) admit(symbol string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.admitted[symbol]; ok {
+		return true
+	}
+	if max := p.cfg.MaxSymbols; max > 0 && len(p.admitted) >= max {
+		p.m.SymbolsRefused.Inc()
+		return false
+	}
+	p.admitted[symbol] = struct{}{}
+	return true
 }
 
 // Symbols returns every known symbol's metadata, sorted by name.
@@ -137,10 +267,25 @@ func (p *Pipeline) Symbols() []*mdv1.SymbolInfo {
 // Source is one origin of ticks with its own validation state. Safe for concurrent use.
 type Source struct {
 	p            *Pipeline
-	name         string
+	name, kind   string
 	mu           sync.Mutex
 	v            *validate.Validator
+	admitted     map[string]bool // symbols the pipeline admitted for this source (a cache of p.admit)
+	lastUsed     atomic.Int64    // unix nanoseconds of the last batch or announcement
 	in, accepted prometheus.Counter
+}
+
+// admitLocked is p.admit cached per source, under s.mu: the tick path takes no pipeline lock for a
+// symbol already admitted.
+func (s *Source) admitLocked(symbol string) bool {
+	if s.admitted[symbol] {
+		return true
+	}
+	if !s.p.admit(symbol) {
+		return false
+	}
+	s.admitted[symbol] = true
+	return true
 }
 
 // Name is the source's name.
@@ -149,6 +294,11 @@ func (s *Source) Name() string { return s.name }
 // Announce registers a symbol's metadata for this source and the whole collector.
 func (s *Source) Announce(info *mdv1.SymbolInfo) error {
 	s.mu.Lock()
+	s.lastUsed.Store(s.p.now().UnixNano())
+	if info.GetSymbol() != "" && !s.admitLocked(info.GetSymbol()) {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %q refused, the collector holds its maximum (max-symbols)", ErrTooManySymbols, info.GetSymbol())
+	}
 	err := s.v.Announce(info)
 	s.mu.Unlock()
 	if err != nil {
@@ -167,9 +317,15 @@ func (s *Source) Ticks(b *mdv1.TickBatch, hops []*typesv1.HopStamp) validate.Res
 // tick passes, NATS publishes those bytes instead of encoding the batch again. raw must not be reused.
 func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
 	s.mu.Lock()
-	res := s.v.Check(b)
 	// Dispatch under the source lock so one source's batches keep their order downstream.
 	defer s.mu.Unlock()
+	s.lastUsed.Store(s.p.now().UnixNano())
+	var res validate.Result
+	if sym := b.GetSymbol(); sym != "" && !s.admitLocked(sym) {
+		res = refuseSymbol(b)
+	} else {
+		res = s.v.Check(b)
+	}
 	n := len(b.GetTimeMsc())
 	if res.RejectedTotal > uint64(n) {
 		n = int(res.RejectedTotal)
@@ -214,6 +370,7 @@ func (p *Pipeline) registerSymbol(info *mdv1.SymbolInfo) {
 	p.mu.Lock()
 	prev := p.symbols[info.Symbol]
 	p.symbols[info.Symbol] = info
+	p.admitted[info.Symbol] = struct{}{} // restored symbols were admitted by an earlier run
 	for _, b := range p.builders[info.Symbol] {
 		if info.Point > 0 {
 			b.Point = info.Point
@@ -292,17 +449,56 @@ func (p *Pipeline) emitBars(closed []*mdv1.Bar) {
 	}
 }
 
+// Durable is true when NATS acknowledges what it stores, so Stored is worth waiting for.
+func (p *Pipeline) Durable() bool { return p.durable != nil }
+
+// Stored returns once every tick batch and bar dispatched so far is stored by NATS JetStream, or
+// with ctx's error; at once when NATS is not durable. The bridge acknowledges frames only after it
+// (ADR 0024): an acknowledged tick then survives the loss of the collector or of a NATS node.
+func (p *Pipeline) Stored(ctx context.Context) error {
+	if p.durable == nil {
+		return nil
+	}
+	return p.durable.Stored(ctx, p.enqueued.Load())
+}
+
 // enqueueNATS blocks while the NATS queue is full: NATS is the durable fan-out, so it pushes back on
 // the source (TCP flow control for the bridge) rather than losing ticks.
 func (p *Pipeline) enqueueNATS(it natsItem) {
+	if p.natsBytes.max > 0 {
+		switch {
+		case it.raw != nil:
+			it.size = int64(len(it.raw))
+		case it.ticks != nil:
+			it.size = int64(proto.Size(it.ticks))
+		default:
+			it.size = int64(proto.Size(it.bar))
+		}
+		p.natsBytes.acquire(it.size)
+	}
 	p.natsDepth.Inc()
+	p.enqueued.Add(1)
 	p.natsQ <- it
+}
+
+// refuseSymbol rejects a whole batch whose symbol the pipeline has no room for.
+func refuseSymbol(b *mdv1.TickBatch) validate.Result {
+	var res validate.Result
+	n := max(len(b.GetTimeMsc()), 1)
+	r := mdv1.TickRejectReason_TICK_REJECT_REASON_UNKNOWN_SYMBOL
+	res.Rejects[r], res.RejectedTotal = uint64(n), uint64(n)
+	detail := fmt.Sprintf("symbol %q refused: the collector holds its maximum number of symbols (max-symbols)", b.GetSymbol())
+	for i := range min(n, 100) {
+		res.Rejected = append(res.Rejected, validate.Rejection{Index: i, Reason: r, Detail: detail})
+	}
+	return res
 }
 
 func (p *Pipeline) publishNATS() {
 	defer p.wg.Done()
 	for it := range p.natsQ {
 		p.natsDepth.Dec()
+		p.natsBytes.release(it.size)
 		if it.ticks != nil {
 			p.nats.Ticks(it.ticks, it.raw)
 		} else {

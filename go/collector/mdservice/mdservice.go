@@ -167,6 +167,15 @@ func sourceName(stream grpc.ServerStream, name string) string {
 	return "grpc:anonymous"
 }
 
+// announceCode is INVALID_ARGUMENT for bad symbol info, RESOURCE_EXHAUSTED for a symbol refused
+// because the collector holds its maximum.
+func announceCode(err error) codes.Code {
+	if errors.Is(err, ingest.ErrTooManySymbols) {
+		return codes.ResourceExhausted
+	}
+	return codes.InvalidArgument
+}
+
 func rejectCounts(r *validate.Result) []*collectorv1.RejectCount {
 	var out []*collectorv1.RejectCount
 	for reason, c := range r.Rejects {
@@ -201,11 +210,14 @@ func (s *Service) Publish(stream grpc.ClientStreamingServer[collectorv1.PublishR
 		if err != nil {
 			return err
 		}
-		src := s.pipe.Source(sourceName(stream, req.GetSource()), "grpc")
+		src, err := s.pipe.PublisherSource(sourceName(stream, req.GetSource()))
+		if err != nil {
+			return status.Errorf(codes.ResourceExhausted, "message %d: %v", msgIndex, err)
+		}
 		switch p := req.GetPayload().(type) {
 		case *collectorv1.PublishRequest_SymbolInfo:
 			if err := src.Announce(p.SymbolInfo); err != nil {
-				return status.Errorf(codes.InvalidArgument, "message %d: %v", msgIndex, err)
+				return status.Errorf(announceCode(err), "message %d: %v", msgIndex, err)
 			}
 		case *collectorv1.PublishRequest_Ticks:
 			res := src.Ticks(p.Ticks, receiveHops())
@@ -359,11 +371,14 @@ func (s *Service) streamReceive(stream grpc.BidiStreamingServer[collectorv1.Stre
 			}
 			continue
 		case *collectorv1.StreamRequest_Publish:
-			src := s.pipe.Source(sourceName(stream, r.Publish.GetSource()), "grpc")
+			src, err := s.pipe.PublisherSource(sourceName(stream, r.Publish.GetSource()))
+			if err != nil {
+				return status.Error(codes.ResourceExhausted, err.Error())
+			}
 			switch p := r.Publish.GetPayload().(type) {
 			case *collectorv1.PublishRequest_SymbolInfo:
 				if err := src.Announce(p.SymbolInfo); err != nil {
-					return status.Errorf(codes.InvalidArgument, "symbol info: %v", err)
+					return status.Errorf(announceCode(err), "symbol info: %v", err)
 				}
 				continue
 			case *collectorv1.PublishRequest_Ticks:

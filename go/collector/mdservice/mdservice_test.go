@@ -44,6 +44,7 @@ type config struct {
 	policy     fanout.Policy
 	queue      int
 	clientOpts []grpc.DialOption
+	ingest     func(*ingest.Config) // adjusts the pipeline's configuration
 }
 
 // start serves MarketDataService on 127.0.0.1:0 until the test ends.
@@ -54,7 +55,11 @@ func start(t *testing.T, cfg config) *server {
 	}
 	m := metrics.New()
 	hub := fanout.New(cfg.queue, cfg.policy, m)
-	pipe := ingest.New(ingest.Config{BarPeriods: []uint32{60}, NATSQueue: 16}, m, slog.New(slog.DiscardHandler), hub, nil, nil)
+	icfg := ingest.Config{BarPeriods: []uint32{60}, NATSQueue: 16}
+	if cfg.ingest != nil {
+		cfg.ingest(&icfg)
+	}
+	pipe := ingest.New(icfg, m, slog.New(slog.DiscardHandler), hub, nil, nil)
 	s := &server{pipe: pipe, hub: hub, m: m, stop: make(chan struct{})}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

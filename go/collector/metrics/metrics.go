@@ -54,6 +54,12 @@ type Metrics struct {
 	NATSErrors    prometheus.Counter
 
 	TLSReloadFailures prometheus.Counter
+
+	// Bounds on what peers may hold (ADR 0055).
+	SourcesEvicted  prometheus.Counter
+	SourcesRefused  prometheus.Counter
+	SymbolsRefused  prometheus.Counter
+	GRPCConnRefused prometheus.Counter
 }
 
 // New builds the instruments on a fresh registry (tests get isolated registries).
@@ -72,6 +78,10 @@ func New() *Metrics {
 		Bridge:               bridgelink.NewMetrics(r, bridgev1.Channel_CHANNEL_MARKET_DATA),
 		BarsEmitted:          f.counterVec("kairos_collector_bars_emitted_total", "Closed bars emitted, by period.", "period"),
 		BarLateTicks:         f.counter("kairos_collector_bar_late_ticks_total", "Ticks older than their symbol's open bar, left out of bars."),
+		SourcesEvicted:       f.counter("kairos_collector_sources_evicted_total", "Idle publisher sources dropped to make room under --max-sources."),
+		SourcesRefused:       f.counter("kairos_collector_sources_refused_total", "Publish calls refused because --max-sources publishers were active."),
+		SymbolsRefused:       f.counter("kairos_collector_symbols_refused_total", "Symbol announcements or tick batches refused because the collector held --max-symbols symbols."),
+		GRPCConnRefused:      f.counter("kairos_collector_grpc_connections_refused_total", "gRPC connections closed on accept because --grpc-max-connections were open."),
 		QueueDepth:           f.gaugeVec("kairos_collector_queue_depth", "Items waiting in a bounded queue.", "queue"),
 		QueueOverflow:        f.counterVec("kairos_collector_queue_overflow_total", "Items a full bounded queue dropped or conflated.", "queue"),
 		Subscribers:          f.gauge("kairos_collector_subscribers", "Active gRPC market-data subscribers."),

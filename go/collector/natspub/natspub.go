@@ -1,9 +1,15 @@
 // Package natspub fans market data out on NATS: ticks on kairos.md.<SYMBOL>, bars on
 // kairos.bar.<TF>.<SYMBOL>, predictions on kairos.pred.<SYMBOL>, protobuf payloads. It also runs the
-// embedded NATS server the collector uses by default (in process, loopback only).
+// embedded NATS server the collector uses by default (in process, loopback only), with the users and
+// subject permissions of an authorization file (ADR 0064).
+//
+// With JetStream (ConnectJetStream) ticks and bars are published with acknowledgements and a
+// message id, and Stored tells when the server has stored them: the bridge acknowledges a frame only
+// then (ADR 0024). Predictions stay plain publishes (nothing upstream waits for them).
 package natspub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -22,8 +28,10 @@ import (
 )
 
 // StartEmbedded starts a NATS server in this process listening on addr ("127.0.0.1:4222"; port 0
-// picks a free one) and waits until it accepts connections.
-func StartEmbedded(addr string) (*server.Server, error) {
+// picks a free one) and waits until it accepts connections. authFile, if not empty, is a
+// nats-server configuration file whose authorization block (users with passwords and
+// publish/subscribe permissions) the server enforces; its other settings are ignored.
+func StartEmbedded(addr, authFile string) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS address %q: %w", addr, err)
@@ -44,6 +52,18 @@ func StartEmbedded(addr string) (*server.Server, error) {
 		MaxPayload: 8 << 20,
 		// Slow NATS consumers are cut by the server after this, so they never hold the collector back.
 		WriteDeadline: 2 * time.Second,
+	}
+	if authFile != "" {
+		auth, err := server.ProcessConfigFile(authFile)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS authorization: %w", err)
+		}
+		if len(auth.Users) == 0 && len(auth.Nkeys) == 0 {
+			return nil, fmt.Errorf("embedded NATS authorization %s: no users", authFile)
+		}
+		opts.Users, opts.Nkeys = auth.Users, auth.Nkeys
+		// Denied publishes and subscriptions are logged by the server as permissions violations
+		// and answered to the client with -ERR; NoLog keeps them out of the collector's log.
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -86,15 +106,20 @@ func BarSubject(b *mdv1.Bar) string {
 // PredSubject is kairos.pred.<SYMBOL>.
 func PredSubject(symbol string) string { return "kairos.pred." + Token(symbol) }
 
-// Publisher publishes protobuf payloads on one NATS connection. Safe for concurrent use.
+// Publisher publishes protobuf payloads on one NATS connection. Safe for concurrent use, except
+// that Ticks and Bar are called by one goroutine (the pipeline's publisher): their order numbers the
+// messages Stored waits for.
 type Publisher struct {
 	nc *nats.Conn
 	m  *metrics.Metrics
+	js *durable // nil: plain NATS publishes, nothing to wait for
 }
 
-// Connect opens a publisher on url, or in process on the embedded server if srv is not nil.
-func Connect(url string, srv *server.Server, m *metrics.Metrics) (*Publisher, error) {
+// Connect opens a publisher on url, or in process on the embedded server if srv is not nil; extra
+// options carry credentials (nats.UserInfo).
+func Connect(url string, srv *server.Server, m *metrics.Metrics, extra ...nats.Option) (*Publisher, error) {
 	opts := []nats.Option{nats.Name("kairos-collector"), nats.MaxReconnects(-1), nats.ReconnectBufSize(64 << 20)}
+	opts = append(opts, extra...)
 	if srv != nil {
 		opts = append(opts, nats.InProcessServer(srv))
 		url = ""
@@ -123,27 +148,89 @@ func (p *Publisher) publish(kind, subject string, msg proto.Message) {
 
 // Ticks publishes a validated batch; raw, if not nil, is its encoding (saves encoding it again).
 func (p *Publisher) Ticks(b *mdv1.TickBatch, raw []byte) {
-	if raw != nil {
-		if err := p.nc.Publish(TickSubject(b.Symbol), raw); err != nil {
+	if raw == nil {
+		var err error
+		if raw, err = proto.Marshal(b); err != nil {
 			p.m.NATSErrors.Inc()
-		} else {
-			p.m.NATSPublished.WithLabelValues("md").Inc()
+			p.js.skip() // keeps Stored's numbering (nil-safe)
+			return
 		}
+	}
+	if p.js != nil {
+		p.js.publish("md", TickSubject(b.Symbol), raw, TickMsgID(b))
+	} else if err := p.nc.Publish(TickSubject(b.Symbol), raw); err != nil {
+		p.m.NATSErrors.Inc()
 	} else {
-		p.publish("md", TickSubject(b.Symbol), b)
+		p.m.NATSPublished.WithLabelValues("md").Inc()
 	}
 	p.m.TicksOut.WithLabelValues("nats").Add(float64(len(b.TimeMsc)))
 }
 
 // Bar publishes a closed bar.
-func (p *Publisher) Bar(b *mdv1.Bar) { p.publish("bar", BarSubject(b), b) }
+func (p *Publisher) Bar(b *mdv1.Bar) {
+	if p.js == nil {
+		p.publish("bar", BarSubject(b), b)
+		return
+	}
+	data, err := proto.Marshal(b)
+	if err != nil {
+		p.m.NATSErrors.Inc()
+		p.js.skip()
+		return
+	}
+	p.js.publish("bar", BarSubject(b), data, fmt.Sprintf("bar:%s:%d:%d", b.Symbol, b.PeriodS, b.OpenTimeMsc))
+}
+
+// TickMsgID is a tick batch's JetStream message id (Nats-Msg-Id): the same ticks get the same id, so
+// a publish repeated after a lost acknowledgement is stored once (within the stream's duplicate
+// window). The bridge numbers each symbol's ticks; without numbers the batch's times stand in.
+func TickMsgID(b *mdv1.TickBatch) string {
+	n := len(b.TimeMsc)
+	if n == 0 {
+		return ""
+	}
+	if len(b.Sequence) == n {
+		return fmt.Sprintf("md:%s:s%d-%d", b.Symbol, b.Sequence[0], b.Sequence[n-1])
+	}
+	return fmt.Sprintf("md:%s:t%d-%d:%d", b.Symbol, b.TimeMsc[0], b.TimeMsc[n-1], n)
+}
+
+// Durable reports whether Ticks and Bar are acknowledged by JetStream (ConnectJetStream).
+func (p *Publisher) Durable() bool { return p.js != nil }
+
+// Published is how many messages Ticks and Bar have published so far.
+func (p *Publisher) Published() uint64 {
+	if p.js == nil {
+		return 0
+	}
+	p.js.mu.Lock()
+	defer p.js.mu.Unlock()
+	return p.js.published
+}
+
+// Stored returns once the first n messages published by Ticks and Bar are stored by JetStream (at
+// once without JetStream), or with an error when ctx ends or the publisher closes first.
+func (p *Publisher) Stored(ctx context.Context, n uint64) error {
+	if p.js == nil {
+		return nil
+	}
+	return p.js.wait(ctx, n)
+}
 
 // Prediction publishes a prediction received from inference.
 func (p *Publisher) Prediction(pr *inferv1.Prediction) { p.publish("pred", PredSubject(pr.Symbol), pr) }
 
-// Close flushes what is buffered (bounded by timeout) and closes the connection.
+// Close flushes what is buffered (bounded by timeout) and closes the connection. With JetStream it
+// first waits, within timeout, for what was published to be stored.
 func (p *Publisher) Close(timeout time.Duration) error {
-	err := p.nc.FlushTimeout(timeout)
+	var err error
+	if p.js != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err = p.js.wait(ctx, p.Published())
+		cancel()
+		p.js.close()
+	}
+	err = errors.Join(err, p.nc.FlushTimeout(timeout))
 	p.nc.Close()
 	return err
 }

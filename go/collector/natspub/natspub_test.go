@@ -25,7 +25,7 @@ import (
 
 func embedded(t *testing.T) *server.Server {
 	t.Helper()
-	srv, err := natspub.StartEmbedded("127.0.0.1:0")
+	srv, err := natspub.StartEmbedded("127.0.0.1:0", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestStartEmbedded(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			srv, err := natspub.StartEmbedded(c.addr)
+			srv, err := natspub.StartEmbedded(c.addr, "")
 
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {

@@ -21,6 +21,7 @@ import (
 	inferv1 "github.com/kairos-mt5/kairos/gen/go/kairos/inference/v1"
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
 )
 
@@ -40,6 +41,9 @@ type Config struct {
 	ResponseTimeout time.Duration
 	// VirtualNodes is the number of ring points per endpoint.
 	VirtualNodes int
+	// Token, if set, is sent as "authorization: Bearer <token>" on every StreamPredict (the
+	// inference server refuses calls without it, ADR 0064).
+	Token string
 }
 
 // PredictionSink receives predictions (natspub.Publisher).
@@ -120,6 +124,9 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger, sink PredictionSink, 
 	l := &Link{cfg: cfg, m: m, log: log, sink: sink, ring: NewRing(cfg.Endpoints, cfg.VirtualNodes),
 		ctx: ctx, cancel: cancel, stop: make(chan struct{})}
 	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	if cfg.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(grpcauth.Bearer(cfg.Token, false)))
+	}
 	for _, addr := range cfg.Endpoints {
 		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {

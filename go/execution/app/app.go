@@ -26,6 +26,7 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/auth/natsauth"
 	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/engine"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
@@ -84,6 +85,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	if err != nil {
 		return err
 	}
+	jr.SetFlushTimeout(cfg.JournalTimeout)
 	jr.OnFlush = func(n int, d time.Duration) {
 		m.JournalFlush.Observe(d.Seconds())
 		m.JournalBatch.Observe(float64(n))
@@ -104,7 +106,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	switch cfg.Venue {
 	case "mt5":
 		mv = mt5.New(mt5.Config{Addr: cfg.BridgeAddr, HeartbeatInterval: cfg.MT5.HeartbeatInterval, CancelOnDisconnect: cfg.MT5.CancelOnDisconnect,
-			DeviationPoints: cfg.MT5.DeviationPoints, CommandTTL: cfg.MT5.CommandTTL, ServerVersion: "kairos-execution " + Version}, log, m,
+			DeviationPoints: cfg.MT5.DeviationPoints, CommandTTL: cfg.MT5.CommandTTL, ServerVersion: "kairos-execution " + Version,
+			BridgeKey: cfg.MT5.BridgeKey, BridgeInsecure: cfg.MT5.BridgeInsecure, MaxSessions: cfg.MT5.MaxSessions,
+			SessionTTL: cfg.MT5.SessionTTL, MaxTracked: cfg.MT5.MaxTracked}, log, m,
 			func(s string) uint8 {
 				if i, ok := rk.Instrument(s); ok {
 					return i.Digits
@@ -118,7 +122,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			IDPrefix: fmt.Sprintf("P%x-", start.UnixNano())}, cfg.Instruments)
 	}
 	initial, _ := config.ParseState(cfg.InitialState)
-	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Metrics: m, Logger: log, InitialState: initial, Currency: cfg.Currency})
+	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Metrics: m, Logger: log, InitialState: initial, Currency: cfg.Currency,
+		JournalTimeout: cfg.JournalTimeout})
+	defer eng.Close() // idempotent: also on the early returns below
 	if mv != nil {
 		mv.SetEngine(eng)
 	}
@@ -173,8 +179,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 
 	var nc *nats.Conn
 	if cfg.NATSURL != "" {
-		nc, err = nats.Connect(cfg.NATSURL, nats.Name("kairos-execution"), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
-			nats.RetryOnFailedConnect(true))
+		natsOpts := []nats.Option{nats.Name("kairos-execution"), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+			nats.RetryOnFailedConnect(true)}
+		if cfg.NATSCreds != "" {
+			creds, err := natsauth.Read(cfg.NATSCreds)
+			if err != nil {
+				return err
+			}
+			natsOpts = append(natsOpts, nats.UserInfo(creds.User, creds.Password))
+		}
+		// Signals are trusted because the NATS server lets only the inference identity publish on
+		// kairos.signal.> (deploy/nats/auth.conf); execution cannot tell publishers apart itself.
+		nc, err = nats.Connect(cfg.NATSURL, natsOpts...)
 		if err != nil {
 			return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
 		}
@@ -212,17 +228,29 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		return fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
 	}
 	rd.GRPCAddr = lis.Addr().String()
+	lis = newLimitListener(lis, cfg.GRPC.MaxConnections, m.GRPCConnRefused)
 	if cfg.Token == "" {
-		log.Warn("no bearer token configured: every mutating call will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
+		log.Warn("no bearer token configured: every call but health and reflection will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
-	ui, si := service.AuthInterceptors(cfg.Token)
-	gs := grpc.NewServer(append(srvOpts, grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))...)
-	execv1.RegisterExecutionServiceServer(gs, service.New(eng, jr))
+	gs := grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, service.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
+	execv1.RegisterExecutionServiceServer(gs, service.NewWithLimits(eng, jr, service.Limits{MaxReportStreams: cfg.GRPC.MaxReportStreams,
+		ReportBufferBytes: cfg.GRPC.ReportStreamBufferBytes, Metrics: m}))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(execv1.ExecutionService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(gs)
+	goOwned("journal health", func() error {
+		// A journal that cannot write takes the service out of rotation: the engine has halted
+		// trading and refuses every submission; health says so to load balancers and probes.
+		select {
+		case <-ctx.Done():
+		case <-eng.JournalFailed():
+			hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			hs.SetServingStatus(execv1.ExecutionService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+		}
+		return nil
+	})
 	goOwned("grpc", func() error { return gs.Serve(lis) })
 
 	var hsrv *http.Server

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -33,23 +35,51 @@ var (
 
 const token = svctest.Token
 
-func TestMutatingCallsNeedTheBearerToken(t *testing.T) {
+func TestEveryCallNeedsTheBearerToken(t *testing.T) {
 	s := start(t, "", nil)
+	// A client that sends no credentials of its own (the shared one sends the token on every call).
+	cc, err := grpc.NewClient(s.Ready.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := execv1.NewExecutionServiceClient(cc)
 	calls := map[string]func(ctx context.Context) error{
 		"SubmitOrder": func(ctx context.Context) error {
-			_, err := s.Client.SubmitOrder(ctx, market("a1", "buy", "0.10"))
+			_, err := client.SubmitOrder(ctx, market("a1", "buy", "0.10"))
 			return err
 		},
 		"CancelOrder": func(ctx context.Context) error {
-			_, err := s.Client.CancelOrder(ctx, &execv1.CancelOrderRequest{ClientOrderId: "a1"})
+			_, err := client.CancelOrder(ctx, &execv1.CancelOrderRequest{ClientOrderId: "a1"})
 			return err
 		},
 		"CancelAll": func(ctx context.Context) error {
-			_, err := s.Client.CancelAll(ctx, &execv1.CancelAllRequest{})
+			_, err := client.CancelAll(ctx, &execv1.CancelAllRequest{})
 			return err
 		},
 		"SetTradingState": func(ctx context.Context) error {
-			_, err := s.Client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED})
+			_, err := client.SetTradingState(ctx, &execv1.SetTradingStateRequest{State: execv1.TradingState_TRADING_STATE_HALTED})
+			return err
+		},
+		"ListOrders": func(ctx context.Context) error {
+			_, err := client.ListOrders(ctx, &execv1.ListOrdersRequest{})
+			return err
+		},
+		"ListPositions": func(ctx context.Context) error {
+			_, err := client.ListPositions(ctx, &execv1.ListPositionsRequest{})
+			return err
+		},
+		"GetRiskLimits": func(ctx context.Context) error {
+			_, err := client.GetRiskLimits(ctx, &execv1.GetRiskLimitsRequest{})
+			return err
+		},
+		"StreamExecutionReports": func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			st, err := client.StreamExecutionReports(ctx, &execv1.StreamExecutionReportsRequest{})
+			if err == nil {
+				_, err = st.Recv()
+			}
 			return err
 		},
 	}
@@ -70,7 +100,7 @@ func TestMutatingCallsNeedTheBearerToken(t *testing.T) {
 		}
 	}
 	if _, err := s.Client.GetRiskLimits(context.Background(), &execv1.GetRiskLimitsRequest{}); err != nil {
-		t.Fatalf("read-only call without token: %v", err)
+		t.Fatalf("read-only call with the token: %v", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/envflag"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
@@ -38,13 +39,22 @@ type Config struct {
 	// JournalSync is the SQLite commit mode: "full" (fsync per group commit, survives a machine
 	// crash) or "normal" (survives a process crash, not a power loss).
 	JournalSync string
+	// JournalTimeout bounds one journal write and each wait for durability: a journal that errors
+	// or stalls longer halts trading and turns gRPC health NOT_SERVING (ADR 0055).
+	JournalTimeout time.Duration
 	// Venue is "paper" or "mt5".
 	Venue string
-	// Token is the bearer token mutating calls need ("authorization: Bearer <token>"). Empty
-	// refuses every mutating call.
+	// Token is the bearer token every call but health and reflection needs ("authorization:
+	// Bearer <token>"). Empty refuses every such call.
 	Token string
 	// TokenFile, if set, is read for the token (first line), so it stays out of the process list.
 	TokenFile string
+	// OpenReadsOnLoopback lets the read-only calls (GetOrder, ListOrders, ListPositions,
+	// StreamExecutionReports, GetRiskLimits) through without the token from loopback peers.
+	OpenReadsOnLoopback bool
+	// NATSCreds is a file holding "user:password" for the NATS server (ADR 0064); empty connects
+	// without credentials.
+	NATSCreds string
 	// TLSCert and TLSKey are the gRPC server's PEM certificate chain and key; both set serve TLS
 	// only (TLS 1.2 minimum), re-read when the files change (ADR 0063).
 	TLSCert, TLSKey string
@@ -67,10 +77,33 @@ type Config struct {
 	MT5 MT5
 	// Policy maps signals to orders.
 	Policy Policy
+	// GRPC bounds what one peer may cost the gRPC server.
+	GRPC GRPCLimits
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+}
+
+// GRPCLimits bounds the gRPC server (ADR 0055): connections, streams, message sizes, keepalive.
+type GRPCLimits struct {
+	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
+	MaxConnections int
+	// MaxConcurrentStreams per connection.
+	MaxConcurrentStreams uint32
+	// MaxRecvMsgBytes and MaxSendMsgBytes bound one message.
+	MaxRecvMsgBytes, MaxSendMsgBytes int
+	// KeepaliveMinTime: a client pinging more often is disconnected (GOAWAY too_many_pings).
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime and KeepaliveTimeout: the server pings an idle connection after KeepaliveTime
+	// and drops it when no answer comes within KeepaliveTimeout.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// MaxReportStreams is the number of StreamExecutionReports subscribers at once; more are
+	// refused RESOURCE_EXHAUSTED.
+	MaxReportStreams int
+	// ReportStreamBufferBytes bounds the reports queued for one subscriber, in payload bytes; a
+	// subscriber that falls further behind is cut and resumes from the journal.
+	ReportStreamBufferBytes int
 }
 
 // Paper configures the paper venue.
@@ -95,6 +128,20 @@ type MT5 struct {
 	DeviationPoints uint32
 	// CommandTTL is how long the EA may still execute a command (its deadline); zero for none.
 	CommandTTL time.Duration
+	// BridgeKeyFile holds the bridge key every Hello on the trading channel must prove
+	// (docs/security.md); the key itself may instead come from KAIROS_EXECUTION_BRIDGE_KEY. Never a
+	// flag value: argv is public.
+	BridgeKeyFile string
+	// BridgeKey is the key read from BridgeKeyFile or KAIROS_EXECUTION_BRIDGE_KEY; never logged.
+	BridgeKey []byte `json:"-"`
+	// BridgeInsecure runs the trading listener without a key: anyone who reaches it can trade.
+	// With venue mt5 and neither a key nor this, the service refuses to start.
+	BridgeInsecure bool
+	// MaxSessions and SessionTTL bound the bridge session table (resume points).
+	MaxSessions int
+	SessionTTL  time.Duration
+	// MaxTracked bounds the venue's command and ticket maps; completed entries go first.
+	MaxTracked int
 }
 
 // Policy maps signals to target positions. A signal carries its model card's decision policy
@@ -112,7 +159,8 @@ type Policy struct {
 	CooldownBars int
 	// MaxHoldingBars is the fallback's bars after which a position is closed; zero for no limit.
 	MaxHoldingBars int
-	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check.
+	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check
+	// (replays of historical data need it).
 	MaxSignalAge time.Duration
 }
 
@@ -178,7 +226,7 @@ func ParseState(v string) (risk.State, error) {
 func Default() Config {
 	return Config{
 		GRPCAddr: "127.0.0.1:7601", MetricsAddr: "127.0.0.1:9601", BridgeAddr: "127.0.0.1:7600",
-		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", Venue: "paper",
+		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", JournalTimeout: 5 * time.Second, Venue: "paper",
 		Instruments: DefaultInstruments(), Currency: "USD", InitialState: "ACTIVE",
 		Limits: risk.Limits{
 			MaxOrderQuantity: decimal.MustParse("10"), MaxOrderNotional: decimal.MustParse("2000000"),
@@ -191,9 +239,13 @@ func Default() Config {
 		},
 		Paper: Paper{SlippagePoints: 1, SlippagePointsPerLot: decimal.MustParse("0.5"),
 			CommissionPerLot: decimal.MustParse("3.50"), StartingBalance: decimal.MustParse("100000")},
-		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second},
+		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second,
+			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
-			CooldownBars: 0, MaxHoldingBars: 60},
+			CooldownBars: 0, MaxHoldingBars: 60, MaxSignalAge: 5 * time.Second},
+		GRPC: GRPCLimits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20, MaxSendMsgBytes: 16 << 20,
+			KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
+			MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 	}
 }
@@ -209,15 +261,28 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.NATSURL, "nats-url", "NATS server with kairos.md.* ticks and kairos.signal.* signals (empty disables)")
 	s.StringVar(&c.DB, "db", "journal: SQLite file path or postgres://user@host:port/db")
 	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
+	s.DurationVar(&c.JournalTimeout, "journal-timeout", "bound on one journal write and on each wait for durability; longer halts trading (NOT_SERVING)")
 	s.StringVar(&c.Venue, "venue", "venue: paper or mt5")
-	s.StringVar(&c.Token, "token", "bearer token for mutating calls (prefer --token-file or the env var)", envflag.Secret())
+	s.StringVar(&c.Token, "token", "bearer token every call needs (prefer --token-file or the env var)", envflag.Secret())
 	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
+	s.BoolVar(&c.OpenReadsOnLoopback, "open-reads-on-loopback", "serve the read-only calls to loopback peers without the token")
+	s.StringVar(&c.NATSCreds, "nats-creds", "file holding the NATS user:password (mode 0600); empty connects without credentials")
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with --tls-key it serves TLS only (reloaded on change)")
 	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with --tls-cert)")
 	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
 	s.StringVar(&c.InstrumentsFile, "instruments-file", "JSON list of instruments; empty: EURUSD, GBPUSD, AUDUSD, NZDUSD")
 	s.StringVar(&c.Currency, "currency", "account currency")
 	s.StringVar(&c.InitialState, "initial-state", "trading state after the first reconciliation of a fresh journal")
+	g := &c.GRPC
+	s.IntVar(&g.MaxConnections, "grpc-max-connections", "gRPC connections open at once; more are closed on accept (0: no limit)")
+	s.Uint32Var(&g.MaxConcurrentStreams, "grpc-max-concurrent-streams", "gRPC concurrent streams per connection")
+	s.IntVar(&g.MaxRecvMsgBytes, "grpc-max-recv-msg-bytes", "largest gRPC message received, bytes")
+	s.IntVar(&g.MaxSendMsgBytes, "grpc-max-send-msg-bytes", "largest gRPC message sent, bytes")
+	s.DurationVar(&g.KeepaliveMinTime, "grpc-keepalive-min-time", "clients pinging more often are disconnected")
+	s.DurationVar(&g.KeepaliveTime, "grpc-keepalive-time", "the server pings a connection idle this long")
+	s.DurationVar(&g.KeepaliveTimeout, "grpc-keepalive-timeout", "a connection that does not answer a ping within this is dropped")
+	s.IntVar(&g.MaxReportStreams, "max-report-streams", "StreamExecutionReports subscribers at once; more are refused RESOURCE_EXHAUSTED")
+	s.IntVar(&g.ReportStreamBufferBytes, "report-stream-buffer-bytes", "report payload bytes queued per subscriber before it is cut (it resumes from the journal)")
 	s.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "graceful shutdown bound")
 	s.StringVar(&c.LogLevel, "log-level", "log level: debug, info, warn or error")
 
@@ -230,7 +295,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.Uint32Var(&l.MaxOpenOrders, "max-open-orders", "max working orders")
 	s.Uint32Var(&l.PriceCollarBps, "price-collar-bps", "max distance of limit/stop prices from the mid, basis points")
 	s.Uint32Var(&l.MaxQuoteAgeMS, "max-quote-age-ms", "oldest quote a market order may use, ms")
-	s.Uint32Var(&l.SubmitRate.MaxCount, "submit-rate", "max submissions per submit window (denied ones count)")
+	s.Uint32Var(&l.SubmitRate.MaxCount, "submit-rate", "max accepted submissions per submit window (denials do not count; kill-switch flatten orders are never throttled)")
 	s.Uint32Var(&l.SubmitRate.WindowMS, "submit-window-ms", "submit throttle window, ms")
 	s.Uint32Var(&l.MessageRate.MaxCount, "message-rate", "max submits+cancels per message window")
 	s.Uint32Var(&l.MessageRate.WindowMS, "message-window-ms", "message throttle window, ms")
@@ -250,6 +315,11 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.BoolVar(&c.MT5.CancelOnDisconnect, "mt5-cancel-on-disconnect", "cancel every working order when a lost bridge link comes back")
 	s.Uint32Var(&c.MT5.DeviationPoints, "mt5-deviation-points", "max slippage MT5 may take on market orders, points")
 	s.DurationVar(&c.MT5.CommandTTL, "mt5-command-ttl", "deadline for the EA to execute a command")
+	s.StringVar(&c.MT5.BridgeKeyFile, "bridge-key-file", "file holding the bridge key the EA must prove (or the key itself in "+EnvPrefix+"BRIDGE_KEY)")
+	s.BoolVar(&c.MT5.BridgeInsecure, "bridge-insecure", "run the trading listener WITHOUT a key: anyone who reaches it can trade")
+	s.IntVar(&c.MT5.MaxSessions, "bridge-max-sessions", "bridge sessions (resume points) kept")
+	s.DurationVar(&c.MT5.SessionTTL, "bridge-session-ttl", "forget a bridge session with no connection for this long")
+	s.IntVar(&c.MT5.MaxTracked, "mt5-max-tracked", "commands and order tickets the mt5 venue remembers; completed ones are evicted first")
 
 	s.BoolVar(&c.Policy.Enabled, "policy", "trade signals from kairos.signal.> (needs --nats-url)")
 	s.StringVar(&c.Policy.StrategyID, "strategy-id", "strategy id on policy orders")
@@ -272,12 +342,22 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	if len(s.Args()) > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", s.Args())
 	}
+	if c.Venue == "mt5" {
+		key, err := bridgelink.LoadKey(c.MT5.BridgeKeyFile, getenv(EnvPrefix+"BRIDGE_KEY"))
+		if err != nil {
+			return nil, fmt.Errorf("bridge key: %w", err)
+		}
+		c.MT5.BridgeKey = key
+	}
 	if c.TokenFile != "" {
 		b, err := os.ReadFile(c.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}
 		c.Token = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+		if c.Token == "" {
+			return nil, fmt.Errorf("--token-file %s: empty", c.TokenFile)
+		}
 	}
 	if c.InstrumentsFile != "" {
 		ins, err := LoadInstruments(c.InstrumentsFile)
@@ -303,6 +383,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Venue != "paper" && c.Venue != "mt5" {
 		errs = append(errs, fmt.Errorf("venue %q: want paper or mt5", c.Venue))
+	}
+	if c.Venue == "mt5" {
+		if len(c.MT5.BridgeKey) == 0 && !c.MT5.BridgeInsecure {
+			errs = append(errs, fmt.Errorf("venue mt5 without a bridge key: set --bridge-key-file (or %sBRIDGE_KEY), or opt out with --bridge-insecure", EnvPrefix))
+		}
+		if c.MT5.MaxSessions < 1 || c.MT5.SessionTTL <= 0 || c.MT5.MaxTracked < 16 {
+			errs = append(errs, errors.New("bridge-max-sessions must be at least 1, bridge-session-ttl positive, mt5-max-tracked at least 16"))
+		}
+	}
+	if c.JournalTimeout < 10*time.Millisecond {
+		errs = append(errs, errors.New("journal-timeout must be at least 10ms"))
+	}
+	if c.GRPC.MaxConcurrentStreams == 0 || c.GRPC.MaxRecvMsgBytes <= 0 || c.GRPC.MaxSendMsgBytes <= 0 || c.GRPC.MaxReportStreams <= 0 || c.GRPC.ReportStreamBufferBytes <= 0 {
+		errs = append(errs, errors.New("grpc limits (streams, message sizes, report streams and their buffer) must be positive"))
 	}
 	if c.JournalSync != "full" && c.JournalSync != "normal" {
 		errs = append(errs, fmt.Errorf("journal-sync %q: want full or normal", c.JournalSync))

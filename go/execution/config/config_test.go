@@ -53,6 +53,9 @@ func TestDefaultsAreSafeAndParseWithoutInput(t *testing.T) {
 		{"mt5-deviation-points", c.MT5.DeviationPoints, uint32(10)},
 		{"policy", c.Policy.Enabled, true},
 		{"signal-lots", c.Policy.Lots.String(), "0.10"},
+		{"signal-max-age", c.Policy.MaxSignalAge, 5 * time.Second},
+		{"open-reads-on-loopback", c.OpenReadsOnLoopback, false},
+		{"nats-creds", c.NATSCreds, ""},
 		{"shutdown-timeout", c.ShutdownTimeout, 10 * time.Second},
 		{"log-level", c.LogLevel, "info"},
 	}

@@ -3,6 +3,8 @@
 package engine
 
 import (
+	"context"
+
 	"fmt"
 
 	"github.com/kairos-mt5/kairos/go/execution/journal"
@@ -42,5 +44,5 @@ func (e *Engine) OnAccount(a risk.Account) error {
 	if err != nil {
 		return err
 	}
-	return e.wait(t)
+	return e.wait(context.Background(), t)
 }

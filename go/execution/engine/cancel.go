@@ -22,7 +22,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*execv1.Order, error) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	now := e.opt.Clock()
-	entries, err := e.cancelLocked(r, now, nil)
+	entries, cmd, err := e.cancelLocked(r, now, nil)
 	if err != nil {
 		e.mu.Unlock()
 		return nil, err
@@ -34,30 +34,32 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*execv1.Order, error) {
 	}
 	if e.opt.Venue.WriteAhead() {
 		e.mu.Unlock()
-		if err := e.wait(t); err != nil {
+		if err := e.wait(ctx, t); err != nil {
 			return nil, err
 		}
 		e.mu.Lock()
 		t = journal.Ticket{}
 	}
 	// The cancel command is in t's batch already; what the venue answers goes in a batch of its own.
-	entries = e.sendCancelLocked(r, nil)
+	entries = e.sendCancelLocked(r, cmd, nil)
 	t2, err := e.append(now, entries)
 	out := OrderProto(r.o)
 	e.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	if err := e.wait(t); err != nil {
+	if err := e.wait(ctx, t); err != nil {
 		return nil, err
 	}
-	return out, e.wait(t2)
+	return out, e.wait(ctx, t2)
 }
 
-func (e *Engine) cancelLocked(r *record, now int64, entries []journal.Entry) ([]journal.Entry, error) {
+// cancelLocked moves r's order to PENDING_CANCEL and returns the journal entries and the venue
+// command; sendCancelLocked sends that very command (the one journaled), once it is durable.
+func (e *Engine) cancelLocked(r *record, now int64, entries []journal.Entry) ([]journal.Entry, venue.Command, error) {
 	o := r.o
 	if !fsm.Allowed(o.Status, fsm.EvPendingCancel) {
-		return nil, fmt.Errorf("%w: %s is %s", ErrNotCancelable, o.ClientOrderID, o.Status)
+		return nil, venue.Command{}, fmt.Errorf("%w: %s is %s", ErrNotCancelable, o.ClientOrderID, o.Status)
 	}
 	_ = e.opt.Risk.OnMessage(now)
 	from := o.Status
@@ -68,15 +70,18 @@ func (e *Engine) cancelLocked(r *record, now int64, entries []journal.Entry) ([]
 	if e.opt.Venue.WriteAhead() {
 		entries = append(entries, anyEntry(journal.KindVenueRequest, o.ClientOrderID, cmd.Payload))
 	}
-	return entries, nil
+	return entries, cmd, nil
 }
 
-func (e *Engine) sendCancelLocked(r *record, entries []journal.Entry) []journal.Entry {
+// sendCancelLocked sends cmd, the cancel built and journaled by cancelLocked, unless the order is
+// done meanwhile (filled, cancelled, rejected, expired). An order that merely moved while the
+// cancel became durable (a partial fill, a late acceptance) still gets it: the venue must not keep
+// working an order the client cancelled.
+func (e *Engine) sendCancelLocked(r *record, cmd venue.Command, entries []journal.Entry) []journal.Entry {
 	o := r.o
-	if o.Status != fsm.PendingCancel {
-		return entries // the venue answered meanwhile (filled, cancelled)
+	if !o.Status.Open() {
+		return entries
 	}
-	cmd := e.opt.Venue.Request(venue.Cancel, o)
 	evs, err := e.opt.Venue.Send(cmd, o)
 	if err != nil {
 		evs = append(evs, venue.Event{Kind: venue.CancelRejected, ClientOrderID: o.ClientOrderID, Reason: "venue: " + err.Error()})
@@ -92,19 +97,24 @@ func (e *Engine) CancelAll(ctx context.Context, symbol string) ([]string, error)
 	var (
 		ids     []string
 		recs    []*record
+		cmds    []venue.Command
 		entries []journal.Entry
 	)
 	for _, r := range e.created {
 		if !r.o.Status.Open() || (symbol != "" && r.o.Symbol != symbol) || r.o.Status == fsm.PendingCancel {
 			continue
 		}
-		var err error
-		entries, err = e.cancelLocked(r, now, entries)
+		var (
+			err error
+			cmd venue.Command
+		)
+		entries, cmd, err = e.cancelLocked(r, now, entries)
 		if err != nil {
 			continue
 		}
 		ids = append(ids, r.o.ClientOrderID)
 		recs = append(recs, r)
+		cmds = append(cmds, cmd)
 	}
 	t, err := e.append(now, entries)
 	if err != nil {
@@ -113,23 +123,23 @@ func (e *Engine) CancelAll(ctx context.Context, symbol string) ([]string, error)
 	}
 	if e.opt.Venue.WriteAhead() && len(recs) > 0 {
 		e.mu.Unlock()
-		if err := e.wait(t); err != nil {
+		if err := e.wait(ctx, t); err != nil {
 			return nil, err
 		}
 		e.mu.Lock()
 		t = journal.Ticket{}
 	}
 	entries = nil
-	for _, r := range recs {
-		entries = e.sendCancelLocked(r, entries)
+	for i, r := range recs {
+		entries = e.sendCancelLocked(r, cmds[i], entries)
 	}
 	t2, err := e.append(now, entries)
 	e.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	if err := e.wait(t); err != nil {
+	if err := e.wait(ctx, t); err != nil {
 		return nil, err
 	}
-	return ids, e.wait(t2)
+	return ids, e.wait(ctx, t2)
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"sort"
 	"testing"
+	"time"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	"github.com/kairos-mt5/kairos/go/execution/engine"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/venue"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 func TestCancel(t *testing.T) {
@@ -132,4 +134,70 @@ func TestCancelAll_CancelsTheWorkingOrdersOfTheSymbolOnly(t *testing.T) {
 	if err != nil || fmt.Sprint(ids) != "[gb1]" {
 		t.Fatalf("CancelAll() = %v, %v; want [gb1]", ids, err)
 	}
+}
+
+func TestCancel_ThatRacesAVenueEventWhileBecomingDurable_IsStillSentWithTheJournaledCommand(t *testing.T) {
+	cancels := []struct {
+		name   string
+		cancel func(h *harness) error
+	}{
+		{"Cancel", func(h *harness) error { _, err := h.eng.Cancel(context.Background(), "o1"); return err }},
+		{"CancelAll", func(h *harness) error { _, err := h.eng.CancelAll(context.Background(), ""); return err }},
+	}
+	races := []struct {
+		name       string
+		arrange    []venue.Event // before the cancel
+		race       venue.Event   // arrives while the cancel's batch is being written
+		wantStatus execv1.OrderStatus
+	}{
+		{"APartialFill", []venue.Event{accepted("o1", "V1")}, filled("o1", "T1", "0.04", "1.10000"), execv1.OrderStatus_ORDER_STATUS_PARTIALLY_FILLED},
+		{"ALateAcceptance", nil, accepted("o1", "V1"), execv1.OrderStatus_ORDER_STATUS_ACCEPTED},
+	}
+	for _, c := range cancels {
+		for _, r := range races {
+			t.Run(c.name+"/"+r.name, func(t *testing.T) {
+				store := newGateStore()
+				h := started(t, withWriteAhead(), withStore(store))
+				h.mustSubmit(limitOrder("o1", "buy", "0.10", "1.10000"))
+				if len(r.arrange) > 0 {
+					h.events(r.arrange...)
+				}
+				store.held.Store(true)
+				done := make(chan error, 1)
+				go func() { done <- c.cancel(h) }()
+				store.await(t) // the cancel's write-ahead batch is being written
+				evDone := make(chan error, 1)
+				go func() { evDone <- h.eng.OnVenueEvents([]venue.Event{r.race}) }()
+				testkit.WaitFor(t, "the racing event applied", 5*time.Second, func() bool {
+					o, _ := h.eng.Get("o1")
+					return o.GetStatus() == r.wantStatus
+				})
+
+				store.held.Store(false)
+				store.release <- nil
+				if err := <-done; err != nil {
+					t.Fatalf("cancel: %v", err)
+				}
+				if err := <-evDone; err != nil {
+					t.Fatalf("venue event: %v", err)
+				}
+
+				requested, sent := h.fake.commands(venue.Cancel)
+				if len(sent) != 1 {
+					t.Fatalf("%d cancels sent to the venue, want 1", len(sent))
+				}
+				if len(requested) != 1 || sent[0].ID != requested[0].ID {
+					t.Fatalf("sent cancel %d, journaled (built) %v: want the one journaled", sent[0].ID, commandIDs(requested))
+				}
+			})
+		}
+	}
+}
+
+func commandIDs(cmds []venue.Command) []uint64 {
+	var out []uint64
+	for _, c := range cmds {
+		out = append(out, c.ID)
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
@@ -46,13 +47,31 @@ type Options struct {
 	InitialState risk.State
 	// Currency of the account, for positions.
 	Currency string
+	// JournalTimeout bounds each wait for durability; a journal that takes longer fails the
+	// engine (HALTED, NOT_SERVING). Zero means DefaultJournalTimeout.
+	JournalTimeout time.Duration
 }
+
+// DefaultJournalTimeout is JournalTimeout's default: well above a healthy group commit (ms), well
+// below a client's patience.
+const DefaultJournalTimeout = 5 * time.Second
 
 type record struct {
 	o    *fsm.Order
 	req  *execv1.SubmitOrderRequest
 	hops []*typesv1.HopStamp
 	sent int64 // when the venue request went out, for the ack latency
+	// done is closed when the submission that created the record has finished (its outcome
+	// durable or failed; err says which); nil for records rebuilt from the journal. A repeated
+	// submission waits on it, so nobody is told "duplicate" of an order that is not durable yet.
+	done chan struct{}
+	err  error
+}
+
+// trade is an applied fill as the engine remembers it: its order and the commission booked.
+type trade struct {
+	order      string
+	commission decimal.D
 }
 
 // Engine is the execution engine.
@@ -64,11 +83,15 @@ type Engine struct {
 	mu         sync.Mutex
 	orders     map[string]*record
 	created    []*record
-	trades     map[string]string
+	trades     map[string]trade // applied fills by trade id
 	lastState  risk.State
 	hasState   bool
 	closed     bool
 	reconciles int
+	jerr       error         // the journal failure, once it failed
+	jdown      chan struct{} // closed when jerr is set
+	stop       chan struct{} // closed by Close: stops watchJournal
+	watching   sync.WaitGroup
 }
 
 // New returns an engine; call Replay before serving.
@@ -82,9 +105,13 @@ func New(opt Options) *Engine {
 	if opt.InitialState == risk.StateUnspecified {
 		opt.InitialState = risk.Active
 	}
-	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]string)}
+	if opt.JournalTimeout <= 0 {
+		opt.JournalTimeout = DefaultJournalTimeout
+	}
+	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]trade), jdown: make(chan struct{}), stop: make(chan struct{})}
 	e.setStateGauge()
 	if e.m != nil {
+		e.m.JournalHealthy.Set(1)
 		// Every label value exists from the start, so rate() and increase() see the first event.
 		for k := venue.Accepted; k <= venue.Triggered; k++ {
 			e.m.InvalidEvents.WithLabelValues(k.String())
@@ -92,6 +119,10 @@ func New(opt Options) *Engine {
 		for _, k := range adjustKinds {
 			e.m.ReconcileAdjust.WithLabelValues(k)
 		}
+	}
+	if opt.Journal != nil {
+		e.watching.Add(1)
+		go func() { defer e.watching.Done(); e.watchJournal() }()
 	}
 	return e
 }
@@ -136,6 +167,10 @@ func (e *Engine) Limits() risk.Limits { return e.opt.Risk.Limits() }
 // Close refuses further submissions; the caller then closes the journal.
 func (e *Engine) Close() {
 	e.mu.Lock()
-	e.closed = true
+	if !e.closed {
+		e.closed = true
+		close(e.stop)
+	}
 	e.mu.Unlock()
+	e.watching.Wait()
 }

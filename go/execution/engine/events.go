@@ -4,6 +4,8 @@
 package engine
 
 import (
+	"context"
+
 	"errors"
 	"time"
 
@@ -78,12 +80,20 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 				if e.m != nil {
 					e.m.DuplicateFills.Inc()
 				}
-				e.log.Info("duplicate fill dropped", "trade_id", ev.Fill.TradeID, "client_order_id", ev.ClientOrderID, "first_order", prev)
+				if prev.order == o.ClientOrderID && prev.commission.Less(ev.Fill.Commission) {
+					// The same deal again, now with its commission (MT5: the order result carries
+					// the fill, the DEAL_ADD transaction the commission): merge, never add the
+					// quantity twice.
+					entries = e.mergeCommissionLocked(r, ev.Fill, prev, entries, now)
+					filled = true
+					continue
+				}
+				e.log.Info("duplicate fill dropped", "trade_id", ev.Fill.TradeID, "client_order_id", ev.ClientOrderID, "first_order", prev.order)
 				continue
 			}
 			err = o.ApplyFill(ev.Fill, now)
 			if err == nil {
-				e.trades[ev.Fill.TradeID] = o.ClientOrderID
+				e.trades[ev.Fill.TradeID] = trade{order: o.ClientOrderID, commission: ev.Fill.Commission}
 				inst, _ := e.opt.Risk.Instrument(o.Symbol)
 				signed := ev.Fill.Quantity
 				if o.Side == fsm.Sell {
@@ -125,6 +135,16 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 	return entries
 }
 
+// mergeCommissionLocked books the commission a repeated deal adds over what was booked with its
+// first report, and journals the merged fill (full quantity, total commission) as an UPDATED
+// report, which replay merges the same way.
+func (e *Engine) mergeCommissionLocked(r *record, f fsm.Fill, prev trade, entries []journal.Entry, now int64) []journal.Entry {
+	o := r.o
+	e.opt.Book.Charge(o.Symbol, f.Commission.Sub(prev.commission), now)
+	e.trades[f.TradeID] = trade{order: prev.order, commission: f.Commission}
+	return append(entries, e.reportEntry(execv1.ReportType_REPORT_TYPE_UPDATED, r, fillProto(o, f), "commission of trade "+f.TradeID, now))
+}
+
 // OnVenueEvents applies events that arrive asynchronously (MT5 results and transactions) and
 // returns once they are durable, so the caller may acknowledge them to the venue.
 func (e *Engine) OnVenueEvents(evs []venue.Event) error {
@@ -136,5 +156,5 @@ func (e *Engine) OnVenueEvents(evs []venue.Event) error {
 	if err != nil {
 		return err
 	}
-	return e.wait(t)
+	return e.wait(context.Background(), t)
 }

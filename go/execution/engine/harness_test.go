@@ -53,10 +53,11 @@ func (c *clock) Advance(d time.Duration) { c.now.Add(d.Microseconds()) }
 type fakeVenue struct {
 	writeAhead bool
 
-	mu     sync.Mutex
-	nextID uint64
-	sent   []venue.Command
-	onSend func(cmd venue.Command, o *fsm.Order) ([]venue.Event, error)
+	mu        sync.Mutex
+	nextID    uint64
+	requested []venue.Command // every command built, journaled or not
+	sent      []venue.Command
+	onSend    func(cmd venue.Command, o *fsm.Order) ([]venue.Event, error)
 }
 
 func (v *fakeVenue) Name() string     { return "fake" }
@@ -70,7 +71,26 @@ func (v *fakeVenue) Request(kind venue.CommandKind, o *fsm.Order) venue.Command 
 	if kind == venue.Place {
 		payload = engine.OrderProto(o)
 	}
-	return venue.Command{Kind: kind, ID: v.nextID, ClientOrderID: o.ClientOrderID, Payload: payload}
+	cmd := venue.Command{Kind: kind, ID: v.nextID, ClientOrderID: o.ClientOrderID, Payload: payload}
+	v.requested = append(v.requested, cmd)
+	return cmd
+}
+
+// commands lists the commands of a kind built (requested) and sent so far.
+func (v *fakeVenue) commands(kind venue.CommandKind) (requested, sent []venue.Command) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, c := range v.requested {
+		if c.Kind == kind {
+			requested = append(requested, c)
+		}
+	}
+	for _, c := range v.sent {
+		if c.Kind == kind {
+			sent = append(sent, c)
+		}
+	}
+	return requested, sent
 }
 
 func (v *fakeVenue) Send(cmd venue.Command, o *fsm.Order) ([]venue.Event, error) {
@@ -126,6 +146,45 @@ func (s *failingStore) Append(ctx context.Context, entries []journal.Entry) erro
 	return s.Memory.Append(ctx, entries)
 }
 
+// gateStore is a journal store whose appends, while held, block until the test lets them through
+// (or fails them) or their context ends: a disk or database that stalls. entered reports each
+// held append as it begins.
+type gateStore struct {
+	*journal.Memory
+	held    atomic.Bool
+	entered chan struct{}
+	release chan error // nil lets the append through, an error fails it
+}
+
+func newGateStore() *gateStore {
+	return &gateStore{Memory: journal.NewMemory(), entered: make(chan struct{}, 64), release: make(chan error, 64)}
+}
+
+func (s *gateStore) Append(ctx context.Context, entries []journal.Entry) error {
+	if s.held.Load() {
+		s.entered <- struct{}{}
+		select {
+		case err := <-s.release:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.Memory.Append(ctx, entries)
+}
+
+// await waits for a held append to begin.
+func (s *gateStore) await(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no journal write began")
+	}
+}
+
 func dec(s string) decimal.D { return decimal.MustParse(s) }
 
 var instruments = []market.Instrument{
@@ -143,6 +202,7 @@ type harness struct {
 	store  journal.Store
 	limits risk.Limits
 	noMet  bool
+	jwait  time.Duration // engine JournalTimeout (0: the default)
 
 	jr   *journal.Journal
 	risk *risk.Engine
@@ -157,6 +217,9 @@ func withLimits(l risk.Limits) option   { return func(h *harness) { h.limits = l
 func withWriteAhead() option            { return func(h *harness) { h.fake.writeAhead = true } }
 func withStore(st journal.Store) option { return func(h *harness) { h.store = st } }
 func withoutMetrics() option            { return func(h *harness) { h.noMet = true } }
+func withJournalTimeout(d time.Duration) option {
+	return func(h *harness) { h.jwait = d }
+}
 
 // withVenue runs the engine on v, a venue built around the fake f.
 func withVenue(v venue.Venue, f *fakeVenue) option {
@@ -194,7 +257,7 @@ func (h *harness) open() {
 		h.m = metrics.New()
 	}
 	h.eng = engine.New(engine.Options{Risk: h.risk, Book: h.book, Venue: h.venue, Journal: h.jr, Metrics: h.m,
-		Logger: slog.New(slog.DiscardHandler), Clock: h.clock.Now, Currency: "USD"})
+		Logger: slog.New(slog.DiscardHandler), Clock: h.clock.Now, Currency: "USD", JournalTimeout: h.jwait})
 }
 
 // started is a harness replayed and reconciled: trading is ACTIVE.

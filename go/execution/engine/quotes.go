@@ -3,6 +3,8 @@
 package engine
 
 import (
+	"context"
+
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/venue"
@@ -40,5 +42,5 @@ func (e *Engine) OnQuotes(qs []market.Quote) error {
 	if err != nil {
 		return err
 	}
-	return e.wait(t)
+	return e.wait(context.Background(), t)
 }

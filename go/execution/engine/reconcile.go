@@ -8,6 +8,7 @@ import (
 
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
+	"github.com/kairos-mt5/kairos/go/execution/internal/fault"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/portfolio"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
@@ -54,6 +55,7 @@ func (e *Engine) Reconcile(ctx context.Context, snap *Snapshot) error {
 	} else {
 		entries = e.reconcileSnapshot(snap, entries, now)
 	}
+	fault.Point("during-reconcile") // the venue's answers applied in memory, nothing journaled yet
 	e.reconciles++
 	e.opt.Risk.SetReconciled(true)
 	target := e.opt.InitialState
@@ -70,7 +72,7 @@ func (e *Engine) Reconcile(ctx context.Context, snap *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	return e.wait(t)
+	return e.wait(ctx, t)
 }
 
 func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now int64) []journal.Entry {

@@ -119,8 +119,14 @@ func (e *Engine) replayReport(rep *execv1.ExecutionReport, st *ReplayStats) {
 		}
 	}
 	if f := rep.GetFill(); f != nil {
-		if _, dup := e.trades[f.GetTradeId()]; !dup {
-			e.trades[f.GetTradeId()] = p.GetClientOrderId()
+		if prev, dup := e.trades[f.GetTradeId()]; dup {
+			// A merged repeat of the deal: only commission beyond what was booked counts.
+			if c := dec(f.GetCommission()); prev.order == p.GetClientOrderId() && prev.commission.Less(c) {
+				e.opt.Book.Charge(p.GetSymbol(), c.Sub(prev.commission), f.GetTimeUs())
+				e.trades[f.GetTradeId()] = trade{order: prev.order, commission: c}
+			}
+		} else {
+			e.trades[f.GetTradeId()] = trade{order: p.GetClientOrderId(), commission: dec(f.GetCommission())}
 			r.o.RestoreTrades([]string{f.GetTradeId()})
 			if inst, ok := e.opt.Risk.Instrument(p.GetSymbol()); ok {
 				qty := dec(f.GetQuantity())

@@ -156,7 +156,7 @@ func TestReplay_ACommandWithoutItsReport_IsATornBatchAndForgotten(t *testing.T) 
 	h := newHarness(t)
 	req := limitOrder("torn", "buy", "0.10", "1.10000")
 	tk, _, err := h.jr.Append(h.clock.Now(), journal.Entry{Kind: journal.KindCommand, Key: "torn", Payload: anyPayload(t, req)})
-	if err != nil || tk.Wait() != nil {
+	if err != nil || tk.Wait(context.Background()) != nil {
 		t.Fatal(err)
 	}
 
@@ -173,7 +173,7 @@ func TestReplay_ACommandWithoutItsReport_IsATornBatchAndForgotten(t *testing.T) 
 func TestReplay_ACorruptReport_FailsTheReplayNamingTheEntry(t *testing.T) {
 	h := newHarness(t)
 	tk, seqs, err := h.jr.Append(h.clock.Now(), journal.Entry{Kind: journal.KindReport, Payload: []byte{0xff, 0xff, 0xff}})
-	if err != nil || tk.Wait() != nil {
+	if err != nil || tk.Wait(context.Background()) != nil {
 		t.Fatal(err)
 	}
 

@@ -37,12 +37,17 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 	}
 	if r, ok := e.orders[req.GetClientOrderId()]; ok {
 		same := proto.Equal(r.req, req)
-		o := OrderProto(r.o)
+		desc := fmt.Sprintf("%s %s %s", r.o.Side, r.o.Quantity, r.o.Symbol)
 		e.mu.Unlock()
 		if !same {
-			return SubmitResult{}, fmt.Errorf("%w: %q is %s %s %s", ErrAlreadyExists, req.GetClientOrderId(), r.o.Side, r.o.Quantity, r.o.Symbol)
+			return SubmitResult{}, fmt.Errorf("%w: %q is %s", ErrAlreadyExists, req.GetClientOrderId(), desc)
 		}
-		return SubmitResult{Order: o, Duplicate: true}, nil
+		return e.duplicate(ctx, r)
+	}
+	if e.jerr != nil {
+		err := e.jerr
+		e.mu.Unlock()
+		return SubmitResult{}, err
 	}
 	now := e.opt.Clock()
 	riskStart := time.Now()
@@ -56,7 +61,12 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		ExpireTimeUS: req.GetExpireTimeUs(), CreatedUS: now, UpdatedUS: now, Status: fsm.Initialized,
 		FilledQty: decimal.New(0, rreq.Quantity.Scale()),
 	}
-	r := &record{o: o, req: req, hops: append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_RISK_DONE, TimeUs: e.opt.Clock()})}
+	r := &record{o: o, req: req, hops: append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_RISK_DONE, TimeUs: e.opt.Clock()}), done: make(chan struct{})}
+	finish := func(res SubmitResult, err error) (SubmitResult, error) {
+		r.err = err
+		close(r.done)
+		return res, err
+	}
 	e.orders[o.ClientOrderID] = r
 	e.created = append(e.created, r)
 	entries := make([]journal.Entry, 0, 6)
@@ -76,9 +86,9 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		out := OrderProto(o)
 		e.mu.Unlock()
 		if err == nil {
-			err = e.wait(t)
+			err = e.wait(ctx, t)
 		}
-		return SubmitResult{Order: out}, err
+		return finish(SubmitResult{Order: out}, err)
 	}
 	e.opt.Risk.Accepted(rreq, now)
 	_ = o.Apply(fsm.EvSubmit, now)
@@ -100,12 +110,15 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		t, err := e.append(now, entries)
 		e.mu.Unlock()
 		if err == nil {
-			err = e.wait(t)
-		}
-		if err != nil {
-			return SubmitResult{}, err
+			err = e.wait(ctx, t)
 		}
 		e.mu.Lock()
+		if err != nil {
+			// Not durable, so never sent: the order must not stay SUBMITTED in memory.
+			e.notSentLocked(r, err)
+			e.mu.Unlock()
+			return finish(SubmitResult{}, err)
+		}
 		entries = entries[:0]
 	}
 	sendStart := time.Now()
@@ -121,9 +134,43 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 	out := OrderProto(o)
 	e.mu.Unlock()
 	if err == nil {
-		err = e.wait(t)
+		err = e.wait(ctx, t)
 	}
-	return SubmitResult{Order: out}, err
+	return finish(SubmitResult{Order: out}, err)
+}
+
+// duplicate answers a repeated submission of r's order once the first submission has finished:
+// with the order as it is then, or with the first submission's error. An order is never reported
+// as a duplicate before it is durable, so an OK always names an order a restart still knows.
+func (e *Engine) duplicate(ctx context.Context, r *record) (SubmitResult, error) {
+	if r.done != nil {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return SubmitResult{}, ctx.Err()
+		}
+		if r.err != nil {
+			return SubmitResult{}, r.err
+		}
+	}
+	e.mu.Lock()
+	o := OrderProto(r.o)
+	e.mu.Unlock()
+	return SubmitResult{Order: o, Duplicate: true}, nil
+}
+
+// notSentLocked settles an order whose write-ahead batch did not become durable: it never reached
+// the venue, so it is REJECTED (reason naming the journal), not left SUBMITTED and working. A
+// restart does not know it (or, if the write landed after all, reconciliation finds it not working
+// at the venue and cancels it).
+func (e *Engine) notSentLocked(r *record, err error) {
+	o := r.o
+	from := o.Status
+	o.RejectReason = "not sent: " + err.Error()
+	if o.Apply(fsm.EvReject, e.opt.Clock()) == nil {
+		e.setStatus(o, from)
+		e.opt.Risk.Track(o)
+	}
 }
 
 func defaultTIF(t fsm.TimeInForce, typ fsm.Type) fsm.TimeInForce {

@@ -33,7 +33,7 @@ func (e *Engine) SetTradingState(ctx context.Context, s risk.State, reason strin
 	if err != nil {
 		return prev, err
 	}
-	return prev, e.wait(t)
+	return prev, e.wait(ctx, t)
 }
 
 // Flatten sends a reduce-only market order closing each open position. These orders pass the

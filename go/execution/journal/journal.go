@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,14 +60,23 @@ var ErrClosed = errors.New("journal: closed")
 // Ticket is a pending append; Wait blocks until it is durable.
 type Ticket struct{ b *batch }
 
-// Wait returns when the entries are durable, or the write error.
-func (t Ticket) Wait() error {
+// Wait returns when the entries are durable, with the write error, or with ctx's error when ctx
+// ends first. After a ctx error the entries may still become durable (or fail) later: the outcome
+// is unknown to this caller, not cancelled.
+func (t Ticket) Wait(ctx context.Context) error {
 	if t.b == nil {
 		return nil
 	}
-	<-t.b.done
-	return t.b.err
+	select {
+	case <-t.b.done:
+		return t.b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
+
+// DefaultFlushTimeout bounds one store write (a group commit) unless SetFlushTimeout says otherwise.
+const DefaultFlushTimeout = 5 * time.Second
 
 type batch struct {
 	entries []Entry
@@ -93,7 +103,9 @@ type Journal struct {
 	wake    chan struct{}
 	stopped chan struct{}
 	failed  error
+	down    chan struct{} // closed when failed is set
 	stats   Stats
+	timeout time.Duration // bound on one store write; a write that takes longer fails the journal
 
 	hub hub
 	// OnFlush, if set, is called after each durable flush with its size and duration.
@@ -129,7 +141,7 @@ func New(ctx context.Context, st Store) (*Journal, error) {
 		_ = st.Close()
 		return nil, fmt.Errorf("journal: last sequence: %w", err)
 	}
-	j := &Journal{store: st, seq: last, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	j := &Journal{store: st, seq: last, wake: make(chan struct{}, 1), stopped: make(chan struct{}), down: make(chan struct{}), timeout: DefaultFlushTimeout}
 	j.stats.LastSeq = last
 	j.cur = &batch{done: make(chan struct{})}
 	go j.writer()
@@ -171,6 +183,27 @@ func (j *Journal) Append(nowUS int64, entries ...Entry) (Ticket, []uint64, error
 	return Ticket{b}, seqs, nil
 }
 
+// SetFlushTimeout bounds each store write (a stalled disk or database); zero means
+// DefaultFlushTimeout. A write that takes longer fails the journal as an error would.
+func (j *Journal) SetFlushTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultFlushTimeout
+	}
+	j.mu.Lock()
+	j.timeout = d
+	j.mu.Unlock()
+}
+
+// Err returns the error that failed the journal, or nil while it writes.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.failed
+}
+
+// Failed is closed once the journal has failed; Err says why.
+func (j *Journal) Failed() <-chan struct{} { return j.down }
+
 // LastSeq returns the last assigned sequence number.
 func (j *Journal) LastSeq() uint64 {
 	j.mu.Lock()
@@ -201,19 +234,28 @@ func (j *Journal) writer() {
 			continue
 		}
 		j.cur = &batch{done: make(chan struct{})}
+		failed, timeout := j.failed, j.timeout
 		j.mu.Unlock()
 
 		start := time.Now()
-		err := j.store.Append(context.Background(), b.entries)
-		d := time.Since(start)
-		if err != nil {
-			// A journal that cannot write must stop the service from acknowledging anything:
-			// every later append fails with the same error.
-			err = fmt.Errorf("journal: append to %s: %w", j.store.Name(), err)
+		err := failed
+		if err == nil {
+			// A batch queued behind a failed one is never written: its entries would follow a gap
+			// whose content nobody knows (the failed write may or may not have committed).
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err = j.store.Append(ctx, b.entries)
+			cancel()
+			if err != nil {
+				// A journal that cannot write must stop the service from acknowledging anything:
+				// every later append fails with the same error.
+				err = fmt.Errorf("journal: append to %s: %w", j.store.Name(), err)
+			}
 		}
+		d := time.Since(start)
 		j.mu.Lock()
 		if err != nil && j.failed == nil {
 			j.failed = err
+			close(j.down)
 		}
 		j.stats.Flushes++
 		j.stats.Entries += uint64(len(b.entries))
@@ -245,7 +287,16 @@ func (j *Journal) Read(ctx context.Context, after uint64, limit int, fn func(Ent
 
 // Subscribe returns a channel of durable entries from now on. The channel is closed when the
 // subscriber falls more than buffer entries behind (the caller resumes from the store) or on Close.
-func (j *Journal) Subscribe(buffer int) (<-chan Entry, func()) { return j.hub.subscribe(buffer) }
+func (j *Journal) Subscribe(buffer int) (<-chan Entry, func()) {
+	sub := j.hub.subscribe(buffer, 0)
+	return sub.ch, sub.Close
+}
+
+// SubscribeBytes is Subscribe bounded in payload bytes too: the subscriber is cut when more than
+// maxBytes of entries wait for it. The caller reports each entry it is done with (Subscription.Done).
+func (j *Journal) SubscribeBytes(buffer, maxBytes int) *Subscription {
+	return j.hub.subscribe(buffer, int64(maxBytes))
+}
 
 // Close flushes what is queued, stops the writer and closes the store.
 func (j *Journal) Close() error {
@@ -268,42 +319,67 @@ func (j *Journal) Close() error {
 type hub struct {
 	mu   sync.Mutex
 	next int
-	subs map[int]chan Entry
+	subs map[int]*Subscription
 }
 
-func (h *hub) subscribe(buffer int) (<-chan Entry, func()) {
+// Subscription is a live feed of durable report entries (SubscribeBytes).
+type Subscription struct {
+	ch     chan Entry
+	queued atomic.Int64 // payload bytes published and not yet Done
+	max    int64        // 0: no byte bound
+	close  func()
+}
+
+// C is the channel of entries; it is closed when the subscriber was cut or the journal closed.
+func (s *Subscription) C() <-chan Entry { return s.ch }
+
+// Done says the subscriber has handled e (its bytes no longer count against the bound).
+func (s *Subscription) Done(e Entry) { s.queued.Add(-int64(len(e.Payload))) }
+
+// Close ends the subscription.
+func (s *Subscription) Close() { s.close() }
+
+func (h *hub) subscribe(buffer int, maxBytes int64) *Subscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.subs == nil {
-		h.subs = make(map[int]chan Entry)
+		h.subs = make(map[int]*Subscription)
 	}
 	id := h.next
 	h.next++
-	ch := make(chan Entry, buffer)
-	h.subs[id] = ch
-	return ch, func() {
+	sub := &Subscription{ch: make(chan Entry, buffer), max: maxBytes}
+	sub.close = func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if c, ok := h.subs[id]; ok {
 			delete(h.subs, id)
-			close(c)
+			close(c.ch)
 		}
 	}
+	h.subs[id] = sub
+	return sub
 }
 
 func (h *hub) publish(entries []Entry) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for id, ch := range h.subs {
+	for id, sub := range h.subs {
 		for _, e := range entries {
 			if e.Kind != KindReport {
 				continue
 			}
+			n := int64(len(e.Payload))
+			if sub.max > 0 && sub.queued.Load()+n > sub.max {
+				delete(h.subs, id)
+				close(sub.ch)
+				break
+			}
 			select {
-			case ch <- e:
+			case sub.ch <- e:
+				sub.queued.Add(n)
 			default:
 				delete(h.subs, id)
-				close(ch)
+				close(sub.ch)
 			}
 			if _, ok := h.subs[id]; !ok {
 				break
@@ -315,8 +391,8 @@ func (h *hub) publish(entries []Entry) {
 func (h *hub) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for id, ch := range h.subs {
+	for id, sub := range h.subs {
 		delete(h.subs, id)
-		close(ch)
+		close(sub.ch)
 	}
 }

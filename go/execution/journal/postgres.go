@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kairos-mt5/kairos/go/execution/internal/fault"
 )
 
 const pgSchema = `CREATE TABLE IF NOT EXISTS kairos_execution_journal (
@@ -53,6 +56,7 @@ func (p *Postgres) Append(ctx context.Context, entries []Entry) error {
 	if err != nil {
 		return err
 	}
+	fault.Point("mid-batch") // the batch copied inside the transaction, not committed
 	return tx.Commit(ctx)
 }
 
@@ -83,5 +87,19 @@ func (p *Postgres) LastSeq(ctx context.Context) (uint64, error) {
 	return uint64(*n), nil
 }
 
-// Close implements Store.
-func (p *Postgres) Close() error { p.pool.Close(); return nil }
+// closeTimeout bounds Close: pgxpool gives each connection 15 s to say goodbye, and a server that
+// stalls (the fault that may have failed the journal) must not hold the service's shutdown.
+const closeTimeout = 2 * time.Second
+
+// Close implements Store. Against a server that does not answer it returns after closeTimeout and
+// leaves the connections to the process's exit.
+func (p *Postgres) Close() error {
+	done := make(chan struct{})
+	go func() { p.pool.Close(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(closeTimeout):
+		return fmt.Errorf("journal: postgres: close did not finish in %v (server not answering)", closeTimeout)
+	}
+}

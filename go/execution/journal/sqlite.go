@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/kairos-mt5/kairos/go/execution/internal/fault"
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver (ADR 0051)
 )
 
@@ -115,6 +116,7 @@ func (s *SQLite) Append(ctx context.Context, entries []Entry) error {
 		}
 		entries = entries[n:]
 	}
+	fault.Point("mid-batch") // the batch's rows written inside the transaction, not committed
 	return tx.Commit()
 }
 

@@ -45,15 +45,22 @@ type Metrics struct {
 	Reconciled      prometheus.Gauge
 	JournalFlush    prometheus.Histogram
 	JournalBatch    prometheus.Histogram
-	Bridge          *bridgelink.Metrics // the trading channel's view of kairos_bridge_* (go/bridgelink)
-	Ambiguous       prometheus.Counter
-	Signals         *prometheus.CounterVec
-	Quotes          prometheus.Counter
-	ReconcileAdjust *prometheus.CounterVec
-	TLSReloadFail   prometheus.Counter
-	RealizedPnL     *prometheus.GaugeVec
-	UnrealizedPnL   *prometheus.GaugeVec
-	Equity          prometheus.Gauge
+	JournalFailures prometheus.Counter
+	JournalHealthy  prometheus.Gauge
+	// Bounds on what peers may hold (ADR 0055).
+	GRPCConnRefused      prometheus.Counter
+	ReportStreams        prometheus.Gauge
+	ReportStreamsRefused prometheus.Counter
+	ReportStreamsCut     prometheus.Counter
+	Bridge               *bridgelink.Metrics // the trading channel's view of kairos_bridge_* (go/bridgelink)
+	Ambiguous            prometheus.Counter
+	Signals              *prometheus.CounterVec
+	Quotes               prometheus.Counter
+	ReconcileAdjust      *prometheus.CounterVec
+	TLSReloadFail        prometheus.Counter
+	RealizedPnL          *prometheus.GaugeVec
+	UnrealizedPnL        *prometheus.GaugeVec
+	Equity               prometheus.Gauge
 
 	mu       sync.RWMutex
 	stages   map[string]prometheus.Observer
@@ -79,6 +86,12 @@ func New() *Metrics {
 	m.JournalBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_execution_journal_batch_entries", Help: "Entries per journal flush.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)})
 	// Registered whatever the venue, so the link's series exist (at 0) on a paper instance too.
 	m.Bridge = bridgelink.NewMetrics(r, bridgev1.Channel_CHANNEL_TRADING)
+	m.JournalFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_journal_failures_total", Help: "Journal writes that failed or stalled past the journal timeout; the first halts trading and the service reports NOT_SERVING."})
+	m.JournalHealthy = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_journal_healthy", Help: "1 while the journal writes, 0 once it failed (until a restart)."})
+	m.GRPCConnRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_grpc_connections_refused_total", Help: "gRPC connections closed on accept because --grpc-max-connections were open."})
+	m.ReportStreams = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_report_streams", Help: "StreamExecutionReports subscribers connected."})
+	m.ReportStreamsRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_report_streams_refused_total", Help: "StreamExecutionReports calls refused because --max-report-streams were open."})
+	m.ReportStreamsCut = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_report_streams_cut_total", Help: "Report subscribers cut for falling behind (entries or --report-stream-buffer-bytes); they resume from the journal."})
 	m.Ambiguous = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_ambiguous_results_total", Help: "MT5 results (10012, -11) resolved by query instead of guessed."})
 	m.Signals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_signals_total", Help: "Signals received, by symbol and outcome."}, []string{"symbol", "outcome"})
 	m.Quotes = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_quotes_total", Help: "Quotes received from the collector's tick batches."})
@@ -88,7 +101,7 @@ func New() *Metrics {
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
 	for _, c := range []prometheus.Collector{m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
-		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
+		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

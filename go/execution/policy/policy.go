@@ -79,8 +79,8 @@ type Policy struct {
 	m   *metrics.Metrics
 
 	mu      sync.Mutex
-	symbols map[string]*symbolState
-	refused map[string]bool // model/version/field already logged
+	symbols map[string]*symbolState // keyed by configured instruments only (checked first)
+	refused map[string]bool         // model/version/field already logged; at most maxRefusedKeys
 	seq     uint64
 }
 
@@ -177,10 +177,18 @@ func (p *Policy) OnSignal(ctx context.Context, sig *inferencev1.Signal) (Outcome
 	return p.submit(ctx, sym, delta, target.IsZero(), stop, sig, hops, now)
 }
 
+// maxRefusedKeys bounds the log-once memory of refused policies: model names and versions come
+// from the peer that publishes signals, so the map must not grow with them. When full it starts
+// over (a key may then be logged once more; the counter has the rate either way).
+const maxRefusedKeys = 256
+
 func (p *Policy) refuse(sig *inferencev1.Signal, err error) {
 	key := sig.GetModelName() + "\x00" + sig.GetModelVersion() + "\x00" + err.Error()
 	p.mu.Lock()
 	first := !p.refused[key]
+	if first && len(p.refused) >= maxRefusedKeys {
+		clear(p.refused)
+	}
 	p.refused[key] = true
 	p.mu.Unlock()
 	if first { // once per model version and problem: the counter has the rate

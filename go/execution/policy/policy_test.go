@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -237,5 +238,25 @@ func TestSizingUsesTheVolatilityTargetAndTheVolumeStep(t *testing.T) {
 	s.Policy.MaxLots, s.Policy.TargetVol, s.RealisedVol = 1, 0.9e-4, 2e-4 // 0.45 lots
 	if out, _, _ := p.OnSignal(context.Background(), s); out != OutcomeOrder || qty(t, tr.sent[0]) != "0.45" {
 		t.Fatalf("%s %v", out, tr.sent)
+	}
+}
+
+func TestTheRefusedPoliciesRememberedAreBoundedWhateverTheModelNames(t *testing.T) {
+	p, _ := newPolicy(base)
+	for i := range 3 * maxRefusedKeys {
+		s := sig(int64(i), 0.1, 0.8)
+		s.ModelName = fmt.Sprintf("model-%d", i)
+		s.Policy = proto.Clone(rules).(*inferencev1.DecisionPolicy)
+		s.Policy.EntryEdge = 0
+		if out, _, err := p.OnSignal(context.Background(), s); err != nil || out != OutcomeInvalidPolicy {
+			t.Fatalf("signal %d: %s %v", i, out, err)
+		}
+	}
+
+	p.mu.Lock()
+	n := len(p.refused)
+	p.mu.Unlock()
+	if n > maxRefusedKeys {
+		t.Fatalf("%d refused policies remembered, want at most %d", n, maxRefusedKeys)
 	}
 }

@@ -115,6 +115,20 @@ func (b *Book) ApplyFill(inst *market.Instrument, signedQty, price, commission d
 	p.UpdatedUS = nowUS
 }
 
+// Charge books a commission that arrived after its fill (MT5 reports a deal's commission with the
+// DEAL_ADD transaction, after the order result that carried the fill): realized P&L only.
+func (b *Book) Charge(symbol string, commission decimal.D, nowUS int64) {
+	p, ok := b.pos[symbol]
+	if !ok {
+		p = &Position{Symbol: symbol, Realized: decimal.New(0, 2)}
+		b.pos[symbol] = p
+	}
+	c := commission.Round(2)
+	p.Realized = p.Realized.Sub(c)
+	b.realized = b.realized.Sub(c)
+	p.UpdatedUS = nowUS
+}
+
 // Unrealized returns the P&L of the open quantity at the quote (bid for longs, ask for shorts).
 func Unrealized(inst *market.Instrument, p Position, q market.Quote) decimal.D {
 	if p.Net.IsZero() || !q.Valid() {

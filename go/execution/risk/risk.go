@@ -123,7 +123,8 @@ type Limits struct {
 	PriceCollarBps uint32
 	// MaxQuoteAgeMS is the oldest quote a market order may rely on.
 	MaxQuoteAgeMS uint32
-	// SubmitRate throttles submissions; denied submissions count.
+	// SubmitRate throttles submissions; denied submissions do not count, the kill switch's
+	// flatten orders are never refused by it.
 	SubmitRate RateLimit
 	// MessageRate throttles submissions, cancels and modifications together.
 	MessageRate RateLimit
@@ -336,15 +337,17 @@ func (e *Engine) OnMessage(nowUS int64) *Denial {
 }
 
 // Check runs every pre-trade rule against req at nowUS. A nil result means the order may go; the
-// caller then calls Accepted. Denied submissions still count against the throttles.
+// caller then calls Accepted. Only accepted submissions count against the throttles (Accepted
+// records them): a burst of denied orders must not use up the budget the kill switch's flatten
+// orders need, and those are never throttled at all.
 func (e *Engine) Check(req *Request, nowUS int64) *Denial {
-	msgOK := e.messages.allow(nowUS)
-	subOK := e.submits.allow(nowUS)
-	if !msgOK {
-		return &Denial{ReasonMessageRate, fmt.Sprintf("more than %d messages in %d ms", e.limits.MessageRate.MaxCount, e.limits.MessageRate.WindowMS)}
-	}
-	if !subOK {
-		return &Denial{ReasonSubmitRate, fmt.Sprintf("more than %d submissions in %d ms", e.limits.SubmitRate.MaxCount, e.limits.SubmitRate.WindowMS)}
+	if !req.Flatten {
+		if !e.messages.ok(nowUS) {
+			return &Denial{ReasonMessageRate, fmt.Sprintf("more than %d messages in %d ms", e.limits.MessageRate.MaxCount, e.limits.MessageRate.WindowMS)}
+		}
+		if !e.submits.ok(nowUS) {
+			return &Denial{ReasonSubmitRate, fmt.Sprintf("more than %d submissions in %d ms", e.limits.SubmitRate.MaxCount, e.limits.SubmitRate.WindowMS)}
+		}
 	}
 	if _, dup := e.clientIDs[req.ClientOrderID]; dup {
 		return &Denial{ReasonDuplicateClientOrderID, fmt.Sprintf("client order id %q was already used", req.ClientOrderID)}
@@ -486,6 +489,8 @@ func (e *Engine) Check(req *Request, nowUS int64) *Denial {
 // Accepted records a passed order: its client id and intent. Denied orders record their id with
 // RememberClientID so the id cannot be reused for different content.
 func (e *Engine) Accepted(req *Request, nowUS int64) {
+	e.messages.record(nowUS)
+	e.submits.record(nowUS)
 	e.clientIDs[req.ClientOrderID] = struct{}{}
 	if e.limits.DuplicateIntentWindowMS > 0 {
 		k := intentKey{req.Symbol, req.StrategyID, req.Side, req.Quantity.Round(8)}
@@ -628,15 +633,28 @@ func newThrottle(r RateLimit) throttle {
 
 // allow records an event at now and reports whether it stays within the limit.
 func (t *throttle) allow(now int64) bool {
+	ok := t.ok(now)
+	t.record(now)
+	return ok
+}
+
+// ok reports whether one more event at now stays within the limit, recording nothing.
+func (t *throttle) ok(now int64) bool {
 	if t.times == nil {
 		return true
 	}
 	oldest := t.times[t.next]
-	ok := oldest == 0 || now-oldest >= t.window
+	return oldest == 0 || now-oldest >= t.window
+}
+
+// record counts an event at now.
+func (t *throttle) record(now int64) {
+	if t.times == nil {
+		return
+	}
 	t.times[t.next] = now
 	t.next++
 	if t.next == len(t.times) {
 		t.next = 0
 	}
-	return ok
 }

@@ -194,20 +194,79 @@ func (v *env) free(f string) {
 	v.e.OnAccount(Account{Balance: d("100000"), Equity: d("100000"), FreeMargin: d(f), TimeUS: t0, Valid: true})
 }
 
-func TestDeniedSubmissionsCountAgainstTheThrottle(t *testing.T) {
-	l := allOn()
-	l.SubmitRate = RateLimit{2, 1000}
-	v := newEnv(l)
-	bad := v.req
-	bad.Symbol = "GBPUSD" // denied: not on the allow-list
-	for i := 0; i < 2; i++ {
-		if den := v.e.Check(&bad, v.now); den == nil || den.Reason != ReasonSymbolNotAllowed {
-			t.Fatalf("setup: %v", den)
+func TestThrottle_DeniedSubmissionsDoNotCountAndFlattenOrdersAreNeverThrottled(t *testing.T) {
+	cases := []struct {
+		name    string
+		arrange func(v *env)
+		req     func(v *env) Request
+		want    Reason
+	}{
+		{
+			name: "ABurstOfDenials_LeavesTheBudgetForAGoodOrder",
+			arrange: func(v *env) {
+				bad := v.req
+				bad.Symbol = "GBPUSD" // denied: not on the allow-list
+				for i := 0; i < 5; i++ {
+					if den := v.e.Check(&bad, v.now); den == nil || den.Reason != ReasonSymbolNotAllowed {
+						t.Fatalf("setup: %v", den)
+					}
+				}
+			},
+			req:  func(v *env) Request { return v.req },
+			want: ReasonUnspecified,
+		},
+		{
+			name:    "AcceptedSubmissions_UseTheBudget",
+			arrange: func(v *env) { v.accept(2) },
+			req:     func(v *env) Request { return v.req },
+			want:    ReasonSubmitRate,
+		},
+		{
+			name:    "AFlattenOrderOverTheBudget_PassesTheThrottle",
+			arrange: func(v *env) { v.accept(2); v.long("1.00"); v.e.SetState(Halted) },
+			req: func(v *env) Request {
+				r := v.req
+				r.Side, r.Quantity, r.ReduceOnly, r.Flatten = fsm.Sell, d("1.00"), true, true
+				return r
+			},
+			want: ReasonUnspecified,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := allOn()
+			l.SubmitRate = RateLimit{2, 1000}
+			l.DuplicateIntentWindowMS = 0
+			v := newEnv(l)
+			c.arrange(v)
+			req := c.req(v)
+
+			den := v.e.Check(&req, v.now)
+
+			if got := reasonOf(den); got != c.want {
+				t.Fatalf("check: %v, want %s", den, c.want)
+			}
+		})
+	}
+}
+
+// accept passes n submissions of distinct client ids through Check and Accepted.
+func (v *env) accept(n int) {
+	for i := 0; i < n; i++ {
+		r := v.req
+		r.ClientOrderID = fmt.Sprintf("acc-%d", i)
+		if den := v.e.Check(&r, v.now); den != nil {
+			panic(fmt.Sprintf("setup submission %d denied: %v", i, den))
 		}
+		v.e.Accepted(&r, v.now)
 	}
-	if den := v.e.Check(&v.req, v.now); den == nil || den.Reason != ReasonSubmitRate {
-		t.Fatalf("third submission: %v, want SUBMIT_RATE", den)
+}
+
+func reasonOf(d *Denial) Reason {
+	if d == nil {
+		return ReasonUnspecified
 	}
+	return d.Reason
 }
 
 func TestBreakersOnlyEscalate(t *testing.T) {

@@ -1,22 +1,20 @@
 // Package service is the gRPC face of the execution engine: kairos.execution.v1.ExecutionService
-// with bearer-token authentication on mutating calls, request validation that answers bad input with
+// with bearer-token authentication on every call (auth.go), request validation that answers bad input with
 // INVALID_ARGUMENT and field details, and one place that maps engine errors to status codes.
 package service
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
@@ -25,16 +23,9 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/engine"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/metrics"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 )
-
-// Mutating lists the methods that need the bearer token.
-var Mutating = map[string]bool{
-	execv1.ExecutionService_SubmitOrder_FullMethodName:     true,
-	execv1.ExecutionService_CancelOrder_FullMethodName:     true,
-	execv1.ExecutionService_CancelAll_FullMethodName:       true,
-	execv1.ExecutionService_SetTradingState_FullMethodName: true,
-}
 
 const errorDomain = "execution.kairos"
 
@@ -43,43 +34,42 @@ type Server struct {
 	execv1.UnimplementedExecutionServiceServer
 	eng *engine.Engine
 	jr  *journal.Journal
+	lim Limits
+
+	streams atomic.Int64 // StreamExecutionReports calls running
 }
 
-// New returns the service over an engine and its journal.
-func New(eng *engine.Engine, jr *journal.Journal) *Server { return &Server{eng: eng, jr: jr} }
+// Limits bounds what report subscribers may hold (ADR 0055). Zero values mean the defaults.
+type Limits struct {
+	// MaxReportStreams is the number of StreamExecutionReports calls at once; more are refused
+	// RESOURCE_EXHAUSTED.
+	MaxReportStreams int
+	// ReportBufferBytes bounds the reports queued for one subscriber, in bytes; one further
+	// behind is cut (RESOURCE_EXHAUSTED, resume with after_sequence).
+	ReportBufferBytes int
+	// Metrics, if set, counts streams, refusals and cuts.
+	Metrics *metrics.Metrics
+}
 
-// AuthInterceptors returns unary and stream interceptors that refuse mutating calls without
-// "authorization: Bearer <token>". An empty token refuses them all.
-func AuthInterceptors(token string) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	check := func(ctx context.Context, method string) error {
-		if !Mutating[method] {
-			return nil
-		}
-		if token == "" {
-			return status.Error(codes.Unauthenticated, "mutating calls are disabled: the service has no token configured")
-		}
-		md, _ := metadata.FromIncomingContext(ctx)
-		for _, v := range md.Get("authorization") {
-			got, ok := strings.CutPrefix(v, "Bearer ")
-			if ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
-				return nil
-			}
-		}
-		return status.Error(codes.Unauthenticated, "missing or wrong bearer token (metadata \"authorization: Bearer <token>\")")
+// Default limits.
+const (
+	DefaultMaxReportStreams  = 64
+	DefaultReportBufferBytes = 8 << 20
+	reportBufferEntries      = 8192
+)
+
+// New returns the service over an engine and its journal, with the default limits.
+func New(eng *engine.Engine, jr *journal.Journal) *Server { return NewWithLimits(eng, jr, Limits{}) }
+
+// NewWithLimits is New with explicit limits.
+func NewWithLimits(eng *engine.Engine, jr *journal.Journal, l Limits) *Server {
+	if l.MaxReportStreams <= 0 {
+		l.MaxReportStreams = DefaultMaxReportStreams
 	}
-	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if err := check(ctx, info.FullMethod); err != nil {
-			return nil, err
-		}
-		return h(ctx, req)
+	if l.ReportBufferBytes <= 0 {
+		l.ReportBufferBytes = DefaultReportBufferBytes
 	}
-	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		if err := check(ss.Context(), info.FullMethod); err != nil {
-			return err
-		}
-		return h(srv, ss)
-	}
-	return unary, stream
+	return &Server{eng: eng, jr: jr, lim: l}
 }
 
 func withDetails(c codes.Code, msg string, details ...proto.Message) error {
@@ -243,12 +233,30 @@ func (s *Server) ListPositions(ctx context.Context, req *execv1.ListPositionsReq
 // with no gap and no repeat between the two (the live subscription starts before the replay).
 func (s *Server) StreamExecutionReports(req *execv1.StreamExecutionReportsRequest, stream grpc.ServerStreamingServer[execv1.StreamExecutionReportsResponse]) error {
 	ctx := stream.Context()
+	if n := s.streams.Add(1); n > int64(s.lim.MaxReportStreams) {
+		s.streams.Add(-1)
+		if m := s.lim.Metrics; m != nil {
+			m.ReportStreamsRefused.Inc()
+		}
+		return withDetails(codes.ResourceExhausted, fmt.Sprintf("%d report streams are open, the most this service serves", s.lim.MaxReportStreams),
+			&errdetails.ErrorInfo{Reason: "TOO_MANY_REPORT_STREAMS", Domain: errorDomain})
+	}
+	if m := s.lim.Metrics; m != nil {
+		m.ReportStreams.Inc()
+	}
+	defer func() {
+		s.streams.Add(-1)
+		if m := s.lim.Metrics; m != nil {
+			m.ReportStreams.Dec()
+		}
+	}()
 	symbols := map[string]bool{}
 	for _, sym := range req.GetSymbols() {
 		symbols[sym] = true
 	}
-	live, cancel := s.jr.Subscribe(8192)
-	defer cancel()
+	sub := s.jr.SubscribeBytes(reportBufferEntries, s.lim.ReportBufferBytes)
+	defer sub.Close()
+	live := sub.C()
 	last := req.GetAfterSequence()
 	send := func(e journal.Entry) error {
 		if e.Kind != journal.KindReport || e.Seq <= last {
@@ -289,9 +297,14 @@ func (s *Server) StreamExecutionReports(req *execv1.StreamExecutionReportsReques
 			return nil
 		case e, ok := <-live:
 			if !ok {
+				if m := s.lim.Metrics; m != nil {
+					m.ReportStreamsCut.Inc()
+				}
 				return status.Errorf(codes.ResourceExhausted, "the stream fell behind; resume with after_sequence=%d", last)
 			}
-			if err := send(e); err != nil {
+			err := send(e)
+			sub.Done(e)
+			if err != nil {
 				return err
 			}
 		}

@@ -63,8 +63,10 @@ type server struct {
 }
 
 type config struct {
-	token  string
-	limits risk.Limits
+	token string
+	// openReads is --open-reads-on-loopback.
+	openReads bool
+	limits    risk.Limits
 	// clientOpts are extra dial options (a small flow-control window for slow readers).
 	clientOpts []grpc.DialOption
 }
@@ -95,8 +97,7 @@ func start(t *testing.T, cfg config) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ui, si := service.AuthInterceptors(cfg.token)
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(ui), grpc.ChainStreamInterceptor(si))
+	gs := grpc.NewServer(service.Auth(cfg.token, cfg.openReads).ServerOptions()...)
 	execv1.RegisterExecutionServiceServer(gs, service.New(eng, jr))
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
@@ -162,7 +163,7 @@ func violations(err error) []string {
 	return out
 }
 
-func TestAuth_OnlyMutatingCallsNeedTheBearerToken(t *testing.T) {
+func TestAuth_EveryCallNeedsTheBearerToken(t *testing.T) {
 	type call func(ctx context.Context, c execv1.ExecutionServiceClient) error
 	submit := func(ctx context.Context, c execv1.ExecutionServiceClient) error {
 		_, err := c.SubmitOrder(ctx, limit("a1", "1.10000"))
@@ -200,29 +201,53 @@ func TestAuth_OnlyMutatingCallsNeedTheBearerToken(t *testing.T) {
 	withHeader := func(v string) context.Context {
 		return metadata.AppendToOutgoingContext(testkit.Context(t, 20*time.Second), "authorization", v)
 	}
+	positions := func(ctx context.Context, c execv1.ExecutionServiceClient) error {
+		_, err := c.ListPositions(ctx, &execv1.ListPositionsRequest{})
+		return err
+	}
+	getOrder := func(ctx context.Context, c execv1.ExecutionServiceClient) error {
+		_, err := c.GetOrder(ctx, &execv1.GetOrderRequest{ClientOrderId: "a1"})
+		if status.Code(err) == codes.NotFound {
+			return nil // authenticated, and there is no such order
+		}
+		return err
+	}
+	none := func() context.Context { return testkit.Context(t, 20*time.Second) }
 	cases := []struct {
 		name       string
 		configured string
+		openReads  bool
 		ctx        context.Context
 		call       call
 		want       codes.Code
 	}{
-		{"Submit_WithTheToken_Passes", token, withHeader("Bearer " + token), submit, codes.OK},
-		{"Submit_WithoutAToken_IsUnauthenticated", token, testkit.Context(t, 20*time.Second), submit, codes.Unauthenticated},
-		{"Submit_WithAWrongToken_IsUnauthenticated", token, withHeader("Bearer nope"), submit, codes.Unauthenticated},
-		{"Submit_WithTheTokenButNotAsBearer_IsUnauthenticated", token, withHeader(token), submit, codes.Unauthenticated},
-		{"Cancel_WithoutAToken_IsUnauthenticated", token, testkit.Context(t, 20*time.Second), cancel, codes.Unauthenticated},
-		{"CancelAll_WithoutAToken_IsUnauthenticated", token, testkit.Context(t, 20*time.Second), cancelAll, codes.Unauthenticated},
-		{"SetTradingState_WithoutAToken_IsUnauthenticated", token, testkit.Context(t, 20*time.Second), halt, codes.Unauthenticated},
-		{"NoTokenConfigured_RefusesMutatingCallsWhateverTheHeader", "", withHeader("Bearer "), halt, codes.Unauthenticated},
-		{"ListOrders_NeedsNoToken", token, testkit.Context(t, 20*time.Second), list, codes.OK},
-		{"GetRiskLimits_NeedsNoToken", token, testkit.Context(t, 20*time.Second), limits, codes.OK},
-		{"StreamExecutionReports_NeedsNoToken", token, testkit.Context(t, 20*time.Second), stream, codes.OK},
-		{"ReadOnlyCalls_PassWithNoTokenConfigured", "", testkit.Context(t, 20*time.Second), list, codes.OK},
+		{"Submit_WithTheToken_Passes", token, false, withHeader("Bearer " + token), submit, codes.OK},
+		{"Submit_WithoutAToken_IsUnauthenticated", token, false, none(), submit, codes.Unauthenticated},
+		{"Submit_WithAWrongToken_IsUnauthenticated", token, false, withHeader("Bearer nope"), submit, codes.Unauthenticated},
+		{"Submit_WithTheTokenButNotAsBearer_IsUnauthenticated", token, false, withHeader(token), submit, codes.Unauthenticated},
+		{"Cancel_WithoutAToken_IsUnauthenticated", token, false, none(), cancel, codes.Unauthenticated},
+		{"CancelAll_WithoutAToken_IsUnauthenticated", token, false, none(), cancelAll, codes.Unauthenticated},
+		{"SetTradingState_WithoutAToken_IsUnauthenticated", token, false, none(), halt, codes.Unauthenticated},
+		{"NoTokenConfigured_RefusesEveryCallWhateverTheHeader", "", false, withHeader("Bearer "), halt, codes.Unauthenticated},
+		{"NoTokenConfigured_RefusesReadsToo", "", false, none(), list, codes.Unauthenticated},
+		{"ListOrders_WithoutAToken_IsUnauthenticated", token, false, none(), list, codes.Unauthenticated},
+		{"ListOrders_WithAWrongToken_IsUnauthenticated", token, false, withHeader("Bearer nope"), list, codes.Unauthenticated},
+		{"ListPositions_WithoutAToken_IsUnauthenticated", token, false, none(), positions, codes.Unauthenticated},
+		{"GetOrder_WithoutAToken_IsUnauthenticated", token, false, none(), getOrder, codes.Unauthenticated},
+		{"GetRiskLimits_WithoutAToken_IsUnauthenticated", token, false, none(), limits, codes.Unauthenticated},
+		{"StreamExecutionReports_WithoutAToken_IsUnauthenticated", token, false, none(), stream, codes.Unauthenticated},
+		{"StreamExecutionReports_WithAWrongToken_IsUnauthenticated", token, false, withHeader("Bearer nope"), stream, codes.Unauthenticated},
+		{"ListOrders_WithTheToken_Passes", token, false, withHeader("Bearer " + token), list, codes.OK},
+		{"StreamExecutionReports_WithTheToken_Passes", token, false, withHeader("Bearer " + token), stream, codes.OK},
+		{"Reads_FromLoopback_PassWithoutATokenWhenOpened", token, true, none(), list, codes.OK},
+		{"Positions_FromLoopback_PassWithoutATokenWhenOpened", token, true, none(), positions, codes.OK},
+		{"Stream_FromLoopback_PassesWithoutATokenWhenOpened", token, true, none(), stream, codes.OK},
+		{"Submit_FromLoopback_StillNeedsTheTokenWhenReadsAreOpen", token, true, none(), submit, codes.Unauthenticated},
+		{"Halt_FromLoopback_StillNeedsTheTokenWhenReadsAreOpen", token, true, none(), halt, codes.Unauthenticated},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := start(t, config{token: c.configured})
+			s := start(t, config{token: c.configured, openReads: c.openReads})
 
 			err := c.call(c.ctx, s.client)
 
@@ -611,7 +636,7 @@ func appendReports(t *testing.T, s *server, n int) {
 	}
 	tk, _, err := s.jr.Append(s.now.Load(), entries...)
 	if err == nil {
-		err = tk.Wait()
+		err = tk.Wait(context.Background())
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -81,6 +81,7 @@ class Status(enum.IntEnum):
     E_MALFORMED_FRAME = -22
     E_HEARTBEAT_TIMEOUT = -23
     E_PEER_ERROR = -24
+    E_AUTH = -25
 
 
 class BridgeNotBuiltError(ImportError):
@@ -252,7 +253,11 @@ class Bridge:
         ea_symbol: str = "",
         magic: int = 0,
         options: BridgeOptions | None = None,
+        bridge_key: str = "",
     ) -> None:
+        """bridge_key is the key both services hold (`kairos up` writes it to the run directory): the
+        bridge proves it in every Hello and refuses a server that cannot prove it back. Empty: no
+        proof, so only a service started with --bridge-insecure accepts the connection."""
         ext = load_extension()
         self._b: Any = ext.Bridge(
             collector,
@@ -267,6 +272,7 @@ class Bridge:
             ea_symbol,
             magic,
             (options or BridgeOptions()).as_dict(),
+            bridge_key,
         )
         _check("kb_open", int(self._b.open_status))
 

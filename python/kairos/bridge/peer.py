@@ -1,7 +1,10 @@
 """A reference bridge server in Python: the protocol of proto/kairos/bridge/v1/bridge.proto, as the
 collector and the execution service speak it, for tests and tools that need a real TCP peer.
 
-One listener on 127.0.0.1, one connection at a time. It answers Hello with Welcome (resume_after =
+One listener on 127.0.0.1, one connection at a time. Every connection opens with a Challenge; with a
+``key`` a Hello must carry HMAC-SHA256(key, ...) over its nonce (``hello_proof``; the services do
+the same, docs/adr/0015-bridge-authentication.md) or is refused with Error{UNAUTHENTICATED}, and
+Welcome proves the key back. It answers Hello with Welcome (resume_after =
 the highest sequence processed from that session and channel), drops duplicates by sequence and
 counts them, acknowledges every sequenced frame with a heartbeat, sends heartbeats on its own and
 records what it received. ``send_command`` pushes an OrderCommand down the current connection.
@@ -9,7 +12,11 @@ records what it received. ``send_command`` pushes an OrderCommand down the curre
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +61,25 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+NONCE_BYTES = 32
+
+
+def hello_proof(
+    key: bytes,
+    server: bool,
+    server_nonce: bytes,
+    client_nonce: bytes,
+    session_id: int,
+    channel: int,
+    api_version: int,
+) -> bytes:
+    """The handshake proof: HMAC-SHA256(key, label 0x00 || server_nonce || client_nonce ||
+    session_id (BE64) || channel (BE32) || api_version (BE32)); the label names the prover."""
+    label = b"kairos-bridge-v1 server" if server else b"kairos-bridge-v1 client"
+    msg = label + b"\0" + server_nonce + client_nonce + struct.pack(">QII", session_id, channel, api_version)
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
 class BridgePeer:
     """A bridge server on 127.0.0.1 (port 0 picks a free port); use as a context manager."""
 
@@ -64,7 +90,11 @@ class BridgePeer:
         heartbeat_ms: int = 1000,
         ack: bool = True,
         server_version: str = "kairos-bridge-peer 0.1",
+        key: str = "",
     ) -> None:
+        self.key = key.strip().encode()
+        self._nonce = b""
+        self.auth_failures = 0
         self.heartbeat_ms = heartbeat_ms
         self.ack = ack
         self.server_version = server_version
@@ -166,6 +196,13 @@ class BridgePeer:
         peer_hb_us = 0
         with self._lock:
             self._out_seq = 0
+        self._nonce = os.urandom(NONCE_BYTES)
+        challenge = bridge_pb2.Frame(
+            sent_time_us=_now_us(),
+            challenge=bridge_pb2.Challenge(server_nonce=self._nonce, auth_required=bool(self.key)),
+        )
+        if not self._write(conn, challenge):
+            return
         while not self._stop.is_set():
             try:
                 chunk = conn.recv(1 << 16)
@@ -224,6 +261,19 @@ class BridgePeer:
     def _handle(self, conn: socket.socket, frame: bridge_pb2.Frame) -> bool:
         kind = frame.WhichOneof("body")
         if kind == "hello":
+            h = frame.hello
+            fields = (h.client_nonce, h.session_id, int(h.channel), h.api_version)
+            server_proof = b""
+            if self.key:
+                want = hello_proof(self.key, False, self._nonce, *fields)
+                if len(h.client_nonce) != NONCE_BYTES or not hmac.compare_digest(want, h.auth_proof):
+                    self.auth_failures += 1
+                    refusal = bridge_pb2.Error(
+                        code=bridge_pb2.ERROR_CODE_UNAUTHENTICATED, message="no valid bridge key proof"
+                    )
+                    self._write(conn, bridge_pb2.Frame(sent_time_us=_now_us(), error=refusal))
+                    return False
+                server_proof = hello_proof(self.key, True, self._nonce, *fields)
             with self._lock:
                 self.hellos.append(frame.hello)
                 self._key = (frame.hello.session_id, int(frame.hello.channel))
@@ -234,6 +284,7 @@ class BridgePeer:
                     server_version=self.server_version,
                     resume_after=resume,
                     heartbeat_interval_ms=self.heartbeat_ms,
+                    server_proof=server_proof,
                 ),
             )
             ok = self._write(conn, welcome)

@@ -157,6 +157,8 @@ class ModelCard:
     label: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    """How the model was fitted: family, calibration, ensemble seeds, search trials (ADR 0082)."""
     created_utc: str = ""
     policy: DecisionPolicy | None = None
     card_version: int = CARD_VERSION

@@ -15,12 +15,14 @@ import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kep
 
 from kairos.features.schema import (
     ACTIVITY_WINDOW,
-    CHANNEL_WINDOW,
+    CHANNEL_WINDOWS,
+    LONG_WINDOW,
     MOMENTUM_WINDOW,
     RANGE_WINDOW,
     RETURN_HORIZONS,
     SCHEMA,
-    TREND_WINDOW,
+    SPREAD_VOL_WINDOW,
+    TREND_WINDOWS,
     VOL_WINDOWS,
 )
 
@@ -33,6 +35,8 @@ _MS_PER_WEEK = 7 * _MS_PER_DAY
 # 1970-01-01 was a Thursday: shift so that Monday 00:00 UTC is position 0 of the week.
 _EPOCH_WEEKDAY_OFFSET_MS = 3 * _MS_PER_DAY
 _BP = 1e4
+# Batch rows per kernel call: bounds the (rows x window) temporaries to a few MB.
+_CHUNK = 2048
 
 
 class BarLike(Protocol):
@@ -71,22 +75,29 @@ def rows_from_windows(
     last = close[:, -1]
     log_close = np.log(close)
     r1 = np.diff(log_close, axis=1)
+    vols = {n: r1[:, -n:].std(axis=1) for n in VOL_WINDOWS}
+    sigma = vols[LONG_WINDOW] if LONG_WINDOW in vols else r1[:, -LONG_WINDOW:].std(axis=1)
     cols: list[FloatArray] = []
     for h in RETURN_HORIZONS:
-        cols.append((log_close[:, -1] - log_close[:, -1 - h]) * _BP)
+        cols.append(_safe_div(log_close[:, -1] - log_close[:, -1 - h], sigma * np.sqrt(h)))
     for n in VOL_WINDOWS:
-        cols.append(r1[:, -n:].std(axis=1) * _BP)
-    rel_range = (high - low) / close
+        cols.append(vols[n] * _BP)
+    short, long = vols[VOL_WINDOWS[0]], vols[VOL_WINDOWS[-1]]
+    both = (short > 0) & (long > 0)
+    cols.append(np.where(both, np.log(np.where(both, short, 1.0) / np.where(both, long, 1.0)), 0.0))
+    rel_range = (high[:, -RANGE_WINDOW:] - low[:, -RANGE_WINDOW:]) / close[:, -RANGE_WINDOW:]
     cols.append(rel_range[:, -1] * _BP)
-    cols.append(rel_range[:, -RANGE_WINDOW:].mean(axis=1) * _BP)
-    lo = low[:, -CHANNEL_WINDOW:].min(axis=1)
-    hi = high[:, -CHANNEL_WINDOW:].max(axis=1)
-    width = hi - lo
-    cols.append(np.where(width > 0, _safe_div(last - lo, width) - 0.5, 0.0))
+    cols.append(rel_range.mean(axis=1) * _BP)
+    for n in CHANNEL_WINDOWS:
+        lo = low[:, -n:].min(axis=1)
+        hi = high[:, -n:].max(axis=1)
+        width = hi - lo
+        cols.append(np.where(width > 0, _safe_div(last - lo, width) - 0.5, 0.0))
     moves = r1[:, -MOMENTUM_WINDOW:]
     cols.append(_safe_div(moves.sum(axis=1), np.abs(moves).sum(axis=1)))
-    cols.append((last / close[:, -TREND_WINDOW:].mean(axis=1) - 1.0) * _BP)
-    cols.append(spread / last * _BP)
+    for n in TREND_WINDOWS:
+        cols.append(_safe_div(np.log(last / close[:, -n:].mean(axis=1)), sigma))
+    cols.append(_safe_div(spread / last, r1[:, -SPREAD_VOL_WINDOW:].std(axis=1)))
     lv = np.log1p(tick_volume[:, -ACTIVITY_WINDOW:])
     cols.append(lv[:, -1] - lv.mean(axis=1))
     day = (time_ms % _MS_PER_DAY).astype(np.float64) / _MS_PER_DAY * (2 * np.pi)
@@ -139,14 +150,17 @@ def compute_features(bars: pd.DataFrame) -> FloatArray:
     def windows(a: FloatArray) -> FloatArray:
         return np.lib.stride_tricks.sliding_window_view(a, w)
 
-    out[w - 1 :] = rows_from_windows(
-        time_ms[w - 1 :],
-        windows(cols["high"]),
-        windows(cols["low"]),
-        windows(cols["close"]),
-        cols["spread"][w - 1 :],
-        windows(cols["tick_volume"]),
-    )
+    views = {c: windows(cols[c]) for c in ("high", "low", "close", "tick_volume")}
+    for lo in range(0, n - w + 1, _CHUNK):
+        hi = min(lo + _CHUNK, n - w + 1)
+        out[w - 1 + lo : w - 1 + hi] = rows_from_windows(
+            time_ms[w - 1 + lo : w - 1 + hi],
+            views["high"][lo:hi],
+            views["low"][lo:hi],
+            views["close"][lo:hi],
+            cols["spread"][w - 1 + lo : w - 1 + hi],
+            views["tick_volume"][lo:hi],
+        )
     return out
 
 

@@ -56,46 +56,69 @@ class FeatureSchema:
         return "sha256:" + hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
-# Lookbacks, in bars. The longest one sets the window.
-RETURN_HORIZONS = (1, 5, 15, 60)
-VOL_WINDOWS = (15, 60)
+# Lookbacks, in bars. The longest one sets the window. 240 bars is four hours of M1 and ten days of
+# H1; 24 bars is a day of H1. A day of M1 (1440 bars) would make every symbol wait a day of bars
+# before its first prediction (ADR 0082), so the long lookback stops at 240.
+RETURN_HORIZONS = (1, 5, 15, 24, 60, 240)
+VOL_WINDOWS = (15, 60, 240)
+LONG_WINDOW = 240
+"""The volatility that scales returns and trends: std of the last LONG_WINDOW one-bar returns."""
 RANGE_WINDOW = 15
-CHANNEL_WINDOW = 15
+CHANNEL_WINDOWS = (15, 240)
 MOMENTUM_WINDOW = 14
-TREND_WINDOW = 60
+TREND_WINDOWS = (60, 240)
 ACTIVITY_WINDOW = 60
+SPREAD_VOL_WINDOW = 60
+
+_SIGMA = f"sigma = population std of the last {LONG_WINDOW} one-bar log returns of close"
 
 SCHEMA = FeatureSchema(
-    version=1,
-    # ret_60 and vol_60 need close[t-60]: 61 bars including the current one.
-    window=61,
+    version=2,
+    # ret_240 and vol_240 need close[t-240]: 241 bars including the current one.
+    window=LONG_WINDOW + 1,
     specs=(
         *(
-            FeatureSpec(f"ret_{h}", f"log(close[t] / close[t-{h}]) * 1e4 (basis points)")
+            FeatureSpec(
+                f"zret_{h}", f"log(close[t] / close[t-{h}]) / (sigma * sqrt({h})); {_SIGMA}; 0 when sigma = 0"
+            )
             for h in RETURN_HORIZONS
         ),
         *(
             FeatureSpec(f"vol_{n}", f"population std of the last {n} one-bar log returns of close * 1e4")
             for n in VOL_WINDOWS
         ),
+        FeatureSpec(
+            "vol_ratio_15_240", "log(vol_15 / vol_240); 0 when either is 0 (short against long volatility)"
+        ),
         FeatureSpec("range_1", "(high[t] - low[t]) / close[t] * 1e4"),
         FeatureSpec(
             f"range_{RANGE_WINDOW}", f"mean over the last {RANGE_WINDOW} bars of (high - low) / close * 1e4"
         ),
-        FeatureSpec(
-            f"channel_pos_{CHANNEL_WINDOW}",
-            f"(close[t] - min(low)) / (max(high) - min(low)) - 0.5 over the last {CHANNEL_WINDOW} bars; "
-            "0 when the channel is flat",
+        *(
+            FeatureSpec(
+                f"channel_pos_{n}",
+                f"(close[t] - min(low)) / (max(high) - min(low)) - 0.5 over the last {n} bars; "
+                "0 when the channel is flat",
+            )
+            for n in CHANNEL_WINDOWS
         ),
         FeatureSpec(
             f"up_balance_{MOMENTUM_WINDOW}",
             f"sum(one-bar returns) / sum(|one-bar returns|) over the last {MOMENTUM_WINDOW} bars; "
             "0 when all are 0",
         ),
-        FeatureSpec(
-            f"trend_{TREND_WINDOW}", f"(close[t] / mean(close over the last {TREND_WINDOW} bars) - 1) * 1e4"
+        *(
+            FeatureSpec(
+                f"ztrend_{n}",
+                f"log(close[t] / mean(close over the last {n} bars)) / sigma; {_SIGMA}; 0 when sigma = 0",
+            )
+            for n in TREND_WINDOWS
         ),
-        FeatureSpec("spread_rel", "spread[t] / close[t] * 1e4 (mean quoted spread of the bar)"),
+        FeatureSpec(
+            "spread_vol",
+            f"spread[t] / close[t] / (std of the last {SPREAD_VOL_WINDOW} one-bar log returns): the bar's "
+            "quoted spread in units of one-bar volatility; 0 when that std is 0",
+        ),
         FeatureSpec(
             f"activity_{ACTIVITY_WINDOW}",
             f"log1p(tick_volume[t]) - mean(log1p(tick_volume)) over the last {ACTIVITY_WINDOW} bars",

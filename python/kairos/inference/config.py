@@ -106,6 +106,9 @@ class InferenceConfig:
         "0 = one event-loop turn (rows that are already ready across streams batch together).",
     )
     nats_url: str = _f("nats://127.0.0.1:4222", "NATS server for signals; empty disables publishing.")
+    nats_creds: str = _f(
+        "", "File holding this service's NATS user:password (mode 0600); empty connects without credentials."
+    )
     signal_subject_prefix: str = _f("kairos.signal", "Signals go to <prefix>.<symbol>.")
     nats_queue: int = _f(
         100_000, "Signals waiting for NATS beyond this are dropped and counted (the stream never blocks)."
@@ -134,6 +137,18 @@ class InferenceConfig:
     tls_client_ca: str = _f(
         "", "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."
     )
+    token: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "help": "Bearer token every InferenceService call needs (prefer --token-file or the env var); "
+            "empty refuses every call.",
+            "duration": False,
+            "secret": True,
+        },
+    )
+    token_file: str = _f("", "File holding the bearer token (first line).")
+    open_reads_on_loopback: bool = _f(False, "Serve GetModelStatus to loopback peers without the token.")
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -212,6 +227,12 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("", "0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{raw!r} is not a boolean (true or false)")
         if kind.startswith("tuple"):
             return tuple(s.strip() for s in raw.split(",") if s.strip())
         return raw
@@ -226,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Every flag also reads the environment variable {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE_CASE>.",
     )
     for f in dataclasses.fields(InferenceConfig):
+        if f.type in (bool, "bool"):  # a bare --flag means true, like the Go services' boolean flags
+            p.add_argument(
+                f"--{_flag(f.name)}",
+                dest=f.name,
+                default=None,
+                nargs="?",
+                const="true",
+                help=f.metadata["help"],
+            )
+            continue
         p.add_argument(f"--{_flag(f.name)}", dest=f.name, default=None, help=f.metadata["help"])
     return p
 
@@ -241,6 +272,14 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
             raw = env.get(ENV_PREFIX + f.name.upper())
         if raw is not None:
             values[f.name] = _convert(f, raw)
+    if values.get("token_file"):
+        path = Path(values["token_file"])
+        try:
+            values["token"] = path.read_text().split("\n", 1)[0].strip()
+        except OSError as e:
+            raise ConfigError(f"--token-file / {ENV_PREFIX}TOKEN_FILE: {e.strerror}: {path}") from None
+        if not values["token"]:
+            raise ConfigError(f"--token-file / {ENV_PREFIX}TOKEN_FILE: {path} is empty")
     cfg = InferenceConfig(**values)
     cfg.validate()
     return cfg

@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from prometheus_client import start_http_server
 
-from kairos.inference import logs, tls
+from kairos.inference import auth, logs, tls
 from kairos.inference.batcher import MicroBatcher
 from kairos.inference.config import ConfigError, InferenceConfig, load_config, split_hostport
 from kairos.inference.metrics import Metrics
@@ -56,7 +56,9 @@ class InferenceServer:
         self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
         self.batcher = MicroBatcher(self.manager, self.metrics, cfg.max_batch, cfg.max_delay_us)
         self.publisher = (
-            SignalPublisher(cfg.nats_url, cfg.signal_subject_prefix, self.metrics, cfg.nats_queue)
+            SignalPublisher(
+                cfg.nats_url, cfg.signal_subject_prefix, self.metrics, cfg.nats_queue, cfg.nats_creds
+            )
             if cfg.nats_url
             else None
         )
@@ -73,7 +75,11 @@ class InferenceServer:
             ("grpc.max_send_message_length", self.cfg.max_message_bytes),
             ("grpc.so_reuseport", 1),
         ]
-        server = self._grpc = grpc.aio.server(options=opts)
+        if not c.token:
+            self.log.warning("no bearer token configured: every call but health and reflection is refused")
+        server = self._grpc = grpc.aio.server(
+            options=opts, interceptors=[auth.BearerAuthInterceptor(c.token, c.open_reads_on_loopback)]
+        )
         servicer = InferenceServicer(self.cfg, self.manager, self.batcher, self.metrics, self.publisher)
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

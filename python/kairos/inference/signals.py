@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -20,6 +21,18 @@ from kairos.inference.v1 import inference_pb2 as pb
 from kairos.types.v1 import types_pb2
 
 DIRECTIONS = (pb.DIRECTION_DOWN, pb.DIRECTION_FLAT, pb.DIRECTION_UP)
+
+
+def nats_credentials(path: str) -> dict[str, str]:
+    """``user``/``password`` keyword arguments for ``nats.connect`` from a credentials file (one line
+    ``user:password``, ADR 0064); none for an empty path. Errors name the file, never its content."""
+    if not path:
+        return {}
+    line = Path(path).read_text().split("\n", 1)[0].strip()
+    user, sep, password = line.partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f'NATS credentials {path}: want one line "user:password"')
+    return {"user": user, "password": password}
 
 
 def signal_from(
@@ -53,8 +66,12 @@ def signal_from(
 class SignalPublisher:
     """Owns the NATS connection and the queue of signals to publish."""
 
-    def __init__(self, url: str, subject_prefix: str, metrics: Metrics, queue_size: int) -> None:
+    def __init__(
+        self, url: str, subject_prefix: str, metrics: Metrics, queue_size: int, creds_file: str = ""
+    ) -> None:
         self.url = url
+        # Read once at start-up: a bad file stops the server instead of retrying forever.
+        self.creds = nats_credentials(creds_file)
         self.prefix = subject_prefix
         self.metrics = metrics
         self.queue: asyncio.Queue[pb.Signal] = asyncio.Queue(maxsize=queue_size)
@@ -73,6 +90,7 @@ class SignalPublisher:
             try:
                 nc = await nats.connect(
                     self.url,
+                    **self.creds,
                     name="kairos-inference",
                     connect_timeout=2,
                     allow_reconnect=True,

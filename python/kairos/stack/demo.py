@@ -173,7 +173,11 @@ async def _watch_and_replay(
     stop = asyncio.Event()
     subscribed = threading.Event()
     watchers = [
-        asyncio.create_task(observe.watch_nats(settings.nats_url, stats, stop, subscribed)),
+        asyncio.create_task(
+            observe.watch_nats(
+                settings.nats_url, stats, stop, subscribed, settings.credentials().nats_creds("observer")
+            )
+        ),
         asyncio.create_task(
             observe.watch_execution(f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, stop)
         ),
@@ -197,6 +201,7 @@ async def _watch_and_replay(
                 speed=opts.speed,
                 stats=stats,
                 cancel=cancel,
+                bridge_key=settings.ensure_bridge_key(),
             )
         )
         try:
@@ -239,7 +244,9 @@ def _serving(settings: services.StackSettings, console: Console) -> ServingModel
     import grpc
 
     try:
-        models = serving_models(f"127.0.0.1:{settings.ports.inference_grpc}")
+        models = serving_models(
+            f"127.0.0.1:{settings.ports.inference_grpc}", settings.credentials().token("inference")
+        )
     except grpc.RpcError as exc:
         console.print(f"[yellow]inference GetModelStatus: {exc.code().name}[/]")
         return None

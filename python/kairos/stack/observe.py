@@ -16,6 +16,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,6 +25,7 @@ import numpy as np
 from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
 from kairos.inference.v1 import inference_pb2
 from kairos.marketdata.v1 import marketdata_pb2
+from kairos.stack import credentials
 from kairos.types.v1 import types_pb2
 
 # The path a tick takes, in order; latency is reported between consecutive stages that were stamped.
@@ -114,13 +116,19 @@ class PipelineStats:
 
 
 async def watch_nats(
-    nats_url: str, stats: PipelineStats, stop: asyncio.Event, ready: threading.Event | None = None
+    nats_url: str,
+    stats: PipelineStats,
+    stop: asyncio.Event,
+    ready: threading.Event | None = None,
+    creds: Path | None = None,
 ) -> None:
     """Counts ticks, bars, predictions and signals from the collector's and inference's subjects;
     sets `ready` once the server has registered every subscription."""
     import nats
 
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=-1)
+    nc = await nats.connect(
+        nats_url, connect_timeout=5, max_reconnect_attempts=-1, **credentials.nats_connect_kwargs(creds)
+    )
     try:
 
         async def on_md(msg: Any) -> None:

@@ -201,10 +201,12 @@ def replay(
     cancel: threading.Event | None = None,
     flush_timeout_s: float = 30.0,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    bridge_key: str = "",
 ) -> ReplayResult:
     """Pushes the ticks through a bridge connected to `collector` at `speed` ticks/s (0: full speed),
     or, with `realtime` > 0, at the pace of the data's own times (1: as recorded, 10: ten times faster).
 
+    bridge_key is the collector's bridge key (StackSettings.ensure_bridge_key), proven as the EA does.
     The bridge must reach the collector first: a refused or failed connection raises
     CollectorUnreachable naming the address (after at most `connect_timeout_s`). A full queue is
     retried, never skipped (the bridge counts each refusal in `dropped`; `lost` is what was pushed but
@@ -221,6 +223,7 @@ def replay(
         execution="",
         terminal_name="kairos-replay",
         options=BridgeOptions(tick_queue_capacity=1 << 16),
+        bridge_key=bridge_key,
     ) as bridge:
         bridge.announce_symbol(data.symbol, data.digits, contract_size=100_000.0)
         _wait_connected(bridge, collector, connect_timeout_s)

@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kairos.stack import credentials
 from kairos.stack.loopback import free_port
 from kairos.stack.processes import ServiceSpec
 
@@ -60,6 +61,7 @@ class StackSettings:
     mlflow_uri: str = f"sqlite:///{STATE_DIR / 'mlflow.db'}"
     journal: str = ""  # default: <run_dir>/journal.db (SQLite)
     token: str = ""
+    bridge_key: str = ""
     symbols: tuple[str, ...] = ("EURUSD",)
     # Execution's fallback policy, for models whose card carries none (a card's policy wins, ADR 0081):
     # lots per position and the p(up) - p(down) needed to trade.
@@ -74,18 +76,30 @@ class StackSettings:
 
     def ensure_token(self) -> str:
         """The execution bearer token: given, or generated once per run dir (file mode 0600)."""
-        if self.token:
-            return self.token
-        path = self.run_dir / "token"
-        if path.exists():
-            self.token = path.read_text().strip()
-        else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.token = secrets.token_urlsafe(24)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(self.token + "\n")
+        self.token = self.credentials().token("execution")
         return self.token
+
+    def credentials(self) -> credentials.Credentials:
+        """Every credential of the run dir (tokens, NATS users), created once (mode 0600)."""
+        return credentials.ensure(self.run_dir, self.token)
+
+    @property
+    def bridge_key_file(self) -> Path:
+        """Where the bridge key lives; the services read it (--bridge-key-file), never their argv."""
+        return self.run_dir / "bridge.key"
+
+    def ensure_bridge_key(self) -> str:
+        """The bridge key (docs/security.md): what the EA's BridgeKey input must hold and both bridge
+        listeners check. Given, or generated once per run dir: 256 random bits as 64 hexadecimal
+        characters, file mode 0600."""
+        if self.bridge_key:
+            credentials.write_secret(self.bridge_key_file, self.bridge_key + "\n")
+        elif self.bridge_key_file.exists():
+            self.bridge_key = self.bridge_key_file.read_text().strip()
+        else:
+            self.bridge_key = secrets.token_hex(32)
+            credentials.write_secret(self.bridge_key_file, self.bridge_key + "\n")
+        return self.bridge_key
 
 
 def build_go_binaries(bin_dir: Path, force: bool = False) -> dict[str, Path]:
@@ -110,7 +124,10 @@ def _stale(binary: Path, src: Path) -> bool:
 def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpec]:
     """Collector (with embedded NATS), inference, execution (paper venue), in start order."""
     p = settings.ports
-    token = settings.ensure_token()
+    creds = settings.credentials()
+    settings.token = creds.token("execution")
+    settings.ensure_bridge_key()
+    key_file = f"--bridge-key-file={settings.bridge_key_file}"
     journal = settings.journal or str(settings.run_dir / "journal.db")
     inference_bin = shutil.which("kairos-inference") or str(Path(sys.executable).parent / "kairos-inference")
     return [
@@ -122,7 +139,12 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--grpc-addr=127.0.0.1:{p.collector_grpc}",
                 f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
                 f"--nats-addr=127.0.0.1:{p.nats}",
+                key_file,
+                f"--nats-auth-file={creds.nats_auth_file}",
+                f"--nats-creds={creds.nats_creds('collector')}",
+                f"--token-file={creds.token_file('collector')}",
                 f"--inference-endpoints=127.0.0.1:{p.inference_grpc}",
+                f"--inference-token-file={creds.token_file('inference')}",
                 # The inference server starts after the collector; keep the link's retries short.
                 "--inference-backoff-max=500ms",
             ],
@@ -139,6 +161,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--tracking-uri={settings.mlflow_uri}",
                 "--poll-interval-s=5",
                 f"--nats-url={settings.nats_url}",
+                f"--nats-creds={creds.nats_creds('inference')}",
+                f"--token-file={creds.token_file('inference')}",
             ],
             grpc_addr=f"127.0.0.1:{p.inference_grpc}",
             metrics_url=f"http://127.0.0.1:{p.inference_metrics}/metrics",
@@ -151,15 +175,17 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--bridge-addr=127.0.0.1:{p.execution_bridge}",
                 f"--metrics-addr=127.0.0.1:{p.execution_metrics}",
                 f"--nats-url={settings.nats_url}",
+                f"--nats-creds={creds.nats_creds('execution')}",
+                f"--token-file={creds.token_file('execution')}",
                 f"--db={journal}",
                 "--venue=paper",
+                key_file,  # read once the venue is mt5
                 f"--signal-lots={settings.lots}",
                 f"--signal-threshold={settings.threshold}",
                 # Replayed data carries its historical times: judge signal age by arrival, not tick time.
                 "--signal-max-age=0",
                 *settings.execution_args,
             ],
-            env={"KAIROS_EXECUTION_TOKEN": token},
             grpc_addr=f"127.0.0.1:{p.execution_grpc}",
             metrics_url=f"http://127.0.0.1:{p.execution_metrics}/metrics",
         ),

@@ -76,9 +76,12 @@ def from_status(m: inference_pb2.ModelStatus) -> ServingModel:
     )
 
 
-def serving_models(addr: str, timeout_s: float = 2.0) -> list[ServingModel]:
-    """GetModelStatus on the inference server at ``addr``; raises grpc.RpcError when it fails."""
-    with grpc.insecure_channel(addr) as ch:
+def serving_models(addr: str, token: str = "", timeout_s: float = 2.0) -> list[ServingModel]:
+    """GetModelStatus on the inference server at ``addr`` (bearer ``token`` when the server wants
+    one); raises grpc.RpcError when it fails."""
+    from kairos.inference.auth import with_token
+
+    with with_token(grpc.insecure_channel(addr), token) as ch:
         stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
         resp = stub.GetModelStatus(inference_pb2.GetModelStatusRequest(), timeout=timeout_s)
     return [from_status(m) for m in resp.models]

@@ -11,11 +11,14 @@ import datetime as dt
 import queue
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 
+from kairos.inference.auth import with_token
 from kairos.sdk.collector.v1 import MarketDataServiceStub, SubscribeRequest
 from kairos.sdk.inference.v1 import Prediction
+from kairos.stack.credentials import nats_connect_kwargs
 
 
 class StreamError(RuntimeError):
@@ -26,10 +29,21 @@ def _ts(msc: int) -> str:
     return dt.datetime.fromtimestamp(msc / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def events(symbol: str, what: str, *, collector: str, nats_url: str, count: int = 0) -> Iterator[str]:
+def events(
+    symbol: str,
+    what: str,
+    *,
+    collector: str,
+    nats_url: str,
+    count: int = 0,
+    collector_token: str = "",
+    nats_creds: Path | None = None,
+) -> Iterator[str]:
     """Yields one printable line per event; stops after `count` events when count > 0."""
     source = (
-        _predictions(symbol, nats_url) if what == "predictions" else _market_data(symbol, what, collector)
+        _predictions(symbol, nats_url, nats_creds)
+        if what == "predictions"
+        else _market_data(symbol, what, collector, collector_token)
     )
     for n, line in enumerate(source, start=1):
         yield line
@@ -37,11 +51,11 @@ def events(symbol: str, what: str, *, collector: str, nats_url: str, count: int 
             return
 
 
-def _market_data(symbol: str, what: str, addr: str) -> Iterator[str]:
+def _market_data(symbol: str, what: str, addr: str, token: str) -> Iterator[str]:
     request = SubscribeRequest(
         symbols=[symbol], ticks=what == "ticks", bar_periods_s=[60] if what == "bars" else []
     )
-    with grpc.insecure_channel(addr) as channel:
+    with with_token(grpc.insecure_channel(addr), token) as channel:
         stub = MarketDataServiceStub(channel)
         try:
             for event in stub.subscribe(request):
@@ -59,7 +73,7 @@ def _market_data(symbol: str, what: str, addr: str) -> Iterator[str]:
             raise StreamError(f"collector {addr}: {exc.code().name} {exc.details()}") from exc
 
 
-def _predictions(symbol: str, nats_url: str) -> Iterator[str]:
+def _predictions(symbol: str, nats_url: str, creds: Path | None) -> Iterator[str]:
     """Bridges nats-py's asyncio subscription to a plain iterator through a thread and a queue."""
     out: queue.Queue[bytes | Exception] = queue.Queue(maxsize=10_000)
     stop = threading.Event()
@@ -68,7 +82,9 @@ def _predictions(symbol: str, nats_url: str) -> Iterator[str]:
         import nats
 
         try:
-            nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=3)
+            nc = await nats.connect(
+                nats_url, connect_timeout=3, max_reconnect_attempts=3, **nats_connect_kwargs(creds)
+            )
         except Exception as exc:  # reported to the caller as a StreamError
             out.put(StreamError(f"NATS {nats_url}: {exc}"))
             return

@@ -6,7 +6,8 @@ repeated alone. Exit codes scripts can rely on:
     0  success
     1  usage error: bad option, or an earlier step's output is missing
     2  bad input data (the message names file, line and field)
-    3  the model failed the gate, so it was not registered (every condition is printed)
+    3  the model failed the gate, or learned nothing (its calibrated loss is not below the class
+       priors'), so it was not registered (every failed condition or the reason is printed)
     4  export failed: ONNX check or ONNX Runtime parity
     5  the MLflow tracking store failed
   130  interrupted
@@ -93,7 +94,38 @@ TimeFmtOpt = Annotated[
     typer.Option("--time-format", help="strftime format of the time column (default: ISO 8601)."),
 ]
 MaxBarsOpt = Annotated[int | None, typer.Option("--max-bars", min=1, help="Keep only the latest N bars.")]
-ArchOpt = Annotated[str, typer.Option("--arch", help="Model: mlp, tcn (causal temporal conv) or gru.")]
+ArchOpt = Annotated[
+    str,
+    typer.Option(
+        "--arch", help="Model family: mlp, tcn (causal temporal conv), gru, lgbm (LightGBM) or logreg."
+    ),
+]
+LabelKindOpt = Annotated[
+    str, typer.Option("--label", help="Label: fixed_horizon or triple_barrier (volatility-scaled barriers).")
+]
+VolMultOpt = Annotated[
+    float, typer.Option("--vol-mult", min=0.0, help="Triple barrier: distance in sigma * sqrt(horizon).")
+]
+SeedsOpt = Annotated[
+    int, typer.Option("--seeds", min=1, help="Torch: ensemble of N seeds (mean probabilities).")
+]
+UniqOpt = Annotated[
+    bool,
+    typer.Option("--uniqueness/--no-uniqueness", help="Weight samples by label uniqueness (Lopez de Prado)."),
+]
+SearchOpt = Annotated[
+    bool, typer.Option("--search", help="Optuna search over model family and hyperparameters on inner folds.")
+]
+TrialsOpt = Annotated[int, typer.Option("--trials", min=1, help="Search: maximum trials.")]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", min=1.0, help="Search: stop starting trials after N seconds.")
+]
+SearchFoldsOpt = Annotated[
+    int, typer.Option("--search-folds", min=1, help="Search: inner walk-forward folds per trial.")
+]
+FamiliesOpt = Annotated[
+    str, typer.Option("--search-families", help="Search: comma-separated families to choose from.")
+]
 WindowOpt = Annotated[int, typer.Option("--window", min=1, help="Feature rows per model input.")]
 HiddenOpt = Annotated[int, typer.Option("--hidden", min=1, help="Hidden units/channels.")]
 EpochsOpt = Annotated[
@@ -248,18 +280,25 @@ def import_cmd(
     _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars, time_column, time_format)
 
 
-def _do_train(run: Path, tcfg: Any, lcfg: Any) -> dict[str, Any]:
+def _do_train(run: Path, tcfg: Any, lcfg: Any, scfg: Any = None) -> dict[str, Any]:
     from kairos.training import pipeline
 
     with _progress() as prog:
         tasks: dict[str, Any] = {}
 
         def on_epoch(label: str, epoch: int, epochs: int, tl: float, el: float) -> None:
+            if label.startswith("trial "):  # search trials have their own bar
+                return
             if label not in tasks:
                 tasks[label] = prog.add_task(f"train {label}", total=epochs, loss="")
             prog.update(tasks[label], completed=epoch, loss=f"loss {tl:.4f} / early-stop {el:.4f}")
 
-        info = pipeline.step_train(run, tcfg, lcfg, on_epoch)
+        def on_trial(done: int, total: int | None, best: float) -> None:
+            if "search" not in tasks:
+                tasks["search"] = prog.add_task("search trials", total=total, loss="")
+            prog.update(tasks["search"], completed=done, loss=f"best inner log loss {best:.4f}")
+
+        info = pipeline.step_train(run, tcfg, lcfg, on_epoch, scfg, on_trial)
         for t in tasks.values():  # early stopping ends a task before its total: show it as done
             prog.update(t, total=prog.tasks[t].completed)
     t = Table(title=f"walk-forward ({tcfg.arch}, {tcfg.scheme}, purge {info['purge']} bars)")
@@ -275,9 +314,34 @@ def _do_train(run: Path, tcfg: Any, lcfg: Any) -> dict[str, Any]:
             str(f["best_epoch"]),
         )
     out.print(t)
+    out.print(f"samples {info['samples']}, classes {info['class_counts']}, label {lcfg.kind}")
+    if info["search"]:
+        s = info["search"]
+        out.print(
+            f"search: {s['trials']} trials ({s['completed']} completed, {s['failed']} failed) in "
+            f"{s['seconds']:.0f} s; best {s['best']['params']} (inner log loss {s['best']['value']:.4f})"
+        )
+    m = Table(title="out-of-sample log loss per model (calibrated; class priors for comparison)")
+    for c in ("model", "role", *(f"fold {f['k'] + 1}" for f in info["folds"]), "mean", "priors"):
+        m.add_column(c)
+    for fam, rec in info["models"].items():
+        m.add_row(
+            fam,
+            rec["role"],
+            *(f"{f['log_loss']:.4f}" for f in rec["folds"]),
+            f"{rec['mean_log_loss']:.4f}",
+            f"{rec['mean_prior_log_loss']:.4f}",
+        )
+    out.print(m)
+    f = info["final"]
     out.print(
-        f"samples {info['samples']}, classes {info['class_counts']}, "
-        f"final model best epoch {info['final']['best_epoch']}"
+        f"final {f['family']}: temperature {f['temperature']:.3f}, inner-fold log loss "
+        f"{f['inner_log_loss']:.4f} vs class priors {f['prior_log_loss']:.4f}"
+        + (
+            ""
+            if not info["learned_nothing"]
+            else " -> [bold]learned nothing[/bold]: no model will be exported"
+        )
     )
     return info
 
@@ -298,13 +362,18 @@ def _configs(
     horizon: int,
     band_mult: float,
     commission: float,
+    label: str = "fixed_horizon",
+    vol_mult: float = 1.0,
+    seeds: int = 1,
+    uniqueness: bool = True,
 ) -> tuple[Any, Any]:
-    from kairos.training.labels import LabelConfig
-    from kairos.training.models import ARCHITECTURES
-    from kairos.training.train import TrainConfig
+    from kairos.training.labels import LABEL_KINDS, LabelConfig, LabelKind
+    from kairos.training.train import FAMILIES, TrainConfig
 
-    if arch not in ARCHITECTURES:
-        raise CliFailure(EXIT_USAGE, f"--arch must be one of {', '.join(ARCHITECTURES)}, not {arch!r}")
+    if arch not in FAMILIES:
+        raise CliFailure(EXIT_USAGE, f"--arch must be one of {', '.join(FAMILIES)}, not {arch!r}")
+    if label not in LABEL_KINDS:
+        raise CliFailure(EXIT_USAGE, f"--label must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
     if scheme not in ("expanding", "rolling"):
         raise CliFailure(EXIT_USAGE, f"--scheme must be expanding or rolling, not {scheme!r}")
     tcfg = TrainConfig(
@@ -320,8 +389,30 @@ def _configs(
         purge=purge,
         seed=seed,
         threads=threads,
+        seeds=seeds,
+        uniqueness=uniqueness,
     )
-    return tcfg, LabelConfig(horizon=horizon, band_mult=band_mult, commission=commission)
+    lcfg = LabelConfig(
+        horizon=horizon,
+        band_mult=band_mult,
+        commission=commission,
+        kind=cast(LabelKind, label),
+        vol_mult=vol_mult,
+    )
+    return tcfg, lcfg
+
+
+def _search_cfg(search: bool, trials: int, timeout: float | None, families: str, folds: int) -> Any:
+    if not search:
+        return None
+    from kairos.training.search import SearchConfig
+    from kairos.training.train import FAMILIES
+
+    fams = tuple(f.strip() for f in families.split(",") if f.strip())
+    bad = [f for f in fams if f not in FAMILIES]
+    if bad or not fams:
+        raise CliFailure(EXIT_USAGE, f"--search-families: {bad or families!r} not in {', '.join(FAMILIES)}")
+    return SearchConfig(trials=trials, timeout_s=timeout, families=fams, folds=folds)
 
 
 @app.command()
@@ -330,9 +421,9 @@ def train(
     arch: ArchOpt = "mlp",
     window: WindowOpt = 16,
     hidden: HiddenOpt = 32,
-    epochs: EpochsOpt = 20,
-    patience: PatienceOpt = 3,
-    batch_size: BatchOpt = 256,
+    epochs: EpochsOpt = 60,
+    patience: PatienceOpt = 6,
+    batch_size: BatchOpt = 128,
     lr: LrOpt = 1e-3,
     folds: FoldsOpt = 4,
     scheme: SchemeOpt = "expanding",
@@ -342,6 +433,15 @@ def train(
     horizon: HorizonOpt = 5,
     band_mult: BandOpt = 1.0,
     commission: CommOpt = 0.00002,
+    label: LabelKindOpt = "fixed_horizon",
+    vol_mult: VolMultOpt = 1.0,
+    seeds: SeedsOpt = 1,
+    uniqueness: UniqOpt = True,
+    search: SearchOpt = False,
+    trials: TrialsOpt = 20,
+    timeout: TimeoutOpt = None,
+    search_families: FamiliesOpt = "lgbm,logreg,mlp",
+    search_folds: SearchFoldsOpt = 3,
 ) -> None:
     """Label, then train with walk-forward validation (fold predictions) and fit the final model."""
     tcfg, lcfg = _configs(
@@ -360,8 +460,12 @@ def train(
         horizon,
         band_mult,
         commission,
+        label,
+        vol_mult,
+        seeds,
+        uniqueness,
     )
-    _do_train(run, tcfg, lcfg)
+    _do_train(run, tcfg, lcfg, _search_cfg(search, trials, timeout, search_families, search_folds))
 
 
 def _source(run: Path) -> str:
@@ -561,9 +665,9 @@ def run_all(
     arch: ArchOpt = "mlp",
     window: WindowOpt = 16,
     hidden: HiddenOpt = 32,
-    epochs: EpochsOpt = 20,
-    patience: PatienceOpt = 3,
-    batch_size: BatchOpt = 256,
+    epochs: EpochsOpt = 60,
+    patience: PatienceOpt = 6,
+    batch_size: BatchOpt = 128,
     lr: LrOpt = 1e-3,
     folds: FoldsOpt = 4,
     scheme: SchemeOpt = "expanding",
@@ -573,6 +677,15 @@ def run_all(
     horizon: HorizonOpt = 5,
     band_mult: BandOpt = 1.0,
     commission: CommOpt = 0.00002,
+    label: LabelKindOpt = "fixed_horizon",
+    vol_mult: VolMultOpt = 1.0,
+    seeds: SeedsOpt = 1,
+    uniqueness: UniqOpt = True,
+    search: SearchOpt = False,
+    trials: TrialsOpt = 20,
+    timeout: TimeoutOpt = None,
+    search_families: FamiliesOpt = "lgbm,logreg,mlp",
+    search_folds: SearchFoldsOpt = 3,
     name: NameOpt = None,
     symbol: SymbolOpt = None,
     version: VersionOpt = None,
@@ -604,12 +717,19 @@ def run_all(
         horizon,
         band_mult,
         commission,
+        label,
+        vol_mult,
+        seeds,
+        uniqueness,
     )
     name = _model_name(run, name, symbol, source=data)  # before any work: a nameless run fails fast
     gate_cfg = _gate_config(significance, gate_alpha, seed)
+    scfg = _search_cfg(search, trials, timeout, search_families, search_folds)
     _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars, time_column, time_format)
-    _do_train(run, tcfg, lcfg)
+    info = _do_train(run, tcfg, lcfg, scfg)
     _do_backtest(run, None, gate_cfg, prior_trials)  # before export, so the card carries the verdict
+    if info["learned_nothing"]:
+        raise CliFailure(EXIT_NOT_GOOD_ENOUGH, "learned nothing: no model exported or registered (see above)")
     _do_export(run, name, version, out_dir)
     if do_register:
         _do_register(run, name, alias, tracking_uri, force)
@@ -645,11 +765,15 @@ def main(argv: list[str] | None = None) -> None:
     except CliFailure as e:
         err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         code = e.code
+
     except Exception as e:
         from kairos.training.export import ParityError
-        from kairos.training.pipeline import StepError
+        from kairos.training.pipeline import LearnedNothing, StepError
 
-        if isinstance(e, StepError | ModelCardError | ValueError) and not isinstance(e, ParityError):
+        if isinstance(e, LearnedNothing):
+            err.print(f"[red]not exported:[/red] {e}", highlight=False, soft_wrap=True)
+            code = EXIT_NOT_GOOD_ENOUGH
+        elif isinstance(e, StepError | ModelCardError | ValueError) and not isinstance(e, ParityError):
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             code = EXIT_USAGE
         elif isinstance(e, ParityError) or type(e).__module__.startswith("onnx"):

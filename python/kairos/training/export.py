@@ -1,8 +1,11 @@
 """ONNX export: one self-contained file, pinned opset, dynamic batch axis, checked and parity-tested.
 
-The graph is ``ProbsHead(KairosNet)``: raw ``kairos.features`` windows ``features`` float32
-[batch, window, n_features] in, softmax ``probs`` float32 [batch, 3] (down, flat, up) out, with the
-standardisation inside. The model card is embedded in ``metadata_props`` and written beside the file.
+Every family has one contract: raw ``kairos.features`` windows ``features`` float32
+[batch, window, n_features] in, calibrated ``probs`` float32 [batch, 3] (down, flat, up) out, with
+standardisation (torch) and the calibration temperature inside. Torch models export
+``ProbsHead(ensemble, T)``; LightGBM and logistic regression their converter's graph wrapped by
+``tabular.wrap_probabilities``. The model card is embedded in ``metadata_props`` and written beside
+the file. Parity: ONNX Runtime against the Python model's calibrated ``predict`` on held-out rows.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import onnxruntime as ort  # type: ignore[import-untyped]
 import torch
 
 from kairos.features import ModelCard
-from kairos.training.models import KairosNet, ProbsHead
+from kairos.training import tabular
+from kairos.training.models import ProbsHead
+from kairos.training.train import Model
 
 OPSET = 18
 PARITY_TOL = 1e-5
@@ -41,12 +46,6 @@ class ExportResult:
     max_abs_diff: float
     parity_rows: int
     size_bytes: int
-
-
-def _torch_probs(net: KairosNet, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    with torch.no_grad():
-        out: npt.NDArray[np.float32] = ProbsHead(net).eval()(torch.from_numpy(x)).numpy()
-    return out
 
 
 def ort_session(path: Path) -> ort.InferenceSession:
@@ -86,15 +85,9 @@ def _strip_exporter_metadata(model: onnx.ModelProto) -> None:
             clean(node.metadata_props)
 
 
-def export_onnx(
-    net: KairosNet, card: ModelCard, out_dir: Path, parity_x: npt.NDArray[np.float32]
-) -> ExportResult:
-    """Write ``model.onnx`` and ``model.card.json`` to ``out_dir``; raises ParityError on mismatch."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / "model.onnx"
-    head = ProbsHead(net).eval()
-    cfg = net.cfg
-    example = torch.zeros(2, cfg.window, cfg.n_features)
+def _torch_graph(model: Model) -> onnx.ModelProto:
+    head = ProbsHead(model.nets, model.calibration.temperature, model.calibration.bias).eval()
+    example = torch.zeros(2, model.window, model.n_features)
     # The exporter logs that torchvision (not needed here) is missing and prints its progress.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
@@ -111,20 +104,46 @@ def export_onnx(
             verbose=False,
         )
     assert program is not None
-    model = program.model_proto
-    _strip_exporter_metadata(model)
-    model.doc_string = f"kairos {card.name} {card.version}: {card.architecture}"
-    card.embed(model)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save_model(model, str(onnx_path), save_as_external_data=False)
+    proto = program.model_proto
+    _strip_exporter_metadata(proto)
+    return proto
+
+
+def model_graph(model: Model) -> onnx.ModelProto:
+    """The ONNX graph of a fitted model, with the contract of the module docstring (no card yet)."""
+    if model.nets:
+        return _torch_graph(model)
+    inner = tabular.to_onnx(model.estimator, model.window, model.n_features)
+    return tabular.wrap_probabilities(
+        inner,
+        model.window,
+        model.n_features,
+        model.calibration.temperature,
+        model.calibration.bias,
+        INPUT_NAME,
+        OUTPUT_NAME,
+    )
+
+
+def export_onnx(
+    model: Model, card: ModelCard, out_dir: Path, parity_x: npt.NDArray[np.float32]
+) -> ExportResult:
+    """Write ``model.onnx`` and ``model.card.json`` to ``out_dir``; raises ParityError on mismatch."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "model.onnx"
+    proto = model_graph(model)
+    proto.doc_string = f"kairos {card.name} {card.version}: {card.architecture}"
+    card.embed(proto)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save_model(proto, str(onnx_path), save_as_external_data=False)
     card_path = out_dir / "model.card.json"
     card.save(card_path)
     sess = ort_session(onnx_path)
     got = sess.run([OUTPUT_NAME], {INPUT_NAME: parity_x})[0]
-    want = _torch_probs(net, parity_x)
+    want = model.predict(parity_x)
     diff = float(np.max(np.abs(got - want))) if len(parity_x) else 0.0
     if not diff <= PARITY_TOL:
         raise ParityError(
-            f"ONNX Runtime differs from torch by {diff:.3e} > {PARITY_TOL:g} on {len(parity_x)} rows"
+            f"ONNX Runtime differs from {model.family} by {diff:.3e} > {PARITY_TOL:g} on {len(parity_x)} rows"
         )
     return ExportResult(onnx_path, card_path, diff, len(parity_x), onnx_path.stat().st_size)

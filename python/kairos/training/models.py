@@ -141,11 +141,25 @@ class KairosNet(nn.Module):
 
 
 class ProbsHead(nn.Module):
-    """The exported graph: raw feature windows in, class probabilities out."""
+    """The exported graph: raw feature windows in, calibrated class probabilities out.
 
-    def __init__(self, net: KairosNet) -> None:
+    probs = softmax(log(mean over the ensemble of softmax(logits)) / T + bias); for one network,
+    T = 1 and no bias that is its softmax."""
+
+    inv_t: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(
+        self,
+        nets: KairosNet | list[KairosNet],
+        temperature: float = 1.0,
+        bias: tuple[float, ...] = (0.0, 0.0, 0.0),
+    ) -> None:
         super().__init__()
-        self.net = net
+        self.nets = nn.ModuleList([nets] if isinstance(nets, KairosNet) else nets)
+        self.register_buffer("inv_t", torch.tensor(1.0 / temperature))
+        self.register_buffer("bias", torch.tensor(bias, dtype=torch.float32))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(features), dim=-1)
+        p = torch.stack([torch.softmax(n(features), dim=-1) for n in self.nets]).mean(dim=0)
+        return torch.softmax(torch.log(torch.clamp(p, min=1e-12)) * self.inv_t + self.bias, dim=-1)

@@ -3,7 +3,9 @@
 A run directory holds everything one run produced, so every step can be re-run on its own:
 
     bars.parquet, import.json        import   (normalised bars, what the import found)
-    run.json, model.pt, oos.npz      train    (configs, folds, histories; final weights; fold predictions)
+    run.json, model.pkl, oos.npz     train    (configs, folds, per-model fold results; final model;
+                                              fold predictions of every model)
+    importance.json, search.json     train    (feature importance; every search trial, with --search)
     model.onnx, model.card.json      export
     report.json, report.md, equity.png   backtest
     mlflow.json                      register (run id, model URI, version, alias)
@@ -25,7 +27,7 @@ import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kep
 
 from kairos.features import SCHEMA, DecisionPolicy, ModelCard, compute_features, to_epoch_ms
 from kairos.training import data as data_mod
-from kairos.training.labels import LabelConfig, make_labels, window_index, windows
+from kairos.training.labels import LabelConfig, label_bars, make_labels, window_index, windows
 from kairos.training.policy import Params, PolicyConfig, class_moves
 
 # torch (and what needs it) is imported by the steps that use it: `import` and `--help` stay fast.
@@ -33,12 +35,16 @@ if TYPE_CHECKING:
     from kairos.training.backtest import FillModel
     from kairos.training.export import ExportResult
     from kairos.training.gate import GateConfig, OOSResult
-    from kairos.training.models import KairosNet
-    from kairos.training.train import EpochCallback, TrainConfig
+    from kairos.training.search import SearchConfig, TrialCallback
+    from kairos.training.train import EpochCallback, Model, TrainConfig
 
 
 class StepError(RuntimeError):
     """A step cannot run: an earlier step's output is missing or does not fit (a usage error)."""
+
+
+class LearnedNothing(RuntimeError):
+    """The final model's calibrated inner-fold loss is not below the class priors': nothing to export."""
 
 
 def _need(run_dir: Path, name: str, step: str) -> Path:
@@ -128,63 +134,87 @@ def load_run_bars(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 # ------------------------------------------------------------------------------------------------ train
 
 
-MIN_SAMPLES = 200
-"""Below this many samples no statistic of the validation folds means anything."""
-
-
-def samples_needed(cfg: TrainConfig, purge: int) -> int:
-    """The fewest samples (bars with features and a label) that walk-forward training with ``cfg``
-    accepts: train.make_folds's own limits (searched, so the two cannot disagree), at least MIN_SAMPLES."""
-    from kairos.training.train import make_folds
-
-    def ok(n: int) -> bool:
-        try:
-            make_folds(np.arange(n, dtype=np.int64), cfg, purge)
-        except ValueError:
-            return False
-        return True
-
-    lo, hi = MIN_SAMPLES, MIN_SAMPLES
-    while not ok(hi):
-        lo, hi = hi, hi * 2
-        if hi > 10_000_000:
-            return hi
-    if ok(lo):
-        return lo
-    while hi - lo > 1:  # ok(hi) and not ok(lo); make_folds's limits grow with n
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
+def _too_little(source: str, msg: str) -> data_mod.DataError:
+    # Not enough data is a property of the input (exit 2), not of how the CLI was called.
+    return data_mod.DataError(source, None, None, msg)
 
 
 def step_train(
-    run_dir: Path, cfg: TrainConfig, label_cfg: LabelConfig, on_epoch: EpochCallback | None = None
+    run_dir: Path,
+    cfg: TrainConfig,
+    label_cfg: LabelConfig,
+    on_epoch: EpochCallback | None = None,
+    search_cfg: SearchConfig | None = None,
+    on_trial: TrialCallback | None = None,
 ) -> dict[str, Any]:
-    from kairos.training.train import train_final, walk_forward
+    import pickle
+
+    from kairos.training.importance import importance_report
+    from kairos.training.search import SearchDataError, search
+    from kairos.training.train import BASELINE_FAMILIES, fold_metrics, make_folds, train_final, walk_forward
 
     bars, imp = load_run_bars(run_dir)
     t0 = time.perf_counter()
     feats = compute_features(bars)
-    labels = make_labels(bars, label_cfg)
-    idx = window_index(feats, labels, cfg.window)
+    lab = label_bars(bars, label_cfg)
+    labels = lab.y
     purge = cfg.purge if cfg.purge is not None else label_cfg.horizon
-    need = samples_needed(cfg, purge)
+    # One sample set for every family, so all are compared on the same folds: the longest input window.
+    idx = window_index(feats, labels, max(cfg.window, cfg.input_window))
+    warm = SCHEMA.window + max(cfg.window, cfg.input_window) - 1
+    where = f"{len(bars)} bars (feature warm-up {warm} bars, label horizon {label_cfg.horizon})"
+    need = max(200, int(np.ceil(20 * cfg.folds / (1 - cfg.min_train_frac))))
     if len(idx) < need:
-        # Not enough data is a property of the input (exit 2), not of how the CLI was called.
-        lost = len(bars) - len(idx)
-        raise data_mod.DataError(
+        raise _too_little(
             imp["source"],
-            None,
-            None,
-            f"only {len(idx)} usable samples from {len(bars)} bars "
-            f"(warm-up {SCHEMA.window + cfg.window - 1} bars, horizon {label_cfg.horizon}); "
-            f"{cfg.folds} folds with purge {purge} need at least {need} samples, about {need + lost} bars: "
-            f"import at least {need + lost - len(bars)} more bars or use fewer --folds",
+            f"only {len(idx)} usable samples from {where}; {cfg.folds} folds need at least {need} "
+            f"samples, i.e. about {need + warm + label_cfg.horizon} bars: import more data "
+            "or use fewer --folds",
         )
-    wf = walk_forward(feats, labels, idx, cfg, purge, on_epoch)
-    final, held_out = train_final(feats, labels, idx, cfg, purge, on_epoch)
+    try:
+        make_folds(idx, cfg, purge)
+    except ValueError as e:
+        raise _too_little(imp["source"], f"{e}; from {where}") from None
+    search_record = None
+    if search_cfg is not None:
+        try:
+            cfg, search_record = search(feats, labels, lab.end, idx, cfg, purge, search_cfg, on_trial)
+        except SearchDataError as e:
+            raise _too_little(imp["source"], f"{e}; from {where}") from None
+        _write_json(run_dir / "search.json", search_record)
+    families = (cfg.arch, *(f for f in BASELINE_FAMILIES if f != cfg.arch))
+    wf = walk_forward(feats, labels, lab.end, idx, cfg, purge, on_epoch, families)
+    final, held_out = train_final(feats, labels, lab.end, idx, cfg, purge, on_epoch)
     times = bars["time"].astype(str).to_numpy()
-    y = labels[idx].astype(int)
+    y_all = np.nan_to_num(labels).astype(np.int64)
+    y = y_all[idx]
+    models: dict[str, dict[str, Any]] = {
+        fam: {
+            "role": "candidate" if fam == cfg.arch else "baseline",
+            "folds": [
+                {**fold_metrics(p, y_all[f.val], y_all[f.train]), "fit": m.summary()}
+                for f, p, m in zip(wf.folds, wf.probs[fam], wf.models[fam], strict=True)
+            ],
+        }
+        for fam in families
+    }
+    for rec in models.values():
+        rec["mean_log_loss"] = float(np.mean([f["log_loss"] for f in rec["folds"]]))
+        rec["mean_prior_log_loss"] = float(np.mean([f["prior_log_loss"] for f in rec["folds"]]))
+    # Importance on out-of-sample rows: each family's last-fold model on the last validation block.
+    last = wf.folds[-1]
+    importance = {
+        fam: importance_report(
+            wf.models[fam][-1],
+            windows(feats, last.val, wf.models[fam][-1].window),
+            y_all[last.val],
+            list(SCHEMA.names),
+            seed=cfg.seed,
+        )
+        for fam in families
+    }
+    _write_json(run_dir / "importance.json", importance)
+    cand = wf.models[cfg.arch]
     run = {
         "train": cfg.to_dict(),
         "label": label_cfg.to_dict(),
@@ -199,48 +229,50 @@ def step_train(
                 "early_stop": len(f.early),
                 "val": len(f.val),
                 **f.span(times),
-                "best_epoch": r.best_epoch,
-                "epochs_run": r.epochs_run,
-                "early_loss": r.early_loss,
+                "best_epoch": m.best_epoch,
+                "epochs_run": m.epochs_run,
+                "early_loss": m.early_loss,
+                "learned": m.learned,
             }
-            for f, r in zip(wf.folds, wf.fits, strict=True)
+            for f, m in zip(wf.folds, cand, strict=True)
         ],
+        "models": models,
         "final": {
+            **final.summary(),
             "best_epoch": final.best_epoch,
             "epochs_run": final.epochs_run,
             "early_loss": final.early_loss,
             "held_out": len(held_out),
         },
+        "learned_nothing": not final.learned,
+        "search": None
+        if search_record is None
+        else {k: v for k, v in search_record.items() if k != "trial_log"},
+        "trials": search_record["trials"] if search_record else 1,
         "train_seconds": time.perf_counter() - t0,
         "git_sha": git_sha(),
         "feature_schema_hash": SCHEMA.hash,
     }
-    import torch
-
-    torch.save(
-        {"model_cfg": asdict(final.net.cfg), "state_dict": final.net.state_dict(), "held_out": held_out},
-        run_dir / "model.pt",
-    )
+    with (run_dir / "model.pkl").open("wb") as fh:
+        pickle.dump({"model": final, "held_out": held_out}, fh)
     arrays: dict[str, Any] = {f"val_{f.k}": f.val for f in wf.folds}
-    arrays |= {f"probs_{k}": p for k, p in enumerate(wf.probs)}
-    arrays |= {f"logreg_{k}": p for k, p in enumerate(wf.logreg_probs)}
+    arrays |= {f"probs_{k}": p for k, p in enumerate(wf.probs[cfg.arch])}
+    for fam in families:  # every family's calibrated fold probabilities: the gate compares them
+        arrays |= {f"{fam}_{k}": p for k, p in enumerate(wf.probs[fam])}
     np.savez(run_dir / "oos.npz", **arrays)
     _write_json(run_dir / "run.json", run)
     return run
 
 
-def load_net(run_dir: Path) -> tuple[KairosNet, np.ndarray[Any, Any]]:
-    import torch
+def load_model(run_dir: Path) -> tuple[Model, np.ndarray[Any, Any]]:
+    """The final model of ``kairos-train train`` and its held-out (inner-fold) samples."""
+    import pickle
 
-    from kairos.training.models import KairosNet, ModelConfig
+    import kairos.training.train  # noqa: F401  # the pickled classes live there
 
-    ckpt = torch.load(_need(run_dir, "model.pt", "train"), weights_only=False)
-    mc = dict(ckpt["model_cfg"])
-    mc["dilations"] = tuple(mc["dilations"])
-    net = KairosNet(ModelConfig(**mc))
-    net.load_state_dict(ckpt["state_dict"])
-    net.eval()
-    return net, np.asarray(ckpt["held_out"], dtype=np.int64)
+    with _need(run_dir, "model.pkl", "train").open("rb") as fh:
+        saved = pickle.load(fh)  # our own artefact, written by step_train above
+    return saved["model"], np.asarray(saved["held_out"], dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------------------------- export
@@ -289,9 +321,16 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         raise StepError(
             f"{run_dir} was trained on feature schema {run['feature_schema_hash']}, not {SCHEMA.hash}"
         )
-    net, held_out = load_net(run_dir)
+    if run.get("learned_nothing"):
+        f = run["final"]
+        raise LearnedNothing(
+            f"learned nothing: the {f['family']} model's calibrated inner-fold log loss "
+            f"{f['inner_log_loss']:.4f} is not below the class priors' {f['prior_log_loss']:.4f} "
+            f"({f['inner_samples']} samples); no model exported"
+        )
+    model, held_out = load_model(run_dir)
     feats = compute_features(bars)
-    parity_x = windows(feats, held_out, net.cfg.window)
+    parity_x = windows(feats, held_out, model.window)
     report_path = run_dir / "report.json"
     metrics: dict[str, Any] = {}
     # The policy the backtest traded by; without a backtest, the default policy with measured moves.
@@ -304,10 +343,10 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
     card = ModelCard(
         name=name,
         version=version,
-        architecture=net.cfg.arch,
+        architecture=model.family,
         feature_schema_hash=SCHEMA.hash,
         feature_names=list(SCHEMA.names),
-        window=net.cfg.window,
+        window=model.window,
         timeframe_s=int(imp["timeframe_s"]),
         label=run["label"],
         dataset={
@@ -321,11 +360,17 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
             "class_counts": run["class_counts"],
         },
         metrics=metrics,
+        training={
+            **model.summary(),
+            "uniqueness_weights": run["train"]["uniqueness"],
+            "trials": run.get("trials", 1),
+            "search": run.get("search"),
+        },
         created_utc=created_utc(),
         policy=policy,
     )
     card.metrics["seed"] = run["train"]["seed"]
-    result = export_onnx(net, card, run_dir, parity_x)
+    result = export_onnx(model, card, run_dir, parity_x)
     if out_dir is not None and out_dir.resolve() != run_dir.resolve():
         out_dir.mkdir(parents=True, exist_ok=True)
         for p in (result.onnx_path, result.card_path):
@@ -349,8 +394,7 @@ def _policy_inputs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, labelled sample index, realised volatility per bar in return units) as the policy
     sees them: the volatility passes through float32, as it does in the served model's feature rows."""
-    label = {k: v for k, v in run["label"].items() if k != "kind"}
-    labels = make_labels(bars, LabelConfig(**label))
+    labels = make_labels(bars, LabelConfig(**run["label"]))
     feats = compute_features(bars)
     idx = window_index(feats, labels, int(run["train"]["window"]))
     col = list(SCHEMA.names).index(cfg.vol_feature)
@@ -440,7 +484,7 @@ def step_backtest(
         times_ms,
         fold_idx,
         [oos[f"probs_{k}"] for k in range(n_folds)],
-        [oos[f"logreg_{k}"] for k in range(n_folds)],
+        [oos[f"logreg_{k}"] for k in range(n_folds)],  # written by every train step (a baseline family)
         horizon,
         fill,
         fold_params,

@@ -74,7 +74,10 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
         )
         for i in range(3)
     ]
-    with BridgePeer() as md, BridgePeer() as tr:
+    # Both peers check the bridge key as the services do: the DLL's SHA-256/HMAC and its rand_s
+    # nonces run under Windows (Wine) here, not only in the Linux build.
+    key = "wine-bridge-key-0123456789abcdef"
+    with BridgePeer(key=key) as md, BridgePeer(key=key) as tr:
 
         def send_commands() -> None:
             if tr.wait_for(lambda: tr.welcomed >= 1, timeout=120):
@@ -93,6 +96,7 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
                 tr.endpoint,
                 csv_windows_path,
                 str(len(commands)),
+                key,
             ],
             capture_output=True,
             text=True,
@@ -118,7 +122,10 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
         hello = md.hellos[0]
         assert hello.channel == bridge_pb2.CHANNEL_MARKET_DATA
         assert hello.terminal_name == "MetaTrader 5 (Wine)"
-        assert hello.account_login == 5550001 and hello.api_version == 1
+        assert hello.account_login == 5550001 and hello.api_version == 2
+        # The peers verified each proof (a wrong one is refused): the Windows build's HMAC agrees.
+        assert len(hello.auth_proof) == 32 and md.auth_failures == 0 and tr.auth_failures == 0
+        assert hello.client_nonce != tr.hellos[0].client_nonce, "nonces must be fresh per connection"
 
         # Every command came down once and its result and deal came back, mapped to its client order id.
         assert tr.hellos[0].channel == bridge_pb2.CHANNEL_TRADING

@@ -126,7 +126,28 @@ def test_passwords_are_required(compose: list[str]) -> None:
 
 
 def test_secrets_are_files_not_environment(stack: dict[str, Any]) -> None:
-    assert set(stack["secrets"]) == {"execution_token", "grafana_admin_password"}
+    assert set(stack["secrets"]) == {
+        "execution_token",
+        "collector_token",
+        "inference_token",
+        "nats_collector",
+        "nats_inference",
+        "nats_execution",
+        "nats_streams",
+        "grafana_admin_password",
+        "bridge_key",
+    }
+    env = {name: stack["services"][name]["environment"] for name in ("collector", "inference", "execution")}
+    for name in ("collector", "inference", "execution"):
+        prefix = f"KAIROS_{name.upper()}_"
+        assert env[name][prefix + "NATS_CREDS"] == f"/run/secrets/nats_{name}"
+        assert not {k for k in env[name] if k.endswith(("_TOKEN", "_PASSWORD"))}, env[name]
+    assert env["collector"]["KAIROS_COLLECTOR_TOKEN_FILE"] == "/run/secrets/collector_token"
+    assert env["collector"]["KAIROS_COLLECTOR_INFERENCE_TOKEN_FILE"] == "/run/secrets/inference_token"
+    assert env["inference"]["KAIROS_INFERENCE_TOKEN_FILE"] == "/run/secrets/inference_token"
+    for svc in ("collector", "execution"):  # the bridge key the EA proves (docs/security.md)
+        assert env[svc][f"KAIROS_{svc.upper()}_BRIDGE_KEY_FILE"] == "/run/secrets/bridge_key"
+        assert f"KAIROS_{svc.upper()}_BRIDGE_KEY" not in env[svc]
     grafana = stack["services"]["grafana"]["environment"]
     assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
     assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"

@@ -30,6 +30,7 @@ DATA = REPO.parent / "shared" / "data" / "eurusd-ticks-2020-01-01.csv"
 MODEL = REPO / "python" / "tests" / "data" / "model" / "model.onnx"
 DEADLINE_S = 60.0
 TOKEN = "metric-test-token"
+BRIDGE_KEY = "metric-test-bridge-key-0123456789"
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +124,7 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ports[key] = free_port()
     nats_url = f"nats://127.0.0.1:{ports['nats']}"
     (tmp / "token").write_text(TOKEN)
+    (tmp / "bridge.key").write_text(BRIDGE_KEY + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
     try:
         nats = s.start(
@@ -155,8 +157,14 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 nats_url,
                 "-inference-endpoints",
                 f"127.0.0.1:{ports['inf_grpc']}",
+                "-inference-token-file",
+                str(tmp / "token"),
+                "-token-file",
+                str(tmp / "token"),
                 "-bar-periods",
                 "M1,M5",
+                "-bridge-key-file",
+                str(tmp / "bridge.key"),
             ],
             env,
         )
@@ -183,6 +191,8 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 nats_url,
                 "--poll-interval-s",
                 "0",
+                "--token-file",
+                str(tmp / "token"),
             ],
             env,
         )
@@ -278,10 +288,12 @@ def replay_bridge_session(
     """An MT5 bridge's market-data session: Hello, SymbolInfo, real ticks, then (tail) a crossed tick
     and fresh quotes. Returns the open socket: the collector counts the connection while it lives.
     """
+    from kairos.bridge.peer import hello_proof
     from kairos.bridge.v1 import bridge_pb2
     from kairos.marketdata.v1 import marketdata_pb2
 
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    challenge = bridge_pb2.Frame.FromString(_read_frame(sock)).challenge  # the server speaks first
     seq = 0
 
     def send(**body: Any) -> None:
@@ -296,12 +308,22 @@ def replay_bridge_session(
         sock.sendall(_varint(len(data)) + data)
 
     hello = bridge_pb2.Hello(
-        api_version=1,
+        api_version=2,
         bridge_version="metric-test",
         channel=bridge_pb2.CHANNEL_MARKET_DATA,
         session_id=session_id or int(time.time()),
         terminal_name="kairos metric test",
         ea_symbol="EURUSD",
+        client_nonce=os.urandom(32),
+    )
+    hello.auth_proof = hello_proof(
+        BRIDGE_KEY.encode(),
+        False,
+        challenge.server_nonce,
+        hello.client_nonce,
+        hello.session_id,
+        hello.channel,
+        hello.api_version,
     )
     send(hello=hello)
     welcome = bridge_pb2.Frame.FromString(_read_frame(sock))

@@ -7,6 +7,7 @@ on the client side.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -80,9 +81,12 @@ def test_describe_shows_the_documented_contract(stack: services.StackSettings) -
 def test_subscribe_streams_replayed_ticks_to_grpcurl(stack: services.StackSettings) -> None:
     addr = f"127.0.0.1:{stack.ports.collector_grpc}"
     sub = subprocess.Popen(
-        [GRPCURL, "-plaintext", "-max-time", "20", "-d", '{"symbols": ["EURUSD"], "ticks": true}', addr,
-         "kairos.collector.v1.MarketDataService/Subscribe"],
+        # The token from the environment (-expand-headers), so it stays out of the process list.
+        [GRPCURL, "-plaintext", "-max-time", "20", "-expand-headers",
+         "-H", "authorization: Bearer ${KAIROS_TOKEN}", "-d", '{"symbols": ["EURUSD"], "ticks": true}',
+         addr, "kairos.collector.v1.MarketDataService/Subscribe"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "KAIROS_TOKEN": stack.credentials().token("collector")},
     )  # fmt: skip
     try:
         # Wait until the subscription is registered, then replay a slice of real ticks.
@@ -94,7 +98,9 @@ def test_subscribe_streams_replayed_ticks_to_grpcurl(stack: services.StackSettin
         data = replay.load(
             str(services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"), symbol="EURUSD", last=300
         )
-        result = replay.replay(data, collector=f"127.0.0.1:{stack.ports.collector_bridge}")
+        result = replay.replay(
+            data, collector=f"127.0.0.1:{stack.ports.collector_bridge}", bridge_key=stack.ensure_bridge_key()
+        )
         assert result.lost == 0
         got = 0
         assert sub.stdout is not None

@@ -50,7 +50,11 @@ def _observe(
     async def main() -> None:
         ev = asyncio.Event()
         tasks = [
-            asyncio.create_task(observe.watch_nats(settings.nats_url, stats, ev, ready)),
+            asyncio.create_task(
+                observe.watch_nats(
+                    settings.nats_url, stats, ev, ready, settings.credentials().nats_creds("observer")
+                )
+            ),
             asyncio.create_task(
                 observe.watch_execution(
                     f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, ev
@@ -90,7 +94,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         assert ready.wait(timeout=15), "the NATS watcher did not subscribe"
         data = replay.load(str(TICKS), symbol="EURUSD", strict=True)
         result = replay.replay(
-            data, collector=f"127.0.0.1:{settings.ports.collector_bridge}", speed=0, stats=stats
+            data,
+            collector=f"127.0.0.1:{settings.ports.collector_bridge}",
+            speed=0,
+            stats=stats,
+            bridge_key=settings.ensure_bridge_key(),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and stats.md_ticks < result.sent:
@@ -145,7 +153,11 @@ def test_orders_follow_signals_and_respect_risk_limits(run: Run) -> None:
         assert order.strategy_id and order.model_name, order
     with grpc.insecure_channel(f"127.0.0.1:{run.settings.ports.execution_grpc}") as ch:
         stub = execution_pb2_grpc.ExecutionServiceStub(ch)  # type: ignore[no-untyped-call]
-        limits = stub.GetRiskLimits(execution_pb2.GetRiskLimitsRequest(), timeout=5).limits
+        limits = stub.GetRiskLimits(
+            execution_pb2.GetRiskLimitsRequest(),
+            timeout=5,
+            metadata=[("authorization", f"Bearer {run.settings.token}")],
+        ).limits
     max_pos = (
         pnl.to_decimal(limits.max_position_quantity) if limits.HasField("max_position_quantity") else None
     )

@@ -37,7 +37,7 @@ MODEL = services.REPO / "python" / "tests" / "data" / "model" / "model.onnx"
 BID = services.SHARED_DATA / "gbpusd-m1-bid-2012.csv"
 ASK = services.SHARED_DATA / "gbpusd-m1-ask-2012.csv"
 SYMBOL = "GBPUSD"
-BARS = 700  # 76 bars of warm-up, then about 620 decisions
+BARS = 900  # 256 bars of warm-up (schema v2: the 240-bar volatility), then about 640 decisions
 CONTRACT = Decimal(100_000)
 FILL = FillModel()  # the paper venue's defaults: 1 point + 0.5 points per lot
 SIGNAL_WAIT_S = 10.0
@@ -137,6 +137,7 @@ def parity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
                 collector=f"127.0.0.1:{settings.ports.collector_bridge}",
                 execution="",
                 options=BridgeOptions(tick_queue_capacity=1 << 16),
+                bridge_key=settings.ensure_bridge_key(),
             ) as bridge,
             grpc.insecure_channel(f"127.0.0.1:{settings.ports.execution_grpc}") as ch,
         ):

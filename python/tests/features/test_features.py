@@ -107,19 +107,22 @@ def test_no_feature_at_time_t_uses_data_after_t(gbpusd_m1: pd.DataFrame) -> None
 
 
 def test_feature_values_match_their_documented_definitions_on_real_bars(gbpusd_m1: pd.DataFrame) -> None:
-    bars = gbpusd_m1.iloc[:400].reset_index(drop=True)
+    bars = gbpusd_m1.iloc[:600].reset_index(drop=True)
     x = pd.DataFrame(compute_features(bars), columns=list(SCHEMA.names))
     c = bars["close"]
-    t = 300
-    assert x["ret_5"][t] == pytest.approx(np.log(c[t] / c[t - 5]) * 1e4, abs=1e-9)
+    t = 500
+    sigma = np.diff(np.log(c[t - 240 : t + 1].to_numpy())).std()
+    assert x["zret_5"][t] == pytest.approx(np.log(c[t] / c[t - 5]) / (sigma * np.sqrt(5)), abs=1e-9)
     r1 = np.diff(np.log(c[t - 60 : t + 1].to_numpy()))
     assert x["vol_60"][t] == pytest.approx(r1.std() * 1e4, abs=1e-9)
-    assert x["spread_rel"][t] == pytest.approx(bars["spread"][t] / c[t] * 1e4, abs=1e-12)
+    assert x["spread_vol"][t] == pytest.approx(bars["spread"][t] / c[t] / r1.std(), abs=1e-9)
+    assert x["ztrend_240"][t] == pytest.approx(np.log(c[t] / c[t - 239 : t + 1].mean()) / sigma, abs=1e-9)
     hi, lo = bars["high"][t - 14 : t + 1].max(), bars["low"][t - 14 : t + 1].min()
     assert x["channel_pos_15"][t] == pytest.approx((c[t] - lo) / (hi - lo) - 0.5, abs=1e-12)
     # 2012-02-01 was a Wednesday: the week position at 00:00 is 2/7.
-    assert np.arctan2(x["week_sin"][0 + 60], x["week_cos"][60]) == pytest.approx(
-        2 * np.pi * (2 + 1 / 24) / 7, abs=1e-9
+    w = SCHEMA.window - 1  # the first finite row: bar 240, 04:02 on that Wednesday (two gaps before)
+    assert np.arctan2(x["week_sin"][w], x["week_cos"][w]) == pytest.approx(
+        2 * np.pi * (2 + (4 + 2 / 60) / 24) / 7, abs=1e-9
     )
 
 

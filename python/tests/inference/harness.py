@@ -19,6 +19,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
 from kairos.features import ModelCard, compute_features, to_epoch_ms
+from kairos.inference.auth import with_token
 from kairos.inference.config import InferenceConfig
 from kairos.inference.server import InferenceServer
 from kairos.inference.v1 import inference_pb2 as pb
@@ -154,8 +155,18 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+# The bearer token of the test servers; channel() sends it.
+TOKEN = "inference-test-token-3e8a"
+
+
+def channel(target: str, token: str = TOKEN) -> grpc.Channel:
+    """An insecure channel to a test server that sends the token on every call."""
+    return with_token(grpc.insecure_channel(target), token)
+
+
 def server_config(model: Path | str, **kw: Any) -> InferenceConfig:
     base: dict[str, Any] = {
+        "token": TOKEN,
         "model": str(model),
         "grpc_addr": "127.0.0.1:0",
         "metrics_addr": "127.0.0.1:0",
@@ -171,7 +182,7 @@ class StreamClient:
     """A StreamPredict call driven step by step: send a request, read its response (bounded waits)."""
 
     def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(target)
+        self.channel = channel(target)
         self.stub = inference_pb2_grpc.InferenceServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self._out: queue.Queue[pb.StreamPredictRequest | None] = queue.Queue()
         self.responses = self.stub.StreamPredict(iter(self._out.get, None), timeout=120)

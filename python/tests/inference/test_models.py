@@ -10,10 +10,17 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
-from tests.inference.harness import ServerThread, StreamClient, metric, proto_bars, server_config, with_card
+from tests.inference.harness import (
+    ServerThread,
+    StreamClient,
+    channel,
+    metric,
+    proto_bars,
+    server_config,
+    with_card,
+)
 
 from kairos.features import SCHEMA, ModelCard
 from kairos.inference.model import ModelRefused
@@ -74,7 +81,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Regist
 
 
 def _status(srv: ServerThread) -> pb.ModelStatus:
-    with grpc.insecure_channel(srv.target) as ch:
+    with channel(srv.target) as ch:
         stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
         resp: pb.GetModelStatusResponse = stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=10)
         return resp.models[0]

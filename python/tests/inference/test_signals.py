@@ -62,8 +62,8 @@ def test_every_prediction_is_published_as_a_signal_on_its_symbol_subject(
     c = StreamClient(srv.target)
     try:
         for sym in ("GBPUSD", "EURUSD"):
-            bars = proto_bars(gbpusd.iloc[:100], symbol=sym)
-            for k in range(0, 100, 20):
+            bars = proto_bars(gbpusd.iloc[:300], symbol=sym)  # 256 warm-up bars, then predictions
+            for k in range(0, 300, 20):
                 preds += c.ask(pb.StreamPredictRequest(request_id=k, bars=bars[k : k + 20])).predictions
         assert preds
         wait_for(lambda: sub.pump() >= len(preds), 10, f"{len(preds)} signals")
@@ -127,7 +127,8 @@ def test_an_unreachable_nats_never_blocks_predictions(
     srv = start_server(model_path, nats_url="nats://127.0.0.1:1", nats_queue=10)
     c = StreamClient(srv.target)
     try:
-        resp = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:100])))
+        # Enough bars to warm up (SCHEMA.window + card.window - 1) and predict a few dozen.
+        resp = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:320])))
     finally:
         c.close()
     assert len(resp.predictions) > 10

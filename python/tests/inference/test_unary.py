@@ -13,7 +13,7 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # type: ignore[import-untyped]
 from grpc_status import rpc_status  # type: ignore[import-untyped]
-from tests.inference.harness import ServerThread, metric, offline_predictions, proto_bars
+from tests.inference.harness import ServerThread, channel, metric, offline_predictions, proto_bars
 
 from kairos.features import SCHEMA, ModelCard, compute_features
 from kairos.inference.v1 import inference_pb2 as pb
@@ -22,7 +22,7 @@ from kairos.marketdata.v1 import marketdata_pb2 as md
 
 
 def _stub(server: ServerThread) -> tuple[grpc.Channel, inference_pb2_grpc.InferenceServiceStub]:
-    ch = grpc.insecure_channel(server.target)
+    ch = channel(server.target)
     return ch, inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from tests.inference.harness import ServerThread
+from tests.inference.harness import TOKEN, ServerThread
 
 from kairos.features import ModelCard
 from kairos.stack.serving import serving_models
@@ -38,7 +38,7 @@ def _with_verdict(model_path: Path, tmp_path: Path, passed: bool) -> Path:
 
 
 def test_a_card_without_a_verdict_serves_as_unvalidated(server: ServerThread) -> None:
-    (m,) = serving_models(server.target)
+    (m,) = serving_models(server.target, TOKEN)
     assert not m.validated and m.gate == "UNVALIDATED" and m.sharpe_text == "-"
     assert "no gate verdict" in m.summary
 
@@ -52,7 +52,7 @@ def test_the_serving_models_verdict_and_sharpe_interval_come_from_its_card(
     tmp_path: Path,
 ) -> None:
     server = start_server(_with_verdict(model_path, tmp_path, passed))
-    (m,) = serving_models(server.target)
+    (m,) = serving_models(server.target, TOKEN)
     assert m.validated and m.gate == gate and m.n_trials == 3
     assert (m.sharpe, m.sharpe_ci_low, m.sharpe_ci_high, m.sharpe_ci_level) == (-0.4, -1.9, 1.1, 0.95)
     assert m.deflated_sharpe == pytest.approx(0.12) and m.verdict.startswith("model fails the gate")

@@ -16,3 +16,12 @@ def gbpusd_bars() -> pd.DataFrame:
 
     bars, _ = load_bars(str(DATA / "gbpusd-m1-bid-2012.csv"))
     return bars
+
+
+@pytest.fixture(scope="session")
+def sample_h1() -> pd.DataFrame:
+    """The backtesting package's real EURUSD H1 bars (read in place), spread 1 pip."""
+    from kairos.training.data import load_bars
+
+    bars, _ = load_bars("sample:eurusd-h1")
+    return bars

@@ -42,10 +42,15 @@ import (
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	collectorv1 "github.com/kairos-mt5/kairos/gen/go/kairos/collector/v1"
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector"
 	"github.com/kairos-mt5/kairos/go/collector/config"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
 )
+
+// benchToken is the bearer token of the benchmark's collector (every gRPC call needs one).
+const benchToken = "bench"
 
 func main() {
 	out := flag.String("out", "bench/results/collector.json", "output JSON file")
@@ -69,8 +74,10 @@ func main() {
 func startCollector() (*collector.Service, context.CancelFunc, chan error, error) {
 	cfg := config.Default()
 	cfg.BridgeAddr, cfg.GRPCAddr, cfg.NATSAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Token = benchToken
 	cfg.InferenceEndpoints = nil
 	cfg.FutureTolerance = 100 * 365 * 24 * time.Hour // the replayed laps may run ahead of the real clock
+	cfg.BridgeKey = benchKey                         // the bench measures the authenticated link, as deployed
 	var logOut io.Writer = io.Discard
 	if os.Getenv("KAIROS_BENCH_LOG") != "" {
 		logOut = os.Stderr
@@ -86,6 +93,9 @@ func startCollector() (*collector.Service, context.CancelFunc, chan error, error
 }
 
 // replay cuts n frames of 100 ticks from the real file, lap after lap, times shifted so they keep increasing.
+// benchKey is the bench collector's bridge key (a fixed test key: nothing outside the process uses it).
+var benchKey = []byte("kairos-collector-bench-bridge-key")
+
 func replay(symbol string, ticks []ticksdata.Tick, nFrames, perFrame int, seq0 uint64) []*mdv1.TickBatch {
 	span := ticks[len(ticks)-1].TimeMsc - ticks[0].TimeMsc + 60_000
 	out := make([]*mdv1.TickBatch, 0, nFrames)
@@ -116,10 +126,22 @@ func dialBridge(addr string, session uint64, symbol string) (net.Conn, *bufio.Wr
 	if err != nil {
 		return nil, nil, err
 	}
-	go func() { _, _ = io.Copy(io.Discard, nc) }() // Welcome, heartbeats, acks
+	// The Challenge first: the Hello proves the bridge key over its nonce.
+	br := bufio.NewReader(nc)
+	challenge := &bridgev1.Frame{}
+	if err := protodelim.UnmarshalFrom(br, challenge); err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("reading the Challenge: %w", err)
+	}
+	hello := &bridgev1.Hello{ApiVersion: bridgelink.APIVersion, Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, SessionId: session}
+	if err := bridgelink.ProveHello(benchKey, challenge.GetChallenge().GetServerNonce(), hello); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	go func() { _, _ = io.Copy(io.Discard, br) }() // Welcome, heartbeats, acks
 	w := bufio.NewWriterSize(nc, 256<<10)
 	for _, f := range []*bridgev1.Frame{
-		{Sequence: 1, Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: 1, Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, SessionId: session}}},
+		{Sequence: 1, Body: &bridgev1.Frame_Hello{Hello: hello}},
 		{Sequence: 2, Body: &bridgev1.Frame_SymbolInfo{SymbolInfo: info}},
 	} {
 		if _, err := protodelim.MarshalTo(w, f); err != nil {
@@ -304,7 +326,7 @@ func rawRound(svc *collector.Service, encoded [][]byte) (float64, error) {
 }
 
 func latency(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, seconds int) (map[string]any, error) {
-	cc, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(benchToken, false)))
 	if err != nil {
 		return nil, err
 	}

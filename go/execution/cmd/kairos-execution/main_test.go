@@ -21,6 +21,7 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/execution/internal/bridgepeer"
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
@@ -93,7 +94,7 @@ type proc struct {
 func startBinary(t *testing.T, bin string, args []string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KAIROS_EXECUTION_TOKEN="+svctest.Token)
+	cmd.Env = append(os.Environ(), "KAIROS_EXECUTION_TOKEN="+svctest.Token, "KAIROS_EXECUTION_BRIDGE_KEY="+string(bridgepeer.TestKey))
 	var logs bytes.Buffer
 	cmd.Stderr = &syncWriter{w: &logs}
 	if err := cmd.Start(); err != nil {
@@ -166,7 +167,7 @@ func TestCrashUnderLoadLosesNothingAcknowledgedAndSendsNothingTwice(t *testing.T
 		"--duplicate-intent-window-ms", "0", "--submit-rate", "0", "--message-rate", "0", "--max-open-orders", "0",
 		"--max-position-qty", "0", "--max-gross-exposure", "0", "--max-order-notional", "0", "--log-level", "warn"}
 
-	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(svctest.Token, false)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ package bridgepeer
 
 import (
 	"bufio"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 )
 
 // Order is one order in the simulated terminal.
@@ -42,6 +44,7 @@ type Terminal struct {
 	orders map[string]*Order
 	done   map[uint64]*bridgev1.OrderResult // results by command id (the bridge's dedup)
 	placed map[string]int                   // PLACE commands actually executed, by client order id
+	cmdIDs map[string]map[uint64]bool       // distinct PLACE command ids received, by client order id
 	nextTk uint64
 	Equity *typesv1.Decimal
 	// Before, if set, sees a command before the terminal carries it out; returning a result
@@ -54,7 +57,7 @@ type Terminal struct {
 
 // NewTerminal returns a terminal filling market orders at price.
 func NewTerminal(price *typesv1.Decimal) *Terminal {
-	return &Terminal{Price: price, orders: map[string]*Order{}, done: map[uint64]*bridgev1.OrderResult{}, placed: map[string]int{}, nextTk: 1000,
+	return &Terminal{Price: price, orders: map[string]*Order{}, done: map[uint64]*bridgev1.OrderResult{}, placed: map[string]int{}, cmdIDs: map[string]map[uint64]bool{}, nextTk: 1000,
 		Equity: &typesv1.Decimal{Units: 10000000, Scale: 2}}
 }
 
@@ -65,6 +68,18 @@ func (t *Terminal) Placed() map[string]int {
 	out := make(map[string]int, len(t.placed))
 	for k, v := range t.placed {
 		out[k] = v
+	}
+	return out
+}
+
+// PlaceCommands returns, by client order id, how many distinct PLACE commands (command ids) the
+// terminal received: more than one means the order was sent twice, deduplicated or not.
+func (t *Terminal) PlaceCommands() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.cmdIDs))
+	for k, v := range t.cmdIDs {
+		out[k] = len(v)
 	}
 	return out
 }
@@ -84,6 +99,14 @@ func (t *Terminal) Order(id string) (Order, bool) {
 func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if c.GetKind() == bridgev1.CommandKind_COMMAND_KIND_PLACE {
+		ids := t.cmdIDs[c.GetClientOrderId()]
+		if ids == nil {
+			ids = map[uint64]bool{}
+			t.cmdIDs[c.GetClientOrderId()] = ids
+		}
+		ids[c.GetCommandId()] = true
+	}
 	if prev, ok := t.done[c.GetCommandId()]; ok && c.GetKind() != bridgev1.CommandKind_COMMAND_KIND_SNAPSHOT {
 		dup := proto.Clone(prev).(*bridgev1.OrderResult)
 		dup.Status = bridgev1.BridgeStatus_BRIDGE_STATUS_DUPLICATE
@@ -112,7 +135,9 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 			res.Retcode, res.DealTicket, res.Volume, res.Price = 10009, o.Deal, o.Volume, o.Price
 			extra = append(extra, &bridgev1.Frame{Body: &bridgev1.Frame_TradeTransaction{TradeTransaction: &bridgev1.TradeTransaction{
 				Type: bridgev1.TransactionType_TRANSACTION_TYPE_DEAL_ADD, ClientOrderId: o.ClientOrderID, OrderTicket: o.Ticket, DealTicket: o.Deal,
-				Symbol: o.Symbol, Side: o.Side, Price: o.Price, Volume: o.Volume, TimeMsc: now / 1000}}})
+				Symbol: o.Symbol, Side: o.Side, Price: o.Price, Volume: o.Volume, TimeMsc: now / 1000,
+				// MT5 books the commission on the deal; the order result does not carry it.
+				Commission: &typesv1.Decimal{Units: -350, Scale: 2}}}})
 		} else {
 			res.Retcode = 10008
 		}
@@ -199,12 +224,18 @@ func pow10(n int) int64 {
 	return p
 }
 
+// TestKey is the bridge key a Peer proves unless told otherwise (svctest's services use it).
+var TestKey = []byte("execution-test-bridge-key-0123456789")
+
 // Peer is the bridge side of the TRADING channel. One Peer is one bridge session (session_id);
 // Connect may be called again after a disconnect, as the DLL reconnects.
 type Peer struct {
 	Terminal  *Terminal
 	SessionID uint64
 	Heartbeat time.Duration
+	// Key is the bridge key proven in Hello and checked in Welcome, as the DLL does; nil sends
+	// Hello without a proof.
+	Key []byte
 
 	mu       sync.Mutex
 	seq      uint64
@@ -222,7 +253,7 @@ type Peer struct {
 
 // New returns a peer for a terminal.
 func New(t *Terminal, session uint64) *Peer {
-	return &Peer{Terminal: t, SessionID: session, Heartbeat: 200 * time.Millisecond}
+	return &Peer{Terminal: t, SessionID: session, Heartbeat: 200 * time.Millisecond, Key: TestKey}
 }
 
 // Connect dials addr, sends Hello, reads Welcome and resends unacknowledged frames above
@@ -236,13 +267,24 @@ func (p *Peer) Connect(addr string) (*bridgev1.Welcome, error) {
 	p.mu.Lock()
 	p.conn, p.w, p.done = nc, bufio.NewWriter(nc), make(chan struct{})
 	p.mu.Unlock()
-	hello := &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: 1, BridgeVersion: "peer-test", Channel: bridgev1.Channel_CHANNEL_TRADING,
-		SessionId: p.SessionID, TerminalName: "Go peer", AccountLogin: 42, AccountCurrency: "USD", TradeMode: bridgev1.TradeMode_TRADE_MODE_DEMO}}}
-	if err := p.write(hello, false); err != nil {
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ch := &bridgev1.Frame{}
+	if err := protodelim.UnmarshalFrom(r, ch); err != nil || ch.GetChallenge() == nil {
+		nc.Close()
+		return nil, fmt.Errorf("reading Challenge: %v %w", ch, err)
+	}
+	h := &bridgev1.Hello{ApiVersion: bridgelink.APIVersion, BridgeVersion: "peer-test", Channel: bridgev1.Channel_CHANNEL_TRADING,
+		SessionId: p.SessionID, TerminalName: "Go peer", AccountLogin: 42, AccountCurrency: "USD", TradeMode: bridgev1.TradeMode_TRADE_MODE_DEMO}
+	if p.Key != nil {
+		if err := bridgelink.ProveHello(p.Key, ch.GetChallenge().GetServerNonce(), h); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	if err := p.write(&bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: h}}, false); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	f := &bridgev1.Frame{}
 	if err := protodelim.UnmarshalFrom(r, f); err != nil {
 		nc.Close()
@@ -251,7 +293,18 @@ func (p *Peer) Connect(addr string) (*bridgev1.Welcome, error) {
 	w := f.GetWelcome()
 	if w == nil {
 		nc.Close()
+		if e := f.GetError(); e != nil {
+			return nil, fmt.Errorf("refused: %v: %s", e.GetCode(), e.GetMessage())
+		}
 		return nil, fmt.Errorf("expected Welcome, got %v", f)
+	}
+	if p.Key != nil {
+		// Mutual: the server proves the key too, as the DLL checks before it takes a command.
+		want := bridgelink.Proof(p.Key, true, ch.GetChallenge().GetServerNonce(), h.ClientNonce, h.SessionId, h.Channel, h.ApiVersion)
+		if !hmac.Equal(want, w.GetServerProof()) {
+			nc.Close()
+			return nil, errors.New("the server did not prove the bridge key")
+		}
 	}
 	_ = nc.SetReadDeadline(time.Time{})
 	p.mu.Lock()

@@ -23,9 +23,11 @@ import (
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/auth/grpcauth"
 	"github.com/kairos-mt5/kairos/go/execution/app"
 	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/internal/bridgepeer"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/testkit"
@@ -49,9 +51,16 @@ type Svc struct {
 func Start(t *testing.T, natsURL string, tweak func(*config.Config), extra ...string) *Svc {
 	t.Helper()
 	args := []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "exec.db"),
-		"--nats-url", natsURL, "--token", Token, "--signal-cooldown-bars", "0", "--log-level", "warn"}
+		"--nats-url", natsURL, "--token", Token, "--signal-cooldown-bars", "0", "--log-level", "warn",
+		// The tests replay historical ticks, so their signals carry historical market times.
+		"--signal-max-age", "0"}
 	args = append(args, extra...)
-	cfg, err := config.Parse("test", args, func(string) string { return "" })
+	cfg, err := config.Parse("test", args, func(k string) string {
+		if k == config.EnvPrefix+"BRIDGE_KEY" {
+			return string(bridgepeer.TestKey) // what bridgepeer proves by default
+		}
+		return ""
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +87,8 @@ func Run(t *testing.T, cfg *config.Config, natsURL string) *Svc {
 		cancel()
 		t.Fatal("service did not start in 20s")
 	}
-	cc, err := grpc.NewClient(s.Ready.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(s.Ready.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(grpcauth.Bearer(Token, false)))
 	if err != nil {
 		t.Fatal(err)
 	}

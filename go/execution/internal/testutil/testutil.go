@@ -119,6 +119,100 @@ const PostgresBin = "/usr/lib/postgresql/15/bin"
 // KAIROS_SKIP_POSTGRES=1 says explicitly to skip.
 func Postgres(t testing.TB) string {
 	t.Helper()
+	return StartPostgres(t).DSN
+}
+
+// PG is a throwaway PostgreSQL server a fault test can stop, pause and resume.
+type PG struct {
+	DSN  string
+	t    testing.TB
+	data string
+	opts string
+	log  string
+	ctl  func(args ...string) error
+}
+
+// Start starts a stopped server again on the same port and data.
+func (p *PG) Start() {
+	p.t.Helper()
+	if err := p.ctl("-D", p.data, "-o", p.opts, "-l", p.log, "-w", "-t", "60", "start"); err != nil {
+		p.t.Fatalf("pg_ctl start: %v", err)
+	}
+}
+
+// T is the test the server belongs to.
+func (p *PG) T() testing.TB { return p.t }
+
+// Stop shuts the server down at once (pg_ctl -m immediate): connections break, new ones are refused.
+func (p *PG) Stop() {
+	p.t.Helper()
+	if err := p.ctl("-D", p.data, "-m", "immediate", "-w", "stop"); err != nil {
+		p.t.Fatalf("pg_ctl stop: %v", err)
+	}
+}
+
+// Pause sends SIGSTOP to the postmaster and every backend: the server stalls, connections stay
+// open and nothing answers. Resume undoes it (also at cleanup).
+func (p *PG) Pause() {
+	p.t.Helper()
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// Resume sends SIGCONT to what Pause stopped.
+func (p *PG) Resume() {
+	p.t.Helper()
+	if err := p.signal(syscall.SIGCONT); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *PG) signal(sig syscall.Signal) error {
+	b, err := os.ReadFile(filepath.Join(p.data, "postmaster.pid"))
+	if err != nil {
+		return fmt.Errorf("postmaster.pid: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		return fmt.Errorf("postmaster.pid: %w", err)
+	}
+	for _, c := range append([]int{pid}, childrenOf(pid)...) {
+		_ = syscall.Kill(c, sig)
+	}
+	return nil
+}
+
+// childrenOf lists the processes whose parent is pid (from /proc).
+func childrenOf(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// StartPostgres is Postgres returning the server, for tests that inject faults into it.
+func StartPostgres(t testing.TB) *PG {
+	t.Helper()
 	if os.Getenv("KAIROS_SKIP_POSTGRES") == "1" {
 		t.Skip("KAIROS_SKIP_POSTGRES=1")
 	}
@@ -165,9 +259,17 @@ func Postgres(t testing.TB) string {
 	run(asUser(filepath.Join(bin, "initdb"), "-D", data, "-U", "kairos", "--auth=trust", "-E", "UTF8", "--no-sync"))
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on", port, dir)
 	run(asUser(filepath.Join(bin, "pg_ctl"), "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"))
+	p := &PG{DSN: fmt.Sprintf("postgres://kairos@127.0.0.1:%d/postgres?sslmode=disable", port), t: t, data: data, opts: opts, log: filepath.Join(dir, "log"),
+		ctl: func(args ...string) error {
+			c := asUser(filepath.Join(bin, "pg_ctl"), args...)
+			if out, err := c.CombinedOutput(); err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		}}
 	t.Cleanup(func() {
-		c := asUser(filepath.Join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop")
-		_ = c.Run()
+		_ = p.signal(syscall.SIGCONT) // a paused server must run to stop
+		_ = p.ctl("-D", data, "-m", "immediate", "-w", "stop")
 	})
-	return fmt.Sprintf("postgres://kairos@127.0.0.1:%d/postgres?sslmode=disable", port)
+	return p
 }

@@ -14,10 +14,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
@@ -75,13 +77,27 @@ type Config struct {
 	ServerVersion      string
 	// MaxPriceRetries re-sends a market order after a requote (10004, 10020, 10021), with a new command id.
 	MaxPriceRetries int
+	// BridgeKey, BridgeInsecure, MaxSessions and SessionTTL configure the link (bridgelink.Config).
+	BridgeKey      []byte
+	BridgeInsecure bool
+	MaxSessions    int
+	SessionTTL     time.Duration
+	// MaxTracked bounds the command map and the ticket maps. Beyond it the oldest completed
+	// entries go (answered commands; tickets of orders the engine no longer has open), then the
+	// oldest of all. Default DefaultMaxTracked.
+	MaxTracked int
 }
+
+// DefaultMaxTracked is Config.MaxTracked's default: far above the working orders and commands in
+// flight of one terminal, small enough that a long-running service does not grow.
+const DefaultMaxTracked = 4096
 
 type cmdInfo struct {
 	kind    venue.CommandKind
 	id      string
 	retries int
 	cmd     *bridgev1.OrderCommand
+	done    bool // a result arrived: kept only to recognise a late duplicate, evicted first
 }
 
 // Venue is the MT5 venue.
@@ -98,9 +114,13 @@ type Venue struct {
 	nextCmd  uint64
 	tickets  map[string]uint64 // client order id → MT5 order ticket
 	byTicket map[uint64]string // and back, for transactions the EA could not map
+	ticketAt map[string]uint64 // insertion order of tickets, for eviction
+	ticketN  uint64
 	cmds     map[uint64]*cmdInfo
 	digits   func(symbol string) uint8
 	connects int
+	// evicted counts entries dropped from the bounded maps (kairos_execution_mt5_evicted_total).
+	evicted *prometheus.CounterVec
 }
 
 // New returns an MT5 venue; SetEngine and Listen must follow before use.
@@ -114,20 +134,36 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) u
 	if cfg.MaxPriceRetries == 0 {
 		cfg.MaxPriceRetries = 2
 	}
+	if cfg.MaxTracked <= 0 {
+		cfg.MaxTracked = DefaultMaxTracked
+	}
 	// Command ids start at the current time in microseconds, so they keep increasing across restarts
 	// even for commands that are never journaled (queries, snapshots): the bridge ignores a command
 	// id it has already carried out, so an id must never be reused.
 	v := &Venue{cfg: cfg, log: log, m: m, tickets: make(map[string]uint64), ctx: context.Background(),
-		byTicket: make(map[uint64]string), cmds: make(map[uint64]*cmdInfo), digits: digits, nextCmd: uint64(time.Now().UnixMicro())}
+		byTicket: make(map[uint64]string), ticketAt: make(map[string]uint64), cmds: make(map[uint64]*cmdInfo), digits: digits,
+		nextCmd: uint64(time.Now().UnixMicro())}
+	v.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_mt5_evicted_total",
+		Help: "Entries dropped from the mt5 venue's bounded command and ticket maps, by map (commands, tickets) and reason (completed, capacity)."},
+		[]string{"map", "reason"})
 	var bm *bridgelink.Metrics
 	if m != nil {
 		bm = m.Bridge
+		if m.Registry != nil {
+			m.Registry.MustRegister(v.evicted)
+		}
+	}
+	for _, mp := range []string{"commands", "tickets"} {
+		for _, r := range []string{"completed", "capacity"} {
+			v.evicted.WithLabelValues(mp, r)
+		}
 	}
 	// Exclusive: the channel drives one terminal, so a new connection (of any session) replaces the
 	// current one and commands always have exactly one place to go. AckInterval 0: frames are
 	// acknowledged as soon as their journal entries are durable.
 	v.link = bridgelink.New(bridgelink.Config{Channel: bridgev1.Channel_CHANNEL_TRADING, Addr: cfg.Addr,
-		HeartbeatInterval: cfg.HeartbeatInterval, ServerVersion: cfg.ServerVersion, MaxBatch: MaxBatch, Exclusive: true},
+		HeartbeatInterval: cfg.HeartbeatInterval, ServerVersion: cfg.ServerVersion, MaxBatch: MaxBatch, Exclusive: true,
+		Key: cfg.BridgeKey, Insecure: cfg.BridgeInsecure, MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL},
 		v, bm, log)
 	return v
 }
@@ -149,6 +185,7 @@ func (v *Venue) ReplayRequest(msg proto.Message) {
 			v.nextCmd = c.GetCommandId()
 		}
 		v.cmds[c.GetCommandId()] = &cmdInfo{kind: kindOf(c.GetKind()), id: c.GetClientOrderId(), cmd: c}
+		v.trimCommandsLocked()
 		v.mu.Unlock()
 	}
 }
@@ -165,8 +202,13 @@ func (v *Venue) ReplayResponse(key string, msg proto.Message) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if r := f.GetOrderResult(); r != nil && r.GetOrderTicket() != 0 && r.GetClientOrderId() != "" {
-		v.setTicket(r.GetClientOrderId(), r.GetOrderTicket())
+	if r := f.GetOrderResult(); r != nil {
+		if info := v.cmds[r.GetCommandId()]; info != nil {
+			info.done = true
+		}
+		if r.GetOrderTicket() != 0 && r.GetClientOrderId() != "" {
+			v.setTicket(r.GetClientOrderId(), r.GetOrderTicket())
+		}
 	}
 	if t := f.GetTradeTransaction(); t != nil && t.GetOrderTicket() != 0 && t.GetClientOrderId() != "" {
 		v.setTicket(t.GetClientOrderId(), t.GetOrderTicket())
@@ -178,8 +220,106 @@ func (v *Venue) setTicket(id string, ticket uint64) {
 	if id == "" || ticket == 0 {
 		return
 	}
+	if old, ok := v.tickets[id]; ok && old != ticket {
+		delete(v.byTicket, old)
+	}
 	v.tickets[id] = ticket
 	v.byTicket[ticket] = id
+	v.ticketN++
+	v.ticketAt[id] = v.ticketN
+}
+
+// trimCommandsLocked keeps the command map within MaxTracked (plus a quarter of slack, so a sweep
+// runs once per MaxTracked/4 commands): answered commands go first, oldest (lowest id) first,
+// then the oldest unanswered ones. The caller holds v.mu.
+func (v *Venue) trimCommandsLocked() {
+	limit := v.cfg.MaxTracked
+	if len(v.cmds) <= limit+limit/4 {
+		return
+	}
+	ids := make([]uint64, 0, len(v.cmds))
+	for id := range v.cmds {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if len(v.cmds) <= limit {
+			return
+		}
+		if v.cmds[id].done {
+			delete(v.cmds, id)
+			v.evicted.WithLabelValues("commands", "completed").Inc()
+		}
+	}
+	for _, id := range ids {
+		if len(v.cmds) <= limit {
+			return
+		}
+		if _, ok := v.cmds[id]; ok {
+			// Unanswered for MaxTracked commands since: a late result is then logged as unknown
+			// and the order is resolved by the next reconciliation's query.
+			v.log.Warn("mt5 venue: forgetting an unanswered command", "command_id", id, "client_order_id", v.cmds[id].id)
+			delete(v.cmds, id)
+			v.evicted.WithLabelValues("commands", "capacity").Inc()
+		}
+	}
+}
+
+// trimTickets keeps the ticket maps within MaxTracked (plus a quarter of slack): tickets of orders
+// the engine no longer has open go first, oldest first, then the oldest of all. It asks the engine
+// for its open orders, so it runs without v.mu, from the link's goroutine after a batch is durable
+// (never from a call the engine makes).
+func (v *Venue) trimTickets() {
+	limit := v.cfg.MaxTracked
+	v.mu.Lock()
+	n := len(v.tickets)
+	v.mu.Unlock()
+	if n <= limit+limit/4 || v.eng == nil {
+		return
+	}
+	open := map[string]bool{}
+	for _, o := range v.eng.OpenOrders() {
+		open[o.ClientOrderID] = true
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	ids := make([]string, 0, len(v.tickets))
+	for id := range v.tickets {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b string) int { return compareUint(v.ticketAt[a], v.ticketAt[b]) })
+	drop := func(id, reason string) {
+		delete(v.byTicket, v.tickets[id])
+		delete(v.tickets, id)
+		delete(v.ticketAt, id)
+		v.evicted.WithLabelValues("tickets", reason).Inc()
+	}
+	for _, id := range ids {
+		if len(v.tickets) <= limit {
+			return
+		}
+		if !open[id] {
+			drop(id, "completed")
+		}
+	}
+	for _, id := range ids {
+		if len(v.tickets) <= limit {
+			return
+		}
+		if _, ok := v.tickets[id]; ok {
+			drop(id, "capacity")
+		}
+	}
+}
+
+func compareUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func kindOf(k bridgev1.CommandKind) venue.CommandKind {
@@ -228,6 +368,7 @@ func (v *Venue) Request(kind venue.CommandKind, o *fsm.Order) venue.Command {
 		c.OrderTicket = v.tickets[o.ClientOrderID]
 	}
 	v.cmds[c.CommandId] = &cmdInfo{kind: kind, id: o.ClientOrderID, cmd: c}
+	v.trimCommandsLocked()
 	return venue.Command{Kind: kind, ID: c.CommandId, ClientOrderID: o.ClientOrderID, Payload: c}
 }
 
@@ -297,6 +438,7 @@ type session struct {
 	queries    map[uint64]bool
 	snapCmd    uint64
 	snap       *engine.Snapshot
+	snapTime   int64 // time_msc of the snapshot being collected: frames of another are not mixed in
 	snapDone   bool
 	reconciled bool
 	reconnect  bool
@@ -398,6 +540,7 @@ func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 		}
 	}
 	s.afterDurable = s.afterDurable[:0]
+	v.trimTickets()
 	// Durable: from here the frames count as processed, whatever happens next.
 	for _, a := range accts {
 		if err := v.eng.OnAccount(a); err != nil {
@@ -421,6 +564,16 @@ func accountOf(a *bridgev1.AccountSnapshot) risk.Account {
 func (s *session) onPositions(p *bridgev1.PositionSnapshot) {
 	if s.snap == nil || s.reconciled {
 		return
+	}
+	// Reconcile against one snapshot, the latest: frames of an older one are dropped, and a newer
+	// one replaces whatever was collected (adding two snapshots' positions would adopt twice the
+	// real position). Frames of one snapshot share its time_msc.
+	switch t := p.GetTimeMsc(); {
+	case t < s.snapTime:
+		return
+	case t > s.snapTime || s.snapDone:
+		s.snapTime, s.snapDone = t, false
+		s.snap.Positions, s.snap.Orders = nil, nil
 	}
 	for _, pos := range p.GetPositions() {
 		net := dec(pos.GetVolume())
@@ -461,6 +614,9 @@ func (s *session) onResult(r *bridgev1.OrderResult) []venue.Event {
 	v := s.v
 	v.mu.Lock()
 	info := v.cmds[r.GetCommandId()]
+	if info != nil {
+		info.done = true
+	}
 	v.setTicket(r.GetClientOrderId(), r.GetOrderTicket())
 	v.mu.Unlock()
 	id := r.GetClientOrderId()
@@ -530,6 +686,7 @@ func (s *session) onResult(r *bridgev1.OrderResult) []venue.Event {
 					nc.DeadlineTimeUs = time.Now().Add(v.cfg.CommandTTL).UnixMicro()
 				}
 				v.cmds[nc.CommandId] = &cmdInfo{kind: venue.Place, id: id, retries: info.retries + 1, cmd: nc}
+				v.trimCommandsLocked()
 				v.mu.Unlock()
 				v.log.Info("requote: re-sending the order with a fresh price", "client_order_id", id, "retcode", rc, "command_id", nc.CommandId)
 				// Write-ahead as for the first send: journaled with this frame, sent once durable.
@@ -552,6 +709,7 @@ func (s *session) query(id string, rc int32) []venue.Event {
 	v.nextCmd++
 	q := &bridgev1.OrderCommand{CommandId: v.nextCmd, ClientOrderId: id, Kind: bridgev1.CommandKind_COMMAND_KIND_QUERY_ORDER, OrderTicket: v.tickets[id]}
 	v.cmds[q.CommandId] = &cmdInfo{kind: venue.Query, id: id, cmd: q}
+	v.trimCommandsLocked()
 	v.mu.Unlock()
 	v.log.Warn("ambiguous result; querying the terminal", "client_order_id", id, "retcode", rc, "query_command_id", q.CommandId)
 	_ = s.send(&bridgev1.Frame{Body: &bridgev1.Frame_OrderCommand{OrderCommand: q}})

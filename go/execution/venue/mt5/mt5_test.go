@@ -14,6 +14,7 @@ import (
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/execution/internal/bridgepeer"
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
@@ -113,13 +114,14 @@ func TestMarketOrderIsPlacedOnceFilledAndAcknowledged(t *testing.T) {
 	if n := r.term.Placed()["m1"]; n != 1 {
 		t.Fatalf("placed %d times", n)
 	}
-	// The deal arrived twice (OrderResult and DEAL_ADD transaction): applied once.
+	// The deal arrived twice (OrderResult and DEAL_ADD transaction): its quantity applied once, the
+	// commission only the transaction carries kept.
 	if m := r.s.Metrics(); !strings.Contains(m, "kairos_execution_duplicate_fills_total 1") {
 		t.Fatalf("duplicate deal not counted:\n%s", m)
 	}
 	pos, _ := r.s.Client.ListPositions(svctest.Authed(t), &execv1.ListPositionsRequest{})
-	if len(pos.GetPositions()) != 1 || pos.GetPositions()[0].GetNetQuantity().GetUnits() != 20 {
-		t.Fatalf("positions %v", pos)
+	if len(pos.GetPositions()) != 1 || pos.GetPositions()[0].GetNetQuantity().GetUnits() != 20 || !sameDec(pos.GetPositions()[0].GetRealizedPnl(), -350, 2) {
+		t.Fatalf("positions %v, want 0.20 with the deal's commission 3.50 in realized P&L", pos)
 	}
 }
 
@@ -273,6 +275,9 @@ func TestHelloMustComeFirstOnTheTradingChannel(t *testing.T) {
 		{"heartbeat first", &bridgev1.Frame{Body: &bridgev1.Frame_Heartbeat{Heartbeat: &bridgev1.Heartbeat{}}}, bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION},
 		{"market data channel", &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: 1, Channel: bridgev1.Channel_CHANNEL_MARKET_DATA}}}, bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION},
 		{"future api version", &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: 99, Channel: bridgev1.Channel_CHANNEL_TRADING}}}, bridgev1.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION},
+		// A raw client without the bridge key gets no Welcome, so it can neither take commands nor report fills.
+		{"no key proof", &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: bridgelink.APIVersion, Channel: bridgev1.Channel_CHANNEL_TRADING, SessionId: 5}}},
+			bridgev1.ErrorCode_ERROR_CODE_UNAUTHENTICATED},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			nc, err := net.DialTimeout("tcp", r.s.Ready.BridgeAddr, 5*time.Second)
@@ -285,8 +290,13 @@ func TestHelloMustComeFirstOnTheTradingChannel(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := &bridgev1.Frame{}
-			if err := protodelim.UnmarshalFrom(bufReader{nc}, f); err != nil {
-				t.Fatal(err)
+			for f.GetError() == nil { // after the server's Challenge
+				if err := protodelim.UnmarshalFrom(bufReader{nc}, f); err != nil {
+					t.Fatal(err)
+				}
+				if f.GetWelcome() != nil {
+					t.Fatalf("welcomed: %v", f)
+				}
 			}
 			if f.GetError().GetCode() != c.code {
 				t.Fatalf("answer %v, want error %v", f, c.code)

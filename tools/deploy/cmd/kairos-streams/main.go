@@ -28,15 +28,16 @@ import (
 
 // config is the command's whole configuration; each field has a flag and an environment variable.
 type config struct {
-	Server   string        // NATS URL(s), comma-separated
-	Dir      string        // folder of *.json stream definitions
-	Replicas int           // overrides num_replicas when > 0 (a 3-node cluster wants 3)
-	Check    bool          // validate the definitions only
-	Timeout  time.Duration // bound for connecting (the server may still be starting) and applying
-	CAFile   string        // PEM roots for a TLS NATS server
-	CertFile string        // client certificate for NATS mutual TLS
-	KeyFile  string        // client key for NATS mutual TLS
-	Creds    string        // NATS credentials file (JWT + NKey); never printed
+	Server       string        // NATS URL(s), comma-separated
+	Dir          string        // folder of *.json stream definitions
+	Replicas     int           // overrides num_replicas when > 0 (a 3-node cluster wants 3)
+	Check        bool          // validate the definitions only
+	Timeout      time.Duration // bound for connecting (the server may still be starting) and applying
+	CAFile       string        // PEM roots for a TLS NATS server
+	CertFile     string        // client certificate for NATS mutual TLS
+	KeyFile      string        // client key for NATS mutual TLS
+	Creds        string        // NATS credentials file (JWT + NKey); never printed
+	PasswordFile string        // file holding user:password (Kairos identities); never printed
 }
 
 func envOr(name, def string) string {
@@ -59,6 +60,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.CertFile, "tls-cert", envOr("NATS_CERT", ""), "client certificate for mutual TLS (NATS_CERT)")
 	fs.StringVar(&c.KeyFile, "tls-key", envOr("NATS_KEY", ""), "client key for mutual TLS (NATS_KEY)")
 	fs.StringVar(&c.Creds, "creds", envOr("NATS_CREDS", ""), "NATS credentials file (NATS_CREDS)")
+	fs.StringVar(&c.PasswordFile, "password-file", envOr("NATS_PASSWORD_FILE", ""), "file holding one line user:password, the Kairos NATS identities' format (NATS_PASSWORD_FILE)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -188,6 +190,17 @@ func connect(c config) (*nats.Conn, error) {
 	}
 	if c.Creds != "" {
 		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.PasswordFile != "" {
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		user, pass, ok := strings.Cut(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]), ":")
+		if !ok || user == "" || pass == "" {
+			return nil, fmt.Errorf("%s: want one line user:password", c.PasswordFile)
+		}
+		opts = append(opts, nats.UserInfo(user, pass))
 	}
 	deadline := time.Now().Add(c.Timeout)
 	for {

@@ -12,6 +12,9 @@ PB_BIND(kairos_bridge_v1_Frame, kairos_bridge_v1_Frame, 4)
 PB_BIND(kairos_bridge_v1_Hello, kairos_bridge_v1_Hello, 2)
 
 
+PB_BIND(kairos_bridge_v1_Challenge, kairos_bridge_v1_Challenge, AUTO)
+
+
 PB_BIND(kairos_bridge_v1_Welcome, kairos_bridge_v1_Welcome, AUTO)
 
 

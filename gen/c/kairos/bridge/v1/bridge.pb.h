@@ -136,10 +136,14 @@ typedef enum _kairos_bridge_v1_ErrorCode {
     /* The frame was understood but refused (e.g. ticks for an unannounced symbol). */
     kairos_bridge_v1_ErrorCode_ERROR_CODE_REJECTED = 4,
     /* The receiver is shutting down. */
-    kairos_bridge_v1_ErrorCode_ERROR_CODE_SHUTTING_DOWN = 5
+    kairos_bridge_v1_ErrorCode_ERROR_CODE_SHUTTING_DOWN = 5,
+    /* Hello carried no valid proof of the bridge key; the server closes the connection. */
+    kairos_bridge_v1_ErrorCode_ERROR_CODE_UNAUTHENTICATED = 6
 } kairos_bridge_v1_ErrorCode;
 
 /* Struct definitions */
+typedef PB_BYTES_ARRAY_T(32) kairos_bridge_v1_Hello_client_nonce_t;
+typedef PB_BYTES_ARRAY_T(32) kairos_bridge_v1_Hello_auth_proof_t;
 /* Hello identifies a bridge session; it is the first frame on every connection. */
 typedef struct _kairos_bridge_v1_Hello {
     /* Version of the bridge C ABI (KB_API_VERSION); a server refuses versions it does not support. */
@@ -169,8 +173,26 @@ typedef struct _kairos_bridge_v1_Hello {
     char ea_symbol[32];
     /* The EA's magic number; orders it places carry it. */
     int64_t magic;
+    /* 32 random bytes the bridge chose for this connection; part of both proofs, so the server's
+ proof in Welcome is fresh too. */
+    kairos_bridge_v1_Hello_client_nonce_t client_nonce;
+    /* HMAC-SHA256(bridge key, "kairos-bridge-v1 client" 0x00 || server_nonce || client_nonce ||
+ session_id (8 bytes big-endian) || channel (4 bytes BE) || api_version (4 bytes BE)), 32 bytes.
+ Empty when the bridge has no key; a server with a key refuses such a Hello (UNAUTHENTICATED). */
+    kairos_bridge_v1_Hello_auth_proof_t auth_proof;
 } kairos_bridge_v1_Hello;
 
+typedef PB_BYTES_ARRAY_T(32) kairos_bridge_v1_Challenge_server_nonce_t;
+/* Challenge opens every connection, from the server. */
+typedef struct _kairos_bridge_v1_Challenge {
+    /* 32 random bytes, fresh for this connection: a proof from another connection does not verify. */
+    kairos_bridge_v1_Challenge_server_nonce_t server_nonce;
+    /* Whether the server checks Hello.auth_proof (false only when it runs without a key, with the
+ explicit insecure opt-out). A bridge with a key refuses a server that does not authenticate. */
+    bool auth_required;
+} kairos_bridge_v1_Challenge;
+
+typedef PB_BYTES_ARRAY_T(32) kairos_bridge_v1_Welcome_server_proof_t;
 /* Welcome answers Hello. */
 typedef struct _kairos_bridge_v1_Welcome {
     /* Name and version of the server, e.g. "kairos-collector 0.1.0". */
@@ -181,6 +203,9 @@ typedef struct _kairos_bridge_v1_Welcome {
     /* Interval at which the server expects heartbeats, milliseconds; the connection is considered
  dead after three missed intervals. */
     uint32_t heartbeat_interval_ms;
+    /* HMAC-SHA256(bridge key, "kairos-bridge-v1 server" 0x00 || the same fields as Hello.auth_proof),
+ 32 bytes: the server holds the key as well. Empty when the server does not authenticate. */
+    kairos_bridge_v1_Welcome_server_proof_t server_proof;
 } kairos_bridge_v1_Welcome;
 
 /* Heartbeat keeps a connection alive and measures round-trip time. */
@@ -459,6 +484,9 @@ typedef struct _kairos_bridge_v1_Frame {
         kairos_bridge_v1_PositionSnapshot positions;
         /* A protocol or processing error, in either direction. */
         kairos_bridge_v1_Error error;
+        /* The server's first frame on every connection: a fresh nonce for the bridge-key proof in Hello
+     (docs/adr/0015-bridge-authentication.md). The bridge sends Hello only after it. */
+        kairos_bridge_v1_Challenge challenge;
     } body;
 } kairos_bridge_v1_Frame;
 
@@ -497,12 +525,13 @@ extern "C" {
 #define _kairos_bridge_v1_TransactionType_ARRAYSIZE ((kairos_bridge_v1_TransactionType)(kairos_bridge_v1_TransactionType_TRANSACTION_TYPE_REQUEST+1))
 
 #define _kairos_bridge_v1_ErrorCode_MIN kairos_bridge_v1_ErrorCode_ERROR_CODE_UNSPECIFIED
-#define _kairos_bridge_v1_ErrorCode_MAX kairos_bridge_v1_ErrorCode_ERROR_CODE_SHUTTING_DOWN
-#define _kairos_bridge_v1_ErrorCode_ARRAYSIZE ((kairos_bridge_v1_ErrorCode)(kairos_bridge_v1_ErrorCode_ERROR_CODE_SHUTTING_DOWN+1))
+#define _kairos_bridge_v1_ErrorCode_MAX kairos_bridge_v1_ErrorCode_ERROR_CODE_UNAUTHENTICATED
+#define _kairos_bridge_v1_ErrorCode_ARRAYSIZE ((kairos_bridge_v1_ErrorCode)(kairos_bridge_v1_ErrorCode_ERROR_CODE_UNAUTHENTICATED+1))
 
 
 #define kairos_bridge_v1_Hello_channel_ENUMTYPE kairos_bridge_v1_Channel
 #define kairos_bridge_v1_Hello_trade_mode_ENUMTYPE kairos_bridge_v1_TradeMode
+
 
 
 
@@ -527,8 +556,9 @@ extern "C" {
 
 /* Initializer values for message structs */
 #define kairos_bridge_v1_Frame_init_default      {0, 0, 0, 0, {kairos_bridge_v1_Hello_init_default}}
-#define kairos_bridge_v1_Hello_init_default      {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0}
-#define kairos_bridge_v1_Welcome_init_default    {"", 0, 0}
+#define kairos_bridge_v1_Hello_init_default      {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0, {0, {0}}, {0, {0}}}
+#define kairos_bridge_v1_Challenge_init_default  {{0, {0}}, 0}
+#define kairos_bridge_v1_Welcome_init_default    {"", 0, 0, {0, {0}}}
 #define kairos_bridge_v1_Heartbeat_init_default  {0, 0}
 #define kairos_bridge_v1_OrderCommand_init_default {0, "", _kairos_bridge_v1_CommandKind_MIN, "", _kairos_bridge_v1_Side_MIN, _kairos_bridge_v1_OrderType_MIN, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, 0, 0, 0, 0, 0}
 #define kairos_bridge_v1_OrderResult_init_default {0, "", _kairos_bridge_v1_BridgeStatus_MIN, 0, "", 0, 0, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, 0, 0, 0}
@@ -539,8 +569,9 @@ extern "C" {
 #define kairos_bridge_v1_PositionSnapshot_init_default {0, {kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default}, 0, {kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default}, 0, 0}
 #define kairos_bridge_v1_Error_init_default      {_kairos_bridge_v1_ErrorCode_MIN, "", 0}
 #define kairos_bridge_v1_Frame_init_zero         {0, 0, 0, 0, {kairos_bridge_v1_Hello_init_zero}}
-#define kairos_bridge_v1_Hello_init_zero         {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0}
-#define kairos_bridge_v1_Welcome_init_zero       {"", 0, 0}
+#define kairos_bridge_v1_Hello_init_zero         {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0, {0, {0}}, {0, {0}}}
+#define kairos_bridge_v1_Challenge_init_zero     {{0, {0}}, 0}
+#define kairos_bridge_v1_Welcome_init_zero       {"", 0, 0, {0, {0}}}
 #define kairos_bridge_v1_Heartbeat_init_zero     {0, 0}
 #define kairos_bridge_v1_OrderCommand_init_zero  {0, "", _kairos_bridge_v1_CommandKind_MIN, "", _kairos_bridge_v1_Side_MIN, _kairos_bridge_v1_OrderType_MIN, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, 0, 0, 0, 0, 0}
 #define kairos_bridge_v1_OrderResult_init_zero   {0, "", _kairos_bridge_v1_BridgeStatus_MIN, 0, "", 0, 0, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, 0, 0, 0}
@@ -565,9 +596,14 @@ extern "C" {
 #define kairos_bridge_v1_Hello_trade_mode_tag    11
 #define kairos_bridge_v1_Hello_ea_symbol_tag     12
 #define kairos_bridge_v1_Hello_magic_tag         13
+#define kairos_bridge_v1_Hello_client_nonce_tag  14
+#define kairos_bridge_v1_Hello_auth_proof_tag    15
+#define kairos_bridge_v1_Challenge_server_nonce_tag 1
+#define kairos_bridge_v1_Challenge_auth_required_tag 2
 #define kairos_bridge_v1_Welcome_server_version_tag 1
 #define kairos_bridge_v1_Welcome_resume_after_tag 2
 #define kairos_bridge_v1_Welcome_heartbeat_interval_ms_tag 3
+#define kairos_bridge_v1_Welcome_server_proof_tag 4
 #define kairos_bridge_v1_Heartbeat_time_us_tag   1
 #define kairos_bridge_v1_Heartbeat_echo_time_us_tag 2
 #define kairos_bridge_v1_OrderCommand_command_id_tag 1
@@ -667,6 +703,7 @@ extern "C" {
 #define kairos_bridge_v1_Frame_account_tag       18
 #define kairos_bridge_v1_Frame_positions_tag     19
 #define kairos_bridge_v1_Frame_error_tag         20
+#define kairos_bridge_v1_Frame_challenge_tag     21
 
 /* Struct field encoding specification for nanopb */
 #define kairos_bridge_v1_Frame_FIELDLIST(X, a) \
@@ -683,7 +720,8 @@ X(a, STATIC,   ONEOF,    MESSAGE,  (body,order_result,body.order_result),  16) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,trade_transaction,body.trade_transaction),  17) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,account,body.account),  18) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,positions,body.positions),  19) \
-X(a, STATIC,   ONEOF,    MESSAGE,  (body,error,body.error),  20)
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,error,body.error),  20) \
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,challenge,body.challenge),  21)
 #define kairos_bridge_v1_Frame_CALLBACK NULL
 #define kairos_bridge_v1_Frame_DEFAULT NULL
 #define kairos_bridge_v1_Frame_body_hello_MSGTYPE kairos_bridge_v1_Hello
@@ -697,6 +735,7 @@ X(a, STATIC,   ONEOF,    MESSAGE,  (body,error,body.error),  20)
 #define kairos_bridge_v1_Frame_body_account_MSGTYPE kairos_bridge_v1_AccountSnapshot
 #define kairos_bridge_v1_Frame_body_positions_MSGTYPE kairos_bridge_v1_PositionSnapshot
 #define kairos_bridge_v1_Frame_body_error_MSGTYPE kairos_bridge_v1_Error
+#define kairos_bridge_v1_Frame_body_challenge_MSGTYPE kairos_bridge_v1_Challenge
 
 #define kairos_bridge_v1_Hello_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, UINT32,   api_version,       1) \
@@ -711,14 +750,23 @@ X(a, STATIC,   SINGULAR, INT64,    account_login,     9) \
 X(a, STATIC,   SINGULAR, STRING,   account_currency,  10) \
 X(a, STATIC,   SINGULAR, UENUM,    trade_mode,       11) \
 X(a, STATIC,   SINGULAR, STRING,   ea_symbol,        12) \
-X(a, STATIC,   SINGULAR, INT64,    magic,            13)
+X(a, STATIC,   SINGULAR, INT64,    magic,            13) \
+X(a, STATIC,   SINGULAR, BYTES,    client_nonce,     14) \
+X(a, STATIC,   SINGULAR, BYTES,    auth_proof,       15)
 #define kairos_bridge_v1_Hello_CALLBACK NULL
 #define kairos_bridge_v1_Hello_DEFAULT NULL
+
+#define kairos_bridge_v1_Challenge_FIELDLIST(X, a) \
+X(a, STATIC,   SINGULAR, BYTES,    server_nonce,      1) \
+X(a, STATIC,   SINGULAR, BOOL,     auth_required,     2)
+#define kairos_bridge_v1_Challenge_CALLBACK NULL
+#define kairos_bridge_v1_Challenge_DEFAULT NULL
 
 #define kairos_bridge_v1_Welcome_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, STRING,   server_version,    1) \
 X(a, STATIC,   SINGULAR, UINT64,   resume_after,      2) \
-X(a, STATIC,   SINGULAR, UINT32,   heartbeat_interval_ms,   3)
+X(a, STATIC,   SINGULAR, UINT32,   heartbeat_interval_ms,   3) \
+X(a, STATIC,   SINGULAR, BYTES,    server_proof,      4)
 #define kairos_bridge_v1_Welcome_CALLBACK NULL
 #define kairos_bridge_v1_Welcome_DEFAULT NULL
 
@@ -874,6 +922,7 @@ X(a, STATIC,   SINGULAR, UINT64,   frame_sequence,    3)
 
 extern const pb_msgdesc_t kairos_bridge_v1_Frame_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_Hello_msg;
+extern const pb_msgdesc_t kairos_bridge_v1_Challenge_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_Welcome_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_Heartbeat_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_OrderCommand_msg;
@@ -888,6 +937,7 @@ extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 /* Defines for backwards compatibility with code written before nanopb-0.4.0 */
 #define kairos_bridge_v1_Frame_fields &kairos_bridge_v1_Frame_msg
 #define kairos_bridge_v1_Hello_fields &kairos_bridge_v1_Hello_msg
+#define kairos_bridge_v1_Challenge_fields &kairos_bridge_v1_Challenge_msg
 #define kairos_bridge_v1_Welcome_fields &kairos_bridge_v1_Welcome_msg
 #define kairos_bridge_v1_Heartbeat_fields &kairos_bridge_v1_Heartbeat_msg
 #define kairos_bridge_v1_OrderCommand_fields &kairos_bridge_v1_OrderCommand_msg
@@ -901,16 +951,17 @@ extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 
 /* Maximum encoded size of messages (where known) */
 #define kairos_bridge_v1_AccountSnapshot_size    142
+#define kairos_bridge_v1_Challenge_size          36
 #define kairos_bridge_v1_Error_size              271
 #define kairos_bridge_v1_Frame_size              22515
 #define kairos_bridge_v1_Heartbeat_size          22
-#define kairos_bridge_v1_Hello_size              327
+#define kairos_bridge_v1_Hello_size              395
 #define kairos_bridge_v1_OrderCommand_size       229
 #define kairos_bridge_v1_OrderResult_size        248
 #define kairos_bridge_v1_PositionSnapshot_size   22477
 #define kairos_bridge_v1_Position_size           215
 #define kairos_bridge_v1_TradeTransaction_size   243
-#define kairos_bridge_v1_Welcome_size            82
+#define kairos_bridge_v1_Welcome_size            116
 #define kairos_bridge_v1_WorkingOrder_size       130
 
 #ifdef __cplusplus

@@ -508,6 +508,8 @@ const (
 	ErrorCode_ERROR_CODE_REJECTED ErrorCode = 4
 	// The receiver is shutting down.
 	ErrorCode_ERROR_CODE_SHUTTING_DOWN ErrorCode = 5
+	// Hello carried no valid proof of the bridge key; the server closes the connection.
+	ErrorCode_ERROR_CODE_UNAUTHENTICATED ErrorCode = 6
 )
 
 // Enum value maps for ErrorCode.
@@ -519,6 +521,7 @@ var (
 		3: "ERROR_CODE_PROTOCOL_VIOLATION",
 		4: "ERROR_CODE_REJECTED",
 		5: "ERROR_CODE_SHUTTING_DOWN",
+		6: "ERROR_CODE_UNAUTHENTICATED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -527,6 +530,7 @@ var (
 		"ERROR_CODE_PROTOCOL_VIOLATION":  3,
 		"ERROR_CODE_REJECTED":            4,
 		"ERROR_CODE_SHUTTING_DOWN":       5,
+		"ERROR_CODE_UNAUTHENTICATED":     6,
 	}
 )
 
@@ -583,6 +587,7 @@ type Frame struct {
 	//	*Frame_Account
 	//	*Frame_Positions
 	//	*Frame_Error
+	//	*Frame_Challenge
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -745,6 +750,15 @@ func (x *Frame) GetError() *Error {
 	return nil
 }
 
+func (x *Frame) GetChallenge() *Challenge {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Challenge); ok {
+			return x.Challenge
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -804,6 +818,12 @@ type Frame_Error struct {
 	Error *Error `protobuf:"bytes,20,opt,name=error,proto3,oneof"`
 }
 
+type Frame_Challenge struct {
+	// The server's first frame on every connection: a fresh nonce for the bridge-key proof in Hello
+	// (docs/adr/0015-bridge-authentication.md). The bridge sends Hello only after it.
+	Challenge *Challenge `protobuf:"bytes,21,opt,name=challenge,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -825,6 +845,8 @@ func (*Frame_Account) isFrame_Body() {}
 func (*Frame_Positions) isFrame_Body() {}
 
 func (*Frame_Error) isFrame_Body() {}
+
+func (*Frame_Challenge) isFrame_Body() {}
 
 // Hello identifies a bridge session; it is the first frame on every connection.
 type Hello struct {
@@ -855,7 +877,14 @@ type Hello struct {
 	// Chart symbol of the EA instance, for the operator's eyes.
 	EaSymbol string `protobuf:"bytes,12,opt,name=ea_symbol,json=eaSymbol,proto3" json:"ea_symbol,omitempty"`
 	// The EA's magic number; orders it places carry it.
-	Magic         int64 `protobuf:"varint,13,opt,name=magic,proto3" json:"magic,omitempty"`
+	Magic int64 `protobuf:"varint,13,opt,name=magic,proto3" json:"magic,omitempty"`
+	// 32 random bytes the bridge chose for this connection; part of both proofs, so the server's
+	// proof in Welcome is fresh too.
+	ClientNonce []byte `protobuf:"bytes,14,opt,name=client_nonce,json=clientNonce,proto3" json:"client_nonce,omitempty"`
+	// HMAC-SHA256(bridge key, "kairos-bridge-v1 client" 0x00 || server_nonce || client_nonce ||
+	// session_id (8 bytes big-endian) || channel (4 bytes BE) || api_version (4 bytes BE)), 32 bytes.
+	// Empty when the bridge has no key; a server with a key refuses such a Hello (UNAUTHENTICATED).
+	AuthProof     []byte `protobuf:"bytes,15,opt,name=auth_proof,json=authProof,proto3" json:"auth_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -981,6 +1010,76 @@ func (x *Hello) GetMagic() int64 {
 	return 0
 }
 
+func (x *Hello) GetClientNonce() []byte {
+	if x != nil {
+		return x.ClientNonce
+	}
+	return nil
+}
+
+func (x *Hello) GetAuthProof() []byte {
+	if x != nil {
+		return x.AuthProof
+	}
+	return nil
+}
+
+// Challenge opens every connection, from the server.
+type Challenge struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 32 random bytes, fresh for this connection: a proof from another connection does not verify.
+	ServerNonce []byte `protobuf:"bytes,1,opt,name=server_nonce,json=serverNonce,proto3" json:"server_nonce,omitempty"`
+	// Whether the server checks Hello.auth_proof (false only when it runs without a key, with the
+	// explicit insecure opt-out). A bridge with a key refuses a server that does not authenticate.
+	AuthRequired  bool `protobuf:"varint,2,opt,name=auth_required,json=authRequired,proto3" json:"auth_required,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Challenge) Reset() {
+	*x = Challenge{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Challenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Challenge) ProtoMessage() {}
+
+func (x *Challenge) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
+func (*Challenge) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Challenge) GetServerNonce() []byte {
+	if x != nil {
+		return x.ServerNonce
+	}
+	return nil
+}
+
+func (x *Challenge) GetAuthRequired() bool {
+	if x != nil {
+		return x.AuthRequired
+	}
+	return false
+}
+
 // Welcome answers Hello.
 type Welcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -992,13 +1091,16 @@ type Welcome struct {
 	// Interval at which the server expects heartbeats, milliseconds; the connection is considered
 	// dead after three missed intervals.
 	HeartbeatIntervalMs uint32 `protobuf:"varint,3,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// HMAC-SHA256(bridge key, "kairos-bridge-v1 server" 0x00 || the same fields as Hello.auth_proof),
+	// 32 bytes: the server holds the key as well. Empty when the server does not authenticate.
+	ServerProof   []byte `protobuf:"bytes,4,opt,name=server_proof,json=serverProof,proto3" json:"server_proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[2]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1112,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[2]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1125,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{2}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Welcome) GetServerVersion() string {
@@ -1047,6 +1149,13 @@ func (x *Welcome) GetHeartbeatIntervalMs() uint32 {
 	return 0
 }
 
+func (x *Welcome) GetServerProof() []byte {
+	if x != nil {
+		return x.ServerProof
+	}
+	return nil
+}
+
 // Heartbeat keeps a connection alive and measures round-trip time.
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1060,7 +1169,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[3]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1181,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[3]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1194,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{3}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Heartbeat) GetTimeUs() int64 {
@@ -1145,7 +1254,7 @@ type OrderCommand struct {
 
 func (x *OrderCommand) Reset() {
 	*x = OrderCommand{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[4]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1266,7 @@ func (x *OrderCommand) String() string {
 func (*OrderCommand) ProtoMessage() {}
 
 func (x *OrderCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[4]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1279,7 @@ func (x *OrderCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderCommand.ProtoReflect.Descriptor instead.
 func (*OrderCommand) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{4}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OrderCommand) GetCommandId() uint64 {
@@ -1323,7 +1432,7 @@ type OrderResult struct {
 
 func (x *OrderResult) Reset() {
 	*x = OrderResult{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[5]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1444,7 @@ func (x *OrderResult) String() string {
 func (*OrderResult) ProtoMessage() {}
 
 func (x *OrderResult) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[5]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1457,7 @@ func (x *OrderResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderResult.ProtoReflect.Descriptor instead.
 func (*OrderResult) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{5}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OrderResult) GetCommandId() uint64 {
@@ -1491,7 +1600,7 @@ type TradeTransaction struct {
 
 func (x *TradeTransaction) Reset() {
 	*x = TradeTransaction{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[6]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1612,7 @@ func (x *TradeTransaction) String() string {
 func (*TradeTransaction) ProtoMessage() {}
 
 func (x *TradeTransaction) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[6]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1625,7 @@ func (x *TradeTransaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TradeTransaction.ProtoReflect.Descriptor instead.
 func (*TradeTransaction) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{6}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TradeTransaction) GetType() TransactionType {
@@ -1660,7 +1769,7 @@ type AccountSnapshot struct {
 
 func (x *AccountSnapshot) Reset() {
 	*x = AccountSnapshot{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[7]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1781,7 @@ func (x *AccountSnapshot) String() string {
 func (*AccountSnapshot) ProtoMessage() {}
 
 func (x *AccountSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[7]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1794,7 @@ func (x *AccountSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountSnapshot.ProtoReflect.Descriptor instead.
 func (*AccountSnapshot) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{7}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AccountSnapshot) GetLogin() int64 {
@@ -1791,7 +1900,7 @@ type Position struct {
 
 func (x *Position) Reset() {
 	*x = Position{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[8]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1912,7 @@ func (x *Position) String() string {
 func (*Position) ProtoMessage() {}
 
 func (x *Position) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[8]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1925,7 @@ func (x *Position) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Position.ProtoReflect.Descriptor instead.
 func (*Position) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{8}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Position) GetTicket() uint64 {
@@ -1928,7 +2037,7 @@ type WorkingOrder struct {
 
 func (x *WorkingOrder) Reset() {
 	*x = WorkingOrder{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[9]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2049,7 @@ func (x *WorkingOrder) String() string {
 func (*WorkingOrder) ProtoMessage() {}
 
 func (x *WorkingOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[9]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2062,7 @@ func (x *WorkingOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkingOrder.ProtoReflect.Descriptor instead.
 func (*WorkingOrder) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{9}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WorkingOrder) GetTicket() uint64 {
@@ -2031,7 +2140,7 @@ type PositionSnapshot struct {
 
 func (x *PositionSnapshot) Reset() {
 	*x = PositionSnapshot{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[10]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2152,7 @@ func (x *PositionSnapshot) String() string {
 func (*PositionSnapshot) ProtoMessage() {}
 
 func (x *PositionSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[10]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2165,7 @@ func (x *PositionSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PositionSnapshot.ProtoReflect.Descriptor instead.
 func (*PositionSnapshot) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{10}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PositionSnapshot) GetPositions() []*Position {
@@ -2103,7 +2212,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[11]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2224,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[11]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2237,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{11}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2156,7 +2265,7 @@ var File_kairos_bridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\x94\x06\n" +
+	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xd1\x06\n" +
 	"\x05Frame\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\x04R\x03ack\x12 \n" +
@@ -2174,8 +2283,9 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x11trade_transaction\x18\x11 \x01(\v2\".kairos.bridge.v1.TradeTransactionH\x00R\x10tradeTransaction\x12=\n" +
 	"\aaccount\x18\x12 \x01(\v2!.kairos.bridge.v1.AccountSnapshotH\x00R\aaccount\x12B\n" +
 	"\tpositions\x18\x13 \x01(\v2\".kairos.bridge.v1.PositionSnapshotH\x00R\tpositions\x12/\n" +
-	"\x05error\x18\x14 \x01(\v2\x17.kairos.bridge.v1.ErrorH\x00R\x05errorB\x06\n" +
-	"\x04body\"\xe0\x03\n" +
+	"\x05error\x18\x14 \x01(\v2\x17.kairos.bridge.v1.ErrorH\x00R\x05error\x12;\n" +
+	"\tchallenge\x18\x15 \x01(\v2\x1b.kairos.bridge.v1.ChallengeH\x00R\tchallengeB\x06\n" +
+	"\x04body\"\xa2\x04\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\rR\n" +
 	"apiVersion\x12%\n" +
@@ -2193,11 +2303,18 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
 	"trade_mode\x18\v \x01(\x0e2\x1b.kairos.bridge.v1.TradeModeR\ttradeMode\x12\x1b\n" +
 	"\tea_symbol\x18\f \x01(\tR\beaSymbol\x12\x14\n" +
-	"\x05magic\x18\r \x01(\x03R\x05magic\"\x87\x01\n" +
+	"\x05magic\x18\r \x01(\x03R\x05magic\x12!\n" +
+	"\fclient_nonce\x18\x0e \x01(\fR\vclientNonce\x12\x1d\n" +
+	"\n" +
+	"auth_proof\x18\x0f \x01(\fR\tauthProof\"S\n" +
+	"\tChallenge\x12!\n" +
+	"\fserver_nonce\x18\x01 \x01(\fR\vserverNonce\x12#\n" +
+	"\rauth_required\x18\x02 \x01(\bR\fauthRequired\"\xaa\x01\n" +
 	"\aWelcome\x12%\n" +
 	"\x0eserver_version\x18\x01 \x01(\tR\rserverVersion\x12!\n" +
 	"\fresume_after\x18\x02 \x01(\x04R\vresumeAfter\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x03 \x01(\rR\x13heartbeatIntervalMs\"F\n" +
+	"\x15heartbeat_interval_ms\x18\x03 \x01(\rR\x13heartbeatIntervalMs\x12!\n" +
+	"\fserver_proof\x18\x04 \x01(\fR\vserverProof\"F\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\atime_us\x18\x01 \x01(\x03R\x06timeUs\x12 \n" +
 	"\fecho_time_us\x18\x02 \x01(\x03R\n" +
@@ -2360,14 +2477,15 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x1fTRANSACTION_TYPE_HISTORY_DELETE\x10\t\x12\x1d\n" +
 	"\x19TRANSACTION_TYPE_POSITION\x10\n" +
 	"\x12\x1c\n" +
-	"\x18TRANSACTION_TYPE_REQUEST\x10\v*\xc5\x01\n" +
+	"\x18TRANSACTION_TYPE_REQUEST\x10\v*\xe5\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aERROR_CODE_MALFORMED_FRAME\x10\x01\x12\"\n" +
 	"\x1eERROR_CODE_UNSUPPORTED_VERSION\x10\x02\x12!\n" +
 	"\x1dERROR_CODE_PROTOCOL_VIOLATION\x10\x03\x12\x17\n" +
 	"\x13ERROR_CODE_REJECTED\x10\x04\x12\x1c\n" +
-	"\x18ERROR_CODE_SHUTTING_DOWN\x10\x05B\xc4\x01\n" +
+	"\x18ERROR_CODE_SHUTTING_DOWN\x10\x05\x12\x1e\n" +
+	"\x1aERROR_CODE_UNAUTHENTICATED\x10\x06B\xc4\x01\n" +
 	"\x14com.kairos.bridge.v1B\vBridgeProtoP\x01Z=github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1;bridgev1\xa2\x02\x03KBX\xaa\x02\x10Kairos.Bridge.V1\xca\x02\x10Kairos\\Bridge\\V1\xe2\x02\x1cKairos\\Bridge\\V1\\GPBMetadata\xea\x02\x12Kairos::Bridge::V1b\x06proto3"
 
 var (
@@ -2383,7 +2501,7 @@ func file_kairos_bridge_v1_bridge_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_bridge_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(Channel)(0),             // 0: kairos.bridge.v1.Channel
 	(TradeMode)(0),           // 1: kairos.bridge.v1.TradeMode
@@ -2395,78 +2513,80 @@ var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(ErrorCode)(0),           // 7: kairos.bridge.v1.ErrorCode
 	(*Frame)(nil),            // 8: kairos.bridge.v1.Frame
 	(*Hello)(nil),            // 9: kairos.bridge.v1.Hello
-	(*Welcome)(nil),          // 10: kairos.bridge.v1.Welcome
-	(*Heartbeat)(nil),        // 11: kairos.bridge.v1.Heartbeat
-	(*OrderCommand)(nil),     // 12: kairos.bridge.v1.OrderCommand
-	(*OrderResult)(nil),      // 13: kairos.bridge.v1.OrderResult
-	(*TradeTransaction)(nil), // 14: kairos.bridge.v1.TradeTransaction
-	(*AccountSnapshot)(nil),  // 15: kairos.bridge.v1.AccountSnapshot
-	(*Position)(nil),         // 16: kairos.bridge.v1.Position
-	(*WorkingOrder)(nil),     // 17: kairos.bridge.v1.WorkingOrder
-	(*PositionSnapshot)(nil), // 18: kairos.bridge.v1.PositionSnapshot
-	(*Error)(nil),            // 19: kairos.bridge.v1.Error
-	(*v1.SymbolInfo)(nil),    // 20: kairos.marketdata.v1.SymbolInfo
-	(*v1.TickBatch)(nil),     // 21: kairos.marketdata.v1.TickBatch
-	(*v11.Decimal)(nil),      // 22: kairos.types.v1.Decimal
+	(*Challenge)(nil),        // 10: kairos.bridge.v1.Challenge
+	(*Welcome)(nil),          // 11: kairos.bridge.v1.Welcome
+	(*Heartbeat)(nil),        // 12: kairos.bridge.v1.Heartbeat
+	(*OrderCommand)(nil),     // 13: kairos.bridge.v1.OrderCommand
+	(*OrderResult)(nil),      // 14: kairos.bridge.v1.OrderResult
+	(*TradeTransaction)(nil), // 15: kairos.bridge.v1.TradeTransaction
+	(*AccountSnapshot)(nil),  // 16: kairos.bridge.v1.AccountSnapshot
+	(*Position)(nil),         // 17: kairos.bridge.v1.Position
+	(*WorkingOrder)(nil),     // 18: kairos.bridge.v1.WorkingOrder
+	(*PositionSnapshot)(nil), // 19: kairos.bridge.v1.PositionSnapshot
+	(*Error)(nil),            // 20: kairos.bridge.v1.Error
+	(*v1.SymbolInfo)(nil),    // 21: kairos.marketdata.v1.SymbolInfo
+	(*v1.TickBatch)(nil),     // 22: kairos.marketdata.v1.TickBatch
+	(*v11.Decimal)(nil),      // 23: kairos.types.v1.Decimal
 }
 var file_kairos_bridge_v1_bridge_proto_depIdxs = []int32{
 	9,  // 0: kairos.bridge.v1.Frame.hello:type_name -> kairos.bridge.v1.Hello
-	10, // 1: kairos.bridge.v1.Frame.welcome:type_name -> kairos.bridge.v1.Welcome
-	11, // 2: kairos.bridge.v1.Frame.heartbeat:type_name -> kairos.bridge.v1.Heartbeat
-	20, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
-	21, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	12, // 5: kairos.bridge.v1.Frame.order_command:type_name -> kairos.bridge.v1.OrderCommand
-	13, // 6: kairos.bridge.v1.Frame.order_result:type_name -> kairos.bridge.v1.OrderResult
-	14, // 7: kairos.bridge.v1.Frame.trade_transaction:type_name -> kairos.bridge.v1.TradeTransaction
-	15, // 8: kairos.bridge.v1.Frame.account:type_name -> kairos.bridge.v1.AccountSnapshot
-	18, // 9: kairos.bridge.v1.Frame.positions:type_name -> kairos.bridge.v1.PositionSnapshot
-	19, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
-	0,  // 11: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
-	1,  // 12: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
-	4,  // 13: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
-	2,  // 14: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
-	3,  // 15: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
-	22, // 16: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
-	22, // 17: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
-	22, // 18: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
-	22, // 19: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
-	22, // 20: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
-	5,  // 21: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
-	22, // 22: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
-	22, // 23: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
-	22, // 24: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
-	22, // 25: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
-	6,  // 26: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
-	2,  // 27: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
-	22, // 28: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
-	22, // 29: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
-	22, // 30: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
-	22, // 31: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
-	22, // 32: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
-	22, // 33: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
-	22, // 34: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
-	22, // 35: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
-	22, // 36: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
-	22, // 37: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
-	2,  // 38: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
-	22, // 39: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
-	22, // 40: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
-	22, // 41: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
-	22, // 42: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
-	22, // 43: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
-	22, // 44: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
-	2,  // 45: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
-	3,  // 46: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
-	22, // 47: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
-	22, // 48: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
-	16, // 49: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
-	17, // 50: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
-	7,  // 51: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	11, // 1: kairos.bridge.v1.Frame.welcome:type_name -> kairos.bridge.v1.Welcome
+	12, // 2: kairos.bridge.v1.Frame.heartbeat:type_name -> kairos.bridge.v1.Heartbeat
+	21, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
+	22, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	13, // 5: kairos.bridge.v1.Frame.order_command:type_name -> kairos.bridge.v1.OrderCommand
+	14, // 6: kairos.bridge.v1.Frame.order_result:type_name -> kairos.bridge.v1.OrderResult
+	15, // 7: kairos.bridge.v1.Frame.trade_transaction:type_name -> kairos.bridge.v1.TradeTransaction
+	16, // 8: kairos.bridge.v1.Frame.account:type_name -> kairos.bridge.v1.AccountSnapshot
+	19, // 9: kairos.bridge.v1.Frame.positions:type_name -> kairos.bridge.v1.PositionSnapshot
+	20, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
+	10, // 11: kairos.bridge.v1.Frame.challenge:type_name -> kairos.bridge.v1.Challenge
+	0,  // 12: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
+	1,  // 13: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
+	4,  // 14: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
+	2,  // 15: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
+	3,  // 16: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
+	23, // 17: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
+	23, // 18: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
+	23, // 19: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
+	23, // 20: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
+	23, // 21: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
+	5,  // 22: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
+	23, // 23: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
+	23, // 24: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
+	23, // 25: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
+	23, // 26: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
+	6,  // 27: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
+	2,  // 28: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
+	23, // 29: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
+	23, // 30: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
+	23, // 31: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
+	23, // 32: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
+	23, // 33: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
+	23, // 34: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
+	23, // 35: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
+	23, // 36: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
+	23, // 37: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
+	23, // 38: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
+	2,  // 39: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
+	23, // 40: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
+	23, // 41: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
+	23, // 42: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
+	23, // 43: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
+	23, // 44: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
+	23, // 45: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
+	2,  // 46: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
+	3,  // 47: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
+	23, // 48: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
+	23, // 49: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
+	17, // 50: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
+	18, // 51: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
+	7,  // 52: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_kairos_bridge_v1_bridge_proto_init() }
@@ -2486,6 +2606,7 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 		(*Frame_Account)(nil),
 		(*Frame_Positions)(nil),
 		(*Frame_Error)(nil),
+		(*Frame_Challenge)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2493,7 +2614,7 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_bridge_v1_bridge_proto_rawDesc), len(file_kairos_bridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -79,6 +79,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_PROTOCOL_VIOLATION: _ClassVar[ErrorCode]
     ERROR_CODE_REJECTED: _ClassVar[ErrorCode]
     ERROR_CODE_SHUTTING_DOWN: _ClassVar[ErrorCode]
+    ERROR_CODE_UNAUTHENTICATED: _ClassVar[ErrorCode]
 CHANNEL_UNSPECIFIED: Channel
 CHANNEL_MARKET_DATA: Channel
 CHANNEL_TRADING: Channel
@@ -126,9 +127,10 @@ ERROR_CODE_UNSUPPORTED_VERSION: ErrorCode
 ERROR_CODE_PROTOCOL_VIOLATION: ErrorCode
 ERROR_CODE_REJECTED: ErrorCode
 ERROR_CODE_SHUTTING_DOWN: ErrorCode
+ERROR_CODE_UNAUTHENTICATED: ErrorCode
 
 class Frame(_message.Message):
-    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error")
+    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     SENT_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +145,7 @@ class Frame(_message.Message):
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     ack: int
     sent_time_us: int
@@ -157,10 +160,11 @@ class Frame(_message.Message):
     account: AccountSnapshot
     positions: PositionSnapshot
     error: Error
-    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    challenge: Challenge
+    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("api_version", "bridge_version", "channel", "session_id", "terminal_name", "terminal_build", "company", "server", "account_login", "account_currency", "trade_mode", "ea_symbol", "magic")
+    __slots__ = ("api_version", "bridge_version", "channel", "session_id", "terminal_name", "terminal_build", "company", "server", "account_login", "account_currency", "trade_mode", "ea_symbol", "magic", "client_nonce", "auth_proof")
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +178,8 @@ class Hello(_message.Message):
     TRADE_MODE_FIELD_NUMBER: _ClassVar[int]
     EA_SYMBOL_FIELD_NUMBER: _ClassVar[int]
     MAGIC_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NONCE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_PROOF_FIELD_NUMBER: _ClassVar[int]
     api_version: int
     bridge_version: str
     channel: Channel
@@ -187,17 +193,29 @@ class Hello(_message.Message):
     trade_mode: TradeMode
     ea_symbol: str
     magic: int
-    def __init__(self, api_version: _Optional[int] = ..., bridge_version: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., session_id: _Optional[int] = ..., terminal_name: _Optional[str] = ..., terminal_build: _Optional[int] = ..., company: _Optional[str] = ..., server: _Optional[str] = ..., account_login: _Optional[int] = ..., account_currency: _Optional[str] = ..., trade_mode: _Optional[_Union[TradeMode, str]] = ..., ea_symbol: _Optional[str] = ..., magic: _Optional[int] = ...) -> None: ...
+    client_nonce: bytes
+    auth_proof: bytes
+    def __init__(self, api_version: _Optional[int] = ..., bridge_version: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., session_id: _Optional[int] = ..., terminal_name: _Optional[str] = ..., terminal_build: _Optional[int] = ..., company: _Optional[str] = ..., server: _Optional[str] = ..., account_login: _Optional[int] = ..., account_currency: _Optional[str] = ..., trade_mode: _Optional[_Union[TradeMode, str]] = ..., ea_symbol: _Optional[str] = ..., magic: _Optional[int] = ..., client_nonce: _Optional[bytes] = ..., auth_proof: _Optional[bytes] = ...) -> None: ...
+
+class Challenge(_message.Message):
+    __slots__ = ("server_nonce", "auth_required")
+    SERVER_NONCE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    server_nonce: bytes
+    auth_required: bool
+    def __init__(self, server_nonce: _Optional[bytes] = ..., auth_required: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("server_version", "resume_after", "heartbeat_interval_ms")
+    __slots__ = ("server_version", "resume_after", "heartbeat_interval_ms", "server_proof")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESUME_AFTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_PROOF_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     resume_after: int
     heartbeat_interval_ms: int
-    def __init__(self, server_version: _Optional[str] = ..., resume_after: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    server_proof: bytes
+    def __init__(self, server_version: _Optional[str] = ..., resume_after: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ..., server_proof: _Optional[bytes] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("time_us", "echo_time_us")

@@ -6,6 +6,7 @@
 __all__ = (
     "AccountSnapshot",
     "BridgeStatus",
+    "Challenge",
     "Channel",
     "CommandKind",
     "Error",
@@ -239,6 +240,11 @@ class ErrorCode(betterproto2.Enum):
     The receiver is shutting down.
     """
 
+    UNAUTHENTICATED = 6
+    """
+    Hello carried no valid proof of the bridge key; the server closes the connection.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -248,6 +254,7 @@ class ErrorCode(betterproto2.Enum):
             3: "ERROR_CODE_PROTOCOL_VIOLATION",
             4: "ERROR_CODE_REJECTED",
             5: "ERROR_CODE_SHUTTING_DOWN",
+            6: "ERROR_CODE_UNAUTHENTICATED",
         }
 
     @classmethod
@@ -259,6 +266,7 @@ class ErrorCode(betterproto2.Enum):
             "ERROR_CODE_PROTOCOL_VIOLATION": 3,
             "ERROR_CODE_REJECTED": 4,
             "ERROR_CODE_SHUTTING_DOWN": 5,
+            "ERROR_CODE_UNAUTHENTICATED": 6,
         }
 
 
@@ -559,6 +567,27 @@ default_message_pool.register_message("kairos.bridge.v1", "AccountSnapshot", Acc
 
 
 @dataclass(eq=False, repr=False)
+class Challenge(betterproto2.Message):
+    """
+    Challenge opens every connection, from the server.
+    """
+
+    server_nonce: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+    """
+    32 random bytes, fresh for this connection: a proof from another connection does not verify.
+    """
+
+    auth_required: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Whether the server checks Hello.auth_proof (false only when it runs without a key, with the
+    explicit insecure opt-out). A bridge with a key refuses a server that does not authenticate.
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "Challenge", Challenge)
+
+
+@dataclass(eq=False, repr=False)
 class Error(betterproto2.Message):
     """
     Error reports a problem with a frame or the session. The sender closes the connection after an
@@ -681,6 +710,14 @@ class Frame(betterproto2.Message):
     A protocol or processing error, in either direction.
     """
 
+    challenge: "Challenge | None" = betterproto2.field(
+        21, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    The server's first frame on every connection: a fresh nonce for the bridge-key proof in Hello
+    (docs/adr/0015-bridge-authentication.md). The bridge sends Hello only after it.
+    """
+
 
 default_message_pool.register_message("kairos.bridge.v1", "Frame", Frame)
 
@@ -777,6 +814,19 @@ class Hello(betterproto2.Message):
     magic: "int" = betterproto2.field(13, betterproto2.TYPE_INT64)
     """
     The EA's magic number; orders it places carry it.
+    """
+
+    client_nonce: "bytes" = betterproto2.field(14, betterproto2.TYPE_BYTES)
+    """
+    32 random bytes the bridge chose for this connection; part of both proofs, so the server's
+    proof in Welcome is fresh too.
+    """
+
+    auth_proof: "bytes" = betterproto2.field(15, betterproto2.TYPE_BYTES)
+    """
+    HMAC-SHA256(bridge key, "kairos-bridge-v1 client" 0x00 || server_nonce || client_nonce ||
+    session_id (8 bytes big-endian) || channel (4 bytes BE) || api_version (4 bytes BE)), 32 bytes.
+    Empty when the bridge has no key; a server with a key refuses such a Hello (UNAUTHENTICATED).
     """
 
 
@@ -1196,6 +1246,12 @@ class Welcome(betterproto2.Message):
     """
     Interval at which the server expects heartbeats, milliseconds; the connection is considered
     dead after three missed intervals.
+    """
+
+    server_proof: "bytes" = betterproto2.field(4, betterproto2.TYPE_BYTES)
+    """
+    HMAC-SHA256(bridge key, "kairos-bridge-v1 server" 0x00 || the same fields as Hello.auth_proof),
+    32 bytes: the server holds the key as well. Empty when the server does not authenticate.
     """
 
 
