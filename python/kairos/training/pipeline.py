@@ -495,7 +495,11 @@ def step_backtest(
     candidate = results[CANDIDATE]
     others = [r for k, r in results.items() if k != CANDIDATE]
     learned = [r.name for r in results.values() if r.role == "learned"]
-    n_trials = len(learned) + prior_trials
+    # Every configuration tried on these folds is a trial: the candidate family's search trials, each
+    # other model family trained (backtested or not), and what the user declares was tried before.
+    families = list(run.get("models", {})) or learned
+    searched = int(run.get("trials", 1))
+    n_trials = searched + max(len(families), len(learned)) - 1 + prior_trials
     verdict = gate(candidate, others, n_trials, gcfg)
     market = next((r for r in others if r.role == "market"), None)
     trial_sharpes = [st.sharpe_per_bar(results[k].net_all) for k in learned]
@@ -517,7 +521,13 @@ def step_backtest(
         **cmp_dict,
         "gate": verdict.to_dict(),
         "stats": figures,
-        "trials": {"n": n_trials, "learned_in_run": learned, "prior": prior_trials},
+        "trials": {
+            "n": n_trials,
+            "search": searched,
+            "families": families,
+            "learned_in_run": learned,
+            "prior": prior_trials,
+        },
         "pbo": pbo_of(results),
         "commission_per_side": comm,
         "fill": asdict(fill),
@@ -553,7 +563,8 @@ def render_report(rep: dict[str, Any]) -> str:
         f"commission {rep['commission_per_side']:g} per side.",
         f"Out of sample: {len(rep['folds'])} walk-forward validation folds, every strategy on the same "
         f"bars, after costs. Trials behind the learned models: {n_trials} "
-        f"({', '.join(rep['trials']['learned_in_run'])} in this run, "
+        f"({rep['trials'].get('search', 1)} configuration(s) of the candidate, model families "
+        f"{', '.join(rep['trials'].get('families', rep['trials']['learned_in_run']))}, "
         f"{rep['trials']['prior']} declared before).",
         "",
         f"## Verdict: {'PASSED' if g['passed'] else 'FAILED'}",

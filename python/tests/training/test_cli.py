@@ -58,7 +58,9 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
     report = json.loads((run_dir / "report.json").read_text())
     assert set(report["strategies"]) == {"model", "flat", "buy_and_hold", "momentum", "logreg"}
     gate = report["gate"]
-    assert gate["reason"] and isinstance(gate["passed"], bool) and gate["n_trials"] == 2
+    # Trials: one configuration of the candidate plus the other model families trained on the folds.
+    assert report["trials"]["families"] == ["mlp", "logreg", "lgbm"] and report["trials"]["search"] == 1
+    assert gate["reason"] and isinstance(gate["passed"], bool) and gate["n_trials"] == 3
     assert [c["name"] for c in gate["conditions"]] == [
         "net_return",
         "deflated_sharpe",
@@ -71,7 +73,7 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
     card.check_schema()
     assert (card.window, card.timeframe_s, card.dataset["bars"]) == (8, 60, 3000)
     assert card.metrics["gate"]["passed"] == gate["passed"]
-    assert card.metrics["n_trials"] == 2
+    assert card.metrics["n_trials"] == 3
     low, high = card.metrics["sharpe_ci"]
     assert low < card.metrics["sharpe"] < high
     assert card.dataset["sha256"] == json.loads((run_dir / "import.json").read_text())["sha256"]
@@ -223,7 +225,7 @@ def test_mlflow_registers_only_a_model_that_beats_the_baselines_and_serves_it_by
     assert run.data.tags["dataset_sha256"].startswith("sha256:") and run.data.tags["git_sha"]
     assert run.data.params["seed"] == "0" and "model.mean_fold_sharpe" in run.data.metrics
     m = run.data.metrics
-    assert m["gate.passed"] == 1.0 and m["gate.n_trials"] == 2.0 and run.data.tags["gate_passed"] == "True"
+    assert m["gate.passed"] == 1.0 and m["gate.n_trials"] == 3.0 and run.data.tags["gate_passed"] == "True"
     assert m["oos.model.sharpe_ci_low"] < m["oos.model.sharpe"] < m["oos.model.sharpe_ci_high"]
     assert {"oos.model.dsr", "oos.model.psr", "oos.model.break_even_cost", "oos.logreg.sharpe"} <= set(m)
     card_path = mlflow.artifacts.download_artifacts(
