@@ -22,3 +22,14 @@ model-fixture: setup ## Regenerate the test model (python/tests/data/model) from
 .PHONY: bench-training
 bench-training: setup ## Training benchmark: feature rows/s and the import..parity pipeline on 30k GBPUSD M1 bars
 	$(PY) bench/training.py --data $(TRAINING_DATA) --out bench/results/training.json
+
+BENCH_TARGETS += bench-gate
+TEST_TARGETS += bench-gate-quick
+
+.PHONY: bench-gate
+bench-gate: setup ## Gate benchmark: power on planted-edge series and false positives on random walks, through the real pipeline (~1-2 h on 2 cores)
+	$(PY) bench/gate.py --out bench/results/gate.json
+
+.PHONY: bench-gate-quick
+bench-gate-quick: setup ## Smoke test of the gate benchmark: one short series per kind (a few minutes)
+	$(PY) bench/gate.py --quick --out $(BUILD)/bench-gate-quick.json

@@ -125,22 +125,33 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
 def _print_models(addr: str, token: str) -> None:
     import grpc
 
-    from kairos.inference.auth import with_token
-    from kairos.inference.v1 import inference_pb2, inference_pb2_grpc
+    from kairos.stack.serving import serving_models
 
-    with with_token(grpc.insecure_channel(addr), token) as ch:
-        try:
-            resp = inference_pb2_grpc.InferenceServiceStub(ch).GetModelStatus(  # type: ignore[no-untyped-call]
-                inference_pb2.GetModelStatusRequest(), timeout=2
-            )
-        except grpc.RpcError as exc:
-            err.print(f"inference GetModelStatus: {exc.code().name} {exc.details()}")
-            return
-    table = Table("model", "version", "state", "source", "predictions")
-    for m in resp.models:
-        state = inference_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_")
-        table.add_row(m.model_name, m.model_version, state, m.source_uri, f"{m.predictions_total:,}")
+    try:
+        models = serving_models(addr, token)
+    except grpc.RpcError as exc:
+        err.print(f"inference GetModelStatus: {exc.code().name} {exc.details()}")
+        return
+    table = Table(
+        "model", "version", "state", "gate", "Sharpe (interval)", "DSR / trials", "source", "predictions"
+    )
+    styles = {"PASSED": "green", "FAILED": "red", "UNVALIDATED": "yellow"}
+    for m in models:
+        table.add_row(
+            m.name,
+            m.version,
+            m.state,
+            f"[{styles[m.gate]}]{m.gate}[/]",
+            m.sharpe_text,
+            f"{m.deflated_sharpe:.3f} / {m.n_trials}" if m.validated else "-",
+            m.source,
+            f"{m.predictions:,}",
+        )
     console.print(table)
+    for m in models:
+        if m.gate != "PASSED":
+            why = m.verdict or "its model card carries no gate verdict: nobody validated it"
+            console.print(f"[{styles[m.gate]}]{m.name} {m.version} is not a validated model:[/] {why}")
 
 
 def _scrape(url: str) -> list[tuple[str, str, str]]:

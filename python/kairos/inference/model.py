@@ -449,4 +449,28 @@ class ModelManager:
             st.output_names.extend(m.output_names)
             st.window = m.history_bars
             st.loaded_time_us = m.loaded_time_us
+            validation = validation_from_card(m.card)
+            if validation is not None:
+                st.validation.CopyFrom(validation)
         return st
+
+
+def validation_from_card(card: dict[str, Any]) -> pb.ModelValidation | None:
+    """The gate's verdict and Sharpe interval from a model card's metrics (training writes them;
+    docs/adr/0083); None for a card without a verdict, i.e. a model nobody validated."""
+    metrics = card.get("metrics") or {}
+    gate = metrics.get("gate")
+    if not isinstance(gate, dict) or "passed" not in gate:
+        return None
+    low, high = (metrics.get("sharpe_ci") or [0.0, 0.0])[:2]
+    return pb.ModelValidation(
+        gate_passed=bool(gate["passed"]),
+        verdict=str(gate.get("reason", "")),
+        sharpe=float(metrics.get("sharpe", 0.0)),
+        sharpe_ci_low=float(low),
+        sharpe_ci_high=float(high),
+        sharpe_ci_level=float(metrics.get("sharpe_ci_level", 0.0)),
+        deflated_sharpe=float(metrics.get("dsr", 0.0)),
+        n_trials=int(metrics.get("n_trials", 0)),
+        net_return=float(metrics.get("net_return", 0.0)),
+    )

@@ -28,6 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from kairos.stack import observe, processes, replay, report, services, view
+from kairos.stack.serving import ServingModel, serving_models
 
 REGISTERED_NAME = "kairos-eurusd"
 ALIAS = "champion"
@@ -69,9 +70,7 @@ def resolve_model(settings: services.StackSettings, console: Console, train_dir:
     out = train_dir or services.REPO / "build" / "demo" / "training"
     previous = out / "model.onnx"
     if previous.exists():
-        console.print(
-            f"model: {previous}, trained by an earlier demo (not registered: it did not beat the baselines)"
-        )
+        console.print(f"model: {previous}, trained by an earlier demo (not registered: it failed the gate)")
         return str(previous)
     console.print("model: none registered yet; training one on the real EURUSD H1 sample (kairos-train run)")
     argv = [
@@ -91,8 +90,8 @@ def resolve_model(settings: services.StackSettings, console: Console, train_dir:
     if proc.returncode not in (0, 3) or local is None:
         raise RuntimeError(f"kairos-train run failed with status {proc.returncode}; see its output above")
     console.print(
-        f"[yellow]the trained model did not beat the baselines, so it was not registered as {ALIAS}; "
-        f"the demo serves it from {local} anyway[/]"
+        f"[yellow]the trained model failed the registration gate, so it was not registered as {ALIAS}; "
+        f"the demo serves it from {local} anyway, marked FAILED (see the summary)[/]"
     )
     return str(local)
 
@@ -135,6 +134,7 @@ def run(opts: DemoOptions, console: Console) -> int:
             stack.wait_ready(stack.start(spec))
         services.wait_pipeline_ready(settings)
         result = asyncio.run(_watch_and_replay(opts, settings, stack, data, stats, console))
+        serving = _serving(settings, console)
     except processes.ServiceDied as exc:
         console.print(f"[red]{exc}[/]")
         console.print("[red]stopping the other services[/]")
@@ -145,7 +145,7 @@ def run(opts: DemoOptions, console: Console) -> int:
     finally:
         stack.stop()
 
-    _summary(stats, result, console)
+    _summary(stats, result, console, serving)
     paths = report.write(
         stats,
         opts.out,
@@ -155,6 +155,7 @@ def run(opts: DemoOptions, console: Console) -> int:
             "replay_dropped": result.dropped,
             "model": settings.model,
             "data": opts.data,
+            **_serving_figures(serving),
         },
     )
     console.print("report: " + ", ".join(str(p) for p in paths.values()))
@@ -238,10 +239,50 @@ async def _watch_and_replay(
     return result
 
 
-def _summary(stats: observe.PipelineStats, result: replay.ReplayResult, console: Console) -> None:
+def _serving(settings: services.StackSettings, console: Console) -> ServingModel | None:
+    """The model the inference server actually served, with its card's gate verdict."""
+    import grpc
+
+    try:
+        models = serving_models(
+            f"127.0.0.1:{settings.ports.inference_grpc}", settings.credentials().token("inference")
+        )
+    except grpc.RpcError as exc:
+        console.print(f"[yellow]inference GetModelStatus: {exc.code().name}[/]")
+        return None
+    return models[0] if models else None
+
+
+def _serving_figures(m: ServingModel | None) -> dict[str, object]:
+    if m is None:
+        return {}
+    out: dict[str, object] = {"model_name": m.name, "model_version": m.version, "model_gate": m.gate}
+    if m.validated:
+        out |= {
+            "model_gate_passed": int(m.gate_passed),
+            "model_sharpe": round(m.sharpe, 3),
+            "model_sharpe_ci_low": round(m.sharpe_ci_low, 3),
+            "model_sharpe_ci_high": round(m.sharpe_ci_high, 3),
+            "model_deflated_sharpe": round(m.deflated_sharpe, 4),
+            "model_n_trials": m.n_trials,
+        }
+    return out
+
+
+def _summary(
+    stats: observe.PipelineStats,
+    result: replay.ReplayResult,
+    console: Console,
+    serving: ServingModel | None = None,
+) -> None:
     table = Table(title="Demo summary", show_header=False)
     table.add_column(no_wrap=True)
     table.add_column()
+    if serving is not None:
+        style = {"PASSED": "green", "FAILED": "red", "UNVALIDATED": "yellow"}[serving.gate]
+        table.add_row("model trading", f"[{style}]{serving.summary}[/]")
+        if serving.gate != "PASSED":
+            table.add_row("", f"[{style}]not a validated model: {serving.verdict or 'no gate verdict'}[/]")
     table.add_row("ticks replayed", f"{result.pushed:,} ({result.ticks_per_s:,.0f}/s, lost {result.lost})")
     table.add_row("ticks published by the collector", f"{stats.md_ticks:,}")
     bars = " ".join(f"{view.timeframe(p)}:{n}" for p, n in sorted(stats.bars.items()))

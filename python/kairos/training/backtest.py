@@ -12,7 +12,7 @@ exactly the same bars, and the decision at a fold's last bar is flat (the fold e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,10 @@ class StrategyResult:
     folds: list[Metrics]
     overall: Metrics
     equity: FloatArray  # cumulative net return over the concatenated folds
+    # Per-fold per-bar arrays, for the statistics and the gate (kairos.training.gate.OOSResult).
+    fold_gross: list[FloatArray] = field(default_factory=list)
+    fold_net: list[FloatArray] = field(default_factory=list)
+    fold_pos: list[FloatArray] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -171,7 +175,7 @@ def run_strategy(
     # Each fold starts flat: count its entries, which the concatenated positions would hide.
     overall.trades = sum(m.trades for m in per_fold)
     overall.turnover = sum(m.turnover * m.bars for m in per_fold) / max(overall.bars, 1)
-    return StrategyResult(name, per_fold, overall, np.cumsum(n))
+    return StrategyResult(name, per_fold, overall, np.cumsum(n), all_gross, all_net, all_pos)
 
 
 @dataclass

@@ -6,8 +6,8 @@ repeated alone. Exit codes scripts can rely on:
     0  success
     1  usage error: bad option, or an earlier step's output is missing
     2  bad input data (the message names file, line and field)
-    3  the model did not beat the baselines, or learned nothing (its calibrated loss is not below the
-       class priors'), so it was not exported/registered (the reason is printed)
+    3  the model failed the gate, or learned nothing (its calibrated loss is not below the class
+       priors'), so it was not registered (every failed condition or the reason is printed)
     4  export failed: ONNX check or ONNX Runtime parity
     5  the MLflow tracking store failed
   130  interrupted
@@ -15,7 +15,6 @@ repeated alone. Exit codes scripts can rely on:
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -36,8 +35,8 @@ DEFAULT_RUN = Path(".kairos/runs/latest")
 app = typer.Typer(
     name="kairos-train",
     help="Train Kairos models on real market data: import, train (walk-forward), export ONNX, "
-    "backtest against baselines, register in MLflow. Exit codes: 0 ok, 1 usage, 2 bad data, "
-    "3 not better than the baselines (not registered), 4 export/parity failure, 5 MLflow failure.",
+    "backtest against baselines, gate, register in MLflow. Exit codes: 0 ok, 1 usage, 2 bad data, "
+    "3 failed the gate (not registered), 4 export/parity failure, 5 MLflow failure.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -151,7 +150,35 @@ CommOpt = Annotated[
     float, typer.Option("--commission", min=0.0, help="Commission per side, fraction of notional.")
 ]
 NameOpt = Annotated[
-    str | None, typer.Option("--name", help="Model name (default: kairos-<symbol from the data>).")
+    str | None,
+    typer.Option(
+        "--name", help="Model name (default: kairos-<symbol>, the symbol from --symbol or the data)."
+    ),
+]
+SymbolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--symbol",
+        help="Trading symbol of the data (e.g. EURUSD), for the model name when the file name has none.",
+    ),
+]
+SignificanceOpt = Annotated[
+    str,
+    typer.Option(
+        "--significance",
+        help="Gate test: dsr (deflated Sharpe p < --gate-alpha) or bootstrap (interval lower bound > 0).",
+    ),
+]
+GateAlphaOpt = Annotated[
+    float, typer.Option("--gate-alpha", min=1e-6, max=0.5, help="Gate significance level.")
+]
+PriorTrialsOpt = Annotated[
+    int,
+    typer.Option(
+        "--prior-trials",
+        min=0,
+        help="Configurations tried on this data before this run (they deflate the Sharpe: be honest).",
+    ),
 ]
 VersionOpt = Annotated[
     str | None, typer.Option("--version", help="Model version in the card (default: arch-datahash).")
@@ -165,7 +192,7 @@ UriOpt = Annotated[
     ),
 ]
 ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Register even if the model did not beat the baselines (tagged).")
+    bool, typer.Option("--force", help="Register even if the model failed the gate (tagged).")
 ]
 
 
@@ -441,21 +468,31 @@ def train(
     _do_train(run, tcfg, lcfg, _search_cfg(search, trials, timeout, search_families, search_folds))
 
 
-def _default_name(run: Path) -> str:
+def _source(run: Path) -> str:
     import json
 
-    imp = run / "import.json"
-    source = json.loads(imp.read_text())["source"] if imp.exists() else ""
-    m = re.search(r"([A-Za-z]{6})", Path(source.removeprefix("sample:")).name)
-    return f"kairos-{m.group(1).lower()}" if m else "kairos-model"
+    from kairos.training.pipeline import _need
+
+    return str(json.loads(_need(run, "import.json", "import").read_text())["source"])
 
 
-def _do_export(run: Path, name: str | None, version: str | None, out_dir: Path | None) -> Any:
+def _model_name(run: Path, name: str | None, symbol: str | None, source: str | None = None) -> str:
+    from kairos.training.registry import NamingError, model_name
+
+    try:
+        return model_name(source if source is not None else _source(run), name=name, symbol=symbol)
+    except NamingError as e:
+        raise CliFailure(EXIT_USAGE, str(e)) from e
+
+
+def _do_export(
+    run: Path, name: str | None, version: str | None, out_dir: Path | None, symbol: str | None = None
+) -> Any:
     import json
 
     from kairos.training import pipeline
 
-    name = name or _default_name(run)
+    name = _model_name(run, name, symbol)
     if version is None:
         imp = json.loads((run / "import.json").read_text()) if (run / "import.json").exists() else {}
         arch = (
@@ -477,33 +514,70 @@ def _do_export(run: Path, name: str | None, version: str | None, out_dir: Path |
 
 @app.command()
 def export(
-    run: RunOpt = DEFAULT_RUN, name: NameOpt = None, version: VersionOpt = None, out_dir: OutOpt = None
+    run: RunOpt = DEFAULT_RUN,
+    name: NameOpt = None,
+    symbol: SymbolOpt = None,
+    version: VersionOpt = None,
+    out_dir: OutOpt = None,
 ) -> None:
     """Export the final model as one ONNX file plus model card; check it against ONNX Runtime (parity)."""
-    _do_export(run, name, version, out_dir)
+    _do_export(run, name, version, out_dir, symbol)
 
 
-def _do_backtest(run: Path, commission: float | None) -> dict[str, Any]:
+def _gate_config(significance: str, gate_alpha: float, seed: int = 0) -> Any:
+    from kairos.training.gate import GateConfig
+
+    if significance not in ("dsr", "bootstrap"):
+        raise CliFailure(EXIT_USAGE, f"--significance must be dsr or bootstrap, not {significance!r}")
+    return GateConfig(
+        significance=cast(Literal["dsr", "bootstrap"], significance), alpha=gate_alpha, seed=seed
+    )
+
+
+def _do_backtest(
+    run: Path, commission: float | None, gate_cfg: Any = None, prior_trials: int = 0
+) -> dict[str, Any]:
     from kairos.training import pipeline
 
-    rep = pipeline.step_backtest(run, commission)
-    t = Table(title="out-of-sample backtest (validation folds, costs included)")
-    for c in ("strategy", "mean fold Sharpe", "Sharpe", "return", "hit rate", "max DD", "turnover", "trades"):
+    rep = pipeline.step_backtest(run, commission, gate_cfg=gate_cfg, prior_trials=prior_trials)
+    level = rep["stats"]["model"]["sharpe_ci_level"]
+    t = Table(
+        title=f"out of sample (validation folds), net of costs; {rep['trials']['n']} trials behind the "
+        "learned models"
+    )
+    for c in (
+        "strategy",
+        "Sharpe",
+        f"{level:.0%} interval",
+        "PSR(0)",
+        "DSR",
+        "net",
+        "gross",
+        "break-even/unit",
+    ):
         t.add_column(c)
-    for k, s in rep["strategies"].items():
-        o = s["overall"]
+    t.add_column("hold (bars)")
+    t.add_column("trades")
+    for k, f in rep["stats"].items():
         t.add_row(
             k,
-            f"{s['mean_fold_sharpe']:.3f}",
-            f"{o['sharpe']:.3f}",
-            f"{o['total_return'] * 1e4:.1f} bp",
-            f"{o['hit_rate']:.3f}",
-            f"{o['max_drawdown'] * 1e4:.1f} bp",
-            f"{o['turnover']:.3f}",
-            str(o["trades"]),
+            f"{f['sharpe']:.2f}",
+            f"[{f['sharpe_ci_low']:.2f}, {f['sharpe_ci_high']:.2f}]",
+            f"{f['psr']:.3f}",
+            f"{f['dsr']:.3f}" if f["n_trials"] > 1 or k == "model" else "-",
+            f"{f['net_return'] * 1e4:+.1f} bp",
+            f"{f['gross_return'] * 1e4:+.1f} bp",
+            f"{f['break_even_cost'] * 1e4:.2f} bp",
+            f"{f['mean_holding_bars']:.1f}",
+            str(f["trades"]),
         )
     out.print(t)
-    out.print(f"verdict: {rep['reason']}")
+    g = rep["gate"]
+    out.print(f"gate: {'PASSED' if g['passed'] else 'FAILED'}")
+    for c in g["conditions"]:
+        out.print(f"  {'pass' if c['passed'] else 'FAIL'}  {c['name']}: {c['text']}", highlight=False)
+    if rep.get("pbo"):
+        out.print(f"probability of backtest overfitting (CSCV): {rep['pbo']['pbo']:.2f}")
     out.print(f"report: {run / 'report.md'}, {run / 'report.json'}, {run / 'equity.png'}")
     return rep
 
@@ -514,13 +588,23 @@ def backtest(
     commission: Annotated[
         float | None, typer.Option("--commission", min=0.0, help="Override the label's commission.")
     ] = None,
+    significance: SignificanceOpt = "dsr",
+    gate_alpha: GateAlphaOpt = 0.05,
+    prior_trials: PriorTrialsOpt = 0,
 ) -> None:
-    """Backtest the fold predictions and the baselines (flat, buy-and-hold, momentum, logistic regression)."""
-    _do_backtest(run, commission)
+    """Backtest the fold predictions and the baselines (flat, buy-and-hold, momentum, logistic
+    regression) with honest statistics, and the gate's verdict."""
+    _do_backtest(run, commission, _gate_config(significance, gate_alpha), prior_trials)
 
 
 def _do_register(
-    run: Path, name: str | None, alias: str | None, uri: str | None, force: bool, register: bool = True
+    run: Path,
+    name: str | None,
+    alias: str | None,
+    uri: str | None,
+    force: bool,
+    register: bool = True,
+    symbol: str | None = None,
 ) -> None:
     import json
 
@@ -530,7 +614,7 @@ def _do_register(
     card_name = None
     if (run / "model.card.json").exists():
         card_name = json.loads((run / "model.card.json").read_text())["name"]
-    name = name or card_name or _default_name(run)
+    name = name or (_model_name(run, None, symbol) if symbol else card_name) or _model_name(run, None, None)
     try:
         res = registry.log_and_register(
             run, tracking_uri=uri, name=name, alias=alias, register=register, force=force
@@ -557,12 +641,13 @@ def _do_register(
 def register(
     run: RunOpt = DEFAULT_RUN,
     name: NameOpt = None,
+    symbol: SymbolOpt = None,
     alias: AliasOpt = "champion",
     tracking_uri: UriOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Log the run to MLflow and register the model with an alias, only if it beat every baseline."""
-    _do_register(run, name, alias, tracking_uri, force)
+    """Log the run to MLflow and register the model with an alias, only if it passed the gate."""
+    _do_register(run, name, alias, tracking_uri, force, symbol=symbol)
 
 
 @app.command("run")
@@ -602,6 +687,7 @@ def run_all(
     search_families: FamiliesOpt = "lgbm,logreg,mlp",
     search_folds: SearchFoldsOpt = 3,
     name: NameOpt = None,
+    symbol: SymbolOpt = None,
     version: VersionOpt = None,
     out_dir: OutOpt = None,
     alias: AliasOpt = "champion",
@@ -610,8 +696,11 @@ def run_all(
         bool, typer.Option("--register/--no-register", help="Log to MLflow and register.")
     ] = True,
     force: ForceOpt = False,
+    significance: SignificanceOpt = "dsr",
+    gate_alpha: GateAlphaOpt = 0.05,
+    prior_trials: PriorTrialsOpt = 0,
 ) -> None:
-    """All steps: import, train, backtest, export, then (unless --no-register) log and register."""
+    """All steps: import, train, backtest and gate, export, then (unless --no-register) log and register."""
     tcfg, lcfg = _configs(
         arch,
         window,
@@ -633,10 +722,12 @@ def run_all(
         seeds,
         uniqueness,
     )
+    name = _model_name(run, name, symbol, source=data)  # before any work: a nameless run fails fast
+    gate_cfg = _gate_config(significance, gate_alpha, seed)
     scfg = _search_cfg(search, trials, timeout, search_families, search_folds)
     _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars, time_column, time_format)
     info = _do_train(run, tcfg, lcfg, scfg)
-    _do_backtest(run, None)  # before export, so the card carries the validation metrics
+    _do_backtest(run, None, gate_cfg, prior_trials)  # before export, so the card carries the verdict
     if info["learned_nothing"]:
         raise CliFailure(EXIT_NOT_GOOD_ENOUGH, "learned nothing: no model exported or registered (see above)")
     _do_export(run, name, version, out_dir)

@@ -34,6 +34,7 @@ from kairos.training.policy import Params, PolicyConfig, class_moves
 if TYPE_CHECKING:
     from kairos.training.backtest import FillModel
     from kairos.training.export import ExportResult
+    from kairos.training.gate import GateConfig, OOSResult
     from kairos.training.search import SearchConfig, TrialCallback
     from kairos.training.train import EpochCallback, Model, TrainConfig
 
@@ -277,6 +278,40 @@ def load_model(run_dir: Path) -> tuple[Model, np.ndarray[Any, Any]]:
 # ----------------------------------------------------------------------------------------------- export
 
 
+def card_metrics(rep: dict[str, Any]) -> dict[str, Any]:
+    """What the model card says about how good the model is: out of sample, after costs, with the
+    bootstrap interval, the trials behind it, and the gate's verdict (what `kairos status` shows)."""
+    f = rep["stats"][CANDIDATE]
+    g = rep["gate"]
+    model = rep["strategies"][CANDIDATE]["overall"]
+    return {
+        "validation": f"walk-forward, {len(rep['folds'])} folds, out of sample, net of costs",
+        "gate": {
+            "passed": g["passed"],
+            "reason": g["reason"],
+            "conditions": {c["name"]: c["passed"] for c in g["conditions"]},
+        },
+        "n_trials": rep["trials"]["n"],
+        "sharpe": f["sharpe"],
+        "sharpe_ci": [f["sharpe_ci_low"], f["sharpe_ci_high"]],
+        "sharpe_ci_level": f["sharpe_ci_level"],
+        "fold_sharpes": f["fold_sharpes"],
+        "psr": f["psr"],
+        "dsr": f["dsr"],
+        "net_return": f["net_return"],
+        "gross_return": f["gross_return"],
+        "cost_per_unit": f["cost_per_unit"],
+        "break_even_cost": f["break_even_cost"],
+        "mean_holding_bars": f["mean_holding_bars"],
+        "alpha_vs_buy_and_hold": f.get("vs_buy_and_hold"),
+        "pbo": rep["pbo"]["pbo"] if rep.get("pbo") else None,
+        "baseline_sharpes": {k: v["sharpe"] for k, v in rep["stats"].items() if k != CANDIDATE},
+        "model_hit_rate": model["hit_rate"],
+        "model_max_drawdown": model["max_drawdown"],
+        "model_turnover": model["turnover"],
+    }
+
+
 def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = None) -> ExportResult:
     from kairos.training.export import export_onnx
 
@@ -304,14 +339,7 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         rep = _read_json(report_path)
         if "policy" in rep:
             policy = DecisionPolicy.from_dict(rep["policy"], str(report_path))
-        metrics = {
-            "validation": "walk-forward, mean over folds",
-            "beats_baselines": rep["beats_baselines"],
-            **{f"{k}_mean_fold_sharpe": v["mean_fold_sharpe"] for k, v in rep["strategies"].items()},
-            "model_hit_rate": rep["strategies"]["model"]["overall"]["hit_rate"],
-            "model_max_drawdown": rep["strategies"]["model"]["overall"]["max_drawdown"],
-            "model_turnover": rep["strategies"]["model"]["overall"]["turnover"],
-        }
+        metrics = card_metrics(rep)
     card = ModelCard(
         name=name,
         version=version,
@@ -382,20 +410,60 @@ def final_policy(bars: pd.DataFrame, run: dict[str, Any], cfg: PolicyConfig) -> 
     return cfg.policy(*class_moves(close, labels, idx, int(run["label"]["horizon"])))
 
 
+MARKET, RULES, NEVER_TRADES = ("buy_and_hold",), ("momentum",), ("flat",)
+CANDIDATE = "model"
+
+
+def oos_results(cmp: Any, ppy: float) -> dict[str, OOSResult]:
+    """Every strategy of a backtest comparison as a gate input; flat (never trades) is left out, its
+    bar is the gate's net-return condition. Strategies other than the market and rule baselines are
+    learned models (today the candidate and the logistic regression)."""
+    from kairos.training.gate import OOSResult, Role
+
+    out = {}
+    for name, r in cmp.strategies.items():
+        if name in NEVER_TRADES:
+            continue
+        role: Role = "market" if name in MARKET else "rule" if name in RULES else "learned"
+        out[name] = OOSResult(name, role, r.fold_net, r.fold_gross, r.fold_pos, ppy)
+    return out
+
+
+def pbo_of(results: dict[str, OOSResult]) -> dict[str, Any] | None:
+    """PBO (CSCV) over the configurations the champion is chosen from: the learned models and rules."""
+    from kairos.training import stats
+
+    chosen = [r for r in results.values() if r.role in ("learned", "rule")]
+    bars = chosen[0].bars if chosen else 0
+    blocks = min(16, (bars // 40) // 2 * 2)  # >= 20 bars per block half; 16 blocks = 12,870 splits
+    if len(chosen) < 2 or blocks < 4:
+        return None
+    m = np.column_stack([r.net_all for r in chosen])
+    res = stats.pbo_cscv(m, n_blocks=blocks)
+    return {**res.to_dict(), "blocks": blocks, "configurations": [r.name for r in chosen]}
+
+
 def step_backtest(
     run_dir: Path,
     commission: float | None = None,
     policy_cfg: PolicyConfig | None = None,
     fill: FillModel | None = None,
+    gate_cfg: GateConfig | None = None,
+    prior_trials: int = 0,
 ) -> dict[str, Any]:
     """Backtest the fold predictions through the decision policy with live-like fills (and the
-    baselines); the report carries the policy the card will hold."""
+    baselines); the report carries the policy the card will hold. Then the gate: the candidate
+    (``model``) against the other learned models, the rules and the market, given the trials behind
+    it (the learned models of this run plus ``prior_trials`` configurations tried before on this data)."""
     bars, imp = load_run_bars(run_dir)
     run = _read_json(_need(run_dir, "run.json", "train"))
     oos = np.load(_need(run_dir, "oos.npz", "train"))
-    from kairos.training.backtest import BarPrices, FillModel, compare, plot_equity
+    from kairos.training import stats as st
+    from kairos.training.backtest import BarPrices, FillModel, compare, periods_per_year, plot_equity
+    from kairos.training.gate import GateConfig, gate, summarize
 
     cfg = policy_cfg or PolicyConfig()
+    gcfg = gate_cfg or GateConfig()
     n_folds = len(run["folds"])
     fold_idx = [oos[f"val_{k}"] for k in range(n_folds)]
     label = run["label"]
@@ -423,8 +491,44 @@ def step_backtest(
         vol,
     )
     card_policy = cfg.policy(*class_moves(close, labels, idx, horizon))
+    results = oos_results(cmp, periods_per_year(times_ms))
+    candidate = results[CANDIDATE]
+    others = [r for k, r in results.items() if k != CANDIDATE]
+    learned = [r.name for r in results.values() if r.role == "learned"]
+    # Every configuration tried on these folds is a trial: the candidate family's search trials, each
+    # other model family trained (backtested or not), and what the user declares was tried before.
+    families = list(run.get("models", {})) or learned
+    searched = int(run.get("trials", 1))
+    n_trials = searched + max(len(families), len(learned)) - 1 + prior_trials
+    verdict = gate(candidate, others, n_trials, gcfg)
+    market = next((r for r in others if r.role == "market"), None)
+    trial_sharpes = [st.sharpe_per_bar(results[k].net_all) for k in learned]
+    figures = {CANDIDATE: verdict.figures}
+    for r in others:
+        # The other learned models are trials of the same search: deflated by the same count.
+        is_trial = r.role == "learned"
+        figures[r.name] = summarize(
+            r,
+            cfg=gcfg,
+            n_trials=n_trials if is_trial else 1,
+            trial_sharpes=trial_sharpes if is_trial else None,
+            market=None if r is market else market,
+        )
+    cmp_dict = cmp.to_dict()
+    cmp_dict.pop("beats_baselines", None)  # the gate's verdict replaces the mean-fold-Sharpe comparison
+    cmp_dict.pop("reason", None)
     report = {
-        **cmp.to_dict(),
+        **cmp_dict,
+        "gate": verdict.to_dict(),
+        "stats": figures,
+        "trials": {
+            "n": n_trials,
+            "search": searched,
+            "families": families,
+            "learned_in_run": learned,
+            "prior": prior_trials,
+        },
+        "pbo": pbo_of(results),
         "commission_per_side": comm,
         "fill": asdict(fill),
         "policy": card_policy.to_dict(),
@@ -446,13 +550,71 @@ def step_backtest(
 
 
 def render_report(rep: dict[str, Any]) -> str:
+    """The report: every figure out of sample (validation folds), after costs, with its uncertainty
+    and the number of trials behind it; then the gate's verdict condition by condition."""
+    g = rep["gate"]
+    n_trials = rep["trials"]["n"]
+    level = next(iter(rep["stats"].values()))["sharpe_ci_level"] if rep["stats"] else 0.95
     lines = [
         f"# Backtest: {rep['architecture']} vs baselines",
         "",
         f"Data: {rep['dataset']['source']} ({rep['dataset']['bars']} bars, {rep['dataset']['first']} .. "
         f"{rep['dataset']['last']}), spread: {rep['spread']}, "
         f"commission {rep['commission_per_side']:g} per side.",
-        f"Out-of-sample: {len(rep['folds'])} walk-forward validation folds, every strategy on the same bars.",
+        f"Out of sample: {len(rep['folds'])} walk-forward validation folds, every strategy on the same "
+        f"bars, after costs. Trials behind the learned models: {n_trials} "
+        f"({rep['trials'].get('search', 1)} configuration(s) of the candidate, model families "
+        f"{', '.join(rep['trials'].get('families', rep['trials']['learned_in_run']))}, "
+        f"{rep['trials']['prior']} declared before).",
+        "",
+        f"## Verdict: {'PASSED' if g['passed'] else 'FAILED'}",
+        "",
+        "| condition | figure | threshold | result |",
+        "|---|---|---|---|",
+    ]
+    for c in g["conditions"]:
+        result = "pass" if c["passed"] else "FAIL"
+        lines.append(f"| {c['name']} | {c['figure']:.4g} | {c['threshold']:.4g} | {result} |")
+    lines += ["", g["reason"] + ".", ""]
+    lines += [
+        "## Honest statistics (net of costs)",
+        "",
+        f"| strategy | Sharpe | {level:.0%} interval | PSR(0) | DSR | net return | gross return | cost/unit "
+        "| break-even cost/unit | mean holding | trades | alpha vs buy-and-hold | beta |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in rep["stats"].items():
+        reg = f.get("vs_buy_and_hold")
+        alpha = (
+            f"{reg['alpha_annual'] * 1e4:+.0f} ± {reg['alpha_se'] * f['periods_per_year'] * 1e4:.0f} bp/y"
+            if reg
+            else "-"
+        )
+        beta = f"{reg['beta']:.2f} ± {reg['beta_se']:.2f}" if reg else "-"
+        dsr = f"{f['dsr']:.3f} (N={f['n_trials']})" if f["n_trials"] > 1 or name == CANDIDATE else "-"
+        lines.append(
+            f"| {name} | {f['sharpe']:.2f} | [{f['sharpe_ci_low']:.2f}, {f['sharpe_ci_high']:.2f}] | "
+            f"{f['psr']:.3f} | {dsr} | {f['net_return'] * 1e4:+.1f} bp | {f['gross_return'] * 1e4:+.1f} bp | "
+            f"{f['cost_per_unit'] * 1e4:.2f} bp | {f['break_even_cost'] * 1e4:.2f} bp | "
+            f"{f['mean_holding_bars']:.1f} bars | {f['trades']} | {alpha} | {beta} |"
+        )
+    boot = rep["stats"][CANDIDATE]["bootstrap"] if CANDIDATE in rep["stats"] else None
+    if boot:
+        lines += [
+            "",
+            f"Interval: {boot['method']} block bootstrap, mean block {boot['mean_block_bars']:.0f} bars, "
+            f"{boot['replicates']} replicates. DSR: probability that the true Sharpe exceeds the best of "
+            f"N unskilled trials (expected max Sharpe {rep['stats'][CANDIDATE]['expected_max_sharpe']:.2f}).",
+        ]
+    if rep.get("pbo"):
+        p = rep["pbo"]
+        lines.append(
+            f"Probability of backtest overfitting (CSCV, {p['blocks']} blocks, {p['n_splits']} splits, "
+            f"choosing among {', '.join(p['configurations'])}): {p['pbo']:.2f}."
+        )
+    lines += [
+        "",
+        "## Per strategy (walk-forward folds)",
         "",
         "| strategy | mean fold Sharpe | Sharpe (all folds) | total return | hit rate | max drawdown "
         "| turnover | trades |",
@@ -465,5 +627,5 @@ def render_report(rep: dict[str, Any]) -> str:
             f"{o['total_return'] * 1e4:.1f} bp | "
             f"{o['hit_rate']:.3f} | {o['max_drawdown'] * 1e4:.1f} bp | {o['turnover']:.3f} | {o['trades']} |"
         )
-    lines += ["", f"Verdict: {rep['reason']}.", "", "![equity](equity.png)", ""]
+    lines += ["", "![equity](equity.png)", ""]
     return "\n".join(lines)

@@ -1,5 +1,7 @@
 """MLflow: log a run (params, metrics, dataset hash, git SHA, seed, the ONNX model with signature and
-card, the report) and register the model under an alias, only when it beat the baselines.
+card, the report) and register the model under an alias, only when it passed the gate
+(kairos.training.gate: net return, deflated Sharpe, the strongest other model). Model names come
+from the symbol in the data (``model_name``), never one shared default.
 
 Default store: ``sqlite:///<root>/.kairos/mlflow.db`` with artifacts in ``<root>/.kairos/mlartifacts``,
 where <root> is the nearest directory above the working directory holding ``.git`` (else the working
@@ -12,6 +14,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,65 @@ def _artifact_root(uri: str) -> str | None:
     return None
 
 
+# ISO 4217 codes a trading symbol is built from (majors, minors, metals) plus the common crypto assets.
+_CODES = (
+    "USD EUR GBP JPY CHF CAD AUD NZD SEK NOK DKK PLN HUF CZK TRY ZAR MXN SGD HKD CNH CNY RUB ILS INR"
+    " KRW THB BRL XAU XAG XPT XPD BTC ETH LTC XRP SOL ADA DOT BNB DOGE USDT"
+)
+CURRENCIES = frozenset(_CODES.split())
+
+
+class NamingError(ValueError):
+    """No registry name can be derived: the data names no symbol and no --name/--symbol was given."""
+
+
+def symbol_of(source: str) -> str | None:
+    """The trading symbol named in a data source's file name (``EURUSD_M1.csv``, ``gbpusd-m1-bid``,
+    ``sample:eurusd-h1``, ``btcusd-perp``, ``USDJPYm_H1``): two known currency or asset codes back to
+    back at the start of a word."""
+    stem = Path(source.removeprefix("sample:")).name.upper()
+    for m in re.finditer(r"(?<![A-Z])[A-Z]{6,}", stem):
+        word = m.group(0)  # a broker suffix may follow: EURUSDm, EURUSD.pro
+        for split in (3, 4):
+            base = word[:split]
+            for qlen in (4, 3):
+                quote = word[split : split + qlen]
+                if len(quote) == qlen and base in CURRENCIES and quote in CURRENCIES and base != quote:
+                    return base + quote
+    return None
+
+
+def model_name(source: str, *, name: str | None = None, symbol: str | None = None) -> str:
+    """The registered model name: ``name`` as given, else ``kairos-<symbol>`` from ``symbol`` or from
+    the data's file name. Runs on different markets never share a name (and so never take each
+    other's champion alias)."""
+    if name:
+        return name
+    sym = symbol or symbol_of(source)
+    if not sym:
+        raise NamingError(
+            f"no trading symbol in the data source name {source!r}: pass --symbol (e.g. --symbol EURUSD) "
+            "or --name so this model is not registered under a name shared with other markets"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", sym):
+        raise NamingError(f"--symbol {sym!r}: use letters, digits, '.', '_' or '-'")
+    return f"kairos-{sym.lower()}"
+
+
+def _numeric(prefix: str, d: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a nested dict as flat MLflow metric names (lists by index; non-numbers skipped)."""
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_numeric(key + ".", v))
+        elif isinstance(v, list):
+            out.update(_numeric(key + ".", {str(i): x for i, x in enumerate(v)}))
+        elif isinstance(v, bool) or (isinstance(v, int | float) and np.isfinite(v)):
+            out[key] = float(v)
+    return out
+
+
 @dataclass
 class RegisterResult:
     run_id: str
@@ -75,8 +137,9 @@ def _flat(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
 def log_and_register(
     run_dir: Path, *, tracking_uri: str, name: str, alias: str | None, register: bool, force: bool = False
 ) -> RegisterResult:
-    """Log the run; register ``name`` and point ``alias`` at it only if the report says the model
-    beat the baselines (or ``force``, recorded as a tag)."""
+    """Log the run; register ``name`` and point ``alias`` at it only if the model passed the gate
+    (or ``force``, recorded as a tag). The run carries every honest figure of every strategy (out of
+    sample, net of costs, with intervals and the trials behind them) and the verdict."""
     import mlflow
     import mlflow.onnx
     import onnx
@@ -97,6 +160,8 @@ def log_and_register(
             raise StepError(f"{p} not found: run `kairos-train {step} --run {run_dir}` first")
     card = ModelCard.load(card_path)
     report = json.loads(report_path.read_text())
+    verdict = report["gate"]
+    passed = bool(verdict["passed"])
     run_info = json.loads((run_dir / "run.json").read_text())
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +191,8 @@ def log_and_register(
                 "dataset.source": card.dataset.get("source"),
                 "dataset.timeframe_s": card.timeframe_s,
                 "dataset.bars": card.dataset.get("bars"),
+                "gate.n_trials": verdict["n_trials"],
+                **_flat("gate.", verdict["config"]),
             }
             mlflow.log_params({k: ("None" if v is None else v) for k, v in params.items()})
             mlflow.set_tags(
@@ -133,8 +200,9 @@ def log_and_register(
                     "git_sha": run_info["git_sha"],
                     "dataset_sha256": card.dataset.get("sha256", ""),
                     "feature_schema_hash": card.feature_schema_hash,
-                    "beats_baselines": str(report["beats_baselines"]),
-                    "verdict": report["reason"],
+                    "gate_passed": str(passed),
+                    # MLflow tag values are limited to 5,000 characters; the full verdict is in report.json.
+                    "verdict": verdict["reason"][:4900],
                 }
             )
             metrics: dict[str, float] = {}
@@ -142,6 +210,15 @@ def log_and_register(
                 metrics[f"{strat}.mean_fold_sharpe"] = s["mean_fold_sharpe"]
                 for k, v in s["overall"].items():
                     metrics[f"{strat}.{k}"] = float(v)
+            for strat, f in report["stats"].items():
+                metrics.update(_numeric(f"oos.{strat}.", {k: v for k, v in f.items() if k != "bootstrap"}))
+            metrics["gate.passed"] = float(passed)
+            metrics["gate.n_trials"] = float(verdict["n_trials"])
+            for c in verdict["conditions"]:
+                metrics[f"gate.{c['name']}.figure"] = float(c["figure"])
+                metrics[f"gate.{c['name']}.passed"] = float(c["passed"])
+            if report.get("pbo"):
+                metrics["oos.pbo"] = float(report["pbo"]["pbo"])
             export_json = run_dir / "export.json"
             if export_json.exists():
                 metrics["onnx.parity_max_abs_diff"] = json.loads(export_json.read_text())["max_abs_diff"]
@@ -167,13 +244,13 @@ def log_and_register(
             ):
                 if p.exists():
                     mlflow.log_artifact(str(p))
-            if force and not report["beats_baselines"]:
+            if force and not passed:
                 mlflow.set_tag("registered_by_force", "true")
-        result = RegisterResult(run.info.run_id, info.model_uri, False, report["reason"])
+        result = RegisterResult(run.info.run_id, info.model_uri, False, verdict["reason"])
         if not register:
-            result.reason = "registration not requested; " + report["reason"]
+            result.reason = "registration not requested; " + verdict["reason"]
             return result
-        if not report["beats_baselines"] and not force:
+        if not passed and not force:
             return result
         mv = mlflow.register_model(info.model_uri, name)
         result.registered = True
@@ -181,6 +258,6 @@ def log_and_register(
         if alias:
             client.set_registered_model_alias(name, alias, mv.version)
             result.alias_uri = f"models:/{name}@{alias}"
-        if force and not report["beats_baselines"]:
-            result.reason = "registered with --force although: " + report["reason"]
+        if force and not passed:
+            result.reason = "registered with --force although: " + verdict["reason"]
         return result

@@ -57,12 +57,25 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
     assert (run_dir / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((run_dir / "report.json").read_text())
     assert set(report["strategies"]) == {"model", "flat", "buy_and_hold", "momentum", "logreg"}
-    assert report["reason"] and isinstance(report["beats_baselines"], bool)
-    assert "| model |" in (run_dir / "report.md").read_text()
+    gate = report["gate"]
+    # Trials: one configuration of the candidate plus the other model families trained on the folds.
+    assert report["trials"]["families"] == ["mlp", "logreg", "lgbm"] and report["trials"]["search"] == 1
+    assert gate["reason"] and isinstance(gate["passed"], bool) and gate["n_trials"] == 3
+    assert [c["name"] for c in gate["conditions"]] == [
+        "net_return",
+        "deflated_sharpe",
+        "beats_" + max(("logreg", "momentum"), key=lambda k: report["stats"][k]["sharpe"]),
+        "alpha_vs_buy_and_hold",
+    ]
+    md = (run_dir / "report.md").read_text()
+    assert "| model |" in md and "## Verdict" in md and "95% interval" in md and "Trials behind" in md
     card = ModelCard.load(run_dir / "model.card.json")
     card.check_schema()
     assert (card.window, card.timeframe_s, card.dataset["bars"]) == (8, 60, 3000)
-    assert card.metrics["beats_baselines"] == report["beats_baselines"]
+    assert card.metrics["gate"]["passed"] == gate["passed"]
+    assert card.metrics["n_trials"] == 3
+    low, high = card.metrics["sharpe_ci"]
+    assert low < card.metrics["sharpe"] < high
     assert card.dataset["sha256"] == json.loads((run_dir / "import.json").read_text())["sha256"]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["purge"] == 5 and len(run["folds"]) == 2 and run["git_sha"]
@@ -165,11 +178,11 @@ def test_mlflow_registers_only_a_model_that_beats_the_baselines_and_serves_it_by
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     real = json.loads((run_dir / "report.json").read_text())
     code = run_main(["register", "--run", str(run_dir), "--tracking-uri", uri, "--name", "kairos-test"])
-    if real["beats_baselines"]:
+    if real["gate"]["passed"]:
         assert code == 0
     else:  # the honest outcome on real data: logged, not registered, reason printed, exit 3
         assert code == 3
-        assert "not registered: model mean fold Sharpe" in capsys.readouterr().err
+        assert "not registered: model fails the gate: FAILED" in capsys.readouterr().err.replace("\n", " ")
         assert client.search_registered_models() == []
         exp = client.get_experiment_by_name("kairos-train")
         assert exp is not None and len(client.search_runs([exp.experiment_id])) == 1
@@ -178,7 +191,7 @@ def test_mlflow_registers_only_a_model_that_beats_the_baselines_and_serves_it_by
     shutil.copytree(run_dir, good)
     _oracle(good)
     assert run_main(["backtest", "--run", str(good)]) == 0
-    assert json.loads((good / "report.json").read_text())["beats_baselines"]
+    assert json.loads((good / "report.json").read_text())["gate"]["passed"]
     assert (
         run_main(
             [
@@ -211,6 +224,10 @@ def test_mlflow_registers_only_a_model_that_beats_the_baselines_and_serves_it_by
     run = client.get_run(mv.run_id)
     assert run.data.tags["dataset_sha256"].startswith("sha256:") and run.data.tags["git_sha"]
     assert run.data.params["seed"] == "0" and "model.mean_fold_sharpe" in run.data.metrics
+    m = run.data.metrics
+    assert m["gate.passed"] == 1.0 and m["gate.n_trials"] == 3.0 and run.data.tags["gate_passed"] == "True"
+    assert m["oos.model.sharpe_ci_low"] < m["oos.model.sharpe"] < m["oos.model.sharpe_ci_high"]
+    assert {"oos.model.dsr", "oos.model.psr", "oos.model.break_even_cost", "oos.logreg.sharpe"} <= set(m)
     card_path = mlflow.artifacts.download_artifacts(
         run_id=mv.run_id, artifact_path="model.card.json", dst_path=str(tmp_path)
     )
@@ -294,3 +311,20 @@ def test_too_little_data_to_train_is_a_data_error(tmp_path: Path, capsys: pytest
     args = ["run", "--data", "sample:eurusd-h1", "--max-bars", "150", "--run", str(tmp_path), "--no-register"]
     assert run_main(args) == 2
     assert "usable samples from 150 bars" in capsys.readouterr().err.replace("\n", " ")
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "text"),
+    [
+        ([], 1, "pass --symbol (e.g. --symbol EURUSD) or --name"),
+        (["--symbol", "EUR/USD"], 1, "--symbol 'EUR/USD': use letters"),
+    ],
+)
+def test_data_without_a_symbol_in_its_name_needs_name_or_symbol_before_any_work(
+    extra: list[str], code: int, text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "series.csv"
+    shutil.copy(GBPUSD_BID, data)
+    assert run_main(["run", "--data", str(data), "--run", str(tmp_path / "r"), *extra]) == code
+    assert text in capsys.readouterr().err.replace("\n", " ")
+    assert not (tmp_path / "r").exists()  # failed before the import

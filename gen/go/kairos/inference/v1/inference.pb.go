@@ -772,8 +772,11 @@ type ModelStatus struct {
 	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// Predictions made by this model since the server started.
 	PredictionsTotal uint64 `protobuf:"varint,11,opt,name=predictions_total,json=predictionsTotal,proto3" json:"predictions_total,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// What the model card says about the serving version's out-of-sample validation; unset when the
+	// card carries no gate verdict (an unvalidated model).
+	Validation    *ModelValidation `protobuf:"bytes,12,opt,name=validation,proto3" json:"validation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModelStatus) Reset() {
@@ -883,6 +886,132 @@ func (x *ModelStatus) GetPredictionsTotal() uint64 {
 	return 0
 }
 
+func (x *ModelStatus) GetValidation() *ModelValidation {
+	if x != nil {
+		return x.Validation
+	}
+	return nil
+}
+
+// ModelValidation is the registration gate's verdict on a model version and the figures behind it:
+// out of sample (walk-forward validation folds), after costs.
+type ModelValidation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the version passed the gate (see docs/adr/0083-honest-statistics-and-gate.md).
+	GatePassed bool `protobuf:"varint,1,opt,name=gate_passed,json=gatePassed,proto3" json:"gate_passed,omitempty"`
+	// The verdict in words: every failed condition with its figure, or every condition if it passed.
+	Verdict string `protobuf:"bytes,2,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// Annualised net Sharpe ratio over all validation folds.
+	Sharpe float64 `protobuf:"fixed64,3,opt,name=sharpe,proto3" json:"sharpe,omitempty"`
+	// Lower bound of the block-bootstrap interval of sharpe.
+	SharpeCiLow float64 `protobuf:"fixed64,4,opt,name=sharpe_ci_low,json=sharpeCiLow,proto3" json:"sharpe_ci_low,omitempty"`
+	// Upper bound of the block-bootstrap interval of sharpe.
+	SharpeCiHigh float64 `protobuf:"fixed64,5,opt,name=sharpe_ci_high,json=sharpeCiHigh,proto3" json:"sharpe_ci_high,omitempty"`
+	// Confidence level of the interval, e.g. 0.95.
+	SharpeCiLevel float64 `protobuf:"fixed64,6,opt,name=sharpe_ci_level,json=sharpeCiLevel,proto3" json:"sharpe_ci_level,omitempty"`
+	// Deflated Sharpe ratio: probability that the true Sharpe beats the best of n_trials unskilled trials.
+	DeflatedSharpe float64 `protobuf:"fixed64,7,opt,name=deflated_sharpe,json=deflatedSharpe,proto3" json:"deflated_sharpe,omitempty"`
+	// Configurations tried behind this model.
+	NTrials uint32 `protobuf:"varint,8,opt,name=n_trials,json=nTrials,proto3" json:"n_trials,omitempty"`
+	// Net return summed over the validation folds, fraction of notional.
+	NetReturn     float64 `protobuf:"fixed64,9,opt,name=net_return,json=netReturn,proto3" json:"net_return,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelValidation) Reset() {
+	*x = ModelValidation{}
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelValidation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelValidation) ProtoMessage() {}
+
+func (x *ModelValidation) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelValidation.ProtoReflect.Descriptor instead.
+func (*ModelValidation) Descriptor() ([]byte, []int) {
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ModelValidation) GetGatePassed() bool {
+	if x != nil {
+		return x.GatePassed
+	}
+	return false
+}
+
+func (x *ModelValidation) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *ModelValidation) GetSharpe() float64 {
+	if x != nil {
+		return x.Sharpe
+	}
+	return 0
+}
+
+func (x *ModelValidation) GetSharpeCiLow() float64 {
+	if x != nil {
+		return x.SharpeCiLow
+	}
+	return 0
+}
+
+func (x *ModelValidation) GetSharpeCiHigh() float64 {
+	if x != nil {
+		return x.SharpeCiHigh
+	}
+	return 0
+}
+
+func (x *ModelValidation) GetSharpeCiLevel() float64 {
+	if x != nil {
+		return x.SharpeCiLevel
+	}
+	return 0
+}
+
+func (x *ModelValidation) GetDeflatedSharpe() float64 {
+	if x != nil {
+		return x.DeflatedSharpe
+	}
+	return 0
+}
+
+func (x *ModelValidation) GetNTrials() uint32 {
+	if x != nil {
+		return x.NTrials
+	}
+	return 0
+}
+
+func (x *ModelValidation) GetNetReturn() float64 {
+	if x != nil {
+		return x.NetReturn
+	}
+	return 0
+}
+
 // Signal is a prediction turned into a trading intent, published on NATS as kairos.signal.<symbol>
 // for the execution service's policy.
 type Signal struct {
@@ -920,7 +1049,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1061,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1074,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{10}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Signal) GetSymbol() string {
@@ -1069,7 +1198,7 @@ type DecisionPolicy struct {
 
 func (x *DecisionPolicy) Reset() {
 	*x = DecisionPolicy{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[11]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1210,7 @@ func (x *DecisionPolicy) String() string {
 func (*DecisionPolicy) ProtoMessage() {}
 
 func (x *DecisionPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[11]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1223,7 @@ func (x *DecisionPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionPolicy.ProtoReflect.Descriptor instead.
 func (*DecisionPolicy) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{11}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DecisionPolicy) GetEntryEdge() float64 {
@@ -1218,7 +1347,7 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\"R\n" +
 	"\x16GetModelStatusResponse\x128\n" +
-	"\x06models\x18\x01 \x03(\v2 .kairos.inference.v1.ModelStatusR\x06models\"\xa9\x03\n" +
+	"\x06models\x18\x01 \x03(\v2 .kairos.inference.v1.ModelStatusR\x06models\"\xef\x03\n" +
 	"\vModelStatus\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
@@ -1234,7 +1363,22 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12+\n" +
-	"\x11predictions_total\x18\v \x01(\x04R\x10predictionsTotal\"\xa6\x03\n" +
+	"\x11predictions_total\x18\v \x01(\x04R\x10predictionsTotal\x12D\n" +
+	"\n" +
+	"validation\x18\f \x01(\v2$.kairos.inference.v1.ModelValidationR\n" +
+	"validation\"\xb9\x02\n" +
+	"\x0fModelValidation\x12\x1f\n" +
+	"\vgate_passed\x18\x01 \x01(\bR\n" +
+	"gatePassed\x12\x18\n" +
+	"\averdict\x18\x02 \x01(\tR\averdict\x12\x16\n" +
+	"\x06sharpe\x18\x03 \x01(\x01R\x06sharpe\x12\"\n" +
+	"\rsharpe_ci_low\x18\x04 \x01(\x01R\vsharpeCiLow\x12$\n" +
+	"\x0esharpe_ci_high\x18\x05 \x01(\x01R\fsharpeCiHigh\x12&\n" +
+	"\x0fsharpe_ci_level\x18\x06 \x01(\x01R\rsharpeCiLevel\x12'\n" +
+	"\x0fdeflated_sharpe\x18\a \x01(\x01R\x0edeflatedSharpe\x12\x19\n" +
+	"\bn_trials\x18\b \x01(\rR\anTrials\x12\x1d\n" +
+	"\n" +
+	"net_return\x18\t \x01(\x01R\tnetReturn\"\xa6\x03\n" +
 	"\x06Signal\x12\x16\n" +
 	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x19\n" +
 	"\btime_msc\x18\x02 \x01(\x03R\atimeMsc\x12<\n" +
@@ -1294,7 +1438,7 @@ func file_kairos_inference_v1_inference_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_inference_v1_inference_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kairos_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_kairos_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_kairos_inference_v1_inference_proto_goTypes = []any{
 	(ModelState)(0),                // 0: kairos.inference.v1.ModelState
 	(Direction)(0),                 // 1: kairos.inference.v1.Direction
@@ -1308,39 +1452,41 @@ var file_kairos_inference_v1_inference_proto_goTypes = []any{
 	(*GetModelStatusRequest)(nil),  // 9: kairos.inference.v1.GetModelStatusRequest
 	(*GetModelStatusResponse)(nil), // 10: kairos.inference.v1.GetModelStatusResponse
 	(*ModelStatus)(nil),            // 11: kairos.inference.v1.ModelStatus
-	(*Signal)(nil),                 // 12: kairos.inference.v1.Signal
-	(*DecisionPolicy)(nil),         // 13: kairos.inference.v1.DecisionPolicy
-	(*v1.TickBatch)(nil),           // 14: kairos.marketdata.v1.TickBatch
-	(*v1.Bar)(nil),                 // 15: kairos.marketdata.v1.Bar
-	(*v11.HopStamp)(nil),           // 16: kairos.types.v1.HopStamp
-	(*v1.BarBatch)(nil),            // 17: kairos.marketdata.v1.BarBatch
+	(*ModelValidation)(nil),        // 12: kairos.inference.v1.ModelValidation
+	(*Signal)(nil),                 // 13: kairos.inference.v1.Signal
+	(*DecisionPolicy)(nil),         // 14: kairos.inference.v1.DecisionPolicy
+	(*v1.TickBatch)(nil),           // 15: kairos.marketdata.v1.TickBatch
+	(*v1.Bar)(nil),                 // 16: kairos.marketdata.v1.Bar
+	(*v11.HopStamp)(nil),           // 17: kairos.types.v1.HopStamp
+	(*v1.BarBatch)(nil),            // 18: kairos.marketdata.v1.BarBatch
 }
 var file_kairos_inference_v1_inference_proto_depIdxs = []int32{
-	14, // 0: kairos.inference.v1.StreamPredictRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	15, // 1: kairos.inference.v1.StreamPredictRequest.bars:type_name -> kairos.marketdata.v1.Bar
-	16, // 2: kairos.inference.v1.StreamPredictRequest.hops:type_name -> kairos.types.v1.HopStamp
+	15, // 0: kairos.inference.v1.StreamPredictRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	16, // 1: kairos.inference.v1.StreamPredictRequest.bars:type_name -> kairos.marketdata.v1.Bar
+	17, // 2: kairos.inference.v1.StreamPredictRequest.hops:type_name -> kairos.types.v1.HopStamp
 	5,  // 3: kairos.inference.v1.StreamPredictResponse.predictions:type_name -> kairos.inference.v1.Prediction
 	4,  // 4: kairos.inference.v1.StreamPredictResponse.rejections:type_name -> kairos.inference.v1.InputRejection
-	16, // 5: kairos.inference.v1.Prediction.hops:type_name -> kairos.types.v1.HopStamp
+	17, // 5: kairos.inference.v1.Prediction.hops:type_name -> kairos.types.v1.HopStamp
 	7,  // 6: kairos.inference.v1.PredictRequest.features:type_name -> kairos.inference.v1.FeatureVector
-	17, // 7: kairos.inference.v1.PredictRequest.bars:type_name -> kairos.marketdata.v1.BarBatch
+	18, // 7: kairos.inference.v1.PredictRequest.bars:type_name -> kairos.marketdata.v1.BarBatch
 	5,  // 8: kairos.inference.v1.PredictResponse.prediction:type_name -> kairos.inference.v1.Prediction
 	11, // 9: kairos.inference.v1.GetModelStatusResponse.models:type_name -> kairos.inference.v1.ModelStatus
 	0,  // 10: kairos.inference.v1.ModelStatus.state:type_name -> kairos.inference.v1.ModelState
-	1,  // 11: kairos.inference.v1.Signal.direction:type_name -> kairos.inference.v1.Direction
-	16, // 12: kairos.inference.v1.Signal.hops:type_name -> kairos.types.v1.HopStamp
-	13, // 13: kairos.inference.v1.Signal.policy:type_name -> kairos.inference.v1.DecisionPolicy
-	2,  // 14: kairos.inference.v1.InferenceService.StreamPredict:input_type -> kairos.inference.v1.StreamPredictRequest
-	6,  // 15: kairos.inference.v1.InferenceService.Predict:input_type -> kairos.inference.v1.PredictRequest
-	9,  // 16: kairos.inference.v1.InferenceService.GetModelStatus:input_type -> kairos.inference.v1.GetModelStatusRequest
-	3,  // 17: kairos.inference.v1.InferenceService.StreamPredict:output_type -> kairos.inference.v1.StreamPredictResponse
-	8,  // 18: kairos.inference.v1.InferenceService.Predict:output_type -> kairos.inference.v1.PredictResponse
-	10, // 19: kairos.inference.v1.InferenceService.GetModelStatus:output_type -> kairos.inference.v1.GetModelStatusResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	12, // 11: kairos.inference.v1.ModelStatus.validation:type_name -> kairos.inference.v1.ModelValidation
+	1,  // 12: kairos.inference.v1.Signal.direction:type_name -> kairos.inference.v1.Direction
+	17, // 13: kairos.inference.v1.Signal.hops:type_name -> kairos.types.v1.HopStamp
+	14, // 14: kairos.inference.v1.Signal.policy:type_name -> kairos.inference.v1.DecisionPolicy
+	2,  // 15: kairos.inference.v1.InferenceService.StreamPredict:input_type -> kairos.inference.v1.StreamPredictRequest
+	6,  // 16: kairos.inference.v1.InferenceService.Predict:input_type -> kairos.inference.v1.PredictRequest
+	9,  // 17: kairos.inference.v1.InferenceService.GetModelStatus:input_type -> kairos.inference.v1.GetModelStatusRequest
+	3,  // 18: kairos.inference.v1.InferenceService.StreamPredict:output_type -> kairos.inference.v1.StreamPredictResponse
+	8,  // 19: kairos.inference.v1.InferenceService.Predict:output_type -> kairos.inference.v1.PredictResponse
+	10, // 20: kairos.inference.v1.InferenceService.GetModelStatus:output_type -> kairos.inference.v1.GetModelStatusResponse
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_kairos_inference_v1_inference_proto_init() }
@@ -1358,7 +1504,7 @@ func file_kairos_inference_v1_inference_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_inference_v1_inference_proto_rawDesc), len(file_kairos_inference_v1_inference_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

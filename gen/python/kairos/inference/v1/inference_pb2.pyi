@@ -120,7 +120,7 @@ class GetModelStatusResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("model_name", "model_version", "source_uri", "state", "feature_schema_hash", "feature_names", "output_names", "window", "loaded_time_us", "last_error", "predictions_total")
+    __slots__ = ("model_name", "model_version", "source_uri", "state", "feature_schema_hash", "feature_names", "output_names", "window", "loaded_time_us", "last_error", "predictions_total", "validation")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class ModelStatus(_message.Message):
     LOADED_TIME_US_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     source_uri: str
@@ -143,7 +144,30 @@ class ModelStatus(_message.Message):
     loaded_time_us: int
     last_error: str
     predictions_total: int
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., source_uri: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., feature_schema_hash: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., loaded_time_us: _Optional[int] = ..., last_error: _Optional[str] = ..., predictions_total: _Optional[int] = ...) -> None: ...
+    validation: ModelValidation
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., source_uri: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., feature_schema_hash: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., loaded_time_us: _Optional[int] = ..., last_error: _Optional[str] = ..., predictions_total: _Optional[int] = ..., validation: _Optional[_Union[ModelValidation, _Mapping]] = ...) -> None: ...
+
+class ModelValidation(_message.Message):
+    __slots__ = ("gate_passed", "verdict", "sharpe", "sharpe_ci_low", "sharpe_ci_high", "sharpe_ci_level", "deflated_sharpe", "n_trials", "net_return")
+    GATE_PASSED_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SHARPE_FIELD_NUMBER: _ClassVar[int]
+    SHARPE_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    SHARPE_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    SHARPE_CI_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    DEFLATED_SHARPE_FIELD_NUMBER: _ClassVar[int]
+    N_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    NET_RETURN_FIELD_NUMBER: _ClassVar[int]
+    gate_passed: bool
+    verdict: str
+    sharpe: float
+    sharpe_ci_low: float
+    sharpe_ci_high: float
+    sharpe_ci_level: float
+    deflated_sharpe: float
+    n_trials: int
+    net_return: float
+    def __init__(self, gate_passed: _Optional[bool] = ..., verdict: _Optional[str] = ..., sharpe: _Optional[float] = ..., sharpe_ci_low: _Optional[float] = ..., sharpe_ci_high: _Optional[float] = ..., sharpe_ci_level: _Optional[float] = ..., deflated_sharpe: _Optional[float] = ..., n_trials: _Optional[int] = ..., net_return: _Optional[float] = ...) -> None: ...
 
 class Signal(_message.Message):
     __slots__ = ("symbol", "time_msc", "direction", "strength", "model_name", "model_version", "outputs", "hops", "bid", "ask", "realised_vol", "policy")

@@ -13,6 +13,7 @@ __all__ = (
     "InputRejection",
     "ModelState",
     "ModelStatus",
+    "ModelValidation",
     "PredictRequest",
     "PredictResponse",
     "Prediction",
@@ -330,8 +331,70 @@ class ModelStatus(betterproto2.Message):
     Predictions made by this model since the server started.
     """
 
+    validation: "ModelValidation | None" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    What the model card says about the serving version's out-of-sample validation; unset when the
+    card carries no gate verdict (an unvalidated model).
+    """
+
 
 default_message_pool.register_message("kairos.inference.v1", "ModelStatus", ModelStatus)
+
+
+@dataclass(eq=False, repr=False)
+class ModelValidation(betterproto2.Message):
+    """
+    ModelValidation is the registration gate's verdict on a model version and the figures behind it:
+    out of sample (walk-forward validation folds), after costs.
+    """
+
+    gate_passed: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    Whether the version passed the gate (see docs/adr/0083-honest-statistics-and-gate.md).
+    """
+
+    verdict: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The verdict in words: every failed condition with its figure, or every condition if it passed.
+    """
+
+    sharpe: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    Annualised net Sharpe ratio over all validation folds.
+    """
+
+    sharpe_ci_low: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Lower bound of the block-bootstrap interval of sharpe.
+    """
+
+    sharpe_ci_high: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    Upper bound of the block-bootstrap interval of sharpe.
+    """
+
+    sharpe_ci_level: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
+    """
+    Confidence level of the interval, e.g. 0.95.
+    """
+
+    deflated_sharpe: "float" = betterproto2.field(7, betterproto2.TYPE_DOUBLE)
+    """
+    Deflated Sharpe ratio: probability that the true Sharpe beats the best of n_trials unskilled trials.
+    """
+
+    n_trials: "int" = betterproto2.field(8, betterproto2.TYPE_UINT32)
+    """
+    Configurations tried behind this model.
+    """
+
+    net_return: "float" = betterproto2.field(9, betterproto2.TYPE_DOUBLE)
+    """
+    Net return summed over the validation folds, fraction of notional.
+    """
+
+
+default_message_pool.register_message("kairos.inference.v1", "ModelValidation", ModelValidation)
 
 
 @dataclass(eq=False, repr=False)
