@@ -176,7 +176,9 @@ func (w *world) start(fault string, wait bool) *service {
 	})
 	w.current = s
 	if wait {
-		w.waitTrading()
+		// A fault may fire before the service trades (mid-batch:7 can hit start-up's own journal
+		// writes): a process that died of its fault has done what this run is for.
+		w.waitTrading(fault != "")
 	}
 	return s
 }
@@ -192,9 +194,21 @@ func (w *world) stopCurrent() {
 }
 
 // waitTrading waits until the service is reconciled and ACTIVE (resuming it if it came back HALTED).
-func (w *world) waitTrading() {
+func (w *world) waitTrading(faultMayFire bool) {
 	w.t.Helper()
+	cur := w.current
+	if s := cur; s != nil {
+		// On a timeout the service's own log says why (reconciliation, the link, the journal).
+		defer func() {
+			if w.t.Failed() {
+				w.t.Logf("service log:\n%s", s.stderr.String())
+			}
+		}()
+	}
 	testkit.WaitFor(w.t, "the service reconciled and trading", 30*time.Second, func() bool {
+		if faultMayFire && cur != nil && !cur.alive() {
+			return true
+		}
 		ctx, cancel := context.WithTimeout(w.authed(), 2*time.Second)
 		defer cancel()
 		l, err := w.client.GetRiskLimits(ctx, &execv1.GetRiskLimitsRequest{})
@@ -404,7 +418,7 @@ func TestJournalStoreFaults_HaltTheServiceAndLoseNoAcknowledgedOrder(t *testing.
 		}},
 		{"SQLiteDiskRefusesWrites", func(t *testing.T) (string, func(*service), func()) {
 			if _, err := exec.LookPath("prlimit"); err != nil {
-				t.Skip("prlimit (util-linux) not installed")
+				t.Fatal("prlimit (util-linux) not installed")
 			}
 			return filepath.Join(t.TempDir(), "journal.db"), func(s *service) {
 				// A file-size limit of one byte on the running process: every journal write fails
