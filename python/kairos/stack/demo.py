@@ -32,6 +32,8 @@ from kairos.stack.serving import ServingModel, serving_models
 
 REGISTERED_NAME = "kairos-eurusd"
 ALIAS = "champion"
+# Served when training learns nothing: the checked-in test model (make model-fixture), unvalidated.
+FIXTURE_MODEL = services.REPO / "python" / "tests" / "data" / "model" / "model.onnx"
 
 
 @dataclass
@@ -87,8 +89,18 @@ def resolve_model(settings: services.StackSettings, console: Console, train_dir:
     if found:
         return found
     local = next(iter(sorted(out.rglob("model.onnx"))), None)
-    if proc.returncode not in (0, 3) or local is None:
+    if proc.returncode not in (0, 3):
         raise RuntimeError(f"kairos-train run failed with status {proc.returncode}; see its output above")
+    if local is None:
+        # Status 3 without a model: training learned nothing (no better than the class priors), so
+        # nothing was exported. The demo still shows the plumbing, on the repository's test model,
+        # and says so: the summary marks it UNVALIDATED (its card carries no gate verdict).
+        console.print(
+            "[yellow]training learned nothing on the sample, so no model was exported or registered; "
+            f"the demo serves the repository's test model {FIXTURE_MODEL} (GBPUSD M1), "
+            "marked UNVALIDATED (see the summary)[/]"
+        )
+        return str(FIXTURE_MODEL)
     console.print(
         f"[yellow]the trained model failed the registration gate, so it was not registered as {ALIAS}; "
         f"the demo serves it from {local} anyway, marked FAILED (see the summary)[/]"
