@@ -120,6 +120,10 @@ class InferenceConfig:
     max_bars_per_request: int = _f(10_000, "Largest number of bars in one request or PredictRequest.")
     max_symbols_per_stream: int = _f(1_000, "Symbols one stream may hold state for.")
     max_message_bytes: int = _f(16 * 1024 * 1024, "Largest gRPC message received or sent, in bytes.")
+    grpc_max_concurrent_streams: int = _f(256, "gRPC concurrent streams per connection.")
+    grpc_keepalive_min_time: float = _f(
+        10.0, "Clients pinging more often than this are disconnected (a duration: 10s).", duration=True
+    )
     stream_pipeline_depth: int = _f(
         64, "Requests of one stream processed ahead of the response being written (backpressure)."
     )
@@ -176,6 +180,7 @@ class InferenceConfig:
             "max_bars_per_request",
             "max_symbols_per_stream",
             "max_message_bytes",
+            "grpc_max_concurrent_streams",
             "stream_pipeline_depth",
             "workers",
             "nats_queue",
@@ -189,6 +194,8 @@ class InferenceConfig:
             raise bad("max_delay_us", f"must be 0..1000000, got {self.max_delay_us}")
         if self.poll_interval_s < 0:
             raise bad("poll_interval_s", f"must be >= 0, got {self.poll_interval_s}")
+        if self.grpc_keepalive_min_time <= 0:
+            raise bad("grpc_keepalive_min_time", "must be positive")
         if self.shutdown_timeout < 0:
             raise bad("shutdown_timeout", f"must be >= 0, got {format_duration(self.shutdown_timeout)}")
         if bool(self.tls_cert) != bool(self.tls_key):

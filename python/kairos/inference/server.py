@@ -74,6 +74,12 @@ class InferenceServer:
             ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
             ("grpc.max_send_message_length", self.cfg.max_message_bytes),
             ("grpc.so_reuseport", 1),
+            # The same peer bounds as the Go services (server.go): streams per connection, and
+            # keepalive enforcement (pings more often than the minimum time get the connection closed).
+            ("grpc.max_concurrent_streams", self.cfg.grpc_max_concurrent_streams),
+            ("grpc.http2.min_ping_interval_without_data_ms", int(self.cfg.grpc_keepalive_min_time * 1000)),
+            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.keepalive_permit_without_calls", 0),
         ]
         if not c.token:
             self.log.warning("no bearer token configured: every call but health and reflection is refused")

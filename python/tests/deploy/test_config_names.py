@@ -84,6 +84,8 @@ SHARED = {
     "heartbeat-interval": ("kairos-collector", "kairos-execution"),
     "nats-queue": ("kairos-collector", "kairos-inference"),
     "allowed-symbols": ("kairos-inference", "kairos-execution"),
+    "grpc-max-concurrent-streams": ("kairos-collector", "kairos-inference", "kairos-execution"),
+    "grpc-keepalive-min-time": ("kairos-collector", "kairos-inference", "kairos-execution"),
 }
 # Spellings the shared names replaced; none may come back.
 RETIRED = ("listen", "metrics-listen", "shutdown-grace-s", "symbols", "signal-queue-size", "mt5-heartbeat")
