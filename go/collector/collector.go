@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kairos-mt5/kairos/go/auth/peerlimit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -177,7 +178,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("gRPC listener: %w", err)
 	}
-	s.grpcLn = newLimitListener(s.grpcLn, cfg.GRPC.MaxConnections, s.Metrics.GRPCConnRefused)
+	s.grpcLn = peerlimit.Listener(s.grpcLn, cfg.GRPC.MaxConnections, s.Metrics.GRPCConnRefused.Inc)
 	var srvOpts []grpc.ServerOption
 	if tc := cfg.ServerTLS(); tc.Enabled() {
 		certs, err := tlsreload.NewServer(tc, s.Metrics.TLSReloadFailures, log.With("part", "tls"))
@@ -189,7 +190,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	if cfg.Token == "" {
 		log.Warn("no bearer token configured: every MarketDataService call will be refused (set KAIROS_COLLECTOR_TOKEN or --token-file)")
 	}
-	s.grpcSrv = grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
+	s.grpcSrv = grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC, append(srvOpts, mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
 	mdservice.New(s.Pipe, s.Hub, s.stop).Register(s.grpcSrv)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/kairos-mt5/kairos/go/auth/peerlimit"
 	"net"
 	"os"
 	"strings"
@@ -140,19 +141,7 @@ type Config struct {
 }
 
 // GRPCLimits bounds the gRPC server (ADR 0055): connections, streams, message sizes, keepalive.
-type GRPCLimits struct {
-	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
-	MaxConnections int
-	// MaxConcurrentStreams per connection.
-	MaxConcurrentStreams uint32
-	// MaxRecvMsgBytes and MaxSendMsgBytes bound one message.
-	MaxRecvMsgBytes, MaxSendMsgBytes int
-	// KeepaliveMinTime: a client pinging more often is disconnected (GOAWAY too_many_pings).
-	KeepaliveMinTime time.Duration
-	// KeepaliveTime and KeepaliveTimeout: the server pings an idle connection after KeepaliveTime
-	// and drops it when no answer comes within KeepaliveTimeout.
-	KeepaliveTime, KeepaliveTimeout time.Duration
-}
+type GRPCLimits = peerlimit.Limits
 
 // Default returns the defaults.
 func Default() Config {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kairos-mt5/kairos/go/auth/peerlimit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -228,11 +229,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		return fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
 	}
 	rd.GRPCAddr = lis.Addr().String()
-	lis = newLimitListener(lis, cfg.GRPC.MaxConnections, m.GRPCConnRefused)
+	lis = peerlimit.Listener(lis, cfg.GRPC.MaxConnections, m.GRPCConnRefused.Inc)
 	if cfg.Token == "" {
 		log.Warn("no bearer token configured: every call but health and reflection will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
-	gs := grpc.NewServer(serverOptions(cfg.GRPC, append(srvOpts, service.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
+	gs := grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC.Limits, append(srvOpts, service.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
 	execv1.RegisterExecutionServiceServer(gs, service.NewWithLimits(eng, jr, service.Limits{MaxReportStreams: cfg.GRPC.MaxReportStreams,
 		ReportBufferBytes: cfg.GRPC.ReportStreamBufferBytes, Metrics: m}))
 	hs := health.NewServer()

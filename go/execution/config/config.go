@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kairos-mt5/kairos/go/auth/peerlimit"
 	"os"
 	"strings"
 	"time"
@@ -87,17 +88,8 @@ type Config struct {
 
 // GRPCLimits bounds the gRPC server (ADR 0055): connections, streams, message sizes, keepalive.
 type GRPCLimits struct {
-	// MaxConnections open at once; more are closed on accept and counted. 0: no limit.
-	MaxConnections int
-	// MaxConcurrentStreams per connection.
-	MaxConcurrentStreams uint32
-	// MaxRecvMsgBytes and MaxSendMsgBytes bound one message.
-	MaxRecvMsgBytes, MaxSendMsgBytes int
-	// KeepaliveMinTime: a client pinging more often is disconnected (GOAWAY too_many_pings).
-	KeepaliveMinTime time.Duration
-	// KeepaliveTime and KeepaliveTimeout: the server pings an idle connection after KeepaliveTime
-	// and drops it when no answer comes within KeepaliveTimeout.
-	KeepaliveTime, KeepaliveTimeout time.Duration
+	// Limits are the peer bounds the collector has too.
+	peerlimit.Limits
 	// MaxReportStreams is the number of StreamExecutionReports subscribers at once; more are
 	// refused RESOURCE_EXHAUSTED.
 	MaxReportStreams int
@@ -243,9 +235,9 @@ func Default() Config {
 			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
 			CooldownBars: 0, MaxHoldingBars: 60, MaxSignalAge: 5 * time.Second},
-		GRPC: GRPCLimits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20, MaxSendMsgBytes: 16 << 20,
-			KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
-			MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
+		GRPC: GRPCLimits{Limits: peerlimit.Limits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20,
+			MaxSendMsgBytes: 16 << 20, KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second,
+			KeepaliveTimeout: 10 * time.Second}, MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 	}
 }

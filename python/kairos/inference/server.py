@@ -74,7 +74,7 @@ class InferenceServer:
             ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
             ("grpc.max_send_message_length", self.cfg.max_message_bytes),
             ("grpc.so_reuseport", 1),
-            # The same peer bounds as the Go services (server.go): streams per connection, and
+            # The same peer bounds as the Go services (go/auth/peerlimit): streams per connection, and
             # keepalive enforcement (pings more often than the minimum time get the connection closed).
             ("grpc.max_concurrent_streams", self.cfg.grpc_max_concurrent_streams),
             ("grpc.http2.min_ping_interval_without_data_ms", int(self.cfg.grpc_keepalive_min_time * 1000)),
