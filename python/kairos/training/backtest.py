@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kairos.training.baselines import BASELINES, momentum_positions
+from kairos.training.baselines import RULES, momentum_positions
 from kairos.training.policy import Params, run_policy
 
 FloatArray = npt.NDArray[np.float64]
@@ -181,15 +181,9 @@ def run_strategy(
 @dataclass
 class Comparison:
     strategies: dict[str, StrategyResult]
-    beats_baselines: bool
-    reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "beats_baselines": self.beats_baselines,
-            "reason": self.reason,
-            "strategies": {k: v.summary() for k, v in self.strategies.items()},
-        }
+        return {"strategies": {k: v.summary() for k, v in self.strategies.items()}}
 
 
 def policy_positions(
@@ -204,55 +198,39 @@ def compare(
     bars: BarPrices,
     times_ms: npt.NDArray[np.int64],
     fold_idx: list[IntArray],
-    model_probs: list[FloatArray],
-    logreg_probs: list[FloatArray],
+    learned: dict[str, list[FloatArray]],
     horizon: int,
     fill: FillModel,
     fold_params: list[Params],
     vol: FloatArray,
 ) -> Comparison:
-    """The model and every baseline on the same validation folds, and the registration verdict:
-    the model must have a higher mean per-fold Sharpe than each baseline (flat's is 0, so a model
-    that loses money after costs never qualifies).
+    """Every learned model and every rule baseline on the same validation folds.
 
-    The model and the logistic-regression baseline trade through the decision policy with each fold's
-    parameters (``fold_params``: the class moves measured on that fold's training samples); ``vol``
-    is the realised volatility per bar, return units. Buy-and-hold and momentum hold full positions.
+    ``learned`` maps a model's name to its calibrated probabilities per fold; each trades through the
+    decision policy with each fold's parameters (``fold_params``: the class moves measured on that
+    fold's training samples); ``vol`` is the realised volatility per bar, return units. Flat,
+    buy-and-hold and momentum (``RULES``) hold full positions. Which model is the candidate, and
+    whether it is good enough, is the gate's business (``kairos.training.gate``).
     """
     ppy = periods_per_year(times_ms)
+    clash = set(learned) & set(RULES)
+    if clash:
+        raise ValueError(f"learned model names {sorted(clash)} clash with the rule baselines")
     lots = [p.policy.max_lots for p in fold_params]
     positions = {
-        "model": [
+        name: [
             policy_positions(p, bars, i, pr, vol[i])
-            for p, i, pr in zip(fold_params, fold_idx, model_probs, strict=True)
-        ],
-        "flat": [np.zeros(len(i)) for i in fold_idx],
-        "buy_and_hold": [np.ones(len(i)) for i in fold_idx],
-        "momentum": [momentum_positions(bars.close, i, horizon) for i in fold_idx],
-        "logreg": [
-            policy_positions(p, bars, i, pr, vol[i])
-            for p, i, pr in zip(fold_params, fold_idx, logreg_probs, strict=True)
-        ],
+            for p, i, pr in zip(fold_params, fold_idx, probs, strict=True)
+        ]
+        for name, probs in learned.items()
     }
-    assert set(positions) == {"model", *BASELINES}
+    positions["flat"] = [np.zeros(len(i)) for i in fold_idx]
+    positions["buy_and_hold"] = [np.ones(len(i)) for i in fold_idx]
+    positions["momentum"] = [momentum_positions(bars.close, i, horizon) for i in fold_idx]
     max_lots = float(np.mean(lots)) if lots else 1.0
-    res = {k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots) for k, v in positions.items()}
-    model_sr = res["model"].summary()["mean_fold_sharpe"]
-    losers = [(k, res[k].summary()["mean_fold_sharpe"]) for k in BASELINES]
-    beaten_by = [(k, s) for k, s in losers if s >= model_sr]
-    if beaten_by:
-        reason = (
-            f"model mean fold Sharpe {model_sr:.3f} does not beat "
-            + ", ".join(f"{k} ({s:.3f})" for k, s in beaten_by)
-            + f" over {len(fold_idx)} validation folds"
-        )
-    else:
-        best = max(losers, key=lambda kv: kv[1])
-        reason = (
-            f"model mean fold Sharpe {model_sr:.3f} beats every baseline (best: {best[0]} {best[1]:.3f}) "
-            f"over {len(fold_idx)} validation folds"
-        )
-    return Comparison(res, not beaten_by, reason)
+    return Comparison(
+        {k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots) for k, v in positions.items()}
+    )
 
 
 def plot_equity(
