@@ -154,9 +154,10 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         # whose probabilities wait for a large edge.
         oracle_dir = Path(tmp) / "oracle"
         shutil.copytree(run_dir, oracle_dir)
-        oos = {k: v for k, v in np.load(oracle_dir / "oos.npz").items() if k.startswith("val_")}
+        oos = {k: v for k, v in np.load(oracle_dir / "oos.npz").items() if k.startswith(("val_", "inner_"))}
         for k in range(len(rep["folds"])):
             oos[f"oracle_{k}"] = np.eye(3)[pos[oos[f"val_{k}"]].astype(int) + 1]
+            oos[f"oracle_inner_{k}"] = np.eye(3)[pos[oos[f"inner_{k}"]].astype(int) + 1]
         np.savez(oracle_dir / "oos.npz", **oos)
         run = json.loads((oracle_dir / "run.json").read_text())
         run["models"], run["finals"], run["trials"] = {"oracle": {}}, {}, 1

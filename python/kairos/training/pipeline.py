@@ -266,8 +266,16 @@ def step_train(
     with (run_dir / "model.pkl").open("wb") as fh:
         pickle.dump({"models": finals, "arch": cfg.arch, "held_out": held_out}, fh)
     arrays: dict[str, Any] = {f"val_{f.k}": f.val for f in wf.folds}
+    arrays |= {f"inner_{f.k}": f.early for f in wf.folds} | {"inner_final": held_out}
     for fam in families:  # every family's calibrated fold probabilities: the gate compares them
         arrays |= {f"{fam}_{k}": p for k, p in enumerate(wf.probs[fam])}
+        # ... and on the inner folds (before each validation block): the policy's thresholds are tuned there
+        fw = cfg.family(fam).input_window
+        arrays |= {
+            f"{fam}_inner_{f.k}": m.predict(windows(feats, f.early, fw))
+            for f, m in zip(wf.folds, wf.models[fam], strict=True)
+        }
+        arrays[f"{fam}_inner_final"] = finals[fam].predict(windows(feats, held_out, fw))
     np.savez(run_dir / "oos.npz", **arrays)
     _write_json(run_dir / "run.json", run)
     return run
@@ -443,6 +451,31 @@ def final_policy(bars: pd.DataFrame, run: dict[str, Any], cfg: PolicyConfig) -> 
     return cfg.policy(*class_moves(close, labels, idx, int(run["label"]["horizon"])))
 
 
+def _tuned(
+    base: Params,
+    cfg: PolicyConfig,
+    prices: Any,
+    oos: Any,
+    name: str,
+    fold: str,
+    vol: np.ndarray,
+    fill: FillModel,
+) -> tuple[Params, dict[str, Any]]:
+    """``base`` with the entry threshold tuned on model ``name``'s inner block of ``fold`` (a fold
+    number or ``final``); unchanged when tuning is off or the run has no inner predictions for it."""
+    from kairos.training.backtest import tune_entry_edge
+
+    probs, inner = oos.get(f"{name}_inner_{fold}"), oos.get(f"inner_{fold}")
+    if not cfg.tune_entry or probs is None or inner is None or len(inner) == 0:
+        return base, {"entry_edge": base.policy.entry_edge, "tuned": False}
+    t = tune_entry_edge(base, prices, inner, probs, vol, fill, cfg.tune_entry)
+    e = t.entry_edge
+    return base.with_policy(entry_edge=e, exit_edge=min(base.policy.exit_edge, e)), {
+        **t.to_dict(),
+        "tuned": True,
+    }
+
+
 MARKET, RULES, NEVER_TRADES = ("buy_and_hold",), ("momentum",), ("flat",)
 CANDIDATE = "model"
 
@@ -530,7 +563,17 @@ def step_backtest(
             f"and {run_dir}/oos.npz has no fold predictions of it"
         )
     learned_probs = {f: [oos[f"{f}_{k}"] for k in range(n_folds)] for f in names}
-    cmp = compare(prices, times_ms, fold_idx, learned_probs, horizon, fill, fold_params, vol)
+    # Each model's entry threshold for fold k is tuned on its own predictions on fold k's inner block
+    # (before the validation block), so a model with no edge after costs stays flat out of sample.
+    tuning: dict[str, list[dict[str, Any]]] = {}
+    params_by: dict[str, list[Params]] = {}
+    for f in names:
+        params_by[f], tuning[f] = [], []
+        for k, base in enumerate(fold_params):
+            p, t = _tuned(base, cfg, prices, oos, f, str(k), vol, fill)
+            params_by[f].append(p)
+            tuning[f].append(t)
+    cmp = compare(prices, times_ms, fold_idx, learned_probs, horizon, fill, params_by, vol)
     ppy = periods_per_year(times_ms)
     sharpes = {f: st.sharpe(np.concatenate(cmp.strategies[f].fold_net), ppy) for f in names}
     finals = run.get("finals", {})
@@ -547,7 +590,17 @@ def step_backtest(
         k: v for k, v in cmp.strategies.items() if k != chosen
     }
     cmp = Comparison(strategies)
-    card_policy = cfg.policy(*class_moves(close, labels, idx, horizon))
+    card_params, card_tuning = _tuned(
+        Params(cfg.policy(*class_moves(close, labels, idx, horizon))),
+        cfg,
+        prices,
+        oos,
+        chosen,
+        "final",
+        vol,
+        fill,
+    )
+    card_policy = card_params.policy
     results = oos_results(cmp, ppy)
     candidate = results[CANDIDATE]
     others = [r for k, r in results.items() if k != CANDIDATE]
@@ -588,7 +641,8 @@ def step_backtest(
         "commission_per_side": comm,
         "fill": asdict(fill),
         "policy": card_policy.to_dict(),
-        "fold_policies": [p.policy.to_dict() for p in fold_params],
+        "fold_policies": [p.policy.to_dict() for p in params_by[chosen]],
+        "tuning": {"candidate_final": card_tuning, "folds": tuning},
         "spread": imp["spread_source"],
         "folds": run["folds"],
         "architecture": chosen,
