@@ -55,4 +55,5 @@ def configure(level: str = "info") -> None:
 
 
 def get_logger(**fields: Any) -> Any:
-    return structlog.get_logger().bind(component="console", **fields)
+    # Lazy: bound on first use, so a module-level logger follows configure() called later.
+    return structlog.get_logger(component="console", **fields)

@@ -107,14 +107,14 @@ function renderOrders(s) {
 }
 
 function renderFills(s) {
-  const rows = s.fills.slice(0, 20).map((f) => [time(f.time_us), f.symbol, el("span", { class: f.side === "BUY" ? "pos" : "neg" }, f.side), num(f.quantity, 2), num(f.price, 5), f.model]);
+  const rows = s.fills.slice(0, 12).map((f) => [time(f.time_us), f.symbol, el("span", { class: f.side === "BUY" ? "pos" : "neg" }, f.side), num(f.quantity, 2), num(f.price, 5), f.model]);
   const counts = Object.entries(s.reports).map(([k, v]) => `${k} ${v}`).join(" · ");
   const wrap = el("div", {}, el("p", { class: "empty", id: "report-counts" }, counts || "no execution reports yet"), table(["time (UTC)", "symbol", "side", "lots", "price", "model"], rows, [3, 4]));
   fill("panel-fills", wrap);
 }
 
 function renderSignals(s) {
-  const rows = s.signals.slice(0, 20).map((g) => [time(g.time_msc * 1000), g.symbol, el("span", { class: g.direction }, g.direction), num(g.strength, 3), g.model]);
+  const rows = s.signals.slice(0, 12).map((g) => [time(g.time_msc * 1000), g.symbol, el("span", { class: g.direction }, g.direction), num(g.strength, 3), g.model]);
   fill("panel-signals", table(["market time (UTC)", "symbol", "direction", "strength", "model"], rows, [3]));
 }
 
