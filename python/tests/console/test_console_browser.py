@@ -23,6 +23,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.console.browser import chromium
+from tests.deploy.alerting import Webhooks, alertmanager, prometheus, with_webhooks
 from tests.inference.harness import with_card
 
 from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
@@ -165,7 +166,9 @@ def test_live_updates_arrive_during_a_replay(run: Run, browser: WebDriver) -> No
     finally:
         thread.join(timeout=120)
     assert result and result[0].lost == 0
-    wait_for(lambda: ticks() >= result[0].sent - len(data.rejected), timeout=30, what="every tick on the page")
+    wait_for(
+        lambda: ticks() >= result[0].sent - len(data.rejected), timeout=30, what="every tick on the page"
+    )
     wait_text(browser, "#panel-signals", "EURUSD", timeout=30)
     wait_text(browser, "#report-counts", "filled", timeout=30)
     wait_text(browser, "#panel-fills", "EURUSD", timeout=30)
@@ -222,6 +225,31 @@ def test_the_kill_switch_halts_trading_and_the_page_shows_halted(run: Run, brows
     assert order.denial.reason == execution_pb2.RISK_DENY_REASON_TRADING_HALTED
     wait_text(browser, "#trading-reason", "kill switch (console)")
     browser.save_screenshot(str(SHOTS / "console-halted.png"))
+
+
+def test_the_halt_reaches_a_person_through_prometheus_and_alertmanager(run: Run, tmp_path: Path) -> None:
+    """The real Prometheus scrapes the real execution service with the shipped rules; the real
+    Alertmanager routes with the shipped route tree, its Telegram and e-mail integrations turned
+    into local webhooks: KairosRiskBreakerTripped (critical) reaches both, and not the e-mail-only
+    receiver of warnings."""
+    execution = f"127.0.0.1:{run.settings.ports.execution_metrics}"
+    with (
+        Webhooks() as hooks,
+        alertmanager(with_webhooks(hooks.url), tmp_path / "alertmanager") as am,
+        prometheus({"kairos-execution": execution}, am, tmp_path / "prometheus"),
+    ):
+
+        def fired(path: str) -> list[dict[str, object]]:
+            return [a for a in hooks.alerts(path) if a["labels"]["alertname"] == "KairosRiskBreakerTripped"]
+
+        for path in ("/critical/telegram", "/critical/email"):
+            wait_for(lambda p=path: bool(fired(p)), timeout=120, what=f"the alert at {path}", poll=0.5)
+            alert = fired(path)[0]
+            assert alert["status"] == "firing"
+            assert alert["labels"]["severity"] == "critical"
+            assert alert["labels"]["instance"] == execution
+            assert "HALTED" in alert["annotations"]["summary"]
+        assert not fired("/email/email"), "a critical alert went to the warnings' receiver"
 
 
 def test_a_stopped_service_is_shown_in_its_panel_and_the_rest_keeps_working(
