@@ -52,9 +52,27 @@ class ConsoleConfig:
     nats_creds: str = _f(
         "", "File holding the NATS observer identity's user:password; empty connects without credentials."
     )
+    tls_ca: str = _f(
+        "",
+        "CA certificate (PEM) that signs the services' certificates: gRPC to execution, inference and "
+        "the collector over TLS. Empty: plaintext gRPC, as on the local stack.",
+    )
+    tls_cert: str = _f("", "Client certificate (PEM) for services that require mutual TLS; with --tls-key.")
+    tls_key: str = _f("", "Private key (PEM) of --tls-cert.")
     poll_interval: float = _f(1.0, "How often the services are polled and the page is refreshed.", True)
     session_ttl: float = _f(43200.0, "How long a login lasts.", True)
     log_level: str = _f("info", "Log level: debug, info, warn or error (JSON lines on stderr).")
+
+    def channel_credentials(self) -> Any:
+        """grpc.ChannelCredentials for TLS (mutual with --tls-cert), or None for plaintext."""
+        if not self.tls_ca:
+            return None
+        import grpc
+
+        ca = Path(self.tls_ca).read_bytes()
+        cert = Path(self.tls_cert).read_bytes() if self.tls_cert else None
+        key = Path(self.tls_key).read_bytes() if self.tls_key else None
+        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -76,6 +94,16 @@ class ConsoleConfig:
             raise ConfigError(f"--token-file / {ENV_PREFIX}TOKEN_FILE: required (execution's bearer token)")
         self.token()
         self.inference_token()
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError(
+                f"--tls-cert / {ENV_PREFIX}TLS_CERT and --tls-key / {ENV_PREFIX}TLS_KEY: set both or neither"
+            )
+        if self.tls_cert and not self.tls_ca:
+            raise ConfigError(f"--tls-cert / {ENV_PREFIX}TLS_CERT needs --tls-ca / {ENV_PREFIX}TLS_CA")
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"--{_flag(name)} / {ENV_PREFIX}{name.upper()}: no such file: {path}")
         if self.poll_interval <= 0:
             raise ConfigError(f"--poll-interval / {ENV_PREFIX}POLL_INTERVAL: must be positive")
         if self.log_level not in ("debug", "info", "warn", "error"):

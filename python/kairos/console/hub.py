@@ -105,10 +105,17 @@ class Hub:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        self._creds = self.cfg.channel_credentials()
         for name in ("execution", "reports", "inference", "nats"):
             self.sources[name] = Source()
         for name in ("collector", "inference", "execution"):
             self.health[name] = "UNKNOWN"
+
+    def channel(self, addr: str) -> Any:
+        """A gRPC channel to addr: TLS when --tls-ca is set, else plaintext."""
+        if self._creds is None:
+            return grpc.aio.insecure_channel(addr)
+        return grpc.aio.secure_channel(addr, self._creds)
 
     def touch(self) -> None:
         self.version += 1
@@ -218,7 +225,7 @@ class Hub:
 
     async def halt(self, reason: str) -> dict[str, Any]:
         """The kill switch: HALTED, every working order's cancel requested, in one call."""
-        async with grpc.aio.insecure_channel(self.cfg.execution_addr) as ch:
+        async with self.channel(self.cfg.execution_addr) as ch:
             stub = execution_pb2_grpc.ExecutionServiceStub(ch)  # type: ignore[no-untyped-call]
             resp = await stub.SetTradingState(
                 execution_pb2.SetTradingStateRequest(
@@ -239,7 +246,7 @@ class Hub:
     # --- inference --------------------------------------------------------------------------------
 
     async def _inference_poll(self) -> None:
-        async with grpc.aio.insecure_channel(self.cfg.inference_addr) as ch:
+        async with self.channel(self.cfg.inference_addr) as ch:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
             while True:
                 try:
@@ -353,7 +360,7 @@ class Hub:
             "inference": self.cfg.inference_addr,
             "execution": self.cfg.execution_addr,
         }
-        channels = {name: grpc.aio.insecure_channel(addr) for name, addr in addrs.items()}
+        channels = {name: self.channel(addr) for name, addr in addrs.items()}
         try:
             while True:
                 for name, ch in channels.items():
@@ -375,7 +382,7 @@ class Hub:
 
     async def run(self) -> None:
         """Every source as its own task, until cancelled."""
-        async with grpc.aio.insecure_channel(self.cfg.execution_addr) as ch:
+        async with self.channel(self.cfg.execution_addr) as ch:
             stub = execution_pb2_grpc.ExecutionServiceStub(ch)  # type: ignore[no-untyped-call]
             tasks = [
                 asyncio.create_task(self._reports(stub)),
