@@ -7,7 +7,7 @@ identity: signals and market data. Health: each service's grpc.health.v1. No dat
 
 Each source keeps its own status, so a service that is down shows as down in its panel while the
 others keep updating. `snapshot()` is the JSON the page renders; `version` grows on every change
-and `changed` wakes the event streams.
+and the event streams compare it to send only what changed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import contextlib
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from kairos.console.config import ConsoleConfig
+from kairos.console.logs import get_logger
 from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
 from kairos.inference.v1 import inference_pb2, inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2
@@ -34,6 +36,8 @@ from kairos.stack.serving import from_status
 KEEP = 50  # fills and signals shown
 LATENCY_WINDOW = 2000  # samples per hop for p50/p99
 EQUITY_POINTS = 720
+
+log = get_logger()
 
 
 def _name(enum: Any, value: int, prefix: str) -> str:
@@ -102,7 +106,6 @@ class Hub:
     last_mid: dict[str, float] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self._creds = self.cfg.channel_credentials()
@@ -119,7 +122,6 @@ class Hub:
 
     def touch(self) -> None:
         self.version += 1
-        self.changed.set()
 
     # --- execution --------------------------------------------------------------------------------
 
@@ -385,11 +387,11 @@ class Hub:
         async with self.channel(self.cfg.execution_addr) as ch:
             stub = execution_pb2_grpc.ExecutionServiceStub(ch)  # type: ignore[no-untyped-call]
             tasks = [
-                asyncio.create_task(self._reports(stub)),
-                asyncio.create_task(self._execution_poll(stub)),
-                asyncio.create_task(self._inference_poll()),
-                asyncio.create_task(self._nats()),
-                asyncio.create_task(self._health()),
+                asyncio.create_task(self._supervise("reports", lambda: self._reports(stub))),
+                asyncio.create_task(self._supervise("execution", lambda: self._execution_poll(stub))),
+                asyncio.create_task(self._supervise("inference", self._inference_poll)),
+                asyncio.create_task(self._supervise("nats", self._nats)),
+                asyncio.create_task(self._supervise("health", self._health)),
             ]
             try:
                 await asyncio.gather(*tasks)
@@ -397,6 +399,22 @@ class Hub:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Runs one source's loop; an unexpected error is logged, shown on its panel, and the loop
+        restarts, so one broken source never stops the others."""
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("source failed; restarting it", source=name, error=f"{type(exc).__name__}: {exc}")
+                if name in self.sources:
+                    self.sources[name].bad(f"{type(exc).__name__}: {exc}")
+                    self.touch()
+                await asyncio.sleep(max(1.0, self.cfg.poll_interval))
 
     def waterfall(self) -> list[dict[str, Any]]:
         """Per-hop p50/p99 in path order, with each hop's start at the sum of the earlier p50s."""

@@ -52,6 +52,10 @@ def configure(level: str = "info") -> None:
         lg.setLevel(lvl)
         lg.propagate = False
     logging.getLogger("uvicorn.access").disabled = True  # the app logs its requests itself
+    # Everything else that logs through the standard library (asyncio, grpc) in the same format.
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(lvl, logging.WARNING))
 
 
 def get_logger(**fields: Any) -> Any:
