@@ -227,6 +227,30 @@ def test_the_kill_switch_halts_trading_and_the_page_shows_halted(run: Run, brows
     browser.save_screenshot(str(SHOTS / "console-halted.png"))
 
 
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_the_kill_switch_api_wants_a_login_a_confirmation_and_the_session_csrf_token(
+    run: Run, browser: WebDriver
+) -> None:
+    kill, js = run.url + "/api/kill", {"content-type": "application/json"}
+    halt = b'{"confirm": "HALT"}'
+    assert post(kill, halt, js) == 401
+    assert post(kill, halt, {**js, "authorization": "Bearer not-the-token"}) == 401
+    assert post(kill, b"{}", {**js, "authorization": f"Bearer {run.token}"}) == 400
+    cookie = browser.get_cookie("kairos_console")
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    session = {**js, "cookie": f"kairos_console={cookie['value']}"}
+    assert post(kill, halt, session) == 403  # a session without its CSRF token (a forged request)
+    assert post(kill, halt, {**session, "x-csrf-token": "forged"}) == 403
+
+
 def test_the_halt_reaches_a_person_through_prometheus_and_alertmanager(run: Run, tmp_path: Path) -> None:
     """The real Prometheus scrapes the real execution service with the shipped rules; the real
     Alertmanager routes with the shipped route tree, its Telegram and e-mail integrations turned
@@ -288,3 +312,12 @@ def test_the_console_log_is_json_and_never_holds_the_token(run: Run) -> None:
     assert any(json.loads(ln)["event"] == "kill switch" for ln in lines)
     argv = processes.recorded_services(run.settings.run_dir)
     assert all(run.token not in " ".join(s.argv) for s in argv)
+
+
+def test_logging_out_ends_the_session(run: Run, browser: WebDriver) -> None:
+    cookie = browser.get_cookie("kairos_console")
+    assert cookie is not None
+    assert http_status(run.url + "/api/state", {"cookie": f"kairos_console={cookie['value']}"}) == 200
+    browser.find_element(By.ID, "logout").click()
+    wait_for(lambda: browser.current_url.endswith("/login"), timeout=10, what="the login page")
+    assert http_status(run.url + "/api/state", {"cookie": f"kairos_console={cookie['value']}"}) == 401
