@@ -15,6 +15,7 @@ import hmac
 import json
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -46,6 +47,9 @@ HEADERS = {
 KEEPALIVE_S = 15.0
 KNOWN_ROUTES = {"/", "/login", "/logout", "/events", "/api/state", "/api/kill", "/metrics", "/healthz"}
 MAX_LOGIN_BODY = 4096
+MAX_SESSIONS = 1000
+# Refused logins allowed per minute (all clients together) before the login answers 429.
+MAX_REFUSED_PER_MINUTE = 20
 
 log = get_logger()
 
@@ -80,7 +84,7 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
-        for r in ("accepted", "refused"):
+        for r in ("accepted", "refused", "throttled"):
             self.logins.labels(r)
         for r in ("halted", "failed"):
             self.kills.labels(r)
@@ -100,6 +104,7 @@ class Console:
         self.token = token
         self.ttl = session_ttl_s
         self.sessions: dict[str, Session] = {}
+        self.refused: deque[float] = deque()
         self.metrics = Metrics()
 
     # --- authentication ---------------------------------------------------------------------------
@@ -136,18 +141,40 @@ class Console:
     async def login_page(self, request: Request) -> Response:
         return HTMLResponse(self._page("login.html", error=""), headers=HEADERS)
 
+    def _throttled(self) -> bool:
+        now = time.monotonic()
+        while self.refused and now - self.refused[0] > 60:
+            self.refused.popleft()
+        return len(self.refused) >= MAX_REFUSED_PER_MINUTE
+
+    def _new_session(self) -> str:
+        now = time.time()
+        for sid in [k for k, v in self.sessions.items() if v.expires < now]:
+            del self.sessions[sid]
+        while len(self.sessions) >= MAX_SESSIONS:
+            del self.sessions[next(iter(self.sessions))]  # the oldest login
+        sid = secrets.token_urlsafe(32)
+        self.sessions[sid] = Session(csrf=secrets.token_urlsafe(24), expires=now + self.ttl)
+        return sid
+
     async def login(self, request: Request) -> Response:
+        if self._throttled():
+            self.metrics.logins.labels("throttled").inc()
+            page = self._page(
+                "login.html", error='<p class="error" id="error">Too many attempts; wait a minute.</p>'
+            )
+            return HTMLResponse(page, status_code=429, headers=HEADERS)
         body = await request.body()
         given = ""
         if len(body) <= MAX_LOGIN_BODY:
             given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
         if not given or not self.token_ok(given):
             self.metrics.logins.labels("refused").inc()
+            self.refused.append(time.monotonic())
             log.warning("login refused", client=request.client.host if request.client else "")
             page = self._page("login.html", error='<p class="error" id="error">Token refused.</p>')
             return HTMLResponse(page, status_code=401, headers=HEADERS)
-        sid = secrets.token_urlsafe(32)
-        self.sessions[sid] = Session(csrf=secrets.token_urlsafe(24), expires=time.time() + self.ttl)
+        sid = self._new_session()
         self.metrics.logins.labels("accepted").inc()
         log.info("login accepted", client=request.client.host if request.client else "")
         resp = RedirectResponse("/", status_code=303, headers=HEADERS)
@@ -184,15 +211,14 @@ class Console:
     async def events(self, request: Request) -> Response:
         if not self.authorized(request):
             return self._refuse()
-        sid = request.cookies.get(COOKIE, "")
 
         async def stream() -> AsyncIterator[bytes]:
             self.metrics.streams.inc()
             seen, quiet_since = -1, time.monotonic()
             try:
                 while True:
-                    if sid and sid not in self.sessions and not self.bearer_ok(request):
-                        return  # logged out
+                    if not self.authorized(request):
+                        return  # logged out or expired
                     if self.hub.version != seen:
                         seen, quiet_since = self.hub.version, time.monotonic()
                         self._update_source_gauges()
