@@ -46,7 +46,7 @@ HEADERS = {
 }
 KEEPALIVE_S = 15.0
 KNOWN_ROUTES = {"/", "/login", "/logout", "/events", "/api/state", "/api/kill", "/metrics", "/healthz"}
-MAX_LOGIN_BODY = 4096
+MAX_BODY = 4096  # a login form or a kill request; anything larger is refused unread
 MAX_SESSIONS = 1000
 # Refused logins allowed per minute (all clients together) before the login answers 429.
 MAX_REFUSED_PER_MINUTE = 20
@@ -138,6 +138,19 @@ class Console:
             text = text.replace("{{" + k + "}}", v)
         return text
 
+    @staticmethod
+    async def _small_body(request: Request) -> bytes | None:
+        """The request body, or None when it is larger than any login or kill request can be."""
+        declared = request.headers.get("content-length", "")
+        if declared and (not declared.isdigit() or int(declared) > MAX_BODY):
+            return None
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return None
+        return body
+
     async def login_page(self, request: Request) -> Response:
         return HTMLResponse(self._page("login.html", error=""), headers=HEADERS)
 
@@ -164,10 +177,10 @@ class Console:
                 "login.html", error='<p class="error" id="error">Too many attempts; wait a minute.</p>'
             )
             return HTMLResponse(page, status_code=429, headers=HEADERS)
-        body = await request.body()
-        given = ""
-        if len(body) <= MAX_LOGIN_BODY:
-            given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
+        body = await self._small_body(request)
+        if body is None:
+            return JSONResponse({"error": "request too large"}, status_code=413, headers=HEADERS)
+        given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
         if not given or not self.token_ok(given):
             self.metrics.logins.labels("refused").inc()
             self.refused.append(time.monotonic())
@@ -247,8 +260,11 @@ class Console:
             and not hmac.compare_digest(csrf.encode(), s.csrf.encode())
         ):
             return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403, headers=HEADERS)
+        raw = await self._small_body(request)
+        if raw is None:
+            return JSONResponse({"error": "request too large"}, status_code=413, headers=HEADERS)
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = json.loads(raw or b"{}")
         except ValueError:
             body = {}
         if not isinstance(body, dict) or body.get("confirm") != "HALT":

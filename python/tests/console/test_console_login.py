@@ -104,3 +104,9 @@ def test_pages_carry_security_headers_and_nothing_is_served_without_a_login(cons
     for path in ("/api/state", "/events"):
         assert request(console + path)[0] == 401
     assert request(console + "/healthz")[0] == 200
+
+
+def test_an_oversized_login_is_refused_unread(console: str) -> None:
+    big = b"token=" + b"x" * 100_000
+    assert request(console + "/login", big, {"content-type": "application/x-www-form-urlencoded"})[0] == 413
+    assert login(console, TOKEN)[0] == 303
