@@ -35,7 +35,7 @@ from kairos.stack.serving import from_status
 
 KEEP = 50  # fills and signals shown
 LATENCY_WINDOW = 2000  # samples per hop for p50/p99
-EQUITY_POINTS = 720
+EQUITY_POINTS = 5000
 
 log = get_logger()
 
@@ -220,10 +220,15 @@ class Hub:
                     for o in orders.orders
                 ]
                 if self.positions:
-                    total = sum(p["realized"] + p["unrealized"] for p in self.positions)
-                    self.equity.append((time.time(), total))
+                    self._sample_equity(sum(p["realized"] + p["unrealized"] for p in self.positions))
                 self.touch()
             await asyncio.sleep(self.cfg.poll_interval)
+
+    def _sample_equity(self, total: float) -> None:
+        """A point when equity moved, else one a minute: the curve covers hours, not minutes."""
+        now = time.time()
+        if not self.equity or self.equity[-1][1] != total or now - self.equity[-1][0] >= 60:
+            self.equity.append((now, total))
 
     async def halt(self, reason: str) -> dict[str, Any]:
         """The kill switch: HALTED, every working order's cancel requested, in one call."""
