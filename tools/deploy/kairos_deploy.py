@@ -372,6 +372,7 @@ import json
 from kairos.inference.config import settings
 print(json.dumps(settings()))
 """
+_CONSOLE_CONFIG_FIELDS = _PY_CONFIG_FIELDS.replace("kairos.inference.config", "kairos.console.config")
 
 
 def services(bin_dir: Path) -> list[Service]:
@@ -387,6 +388,13 @@ def services(bin_dir: Path) -> list[Service]:
             "KAIROS_INFERENCE_",
             [sys.executable, "-c", _PY_CONFIG_FIELDS],
             REPO / "python/kairos/inference/config.py",
+            json=True,
+        ),
+        Service(
+            "kairos-console",
+            "KAIROS_CONSOLE_",
+            [sys.executable, "-c", _CONSOLE_CONFIG_FIELDS],
+            REPO / "python/kairos/console/config.py",
             json=True,
         ),
         Service(
