@@ -581,8 +581,16 @@ def step_backtest(
     if gcfg.candidate == "best":
         # The best out-of-sample family among those that could be exported; with none, the --arch one
         # (export then says it learned nothing).
-        chosen = max(eligible, key=lambda f: sharpes[f]) if eligible else run["train"]["arch"]
-        rule = "the highest net Sharpe on the validation folds among the families whose final model learned"
+        if eligible:
+            chosen = max(eligible, key=lambda f: sharpes[f])
+            rule = (
+                "the highest net Sharpe on the validation folds among the families whose final model learned"
+            )
+        else:
+            chosen = run["train"]["arch"]
+            rule = (
+                "no family's final model learned anything: the --arch family, for the record (not exportable)"
+            )
     else:
         chosen, rule = gcfg.candidate, "named with --candidate"
     # The candidate is reported as CANDIDATE; the other families keep their names.
