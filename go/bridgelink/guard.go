@@ -24,6 +24,38 @@ import (
 // after the handshake a frame is bounded by MaxFrameBytes and its buffer grows with the bytes that
 // actually arrive. Connections already authenticated are never refused or slowed by any of this.
 
+// Guard bounds what a peer may cost before it has proven the key. Zero takes the default, a
+// negative value turns the bound off. The services set it from their --bridge-* flags.
+type Guard struct {
+	// MaxConnections bounds the connections open at once (handshaking or not); one more is
+	// refused at accept. Default DefaultMaxConnections.
+	MaxConnections int
+	// MaxHandshakes bounds the connections that have not finished their handshake. Default
+	// DefaultMaxHandshakes.
+	MaxHandshakes int
+	// HandshakeTimeout is how long a connection may take from accept to a proven Hello, however
+	// its bytes arrive. Default three heartbeat intervals.
+	HandshakeTimeout time.Duration
+	// MaxHandshakeBytes bounds the Hello frame: a larger length prefix before the key is proven
+	// ends the connection without reading it. Default DefaultMaxHandshakeBytes.
+	MaxHandshakeBytes int
+	// AuthFailureBurst is how many handshakes a remote address may fail (no proof, a wrong one, a
+	// timeout, a bad frame) before its connections are refused at accept; one more is allowed
+	// every AuthFailureRefill. The addresses are kept in a map of at most MaxTrackedPeers.
+	// Defaults DefaultAuthFailureBurst, DefaultAuthFailureRefill, DefaultMaxTrackedPeers.
+	AuthFailureBurst  int
+	AuthFailureRefill time.Duration
+	MaxTrackedPeers   int
+}
+
+// DefaultGuard is the guard with every default spelled out (the services' flag defaults).
+func DefaultGuard() Guard {
+	return Guard{MaxConnections: DefaultMaxConnections, MaxHandshakes: DefaultMaxHandshakes,
+		HandshakeTimeout: DefaultHandshakeTimeout, MaxHandshakeBytes: DefaultMaxHandshakeBytes,
+		AuthFailureBurst: DefaultAuthFailureBurst, AuthFailureRefill: DefaultAuthFailureRefill,
+		MaxTrackedPeers: DefaultMaxTrackedPeers}
+}
+
 // Guard defaults.
 const (
 	DefaultMaxConnections    = 64
@@ -34,6 +66,9 @@ const (
 	DefaultAuthFailureBurst  = 10
 	DefaultAuthFailureRefill = 6 * time.Second
 	DefaultMaxTrackedPeers   = 4096
+	// DefaultHandshakeTimeout is the services' default: the DLL answers a Challenge in
+	// milliseconds, a slowloris holds a slot this long at most.
+	DefaultHandshakeTimeout = 3 * time.Second
 )
 
 // Refusal reasons at accept (kairos_bridge_connections_refused_total{reason}).

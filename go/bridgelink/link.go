@@ -108,27 +108,8 @@ type Config struct {
 	// Now is the clock of session expiry and of the failed-handshake gate. Default time.Now.
 	Now func() time.Time
 
-	// What a peer may cost before it has proven the key (guard.go). Zero takes the default,
-	// a negative value turns the bound off.
-	// MaxConnections bounds the connections open at once (handshaking or not); one more is
-	// refused at accept. Default DefaultMaxConnections.
-	MaxConnections int
-	// MaxHandshakes bounds the connections that have not finished their handshake. Default
-	// DefaultMaxHandshakes.
-	MaxHandshakes int
-	// HandshakeTimeout is how long a connection may take from accept to a proven Hello, however
-	// its bytes arrive. Default three heartbeat intervals.
-	HandshakeTimeout time.Duration
-	// MaxHandshakeBytes bounds the Hello frame: a larger length prefix before the key is proven
-	// ends the connection without reading it. Default DefaultMaxHandshakeBytes.
-	MaxHandshakeBytes int
-	// AuthFailureBurst is how many handshakes a remote address may fail (no proof, a wrong one, a
-	// timeout, a bad frame) before its connections are refused at accept; one more is allowed
-	// every AuthFailureRefill. The addresses are kept in a map of at most MaxTrackedPeers.
-	// Defaults DefaultAuthFailureBurst, DefaultAuthFailureRefill, DefaultMaxTrackedPeers.
-	AuthFailureBurst  int
-	AuthFailureRefill time.Duration
-	MaxTrackedPeers   int
+	// Guard bounds what a peer may cost before it has proven the key (guard.go).
+	Guard
 }
 
 // Channel is what a service plugs into the listener.

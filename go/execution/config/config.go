@@ -132,6 +132,8 @@ type MT5 struct {
 	// MaxSessions and SessionTTL bound the bridge session table (resume points).
 	MaxSessions int
 	SessionTTL  time.Duration
+	// Guard bounds what a bridge peer may cost before it proves the key.
+	Guard bridgelink.Guard
 	// MaxTracked bounds the venue's command and ticket maps; completed entries go first.
 	MaxTracked int
 }
@@ -232,12 +234,13 @@ func Default() Config {
 		Paper: Paper{SlippagePoints: 1, SlippagePointsPerLot: decimal.MustParse("0.5"),
 			CommissionPerLot: decimal.MustParse("3.50"), StartingBalance: decimal.MustParse("100000")},
 		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second,
-			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096},
+			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096,
+			Guard: bridgelink.DefaultGuard()},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
 			CooldownBars: 0, MaxHoldingBars: 60, MaxSignalAge: 5 * time.Second},
 		GRPC: GRPCLimits{Limits: peerlimit.Limits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20,
 			MaxSendMsgBytes: 16 << 20, KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second,
-			KeepaliveTimeout: 10 * time.Second}, MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
+			KeepaliveTimeout: 10 * time.Second, HandshakeTimeout: 5 * time.Second}, MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 	}
 }
@@ -273,6 +276,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.DurationVar(&g.KeepaliveMinTime, "grpc-keepalive-min-time", "clients pinging more often are disconnected")
 	s.DurationVar(&g.KeepaliveTime, "grpc-keepalive-time", "the server pings a connection idle this long")
 	s.DurationVar(&g.KeepaliveTimeout, "grpc-keepalive-timeout", "a connection that does not answer a ping within this is dropped")
+	s.DurationVar(&g.HandshakeTimeout, "grpc-handshake-timeout", "time a new gRPC connection has to finish TLS and the HTTP/2 preface; slower ones are closed")
 	s.IntVar(&g.MaxReportStreams, "max-report-streams", "StreamExecutionReports subscribers at once; more are refused RESOURCE_EXHAUSTED")
 	s.IntVar(&g.ReportStreamBufferBytes, "report-stream-buffer-bytes", "report payload bytes queued per subscriber before it is cut (it resumes from the journal)")
 	s.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "graceful shutdown bound")
@@ -311,6 +315,14 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.BoolVar(&c.MT5.BridgeInsecure, "bridge-insecure", "run the trading listener WITHOUT a key: anyone who reaches it can trade")
 	s.IntVar(&c.MT5.MaxSessions, "bridge-max-sessions", "bridge sessions (resume points) kept")
 	s.DurationVar(&c.MT5.SessionTTL, "bridge-session-ttl", "forget a bridge session with no connection for this long")
+	{
+		g := &c.MT5.Guard
+		s.IntVar(&g.MaxConnections, "bridge-max-connections", "bridge connections open at once; more are refused at accept (counted)")
+		s.IntVar(&g.MaxHandshakes, "bridge-max-handshakes", "bridge connections in their handshake (key not proven yet) at once; more are refused at accept")
+		s.DurationVar(&g.HandshakeTimeout, "bridge-handshake-timeout", "time a bridge connection has from accept to a proven Hello, however slowly its bytes come")
+		s.IntVar(&g.AuthFailureBurst, "bridge-auth-failure-burst", "failed bridge handshakes a remote address may make before its connections are refused at accept (negative: no limit)")
+		s.DurationVar(&g.AuthFailureRefill, "bridge-auth-failure-refill", "a rate-limited address may fail one more bridge handshake per this interval")
+	}
 	s.IntVar(&c.MT5.MaxTracked, "mt5-max-tracked", "commands and order tickets the mt5 venue remembers; completed ones are evicted first")
 
 	s.BoolVar(&c.Policy.Enabled, "policy", "trade signals from kairos.signal.> (needs --nats-url)")
