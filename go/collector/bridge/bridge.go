@@ -116,6 +116,8 @@ func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 		if err := s.pipe.Stored(s.ctx); err != nil {
 			return 0, fmt.Errorf("ticks not stored by NATS JetStream: %w", err)
 		}
+		// Only now do these frames' watermarks go to the state file (see ingest.Source.Commit).
+		s.src.Commit()
 	}
 	return len(in), nil
 }

@@ -90,8 +90,8 @@ def test_a_node_killed_mid_replay_loses_no_acknowledged_tick(outcome: Outcome) -
 
     harness.record(
         {
-            "acked_ticks_lost": lost,
-            "ticks_duplicated": outcome.stored.duplicated,
+            "cluster_acked_ticks_lost": lost,
+            "cluster_ticks_duplicated": outcome.stored.duplicated,
             "cluster_node_kills": 1,
             "cluster_ticks_acked": outcome.result.acked,
             "cluster_scenario_s": outcome.seconds,
