@@ -190,7 +190,9 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	if cfg.Token == "" {
 		log.Warn("no bearer token configured: every MarketDataService call will be refused (set KAIROS_COLLECTOR_TOKEN or --token-file)")
 	}
-	s.grpcSrv = grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC, append(srvOpts, mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
+	auth := mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback)
+	auth.ClientIdentities = cfg.TLSClientIdentities
+	s.grpcSrv = grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC, append(srvOpts, auth.ServerOptions()...)...)...)
 	mdservice.New(s.Pipe, s.Hub, s.stop).Register(s.grpcSrv)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)

@@ -131,6 +131,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	// TLSClientCA, when set, requires gRPC clients to present a certificate this PEM bundle signed (mutual TLS).
 	TLSClientCA string
+	// TLSClientIdentities are client-certificate identities (subject CN, DNS or URI SAN) accepted
+	// in place of the bearer token over mutual TLS (grpcauth.Policy.ClientIdentities).
+	TLSClientIdentities []string
 	// InferenceTLSCA verifies the inference servers' certificates; set, the link speaks TLS.
 	InferenceTLSCA string
 	// InferenceTLSCert and InferenceTLSKey are the link's client pair for mutual TLS.
@@ -234,6 +237,7 @@ func Flags(c *Config) *envflag.Set {
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with tls-key it serves TLS only (reloaded on change)")
 	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with tls-cert)")
 	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
+	s.ListVar(&c.TLSClientIdentities, "tls-client-identities", "comma-separated client-certificate identities (subject CN, DNS or URI SAN) that may call without the token (needs tls-client-ca)")
 	s.StringVar(&c.InferenceTLSCA, "inference-tls-ca", "PEM CA bundle verifying the inference servers; set, the inference link speaks TLS")
 	s.StringVar(&c.InferenceTLSCert, "inference-tls-cert", "PEM client certificate for the inference link (mutual TLS, with inference-tls-key)")
 	s.StringVar(&c.InferenceTLSKey, "inference-tls-key", "PEM client key for the inference link (with inference-tls-cert)")
@@ -318,6 +322,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.ServerTLS().Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if len(c.TLSClientIdentities) > 0 && c.TLSClientCA == "" {
+		errs = append(errs, errors.New("tls-client-identities needs tls-client-ca: a client certificate counts only when mutual TLS verified it"))
 	}
 	if err := c.InferenceTLS().Validate(); err != nil {
 		errs = append(errs, err)

@@ -233,7 +233,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	if cfg.Token == "" {
 		log.Warn("no bearer token configured: every call but health and reflection will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
-	gs := grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC.Limits, append(srvOpts, service.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
+	auth := service.Auth(cfg.Token, cfg.OpenReadsOnLoopback)
+	auth.ClientIdentities = cfg.TLSClientIdentities
+	gs := grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC.Limits, append(srvOpts, auth.ServerOptions()...)...)...)
 	execv1.RegisterExecutionServiceServer(gs, service.NewWithLimits(eng, jr, service.Limits{MaxReportStreams: cfg.GRPC.MaxReportStreams,
 		ReportBufferBytes: cfg.GRPC.ReportStreamBufferBytes, Metrics: m}))
 	hs := health.NewServer()

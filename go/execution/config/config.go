@@ -61,6 +61,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	// TLSClientCA, when set, requires gRPC clients to present a certificate this PEM bundle signed (mutual TLS).
 	TLSClientCA string
+	// TLSClientIdentities are client-certificate identities (subject CN, DNS or URI SAN) accepted
+	// in place of the bearer token over mutual TLS (grpcauth.Policy.ClientIdentities).
+	TLSClientIdentities []string
 	// InstrumentsFile is a JSON list of instruments replacing the built-in FX majors.
 	InstrumentsFile string
 	// Instruments is the tradable symbols (from InstrumentsFile or the defaults).
@@ -265,6 +268,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with --tls-key it serves TLS only (reloaded on change)")
 	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with --tls-cert)")
 	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
+	s.ListVar(&c.TLSClientIdentities, "tls-client-identities", "comma-separated client-certificate identities (subject CN, DNS or URI SAN) that may call without the token (needs tls-client-ca)")
 	s.StringVar(&c.InstrumentsFile, "instruments-file", "JSON list of instruments; empty: EURUSD, GBPUSD, AUDUSD, NZDUSD")
 	s.StringVar(&c.Currency, "currency", "account currency")
 	s.StringVar(&c.InitialState, "initial-state", "trading state after the first reconciliation of a fresh journal")
@@ -384,6 +388,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if err := c.ServerTLS().Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if len(c.TLSClientIdentities) > 0 && c.TLSClientCA == "" {
+		errs = append(errs, errors.New("tls-client-identities needs tls-client-ca: a client certificate counts only when mutual TLS verified it"))
 	}
 	if c.Venue != "paper" && c.Venue != "mt5" {
 		errs = append(errs, fmt.Errorf("venue %q: want paper or mt5", c.Venue))
