@@ -530,7 +530,10 @@ def pipeline() -> dict[str, Any]:
         timeseries(
             "Bridge authentication",
             "short",
-            (rate("kairos_bridge_auth_failures_total", "channel, reason", "increase"), "failed {{channel}} {{reason}}"),
+            (
+                rate("kairos_bridge_auth_failures_total", "channel, reason", "increase"),
+                "failed {{channel}} {{reason}}",
+            ),
             (
                 rate("kairos_bridge_connections_refused_total", "channel, reason", "increase"),
                 "refused {{channel}} {{reason}}",
@@ -562,8 +565,14 @@ def pipeline() -> dict[str, Any]:
         timeseries(
             "gRPC connections refused or cut",
             "short",
-            (rate("kairos_collector_grpc_connections_refused_total", fn="increase"), "collector refused (limit)"),
-            (rate("kairos_execution_grpc_connections_refused_total", fn="increase"), "execution refused (limit)"),
+            (
+                rate("kairos_collector_grpc_connections_refused_total", fn="increase"),
+                "collector refused (limit)",
+            ),
+            (
+                rate("kairos_execution_grpc_connections_refused_total", fn="increase"),
+                "execution refused (limit)",
+            ),
             (
                 rate("kairos_collector_grpc_handshakes_incomplete_total", fn="increase"),
                 "collector closed before the preface",
