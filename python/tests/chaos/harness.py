@@ -325,6 +325,7 @@ def record(figures: dict[str, float]) -> None:
         int(current.get("cluster_node_kills", 0))
         + int(current.get("inference_replica_kills", 0))
         + int(current.get("collector_kills", 0))
+        + int(current.get("collector_kill_nats_kills", 0))
     )
     # Acknowledged ticks lost and ticks stored twice, over every scenario that counts them.
     for total, parts in TICK_FIGURES.items():
