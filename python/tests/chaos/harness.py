@@ -27,7 +27,7 @@ from typing import Any
 import nats
 
 from kairos.marketdata.v1 import marketdata_pb2
-from kairos.stack import observe, replay, services
+from kairos.stack import observe, processes, replay, services
 from kairos.stack.loopback import free_port, wait_for
 
 REPO = services.REPO
@@ -163,6 +163,30 @@ def _http_ok(url: str) -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+def collector_spec(
+    settings: services.StackSettings, binary: Path, servers: str, *extra: str, name: str = "collector"
+) -> processes.ServiceSpec:
+    """The collector publishing to JetStream on `servers` (--nats-jetstream: acks follow storage),
+    with the bridge key, no inference link, and `extra` flags."""
+    p = settings.ports
+    return processes.ServiceSpec(
+        name=name,
+        argv=[
+            str(binary),
+            f"--bridge-addr=127.0.0.1:{p.collector_bridge}",
+            f"--grpc-addr=127.0.0.1:{p.collector_grpc}",
+            f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
+            f"--nats-url={servers}",
+            "--nats-jetstream",
+            f"--bridge-key-file={settings.bridge_key_file}",
+            "--inference-endpoints=none",
+            *extra,
+        ],
+        grpc_addr=f"127.0.0.1:{p.collector_grpc}",
+        ready_timeout_s=30,
+    )
 
 
 def build_streams_tool() -> Path:

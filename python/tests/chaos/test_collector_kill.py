@@ -47,23 +47,9 @@ class Outcome:
 def _collector(
     name: str, settings: services.StackSettings, binary: Path, servers: str, state: Path
 ) -> processes.ServiceSpec:
-    p = settings.ports
-    return processes.ServiceSpec(
-        name=name,
-        argv=[
-            str(binary),
-            f"--bridge-addr=127.0.0.1:{p.collector_bridge}",
-            f"--grpc-addr=127.0.0.1:{p.collector_grpc}",
-            f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
-            f"--nats-url={servers}",
-            "--nats-jetstream",
-            f"--state-file={state}",
-            "--state-interval=100ms",
-            f"--bridge-key-file={settings.bridge_key_file}",
-            "--inference-endpoints=none",
-        ],
-        grpc_addr=f"127.0.0.1:{p.collector_grpc}",
-        ready_timeout_s=30,
+    """The collector as deployed for durability: JetStream and a state file written every 100 ms."""
+    return harness.collector_spec(
+        settings, binary, servers, f"--state-file={state}", "--state-interval=100ms", name=name
     )
 
 

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,7 +32,7 @@ from kairos.inference.v1 import inference_pb2 as ipb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
 from kairos.stack import credentials, observe, processes, replay, services
-from kairos.stack.loopback import wait_for
+from kairos.stack.loopback import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,37 @@ TIMEOUT = 10.0
 tally = {"tried": 0, "refused": 0}
 
 
+@dataclass
+class TradingListener:
+    """A second execution service with the MT5 venue: its bridge listener is the trading channel."""
+
+    bridge: int
+    metrics: int
+
+
+TRADING = TradingListener(bridge=free_port(), metrics=free_port())
+
+
+def _mt5_execution(settings: services.StackSettings, binary: Path) -> processes.ServiceSpec:
+    grpc_port = free_port()
+    return processes.ServiceSpec(
+        name="execution-mt5",
+        argv=[
+            str(binary),
+            f"--grpc-addr=127.0.0.1:{grpc_port}",
+            f"--bridge-addr=127.0.0.1:{TRADING.bridge}",
+            f"--metrics-addr=127.0.0.1:{TRADING.metrics}",
+            "--nats-url=",
+            "--policy=false",
+            f"--token-file={settings.credentials().token_file('execution')}",
+            f"--db={settings.run_dir / 'journal-mt5.db'}",
+            "--venue=mt5",
+            f"--bridge-key-file={settings.bridge_key_file}",
+        ],
+        grpc_addr=f"127.0.0.1:{grpc_port}",
+    )
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.StackSettings]:
     run_dir = tmp_path_factory.mktemp("attacks")
@@ -50,6 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.StackSe
     binaries = services.build_go_binaries(settings.bin_dir)
     with processes.Stack(run_dir) as st:
         st.start_all(services.specs(settings, binaries))
+        st.start_all([_mt5_execution(settings, binaries["kairos-execution"])])
         services.wait_pipeline_ready(settings)
         yield settings
     _merge_results(tally["tried"], tally["refused"])
@@ -333,6 +366,53 @@ def _closed_by_server(s: socket.socket, timeout: float) -> bool:
     return True
 
 
+def _slowloris(
+    port: int, source: str, n: int, drip: bytes, every: float, meanwhile: Callable[[], None] = lambda: None
+) -> list[bool]:
+    """n connections from `source` that send `drip` a byte every `every` seconds; `meanwhile` runs
+    during the attack. Returns, per connection, whether the server closed it (within 15 s)."""
+    socks = [_connect(port, source) for _ in range(n)]
+    stop = threading.Event()
+
+    def dribble(s: socket.socket) -> None:
+        for b in drip:
+            if stop.wait(every):
+                return
+            with contextlib.suppress(OSError):
+                s.send(bytes([b]))
+
+    for s in socks:
+        threading.Thread(target=dribble, args=(s,), daemon=True).start()
+    try:
+        meanwhile()
+        return [_closed_by_server(s, timeout=15) for s in socks]
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+
+
+# A Hello that announces 200 bytes and sends one every 250 ms: it never completes.
+NEVER_A_HELLO = _varint(200) + bytes(40)
+
+
+def _prefix_flood(port: int, source: str, then: str) -> None:
+    """Takes the Challenge, sends a length prefix of 1 MiB, then stalls or sends 1 MiB; the server
+    must refuse at the prefix."""
+    with _connect(port, source) as s:
+        first = _read_frame(s)
+        assert first is not None and first.HasField("challenge"), first
+        s.sendall(_varint(PREFIX_1MIB))
+        if then == "floods":
+            with contextlib.suppress(OSError):
+                for _ in range(16):
+                    s.sendall(bytes(64 << 10))
+        frames = _frames_until_closed(s, timeout=TIMEOUT)
+        errors = [f.error for f in frames if f.HasField("error")]
+        assert errors and errors[0].code == bridge_pb2.ERROR_CODE_MALFORMED_FRAME, frames
+        assert "exceeds the 4096-byte limit" in errors[0].message, errors[0].message
+
+
 def _counter(url: str, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include `labels`."""
     want = [f'{k}="{v}"' for k, v in labels.items()]
@@ -396,26 +476,9 @@ def test_a_bridge_slowloris_is_cut_at_the_handshake_deadline_while_a_bridge_stre
     )
 
     with attack():
-        socks = [_connect(stack.ports.collector_bridge, "127.0.0.2") for _ in range(SLOWLORIS_CONNECTIONS)]
-        stop = threading.Event()
-
-        def dribble(s: socket.socket) -> None:
-            # A Hello that announces 200 bytes and sends one every 250 ms: it never completes.
-            for b in _varint(200) + bytes(40):
-                if stop.wait(0.25):
-                    return
-                with contextlib.suppress(OSError):
-                    s.send(bytes([b]))
-
-        drips = [threading.Thread(target=dribble, args=(s,), daemon=True) for s in socks]
-        for d in drips:
-            d.start()
-        try:
-            closed = [_closed_by_server(s, timeout=15) for s in socks]
-        finally:
-            stop.set()
-            for s in socks:
-                s.close()
+        closed = _slowloris(
+            stack.ports.collector_bridge, "127.0.0.2", SLOWLORIS_CONNECTIONS, NEVER_A_HELLO, 0.25
+        )
         assert all(closed), f"{closed.count(False)} slowloris connections still open"
         timeouts = _counter(url, "kairos_bridge_frame_errors_total", reason="handshake_timeout") - timeouts0
         refused = _counter(url, "kairos_bridge_connections_refused_total") - refused0
@@ -431,18 +494,8 @@ def test_a_bridge_slowloris_is_cut_at_the_handshake_deadline_while_a_bridge_stre
 def test_a_bridge_length_prefix_of_1mib_before_the_key_is_refused_at_the_header(
     stack: services.StackSettings, then: str
 ) -> None:
-    with attack(), _connect(stack.ports.collector_bridge, "127.0.0.3") as s:
-        first = _read_frame(s)
-        assert first is not None and first.HasField("challenge"), first
-        s.sendall(_varint(PREFIX_1MIB))
-        if then == "floods":
-            with contextlib.suppress(OSError):
-                for _ in range(16):
-                    s.sendall(bytes(64 << 10))
-        frames = _frames_until_closed(s, timeout=TIMEOUT)
-        errors = [f.error for f in frames if f.HasField("error")]
-        assert errors and errors[0].code == bridge_pb2.ERROR_CODE_MALFORMED_FRAME, frames
-        assert "exceeds the 4096-byte limit" in errors[0].message, errors[0].message
+    with attack():
+        _prefix_flood(stack.ports.collector_bridge, "127.0.0.3", then)
 
 
 def _bad_hello(challenge: bridge_pb2.Challenge) -> bytes:
@@ -536,28 +589,12 @@ def test_a_grpc_slowloris_is_cut_at_the_handshake_deadline_while_clients_are_ser
     incomplete = f"kairos_{service}_grpc_handshakes_incomplete_total"
     before = _counter(_metrics(stack, service), incomplete) if service != "inference" else 0.0
     with attack():
-        socks = [_connect(_grpc_port(stack, service), "127.0.0.5") for _ in range(n)]
-        stop = threading.Event()
+        # The 24-byte HTTP/2 preface at a byte every 500 ms: 12 s, past the 5 s deadline; an
+        # authenticated call is served during the attack.
         preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-        def dribble(s: socket.socket) -> None:
-            # The 24-byte HTTP/2 preface at a byte every 500 ms: 12 s, past the 5 s deadline.
-            for b in preface:
-                if stop.wait(0.5):
-                    return
-                with contextlib.suppress(OSError):
-                    s.send(bytes([b]))
-
-        drips = [threading.Thread(target=dribble, args=(s,), daemon=True) for s in socks]
-        for d in drips:
-            d.start()
-        try:
-            _honest_call(stack, service)  # served during the attack
-            closed = [_closed_by_server(s, timeout=15) for s in socks]
-        finally:
-            stop.set()
-            for s in socks:
-                s.close()
+        closed = _slowloris(
+            _grpc_port(stack, service), "127.0.0.5", n, preface, 0.5, lambda: _honest_call(stack, service)
+        )
         assert all(closed), f"{closed.count(False)} slowloris connections still open"
         if service != "inference":  # grpc-python exports no such counter
             wait_for(
@@ -592,3 +629,44 @@ def test_a_grpc_message_over_the_size_limit_is_refused_at_its_header(
                 )
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value
         _honest_call(stack, service)
+
+
+# --- The execution service's trading listener (order commands down, fills up) -----------------
+
+
+def _trading_metrics() -> str:
+    return f"http://127.0.0.1:{TRADING.metrics}/metrics"
+
+
+def test_a_slowloris_on_the_trading_listener_is_cut_while_the_terminal_stays_connected(
+    stack: services.StackSettings,
+) -> None:
+    from kairos.bridge.client import Bridge
+
+    url = _trading_metrics()
+    timeouts0 = _counter(url, "kairos_bridge_frame_errors_total", reason="handshake_timeout")
+    refused0 = _counter(url, "kairos_bridge_connections_refused_total")
+    with Bridge(
+        collector="", execution=f"127.0.0.1:{TRADING.bridge}", bridge_key=stack.bridge_key
+    ) as terminal:
+        wait_for(lambda: terminal.counters()["trading_connected"] == 1, timeout=TIMEOUT, what="the terminal")
+        with attack():
+            closed = _slowloris(TRADING.bridge, "127.0.0.6", SLOWLORIS_CONNECTIONS, NEVER_A_HELLO, 0.25)
+            assert all(closed), f"{closed.count(False)} slowloris connections still open"
+            timeouts = (
+                _counter(url, "kairos_bridge_frame_errors_total", reason="handshake_timeout") - timeouts0
+            )
+            refused = _counter(url, "kairos_bridge_connections_refused_total") - refused0
+            assert timeouts + refused == SLOWLORIS_CONNECTIONS and timeouts > 0 and refused > 0
+            counters = terminal.counters()
+            # The terminal's connection was never cut: connected, no reconnect.
+            assert counters["trading_connected"] == 1 and counters["reconnects"] == 0, counters
+            assert _counter(url, "kairos_bridge_connections", channel="trading") == 1
+
+
+@pytest.mark.parametrize("then", ["stalls", "floods"])
+def test_a_1mib_length_prefix_on_the_trading_listener_is_refused_at_the_header(
+    stack: services.StackSettings, then: str
+) -> None:
+    with attack():
+        _prefix_flood(TRADING.bridge, "127.0.0.7", then)
