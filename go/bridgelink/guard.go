@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +32,9 @@ type Guard struct {
 	// MaxHandshakes bounds the connections that have not finished their handshake. Default
 	// DefaultMaxHandshakes.
 	MaxHandshakes int
+	// MaxHandshakesPerAddress bounds them per remote address, so one attacker cannot take every
+	// handshake slot from a terminal elsewhere. Default DefaultMaxHandshakesPerAddress.
+	MaxHandshakesPerAddress int
 	// HandshakeTimeout is how long a connection may take from accept to a proven Hello, however
 	// its bytes arrive. Default three heartbeat intervals.
 	HandshakeTimeout time.Duration
@@ -51,16 +53,19 @@ type Guard struct {
 // DefaultGuard is the guard with every default spelled out (the services' flag defaults).
 func DefaultGuard() Guard {
 	return Guard{MaxConnections: DefaultMaxConnections, MaxHandshakes: DefaultMaxHandshakes,
-		HandshakeTimeout: DefaultHandshakeTimeout, MaxHandshakeBytes: DefaultMaxHandshakeBytes,
+		MaxHandshakesPerAddress: DefaultMaxHandshakesPerAddress,
+		HandshakeTimeout:        DefaultHandshakeTimeout, MaxHandshakeBytes: DefaultMaxHandshakeBytes,
 		AuthFailureBurst: DefaultAuthFailureBurst, AuthFailureRefill: DefaultAuthFailureRefill,
 		MaxTrackedPeers: DefaultMaxTrackedPeers}
 }
 
 // Guard defaults.
 const (
-	DefaultMaxConnections    = 64
-	DefaultMaxHandshakes     = 16
-	DefaultMaxHandshakeBytes = 4 << 10 // a Hello is under 500 bytes (nanopb bounds every field)
+	DefaultMaxConnections = 64
+	DefaultMaxHandshakes  = 16
+	// DefaultMaxHandshakesPerAddress: a terminal opens one connection per channel at a time.
+	DefaultMaxHandshakesPerAddress = 4
+	DefaultMaxHandshakeBytes       = 4 << 10 // a Hello is under 500 bytes (nanopb bounds every field)
 	// A remote address may fail DefaultAuthFailureBurst handshakes in a row; then one more every
 	// DefaultAuthFailureRefill, and its connections are refused at accept in between.
 	DefaultAuthFailureBurst  = 10
@@ -75,10 +80,11 @@ const (
 const (
 	RefuseConnectionLimit = "connection_limit" // MaxConnections connections are open
 	RefuseHandshakeLimit  = "handshake_limit"  // MaxHandshakes handshakes are in progress
+	RefuseAddressLimit    = "address_limit"    // MaxHandshakesPerAddress handshakes from this address
 	RefuseRateLimited     = "rate_limited"     // the remote address failed too many handshakes
 )
 
-var refuseReasons = []string{RefuseConnectionLimit, RefuseHandshakeLimit, RefuseRateLimited}
+var refuseReasons = []string{RefuseConnectionLimit, RefuseHandshakeLimit, RefuseAddressLimit, RefuseRateLimited}
 
 // remoteIP is the address a connection's failures are counted against (the port is not).
 func remoteIP(a net.Addr) netip.Addr {
@@ -217,6 +223,9 @@ func (l *Listener) admitLocked(c *Conn) (reason, msg string) {
 		return RefuseConnectionLimit, fmt.Sprintf("the %s listener has %d connections open, its limit: try again later", l.m.Channel, l.cfg.MaxConnections)
 	case l.cfg.MaxHandshakes > 0 && l.shaking >= l.cfg.MaxHandshakes:
 		return RefuseHandshakeLimit, fmt.Sprintf("the %s listener has %d handshakes in progress, its limit: try again later", l.m.Channel, l.cfg.MaxHandshakes)
+	case l.cfg.MaxHandshakesPerAddress > 0 && l.shakingBy[c.ip] >= l.cfg.MaxHandshakesPerAddress:
+		return RefuseAddressLimit, fmt.Sprintf("%s has %d handshakes in progress on the %s listener, the limit per address: try again later",
+			c.ip, l.cfg.MaxHandshakesPerAddress, l.m.Channel)
 	}
 	if ok, wait := l.gate.allow(c.ip); !ok {
 		return RefuseRateLimited, fmt.Sprintf("too many failed bridge handshakes from %s: refused for %s (check the EA's BridgeKey input)",
@@ -232,10 +241,9 @@ func (l *Listener) refuse(c *Conn, reason, msg string) {
 	l.m.ConnectionsRefused.WithLabelValues(reason).Inc()
 	now := time.Now()
 	l.mu.Lock()
-	i := slices.Index(refuseReasons, reason)
-	logIt := now.Sub(l.refusedLog[i]) >= time.Second
+	logIt := now.Sub(l.refusedLog[reason]) >= time.Second
 	if logIt {
-		l.refusedLog[i] = now
+		l.refusedLog[reason] = now
 	}
 	l.mu.Unlock()
 	if logIt {
@@ -257,6 +265,9 @@ func (l *Listener) refuse(c *Conn, reason, msg string) {
 func (l *Listener) handshakeDone(c *Conn, err error) {
 	l.mu.Lock()
 	l.shaking--
+	if l.shakingBy[c.ip]--; l.shakingBy[c.ip] <= 0 {
+		delete(l.shakingBy, c.ip)
+	}
 	l.m.Handshakes.Set(float64(l.shaking))
 	l.mu.Unlock()
 	if err == nil || c.authed || errors.Is(err, ErrShuttingDown) || !c.ip.IsValid() {

@@ -80,10 +80,17 @@ func (h *honest) check(t *testing.T) {
 // closes it (or the test's bound), and records whether the server closed it.
 func attackers(t *testing.T, addr net.Addr, n int, f func(nc net.Conn)) (closedByServer func() int) {
 	t.Helper()
+	return attackersFrom(t, "127.0.0.1", addr, n, f)
+}
+
+// attackersFrom is attackers connecting from the loopback address source.
+func attackersFrom(t *testing.T, source string, addr net.Addr, n int, f func(nc net.Conn)) (closedByServer func() int) {
+	t.Helper()
 	var closed atomic.Int64
 	var wg sync.WaitGroup
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
 	for range n {
-		nc, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+		nc, err := d.Dial("tcp", addr.String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,4 +350,26 @@ func TestTheFailureMapIsBounded(t *testing.T) {
 	if ok, _ := g.allow(netip.AddrFrom4([4]byte{10, 0, 0, 9})); !ok {
 		t.Fatal("not allowed after the refill")
 	}
+}
+
+func TestOneAddressCannotTakeEveryHandshakeSlot(t *testing.T) {
+	eachChannel(t, func(t *testing.T, cc channelCase) {
+		cfg := cc.cfg
+		cfg.HandshakeTimeout = 2 * time.Second
+		cfg.AuthFailureBurst = -1
+		s := serve(t, cfg, &fakeChannel{})
+		const n = 10
+		closed := attackersFrom(t, "127.0.0.2", s.Addr(), n, dribble(cc))
+		testkit.WaitFor(t, "the attacker's handshakes held", 5*time.Second, func() bool {
+			return testutil.ToFloat64(s.m.ConnectionsRefused.WithLabelValues(RefuseAddressLimit)) == n-DefaultMaxHandshakesPerAddress
+		})
+		if got := testutil.ToFloat64(s.m.Handshakes); got != DefaultMaxHandshakesPerAddress {
+			t.Fatalf("%v handshakes in progress, want the per-address limit %d", got, DefaultMaxHandshakesPerAddress)
+		}
+		// A terminal elsewhere connects and is welcomed while the attacker holds its slots.
+		p := dial(t, s.Addr())
+		p.send(t, cc.hello(1, 0))
+		p.welcome(t)
+		testkit.WaitFor(t, "every attacker connection closed by the server", 10*time.Second, func() bool { return closed() == n })
+	})
 }

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,9 +201,10 @@ type Listener struct {
 	sessions   map[uint64]*session
 	touch      uint64
 	conns      map[*Conn]struct{}
-	shaking    int          // connections in their handshake (MaxHandshakes)
-	gate       *failGate    // failed handshakes per remote address
-	refusedLog [3]time.Time // last log line per refusal reason (at most one a second each)
+	shaking    int                  // connections in their handshake (MaxHandshakes)
+	shakingBy  map[netip.Addr]int   // the same per remote address; at most MaxHandshakes entries
+	gate       *failGate            // failed handshakes per remote address
+	refusedLog map[string]time.Time // last log line per refusal reason (at most one a second each)
 	closed     bool
 	wg         sync.WaitGroup // one per connection goroutine
 }
@@ -236,6 +238,7 @@ func New(cfg Config, ch Channel, m *Metrics, log *slog.Logger) *Listener {
 	}
 	cfg.MaxConnections = orDefault(cfg.MaxConnections, DefaultMaxConnections)
 	cfg.MaxHandshakes = orDefault(cfg.MaxHandshakes, DefaultMaxHandshakes)
+	cfg.MaxHandshakesPerAddress = orDefault(cfg.MaxHandshakesPerAddress, DefaultMaxHandshakesPerAddress)
 	cfg.MaxHandshakeBytes = orDefault(cfg.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
 	cfg.MaxHandshakeBytes = min(cfg.MaxHandshakeBytes, cfg.MaxFrameBytes)
 	if cfg.MaxHandshakeBytes < 0 {
@@ -257,6 +260,7 @@ func New(cfg Config, ch Channel, m *Metrics, log *slog.Logger) *Listener {
 	}
 	return &Listener{cfg: cfg, ch: ch, m: m, log: log.With("channel", m.Channel),
 		sessions: map[uint64]*session{}, conns: map[*Conn]struct{}{},
+		shakingBy: map[netip.Addr]int{}, refusedLog: map[string]time.Time{},
 		gate: newFailGate(cfg.AuthFailureBurst, cfg.AuthFailureRefill, max(cfg.MaxTrackedPeers, 1), cfg.Now)}
 }
 
@@ -336,6 +340,7 @@ func (l *Listener) Serve() error {
 		}
 		l.conns[c] = struct{}{}
 		l.shaking++
+		l.shakingBy[c.ip]++
 		l.m.Handshakes.Set(float64(l.shaking))
 		l.wg.Add(1)
 		l.mu.Unlock()

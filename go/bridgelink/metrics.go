@@ -95,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer, ch bridgev1.Channel) *Metrics {
 	evictions := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_bridge_sessions_evicted_total",
 		Help: "Bridge sessions forgotten, by channel and reason (ttl: idle too long, capacity: the table was full)."}, []string{"channel", "reason"}))
 	refused := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_bridge_connections_refused_total",
-		Help: "Bridge connections closed at accept, by channel and reason (connection_limit, handshake_limit, rate_limited: the address failed too many handshakes)."}, []string{"channel", "reason"}))
+		Help: "Bridge connections closed at accept, by channel and reason (connection_limit, handshake_limit, address_limit, rate_limited: the address failed too many handshakes)."}, []string{"channel", "reason"}))
 	shaking := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_bridge_handshakes",
 		Help: "Bridge connections in their handshake (key not proven yet), by channel."}, []string{"channel"}))
 	tracked := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_bridge_auth_tracked_peers",

@@ -228,6 +228,7 @@ func Flags(c *Config) *envflag.Set {
 		g := &c.BridgeGuard
 		s.IntVar(&g.MaxConnections, "bridge-max-connections", "bridge connections open at once; more are refused at accept (counted)")
 		s.IntVar(&g.MaxHandshakes, "bridge-max-handshakes", "bridge connections in their handshake (key not proven yet) at once; more are refused at accept")
+		s.IntVar(&g.MaxHandshakesPerAddress, "bridge-max-handshakes-per-address", "bridge handshakes in progress from one remote address; more are refused at accept")
 		s.DurationVar(&g.HandshakeTimeout, "bridge-handshake-timeout", "time a bridge connection has from accept to a proven Hello, however slowly its bytes come")
 		s.IntVar(&g.AuthFailureBurst, "bridge-auth-failure-burst", "failed bridge handshakes a remote address may make before its connections are refused at accept (negative: no limit)")
 		s.DurationVar(&g.AuthFailureRefill, "bridge-auth-failure-refill", "a rate-limited address may fail one more bridge handshake per this interval")
