@@ -14,7 +14,7 @@ BENCH_TARGETS += bench-training
 # thin 2020-01-01 ticks of the replay.
 model-fixture: setup ## Regenerate the test model (python/tests/data/model) from real GBPUSD M1 bars, deterministically
 	SOURCE_DATE_EPOCH=$(MODEL_FIXTURE_EPOCH) $(ROOT)/.venv/bin/kairos-train run \
-	  --data $(TRAINING_DATA)/gbpusd-m1-bid-2012.csv --timeframe M1 --arch mlp --window 16 --band-mult 0 \
+	  --data $(TRAINING_DATA)/gbpusd-m1-bid-2012.csv --timeframe M1 --arch mlp --candidate mlp --window 16 --band-mult 0 \
 	  --seed 0 --threads 1 \
 	  --run $(BUILD)/model-fixture --no-register --out $(MODEL_FIXTURE)
 	sha256sum $(MODEL_FIXTURE)/model.onnx $(MODEL_FIXTURE)/model.card.json

@@ -25,7 +25,6 @@ from rich.console import Console
 from rich.table import Table
 
 from kairos.stack import processes, services
-from kairos.stack.health import check_health
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 console = Console()
@@ -58,17 +57,20 @@ def up(
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)
     try:
-        for spec in services.specs(settings, binaries):
+        for spec in [*services.specs(settings, binaries), services.console_spec(settings)]:
             svc = stack.start(spec)
             stack.wait_ready(svc)
-            console.print(
-                f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {spec.grpc_addr}  log {svc.log_path}"
-            )
+            where = spec.grpc_addr or spec.ready_url.removesuffix("/healthz")
+            console.print(f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {where}  log {svc.log_path}")
     except processes.ServiceDied as exc:
         err.print(f"[red]{exc}[/]")
         stack.stop()
         raise typer.Exit(EXIT_SERVICE_DIED) from exc
-    console.print(f"execution token in {run_dir / 'token'}; stop with `kairos down`")
+    console.print(
+        f"console: {services.console_url(settings)} "
+        f"(log in with the execution token in {run_dir / 'token'}); stop with `kairos down`",
+        highlight=False,
+    )
     # The EA needs the key as its BridgeKey input; the terminal usually runs on another machine.
     console.print(
         f"bridge key (the EA's BridgeKey input) in {settings.bridge_key_file}:\n"
@@ -106,8 +108,8 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
             svc.name,
             str(svc.pid),
             "running" if svc.alive() else "[red]gone[/]",
-            check_health(svc.grpc_addr).name,
-            svc.grpc_addr,
+            processes.service_health(svc).name,
+            svc.grpc_addr or svc.ready_url.removesuffix("/healthz"),
         )
     console.print(table)
     inference = next((s for s in recorded if s.name == "inference"), None)
@@ -364,13 +366,23 @@ def demo(
     last: Annotated[int, typer.Option(help="Replay only the last N rows of the data (0: all).")] = 1500,
     out: Annotated[Path, typer.Option(help="Report directory.")] = services.REPO / "build" / "demo",
     live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
+    web_console: Annotated[
+        bool, typer.Option("--console/--no-console", help="Serve the operator console while the demo runs.")
+    ] = True,
 ) -> None:
     """The main job: train if needed, start the stack, replay through the bridge, watch, report, stop."""
     from kairos.stack import demo as demo_mod
 
     code = demo_mod.run(
         demo_mod.DemoOptions(
-            data=data, symbol=symbol, model=model, speed=speed, last=last, out=out, live=live
+            data=data,
+            symbol=symbol,
+            model=model,
+            speed=speed,
+            last=last,
+            out=out,
+            live=live,
+            console=web_console,
         ),
         console,
     )

@@ -362,6 +362,17 @@ def pipeline() -> dict[str, Any]:
         7,
     )
     lay.add(
+        table(
+            "Model validation",
+            "max by (instance, model, version, gate, sharpe, sharpe_ci, n_trials) "
+            "(kairos_inference_model_validation_info == 1)",
+            "The registration gate's verdict on the serving model (PASSED, FAILED, UNVALIDATED), its "
+            "out-of-sample net Sharpe with the interval, and the trials behind it (from the model card).",
+        ),
+        24,
+        5,
+    )
+    lay.add(
         timeseries(
             "Predictions by model",
             "ops",

@@ -376,6 +376,7 @@ import json
 from kairos.inference.config import settings
 print(json.dumps(settings()))
 """
+_CONSOLE_CONFIG_FIELDS = _PY_CONFIG_FIELDS.replace("kairos.inference.config", "kairos.console.config")
 
 
 def services(bin_dir: Path) -> list[Service]:
@@ -391,6 +392,13 @@ def services(bin_dir: Path) -> list[Service]:
             "KAIROS_INFERENCE_",
             [sys.executable, "-c", _PY_CONFIG_FIELDS],
             REPO / "python/kairos/inference/config.py",
+            json=True,
+        ),
+        Service(
+            "kairos-console",
+            "KAIROS_CONSOLE_",
+            [sys.executable, "-c", _CONSOLE_CONFIG_FIELDS],
+            REPO / "python/kairos/console/config.py",
             json=True,
         ),
         Service(
@@ -504,6 +512,7 @@ K8S_NATS_IDENTITIES = {
     "inference": ("KAIROS_INFERENCE_NATS_CREDS", "inference"),
     "execution": ("KAIROS_EXECUTION_NATS_CREDS", "execution"),
     "nats-streams": ("NATS_PASSWORD_FILE", "streams"),
+    "console": ("KAIROS_CONSOLE_NATS_CREDS", "observer"),
 }
 K8S_NATS_CREDENTIALS = "kairos-nats-credentials"
 

@@ -43,6 +43,7 @@ class Ports:
     execution_grpc: int = 7601
     execution_bridge: int = 7600
     execution_metrics: int = 9601
+    console: int = 7700
 
     @classmethod
     def free(cls) -> Ports:
@@ -190,6 +191,36 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
             metrics_url=f"http://127.0.0.1:{p.execution_metrics}/metrics",
         ),
     ]
+
+
+def console_url(settings: StackSettings) -> str:
+    return f"http://127.0.0.1:{settings.ports.console}/"
+
+
+def console_spec(settings: StackSettings) -> ServiceSpec:
+    """The operator console (kairos-console) on 127.0.0.1, reading the stack through its APIs with the
+    run dir's credentials, passed as file paths (ADR 0090)."""
+    p = settings.ports
+    creds = settings.credentials()
+    console_bin = shutil.which("kairos-console") or str(Path(sys.executable).parent / "kairos-console")
+    return ServiceSpec(
+        name="console",
+        argv=[
+            console_bin,
+            f"--addr=127.0.0.1:{p.console}",
+            f"--token-file={creds.token_file('execution')}",
+            f"--execution-addr=127.0.0.1:{p.execution_grpc}",
+            f"--inference-addr=127.0.0.1:{p.inference_grpc}",
+            f"--inference-token-file={creds.token_file('inference')}",
+            f"--collector-addr=127.0.0.1:{p.collector_grpc}",
+            f"--nats-url={settings.nats_url}",
+            f"--nats-creds={creds.nats_creds('observer')}",
+        ],
+        grpc_addr="",
+        metrics_url=f"http://127.0.0.1:{p.console}/metrics",
+        ready_url=f"http://127.0.0.1:{p.console}/healthz",
+        ready_timeout_s=30.0,
+    )
 
 
 def metric_samples(url: str, name: str) -> dict[str, float]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kairos.training.baselines import BASELINES, momentum_positions
+from kairos.training.baselines import RULES, momentum_positions
 from kairos.training.policy import Params, run_policy
 
 FloatArray = npt.NDArray[np.float64]
@@ -181,15 +181,9 @@ def run_strategy(
 @dataclass
 class Comparison:
     strategies: dict[str, StrategyResult]
-    beats_baselines: bool
-    reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "beats_baselines": self.beats_baselines,
-            "reason": self.reason,
-            "strategies": {k: v.summary() for k, v in self.strategies.items()},
-        }
+        return {"strategies": {k: v.summary() for k, v in self.strategies.items()}}
 
 
 def policy_positions(
@@ -204,55 +198,40 @@ def compare(
     bars: BarPrices,
     times_ms: npt.NDArray[np.int64],
     fold_idx: list[IntArray],
-    model_probs: list[FloatArray],
-    logreg_probs: list[FloatArray],
+    learned: dict[str, list[FloatArray]],
     horizon: int,
     fill: FillModel,
-    fold_params: list[Params],
+    fold_params: dict[str, list[Params]],
     vol: FloatArray,
 ) -> Comparison:
-    """The model and every baseline on the same validation folds, and the registration verdict:
-    the model must have a higher mean per-fold Sharpe than each baseline (flat's is 0, so a model
-    that loses money after costs never qualifies).
+    """Every learned model and every rule baseline on the same validation folds.
 
-    The model and the logistic-regression baseline trade through the decision policy with each fold's
-    parameters (``fold_params``: the class moves measured on that fold's training samples); ``vol``
-    is the realised volatility per bar, return units. Buy-and-hold and momentum hold full positions.
+    ``learned`` maps a model's name to its calibrated probabilities per fold; each trades through the
+    decision policy with its parameters for each fold (``fold_params[name]``: the class moves measured
+    on that fold's training samples, the entry threshold tuned on its inner fold); ``vol`` is the
+    realised volatility per bar, return units. Flat,
+    buy-and-hold and momentum (``RULES``) hold full positions. Which model is the candidate, and
+    whether it is good enough, is the gate's business (``kairos.training.gate``).
     """
     ppy = periods_per_year(times_ms)
-    lots = [p.policy.max_lots for p in fold_params]
+    clash = set(learned) & set(RULES)
+    if clash:
+        raise ValueError(f"learned model names {sorted(clash)} clash with the rule baselines")
+    lots = [p.policy.max_lots for p in next(iter(fold_params.values()), [])]
     positions = {
-        "model": [
+        name: [
             policy_positions(p, bars, i, pr, vol[i])
-            for p, i, pr in zip(fold_params, fold_idx, model_probs, strict=True)
-        ],
-        "flat": [np.zeros(len(i)) for i in fold_idx],
-        "buy_and_hold": [np.ones(len(i)) for i in fold_idx],
-        "momentum": [momentum_positions(bars.close, i, horizon) for i in fold_idx],
-        "logreg": [
-            policy_positions(p, bars, i, pr, vol[i])
-            for p, i, pr in zip(fold_params, fold_idx, logreg_probs, strict=True)
-        ],
+            for p, i, pr in zip(fold_params[name], fold_idx, probs, strict=True)
+        ]
+        for name, probs in learned.items()
     }
-    assert set(positions) == {"model", *BASELINES}
+    positions["flat"] = [np.zeros(len(i)) for i in fold_idx]
+    positions["buy_and_hold"] = [np.ones(len(i)) for i in fold_idx]
+    positions["momentum"] = [momentum_positions(bars.close, i, horizon) for i in fold_idx]
     max_lots = float(np.mean(lots)) if lots else 1.0
-    res = {k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots) for k, v in positions.items()}
-    model_sr = res["model"].summary()["mean_fold_sharpe"]
-    losers = [(k, res[k].summary()["mean_fold_sharpe"]) for k in BASELINES]
-    beaten_by = [(k, s) for k, s in losers if s >= model_sr]
-    if beaten_by:
-        reason = (
-            f"model mean fold Sharpe {model_sr:.3f} does not beat "
-            + ", ".join(f"{k} ({s:.3f})" for k, s in beaten_by)
-            + f" over {len(fold_idx)} validation folds"
-        )
-    else:
-        best = max(losers, key=lambda kv: kv[1])
-        reason = (
-            f"model mean fold Sharpe {model_sr:.3f} beats every baseline (best: {best[0]} {best[1]:.3f}) "
-            f"over {len(fold_idx)} validation folds"
-        )
-    return Comparison(res, not beaten_by, reason)
+    return Comparison(
+        {k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots) for k, v in positions.items()}
+    )
 
 
 def plot_equity(
@@ -286,3 +265,59 @@ def plot_equity(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+NEVER_ENTER = 1.0
+"""An entry threshold no edge reaches (a 100% expected move): the policy of a model with no edge
+after costs stays flat."""
+
+
+def round_trip_cost(bars: BarPrices, idx: IntArray, fill: FillModel, lots: float) -> float:
+    """What a full position costs to open and close at bars ``idx``, return units: the median spread,
+    the slippage of two orders of ``lots`` and two commissions."""
+    c = bars.close[idx]
+    spread = float(np.median(bars.spread[idx] / c))
+    slip = float(np.median(fill.slippage(np.array([lots]))[0] / c))
+    return spread + 2 * slip + 2 * fill.commission
+
+
+@dataclass(frozen=True)
+class Tuning:
+    entry_edge: float
+    """The chosen entry threshold (NEVER_ENTER when no candidate earned anything)."""
+    cost: float
+    """Round-trip cost the candidates are multiples of."""
+    scores: dict[float, float]
+    """Net return on the tuning bars of each candidate entry threshold."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_edge": self.entry_edge,
+            "cost": self.cost,
+            "scores": {str(k): v for k, v in self.scores.items()},
+        }
+
+
+def tune_entry_edge(
+    params: Params,
+    bars: BarPrices,
+    idx: IntArray,
+    probs: FloatArray,
+    vol: FloatArray,
+    fill: FillModel,
+    cost_mults: tuple[float, ...],
+) -> Tuning:
+    """The entry threshold, among ``cost_mults`` x the round-trip cost, with the highest net return of
+    the policy on the bars ``idx`` (a model's inner fold: data before its validation block). None
+    earns more than nothing: never enter. ``vol`` is per bar of ``bars``."""
+    lots = params.policy.max_lots
+    cost = round_trip_cost(bars, idx, fill, lots)
+    scores: dict[float, float] = {}
+    for m in cost_mults:
+        e = m * cost
+        p = params.with_policy(entry_edge=e, exit_edge=min(params.policy.exit_edge, e))
+        pos = policy_positions(p, bars, idx, probs, vol[idx])
+        _, net = fill_returns(bars.open, bars.close, bars.spread, idx, pos, fill, lots)
+        scores[e] = float(net.sum())
+    best = max(scores, key=lambda e: scores[e]) if scores else NEVER_ENTER
+    return Tuning(best if scores.get(best, 0.0) > 0 else NEVER_ENTER, cost, scores)

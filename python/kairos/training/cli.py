@@ -172,6 +172,15 @@ SignificanceOpt = Annotated[
 GateAlphaOpt = Annotated[
     float, typer.Option("--gate-alpha", min=1e-6, max=0.5, help="Gate significance level.")
 ]
+CandidateOpt = Annotated[
+    str,
+    typer.Option(
+        "--candidate",
+        help="The model the gate judges and export takes: best (the family with the highest net Sharpe "
+        "on the validation folds among those that learned; the choice counts as trials) or a family "
+        "(mlp, tcn, gru, lgbm, logreg) trained by this run.",
+    ),
+]
 PriorTrialsOpt = Annotated[
     int,
     typer.Option(
@@ -333,16 +342,12 @@ def _do_train(run: Path, tcfg: Any, lcfg: Any, scfg: Any = None) -> dict[str, An
             f"{rec['mean_prior_log_loss']:.4f}",
         )
     out.print(m)
-    f = info["final"]
-    out.print(
-        f"final {f['family']}: temperature {f['temperature']:.3f}, inner-fold log loss "
-        f"{f['inner_log_loss']:.4f} vs class priors {f['prior_log_loss']:.4f}"
-        + (
-            ""
-            if not info["learned_nothing"]
-            else " -> [bold]learned nothing[/bold]: no model will be exported"
+    for f in info["finals"].values():
+        out.print(
+            f"final {f['family']}: temperature {f['temperature']:.3f}, inner-fold log loss "
+            f"{f['inner_log_loss']:.4f} vs class priors {f['prior_log_loss']:.4f}"
+            + ("" if f["learned"] else " -> [bold]learned nothing[/bold]: cannot be exported")
         )
-    )
     return info
 
 
@@ -524,13 +529,21 @@ def export(
     _do_export(run, name, version, out_dir, symbol)
 
 
-def _gate_config(significance: str, gate_alpha: float, seed: int = 0) -> Any:
+def _gate_config(significance: str, gate_alpha: float, candidate: str = "best", seed: int = 0) -> Any:
     from kairos.training.gate import GateConfig
+    from kairos.training.train import FAMILIES
 
     if significance not in ("dsr", "bootstrap"):
         raise CliFailure(EXIT_USAGE, f"--significance must be dsr or bootstrap, not {significance!r}")
+    if candidate not in ("best", *FAMILIES):
+        raise CliFailure(
+            EXIT_USAGE, f"--candidate must be best or one of {', '.join(FAMILIES)}, not {candidate!r}"
+        )
     return GateConfig(
-        significance=cast(Literal["dsr", "bootstrap"], significance), alpha=gate_alpha, seed=seed
+        candidate=candidate,
+        significance=cast(Literal["dsr", "bootstrap"], significance),
+        alpha=gate_alpha,
+        seed=seed,
     )
 
 
@@ -572,6 +585,12 @@ def _do_backtest(
             str(f["trades"]),
         )
     out.print(t)
+    sel = rep["selection"]
+    out.print(
+        f"candidate: {rep['candidate_family']} ({sel['rule']}; net Sharpe "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sel["sharpes"].items())
+        + ")"
+    )
     g = rep["gate"]
     out.print(f"gate: {'PASSED' if g['passed'] else 'FAILED'}")
     for c in g["conditions"]:
@@ -588,13 +607,14 @@ def backtest(
     commission: Annotated[
         float | None, typer.Option("--commission", min=0.0, help="Override the label's commission.")
     ] = None,
+    candidate: CandidateOpt = "best",
     significance: SignificanceOpt = "dsr",
     gate_alpha: GateAlphaOpt = 0.05,
     prior_trials: PriorTrialsOpt = 0,
 ) -> None:
-    """Backtest the fold predictions and the baselines (flat, buy-and-hold, momentum, logistic
-    regression) with honest statistics, and the gate's verdict."""
-    _do_backtest(run, commission, _gate_config(significance, gate_alpha), prior_trials)
+    """Backtest every model family's fold predictions and the rule baselines (flat, buy-and-hold,
+    momentum) with honest statistics, choose the candidate, and the gate's verdict."""
+    _do_backtest(run, commission, _gate_config(significance, gate_alpha, candidate), prior_trials)
 
 
 def _do_register(
@@ -696,6 +716,7 @@ def run_all(
         bool, typer.Option("--register/--no-register", help="Log to MLflow and register.")
     ] = True,
     force: ForceOpt = False,
+    candidate: CandidateOpt = "best",
     significance: SignificanceOpt = "dsr",
     gate_alpha: GateAlphaOpt = 0.05,
     prior_trials: PriorTrialsOpt = 0,
@@ -723,13 +744,16 @@ def run_all(
         uniqueness,
     )
     name = _model_name(run, name, symbol, source=data)  # before any work: a nameless run fails fast
-    gate_cfg = _gate_config(significance, gate_alpha, seed)
+    gate_cfg = _gate_config(significance, gate_alpha, candidate, seed)
     scfg = _search_cfg(search, trials, timeout, search_families, search_folds)
     _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars, time_column, time_format)
-    info = _do_train(run, tcfg, lcfg, scfg)
+    _do_train(run, tcfg, lcfg, scfg)
     _do_backtest(run, None, gate_cfg, prior_trials)  # before export, so the card carries the verdict
-    if info["learned_nothing"]:
-        raise CliFailure(EXIT_NOT_GOOD_ENOUGH, "learned nothing: no model exported or registered (see above)")
+    from kairos.training.pipeline import learned_nothing
+
+    why = learned_nothing(run)
+    if why:
+        raise CliFailure(EXIT_NOT_GOOD_ENOUGH, f"{why} or registered")
     _do_export(run, name, version, out_dir)
     if do_register:
         _do_register(run, name, alias, tracking_uri, force)

@@ -34,6 +34,10 @@ Role = Literal["learned", "rule", "market"]
 class GateConfig:
     """Defaults in one place; every field is a CLI option of ``kairos-train backtest`` / ``run``."""
 
+    candidate: str = "best"
+    """Which learned model is the candidate: ``best`` = the family with the highest net Sharpe on the
+    validation folds among those whose final model learned something (the selection is one of the
+    trials the Deflated Sharpe deflates by), or a family name (``mlp``, ``lgbm`` ...) to gate that one."""
     significance: Literal["dsr", "bootstrap"] = "dsr"
     """Which test decides (b): the Deflated Sharpe Ratio, or the bootstrap interval's lower bound."""
     alpha: float = 0.05

@@ -154,6 +154,8 @@ def step_train(
     from kairos.training.train import BASELINE_FAMILIES, fold_metrics, make_folds, train_final, walk_forward
 
     bars, imp = load_run_bars(run_dir)
+    for stale in ("report.json", "report.md", "equity.png"):  # a backtest of an earlier training
+        (run_dir / stale).unlink(missing_ok=True)
     t0 = time.perf_counter()
     feats = compute_features(bars)
     lab = label_bars(bars, label_cfg)
@@ -184,7 +186,11 @@ def step_train(
         _write_json(run_dir / "search.json", search_record)
     families = (cfg.arch, *(f for f in BASELINE_FAMILIES if f != cfg.arch))
     wf = walk_forward(feats, labels, lab.end, idx, cfg, purge, on_epoch, families)
-    final, held_out = train_final(feats, labels, lab.end, idx, cfg, purge, on_epoch)
+    # The final model of every family: the backtest picks the candidate among them (GateConfig.candidate).
+    finals: dict[str, Model] = {}
+    for fam in families:
+        finals[fam], held_out = train_final(feats, labels, lab.end, idx, cfg.family(fam), purge, on_epoch)
+    final = finals[cfg.arch]
     times = bars["time"].astype(str).to_numpy()
     y_all = np.nan_to_num(labels).astype(np.int64)
     y = y_all[idx]
@@ -244,6 +250,10 @@ def step_train(
             "early_loss": final.early_loss,
             "held_out": len(held_out),
         },
+        "finals": {
+            fam: {**m.summary(), "best_epoch": m.best_epoch, "epochs_run": m.epochs_run, "learned": m.learned}
+            for fam, m in finals.items()
+        },
         "learned_nothing": not final.learned,
         "search": None
         if search_record is None
@@ -254,25 +264,60 @@ def step_train(
         "feature_schema_hash": SCHEMA.hash,
     }
     with (run_dir / "model.pkl").open("wb") as fh:
-        pickle.dump({"model": final, "held_out": held_out}, fh)
+        pickle.dump({"models": finals, "arch": cfg.arch, "held_out": held_out}, fh)
     arrays: dict[str, Any] = {f"val_{f.k}": f.val for f in wf.folds}
-    arrays |= {f"probs_{k}": p for k, p in enumerate(wf.probs[cfg.arch])}
+    arrays |= {f"inner_{f.k}": f.early for f in wf.folds} | {"inner_final": held_out}
     for fam in families:  # every family's calibrated fold probabilities: the gate compares them
         arrays |= {f"{fam}_{k}": p for k, p in enumerate(wf.probs[fam])}
+        # ... and on the inner folds (before each validation block): the policy's thresholds are tuned there
+        fw = cfg.family(fam).input_window
+        arrays |= {
+            f"{fam}_inner_{f.k}": m.predict(windows(feats, f.early, fw))
+            for f, m in zip(wf.folds, wf.models[fam], strict=True)
+        }
+        arrays[f"{fam}_inner_final"] = finals[fam].predict(windows(feats, held_out, fw))
     np.savez(run_dir / "oos.npz", **arrays)
     _write_json(run_dir / "run.json", run)
     return run
 
 
-def load_model(run_dir: Path) -> tuple[Model, np.ndarray[Any, Any]]:
-    """The final model of ``kairos-train train`` and its held-out (inner-fold) samples."""
+def load_model(run_dir: Path, family: str | None = None) -> tuple[Model, np.ndarray[Any, Any]]:
+    """A final model of ``kairos-train train`` (``family``, default the ``--arch`` one) and its held-out
+    (inner-fold) samples."""
     import pickle
 
     import kairos.training.train  # noqa: F401  # the pickled classes live there
 
     with _need(run_dir, "model.pkl", "train").open("rb") as fh:
         saved = pickle.load(fh)  # our own artefact, written by step_train above
-    return saved["model"], np.asarray(saved["held_out"], dtype=np.int64)
+    fam = family or saved["arch"]
+    if fam not in saved["models"]:
+        raise StepError(f"{run_dir} has no {fam} model (trained: {', '.join(saved['models'])})")
+    return saved["models"][fam], np.asarray(saved["held_out"], dtype=np.int64)
+
+
+def candidate_family(run_dir: Path) -> str:
+    """The family export takes: the backtest's candidate when there is a report, else ``--arch``."""
+    report = run_dir / "report.json"
+    if report.exists():
+        fam = _read_json(report).get("candidate_family")
+        if fam:
+            return str(fam)
+    return str(_read_json(_need(run_dir, "run.json", "train"))["train"]["arch"])
+
+
+def learned_nothing(run_dir: Path) -> str | None:
+    """Why the family export would take learned nothing (None when it learned something)."""
+    run = _read_json(_need(run_dir, "run.json", "train"))
+    fam = candidate_family(run_dir)
+    f = run.get("finals", {}).get(fam) or run["final"]
+    if f.get("learned", not run.get("learned_nothing")):
+        return None
+    return (
+        f"learned nothing: the {f['family']} model's calibrated inner-fold log loss "
+        f"{f['inner_log_loss']:.4f} is not below the class priors' {f['prior_log_loss']:.4f} "
+        f"({f['inner_samples']} samples); no model exported"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- export
@@ -321,14 +366,10 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         raise StepError(
             f"{run_dir} was trained on feature schema {run['feature_schema_hash']}, not {SCHEMA.hash}"
         )
-    if run.get("learned_nothing"):
-        f = run["final"]
-        raise LearnedNothing(
-            f"learned nothing: the {f['family']} model's calibrated inner-fold log loss "
-            f"{f['inner_log_loss']:.4f} is not below the class priors' {f['prior_log_loss']:.4f} "
-            f"({f['inner_samples']} samples); no model exported"
-        )
-    model, held_out = load_model(run_dir)
+    why = learned_nothing(run_dir)
+    if why:
+        raise LearnedNothing(why)
+    model, held_out = load_model(run_dir, candidate_family(run_dir))
     feats = compute_features(bars)
     parity_x = windows(feats, held_out, model.window)
     report_path = run_dir / "report.json"
@@ -410,6 +451,31 @@ def final_policy(bars: pd.DataFrame, run: dict[str, Any], cfg: PolicyConfig) -> 
     return cfg.policy(*class_moves(close, labels, idx, int(run["label"]["horizon"])))
 
 
+def _tuned(
+    base: Params,
+    cfg: PolicyConfig,
+    prices: Any,
+    oos: Any,
+    name: str,
+    fold: str,
+    vol: np.ndarray,
+    fill: FillModel,
+) -> tuple[Params, dict[str, Any]]:
+    """``base`` with the entry threshold tuned on model ``name``'s inner block of ``fold`` (a fold
+    number or ``final``); unchanged when tuning is off or the run has no inner predictions for it."""
+    from kairos.training.backtest import tune_entry_edge
+
+    probs, inner = oos.get(f"{name}_inner_{fold}"), oos.get(f"inner_{fold}")
+    if not cfg.tune_entry or probs is None or inner is None or len(inner) == 0:
+        return base, {"entry_edge": base.policy.entry_edge, "tuned": False}
+    t = tune_entry_edge(base, prices, inner, probs, vol, fill, cfg.tune_entry)
+    e = t.entry_edge
+    return base.with_policy(entry_edge=e, exit_edge=min(base.policy.exit_edge, e)), {
+        **t.to_dict(),
+        "tuned": True,
+    }
+
+
 MARKET, RULES, NEVER_TRADES = ("buy_and_hold",), ("momentum",), ("flat",)
 CANDIDATE = "model"
 
@@ -417,7 +483,7 @@ CANDIDATE = "model"
 def oos_results(cmp: Any, ppy: float) -> dict[str, OOSResult]:
     """Every strategy of a backtest comparison as a gate input; flat (never trades) is left out, its
     bar is the gate's net-return condition. Strategies other than the market and rule baselines are
-    learned models (today the candidate and the logistic regression)."""
+    learned models (the candidate and every other model family of the run)."""
     from kairos.training.gate import OOSResult, Role
 
     out = {}
@@ -459,7 +525,14 @@ def step_backtest(
     run = _read_json(_need(run_dir, "run.json", "train"))
     oos = np.load(_need(run_dir, "oos.npz", "train"))
     from kairos.training import stats as st
-    from kairos.training.backtest import BarPrices, FillModel, compare, periods_per_year, plot_equity
+    from kairos.training.backtest import (
+        BarPrices,
+        Comparison,
+        FillModel,
+        compare,
+        periods_per_year,
+        plot_equity,
+    )
     from kairos.training.gate import GateConfig, gate, summarize
 
     cfg = policy_cfg or PolicyConfig()
@@ -479,27 +552,64 @@ def step_backtest(
     fold_params = [
         Params(cfg.policy(*class_moves(close, labels, idx[idx < f[0] - purge], horizon))) for f in fold_idx
     ]
-    cmp = compare(
+    # Every learned family of the run (and an explicitly named candidate the run did not train, e.g.
+    # a benchmark's oracle) through the same policy, fills and folds.
+    families = list(run["models"])
+    names = families + ([gcfg.candidate] if gcfg.candidate not in ("best", *families) else [])
+    missing = [f for f in names if f"{f}_0" not in oos]
+    if missing:
+        raise StepError(
+            f"--candidate {missing[0]}: not a model family of this run ({', '.join(families)}) "
+            f"and {run_dir}/oos.npz has no fold predictions of it"
+        )
+    learned_probs = {f: [oos[f"{f}_{k}"] for k in range(n_folds)] for f in names}
+    # Each model's entry threshold for fold k is tuned on its own predictions on fold k's inner block
+    # (before the validation block), so a model with no edge after costs stays flat out of sample.
+    tuning: dict[str, list[dict[str, Any]]] = {}
+    params_by: dict[str, list[Params]] = {}
+    for f in names:
+        params_by[f], tuning[f] = [], []
+        for k, base in enumerate(fold_params):
+            p, t = _tuned(base, cfg, prices, oos, f, str(k), vol, fill)
+            params_by[f].append(p)
+            tuning[f].append(t)
+    cmp = compare(prices, times_ms, fold_idx, learned_probs, horizon, fill, params_by, vol)
+    ppy = periods_per_year(times_ms)
+    sharpes = {f: st.sharpe(np.concatenate(cmp.strategies[f].fold_net), ppy) for f in names}
+    finals = run.get("finals", {})
+    eligible = [f for f in families if finals.get(f, {}).get("learned", True)]
+    if gcfg.candidate == "best":
+        # The best out-of-sample family among those that could be exported; with none, the --arch one
+        # (export then says it learned nothing).
+        chosen = max(eligible, key=lambda f: sharpes[f]) if eligible else run["train"]["arch"]
+        rule = "the highest net Sharpe on the validation folds among the families whose final model learned"
+    else:
+        chosen, rule = gcfg.candidate, "named with --candidate"
+    # The candidate is reported as CANDIDATE; the other families keep their names.
+    strategies = {CANDIDATE: cmp.strategies[chosen]} | {
+        k: v for k, v in cmp.strategies.items() if k != chosen
+    }
+    cmp = Comparison(strategies)
+    card_params, card_tuning = _tuned(
+        Params(cfg.policy(*class_moves(close, labels, idx, horizon))),
+        cfg,
         prices,
-        times_ms,
-        fold_idx,
-        [oos[f"probs_{k}"] for k in range(n_folds)],
-        [oos[f"logreg_{k}"] for k in range(n_folds)],  # written by every train step (a baseline family)
-        horizon,
-        fill,
-        fold_params,
+        oos,
+        chosen,
+        "final",
         vol,
+        fill,
     )
-    card_policy = cfg.policy(*class_moves(close, labels, idx, horizon))
-    results = oos_results(cmp, periods_per_year(times_ms))
+    card_policy = card_params.policy
+    results = oos_results(cmp, ppy)
     candidate = results[CANDIDATE]
     others = [r for k, r in results.items() if k != CANDIDATE]
     learned = [r.name for r in results.values() if r.role == "learned"]
     # Every configuration tried on these folds is a trial: the candidate family's search trials, each
-    # other model family trained (backtested or not), and what the user declares was tried before.
-    families = list(run.get("models", {})) or learned
+    # other model family trained (backtested or not; choosing the best of them is what DSR deflates),
+    # and what the user declares was tried before.
     searched = int(run.get("trials", 1))
-    n_trials = searched + max(len(families), len(learned)) - 1 + prior_trials
+    n_trials = searched + len(families) - 1 + prior_trials
     verdict = gate(candidate, others, n_trials, gcfg)
     market = next((r for r in others if r.role == "market"), None)
     trial_sharpes = [st.sharpe_per_bar(results[k].net_all) for k in learned]
@@ -514,11 +624,10 @@ def step_backtest(
             trial_sharpes=trial_sharpes if is_trial else None,
             market=None if r is market else market,
         )
-    cmp_dict = cmp.to_dict()
-    cmp_dict.pop("beats_baselines", None)  # the gate's verdict replaces the mean-fold-Sharpe comparison
-    cmp_dict.pop("reason", None)
     report = {
-        **cmp_dict,
+        **cmp.to_dict(),
+        "candidate_family": chosen,
+        "selection": {"rule": rule, "eligible": eligible, "sharpes": sharpes},
         "gate": verdict.to_dict(),
         "stats": figures,
         "trials": {
@@ -532,10 +641,11 @@ def step_backtest(
         "commission_per_side": comm,
         "fill": asdict(fill),
         "policy": card_policy.to_dict(),
-        "fold_policies": [p.policy.to_dict() for p in fold_params],
+        "fold_policies": [p.policy.to_dict() for p in params_by[chosen]],
+        "tuning": {"candidate_final": card_tuning, "folds": tuning},
         "spread": imp["spread_source"],
         "folds": run["folds"],
-        "architecture": run["train"]["arch"],
+        "architecture": chosen,
         "dataset": {k: imp[k] for k in ("source", "sha256", "bars", "first", "last", "timeframe_s")},
     }
     for f, fold in zip(report["folds"], fold_idx, strict=True):
@@ -544,7 +654,7 @@ def step_backtest(
     _write_json(run_dir / "report.json", report)
     (run_dir / "report.md").write_text(render_report(report), encoding="utf-8")
     tf_name = data_mod.timeframe_name(imp["timeframe_s"])
-    title = f"{run['train']['arch']} on {Path(imp['source']).name} ({tf_name})"
+    title = f"{chosen} on {Path(imp['source']).name} ({tf_name})"
     plot_equity(cmp, times_ms, fold_idx, run_dir / "equity.png", title)
     return report
 

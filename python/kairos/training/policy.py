@@ -318,8 +318,9 @@ class PolicyConfig:
     """The policy's tunable parameters and their defaults; the class moves are measured, not set.
 
     Thresholds are in return units over the label horizon: the defaults enter when the expected move
-    is half a basis point and leave when it is gone. A search over thresholds (on inner folds) builds
-    candidate ``Params`` with ``Params.with_policy`` and scores them with ``run_policy``.
+    is half a basis point and leave when it is gone. The backtest tunes the entry threshold on each
+    model's inner fold (``tune_entry``, ``kairos.training.backtest.tune_entry_edge``) with
+    ``Params.with_policy`` and ``run_policy``.
     """
 
     entry_edge: float = 0.5e-4
@@ -332,6 +333,9 @@ class PolicyConfig:
     vol_feature: str = "vol_60"
     vol_unit: float = 1e-4
     stop_vol_mult: float = 0.0
+    tune_entry: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    """Entry thresholds tried on each model's inner fold, as multiples of the round-trip cost; the one
+    with the highest net return there is used (never entering if none earns). Empty: ``entry_edge``."""
 
     def policy(self, move_up: float, move_down: float) -> DecisionPolicy:
         return DecisionPolicy(

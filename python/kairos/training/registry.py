@@ -161,6 +161,19 @@ def log_and_register(
     card = ModelCard.load(card_path)
     report = json.loads(report_path.read_text())
     verdict = report["gate"]
+    card_gate = (card.metrics.get("gate") or {}).get("passed")
+    if (
+        card.architecture != report.get("candidate_family", card.architecture)
+        or card_gate != verdict["passed"]
+    ):
+        from kairos.training.pipeline import StepError
+
+        # A card from an export before the latest backtest would register one model under another's verdict.
+        raise StepError(
+            f"{card_path} ({card.architecture}, gate passed {card_gate}) was exported before the latest "
+            f"backtest (candidate {report.get('candidate_family')}, gate passed {verdict['passed']}): "
+            f"run `kairos-train export --run {run_dir}` again"
+        )
     passed = bool(verdict["passed"])
     run_info = json.loads((run_dir / "run.json").read_text())
     if tracking_uri.startswith("sqlite:///"):

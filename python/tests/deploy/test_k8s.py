@@ -175,6 +175,30 @@ def test_tls_overlay_turns_on_mutual_tls_and_probes_over_it(kustomize: Path) -> 
             assert env["KAIROS_COLLECTOR_INFERENCE_TLS_CA"] == "/etc/kairos/tls/ca.crt"
 
 
+def test_the_console_and_alertmanager_are_deployed_and_the_console_follows_tls(kustomize: Path) -> None:
+    for overlay in OVERLAYS:
+        docs = by_kind_name(render(kustomize, overlay))
+        console = docs[("Deployment", "kairos-console")]
+        env = env_of(console["spec"]["template"]["spec"]["containers"][0])
+        assert env["KAIROS_CONSOLE_TOKEN_FILE"] == "/etc/kairos/token/token"
+        assert "KAIROS_CONSOLE_TLS_CA" not in env
+        assert docs[("Service", "kairos-console-metrics")]["spec"]["clusterIP"] == "None"
+        am = docs[("Deployment", "kairos-alertmanager")]
+        assert am["spec"]["replicas"] == 1
+        mounts = {m["mountPath"] for m in am["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert {"/etc/alertmanager", "/run/secrets"} <= mounts
+    tls = by_kind_name(render(kustomize, "scaleout-tls"))[("Deployment", "kairos-console")]
+    pod = tls["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["KAIROS_CONSOLE_TLS_CA"] == "/etc/kairos/tls/ca.crt"
+    assert env["KAIROS_CONSOLE_TLS_CERT"] == "/etc/kairos/tls/tls.crt"
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert vol["secret"]["secretName"] == "kairos-console-tls"
+    prom = (REPO / "deploy" / "prometheus" / "prometheus-k8s.yml").read_text()
+    assert "kairos-console-metrics.kairos.svc.cluster.local" in prom
+    assert "kairos-alertmanager.kairos.svc.cluster.local:9093" in prom
+
+
 # --- NATS authentication (ADR 0064) ------------------------------------------------------------
 
 
@@ -183,7 +207,7 @@ def test_every_service_runs_as_its_own_nats_identity(
 ) -> None:
     checked = deploy.check_k8s_nats(manifests, nats_server=str(deploy_bin / "nats-server"))
     identities = {line.rsplit(" ", 1)[-1] for line in checked if "NATS identity" in line}
-    assert identities == {"collector", "inference", "execution", "streams"}
+    assert identities == {"collector", "inference", "execution", "streams", "observer"}
 
 
 def test_a_workload_without_nats_credentials_is_caught(

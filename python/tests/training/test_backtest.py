@@ -10,12 +10,16 @@ import pytest
 
 from kairos.features import to_epoch_ms
 from kairos.training.backtest import (
+    NEVER_ENTER,
     BarPrices,
     FillModel,
     compare,
     fill_returns,
     metrics,
+    policy_positions,
     positions_from_probs,
+    round_trip_cost,
+    tune_entry_edge,
 )
 from kairos.training.policy import Params, PolicyConfig
 
@@ -102,7 +106,7 @@ def test_metrics_of_known_positions(gbpusd_bars: pd.DataFrame) -> None:
     ]
 
 
-def test_verdict_on_real_bars_oracle_beats_every_baseline_and_its_mirror_none(
+def test_compare_runs_every_learned_model_and_rule_on_the_same_real_bars(
     gbpusd_bars: pd.DataFrame,
 ) -> None:
     p = _prices(gbpusd_bars)
@@ -113,14 +117,70 @@ def test_verdict_on_real_bars_oracle_beats_every_baseline_and_its_mirror_none(
     flat_lr = [np.tile([0.0, 1.0, 0.0], (len(f), 1)) for f in folds]
     params = [Params(PolicyConfig(entry_edge=1e-5, max_hold_bars=0).policy(4e-4, 4e-4))] * 3
     vol = np.full(len(p.close), 1e-4)
-    good = compare(p, times, folds, oracle, flat_lr, 5, FILL, params, vol)
-    bad = compare(p, times, folds, mirror, flat_lr, 5, FILL, params, vol)
-    assert good.beats_baselines and "beats every baseline" in good.reason
-    assert not bad.beats_baselines and "does not beat flat (0.000)" in bad.reason
-    s = good.strategies
-    assert set(s) == {"model", "flat", "buy_and_hold", "momentum", "logreg"}
+    cmp = compare(
+        p,
+        times,
+        folds,
+        {"oracle": oracle, "mirror": mirror, "logreg": flat_lr},
+        5,
+        FILL,
+        dict.fromkeys(("oracle", "mirror", "logreg"), params),
+        vol,
+    )
+    s = cmp.strategies
+    assert set(s) == {"oracle", "mirror", "logreg", "flat", "buy_and_hold", "momentum"}
+    assert s["oracle"].overall.sharpe > max(r.overall.sharpe for k, r in s.items() if k != "oracle")
+    assert s["mirror"].overall.total_return < 0
     assert s["flat"].overall.total_return == 0 and s["flat"].overall.sharpe == 0
     assert s["logreg"].overall.trades == 0  # flat probabilities never clear the entry threshold
     # Every strategy ran on exactly the same bars; buy-and-hold enters and leaves once per fold.
     assert {r.overall.bars for r in s.values()} == {6000}
     assert s["buy_and_hold"].overall.trades == 6
+
+
+def test_compare_refuses_a_learned_model_named_like_a_rule(gbpusd_bars: pd.DataFrame) -> None:
+    p = _prices(gbpusd_bars)
+    folds = [np.arange(20_000, 20_100, dtype=np.int64)]
+    probs = [np.tile([0.0, 1.0, 0.0], (100, 1))]
+    params = [Params(PolicyConfig().policy(4e-4, 4e-4))]
+    with pytest.raises(ValueError, match="clash with the rule baselines"):
+        compare(
+            p,
+            to_epoch_ms(gbpusd_bars["time"]),
+            folds,
+            {"momentum": probs},
+            5,
+            FILL,
+            {"momentum": params},
+            np.ones(len(p.close)),
+        )
+
+
+def test_tuned_entry_threshold_never_enters_when_no_candidate_earns_after_costs(
+    gbpusd_bars: pd.DataFrame,
+) -> None:
+    p = _prices(gbpusd_bars)
+    idx = np.arange(20_000, 24_000, dtype=np.int64)
+    # Noise: probabilities that know nothing, swinging hard enough to clear every threshold tried.
+    noise = np.random.default_rng(3).dirichlet([0.3, 0.3, 0.3], size=len(idx))
+    base = Params(PolicyConfig(max_hold_bars=0).policy(4e-4, 4e-4))
+    t = tune_entry_edge(base, p, idx, noise, np.full(len(p.close), 1e-4), FILL, (0.25, 1.0, 4.0))
+    assert t.entry_edge == NEVER_ENTER
+    assert len(t.scores) == 3 and max(t.scores.values()) <= 0
+    assert t.cost == pytest.approx(round_trip_cost(p, idx, FILL, 1.0))
+    # What that threshold does out of sample: no trade, no cost.
+    held = policy_positions(base.with_policy(entry_edge=t.entry_edge), p, idx, noise, np.full(len(idx), 1e-4))
+    assert not held.any()
+
+
+def test_tuned_entry_threshold_keeps_trading_a_real_edge_and_picks_the_most_profitable(
+    gbpusd_bars: pd.DataFrame,
+) -> None:
+    p = _prices(gbpusd_bars)
+    idx = np.arange(20_000, 24_000, dtype=np.int64)
+    oracle = _oracle_probs(p.close, idx)
+    base = Params(PolicyConfig(max_hold_bars=0).policy(4e-4, 4e-4))
+    t = tune_entry_edge(base, p, idx, oracle, np.full(len(p.close), 1e-4), FILL, (0.25, 0.5, 1.0, 8.0))
+    assert t.entry_edge != NEVER_ENTER and t.scores[t.entry_edge] == max(t.scores.values()) > 0
+    # 8 x the round-trip cost is beyond the oracle's edge (its one-hot edge is the class move, 4 bp).
+    assert t.scores[max(t.scores)] == 0.0

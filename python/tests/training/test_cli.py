@@ -16,6 +16,7 @@ import torch
 
 from kairos.features import SCHEMA, ModelCard, compute_features
 from kairos.training.cli import main
+from kairos.training.train import TABULAR
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 GBPUSD_BID = DATA / "gbpusd-m1-bid-2012.csv"
@@ -56,7 +57,15 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
         assert (run_dir / name).is_file(), name
     assert (run_dir / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((run_dir / "report.json").read_text())
-    assert set(report["strategies"]) == {"model", "flat", "buy_and_hold", "momentum", "logreg"}
+    # The candidate: the best family out of sample among those whose final model learned; the other
+    # families stay beside it under their own names.
+    chosen, sel = report["candidate_family"], report["selection"]
+    assert chosen in sel["eligible"] and sel["sharpes"][chosen] == max(
+        sel["sharpes"][f] for f in sel["eligible"]
+    )
+    assert report["stats"]["model"]["sharpe"] == pytest.approx(sel["sharpes"][chosen])
+    others = {"mlp", "logreg", "lgbm"} - {chosen}
+    assert set(report["strategies"]) == {"model", "flat", "buy_and_hold", "momentum", *others}
     gate = report["gate"]
     # Trials: one configuration of the candidate plus the other model families trained on the folds.
     assert report["trials"]["families"] == ["mlp", "logreg", "lgbm"] and report["trials"]["search"] == 1
@@ -64,14 +73,14 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
     assert [c["name"] for c in gate["conditions"]] == [
         "net_return",
         "deflated_sharpe",
-        "beats_" + max(("logreg", "momentum"), key=lambda k: report["stats"][k]["sharpe"]),
+        "beats_" + max((*others, "momentum"), key=lambda k: report["stats"][k]["sharpe"]),
         "alpha_vs_buy_and_hold",
     ]
     md = (run_dir / "report.md").read_text()
     assert "| model |" in md and "## Verdict" in md and "95% interval" in md and "Trials behind" in md
     card = ModelCard.load(run_dir / "model.card.json")
     card.check_schema()
-    assert (card.window, card.timeframe_s, card.dataset["bars"]) == (8, 60, 3000)
+    assert (card.window, card.timeframe_s, card.dataset["bars"]) == (1 if chosen in TABULAR else 8, 60, 3000)
     assert card.metrics["gate"]["passed"] == gate["passed"]
     assert card.metrics["n_trials"] == 3
     low, high = card.metrics["sharpe_ci"]
@@ -88,7 +97,8 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
             p = oos[f"{fam}_{k}"]
             assert p.shape == (len(oos[f"val_{k}"]), 3)
             np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
-    assert card.training["family"] == "mlp" and card.training["method"] == "temperature+bias"
+    assert card.architecture == card.training["family"] == chosen
+    assert card.training["method"] == "temperature+bias"
     assert card.training["trials"] == 1 and card.training["learned"]
     importance = json.loads((run_dir / "importance.json").read_text())
     assert set(importance["mlp"]["permutation_log_loss_rise"]) == set(SCHEMA.names)
@@ -97,17 +107,17 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
 
 def test_exported_onnx_matches_the_calibrated_model_on_held_out_bars_within_1e_5(run_dir: Path) -> None:
     from kairos.training.labels import windows
-    from kairos.training.pipeline import load_model, load_run_bars
+    from kairos.training.pipeline import candidate_family, load_model, load_run_bars
 
     assert json.loads((run_dir / "export.json").read_text())["max_abs_diff"] <= 1e-5
-    model, held_out = load_model(run_dir)
+    model, held_out = load_model(run_dir, candidate_family(run_dir))
     bars, _ = load_run_bars(run_dir)
     x = windows(compute_features(bars), held_out, model.window)
     assert len(x) > 100
     sess = ort.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     got = sess.run(["probs"], {"features": x})[0]
     np.testing.assert_allclose(got, model.predict(x), rtol=0, atol=1e-5)
-    assert sess.get_inputs()[0].shape[1:] == [8, SCHEMA.n_features]
+    assert sess.get_inputs()[0].shape[1:] == [model.window, SCHEMA.n_features]
 
 
 @pytest.mark.parametrize(
@@ -159,10 +169,11 @@ def _oracle(run_dir: Path) -> None:
     import pandas as pd  # type: ignore[import-untyped]
 
     close = pd.read_parquet(run_dir / "bars.parquet")["close"].to_numpy()
+    arch = json.loads((run_dir / "run.json").read_text())["train"]["arch"]
     oos = dict(np.load(run_dir / "oos.npz"))
     for k in range(sum(1 for n in oos if n.startswith("val_"))):
         i = oos[f"val_{k}"]
-        oos[f"probs_{k}"] = np.eye(3)[np.sign(close[i + 1] - close[i]).astype(int) + 1]
+        oos[f"{arch}_{k}"] = np.eye(3)[np.sign(close[i + 1] - close[i]).astype(int) + 1]
     np.savez(run_dir / "oos.npz", **oos)
 
 
@@ -192,6 +203,11 @@ def test_mlflow_registers_only_a_model_that_beats_the_baselines_and_serves_it_by
     _oracle(good)
     assert run_main(["backtest", "--run", str(good)]) == 0
     assert json.loads((good / "report.json").read_text())["gate"]["passed"]
+    # The card on disk came from the real run's export: registering it under the new verdict is refused.
+    capsys.readouterr()
+    assert run_main(["register", "--run", str(good), "--tracking-uri", uri, "--name", "kairos-test"]) == 1
+    assert "was exported before the latest backtest" in capsys.readouterr().err.replace("\n", " ")
+    assert run_main(["export", "--run", str(good)]) == 0
     assert (
         run_main(
             [
@@ -216,7 +232,11 @@ def test_mlflow_registers_only_a_model_that_beats_the_baselines_and_serves_it_by
     model = mlflow.onnx.load_model("models:/kairos-test@champion")
     assert ModelCard.from_onnx(model) == ModelCard.load(good / "model.card.json")
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).normal(size=(4, 8, SCHEMA.n_features)).astype(np.float32)
+    x = (
+        np.random.default_rng(0)
+        .normal(size=(4, ModelCard.from_onnx(model).window, SCHEMA.n_features))
+        .astype(np.float32)
+    )
     ref = ort.InferenceSession(str(good / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(sess.run(None, {"features": x})[0], ref.run(None, {"features": x})[0])
     mv = client.get_model_version_by_alias("kairos-test", "champion")
