@@ -409,8 +409,11 @@ func TestHeartbeats(t *testing.T) {
 			s := serve(t, cfg, &fakeChannel{})
 			p := dial(t, s.Addr())
 			p.waitClosed(t)
-			if got := testutil.ToFloat64(s.m.FrameErrors.WithLabelValues(ReasonHeartbeatTimeout)); got != 1 {
-				t.Fatalf("heartbeat timeouts %v", got)
+			if got := testutil.ToFloat64(s.m.FrameErrors.WithLabelValues(ReasonHandshakeTimeout)); got != 1 {
+				t.Fatalf("handshake timeouts %v", got)
+			}
+			if e := p.errorFrame(); e.GetCode() != bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION {
+				t.Fatalf("error frame %v", e)
 			}
 		})
 	})

@@ -169,7 +169,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		s.Metrics, log.With("part", "ingest"), s.Hub, s.Pub, link)
 	if s.Bridge, err = bridge.Listen(bridge.Config{Addr: cfg.BridgeAddr, HeartbeatInterval: cfg.HeartbeatInterval,
 		MaxFrameBytes: cfg.MaxFrameBytes, ServerVersion: Version, Key: cfg.BridgeKey, Insecure: cfg.BridgeInsecure,
-		MaxSessions: cfg.BridgeMaxSessions, SessionTTL: cfg.BridgeSessionTTL}, s.Pipe, s.Metrics, log.With("part", "bridge")); err != nil {
+		MaxSessions: cfg.BridgeMaxSessions, SessionTTL: cfg.BridgeSessionTTL, Guard: cfg.BridgeGuard}, s.Pipe, s.Metrics, log.With("part", "bridge")); err != nil {
 		return nil, err
 	}
 	if err = s.loadState(); err != nil {
@@ -178,7 +178,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("gRPC listener: %w", err)
 	}
-	s.grpcLn = peerlimit.Listener(s.grpcLn, cfg.GRPC.MaxConnections, s.Metrics.GRPCConnRefused.Inc)
+	s.grpcLn = peerlimit.Listener(s.grpcLn, cfg.GRPC.MaxConnections, s.Metrics.GRPCConnRefused.Inc, s.Metrics.GRPCIncomplete.Inc)
 	var srvOpts []grpc.ServerOption
 	if tc := cfg.ServerTLS(); tc.Enabled() {
 		certs, err := tlsreload.NewServer(tc, s.Metrics.TLSReloadFailures, log.With("part", "tls"))
@@ -190,7 +190,9 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	if cfg.Token == "" {
 		log.Warn("no bearer token configured: every MarketDataService call will be refused (set KAIROS_COLLECTOR_TOKEN or --token-file)")
 	}
-	s.grpcSrv = grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC, append(srvOpts, mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
+	auth := mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback)
+	auth.ClientIdentities = cfg.TLSClientIdentities
+	s.grpcSrv = grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC, append(srvOpts, auth.ServerOptions()...)...)...)
 	mdservice.New(s.Pipe, s.Hub, s.stop).Register(s.grpcSrv)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)

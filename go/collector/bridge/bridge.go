@@ -43,6 +43,8 @@ type Config struct {
 	// MaxSessions and SessionTTL bound the session table (bridgelink defaults if 0).
 	MaxSessions int
 	SessionTTL  time.Duration
+	// Guard bounds unauthenticated peers (bridgelink defaults if zero).
+	Guard bridgelink.Guard
 }
 
 // Listen binds cfg.Addr for the market-data channel; frames of each session feed pipe.
@@ -50,7 +52,7 @@ func Listen(cfg Config, pipe *ingest.Pipeline, m *metrics.Metrics, log *slog.Log
 	l := bridgelink.New(bridgelink.Config{Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, Addr: cfg.Addr,
 		HeartbeatInterval: cfg.HeartbeatInterval, AckInterval: AckInterval, MaxFrameBytes: cfg.MaxFrameBytes,
 		ServerVersion: cfg.ServerVersion, Decode: decodeFast, Key: cfg.Key, Insecure: cfg.Insecure,
-		MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL,
+		MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL, Guard: cfg.Guard,
 		// A forgotten session's ingest source (its watermarks) goes with it, from memory and the state file.
 		OnEvict: func(id uint64, _ string) { pipe.DropSource(SourceName(id)) }},
 		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector")}, m.Bridge, log)
@@ -114,6 +116,8 @@ func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 		if err := s.pipe.Stored(s.ctx); err != nil {
 			return 0, fmt.Errorf("ticks not stored by NATS JetStream: %w", err)
 		}
+		// Only now do these frames' watermarks go to the state file (see ingest.Source.Commit).
+		s.src.Commit()
 	}
 	return len(in), nil
 }

@@ -82,6 +82,7 @@ type Config struct {
 	BridgeInsecure bool
 	MaxSessions    int
 	SessionTTL     time.Duration
+	Guard          bridgelink.Guard
 	// MaxTracked bounds the command map and the ticket maps. Beyond it the oldest completed
 	// entries go (answered commands; tickets of orders the engine no longer has open), then the
 	// oldest of all. Default DefaultMaxTracked.
@@ -163,7 +164,7 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) u
 	// acknowledged as soon as their journal entries are durable.
 	v.link = bridgelink.New(bridgelink.Config{Channel: bridgev1.Channel_CHANNEL_TRADING, Addr: cfg.Addr,
 		HeartbeatInterval: cfg.HeartbeatInterval, ServerVersion: cfg.ServerVersion, MaxBatch: MaxBatch, Exclusive: true,
-		Key: cfg.BridgeKey, Insecure: cfg.BridgeInsecure, MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL},
+		Key: cfg.BridgeKey, Insecure: cfg.BridgeInsecure, MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL, Guard: cfg.Guard},
 		v, bm, log)
 	return v
 }
