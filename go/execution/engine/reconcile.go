@@ -51,6 +51,11 @@ func (e *Engine) Reconcile(ctx context.Context, snap *Snapshot) error {
 			}
 			entries = e.applyEvents(rs.Restore(open), entries, now)
 		}
+		if e.reconciles == 0 {
+			for sym := range e.prot {
+				e.watchLocked(sym) // a watching venue works the journal's stops again
+			}
+		}
 		entries = e.accountLocked(entries)
 	} else {
 		entries = e.reconcileSnapshot(snap, entries, now)

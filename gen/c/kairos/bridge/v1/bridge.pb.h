@@ -74,7 +74,12 @@ typedef enum _kairos_bridge_v1_CommandKind {
  resolve ambiguous results (10012 timeout, -11 disconnected) before deciding. */
     kairos_bridge_v1_CommandKind_COMMAND_KIND_QUERY_ORDER = 5,
     /* Send AccountSnapshot and PositionSnapshot now (reconciliation). */
-    kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT = 6
+    kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT = 6,
+    /* Set stop loss and take profit (zero removes) of the open positions of symbol that carry the
+ EA's magic (CTrade.PositionModify), or of position_ticket alone when it is set. The result's
+ retcode is the last PositionModify's (10009 done; 10016 invalid stops, 10025 no changes, ...);
+ with no such position it is 0 with BRIDGE_STATUS_SENT and the comment "no position". */
+    kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION = 7
 } kairos_bridge_v1_CommandKind;
 
 /* BridgeStatus is the bridge's own verdict on a command, beside the trade server's retcode. */
@@ -301,7 +306,10 @@ typedef struct _kairos_bridge_v1_OrderResult {
 typedef struct _kairos_bridge_v1_TradeTransaction {
     /* Kind of transaction. */
     kairos_bridge_v1_TransactionType type;
-    /* client_order_id the EA mapped this transaction to; empty when it is not a Kairos order. */
+    /* client_order_id the EA mapped this transaction to; empty when it is not a Kairos order. A deal
+ the trade server made because a stop loss, take profit or stop-out of a position carrying the
+ EA's magic triggered is reported as "sl:<position ticket>", "tp:<position ticket>" or
+ "so:<position ticket>" (the execution service books it as an order of its own). */
     char client_order_id[32];
     /* Order ticket (MqlTradeTransaction.order). */
     uint64_t order_ticket;
@@ -513,8 +521,8 @@ extern "C" {
 #define _kairos_bridge_v1_OrderType_ARRAYSIZE ((kairos_bridge_v1_OrderType)(kairos_bridge_v1_OrderType_ORDER_TYPE_STOP_LIMIT+1))
 
 #define _kairos_bridge_v1_CommandKind_MIN kairos_bridge_v1_CommandKind_COMMAND_KIND_UNSPECIFIED
-#define _kairos_bridge_v1_CommandKind_MAX kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT
-#define _kairos_bridge_v1_CommandKind_ARRAYSIZE ((kairos_bridge_v1_CommandKind)(kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT+1))
+#define _kairos_bridge_v1_CommandKind_MAX kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION
+#define _kairos_bridge_v1_CommandKind_ARRAYSIZE ((kairos_bridge_v1_CommandKind)(kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION+1))
 
 #define _kairos_bridge_v1_BridgeStatus_MIN kairos_bridge_v1_BridgeStatus_BRIDGE_STATUS_UNSPECIFIED
 #define _kairos_bridge_v1_BridgeStatus_MAX kairos_bridge_v1_BridgeStatus_BRIDGE_STATUS_QUERY_RESULT

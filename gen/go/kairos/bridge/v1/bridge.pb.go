@@ -283,6 +283,11 @@ const (
 	CommandKind_COMMAND_KIND_QUERY_ORDER CommandKind = 5
 	// Send AccountSnapshot and PositionSnapshot now (reconciliation).
 	CommandKind_COMMAND_KIND_SNAPSHOT CommandKind = 6
+	// Set stop loss and take profit (zero removes) of the open positions of symbol that carry the
+	// EA's magic (CTrade.PositionModify), or of position_ticket alone when it is set. The result's
+	// retcode is the last PositionModify's (10009 done; 10016 invalid stops, 10025 no changes, ...);
+	// with no such position it is 0 with BRIDGE_STATUS_SENT and the comment "no position".
+	CommandKind_COMMAND_KIND_MODIFY_POSITION CommandKind = 7
 )
 
 // Enum value maps for CommandKind.
@@ -295,15 +300,17 @@ var (
 		4: "COMMAND_KIND_CLOSE_POSITION",
 		5: "COMMAND_KIND_QUERY_ORDER",
 		6: "COMMAND_KIND_SNAPSHOT",
+		7: "COMMAND_KIND_MODIFY_POSITION",
 	}
 	CommandKind_value = map[string]int32{
-		"COMMAND_KIND_UNSPECIFIED":    0,
-		"COMMAND_KIND_PLACE":          1,
-		"COMMAND_KIND_CANCEL":         2,
-		"COMMAND_KIND_MODIFY":         3,
-		"COMMAND_KIND_CLOSE_POSITION": 4,
-		"COMMAND_KIND_QUERY_ORDER":    5,
-		"COMMAND_KIND_SNAPSHOT":       6,
+		"COMMAND_KIND_UNSPECIFIED":     0,
+		"COMMAND_KIND_PLACE":           1,
+		"COMMAND_KIND_CANCEL":          2,
+		"COMMAND_KIND_MODIFY":          3,
+		"COMMAND_KIND_CLOSE_POSITION":  4,
+		"COMMAND_KIND_QUERY_ORDER":     5,
+		"COMMAND_KIND_SNAPSHOT":        6,
+		"COMMAND_KIND_MODIFY_POSITION": 7,
 	}
 )
 
@@ -1564,7 +1571,10 @@ type TradeTransaction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Kind of transaction.
 	Type TransactionType `protobuf:"varint,1,opt,name=type,proto3,enum=kairos.bridge.v1.TransactionType" json:"type,omitempty"`
-	// client_order_id the EA mapped this transaction to; empty when it is not a Kairos order.
+	// client_order_id the EA mapped this transaction to; empty when it is not a Kairos order. A deal
+	// the trade server made because a stop loss, take profit or stop-out of a position carrying the
+	// EA's magic triggered is reported as "sl:<position ticket>", "tp:<position ticket>" or
+	// "so:<position ticket>" (the execution service books it as an order of its own).
 	ClientOrderId string `protobuf:"bytes,2,opt,name=client_order_id,json=clientOrderId,proto3" json:"client_order_id,omitempty"`
 	// Order ticket (MqlTradeTransaction.order).
 	OrderTicket uint64 `protobuf:"varint,3,opt,name=order_ticket,json=orderTicket,proto3" json:"order_ticket,omitempty"`
@@ -2447,7 +2457,7 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x11ORDER_TYPE_MARKET\x10\x01\x12\x14\n" +
 	"\x10ORDER_TYPE_LIMIT\x10\x02\x12\x13\n" +
 	"\x0fORDER_TYPE_STOP\x10\x03\x12\x19\n" +
-	"\x15ORDER_TYPE_STOP_LIMIT\x10\x04*\xcf\x01\n" +
+	"\x15ORDER_TYPE_STOP_LIMIT\x10\x04*\xf1\x01\n" +
 	"\vCommandKind\x12\x1c\n" +
 	"\x18COMMAND_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12COMMAND_KIND_PLACE\x10\x01\x12\x17\n" +
@@ -2455,7 +2465,8 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x13COMMAND_KIND_MODIFY\x10\x03\x12\x1f\n" +
 	"\x1bCOMMAND_KIND_CLOSE_POSITION\x10\x04\x12\x1c\n" +
 	"\x18COMMAND_KIND_QUERY_ORDER\x10\x05\x12\x19\n" +
-	"\x15COMMAND_KIND_SNAPSHOT\x10\x06*\xdc\x01\n" +
+	"\x15COMMAND_KIND_SNAPSHOT\x10\x06\x12 \n" +
+	"\x1cCOMMAND_KIND_MODIFY_POSITION\x10\a*\xdc\x01\n" +
 	"\fBridgeStatus\x12\x1d\n" +
 	"\x19BRIDGE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12BRIDGE_STATUS_SENT\x10\x01\x12\x19\n" +

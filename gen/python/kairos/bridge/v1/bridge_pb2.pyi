@@ -45,6 +45,7 @@ class CommandKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMMAND_KIND_CLOSE_POSITION: _ClassVar[CommandKind]
     COMMAND_KIND_QUERY_ORDER: _ClassVar[CommandKind]
     COMMAND_KIND_SNAPSHOT: _ClassVar[CommandKind]
+    COMMAND_KIND_MODIFY_POSITION: _ClassVar[CommandKind]
 
 class BridgeStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -102,6 +103,7 @@ COMMAND_KIND_MODIFY: CommandKind
 COMMAND_KIND_CLOSE_POSITION: CommandKind
 COMMAND_KIND_QUERY_ORDER: CommandKind
 COMMAND_KIND_SNAPSHOT: CommandKind
+COMMAND_KIND_MODIFY_POSITION: CommandKind
 BRIDGE_STATUS_UNSPECIFIED: BridgeStatus
 BRIDGE_STATUS_SENT: BridgeStatus
 BRIDGE_STATUS_INVALID: BridgeStatus

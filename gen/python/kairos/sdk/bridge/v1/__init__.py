@@ -180,6 +180,14 @@ class CommandKind(betterproto2.Enum):
     Send AccountSnapshot and PositionSnapshot now (reconciliation).
     """
 
+    MODIFY_POSITION = 7
+    """
+    Set stop loss and take profit (zero removes) of the open positions of symbol that carry the
+    EA's magic (CTrade.PositionModify), or of position_ticket alone when it is set. The result's
+    retcode is the last PositionModify's (10009 done; 10016 invalid stops, 10025 no changes, ...);
+    with no such position it is 0 with BRIDGE_STATUS_SENT and the comment "no position".
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -190,6 +198,7 @@ class CommandKind(betterproto2.Enum):
             4: "COMMAND_KIND_CLOSE_POSITION",
             5: "COMMAND_KIND_QUERY_ORDER",
             6: "COMMAND_KIND_SNAPSHOT",
+            7: "COMMAND_KIND_MODIFY_POSITION",
         }
 
     @classmethod
@@ -202,6 +211,7 @@ class CommandKind(betterproto2.Enum):
             "COMMAND_KIND_CLOSE_POSITION": 4,
             "COMMAND_KIND_QUERY_ORDER": 5,
             "COMMAND_KIND_SNAPSHOT": 6,
+            "COMMAND_KIND_MODIFY_POSITION": 7,
         }
 
 
@@ -1142,7 +1152,10 @@ class TradeTransaction(betterproto2.Message):
 
     client_order_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    client_order_id the EA mapped this transaction to; empty when it is not a Kairos order.
+    client_order_id the EA mapped this transaction to; empty when it is not a Kairos order. A deal
+    the trade server made because a stop loss, take profit or stop-out of a position carrying the
+    EA's magic triggered is reported as "sl:<position ticket>", "tp:<position ticket>" or
+    "so:<position ticket>" (the execution service books it as an order of its own).
     """
 
     order_ticket: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
