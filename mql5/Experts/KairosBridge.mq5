@@ -380,6 +380,9 @@ void Execute(const KbCommand &cmd)
                              : g_trade.PositionClose(cmd.position_ticket);
          ReportTrade(cmd, ok);
          return;
+      case KB_COMMAND_MODIFY_POSITION:
+         ModifyPositions(cmd, symbol);
+         return;
       case KB_COMMAND_QUERY_ORDER:
          QueryOrder(cmd);
          return;
@@ -390,6 +393,39 @@ void Execute(const KbCommand &cmd)
          return;
      }
    Report(cmd, KB_STATUS_INVALID, "unknown command kind");
+  }
+
+//--- MODIFY_POSITION: stop loss and take profit (0 removes) of position_ticket, or of every open
+//--- position of the symbol carrying our magic, set at the broker with CTrade.PositionModify so they
+//--- hold if the stack stops. The result carries the last PositionModify's retcode; with no such
+//--- position, retcode 0 and "no position".
+void ModifyPositions(const KbCommand &cmd, const string symbol)
+  {
+   int done = 0;
+   bool ok = true;
+   for(int i = PositionsTotal() - 1; i >= 0; i--)
+     {
+      ulong ticket = PositionGetTicket(i);
+      if(ticket == 0)
+         continue;
+      if(cmd.position_ticket != 0 ? ticket != cmd.position_ticket
+                                  : (PositionGetString(POSITION_SYMBOL) != symbol || PositionGetInteger(POSITION_MAGIC) != InpMagic))
+         continue;
+      done++;
+      if(!g_trade.PositionModify(ticket, cmd.stop_loss, cmd.take_profit))
+        {
+         ok = false;
+         PrintFormat("Kairos bridge: PositionModify %I64u sl %.5f tp %.5f failed: retcode %u %s", ticket, cmd.stop_loss,
+                     cmd.take_profit, g_trade.ResultRetcode(), g_trade.ResultComment());
+         break;
+        }
+     }
+   if(done == 0)
+     {
+      Report(cmd, KB_STATUS_SENT, "no position");
+      return;
+     }
+   ReportTrade(cmd, ok);
   }
 
 //--- Answers QUERY_ORDER: the order's state (retcode = ENUM_ORDER_STATE) and its deal, if any.
@@ -561,8 +597,48 @@ int TransactionTypeNumber(const ENUM_TRADE_TRANSACTION_TYPE type)
    return 0;
   }
 
+//--- A deal the trade server made on a stop loss, take profit or stop-out of one of our positions is
+//--- reported as "sl:<position>", "tp:<position>" or "so:<position>" (docs/execution.md): the
+//--- execution service books it as an order of its own. Empty for every other deal or order.
+string ProtectiveId(const MqlTradeTransaction &trans)
+  {
+   long reason = -1;
+   long magic = 0;
+   if(trans.deal != 0 && HistoryDealSelect(trans.deal))
+     {
+      reason = HistoryDealGetInteger(trans.deal, DEAL_REASON);
+      magic = HistoryDealGetInteger(trans.deal, DEAL_MAGIC);
+     }
+   else if(trans.order != 0 && HistoryOrderSelect(trans.order))
+     {
+      reason = HistoryOrderGetInteger(trans.order, ORDER_REASON);
+      magic = HistoryOrderGetInteger(trans.order, ORDER_MAGIC);
+     }
+   else if(trans.order != 0 && OrderSelect(trans.order))
+     {
+      reason = OrderGetInteger(ORDER_REASON);
+      magic = OrderGetInteger(ORDER_MAGIC);
+     }
+   if(trans.position == 0 || (reason != DEAL_REASON_SL && reason != DEAL_REASON_TP && reason != DEAL_REASON_SO))
+      return "";
+   if(magic != InpMagic && HistorySelectByPosition(trans.position) && HistoryDealsTotal() > 0)
+      magic = HistoryDealGetInteger(HistoryDealGetTicket(0), DEAL_MAGIC); // the deal that opened it
+   if(magic != InpMagic)
+      return "";
+   if(reason == DEAL_REASON_SL)
+      return StringFormat("sl:%I64u", trans.position);
+   if(reason == DEAL_REASON_TP)
+      return StringFormat("tp:%I64u", trans.position);
+   if(reason == DEAL_REASON_SO)
+      return StringFormat("so:%I64u", trans.position);
+   return "";
+  }
+
 string ClientOrderId(const MqlTradeTransaction &trans)
   {
+   string protective = ProtectiveId(trans);
+   if(protective != "")
+      return protective;
    string coid = "";
    if(trans.order != 0 && g_order_coid.TryGetValue(trans.order, coid))
       return coid;

@@ -136,6 +136,7 @@ def test_status_codes_and_limits_have_the_same_values() -> None:
         ("KB_COMMAND_CLOSE_POSITION", bridge_pb2.COMMAND_KIND_CLOSE_POSITION),
         ("KB_COMMAND_QUERY_ORDER", bridge_pb2.COMMAND_KIND_QUERY_ORDER),
         ("KB_COMMAND_SNAPSHOT", bridge_pb2.COMMAND_KIND_SNAPSHOT),
+        ("KB_COMMAND_MODIFY_POSITION", bridge_pb2.COMMAND_KIND_MODIFY_POSITION),
         ("KB_SIDE_BUY", bridge_pb2.SIDE_BUY),
         ("KB_SIDE_SELL", bridge_pb2.SIDE_SELL),
         ("KB_ORDER_MARKET", bridge_pb2.ORDER_TYPE_MARKET),
