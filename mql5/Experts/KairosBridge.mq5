@@ -40,6 +40,8 @@ CTrade   g_trade;
 CHashMap<ulong, string> g_order_coid;  // order ticket -> client order id
 datetime g_last_snapshot = 0;
 int      g_was_trading_connected = 0;
+ENUM_ORDER_TYPE_FILLING g_filling[];   // the filling mode orders of each symbol use (self-check)
+string   g_last_check = "";             // the last self-check reported, to report only changes
 
 //--- Milliseconds between trade-server time and UTC; the DLL sends UTC.
 long ServerOffsetMs()
@@ -87,7 +89,9 @@ int OnInit()
   {
    if(!TerminalInfoInteger(TERMINAL_DLLS_ALLOWED) || !MQLInfoInteger(MQL_DLLS_ALLOWED))
      {
-      Print("Kairos bridge: DLL imports are not allowed. Enable 'Allow DLL imports' in the EA settings.");
+      // Without DLL imports nothing can reach the stack: this line is the whole report.
+      Print("Kairos self-check FAILED: DLL imports are not allowed. Open the EA's properties (F7), Dependencies tab, "
+            "tick 'Allow DLL imports' (and Tools > Options > Expert Advisors > 'Allow DLL imports'), then attach the EA again.");
       return INIT_FAILED;
      }
    if(kb_api_version() != KB_API_VERSION)
@@ -118,6 +122,7 @@ int OnInit()
    ArrayResize(g_digits, count);
    ArrayResize(g_watermark, count);
    ArrayResize(g_at_watermark, count);
+   ArrayResize(g_filling, count);
 
    KbOptions options;
    ZeroMemory(options);
@@ -153,6 +158,7 @@ int OnInit()
      }
    g_trade.SetExpertMagicNumber((ulong)InpMagic);
    g_trade.SetAsyncMode(false);
+   SelfCheck(true);
    if(!EventSetMillisecondTimer(InpTimerMs))
      {
       Print("Kairos bridge: cannot start the timer");
@@ -185,6 +191,127 @@ int TradeModeNumber()
       case ACCOUNT_TRADE_MODE_REAL:    return 3;
      }
    return 0;
+  }
+
+//+------------------------------------------------------------------+
+//| Self-check: what must be set for the stack to trade, each        |
+//| failure one line naming the setting to change (docs/mt5.md).     |
+//+------------------------------------------------------------------+
+string FillingName(const ENUM_ORDER_TYPE_FILLING f)
+  {
+   switch(f)
+     {
+      case ORDER_FILLING_FOK:    return "FOK";
+      case ORDER_FILLING_IOC:    return "IOC";
+      case ORDER_FILLING_RETURN: return "RETURN";
+     }
+   return "?";
+  }
+
+//--- The filling mode a market order of the symbol uses: FOK if the broker allows it (all or
+//--- nothing, as the stack's market orders mean), else IOC, else RETURN (only where the execution
+//--- mode is not market execution, which refuses RETURN). false: no usable mode.
+bool DetectFilling(const string symbol, ENUM_ORDER_TYPE_FILLING &mode, string &allowed)
+  {
+   long modes = SymbolInfoInteger(symbol, SYMBOL_FILLING_MODE);
+   long exec = SymbolInfoInteger(symbol, SYMBOL_TRADE_EXEMODE);
+   allowed = "";
+   if((modes & SYMBOL_FILLING_FOK) != 0)
+      allowed += "FOK ";
+   if((modes & SYMBOL_FILLING_IOC) != 0)
+      allowed += "IOC ";
+   if(exec != SYMBOL_TRADE_EXECUTION_MARKET)
+      allowed += "RETURN";
+   if((modes & SYMBOL_FILLING_FOK) != 0)
+      mode = ORDER_FILLING_FOK;
+   else if((modes & SYMBOL_FILLING_IOC) != 0)
+      mode = ORDER_FILLING_IOC;
+   else if(exec != SYMBOL_TRADE_EXECUTION_MARKET)
+      mode = ORDER_FILLING_RETURN;
+   else
+      return false;
+   return true;
+  }
+
+//--- The filling mode for an order of symbol (the self-check's; RETURN for pending orders, which
+//--- rest on the book whatever the market-order mode is).
+ENUM_ORDER_TYPE_FILLING FillingFor(const string symbol, const bool pending)
+  {
+   if(pending)
+      return ORDER_FILLING_RETURN;
+   for(int i = 0; i < ArraySize(g_symbols); i++)
+      if(g_symbols[i] == symbol)
+         return g_filling[i];
+   ENUM_ORDER_TYPE_FILLING mode = ORDER_FILLING_FOK;
+   string allowed;
+   DetectFilling(symbol, mode, allowed);
+   return mode;
+  }
+
+//--- Runs every check, prints each failure (at start-up, or when the result changed) and reports
+//--- the result to the execution service (kb_report_check), which shows it in its metrics.
+void SelfCheck(const bool startup)
+  {
+   KbTerminalCheck k;
+   ZeroMemory(k);
+   string problems = "";
+   k.dlls_allowed = 1;  // this code runs: the DLL is loaded
+   k.terminal_trade_allowed = (int)TerminalInfoInteger(TERMINAL_TRADE_ALLOWED);
+   k.ea_trade_allowed = (int)MQLInfoInteger(MQL_TRADE_ALLOWED);
+   k.account_trade_allowed = (int)AccountInfoInteger(ACCOUNT_TRADE_ALLOWED);
+   k.account_expert_allowed = (int)AccountInfoInteger(ACCOUNT_TRADE_EXPERT);
+   k.tester = (int)MQLInfoInteger(MQL_TESTER);
+   if(k.terminal_trade_allowed == 0)
+      problems += "Algo Trading is off in the terminal: press the 'Algo Trading' button in the toolbar (Tools > Options > Expert Advisors > 'Allow algorithmic trading').\n";
+   if(k.ea_trade_allowed == 0)
+      problems += "This EA may not trade: open its properties (F7), Common tab, tick 'Allow Algo Trading'.\n";
+   if(k.account_trade_allowed == 0)
+      problems += "The account cannot trade (ACCOUNT_TRADE_ALLOWED false): log in with the trading password, not the investor password.\n";
+   if(k.account_expert_allowed == 0)
+      problems += "The broker does not let expert advisors trade on this account (ACCOUNT_TRADE_EXPERT false): ask the broker to enable it.\n";
+   string fills = "";
+   for(int i = 0; i < ArraySize(g_symbols); i++)
+     {
+      string s = g_symbols[i];
+      k.symbols_checked++;
+      long mode = SymbolInfoInteger(s, SYMBOL_TRADE_MODE);
+      string allowed = "";
+      ENUM_ORDER_TYPE_FILLING f = ORDER_FILLING_FOK;
+      if(mode == SYMBOL_TRADE_MODE_DISABLED || mode == SYMBOL_TRADE_MODE_CLOSEONLY)
+        {
+         k.symbols_failed++;
+         problems += StringFormat("%s: trading is %s for the symbol at this broker: remove it from InpSymbols or use another account.\n",
+                                  s, mode == SYMBOL_TRADE_MODE_DISABLED ? "disabled" : "close-only");
+        }
+      else if(!DetectFilling(s, f, allowed))
+        {
+         k.symbols_failed++;
+         problems += StringFormat("%s: no filling mode this EA can use (the broker allows none of FOK, IOC, RETURN): ask the broker.\n", s);
+        }
+      g_filling[i] = f;
+      fills += StringFormat("%s %s (broker allows %s), ", s, FillingName(f), allowed);
+     }
+   k.time_msc = (long)TimeGMT() * 1000;
+   string summary = StringFormat("%d%d%d%d%d/%d/%s", k.terminal_trade_allowed, k.ea_trade_allowed, k.account_trade_allowed,
+                                 k.account_expert_allowed, k.tester, k.symbols_failed, problems);
+   if(!startup && summary == g_last_check)
+      return;
+   g_last_check = summary;
+   if(problems == "")
+      PrintFormat("Kairos self-check passed: DLL imports, Algo Trading (terminal and EA), account and expert trading; fills: %s"
+                  "server time is UTC%+.1f h%s", fills, ServerOffsetMs() / 3600000.0, k.tester != 0 ? "; running in the Strategy Tester" : "");
+   else
+     {
+      string lines[];
+      int n = StringSplit(problems, '\n', lines);
+      for(int i = 0; i < n; i++)
+         if(lines[i] != "")
+            Print("Kairos self-check FAILED: ", lines[i]);
+      PrintFormat("Kairos self-check: fills %s", fills);
+     }
+   int rc = kb_report_check(g_handle, k, problems);
+   if(rc != KB_OK && rc != KB_E_NO_CHANNEL)
+      PrintFormat("Kairos bridge: kb_report_check failed: %s (%d)", KbStatusText(rc), rc);
   }
 
 //+------------------------------------------------------------------+
@@ -255,6 +382,7 @@ void OnTimer()
          g_was_trading_connected = c.trading_connected;
          if(connected_now || TimeCurrent() - g_last_snapshot >= InpSnapshotSec)
            {
+            SelfCheck(false);  // reported again only when a result changed
             ReportAccount();
             ReportPositions();
             g_last_snapshot = TimeCurrent();
@@ -344,6 +472,8 @@ void Execute(const KbCommand &cmd)
       return;
      }
    g_trade.SetDeviationInPoints(cmd.deviation_points);
+   if(cmd.kind == KB_COMMAND_PLACE)
+      g_trade.SetTypeFilling(FillingFor(symbol, cmd.order_type != KB_ORDER_MARKET));
    bool ok = false;
    switch(cmd.kind)
      {

@@ -8,7 +8,7 @@
 //+------------------------------------------------------------------+
 #property strict
 
-#define KB_API_VERSION 2
+#define KB_API_VERSION 3
 
 #define KB_OK 0
 #define KB_EMPTY 1
@@ -149,6 +149,19 @@ struct KbAccount
    long              time_msc;
   };
 
+struct KbTerminalCheck
+  {
+   int               dlls_allowed;
+   int               terminal_trade_allowed;
+   int               ea_trade_allowed;
+   int               account_trade_allowed;
+   int               account_expert_allowed;
+   int               symbols_checked;
+   int               symbols_failed;
+   int               tester;
+   long              time_msc;
+  };
+
 struct KbPosition
   {
    ulong             ticket;
@@ -230,6 +243,7 @@ int kb_poll_command(long handle, KbCommand &command);
 int kb_report_result(long handle, const KbOrderResult &result, string client_order_id, string comment);
 int kb_report_transaction(long handle, const KbTransaction &transaction, string client_order_id, string symbol);
 int kb_report_account(long handle, const KbAccount &account, string currency);
+int kb_report_check(long handle, const KbTerminalCheck &check, string problems);
 int kb_positions_begin(long handle, long time_msc);
 int kb_positions_add_position(long handle, const KbPosition &position, string symbol, string client_order_id);
 int kb_positions_add_order(long handle, const KbWorkingOrder &order, string symbol, string client_order_id);

@@ -36,9 +36,11 @@ typedef uint16_t kb_char16;
 
 /* Version of this ABI; sent in Hello.api_version.
  * 2: kb_open_with_key and KB_E_AUTH; the handshake starts with the server's Challenge and the
- *    bridge key's HMAC proofs both ways (docs/adr/0015-bridge-authentication.md). Servers of this
- *    release speak only version 2. */
-#define KB_API_VERSION 2
+ *    bridge key's HMAC proofs both ways (docs/adr/0015-bridge-authentication.md).
+ * 3: kb_report_check (the EA's start-up self-check, a TerminalCheck frame to the execution service);
+ *    COMMAND_KIND_MODIFY_POSITION reaches the EA. Servers of this release accept versions 2 and 3
+ *    (docs/adr/0016-bridge-ea-self-check-and-position-stops.md). */
+#define KB_API_VERSION 3
 
 /* ---- Status codes ------------------------------------------------------------------------------ */
 #define KB_OK 0                   /* done */
@@ -211,6 +213,19 @@ typedef struct KbWorkingOrder {
   int64_t time_msc;
 } KbWorkingOrder;
 
+/* The EA's start-up self-check (kb_report_check): each flag 1 when the check passed, 0 when not. */
+typedef struct KbTerminalCheck {
+  int32_t dlls_allowed;           /* TERMINAL_DLLS_ALLOWED and MQL_DLLS_ALLOWED */
+  int32_t terminal_trade_allowed; /* TERMINAL_TRADE_ALLOWED: the Algo Trading button */
+  int32_t ea_trade_allowed;       /* MQL_TRADE_ALLOWED: "Allow Algo Trading" in the EA's settings */
+  int32_t account_trade_allowed;  /* ACCOUNT_TRADE_ALLOWED */
+  int32_t account_expert_allowed; /* ACCOUNT_TRADE_EXPERT */
+  int32_t symbols_checked;        /* symbols checked (>= 0) */
+  int32_t symbols_failed;         /* of which cannot be traded (0..symbols_checked) */
+  int32_t tester;                 /* MQL_TESTER */
+  int64_t time_msc;               /* when the check ran, UTC milliseconds */
+} KbTerminalCheck;
+
 /* Counters of one handle, a consistent-enough snapshot (each field is read atomically). */
 typedef struct KbCounters {
   int32_t struct_size;           /* sizeof(KbCounters) */
@@ -260,6 +275,7 @@ static_assert(sizeof(KbAccount) == 68, "KbAccount layout");
 static_assert(sizeof(KbPosition) == 88, "KbPosition layout");
 static_assert(sizeof(KbWorkingOrder) == 48, "KbWorkingOrder layout");
 static_assert(sizeof(KbCounters) == 248, "KbCounters layout");
+static_assert(sizeof(KbTerminalCheck) == 40, "KbTerminalCheck layout");
 #endif
 
 /* ---- Calls ------------------------------------------------------------------------------------- */
@@ -332,6 +348,11 @@ KB_API int32_t kb_report_transaction(int64_t handle, const KbTransaction* transa
 /* Reports the account state. */
 KB_API int32_t kb_report_account(int64_t handle, const KbAccount* account,
                                  const kb_char16* currency) KB_NOEXCEPT;
+
+/* Reports the EA's self-check to the execution service (API 3). problems: one line per failed check
+ * (cut at a character boundary beyond 511 UTF-8 bytes). KB_E_NO_CHANNEL without a trading channel. */
+KB_API int32_t kb_report_check(int64_t handle, const KbTerminalCheck* check,
+                               const kb_char16* problems) KB_NOEXCEPT;
 
 /* Reports all open positions and pending orders as one snapshot: begin, add each, end. The bridge
  * splits it into PositionSnapshot frames of at most 64 positions and 64 orders. */

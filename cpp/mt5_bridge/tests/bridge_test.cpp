@@ -478,6 +478,47 @@ TEST(Trading, SnapshotsAccountAndTransactionsAreReported) {
   EXPECT_STREQ(tx[0].client_order_id, "K-41");
 }
 
+// The EA's self-check (API 3) reaches the execution service as a TerminalCheck frame; a long
+// problems text is cut at a character boundary, inconsistent counts and a missing trading channel
+// are refused.
+TEST(Trading, TheEasSelfCheckIsReported) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open("", peer.endpoint(), &h.h), KB_OK);
+  KbTerminalCheck k{};
+  k.dlls_allowed = 1;
+  k.terminal_trade_allowed = 0;
+  k.ea_trade_allowed = 1;
+  k.account_trade_allowed = 1;
+  k.account_expert_allowed = 1;
+  k.symbols_checked = 3;
+  k.symbols_failed = 1;
+  k.time_msc = 1577898000000;
+  EXPECT_EQ(kb_report_check(h.h, nullptr, W("").data()), KB_E_NULL);
+  k.symbols_failed = 4;
+  EXPECT_EQ(kb_report_check(h.h, &k, W("").data()), KB_E_BAD_ARG);
+  k.symbols_failed = 1;
+  std::string problems = "Algo Trading is off in the terminal: press the Algo Trading button\n";
+  while (problems.size() < 600) problems += "\xc3\xa9";  // two-byte characters past the 511-byte field
+  ASSERT_EQ(kb_report_check(h.h, &k, W(problems).data()), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.checks().size() == 1; }, 5000));
+  const auto c = peer.checks()[0];
+  EXPECT_TRUE(c.dlls_allowed);
+  EXPECT_FALSE(c.terminal_trade_allowed);
+  EXPECT_TRUE(c.ea_trade_allowed && c.account_trade_allowed && c.account_expert_allowed);
+  EXPECT_EQ(c.symbols_checked, 3u);
+  EXPECT_EQ(c.symbols_failed, 1u);
+  EXPECT_EQ(c.time_msc, 1577898000000);
+  const std::string got = c.problems;
+  EXPECT_EQ(got.rfind("Algo Trading is off", 0), 0u);
+  EXPECT_LE(got.size(), 511u);
+  EXPECT_EQ(got.size() % 2, problems.find("\xc3") % 2);  // whole characters only
+
+  Handle md;
+  ASSERT_EQ(Open(peer.endpoint(), "", &md.h), KB_OK);
+  EXPECT_EQ(kb_report_check(md.h, &k, W("").data()), KB_E_NO_CHANNEL);
+}
+
 TEST(Protocol, MalformedFrameClosesTheConnectionAndTheBridgeReconnects) {
   TestPeer peer;
   Handle h;

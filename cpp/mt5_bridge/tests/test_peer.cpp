@@ -394,6 +394,9 @@ bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
     case kairos_bridge_v1_Frame_account_tag:
       accounts_.push_back(f.body.account);
       break;
+    case kairos_bridge_v1_Frame_terminal_check_tag:
+      checks_.push_back(f.body.terminal_check);
+      break;
     case kairos_bridge_v1_Frame_positions_tag:
       positions_.push_back(f.body.positions);
       break;
@@ -410,6 +413,7 @@ bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
   }
 KB_PEER_GETTER(ticks, PeerTick)
 KB_PEER_GETTER(hellos, kairos_bridge_v1_Hello)
+KB_PEER_GETTER(checks, kairos_bridge_v1_TerminalCheck)
 KB_PEER_GETTER(results, kairos_bridge_v1_OrderResult)
 KB_PEER_GETTER(transactions, kairos_bridge_v1_TradeTransaction)
 KB_PEER_GETTER(accounts, kairos_bridge_v1_AccountSnapshot)

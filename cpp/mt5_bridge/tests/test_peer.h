@@ -70,6 +70,7 @@ class TestPeer {
   std::vector<kairos_bridge_v1_OrderResult> results();
   std::vector<kairos_bridge_v1_TradeTransaction> transactions();
   std::vector<kairos_bridge_v1_AccountSnapshot> accounts();
+  std::vector<kairos_bridge_v1_TerminalCheck> checks();
   std::vector<kairos_bridge_v1_PositionSnapshot> positions();
   std::vector<kairos_marketdata_v1_SymbolInfo> symbol_infos();
   uint64_t duplicates() const { return duplicates_.load(); }
@@ -113,6 +114,7 @@ class TestPeer {
   std::vector<kairos_bridge_v1_OrderResult> results_;
   std::vector<kairos_bridge_v1_TradeTransaction> transactions_;
   std::vector<kairos_bridge_v1_AccountSnapshot> accounts_;
+  std::vector<kairos_bridge_v1_TerminalCheck> checks_;
   std::vector<kairos_bridge_v1_PositionSnapshot> positions_;
   std::vector<kairos_marketdata_v1_SymbolInfo> symbol_infos_;
   std::atomic<int64_t> listen_ns_{0};

@@ -122,7 +122,15 @@ type Venue struct {
 	connects int
 	// evicted counts entries dropped from the bounded maps (kairos_execution_mt5_evicted_total).
 	evicted *prometheus.CounterVec
+	// checkFailed and checkTime publish the EA's self-check (TerminalCheck frames).
+	checkFailed *prometheus.GaugeVec
+	checkTime   prometheus.Gauge
+	lastCheck   *bridgev1.TerminalCheck
 }
+
+// TerminalChecks are the label values of kairos_execution_terminal_check_failed, one per
+// TerminalCheck verdict.
+var TerminalChecks = []string{"dlls", "terminal_algo_trading", "ea_algo_trading", "account_trading", "account_expert_trading", "symbols"}
 
 // New returns an MT5 venue; SetEngine and Listen must follow before use.
 func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) uint8) *Venue {
@@ -147,11 +155,19 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) u
 	v.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_mt5_evicted_total",
 		Help: "Entries dropped from the mt5 venue's bounded command and ticket maps, by map (commands, tickets) and reason (completed, capacity)."},
 		[]string{"map", "reason"})
+	v.checkFailed = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_terminal_check_failed",
+		Help: "1 while the EA's latest self-check reports the check failing (DLL imports, Algo Trading in the terminal and the EA, account trading, expert trading, symbols), 0 otherwise."},
+		[]string{"check"})
+	v.checkTime = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_terminal_check_time_seconds",
+		Help: "When the EA ran its latest self-check (Unix time, seconds); 0 before the first report."})
+	for _, c := range TerminalChecks {
+		v.checkFailed.WithLabelValues(c)
+	}
 	var bm *bridgelink.Metrics
 	if m != nil {
 		bm = m.Bridge
 		if m.Registry != nil {
-			m.Registry.MustRegister(v.evicted)
+			m.Registry.MustRegister(v.evicted, v.checkFailed, v.checkTime)
 		}
 	}
 	for _, mp := range []string{"commands", "tickets"} {
@@ -587,6 +603,8 @@ func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 			}
 		case f.GetPositions() != nil:
 			s.onPositions(f.GetPositions())
+		case f.GetTerminalCheck() != nil:
+			v.onCheck(f.GetTerminalCheck())
 		}
 	}
 	if top == 0 {
@@ -609,6 +627,41 @@ func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 		}
 	}
 	return len(in), s.maybeReconciled(v.ctx)
+}
+
+// onCheck publishes the EA's self-check: a gauge per check, and one log line per problem when
+// something fails (a warning), or a line saying all passed.
+func (v *Venue) onCheck(c *bridgev1.TerminalCheck) {
+	failed := map[string]bool{
+		"dlls": !c.GetDllsAllowed(), "terminal_algo_trading": !c.GetTerminalTradeAllowed(), "ea_algo_trading": !c.GetEaTradeAllowed(),
+		"account_trading": !c.GetAccountTradeAllowed(), "account_expert_trading": !c.GetAccountExpertAllowed(), "symbols": c.GetSymbolsFailed() > 0,
+	}
+	var bad []string
+	for _, name := range TerminalChecks {
+		g := 0.0
+		if failed[name] {
+			g = 1
+			bad = append(bad, name)
+		}
+		v.checkFailed.WithLabelValues(name).Set(g)
+	}
+	v.checkTime.Set(float64(c.GetTimeMsc()) / 1000)
+	v.mu.Lock()
+	v.lastCheck = c
+	v.mu.Unlock()
+	if len(bad) == 0 {
+		v.log.Info("MT5 terminal self-check passed", "symbols", c.GetSymbolsChecked(), "tester", c.GetTester())
+		return
+	}
+	v.log.Warn("MT5 terminal self-check failed: orders will be refused until these settings change", "failed", bad,
+		"symbols_failed", c.GetSymbolsFailed(), "symbols_checked", c.GetSymbolsChecked(), "problems", c.GetProblems())
+}
+
+// LastCheck returns the EA's latest self-check, nil before the first.
+func (v *Venue) LastCheck() *bridgev1.TerminalCheck {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lastCheck
 }
 
 // dec reads a wire decimal; a scale the engine cannot hold reads as zero, as a missing one does.

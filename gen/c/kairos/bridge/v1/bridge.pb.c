@@ -42,6 +42,9 @@ PB_BIND(kairos_bridge_v1_WorkingOrder, kairos_bridge_v1_WorkingOrder, AUTO)
 PB_BIND(kairos_bridge_v1_PositionSnapshot, kairos_bridge_v1_PositionSnapshot, 4)
 
 
+PB_BIND(kairos_bridge_v1_TerminalCheck, kairos_bridge_v1_TerminalCheck, 2)
+
+
 PB_BIND(kairos_bridge_v1_Error, kairos_bridge_v1_Error, 2)
 
 

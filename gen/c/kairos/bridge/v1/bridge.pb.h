@@ -447,6 +447,35 @@ typedef struct _kairos_bridge_v1_PositionSnapshot {
     bool complete;
 } kairos_bridge_v1_PositionSnapshot;
 
+/* TerminalCheck is what the EA found when it checked its own set-up (kb_report_check, API 3): at
+ start-up and again whenever a result changes (the trader toggles Algo Trading, the broker
+ disables the account). Each false is a setting the trader must change; problems names them, one
+ line each, as the EA printed them in the Experts log. */
+typedef struct _kairos_bridge_v1_TerminalCheck {
+    /* DLL imports are allowed (TERMINAL_DLLS_ALLOWED and MQL_DLLS_ALLOWED). Always true when the
+ frame arrives (the bridge is a DLL), kept for the record. */
+    bool dlls_allowed;
+    /* The terminal's Algo Trading button is on (TERMINAL_TRADE_ALLOWED). */
+    bool terminal_trade_allowed;
+    /* "Allow Algo Trading" is ticked in the EA's settings (MQL_TRADE_ALLOWED). */
+    bool ea_trade_allowed;
+    /* The account may trade (ACCOUNT_TRADE_ALLOWED: false on an investor-password login). */
+    bool account_trade_allowed;
+    /* The broker lets expert advisors trade on the account (ACCOUNT_TRADE_EXPERT). */
+    bool account_expert_allowed;
+    /* Symbols the EA checked (selectable, trade mode, filling modes). */
+    uint32_t symbols_checked;
+    /* Symbols among them that cannot be traded: not selectable, trading disabled or close-only, or
+ no filling mode the EA can use. */
+    uint32_t symbols_failed;
+    /* One line per failed check, naming the setting to change; empty when everything passed. */
+    char problems[512];
+    /* True when the EA runs in the Strategy Tester (MQL_TESTER). */
+    bool tester;
+    /* When the check ran, milliseconds since the Unix epoch (UTC). */
+    int64_t time_msc;
+} kairos_bridge_v1_TerminalCheck;
+
 /* Error reports a problem with a frame or the session. The sender closes the connection after an
  error it considers fatal (unsupported version, protocol violation). */
 typedef struct _kairos_bridge_v1_Error {
@@ -495,6 +524,8 @@ typedef struct _kairos_bridge_v1_Frame {
         /* The server's first frame on every connection: a fresh nonce for the bridge-key proof in Hello
      (docs/adr/0015-bridge-authentication.md). The bridge sends Hello only after it. */
         kairos_bridge_v1_Challenge challenge;
+        /* The EA's start-up self-check (bridge to execution, API 3). */
+        kairos_bridge_v1_TerminalCheck terminal_check;
     } body;
 } kairos_bridge_v1_Frame;
 
@@ -559,6 +590,7 @@ extern "C" {
 #define kairos_bridge_v1_WorkingOrder_order_type_ENUMTYPE kairos_bridge_v1_OrderType
 
 
+
 #define kairos_bridge_v1_Error_code_ENUMTYPE kairos_bridge_v1_ErrorCode
 
 
@@ -575,6 +607,7 @@ extern "C" {
 #define kairos_bridge_v1_Position_init_default   {0, "", _kairos_bridge_v1_Side_MIN, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, 0, 0, ""}
 #define kairos_bridge_v1_WorkingOrder_init_default {0, "", _kairos_bridge_v1_Side_MIN, _kairos_bridge_v1_OrderType_MIN, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, "", 0}
 #define kairos_bridge_v1_PositionSnapshot_init_default {0, {kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default}, 0, {kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default}, 0, 0}
+#define kairos_bridge_v1_TerminalCheck_init_default {0, 0, 0, 0, 0, 0, 0, "", 0, 0}
 #define kairos_bridge_v1_Error_init_default      {_kairos_bridge_v1_ErrorCode_MIN, "", 0}
 #define kairos_bridge_v1_Frame_init_zero         {0, 0, 0, 0, {kairos_bridge_v1_Hello_init_zero}}
 #define kairos_bridge_v1_Hello_init_zero         {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0, {0, {0}}, {0, {0}}}
@@ -588,6 +621,7 @@ extern "C" {
 #define kairos_bridge_v1_Position_init_zero      {0, "", _kairos_bridge_v1_Side_MIN, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, 0, 0, ""}
 #define kairos_bridge_v1_WorkingOrder_init_zero  {0, "", _kairos_bridge_v1_Side_MIN, _kairos_bridge_v1_OrderType_MIN, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, "", 0}
 #define kairos_bridge_v1_PositionSnapshot_init_zero {0, {kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero}, 0, {kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero}, 0, 0}
+#define kairos_bridge_v1_TerminalCheck_init_zero {0, 0, 0, 0, 0, 0, 0, "", 0, 0}
 #define kairos_bridge_v1_Error_init_zero         {_kairos_bridge_v1_ErrorCode_MIN, "", 0}
 
 /* Field tags (for use in manual encoding/decoding) */
@@ -694,6 +728,16 @@ extern "C" {
 #define kairos_bridge_v1_PositionSnapshot_orders_tag 2
 #define kairos_bridge_v1_PositionSnapshot_time_msc_tag 3
 #define kairos_bridge_v1_PositionSnapshot_complete_tag 4
+#define kairos_bridge_v1_TerminalCheck_dlls_allowed_tag 1
+#define kairos_bridge_v1_TerminalCheck_terminal_trade_allowed_tag 2
+#define kairos_bridge_v1_TerminalCheck_ea_trade_allowed_tag 3
+#define kairos_bridge_v1_TerminalCheck_account_trade_allowed_tag 4
+#define kairos_bridge_v1_TerminalCheck_account_expert_allowed_tag 5
+#define kairos_bridge_v1_TerminalCheck_symbols_checked_tag 6
+#define kairos_bridge_v1_TerminalCheck_symbols_failed_tag 7
+#define kairos_bridge_v1_TerminalCheck_problems_tag 8
+#define kairos_bridge_v1_TerminalCheck_tester_tag 9
+#define kairos_bridge_v1_TerminalCheck_time_msc_tag 10
 #define kairos_bridge_v1_Error_code_tag          1
 #define kairos_bridge_v1_Error_message_tag       2
 #define kairos_bridge_v1_Error_frame_sequence_tag 3
@@ -712,6 +756,7 @@ extern "C" {
 #define kairos_bridge_v1_Frame_positions_tag     19
 #define kairos_bridge_v1_Frame_error_tag         20
 #define kairos_bridge_v1_Frame_challenge_tag     21
+#define kairos_bridge_v1_Frame_terminal_check_tag 22
 
 /* Struct field encoding specification for nanopb */
 #define kairos_bridge_v1_Frame_FIELDLIST(X, a) \
@@ -729,7 +774,8 @@ X(a, STATIC,   ONEOF,    MESSAGE,  (body,trade_transaction,body.trade_transactio
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,account,body.account),  18) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,positions,body.positions),  19) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,error,body.error),  20) \
-X(a, STATIC,   ONEOF,    MESSAGE,  (body,challenge,body.challenge),  21)
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,challenge,body.challenge),  21) \
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,terminal_check,body.terminal_check),  22)
 #define kairos_bridge_v1_Frame_CALLBACK NULL
 #define kairos_bridge_v1_Frame_DEFAULT NULL
 #define kairos_bridge_v1_Frame_body_hello_MSGTYPE kairos_bridge_v1_Hello
@@ -744,6 +790,7 @@ X(a, STATIC,   ONEOF,    MESSAGE,  (body,challenge,body.challenge),  21)
 #define kairos_bridge_v1_Frame_body_positions_MSGTYPE kairos_bridge_v1_PositionSnapshot
 #define kairos_bridge_v1_Frame_body_error_MSGTYPE kairos_bridge_v1_Error
 #define kairos_bridge_v1_Frame_body_challenge_MSGTYPE kairos_bridge_v1_Challenge
+#define kairos_bridge_v1_Frame_body_terminal_check_MSGTYPE kairos_bridge_v1_TerminalCheck
 
 #define kairos_bridge_v1_Hello_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, UINT32,   api_version,       1) \
@@ -921,6 +968,20 @@ X(a, STATIC,   SINGULAR, BOOL,     complete,          4)
 #define kairos_bridge_v1_PositionSnapshot_positions_MSGTYPE kairos_bridge_v1_Position
 #define kairos_bridge_v1_PositionSnapshot_orders_MSGTYPE kairos_bridge_v1_WorkingOrder
 
+#define kairos_bridge_v1_TerminalCheck_FIELDLIST(X, a) \
+X(a, STATIC,   SINGULAR, BOOL,     dlls_allowed,      1) \
+X(a, STATIC,   SINGULAR, BOOL,     terminal_trade_allowed,   2) \
+X(a, STATIC,   SINGULAR, BOOL,     ea_trade_allowed,   3) \
+X(a, STATIC,   SINGULAR, BOOL,     account_trade_allowed,   4) \
+X(a, STATIC,   SINGULAR, BOOL,     account_expert_allowed,   5) \
+X(a, STATIC,   SINGULAR, UINT32,   symbols_checked,   6) \
+X(a, STATIC,   SINGULAR, UINT32,   symbols_failed,    7) \
+X(a, STATIC,   SINGULAR, STRING,   problems,          8) \
+X(a, STATIC,   SINGULAR, BOOL,     tester,            9) \
+X(a, STATIC,   SINGULAR, INT64,    time_msc,         10)
+#define kairos_bridge_v1_TerminalCheck_CALLBACK NULL
+#define kairos_bridge_v1_TerminalCheck_DEFAULT NULL
+
 #define kairos_bridge_v1_Error_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, UENUM,    code,              1) \
 X(a, STATIC,   SINGULAR, STRING,   message,           2) \
@@ -940,6 +1001,7 @@ extern const pb_msgdesc_t kairos_bridge_v1_AccountSnapshot_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_Position_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_WorkingOrder_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_PositionSnapshot_msg;
+extern const pb_msgdesc_t kairos_bridge_v1_TerminalCheck_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 
 /* Defines for backwards compatibility with code written before nanopb-0.4.0 */
@@ -955,6 +1017,7 @@ extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 #define kairos_bridge_v1_Position_fields &kairos_bridge_v1_Position_msg
 #define kairos_bridge_v1_WorkingOrder_fields &kairos_bridge_v1_WorkingOrder_msg
 #define kairos_bridge_v1_PositionSnapshot_fields &kairos_bridge_v1_PositionSnapshot_msg
+#define kairos_bridge_v1_TerminalCheck_fields &kairos_bridge_v1_TerminalCheck_msg
 #define kairos_bridge_v1_Error_fields &kairos_bridge_v1_Error_msg
 
 /* Maximum encoded size of messages (where known) */
@@ -968,6 +1031,7 @@ extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 #define kairos_bridge_v1_OrderResult_size        248
 #define kairos_bridge_v1_PositionSnapshot_size   22477
 #define kairos_bridge_v1_Position_size           215
+#define kairos_bridge_v1_TerminalCheck_size      549
 #define kairos_bridge_v1_TradeTransaction_size   243
 #define kairos_bridge_v1_Welcome_size            116
 #define kairos_bridge_v1_WorkingOrder_size       130

@@ -595,6 +595,7 @@ type Frame struct {
 	//	*Frame_Positions
 	//	*Frame_Error
 	//	*Frame_Challenge
+	//	*Frame_TerminalCheck
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -766,6 +767,15 @@ func (x *Frame) GetChallenge() *Challenge {
 	return nil
 }
 
+func (x *Frame) GetTerminalCheck() *TerminalCheck {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TerminalCheck); ok {
+			return x.TerminalCheck
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -831,6 +841,11 @@ type Frame_Challenge struct {
 	Challenge *Challenge `protobuf:"bytes,21,opt,name=challenge,proto3,oneof"`
 }
 
+type Frame_TerminalCheck struct {
+	// The EA's start-up self-check (bridge to execution, API 3).
+	TerminalCheck *TerminalCheck `protobuf:"bytes,22,opt,name=terminal_check,json=terminalCheck,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -854,6 +869,8 @@ func (*Frame_Positions) isFrame_Body() {}
 func (*Frame_Error) isFrame_Body() {}
 
 func (*Frame_Challenge) isFrame_Body() {}
+
+func (*Frame_TerminalCheck) isFrame_Body() {}
 
 // Hello identifies a bridge session; it is the first frame on every connection.
 type Hello struct {
@@ -2206,6 +2223,138 @@ func (x *PositionSnapshot) GetComplete() bool {
 	return false
 }
 
+// TerminalCheck is what the EA found when it checked its own set-up (kb_report_check, API 3): at
+// start-up and again whenever a result changes (the trader toggles Algo Trading, the broker
+// disables the account). Each false is a setting the trader must change; problems names them, one
+// line each, as the EA printed them in the Experts log.
+type TerminalCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DLL imports are allowed (TERMINAL_DLLS_ALLOWED and MQL_DLLS_ALLOWED). Always true when the
+	// frame arrives (the bridge is a DLL), kept for the record.
+	DllsAllowed bool `protobuf:"varint,1,opt,name=dlls_allowed,json=dllsAllowed,proto3" json:"dlls_allowed,omitempty"`
+	// The terminal's Algo Trading button is on (TERMINAL_TRADE_ALLOWED).
+	TerminalTradeAllowed bool `protobuf:"varint,2,opt,name=terminal_trade_allowed,json=terminalTradeAllowed,proto3" json:"terminal_trade_allowed,omitempty"`
+	// "Allow Algo Trading" is ticked in the EA's settings (MQL_TRADE_ALLOWED).
+	EaTradeAllowed bool `protobuf:"varint,3,opt,name=ea_trade_allowed,json=eaTradeAllowed,proto3" json:"ea_trade_allowed,omitempty"`
+	// The account may trade (ACCOUNT_TRADE_ALLOWED: false on an investor-password login).
+	AccountTradeAllowed bool `protobuf:"varint,4,opt,name=account_trade_allowed,json=accountTradeAllowed,proto3" json:"account_trade_allowed,omitempty"`
+	// The broker lets expert advisors trade on the account (ACCOUNT_TRADE_EXPERT).
+	AccountExpertAllowed bool `protobuf:"varint,5,opt,name=account_expert_allowed,json=accountExpertAllowed,proto3" json:"account_expert_allowed,omitempty"`
+	// Symbols the EA checked (selectable, trade mode, filling modes).
+	SymbolsChecked uint32 `protobuf:"varint,6,opt,name=symbols_checked,json=symbolsChecked,proto3" json:"symbols_checked,omitempty"`
+	// Symbols among them that cannot be traded: not selectable, trading disabled or close-only, or
+	// no filling mode the EA can use.
+	SymbolsFailed uint32 `protobuf:"varint,7,opt,name=symbols_failed,json=symbolsFailed,proto3" json:"symbols_failed,omitempty"`
+	// One line per failed check, naming the setting to change; empty when everything passed.
+	Problems string `protobuf:"bytes,8,opt,name=problems,proto3" json:"problems,omitempty"`
+	// True when the EA runs in the Strategy Tester (MQL_TESTER).
+	Tester bool `protobuf:"varint,9,opt,name=tester,proto3" json:"tester,omitempty"`
+	// When the check ran, milliseconds since the Unix epoch (UTC).
+	TimeMsc       int64 `protobuf:"varint,10,opt,name=time_msc,json=timeMsc,proto3" json:"time_msc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalCheck) Reset() {
+	*x = TerminalCheck{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalCheck) ProtoMessage() {}
+
+func (x *TerminalCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalCheck.ProtoReflect.Descriptor instead.
+func (*TerminalCheck) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TerminalCheck) GetDllsAllowed() bool {
+	if x != nil {
+		return x.DllsAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetTerminalTradeAllowed() bool {
+	if x != nil {
+		return x.TerminalTradeAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetEaTradeAllowed() bool {
+	if x != nil {
+		return x.EaTradeAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetAccountTradeAllowed() bool {
+	if x != nil {
+		return x.AccountTradeAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetAccountExpertAllowed() bool {
+	if x != nil {
+		return x.AccountExpertAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetSymbolsChecked() uint32 {
+	if x != nil {
+		return x.SymbolsChecked
+	}
+	return 0
+}
+
+func (x *TerminalCheck) GetSymbolsFailed() uint32 {
+	if x != nil {
+		return x.SymbolsFailed
+	}
+	return 0
+}
+
+func (x *TerminalCheck) GetProblems() string {
+	if x != nil {
+		return x.Problems
+	}
+	return ""
+}
+
+func (x *TerminalCheck) GetTester() bool {
+	if x != nil {
+		return x.Tester
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetTimeMsc() int64 {
+	if x != nil {
+		return x.TimeMsc
+	}
+	return 0
+}
+
 // Error reports a problem with a frame or the session. The sender closes the connection after an
 // error it considers fatal (unsupported version, protocol violation).
 type Error struct {
@@ -2222,7 +2371,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2383,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2396,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{12}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2275,7 +2424,7 @@ var File_kairos_bridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xd1\x06\n" +
+	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\x9b\a\n" +
 	"\x05Frame\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\x04R\x03ack\x12 \n" +
@@ -2294,7 +2443,8 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\aaccount\x18\x12 \x01(\v2!.kairos.bridge.v1.AccountSnapshotH\x00R\aaccount\x12B\n" +
 	"\tpositions\x18\x13 \x01(\v2\".kairos.bridge.v1.PositionSnapshotH\x00R\tpositions\x12/\n" +
 	"\x05error\x18\x14 \x01(\v2\x17.kairos.bridge.v1.ErrorH\x00R\x05error\x12;\n" +
-	"\tchallenge\x18\x15 \x01(\v2\x1b.kairos.bridge.v1.ChallengeH\x00R\tchallengeB\x06\n" +
+	"\tchallenge\x18\x15 \x01(\v2\x1b.kairos.bridge.v1.ChallengeH\x00R\tchallenge\x12H\n" +
+	"\x0eterminal_check\x18\x16 \x01(\v2\x1f.kairos.bridge.v1.TerminalCheckH\x00R\rterminalCheckB\x06\n" +
 	"\x04body\"\xa2\x04\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\rR\n" +
@@ -2434,7 +2584,19 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\tpositions\x18\x01 \x03(\v2\x1a.kairos.bridge.v1.PositionR\tpositions\x126\n" +
 	"\x06orders\x18\x02 \x03(\v2\x1e.kairos.bridge.v1.WorkingOrderR\x06orders\x12\x19\n" +
 	"\btime_msc\x18\x03 \x01(\x03R\atimeMsc\x12\x1a\n" +
-	"\bcomplete\x18\x04 \x01(\bR\bcomplete\"y\n" +
+	"\bcomplete\x18\x04 \x01(\bR\bcomplete\"\x9b\x03\n" +
+	"\rTerminalCheck\x12!\n" +
+	"\fdlls_allowed\x18\x01 \x01(\bR\vdllsAllowed\x124\n" +
+	"\x16terminal_trade_allowed\x18\x02 \x01(\bR\x14terminalTradeAllowed\x12(\n" +
+	"\x10ea_trade_allowed\x18\x03 \x01(\bR\x0eeaTradeAllowed\x122\n" +
+	"\x15account_trade_allowed\x18\x04 \x01(\bR\x13accountTradeAllowed\x124\n" +
+	"\x16account_expert_allowed\x18\x05 \x01(\bR\x14accountExpertAllowed\x12'\n" +
+	"\x0fsymbols_checked\x18\x06 \x01(\rR\x0esymbolsChecked\x12%\n" +
+	"\x0esymbols_failed\x18\a \x01(\rR\rsymbolsFailed\x12\x1a\n" +
+	"\bproblems\x18\b \x01(\tR\bproblems\x12\x16\n" +
+	"\x06tester\x18\t \x01(\bR\x06tester\x12\x19\n" +
+	"\btime_msc\x18\n" +
+	" \x01(\x03R\atimeMsc\"y\n" +
 	"\x05Error\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.kairos.bridge.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
@@ -2512,7 +2674,7 @@ func file_kairos_bridge_v1_bridge_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_bridge_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(Channel)(0),             // 0: kairos.bridge.v1.Channel
 	(TradeMode)(0),           // 1: kairos.bridge.v1.TradeMode
@@ -2534,70 +2696,72 @@ var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(*Position)(nil),         // 17: kairos.bridge.v1.Position
 	(*WorkingOrder)(nil),     // 18: kairos.bridge.v1.WorkingOrder
 	(*PositionSnapshot)(nil), // 19: kairos.bridge.v1.PositionSnapshot
-	(*Error)(nil),            // 20: kairos.bridge.v1.Error
-	(*v1.SymbolInfo)(nil),    // 21: kairos.marketdata.v1.SymbolInfo
-	(*v1.TickBatch)(nil),     // 22: kairos.marketdata.v1.TickBatch
-	(*v11.Decimal)(nil),      // 23: kairos.types.v1.Decimal
+	(*TerminalCheck)(nil),    // 20: kairos.bridge.v1.TerminalCheck
+	(*Error)(nil),            // 21: kairos.bridge.v1.Error
+	(*v1.SymbolInfo)(nil),    // 22: kairos.marketdata.v1.SymbolInfo
+	(*v1.TickBatch)(nil),     // 23: kairos.marketdata.v1.TickBatch
+	(*v11.Decimal)(nil),      // 24: kairos.types.v1.Decimal
 }
 var file_kairos_bridge_v1_bridge_proto_depIdxs = []int32{
 	9,  // 0: kairos.bridge.v1.Frame.hello:type_name -> kairos.bridge.v1.Hello
 	11, // 1: kairos.bridge.v1.Frame.welcome:type_name -> kairos.bridge.v1.Welcome
 	12, // 2: kairos.bridge.v1.Frame.heartbeat:type_name -> kairos.bridge.v1.Heartbeat
-	21, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
-	22, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	22, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
+	23, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
 	13, // 5: kairos.bridge.v1.Frame.order_command:type_name -> kairos.bridge.v1.OrderCommand
 	14, // 6: kairos.bridge.v1.Frame.order_result:type_name -> kairos.bridge.v1.OrderResult
 	15, // 7: kairos.bridge.v1.Frame.trade_transaction:type_name -> kairos.bridge.v1.TradeTransaction
 	16, // 8: kairos.bridge.v1.Frame.account:type_name -> kairos.bridge.v1.AccountSnapshot
 	19, // 9: kairos.bridge.v1.Frame.positions:type_name -> kairos.bridge.v1.PositionSnapshot
-	20, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
+	21, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
 	10, // 11: kairos.bridge.v1.Frame.challenge:type_name -> kairos.bridge.v1.Challenge
-	0,  // 12: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
-	1,  // 13: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
-	4,  // 14: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
-	2,  // 15: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
-	3,  // 16: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
-	23, // 17: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
-	23, // 18: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
-	23, // 19: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
-	23, // 20: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
-	23, // 21: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
-	5,  // 22: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
-	23, // 23: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
-	23, // 24: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
-	23, // 25: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
-	23, // 26: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
-	6,  // 27: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
-	2,  // 28: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
-	23, // 29: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
-	23, // 30: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
-	23, // 31: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
-	23, // 32: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
-	23, // 33: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
-	23, // 34: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
-	23, // 35: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
-	23, // 36: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
-	23, // 37: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
-	23, // 38: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
-	2,  // 39: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
-	23, // 40: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
-	23, // 41: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
-	23, // 42: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
-	23, // 43: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
-	23, // 44: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
-	23, // 45: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
-	2,  // 46: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
-	3,  // 47: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
-	23, // 48: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
-	23, // 49: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
-	17, // 50: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
-	18, // 51: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
-	7,  // 52: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	20, // 12: kairos.bridge.v1.Frame.terminal_check:type_name -> kairos.bridge.v1.TerminalCheck
+	0,  // 13: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
+	1,  // 14: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
+	4,  // 15: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
+	2,  // 16: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
+	3,  // 17: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
+	24, // 18: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
+	24, // 19: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
+	24, // 20: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
+	24, // 21: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
+	24, // 22: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
+	5,  // 23: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
+	24, // 24: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
+	24, // 25: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
+	24, // 26: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
+	24, // 27: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
+	6,  // 28: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
+	2,  // 29: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
+	24, // 30: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
+	24, // 31: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
+	24, // 32: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
+	24, // 33: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
+	24, // 34: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
+	24, // 35: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
+	24, // 36: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
+	24, // 37: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
+	24, // 38: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
+	24, // 39: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
+	2,  // 40: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
+	24, // 41: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
+	24, // 42: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
+	24, // 43: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
+	24, // 44: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
+	24, // 45: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
+	24, // 46: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
+	2,  // 47: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
+	3,  // 48: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
+	24, // 49: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
+	24, // 50: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
+	17, // 51: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
+	18, // 52: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
+	7,  // 53: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_kairos_bridge_v1_bridge_proto_init() }
@@ -2618,6 +2782,7 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 		(*Frame_Positions)(nil),
 		(*Frame_Error)(nil),
 		(*Frame_Challenge)(nil),
+		(*Frame_TerminalCheck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2625,7 +2790,7 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_bridge_v1_bridge_proto_rawDesc), len(file_kairos_bridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

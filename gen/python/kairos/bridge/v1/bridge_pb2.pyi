@@ -132,7 +132,7 @@ ERROR_CODE_SHUTTING_DOWN: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 
 class Frame(_message.Message):
-    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge")
+    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge", "terminal_check")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     SENT_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +148,7 @@ class Frame(_message.Message):
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_CHECK_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     ack: int
     sent_time_us: int
@@ -163,7 +164,8 @@ class Frame(_message.Message):
     positions: PositionSnapshot
     error: Error
     challenge: Challenge
-    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ...) -> None: ...
+    terminal_check: TerminalCheck
+    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., terminal_check: _Optional[_Union[TerminalCheck, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("api_version", "bridge_version", "channel", "session_id", "terminal_name", "terminal_build", "company", "server", "account_login", "account_currency", "trade_mode", "ea_symbol", "magic", "client_nonce", "auth_proof")
@@ -414,6 +416,30 @@ class PositionSnapshot(_message.Message):
     time_msc: int
     complete: bool
     def __init__(self, positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., orders: _Optional[_Iterable[_Union[WorkingOrder, _Mapping]]] = ..., time_msc: _Optional[int] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class TerminalCheck(_message.Message):
+    __slots__ = ("dlls_allowed", "terminal_trade_allowed", "ea_trade_allowed", "account_trade_allowed", "account_expert_allowed", "symbols_checked", "symbols_failed", "problems", "tester", "time_msc")
+    DLLS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_TRADE_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    EA_TRADE_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_TRADE_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_EXPERT_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    TESTER_FIELD_NUMBER: _ClassVar[int]
+    TIME_MSC_FIELD_NUMBER: _ClassVar[int]
+    dlls_allowed: bool
+    terminal_trade_allowed: bool
+    ea_trade_allowed: bool
+    account_trade_allowed: bool
+    account_expert_allowed: bool
+    symbols_checked: int
+    symbols_failed: int
+    problems: str
+    tester: bool
+    time_msc: int
+    def __init__(self, dlls_allowed: _Optional[bool] = ..., terminal_trade_allowed: _Optional[bool] = ..., ea_trade_allowed: _Optional[bool] = ..., account_trade_allowed: _Optional[bool] = ..., account_expert_allowed: _Optional[bool] = ..., symbols_checked: _Optional[int] = ..., symbols_failed: _Optional[int] = ..., problems: _Optional[str] = ..., tester: _Optional[bool] = ..., time_msc: _Optional[int] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "frame_sequence")

@@ -20,6 +20,7 @@ __all__ = (
     "Position",
     "PositionSnapshot",
     "Side",
+    "TerminalCheck",
     "TradeMode",
     "TradeTransaction",
     "TransactionType",
@@ -728,6 +729,13 @@ class Frame(betterproto2.Message):
     (docs/adr/0015-bridge-authentication.md). The bridge sends Hello only after it.
     """
 
+    terminal_check: "TerminalCheck | None" = betterproto2.field(
+        22, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    The EA's start-up self-check (bridge to execution, API 3).
+    """
+
 
 default_message_pool.register_message("kairos.bridge.v1", "Frame", Frame)
 
@@ -1134,6 +1142,71 @@ class PositionSnapshot(betterproto2.Message):
 
 
 default_message_pool.register_message("kairos.bridge.v1", "PositionSnapshot", PositionSnapshot)
+
+
+@dataclass(eq=False, repr=False)
+class TerminalCheck(betterproto2.Message):
+    """
+    TerminalCheck is what the EA found when it checked its own set-up (kb_report_check, API 3): at
+    start-up and again whenever a result changes (the trader toggles Algo Trading, the broker
+    disables the account). Each false is a setting the trader must change; problems names them, one
+    line each, as the EA printed them in the Experts log.
+    """
+
+    dlls_allowed: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    DLL imports are allowed (TERMINAL_DLLS_ALLOWED and MQL_DLLS_ALLOWED). Always true when the
+    frame arrives (the bridge is a DLL), kept for the record.
+    """
+
+    terminal_trade_allowed: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    The terminal's Algo Trading button is on (TERMINAL_TRADE_ALLOWED).
+    """
+
+    ea_trade_allowed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    "Allow Algo Trading" is ticked in the EA's settings (MQL_TRADE_ALLOWED).
+    """
+
+    account_trade_allowed: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    The account may trade (ACCOUNT_TRADE_ALLOWED: false on an investor-password login).
+    """
+
+    account_expert_allowed: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    """
+    The broker lets expert advisors trade on the account (ACCOUNT_TRADE_EXPERT).
+    """
+
+    symbols_checked: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    """
+    Symbols the EA checked (selectable, trade mode, filling modes).
+    """
+
+    symbols_failed: "int" = betterproto2.field(7, betterproto2.TYPE_UINT32)
+    """
+    Symbols among them that cannot be traded: not selectable, trading disabled or close-only, or
+    no filling mode the EA can use.
+    """
+
+    problems: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    One line per failed check, naming the setting to change; empty when everything passed.
+    """
+
+    tester: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
+    """
+    True when the EA runs in the Strategy Tester (MQL_TESTER).
+    """
+
+    time_msc: "int" = betterproto2.field(10, betterproto2.TYPE_INT64)
+    """
+    When the check ran, milliseconds since the Unix epoch (UTC).
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "TerminalCheck", TerminalCheck)
 
 
 @dataclass(eq=False, repr=False)
