@@ -596,6 +596,8 @@ type Frame struct {
 	//	*Frame_Error
 	//	*Frame_Challenge
 	//	*Frame_TerminalCheck
+	//	*Frame_HistoryRequest
+	//	*Frame_HistoryData
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -776,6 +778,24 @@ func (x *Frame) GetTerminalCheck() *TerminalCheck {
 	return nil
 }
 
+func (x *Frame) GetHistoryRequest() *HistoryRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_HistoryRequest); ok {
+			return x.HistoryRequest
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetHistoryData() *HistoryData {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_HistoryData); ok {
+			return x.HistoryData
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -846,6 +866,16 @@ type Frame_TerminalCheck struct {
 	TerminalCheck *TerminalCheck `protobuf:"bytes,22,opt,name=terminal_check,json=terminalCheck,proto3,oneof"`
 }
 
+type Frame_HistoryRequest struct {
+	// A chunk of history the collector asks the terminal for (collector to bridge, API 3).
+	HistoryRequest *HistoryRequest `protobuf:"bytes,23,opt,name=history_request,json=historyRequest,proto3,oneof"`
+}
+
+type Frame_HistoryData struct {
+	// One part of the terminal's answer to a HistoryRequest (bridge to collector, API 3).
+	HistoryData *HistoryData `protobuf:"bytes,24,opt,name=history_data,json=historyData,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -871,6 +901,10 @@ func (*Frame_Error) isFrame_Body() {}
 func (*Frame_Challenge) isFrame_Body() {}
 
 func (*Frame_TerminalCheck) isFrame_Body() {}
+
+func (*Frame_HistoryRequest) isFrame_Body() {}
+
+func (*Frame_HistoryData) isFrame_Body() {}
 
 // Hello identifies a bridge session; it is the first frame on every connection.
 type Hello struct {
@@ -2355,6 +2389,209 @@ func (x *TerminalCheck) GetTimeMsc() int64 {
 	return 0
 }
 
+// HistoryRequest asks the terminal for one chunk of history (CopyTicksRange or CopyRates). The EA
+// answers with HistoryData parts, the last one carrying the verdict.
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier of the chunk, unique per collector; every HistoryData part echoes it.
+	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Symbol as the terminal spells it.
+	Symbol string `protobuf:"bytes,2,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// Ticks or bars.
+	Kind v1.HistoryKind `protobuf:"varint,3,opt,name=kind,proto3,enum=kairos.marketdata.v1.HistoryKind" json:"kind,omitempty"`
+	// Bar period in seconds (60 for M1); bars only.
+	PeriodS uint32 `protobuf:"varint,4,opt,name=period_s,json=periodS,proto3" json:"period_s,omitempty"`
+	// Start of the chunk, milliseconds since the Unix epoch (UTC), inclusive.
+	FromMsc int64 `protobuf:"varint,5,opt,name=from_msc,json=fromMsc,proto3" json:"from_msc,omitempty"`
+	// End of the chunk, milliseconds since the Unix epoch (UTC), exclusive.
+	ToMsc         int64 `protobuf:"varint,6,opt,name=to_msc,json=toMsc,proto3" json:"to_msc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HistoryRequest) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetKind() v1.HistoryKind {
+	if x != nil {
+		return x.Kind
+	}
+	return v1.HistoryKind(0)
+}
+
+func (x *HistoryRequest) GetPeriodS() uint32 {
+	if x != nil {
+		return x.PeriodS
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetFromMsc() int64 {
+	if x != nil {
+		return x.FromMsc
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetToMsc() int64 {
+	if x != nil {
+		return x.ToMsc
+	}
+	return 0
+}
+
+// HistoryData is one part of the terminal's answer to a HistoryRequest: rows (at most 256 ticks or
+// 64 bars, times in UTC), and on the last part the verdict.
+type HistoryData struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id of the HistoryRequest.
+	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Part number within the chunk, from 0.
+	Part uint32 `protobuf:"varint,2,opt,name=part,proto3" json:"part,omitempty"`
+	// MORE on every part but the last; the last says DONE, EMPTY, ERROR or PARTIAL.
+	Status v1.HistoryStatus `protobuf:"varint,3,opt,name=status,proto3,enum=kairos.marketdata.v1.HistoryStatus" json:"status,omitempty"`
+	// Ticks of this part (HISTORY_KIND_TICKS).
+	Ticks *v1.TickBatch `protobuf:"bytes,4,opt,name=ticks,proto3" json:"ticks,omitempty"`
+	// Bars of this part (HISTORY_KIND_BARS).
+	Bars []*v1.Bar `protobuf:"bytes,5,rep,name=bars,proto3" json:"bars,omitempty"`
+	// On the last part: the rows the bridge sent for the chunk over all parts, so the receiver can
+	// tell a lost part from a short answer.
+	Total uint64 `protobuf:"varint,6,opt,name=total,proto3" json:"total,omitempty"`
+	// On the last part: why (EMPTY, ERROR, PARTIAL), for a person.
+	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	// On the last part: the first time the terminal has history of the symbol (UTC ms; 0 unknown).
+	FirstAvailableMsc int64 `protobuf:"varint,8,opt,name=first_available_msc,json=firstAvailableMsc,proto3" json:"first_available_msc,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *HistoryData) Reset() {
+	*x = HistoryData{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryData) ProtoMessage() {}
+
+func (x *HistoryData) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryData.ProtoReflect.Descriptor instead.
+func (*HistoryData) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HistoryData) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *HistoryData) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *HistoryData) GetStatus() v1.HistoryStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v1.HistoryStatus(0)
+}
+
+func (x *HistoryData) GetTicks() *v1.TickBatch {
+	if x != nil {
+		return x.Ticks
+	}
+	return nil
+}
+
+func (x *HistoryData) GetBars() []*v1.Bar {
+	if x != nil {
+		return x.Bars
+	}
+	return nil
+}
+
+func (x *HistoryData) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *HistoryData) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HistoryData) GetFirstAvailableMsc() int64 {
+	if x != nil {
+		return x.FirstAvailableMsc
+	}
+	return 0
+}
+
 // Error reports a problem with a frame or the session. The sender closes the connection after an
 // error it considers fatal (unsupported version, protocol violation).
 type Error struct {
@@ -2371,7 +2608,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[13]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2620,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[13]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2633,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{13}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2424,7 +2661,7 @@ var File_kairos_bridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\x9b\a\n" +
+	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xac\b\n" +
 	"\x05Frame\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\x04R\x03ack\x12 \n" +
@@ -2444,7 +2681,9 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\tpositions\x18\x13 \x01(\v2\".kairos.bridge.v1.PositionSnapshotH\x00R\tpositions\x12/\n" +
 	"\x05error\x18\x14 \x01(\v2\x17.kairos.bridge.v1.ErrorH\x00R\x05error\x12;\n" +
 	"\tchallenge\x18\x15 \x01(\v2\x1b.kairos.bridge.v1.ChallengeH\x00R\tchallenge\x12H\n" +
-	"\x0eterminal_check\x18\x16 \x01(\v2\x1f.kairos.bridge.v1.TerminalCheckH\x00R\rterminalCheckB\x06\n" +
+	"\x0eterminal_check\x18\x16 \x01(\v2\x1f.kairos.bridge.v1.TerminalCheckH\x00R\rterminalCheck\x12K\n" +
+	"\x0fhistory_request\x18\x17 \x01(\v2 .kairos.bridge.v1.HistoryRequestH\x00R\x0ehistoryRequest\x12B\n" +
+	"\fhistory_data\x18\x18 \x01(\v2\x1d.kairos.bridge.v1.HistoryDataH\x00R\vhistoryDataB\x06\n" +
 	"\x04body\"\xa2\x04\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\rR\n" +
@@ -2596,7 +2835,25 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\bproblems\x18\b \x01(\tR\bproblems\x12\x16\n" +
 	"\x06tester\x18\t \x01(\bR\x06tester\x12\x19\n" +
 	"\btime_msc\x18\n" +
-	" \x01(\x03R\atimeMsc\"y\n" +
+	" \x01(\x03R\atimeMsc\"\xcb\x01\n" +
+	"\x0eHistoryRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x16\n" +
+	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x125\n" +
+	"\x04kind\x18\x03 \x01(\x0e2!.kairos.marketdata.v1.HistoryKindR\x04kind\x12\x19\n" +
+	"\bperiod_s\x18\x04 \x01(\rR\aperiodS\x12\x19\n" +
+	"\bfrom_msc\x18\x05 \x01(\x03R\afromMsc\x12\x15\n" +
+	"\x06to_msc\x18\x06 \x01(\x03R\x05toMsc\"\xc3\x02\n" +
+	"\vHistoryData\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +
+	"\x04part\x18\x02 \x01(\rR\x04part\x12;\n" +
+	"\x06status\x18\x03 \x01(\x0e2#.kairos.marketdata.v1.HistoryStatusR\x06status\x125\n" +
+	"\x05ticks\x18\x04 \x01(\v2\x1f.kairos.marketdata.v1.TickBatchR\x05ticks\x12-\n" +
+	"\x04bars\x18\x05 \x03(\v2\x19.kairos.marketdata.v1.BarR\x04bars\x12\x14\n" +
+	"\x05total\x18\x06 \x01(\x04R\x05total\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12.\n" +
+	"\x13first_available_msc\x18\b \x01(\x03R\x11firstAvailableMsc\"y\n" +
 	"\x05Error\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.kairos.bridge.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
@@ -2674,7 +2931,7 @@ func file_kairos_bridge_v1_bridge_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_bridge_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(Channel)(0),             // 0: kairos.bridge.v1.Channel
 	(TradeMode)(0),           // 1: kairos.bridge.v1.TradeMode
@@ -2697,71 +2954,82 @@ var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(*WorkingOrder)(nil),     // 18: kairos.bridge.v1.WorkingOrder
 	(*PositionSnapshot)(nil), // 19: kairos.bridge.v1.PositionSnapshot
 	(*TerminalCheck)(nil),    // 20: kairos.bridge.v1.TerminalCheck
-	(*Error)(nil),            // 21: kairos.bridge.v1.Error
-	(*v1.SymbolInfo)(nil),    // 22: kairos.marketdata.v1.SymbolInfo
-	(*v1.TickBatch)(nil),     // 23: kairos.marketdata.v1.TickBatch
-	(*v11.Decimal)(nil),      // 24: kairos.types.v1.Decimal
+	(*HistoryRequest)(nil),   // 21: kairos.bridge.v1.HistoryRequest
+	(*HistoryData)(nil),      // 22: kairos.bridge.v1.HistoryData
+	(*Error)(nil),            // 23: kairos.bridge.v1.Error
+	(*v1.SymbolInfo)(nil),    // 24: kairos.marketdata.v1.SymbolInfo
+	(*v1.TickBatch)(nil),     // 25: kairos.marketdata.v1.TickBatch
+	(*v11.Decimal)(nil),      // 26: kairos.types.v1.Decimal
+	(v1.HistoryKind)(0),      // 27: kairos.marketdata.v1.HistoryKind
+	(v1.HistoryStatus)(0),    // 28: kairos.marketdata.v1.HistoryStatus
+	(*v1.Bar)(nil),           // 29: kairos.marketdata.v1.Bar
 }
 var file_kairos_bridge_v1_bridge_proto_depIdxs = []int32{
 	9,  // 0: kairos.bridge.v1.Frame.hello:type_name -> kairos.bridge.v1.Hello
 	11, // 1: kairos.bridge.v1.Frame.welcome:type_name -> kairos.bridge.v1.Welcome
 	12, // 2: kairos.bridge.v1.Frame.heartbeat:type_name -> kairos.bridge.v1.Heartbeat
-	22, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
-	23, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	24, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
+	25, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
 	13, // 5: kairos.bridge.v1.Frame.order_command:type_name -> kairos.bridge.v1.OrderCommand
 	14, // 6: kairos.bridge.v1.Frame.order_result:type_name -> kairos.bridge.v1.OrderResult
 	15, // 7: kairos.bridge.v1.Frame.trade_transaction:type_name -> kairos.bridge.v1.TradeTransaction
 	16, // 8: kairos.bridge.v1.Frame.account:type_name -> kairos.bridge.v1.AccountSnapshot
 	19, // 9: kairos.bridge.v1.Frame.positions:type_name -> kairos.bridge.v1.PositionSnapshot
-	21, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
+	23, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
 	10, // 11: kairos.bridge.v1.Frame.challenge:type_name -> kairos.bridge.v1.Challenge
 	20, // 12: kairos.bridge.v1.Frame.terminal_check:type_name -> kairos.bridge.v1.TerminalCheck
-	0,  // 13: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
-	1,  // 14: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
-	4,  // 15: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
-	2,  // 16: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
-	3,  // 17: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
-	24, // 18: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
-	24, // 19: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
-	24, // 20: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
-	24, // 21: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
-	24, // 22: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
-	5,  // 23: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
-	24, // 24: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
-	24, // 25: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
-	24, // 26: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
-	24, // 27: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
-	6,  // 28: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
-	2,  // 29: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
-	24, // 30: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
-	24, // 31: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
-	24, // 32: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
-	24, // 33: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
-	24, // 34: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
-	24, // 35: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
-	24, // 36: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
-	24, // 37: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
-	24, // 38: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
-	24, // 39: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
-	2,  // 40: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
-	24, // 41: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
-	24, // 42: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
-	24, // 43: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
-	24, // 44: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
-	24, // 45: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
-	24, // 46: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
-	2,  // 47: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
-	3,  // 48: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
-	24, // 49: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
-	24, // 50: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
-	17, // 51: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
-	18, // 52: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
-	7,  // 53: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	21, // 13: kairos.bridge.v1.Frame.history_request:type_name -> kairos.bridge.v1.HistoryRequest
+	22, // 14: kairos.bridge.v1.Frame.history_data:type_name -> kairos.bridge.v1.HistoryData
+	0,  // 15: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
+	1,  // 16: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
+	4,  // 17: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
+	2,  // 18: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
+	3,  // 19: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
+	26, // 20: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
+	26, // 21: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
+	26, // 22: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
+	26, // 23: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
+	26, // 24: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
+	5,  // 25: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
+	26, // 26: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
+	26, // 27: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
+	26, // 28: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
+	26, // 29: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
+	6,  // 30: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
+	2,  // 31: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
+	26, // 32: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
+	26, // 33: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
+	26, // 34: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
+	26, // 35: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
+	26, // 36: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
+	26, // 37: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
+	26, // 38: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
+	26, // 39: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
+	26, // 40: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
+	26, // 41: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
+	2,  // 42: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
+	26, // 43: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
+	26, // 44: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
+	26, // 45: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
+	26, // 46: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
+	26, // 47: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
+	26, // 48: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
+	2,  // 49: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
+	3,  // 50: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
+	26, // 51: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
+	26, // 52: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
+	17, // 53: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
+	18, // 54: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
+	27, // 55: kairos.bridge.v1.HistoryRequest.kind:type_name -> kairos.marketdata.v1.HistoryKind
+	28, // 56: kairos.bridge.v1.HistoryData.status:type_name -> kairos.marketdata.v1.HistoryStatus
+	25, // 57: kairos.bridge.v1.HistoryData.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	29, // 58: kairos.bridge.v1.HistoryData.bars:type_name -> kairos.marketdata.v1.Bar
+	7,  // 59: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_kairos_bridge_v1_bridge_proto_init() }
@@ -2783,6 +3051,8 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 		(*Frame_Error)(nil),
 		(*Frame_Challenge)(nil),
 		(*Frame_TerminalCheck)(nil),
+		(*Frame_HistoryRequest)(nil),
+		(*Frame_HistoryData)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2790,7 +3060,7 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_bridge_v1_bridge_proto_rawDesc), len(file_kairos_bridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -132,7 +132,7 @@ ERROR_CODE_SHUTTING_DOWN: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 
 class Frame(_message.Message):
-    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge", "terminal_check")
+    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge", "terminal_check", "history_request", "history_data")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     SENT_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,8 @@ class Frame(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     TERMINAL_CHECK_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_DATA_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     ack: int
     sent_time_us: int
@@ -165,7 +167,9 @@ class Frame(_message.Message):
     error: Error
     challenge: Challenge
     terminal_check: TerminalCheck
-    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., terminal_check: _Optional[_Union[TerminalCheck, _Mapping]] = ...) -> None: ...
+    history_request: HistoryRequest
+    history_data: HistoryData
+    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., terminal_check: _Optional[_Union[TerminalCheck, _Mapping]] = ..., history_request: _Optional[_Union[HistoryRequest, _Mapping]] = ..., history_data: _Optional[_Union[HistoryData, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("api_version", "bridge_version", "channel", "session_id", "terminal_name", "terminal_build", "company", "server", "account_login", "account_currency", "trade_mode", "ea_symbol", "magic", "client_nonce", "auth_proof")
@@ -440,6 +444,42 @@ class TerminalCheck(_message.Message):
     tester: bool
     time_msc: int
     def __init__(self, dlls_allowed: _Optional[bool] = ..., terminal_trade_allowed: _Optional[bool] = ..., ea_trade_allowed: _Optional[bool] = ..., account_trade_allowed: _Optional[bool] = ..., account_expert_allowed: _Optional[bool] = ..., symbols_checked: _Optional[int] = ..., symbols_failed: _Optional[int] = ..., problems: _Optional[str] = ..., tester: _Optional[bool] = ..., time_msc: _Optional[int] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("request_id", "symbol", "kind", "period_s", "from_msc", "to_msc")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_S_FIELD_NUMBER: _ClassVar[int]
+    FROM_MSC_FIELD_NUMBER: _ClassVar[int]
+    TO_MSC_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    symbol: str
+    kind: _marketdata_pb2.HistoryKind
+    period_s: int
+    from_msc: int
+    to_msc: int
+    def __init__(self, request_id: _Optional[int] = ..., symbol: _Optional[str] = ..., kind: _Optional[_Union[_marketdata_pb2.HistoryKind, str]] = ..., period_s: _Optional[int] = ..., from_msc: _Optional[int] = ..., to_msc: _Optional[int] = ...) -> None: ...
+
+class HistoryData(_message.Message):
+    __slots__ = ("request_id", "part", "status", "ticks", "bars", "total", "message", "first_available_msc")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_AVAILABLE_MSC_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    part: int
+    status: _marketdata_pb2.HistoryStatus
+    ticks: _marketdata_pb2.TickBatch
+    bars: _containers.RepeatedCompositeFieldContainer[_marketdata_pb2.Bar]
+    total: int
+    message: str
+    first_available_msc: int
+    def __init__(self, request_id: _Optional[int] = ..., part: _Optional[int] = ..., status: _Optional[_Union[_marketdata_pb2.HistoryStatus, str]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., bars: _Optional[_Iterable[_Union[_marketdata_pb2.Bar, _Mapping]]] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., first_available_msc: _Optional[int] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "frame_sequence")

@@ -14,6 +14,8 @@ __all__ = (
     "Frame",
     "Heartbeat",
     "Hello",
+    "HistoryData",
+    "HistoryRequest",
     "OrderCommand",
     "OrderResult",
     "OrderType",
@@ -736,6 +738,20 @@ class Frame(betterproto2.Message):
     The EA's start-up self-check (bridge to execution, API 3).
     """
 
+    history_request: "HistoryRequest | None" = betterproto2.field(
+        23, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    A chunk of history the collector asks the terminal for (collector to bridge, API 3).
+    """
+
+    history_data: "HistoryData | None" = betterproto2.field(
+        24, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    One part of the terminal's answer to a HistoryRequest (bridge to collector, API 3).
+    """
+
 
 default_message_pool.register_message("kairos.bridge.v1", "Frame", Frame)
 
@@ -849,6 +865,105 @@ class Hello(betterproto2.Message):
 
 
 default_message_pool.register_message("kairos.bridge.v1", "Hello", Hello)
+
+
+@dataclass(eq=False, repr=False)
+class HistoryData(betterproto2.Message):
+    """
+    HistoryData is one part of the terminal's answer to a HistoryRequest: rows (at most 256 ticks or
+    64 bars, times in UTC), and on the last part the verdict.
+    """
+
+    request_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    """
+    request_id of the HistoryRequest.
+    """
+
+    part: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    """
+    Part number within the chunk, from 0.
+    """
+
+    status: "__marketdata__v1__.HistoryStatus" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: __marketdata__v1__.HistoryStatus(0)
+    )
+    """
+    MORE on every part but the last; the last says DONE, EMPTY, ERROR or PARTIAL.
+    """
+
+    ticks: "__marketdata__v1__.TickBatch | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Ticks of this part (HISTORY_KIND_TICKS).
+    """
+
+    bars: "list[__marketdata__v1__.Bar]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Bars of this part (HISTORY_KIND_BARS).
+    """
+
+    total: "int" = betterproto2.field(6, betterproto2.TYPE_UINT64)
+    """
+    On the last part: the rows the bridge sent for the chunk over all parts, so the receiver can
+    tell a lost part from a short answer.
+    """
+
+    message: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    On the last part: why (EMPTY, ERROR, PARTIAL), for a person.
+    """
+
+    first_available_msc: "int" = betterproto2.field(8, betterproto2.TYPE_INT64)
+    """
+    On the last part: the first time the terminal has history of the symbol (UTC ms; 0 unknown).
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "HistoryData", HistoryData)
+
+
+@dataclass(eq=False, repr=False)
+class HistoryRequest(betterproto2.Message):
+    """
+    HistoryRequest asks the terminal for one chunk of history (CopyTicksRange or CopyRates). The EA
+    answers with HistoryData parts, the last one carrying the verdict.
+    """
+
+    request_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    """
+    Identifier of the chunk, unique per collector; every HistoryData part echoes it.
+    """
+
+    symbol: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Symbol as the terminal spells it.
+    """
+
+    kind: "__marketdata__v1__.HistoryKind" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: __marketdata__v1__.HistoryKind(0)
+    )
+    """
+    Ticks or bars.
+    """
+
+    period_s: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    """
+    Bar period in seconds (60 for M1); bars only.
+    """
+
+    from_msc: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    Start of the chunk, milliseconds since the Unix epoch (UTC), inclusive.
+    """
+
+    to_msc: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    """
+    End of the chunk, milliseconds since the Unix epoch (UTC), exclusive.
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "HistoryRequest", HistoryRequest)
 
 
 @dataclass(eq=False, repr=False)
