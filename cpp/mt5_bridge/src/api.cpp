@@ -448,6 +448,47 @@ int32_t kb_report_check(int64_t handle, const KbTerminalCheck* k, const kb_char1
   });
 }
 
+int32_t kb_poll_history(int64_t handle, KbHistoryRequest* request) noexcept {
+  if (request == nullptr) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    return c->PollHistory(request);
+  });
+}
+
+int32_t kb_history_ticks(int64_t handle, uint64_t request_id, const KbMqlTick* ticks, int32_t count) noexcept {
+  if (ticks == nullptr && count != 0) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    if (count < 0 || count > KB_MAX_PUSH_TICKS) return KB_E_BAD_COUNT;
+    return c->HistoryTicks(request_id, ticks, count);
+  });
+}
+
+int32_t kb_history_bars(int64_t handle, uint64_t request_id, const KbMqlRates* rates, int32_t count) noexcept {
+  if (rates == nullptr && count != 0) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    if (count < 0 || count > KB_MAX_PUSH_TICKS) return KB_E_BAD_COUNT;
+    return c->HistoryBars(request_id, rates, count);
+  });
+}
+
+int32_t kb_history_end(int64_t handle, uint64_t request_id, int32_t status, int64_t first_available_msc,
+                       const kb_char16* message) noexcept {
+  if (message == nullptr) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    std::string text;
+    if (kairos::bridge::Utf16ToUtf8Truncate(message, 255, &text) != KB_OK) return KB_E_BAD_UTF16;
+    return c->HistoryEnd(request_id, status, first_available_msc, text);
+  });
+}
+
 int32_t kb_positions_begin(int64_t handle, int64_t time_msc) noexcept {
   return Guard([&] {
     auto c = Find(handle);
