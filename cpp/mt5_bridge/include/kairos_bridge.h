@@ -42,6 +42,14 @@ typedef uint16_t kb_char16;
  *    (docs/adr/0016-bridge-ea-self-check-and-position-stops.md). */
 #define KB_API_VERSION 3
 
+/* History kinds and kb_history_end verdicts (kairos.marketdata.v1.HistoryKind, HistoryStatus). */
+#define KB_HISTORY_TICKS 1
+#define KB_HISTORY_BARS 2
+#define KB_HISTORY_DONE 2
+#define KB_HISTORY_EMPTY 3
+#define KB_HISTORY_ERROR 4
+#define KB_HISTORY_PARTIAL 5
+
 /* ---- Status codes ------------------------------------------------------------------------------ */
 #define KB_OK 0                   /* done */
 #define KB_EMPTY 1                /* kb_poll_command: no command is waiting (not an error) */
@@ -59,12 +67,6 @@ typedef uint16_t kb_char16;
 #define KB_E_TRUNCATED (-11)      /* a string out did not fit the buffer: written truncated, NUL-ended */
 #define KB_E_INTERNAL (-12)       /* an unexpected failure inside the bridge (out of memory, a bug) */
 #define KB_E_NO_CHANNEL (-13)     /* the call needs a channel that was not configured at kb_open */
-#define KB_HISTORY_TICKS 1   /* HistoryKind */
-#define KB_HISTORY_BARS 2
-#define KB_HISTORY_DONE 2    /* HistoryStatus of kb_history_end */
-#define KB_HISTORY_EMPTY 3
-#define KB_HISTORY_ERROR 4
-#define KB_HISTORY_PARTIAL 5
 #define KB_E_STATE (-14)          /* call out of order (e.g. kb_positions_add without kb_positions_begin) */
 /* Network conditions, reported in KbCounters.last_error (never returned by a call). */
 #define KB_E_CONNECT (-20)           /* connect failed or timed out */
