@@ -108,7 +108,7 @@ func migrateSourceNames(st *state) {
 
 // New binds every listener and starts the embedded NATS server; Run serves.
 func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
-	s = &Service{cfg: cfg, log: log, Metrics: metrics.New(), stop: make(chan struct{})}
+	s = &Service{cfg: cfg, log: log, Metrics: metrics.New(), stop: make(chan struct{}), History: bridge.NewHistory()}
 	defer func() {
 		if err != nil {
 			s.closePartial()

@@ -410,7 +410,9 @@ class Bridge:
             allow=(Status.E_QUEUE_FULL,),
         )
 
-    def history_end(self, request_id: int, status: int, first_available_msc: int = 0, message: str = "") -> Status:
+    def history_end(
+        self, request_id: int, status: int, first_available_msc: int = 0, message: str = ""
+    ) -> Status:
         """The verdict on a chunk (HISTORY_DONE, _EMPTY, _ERROR, _PARTIAL). E_QUEUE_FULL: call again."""
         return _check(
             "kb_history_end",
