@@ -42,6 +42,14 @@ datetime g_last_snapshot = 0;
 int      g_was_trading_connected = 0;
 ENUM_ORDER_TYPE_FILLING g_filling[];   // the filling mode orders of each symbol use (self-check)
 string   g_last_check = "";             // the last self-check reported, to report only changes
+KbHistoryRequest g_hist;                // the history chunk being answered (request_id 0: none)
+MqlTick  g_hist_ticks[];                // its rows, handed to the DLL from g_hist_at on
+MqlRates g_hist_rates[];
+int      g_hist_count = 0;
+int      g_hist_at = 0;
+int      g_hist_status = 0;             // its verdict, sent once every row is queued
+long     g_hist_first = 0;
+string   g_hist_message = "";
 
 //--- Milliseconds between trade-server time and UTC; the DLL sends UTC.
 long ServerOffsetMs()
@@ -158,6 +166,7 @@ int OnInit()
      }
    g_trade.SetExpertMagicNumber((ulong)InpMagic);
    g_trade.SetAsyncMode(false);
+   ZeroMemory(g_hist);
    SelfCheck(true);
    if(!EventSetMillisecondTimer(InpTimerMs))
      {
@@ -315,6 +324,133 @@ void SelfCheck(const bool startup)
   }
 
 //+------------------------------------------------------------------+
+//| History through the bridge (docs/bridge.md): the collector asks  |
+//| for a chunk, the EA copies it (CopyTicksRange / CopyRates) and   |
+//| hands it to the DLL in slices, then the verdict. One chunk at a  |
+//| time; a full DLL queue leaves the rest for the next timer.       |
+//+------------------------------------------------------------------+
+void StartHistory()
+  {
+   string symbol = ShortArrayToString(g_hist.symbol);
+   long offset = ServerOffsetMs();
+   // The request is UTC; the terminal's history is in trade-server time.
+   ulong from = (ulong)(g_hist.from_msc + offset), to = (ulong)(g_hist.to_msc + offset - 1);
+   g_hist_count = 0;
+   g_hist_at = 0;
+   g_hist_first = 0;
+   g_hist_message = "";
+   g_hist_status = KB_HISTORY_DONE;
+   if(!SymbolSelect(symbol, true))
+     {
+      g_hist_status = KB_HISTORY_ERROR;
+      g_hist_message = "unknown symbol " + symbol;
+      return;
+     }
+   ResetLastError();
+   if(g_hist.kind == KB_HISTORY_TICKS)
+     {
+      g_hist_count = CopyTicksRange(symbol, g_hist_ticks, COPY_TICKS_ALL, from, to);
+      g_hist_first = (long)SeriesInfoInteger(symbol, PERIOD_M1, SERIES_TERMINAL_FIRSTDATE) * 1000;
+     }
+   else
+     {
+      ENUM_TIMEFRAMES tf = PeriodOf(g_hist.period_s);
+      if(tf == PERIOD_CURRENT)
+        {
+         g_hist_status = KB_HISTORY_ERROR;
+         g_hist_message = StringFormat("no MT5 timeframe of %d s", g_hist.period_s);
+         return;
+        }
+      g_hist_count = CopyRates(symbol, tf, (datetime)(from / 1000), (datetime)(to / 1000), g_hist_rates);
+      g_hist_first = (long)SeriesInfoInteger(symbol, tf, SERIES_TERMINAL_FIRSTDATE) * 1000;
+     }
+   int err = GetLastError();
+   if(g_hist_count < 0)
+     {
+      g_hist_count = 0;
+      g_hist_status = KB_HISTORY_ERROR;
+      g_hist_message = StringFormat("%s failed: error %d (the terminal may still be loading history: retry)",
+                                    g_hist.kind == KB_HISTORY_TICKS ? "CopyTicksRange" : "CopyRates", err);
+     }
+   else if(g_hist_first > 0 && (ulong)g_hist_first > from)
+     {
+      g_hist_status = KB_HISTORY_PARTIAL;
+      g_hist_message = "the terminal's history starts later (SERIES_TERMINAL_FIRSTDATE); raise 'Max bars in history' or download from then";
+     }
+   else if(g_hist_count == 0)
+     {
+      g_hist_status = KB_HISTORY_EMPTY;
+      g_hist_message = StringFormat("%s returned nothing (error %d)", g_hist.kind == KB_HISTORY_TICKS ? "CopyTicksRange" : "CopyRates", err);
+     }
+  }
+
+ENUM_TIMEFRAMES PeriodOf(const int seconds)
+  {
+   switch(seconds)
+     {
+      case 60:    return PERIOD_M1;
+      case 120:   return PERIOD_M2;
+      case 300:   return PERIOD_M5;
+      case 600:   return PERIOD_M10;
+      case 900:   return PERIOD_M15;
+      case 1800:  return PERIOD_M30;
+      case 3600:  return PERIOD_H1;
+      case 14400: return PERIOD_H4;
+      case 86400: return PERIOD_D1;
+     }
+   return PERIOD_CURRENT;
+  }
+
+void ServeHistory()
+  {
+   for(int guard = 0; guard < 4; guard++)
+     {
+      if(g_hist.request_id == 0)
+        {
+         if(kb_poll_history(g_handle, g_hist) != KB_OK)
+            return;
+         StartHistory();
+        }
+      while(g_hist_at < g_hist_count)
+        {
+         int n = MathMin(4096, g_hist_count - g_hist_at);
+         int rc;
+         if(g_hist.kind == KB_HISTORY_TICKS)
+           {
+            MqlTick slice[];
+            ArrayCopy(slice, g_hist_ticks, 0, g_hist_at, n);
+            rc = kb_history_ticks(g_handle, g_hist.request_id, slice, n);
+           }
+         else
+           {
+            MqlRates slice[];
+            ArrayCopy(slice, g_hist_rates, 0, g_hist_at, n);
+            rc = kb_history_bars(g_handle, g_hist.request_id, slice, n);
+           }
+         if(rc == KB_E_QUEUE_FULL)
+            return;  // the next timer goes on from here
+         if(rc != KB_OK)
+           {
+            PrintFormat("Kairos bridge: history %I64u: %s (%d)", g_hist.request_id, KbStatusText(rc), rc);
+            g_hist_status = KB_HISTORY_ERROR;
+            g_hist_message = "the bridge refused the rows: " + KbStatusText(rc);
+            g_hist_at = g_hist_count;
+            break;
+           }
+         g_hist_at += n;
+        }
+      int rc = kb_history_end(g_handle, g_hist.request_id, g_hist_status, g_hist_first, g_hist_message);
+      if(rc == KB_E_QUEUE_FULL)
+         return;
+      if(g_hist_status != KB_HISTORY_DONE)
+         PrintFormat("Kairos bridge: history of %s: %s", ShortArrayToString(g_hist.symbol), g_hist_message);
+      g_hist.request_id = 0;
+      ArrayFree(g_hist_ticks);
+      ArrayFree(g_hist_rates);
+     }
+  }
+
+//+------------------------------------------------------------------+
 //| Forward the ticks of one symbol since its watermark.             |
 //+------------------------------------------------------------------+
 void ForwardTicks(const int i)
@@ -366,6 +502,8 @@ void OnTimer()
    kb_set_server_offset(g_handle, ServerOffsetMs());
    for(int i = 0; i < ArraySize(g_symbols); i++)
       ForwardTicks(i);
+   if(InpCollector != "")
+      ServeHistory();
    if(InpExecution != "")
      {
       KbCommand cmd;
