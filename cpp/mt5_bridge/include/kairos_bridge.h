@@ -398,8 +398,8 @@ KB_API int32_t kb_history_ticks(int64_t handle, uint64_t request_id, const KbMql
                                 int32_t count) KB_NOEXCEPT;
 KB_API int32_t kb_history_bars(int64_t handle, uint64_t request_id, const KbMqlRates* rates,
                                int32_t count) KB_NOEXCEPT;
-KB_API int32_t kb_history_end(int64_t handle, uint64_t request_id, int32_t status, int64_t first_available_msc,
-                              const kb_char16* message) KB_NOEXCEPT;
+KB_API int32_t kb_history_end(int64_t handle, uint64_t request_id, int32_t status,
+                              int64_t first_available_msc, const kb_char16* message) KB_NOEXCEPT;
 
 /* Reports all open positions and pending orders as one snapshot: begin, add each, end. The bridge
  * splits it into PositionSnapshot frames of at most 64 positions and 64 orders. */

@@ -154,7 +154,8 @@ class Bridge {
   // Rows of a history chunk: MqlTick records (as push_ticks), trade-server time.
   int history_ticks(uint64_t request_id, const py::array& ticks) {
     if (ticks.ndim() != 1 || ticks.itemsize() != static_cast<py::ssize_t>(sizeof(KbMqlTick)))
-      throw py::type_error("ticks must be a 1-D array of 60-byte MqlTick records (kairos.bridge.MQL_TICK_DTYPE)");
+      throw py::type_error(
+          "ticks must be a 1-D array of 60-byte MqlTick records (kairos.bridge.MQL_TICK_DTYPE)");
     if (!(ticks.flags() & py::array::c_style)) throw py::type_error("ticks must be C-contiguous");
     if (ticks.size() > KB_MAX_PUSH_TICKS) return KB_E_BAD_COUNT;
     return kb_history_ticks(handle_, request_id, static_cast<const KbMqlTick*>(ticks.data()),
@@ -164,14 +165,16 @@ class Bridge {
   // Rows of a history chunk: 60-byte MqlRates records (kairos.bridge.MQL_RATES_DTYPE), trade-server time.
   int history_bars(uint64_t request_id, const py::array& rates) {
     if (rates.ndim() != 1 || rates.itemsize() != static_cast<py::ssize_t>(sizeof(KbMqlRates)))
-      throw py::type_error("rates must be a 1-D array of 60-byte MqlRates records (kairos.bridge.MQL_RATES_DTYPE)");
+      throw py::type_error(
+          "rates must be a 1-D array of 60-byte MqlRates records (kairos.bridge.MQL_RATES_DTYPE)");
     if (!(rates.flags() & py::array::c_style)) throw py::type_error("rates must be C-contiguous");
     if (rates.size() > KB_MAX_PUSH_TICKS) return KB_E_BAD_COUNT;
     return kb_history_bars(handle_, request_id, static_cast<const KbMqlRates*>(rates.data()),
                            static_cast<int32_t>(rates.size()));
   }
 
-  int history_end(uint64_t request_id, int32_t status, int64_t first_available_msc, const std::u16string& message) {
+  int history_end(uint64_t request_id, int32_t status, int64_t first_available_msc,
+                  const std::u16string& message) {
     return kb_history_end(handle_, request_id, status, first_available_msc, U(message));
   }
 

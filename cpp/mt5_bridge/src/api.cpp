@@ -428,7 +428,8 @@ int32_t kb_report_check(int64_t handle, const KbTerminalCheck* k, const kb_char1
   return Guard([&]() -> int32_t {
     auto c = Find(handle);
     if (!c) return KB_E_BAD_HANDLE;
-    if (k->symbols_checked < 0 || k->symbols_failed < 0 || k->symbols_failed > k->symbols_checked) return KB_E_BAD_ARG;
+    if (k->symbols_checked < 0 || k->symbols_failed < 0 || k->symbols_failed > k->symbols_checked)
+      return KB_E_BAD_ARG;
     std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
     f->which_body = kairos_bridge_v1_Frame_terminal_check_tag;
     kairos_bridge_v1_TerminalCheck& s = f->body.terminal_check;
@@ -457,7 +458,8 @@ int32_t kb_poll_history(int64_t handle, KbHistoryRequest* request) noexcept {
   });
 }
 
-int32_t kb_history_ticks(int64_t handle, uint64_t request_id, const KbMqlTick* ticks, int32_t count) noexcept {
+int32_t kb_history_ticks(int64_t handle, uint64_t request_id, const KbMqlTick* ticks,
+                         int32_t count) noexcept {
   if (ticks == nullptr && count != 0) return KB_E_NULL;
   return Guard([&]() -> int32_t {
     auto c = Find(handle);
@@ -467,7 +469,8 @@ int32_t kb_history_ticks(int64_t handle, uint64_t request_id, const KbMqlTick* t
   });
 }
 
-int32_t kb_history_bars(int64_t handle, uint64_t request_id, const KbMqlRates* rates, int32_t count) noexcept {
+int32_t kb_history_bars(int64_t handle, uint64_t request_id, const KbMqlRates* rates,
+                        int32_t count) noexcept {
   if (rates == nullptr && count != 0) return KB_E_NULL;
   return Guard([&]() -> int32_t {
     auto c = Find(handle);

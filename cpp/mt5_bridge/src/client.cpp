@@ -1016,7 +1016,8 @@ void Client::OnHistoryRequest(Conn& c, const kairos_bridge_v1_HistoryRequest& r)
   }
   {
     std::lock_guard<std::mutex> lock(hist_mu_);
-    if (why.empty() && hist_requests_.size() >= kMaxHistoryRequests) why = "too many history requests waiting for the EA";
+    if (why.empty() && hist_requests_.size() >= kMaxHistoryRequests)
+      why = "too many history requests waiting for the EA";
     if (why.empty()) {
       HistoryState st{};
       std::memcpy(st.symbol, r.symbol, sizeof(st.symbol));
@@ -1093,8 +1094,8 @@ int Client::HistoryBars(uint64_t request_id, const KbMqlRates* rates, int32_t co
   if (!has_market_data()) return KB_E_NO_CHANNEL;
   for (int32_t i = 0; i < count; i++) {
     const KbMqlRates& r = rates[i];
-    if (!(r.open > 0 && r.high > 0 && r.low > 0 && r.close > 0 && std::isfinite(r.open) && std::isfinite(r.high) &&
-          std::isfinite(r.low) && std::isfinite(r.close)))
+    if (!(r.open > 0 && r.high > 0 && r.low > 0 && r.close > 0 && std::isfinite(r.open) &&
+          std::isfinite(r.high) && std::isfinite(r.low) && std::isfinite(r.close)))
       return KB_E_NON_FINITE;
   }
   const int64_t offset = server_offset_ms_.load(std::memory_order_relaxed);
@@ -1138,7 +1139,8 @@ int Client::HistoryBars(uint64_t request_id, const KbMqlRates* rates, int32_t co
   return KB_OK;
 }
 
-int Client::HistoryEnd(uint64_t request_id, int32_t status, int64_t first_available_msc, const std::string& message) {
+int Client::HistoryEnd(uint64_t request_id, int32_t status, int64_t first_available_msc,
+                       const std::string& message) {
   if (!has_market_data()) return KB_E_NO_CHANNEL;
   if (status < KB_HISTORY_DONE || status > KB_HISTORY_PARTIAL) return KB_E_BAD_ARG;
   const int64_t offset = server_offset_ms_.load(std::memory_order_relaxed);

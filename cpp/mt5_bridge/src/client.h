@@ -68,7 +68,8 @@ class Client {
   int PollHistory(KbHistoryRequest* out);
   int HistoryTicks(uint64_t request_id, const KbMqlTick* ticks, int32_t count);
   int HistoryBars(uint64_t request_id, const KbMqlRates* rates, int32_t count);
-  int HistoryEnd(uint64_t request_id, int32_t status, int64_t first_available_msc, const std::string& message);
+  int HistoryEnd(uint64_t request_id, int32_t status, int64_t first_available_msc,
+                 const std::string& message);
   // Queues sequenced frame bodies for the trading channel, all or none. dup_body (optional) is the
   // DUPLICATE answer kept for a repeated command_id.
   int QueueReports(std::vector<std::vector<uint8_t>>* bodies, uint64_t command_id,

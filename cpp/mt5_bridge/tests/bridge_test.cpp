@@ -538,7 +538,8 @@ TEST(History, AChunkTravelsFromTheEaToTheCollectorInParts) {
   bad.request_id = 42;
   bad.to_msc = bad.from_msc;  // an empty range: refused by the bridge itself
   KbHistoryRequest got{};
-  ASSERT_TRUE(peer.WaitFor([&] { return peer.SendHistoryRequest(req) && peer.SendHistoryRequest(bad); }, 5000));
+  ASSERT_TRUE(
+      peer.WaitFor([&] { return peer.SendHistoryRequest(req) && peer.SendHistoryRequest(bad); }, 5000));
   ASSERT_TRUE(peer.WaitFor([&] { return kb_poll_history(h.h, &got) == KB_OK; }, 5000));
   EXPECT_EQ(got.request_id, 41u);
   EXPECT_EQ(got.kind, KB_HISTORY_TICKS);
@@ -580,7 +581,7 @@ TEST(History, AChunkTravelsFromTheEaToTheCollectorInParts) {
       rows++;
     }
     EXPECT_EQ(p.status, i + 1 < parts.size() ? kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_MORE
-                                              : kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_DONE);
+                                             : kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_DONE);
   }
   EXPECT_EQ(rows, 600u);
   EXPECT_EQ(parts.back().total, 600u);
@@ -605,7 +606,8 @@ TEST(History, AChunkTravelsFromTheEaToTheCollectorInParts) {
   rates[3].high = 1.12;
   ASSERT_EQ(kb_history_bars(h.h, 43, rates.data(), 70), KB_OK);
   ASSERT_EQ(kb_history_end(h.h, 43, KB_HISTORY_PARTIAL, 1577836800000 + 7200000 + 3600000,
-                           W("history starts at 01:00").data()), KB_OK);
+                           W("history starts at 01:00").data()),
+            KB_OK);
   ASSERT_TRUE(peer.WaitFor([&] { return peer.history().size() == 8; }, 5000));
   const auto all = peer.history();
   EXPECT_EQ(all[5].bars_count, 64u);
