@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
 	collectorv1 "github.com/kairos-mt5/kairos/gen/go/kairos/collector/v1"
@@ -93,9 +94,9 @@ func TestFetchHistory_WithoutAnAnswer(t *testing.T) {
 	if err := recv(); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("no terminal: %v", err)
 	}
-	long := *req
+	long := proto.Clone(req).(*collectorv1.FetchHistoryRequest)
 	long.ToMsc = long.FromMsc + 32*86_400_000
-	if st, err := client.FetchHistory(testkit.Context(t, 20*time.Second), &long); err == nil {
+	if st, err := client.FetchHistory(testkit.Context(t, 20*time.Second), long); err == nil {
 		if _, err = st.Recv(); status.Code(err) != codes.InvalidArgument {
 			t.Fatalf("32 days: %v", err)
 		}
