@@ -89,6 +89,15 @@ func (e *Engine) Modify(ctx context.Context, req *execv1.ModifyOrderRequest) (Mo
 	if e.opt.Venue.WriteAhead() {
 		e.mu.Unlock()
 		if err := e.wait(ctx, t); err != nil {
+			// Not durable, so never sent: the order goes back to what it was.
+			e.mu.Lock()
+			if o.Status == fsm.PendingUpdate && o.Pending != nil {
+				from := o.Status
+				_ = o.Apply(fsm.EvUpdateReject, e.opt.Clock())
+				o.Pending = nil
+				e.setStatus(o, from)
+			}
+			e.mu.Unlock()
 			return ModifyResult{}, err
 		}
 		e.mu.Lock()

@@ -218,6 +218,7 @@ func (e *Engine) protectiveOrderLocked(ev venue.Event, now int64) *record {
 	e.orders[o.ClientOrderID] = r
 	e.created = append(e.created, r)
 	e.opt.Risk.RememberClientID(o.ClientOrderID)
+	e.setStatus(o, fsm.StatusUnspecified) // counted INITIALIZED until its fill moves it
 	return r
 }
 

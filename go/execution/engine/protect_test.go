@@ -338,6 +338,9 @@ func TestProtectiveFill_IsBookedAsAnOrderOfItsOwn(t *testing.T) {
 	if p := h.position("EURUSD"); !same(p.GetNetQuantity(), "0") || p.GetStopLoss() != nil {
 		t.Fatalf("position %s sl %s, want flat without stops", show(p.GetNetQuantity()), show(p.GetStopLoss()))
 	}
+	if init, done := metric(h.m.Status("INITIALIZED")), metric(h.m.Status("FILLED")); init != 0 || done != 2 {
+		t.Fatalf("orders by status: INITIALIZED %v FILLED %v, want 0 and 2", init, done)
+	}
 	want := []execv1.ReportType{execv1.ReportType_REPORT_TYPE_FILLED, execv1.ReportType_REPORT_TYPE_POSITION_UPDATED}
 	if got := h.reportTypesAfter(seq); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("reports %v, want %v", got, want)
