@@ -385,3 +385,25 @@ func TestModify_PendingModificationSurvivesARestart(t *testing.T) {
 		t.Fatalf("replayed price %s sl %s", show(o.GetPrice()), show(o.GetStopLoss()))
 	}
 }
+
+// A modification whose write-ahead batch is not durable never reaches the venue, and the order
+// stays as it was (the engine then fails: nothing more is acknowledged).
+func TestModify_NotDurableIsNotSentAndLeavesTheOrderAsItWas(t *testing.T) {
+	store := &failingStore{Memory: journal.NewMemory()}
+	h := started(t, withWriteAhead(), withStore(store))
+	h.mustSubmit(limitOrder("o1", "buy", "0.10", "1.10000"))
+	h.events(accepted("o1", "V1"))
+	store.failing.Store(true)
+
+	_, err := h.eng.Modify(context.Background(), modify("", "1.10010", "", ""))
+
+	if !errors.Is(err, engine.ErrJournal) {
+		t.Fatalf("err %v, want ErrJournal", err)
+	}
+	if o := h.order("o1"); o.GetStatus() != acceptedStatus || !same(o.GetPrice(), "1.10000") {
+		t.Fatalf("order %v price %s, want ACCEPTED at 1.10000", o.GetStatus(), show(o.GetPrice()))
+	}
+	if _, sent := h.fake.commands(venue.Modify); len(sent) != 0 {
+		t.Fatalf("sent %d modify commands", len(sent))
+	}
+}
