@@ -201,7 +201,7 @@ func (v *Venue) ReplayRequest(msg proto.Message) {
 		if c.GetCommandId() > v.nextCmd {
 			v.nextCmd = c.GetCommandId()
 		}
-		v.cmds[c.GetCommandId()] = &cmdInfo{kind: kindOf(c.GetKind()), id: c.GetClientOrderId(), cmd: c}
+		v.cmds[c.GetCommandId()] = &cmdInfo{kind: kindOf(c.GetKind()), id: c.GetClientOrderId(), symbol: c.GetSymbol(), cmd: c}
 		v.trimCommandsLocked()
 		v.mu.Unlock()
 	}
