@@ -204,11 +204,15 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 		acct := &bridgev1.AccountSnapshot{Currency: "USD", Balance: t.Equity, Equity: t.Equity, Margin: &typesv1.Decimal{}, MarginFree: t.Equity,
 			Leverage: 100, TradeAllowed: true, TimeMsc: now / 1000}
 		ps := &bridgev1.PositionSnapshot{Complete: true, TimeMsc: now / 1000}
-		net := map[string]int64{} // volume in hundredths of a lot
+		net := map[string]int64{}    // volume in hundredths of a lot
+		stops := map[string]*Order{} // the stops of the symbol's position: its newest filled order's
 		for _, o := range t.orders {
 			switch {
 			case o.Filled && o.Closed:
 			case o.Filled:
+				if s := stops[o.Symbol]; s == nil || s.Ticket < o.Ticket {
+					stops[o.Symbol] = o
+				}
 				v := o.Volume.GetUnits() * pow10(2-int(o.Volume.GetScale()))
 				if o.Side == bridgev1.Side_SIDE_SELL {
 					v = -v
@@ -226,7 +230,8 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 			if v < 0 {
 				side, v = bridgev1.Side_SIDE_SELL, -v
 			}
-			ps.Positions = append(ps.Positions, &bridgev1.Position{Symbol: sym, Side: side, Volume: &typesv1.Decimal{Units: v, Scale: 2}, PriceOpen: t.Price})
+			ps.Positions = append(ps.Positions, &bridgev1.Position{Symbol: sym, Side: side, Volume: &typesv1.Decimal{Units: v, Scale: 2}, PriceOpen: t.Price,
+				StopLoss: stops[sym].StopLoss, TakeProfit: stops[sym].TakeProfit})
 		}
 		t.done[c.GetCommandId()] = res
 		return []*bridgev1.Frame{{Body: &bridgev1.Frame_OrderResult{OrderResult: res}}, {Body: &bridgev1.Frame_Account{Account: acct}}, {Body: &bridgev1.Frame_Positions{Positions: ps}}}

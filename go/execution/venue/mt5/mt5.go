@@ -694,7 +694,8 @@ func (s *session) onPositions(p *bridgev1.PositionSnapshot) {
 		if pos.GetSide() == bridgev1.Side_SIDE_SELL {
 			net = net.Neg()
 		}
-		s.snap.Positions = append(s.snap.Positions, engine.VenuePosition{Symbol: pos.GetSymbol(), Net: net, AvgPrice: dec(pos.GetPriceOpen())})
+		s.snap.Positions = append(s.snap.Positions, engine.VenuePosition{Symbol: pos.GetSymbol(), Net: net, AvgPrice: dec(pos.GetPriceOpen()),
+			HasStops: true, StopLoss: dec(pos.GetStopLoss()), TakeProfit: dec(pos.GetTakeProfit())})
 	}
 	for _, o := range p.GetOrders() {
 		s.snap.Orders = append(s.snap.Orders, engine.VenueOrder{ClientOrderID: o.GetClientOrderId(), VenueOrderID: strconv.FormatUint(o.GetTicket(), 10)})
