@@ -21,7 +21,7 @@ func (b *bridgeConn) historyRequest(t *testing.T) (*bridgev1.HistoryRequest, uin
 		r   *bridgev1.HistoryRequest
 		seq uint64
 	)
-	testkit.WaitFor(t, "a HistoryRequest", 5*time.Second, func() bool {
+	testkit.WaitFor(t, "a HistoryRequest", 30*time.Second, func() bool {
 		for _, f := range b.received() {
 			if f.GetHistoryRequest() != nil {
 				r, seq = f.GetHistoryRequest(), f.Sequence
@@ -41,7 +41,7 @@ func TestFetchHistory_AsksTheTerminalAndStreamsItsAnswer(t *testing.T) {
 	b.welcome(t)
 	b.send(t, symbolInfo(1))
 	client := collectorv1.NewMarketDataServiceClient(dialGRPC(t, svc.GRPCAddr()))
-	testkit.WaitFor(t, "EURUSD announced", 5*time.Second, func() bool {
+	testkit.WaitFor(t, "EURUSD announced", 30*time.Second, func() bool {
 		ls, err := client.ListSymbols(testkit.Context(t, 20*time.Second), &collectorv1.ListSymbolsRequest{})
 		return err == nil && len(ls.GetSymbols()) == 1
 	})
@@ -74,7 +74,7 @@ func TestFetchHistory_AsksTheTerminalAndStreamsItsAnswer(t *testing.T) {
 	if _, err := st.Recv(); err == nil {
 		t.Fatal("the stream goes on after the verdict")
 	}
-	testkit.WaitFor(t, "the history frames acknowledged", 5*time.Second, func() bool { return b.maxAck() >= 4 })
+	testkit.WaitFor(t, "the history frames acknowledged", 30*time.Second, func() bool { return b.maxAck() >= 4 })
 }
 
 // A terminal whose connection drops mid-chunk ends the call UNAVAILABLE naming it; without a
@@ -114,7 +114,7 @@ func TestFetchHistory_WithoutAnAnswer(t *testing.T) {
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("connection lost: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the call did not end when the terminal's connection dropped")
 	}
 }
