@@ -1,0 +1,403 @@
+"""``kairos-record``: keeps every tick batch and closed bar the collector publishes as Parquet (ADR 0084).
+
+Two ways in, one writer:
+
+- **core NATS** (default; the embedded server `kairos up` runs): plain subscriptions to
+  ``kairos.md.>`` and ``kairos.bar.>``. What is published while the recorder is down is not recorded;
+  ticks missing by their bridge sequence numbers are counted (``kairos_recorder_tick_sequence_gaps_total``).
+- **JetStream** (``--jetstream``; compose, Kubernetes): durable pull consumers on the ``KAIROS_MD`` and
+  ``KAIROS_BARS`` streams with ack-all. A message is acknowledged only after the part file holding it
+  has been renamed into place, so a recorder restart resumes where the last written file ended: no
+  gap; a crash between write and ack re-delivers, and readers drop the exact duplicates.
+
+Messages are buffered in memory and written every ``--flush-interval`` or ``--flush-rows`` rows,
+whichever comes first, one part file per symbol, timeframe and UTC day (kairos.recording.store).
+Retention removes date partitions older than ``--retention-days`` once an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from kairos.marketdata.v1 import marketdata_pb2 as md
+from kairos.recording import store
+
+ENV_PREFIX = "KAIROS_RECORDER_"
+TICK_SUBJECT = "kairos.md.>"
+BAR_SUBJECT = "kairos.bar.>"
+STREAMS = {TICK_SUBJECT: "KAIROS_MD", BAR_SUBJECT: "KAIROS_BARS"}
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RecorderConfig:
+    """Flags, then KAIROS_RECORDER_* variables, then these defaults."""
+
+    dir: str = _f("", "Root of the recorded dataset; empty: $KAIROS_RECORD_DIR, else <project>/.kairos/recorded.")
+    nats_url: str = _f("nats://127.0.0.1:4222", "NATS server(s), comma-separated.")
+    nats_creds: str = _f("", "File with one line user:password (identity observer, or recorder for JetStream).")
+    jetstream: bool = _f(False, "Consume the KAIROS_MD and KAIROS_BARS streams with durable consumers (no gap across restarts).")
+    durable: str = _f("kairos-recorder", "Durable consumer name prefix (JetStream).")
+    ticks: bool = _f(True, "Record ticks (kairos.md.>); bars are always recorded.")
+    flush_interval: float = _f(1.0, "Seconds between writes of the buffered rows.")
+    flush_rows: int = _f(500_000, "Write as soon as this many rows are buffered.")
+    retention_days: int = _f(90, "Remove date partitions older than this many UTC days (0 keeps everything).")
+    metrics_addr: str = _f("127.0.0.1:9701", "Prometheus /metrics address host:port; empty disables.")
+    log_level: str = _f("info", "debug, info, warn or error.")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.dir) if self.dir else store.default_root()
+
+
+def parse_args(argv: list[str] | None = None, env: dict[str, str] | None = None) -> RecorderConfig:
+    env = dict(os.environ) if env is None else env
+    p = argparse.ArgumentParser(
+        prog="kairos-record", description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in fields(RecorderConfig):
+        var = ENV_PREFIX + f.name.upper()
+        flag = "--" + f.name.replace("_", "-")
+        raw = env.get(var)
+        default = f.default
+        if raw is not None:
+            default = raw.lower() in ("1", "true", "yes") if isinstance(f.default, bool) else type(f.default)(raw)
+        help_ = f"{f.metadata['help']} (env {var})"
+        if isinstance(f.default, bool):
+            p.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_)
+        else:
+            p.add_argument(flag, default=default, type=type(f.default), help=help_)
+    ns = p.parse_args(argv)
+    return RecorderConfig(**vars(ns))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.ticks = Counter("kairos_recorder_ticks_total", "Ticks written to Parquet", registry=r)
+        self.bars = Counter("kairos_recorder_bars_total", "Bars written to Parquet", ["timeframe"], registry=r)
+        self.messages = Counter("kairos_recorder_messages_total", "NATS messages received", ["kind"], registry=r)
+        self.files = Counter("kairos_recorder_files_written_total", "Part files written", registry=r)
+        self.errors = Counter("kairos_recorder_errors_total", "Failures", ["kind"], registry=r)
+        self.gaps = Counter(
+            "kairos_recorder_tick_sequence_gaps_total", "Ticks missing by bridge sequence numbers", registry=r
+        )
+        self.pruned = Counter("kairos_recorder_partitions_pruned_total", "Date partitions removed", registry=r)
+        self.buffered = Gauge("kairos_recorder_buffered_rows", "Rows waiting for the next write", registry=r)
+        self.flush_seconds = Histogram(
+            "kairos_recorder_flush_seconds", "Time to write one flush", registry=r,
+            buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.last_write = Gauge("kairos_recorder_last_write_timestamp_seconds", "Unix time of the last write", registry=r)
+
+
+def ticks_table(batches: list[md.TickBatch]) -> pa.Table:
+    """One table from TickBatches of one symbol, in arrival order; absent optional columns are 0."""
+    n = [len(b.time_msc) for b in batches]
+    total = sum(n)
+
+    def col(name: str, dtype: Any) -> np.ndarray[Any, Any]:
+        values = [getattr(b, name) for b in batches]
+        if not any(len(v) for v in values):  # a column no batch carries (last, volume, flags)
+            return np.zeros(total, dtype=dtype)
+        return np.concatenate(
+            [np.asarray(v, dtype=dtype) if len(v) == k else np.zeros(k, dtype=dtype) for v, k in zip(values, n, strict=True)]
+        )
+
+    return pa.table(
+        {
+            "time_msc": col("time_msc", np.int64),
+            "bid": col("bid", np.float64),
+            "ask": col("ask", np.float64),
+            "last": col("last", np.float64),
+            "volume": col("volume", np.float64),
+            "flags": col("flags", np.uint32),
+            "sequence": col("sequence", np.uint64),
+        },
+        schema=store.TICK_SCHEMA,
+    )
+
+
+def bars_table(bars: list[md.Bar]) -> pa.Table:
+    return pa.table(
+        {
+            "time": [b.open_time_msc for b in bars],
+            "open": [b.open for b in bars],
+            "high": [b.high for b in bars],
+            "low": [b.low for b in bars],
+            "close": [b.close for b in bars],
+            "spread": [b.spread_mean for b in bars],
+            "tick_volume": [float(b.tick_volume) for b in bars],
+            "real_volume": [b.real_volume for b in bars],
+            "spread_points": [b.spread_points for b in bars],
+        },
+        schema=store.BAR_SCHEMA,
+    )
+
+
+class Buffer:
+    """Raw payloads waiting to be written, decoded in the writer thread (the event loop only appends)."""
+
+    def __init__(self) -> None:
+        self.ticks: list[bytes] = []
+        self.bars: list[tuple[str, bytes]] = []  # (timeframe token of the subject, payload)
+        self.rows = 0
+        self.acks: list[Any] = []  # the last JetStream message of each consumer since the last write
+
+    def swap(self) -> Buffer:
+        out = Buffer()
+        out.ticks, out.bars, out.rows, out.acks = self.ticks, self.bars, self.rows, self.acks
+        self.ticks, self.bars, self.rows, self.acks = [], [], 0, []
+        return out
+
+
+class Writer:
+    """Decodes a swapped buffer and writes it as part files; tracks per-symbol tick sequences."""
+
+    def __init__(self, root: Path, metrics: Metrics) -> None:
+        self.root = root
+        self.metrics = metrics
+        self.last_seq: dict[str, int] = {}
+
+    def write(self, buf: Buffer) -> int:
+        per_symbol: dict[str, list[md.TickBatch]] = defaultdict(list)
+        for raw in buf.ticks:
+            b = md.TickBatch.FromString(raw)
+            if b.symbol and len(b.time_msc):
+                per_symbol[b.symbol].append(b)
+        files = 0
+        for sym, batches in per_symbol.items():
+            table = ticks_table(batches)
+            self._gaps(sym, table.column("sequence").to_numpy())
+            files += len(store.write_part(self.root, sym, store.TICK, table, "time_msc"))
+            self.metrics.ticks.inc(table.num_rows)
+        per_bar: dict[tuple[str, str], list[md.Bar]] = defaultdict(list)
+        for tf, raw in buf.bars:
+            bar = md.Bar.FromString(raw)
+            per_bar[(bar.symbol, tf)].append(bar)
+        for (sym, tf), bars in per_bar.items():
+            files += len(store.write_part(self.root, sym, tf, bars_table(bars), "time"))
+            self.metrics.bars.labels(tf).inc(len(bars))
+        self.metrics.files.inc(files)
+        return files
+
+    def _gaps(self, symbol: str, seq: np.ndarray[Any, Any]) -> None:
+        seq = seq[seq > 0].astype(np.int64)
+        if not len(seq):
+            return
+        prev = self.last_seq.get(symbol)
+        if prev is not None and seq[0] > prev + 1:
+            self.metrics.gaps.inc(int(seq[0] - prev - 1))
+        d = np.diff(seq)
+        missing = int((d[d > 1] - 1).sum())
+        if missing:
+            self.metrics.gaps.inc(missing)
+        self.last_seq[symbol] = max(int(seq[-1]), prev or 0)
+
+
+class Recorder:
+    def __init__(self, cfg: RecorderConfig, metrics: Metrics | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics or Metrics()
+        self.root = cfg.root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.writer = Writer(self.root, self.metrics)
+        self.buf = Buffer()
+        self.log = structlog.get_logger().bind(component="recorder")
+        self._stop = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._last_prune = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _add(self, subject: str, data: bytes) -> None:
+        parts = subject.split(".")
+        if parts[1] == "md":
+            self.buf.ticks.append(data)
+            self.buf.rows += max(1, len(data) // 40)  # an estimate: ~40 bytes a tick encoded
+            self.metrics.messages.labels("md").inc()
+        elif parts[1] == "bar" and len(parts) >= 4:
+            self.buf.bars.append((parts[2], data))
+            self.buf.rows += 1
+            self.metrics.messages.labels("bar").inc()
+        if self.buf.rows >= self.cfg.flush_rows:
+            self._flush_now.set()
+
+    async def _flush(self) -> None:
+        buf = self.buf.swap()
+        self.metrics.buffered.set(0)
+        if not buf.ticks and not buf.bars:
+            return
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.writer.write, buf)
+        except Exception as e:  # noqa: BLE001 - a failed write is logged, counted and not acknowledged
+            self.metrics.errors.labels("write").inc()
+            self.log.error("write_failed", error=str(e), ticks_msgs=len(buf.ticks), bars=len(buf.bars))
+            if self.cfg.jetstream:
+                # Acking a later message would acknowledge these too (ack-all): stop instead, and a
+                # restart resumes from the last acknowledged message.
+                raise
+            return
+        self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        self.metrics.last_write.set(time.time())
+        for msg in buf.acks:  # ack-all: the last message of each consumer acknowledges all before it
+            try:
+                await msg.ack()
+            except Exception as e:  # noqa: BLE001
+                self.metrics.errors.labels("ack").inc()
+                self.log.warning("ack_failed", error=str(e))
+
+    def _prune(self) -> None:
+        if time.monotonic() - self._last_prune < 3600:
+            return
+        self._last_prune = time.monotonic()
+        removed = store.prune(self.root, self.cfg.retention_days)
+        if removed:
+            self.metrics.pruned.inc(len(removed))
+            self.log.info("retention", removed=[str(p) for p in removed], keep_days=self.cfg.retention_days)
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        import nats
+
+        from kairos.stack.credentials import nats_connect_kwargs
+
+        nc = await nats.connect(
+            servers=self.cfg.nats_url.split(","),
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            pending_size=256 * 1024 * 1024,
+            **nats_connect_kwargs(self.cfg.nats_creds),
+        )
+        subjects = [BAR_SUBJECT] + ([TICK_SUBJECT] if self.cfg.ticks else [])
+        tasks = []
+        try:
+            if self.cfg.jetstream:
+                tasks = [asyncio.create_task(self._pull(nc, s)) for s in subjects]
+            else:
+
+                async def on_msg(msg: Any) -> None:
+                    self._add(msg.subject, msg.data)
+
+                for s in subjects:
+                    await nc.subscribe(s, cb=on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
+                await nc.flush()
+            self.log.info(
+                "recording", root=str(self.root), subjects=subjects, jetstream=self.cfg.jetstream,
+                retention_days=self.cfg.retention_days,
+            )
+            if ready is not None:
+                ready.set()
+            while not self._stop.is_set():
+                self._prune()
+                with contextlib.suppress(TimeoutError):
+                    waiters = [asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(self._flush_now.wait())]
+                    await asyncio.wait(waiters, timeout=self.cfg.flush_interval, return_when=asyncio.FIRST_COMPLETED)
+                    for w in waiters:
+                        w.cancel()
+                self._flush_now.clear()
+                self.metrics.buffered.set(self.buf.rows)
+                await self._flush()
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            if not self.cfg.jetstream:
+                with contextlib.suppress(Exception):
+                    await nc.drain()  # delivers what the server already sent, then closes
+            await self._flush()
+            with contextlib.suppress(Exception):
+                await nc.close()
+            self.log.info("stopped")
+
+    async def _pull(self, nc: Any, subject: str) -> None:
+        from nats.js import api
+        from nats.js.errors import FetchTimeoutError
+
+        js = nc.jetstream()
+        stream = STREAMS[subject]
+        durable = f"{self.cfg.durable}-{stream.lower()}"
+        cfg = api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.ALL,
+            ack_wait=max(30.0, 10 * self.cfg.flush_interval),
+            max_ack_pending=-1,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=cfg)
+        while True:
+            try:
+                msgs = await sub.fetch(batch=2000, timeout=0.5)
+            except (TimeoutError, FetchTimeoutError):
+                continue
+            for m in msgs:
+                self._add(m.subject, m.data)
+            if msgs:
+                self._set_last(stream, msgs[-1])
+
+    def _set_last(self, stream: str, msg: Any) -> None:
+        # Keep only the newest message per stream: acking it acknowledges everything before it.
+        self.buf.acks = [m for m in self.buf.acks if getattr(m, "_kairos_stream", None) != stream]
+        msg._kairos_stream = stream
+        self.buf.acks.append(msg)
+
+
+def configure_logs(level: str) -> None:
+    import logging
+
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[{"warn": "WARNING"}.get(level, level).upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    configure_logs(cfg.log_level)
+    metrics = Metrics()
+    if cfg.metrics_addr:
+        host, _, port = cfg.metrics_addr.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
+    rec = Recorder(cfg, metrics)
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, rec.stop)
+        await rec.run()
+
+    asyncio.run(go())
+
+
+if __name__ == "__main__":
+    main()
