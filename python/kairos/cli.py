@@ -44,6 +44,12 @@ def up(
         str, typer.Option(help="models:/<name>@<alias> or a local .onnx (card beside it).")
     ] = "",
     run_dir: RunDir = services.STATE_DIR / "run",
+    record: Annotated[
+        bool, typer.Option(help="Also start the recorder: ticks and bars kept as Parquet (ADR 0084).")
+    ] = True,
+    record_dir: Annotated[
+        Path | None, typer.Option(help="Recorded dataset root (default $KAIROS_RECORD_DIR or .kairos/recorded).")
+    ] = None,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
@@ -58,7 +64,8 @@ def up(
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)
     try:
-        for spec in services.specs(settings, binaries):
+        extra = [services.recorder_spec(settings, record_dir)] if record else []
+        for spec in [*services.specs(settings, binaries), *extra]:
             svc = stack.start(spec)
             stack.wait_ready(svc)
             console.print(

@@ -60,6 +60,7 @@ class RecorderConfig:
     flush_interval: float = _f(1.0, "Seconds between writes of the buffered rows.")
     flush_rows: int = _f(500_000, "Write as soon as this many rows are buffered.")
     retention_days: int = _f(90, "Remove date partitions older than this many UTC days (0 keeps everything).")
+    grpc_addr: str = _f("127.0.0.1:7701", "gRPC health (grpc.health.v1, SERVING once subscribed) host:port; empty disables.")
     metrics_addr: str = _f("127.0.0.1:9701", "Prometheus /metrics address host:port; empty disables.")
     log_level: str = _f("info", "debug, info, warn or error.")
 
@@ -394,7 +395,29 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, rec.stop)
-        await rec.run()
+        server = None
+        ready = asyncio.Event()
+        if cfg.grpc_addr:
+            import grpc
+            from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+
+            server = grpc.aio.server()
+            hs = health.aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(hs, server)
+            server.add_insecure_port(cfg.grpc_addr)
+            await hs.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+            await server.start()
+
+            async def serving() -> None:
+                await ready.wait()
+                await hs.set("", health_pb2.HealthCheckResponse.SERVING)
+
+            loop.create_task(serving())
+        try:
+            await rec.run(ready)
+        finally:
+            if server is not None:
+                await server.stop(1.0)
 
     asyncio.run(go())
 

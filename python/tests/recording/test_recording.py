@@ -8,8 +8,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from kairos.marketdata.v1 import marketdata_pb2 as md
 from kairos.recording import store
 from kairos.stack import processes, replay, services
 from kairos.stack.credentials import nats_connect_kwargs
-from kairos.stack.loopback import free_port, wait_for
+from kairos.stack.loopback import wait_for
 from kairos.training.data import load_bars
 
 pytestmark = pytest.mark.slow
@@ -36,38 +34,18 @@ def _collector_spec(settings: services.StackSettings, binaries: dict[str, Path])
     return dataclasses.replace(spec, argv=[*argv, "--inference-endpoints=none"])
 
 
-def _recorder(settings: services.StackSettings, root: Path, metrics_port: int) -> subprocess.Popen[bytes]:
-    log = (settings.run_dir / "recorder.log").open("wb")
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "kairos.recording.recorder",
-            f"--dir={root}",
-            f"--nats-url={settings.nats_url}",
-            f"--nats-creds={settings.credentials().nats_creds('observer')}",
-            f"--metrics-addr=127.0.0.1:{metrics_port}",
-            "--flush-interval=0.2",
-        ],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-
-
-def _recorder_ready(settings: services.StackSettings) -> bool:
-    return '"event": "recording"' in (settings.run_dir / "recorder.log").read_text()
-
-
 def test_recorded_rows_equal_what_the_collector_published(tmp_path: Path) -> None:
     settings = services.StackSettings(ports=services.Ports.free(), run_dir=tmp_path / "run")
     root = tmp_path / "recorded"
     binaries = services.build_go_binaries(settings.bin_dir)
-    metrics_port = free_port()
+    metrics_port = settings.ports.recorder_metrics
     published_ticks: list[bytes] = []
     published_bars: dict[str, list[bytes]] = {}
     with processes.Stack(settings.run_dir) as stack:
-        stack.start_all([_collector_spec(settings, binaries)])
-        rec = _recorder(settings, root, metrics_port)
+        # The recorder as `kairos up` starts it, ready (gRPC health SERVING) once subscribed.
+        stack.start_all([_collector_spec(settings, binaries), services.recorder_spec(settings, root)])
+        rec = stack.services[-1].process
         try:
-            wait_for(lambda: _recorder_ready(settings) or rec.poll() is not None, 30, "the recorder to subscribe")
-            assert rec.poll() is None, (settings.run_dir / "recorder.log").read_text()
             data = replay.load(str(TICKS), symbol="EURUSD", strict=True)
 
             async def capture_and_replay() -> replay.ReplayResult:
