@@ -93,6 +93,10 @@ def test_rounds_on_recorded_plus_imported_bars_register_a_challenger_only_when_t
     assert [s["bars"] for s in good.window["sources"]] == [len(bars), 2000]
     imported = json.loads((Path(good.run_dir) / "import.json").read_text())
     assert imported["bars"] == 3000 and imported["last"] == str(bars["time"].iloc[-1])
+    # The exported card carries the training distribution of every feature (drift monitoring).
+    card = json.loads((Path(good.run_dir) / "model.card.json").read_text())
+    assert set(card["feature_distribution"]["features"]) == set(card["feature_names"])
+    assert card["feature_distribution"]["di"]["q999"] > card["feature_distribution"]["di"]["q50"] > 0
     # The champion is what serves; the operator promotes version 1.
     MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("kairos-gbpusd", "champion", "1")
     before = _aliases(uri, "kairos-gbpusd")
