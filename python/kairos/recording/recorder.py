@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from kairos.marketdata.v1 import marketdata_pb2 as md
 from kairos.recording import store
+from kairos.recording.corenats import CoreSubscriber, NatsError
 
 ENV_PREFIX = "KAIROS_RECORDER_"
 TICK_SUBJECT = "kairos.md.>"
@@ -160,7 +161,7 @@ class Buffer:
     """Raw payloads waiting to be written, decoded in the writer thread (the event loop only appends)."""
 
     def __init__(self) -> None:
-        self.ticks: list[bytes] = []
+        self.ticks: dict[str, list[bytes]] = defaultdict(list)  # subject -> payloads, in arrival order
         self.bars: list[tuple[str, bytes]] = []  # (timeframe token of the subject, payload)
         self.rows = 0
         self.acks: list[Any] = []  # the last JetStream message of each consumer since the last write
@@ -168,7 +169,7 @@ class Buffer:
     def swap(self) -> Buffer:
         out = Buffer()
         out.ticks, out.bars, out.rows, out.acks = self.ticks, self.bars, self.rows, self.acks
-        self.ticks, self.bars, self.rows, self.acks = [], [], 0, []
+        self.ticks, self.bars, self.rows, self.acks = defaultdict(list), [], 0, []
         return out
 
 
@@ -181,14 +182,8 @@ class Writer:
         self.last_seq: dict[str, int] = {}
 
     def write(self, buf: Buffer) -> int:
-        per_symbol: dict[str, list[md.TickBatch]] = defaultdict(list)
-        for raw in buf.ticks:
-            b = md.TickBatch.FromString(raw)
-            if b.symbol and len(b.time_msc):
-                per_symbol[b.symbol].append(b)
         files = 0
-        for sym, batches in per_symbol.items():
-            table = ticks_table(batches)
+        for sym, table in self._tick_tables(buf):
             self._gaps(sym, table.column("sequence").to_numpy())
             files += len(store.write_part(self.root, sym, store.TICK, table, "time_msc"))
             self.metrics.ticks.inc(table.num_rows)
@@ -201,6 +196,29 @@ class Writer:
             self.metrics.bars.labels(tf).inc(len(bars))
         self.metrics.files.inc(files)
         return files
+
+    @staticmethod
+    def _tick_tables(buf: Buffer) -> list[tuple[str, pa.Table]]:
+        """One table per symbol. Fast path: the payloads of one subject concatenated parse as one
+        TickBatch (protobuf appends repeated fields when messages are concatenated), valid when every
+        column is either complete or absent over the whole run; else message by message."""
+        out: dict[str, list[pa.Table]] = defaultdict(list)
+        for raws in buf.ticks.values():
+            merged = md.TickBatch.FromString(b"".join(raws))
+            n = len(merged.time_msc)
+            cols = (merged.bid, merged.ask, merged.last, merged.volume, merged.flags, merged.sequence)
+            if merged.symbol and n and all(len(c) in (0, n) for c in cols) and len(merged.bid) == n:
+                # The symbol of the last payload names them all: one subject carries one symbol.
+                out[merged.symbol].append(ticks_table([merged]))
+                continue
+            per: dict[str, list[md.TickBatch]] = defaultdict(list)
+            for raw in raws:
+                b = md.TickBatch.FromString(raw)
+                if b.symbol and len(b.time_msc):
+                    per[b.symbol].append(b)
+            for sym, batches in per.items():
+                out[sym].append(ticks_table(batches))
+        return [(sym, pa.concat_tables(ts) if len(ts) > 1 else ts[0]) for sym, ts in out.items()]
 
     def _gaps(self, symbol: str, seq: np.ndarray[Any, Any]) -> None:
         seq = seq[seq > 0].astype(np.int64)
@@ -227,7 +245,10 @@ class Recorder:
         self.log = structlog.get_logger().bind(component="recorder")
         self._stop = asyncio.Event()
         self._flush_now = asyncio.Event()
+        self._lost = asyncio.Event()
         self._last_prune = 0.0
+        self._md_messages = self.metrics.messages.labels("md")
+        self._bar_messages = self.metrics.messages.labels("bar")
 
     def stop(self) -> None:
         self._stop.set()
@@ -235,15 +256,32 @@ class Recorder:
     def _add(self, subject: str, data: bytes) -> None:
         parts = subject.split(".")
         if parts[1] == "md":
-            self.buf.ticks.append(data)
+            self.buf.ticks[subject].append(data)
             self.buf.rows += max(1, len(data) // 40)  # an estimate: ~40 bytes a tick encoded
-            self.metrics.messages.labels("md").inc()
+            self._md_messages.inc()
         elif parts[1] == "bar" and len(parts) >= 4:
             self.buf.bars.append((parts[2], data))
             self.buf.rows += 1
-            self.metrics.messages.labels("bar").inc()
+            self._bar_messages.inc()
         if self.buf.rows >= self.cfg.flush_rows:
             self._flush_now.set()
+
+    def _add_many(self, msgs: list[tuple[bytes, bytes]]) -> None:
+        """The core subscriber's batch: ticks grouped by subject, counters moved once."""
+        ticks = self.buf.ticks
+        n_md = rows = 0
+        for subject, data in msgs:
+            if subject.startswith(b"kairos.md."):
+                ticks[subject.decode()].append(data)
+                rows += len(data) // 40 + 1
+                n_md += 1
+            else:
+                self._add(subject.decode(), data)
+        if n_md:
+            self._md_messages.inc(n_md)
+            self.buf.rows += rows
+            if self.buf.rows >= self.cfg.flush_rows:
+                self._flush_now.set()
 
     async def _flush(self) -> None:
         buf = self.buf.swap()
@@ -284,26 +322,26 @@ class Recorder:
 
         from kairos.stack.credentials import nats_connect_kwargs
 
-        nc = await nats.connect(
-            servers=self.cfg.nats_url.split(","),
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            pending_size=256 * 1024 * 1024,
-            **nats_connect_kwargs(self.cfg.nats_creds),
-        )
         subjects = [BAR_SUBJECT] + ([TICK_SUBJECT] if self.cfg.ticks else [])
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
+        nc: Any = None
+        core: CoreSubscriber | None = None
         try:
             if self.cfg.jetstream:
+                nc = await nats.connect(
+                    servers=self.cfg.nats_url.split(","),
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    pending_size=256 * 1024 * 1024,
+                    **nats_connect_kwargs(self.cfg.nats_creds),
+                )
                 tasks = [asyncio.create_task(self._pull(nc, s)) for s in subjects]
             else:
-
-                async def on_msg(msg: Any) -> None:
-                    self._add(msg.subject, msg.data)
-
-                for s in subjects:
-                    await nc.subscribe(s, cb=on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
-                await nc.flush()
+                creds = nats_connect_kwargs(self.cfg.nats_creds)
+                core = CoreSubscriber(self.cfg.nats_url, self._add_many, creds.get("user", ""), creds.get("password", ""))
+                await core.connect(subjects)
+                lost = core.closed
+                lost.add_done_callback(lambda _: self._lost.set())
             self.log.info(
                 "recording", root=str(self.root), subjects=subjects, jetstream=self.cfg.jetstream,
                 retention_days=self.cfg.retention_days,
@@ -311,6 +349,8 @@ class Recorder:
             if ready is not None:
                 ready.set()
             while not self._stop.is_set():
+                if self._lost.is_set():
+                    raise NatsError(f"the NATS connection to {self.cfg.nats_url} was lost")
                 self._prune()
                 with contextlib.suppress(TimeoutError):
                     waiters = [asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(self._flush_now.wait())]
@@ -326,12 +366,15 @@ class Recorder:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
-            if not self.cfg.jetstream:
-                with contextlib.suppress(Exception):
-                    await nc.drain()  # delivers what the server already sent, then closes
+            if core is not None:
+                if not self._lost.is_set():
+                    with contextlib.suppress(Exception):
+                        await core.flush()  # everything the server sent before stop is in the buffer
+                core.close()
             await self._flush()
-            with contextlib.suppress(Exception):
-                await nc.close()
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
             self.log.info("stopped")
 
     async def _pull(self, nc: Any, subject: str) -> None:
