@@ -7,6 +7,7 @@
     kairos stream    print live ticks, bars or predictions for a symbol (typed client SDK)
     kairos kill      the execution kill switch: halt, cancel working orders, optionally flatten
     kairos demo      the main job: all of the above on embedded defaults, with a live view and a report
+    kairos models    model lifecycle in the registry: list, promote, rollback
 
 Exit codes: 0 success, 1 usage or runtime error, 2 bad input data (with --strict), 3 a service died.
 """
@@ -382,6 +383,79 @@ def demo(
         console,
     )
     raise typer.Exit(code)
+
+
+models_app = typer.Typer(
+    no_args_is_help=True, help="Model lifecycle in the MLflow registry: list, promote, rollback."
+)
+app.add_typer(models_app, name="models")
+UriOption = Annotated[
+    str, typer.Option(help="MLflow tracking/registry URI (default $KAIROS_MLFLOW_URI or .kairos/mlflow.db).")
+]
+
+
+def _uri(uri: str) -> str:
+    from kairos.training.registry import default_tracking_uri
+
+    return uri or default_tracking_uri()
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str, typer.Argument(help="A registered model (default: all).")] = "",
+    tracking_uri: UriOption = "",
+) -> None:
+    """Versions, aliases (champion, challenger, previous-champion), gate verdicts, out-of-sample figures."""
+    from kairos.stack import models as lifecycle
+
+    try:
+        rows = lifecycle.list_versions(_uri(tracking_uri), name or None)
+    except lifecycle.ModelsError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+    table = Table("model", "version", "aliases", "gate", "Sharpe (interval)", "DSR / trials", "data", "created")
+    styles = {"PASSED": "green", "FAILED": "red", "FORCED": "yellow"}
+    for r in rows:
+        sharpe = "" if r.sharpe is None else f"{r.sharpe:.2f}"
+        if r.sharpe_ci:
+            sharpe += f" [{r.sharpe_ci[0]:.2f}, {r.sharpe_ci[1]:.2f}]"
+        dsr = "" if r.dsr is None else f"{r.dsr:.3f} / {r.n_trials or 0:.0f}"
+        gate = f"[{styles[r.gate]}]{r.gate}[/]" if r.gate in styles else (r.gate or "-")
+        table.add_row(r.name, r.version, ", ".join(r.aliases), gate, sharpe, dsr, r.dataset, r.created)
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="The registered model, e.g. kairos-eurusd.")],
+    version: Annotated[str, typer.Option(help="Version to promote (default: the @challenger).")] = "",
+    tracking_uri: UriOption = "",
+) -> None:
+    """Make a version @champion (the old one becomes @previous-champion); inference swaps on its next poll."""
+    from kairos.stack import models as lifecycle
+
+    try:
+        old, new = lifecycle.promote(_uri(tracking_uri), name, version or None)
+    except lifecycle.ModelsError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+    console.print(f"{name}@champion: version {old or '-'} -> {new}" + (" (unchanged)" if old == new else ""))
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: Annotated[str, typer.Argument(help="The registered model.")],
+    tracking_uri: UriOption = "",
+) -> None:
+    """Put @previous-champion back as @champion; a second rollback undoes the first."""
+    from kairos.stack import models as lifecycle
+
+    try:
+        cur, prev = lifecycle.rollback(_uri(tracking_uri), name)
+    except lifecycle.ModelsError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+    console.print(f"{name}@champion: version {cur} -> {prev} (rolled back)")
 
 
 def main() -> None:
