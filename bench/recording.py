@@ -70,8 +70,12 @@ def one_round(
             rm = f"http://127.0.0.1:{settings.ports.recorder_metrics}/metrics"
             t0 = time.perf_counter()
             res = replay.replay(
-                data, collector=f"127.0.0.1:{settings.ports.collector_bridge}", batch=1000, speed=speed,
-                bridge_key=settings.ensure_bridge_key(), flush_timeout_s=timeout_s,
+                data,
+                collector=f"127.0.0.1:{settings.ports.collector_bridge}",
+                batch=1000,
+                speed=speed,
+                bridge_key=settings.ensure_bridge_key(),
+                flush_timeout_s=timeout_s,
             )
             t_ingest = t_rec = float("nan")
             deadline = time.monotonic() + timeout_s
@@ -104,6 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     binaries = services.build_go_binaries(services.REPO / "build" / "bin")
     data = laps(args.ticks)
+
     def pairs(speed: float, n: int) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
         off, on = [], []
         for i in range(n):

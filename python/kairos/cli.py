@@ -49,7 +49,8 @@ def up(
         bool, typer.Option(help="Also start the recorder: ticks and bars kept as Parquet (ADR 0084).")
     ] = True,
     record_dir: Annotated[
-        Path | None, typer.Option(help="Recorded dataset root (default $KAIROS_RECORD_DIR or .kairos/recorded).")
+        Path | None,
+        typer.Option(help="Recorded dataset root (default $KAIROS_RECORD_DIR or .kairos/recorded)."),
     ] = None,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
@@ -413,7 +414,9 @@ def models_list(
     except lifecycle.ModelsError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_ERROR) from exc
-    table = Table("model", "version", "aliases", "gate", "Sharpe (interval)", "DSR / trials", "data", "created")
+    table = Table(
+        "model", "version", "aliases", "gate", "Sharpe (interval)", "DSR / trials", "data", "created"
+    )
     styles = {"PASSED": "green", "FAILED": "red", "FORCED": "yellow"}
     for r in rows:
         sharpe = "" if r.sharpe is None else f"{r.sharpe:.2f}"

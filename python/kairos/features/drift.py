@@ -107,8 +107,9 @@ def psi(actual: npt.ArrayLike, edges: Sequence[float], expected_shares: Sequence
 class DriftMonitor:
     """Per-model state in the server: DI of each row, a ring of the last ``window`` rows for PSI."""
 
-    def __init__(self, dist: dict[str, Any], feature_names: Sequence[str], window: int = 500,
-                 di_threshold: float = 0.0) -> None:
+    def __init__(
+        self, dist: dict[str, Any], feature_names: Sequence[str], window: int = 500, di_threshold: float = 0.0
+    ) -> None:
         self.names = list(feature_names)
         f = dist["features"]
         missing = [n for n in self.names if n not in f]

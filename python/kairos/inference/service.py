@@ -85,7 +85,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         dist, model.feature_names, self.cfg.drift_window, self.cfg.ood_di_threshold
                     )
                 except (KeyError, ValueError) as e:
-                    self.log.warning("drift monitoring off", model=model.name, version=model.version, error=str(e))
+                    self.log.warning(
+                        "drift monitoring off", model=model.name, version=model.version, error=str(e)
+                    )
             self._drift[key] = mon
         return self._drift[key]
 

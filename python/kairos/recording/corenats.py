@@ -94,7 +94,13 @@ class CoreSubscriber:
     """Connect, subscribe to subjects, deliver the messages of each socket read to
     ``on_msg([(subject, payload), ...])`` (subjects as bytes, in arrival order)."""
 
-    def __init__(self, url: str, on_msg: Callable[[list[tuple[bytes, bytes]]], None], user: str = "", password: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        on_msg: Callable[[list[tuple[bytes, bytes]]], None],
+        user: str = "",
+        password: str = "",
+    ) -> None:
         self.url = url.split(",")[0]
         self.on_msg = on_msg
         self.user, self.password = user, password
@@ -111,8 +117,15 @@ class CoreSubscriber:
         info = await asyncio.wait_for(proto.info, timeout)
         if info.get("tls_required"):
             raise NatsError("the server requires TLS: use --jetstream (nats-py) for TLS servers")
-        opts: dict[str, object] = {"verbose": False, "pedantic": False, "name": "kairos-recorder", "protocol": 1,
-                                   "lang": "python-kairos", "version": "1", "headers": False}
+        opts: dict[str, object] = {
+            "verbose": False,
+            "pedantic": False,
+            "name": "kairos-recorder",
+            "protocol": 1,
+            "lang": "python-kairos",
+            "version": "1",
+            "headers": False,
+        }
         if self.user or u.username:
             opts["user"] = self.user or u.username
             opts["pass"] = self.password or u.password or ""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -52,16 +52,25 @@ def _f(default: Any, help: str) -> Any:
 class RecorderConfig:
     """Flags, then KAIROS_RECORDER_* variables, then these defaults."""
 
-    dir: str = _f("", "Root of the recorded dataset; empty: $KAIROS_RECORD_DIR, else <project>/.kairos/recorded.")
+    dir: str = _f(
+        "", "Root of the recorded dataset; empty: $KAIROS_RECORD_DIR, else <project>/.kairos/recorded."
+    )
     nats_url: str = _f("nats://127.0.0.1:4222", "NATS server(s), comma-separated.")
-    nats_creds: str = _f("", "File with one line user:password (identity observer, or recorder for JetStream).")
-    jetstream: bool = _f(False, "Consume the KAIROS_MD and KAIROS_BARS streams with durable consumers (no gap across restarts).")
+    nats_creds: str = _f(
+        "", "File with one line user:password (identity observer, or recorder for JetStream)."
+    )
+    jetstream: bool = _f(
+        False,
+        "Consume the KAIROS_MD and KAIROS_BARS streams with durable consumers (no gap across restarts).",
+    )
     durable: str = _f("kairos-recorder", "Durable consumer name prefix (JetStream).")
     ticks: bool = _f(True, "Record ticks (kairos.md.>); bars are always recorded.")
     flush_interval: float = _f(1.0, "Seconds between writes of the buffered rows.")
     flush_rows: int = _f(500_000, "Write as soon as this many rows are buffered.")
     retention_days: int = _f(90, "Remove date partitions older than this many UTC days (0 keeps everything).")
-    grpc_addr: str = _f("127.0.0.1:7701", "gRPC health (grpc.health.v1, SERVING once subscribed) host:port; empty disables.")
+    grpc_addr: str = _f(
+        "127.0.0.1:7701", "gRPC health (grpc.health.v1, SERVING once subscribed) host:port; empty disables."
+    )
     metrics_addr: str = _f("127.0.0.1:9701", "Prometheus /metrics address host:port; empty disables.")
     log_level: str = _f("info", "debug, info, warn or error.")
 
@@ -73,21 +82,23 @@ class RecorderConfig:
 def parse_args(argv: list[str] | None = None, env: dict[str, str] | None = None) -> RecorderConfig:
     env = dict(os.environ) if env is None else env
     p = argparse.ArgumentParser(
-        prog="kairos-record", description=(__doc__ or "").split("\n\n")[0],
+        prog="kairos-record",
+        description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for f in fields(RecorderConfig):
         var = ENV_PREFIX + f.name.upper()
         flag = "--" + f.name.replace("_", "-")
         raw = env.get(var)
-        default = f.default
+        default: Any = f.default
+        kind: Any = type(default)
         if raw is not None:
-            default = raw.lower() in ("1", "true", "yes") if isinstance(f.default, bool) else type(f.default)(raw)
+            default = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
         help_ = f"{f.metadata['help']} (env {var})"
-        if isinstance(f.default, bool):
+        if kind is bool:
             p.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_)
         else:
-            p.add_argument(flag, default=default, type=type(f.default), help=help_)
+            p.add_argument(flag, default=default, type=kind, help=help_)
     ns = p.parse_args(argv)
     return RecorderConfig(**vars(ns))
 
@@ -97,20 +108,30 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.ticks = Counter("kairos_recorder_ticks_total", "Ticks written to Parquet", registry=r)
-        self.bars = Counter("kairos_recorder_bars_total", "Bars written to Parquet", ["timeframe"], registry=r)
-        self.messages = Counter("kairos_recorder_messages_total", "NATS messages received", ["kind"], registry=r)
+        self.bars = Counter(
+            "kairos_recorder_bars_total", "Bars written to Parquet", ["timeframe"], registry=r
+        )
+        self.messages = Counter(
+            "kairos_recorder_messages_total", "NATS messages received", ["kind"], registry=r
+        )
         self.files = Counter("kairos_recorder_files_written_total", "Part files written", registry=r)
         self.errors = Counter("kairos_recorder_errors_total", "Failures", ["kind"], registry=r)
         self.gaps = Counter(
             "kairos_recorder_tick_sequence_gaps_total", "Ticks missing by bridge sequence numbers", registry=r
         )
-        self.pruned = Counter("kairos_recorder_partitions_pruned_total", "Date partitions removed", registry=r)
+        self.pruned = Counter(
+            "kairos_recorder_partitions_pruned_total", "Date partitions removed", registry=r
+        )
         self.buffered = Gauge("kairos_recorder_buffered_rows", "Rows waiting for the next write", registry=r)
         self.flush_seconds = Histogram(
-            "kairos_recorder_flush_seconds", "Time to write one flush", registry=r,
+            "kairos_recorder_flush_seconds",
+            "Time to write one flush",
+            registry=r,
             buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.last_write = Gauge("kairos_recorder_last_write_timestamp_seconds", "Unix time of the last write", registry=r)
+        self.last_write = Gauge(
+            "kairos_recorder_last_write_timestamp_seconds", "Unix time of the last write", registry=r
+        )
 
 
 def ticks_table(batches: list[md.TickBatch]) -> pa.Table:
@@ -123,7 +144,10 @@ def ticks_table(batches: list[md.TickBatch]) -> pa.Table:
         if not any(len(v) for v in values):  # a column no batch carries (last, volume, flags)
             return np.zeros(total, dtype=dtype)
         return np.concatenate(
-            [np.asarray(v, dtype=dtype) if len(v) == k else np.zeros(k, dtype=dtype) for v, k in zip(values, n, strict=True)]
+            [
+                np.asarray(v, dtype=dtype) if len(v) == k else np.zeros(k, dtype=dtype)
+                for v, k in zip(values, n, strict=True)
+            ]
         )
 
     return pa.table(
@@ -291,7 +315,7 @@ class Recorder:
         started = time.perf_counter()
         try:
             await asyncio.to_thread(self.writer.write, buf)
-        except Exception as e:  # noqa: BLE001 - a failed write is logged, counted and not acknowledged
+        except Exception as e:
             self.metrics.errors.labels("write").inc()
             self.log.error("write_failed", error=str(e), ticks_msgs=len(buf.ticks), bars=len(buf.bars))
             if self.cfg.jetstream:
@@ -304,7 +328,7 @@ class Recorder:
         for msg in buf.acks:  # ack-all: the last message of each consumer acknowledges all before it
             try:
                 await msg.ack()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self.metrics.errors.labels("ack").inc()
                 self.log.warning("ack_failed", error=str(e))
 
@@ -338,12 +362,17 @@ class Recorder:
                 tasks = [asyncio.create_task(self._pull(nc, s)) for s in subjects]
             else:
                 creds = nats_connect_kwargs(self.cfg.nats_creds)
-                core = CoreSubscriber(self.cfg.nats_url, self._add_many, creds.get("user", ""), creds.get("password", ""))
+                core = CoreSubscriber(
+                    self.cfg.nats_url, self._add_many, creds.get("user", ""), creds.get("password", "")
+                )
                 await core.connect(subjects)
                 lost = core.closed
                 lost.add_done_callback(lambda _: self._lost.set())
             self.log.info(
-                "recording", root=str(self.root), subjects=subjects, jetstream=self.cfg.jetstream,
+                "recording",
+                root=str(self.root),
+                subjects=subjects,
+                jetstream=self.cfg.jetstream,
                 retention_days=self.cfg.retention_days,
             )
             if ready is not None:
@@ -353,8 +382,13 @@ class Recorder:
                     raise NatsError(f"the NATS connection to {self.cfg.nats_url} was lost")
                 self._prune()
                 with contextlib.suppress(TimeoutError):
-                    waiters = [asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(self._flush_now.wait())]
-                    await asyncio.wait(waiters, timeout=self.cfg.flush_interval, return_when=asyncio.FIRST_COMPLETED)
+                    waiters = [
+                        asyncio.ensure_future(self._stop.wait()),
+                        asyncio.ensure_future(self._flush_now.wait()),
+                    ]
+                    await asyncio.wait(
+                        waiters, timeout=self.cfg.flush_interval, return_when=asyncio.FIRST_COMPLETED
+                    )
                     for w in waiters:
                         w.cancel()
                 self._flush_now.clear()
@@ -440,6 +474,7 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(s, rec.stop)
         server = None
         ready = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []  # referenced until the run ends
         if cfg.grpc_addr:
             import grpc
             from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
@@ -455,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
                 await ready.wait()
                 await hs.set("", health_pb2.HealthCheckResponse.SERVING)
 
-            loop.create_task(serving())
+            tasks.append(loop.create_task(serving()))
         try:
             await rec.run(ready)
         finally:

@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pandas as pd  # type: ignore[import-untyped]
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 TICK = "tick"
 TICK_SCHEMA = pa.schema(
@@ -147,7 +147,9 @@ def symbols(root: Path) -> dict[str, list[str]]:
     """{symbol directory name: [timeframes recorded]}."""
     out: dict[str, list[str]] = {}
     for s in sorted(root.glob("symbol=*")):
-        out[s.name.removeprefix("symbol=")] = sorted(t.name.removeprefix("timeframe=") for t in s.glob("timeframe=*"))
+        out[s.name.removeprefix("symbol=")] = sorted(
+            t.name.removeprefix("timeframe=") for t in s.glob("timeframe=*")
+        )
     return out
 
 

@@ -67,7 +67,7 @@ def list_versions(tracking_uri: str, name: str | None = None) -> list[VersionRow
             if mv.run_id:
                 try:
                     run = c.get_run(mv.run_id)
-                except Exception:  # noqa: BLE001 - a deleted run leaves the version listable
+                except Exception:
                     run = None
                 if run is not None:
                     met, tags = run.data.metrics, run.data.tags
@@ -88,7 +88,7 @@ def list_versions(tracking_uri: str, name: str | None = None) -> list[VersionRow
 def _alias_version(c: Any, name: str, alias: str) -> str | None:
     try:
         return str(c.get_model_version_by_alias(name, alias).version)
-    except Exception:  # noqa: BLE001 - MlflowException: the alias is not set
+    except Exception:
         return None
 
 
@@ -102,7 +102,7 @@ def promote(tracking_uri: str, name: str, version: str | None = None) -> tuple[s
             raise ModelsError(f"{name} has no @{CHALLENGER}: name the version to promote")
     try:
         mv = c.get_model_version(name, version)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ModelsError(f"{name} has no version {version}") from e
     old = _alias_version(c, name, CHAMPION)
     if old == str(mv.version):

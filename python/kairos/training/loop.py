@@ -319,7 +319,12 @@ def _history(cfg: LoopConfig) -> list[dict[str, Any]]:
 
 
 def _log(event: str, **fields: Any) -> None:
-    rec = {"timestamp": datetime.now(UTC).isoformat(), "level": "info", "component": "train-loop", "event": event}
+    rec = {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "level": "info",
+        "component": "train-loop",
+        "event": event,
+    }
     print(json.dumps({**rec, **fields}, default=str), file=sys.stderr, flush=True)
 
 
@@ -354,8 +359,14 @@ def run_round(
         window.assign(time=window["time"].astype("datetime64[ms, UTC]")).to_parquet(wfile, index=False)
         res.name = registry.model_name(cfg.sources[0], name=cfg.name or None)
         pipeline.step_import(
-            run_dir, str(wfile), timeframe=None, ask_source=None, spread=None, source_tz="UTC",
-            dedupe="error", max_bars=None,
+            run_dir,
+            str(wfile),
+            timeframe=None,
+            ask_source=None,
+            spread=None,
+            source_tz="UTC",
+            dedupe="error",
+            max_bars=None,
         )
         pipeline.step_train(run_dir, tcfg, lcfg)
         if after_train is not None:
@@ -367,7 +378,8 @@ def run_round(
             "reason": rep["gate"]["reason"],
             "n_trials": rep["gate"]["n_trials"],
             "conditions": [
-                {k: c[k] for k in ("name", "passed", "figure", "text") if k in c} for c in rep["gate"]["conditions"]
+                {k: c[k] for k in ("name", "passed", "figure", "text") if k in c}
+                for c in rep["gate"]["conditions"]
             ],
         }
         why = pipeline.learned_nothing(run_dir)
@@ -377,15 +389,24 @@ def run_round(
             # Logged to MLflow for the record, never registered: nothing moves.
             pipeline.step_export(run_dir, res.name, f"loop-{rid}")
             reg = registry.log_and_register(
-                run_dir, tracking_uri=cfg.tracking_uri or registry.default_tracking_uri(),
-                name=res.name, alias=None, register=False,
+                run_dir,
+                tracking_uri=cfg.tracking_uri or registry.default_tracking_uri(),
+                name=res.name,
+                alias=None,
+                register=False,
             )
-            res.status, res.reason = "gate_failed", f"not registered ({reg.run_id} logged): {rep['gate']['reason']}"
+            res.status, res.reason = (
+                "gate_failed",
+                f"not registered ({reg.run_id} logged): {rep['gate']['reason']}",
+            )
         else:
             pipeline.step_export(run_dir, res.name, f"loop-{rid}")
             reg = registry.log_and_register(
-                run_dir, tracking_uri=cfg.tracking_uri or registry.default_tracking_uri(),
-                name=res.name, alias=cfg.alias, register=True,
+                run_dir,
+                tracking_uri=cfg.tracking_uri or registry.default_tracking_uri(),
+                name=res.name,
+                alias=cfg.alias,
+                register=True,
             )
             res.version, res.alias_uri = reg.version, reg.alias_uri
             res.status = "registered" if reg.registered else "gate_failed"
@@ -396,7 +417,7 @@ def run_round(
         res.status, res.reason = "error", f"{type(e).__name__}: {e}"
     except pipeline.LearnedNothing as e:
         res.status, res.reason = "learned_nothing", str(e)
-    except Exception as e:  # noqa: BLE001 - a round never takes the loop down; the trace is kept
+    except Exception as e:
         res.status, res.reason = "error", f"{type(e).__name__}: {e}"
         (run_dir / "error.txt").write_text(traceback.format_exc())
     res.seconds = round(time.perf_counter() - t0, 3)
@@ -404,14 +425,24 @@ def run_round(
     with (cfg.dir / "history.jsonl").open("a") as f:
         f.write(json.dumps(res.to_dict(), default=str) + "\n")
     _log(
-        "round_end", round=rid, status=res.status, reason=res.reason[:2000], model=res.name,
-        version=res.version, alias=res.alias_uri, seconds=res.seconds,
+        "round_end",
+        round=rid,
+        status=res.status,
+        reason=res.reason[:2000],
+        model=res.name,
+        version=res.version,
+        alias=res.alias_uri,
+        seconds=res.seconds,
     )
     return res
 
 
 def run_loop(
-    cfg: LoopConfig, *, once: bool = False, max_rounds: int | None = None, stop: Callable[[], bool] | None = None
+    cfg: LoopConfig,
+    *,
+    once: bool = False,
+    max_rounds: int | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> RoundResult | None:
     """Rounds on the schedule until ``stop()`` (or ``max_rounds``); ``once`` runs one round now."""
     cfg.dir.mkdir(parents=True, exist_ok=True)

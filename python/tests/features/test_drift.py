@@ -45,7 +45,10 @@ def test_real_later_rows_are_in_distribution_shifted_ones_are_not(rows: np.ndarr
     for name in ("vol_15", "vol_60", "vol_240", "range_1", "range_15"):
         shifted[:, SCHEMA.names.index(name)] *= 5
     di_shift, ood_shift = mon.observe(shifted)
-    assert ood_shift.mean() > 0.5 > 0.05 > ood_later.mean() and float(np.median(di_shift)) > float(np.median(di_later)) * 2
+    assert (
+        ood_shift.mean() > 0.5 > 0.05 > ood_later.mean()
+        and float(np.median(di_shift)) > float(np.median(di_later)) * 2
+    )
     psi_shift = mon.psi()
     assert psi_shift["vol_60"] > 1.0 > psi_later["vol_60"]
     assert psi_shift["hour_sin"] < 0.25  # the features that did not move did not drift

@@ -60,7 +60,13 @@ def test_abstain_sends_flat_signals_for_out_of_distribution_rows(
     sub = Subscriber(nats_url, "kairos.signal.>")
     # A threshold below every row's DI: every row is out of distribution.
     srv = start_server(model, nats_url=nats_url, abstain_ood=True, ood_di_threshold=1e-9)
-    wait_for(lambda: srv.server is not None and srv.server.publisher is not None and srv.server.publisher.nc is not None)
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and srv.server.publisher is not None
+            and srv.server.publisher.nc is not None
+        )
+    )
     try:
         preds = _stream(srv, proto_bars(gbpusd.iloc[20000:20400]))
         assert preds

@@ -51,7 +51,9 @@ def test_recorded_rows_equal_what_the_collector_published(tmp_path: Path) -> Non
             async def capture_and_replay() -> replay.ReplayResult:
                 import nats
 
-                nc = await nats.connect(settings.nats_url, **nats_connect_kwargs(settings.credentials().nats_creds("observer")))
+                nc = await nats.connect(
+                    settings.nats_url, **nats_connect_kwargs(settings.credentials().nats_creds("observer"))
+                )
 
                 async def on_md(msg: Any) -> None:
                     published_ticks.append(msg.data)
@@ -63,7 +65,9 @@ def test_recorded_rows_equal_what_the_collector_published(tmp_path: Path) -> Non
                 await nc.subscribe("kairos.bar.>", cb=on_bar, pending_msgs_limit=1_000_000)
                 await nc.flush()
                 result = await asyncio.to_thread(
-                    replay.replay, data, collector=f"127.0.0.1:{settings.ports.collector_bridge}",
+                    replay.replay,
+                    data,
+                    collector=f"127.0.0.1:{settings.ports.collector_bridge}",
                     bridge_key=settings.ensure_bridge_key(),
                 )
                 url = f"http://127.0.0.1:{settings.ports.collector_metrics}/metrics"
@@ -87,7 +91,8 @@ def test_recorded_rows_equal_what_the_collector_published(tmp_path: Path) -> Non
             n_pub = sum(len(md.TickBatch.FromString(r).time_msc) for r in published_ticks)
             wait_for(
                 lambda: sum(services.metric_samples(rurl, "kairos_recorder_ticks_total").values()) >= n_pub,
-                30, "the recorder to write every published tick",
+                30,
+                "the recorder to write every published tick",
             )
         finally:
             rec.send_signal(signal.SIGTERM)
@@ -116,14 +121,23 @@ def test_recorded_rows_equal_what_the_collector_published(tmp_path: Path) -> Non
     for tf, raws in published_bars.items():
         bars = [md.Bar.FromString(r) for r in raws]
         rec_bars = store.read_bars(root, "EURUSD", tf)
-        want = pd.DataFrame(
-            {
-                "time": [b.open_time_msc for b in bars], "open": [b.open for b in bars],
-                "high": [b.high for b in bars], "low": [b.low for b in bars], "close": [b.close for b in bars],
-                "spread": [b.spread_mean for b in bars], "tick_volume": [float(b.tick_volume) for b in bars],
-                "real_volume": [b.real_volume for b in bars], "spread_points": [b.spread_points for b in bars],
-            }
-        ).sort_values("time").reset_index(drop=True)
+        want = (
+            pd.DataFrame(
+                {
+                    "time": [b.open_time_msc for b in bars],
+                    "open": [b.open for b in bars],
+                    "high": [b.high for b in bars],
+                    "low": [b.low for b in bars],
+                    "close": [b.close for b in bars],
+                    "spread": [b.spread_mean for b in bars],
+                    "tick_volume": [float(b.tick_volume) for b in bars],
+                    "real_volume": [b.real_volume for b in bars],
+                    "spread_points": [b.spread_points for b in bars],
+                }
+            )
+            .sort_values("time")
+            .reset_index(drop=True)
+        )
         pd.testing.assert_frame_equal(rec_bars, want.astype(rec_bars.dtypes.to_dict()), check_exact=True)
 
     # Training reads the recording: recorded:ROOT:EURUSD:M1 gives the bars the importer builds from
@@ -146,9 +160,17 @@ def test_retention_removes_old_date_partitions(tmp_path: Path) -> None:
     day = 86_400_000
     t_now = int(now * 1000)
     table = pa.table(
-        {"time": [t_now - 40 * day, t_now - 2 * day, t_now], "open": [1.0] * 3, "high": [1.0] * 3,
-         "low": [1.0] * 3, "close": [1.0] * 3, "spread": [0.0] * 3, "tick_volume": [1.0] * 3,
-         "real_volume": [0.0] * 3, "spread_points": pa.array([0] * 3, pa.int32())},
+        {
+            "time": [t_now - 40 * day, t_now - 2 * day, t_now],
+            "open": [1.0] * 3,
+            "high": [1.0] * 3,
+            "low": [1.0] * 3,
+            "close": [1.0] * 3,
+            "spread": [0.0] * 3,
+            "tick_volume": [1.0] * 3,
+            "real_volume": [0.0] * 3,
+            "spread_points": pa.array([0] * 3, pa.int32()),
+        },
         schema=store.BAR_SCHEMA,
     )
     files = store.write_part(tmp_path, "EURUSD", "M1", table, "time")

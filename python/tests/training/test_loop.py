@@ -26,9 +26,15 @@ def _record(root: Path, bars: pd.DataFrame) -> None:
     t = bars["time"].astype("datetime64[ms, UTC]").astype("int64").to_numpy()
     table = pa.table(
         {
-            "time": t, "open": bars["open"], "high": bars["high"], "low": bars["low"],
-            "close": bars["close"], "spread": bars["spread"], "tick_volume": bars["tick_volume"],
-            "real_volume": np.zeros(len(bars)), "spread_points": pa.array(np.zeros(len(bars), np.int32)),
+            "time": t,
+            "open": bars["open"],
+            "high": bars["high"],
+            "low": bars["low"],
+            "close": bars["close"],
+            "spread": bars["spread"],
+            "tick_volume": bars["tick_volume"],
+            "real_volume": np.zeros(len(bars)),
+            "spread_points": pa.array(np.zeros(len(bars), np.int32)),
         },
         schema=store.BAR_SCHEMA,
     )
@@ -78,9 +84,7 @@ def test_rounds_on_recorded_plus_imported_bars_register_a_challenger_only_when_t
     bars, _ = load_bars(str(GBPUSD_BID))
     recorded_root = tmp_path / "recorded"
     _record(recorded_root, bars.iloc[-2000:])  # the newest bars come from the recording
-    cfg = LoopConfig.load(
-        _config(tmp_path, [str(GBPUSD_BID), f"recorded:{recorded_root}:GBPUSD:M1"])
-    )
+    cfg = LoopConfig.load(_config(tmp_path, [str(GBPUSD_BID), f"recorded:{recorded_root}:GBPUSD:M1"]))
     uri = cfg.tracking_uri
 
     # A round whose model is known to be good (the oracle, planted after real training): registered
@@ -98,7 +102,9 @@ def test_rounds_on_recorded_plus_imported_bars_register_a_challenger_only_when_t
     assert set(card["feature_distribution"]["features"]) == set(card["feature_names"])
     assert card["feature_distribution"]["di"]["q999"] > card["feature_distribution"]["di"]["q50"] > 0
     # The champion is what serves; the operator promotes version 1.
-    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("kairos-gbpusd", "champion", "1")
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(
+        "kairos-gbpusd", "champion", "1"
+    )
     before = _aliases(uri, "kairos-gbpusd")
     assert before == ({"challenger": "1", "champion": "1"}, 1)
 
@@ -125,13 +131,17 @@ def test_rounds_on_recorded_plus_imported_bars_register_a_challenger_only_when_t
     assert json.loads((Path(broken.run_dir) / "round.json").read_text())["status"] == "data_error"
 
 
-def test_the_cli_runs_one_round_and_exits_with_its_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_runs_one_round_and_exits_with_its_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = _config(tmp_path, [str(tmp_path / "gbpusd-missing.csv")])
     with pytest.raises(SystemExit) as e:
         main(["loop", "--config", str(cfg), "--once"])
     assert e.value.code == 2
     assert "data_error" in capsys.readouterr().out
-    (tmp_path / "bad.toml").write_text('[schedule]\ninterval = "6h"\ncron = "* * * * *"\n[data]\nsources = ["x"]\n')
+    (tmp_path / "bad.toml").write_text(
+        '[schedule]\ninterval = "6h"\ncron = "* * * * *"\n[data]\nsources = ["x"]\n'
+    )
     with pytest.raises(SystemExit) as e:
         main(["loop", "--config", str(tmp_path / "bad.toml"), "--once"])
     assert e.value.code == 1
