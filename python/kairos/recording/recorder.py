@@ -6,13 +6,14 @@ Two ways in, one writer:
   ``kairos.md.>`` and ``kairos.bar.>``. What is published while the recorder is down is not recorded;
   ticks missing by their bridge sequence numbers are counted (``kairos_recorder_tick_sequence_gaps_total``).
 - **JetStream** (``--jetstream``; compose, Kubernetes): durable pull consumers on the ``KAIROS_MD`` and
-  ``KAIROS_BARS`` streams with ack-all. A message is acknowledged only after the part file holding it
-  has been renamed into place, so a recorder restart resumes where the last written file ended: no
-  gap; a crash between write and ack re-delivers, and readers drop the exact duplicates.
+  ``KAIROS_BARS`` streams with explicit acks. A message is acknowledged only after the part file
+  holding it has been renamed into place, so a recorder restart resumes with what was not written:
+  no gap; a crash between write and ack re-delivers, and readers drop the exact duplicates.
 
 Messages are buffered in memory and written every ``--flush-interval`` or ``--flush-rows`` rows,
 whichever comes first, one part file per symbol, timeframe and UTC day (kairos.recording.store).
-Retention removes date partitions older than ``--retention-days`` once an hour.
+Retention keeps the last ``--retention-days`` days of each symbol and timeframe (counted from its newest
+date partition, so a replay of old data is kept), checked once an hour.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ class RecorderConfig:
     ticks: bool = _f(True, "Record ticks (kairos.md.>); bars are always recorded.")
     flush_interval: float = _f(1.0, "Seconds between writes of the buffered rows.")
     flush_rows: int = _f(500_000, "Write as soon as this many rows are buffered.")
-    retention_days: int = _f(90, "Remove date partitions older than this many UTC days (0 keeps everything).")
+    retention_days: int = _f(
+        90,
+        "Keep this many UTC days of data per symbol and timeframe, counted back from its newest date "
+        "partition (0 keeps everything).",
+    )
     grpc_addr: str = _f(
         "127.0.0.1:7701", "gRPC health (grpc.health.v1, SERVING once subscribed) host:port; empty disables."
     )
@@ -188,7 +193,7 @@ class Buffer:
         self.ticks: dict[str, list[bytes]] = defaultdict(list)  # subject -> payloads, in arrival order
         self.bars: list[tuple[str, bytes]] = []  # (timeframe token of the subject, payload)
         self.rows = 0
-        self.acks: list[Any] = []  # the last JetStream message of each consumer since the last write
+        self.acks: list[Any] = []  # JetStream messages received since the last write
 
     def swap(self) -> Buffer:
         out = Buffer()
@@ -319,18 +324,22 @@ class Recorder:
             self.metrics.errors.labels("write").inc()
             self.log.error("write_failed", error=str(e), ticks_msgs=len(buf.ticks), bars=len(buf.bars))
             if self.cfg.jetstream:
-                # Acking a later message would acknowledge these too (ack-all): stop instead, and a
-                # restart resumes from the last acknowledged message.
+                # Unacknowledged, they would come back only after the ack wait, behind newer data:
+                # stop instead; a restart gets everything unacknowledged again.
                 raise
             return
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
         self.metrics.last_write.set(time.time())
-        for msg in buf.acks:  # ack-all: the last message of each consumer acknowledges all before it
+        failed, last_error = 0, ""
+        for msg in buf.acks:
             try:
                 await msg.ack()
             except Exception as e:
-                self.metrics.errors.labels("ack").inc()
-                self.log.warning("ack_failed", error=str(e))
+                failed += 1
+                last_error = str(e)
+        if failed:
+            self.metrics.errors.labels("ack").inc(failed)
+            self.log.warning("ack_failed", messages=failed, error=last_error)
 
     def _prune(self) -> None:
         if time.monotonic() - self._last_prune < 3600:
@@ -420,8 +429,10 @@ class Recorder:
         durable = f"{self.cfg.durable}-{stream.lower()}"
         cfg = api.ConsumerConfig(
             durable_name=durable,
-            ack_policy=api.AckPolicy.ALL,
-            ack_wait=max(30.0, 10 * self.cfg.flush_interval),
+            # Explicit acks, every message: with ack-all, a message delivered to a recorder that died
+            # before writing it would be acknowledged by its successor's first ack (a gap).
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=max(10.0, 10 * self.cfg.flush_interval),
             max_ack_pending=-1,
             deliver_policy=api.DeliverPolicy.ALL,
         )
@@ -433,14 +444,7 @@ class Recorder:
                 continue
             for m in msgs:
                 self._add(m.subject, m.data)
-            if msgs:
-                self._set_last(stream, msgs[-1])
-
-    def _set_last(self, stream: str, msg: Any) -> None:
-        # Keep only the newest message per stream: acking it acknowledges everything before it.
-        self.buf.acks = [m for m in self.buf.acks if getattr(m, "_kairos_stream", None) != stream]
-        msg._kairos_stream = stream
-        self.buf.acks.append(msg)
+            self.buf.acks.extend(msgs)  # acknowledged once the part files holding them are in place
 
 
 def configure_logs(level: str) -> None:

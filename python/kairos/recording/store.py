@@ -154,9 +154,10 @@ def symbols(root: Path) -> dict[str, list[str]]:
 
 
 def prune(root: Path, keep_days: int, now: float | None = None) -> list[Path]:
-    """Retention: removes every ``date=`` partition older than ``keep_days`` UTC days before ``now``
-    (0 keeps everything); returns the removed directories. Also removes stale temporary files of a
-    writer that died mid-write (older than an hour)."""
+    """Retention: in each symbol/timeframe, removes the ``date=`` partitions more than ``keep_days``
+    UTC days older than its newest partition (0 keeps everything): the last N days of data, live or
+    replayed (a replay of 2020 is not wiped for being old). Returns the removed directories. Also
+    removes temporary files of a writer that died mid-write (older than an hour before ``now``)."""
     removed: list[Path] = []
     now = time.time() if now is None else now
     for tmp in root.glob("symbol=*/timeframe=*/date=*/.*.tmp"):
@@ -164,9 +165,14 @@ def prune(root: Path, keep_days: int, now: float | None = None) -> list[Path]:
             tmp.unlink(missing_ok=True)
     if keep_days <= 0:
         return removed
-    cutoff = (datetime.fromtimestamp(now, UTC) - timedelta(days=keep_days)).strftime("%Y-%m-%d")
-    for d in sorted(root.glob("symbol=*/timeframe=*/date=*")):
-        if d.is_dir() and d.name.removeprefix("date=") < cutoff:
-            shutil.rmtree(d)
-            removed.append(d)
+    for series in sorted(root.glob("symbol=*/timeframe=*")):
+        days = sorted(d for d in series.glob("date=*") if d.is_dir())
+        if not days:
+            continue
+        newest = datetime.strptime(days[-1].name.removeprefix("date="), "%Y-%m-%d").replace(tzinfo=UTC)
+        cutoff = (newest - timedelta(days=keep_days)).strftime("%Y-%m-%d")
+        for d in days:
+            if d.name.removeprefix("date=") < cutoff:
+                shutil.rmtree(d)
+                removed.append(d)
     return removed

@@ -153,7 +153,7 @@ def test_recorded_rows_equal_what_the_collector_published(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(from_ticks, from_file)
 
 
-def test_retention_removes_old_date_partitions(tmp_path: Path) -> None:
+def test_retention_keeps_the_last_days_of_data(tmp_path: Path) -> None:
     import pyarrow as pa
 
     now = time.time()
@@ -179,4 +179,6 @@ def test_retention_removes_old_date_partitions(tmp_path: Path) -> None:
     assert len(removed) == 1 and removed[0].name == f"date={store.day_of(t_now - 40 * day)}"
     assert list(store.read_bars(tmp_path, "EURUSD", "M1")["time"]) == [t_now - 2 * day, t_now]
     assert store.prune(tmp_path, keep_days=0, now=now) == []
+    # Counted from the newest data, not the clock: a year later nothing more goes.
+    assert store.prune(tmp_path, keep_days=30, now=now + 365 * 86_400) == []
     os.environ.pop("KAIROS_RECORD_DIR", None)
