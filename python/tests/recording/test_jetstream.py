@@ -1,5 +1,6 @@
 """Recording from JetStream (the compose/Kubernetes mode): a real nats-server with JetStream and the
-committed stream definitions, the real collector publishing with --nats-jetstream, the recorder on
+committed stream definitions and the deployed NATS permissions (deploy/nats/auth.conf), the real
+collector publishing as in compose (the streams store its subjects), the recorder (identity recorder) on
 durable consumers killed with SIGKILL mid-replay and restarted: every replayed tick and every
 published bar is in the recorded dataset, once."""
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from kairos.recording import store
-from kairos.stack import processes, replay, services
+from kairos.stack import credentials, processes, replay, services
 from kairos.stack.loopback import free_port, wait_for, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -41,7 +42,7 @@ def _build() -> None:
     )
 
 
-def _recorder(url: str, root: Path, metrics: int, log: Path) -> subprocess.Popen[bytes]:
+def _recorder(url: str, root: Path, metrics: int, log: Path, creds: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as f:
         return subprocess.Popen(
             [
@@ -55,6 +56,7 @@ def _recorder(url: str, root: Path, metrics: int, log: Path) -> subprocess.Popen
                 f"--metrics-addr=127.0.0.1:{metrics}",
                 "--flush-interval=0.2",
                 "--durable=test-recorder",
+                f"--nats-creds={creds}",
             ],
             stdout=f,
             stderr=subprocess.STDOUT,
@@ -77,17 +79,14 @@ def test_a_killed_and_restarted_recorder_leaves_no_gap(tmp_path: Path) -> None:
     _build()
     port = free_port()
     url = f"nats://127.0.0.1:{port}"
+    # The deployed permissions (deploy/nats/auth.conf) with fresh passwords, as compose runs them.
+    nats_dir = tmp_path / "nats"
+    credentials.write_nats_credentials(nats_dir)
+    (nats_dir / "nats.conf").write_text(
+        f'listen: 127.0.0.1:{port}\ninclude "auth.conf"\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+    )
     nats = subprocess.Popen(
-        [
-            str(DEPLOY_BIN / "nats-server"),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-js",
-            "-sd",
-            str(tmp_path / "js"),
-        ],
+        [str(DEPLOY_BIN / "nats-server"), "-c", str(nats_dir / "nats.conf")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -97,6 +96,8 @@ def test_a_killed_and_restarted_recorder_leaves_no_gap(tmp_path: Path) -> None:
         out = subprocess.run(
             [
                 str(DEPLOY_BIN / "kairos-streams"),
+                "-password-file",
+                str(nats_dir / "streams.creds"),
                 "-server",
                 url,
                 "-dir",
@@ -115,14 +116,20 @@ def test_a_killed_and_restarted_recorder_leaves_no_gap(tmp_path: Path) -> None:
         spec = services.specs(settings, binaries)[0]
         argv = [a for a in spec.argv if not a.startswith(("--inference-endpoints", "--nats-", "--nats-addr"))]
         spec = dataclasses.replace(
-            spec, argv=[*argv, "--inference-endpoints=none", f"--nats-url={url}", "--nats-jetstream"]
+            spec,
+            argv=[
+                *argv,
+                "--inference-endpoints=none",
+                f"--nats-url={url}",
+                f"--nats-creds={nats_dir / 'collector.creds'}",
+            ],
         )
         root, metrics, log = tmp_path / "recorded", free_port(), tmp_path / "recorder.log"
         data = replay.load(str(TICKS), symbol="EURUSD", strict=True)
         with processes.Stack(settings.run_dir) as stack:
             stack.start_all([spec])
             bridge = f"127.0.0.1:{settings.ports.collector_bridge}"
-            rec = _recorder(url, root, metrics, log)
+            rec = _recorder(url, root, metrics, log, nats_dir / "recorder.creds")
             wait_for(lambda: _recorded(metrics) >= 0, 30, "the recorder's metrics")
             # One bridge session (a second one would restart the tick sequences the collector builds
             # its JetStream message ids from), paced so the recorder dies and restarts mid-replay.
@@ -139,10 +146,10 @@ def test_a_killed_and_restarted_recorder_leaves_no_gap(tmp_path: Path) -> None:
             rec.send_signal(signal.SIGKILL)  # mid-stream: whatever it had not written is unacknowledged
             rec.wait(10)
             time.sleep(1.0)  # ticks keep arriving while no recorder runs
-            rec = _recorder(url, root, metrics, log)  # the same durable consumers resume
+            rec = _recorder(url, root, metrics, log, nats_dir / "recorder.creds")  # the same consumers resume
             pusher.join(60)
             assert result and result[0].lost == 0 and result[0].pushed == len(data.time_msc)
-            # Every replayed tick was acknowledged by the collector only once JetStream stored it (ADR 0024).
+            # Every replayed tick is in the KAIROS_MD stream; the restarted recorder must write them all.
             wait_for(
                 lambda: len(store.read_ticks(root, "EURUSD")) >= len(data.time_msc),
                 60,
