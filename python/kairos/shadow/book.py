@@ -19,6 +19,8 @@ trades, exposure. The policy and cost code are called, not copied.
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from dataclasses import dataclass, field
 
 from kairos.training.backtest import FillModel
@@ -83,7 +85,7 @@ class ShadowBook:
         """The net return of the last decision over this bar (fill_returns, one element)."""
         prev, pos, c0 = self.prev_pos, self.pos, self.last_close
         delta = pos - prev
-        slip = float(self.fill.slippage(delta * self.params.policy.max_lots))
+        slip = float(self.fill.slippage(np.array([delta * self.params.policy.max_lots]))[0])
         price = open_ + spread + slip if delta > 0 else open_ - slip if delta < 0 else open_
         net = (prev * (price - c0) + pos * (close - price)) / c0 - abs(delta) * self.fill.commission
         self.n += 1
