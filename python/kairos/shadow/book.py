@@ -19,9 +19,9 @@ trades, exposure. The policy and cost code are called, not copied.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
-from dataclasses import dataclass, field
 
 from kairos.training.backtest import FillModel
 from kairos.training.policy import Decision, Params, State, decide
