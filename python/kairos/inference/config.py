@@ -141,6 +141,12 @@ class InferenceConfig:
         0.0,
         "Dissimilarity index above which a row is out of distribution; 0 = the card's training p99.9.",
     )
+    shadow_models: tuple[str, ...] = _f(
+        (),
+        "Comma-separated model sources (models:/<name>@challenger, ...) evaluated in shadow on the same "
+        "bars: their signals are never published; each is accounted on paper with its card's decision "
+        "policy and the paper venue's fills (kairos_inference_shadow_* metrics), the serving model too.",
+    )
     abstain_ood: bool = _f(
         False,
         "Abstain on out-of-distribution rows: their signals carry flat probabilities (edge 0: no entry) "

@@ -70,6 +70,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self._stream_requests = metrics.requests.labels("StreamPredict")
         self._stream_seconds = metrics.request_seconds.labels("StreamPredict")
         self._drift: dict[tuple[str, str], Any] = {}  # (name, version) -> DriftMonitor or None
+        self.shadow: Any = None  # kairos.inference.shadow.ShadowEvaluator with --shadow-models
 
     def _drift_of(self, model: ServedModel) -> Any:
         """The model's drift monitor (None without a training distribution in its card)."""
@@ -156,6 +157,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     break
                 req, recv_t, recv_us, model, work, fut = item
                 resp = pb.StreamPredictResponse(request_id=req.request_id)
+                shadow_outputs = None
                 if work.rejections:
                     resp.rejections.extend(work.rejections)
                 if fut is not None:
@@ -169,9 +171,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         work.symbols.clear()
                     else:
                         self._fill(resp, req, recv_us, model, work, result)
+                        shadow_outputs = result.outputs
                 await context.write(resp)
                 self._stream_seconds.observe(time.perf_counter() - recv_t)
                 ood = self._observe_drift(model, work) if resp.predictions else []
+                if self.shadow is not None and resp.predictions and shadow_outputs is not None:
+                    self.shadow.submit(model, work, shadow_outputs)
                 if self.publisher is not None and resp.predictions:
                     pol, col = model.policy, model.vol_index
                     for k, p in enumerate(resp.predictions):
