@@ -29,13 +29,13 @@ import grpc
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import inference as ib  # noqa: E402 - bench/inference.py: the same latency measurement
+import inference as ib
 
-from kairos.features import ModelCard  # noqa: E402
-from kairos.inference.v1 import inference_pb2 as pb  # noqa: E402
-from kairos.inference.v1 import inference_pb2_grpc  # noqa: E402
-from kairos.stack import services  # noqa: E402
-from kairos.stack.loopback import free_port, wait_for  # noqa: E402
+from kairos.features import ModelCard
+from kairos.inference.v1 import inference_pb2 as pb
+from kairos.inference.v1 import inference_pb2_grpc
+from kairos.stack import services
+from kairos.stack.loopback import free_port, wait_for
 
 
 def copy_model(dst: Path, version: str) -> Path:
