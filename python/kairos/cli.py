@@ -124,6 +124,7 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
         from kairos.stack import credentials
 
         _print_models(inference.grpc_addr, credentials.read_token(run_dir, "inference"))
+        _print_shadow(inference.metrics_url)
     counters = Table("metric", "labels", "value")
     for svc in recorded:
         for name, labels, value in _scrape(svc.metrics_url):
@@ -161,6 +162,35 @@ def _print_models(addr: str, token: str) -> None:
         if m.gate != "PASSED":
             why = m.verdict or "its model card carries no gate verdict: nobody validated it"
             console.print(f"[{styles[m.gate]}]{m.name} {m.version} is not a validated model:[/] {why}")
+
+
+def _print_shadow(url: str) -> None:
+    """Paper figures of the serving model and the shadow challengers (--shadow-models), one row each."""
+    from kairos.stack.services import metric_samples
+
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for fig in ("bars", "net_return", "sharpe", "turnover", "trades"):
+        try:
+            samples = metric_samples(url, f"kairos_inference_shadow_{fig}")
+        except OSError:
+            return
+        for labels, value in samples.items():
+            got = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            rows.setdefault((got.get("model", ""), got.get("role", "")), {})[fig] = value
+    if not rows:
+        return
+    table = Table("model (paper, live bars)", "role", "bars", "net", "Sharpe", "turnover/bar", "trades")
+    for (model, role), f in sorted(rows.items(), key=lambda kv: kv[0][1] != "serving"):
+        table.add_row(
+            model,
+            role,
+            f"{f.get('bars', 0):.0f}",
+            f"{f.get('net_return', 0) * 1e4:+.1f} bp",
+            f"{f.get('sharpe', 0):.2f}",
+            f"{f.get('turnover', 0):.3f}",
+            f"{f.get('trades', 0):.0f}",
+        )
+    console.print(table)
 
 
 def _scrape(url: str) -> list[tuple[str, str, str]]:

@@ -7,16 +7,22 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from tests.inference.harness import ServerThread, StreamClient, load_gbpusd_m1, metric, proto_bars, with_card
 from tests.inference.test_signals import Subscriber
 
+from kairos import cli
 from kairos.features import ModelCard
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.stack.loopback import wait_for
 
 
 def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
-    nats_url: str, model_path: Path, start_server: Callable[..., ServerThread], tmp_path: Path
+    nats_url: str,
+    model_path: Path,
+    start_server: Callable[..., ServerThread],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     card = ModelCard.from_onnx(model_path)
     assert card.policy is not None
@@ -75,5 +81,10 @@ def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
         metric(text, "kairos_inference_shadow_bars", model=f"{card.name}/eager", role="shadow")
         == len(preds) - 1
     )
+    # `kairos status` shows the paper figures, the serving model first.
+    assert srv.server is not None
+    cli._print_shadow(f"http://127.0.0.1:{srv.server.metrics_port}/metrics")
+    shown = capsys.readouterr().out
+    assert shown.count("│ serving") == 1 and shown.count("│ shadow") == 2, shown
     # model_info still names only the serving version.
     assert metric(text, "kairos_inference_model_info", model=card.name, version="twin") == 0
