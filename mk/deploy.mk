@@ -49,6 +49,7 @@ lint-deploy: setup $(STAMP)/compose deploy-tools ## Validate compose files, Prom
 	  nats-server -t -c $$d/nats.conf; rc=$$?; rm -rf $$d; exit $$rc
 	@set -e; mkdir -p $(BUILD)/deploy; for o in $(K8S_OVERLAYS); do \
 	  out=$(BUILD)/deploy/k8s-$$(basename $$o).yaml; kustomize build $$o > $$out; \
+	  $(DEPLOY_PY) check-k8s-nats $$out; \
 	  for v in $(K8S_VERSIONS); do \
 	    echo "kustomize build $$o | kubernetes-validate --strict -k $$v"; $(KUBEVAL) --strict --quiet -k $$v $$out; \
 	  done; \

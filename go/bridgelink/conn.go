@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,11 @@ type Conn struct {
 	nc    net.Conn
 	log   *slog.Logger
 	hello *bridgev1.Hello
-	sess  *session // set under l.mu once Hello is accepted
+	sess  *session   // set under l.mu once Hello is accepted
+	ip    netip.Addr // the remote address, as the failed-handshake gate counts it
+	// authed: the Hello proved the key (or the listener is insecure); a later failure is not the
+	// peer's failure to authenticate.
+	authed bool
 
 	out      chan *bridgev1.Frame // frames for the writer besides heartbeats
 	ackMoved chan struct{}        // the reader processed frames (capacity 1)
@@ -86,7 +91,7 @@ func errorFrame(code bridgev1.ErrorCode, msg string, seq uint64) *bridgev1.Frame
 }
 
 func (l *Listener) newConn(nc net.Conn) *Conn {
-	return &Conn{l: l, nc: nc, log: l.log.With("remote", nc.RemoteAddr().String()),
+	return &Conn{l: l, nc: nc, ip: remoteIP(nc.RemoteAddr()), log: l.log.With("remote", nc.RemoteAddr().String()),
 		out: make(chan *bridgev1.Frame, l.cfg.SendQueue), ackMoved: make(chan struct{}, 1),
 		done: make(chan struct{}), finished: make(chan struct{})}
 }
@@ -139,6 +144,7 @@ func (c *Conn) run() {
 	}()
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	helloSeq, err := c.handshake(br)
+	l.handshakeDone(c, err)
 	if err != nil {
 		if !c.stopped() {
 			c.fail(err)
@@ -172,7 +178,7 @@ func (c *Conn) serve(br *bufio.Reader, h Handler, helloSeq uint64) error {
 		if c.stopped() {
 			return c.cause
 		}
-		in, err := c.read(br)
+		in, err := c.read(br, c.l.cfg.MaxFrameBytes)
 		if err != nil {
 			if c.stopped() {
 				return c.cause
@@ -185,7 +191,7 @@ func (c *Conn) serve(br *bufio.Reader, h Handler, helloSeq uint64) error {
 		// read error among them is reported after the frames before it are handled.
 		var pending error
 		for len(batch) < c.l.cfg.MaxBatch && br.Buffered() > 0 {
-			g, err := c.read(br)
+			g, err := c.read(br, c.l.cfg.MaxFrameBytes)
 			if err != nil {
 				pending = err
 				break
@@ -206,8 +212,8 @@ func (c *Conn) serve(br *bufio.Reader, h Handler, helloSeq uint64) error {
 	}
 }
 
-func (c *Conn) read(br *bufio.Reader) (Inbound, error) {
-	raw, err := ReadRaw(br, c.l.cfg.MaxFrameBytes)
+func (c *Conn) read(br *bufio.Reader, limit int) (Inbound, error) {
+	raw, err := ReadRaw(br, limit)
 	if err != nil {
 		return Inbound{}, err
 	}
@@ -224,7 +230,6 @@ func (c *Conn) read(br *bufio.Reader) (Inbound, error) {
 func (c *Conn) challenge(nonce []byte) error {
 	f := &bridgev1.Frame{SentTimeUs: time.Now().UnixMicro(), Body: &bridgev1.Frame_Challenge{Challenge: &bridgev1.Challenge{
 		ServerNonce: nonce, AuthRequired: len(c.l.cfg.Key) > 0}}}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(3 * c.l.cfg.HeartbeatInterval))
 	if _, err := protodelim.MarshalTo(c.nc, f); err != nil {
 		return err
 	}
@@ -234,26 +239,30 @@ func (c *Conn) challenge(nonce []byte) error {
 
 // handshake sends the Challenge, reads Hello, checks its key proof, replaces the session's older
 // connection and queues Welcome. It returns the Hello's sequence: the DLL sends 0, older peers
-// numbered Hello like a data frame.
+// numbered Hello like a data frame. The Challenge and Hello must be through within
+// HandshakeTimeout of the start, however slowly the peer's bytes come, and Hello within
+// MaxHandshakeBytes (guard.go).
 func (c *Conn) handshake(br *bufio.Reader) (uint64, error) {
 	l := c.l
+	deadline := time.Now().Add(l.cfg.HandshakeTimeout)
+	_ = c.nc.SetWriteDeadline(deadline)
 	nonce := make([]byte, NonceBytes)
 	if _, err := rand.Read(nonce); err != nil {
 		return 0, fmt.Errorf("bridge challenge nonce: %w", err)
 	}
 	if err := c.challenge(nonce); err != nil {
-		return 0, err
+		return 0, c.handshakeErr(err)
 	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(3 * l.cfg.HeartbeatInterval))
+	_ = c.nc.SetReadDeadline(deadline)
 	if c.stopped() {
 		return 0, c.cause
 	}
-	in, err := c.read(br)
+	in, err := c.read(br, l.cfg.MaxHandshakeBytes)
 	if err != nil {
 		if c.stopped() {
 			return 0, c.cause
 		}
-		return 0, err
+		return 0, c.handshakeErr(err)
 	}
 	f := in.Frame
 	h := f.GetHello()
@@ -263,7 +272,7 @@ func (c *Conn) handshake(br *bufio.Reader) (uint64, error) {
 	case h.Channel != l.cfg.Channel:
 		return 0, &frameError{ReasonProtocol, bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION,
 			fmt.Sprintf("this is the %s listener (%s): Hello.channel must be %v, got %v", l.m.Channel, l.cfg.ServerVersion, l.cfg.Channel, h.Channel), f.Sequence}
-	case h.ApiVersion != APIVersion:
+	case h.ApiVersion < MinAPIVersion || h.ApiVersion > APIVersion:
 		return 0, &frameError{ReasonUnsupportedVersion, bridgev1.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION,
 			fmt.Sprintf("bridge api_version %d is not supported (want %d): install the DLL and EA of this release", h.ApiVersion, APIVersion), f.Sequence}
 	}
@@ -282,6 +291,7 @@ func (c *Conn) handshake(br *bufio.Reader) (uint64, error) {
 			return 0, &frameError{ReasonUnauthenticated, bridgev1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, msg, f.Sequence}
 		}
 	}
+	c.authed = true
 	c.hello = h
 	c.log = c.log.With("session_id", h.SessionId)
 	c.log.Info("bridge hello", "bridge_version", h.BridgeVersion, "terminal", h.TerminalName, "build", h.TerminalBuild,
@@ -319,6 +329,16 @@ func (c *Conn) handshake(br *bufio.Reader) (uint64, error) {
 	}
 	c.enqueue(&bridgev1.Frame{Body: &bridgev1.Frame_Welcome{Welcome: w}})
 	return f.Sequence, nil
+}
+
+// handshakeErr names a deadline hit during the handshake: the peer did not finish it in time (a
+// slowloris, or a client that is not a bridge).
+func (c *Conn) handshakeErr(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &frameError{ReasonHandshakeTimeout, bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION,
+			fmt.Sprintf("no complete Hello within the %s handshake timeout", c.l.cfg.HandshakeTimeout), 0}
+	}
+	return err
 }
 
 // process drops duplicates, counts gaps, answers heartbeats and hands the rest to the Handler;
@@ -418,7 +438,7 @@ func (c *Conn) fail(err error) {
 	case errors.As(err, &fe):
 	case errors.As(err, &tooLarge):
 		fe = &frameError{ReasonOversized, bridgev1.ErrorCode_ERROR_CODE_MALFORMED_FRAME,
-			fmt.Sprintf("frame of %d bytes exceeds the %d-byte limit", tooLarge.Size, c.l.cfg.MaxFrameBytes), 0}
+			fmt.Sprintf("frame of %d bytes exceeds the %d-byte limit", tooLarge.Size, tooLarge.MaxSize), 0}
 	case errors.As(err, &he):
 		c.log.Warn("closing bridge connection: the channel failed", "err", he.err)
 		return

@@ -40,15 +40,27 @@ func ReadRaw(br *bufio.Reader, maxBytes int) ([]byte, error) {
 	if size > uint64(maxBytes) {
 		return nil, &protodelim.SizeTooLargeError{Size: size, MaxSize: uint64(maxBytes)}
 	}
-	buf := make([]byte, size)
-	if _, err := io.ReadFull(br, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	// The buffer grows with the bytes that arrive (doubling from eagerBytes), so a prefix that
+	// claims a large frame and then stalls costs what was sent, not what was claimed.
+	n := int(size)
+	buf := make([]byte, min(n, eagerBytes))
+	for read := 0; ; {
+		if _, err := io.ReadFull(br, buf[read:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
 		}
-		return nil, err
+		read = len(buf)
+		if read == n {
+			return buf, nil
+		}
+		buf = append(buf, make([]byte, min(n-read, read))...)
 	}
-	return buf, nil
 }
+
+// eagerBytes is how much of a frame ReadRaw allocates before any of its bytes arrived.
+const eagerBytes = 64 << 10
 
 // Decode turns a frame's bytes into a Frame, trying fast first when it is not nil.
 func Decode(raw []byte, fast FastDecoder) (*bridgev1.Frame, error) {
@@ -104,6 +116,12 @@ func BodyName(f *bridgev1.Frame) string {
 		return "error"
 	case *bridgev1.Frame_Challenge:
 		return "challenge"
+	case *bridgev1.Frame_TerminalCheck:
+		return "terminal_check"
+	case *bridgev1.Frame_HistoryRequest:
+		return "history_request"
+	case *bridgev1.Frame_HistoryData:
+		return "history_data"
 	case nil:
 		return "none"
 	}

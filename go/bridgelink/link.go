@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +36,11 @@ import (
 
 // APIVersion is the bridge C ABI version the services speak (Hello.api_version, KB_API_VERSION).
 // Version 2 added the key challenge; a version-1 DLL cannot answer it and is refused.
-const APIVersion = 2
+const APIVersion = 3
+
+// MinAPIVersion is the oldest bridge C ABI version the services still accept: version 2 DLLs lack
+// only what version 3 added (kb_report_check, MODIFY_POSITION), so they keep working.
+const MinAPIVersion = 2
 
 // Session table defaults.
 const (
@@ -105,8 +110,11 @@ type Config struct {
 	// OnEvict, if set, is told each session the table forgets (the collector drops its ingest
 	// source). It runs without the listener's lock and must not block.
 	OnEvict func(id uint64, reason string)
-	// Now is the clock of session expiry. Default time.Now.
+	// Now is the clock of session expiry and of the failed-handshake gate. Default time.Now.
 	Now func() time.Time
+
+	// Guard bounds what a peer may cost before it has proven the key (guard.go).
+	Guard
 }
 
 // Channel is what a service plugs into the listener.
@@ -192,13 +200,17 @@ type Listener struct {
 	m   *Metrics
 	log *slog.Logger
 
-	mu       sync.Mutex
-	ln       net.Listener
-	sessions map[uint64]*session
-	touch    uint64
-	conns    map[*Conn]struct{}
-	closed   bool
-	wg       sync.WaitGroup // one per connection goroutine
+	mu         sync.Mutex
+	ln         net.Listener
+	sessions   map[uint64]*session
+	touch      uint64
+	conns      map[*Conn]struct{}
+	shaking    int                  // connections in their handshake (MaxHandshakes)
+	shakingBy  map[netip.Addr]int   // the same per remote address; at most MaxHandshakes entries
+	gate       *failGate            // failed handshakes per remote address
+	refusedLog map[string]time.Time // last log line per refusal reason (at most one a second each)
+	closed     bool
+	wg         sync.WaitGroup // one per connection goroutine
 }
 
 // New returns a listener that is not bound yet; Listen binds, Serve accepts. The session table
@@ -228,6 +240,22 @@ func New(cfg Config, ch Channel, m *Metrics, log *slog.Logger) *Listener {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.MaxConnections = orDefault(cfg.MaxConnections, DefaultMaxConnections)
+	cfg.MaxHandshakes = orDefault(cfg.MaxHandshakes, DefaultMaxHandshakes)
+	cfg.MaxHandshakesPerAddress = orDefault(cfg.MaxHandshakesPerAddress, DefaultMaxHandshakesPerAddress)
+	cfg.MaxHandshakeBytes = orDefault(cfg.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
+	cfg.MaxHandshakeBytes = min(cfg.MaxHandshakeBytes, cfg.MaxFrameBytes)
+	if cfg.MaxHandshakeBytes < 0 {
+		cfg.MaxHandshakeBytes = cfg.MaxFrameBytes
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 3 * cfg.HeartbeatInterval
+	}
+	cfg.AuthFailureBurst = orDefault(cfg.AuthFailureBurst, DefaultAuthFailureBurst)
+	if cfg.AuthFailureRefill <= 0 {
+		cfg.AuthFailureRefill = DefaultAuthFailureRefill
+	}
+	cfg.MaxTrackedPeers = orDefault(cfg.MaxTrackedPeers, DefaultMaxTrackedPeers)
 	if m == nil {
 		m = NewMetrics(nil, cfg.Channel)
 	}
@@ -235,7 +263,17 @@ func New(cfg Config, ch Channel, m *Metrics, log *slog.Logger) *Listener {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Listener{cfg: cfg, ch: ch, m: m, log: log.With("channel", m.Channel),
-		sessions: map[uint64]*session{}, conns: map[*Conn]struct{}{}}
+		sessions: map[uint64]*session{}, conns: map[*Conn]struct{}{},
+		shakingBy: map[netip.Addr]int{}, refusedLog: map[string]time.Time{},
+		gate: newFailGate(cfg.AuthFailureBurst, cfg.AuthFailureRefill, max(cfg.MaxTrackedPeers, 1), cfg.Now)}
+}
+
+// orDefault is v, or def when v is 0 (a negative v stays: the bound is off).
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // Listen binds cfg.Addr. Without a key it refuses (ErrNoKey) unless Config.Insecure.
@@ -299,7 +337,15 @@ func (l *Listener) Serve() error {
 			nc.Close()
 			continue
 		}
+		if reason, msg := l.admitLocked(c); reason != "" {
+			l.mu.Unlock()
+			l.refuse(c, reason, msg)
+			continue
+		}
 		l.conns[c] = struct{}{}
+		l.shaking++
+		l.shakingBy[c.ip]++
+		l.m.Handshakes.Set(float64(l.shaking))
 		l.wg.Add(1)
 		l.mu.Unlock()
 		go func() {

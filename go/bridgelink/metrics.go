@@ -20,10 +20,11 @@ const (
 	ReasonIO                 = "io"                  // a socket error (reset, write failure)
 	ReasonUnauthenticated    = "unauthenticated"     // Hello without a valid key proof (auth_failures_total says why)
 	ReasonSessionLimit       = "session_limit"       // a new session while MaxSessions all have a connection
+	ReasonHandshakeTimeout   = "handshake_timeout"   // no complete, proven Hello within HandshakeTimeout
 )
 
 var reasons = []string{ReasonMalformed, ReasonOversized, ReasonProtocol, ReasonUnsupportedVersion,
-	ReasonTruncated, ReasonHeartbeatTimeout, ReasonIO, ReasonUnauthenticated, ReasonSessionLimit}
+	ReasonTruncated, ReasonHeartbeatTimeout, ReasonIO, ReasonUnauthenticated, ReasonSessionLimit, ReasonHandshakeTimeout}
 
 // rttBuckets span 10 µs to 1 s: a loopback round trip sits at the low end, a stalled peer at the top.
 var rttBuckets = []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1}
@@ -53,6 +54,14 @@ type Metrics struct {
 	Sessions prometheus.Gauge
 	// SessionsEvicted counts sessions forgotten, by reason (EvictTTL, EvictCapacity).
 	SessionsEvicted *prometheus.CounterVec
+	// ConnectionsRefused counts connections closed at accept, by reason (Refuse*).
+	ConnectionsRefused *prometheus.CounterVec
+	// Handshakes is the number of connections in their handshake (not yet proven).
+	Handshakes prometheus.Gauge
+	// AuthTrackedPeers is the size of the failed-handshake map (remote addresses);
+	// AuthPeersEvicted counts addresses it dropped to stay within MaxTrackedPeers.
+	AuthTrackedPeers prometheus.Gauge
+	AuthPeersEvicted prometheus.Counter
 }
 
 // ChannelLabel is a channel's label value: CHANNEL_MARKET_DATA → "market_data".
@@ -85,6 +94,14 @@ func NewMetrics(reg prometheus.Registerer, ch bridgev1.Channel) *Metrics {
 		Help: "Bridge sessions whose resume point is kept, by channel."}, []string{"channel"}))
 	evictions := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_bridge_sessions_evicted_total",
 		Help: "Bridge sessions forgotten, by channel and reason (ttl: idle too long, capacity: the table was full)."}, []string{"channel", "reason"}))
+	refused := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_bridge_connections_refused_total",
+		Help: "Bridge connections closed at accept, by channel and reason (connection_limit, handshake_limit, address_limit, rate_limited: the address failed too many handshakes)."}, []string{"channel", "reason"}))
+	shaking := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_bridge_handshakes",
+		Help: "Bridge connections in their handshake (key not proven yet), by channel."}, []string{"channel"}))
+	tracked := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_bridge_auth_tracked_peers",
+		Help: "Remote addresses with failed bridge handshakes being counted (bounded), by channel."}, []string{"channel"}))
+	trackedEvicted := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_bridge_auth_tracked_peers_evicted_total",
+		Help: "Remote addresses dropped from the failed-handshake map to keep it bounded, by channel."}, []string{"channel"}))
 	m := &Metrics{
 		Channel:      label,
 		Connections:  conns.WithLabelValues(label),
@@ -98,6 +115,14 @@ func NewMetrics(reg prometheus.Registerer, ch bridgev1.Channel) *Metrics {
 		AuthFailures:    auth.MustCurryWith(prometheus.Labels{"channel": label}),
 		Sessions:        sessions.WithLabelValues(label),
 		SessionsEvicted: evictions.MustCurryWith(prometheus.Labels{"channel": label}),
+
+		ConnectionsRefused: refused.MustCurryWith(prometheus.Labels{"channel": label}),
+		Handshakes:         shaking.WithLabelValues(label),
+		AuthTrackedPeers:   tracked.WithLabelValues(label),
+		AuthPeersEvicted:   trackedEvicted.WithLabelValues(label),
+	}
+	for _, r := range refuseReasons {
+		m.ConnectionsRefused.WithLabelValues(r)
 	}
 	for _, r := range reasons {
 		m.FrameErrors.WithLabelValues(r)

@@ -6,10 +6,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	collectorv1 "github.com/kairos-mt5/kairos/gen/go/kairos/collector/v1"
 
 	"github.com/kairos-mt5/kairos/go/collector/internal/testinfer"
 	"github.com/kairos-mt5/kairos/go/collector/internal/ticksdata"
@@ -88,4 +92,38 @@ func TestMutualTLSOnTheGRPCPortAndTheInferenceLink(t *testing.T) {
 		seq++
 	}
 	testkit.WaitFor(t, "ticks at the TLS inference server", 20*time.Second, func() bool { return inf.Ticks()["EURUSD"] == len(ticks) })
+}
+
+// A client certificate named in TLSClientIdentities reads market data without the token; another
+// certificate from the same CA still needs it (ADR 0063).
+func TestAClientCertificateIdentityStandsInForTheCollectorToken(t *testing.T) {
+	f := tlstest.NewFiles(t)
+	cfg := testConfig()
+	cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA = f.ServerCert, f.ServerKey, f.CAFile
+	cfg.TLSClientIdentities = []string{"kairos-dashboard"}
+	svc := start(t, cfg)
+	dir := t.TempDir()
+	list := func(cn string) error {
+		cert, key := f.CA.Issue(t, cn)
+		creds, err := tlsreload.ClientConfig{CAFile: f.CAFile, CertFile: tlstest.Write(t, dir, cn+".crt", cert),
+			KeyFile: tlstest.Write(t, dir, cn+".key", key)}.Credentials()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = collectorv1.NewMarketDataServiceClient(cc).ListSymbols(ctx, &collectorv1.ListSymbolsRequest{})
+		return err
+	}
+	if err := list("kairos-dashboard"); err != nil {
+		t.Fatalf("the named certificate without a token: %v", err)
+	}
+	if err := list("someone-else"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("another certificate without a token: %v", err)
+	}
 }

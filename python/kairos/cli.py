@@ -5,6 +5,7 @@
     kairos status    health, model versions, key counters
     kairos replay    replay a data file (or a built-in sample) through the bridge library
     kairos stream    print live ticks, bars or predictions for a symbol (typed client SDK)
+    kairos history   download tick or bar history from the MT5 terminal through the bridge (Parquet)
     kairos kill      the execution kill switch: halt, cancel working orders, optionally flatten
     kairos demo      the main job: all of the above on embedded defaults, with a live view and a report
     kairos models    model lifecycle in the registry: list, promote, rollback
@@ -26,7 +27,6 @@ from rich.console import Console
 from rich.table import Table
 
 from kairos.stack import processes, services
-from kairos.stack.health import check_health
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 console = Console()
@@ -67,17 +67,20 @@ def up(
     stack = processes.Stack(run_dir)
     try:
         extra = [services.recorder_spec(settings, record_dir)] if record else []
-        for spec in [*services.specs(settings, binaries), *extra]:
+        for spec in [*services.specs(settings, binaries), services.console_spec(settings), *extra]:
             svc = stack.start(spec)
             stack.wait_ready(svc)
-            console.print(
-                f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {spec.grpc_addr}  log {svc.log_path}"
-            )
+            where = spec.grpc_addr or spec.ready_url.removesuffix("/healthz")
+            console.print(f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {where}  log {svc.log_path}")
     except processes.ServiceDied as exc:
         err.print(f"[red]{exc}[/]")
         stack.stop()
         raise typer.Exit(EXIT_SERVICE_DIED) from exc
-    console.print(f"execution token in {run_dir / 'token'}; stop with `kairos down`")
+    console.print(
+        f"console: {services.console_url(settings)} "
+        f"(log in with the execution token in {run_dir / 'token'}); stop with `kairos down`",
+        highlight=False,
+    )
     # The EA needs the key as its BridgeKey input; the terminal usually runs on another machine.
     console.print(
         f"bridge key (the EA's BridgeKey input) in {settings.bridge_key_file}:\n"
@@ -115,8 +118,8 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
             svc.name,
             str(svc.pid),
             "running" if svc.alive() else "[red]gone[/]",
-            check_health(svc.grpc_addr).name,
-            svc.grpc_addr,
+            processes.service_health(svc).name,
+            svc.grpc_addr or svc.ready_url.removesuffix("/healthz"),
         )
     console.print(table)
     inference = next((s for s in recorded if s.name == "inference"), None)
@@ -371,6 +374,73 @@ def stream(
 
 
 @app.command()
+def history(
+    symbol: Annotated[str, typer.Argument(help="Symbol as the terminal spells it, e.g. EURUSD.")],
+    from_: Annotated[
+        str, typer.Option("--from", help="Start, UTC (ISO 8601: 2020-01-02 or 2020-01-02T10:00).")
+    ],
+    to: Annotated[str, typer.Option("--to", help="End, UTC, exclusive.")],
+    ticks: Annotated[bool, typer.Option("--ticks", help="Every tick (CopyTicksRange).")] = False,
+    bars: Annotated[
+        str, typer.Option("--bars", help="Bars of a timeframe (CopyRates): M1, M5, ..., D1.")
+    ] = "",
+    out: Annotated[
+        Path | None, typer.Option(help="Parquet file to write (default: SYMBOL-ticks-FROM-TO.parquet).")
+    ] = None,
+    chunk: Annotated[
+        str, typer.Option(help="Chunk length, e.g. 6h or 1d (default: 1d ticks, 30d bars).")
+    ] = "",
+    collector: Annotated[str, typer.Option(help="Collector gRPC host:port.")] = "127.0.0.1:7401",
+    token_file: Annotated[
+        Path | None, typer.Option(help="The collector's bearer token (default: the run directory's).")
+    ] = None,
+    run_dir: RunDir = services.STATE_DIR / "run",
+) -> None:
+    """Download SYMBOL's ticks or bars from the MT5 terminal through the bridge into one Parquet file.
+
+    The collector asks the EA chunk by chunk (progress below); each chunk is kept as it completes, so
+    running the same command again resumes an interrupted download. A chunk the terminal cannot
+    copy, one its history does not cover (partial) and an empty range end with an error naming the
+    chunk and why (exit 1)."""
+    from kairos.stack import credentials
+    from kairos.stack import history as hist
+
+    if ticks == bool(bars):
+        err.print("give exactly one of --ticks or --bars TIMEFRAME")
+        raise typer.Exit(EXIT_ERROR)
+    try:
+        start, end = hist.parse_time(from_), hist.parse_time(to)
+        chunk_ms = hist.parse_duration(chunk) if chunk else None
+        what = f"{bars.upper()}" if bars else "ticks"
+        target = out or Path(f"{symbol}-{what}-{from_}-{to}.parquet".replace(":", ""))
+        token = (
+            token_file.read_text().strip()
+            if token_file
+            else credentials.Credentials(run_dir).token("collector")
+        )
+        result = hist.download(
+            symbol,
+            start,
+            end,
+            out=target,
+            collector=collector,
+            token=token,
+            timeframe=bars or None,
+            chunk_ms=chunk_ms,
+            progress=lambda line: console.print(line, highlight=False),
+        )
+    except (hist.HistoryError, OSError) as exc:
+        err.print(f"[red]kairos history: {exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+    console.print(
+        f"{result.rows} {'bars' if bars else 'ticks'} of {symbol} in {result.path} "
+        f"({result.chunks} chunks: {result.downloaded} downloaded, {result.resumed} resumed, "
+        f"{len(result.empty)} empty){' from ' + result.terminal if result.terminal else ''}",
+        highlight=False,
+    )
+
+
+@app.command()
 def kill(
     flatten: Annotated[bool, typer.Option(help="Also close every open position at market.")] = False,
     execution: Annotated[str, typer.Option(help="Execution gRPC host:port.")] = "127.0.0.1:7601",
@@ -403,13 +473,23 @@ def demo(
     last: Annotated[int, typer.Option(help="Replay only the last N rows of the data (0: all).")] = 1500,
     out: Annotated[Path, typer.Option(help="Report directory.")] = services.REPO / "build" / "demo",
     live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
+    web_console: Annotated[
+        bool, typer.Option("--console/--no-console", help="Serve the operator console while the demo runs.")
+    ] = True,
 ) -> None:
     """The main job: train if needed, start the stack, replay through the bridge, watch, report, stop."""
     from kairos.stack import demo as demo_mod
 
     code = demo_mod.run(
         demo_mod.DemoOptions(
-            data=data, symbol=symbol, model=model, speed=speed, last=last, out=out, live=live
+            data=data,
+            symbol=symbol,
+            model=model,
+            speed=speed,
+            last=last,
+            out=out,
+            live=live,
+            console=web_console,
         ),
         console,
     )

@@ -362,6 +362,17 @@ def pipeline() -> dict[str, Any]:
         7,
     )
     lay.add(
+        table(
+            "Model validation",
+            "max by (instance, model, version, gate, sharpe, sharpe_ci, n_trials) "
+            "(kairos_inference_model_validation_info == 1)",
+            "The registration gate's verdict on the serving model (PASSED, FAILED, UNVALIDATED), its "
+            "out-of-sample net Sharpe with the interval, and the trials behind it (from the model card).",
+        ),
+        24,
+        5,
+    )
+    lay.add(
         timeseries(
             "Predictions by model",
             "ops",
@@ -520,6 +531,69 @@ def pipeline() -> dict[str, Any]:
             "Unrealized P&L by symbol",
             "short",
             ("sum by (symbol) (kairos_execution_unrealized_pnl)", "{{symbol}}"),
+        ),
+        8,
+        8,
+    )
+
+    lay.row("Security (bridge and gRPC peers)")
+    lay.add(
+        timeseries(
+            "Bridge authentication",
+            "short",
+            (
+                rate("kairos_bridge_auth_failures_total", "channel, reason", "increase"),
+                "failed {{channel}} {{reason}}",
+            ),
+            (
+                rate("kairos_bridge_connections_refused_total", "channel, reason", "increase"),
+                "refused {{channel}} {{reason}}",
+            ),
+            (
+                rate('kairos_bridge_frame_errors_total{reason="handshake_timeout"}', "channel", "increase"),
+                "handshake timeout {{channel}}",
+            ),
+            description="Hellos refused for the bridge key, connections refused at accept (connection or "
+            "handshake limit, an address rate-limited after failed handshakes) and handshakes cut at their "
+            "deadline (docs/security.md). A steady rate is someone probing or flooding the port.",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Bridge handshakes in progress",
+            "short",
+            ("sum by (channel) (kairos_bridge_handshakes)", "handshaking {{channel}}"),
+            ("sum by (channel) (kairos_bridge_auth_tracked_peers)", "addresses with failures {{channel}}"),
+            description="Connections that have not proven the key yet (bounded by --bridge-max-handshakes) "
+            "and the remote addresses the failed-handshake gate tracks (bounded).",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "gRPC connections refused or cut",
+            "short",
+            (
+                rate("kairos_collector_grpc_connections_refused_total", fn="increase"),
+                "collector refused (limit)",
+            ),
+            (
+                rate("kairos_execution_grpc_connections_refused_total", fn="increase"),
+                "execution refused (limit)",
+            ),
+            (
+                rate("kairos_collector_grpc_handshakes_incomplete_total", fn="increase"),
+                "collector closed before the preface",
+            ),
+            (
+                rate("kairos_execution_grpc_handshakes_incomplete_total", fn="increase"),
+                "execution closed before the preface",
+            ),
+            description="Connections over --grpc-max-connections, and connections closed before the client "
+            "sent the HTTP/2 preface (cut by --grpc-handshake-timeout: a slowloris; or a port scan).",
         ),
         8,
         8,

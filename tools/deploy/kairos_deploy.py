@@ -12,6 +12,10 @@ Subcommands (run by `make lint` and `make config-docs`; python/tests/deploy impo
   cross-check; the authoritative one scrapes the running services: python/tests/deploy).
 - ``config-docs``: regenerate the configuration reference in docs/operations.md from each service's
   ``--help`` (the help text is generated from the typed config structs).
+- ``check-k8s-nats RENDERED.yaml``: the NATS authentication of a rendered Kubernetes overlay (ADR 0064):
+  every Kairos workload reads its own NATS identity from Secret kairos-nats-credentials; where the
+  overlay runs NATS itself, the server runs deploy/nats's nats.conf and auth.conf with passwords.conf
+  from a Secret, ``nats-server -t`` accepts the rendered files, and each identity's password matches.
 """
 
 from __future__ import annotations
@@ -372,6 +376,7 @@ import json
 from kairos.inference.config import settings
 print(json.dumps(settings()))
 """
+_CONSOLE_CONFIG_FIELDS = _PY_CONFIG_FIELDS.replace("kairos.inference.config", "kairos.console.config")
 
 
 def services(bin_dir: Path) -> list[Service]:
@@ -387,6 +392,13 @@ def services(bin_dir: Path) -> list[Service]:
             "KAIROS_INFERENCE_",
             [sys.executable, "-c", _PY_CONFIG_FIELDS],
             REPO / "python/kairos/inference/config.py",
+            json=True,
+        ),
+        Service(
+            "kairos-console",
+            "KAIROS_CONSOLE_",
+            [sys.executable, "-c", _CONSOLE_CONFIG_FIELDS],
+            REPO / "python/kairos/console/config.py",
             json=True,
         ),
         Service(
@@ -493,6 +505,116 @@ def write_config_reference(bin_dir: Path, check: bool = False) -> bool:
 # --- CLI -------------------------------------------------------------------------------------------
 
 
+# The NATS identity each Kairos workload (by app.kubernetes.io/component) must run as, and where
+# its password file is named (ADR 0064).
+K8S_NATS_IDENTITIES = {
+    "collector": ("KAIROS_COLLECTOR_NATS_CREDS", "collector"),
+    "inference": ("KAIROS_INFERENCE_NATS_CREDS", "inference"),
+    "execution": ("KAIROS_EXECUTION_NATS_CREDS", "execution"),
+    "nats-streams": ("NATS_PASSWORD_FILE", "streams"),
+    "console": ("KAIROS_CONSOLE_NATS_CREDS", "observer"),
+}
+K8S_NATS_CREDENTIALS = "kairos-nats-credentials"
+
+
+def _k8s_base_name(name: str) -> str:
+    """A generated ConfigMap's or Secret's name without kustomize's hash suffix."""
+    return re.sub(r"-[a-z0-9]{10}$", "", name)
+
+
+def _secret_data(doc: dict[str, Any]) -> dict[str, str]:
+    import base64
+
+    out = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+    out.update(doc.get("stringData") or {})
+    return out
+
+
+def check_k8s_nats(docs: Sequence[dict[str, Any]], nats_server: str = "nats-server") -> list[str]:
+    """Checks a rendered overlay's NATS authentication (see the module doc); returns what it checked."""
+    checked: list[str] = []
+    workloads = [d for d in docs if d.get("kind") in ("Deployment", "StatefulSet", "Job")]
+    for w in workloads:
+        comp = w["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component", "")
+        if comp not in K8S_NATS_IDENTITIES:
+            continue
+        var, identity = K8S_NATS_IDENTITIES[comp]
+        pod = w["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        where = f"{w['kind']} {w['metadata']['name']}"
+        path = env.get(var)
+        if not path:
+            raise CheckError(f"{where}: no {var}: it would connect to NATS without credentials")
+        mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+        found = False
+        for v in pod.get("volumes", []):
+            sec = v.get("secret")
+            if (
+                not sec
+                or _k8s_base_name(sec["secretName"]) != K8S_NATS_CREDENTIALS
+                or v["name"] not in mounts
+            ):
+                continue
+            items = {i["key"]: i["path"] for i in sec.get("items", [])}
+            if set(items) != {identity}:
+                raise CheckError(f"{where}: mounts NATS identities {sorted(items)}, want only {identity!r}")
+            found = path == f"{mounts[v['name']].rstrip('/')}/{items[identity]}"
+        if not found:
+            raise CheckError(
+                f"{where}: {var}={path} is not its {identity!r} key of Secret {K8S_NATS_CREDENTIALS}"
+            )
+        checked.append(f"{where}: NATS identity {identity}")
+    servers = [d for d in docs if d.get("kind") == "StatefulSet" and d["metadata"]["name"] == "nats"]
+    if not servers:
+        return checked
+    (srv,) = servers
+    pod = srv["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    if c.get("args") != ["--config", "/etc/nats/nats.conf"]:
+        raise CheckError(f"the NATS server must run /etc/nats/nats.conf, got args {c.get('args')}")
+    by_name = {(d["kind"], _k8s_base_name(d["metadata"]["name"])): d for d in docs}
+    files: dict[str, str] = {}
+    for v in pod.get("volumes", []):
+        for src in (v.get("projected") or {}).get("sources", []):
+            if "configMap" in src:
+                cm = by_name[("ConfigMap", _k8s_base_name(src["configMap"]["name"]))]
+                files.update(cm.get("data") or {})
+            if "secret" in src:
+                data = _secret_data(by_name[("Secret", _k8s_base_name(src["secret"]["name"]))])
+                for item in src["secret"].get("items", [{"key": k, "path": k} for k in data]):
+                    files[item["path"]] = data[item["key"]]
+    for name in ("nats.conf", "auth.conf", "passwords.conf"):
+        if name not in files:
+            raise CheckError(f"the NATS server's /etc/nats has no {name}")
+    for name in ("nats.conf", "auth.conf"):
+        if files[name] != (REPO / "deploy" / "nats" / name).read_text():
+            raise CheckError(f"the NATS server's {name} differs from deploy/nats/{name}: one definition")
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in files.items():
+            Path(d, name).write_text(text)
+        out = subprocess.run(
+            [nats_server, "-t", "-c", str(Path(d, "nats.conf"))], capture_output=True, text=True, check=False
+        )
+        if out.returncode != 0:
+            raise CheckError(f"nats-server -t refuses the rendered configuration: {out.stdout}{out.stderr}")
+    passwords = dict(
+        re.findall(r'^(KAIROS_NATS_[A-Z]+_PASSWORD):\s*"([^"]*)"', files["passwords.conf"], re.M)
+    )
+    creds = _secret_data(by_name[("Secret", K8S_NATS_CREDENTIALS)])
+    for identity, line in creds.items():
+        user, _, password = line.strip().partition(":")
+        want = passwords.get(f"KAIROS_NATS_{identity.upper()}_PASSWORD")
+        if user != identity or password != want:
+            raise CheckError(
+                f"Secret {K8S_NATS_CREDENTIALS} key {identity}: not the server's {identity} user and password"
+            )
+    checked.append(
+        f"NATS server: deploy/nats config, {len(passwords)} passwords, {len(creds)} identities match"
+    )
+    return checked
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kairos_deploy.py", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -504,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cd = sub.add_parser("config-docs", help="regenerate the configuration reference in docs/operations.md")
     cd.add_argument("--bin-dir", type=Path, default=REPO / "build" / "deploy" / "bin")
     cd.add_argument("--check", action="store_true", help="fail if the reference is out of date")
+    kn = sub.add_parser("check-k8s-nats", help="NATS authentication of a rendered Kubernetes overlay")
+    kn.add_argument("rendered", type=Path)
     args = p.parse_args(argv)
     try:
         if args.cmd == "check-dashboards":
@@ -534,6 +658,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("docs/operations.md: configuration reference is out of date; run `make config-docs`")
                 return 1
             print("docs/operations.md: configuration reference " + ("rewritten" if changed else "up to date"))
+        elif args.cmd == "check-k8s-nats":
+            docs = [d for d in yaml.safe_load_all(args.rendered.read_text()) if d]
+            for line in check_k8s_nats(docs):
+                print(f"{args.rendered.name}: {line}")
     except CheckError as e:
         print(f"{args.cmd}: {e}", file=sys.stderr)
         return 1

@@ -5,6 +5,11 @@
 // read-only methods to loopback peers (--open-reads-on-loopback, off by default). An empty token
 // refuses every gated call: a service never runs open by accident.
 //
+// A client certificate may stand in for the token (Policy.ClientIdentities): over mutual TLS, a
+// client whose verified certificate names one of the configured identities (its subject common
+// name, a DNS or a URI subject alternative name) passes without the bearer token. Only a chain the
+// TLS handshake verified against the server's client CA counts, so the identity needs mutual TLS.
+//
 // The token is read from a file or an environment variable, never from argv, and never logged.
 package grpcauth
 
@@ -15,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -41,6 +47,10 @@ type Policy struct {
 	Reads map[string]bool
 	// OpenReadsOnLoopback lets Reads through without the token when the peer is a loopback address.
 	OpenReadsOnLoopback bool
+	// ClientIdentities are the client-certificate identities accepted in place of the token: a
+	// certificate the server verified (mutual TLS) whose subject CN, a DNS SAN or a URI SAN is one
+	// of them passes every gated call. Empty: the token is the only credential.
+	ClientIdentities []string
 }
 
 // Open reports whether method needs no token: gRPC health and server reflection.
@@ -56,6 +66,9 @@ func (p Policy) Check(ctx context.Context, method string) error {
 	if p.OpenReadsOnLoopback && p.Reads[method] && loopbackPeer(ctx) {
 		return nil
 	}
+	if len(p.ClientIdentities) > 0 && p.certifiedPeer(ctx) {
+		return nil
+	}
 	if p.Token == "" {
 		return status.Error(codes.Unauthenticated, ErrNoTokenConfigured.Error())
 	}
@@ -67,6 +80,41 @@ func (p Policy) Check(ctx context.Context, method string) error {
 		}
 	}
 	return status.Error(codes.Unauthenticated, ErrBadToken.Error())
+}
+
+// certifiedPeer reports whether the call came over mutual TLS with a verified client certificate
+// that names one of p.ClientIdentities.
+func (p Policy) certifiedPeer(ctx context.Context) bool {
+	for _, name := range PeerIdentities(ctx) {
+		if slices.Contains(p.ClientIdentities, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// PeerIdentities are the names of the call's client certificate, when the TLS handshake verified
+// it (mutual TLS): the subject common name, the DNS and the URI subject alternative names. None
+// without TLS, without a client certificate, or when the server did not verify it.
+func PeerIdentities(ctx context.Context) []string {
+	pr, ok := peer.FromContext(ctx)
+	if !ok || pr.AuthInfo == nil {
+		return nil
+	}
+	info, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	leaf := info.State.VerifiedChains[0][0]
+	var names []string
+	if leaf.Subject.CommonName != "" {
+		names = append(names, leaf.Subject.CommonName)
+	}
+	names = append(names, leaf.DNSNames...)
+	for _, u := range leaf.URIs {
+		names = append(names, u.String())
+	}
+	return names
 }
 
 func loopbackPeer(ctx context.Context) bool {

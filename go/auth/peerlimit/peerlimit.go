@@ -6,6 +6,7 @@ package peerlimit
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,12 +26,20 @@ type Limits struct {
 	// KeepaliveTime and KeepaliveTimeout: the server pings an idle connection after KeepaliveTime
 	// and drops it when no answer comes within KeepaliveTimeout.
 	KeepaliveTime, KeepaliveTimeout time.Duration
+	// HandshakeTimeout bounds a new connection's setup, TLS and the HTTP/2 preface and settings
+	// included: a peer that dribbles bytes or never finishes is closed after it (grpc's default is
+	// 120 s, long enough for a slowloris to hold every connection slot). 0: grpc's default.
+	HandshakeTimeout time.Duration
 }
 
 // ServerOptions returns the gRPC server options that bound a peer's cost: concurrent streams per
 // connection, message sizes, and keepalive (pings more often than MinTime end the connection; a
-// peer that stops answering pings is dropped). extra (credentials, interceptors) come first.
+// peer that stops answering pings is dropped), and the handshake's deadline. extra (credentials,
+// interceptors) come first.
 func ServerOptions(l Limits, extra ...grpc.ServerOption) []grpc.ServerOption {
+	if l.HandshakeTimeout > 0 {
+		extra = append(extra, grpc.ConnectionTimeout(l.HandshakeTimeout))
+	}
 	return append(extra,
 		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(l.MaxRecvMsgBytes),
@@ -43,20 +52,28 @@ func ServerOptions(l Limits, extra ...grpc.ServerOption) []grpc.ServerOption {
 // Listener accepts at most max connections at once; one more is closed at once and refused is
 // called (the service counts it), so a flood of connections cannot exhaust the process's file
 // descriptors or memory. (The standard netutil.LimitListener makes extra connections wait in the
-// kernel's backlog instead, invisible to the operator.) max <= 0 returns l unchanged.
-func Listener(l net.Listener, max int, refused func()) net.Listener {
-	if max <= 0 {
+// kernel's backlog instead, invisible to the operator.) max <= 0: no limit.
+//
+// incomplete, if not nil, is called for each connection that closes before its peer sent the
+// 24 bytes of the HTTP/2 client preface: a slowloris cut by HandshakeTimeout, a port scan, a
+// client that is not gRPC.
+func Listener(l net.Listener, max int, refused, incomplete func()) net.Listener {
+	if max <= 0 && incomplete == nil {
 		return l
 	}
-	return &limitListener{Listener: l, max: max, refused: refused}
+	return &limitListener{Listener: l, max: max, refused: refused, incomplete: incomplete}
 }
+
+// prefaceBytes is the length of the HTTP/2 client connection preface.
+const prefaceBytes = 24
 
 type limitListener struct {
 	net.Listener
-	refused func()
-	mu      sync.Mutex
-	open    int
-	max     int
+	refused    func()
+	incomplete func()
+	mu         sync.Mutex
+	open       int
+	max        int
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -66,7 +83,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		l.mu.Lock()
-		if l.open >= l.max {
+		if l.max > 0 && l.open >= l.max {
 			l.mu.Unlock()
 			l.refused()
 			_ = c.SetDeadline(time.Now()) // do not wait on a peer that does not read
@@ -75,7 +92,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		l.open++
 		l.mu.Unlock()
-		return &limitedConn{Conn: c, release: l.release}, nil
+		return &limitedConn{Conn: c, release: l.release, incomplete: l.incomplete}, nil
 	}
 }
 
@@ -87,12 +104,25 @@ func (l *limitListener) release() {
 
 type limitedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	once       sync.Once
+	release    func()
+	incomplete func()
+	read       atomic.Int64
+}
+
+func (c *limitedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.read.Add(int64(n))
+	return n, err
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.once.Do(func() {
+		c.release()
+		if c.incomplete != nil && c.read.Load() < prefaceBytes {
+			c.incomplete()
+		}
+	})
 	return err
 }

@@ -118,6 +118,9 @@ type Config struct {
 	BridgeMaxSessions int
 	// BridgeSessionTTL forgets a bridge session with no connection for this long.
 	BridgeSessionTTL time.Duration
+	// BridgeGuard bounds what a bridge peer may cost before it proves the key: connections,
+	// handshakes in progress, the handshake's time, failed handshakes per address.
+	BridgeGuard bridgelink.Guard
 	// StateFile keeps session sequences, validation watermarks and open bars across restarts; empty disables.
 	StateFile string
 	// StateInterval is how often the state file is also written while running (a crash then loses at
@@ -128,6 +131,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	// TLSClientCA, when set, requires gRPC clients to present a certificate this PEM bundle signed (mutual TLS).
 	TLSClientCA string
+	// TLSClientIdentities are client-certificate identities (subject CN, DNS or URI SAN) accepted
+	// in place of the bearer token over mutual TLS (grpcauth.Policy.ClientIdentities).
+	TLSClientIdentities []string
 	// InferenceTLSCA verifies the inference servers' certificates; set, the link speaks TLS.
 	InferenceTLSCA string
 	// InferenceTLSCert and InferenceTLSKey are the link's client pair for mutual TLS.
@@ -155,9 +161,11 @@ func Default() Config {
 		SubscriberQueue: 1024, SlowSubscriber: "conflate", NATSQueue: 4096,
 		NATSQueueBytes: 64 << 20, SubscriberQueueBytes: 16 << 20, MaxSources: 1024, SourceIdle: 5 * time.Minute, MaxSymbols: 4096,
 		GRPC: GRPCLimits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20, MaxSendMsgBytes: 16 << 20,
-			KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second},
+			KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
+			HandshakeTimeout: 5 * time.Second},
 		HeartbeatInterval: time.Second, MaxFrameBytes: 1 << 20,
 		BridgeMaxSessions: bridgelink.DefaultMaxSessions, BridgeSessionTTL: bridgelink.DefaultSessionTTL,
+		BridgeGuard:   bridgelink.DefaultGuard(),
 		StateInterval: 5 * time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info", RejectLogInterval: time.Second,
 	}
 }
@@ -209,17 +217,28 @@ func Flags(c *Config) *envflag.Set {
 	s.DurationVar(&g.KeepaliveMinTime, "grpc-keepalive-min-time", "clients pinging more often are disconnected")
 	s.DurationVar(&g.KeepaliveTime, "grpc-keepalive-time", "the server pings a connection idle this long")
 	s.DurationVar(&g.KeepaliveTimeout, "grpc-keepalive-timeout", "a connection that does not answer a ping within this is dropped")
+	s.DurationVar(&g.HandshakeTimeout, "grpc-handshake-timeout", "time a new gRPC connection has to finish TLS and the HTTP/2 preface; slower ones are closed")
 	s.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", "bridge heartbeat interval")
 	s.IntVar(&c.MaxFrameBytes, "max-frame-bytes", "largest bridge frame accepted")
 	s.StringVar(&c.BridgeKeyFile, "bridge-key-file", "file holding the bridge key the EA must prove (or the key itself in "+EnvName("bridge-key")+")")
 	s.BoolVar(&c.BridgeInsecure, "bridge-insecure", "run the bridge listener WITHOUT a key: anyone who reaches it can stream ticks")
 	s.IntVar(&c.BridgeMaxSessions, "bridge-max-sessions", "bridge sessions kept (memory and state file); the least recently active idle one goes")
 	s.DurationVar(&c.BridgeSessionTTL, "bridge-session-ttl", "forget a bridge session with no connection for this long")
+	{
+		g := &c.BridgeGuard
+		s.IntVar(&g.MaxConnections, "bridge-max-connections", "bridge connections open at once; more are refused at accept (counted)")
+		s.IntVar(&g.MaxHandshakes, "bridge-max-handshakes", "bridge connections in their handshake (key not proven yet) at once; more are refused at accept")
+		s.IntVar(&g.MaxHandshakesPerAddress, "bridge-max-handshakes-per-address", "bridge handshakes in progress from one remote address; more are refused at accept")
+		s.DurationVar(&g.HandshakeTimeout, "bridge-handshake-timeout", "time a bridge connection has from accept to a proven Hello, however slowly its bytes come")
+		s.IntVar(&g.AuthFailureBurst, "bridge-auth-failure-burst", "failed bridge handshakes a remote address may make before its connections are refused at accept (negative: no limit)")
+		s.DurationVar(&g.AuthFailureRefill, "bridge-auth-failure-refill", "a rate-limited address may fail one more bridge handshake per this interval")
+	}
 	s.StringVar(&c.StateFile, "state-file", "file keeping sessions, watermarks and open bars across restarts; empty disables")
 	s.DurationVar(&c.StateInterval, "state-interval", "also write the state file this often while running; 0: only on shutdown")
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with tls-key it serves TLS only (reloaded on change)")
 	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with tls-cert)")
 	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
+	s.ListVar(&c.TLSClientIdentities, "tls-client-identities", "comma-separated client-certificate identities (subject CN, DNS or URI SAN) that may call without the token (needs tls-client-ca)")
 	s.StringVar(&c.InferenceTLSCA, "inference-tls-ca", "PEM CA bundle verifying the inference servers; set, the inference link speaks TLS")
 	s.StringVar(&c.InferenceTLSCert, "inference-tls-cert", "PEM client certificate for the inference link (mutual TLS, with inference-tls-key)")
 	s.StringVar(&c.InferenceTLSKey, "inference-tls-key", "PEM client key for the inference link (with inference-tls-cert)")
@@ -304,6 +323,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.ServerTLS().Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if len(c.TLSClientIdentities) > 0 && c.TLSClientCA == "" {
+		errs = append(errs, errors.New("tls-client-identities needs tls-client-ca: a client certificate counts only when mutual TLS verified it"))
 	}
 	if err := c.InferenceTLS().Validate(); err != nil {
 		errs = append(errs, err)

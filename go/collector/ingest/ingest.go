@@ -202,7 +202,8 @@ func (p *Pipeline) DropSource(name string) {
 
 func (p *Pipeline) newSourceLocked(name, kind string) *Source {
 	s := &Source{p: p, name: name, kind: kind, v: validate.New(p.cfg.Validate, nil), admitted: map[string]bool{},
-		in: p.m.TicksIn.WithLabelValues(kind), accepted: p.m.TicksAccepted.WithLabelValues(kind)}
+		in: p.m.TicksIn.WithLabelValues(kind), accepted: p.m.TicksAccepted.WithLabelValues(kind),
+		commits: kind == "bridge" && p.durable != nil, committed: map[string]validate.State{}}
 	s.lastUsed.Store(p.now().UnixNano())
 	p.sources[name] = s
 	return s
@@ -273,6 +274,12 @@ type Source struct {
 	admitted     map[string]bool // symbols the pipeline admitted for this source (a cache of p.admit)
 	lastUsed     atomic.Int64    // unix nanoseconds of the last batch or announcement
 	in, accepted prometheus.Counter
+	// commits: a bridge session whose acknowledgements follow JetStream (ADR 0024). Its state-file
+	// watermarks are then committed, the watermarks as of the last frames NATS stored (Commit),
+	// never the live ones: a tick validated but not stored when the collector dies is resent by
+	// the bridge and must not be dropped as already seen by the next run.
+	commits   bool
+	committed map[string]validate.State
 }
 
 // admitLocked is p.admit cached per source, under s.mu: the tick path takes no pipeline lock for a
@@ -347,11 +354,28 @@ func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStam
 	return res
 }
 
-// Snapshot returns this source's validation watermarks.
+// Snapshot returns this source's validation watermarks: for a source that commits, the committed ones.
 func (s *Source) Snapshot() map[string]validate.State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.commits {
+		out := make(map[string]validate.State, len(s.committed))
+		for k, v := range s.committed {
+			out[k] = v
+		}
+		return out
+	}
 	return s.v.Snapshot()
+}
+
+// Commit marks every tick this source has validated so far as stored: the bridge calls it once
+// Pipeline.Stored has returned for its frames. A no-op unless the source commits.
+func (s *Source) Commit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.commits {
+		s.committed = s.v.Snapshot()
+	}
 }
 
 // Restore loads watermarks saved by Snapshot.
@@ -359,6 +383,9 @@ func (s *Source) Restore(st map[string]validate.State) error {
 	s.mu.Lock()
 	err := s.v.Restore(st)
 	infos := s.v.Infos()
+	if s.commits {
+		s.committed = s.v.Snapshot()
+	}
 	s.mu.Unlock()
 	for _, info := range infos {
 		s.p.registerSymbol(info)

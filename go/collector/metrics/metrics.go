@@ -60,6 +60,8 @@ type Metrics struct {
 	SourcesRefused  prometheus.Counter
 	SymbolsRefused  prometheus.Counter
 	GRPCConnRefused prometheus.Counter
+	// GRPCIncomplete counts gRPC connections closed before the HTTP/2 preface (slowloris, scans).
+	GRPCIncomplete prometheus.Counter
 }
 
 // New builds the instruments on a fresh registry (tests get isolated registries).
@@ -82,6 +84,7 @@ func New() *Metrics {
 		SourcesRefused:       f.counter("kairos_collector_sources_refused_total", "Publish calls refused because --max-sources publishers were active."),
 		SymbolsRefused:       f.counter("kairos_collector_symbols_refused_total", "Symbol announcements or tick batches refused because the collector held --max-symbols symbols."),
 		GRPCConnRefused:      f.counter("kairos_collector_grpc_connections_refused_total", "gRPC connections closed on accept because --grpc-max-connections were open."),
+		GRPCIncomplete:       f.counter("kairos_collector_grpc_handshakes_incomplete_total", "gRPC connections closed before the client sent the HTTP/2 preface: cut by --grpc-handshake-timeout (a slowloris), a port scan, not a gRPC client."),
 		QueueDepth:           f.gaugeVec("kairos_collector_queue_depth", "Items waiting in a bounded queue.", "queue"),
 		QueueOverflow:        f.counterVec("kairos_collector_queue_overflow_total", "Items a full bounded queue dropped or conflated.", "queue"),
 		Subscribers:          f.gauge("kairos_collector_subscribers", "Active gRPC market-data subscribers."),

@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		mv = mt5.New(mt5.Config{Addr: cfg.BridgeAddr, HeartbeatInterval: cfg.MT5.HeartbeatInterval, CancelOnDisconnect: cfg.MT5.CancelOnDisconnect,
 			DeviationPoints: cfg.MT5.DeviationPoints, CommandTTL: cfg.MT5.CommandTTL, ServerVersion: "kairos-execution " + Version,
 			BridgeKey: cfg.MT5.BridgeKey, BridgeInsecure: cfg.MT5.BridgeInsecure, MaxSessions: cfg.MT5.MaxSessions,
-			SessionTTL: cfg.MT5.SessionTTL, MaxTracked: cfg.MT5.MaxTracked}, log, m,
+			SessionTTL: cfg.MT5.SessionTTL, MaxTracked: cfg.MT5.MaxTracked, Guard: cfg.MT5.Guard}, log, m,
 			func(s string) uint8 {
 				if i, ok := rk.Instrument(s); ok {
 					return i.Digits
@@ -229,11 +229,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		return fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
 	}
 	rd.GRPCAddr = lis.Addr().String()
-	lis = peerlimit.Listener(lis, cfg.GRPC.MaxConnections, m.GRPCConnRefused.Inc)
+	lis = peerlimit.Listener(lis, cfg.GRPC.MaxConnections, m.GRPCConnRefused.Inc, m.GRPCIncomplete.Inc)
 	if cfg.Token == "" {
 		log.Warn("no bearer token configured: every call but health and reflection will be refused (set KAIROS_EXECUTION_TOKEN or --token-file)")
 	}
-	gs := grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC.Limits, append(srvOpts, service.Auth(cfg.Token, cfg.OpenReadsOnLoopback).ServerOptions()...)...)...)
+	auth := service.Auth(cfg.Token, cfg.OpenReadsOnLoopback)
+	auth.ClientIdentities = cfg.TLSClientIdentities
+	gs := grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC.Limits, append(srvOpts, auth.ServerOptions()...)...)...)
 	execv1.RegisterExecutionServiceServer(gs, service.NewWithLimits(eng, jr, service.Limits{MaxReportStreams: cfg.GRPC.MaxReportStreams,
 		ReportBufferBytes: cfg.GRPC.ReportStreamBufferBytes, Metrics: m}))
 	hs := health.NewServer()

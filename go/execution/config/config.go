@@ -61,6 +61,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	// TLSClientCA, when set, requires gRPC clients to present a certificate this PEM bundle signed (mutual TLS).
 	TLSClientCA string
+	// TLSClientIdentities are client-certificate identities (subject CN, DNS or URI SAN) accepted
+	// in place of the bearer token over mutual TLS (grpcauth.Policy.ClientIdentities).
+	TLSClientIdentities []string
 	// InstrumentsFile is a JSON list of instruments replacing the built-in FX majors.
 	InstrumentsFile string
 	// Instruments is the tradable symbols (from InstrumentsFile or the defaults).
@@ -132,6 +135,8 @@ type MT5 struct {
 	// MaxSessions and SessionTTL bound the bridge session table (resume points).
 	MaxSessions int
 	SessionTTL  time.Duration
+	// Guard bounds what a bridge peer may cost before it proves the key.
+	Guard bridgelink.Guard
 	// MaxTracked bounds the venue's command and ticket maps; completed entries go first.
 	MaxTracked int
 }
@@ -232,12 +237,13 @@ func Default() Config {
 		Paper: Paper{SlippagePoints: 1, SlippagePointsPerLot: decimal.MustParse("0.5"),
 			CommissionPerLot: decimal.MustParse("3.50"), StartingBalance: decimal.MustParse("100000")},
 		MT5: MT5{HeartbeatInterval: time.Second, DeviationPoints: 10, CommandTTL: 10 * time.Second,
-			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096},
+			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096,
+			Guard: bridgelink.DefaultGuard()},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
 			CooldownBars: 0, MaxHoldingBars: 60, MaxSignalAge: 5 * time.Second},
 		GRPC: GRPCLimits{Limits: peerlimit.Limits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20,
 			MaxSendMsgBytes: 16 << 20, KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second,
-			KeepaliveTimeout: 10 * time.Second}, MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
+			KeepaliveTimeout: 10 * time.Second, HandshakeTimeout: 5 * time.Second}, MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 	}
 }
@@ -262,6 +268,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.TLSCert, "tls-cert", "PEM certificate chain of the gRPC server; with --tls-key it serves TLS only (reloaded on change)")
 	s.StringVar(&c.TLSKey, "tls-key", "PEM private key of the gRPC server (with --tls-cert)")
 	s.StringVar(&c.TLSClientCA, "tls-client-ca", "PEM CA bundle; set, gRPC clients must present a certificate it signed (mutual TLS)")
+	s.ListVar(&c.TLSClientIdentities, "tls-client-identities", "comma-separated client-certificate identities (subject CN, DNS or URI SAN) that may call without the token (needs tls-client-ca)")
 	s.StringVar(&c.InstrumentsFile, "instruments-file", "JSON list of instruments; empty: EURUSD, GBPUSD, AUDUSD, NZDUSD")
 	s.StringVar(&c.Currency, "currency", "account currency")
 	s.StringVar(&c.InitialState, "initial-state", "trading state after the first reconciliation of a fresh journal")
@@ -273,6 +280,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.DurationVar(&g.KeepaliveMinTime, "grpc-keepalive-min-time", "clients pinging more often are disconnected")
 	s.DurationVar(&g.KeepaliveTime, "grpc-keepalive-time", "the server pings a connection idle this long")
 	s.DurationVar(&g.KeepaliveTimeout, "grpc-keepalive-timeout", "a connection that does not answer a ping within this is dropped")
+	s.DurationVar(&g.HandshakeTimeout, "grpc-handshake-timeout", "time a new gRPC connection has to finish TLS and the HTTP/2 preface; slower ones are closed")
 	s.IntVar(&g.MaxReportStreams, "max-report-streams", "StreamExecutionReports subscribers at once; more are refused RESOURCE_EXHAUSTED")
 	s.IntVar(&g.ReportStreamBufferBytes, "report-stream-buffer-bytes", "report payload bytes queued per subscriber before it is cut (it resumes from the journal)")
 	s.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "graceful shutdown bound")
@@ -311,6 +319,15 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.BoolVar(&c.MT5.BridgeInsecure, "bridge-insecure", "run the trading listener WITHOUT a key: anyone who reaches it can trade")
 	s.IntVar(&c.MT5.MaxSessions, "bridge-max-sessions", "bridge sessions (resume points) kept")
 	s.DurationVar(&c.MT5.SessionTTL, "bridge-session-ttl", "forget a bridge session with no connection for this long")
+	{
+		g := &c.MT5.Guard
+		s.IntVar(&g.MaxConnections, "bridge-max-connections", "bridge connections open at once; more are refused at accept (counted)")
+		s.IntVar(&g.MaxHandshakes, "bridge-max-handshakes", "bridge connections in their handshake (key not proven yet) at once; more are refused at accept")
+		s.IntVar(&g.MaxHandshakesPerAddress, "bridge-max-handshakes-per-address", "bridge handshakes in progress from one remote address; more are refused at accept")
+		s.DurationVar(&g.HandshakeTimeout, "bridge-handshake-timeout", "time a bridge connection has from accept to a proven Hello, however slowly its bytes come")
+		s.IntVar(&g.AuthFailureBurst, "bridge-auth-failure-burst", "failed bridge handshakes a remote address may make before its connections are refused at accept (negative: no limit)")
+		s.DurationVar(&g.AuthFailureRefill, "bridge-auth-failure-refill", "a rate-limited address may fail one more bridge handshake per this interval")
+	}
 	s.IntVar(&c.MT5.MaxTracked, "mt5-max-tracked", "commands and order tickets the mt5 venue remembers; completed ones are evicted first")
 
 	s.BoolVar(&c.Policy.Enabled, "policy", "trade signals from kairos.signal.> (needs --nats-url)")
@@ -372,6 +389,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if err := c.ServerTLS().Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if len(c.TLSClientIdentities) > 0 && c.TLSClientCA == "" {
+		errs = append(errs, errors.New("tls-client-identities needs tls-client-ca: a client certificate counts only when mutual TLS verified it"))
 	}
 	if c.Venue != "paper" && c.Venue != "mt5" {
 		errs = append(errs, fmt.Errorf("venue %q: want paper or mt5", c.Venue))

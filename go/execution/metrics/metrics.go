@@ -49,6 +49,7 @@ type Metrics struct {
 	JournalHealthy  prometheus.Gauge
 	// Bounds on what peers may hold (ADR 0055).
 	GRPCConnRefused      prometheus.Counter
+	GRPCIncomplete       prometheus.Counter
 	ReportStreams        prometheus.Gauge
 	ReportStreamsRefused prometheus.Counter
 	ReportStreamsCut     prometheus.Counter
@@ -89,6 +90,7 @@ func New() *Metrics {
 	m.JournalFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_journal_failures_total", Help: "Journal writes that failed or stalled past the journal timeout; the first halts trading and the service reports NOT_SERVING."})
 	m.JournalHealthy = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_journal_healthy", Help: "1 while the journal writes, 0 once it failed (until a restart)."})
 	m.GRPCConnRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_grpc_connections_refused_total", Help: "gRPC connections closed on accept because --grpc-max-connections were open."})
+	m.GRPCIncomplete = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_grpc_handshakes_incomplete_total", Help: "gRPC connections closed before the client sent the HTTP/2 preface: cut by --grpc-handshake-timeout (a slowloris), a port scan, not a gRPC client."})
 	m.ReportStreams = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_report_streams", Help: "StreamExecutionReports subscribers connected."})
 	m.ReportStreamsRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_report_streams_refused_total", Help: "StreamExecutionReports calls refused because --max-report-streams were open."})
 	m.ReportStreamsCut = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_report_streams_cut_total", Help: "Report subscribers cut for falling behind (entries or --report-stream-buffer-bytes); they resume from the journal."})
@@ -101,7 +103,7 @@ func New() *Metrics {
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
 	for _, c := range []prometheus.Collector{m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
-		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
+		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -124,6 +124,13 @@ class InferenceConfig:
     grpc_keepalive_min_time: float = _f(
         10.0, "Clients pinging more often than this are disconnected (a duration: 10s).", duration=True
     )
+    grpc_max_connections: int = _f(256, "gRPC connections open at once; more are refused at accept.")
+    grpc_handshake_timeout: float = _f(
+        5.0,
+        "Time a new gRPC connection has to finish TLS and the HTTP/2 preface; slower ones are closed "
+        "(a duration: 5s).",
+        duration=True,
+    )
     stream_pipeline_depth: int = _f(
         64, "Requests of one stream processed ahead of the response being written (backpressure)."
     )
@@ -201,6 +208,7 @@ class InferenceConfig:
             "max_symbols_per_stream",
             "max_message_bytes",
             "grpc_max_concurrent_streams",
+            "grpc_max_connections",
             "stream_pipeline_depth",
             "workers",
             "nats_queue",
@@ -216,6 +224,8 @@ class InferenceConfig:
             raise bad("poll_interval_s", f"must be >= 0, got {self.poll_interval_s}")
         if self.grpc_keepalive_min_time <= 0:
             raise bad("grpc_keepalive_min_time", "must be positive")
+        if self.grpc_handshake_timeout <= 0:
+            raise bad("grpc_handshake_timeout", "must be positive")
         if self.shutdown_timeout < 0:
             raise bad("shutdown_timeout", f"must be >= 0, got {format_duration(self.shutdown_timeout)}")
         if bool(self.tls_cert) != bool(self.tls_key):

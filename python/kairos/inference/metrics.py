@@ -62,6 +62,14 @@ class Metrics:
             ["model", "version", "source"],
             registry=r,
         )
+        self.model_validation = Gauge(
+            "kairos_inference_model_validation_info",
+            "1 for the serving version: the registration gate's verdict in its card (PASSED, FAILED, or "
+            "UNVALIDATED without one), its out-of-sample net Sharpe with the interval, and the trials "
+            "behind it.",
+            ["model", "version", "gate", "sharpe", "sharpe_ci", "n_trials"],
+            registry=r,
+        )
         self.model_loads = Counter(
             "kairos_inference_model_loads_total",
             "Model loads, by result (ok, failed, refused = schema hash mismatch or bad card).",

@@ -398,7 +398,10 @@ class ModelManager:
             self.metrics.model_loads.labels("ok").inc()
             if old is not None:
                 self.metrics.model_info.remove(old.name, old.version, old.source_uri)
+                self.metrics.model_validation.remove(*validation_labels(old.name, old.version, old.card))
             self.metrics.model_info.labels(model.name, model.version, model.source_uri).set(1)
+            verdict = validation_labels(model.name, model.version, model.card)
+            self.metrics.model_validation.labels(*verdict).set(1)
             self.log.info(
                 "model serving",
                 model=model.name,
@@ -453,6 +456,22 @@ class ModelManager:
             if validation is not None:
                 st.validation.CopyFrom(validation)
         return st
+
+
+def validation_labels(name: str, version: str, card: dict[str, Any]) -> tuple[str, ...]:
+    """The labels of ``kairos_inference_model_validation_info`` for a model: name, version, gate
+    (PASSED, FAILED, UNVALIDATED), net Sharpe, its interval and the trials ("" when unvalidated)."""
+    v = validation_from_card(card)
+    if v is None:
+        return (name, version, "UNVALIDATED", "", "", "")
+    return (
+        name,
+        version,
+        "PASSED" if v.gate_passed else "FAILED",
+        f"{v.sharpe:.2f}",
+        f"[{v.sharpe_ci_low:.2f}, {v.sharpe_ci_high:.2f}] ({v.sharpe_ci_level:.0%})",
+        str(v.n_trials),
+    )
 
 
 def validation_from_card(card: dict[str, Any]) -> pb.ModelValidation | None:

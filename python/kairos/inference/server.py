@@ -95,6 +95,10 @@ class InferenceServer:
             ("grpc.http2.min_ping_interval_without_data_ms", int(self.cfg.grpc_keepalive_min_time * 1000)),
             ("grpc.http2.max_ping_strikes", 2),
             ("grpc.keepalive_permit_without_calls", 0),
+            # A connection must finish TLS and the HTTP/2 preface within the handshake timeout (a
+            # slowloris is cut; grpc's default is 120 s), and at most grpc_max_connections are open.
+            ("grpc.server_handshake_timeout_ms", int(self.cfg.grpc_handshake_timeout * 1000)),
+            ("grpc.max_allowed_incoming_connections", self.cfg.grpc_max_connections),
         ]
         if not c.token:
             self.log.warning("no bearer token configured: every call but health and reflection is refused")

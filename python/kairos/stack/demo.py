@@ -45,6 +45,8 @@ class DemoOptions:
     last: int = 1500
     out: Path = services.REPO / "build" / "demo"
     live: bool = True
+    # The operator console (kairos-console) while the demo runs.
+    console: bool = True
     drain_timeout_s: float = 20.0
 
 
@@ -144,6 +146,13 @@ def run(opts: DemoOptions, console: Console) -> int:
         for spec in services.specs(settings, binaries):
             console.print(f"starting {spec.name} …")
             stack.wait_ready(stack.start(spec))
+        if opts.console:
+            stack.wait_ready(stack.start(services.console_spec(settings)))
+            console.print(
+                f"console: {services.console_url(settings)} "
+                f"(execution token in {settings.credentials().token_file('execution')})",
+                highlight=False,
+            )
         services.wait_pipeline_ready(settings)
         result = asyncio.run(_watch_and_replay(opts, settings, stack, data, stats, console))
         serving = _serving(settings, console)

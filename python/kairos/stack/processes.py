@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class ServiceSpec:
     # Prometheus endpoint, for `kairos status`.
     metrics_url: str = ""
     ready_timeout_s: float = 90.0
+    # An HTTP service (the console) is ready when this URL answers 200; then grpc_addr is empty.
+    ready_url: str = ""
 
 
 @dataclass
@@ -107,7 +110,11 @@ class Stack:
                 raise ServiceDied(
                     svc.spec.name, f"exited with status {code} while starting", log_tail(svc.log_path)
                 )
-            last = check_health(svc.spec.grpc_addr, timeout_s=1.0)
+            last = (
+                http_health(svc.spec.ready_url)
+                if svc.spec.ready_url
+                else check_health(svc.spec.grpc_addr, timeout_s=1.0)
+            )
             if last is HealthState.SERVING:
                 return
             time.sleep(0.1)
@@ -166,7 +173,21 @@ class Stack:
 
 def _addrs(spec: ServiceSpec) -> dict[str, str]:
     d = asdict(spec)
-    return {"grpc_addr": d["grpc_addr"], "metrics_url": d["metrics_url"]}
+    return {"grpc_addr": d["grpc_addr"], "metrics_url": d["metrics_url"], "ready_url": d["ready_url"]}
+
+
+def http_health(url: str, timeout_s: float = 1.0) -> HealthState:
+    """SERVING when ``url`` answers 200, else UNREACHABLE (an HTTP service's readiness)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return HealthState.SERVING if resp.status == 200 else HealthState.NOT_SERVING
+    except OSError:
+        return HealthState.UNREACHABLE
+
+
+def service_health(svc: RecordedService) -> HealthState:
+    """A recorded service's health: gRPC health, or its HTTP readiness URL."""
+    return http_health(svc.ready_url) if svc.ready_url else check_health(svc.grpc_addr)
 
 
 def process_start_ticks(pid: int) -> int:
@@ -204,6 +225,7 @@ class RecordedService:
     metrics_url: str
 
     start_ticks: int = 0
+    ready_url: str = ""
 
     def alive(self) -> bool:
         """True if the pid still runs the recorded process (pids are reused: compare start times)."""

@@ -45,6 +45,7 @@ class Ports:
     execution_metrics: int = 9601
     recorder_grpc: int = 7701
     recorder_metrics: int = 9701
+    console: int = 7700
 
     @classmethod
     def free(cls) -> Ports:
@@ -214,6 +215,36 @@ def recorder_spec(settings: StackSettings, record_dir: Path | None = None) -> Se
         ],
         grpc_addr=f"127.0.0.1:{p.recorder_grpc}",
         metrics_url=f"http://127.0.0.1:{p.recorder_metrics}/metrics",
+    )
+
+
+def console_url(settings: StackSettings) -> str:
+    return f"http://127.0.0.1:{settings.ports.console}/"
+
+
+def console_spec(settings: StackSettings) -> ServiceSpec:
+    """The operator console (kairos-console) on 127.0.0.1, reading the stack through its APIs with the
+    run dir's credentials, passed as file paths (ADR 0090)."""
+    p = settings.ports
+    creds = settings.credentials()
+    console_bin = shutil.which("kairos-console") or str(Path(sys.executable).parent / "kairos-console")
+    return ServiceSpec(
+        name="console",
+        argv=[
+            console_bin,
+            f"--addr=127.0.0.1:{p.console}",
+            f"--token-file={creds.token_file('execution')}",
+            f"--execution-addr=127.0.0.1:{p.execution_grpc}",
+            f"--inference-addr=127.0.0.1:{p.inference_grpc}",
+            f"--inference-token-file={creds.token_file('inference')}",
+            f"--collector-addr=127.0.0.1:{p.collector_grpc}",
+            f"--nats-url={settings.nats_url}",
+            f"--nats-creds={creds.nats_creds('observer')}",
+        ],
+        grpc_addr="",
+        metrics_url=f"http://127.0.0.1:{p.console}/metrics",
+        ready_url=f"http://127.0.0.1:{p.console}/healthz",
+        ready_timeout_s=30.0,
     )
 
 

@@ -7,7 +7,7 @@ A run directory holds everything one run produced, so every step can be re-run o
                                               fold predictions of every model)
     importance.json, search.json     train    (feature importance; every search trial, with --search)
     model.onnx, model.card.json      export
-    report.json, report.md, equity.png   backtest
+    report.json, report.md, equity.png, importance.png   backtest
     mlflow.json                      register (run id, model URI, version, alias)
 """
 
@@ -154,7 +154,12 @@ def step_train(
     from kairos.training.train import BASELINE_FAMILIES, fold_metrics, make_folds, train_final, walk_forward
 
     bars, imp = load_run_bars(run_dir)
-    for stale in ("report.json", "report.md", "equity.png"):  # a backtest of an earlier training
+    for stale in (
+        "report.json",
+        "report.md",
+        "equity.png",
+        "importance.png",
+    ):  # a backtest of an earlier training
         (run_dir / stale).unlink(missing_ok=True)
     t0 = time.perf_counter()
     feats = compute_features(bars)
@@ -581,8 +586,16 @@ def step_backtest(
     if gcfg.candidate == "best":
         # The best out-of-sample family among those that could be exported; with none, the --arch one
         # (export then says it learned nothing).
-        chosen = max(eligible, key=lambda f: sharpes[f]) if eligible else run["train"]["arch"]
-        rule = "the highest net Sharpe on the validation folds among the families whose final model learned"
+        if eligible:
+            chosen = max(eligible, key=lambda f: sharpes[f])
+            rule = (
+                "the highest net Sharpe on the validation folds among the families whose final model learned"
+            )
+        else:
+            chosen = run["train"]["arch"]
+            rule = (
+                "no family's final model learned anything: the --arch family, for the record (not exportable)"
+            )
     else:
         chosen, rule = gcfg.candidate, "named with --candidate"
     # The candidate is reported as CANDIDATE; the other families keep their names.
@@ -656,6 +669,10 @@ def step_backtest(
     tf_name = data_mod.timeframe_name(imp["timeframe_s"])
     title = f"{chosen} on {Path(imp['source']).name} ({tf_name})"
     plot_equity(cmp, times_ms, fold_idx, run_dir / "equity.png", title)
+    if (run_dir / "importance.json").exists():
+        from kairos.training.importance import plot_importance
+
+        plot_importance(_read_json(run_dir / "importance.json"), run_dir / "importance.png", candidate=chosen)
     return report
 
 
@@ -738,4 +755,13 @@ def render_report(rep: dict[str, Any]) -> str:
             f"{o['hit_rate']:.3f} | {o['max_drawdown'] * 1e4:.1f} bp | {o['turnover']:.3f} | {o['trades']} |"
         )
     lines += ["", "![equity](equity.png)", ""]
+    lines += [
+        "## Feature importance",
+        "",
+        "Permutation importance (log-loss rise when a feature is shuffled) of each family's last-fold "
+        "model on its validation block; mean |TreeSHAP| for LightGBM (`importance.json`).",
+        "",
+        "![importance](importance.png)",
+        "",
+    ]
     return "\n".join(lines)

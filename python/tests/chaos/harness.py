@@ -27,7 +27,7 @@ from typing import Any
 import nats
 
 from kairos.marketdata.v1 import marketdata_pb2
-from kairos.stack import observe, replay, services
+from kairos.stack import observe, processes, replay, services
 from kairos.stack.loopback import free_port, wait_for
 
 REPO = services.REPO
@@ -92,13 +92,17 @@ class Cluster:
         for n in self.nodes:
             n.store.mkdir(parents=True, exist_ok=True)
             conf = n.store.parent / "nats.conf"
+            cluster = (
+                f'cluster {{ name: "kairos-chaos", listen: "127.0.0.1:{n.cluster_port}",\n'
+                f"  routes: [{routes}] }}\n"
+                if len(self.nodes) > 1
+                else ""  # one node: a plain JetStream server
+            )
             conf.write_text(
                 f'server_name: "{n.name}"\n'
                 f'listen: "127.0.0.1:{n.port}"\n'
                 f'http: "127.0.0.1:{n.http_port}"\n'
-                f'jetstream {{ store_dir: "{n.store}" }}\n'
-                f'cluster {{ name: "kairos-chaos", listen: "127.0.0.1:{n.cluster_port}",\n'
-                f"  routes: [{routes}] }}}}\n"
+                f'jetstream {{ store_dir: "{n.store}" }}\n' + cluster
             )
             with n.log.open("wb") as log:
                 n.proc = subprocess.Popen(
@@ -117,6 +121,22 @@ class Cluster:
         assert node.proc is not None
         node.proc.send_signal(signal.SIGKILL)
         node.proc.wait(timeout=10)
+
+    def restart(self, name: str) -> None:
+        """Starts a killed node again on its ports, store and configuration; returns once it is ready."""
+        node = next(n for n in self.nodes if n.name == name)
+        assert not node.alive(), f"{name} is still running"
+        with node.log.open("ab") as log:
+            node.proc = subprocess.Popen(
+                [nats_server_binary(), "-c", str(node.store.parent / "nats.conf")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(
+            lambda: _http_ok(f"http://127.0.0.1:{node.http_port}/healthz"),
+            timeout=30,
+            what=f"{name} ready again",
+        )
 
     def stop(self) -> None:
         for n in self.nodes:
@@ -143,6 +163,30 @@ def _http_ok(url: str) -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+def collector_spec(
+    settings: services.StackSettings, binary: Path, servers: str, *extra: str, name: str = "collector"
+) -> processes.ServiceSpec:
+    """The collector publishing to JetStream on `servers` (--nats-jetstream: acks follow storage),
+    with the bridge key, no inference link, and `extra` flags."""
+    p = settings.ports
+    return processes.ServiceSpec(
+        name=name,
+        argv=[
+            str(binary),
+            f"--bridge-addr=127.0.0.1:{p.collector_bridge}",
+            f"--grpc-addr=127.0.0.1:{p.collector_grpc}",
+            f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
+            f"--nats-url={servers}",
+            "--nats-jetstream",
+            f"--bridge-key-file={settings.bridge_key_file}",
+            "--inference-endpoints=none",
+            *extra,
+        ],
+        grpc_addr=f"127.0.0.1:{p.collector_grpc}",
+        ready_timeout_s=30,
+    )
 
 
 def build_streams_tool() -> Path:
@@ -284,6 +328,13 @@ class ReplayThread(threading.Thread):
         return self.result
 
 
+# Totals and the per-scenario figures they add up.
+TICK_FIGURES = {
+    "acked_ticks_lost": ("cluster_acked_ticks_lost", "collector_kill_acked_ticks_lost"),
+    "ticks_duplicated": ("cluster_ticks_duplicated", "collector_kill_ticks_duplicated"),
+}
+
+
 def record(figures: dict[str, float]) -> None:
     """Merges figures into the reliability JSON named by KAIROS_RELIABILITY_JSON (flat names, numbers
     only), keeping every other suite's keys; faults_injected_cluster is recomputed from this suite's
@@ -294,9 +345,16 @@ def record(figures: dict[str, float]) -> None:
     path = Path(target)
     current: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     current.update(figures)
-    current["faults_injected_cluster"] = int(current.get("cluster_node_kills", 0)) + int(
-        current.get("inference_replica_kills", 0)
+    current["faults_injected_cluster"] = (
+        int(current.get("cluster_node_kills", 0))
+        + int(current.get("inference_replica_kills", 0))
+        + int(current.get("collector_kills", 0))
+        + int(current.get("collector_kill_nats_kills", 0))
     )
+    # Acknowledged ticks lost and ticks stored twice, over every scenario that counts them.
+    for total, parts in TICK_FIGURES.items():
+        if any(p in current for p in parts):
+            current[total] = sum(int(current.get(p, 0)) for p in parts)
     current["faults_injected"] = current["faults_injected_cluster"] + int(
         current.get("faults_injected_execution", 0)
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from tests.chaos import harness
@@ -34,25 +33,6 @@ class Outcome:
     seconds: float
 
 
-def _collector(settings: services.StackSettings, binary: Path, servers: str) -> processes.ServiceSpec:
-    p = settings.ports
-    return processes.ServiceSpec(
-        name="collector",
-        argv=[
-            str(binary),
-            f"--bridge-addr=127.0.0.1:{p.collector_bridge}",
-            f"--grpc-addr=127.0.0.1:{p.collector_grpc}",
-            f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
-            f"--nats-url={servers}",
-            "--nats-jetstream",
-            f"--bridge-key-file={settings.bridge_key_file}",
-            "--inference-endpoints=none",
-        ],
-        grpc_addr=f"127.0.0.1:{p.collector_grpc}",
-        ready_timeout_s=30,
-    )
-
-
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     root = tmp_path_factory.mktemp("nats-cluster")
@@ -62,7 +42,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     data = replay.load(str(harness.TICKS), symbol="EURUSD", strict=True)
     with harness.Cluster(root) as cluster, processes.Stack(settings.run_dir) as stack:
         harness.apply_streams(cluster.urls, replicas=3)
-        stack.start_all([_collector(settings, binaries["kairos-collector"], cluster.urls)])
+        stack.start_all([harness.collector_spec(settings, binaries["kairos-collector"], cluster.urls)])
         leader = harness.stream_leader(cluster.urls, "KAIROS_MD")
         started = time.monotonic()
 
@@ -90,8 +70,8 @@ def test_a_node_killed_mid_replay_loses_no_acknowledged_tick(outcome: Outcome) -
 
     harness.record(
         {
-            "acked_ticks_lost": lost,
-            "ticks_duplicated": outcome.stored.duplicated,
+            "cluster_acked_ticks_lost": lost,
+            "cluster_ticks_duplicated": outcome.stored.duplicated,
             "cluster_node_kills": 1,
             "cluster_ticks_acked": outcome.result.acked,
             "cluster_scenario_s": outcome.seconds,

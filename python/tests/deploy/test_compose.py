@@ -51,6 +51,7 @@ def dockerfile(service: dict[str, Any]) -> Path:
 
 def test_the_stack_has_every_service_the_issue_names(stack: dict[str, Any]) -> None:
     want = {"nats", "postgres", "mlflow", "collector", "inference", "execution", "prometheus", "grafana"}
+    want |= {"console", "alertmanager"}
     assert want <= set(stack["services"])
 
 
@@ -137,6 +138,9 @@ def test_secrets_are_files_not_environment(stack: dict[str, Any]) -> None:
         "nats_recorder",
         "grafana_admin_password",
         "bridge_key",
+        "nats_observer",
+        "alertmanager_telegram_bot_token",
+        "alertmanager_smtp_password",
     }
     env = {name: stack["services"][name]["environment"] for name in ("collector", "inference", "execution")}
     for name in ("collector", "inference", "execution"):
@@ -155,6 +159,10 @@ def test_secrets_are_files_not_environment(stack: dict[str, Any]) -> None:
     assert stack["services"]["execution"]["environment"]["KAIROS_EXECUTION_TOKEN_FILE"] == (
         "/run/secrets/execution_token"
     )
+    console = stack["services"]["console"]["environment"]
+    assert console["KAIROS_CONSOLE_TOKEN_FILE"] == "/run/secrets/execution_token"
+    assert console["KAIROS_CONSOLE_NATS_CREDS"] == "/run/secrets/nats_observer"
+    assert not {k for k in console if k.endswith(("_TOKEN", "_PASSWORD"))}, console
 
 
 def test_dev_override_mounts_the_source(compose: list[str]) -> None:

@@ -20,6 +20,7 @@ PREFIXES = {
     "kairos-inference": "KAIROS_INFERENCE_",
     "kairos-execution": "KAIROS_EXECUTION_",
     "kairos-healthprobe": "KAIROS_HEALTHPROBE_",
+    "kairos-console": "KAIROS_CONSOLE_",
 }
 
 
@@ -45,7 +46,7 @@ def used_names(kustomize: Path) -> dict[str, set[str]]:
     for where, text in texts.items():
         # Assignments only (compose environment keys, ENV lines, k8s env names), not ${...} reads.
         for m in re.finditer(
-            r"(?:^|[\s\"'-])(KAIROS_(?:COLLECTOR|INFERENCE|EXECUTION|HEALTHPROBE)_[A-Z0-9_]+)(?=[:=\"'])",
+            r"(?:^|[\s\"'-])(KAIROS_(?:COLLECTOR|INFERENCE|EXECUTION|HEALTHPROBE|CONSOLE)_[A-Z0-9_]+)(?=[:=\"'])",
             text,
             re.M,
         ):

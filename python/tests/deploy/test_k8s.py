@@ -5,8 +5,10 @@ shard, one execution per account)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -140,7 +142,8 @@ def test_scaleout_runs_shards_groups_and_replicated_streams(kustomize: Path) -> 
 def test_dev_brings_nats_with_jetstream_and_postgres(kustomize: Path) -> None:
     docs = by_kind_name(render(kustomize, "dev"))
     nats = docs[("StatefulSet", "nats")]["spec"]["template"]["spec"]["containers"][0]
-    assert "--jetstream" in nats["args"]
+    assert nats["args"] == ["--config", "/etc/nats/nats.conf"]
+    assert "jetstream {" in (REPO / "deploy" / "nats" / "nats.conf").read_text()
     assert ("StatefulSet", "postgres") in docs
     assert docs[("ConfigMap", "kairos-endpoints")]["data"]["NATS_URL"] == "nats://nats:4222"
 
@@ -170,3 +173,144 @@ def test_tls_overlay_turns_on_mutual_tls_and_probes_over_it(kustomize: Path) -> 
         assert "/usr/local/bin/" in dockerfiles[comp] and "kairos-healthprobe" in dockerfiles[comp]
         if comp == "collector":
             assert env["KAIROS_COLLECTOR_INFERENCE_TLS_CA"] == "/etc/kairos/tls/ca.crt"
+
+
+def test_the_console_and_alertmanager_are_deployed_and_the_console_follows_tls(kustomize: Path) -> None:
+    for overlay in OVERLAYS:
+        docs = by_kind_name(render(kustomize, overlay))
+        console = docs[("Deployment", "kairos-console")]
+        env = env_of(console["spec"]["template"]["spec"]["containers"][0])
+        assert env["KAIROS_CONSOLE_TOKEN_FILE"] == "/etc/kairos/token/token"
+        assert "KAIROS_CONSOLE_TLS_CA" not in env
+        assert docs[("Service", "kairos-console-metrics")]["spec"]["clusterIP"] == "None"
+        am = docs[("Deployment", "kairos-alertmanager")]
+        assert am["spec"]["replicas"] == 1
+        mounts = {m["mountPath"] for m in am["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert {"/etc/alertmanager", "/run/secrets"} <= mounts
+    tls = by_kind_name(render(kustomize, "scaleout-tls"))[("Deployment", "kairos-console")]
+    pod = tls["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["KAIROS_CONSOLE_TLS_CA"] == "/etc/kairos/tls/ca.crt"
+    assert env["KAIROS_CONSOLE_TLS_CERT"] == "/etc/kairos/tls/tls.crt"
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert vol["secret"]["secretName"] == "kairos-console-tls"
+    prom = (REPO / "deploy" / "prometheus" / "prometheus-k8s.yml").read_text()
+    assert "kairos-console-metrics.kairos.svc.cluster.local" in prom
+    assert "kairos-alertmanager.kairos.svc.cluster.local:9093" in prom
+
+
+# --- NATS authentication (ADR 0064) ------------------------------------------------------------
+
+
+def test_every_service_runs_as_its_own_nats_identity(
+    manifests: list[dict[str, Any]], deploy: ModuleType, deploy_bin: Path
+) -> None:
+    checked = deploy.check_k8s_nats(manifests, nats_server=str(deploy_bin / "nats-server"))
+    identities = {line.rsplit(" ", 1)[-1] for line in checked if "NATS identity" in line}
+    assert identities == {"collector", "inference", "execution", "streams", "observer"}
+
+
+def test_a_workload_without_nats_credentials_is_caught(
+    kustomize: Path, deploy: ModuleType, deploy_bin: Path
+) -> None:
+    docs = render(kustomize, "dev")
+    (execution,) = [d for d in workloads(docs) if component(d) == "execution"]
+    (c,) = execution["spec"]["template"]["spec"]["containers"]
+    c["env"] = [e for e in c["env"] if e["name"] != "KAIROS_EXECUTION_NATS_CREDS"]
+    with pytest.raises(deploy.CheckError, match="without credentials"):
+        deploy.check_k8s_nats(docs, nats_server=str(deploy_bin / "nats-server"))
+
+
+def _dev_nats_files(docs: list[dict[str, Any]], deploy: ModuleType) -> tuple[dict[str, str], dict[str, str]]:
+    """The dev NATS server's /etc/nats files and the identities' user:password, as rendered."""
+    by_name = {(d["kind"], deploy._k8s_base_name(d["metadata"]["name"])): d for d in docs}
+    files = dict(by_name[("ConfigMap", "kairos-nats-config")]["data"])
+    files["passwords.conf"] = deploy._secret_data(by_name[("Secret", "kairos-nats-passwords")])[
+        "passwords.conf"
+    ]
+    creds = deploy._secret_data(by_name[("Secret", "kairos-nats-credentials")])
+    return files, creds
+
+
+def test_the_dev_nats_server_enforces_the_identities_and_subjects(
+    kustomize: Path, deploy: ModuleType, deploy_bin: Path, tmp_path: Path
+) -> None:
+    """The rendered configuration run by a real nats-server (on loopback): no client without
+    credentials, only inference publishes signals, execution reads them and publishes nothing."""
+    import nats
+    from nats.errors import Error as NatsError
+
+    from kairos.stack.loopback import free_port, wait_for_port
+
+    files, creds = _dev_nats_files(render(kustomize, "dev"), deploy)
+    port, http = free_port(), free_port()
+    conf = (
+        files["nats.conf"]
+        .replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{port}")
+        .replace("http: 0.0.0.0:8222", f"http: 127.0.0.1:{http}")
+        .replace("store_dir: /data", f"store_dir: {tmp_path / 'js'}")
+    )
+    assert conf != files["nats.conf"]
+    for name, text in {**files, "nats.conf": conf}.items():
+        (tmp_path / name).write_text(text)
+    server = subprocess.Popen(
+        [str(deploy_bin / "nats-server"), "-c", str(tmp_path / "nats.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, server)
+        url = f"nats://127.0.0.1:{port}"
+
+        def login(identity: str) -> dict[str, str]:
+            user, _, password = creds[identity].strip().partition(":")
+            return {"user": user, "password": password}
+
+        async def scenario() -> tuple[str, list[bytes], dict[str, list[str]]]:
+            try:
+                anon = await nats.connect(url, connect_timeout=3, allow_reconnect=False)
+                await anon.close()
+                refused = ""
+            except (NatsError, OSError, TimeoutError) as e:
+                refused = str(e) or type(e).__name__
+            errors: dict[str, list[str]] = {}
+
+            async def client(identity: str) -> Any:
+                async def on_error(e: Exception) -> None:
+                    errors.setdefault(identity, []).append(str(e))
+
+                return await nats.connect(
+                    url, connect_timeout=3, allow_reconnect=False, error_cb=on_error, **login(identity)
+                )
+
+            got: list[bytes] = []
+            reader = await client("execution")
+            sub = await reader.subscribe("kairos.signal.>")
+            await reader.flush(timeout=3)
+            for identity in ("inference", "collector", "execution"):
+                nc = await client(identity)
+                await nc.publish("kairos.signal.EURUSD", identity.encode())
+                await nc.flush(timeout=3)
+                deadline = asyncio.get_running_loop().time() + 2
+                while identity != "inference" and not errors.get(identity):
+                    assert asyncio.get_running_loop().time() < deadline, f"{identity}: no permissions error"
+                    await asyncio.sleep(0.02)
+                await nc.close()
+            try:
+                while True:
+                    msg = await sub.next_msg(timeout=0.5)
+                    got.append(msg.data)
+            except TimeoutError:
+                pass
+            await reader.close()
+            return refused, got, errors
+
+        refused, got, errors = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert "authorization" in refused.lower(), refused
+    assert got == [b"inference"], got
+    for identity in ("collector", "execution"):
+        assert any("permissions violation" in e.lower() for e in errors[identity]), errors
+    assert "inference" not in errors, errors

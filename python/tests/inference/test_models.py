@@ -153,6 +153,9 @@ def test_moving_the_alias_hot_swaps_under_a_running_stream_and_a_bad_schema_is_r
     assert metric(text, "kairos_inference_model_loads_total", result="refused") == 1
     assert metric(text, "kairos_inference_model_info", model=NAME, version=v2) == 1
     assert metric(text, "kairos_inference_model_info", model=NAME, version=v1) == 0
+    # The serving version's gate verdict from its card, the replaced version's gone.
+    assert metric(text, "kairos_inference_model_validation_info", model=NAME, version=v2) == 1
+    assert metric(text, "kairos_inference_model_validation_info", model=NAME, version=v1) == 0
 
 
 def test_a_local_model_with_another_feature_schema_is_refused_at_start(

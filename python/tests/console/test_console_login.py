@@ -1,0 +1,112 @@
+"""The console's login on its own (kairos-console as a process, no services behind it): sessions
+expire, refused logins are throttled, and the pages carry their security headers."""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kairos.stack import processes
+from kairos.stack.loopback import free_port, wait_for
+
+TOKEN = "console-login-test-token"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def request(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str]]:
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with OPENER.open(req, timeout=10) as resp:
+            return int(resp.status), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), dict(exc.headers)
+
+
+def login(url: str, token: str) -> tuple[int, dict[str, str]]:
+    return request(
+        url + "/login", f"token={token}".encode(), {"content-type": "application/x-www-form-urlencoded"}
+    )
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[str]:
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    port = free_port()
+    spec = processes.ServiceSpec(
+        name="console",
+        argv=[
+            str(Path(sys.executable).parent / "kairos-console"),
+            f"--addr=127.0.0.1:{port}",
+            f"--token-file={tmp_path / 'token'}",
+            f"--execution-addr=127.0.0.1:{free_port()}",
+            f"--inference-addr=127.0.0.1:{free_port()}",
+            f"--collector-addr=127.0.0.1:{free_port()}",
+            "--nats-url=",
+            "--session-ttl=2s",
+        ],
+        grpc_addr="",
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        ready_timeout_s=30,
+    )
+    with processes.Stack(tmp_path) as stack:
+        stack.wait_ready(stack.start(spec))
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_a_session_expires_after_its_ttl(console: str) -> None:
+    status, headers = login(console, TOKEN)
+    assert status == 303 and headers["location"] == "/"
+    cookie = headers["set-cookie"].split(";", 1)[0]
+    assert "HttpOnly" in headers["set-cookie"] and "SameSite=strict" in headers["set-cookie"]
+    assert request(console + "/api/state", headers={"cookie": cookie})[0] == 200
+    wait_for(
+        lambda: request(console + "/api/state", headers={"cookie": cookie})[0] == 401,
+        timeout=30,
+        what="the session to expire",
+        poll=0.2,
+    )
+    status, headers = request(console + "/", headers={"cookie": cookie})
+    assert status == 303 and headers["location"] == "/login"
+
+
+def test_refused_logins_are_throttled(console: str) -> None:
+    for _ in range(20):
+        assert login(console, "wrong")[0] == 401
+    assert login(console, "wrong")[0] == 429
+    assert login(console, TOKEN)[0] == 429, "no guessing while throttled, right token or not"
+    with urllib.request.urlopen(console + "/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    assert 'kairos_console_logins_total{result="refused"} 20.0' in metrics
+    assert 'kairos_console_logins_total{result="throttled"} 2.0' in metrics
+
+
+def test_pages_carry_security_headers_and_nothing_is_served_without_a_login(console: str) -> None:
+    status, headers = request(console + "/login")
+    assert status == 200
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["cache-control"] == "no-store"
+    assert request(console + "/")[0] == 303
+    for path in ("/api/state", "/events"):
+        assert request(console + path)[0] == 401
+    assert request(console + "/healthz")[0] == 200
+
+
+def test_an_oversized_login_is_refused_unread(console: str) -> None:
+    big = b"token=" + b"x" * 100_000
+    assert request(console + "/login", big, {"content-type": "application/x-www-form-urlencoded"})[0] == 413
+    assert login(console, TOKEN)[0] == 303
