@@ -61,10 +61,14 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def default_root() -> Path:
-    """``$KAIROS_RECORD_DIR``, else ``<project>/.kairos/recorded`` (the project root holds .git)."""
+    """``$KAIROS_RECORD_DIR``, else ``$KAIROS_HOME/recorded``, else ``<project>/.kairos/recorded`` (the
+    project root holds .git): where `kairos up` has its recorder write."""
     env = os.environ.get("KAIROS_RECORD_DIR")
     if env:
         return Path(env)
+    home = os.environ.get("KAIROS_HOME")
+    if home:
+        return Path(home) / "recorded"
     here = Path.cwd().resolve()
     for p in (here, *here.parents):
         if (p / ".git").exists():
