@@ -45,7 +45,7 @@ lint-deploy: setup $(STAMP)/compose deploy-tools ## Validate compose files, Prom
 	$(DEPLOY_PY) check-dashboards
 	kairos-streams -check -dir deploy/nats/streams
 	@d=$$(mktemp -d) && cp deploy/nats/nats.conf deploy/nats/auth.conf $$d/ && \
-	  python3 -c "from pathlib import Path; import sys; v=['COLLECTOR','INFERENCE','EXECUTION','OBSERVER','STREAMS']; Path(sys.argv[1]).write_text(''.join(f'KAIROS_NATS_{n}_PASSWORD: \"lint\"\n' for n in v))" $$d/passwords.conf && \
+	  python3 -c "from pathlib import Path; import sys; v=['COLLECTOR','INFERENCE','EXECUTION','OBSERVER','STREAMS','RECORDER']; Path(sys.argv[1]).write_text(''.join(f'KAIROS_NATS_{n}_PASSWORD: \"lint\"\n' for n in v))" $$d/passwords.conf && \
 	  nats-server -t -c $$d/nats.conf; rc=$$?; rm -rf $$d; exit $$rc
 	@set -e; mkdir -p $(BUILD)/deploy; for o in $(K8S_OVERLAYS); do \
 	  out=$(BUILD)/deploy/k8s-$$(basename $$o).yaml; kustomize build $$o > $$out; \

@@ -8,6 +8,7 @@
     kairos history   download tick or bar history from the MT5 terminal through the bridge (Parquet)
     kairos kill      the execution kill switch: halt, cancel working orders, optionally flatten
     kairos demo      the main job: all of the above on embedded defaults, with a live view and a report
+    kairos models    model lifecycle in the registry: list, promote, rollback
 
 Exit codes: 0 success, 1 usage or runtime error, 2 bad input data (with --strict), 3 a service died.
 """
@@ -44,6 +45,13 @@ def up(
         str, typer.Option(help="models:/<name>@<alias> or a local .onnx (card beside it).")
     ] = "",
     run_dir: RunDir = services.STATE_DIR / "run",
+    record: Annotated[
+        bool, typer.Option(help="Also start the recorder: ticks and bars kept as Parquet (ADR 0084).")
+    ] = True,
+    record_dir: Annotated[
+        Path | None,
+        typer.Option(help="Recorded dataset root (default $KAIROS_RECORD_DIR or .kairos/recorded)."),
+    ] = None,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
@@ -58,7 +66,8 @@ def up(
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)
     try:
-        for spec in [*services.specs(settings, binaries), services.console_spec(settings)]:
+        extra = [services.recorder_spec(settings, record_dir)] if record else []
+        for spec in [*services.specs(settings, binaries), services.console_spec(settings), *extra]:
             svc = stack.start(spec)
             stack.wait_ready(svc)
             where = spec.grpc_addr or spec.ready_url.removesuffix("/healthz")
@@ -118,6 +127,7 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
         from kairos.stack import credentials
 
         _print_models(inference.grpc_addr, credentials.read_token(run_dir, "inference"))
+        _print_shadow(inference.metrics_url)
     counters = Table("metric", "labels", "value")
     for svc in recorded:
         for name, labels, value in _scrape(svc.metrics_url):
@@ -155,6 +165,35 @@ def _print_models(addr: str, token: str) -> None:
         if m.gate != "PASSED":
             why = m.verdict or "its model card carries no gate verdict: nobody validated it"
             console.print(f"[{styles[m.gate]}]{m.name} {m.version} is not a validated model:[/] {why}")
+
+
+def _print_shadow(url: str) -> None:
+    """Paper figures of the serving model and the shadow challengers (--shadow-models), one row each."""
+    from kairos.stack.services import metric_samples
+
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for fig in ("bars", "net_return", "sharpe", "turnover", "trades"):
+        try:
+            samples = metric_samples(url, f"kairos_inference_shadow_{fig}")
+        except OSError:
+            return
+        for labels, value in samples.items():
+            got = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            rows.setdefault((got.get("model", ""), got.get("role", "")), {})[fig] = value
+    if not rows:
+        return
+    table = Table("model (paper, live bars)", "role", "bars", "net", "Sharpe", "turnover/bar", "trades")
+    for (model, role), f in sorted(rows.items(), key=lambda kv: kv[0][1] != "serving"):
+        table.add_row(
+            model,
+            role,
+            f"{f.get('bars', 0):.0f}",
+            f"{f.get('net_return', 0) * 1e4:+.1f} bp",
+            f"{f.get('sharpe', 0):.2f}",
+            f"{f.get('turnover', 0):.3f}",
+            f"{f.get('trades', 0):.0f}",
+        )
+    console.print(table)
 
 
 def _scrape(url: str) -> list[tuple[str, str, str]]:
@@ -455,6 +494,81 @@ def demo(
         console,
     )
     raise typer.Exit(code)
+
+
+models_app = typer.Typer(
+    no_args_is_help=True, help="Model lifecycle in the MLflow registry: list, promote, rollback."
+)
+app.add_typer(models_app, name="models")
+UriOption = Annotated[
+    str, typer.Option(help="MLflow tracking/registry URI (default $KAIROS_MLFLOW_URI or .kairos/mlflow.db).")
+]
+
+
+def _uri(uri: str) -> str:
+    from kairos.training.registry import default_tracking_uri
+
+    return uri or default_tracking_uri()
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str, typer.Argument(help="A registered model (default: all).")] = "",
+    tracking_uri: UriOption = "",
+) -> None:
+    """Versions, aliases (champion, challenger, previous-champion), gate verdicts, out-of-sample figures."""
+    from kairos.stack import models as lifecycle
+
+    try:
+        rows = lifecycle.list_versions(_uri(tracking_uri), name or None)
+    except lifecycle.ModelsError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+    table = Table(
+        "model", "version", "aliases", "gate", "Sharpe (interval)", "DSR / trials", "data", "created"
+    )
+    styles = {"PASSED": "green", "FAILED": "red", "FORCED": "yellow"}
+    for r in rows:
+        sharpe = "" if r.sharpe is None else f"{r.sharpe:.2f}"
+        if r.sharpe_ci:
+            sharpe += f" [{r.sharpe_ci[0]:.2f}, {r.sharpe_ci[1]:.2f}]"
+        dsr = "" if r.dsr is None else f"{r.dsr:.3f} / {r.n_trials or 0:.0f}"
+        gate = f"[{styles[r.gate]}]{r.gate}[/]" if r.gate in styles else (r.gate or "-")
+        table.add_row(r.name, r.version, ", ".join(r.aliases), gate, sharpe, dsr, r.dataset, r.created)
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="The registered model, e.g. kairos-eurusd.")],
+    version: Annotated[str, typer.Option(help="Version to promote (default: the @challenger).")] = "",
+    tracking_uri: UriOption = "",
+) -> None:
+    """Make a version @champion (the old one becomes @previous-champion); inference swaps on its next poll."""
+    from kairos.stack import models as lifecycle
+
+    try:
+        old, new = lifecycle.promote(_uri(tracking_uri), name, version or None)
+    except lifecycle.ModelsError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+    console.print(f"{name}@champion: version {old or '-'} -> {new}" + (" (unchanged)" if old == new else ""))
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: Annotated[str, typer.Argument(help="The registered model.")],
+    tracking_uri: UriOption = "",
+) -> None:
+    """Put @previous-champion back as @champion; a second rollback undoes the first."""
+    from kairos.stack import models as lifecycle
+
+    try:
+        cur, prev = lifecycle.rollback(_uri(tracking_uri), name)
+    except lifecycle.ModelsError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+    console.print(f"{name}@champion: version {cur} -> {prev} (rolled back)")
 
 
 def main() -> None:

@@ -139,6 +139,26 @@ class InferenceConfig:
         5.0, "How long in-flight RPCs get to finish on SIGTERM/SIGINT (a duration: 500ms, 5s).", duration=True
     )
     log_level: str = _f("info", "Log level: debug, info, warn or error.")
+    drift_window: int = _f(
+        500,
+        "Feature rows (per model, all symbols) over which each feature's PSI against the card's training "
+        "distribution is computed; 0 disables drift monitoring.",
+    )
+    ood_di_threshold: float = _f(
+        0.0,
+        "Dissimilarity index above which a row is out of distribution; 0 = the card's training p99.9.",
+    )
+    shadow_models: tuple[str, ...] = _f(
+        (),
+        "Comma-separated model sources (models:/<name>@challenger, ...) evaluated in shadow on the same "
+        "bars: their signals are never published; each is accounted on paper with its card's decision "
+        "policy and the paper venue's fills (kairos_inference_shadow_* metrics), the serving model too.",
+    )
+    abstain_ood: bool = _f(
+        False,
+        "Abstain on out-of-distribution rows: their signals carry flat probabilities (edge 0: no entry) "
+        "and are counted in kairos_inference_abstained_total; the prediction itself is unchanged.",
+    )
     tls_cert: str = _f(
         "",
         "PEM certificate chain of the gRPC server; with --tls-key the port serves TLS only "

@@ -96,3 +96,29 @@ class Metrics:
             "Changed TLS certificate files that failed to load; the previous pair keeps serving.",
             registry=r,
         )
+        # Drift (ADR 0085): per prediction and over a window, against the card's training distribution.
+        self.dissimilarity = Histogram(
+            "kairos_inference_dissimilarity_index",
+            "Dissimilarity index of each predicted row (1 = a typical training row).",
+            ["model"],
+            buckets=(0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0),
+            registry=r,
+        )
+        self.ood = Counter(
+            "kairos_inference_out_of_distribution_total",
+            "Predicted rows whose dissimilarity index exceeded the threshold.",
+            ["model"],
+            registry=r,
+        )
+        self.abstained = Counter(
+            "kairos_inference_abstained_total",
+            "Signals sent flat because their row was out of distribution (--abstain-ood).",
+            ["model"],
+            registry=r,
+        )
+        self.feature_psi = Gauge(
+            "kairos_inference_feature_psi",
+            "Population Stability Index of a feature over the drift window vs training.",
+            ["model", "feature"],
+            registry=r,
+        )

@@ -55,6 +55,16 @@ class InferenceServer:
         source = ModelSource(cfg.model, cfg.resolved_tracking_uri, pipeline_spec(), cfg.max_batch)
         self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
         self.batcher = MicroBatcher(self.manager, self.metrics, cfg.max_batch, cfg.max_delay_us)
+        # Shadow models (ADR 0086): their own managers and metrics registries (model_info, loads and
+        # predictions stay the serving model's); accounted by kairos.inference.shadow.
+        self.shadow_managers = [
+            ModelManager(
+                ModelSource(uri, cfg.resolved_tracking_uri, pipeline_spec(), cfg.max_batch),
+                Metrics(),
+                cfg.poll_interval_s,
+            )
+            for uri in cfg.shadow_models
+        ]
         self.publisher = (
             SignalPublisher(
                 cfg.nats_url, cfg.signal_subject_prefix, self.metrics, cfg.nats_queue, cfg.nats_creds
@@ -70,6 +80,11 @@ class InferenceServer:
             failures = self.metrics.tls_reload_failures
             self.tls = tls.TLSFiles(c.tls_cert, c.tls_key, c.tls_client_ca, failures, self.log)
         model = await self.manager.load_initial()
+        for mgr in self.shadow_managers:
+            try:
+                await mgr.load_initial()
+            except Exception as e:
+                self.log.warning("shadow model not loaded", source=mgr.source.uri, error=str(e))
         opts = [
             ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
             ("grpc.max_send_message_length", self.cfg.max_message_bytes),
@@ -91,6 +106,10 @@ class InferenceServer:
             options=opts, interceptors=[auth.BearerAuthInterceptor(c.token, c.open_reads_on_loopback)]
         )
         servicer = InferenceServicer(self.cfg, self.manager, self.batcher, self.metrics, self.publisher)
+        if self.shadow_managers:
+            from kairos.inference.shadow import ShadowEvaluator
+
+            servicer.shadow = ShadowEvaluator(self.shadow_managers, self.metrics)
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -105,6 +124,8 @@ class InferenceServer:
             self.metrics_port = self._http.server_port
         self._tasks.append(asyncio.create_task(self.batcher.run(), name="micro-batcher"))
         self._tasks.append(asyncio.create_task(self.manager.poll_forever(), name="model-poller"))
+        for i, mgr in enumerate(self.shadow_managers):
+            self._tasks.append(asyncio.create_task(mgr.poll_forever(), name=f"shadow-poller-{i}"))
         if self.publisher is not None:
             self._tasks.append(asyncio.create_task(self.publisher.run(), name="signal-publisher"))
         await server.start()

@@ -69,6 +69,48 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.log = get_logger()
         self._stream_requests = metrics.requests.labels("StreamPredict")
         self._stream_seconds = metrics.request_seconds.labels("StreamPredict")
+        self._drift: dict[tuple[str, str], Any] = {}  # (name, version) -> DriftMonitor or None
+        self.shadow: Any = None  # kairos.inference.shadow.ShadowEvaluator with --shadow-models
+
+    def _drift_of(self, model: ServedModel) -> Any:
+        """The model's drift monitor (None without a training distribution in its card)."""
+        key = (model.name, model.version)
+        if key not in self._drift:
+            mon = None
+            dist = model.card.get("feature_distribution") or {}
+            if dist and self.cfg.drift_window > 0:
+                from kairos.features.drift import DriftMonitor
+
+                try:
+                    mon = DriftMonitor(
+                        dist, model.feature_names, self.cfg.drift_window, self.cfg.ood_di_threshold
+                    )
+                except (KeyError, ValueError) as e:
+                    self.log.warning(
+                        "drift monitoring off", model=model.name, version=model.version, error=str(e)
+                    )
+            self._drift[key] = mon
+        return self._drift[key]
+
+    def _observe_drift(self, model: ServedModel, work: Any) -> list[bool]:
+        """DI and PSI of the predicted rows (the windows' last rows); which rows are out of distribution."""
+        mon = self._drift_of(model)
+        if mon is None or not work.windows:
+            return []
+        di, ood = mon.observe(np.stack([w[-1] for w in work.windows]))
+        label = f"{model.name}/{model.version}"
+        hist = self.metrics.dissimilarity.labels(label)
+        for d in di.tolist():
+            hist.observe(d)
+        n_ood = int(ood.sum())
+        if n_ood:
+            self.metrics.ood.labels(label).inc(n_ood)
+        before = mon.n - len(di)
+        if mon.n // 50 != before // 50:  # PSI every 50 rows: cheap enough for the hot path
+            for name, v in mon.psi().items():
+                if v == v:  # not NaN
+                    self.metrics.feature_psi.labels(label, name).set(v)
+        return [bool(x) for x in ood.tolist()]
 
     def _model(self) -> ServedModel:
         m = self.manager.current
@@ -115,6 +157,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     break
                 req, recv_t, recv_us, model, work, fut = item
                 resp = pb.StreamPredictResponse(request_id=req.request_id)
+                shadow_outputs = None
                 if work.rejections:
                     resp.rejections.extend(work.rejections)
                 if fut is not None:
@@ -128,13 +171,20 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         work.symbols.clear()
                     else:
                         self._fill(resp, req, recv_us, model, work, result)
+                        shadow_outputs = result.outputs
                 await context.write(resp)
                 self._stream_seconds.observe(time.perf_counter() - recv_t)
+                ood = self._observe_drift(model, work) if resp.predictions else []
+                if self.shadow is not None and resp.predictions and shadow_outputs is not None:
+                    self.shadow.submit(model, work, shadow_outputs)
                 if self.publisher is not None and resp.predictions:
                     pol, col = model.policy, model.vol_index
                     for k, p in enumerate(resp.predictions):
                         # The bar's own feature row (the window's last) carries the realised volatility.
                         vol = float(work.windows[k][-1, col]) * model.vol_unit if pol is not None else 0.0
+                        if self.cfg.abstain_ood and ood and ood[k]:
+                            p = _flat(p)
+                            self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
                         self.publisher.offer(signal_from(p, work.bids[k], work.asks[k], pol, vol))
                 if pending.empty() and reader.done():
                     break
@@ -305,6 +355,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         if request.model_name and request.model_name != st.model_name:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_name!r} is not served here")
         return pb.GetModelStatusResponse(models=[st])
+
+
+def _flat(p: pb.Prediction) -> pb.Prediction:
+    """The prediction with flat probabilities: an abstention (expected edge 0, the policy enters nothing)."""
+    q = pb.Prediction()
+    q.CopyFrom(p)
+    del q.outputs[:]
+    q.outputs.extend([0.0, 1.0, 0.0])
+    return q
 
 
 def bad_request(message: str, violations: list[tuple[str, str, str]]) -> grpc.Status:

@@ -108,6 +108,9 @@ class Work:
     unlisted_rejections: int = 0
     # Bars closed by this request, in order: (state, symbol, bar open ms, bar window or None, bid, ask).
     closed: list[tuple[SymbolState, str, int, np.ndarray | None, float, float]] = field(default_factory=list)
+    # Per input: the bar's (open, close, mean spread), for shadow accounting (kairos.shadow).
+    prices: list[tuple[float, float, float]] = field(default_factory=list)
+    closed_prices: list[tuple[float, float, float]] = field(default_factory=list)
 
     def inputs(self) -> np.ndarray:
         return np.stack(self.windows)
@@ -178,7 +181,7 @@ class StreamState:
         rows = feature_rows(windows) if windows else None
         finite = np.isfinite(rows).all(axis=1).tolist() if rows is not None else []
         k = 0
-        for st, symbol, bar_open_msc, bar_window, bid, ask in work.closed:
+        for j, (st, symbol, bar_open_msc, bar_window, bid, ask) in enumerate(work.closed):
             if bar_window is None:
                 st.push_row(None)
                 continue
@@ -193,6 +196,7 @@ class StreamState:
             work.bids.append(bid)
             work.asks.append(ask)
             work.windows.append(win.copy())
+            work.prices.append(work.closed_prices[j])
 
     def process(self, req: pb.StreamPredictRequest, model: ServedModel) -> Work:
         work = Work()
@@ -305,6 +309,7 @@ class StreamState:
                 # The tick that closes a bar is the quote the prediction is made at.
                 st.last_bar_open_msc = bar.open_time_msc
                 work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), b, a))
+                work.closed_prices.append((bar.open, bar.close, bar.spread_mean))
 
     def _bar(self, work: Work, fld: str, bar: md.Bar, model: ServedModel) -> None:
         sym = bar.symbol
@@ -329,6 +334,7 @@ class StreamState:
         st.bid = bar.close
         st.ask = bar.close + bar.spread_mean
         work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), st.bid, st.ask))
+        work.closed_prices.append((bar.open, bar.close, bar.spread_mean))
 
 
 def bar_problem(bar: md.Bar, timeframe_s: int) -> tuple[str, str] | None:

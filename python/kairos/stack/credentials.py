@@ -7,7 +7,7 @@ Files, every one mode 0600:
   handed to the collector's embedded NATS server; ``nats/passwords.conf`` beside it defines the
   passwords it includes.
 - ``nats/<identity>.creds``: one line ``user:password`` per identity (collector, inference, execution,
-  observer, streams), passed to each service with ``--nats-creds``.
+  observer, streams, recorder), passed to each service with ``--nats-creds``.
 
 Secrets travel as file paths, never in argv or logs. Rotation: delete the files and restart the stack.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 AUTH_CONF = REPO / "deploy" / "nats" / "auth.conf"
-NATS_IDENTITIES = ("collector", "inference", "execution", "observer", "streams")
+NATS_IDENTITIES = ("collector", "inference", "execution", "observer", "streams", "recorder")
 SERVICES = ("execution", "collector", "inference")
 
 

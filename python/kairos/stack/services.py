@@ -43,6 +43,8 @@ class Ports:
     execution_grpc: int = 7601
     execution_bridge: int = 7600
     execution_metrics: int = 9601
+    recorder_grpc: int = 7701
+    recorder_metrics: int = 9701
     console: int = 7700
 
     @classmethod
@@ -191,6 +193,29 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
             metrics_url=f"http://127.0.0.1:{p.execution_metrics}/metrics",
         ),
     ]
+
+
+def recorder_spec(settings: StackSettings, record_dir: Path | None = None) -> ServiceSpec:
+    """The recorder (kairos.recording, ADR 0084): every tick and bar the collector publishes, kept as
+    Parquet under record_dir (default $KAIROS_RECORD_DIR or <KAIROS_HOME>/recorded); started after
+    the collector, whose embedded NATS it subscribes to as the read-only identity ``observer``."""
+    p = settings.ports
+    root = record_dir or Path(os.environ.get("KAIROS_RECORD_DIR", STATE_DIR / "recorded"))
+    return ServiceSpec(
+        name="recorder",
+        argv=[
+            sys.executable,
+            "-m",
+            "kairos.recording.recorder",
+            f"--dir={root}",
+            f"--nats-url={settings.nats_url}",
+            f"--nats-creds={settings.credentials().nats_creds('observer')}",
+            f"--grpc-addr=127.0.0.1:{p.recorder_grpc}",
+            f"--metrics-addr=127.0.0.1:{p.recorder_metrics}",
+        ],
+        grpc_addr=f"127.0.0.1:{p.recorder_grpc}",
+        metrics_url=f"http://127.0.0.1:{p.recorder_metrics}/metrics",
+    )
 
 
 def console_url(settings: StackSettings) -> str:

@@ -759,6 +759,25 @@ def run_all(
         _do_register(run, name, alias, tracking_uri, force)
 
 
+@app.command("loop")
+def loop_cmd(
+    config: Annotated[Path, typer.Option("--config", help="The loop's TOML file (kairos.training.loop).")],
+    once: Annotated[bool, typer.Option(help="Run one round now and exit with its code.")] = False,
+) -> None:
+    """Scheduled retraining: rounds on a rolling window of recorded + imported data, gate, @challenger."""
+    from kairos.training import loop
+
+    try:
+        cfg = loop.LoopConfig.load(config)
+    except loop.LoopConfigError as e:
+        raise CliFailure(EXIT_USAGE, str(e)) from e
+    res = loop.run_loop(cfg, once=once)
+    if once and res is not None:
+        out.print(f"round {res.round_id}: {res.status}: {res.reason}", highlight=False, soft_wrap=True)
+        if res.exit_code:
+            raise CliFailure(res.exit_code, f"round {res.status}")
+
+
 # ------------------------------------------------------------------------------------------ entry point
 
 

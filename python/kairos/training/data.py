@@ -448,8 +448,37 @@ def sample_path() -> Path:
     raise DataError(SAMPLE_EURUSD_H1, None, None, "backtesting package ships no EURUSD.csv")
 
 
+RECORDED_PREFIX = "recorded:"
+
+
+def _recorded(source: str) -> bytes:
+    """``recorded:[ROOT:]SYMBOL:TIMEFRAME``: the stack's own recording (kairos.recording, ADR 0084) as
+    the bytes of one Parquet file; ROOT defaults to $KAIROS_RECORD_DIR or <project>/.kairos/recorded.
+    TIMEFRAME ``tick`` reads the recorded ticks, else the recorded bars of that timeframe (M1, H1...)."""
+    from kairos.recording import store
+
+    parts = source.removeprefix(RECORDED_PREFIX).rsplit(":", 2)
+    if len(parts) < 2 or not all(parts[-2:]):
+        raise DataError(source, None, None, "want recorded:SYMBOL:TIMEFRAME (e.g. recorded:EURUSD:M1)")
+    root = Path(parts[0]) if len(parts) == 3 else store.default_root()
+    symbol, tf = parts[-2], parts[-1]
+    if tf.lower() == store.TICK:
+        t = store.read_ticks(root, symbol)
+        frame = pd.DataFrame({"time": t["time_msc"], "bid": t["bid"], "ask": t["ask"], "volume": t["volume"]})
+        frame = frame[(frame["bid"] > 0) & (frame["ask"] > 0)]  # one-sided updates carry a 0 side
+    else:
+        frame = store.read_bars(root, symbol, tf.upper())
+    if frame.empty:
+        raise DataError(source, None, None, f"nothing recorded for {symbol} {tf} under {root}")
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
 def _open(source: str) -> tuple[str, str | bytes]:
     """The file's name and its content: text (CSV, MT5 export) or the bytes of a Parquet file."""
+    if source.startswith(RECORDED_PREFIX):
+        return source, _recorded(source)
     if source == SAMPLE_EURUSD_H1:
         path = sample_path()
         return str(path), _decode(path.read_bytes(), str(path))

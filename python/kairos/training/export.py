@@ -125,6 +125,16 @@ def model_graph(model: Model) -> onnx.ModelProto:
     )
 
 
+def training_distribution(bars_path: Path) -> dict[str, Any]:
+    """The feature distribution of the bars the final model was fitted on, for the card (drift, ADR 0085)."""
+    import pandas as pd  # type: ignore[import-untyped]
+
+    from kairos.features import SCHEMA, compute_features
+    from kairos.features.drift import distribution
+
+    return distribution(compute_features(pd.read_parquet(bars_path)), SCHEMA.names)
+
+
 def export_onnx(
     model: Model, card: ModelCard, out_dir: Path, parity_x: npt.NDArray[np.float32]
 ) -> ExportResult:
@@ -133,6 +143,9 @@ def export_onnx(
     onnx_path = out_dir / "model.onnx"
     proto = model_graph(model)
     proto.doc_string = f"kairos {card.name} {card.version}: {card.architecture}"
+    bars_path = out_dir / "bars.parquet"
+    if not card.feature_distribution and bars_path.exists():
+        card.feature_distribution = training_distribution(bars_path)
     card.embed(proto)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save_model(proto, str(onnx_path), save_as_external_data=False)

@@ -135,6 +135,7 @@ def test_secrets_are_files_not_environment(stack: dict[str, Any]) -> None:
         "nats_inference",
         "nats_execution",
         "nats_streams",
+        "nats_recorder",
         "grafana_admin_password",
         "bridge_key",
         "nats_observer",

@@ -1,0 +1,141 @@
+"""Training distribution of the features, dissimilarity of live rows, drift over a window (ADR 0085).
+
+Training stores ``distribution(rows)`` in the model card (``feature_distribution``); the inference
+server builds a ``DriftMonitor`` from it and feeds it every feature row it predicts on.
+
+- **Per feature**: mean, standard deviation, quantiles (``QUANTILES``) and a 10-bin histogram whose
+  edges are the training deciles (open-ended outer bins), with the training share of each bin.
+- **Dissimilarity index (DI)**, after FreqAI's idea: the distance of a row from the training data,
+  relative to the training data's own spread. FreqAI divides the mean distance to every training
+  point by the mean pairwise training distance; keeping every training point in the card is too
+  heavy, so here the distance is to the training mean in standardised units (Euclidean over z-scores,
+  features with zero variance left out), divided by the mean of that distance over the training rows:
+  DI ~ 1 for a typical row. The card keeps the training DI's quantiles; a row whose DI exceeds
+  the training p99.9 (``di.q999``, or a configured threshold) is **out of distribution**.
+- **Population Stability Index (PSI)** per feature over the last ``window`` rows against the training
+  bin shares: sum((a - e) x ln(a / e)), shares floored at 1e-4. Rule of thumb: < 0.1 stable,
+  0.1-0.25 moderate shift, > 0.25 significant shift.
+
+numpy only (the inference server imports it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+QUANTILES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
+BIN_EDGES = tuple(i / 10 for i in range(1, 10))  # deciles: 10 bins, the outer two open-ended
+PSI_FLOOR = 1e-4
+DI_QUANTILES = {"q50": 0.5, "q90": 0.9, "q99": 0.99, "q999": 0.999, "max": 1.0}
+
+F64 = npt.NDArray[np.float64]
+
+
+def distribution(rows: npt.ArrayLike, names: Sequence[str]) -> dict[str, Any]:
+    """The card's ``feature_distribution`` from training feature rows [n, n_features] (NaN rows dropped)."""
+    x = np.asarray(rows, dtype=np.float64)
+    x = x[np.isfinite(x).all(axis=1)]
+    if len(x) < 20:
+        raise ValueError(f"{len(x)} finite feature rows: too few for a distribution")
+    feats: dict[str, Any] = {}
+    for j, name in enumerate(names):
+        col = x[:, j]
+        edges = np.unique(np.quantile(col, BIN_EDGES))
+        counts = np.bincount(np.searchsorted(edges, col, side="right"), minlength=len(edges) + 1)
+        feats[name] = {
+            "mean": float(col.mean()),
+            "std": float(col.std()),
+            "quantiles": [float(q) for q in np.quantile(col, QUANTILES)],
+            "bin_edges": [float(e) for e in edges],
+            "bin_shares": [float(c) / len(col) for c in counts],
+        }
+    out: dict[str, Any] = {"rows": len(x), "quantile_levels": list(QUANTILES), "features": feats}
+    mean = np.array([v["mean"] for v in feats.values()])
+    std = np.array([v["std"] for v in feats.values()])
+    dist0 = DissimilarityIndex(mean, std, 1.0).distance(x)
+    md = float(dist0.mean()) or 1.0
+    out["di"] = {
+        "method": "z-score distance to the training mean / its mean over the training rows",
+        "mean_distance": md,
+        **{k: float(np.quantile(dist0 / md, q)) for k, q in DI_QUANTILES.items()},
+    }
+    return out
+
+
+class DissimilarityIndex:
+    """DI of rows against a card's ``feature_distribution`` (module docstring)."""
+
+    def __init__(self, mean: F64, std: F64, mean_distance: float) -> None:
+        self.use = std > 0
+        self.mean = mean[self.use]
+        self.std = std[self.use]
+        self.mean_distance = mean_distance
+
+    @classmethod
+    def from_distribution(cls, dist: dict[str, Any], names: Sequence[str]) -> DissimilarityIndex:
+        f = dist["features"]
+        return cls(
+            np.array([f[n]["mean"] for n in names], dtype=np.float64),
+            np.array([f[n]["std"] for n in names], dtype=np.float64),
+            float(dist["di"]["mean_distance"]),
+        )
+
+    def distance(self, rows: npt.ArrayLike) -> F64:
+        x = np.atleast_2d(np.asarray(rows, dtype=np.float64))[:, self.use]
+        return np.asarray(np.sqrt((((x - self.mean) / self.std) ** 2).sum(axis=1)), dtype=np.float64)
+
+    def index(self, rows: npt.ArrayLike) -> F64:
+        return self.distance(rows) / self.mean_distance
+
+
+def psi(actual: npt.ArrayLike, edges: Sequence[float], expected_shares: Sequence[float]) -> float:
+    """Population Stability Index of ``actual`` values against the training bins."""
+    a = np.asarray(actual, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if not len(a):
+        return float("nan")
+    counts = np.bincount(np.searchsorted(np.asarray(edges), a, side="right"), minlength=len(edges) + 1)
+    p = np.maximum(counts / len(a), PSI_FLOOR)
+    e = np.maximum(np.asarray(expected_shares, dtype=np.float64), PSI_FLOOR)
+    return float(((p - e) * np.log(p / e)).sum())
+
+
+class DriftMonitor:
+    """Per-model state in the server: DI of each row, a ring of the last ``window`` rows for PSI."""
+
+    def __init__(
+        self, dist: dict[str, Any], feature_names: Sequence[str], window: int = 500, di_threshold: float = 0.0
+    ) -> None:
+        self.names = list(feature_names)
+        f = dist["features"]
+        missing = [n for n in self.names if n not in f]
+        if missing:
+            raise ValueError(f"feature_distribution lacks {missing}")
+        self.edges = [f[n]["bin_edges"] for n in self.names]
+        self.shares = [f[n]["bin_shares"] for n in self.names]
+        self.di = DissimilarityIndex.from_distribution(dist, self.names)
+        self.threshold = di_threshold if di_threshold > 0 else float(dist["di"]["q999"])
+        self.window = window
+        self.ring = np.full((window, len(self.names)), np.nan)
+        self.n = 0
+
+    def observe(self, rows: npt.ArrayLike) -> tuple[F64, npt.NDArray[np.bool_]]:
+        """DI of each row and whether it is out of distribution; the rows join the PSI window."""
+        x = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        for r in x[-self.window :]:
+            self.ring[self.n % self.window] = r
+            self.n += 1
+        d = self.di.index(x) if len(x) else np.zeros(0)
+        return d, d > self.threshold
+
+    def psi(self) -> dict[str, float]:
+        """PSI per feature over the rows in the window (NaN until it holds ``window`` // 5 rows)."""
+        k = min(self.n, self.window)
+        if k < max(self.window // 5, 20):
+            return {n: float("nan") for n in self.names}
+        rows = self.ring[:k]
+        return {n: psi(rows[:, j], self.edges[j], self.shares[j]) for j, n in enumerate(self.names)}

@@ -1,0 +1,69 @@
+"""Drift statistics on real bars: the training distribution, the dissimilarity index on real later
+rows and on shifted ones, PSI, and the card field round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kairos.features import SCHEMA, ModelCard, compute_features
+from kairos.features.drift import DriftMonitor, distribution, psi
+from kairos.training.data import load_bars
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+MODEL_CARD = Path(__file__).resolve().parents[1] / "data" / "model" / "model.card.json"
+
+
+@pytest.fixture(scope="module")
+def rows() -> np.ndarray:
+    bars, _ = load_bars(str(DATA / "gbpusd-m1-bid-2012.csv"))
+    x = compute_features(bars)
+    return x[np.isfinite(x).all(axis=1)]
+
+
+def test_real_later_rows_are_in_distribution_shifted_ones_are_not(rows: np.ndarray) -> None:
+    n = len(rows) * 6 // 10
+    train, later = rows[:n], rows[n:]
+    dist = distribution(train, SCHEMA.names)
+    assert dist["rows"] == n and set(dist["features"]) == set(SCHEMA.names)
+    f = dist["features"]["vol_60"]
+    assert f["quantiles"][0] <= f["quantiles"][6] <= f["quantiles"][-1]
+    assert abs(sum(f["bin_shares"]) - 1) < 1e-12 and len(f["bin_shares"]) == len(f["bin_edges"]) + 1
+    mon = DriftMonitor(dist, SCHEMA.names, window=2000)
+    di_train, ood_train = mon.observe(train[-2000:])
+    assert 0.5 < float(np.median(di_train)) < 1.5
+    assert ood_train.mean() < 0.01
+    di_later, ood_later = mon.observe(later)
+    assert ood_later.mean() < 0.05  # another month of the same market: mostly familiar
+    psi_later = mon.psi()
+    assert np.nanmedian(list(psi_later.values())) < 0.25
+    # A volatility regime five times the training one (the vol features scaled; returns the same).
+    shifted = later.copy()
+    for name in ("vol_15", "vol_60", "vol_240", "range_1", "range_15"):
+        shifted[:, SCHEMA.names.index(name)] *= 5
+    di_shift, ood_shift = mon.observe(shifted)
+    assert (
+        ood_shift.mean() > 0.5 > 0.05 > ood_later.mean()
+        and float(np.median(di_shift)) > float(np.median(di_later)) * 2
+    )
+    psi_shift = mon.psi()
+    assert psi_shift["vol_60"] > 1.0 > psi_later["vol_60"]
+    assert psi_shift["hour_sin"] < 0.25  # the features that did not move did not drift
+
+
+def test_psi_is_zero_for_the_training_sample_itself(rows: np.ndarray) -> None:
+    dist = distribution(rows, SCHEMA.names)
+    f = dist["features"]["zret_5"]
+    assert psi(rows[:, SCHEMA.names.index("zret_5")], f["bin_edges"], f["bin_shares"]) < 1e-9
+
+
+def test_the_card_carries_the_distribution_and_older_cards_still_load(rows: np.ndarray) -> None:
+    card = ModelCard.load(MODEL_CARD)
+    assert card.feature_distribution == {}  # a card from before the field
+    card.feature_distribution = distribution(rows, SCHEMA.names)
+    again = ModelCard.from_json(card.to_json())
+    assert again == card
+    assert json.loads(card.to_json())["feature_distribution"]["di"]["q999"] > 1

@@ -1,0 +1,81 @@
+"""Drift in the real server: a dissimilarity index per prediction and PSI per feature against the
+card's training distribution, as metrics; --abstain-ood sends flat signals (real NATS subscriber)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+from tests.inference.harness import ServerThread, StreamClient, load_gbpusd_m1, metric, proto_bars, with_card
+from tests.inference.test_signals import Subscriber
+
+from kairos.features import SCHEMA, compute_features
+from kairos.features.drift import distribution
+from kairos.inference.v1 import inference_pb2 as pb
+from kairos.stack.loopback import wait_for
+
+
+def _model_with_distribution(model_path: Path, bars: pd.DataFrame, dst: Path) -> Path:
+    x = compute_features(bars[["time", "open", "high", "low", "close", "spread", "tick_volume"]])
+    return with_card(model_path, dst, feature_distribution=distribution(x, SCHEMA.names))
+
+
+def _stream(srv: ServerThread, bars: list) -> list[pb.Prediction]:  # type: ignore[type-arg]
+    c = StreamClient(srv.target)
+    preds: list[pb.Prediction] = []
+    try:
+        for k in range(0, len(bars), 50):
+            preds += c.ask(pb.StreamPredictRequest(request_id=k, bars=bars[k : k + 50])).predictions
+    finally:
+        c.close()
+    return preds
+
+
+def test_dissimilarity_and_psi_are_exported_per_prediction(
+    model_path: Path, start_server: Callable[..., ServerThread], tmp_path: Path
+) -> None:
+    gbpusd = load_gbpusd_m1()
+    model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+    srv = start_server(model, drift_window=200)
+    preds = _stream(srv, proto_bars(gbpusd.iloc[20000:20800]))
+    assert len(preds) > 400
+    text = srv.metrics_text()
+    label = f"{preds[0].model_name}/{preds[0].model_version}"
+    assert metric(text, "kairos_inference_dissimilarity_index_count", model=label) == len(preds)
+    mean_di = metric(text, "kairos_inference_dissimilarity_index_sum", model=label) / len(preds)
+    assert 0.3 < mean_di < 3  # later real bars of the same market: typical rows
+    psis = [metric(text, "kairos_inference_feature_psi", model=label, feature=f) for f in SCHEMA.names]
+    assert all(np.isfinite(psis)) and max(psis) > 0
+    assert metric(text, "kairos_inference_out_of_distribution_total", model=label) < 0.05 * len(preds)
+    assert metric(text, "kairos_inference_abstained_total", model=label) == 0
+
+
+def test_abstain_sends_flat_signals_for_out_of_distribution_rows(
+    nats_url: str, model_path: Path, start_server: Callable[..., ServerThread], tmp_path: Path
+) -> None:
+    gbpusd = load_gbpusd_m1()
+    model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+    sub = Subscriber(nats_url, "kairos.signal.>")
+    # A threshold below every row's DI: every row is out of distribution.
+    srv = start_server(model, nats_url=nats_url, abstain_ood=True, ood_di_threshold=1e-9)
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and srv.server.publisher is not None
+            and srv.server.publisher.nc is not None
+        )
+    )
+    try:
+        preds = _stream(srv, proto_bars(gbpusd.iloc[20000:20400]))
+        assert preds
+        wait_for(lambda: sub.pump() >= len(preds), 10, f"{len(preds)} signals")
+    finally:
+        sub.close()
+    text = srv.metrics_text()
+    label = f"{preds[0].model_name}/{preds[0].model_version}"
+    assert metric(text, "kairos_inference_abstained_total", model=label) == len(preds)
+    assert metric(text, "kairos_inference_out_of_distribution_total", model=label) == len(preds)
+    assert all(list(s.outputs) == [0.0, 1.0, 0.0] and s.strength == 0 for _, s in sub.got)
+    assert any(list(p.outputs) != [0.0, 1.0, 0.0] for p in preds)  # the predictions are the model's own

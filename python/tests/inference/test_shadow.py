@@ -1,0 +1,90 @@
+"""Shadow evaluation in the real server: challengers run on the same bars, are accounted on paper
+with their card's policy and the paper fills, and never publish a signal (real NATS subscriber)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.inference.harness import ServerThread, StreamClient, load_gbpusd_m1, metric, proto_bars, with_card
+from tests.inference.test_signals import Subscriber
+
+from kairos import cli
+from kairos.features import ModelCard
+from kairos.inference.v1 import inference_pb2 as pb
+from kairos.stack.loopback import wait_for
+
+
+def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
+    nats_url: str,
+    model_path: Path,
+    start_server: Callable[..., ServerThread],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    card = ModelCard.from_onnx(model_path)
+    assert card.policy is not None
+    twin = with_card(model_path, tmp_path / "twin" / "model.onnx", version="twin")  # same weights, policy
+    eager = with_card(
+        model_path,
+        tmp_path / "eager" / "model.onnx",
+        version="eager",
+        policy=dataclasses.replace(card.policy, entry_edge=card.policy.entry_edge / 5),
+    )
+    sub = Subscriber(nats_url, "kairos.signal.>")
+    srv = start_server(model_path, nats_url=nats_url, shadow_models=(str(twin), str(eager)))
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and srv.server.publisher is not None
+            and srv.server.publisher.nc is not None
+        )
+    )
+    bars = proto_bars(load_gbpusd_m1(1500))
+    c = StreamClient(srv.target)
+    preds: list[pb.Prediction] = []
+    try:
+        for k in range(0, len(bars), 50):
+            preds += c.ask(pb.StreamPredictRequest(request_id=k, bars=bars[k : k + 50])).predictions
+        wait_for(lambda: sub.pump() >= len(preds), 10, f"{len(preds)} signals")
+    finally:
+        c.close()
+        sub.close()
+    assert len(preds) > 1000
+    serving = f"{card.name}/{card.version}"
+    text = ""
+
+    def accounted() -> bool:
+        nonlocal text
+        text = srv.metrics_text()
+        return all(
+            metric(text, "kairos_inference_shadow_bars", model=m) == len(preds) - 1
+            for m in (serving, f"{card.name}/twin", f"{card.name}/eager")
+        )
+
+    wait_for(accounted, 20, "every model accounted on every bar")
+    # Only the serving model's signals were published.
+    assert len(sub.got) == len(preds) and {s.model_version for _, s in sub.got} == {card.version}
+    fig = {
+        m: {
+            k: metric(text, f"kairos_inference_shadow_{k}", model=m)
+            for k in ("net_return", "sharpe", "turnover", "trades")
+        }
+        for m in (serving, f"{card.name}/twin", f"{card.name}/eager")
+    }
+    assert fig[serving] == fig[f"{card.name}/twin"]  # same weights and policy: the same paper record
+    assert fig[f"{card.name}/eager"]["trades"] > fig[serving]["trades"]  # a lower entry threshold trades more
+    assert metric(text, "kairos_inference_shadow_bars", model=serving, role="serving") == len(preds) - 1
+    assert (
+        metric(text, "kairos_inference_shadow_bars", model=f"{card.name}/eager", role="shadow")
+        == len(preds) - 1
+    )
+    # `kairos status` shows the paper figures, the serving model first.
+    assert srv.server is not None
+    cli._print_shadow(f"http://127.0.0.1:{srv.server.metrics_port}/metrics")
+    shown = capsys.readouterr().out
+    assert shown.count("│ serving") == 1 and shown.count("│ shadow") == 2, shown
+    # model_info still names only the serving version.
+    assert metric(text, "kairos_inference_model_info", model=card.name, version="twin") == 0

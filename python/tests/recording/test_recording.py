@@ -1,0 +1,184 @@
+"""Recording: the real collector process (embedded NATS), the real recorder process, a real replay of
+the shared EURUSD ticks through the bridge library; the recorded Parquet rows must equal what the
+collector published on NATS (captured by an independent subscriber), and training reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kairos.marketdata.v1 import marketdata_pb2 as md
+from kairos.recording import store
+from kairos.stack import processes, replay, services
+from kairos.stack.credentials import nats_connect_kwargs
+from kairos.stack.loopback import wait_for
+from kairos.training.data import load_bars
+
+pytestmark = pytest.mark.slow
+
+TICKS = services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"
+
+
+def _collector_spec(settings: services.StackSettings, binaries: dict[str, Path]) -> processes.ServiceSpec:
+    spec = services.specs(settings, binaries)[0]
+    argv = [a for a in spec.argv if not a.startswith("--inference-endpoints")]
+    return dataclasses.replace(spec, argv=[*argv, "--inference-endpoints=none"])
+
+
+def test_recorded_rows_equal_what_the_collector_published(tmp_path: Path) -> None:
+    settings = services.StackSettings(ports=services.Ports.free(), run_dir=tmp_path / "run")
+    root = tmp_path / "recorded"
+    binaries = services.build_go_binaries(settings.bin_dir)
+    metrics_port = settings.ports.recorder_metrics
+    published_ticks: list[bytes] = []
+    published_bars: dict[str, list[bytes]] = {}
+    with processes.Stack(settings.run_dir) as stack:
+        # The recorder as `kairos up` starts it, ready (gRPC health SERVING) once subscribed.
+        stack.start_all([_collector_spec(settings, binaries), services.recorder_spec(settings, root)])
+        rec = stack.services[-1].process
+        try:
+            data = replay.load(str(TICKS), symbol="EURUSD", strict=True)
+
+            async def capture_and_replay() -> replay.ReplayResult:
+                import nats
+
+                nc = await nats.connect(
+                    settings.nats_url, **nats_connect_kwargs(settings.credentials().nats_creds("observer"))
+                )
+
+                async def on_md(msg: Any) -> None:
+                    published_ticks.append(msg.data)
+
+                async def on_bar(msg: Any) -> None:
+                    published_bars.setdefault(msg.subject.split(".")[2], []).append(msg.data)
+
+                await nc.subscribe("kairos.md.>", cb=on_md, pending_msgs_limit=1_000_000)
+                await nc.subscribe("kairos.bar.>", cb=on_bar, pending_msgs_limit=1_000_000)
+                await nc.flush()
+                result = await asyncio.to_thread(
+                    replay.replay,
+                    data,
+                    collector=f"127.0.0.1:{settings.ports.collector_bridge}",
+                    bridge_key=settings.ensure_bridge_key(),
+                )
+                url = f"http://127.0.0.1:{settings.ports.collector_metrics}/metrics"
+                accepted = sum(services.metric_samples(url, "kairos_collector_ticks_accepted_total").values())
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if sum(len(md.TickBatch.FromString(r).time_msc) for r in published_ticks) >= accepted:
+                        break
+                    await asyncio.sleep(0.1)
+                # The collector closes the last bar once the symbol is idle (--bar-idle-close 2s).
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and len(published_bars.get("M1", [])) < 2:
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(3.0)  # the idle closes of the last bars of every timeframe
+                await nc.drain()
+                return result
+
+            result = asyncio.run(capture_and_replay())
+            assert result.lost == 0 and result.pushed == 9500
+            rurl = f"http://127.0.0.1:{metrics_port}/metrics"
+            n_pub = sum(len(md.TickBatch.FromString(r).time_msc) for r in published_ticks)
+            wait_for(
+                lambda: sum(services.metric_samples(rurl, "kairos_recorder_ticks_total").values()) >= n_pub,
+                30,
+                "the recorder to write every published tick",
+            )
+        finally:
+            rec.send_signal(signal.SIGTERM)
+            assert rec.wait(timeout=30) == 0, (settings.run_dir / "recorder.log").read_text()
+
+    # Ticks: every published tick, in order, every column.
+    batches = [md.TickBatch.FromString(r) for r in published_ticks]
+    assert sum(len(b.time_msc) for b in batches) == 9500
+    got = store.read_ticks(root, "EURUSD")
+    want_t = np.concatenate([np.asarray(b.time_msc, dtype=np.int64) for b in batches])
+    want_bid = np.concatenate([np.asarray(b.bid) for b in batches])
+    want_ask = np.concatenate([np.asarray(b.ask) for b in batches])
+    want_seq = np.concatenate([np.asarray(b.sequence, dtype=np.uint64) for b in batches])
+    order = np.lexsort((got["sequence"].to_numpy(), got["time_msc"].to_numpy()))
+    worder = np.lexsort((want_seq, want_t))
+    assert len(got) == len(want_t)
+    np.testing.assert_array_equal(got["time_msc"].to_numpy()[order], want_t[worder])
+    np.testing.assert_array_equal(got["bid"].to_numpy()[order], want_bid[worder])
+    np.testing.assert_array_equal(got["ask"].to_numpy()[order], want_ask[worder])
+    np.testing.assert_array_equal(got["sequence"].to_numpy()[order], want_seq[worder])
+    # The replayed file's ticks are what was published (nothing lost on the way).
+    np.testing.assert_array_equal(np.sort(want_t), np.sort(data.time_msc))
+
+    # Bars: every published bar of every timeframe, every field.
+    assert set(published_bars) >= {"M1", "M5", "M15", "H1"}
+    for tf, raws in published_bars.items():
+        bars = [md.Bar.FromString(r) for r in raws]
+        rec_bars = store.read_bars(root, "EURUSD", tf)
+        want = (
+            pd.DataFrame(
+                {
+                    "time": [b.open_time_msc for b in bars],
+                    "open": [b.open for b in bars],
+                    "high": [b.high for b in bars],
+                    "low": [b.low for b in bars],
+                    "close": [b.close for b in bars],
+                    "spread": [b.spread_mean for b in bars],
+                    "tick_volume": [float(b.tick_volume) for b in bars],
+                    "real_volume": [b.real_volume for b in bars],
+                    "spread_points": [b.spread_points for b in bars],
+                }
+            )
+            .sort_values("time")
+            .reset_index(drop=True)
+        )
+        pd.testing.assert_frame_equal(rec_bars, want.astype(rec_bars.dtypes.to_dict()), check_exact=True)
+
+    # Training reads the recording: recorded:ROOT:EURUSD:M1 gives the bars the importer builds from
+    # the same ticks in the file (the shared bar rule), and recorded ticks import too.
+    recorded, report = load_bars(f"recorded:{root}:EURUSD:M1")
+    from_file, _ = load_bars(str(TICKS), timeframe="M1")
+    common = from_file.merge(recorded, on="time", suffixes=("_f", "_r"))
+    assert len(common) >= len(from_file) - 1 and report.bars == len(recorded)
+    for c in ("open", "high", "low", "close", "tick_volume"):
+        np.testing.assert_array_equal(common[f"{c}_f"], common[f"{c}_r"])
+    np.testing.assert_allclose(common["spread_f"], common["spread_r"], rtol=1e-9, atol=1e-12)
+    from_ticks, _ = load_bars(f"recorded:{root}:EURUSD:tick", timeframe="M1")
+    pd.testing.assert_frame_equal(from_ticks, from_file)
+
+
+def test_retention_keeps_the_last_days_of_data(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    now = time.time()
+    day = 86_400_000
+    t_now = int(now * 1000)
+    table = pa.table(
+        {
+            "time": [t_now - 40 * day, t_now - 2 * day, t_now],
+            "open": [1.0] * 3,
+            "high": [1.0] * 3,
+            "low": [1.0] * 3,
+            "close": [1.0] * 3,
+            "spread": [0.0] * 3,
+            "tick_volume": [1.0] * 3,
+            "real_volume": [0.0] * 3,
+            "spread_points": pa.array([0] * 3, pa.int32()),
+        },
+        schema=store.BAR_SCHEMA,
+    )
+    files = store.write_part(tmp_path, "EURUSD", "M1", table, "time")
+    assert len(files) == 3
+    removed = store.prune(tmp_path, keep_days=30, now=now)
+    assert len(removed) == 1 and removed[0].name == f"date={store.day_of(t_now - 40 * day)}"
+    assert list(store.read_bars(tmp_path, "EURUSD", "M1")["time"]) == [t_now - 2 * day, t_now]
+    assert store.prune(tmp_path, keep_days=0, now=now) == []
+    # Counted from the newest data, not the clock: a year later nothing more goes.
+    assert store.prune(tmp_path, keep_days=30, now=now + 365 * 86_400) == []
+    os.environ.pop("KAIROS_RECORD_DIR", None)
