@@ -164,7 +164,7 @@ class ModelCard:
     feature_distribution: dict[str, Any] = field(default_factory=dict)
     """The final model's training distribution of every feature (``kairos.features.drift.distribution``:
     mean, std, quantiles, decile histogram, dissimilarity-index reference); empty in older cards.
-    Additive: inference monitors drift with it when present (ADR 0085)."""
+    Additive: inference monitors drift with it when present (ADR 0087)."""
     card_version: int = CARD_VERSION
 
     def to_dict(self) -> dict[str, Any]:

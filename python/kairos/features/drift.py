@@ -1,4 +1,4 @@
-"""Training distribution of the features, dissimilarity of live rows, drift over a window (ADR 0085).
+"""Training distribution of the features, dissimilarity of live rows, drift over a window (ADR 0087).
 
 Training stores ``distribution(rows)`` in the model card (``feature_distribution``); the inference
 server builds a ``DriftMonitor`` from it and feeds it every feature row it predicts on.

@@ -96,7 +96,7 @@ class Metrics:
             "Changed TLS certificate files that failed to load; the previous pair keeps serving.",
             registry=r,
         )
-        # Drift (ADR 0085): per prediction and over a window, against the card's training distribution.
+        # Drift (ADR 0087): per prediction and over a window, against the card's training distribution.
         self.dissimilarity = Histogram(
             "kairos_inference_dissimilarity_index",
             "Dissimilarity index of each predicted row (1 = a typical training row).",

@@ -126,7 +126,7 @@ def model_graph(model: Model) -> onnx.ModelProto:
 
 
 def training_distribution(bars_path: Path) -> dict[str, Any]:
-    """The feature distribution of the bars the final model was fitted on, for the card (drift, ADR 0085)."""
+    """The feature distribution of the bars the final model was fitted on, for the card (drift, ADR 0087)."""
     import pandas as pd  # type: ignore[import-untyped]
 
     from kairos.features import SCHEMA, compute_features
