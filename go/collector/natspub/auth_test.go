@@ -13,13 +13,16 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kairos-mt5/kairos/go/auth/natsauth"
+	"github.com/kairos-mt5/kairos/go/collector/metrics"
 	"github.com/kairos-mt5/kairos/go/collector/natspub"
+	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
 // identities are the users of deploy/nats/auth.conf.
-var identities = []string{"collector", "inference", "execution", "observer", "streams"}
+var identities = []string{"collector", "inference", "execution", "observer", "streams", "recorder"}
 
 // authFiles copies the checked-in deploy/nats/auth.conf into a temp dir with a generated
 // passwords.conf beside it, as `kairos up` does, and returns the auth file and every identity.
@@ -184,6 +187,8 @@ func TestEachIdentitySubscribesOnlyToWhatItReads(t *testing.T) {
 		{"observer", "kairos.>", true},
 		{"execution", "kairos.bar.>", false},
 		{"collector", "kairos.signal.>", false},
+		{"collector", natspub.InboxPrefix + ".x", true},
+		{"collector", "_INBOX.>", false},
 		{"inference", "kairos.md.>", false},
 		{"streams", "kairos.md.>", false},
 	}
@@ -225,5 +230,62 @@ func TestStartEmbeddedRefusesAnAuthFileWithoutUsersOrWithAMissingPassword(t *tes
 				t.Fatal("started")
 			}
 		})
+	}
+}
+
+// With deploy/nats/auth.conf, the collector identity's JetStream publishes are acknowledged: the
+// acknowledgements come back on its own inbox prefix, the one subject it may subscribe to.
+func TestJetStream_AsTheCollectorIdentity_PublishesAreAcknowledged(t *testing.T) {
+	auth, creds := authFiles(t)
+	conf := filepath.Join(filepath.Dir(auth), "js.conf")
+	body := fmt.Sprintf("listen: \"127.0.0.1:-1\"\njetstream {store_dir: %q}\ninclude \"auth.conf\"\n", t.TempDir())
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	admin, err := nats.Connect(srv.ClientURL(), nats.UserInfo(creds["streams"].User, creds["streams"].Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.CreateStream(testkit.Context(t, 10*time.Second), jetstream.StreamConfig{Name: "KAIROS_MD",
+		Subjects: []string{"kairos.md.>"}, Storage: jetstream.MemoryStorage, Duplicates: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := natspub.ConnectJetStream(srv.ClientURL(), time.Second, metrics.New(),
+		nats.UserInfo(creds["collector"].User, creds["collector"].Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(time.Second)
+	p.Ticks(batch(1, 10), nil)
+	p.Ticks(batch(11, 10), nil)
+	if err := p.Stored(testkit.Context(t, 10*time.Second), p.Published()); err != nil {
+		t.Fatalf("the collector's publishes were never acknowledged: %v", err)
+	}
+	info, err := st.Info(testkit.Context(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("stored %d messages, want 2", info.State.Msgs)
 	}
 }

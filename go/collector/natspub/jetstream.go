@@ -20,6 +20,10 @@ var ErrClosed = errors.New("natspub: publisher closed before the messages were s
 // published again (same message id, so a stored first copy is not stored twice).
 const DefaultAckTimeout = 2 * time.Second
 
+// InboxPrefix is where the collector receives JetStream's publish acknowledgements; the collector's
+// NATS identity may subscribe to nothing else (deploy/nats/auth.conf).
+const InboxPrefix = "_INBOX_COLLECTOR"
+
 // maxPending bounds the publishes awaiting their acknowledgement; the publisher waits beyond it.
 const maxPending = 4096
 
@@ -33,7 +37,9 @@ func ConnectJetStream(url string, ackTimeout time.Duration, m *metrics.Metrics, 
 	if ackTimeout <= 0 {
 		ackTimeout = DefaultAckTimeout
 	}
-	p, err := Connect(url, nil, m, extra...)
+	// The publish acknowledgements come back on the collector's own inbox prefix, the one subject
+	// deploy/nats/auth.conf lets the collector identity subscribe to.
+	p, err := Connect(url, nil, m, append([]nats.Option{nats.CustomInboxPrefix(InboxPrefix)}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

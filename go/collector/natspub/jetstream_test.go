@@ -136,3 +136,33 @@ func TestJetStream_WithoutAnExternalServer_IsRefused(t *testing.T) {
 		t.Fatal("ConnectJetStream without a URL succeeded")
 	}
 }
+
+// A terminal restarted numbers its ticks from 1 again: the new session's batches carry the old one's
+// numbers but other ticks, and are stored, not dropped as duplicates within the window.
+func TestJetStream_ANewSessionsRenumberedTicksAreStoredNotDeduplicated(t *testing.T) {
+	srv := jetStreamServer(t)
+	st := mdStream(t, srv.ClientURL())
+	p, err := natspub.ConnectJetStream(srv.ClientURL(), time.Second, metrics.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(time.Second)
+	old := batch(1, 10)
+	renumbered := batch(1, 10)
+	for i := range renumbered.TimeMsc {
+		renumbered.TimeMsc[i] += 3_600_000 // an hour later, numbered from 1 by the new session
+	}
+	p.Ticks(old, nil)
+	p.Ticks(renumbered, nil)
+	p.Ticks(old, nil) // a repeat of the same ticks is still one message
+	if err := p.Stored(testkit.Context(t, 10*time.Second), p.Published()); err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(testkit.Context(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("stored %d messages, want 2 (both sessions' batches, the repeat once)", info.State.Msgs)
+	}
+}

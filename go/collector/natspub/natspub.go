@@ -183,14 +183,17 @@ func (p *Publisher) Bar(b *mdv1.Bar) {
 
 // TickMsgID is a tick batch's JetStream message id (Nats-Msg-Id): the same ticks get the same id, so
 // a publish repeated after a lost acknowledgement is stored once (within the stream's duplicate
-// window). The bridge numbers each symbol's ticks; without numbers the batch's times stand in.
+// window). The bridge numbers each symbol's ticks per session, so a new session (a terminal
+// restarted) numbers from 1 again: the times of the first and last tick are part of the id, or a new
+// session's first batches would be dropped as duplicates of the old session's within the window.
+// Without numbers the batch's times and size stand in.
 func TickMsgID(b *mdv1.TickBatch) string {
 	n := len(b.TimeMsc)
 	if n == 0 {
 		return ""
 	}
 	if len(b.Sequence) == n {
-		return fmt.Sprintf("md:%s:s%d-%d", b.Symbol, b.Sequence[0], b.Sequence[n-1])
+		return fmt.Sprintf("md:%s:s%d-%d:t%d-%d", b.Symbol, b.Sequence[0], b.Sequence[n-1], b.TimeMsc[0], b.TimeMsc[n-1])
 	}
 	return fmt.Sprintf("md:%s:t%d-%d:%d", b.Symbol, b.TimeMsc[0], b.TimeMsc[n-1], n)
 }

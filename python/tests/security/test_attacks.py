@@ -157,7 +157,7 @@ def test_a_nats_client_without_credentials_is_refused_and_no_order_follows(
         assert not [o for o in _orders(stack) if o.model_name == "attacker"]
 
 
-@pytest.mark.parametrize("identity", ["collector", "execution", "observer", "streams"])
+@pytest.mark.parametrize("identity", ["collector", "execution", "observer", "streams", "recorder"])
 def test_only_inference_may_publish_signals(stack: services.StackSettings, identity: str) -> None:
     creds = credentials.Credentials(stack.run_dir).nats_creds(identity)
 
