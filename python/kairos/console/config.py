@@ -9,25 +9,18 @@ token and the NATS observer identity are read from files, never from argv or the
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kairos.inference.config import format_duration, parse_duration
+from kairos import envconfig
+from kairos.envconfig import ConfigError, setting
+
+__all__ = ["ConfigError", "ConsoleConfig", "load_config", "settings"]
 
 ENV_PREFIX = "KAIROS_CONSOLE_"
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the flag and the environment variable."""
-
-
-def _f(default: Any, help: str, duration: bool = False) -> Any:
-    return field(default=default, metadata={"help": help, "duration": duration})
+_f = setting
 
 
 @dataclass(frozen=True)
@@ -115,69 +108,30 @@ def _flag(name: str) -> str:
 
 
 def split_hostport(value: str, name: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"--{_flag(name)} / {ENV_PREFIX}{name.upper()}: expected host:port, got {value!r}")
-    return host.strip("[]"), int(port)
+    return envconfig.split_hostport(value, name, ENV_PREFIX)
 
 
 def read_secret(path: str, name: str) -> str:
     """The first line of a secret file; ConfigError naming the setting (never the content)."""
-    try:
-        value = Path(path).read_text().split("\n", 1)[0].strip()
-    except OSError as e:
-        raise ConfigError(f"--{_flag(name)} / {ENV_PREFIX}{name.upper()}: {e.strerror}: {path}") from None
-    if not value:
-        raise ConfigError(f"--{_flag(name)} / {ENV_PREFIX}{name.upper()}: {path} is empty")
-    return value
+    return envconfig.read_secret(path, name, ENV_PREFIX)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="kairos-console",
-        description="Kairos operator console: positions, orders, fills, P&L, models, health, kill switch.",
-        epilog=f"Every flag also reads the environment variable {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE_CASE>.",
+    return envconfig.build_parser(
+        ConsoleConfig,
+        ENV_PREFIX,
+        "kairos-console",
+        "Kairos operator console: positions, orders, fills, P&L, models, health, kill switch.",
     )
-    for f in dataclasses.fields(ConsoleConfig):
-        p.add_argument(f"--{_flag(f.name)}", dest=f.name, default=None, help=f.metadata["help"])
-    return p
 
 
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ConsoleConfig:
     """Config from flags, then KAIROS_CONSOLE_* variables, then defaults; validated."""
-    env = os.environ if env is None else env
-    args = build_parser().parse_args(argv)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(ConsoleConfig):
-        raw = getattr(args, f.name)
-        if raw is None:
-            raw = env.get(ENV_PREFIX + f.name.upper())
-        if raw is None:
-            continue
-        if f.metadata.get("duration"):
-            try:
-                values[f.name] = parse_duration(raw)
-            except ValueError as e:
-                raise ConfigError(f"--{_flag(f.name)} / {ENV_PREFIX}{f.name.upper()}: {e}") from None
-        else:
-            values[f.name] = raw
-    cfg = ConsoleConfig(**values)
+    cfg = ConsoleConfig(**envconfig.load(ConsoleConfig, ENV_PREFIX, build_parser(), argv, env))
     cfg.validate()
     return cfg
 
 
 def settings() -> list[dict[str, str]]:
     """Every setting (flag, environment variable, default, help) for `make config-docs`."""
-    out = []
-    for f in dataclasses.fields(ConsoleConfig):
-        d: Any = f.default
-        default = format_duration(d) if f.metadata.get("duration") else ("" if d == "" else json.dumps(d))
-        out.append(
-            {
-                "flag": f"--{_flag(f.name)}",
-                "env": ENV_PREFIX + f.name.upper(),
-                "default": default,
-                "help": f.metadata.get("help", ""),
-            }
-        )
-    return out
+    return envconfig.settings(ConsoleConfig, ENV_PREFIX)

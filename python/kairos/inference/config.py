@@ -10,71 +10,18 @@ A setting the Go services share has their name and value syntax (go/envflag): ``
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from kairos import envconfig
+from kairos.envconfig import ConfigError, format_duration, parse_duration, setting
+
+__all__ = ["ConfigError", "InferenceConfig", "format_duration", "load_config", "parse_duration", "settings"]
 
 ENV_PREFIX = "KAIROS_INFERENCE_"
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the flag and the environment variable."""
-
-
-def _f(default: Any, help: str, duration: bool = False) -> Any:
-    return field(default=default, metadata={"help": help, "duration": duration})
-
-
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(raw: str) -> float:
-    """Seconds in a Go duration (500ms, 5s, 1m30s; 0 alone), the syntax the Go services' flags take."""
-    text = raw.strip()
-    if text == "0":
-        return 0.0
-    total, pos = 0.0, 0
-    for m in _DURATION_PART.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if pos == 0 or pos != len(text):
-        raise ValueError(f"invalid duration {raw!r}: want e.g. 500ms, 5s or 1m30s")
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    """A duration as Go prints it (5s, 500ms, 1m30s, 1h0m0s)."""
-    if seconds == 0:
-        return "0s"
-    if seconds < 1:
-        for unit, scale in (("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
-            if seconds >= scale:
-                return f"{round(seconds / scale, 9):g}{unit}"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    out = f"{round(secs, 9):g}s"
-    if hours or minutes:
-        out = f"{int(minutes)}m{out}"
-    if hours:
-        out = f"{int(hours)}h{out}"
-    return out
+_f = setting
 
 
 @dataclass(frozen=True)
@@ -244,10 +191,7 @@ def _flag(name: str) -> str:
 
 
 def _split_hostport(value: str, name: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"--{_flag(name)} / {ENV_PREFIX}{name.upper()}: expected host:port, got {value!r}")
-    return host.strip("[]"), int(port)
+    return envconfig.split_hostport(value, name, ENV_PREFIX)
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -255,93 +199,26 @@ def split_hostport(value: str) -> tuple[str, int]:
     return _split_hostport(value, "address")
 
 
-def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    try:
-        if f.metadata.get("duration"):
-            return parse_duration(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            if raw.strip().lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.strip().lower() in ("", "0", "false", "no", "off"):
-                return False
-            raise ValueError(f"{raw!r} is not a boolean (true or false)")
-        if kind.startswith("tuple"):
-            return tuple(s.strip() for s in raw.split(",") if s.strip())
-        return raw
-    except ValueError as e:
-        raise ConfigError(f"--{_flag(f.name)} / {ENV_PREFIX}{f.name.upper()}: {e}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="kairos-inference",
-        description="Kairos inference server: ONNX Runtime over gRPC bidi streams, signals on NATS.",
-        epilog=f"Every flag also reads the environment variable {ENV_PREFIX}<FLAG_IN_UPPER_SNAKE_CASE>.",
+    return envconfig.build_parser(
+        InferenceConfig,
+        ENV_PREFIX,
+        "kairos-inference",
+        "Kairos inference server: ONNX Runtime over gRPC bidi streams, signals on NATS.",
     )
-    for f in dataclasses.fields(InferenceConfig):
-        if f.type in (bool, "bool"):  # a bare --flag means true, like the Go services' boolean flags
-            p.add_argument(
-                f"--{_flag(f.name)}",
-                dest=f.name,
-                default=None,
-                nargs="?",
-                const="true",
-                help=f.metadata["help"],
-            )
-            continue
-        p.add_argument(f"--{_flag(f.name)}", dest=f.name, default=None, help=f.metadata["help"])
-    return p
 
 
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> InferenceConfig:
     """Config from flags, then KAIROS_INFERENCE_* variables, then defaults; validated."""
-    env = os.environ if env is None else env
-    args = build_parser().parse_args(argv)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(InferenceConfig):
-        raw = getattr(args, f.name)
-        if raw is None:
-            raw = env.get(ENV_PREFIX + f.name.upper())
-        if raw is not None:
-            values[f.name] = _convert(f, raw)
+    values = envconfig.load(InferenceConfig, ENV_PREFIX, build_parser(), argv, env)
     if values.get("token_file"):
-        path = Path(values["token_file"])
-        try:
-            values["token"] = path.read_text().split("\n", 1)[0].strip()
-        except OSError as e:
-            raise ConfigError(f"--token-file / {ENV_PREFIX}TOKEN_FILE: {e.strerror}: {path}") from None
-        if not values["token"]:
-            raise ConfigError(f"--token-file / {ENV_PREFIX}TOKEN_FILE: {path} is empty")
+        values["token"] = envconfig.read_secret(values["token_file"], "token_file", ENV_PREFIX)
     cfg = InferenceConfig(**values)
     cfg.validate()
     return cfg
 
 
 def settings() -> list[dict[str, str]]:
-    """Every setting: flag, environment variable, default (as the flag takes it) and help, in field order.
-
-    The counterpart of the Go services' envflag Settings(): the configuration reference in
-    docs/operations.md (``make config-docs``) and the deployment tests read it.
-    """
-    out = []
-    for f in dataclasses.fields(InferenceConfig):
-        d: Any = f.default
-        if f.metadata.get("duration"):
-            default = format_duration(d)
-        else:
-            d = ",".join(d) if isinstance(d, tuple) else d
-            default = "" if d in ("", None) else json.dumps(d)
-        out.append(
-            {
-                "flag": f"--{_flag(f.name)}",
-                "env": ENV_PREFIX + f.name.upper(),
-                "default": default,
-                "help": f.metadata.get("help", ""),
-            }
-        )
-    return out
+    """Every setting: flag, environment variable, default and help, in field order (envconfig.settings):
+    the configuration reference in docs/operations.md (``make config-docs``) and the deployment tests."""
+    return envconfig.settings(InferenceConfig, ENV_PREFIX)

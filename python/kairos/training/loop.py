@@ -177,7 +177,7 @@ class LoopConfig:
 
     @classmethod
     def load(cls, path: Path) -> LoopConfig:
-        from kairos.inference.config import parse_duration
+        from kairos.envconfig import parse_duration
 
         try:
             raw = tomllib.loads(path.read_text())
