@@ -376,23 +376,18 @@ func (j *Journal) syncLoop() {
 }
 
 // syncBounded runs the store's Sync; one that errors, or has not returned after timeout (a stalled
-// disk: the system call cannot be interrupted, so it is left behind on a journal that is failed
-// and never syncs again), fails the journal.
+// disk: the system call cannot be interrupted), fails the journal, so every waiter and every later
+// append sees the failure at once. The batches of a sync that never returns are never acknowledged.
 func (j *Journal) syncBounded(timeout time.Duration) error {
-	res := make(chan error, 1)
-	go func() { res <- j.syncer.Sync() }()
-	stall := time.NewTimer(timeout)
-	defer stall.Stop()
-	var err error
-	select {
-	case err = <-res:
-		if err != nil {
-			err = fmt.Errorf("journal: sync %s: %w", j.store.Name(), err)
-		}
-	case <-stall.C:
-		err = fmt.Errorf("journal: sync of %s did not finish in %v", j.store.Name(), timeout)
+	stall := time.AfterFunc(timeout, func() {
+		j.fail(fmt.Errorf("journal: sync of %s did not finish in %v", j.store.Name(), timeout))
+	})
+	err := j.syncer.Sync()
+	if !stall.Stop() {
+		return j.Err()
 	}
 	if err != nil {
+		err = fmt.Errorf("journal: sync %s: %w", j.store.Name(), err)
 		j.fail(err)
 	}
 	return err

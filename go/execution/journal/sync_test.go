@@ -163,7 +163,6 @@ func TestJournal_AFailedSync_FailsTheJournalAndItsBatches(t *testing.T) {
 func TestJournal_AStalledSync_FailsTheJournalAfterTheFlushTimeout(t *testing.T) {
 	st := newSyncStore()
 	st.gate = make(chan struct{})
-	defer close(st.gate)
 	j, err := journal.New(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
@@ -178,8 +177,20 @@ func TestJournal_AStalledSync_FailsTheJournalAfterTheFlushTimeout(t *testing.T) 
 	case <-time.After(5 * time.Second):
 		t.Fatal("the journal did not fail on a stalled sync")
 	}
-	if err := tk.Wait(context.Background()); err == nil {
+	if _, _, err := j.Append(2, entry("b")); err == nil {
+		t.Fatal("an append after a stalled sync was accepted")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := tk.Wait(ctx); err == nil {
 		t.Fatal("a batch whose sync stalled was acknowledged")
+	}
+	close(st.gate) // the disk answers at last: the batch is settled with the failure, never acknowledged
+	if err := tk.Wait(context.Background()); err == nil {
+		t.Fatal("a batch whose sync stalled past the timeout was acknowledged")
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
