@@ -1,8 +1,9 @@
 // Package journal is the execution service's write-ahead log: every command, risk decision, venue
 // request and response, execution report and fill is appended as an Entry with a strictly increasing
-// sequence number, durably (SQLite in WAL mode with synchronous=FULL, or PostgreSQL), before the
-// service acknowledges it. Appends from many goroutines are grouped into one transaction per flush
-// (group commit), so durability costs one fsync per batch rather than per order. At start the
+// sequence number, durably (SQLite in WAL mode, its log fdatasynced by the journal, or PostgreSQL),
+// before the service acknowledges it. Appends from many goroutines are grouped into one transaction
+// per flush (group commit), so durability costs one flush per batch rather than per order, and on
+// SQLite the flush of one batch overlaps the write of the next (Syncer, ADR 0056). At start the
 // service rebuilds its state by replaying the journal. Memory is a non-durable store for tests and
 // embedding.
 package journal
