@@ -50,8 +50,12 @@ func BenchmarkDurableAppendLatency(b *testing.B) {
 			}
 			defer j.Close()
 			var lat []float64
+			before := j.Stats()
 			for b.Loop() {
 				lat = pacedAppends(b, j, orders, time.Millisecond)
+			}
+			if fl := j.Stats().Flushes - before.Flushes; fl > 0 {
+				b.ReportMetric(float64(orders)/float64(fl), "orders/flush")
 			}
 			b.ReportMetric(lat[len(lat)/2], "p50-us")
 			b.ReportMetric(lat[len(lat)*99/100], "p99-us")
