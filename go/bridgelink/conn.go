@@ -272,7 +272,7 @@ func (c *Conn) handshake(br *bufio.Reader) (uint64, error) {
 	case h.Channel != l.cfg.Channel:
 		return 0, &frameError{ReasonProtocol, bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION,
 			fmt.Sprintf("this is the %s listener (%s): Hello.channel must be %v, got %v", l.m.Channel, l.cfg.ServerVersion, l.cfg.Channel, h.Channel), f.Sequence}
-	case h.ApiVersion != APIVersion:
+	case h.ApiVersion < MinAPIVersion || h.ApiVersion > APIVersion:
 		return 0, &frameError{ReasonUnsupportedVersion, bridgev1.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION,
 			fmt.Sprintf("bridge api_version %d is not supported (want %d): install the DLL and EA of this release", h.ApiVersion, APIVersion), f.Sequence}
 	}

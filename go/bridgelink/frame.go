@@ -116,6 +116,12 @@ func BodyName(f *bridgev1.Frame) string {
 		return "error"
 	case *bridgev1.Frame_Challenge:
 		return "challenge"
+	case *bridgev1.Frame_TerminalCheck:
+		return "terminal_check"
+	case *bridgev1.Frame_HistoryRequest:
+		return "history_request"
+	case *bridgev1.Frame_HistoryData:
+		return "history_data"
 	case nil:
 		return "none"
 	}

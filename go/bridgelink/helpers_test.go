@@ -49,6 +49,12 @@ func (cc channelCase) hello(session, seq uint64) *bridgev1.Frame {
 		BridgeVersion: "test", Channel: cc.cfg.Channel, SessionId: session}}}
 }
 
+// withVersion sets a Hello frame's api_version.
+func withVersion(f *bridgev1.Frame, v uint32) *bridgev1.Frame {
+	f.GetHello().ApiVersion = v
+	return f
+}
+
 // eachChannel runs f once per channel configuration.
 func eachChannel(t *testing.T, f func(t *testing.T, cc channelCase)) {
 	for _, cc := range channelCases {

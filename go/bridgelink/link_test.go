@@ -41,6 +41,8 @@ func TestHandshake(t *testing.T) {
 				bridgev1.ErrorCode_ERROR_CODE_PROTOCOL_VIOLATION, ReasonProtocol},
 			{"a future api version", &bridgev1.Frame{Body: &bridgev1.Frame_Hello{Hello: &bridgev1.Hello{ApiVersion: 99, Channel: cc.cfg.Channel}}},
 				bridgev1.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION, ReasonUnsupportedVersion},
+			{"the oldest api version still accepted", withVersion(cc.hello(1, 0), MinAPIVersion), 0, ""},
+			{"an api version before it", withVersion(cc.hello(1, 0), MinAPIVersion-1), bridgev1.ErrorCode_ERROR_CODE_UNSUPPORTED_VERSION, ReasonUnsupportedVersion},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

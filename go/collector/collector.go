@@ -57,6 +57,8 @@ type Service struct {
 	Hub     *fanout.Hub
 	Pipe    *ingest.Pipeline
 	Bridge  *bridgelink.Listener
+	// History routes FetchHistory to the terminals connected to Bridge.
+	History *bridge.History
 	grpcSrv *grpc.Server
 	grpcLn  net.Listener
 	health  *health.Server
@@ -106,7 +108,7 @@ func migrateSourceNames(st *state) {
 
 // New binds every listener and starts the embedded NATS server; Run serves.
 func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
-	s = &Service{cfg: cfg, log: log, Metrics: metrics.New(), stop: make(chan struct{})}
+	s = &Service{cfg: cfg, log: log, Metrics: metrics.New(), stop: make(chan struct{}), History: bridge.NewHistory()}
 	defer func() {
 		if err != nil {
 			s.closePartial()
@@ -169,7 +171,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		s.Metrics, log.With("part", "ingest"), s.Hub, s.Pub, link)
 	if s.Bridge, err = bridge.Listen(bridge.Config{Addr: cfg.BridgeAddr, HeartbeatInterval: cfg.HeartbeatInterval,
 		MaxFrameBytes: cfg.MaxFrameBytes, ServerVersion: Version, Key: cfg.BridgeKey, Insecure: cfg.BridgeInsecure,
-		MaxSessions: cfg.BridgeMaxSessions, SessionTTL: cfg.BridgeSessionTTL, Guard: cfg.BridgeGuard}, s.Pipe, s.Metrics, log.With("part", "bridge")); err != nil {
+		MaxSessions: cfg.BridgeMaxSessions, SessionTTL: cfg.BridgeSessionTTL, Guard: cfg.BridgeGuard, History: s.History}, s.Pipe, s.Metrics, log.With("part", "bridge")); err != nil {
 		return nil, err
 	}
 	if err = s.loadState(); err != nil {
@@ -193,7 +195,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 	auth := mdservice.Auth(cfg.Token, cfg.OpenReadsOnLoopback)
 	auth.ClientIdentities = cfg.TLSClientIdentities
 	s.grpcSrv = grpc.NewServer(peerlimit.ServerOptions(cfg.GRPC, append(srvOpts, auth.ServerOptions()...)...)...)
-	mdservice.New(s.Pipe, s.Hub, s.stop).Register(s.grpcSrv)
+	mdservice.New(s.Pipe, s.Hub, s.stop).WithHistory(s.History).Register(s.grpcSrv)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	reflection.Register(s.grpcSrv)

@@ -40,6 +40,16 @@ CTrade   g_trade;
 CHashMap<ulong, string> g_order_coid;  // order ticket -> client order id
 datetime g_last_snapshot = 0;
 int      g_was_trading_connected = 0;
+ENUM_ORDER_TYPE_FILLING g_filling[];   // the filling mode orders of each symbol use (self-check)
+string   g_last_check = "";             // the last self-check reported, to report only changes
+KbHistoryRequest g_hist;                // the history chunk being answered (request_id 0: none)
+MqlTick  g_hist_ticks[];                // its rows, handed to the DLL from g_hist_at on
+MqlRates g_hist_rates[];
+int      g_hist_count = 0;
+int      g_hist_at = 0;
+int      g_hist_status = 0;             // its verdict, sent once every row is queued
+long     g_hist_first = 0;
+string   g_hist_message = "";
 
 //--- Milliseconds between trade-server time and UTC; the DLL sends UTC.
 long ServerOffsetMs()
@@ -87,7 +97,9 @@ int OnInit()
   {
    if(!TerminalInfoInteger(TERMINAL_DLLS_ALLOWED) || !MQLInfoInteger(MQL_DLLS_ALLOWED))
      {
-      Print("Kairos bridge: DLL imports are not allowed. Enable 'Allow DLL imports' in the EA settings.");
+      // Without DLL imports nothing can reach the stack: this line is the whole report.
+      Print("Kairos self-check FAILED: DLL imports are not allowed. Open the EA's properties (F7), Dependencies tab, "
+            "tick 'Allow DLL imports' (and Tools > Options > Expert Advisors > 'Allow DLL imports'), then attach the EA again.");
       return INIT_FAILED;
      }
    if(kb_api_version() != KB_API_VERSION)
@@ -118,6 +130,7 @@ int OnInit()
    ArrayResize(g_digits, count);
    ArrayResize(g_watermark, count);
    ArrayResize(g_at_watermark, count);
+   ArrayResize(g_filling, count);
 
    KbOptions options;
    ZeroMemory(options);
@@ -153,6 +166,8 @@ int OnInit()
      }
    g_trade.SetExpertMagicNumber((ulong)InpMagic);
    g_trade.SetAsyncMode(false);
+   ZeroMemory(g_hist);
+   SelfCheck(true);
    if(!EventSetMillisecondTimer(InpTimerMs))
      {
       Print("Kairos bridge: cannot start the timer");
@@ -185,6 +200,254 @@ int TradeModeNumber()
       case ACCOUNT_TRADE_MODE_REAL:    return 3;
      }
    return 0;
+  }
+
+//+------------------------------------------------------------------+
+//| Self-check: what must be set for the stack to trade, each        |
+//| failure one line naming the setting to change (docs/mt5.md).     |
+//+------------------------------------------------------------------+
+string FillingName(const ENUM_ORDER_TYPE_FILLING f)
+  {
+   switch(f)
+     {
+      case ORDER_FILLING_FOK:    return "FOK";
+      case ORDER_FILLING_IOC:    return "IOC";
+      case ORDER_FILLING_RETURN: return "RETURN";
+     }
+   return "?";
+  }
+
+//--- The filling mode a market order of the symbol uses: FOK if the broker allows it (all or
+//--- nothing, as the stack's market orders mean), else IOC, else RETURN (only where the execution
+//--- mode is not market execution, which refuses RETURN). false: no usable mode.
+bool DetectFilling(const string symbol, ENUM_ORDER_TYPE_FILLING &mode, string &allowed)
+  {
+   long modes = SymbolInfoInteger(symbol, SYMBOL_FILLING_MODE);
+   long exec = SymbolInfoInteger(symbol, SYMBOL_TRADE_EXEMODE);
+   allowed = "";
+   if((modes & SYMBOL_FILLING_FOK) != 0)
+      allowed += "FOK ";
+   if((modes & SYMBOL_FILLING_IOC) != 0)
+      allowed += "IOC ";
+   if(exec != SYMBOL_TRADE_EXECUTION_MARKET)
+      allowed += "RETURN";
+   if((modes & SYMBOL_FILLING_FOK) != 0)
+      mode = ORDER_FILLING_FOK;
+   else if((modes & SYMBOL_FILLING_IOC) != 0)
+      mode = ORDER_FILLING_IOC;
+   else if(exec != SYMBOL_TRADE_EXECUTION_MARKET)
+      mode = ORDER_FILLING_RETURN;
+   else
+      return false;
+   return true;
+  }
+
+//--- The filling mode for an order of symbol (the self-check's; RETURN for pending orders, which
+//--- rest on the book whatever the market-order mode is).
+ENUM_ORDER_TYPE_FILLING FillingFor(const string symbol, const bool pending)
+  {
+   if(pending)
+      return ORDER_FILLING_RETURN;
+   for(int i = 0; i < ArraySize(g_symbols); i++)
+      if(g_symbols[i] == symbol)
+         return g_filling[i];
+   ENUM_ORDER_TYPE_FILLING mode = ORDER_FILLING_FOK;
+   string allowed;
+   DetectFilling(symbol, mode, allowed);
+   return mode;
+  }
+
+//--- Runs every check, prints each failure (at start-up, or when the result changed) and reports
+//--- the result to the execution service (kb_report_check), which shows it in its metrics.
+void SelfCheck(const bool startup)
+  {
+   KbTerminalCheck k;
+   ZeroMemory(k);
+   string problems = "";
+   k.dlls_allowed = 1;  // this code runs: the DLL is loaded
+   k.terminal_trade_allowed = (int)TerminalInfoInteger(TERMINAL_TRADE_ALLOWED);
+   k.ea_trade_allowed = (int)MQLInfoInteger(MQL_TRADE_ALLOWED);
+   k.account_trade_allowed = (int)AccountInfoInteger(ACCOUNT_TRADE_ALLOWED);
+   k.account_expert_allowed = (int)AccountInfoInteger(ACCOUNT_TRADE_EXPERT);
+   k.tester = (int)MQLInfoInteger(MQL_TESTER);
+   if(k.terminal_trade_allowed == 0)
+      problems += "Algo Trading is off in the terminal: press the 'Algo Trading' button in the toolbar (Tools > Options > Expert Advisors > 'Allow algorithmic trading').\n";
+   if(k.ea_trade_allowed == 0)
+      problems += "This EA may not trade: open its properties (F7), Common tab, tick 'Allow Algo Trading'.\n";
+   if(k.account_trade_allowed == 0)
+      problems += "The account cannot trade (ACCOUNT_TRADE_ALLOWED false): log in with the trading password, not the investor password.\n";
+   if(k.account_expert_allowed == 0)
+      problems += "The broker does not let expert advisors trade on this account (ACCOUNT_TRADE_EXPERT false): ask the broker to enable it.\n";
+   string fills = "";
+   for(int i = 0; i < ArraySize(g_symbols); i++)
+     {
+      string s = g_symbols[i];
+      k.symbols_checked++;
+      long mode = SymbolInfoInteger(s, SYMBOL_TRADE_MODE);
+      string allowed = "";
+      ENUM_ORDER_TYPE_FILLING f = ORDER_FILLING_FOK;
+      if(mode == SYMBOL_TRADE_MODE_DISABLED || mode == SYMBOL_TRADE_MODE_CLOSEONLY)
+        {
+         k.symbols_failed++;
+         problems += StringFormat("%s: trading is %s for the symbol at this broker: remove it from InpSymbols or use another account.\n",
+                                  s, mode == SYMBOL_TRADE_MODE_DISABLED ? "disabled" : "close-only");
+        }
+      else if(!DetectFilling(s, f, allowed))
+        {
+         k.symbols_failed++;
+         problems += StringFormat("%s: no filling mode this EA can use (the broker allows none of FOK, IOC, RETURN): ask the broker.\n", s);
+        }
+      g_filling[i] = f;
+      fills += StringFormat("%s %s (broker allows %s), ", s, FillingName(f), allowed);
+     }
+   k.time_msc = (long)TimeGMT() * 1000;
+   string summary = StringFormat("%d%d%d%d%d/%d/%s", k.terminal_trade_allowed, k.ea_trade_allowed, k.account_trade_allowed,
+                                 k.account_expert_allowed, k.tester, k.symbols_failed, problems);
+   if(!startup && summary == g_last_check)
+      return;
+   g_last_check = summary;
+   if(problems == "")
+      PrintFormat("Kairos self-check passed: DLL imports, Algo Trading (terminal and EA), account and expert trading; fills: %s"
+                  "server time is UTC%+.1f h%s", fills, ServerOffsetMs() / 3600000.0, k.tester != 0 ? "; running in the Strategy Tester" : "");
+   else
+     {
+      string lines[];
+      int n = StringSplit(problems, '\n', lines);
+      for(int i = 0; i < n; i++)
+         if(lines[i] != "")
+            Print("Kairos self-check FAILED: ", lines[i]);
+      PrintFormat("Kairos self-check: fills %s", fills);
+     }
+   int rc = kb_report_check(g_handle, k, problems);
+   if(rc != KB_OK && rc != KB_E_NO_CHANNEL)
+      PrintFormat("Kairos bridge: kb_report_check failed: %s (%d)", KbStatusText(rc), rc);
+  }
+
+//+------------------------------------------------------------------+
+//| History through the bridge (docs/bridge.md): the collector asks  |
+//| for a chunk, the EA copies it (CopyTicksRange / CopyRates) and   |
+//| hands it to the DLL in slices, then the verdict. One chunk at a  |
+//| time; a full DLL queue leaves the rest for the next timer.       |
+//+------------------------------------------------------------------+
+void StartHistory()
+  {
+   string symbol = ShortArrayToString(g_hist.symbol);
+   long offset = ServerOffsetMs();
+   // The request is UTC; the terminal's history is in trade-server time.
+   ulong from = (ulong)(g_hist.from_msc + offset), to = (ulong)(g_hist.to_msc + offset - 1);
+   g_hist_count = 0;
+   g_hist_at = 0;
+   g_hist_first = 0;
+   g_hist_message = "";
+   g_hist_status = KB_HISTORY_DONE;
+   if(!SymbolSelect(symbol, true))
+     {
+      g_hist_status = KB_HISTORY_ERROR;
+      g_hist_message = "unknown symbol " + symbol;
+      return;
+     }
+   ResetLastError();
+   if(g_hist.kind == KB_HISTORY_TICKS)
+     {
+      g_hist_count = CopyTicksRange(symbol, g_hist_ticks, COPY_TICKS_ALL, from, to);
+      g_hist_first = (long)SeriesInfoInteger(symbol, PERIOD_M1, SERIES_TERMINAL_FIRSTDATE) * 1000;
+     }
+   else
+     {
+      ENUM_TIMEFRAMES tf = PeriodOf(g_hist.period_s);
+      if(tf == PERIOD_CURRENT)
+        {
+         g_hist_status = KB_HISTORY_ERROR;
+         g_hist_message = StringFormat("no MT5 timeframe of %d s", g_hist.period_s);
+         return;
+        }
+      g_hist_count = CopyRates(symbol, tf, (datetime)(from / 1000), (datetime)(to / 1000), g_hist_rates);
+      g_hist_first = (long)SeriesInfoInteger(symbol, tf, SERIES_TERMINAL_FIRSTDATE) * 1000;
+     }
+   int err = GetLastError();
+   if(g_hist_count < 0)
+     {
+      g_hist_count = 0;
+      g_hist_status = KB_HISTORY_ERROR;
+      g_hist_message = StringFormat("%s failed: error %d (the terminal may still be loading history: retry)",
+                                    g_hist.kind == KB_HISTORY_TICKS ? "CopyTicksRange" : "CopyRates", err);
+     }
+   else if(g_hist_first > 0 && (ulong)g_hist_first > from)
+     {
+      g_hist_status = KB_HISTORY_PARTIAL;
+      g_hist_message = "the terminal's history starts later (SERIES_TERMINAL_FIRSTDATE); raise 'Max bars in history' or download from then";
+     }
+   else if(g_hist_count == 0)
+     {
+      g_hist_status = KB_HISTORY_EMPTY;
+      g_hist_message = StringFormat("%s returned nothing (error %d)", g_hist.kind == KB_HISTORY_TICKS ? "CopyTicksRange" : "CopyRates", err);
+     }
+  }
+
+ENUM_TIMEFRAMES PeriodOf(const int seconds)
+  {
+   switch(seconds)
+     {
+      case 60:    return PERIOD_M1;
+      case 120:   return PERIOD_M2;
+      case 300:   return PERIOD_M5;
+      case 600:   return PERIOD_M10;
+      case 900:   return PERIOD_M15;
+      case 1800:  return PERIOD_M30;
+      case 3600:  return PERIOD_H1;
+      case 14400: return PERIOD_H4;
+      case 86400: return PERIOD_D1;
+     }
+   return PERIOD_CURRENT;
+  }
+
+void ServeHistory()
+  {
+   for(int guard = 0; guard < 4; guard++)
+     {
+      if(g_hist.request_id == 0)
+        {
+         if(kb_poll_history(g_handle, g_hist) != KB_OK)
+            return;
+         StartHistory();
+        }
+      while(g_hist_at < g_hist_count)
+        {
+         int n = MathMin(4096, g_hist_count - g_hist_at);
+         int rc;
+         if(g_hist.kind == KB_HISTORY_TICKS)
+           {
+            MqlTick slice[];
+            ArrayCopy(slice, g_hist_ticks, 0, g_hist_at, n);
+            rc = kb_history_ticks(g_handle, g_hist.request_id, slice, n);
+           }
+         else
+           {
+            MqlRates slice[];
+            ArrayCopy(slice, g_hist_rates, 0, g_hist_at, n);
+            rc = kb_history_bars(g_handle, g_hist.request_id, slice, n);
+           }
+         if(rc == KB_E_QUEUE_FULL)
+            return;  // the next timer goes on from here
+         if(rc != KB_OK)
+           {
+            PrintFormat("Kairos bridge: history %I64u: %s (%d)", g_hist.request_id, KbStatusText(rc), rc);
+            g_hist_status = KB_HISTORY_ERROR;
+            g_hist_message = "the bridge refused the rows: " + KbStatusText(rc);
+            g_hist_at = g_hist_count;
+            break;
+           }
+         g_hist_at += n;
+        }
+      int rc = kb_history_end(g_handle, g_hist.request_id, g_hist_status, g_hist_first, g_hist_message);
+      if(rc == KB_E_QUEUE_FULL)
+         return;
+      if(g_hist_status != KB_HISTORY_DONE)
+         PrintFormat("Kairos bridge: history of %s: %s", ShortArrayToString(g_hist.symbol), g_hist_message);
+      g_hist.request_id = 0;
+      ArrayFree(g_hist_ticks);
+      ArrayFree(g_hist_rates);
+     }
   }
 
 //+------------------------------------------------------------------+
@@ -239,6 +502,8 @@ void OnTimer()
    kb_set_server_offset(g_handle, ServerOffsetMs());
    for(int i = 0; i < ArraySize(g_symbols); i++)
       ForwardTicks(i);
+   if(InpCollector != "")
+      ServeHistory();
    if(InpExecution != "")
      {
       KbCommand cmd;
@@ -255,6 +520,7 @@ void OnTimer()
          g_was_trading_connected = c.trading_connected;
          if(connected_now || TimeCurrent() - g_last_snapshot >= InpSnapshotSec)
            {
+            SelfCheck(false);  // reported again only when a result changed
             ReportAccount();
             ReportPositions();
             g_last_snapshot = TimeCurrent();
@@ -344,6 +610,8 @@ void Execute(const KbCommand &cmd)
       return;
      }
    g_trade.SetDeviationInPoints(cmd.deviation_points);
+   if(cmd.kind == KB_COMMAND_PLACE)
+      g_trade.SetTypeFilling(FillingFor(symbol, cmd.order_type != KB_ORDER_MARKET));
    bool ok = false;
    switch(cmd.kind)
      {
@@ -380,6 +648,9 @@ void Execute(const KbCommand &cmd)
                              : g_trade.PositionClose(cmd.position_ticket);
          ReportTrade(cmd, ok);
          return;
+      case KB_COMMAND_MODIFY_POSITION:
+         ModifyPositions(cmd, symbol);
+         return;
       case KB_COMMAND_QUERY_ORDER:
          QueryOrder(cmd);
          return;
@@ -390,6 +661,39 @@ void Execute(const KbCommand &cmd)
          return;
      }
    Report(cmd, KB_STATUS_INVALID, "unknown command kind");
+  }
+
+//--- MODIFY_POSITION: stop loss and take profit (0 removes) of position_ticket, or of every open
+//--- position of the symbol carrying our magic, set at the broker with CTrade.PositionModify so they
+//--- hold if the stack stops. The result carries the last PositionModify's retcode; with no such
+//--- position, retcode 0 and "no position".
+void ModifyPositions(const KbCommand &cmd, const string symbol)
+  {
+   int done = 0;
+   bool ok = true;
+   for(int i = PositionsTotal() - 1; i >= 0; i--)
+     {
+      ulong ticket = PositionGetTicket(i);
+      if(ticket == 0)
+         continue;
+      if(cmd.position_ticket != 0 ? ticket != cmd.position_ticket
+                                  : (PositionGetString(POSITION_SYMBOL) != symbol || PositionGetInteger(POSITION_MAGIC) != InpMagic))
+         continue;
+      done++;
+      if(!g_trade.PositionModify(ticket, cmd.stop_loss, cmd.take_profit))
+        {
+         ok = false;
+         PrintFormat("Kairos bridge: PositionModify %I64u sl %.5f tp %.5f failed: retcode %u %s", ticket, cmd.stop_loss,
+                     cmd.take_profit, g_trade.ResultRetcode(), g_trade.ResultComment());
+         break;
+        }
+     }
+   if(done == 0)
+     {
+      Report(cmd, KB_STATUS_SENT, "no position");
+      return;
+     }
+   ReportTrade(cmd, ok);
   }
 
 //--- Answers QUERY_ORDER: the order's state (retcode = ENUM_ORDER_STATE) and its deal, if any.
@@ -561,8 +865,48 @@ int TransactionTypeNumber(const ENUM_TRADE_TRANSACTION_TYPE type)
    return 0;
   }
 
+//--- A deal the trade server made on a stop loss, take profit or stop-out of one of our positions is
+//--- reported as "sl:<position>", "tp:<position>" or "so:<position>" (docs/execution.md): the
+//--- execution service books it as an order of its own. Empty for every other deal or order.
+string ProtectiveId(const MqlTradeTransaction &trans)
+  {
+   long reason = -1;
+   long magic = 0;
+   if(trans.deal != 0 && HistoryDealSelect(trans.deal))
+     {
+      reason = HistoryDealGetInteger(trans.deal, DEAL_REASON);
+      magic = HistoryDealGetInteger(trans.deal, DEAL_MAGIC);
+     }
+   else if(trans.order != 0 && HistoryOrderSelect(trans.order))
+     {
+      reason = HistoryOrderGetInteger(trans.order, ORDER_REASON);
+      magic = HistoryOrderGetInteger(trans.order, ORDER_MAGIC);
+     }
+   else if(trans.order != 0 && OrderSelect(trans.order))
+     {
+      reason = OrderGetInteger(ORDER_REASON);
+      magic = OrderGetInteger(ORDER_MAGIC);
+     }
+   if(trans.position == 0 || (reason != DEAL_REASON_SL && reason != DEAL_REASON_TP && reason != DEAL_REASON_SO))
+      return "";
+   if(magic != InpMagic && HistorySelectByPosition(trans.position) && HistoryDealsTotal() > 0)
+      magic = HistoryDealGetInteger(HistoryDealGetTicket(0), DEAL_MAGIC); // the deal that opened it
+   if(magic != InpMagic)
+      return "";
+   if(reason == DEAL_REASON_SL)
+      return StringFormat("sl:%I64u", trans.position);
+   if(reason == DEAL_REASON_TP)
+      return StringFormat("tp:%I64u", trans.position);
+   if(reason == DEAL_REASON_SO)
+      return StringFormat("so:%I64u", trans.position);
+   return "";
+  }
+
 string ClientOrderId(const MqlTradeTransaction &trans)
   {
+   string protective = ProtectiveId(trans);
+   if(protective != "")
+      return protective;
    string coid = "";
    if(trans.order != 0 && g_order_coid.TryGetValue(trans.order, coid))
       return coid;

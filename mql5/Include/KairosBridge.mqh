@@ -8,7 +8,7 @@
 //+------------------------------------------------------------------+
 #property strict
 
-#define KB_API_VERSION 2
+#define KB_API_VERSION 3
 
 #define KB_OK 0
 #define KB_EMPTY 1
@@ -45,6 +45,13 @@
 #define KB_COMMAND_CLOSE_POSITION 4
 #define KB_COMMAND_QUERY_ORDER 5
 #define KB_COMMAND_SNAPSHOT 6
+#define KB_COMMAND_MODIFY_POSITION 7
+#define KB_HISTORY_TICKS 1
+#define KB_HISTORY_BARS 2
+#define KB_HISTORY_DONE 2
+#define KB_HISTORY_EMPTY 3
+#define KB_HISTORY_ERROR 4
+#define KB_HISTORY_PARTIAL 5
 #define KB_SIDE_BUY 1
 #define KB_SIDE_SELL 2
 #define KB_ORDER_MARKET 1
@@ -148,6 +155,29 @@ struct KbAccount
    long              time_msc;
   };
 
+struct KbHistoryRequest
+  {
+   ulong             request_id;
+   int               kind;
+   int               period_s;
+   long              from_msc;
+   long              to_msc;
+   ushort            symbol[32];
+  };
+
+struct KbTerminalCheck
+  {
+   int               dlls_allowed;
+   int               terminal_trade_allowed;
+   int               ea_trade_allowed;
+   int               account_trade_allowed;
+   int               account_expert_allowed;
+   int               symbols_checked;
+   int               symbols_failed;
+   int               tester;
+   long              time_msc;
+  };
+
 struct KbPosition
   {
    ulong             ticket;
@@ -229,6 +259,11 @@ int kb_poll_command(long handle, KbCommand &command);
 int kb_report_result(long handle, const KbOrderResult &result, string client_order_id, string comment);
 int kb_report_transaction(long handle, const KbTransaction &transaction, string client_order_id, string symbol);
 int kb_report_account(long handle, const KbAccount &account, string currency);
+int kb_report_check(long handle, const KbTerminalCheck &check, string problems);
+int kb_poll_history(long handle, KbHistoryRequest &request);
+int kb_history_ticks(long handle, ulong request_id, const MqlTick &ticks[], int count);
+int kb_history_bars(long handle, ulong request_id, const MqlRates &rates[], int count);
+int kb_history_end(long handle, ulong request_id, int status, long first_available_msc, string message);
 int kb_positions_begin(long handle, long time_msc);
 int kb_positions_add_position(long handle, const KbPosition &position, string symbol, string client_order_id);
 int kb_positions_add_order(long handle, const KbWorkingOrder &order, string symbol, string client_order_id);

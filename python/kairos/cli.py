@@ -5,6 +5,7 @@
     kairos status    health, model versions, key counters
     kairos replay    replay a data file (or a built-in sample) through the bridge library
     kairos stream    print live ticks, bars or predictions for a symbol (typed client SDK)
+    kairos history   download tick or bar history from the MT5 terminal through the bridge (Parquet)
     kairos kill      the execution kill switch: halt, cancel working orders, optionally flatten
     kairos demo      the main job: all of the above on embedded defaults, with a live view and a report
 
@@ -331,6 +332,73 @@ def stream(
     except streaming.StreamError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_ERROR) from exc
+
+
+@app.command()
+def history(
+    symbol: Annotated[str, typer.Argument(help="Symbol as the terminal spells it, e.g. EURUSD.")],
+    from_: Annotated[
+        str, typer.Option("--from", help="Start, UTC (ISO 8601: 2020-01-02 or 2020-01-02T10:00).")
+    ],
+    to: Annotated[str, typer.Option("--to", help="End, UTC, exclusive.")],
+    ticks: Annotated[bool, typer.Option("--ticks", help="Every tick (CopyTicksRange).")] = False,
+    bars: Annotated[
+        str, typer.Option("--bars", help="Bars of a timeframe (CopyRates): M1, M5, ..., D1.")
+    ] = "",
+    out: Annotated[
+        Path | None, typer.Option(help="Parquet file to write (default: SYMBOL-ticks-FROM-TO.parquet).")
+    ] = None,
+    chunk: Annotated[
+        str, typer.Option(help="Chunk length, e.g. 6h or 1d (default: 1d ticks, 30d bars).")
+    ] = "",
+    collector: Annotated[str, typer.Option(help="Collector gRPC host:port.")] = "127.0.0.1:7401",
+    token_file: Annotated[
+        Path | None, typer.Option(help="The collector's bearer token (default: the run directory's).")
+    ] = None,
+    run_dir: RunDir = services.STATE_DIR / "run",
+) -> None:
+    """Download SYMBOL's ticks or bars from the MT5 terminal through the bridge into one Parquet file.
+
+    The collector asks the EA chunk by chunk (progress below); each chunk is kept as it completes, so
+    running the same command again resumes an interrupted download. A chunk the terminal cannot
+    copy, one its history does not cover (partial) and an empty range end with an error naming the
+    chunk and why (exit 1)."""
+    from kairos.stack import credentials
+    from kairos.stack import history as hist
+
+    if ticks == bool(bars):
+        err.print("give exactly one of --ticks or --bars TIMEFRAME")
+        raise typer.Exit(EXIT_ERROR)
+    try:
+        start, end = hist.parse_time(from_), hist.parse_time(to)
+        chunk_ms = hist.parse_duration(chunk) if chunk else None
+        what = f"{bars.upper()}" if bars else "ticks"
+        target = out or Path(f"{symbol}-{what}-{from_}-{to}.parquet".replace(":", ""))
+        token = (
+            token_file.read_text().strip()
+            if token_file
+            else credentials.Credentials(run_dir).token("collector")
+        )
+        result = hist.download(
+            symbol,
+            start,
+            end,
+            out=target,
+            collector=collector,
+            token=token,
+            timeframe=bars or None,
+            chunk_ms=chunk_ms,
+            progress=lambda line: console.print(line, highlight=False),
+        )
+    except (hist.HistoryError, OSError) as exc:
+        err.print(f"[red]kairos history: {exc}[/]")
+        raise typer.Exit(EXIT_ERROR) from exc
+    console.print(
+        f"{result.rows} {'bars' if bars else 'ticks'} of {symbol} in {result.path} "
+        f"({result.chunks} chunks: {result.downloaded} downloaded, {result.resumed} resumed, "
+        f"{len(result.empty)} empty){' from ' + result.terminal if result.terminal else ''}",
+        highlight=False,
+    )
 
 
 @app.command()

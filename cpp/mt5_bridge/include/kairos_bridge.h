@@ -36,9 +36,19 @@ typedef uint16_t kb_char16;
 
 /* Version of this ABI; sent in Hello.api_version.
  * 2: kb_open_with_key and KB_E_AUTH; the handshake starts with the server's Challenge and the
- *    bridge key's HMAC proofs both ways (docs/adr/0015-bridge-authentication.md). Servers of this
- *    release speak only version 2. */
-#define KB_API_VERSION 2
+ *    bridge key's HMAC proofs both ways (docs/adr/0015-bridge-authentication.md).
+ * 3: kb_report_check (the EA's start-up self-check, a TerminalCheck frame to the execution service);
+ *    COMMAND_KIND_MODIFY_POSITION reaches the EA. Servers of this release accept versions 2 and 3
+ *    (docs/adr/0016-bridge-ea-self-check-and-position-stops.md). */
+#define KB_API_VERSION 3
+
+/* History kinds and kb_history_end verdicts (kairos.marketdata.v1.HistoryKind, HistoryStatus). */
+#define KB_HISTORY_TICKS 1
+#define KB_HISTORY_BARS 2
+#define KB_HISTORY_DONE 2
+#define KB_HISTORY_EMPTY 3
+#define KB_HISTORY_ERROR 4
+#define KB_HISTORY_PARTIAL 5
 
 /* ---- Status codes ------------------------------------------------------------------------------ */
 #define KB_OK 0                   /* done */
@@ -211,6 +221,41 @@ typedef struct KbWorkingOrder {
   int64_t time_msc;
 } KbWorkingOrder;
 
+/* MQL5 MqlRates, 60 bytes; time is trade-server time in seconds. */
+typedef struct KbMqlRates {
+  int64_t time;
+  double open;
+  double high;
+  double low;
+  double close;
+  int64_t tick_volume;
+  int32_t spread;
+  int64_t real_volume;
+} KbMqlRates;
+
+/* A chunk of history the collector asks for (kb_poll_history); times UTC milliseconds. */
+typedef struct KbHistoryRequest {
+  uint64_t request_id;
+  int32_t kind;     /* KB_HISTORY_TICKS (1) or KB_HISTORY_BARS (2) */
+  int32_t period_s; /* bars: 60 for M1 */
+  int64_t from_msc; /* inclusive */
+  int64_t to_msc;   /* exclusive */
+  kb_char16 symbol[32];
+} KbHistoryRequest;
+
+/* The EA's start-up self-check (kb_report_check): each flag 1 when the check passed, 0 when not. */
+typedef struct KbTerminalCheck {
+  int32_t dlls_allowed;           /* TERMINAL_DLLS_ALLOWED and MQL_DLLS_ALLOWED */
+  int32_t terminal_trade_allowed; /* TERMINAL_TRADE_ALLOWED: the Algo Trading button */
+  int32_t ea_trade_allowed;       /* MQL_TRADE_ALLOWED: "Allow Algo Trading" in the EA's settings */
+  int32_t account_trade_allowed;  /* ACCOUNT_TRADE_ALLOWED */
+  int32_t account_expert_allowed; /* ACCOUNT_TRADE_EXPERT */
+  int32_t symbols_checked;        /* symbols checked (>= 0) */
+  int32_t symbols_failed;         /* of which cannot be traded (0..symbols_checked) */
+  int32_t tester;                 /* MQL_TESTER */
+  int64_t time_msc;               /* when the check ran, UTC milliseconds */
+} KbTerminalCheck;
+
 /* Counters of one handle, a consistent-enough snapshot (each field is read atomically). */
 typedef struct KbCounters {
   int32_t struct_size;           /* sizeof(KbCounters) */
@@ -260,6 +305,9 @@ static_assert(sizeof(KbAccount) == 68, "KbAccount layout");
 static_assert(sizeof(KbPosition) == 88, "KbPosition layout");
 static_assert(sizeof(KbWorkingOrder) == 48, "KbWorkingOrder layout");
 static_assert(sizeof(KbCounters) == 248, "KbCounters layout");
+static_assert(sizeof(KbTerminalCheck) == 40, "KbTerminalCheck layout");
+static_assert(sizeof(KbMqlRates) == 60, "MqlRates is 60 bytes");
+static_assert(sizeof(KbHistoryRequest) == 96, "KbHistoryRequest layout");
 #endif
 
 /* ---- Calls ------------------------------------------------------------------------------------- */
@@ -332,6 +380,26 @@ KB_API int32_t kb_report_transaction(int64_t handle, const KbTransaction* transa
 /* Reports the account state. */
 KB_API int32_t kb_report_account(int64_t handle, const KbAccount* account,
                                  const kb_char16* currency) KB_NOEXCEPT;
+
+/* Reports the EA's self-check to the execution service (API 3). problems: one line per failed check
+ * (cut at a character boundary beyond 511 UTF-8 bytes). KB_E_NO_CHANNEL without a trading channel. */
+KB_API int32_t kb_report_check(int64_t handle, const KbTerminalCheck* check,
+                               const kb_char16* problems) KB_NOEXCEPT;
+
+/* History through the bridge (API 3, docs/bridge.md). kb_poll_history: KB_OK with the next chunk the
+ * collector asks for, or KB_EMPTY. The EA answers it with rows (kb_history_ticks / kb_history_bars,
+ * any number of calls, times in trade-server time as MT5 gives them; the bridge sends UTC in parts of
+ * 256 ticks or 64 bars) and one kb_history_end with the verdict: KB_HISTORY_DONE, KB_HISTORY_EMPTY,
+ * KB_HISTORY_ERROR or KB_HISTORY_PARTIAL (first_available_msc, trade-server time, 0 unknown;
+ * message cut at a character boundary beyond 255 bytes). KB_E_QUEUE_FULL queues nothing: call again
+ * later with the same rows. KB_E_BAD_ARG for a request id the bridge does not know. */
+KB_API int32_t kb_poll_history(int64_t handle, KbHistoryRequest* request) KB_NOEXCEPT;
+KB_API int32_t kb_history_ticks(int64_t handle, uint64_t request_id, const KbMqlTick* ticks,
+                                int32_t count) KB_NOEXCEPT;
+KB_API int32_t kb_history_bars(int64_t handle, uint64_t request_id, const KbMqlRates* rates,
+                               int32_t count) KB_NOEXCEPT;
+KB_API int32_t kb_history_end(int64_t handle, uint64_t request_id, int32_t status,
+                              int64_t first_available_msc, const kb_char16* message) KB_NOEXCEPT;
 
 /* Reports all open positions and pending orders as one snapshot: begin, add each, end. The bridge
  * splits it into PositionSnapshot frames of at most 64 positions and 64 orders. */

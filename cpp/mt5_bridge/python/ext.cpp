@@ -135,6 +135,49 @@ class Bridge {
     return kb_push_ticks(handle_, U(symbol), digits, scratch_.data(), static_cast<int32_t>(n));
   }
 
+  // History (API 3): the next chunk the collector asks for, as a dict, or None.
+  py::object poll_history() {
+    KbHistoryRequest r;
+    const int rc = kb_poll_history(handle_, &r);
+    if (rc == KB_EMPTY) return py::none();
+    if (rc != KB_OK) return py::int_(rc);
+    py::dict d;
+    d["request_id"] = r.request_id;
+    d["kind"] = r.kind;
+    d["period_s"] = r.period_s;
+    d["from_msc"] = r.from_msc;
+    d["to_msc"] = r.to_msc;
+    d["symbol"] = ToStr(FromBuf(r.symbol));
+    return std::move(d);
+  }
+
+  // Rows of a history chunk: MqlTick records (as push_ticks), trade-server time.
+  int history_ticks(uint64_t request_id, const py::array& ticks) {
+    if (ticks.ndim() != 1 || ticks.itemsize() != static_cast<py::ssize_t>(sizeof(KbMqlTick)))
+      throw py::type_error(
+          "ticks must be a 1-D array of 60-byte MqlTick records (kairos.bridge.MQL_TICK_DTYPE)");
+    if (!(ticks.flags() & py::array::c_style)) throw py::type_error("ticks must be C-contiguous");
+    if (ticks.size() > KB_MAX_PUSH_TICKS) return KB_E_BAD_COUNT;
+    return kb_history_ticks(handle_, request_id, static_cast<const KbMqlTick*>(ticks.data()),
+                            static_cast<int32_t>(ticks.size()));
+  }
+
+  // Rows of a history chunk: 60-byte MqlRates records (kairos.bridge.MQL_RATES_DTYPE), trade-server time.
+  int history_bars(uint64_t request_id, const py::array& rates) {
+    if (rates.ndim() != 1 || rates.itemsize() != static_cast<py::ssize_t>(sizeof(KbMqlRates)))
+      throw py::type_error(
+          "rates must be a 1-D array of 60-byte MqlRates records (kairos.bridge.MQL_RATES_DTYPE)");
+    if (!(rates.flags() & py::array::c_style)) throw py::type_error("rates must be C-contiguous");
+    if (rates.size() > KB_MAX_PUSH_TICKS) return KB_E_BAD_COUNT;
+    return kb_history_bars(handle_, request_id, static_cast<const KbMqlRates*>(rates.data()),
+                           static_cast<int32_t>(rates.size()));
+  }
+
+  int history_end(uint64_t request_id, int32_t status, int64_t first_available_msc,
+                  const std::u16string& message) {
+    return kb_history_end(handle_, request_id, status, first_available_msc, U(message));
+  }
+
   py::object poll_command() {
     KbCommand c;
     const int rc = kb_poll_command(handle_, &c);
@@ -303,6 +346,7 @@ PYBIND11_MODULE(kairos_bridge_ext, m) {
   m.doc() = "Kairos MT5 bridge client (same C ABI as kairos_bridge.dll); use kairos.bridge.";
   m.attr("API_VERSION") = kb_api_version();
   m.attr("MQL_TICK_SIZE") = sizeof(KbMqlTick);
+  m.attr("MQL_RATES_SIZE") = sizeof(KbMqlRates);
   m.def("status_text", &StatusText);
   py::class_<Bridge>(m, "Bridge")
       .def(py::init<const std::u16string&, const std::u16string&, const std::u16string&, int32_t,
@@ -319,6 +363,10 @@ PYBIND11_MODULE(kairos_bridge_ext, m) {
       .def("push_ticks", &Bridge::push_ticks)
       .def("push_columns", &Bridge::push_columns)
       .def("poll_command", &Bridge::poll_command)
+      .def("poll_history", &Bridge::poll_history)
+      .def("history_ticks", &Bridge::history_ticks)
+      .def("history_bars", &Bridge::history_bars)
+      .def("history_end", &Bridge::history_end)
       .def("report_result", &Bridge::report_result)
       .def("report_transaction", &Bridge::report_transaction)
       .def("report_account", &Bridge::report_account)

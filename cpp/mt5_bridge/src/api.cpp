@@ -423,6 +423,75 @@ int32_t kb_report_account(int64_t handle, const KbAccount* a, const kb_char16* c
   });
 }
 
+int32_t kb_report_check(int64_t handle, const KbTerminalCheck* k, const kb_char16* problems) noexcept {
+  if (k == nullptr || problems == nullptr) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    if (k->symbols_checked < 0 || k->symbols_failed < 0 || k->symbols_failed > k->symbols_checked)
+      return KB_E_BAD_ARG;
+    std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+    f->which_body = kairos_bridge_v1_Frame_terminal_check_tag;
+    kairos_bridge_v1_TerminalCheck& s = f->body.terminal_check;
+    KB_TRY(Field(problems, s.problems, false, true));
+    s.dlls_allowed = k->dlls_allowed != 0;
+    s.terminal_trade_allowed = k->terminal_trade_allowed != 0;
+    s.ea_trade_allowed = k->ea_trade_allowed != 0;
+    s.account_trade_allowed = k->account_trade_allowed != 0;
+    s.account_expert_allowed = k->account_expert_allowed != 0;
+    s.symbols_checked = static_cast<uint32_t>(k->symbols_checked);
+    s.symbols_failed = static_cast<uint32_t>(k->symbols_failed);
+    s.tester = k->tester != 0;
+    s.time_msc = k->time_msc;
+    std::vector<std::vector<uint8_t>> bodies(1);
+    if (!kairos::bridge::EncodeBody(*f, &bodies[0])) return KB_E_INTERNAL;
+    return c->QueueReports(&bodies, 0, {});
+  });
+}
+
+int32_t kb_poll_history(int64_t handle, KbHistoryRequest* request) noexcept {
+  if (request == nullptr) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    return c->PollHistory(request);
+  });
+}
+
+int32_t kb_history_ticks(int64_t handle, uint64_t request_id, const KbMqlTick* ticks,
+                         int32_t count) noexcept {
+  if (ticks == nullptr && count != 0) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    if (count < 0 || count > KB_MAX_PUSH_TICKS) return KB_E_BAD_COUNT;
+    return c->HistoryTicks(request_id, ticks, count);
+  });
+}
+
+int32_t kb_history_bars(int64_t handle, uint64_t request_id, const KbMqlRates* rates,
+                        int32_t count) noexcept {
+  if (rates == nullptr && count != 0) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    if (count < 0 || count > KB_MAX_PUSH_TICKS) return KB_E_BAD_COUNT;
+    return c->HistoryBars(request_id, rates, count);
+  });
+}
+
+int32_t kb_history_end(int64_t handle, uint64_t request_id, int32_t status, int64_t first_available_msc,
+                       const kb_char16* message) noexcept {
+  if (message == nullptr) return KB_E_NULL;
+  return Guard([&]() -> int32_t {
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    std::string text;
+    if (kairos::bridge::Utf16ToUtf8Truncate(message, 255, &text) != KB_OK) return KB_E_BAD_UTF16;
+    return c->HistoryEnd(request_id, status, first_available_msc, text);
+  });
+}
+
 int32_t kb_positions_begin(int64_t handle, int64_t time_msc) noexcept {
   return Guard([&] {
     auto c = Find(handle);

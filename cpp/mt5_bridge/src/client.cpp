@@ -817,6 +817,14 @@ bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) 
         (c.channel == kairos_bridge_v1_Channel_CHANNEL_MARKET_DATA ? n_.md_rtt_us : n_.tr_rtt_us).store(rtt);
       }
       break;
+    case kairos_bridge_v1_Frame_history_request_tag:
+      if (c.channel != kairos_bridge_v1_Channel_CHANNEL_MARKET_DATA) {
+        n_.malformed_frames.fetch_add(1);
+        Disconnect(c, KB_E_MALFORMED_FRAME, "history request on the trading channel", now);
+        return false;
+      }
+      OnHistoryRequest(c, f.body.history_request);
+      break;
     case kairos_bridge_v1_Frame_order_command_tag:
       if (c.channel != kairos_bridge_v1_Channel_CHANNEL_TRADING) {
         n_.malformed_frames.fetch_add(1);
@@ -960,6 +968,212 @@ void Client::PumpTicks(Conn& c) {
   }
 }
 
+// ---- History through the bridge ----------------------------------------------------------------
+
+namespace {
+
+std::vector<uint8_t> HistoryEndBody(uint64_t request_id, uint32_t part, int32_t status, uint64_t total,
+                                    int64_t first_available_msc, const std::string& message) {
+  std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+  f->which_body = kairos_bridge_v1_Frame_history_data_tag;
+  kairos_bridge_v1_HistoryData& d = f->body.history_data;
+  d.request_id = request_id;
+  d.part = part;
+  d.status = static_cast<kairos_marketdata_v1_HistoryStatus>(status);
+  d.total = total;
+  d.first_available_msc = first_available_msc;
+  const size_t n = std::min(message.size(), sizeof(d.message) - 1);
+  size_t cut = n;
+  while (cut > 0 && cut < message.size() && (static_cast<uint8_t>(message[cut]) & 0xC0) == 0x80) cut--;
+  std::memcpy(d.message, message.data(), cut);
+  d.message[cut] = 0;
+  std::vector<uint8_t> body;
+  EncodeBody(*f, &body);
+  return body;
+}
+
+}  // namespace
+
+void Client::OnHistoryRequest(Conn& c, const kairos_bridge_v1_HistoryRequest& r) {
+  const int32_t kind = EnumValue(r.kind);
+  std::string why;
+  KbHistoryRequest out{};
+  out.request_id = r.request_id;
+  out.kind = kind;
+  out.period_s = static_cast<int32_t>(r.period_s);
+  out.from_msc = r.from_msc;
+  out.to_msc = r.to_msc;
+  if (r.request_id == 0) {
+    why = "request_id is zero";
+  } else if (kind != KB_HISTORY_TICKS && kind != KB_HISTORY_BARS) {
+    why = "unknown history kind " + std::to_string(kind);
+  } else if (kind == KB_HISTORY_BARS && (r.period_s == 0 || r.period_s > 2678400)) {
+    why = "bars need a period of 1 s to 31 days";
+  } else if (r.from_msc <= 0 || r.to_msc <= r.from_msc) {
+    why = "the range is empty or negative";
+  } else if (r.symbol[0] == 0 || Utf8ToUtf16(r.symbol, std::strlen(r.symbol), out.symbol, 32) != KB_OK) {
+    why = "no symbol, or not valid UTF-8";
+  }
+  {
+    std::lock_guard<std::mutex> lock(hist_mu_);
+    if (why.empty() && hist_requests_.size() >= kMaxHistoryRequests)
+      why = "too many history requests waiting for the EA";
+    if (why.empty()) {
+      HistoryState st{};
+      std::memcpy(st.symbol, r.symbol, sizeof(st.symbol));
+      st.kind = kind;
+      st.period_s = r.period_s;
+      hist_state_[r.request_id] = st;
+      hist_requests_.push_back(out);
+      return;
+    }
+  }
+  // Refused by the bridge itself: the collector gets the verdict at once, the EA never sees it.
+  Log(KB_E_BAD_ARG, "history request " + std::to_string(r.request_id) + " refused: " + why);
+  Enqueue(c, HistoryEndBody(r.request_id, 0, KB_HISTORY_ERROR, 0, 0, "refused by the bridge: " + why), 0);
+}
+
+int Client::PollHistory(KbHistoryRequest* out) {
+  if (!has_market_data()) return KB_E_NO_CHANNEL;
+  std::lock_guard<std::mutex> lock(hist_mu_);
+  if (hist_requests_.empty()) return KB_EMPTY;
+  *out = hist_requests_.front();
+  hist_requests_.pop_front();
+  return KB_OK;
+}
+
+int Client::HistoryTicks(uint64_t request_id, const KbMqlTick* ticks, int32_t count) {
+  if (!has_market_data()) return KB_E_NO_CHANNEL;
+  for (int32_t i = 0; i < count; i++) {
+    const KbMqlTick& t = ticks[i];
+    if (!(t.bid >= 0 && t.ask >= 0 && t.last >= 0 && t.volume_real >= 0 && std::isfinite(t.bid) &&
+          std::isfinite(t.ask) && std::isfinite(t.last) && std::isfinite(t.volume_real)))
+      return KB_E_NON_FINITE;
+  }
+  const int64_t offset = server_offset_ms_.load(std::memory_order_relaxed);
+  const uint32_t per = 256;
+  const size_t parts = (static_cast<size_t>(count) + per - 1) / per;
+  std::lock_guard<std::mutex> lock(hist_mu_);
+  auto it = hist_state_.find(request_id);
+  if (it == hist_state_.end() || it->second.kind != KB_HISTORY_TICKS) return KB_E_BAD_ARG;
+  if (hist_out_.size() + parts > kMaxHistoryParts) return KB_E_QUEUE_FULL;
+  HistoryState& st = it->second;
+  std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+  for (int32_t at = 0; at < count; at += static_cast<int32_t>(per)) {
+    const uint32_t n = static_cast<uint32_t>(std::min<int32_t>(count - at, static_cast<int32_t>(per)));
+    *f = kairos_bridge_v1_Frame_init_zero;
+    f->which_body = kairos_bridge_v1_Frame_history_data_tag;
+    kairos_bridge_v1_HistoryData& d = f->body.history_data;
+    d.request_id = request_id;
+    d.part = st.part++;
+    d.status = kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_MORE;
+    d.has_ticks = true;
+    kairos_marketdata_v1_TickBatch& b = d.ticks;
+    std::memcpy(b.symbol, st.symbol, sizeof(b.symbol));
+    for (uint32_t k = 0; k < n; k++) {
+      const KbMqlTick& t = ticks[at + static_cast<int32_t>(k)];
+      b.time_msc[k] = t.time_msc - offset;
+      b.bid[k] = t.bid;
+      b.ask[k] = t.ask;
+      b.last[k] = t.last;
+      b.volume[k] = t.volume_real;
+      b.flags[k] = t.flags;
+    }
+    b.time_msc_count = b.bid_count = b.ask_count = b.last_count = b.volume_count = b.flags_count =
+        static_cast<pb_size_t>(n);
+    std::vector<uint8_t> body;
+    if (!EncodeBody(*f, &body)) return KB_E_INTERNAL;
+    hist_out_.push_back(std::move(body));
+    st.total += n;
+  }
+  if (waker_.fd() != net::kInvalid) waker_.Wake();
+  return KB_OK;
+}
+
+int Client::HistoryBars(uint64_t request_id, const KbMqlRates* rates, int32_t count) {
+  if (!has_market_data()) return KB_E_NO_CHANNEL;
+  for (int32_t i = 0; i < count; i++) {
+    const KbMqlRates& r = rates[i];
+    if (!(r.open > 0 && r.high > 0 && r.low > 0 && r.close > 0 && std::isfinite(r.open) &&
+          std::isfinite(r.high) && std::isfinite(r.low) && std::isfinite(r.close)))
+      return KB_E_NON_FINITE;
+  }
+  const int64_t offset = server_offset_ms_.load(std::memory_order_relaxed);
+  const uint32_t per = 64;
+  const size_t parts = (static_cast<size_t>(count) + per - 1) / per;
+  std::lock_guard<std::mutex> lock(hist_mu_);
+  auto it = hist_state_.find(request_id);
+  if (it == hist_state_.end() || it->second.kind != KB_HISTORY_BARS) return KB_E_BAD_ARG;
+  if (hist_out_.size() + parts > kMaxHistoryParts) return KB_E_QUEUE_FULL;
+  HistoryState& st = it->second;
+  std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+  for (int32_t at = 0; at < count; at += static_cast<int32_t>(per)) {
+    const uint32_t n = static_cast<uint32_t>(std::min<int32_t>(count - at, static_cast<int32_t>(per)));
+    *f = kairos_bridge_v1_Frame_init_zero;
+    f->which_body = kairos_bridge_v1_Frame_history_data_tag;
+    kairos_bridge_v1_HistoryData& d = f->body.history_data;
+    d.request_id = request_id;
+    d.part = st.part++;
+    d.status = kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_MORE;
+    d.bars_count = static_cast<pb_size_t>(n);
+    for (uint32_t k = 0; k < n; k++) {
+      const KbMqlRates& r = rates[at + static_cast<int32_t>(k)];
+      kairos_marketdata_v1_Bar& bar = d.bars[k];
+      std::memcpy(bar.symbol, st.symbol, sizeof(bar.symbol));
+      bar.period_s = st.period_s;
+      bar.open_time_msc = r.time * 1000 - offset;
+      bar.open = r.open;
+      bar.high = r.high;
+      bar.low = r.low;
+      bar.close = r.close;
+      bar.tick_volume = r.tick_volume > 0 ? static_cast<uint64_t>(r.tick_volume) : 0;
+      bar.real_volume = static_cast<double>(r.real_volume);
+      bar.spread_points = r.spread;
+    }
+    std::vector<uint8_t> body;
+    if (!EncodeBody(*f, &body)) return KB_E_INTERNAL;
+    hist_out_.push_back(std::move(body));
+    st.total += n;
+  }
+  if (waker_.fd() != net::kInvalid) waker_.Wake();
+  return KB_OK;
+}
+
+int Client::HistoryEnd(uint64_t request_id, int32_t status, int64_t first_available_msc,
+                       const std::string& message) {
+  if (!has_market_data()) return KB_E_NO_CHANNEL;
+  if (status < KB_HISTORY_DONE || status > KB_HISTORY_PARTIAL) return KB_E_BAD_ARG;
+  const int64_t offset = server_offset_ms_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(hist_mu_);
+    auto it = hist_state_.find(request_id);
+    if (it == hist_state_.end()) return KB_E_BAD_ARG;
+    if (hist_out_.size() + 1 > kMaxHistoryParts) return KB_E_QUEUE_FULL;
+    hist_out_.push_back(HistoryEndBody(request_id, it->second.part, status, it->second.total,
+                                       first_available_msc != 0 ? first_available_msc - offset : 0, message));
+    hist_state_.erase(it);
+  }
+  if (waker_.fd() != net::kInvalid) waker_.Wake();
+  return KB_OK;
+}
+
+bool Client::HistoryPending() {
+  std::lock_guard<std::mutex> lock(hist_mu_);
+  return !hist_out_.empty();
+}
+
+void Client::PumpHistory(Conn& c) {
+  std::deque<std::vector<uint8_t>> batch;
+  {
+    std::lock_guard<std::mutex> lock(hist_mu_);
+    while (!hist_out_.empty() && batch.size() < 64) {
+      batch.push_back(std::move(hist_out_.front()));
+      hist_out_.pop_front();
+    }
+  }
+  for (auto& body : batch) Enqueue(c, std::move(body), 0);
+}
+
 void Client::PumpReports(Conn& c) {
   std::vector<ReportIn> batch;
   {
@@ -1013,6 +1227,7 @@ void Client::RunLoop() {
         if (&c == &md_) {
           PumpTicks(c);
           AnnounceChanged(c);
+          PumpHistory(c);
         } else {
           PumpReports(c);
         }
@@ -1089,6 +1304,7 @@ void Client::RunLoop() {
         pending_reports = !reports_in_.empty() && tr_.state == State::kReady;
       }
       if (HasLocalWork(md_can_pump) || pending_reports || stop_.load() != stopping) wait_us = 0;
+      if (md_can_pump && HistoryPending()) wait_us = 0;
       if (md_can_pump && md_.state == State::kReady) {
         const int n = symbol_count_.load(std::memory_order_acquire);
         for (int i = 0; i < n && wait_us > 0; i++)

@@ -64,6 +64,12 @@ class Client {
   int AnnounceSymbol(const kairos_marketdata_v1_SymbolInfo& info);
   int PushTicks(const std::string& symbol, int32_t digits, const KbMqlTick* ticks, int32_t count);
   int PollCommand(KbCommand* out);
+  // History through the bridge (terminal thread): the next chunk asked for, its rows, its verdict.
+  int PollHistory(KbHistoryRequest* out);
+  int HistoryTicks(uint64_t request_id, const KbMqlTick* ticks, int32_t count);
+  int HistoryBars(uint64_t request_id, const KbMqlRates* rates, int32_t count);
+  int HistoryEnd(uint64_t request_id, int32_t status, int64_t first_available_msc,
+                 const std::string& message);
   // Queues sequenced frame bodies for the trading channel, all or none. dup_body (optional) is the
   // DUPLICATE answer kept for a repeated command_id.
   int QueueReports(std::vector<std::vector<uint8_t>>* bodies, uint64_t command_id,
@@ -217,6 +223,25 @@ class Client {
   std::atomic<bool> stop_{false};
   std::atomic<bool> stopped_{false};
   Conn md_, tr_;
+  // History: requests from the collector wait for kb_poll_history; parts the EA produced wait for
+  // the network thread (market-data channel). Both bounded; hist_state_ follows each request
+  // from its arrival to kb_history_end.
+  struct HistoryState {
+    char symbol[32];
+    int32_t kind;
+    uint32_t period_s;
+    uint32_t part = 0;
+    uint64_t total = 0;
+  };
+  static constexpr size_t kMaxHistoryRequests = 256;
+  static constexpr size_t kMaxHistoryParts = 4096;
+  std::mutex hist_mu_;
+  std::deque<KbHistoryRequest> hist_requests_;
+  std::unordered_map<uint64_t, HistoryState> hist_state_;
+  std::deque<std::vector<uint8_t>> hist_out_;
+  void OnHistoryRequest(Conn& c, const kairos_bridge_v1_HistoryRequest& r);
+  void PumpHistory(Conn& c);
+  bool HistoryPending();
   std::unique_ptr<kairos_bridge_v1_Frame> scratch_;  // 22 KB, reused for encoding tick batches
   std::unordered_set<uint64_t> seen_commands_;
   std::deque<uint64_t> seen_order_;

@@ -379,6 +379,12 @@ bool CommandToKb(const kairos_bridge_v1_OrderCommand& cmd, KbCommand* out, std::
         return false;
       }
       break;
+    case kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION:
+      if (cmd.symbol[0] == 0 && cmd.position_ticket == 0) {
+        *why = "MODIFY_POSITION without symbol or position_ticket";
+        return false;
+      }
+      break;
     case kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT:
       break;
     default:

@@ -61,7 +61,7 @@ TEST(Auth, ABridgeWithTheKeyIsWelcomedAndItsTicksArrive) {
   ASSERT_TRUE(peer.WaitFor([&] { return peer.tick_count() == 1; }, 5000));
   const auto hellos = peer.hellos();
   ASSERT_FALSE(hellos.empty());
-  EXPECT_EQ(hellos[0].api_version, 2u);
+  EXPECT_EQ(hellos[0].api_version, static_cast<uint32_t>(KB_API_VERSION));
   EXPECT_EQ(hellos[0].auth_proof.size, 32);
   EXPECT_EQ(hellos[0].client_nonce.size, 32);
   EXPECT_EQ(peer.auth_failures(), 0u);

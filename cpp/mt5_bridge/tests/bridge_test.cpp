@@ -478,6 +478,149 @@ TEST(Trading, SnapshotsAccountAndTransactionsAreReported) {
   EXPECT_STREQ(tx[0].client_order_id, "K-41");
 }
 
+// The EA's self-check (API 3) reaches the execution service as a TerminalCheck frame; a long
+// problems text is cut at a character boundary, inconsistent counts and a missing trading channel
+// are refused.
+TEST(Trading, TheEasSelfCheckIsReported) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open("", peer.endpoint(), &h.h), KB_OK);
+  KbTerminalCheck k{};
+  k.dlls_allowed = 1;
+  k.terminal_trade_allowed = 0;
+  k.ea_trade_allowed = 1;
+  k.account_trade_allowed = 1;
+  k.account_expert_allowed = 1;
+  k.symbols_checked = 3;
+  k.symbols_failed = 1;
+  k.time_msc = 1577898000000;
+  EXPECT_EQ(kb_report_check(h.h, nullptr, W("").data()), KB_E_NULL);
+  k.symbols_failed = 4;
+  EXPECT_EQ(kb_report_check(h.h, &k, W("").data()), KB_E_BAD_ARG);
+  k.symbols_failed = 1;
+  std::string problems = "Algo Trading is off in the terminal: press the Algo Trading button\n";
+  while (problems.size() < 600) problems += "\xc3\xa9";  // two-byte characters past the 511-byte field
+  ASSERT_EQ(kb_report_check(h.h, &k, W(problems).data()), KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.checks().size() == 1; }, 5000));
+  const auto c = peer.checks()[0];
+  EXPECT_TRUE(c.dlls_allowed);
+  EXPECT_FALSE(c.terminal_trade_allowed);
+  EXPECT_TRUE(c.ea_trade_allowed && c.account_trade_allowed && c.account_expert_allowed);
+  EXPECT_EQ(c.symbols_checked, 3u);
+  EXPECT_EQ(c.symbols_failed, 1u);
+  EXPECT_EQ(c.time_msc, 1577898000000);
+  const std::string got = c.problems;
+  EXPECT_EQ(got.rfind("Algo Trading is off", 0), 0u);
+  EXPECT_LE(got.size(), 511u);
+  EXPECT_EQ(got.size() % 2, problems.find("\xc3") % 2);  // whole characters only
+
+  Handle md;
+  ASSERT_EQ(Open(peer.endpoint(), "", &md.h), KB_OK);
+  EXPECT_EQ(kb_report_check(md.h, &k, W("").data()), KB_E_NO_CHANNEL);
+}
+
+// History through the bridge (API 3): the collector's request reaches kb_poll_history; the EA's
+// ticks (trade-server time) leave as parts of at most 256 in UTC, the verdict last with the total;
+// a request the bridge cannot serve is answered ERROR without reaching the EA; bars likewise.
+TEST(History, AChunkTravelsFromTheEaToTheCollectorInParts) {
+  TestPeer peer;
+  Handle h;
+  ASSERT_EQ(Open(peer.endpoint(), "", &h.h), KB_OK);
+  ASSERT_EQ(kb_set_server_offset(h.h, 7200000), KB_OK);  // server time = UTC + 2 h
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.connections() == 1 && !peer.hellos().empty(); }, 5000));
+  kairos_bridge_v1_HistoryRequest req = kairos_bridge_v1_HistoryRequest_init_zero;
+  req.request_id = 41;
+  std::strcpy(req.symbol, "EURUSD");
+  req.kind = kairos_marketdata_v1_HistoryKind_HISTORY_KIND_TICKS;
+  req.from_msc = 1577836800000;
+  req.to_msc = 1577923200000;
+  kairos_bridge_v1_HistoryRequest bad = req;
+  bad.request_id = 42;
+  bad.to_msc = bad.from_msc;  // an empty range: refused by the bridge itself
+  KbHistoryRequest got{};
+  ASSERT_TRUE(
+      peer.WaitFor([&] { return peer.SendHistoryRequest(req) && peer.SendHistoryRequest(bad); }, 5000));
+  ASSERT_TRUE(peer.WaitFor([&] { return kb_poll_history(h.h, &got) == KB_OK; }, 5000));
+  EXPECT_EQ(got.request_id, 41u);
+  EXPECT_EQ(got.kind, KB_HISTORY_TICKS);
+  EXPECT_EQ(got.from_msc, 1577836800000);
+  EXPECT_EQ(got.symbol[0], 'E');
+  EXPECT_EQ(kb_poll_history(h.h, &got), KB_EMPTY);  // the bad one never reaches the EA
+
+  std::vector<KbMqlTick> ticks(600);
+  for (size_t i = 0; i < ticks.size(); i++) {
+    ticks[i] = KbMqlTick{};
+    ticks[i].time_msc = 1577836800000 + 7200000 + static_cast<int64_t>(i) * 1000;
+    ticks[i].bid = 1.12 + static_cast<double>(i) * 1e-5;
+    ticks[i].ask = ticks[i].bid + 2e-5;
+    ticks[i].flags = 6;
+  }
+  EXPECT_EQ(kb_history_ticks(h.h, 99, ticks.data(), 1), KB_E_BAD_ARG);  // unknown request
+  ASSERT_EQ(kb_history_ticks(h.h, 41, ticks.data(), 500), KB_OK);
+  ASSERT_EQ(kb_history_ticks(h.h, 41, ticks.data() + 500, 100), KB_OK);
+  ASSERT_EQ(kb_history_end(h.h, 41, KB_HISTORY_DONE, 0, W("").data()), KB_OK);
+  EXPECT_EQ(kb_history_end(h.h, 41, KB_HISTORY_DONE, 0, W("").data()), KB_E_BAD_ARG);  // already ended
+
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.history().size() == 5; }, 5000));
+  const auto parts = peer.history();
+  const auto& refused = parts[0];  // answered by the bridge at once
+  EXPECT_EQ(refused.request_id, 42u);
+  EXPECT_EQ(refused.status, kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_ERROR);
+  EXPECT_NE(std::string(refused.message).find("range"), std::string::npos) << refused.message;
+  uint64_t rows = 0;
+  int64_t prev = 0;
+  for (size_t i = 1; i < parts.size(); i++) {
+    const auto& p = parts[i];
+    EXPECT_EQ(p.request_id, 41u);
+    EXPECT_EQ(p.part, i - 1);
+    EXPECT_LE(p.ticks.time_msc_count, 256u);
+    for (pb_size_t k = 0; k < p.ticks.time_msc_count; k++) {
+      EXPECT_EQ(p.ticks.time_msc[k], 1577836800000 + static_cast<int64_t>(rows) * 1000);  // UTC
+      EXPECT_GT(p.ticks.time_msc[k], prev - 1);
+      prev = p.ticks.time_msc[k];
+      rows++;
+    }
+    EXPECT_EQ(p.status, i + 1 < parts.size() ? kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_MORE
+                                             : kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_DONE);
+  }
+  EXPECT_EQ(rows, 600u);
+  EXPECT_EQ(parts.back().total, 600u);
+  EXPECT_STREQ(parts.back().ticks.symbol, "");  // the verdict carries no rows
+
+  // Bars: 64 per part, open times in UTC.
+  req.request_id = 43;
+  req.kind = kairos_marketdata_v1_HistoryKind_HISTORY_KIND_BARS;
+  req.period_s = 60;
+  ASSERT_TRUE(peer.SendHistoryRequest(req));
+  ASSERT_TRUE(peer.WaitFor([&] { return kb_poll_history(h.h, &got) == KB_OK; }, 5000));
+  std::vector<KbMqlRates> rates(70);
+  for (size_t i = 0; i < rates.size(); i++) {
+    rates[i] = KbMqlRates{};
+    rates[i].time = 1577836800 + 7200 + static_cast<int64_t>(i) * 60;
+    rates[i].open = rates[i].high = rates[i].low = rates[i].close = 1.12;
+    rates[i].tick_volume = 10;
+  }
+  EXPECT_EQ(kb_history_ticks(h.h, 43, ticks.data(), 1), KB_E_BAD_ARG);  // a bar request takes bars
+  rates[3].high = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(kb_history_bars(h.h, 43, rates.data(), 70), KB_E_NON_FINITE);
+  rates[3].high = 1.12;
+  ASSERT_EQ(kb_history_bars(h.h, 43, rates.data(), 70), KB_OK);
+  ASSERT_EQ(kb_history_end(h.h, 43, KB_HISTORY_PARTIAL, 1577836800000 + 7200000 + 3600000,
+                           W("history starts at 01:00").data()),
+            KB_OK);
+  ASSERT_TRUE(peer.WaitFor([&] { return peer.history().size() == 8; }, 5000));
+  const auto all = peer.history();
+  EXPECT_EQ(all[5].bars_count, 64u);
+  EXPECT_EQ(all[5].bars[0].open_time_msc, 1577836800000);
+  EXPECT_EQ(all[5].bars[0].period_s, 60u);
+  EXPECT_STREQ(all[5].bars[0].symbol, "EURUSD");
+  EXPECT_EQ(all[6].bars_count, 6u);
+  EXPECT_EQ(all[7].status, kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_PARTIAL);
+  EXPECT_EQ(all[7].total, 70u);
+  EXPECT_EQ(all[7].first_available_msc, 1577836800000 + 3600000);
+  EXPECT_STREQ(all[7].message, "history starts at 01:00");
+}
+
 TEST(Protocol, MalformedFrameClosesTheConnectionAndTheBridgeReconnects) {
   TestPeer peer;
   Handle h;

@@ -153,6 +153,11 @@ TEST(Codec, CommandChecksRefuseWhatTheEaCouldNotExecute) {
        }},
       {"unknown kind",
        [](kairos_bridge_v1_OrderCommand* c) { c->kind = static_cast<kairos_bridge_v1_CommandKind>(99); }},
+      {"modify position without symbol or ticket",
+       [](kairos_bridge_v1_OrderCommand* c) {
+         c->kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION;
+         c->symbol[0] = 0;
+       }},
   };
   for (const auto& c : cases) {
     auto cmd = place();
@@ -161,6 +166,30 @@ TEST(Codec, CommandChecksRefuseWhatTheEaCouldNotExecute) {
     EXPECT_FALSE(kb::CommandToKb(cmd, &out, &why)) << c.name;
     EXPECT_FALSE(why.empty()) << c.name;
   }
+}
+
+// MODIFY_POSITION (API 2, no new ABI): the symbol's positions, or one ticket, with the new stop
+// loss and take profit (zero removes them).
+TEST(Codec, ModifyPositionCarriesTheSymbolAndTheStops) {
+  kairos_bridge_v1_OrderCommand c = kairos_bridge_v1_OrderCommand_init_zero;
+  c.command_id = 9;
+  c.kind = kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION;
+  std::strcpy(c.symbol, "EURUSD");
+  c.has_stop_loss = true;
+  c.stop_loss = {109500, 5};
+  c.has_take_profit = true;
+  c.take_profit = {0, 0};
+  KbCommand out;
+  std::string why;
+  ASSERT_TRUE(kb::CommandToKb(c, &out, &why)) << why;
+  EXPECT_EQ(out.kind, 7);
+  EXPECT_DOUBLE_EQ(out.stop_loss, 1.095);
+  EXPECT_DOUBLE_EQ(out.take_profit, 0.0);
+  EXPECT_EQ(out.symbol[0], 'E');
+  c.symbol[0] = 0;
+  c.position_ticket = 4242;
+  ASSERT_TRUE(kb::CommandToKb(c, &out, &why)) << why;
+  EXPECT_EQ(out.position_ticket, 4242u);
 }
 
 namespace {

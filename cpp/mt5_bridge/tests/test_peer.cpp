@@ -106,6 +106,21 @@ bool TestPeer::SendCommand(const kairos_bridge_v1_OrderCommand& cmd) {
   return WriteFrame(fd, f.get());
 }
 
+bool TestPeer::SendHistoryRequest(const kairos_bridge_v1_HistoryRequest& req) {
+  int fd = conn_fd_.load();
+  if (fd < 0) return false;
+  std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    f->sequence = ++out_seq_;
+    f->ack = processed_[{session_, channel_}];
+  }
+  f->sent_time_us = NowUs();
+  f->which_body = kairos_bridge_v1_Frame_history_request_tag;
+  f->body.history_request = req;
+  return WriteFrame(fd, f.get());
+}
+
 bool TestPeer::SendRaw(const std::vector<uint8_t>& bytes) {
   int fd = conn_fd_.load();
   if (fd < 0) return false;
@@ -394,6 +409,12 @@ bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
     case kairos_bridge_v1_Frame_account_tag:
       accounts_.push_back(f.body.account);
       break;
+    case kairos_bridge_v1_Frame_terminal_check_tag:
+      checks_.push_back(f.body.terminal_check);
+      break;
+    case kairos_bridge_v1_Frame_history_data_tag:
+      history_.push_back(f.body.history_data);
+      break;
     case kairos_bridge_v1_Frame_positions_tag:
       positions_.push_back(f.body.positions);
       break;
@@ -410,6 +431,8 @@ bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
   }
 KB_PEER_GETTER(ticks, PeerTick)
 KB_PEER_GETTER(hellos, kairos_bridge_v1_Hello)
+KB_PEER_GETTER(checks, kairos_bridge_v1_TerminalCheck)
+KB_PEER_GETTER(history, kairos_bridge_v1_HistoryData)
 KB_PEER_GETTER(results, kairos_bridge_v1_OrderResult)
 KB_PEER_GETTER(transactions, kairos_bridge_v1_TradeTransaction)
 KB_PEER_GETTER(accounts, kairos_bridge_v1_AccountSnapshot)

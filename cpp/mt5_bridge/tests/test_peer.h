@@ -56,6 +56,8 @@ class TestPeer {
   void Restart(int down_ms, bool forget_state);
   // Sends a sequenced OrderCommand on the current connection; false if none.
   bool SendCommand(const kairos_bridge_v1_OrderCommand& cmd);
+  // Sends a sequenced HistoryRequest (a collector asking for history); false if no connection.
+  bool SendHistoryRequest(const kairos_bridge_v1_HistoryRequest& req);
   // Writes raw bytes on the current connection.
   bool SendRaw(const std::vector<uint8_t>& bytes);
 
@@ -70,6 +72,8 @@ class TestPeer {
   std::vector<kairos_bridge_v1_OrderResult> results();
   std::vector<kairos_bridge_v1_TradeTransaction> transactions();
   std::vector<kairos_bridge_v1_AccountSnapshot> accounts();
+  std::vector<kairos_bridge_v1_TerminalCheck> checks();
+  std::vector<kairos_bridge_v1_HistoryData> history();
   std::vector<kairos_bridge_v1_PositionSnapshot> positions();
   std::vector<kairos_marketdata_v1_SymbolInfo> symbol_infos();
   uint64_t duplicates() const { return duplicates_.load(); }
@@ -113,6 +117,8 @@ class TestPeer {
   std::vector<kairos_bridge_v1_OrderResult> results_;
   std::vector<kairos_bridge_v1_TradeTransaction> transactions_;
   std::vector<kairos_bridge_v1_AccountSnapshot> accounts_;
+  std::vector<kairos_bridge_v1_TerminalCheck> checks_;
+  std::vector<kairos_bridge_v1_HistoryData> history_;
   std::vector<kairos_bridge_v1_PositionSnapshot> positions_;
   std::vector<kairos_marketdata_v1_SymbolInfo> symbol_infos_;
   std::atomic<int64_t> listen_ns_{0};

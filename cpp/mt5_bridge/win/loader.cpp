@@ -34,6 +34,10 @@ using TxFn = int32_t (*)(int64_t, const KbTransaction*, const wchar_t*, const wc
 using CountersFn = int32_t (*)(int64_t, KbCounters*);
 using LogFn = int32_t (*)(int64_t, wchar_t*, int32_t);
 using CloseFn = int32_t (*)(int64_t);
+using PollHistoryFn = int32_t (*)(int64_t, KbHistoryRequest*);
+using HistoryTicksFn = int32_t (*)(int64_t, uint64_t, const KbMqlTick*, int32_t);
+using HistoryEndFn = int32_t (*)(int64_t, uint64_t, int32_t, int64_t, const wchar_t*);
+using CheckFn = int32_t (*)(int64_t, const KbTerminalCheck*, const wchar_t*);
 
 int failures = 0;
 
@@ -108,6 +112,10 @@ int wmain(int argc, wchar_t** argv) {
   auto counters = Get<CountersFn>(dll, "kb_get_counters");
   auto poll_log = Get<LogFn>(dll, "kb_poll_log");
   auto close = Get<CloseFn>(dll, "kb_close");
+  auto poll_history = Get<PollHistoryFn>(dll, "kb_poll_history");
+  auto history_ticks = Get<HistoryTicksFn>(dll, "kb_history_ticks");
+  auto history_end = Get<HistoryEndFn>(dll, "kb_history_end");
+  auto report_check = Get<CheckFn>(dll, "kb_report_check");
 
   Check(api_version() == KB_API_VERSION, "api version");
   KbOptions options{};
@@ -181,20 +189,57 @@ int wmain(int argc, wchar_t** argv) {
   Check(next == ticks.size(), "all ticks pushed");
   Check(commands_done == commands_expected, "all commands served");
 
+  // The EA's self-check, reported once (API 3).
+  KbTerminalCheck tc{};
+  tc.dlls_allowed = tc.ea_trade_allowed = tc.account_trade_allowed = tc.account_expert_allowed = 1;
+  tc.symbols_checked = 1;
+  tc.time_msc = 1577898000000;
+  Check(
+      report_check(h, &tc, L"Algo Trading is off in the terminal: press the 'Algo Trading' button") == KB_OK,
+      "report self-check");
+
+  // History (API 3): answer the collector's requests as the EA's ServeHistory does, with the same
+  // ticks (CopyTicksRange over trade-server time), until one request has been answered.
+  int answered = 0;
+  const DWORD hist_start = GetTickCount();
+  while (answered < 1 && GetTickCount() - hist_start < 20000) {
+    KbHistoryRequest req;
+    if (poll_history(h, &req) != KB_OK) {
+      Sleep(5);
+      continue;
+    }
+    std::vector<KbMqlTick> rows;
+    for (const KbMqlTick& t : ticks)
+      if (t.time_msc >= req.from_msc + offset_ms && t.time_msc < req.to_msc + offset_ms) rows.push_back(t);
+    for (size_t at = 0; at < rows.size();) {
+      const int32_t n = static_cast<int32_t>(rows.size() - at < 4096 ? rows.size() - at : 4096);
+      const int32_t rc = history_ticks(h, req.request_id, rows.data() + at, n);
+      if (rc == KB_E_QUEUE_FULL) {
+        Sleep(5);
+        continue;
+      }
+      Check(rc == KB_OK, "history ticks");
+      at += static_cast<size_t>(n);
+    }
+    Check(history_end(h, req.request_id, rows.empty() ? 3 : 2, 0, L"") == KB_OK, "history end");
+    answered++;
+  }
+  Check(answered == 1, "a history request answered");
+
   KbCounters c{};
   c.struct_size = sizeof(c);
   const DWORD wait_start = GetTickCount();
   do {
     counters(h, &c);
-    if (c.ticks_acked == ticks.size() && c.reports_acked >= static_cast<uint64_t>(2 * commands_expected))
+    if (c.ticks_acked == ticks.size() && c.reports_acked >= static_cast<uint64_t>(2 * commands_expected + 1))
       break;
     Sleep(10);
   } while (GetTickCount() - wait_start < 10000);
   Check(c.ticks_sent == ticks.size(), "every tick sent");
   Check(c.ticks_acked == ticks.size(), "every tick acknowledged by the collector");
   Check(c.ticks_dropped == 0, "no tick dropped");
-  Check(c.reports_acked >= static_cast<uint64_t>(2 * commands_expected),
-        "results and transactions acknowledged");
+  Check(c.reports_acked >= static_cast<uint64_t>(2 * commands_expected + 1),
+        "results, transactions and the self-check acknowledged");
   std::printf(
       "counters {\"ticks_queued\": %llu, \"ticks_sent\": %llu, \"ticks_acked\": %llu, \"ticks_dropped\": "
       "%llu, \"ticks_rejected\": "

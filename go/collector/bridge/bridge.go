@@ -45,6 +45,8 @@ type Config struct {
 	SessionTTL  time.Duration
 	// Guard bounds unauthenticated peers (bridgelink defaults if zero).
 	Guard bridgelink.Guard
+	// History, if set, routes history requests to the connected terminals (FetchHistory).
+	History *History
 }
 
 // Listen binds cfg.Addr for the market-data channel; frames of each session feed pipe.
@@ -55,7 +57,7 @@ func Listen(cfg Config, pipe *ingest.Pipeline, m *metrics.Metrics, log *slog.Log
 		MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL, Guard: cfg.Guard,
 		// A forgotten session's ingest source (its watermarks) goes with it, from memory and the state file.
 		OnEvict: func(id uint64, _ string) { pipe.DropSource(SourceName(id)) }},
-		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector")}, m.Bridge, log)
+		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector"), hist: cfg.History}, m.Bridge, log)
 	if err := l.Listen(); err != nil {
 		return nil, err
 	}
@@ -68,10 +70,13 @@ func SourceName(sessionID uint64) string { return bridgelink.SessionKey(sessionI
 type channel struct {
 	pipe *ingest.Pipeline
 	hop  prometheus.Observer
+	hist *History
 }
 
 func (ch *channel) Open(c *bridgelink.Conn) bridgelink.Handler {
-	s := &session{c: c, pipe: ch.pipe, src: ch.pipe.Source(SourceName(c.SessionID()), "bridge"), hop: ch.hop}
+	s := &session{c: c, pipe: ch.pipe, src: ch.pipe.Source(SourceName(c.SessionID()), "bridge"), hop: ch.hop, hist: ch.hist,
+		symbols: map[string]bool{}}
+	ch.hist.add(s)
 	if ch.pipe.Durable() {
 		// The wait for NATS ends with the connection (shutdown, replaced, dead peer).
 		var cancel context.CancelFunc
@@ -97,9 +102,17 @@ type session struct {
 	// ctx is set when NATS is durable: Frames then waits, within it, for its ticks to be stored.
 	ctx    context.Context
 	cancel context.CancelFunc
+	hist   *History
+	// symbols announced on this connection (History picks the terminal that has the symbol); read
+	// under hist.mu, written by the reader goroutine under it too.
+	symbols map[string]bool
 }
 
+// announced reports whether the connection announced symbol; the caller holds hist.mu.
+func (s *session) announced(symbol string) bool { return s.symbols[symbol] }
+
 func (s *session) Closed(error) {
+	s.hist.remove(s)
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -144,7 +157,14 @@ func (s *session) frame(in bridgelink.Inbound) {
 		if err := s.src.Announce(b.SymbolInfo); err != nil {
 			s.c.Reject(seq, err.Error())
 			s.c.Log().Warn("symbol info rejected", "err", err)
+		} else if s.hist != nil {
+			s.hist.mu.Lock()
+			s.symbols[b.SymbolInfo.GetSymbol()] = true
+			s.hist.mu.Unlock()
 		}
+	case *bridgev1.Frame_HistoryData:
+		// History goes to the caller that asked for it, never into the live tick path.
+		s.hist.deliver(b.HistoryData)
 	case *bridgev1.Frame_Heartbeat, *bridgev1.Frame_Error:
 		// Numbered ones only; the link has echoed or logged them.
 	default:

@@ -23,6 +23,7 @@ import (
 	collectorv1 "github.com/kairos-mt5/kairos/gen/go/kairos/collector/v1"
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/collector/bridge"
 	"github.com/kairos-mt5/kairos/go/collector/fanout"
 	"github.com/kairos-mt5/kairos/go/collector/ingest"
 	"github.com/kairos-mt5/kairos/go/collector/validate"
@@ -37,6 +38,7 @@ type Service struct {
 	pipe *ingest.Pipeline
 	hub  *fanout.Hub
 	stop <-chan struct{}
+	hist *bridge.History
 }
 
 // New returns the service; streams end when stop is closed (graceful shutdown).

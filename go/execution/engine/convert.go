@@ -18,6 +18,12 @@ func OrderProto(o *fsm.Order) *execv1.Order {
 		ReduceOnly: o.ReduceOnly, StrategyId: o.StrategyID, ModelName: o.ModelName, ModelVersion: o.ModelVersion,
 		Venue: o.Venue, RejectReason: o.RejectReason, ExpireTimeUs: o.ExpireTimeUS, CreatedTimeUs: o.CreatedUS, UpdatedTimeUs: o.UpdatedUS,
 	}
+	if !o.StopLoss.IsZero() {
+		p.StopLoss = o.StopLoss.Proto()
+	}
+	if !o.TakeProfit.IsZero() {
+		p.TakeProfit = o.TakeProfit.Proto()
+	}
 	if o.Status == fsm.Denied {
 		p.Denial = &execv1.RiskDenial{Reason: execv1.RiskDenyReason(o.DenyReason), Message: o.DenyMessage}
 	}
@@ -48,6 +54,9 @@ func orderFromProto(p *execv1.Order) *fsm.Order {
 func updateFromProto(o *fsm.Order, p *execv1.Order) {
 	o.Status = fsm.Status(p.GetStatus())
 	o.VenueOrderID = p.GetVenueOrderId()
+	// A modification changes these; every report carries them.
+	o.Quantity, o.Price, o.TriggerPrice = dec(p.GetQuantity()), dec(p.GetPrice()), dec(p.GetTriggerPrice())
+	o.StopLoss, o.TakeProfit = dec(p.GetStopLoss()), dec(p.GetTakeProfit())
 	o.FilledQty = dec(p.GetFilledQuantity())
 	o.AvgFillPrice = dec(p.GetAvgFillPrice())
 	o.RejectReason = p.GetRejectReason()
@@ -71,4 +80,15 @@ func PositionProto(p portfolio.Position, unrealized decimal.D, ccy, venue string
 		Symbol: p.Symbol, NetQuantity: p.Net.Proto(), AvgPrice: p.AvgPrice.Proto(), RealizedPnl: p.Realized.Proto(),
 		UnrealizedPnl: unrealized.Proto(), Currency: ccy, Venue: venue, OpenedTimeUs: p.OpenedUS, UpdatedTimeUs: p.UpdatedUS,
 	}
+}
+
+// protected adds a position's protection to its wire form.
+func protected(p *execv1.Position, pr protection) *execv1.Position {
+	if !pr.sl.IsZero() {
+		p.StopLoss = pr.sl.Proto()
+	}
+	if !pr.tp.IsZero() {
+		p.TakeProfit = pr.tp.Proto()
+	}
+	return p
 }

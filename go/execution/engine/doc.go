@@ -10,6 +10,8 @@
 //	submit.go        Submit, SubmitIntent: risk → state machine → journal → venue
 //	events.go        venue events (accepted, rejected, filled, ...) → state machine, book, journal
 //	cancel.go        Cancel, CancelAll
+//	modify.go        Modify: a working order through risk, PENDING_UPDATE and the venue
+//	protect.go       positions' stop loss and take profit: ModifyPosition, after fills, protective fills
 //	tradingstate.go  SetTradingState and the kill switch's Flatten
 //	quotes.go        OnQuote(s): quotes for risk and for a quote-driven venue
 //	account.go       account snapshots and the loss breakers

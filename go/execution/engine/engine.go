@@ -30,6 +30,8 @@ var (
 	ErrInvalidState  = errors.New("invalid trading state")
 	ErrJournal       = errors.New("journal unavailable")
 	ErrShuttingDown  = errors.New("engine is shutting down")
+	ErrNotModifiable = errors.New("order cannot be modified")
+	ErrNoPosition    = errors.New("no open position")
 )
 
 // Options wires the engine.
@@ -83,7 +85,9 @@ type Engine struct {
 	mu         sync.Mutex
 	orders     map[string]*record
 	created    []*record
-	trades     map[string]trade // applied fills by trade id
+	trades     map[string]trade      // applied fills by trade id
+	prot       map[string]protection // positions' stop loss and take profit, by symbol
+	protPrev   map[string]protection // the protection before the latest Protect command, restored if the venue refuses it
 	lastState  risk.State
 	hasState   bool
 	closed     bool
@@ -108,12 +112,13 @@ func New(opt Options) *Engine {
 	if opt.JournalTimeout <= 0 {
 		opt.JournalTimeout = DefaultJournalTimeout
 	}
-	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]trade), jdown: make(chan struct{}), stop: make(chan struct{})}
+	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]trade),
+		prot: make(map[string]protection), protPrev: make(map[string]protection), jdown: make(chan struct{}), stop: make(chan struct{})}
 	e.setStateGauge()
 	if e.m != nil {
 		e.m.JournalHealthy.Set(1)
 		// Every label value exists from the start, so rate() and increase() see the first event.
-		for k := venue.Accepted; k <= venue.Triggered; k++ {
+		for k := venue.Accepted; k <= venue.LastEventKind; k++ {
 			e.m.InvalidEvents.WithLabelValues(k.String())
 		}
 		for _, k := range adjustKinds {

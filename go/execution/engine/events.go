@@ -11,6 +11,7 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/metrics"
@@ -36,7 +37,14 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 		if ev.Kind == 0 {
 			continue // a venue message recorded for the journal only
 		}
+		if ev.Kind == venue.ProtectionRejected {
+			entries = e.protectionRejectedLocked(ev, entries, now)
+			continue
+		}
 		r, ok := e.orders[ev.ClientOrderID]
+		if !ok && ev.Kind == venue.ProtectiveFill && ev.ClientOrderID != "" && ev.Symbol != "" {
+			r, ok = e.protectiveOrderLocked(ev, now), true
+		}
 		if !ok {
 			e.log.Warn("venue event for an unknown order", "event", ev.Kind.String(), "client_order_id", ev.ClientOrderID, "venue_order_id", ev.VenueOrderID)
 			continue
@@ -66,15 +74,29 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 			typ, fe = execv1.ReportType_REPORT_TYPE_EXPIRED, fsm.EvExpire
 		case venue.Triggered:
 			typ, fe = execv1.ReportType_REPORT_TYPE_UPDATED, fsm.EvTrigger
-		case venue.Filled:
+		case venue.Filled, venue.ProtectiveFill:
 			typ, fe = execv1.ReportType_REPORT_TYPE_FILLED, fsm.EvFill
+		case venue.Updated:
+			typ, fe = execv1.ReportType_REPORT_TYPE_UPDATED, fsm.EvUpdate
+		case venue.UpdateRejected:
+			typ, fe = execv1.ReportType_REPORT_TYPE_UPDATE_REJECTED, fsm.EvUpdateReject
+			if o.Status != fsm.PendingUpdate {
+				// The order moved on meanwhile (a fill): the modification is simply dropped.
+				o.Pending = nil
+				entries = append(entries, e.reportEntry(typ, r, nil, reason, now))
+				continue
+			}
 		}
 		if r.sent != 0 && (fe == fsm.EvAccept || fe == fsm.EvReject || fe == fsm.EvFill) {
 			e.m.Observe(metrics.StageVenueAck, time.Duration(now-r.sent)*time.Microsecond)
 			r.sent = 0
 			r.hops = append(r.hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_VENUE_ACK, TimeUs: now})
 		}
-		var err error
+		var (
+			err       error
+			netBefore decimal.D
+			moved     bool
+		)
 		if fe == fsm.EvFill {
 			if prev, dup := e.trades[ev.Fill.TradeID]; dup {
 				if e.m != nil {
@@ -100,7 +122,11 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 					signed = signed.Neg()
 				}
 				if inst != nil {
+					netBefore, moved = e.opt.Book.Net(o.Symbol), true
 					e.opt.Book.ApplyFill(inst, signed, ev.Fill.Price, ev.Fill.Commission, now)
+				}
+				if !o.Status.Open() {
+					o.Pending = nil
 				}
 				fill = fillProto(o, ev.Fill)
 				filled = true
@@ -120,6 +146,12 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 				continue
 			}
 			err = o.Apply(fe, now)
+			switch {
+			case err == nil && fe == fsm.EvUpdate:
+				o.ApplyAmend()
+			case err == nil && fe == fsm.EvUpdateReject:
+				o.Pending = nil
+			}
 		}
 		if err != nil {
 			if e.m != nil {
@@ -131,6 +163,9 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 		e.setStatus(o, from)
 		e.opt.Risk.Track(o)
 		entries = append(entries, e.reportEntry(typ, r, fill, reason, now))
+		if moved {
+			entries = e.protectAfterFillLocked(o, netBefore, entries, now)
+		}
 	}
 	return entries
 }

@@ -52,6 +52,7 @@ func (c *clock) Advance(d time.Duration) { c.now.Add(d.Microseconds()) }
 // through OnVenueEvents, as they do from MT5.
 type fakeVenue struct {
 	writeAhead bool
+	amendsQty  bool // venue.QuantityAmender
 
 	mu        sync.Mutex
 	nextID    uint64
@@ -60,16 +61,24 @@ type fakeVenue struct {
 	onSend    func(cmd venue.Command, o *fsm.Order) ([]venue.Event, error)
 }
 
-func (v *fakeVenue) Name() string     { return "fake" }
-func (v *fakeVenue) WriteAhead() bool { return v.writeAhead }
+func (v *fakeVenue) Name() string         { return "fake" }
+func (v *fakeVenue) AmendsQuantity() bool { return v.amendsQty }
+func (v *fakeVenue) WriteAhead() bool     { return v.writeAhead }
 
 func (v *fakeVenue) Request(kind venue.CommandKind, o *fsm.Order) venue.Command {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.nextID++
 	var payload proto.Message = &execv1.CancelOrderRequest{ClientOrderId: o.ClientOrderID}
-	if kind == venue.Place {
+	switch kind {
+	case venue.Place:
 		payload = engine.OrderProto(o)
+	case venue.Modify:
+		p := engine.OrderProto(o)
+		if a := o.Pending; a != nil {
+			p.Quantity, p.Price, p.TriggerPrice, p.StopLoss, p.TakeProfit = a.Quantity.Proto(), a.Price.Proto(), a.TriggerPrice.Proto(), a.StopLoss.Proto(), a.TakeProfit.Proto()
+		}
+		payload = p
 	}
 	cmd := venue.Command{Kind: kind, ID: v.nextID, ClientOrderID: o.ClientOrderID, Payload: payload}
 	v.requested = append(v.requested, cmd)
@@ -215,6 +224,7 @@ type option func(*harness)
 
 func withLimits(l risk.Limits) option   { return func(h *harness) { h.limits = l } }
 func withWriteAhead() option            { return func(h *harness) { h.fake.writeAhead = true } }
+func withQuantityAmends() option        { return func(h *harness) { h.fake.amendsQty = true } }
 func withStore(st journal.Store) option { return func(h *harness) { h.store = st } }
 func withoutMetrics() option            { return func(h *harness) { h.noMet = true } }
 func withJournalTimeout(d time.Duration) option {
@@ -471,6 +481,12 @@ func expired(id string) venue.Event { return venue.Event{Kind: venue.Expired, Cl
 
 func cancelRejected(id string) venue.Event {
 	return venue.Event{Kind: venue.CancelRejected, ClientOrderID: id, Reason: "too late"}
+}
+
+func updated(id string) venue.Event { return venue.Event{Kind: venue.Updated, ClientOrderID: id} }
+
+func updateRejected(id, reason string) venue.Event {
+	return venue.Event{Kind: venue.UpdateRejected, ClientOrderID: id, Reason: reason}
 }
 
 func filled(id, tradeID, qty, price string) venue.Event {

@@ -37,6 +37,11 @@ func (e *Engine) reportEntry(typ execv1.ReportType, r *record, f *execv1.Fill, r
 	return journal.Entry{Kind: journal.KindReport, Key: r.o.ClientOrderID, Payload: b}
 }
 
+func marshalReport(rep *execv1.ExecutionReport) []byte {
+	b, _ := proto.Marshal(rep)
+	return b
+}
+
 func (e *Engine) stateEntry(s risk.State, reason string, nowUS int64) journal.Entry {
 	rep := &execv1.ExecutionReport{Type: execv1.ReportType_REPORT_TYPE_TRADING_STATE_CHANGED, TradingState: execv1.TradingState(s), Reason: reason, TimeUs: nowUS}
 	b, _ := proto.Marshal(rep)

@@ -72,7 +72,7 @@ func (e *Engine) Positions(symbol string, includeFlat bool) []*execv1.Position {
 				u = portfolio.Unrealized(inst, p, q)
 			}
 		}
-		out = append(out, PositionProto(p, u, e.opt.Currency, e.opt.Venue.Name()))
+		out = append(out, protected(PositionProto(p, u, e.opt.Currency, e.opt.Venue.Name()), e.prot[p.Symbol]))
 	}
 	return out
 }

@@ -20,6 +20,11 @@ type VenuePosition struct {
 	Symbol   string
 	Net      decimal.D
 	AvgPrice decimal.D
+	// HasStops says the venue reports the position's stop loss and take profit (MT5 does; zero is
+	// none), which reconciliation then adopts.
+	HasStops   bool
+	StopLoss   decimal.D
+	TakeProfit decimal.D
 }
 
 // VenueOrder is one working order at the venue.
@@ -50,6 +55,11 @@ func (e *Engine) Reconcile(ctx context.Context, snap *Snapshot) error {
 				open = append(open, r.o)
 			}
 			entries = e.applyEvents(rs.Restore(open), entries, now)
+		}
+		if e.reconciles == 0 {
+			for sym := range e.prot {
+				e.watchLocked(sym) // a watching venue works the journal's stops again
+			}
 		}
 		entries = e.accountLocked(entries)
 	} else {
@@ -108,6 +118,9 @@ func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now 
 		cur.Symbol = vp.Symbol
 		cur.Net = cur.Net.Add(vp.Net)
 		cur.AvgPrice = vp.AvgPrice
+		if vp.HasStops { // several positions of a symbol (hedging): the last one's stops
+			cur.HasStops, cur.StopLoss, cur.TakeProfit = true, vp.StopLoss, vp.TakeProfit
+		}
 		venuePos[vp.Symbol] = cur
 	}
 	for _, p := range e.opt.Book.All() {
@@ -116,6 +129,18 @@ func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now 
 		}
 	}
 	for sym, vp := range venuePos {
+		// The broker holds the stops: what it reports is what protects the position (a flat one has none).
+		theirs := protection{vp.StopLoss, vp.TakeProfit}
+		if vp.Net.IsZero() {
+			theirs = protection{}
+		}
+		if (vp.HasStops || vp.Net.IsZero()) && !theirs.same(e.prot[sym]) {
+			e.adjust("protection")
+			e.log.Warn("position's stops differ from the venue; adopting the venue's", "symbol", sym,
+				"journal_stop_loss", e.prot[sym].sl.String(), "venue_stop_loss", vp.StopLoss.String(),
+				"journal_take_profit", e.prot[sym].tp.String(), "venue_take_profit", vp.TakeProfit.String())
+			entries = e.setProtectionLocked(sym, theirs, "reconciled with the venue", entries, now)
+		}
 		mine := e.opt.Book.Get(sym)
 		if mine.Net.Equal(vp.Net) {
 			continue
@@ -131,7 +156,7 @@ func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now 
 }
 
 // adjustKinds are the reconcile adjustment labels (initialised to 0 at start).
-var adjustKinds = []string{"order_not_working", "position", "unknown_venue_order"}
+var adjustKinds = []string{"order_not_working", "position", "unknown_venue_order", "protection"}
 
 func (e *Engine) adjust(kind string) {
 	if e.m != nil {

@@ -175,3 +175,55 @@ func (v *restoringVenue) Restore(open []*fsm.Order) []venue.Event {
 	v.restored = append(v.restored, ids)
 	return evs
 }
+
+// The broker holds the stops: at reconciliation the venue's stop loss and take profit replace the
+// journal's (counted as a "protection" adjustment and journaled); a flat position has none.
+func TestReconcile_AdoptsTheVenuesStops(t *testing.T) {
+	cases := []struct {
+		name       string
+		venue      []engine.VenuePosition
+		wantSL     string
+		wantTP     string
+		wantAdjust float64
+	}{
+		{"TheSameStops_ChangeNothing", []engine.VenuePosition{{Symbol: "EURUSD", Net: dec("0.10"), HasStops: true, StopLoss: dec("1.09000"), TakeProfit: dec("1.12000")}}, "1.09000", "1.12000", 0},
+		{"StopsMovedInTheTerminal_AreTheVenues", []engine.VenuePosition{{Symbol: "EURUSD", Net: dec("0.10"), HasStops: true, StopLoss: dec("1.09500")}}, "1.09500", "", 1},
+		{"AVenueThatReportsNoStops_KeepsTheJournals", []engine.VenuePosition{{Symbol: "EURUSD", Net: dec("0.10")}}, "1.09000", "1.12000", 0},
+		{"AFlatPositionAtTheVenue_HasNone", nil, "", "", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := started(t, withWriteAhead())
+			h.mustSubmit(withStops(limitOrder("o1", "buy", "0.10", "1.10000"), "1.09000", "1.12000", ""))
+			h.events(filled("o1", "T1", "0.10", "1.10000"))
+			h.restart()
+			seq := h.lastSeq()
+
+			h.reconcile(&engine.Snapshot{Positions: c.venue})
+
+			p := h.eng.Protections()["EURUSD"]
+			if !p[0].Equal(dec(orZero(c.wantSL))) || !p[1].Equal(dec(orZero(c.wantTP))) {
+				t.Fatalf("stops %v, want %s / %s", p, c.wantSL, c.wantTP)
+			}
+			if got := metric(h.m.ReconcileAdjust.WithLabelValues("protection")); got != c.wantAdjust {
+				t.Fatalf("protection adjustments %v, want %v", got, c.wantAdjust)
+			}
+			updated := 0
+			for _, r := range h.reportsAfter(seq) {
+				if r.GetType() == execv1.ReportType_REPORT_TYPE_POSITION_UPDATED {
+					updated++
+				}
+			}
+			if float64(updated) != c.wantAdjust {
+				t.Fatalf("%d POSITION_UPDATED reports, want %v", updated, c.wantAdjust)
+			}
+		})
+	}
+}
+
+func orZero(s string) string {
+	if s == "" {
+		return "0"
+	}
+	return s
+}

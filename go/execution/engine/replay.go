@@ -8,6 +8,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
@@ -52,6 +54,11 @@ func (e *Engine) Replay(ctx context.Context) (ReplayStats, error) {
 			}
 			switch en.Kind {
 			case journal.KindCommand:
+				if req, ok := m.(*execv1.ModifyOrderRequest); ok {
+					if r, ok := e.orders[req.GetClientOrderId()]; ok && r.o != nil {
+						r.o.Pending = replayAmend(r.o, req)
+					}
+				}
 				if req, ok := m.(*execv1.SubmitOrderRequest); ok {
 					if r, ok := e.orders[req.GetClientOrderId()]; ok {
 						r.req = req
@@ -93,9 +100,35 @@ func (e *Engine) Replay(ctx context.Context) (ReplayStats, error) {
 	return st, nil
 }
 
+// replayAmend rebuilds a journaled modification's pending values (it passed validation then).
+func replayAmend(o *fsm.Order, req *execv1.ModifyOrderRequest) *fsm.Amend {
+	a := o.AmendOf()
+	for _, f := range []struct {
+		p   *typesv1.Decimal
+		dst *decimal.D
+	}{{req.GetQuantity(), &a.Quantity}, {req.GetPrice(), &a.Price}, {req.GetTriggerPrice(), &a.TriggerPrice},
+		{req.GetStopLoss(), &a.StopLoss}, {req.GetTakeProfit(), &a.TakeProfit}} {
+		if f.p != nil {
+			*f.dst = dec(f.p)
+		}
+	}
+	return &a
+}
+
 func (e *Engine) replayReport(rep *execv1.ExecutionReport, st *ReplayStats) {
-	if rep.GetType() == execv1.ReportType_REPORT_TYPE_TRADING_STATE_CHANGED {
+	switch rep.GetType() {
+	case execv1.ReportType_REPORT_TYPE_TRADING_STATE_CHANGED:
 		e.lastState, e.hasState = risk.State(rep.GetTradingState()), true
+		return
+	case execv1.ReportType_REPORT_TYPE_POSITION_UPDATED:
+		if p := rep.GetPosition(); p != nil {
+			pr := protection{dec(p.GetStopLoss()), dec(p.GetTakeProfit())}
+			if pr.none() {
+				delete(e.prot, p.GetSymbol())
+			} else {
+				e.prot[p.GetSymbol()] = pr
+			}
+		}
 		return
 	}
 	p := rep.GetOrder()
@@ -114,8 +147,11 @@ func (e *Engine) replayReport(rep *execv1.ExecutionReport, st *ReplayStats) {
 	} else {
 		prev := r.o.Status
 		updateFromProto(r.o, p)
-		if r.o.Status == fsm.PendingCancel || r.o.Status == fsm.PendingUpdate {
+		if (r.o.Status == fsm.PendingCancel || r.o.Status == fsm.PendingUpdate) && prev != fsm.PendingCancel && prev != fsm.PendingUpdate {
 			r.o.SetPrevious(prev)
+		}
+		if rep.GetType() == execv1.ReportType_REPORT_TYPE_UPDATED || rep.GetType() == execv1.ReportType_REPORT_TYPE_UPDATE_REJECTED || !r.o.Status.Open() {
+			r.o.Pending = nil
 		}
 	}
 	if f := rep.GetFill(); f != nil {

@@ -50,6 +50,11 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		return SubmitResult{}, err
 	}
 	now := e.opt.Clock()
+	if rreq.StopLoss.IsZero() {
+		if sd := dec(req.GetStopDistance()); sd.Sign() > 0 {
+			rreq.StopLoss = e.stopFromDistanceLocked(rreq, sd)
+		}
+	}
 	riskStart := time.Now()
 	den := e.opt.Risk.Check(rreq, now)
 	e.m.Observe(metrics.StageRisk, time.Since(riskStart))
@@ -59,7 +64,7 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		TriggerPrice: rreq.TriggerPrice, ReduceOnly: rreq.ReduceOnly, StrategyID: rreq.StrategyID,
 		ModelName: req.GetModelName(), ModelVersion: req.GetModelVersion(), Venue: e.opt.Venue.Name(),
 		ExpireTimeUS: req.GetExpireTimeUs(), CreatedUS: now, UpdatedUS: now, Status: fsm.Initialized,
-		FilledQty: decimal.New(0, rreq.Quantity.Scale()),
+		FilledQty: decimal.New(0, rreq.Quantity.Scale()), StopLoss: rreq.StopLoss, TakeProfit: rreq.TakeProfit,
 	}
 	r := &record{o: o, req: req, hops: append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_RISK_DONE, TimeUs: e.opt.Clock()}), done: make(chan struct{})}
 	finish := func(res SubmitResult, err error) (SubmitResult, error) {
@@ -171,6 +176,51 @@ func (e *Engine) notSentLocked(r *record, err error) {
 		e.setStatus(o, from)
 		e.opt.Risk.Track(o)
 	}
+}
+
+// stopFromDistanceLocked turns a stop distance into a stop loss price: that far from the order's
+// reference price (limit price, trigger price, or the touch a market order trades at), rounded
+// to the symbol's digits away from it. Zero when there is no reference (no quote yet).
+func (e *Engine) stopFromDistanceLocked(r *risk.Request, dist decimal.D) decimal.D {
+	inst, ok := e.opt.Risk.Instrument(r.Symbol)
+	if !ok {
+		return decimal.Zero
+	}
+	ref := r.Price
+	switch r.Type {
+	case fsm.StopMarket:
+		ref = r.TriggerPrice
+	case fsm.Market:
+		q, ok := e.opt.Risk.Quote(r.Symbol)
+		if !ok || !q.Valid() {
+			return decimal.Zero
+		}
+		ref = q.Ask
+		if r.Side == fsm.Sell {
+			ref = q.Bid
+		}
+	}
+	if ref.Sign() <= 0 {
+		return decimal.Zero
+	}
+	tick := decimal.New(1, inst.Digits)
+	if r.Side == fsm.Buy {
+		x := ref.Sub(dist)
+		sl := x.Round(inst.Digits)
+		if x.Less(sl) {
+			sl = sl.Sub(tick)
+		}
+		if sl.Sign() <= 0 {
+			return decimal.Zero
+		}
+		return sl
+	}
+	x := ref.Add(dist)
+	sl := x.Round(inst.Digits)
+	if sl.Less(x) {
+		sl = sl.Add(tick)
+	}
+	return sl
 }
 
 func defaultTIF(t fsm.TimeInForce, typ fsm.Type) fsm.TimeInForce {

@@ -38,6 +38,28 @@ var clientOrderIDRe = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,31}$`)
 // ValidClientOrderID reports whether id fits the contract (and the MT5 order comment).
 func ValidClientOrderID(id string) bool { return clientOrderIDRe.MatchString(id) }
 
+// stopField reads an optional price-like field (stop loss, take profit, stop distance): unset and
+// zero mean none; otherwise positive, in range and within the symbol's digits.
+func stopField(add func(f, format string, a ...any), field string, p *typesv1.Decimal, inst *market.Instrument) decimal.D {
+	if p == nil {
+		return decimal.Zero
+	}
+	d, err := decimal.FromProto(p)
+	switch {
+	case err != nil:
+		add(field, "%v", err)
+	case d.Sign() < 0:
+		add(field, "%s must not be negative", d)
+	case decimal.FromInt(maxValue).Less(d):
+		add(field, "%s is out of range (max %d)", d, maxValue)
+	case inst != nil && !d.FitsScale(inst.Digits):
+		add(field, "%s has more than %d decimals for %s", d, inst.Digits, inst.Symbol)
+	default:
+		return d
+	}
+	return decimal.Zero
+}
+
 // maxAbsUnits bounds quantities and prices so fixed-point arithmetic never overflows.
 const maxValue = 1_000_000_000
 
@@ -101,6 +123,9 @@ func Validate(req *execv1.SubmitOrderRequest, instrument func(string) (*market.I
 	needTrigger := t == execv1.OrderType_ORDER_TYPE_STOP_MARKET || t == execv1.OrderType_ORDER_TYPE_STOP_LIMIT
 	r.Price = num("price", req.GetPrice(), needPrice, digits, nil)
 	r.TriggerPrice = num("trigger_price", req.GetTriggerPrice(), needTrigger, digits, nil)
+	r.StopLoss = stopField(add, "stop_loss", req.GetStopLoss(), inst)
+	r.TakeProfit = stopField(add, "take_profit", req.GetTakeProfit(), inst)
+	stopField(add, "stop_distance", req.GetStopDistance(), inst)
 	if inst != nil && r.Quantity.Sign() > 0 && r.Quantity.Less(inst.VolumeMin) {
 		add("quantity", "%s is below the %s minimum %s", r.Quantity, inst.Symbol, inst.VolumeMin)
 	}

@@ -297,6 +297,12 @@ type Order struct {
 	ExpireTimeUS  int64
 	CreatedUS     int64
 	UpdatedUS     int64
+	// StopLoss and TakeProfit are set on the position the order opens (zero: none).
+	StopLoss   decimal.D
+	TakeProfit decimal.D
+	// Pending is the modification sent to the venue while PENDING_UPDATE; the venue's Update
+	// applies it (ApplyAmend), its UpdateReject drops it.
+	Pending *Amend
 
 	Status       Status
 	prevStatus   Status
@@ -307,6 +313,32 @@ type Order struct {
 	RejectReason string
 
 	tradeIDs map[string]struct{}
+}
+
+// Amend is a modification of a working order: the complete new values, the unchanged ones copied.
+type Amend struct {
+	Quantity     decimal.D
+	Price        decimal.D
+	TriggerPrice decimal.D
+	StopLoss     decimal.D
+	TakeProfit   decimal.D
+}
+
+// AmendOf returns the order's current values as an Amend, for a modification to start from.
+func (o *Order) AmendOf() Amend {
+	return Amend{Quantity: o.Quantity, Price: o.Price, TriggerPrice: o.TriggerPrice, StopLoss: o.StopLoss, TakeProfit: o.TakeProfit}
+}
+
+// ApplyAmend makes the pending modification the order's values and clears it; it reports whether
+// there was one.
+func (o *Order) ApplyAmend() bool {
+	a := o.Pending
+	if a == nil {
+		return false
+	}
+	o.Quantity, o.Price, o.TriggerPrice, o.StopLoss, o.TakeProfit = a.Quantity, a.Price, a.TriggerPrice, a.StopLoss, a.TakeProfit
+	o.Pending = nil
+	return true
 }
 
 // Leaves returns the quantity still to fill.

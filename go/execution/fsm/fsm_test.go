@@ -145,3 +145,28 @@ func TestEnumsShareTheWireValues(t *testing.T) {
 		t.Error("side/type/tif values differ from the wire enums")
 	}
 }
+
+func TestAModificationAppliesOnUpdateAndIsDroppedOnItsRejection(t *testing.T) {
+	for _, c := range []struct {
+		ev        Event
+		wantPrice string
+	}{{EvUpdate, "1.2"}, {EvUpdateReject, "1.1"}} {
+		o := order(Accepted)
+		o.Price = decimal.MustParse("1.1")
+		a := o.AmendOf()
+		a.Price = decimal.MustParse("1.2")
+		o.Pending = &a
+		_ = o.Apply(EvPendingUpdate, 1)
+		if err := o.Apply(c.ev, 2); err != nil {
+			t.Fatal(err)
+		}
+		if c.ev == EvUpdate {
+			o.ApplyAmend()
+		} else {
+			o.Pending = nil
+		}
+		if o.Status != Accepted || !o.Price.Equal(decimal.MustParse(c.wantPrice)) || o.Pending != nil || o.ApplyAmend() {
+			t.Fatalf("%s: status %s price %s pending %v", c.ev, o.Status, o.Price, o.Pending)
+		}
+	}
+}

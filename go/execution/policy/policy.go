@@ -151,6 +151,12 @@ func (p *Policy) OnSignal(ctx context.Context, sig *inferencev1.Signal) (Outcome
 	} else if sig.GetTimeMsc() <= s.lastBar {
 		p.mu.Unlock()
 		return OutcomeDuplicate, nil, nil
+	} else if s.st.Side != 0 && net.IsZero() && !working {
+		// The position was closed outside the policy (a protective stop or take-profit at the venue,
+		// the kill switch, a refused entry): it is flat now, as after an exit decision on the last
+		// bar, so the cooldown applies and the policy does not re-buy what the stop just sold.
+		s.st = State{SinceExit: 0}
+		p.log.Info("position closed outside the policy (stop, take-profit, kill switch, refused entry): flat, cooldown applies", "symbol", sym)
 	}
 	s.lastBar = sig.GetTimeMsc()
 	d := rules.Decide(sz, &s.st, in)

@@ -260,3 +260,25 @@ func TestTheRefusedPoliciesRememberedAreBoundedWhateverTheModelNames(t *testing.
 		t.Fatalf("%d refused policies remembered, want at most %d", n, maxRefusedKeys)
 	}
 }
+
+// A protective stop (or anything else outside the policy) that closes its position makes the policy
+// flat as after an exit on that bar: it does not buy back on the next signal, and the cooldown holds.
+func TestAPositionClosedOutsideThePolicyIsNotReEntered(t *testing.T) {
+	p, tr := newPolicy(base)
+	ctx := context.Background()
+	if out, _, _ := p.OnSignal(ctx, sig(0, 0.1, 0.8)); out != OutcomeOrder {
+		t.Fatalf("entry: %s", out)
+	}
+	tr.net["EURUSD"] = decimal.Zero // the venue's stop-loss closed it
+	out, _, _ := p.OnSignal(ctx, sig(1, 0.1, 0.8))
+	if out != OutcomeHold || len(tr.sent) != 1 {
+		t.Fatalf("after the stop-out: %s, %d orders", out, len(tr.sent))
+	}
+	if st, _ := p.State("EURUSD"); st.Side != 0 || st.SinceExit != 1 { // the exit counted on the bar before
+		t.Fatalf("state after the stop-out %+v", st)
+	}
+	// One bar of cooldown later, the same edge enters again.
+	if out, _, _ := p.OnSignal(ctx, sig(2, 0.1, 0.8)); out != OutcomeOrder || len(tr.sent) != 2 {
+		t.Fatalf("after the cooldown: %s, %d orders", out, len(tr.sent))
+	}
+}

@@ -65,6 +65,7 @@ const (
 	ReasonDrawdown
 	ReasonInsufficientMargin
 	ReasonNotReconciled
+	ReasonInvalidStops
 	numReason
 )
 
@@ -72,7 +73,7 @@ var reasonNames = [numReason]string{"UNSPECIFIED", "TRADING_HALTED", "TRADING_RE
 	"SYMBOL_NOT_ALLOWED", "INVALID_PRECISION", "INVALID_QUANTITY_OR_PRICE", "MAX_ORDER_QUANTITY",
 	"MAX_ORDER_NOTIONAL", "MAX_POSITION", "MAX_GROSS_EXPOSURE", "MAX_OPEN_ORDERS", "PRICE_COLLAR",
 	"QUOTE_MISSING", "QUOTE_STALE", "SUBMIT_RATE", "MESSAGE_RATE", "DUPLICATE_CLIENT_ORDER_ID",
-	"DUPLICATE_INTENT", "DAILY_LOSS", "DRAWDOWN", "INSUFFICIENT_MARGIN", "NOT_RECONCILED"}
+	"DUPLICATE_INTENT", "DAILY_LOSS", "DRAWDOWN", "INSUFFICIENT_MARGIN", "NOT_RECONCILED", "INVALID_STOPS"}
 
 func (r Reason) String() string {
 	if r < numReason {
@@ -163,6 +164,10 @@ type Request struct {
 	TriggerPrice  decimal.D
 	ReduceOnly    bool
 	StrategyID    string
+	// StopLoss and TakeProfit the order sets on its position (zero: none): on the right side of
+	// the price the order is expected to trade at, else INVALID_STOPS.
+	StopLoss   decimal.D
+	TakeProfit decimal.D
 	// Flatten marks the kill switch's closing orders: when they reduce a position they pass the
 	// trading-state check (HALTED included); every other rule still applies.
 	Flatten bool
@@ -428,18 +433,13 @@ func (e *Engine) Check(req *Request, nowUS int64) *Denial {
 			px = req.TriggerPrice
 		}
 	}
-	if bps := e.limits.PriceCollarBps; bps > 0 && req.Type != fsm.Market && haveQuote {
-		mid := q.Mid()
-		for _, p := range [2]decimal.D{req.Price, req.TriggerPrice} {
-			if p.IsZero() {
-				continue
-			}
-			dist := p.Sub(mid).Abs()
-			// dist/mid > bps/10000  <=>  dist*10000 > mid*bps
-			if mid.MulRound(decimal.FromInt(int64(bps)), mid.Scale()).Less(dist.MulRound(decimal.FromInt(10000), dist.Scale())) {
-				return &Denial{ReasonPriceCollar, fmt.Sprintf("price %s is more than %d bps from the %s mid %s", p, bps, req.Symbol, mid)}
-			}
+	if req.Type != fsm.Market && haveQuote {
+		if d := e.collar(req.Symbol, q, req.Price, req.TriggerPrice); d != nil {
+			return d
 		}
+	}
+	if d := CheckStops(req.Side, px, req.StopLoss, req.TakeProfit); d != nil {
+		return d
 	}
 	notional := inst.Notional(req.Quantity, px)
 	if lim := e.limits.MaxOrderNotional; lim.Sign() > 0 && lim.Less(notional) {
@@ -546,6 +546,17 @@ func CheckShape(inst *market.Instrument, req *Request) *Denial {
 	}
 	if req.Quantity.Less(inst.VolumeMin) {
 		return &Denial{ReasonInvalidQuantityOrPrice, fmt.Sprintf("quantity %s is below the %s minimum %s", req.Quantity, req.Symbol, inst.VolumeMin)}
+	}
+	for _, c := range [2]struct {
+		name string
+		v    decimal.D
+	}{{"stop loss", req.StopLoss}, {"take profit", req.TakeProfit}} {
+		switch {
+		case c.v.Sign() < 0:
+			return &Denial{ReasonInvalidQuantityOrPrice, fmt.Sprintf("%s %s must not be negative", c.name, c.v)}
+		case !c.v.FitsScale(inst.Digits):
+			return &Denial{ReasonInvalidPrecision, fmt.Sprintf("%s %s has more than %d decimals (%s digits)", c.name, c.v, inst.Digits, req.Symbol)}
+		}
 	}
 	needPrice := req.Type == fsm.Limit || req.Type == fsm.StopLimit
 	needTrigger := req.Type == fsm.StopMarket || req.Type == fsm.StopLimit

@@ -106,6 +106,10 @@ func toStatus(err error) error {
 		return withDetails(codes.AlreadyExists, err.Error(), info("CLIENT_ORDER_ID_REUSED"))
 	case errors.Is(err, engine.ErrNotFound):
 		return withDetails(codes.NotFound, err.Error(), info("ORDER_NOT_FOUND"))
+	case errors.Is(err, engine.ErrNotModifiable):
+		return withDetails(codes.FailedPrecondition, err.Error(), info("ORDER_NOT_MODIFIABLE"))
+	case errors.Is(err, engine.ErrNoPosition):
+		return withDetails(codes.FailedPrecondition, err.Error(), info("NO_POSITION"))
 	case errors.Is(err, engine.ErrNotCancelable):
 		return withDetails(codes.FailedPrecondition, err.Error(), info("ORDER_NOT_WORKING"))
 	case errors.Is(err, engine.ErrNotReconciled):
@@ -164,6 +168,43 @@ func (s *Server) CancelOrder(ctx context.Context, req *execv1.CancelOrderRequest
 		return nil, toStatus(err)
 	}
 	return &execv1.CancelOrderResponse{Order: o}, nil
+}
+
+// ModifyOrder implements ExecutionService.
+func (s *Server) ModifyOrder(ctx context.Context, req *execv1.ModifyOrderRequest) (*execv1.ModifyOrderResponse, error) {
+	if err := checkID(req.GetClientOrderId()); err != nil {
+		return nil, err
+	}
+	res, err := s.eng.Modify(ctx, req)
+	var bad *engine.InvalidError
+	switch {
+	case errors.As(err, &bad):
+		return nil, invalid(bad)
+	case err != nil:
+		return nil, toStatus(err)
+	}
+	out := &execv1.ModifyOrderResponse{Order: res.Order}
+	if d := res.Denial; d != nil {
+		out.Denial = &execv1.RiskDenial{Reason: execv1.RiskDenyReason(d.Reason), Message: d.Message}
+	}
+	return out, nil
+}
+
+// ModifyPosition implements ExecutionService.
+func (s *Server) ModifyPosition(ctx context.Context, req *execv1.ModifyPositionRequest) (*execv1.ModifyPositionResponse, error) {
+	res, err := s.eng.ModifyPosition(ctx, req)
+	var bad *engine.InvalidError
+	switch {
+	case errors.As(err, &bad):
+		return nil, invalid(bad)
+	case err != nil:
+		return nil, toStatus(err)
+	}
+	out := &execv1.ModifyPositionResponse{Position: res.Position}
+	if d := res.Denial; d != nil {
+		out.Denial = &execv1.RiskDenial{Reason: execv1.RiskDenyReason(d.Reason), Message: d.Message}
+	}
+	return out, nil
 }
 
 // CancelAll implements ExecutionService.
@@ -268,7 +309,7 @@ func (s *Server) StreamExecutionReports(req *execv1.StreamExecutionReportsReques
 			return status.Errorf(codes.DataLoss, "journal entry %d: %v", e.Seq, err)
 		}
 		rep.Sequence = e.Seq
-		if len(symbols) > 0 && (rep.GetOrder() == nil || !symbols[rep.GetOrder().GetSymbol()]) {
+		if len(symbols) > 0 && !symbols[rep.GetOrder().GetSymbol()] && !symbols[rep.GetPosition().GetSymbol()] {
 			return nil
 		}
 		return stream.Send(&execv1.StreamExecutionReportsResponse{Report: rep})

@@ -213,6 +213,14 @@ func TestAuth_EveryCallNeedsTheBearerToken(t *testing.T) {
 		return err
 	}
 	none := func() context.Context { return testkit.Context(t, 20*time.Second) }
+	modifyOrder := func(ctx context.Context, c execv1.ExecutionServiceClient) error {
+		_, err := c.ModifyOrder(ctx, &execv1.ModifyOrderRequest{ClientOrderId: "a1", Price: dec("1.1").Proto()})
+		return err
+	}
+	modifyPosition := func(ctx context.Context, c execv1.ExecutionServiceClient) error {
+		_, err := c.ModifyPosition(ctx, &execv1.ModifyPositionRequest{Symbol: "EURUSD", StopLoss: dec("1.1").Proto()})
+		return err
+	}
 	cases := []struct {
 		name       string
 		configured string
@@ -244,6 +252,8 @@ func TestAuth_EveryCallNeedsTheBearerToken(t *testing.T) {
 		{"Stream_FromLoopback_PassesWithoutATokenWhenOpened", token, true, none(), stream, codes.OK},
 		{"Submit_FromLoopback_StillNeedsTheTokenWhenReadsAreOpen", token, true, none(), submit, codes.Unauthenticated},
 		{"Halt_FromLoopback_StillNeedsTheTokenWhenReadsAreOpen", token, true, none(), halt, codes.Unauthenticated},
+		{"ModifyOrder_WithoutAToken_IsUnauthenticated", token, true, none(), modifyOrder, codes.Unauthenticated},
+		{"ModifyPosition_WithoutAToken_IsUnauthenticated", token, true, none(), modifyPosition, codes.Unauthenticated},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -312,6 +322,34 @@ func TestErrors_MapToCodesWithAnErrorInfoReason(t *testing.T) {
 				return err
 			},
 			wantCode: codes.Unavailable, wantReason: "JOURNAL_UNAVAILABLE",
+		},
+		{
+			name: "ModifyOfAFilledOrder_IsFailedPrecondition",
+			arrange: func(t *testing.T, s *server) {
+				s.quote(t, "1.09990", "1.10000")
+				mustSubmit(t, s, marketBuy("o1"))
+			},
+			act: func(ctx context.Context, s *server) error {
+				_, err := s.client.ModifyOrder(ctx, &execv1.ModifyOrderRequest{ClientOrderId: "o1", StopLoss: dec("1.09000").Proto()})
+				return err
+			},
+			wantCode: codes.FailedPrecondition, wantReason: "ORDER_NOT_MODIFIABLE",
+		},
+		{
+			name: "ModifyPositionWhenFlat_IsFailedPrecondition",
+			act: func(ctx context.Context, s *server) error {
+				_, err := s.client.ModifyPosition(ctx, &execv1.ModifyPositionRequest{Symbol: "EURUSD", StopLoss: dec("1.09000").Proto()})
+				return err
+			},
+			wantCode: codes.FailedPrecondition, wantReason: "NO_POSITION",
+		},
+		{
+			name: "ModifyOfAnUnknownOrder_IsNotFound",
+			act: func(ctx context.Context, s *server) error {
+				_, err := s.client.ModifyOrder(ctx, &execv1.ModifyOrderRequest{ClientOrderId: "nope", Price: dec("1.1").Proto()})
+				return err
+			},
+			wantCode: codes.NotFound, wantReason: "ORDER_NOT_FOUND",
 		},
 		{
 			name:    "AfterTheEngineClosed_IsUnavailable",

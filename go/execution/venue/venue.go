@@ -6,6 +6,7 @@ package venue
 import (
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/portfolio"
@@ -20,6 +21,10 @@ const (
 	Place CommandKind = iota + 1
 	Cancel
 	Query
+	// Modify changes a working order to its Pending amendment.
+	Modify
+	// Protect sets a position's stop loss and take profit (Protector venues).
+	Protect
 )
 
 func (k CommandKind) String() string {
@@ -30,6 +35,10 @@ func (k CommandKind) String() string {
 		return "cancel"
 	case Query:
 		return "query"
+	case Modify:
+		return "modify"
+	case Protect:
+		return "protect"
 	}
 	return "unknown"
 }
@@ -56,10 +65,23 @@ const (
 	Expired
 	Filled
 	Triggered
+	// Updated: the venue applied the order's pending modification.
+	Updated
+	// UpdateRejected: the venue refused it; the order keeps its values.
+	UpdateRejected
+	// ProtectiveFill: a position's stop loss, take profit or stop-out closed (part of) it at the
+	// venue. ClientOrderID names the order the engine books it as ("sl:...", "tp:...", "so:..."),
+	// Symbol and Side the deal, Fill the execution.
+	ProtectiveFill
+	// ProtectionRejected: the venue refused a Protect command for Symbol; Reason says why.
+	ProtectionRejected
+	// LastEventKind is the highest kind, for metrics that list them all.
+	LastEventKind = ProtectionRejected
 )
 
 func (k EventKind) String() string {
-	return [...]string{"", "accepted", "rejected", "canceled", "cancel_rejected", "expired", "filled", "triggered"}[k]
+	return [...]string{"", "accepted", "rejected", "canceled", "cancel_rejected", "expired", "filled", "triggered",
+		"updated", "update_rejected", "protective_fill", "protection_rejected"}[k]
 }
 
 // Event is one thing the venue reports about an order.
@@ -77,6 +99,39 @@ type Event struct {
 	// RawIsRequest journals Raw as a venue request (a command the venue re-sends by itself, such
 	// as a market order after a requote) instead of a response.
 	RawIsRequest bool
+	// Symbol and Side of a ProtectiveFill's deal, Symbol of a ProtectionRejected.
+	Symbol string
+	Side   fsm.Side
+}
+
+// Protection is a position's protective stop loss and take profit (zero: none) and its net
+// quantity (positive long, negative short) as the engine books it.
+type Protection struct {
+	Symbol     string
+	Net        decimal.D
+	StopLoss   decimal.D
+	TakeProfit decimal.D
+}
+
+// Protector is a venue that keeps a position's stop loss and take profit itself, at the broker
+// (MT5): the engine journals the command ProtectRequest builds (write-ahead) and sends it with
+// Send(cmd, nil); a refusal comes back as a ProtectionRejected event.
+type Protector interface {
+	ProtectRequest(p Protection) Command
+}
+
+// PositionWatcher is a venue that works stop losses and take profits on its quotes from the
+// engine's book (the paper venue): the engine tells it every change of a protected position
+// (after fills, protection changes and replay), and it reports ProtectiveFill events when a quote
+// touches them.
+type PositionWatcher interface {
+	WatchPosition(p Protection)
+}
+
+// QuantityAmender is a venue that can change the quantity of a working order (the paper venue);
+// MT5 cannot change a pending order's volume.
+type QuantityAmender interface {
+	AmendsQuantity() bool
 }
 
 // Venue executes orders. Request and Send are called with the engine's lock held: they must not

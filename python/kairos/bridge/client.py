@@ -24,12 +24,14 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "MQL_RATES_DTYPE",
     "MQL_TICK_DTYPE",
     "Bridge",
     "BridgeError",
     "BridgeNotBuiltError",
     "BridgeOptions",
     "Command",
+    "HistoryRequest",
     "Position",
     "Status",
     "WorkingOrder",
@@ -51,6 +53,25 @@ MQL_TICK_DTYPE = np.dtype(
     ]
 )
 assert MQL_TICK_DTYPE.itemsize == 60
+
+# MQL5 MqlRates, packed: 60 bytes, the record kb_history_bars takes (time: trade-server seconds).
+MQL_RATES_DTYPE = np.dtype(
+    [
+        ("time", "<i8"),
+        ("open", "<f8"),
+        ("high", "<f8"),
+        ("low", "<f8"),
+        ("close", "<f8"),
+        ("tick_volume", "<i8"),
+        ("spread", "<i4"),
+        ("real_volume", "<i8"),
+    ]
+)
+assert MQL_RATES_DTYPE.itemsize == 60
+
+# kb_history_end verdicts (kairos.marketdata.v1.HistoryStatus) and kinds (HistoryKind).
+HISTORY_TICKS, HISTORY_BARS = 1, 2
+HISTORY_DONE, HISTORY_EMPTY, HISTORY_ERROR, HISTORY_PARTIAL = 2, 3, 4, 5
 
 TICK_FLAG_BID = 2
 TICK_FLAG_ASK = 4
@@ -177,6 +198,18 @@ class Command:
     deadline_time_us: int
     received_time_us: int
     client_order_id: str
+    symbol: str
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    """A chunk of history the collector asks the terminal for (KbHistoryRequest); times UTC ms."""
+
+    request_id: int
+    kind: int
+    period_s: int
+    from_msc: int
+    to_msc: int
     symbol: str
 
 
@@ -345,6 +378,45 @@ class Bridge:
         return _check(
             "kb_push_ticks",
             self._b.push_columns(symbol, digits, time_msc, bid, ask, flags),
+            allow=(Status.E_QUEUE_FULL,),
+        )
+
+    def poll_history(self) -> HistoryRequest | None:
+        """The oldest history chunk the collector asked for and the terminal has not taken, or None."""
+        got = self._b.poll_history()
+        if got is None:
+            return None
+        if isinstance(got, int):
+            _check("kb_poll_history", got)
+        return HistoryRequest(**got)
+
+    def history_ticks(self, request_id: int, ticks: npt.NDArray[np.void]) -> Status:
+        """Rows of a tick chunk (MQL_TICK_DTYPE, trade-server time). E_QUEUE_FULL: nothing queued."""
+        if ticks.dtype != MQL_TICK_DTYPE:
+            raise TypeError(f"ticks must have dtype MQL_TICK_DTYPE, not {ticks.dtype}")
+        return _check(
+            "kb_history_ticks",
+            self._b.history_ticks(request_id, np.ascontiguousarray(ticks)),
+            allow=(Status.E_QUEUE_FULL,),
+        )
+
+    def history_bars(self, request_id: int, rates: npt.NDArray[np.void]) -> Status:
+        """Rows of a bar chunk (MQL_RATES_DTYPE, trade-server time). E_QUEUE_FULL: nothing queued."""
+        if rates.dtype != MQL_RATES_DTYPE:
+            raise TypeError(f"rates must have dtype MQL_RATES_DTYPE, not {rates.dtype}")
+        return _check(
+            "kb_history_bars",
+            self._b.history_bars(request_id, np.ascontiguousarray(rates)),
+            allow=(Status.E_QUEUE_FULL,),
+        )
+
+    def history_end(
+        self, request_id: int, status: int, first_available_msc: int = 0, message: str = ""
+    ) -> Status:
+        """The verdict on a chunk (HISTORY_DONE, _EMPTY, _ERROR, _PARTIAL). E_QUEUE_FULL: call again."""
+        return _check(
+            "kb_history_end",
+            self._b.history_end(request_id, status, first_available_msc, message),
             allow=(Status.E_QUEUE_FULL,),
         )
 

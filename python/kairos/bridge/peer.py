@@ -117,6 +117,8 @@ class BridgePeer:
         self.accounts: list[bridge_pb2.AccountSnapshot] = []
         self.positions: list[bridge_pb2.PositionSnapshot] = []
         self.errors: list[bridge_pb2.Error] = []
+        self.history: list[bridge_pb2.HistoryData] = []
+        self.checks: list[bridge_pb2.TerminalCheck] = []
         self.duplicates = 0
         self.malformed = 0
         self.connections = 0
@@ -152,6 +154,13 @@ class BridgePeer:
 
     def send_command(self, command: bridge_pb2.OrderCommand) -> bool:
         """Sends a sequenced OrderCommand on the current connection; False if there is none."""
+        return self._send(order_command=command)
+
+    def send_history_request(self, request: bridge_pb2.HistoryRequest) -> bool:
+        """Sends a sequenced HistoryRequest (as the collector does); False if there is no connection."""
+        return self._send(history_request=request)
+
+    def _send(self, **body: object) -> bool:
         with self._lock:
             conn = self._conn
             if conn is None:
@@ -161,7 +170,7 @@ class BridgePeer:
                 sequence=self._out_seq,
                 ack=self._processed.get(self._key, 0),
                 sent_time_us=_now_us(),
-                order_command=command,
+                **body,  # type: ignore[arg-type]
             )
         return self._write(conn, frame)
 
@@ -312,6 +321,10 @@ class BridgePeer:
                 self.positions.append(frame.positions)
             elif kind == "error":
                 self.errors.append(frame.error)
+            elif kind == "history_data":
+                self.history.append(frame.history_data)
+            elif kind == "terminal_check":
+                self.checks.append(frame.terminal_check)
         return True
 
     def _add_ticks(self, b: marketdata_pb2.TickBatch) -> None:

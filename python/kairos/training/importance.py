@@ -60,3 +60,32 @@ def importance_report(
     if shap is not None:
         rep["tree_shap_mean_abs"] = shap
     return rep
+
+
+def plot_importance(importance: dict[str, Any], path: Any, top: int = 12, candidate: str = "") -> None:
+    """One bar chart per model family: the ``top`` features by permutation importance (log-loss rise
+    when shuffled, out of sample), and LightGBM's mean |TreeSHAP| beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        (fam, kind, rep[key])
+        for fam, rep in importance.items()
+        for kind, key in (
+            ("permutation: log-loss rise", "permutation_log_loss_rise"),
+            ("mean |TreeSHAP|", "tree_shap_mean_abs"),
+        )
+        if key in rep
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.5), dpi=100, squeeze=False)
+    for ax, (fam, kind, values) in zip(axes[0], panels, strict=True):
+        items = list(values.items())[:top][::-1]
+        ax.barh([k for k, _ in items], [v for _, v in items], color="C0" if fam == candidate else "C7")
+        ax.set_title(f"{fam}{' (candidate)' if fam == candidate else ''}\n{kind}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.axvline(0, color="black", lw=0.5)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -7,7 +7,7 @@ A run directory holds everything one run produced, so every step can be re-run o
                                               fold predictions of every model)
     importance.json, search.json     train    (feature importance; every search trial, with --search)
     model.onnx, model.card.json      export
-    report.json, report.md, equity.png   backtest
+    report.json, report.md, equity.png, importance.png   backtest
     mlflow.json                      register (run id, model URI, version, alias)
 """
 
@@ -154,7 +154,12 @@ def step_train(
     from kairos.training.train import BASELINE_FAMILIES, fold_metrics, make_folds, train_final, walk_forward
 
     bars, imp = load_run_bars(run_dir)
-    for stale in ("report.json", "report.md", "equity.png"):  # a backtest of an earlier training
+    for stale in (
+        "report.json",
+        "report.md",
+        "equity.png",
+        "importance.png",
+    ):  # a backtest of an earlier training
         (run_dir / stale).unlink(missing_ok=True)
     t0 = time.perf_counter()
     feats = compute_features(bars)
@@ -664,6 +669,10 @@ def step_backtest(
     tf_name = data_mod.timeframe_name(imp["timeframe_s"])
     title = f"{chosen} on {Path(imp['source']).name} ({tf_name})"
     plot_equity(cmp, times_ms, fold_idx, run_dir / "equity.png", title)
+    if (run_dir / "importance.json").exists():
+        from kairos.training.importance import plot_importance
+
+        plot_importance(_read_json(run_dir / "importance.json"), run_dir / "importance.png", candidate=chosen)
     return report
 
 
@@ -746,4 +755,13 @@ def render_report(rep: dict[str, Any]) -> str:
             f"{o['hit_rate']:.3f} | {o['max_drawdown'] * 1e4:.1f} bp | {o['turnover']:.3f} | {o['trades']} |"
         )
     lines += ["", "![equity](equity.png)", ""]
+    lines += [
+        "## Feature importance",
+        "",
+        "Permutation importance (log-loss rise when a feature is shuffled) of each family's last-fold "
+        "model on its validation block; mean |TreeSHAP| for LightGBM (`importance.json`).",
+        "",
+        "![importance](importance.png)",
+        "",
+    ]
     return "\n".join(lines)

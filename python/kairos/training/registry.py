@@ -253,6 +253,8 @@ def log_and_register(
                 report_path,
                 run_dir / "report.md",
                 run_dir / "equity.png",
+                run_dir / "importance.json",
+                run_dir / "importance.png",
                 run_dir / "import.json",
             ):
                 if p.exists():

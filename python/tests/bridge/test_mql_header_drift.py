@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kairos.bridge.v1 import bridge_pb2
+from kairos.marketdata.v1 import marketdata_pb2
 
 REPO = Path(__file__).resolve().parents[3]
 HEADER = (REPO / "cpp/mt5_bridge/include/kairos_bridge.h").read_text()
@@ -49,8 +50,8 @@ def mql_param_type(param: str) -> str:
     array = param.rstrip().endswith("[]")
     words = re.findall(r"\w+", param)
     base: str = words[1] if const else words[0]
-    if base == "MqlTick":
-        base = "KbMqlTick"
+    if base in ("MqlTick", "MqlRates"):
+        base = "Kb" + base
     c = MQL_SCALARS.get(base, base)
     if ref or array:
         return f"{'const ' if const else ''}{c}*"
@@ -111,8 +112,8 @@ def test_every_header_function_is_imported_with_the_same_parameter_types() -> No
 
 def test_every_struct_has_the_same_fields_in_the_same_order() -> None:
     c, mql = header_structs(), mql_structs()
-    # MqlTick is built into MQL5; the header's KbMqlTick mirrors it.
-    assert sorted(set(c) - {"KbMqlTick"}) == sorted(mql)
+    # MqlTick and MqlRates are built into MQL5; the header's KbMqlTick and KbMqlRates mirror them.
+    assert sorted(set(c) - {"KbMqlTick", "KbMqlRates"}) == sorted(mql)
     for name, fields in mql.items():
         assert fields == c[name], f"{name}: mqh {fields} vs header {c[name]}"
 
@@ -136,6 +137,7 @@ def test_status_codes_and_limits_have_the_same_values() -> None:
         ("KB_COMMAND_CLOSE_POSITION", bridge_pb2.COMMAND_KIND_CLOSE_POSITION),
         ("KB_COMMAND_QUERY_ORDER", bridge_pb2.COMMAND_KIND_QUERY_ORDER),
         ("KB_COMMAND_SNAPSHOT", bridge_pb2.COMMAND_KIND_SNAPSHOT),
+        ("KB_COMMAND_MODIFY_POSITION", bridge_pb2.COMMAND_KIND_MODIFY_POSITION),
         ("KB_SIDE_BUY", bridge_pb2.SIDE_BUY),
         ("KB_SIDE_SELL", bridge_pb2.SIDE_SELL),
         ("KB_ORDER_MARKET", bridge_pb2.ORDER_TYPE_MARKET),
@@ -147,6 +149,12 @@ def test_status_codes_and_limits_have_the_same_values() -> None:
         ("KB_STATUS_EXPIRED", bridge_pb2.BRIDGE_STATUS_EXPIRED),
         ("KB_STATUS_TRADING_DISABLED", bridge_pb2.BRIDGE_STATUS_TRADING_DISABLED),
         ("KB_STATUS_QUERY_RESULT", bridge_pb2.BRIDGE_STATUS_QUERY_RESULT),
+        ("KB_HISTORY_TICKS", marketdata_pb2.HISTORY_KIND_TICKS),
+        ("KB_HISTORY_BARS", marketdata_pb2.HISTORY_KIND_BARS),
+        ("KB_HISTORY_DONE", marketdata_pb2.HISTORY_STATUS_DONE),
+        ("KB_HISTORY_EMPTY", marketdata_pb2.HISTORY_STATUS_EMPTY),
+        ("KB_HISTORY_ERROR", marketdata_pb2.HISTORY_STATUS_ERROR),
+        ("KB_HISTORY_PARTIAL", marketdata_pb2.HISTORY_STATUS_PARTIAL),
     ],
 )
 def test_enum_numbers_the_ea_uses_match_bridge_proto(define: str, value: int) -> None:

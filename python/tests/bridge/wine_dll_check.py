@@ -19,6 +19,7 @@ import pytest
 
 from kairos.bridge.peer import BridgePeer
 from kairos.bridge.v1 import bridge_pb2
+from kairos.marketdata.v1 import marketdata_pb2
 from kairos.training.data import read_ticks
 from kairos.types.v1 import types_pb2
 
@@ -78,11 +79,21 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
     # nonces run under Windows (Wine) here, not only in the Linux build.
     key = "wine-bridge-key-0123456789abcdef"
     with BridgePeer(key=key) as md, BridgePeer(key=key) as tr:
+        history_request = bridge_pb2.HistoryRequest(
+            request_id=7,
+            symbol="EURUSD",
+            kind=marketdata_pb2.HISTORY_KIND_TICKS,
+            from_msc=1577898000000,  # 2020-01-01 17:00 UTC: the file's first hour
+            to_msc=1577901600000,
+        )
 
         def send_commands() -> None:
             if tr.wait_for(lambda: tr.welcomed >= 1, timeout=120):
                 for c in commands:
                     tr.send_command(c)
+            # The collector's side of history: one chunk asked for on the market-data connection.
+            md.wait_for(lambda: md.welcomed >= 1, timeout=120)
+            md.send_history_request(history_request)
 
         sender = threading.Thread(target=send_commands, daemon=True)
         sender.start()
@@ -122,7 +133,7 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
         hello = md.hellos[0]
         assert hello.channel == bridge_pb2.CHANNEL_MARKET_DATA
         assert hello.terminal_name == "MetaTrader 5 (Wine)"
-        assert hello.account_login == 5550001 and hello.api_version == 2
+        assert hello.account_login == 5550001 and hello.api_version == 3
         # The peers verified each proof (a wrong one is refused): the Windows build's HMAC agrees.
         assert len(hello.auth_proof) == 32 and md.auth_failures == 0 and tr.auth_failures == 0
         assert hello.client_nonce != tr.hellos[0].client_nonce, "nonces must be fresh per connection"
@@ -140,3 +151,20 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
             assert tx.client_order_id == cmd.client_order_id and tx.deal_ticket == res.deal_ticket
             assert tx.symbol == "EURUSD"
         assert tr.duplicates == 0
+
+        # The EA's self-check reached the execution side as a TerminalCheck frame.
+        assert tr.wait_for(lambda: len(tr.checks) == 1, timeout=10)
+        assert not tr.checks[0].terminal_trade_allowed and "Algo Trading" in tr.checks[0].problems
+
+        # History: the hour's ticks came back through the Windows DLL in parts, in UTC, the verdict last.
+        assert md.wait_for(lambda: bool(md.history) and md.history[-1].status != 1, timeout=10)
+        hour = [(t, b, a) for t, b, a in expected if 1577898000000 <= t < 1577901600000]
+        parts = md.history
+        assert [p.part for p in parts] == list(range(len(parts))) and {p.request_id for p in parts} == {7}
+        rows = [
+            (t, b, a)
+            for p in parts
+            for t, b, a in zip(p.ticks.time_msc, p.ticks.bid, p.ticks.ask, strict=True)
+        ]
+        assert rows == hour and len(hour) > 100
+        assert parts[-1].status == marketdata_pb2.HISTORY_STATUS_DONE and parts[-1].total == len(hour)

@@ -55,7 +55,8 @@ def test_run_writes_every_artefact_of_every_step(run_dir: Path) -> None:
         "model.card.json",
     ):
         assert (run_dir / name).is_file(), name
-    assert (run_dir / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("equity.png", "importance.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     report = json.loads((run_dir / "report.json").read_text())
     # The candidate: the best family out of sample among those whose final model learned; the other
     # families stay beside it under their own names.

@@ -35,6 +35,9 @@ type Order struct {
 	Price         *typesv1.Decimal
 	Filled        bool
 	Canceled      bool
+	StopLoss      *typesv1.Decimal
+	TakeProfit    *typesv1.Decimal
+	Closed        bool // a filled order whose position a stop closed
 }
 
 // Terminal is the simulated MT5 terminal; it outlives connections, like the real one.
@@ -126,7 +129,8 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 	case bridgev1.CommandKind_COMMAND_KIND_PLACE:
 		t.placed[c.GetClientOrderId()]++
 		t.nextTk++
-		o := &Order{ClientOrderID: c.GetClientOrderId(), Ticket: t.nextTk, Symbol: c.GetSymbol(), Side: c.GetSide(), Type: c.GetOrderType(), Volume: c.GetVolume(), Price: c.GetPrice()}
+		o := &Order{ClientOrderID: c.GetClientOrderId(), Ticket: t.nextTk, Symbol: c.GetSymbol(), Side: c.GetSide(), Type: c.GetOrderType(), Volume: c.GetVolume(), Price: c.GetPrice(),
+			StopLoss: c.GetStopLoss(), TakeProfit: c.GetTakeProfit()}
 		t.orders[o.ClientOrderID] = o
 		res.OrderTicket = o.Ticket
 		if c.GetOrderType() == bridgev1.OrderType_ORDER_TYPE_MARKET {
@@ -155,6 +159,34 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 			o.Canceled = true
 			res.Retcode, res.OrderTicket = 10009, o.Ticket
 		}
+	case bridgev1.CommandKind_COMMAND_KIND_MODIFY:
+		// CTrade.OrderModify: a working order's price, stop loss and take profit.
+		var o *Order
+		for _, x := range t.orders {
+			if x.Ticket == c.GetOrderTicket() {
+				o = x
+			}
+		}
+		switch {
+		case o == nil || o.Filled || o.Canceled:
+			res.Retcode, res.Comment = 10013, "invalid request"
+		default:
+			o.Price, o.StopLoss, o.TakeProfit = c.GetPrice(), c.GetStopLoss(), c.GetTakeProfit()
+			res.Retcode, res.OrderTicket = 10009, o.Ticket
+		}
+	case bridgev1.CommandKind_COMMAND_KIND_MODIFY_POSITION:
+		// CTrade.PositionModify on every open position of the symbol.
+		n := 0
+		for _, x := range t.orders {
+			if x.Filled && !x.Closed && x.Symbol == c.GetSymbol() {
+				x.StopLoss, x.TakeProfit = c.GetStopLoss(), c.GetTakeProfit()
+				n++
+			}
+		}
+		res.Retcode = 10009
+		if n == 0 {
+			res.Retcode, res.Comment = 0, "no position"
+		}
 	case bridgev1.CommandKind_COMMAND_KIND_QUERY_ORDER:
 		res.Status = bridgev1.BridgeStatus_BRIDGE_STATUS_QUERY_RESULT
 		o, ok := t.orders[c.GetClientOrderId()]
@@ -172,10 +204,15 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 		acct := &bridgev1.AccountSnapshot{Currency: "USD", Balance: t.Equity, Equity: t.Equity, Margin: &typesv1.Decimal{}, MarginFree: t.Equity,
 			Leverage: 100, TradeAllowed: true, TimeMsc: now / 1000}
 		ps := &bridgev1.PositionSnapshot{Complete: true, TimeMsc: now / 1000}
-		net := map[string]int64{} // volume in hundredths of a lot
+		net := map[string]int64{}    // volume in hundredths of a lot
+		stops := map[string]*Order{} // the stops of the symbol's position: its newest filled order's
 		for _, o := range t.orders {
 			switch {
+			case o.Filled && o.Closed:
 			case o.Filled:
+				if s := stops[o.Symbol]; s == nil || s.Ticket < o.Ticket {
+					stops[o.Symbol] = o
+				}
 				v := o.Volume.GetUnits() * pow10(2-int(o.Volume.GetScale()))
 				if o.Side == bridgev1.Side_SIDE_SELL {
 					v = -v
@@ -193,7 +230,8 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 			if v < 0 {
 				side, v = bridgev1.Side_SIDE_SELL, -v
 			}
-			ps.Positions = append(ps.Positions, &bridgev1.Position{Symbol: sym, Side: side, Volume: &typesv1.Decimal{Units: v, Scale: 2}, PriceOpen: t.Price})
+			ps.Positions = append(ps.Positions, &bridgev1.Position{Symbol: sym, Side: side, Volume: &typesv1.Decimal{Units: v, Scale: 2}, PriceOpen: t.Price,
+				StopLoss: stops[sym].StopLoss, TakeProfit: stops[sym].TakeProfit})
 		}
 		t.done[c.GetCommandId()] = res
 		return []*bridgev1.Frame{{Body: &bridgev1.Frame_OrderResult{OrderResult: res}}, {Body: &bridgev1.Frame_Account{Account: acct}}, {Body: &bridgev1.Frame_Positions{Positions: ps}}}
@@ -214,6 +252,33 @@ func (t *Terminal) execute(c *bridgev1.OrderCommand) []*bridgev1.Frame {
 		return nil
 	}
 	return append([]*bridgev1.Frame{{Body: &bridgev1.Frame_OrderResult{OrderResult: res}}}, extra...)
+}
+
+// TriggerStop closes every open position of symbol at price as the trade server does when a stop
+// loss ("sl"), take profit ("tp") or stop-out ("so") triggers, and returns the DEAL_ADD transaction
+// frames the EA reports for it: client order id "<kind>:<position ticket>", a deal of its own.
+func (t *Terminal) TriggerStop(kind, symbol string, price *typesv1.Decimal) []*bridgev1.Frame {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*bridgev1.Frame
+	for _, o := range t.orders {
+		if !o.Filled || o.Closed || o.Symbol != symbol {
+			continue
+		}
+		o.Closed = true
+		t.nextTk++
+		order := t.nextTk
+		t.nextTk++
+		side := bridgev1.Side_SIDE_SELL
+		if o.Side == bridgev1.Side_SIDE_SELL {
+			side = bridgev1.Side_SIDE_BUY
+		}
+		out = append(out, &bridgev1.Frame{Body: &bridgev1.Frame_TradeTransaction{TradeTransaction: &bridgev1.TradeTransaction{
+			Type: bridgev1.TransactionType_TRANSACTION_TYPE_DEAL_ADD, ClientOrderId: fmt.Sprintf("%s:%d", kind, o.Ticket), OrderTicket: order,
+			DealTicket: t.nextTk, PositionTicket: o.Ticket, Symbol: symbol, Side: side, Price: price, Volume: o.Volume,
+			TimeMsc: time.Now().UnixMilli(), Commission: &typesv1.Decimal{Units: -350, Scale: 2}}}})
+	}
+	return out
 }
 
 func pow10(n int) int64 {

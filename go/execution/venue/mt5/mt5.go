@@ -96,6 +96,7 @@ const DefaultMaxTracked = 4096
 type cmdInfo struct {
 	kind    venue.CommandKind
 	id      string
+	symbol  string // Protect commands: the position's symbol
 	retries int
 	cmd     *bridgev1.OrderCommand
 	done    bool // a result arrived: kept only to recognise a late duplicate, evicted first
@@ -122,7 +123,15 @@ type Venue struct {
 	connects int
 	// evicted counts entries dropped from the bounded maps (kairos_execution_mt5_evicted_total).
 	evicted *prometheus.CounterVec
+	// checkFailed and checkTime publish the EA's self-check (TerminalCheck frames).
+	checkFailed *prometheus.GaugeVec
+	checkTime   prometheus.Gauge
+	lastCheck   *bridgev1.TerminalCheck
 }
+
+// TerminalChecks are the label values of kairos_execution_terminal_check_failed, one per
+// TerminalCheck verdict.
+var TerminalChecks = []string{"dlls", "terminal_algo_trading", "ea_algo_trading", "account_trading", "account_expert_trading", "symbols"}
 
 // New returns an MT5 venue; SetEngine and Listen must follow before use.
 func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) uint8) *Venue {
@@ -147,11 +156,19 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) u
 	v.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_mt5_evicted_total",
 		Help: "Entries dropped from the mt5 venue's bounded command and ticket maps, by map (commands, tickets) and reason (completed, capacity)."},
 		[]string{"map", "reason"})
+	v.checkFailed = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_terminal_check_failed",
+		Help: "1 while the EA's latest self-check reports the check failing (DLL imports, Algo Trading in the terminal and the EA, account trading, expert trading, symbols), 0 otherwise."},
+		[]string{"check"})
+	v.checkTime = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_terminal_check_time_seconds",
+		Help: "When the EA ran its latest self-check (Unix time, seconds); 0 before the first report."})
+	for _, c := range TerminalChecks {
+		v.checkFailed.WithLabelValues(c)
+	}
 	var bm *bridgelink.Metrics
 	if m != nil {
 		bm = m.Bridge
 		if m.Registry != nil {
-			m.Registry.MustRegister(v.evicted)
+			m.Registry.MustRegister(v.evicted, v.checkFailed, v.checkTime)
 		}
 	}
 	for _, mp := range []string{"commands", "tickets"} {
@@ -185,7 +202,7 @@ func (v *Venue) ReplayRequest(msg proto.Message) {
 		if c.GetCommandId() > v.nextCmd {
 			v.nextCmd = c.GetCommandId()
 		}
-		v.cmds[c.GetCommandId()] = &cmdInfo{kind: kindOf(c.GetKind()), id: c.GetClientOrderId(), cmd: c}
+		v.cmds[c.GetCommandId()] = &cmdInfo{kind: kindOf(c.GetKind()), id: c.GetClientOrderId(), symbol: c.GetSymbol(), cmd: c}
 		v.trimCommandsLocked()
 		v.mu.Unlock()
 	}
@@ -329,6 +346,10 @@ func kindOf(k bridgev1.CommandKind) venue.CommandKind {
 		return venue.Place
 	case bridgev1.CommandKind_COMMAND_KIND_CANCEL:
 		return venue.Cancel
+	case bridgev1.CommandKind_COMMAND_KIND_MODIFY:
+		return venue.Modify
+	case bridgev1.CommandKind_COMMAND_KIND_MODIFY_POSITION:
+		return venue.Protect
 	}
 	return venue.Query
 }
@@ -358,6 +379,34 @@ func (v *Venue) Request(kind venue.CommandKind, o *fsm.Order) venue.Command {
 		if o.TIF == fsm.GTD {
 			c.ExpirationMsc = o.ExpireTimeUS / 1000
 		}
+		// Set at the broker on the position the order opens, so they hold if Kairos stops.
+		c.StopLoss, c.TakeProfit = optional(o.StopLoss), optional(o.TakeProfit)
+		if v.cfg.CommandTTL > 0 {
+			c.DeadlineTimeUs = time.Now().Add(v.cfg.CommandTTL).UnixMicro()
+		}
+	case venue.Modify:
+		// OrderModify: the new price (a stop's trigger; a stop-limit's trigger with its limit as
+		// stop_limit_price), stop loss and take profit; the expiry stays. MT5 cannot change the
+		// volume (the engine refuses quantity changes on this venue).
+		a := o.AmendOf()
+		if o.Pending != nil {
+			a = *o.Pending
+		}
+		c.Kind = bridgev1.CommandKind_COMMAND_KIND_MODIFY
+		c.OrderTicket = v.tickets[o.ClientOrderID]
+		c.Side = bridgev1.Side(o.Side)
+		switch o.Type {
+		case fsm.Limit:
+			c.OrderType, c.Price = bridgev1.OrderType_ORDER_TYPE_LIMIT, a.Price.Proto()
+		case fsm.StopMarket:
+			c.OrderType, c.Price = bridgev1.OrderType_ORDER_TYPE_STOP, a.TriggerPrice.Proto()
+		case fsm.StopLimit:
+			c.OrderType, c.Price, c.StopLimitPrice = bridgev1.OrderType_ORDER_TYPE_STOP_LIMIT, a.TriggerPrice.Proto(), a.Price.Proto()
+		}
+		c.StopLoss, c.TakeProfit = a.StopLoss.Proto(), a.TakeProfit.Proto()
+		if o.TIF == fsm.GTD {
+			c.ExpirationMsc = o.ExpireTimeUS / 1000
+		}
 		if v.cfg.CommandTTL > 0 {
 			c.DeadlineTimeUs = time.Now().Add(v.cfg.CommandTTL).UnixMicro()
 		}
@@ -373,6 +422,31 @@ func (v *Venue) Request(kind venue.CommandKind, o *fsm.Order) venue.Command {
 	return venue.Command{Kind: kind, ID: c.CommandId, ClientOrderID: o.ClientOrderID, Payload: c}
 }
 
+// optional is a price for a command, nil when zero (none).
+func optional(d decimal.D) *typesv1.Decimal {
+	if d.IsZero() {
+		return nil
+	}
+	return d.Proto()
+}
+
+// ProtectRequest implements venue.Protector: MODIFY_POSITION for the symbol's positions carrying
+// the EA's magic, with the new stop loss and take profit (zero removes), journaled under the
+// position's key.
+func (v *Venue) ProtectRequest(p venue.Protection) venue.Command {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.nextCmd++
+	c := &bridgev1.OrderCommand{CommandId: v.nextCmd, Kind: bridgev1.CommandKind_COMMAND_KIND_MODIFY_POSITION, Symbol: p.Symbol,
+		StopLoss: p.StopLoss.Proto(), TakeProfit: p.TakeProfit.Proto()}
+	if v.cfg.CommandTTL > 0 {
+		c.DeadlineTimeUs = time.Now().Add(v.cfg.CommandTTL).UnixMicro()
+	}
+	v.cmds[c.CommandId] = &cmdInfo{kind: venue.Protect, symbol: p.Symbol, cmd: c}
+	v.trimCommandsLocked()
+	return venue.Command{Kind: venue.Protect, ID: c.CommandId, Payload: c}
+}
+
 // ErrNotConnected is returned by Send while no bridge is connected.
 var ErrNotConnected = bridgelink.ErrNotConnected
 
@@ -381,6 +455,9 @@ func (v *Venue) Send(cmd venue.Command, o *fsm.Order) ([]venue.Event, error) {
 	c := cmd.Payload.(*bridgev1.OrderCommand)
 	if cmd.Kind == venue.Cancel && c.GetOrderTicket() == 0 {
 		return []venue.Event{{Kind: venue.CancelRejected, ClientOrderID: o.ClientOrderID, Reason: "the terminal has not acknowledged the order yet; cancel again once it is ACCEPTED"}}, nil
+	}
+	if cmd.Kind == venue.Modify && c.GetOrderTicket() == 0 {
+		return []venue.Event{{Kind: venue.UpdateRejected, ClientOrderID: o.ClientOrderID, Reason: "the terminal has not acknowledged the order yet; modify again once it is ACCEPTED"}}, nil
 	}
 	v.mu.Lock()
 	cur := v.cur
@@ -527,6 +604,8 @@ func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 			}
 		case f.GetPositions() != nil:
 			s.onPositions(f.GetPositions())
+		case f.GetTerminalCheck() != nil:
+			v.onCheck(f.GetTerminalCheck())
 		}
 	}
 	if top == 0 {
@@ -549,6 +628,41 @@ func (s *session) Frames(in []bridgelink.Inbound) (int, error) {
 		}
 	}
 	return len(in), s.maybeReconciled(v.ctx)
+}
+
+// onCheck publishes the EA's self-check: a gauge per check, and one log line per problem when
+// something fails (a warning), or a line saying all passed.
+func (v *Venue) onCheck(c *bridgev1.TerminalCheck) {
+	failed := map[string]bool{
+		"dlls": !c.GetDllsAllowed(), "terminal_algo_trading": !c.GetTerminalTradeAllowed(), "ea_algo_trading": !c.GetEaTradeAllowed(),
+		"account_trading": !c.GetAccountTradeAllowed(), "account_expert_trading": !c.GetAccountExpertAllowed(), "symbols": c.GetSymbolsFailed() > 0,
+	}
+	var bad []string
+	for _, name := range TerminalChecks {
+		g := 0.0
+		if failed[name] {
+			g = 1
+			bad = append(bad, name)
+		}
+		v.checkFailed.WithLabelValues(name).Set(g)
+	}
+	v.checkTime.Set(float64(c.GetTimeMsc()) / 1000)
+	v.mu.Lock()
+	v.lastCheck = c
+	v.mu.Unlock()
+	if len(bad) == 0 {
+		v.log.Info("MT5 terminal self-check passed", "symbols", c.GetSymbolsChecked(), "tester", c.GetTester())
+		return
+	}
+	v.log.Warn("MT5 terminal self-check failed: orders will be refused until these settings change", "failed", bad,
+		"symbols_failed", c.GetSymbolsFailed(), "symbols_checked", c.GetSymbolsChecked(), "problems", c.GetProblems())
+}
+
+// LastCheck returns the EA's latest self-check, nil before the first.
+func (v *Venue) LastCheck() *bridgev1.TerminalCheck {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lastCheck
 }
 
 // dec reads a wire decimal; a scale the engine cannot hold reads as zero, as a missing one does.
@@ -581,7 +695,8 @@ func (s *session) onPositions(p *bridgev1.PositionSnapshot) {
 		if pos.GetSide() == bridgev1.Side_SIDE_SELL {
 			net = net.Neg()
 		}
-		s.snap.Positions = append(s.snap.Positions, engine.VenuePosition{Symbol: pos.GetSymbol(), Net: net, AvgPrice: dec(pos.GetPriceOpen())})
+		s.snap.Positions = append(s.snap.Positions, engine.VenuePosition{Symbol: pos.GetSymbol(), Net: net, AvgPrice: dec(pos.GetPriceOpen()),
+			HasStops: true, StopLoss: dec(pos.GetStopLoss()), TakeProfit: dec(pos.GetTakeProfit())})
 	}
 	for _, o := range p.GetOrders() {
 		s.snap.Orders = append(s.snap.Orders, engine.VenueOrder{ClientOrderID: o.GetClientOrderId(), VenueOrderID: strconv.FormatUint(o.GetTicket(), 10)})
@@ -630,6 +745,12 @@ func (s *session) onResult(r *bridgev1.OrderResult) []venue.Event {
 	if info == nil {
 		v.log.Warn("result for an unknown command", "command_id", r.GetCommandId(), "client_order_id", id)
 		return nil
+	}
+	switch info.kind {
+	case venue.Modify:
+		return modifyResult(r, id)
+	case venue.Protect:
+		return protectResult(r, info.symbol)
 	}
 	vid := ""
 	if r.GetOrderTicket() != 0 {
@@ -700,6 +821,64 @@ func (s *session) onResult(r *bridgev1.OrderResult) []venue.Event {
 	return nil
 }
 
+// RetNoChanges is TRADE_RETCODE_NO_CHANGES: the request asked for what is already set.
+const RetNoChanges = 10025
+
+// modifyResult maps OrderModify's answer: 10009 done (and 10025 no changes) → Updated; every
+// other retcode, a bridge refusal (invalid, expired, trading disabled) and the ambiguous 10012 /
+// -11 → UpdateRejected naming it (an ambiguous modification is not guessed applied: the order keeps
+// the values the journal knows, and the operator sees the retcode).
+func modifyResult(r *bridgev1.OrderResult, id string) []venue.Event {
+	if r.GetStatus() != bridgev1.BridgeStatus_BRIDGE_STATUS_SENT && r.GetStatus() != bridgev1.BridgeStatus_BRIDGE_STATUS_DUPLICATE {
+		return []venue.Event{{Kind: venue.UpdateRejected, ClientOrderID: id, Reason: r.GetStatus().String() + ": " + r.GetComment()}}
+	}
+	switch rc := r.GetRetcode(); rc {
+	case RetDone, RetNoChanges:
+		return []venue.Event{{Kind: venue.Updated, ClientOrderID: id, Reason: retcodeText(rc, r.GetComment())}}
+	default:
+		return []venue.Event{{Kind: venue.UpdateRejected, ClientOrderID: id, Reason: retcodeText(rc, r.GetComment())}}
+	}
+}
+
+// protectResult maps PositionModify's answer: 10009 done and 10025 no changes keep the new
+// protection; anything else restores the previous one (ProtectionRejected).
+func protectResult(r *bridgev1.OrderResult, symbol string) []venue.Event {
+	if r.GetStatus() != bridgev1.BridgeStatus_BRIDGE_STATUS_SENT && r.GetStatus() != bridgev1.BridgeStatus_BRIDGE_STATUS_DUPLICATE {
+		return []venue.Event{{Kind: venue.ProtectionRejected, Symbol: symbol, Reason: r.GetStatus().String() + ": " + r.GetComment()}}
+	}
+	switch rc := r.GetRetcode(); rc {
+	case RetDone, RetNoChanges:
+		return nil
+	default:
+		return []venue.Event{{Kind: venue.ProtectionRejected, Symbol: symbol, Reason: retcodeText(rc, r.GetComment())}}
+	}
+}
+
+// protectiveDeal maps a deal the trade server made on a stop loss, take profit or stop-out of a
+// position with the EA's magic (client order id "sl:<position>", "tp:..." or "so:...") to a
+// ProtectiveFill the engine books as an order of its own, named by the deal ticket.
+func protectiveDeal(t *bridgev1.TradeTransaction) []venue.Event {
+	id := t.GetClientOrderId()
+	if t.GetType() != bridgev1.TransactionType_TRANSACTION_TYPE_DEAL_ADD || t.GetDealTicket() == 0 || dec(t.GetVolume()).Sign() <= 0 {
+		return nil // the order transactions around the deal change nothing Kairos books
+	}
+	deal := strconv.FormatUint(t.GetDealTicket(), 10)
+	vid := ""
+	if t.GetOrderTicket() != 0 {
+		vid = strconv.FormatUint(t.GetOrderTicket(), 10)
+	}
+	reason := map[string]string{"sl": "stop loss", "tp": "take profit", "so": "stop-out"}[id[:2]] + " at the broker, position " + id[3:]
+	return []venue.Event{{Kind: venue.ProtectiveFill, ClientOrderID: id[:3] + deal, VenueOrderID: vid, Symbol: t.GetSymbol(), Side: fsm.Side(t.GetSide()),
+		Reason: reason, Fill: fsm.Fill{TradeID: deal, Quantity: dec(t.GetVolume()), Price: dec(t.GetPrice()),
+			Commission: dec(t.GetCommission()).Abs(), TimeUS: t.GetTimeMsc() * 1000}}}
+}
+
+// isProtective reports whether a transaction's client order id is the EA's name for a stop loss,
+// take profit or stop-out deal.
+func isProtective(id string) bool {
+	return len(id) > 3 && (id[:3] == "sl:" || id[:3] == "tp:" || id[:3] == "so:")
+}
+
 // query resolves an ambiguous answer by asking the terminal; nothing changes until it answers.
 func (s *session) query(id string, rc int32) []venue.Event {
 	v := s.v
@@ -739,6 +918,9 @@ func (s *session) onQueryResult(r *bridgev1.OrderResult, id, vid string, fill fu
 
 func (s *session) onTransaction(t *bridgev1.TradeTransaction) []venue.Event {
 	id := t.GetClientOrderId()
+	if isProtective(id) {
+		return protectiveDeal(t)
+	}
 	v := s.v
 	v.mu.Lock()
 	if id == "" && t.GetOrderTicket() != 0 {

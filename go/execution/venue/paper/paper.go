@@ -47,13 +47,15 @@ type Venue struct {
 	instruments map[string]*market.Instrument
 	quotes      map[string]market.Quote
 	resting     map[string]*resting
+	protect     map[string]venue.Protection // protected positions by symbol (venue.PositionWatcher)
 	nextOrder   uint64
 	nextTrade   uint64
 }
 
 // New returns a paper venue for the instruments.
 func New(cfg Config, instruments []market.Instrument) *Venue {
-	v := &Venue{cfg: cfg, instruments: make(map[string]*market.Instrument), quotes: make(map[string]market.Quote), resting: make(map[string]*resting)}
+	v := &Venue{cfg: cfg, instruments: make(map[string]*market.Instrument), quotes: make(map[string]market.Quote), resting: make(map[string]*resting),
+		protect: make(map[string]venue.Protection)}
 	for i := range instruments {
 		inst := instruments[i]
 		v.instruments[inst.Symbol] = &inst
@@ -90,6 +92,13 @@ func (v *Venue) Send(cmd venue.Command, o *fsm.Order) ([]venue.Event, error) {
 		return []venue.Event{{Kind: venue.Canceled, ClientOrderID: o.ClientOrderID, Reason: "canceled"}}, nil
 	case venue.Query:
 		return nil, nil
+	case venue.Modify:
+		// The engine applies the amendment on Updated; the resting order is the engine's, so it
+		// works at the new values from the next quote on.
+		if _, ok := v.resting[o.ClientOrderID]; !ok || o.Pending == nil {
+			return []venue.Event{{Kind: venue.UpdateRejected, ClientOrderID: o.ClientOrderID, Reason: "order is not working at the paper venue"}}, nil
+		}
+		return []venue.Event{{Kind: venue.Updated, ClientOrderID: o.ClientOrderID, Reason: "modified"}}, nil
 	}
 	return nil, fmt.Errorf("paper: unknown command %v", cmd.Kind)
 }
@@ -187,14 +196,71 @@ func (v *Venue) slipped(inst *market.Instrument, o *fsm.Order, q market.Quote) d
 	return q.Bid.Sub(slip).Round(inst.Digits)
 }
 
-// OnQuote implements venue.QuoteDriven: it records the quote and works the resting orders.
+// AmendsQuantity implements venue.QuantityAmender: a paper order's quantity can change.
+func (v *Venue) AmendsQuantity() bool { return true }
+
+// WatchPosition implements venue.PositionWatcher: the engine's net position and its stops.
+func (v *Venue) WatchPosition(p venue.Protection) {
+	if p.Net.IsZero() || p.StopLoss.IsZero() && p.TakeProfit.IsZero() {
+		delete(v.protect, p.Symbol)
+		return
+	}
+	v.protect[p.Symbol] = p
+}
+
+// protective closes a protected position whose stop loss or take profit q touches: a long's at
+// the bid (stop loss: bid <= stop, filled at the bid less the slippage, as a stop order; take
+// profit: bid >= target, filled at the bid), a short's at the ask the other way round. The whole
+// position closes in one fill, reported as a ProtectiveFill named "sl:<trade id>" or "tp:<trade id>".
+func (v *Venue) protective(inst *market.Instrument, q market.Quote) []venue.Event {
+	p, ok := v.protect[q.Symbol]
+	if !ok || inst == nil {
+		return nil
+	}
+	long := p.Net.Sign() > 0
+	touch, side := q.Bid, fsm.Sell
+	if !long {
+		touch, side = q.Ask, fsm.Buy
+	}
+	var kind string
+	switch {
+	case p.StopLoss.Sign() > 0 && (long && !p.StopLoss.Less(touch) || !long && !touch.Less(p.StopLoss)):
+		kind = "sl"
+	case p.TakeProfit.Sign() > 0 && (long && !touch.Less(p.TakeProfit) || !long && !p.TakeProfit.Less(touch)):
+		kind = "tp"
+	default:
+		return nil
+	}
+	qty := p.Net.Abs()
+	px := touch
+	if kind == "sl" {
+		px = v.slipped(inst, &fsm.Order{Side: side, Quantity: qty, FilledQty: decimal.Zero}, q)
+	}
+	delete(v.protect, q.Symbol) // the engine's WatchPosition after the fill says what is left
+	v.nextTrade++
+	tid := v.cfg.IDPrefix + "T" + strconv.FormatUint(v.nextTrade, 10)
+	id := kind + ":" + tid
+	if len(id) > 31 {
+		id = kind + ":" + tid[len(tid)-(31-len(kind)-1):]
+	}
+	reason := "stop loss " + p.StopLoss.String() + " touched"
+	if kind == "tp" {
+		reason = "take profit " + p.TakeProfit.String() + " touched"
+	}
+	return []venue.Event{{Kind: venue.ProtectiveFill, ClientOrderID: id, VenueOrderID: v.cfg.IDPrefix + "O" + tid, Symbol: q.Symbol, Side: side,
+		Reason: reason, Fill: fsm.Fill{TradeID: tid, Quantity: qty, Price: px, Commission: v.cfg.CommissionPerLot.MulRound(qty, 2),
+			CommissionCcy: v.cfg.Currency, TimeUS: q.TimeUS, Liquidity: uint8(execv1.LiquiditySide_LIQUIDITY_SIDE_TAKER)}}}
+}
+
+// OnQuote implements venue.QuoteDriven: it records the quote, closes protected positions whose
+// stops it touches and works the resting orders.
 func (v *Venue) OnQuote(q market.Quote) []venue.Event {
 	v.quotes[q.Symbol] = q
-	if len(v.resting) == 0 || !q.Valid() {
+	if len(v.resting) == 0 && len(v.protect) == 0 || !q.Valid() {
 		return nil
 	}
 	inst := v.instruments[q.Symbol]
-	var evs []venue.Event
+	evs := v.protective(inst, q)
 	for id, r := range v.resting {
 		if r.o.Symbol != q.Symbol {
 			continue

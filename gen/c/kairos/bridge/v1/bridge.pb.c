@@ -42,6 +42,15 @@ PB_BIND(kairos_bridge_v1_WorkingOrder, kairos_bridge_v1_WorkingOrder, AUTO)
 PB_BIND(kairos_bridge_v1_PositionSnapshot, kairos_bridge_v1_PositionSnapshot, 4)
 
 
+PB_BIND(kairos_bridge_v1_TerminalCheck, kairos_bridge_v1_TerminalCheck, 2)
+
+
+PB_BIND(kairos_bridge_v1_HistoryRequest, kairos_bridge_v1_HistoryRequest, AUTO)
+
+
+PB_BIND(kairos_bridge_v1_HistoryData, kairos_bridge_v1_HistoryData, 4)
+
+
 PB_BIND(kairos_bridge_v1_Error, kairos_bridge_v1_Error, 2)
 
 

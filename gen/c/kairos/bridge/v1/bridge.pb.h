@@ -74,7 +74,12 @@ typedef enum _kairos_bridge_v1_CommandKind {
  resolve ambiguous results (10012 timeout, -11 disconnected) before deciding. */
     kairos_bridge_v1_CommandKind_COMMAND_KIND_QUERY_ORDER = 5,
     /* Send AccountSnapshot and PositionSnapshot now (reconciliation). */
-    kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT = 6
+    kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT = 6,
+    /* Set stop loss and take profit (zero removes) of the open positions of symbol that carry the
+ EA's magic (CTrade.PositionModify), or of position_ticket alone when it is set. The result's
+ retcode is the last PositionModify's (10009 done; 10016 invalid stops, 10025 no changes, ...);
+ with no such position it is 0 with BRIDGE_STATUS_SENT and the comment "no position". */
+    kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION = 7
 } kairos_bridge_v1_CommandKind;
 
 /* BridgeStatus is the bridge's own verdict on a command, beside the trade server's retcode. */
@@ -301,7 +306,10 @@ typedef struct _kairos_bridge_v1_OrderResult {
 typedef struct _kairos_bridge_v1_TradeTransaction {
     /* Kind of transaction. */
     kairos_bridge_v1_TransactionType type;
-    /* client_order_id the EA mapped this transaction to; empty when it is not a Kairos order. */
+    /* client_order_id the EA mapped this transaction to; empty when it is not a Kairos order. A deal
+ the trade server made because a stop loss, take profit or stop-out of a position carrying the
+ EA's magic triggered is reported as "sl:<position ticket>", "tp:<position ticket>" or
+ "so:<position ticket>" (the execution service books it as an order of its own). */
     char client_order_id[32];
     /* Order ticket (MqlTradeTransaction.order). */
     uint64_t order_ticket;
@@ -439,6 +447,76 @@ typedef struct _kairos_bridge_v1_PositionSnapshot {
     bool complete;
 } kairos_bridge_v1_PositionSnapshot;
 
+/* TerminalCheck is what the EA found when it checked its own set-up (kb_report_check, API 3): at
+ start-up and again whenever a result changes (the trader toggles Algo Trading, the broker
+ disables the account). Each false is a setting the trader must change; problems names them, one
+ line each, as the EA printed them in the Experts log. */
+typedef struct _kairos_bridge_v1_TerminalCheck {
+    /* DLL imports are allowed (TERMINAL_DLLS_ALLOWED and MQL_DLLS_ALLOWED). Always true when the
+ frame arrives (the bridge is a DLL), kept for the record. */
+    bool dlls_allowed;
+    /* The terminal's Algo Trading button is on (TERMINAL_TRADE_ALLOWED). */
+    bool terminal_trade_allowed;
+    /* "Allow Algo Trading" is ticked in the EA's settings (MQL_TRADE_ALLOWED). */
+    bool ea_trade_allowed;
+    /* The account may trade (ACCOUNT_TRADE_ALLOWED: false on an investor-password login). */
+    bool account_trade_allowed;
+    /* The broker lets expert advisors trade on the account (ACCOUNT_TRADE_EXPERT). */
+    bool account_expert_allowed;
+    /* Symbols the EA checked (selectable, trade mode, filling modes). */
+    uint32_t symbols_checked;
+    /* Symbols among them that cannot be traded: not selectable, trading disabled or close-only, or
+ no filling mode the EA can use. */
+    uint32_t symbols_failed;
+    /* One line per failed check, naming the setting to change; empty when everything passed. */
+    char problems[512];
+    /* True when the EA runs in the Strategy Tester (MQL_TESTER). */
+    bool tester;
+    /* When the check ran, milliseconds since the Unix epoch (UTC). */
+    int64_t time_msc;
+} kairos_bridge_v1_TerminalCheck;
+
+/* HistoryRequest asks the terminal for one chunk of history (CopyTicksRange or CopyRates). The EA
+ answers with HistoryData parts, the last one carrying the verdict. */
+typedef struct _kairos_bridge_v1_HistoryRequest {
+    /* Identifier of the chunk, unique per collector; every HistoryData part echoes it. */
+    uint64_t request_id;
+    /* Symbol as the terminal spells it. */
+    char symbol[32];
+    /* Ticks or bars. */
+    kairos_marketdata_v1_HistoryKind kind;
+    /* Bar period in seconds (60 for M1); bars only. */
+    uint32_t period_s;
+    /* Start of the chunk, milliseconds since the Unix epoch (UTC), inclusive. */
+    int64_t from_msc;
+    /* End of the chunk, milliseconds since the Unix epoch (UTC), exclusive. */
+    int64_t to_msc;
+} kairos_bridge_v1_HistoryRequest;
+
+/* HistoryData is one part of the terminal's answer to a HistoryRequest: rows (at most 256 ticks or
+ 64 bars, times in UTC), and on the last part the verdict. */
+typedef struct _kairos_bridge_v1_HistoryData {
+    /* request_id of the HistoryRequest. */
+    uint64_t request_id;
+    /* Part number within the chunk, from 0. */
+    uint32_t part;
+    /* MORE on every part but the last; the last says DONE, EMPTY, ERROR or PARTIAL. */
+    kairos_marketdata_v1_HistoryStatus status;
+    /* Ticks of this part (HISTORY_KIND_TICKS). */
+    bool has_ticks;
+    kairos_marketdata_v1_TickBatch ticks;
+    /* Bars of this part (HISTORY_KIND_BARS). */
+    pb_size_t bars_count;
+    kairos_marketdata_v1_Bar bars[64];
+    /* On the last part: the rows the bridge sent for the chunk over all parts, so the receiver can
+ tell a lost part from a short answer. */
+    uint64_t total;
+    /* On the last part: why (EMPTY, ERROR, PARTIAL), for a person. */
+    char message[256];
+    /* On the last part: the first time the terminal has history of the symbol (UTC ms; 0 unknown). */
+    int64_t first_available_msc;
+} kairos_bridge_v1_HistoryData;
+
 /* Error reports a problem with a frame or the session. The sender closes the connection after an
  error it considers fatal (unsupported version, protocol violation). */
 typedef struct _kairos_bridge_v1_Error {
@@ -487,6 +565,12 @@ typedef struct _kairos_bridge_v1_Frame {
         /* The server's first frame on every connection: a fresh nonce for the bridge-key proof in Hello
      (docs/adr/0015-bridge-authentication.md). The bridge sends Hello only after it. */
         kairos_bridge_v1_Challenge challenge;
+        /* The EA's start-up self-check (bridge to execution, API 3). */
+        kairos_bridge_v1_TerminalCheck terminal_check;
+        /* A chunk of history the collector asks the terminal for (collector to bridge, API 3). */
+        kairos_bridge_v1_HistoryRequest history_request;
+        /* One part of the terminal's answer to a HistoryRequest (bridge to collector, API 3). */
+        kairos_bridge_v1_HistoryData history_data;
     } body;
 } kairos_bridge_v1_Frame;
 
@@ -513,8 +597,8 @@ extern "C" {
 #define _kairos_bridge_v1_OrderType_ARRAYSIZE ((kairos_bridge_v1_OrderType)(kairos_bridge_v1_OrderType_ORDER_TYPE_STOP_LIMIT+1))
 
 #define _kairos_bridge_v1_CommandKind_MIN kairos_bridge_v1_CommandKind_COMMAND_KIND_UNSPECIFIED
-#define _kairos_bridge_v1_CommandKind_MAX kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT
-#define _kairos_bridge_v1_CommandKind_ARRAYSIZE ((kairos_bridge_v1_CommandKind)(kairos_bridge_v1_CommandKind_COMMAND_KIND_SNAPSHOT+1))
+#define _kairos_bridge_v1_CommandKind_MAX kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION
+#define _kairos_bridge_v1_CommandKind_ARRAYSIZE ((kairos_bridge_v1_CommandKind)(kairos_bridge_v1_CommandKind_COMMAND_KIND_MODIFY_POSITION+1))
 
 #define _kairos_bridge_v1_BridgeStatus_MIN kairos_bridge_v1_BridgeStatus_BRIDGE_STATUS_UNSPECIFIED
 #define _kairos_bridge_v1_BridgeStatus_MAX kairos_bridge_v1_BridgeStatus_BRIDGE_STATUS_QUERY_RESULT
@@ -551,6 +635,11 @@ extern "C" {
 #define kairos_bridge_v1_WorkingOrder_order_type_ENUMTYPE kairos_bridge_v1_OrderType
 
 
+
+#define kairos_bridge_v1_HistoryRequest_kind_ENUMTYPE kairos_marketdata_v1_HistoryKind
+
+#define kairos_bridge_v1_HistoryData_status_ENUMTYPE kairos_marketdata_v1_HistoryStatus
+
 #define kairos_bridge_v1_Error_code_ENUMTYPE kairos_bridge_v1_ErrorCode
 
 
@@ -567,6 +656,9 @@ extern "C" {
 #define kairos_bridge_v1_Position_init_default   {0, "", _kairos_bridge_v1_Side_MIN, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, 0, 0, ""}
 #define kairos_bridge_v1_WorkingOrder_init_default {0, "", _kairos_bridge_v1_Side_MIN, _kairos_bridge_v1_OrderType_MIN, false, kairos_types_v1_Decimal_init_default, false, kairos_types_v1_Decimal_init_default, "", 0}
 #define kairos_bridge_v1_PositionSnapshot_init_default {0, {kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default, kairos_bridge_v1_Position_init_default}, 0, {kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default, kairos_bridge_v1_WorkingOrder_init_default}, 0, 0}
+#define kairos_bridge_v1_TerminalCheck_init_default {0, 0, 0, 0, 0, 0, 0, "", 0, 0}
+#define kairos_bridge_v1_HistoryRequest_init_default {0, "", _kairos_marketdata_v1_HistoryKind_MIN, 0, 0, 0}
+#define kairos_bridge_v1_HistoryData_init_default {0, 0, _kairos_marketdata_v1_HistoryStatus_MIN, false, kairos_marketdata_v1_TickBatch_init_default, 0, {kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default}, 0, "", 0}
 #define kairos_bridge_v1_Error_init_default      {_kairos_bridge_v1_ErrorCode_MIN, "", 0}
 #define kairos_bridge_v1_Frame_init_zero         {0, 0, 0, 0, {kairos_bridge_v1_Hello_init_zero}}
 #define kairos_bridge_v1_Hello_init_zero         {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0, {0, {0}}, {0, {0}}}
@@ -580,6 +672,9 @@ extern "C" {
 #define kairos_bridge_v1_Position_init_zero      {0, "", _kairos_bridge_v1_Side_MIN, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, 0, 0, ""}
 #define kairos_bridge_v1_WorkingOrder_init_zero  {0, "", _kairos_bridge_v1_Side_MIN, _kairos_bridge_v1_OrderType_MIN, false, kairos_types_v1_Decimal_init_zero, false, kairos_types_v1_Decimal_init_zero, "", 0}
 #define kairos_bridge_v1_PositionSnapshot_init_zero {0, {kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero, kairos_bridge_v1_Position_init_zero}, 0, {kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero, kairos_bridge_v1_WorkingOrder_init_zero}, 0, 0}
+#define kairos_bridge_v1_TerminalCheck_init_zero {0, 0, 0, 0, 0, 0, 0, "", 0, 0}
+#define kairos_bridge_v1_HistoryRequest_init_zero {0, "", _kairos_marketdata_v1_HistoryKind_MIN, 0, 0, 0}
+#define kairos_bridge_v1_HistoryData_init_zero   {0, 0, _kairos_marketdata_v1_HistoryStatus_MIN, false, kairos_marketdata_v1_TickBatch_init_zero, 0, {kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero}, 0, "", 0}
 #define kairos_bridge_v1_Error_init_zero         {_kairos_bridge_v1_ErrorCode_MIN, "", 0}
 
 /* Field tags (for use in manual encoding/decoding) */
@@ -686,6 +781,30 @@ extern "C" {
 #define kairos_bridge_v1_PositionSnapshot_orders_tag 2
 #define kairos_bridge_v1_PositionSnapshot_time_msc_tag 3
 #define kairos_bridge_v1_PositionSnapshot_complete_tag 4
+#define kairos_bridge_v1_TerminalCheck_dlls_allowed_tag 1
+#define kairos_bridge_v1_TerminalCheck_terminal_trade_allowed_tag 2
+#define kairos_bridge_v1_TerminalCheck_ea_trade_allowed_tag 3
+#define kairos_bridge_v1_TerminalCheck_account_trade_allowed_tag 4
+#define kairos_bridge_v1_TerminalCheck_account_expert_allowed_tag 5
+#define kairos_bridge_v1_TerminalCheck_symbols_checked_tag 6
+#define kairos_bridge_v1_TerminalCheck_symbols_failed_tag 7
+#define kairos_bridge_v1_TerminalCheck_problems_tag 8
+#define kairos_bridge_v1_TerminalCheck_tester_tag 9
+#define kairos_bridge_v1_TerminalCheck_time_msc_tag 10
+#define kairos_bridge_v1_HistoryRequest_request_id_tag 1
+#define kairos_bridge_v1_HistoryRequest_symbol_tag 2
+#define kairos_bridge_v1_HistoryRequest_kind_tag 3
+#define kairos_bridge_v1_HistoryRequest_period_s_tag 4
+#define kairos_bridge_v1_HistoryRequest_from_msc_tag 5
+#define kairos_bridge_v1_HistoryRequest_to_msc_tag 6
+#define kairos_bridge_v1_HistoryData_request_id_tag 1
+#define kairos_bridge_v1_HistoryData_part_tag    2
+#define kairos_bridge_v1_HistoryData_status_tag  3
+#define kairos_bridge_v1_HistoryData_ticks_tag   4
+#define kairos_bridge_v1_HistoryData_bars_tag    5
+#define kairos_bridge_v1_HistoryData_total_tag   6
+#define kairos_bridge_v1_HistoryData_message_tag 7
+#define kairos_bridge_v1_HistoryData_first_available_msc_tag 8
 #define kairos_bridge_v1_Error_code_tag          1
 #define kairos_bridge_v1_Error_message_tag       2
 #define kairos_bridge_v1_Error_frame_sequence_tag 3
@@ -704,6 +823,9 @@ extern "C" {
 #define kairos_bridge_v1_Frame_positions_tag     19
 #define kairos_bridge_v1_Frame_error_tag         20
 #define kairos_bridge_v1_Frame_challenge_tag     21
+#define kairos_bridge_v1_Frame_terminal_check_tag 22
+#define kairos_bridge_v1_Frame_history_request_tag 23
+#define kairos_bridge_v1_Frame_history_data_tag  24
 
 /* Struct field encoding specification for nanopb */
 #define kairos_bridge_v1_Frame_FIELDLIST(X, a) \
@@ -721,7 +843,10 @@ X(a, STATIC,   ONEOF,    MESSAGE,  (body,trade_transaction,body.trade_transactio
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,account,body.account),  18) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,positions,body.positions),  19) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,error,body.error),  20) \
-X(a, STATIC,   ONEOF,    MESSAGE,  (body,challenge,body.challenge),  21)
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,challenge,body.challenge),  21) \
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,terminal_check,body.terminal_check),  22) \
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,history_request,body.history_request),  23) \
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,history_data,body.history_data),  24)
 #define kairos_bridge_v1_Frame_CALLBACK NULL
 #define kairos_bridge_v1_Frame_DEFAULT NULL
 #define kairos_bridge_v1_Frame_body_hello_MSGTYPE kairos_bridge_v1_Hello
@@ -736,6 +861,9 @@ X(a, STATIC,   ONEOF,    MESSAGE,  (body,challenge,body.challenge),  21)
 #define kairos_bridge_v1_Frame_body_positions_MSGTYPE kairos_bridge_v1_PositionSnapshot
 #define kairos_bridge_v1_Frame_body_error_MSGTYPE kairos_bridge_v1_Error
 #define kairos_bridge_v1_Frame_body_challenge_MSGTYPE kairos_bridge_v1_Challenge
+#define kairos_bridge_v1_Frame_body_terminal_check_MSGTYPE kairos_bridge_v1_TerminalCheck
+#define kairos_bridge_v1_Frame_body_history_request_MSGTYPE kairos_bridge_v1_HistoryRequest
+#define kairos_bridge_v1_Frame_body_history_data_MSGTYPE kairos_bridge_v1_HistoryData
 
 #define kairos_bridge_v1_Hello_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, UINT32,   api_version,       1) \
@@ -913,6 +1041,44 @@ X(a, STATIC,   SINGULAR, BOOL,     complete,          4)
 #define kairos_bridge_v1_PositionSnapshot_positions_MSGTYPE kairos_bridge_v1_Position
 #define kairos_bridge_v1_PositionSnapshot_orders_MSGTYPE kairos_bridge_v1_WorkingOrder
 
+#define kairos_bridge_v1_TerminalCheck_FIELDLIST(X, a) \
+X(a, STATIC,   SINGULAR, BOOL,     dlls_allowed,      1) \
+X(a, STATIC,   SINGULAR, BOOL,     terminal_trade_allowed,   2) \
+X(a, STATIC,   SINGULAR, BOOL,     ea_trade_allowed,   3) \
+X(a, STATIC,   SINGULAR, BOOL,     account_trade_allowed,   4) \
+X(a, STATIC,   SINGULAR, BOOL,     account_expert_allowed,   5) \
+X(a, STATIC,   SINGULAR, UINT32,   symbols_checked,   6) \
+X(a, STATIC,   SINGULAR, UINT32,   symbols_failed,    7) \
+X(a, STATIC,   SINGULAR, STRING,   problems,          8) \
+X(a, STATIC,   SINGULAR, BOOL,     tester,            9) \
+X(a, STATIC,   SINGULAR, INT64,    time_msc,         10)
+#define kairos_bridge_v1_TerminalCheck_CALLBACK NULL
+#define kairos_bridge_v1_TerminalCheck_DEFAULT NULL
+
+#define kairos_bridge_v1_HistoryRequest_FIELDLIST(X, a) \
+X(a, STATIC,   SINGULAR, UINT64,   request_id,        1) \
+X(a, STATIC,   SINGULAR, STRING,   symbol,            2) \
+X(a, STATIC,   SINGULAR, UENUM,    kind,              3) \
+X(a, STATIC,   SINGULAR, UINT32,   period_s,          4) \
+X(a, STATIC,   SINGULAR, INT64,    from_msc,          5) \
+X(a, STATIC,   SINGULAR, INT64,    to_msc,            6)
+#define kairos_bridge_v1_HistoryRequest_CALLBACK NULL
+#define kairos_bridge_v1_HistoryRequest_DEFAULT NULL
+
+#define kairos_bridge_v1_HistoryData_FIELDLIST(X, a) \
+X(a, STATIC,   SINGULAR, UINT64,   request_id,        1) \
+X(a, STATIC,   SINGULAR, UINT32,   part,              2) \
+X(a, STATIC,   SINGULAR, UENUM,    status,            3) \
+X(a, STATIC,   OPTIONAL, MESSAGE,  ticks,             4) \
+X(a, STATIC,   REPEATED, MESSAGE,  bars,              5) \
+X(a, STATIC,   SINGULAR, UINT64,   total,             6) \
+X(a, STATIC,   SINGULAR, STRING,   message,           7) \
+X(a, STATIC,   SINGULAR, INT64,    first_available_msc,   8)
+#define kairos_bridge_v1_HistoryData_CALLBACK NULL
+#define kairos_bridge_v1_HistoryData_DEFAULT NULL
+#define kairos_bridge_v1_HistoryData_ticks_MSGTYPE kairos_marketdata_v1_TickBatch
+#define kairos_bridge_v1_HistoryData_bars_MSGTYPE kairos_marketdata_v1_Bar
+
 #define kairos_bridge_v1_Error_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, UENUM,    code,              1) \
 X(a, STATIC,   SINGULAR, STRING,   message,           2) \
@@ -932,6 +1098,9 @@ extern const pb_msgdesc_t kairos_bridge_v1_AccountSnapshot_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_Position_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_WorkingOrder_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_PositionSnapshot_msg;
+extern const pb_msgdesc_t kairos_bridge_v1_TerminalCheck_msg;
+extern const pb_msgdesc_t kairos_bridge_v1_HistoryRequest_msg;
+extern const pb_msgdesc_t kairos_bridge_v1_HistoryData_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 
 /* Defines for backwards compatibility with code written before nanopb-0.4.0 */
@@ -947,19 +1116,25 @@ extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 #define kairos_bridge_v1_Position_fields &kairos_bridge_v1_Position_msg
 #define kairos_bridge_v1_WorkingOrder_fields &kairos_bridge_v1_WorkingOrder_msg
 #define kairos_bridge_v1_PositionSnapshot_fields &kairos_bridge_v1_PositionSnapshot_msg
+#define kairos_bridge_v1_TerminalCheck_fields &kairos_bridge_v1_TerminalCheck_msg
+#define kairos_bridge_v1_HistoryRequest_fields &kairos_bridge_v1_HistoryRequest_msg
+#define kairos_bridge_v1_HistoryData_fields &kairos_bridge_v1_HistoryData_msg
 #define kairos_bridge_v1_Error_fields &kairos_bridge_v1_Error_msg
 
 /* Maximum encoded size of messages (where known) */
 #define kairos_bridge_v1_AccountSnapshot_size    142
 #define kairos_bridge_v1_Challenge_size          36
 #define kairos_bridge_v1_Error_size              271
-#define kairos_bridge_v1_Frame_size              22515
+#define kairos_bridge_v1_Frame_size              24950
 #define kairos_bridge_v1_Heartbeat_size          22
 #define kairos_bridge_v1_Hello_size              395
+#define kairos_bridge_v1_HistoryData_size        24912
+#define kairos_bridge_v1_HistoryRequest_size     74
 #define kairos_bridge_v1_OrderCommand_size       229
 #define kairos_bridge_v1_OrderResult_size        248
 #define kairos_bridge_v1_PositionSnapshot_size   22477
 #define kairos_bridge_v1_Position_size           215
+#define kairos_bridge_v1_TerminalCheck_size      549
 #define kairos_bridge_v1_TradeTransaction_size   243
 #define kairos_bridge_v1_Welcome_size            116
 #define kairos_bridge_v1_WorkingOrder_size       130

@@ -23,6 +23,8 @@ PB_BIND(kairos_marketdata_v1_SymbolInfo, kairos_marketdata_v1_SymbolInfo, AUTO)
 
 
 
+
+
 #ifndef PB_CONVERT_DOUBLE_FLOAT
 /* On some platforms (such as AVR), double is really float.
  * To be able to encode/decode double on these platforms, you need.

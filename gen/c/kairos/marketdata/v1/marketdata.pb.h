@@ -10,6 +10,33 @@
 #endif
 
 /* Enum definitions */
+/* HistoryKind says what a history request asks the terminal for. */
+typedef enum _kairos_marketdata_v1_HistoryKind {
+    /* Not set; refused. */
+    kairos_marketdata_v1_HistoryKind_HISTORY_KIND_UNSPECIFIED = 0,
+    /* Every tick (CopyTicksRange, COPY_TICKS_ALL). */
+    kairos_marketdata_v1_HistoryKind_HISTORY_KIND_TICKS = 1,
+    /* Bars of a period (CopyRates). */
+    kairos_marketdata_v1_HistoryKind_HISTORY_KIND_BARS = 2
+} kairos_marketdata_v1_HistoryKind;
+
+/* HistoryStatus is the terminal's verdict on one part of a history chunk. */
+typedef enum _kairos_marketdata_v1_HistoryStatus {
+    /* Not set. */
+    kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_UNSPECIFIED = 0,
+    /* Rows of the chunk; more parts follow. */
+    kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_MORE = 1,
+    /* The last part: the chunk is complete (total rows in the part's total). */
+    kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_DONE = 2,
+    /* The last part: the terminal has no rows in the chunk (message says what it checked). */
+    kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_EMPTY = 3,
+    /* The last part: the terminal could not copy the chunk (message: the MQL5 error). */
+    kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_ERROR = 4,
+    /* The last part: the terminal's history starts after the chunk's start (first_available_msc), so
+ the rows sent do not cover it. */
+    kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_PARTIAL = 5
+} kairos_marketdata_v1_HistoryStatus;
+
 /* TickRejectReason says why a tick was refused; every refused tick is counted under one reason and
  never reaches downstream consumers. */
 typedef enum _kairos_marketdata_v1_TickRejectReason {
@@ -157,6 +184,14 @@ extern "C" {
 #endif
 
 /* Helper constants for enums */
+#define _kairos_marketdata_v1_HistoryKind_MIN kairos_marketdata_v1_HistoryKind_HISTORY_KIND_UNSPECIFIED
+#define _kairos_marketdata_v1_HistoryKind_MAX kairos_marketdata_v1_HistoryKind_HISTORY_KIND_BARS
+#define _kairos_marketdata_v1_HistoryKind_ARRAYSIZE ((kairos_marketdata_v1_HistoryKind)(kairos_marketdata_v1_HistoryKind_HISTORY_KIND_BARS+1))
+
+#define _kairos_marketdata_v1_HistoryStatus_MIN kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_UNSPECIFIED
+#define _kairos_marketdata_v1_HistoryStatus_MAX kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_PARTIAL
+#define _kairos_marketdata_v1_HistoryStatus_ARRAYSIZE ((kairos_marketdata_v1_HistoryStatus)(kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_PARTIAL+1))
+
 #define _kairos_marketdata_v1_TickRejectReason_MIN kairos_marketdata_v1_TickRejectReason_TICK_REJECT_REASON_UNSPECIFIED
 #define _kairos_marketdata_v1_TickRejectReason_MAX kairos_marketdata_v1_TickRejectReason_TICK_REJECT_REASON_MALFORMED_BATCH
 #define _kairos_marketdata_v1_TickRejectReason_ARRAYSIZE ((kairos_marketdata_v1_TickRejectReason)(kairos_marketdata_v1_TickRejectReason_TICK_REJECT_REASON_MALFORMED_BATCH+1))

@@ -283,6 +283,11 @@ const (
 	CommandKind_COMMAND_KIND_QUERY_ORDER CommandKind = 5
 	// Send AccountSnapshot and PositionSnapshot now (reconciliation).
 	CommandKind_COMMAND_KIND_SNAPSHOT CommandKind = 6
+	// Set stop loss and take profit (zero removes) of the open positions of symbol that carry the
+	// EA's magic (CTrade.PositionModify), or of position_ticket alone when it is set. The result's
+	// retcode is the last PositionModify's (10009 done; 10016 invalid stops, 10025 no changes, ...);
+	// with no such position it is 0 with BRIDGE_STATUS_SENT and the comment "no position".
+	CommandKind_COMMAND_KIND_MODIFY_POSITION CommandKind = 7
 )
 
 // Enum value maps for CommandKind.
@@ -295,15 +300,17 @@ var (
 		4: "COMMAND_KIND_CLOSE_POSITION",
 		5: "COMMAND_KIND_QUERY_ORDER",
 		6: "COMMAND_KIND_SNAPSHOT",
+		7: "COMMAND_KIND_MODIFY_POSITION",
 	}
 	CommandKind_value = map[string]int32{
-		"COMMAND_KIND_UNSPECIFIED":    0,
-		"COMMAND_KIND_PLACE":          1,
-		"COMMAND_KIND_CANCEL":         2,
-		"COMMAND_KIND_MODIFY":         3,
-		"COMMAND_KIND_CLOSE_POSITION": 4,
-		"COMMAND_KIND_QUERY_ORDER":    5,
-		"COMMAND_KIND_SNAPSHOT":       6,
+		"COMMAND_KIND_UNSPECIFIED":     0,
+		"COMMAND_KIND_PLACE":           1,
+		"COMMAND_KIND_CANCEL":          2,
+		"COMMAND_KIND_MODIFY":          3,
+		"COMMAND_KIND_CLOSE_POSITION":  4,
+		"COMMAND_KIND_QUERY_ORDER":     5,
+		"COMMAND_KIND_SNAPSHOT":        6,
+		"COMMAND_KIND_MODIFY_POSITION": 7,
 	}
 )
 
@@ -588,6 +595,9 @@ type Frame struct {
 	//	*Frame_Positions
 	//	*Frame_Error
 	//	*Frame_Challenge
+	//	*Frame_TerminalCheck
+	//	*Frame_HistoryRequest
+	//	*Frame_HistoryData
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -759,6 +769,33 @@ func (x *Frame) GetChallenge() *Challenge {
 	return nil
 }
 
+func (x *Frame) GetTerminalCheck() *TerminalCheck {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TerminalCheck); ok {
+			return x.TerminalCheck
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetHistoryRequest() *HistoryRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_HistoryRequest); ok {
+			return x.HistoryRequest
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetHistoryData() *HistoryData {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_HistoryData); ok {
+			return x.HistoryData
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -824,6 +861,21 @@ type Frame_Challenge struct {
 	Challenge *Challenge `protobuf:"bytes,21,opt,name=challenge,proto3,oneof"`
 }
 
+type Frame_TerminalCheck struct {
+	// The EA's start-up self-check (bridge to execution, API 3).
+	TerminalCheck *TerminalCheck `protobuf:"bytes,22,opt,name=terminal_check,json=terminalCheck,proto3,oneof"`
+}
+
+type Frame_HistoryRequest struct {
+	// A chunk of history the collector asks the terminal for (collector to bridge, API 3).
+	HistoryRequest *HistoryRequest `protobuf:"bytes,23,opt,name=history_request,json=historyRequest,proto3,oneof"`
+}
+
+type Frame_HistoryData struct {
+	// One part of the terminal's answer to a HistoryRequest (bridge to collector, API 3).
+	HistoryData *HistoryData `protobuf:"bytes,24,opt,name=history_data,json=historyData,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -847,6 +899,12 @@ func (*Frame_Positions) isFrame_Body() {}
 func (*Frame_Error) isFrame_Body() {}
 
 func (*Frame_Challenge) isFrame_Body() {}
+
+func (*Frame_TerminalCheck) isFrame_Body() {}
+
+func (*Frame_HistoryRequest) isFrame_Body() {}
+
+func (*Frame_HistoryData) isFrame_Body() {}
 
 // Hello identifies a bridge session; it is the first frame on every connection.
 type Hello struct {
@@ -1564,7 +1622,10 @@ type TradeTransaction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Kind of transaction.
 	Type TransactionType `protobuf:"varint,1,opt,name=type,proto3,enum=kairos.bridge.v1.TransactionType" json:"type,omitempty"`
-	// client_order_id the EA mapped this transaction to; empty when it is not a Kairos order.
+	// client_order_id the EA mapped this transaction to; empty when it is not a Kairos order. A deal
+	// the trade server made because a stop loss, take profit or stop-out of a position carrying the
+	// EA's magic triggered is reported as "sl:<position ticket>", "tp:<position ticket>" or
+	// "so:<position ticket>" (the execution service books it as an order of its own).
 	ClientOrderId string `protobuf:"bytes,2,opt,name=client_order_id,json=clientOrderId,proto3" json:"client_order_id,omitempty"`
 	// Order ticket (MqlTradeTransaction.order).
 	OrderTicket uint64 `protobuf:"varint,3,opt,name=order_ticket,json=orderTicket,proto3" json:"order_ticket,omitempty"`
@@ -2196,6 +2257,341 @@ func (x *PositionSnapshot) GetComplete() bool {
 	return false
 }
 
+// TerminalCheck is what the EA found when it checked its own set-up (kb_report_check, API 3): at
+// start-up and again whenever a result changes (the trader toggles Algo Trading, the broker
+// disables the account). Each false is a setting the trader must change; problems names them, one
+// line each, as the EA printed them in the Experts log.
+type TerminalCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DLL imports are allowed (TERMINAL_DLLS_ALLOWED and MQL_DLLS_ALLOWED). Always true when the
+	// frame arrives (the bridge is a DLL), kept for the record.
+	DllsAllowed bool `protobuf:"varint,1,opt,name=dlls_allowed,json=dllsAllowed,proto3" json:"dlls_allowed,omitempty"`
+	// The terminal's Algo Trading button is on (TERMINAL_TRADE_ALLOWED).
+	TerminalTradeAllowed bool `protobuf:"varint,2,opt,name=terminal_trade_allowed,json=terminalTradeAllowed,proto3" json:"terminal_trade_allowed,omitempty"`
+	// "Allow Algo Trading" is ticked in the EA's settings (MQL_TRADE_ALLOWED).
+	EaTradeAllowed bool `protobuf:"varint,3,opt,name=ea_trade_allowed,json=eaTradeAllowed,proto3" json:"ea_trade_allowed,omitempty"`
+	// The account may trade (ACCOUNT_TRADE_ALLOWED: false on an investor-password login).
+	AccountTradeAllowed bool `protobuf:"varint,4,opt,name=account_trade_allowed,json=accountTradeAllowed,proto3" json:"account_trade_allowed,omitempty"`
+	// The broker lets expert advisors trade on the account (ACCOUNT_TRADE_EXPERT).
+	AccountExpertAllowed bool `protobuf:"varint,5,opt,name=account_expert_allowed,json=accountExpertAllowed,proto3" json:"account_expert_allowed,omitempty"`
+	// Symbols the EA checked (selectable, trade mode, filling modes).
+	SymbolsChecked uint32 `protobuf:"varint,6,opt,name=symbols_checked,json=symbolsChecked,proto3" json:"symbols_checked,omitempty"`
+	// Symbols among them that cannot be traded: not selectable, trading disabled or close-only, or
+	// no filling mode the EA can use.
+	SymbolsFailed uint32 `protobuf:"varint,7,opt,name=symbols_failed,json=symbolsFailed,proto3" json:"symbols_failed,omitempty"`
+	// One line per failed check, naming the setting to change; empty when everything passed.
+	Problems string `protobuf:"bytes,8,opt,name=problems,proto3" json:"problems,omitempty"`
+	// True when the EA runs in the Strategy Tester (MQL_TESTER).
+	Tester bool `protobuf:"varint,9,opt,name=tester,proto3" json:"tester,omitempty"`
+	// When the check ran, milliseconds since the Unix epoch (UTC).
+	TimeMsc       int64 `protobuf:"varint,10,opt,name=time_msc,json=timeMsc,proto3" json:"time_msc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalCheck) Reset() {
+	*x = TerminalCheck{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalCheck) ProtoMessage() {}
+
+func (x *TerminalCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalCheck.ProtoReflect.Descriptor instead.
+func (*TerminalCheck) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TerminalCheck) GetDllsAllowed() bool {
+	if x != nil {
+		return x.DllsAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetTerminalTradeAllowed() bool {
+	if x != nil {
+		return x.TerminalTradeAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetEaTradeAllowed() bool {
+	if x != nil {
+		return x.EaTradeAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetAccountTradeAllowed() bool {
+	if x != nil {
+		return x.AccountTradeAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetAccountExpertAllowed() bool {
+	if x != nil {
+		return x.AccountExpertAllowed
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetSymbolsChecked() uint32 {
+	if x != nil {
+		return x.SymbolsChecked
+	}
+	return 0
+}
+
+func (x *TerminalCheck) GetSymbolsFailed() uint32 {
+	if x != nil {
+		return x.SymbolsFailed
+	}
+	return 0
+}
+
+func (x *TerminalCheck) GetProblems() string {
+	if x != nil {
+		return x.Problems
+	}
+	return ""
+}
+
+func (x *TerminalCheck) GetTester() bool {
+	if x != nil {
+		return x.Tester
+	}
+	return false
+}
+
+func (x *TerminalCheck) GetTimeMsc() int64 {
+	if x != nil {
+		return x.TimeMsc
+	}
+	return 0
+}
+
+// HistoryRequest asks the terminal for one chunk of history (CopyTicksRange or CopyRates). The EA
+// answers with HistoryData parts, the last one carrying the verdict.
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier of the chunk, unique per collector; every HistoryData part echoes it.
+	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Symbol as the terminal spells it.
+	Symbol string `protobuf:"bytes,2,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// Ticks or bars.
+	Kind v1.HistoryKind `protobuf:"varint,3,opt,name=kind,proto3,enum=kairos.marketdata.v1.HistoryKind" json:"kind,omitempty"`
+	// Bar period in seconds (60 for M1); bars only.
+	PeriodS uint32 `protobuf:"varint,4,opt,name=period_s,json=periodS,proto3" json:"period_s,omitempty"`
+	// Start of the chunk, milliseconds since the Unix epoch (UTC), inclusive.
+	FromMsc int64 `protobuf:"varint,5,opt,name=from_msc,json=fromMsc,proto3" json:"from_msc,omitempty"`
+	// End of the chunk, milliseconds since the Unix epoch (UTC), exclusive.
+	ToMsc         int64 `protobuf:"varint,6,opt,name=to_msc,json=toMsc,proto3" json:"to_msc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HistoryRequest) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetKind() v1.HistoryKind {
+	if x != nil {
+		return x.Kind
+	}
+	return v1.HistoryKind(0)
+}
+
+func (x *HistoryRequest) GetPeriodS() uint32 {
+	if x != nil {
+		return x.PeriodS
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetFromMsc() int64 {
+	if x != nil {
+		return x.FromMsc
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetToMsc() int64 {
+	if x != nil {
+		return x.ToMsc
+	}
+	return 0
+}
+
+// HistoryData is one part of the terminal's answer to a HistoryRequest: rows (at most 256 ticks or
+// 64 bars, times in UTC), and on the last part the verdict.
+type HistoryData struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id of the HistoryRequest.
+	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Part number within the chunk, from 0.
+	Part uint32 `protobuf:"varint,2,opt,name=part,proto3" json:"part,omitempty"`
+	// MORE on every part but the last; the last says DONE, EMPTY, ERROR or PARTIAL.
+	Status v1.HistoryStatus `protobuf:"varint,3,opt,name=status,proto3,enum=kairos.marketdata.v1.HistoryStatus" json:"status,omitempty"`
+	// Ticks of this part (HISTORY_KIND_TICKS).
+	Ticks *v1.TickBatch `protobuf:"bytes,4,opt,name=ticks,proto3" json:"ticks,omitempty"`
+	// Bars of this part (HISTORY_KIND_BARS).
+	Bars []*v1.Bar `protobuf:"bytes,5,rep,name=bars,proto3" json:"bars,omitempty"`
+	// On the last part: the rows the bridge sent for the chunk over all parts, so the receiver can
+	// tell a lost part from a short answer.
+	Total uint64 `protobuf:"varint,6,opt,name=total,proto3" json:"total,omitempty"`
+	// On the last part: why (EMPTY, ERROR, PARTIAL), for a person.
+	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	// On the last part: the first time the terminal has history of the symbol (UTC ms; 0 unknown).
+	FirstAvailableMsc int64 `protobuf:"varint,8,opt,name=first_available_msc,json=firstAvailableMsc,proto3" json:"first_available_msc,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *HistoryData) Reset() {
+	*x = HistoryData{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryData) ProtoMessage() {}
+
+func (x *HistoryData) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryData.ProtoReflect.Descriptor instead.
+func (*HistoryData) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HistoryData) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *HistoryData) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *HistoryData) GetStatus() v1.HistoryStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v1.HistoryStatus(0)
+}
+
+func (x *HistoryData) GetTicks() *v1.TickBatch {
+	if x != nil {
+		return x.Ticks
+	}
+	return nil
+}
+
+func (x *HistoryData) GetBars() []*v1.Bar {
+	if x != nil {
+		return x.Bars
+	}
+	return nil
+}
+
+func (x *HistoryData) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *HistoryData) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HistoryData) GetFirstAvailableMsc() int64 {
+	if x != nil {
+		return x.FirstAvailableMsc
+	}
+	return 0
+}
+
 // Error reports a problem with a frame or the session. The sender closes the connection after an
 // error it considers fatal (unsupported version, protocol violation).
 type Error struct {
@@ -2212,7 +2608,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2620,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[12]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2633,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{12}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2265,7 +2661,7 @@ var File_kairos_bridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xd1\x06\n" +
+	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xac\b\n" +
 	"\x05Frame\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\x04R\x03ack\x12 \n" +
@@ -2284,7 +2680,10 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\aaccount\x18\x12 \x01(\v2!.kairos.bridge.v1.AccountSnapshotH\x00R\aaccount\x12B\n" +
 	"\tpositions\x18\x13 \x01(\v2\".kairos.bridge.v1.PositionSnapshotH\x00R\tpositions\x12/\n" +
 	"\x05error\x18\x14 \x01(\v2\x17.kairos.bridge.v1.ErrorH\x00R\x05error\x12;\n" +
-	"\tchallenge\x18\x15 \x01(\v2\x1b.kairos.bridge.v1.ChallengeH\x00R\tchallengeB\x06\n" +
+	"\tchallenge\x18\x15 \x01(\v2\x1b.kairos.bridge.v1.ChallengeH\x00R\tchallenge\x12H\n" +
+	"\x0eterminal_check\x18\x16 \x01(\v2\x1f.kairos.bridge.v1.TerminalCheckH\x00R\rterminalCheck\x12K\n" +
+	"\x0fhistory_request\x18\x17 \x01(\v2 .kairos.bridge.v1.HistoryRequestH\x00R\x0ehistoryRequest\x12B\n" +
+	"\fhistory_data\x18\x18 \x01(\v2\x1d.kairos.bridge.v1.HistoryDataH\x00R\vhistoryDataB\x06\n" +
 	"\x04body\"\xa2\x04\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\rR\n" +
@@ -2424,7 +2823,37 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\tpositions\x18\x01 \x03(\v2\x1a.kairos.bridge.v1.PositionR\tpositions\x126\n" +
 	"\x06orders\x18\x02 \x03(\v2\x1e.kairos.bridge.v1.WorkingOrderR\x06orders\x12\x19\n" +
 	"\btime_msc\x18\x03 \x01(\x03R\atimeMsc\x12\x1a\n" +
-	"\bcomplete\x18\x04 \x01(\bR\bcomplete\"y\n" +
+	"\bcomplete\x18\x04 \x01(\bR\bcomplete\"\x9b\x03\n" +
+	"\rTerminalCheck\x12!\n" +
+	"\fdlls_allowed\x18\x01 \x01(\bR\vdllsAllowed\x124\n" +
+	"\x16terminal_trade_allowed\x18\x02 \x01(\bR\x14terminalTradeAllowed\x12(\n" +
+	"\x10ea_trade_allowed\x18\x03 \x01(\bR\x0eeaTradeAllowed\x122\n" +
+	"\x15account_trade_allowed\x18\x04 \x01(\bR\x13accountTradeAllowed\x124\n" +
+	"\x16account_expert_allowed\x18\x05 \x01(\bR\x14accountExpertAllowed\x12'\n" +
+	"\x0fsymbols_checked\x18\x06 \x01(\rR\x0esymbolsChecked\x12%\n" +
+	"\x0esymbols_failed\x18\a \x01(\rR\rsymbolsFailed\x12\x1a\n" +
+	"\bproblems\x18\b \x01(\tR\bproblems\x12\x16\n" +
+	"\x06tester\x18\t \x01(\bR\x06tester\x12\x19\n" +
+	"\btime_msc\x18\n" +
+	" \x01(\x03R\atimeMsc\"\xcb\x01\n" +
+	"\x0eHistoryRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x16\n" +
+	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x125\n" +
+	"\x04kind\x18\x03 \x01(\x0e2!.kairos.marketdata.v1.HistoryKindR\x04kind\x12\x19\n" +
+	"\bperiod_s\x18\x04 \x01(\rR\aperiodS\x12\x19\n" +
+	"\bfrom_msc\x18\x05 \x01(\x03R\afromMsc\x12\x15\n" +
+	"\x06to_msc\x18\x06 \x01(\x03R\x05toMsc\"\xc3\x02\n" +
+	"\vHistoryData\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +
+	"\x04part\x18\x02 \x01(\rR\x04part\x12;\n" +
+	"\x06status\x18\x03 \x01(\x0e2#.kairos.marketdata.v1.HistoryStatusR\x06status\x125\n" +
+	"\x05ticks\x18\x04 \x01(\v2\x1f.kairos.marketdata.v1.TickBatchR\x05ticks\x12-\n" +
+	"\x04bars\x18\x05 \x03(\v2\x19.kairos.marketdata.v1.BarR\x04bars\x12\x14\n" +
+	"\x05total\x18\x06 \x01(\x04R\x05total\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12.\n" +
+	"\x13first_available_msc\x18\b \x01(\x03R\x11firstAvailableMsc\"y\n" +
 	"\x05Error\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.kairos.bridge.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
@@ -2447,7 +2876,7 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x11ORDER_TYPE_MARKET\x10\x01\x12\x14\n" +
 	"\x10ORDER_TYPE_LIMIT\x10\x02\x12\x13\n" +
 	"\x0fORDER_TYPE_STOP\x10\x03\x12\x19\n" +
-	"\x15ORDER_TYPE_STOP_LIMIT\x10\x04*\xcf\x01\n" +
+	"\x15ORDER_TYPE_STOP_LIMIT\x10\x04*\xf1\x01\n" +
 	"\vCommandKind\x12\x1c\n" +
 	"\x18COMMAND_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12COMMAND_KIND_PLACE\x10\x01\x12\x17\n" +
@@ -2455,7 +2884,8 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x13COMMAND_KIND_MODIFY\x10\x03\x12\x1f\n" +
 	"\x1bCOMMAND_KIND_CLOSE_POSITION\x10\x04\x12\x1c\n" +
 	"\x18COMMAND_KIND_QUERY_ORDER\x10\x05\x12\x19\n" +
-	"\x15COMMAND_KIND_SNAPSHOT\x10\x06*\xdc\x01\n" +
+	"\x15COMMAND_KIND_SNAPSHOT\x10\x06\x12 \n" +
+	"\x1cCOMMAND_KIND_MODIFY_POSITION\x10\a*\xdc\x01\n" +
 	"\fBridgeStatus\x12\x1d\n" +
 	"\x19BRIDGE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12BRIDGE_STATUS_SENT\x10\x01\x12\x19\n" +
@@ -2501,7 +2931,7 @@ func file_kairos_bridge_v1_bridge_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_bridge_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(Channel)(0),             // 0: kairos.bridge.v1.Channel
 	(TradeMode)(0),           // 1: kairos.bridge.v1.TradeMode
@@ -2523,70 +2953,83 @@ var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(*Position)(nil),         // 17: kairos.bridge.v1.Position
 	(*WorkingOrder)(nil),     // 18: kairos.bridge.v1.WorkingOrder
 	(*PositionSnapshot)(nil), // 19: kairos.bridge.v1.PositionSnapshot
-	(*Error)(nil),            // 20: kairos.bridge.v1.Error
-	(*v1.SymbolInfo)(nil),    // 21: kairos.marketdata.v1.SymbolInfo
-	(*v1.TickBatch)(nil),     // 22: kairos.marketdata.v1.TickBatch
-	(*v11.Decimal)(nil),      // 23: kairos.types.v1.Decimal
+	(*TerminalCheck)(nil),    // 20: kairos.bridge.v1.TerminalCheck
+	(*HistoryRequest)(nil),   // 21: kairos.bridge.v1.HistoryRequest
+	(*HistoryData)(nil),      // 22: kairos.bridge.v1.HistoryData
+	(*Error)(nil),            // 23: kairos.bridge.v1.Error
+	(*v1.SymbolInfo)(nil),    // 24: kairos.marketdata.v1.SymbolInfo
+	(*v1.TickBatch)(nil),     // 25: kairos.marketdata.v1.TickBatch
+	(*v11.Decimal)(nil),      // 26: kairos.types.v1.Decimal
+	(v1.HistoryKind)(0),      // 27: kairos.marketdata.v1.HistoryKind
+	(v1.HistoryStatus)(0),    // 28: kairos.marketdata.v1.HistoryStatus
+	(*v1.Bar)(nil),           // 29: kairos.marketdata.v1.Bar
 }
 var file_kairos_bridge_v1_bridge_proto_depIdxs = []int32{
 	9,  // 0: kairos.bridge.v1.Frame.hello:type_name -> kairos.bridge.v1.Hello
 	11, // 1: kairos.bridge.v1.Frame.welcome:type_name -> kairos.bridge.v1.Welcome
 	12, // 2: kairos.bridge.v1.Frame.heartbeat:type_name -> kairos.bridge.v1.Heartbeat
-	21, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
-	22, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	24, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
+	25, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
 	13, // 5: kairos.bridge.v1.Frame.order_command:type_name -> kairos.bridge.v1.OrderCommand
 	14, // 6: kairos.bridge.v1.Frame.order_result:type_name -> kairos.bridge.v1.OrderResult
 	15, // 7: kairos.bridge.v1.Frame.trade_transaction:type_name -> kairos.bridge.v1.TradeTransaction
 	16, // 8: kairos.bridge.v1.Frame.account:type_name -> kairos.bridge.v1.AccountSnapshot
 	19, // 9: kairos.bridge.v1.Frame.positions:type_name -> kairos.bridge.v1.PositionSnapshot
-	20, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
+	23, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
 	10, // 11: kairos.bridge.v1.Frame.challenge:type_name -> kairos.bridge.v1.Challenge
-	0,  // 12: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
-	1,  // 13: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
-	4,  // 14: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
-	2,  // 15: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
-	3,  // 16: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
-	23, // 17: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
-	23, // 18: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
-	23, // 19: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
-	23, // 20: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
-	23, // 21: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
-	5,  // 22: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
-	23, // 23: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
-	23, // 24: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
-	23, // 25: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
-	23, // 26: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
-	6,  // 27: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
-	2,  // 28: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
-	23, // 29: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
-	23, // 30: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
-	23, // 31: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
-	23, // 32: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
-	23, // 33: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
-	23, // 34: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
-	23, // 35: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
-	23, // 36: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
-	23, // 37: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
-	23, // 38: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
-	2,  // 39: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
-	23, // 40: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
-	23, // 41: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
-	23, // 42: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
-	23, // 43: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
-	23, // 44: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
-	23, // 45: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
-	2,  // 46: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
-	3,  // 47: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
-	23, // 48: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
-	23, // 49: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
-	17, // 50: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
-	18, // 51: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
-	7,  // 52: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	20, // 12: kairos.bridge.v1.Frame.terminal_check:type_name -> kairos.bridge.v1.TerminalCheck
+	21, // 13: kairos.bridge.v1.Frame.history_request:type_name -> kairos.bridge.v1.HistoryRequest
+	22, // 14: kairos.bridge.v1.Frame.history_data:type_name -> kairos.bridge.v1.HistoryData
+	0,  // 15: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
+	1,  // 16: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
+	4,  // 17: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
+	2,  // 18: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
+	3,  // 19: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
+	26, // 20: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
+	26, // 21: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
+	26, // 22: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
+	26, // 23: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
+	26, // 24: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
+	5,  // 25: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
+	26, // 26: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
+	26, // 27: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
+	26, // 28: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
+	26, // 29: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
+	6,  // 30: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
+	2,  // 31: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
+	26, // 32: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
+	26, // 33: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
+	26, // 34: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
+	26, // 35: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
+	26, // 36: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
+	26, // 37: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
+	26, // 38: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
+	26, // 39: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
+	26, // 40: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
+	26, // 41: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
+	2,  // 42: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
+	26, // 43: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
+	26, // 44: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
+	26, // 45: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
+	26, // 46: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
+	26, // 47: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
+	26, // 48: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
+	2,  // 49: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
+	3,  // 50: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
+	26, // 51: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
+	26, // 52: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
+	17, // 53: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
+	18, // 54: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
+	27, // 55: kairos.bridge.v1.HistoryRequest.kind:type_name -> kairos.marketdata.v1.HistoryKind
+	28, // 56: kairos.bridge.v1.HistoryData.status:type_name -> kairos.marketdata.v1.HistoryStatus
+	25, // 57: kairos.bridge.v1.HistoryData.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	29, // 58: kairos.bridge.v1.HistoryData.bars:type_name -> kairos.marketdata.v1.Bar
+	7,  // 59: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_kairos_bridge_v1_bridge_proto_init() }
@@ -2607,6 +3050,9 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 		(*Frame_Positions)(nil),
 		(*Frame_Error)(nil),
 		(*Frame_Challenge)(nil),
+		(*Frame_TerminalCheck)(nil),
+		(*Frame_HistoryRequest)(nil),
+		(*Frame_HistoryData)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2614,7 +3060,7 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_bridge_v1_bridge_proto_rawDesc), len(file_kairos_bridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

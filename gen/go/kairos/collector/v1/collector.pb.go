@@ -25,6 +25,197 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// FetchHistoryRequest names a range of history.
+type FetchHistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Symbol as the terminal spells it.
+	Symbol string `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// Ticks or bars.
+	Kind v1.HistoryKind `protobuf:"varint,2,opt,name=kind,proto3,enum=kairos.marketdata.v1.HistoryKind" json:"kind,omitempty"`
+	// Bar period in seconds (60 for M1); bars only.
+	PeriodS uint32 `protobuf:"varint,3,opt,name=period_s,json=periodS,proto3" json:"period_s,omitempty"`
+	// Start, milliseconds since the Unix epoch (UTC), inclusive.
+	FromMsc int64 `protobuf:"varint,4,opt,name=from_msc,json=fromMsc,proto3" json:"from_msc,omitempty"`
+	// End, milliseconds since the Unix epoch (UTC), exclusive; at most 31 days after from_msc.
+	ToMsc         int64 `protobuf:"varint,5,opt,name=to_msc,json=toMsc,proto3" json:"to_msc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchHistoryRequest) Reset() {
+	*x = FetchHistoryRequest{}
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchHistoryRequest) ProtoMessage() {}
+
+func (x *FetchHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchHistoryRequest.ProtoReflect.Descriptor instead.
+func (*FetchHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FetchHistoryRequest) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *FetchHistoryRequest) GetKind() v1.HistoryKind {
+	if x != nil {
+		return x.Kind
+	}
+	return v1.HistoryKind(0)
+}
+
+func (x *FetchHistoryRequest) GetPeriodS() uint32 {
+	if x != nil {
+		return x.PeriodS
+	}
+	return 0
+}
+
+func (x *FetchHistoryRequest) GetFromMsc() int64 {
+	if x != nil {
+		return x.FromMsc
+	}
+	return 0
+}
+
+func (x *FetchHistoryRequest) GetToMsc() int64 {
+	if x != nil {
+		return x.ToMsc
+	}
+	return 0
+}
+
+// FetchHistoryResponse is one part of the terminal's answer.
+type FetchHistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Part number, from 0.
+	Part uint32 `protobuf:"varint,1,opt,name=part,proto3" json:"part,omitempty"`
+	// MORE, or on the last part the verdict.
+	Status v1.HistoryStatus `protobuf:"varint,2,opt,name=status,proto3,enum=kairos.marketdata.v1.HistoryStatus" json:"status,omitempty"`
+	// Ticks of this part (times UTC).
+	Ticks *v1.TickBatch `protobuf:"bytes,3,opt,name=ticks,proto3" json:"ticks,omitempty"`
+	// Bars of this part.
+	Bars []*v1.Bar `protobuf:"bytes,4,rep,name=bars,proto3" json:"bars,omitempty"`
+	// On the last part: rows the terminal sent in total.
+	Total uint64 `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
+	// On the last part: why (EMPTY, ERROR, PARTIAL).
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// On the last part: the first time the terminal has history of the symbol (UTC ms; 0 unknown).
+	FirstAvailableMsc int64 `protobuf:"varint,7,opt,name=first_available_msc,json=firstAvailableMsc,proto3" json:"first_available_msc,omitempty"`
+	// The terminal that answered (Hello.terminal_name and account), for the record.
+	Terminal      string `protobuf:"bytes,8,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchHistoryResponse) Reset() {
+	*x = FetchHistoryResponse{}
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchHistoryResponse) ProtoMessage() {}
+
+func (x *FetchHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchHistoryResponse.ProtoReflect.Descriptor instead.
+func (*FetchHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FetchHistoryResponse) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *FetchHistoryResponse) GetStatus() v1.HistoryStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v1.HistoryStatus(0)
+}
+
+func (x *FetchHistoryResponse) GetTicks() *v1.TickBatch {
+	if x != nil {
+		return x.Ticks
+	}
+	return nil
+}
+
+func (x *FetchHistoryResponse) GetBars() []*v1.Bar {
+	if x != nil {
+		return x.Bars
+	}
+	return nil
+}
+
+func (x *FetchHistoryResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *FetchHistoryResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *FetchHistoryResponse) GetFirstAvailableMsc() int64 {
+	if x != nil {
+		return x.FirstAvailableMsc
+	}
+	return 0
+}
+
+func (x *FetchHistoryResponse) GetTerminal() string {
+	if x != nil {
+		return x.Terminal
+	}
+	return ""
+}
+
 // SubscribeRequest selects what a subscriber receives.
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -40,7 +231,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[0]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +243,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[0]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +256,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{0}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SubscribeRequest) GetSymbols() []string {
@@ -106,7 +297,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[1]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -118,7 +309,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[1]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -131,7 +322,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{1}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubscribeResponse) GetEvent() isSubscribeResponse_Event {
@@ -212,7 +403,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[2]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +415,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[2]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +428,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{2}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PublishRequest) GetSource() string {
@@ -303,7 +494,7 @@ type RejectCount struct {
 
 func (x *RejectCount) Reset() {
 	*x = RejectCount{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[3]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +506,7 @@ func (x *RejectCount) String() string {
 func (*RejectCount) ProtoMessage() {}
 
 func (x *RejectCount) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[3]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +519,7 @@ func (x *RejectCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectCount.ProtoReflect.Descriptor instead.
 func (*RejectCount) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{3}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RejectCount) GetReason() v1.TickRejectReason {
@@ -360,7 +551,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[4]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +563,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[4]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +576,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{4}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PublishResponse) GetAccepted() uint64 {
@@ -426,7 +617,7 @@ type PublishAck struct {
 
 func (x *PublishAck) Reset() {
 	*x = PublishAck{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[5]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +629,7 @@ func (x *PublishAck) String() string {
 func (*PublishAck) ProtoMessage() {}
 
 func (x *PublishAck) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[5]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +642,7 @@ func (x *PublishAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishAck.ProtoReflect.Descriptor instead.
 func (*PublishAck) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{5}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PublishAck) GetSymbol() string {
@@ -498,7 +689,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[6]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +701,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[6]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +714,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{6}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamRequest) GetRequest() isStreamRequest_Request {
@@ -587,7 +778,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[7]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +790,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[7]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +803,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{7}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StreamResponse) GetResponse() isStreamResponse_Response {
@@ -699,7 +890,7 @@ type ListSymbolsRequest struct {
 
 func (x *ListSymbolsRequest) Reset() {
 	*x = ListSymbolsRequest{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[8]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +902,7 @@ func (x *ListSymbolsRequest) String() string {
 func (*ListSymbolsRequest) ProtoMessage() {}
 
 func (x *ListSymbolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[8]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +915,7 @@ func (x *ListSymbolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSymbolsRequest.ProtoReflect.Descriptor instead.
 func (*ListSymbolsRequest) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{8}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{10}
 }
 
 // ListSymbolsResponse lists the known symbols.
@@ -738,7 +929,7 @@ type ListSymbolsResponse struct {
 
 func (x *ListSymbolsResponse) Reset() {
 	*x = ListSymbolsResponse{}
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[9]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +941,7 @@ func (x *ListSymbolsResponse) String() string {
 func (*ListSymbolsResponse) ProtoMessage() {}
 
 func (x *ListSymbolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_collector_v1_collector_proto_msgTypes[9]
+	mi := &file_kairos_collector_v1_collector_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +954,7 @@ func (x *ListSymbolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSymbolsResponse.ProtoReflect.Descriptor instead.
 func (*ListSymbolsResponse) Descriptor() ([]byte, []int) {
-	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{9}
+	return file_kairos_collector_v1_collector_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListSymbolsResponse) GetSymbols() []*v1.SymbolInfo {
@@ -777,7 +968,22 @@ var File_kairos_collector_v1_collector_proto protoreflect.FileDescriptor
 
 const file_kairos_collector_v1_collector_proto_rawDesc = "" +
 	"\n" +
-	"#kairos/collector/v1/collector.proto\x12\x13kairos.collector.v1\x1a%kairos/marketdata/v1/marketdata.proto\"f\n" +
+	"#kairos/collector/v1/collector.proto\x12\x13kairos.collector.v1\x1a%kairos/marketdata/v1/marketdata.proto\"\xb1\x01\n" +
+	"\x13FetchHistoryRequest\x12\x16\n" +
+	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x125\n" +
+	"\x04kind\x18\x02 \x01(\x0e2!.kairos.marketdata.v1.HistoryKindR\x04kind\x12\x19\n" +
+	"\bperiod_s\x18\x03 \x01(\rR\aperiodS\x12\x19\n" +
+	"\bfrom_msc\x18\x04 \x01(\x03R\afromMsc\x12\x15\n" +
+	"\x06to_msc\x18\x05 \x01(\x03R\x05toMsc\"\xc9\x02\n" +
+	"\x14FetchHistoryResponse\x12\x12\n" +
+	"\x04part\x18\x01 \x01(\rR\x04part\x12;\n" +
+	"\x06status\x18\x02 \x01(\x0e2#.kairos.marketdata.v1.HistoryStatusR\x06status\x125\n" +
+	"\x05ticks\x18\x03 \x01(\v2\x1f.kairos.marketdata.v1.TickBatchR\x05ticks\x12-\n" +
+	"\x04bars\x18\x04 \x03(\v2\x19.kairos.marketdata.v1.BarR\x04bars\x12\x14\n" +
+	"\x05total\x18\x05 \x01(\x04R\x05total\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12.\n" +
+	"\x13first_available_msc\x18\a \x01(\x03R\x11firstAvailableMsc\x12\x1a\n" +
+	"\bterminal\x18\b \x01(\tR\bterminal\"f\n" +
 	"\x10SubscribeRequest\x12\x18\n" +
 	"\asymbols\x18\x01 \x03(\tR\asymbols\x12\x14\n" +
 	"\x05ticks\x18\x02 \x01(\bR\x05ticks\x12\"\n" +
@@ -821,12 +1027,13 @@ const file_kairos_collector_v1_collector_proto_rawDesc = "" +
 	"\bresponse\"\x14\n" +
 	"\x12ListSymbolsRequest\"Q\n" +
 	"\x13ListSymbolsResponse\x12:\n" +
-	"\asymbols\x18\x01 \x03(\v2 .kairos.marketdata.v1.SymbolInfoR\asymbols2\x82\x03\n" +
+	"\asymbols\x18\x01 \x03(\v2 .kairos.marketdata.v1.SymbolInfoR\asymbols2\xe9\x03\n" +
 	"\x11MarketDataService\x12\\\n" +
 	"\tSubscribe\x12%.kairos.collector.v1.SubscribeRequest\x1a&.kairos.collector.v1.SubscribeResponse0\x01\x12V\n" +
 	"\aPublish\x12#.kairos.collector.v1.PublishRequest\x1a$.kairos.collector.v1.PublishResponse(\x01\x12U\n" +
 	"\x06Stream\x12\".kairos.collector.v1.StreamRequest\x1a#.kairos.collector.v1.StreamResponse(\x010\x01\x12`\n" +
-	"\vListSymbols\x12'.kairos.collector.v1.ListSymbolsRequest\x1a(.kairos.collector.v1.ListSymbolsResponseB\xdc\x01\n" +
+	"\vListSymbols\x12'.kairos.collector.v1.ListSymbolsRequest\x1a(.kairos.collector.v1.ListSymbolsResponse\x12e\n" +
+	"\fFetchHistory\x12(.kairos.collector.v1.FetchHistoryRequest\x1a).kairos.collector.v1.FetchHistoryResponse0\x01B\xdc\x01\n" +
 	"\x17com.kairos.collector.v1B\x0eCollectorProtoP\x01ZCgithub.com/kairos-mt5/kairos/gen/go/kairos/collector/v1;collectorv1\xa2\x02\x03KCX\xaa\x02\x13Kairos.Collector.V1\xca\x02\x13Kairos\\Collector\\V1\xe2\x02\x1fKairos\\Collector\\V1\\GPBMetadata\xea\x02\x15Kairos::Collector::V1b\x06proto3"
 
 var (
@@ -841,52 +1048,62 @@ func file_kairos_collector_v1_collector_proto_rawDescGZIP() []byte {
 	return file_kairos_collector_v1_collector_proto_rawDescData
 }
 
-var file_kairos_collector_v1_collector_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_kairos_collector_v1_collector_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_kairos_collector_v1_collector_proto_goTypes = []any{
-	(*SubscribeRequest)(nil),    // 0: kairos.collector.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),   // 1: kairos.collector.v1.SubscribeResponse
-	(*PublishRequest)(nil),      // 2: kairos.collector.v1.PublishRequest
-	(*RejectCount)(nil),         // 3: kairos.collector.v1.RejectCount
-	(*PublishResponse)(nil),     // 4: kairos.collector.v1.PublishResponse
-	(*PublishAck)(nil),          // 5: kairos.collector.v1.PublishAck
-	(*StreamRequest)(nil),       // 6: kairos.collector.v1.StreamRequest
-	(*StreamResponse)(nil),      // 7: kairos.collector.v1.StreamResponse
-	(*ListSymbolsRequest)(nil),  // 8: kairos.collector.v1.ListSymbolsRequest
-	(*ListSymbolsResponse)(nil), // 9: kairos.collector.v1.ListSymbolsResponse
-	(*v1.TickBatch)(nil),        // 10: kairos.marketdata.v1.TickBatch
-	(*v1.Bar)(nil),              // 11: kairos.marketdata.v1.Bar
-	(*v1.SymbolInfo)(nil),       // 12: kairos.marketdata.v1.SymbolInfo
-	(v1.TickRejectReason)(0),    // 13: kairos.marketdata.v1.TickRejectReason
+	(*FetchHistoryRequest)(nil),  // 0: kairos.collector.v1.FetchHistoryRequest
+	(*FetchHistoryResponse)(nil), // 1: kairos.collector.v1.FetchHistoryResponse
+	(*SubscribeRequest)(nil),     // 2: kairos.collector.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),    // 3: kairos.collector.v1.SubscribeResponse
+	(*PublishRequest)(nil),       // 4: kairos.collector.v1.PublishRequest
+	(*RejectCount)(nil),          // 5: kairos.collector.v1.RejectCount
+	(*PublishResponse)(nil),      // 6: kairos.collector.v1.PublishResponse
+	(*PublishAck)(nil),           // 7: kairos.collector.v1.PublishAck
+	(*StreamRequest)(nil),        // 8: kairos.collector.v1.StreamRequest
+	(*StreamResponse)(nil),       // 9: kairos.collector.v1.StreamResponse
+	(*ListSymbolsRequest)(nil),   // 10: kairos.collector.v1.ListSymbolsRequest
+	(*ListSymbolsResponse)(nil),  // 11: kairos.collector.v1.ListSymbolsResponse
+	(v1.HistoryKind)(0),          // 12: kairos.marketdata.v1.HistoryKind
+	(v1.HistoryStatus)(0),        // 13: kairos.marketdata.v1.HistoryStatus
+	(*v1.TickBatch)(nil),         // 14: kairos.marketdata.v1.TickBatch
+	(*v1.Bar)(nil),               // 15: kairos.marketdata.v1.Bar
+	(*v1.SymbolInfo)(nil),        // 16: kairos.marketdata.v1.SymbolInfo
+	(v1.TickRejectReason)(0),     // 17: kairos.marketdata.v1.TickRejectReason
 }
 var file_kairos_collector_v1_collector_proto_depIdxs = []int32{
-	10, // 0: kairos.collector.v1.SubscribeResponse.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	11, // 1: kairos.collector.v1.SubscribeResponse.bar:type_name -> kairos.marketdata.v1.Bar
-	12, // 2: kairos.collector.v1.SubscribeResponse.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
-	12, // 3: kairos.collector.v1.PublishRequest.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
-	10, // 4: kairos.collector.v1.PublishRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	13, // 5: kairos.collector.v1.RejectCount.reason:type_name -> kairos.marketdata.v1.TickRejectReason
-	3,  // 6: kairos.collector.v1.PublishResponse.rejects:type_name -> kairos.collector.v1.RejectCount
-	3,  // 7: kairos.collector.v1.PublishAck.rejects:type_name -> kairos.collector.v1.RejectCount
-	0,  // 8: kairos.collector.v1.StreamRequest.subscribe:type_name -> kairos.collector.v1.SubscribeRequest
-	2,  // 9: kairos.collector.v1.StreamRequest.publish:type_name -> kairos.collector.v1.PublishRequest
-	10, // 10: kairos.collector.v1.StreamResponse.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	11, // 11: kairos.collector.v1.StreamResponse.bar:type_name -> kairos.marketdata.v1.Bar
-	12, // 12: kairos.collector.v1.StreamResponse.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
-	5,  // 13: kairos.collector.v1.StreamResponse.ack:type_name -> kairos.collector.v1.PublishAck
-	12, // 14: kairos.collector.v1.ListSymbolsResponse.symbols:type_name -> kairos.marketdata.v1.SymbolInfo
-	0,  // 15: kairos.collector.v1.MarketDataService.Subscribe:input_type -> kairos.collector.v1.SubscribeRequest
-	2,  // 16: kairos.collector.v1.MarketDataService.Publish:input_type -> kairos.collector.v1.PublishRequest
-	6,  // 17: kairos.collector.v1.MarketDataService.Stream:input_type -> kairos.collector.v1.StreamRequest
-	8,  // 18: kairos.collector.v1.MarketDataService.ListSymbols:input_type -> kairos.collector.v1.ListSymbolsRequest
-	1,  // 19: kairos.collector.v1.MarketDataService.Subscribe:output_type -> kairos.collector.v1.SubscribeResponse
-	4,  // 20: kairos.collector.v1.MarketDataService.Publish:output_type -> kairos.collector.v1.PublishResponse
-	7,  // 21: kairos.collector.v1.MarketDataService.Stream:output_type -> kairos.collector.v1.StreamResponse
-	9,  // 22: kairos.collector.v1.MarketDataService.ListSymbols:output_type -> kairos.collector.v1.ListSymbolsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	12, // 0: kairos.collector.v1.FetchHistoryRequest.kind:type_name -> kairos.marketdata.v1.HistoryKind
+	13, // 1: kairos.collector.v1.FetchHistoryResponse.status:type_name -> kairos.marketdata.v1.HistoryStatus
+	14, // 2: kairos.collector.v1.FetchHistoryResponse.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	15, // 3: kairos.collector.v1.FetchHistoryResponse.bars:type_name -> kairos.marketdata.v1.Bar
+	14, // 4: kairos.collector.v1.SubscribeResponse.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	15, // 5: kairos.collector.v1.SubscribeResponse.bar:type_name -> kairos.marketdata.v1.Bar
+	16, // 6: kairos.collector.v1.SubscribeResponse.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
+	16, // 7: kairos.collector.v1.PublishRequest.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
+	14, // 8: kairos.collector.v1.PublishRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	17, // 9: kairos.collector.v1.RejectCount.reason:type_name -> kairos.marketdata.v1.TickRejectReason
+	5,  // 10: kairos.collector.v1.PublishResponse.rejects:type_name -> kairos.collector.v1.RejectCount
+	5,  // 11: kairos.collector.v1.PublishAck.rejects:type_name -> kairos.collector.v1.RejectCount
+	2,  // 12: kairos.collector.v1.StreamRequest.subscribe:type_name -> kairos.collector.v1.SubscribeRequest
+	4,  // 13: kairos.collector.v1.StreamRequest.publish:type_name -> kairos.collector.v1.PublishRequest
+	14, // 14: kairos.collector.v1.StreamResponse.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	15, // 15: kairos.collector.v1.StreamResponse.bar:type_name -> kairos.marketdata.v1.Bar
+	16, // 16: kairos.collector.v1.StreamResponse.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
+	7,  // 17: kairos.collector.v1.StreamResponse.ack:type_name -> kairos.collector.v1.PublishAck
+	16, // 18: kairos.collector.v1.ListSymbolsResponse.symbols:type_name -> kairos.marketdata.v1.SymbolInfo
+	2,  // 19: kairos.collector.v1.MarketDataService.Subscribe:input_type -> kairos.collector.v1.SubscribeRequest
+	4,  // 20: kairos.collector.v1.MarketDataService.Publish:input_type -> kairos.collector.v1.PublishRequest
+	8,  // 21: kairos.collector.v1.MarketDataService.Stream:input_type -> kairos.collector.v1.StreamRequest
+	10, // 22: kairos.collector.v1.MarketDataService.ListSymbols:input_type -> kairos.collector.v1.ListSymbolsRequest
+	0,  // 23: kairos.collector.v1.MarketDataService.FetchHistory:input_type -> kairos.collector.v1.FetchHistoryRequest
+	3,  // 24: kairos.collector.v1.MarketDataService.Subscribe:output_type -> kairos.collector.v1.SubscribeResponse
+	6,  // 25: kairos.collector.v1.MarketDataService.Publish:output_type -> kairos.collector.v1.PublishResponse
+	9,  // 26: kairos.collector.v1.MarketDataService.Stream:output_type -> kairos.collector.v1.StreamResponse
+	11, // 27: kairos.collector.v1.MarketDataService.ListSymbols:output_type -> kairos.collector.v1.ListSymbolsResponse
+	1,  // 28: kairos.collector.v1.MarketDataService.FetchHistory:output_type -> kairos.collector.v1.FetchHistoryResponse
+	24, // [24:29] is the sub-list for method output_type
+	19, // [19:24] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_kairos_collector_v1_collector_proto_init() }
@@ -894,20 +1111,20 @@ func file_kairos_collector_v1_collector_proto_init() {
 	if File_kairos_collector_v1_collector_proto != nil {
 		return
 	}
-	file_kairos_collector_v1_collector_proto_msgTypes[1].OneofWrappers = []any{
+	file_kairos_collector_v1_collector_proto_msgTypes[3].OneofWrappers = []any{
 		(*SubscribeResponse_Ticks)(nil),
 		(*SubscribeResponse_Bar)(nil),
 		(*SubscribeResponse_SymbolInfo)(nil),
 	}
-	file_kairos_collector_v1_collector_proto_msgTypes[2].OneofWrappers = []any{
+	file_kairos_collector_v1_collector_proto_msgTypes[4].OneofWrappers = []any{
 		(*PublishRequest_SymbolInfo)(nil),
 		(*PublishRequest_Ticks)(nil),
 	}
-	file_kairos_collector_v1_collector_proto_msgTypes[6].OneofWrappers = []any{
+	file_kairos_collector_v1_collector_proto_msgTypes[8].OneofWrappers = []any{
 		(*StreamRequest_Subscribe)(nil),
 		(*StreamRequest_Publish)(nil),
 	}
-	file_kairos_collector_v1_collector_proto_msgTypes[7].OneofWrappers = []any{
+	file_kairos_collector_v1_collector_proto_msgTypes[9].OneofWrappers = []any{
 		(*StreamResponse_Ticks)(nil),
 		(*StreamResponse_Bar)(nil),
 		(*StreamResponse_SymbolInfo)(nil),
@@ -919,7 +1136,7 @@ func file_kairos_collector_v1_collector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_collector_v1_collector_proto_rawDesc), len(file_kairos_collector_v1_collector_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,10 +22,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MarketDataService_Subscribe_FullMethodName   = "/kairos.collector.v1.MarketDataService/Subscribe"
-	MarketDataService_Publish_FullMethodName     = "/kairos.collector.v1.MarketDataService/Publish"
-	MarketDataService_Stream_FullMethodName      = "/kairos.collector.v1.MarketDataService/Stream"
-	MarketDataService_ListSymbols_FullMethodName = "/kairos.collector.v1.MarketDataService/ListSymbols"
+	MarketDataService_Subscribe_FullMethodName    = "/kairos.collector.v1.MarketDataService/Subscribe"
+	MarketDataService_Publish_FullMethodName      = "/kairos.collector.v1.MarketDataService/Publish"
+	MarketDataService_Stream_FullMethodName       = "/kairos.collector.v1.MarketDataService/Stream"
+	MarketDataService_ListSymbols_FullMethodName  = "/kairos.collector.v1.MarketDataService/ListSymbols"
+	MarketDataService_FetchHistory_FullMethodName = "/kairos.collector.v1.MarketDataService/FetchHistory"
 )
 
 // MarketDataServiceClient is the client API for MarketDataService service.
@@ -48,6 +49,12 @@ type MarketDataServiceClient interface {
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 	// ListSymbols returns the metadata of every symbol the collector knows.
 	ListSymbols(ctx context.Context, in *ListSymbolsRequest, opts ...grpc.CallOption) (*ListSymbolsResponse, error)
+	// FetchHistory asks a connected MT5 terminal (through its bridge) for one range of history and
+	// streams the terminal's answer: parts of rows, the last one with the verdict (DONE with the
+	// total, EMPTY, ERROR or PARTIAL with the reason). Clients split long ranges into chunks, one call
+	// each (`kairos history`). FAILED_PRECONDITION when no terminal is connected,
+	// DEADLINE_EXCEEDED when the terminal stops answering, UNAVAILABLE when its connection drops.
+	FetchHistory(ctx context.Context, in *FetchHistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchHistoryResponse], error)
 }
 
 type marketDataServiceClient struct {
@@ -113,6 +120,25 @@ func (c *marketDataServiceClient) ListSymbols(ctx context.Context, in *ListSymbo
 	return out, nil
 }
 
+func (c *marketDataServiceClient) FetchHistory(ctx context.Context, in *FetchHistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchHistoryResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MarketDataService_ServiceDesc.Streams[3], MarketDataService_FetchHistory_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FetchHistoryRequest, FetchHistoryResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MarketDataService_FetchHistoryClient = grpc.ServerStreamingClient[FetchHistoryResponse]
+
 // MarketDataServiceServer is the server API for MarketDataService service.
 // All implementations must embed UnimplementedMarketDataServiceServer
 // for forward compatibility.
@@ -133,6 +159,12 @@ type MarketDataServiceServer interface {
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	// ListSymbols returns the metadata of every symbol the collector knows.
 	ListSymbols(context.Context, *ListSymbolsRequest) (*ListSymbolsResponse, error)
+	// FetchHistory asks a connected MT5 terminal (through its bridge) for one range of history and
+	// streams the terminal's answer: parts of rows, the last one with the verdict (DONE with the
+	// total, EMPTY, ERROR or PARTIAL with the reason). Clients split long ranges into chunks, one call
+	// each (`kairos history`). FAILED_PRECONDITION when no terminal is connected,
+	// DEADLINE_EXCEEDED when the terminal stops answering, UNAVAILABLE when its connection drops.
+	FetchHistory(*FetchHistoryRequest, grpc.ServerStreamingServer[FetchHistoryResponse]) error
 	mustEmbedUnimplementedMarketDataServiceServer()
 }
 
@@ -154,6 +186,9 @@ func (UnimplementedMarketDataServiceServer) Stream(grpc.BidiStreamingServer[Stre
 }
 func (UnimplementedMarketDataServiceServer) ListSymbols(context.Context, *ListSymbolsRequest) (*ListSymbolsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSymbols not implemented")
+}
+func (UnimplementedMarketDataServiceServer) FetchHistory(*FetchHistoryRequest, grpc.ServerStreamingServer[FetchHistoryResponse]) error {
+	return status.Error(codes.Unimplemented, "method FetchHistory not implemented")
 }
 func (UnimplementedMarketDataServiceServer) mustEmbedUnimplementedMarketDataServiceServer() {}
 func (UnimplementedMarketDataServiceServer) testEmbeddedByValue()                           {}
@@ -219,6 +254,17 @@ func _MarketDataService_ListSymbols_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MarketDataService_FetchHistory_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FetchHistoryRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MarketDataServiceServer).FetchHistory(m, &grpc.GenericServerStream[FetchHistoryRequest, FetchHistoryResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MarketDataService_FetchHistoryServer = grpc.ServerStreamingServer[FetchHistoryResponse]
+
 // MarketDataService_ServiceDesc is the grpc.ServiceDesc for MarketDataService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -247,6 +293,11 @@ var MarketDataService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _MarketDataService_Stream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "FetchHistory",
+			Handler:       _MarketDataService_FetchHistory_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "kairos/collector/v1/collector.proto",

@@ -415,6 +415,9 @@ const (
 	RiskDenyReason_RISK_DENY_REASON_INSUFFICIENT_MARGIN RiskDenyReason = 21
 	// The service has not reconciled with the venue yet.
 	RiskDenyReason_RISK_DENY_REASON_NOT_RECONCILED RiskDenyReason = 22
+	// A stop loss or take profit is on the wrong side of the price it protects (a buy's stop loss must
+	// be below its price, its take profit above; a sell the other way round).
+	RiskDenyReason_RISK_DENY_REASON_INVALID_STOPS RiskDenyReason = 23
 )
 
 // Enum value maps for RiskDenyReason.
@@ -443,6 +446,7 @@ var (
 		20: "RISK_DENY_REASON_DRAWDOWN",
 		21: "RISK_DENY_REASON_INSUFFICIENT_MARGIN",
 		22: "RISK_DENY_REASON_NOT_RECONCILED",
+		23: "RISK_DENY_REASON_INVALID_STOPS",
 	}
 	RiskDenyReason_value = map[string]int32{
 		"RISK_DENY_REASON_UNSPECIFIED":               0,
@@ -468,6 +472,7 @@ var (
 		"RISK_DENY_REASON_DRAWDOWN":                  20,
 		"RISK_DENY_REASON_INSUFFICIENT_MARGIN":       21,
 		"RISK_DENY_REASON_NOT_RECONCILED":            22,
+		"RISK_DENY_REASON_INVALID_STOPS":             23,
 	}
 )
 
@@ -577,6 +582,12 @@ const (
 	ReportType_REPORT_TYPE_UPDATED ReportType = 9
 	// Trading state changed; trading_state is set.
 	ReportType_REPORT_TYPE_TRADING_STATE_CHANGED ReportType = 10
+	// A modification was sent to the venue (the order is PENDING_UPDATE).
+	ReportType_REPORT_TYPE_PENDING_UPDATE ReportType = 11
+	// The venue refused a modification; the order is back in its state before it, unchanged.
+	ReportType_REPORT_TYPE_UPDATE_REJECTED ReportType = 12
+	// A position's stop loss or take profit changed; position is set (order and fill are absent).
+	ReportType_REPORT_TYPE_POSITION_UPDATED ReportType = 13
 )
 
 // Enum value maps for ReportType.
@@ -593,6 +604,9 @@ var (
 		8:  "REPORT_TYPE_EXPIRED",
 		9:  "REPORT_TYPE_UPDATED",
 		10: "REPORT_TYPE_TRADING_STATE_CHANGED",
+		11: "REPORT_TYPE_PENDING_UPDATE",
+		12: "REPORT_TYPE_UPDATE_REJECTED",
+		13: "REPORT_TYPE_POSITION_UPDATED",
 	}
 	ReportType_value = map[string]int32{
 		"REPORT_TYPE_UNSPECIFIED":           0,
@@ -606,6 +620,9 @@ var (
 		"REPORT_TYPE_EXPIRED":               8,
 		"REPORT_TYPE_UPDATED":               9,
 		"REPORT_TYPE_TRADING_STATE_CHANGED": 10,
+		"REPORT_TYPE_PENDING_UPDATE":        11,
+		"REPORT_TYPE_UPDATE_REJECTED":       12,
+		"REPORT_TYPE_POSITION_UPDATED":      13,
 	}
 )
 
@@ -738,6 +755,10 @@ type Order struct {
 	CreatedTimeUs int64 `protobuf:"varint,21,opt,name=created_time_us,json=createdTimeUs,proto3" json:"created_time_us,omitempty"`
 	// Time of the last change, microseconds since the Unix epoch.
 	UpdatedTimeUs int64 `protobuf:"varint,22,opt,name=updated_time_us,json=updatedTimeUs,proto3" json:"updated_time_us,omitempty"`
+	// Stop loss the order sets on the position it opens, price; zero for none.
+	StopLoss *v1.Decimal `protobuf:"bytes,23,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	// Take profit the order sets on the position it opens, price; zero for none.
+	TakeProfit    *v1.Decimal `protobuf:"bytes,24,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -926,6 +947,20 @@ func (x *Order) GetUpdatedTimeUs() int64 {
 	return 0
 }
 
+func (x *Order) GetStopLoss() *v1.Decimal {
+	if x != nil {
+		return x.StopLoss
+	}
+	return nil
+}
+
+func (x *Order) GetTakeProfit() *v1.Decimal {
+	if x != nil {
+		return x.TakeProfit
+	}
+	return nil
+}
+
 // Fill is one execution of an order.
 type Fill struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1092,6 +1127,10 @@ type Position struct {
 	OpenedTimeUs int64 `protobuf:"varint,8,opt,name=opened_time_us,json=openedTimeUs,proto3" json:"opened_time_us,omitempty"`
 	// Time of the last change, microseconds since the Unix epoch.
 	UpdatedTimeUs int64 `protobuf:"varint,9,opt,name=updated_time_us,json=updatedTimeUs,proto3" json:"updated_time_us,omitempty"`
+	// Protective stop loss of the position, price; zero for none.
+	StopLoss *v1.Decimal `protobuf:"bytes,10,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	// Take profit of the position, price; zero for none.
+	TakeProfit    *v1.Decimal `protobuf:"bytes,11,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1189,6 +1228,20 @@ func (x *Position) GetUpdatedTimeUs() int64 {
 	return 0
 }
 
+func (x *Position) GetStopLoss() *v1.Decimal {
+	if x != nil {
+		return x.StopLoss
+	}
+	return nil
+}
+
+func (x *Position) GetTakeProfit() *v1.Decimal {
+	if x != nil {
+		return x.TakeProfit
+	}
+	return nil
+}
+
 // ExecutionReport is one journaled execution event.
 type ExecutionReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1207,7 +1260,9 @@ type ExecutionReport struct {
 	// Hop stamps from the tick to this event, when it came from a signal.
 	Hops []*v1.HopStamp `protobuf:"bytes,7,rep,name=hops,proto3" json:"hops,omitempty"`
 	// Event time, microseconds since the Unix epoch.
-	TimeUs        int64 `protobuf:"varint,8,opt,name=time_us,json=timeUs,proto3" json:"time_us,omitempty"`
+	TimeUs int64 `protobuf:"varint,8,opt,name=time_us,json=timeUs,proto3" json:"time_us,omitempty"`
+	// The position after the event, for POSITION_UPDATED reports.
+	Position      *Position `protobuf:"bytes,9,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1298,6 +1353,13 @@ func (x *ExecutionReport) GetTimeUs() int64 {
 	return 0
 }
 
+func (x *ExecutionReport) GetPosition() *Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
 // SubmitOrderRequest describes a new order.
 type SubmitOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1327,10 +1389,17 @@ type SubmitOrderRequest struct {
 	ModelVersion string `protobuf:"bytes,12,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
 	// Expiry for GTD orders, microseconds since the Unix epoch.
 	ExpireTimeUs int64 `protobuf:"varint,13,opt,name=expire_time_us,json=expireTimeUs,proto3" json:"expire_time_us,omitempty"`
-	// Distance of the protective stop from the fill price, price units (the decision policy's
-	// stop_vol_mult x realised volatility x price); unset for none. Recorded for the venues; the
-	// paper venue does not work it yet.
-	StopDistance  *v1.Decimal `protobuf:"bytes,14,opt,name=stop_distance,json=stopDistance,proto3" json:"stop_distance,omitempty"`
+	// Distance of the protective stop, price units (the decision policy's stop_vol_mult x realised
+	// volatility x price); unset for none. Without stop_loss the service sets the order's stop loss
+	// this far from the order's reference price: the limit price, the trigger price, or for a market
+	// order the touch it buys or sells at (ask or bid), rounded to the symbol's digits away from it.
+	StopDistance *v1.Decimal `protobuf:"bytes,14,opt,name=stop_distance,json=stopDistance,proto3" json:"stop_distance,omitempty"`
+	// Stop loss for the position the order opens, price; unset or zero for none (stop_distance can
+	// set it). Below the reference price for a buy, above for a sell.
+	StopLoss *v1.Decimal `protobuf:"bytes,15,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	// Take profit for the position the order opens, price; unset or zero for none. Above the
+	// reference price for a buy, below for a sell.
+	TakeProfit    *v1.Decimal `protobuf:"bytes,16,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1459,6 +1528,20 @@ func (x *SubmitOrderRequest) GetExpireTimeUs() int64 {
 func (x *SubmitOrderRequest) GetStopDistance() *v1.Decimal {
 	if x != nil {
 		return x.StopDistance
+	}
+	return nil
+}
+
+func (x *SubmitOrderRequest) GetStopLoss() *v1.Decimal {
+	if x != nil {
+		return x.StopLoss
+	}
+	return nil
+}
+
+func (x *SubmitOrderRequest) GetTakeProfit() *v1.Decimal {
+	if x != nil {
+		return x.TakeProfit
 	}
 	return nil
 }
@@ -2281,6 +2364,278 @@ func (x *SetTradingStateResponse) GetFlattenClientOrderIds() []string {
 	return nil
 }
 
+// ModifyOrderRequest names a working order and the values to change; a field left unset keeps its
+// value.
+type ModifyOrderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client order id.
+	ClientOrderId string `protobuf:"bytes,1,opt,name=client_order_id,json=clientOrderId,proto3" json:"client_order_id,omitempty"`
+	// New total quantity, in lots (at least what is filled already, plus the volume step); only on
+	// venues that amend quantities (paper).
+	Quantity *v1.Decimal `protobuf:"bytes,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	// New limit price (LIMIT, STOP_LIMIT).
+	Price *v1.Decimal `protobuf:"bytes,3,opt,name=price,proto3" json:"price,omitempty"`
+	// New trigger price (STOP_MARKET, STOP_LIMIT).
+	TriggerPrice *v1.Decimal `protobuf:"bytes,4,opt,name=trigger_price,json=triggerPrice,proto3" json:"trigger_price,omitempty"`
+	// New stop loss; zero removes it.
+	StopLoss *v1.Decimal `protobuf:"bytes,5,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	// New take profit; zero removes it.
+	TakeProfit    *v1.Decimal `protobuf:"bytes,6,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModifyOrderRequest) Reset() {
+	*x = ModifyOrderRequest{}
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyOrderRequest) ProtoMessage() {}
+
+func (x *ModifyOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyOrderRequest.ProtoReflect.Descriptor instead.
+func (*ModifyOrderRequest) Descriptor() ([]byte, []int) {
+	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ModifyOrderRequest) GetClientOrderId() string {
+	if x != nil {
+		return x.ClientOrderId
+	}
+	return ""
+}
+
+func (x *ModifyOrderRequest) GetQuantity() *v1.Decimal {
+	if x != nil {
+		return x.Quantity
+	}
+	return nil
+}
+
+func (x *ModifyOrderRequest) GetPrice() *v1.Decimal {
+	if x != nil {
+		return x.Price
+	}
+	return nil
+}
+
+func (x *ModifyOrderRequest) GetTriggerPrice() *v1.Decimal {
+	if x != nil {
+		return x.TriggerPrice
+	}
+	return nil
+}
+
+func (x *ModifyOrderRequest) GetStopLoss() *v1.Decimal {
+	if x != nil {
+		return x.StopLoss
+	}
+	return nil
+}
+
+func (x *ModifyOrderRequest) GetTakeProfit() *v1.Decimal {
+	if x != nil {
+		return x.TakeProfit
+	}
+	return nil
+}
+
+// ModifyOrderResponse returns the order after the request: PENDING_UPDATE (or already updated when
+// the venue answered at once), or unchanged with the denial.
+type ModifyOrderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The order.
+	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// Set when pre-trade risk refused the modification; nothing was sent.
+	Denial        *RiskDenial `protobuf:"bytes,2,opt,name=denial,proto3" json:"denial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModifyOrderResponse) Reset() {
+	*x = ModifyOrderResponse{}
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyOrderResponse) ProtoMessage() {}
+
+func (x *ModifyOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyOrderResponse.ProtoReflect.Descriptor instead.
+func (*ModifyOrderResponse) Descriptor() ([]byte, []int) {
+	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ModifyOrderResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *ModifyOrderResponse) GetDenial() *RiskDenial {
+	if x != nil {
+		return x.Denial
+	}
+	return nil
+}
+
+// ModifyPositionRequest sets a position's protection; a field left unset keeps its value.
+type ModifyPositionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Symbol of the open position.
+	Symbol string `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// New stop loss, price; zero removes it. Below the bid for a long position, above the ask for a
+	// short one.
+	StopLoss *v1.Decimal `protobuf:"bytes,2,opt,name=stop_loss,json=stopLoss,proto3" json:"stop_loss,omitempty"`
+	// New take profit, price; zero removes it. Above the bid for a long position, below the ask for a
+	// short one.
+	TakeProfit    *v1.Decimal `protobuf:"bytes,3,opt,name=take_profit,json=takeProfit,proto3" json:"take_profit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModifyPositionRequest) Reset() {
+	*x = ModifyPositionRequest{}
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyPositionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyPositionRequest) ProtoMessage() {}
+
+func (x *ModifyPositionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyPositionRequest.ProtoReflect.Descriptor instead.
+func (*ModifyPositionRequest) Descriptor() ([]byte, []int) {
+	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ModifyPositionRequest) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *ModifyPositionRequest) GetStopLoss() *v1.Decimal {
+	if x != nil {
+		return x.StopLoss
+	}
+	return nil
+}
+
+func (x *ModifyPositionRequest) GetTakeProfit() *v1.Decimal {
+	if x != nil {
+		return x.TakeProfit
+	}
+	return nil
+}
+
+// ModifyPositionResponse returns the position with its protection as requested (on MT5 the
+// terminal's answer follows as a POSITION_UPDATED report, or a report restoring the previous
+// values with the retcode as its reason), or the denial.
+type ModifyPositionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The position.
+	Position *Position `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	// Set when the request was refused; nothing was sent.
+	Denial        *RiskDenial `protobuf:"bytes,2,opt,name=denial,proto3" json:"denial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModifyPositionResponse) Reset() {
+	*x = ModifyPositionResponse{}
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyPositionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyPositionResponse) ProtoMessage() {}
+
+func (x *ModifyPositionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyPositionResponse.ProtoReflect.Descriptor instead.
+func (*ModifyPositionResponse) Descriptor() ([]byte, []int) {
+	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ModifyPositionResponse) GetPosition() *Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *ModifyPositionResponse) GetDenial() *RiskDenial {
+	if x != nil {
+		return x.Denial
+	}
+	return nil
+}
+
 // GetRiskLimitsRequest asks for the risk configuration.
 type GetRiskLimitsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2290,7 +2645,7 @@ type GetRiskLimitsRequest struct {
 
 func (x *GetRiskLimitsRequest) Reset() {
 	*x = GetRiskLimitsRequest{}
-	mi := &file_kairos_execution_v1_execution_proto_msgTypes[21]
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2657,7 @@ func (x *GetRiskLimitsRequest) String() string {
 func (*GetRiskLimitsRequest) ProtoMessage() {}
 
 func (x *GetRiskLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_execution_v1_execution_proto_msgTypes[21]
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2670,7 @@ func (x *GetRiskLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRiskLimitsRequest.ProtoReflect.Descriptor instead.
 func (*GetRiskLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{21}
+	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{25}
 }
 
 // RateLimit is a count over a rolling window.
@@ -2331,7 +2686,7 @@ type RateLimit struct {
 
 func (x *RateLimit) Reset() {
 	*x = RateLimit{}
-	mi := &file_kairos_execution_v1_execution_proto_msgTypes[22]
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2698,7 @@ func (x *RateLimit) String() string {
 func (*RateLimit) ProtoMessage() {}
 
 func (x *RateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_execution_v1_execution_proto_msgTypes[22]
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2711,7 @@ func (x *RateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
 func (*RateLimit) Descriptor() ([]byte, []int) {
-	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{22}
+	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RateLimit) GetMaxCount() uint32 {
@@ -2414,7 +2769,7 @@ type RiskLimits struct {
 
 func (x *RiskLimits) Reset() {
 	*x = RiskLimits{}
-	mi := &file_kairos_execution_v1_execution_proto_msgTypes[23]
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2781,7 @@ func (x *RiskLimits) String() string {
 func (*RiskLimits) ProtoMessage() {}
 
 func (x *RiskLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_execution_v1_execution_proto_msgTypes[23]
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2794,7 @@ func (x *RiskLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RiskLimits.ProtoReflect.Descriptor instead.
 func (*RiskLimits) Descriptor() ([]byte, []int) {
-	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{23}
+	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RiskLimits) GetAllowedSymbols() []string {
@@ -2567,7 +2922,7 @@ type GetRiskLimitsResponse struct {
 
 func (x *GetRiskLimitsResponse) Reset() {
 	*x = GetRiskLimitsResponse{}
-	mi := &file_kairos_execution_v1_execution_proto_msgTypes[24]
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2934,7 @@ func (x *GetRiskLimitsResponse) String() string {
 func (*GetRiskLimitsResponse) ProtoMessage() {}
 
 func (x *GetRiskLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_execution_v1_execution_proto_msgTypes[24]
+	mi := &file_kairos_execution_v1_execution_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2947,7 @@ func (x *GetRiskLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRiskLimitsResponse.ProtoReflect.Descriptor instead.
 func (*GetRiskLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{24}
+	return file_kairos_execution_v1_execution_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetRiskLimitsResponse) GetLimits() *RiskLimits {
@@ -2617,7 +2972,7 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\n" +
 	"RiskDenial\x12;\n" +
 	"\x06reason\x18\x01 \x01(\x0e2#.kairos.execution.v1.RiskDenyReasonR\x06reason\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xed\a\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xdf\b\n" +
 	"\x05Order\x12&\n" +
 	"\x0fclient_order_id\x18\x01 \x01(\tR\rclientOrderId\x12$\n" +
 	"\x0evenue_order_id\x18\x02 \x01(\tR\fvenueOrderId\x12\x16\n" +
@@ -2644,7 +2999,10 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\rreject_reason\x18\x13 \x01(\tR\frejectReason\x12$\n" +
 	"\x0eexpire_time_us\x18\x14 \x01(\x03R\fexpireTimeUs\x12&\n" +
 	"\x0fcreated_time_us\x18\x15 \x01(\x03R\rcreatedTimeUs\x12&\n" +
-	"\x0fupdated_time_us\x18\x16 \x01(\x03R\rupdatedTimeUs\"\x86\x04\n" +
+	"\x0fupdated_time_us\x18\x16 \x01(\x03R\rupdatedTimeUs\x125\n" +
+	"\tstop_loss\x18\x17 \x01(\v2\x18.kairos.types.v1.DecimalR\bstopLoss\x129\n" +
+	"\vtake_profit\x18\x18 \x01(\v2\x18.kairos.types.v1.DecimalR\n" +
+	"takeProfit\"\x86\x04\n" +
 	"\x04Fill\x12\x19\n" +
 	"\btrade_id\x18\x01 \x01(\tR\atradeId\x12&\n" +
 	"\x0fclient_order_id\x18\x02 \x01(\tR\rclientOrderId\x12$\n" +
@@ -2660,7 +3018,7 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\x0eliquidity_side\x18\n" +
 	" \x01(\x0e2\".kairos.execution.v1.LiquiditySideR\rliquiditySide\x12\x14\n" +
 	"\x05venue\x18\v \x01(\tR\x05venue\x12\x17\n" +
-	"\atime_us\x18\f \x01(\x03R\x06timeUs\"\x94\x03\n" +
+	"\atime_us\x18\f \x01(\x03R\x06timeUs\"\x86\x04\n" +
 	"\bPosition\x12\x16\n" +
 	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x12;\n" +
 	"\fnet_quantity\x18\x02 \x01(\v2\x18.kairos.types.v1.DecimalR\vnetQuantity\x125\n" +
@@ -2670,7 +3028,11 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\bcurrency\x18\x06 \x01(\tR\bcurrency\x12\x14\n" +
 	"\x05venue\x18\a \x01(\tR\x05venue\x12$\n" +
 	"\x0eopened_time_us\x18\b \x01(\x03R\fopenedTimeUs\x12&\n" +
-	"\x0fupdated_time_us\x18\t \x01(\x03R\rupdatedTimeUs\"\xeb\x02\n" +
+	"\x0fupdated_time_us\x18\t \x01(\x03R\rupdatedTimeUs\x125\n" +
+	"\tstop_loss\x18\n" +
+	" \x01(\v2\x18.kairos.types.v1.DecimalR\bstopLoss\x129\n" +
+	"\vtake_profit\x18\v \x01(\v2\x18.kairos.types.v1.DecimalR\n" +
+	"takeProfit\"\xa6\x03\n" +
 	"\x0fExecutionReport\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x123\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1f.kairos.execution.v1.ReportTypeR\x04type\x120\n" +
@@ -2679,7 +3041,8 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\rtrading_state\x18\x05 \x01(\x0e2!.kairos.execution.v1.TradingStateR\ftradingState\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12-\n" +
 	"\x04hops\x18\a \x03(\v2\x19.kairos.types.v1.HopStampR\x04hops\x12\x17\n" +
-	"\atime_us\x18\b \x01(\x03R\x06timeUs\"\x92\x05\n" +
+	"\atime_us\x18\b \x01(\x03R\x06timeUs\x129\n" +
+	"\bposition\x18\t \x01(\v2\x1d.kairos.execution.v1.PositionR\bposition\"\x84\x06\n" +
 	"\x12SubmitOrderRequest\x12&\n" +
 	"\x0fclient_order_id\x18\x01 \x01(\tR\rclientOrderId\x12\x16\n" +
 	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x122\n" +
@@ -2698,7 +3061,10 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"model_name\x18\v \x01(\tR\tmodelName\x12#\n" +
 	"\rmodel_version\x18\f \x01(\tR\fmodelVersion\x12$\n" +
 	"\x0eexpire_time_us\x18\r \x01(\x03R\fexpireTimeUs\x12=\n" +
-	"\rstop_distance\x18\x0e \x01(\v2\x18.kairos.types.v1.DecimalR\fstopDistance\"e\n" +
+	"\rstop_distance\x18\x0e \x01(\v2\x18.kairos.types.v1.DecimalR\fstopDistance\x125\n" +
+	"\tstop_loss\x18\x0f \x01(\v2\x18.kairos.types.v1.DecimalR\bstopLoss\x129\n" +
+	"\vtake_profit\x18\x10 \x01(\v2\x18.kairos.types.v1.DecimalR\n" +
+	"takeProfit\"e\n" +
 	"\x13SubmitOrderResponse\x120\n" +
 	"\x05order\x18\x01 \x01(\v2\x1a.kairos.execution.v1.OrderR\x05order\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"<\n" +
@@ -2744,7 +3110,26 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\bprevious\x18\x01 \x01(\x0e2!.kairos.execution.v1.TradingStateR\bprevious\x12;\n" +
 	"\acurrent\x18\x02 \x01(\x0e2!.kairos.execution.v1.TradingStateR\acurrent\x129\n" +
 	"\x19canceled_client_order_ids\x18\x03 \x03(\tR\x16canceledClientOrderIds\x127\n" +
-	"\x18flatten_client_order_ids\x18\x04 \x03(\tR\x15flattenClientOrderIds\"\x16\n" +
+	"\x18flatten_client_order_ids\x18\x04 \x03(\tR\x15flattenClientOrderIds\"\xd3\x02\n" +
+	"\x12ModifyOrderRequest\x12&\n" +
+	"\x0fclient_order_id\x18\x01 \x01(\tR\rclientOrderId\x124\n" +
+	"\bquantity\x18\x02 \x01(\v2\x18.kairos.types.v1.DecimalR\bquantity\x12.\n" +
+	"\x05price\x18\x03 \x01(\v2\x18.kairos.types.v1.DecimalR\x05price\x12=\n" +
+	"\rtrigger_price\x18\x04 \x01(\v2\x18.kairos.types.v1.DecimalR\ftriggerPrice\x125\n" +
+	"\tstop_loss\x18\x05 \x01(\v2\x18.kairos.types.v1.DecimalR\bstopLoss\x129\n" +
+	"\vtake_profit\x18\x06 \x01(\v2\x18.kairos.types.v1.DecimalR\n" +
+	"takeProfit\"\x80\x01\n" +
+	"\x13ModifyOrderResponse\x120\n" +
+	"\x05order\x18\x01 \x01(\v2\x1a.kairos.execution.v1.OrderR\x05order\x127\n" +
+	"\x06denial\x18\x02 \x01(\v2\x1f.kairos.execution.v1.RiskDenialR\x06denial\"\xa1\x01\n" +
+	"\x15ModifyPositionRequest\x12\x16\n" +
+	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x125\n" +
+	"\tstop_loss\x18\x02 \x01(\v2\x18.kairos.types.v1.DecimalR\bstopLoss\x129\n" +
+	"\vtake_profit\x18\x03 \x01(\v2\x18.kairos.types.v1.DecimalR\n" +
+	"takeProfit\"\x8c\x01\n" +
+	"\x16ModifyPositionResponse\x129\n" +
+	"\bposition\x18\x01 \x01(\v2\x1d.kairos.execution.v1.PositionR\bposition\x127\n" +
+	"\x06denial\x18\x02 \x01(\v2\x1f.kairos.execution.v1.RiskDenialR\x06denial\"\x16\n" +
 	"\x14GetRiskLimitsRequest\"E\n" +
 	"\tRateLimit\x12\x1b\n" +
 	"\tmax_count\x18\x01 \x01(\rR\bmaxCount\x12\x1b\n" +
@@ -2810,7 +3195,7 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\x19TRADING_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TRADING_STATE_ACTIVE\x10\x01\x12\x1a\n" +
 	"\x16TRADING_STATE_REDUCING\x10\x02\x12\x18\n" +
-	"\x14TRADING_STATE_HALTED\x10\x03*\xf9\x06\n" +
+	"\x14TRADING_STATE_HALTED\x10\x03*\x9d\a\n" +
 	"\x0eRiskDenyReason\x12 \n" +
 	"\x1cRISK_DENY_REASON_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fRISK_DENY_REASON_TRADING_HALTED\x10\x01\x12%\n" +
@@ -2835,11 +3220,12 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\x1bRISK_DENY_REASON_DAILY_LOSS\x10\x13\x12\x1d\n" +
 	"\x19RISK_DENY_REASON_DRAWDOWN\x10\x14\x12(\n" +
 	"$RISK_DENY_REASON_INSUFFICIENT_MARGIN\x10\x15\x12#\n" +
-	"\x1fRISK_DENY_REASON_NOT_RECONCILED\x10\x16*c\n" +
+	"\x1fRISK_DENY_REASON_NOT_RECONCILED\x10\x16\x12\"\n" +
+	"\x1eRISK_DENY_REASON_INVALID_STOPS\x10\x17*c\n" +
 	"\rLiquiditySide\x12\x1e\n" +
 	"\x1aLIQUIDITY_SIDE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14LIQUIDITY_SIDE_MAKER\x10\x01\x12\x18\n" +
-	"\x14LIQUIDITY_SIDE_TAKER\x10\x02*\xbc\x02\n" +
+	"\x14LIQUIDITY_SIDE_TAKER\x10\x02*\x9f\x03\n" +
 	"\n" +
 	"ReportType\x12\x1b\n" +
 	"\x17REPORT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -2853,7 +3239,10 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\x13REPORT_TYPE_EXPIRED\x10\b\x12\x17\n" +
 	"\x13REPORT_TYPE_UPDATED\x10\t\x12%\n" +
 	"!REPORT_TYPE_TRADING_STATE_CHANGED\x10\n" +
-	"2\xae\a\n" +
+	"\x12\x1e\n" +
+	"\x1aREPORT_TYPE_PENDING_UPDATE\x10\v\x12\x1f\n" +
+	"\x1bREPORT_TYPE_UPDATE_REJECTED\x10\f\x12 \n" +
+	"\x1cREPORT_TYPE_POSITION_UPDATED\x10\r2\xfb\b\n" +
 	"\x10ExecutionService\x12`\n" +
 	"\vSubmitOrder\x12'.kairos.execution.v1.SubmitOrderRequest\x1a(.kairos.execution.v1.SubmitOrderResponse\x12`\n" +
 	"\vCancelOrder\x12'.kairos.execution.v1.CancelOrderRequest\x1a(.kairos.execution.v1.CancelOrderResponse\x12Z\n" +
@@ -2864,7 +3253,9 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\rListPositions\x12).kairos.execution.v1.ListPositionsRequest\x1a*.kairos.execution.v1.ListPositionsResponse\x12\x83\x01\n" +
 	"\x16StreamExecutionReports\x122.kairos.execution.v1.StreamExecutionReportsRequest\x1a3.kairos.execution.v1.StreamExecutionReportsResponse0\x01\x12l\n" +
 	"\x0fSetTradingState\x12+.kairos.execution.v1.SetTradingStateRequest\x1a,.kairos.execution.v1.SetTradingStateResponse\x12f\n" +
-	"\rGetRiskLimits\x12).kairos.execution.v1.GetRiskLimitsRequest\x1a*.kairos.execution.v1.GetRiskLimitsResponseB\xdc\x01\n" +
+	"\rGetRiskLimits\x12).kairos.execution.v1.GetRiskLimitsRequest\x1a*.kairos.execution.v1.GetRiskLimitsResponse\x12`\n" +
+	"\vModifyOrder\x12'.kairos.execution.v1.ModifyOrderRequest\x1a(.kairos.execution.v1.ModifyOrderResponse\x12i\n" +
+	"\x0eModifyPosition\x12*.kairos.execution.v1.ModifyPositionRequest\x1a+.kairos.execution.v1.ModifyPositionResponseB\xdc\x01\n" +
 	"\x17com.kairos.execution.v1B\x0eExecutionProtoP\x01ZCgithub.com/kairos-mt5/kairos/gen/go/kairos/execution/v1;executionv1\xa2\x02\x03KEX\xaa\x02\x13Kairos.Execution.V1\xca\x02\x13Kairos\\Execution\\V1\xe2\x02\x1fKairos\\Execution\\V1\\GPBMetadata\xea\x02\x15Kairos::Execution::V1b\x06proto3"
 
 var (
@@ -2880,7 +3271,7 @@ func file_kairos_execution_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_execution_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_kairos_execution_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_kairos_execution_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_kairos_execution_v1_execution_proto_goTypes = []any{
 	(OrderSide)(0),                         // 0: kairos.execution.v1.OrderSide
 	(OrderType)(0),                         // 1: kairos.execution.v1.OrderType
@@ -2911,92 +3302,118 @@ var file_kairos_execution_v1_execution_proto_goTypes = []any{
 	(*StreamExecutionReportsResponse)(nil), // 26: kairos.execution.v1.StreamExecutionReportsResponse
 	(*SetTradingStateRequest)(nil),         // 27: kairos.execution.v1.SetTradingStateRequest
 	(*SetTradingStateResponse)(nil),        // 28: kairos.execution.v1.SetTradingStateResponse
-	(*GetRiskLimitsRequest)(nil),           // 29: kairos.execution.v1.GetRiskLimitsRequest
-	(*RateLimit)(nil),                      // 30: kairos.execution.v1.RateLimit
-	(*RiskLimits)(nil),                     // 31: kairos.execution.v1.RiskLimits
-	(*GetRiskLimitsResponse)(nil),          // 32: kairos.execution.v1.GetRiskLimitsResponse
-	(*v1.Decimal)(nil),                     // 33: kairos.types.v1.Decimal
-	(*v1.HopStamp)(nil),                    // 34: kairos.types.v1.HopStamp
+	(*ModifyOrderRequest)(nil),             // 29: kairos.execution.v1.ModifyOrderRequest
+	(*ModifyOrderResponse)(nil),            // 30: kairos.execution.v1.ModifyOrderResponse
+	(*ModifyPositionRequest)(nil),          // 31: kairos.execution.v1.ModifyPositionRequest
+	(*ModifyPositionResponse)(nil),         // 32: kairos.execution.v1.ModifyPositionResponse
+	(*GetRiskLimitsRequest)(nil),           // 33: kairos.execution.v1.GetRiskLimitsRequest
+	(*RateLimit)(nil),                      // 34: kairos.execution.v1.RateLimit
+	(*RiskLimits)(nil),                     // 35: kairos.execution.v1.RiskLimits
+	(*GetRiskLimitsResponse)(nil),          // 36: kairos.execution.v1.GetRiskLimitsResponse
+	(*v1.Decimal)(nil),                     // 37: kairos.types.v1.Decimal
+	(*v1.HopStamp)(nil),                    // 38: kairos.types.v1.HopStamp
 }
 var file_kairos_execution_v1_execution_proto_depIdxs = []int32{
 	5,  // 0: kairos.execution.v1.RiskDenial.reason:type_name -> kairos.execution.v1.RiskDenyReason
 	0,  // 1: kairos.execution.v1.Order.side:type_name -> kairos.execution.v1.OrderSide
 	1,  // 2: kairos.execution.v1.Order.type:type_name -> kairos.execution.v1.OrderType
 	2,  // 3: kairos.execution.v1.Order.time_in_force:type_name -> kairos.execution.v1.TimeInForce
-	33, // 4: kairos.execution.v1.Order.quantity:type_name -> kairos.types.v1.Decimal
-	33, // 5: kairos.execution.v1.Order.price:type_name -> kairos.types.v1.Decimal
-	33, // 6: kairos.execution.v1.Order.trigger_price:type_name -> kairos.types.v1.Decimal
+	37, // 4: kairos.execution.v1.Order.quantity:type_name -> kairos.types.v1.Decimal
+	37, // 5: kairos.execution.v1.Order.price:type_name -> kairos.types.v1.Decimal
+	37, // 6: kairos.execution.v1.Order.trigger_price:type_name -> kairos.types.v1.Decimal
 	3,  // 7: kairos.execution.v1.Order.status:type_name -> kairos.execution.v1.OrderStatus
-	33, // 8: kairos.execution.v1.Order.filled_quantity:type_name -> kairos.types.v1.Decimal
-	33, // 9: kairos.execution.v1.Order.avg_fill_price:type_name -> kairos.types.v1.Decimal
+	37, // 8: kairos.execution.v1.Order.filled_quantity:type_name -> kairos.types.v1.Decimal
+	37, // 9: kairos.execution.v1.Order.avg_fill_price:type_name -> kairos.types.v1.Decimal
 	8,  // 10: kairos.execution.v1.Order.denial:type_name -> kairos.execution.v1.RiskDenial
-	0,  // 11: kairos.execution.v1.Fill.side:type_name -> kairos.execution.v1.OrderSide
-	33, // 12: kairos.execution.v1.Fill.quantity:type_name -> kairos.types.v1.Decimal
-	33, // 13: kairos.execution.v1.Fill.price:type_name -> kairos.types.v1.Decimal
-	33, // 14: kairos.execution.v1.Fill.commission:type_name -> kairos.types.v1.Decimal
-	6,  // 15: kairos.execution.v1.Fill.liquidity_side:type_name -> kairos.execution.v1.LiquiditySide
-	33, // 16: kairos.execution.v1.Position.net_quantity:type_name -> kairos.types.v1.Decimal
-	33, // 17: kairos.execution.v1.Position.avg_price:type_name -> kairos.types.v1.Decimal
-	33, // 18: kairos.execution.v1.Position.realized_pnl:type_name -> kairos.types.v1.Decimal
-	33, // 19: kairos.execution.v1.Position.unrealized_pnl:type_name -> kairos.types.v1.Decimal
-	7,  // 20: kairos.execution.v1.ExecutionReport.type:type_name -> kairos.execution.v1.ReportType
-	9,  // 21: kairos.execution.v1.ExecutionReport.order:type_name -> kairos.execution.v1.Order
-	10, // 22: kairos.execution.v1.ExecutionReport.fill:type_name -> kairos.execution.v1.Fill
-	4,  // 23: kairos.execution.v1.ExecutionReport.trading_state:type_name -> kairos.execution.v1.TradingState
-	34, // 24: kairos.execution.v1.ExecutionReport.hops:type_name -> kairos.types.v1.HopStamp
-	0,  // 25: kairos.execution.v1.SubmitOrderRequest.side:type_name -> kairos.execution.v1.OrderSide
-	1,  // 26: kairos.execution.v1.SubmitOrderRequest.type:type_name -> kairos.execution.v1.OrderType
-	2,  // 27: kairos.execution.v1.SubmitOrderRequest.time_in_force:type_name -> kairos.execution.v1.TimeInForce
-	33, // 28: kairos.execution.v1.SubmitOrderRequest.quantity:type_name -> kairos.types.v1.Decimal
-	33, // 29: kairos.execution.v1.SubmitOrderRequest.price:type_name -> kairos.types.v1.Decimal
-	33, // 30: kairos.execution.v1.SubmitOrderRequest.trigger_price:type_name -> kairos.types.v1.Decimal
-	33, // 31: kairos.execution.v1.SubmitOrderRequest.stop_distance:type_name -> kairos.types.v1.Decimal
-	9,  // 32: kairos.execution.v1.SubmitOrderResponse.order:type_name -> kairos.execution.v1.Order
-	9,  // 33: kairos.execution.v1.CancelOrderResponse.order:type_name -> kairos.execution.v1.Order
-	9,  // 34: kairos.execution.v1.GetOrderResponse.order:type_name -> kairos.execution.v1.Order
-	3,  // 35: kairos.execution.v1.ListOrdersRequest.statuses:type_name -> kairos.execution.v1.OrderStatus
-	9,  // 36: kairos.execution.v1.ListOrdersResponse.orders:type_name -> kairos.execution.v1.Order
-	11, // 37: kairos.execution.v1.ListPositionsResponse.positions:type_name -> kairos.execution.v1.Position
-	12, // 38: kairos.execution.v1.StreamExecutionReportsResponse.report:type_name -> kairos.execution.v1.ExecutionReport
-	4,  // 39: kairos.execution.v1.SetTradingStateRequest.state:type_name -> kairos.execution.v1.TradingState
-	4,  // 40: kairos.execution.v1.SetTradingStateResponse.previous:type_name -> kairos.execution.v1.TradingState
-	4,  // 41: kairos.execution.v1.SetTradingStateResponse.current:type_name -> kairos.execution.v1.TradingState
-	33, // 42: kairos.execution.v1.RiskLimits.max_order_quantity:type_name -> kairos.types.v1.Decimal
-	33, // 43: kairos.execution.v1.RiskLimits.max_order_notional:type_name -> kairos.types.v1.Decimal
-	33, // 44: kairos.execution.v1.RiskLimits.max_position_quantity:type_name -> kairos.types.v1.Decimal
-	33, // 45: kairos.execution.v1.RiskLimits.max_gross_exposure:type_name -> kairos.types.v1.Decimal
-	30, // 46: kairos.execution.v1.RiskLimits.submit_rate:type_name -> kairos.execution.v1.RateLimit
-	30, // 47: kairos.execution.v1.RiskLimits.message_rate:type_name -> kairos.execution.v1.RateLimit
-	33, // 48: kairos.execution.v1.RiskLimits.max_daily_loss:type_name -> kairos.types.v1.Decimal
-	4,  // 49: kairos.execution.v1.RiskLimits.daily_loss_state:type_name -> kairos.execution.v1.TradingState
-	33, // 50: kairos.execution.v1.RiskLimits.max_drawdown:type_name -> kairos.types.v1.Decimal
-	4,  // 51: kairos.execution.v1.RiskLimits.drawdown_state:type_name -> kairos.execution.v1.TradingState
-	33, // 52: kairos.execution.v1.RiskLimits.min_free_margin:type_name -> kairos.types.v1.Decimal
-	31, // 53: kairos.execution.v1.GetRiskLimitsResponse.limits:type_name -> kairos.execution.v1.RiskLimits
-	4,  // 54: kairos.execution.v1.GetRiskLimitsResponse.trading_state:type_name -> kairos.execution.v1.TradingState
-	13, // 55: kairos.execution.v1.ExecutionService.SubmitOrder:input_type -> kairos.execution.v1.SubmitOrderRequest
-	15, // 56: kairos.execution.v1.ExecutionService.CancelOrder:input_type -> kairos.execution.v1.CancelOrderRequest
-	17, // 57: kairos.execution.v1.ExecutionService.CancelAll:input_type -> kairos.execution.v1.CancelAllRequest
-	19, // 58: kairos.execution.v1.ExecutionService.GetOrder:input_type -> kairos.execution.v1.GetOrderRequest
-	21, // 59: kairos.execution.v1.ExecutionService.ListOrders:input_type -> kairos.execution.v1.ListOrdersRequest
-	23, // 60: kairos.execution.v1.ExecutionService.ListPositions:input_type -> kairos.execution.v1.ListPositionsRequest
-	25, // 61: kairos.execution.v1.ExecutionService.StreamExecutionReports:input_type -> kairos.execution.v1.StreamExecutionReportsRequest
-	27, // 62: kairos.execution.v1.ExecutionService.SetTradingState:input_type -> kairos.execution.v1.SetTradingStateRequest
-	29, // 63: kairos.execution.v1.ExecutionService.GetRiskLimits:input_type -> kairos.execution.v1.GetRiskLimitsRequest
-	14, // 64: kairos.execution.v1.ExecutionService.SubmitOrder:output_type -> kairos.execution.v1.SubmitOrderResponse
-	16, // 65: kairos.execution.v1.ExecutionService.CancelOrder:output_type -> kairos.execution.v1.CancelOrderResponse
-	18, // 66: kairos.execution.v1.ExecutionService.CancelAll:output_type -> kairos.execution.v1.CancelAllResponse
-	20, // 67: kairos.execution.v1.ExecutionService.GetOrder:output_type -> kairos.execution.v1.GetOrderResponse
-	22, // 68: kairos.execution.v1.ExecutionService.ListOrders:output_type -> kairos.execution.v1.ListOrdersResponse
-	24, // 69: kairos.execution.v1.ExecutionService.ListPositions:output_type -> kairos.execution.v1.ListPositionsResponse
-	26, // 70: kairos.execution.v1.ExecutionService.StreamExecutionReports:output_type -> kairos.execution.v1.StreamExecutionReportsResponse
-	28, // 71: kairos.execution.v1.ExecutionService.SetTradingState:output_type -> kairos.execution.v1.SetTradingStateResponse
-	32, // 72: kairos.execution.v1.ExecutionService.GetRiskLimits:output_type -> kairos.execution.v1.GetRiskLimitsResponse
-	64, // [64:73] is the sub-list for method output_type
-	55, // [55:64] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	37, // 11: kairos.execution.v1.Order.stop_loss:type_name -> kairos.types.v1.Decimal
+	37, // 12: kairos.execution.v1.Order.take_profit:type_name -> kairos.types.v1.Decimal
+	0,  // 13: kairos.execution.v1.Fill.side:type_name -> kairos.execution.v1.OrderSide
+	37, // 14: kairos.execution.v1.Fill.quantity:type_name -> kairos.types.v1.Decimal
+	37, // 15: kairos.execution.v1.Fill.price:type_name -> kairos.types.v1.Decimal
+	37, // 16: kairos.execution.v1.Fill.commission:type_name -> kairos.types.v1.Decimal
+	6,  // 17: kairos.execution.v1.Fill.liquidity_side:type_name -> kairos.execution.v1.LiquiditySide
+	37, // 18: kairos.execution.v1.Position.net_quantity:type_name -> kairos.types.v1.Decimal
+	37, // 19: kairos.execution.v1.Position.avg_price:type_name -> kairos.types.v1.Decimal
+	37, // 20: kairos.execution.v1.Position.realized_pnl:type_name -> kairos.types.v1.Decimal
+	37, // 21: kairos.execution.v1.Position.unrealized_pnl:type_name -> kairos.types.v1.Decimal
+	37, // 22: kairos.execution.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
+	37, // 23: kairos.execution.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
+	7,  // 24: kairos.execution.v1.ExecutionReport.type:type_name -> kairos.execution.v1.ReportType
+	9,  // 25: kairos.execution.v1.ExecutionReport.order:type_name -> kairos.execution.v1.Order
+	10, // 26: kairos.execution.v1.ExecutionReport.fill:type_name -> kairos.execution.v1.Fill
+	4,  // 27: kairos.execution.v1.ExecutionReport.trading_state:type_name -> kairos.execution.v1.TradingState
+	38, // 28: kairos.execution.v1.ExecutionReport.hops:type_name -> kairos.types.v1.HopStamp
+	11, // 29: kairos.execution.v1.ExecutionReport.position:type_name -> kairos.execution.v1.Position
+	0,  // 30: kairos.execution.v1.SubmitOrderRequest.side:type_name -> kairos.execution.v1.OrderSide
+	1,  // 31: kairos.execution.v1.SubmitOrderRequest.type:type_name -> kairos.execution.v1.OrderType
+	2,  // 32: kairos.execution.v1.SubmitOrderRequest.time_in_force:type_name -> kairos.execution.v1.TimeInForce
+	37, // 33: kairos.execution.v1.SubmitOrderRequest.quantity:type_name -> kairos.types.v1.Decimal
+	37, // 34: kairos.execution.v1.SubmitOrderRequest.price:type_name -> kairos.types.v1.Decimal
+	37, // 35: kairos.execution.v1.SubmitOrderRequest.trigger_price:type_name -> kairos.types.v1.Decimal
+	37, // 36: kairos.execution.v1.SubmitOrderRequest.stop_distance:type_name -> kairos.types.v1.Decimal
+	37, // 37: kairos.execution.v1.SubmitOrderRequest.stop_loss:type_name -> kairos.types.v1.Decimal
+	37, // 38: kairos.execution.v1.SubmitOrderRequest.take_profit:type_name -> kairos.types.v1.Decimal
+	9,  // 39: kairos.execution.v1.SubmitOrderResponse.order:type_name -> kairos.execution.v1.Order
+	9,  // 40: kairos.execution.v1.CancelOrderResponse.order:type_name -> kairos.execution.v1.Order
+	9,  // 41: kairos.execution.v1.GetOrderResponse.order:type_name -> kairos.execution.v1.Order
+	3,  // 42: kairos.execution.v1.ListOrdersRequest.statuses:type_name -> kairos.execution.v1.OrderStatus
+	9,  // 43: kairos.execution.v1.ListOrdersResponse.orders:type_name -> kairos.execution.v1.Order
+	11, // 44: kairos.execution.v1.ListPositionsResponse.positions:type_name -> kairos.execution.v1.Position
+	12, // 45: kairos.execution.v1.StreamExecutionReportsResponse.report:type_name -> kairos.execution.v1.ExecutionReport
+	4,  // 46: kairos.execution.v1.SetTradingStateRequest.state:type_name -> kairos.execution.v1.TradingState
+	4,  // 47: kairos.execution.v1.SetTradingStateResponse.previous:type_name -> kairos.execution.v1.TradingState
+	4,  // 48: kairos.execution.v1.SetTradingStateResponse.current:type_name -> kairos.execution.v1.TradingState
+	37, // 49: kairos.execution.v1.ModifyOrderRequest.quantity:type_name -> kairos.types.v1.Decimal
+	37, // 50: kairos.execution.v1.ModifyOrderRequest.price:type_name -> kairos.types.v1.Decimal
+	37, // 51: kairos.execution.v1.ModifyOrderRequest.trigger_price:type_name -> kairos.types.v1.Decimal
+	37, // 52: kairos.execution.v1.ModifyOrderRequest.stop_loss:type_name -> kairos.types.v1.Decimal
+	37, // 53: kairos.execution.v1.ModifyOrderRequest.take_profit:type_name -> kairos.types.v1.Decimal
+	9,  // 54: kairos.execution.v1.ModifyOrderResponse.order:type_name -> kairos.execution.v1.Order
+	8,  // 55: kairos.execution.v1.ModifyOrderResponse.denial:type_name -> kairos.execution.v1.RiskDenial
+	37, // 56: kairos.execution.v1.ModifyPositionRequest.stop_loss:type_name -> kairos.types.v1.Decimal
+	37, // 57: kairos.execution.v1.ModifyPositionRequest.take_profit:type_name -> kairos.types.v1.Decimal
+	11, // 58: kairos.execution.v1.ModifyPositionResponse.position:type_name -> kairos.execution.v1.Position
+	8,  // 59: kairos.execution.v1.ModifyPositionResponse.denial:type_name -> kairos.execution.v1.RiskDenial
+	37, // 60: kairos.execution.v1.RiskLimits.max_order_quantity:type_name -> kairos.types.v1.Decimal
+	37, // 61: kairos.execution.v1.RiskLimits.max_order_notional:type_name -> kairos.types.v1.Decimal
+	37, // 62: kairos.execution.v1.RiskLimits.max_position_quantity:type_name -> kairos.types.v1.Decimal
+	37, // 63: kairos.execution.v1.RiskLimits.max_gross_exposure:type_name -> kairos.types.v1.Decimal
+	34, // 64: kairos.execution.v1.RiskLimits.submit_rate:type_name -> kairos.execution.v1.RateLimit
+	34, // 65: kairos.execution.v1.RiskLimits.message_rate:type_name -> kairos.execution.v1.RateLimit
+	37, // 66: kairos.execution.v1.RiskLimits.max_daily_loss:type_name -> kairos.types.v1.Decimal
+	4,  // 67: kairos.execution.v1.RiskLimits.daily_loss_state:type_name -> kairos.execution.v1.TradingState
+	37, // 68: kairos.execution.v1.RiskLimits.max_drawdown:type_name -> kairos.types.v1.Decimal
+	4,  // 69: kairos.execution.v1.RiskLimits.drawdown_state:type_name -> kairos.execution.v1.TradingState
+	37, // 70: kairos.execution.v1.RiskLimits.min_free_margin:type_name -> kairos.types.v1.Decimal
+	35, // 71: kairos.execution.v1.GetRiskLimitsResponse.limits:type_name -> kairos.execution.v1.RiskLimits
+	4,  // 72: kairos.execution.v1.GetRiskLimitsResponse.trading_state:type_name -> kairos.execution.v1.TradingState
+	13, // 73: kairos.execution.v1.ExecutionService.SubmitOrder:input_type -> kairos.execution.v1.SubmitOrderRequest
+	15, // 74: kairos.execution.v1.ExecutionService.CancelOrder:input_type -> kairos.execution.v1.CancelOrderRequest
+	17, // 75: kairos.execution.v1.ExecutionService.CancelAll:input_type -> kairos.execution.v1.CancelAllRequest
+	19, // 76: kairos.execution.v1.ExecutionService.GetOrder:input_type -> kairos.execution.v1.GetOrderRequest
+	21, // 77: kairos.execution.v1.ExecutionService.ListOrders:input_type -> kairos.execution.v1.ListOrdersRequest
+	23, // 78: kairos.execution.v1.ExecutionService.ListPositions:input_type -> kairos.execution.v1.ListPositionsRequest
+	25, // 79: kairos.execution.v1.ExecutionService.StreamExecutionReports:input_type -> kairos.execution.v1.StreamExecutionReportsRequest
+	27, // 80: kairos.execution.v1.ExecutionService.SetTradingState:input_type -> kairos.execution.v1.SetTradingStateRequest
+	33, // 81: kairos.execution.v1.ExecutionService.GetRiskLimits:input_type -> kairos.execution.v1.GetRiskLimitsRequest
+	29, // 82: kairos.execution.v1.ExecutionService.ModifyOrder:input_type -> kairos.execution.v1.ModifyOrderRequest
+	31, // 83: kairos.execution.v1.ExecutionService.ModifyPosition:input_type -> kairos.execution.v1.ModifyPositionRequest
+	14, // 84: kairos.execution.v1.ExecutionService.SubmitOrder:output_type -> kairos.execution.v1.SubmitOrderResponse
+	16, // 85: kairos.execution.v1.ExecutionService.CancelOrder:output_type -> kairos.execution.v1.CancelOrderResponse
+	18, // 86: kairos.execution.v1.ExecutionService.CancelAll:output_type -> kairos.execution.v1.CancelAllResponse
+	20, // 87: kairos.execution.v1.ExecutionService.GetOrder:output_type -> kairos.execution.v1.GetOrderResponse
+	22, // 88: kairos.execution.v1.ExecutionService.ListOrders:output_type -> kairos.execution.v1.ListOrdersResponse
+	24, // 89: kairos.execution.v1.ExecutionService.ListPositions:output_type -> kairos.execution.v1.ListPositionsResponse
+	26, // 90: kairos.execution.v1.ExecutionService.StreamExecutionReports:output_type -> kairos.execution.v1.StreamExecutionReportsResponse
+	28, // 91: kairos.execution.v1.ExecutionService.SetTradingState:output_type -> kairos.execution.v1.SetTradingStateResponse
+	36, // 92: kairos.execution.v1.ExecutionService.GetRiskLimits:output_type -> kairos.execution.v1.GetRiskLimitsResponse
+	30, // 93: kairos.execution.v1.ExecutionService.ModifyOrder:output_type -> kairos.execution.v1.ModifyOrderResponse
+	32, // 94: kairos.execution.v1.ExecutionService.ModifyPosition:output_type -> kairos.execution.v1.ModifyPositionResponse
+	84, // [84:95] is the sub-list for method output_type
+	73, // [73:84] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_kairos_execution_v1_execution_proto_init() }
@@ -3010,7 +3427,7 @@ func file_kairos_execution_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_execution_v1_execution_proto_rawDesc), len(file_kairos_execution_v1_execution_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

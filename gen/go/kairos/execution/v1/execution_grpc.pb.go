@@ -34,6 +34,8 @@ const (
 	ExecutionService_StreamExecutionReports_FullMethodName = "/kairos.execution.v1.ExecutionService/StreamExecutionReports"
 	ExecutionService_SetTradingState_FullMethodName        = "/kairos.execution.v1.ExecutionService/SetTradingState"
 	ExecutionService_GetRiskLimits_FullMethodName          = "/kairos.execution.v1.ExecutionService/GetRiskLimits"
+	ExecutionService_ModifyOrder_FullMethodName            = "/kairos.execution.v1.ExecutionService/ModifyOrder"
+	ExecutionService_ModifyPosition_FullMethodName         = "/kairos.execution.v1.ExecutionService/ModifyPosition"
 )
 
 // ExecutionServiceClient is the client API for ExecutionService service.
@@ -64,6 +66,16 @@ type ExecutionServiceClient interface {
 	SetTradingState(ctx context.Context, in *SetTradingStateRequest, opts ...grpc.CallOption) (*SetTradingStateResponse, error)
 	// GetRiskLimits returns the configured risk limits and the current trading state.
 	GetRiskLimits(ctx context.Context, in *GetRiskLimitsRequest, opts ...grpc.CallOption) (*GetRiskLimitsResponse, error)
+	// ModifyOrder changes a working order's price, trigger price, stop loss, take profit or quantity
+	// (where the venue allows it; MT5 cannot change a pending order's volume). The order goes
+	// PENDING_UPDATE until the venue answers; the change passes the modification risk checks
+	// (trading state, precision, price collar, stops, message throttle) first. A risk denial is not an
+	// RPC error: the response carries it and the order is unchanged.
+	ModifyOrder(ctx context.Context, in *ModifyOrderRequest, opts ...grpc.CallOption) (*ModifyOrderResponse, error)
+	// ModifyPosition sets or removes the protective stop loss and take profit of a symbol's open
+	// position. On MT5 they are set at the broker on the position, so they hold if Kairos stops; the
+	// paper venue closes the position when a quote touches them. Allowed in every trading state.
+	ModifyPosition(ctx context.Context, in *ModifyPositionRequest, opts ...grpc.CallOption) (*ModifyPositionResponse, error)
 }
 
 type executionServiceClient struct {
@@ -173,6 +185,26 @@ func (c *executionServiceClient) GetRiskLimits(ctx context.Context, in *GetRiskL
 	return out, nil
 }
 
+func (c *executionServiceClient) ModifyOrder(ctx context.Context, in *ModifyOrderRequest, opts ...grpc.CallOption) (*ModifyOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ModifyOrderResponse)
+	err := c.cc.Invoke(ctx, ExecutionService_ModifyOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *executionServiceClient) ModifyPosition(ctx context.Context, in *ModifyPositionRequest, opts ...grpc.CallOption) (*ModifyPositionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ModifyPositionResponse)
+	err := c.cc.Invoke(ctx, ExecutionService_ModifyPosition_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutionServiceServer is the server API for ExecutionService service.
 // All implementations must embed UnimplementedExecutionServiceServer
 // for forward compatibility.
@@ -201,6 +233,16 @@ type ExecutionServiceServer interface {
 	SetTradingState(context.Context, *SetTradingStateRequest) (*SetTradingStateResponse, error)
 	// GetRiskLimits returns the configured risk limits and the current trading state.
 	GetRiskLimits(context.Context, *GetRiskLimitsRequest) (*GetRiskLimitsResponse, error)
+	// ModifyOrder changes a working order's price, trigger price, stop loss, take profit or quantity
+	// (where the venue allows it; MT5 cannot change a pending order's volume). The order goes
+	// PENDING_UPDATE until the venue answers; the change passes the modification risk checks
+	// (trading state, precision, price collar, stops, message throttle) first. A risk denial is not an
+	// RPC error: the response carries it and the order is unchanged.
+	ModifyOrder(context.Context, *ModifyOrderRequest) (*ModifyOrderResponse, error)
+	// ModifyPosition sets or removes the protective stop loss and take profit of a symbol's open
+	// position. On MT5 they are set at the broker on the position, so they hold if Kairos stops; the
+	// paper venue closes the position when a quote touches them. Allowed in every trading state.
+	ModifyPosition(context.Context, *ModifyPositionRequest) (*ModifyPositionResponse, error)
 	mustEmbedUnimplementedExecutionServiceServer()
 }
 
@@ -237,6 +279,12 @@ func (UnimplementedExecutionServiceServer) SetTradingState(context.Context, *Set
 }
 func (UnimplementedExecutionServiceServer) GetRiskLimits(context.Context, *GetRiskLimitsRequest) (*GetRiskLimitsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRiskLimits not implemented")
+}
+func (UnimplementedExecutionServiceServer) ModifyOrder(context.Context, *ModifyOrderRequest) (*ModifyOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ModifyOrder not implemented")
+}
+func (UnimplementedExecutionServiceServer) ModifyPosition(context.Context, *ModifyPositionRequest) (*ModifyPositionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ModifyPosition not implemented")
 }
 func (UnimplementedExecutionServiceServer) mustEmbedUnimplementedExecutionServiceServer() {}
 func (UnimplementedExecutionServiceServer) testEmbeddedByValue()                          {}
@@ -414,6 +462,42 @@ func _ExecutionService_GetRiskLimits_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutionService_ModifyOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ModifyOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).ModifyOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutionService_ModifyOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).ModifyOrder(ctx, req.(*ModifyOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExecutionService_ModifyPosition_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ModifyPositionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).ModifyPosition(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutionService_ModifyPosition_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).ModifyPosition(ctx, req.(*ModifyPositionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecutionService_ServiceDesc is the grpc.ServiceDesc for ExecutionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -452,6 +536,14 @@ var ExecutionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRiskLimits",
 			Handler:    _ExecutionService_GetRiskLimits_Handler,
+		},
+		{
+			MethodName: "ModifyOrder",
+			Handler:    _ExecutionService_ModifyOrder_Handler,
+		},
+		{
+			MethodName: "ModifyPosition",
+			Handler:    _ExecutionService_ModifyPosition_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

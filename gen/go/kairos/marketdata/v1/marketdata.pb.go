@@ -25,6 +25,125 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// HistoryKind says what a history request asks the terminal for.
+type HistoryKind int32
+
+const (
+	// Not set; refused.
+	HistoryKind_HISTORY_KIND_UNSPECIFIED HistoryKind = 0
+	// Every tick (CopyTicksRange, COPY_TICKS_ALL).
+	HistoryKind_HISTORY_KIND_TICKS HistoryKind = 1
+	// Bars of a period (CopyRates).
+	HistoryKind_HISTORY_KIND_BARS HistoryKind = 2
+)
+
+// Enum value maps for HistoryKind.
+var (
+	HistoryKind_name = map[int32]string{
+		0: "HISTORY_KIND_UNSPECIFIED",
+		1: "HISTORY_KIND_TICKS",
+		2: "HISTORY_KIND_BARS",
+	}
+	HistoryKind_value = map[string]int32{
+		"HISTORY_KIND_UNSPECIFIED": 0,
+		"HISTORY_KIND_TICKS":       1,
+		"HISTORY_KIND_BARS":        2,
+	}
+)
+
+func (x HistoryKind) Enum() *HistoryKind {
+	p := new(HistoryKind)
+	*p = x
+	return p
+}
+
+func (x HistoryKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HistoryKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_kairos_marketdata_v1_marketdata_proto_enumTypes[0].Descriptor()
+}
+
+func (HistoryKind) Type() protoreflect.EnumType {
+	return &file_kairos_marketdata_v1_marketdata_proto_enumTypes[0]
+}
+
+func (x HistoryKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HistoryKind.Descriptor instead.
+func (HistoryKind) EnumDescriptor() ([]byte, []int) {
+	return file_kairos_marketdata_v1_marketdata_proto_rawDescGZIP(), []int{0}
+}
+
+// HistoryStatus is the terminal's verdict on one part of a history chunk.
+type HistoryStatus int32
+
+const (
+	// Not set.
+	HistoryStatus_HISTORY_STATUS_UNSPECIFIED HistoryStatus = 0
+	// Rows of the chunk; more parts follow.
+	HistoryStatus_HISTORY_STATUS_MORE HistoryStatus = 1
+	// The last part: the chunk is complete (total rows in the part's total).
+	HistoryStatus_HISTORY_STATUS_DONE HistoryStatus = 2
+	// The last part: the terminal has no rows in the chunk (message says what it checked).
+	HistoryStatus_HISTORY_STATUS_EMPTY HistoryStatus = 3
+	// The last part: the terminal could not copy the chunk (message: the MQL5 error).
+	HistoryStatus_HISTORY_STATUS_ERROR HistoryStatus = 4
+	// The last part: the terminal's history starts after the chunk's start (first_available_msc), so
+	// the rows sent do not cover it.
+	HistoryStatus_HISTORY_STATUS_PARTIAL HistoryStatus = 5
+)
+
+// Enum value maps for HistoryStatus.
+var (
+	HistoryStatus_name = map[int32]string{
+		0: "HISTORY_STATUS_UNSPECIFIED",
+		1: "HISTORY_STATUS_MORE",
+		2: "HISTORY_STATUS_DONE",
+		3: "HISTORY_STATUS_EMPTY",
+		4: "HISTORY_STATUS_ERROR",
+		5: "HISTORY_STATUS_PARTIAL",
+	}
+	HistoryStatus_value = map[string]int32{
+		"HISTORY_STATUS_UNSPECIFIED": 0,
+		"HISTORY_STATUS_MORE":        1,
+		"HISTORY_STATUS_DONE":        2,
+		"HISTORY_STATUS_EMPTY":       3,
+		"HISTORY_STATUS_ERROR":       4,
+		"HISTORY_STATUS_PARTIAL":     5,
+	}
+)
+
+func (x HistoryStatus) Enum() *HistoryStatus {
+	p := new(HistoryStatus)
+	*p = x
+	return p
+}
+
+func (x HistoryStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HistoryStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_kairos_marketdata_v1_marketdata_proto_enumTypes[1].Descriptor()
+}
+
+func (HistoryStatus) Type() protoreflect.EnumType {
+	return &file_kairos_marketdata_v1_marketdata_proto_enumTypes[1]
+}
+
+func (x HistoryStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HistoryStatus.Descriptor instead.
+func (HistoryStatus) EnumDescriptor() ([]byte, []int) {
+	return file_kairos_marketdata_v1_marketdata_proto_rawDescGZIP(), []int{1}
+}
+
 // TickRejectReason says why a tick was refused; every refused tick is counted under one reason and
 // never reaches downstream consumers.
 type TickRejectReason int32
@@ -87,11 +206,11 @@ func (x TickRejectReason) String() string {
 }
 
 func (TickRejectReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_kairos_marketdata_v1_marketdata_proto_enumTypes[0].Descriptor()
+	return file_kairos_marketdata_v1_marketdata_proto_enumTypes[2].Descriptor()
 }
 
 func (TickRejectReason) Type() protoreflect.EnumType {
-	return &file_kairos_marketdata_v1_marketdata_proto_enumTypes[0]
+	return &file_kairos_marketdata_v1_marketdata_proto_enumTypes[2]
 }
 
 func (x TickRejectReason) Number() protoreflect.EnumNumber {
@@ -100,7 +219,7 @@ func (x TickRejectReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TickRejectReason.Descriptor instead.
 func (TickRejectReason) EnumDescriptor() ([]byte, []int) {
-	return file_kairos_marketdata_v1_marketdata_proto_rawDescGZIP(), []int{0}
+	return file_kairos_marketdata_v1_marketdata_proto_rawDescGZIP(), []int{2}
 }
 
 // Tick is one quote or trade update, as MetaTrader 5 reports it in MqlTick.
@@ -716,7 +835,18 @@ const file_kairos_marketdata_v1_marketdata_proto_rawDesc = "" +
 	"\rcurrency_base\x18\n" +
 	" \x01(\tR\fcurrencyBase\x12'\n" +
 	"\x0fcurrency_profit\x18\v \x01(\tR\x0ecurrencyProfit\x12 \n" +
-	"\vdescription\x18\f \x01(\tR\vdescription*\xff\x02\n" +
+	"\vdescription\x18\f \x01(\tR\vdescription*Z\n" +
+	"\vHistoryKind\x12\x1c\n" +
+	"\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12HISTORY_KIND_TICKS\x10\x01\x12\x15\n" +
+	"\x11HISTORY_KIND_BARS\x10\x02*\xb1\x01\n" +
+	"\rHistoryStatus\x12\x1e\n" +
+	"\x1aHISTORY_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13HISTORY_STATUS_MORE\x10\x01\x12\x17\n" +
+	"\x13HISTORY_STATUS_DONE\x10\x02\x12\x18\n" +
+	"\x14HISTORY_STATUS_EMPTY\x10\x03\x12\x18\n" +
+	"\x14HISTORY_STATUS_ERROR\x10\x04\x12\x1a\n" +
+	"\x16HISTORY_STATUS_PARTIAL\x10\x05*\xff\x02\n" +
 	"\x10TickRejectReason\x12\"\n" +
 	"\x1eTICK_REJECT_REASON_UNSPECIFIED\x10\x00\x12'\n" +
 	"#TICK_REJECT_REASON_NON_FINITE_PRICE\x10\x01\x12)\n" +
@@ -741,18 +871,20 @@ func file_kairos_marketdata_v1_marketdata_proto_rawDescGZIP() []byte {
 	return file_kairos_marketdata_v1_marketdata_proto_rawDescData
 }
 
-var file_kairos_marketdata_v1_marketdata_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_kairos_marketdata_v1_marketdata_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_kairos_marketdata_v1_marketdata_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_kairos_marketdata_v1_marketdata_proto_goTypes = []any{
-	(TickRejectReason)(0), // 0: kairos.marketdata.v1.TickRejectReason
-	(*Tick)(nil),          // 1: kairos.marketdata.v1.Tick
-	(*TickBatch)(nil),     // 2: kairos.marketdata.v1.TickBatch
-	(*Bar)(nil),           // 3: kairos.marketdata.v1.Bar
-	(*BarBatch)(nil),      // 4: kairos.marketdata.v1.BarBatch
-	(*SymbolInfo)(nil),    // 5: kairos.marketdata.v1.SymbolInfo
+	(HistoryKind)(0),      // 0: kairos.marketdata.v1.HistoryKind
+	(HistoryStatus)(0),    // 1: kairos.marketdata.v1.HistoryStatus
+	(TickRejectReason)(0), // 2: kairos.marketdata.v1.TickRejectReason
+	(*Tick)(nil),          // 3: kairos.marketdata.v1.Tick
+	(*TickBatch)(nil),     // 4: kairos.marketdata.v1.TickBatch
+	(*Bar)(nil),           // 5: kairos.marketdata.v1.Bar
+	(*BarBatch)(nil),      // 6: kairos.marketdata.v1.BarBatch
+	(*SymbolInfo)(nil),    // 7: kairos.marketdata.v1.SymbolInfo
 }
 var file_kairos_marketdata_v1_marketdata_proto_depIdxs = []int32{
-	3, // 0: kairos.marketdata.v1.BarBatch.bars:type_name -> kairos.marketdata.v1.Bar
+	5, // 0: kairos.marketdata.v1.BarBatch.bars:type_name -> kairos.marketdata.v1.Bar
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
@@ -770,7 +902,7 @@ func file_kairos_marketdata_v1_marketdata_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_marketdata_v1_marketdata_proto_rawDesc), len(file_kairos_marketdata_v1_marketdata_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      3,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,

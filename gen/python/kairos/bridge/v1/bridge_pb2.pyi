@@ -45,6 +45,7 @@ class CommandKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMMAND_KIND_CLOSE_POSITION: _ClassVar[CommandKind]
     COMMAND_KIND_QUERY_ORDER: _ClassVar[CommandKind]
     COMMAND_KIND_SNAPSHOT: _ClassVar[CommandKind]
+    COMMAND_KIND_MODIFY_POSITION: _ClassVar[CommandKind]
 
 class BridgeStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -102,6 +103,7 @@ COMMAND_KIND_MODIFY: CommandKind
 COMMAND_KIND_CLOSE_POSITION: CommandKind
 COMMAND_KIND_QUERY_ORDER: CommandKind
 COMMAND_KIND_SNAPSHOT: CommandKind
+COMMAND_KIND_MODIFY_POSITION: CommandKind
 BRIDGE_STATUS_UNSPECIFIED: BridgeStatus
 BRIDGE_STATUS_SENT: BridgeStatus
 BRIDGE_STATUS_INVALID: BridgeStatus
@@ -130,7 +132,7 @@ ERROR_CODE_SHUTTING_DOWN: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 
 class Frame(_message.Message):
-    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge")
+    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge", "terminal_check", "history_request", "history_data")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     SENT_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +148,9 @@ class Frame(_message.Message):
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_CHECK_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_DATA_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     ack: int
     sent_time_us: int
@@ -161,7 +166,10 @@ class Frame(_message.Message):
     positions: PositionSnapshot
     error: Error
     challenge: Challenge
-    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ...) -> None: ...
+    terminal_check: TerminalCheck
+    history_request: HistoryRequest
+    history_data: HistoryData
+    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., terminal_check: _Optional[_Union[TerminalCheck, _Mapping]] = ..., history_request: _Optional[_Union[HistoryRequest, _Mapping]] = ..., history_data: _Optional[_Union[HistoryData, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("api_version", "bridge_version", "channel", "session_id", "terminal_name", "terminal_build", "company", "server", "account_login", "account_currency", "trade_mode", "ea_symbol", "magic", "client_nonce", "auth_proof")
@@ -412,6 +420,66 @@ class PositionSnapshot(_message.Message):
     time_msc: int
     complete: bool
     def __init__(self, positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., orders: _Optional[_Iterable[_Union[WorkingOrder, _Mapping]]] = ..., time_msc: _Optional[int] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class TerminalCheck(_message.Message):
+    __slots__ = ("dlls_allowed", "terminal_trade_allowed", "ea_trade_allowed", "account_trade_allowed", "account_expert_allowed", "symbols_checked", "symbols_failed", "problems", "tester", "time_msc")
+    DLLS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_TRADE_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    EA_TRADE_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_TRADE_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_EXPERT_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    TESTER_FIELD_NUMBER: _ClassVar[int]
+    TIME_MSC_FIELD_NUMBER: _ClassVar[int]
+    dlls_allowed: bool
+    terminal_trade_allowed: bool
+    ea_trade_allowed: bool
+    account_trade_allowed: bool
+    account_expert_allowed: bool
+    symbols_checked: int
+    symbols_failed: int
+    problems: str
+    tester: bool
+    time_msc: int
+    def __init__(self, dlls_allowed: _Optional[bool] = ..., terminal_trade_allowed: _Optional[bool] = ..., ea_trade_allowed: _Optional[bool] = ..., account_trade_allowed: _Optional[bool] = ..., account_expert_allowed: _Optional[bool] = ..., symbols_checked: _Optional[int] = ..., symbols_failed: _Optional[int] = ..., problems: _Optional[str] = ..., tester: _Optional[bool] = ..., time_msc: _Optional[int] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("request_id", "symbol", "kind", "period_s", "from_msc", "to_msc")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_S_FIELD_NUMBER: _ClassVar[int]
+    FROM_MSC_FIELD_NUMBER: _ClassVar[int]
+    TO_MSC_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    symbol: str
+    kind: _marketdata_pb2.HistoryKind
+    period_s: int
+    from_msc: int
+    to_msc: int
+    def __init__(self, request_id: _Optional[int] = ..., symbol: _Optional[str] = ..., kind: _Optional[_Union[_marketdata_pb2.HistoryKind, str]] = ..., period_s: _Optional[int] = ..., from_msc: _Optional[int] = ..., to_msc: _Optional[int] = ...) -> None: ...
+
+class HistoryData(_message.Message):
+    __slots__ = ("request_id", "part", "status", "ticks", "bars", "total", "message", "first_available_msc")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_AVAILABLE_MSC_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    part: int
+    status: _marketdata_pb2.HistoryStatus
+    ticks: _marketdata_pb2.TickBatch
+    bars: _containers.RepeatedCompositeFieldContainer[_marketdata_pb2.Bar]
+    total: int
+    message: str
+    first_available_msc: int
+    def __init__(self, request_id: _Optional[int] = ..., part: _Optional[int] = ..., status: _Optional[_Union[_marketdata_pb2.HistoryStatus, str]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., bars: _Optional[_Iterable[_Union[_marketdata_pb2.Bar, _Mapping]]] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., first_available_msc: _Optional[int] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "frame_sequence")

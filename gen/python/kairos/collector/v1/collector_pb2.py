@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kairos.marketdata.v1 import marketdata_pb2 as kairos_dot_marketdata_dot_v1_dot_marketdata__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#kairos/collector/v1/collector.proto\x12\x13kairos.collector.v1\x1a%kairos/marketdata/v1/marketdata.proto\"f\n\x10SubscribeRequest\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\x12\x14\n\x05ticks\x18\x02 \x01(\x08R\x05ticks\x12\"\n\rbar_periods_s\x18\x03 \x03(\rR\x0b\x62\x61rPeriodsS\"\xc9\x01\n\x11SubscribeResponse\x12\x37\n\x05ticks\x18\x01 \x01(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchH\x00R\x05ticks\x12-\n\x03\x62\x61r\x18\x02 \x01(\x0b\x32\x19.kairos.marketdata.v1.BarH\x00R\x03\x62\x61r\x12\x43\n\x0bsymbol_info\x18\x03 \x01(\x0b\x32 .kairos.marketdata.v1.SymbolInfoH\x00R\nsymbolInfoB\x07\n\x05\x65vent\"\xb1\x01\n\x0ePublishRequest\x12\x16\n\x06source\x18\x01 \x01(\tR\x06source\x12\x43\n\x0bsymbol_info\x18\x02 \x01(\x0b\x32 .kairos.marketdata.v1.SymbolInfoH\x00R\nsymbolInfo\x12\x37\n\x05ticks\x18\x03 \x01(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchH\x00R\x05ticksB\t\n\x07payload\"c\n\x0bRejectCount\x12>\n\x06reason\x18\x01 \x01(\x0e\x32&.kairos.marketdata.v1.TickRejectReasonR\x06reason\x12\x14\n\x05\x63ount\x18\x02 \x01(\x04R\x05\x63ount\"\x85\x01\n\x0fPublishResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04R\x08\x61\x63\x63\x65pted\x12\x1a\n\x08rejected\x18\x02 \x01(\x04R\x08rejected\x12:\n\x07rejects\x18\x03 \x03(\x0b\x32 .kairos.collector.v1.RejectCountR\x07rejects\"\xa1\x01\n\nPublishAck\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x04R\x08\x61\x63\x63\x65pted\x12:\n\x07rejects\x18\x03 \x03(\x0b\x32 .kairos.collector.v1.RejectCountR\x07rejects\x12#\n\rlast_sequence\x18\x04 \x01(\x04R\x0clastSequence\"\xa2\x01\n\rStreamRequest\x12\x45\n\tsubscribe\x18\x01 \x01(\x0b\x32%.kairos.collector.v1.SubscribeRequestH\x00R\tsubscribe\x12?\n\x07publish\x18\x02 \x01(\x0b\x32#.kairos.collector.v1.PublishRequestH\x00R\x07publishB\t\n\x07request\"\xfe\x01\n\x0eStreamResponse\x12\x37\n\x05ticks\x18\x01 \x01(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchH\x00R\x05ticks\x12-\n\x03\x62\x61r\x18\x02 \x01(\x0b\x32\x19.kairos.marketdata.v1.BarH\x00R\x03\x62\x61r\x12\x43\n\x0bsymbol_info\x18\x03 \x01(\x0b\x32 .kairos.marketdata.v1.SymbolInfoH\x00R\nsymbolInfo\x12\x33\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x1f.kairos.collector.v1.PublishAckH\x00R\x03\x61\x63kB\n\n\x08response\"\x14\n\x12ListSymbolsRequest\"Q\n\x13ListSymbolsResponse\x12:\n\x07symbols\x18\x01 \x03(\x0b\x32 .kairos.marketdata.v1.SymbolInfoR\x07symbols2\x82\x03\n\x11MarketDataService\x12\\\n\tSubscribe\x12%.kairos.collector.v1.SubscribeRequest\x1a&.kairos.collector.v1.SubscribeResponse0\x01\x12V\n\x07Publish\x12#.kairos.collector.v1.PublishRequest\x1a$.kairos.collector.v1.PublishResponse(\x01\x12U\n\x06Stream\x12\".kairos.collector.v1.StreamRequest\x1a#.kairos.collector.v1.StreamResponse(\x01\x30\x01\x12`\n\x0bListSymbols\x12\'.kairos.collector.v1.ListSymbolsRequest\x1a(.kairos.collector.v1.ListSymbolsResponseB\xdc\x01\n\x17\x63om.kairos.collector.v1B\x0e\x43ollectorProtoP\x01ZCgithub.com/kairos-mt5/kairos/gen/go/kairos/collector/v1;collectorv1\xa2\x02\x03KCX\xaa\x02\x13Kairos.Collector.V1\xca\x02\x13Kairos\\Collector\\V1\xe2\x02\x1fKairos\\Collector\\V1\\GPBMetadata\xea\x02\x15Kairos::Collector::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#kairos/collector/v1/collector.proto\x12\x13kairos.collector.v1\x1a%kairos/marketdata/v1/marketdata.proto\"\xb1\x01\n\x13\x46\x65tchHistoryRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x04kind\x18\x02 \x01(\x0e\x32!.kairos.marketdata.v1.HistoryKindR\x04kind\x12\x19\n\x08period_s\x18\x03 \x01(\rR\x07periodS\x12\x19\n\x08\x66rom_msc\x18\x04 \x01(\x03R\x07\x66romMsc\x12\x15\n\x06to_msc\x18\x05 \x01(\x03R\x05toMsc\"\xc9\x02\n\x14\x46\x65tchHistoryResponse\x12\x12\n\x04part\x18\x01 \x01(\rR\x04part\x12;\n\x06status\x18\x02 \x01(\x0e\x32#.kairos.marketdata.v1.HistoryStatusR\x06status\x12\x35\n\x05ticks\x18\x03 \x01(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchR\x05ticks\x12-\n\x04\x62\x61rs\x18\x04 \x03(\x0b\x32\x19.kairos.marketdata.v1.BarR\x04\x62\x61rs\x12\x14\n\x05total\x18\x05 \x01(\x04R\x05total\x12\x18\n\x07message\x18\x06 \x01(\tR\x07message\x12.\n\x13\x66irst_available_msc\x18\x07 \x01(\x03R\x11\x66irstAvailableMsc\x12\x1a\n\x08terminal\x18\x08 \x01(\tR\x08terminal\"f\n\x10SubscribeRequest\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\x12\x14\n\x05ticks\x18\x02 \x01(\x08R\x05ticks\x12\"\n\rbar_periods_s\x18\x03 \x03(\rR\x0b\x62\x61rPeriodsS\"\xc9\x01\n\x11SubscribeResponse\x12\x37\n\x05ticks\x18\x01 \x01(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchH\x00R\x05ticks\x12-\n\x03\x62\x61r\x18\x02 \x01(\x0b\x32\x19.kairos.marketdata.v1.BarH\x00R\x03\x62\x61r\x12\x43\n\x0bsymbol_info\x18\x03 \x01(\x0b\x32 .kairos.marketdata.v1.SymbolInfoH\x00R\nsymbolInfoB\x07\n\x05\x65vent\"\xb1\x01\n\x0ePublishRequest\x12\x16\n\x06source\x18\x01 \x01(\tR\x06source\x12\x43\n\x0bsymbol_info\x18\x02 \x01(\x0b\x32 .kairos.marketdata.v1.SymbolInfoH\x00R\nsymbolInfo\x12\x37\n\x05ticks\x18\x03 \x01(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchH\x00R\x05ticksB\t\n\x07payload\"c\n\x0bRejectCount\x12>\n\x06reason\x18\x01 \x01(\x0e\x32&.kairos.marketdata.v1.TickRejectReasonR\x06reason\x12\x14\n\x05\x63ount\x18\x02 \x01(\x04R\x05\x63ount\"\x85\x01\n\x0fPublishResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04R\x08\x61\x63\x63\x65pted\x12\x1a\n\x08rejected\x18\x02 \x01(\x04R\x08rejected\x12:\n\x07rejects\x18\x03 \x03(\x0b\x32 .kairos.collector.v1.RejectCountR\x07rejects\"\xa1\x01\n\nPublishAck\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x04R\x08\x61\x63\x63\x65pted\x12:\n\x07rejects\x18\x03 \x03(\x0b\x32 .kairos.collector.v1.RejectCountR\x07rejects\x12#\n\rlast_sequence\x18\x04 \x01(\x04R\x0clastSequence\"\xa2\x01\n\rStreamRequest\x12\x45\n\tsubscribe\x18\x01 \x01(\x0b\x32%.kairos.collector.v1.SubscribeRequestH\x00R\tsubscribe\x12?\n\x07publish\x18\x02 \x01(\x0b\x32#.kairos.collector.v1.PublishRequestH\x00R\x07publishB\t\n\x07request\"\xfe\x01\n\x0eStreamResponse\x12\x37\n\x05ticks\x18\x01 \x01(\x0b\x32\x1f.kairos.marketdata.v1.TickBatchH\x00R\x05ticks\x12-\n\x03\x62\x61r\x18\x02 \x01(\x0b\x32\x19.kairos.marketdata.v1.BarH\x00R\x03\x62\x61r\x12\x43\n\x0bsymbol_info\x18\x03 \x01(\x0b\x32 .kairos.marketdata.v1.SymbolInfoH\x00R\nsymbolInfo\x12\x33\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x1f.kairos.collector.v1.PublishAckH\x00R\x03\x61\x63kB\n\n\x08response\"\x14\n\x12ListSymbolsRequest\"Q\n\x13ListSymbolsResponse\x12:\n\x07symbols\x18\x01 \x03(\x0b\x32 .kairos.marketdata.v1.SymbolInfoR\x07symbols2\xe9\x03\n\x11MarketDataService\x12\\\n\tSubscribe\x12%.kairos.collector.v1.SubscribeRequest\x1a&.kairos.collector.v1.SubscribeResponse0\x01\x12V\n\x07Publish\x12#.kairos.collector.v1.PublishRequest\x1a$.kairos.collector.v1.PublishResponse(\x01\x12U\n\x06Stream\x12\".kairos.collector.v1.StreamRequest\x1a#.kairos.collector.v1.StreamResponse(\x01\x30\x01\x12`\n\x0bListSymbols\x12\'.kairos.collector.v1.ListSymbolsRequest\x1a(.kairos.collector.v1.ListSymbolsResponse\x12\x65\n\x0c\x46\x65tchHistory\x12(.kairos.collector.v1.FetchHistoryRequest\x1a).kairos.collector.v1.FetchHistoryResponse0\x01\x42\xdc\x01\n\x17\x63om.kairos.collector.v1B\x0e\x43ollectorProtoP\x01ZCgithub.com/kairos-mt5/kairos/gen/go/kairos/collector/v1;collectorv1\xa2\x02\x03KCX\xaa\x02\x13Kairos.Collector.V1\xca\x02\x13Kairos\\Collector\\V1\xe2\x02\x1fKairos\\Collector\\V1\\GPBMetadata\xea\x02\x15Kairos::Collector::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +33,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kairos.collector.v1.collect
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\027com.kairos.collector.v1B\016CollectorProtoP\001ZCgithub.com/kairos-mt5/kairos/gen/go/kairos/collector/v1;collectorv1\242\002\003KCX\252\002\023Kairos.Collector.V1\312\002\023Kairos\\Collector\\V1\342\002\037Kairos\\Collector\\V1\\GPBMetadata\352\002\025Kairos::Collector::V1'
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=99
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=201
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=204
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=405
-  _globals['_PUBLISHREQUEST']._serialized_start=408
-  _globals['_PUBLISHREQUEST']._serialized_end=585
-  _globals['_REJECTCOUNT']._serialized_start=587
-  _globals['_REJECTCOUNT']._serialized_end=686
-  _globals['_PUBLISHRESPONSE']._serialized_start=689
-  _globals['_PUBLISHRESPONSE']._serialized_end=822
-  _globals['_PUBLISHACK']._serialized_start=825
-  _globals['_PUBLISHACK']._serialized_end=986
-  _globals['_STREAMREQUEST']._serialized_start=989
-  _globals['_STREAMREQUEST']._serialized_end=1151
-  _globals['_STREAMRESPONSE']._serialized_start=1154
-  _globals['_STREAMRESPONSE']._serialized_end=1408
-  _globals['_LISTSYMBOLSREQUEST']._serialized_start=1410
-  _globals['_LISTSYMBOLSREQUEST']._serialized_end=1430
-  _globals['_LISTSYMBOLSRESPONSE']._serialized_start=1432
-  _globals['_LISTSYMBOLSRESPONSE']._serialized_end=1513
-  _globals['_MARKETDATASERVICE']._serialized_start=1516
-  _globals['_MARKETDATASERVICE']._serialized_end=1902
+  _globals['_FETCHHISTORYREQUEST']._serialized_start=100
+  _globals['_FETCHHISTORYREQUEST']._serialized_end=277
+  _globals['_FETCHHISTORYRESPONSE']._serialized_start=280
+  _globals['_FETCHHISTORYRESPONSE']._serialized_end=609
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=611
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=713
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=716
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=917
+  _globals['_PUBLISHREQUEST']._serialized_start=920
+  _globals['_PUBLISHREQUEST']._serialized_end=1097
+  _globals['_REJECTCOUNT']._serialized_start=1099
+  _globals['_REJECTCOUNT']._serialized_end=1198
+  _globals['_PUBLISHRESPONSE']._serialized_start=1201
+  _globals['_PUBLISHRESPONSE']._serialized_end=1334
+  _globals['_PUBLISHACK']._serialized_start=1337
+  _globals['_PUBLISHACK']._serialized_end=1498
+  _globals['_STREAMREQUEST']._serialized_start=1501
+  _globals['_STREAMREQUEST']._serialized_end=1663
+  _globals['_STREAMRESPONSE']._serialized_start=1666
+  _globals['_STREAMRESPONSE']._serialized_end=1920
+  _globals['_LISTSYMBOLSREQUEST']._serialized_start=1922
+  _globals['_LISTSYMBOLSREQUEST']._serialized_end=1942
+  _globals['_LISTSYMBOLSRESPONSE']._serialized_start=1944
+  _globals['_LISTSYMBOLSRESPONSE']._serialized_end=2025
+  _globals['_MARKETDATASERVICE']._serialized_start=2028
+  _globals['_MARKETDATASERVICE']._serialized_end=2517
 # @@protoc_insertion_point(module_scope)

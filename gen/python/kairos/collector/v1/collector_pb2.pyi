@@ -7,6 +7,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FetchHistoryRequest(_message.Message):
+    __slots__ = ("symbol", "kind", "period_s", "from_msc", "to_msc")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_S_FIELD_NUMBER: _ClassVar[int]
+    FROM_MSC_FIELD_NUMBER: _ClassVar[int]
+    TO_MSC_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    kind: _marketdata_pb2.HistoryKind
+    period_s: int
+    from_msc: int
+    to_msc: int
+    def __init__(self, symbol: _Optional[str] = ..., kind: _Optional[_Union[_marketdata_pb2.HistoryKind, str]] = ..., period_s: _Optional[int] = ..., from_msc: _Optional[int] = ..., to_msc: _Optional[int] = ...) -> None: ...
+
+class FetchHistoryResponse(_message.Message):
+    __slots__ = ("part", "status", "ticks", "bars", "total", "message", "first_available_msc", "terminal")
+    PART_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_AVAILABLE_MSC_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    part: int
+    status: _marketdata_pb2.HistoryStatus
+    ticks: _marketdata_pb2.TickBatch
+    bars: _containers.RepeatedCompositeFieldContainer[_marketdata_pb2.Bar]
+    total: int
+    message: str
+    first_available_msc: int
+    terminal: str
+    def __init__(self, part: _Optional[int] = ..., status: _Optional[_Union[_marketdata_pb2.HistoryStatus, str]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., bars: _Optional[_Iterable[_Union[_marketdata_pb2.Bar, _Mapping]]] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., first_available_msc: _Optional[int] = ..., terminal: _Optional[str] = ...) -> None: ...
+
 class SubscribeRequest(_message.Message):
     __slots__ = ("symbols", "ticks", "bar_periods_s")
     SYMBOLS_FIELD_NUMBER: _ClassVar[int]

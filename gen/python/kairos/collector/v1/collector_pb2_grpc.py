@@ -55,6 +55,11 @@ class MarketDataServiceStub:
                 request_serializer=kairos_dot_collector_dot_v1_dot_collector__pb2.ListSymbolsRequest.SerializeToString,
                 response_deserializer=kairos_dot_collector_dot_v1_dot_collector__pb2.ListSymbolsResponse.FromString,
                 _registered_method=True)
+        self.FetchHistory = channel.unary_stream(
+                '/kairos.collector.v1.MarketDataService/FetchHistory',
+                request_serializer=kairos_dot_collector_dot_v1_dot_collector__pb2.FetchHistoryRequest.SerializeToString,
+                response_deserializer=kairos_dot_collector_dot_v1_dot_collector__pb2.FetchHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class MarketDataServiceServicer:
@@ -95,6 +100,17 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchHistory(self, request, context):
+        """FetchHistory asks a connected MT5 terminal (through its bridge) for one range of history and
+        streams the terminal's answer: parts of rows, the last one with the verdict (DONE with the
+        total, EMPTY, ERROR or PARTIAL with the reason). Clients split long ranges into chunks, one call
+        each (`kairos history`). FAILED_PRECONDITION when no terminal is connected,
+        DEADLINE_EXCEEDED when the terminal stops answering, UNAVAILABLE when its connection drops.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketDataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +133,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.ListSymbols,
                     request_deserializer=kairos_dot_collector_dot_v1_dot_collector__pb2.ListSymbolsRequest.FromString,
                     response_serializer=kairos_dot_collector_dot_v1_dot_collector__pb2.ListSymbolsResponse.SerializeToString,
+            ),
+            'FetchHistory': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchHistory,
+                    request_deserializer=kairos_dot_collector_dot_v1_dot_collector__pb2.FetchHistoryRequest.FromString,
+                    response_serializer=kairos_dot_collector_dot_v1_dot_collector__pb2.FetchHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +249,33 @@ class MarketDataService:
             '/kairos.collector.v1.MarketDataService/ListSymbols',
             kairos_dot_collector_dot_v1_dot_collector__pb2.ListSymbolsRequest.SerializeToString,
             kairos_dot_collector_dot_v1_dot_collector__pb2.ListSymbolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kairos.collector.v1.MarketDataService/FetchHistory',
+            kairos_dot_collector_dot_v1_dot_collector__pb2.FetchHistoryRequest.SerializeToString,
+            kairos_dot_collector_dot_v1_dot_collector__pb2.FetchHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,6 +81,7 @@ class RiskDenyReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RISK_DENY_REASON_DRAWDOWN: _ClassVar[RiskDenyReason]
     RISK_DENY_REASON_INSUFFICIENT_MARGIN: _ClassVar[RiskDenyReason]
     RISK_DENY_REASON_NOT_RECONCILED: _ClassVar[RiskDenyReason]
+    RISK_DENY_REASON_INVALID_STOPS: _ClassVar[RiskDenyReason]
 
 class LiquiditySide(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -101,6 +102,9 @@ class ReportType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REPORT_TYPE_EXPIRED: _ClassVar[ReportType]
     REPORT_TYPE_UPDATED: _ClassVar[ReportType]
     REPORT_TYPE_TRADING_STATE_CHANGED: _ClassVar[ReportType]
+    REPORT_TYPE_PENDING_UPDATE: _ClassVar[ReportType]
+    REPORT_TYPE_UPDATE_REJECTED: _ClassVar[ReportType]
+    REPORT_TYPE_POSITION_UPDATED: _ClassVar[ReportType]
 ORDER_SIDE_UNSPECIFIED: OrderSide
 ORDER_SIDE_BUY: OrderSide
 ORDER_SIDE_SELL: OrderSide
@@ -157,6 +161,7 @@ RISK_DENY_REASON_DAILY_LOSS: RiskDenyReason
 RISK_DENY_REASON_DRAWDOWN: RiskDenyReason
 RISK_DENY_REASON_INSUFFICIENT_MARGIN: RiskDenyReason
 RISK_DENY_REASON_NOT_RECONCILED: RiskDenyReason
+RISK_DENY_REASON_INVALID_STOPS: RiskDenyReason
 LIQUIDITY_SIDE_UNSPECIFIED: LiquiditySide
 LIQUIDITY_SIDE_MAKER: LiquiditySide
 LIQUIDITY_SIDE_TAKER: LiquiditySide
@@ -171,6 +176,9 @@ REPORT_TYPE_CANCEL_REJECTED: ReportType
 REPORT_TYPE_EXPIRED: ReportType
 REPORT_TYPE_UPDATED: ReportType
 REPORT_TYPE_TRADING_STATE_CHANGED: ReportType
+REPORT_TYPE_PENDING_UPDATE: ReportType
+REPORT_TYPE_UPDATE_REJECTED: ReportType
+REPORT_TYPE_POSITION_UPDATED: ReportType
 
 class RiskDenial(_message.Message):
     __slots__ = ("reason", "message")
@@ -181,7 +189,7 @@ class RiskDenial(_message.Message):
     def __init__(self, reason: _Optional[_Union[RiskDenyReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("client_order_id", "venue_order_id", "symbol", "side", "type", "time_in_force", "quantity", "price", "trigger_price", "status", "filled_quantity", "avg_fill_price", "reduce_only", "strategy_id", "model_name", "model_version", "venue", "denial", "reject_reason", "expire_time_us", "created_time_us", "updated_time_us")
+    __slots__ = ("client_order_id", "venue_order_id", "symbol", "side", "type", "time_in_force", "quantity", "price", "trigger_price", "status", "filled_quantity", "avg_fill_price", "reduce_only", "strategy_id", "model_name", "model_version", "venue", "denial", "reject_reason", "expire_time_us", "created_time_us", "updated_time_us", "stop_loss", "take_profit")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     VENUE_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +212,8 @@ class Order(_message.Message):
     EXPIRE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     CREATED_TIME_US_FIELD_NUMBER: _ClassVar[int]
     UPDATED_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    STOP_LOSS_FIELD_NUMBER: _ClassVar[int]
+    TAKE_PROFIT_FIELD_NUMBER: _ClassVar[int]
     client_order_id: str
     venue_order_id: str
     symbol: str
@@ -226,7 +236,9 @@ class Order(_message.Message):
     expire_time_us: int
     created_time_us: int
     updated_time_us: int
-    def __init__(self, client_order_id: _Optional[str] = ..., venue_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[OrderSide, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., trigger_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., avg_fill_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., reduce_only: _Optional[bool] = ..., strategy_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., venue: _Optional[str] = ..., denial: _Optional[_Union[RiskDenial, _Mapping]] = ..., reject_reason: _Optional[str] = ..., expire_time_us: _Optional[int] = ..., created_time_us: _Optional[int] = ..., updated_time_us: _Optional[int] = ...) -> None: ...
+    stop_loss: _types_pb2.Decimal
+    take_profit: _types_pb2.Decimal
+    def __init__(self, client_order_id: _Optional[str] = ..., venue_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[OrderSide, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., trigger_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., avg_fill_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., reduce_only: _Optional[bool] = ..., strategy_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., venue: _Optional[str] = ..., denial: _Optional[_Union[RiskDenial, _Mapping]] = ..., reject_reason: _Optional[str] = ..., expire_time_us: _Optional[int] = ..., created_time_us: _Optional[int] = ..., updated_time_us: _Optional[int] = ..., stop_loss: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., take_profit: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ...) -> None: ...
 
 class Fill(_message.Message):
     __slots__ = ("trade_id", "client_order_id", "venue_order_id", "symbol", "side", "quantity", "price", "commission", "commission_currency", "liquidity_side", "venue", "time_us")
@@ -257,7 +269,7 @@ class Fill(_message.Message):
     def __init__(self, trade_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., venue_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[OrderSide, str]] = ..., quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., commission: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., commission_currency: _Optional[str] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., venue: _Optional[str] = ..., time_us: _Optional[int] = ...) -> None: ...
 
 class Position(_message.Message):
-    __slots__ = ("symbol", "net_quantity", "avg_price", "realized_pnl", "unrealized_pnl", "currency", "venue", "opened_time_us", "updated_time_us")
+    __slots__ = ("symbol", "net_quantity", "avg_price", "realized_pnl", "unrealized_pnl", "currency", "venue", "opened_time_us", "updated_time_us", "stop_loss", "take_profit")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     NET_QUANTITY_FIELD_NUMBER: _ClassVar[int]
     AVG_PRICE_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +279,8 @@ class Position(_message.Message):
     VENUE_FIELD_NUMBER: _ClassVar[int]
     OPENED_TIME_US_FIELD_NUMBER: _ClassVar[int]
     UPDATED_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    STOP_LOSS_FIELD_NUMBER: _ClassVar[int]
+    TAKE_PROFIT_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     net_quantity: _types_pb2.Decimal
     avg_price: _types_pb2.Decimal
@@ -276,10 +290,12 @@ class Position(_message.Message):
     venue: str
     opened_time_us: int
     updated_time_us: int
-    def __init__(self, symbol: _Optional[str] = ..., net_quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., avg_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., realized_pnl: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., unrealized_pnl: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., currency: _Optional[str] = ..., venue: _Optional[str] = ..., opened_time_us: _Optional[int] = ..., updated_time_us: _Optional[int] = ...) -> None: ...
+    stop_loss: _types_pb2.Decimal
+    take_profit: _types_pb2.Decimal
+    def __init__(self, symbol: _Optional[str] = ..., net_quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., avg_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., realized_pnl: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., unrealized_pnl: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., currency: _Optional[str] = ..., venue: _Optional[str] = ..., opened_time_us: _Optional[int] = ..., updated_time_us: _Optional[int] = ..., stop_loss: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., take_profit: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("sequence", "type", "order", "fill", "trading_state", "reason", "hops", "time_us")
+    __slots__ = ("sequence", "type", "order", "fill", "trading_state", "reason", "hops", "time_us", "position")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
@@ -288,6 +304,7 @@ class ExecutionReport(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
     TIME_US_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     type: ReportType
     order: Order
@@ -296,10 +313,11 @@ class ExecutionReport(_message.Message):
     reason: str
     hops: _containers.RepeatedCompositeFieldContainer[_types_pb2.HopStamp]
     time_us: int
-    def __init__(self, sequence: _Optional[int] = ..., type: _Optional[_Union[ReportType, str]] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., trading_state: _Optional[_Union[TradingState, str]] = ..., reason: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ..., time_us: _Optional[int] = ...) -> None: ...
+    position: Position
+    def __init__(self, sequence: _Optional[int] = ..., type: _Optional[_Union[ReportType, str]] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., trading_state: _Optional[_Union[TradingState, str]] = ..., reason: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ..., time_us: _Optional[int] = ..., position: _Optional[_Union[Position, _Mapping]] = ...) -> None: ...
 
 class SubmitOrderRequest(_message.Message):
-    __slots__ = ("client_order_id", "symbol", "side", "type", "time_in_force", "quantity", "price", "trigger_price", "reduce_only", "strategy_id", "model_name", "model_version", "expire_time_us", "stop_distance")
+    __slots__ = ("client_order_id", "symbol", "side", "type", "time_in_force", "quantity", "price", "trigger_price", "reduce_only", "strategy_id", "model_name", "model_version", "expire_time_us", "stop_distance", "stop_loss", "take_profit")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +332,8 @@ class SubmitOrderRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     STOP_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    STOP_LOSS_FIELD_NUMBER: _ClassVar[int]
+    TAKE_PROFIT_FIELD_NUMBER: _ClassVar[int]
     client_order_id: str
     symbol: str
     side: OrderSide
@@ -328,7 +348,9 @@ class SubmitOrderRequest(_message.Message):
     model_version: str
     expire_time_us: int
     stop_distance: _types_pb2.Decimal
-    def __init__(self, client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[OrderSide, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., trigger_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., reduce_only: _Optional[bool] = ..., strategy_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., expire_time_us: _Optional[int] = ..., stop_distance: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ...) -> None: ...
+    stop_loss: _types_pb2.Decimal
+    take_profit: _types_pb2.Decimal
+    def __init__(self, client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[OrderSide, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., trigger_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., reduce_only: _Optional[bool] = ..., strategy_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., expire_time_us: _Optional[int] = ..., stop_distance: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., stop_loss: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., take_profit: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ...) -> None: ...
 
 class SubmitOrderResponse(_message.Message):
     __slots__ = ("order", "duplicate")
@@ -447,6 +469,48 @@ class SetTradingStateResponse(_message.Message):
     canceled_client_order_ids: _containers.RepeatedScalarFieldContainer[str]
     flatten_client_order_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, previous: _Optional[_Union[TradingState, str]] = ..., current: _Optional[_Union[TradingState, str]] = ..., canceled_client_order_ids: _Optional[_Iterable[str]] = ..., flatten_client_order_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ModifyOrderRequest(_message.Message):
+    __slots__ = ("client_order_id", "quantity", "price", "trigger_price", "stop_loss", "take_profit")
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_PRICE_FIELD_NUMBER: _ClassVar[int]
+    STOP_LOSS_FIELD_NUMBER: _ClassVar[int]
+    TAKE_PROFIT_FIELD_NUMBER: _ClassVar[int]
+    client_order_id: str
+    quantity: _types_pb2.Decimal
+    price: _types_pb2.Decimal
+    trigger_price: _types_pb2.Decimal
+    stop_loss: _types_pb2.Decimal
+    take_profit: _types_pb2.Decimal
+    def __init__(self, client_order_id: _Optional[str] = ..., quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., trigger_price: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., stop_loss: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., take_profit: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ...) -> None: ...
+
+class ModifyOrderResponse(_message.Message):
+    __slots__ = ("order", "denial")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    DENIAL_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    denial: RiskDenial
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., denial: _Optional[_Union[RiskDenial, _Mapping]] = ...) -> None: ...
+
+class ModifyPositionRequest(_message.Message):
+    __slots__ = ("symbol", "stop_loss", "take_profit")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    STOP_LOSS_FIELD_NUMBER: _ClassVar[int]
+    TAKE_PROFIT_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    stop_loss: _types_pb2.Decimal
+    take_profit: _types_pb2.Decimal
+    def __init__(self, symbol: _Optional[str] = ..., stop_loss: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., take_profit: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ...) -> None: ...
+
+class ModifyPositionResponse(_message.Message):
+    __slots__ = ("position", "denial")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    DENIAL_FIELD_NUMBER: _ClassVar[int]
+    position: Position
+    denial: RiskDenial
+    def __init__(self, position: _Optional[_Union[Position, _Mapping]] = ..., denial: _Optional[_Union[RiskDenial, _Mapping]] = ...) -> None: ...
 
 class GetRiskLimitsRequest(_message.Message):
     __slots__ = ()

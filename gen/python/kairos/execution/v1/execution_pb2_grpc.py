@@ -80,6 +80,16 @@ class ExecutionServiceStub:
                 request_serializer=kairos_dot_execution_dot_v1_dot_execution__pb2.GetRiskLimitsRequest.SerializeToString,
                 response_deserializer=kairos_dot_execution_dot_v1_dot_execution__pb2.GetRiskLimitsResponse.FromString,
                 _registered_method=True)
+        self.ModifyOrder = channel.unary_unary(
+                '/kairos.execution.v1.ExecutionService/ModifyOrder',
+                request_serializer=kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyOrderRequest.SerializeToString,
+                response_deserializer=kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyOrderResponse.FromString,
+                _registered_method=True)
+        self.ModifyPosition = channel.unary_unary(
+                '/kairos.execution.v1.ExecutionService/ModifyPosition',
+                request_serializer=kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyPositionRequest.SerializeToString,
+                response_deserializer=kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyPositionResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -153,6 +163,26 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModifyOrder(self, request, context):
+        """ModifyOrder changes a working order's price, trigger price, stop loss, take profit or quantity
+        (where the venue allows it; MT5 cannot change a pending order's volume). The order goes
+        PENDING_UPDATE until the venue answers; the change passes the modification risk checks
+        (trading state, precision, price collar, stops, message throttle) first. A risk denial is not an
+        RPC error: the response carries it and the order is unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModifyPosition(self, request, context):
+        """ModifyPosition sets or removes the protective stop loss and take profit of a symbol's open
+        position. On MT5 they are set at the broker on the position, so they hold if Kairos stops; the
+        paper venue closes the position when a quote touches them. Allowed in every trading state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -200,6 +230,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.GetRiskLimits,
                     request_deserializer=kairos_dot_execution_dot_v1_dot_execution__pb2.GetRiskLimitsRequest.FromString,
                     response_serializer=kairos_dot_execution_dot_v1_dot_execution__pb2.GetRiskLimitsResponse.SerializeToString,
+            ),
+            'ModifyOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModifyOrder,
+                    request_deserializer=kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyOrderRequest.FromString,
+                    response_serializer=kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyOrderResponse.SerializeToString,
+            ),
+            'ModifyPosition': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModifyPosition,
+                    request_deserializer=kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyPositionRequest.FromString,
+                    response_serializer=kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyPositionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -446,6 +486,60 @@ class ExecutionService:
             '/kairos.execution.v1.ExecutionService/GetRiskLimits',
             kairos_dot_execution_dot_v1_dot_execution__pb2.GetRiskLimitsRequest.SerializeToString,
             kairos_dot_execution_dot_v1_dot_execution__pb2.GetRiskLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModifyOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kairos.execution.v1.ExecutionService/ModifyOrder',
+            kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyOrderRequest.SerializeToString,
+            kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModifyPosition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kairos.execution.v1.ExecutionService/ModifyPosition',
+            kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyPositionRequest.SerializeToString,
+            kairos_dot_execution_dot_v1_dot_execution__pb2.ModifyPositionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class HistoryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HISTORY_KIND_UNSPECIFIED: _ClassVar[HistoryKind]
+    HISTORY_KIND_TICKS: _ClassVar[HistoryKind]
+    HISTORY_KIND_BARS: _ClassVar[HistoryKind]
+
+class HistoryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HISTORY_STATUS_UNSPECIFIED: _ClassVar[HistoryStatus]
+    HISTORY_STATUS_MORE: _ClassVar[HistoryStatus]
+    HISTORY_STATUS_DONE: _ClassVar[HistoryStatus]
+    HISTORY_STATUS_EMPTY: _ClassVar[HistoryStatus]
+    HISTORY_STATUS_ERROR: _ClassVar[HistoryStatus]
+    HISTORY_STATUS_PARTIAL: _ClassVar[HistoryStatus]
+
 class TickRejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TICK_REJECT_REASON_UNSPECIFIED: _ClassVar[TickRejectReason]
@@ -18,6 +33,15 @@ class TickRejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TICK_REJECT_REASON_TIME_WENT_BACKWARDS: _ClassVar[TickRejectReason]
     TICK_REJECT_REASON_DUPLICATE_SEQUENCE: _ClassVar[TickRejectReason]
     TICK_REJECT_REASON_MALFORMED_BATCH: _ClassVar[TickRejectReason]
+HISTORY_KIND_UNSPECIFIED: HistoryKind
+HISTORY_KIND_TICKS: HistoryKind
+HISTORY_KIND_BARS: HistoryKind
+HISTORY_STATUS_UNSPECIFIED: HistoryStatus
+HISTORY_STATUS_MORE: HistoryStatus
+HISTORY_STATUS_DONE: HistoryStatus
+HISTORY_STATUS_EMPTY: HistoryStatus
+HISTORY_STATUS_ERROR: HistoryStatus
+HISTORY_STATUS_PARTIAL: HistoryStatus
 TICK_REJECT_REASON_UNSPECIFIED: TickRejectReason
 TICK_REJECT_REASON_NON_FINITE_PRICE: TickRejectReason
 TICK_REJECT_REASON_NON_POSITIVE_PRICE: TickRejectReason

@@ -14,12 +14,15 @@ __all__ = (
     "Frame",
     "Heartbeat",
     "Hello",
+    "HistoryData",
+    "HistoryRequest",
     "OrderCommand",
     "OrderResult",
     "OrderType",
     "Position",
     "PositionSnapshot",
     "Side",
+    "TerminalCheck",
     "TradeMode",
     "TradeTransaction",
     "TransactionType",
@@ -180,6 +183,14 @@ class CommandKind(betterproto2.Enum):
     Send AccountSnapshot and PositionSnapshot now (reconciliation).
     """
 
+    MODIFY_POSITION = 7
+    """
+    Set stop loss and take profit (zero removes) of the open positions of symbol that carry the
+    EA's magic (CTrade.PositionModify), or of position_ticket alone when it is set. The result's
+    retcode is the last PositionModify's (10009 done; 10016 invalid stops, 10025 no changes, ...);
+    with no such position it is 0 with BRIDGE_STATUS_SENT and the comment "no position".
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -190,6 +201,7 @@ class CommandKind(betterproto2.Enum):
             4: "COMMAND_KIND_CLOSE_POSITION",
             5: "COMMAND_KIND_QUERY_ORDER",
             6: "COMMAND_KIND_SNAPSHOT",
+            7: "COMMAND_KIND_MODIFY_POSITION",
         }
 
     @classmethod
@@ -202,6 +214,7 @@ class CommandKind(betterproto2.Enum):
             "COMMAND_KIND_CLOSE_POSITION": 4,
             "COMMAND_KIND_QUERY_ORDER": 5,
             "COMMAND_KIND_SNAPSHOT": 6,
+            "COMMAND_KIND_MODIFY_POSITION": 7,
         }
 
 
@@ -718,6 +731,27 @@ class Frame(betterproto2.Message):
     (docs/adr/0015-bridge-authentication.md). The bridge sends Hello only after it.
     """
 
+    terminal_check: "TerminalCheck | None" = betterproto2.field(
+        22, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    The EA's start-up self-check (bridge to execution, API 3).
+    """
+
+    history_request: "HistoryRequest | None" = betterproto2.field(
+        23, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    A chunk of history the collector asks the terminal for (collector to bridge, API 3).
+    """
+
+    history_data: "HistoryData | None" = betterproto2.field(
+        24, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    One part of the terminal's answer to a HistoryRequest (bridge to collector, API 3).
+    """
+
 
 default_message_pool.register_message("kairos.bridge.v1", "Frame", Frame)
 
@@ -831,6 +865,105 @@ class Hello(betterproto2.Message):
 
 
 default_message_pool.register_message("kairos.bridge.v1", "Hello", Hello)
+
+
+@dataclass(eq=False, repr=False)
+class HistoryData(betterproto2.Message):
+    """
+    HistoryData is one part of the terminal's answer to a HistoryRequest: rows (at most 256 ticks or
+    64 bars, times in UTC), and on the last part the verdict.
+    """
+
+    request_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    """
+    request_id of the HistoryRequest.
+    """
+
+    part: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    """
+    Part number within the chunk, from 0.
+    """
+
+    status: "__marketdata__v1__.HistoryStatus" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: __marketdata__v1__.HistoryStatus(0)
+    )
+    """
+    MORE on every part but the last; the last says DONE, EMPTY, ERROR or PARTIAL.
+    """
+
+    ticks: "__marketdata__v1__.TickBatch | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Ticks of this part (HISTORY_KIND_TICKS).
+    """
+
+    bars: "list[__marketdata__v1__.Bar]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Bars of this part (HISTORY_KIND_BARS).
+    """
+
+    total: "int" = betterproto2.field(6, betterproto2.TYPE_UINT64)
+    """
+    On the last part: the rows the bridge sent for the chunk over all parts, so the receiver can
+    tell a lost part from a short answer.
+    """
+
+    message: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    On the last part: why (EMPTY, ERROR, PARTIAL), for a person.
+    """
+
+    first_available_msc: "int" = betterproto2.field(8, betterproto2.TYPE_INT64)
+    """
+    On the last part: the first time the terminal has history of the symbol (UTC ms; 0 unknown).
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "HistoryData", HistoryData)
+
+
+@dataclass(eq=False, repr=False)
+class HistoryRequest(betterproto2.Message):
+    """
+    HistoryRequest asks the terminal for one chunk of history (CopyTicksRange or CopyRates). The EA
+    answers with HistoryData parts, the last one carrying the verdict.
+    """
+
+    request_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    """
+    Identifier of the chunk, unique per collector; every HistoryData part echoes it.
+    """
+
+    symbol: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Symbol as the terminal spells it.
+    """
+
+    kind: "__marketdata__v1__.HistoryKind" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: __marketdata__v1__.HistoryKind(0)
+    )
+    """
+    Ticks or bars.
+    """
+
+    period_s: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    """
+    Bar period in seconds (60 for M1); bars only.
+    """
+
+    from_msc: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    Start of the chunk, milliseconds since the Unix epoch (UTC), inclusive.
+    """
+
+    to_msc: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    """
+    End of the chunk, milliseconds since the Unix epoch (UTC), exclusive.
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "HistoryRequest", HistoryRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1127,6 +1260,71 @@ default_message_pool.register_message("kairos.bridge.v1", "PositionSnapshot", Po
 
 
 @dataclass(eq=False, repr=False)
+class TerminalCheck(betterproto2.Message):
+    """
+    TerminalCheck is what the EA found when it checked its own set-up (kb_report_check, API 3): at
+    start-up and again whenever a result changes (the trader toggles Algo Trading, the broker
+    disables the account). Each false is a setting the trader must change; problems names them, one
+    line each, as the EA printed them in the Experts log.
+    """
+
+    dlls_allowed: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    DLL imports are allowed (TERMINAL_DLLS_ALLOWED and MQL_DLLS_ALLOWED). Always true when the
+    frame arrives (the bridge is a DLL), kept for the record.
+    """
+
+    terminal_trade_allowed: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    The terminal's Algo Trading button is on (TERMINAL_TRADE_ALLOWED).
+    """
+
+    ea_trade_allowed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    "Allow Algo Trading" is ticked in the EA's settings (MQL_TRADE_ALLOWED).
+    """
+
+    account_trade_allowed: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    The account may trade (ACCOUNT_TRADE_ALLOWED: false on an investor-password login).
+    """
+
+    account_expert_allowed: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    """
+    The broker lets expert advisors trade on the account (ACCOUNT_TRADE_EXPERT).
+    """
+
+    symbols_checked: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    """
+    Symbols the EA checked (selectable, trade mode, filling modes).
+    """
+
+    symbols_failed: "int" = betterproto2.field(7, betterproto2.TYPE_UINT32)
+    """
+    Symbols among them that cannot be traded: not selectable, trading disabled or close-only, or
+    no filling mode the EA can use.
+    """
+
+    problems: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    One line per failed check, naming the setting to change; empty when everything passed.
+    """
+
+    tester: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
+    """
+    True when the EA runs in the Strategy Tester (MQL_TESTER).
+    """
+
+    time_msc: "int" = betterproto2.field(10, betterproto2.TYPE_INT64)
+    """
+    When the check ran, milliseconds since the Unix epoch (UTC).
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "TerminalCheck", TerminalCheck)
+
+
+@dataclass(eq=False, repr=False)
 class TradeTransaction(betterproto2.Message):
     """
     TradeTransaction is an MqlTradeTransaction seen by OnTradeTransaction, mapped back to the Kairos
@@ -1142,7 +1340,10 @@ class TradeTransaction(betterproto2.Message):
 
     client_order_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    client_order_id the EA mapped this transaction to; empty when it is not a Kairos order.
+    client_order_id the EA mapped this transaction to; empty when it is not a Kairos order. A deal
+    the trade server made because a stop loss, take profit or stop-out of a position carrying the
+    EA's magic triggered is reported as "sl:<position ticket>", "tp:<position ticket>" or
+    "so:<position ticket>" (the execution service books it as an order of its own).
     """
 
     order_ticket: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)

@@ -4,6 +4,8 @@
 # This file has been @generated
 
 __all__ = (
+    "FetchHistoryRequest",
+    "FetchHistoryResponse",
     "ListSymbolsRequest",
     "ListSymbolsResponse",
     "MarketDataServiceStub",
@@ -27,6 +29,97 @@ from ...message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+@dataclass(eq=False, repr=False)
+class FetchHistoryRequest(betterproto2.Message):
+    """
+    FetchHistoryRequest names a range of history.
+    """
+
+    symbol: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Symbol as the terminal spells it.
+    """
+
+    kind: "__marketdata__v1__.HistoryKind" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: __marketdata__v1__.HistoryKind(0)
+    )
+    """
+    Ticks or bars.
+    """
+
+    period_s: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    """
+    Bar period in seconds (60 for M1); bars only.
+    """
+
+    from_msc: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    Start, milliseconds since the Unix epoch (UTC), inclusive.
+    """
+
+    to_msc: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    End, milliseconds since the Unix epoch (UTC), exclusive; at most 31 days after from_msc.
+    """
+
+
+default_message_pool.register_message("kairos.collector.v1", "FetchHistoryRequest", FetchHistoryRequest)
+
+
+@dataclass(eq=False, repr=False)
+class FetchHistoryResponse(betterproto2.Message):
+    """
+    FetchHistoryResponse is one part of the terminal's answer.
+    """
+
+    part: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    """
+    Part number, from 0.
+    """
+
+    status: "__marketdata__v1__.HistoryStatus" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: __marketdata__v1__.HistoryStatus(0)
+    )
+    """
+    MORE, or on the last part the verdict.
+    """
+
+    ticks: "__marketdata__v1__.TickBatch | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Ticks of this part (times UTC).
+    """
+
+    bars: "list[__marketdata__v1__.Bar]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Bars of this part.
+    """
+
+    total: "int" = betterproto2.field(5, betterproto2.TYPE_UINT64)
+    """
+    On the last part: rows the terminal sent in total.
+    """
+
+    message: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    On the last part: why (EMPTY, ERROR, PARTIAL).
+    """
+
+    first_available_msc: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
+    """
+    On the last part: the first time the terminal has history of the symbol (UTC ms; 0 unknown).
+    """
+
+    terminal: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    The terminal that answered (Hello.terminal_name and account), for the record.
+    """
+
+
+default_message_pool.register_message("kairos.collector.v1", "FetchHistoryResponse", FetchHistoryResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -354,6 +447,21 @@ class MarketDataServiceStub:
             "/kairos.collector.v1.MarketDataService/ListSymbols",
             ListSymbolsRequest.SerializeToString,
             ListSymbolsResponse.FromString,
+        )(message)
+
+    def fetch_history(self, message: "FetchHistoryRequest") -> "Iterator[FetchHistoryResponse]":
+        """
+        FetchHistory asks a connected MT5 terminal (through its bridge) for one range of history and
+        streams the terminal's answer: parts of rows, the last one with the verdict (DONE with the
+        total, EMPTY, ERROR or PARTIAL with the reason). Clients split long ranges into chunks, one call
+        each (`kairos history`). FAILED_PRECONDITION when no terminal is connected,
+        DEADLINE_EXCEEDED when the terminal stops answering, UNAVAILABLE when its connection drops.
+        """
+
+        yield from self._channel.unary_stream(
+            "/kairos.collector.v1.MarketDataService/FetchHistory",
+            FetchHistoryRequest.SerializeToString,
+            FetchHistoryResponse.FromString,
         )(message)
 
 

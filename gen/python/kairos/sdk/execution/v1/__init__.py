@@ -20,6 +20,10 @@ __all__ = (
     "ListOrdersResponse",
     "ListPositionsRequest",
     "ListPositionsResponse",
+    "ModifyOrderRequest",
+    "ModifyOrderResponse",
+    "ModifyPositionRequest",
+    "ModifyPositionResponse",
     "Order",
     "OrderSide",
     "OrderStatus",
@@ -358,6 +362,21 @@ class ReportType(betterproto2.Enum):
     Trading state changed; trading_state is set.
     """
 
+    PENDING_UPDATE = 11
+    """
+    A modification was sent to the venue (the order is PENDING_UPDATE).
+    """
+
+    UPDATE_REJECTED = 12
+    """
+    The venue refused a modification; the order is back in its state before it, unchanged.
+    """
+
+    POSITION_UPDATED = 13
+    """
+    A position's stop loss or take profit changed; position is set (order and fill are absent).
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -372,6 +391,9 @@ class ReportType(betterproto2.Enum):
             8: "REPORT_TYPE_EXPIRED",
             9: "REPORT_TYPE_UPDATED",
             10: "REPORT_TYPE_TRADING_STATE_CHANGED",
+            11: "REPORT_TYPE_PENDING_UPDATE",
+            12: "REPORT_TYPE_UPDATE_REJECTED",
+            13: "REPORT_TYPE_POSITION_UPDATED",
         }
 
     @classmethod
@@ -388,6 +410,9 @@ class ReportType(betterproto2.Enum):
             "REPORT_TYPE_EXPIRED": 8,
             "REPORT_TYPE_UPDATED": 9,
             "REPORT_TYPE_TRADING_STATE_CHANGED": 10,
+            "REPORT_TYPE_PENDING_UPDATE": 11,
+            "REPORT_TYPE_UPDATE_REJECTED": 12,
+            "REPORT_TYPE_POSITION_UPDATED": 13,
         }
 
 
@@ -511,6 +536,12 @@ class RiskDenyReason(betterproto2.Enum):
     The service has not reconciled with the venue yet.
     """
 
+    INVALID_STOPS = 23
+    """
+    A stop loss or take profit is on the wrong side of the price it protects (a buy's stop loss must
+    be below its price, its take profit above; a sell the other way round).
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -537,6 +568,7 @@ class RiskDenyReason(betterproto2.Enum):
             20: "RISK_DENY_REASON_DRAWDOWN",
             21: "RISK_DENY_REASON_INSUFFICIENT_MARGIN",
             22: "RISK_DENY_REASON_NOT_RECONCILED",
+            23: "RISK_DENY_REASON_INVALID_STOPS",
         }
 
     @classmethod
@@ -565,6 +597,7 @@ class RiskDenyReason(betterproto2.Enum):
             "RISK_DENY_REASON_DRAWDOWN": 20,
             "RISK_DENY_REASON_INSUFFICIENT_MARGIN": 21,
             "RISK_DENY_REASON_NOT_RECONCILED": 22,
+            "RISK_DENY_REASON_INVALID_STOPS": 23,
         }
 
 
@@ -776,6 +809,11 @@ class ExecutionReport(betterproto2.Message):
     time_us: "int" = betterproto2.field(8, betterproto2.TYPE_INT64)
     """
     Event time, microseconds since the Unix epoch.
+    """
+
+    position: "Position | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The position after the event, for POSITION_UPDATED reports.
     """
 
 
@@ -1011,6 +1049,128 @@ default_message_pool.register_message("kairos.execution.v1", "ListPositionsRespo
 
 
 @dataclass(eq=False, repr=False)
+class ModifyOrderRequest(betterproto2.Message):
+    """
+    ModifyOrderRequest names a working order and the values to change; a field left unset keeps its
+    value.
+    """
+
+    client_order_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Client order id.
+    """
+
+    quantity: "__types__v1__.Decimal | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    New total quantity, in lots (at least what is filled already, plus the volume step); only on
+    venues that amend quantities (paper).
+    """
+
+    price: "__types__v1__.Decimal | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    New limit price (LIMIT, STOP_LIMIT).
+    """
+
+    trigger_price: "__types__v1__.Decimal | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    New trigger price (STOP_MARKET, STOP_LIMIT).
+    """
+
+    stop_loss: "__types__v1__.Decimal | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    New stop loss; zero removes it.
+    """
+
+    take_profit: "__types__v1__.Decimal | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    New take profit; zero removes it.
+    """
+
+
+default_message_pool.register_message("kairos.execution.v1", "ModifyOrderRequest", ModifyOrderRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ModifyOrderResponse(betterproto2.Message):
+    """
+    ModifyOrderResponse returns the order after the request: PENDING_UPDATE (or already updated when
+    the venue answered at once), or unchanged with the denial.
+    """
+
+    order: "Order | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The order.
+    """
+
+    denial: "RiskDenial | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Set when pre-trade risk refused the modification; nothing was sent.
+    """
+
+
+default_message_pool.register_message("kairos.execution.v1", "ModifyOrderResponse", ModifyOrderResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ModifyPositionRequest(betterproto2.Message):
+    """
+    ModifyPositionRequest sets a position's protection; a field left unset keeps its value.
+    """
+
+    symbol: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Symbol of the open position.
+    """
+
+    stop_loss: "__types__v1__.Decimal | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    New stop loss, price; zero removes it. Below the bid for a long position, above the ask for a
+    short one.
+    """
+
+    take_profit: "__types__v1__.Decimal | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    New take profit, price; zero removes it. Above the bid for a long position, below the ask for a
+    short one.
+    """
+
+
+default_message_pool.register_message("kairos.execution.v1", "ModifyPositionRequest", ModifyPositionRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ModifyPositionResponse(betterproto2.Message):
+    """
+    ModifyPositionResponse returns the position with its protection as requested (on MT5 the
+    terminal's answer follows as a POSITION_UPDATED report, or a report restoring the previous
+    values with the retcode as its reason), or the denial.
+    """
+
+    position: "Position | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The position.
+    """
+
+    denial: "RiskDenial | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Set when the request was refused; nothing was sent.
+    """
+
+
+default_message_pool.register_message("kairos.execution.v1", "ModifyPositionResponse", ModifyPositionResponse)
+
+
+@dataclass(eq=False, repr=False)
 class Order(betterproto2.Message):
     """
     Order is the service's view of an order.
@@ -1136,6 +1296,20 @@ class Order(betterproto2.Message):
     Time of the last change, microseconds since the Unix epoch.
     """
 
+    stop_loss: "__types__v1__.Decimal | None" = betterproto2.field(
+        23, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Stop loss the order sets on the position it opens, price; zero for none.
+    """
+
+    take_profit: "__types__v1__.Decimal | None" = betterproto2.field(
+        24, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Take profit the order sets on the position it opens, price; zero for none.
+    """
+
 
 default_message_pool.register_message("kairos.execution.v1", "Order", Order)
 
@@ -1197,6 +1371,20 @@ class Position(betterproto2.Message):
     updated_time_us: "int" = betterproto2.field(9, betterproto2.TYPE_INT64)
     """
     Time of the last change, microseconds since the Unix epoch.
+    """
+
+    stop_loss: "__types__v1__.Decimal | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Protective stop loss of the position, price; zero for none.
+    """
+
+    take_profit: "__types__v1__.Decimal | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Take profit of the position, price; zero for none.
     """
 
 
@@ -1541,9 +1729,26 @@ class SubmitOrderRequest(betterproto2.Message):
         14, betterproto2.TYPE_MESSAGE, optional=True
     )
     """
-    Distance of the protective stop from the fill price, price units (the decision policy's
-    stop_vol_mult x realised volatility x price); unset for none. Recorded for the venues; the
-    paper venue does not work it yet.
+    Distance of the protective stop, price units (the decision policy's stop_vol_mult x realised
+    volatility x price); unset for none. Without stop_loss the service sets the order's stop loss
+    this far from the order's reference price: the limit price, the trigger price, or for a market
+    order the touch it buys or sells at (ask or bid), rounded to the symbol's digits away from it.
+    """
+
+    stop_loss: "__types__v1__.Decimal | None" = betterproto2.field(
+        15, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Stop loss for the position the order opens, price; unset or zero for none (stop_distance can
+    set it). Below the reference price for a buy, above for a sell.
+    """
+
+    take_profit: "__types__v1__.Decimal | None" = betterproto2.field(
+        16, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Take profit for the position the order opens, price; unset or zero for none. Above the
+    reference price for a buy, below for a sell.
     """
 
 
@@ -1684,6 +1889,34 @@ class ExecutionServiceStub:
             "/kairos.execution.v1.ExecutionService/GetRiskLimits",
             GetRiskLimitsRequest.SerializeToString,
             GetRiskLimitsResponse.FromString,
+        )(message)
+
+    def modify_order(self, message: "ModifyOrderRequest") -> "ModifyOrderResponse":
+        """
+        ModifyOrder changes a working order's price, trigger price, stop loss, take profit or quantity
+        (where the venue allows it; MT5 cannot change a pending order's volume). The order goes
+        PENDING_UPDATE until the venue answers; the change passes the modification risk checks
+        (trading state, precision, price collar, stops, message throttle) first. A risk denial is not an
+        RPC error: the response carries it and the order is unchanged.
+        """
+
+        return self._channel.unary_unary(
+            "/kairos.execution.v1.ExecutionService/ModifyOrder",
+            ModifyOrderRequest.SerializeToString,
+            ModifyOrderResponse.FromString,
+        )(message)
+
+    def modify_position(self, message: "ModifyPositionRequest") -> "ModifyPositionResponse":
+        """
+        ModifyPosition sets or removes the protective stop loss and take profit of a symbol's open
+        position. On MT5 they are set at the broker on the position, so they hold if Kairos stops; the
+        paper venue closes the position when a quote touches them. Allowed in every trading state.
+        """
+
+        return self._channel.unary_unary(
+            "/kairos.execution.v1.ExecutionService/ModifyPosition",
+            ModifyPositionRequest.SerializeToString,
+            ModifyPositionResponse.FromString,
         )(message)
 
 

@@ -3,7 +3,16 @@
 # plugin: python-betterproto2
 # This file has been @generated
 
-__all__ = ("Bar", "BarBatch", "SymbolInfo", "Tick", "TickBatch", "TickRejectReason")
+__all__ = (
+    "Bar",
+    "BarBatch",
+    "HistoryKind",
+    "HistoryStatus",
+    "SymbolInfo",
+    "Tick",
+    "TickBatch",
+    "TickRejectReason",
+)
 
 from dataclasses import dataclass
 
@@ -13,6 +22,102 @@ from ...message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class HistoryKind(betterproto2.Enum):
+    """
+    HistoryKind says what a history request asks the terminal for.
+    """
+
+    UNSPECIFIED = 0
+    """
+    Not set; refused.
+    """
+
+    TICKS = 1
+    """
+    Every tick (CopyTicksRange, COPY_TICKS_ALL).
+    """
+
+    BARS = 2
+    """
+    Bars of a period (CopyRates).
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "HISTORY_KIND_UNSPECIFIED",
+            1: "HISTORY_KIND_TICKS",
+            2: "HISTORY_KIND_BARS",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "HISTORY_KIND_UNSPECIFIED": 0,
+            "HISTORY_KIND_TICKS": 1,
+            "HISTORY_KIND_BARS": 2,
+        }
+
+
+class HistoryStatus(betterproto2.Enum):
+    """
+    HistoryStatus is the terminal's verdict on one part of a history chunk.
+    """
+
+    UNSPECIFIED = 0
+    """
+    Not set.
+    """
+
+    MORE = 1
+    """
+    Rows of the chunk; more parts follow.
+    """
+
+    DONE = 2
+    """
+    The last part: the chunk is complete (total rows in the part's total).
+    """
+
+    EMPTY = 3
+    """
+    The last part: the terminal has no rows in the chunk (message says what it checked).
+    """
+
+    ERROR = 4
+    """
+    The last part: the terminal could not copy the chunk (message: the MQL5 error).
+    """
+
+    PARTIAL = 5
+    """
+    The last part: the terminal's history starts after the chunk's start (first_available_msc), so
+    the rows sent do not cover it.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "HISTORY_STATUS_UNSPECIFIED",
+            1: "HISTORY_STATUS_MORE",
+            2: "HISTORY_STATUS_DONE",
+            3: "HISTORY_STATUS_EMPTY",
+            4: "HISTORY_STATUS_ERROR",
+            5: "HISTORY_STATUS_PARTIAL",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "HISTORY_STATUS_UNSPECIFIED": 0,
+            "HISTORY_STATUS_MORE": 1,
+            "HISTORY_STATUS_DONE": 2,
+            "HISTORY_STATUS_EMPTY": 3,
+            "HISTORY_STATUS_ERROR": 4,
+            "HISTORY_STATUS_PARTIAL": 5,
+        }
 
 
 class TickRejectReason(betterproto2.Enum):
