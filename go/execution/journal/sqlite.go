@@ -133,6 +133,11 @@ func (s *SQLite) openFull(ctx context.Context, dsn string) error {
 	if s.walIno, err = inode(f); err != nil {
 		return err
 	}
+	// What a crashed run wrote and never synced is in the log (the page cache kept it) and is about
+	// to be replayed and acted on: make it durable first.
+	if err := fdatasync(f); err != nil {
+		return err
+	}
 	ck, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return err
