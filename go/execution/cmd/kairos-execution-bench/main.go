@@ -61,6 +61,7 @@ func main() {
 	submitN := flag.Int("submit-orders", 5000, "orders for the gRPC latency run (at 1,000/s)")
 	paperDur := flag.Duration("paper-duration", 2*time.Second, "duration of each of the 3 throughput runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
+	pgDSN := flag.String("postgres", "", "also measure SubmitOrder with the journal on this PostgreSQL database (postgres://...; an empty database)")
 	peer := flag.String("peer", "", "JSON written by bench/execution_nautilus.py in the same run (NautilusTrader backtest lifecycle)")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -70,14 +71,14 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if err := run(*out, *ticksPath, *submitN, *paperDur, *peer); err != nil {
+	if err := run(*out, *ticksPath, *submitN, *paperDur, *peer, *pgDSN); err != nil {
 		fmt.Fprintln(os.Stderr, "kairos-execution-bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(out, ticksPath string, submitN int, paperDur time.Duration, peer string) error {
+func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN string) error {
 	res := map[string]any{"cpu_model": cpuModel(), "cpu_cores": runtime.NumCPU(), "go_version": runtime.Version(), "loadavg_1m_at_start": loadavg()}
 	quote, err := lastQuote(ticksPath)
 	if err != nil {
@@ -116,6 +117,14 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer string
 		}
 		res["submit_latency_us_p50"+suffix], res["submit_latency_us_p99"+suffix], res["submit_latency_us_max"+suffix] = sp50, sp99, smax
 		fmt.Printf("SubmitOrder over gRPC at 1,000/s, journal-sync %s: p50 %.0f us, p99 %.0f us, max %.0f us\n", sync, sp50, sp99, smax)
+	}
+	if pgDSN != "" {
+		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full")
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		res["submit_latency_us_p50_postgres"], res["submit_latency_us_p99_postgres"], res["submit_latency_us_max_postgres"] = sp50, sp99, smax
+		fmt.Printf("SubmitOrder over gRPC at 1,000/s, PostgreSQL journal: p50 %.0f us, p99 %.0f us, max %.0f us\n", sp50, sp99, smax)
 	}
 	res["submit_rate_per_s"] = 1000
 	res["fsync_us_p50"], res["fsync_us_p99"] = fsyncProbe(tmp)
