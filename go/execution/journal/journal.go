@@ -384,11 +384,14 @@ func (j *Journal) syncBounded(timeout time.Duration) error {
 		j.fail(fmt.Errorf("journal: sync of %s did not finish in %v", j.store.Name(), timeout))
 	})
 	err := j.syncer.Sync()
-	if !stall.Stop() {
-		return j.Err()
+	timedOut := !stall.Stop() // the watchdog fired (its failure may still be on its way)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("journal: sync %s: %w", j.store.Name(), err)
+	case timedOut:
+		err = fmt.Errorf("journal: sync of %s did not finish in %v", j.store.Name(), timeout)
 	}
 	if err != nil {
-		err = fmt.Errorf("journal: sync %s: %w", j.store.Name(), err)
 		j.fail(err)
 	}
 	return err
