@@ -3,7 +3,7 @@
 // sequence number, durably (SQLite in WAL mode, its log fdatasynced by the journal, or PostgreSQL),
 // before the service acknowledges it. Appends from many goroutines are grouped into one transaction
 // per flush (group commit), so durability costs one flush per batch rather than per order, and on
-// SQLite the flush of one batch overlaps the write of the next (Syncer, ADR 0056). At start the
+// SQLite the flush of one batch overlaps the write of the next (Syncer, ADR 0057). At start the
 // service rebuilds its state by replaying the journal. Memory is a non-durable store for tests and
 // embedding.
 package journal
@@ -59,7 +59,7 @@ type Store interface {
 // yet of the machine) and whose Sync makes everything appended so far durable. The journal then
 // pipelines: while one Sync is on the disk the writer already appends the next batch, and a batch
 // is acknowledged once a Sync that began after its Append returned has finished, so the disk's
-// flush is off the critical section of every other submission (ADR 0056). The SQLite store in
+// flush is off the critical section of every other submission (ADR 0057). The SQLite store in
 // full mode is one: its commit writes the write-ahead log and the journal fdatasyncs it.
 type Syncer interface {
 	Store

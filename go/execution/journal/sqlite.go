@@ -23,7 +23,7 @@ const sqliteSchema = `CREATE TABLE IF NOT EXISTS journal (
 
 // SQLite is the embedded default store: one file in WAL mode. In full mode a commit survives a
 // crash of the process and of the machine: the commit writes the write-ahead log (SQLite's
-// synchronous=NORMAL) and Sync fdatasyncs it before the journal acknowledges anything (ADR 0056);
+// synchronous=NORMAL) and Sync fdatasyncs it before the journal acknowledges anything (ADR 0057);
 // checkpoints run on a connection of their own, off the commit path.
 type SQLite struct {
 	w, r  *sql.DB
