@@ -12,6 +12,12 @@ bridge's C++ client (Python extension):
 - ``replay_ticks_per_s``: the same ticks at full speed, pushed until the bridge has sent them all;
   ``lost`` = ticks pushed but never sent, plus ticks sent but not counted in by the collector.
 
+The whole measurement is repeated ``--runs`` times (3), each on a fresh stack, and every figure in
+bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>.max`` beside it
+(the run-to-run spread) and the machine's 1-minute load average at the start and end of each run
+(``loadavg_1m.*``), so a reader can tell a regression from noise on a shared machine. The hop table
+(p50 and p99 per hop, median and range over the runs) is printed at the end.
+
 Writes bench/results/e2e.json (flat metric names → numbers).
 """
 
@@ -55,13 +61,21 @@ def laps(data: replay.ReplayData, n: int) -> replay.ReplayData:
     )
 
 
-def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def run(rate: float, n_laps: int) -> dict[str, float]:
+    """One measurement on a fresh stack: the flat metrics of one run."""
     run_dir = services.REPO / "build" / "bench-e2e"
     settings = services.StackSettings(
         ports=services.Ports.free(),
         run_dir=run_dir,
         model=str(services.REPO / "python" / "tests" / "data" / "model" / "model.onnx"),
-        threshold=0.0,
+        threshold=1e-6,  # trade (nearly) every signal of a model without a policy; 0 is refused
     )
     settings.mlflow_uri = f"sqlite:///{run_dir / 'mlflow.db'}"
     for stale in run_dir.glob("journal.db*"):
@@ -95,7 +109,7 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
 
         asyncio.run(main())
 
-    metrics: dict[str, float | str] = {}
+    metrics: dict[str, float] = {"loadavg_1m_start": loadavg()}
     with processes.Stack(run_dir) as stack:
         stack.start_all(services.specs(settings, binaries))
         services.wait_pipeline_ready(settings)
@@ -154,19 +168,105 @@ def run(rate: float, n_laps: int, out: Path) -> dict[str, float | str]:
         metrics["lost"] = float(full.lost + (full.sent - (arrived - before)))
         stop.set()
         watcher.join(timeout=10)
-    metrics.update(machine())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    metrics["loadavg_1m_end"] = loadavg()
     return metrics
+
+
+def aggregate(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Median of the runs under each metric's own name, and its spread as .min / .max.
+
+    A hop missing from a run (no sample) is left out of that metric's median; ``runs`` says how many
+    runs there were and ``<name>.runs`` how many had the metric when fewer did.
+    """
+    out: dict[str, float] = {"runs": float(len(runs))}
+    names = sorted({k for r in runs for k in r})
+    for name in names:
+        values = [r[name] for r in runs if name in r and not np.isnan(r[name])]
+        if not values:
+            out[name] = float("nan")
+            continue
+        out[name] = round(float(np.median(values)), 1)
+        if name in ("offered_ticks_per_s",):
+            continue
+        out[f"{name}.min"] = round(float(min(values)), 1)
+        out[f"{name}.max"] = round(float(max(values)), 1)
+        if len(values) < len(runs):
+            out[f"{name}.runs"] = float(len(values))
+    loads = [r[k] for r in runs for k in ("loadavg_1m_start", "loadavg_1m_end") if k in r]
+    if loads:
+        out["loadavg_1m.median"] = round(float(np.median(loads)), 2)
+        out["loadavg_1m.min"] = round(float(min(loads)), 2)
+        out["loadavg_1m.max"] = round(float(max(loads)), 2)
+    return out
+
+
+def hop_table(m: dict[str, float]) -> str:
+    """The per-hop table: p50 and p99 (µs), median of the runs with the range beside it."""
+
+    def cell(name: str) -> str:
+        if name not in m or np.isnan(m[name]):
+            return "-"
+        lo, hi = m.get(f"{name}.min", m[name]), m.get(f"{name}.max", m[name])
+        return f"{m[name]:,.0f} ({lo:,.0f}-{hi:,.0f})"
+
+    hops = sorted({k.split(".", 1)[1] for k in m if k.startswith("hop_us_p50.") and k.count(".") == 1})
+    order = [
+        "bridge_send_to_collector_receive",
+        "collector_receive_to_collector_send",
+        "collector_send_to_inference_receive",
+        "inference_receive_to_inference_done",
+        "inference_done_to_inference_send",
+        "inference_send_to_execution_receive",
+        "execution_receive_to_risk_done",
+        "risk_done_to_venue_send",
+        "venue_send_to_venue_ack",
+    ]
+    hops = [h for h in order if h in hops] + [h for h in hops if h not in order]
+    rows = [("hop", "p50 us median (min-max)", "p99 us median (min-max)")]
+    rows += [(h.replace("_to_", " -> "), cell(f"hop_us_p50.{h}"), cell(f"hop_us_p99.{h}")) for h in hops]
+    rows.append(
+        ("tick -> order ack (end to end)", cell("tick_to_order_ack_us_p50"), cell("tick_to_order_ack_us_p99"))
+    )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    runs = int(m.get("runs", 0))
+    lines.append(
+        f"{runs} runs; orders acked per run {cell('orders_acked')}; 1-minute load average "
+        f"{m.get('loadavg_1m.median', float('nan')):.2f} "
+        f"({m.get('loadavg_1m.min', float('nan')):.2f}-{m.get('loadavg_1m.max', float('nan')):.2f}) "
+        f"on {m.get('machine_cores', 0):.0f} cores"
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=2000.0, help="offered ticks per second for the latency run")
     ap.add_argument("--laps", type=int, default=5, help="replays of the tick file, shifted in time")
+    ap.add_argument(
+        "--runs", type=int, default=3, help="measurements on a fresh stack each; figures are their median"
+    )
     ap.add_argument("--out", type=Path, default=services.REPO / "bench" / "results" / "e2e.json")
     args = ap.parse_args()
-    print(json.dumps(run(args.rate, args.laps, args.out), indent=2, sort_keys=True))
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+    runs = []
+    for i in range(args.runs):
+        m = run(args.rate, args.laps)
+        p50 = m.get("tick_to_order_ack_us_p50", float("nan"))
+        p99 = m.get("tick_to_order_ack_us_p99", float("nan"))
+        print(
+            f"run {i + 1}/{args.runs}: tick -> order ack p50 {p50:,.0f} us, p99 {p99:,.0f} us, "
+            f"load {m['loadavg_1m_start']:.2f}",
+            flush=True,
+        )
+        runs.append(m)
+    metrics: dict[str, float | str] = dict(aggregate(runs))
+    metrics.update(machine())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(hop_table(metrics))
 
 
 if __name__ == "__main__":

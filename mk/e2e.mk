@@ -3,5 +3,5 @@
 BENCH_TARGETS += bench-e2e
 
 .PHONY: bench-e2e
-bench-e2e: setup cpp-build ## End-to-end benchmark: tick → order ack latency at 2,000 ticks/s, full-speed replay
+bench-e2e: setup cpp-build ## End-to-end benchmark: tick → order ack latency at 2,000 ticks/s, full-speed replay; median of 3 runs, prints the hop table
 	$(PY) bench/e2e.py --out bench/results/e2e.json

@@ -258,7 +258,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.BridgeAddr, "bridge-addr", "MT5 bridge TRADING channel TCP listen address (venue mt5)")
 	s.StringVar(&c.NATSURL, "nats-url", "NATS server with kairos.md.* ticks and kairos.signal.* signals (empty disables)")
 	s.StringVar(&c.DB, "db", "journal: SQLite file path or postgres://user@host:port/db")
-	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (fsync, survives power loss) or normal (survives a process crash)")
+	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (the write-ahead log fdatasynced before an ack, survives power loss) or normal (survives a process crash)")
 	s.DurationVar(&c.JournalTimeout, "journal-timeout", "bound on one journal write and on each wait for durability; longer halts trading (NOT_SERVING)")
 	s.StringVar(&c.Venue, "venue", "venue: paper or mt5")
 	s.StringVar(&c.Token, "token", "bearer token every call needs (prefer --token-file or the env var)", envflag.Secret())

@@ -1,8 +1,9 @@
 // Package journal is the execution service's write-ahead log: every command, risk decision, venue
 // request and response, execution report and fill is appended as an Entry with a strictly increasing
-// sequence number, durably (SQLite in WAL mode with synchronous=FULL, or PostgreSQL), before the
-// service acknowledges it. Appends from many goroutines are grouped into one transaction per flush
-// (group commit), so durability costs one fsync per batch rather than per order. At start the
+// sequence number, durably (SQLite in WAL mode, its log fdatasynced by the journal, or PostgreSQL),
+// before the service acknowledges it. Appends from many goroutines are grouped into one transaction
+// per flush (group commit), so durability costs one flush per batch rather than per order, and on
+// SQLite the flush of one batch overlaps the write of the next (Syncer, ADR 0057). At start the
 // service rebuilds its state by replaying the journal. Memory is a non-durable store for tests and
 // embedding.
 package journal
@@ -54,6 +55,23 @@ type Store interface {
 	Name() string
 }
 
+// Syncer is a Store whose Append only writes (the entries survive a crash of the process, not
+// yet of the machine) and whose Sync makes everything appended so far durable. The journal then
+// pipelines: while one Sync is on the disk the writer already appends the next batch, and a batch
+// is acknowledged once a Sync that began after its Append returned has finished, so the disk's
+// flush is off the critical section of every other submission (ADR 0057). The SQLite store in
+// full mode is one: its commit writes the write-ahead log and the journal fdatasyncs it.
+type Syncer interface {
+	Store
+	// DeferredSync reports whether Append leaves durability to Sync.
+	DeferredSync() bool
+	// Sync makes every Append that has returned durable.
+	Sync() error
+}
+
+// idler is a store with upkeep (a checkpoint) that the writer runs when nothing waits to be written.
+type idler interface{ Idle() }
+
 // ErrClosed is returned by appends after Close.
 var ErrClosed = errors.New("journal: closed")
 
@@ -82,6 +100,7 @@ type batch struct {
 	entries []Entry
 	done    chan struct{}
 	err     error
+	start   time.Time // the store write began
 }
 
 // Stats counts journal activity for metrics.
@@ -107,8 +126,15 @@ type Journal struct {
 	stats   Stats
 	timeout time.Duration // bound on one store write; a write that takes longer fails the journal
 
+	// Pipelined durability (a Syncer store): batches written and not yet synced, in order.
+	syncer     Syncer
+	unsynced   []*batch
+	syncWake   chan struct{}
+	writerDone bool
+
 	hub hub
-	// OnFlush, if set, is called after each durable flush with its size and duration.
+	// OnFlush, if set, is called after each durable flush with its size and duration (from the
+	// start of the store write to durability, the sync included).
 	OnFlush func(entries int, d time.Duration)
 }
 
@@ -144,6 +170,11 @@ func New(ctx context.Context, st Store) (*Journal, error) {
 	j := &Journal{store: st, seq: last, wake: make(chan struct{}, 1), stopped: make(chan struct{}), down: make(chan struct{}), timeout: DefaultFlushTimeout}
 	j.stats.LastSeq = last
 	j.cur = &batch{done: make(chan struct{})}
+	if sy, ok := st.(Syncer); ok && sy.DeferredSync() {
+		j.syncer = sy
+		j.syncWake = make(chan struct{}, 1)
+		go j.syncLoop()
+	}
 	go j.writer()
 	return j, nil
 }
@@ -219,7 +250,16 @@ func (j *Journal) Stats() Stats {
 }
 
 func (j *Journal) writer() {
-	defer close(j.stopped)
+	if j.syncer == nil {
+		defer close(j.stopped)
+	} else {
+		defer func() {
+			j.mu.Lock()
+			j.writerDone = true
+			j.mu.Unlock()
+			j.kickSync()
+		}()
+	}
 	for {
 		<-j.wake
 		j.mu.Lock()
@@ -237,7 +277,7 @@ func (j *Journal) writer() {
 		failed, timeout := j.failed, j.timeout
 		j.mu.Unlock()
 
-		start := time.Now()
+		b.start = time.Now()
 		err := failed
 		if err == nil {
 			// A batch queued behind a failed one is never written: its entries would follow a gap
@@ -251,25 +291,24 @@ func (j *Journal) writer() {
 				err = fmt.Errorf("journal: append to %s: %w", j.store.Name(), err)
 			}
 		}
-		d := time.Since(start)
-		j.mu.Lock()
-		if err != nil && j.failed == nil {
-			j.failed = err
-			close(j.down)
+		if err != nil {
+			j.fail(err)
 		}
-		j.stats.Flushes++
-		j.stats.Entries += uint64(len(b.entries))
-		j.stats.LastSeq = b.entries[len(b.entries)-1].Seq
-		j.stats.FlushDur += d
-		j.mu.Unlock()
-		b.err = err
-		if err == nil {
-			j.hub.publish(b.entries)
-			if j.OnFlush != nil {
-				j.OnFlush(len(b.entries), d)
+		if j.syncer != nil {
+			// Written, not yet durable: the sync loop acknowledges it after its next sync, while
+			// this loop writes the next batch.
+			j.mu.Lock()
+			b.err = err
+			j.unsynced = append(j.unsynced, b)
+			idle := len(j.cur.entries) == 0
+			j.mu.Unlock()
+			j.kickSync()
+			if is, ok := j.store.(idler); ok && idle && err == nil {
+				is.Idle()
 			}
+		} else {
+			j.settle(b, err, time.Now())
 		}
-		close(b.done)
 		if closed {
 			// Drain what arrived meanwhile, then stop.
 			select {
@@ -278,6 +317,104 @@ func (j *Journal) writer() {
 			}
 		}
 	}
+}
+
+func (j *Journal) kickSync() {
+	select {
+	case j.syncWake <- struct{}{}:
+	default:
+	}
+}
+
+// fail fails the journal once: every later append and every batch not yet durable gets err.
+func (j *Journal) fail(err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.failed == nil {
+		j.failed = err
+		close(j.down)
+	}
+}
+
+// syncLoop makes written batches durable, one Sync for all of them, and acknowledges them in order.
+// A batch written after a Sync began waits for the next one. Acknowledgement follows durability: a
+// batch is settled only after a Sync that started after its write returned.
+func (j *Journal) syncLoop() {
+	defer close(j.stopped)
+	for {
+		<-j.syncWake
+		j.mu.Lock()
+		list := j.unsynced
+		j.unsynced = nil
+		done, failed, timeout := j.writerDone, j.failed, j.timeout
+		j.mu.Unlock()
+		if len(list) > 0 {
+			err := failed
+			if err == nil {
+				err = j.syncBounded(timeout)
+			}
+			now := time.Now()
+			for _, b := range list {
+				berr := b.err
+				if berr == nil {
+					// A batch written before a failure is not acknowledged either: the failure stops
+					// the journal, and what became durable is known only to a restart.
+					berr = err
+				}
+				j.settle(b, berr, now)
+			}
+		}
+		if done {
+			j.mu.Lock()
+			rest := len(j.unsynced)
+			j.mu.Unlock()
+			if rest == 0 {
+				return
+			}
+			j.kickSync()
+		}
+	}
+}
+
+// syncBounded runs the store's Sync; one that errors, or has not returned after timeout (a stalled
+// disk: the system call cannot be interrupted), fails the journal, so every waiter and every later
+// append sees the failure at once. The batches of a sync that never returns are never acknowledged.
+func (j *Journal) syncBounded(timeout time.Duration) error {
+	stall := time.AfterFunc(timeout, func() {
+		j.fail(fmt.Errorf("journal: sync of %s did not finish in %v", j.store.Name(), timeout))
+	})
+	err := j.syncer.Sync()
+	timedOut := !stall.Stop() // the watchdog fired (its failure may still be on its way)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("journal: sync %s: %w", j.store.Name(), err)
+	case timedOut:
+		err = fmt.Errorf("journal: sync of %s did not finish in %v", j.store.Name(), timeout)
+	}
+	if err != nil {
+		j.fail(err)
+	}
+	return err
+}
+
+// settle records a batch's outcome: statistics, live subscribers and OnFlush when it is durable,
+// then wakes its waiters.
+func (j *Journal) settle(b *batch, err error, end time.Time) {
+	d := end.Sub(b.start)
+	j.mu.Lock()
+	j.stats.Flushes++
+	j.stats.Entries += uint64(len(b.entries))
+	j.stats.LastSeq = b.entries[len(b.entries)-1].Seq
+	j.stats.FlushDur += d
+	j.mu.Unlock()
+	b.err = err
+	if err == nil {
+		j.hub.publish(b.entries)
+		if j.OnFlush != nil {
+			j.OnFlush(len(b.entries), d)
+		}
+	}
+	close(b.done)
 }
 
 // Read replays entries with Seq > after from the store.

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/kairos-mt5/kairos/go/execution/internal/fault"
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver (ADR 0051)
@@ -19,12 +21,26 @@ const sqliteSchema = `CREATE TABLE IF NOT EXISTS journal (
 	payload BLOB    NOT NULL
 )`
 
-// SQLite is the embedded default store: one file, WAL mode, synchronous=FULL so a commit survives
-// a crash of the process and of the machine.
+// SQLite is the embedded default store: one file in WAL mode. In full mode a commit survives a
+// crash of the process and of the machine: the commit writes the write-ahead log (SQLite's
+// synchronous=NORMAL) and Sync fdatasyncs it before the journal acknowledges anything (ADR 0057);
+// checkpoints run on a connection of their own, off the commit path.
 type SQLite struct {
 	w, r  *sql.DB
 	path  string
+	mode  Sync
 	stmts map[int]*sql.Stmt // multi-row INSERTs by row count, prepared once (only the writer uses them)
+
+	// Full mode only.
+	wal     *os.File      // the write-ahead log, fdatasynced by Sync
+	walIno  uint64        // its inode: a log replaced behind the store fails Sync
+	ckpt    *sql.DB       // one connection for background checkpoints
+	rows    int           // rows written since the last checkpoint request (writer only)
+	ckptReq chan struct{} // wakes the checkpointer
+	ckptErr atomic.Value  // error: the last checkpoint failure, reported by Sync
+	ckptEnd chan struct{} // closed when the checkpointer has stopped
+	// finishDue: the checkpointer copied the log; the writer copies the rest when idle.
+	finishDue atomic.Bool
 }
 
 // Sync is how hard a SQLite commit waits for the disk.
@@ -40,6 +56,11 @@ const (
 	SyncNormal Sync = "normal"
 )
 
+// checkpointRows is how many rows the writer commits between two requests for a background
+// checkpoint (SQLite's own automatic checkpoint, inside a commit, is off in full mode). A few
+// thousand rows keep the write-ahead log around a few MiB, as SQLite's default of 1,000 pages does.
+const checkpointRows = 4096
+
 // OpenSQLite opens or creates the journal file at path with synchronous=FULL.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	return OpenSQLiteSync(ctx, path, SyncFull)
@@ -53,8 +74,15 @@ func OpenSQLiteSync(ctx context.Context, path string, sync Sync) (*SQLite, error
 	if sync != SyncFull && sync != SyncNormal {
 		return nil, fmt.Errorf("journal: sync %q: want full or normal", sync)
 	}
+	// Full mode: SQLite itself does not fsync commits (NORMAL) nor checkpoint inside them; Sync
+	// fdatasyncs the log and a goroutine checkpoints. Both keep a commit from waiting on the disk
+	// while it holds the write lock.
+	pragmas := []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)"}
+	if sync == SyncFull {
+		pragmas = append(pragmas, "wal_autocheckpoint(0)")
+	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(" + strings.ToUpper(string(sync)) + ")", "busy_timeout(10000)"} {
+	for _, p := range pragmas {
 		q.Add("_pragma", p)
 	}
 	dsn := "file:" + path + "?" + q.Encode()
@@ -62,8 +90,10 @@ func OpenSQLiteSync(ctx context.Context, path string, sync Sync) (*SQLite, error
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	// One writer connection: SQLite serialises writers anyway, and group commit batches them.
+	// One writer connection: SQLite serialises writers anyway, and group commit batches them. It
+	// stays open for the store's life, so the write-ahead log is never removed under Sync.
 	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
 	if _, err := w.ExecContext(ctx, sqliteSchema); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("journal: create schema in %s: %w", path, err)
@@ -79,7 +109,99 @@ func OpenSQLiteSync(ctx context.Context, path string, sync Sync) (*SQLite, error
 		return nil, err
 	}
 	r.SetMaxOpenConns(4)
-	return &SQLite{w: w, r: r, path: path, stmts: make(map[int]*sql.Stmt)}, nil
+	s := &SQLite{w: w, r: r, path: path, mode: sync, stmts: make(map[int]*sql.Stmt)}
+	if sync == SyncFull {
+		if err := s.openFull(ctx, dsn); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// openFull opens the write-ahead log for Sync and starts the checkpointer.
+func (s *SQLite) openFull(ctx context.Context, dsn string) error {
+	// A write transaction makes sure the log exists (it is created by the first one after open).
+	if _, err := s.w.ExecContext(ctx, "BEGIN IMMEDIATE; COMMIT"); err != nil {
+		return fmt.Errorf("journal: %s: %w", s.path, err)
+	}
+	f, err := os.OpenFile(s.path+"-wal", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("journal: write-ahead log of %s: %w", s.path, err)
+	}
+	s.wal = f
+	if s.walIno, err = inode(f); err != nil {
+		return err
+	}
+	// What a crashed run wrote and never synced is in the log (the page cache kept it) and is about
+	// to be replayed and acted on: make it durable first.
+	if err := fdatasync(f); err != nil {
+		return err
+	}
+	ck, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return err
+	}
+	ck.SetMaxOpenConns(1)
+	ck.SetMaxIdleConns(1)
+	s.ckpt = ck
+	s.ckptReq = make(chan struct{}, 1)
+	s.ckptEnd = make(chan struct{})
+	go s.checkpointer()
+	return nil
+}
+
+// checkpointer copies the write-ahead log into the database file whenever the writer asks, on its
+// own connection (PASSIVE: it never blocks the writer, and its fsyncs are not on a commit's path).
+// SQLite starts the log again from the beginning only when a write begins with the whole log
+// copied, which a writer that keeps committing while the copy runs never sees; so the writer
+// finishes the copy itself, when it is idle (Idle), and the log stays a few MiB, overwritten in
+// place, which keeps each fdatasync to the data alone.
+func (s *SQLite) checkpointer() {
+	defer close(s.ckptEnd)
+	for range s.ckptReq {
+		if _, err := s.ckpt.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+			s.ckptErr.Store(fmt.Errorf("journal: checkpoint of %s: %w", s.path, err))
+			continue
+		}
+		s.finishDue.Store(true)
+	}
+}
+
+// Idle is called by the journal's writer when it has nothing to write: after a background checkpoint
+// it copies what was committed meanwhile (little) on the writer's own connection, so the next
+// commit restarts the log. Batches already written are being synced meanwhile; only a submission
+// arriving now waits, once per checkpoint.
+func (s *SQLite) Idle() {
+	if !s.finishDue.CompareAndSwap(true, false) {
+		return
+	}
+	if _, err := s.w.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+		s.ckptErr.Store(fmt.Errorf("journal: checkpoint of %s: %w", s.path, err))
+	}
+}
+
+// DeferredSync implements Syncer: in full mode Append writes and Sync makes durable.
+func (s *SQLite) DeferredSync() bool { return s.mode == SyncFull }
+
+// Sync implements Syncer: fdatasync of the write-ahead log, which makes every commit written so far
+// durable (SQLite's synchronous=FULL syncs the same file at each commit, inside the write lock).
+// A checkpoint failure is reported here, so it fails the journal as a failed write would.
+func (s *SQLite) Sync() error {
+	if s.wal == nil {
+		return nil
+	}
+	if err, _ := s.ckptErr.Load().(error); err != nil {
+		return err
+	}
+	// The log must still be the file SQLite writes: it is only removed when the last connection
+	// closes, and the writer's stays open, but a sync of a stale file would acknowledge nothing.
+	if fi, err := os.Stat(s.path + "-wal"); err != nil {
+		return err
+	} else if ino, _ := statIno(fi); ino != s.walIno {
+		return fmt.Errorf("journal: the write-ahead log of %s was replaced", s.path)
+	}
+	return fdatasync(s.wal)
 }
 
 // Name implements Store.
@@ -91,7 +213,8 @@ const rowsPerInsert = 200
 // Append implements Store: one transaction, multi-row inserts.
 func (s *SQLite) Append(ctx context.Context, entries []Entry) error {
 	// Prepare before the transaction takes the single writer connection.
-	for rest := len(entries); rest > 0; rest -= rowsPerInsert {
+	all := len(entries)
+	for rest := all; rest > 0; rest -= rowsPerInsert {
 		if _, err := s.insert(ctx, min(rest, rowsPerInsert)); err != nil {
 			return err
 		}
@@ -117,7 +240,19 @@ func (s *SQLite) Append(ctx context.Context, entries []Entry) error {
 		entries = entries[n:]
 	}
 	fault.Point("mid-batch") // the batch's rows written inside the transaction, not committed
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if s.ckptReq != nil {
+		if s.rows += all; s.rows >= checkpointRows {
+			s.rows = 0
+			select {
+			case s.ckptReq <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return nil
 }
 
 // insert returns the prepared INSERT of n rows; the writer goroutine is its only caller, and never
@@ -168,12 +303,20 @@ func (s *SQLite) LastSeq(ctx context.Context) (uint64, error) {
 
 // Close implements Store.
 func (s *SQLite) Close() error {
+	if s.ckptReq != nil {
+		close(s.ckptReq)
+		<-s.ckptEnd
+		_ = s.ckpt.Close()
+	}
 	for _, st := range s.stmts {
 		_ = st.Close()
 	}
 	err := s.r.Close()
 	if err2 := s.w.Close(); err == nil {
 		err = err2
+	}
+	if s.wal != nil {
+		_ = s.wal.Close()
 	}
 	return err
 }

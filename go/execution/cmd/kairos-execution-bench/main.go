@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +61,7 @@ func main() {
 	submitN := flag.Int("submit-orders", 5000, "orders for the gRPC latency run (at 1,000/s)")
 	paperDur := flag.Duration("paper-duration", 2*time.Second, "duration of each of the 3 throughput runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
+	pgDSN := flag.String("postgres", "", "also measure SubmitOrder with the journal on this PostgreSQL database (postgres://...; an empty database)")
 	peer := flag.String("peer", "", "JSON written by bench/execution_nautilus.py in the same run (NautilusTrader backtest lifecycle)")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -69,14 +71,14 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if err := run(*out, *ticksPath, *submitN, *paperDur, *peer); err != nil {
+	if err := run(*out, *ticksPath, *submitN, *paperDur, *peer, *pgDSN); err != nil {
 		fmt.Fprintln(os.Stderr, "kairos-execution-bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(out, ticksPath string, submitN int, paperDur time.Duration, peer string) error {
+func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN string) error {
 	res := map[string]any{"cpu_model": cpuModel(), "cpu_cores": runtime.NumCPU(), "go_version": runtime.Version(), "loadavg_1m_at_start": loadavg()}
 	quote, err := lastQuote(ticksPath)
 	if err != nil {
@@ -116,9 +118,24 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer string
 		res["submit_latency_us_p50"+suffix], res["submit_latency_us_p99"+suffix], res["submit_latency_us_max"+suffix] = sp50, sp99, smax
 		fmt.Printf("SubmitOrder over gRPC at 1,000/s, journal-sync %s: p50 %.0f us, p99 %.0f us, max %.0f us\n", sync, sp50, sp99, smax)
 	}
+	if pgDSN != "" {
+		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full")
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		res["submit_latency_us_p50_postgres"], res["submit_latency_us_p99_postgres"], res["submit_latency_us_max_postgres"] = sp50, sp99, smax
+		fmt.Printf("SubmitOrder over gRPC at 1,000/s, PostgreSQL journal: p50 %.0f us, p99 %.0f us, max %.0f us\n", sp50, sp99, smax)
+	}
 	res["submit_rate_per_s"] = 1000
 	res["fsync_us_p50"], res["fsync_us_p99"] = fsyncProbe(tmp)
 	fmt.Printf("disk fsync: p50 %.0f us, p99 %.0f us\n", res["fsync_us_p50"], res["fsync_us_p99"])
+	// The floor of a durable commit on this disk once the journal's write-ahead log is overwritten
+	// in place: a 20 KiB overwrite and fdatasync. The SubmitOrder p99 is read against it.
+	res["fdatasync_us_p50"], res["fdatasync_us_p99"] = fdatasyncProbe(tmp)
+	fmt.Printf("disk fdatasync (20 KiB overwrite): p50 %.0f us, p99 %.0f us\n", res["fdatasync_us_p50"], res["fdatasync_us_p99"])
+	if f, ok := res["fdatasync_us_p99"].(float64); ok && f > 0 {
+		res["submit_p99_vs_fdatasync_p99"] = res["submit_latency_us_p99"].(float64) / f
+	}
 	// The design brief's figure for NautilusTrader on a quiet 2-core VM, for context.
 	res["nautilus_backtest_orders_per_s_design_brief"] = 2500
 	if peer != "" {
@@ -346,6 +363,27 @@ func fsyncProbe(dir string) (p50, p99 float64) {
 		_, _ = f.Write(make([]byte, 512))
 		t0 := time.Now()
 		_ = f.Sync()
+		lat[i] = float64(time.Since(t0).Microseconds())
+	}
+	sort.Float64s(lat)
+	return lat[100], lat[198]
+}
+
+// fdatasyncProbe measures the disk's data-only flush of a small overwrite, in µs.
+func fdatasyncProbe(dir string) (p50, p99 float64) {
+	f, err := os.Create(filepath.Join(dir, "fdatasync-probe"))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	buf := make([]byte, 20<<10)
+	_, _ = f.Write(make([]byte, 4*len(buf)))
+	_ = f.Sync()
+	lat := make([]float64, 200)
+	for i := range lat {
+		_, _ = f.WriteAt(buf, int64(i%4*len(buf)))
+		t0 := time.Now()
+		_ = syscall.Fdatasync(int(f.Fd()))
 		lat[i] = float64(time.Since(t0).Microseconds())
 	}
 	sort.Float64s(lat)

@@ -1,0 +1,241 @@
+package journal_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+)
+
+// syncStore is a Memory whose appends are durable only once Sync has run after them, as the SQLite
+// store in full mode (the write-ahead log written, then fdatasynced): it records the last sequence
+// written and the last one a finished Sync covered. While gate is set, Sync waits for it.
+type syncStore struct {
+	*journal.Memory
+	written, durable atomic.Uint64
+	syncs            atomic.Int64
+	fail             atomic.Value // error
+	mu               sync.Mutex
+	gate             chan struct{}
+}
+
+func newSyncStore() *syncStore { return &syncStore{Memory: journal.NewMemory()} }
+
+func (s *syncStore) Append(ctx context.Context, entries []journal.Entry) error {
+	if err := s.Memory.Append(ctx, entries); err != nil {
+		return err
+	}
+	s.written.Store(entries[len(entries)-1].Seq)
+	return nil
+}
+
+func (s *syncStore) DeferredSync() bool { return true }
+
+func (s *syncStore) Sync() error {
+	upTo := s.written.Load()
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	if err, _ := s.fail.Load().(error); err != nil {
+		return err
+	}
+	s.syncs.Add(1)
+	s.durable.Store(upTo)
+	return nil
+}
+
+func TestJournal_ASyncerStore_AcknowledgesOnlyWhatASyncCovered(t *testing.T) {
+	st := newSyncStore()
+	j, err := journal.New(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var wg sync.WaitGroup
+	var early atomic.Int64
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				tk, seqs, err := j.Append(1, entry("x"), entry("y"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := tk.Wait(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+				if st.durable.Load() < seqs[1] {
+					early.Add(1)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if n := early.Load(); n != 0 {
+		t.Fatalf("%d appends acknowledged before a sync covered them", n)
+	}
+	if s := j.Stats(); s.Entries != 8*200*2 || st.syncs.Load() == 0 || st.syncs.Load() > int64(s.Flushes) {
+		t.Fatalf("stats %+v, %d syncs: want every entry flushed, at most one sync per batch", s, st.syncs.Load())
+	}
+}
+
+func TestJournal_ASyncInFlight_DoesNotHoldTheNextWrite(t *testing.T) {
+	st := newSyncStore()
+	st.gate = make(chan struct{})
+	j, err := journal.New(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	first, _, err := j.Append(1, entry("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// While the first batch's sync is held on the disk, the second batch is written all the same.
+	second, seqs, err := j.Append(2, entry("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st.written.Load() < seqs[0] {
+		if time.Now().After(deadline) {
+			t.Fatal("the second batch was not written while the first one's sync was in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := second.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second batch: %v before any sync finished, want it still waiting", err)
+	}
+	st.mu.Lock()
+	close(st.gate)
+	st.gate = nil
+	st.mu.Unlock()
+	if err := first.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st.durable.Load() < seqs[0] {
+		t.Fatal("acknowledged before durable")
+	}
+}
+
+func TestJournal_AFailedSync_FailsTheJournalAndItsBatches(t *testing.T) {
+	st := newSyncStore()
+	j, err := journal.New(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	st.fail.Store(errors.New("EIO"))
+	tk, _, err := j.Append(1, entry("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Wait(context.Background()); err == nil {
+		t.Fatal("a batch whose sync failed was acknowledged")
+	}
+	select {
+	case <-j.Failed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the journal did not fail")
+	}
+	if _, _, err := j.Append(2, entry("b")); err == nil {
+		t.Fatal("an append after a failed sync was accepted")
+	}
+}
+
+func TestJournal_AStalledSync_FailsTheJournalAfterTheFlushTimeout(t *testing.T) {
+	st := newSyncStore()
+	st.gate = make(chan struct{})
+	j, err := journal.New(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.SetFlushTimeout(50 * time.Millisecond)
+	tk, _, err := j.Append(1, entry("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-j.Failed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the journal did not fail on a stalled sync")
+	}
+	if _, _, err := j.Append(2, entry("b")); err == nil {
+		t.Fatal("an append after a stalled sync was accepted")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := tk.Wait(ctx); err == nil {
+		t.Fatal("a batch whose sync stalled was acknowledged")
+	}
+	close(st.gate) // the disk answers at last: the batch is settled with the failure, never acknowledged
+	if err := tk.Wait(context.Background()); err == nil {
+		t.Fatal("a batch whose sync stalled past the timeout was acknowledged")
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The SQLite store in full mode checkpoints in the background: the write-ahead log stays bounded
+// while the writer goes on, and every entry is read back after a reopen.
+func TestSQLiteFull_CheckpointsInTheBackgroundAndKeepsEveryEntry(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := journal.OpenSync(ctx, path, journal.SyncFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 300)
+	const batches, per = 2000, 10
+	var maxWAL int64
+	for i := 0; i < batches; i++ {
+		es := make([]journal.Entry, per)
+		for k := range es {
+			es[k] = journal.Entry{Kind: journal.KindReport, Key: "k", Payload: payload}
+		}
+		tk, _, err := j.Append(int64(i), es...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(path + "-wal"); err == nil {
+			maxWAL = max(maxWAL, fi.Size())
+		}
+	}
+	// 20,000 rows of ~330 bytes are ~7 MiB of pages; checkpoints every 4,096 rows keep the log
+	// to a fraction of that (the checkpointer may lag a round behind the writer).
+	if maxWAL > 6<<20 {
+		t.Fatalf("the write-ahead log grew to %d bytes: it is not checkpointed", maxWAL)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j, err = journal.OpenSync(ctx, path, journal.SyncFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if got := len(readAll(t, j, 0)); got != batches*per {
+		t.Fatalf("read back %d entries, want %d", got, batches*per)
+	}
+}
