@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kairos-mt5/kairos/go/auth/natsauth"
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
@@ -256,20 +255,7 @@ func TestJetStream_AsTheCollectorIdentity_PublishesAreAcknowledged(t *testing.T)
 		t.Fatal("nats-server not ready")
 	}
 	t.Cleanup(srv.Shutdown)
-	admin, err := nats.Connect(srv.ClientURL(), nats.UserInfo(creds["streams"].User, creds["streams"].Password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	js, err := jetstream.New(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.CreateStream(testkit.Context(t, 10*time.Second), jetstream.StreamConfig{Name: "KAIROS_MD",
-		Subjects: []string{"kairos.md.>"}, Storage: jetstream.MemoryStorage, Duplicates: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mdStream(t, srv.ClientURL(), nats.UserInfo(creds["streams"].User, creds["streams"].Password))
 	p, err := natspub.ConnectJetStream(srv.ClientURL(), time.Second, metrics.New(),
 		nats.UserInfo(creds["collector"].User, creds["collector"].Password))
 	if err != nil {

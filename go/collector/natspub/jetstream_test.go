@@ -35,9 +35,11 @@ func jetStreamServer(t *testing.T) *server.Server {
 	return srv
 }
 
-func mdStream(t *testing.T, url string) jetstream.Stream {
+// mdStream creates KAIROS_MD on the server at url, connected with opts (credentials of an identity
+// allowed to administer streams, where the server has any).
+func mdStream(t *testing.T, url string, opts ...nats.Option) jetstream.Stream {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

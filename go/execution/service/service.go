@@ -176,35 +176,37 @@ func (s *Server) ModifyOrder(ctx context.Context, req *execv1.ModifyOrderRequest
 		return nil, err
 	}
 	res, err := s.eng.Modify(ctx, req)
-	var bad *engine.InvalidError
-	switch {
-	case errors.As(err, &bad):
-		return nil, invalid(bad)
-	case err != nil:
-		return nil, toStatus(err)
+	if err != nil {
+		return nil, modifyStatus(err)
 	}
-	out := &execv1.ModifyOrderResponse{Order: res.Order}
-	if d := res.Denial; d != nil {
-		out.Denial = &execv1.RiskDenial{Reason: execv1.RiskDenyReason(d.Reason), Message: d.Message}
-	}
-	return out, nil
+	return &execv1.ModifyOrderResponse{Order: res.Order, Denial: riskDenial(res.Denial)}, nil
 }
 
 // ModifyPosition implements ExecutionService.
 func (s *Server) ModifyPosition(ctx context.Context, req *execv1.ModifyPositionRequest) (*execv1.ModifyPositionResponse, error) {
 	res, err := s.eng.ModifyPosition(ctx, req)
+	if err != nil {
+		return nil, modifyStatus(err)
+	}
+	return &execv1.ModifyPositionResponse{Position: res.Position, Denial: riskDenial(res.Denial)}, nil
+}
+
+// modifyStatus maps a modify's engine error: an invalid request with its field details, else the
+// shared mapping.
+func modifyStatus(err error) error {
 	var bad *engine.InvalidError
-	switch {
-	case errors.As(err, &bad):
-		return nil, invalid(bad)
-	case err != nil:
-		return nil, toStatus(err)
+	if errors.As(err, &bad) {
+		return invalid(bad)
 	}
-	out := &execv1.ModifyPositionResponse{Position: res.Position}
-	if d := res.Denial; d != nil {
-		out.Denial = &execv1.RiskDenial{Reason: execv1.RiskDenyReason(d.Reason), Message: d.Message}
+	return toStatus(err)
+}
+
+// riskDenial is a pre-trade risk denial as the API returns it in a response (nil: none).
+func riskDenial(d *risk.Denial) *execv1.RiskDenial {
+	if d == nil {
+		return nil
 	}
-	return out, nil
+	return &execv1.RiskDenial{Reason: execv1.RiskDenyReason(d.Reason), Message: d.Message}
 }
 
 // CancelAll implements ExecutionService.
