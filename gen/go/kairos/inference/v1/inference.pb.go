@@ -774,7 +774,24 @@ type ModelStatus struct {
 	PredictionsTotal uint64 `protobuf:"varint,11,opt,name=predictions_total,json=predictionsTotal,proto3" json:"predictions_total,omitempty"`
 	// What the model card says about the serving version's out-of-sample validation; unset when the
 	// card carries no gate verdict (an unvalidated model).
-	Validation    *ModelValidation `protobuf:"bytes,12,opt,name=validation,proto3" json:"validation,omitempty"`
+	Validation *ModelValidation `protobuf:"bytes,12,opt,name=validation,proto3" json:"validation,omitempty"`
+	// "serving" for the model whose signals reach execution, "shadow" for a challenger accounted on
+	// paper only (see docs/adr/0086-scheduled-retraining-and-model-lifecycle.md).
+	Role string `protobuf:"bytes,13,opt,name=role,proto3" json:"role,omitempty"`
+	// Live paper accounting on the bars the server predicted on since the version was loaded; unset
+	// when shadow evaluation is off.
+	Shadow *ShadowFigures `protobuf:"bytes,14,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// For a shadow model: the test of its per-bar net returns against the serving model's on the same
+	// bars; unset for the serving model and when shadow evaluation is off.
+	Promotion *PromotionTest `protobuf:"bytes,15,opt,name=promotion,proto3" json:"promotion,omitempty"`
+	// Input drift seen by this model since it was loaded; unset when the card has no training
+	// distribution.
+	Drift *DriftStatus `protobuf:"bytes,16,opt,name=drift,proto3" json:"drift,omitempty"`
+	// When the version was registered (or the file written), microseconds since the Unix epoch; 0 if
+	// unknown.
+	CreatedTimeUs int64 `protobuf:"varint,17,opt,name=created_time_us,json=createdTimeUs,proto3" json:"created_time_us,omitempty"`
+	// Whether the version is older than the configured maximum age without a newer passing retrain.
+	Expired       bool `protobuf:"varint,18,opt,name=expired,proto3" json:"expired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -893,6 +910,315 @@ func (x *ModelStatus) GetValidation() *ModelValidation {
 	return nil
 }
 
+func (x *ModelStatus) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ModelStatus) GetShadow() *ShadowFigures {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
+func (x *ModelStatus) GetPromotion() *PromotionTest {
+	if x != nil {
+		return x.Promotion
+	}
+	return nil
+}
+
+func (x *ModelStatus) GetDrift() *DriftStatus {
+	if x != nil {
+		return x.Drift
+	}
+	return nil
+}
+
+func (x *ModelStatus) GetCreatedTimeUs() int64 {
+	if x != nil {
+		return x.CreatedTimeUs
+	}
+	return 0
+}
+
+func (x *ModelStatus) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
+}
+
+// ShadowFigures is the live paper accounting of one model version: the card's decision policy and
+// the paper venue's fills, summed over symbols.
+type ShadowFigures struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bars accounted.
+	Bars uint64 `protobuf:"varint,1,opt,name=bars,proto3" json:"bars,omitempty"`
+	// Net return after costs, fraction of max_lots notional.
+	NetReturn float64 `protobuf:"fixed64,2,opt,name=net_return,json=netReturn,proto3" json:"net_return,omitempty"`
+	// Annualised net Sharpe ratio of the per-bar returns.
+	Sharpe float64 `protobuf:"fixed64,3,opt,name=sharpe,proto3" json:"sharpe,omitempty"`
+	// Mean |position change| per bar, fraction of max_lots.
+	Turnover float64 `protobuf:"fixed64,4,opt,name=turnover,proto3" json:"turnover,omitempty"`
+	// Position changes.
+	Trades        uint64 `protobuf:"varint,5,opt,name=trades,proto3" json:"trades,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShadowFigures) Reset() {
+	*x = ShadowFigures{}
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShadowFigures) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShadowFigures) ProtoMessage() {}
+
+func (x *ShadowFigures) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShadowFigures.ProtoReflect.Descriptor instead.
+func (*ShadowFigures) Descriptor() ([]byte, []int) {
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ShadowFigures) GetBars() uint64 {
+	if x != nil {
+		return x.Bars
+	}
+	return 0
+}
+
+func (x *ShadowFigures) GetNetReturn() float64 {
+	if x != nil {
+		return x.NetReturn
+	}
+	return 0
+}
+
+func (x *ShadowFigures) GetSharpe() float64 {
+	if x != nil {
+		return x.Sharpe
+	}
+	return 0
+}
+
+func (x *ShadowFigures) GetTurnover() float64 {
+	if x != nil {
+		return x.Turnover
+	}
+	return 0
+}
+
+func (x *ShadowFigures) GetTrades() uint64 {
+	if x != nil {
+		return x.Trades
+	}
+	return 0
+}
+
+// PromotionTest compares a challenger's per-bar net returns with the serving model's on the same
+// live bars.
+type PromotionTest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bars both models were accounted on.
+	Bars uint64 `protobuf:"varint,1,opt,name=bars,proto3" json:"bars,omitempty"`
+	// Mean per-bar difference, challenger minus serving, fraction of notional.
+	MeanDifference float64 `protobuf:"fixed64,2,opt,name=mean_difference,json=meanDifference,proto3" json:"mean_difference,omitempty"`
+	// Test statistic of the difference.
+	Statistic float64 `protobuf:"fixed64,3,opt,name=statistic,proto3" json:"statistic,omitempty"`
+	// One-sided p-value that the challenger is not better.
+	PValue float64 `protobuf:"fixed64,4,opt,name=p_value,json=pValue,proto3" json:"p_value,omitempty"`
+	// The test, in words (e.g. "one-sided t-test, Newey-West variance, 5 lags").
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// Whether bars >= the configured minimum and p_value <= the configured level.
+	Significant   bool `protobuf:"varint,6,opt,name=significant,proto3" json:"significant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromotionTest) Reset() {
+	*x = PromotionTest{}
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromotionTest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromotionTest) ProtoMessage() {}
+
+func (x *PromotionTest) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromotionTest.ProtoReflect.Descriptor instead.
+func (*PromotionTest) Descriptor() ([]byte, []int) {
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PromotionTest) GetBars() uint64 {
+	if x != nil {
+		return x.Bars
+	}
+	return 0
+}
+
+func (x *PromotionTest) GetMeanDifference() float64 {
+	if x != nil {
+		return x.MeanDifference
+	}
+	return 0
+}
+
+func (x *PromotionTest) GetStatistic() float64 {
+	if x != nil {
+		return x.Statistic
+	}
+	return 0
+}
+
+func (x *PromotionTest) GetPValue() float64 {
+	if x != nil {
+		return x.PValue
+	}
+	return 0
+}
+
+func (x *PromotionTest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *PromotionTest) GetSignificant() bool {
+	if x != nil {
+		return x.Significant
+	}
+	return false
+}
+
+// DriftStatus summarises input drift against the training distribution in the model card.
+type DriftStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dissimilarity index of the latest prediction (distance to the training set over its mean
+	// pairwise distance).
+	DissimilarityLast float64 `protobuf:"fixed64,1,opt,name=dissimilarity_last,json=dissimilarityLast,proto3" json:"dissimilarity_last,omitempty"`
+	// Threshold above which an input counts as out of distribution.
+	DissimilarityThreshold float64 `protobuf:"fixed64,2,opt,name=dissimilarity_threshold,json=dissimilarityThreshold,proto3" json:"dissimilarity_threshold,omitempty"`
+	// Predictions whose input was out of distribution.
+	OutOfDistributionTotal uint64 `protobuf:"varint,3,opt,name=out_of_distribution_total,json=outOfDistributionTotal,proto3" json:"out_of_distribution_total,omitempty"`
+	// Predictions the policy abstained on because of it.
+	AbstainedTotal uint64 `protobuf:"varint,4,opt,name=abstained_total,json=abstainedTotal,proto3" json:"abstained_total,omitempty"`
+	// Largest population stability index over the features, on the latest window.
+	PsiMax float64 `protobuf:"fixed64,5,opt,name=psi_max,json=psiMax,proto3" json:"psi_max,omitempty"`
+	// The feature with that index.
+	PsiMaxFeature string `protobuf:"bytes,6,opt,name=psi_max_feature,json=psiMaxFeature,proto3" json:"psi_max_feature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DriftStatus) Reset() {
+	*x = DriftStatus{}
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DriftStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DriftStatus) ProtoMessage() {}
+
+func (x *DriftStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DriftStatus.ProtoReflect.Descriptor instead.
+func (*DriftStatus) Descriptor() ([]byte, []int) {
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DriftStatus) GetDissimilarityLast() float64 {
+	if x != nil {
+		return x.DissimilarityLast
+	}
+	return 0
+}
+
+func (x *DriftStatus) GetDissimilarityThreshold() float64 {
+	if x != nil {
+		return x.DissimilarityThreshold
+	}
+	return 0
+}
+
+func (x *DriftStatus) GetOutOfDistributionTotal() uint64 {
+	if x != nil {
+		return x.OutOfDistributionTotal
+	}
+	return 0
+}
+
+func (x *DriftStatus) GetAbstainedTotal() uint64 {
+	if x != nil {
+		return x.AbstainedTotal
+	}
+	return 0
+}
+
+func (x *DriftStatus) GetPsiMax() float64 {
+	if x != nil {
+		return x.PsiMax
+	}
+	return 0
+}
+
+func (x *DriftStatus) GetPsiMaxFeature() string {
+	if x != nil {
+		return x.PsiMaxFeature
+	}
+	return ""
+}
+
 // ModelValidation is the registration gate's verdict on a model version and the figures behind it:
 // out of sample (walk-forward validation folds), after costs.
 type ModelValidation struct {
@@ -921,7 +1247,7 @@ type ModelValidation struct {
 
 func (x *ModelValidation) Reset() {
 	*x = ModelValidation{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1259,7 @@ func (x *ModelValidation) String() string {
 func (*ModelValidation) ProtoMessage() {}
 
 func (x *ModelValidation) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[10]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1272,7 @@ func (x *ModelValidation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelValidation.ProtoReflect.Descriptor instead.
 func (*ModelValidation) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{10}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ModelValidation) GetGatePassed() bool {
@@ -1049,7 +1375,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[11]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1387,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[11]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1400,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{11}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Signal) GetSymbol() string {
@@ -1198,7 +1524,7 @@ type DecisionPolicy struct {
 
 func (x *DecisionPolicy) Reset() {
 	*x = DecisionPolicy{}
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[12]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1536,7 @@ func (x *DecisionPolicy) String() string {
 func (*DecisionPolicy) ProtoMessage() {}
 
 func (x *DecisionPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_inference_v1_inference_proto_msgTypes[12]
+	mi := &file_kairos_inference_v1_inference_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1549,7 @@ func (x *DecisionPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionPolicy.ProtoReflect.Descriptor instead.
 func (*DecisionPolicy) Descriptor() ([]byte, []int) {
-	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{12}
+	return file_kairos_inference_v1_inference_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DecisionPolicy) GetEntryEdge() float64 {
@@ -1347,7 +1673,7 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\"R\n" +
 	"\x16GetModelStatusResponse\x128\n" +
-	"\x06models\x18\x01 \x03(\v2 .kairos.inference.v1.ModelStatusR\x06models\"\xef\x03\n" +
+	"\x06models\x18\x01 \x03(\v2 .kairos.inference.v1.ModelStatusR\x06models\"\xfb\x05\n" +
 	"\vModelStatus\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
@@ -1366,7 +1692,34 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\x11predictions_total\x18\v \x01(\x04R\x10predictionsTotal\x12D\n" +
 	"\n" +
 	"validation\x18\f \x01(\v2$.kairos.inference.v1.ModelValidationR\n" +
-	"validation\"\xb9\x02\n" +
+	"validation\x12\x12\n" +
+	"\x04role\x18\r \x01(\tR\x04role\x12:\n" +
+	"\x06shadow\x18\x0e \x01(\v2\".kairos.inference.v1.ShadowFiguresR\x06shadow\x12@\n" +
+	"\tpromotion\x18\x0f \x01(\v2\".kairos.inference.v1.PromotionTestR\tpromotion\x126\n" +
+	"\x05drift\x18\x10 \x01(\v2 .kairos.inference.v1.DriftStatusR\x05drift\x12&\n" +
+	"\x0fcreated_time_us\x18\x11 \x01(\x03R\rcreatedTimeUs\x12\x18\n" +
+	"\aexpired\x18\x12 \x01(\bR\aexpired\"\x8e\x01\n" +
+	"\rShadowFigures\x12\x12\n" +
+	"\x04bars\x18\x01 \x01(\x04R\x04bars\x12\x1d\n" +
+	"\n" +
+	"net_return\x18\x02 \x01(\x01R\tnetReturn\x12\x16\n" +
+	"\x06sharpe\x18\x03 \x01(\x01R\x06sharpe\x12\x1a\n" +
+	"\bturnover\x18\x04 \x01(\x01R\bturnover\x12\x16\n" +
+	"\x06trades\x18\x05 \x01(\x04R\x06trades\"\xbd\x01\n" +
+	"\rPromotionTest\x12\x12\n" +
+	"\x04bars\x18\x01 \x01(\x04R\x04bars\x12'\n" +
+	"\x0fmean_difference\x18\x02 \x01(\x01R\x0emeanDifference\x12\x1c\n" +
+	"\tstatistic\x18\x03 \x01(\x01R\tstatistic\x12\x17\n" +
+	"\ap_value\x18\x04 \x01(\x01R\x06pValue\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12 \n" +
+	"\vsignificant\x18\x06 \x01(\bR\vsignificant\"\x9a\x02\n" +
+	"\vDriftStatus\x12-\n" +
+	"\x12dissimilarity_last\x18\x01 \x01(\x01R\x11dissimilarityLast\x127\n" +
+	"\x17dissimilarity_threshold\x18\x02 \x01(\x01R\x16dissimilarityThreshold\x129\n" +
+	"\x19out_of_distribution_total\x18\x03 \x01(\x04R\x16outOfDistributionTotal\x12'\n" +
+	"\x0fabstained_total\x18\x04 \x01(\x04R\x0eabstainedTotal\x12\x17\n" +
+	"\apsi_max\x18\x05 \x01(\x01R\x06psiMax\x12&\n" +
+	"\x0fpsi_max_feature\x18\x06 \x01(\tR\rpsiMaxFeature\"\xb9\x02\n" +
 	"\x0fModelValidation\x12\x1f\n" +
 	"\vgate_passed\x18\x01 \x01(\bR\n" +
 	"gatePassed\x12\x18\n" +
@@ -1438,7 +1791,7 @@ func file_kairos_inference_v1_inference_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_inference_v1_inference_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kairos_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_kairos_inference_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_kairos_inference_v1_inference_proto_goTypes = []any{
 	(ModelState)(0),                // 0: kairos.inference.v1.ModelState
 	(Direction)(0),                 // 1: kairos.inference.v1.Direction
@@ -1452,41 +1805,47 @@ var file_kairos_inference_v1_inference_proto_goTypes = []any{
 	(*GetModelStatusRequest)(nil),  // 9: kairos.inference.v1.GetModelStatusRequest
 	(*GetModelStatusResponse)(nil), // 10: kairos.inference.v1.GetModelStatusResponse
 	(*ModelStatus)(nil),            // 11: kairos.inference.v1.ModelStatus
-	(*ModelValidation)(nil),        // 12: kairos.inference.v1.ModelValidation
-	(*Signal)(nil),                 // 13: kairos.inference.v1.Signal
-	(*DecisionPolicy)(nil),         // 14: kairos.inference.v1.DecisionPolicy
-	(*v1.TickBatch)(nil),           // 15: kairos.marketdata.v1.TickBatch
-	(*v1.Bar)(nil),                 // 16: kairos.marketdata.v1.Bar
-	(*v11.HopStamp)(nil),           // 17: kairos.types.v1.HopStamp
-	(*v1.BarBatch)(nil),            // 18: kairos.marketdata.v1.BarBatch
+	(*ShadowFigures)(nil),          // 12: kairos.inference.v1.ShadowFigures
+	(*PromotionTest)(nil),          // 13: kairos.inference.v1.PromotionTest
+	(*DriftStatus)(nil),            // 14: kairos.inference.v1.DriftStatus
+	(*ModelValidation)(nil),        // 15: kairos.inference.v1.ModelValidation
+	(*Signal)(nil),                 // 16: kairos.inference.v1.Signal
+	(*DecisionPolicy)(nil),         // 17: kairos.inference.v1.DecisionPolicy
+	(*v1.TickBatch)(nil),           // 18: kairos.marketdata.v1.TickBatch
+	(*v1.Bar)(nil),                 // 19: kairos.marketdata.v1.Bar
+	(*v11.HopStamp)(nil),           // 20: kairos.types.v1.HopStamp
+	(*v1.BarBatch)(nil),            // 21: kairos.marketdata.v1.BarBatch
 }
 var file_kairos_inference_v1_inference_proto_depIdxs = []int32{
-	15, // 0: kairos.inference.v1.StreamPredictRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	16, // 1: kairos.inference.v1.StreamPredictRequest.bars:type_name -> kairos.marketdata.v1.Bar
-	17, // 2: kairos.inference.v1.StreamPredictRequest.hops:type_name -> kairos.types.v1.HopStamp
+	18, // 0: kairos.inference.v1.StreamPredictRequest.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	19, // 1: kairos.inference.v1.StreamPredictRequest.bars:type_name -> kairos.marketdata.v1.Bar
+	20, // 2: kairos.inference.v1.StreamPredictRequest.hops:type_name -> kairos.types.v1.HopStamp
 	5,  // 3: kairos.inference.v1.StreamPredictResponse.predictions:type_name -> kairos.inference.v1.Prediction
 	4,  // 4: kairos.inference.v1.StreamPredictResponse.rejections:type_name -> kairos.inference.v1.InputRejection
-	17, // 5: kairos.inference.v1.Prediction.hops:type_name -> kairos.types.v1.HopStamp
+	20, // 5: kairos.inference.v1.Prediction.hops:type_name -> kairos.types.v1.HopStamp
 	7,  // 6: kairos.inference.v1.PredictRequest.features:type_name -> kairos.inference.v1.FeatureVector
-	18, // 7: kairos.inference.v1.PredictRequest.bars:type_name -> kairos.marketdata.v1.BarBatch
+	21, // 7: kairos.inference.v1.PredictRequest.bars:type_name -> kairos.marketdata.v1.BarBatch
 	5,  // 8: kairos.inference.v1.PredictResponse.prediction:type_name -> kairos.inference.v1.Prediction
 	11, // 9: kairos.inference.v1.GetModelStatusResponse.models:type_name -> kairos.inference.v1.ModelStatus
 	0,  // 10: kairos.inference.v1.ModelStatus.state:type_name -> kairos.inference.v1.ModelState
-	12, // 11: kairos.inference.v1.ModelStatus.validation:type_name -> kairos.inference.v1.ModelValidation
-	1,  // 12: kairos.inference.v1.Signal.direction:type_name -> kairos.inference.v1.Direction
-	17, // 13: kairos.inference.v1.Signal.hops:type_name -> kairos.types.v1.HopStamp
-	14, // 14: kairos.inference.v1.Signal.policy:type_name -> kairos.inference.v1.DecisionPolicy
-	2,  // 15: kairos.inference.v1.InferenceService.StreamPredict:input_type -> kairos.inference.v1.StreamPredictRequest
-	6,  // 16: kairos.inference.v1.InferenceService.Predict:input_type -> kairos.inference.v1.PredictRequest
-	9,  // 17: kairos.inference.v1.InferenceService.GetModelStatus:input_type -> kairos.inference.v1.GetModelStatusRequest
-	3,  // 18: kairos.inference.v1.InferenceService.StreamPredict:output_type -> kairos.inference.v1.StreamPredictResponse
-	8,  // 19: kairos.inference.v1.InferenceService.Predict:output_type -> kairos.inference.v1.PredictResponse
-	10, // 20: kairos.inference.v1.InferenceService.GetModelStatus:output_type -> kairos.inference.v1.GetModelStatusResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	15, // 11: kairos.inference.v1.ModelStatus.validation:type_name -> kairos.inference.v1.ModelValidation
+	12, // 12: kairos.inference.v1.ModelStatus.shadow:type_name -> kairos.inference.v1.ShadowFigures
+	13, // 13: kairos.inference.v1.ModelStatus.promotion:type_name -> kairos.inference.v1.PromotionTest
+	14, // 14: kairos.inference.v1.ModelStatus.drift:type_name -> kairos.inference.v1.DriftStatus
+	1,  // 15: kairos.inference.v1.Signal.direction:type_name -> kairos.inference.v1.Direction
+	20, // 16: kairos.inference.v1.Signal.hops:type_name -> kairos.types.v1.HopStamp
+	17, // 17: kairos.inference.v1.Signal.policy:type_name -> kairos.inference.v1.DecisionPolicy
+	2,  // 18: kairos.inference.v1.InferenceService.StreamPredict:input_type -> kairos.inference.v1.StreamPredictRequest
+	6,  // 19: kairos.inference.v1.InferenceService.Predict:input_type -> kairos.inference.v1.PredictRequest
+	9,  // 20: kairos.inference.v1.InferenceService.GetModelStatus:input_type -> kairos.inference.v1.GetModelStatusRequest
+	3,  // 21: kairos.inference.v1.InferenceService.StreamPredict:output_type -> kairos.inference.v1.StreamPredictResponse
+	8,  // 22: kairos.inference.v1.InferenceService.Predict:output_type -> kairos.inference.v1.PredictResponse
+	10, // 23: kairos.inference.v1.InferenceService.GetModelStatus:output_type -> kairos.inference.v1.GetModelStatusResponse
+	21, // [21:24] is the sub-list for method output_type
+	18, // [18:21] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_kairos_inference_v1_inference_proto_init() }
@@ -1504,7 +1863,7 @@ func file_kairos_inference_v1_inference_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_inference_v1_inference_proto_rawDesc), len(file_kairos_inference_v1_inference_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -120,7 +120,7 @@ class GetModelStatusResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("model_name", "model_version", "source_uri", "state", "feature_schema_hash", "feature_names", "output_names", "window", "loaded_time_us", "last_error", "predictions_total", "validation")
+    __slots__ = ("model_name", "model_version", "source_uri", "state", "feature_schema_hash", "feature_names", "output_names", "window", "loaded_time_us", "last_error", "predictions_total", "validation", "role", "shadow", "promotion", "drift", "created_time_us", "expired")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,12 @@ class ModelStatus(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    PROMOTION_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     source_uri: str
@@ -145,7 +151,59 @@ class ModelStatus(_message.Message):
     last_error: str
     predictions_total: int
     validation: ModelValidation
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., source_uri: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., feature_schema_hash: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., loaded_time_us: _Optional[int] = ..., last_error: _Optional[str] = ..., predictions_total: _Optional[int] = ..., validation: _Optional[_Union[ModelValidation, _Mapping]] = ...) -> None: ...
+    role: str
+    shadow: ShadowFigures
+    promotion: PromotionTest
+    drift: DriftStatus
+    created_time_us: int
+    expired: bool
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., source_uri: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., feature_schema_hash: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., loaded_time_us: _Optional[int] = ..., last_error: _Optional[str] = ..., predictions_total: _Optional[int] = ..., validation: _Optional[_Union[ModelValidation, _Mapping]] = ..., role: _Optional[str] = ..., shadow: _Optional[_Union[ShadowFigures, _Mapping]] = ..., promotion: _Optional[_Union[PromotionTest, _Mapping]] = ..., drift: _Optional[_Union[DriftStatus, _Mapping]] = ..., created_time_us: _Optional[int] = ..., expired: _Optional[bool] = ...) -> None: ...
+
+class ShadowFigures(_message.Message):
+    __slots__ = ("bars", "net_return", "sharpe", "turnover", "trades")
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    NET_RETURN_FIELD_NUMBER: _ClassVar[int]
+    SHARPE_FIELD_NUMBER: _ClassVar[int]
+    TURNOVER_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    bars: int
+    net_return: float
+    sharpe: float
+    turnover: float
+    trades: int
+    def __init__(self, bars: _Optional[int] = ..., net_return: _Optional[float] = ..., sharpe: _Optional[float] = ..., turnover: _Optional[float] = ..., trades: _Optional[int] = ...) -> None: ...
+
+class PromotionTest(_message.Message):
+    __slots__ = ("bars", "mean_difference", "statistic", "p_value", "method", "significant")
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANT_FIELD_NUMBER: _ClassVar[int]
+    bars: int
+    mean_difference: float
+    statistic: float
+    p_value: float
+    method: str
+    significant: bool
+    def __init__(self, bars: _Optional[int] = ..., mean_difference: _Optional[float] = ..., statistic: _Optional[float] = ..., p_value: _Optional[float] = ..., method: _Optional[str] = ..., significant: _Optional[bool] = ...) -> None: ...
+
+class DriftStatus(_message.Message):
+    __slots__ = ("dissimilarity_last", "dissimilarity_threshold", "out_of_distribution_total", "abstained_total", "psi_max", "psi_max_feature")
+    DISSIMILARITY_LAST_FIELD_NUMBER: _ClassVar[int]
+    DISSIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_DISTRIBUTION_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ABSTAINED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PSI_MAX_FIELD_NUMBER: _ClassVar[int]
+    PSI_MAX_FEATURE_FIELD_NUMBER: _ClassVar[int]
+    dissimilarity_last: float
+    dissimilarity_threshold: float
+    out_of_distribution_total: int
+    abstained_total: int
+    psi_max: float
+    psi_max_feature: str
+    def __init__(self, dissimilarity_last: _Optional[float] = ..., dissimilarity_threshold: _Optional[float] = ..., out_of_distribution_total: _Optional[int] = ..., abstained_total: _Optional[int] = ..., psi_max: _Optional[float] = ..., psi_max_feature: _Optional[str] = ...) -> None: ...
 
 class ModelValidation(_message.Message):
     __slots__ = ("gate_passed", "verdict", "sharpe", "sharpe_ci_low", "sharpe_ci_high", "sharpe_ci_level", "deflated_sharpe", "n_trials", "net_return")

@@ -6,6 +6,7 @@
 __all__ = (
     "DecisionPolicy",
     "Direction",
+    "DriftStatus",
     "FeatureVector",
     "GetModelStatusRequest",
     "GetModelStatusResponse",
@@ -17,6 +18,8 @@ __all__ = (
     "PredictRequest",
     "PredictResponse",
     "Prediction",
+    "PromotionTest",
+    "ShadowFigures",
     "Signal",
     "StreamPredictRequest",
     "StreamPredictResponse",
@@ -191,6 +194,47 @@ default_message_pool.register_message("kairos.inference.v1", "DecisionPolicy", D
 
 
 @dataclass(eq=False, repr=False)
+class DriftStatus(betterproto2.Message):
+    """
+    DriftStatus summarises input drift against the training distribution in the model card.
+    """
+
+    dissimilarity_last: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    """
+    Dissimilarity index of the latest prediction (distance to the training set over its mean
+    pairwise distance).
+    """
+
+    dissimilarity_threshold: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    """
+    Threshold above which an input counts as out of distribution.
+    """
+
+    out_of_distribution_total: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
+    """
+    Predictions whose input was out of distribution.
+    """
+
+    abstained_total: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    """
+    Predictions the policy abstained on because of it.
+    """
+
+    psi_max: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    Largest population stability index over the features, on the latest window.
+    """
+
+    psi_max_feature: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The feature with that index.
+    """
+
+
+default_message_pool.register_message("kairos.inference.v1", "DriftStatus", DriftStatus)
+
+
+@dataclass(eq=False, repr=False)
 class FeatureVector(betterproto2.Message):
     """
     FeatureVector is a row of model input features.
@@ -335,6 +379,41 @@ class ModelStatus(betterproto2.Message):
     """
     What the model card says about the serving version's out-of-sample validation; unset when the
     card carries no gate verdict (an unvalidated model).
+    """
+
+    role: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
+    """
+    "serving" for the model whose signals reach execution, "shadow" for a challenger accounted on
+    paper only (see docs/adr/0086-scheduled-retraining-and-model-lifecycle.md).
+    """
+
+    shadow: "ShadowFigures | None" = betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Live paper accounting on the bars the server predicted on since the version was loaded; unset
+    when shadow evaluation is off.
+    """
+
+    promotion: "PromotionTest | None" = betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    For a shadow model: the test of its per-bar net returns against the serving model's on the same
+    bars; unset for the serving model and when shadow evaluation is off.
+    """
+
+    drift: "DriftStatus | None" = betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Input drift seen by this model since it was loaded; unset when the card has no training
+    distribution.
+    """
+
+    created_time_us: "int" = betterproto2.field(17, betterproto2.TYPE_INT64)
+    """
+    When the version was registered (or the file written), microseconds since the Unix epoch; 0 if
+    unknown.
+    """
+
+    expired: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
+    """
+    Whether the version is older than the configured maximum age without a newer passing retrain.
     """
 
 
@@ -494,6 +573,83 @@ class PredictResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("kairos.inference.v1", "PredictResponse", PredictResponse)
+
+
+@dataclass(eq=False, repr=False)
+class PromotionTest(betterproto2.Message):
+    """
+    PromotionTest compares a challenger's per-bar net returns with the serving model's on the same
+    live bars.
+    """
+
+    bars: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    """
+    Bars both models were accounted on.
+    """
+
+    mean_difference: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    """
+    Mean per-bar difference, challenger minus serving, fraction of notional.
+    """
+
+    statistic: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    Test statistic of the difference.
+    """
+
+    p_value: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    One-sided p-value that the challenger is not better.
+    """
+
+    method: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    The test, in words (e.g. "one-sided t-test, Newey-West variance, 5 lags").
+    """
+
+    significant: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    """
+    Whether bars >= the configured minimum and p_value <= the configured level.
+    """
+
+
+default_message_pool.register_message("kairos.inference.v1", "PromotionTest", PromotionTest)
+
+
+@dataclass(eq=False, repr=False)
+class ShadowFigures(betterproto2.Message):
+    """
+    ShadowFigures is the live paper accounting of one model version: the card's decision policy and
+    the paper venue's fills, summed over symbols.
+    """
+
+    bars: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    """
+    Bars accounted.
+    """
+
+    net_return: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    """
+    Net return after costs, fraction of max_lots notional.
+    """
+
+    sharpe: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    Annualised net Sharpe ratio of the per-bar returns.
+    """
+
+    turnover: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Mean |position change| per bar, fraction of max_lots.
+    """
+
+    trades: "int" = betterproto2.field(5, betterproto2.TYPE_UINT64)
+    """
+    Position changes.
+    """
+
+
+default_message_pool.register_message("kairos.inference.v1", "ShadowFigures", ShadowFigures)
 
 
 @dataclass(eq=False, repr=False)
