@@ -71,6 +71,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self._stream_seconds = metrics.request_seconds.labels("StreamPredict")
         self._drift: dict[tuple[str, str], Any] = {}  # (name, version) -> DriftMonitor or None
         self.shadow: Any = None  # kairos.inference.shadow.ShadowEvaluator with --shadow-models
+        self.expiry: Any = None  # kairos.inference.expiry.ExpiryWatch (set by the server)
 
     def _drift_of(self, model: ServedModel) -> Any:
         """The model's drift monitor (None without a training distribution in its card)."""
@@ -179,10 +180,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     self.shadow.submit(model, work, shadow_outputs)
                 if self.publisher is not None and resp.predictions:
                     pol, col = model.policy, model.vol_index
+                    expired = self.expiry is not None and self.expiry.abstaining(model)
                     for k, p in enumerate(resp.predictions):
                         # The bar's own feature row (the window's last) carries the realised volatility.
                         vol = float(work.windows[k][-1, col]) * model.vol_unit if pol is not None else 0.0
-                        if self.cfg.abstain_ood and ood and ood[k]:
+                        if expired:  # demoted to flat: the model is past its age (ADR 0098)
+                            p = _flat(p)
+                            self.expiry.abstained.labels(f"{model.name}/{model.version}").inc()
+                        elif self.cfg.abstain_ood and ood and ood[k]:
                             p = _flat(p)
                             self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
                         self.publisher.offer(signal_from(p, work.bids[k], work.asks[k], pol, vol))
@@ -354,7 +359,16 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         st = self.manager.status()
         if request.model_name and request.model_name != st.model_name:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_name!r} is not served here")
-        return pb.GetModelStatusResponse(models=[st])
+        st.role = "serving"
+        if self.expiry is not None:
+            self.expiry.fill(st)  # expired (created_time_us comes with the status)
+        models = [st]
+        if self.shadow is not None:  # challengers with their promotion test (ADR 0097)
+            from kairos.inference import shadow
+
+            models += shadow.shadow_statuses(self.shadow)
+            shadow.fill_promotion(models, self.shadow, self.manager.current)
+        return pb.GetModelStatusResponse(models=models)
 
 
 def _flat(p: pb.Prediction) -> pb.Prediction:
