@@ -511,31 +511,59 @@ def _uri(uri: str) -> str:
     return uri or default_tracking_uri()
 
 
+def _default_max_age() -> float:
+    import os
+
+    return float(os.environ.get("KAIROS_INFERENCE_MODEL_MAX_AGE_DAYS", "30"))
+
+
 @models_app.command("list")
 def models_list(
     name: Annotated[str, typer.Argument(help="A registered model (default: all).")] = "",
     tracking_uri: UriOption = "",
+    max_age_days: Annotated[
+        float | None,
+        typer.Option(
+            help="Flag the champion EXPIRED past this age without a newer passing version "
+            "(default: the inference server's, $KAIROS_INFERENCE_MODEL_MAX_AGE_DAYS or 30; 0: never)."
+        ),
+    ] = None,
 ) -> None:
-    """Versions, aliases (champion, challenger, previous-champion), gate verdicts, out-of-sample figures."""
+    """Versions, aliases (champion, challenger, previous-champion), gate verdicts, out-of-sample figures,
+    age; the champion marked EXPIRED past the maximum age (ADR 0098)."""
+    import time
+
     from kairos.stack import models as lifecycle
 
+    age_limit = _default_max_age() if max_age_days is None else max_age_days
     try:
-        rows = lifecycle.list_versions(_uri(tracking_uri), name or None)
+        rows = lifecycle.list_versions(_uri(tracking_uri), name or None, age_limit)
     except lifecycle.ModelsError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_ERROR) from exc
     table = Table(
-        "model", "version", "aliases", "gate", "Sharpe (interval)", "DSR / trials", "data", "created"
+        "model", "version", "aliases", "gate", "Sharpe (interval)", "DSR / trials", "data", "created", "age"
     )
     styles = {"PASSED": "green", "FAILED": "red", "FORCED": "yellow"}
+    now_us = time.time_ns() // 1000
     for r in rows:
         sharpe = "" if r.sharpe is None else f"{r.sharpe:.2f}"
         if r.sharpe_ci:
             sharpe += f" [{r.sharpe_ci[0]:.2f}, {r.sharpe_ci[1]:.2f}]"
         dsr = "" if r.dsr is None else f"{r.dsr:.3f} / {r.n_trials or 0:.0f}"
         gate = f"[{styles[r.gate]}]{r.gate}[/]" if r.gate in styles else (r.gate or "-")
-        table.add_row(r.name, r.version, ", ".join(r.aliases), gate, sharpe, dsr, r.dataset, r.created)
+        age = f"{(now_us - r.created_us) / 86_400e6:.1f} d" if r.created_us else "-"
+        if r.expired:
+            age += " [red]EXPIRED[/]"
+        table.add_row(r.name, r.version, ", ".join(r.aliases), gate, sharpe, dsr, r.dataset, r.created, age)
     console.print(table)
+    for r in rows:
+        if r.expired:
+            console.print(
+                f"[red]{r.name} {r.version} (@champion) is expired:[/] older than {age_limit:g} days "
+                "and no newer version passed the gate since; retrain, or promote a newer version",
+                highlight=False,
+            )
 
 
 @models_app.command("promote")
@@ -543,10 +571,39 @@ def models_promote(
     name: Annotated[str, typer.Argument(help="The registered model, e.g. kairos-eurusd.")],
     version: Annotated[str, typer.Option(help="Version to promote (default: the @challenger).")] = "",
     tracking_uri: UriOption = "",
+    if_significant: Annotated[
+        bool,
+        typer.Option(
+            "--if-significant",
+            help="Promote the @challenger only if the inference server's promotion test (shadow, live "
+            "bars, ADR 0097) says it is significantly better than the serving @champion; exit 2 if not.",
+        ),
+    ] = False,
+    inference_addr: Annotated[
+        str, typer.Option(help="Inference gRPC host:port (with --if-significant).")
+    ] = "127.0.0.1:7501",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="The inference bearer token file (default: the run directory's inference.token)."),
+    ] = None,
+    run_dir: RunDir = services.STATE_DIR / "run",
 ) -> None:
     """Make a version @champion (the old one becomes @previous-champion); inference swaps on its next poll."""
     from kairos.stack import models as lifecycle
 
+    if if_significant:
+        from kairos.stack import credentials
+
+        if version:
+            err.print("--if-significant promotes the @challenger the server tested; drop --version")
+            raise typer.Exit(EXIT_ERROR)
+        token = token_file.read_text().strip() if token_file else credentials.read_token(run_dir, "inference")
+        d = lifecycle.promote_if_significant(_uri(tracking_uri), name, inference_addr, token)
+        if d.promoted:
+            console.print(f"{name}@champion: version {d.champion or '-'} -> {d.challenger}: {d.reason}")
+            return
+        console.print(f"{name}: not promoted: {d.reason}", highlight=False)
+        raise typer.Exit(EXIT_BAD_DATA)
     try:
         old, new = lifecycle.promote(_uri(tracking_uri), name, version or None)
     except lifecycle.ModelsError as exc:

@@ -187,6 +187,7 @@ class ShadowEvaluator:
         self.alpha = promotion_alpha
         self._promo_labels: set[tuple[str, str]] = set()
         self._promo_at = 0.0
+        self._pending = 0  # submitted runs not finished (the figures are exported when it drops to 0)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")  # ordered accounting
         self.lock = threading.Lock()
 
@@ -200,6 +201,8 @@ class ShadowEvaluator:
         )
         if not symbols or len(prices) != len(symbols):
             return
+        with self.lock:
+            self._pending += 1
         self.pool.submit(self._run, serving, symbols, times, windows, prices, outputs.copy())
 
     def _series(self, model: ServedModel) -> _Series:
@@ -240,6 +243,26 @@ class ShadowEvaluator:
         prices: list[tuple[float, float, float]],
         outputs: np.ndarray,
     ) -> None:
+        try:
+            self._run_models(serving, symbols, times, windows, prices, outputs)
+        finally:
+            with self.lock:
+                self._pending -= 1
+                idle = self._pending == 0
+            now = time.monotonic()
+            if idle or now - self._promo_at >= PROMOTION_UPDATE_S:
+                self._promo_at = now
+                self._export_promotion(serving)
+
+    def _run_models(
+        self,
+        serving: ServedModel,
+        symbols: list[str],
+        times: list[int],
+        windows: list[np.ndarray],
+        prices: list[tuple[float, float, float]],
+        outputs: np.ndarray,
+    ) -> None:
         rows = np.stack([w[-1] for w in windows])
         base = self._account(serving, "serving", symbols, times, prices, outputs, rows)
         for mgr in self.managers:
@@ -265,10 +288,6 @@ class ShadowEvaluator:
                 for sym, a, b in zip(symbols, nets, base, strict=True):
                     if a == a and b == b:  # both books settled this bar (not NaN)
                         pairs.add(sym, a - b)
-        now = time.monotonic()
-        if now - self._promo_at >= PROMOTION_UPDATE_S:
-            self._promo_at = now
-            self._export_promotion(serving)
 
     # --- the promotion test -----------------------------------------------------------------------
 

@@ -43,6 +43,9 @@ class VersionRow:
     n_trials: float | None = None
     dataset: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    created_us: int = 0
+    expired: bool = False
+    """The champion only: older than the maximum age without a newer passing version (ADR 0098)."""
 
 
 def _client(tracking_uri: str) -> Any:
@@ -53,9 +56,12 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def list_versions(tracking_uri: str, name: str | None = None) -> list[VersionRow]:
+def list_versions(
+    tracking_uri: str, name: str | None = None, max_age_days: float = 0.0, now_us: int | None = None
+) -> list[VersionRow]:
     """Every version of every registered model (or of ``name``), newest first, with its aliases, gate
-    verdict and out-of-sample figures from its training run."""
+    verdict and out-of-sample figures from its training run; the champion's ``expired`` by the
+    inference server's rule (``kairos.inference.expiry.is_expired``) with ``max_age_days``."""
     c = _client(tracking_uri)
     models = c.search_registered_models(filter_string=f"name = '{name}'" if name else None)
     if name and not models:
@@ -73,6 +79,7 @@ def list_versions(tracking_uri: str, name: str | None = None) -> list[VersionRow
                 datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
                 "",
                 tags=dict(mv.tags or {}),
+                created_us=int(mv.creation_timestamp) * 1000,
             )
             if mv.run_id:
                 try:
@@ -92,7 +99,23 @@ def list_versions(tracking_uri: str, name: str | None = None) -> list[VersionRow
                     row.n_trials = met.get("gate.n_trials")
                     row.dataset = run.data.params.get("dataset.source", "")
             rows.append(row)
+    _mark_expired(rows, max_age_days, now_us)
     return rows
+
+
+def _mark_expired(rows: list[VersionRow], max_age_days: float, now_us: int | None) -> None:
+    import time
+
+    from kairos.inference.expiry import is_expired
+
+    now = time.time_ns() // 1000 if now_us is None else now_us
+    for champ in (r for r in rows if CHAMPION in r.aliases):
+        newer = [
+            r.created_us
+            for r in rows
+            if r.name == champ.name and int(r.version) > int(champ.version) and r.gate == "PASSED"
+        ]
+        champ.expired = is_expired(champ.created_us, max(newer, default=0), max_age_days, now)
 
 
 def _alias_version(c: Any, name: str, alias: str) -> str | None:
