@@ -2,7 +2,8 @@
 models:/<name>@champion from a real MLflow store (sqlite + artifact folder) with the @challenger in
 shadow; real GBPUSD M1 bars from shared/data stream through one StreamPredict call; the promotion test
 of the challenger's per-bar net returns against the champion's (one-sided Diebold-Mariano, Newey-West)
-is read over gRPC with the token by `kairos models promote --if-significant`.
+is read over gRPC with the token by `kairos models promote --if-significant` and by `kairos-train loop`
+with ``[auto_promote]``.
 
 The models are the test fixture (trained on real GBPUSD bars) with two decision policies: the card's
 own (it rarely trades on these bars) and a "wild" one whose entry threshold is 1/1000 of it (it trades
@@ -14,7 +15,9 @@ the new challenger against that champion is not promoted, and nothing moves."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +42,8 @@ from kairos.features import ModelCard
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.stack import models as lifecycle
-from kairos.stack.loopback import wait_for
+from kairos.stack.loopback import free_port, wait_for
+from kairos.training.loop import LoopConfig, run_loop
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +85,9 @@ def _promote(reg: Registry, srv: ServerThread, token_file: Path) -> tuple[int, s
     return res.exit_code, res.output
 
 
-def test_a_significant_challenger_is_promoted_and_a_worse_one_is_not(reg: Registry, tmp_path: Path) -> None:
+def test_a_significant_challenger_is_promoted_and_a_worse_one_is_not(
+    reg: Registry, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     model_path = MODEL_DIR / "model.onnx"
     card = ModelCard.from_onnx(model_path)
     assert card.policy is not None
@@ -168,10 +174,29 @@ def test_a_significant_challenger_is_promoted_and_a_worse_one_is_not(reg: Regist
         pair = {"model": f"{NAME}/{v_card}", "against": f"{NAME}/{v_wild}"}
         assert metric(text, "kairos_inference_promotion_significant", **pair) == 1
         assert metric(text, "kairos_inference_promotion_bars", **pair) >= test.bars - 200
-        code, out = _promote(reg, srv, token_file)
-        assert code == 0 and f"version {v_wild} -> {v_card}" in out and "significantly better" in out, out
-        # Never silently: one JSON log line with the decision and its reason (stderr, in the output here).
-        assert '"event": "promotion"' in out and '"promoted": true' in out, out
+        # `kairos-train loop` with [auto_promote] promotes before its round (the round itself fails here
+        # on a missing data file: the promotion does not depend on it, and the round says both).
+        port = free_port()
+        (tmp_path / "loop.toml").write_text(
+            f'[schedule]\ninterval = "6h"\n[data]\nsources = ["{tmp_path / "gbpusd-missing.csv"}"]\n'
+            f'[register]\nname = "{NAME}"\ntracking_uri = "{reg.uri}"\n'
+            f'[loop]\ndir = "loop"\nmetrics_addr = "127.0.0.1:{port}"\n'
+            f'[auto_promote]\nenabled = true\ninference_addr = "{srv.target}"\n'
+            'token_file = "inference.token"\n'
+        )
+        capfd.readouterr()
+        rnd = run_loop(LoopConfig.load(tmp_path / "loop.toml"), once=True)
+        assert rnd is not None and rnd.status == "data_error" and rnd.promotion is not None
+        assert rnd.promotion["promoted"] and "significantly better" in rnd.promotion["reason"], rnd.promotion
+        assert rnd.promotion["test"]["p_value"] == pytest.approx(test.p_value, rel=0.05)
+        saved = json.loads((Path(rnd.run_dir) / "round.json").read_text())
+        assert saved["promotion"]["promoted"] and saved["promotion"]["challenger"] == v_card
+        # Never silently: a JSON log line with the decision and its reason, and the loop's counter.
+        logged = capfd.readouterr().err
+        assert '"event": "promotion"' in logged and '"component": "train-loop"' in logged, logged
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            loop_metrics = r.read().decode()
+        assert metric(loop_metrics, "kairos_train_promotions_total", model=NAME, decision="promoted") == 1
         versions = {r.version: r for r in lifecycle.list_versions(reg.uri, NAME)}
         assert versions[v_card].aliases == ["champion"] and versions[v_wild].aliases == ["previous-champion"]
         assert versions[v_card].tags["kairos.promoted_by"] == "significance test"
