@@ -421,6 +421,151 @@ def pipeline() -> dict[str, Any]:
         7,
     )
 
+    lay.row("Learning loop (shadow evaluation, promotion, expiry, drift, recording)")
+    lay.add(
+        timeseries(
+            "Paper net return on live bars",
+            "percentunit",
+            ("max by (model, role) (kairos_inference_shadow_net_return)", "{{model}} {{role}}"),
+            description="Every model the server accounts on paper (the serving one and the --shadow-models "
+            "challengers) on the same live bars: the card's policy, the paper venue's fills, net of costs "
+            "(ADR 0086). Starts at 0 when a version loads.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Paper Sharpe and trades",
+            "short",
+            ("max by (model, role) (kairos_inference_shadow_sharpe)", "Sharpe {{model}} {{role}}"),
+            ("max by (model, role) (kairos_inference_shadow_trades)", "trades {{model}} {{role}}"),
+            description="Annualised net Sharpe of the per-bar paper returns and the position changes.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Promotion test (challenger vs serving)",
+            "short",
+            ("max by (model, against) (kairos_inference_promotion_p_value)", "p {{model}} vs {{against}}"),
+            (
+                "max by (model, against) (kairos_inference_promotion_statistic)",
+                "t {{model}} vs {{against}}",
+            ),
+            description="One-sided Diebold-Mariano test of the per-bar net return difference on the same "
+            "bars, Newey-West variance (ADR 0097): a small p says the challenger is better.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        table(
+            "Challengers significantly better",
+            "max by (instance, model, against) (kairos_inference_promotion_significant == 1)",
+            "Pairs whose test is significant (bars >= --promotion-min-bars, p <= --promotion-alpha): "
+            "`kairos models promote --if-significant` or the loop's [auto_promote] promotes them.",
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        timeseries(
+            "Paired bars per test",
+            "short",
+            ("max by (model, against) (kairos_inference_promotion_bars)", "{{model}} vs {{against}}"),
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        stat(
+            "Expired serving models",
+            "short",
+            "sum(kairos_inference_model_expired) or vector(0)",
+            "Serving versions past --model-max-age-days with no newer passing retrain (ADR 0098).",
+            thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        timeseries(
+            "Serving model age",
+            "d",
+            ("max by (model) (kairos_inference_model_age_seconds) / 86400", "{{model}}"),
+            description="Days since the serving version was registered.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Input drift",
+            "short",
+            ("max by (model) (kairos_inference_feature_psi)", "max PSI {{model}}"),
+            (
+                rate("kairos_inference_out_of_distribution_total", "model")
+                + " / "
+                + rate("kairos_inference_dissimilarity_index_count", "model"),
+                "out-of-distribution share {{model}}",
+            ),
+            description="Largest population stability index over the features against the card's training "
+            "distribution (alert above 0.25), and the share of rows beyond the training p99.9 "
+            "dissimilarity (ADR 0087).",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Abstained signals",
+            "ops",
+            (rate("kairos_inference_abstained_total", "model"), "out of distribution {{model}}"),
+            (rate("kairos_inference_expired_abstained_total", "model"), "expired {{model}}"),
+            description="Signals sent flat: --abstain-ood on out-of-distribution rows, --abstain-expired "
+            "while the serving version is expired.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Recorder: rows written",
+            "ops",
+            (rate("kairos_recorder_ticks_total"), "ticks"),
+            (rate("kairos_recorder_bars_total", "timeframe"), "bars {{timeframe}}"),
+            description="Ticks and bars kairos-record keeps as Parquet (ADR 0084).",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Recorder: lag and losses",
+            "short",
+            (
+                "max by (instance) (time() - kairos_recorder_last_write_timestamp_seconds)",
+                "s since last write",
+            ),
+            ("max by (instance) (kairos_recorder_buffered_rows)", "buffered rows"),
+            (rate("kairos_recorder_tick_sequence_gaps_total", "", "increase"), "ticks missing (gaps)"),
+            (rate("kairos_recorder_errors_total", "kind", "increase"), "errors {{kind}}"),
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Recorder: flush time",
+            "s",
+            *quantiles("kairos_recorder_flush_seconds", ""),
+        ),
+        8,
+        7,
+    )
+
     lay.row("Orders and risk (execution)")
     lay.add(
         timeseries(
@@ -602,8 +747,8 @@ def pipeline() -> dict[str, Any]:
         "id": None,
         "uid": "kairos-pipeline",
         "title": "Kairos pipeline",
-        "description": "Ticks to orders: ingest, per-hop latency, models, orders and risk, P&L. Generated by "
-        "tools/deploy/dashboards.py.",
+        "description": "Ticks to orders: ingest, per-hop latency, models, the learning loop, orders and "
+        "risk, P&L. Generated by tools/deploy/dashboards.py.",
         "tags": ["kairos"],
         "timezone": "utc",
         "editable": False,
