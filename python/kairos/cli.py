@@ -52,6 +52,14 @@ def up(
         Path | None,
         typer.Option(help="Recorded dataset root (default $KAIROS_RECORD_DIR or .kairos/recorded)."),
     ] = None,
+    shadow_models: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated challengers the inference server evaluates in shadow on the same bars "
+            "(e.g. models:/kairos-eurusd@challenger): paper figures and the promotion test, never traded "
+            "(default: $KAIROS_INFERENCE_SHADOW_MODELS)."
+        ),
+    ] = "",
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
@@ -61,7 +69,8 @@ def up(
         raise typer.Exit(EXIT_ERROR)
     if model and Path(model).exists():
         model = str(Path(model).resolve())  # status and logs then say exactly which file serves
-    settings = services.StackSettings(run_dir=run_dir, model=model)
+    shadows = tuple(s.strip() for s in shadow_models.split(",") if s.strip())
+    settings = services.StackSettings(run_dir=run_dir, model=model, shadow_models=shadows)
     settings.model = resolve_model(settings, console)
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)
