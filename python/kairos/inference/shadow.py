@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -160,15 +161,18 @@ class _Pairs:
     one series per symbol, in bar order."""
 
     def __init__(self) -> None:
-        self.by_symbol: dict[str, list[float]] = {}
+        self.by_symbol: dict[str, array[float]] = {}  # 8 bytes a bar
 
     def add(self, symbol: str, d: float) -> None:
-        self.by_symbol.setdefault(symbol, []).append(d)
+        a = self.by_symbol.get(symbol)
+        if a is None:
+            a = self.by_symbol[symbol] = array("d")
+        a.append(d)
 
     def test(self) -> Any:
         from kairos.training.stats import paired_test
 
-        return paired_test([np.asarray(v) for v in list(self.by_symbol.values())])
+        return paired_test([np.frombuffer(v, dtype=np.float64).copy() for v in self.by_symbol.values()])
 
 
 class ShadowEvaluator:
@@ -326,6 +330,12 @@ class ShadowEvaluator:
             self.m.promo_stat.labels(*labels).set(p.statistic)
             self.m.promo_p.labels(*labels).set(p.p_value)
             self.m.promo_sig.labels(*labels).set(1.0 if p.significant else 0.0)
+        with self.lock:  # tests of versions no longer loaded (either side swapped) are dropped
+            live = {(m.name, m.version) for m in (g.current for g in self.managers) if m is not None}
+            for key in [
+                k for k in self.pairs if k[:2] not in live or k[2:] != (serving.name, serving.version)
+            ]:
+                del self.pairs[key]
         for labels in self._promo_labels - seen:  # a swapped version: its old test no longer applies
             sm = self.m
             for g in (sm.promo_bars, sm.promo_diff, sm.promo_stat, sm.promo_p, sm.promo_sig):
