@@ -58,11 +58,12 @@ RunOpt = Annotated[
     Path, typer.Option("--run", envvar="KAIROS_TRAIN_RUN", help="Run directory holding every step's output.")
 ]
 DataOpt = Annotated[
-    str,
+    list[str],
     typer.Option(
         "--data",
         help="Market data: an MT5 tick/bar export (tab-separated, UTF-8/UTF-16), a CSV bar or tick file, "
-        "a Parquet file, or sample:eurusd-h1.",
+        "a Parquet file, recorded:SYMBOL:TF, or sample:eurusd-h1. Repeat for several symbols in one run "
+        "(pooled training, per-symbol and pooled figures); SYMBOL=PATH names a file's symbol.",
     ),
 ]
 AskOpt = Annotated[
@@ -222,7 +223,7 @@ def _progress() -> Progress:
 
 def _do_import(
     run: Path,
-    data: str,
+    data: list[str],
     ask: str | None,
     spread: float | None,
     tf: str | None,
@@ -249,7 +250,7 @@ def _do_import(
         time_column=time_column,
         time_format=time_format,
     )
-    t = Table(title=f"import {data}", show_header=False)
+    t = Table(title=f"import {' + '.join(data)}", show_header=False)
     t.add_row("kind", rep.kind)
     t.add_row("rows read", str(rep.rows_in))
     t.add_row("bars", f"{rep.bars} {timeframe_name(rep.timeframe_s)}")
@@ -473,19 +474,24 @@ def train(
     _do_train(run, tcfg, lcfg, _search_cfg(search, trials, timeout, search_families, search_folds))
 
 
-def _source(run: Path) -> str:
+def _run_sources(run: Path) -> str | list[str]:
+    """What the run was imported from, for its name: the symbols of a run on several."""
     import json
 
     from kairos.training.pipeline import _need
 
-    return str(json.loads(_need(run, "import.json", "import").read_text())["source"])
+    imp = json.loads(_need(run, "import.json", "import").read_text())
+    syms = imp.get("symbols") or []
+    return [f"{s}={s}" for s in syms] if imp.get("per_symbol") else str(imp["source"])
 
 
-def _model_name(run: Path, name: str | None, symbol: str | None, source: str | None = None) -> str:
+def _model_name(
+    run: Path, name: str | None, symbol: str | None, source: str | list[str] | None = None
+) -> str:
     from kairos.training.registry import NamingError, model_name
 
     try:
-        return model_name(source if source is not None else _source(run), name=name, symbol=symbol)
+        return model_name(source if source is not None else _run_sources(run), name=name, symbol=symbol)
     except NamingError as e:
         raise CliFailure(EXIT_USAGE, str(e)) from e
 
