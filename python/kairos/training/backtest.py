@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from kairos.training.baselines import RULES, momentum_positions
 from kairos.training.panel import Panel
-from kairos.training.policy import Params, run_policy
+from kairos.training.policy import Params, StopPath, run_policy
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -84,6 +84,7 @@ def fill_returns(
     fill: FillModel,
     max_lots: float = 1.0,
     last_row: IntArray | int | None = None,
+    stop_exit: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """(gross, net) per-decision returns of positions ``pos`` (fractions of ``max_lots``, decided at
     the close of bars ``idx``) over the following bar.
@@ -91,18 +92,32 @@ def fill_returns(
     gross is the new position times the close-to-close return; net is the return with live-like fills
     at the next bar's open (spread, slippage) less commission, on the notional of ``max_lots``.
     ``last_row`` is the last bar of the series (of the symbol's segment; default the data's last).
+    ``stop_exit`` (``PolicyRun.stop_exit``): where a position was closed by its protective stop during
+    the next bar; it earns up to that price (a sell at the bid less slippage for a long, a buy at the
+    ask plus slippage for a short), pays the exit's commission, and the next decision starts flat.
     """
     nxt = np.minimum(idx + 1, len(close) - 1 if last_row is None else last_row)
     last = nxt == idx  # the data's last bar: no next open, fill at its close
     c0 = close[idx]
     c1 = np.where(last, c0, close[nxt])
     prev = np.concatenate([[0.0], pos[:-1]])
+    stopped = np.zeros(len(pos), dtype=bool) if stop_exit is None else np.isfinite(stop_exit)
+    if stopped.any():
+        prev[1:][stopped[:-1]] = 0.0  # closed by the stop before the next decision
     delta = pos - prev
     at = np.where(last, c0, open_[nxt])
     slip = fill.slippage(delta * max_lots)
     price = np.where(delta > 0, at + spread[nxt] + slip, np.where(delta < 0, at - slip, at))
-    net = (prev * (price - c0) + pos * (c1 - price)) / c0 - np.abs(delta) * fill.commission
-    gross = pos * (c1 / c0 - 1.0)
+    end = c1
+    exit_cost = np.zeros(len(pos))
+    if stopped.any() and stop_exit is not None:
+        out = np.where(stopped, stop_exit, 0.0)
+        exit_slip = fill.slippage(-pos * max_lots)  # the stop's order closes the position
+        end = np.where(stopped, np.where(pos > 0, out - exit_slip, out + exit_slip), c1)
+        exit_cost = np.where(stopped, np.abs(pos) * fill.commission, 0.0)
+    net = (prev * (price - c0) + pos * (end - price)) / c0 - np.abs(delta) * fill.commission - exit_cost
+    ref = c1 if stop_exit is None else np.where(stopped, stop_exit, c1)
+    gross = pos * (ref / c0 - 1.0)
     return gross, net
 
 
@@ -137,6 +152,18 @@ class BarPrices:
     open: FloatArray
     close: FloatArray
     spread: FloatArray
+    low: FloatArray | None = None
+    """Bid low and high: with them, protective stops are worked (``kairos.training.policy.StopPath``)."""
+    high: FloatArray | None = None
+    point: float = 0.0
+    """Price step stop levels are rounded to (0: none)."""
+
+    def stop_path(self, idx: IntArray, last_row: IntArray | int | None = None) -> StopPath | None:
+        """The bar after each of ``idx`` (within ``last_row``), for the policy's stops."""
+        if self.low is None or self.high is None:
+            return None
+        nxt = np.minimum(idx + 1, len(self.close) - 1 if last_row is None else last_row)
+        return StopPath(self.open[nxt], self.low[nxt], self.high[nxt], self.spread[nxt], self.point)
 
 
 @dataclass
@@ -180,15 +207,24 @@ def panel_returns(
     fill: FillModel,
     max_lots: float,
     panel: Panel | None = None,
+    stop_exit: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """``fill_returns`` per symbol (each on its own rows of ``idx``, in order), per row of ``idx``."""
     if panel is None or panel.n_symbols == 1:
-        return fill_returns(bars.open, bars.close, bars.spread, idx, pos, fill, max_lots)
+        return fill_returns(bars.open, bars.close, bars.spread, idx, pos, fill, max_lots, stop_exit=stop_exit)
     gross, net = np.zeros(len(idx)), np.zeros(len(idx))
     for _, at in panel.groups(idx):
         rows = idx[at]
         g, n = fill_returns(
-            bars.open, bars.close, bars.spread, rows, pos[at], fill, max_lots, panel.segment_end(rows)
+            bars.open,
+            bars.close,
+            bars.spread,
+            rows,
+            pos[at],
+            fill,
+            max_lots,
+            panel.segment_end(rows),
+            None if stop_exit is None else stop_exit[at],
         )
         gross[at], net[at] = g, n
     return gross, net
@@ -204,19 +240,21 @@ def run_strategy(
     max_lots: float = 1.0,
     panel: Panel | None = None,
     symbol_ppy: list[float] | None = None,
+    fold_stops: list[FloatArray | None] | None = None,
 ) -> StrategyResult:
     """Positions (fractions of ``max_lots``) per fold through ``fill_returns``; each fold ends flat
     (each symbol's last bar in the fold). With several symbols, returns pooled per time."""
     several = panel is not None and panel.n_symbols > 1
     per_fold, all_gross, all_net, all_pos, all_clock, legs = [], [], [], [], [], []
     sym_rows: dict[int, list[tuple[FloatArray, FloatArray, FloatArray]]] = {}
-    for idx, pos in zip(fold_idx, fold_pos, strict=True):
+    stops_by_fold = fold_stops or [None] * len(fold_idx)
+    for idx, pos, stop_exit in zip(fold_idx, fold_pos, stops_by_fold, strict=True):
         pos = np.asarray(pos, dtype=np.float64).copy()
         groups = panel.groups(idx) if several and panel is not None else [(0, np.arange(len(idx)))]
         for _, at in groups:
             if len(at):
                 pos[at[-1]] = 0.0
-        g, n = panel_returns(bars, idx, pos, fill, max_lots, panel)
+        g, n = panel_returns(bars, idx, pos, fill, max_lots, panel, stop_exit)
         trades = sum(int((_changes(pos[at]) > 0).sum()) for _, at in groups)
         change = sum(float(_changes(pos[at]).sum()) for _, at in groups)
         if several and panel is not None:
@@ -262,6 +300,33 @@ class Comparison:
         return {"strategies": {k: v.summary() for k, v in self.strategies.items()}}
 
 
+def policy_trades(
+    params: Params,
+    bars: BarPrices,
+    idx: IntArray,
+    probs: FloatArray,
+    vol: FloatArray,
+    panel: Panel | None = None,
+) -> tuple[FloatArray, FloatArray | None]:
+    """The policy's positions over one fold, as fractions of max_lots (the fold ends flat), and where
+    protective stops closed them (``PolicyRun.stop_exit``; None when ``bars`` has no lows and highs);
+    ``vol`` per row of ``idx``. With several symbols, one policy run per symbol on its own rows."""
+    groups = [(0, np.arange(len(idx)))] if panel is None or panel.n_symbols == 1 else panel.groups(idx)
+    pos = np.zeros(len(idx))
+    stop_exit = None if bars.low is None else np.full(len(idx), np.nan)
+    for _, at in groups:
+        rows = idx[at]
+        last = None if panel is None or panel.n_symbols == 1 else panel.segment_end(rows)
+        run = run_policy(
+            params, probs[at], vol[at], bars.close[rows], close_at_end=True, stops=bars.stop_path(rows, last)
+        )
+        pos[at] = run.lots
+        if stop_exit is not None and run.stop_exit is not None:
+            stop_exit[at] = run.stop_exit
+    out: FloatArray = pos / params.policy.max_lots
+    return out, stop_exit
+
+
 def policy_positions(
     params: Params,
     bars: BarPrices,
@@ -270,18 +335,8 @@ def policy_positions(
     vol: FloatArray,
     panel: Panel | None = None,
 ) -> FloatArray:
-    """The policy's positions over one fold, as fractions of max_lots (the fold ends flat); ``vol``
-    per row of ``idx``. With several symbols, one policy run per symbol on its own rows."""
-    if panel is None or panel.n_symbols == 1:
-        run = run_policy(params, probs, vol, bars.close[idx], close_at_end=True)
-        out: FloatArray = run.lots / params.policy.max_lots
-        return out
-    pos = np.zeros(len(idx))
-    for _, at in panel.groups(idx):
-        rows = idx[at]
-        pos[at] = run_policy(params, probs[at], vol[at], bars.close[rows], close_at_end=True).lots
-    out = pos / params.policy.max_lots
-    return out
+    """``policy_trades``' positions."""
+    return policy_trades(params, bars, idx, probs, vol, panel)[0]
 
 
 def compare(
@@ -312,13 +367,15 @@ def compare(
     if clash:
         raise ValueError(f"learned model names {sorted(clash)} clash with the rule baselines")
     lots = [p.policy.max_lots for p in next(iter(fold_params.values()), [])]
-    positions = {
+    traded = {
         name: [
-            policy_positions(p, bars, i, pr, vol[i], panel)
+            policy_trades(p, bars, i, pr, vol[i], panel)
             for p, i, pr in zip(fold_params[name], fold_idx, probs, strict=True)
         ]
         for name, probs in learned.items()
     }
+    positions = {name: [t[0] for t in runs] for name, runs in traded.items()}
+    stops = {name: [t[1] for t in runs] for name, runs in traded.items()}
     positions["flat"] = [np.zeros(len(i)) for i in fold_idx]
     positions["buy_and_hold"] = [np.ones(len(i)) for i in fold_idx]
     first = pn.bounds[pn.segment_of(np.concatenate(fold_idx))] if pn else None
@@ -331,7 +388,7 @@ def compare(
     max_lots = float(np.mean(lots)) if lots else 1.0
     return Comparison(
         {
-            k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots, panel, symbol_ppy)
+            k: run_strategy(k, bars, fold_idx, v, fill, ppy, max_lots, panel, symbol_ppy, stops.get(k))
             for k, v in positions.items()
         }
     )
@@ -421,8 +478,8 @@ def tune_entry_edge(
     for m in cost_mults:
         e = m * cost
         p = params.with_policy(entry_edge=e, exit_edge=min(params.policy.exit_edge, e))
-        pos = policy_positions(p, bars, idx, probs, vol[idx], panel)
-        _, net = panel_returns(bars, idx, pos, fill, lots, panel)
+        pos, stop_exit = policy_trades(p, bars, idx, probs, vol[idx], panel)
+        _, net = panel_returns(bars, idx, pos, fill, lots, panel, stop_exit)
         scores[e] = float(net.sum())
     best = max(scores, key=lambda e: scores[e]) if scores else NEVER_ENTER
     return Tuning(best if scores.get(best, 0.0) > 0 else NEVER_ENTER, cost, scores)

@@ -182,6 +182,16 @@ CandidateOpt = Annotated[
         "(mlp, tcn, gru, lgbm, logreg) trained by this run.",
     ),
 ]
+StopOpt = Annotated[
+    float,
+    typer.Option(
+        "--stop-vol-mult",
+        min=0.0,
+        help="Protective stop on every entry, in realised volatility x price (the card's "
+        "policy.stop_vol_mult; the backtest works it on the bars' lows and highs as the venue does). "
+        "0: none.",
+    ),
+]
 PriorTrialsOpt = Annotated[
     int,
     typer.Option(
@@ -554,11 +564,22 @@ def _gate_config(significance: str, gate_alpha: float, candidate: str = "best", 
 
 
 def _do_backtest(
-    run: Path, commission: float | None, gate_cfg: Any = None, prior_trials: int = 0
+    run: Path,
+    commission: float | None,
+    gate_cfg: Any = None,
+    prior_trials: int = 0,
+    stop_vol_mult: float = 0.0,
 ) -> dict[str, Any]:
     from kairos.training import pipeline
+    from kairos.training.policy import PolicyConfig
 
-    rep = pipeline.step_backtest(run, commission, gate_cfg=gate_cfg, prior_trials=prior_trials)
+    rep = pipeline.step_backtest(
+        run,
+        commission,
+        policy_cfg=PolicyConfig(stop_vol_mult=stop_vol_mult),
+        gate_cfg=gate_cfg,
+        prior_trials=prior_trials,
+    )
     level = rep["stats"]["model"]["sharpe_ci_level"]
     t = Table(
         title=f"out of sample (validation folds), net of costs; {rep['trials']['n']} trials behind the "
@@ -617,10 +638,13 @@ def backtest(
     significance: SignificanceOpt = "dsr",
     gate_alpha: GateAlphaOpt = 0.05,
     prior_trials: PriorTrialsOpt = 0,
+    stop_vol_mult: StopOpt = 0.0,
 ) -> None:
     """Backtest every model family's fold predictions and the rule baselines (flat, buy-and-hold,
     momentum) with honest statistics, choose the candidate, and the gate's verdict."""
-    _do_backtest(run, commission, _gate_config(significance, gate_alpha, candidate), prior_trials)
+    _do_backtest(
+        run, commission, _gate_config(significance, gate_alpha, candidate), prior_trials, stop_vol_mult
+    )
 
 
 def _do_register(
@@ -726,6 +750,7 @@ def run_all(
     significance: SignificanceOpt = "dsr",
     gate_alpha: GateAlphaOpt = 0.05,
     prior_trials: PriorTrialsOpt = 0,
+    stop_vol_mult: StopOpt = 0.0,
 ) -> None:
     """All steps: import, train, backtest and gate, export, then (unless --no-register) log and register."""
     tcfg, lcfg = _configs(
@@ -754,7 +779,9 @@ def run_all(
     scfg = _search_cfg(search, trials, timeout, search_families, search_folds)
     _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars, time_column, time_format)
     _do_train(run, tcfg, lcfg, scfg)
-    _do_backtest(run, None, gate_cfg, prior_trials)  # before export, so the card carries the verdict
+    _do_backtest(
+        run, None, gate_cfg, prior_trials, stop_vol_mult
+    )  # before export: the card carries the verdict
     from kairos.training.pipeline import learned_nothing
 
     why = learned_nothing(run)

@@ -718,7 +718,14 @@ def step_backtest(
     comm = float(label["commission"] if commission is None else commission)
     fill = replace(fill or FillModel(), commission=comm)
     close = bars["close"].to_numpy(np.float64)
-    prices = BarPrices(bars["open"].to_numpy(np.float64), close, bars["spread"].to_numpy(np.float64))
+    prices = BarPrices(
+        bars["open"].to_numpy(np.float64),
+        close,
+        bars["spread"].to_numpy(np.float64),
+        bars["low"].to_numpy(np.float64),
+        bars["high"].to_numpy(np.float64),
+        float(imp.get("point") or 0.0),
+    )
     times_ms = to_epoch_ms(bars["time"])
     panel = Panel.of(bars)
     labels, idx, vol = _policy_inputs(bars, run, cfg)
