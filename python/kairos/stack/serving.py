@@ -165,7 +165,13 @@ def from_status(m: inference_pb2.ModelStatus) -> ServingModel:
             else None
         ),
         promotion=(
-            Promotion(pr.bars, _finite(pr.mean_difference), pr.p_value, pr.method, pr.significant)
+            Promotion(
+                pr.bars,
+                _finite(pr.mean_difference),
+                pr.p_value if math.isfinite(pr.p_value) else 1.0,
+                pr.method,
+                pr.significant,
+            )
             if m.HasField("promotion")
             else None
         ),
