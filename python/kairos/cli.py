@@ -55,7 +55,8 @@ def up(
     shadow_models: Annotated[
         str,
         typer.Option(
-            help="Challengers evaluated in shadow on paper, comma-separated (e.g. models:/kairos-eurusd@challenger)."
+            help="Challengers evaluated in shadow on paper, comma-separated "
+            "(e.g. models:/kairos-eurusd@challenger)."
         ),
     ] = "",
 ) -> None:
@@ -155,7 +156,15 @@ def _print_models(addr: str, token: str) -> None:
         err.print(f"inference GetModelStatus: {exc.code().name} {exc.details()}")
         return
     table = Table(
-        "role", "model", "version", "state", "gate", "Sharpe (interval)", "DSR / trials", "source", "predictions"
+        "role",
+        "model",
+        "version",
+        "state",
+        "gate",
+        "Sharpe (interval)",
+        "DSR / trials",
+        "source",
+        "predictions",
     )
     for m in models:
         table.add_row(
@@ -516,7 +525,8 @@ def models_list(
     tracking_uri: UriOption = "",
     run_dir: RunDir = services.STATE_DIR / "run",
     inference_addr: Annotated[
-        str, typer.Option(help="Inference server for the live figures (default: the one `kairos up` started).")
+        str,
+        typer.Option(help="Inference server for the live figures (default: the one `kairos up` started)."),
     ] = "",
     inference_token_file: Annotated[
         Path | None, typer.Option(help="Its bearer token (default: RUN_DIR's inference token).")

@@ -79,7 +79,12 @@ def model_view(m: inference_pb2.ModelStatus, index: int) -> dict[str, Any]:
         "predictions": s.predictions,
         "gate": s.gate,
         "verdict": s.verdict,
-        "sharpe": s.sharpe_text,
+        # Annualised net Sharpe over the validation folds, its bootstrap interval and level.
+        "sharpe": (
+            f"{s.sharpe:.2f} [{s.sharpe_ci_low:.2f}, {s.sharpe_ci_high:.2f}] {s.sharpe_ci_level:.0%}"
+            if s.validated
+            else "-"
+        ),
         "deflated_sharpe": s.deflated_sharpe if s.validated else None,
         "n_trials": s.n_trials if s.validated else None,
         "net_return": s.net_return if s.validated else None,

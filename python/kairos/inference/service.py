@@ -382,7 +382,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         out = [live_status(self.manager, "serving", self.shadow, self._drift_of)]
         for mgr in self.shadow.managers if self.shadow is not None else []:
             m = mgr.current
-            if m is not None and serving is not None and (m.name, m.version) == (serving.name, serving.version):
+            if (
+                m is not None
+                and serving is not None
+                and (m.name, m.version) == (serving.name, serving.version)
+            ):
                 continue  # the challenger was promoted: it is the serving row now
             out.append(live_status(mgr, "shadow", self.shadow, self._drift_of))
         return out

@@ -116,7 +116,13 @@ def shadow_text(s: Shadow | None) -> tuple[str, str, str, str, str]:
     """bars, net return (bp), Sharpe, turnover per bar, trades as table cells; dashes when off."""
     if s is None:
         return ("-", "-", "-", "-", "-")
-    return (f"{s.bars:,}", f"{s.net_return * 1e4:+.1f} bp", f"{s.sharpe:.2f}", f"{s.turnover:.3f}", f"{s.trades:,}")
+    return (
+        f"{s.bars:,}",
+        f"{s.net_return * 1e4:+.1f} bp",
+        f"{s.sharpe:.2f}",
+        f"{s.turnover:.3f}",
+        f"{s.trades:,}",
+    )
 
 
 def _finite(x: float) -> float:

@@ -98,7 +98,11 @@ def test_the_serving_model_and_every_challenger_with_live_figures_and_drift(
     text = srv.metrics_text()
 
     # Role, version, source and the card's verdict.
-    assert (serving.role, serving.model_version, serving.source_uri) == ("serving", card.version, str(champion))
+    assert (serving.role, serving.model_version, serving.source_uri) == (
+        "serving",
+        card.version,
+        str(champion),
+    )
     assert not serving.HasField("validation")  # the fixture's card carries no verdict
     assert (eager.role, eager.model_version, eager.source_uri) == ("shadow", "eager", str(challenger))
     assert not eager.validation.gate_passed and eager.validation.verdict == "FAILED net return -3.0 bp"
@@ -107,7 +111,9 @@ def test_the_serving_model_and_every_challenger_with_live_figures_and_drift(
     # The live figures are the shadow books' (the metrics carry the same numbers).
     for m in (serving, eager, no_dist):
         lab = label[m.model_version]
-        assert m.shadow.net_return == pytest.approx(metric(text, "kairos_inference_shadow_net_return", model=lab))
+        assert m.shadow.net_return == pytest.approx(
+            metric(text, "kairos_inference_shadow_net_return", model=lab)
+        )
         assert m.shadow.sharpe == pytest.approx(metric(text, "kairos_inference_shadow_sharpe", model=lab))
         assert m.shadow.turnover == pytest.approx(metric(text, "kairos_inference_shadow_turnover", model=lab))
         assert m.shadow.trades == metric(text, "kairos_inference_shadow_trades", model=lab)

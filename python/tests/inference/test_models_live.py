@@ -121,7 +121,9 @@ def test_models_list_shows_live_figures_and_drift_of_the_served_versions(
             f"{m.shadow.turnover:.3f}",
             f"{m.shadow.trades:,}",
         ], cells
-        assert cells[12] == m.drift.text and cells[12].startswith("DI ") and m.drift.psi_max_feature in cells[12]
+        assert (
+            cells[12] == m.drift.text and cells[12].startswith("DI ") and m.drift.psi_max_feature in cells[12]
+        )
     assert live[v2].shadow is not None and live[v1].shadow is not None
     assert live[v2].shadow.trades > live[v1].shadow.trades  # the eager challenger trades more
     assert row(out, v3)[6:13] == ["-"] * 7  # not served: no live figures

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.inference.harness import TOKEN, ServerThread, StreamClient, load_gbpusd_m1, metric, proto_bars, with_card
+from tests.inference.harness import (
+    TOKEN,
+    ServerThread,
+    StreamClient,
+    load_gbpusd_m1,
+    metric,
+    proto_bars,
+    with_card,
+)
 from tests.inference.test_signals import Subscriber
 
 from kairos import cli

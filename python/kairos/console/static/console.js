@@ -135,7 +135,7 @@ function modelCard(m) {
     el("span", { class: `badge ${m.gate}`, "data-gate": m.gate }, m.gate),
     m.expired ? el("span", { class: "badge FAILED", "data-expired": "true" }, "EXPIRED") : "");
   const validation = el("dl", {},
-    ...kv("Sharpe (interval)", m.sharpe, "oos-sharpe"),
+    ...kv("net Sharpe [interval]", m.sharpe, "oos-sharpe"),
     ...kv("DSR / trials", m.deflated_sharpe == null ? "-" : `${num(m.deflated_sharpe, 3)} / ${m.n_trials}`),
     ...kv("net return", bp(m.net_return)));
   const sh = m.shadow;
