@@ -139,7 +139,10 @@ class ShadowEvaluator:
         """The model's live paper figures (bars, net return, Sharpe, turnover per bar, trades), pooled
         over symbols; zeros before its first bar."""
         s = self.series.get((model.name, model.version))
-        return s.figures() if s is not None else (0, 0.0, 0.0, 0.0, 0)
+        if s is None:
+            return (0, 0.0, 0.0, 0.0, 0)
+        with self.lock:
+            return s.figures()
 
     def _series(self, model: ServedModel) -> _Series:
         key = (model.name, model.version)
@@ -159,10 +162,11 @@ class ShadowEvaluator:
         rows: np.ndarray,
     ) -> None:
         s = self._series(model)
-        for k, sym in enumerate(symbols):
-            # Prediction time is the bar's close; the book counts bars by it.
-            s.update(sym, times[k], prices[k], probs[k], rows[k])
-        n, ret, sharpe, turnover, trades = s.figures()
+        with self.lock:  # GetModelStatus reads the figures from the event loop
+            for k, sym in enumerate(symbols):
+                # Prediction time is the bar's close; the book counts bars by it.
+                s.update(sym, times[k], prices[k], probs[k], rows[k])
+            n, ret, sharpe, turnover, trades = s.figures()
         label = f"{model.name}/{model.version}"
         self.m.bars.labels(label, role).set(n)
         self.m.ret.labels(label, role).set(ret)

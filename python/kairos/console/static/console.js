@@ -130,7 +130,7 @@ function modelCard(m) {
   const section = (title, body) => el("div", { class: "msec" }, el("h3", {}, title), body);
   const head = el("div", { class: "mhead" },
     el("span", { class: `role ${m.role}` }, m.role === "serving" ? "serving" : "challenger · shadow"),
-    el("b", { class: "mname" }, `${m.name} ${m.version}`),
+    el("b", { class: "mname" }, m.name ? `${m.name} ${m.version}` : m.source),
     el("span", { class: m.state }, m.state),
     el("span", { class: `badge ${m.gate}`, "data-gate": m.gate }, m.gate),
     m.expired ? el("span", { class: "badge FAILED", "data-expired": "true" }, "EXPIRED") : "");
@@ -169,7 +169,7 @@ function modelCard(m) {
 
 function renderModels(s) {
   if (!s.models.length) { fill("panel-models", el("p", { class: "empty" }, "no model is served")); return; }
-  const notes = s.models.filter((m) => m.gate !== "PASSED").map((m) =>
+  const notes = s.models.filter((m) => m.name && m.gate !== "PASSED").map((m) =>
     el("p", { class: `verdict ${m.gate}` }, `${m.name} ${m.version} is not a validated model: ${m.verdict || "its model card carries no gate verdict: nobody validated it"}`));
   const passed = s.models.filter((m) => m.gate === "PASSED").map((m) => el("p", { class: "verdict" }, `${m.name} ${m.version}: ${m.verdict}`));
   const errors = s.models.filter((m) => m.last_error).map((m) => el("p", { class: "error" }, `${m.name || m.source}: last load failed: ${m.last_error}`));
