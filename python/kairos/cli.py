@@ -583,7 +583,7 @@ def models_list(
         table.add_row(*ident, *cells, *live, *tail)
     console.print(table)
     if served is None:
-        console.print(f"inference not reachable: {why} (live figures and drift not shown)")
+        console.print(f"inference not reachable: {why}; live figures and drift not shown")
     elif served and not any(m.shadow for m in served):
         console.print("shadow evaluation is off (kairos-inference --shadow-models): no paper figures")
 
