@@ -420,31 +420,93 @@ def pipeline() -> dict[str, Any]:
         8,
         7,
     )
-
-    lay.row("Learning loop (shadow evaluation, promotion, expiry, drift, recording)")
+    shadow = (
+        "Live paper accounting of the serving model and of each challenger run in shadow on the same "
+        "bars (kairos-inference --shadow-models, ADR 0086), since the version was loaded: the card's "
+        "decision policy and the paper venue's fills, summed over symbols. Empty without shadow models."
+    )
     lay.add(
         timeseries(
-            "Paper net return on live bars",
+            "Shadow evaluation: paper net return",
             "percentunit",
-            ("max by (model, role) (kairos_inference_shadow_net_return)", "{{model}} {{role}}"),
-            description="Every model the server accounts on paper (the serving one and the --shadow-models "
-            "challengers) on the same live bars: the card's policy, the paper venue's fills, net of costs "
-            "(ADR 0086). Starts at 0 when a version loads.",
+            ("max by (model, role) (kairos_inference_shadow_net_return)", "{{role}} {{model}}"),
+            description=shadow + " Net return after costs, fraction of max_lots notional.",
         ),
         8,
         7,
     )
     lay.add(
         timeseries(
-            "Paper Sharpe and trades",
+            "Shadow evaluation: paper Sharpe",
             "short",
-            ("max by (model, role) (kairos_inference_shadow_sharpe)", "Sharpe {{model}} {{role}}"),
-            ("max by (model, role) (kairos_inference_shadow_trades)", "trades {{model}} {{role}}"),
-            description="Annualised net Sharpe of the per-bar paper returns and the position changes.",
+            ("max by (model, role) (kairos_inference_shadow_sharpe)", "{{role}} {{model}}"),
+            description=shadow + " Annualised net Sharpe ratio of the per-bar returns.",
         ),
         8,
         7,
     )
+    lay.add(
+        timeseries(
+            "Shadow evaluation: bars, trades, turnover",
+            "short",
+            ("max by (model, role) (kairos_inference_shadow_bars)", "bars {{role}} {{model}}"),
+            ("max by (model, role) (kairos_inference_shadow_trades)", "trades {{role}} {{model}}"),
+            ("max by (model, role) (kairos_inference_shadow_turnover)", "turnover/bar {{role}} {{model}}"),
+            description=shadow,
+        ),
+        8,
+        7,
+    )
+    drift = (
+        "Input drift against each model's training distribution in its card (ADR 0087); challengers "
+        "in shadow are measured against their own card. Empty for cards without a distribution."
+    )
+    lay.add(
+        timeseries(
+            "Drift: largest feature PSI",
+            "short",
+            ("max by (model) (kairos_inference_feature_psi)", "{{model}}"),
+            description=drift + " Over the last --drift-window rows; > 0.25 for 30 min fires "
+            "KairosFeatureDrift.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Drift: out-of-distribution rows",
+            "percentunit",
+            (
+                rate("kairos_inference_out_of_distribution_total", "model")
+                + " / "
+                + rate("kairos_inference_dissimilarity_index_count", "model"),
+                "out of distribution {{model}}",
+            ),
+            (
+                rate("kairos_inference_abstained_total", "model")
+                + " / "
+                + rate("kairos_inference_dissimilarity_index_count", "model"),
+                "abstained {{model}}",
+            ),
+            description=drift + " Share of rows beyond the out-of-distribution threshold (> 5% for "
+            "15 min fires KairosOutOfDistributionInput) and of signals sent flat (--abstain-ood).",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Drift: dissimilarity index",
+            "short",
+            *quantiles("kairos_inference_dissimilarity_index", "model"),
+            description=drift + " Distance of each predicted row from the training data over the "
+            "training rows' mean distance: ~1 is typical.",
+        ),
+        8,
+        7,
+    )
+
+    lay.row("Learning loop (promotion test, model expiry, recording)")
     lay.add(
         timeseries(
             "Promotion test (challenger vs serving)",
@@ -502,30 +564,11 @@ def pipeline() -> dict[str, Any]:
     )
     lay.add(
         timeseries(
-            "Input drift",
-            "short",
-            ("max by (model) (kairos_inference_feature_psi)", "max PSI {{model}}"),
-            (
-                rate("kairos_inference_out_of_distribution_total", "model")
-                + " / "
-                + rate("kairos_inference_dissimilarity_index_count", "model"),
-                "out-of-distribution share {{model}}",
-            ),
-            description="Largest population stability index over the features against the card's training "
-            "distribution (alert above 0.25), and the share of rows beyond the training p99.9 "
-            "dissimilarity (ADR 0087).",
-        ),
-        8,
-        7,
-    )
-    lay.add(
-        timeseries(
-            "Abstained signals",
+            "Signals sent flat: expired model",
             "ops",
-            (rate("kairos_inference_abstained_total", "model"), "out of distribution {{model}}"),
-            (rate("kairos_inference_expired_abstained_total", "model"), "expired {{model}}"),
-            description="Signals sent flat: --abstain-ood on out-of-distribution rows, --abstain-expired "
-            "while the serving version is expired.",
+            (rate("kairos_inference_expired_abstained_total", "model"), "{{model}}"),
+            description="Signals sent flat while the serving version is expired (--abstain-expired, ADR "
+            "0098); out-of-distribution abstentions are in the Models row.",
         ),
         8,
         7,

@@ -111,7 +111,11 @@ class InferenceServer:
             from kairos.inference.shadow import ShadowEvaluator
 
             servicer.shadow = ShadowEvaluator(
-                self.shadow_managers, self.metrics, c.promotion_min_bars, c.promotion_alpha
+                self.shadow_managers,
+                self.metrics,
+                promotion_min_bars=c.promotion_min_bars,
+                promotion_alpha=c.promotion_alpha,
+                observe=servicer.observe_rows,
             )
         from kairos.inference.expiry import ExpiryWatch
 

@@ -28,6 +28,7 @@ import math
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -182,8 +183,11 @@ class ShadowEvaluator:
         metrics: Metrics,
         promotion_min_bars: int = 1000,
         promotion_alpha: float = 0.05,
+        observe: Callable[[ServedModel, np.ndarray], object] | None = None,
     ) -> None:
         self.managers = managers
+        # The servicer's drift observation (DI, PSI), run here on each challenger's rows.
+        self.observe = observe
         self.m = ShadowMetrics(metrics)
         self.series: dict[tuple[str, str], _Series] = {}
         self.pairs: dict[tuple[str, str, str, str], _Pairs] = {}  # (name, version, serving name, version)
@@ -209,6 +213,15 @@ class ShadowEvaluator:
             self._pending += 1
         self.pool.submit(self._run, serving, symbols, times, windows, prices, outputs.copy())
 
+    def figures(self, model: ServedModel) -> tuple[int, float, float, float, int]:
+        """The model's live paper figures (bars, net return, Sharpe, turnover per bar, trades), pooled
+        over symbols; zeros before its first bar."""
+        s = self.series.get((model.name, model.version))
+        if s is None:
+            return (0, 0.0, 0.0, 0.0, 0)
+        with self.lock:
+            return s.figures()
+
     def _series(self, model: ServedModel) -> _Series:
         key = (model.name, model.version)
         s = self.series.get(key)
@@ -227,9 +240,10 @@ class ShadowEvaluator:
         rows: np.ndarray,
     ) -> list[float]:
         s = self._series(model)
-        # Prediction time is the bar's close; the book counts bars by it.
-        nets = [s.update(sym, times[k], prices[k], probs[k], rows[k]) for k, sym in enumerate(symbols)]
-        n, ret, sharpe, turnover, trades = s.figures()
+        with self.lock:  # GetModelStatus reads the figures from the event loop
+            # Prediction time is the bar's close; the book counts bars by it.
+            nets = [s.update(sym, times[k], prices[k], probs[k], rows[k]) for k, sym in enumerate(symbols)]
+            n, ret, sharpe, turnover, trades = s.figures()
         label = f"{model.name}/{model.version}"
         self.m.bars.labels(label, role).set(n)
         self.m.ret.labels(label, role).set(ret)
@@ -283,6 +297,9 @@ class ShadowEvaluator:
             except Exception:
                 self.m.skipped.labels(label, "model_error").inc(len(symbols))
                 continue
+            mgr.predictions_total += len(symbols)
+            if self.observe is not None:  # before the accounting: a reader that sees the bars sees these
+                self.observe(m, rows)
             nets = self._account(m, "shadow", symbols, times, prices, probs, rows)
             key = (m.name, m.version, serving.name, serving.version)
             with self.lock:
@@ -344,16 +361,6 @@ class ShadowEvaluator:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
-
-
-def shadow_statuses(shadow: ShadowEvaluator) -> list[pb.ModelStatus]:
-    """GetModelStatus entries of the shadow models (role "shadow")."""
-    out = []
-    for mgr in shadow.managers:
-        st = mgr.status()
-        st.role = "shadow"
-        out.append(st)
-    return out
 
 
 def fill_promotion(

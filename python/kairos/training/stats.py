@@ -402,7 +402,8 @@ def min_backtest_length_years(n_trials: int, sharpe_annual: float) -> float:
 
 def newey_west_lags(n: int) -> int:
     """The Newey & West (1994) rule of thumb for the Bartlett kernel: floor(4 (n/100)^(2/9)), >= 1."""
-    return max(1, int(math.floor(4.0 * (max(n, 1) / 100.0) ** (2.0 / 9.0))))
+    rule: float = 4.0 * (max(n, 1) / 100.0) ** (2.0 / 9.0)
+    return max(1, math.floor(rule))
 
 
 def newey_west_long_run_variance(segments: list[FloatArray], lags: int, mean: float | None = None) -> float:

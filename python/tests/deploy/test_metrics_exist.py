@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.inference.harness import with_card
 
 from kairos.stack.loopback import free_port, wait_for_port
 
@@ -180,8 +181,6 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
         # A challenger in shadow (the fixture under another version): the shadow figures and the
         # promotion test are exported as they are in a real deployment with --shadow-models.
-        from tests.inference.harness import with_card
-
         twin = with_card(MODEL, tmp / "twin" / "model.onnx", version="twin")
         inference = s.start(
             "kairos-inference",
