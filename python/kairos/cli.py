@@ -195,6 +195,16 @@ def _print_models(addr: str, token: str) -> None:
     if not any(m.shadow for m in models):
         console.print("shadow evaluation is off (kairos-inference --shadow-models): no paper figures")
     for m in models:
+        p = m.promotion
+        if p is not None:  # ADR 0097: the challenger against the serving model on the same bars
+            verdict = "[green]significant[/]" if p.significant else "not significant"
+            console.print(
+                f"promotion test {m.name} {m.version} vs serving: {p.bars:,} bars, mean difference "
+                f"{p.mean_difference * 1e4:+.3f} bp/bar, p {p.p_value:.3g}: {verdict} ({p.method})",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for m in models:
         if m.last_error:
             console.print(f"[red]{m.name or m.source}: last load failed:[/] {m.last_error}")
         if m.gate != "PASSED" and m.name:

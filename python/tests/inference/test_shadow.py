@@ -96,5 +96,12 @@ def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
     assert live.count("│ serving") == 1 and live.count("│ shadow") == 2, shown
     assert live.index("│ serving") < live.index("│ shadow")
     assert f"{len(preds) - 1:,}" in live, shown
+    # ... and each challenger's promotion test against it on the same bars (ADR 0097): the twin's
+    # returns are the serving model's exactly (no evidence either way), the eager one's differ.
+    n = f"{len(preds) - 1:,} bars"
+    assert (
+        f"promotion test {card.name} twin vs serving: {n}, mean difference +0.000 bp/bar, p 1: not" in shown
+    )
+    assert f"promotion test {card.name} eager vs serving: {n}" in shown and "Diebold-Mariano" in shown
     # model_info still names only the serving version.
     assert metric(text, "kairos_inference_model_info", model=card.name, version="twin") == 0
