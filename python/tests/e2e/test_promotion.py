@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -160,47 +161,57 @@ def test_a_significant_challenger_is_promoted_and_a_worse_one_is_not(
             v_wild: ["champion"],
         }
 
-        # 2. 20,000 bars: the card's policy is significantly better than the wild one on the same bars.
-        stream_to(20_000)
-        test = accounted(v_card)
-        print(
-            f"20,000 bars: {test.bars} paired, d {test.mean_difference:.3g}, "
-            f"t {test.statistic:.2f}, p {test.p_value:.4g}"
-        )
-        assert test.significant and test.bars > 19_000, test
-        assert test.mean_difference > 0 and test.p_value < 0.01 and test.statistic > 2.33
-        assert "Diebold-Mariano" in test.method and "Newey-West" in test.method
-        text = srv.metrics_text()
-        pair = {"model": f"{NAME}/{v_card}", "against": f"{NAME}/{v_wild}"}
-        assert metric(text, "kairos_inference_promotion_significant", **pair) == 1
-        assert metric(text, "kairos_inference_promotion_bars", **pair) >= test.bars - 200
-        # `kairos-train loop` with [auto_promote] promotes before its round (the round itself fails here
-        # on a missing data file: the promotion does not depend on it, and the round says both).
+        # 2. `kairos-train loop` with [auto_promote]: its round (which fails here on a missing data file:
+        # promotion does not depend on it) checks first and keeps the champion (3,000 bars are not
+        # enough); then, waiting for the next round, it checks every 200 ms while the stream goes on to
+        # 20,000 bars, and promotes as soon as the test is significant.
         port = free_port()
         (tmp_path / "loop.toml").write_text(
             f'[schedule]\ninterval = "6h"\n[data]\nsources = ["{tmp_path / "gbpusd-missing.csv"}"]\n'
             f'[register]\nname = "{NAME}"\ntracking_uri = "{reg.uri}"\n'
             f'[loop]\ndir = "loop"\nmetrics_addr = "127.0.0.1:{port}"\n'
             f'[auto_promote]\nenabled = true\ninference_addr = "{srv.target}"\n'
-            'token_file = "inference.token"\n'
+            'token_file = "inference.token"\ninterval = "200ms"\n'
         )
+        cfg = LoopConfig.load(tmp_path / "loop.toml")
+        stop = threading.Event()
+        loop = threading.Thread(target=run_loop, args=(cfg,), kwargs={"stop": stop.is_set}, daemon=True)
         capfd.readouterr()
-        rnd = run_loop(LoopConfig.load(tmp_path / "loop.toml"), once=True)
-        assert rnd is not None and rnd.status == "data_error" and rnd.promotion is not None
-        assert rnd.promotion["promoted"] and "significantly better" in rnd.promotion["reason"], rnd.promotion
-        assert rnd.promotion["test"]["p_value"] == pytest.approx(test.p_value, rel=0.05)
-        saved = json.loads((Path(rnd.run_dir) / "round.json").read_text())
-        assert saved["promotion"]["promoted"] and saved["promotion"]["challenger"] == v_card
-        # Never silently: a JSON log line with the decision and its reason, and the loop's counter.
+        loop.start()
+        try:
+            wait_for(lambda: (cfg.dir / "history.jsonl").exists(), 30, "the loop's first round")
+            stream_to(20_000)
+            wait_for(
+                lambda: lifecycle.promotion_decision(reg.uri, NAME, srv.target, TOKEN).champion == v_card,
+                30,
+                "the loop to promote the challenger",
+            )
+        finally:
+            stop.set()
+            loop.join(10)
+        assert not loop.is_alive()
+        (first,) = [json.loads(x) for x in (cfg.dir / "history.jsonl").read_text().splitlines()]
+        assert first["status"] == "data_error" and not first["promotion"]["promoted"]
+        assert first["promotion"]["reason"].startswith("not significant: "), first["promotion"]
+        # Never silently: a JSON log line per decision with its reason, the loop's counter, the tags.
         logged = capfd.readouterr().err
-        assert '"event": "promotion"' in logged and '"component": "train-loop"' in logged, logged
+        assert '"event": "promotion_kept"' in logged and '"event": "promotion"' in logged, logged
+        assert '"component": "train-loop"' in logged
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             loop_metrics = r.read().decode()
         assert metric(loop_metrics, "kairos_train_promotions_total", model=NAME, decision="promoted") == 1
+        assert metric(loop_metrics, "kairos_train_promotions_total", model=NAME, decision="kept") >= 1
         versions = {r.version: r for r in lifecycle.list_versions(reg.uri, NAME)}
         assert versions[v_card].aliases == ["champion"] and versions[v_wild].aliases == ["previous-champion"]
         assert versions[v_card].tags["kairos.promoted_by"] == "significance test"
-        assert '"significant": true' in versions[v_card].tags["kairos.promotion_test"]
+        test = json.loads(versions[v_card].tags["kairos.promotion_test"])
+        print(
+            f"promoted at: {test['bars']} paired bars, d {test['mean_difference']:.3g}, "
+            f"t {test['statistic']:.2f}, p {test['p_value']:.4g}"
+        )
+        assert test["significant"] and test["bars"] >= 1000 and test["p_value"] <= 0.01
+        assert test["mean_difference"] > 0 and test["statistic"] > 2.32
+        assert "Diebold-Mariano" in test["method"] and "Newey-West" in test["method"]
         # The server hot-swaps on its alias poll, under the same running stream.
         wait_for(lambda: _models(srv)["serving"].model_version == v_card, 20, "the promoted version to serve")
         before = len(served)
