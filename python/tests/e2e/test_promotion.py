@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from tests.inference.harness import (
     MODEL_DIR,
@@ -40,9 +41,11 @@ from typer.testing import CliRunner
 
 from kairos.cli import app
 from kairos.features import ModelCard
+from kairos.inference.auth import with_token
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.stack import models as lifecycle
+from kairos.stack import processes, replay, services
 from kairos.stack.loopback import free_port, wait_for
 from kairos.training.loop import LoopConfig, run_loop
 
@@ -239,3 +242,97 @@ def test_a_significant_challenger_is_promoted_and_a_worse_one_is_not(
     finally:
         c.close()
         srv.stop()
+
+
+def test_the_stack_promotes_a_significant_challenger_on_bars_replayed_through_the_collector(
+    reg: Registry, tmp_path: Path
+) -> None:
+    """The same decision through the stack `kairos up` starts (its service specs, real processes): the
+    real GBPUSD M1 file replayed through the bridge library into the collector, which builds the bars
+    and streams them to the inference process (champion from the registry, challenger in shadow,
+    passed like `kairos up --shadow-models`); `kairos models promote --if-significant` with the run
+    directory's token moves the alias, and the inference process hot-swaps."""
+    model_path = MODEL_DIR / "model.onnx"
+    card = ModelCard.from_onnx(model_path)
+    assert card.policy is not None
+    wild = with_card(
+        model_path,
+        tmp_path / "wild" / "model.onnx",
+        version="wild",
+        policy=dataclasses.replace(card.policy, entry_edge=card.policy.entry_edge / 1000),
+    )
+    v_wild, v_card = reg.register(wild), reg.register(model_path)
+    reg.point("champion", v_wild)
+    reg.point("challenger", v_card)
+    settings = services.StackSettings(
+        ports=services.Ports.free(),
+        run_dir=tmp_path / "run",
+        model=f"models:/{NAME}@champion",
+        mlflow_uri=reg.uri,
+        shadow_models=(f"models:/{NAME}@challenger",),
+        inference_args=("--promotion-alpha=0.01",),
+    )
+    binaries = services.build_go_binaries(settings.bin_dir)
+    col, inf = services.specs(settings, binaries)[:2]
+    col = dataclasses.replace(col, argv=[*col.argv, "--bar-periods=M1"])
+    data = replay.load(str(services.SHARED_DATA / "gbpusd-m1-bid-2012.csv"), symbol="GBPUSD", strict=True)
+    with processes.Stack(settings.run_dir) as stack:
+        stack.start_all([col, inf])
+        services.wait_pipeline_ready(settings)
+        res = replay.replay(
+            data,
+            collector=f"127.0.0.1:{settings.ports.collector_bridge}",
+            bridge_key=settings.ensure_bridge_key(),
+            speed=40_000,
+            batch=500,
+        )
+        assert res.lost == 0
+        token = settings.credentials().token("inference")
+
+        def shadow() -> pb.ModelStatus | None:
+            with with_token(grpc.insecure_channel(inf.grpc_addr), token) as ch:
+                stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
+                resp = stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=10)
+            return next((m for m in resp.models if m.role == "shadow"), None)
+
+        last = [-1]
+
+        def settled() -> bool:  # the shadow worker has accounted every bar the collector sent
+            time.sleep(0.5)
+            st = shadow()
+            n = st.promotion.bars if st is not None else -1
+            done = n > 0 and n == last[0]
+            last[0] = n
+            return done
+
+        wait_for(settled, 60, "the shadow accounting of the replayed bars")
+        st = shadow()
+        assert st is not None and st.model_version == v_card
+        test = st.promotion
+        print(f"stack: {test.bars} paired bars, t {test.statistic:.2f}, p {test.p_value:.4g}")
+        assert test.bars > 20_000 and test.significant, test
+        res_cli = CliRunner().invoke(
+            app,
+            [
+                "models",
+                "promote",
+                NAME,
+                "--if-significant",
+                "--tracking-uri",
+                reg.uri,
+                "--inference-addr",
+                inf.grpc_addr,
+                "--run-dir",
+                str(settings.run_dir),
+            ],
+            env={"COLUMNS": "300"},
+        )
+        assert res_cli.exit_code == 0 and f"version {v_wild} -> {v_card}" in res_cli.output, res_cli.output
+
+        def serving() -> str:
+            with with_token(grpc.insecure_channel(inf.grpc_addr), token) as ch:
+                stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
+                resp = stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=10)
+            return next(m.model_version for m in resp.models if m.role == "serving")
+
+        wait_for(lambda: serving() == v_card, 30, "the inference process to serve the promoted version")
