@@ -170,10 +170,9 @@ class _Pairs:
             a = self.by_symbol[symbol] = array("d")
         a.append(d)
 
-    def test(self) -> Any:
-        from kairos.training.stats import paired_test
-
-        return paired_test([np.frombuffer(v, dtype=np.float64).copy() for v in self.by_symbol.values()])
+    def segments(self) -> list[np.ndarray]:
+        """Copies of the per-symbol series (taken under the evaluator's lock)."""
+        return [np.frombuffer(v, dtype=np.float64).copy() for v in self.by_symbol.values()]
 
 
 class ShadowEvaluator:
@@ -194,6 +193,7 @@ class ShadowEvaluator:
         self.min_bars = promotion_min_bars
         self.alpha = promotion_alpha
         self._promo_labels: set[tuple[str, str]] = set()
+        self._tests: dict[tuple[str, str, str, str], pb.PromotionTest] = {}  # the last computed tests
         self._promo_at = 0.0
         self._pending = 0  # submitted runs not finished (the figures are exported when it drops to 0)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")  # ordered accounting
@@ -313,14 +313,28 @@ class ShadowEvaluator:
     # --- the promotion test -----------------------------------------------------------------------
 
     def promotion(self, name: str, version: str, serving: ServedModel | None) -> pb.PromotionTest | None:
-        """The test of the shadow model ``name``/``version`` against ``serving``; None before any pair."""
+        """The last computed test of the shadow model ``name``/``version`` against ``serving`` (the
+        worker recomputes it every second and when it goes idle, so GetModelStatus never computes on
+        the event loop); None before any pair."""
         if serving is None:
             return None
+        with self.lock:
+            t = self._tests.get((name, version, serving.name, serving.version))
+        if t is None:
+            return None
+        out = pb.PromotionTest()
+        out.CopyFrom(t)
+        return out
+
+    def _compute(self, name: str, version: str, serving: ServedModel) -> pb.PromotionTest | None:
         with self.lock:
             pairs = self.pairs.get((name, version, serving.name, serving.version))
             if pairs is None:
                 return None
-            t = pairs.test()
+            segments = pairs.segments()
+        from kairos.training.stats import paired_test
+
+        t = paired_test(segments)  # outside the lock: the accounting goes on meanwhile
         return pb.PromotionTest(
             bars=t.n,
             mean_difference=t.mean_difference,
@@ -337,9 +351,11 @@ class ShadowEvaluator:
             m = mgr.current
             if m is None:
                 continue
-            p = self.promotion(m.name, m.version, serving)
+            p = self._compute(m.name, m.version, serving)
             if p is None:
                 continue
+            with self.lock:
+                self._tests[(m.name, m.version, serving.name, serving.version)] = p
             labels = (f"{m.name}/{m.version}", against)
             seen.add(labels)
             self.m.promo_bars.labels(*labels).set(p.bars)
@@ -353,6 +369,7 @@ class ShadowEvaluator:
                 k for k in self.pairs if k[:2] not in live or k[2:] != (serving.name, serving.version)
             ]:
                 del self.pairs[key]
+                self._tests.pop(key, None)
         for labels in self._promo_labels - seen:  # a swapped version: its old test no longer applies
             sm = self.m
             for g in (sm.promo_bars, sm.promo_diff, sm.promo_stat, sm.promo_p, sm.promo_sig):
