@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
+	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
 	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/ingest"
@@ -153,6 +154,9 @@ func (s *session) frame(in bridgelink.Inbound) {
 			s.c.Reject(seq, fmt.Sprintf("%d of %d ticks of %s rejected; first at index %d: %s", res.RejectedTotal,
 				len(b.Ticks.GetTimeMsc()), b.Ticks.GetSymbol(), r.Index, r.Detail))
 		}
+		if s.c.Hello().GetLockstep() {
+			s.step(b.Ticks)
+		}
 	case *bridgev1.Frame_SymbolInfo:
 		if err := s.src.Announce(b.SymbolInfo); err != nil {
 			s.c.Reject(seq, err.Error())
@@ -170,6 +174,23 @@ func (s *session) frame(in bridgelink.Inbound) {
 	default:
 		s.c.Reject(seq, fmt.Sprintf("the collector does not take %T frames on the market-data channel", b))
 	}
+}
+
+// step answers a lockstep (Strategy Tester) session's tick frame with TesterStep once the inference
+// server has answered for its ticks (ADR 0095).
+func (s *session) step(b *mdv1.TickBatch) {
+	sym := b.GetSymbol()
+	var last uint64
+	if n := len(b.GetSequence()); n > 0 {
+		last = b.GetSequence()[n-1]
+	}
+	c := s.c
+	s.src.Mark(sym, func(decisions []int64) {
+		if err := c.Send(&bridgev1.Frame{Body: &bridgev1.Frame_TesterStep{TesterStep: &bridgev1.TesterStep{
+			Symbol: sym, TickSequence: last, DecisionTimeMsc: decisions}}}); err != nil {
+			c.Log().Warn("tester step not sent; the bridge's step times out", "symbol", sym, "tick_sequence", last, "err", err)
+		}
+	})
 }
 
 // decodeFast is the link's fast path for tick frames (fastdecode.go).
