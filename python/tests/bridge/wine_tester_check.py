@@ -258,7 +258,8 @@ def _tester_line(stdout: str) -> dict[str, int]:
 def lockstep(data: Data, win_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lockstep]:
     """The loader as the Strategy Tester, the stack with the MT5 venue on the tester's time."""
     run_dir = tmp_path_factory.mktemp("lockstep")
-    settings = _settings(run_dir, data.model, "--venue=mt5")
+    # What `kairos up --tester` starts.
+    settings = _settings(run_dir, data.model, *services.TESTER_EXECUTION_ARGS)
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)
     try:
@@ -342,7 +343,7 @@ def test_a_step_the_stack_cannot_decide_times_out_counted_and_logged(
     n = 12
     csv = tmp_path / "ticks.csv"
     csv.write_text("".join(data.csv.read_text().splitlines(keepends=True)[:n]))
-    settings = _settings(tmp_path / "run", data.model, "--venue=mt5")
+    settings = _settings(tmp_path / "run", data.model, *services.TESTER_EXECUTION_ARGS)
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(settings.run_dir)
     try:
