@@ -56,7 +56,7 @@ typedef uint16_t kb_char16;
 #define KB_OK 0                   /* done */
 #define KB_EMPTY 1                /* kb_poll_command: no command is waiting (not an error) */
 #define KB_PARTIAL 2              /* kb_push_ticks: some ticks were invalid and refused, the others queued */
-#define KB_COMMAND 3              /* kb_tester_wait: an order command waits; poll it, carry it out, wait again */
+#define KB_COMMAND 3              /* kb_tester_wait: an order command waits for the EA */
 #define KB_E_NULL (-1)            /* a required pointer argument is NULL */
 #define KB_E_BAD_HANDLE (-2)      /* unknown handle, or already closed (also a second kb_close) */
 #define KB_E_BAD_COUNT (-3)       /* count <= 0 or above KB_MAX_PUSH_TICKS */

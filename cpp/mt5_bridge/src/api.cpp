@@ -197,7 +197,8 @@ int32_t kb_default_options(KbOptions* options) noexcept {
       return KB_E_BAD_ARG;
     // An API 3 caller's struct ends before lockstep: only its prefix is written.
     const KbOptions d = kairos::bridge::DefaultOptions();
-    std::memcpy(options, &d, size == kOptionsSizeV3 ? static_cast<size_t>(kOptionsSizeV3) : sizeof(KbOptions));
+    std::memcpy(options, &d,
+                size == kOptionsSizeV3 ? static_cast<size_t>(kOptionsSizeV3) : sizeof(KbOptions));
     if (size == kOptionsSizeV3) options->struct_size = kOptionsSizeV3;
     return KB_OK;
   });

@@ -1066,8 +1066,9 @@ int Client::TesterWait(int32_t timeout_ms) {
     if (now >= deadline) {
       n_.tester_timeouts.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
-      Log(KB_E_TIMEOUT, "tester step: no decision within " + std::to_string(timeout_ms) + " ms, waiting for " +
-                            waiting + "; the tester moves on, later answers count towards the next step");
+      Log(KB_E_TIMEOUT, "tester step: no decision within " + std::to_string(timeout_ms) +
+                            " ms, waiting for " + waiting +
+                            "; the tester moves on, later answers count towards the next step");
       return KB_E_TIMEOUT;
     }
     // Notified on every change; the slice bounds a wake-up lost to a condition read without step_mu_.

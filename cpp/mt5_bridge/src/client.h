@@ -148,8 +148,8 @@ class Client {
         bytes_received{0}, reconnects{0}, connect_failures{0}, malformed_frames{0}, heartbeats_sent{0},
         heartbeats_received{0}, duplicate_frames{0}, commands_received{0}, commands_polled{0},
         commands_duplicate{0}, commands_dropped{0}, reports_queued{0}, reports_acked{0}, reports_resent{0},
-        reports_dropped{0}, ticks_acked{0}, wakeups{0}, tester_steps{0}, tester_timeouts{0}, tester_decisions{0},
-        tester_no_decision{0};
+        reports_dropped{0}, ticks_acked{0}, wakeups{0}, tester_steps{0}, tester_timeouts{0},
+        tester_decisions{0}, tester_no_decision{0};
     std::atomic<int32_t> md_connected{0}, tr_connected{0};
     std::atomic<int64_t> md_rtt_us{-1}, tr_rtt_us{-1};
   };
@@ -255,8 +255,8 @@ class Client {
   // network thread notifies step_cv_ whenever any input of the step condition may have changed.
   std::mutex step_mu_;
   std::condition_variable step_cv_;
-  std::map<std::string, uint64_t> step_pushed_;   // symbol -> last tick sequence pushed
-  std::map<std::string, uint64_t> step_answered_; // symbol -> last tick sequence the collector answered
+  std::map<std::string, uint64_t> step_pushed_;    // symbol -> last tick sequence pushed
+  std::map<std::string, uint64_t> step_answered_;  // symbol -> last tick sequence the collector answered
   std::map<std::pair<std::string, int64_t>, int> step_pending_;  // decisions awaited (count; < 0: early)
   void OnTesterStep(const kairos_bridge_v1_TesterStep& s);
   void OnTesterDecision(const kairos_bridge_v1_TesterDecision& d);

@@ -819,8 +819,10 @@ TEST(Tester, AStepWaitsForTheCollectorTheDecisionItsCommandAndTheAck) {
     for (int i = 0; line[i] != 0; i++) s += static_cast<char>(line[i]);
     logged += s + "\n";
   }
-  EXPECT_NE(logged.find("tester step: no decision within 300 ms, waiting for the collector's answer for EURUSD tick 1"),
-            std::string::npos)
+  EXPECT_NE(
+      logged.find(
+          "tester step: no decision within 300 ms, waiting for the collector's answer for EURUSD tick 1"),
+      std::string::npos)
       << logged;
   ASSERT_TRUE(md.WaitFor([&] { return Counters(h.h).trading_connected == 1 && md.tick_count() == 1; }, 3000));
 

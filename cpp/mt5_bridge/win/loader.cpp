@@ -21,8 +21,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cwchar>
 #include <ctime>
+#include <cwchar>
 #include <string>
 #include <vector>
 
@@ -113,7 +113,9 @@ struct TesterAccount {
 
 int RunTester(int argc, wchar_t** argv) {
   if (argc != 9) {
-    std::fprintf(stderr, "usage: kb_loader --tester <dll> <collector> <execution> <ticks.csv> <key> <timeout ms> <symbol>\n");
+    std::fprintf(
+        stderr,
+        "usage: kb_loader --tester <dll> <collector> <execution> <ticks.csv> <key> <timeout ms> <symbol>\n");
     return 2;
   }
   HMODULE dll = LoadLibraryW(argv[2]);
@@ -144,8 +146,8 @@ int RunTester(int argc, wchar_t** argv) {
   Check(default_options(&options) == KB_OK, "default options");
   options.lockstep = 1;  // MQLInfoInteger(MQL_TESTER) and InpTesterLockstep
   int64_t h = 0;
-  Check(open(argv[3], argv[4], L"MetaTrader 5 Strategy Tester (Wine)", 4410, L"Kairos Test Broker", L"Kairos-Demo",
-             5550001, L"USD", 1, argv[8], 20261121, argv[6], &options, &h) == KB_OK,
+  Check(open(argv[3], argv[4], L"MetaTrader 5 Strategy Tester (Wine)", 4410, L"Kairos Test Broker",
+             L"Kairos-Demo", 5550001, L"USD", 1, argv[8], 20261121, argv[6], &options, &h) == KB_OK,
         "kb_open_with_key (lockstep)");
   if (h == 0) return 4;
   Check(tester_wait(h, 0) == KB_E_BAD_ARG, "tester wait: timeout 0 refused");
@@ -263,8 +265,9 @@ int RunTester(int argc, wchar_t** argv) {
       if (rc == KB_E_TIMEOUT) {
         timeouts++;
         // The EA's log line (docs/mt5.md): the tester moves on, nothing is dropped.
-        std::printf("Kairos tester: no decision on the tick at %lld within %d ms (KB_E_TIMEOUT), %ld so far\n",
-                    static_cast<long long>(t.time_msc - offset_ms), timeout_ms, timeouts);
+        std::printf(
+            "Kairos tester: no decision on the tick at %lld within %d ms (KB_E_TIMEOUT), %ld so far\n",
+            static_cast<long long>(t.time_msc - offset_ms), timeout_ms, timeouts);
         drain_log();
       } else {
         Check(rc == KB_OK, "tester wait");
@@ -289,14 +292,16 @@ int RunTester(int argc, wchar_t** argv) {
   drain_log();
   std::printf("position %ls %.2f\n", sym, acct.net);
   std::printf(
-      "tester {\"ticks\": %llu, \"ticks_acked\": %llu, \"steps\": %llu, \"timeouts\": %llu, \"tick_timeouts\": %ld, "
+      "tester {\"ticks\": %llu, \"ticks_acked\": %llu, \"steps\": %llu, \"timeouts\": %llu, "
+      "\"tick_timeouts\": %ld, "
       "\"decisions\": %llu, "
-      "\"no_decision\": %llu, \"commands\": %ld, \"fills\": %ld, \"reports_acked\": %llu, \"reports_dropped\": %llu}\n",
+      "\"no_decision\": %llu, \"commands\": %ld, \"fills\": %ld, \"reports_acked\": %llu, "
+      "\"reports_dropped\": %llu}\n",
       static_cast<unsigned long long>(ticks.size()), static_cast<unsigned long long>(c.ticks_acked),
-      static_cast<unsigned long long>(c.tester_steps), static_cast<unsigned long long>(c.tester_timeouts), timeouts,
-      static_cast<unsigned long long>(c.tester_decisions), static_cast<unsigned long long>(c.tester_no_decision),
-      served, fills, static_cast<unsigned long long>(c.reports_acked),
-      static_cast<unsigned long long>(c.reports_dropped));
+      static_cast<unsigned long long>(c.tester_steps), static_cast<unsigned long long>(c.tester_timeouts),
+      timeouts, static_cast<unsigned long long>(c.tester_decisions),
+      static_cast<unsigned long long>(c.tester_no_decision), served, fills,
+      static_cast<unsigned long long>(c.reports_acked), static_cast<unsigned long long>(c.reports_dropped));
   Check(static_cast<long>(c.tester_timeouts) == timeouts + end_timeouts, "every timeout counted");
   Check(close(h) == KB_OK, "close");
   Check(FreeLibrary(dll) != 0, "FreeLibrary");

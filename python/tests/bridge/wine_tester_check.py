@@ -20,6 +20,7 @@ out with KB_E_TIMEOUT, is counted and logged, and every tick still reaches the c
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -127,7 +128,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
             closing.append(k)
     rows, _ = offline_predictions(model, bars_to_frame(closed))
     csv = root / "ticks.csv"
-    csv.write_text("".join(_csv_line(int(t), float(b), float(a)) for t, b, a in zip(t_ms, bid, ask, strict=True)))
+    csv.write_text(
+        "".join(_csv_line(int(t), float(b), float(a)) for t, b, a in zip(t_ms, bid, ask, strict=True))
+    )
     return Data(model, t_ms, bid, ask, [closing[r] for r in rows], csv)
 
 
@@ -168,7 +171,9 @@ def reference(data: Data, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     from kairos.bridge.client import Bridge, BridgeOptions, Status
 
     run_dir = tmp_path_factory.mktemp("reference")
-    settings = _settings(run_dir, data.model, "--paper-slippage-points=0", "--paper-slippage-points-per-lot=0")
+    settings = _settings(
+        run_dir, data.model, "--paper-slippage-points=0", "--paper-slippage-points-per-lot=0"
+    )
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)
     metrics_url = f"http://127.0.0.1:{settings.ports.execution_metrics}/metrics"
@@ -224,7 +229,9 @@ def reference(data: Data, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 FILL = re.compile(r"^fill (\d+) (buy|sell) ([\d.]+) ([\d.]+) (\S+)$", re.MULTILINE)
 
 
-def _run_loader(win_dir: Path, settings: services.StackSettings, csv: Path, timeout_ms: int) -> subprocess.CompletedProcess[str]:
+def _run_loader(
+    win_dir: Path, settings: services.StackSettings, csv: Path, timeout_ms: int
+) -> subprocess.CompletedProcess[str]:
     wine = shutil.which("wine")
     assert wine, "wine is not installed (APT_PACKAGES in mk/bridge.mk)"
     return subprocess.run(
@@ -249,8 +256,6 @@ def _run_loader(win_dir: Path, settings: services.StackSettings, csv: Path, time
 def _tester_line(stdout: str) -> dict[str, int]:
     m = re.search(r"^tester (\{.*\})$", stdout, re.MULTILINE)
     assert m, stdout[-3000:]
-    import json
-
     return {k: int(v) for k, v in json.loads(m.group(1)).items()}
 
 
@@ -279,7 +284,10 @@ def lockstep(data: Data, win_dir: Path, tmp_path_factory: pytest.TempPathFactory
         m = re.search(rf"^position {SYMBOL} (-?[\d.]+)$", proc.stdout, re.MULTILINE)
         assert m, out[-3000:]
         tester = _tester_line(proc.stdout)
-        print(f"\nlockstep: {len(data.t_ms)} ticks in {elapsed:.1f} s ({len(data.t_ms) / elapsed:.0f} steps/s), {tester}")
+        print(
+            f"\nlockstep: {len(data.t_ms)} ticks in {elapsed:.1f} s "
+            f"({len(data.t_ms) / elapsed:.0f} steps/s), {tester}"
+        )
         with grpc.insecure_channel(f"127.0.0.1:{settings.ports.execution_grpc}") as ch:
             stub = execution_pb2_grpc.ExecutionServiceStub(ch)  # type: ignore[no-untyped-call]
             net, orders = _net(stub, token), _orders(stub, token)
@@ -313,13 +321,18 @@ def test_the_lockstep_run_holds_the_replays_positions_bar_for_bar(
     assert k == len(lockstep.fills), "a fill after the last decision"
     changes = sum(1 for a, b in zip([0.0, *live], live, strict=False) if a != b)
     mismatches = [(t, a, b) for t, a, b in zip(reference.decision_times, live, tester, strict=True) if a != b]
-    print(f"\nlockstep vs replay: {len(live)} decisions, {changes} position changes, {len(mismatches)} mismatches")
+    print(
+        f"\nlockstep vs replay: {len(live)} decisions, {changes} position changes, "
+        f"{len(mismatches)} mismatches"
+    )
     assert changes >= 15, "the replay should exercise the policy"
     assert not mismatches, mismatches[:10]
     # The same orders, in the same order; the tester fills at the deciding tick's price, as the paper
     # venue (no slippage) fills at the quote it has when the order arrives: the same tick.
     assert [q for q, _ in reference.fills] == pytest.approx([q for _, q, _ in lockstep.fills])
-    same_price = sum(1 for (_, a), (_, _, b) in zip(reference.fills, lockstep.fills, strict=True) if abs(a - b) < 1e-9)
+    same_price = sum(
+        1 for (_, a), (_, _, b) in zip(reference.fills, lockstep.fills, strict=True) if abs(a - b) < 1e-9
+    )
     print(f"fill prices equal: {same_price} of {len(lockstep.fills)}")
     assert same_price >= 0.9 * len(lockstep.fills)
 
@@ -332,7 +345,9 @@ def test_the_stack_books_the_testers_fills_on_the_testers_time(data: Data, locks
     assert [_signed(o) for o in strategy] == pytest.approx([q for _, q, _ in lockstep.fills])
     # --clock=market: orders carry the data's (virtual) time, not the machine's.
     first, last = int(data.t_ms[0]) * 1000, int(data.t_ms[-1]) * 1000
-    assert all(first <= o.created_time_us <= last for o in strategy), [o.created_time_us for o in strategy[:3]]
+    assert all(first <= o.created_time_us <= last for o in strategy), [
+        o.created_time_us for o in strategy[:3]
+    ]
 
 
 def test_a_step_the_stack_cannot_decide_times_out_counted_and_logged(
@@ -356,7 +371,11 @@ def test_a_step_the_stack_cannot_decide_times_out_counted_and_logged(
         # Each tick's wait, and the last one at the end of the test (OnDeinit), timed out.
         assert t["tick_timeouts"] == n and t["timeouts"] == n + 1 and t["steps"] == 0, t
         assert t["ticks"] == t["ticks_acked"] == n, "every tick reached the collector"
-        logged = re.findall(r"^Kairos tester: no decision on the tick at \d+ within 200 ms \(KB_E_TIMEOUT\)", proc.stdout, re.MULTILINE)
+        logged = re.findall(
+            r"^Kairos tester: no decision on the tick at \d+ within 200 ms \(KB_E_TIMEOUT\)",
+            proc.stdout,
+            re.MULTILINE,
+        )
         assert len(logged) == n
         assert "waiting for the collector's answer" in proc.stdout
     finally:
