@@ -8,6 +8,7 @@ import (
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	"github.com/kairos-mt5/kairos/go/collector/internal/testinfer"
 	"github.com/kairos-mt5/kairos/go/testkit"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func testerSteps(b *bridgeConn) []*bridgev1.TesterStep {
@@ -68,6 +69,9 @@ func TestLockstepSessionGetsAStepPerTickFrameAfterInferenceAnswered(t *testing.T
 	if s := testerSteps(live); len(s) != 0 {
 		t.Fatalf("a live bridge got tester steps: %v", s)
 	}
+	if got := testutil.ToFloat64(svc.Metrics.TesterSteps.WithLabelValues("decision")); got != 2 {
+		t.Fatalf("kairos_collector_tester_steps_total{outcome=decision} %v, want 2", got)
+	}
 }
 
 // Without an inference link the collector decides nothing: every step is "no decision" at once.
@@ -82,5 +86,8 @@ func TestLockstepWithoutInferenceAnswersNoDecisionAtOnce(t *testing.T) {
 	testkit.WaitFor(t, "the step", 5*time.Second, func() bool { return len(testerSteps(br)) == 1 })
 	if s := testerSteps(br)[0]; s.GetTickSequence() != 1 || len(s.GetDecisionTimeMsc()) != 0 {
 		t.Fatalf("step %v: want tick 1, no decision", s)
+	}
+	if got := testutil.ToFloat64(svc.Metrics.TesterSteps.WithLabelValues("no_decision")); got != 1 {
+		t.Fatalf("kairos_collector_tester_steps_total{outcome=no_decision} %v, want 1", got)
 	}
 }

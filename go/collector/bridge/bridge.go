@@ -58,7 +58,7 @@ func Listen(cfg Config, pipe *ingest.Pipeline, m *metrics.Metrics, log *slog.Log
 		MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL, Guard: cfg.Guard,
 		// A forgotten session's ingest source (its watermarks) goes with it, from memory and the state file.
 		OnEvict: func(id uint64, _ string) { pipe.DropSource(SourceName(id)) }},
-		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector"), hist: cfg.History}, m.Bridge, log)
+		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector"), hist: cfg.History, m: m}, m.Bridge, log)
 	if err := l.Listen(); err != nil {
 		return nil, err
 	}
@@ -72,11 +72,12 @@ type channel struct {
 	pipe *ingest.Pipeline
 	hop  prometheus.Observer
 	hist *History
+	m    *metrics.Metrics
 }
 
 func (ch *channel) Open(c *bridgelink.Conn) bridgelink.Handler {
 	s := &session{c: c, pipe: ch.pipe, src: ch.pipe.Source(SourceName(c.SessionID()), "bridge"), hop: ch.hop, hist: ch.hist,
-		symbols: map[string]bool{}}
+		symbols: map[string]bool{}, m: ch.m}
 	ch.hist.add(s)
 	if ch.pipe.Durable() {
 		// The wait for NATS ends with the connection (shutdown, replaced, dead peer).
@@ -107,6 +108,7 @@ type session struct {
 	// symbols announced on this connection (History picks the terminal that has the symbol); read
 	// under hist.mu, written by the reader goroutine under it too.
 	symbols map[string]bool
+	m       *metrics.Metrics
 }
 
 // announced reports whether the connection announced symbol; the caller holds hist.mu.
@@ -184,11 +186,19 @@ func (s *session) step(b *mdv1.TickBatch) {
 	if n := len(b.GetSequence()); n > 0 {
 		last = b.GetSequence()[n-1]
 	}
-	c := s.c
+	c, m := s.c, s.m
 	s.src.Mark(sym, func(decisions []int64) {
+		outcome := "no_decision"
+		if len(decisions) > 0 {
+			outcome = "decision"
+		}
 		if err := c.Send(&bridgev1.Frame{Body: &bridgev1.Frame_TesterStep{TesterStep: &bridgev1.TesterStep{
 			Symbol: sym, TickSequence: last, DecisionTimeMsc: decisions}}}); err != nil {
+			outcome = "unsent"
 			c.Log().Warn("tester step not sent; the bridge's step times out", "symbol", sym, "tick_sequence", last, "err", err)
+		}
+		if m != nil {
+			m.TesterSteps.WithLabelValues(outcome).Inc()
 		}
 	})
 }

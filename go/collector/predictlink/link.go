@@ -193,6 +193,7 @@ func (l *Link) offer(it item) {
 	i := l.ring.Lookup(it.symbol(), l.healthy)
 	if i < 0 {
 		l.m.InferenceDropped.WithLabelValues("no_endpoint").Add(float64(it.size()))
+		l.markerLost(it, "no_endpoint")
 		return
 	}
 	select {
@@ -201,6 +202,13 @@ func (l *Link) offer(it item) {
 	default:
 		l.m.QueueOverflow.WithLabelValues("inference").Inc()
 		l.m.InferenceDropped.WithLabelValues("overflow").Add(float64(it.size()))
+		l.markerLost(it, "overflow")
+	}
+}
+
+func (l *Link) markerLost(it item, reason string) {
+	if it.mark != nil {
+		l.m.TesterMarkersLost.WithLabelValues(reason).Inc()
 	}
 }
 
@@ -349,6 +357,10 @@ func (l *Link) serveStream(ep *endpoint, client inferv1.InferenceServiceClient, 
 	mu.Lock()
 	for _, f := range pending {
 		l.m.InferenceDropped.WithLabelValues("in_flight").Add(float64(f.ticks))
+	}
+	if n := len(mk.waiting); n > 0 {
+		// Their answers went with the stream: the bridge's steps time out (ADR 0095).
+		l.m.TesterMarkersLost.WithLabelValues("stream").Add(float64(n))
 	}
 	mu.Unlock()
 	if errors.Is(err, io.EOF) {

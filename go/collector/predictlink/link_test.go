@@ -272,4 +272,7 @@ func TestMarkerWithoutAnEndpointNeverRuns(t *testing.T) {
 	if got := testutil.ToFloat64(m.InferenceDropped.WithLabelValues("no_endpoint")); got < 1 {
 		t.Fatalf("dropped (no_endpoint) %v, want the tick counted", got)
 	}
+	if got := testutil.ToFloat64(m.TesterMarkersLost.WithLabelValues("no_endpoint")); got != 1 {
+		t.Fatalf("kairos_collector_tester_markers_lost_total{reason=no_endpoint} %v, want 1", got)
+	}
 }
