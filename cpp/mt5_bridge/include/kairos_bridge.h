@@ -2,7 +2,9 @@
  *
  * Rules of this ABI (see docs/bridge.md and docs/adr/0010-bridge-c-abi.md):
  * - Every function is extern "C", never throws, and returns an int32 status (KB_OK or a KB_* code
- *   below); no call blocks on I/O. A background thread per handle does all network work.
+ *   below); no call blocks on I/O. A background thread per handle does all network work. The one
+ *   exception is kb_tester_wait, and only for a bridge opened in Strategy Tester lockstep: it waits,
+ *   bounded by its timeout, for the stack's decision (docs/adr/0095-strategy-tester-lockstep.md).
  * - A handle is an int64 naming one bridge instance (one per EA); handles are never reused, so a call
  *   with a closed handle returns KB_E_BAD_HANDLE instead of touching freed memory.
  * - Strings in are NUL-terminated UTF-16 (`const kb_char16*`, which is `const wchar_t*` on Windows,
