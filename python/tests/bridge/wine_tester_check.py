@@ -78,6 +78,7 @@ class Reference:
     decision_times: list[int]
     lots: list[Decimal]  # the net position after each decision
     fills: list[tuple[float, float]]  # (signed lots, price) of every filled strategy order
+    orders: list[execution_pb2.Order]
 
 
 @dataclass
@@ -160,6 +161,14 @@ def _orders(stub: execution_pb2_grpc.ExecutionServiceStub, token: str) -> list[e
     return sorted(resp.orders, key=lambda o: (o.created_time_us, o.client_order_id))
 
 
+def _unfilled(orders: list[execution_pb2.Order]) -> list[tuple[str, str, str, str]]:
+    return [
+        (o.client_order_id, execution_pb2.OrderStatus.Name(o.status), o.reject_reason, str(o.denial).strip())
+        for o in orders
+        if o.status != execution_pb2.ORDER_STATUS_FILLED
+    ]
+
+
 def _signed(o: execution_pb2.Order) -> float:
     q = float(pnl.to_decimal(o.filled_quantity))
     return q if o.side == execution_pb2.ORDER_SIDE_BUY else -q
@@ -216,12 +225,13 @@ def reference(data: Data, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                     seen += 1
                     times.append(int(t_ms[k]))
                     lots.append(_net(stub, token))
+            orders = _orders(stub, token)
             fills = [
                 (_signed(o), float(pnl.to_decimal(o.avg_fill_price)))
-                for o in _orders(stub, token)
+                for o in orders
                 if o.strategy_id and o.status == execution_pb2.ORDER_STATUS_FILLED
             ]
-        yield Reference(times, lots, fills)
+        yield Reference(times, lots, fills, orders)
     finally:
         stack.stop()
 
@@ -326,7 +336,7 @@ def test_the_lockstep_run_holds_the_replays_positions_bar_for_bar(
         f"{len(mismatches)} mismatches"
     )
     assert changes >= 15, "the replay should exercise the policy"
-    assert not mismatches, mismatches[:10]
+    assert not mismatches, (mismatches[:10], _unfilled(reference.orders), _unfilled(lockstep.orders))
     # The same orders, in the same order; the tester fills at the deciding tick's price, as the paper
     # venue (no slippage) fills at the quote it has when the order arrives: the same tick.
     assert [q for q, _ in reference.fills] == pytest.approx([q for _, q, _ in lockstep.fills])
@@ -341,7 +351,7 @@ def test_the_stack_books_the_testers_fills_on_the_testers_time(data: Data, locks
     assert float(lockstep.stack_net) == pytest.approx(lockstep.position)
     strategy = [o for o in lockstep.orders if o.strategy_id]
     assert len(strategy) == len(lockstep.fills)
-    assert all(o.status == execution_pb2.ORDER_STATUS_FILLED for o in strategy)
+    assert all(o.status == execution_pb2.ORDER_STATUS_FILLED for o in strategy), _unfilled(strategy)
     assert [_signed(o) for o in strategy] == pytest.approx([q for _, q, _ in lockstep.fills])
     # --clock=market: orders carry the data's (virtual) time, not the machine's.
     first, last = int(data.t_ms[0]) * 1000, int(data.t_ms[-1]) * 1000
