@@ -226,7 +226,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			if err := fallback.Validate(); err != nil {
 				return fmt.Errorf("fallback signal policy: %w", err)
 			}
-			pcfg := policy.Config{StrategyID: cfg.Policy.StrategyID, Fallback: fallback, MaxSignalAge: cfg.Policy.MaxSignalAge, Advance: advance}
+			pcfg := policy.Config{StrategyID: cfg.Policy.StrategyID, Fallback: fallback, MaxSignalAge: cfg.Policy.MaxSignalAge}
+			if advance != nil {
+				pcfg.Before = func(sig *inferencev1.Signal) { marketSignal(sig, eng, advance, log) }
+			}
 			if mv != nil {
 				// A Strategy Tester bridge in lockstep waits for each decision (ADR 0095).
 				pcfg.Decided = func(sig *inferencev1.Signal, out policy.Outcome, commands int) {
@@ -362,5 +365,30 @@ func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *
 				return err
 			}
 		}
+	}
+}
+
+// marketSignal is what the market clock does before a signal is decided on (ADR 0095): the clock
+// moves to the signal's time and the quote the signal carries (its bar's closing tick) counts unless
+// the collector's newer one is already in. The collector's quote and the inference server's signal
+// travel on separate subjects and are handled by separate goroutines; without this a decision could
+// see the previous tick's quote as 15 s (virtual) old and refuse the order as stale.
+func marketSignal(sig *inferencev1.Signal, eng *engine.Engine, advance func(int64), log *slog.Logger) {
+	t := sig.GetTimeMsc()
+	if t <= 0 {
+		return
+	}
+	advance(t * 1000)
+	inst, ok := eng.Instrument(sig.GetSymbol())
+	if !ok || sig.GetBid() <= 0 || sig.GetAsk() <= 0 {
+		return
+	}
+	q, err := market.LastQuote(&marketdatav1.TickBatch{Symbol: sig.GetSymbol(), TimeMsc: []int64{t}, Bid: []float64{sig.GetBid()},
+		Ask: []float64{sig.GetAsk()}}, inst, eng.Now())
+	if err == nil {
+		err = eng.OnQuoteIfNewer(q)
+	}
+	if err != nil {
+		log.Warn("the signal's quote was not recorded", "symbol", sig.GetSymbol(), "time_msc", t, "err", err)
 	}
 }

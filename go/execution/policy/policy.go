@@ -42,9 +42,10 @@ type Config struct {
 	// Decided, if set, learns of every signal handled, after its order (if any) was sent: the MT5
 	// venue tells a Strategy Tester bridge in lockstep that this decision is done (ADR 0095).
 	Decided func(sig *inferencev1.Signal, out Outcome, commands int)
-	// Advance, if set, receives every signal's market time (microseconds) before it is handled: the
-	// market clock (--clock=market) moves with the data, so the tester's virtual time rules.
-	Advance func(timeUS int64)
+	// Before, if set, sees every signal before it is handled: under the market clock
+	// (--clock=market) the clock moves to the signal's time and its quote counts as market data, so
+	// the decision is taken as of the signal's own (the tester's virtual) time.
+	Before func(sig *inferencev1.Signal)
 }
 
 // Trader is what the policy needs from the engine.
@@ -278,8 +279,8 @@ func (p *Policy) Run(ctx context.Context, ch <-chan *nats.Msg) error {
 				out = OutcomeInvalid
 				p.log.Warn("undecodable signal", "subject", msg.Subject, "err", uerr)
 			} else {
-				if p.cfg.Advance != nil && sig.GetTimeMsc() > 0 {
-					p.cfg.Advance(sig.GetTimeMsc() * 1000)
+				if p.cfg.Before != nil {
+					p.cfg.Before(sig)
 				}
 				start := time.Now()
 				out, o, err = p.OnSignal(ctx, sig)

@@ -337,14 +337,17 @@ def test_the_lockstep_run_holds_the_replays_positions_bar_for_bar(
     )
     assert changes >= 15, "the replay should exercise the policy"
     assert not mismatches, (mismatches[:10], _unfilled(reference.orders), _unfilled(lockstep.orders))
-    # The same orders, in the same order; the tester fills at the deciding tick's price, as the paper
-    # venue (no slippage) fills at the quote it has when the order arrives: the same tick.
+    # Neither run refused an order (under the market clock a decision sees its own tick's quote, never
+    # the previous one as stale).
+    assert not _unfilled([o for o in reference.orders if o.strategy_id])
+    # The same orders, in the same order, at the same prices: the tester fills at the deciding tick, and
+    # the paper venue (no slippage) at the quote the decision saw, the same tick's.
     assert [q for q, _ in reference.fills] == pytest.approx([q for _, q, _ in lockstep.fills])
     same_price = sum(
         1 for (_, a), (_, _, b) in zip(reference.fills, lockstep.fills, strict=True) if abs(a - b) < 1e-9
     )
     print(f"fill prices equal: {same_price} of {len(lockstep.fills)}")
-    assert same_price >= 0.9 * len(lockstep.fills)
+    assert same_price == len(lockstep.fills)
 
 
 def test_the_stack_books_the_testers_fills_on_the_testers_time(data: Data, lockstep: Lockstep) -> None:
