@@ -420,6 +420,91 @@ def pipeline() -> dict[str, Any]:
         8,
         7,
     )
+    shadow = (
+        "Live paper accounting of the serving model and of each challenger run in shadow on the same "
+        "bars (kairos-inference --shadow-models, ADR 0086), since the version was loaded: the card's "
+        "decision policy and the paper venue's fills, summed over symbols. Empty without shadow models."
+    )
+    lay.add(
+        timeseries(
+            "Shadow evaluation: paper net return",
+            "percentunit",
+            ("max by (model, role) (kairos_inference_shadow_net_return)", "{{role}} {{model}}"),
+            description=shadow + " Net return after costs, fraction of max_lots notional.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Shadow evaluation: paper Sharpe",
+            "short",
+            ("max by (model, role) (kairos_inference_shadow_sharpe)", "{{role}} {{model}}"),
+            description=shadow + " Annualised net Sharpe ratio of the per-bar returns.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Shadow evaluation: bars, trades, turnover",
+            "short",
+            ("max by (model, role) (kairos_inference_shadow_bars)", "bars {{role}} {{model}}"),
+            ("max by (model, role) (kairos_inference_shadow_trades)", "trades {{role}} {{model}}"),
+            ("max by (model, role) (kairos_inference_shadow_turnover)", "turnover/bar {{role}} {{model}}"),
+            description=shadow,
+        ),
+        8,
+        7,
+    )
+    drift = (
+        "Input drift against each model's training distribution in its card (ADR 0087); challengers "
+        "in shadow are measured against their own card. Empty for cards without a distribution."
+    )
+    lay.add(
+        timeseries(
+            "Drift: largest feature PSI",
+            "short",
+            ("max by (model) (kairos_inference_feature_psi)", "{{model}}"),
+            description=drift + " Over the last --drift-window rows; > 0.25 for 30 min fires "
+            "KairosFeatureDrift.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Drift: out-of-distribution rows",
+            "percentunit",
+            (
+                rate("kairos_inference_out_of_distribution_total", "model")
+                + " / "
+                + rate("kairos_inference_dissimilarity_index_count", "model"),
+                "out of distribution {{model}}",
+            ),
+            (
+                rate("kairos_inference_abstained_total", "model")
+                + " / "
+                + rate("kairos_inference_dissimilarity_index_count", "model"),
+                "abstained {{model}}",
+            ),
+            description=drift + " Share of rows beyond the out-of-distribution threshold (> 5% for "
+            "15 min fires KairosOutOfDistributionInput) and of signals sent flat (--abstain-ood).",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Drift: dissimilarity index",
+            "short",
+            *quantiles("kairos_inference_dissimilarity_index", "model"),
+            description=drift + " Distance of each predicted row from the training data over the "
+            "training rows' mean distance: ~1 is typical.",
+        ),
+        8,
+        7,
+    )
 
     lay.row("Orders and risk (execution)")
     lay.add(

@@ -63,6 +63,11 @@ class InferenceConfig:
     allowed_symbols: tuple[str, ...] = _f(
         (), "Comma-separated symbols the server accepts; empty accepts any well-formed symbol."
     )
+    any_symbol: bool = _f(
+        False,
+        "Serve symbols outside the model card's list (the symbols it was validated on), e.g. a broker's "
+        "suffixed name of the same market; off refuses them with SYMBOL_NOT_IN_CARD.",
+    )
     max_ticks_per_batch: int = _f(10_000, "Largest TickBatch accepted; bigger ones are refused whole.")
     max_bars_per_request: int = _f(10_000, "Largest number of bars in one request or PredictRequest.")
     max_symbols_per_stream: int = _f(1_000, "Symbols one stream may hold state for.")

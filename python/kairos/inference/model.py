@@ -76,6 +76,8 @@ class ServedModel:
     vol_index: int = -1
     """Column of the policy's vol_feature in a feature row (-1 without a policy)."""
     vol_unit: float = 0.0
+    symbols: frozenset[str] = frozenset()
+    """The card's symbols (the model was validated on them only); empty: any symbol."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Probabilities [n, n_outputs] for inputs [n, rows, n_features] (float32)."""
@@ -215,7 +217,15 @@ def build_served_model(
         policy=policy,
         vol_index=vol_index,
         vol_unit=vol_unit,
+        symbols=_symbols_from(card, f"{onnx_path} model card"),
     )
+
+
+def _symbols_from(card: dict[str, Any], where: str) -> frozenset[str]:
+    raw = card.get("symbols") or []
+    if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
+        raise ModelRefused(f"{where}: card symbols must be a list of symbol names, got {raw!r}")
+    return frozenset(raw)
 
 
 def _policy_from(card: dict[str, Any], where: str) -> tuple[pb.DecisionPolicy | None, int, float]:

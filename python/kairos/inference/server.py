@@ -109,7 +109,7 @@ class InferenceServer:
         if self.shadow_managers:
             from kairos.inference.shadow import ShadowEvaluator
 
-            servicer.shadow = ShadowEvaluator(self.shadow_managers, self.metrics)
+            servicer.shadow = ShadowEvaluator(self.shadow_managers, self.metrics, servicer.observe_rows)
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -108,8 +109,15 @@ class _Series:
 
 
 class ShadowEvaluator:
-    def __init__(self, managers: list[ModelManager], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        managers: list[ModelManager],
+        metrics: Metrics,
+        observe: Callable[[ServedModel, np.ndarray], object] | None = None,
+    ) -> None:
         self.managers = managers
+        # The servicer's drift observation (DI, PSI), run here on each challenger's rows.
+        self.observe = observe
         self.m = ShadowMetrics(metrics)
         self.series: dict[tuple[str, str], _Series] = {}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")  # ordered accounting
@@ -126,6 +134,15 @@ class ShadowEvaluator:
         if not symbols or len(prices) != len(symbols):
             return
         self.pool.submit(self._run, serving, symbols, times, windows, prices, outputs.copy())
+
+    def figures(self, model: ServedModel) -> tuple[int, float, float, float, int]:
+        """The model's live paper figures (bars, net return, Sharpe, turnover per bar, trades), pooled
+        over symbols; zeros before its first bar."""
+        s = self.series.get((model.name, model.version))
+        if s is None:
+            return (0, 0.0, 0.0, 0.0, 0)
+        with self.lock:
+            return s.figures()
 
     def _series(self, model: ServedModel) -> _Series:
         key = (model.name, model.version)
@@ -145,10 +162,11 @@ class ShadowEvaluator:
         rows: np.ndarray,
     ) -> None:
         s = self._series(model)
-        for k, sym in enumerate(symbols):
-            # Prediction time is the bar's close; the book counts bars by it.
-            s.update(sym, times[k], prices[k], probs[k], rows[k])
-        n, ret, sharpe, turnover, trades = s.figures()
+        with self.lock:  # GetModelStatus reads the figures from the event loop
+            for k, sym in enumerate(symbols):
+                # Prediction time is the bar's close; the book counts bars by it.
+                s.update(sym, times[k], prices[k], probs[k], rows[k])
+            n, ret, sharpe, turnover, trades = s.figures()
         label = f"{model.name}/{model.version}"
         self.m.bars.labels(label, role).set(n)
         self.m.ret.labels(label, role).set(ret)
@@ -181,6 +199,9 @@ class ShadowEvaluator:
             except Exception:
                 self.m.skipped.labels(label, "model_error").inc(len(symbols))
                 continue
+            mgr.predictions_total += len(symbols)
+            if self.observe is not None:  # before the accounting: a reader that sees the bars sees these
+                self.observe(m, rows)
             self._account(m, "shadow", symbols, times, prices, probs, rows)
 
     def close(self) -> None:

@@ -127,8 +127,10 @@ class StreamState:
         max_ticks_per_batch: int,
         max_bars_per_request: int,
         max_symbols: int,
+        any_symbol: bool = False,
     ) -> None:
         self.metrics = metrics
+        self.any_symbol = any_symbol
         self.allowed = allowed_symbols
         self.max_ticks = max_ticks_per_batch
         self.max_bars = max_bars_per_request
@@ -149,6 +151,16 @@ class StreamState:
             work.unlisted_rejections += 1
 
     def _state_for(self, work: Work, fld: str, symbol: str, model: ServedModel) -> SymbolState | None:
+        if model.symbols and symbol not in model.symbols and not self.any_symbol:
+            self._reject(
+                work,
+                fld,
+                "SYMBOL_NOT_IN_CARD",
+                f"model {model.name} {model.version} was validated on {', '.join(sorted(model.symbols))} "
+                f"only, not {symbol!r}",
+                symbol,
+            )
+            return None
         st = self.symbols.get(symbol)
         if st is not None:
             if st.timeframe_s != model.timeframe_s:  # a swap to a model of another timeframe

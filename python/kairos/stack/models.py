@@ -130,3 +130,36 @@ def rollback(tracking_uri: str, name: str) -> tuple[str, str]:
     c.set_registered_model_alias(name, PREVIOUS, cur)
     c.set_model_version_tag(name, cur, "kairos.rolled_back_at", datetime.now(UTC).isoformat())
     return cur, prev
+
+
+@dataclass
+class LiveRow:
+    """One line of `kairos models list`: a registered version (None for a model served from a file)
+    and, when the inference server serves it, what GetModelStatus says about it now."""
+
+    version: VersionRow | None
+    live: Any = None  # kairos.stack.serving.ServingModel
+
+
+def live_models(addr: str, token: str, timeout_s: float = 2.0) -> tuple[list[Any] | None, str]:
+    """GetModelStatus of the inference server at ``addr``: (models, "") or (None, why not)."""
+    import grpc
+
+    from kairos.stack.serving import serving_models
+
+    if not addr:
+        return None, "no inference address (no stack running in the run dir; --inference-addr)"
+    try:
+        return serving_models(addr, token, timeout_s), ""
+    except grpc.RpcError as exc:
+        code = exc.code()
+        return None, f"{code.name if code else 'ERROR'}: {exc.details()}"
+
+
+def join_live(rows: list[VersionRow], served: list[Any] | None) -> list[LiveRow]:
+    """Each registered version with the served model of the same name and version (the serving one or
+    a shadow challenger); served models that are not registered versions (a file) come last."""
+    by_key = {(m.name, m.version): m for m in served or [] if m.name}
+    out = [LiveRow(r, by_key.pop((r.name, r.version), None)) for r in rows]
+    out += [LiveRow(None, m) for m in served or [] if (m.name, m.version) in by_key]
+    return out

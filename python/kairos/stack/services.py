@@ -72,6 +72,10 @@ class StackSettings:
     threshold: float = 0.10
     # Extra execution flags (e.g. the paper venue's slippage model).
     execution_args: tuple[str, ...] = ()
+    # Challengers inference evaluates in shadow on paper (ADR 0086): model sources, as --model.
+    shadow_models: tuple[str, ...] = ()
+    # Extra inference flags (e.g. --drift-window).
+    inference_args: tuple[str, ...] = ()
 
     @property
     def nats_url(self) -> str:
@@ -172,6 +176,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--nats-url={settings.nats_url}",
                 f"--nats-creds={creds.nats_creds('inference')}",
                 f"--token-file={creds.token_file('inference')}",
+                *([f"--shadow-models={','.join(settings.shadow_models)}"] if settings.shadow_models else []),
+                *settings.inference_args,
             ],
             grpc_addr=f"127.0.0.1:{p.inference_grpc}",
             metrics_url=f"http://127.0.0.1:{p.inference_metrics}/metrics",

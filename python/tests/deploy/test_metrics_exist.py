@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.inference.harness import with_card
 
 from kairos.stack.loopback import free_port, wait_for_port
 
@@ -193,6 +194,9 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "0",
                 "--token-file",
                 str(tmp / "token"),
+                # A challenger in shadow (the fixture under another version): the shadow figures.
+                "--shadow-models",
+                str(with_card(MODEL, tmp / "challenger" / "model.onnx", version="challenger")),
             ],
             env,
         )

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.inference.harness import ServerThread, StreamClient, load_gbpusd_m1, metric, proto_bars, with_card
+from tests.inference.harness import (
+    TOKEN,
+    ServerThread,
+    StreamClient,
+    load_gbpusd_m1,
+    metric,
+    proto_bars,
+    with_card,
+)
 from tests.inference.test_signals import Subscriber
 
 from kairos import cli
@@ -81,10 +89,12 @@ def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
         metric(text, "kairos_inference_shadow_bars", model=f"{card.name}/eager", role="shadow")
         == len(preds) - 1
     )
-    # `kairos status` shows the paper figures, the serving model first.
-    assert srv.server is not None
-    cli._print_shadow(f"http://127.0.0.1:{srv.server.metrics_port}/metrics")
+    # `kairos status` shows the paper figures (GetModelStatus), the serving model first.
+    cli._print_models(srv.target, TOKEN)
     shown = capsys.readouterr().out
-    assert shown.count("│ serving") == 1 and shown.count("│ shadow") == 2, shown
+    live = shown[shown.index("Live, on paper since loaded") :]
+    assert live.count("│ serving") == 1 and live.count("│ shadow") == 2, shown
+    assert live.index("│ serving") < live.index("│ shadow")
+    assert f"{len(preds) - 1:,}" in live, shown
     # model_info still names only the serving version.
     assert metric(text, "kairos_inference_model_info", model=card.name, version="twin") == 0
