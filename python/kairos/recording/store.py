@@ -17,6 +17,7 @@ redelivery after a crash): readers drop exact duplicates (``read_bars``, ``read_
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -102,7 +103,7 @@ def write_part(root: Path, symbol: str, timeframe: str, table: pa.Table, time_co
     # One slice per day (zero-copy): the rows of a day are contiguous now.
     cuts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist(), len(days)]
     written = []
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+    for lo, hi in itertools.pairwise(cuts):
         rows = table.slice(lo, hi - lo)
         d = partition_dir(root, symbol, timeframe, day_of(int(days[lo]) * _DAY_MS))
         d.mkdir(parents=True, exist_ok=True)
