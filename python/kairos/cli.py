@@ -59,16 +59,28 @@ def up(
             "(e.g. models:/kairos-eurusd@challenger)."
         ),
     ] = "",
+    tester: Annotated[
+        bool,
+        typer.Option(
+            help="A stack for an EA in the MT5 Strategy Tester (ADR 0095): MT5 venue, the tester's "
+            "virtual time, no recorder (tester ticks are not market data to train on)."
+        ),
+    ] = False,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
+
+    if tester:
+        record = False
 
     if processes.recorded_services(run_dir) and any(s.alive() for s in processes.recorded_services(run_dir)):
         err.print(f"a stack is already running (see {run_dir / processes.STATE_FILE}); `kairos down` first")
         raise typer.Exit(EXIT_ERROR)
     if model and Path(model).exists():
         model = str(Path(model).resolve())  # status and logs then say exactly which file serves
-    settings = services.StackSettings(run_dir=run_dir, model=model)
+    settings = services.StackSettings(
+        run_dir=run_dir, model=model, execution_args=services.TESTER_EXECUTION_ARGS if tester else ()
+    )
     shadows = [m.strip() for m in shadow_models.split(",") if m.strip()]
     settings.shadow_models = tuple(str(Path(m).resolve()) if Path(m).exists() else m for m in shadows)
     settings.model = resolve_model(settings, console)

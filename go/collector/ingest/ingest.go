@@ -357,6 +357,25 @@ func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStam
 	return res
 }
 
+// Marker is a PredictSink that takes Strategy Tester step markers (predictlink.Link).
+type Marker interface {
+	Mark(symbol string, done func(decisions []int64))
+}
+
+// Mark runs done once the inference link has answered for everything this source dispatched for
+// symbol so far, with the time_msc of the predictions those answers carried (ADR 0095); at once
+// with none when there is no inference link. Called by the source's owner after TicksRaw, so it
+// queues behind those ticks.
+func (s *Source) Mark(symbol string, done func(decisions []int64)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mk, ok := s.p.link.(Marker); ok && s.p.link != nil {
+		mk.Mark(symbol, done)
+		return
+	}
+	done(nil)
+}
+
 // Snapshot returns this source's validation watermarks: for a source that commits, the committed ones.
 func (s *Source) Snapshot() map[string]validate.State {
 	s.mu.Lock()
