@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +38,13 @@ EXIT_BAD_DATA = 2
 EXIT_SERVICE_DIED = 3
 
 RunDir = Annotated[Path, typer.Option(help="Where logs, pids and the token live.")]
+
+
+class Venue(StrEnum):
+    """Where `kairos up`'s execution service sends orders."""
+
+    paper = "paper"
+    mt5 = "mt5"
 
 
 @app.command()
@@ -60,16 +68,35 @@ def up(
             "(default: $KAIROS_INFERENCE_SHADOW_MODELS)."
         ),
     ] = "",
+    tester: Annotated[
+        bool,
+        typer.Option(
+            help="A stack for an EA in the MT5 Strategy Tester (ADR 0095): MT5 venue, the tester's "
+            "virtual time, no recorder (tester ticks are not market data to train on)."
+        ),
+    ] = False,
+    venue: Annotated[
+        Venue,
+        typer.Option(
+            help="Where orders go: paper (the paper venue, on the terminal's quotes) or mt5 (back to the "
+            "terminal through the EA's execution connection, InpExecution, port 7600; docs/mt5.md)."
+        ),
+    ] = Venue.paper,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
+
+    if tester:
+        record = False
 
     if processes.recorded_services(run_dir) and any(s.alive() for s in processes.recorded_services(run_dir)):
         err.print(f"a stack is already running (see {run_dir / processes.STATE_FILE}); `kairos down` first")
         raise typer.Exit(EXIT_ERROR)
     if model and Path(model).exists():
         model = str(Path(model).resolve())  # status and logs then say exactly which file serves
-    settings = services.StackSettings(run_dir=run_dir, model=model)
+    settings = services.StackSettings(
+        run_dir=run_dir, model=model, execution_args=services.up_execution_args(tester, venue.value)
+    )
     shadows = [m.strip() for m in shadow_models.split(",") if m.strip()]
     settings.shadow_models = tuple(str(Path(m).resolve()) if Path(m).exists() else m for m in shadows)
     settings.model = resolve_model(settings, console)

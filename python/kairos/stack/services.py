@@ -109,6 +109,21 @@ class StackSettings:
         return self.bridge_key
 
 
+# `kairos up --tester` (docs/mt5.md, ADR 0095): the execution service for an EA in the Strategy
+# Tester: orders back to the terminal (the tester fills them), the engine on the tester's virtual
+# time, and no duplicate-intent guard on wall-clock milliseconds (bars pass in milliseconds there).
+TESTER_EXECUTION_ARGS = ("--venue=mt5", "--clock=market", "--duplicate-intent-window-ms=0")
+
+
+def up_execution_args(tester: bool, venue: str) -> tuple[str, ...]:
+    """The execution flags `kairos up` adds: the tester's, else the venue's (paper is the default)."""
+    if venue not in ("paper", "mt5"):
+        raise ValueError(f"venue must be paper or mt5, not {venue!r}")
+    if tester:
+        return TESTER_EXECUTION_ARGS
+    return ("--venue=mt5",) if venue == "mt5" else ()
+
+
 def build_go_binaries(bin_dir: Path, force: bool = False) -> dict[str, Path]:
     """`go build`s the Go services into bin_dir (Go's cache makes a rebuild of unchanged code fast)."""
     bin_dir.mkdir(parents=True, exist_ok=True)

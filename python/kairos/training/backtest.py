@@ -361,7 +361,7 @@ def compare(
     symbols of a run with several (``times_ms`` per bar either way).
     """
     pn = panel if panel is not None and panel.n_symbols > 1 else None
-    ppy = periods_per_year(pn.grid_ms if pn else times_ms)
+    ppy = pn.periods_per_year() if pn else periods_per_year(times_ms)
     symbol_ppy = [periods_per_year(times_ms[a:b]) for a, b in pn.segments()] if pn else None
     clash = set(learned) & set(RULES)
     if clash:

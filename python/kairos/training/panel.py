@@ -105,6 +105,25 @@ class Panel:
         out: IntArray = idx[np.lexsort((idx, self.clock[idx]))]
         return out
 
+    def periods_per_year(self) -> float:
+        """Distinct bar times per year of the time the symbols cover: the union of each symbol's
+        first..last span (a run on markets years apart does not count the years between them)."""
+        spans = sorted(
+            (int(self.grid_ms[self.clock[a]]), int(self.grid_ms[self.clock[b - 1]]))
+            for a, b in self.segments()
+            if b > a
+        )
+        covered, end = 0, None
+        for lo, hi in spans:
+            if end is None or lo > end:
+                covered += hi - lo
+                end = hi
+            elif hi > end:
+                covered += hi - end
+                end = hi
+        years = covered / (365.25 * 86_400_000)
+        return float(len(self.grid_ms) / years) if years > 0 else 1.0
+
     def before(self, rows: IntArray, first: int, purge: int) -> IntArray:
         """``rows`` whose clock is more than ``purge`` before the clock of row ``first``."""
         out: IntArray = rows[self.clock[rows] < self.clock[first] - purge]

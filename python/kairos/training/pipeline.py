@@ -758,7 +758,7 @@ def step_backtest(
             params_by[f].append(p)
             tuning[f].append(t)
     cmp = compare(prices, times_ms, fold_idx, learned_probs, horizon, fill, params_by, vol, panel)
-    ppy = periods_per_year(panel.grid_ms)
+    ppy = panel.periods_per_year() if panel.n_symbols > 1 else periods_per_year(times_ms)
     sharpes = {f: st.sharpe(np.concatenate(cmp.strategies[f].fold_net), ppy) for f in names}
     finals = run.get("finals", {})
     eligible = [f for f in families if finals.get(f, {}).get("learned", True)]

@@ -219,3 +219,18 @@ def test_sources_of_different_timeframes_are_refused(tmp_path: Path) -> None:
             max_bars=500,
         )
     assert "--timeframe" in str(e.value)
+
+
+def test_pooled_bars_per_year_count_only_the_time_the_symbols_cover(
+    frames: dict[str, pd.DataFrame], overlapping: dict[str, pd.DataFrame]
+) -> None:
+    from kairos.features import to_epoch_ms
+    from kairos.training.backtest import periods_per_year
+
+    apart = Panel.of(stack(frames))  # 2012 and 2022: the decade between them is not trading time
+    own = [periods_per_year(to_epoch_ms(f["time"])) for f in frames.values()]
+    assert min(own) * 0.9 <= apart.periods_per_year() <= max(own) * 1.1
+    same = Panel.of(stack(overlapping))  # the same minutes twice: the one series' rate
+    assert same.periods_per_year() == pytest.approx(
+        periods_per_year(to_epoch_ms(overlapping["BID"]["time"])), rel=1e-3
+    )
