@@ -123,7 +123,12 @@ class _Series:
         self._book = ShadowBook
 
     def update(
-        self, symbol: str, time_ms: int, prices: tuple[float, float, float], probs: Any, row: Any
+        self,
+        symbol: str,
+        time_ms: int,
+        prices: tuple[float, float, float, float, float],
+        probs: Any,
+        row: Any,
     ) -> float:
         """Account one bar; the net return settled on it (NaN on a book's first bar or without a policy)."""
         if self.params is None or self.policy is None:
@@ -132,8 +137,8 @@ class _Series:
         if book is None:
             book = self.books[symbol] = self._book(self.params)
         vol = float(row[self.vol_index]) * self.policy.vol_unit
-        o, c, sp = prices
-        book.on_bar(time_ms, o, c, sp, float(probs[0]), float(probs[2]), vol)
+        o, c, sp, lo, hi = prices  # low and high: the card's protective stop is worked on the bar
+        book.on_bar(time_ms, o, c, sp, float(probs[0]), float(probs[2]), vol, lo, hi)
         return book.last_net if book.decisions > 1 else math.nan
 
     def figures(self) -> tuple[int, float, float, float, int]:
