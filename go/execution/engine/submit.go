@@ -14,6 +14,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/metrics"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 	"github.com/kairos-mt5/kairos/go/execution/venue"
@@ -200,27 +201,7 @@ func (e *Engine) stopFromDistanceLocked(r *risk.Request, dist decimal.D) decimal
 			ref = q.Bid
 		}
 	}
-	if ref.Sign() <= 0 {
-		return decimal.Zero
-	}
-	tick := decimal.New(1, inst.Digits)
-	if r.Side == fsm.Buy {
-		x := ref.Sub(dist)
-		sl := x.Round(inst.Digits)
-		if x.Less(sl) {
-			sl = sl.Sub(tick)
-		}
-		if sl.Sign() <= 0 {
-			return decimal.Zero
-		}
-		return sl
-	}
-	x := ref.Add(dist)
-	sl := x.Round(inst.Digits)
-	if sl.Less(x) {
-		sl = sl.Add(tick)
-	}
-	return sl
+	return market.StopLevel(ref, dist, r.Side == fsm.Buy, inst.Digits)
 }
 
 func defaultTIF(t fsm.TimeInForce, typ fsm.Type) fsm.TimeInForce {

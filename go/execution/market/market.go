@@ -88,3 +88,31 @@ func (q Quote) Mid() decimal.D {
 	s := max(q.Bid.Scale(), q.Ask.Scale())
 	return q.Bid.Add(q.Ask).MulRound(decimal.New(5, 1), s+1)
 }
+
+// StopLevel is the protective stop loss of a position opened at ref: dist below it for a buy, above
+// it for a sell, rounded to digits away from ref (a stop never tighter than asked); zero when ref
+// is not positive or a buy's level would not be. The engine sets it from an order's reference price,
+// the decision policy from the quote its signal was decided on.
+func StopLevel(ref, dist decimal.D, buy bool, digits uint8) decimal.D {
+	if ref.Sign() <= 0 {
+		return decimal.Zero
+	}
+	tick := decimal.New(1, digits)
+	if buy {
+		x := ref.Sub(dist)
+		sl := x.Round(digits)
+		if x.Less(sl) {
+			sl = sl.Sub(tick)
+		}
+		if sl.Sign() <= 0 {
+			return decimal.Zero
+		}
+		return sl
+	}
+	x := ref.Add(dist)
+	sl := x.Round(digits)
+	if sl.Less(x) {
+		sl = sl.Add(tick)
+	}
+	return sl
+}

@@ -184,7 +184,7 @@ func (p *Policy) OnSignal(ctx context.Context, sig *inferencev1.Signal) (Outcome
 	var stop *typesv1.Decimal
 	if d.StopDistance > 0 && (d.Action == Enter || d.Action == Reverse) {
 		if sd, err := decimal.FromFloat(d.StopDistance, inst.Digits); err == nil && sd.Sign() > 0 {
-			stop = sd.Proto()
+			stop = stopFor(sig, d.Side, sd, inst.Digits)
 		}
 	}
 	return p.submit(ctx, sym, delta, target.IsZero(), stop, sig, hops, now)
@@ -228,14 +228,34 @@ func (p *Policy) submit(ctx context.Context, sym string, delta decimal.D, flat b
 		TimeInForce: execv1.TimeInForce_TIME_IN_FORCE_IOC, Quantity: delta.Abs().Proto(),
 		StrategyId: p.cfg.StrategyID, ModelName: sig.GetModelName(), ModelVersion: sig.GetModelVersion(),
 		// Going flat never needs to add exposure.
-		ReduceOnly:   flat,
-		StopDistance: stop,
+		ReduceOnly: flat,
+		StopLoss:   stop,
 	}
 	o, err := p.tr.SubmitIntent(ctx, req, hops)
 	if err != nil {
 		return OutcomeError, o, err
 	}
 	return OutcomeOrder, o, nil
+}
+
+// stopFor is the protective stop loss of an entry or reversal to side: dist from the quote the
+// signal was decided on (its bar's closing tick: the ask for a long, the bid for a short), as the
+// backtest sets it (kairos.training.policy.stop_level), so the level does not depend on whether the
+// signal or its tick reached the engine first. Nil when the signal carries no usable quote.
+func stopFor(sig *inferencev1.Signal, side int, dist decimal.D, digits uint8) *typesv1.Decimal {
+	px := sig.GetAsk()
+	if side < 0 {
+		px = sig.GetBid()
+	}
+	ref, err := decimal.FromFloat(px, digits)
+	if err != nil || ref.Sign() <= 0 {
+		return nil
+	}
+	sl := market.StopLevel(ref, dist, side > 0, digits)
+	if sl.Sign() <= 0 {
+		return nil
+	}
+	return sl.Proto()
 }
 
 func clientOrderID(sym string, nowUS int64, seq uint64) string {

@@ -116,16 +116,22 @@ func TestSignalsTradeByTheCarriedPolicy(t *testing.T) {
 			continue
 		}
 		r := tr.sent[len(tr.sent)-1]
-		if got := qty(t, r); got != s.order || r.GetReduceOnly() != s.reduceOnly || (r.GetStopDistance() != nil) != s.stopPresent {
+		if got := qty(t, r); got != s.order || r.GetReduceOnly() != s.reduceOnly || (r.GetStopLoss() != nil) != s.stopPresent {
 			t.Fatalf("bar %d (%s): order %v", k, s.name, r)
 		}
 		if r.GetModelName() != "m" || r.GetModelVersion() != "3" || r.GetStrategyId() != "s" || len(r.GetClientOrderId()) > 31 {
 			t.Fatalf("attribution %v", r)
 		}
 	}
-	stop, _ := decimal.FromProto(tr.sent[0].GetStopDistance())
-	if !stop.Equal(decimal.MustParse("0.00066")) { // 3 x 2e-4 x 1.1
-		t.Fatalf("stop distance %s", stop)
+	// The stop is 3 x 2e-4 x 1.1 = 0.00066 from the quote the signal was decided on: below its ask
+	// for the long, above its bid for the short (the backtest's level, whatever quote the engine has).
+	long, _ := decimal.FromProto(tr.sent[0].GetStopLoss())
+	short, _ := decimal.FromProto(tr.sent[2].GetStopLoss())
+	if !long.Equal(decimal.MustParse("1.09944")) || !short.Equal(decimal.MustParse("1.10066")) {
+		t.Fatalf("stop losses %s (long) %s (short)", long, short)
+	}
+	if tr.sent[0].GetStopDistance() != nil {
+		t.Fatalf("the level is sent, not a distance the engine would set from its own quote")
 	}
 }
 

@@ -235,7 +235,7 @@ def test_fills_are_the_backtests_fills_and_pnl_agrees_within_the_slippage(parity
     # The backtest's orders: each position change, filled at the next bar's open tick with the paper
     # venue's slippage; and each stop-out, filled at the stop level (the open through a gap) less the
     # slippage, which the four-tick replay fills at the first touching tick instead.
-    prev, expected, earlier, coarse = 0.0, [], [], []
+    prev, expected, earlier, coarse, is_stop = 0.0, [], [], [], []
     for t, lots, stop in zip(
         parity.decision_times, parity.offline.tolist(), parity.stop_exit.tolist(), strict=True
     ):
@@ -245,6 +245,7 @@ def test_fills_are_the_backtests_fills_and_pnl_agrees_within_the_slippage(parity
             slip = float(FILL.slippage(np.array([delta]))[0])
             expected.append((delta, a + slip if delta > 0 else b - slip, slip))
             earlier.append(pa + slip if delta > 0 else pb_ - slip)
+            is_stop.append(False)
         prev = lots
         if np.isfinite(stop):
             out = round(-lots, 2)
@@ -255,6 +256,7 @@ def test_fills_are_the_backtests_fills_and_pnl_agrees_within_the_slippage(parity
             expected.append((out, stop - slip if out < 0 else stop + slip, slip))
             live_px = touch - slip if out < 0 else touch + slip
             earlier.append(live_px)
+            is_stop.append(True)
             coarse.append(abs(out) * abs(touch - stop))
             prev = 0.0
     orders = sorted(
@@ -307,9 +309,12 @@ def test_fills_are_the_backtests_fills_and_pnl_agrees_within_the_slippage(parity
     # A signal can overtake its own tick on the way to the paper venue (quotes and signals are two
     # NATS subscriptions): the order then fills at an earlier quote, as it would live. A stop fills
     # at its touching tick, which is where the backtest's bar view cannot see.
-    unexplained = off - at_close
-    assert unexplained == 0, f"{unexplained} fills at neither the backtest's price nor the replay's tick"
-    assert off - len(stopped) <= max(1, len(live) // 20), f"{off} of {len(live)} fills not at the next open"
+    # Every stop fills at its touching tick (its level comes from the signal's own quote, so it does
+    # not depend on arrival order); the policy's orders at the next open but for a few overtaken.
+    stop_at_touch = [abs(lp - e) < 1e-9 for (_, lp), e, st in zip(live, earlier, is_stop, strict=True) if st]
+    assert all(stop_at_touch), f"stop fills not at their touching tick: {stop_at_touch}"
+    policy_off = sum(1 for d, st in zip(price_diff, is_stop, strict=True) if d > 1e-9 and not st)
+    assert policy_off <= max(1, len(live) // 20), f"{policy_off} of {len(live)} fills not at the next open"
 
 
 def test_every_signal_carried_a_policy_execution_could_apply(parity: Parity) -> None:
