@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 from kairos.inference.logs import get_logger
@@ -116,8 +117,8 @@ class _Conn(asyncio.Protocol):
         self.error = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transport implements asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         why = self.error or f"connection lost: {exc or 'closed by the server'}"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import nats
 import pandas as pd  # type: ignore[import-untyped]
+import pytest
+import uvloop
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from tests.inference.harness import ServerThread, StreamClient, metric, proto_bars
@@ -160,8 +162,9 @@ def _nats_server(port: int, *args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the server runs on uvloop by default
 def test_signals_offered_while_nats_is_down_go_out_after_the_reconnect_with_credentials(
-    tmp_path: Path,
+    tmp_path: Path, loop: str
 ) -> None:
     port = free_port()
     creds = tmp_path / "inference.creds"
@@ -222,7 +225,7 @@ def test_signals_offered_while_nats_is_down_go_out_after_the_reconnect_with_cred
             server.terminate()
             server.wait(10)
 
-    asyncio.run(scenario())
+    (uvloop.run if loop == "uvloop" else asyncio.run)(scenario())
     assert [s.time_msc for _, s in got] == [1_000, 1_001, 1_002, 1_003]
     assert {subject for subject, _ in got} == {"kairos.signal.EURUSD"}
     for _, s in got:
