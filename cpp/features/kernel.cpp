@@ -179,10 +179,9 @@ struct Kernel {
       cached[i] = windows[i].shape(0) == 8;
     }
     std::vector<double> lc(W), r1(W > 0 ? W - 1 : 0), tmp(W);
-    {
-      py::gil_scoped_release nogil;
-      for (int i = 0; i < m; ++i) row(data[i], W, cached[i], o + static_cast<size_t>(i) * nf, lc, r1, tmp);
-    }
+    // The GIL stays held: a call is a few microseconds, and releasing it would let the gRPC poller
+    // thread take it and make the event loop wait for it back.
+    for (int i = 0; i < m; ++i) row(data[i], W, cached[i], o + static_cast<size_t>(i) * nf, lc, r1, tmp);
     return out;
   }
 };
