@@ -35,9 +35,9 @@ bridge-dll: $(STAMP)/apt $(NANOPB_SRC)/.stamp ## Cross-build kairos_bridge.dll a
 	cmake --build $(BRIDGE_WIN_BUILD)
 
 .PHONY: test-bridge-wine
-test-bridge-wine: setup bridge-dll ## The DLL under Wine: imports check, loader vs a real TCP peer (bounded; wineserver -k after)
-	@rc=0; KAIROS_BRIDGE_WIN_DIR=$(BRIDGE_WIN_BUILD) $(BRIDGE_WINE_ENV) timeout 300 \
-	  $(PY) -m pytest -p no:cacheprovider -q python/tests/bridge/wine_dll_check.py || rc=$$?; \
+test-bridge-wine: setup bridge-dll ## The DLL under Wine: imports check, loader vs a real TCP peer, Strategy Tester lockstep vs the real stack (bounded; wineserver -k after)
+	@rc=0; KAIROS_BRIDGE_WIN_DIR=$(BRIDGE_WIN_BUILD) $(BRIDGE_WINE_ENV) timeout 1500 \
+	  $(PY) -m pytest -p no:cacheprovider -q -s python/tests/bridge/wine_dll_check.py python/tests/bridge/wine_tester_check.py || rc=$$?; \
 	$(BRIDGE_WINE_ENV) wineserver -k 2>/dev/null || true; exit $$rc
 
 .PHONY: test-bridge-fuzz

@@ -122,6 +122,10 @@ func BodyName(f *bridgev1.Frame) string {
 		return "history_request"
 	case *bridgev1.Frame_HistoryData:
 		return "history_data"
+	case *bridgev1.Frame_TesterStep:
+		return "tester_step"
+	case *bridgev1.Frame_TesterDecision:
+		return "tester_decision"
 	case nil:
 		return "none"
 	}

@@ -36,7 +36,7 @@ import (
 
 // APIVersion is the bridge C ABI version the services speak (Hello.api_version, KB_API_VERSION).
 // Version 2 added the key challenge; a version-1 DLL cannot answer it and is refused.
-const APIVersion = 3
+const APIVersion = 4
 
 // MinAPIVersion is the oldest bridge C ABI version the services still accept: version 2 DLLs lack
 // only what version 3 added (kb_report_check, MODIFY_POSITION), so they keep working.

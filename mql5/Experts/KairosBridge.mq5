@@ -12,6 +12,10 @@
 //| (retcode, order and deal tickets) reported back; trade            |
 //| transactions are mapped back to Kairos client order ids.          |
 //| No DLL call waits on the network: the DLL's own thread does I/O.  |
+//| Strategy Tester (MQL_TESTER, InpTesterLockstep): OnTick forwards   |
+//| the tick and waits, bounded, for the stack's decision on it       |
+//| (kb_tester_wait, docs/adr/0095-strategy-tester-lockstep.md); its   |
+//| orders fill through the tester. The one call that blocks.         |
 //+------------------------------------------------------------------+
 #property copyright "Kairos contributors"
 #property version   "0.10"
@@ -30,6 +34,8 @@ input int    InpTimerMs       = 20;                 // Timer period, millisecond
 input int    InpMaxTicksCopy  = 20000;              // Ticks per CopyTicks call
 input long   InpMagic         = 20261121;           // Magic number of Kairos orders
 input int    InpSnapshotSec   = 5;                  // Account/positions report period, seconds
+input bool   InpTesterLockstep = true;              // Strategy Tester: each tick waits for the stack's decision
+input int    InpTesterTimeoutMs = 5000;             // Strategy Tester: longest wait per tick, milliseconds (1..60000)
 
 long     g_handle = 0;
 string   g_symbols[];
@@ -40,6 +46,8 @@ CTrade   g_trade;
 CHashMap<ulong, string> g_order_coid;  // order ticket -> client order id
 datetime g_last_snapshot = 0;
 int      g_was_trading_connected = 0;
+bool     g_lockstep = false;           // Strategy Tester lockstep (OnTick waits for each decision)
+long     g_tester_timeouts = 0;
 ENUM_ORDER_TYPE_FILLING g_filling[];   // the filling mode orders of each symbol use (self-check)
 string   g_last_check = "";             // the last self-check reported, to report only changes
 KbHistoryRequest g_hist;                // the history chunk being answered (request_id 0: none)
@@ -136,6 +144,14 @@ int OnInit()
    ZeroMemory(options);
    options.struct_size = sizeof(KbOptions);
    kb_default_options(options);
+   // In the Strategy Tester the bridge runs in lockstep with the stack (ADR 0095); live, never.
+   g_lockstep = MQLInfoInteger(MQL_TESTER) != 0 && InpTesterLockstep;
+   options.lockstep = g_lockstep ? 1 : 0;
+   if(g_lockstep && (InpTesterTimeoutMs < 1 || InpTesterTimeoutMs > 60000))
+     {
+      PrintFormat("Kairos tester: InpTesterTimeoutMs %d is out of range (1..60000)", InpTesterTimeoutMs);
+      return INIT_PARAMETERS_INCORRECT;
+     }
    if(InpBridgeKey == "")
       Print("Kairos bridge: no BridgeKey set; the Kairos services refuse the connection unless they run with --bridge-insecure");
    // The key proves the EA to the services and the services to the EA (an HMAC challenge); it is
@@ -168,7 +184,9 @@ int OnInit()
    g_trade.SetAsyncMode(false);
    ZeroMemory(g_hist);
    SelfCheck(true);
-   if(!EventSetMillisecondTimer(InpTimerMs))
+   if(g_lockstep)
+      PrintFormat("Kairos tester: lockstep, each tick waits at most %d ms for the stack's decision", InpTesterTimeoutMs);
+   else if(!EventSetMillisecondTimer(InpTimerMs))
      {
       Print("Kairos bridge: cannot start the timer");
       return INIT_FAILED;
@@ -181,6 +199,15 @@ int OnInit()
 void OnDeinit(const int reason)
   {
    EventKillTimer();
+   if(g_handle != 0 && g_lockstep)
+     {
+      KbCounters c;
+      ZeroMemory(c);
+      c.struct_size = sizeof(KbCounters);
+      if(kb_get_counters(g_handle, c) == KB_OK)
+         PrintFormat("Kairos tester: %I64u steps decided, %I64u timeouts, %I64u decisions, %I64u ticks without a decision",
+                     c.tester_steps, c.tester_timeouts, c.tester_decisions, c.tester_no_decision);
+     }
    if(g_handle != 0)
      {
       PrintBridgeLog();
@@ -528,6 +555,41 @@ void OnTimer()
         }
      }
    PrintBridgeLog();
+  }
+
+//+------------------------------------------------------------------+
+//| Strategy Tester: the tick forwarded, then the bounded wait for the |
+//| stack's decision; its commands are carried out (through the       |
+//| tester's CTrade) while it waits.                                  |
+//+------------------------------------------------------------------+
+void OnTick()
+  {
+   if(g_handle == 0 || !g_lockstep)
+      return;  // live: OnTimer does the work and nothing waits
+   OnTimer();
+   uint start = GetTickCount();
+   for(int guard = 0; guard < 100000; guard++)
+     {
+      int left = InpTesterTimeoutMs - (int)(GetTickCount() - start);
+      int rc = kb_tester_wait(g_handle, left > 0 ? left : 1);
+      if(rc == KB_COMMAND)
+        {
+         KbCommand cmd;
+         while(kb_poll_command(g_handle, cmd) == KB_OK)
+            Execute(cmd);
+         continue;
+        }
+      if(rc == KB_E_TIMEOUT)
+        {
+         g_tester_timeouts++;
+         PrintFormat("Kairos tester: no decision on the tick at %s within %d ms (KB_E_TIMEOUT), %I64d so far",
+                     TimeToString(TimeCurrent(), TIME_DATE | TIME_SECONDS), InpTesterTimeoutMs, g_tester_timeouts);
+         PrintBridgeLog();  // the DLL's line says what the step still waited for
+        }
+      else if(rc != KB_OK)
+         PrintFormat("Kairos tester: kb_tester_wait failed: %s (%d)", KbStatusText(rc), rc);
+      return;
+     }
   }
 
 //+------------------------------------------------------------------+

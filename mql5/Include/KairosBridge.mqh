@@ -8,11 +8,12 @@
 //+------------------------------------------------------------------+
 #property strict
 
-#define KB_API_VERSION 3
+#define KB_API_VERSION 4
 
 #define KB_OK 0
 #define KB_EMPTY 1
 #define KB_PARTIAL 2
+#define KB_COMMAND 3
 #define KB_E_NULL -1
 #define KB_E_BAD_HANDLE -2
 #define KB_E_BAD_COUNT -3
@@ -27,6 +28,7 @@
 #define KB_E_INTERNAL -12
 #define KB_E_NO_CHANNEL -13
 #define KB_E_STATE -14
+#define KB_E_TIMEOUT -15
 #define KB_E_CONNECT -20
 #define KB_E_PEER_CLOSED -21
 #define KB_E_MALFORMED_FRAME -22
@@ -79,6 +81,7 @@ struct KbOptions
    int               max_batch_ticks;
    int               idle_spin_us;
    int               warm_poll_us;
+   int               lockstep;
   };
 
 struct KbCommand
@@ -242,6 +245,10 @@ struct KbCounters
    long              trading_rtt_us;
    ulong             ticks_acked;
    ulong             wakeups;
+   ulong             tester_steps;
+   ulong             tester_timeouts;
+   ulong             tester_decisions;
+   ulong             tester_no_decision;
   };
 
 #import "kairos_bridge.dll"
@@ -268,6 +275,7 @@ int kb_positions_begin(long handle, long time_msc);
 int kb_positions_add_position(long handle, const KbPosition &position, string symbol, string client_order_id);
 int kb_positions_add_order(long handle, const KbWorkingOrder &order, string symbol, string client_order_id);
 int kb_positions_end(long handle);
+int kb_tester_wait(long handle, int timeout_ms);
 int kb_get_counters(long handle, KbCounters &counters);
 int kb_last_error(long handle, ushort &buffer[], int capacity);
 int kb_poll_log(long handle, ushort &buffer[], int capacity);

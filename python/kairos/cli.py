@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,13 @@ EXIT_SERVICE_DIED = 3
 RunDir = Annotated[Path, typer.Option(help="Where logs, pids and the token live.")]
 
 
+class Venue(StrEnum):
+    """Where `kairos up`'s execution service sends orders."""
+
+    paper = "paper"
+    mt5 = "mt5"
+
+
 @app.command()
 def up(
     model: Annotated[
@@ -52,16 +60,45 @@ def up(
         Path | None,
         typer.Option(help="Recorded dataset root (default $KAIROS_RECORD_DIR or .kairos/recorded)."),
     ] = None,
+    shadow_models: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated challengers the inference server evaluates in shadow on the same bars "
+            "(e.g. models:/kairos-eurusd@challenger): paper figures and the promotion test, never traded "
+            "(default: $KAIROS_INFERENCE_SHADOW_MODELS)."
+        ),
+    ] = "",
+    tester: Annotated[
+        bool,
+        typer.Option(
+            help="A stack for an EA in the MT5 Strategy Tester (ADR 0095): MT5 venue, the tester's "
+            "virtual time, no recorder (tester ticks are not market data to train on)."
+        ),
+    ] = False,
+    venue: Annotated[
+        Venue,
+        typer.Option(
+            help="Where orders go: paper (the paper venue, on the terminal's quotes) or mt5 (back to the "
+            "terminal through the EA's execution connection, InpExecution, port 7600; docs/mt5.md)."
+        ),
+    ] = Venue.paper,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
+
+    if tester:
+        record = False
 
     if processes.recorded_services(run_dir) and any(s.alive() for s in processes.recorded_services(run_dir)):
         err.print(f"a stack is already running (see {run_dir / processes.STATE_FILE}); `kairos down` first")
         raise typer.Exit(EXIT_ERROR)
     if model and Path(model).exists():
         model = str(Path(model).resolve())  # status and logs then say exactly which file serves
-    settings = services.StackSettings(run_dir=run_dir, model=model)
+    settings = services.StackSettings(
+        run_dir=run_dir, model=model, execution_args=services.up_execution_args(tester, venue.value)
+    )
+    shadows = [m.strip() for m in shadow_models.split(",") if m.strip()]
+    settings.shadow_models = tuple(str(Path(m).resolve()) if Path(m).exists() else m for m in shadows)
     settings.model = resolve_model(settings, console)
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)
@@ -127,7 +164,6 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
         from kairos.stack import credentials
 
         _print_models(inference.grpc_addr, credentials.read_token(run_dir, "inference"))
-        _print_shadow(inference.metrics_url)
     counters = Table("metric", "labels", "value")
     for svc in recorded:
         for name, labels, value in _scrape(svc.metrics_url):
@@ -136,9 +172,11 @@ def status(run_dir: RunDir = services.STATE_DIR / "run") -> None:
 
 
 def _print_models(addr: str, token: str) -> None:
+    """The serving model and its shadow challengers (GetModelStatus): gate verdicts, then the live
+    paper figures and drift, one row per model."""
     import grpc
 
-    from kairos.stack.serving import serving_models
+    from kairos.stack.serving import serving_models, shadow_text
 
     try:
         models = serving_models(addr, token)
@@ -146,54 +184,62 @@ def _print_models(addr: str, token: str) -> None:
         err.print(f"inference GetModelStatus: {exc.code().name} {exc.details()}")
         return
     table = Table(
-        "model", "version", "state", "gate", "Sharpe (interval)", "DSR / trials", "source", "predictions"
+        "role",
+        "model",
+        "version",
+        "state",
+        "gate",
+        "Sharpe (interval)",
+        "DSR / trials",
+        "source",
+        "predictions",
     )
-    styles = {"PASSED": "green", "FAILED": "red", "UNVALIDATED": "yellow"}
     for m in models:
         table.add_row(
+            m.role or "-",
             m.name,
             m.version,
             m.state,
-            f"[{styles[m.gate]}]{m.gate}[/]",
+            f"[{GATE_STYLES[m.gate]}]{m.gate}[/]" + (" [red]EXPIRED[/]" if m.expired else ""),
             m.sharpe_text,
             f"{m.deflated_sharpe:.3f} / {m.n_trials}" if m.validated else "-",
             m.source,
             f"{m.predictions:,}",
         )
     console.print(table)
+    live = Table(
+        "role", "model", "bars", "net", "Sharpe", "turnover/bar", "trades", "drift",
+        title="Live, on paper since loaded, and drift",
+    )  # fmt: skip
     for m in models:
-        if m.gate != "PASSED":
-            why = m.verdict or "its model card carries no gate verdict: nobody validated it"
-            console.print(f"[{styles[m.gate]}]{m.name} {m.version} is not a validated model:[/] {why}")
-
-
-def _print_shadow(url: str) -> None:
-    """Paper figures of the serving model and the shadow challengers (--shadow-models), one row each."""
-    from kairos.stack.services import metric_samples
-
-    rows: dict[tuple[str, str], dict[str, float]] = {}
-    for fig in ("bars", "net_return", "sharpe", "turnover", "trades"):
-        try:
-            samples = metric_samples(url, f"kairos_inference_shadow_{fig}")
-        except OSError:
-            return
-        for labels, value in samples.items():
-            got = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-            rows.setdefault((got.get("model", ""), got.get("role", "")), {})[fig] = value
-    if not rows:
-        return
-    table = Table("model (paper, live bars)", "role", "bars", "net", "Sharpe", "turnover/bar", "trades")
-    for (model, role), f in sorted(rows.items(), key=lambda kv: kv[0][1] != "serving"):
-        table.add_row(
-            model,
-            role,
-            f"{f.get('bars', 0):.0f}",
-            f"{f.get('net_return', 0) * 1e4:+.1f} bp",
-            f"{f.get('sharpe', 0):.2f}",
-            f"{f.get('turnover', 0):.3f}",
-            f"{f.get('trades', 0):.0f}",
+        live.add_row(
+            m.role or "-",
+            f"{m.name} {m.version}",
+            *shadow_text(m.shadow),
+            m.drift.text if m.drift is not None else "- (no training distribution in the card)",
         )
-    console.print(table)
+    console.print(live)
+    if not any(m.shadow for m in models):
+        console.print("shadow evaluation is off (kairos-inference --shadow-models): no paper figures")
+    for m in models:
+        p = m.promotion
+        if p is not None:  # ADR 0097: the challenger against the serving model on the same bars
+            verdict = "[green]significant[/]" if p.significant else "not significant"
+            console.print(
+                f"promotion test {m.name} {m.version} vs serving: {p.bars:,} bars, mean difference "
+                f"{p.mean_difference * 1e4:+.3f} bp/bar, p {p.p_value:.3g}: {verdict} ({p.method})",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for m in models:
+        if m.last_error:
+            console.print(f"[red]{m.name or m.source}: last load failed:[/] {m.last_error}")
+        if m.gate != "PASSED" and m.name:
+            why = m.verdict or "its model card carries no gate verdict: nobody validated it"
+            console.print(f"[{GATE_STYLES[m.gate]}]{m.name} {m.version} is not a validated model:[/] {why}")
+
+
+GATE_STYLES = {"PASSED": "green", "FAILED": "red", "UNVALIDATED": "yellow", "FORCED": "yellow"}
 
 
 def _scrape(url: str) -> list[tuple[str, str, str]]:
@@ -511,31 +557,102 @@ def _uri(uri: str) -> str:
     return uri or default_tracking_uri()
 
 
+def _default_max_age() -> float:
+    import os
+
+    return float(os.environ.get("KAIROS_INFERENCE_MODEL_MAX_AGE_DAYS", "30"))
+
+
 @models_app.command("list")
 def models_list(
     name: Annotated[str, typer.Argument(help="A registered model (default: all).")] = "",
     tracking_uri: UriOption = "",
+    max_age_days: Annotated[
+        float | None,
+        typer.Option(
+            help="Flag the champion EXPIRED past this age without a newer passing version "
+            "(default: the inference server's, $KAIROS_INFERENCE_MODEL_MAX_AGE_DAYS or 30; 0: never)."
+        ),
+    ] = None,
+    run_dir: RunDir = services.STATE_DIR / "run",
+    inference_addr: Annotated[
+        str,
+        typer.Option(help="Inference server for the live figures (default: the one `kairos up` started)."),
+    ] = "",
+    inference_token_file: Annotated[
+        Path | None, typer.Option(help="Its bearer token (default: RUN_DIR's inference token).")
+    ] = None,
 ) -> None:
-    """Versions, aliases (champion, challenger, previous-champion), gate verdicts, out-of-sample figures."""
-    from kairos.stack import models as lifecycle
+    """Versions, aliases (champion, challenger, previous-champion), gate verdicts, out-of-sample figures,
+    age (the champion marked EXPIRED past the maximum age, ADR 0098), and for the versions inference
+    serves (GetModelStatus): role, live paper figures and drift."""
+    import time
 
+    from kairos.stack import credentials
+    from kairos.stack import models as lifecycle
+    from kairos.stack.serving import shadow_text
+
+    age_limit = _default_max_age() if max_age_days is None else max_age_days
     try:
-        rows = lifecycle.list_versions(_uri(tracking_uri), name or None)
+        rows = lifecycle.list_versions(_uri(tracking_uri), name or None, age_limit)
     except lifecycle.ModelsError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_ERROR) from exc
-    table = Table(
-        "model", "version", "aliases", "gate", "Sharpe (interval)", "DSR / trials", "data", "created"
+    if not inference_addr:
+        inference = next((s for s in processes.recorded_services(run_dir) if s.name == "inference"), None)
+        inference_addr = inference.grpc_addr if inference is not None and inference.alive() else ""
+    token = (
+        inference_token_file.read_text().strip()
+        if inference_token_file is not None
+        else credentials.read_token(run_dir, "inference")
     )
-    styles = {"PASSED": "green", "FAILED": "red", "FORCED": "yellow"}
-    for r in rows:
-        sharpe = "" if r.sharpe is None else f"{r.sharpe:.2f}"
-        if r.sharpe_ci:
-            sharpe += f" [{r.sharpe_ci[0]:.2f}, {r.sharpe_ci[1]:.2f}]"
-        dsr = "" if r.dsr is None else f"{r.dsr:.3f} / {r.n_trials or 0:.0f}"
-        gate = f"[{styles[r.gate]}]{r.gate}[/]" if r.gate in styles else (r.gate or "-")
-        table.add_row(r.name, r.version, ", ".join(r.aliases), gate, sharpe, dsr, r.dataset, r.created)
+    served, why = lifecycle.live_models(inference_addr, token)
+    if served is not None and name:
+        served = [m for m in served if m.name == name]
+    table = Table(
+        "model", "version", "aliases", "gate", "Sharpe (interval)", "DSR / trials", "serving",
+        "bars", "net", "Sharpe live", "turnover/bar", "trades", "drift", "data", "created", "age",
+    )  # fmt: skip
+    now_us = time.time_ns() // 1000
+    for row in lifecycle.join_live(rows, served):
+        r, m = row.version, row.live
+        gate = (r.gate if r is not None else "") or (m.gate if m is not None else "")
+        cells = [
+            f"[{GATE_STYLES[gate]}]{gate}[/]" if gate in GATE_STYLES else (gate or "-"),
+        ]
+        if r is not None:
+            sharpe = "" if r.sharpe is None else f"{r.sharpe:.2f}"
+            if r.sharpe_ci:
+                sharpe += f" [{r.sharpe_ci[0]:.2f}, {r.sharpe_ci[1]:.2f}]"
+            dsr = "" if r.dsr is None else f"{r.dsr:.3f} / {r.n_trials or 0:.0f}"
+            ident = [r.name, r.version, ", ".join(r.aliases)]
+            cells += [sharpe, dsr]
+        else:
+            ident = [m.name, m.version, "(not registered)"]
+            cells += [m.sharpe_text, f"{m.deflated_sharpe:.3f} / {m.n_trials}" if m.validated else ""]
+        if m is None:
+            live = ["-", "-", "-", "-", "-", "-", "-"]
+        else:
+            role = m.role + (" [red]EXPIRED[/]" if m.expired else "")
+            live = [role, *shadow_text(m.shadow), m.drift.text if m.drift is not None else "-"]
+        if r is not None:
+            age = f"{(now_us - r.created_us) / 86_400e6:.1f} d" if r.created_us else "-"
+            tail = [r.dataset, r.created, age + (" [red]EXPIRED[/]" if r.expired else "")]
+        else:
+            tail = [m.source, "", ""]
+        table.add_row(*ident, *cells, *live, *tail)
     console.print(table)
+    for r in rows:
+        if r.expired:
+            console.print(
+                f"[red]{r.name} {r.version} (@champion) is expired:[/] older than {age_limit:g} days "
+                "and no newer version passed the gate since; retrain, or promote a newer version",
+                highlight=False,
+            )
+    if served is None:
+        console.print(f"inference not reachable: {why}; live figures and drift not shown")
+    elif served and not any(m.shadow for m in served):
+        console.print("shadow evaluation is off (kairos-inference --shadow-models): no paper figures")
 
 
 @models_app.command("promote")
@@ -543,10 +660,39 @@ def models_promote(
     name: Annotated[str, typer.Argument(help="The registered model, e.g. kairos-eurusd.")],
     version: Annotated[str, typer.Option(help="Version to promote (default: the @challenger).")] = "",
     tracking_uri: UriOption = "",
+    if_significant: Annotated[
+        bool,
+        typer.Option(
+            "--if-significant",
+            help="Promote the @challenger only if the inference server's promotion test (shadow, live "
+            "bars, ADR 0097) says it is significantly better than the serving @champion; exit 2 if not.",
+        ),
+    ] = False,
+    inference_addr: Annotated[
+        str, typer.Option(help="Inference gRPC host:port (with --if-significant).")
+    ] = "127.0.0.1:7501",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="The inference bearer token file (default: the run directory's inference.token)."),
+    ] = None,
+    run_dir: RunDir = services.STATE_DIR / "run",
 ) -> None:
     """Make a version @champion (the old one becomes @previous-champion); inference swaps on its next poll."""
     from kairos.stack import models as lifecycle
 
+    if if_significant:
+        from kairos.stack import credentials
+
+        if version:
+            err.print("--if-significant promotes the @challenger the server tested; drop --version")
+            raise typer.Exit(EXIT_ERROR)
+        token = token_file.read_text().strip() if token_file else credentials.read_token(run_dir, "inference")
+        d = lifecycle.promote_if_significant(_uri(tracking_uri), name, inference_addr, token)
+        if d.promoted:
+            console.print(f"{name}@champion: version {d.champion or '-'} -> {d.challenger}: {d.reason}")
+            return
+        console.print(f"{name}: not promoted: {d.reason}", highlight=False)
+        raise typer.Exit(EXIT_BAD_DATA)
     try:
         old, new = lifecycle.promote(_uri(tracking_uri), name, version or None)
     except lifecycle.ModelsError as exc:

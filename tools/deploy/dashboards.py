@@ -420,6 +420,194 @@ def pipeline() -> dict[str, Any]:
         8,
         7,
     )
+    shadow = (
+        "Live paper accounting of the serving model and of each challenger run in shadow on the same "
+        "bars (kairos-inference --shadow-models, ADR 0086), since the version was loaded: the card's "
+        "decision policy and the paper venue's fills, summed over symbols. Empty without shadow models."
+    )
+    lay.add(
+        timeseries(
+            "Shadow evaluation: paper net return",
+            "percentunit",
+            ("max by (model, role) (kairos_inference_shadow_net_return)", "{{role}} {{model}}"),
+            description=shadow + " Net return after costs, fraction of max_lots notional.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Shadow evaluation: paper Sharpe",
+            "short",
+            ("max by (model, role) (kairos_inference_shadow_sharpe)", "{{role}} {{model}}"),
+            description=shadow + " Annualised net Sharpe ratio of the per-bar returns.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Shadow evaluation: bars, trades, turnover",
+            "short",
+            ("max by (model, role) (kairos_inference_shadow_bars)", "bars {{role}} {{model}}"),
+            ("max by (model, role) (kairos_inference_shadow_trades)", "trades {{role}} {{model}}"),
+            ("max by (model, role) (kairos_inference_shadow_turnover)", "turnover/bar {{role}} {{model}}"),
+            description=shadow,
+        ),
+        8,
+        7,
+    )
+    drift = (
+        "Input drift against each model's training distribution in its card (ADR 0087); challengers "
+        "in shadow are measured against their own card. Empty for cards without a distribution."
+    )
+    lay.add(
+        timeseries(
+            "Drift: largest feature PSI",
+            "short",
+            ("max by (model) (kairos_inference_feature_psi)", "{{model}}"),
+            description=drift + " Over the last --drift-window rows; > 0.25 for 30 min fires "
+            "KairosFeatureDrift.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Drift: out-of-distribution rows",
+            "percentunit",
+            (
+                rate("kairos_inference_out_of_distribution_total", "model")
+                + " / "
+                + rate("kairos_inference_dissimilarity_index_count", "model"),
+                "out of distribution {{model}}",
+            ),
+            (
+                rate("kairos_inference_abstained_total", "model")
+                + " / "
+                + rate("kairos_inference_dissimilarity_index_count", "model"),
+                "abstained {{model}}",
+            ),
+            description=drift + " Share of rows beyond the out-of-distribution threshold (> 5% for "
+            "15 min fires KairosOutOfDistributionInput) and of signals sent flat (--abstain-ood).",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Drift: dissimilarity index",
+            "short",
+            *quantiles("kairos_inference_dissimilarity_index", "model"),
+            description=drift + " Distance of each predicted row from the training data over the "
+            "training rows' mean distance: ~1 is typical.",
+        ),
+        8,
+        7,
+    )
+
+    lay.row("Learning loop (promotion test, model expiry, recording)")
+    lay.add(
+        timeseries(
+            "Promotion test (challenger vs serving)",
+            "short",
+            ("max by (model, against) (kairos_inference_promotion_p_value)", "p {{model}} vs {{against}}"),
+            (
+                "max by (model, against) (kairos_inference_promotion_statistic)",
+                "t {{model}} vs {{against}}",
+            ),
+            description="One-sided Diebold-Mariano test of the per-bar net return difference on the same "
+            "bars, Newey-West variance (ADR 0097): a small p says the challenger is better.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        table(
+            "Challengers significantly better",
+            "max by (instance, model, against) (kairos_inference_promotion_significant == 1)",
+            "Pairs whose test is significant (bars >= --promotion-min-bars, p <= --promotion-alpha): "
+            "`kairos models promote --if-significant` or the loop's [auto_promote] promotes them.",
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        timeseries(
+            "Paired bars per test",
+            "short",
+            ("max by (model, against) (kairos_inference_promotion_bars)", "{{model}} vs {{against}}"),
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        stat(
+            "Expired serving models",
+            "short",
+            "sum(kairos_inference_model_expired) or vector(0)",
+            "Serving versions past --model-max-age-days with no newer passing retrain (ADR 0098).",
+            thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        timeseries(
+            "Serving model age",
+            "d",
+            ("max by (model) (kairos_inference_model_age_seconds) / 86400", "{{model}}"),
+            description="Days since the serving version was registered.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Signals sent flat: expired model",
+            "ops",
+            (rate("kairos_inference_expired_abstained_total", "model"), "{{model}}"),
+            description="Signals sent flat while the serving version is expired (--abstain-expired, ADR "
+            "0098); out-of-distribution abstentions are in the Models row.",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Recorder: rows written",
+            "ops",
+            (rate("kairos_recorder_ticks_total"), "ticks"),
+            (rate("kairos_recorder_bars_total", "timeframe"), "bars {{timeframe}}"),
+            description="Ticks and bars kairos-record keeps as Parquet (ADR 0084).",
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Recorder: lag and losses",
+            "short",
+            (
+                "max by (instance) (time() - kairos_recorder_last_write_timestamp_seconds)",
+                "s since last write",
+            ),
+            ("max by (instance) (kairos_recorder_buffered_rows)", "buffered rows"),
+            (rate("kairos_recorder_tick_sequence_gaps_total", "", "increase"), "ticks missing (gaps)"),
+            (rate("kairos_recorder_errors_total", "kind", "increase"), "errors {{kind}}"),
+        ),
+        8,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Recorder: flush time",
+            "s",
+            *quantiles("kairos_recorder_flush_seconds", ""),
+        ),
+        8,
+        7,
+    )
 
     lay.row("Orders and risk (execution)")
     lay.add(
@@ -602,8 +790,8 @@ def pipeline() -> dict[str, Any]:
         "id": None,
         "uid": "kairos-pipeline",
         "title": "Kairos pipeline",
-        "description": "Ticks to orders: ingest, per-hop latency, models, orders and risk, P&L. Generated by "
-        "tools/deploy/dashboards.py.",
+        "description": "Ticks to orders: ingest, per-hop latency, models, the learning loop, orders and "
+        "risk, P&L. Generated by tools/deploy/dashboards.py.",
         "tags": ["kairos"],
         "timezone": "utc",
         "editable": False,

@@ -513,6 +513,7 @@ K8S_NATS_IDENTITIES = {
     "execution": ("KAIROS_EXECUTION_NATS_CREDS", "execution"),
     "nats-streams": ("NATS_PASSWORD_FILE", "streams"),
     "console": ("KAIROS_CONSOLE_NATS_CREDS", "observer"),
+    "recorder": ("KAIROS_RECORDER_NATS_CREDS", "recorder"),
 }
 K8S_NATS_CREDENTIALS = "kairos-nats-credentials"
 

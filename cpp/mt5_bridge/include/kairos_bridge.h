@@ -2,7 +2,9 @@
  *
  * Rules of this ABI (see docs/bridge.md and docs/adr/0010-bridge-c-abi.md):
  * - Every function is extern "C", never throws, and returns an int32 status (KB_OK or a KB_* code
- *   below); no call blocks on I/O. A background thread per handle does all network work.
+ *   below); no call blocks on I/O. A background thread per handle does all network work. The one
+ *   exception is kb_tester_wait, and only for a bridge opened in Strategy Tester lockstep: it waits,
+ *   bounded by its timeout, for the stack's decision (docs/adr/0095-strategy-tester-lockstep.md).
  * - A handle is an int64 naming one bridge instance (one per EA); handles are never reused, so a call
  *   with a closed handle returns KB_E_BAD_HANDLE instead of touching freed memory.
  * - Strings in are NUL-terminated UTF-16 (`const kb_char16*`, which is `const wchar_t*` on Windows,
@@ -40,7 +42,9 @@ typedef uint16_t kb_char16;
  * 3: kb_report_check (the EA's start-up self-check, a TerminalCheck frame to the execution service);
  *    COMMAND_KIND_MODIFY_POSITION reaches the EA. Servers of this release accept versions 2 and 3
  *    (docs/adr/0016-bridge-ea-self-check-and-position-stops.md). */
-#define KB_API_VERSION 3
+/* 4: Strategy Tester lockstep: KbOptions.lockstep, kb_tester_wait, KB_COMMAND and KB_E_TIMEOUT, the
+ *    tester_* counters (docs/adr/0095-strategy-tester-lockstep.md). Servers accept 2 to 4. */
+#define KB_API_VERSION 4
 
 /* History kinds and kb_history_end verdicts (kairos.marketdata.v1.HistoryKind, HistoryStatus). */
 #define KB_HISTORY_TICKS 1
@@ -54,6 +58,7 @@ typedef uint16_t kb_char16;
 #define KB_OK 0                   /* done */
 #define KB_EMPTY 1                /* kb_poll_command: no command is waiting (not an error) */
 #define KB_PARTIAL 2              /* kb_push_ticks: some ticks were invalid and refused, the others queued */
+#define KB_COMMAND 3              /* kb_tester_wait: an order command waits for the EA */
 #define KB_E_NULL (-1)            /* a required pointer argument is NULL */
 #define KB_E_BAD_HANDLE (-2)      /* unknown handle, or already closed (also a second kb_close) */
 #define KB_E_BAD_COUNT (-3)       /* count <= 0 or above KB_MAX_PUSH_TICKS */
@@ -68,6 +73,7 @@ typedef uint16_t kb_char16;
 #define KB_E_INTERNAL (-12)       /* an unexpected failure inside the bridge (out of memory, a bug) */
 #define KB_E_NO_CHANNEL (-13)     /* the call needs a channel that was not configured at kb_open */
 #define KB_E_STATE (-14)          /* call out of order (e.g. kb_positions_add without kb_positions_begin) */
+#define KB_E_TIMEOUT (-15)        /* kb_tester_wait: the stack did not decide within the timeout (counted) */
 /* Network conditions, reported in KbCounters.last_error (never returned by a call). */
 #define KB_E_CONNECT (-20)           /* connect failed or timed out */
 #define KB_E_PEER_CLOSED (-21)       /* the peer closed the connection or a socket error occurred */
@@ -116,6 +122,8 @@ typedef struct KbOptions {
   int32_t warm_poll_us;           /* while ticks flow (sent in the last second) look at the ring this
                                      often instead of being woken, so pushes make no system call:
                                      1000 (0 = always wake: lowest latency, a syscall per idle push) */
+  int32_t lockstep;               /* API 4: 1 = Strategy Tester lockstep (kb_tester_wait), 0 = live: 0.
+                                     A caller of API 3 passes struct_size 52 and gets 0. */
 } KbOptions;
 
 /* An order command for the EA (execution service -> bridge), written by kb_poll_command. */
@@ -291,20 +299,25 @@ typedef struct KbCounters {
   int64_t trading_rtt_us;
   uint64_t ticks_acked; /* ticks in frames the collector acknowledged (processed) */
   uint64_t wakeups;     /* calls that had to wake the sleeping network thread (one system call each) */
+  /* API 4, lockstep only (all 0 in live mode). */
+  uint64_t tester_steps;       /* kb_tester_wait calls that ended with the step decided (KB_OK) */
+  uint64_t tester_timeouts;    /* kb_tester_wait calls that ended with KB_E_TIMEOUT */
+  uint64_t tester_decisions;   /* decisions the execution service reported (TesterDecision) */
+  uint64_t tester_no_decision; /* tick frames the collector answered with no decision (TesterStep) */
 } KbCounters;
 
 #pragma pack(pop)
 
 #if defined(__cplusplus)
 static_assert(sizeof(KbMqlTick) == 60, "MqlTick is 60 bytes");
-static_assert(sizeof(KbOptions) == 52, "KbOptions layout");
+static_assert(sizeof(KbOptions) == 56, "KbOptions layout");
 static_assert(sizeof(KbCommand) == 232, "KbCommand layout");
 static_assert(sizeof(KbOrderResult) == 92, "KbOrderResult layout");
 static_assert(sizeof(KbTransaction) == 104, "KbTransaction layout");
 static_assert(sizeof(KbAccount) == 68, "KbAccount layout");
 static_assert(sizeof(KbPosition) == 88, "KbPosition layout");
 static_assert(sizeof(KbWorkingOrder) == 48, "KbWorkingOrder layout");
-static_assert(sizeof(KbCounters) == 248, "KbCounters layout");
+static_assert(sizeof(KbCounters) == 280, "KbCounters layout");
 static_assert(sizeof(KbTerminalCheck) == 40, "KbTerminalCheck layout");
 static_assert(sizeof(KbMqlRates) == 60, "MqlRates is 60 bytes");
 static_assert(sizeof(KbHistoryRequest) == 96, "KbHistoryRequest layout");
@@ -409,6 +422,16 @@ KB_API int32_t kb_positions_add_position(int64_t handle, const KbPosition* posit
 KB_API int32_t kb_positions_add_order(int64_t handle, const KbWorkingOrder* order, const kb_char16* symbol,
                                       const kb_char16* client_order_id) KB_NOEXCEPT;
 KB_API int32_t kb_positions_end(int64_t handle) KB_NOEXCEPT;
+
+/* Strategy Tester lockstep (API 4, docs/adr/0095-strategy-tester-lockstep.md): the one call that
+ * blocks, and only for a bridge opened with KbOptions.lockstep = 1 (KB_E_STATE otherwise). Waits at
+ * most timeout_ms (1..60000) until the stack has decided on every tick pushed so far: the collector
+ * answered each tick frame, the execution service decided on every signal those ticks produced, no
+ * order command waits for the EA and every report was acknowledged. KB_OK: the tester may move on.
+ * KB_COMMAND: a command waits; kb_poll_command, carry it out, report, then wait again. KB_E_TIMEOUT:
+ * counted in tester_timeouts and logged; nothing is dropped (what arrives later counts towards the
+ * next step). */
+KB_API int32_t kb_tester_wait(int64_t handle, int32_t timeout_ms) KB_NOEXCEPT;
 
 /* Reads the counters of a handle (counters->struct_size must be set, or 0 for the current size). */
 KB_API int32_t kb_get_counters(int64_t handle, KbCounters* counters) KB_NOEXCEPT;

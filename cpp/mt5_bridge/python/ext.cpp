@@ -72,6 +72,8 @@ class Bridge {
         o.idle_spin_us = v;
       else if (key == "warm_poll_us")
         o.warm_poll_us = v;
+      else if (key == "lockstep")
+        o.lockstep = v;
       else
         throw py::value_error("unknown bridge option: " + key);
     }
@@ -176,6 +178,11 @@ class Bridge {
   int history_end(uint64_t request_id, int32_t status, int64_t first_available_msc,
                   const std::u16string& message) {
     return kb_history_end(handle_, request_id, status, first_available_msc, U(message));
+  }
+
+  int tester_wait(int32_t timeout_ms) {
+    py::gil_scoped_release nogil;
+    return kb_tester_wait(handle_, timeout_ms);
   }
 
   py::object poll_command() {
@@ -307,6 +314,10 @@ class Bridge {
     KB_FIELD(trading_rtt_us);
     KB_FIELD(ticks_acked);
     KB_FIELD(wakeups);
+    KB_FIELD(tester_steps);
+    KB_FIELD(tester_timeouts);
+    KB_FIELD(tester_decisions);
+    KB_FIELD(tester_no_decision);
 #undef KB_FIELD
     return std::move(d);
   }
@@ -363,6 +374,7 @@ PYBIND11_MODULE(kairos_bridge_ext, m) {
       .def("push_ticks", &Bridge::push_ticks)
       .def("push_columns", &Bridge::push_columns)
       .def("poll_command", &Bridge::poll_command)
+      .def("tester_wait", &Bridge::tester_wait)
       .def("poll_history", &Bridge::poll_history)
       .def("history_ticks", &Bridge::history_ticks)
       .def("history_bars", &Bridge::history_bars)

@@ -20,6 +20,8 @@ using kairos::bridge::Config;
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
+// sizeof(KbOptions) of API 3, before the lockstep field: such callers keep working.
+constexpr int32_t kOptionsSizeV3 = 52;
 
 // Never destroyed: at DLL unload the loader lock forbids joining threads, so a handle the EA did not
 // close is left alone rather than torn down under the terminal (docs/bridge.md: always kb_close).
@@ -105,6 +107,12 @@ int32_t kb_status_text(int32_t status, kb_char16* buffer, int32_t capacity) noex
       case KB_EMPTY:
         t = "nothing waiting";
         break;
+      case KB_COMMAND:
+        t = "an order command waits for the EA";
+        break;
+      case KB_E_TIMEOUT:
+        t = "the stack did not decide on the tick within the timeout";
+        break;
       case KB_PARTIAL:
         t = "some ticks were invalid and refused; the others were queued";
         break;
@@ -185,8 +193,13 @@ int32_t kb_default_options(KbOptions* options) noexcept {
   if (options == nullptr) return KB_E_NULL;
   return Guard([&] {
     const int32_t size = options->struct_size;
-    if (size != 0 && size != static_cast<int32_t>(sizeof(KbOptions))) return KB_E_BAD_ARG;
-    *options = kairos::bridge::DefaultOptions();
+    if (size != 0 && size != static_cast<int32_t>(sizeof(KbOptions)) && size != kOptionsSizeV3)
+      return KB_E_BAD_ARG;
+    // An API 3 caller's struct ends before lockstep: only its prefix is written.
+    const KbOptions d = kairos::bridge::DefaultOptions();
+    std::memcpy(options, &d,
+                size == kOptionsSizeV3 ? static_cast<size_t>(kOptionsSizeV3) : sizeof(KbOptions));
+    if (size == kOptionsSizeV3) options->struct_size = kOptionsSizeV3;
     return KB_OK;
   });
 }
@@ -243,8 +256,12 @@ int32_t kb_open_with_key(const kb_char16* collector_endpoint, const kb_char16* e
     h.trade_mode = static_cast<kairos_bridge_v1_TradeMode>(trade_mode);
     h.magic = magic;
     if (options != nullptr) {
-      if (options->struct_size != static_cast<int32_t>(sizeof(KbOptions))) return KB_E_BAD_ARG;
-      cfg.options = *options;
+      const int32_t size = options->struct_size;
+      if (size != static_cast<int32_t>(sizeof(KbOptions)) && size != kOptionsSizeV3) return KB_E_BAD_ARG;
+      cfg.options = KbOptions{};
+      std::memcpy(&cfg.options, options, static_cast<size_t>(size));
+      if (cfg.options.lockstep != 0 && cfg.options.lockstep != 1) return KB_E_BAD_ARG;
+      h.lockstep = cfg.options.lockstep == 1;
     } else {
       cfg.options = kairos::bridge::DefaultOptions();
     }
@@ -555,6 +572,15 @@ int32_t kb_positions_end(int64_t handle) noexcept {
     auto c = Find(handle);
     if (!c) return KB_E_BAD_HANDLE;
     return c->PositionsEnd();
+  });
+}
+
+int32_t kb_tester_wait(int64_t handle, int32_t timeout_ms) noexcept {
+  return Guard([&]() -> int32_t {
+    if (timeout_ms < 1 || timeout_ms > 60000) return KB_E_BAD_ARG;
+    auto c = Find(handle);
+    if (!c) return KB_E_BAD_HANDLE;
+    return c->TesterWait(timeout_ms);
   });
 }
 

@@ -276,6 +276,10 @@ int Client::PushTicks(const std::string& symbol, int32_t digits, const KbMqlTick
       head++;
     }
     head_.store(head, std::memory_order_release);
+    if (lockstep()) {
+      std::lock_guard<std::mutex> sl(step_mu_);
+      step_pushed_[symbol] = s.next_seq - 1;
+    }
   }
   n_.ticks_queued.fetch_add(static_cast<uint64_t>(valid), std::memory_order_relaxed);
   // While the collector is not connected the ticks wait in the ring: waking the thread would only
@@ -417,6 +421,10 @@ void Client::GetCounters(KbCounters* out) const {
   c.trading_rtt_us = n_.tr_rtt_us.load();
   c.ticks_acked = r(n_.ticks_acked);
   c.wakeups = r(n_.wakeups);
+  c.tester_steps = r(n_.tester_steps);
+  c.tester_timeouts = r(n_.tester_timeouts);
+  c.tester_decisions = r(n_.tester_decisions);
+  c.tester_no_decision = r(n_.tester_no_decision);
   // An older caller with a smaller struct gets the prefix it knows.
   std::memcpy(out, &c, static_cast<size_t>(size));
   out->struct_size = size;
@@ -630,6 +638,7 @@ void Client::OnAck(Conn& c, uint64_t ack) {
     }
     c.unacked.pop_front();
   }
+  if (c.channel == kairos_bridge_v1_Channel_CHANNEL_TRADING) NotifyStep();
 }
 
 void Client::OnWelcome(Conn& c, const kairos_bridge_v1_Welcome& w, int64_t now) {
@@ -678,6 +687,7 @@ void Client::OnWelcome(Conn& c, const kairos_bridge_v1_Welcome& w, int64_t now) 
     n_.tr_connected.store(1);
   }
   SendHeartbeat(c, now);
+  NotifyStep();
 }
 
 void Client::QueueResultOnNet(Conn& c, const kairos_bridge_v1_OrderCommand& cmd, const std::string& why) {
@@ -741,6 +751,7 @@ void Client::OnCommand(Conn& c, const kairos_bridge_v1_Frame& f) {
     }
     commands_.push_back(kb);
   }
+  NotifyStep();
   seen_commands_.insert(cmd.command_id);
   seen_order_.push_back(cmd.command_id);
   while (seen_order_.size() > kSeenCommands) {
@@ -832,6 +843,22 @@ bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) 
         return false;
       }
       OnCommand(c, f);
+      break;
+    case kairos_bridge_v1_Frame_tester_step_tag:
+      if (c.channel != kairos_bridge_v1_Channel_CHANNEL_MARKET_DATA) {
+        n_.malformed_frames.fetch_add(1);
+        Disconnect(c, KB_E_MALFORMED_FRAME, "tester step on the trading channel", now);
+        return false;
+      }
+      OnTesterStep(f.body.tester_step);
+      break;
+    case kairos_bridge_v1_Frame_tester_decision_tag:
+      if (c.channel != kairos_bridge_v1_Channel_CHANNEL_TRADING) {
+        n_.malformed_frames.fetch_add(1);
+        Disconnect(c, KB_E_MALFORMED_FRAME, "tester decision on the market-data channel", now);
+        return false;
+      }
+      OnTesterDecision(f.body.tester_decision);
       break;
     case kairos_bridge_v1_Frame_error_tag:
       Log(KB_E_PEER_ERROR, std::string(ChannelName(c.channel)) + " server error " +
@@ -965,6 +992,87 @@ void Client::PumpTicks(Conn& c) {
     n_.ticks_sent.fetch_add(n, std::memory_order_relaxed);
     last_pump_ms_ = NowMs();
     frames++;
+  }
+}
+
+// ---- Strategy Tester lockstep (ADR 0095) ------------------------------------------------------
+
+void Client::NotifyStep() {
+  if (!lockstep()) return;
+  // Taking the mutex orders this notification after the waiter's predicate check: no lost wake-up.
+  { std::lock_guard<std::mutex> lock(step_mu_); }
+  step_cv_.notify_all();
+}
+
+void Client::OnTesterStep(const kairos_bridge_v1_TesterStep& st) {
+  if (!lockstep()) return;
+  {
+    std::lock_guard<std::mutex> lock(step_mu_);
+    uint64_t& answered = step_answered_[st.symbol];
+    if (st.tick_sequence > answered) answered = st.tick_sequence;
+    for (pb_size_t i = 0; i < st.decision_time_msc_count; i++) {
+      // A decision the execution service reported first cancels out (count back to 0).
+      const auto key = std::make_pair(std::string(st.symbol), st.decision_time_msc[i]);
+      if (++step_pending_[key] == 0) step_pending_.erase(key);
+    }
+  }
+  if (st.decision_time_msc_count == 0) n_.tester_no_decision.fetch_add(1, std::memory_order_relaxed);
+  step_cv_.notify_all();
+}
+
+void Client::OnTesterDecision(const kairos_bridge_v1_TesterDecision& d) {
+  if (!lockstep()) return;
+  n_.tester_decisions.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(step_mu_);
+    const auto key = std::make_pair(std::string(d.symbol), d.time_msc);
+    if (--step_pending_[key] == 0) step_pending_.erase(key);
+  }
+  step_cv_.notify_all();
+}
+
+std::string Client::StepWaitingFor() {
+  if (has_market_data() && n_.md_connected.load() == 0) return "the collector connection";
+  if (has_trading() && n_.tr_connected.load() == 0) return "the execution connection";
+  for (const auto& p : step_pushed_) {
+    auto it = step_answered_.find(p.first);
+    if (has_market_data() && (it == step_answered_.end() || it->second < p.second))
+      return "the collector's answer for " + p.first + " tick " + std::to_string(p.second);
+  }
+  for (const auto& p : step_pending_) {
+    if (p.second > 0)
+      return "the execution service's decision on " + p.first.first + " at " + std::to_string(p.first.second);
+  }
+  if (reports_pending_.load() != 0)
+    return std::to_string(reports_pending_.load()) + " report(s) not acknowledged by the execution service";
+  return "";
+}
+
+int Client::TesterWait(int32_t timeout_ms) {
+  if (!lockstep()) return KB_E_STATE;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::unique_lock<std::mutex> lock(step_mu_);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> cl(cmd_mu_);
+      if (!commands_.empty()) return KB_COMMAND;
+    }
+    const std::string waiting = StepWaitingFor();
+    if (waiting.empty()) {
+      n_.tester_steps.fetch_add(1, std::memory_order_relaxed);
+      return KB_OK;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      n_.tester_timeouts.fetch_add(1, std::memory_order_relaxed);
+      lock.unlock();
+      Log(KB_E_TIMEOUT, "tester step: no decision within " + std::to_string(timeout_ms) +
+                            " ms, waiting for " + waiting +
+                            "; the tester moves on, later answers count towards the next step");
+      return KB_E_TIMEOUT;
+    }
+    // Notified on every change; the slice bounds a wake-up lost to a condition read without step_mu_.
+    step_cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(20)));
   }
 }
 

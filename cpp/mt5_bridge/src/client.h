@@ -6,8 +6,10 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -80,6 +82,11 @@ class Client {
   int PositionsAdd(const kairos_bridge_v1_Position* position, const kairos_bridge_v1_WorkingOrder* order);
   int PositionsEnd();
 
+  // Strategy Tester lockstep (terminal thread): waits, bounded, for the stack's decision on every
+  // tick pushed so far (kb_tester_wait).
+  int TesterWait(int32_t timeout_ms);
+  bool lockstep() const { return config_.options.lockstep == 1; }
+
   void GetCounters(KbCounters* out) const;
   std::string LastError() const;
   bool PollLog(std::string* line);
@@ -141,7 +148,8 @@ class Client {
         bytes_received{0}, reconnects{0}, connect_failures{0}, malformed_frames{0}, heartbeats_sent{0},
         heartbeats_received{0}, duplicate_frames{0}, commands_received{0}, commands_polled{0},
         commands_duplicate{0}, commands_dropped{0}, reports_queued{0}, reports_acked{0}, reports_resent{0},
-        reports_dropped{0}, ticks_acked{0}, wakeups{0};
+        reports_dropped{0}, ticks_acked{0}, wakeups{0}, tester_steps{0}, tester_timeouts{0},
+        tester_decisions{0}, tester_no_decision{0};
     std::atomic<int32_t> md_connected{0}, tr_connected{0};
     std::atomic<int64_t> md_rtt_us{-1}, tr_rtt_us{-1};
   };
@@ -242,6 +250,19 @@ class Client {
   void OnHistoryRequest(Conn& c, const kairos_bridge_v1_HistoryRequest& r);
   void PumpHistory(Conn& c);
   bool HistoryPending();
+  // Lockstep state: what was pushed, what the collector answered, the decisions it named that the
+  // execution service has not reported yet (and reports that came first). Guarded by step_mu_; the
+  // network thread notifies step_cv_ whenever any input of the step condition may have changed.
+  std::mutex step_mu_;
+  std::condition_variable step_cv_;
+  std::map<std::string, uint64_t> step_pushed_;    // symbol -> last tick sequence pushed
+  std::map<std::string, uint64_t> step_answered_;  // symbol -> last tick sequence the collector answered
+  std::map<std::pair<std::string, int64_t>, int> step_pending_;  // decisions awaited (count; < 0: early)
+  void OnTesterStep(const kairos_bridge_v1_TesterStep& s);
+  void OnTesterDecision(const kairos_bridge_v1_TesterDecision& d);
+  void NotifyStep();
+  // Empty when the step is done, else what it still waits for (for the log line of a timeout).
+  std::string StepWaitingFor();
   std::unique_ptr<kairos_bridge_v1_Frame> scratch_;  // 22 KB, reused for encoding tick batches
   std::unordered_set<uint64_t> seen_commands_;
   std::deque<uint64_t> seen_order_;

@@ -735,3 +735,132 @@ TEST(Close, IsBoundedWhenThePeerNeverAcknowledges) {
   // close_flush_ms (500 ms) bounds the wait for acknowledgements that never come.
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
 }
+
+// ---- Strategy Tester lockstep (ADR 0095) ---------------------------------------------------------
+
+namespace {
+
+KbOptions LockstepOptions() {
+  KbOptions o{};
+  o.struct_size = sizeof(KbOptions);
+  EXPECT_EQ(kb_default_options(&o), KB_OK);
+  o.lockstep = 1;
+  return o;
+}
+
+kairos_bridge_v1_TesterStep Step(uint64_t seq, std::initializer_list<int64_t> decisions) {
+  kairos_bridge_v1_TesterStep s = kairos_bridge_v1_TesterStep_init_zero;
+  std::snprintf(s.symbol, sizeof(s.symbol), "EURUSD");
+  s.tick_sequence = seq;
+  for (int64_t d : decisions) s.decision_time_msc[s.decision_time_msc_count++] = d;
+  return s;
+}
+
+kairos_bridge_v1_TesterDecision Decision(int64_t time_msc, const char* outcome, uint32_t commands) {
+  kairos_bridge_v1_TesterDecision d = kairos_bridge_v1_TesterDecision_init_zero;
+  std::snprintf(d.symbol, sizeof(d.symbol), "EURUSD");
+  d.time_msc = time_msc;
+  std::snprintf(d.outcome, sizeof(d.outcome), "%s", outcome);
+  d.commands = commands;
+  return d;
+}
+
+}  // namespace
+
+TEST(Tester, LiveModeNeverWaitsAndApi3OptionsStillOpen) {
+  TestPeer md;
+  Handle live;
+  ASSERT_EQ(Open(md.endpoint(), "", &live.h), KB_OK);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(kb_tester_wait(live.h, 1000), KB_E_STATE) << "a live bridge must never block";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+  EXPECT_EQ(kb_tester_wait(live.h, 0), KB_E_BAD_ARG);
+  EXPECT_EQ(kb_tester_wait(live.h, 60001), KB_E_BAD_ARG);
+  EXPECT_EQ(kb_tester_wait(999999, 10), KB_E_BAD_HANDLE);
+  // An API 3 EA passes the 52-byte KbOptions: it opens, live, and its Hello asks for nothing.
+  KbOptions v3{};
+  v3.struct_size = 52;
+  ASSERT_EQ(kb_default_options(&v3), KB_OK);
+  EXPECT_EQ(v3.struct_size, 52);
+  EXPECT_EQ(v3.lockstep, 0) << "wrote past an API 3 caller's struct";
+  TestPeer md3;  // one connection per test peer
+  Handle old;
+  ASSERT_EQ(Open(md3.endpoint(), "", &old.h, &v3), KB_OK);
+  EXPECT_EQ(kb_tester_wait(old.h, 10), KB_E_STATE);
+  KbOptions bad = LockstepOptions();
+  bad.lockstep = 2;
+  int64_t h = 0;
+  EXPECT_EQ(Open(md.endpoint(), "", &h, &bad), KB_E_BAD_ARG);
+  for (TestPeer* p : {&md, &md3}) {
+    ASSERT_TRUE(p->WaitFor([&] { return !p->hellos().empty(); }, 3000));
+    EXPECT_FALSE(p->hellos()[0].lockstep);
+    EXPECT_EQ(p->hellos()[0].api_version, 4u);
+  }
+}
+
+TEST(Tester, AStepWaitsForTheCollectorTheDecisionItsCommandAndTheAck) {
+  TestPeer md, tr;
+  Handle h;
+  const KbOptions o = LockstepOptions();
+  ASSERT_EQ(Open(md.endpoint(), tr.endpoint(), &h.h, &o), KB_OK);
+  const std::vector<KbMqlTick> ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[0], 1), KB_OK);
+  // Nothing answered yet: the wait is bounded, says so, counts it and logs what it waited for.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(kb_tester_wait(h.h, 300), KB_E_TIMEOUT);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, std::chrono::milliseconds(290));
+  EXPECT_LT(waited, std::chrono::milliseconds(1500));
+  EXPECT_EQ(Counters(h.h).tester_timeouts, 1u);
+  kb_char16 line[512];
+  std::string logged;
+  while (kb_poll_log(h.h, line, 512) == KB_OK) {
+    std::string s;
+    for (int i = 0; line[i] != 0; i++) s += static_cast<char>(line[i]);
+    logged += s + "\n";
+  }
+  EXPECT_NE(
+      logged.find(
+          "tester step: no decision within 300 ms, waiting for the collector's answer for EURUSD tick 1"),
+      std::string::npos)
+      << logged;
+  ASSERT_TRUE(md.WaitFor([&] { return Counters(h.h).trading_connected == 1 && md.tick_count() == 1; }, 3000));
+
+  // The collector answered: no decision on tick 1. The step is done.
+  ASSERT_TRUE(md.SendTesterStep(Step(1, {})));
+  EXPECT_EQ(kb_tester_wait(h.h, 3000), KB_OK);
+  EXPECT_EQ(Counters(h.h).tester_no_decision, 1u);
+
+  // Tick 2 closes a bar: the collector names the decision, and the step waits for execution's.
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[1], 1), KB_OK);
+  ASSERT_TRUE(md.SendTesterStep(Step(2, {1577898060000})));
+  EXPECT_EQ(kb_tester_wait(h.h, 200), KB_E_TIMEOUT) << "done before the execution service decided";
+  ASSERT_TRUE(tr.SendCommand(PlaceCommand(7, "K-7")));
+  ASSERT_TRUE(tr.SendTesterDecision(Decision(1577898060000, "order", 1)));
+  // The decision's command comes first: the EA carries it out, reports, and waits again.
+  EXPECT_EQ(kb_tester_wait(h.h, 3000), KB_COMMAND);
+  KbCommand cmd{};
+  ASSERT_EQ(kb_poll_command(h.h, &cmd), KB_OK);
+  EXPECT_EQ(cmd.command_id, 7u);
+  const KbOrderResult r = Result(7);
+  ASSERT_EQ(kb_report_result(h.h, &r, W("K-7").data(), W("Request executed").data()), KB_OK);
+  // Done only once execution acknowledged the result: the next decision sees the fill.
+  EXPECT_EQ(kb_tester_wait(h.h, 3000), KB_OK);
+  EXPECT_GE(tr.last_ack_from_bridge(), 2u);
+  EXPECT_EQ(tr.results().size(), 1u) << "the result reached the execution service before the step ended";
+
+  // A decision reported before the collector's step counts as well (the two channels race).
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[2], 1), KB_OK);
+  ASSERT_TRUE(tr.SendTesterDecision(Decision(1577898120000, "hold", 0)));
+  ASSERT_TRUE(tr.WaitFor([&] { return Counters(h.h).tester_decisions == 2; }, 3000));
+  ASSERT_TRUE(md.SendTesterStep(Step(3, {1577898120000})));
+  EXPECT_EQ(kb_tester_wait(h.h, 3000), KB_OK);
+  const KbCounters c = Counters(h.h);
+  EXPECT_EQ(c.tester_steps, 3u);
+  EXPECT_EQ(c.tester_timeouts, 2u);
+  EXPECT_EQ(c.tester_decisions, 2u);
+  EXPECT_EQ(c.tester_no_decision, 1u);
+  ASSERT_FALSE(md.hellos().empty());
+  EXPECT_TRUE(md.hellos()[0].lockstep);
+  EXPECT_TRUE(tr.hellos()[0].lockstep);
+}

@@ -121,6 +121,31 @@ bool TestPeer::SendHistoryRequest(const kairos_bridge_v1_HistoryRequest& req) {
   return WriteFrame(fd, f.get());
 }
 
+bool TestPeer::SendBody(pb_size_t tag, const std::function<void(kairos_bridge_v1_Frame*)>& fill) {
+  int fd = conn_fd_.load();
+  if (fd < 0) return false;
+  std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    f->sequence = ++out_seq_;
+    f->ack = processed_[{session_, channel_}];
+  }
+  f->sent_time_us = NowUs();
+  f->which_body = tag;
+  fill(f.get());
+  return WriteFrame(fd, f.get());
+}
+
+bool TestPeer::SendTesterStep(const kairos_bridge_v1_TesterStep& step) {
+  return SendBody(kairos_bridge_v1_Frame_tester_step_tag,
+                  [&](kairos_bridge_v1_Frame* f) { f->body.tester_step = step; });
+}
+
+bool TestPeer::SendTesterDecision(const kairos_bridge_v1_TesterDecision& decision) {
+  return SendBody(kairos_bridge_v1_Frame_tester_decision_tag,
+                  [&](kairos_bridge_v1_Frame* f) { f->body.tester_decision = decision; });
+}
+
 bool TestPeer::SendRaw(const std::vector<uint8_t>& bytes) {
   int fd = conn_fd_.load();
   if (fd < 0) return false;

@@ -58,6 +58,10 @@ class TestPeer {
   bool SendCommand(const kairos_bridge_v1_OrderCommand& cmd);
   // Sends a sequenced HistoryRequest (a collector asking for history); false if no connection.
   bool SendHistoryRequest(const kairos_bridge_v1_HistoryRequest& req);
+  // Strategy Tester lockstep (ADR 0095): the collector's answer for a tick frame, the execution
+  // service's decision.
+  bool SendTesterStep(const kairos_bridge_v1_TesterStep& step);
+  bool SendTesterDecision(const kairos_bridge_v1_TesterDecision& decision);
   // Writes raw bytes on the current connection.
   bool SendRaw(const std::vector<uint8_t>& bytes);
 
@@ -93,6 +97,7 @@ class TestPeer {
   bool HandleFrame(int fd, const kairos_bridge_v1_Frame& f);
   bool LightTicks(const uint8_t* p, size_t n);
   bool WriteFrame(int fd, kairos_bridge_v1_Frame* f);
+  bool SendBody(pb_size_t tag, const std::function<void(kairos_bridge_v1_Frame*)>& fill);
 
   Options opt_;
   uint16_t port_ = 0;

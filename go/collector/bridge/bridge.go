@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	bridgev1 "github.com/kairos-mt5/kairos/gen/go/kairos/bridge/v1"
+	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
 	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/collector/ingest"
@@ -57,7 +58,7 @@ func Listen(cfg Config, pipe *ingest.Pipeline, m *metrics.Metrics, log *slog.Log
 		MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL, Guard: cfg.Guard,
 		// A forgotten session's ingest source (its watermarks) goes with it, from memory and the state file.
 		OnEvict: func(id uint64, _ string) { pipe.DropSource(SourceName(id)) }},
-		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector"), hist: cfg.History}, m.Bridge, log)
+		&channel{pipe: pipe, hop: m.HopLatency.WithLabelValues("bridge_to_collector"), hist: cfg.History, m: m}, m.Bridge, log)
 	if err := l.Listen(); err != nil {
 		return nil, err
 	}
@@ -71,11 +72,12 @@ type channel struct {
 	pipe *ingest.Pipeline
 	hop  prometheus.Observer
 	hist *History
+	m    *metrics.Metrics
 }
 
 func (ch *channel) Open(c *bridgelink.Conn) bridgelink.Handler {
 	s := &session{c: c, pipe: ch.pipe, src: ch.pipe.Source(SourceName(c.SessionID()), "bridge"), hop: ch.hop, hist: ch.hist,
-		symbols: map[string]bool{}}
+		symbols: map[string]bool{}, m: ch.m}
 	ch.hist.add(s)
 	if ch.pipe.Durable() {
 		// The wait for NATS ends with the connection (shutdown, replaced, dead peer).
@@ -106,6 +108,7 @@ type session struct {
 	// symbols announced on this connection (History picks the terminal that has the symbol); read
 	// under hist.mu, written by the reader goroutine under it too.
 	symbols map[string]bool
+	m       *metrics.Metrics
 }
 
 // announced reports whether the connection announced symbol; the caller holds hist.mu.
@@ -153,6 +156,9 @@ func (s *session) frame(in bridgelink.Inbound) {
 			s.c.Reject(seq, fmt.Sprintf("%d of %d ticks of %s rejected; first at index %d: %s", res.RejectedTotal,
 				len(b.Ticks.GetTimeMsc()), b.Ticks.GetSymbol(), r.Index, r.Detail))
 		}
+		if s.c.Hello().GetLockstep() {
+			s.step(b.Ticks)
+		}
 	case *bridgev1.Frame_SymbolInfo:
 		if err := s.src.Announce(b.SymbolInfo); err != nil {
 			s.c.Reject(seq, err.Error())
@@ -170,6 +176,31 @@ func (s *session) frame(in bridgelink.Inbound) {
 	default:
 		s.c.Reject(seq, fmt.Sprintf("the collector does not take %T frames on the market-data channel", b))
 	}
+}
+
+// step answers a lockstep (Strategy Tester) session's tick frame with TesterStep once the inference
+// server has answered for its ticks (ADR 0095).
+func (s *session) step(b *mdv1.TickBatch) {
+	sym := b.GetSymbol()
+	var last uint64
+	if n := len(b.GetSequence()); n > 0 {
+		last = b.GetSequence()[n-1]
+	}
+	c, m := s.c, s.m
+	s.src.Mark(sym, func(decisions []int64) {
+		outcome := "no_decision"
+		if len(decisions) > 0 {
+			outcome = "decision"
+		}
+		if err := c.Send(&bridgev1.Frame{Body: &bridgev1.Frame_TesterStep{TesterStep: &bridgev1.TesterStep{
+			Symbol: sym, TickSequence: last, DecisionTimeMsc: decisions}}}); err != nil {
+			outcome = "unsent"
+			c.Log().Warn("tester step not sent; the bridge's step times out", "symbol", sym, "tick_sequence", last, "err", err)
+		}
+		if m != nil {
+			m.TesterSteps.WithLabelValues(outcome).Inc()
+		}
+	})
 }
 
 // decodeFast is the link's fast path for tick frames (fastdecode.go).

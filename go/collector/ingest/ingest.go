@@ -142,15 +142,18 @@ type Pipeline struct {
 	sources  map[string]*Source
 	admitted map[string]struct{} // symbols holding state anywhere in the pipeline (MaxSymbols)
 
-	natsQ     chan natsItem
-	durable   DurableSink   // nil unless nats is durable
-	enqueued  atomic.Uint64 // items handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
-	natsBytes *byteBudget
-	natsDepth prometheus.Gauge
-	stop      chan struct{}
-	wg        sync.WaitGroup // NATS publisher
-	timerWG   sync.WaitGroup // idle-bar closer
-	closeOnce sync.Once
+	natsQ   chan natsItem
+	durable DurableSink // nil unless nats is durable
+	// committedBars: with a durable sink, each symbol's open bars as of the last Commit of a source
+	// feeding it (under mu); the state file saves these, not the live ones (ADR 0024).
+	committedBars map[string]map[uint32]bars.State
+	enqueued      atomic.Uint64 // items handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
+	natsBytes     *byteBudget
+	natsDepth     prometheus.Gauge
+	stop          chan struct{}
+	wg            sync.WaitGroup // NATS publisher
+	timerWG       sync.WaitGroup // idle-bar closer
+	closeOnce     sync.Once
 
 	rlMu      sync.Mutex
 	rlLast    [validate.NumReasons]time.Time
@@ -354,6 +357,25 @@ func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStam
 	return res
 }
 
+// Marker is a PredictSink that takes Strategy Tester step markers (predictlink.Link).
+type Marker interface {
+	Mark(symbol string, done func(decisions []int64))
+}
+
+// Mark runs done once the inference link has answered for everything this source dispatched for
+// symbol so far, with the time_msc of the predictions those answers carried (ADR 0095); at once
+// with none when there is no inference link. Called by the source's owner after TicksRaw, so it
+// queues behind those ticks.
+func (s *Source) Mark(symbol string, done func(decisions []int64)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mk, ok := s.p.link.(Marker); ok && s.p.link != nil {
+		mk.Mark(symbol, done)
+		return
+	}
+	done(nil)
+}
+
 // Snapshot returns this source's validation watermarks: for a source that commits, the committed ones.
 func (s *Source) Snapshot() map[string]validate.State {
 	s.mu.Lock()
@@ -369,12 +391,41 @@ func (s *Source) Snapshot() map[string]validate.State {
 }
 
 // Commit marks every tick this source has validated so far as stored: the bridge calls it once
-// Pipeline.Stored has returned for its frames. A no-op unless the source commits.
+// Pipeline.Stored has returned for its frames. A no-op unless the source commits. The open bars of
+// the source's symbols are committed with the watermarks, so a tick resent after a crash is counted
+// once in the bar it belongs to (the saved bar does not hold it yet).
 func (s *Source) Commit() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.commits {
-		s.committed = s.v.Snapshot()
+	if !s.commits {
+		s.mu.Unlock()
+		return
+	}
+	s.committed = s.v.Snapshot()
+	syms := make([]string, 0, len(s.committed))
+	for sym := range s.committed {
+		syms = append(syms, sym)
+	}
+	s.mu.Unlock()
+	s.p.commitBars(syms)
+}
+
+// commitBars records the open bars of symbols as committed.
+func (p *Pipeline) commitBars(symbols []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.committedBars == nil {
+		p.committedBars = map[string]map[uint32]bars.State{}
+	}
+	for _, sym := range symbols {
+		bs := p.builders[sym]
+		if len(bs) == 0 {
+			continue
+		}
+		m := make(map[uint32]bars.State, len(bs))
+		for _, b := range bs {
+			m[b.Period] = b.Snapshot()
+		}
+		p.committedBars[sym] = m
 	}
 }
 
@@ -603,7 +654,8 @@ type State struct {
 	Bars    map[string]map[uint32]bars.State     `json:"bars"`
 }
 
-// Snapshot captures every source's watermarks and every open bar.
+// Snapshot captures every source's watermarks and every open bar: with a durable sink, the
+// committed ones where a committing source has committed the symbol, as the watermarks are.
 func (p *Pipeline) Snapshot() State {
 	p.mu.Lock()
 	srcs := make([]*Source, 0, len(p.sources))
@@ -612,6 +664,10 @@ func (p *Pipeline) Snapshot() State {
 	}
 	st := State{Sources: map[string]map[string]validate.State{}, Bars: map[string]map[uint32]bars.State{}}
 	for sym, bs := range p.builders {
+		if c, ok := p.committedBars[sym]; ok {
+			st.Bars[sym] = c
+			continue
+		}
 		m := map[uint32]bars.State{}
 		for _, b := range bs {
 			m[b.Period] = b.Snapshot()
@@ -643,6 +699,12 @@ func (p *Pipeline) Restore(st State) error {
 			if s, ok := m[b.Period]; ok {
 				b.Restore(s)
 			}
+		}
+		if p.durable != nil { // what was saved was committed: it stays so until the next commit
+			if p.committedBars == nil {
+				p.committedBars = map[string]map[uint32]bars.State{}
+			}
+			p.committedBars[sym] = m
 		}
 	}
 	return nil

@@ -49,6 +49,9 @@ type Metrics struct {
 	InferenceEndpointUp  *prometheus.GaugeVec     // endpoint
 	InferenceDropped     *prometheus.CounterVec   // reason: overflow | no_endpoint | in_flight
 	HopLatency           *prometheus.HistogramVec // hop
+	// Strategy Tester lockstep (ADR 0095).
+	TesterSteps       *prometheus.CounterVec // outcome: decision | no_decision | unsent
+	TesterMarkersLost *prometheus.CounterVec // reason: overflow | no_endpoint | stream
 
 	NATSPublished *prometheus.CounterVec // kind: md | bar | pred
 	NATSErrors    prometheus.Counter
@@ -97,6 +100,8 @@ func New() *Metrics {
 		InferenceReconnects:  f.counterVec("kairos_collector_inference_reconnects_total", "StreamPredict reconnect attempts, by endpoint.", "endpoint"),
 		InferenceEndpointUp:  f.gaugeVec("kairos_collector_inference_endpoint_up", "1 while an inference endpoint's stream is open.", "endpoint"),
 		InferenceDropped:     f.counterVec("kairos_collector_inference_dropped_ticks_total", "Ticks not delivered to inference, by reason.", "reason"),
+		TesterSteps:          f.counterVec("kairos_collector_tester_steps_total", "Strategy Tester steps answered to lockstep bridges (TesterStep), by outcome: decision, no_decision, unsent (the connection had ended).", "outcome"),
+		TesterMarkersLost:    f.counterVec("kairos_collector_tester_markers_lost_total", "Strategy Tester step markers lost before inference answered (the bridge's step times out), by reason.", "reason"),
 		HopLatency: f.histogramVec("kairos_collector_hop_latency_seconds",
 			"Per-hop latency from HopStamps: bridge_to_collector, collector_queue, collector_to_inference, inference_model, inference_to_collector, inference_round_trip.", "hop"),
 		NATSPublished: f.counterVec("kairos_collector_nats_published_total", "Messages published on NATS, by kind (md, bar, pred).", "kind"),

@@ -56,20 +56,37 @@ type item struct {
 	bar   *mdv1.Bar
 	hops  []*typesv1.HopStamp
 	enq   time.Time
+	// mark is a Strategy Tester step marker (Mark): no data, a callback once everything queued
+	// before it for its symbol has been answered.
+	mark    func(decisions []int64)
+	markSym string
 }
 
 func (it item) symbol() string {
 	if it.ticks != nil {
 		return it.ticks.Symbol
 	}
-	return it.bar.Symbol
+	if it.bar != nil {
+		return it.bar.Symbol
+	}
+	return it.markSym
 }
 
 func (it item) size() int {
 	if it.ticks != nil {
 		return len(it.ticks.TimeMsc)
 	}
+	if it.mark != nil {
+		return 0
+	}
 	return 1
+}
+
+// marker waits for the answers of every request sent before it (ADR 0095).
+type marker struct {
+	after  uint64 // highest request id sent before the marker
+	symbol string
+	done   func(decisions []int64)
 }
 
 type endpoint struct {
@@ -164,10 +181,19 @@ func (l *Link) OfferTicks(b *mdv1.TickBatch, hops []*typesv1.HopStamp) {
 // OfferBar queues a closed bar for its symbol's endpoint without blocking.
 func (l *Link) OfferBar(b *mdv1.Bar) { l.offer(item{bar: b, enq: time.Now()}) }
 
+// Mark queues a Strategy Tester step marker behind what was offered for symbol (ADR 0095): done
+// runs once the inference server has answered every request sent before it, with the time_msc of
+// each prediction for symbol those answers carried (none: no decision). A marker lost with its
+// stream or queue never runs: the bridge's step times out, as it must when inference is down.
+func (l *Link) Mark(symbol string, done func(decisions []int64)) {
+	l.offer(item{mark: done, markSym: symbol, enq: time.Now()})
+}
+
 func (l *Link) offer(it item) {
 	i := l.ring.Lookup(it.symbol(), l.healthy)
 	if i < 0 {
 		l.m.InferenceDropped.WithLabelValues("no_endpoint").Add(float64(it.size()))
+		l.markerLost(it, "no_endpoint")
 		return
 	}
 	select {
@@ -176,6 +202,13 @@ func (l *Link) offer(it item) {
 	default:
 		l.m.QueueOverflow.WithLabelValues("inference").Inc()
 		l.m.InferenceDropped.WithLabelValues("overflow").Add(float64(it.size()))
+		l.markerLost(it, "overflow")
+	}
+}
+
+func (l *Link) markerLost(it item, reason string) {
+	if it.mark != nil {
+		l.m.TesterMarkersLost.WithLabelValues(reason).Inc()
 	}
 }
 
@@ -308,10 +341,11 @@ func (l *Link) serveStream(ep *endpoint, client inferv1.InferenceServiceClient, 
 
 	var mu sync.Mutex
 	pending := map[uint64]inflight{}
+	mk := &markers{}
 	recvErr := make(chan error, 1)
-	go func() { recvErr <- l.receive(ep, stream, &mu, pending) }()
+	go func() { recvErr <- l.receive(ep, stream, &mu, pending, mk) }()
 
-	err = l.send(ep, stream, &mu, pending, recvErr)
+	err = l.send(ep, stream, &mu, pending, recvErr, mk)
 	if err == nil {
 		// Shutting down: everything queued was sent; wait for the answers, bounded by Close's ctx.
 		_ = stream.CloseSend()
@@ -324,6 +358,10 @@ func (l *Link) serveStream(ep *endpoint, client inferv1.InferenceServiceClient, 
 	for _, f := range pending {
 		l.m.InferenceDropped.WithLabelValues("in_flight").Add(float64(f.ticks))
 	}
+	if n := len(mk.waiting); n > 0 {
+		// Their answers went with the stream: the bridge's steps time out (ADR 0095).
+		l.m.TesterMarkersLost.WithLabelValues("stream").Add(float64(n))
+	}
 	mu.Unlock()
 	if errors.Is(err, io.EOF) {
 		return nil
@@ -333,7 +371,8 @@ func (l *Link) serveStream(ep *endpoint, client inferv1.InferenceServiceClient, 
 
 // send batches queued items into requests. It returns nil when the link stops (after flushing).
 func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictClient, mu *sync.Mutex,
-	pending map[uint64]inflight, recvErr chan error) error {
+	pending map[uint64]inflight, recvErr chan error, mk *markers) error {
+	var lastSent uint64
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	watchdog := time.NewTicker(max(l.cfg.ResponseTimeout/4, time.Millisecond))
@@ -357,6 +396,7 @@ func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictC
 		mu.Unlock()
 		l.m.InferenceBatchTicks.Observe(float64(nTicks))
 		l.m.HopLatency.WithLabelValues("collector_queue").Observe(now.Sub(oldest).Seconds())
+		lastSent = req.RequestId
 		err := stream.Send(req)
 		if err == nil {
 			l.m.InferenceRequests.WithLabelValues(ep.addr).Inc()
@@ -366,8 +406,28 @@ func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictC
 		timer.Stop()
 		return err
 	}
+	var markErr error
 	add := func(it item) {
 		l.m.QueueDepth.WithLabelValues("inference").Dec()
+		if it.mark != nil {
+			// Everything before the marker goes now; the marker waits for its answers.
+			if err := flush(); err != nil {
+				markErr = err
+				return
+			}
+			mu.Lock()
+			answered := len(pending) == 0
+			mk.add(marker{after: lastSent, symbol: it.markSym, done: it.mark})
+			var fire []func()
+			if answered {
+				fire = mk.ready(^uint64(0))
+			}
+			mu.Unlock()
+			for _, f := range fire {
+				f()
+			}
+			return
+		}
 		if req == nil {
 			req = &inferv1.StreamPredictRequest{}
 			bySym = map[string]*mdv1.TickBatch{}
@@ -408,11 +468,14 @@ func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictC
 				}
 				break
 			}
+			if markErr != nil {
+				return markErr
+			}
 			if flushOn {
 				if err := flush(); err != nil {
 					return err
 				}
-			} else if first {
+			} else if first && req != nil {
 				timer.Reset(l.cfg.FlushInterval)
 			}
 		case <-timer.C:
@@ -483,7 +546,7 @@ func appendColumn[T any](dst, src []T, have, add int) []T {
 	return append(dst, src...)
 }
 
-func (l *Link) receive(ep *endpoint, stream inferv1.InferenceService_StreamPredictClient, mu *sync.Mutex, pending map[uint64]inflight) error {
+func (l *Link) receive(ep *endpoint, stream inferv1.InferenceService_StreamPredictClient, mu *sync.Mutex, pending map[uint64]inflight, mk *markers) error {
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -493,7 +556,11 @@ func (l *Link) receive(ep *endpoint, stream inferv1.InferenceService_StreamPredi
 		mu.Lock()
 		f, ok := pending[resp.RequestId]
 		delete(pending, resp.RequestId)
+		mk.collect(resp.Predictions)
+		// Answers come in request order: every marker placed after requests up to this one is due.
+		fire := mk.ready(resp.RequestId)
 		mu.Unlock()
+
 		if ok {
 			l.m.HopLatency.WithLabelValues("inference_round_trip").Observe(now.Sub(f.sent).Seconds())
 		}
@@ -504,7 +571,59 @@ func (l *Link) receive(ep *endpoint, stream inferv1.InferenceService_StreamPredi
 				l.sink.Prediction(p)
 			}
 		}
+		// The predictions went to the sink (NATS) before the markers report them.
+		for _, f := range fire {
+			f()
+		}
 	}
+}
+
+// markers are one stream's Strategy Tester step markers and the predictions answered since the
+// last one fired, per symbol that has had a marker (so live symbols cost nothing). Guarded by the
+// stream's mu.
+type markers struct {
+	waiting   []marker
+	collected map[string][]int64
+}
+
+func (m *markers) add(x marker) {
+	if m.collected == nil {
+		m.collected = map[string][]int64{}
+	}
+	if _, ok := m.collected[x.symbol]; !ok {
+		m.collected[x.symbol] = nil
+	}
+	m.waiting = append(m.waiting, x)
+}
+
+func (m *markers) collect(preds []*inferv1.Prediction) {
+	if m.collected == nil {
+		return
+	}
+	for _, p := range preds {
+		if got, ok := m.collected[p.Symbol]; ok {
+			m.collected[p.Symbol] = append(got, p.TimeMsc)
+		}
+	}
+}
+
+// ready removes the markers due once request id answered has been answered and returns their
+// callbacks, each with its symbol's predictions.
+func (m *markers) ready(answered uint64) []func() {
+	var out []func()
+	keep := m.waiting[:0]
+	for _, x := range m.waiting {
+		if x.after > answered {
+			keep = append(keep, x)
+			continue
+		}
+		got := m.collected[x.symbol]
+		m.collected[x.symbol] = nil
+		done := x.done
+		out = append(out, func() { done(got) })
+	}
+	m.waiting = keep
+	return out
 }
 
 func (l *Link) observeHops(hops []*typesv1.HopStamp, now time.Time) {

@@ -206,3 +206,73 @@ func TestUnansweredRequestsMarkTheEndpointDead(t *testing.T) {
 		return testutil.ToFloat64(m.InferenceEndpointUp.WithLabelValues(srv.Addr)) == 0
 	})
 }
+
+// Strategy Tester step markers (ADR 0095): a marker runs once everything offered before it was
+// answered, with the predictions of its symbol those answers carried, after the sink got them.
+func TestMarkerRunsAfterTheAnswersBeforeItWithItsSymbolsPredictions(t *testing.T) {
+	srv := startServers(t, 1)[0]
+	srv.SetHold(50 * time.Millisecond) // the marker must wait for an answer that is still coming
+	sink := &predSink{}
+	l, _ := newLink(t, Config{Endpoints: []string{srv.Addr}, BatchTicks: 100, FlushInterval: time.Hour}, sink)
+	testkit.WaitFor(t, "endpoint up", 5*time.Second, func() bool { return l.Owner("EURUSD") != "" })
+	type got struct {
+		times    []int64
+		sinkSeen int
+	}
+	ch := make(chan got, 4)
+	mark := func(sym string) {
+		l.Mark(sym, func(d []int64) { ch <- got{d, sink.len()} })
+	}
+	wait := func(what string) got {
+		t.Helper()
+		select {
+		case g := <-ch:
+			return g
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the marker never ran", what)
+			return got{}
+		}
+	}
+
+	// The ticks would wait an hour for their flush: the marker sends them now.
+	l.OfferTicks(ticks("EURUSD", 3, 1000), nil)
+	mark("EURUSD")
+	g := wait("after ticks")
+	if len(g.times) != 1 || g.times[0] != 1002 {
+		t.Fatalf("marker decisions %v, want [1002] (the answer's prediction)", g.times)
+	}
+	if g.sinkSeen != 1 {
+		t.Fatalf("the sink had %d predictions when the marker ran, want 1 (published first)", g.sinkSeen)
+	}
+	// Nothing offered since: the marker runs at once, with no decision.
+	mark("EURUSD")
+	if g := wait("nothing pending"); len(g.times) != 0 {
+		t.Fatalf("marker decisions %v, want none", g.times)
+	}
+	// Another symbol's predictions are not this marker's.
+	l.OfferTicks(ticks("GBPUSD", 2, 5000), nil)
+	l.OfferTicks(ticks("EURUSD", 2, 6000), nil)
+	mark("EURUSD")
+	if g := wait("two symbols"); len(g.times) != 1 || g.times[0] != 6001 {
+		t.Fatalf("marker decisions %v, want [6001]", g.times)
+	}
+}
+
+func TestMarkerWithoutAnEndpointNeverRuns(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	l, m := newLink(t, Config{Endpoints: []string{addr}, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond}, nil)
+	ran := make(chan struct{}, 1)
+	l.OfferTicks(ticks("EURUSD", 1, 1000), nil)
+	l.Mark("EURUSD", func([]int64) { ran <- struct{}{} })
+	select {
+	case <-ran:
+		t.Fatal("a marker ran although no inference server answered: the bridge would step without a decision")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if got := testutil.ToFloat64(m.InferenceDropped.WithLabelValues("no_endpoint")); got < 1 {
+		t.Fatalf("dropped (no_endpoint) %v, want the tick counted", got)
+	}
+	if got := testutil.ToFloat64(m.TesterMarkersLost.WithLabelValues("no_endpoint")); got != 1 {
+		t.Fatalf("kairos_collector_tester_markers_lost_total{reason=no_endpoint} %v, want 1", got)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	inferencev1 "github.com/kairos-mt5/kairos/gen/go/kairos/inference/v1"
 	marketdatav1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	"github.com/kairos-mt5/kairos/go/auth/natsauth"
 	"github.com/kairos-mt5/kairos/go/execution/config"
@@ -123,8 +124,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			IDPrefix: fmt.Sprintf("P%x-", start.UnixNano())}, cfg.Instruments)
 	}
 	initial, _ := config.ParseState(cfg.InitialState)
+	// --clock=market: the engine runs on the data's time (a Strategy Tester run, ADR 0095).
+	var (
+		clock   func() int64
+		advance func(int64)
+	)
+	if cfg.Clock == "market" {
+		mc := &market.Clock{}
+		clock, advance = mc.Now, mc.Advance
+	}
 	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Metrics: m, Logger: log, InitialState: initial, Currency: cfg.Currency,
-		JournalTimeout: cfg.JournalTimeout})
+		JournalTimeout: cfg.JournalTimeout, Clock: clock})
 	defer eng.Close() // idempotent: also on the early returns below
 	if mv != nil {
 		mv.SetEngine(eng)
@@ -203,7 +213,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			return fmt.Errorf("subscribe %s: %w", market.TicksSubject, err)
 		}
 		defer func() { _ = qsub.Unsubscribe() }()
-		goOwned("quotes", func() error { return runQuotes(ctx, qch, eng, m, log) })
+		goOwned("quotes", func() error { return runQuotes(ctx, qch, eng, m, log, advance) })
 		if cfg.Policy.Enabled {
 			sch, ssub, err := policy.Subscribe(nc)
 			if err != nil {
@@ -216,7 +226,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 			if err := fallback.Validate(); err != nil {
 				return fmt.Errorf("fallback signal policy: %w", err)
 			}
-			pol := policy.New(policy.Config{StrategyID: cfg.Policy.StrategyID, Fallback: fallback, MaxSignalAge: cfg.Policy.MaxSignalAge}, eng, log, m)
+			pcfg := policy.Config{StrategyID: cfg.Policy.StrategyID, Fallback: fallback, MaxSignalAge: cfg.Policy.MaxSignalAge}
+			if advance != nil {
+				pcfg.Before = func(sig *inferencev1.Signal) { marketSignal(sig, eng, advance, log) }
+			}
+			if mv != nil {
+				// A Strategy Tester bridge in lockstep waits for each decision (ADR 0095).
+				pcfg.Decided = func(sig *inferencev1.Signal, out policy.Outcome, commands int) {
+					mv.Decided(sig.GetSymbol(), sig.GetTimeMsc(), string(out), commands)
+				}
+			}
+			pol := policy.New(pcfg, eng, log, m)
 			goOwned("policy", func() error { return pol.Run(ctx, sch) })
 		}
 		if err := nc.FlushTimeout(5 * time.Second); err != nil {
@@ -316,7 +336,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 
 // runQuotes feeds the latest quote of every configured symbol to the engine from the collector's
 // tick batches on kairos.md.<SYMBOL>.
-func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *metrics.Metrics, log *slog.Logger) error {
+func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *metrics.Metrics, log *slog.Logger, advance func(int64)) error {
 	b := &marketdatav1.TickBatch{}
 	for {
 		select {
@@ -332,6 +352,9 @@ func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *
 			if !ok {
 				continue
 			}
+			if t := b.GetTimeMsc(); advance != nil && len(t) > 0 {
+				advance(t[len(t)-1] * 1000)
+			}
 			qs, err := market.Quotes(b, inst, eng.Now())
 			if err != nil {
 				log.Warn("tick batch refused", "subject", msg.Subject, "err", err)
@@ -342,5 +365,30 @@ func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *
 				return err
 			}
 		}
+	}
+}
+
+// marketSignal is what the market clock does before a signal is decided on (ADR 0095): the clock
+// moves to the signal's time and the quote the signal carries (its bar's closing tick) counts unless
+// the collector's newer one is already in. The collector's quote and the inference server's signal
+// travel on separate subjects and are handled by separate goroutines; without this a decision could
+// see the previous tick's quote as 15 s (virtual) old and refuse the order as stale.
+func marketSignal(sig *inferencev1.Signal, eng *engine.Engine, advance func(int64), log *slog.Logger) {
+	t := sig.GetTimeMsc()
+	if t <= 0 {
+		return
+	}
+	advance(t * 1000)
+	inst, ok := eng.Instrument(sig.GetSymbol())
+	if !ok || sig.GetBid() <= 0 || sig.GetAsk() <= 0 {
+		return
+	}
+	q, err := market.LastQuote(&marketdatav1.TickBatch{Symbol: sig.GetSymbol(), TimeMsc: []int64{t}, Bid: []float64{sig.GetBid()},
+		Ask: []float64{sig.GetAsk()}}, inst, eng.Now())
+	if err == nil {
+		err = eng.OnQuoteIfNewer(q)
+	}
+	if err != nil {
+		log.Warn("the signal's quote was not recorded", "symbol", sig.GetSymbol(), "time_msc", t, "err", err)
 	}
 }

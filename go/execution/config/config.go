@@ -45,6 +45,10 @@ type Config struct {
 	JournalTimeout time.Duration
 	// Venue is "paper" or "mt5".
 	Venue string
+	// Clock is what the engine's clock follows: "wall" (the system clock) or "market" (the latest
+	// market time seen in quotes and signals, never going back: a Strategy Tester run or a replay
+	// on the data's own time, ADR 0095).
+	Clock string
 	// Token is the bearer token every call but health and reflection needs ("authorization:
 	// Bearer <token>"). Empty refuses every such call.
 	Token string
@@ -223,7 +227,7 @@ func ParseState(v string) (risk.State, error) {
 func Default() Config {
 	return Config{
 		GRPCAddr: "127.0.0.1:7601", MetricsAddr: "127.0.0.1:9601", BridgeAddr: "127.0.0.1:7600",
-		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", JournalTimeout: 5 * time.Second, Venue: "paper",
+		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", JournalTimeout: 5 * time.Second, Venue: "paper", Clock: "wall",
 		Instruments: DefaultInstruments(), Currency: "USD", InitialState: "ACTIVE",
 		Limits: risk.Limits{
 			MaxOrderQuantity: decimal.MustParse("10"), MaxOrderNotional: decimal.MustParse("2000000"),
@@ -261,6 +265,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (the write-ahead log fdatasynced before an ack, survives power loss) or normal (survives a process crash)")
 	s.DurationVar(&c.JournalTimeout, "journal-timeout", "bound on one journal write and on each wait for durability; longer halts trading (NOT_SERVING)")
 	s.StringVar(&c.Venue, "venue", "venue: paper or mt5")
+	s.StringVar(&c.Clock, "clock", "engine clock: wall (system clock) or market (latest quote or signal time: the Strategy Tester's virtual time, replays)")
 	s.StringVar(&c.Token, "token", "bearer token every call needs (prefer --token-file or the env var)", envflag.Secret())
 	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
 	s.BoolVar(&c.OpenReadsOnLoopback, "open-reads-on-loopback", "serve the read-only calls to loopback peers without the token")
@@ -392,6 +397,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.TLSClientIdentities) > 0 && c.TLSClientCA == "" {
 		errs = append(errs, errors.New("tls-client-identities needs tls-client-ca: a client certificate counts only when mutual TLS verified it"))
+	}
+	if c.Clock != "wall" && c.Clock != "market" {
+		errs = append(errs, fmt.Errorf("clock %q: want wall or market", c.Clock))
 	}
 	if c.Venue != "paper" && c.Venue != "mt5" {
 		errs = append(errs, fmt.Errorf("venue %q: want paper or mt5", c.Venue))

@@ -15,12 +15,23 @@ import (
 func (e *Engine) OnQuote(q market.Quote) error { return e.OnQuotes([]market.Quote{q}) }
 
 // OnQuotes is OnQuote for the ticks of one batch, in order, under one lock.
-func (e *Engine) OnQuotes(qs []market.Quote) error {
+func (e *Engine) OnQuotes(qs []market.Quote) error { return e.onQuotes(qs, false) }
+
+// OnQuoteIfNewer is OnQuote for a quote that may be older than the latest one: the quote a signal
+// carries (its bar's closing tick) under the market clock (ADR 0095). It counts only when its
+// market time is later than the latest quote's, so the decision sees the market as of its own time
+// whichever of the collector's quote and the inference server's signal arrives first.
+func (e *Engine) OnQuoteIfNewer(q market.Quote) error { return e.onQuotes([]market.Quote{q}, true) }
+
+func (e *Engine) onQuotes(qs []market.Quote, onlyNewer bool) error {
 	e.mu.Lock()
 	var entries []journal.Entry
 	qd, quoteDriven := e.opt.Venue.(venue.QuoteDriven)
 	for _, q := range qs {
 		if !q.Valid() {
+			continue
+		}
+		if cur, ok := e.opt.Risk.Quote(q.Symbol); onlyNewer && ok && cur.MarketTimeUS >= q.MarketTimeUS {
 			continue
 		}
 		e.opt.Risk.OnQuote(q)

@@ -56,6 +56,7 @@ type Metrics struct {
 	Bridge               *bridgelink.Metrics // the trading channel's view of kairos_bridge_* (go/bridgelink)
 	Ambiguous            prometheus.Counter
 	Signals              *prometheus.CounterVec
+	TesterDecisions      *prometheus.CounterVec // decisions told to a Strategy Tester bridge (ADR 0095)
 	Quotes               prometheus.Counter
 	ReconcileAdjust      *prometheus.CounterVec
 	TLSReloadFail        prometheus.Counter
@@ -96,13 +97,14 @@ func New() *Metrics {
 	m.ReportStreamsCut = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_report_streams_cut_total", Help: "Report subscribers cut for falling behind (entries or --report-stream-buffer-bytes); they resume from the journal."})
 	m.Ambiguous = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_ambiguous_results_total", Help: "MT5 results (10012, -11) resolved by query instead of guessed."})
 	m.Signals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_signals_total", Help: "Signals received, by symbol and outcome."}, []string{"symbol", "outcome"})
+	m.TesterDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_tester_decisions_total", Help: "Decisions sent to a Strategy Tester bridge in lockstep (TesterDecision), by policy outcome."}, []string{"outcome"})
 	m.Quotes = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_quotes_total", Help: "Quotes received from the collector's tick batches."})
 	m.ReconcileAdjust = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_reconcile_adjustments_total", Help: "Differences between journal and venue fixed at reconciliation."}, []string{"kind"})
 	m.TLSReloadFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_tls_reload_failures_total", Help: "Changed TLS certificate files that failed to load; the previous pair keeps serving."})
 	m.RealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_realized_pnl", Help: "Realized P&L per symbol since the journal began, net of commission, account currency."}, []string{"symbol"})
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
-	for _, c := range []prometheus.Collector{m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
+	for _, c := range []prometheus.Collector{m.TesterDecisions, m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
 		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.ReconcileAdjust,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

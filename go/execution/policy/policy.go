@@ -39,6 +39,13 @@ type Config struct {
 	// MaxSignalAge treats signals whose market data is older as unusable (no signal-driven decision;
 	// the bar still counts); zero for no check.
 	MaxSignalAge time.Duration
+	// Decided, if set, learns of every signal handled, after its order (if any) was sent: the MT5
+	// venue tells a Strategy Tester bridge in lockstep that this decision is done (ADR 0095).
+	Decided func(sig *inferencev1.Signal, out Outcome, commands int)
+	// Before, if set, sees every signal before it is handled: under the market clock
+	// (--clock=market) the clock moves to the signal's time and its quote counts as market data, so
+	// the decision is taken as of the signal's own (the tester's virtual) time.
+	Before func(sig *inferencev1.Signal)
 }
 
 // Trader is what the policy needs from the engine.
@@ -272,9 +279,19 @@ func (p *Policy) Run(ctx context.Context, ch <-chan *nats.Msg) error {
 				out = OutcomeInvalid
 				p.log.Warn("undecodable signal", "subject", msg.Subject, "err", uerr)
 			} else {
+				if p.cfg.Before != nil {
+					p.cfg.Before(sig)
+				}
 				start := time.Now()
 				out, o, err = p.OnSignal(ctx, sig)
 				p.m.Observe(metrics.StageSignal, time.Since(start))
+				if p.cfg.Decided != nil {
+					commands := 0
+					if out == OutcomeOrder {
+						commands = 1
+					}
+					p.cfg.Decided(sig, out, commands)
+				}
 			}
 			if p.m != nil {
 				p.m.Signals.WithLabelValues(sig.GetSymbol(), string(out)).Inc()

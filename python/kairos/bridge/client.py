@@ -83,6 +83,7 @@ class Status(enum.IntEnum):
     OK = 0
     EMPTY = 1
     PARTIAL = 2
+    COMMAND = 3
     E_NULL = -1
     E_BAD_HANDLE = -2
     E_BAD_COUNT = -3
@@ -97,6 +98,7 @@ class Status(enum.IntEnum):
     E_INTERNAL = -12
     E_NO_CHANNEL = -13
     E_STATE = -14
+    E_TIMEOUT = -15
     E_CONNECT = -20
     E_PEER_CLOSED = -21
     E_MALFORMED_FRAME = -22
@@ -173,6 +175,7 @@ class BridgeOptions:
     max_batch_ticks: int | None = None
     idle_spin_us: int | None = None
     warm_poll_us: int | None = None
+    lockstep: int | None = None  # 1: Strategy Tester lockstep (tester_wait), API 4
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(v) for f in fields(self) if (v := getattr(self, f.name)) is not None}
@@ -418,6 +421,15 @@ class Bridge:
             "kb_history_end",
             self._b.history_end(request_id, status, first_available_msc, message),
             allow=(Status.E_QUEUE_FULL,),
+        )
+
+    def tester_wait(self, timeout_ms: int) -> Status:
+        """kb_tester_wait (lockstep only): OK when the stack decided on every tick pushed, COMMAND when a
+        command waits (poll it, report, wait again), E_TIMEOUT when timeout_ms passed (counted)."""
+        return _check(
+            "kb_tester_wait",
+            self._b.tester_wait(timeout_ms),
+            allow=(Status.COMMAND, Status.E_TIMEOUT),
         )
 
     def poll_command(self) -> Command | None:

@@ -160,6 +160,14 @@ class BridgePeer:
         """Sends a sequenced HistoryRequest (as the collector does); False if there is no connection."""
         return self._send(history_request=request)
 
+    def send_tester_step(self, step: bridge_pb2.TesterStep) -> bool:
+        """Sends a sequenced TesterStep (the collector's answer to a lockstep tick frame, ADR 0095)."""
+        return self._send(tester_step=step)
+
+    def send_tester_decision(self, decision: bridge_pb2.TesterDecision) -> bool:
+        """Sends a sequenced TesterDecision (the execution service's, ADR 0095)."""
+        return self._send(tester_decision=decision)
+
     def _send(self, **body: object) -> bool:
         with self._lock:
             conn = self._conn

@@ -2,7 +2,8 @@
 
 Execution: StreamExecutionReports (fills, trading-state changes, hop stamps), ListPositions,
 ListOrders (working orders) and GetRiskLimits (the trading state) with its bearer token. Inference:
-GetModelStatus (every served model with its card's gate verdict). NATS, as the read-only observer
+GetModelStatus (the serving model and its shadow challengers, each with its card's gate verdict,
+its live paper figures and its drift). NATS, as the read-only observer
 identity: signals and market data. Health: each service's grpc.health.v1. No database is read.
 
 Each source keeps its own status, so a service that is down shows as down in its panel while the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import time
 from collections import Counter, deque
@@ -62,6 +64,38 @@ def _percentile(values: list[float], q: float) -> float:
     k = (len(s) - 1) * q / 100
     lo, hi = math.floor(k), math.ceil(k)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def model_view(m: inference_pb2.ModelStatus, index: int) -> dict[str, Any]:
+    """One served model as the page shows it: identity, the card's gate verdict, the live paper
+    figures (None when shadow evaluation is off) and drift (None without a training distribution)."""
+    s = from_status(m)
+    return {
+        "role": s.role or ("serving" if index == 0 else "shadow"),
+        "name": s.name,
+        "version": s.version,
+        "state": s.state,
+        "source": s.source,
+        "predictions": s.predictions,
+        "gate": s.gate,
+        "verdict": s.verdict,
+        # Annualised net Sharpe over the validation folds, its bootstrap interval and level.
+        "sharpe": (
+            f"{s.sharpe:.2f} [{s.sharpe_ci_low:.2f}, {s.sharpe_ci_high:.2f}] {s.sharpe_ci_level:.0%}"
+            if s.validated
+            else "-"
+        ),
+        "deflated_sharpe": s.deflated_sharpe if s.validated else None,
+        "n_trials": s.n_trials if s.validated else None,
+        "net_return": s.net_return if s.validated else None,
+        "last_error": s.last_error,
+        "loaded_us": s.loaded_time_us,
+        "created_us": s.created_time_us,
+        "expired": s.expired,
+        "shadow": dataclasses.asdict(s.shadow) if s.shadow is not None else None,
+        "drift": dataclasses.asdict(s.drift) if s.drift is not None else None,
+        "promotion": dataclasses.asdict(s.promotion) if s.promotion is not None else None,
+    }
 
 
 @dataclass
@@ -266,27 +300,7 @@ class Hub:
                     self.sources["inference"].bad(_rpc_error(exc))
                 else:
                     self.sources["inference"].good()
-                    self.models = []
-                    for i, m in enumerate(resp.models):
-                        s = from_status(m)
-                        self.models.append(
-                            {
-                                "role": "champion" if i == 0 else "challenger",
-                                "name": s.name,
-                                "version": s.version,
-                                "state": s.state,
-                                "source": s.source,
-                                "predictions": s.predictions,
-                                "gate": s.gate,
-                                "verdict": s.verdict,
-                                "sharpe": s.sharpe_text,
-                                "deflated_sharpe": s.deflated_sharpe if s.validated else None,
-                                "n_trials": s.n_trials if s.validated else None,
-                                "net_return": m.validation.net_return if s.validated else None,
-                                "last_error": m.last_error,
-                                "loaded_us": m.loaded_time_us,
-                            }
-                        )
+                    self.models = [model_view(m, i) for i, m in enumerate(resp.models)]
                 self.touch()
                 await asyncio.sleep(self.cfg.poll_interval * 2)
 

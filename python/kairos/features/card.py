@@ -165,6 +165,10 @@ class ModelCard:
     """The final model's training distribution of every feature (``kairos.features.drift.distribution``:
     mean, std, quantiles, decile histogram, dissimilarity-index reference); empty in older cards.
     Additive: inference monitors drift with it when present (ADR 0087)."""
+    symbols: list[str] = field(default_factory=list)
+    """The symbols the model was trained and validated on (one run may pool several); inference
+    refuses any other symbol for this model. Empty in older cards and when the data named none: any
+    symbol."""
     card_version: int = CARD_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,6 +218,8 @@ class ModelCard:
             raise ModelCardError(
                 f"{source}: timeframe_s must be a positive integer, got {card.timeframe_s!r}"
             )
+        if not isinstance(card.symbols, list) or not all(isinstance(s, str) and s for s in card.symbols):
+            raise ModelCardError(f"{source}: symbols must be a list of symbol names, got {card.symbols!r}")
         if card.policy is not None and card.policy.vol_feature not in card.feature_names:
             raise ModelCardError(
                 f"{source}: policy.vol_feature {card.policy.vol_feature!r} is not one of the card's "

@@ -122,6 +122,12 @@ class DriftMonitor:
         self.window = window
         self.ring = np.full((window, len(self.names)), np.nan)
         self.n = 0
+        # What GetModelStatus reports (kairos.inference.v1.DriftStatus): the latest row's DI, the
+        # out-of-distribution rows and abstentions so far, the latest PSI per feature.
+        self.di_last = float("nan")
+        self.ood_total = 0
+        self.abstained_total = 0
+        self.psi_last: dict[str, float] = {}
 
     def observe(self, rows: npt.ArrayLike) -> tuple[F64, npt.NDArray[np.bool_]]:
         """DI of each row and whether it is out of distribution; the rows join the PSI window."""
@@ -130,7 +136,11 @@ class DriftMonitor:
             self.ring[self.n % self.window] = r
             self.n += 1
         d = self.di.index(x) if len(x) else np.zeros(0)
-        return d, d > self.threshold
+        ood = d > self.threshold
+        if len(d):
+            self.di_last = float(d[-1])
+            self.ood_total += int(ood.sum())
+        return d, ood
 
     def psi(self) -> dict[str, float]:
         """PSI per feature over the rows in the window (NaN until it holds ``window`` // 5 rows)."""
@@ -138,4 +148,11 @@ class DriftMonitor:
         if k < max(self.window // 5, 20):
             return {n: float("nan") for n in self.names}
         rows = self.ring[:k]
-        return {n: psi(rows[:, j], self.edges[j], self.shares[j]) for j, n in enumerate(self.names)}
+        out = {n: psi(rows[:, j], self.edges[j], self.shares[j]) for j, n in enumerate(self.names)}
+        self.psi_last = out
+        return out
+
+    def psi_max(self) -> tuple[float, str]:
+        """The largest PSI of the latest computation and its feature; (NaN, "") before the first."""
+        finite = [(v, n) for n, v in self.psi_last.items() if v == v]
+        return max(finite) if finite else (float("nan"), "")

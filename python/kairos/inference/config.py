@@ -72,6 +72,11 @@ class InferenceConfig:
     allowed_symbols: tuple[str, ...] = _f(
         (), "Comma-separated symbols the server accepts; empty accepts any well-formed symbol."
     )
+    any_symbol: bool = _f(
+        False,
+        "Serve symbols outside the model card's list (the symbols it was validated on), e.g. a broker's "
+        "suffixed name of the same market; off refuses them with SYMBOL_NOT_IN_CARD.",
+    )
     max_ticks_per_batch: int = _f(10_000, "Largest TickBatch accepted; bigger ones are refused whole.")
     max_bars_per_request: int = _f(10_000, "Largest number of bars in one request or PredictRequest.")
     max_symbols_per_stream: int = _f(1_000, "Symbols one stream may hold state for.")
@@ -109,6 +114,26 @@ class InferenceConfig:
         "Comma-separated model sources (models:/<name>@challenger, ...) evaluated in shadow on the same "
         "bars: their signals are never published; each is accounted on paper with its card's decision "
         "policy and the paper venue's fills (kairos_inference_shadow_* metrics), the serving model too.",
+    )
+    promotion_min_bars: int = _f(
+        1000,
+        "Bars a shadow model must have been paired with the serving model on before its promotion test "
+        "can be significant (ModelStatus.promotion, kairos_inference_promotion_significant).",
+    )
+    promotion_alpha: float = _f(
+        0.05,
+        "Significance level of the promotion test: one-sided Diebold-Mariano test of the per-bar net "
+        "return difference, Newey-West variance (docs/adr/0097).",
+    )
+    model_max_age_days: float = _f(
+        30.0,
+        "Days after which the serving version counts as expired unless a newer version passed the "
+        "gate since (registered after it); 0 disables (ModelStatus.expired, kairos_inference_model_expired).",
+    )
+    abstain_expired: bool = _f(
+        False,
+        "Abstain while the serving version is expired: its signals carry flat probabilities (the policy "
+        "enters nothing) and are counted in kairos_inference_expired_abstained_total.",
     )
     abstain_ood: bool = _f(
         False,
@@ -178,6 +203,12 @@ class InferenceConfig:
             raise bad("max_delay_us", f"must be 0..1000000, got {self.max_delay_us}")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise bad("event_loop", f"want uvloop or asyncio, got {self.event_loop!r}")
+        if self.promotion_min_bars < 2:
+            raise bad("promotion_min_bars", f"must be at least 2, got {self.promotion_min_bars}")
+        if not 0 < self.promotion_alpha < 1:
+            raise bad("promotion_alpha", f"must be in (0, 1), got {self.promotion_alpha}")
+        if self.model_max_age_days < 0:
+            raise bad("model_max_age_days", f"must be >= 0, got {self.model_max_age_days}")
         if self.poll_interval_s < 0:
             raise bad("poll_interval_s", f"must be >= 0, got {self.poll_interval_s}")
         if self.grpc_keepalive_min_time <= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -76,6 +77,11 @@ class ServedModel:
     vol_index: int = -1
     """Column of the policy's vol_feature in a feature row (-1 without a policy)."""
     vol_unit: float = 0.0
+    created_time_us: int = 0
+    """When the version was registered (registry) or trained (card created_utc, else the file's mtime),
+    microseconds since the epoch; 0 if unknown."""
+    symbols: frozenset[str] = frozenset()
+    """The card's symbols (the model was validated on them only); empty: any symbol."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Probabilities [n, n_outputs] for inputs [n, rows, n_features] (float32)."""
@@ -215,7 +221,15 @@ def build_served_model(
         policy=policy,
         vol_index=vol_index,
         vol_unit=vol_unit,
+        symbols=_symbols_from(card, f"{onnx_path} model card"),
     )
+
+
+def _symbols_from(card: dict[str, Any], where: str) -> frozenset[str]:
+    raw = card.get("symbols") or []
+    if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
+        raise ModelRefused(f"{where}: card symbols must be a list of symbol names, got {raw!r}")
+    return frozenset(raw)
 
 
 def _policy_from(card: dict[str, Any], where: str) -> tuple[pb.DecisionPolicy | None, int, float]:
@@ -306,7 +320,7 @@ class ModelSource:
 
     def load(self, version: str) -> ServedModel:
         if self.ref is None:
-            return build_served_model(
+            model = build_served_model(
                 Path(self.uri),
                 name=None,
                 version=None,
@@ -314,6 +328,36 @@ class ModelSource:
                 pipeline=self.pipeline,
                 max_batch=self.max_batch,
             )
+            return dataclasses.replace(model, created_time_us=_file_created_us(Path(self.uri), model.card))
+        model = self._load_registered(version)
+        created = 0
+        with contextlib.suppress(Exception):  # the age is informative; a registry hiccup must not refuse
+            created = int(self._mlflow().get_model_version(self.ref.name, version).creation_timestamp) * 1000
+        return dataclasses.replace(model, created_time_us=created)
+
+    def newest_passing_after(self, version: str) -> int:
+        """Creation time (us) of the newest registered version newer than ``version`` whose training run
+        passed the gate (run tag gate_passed = True; kairos-train registers nothing else but forced
+        runs); 0 if none, or for a file."""
+        if self.ref is None or not version.isdigit():
+            return 0
+        c = self._mlflow()
+        newer = [
+            mv
+            for mv in c.search_model_versions(f"name = '{self.ref.name}'")
+            if str(mv.version).isdigit() and int(mv.version) > int(version)
+        ]
+        for mv in sorted(newer, key=lambda v: -int(v.version)):
+            try:
+                tags = c.get_run(mv.run_id).data.tags if mv.run_id else {}
+            except Exception:
+                continue
+            if tags.get("gate_passed") == "True" and tags.get("registered_by_force") != "true":
+                return int(mv.creation_timestamp) * 1000
+        return 0
+
+    def _load_registered(self, version: str) -> ServedModel:
+        assert self.ref is not None
         import mlflow.artifacts
 
         with tempfile.TemporaryDirectory(prefix="kairos-model-") as tmp:
@@ -452,10 +496,25 @@ class ModelManager:
             st.output_names.extend(m.output_names)
             st.window = m.history_bars
             st.loaded_time_us = m.loaded_time_us
+            st.created_time_us = m.created_time_us
             validation = validation_from_card(m.card)
             if validation is not None:
                 st.validation.CopyFrom(validation)
         return st
+
+
+def _file_created_us(path: Path, card: dict[str, Any]) -> int:
+    """A model file's training time: the card's created_utc, else the file's modification time."""
+    from datetime import datetime
+
+    raw = str(card.get("created_utc") or "")
+    if raw:
+        with contextlib.suppress(ValueError):
+            return int(datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() * 1_000_000)
+    try:
+        return path.stat().st_mtime_ns // 1000
+    except OSError:
+        return 0
 
 
 def validation_labels(name: str, version: str, card: dict[str, Any]) -> tuple[str, ...]:

@@ -52,6 +52,7 @@ class InferenceServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._health = health.aio.HealthServicer()
         self.tls: tls.TLSFiles | None = None
+        self.expiry: Any = None  # kairos.inference.expiry.ExpiryWatch, made at start
         source = ModelSource(cfg.model, cfg.resolved_tracking_uri, pipeline_spec(), cfg.max_batch)
         self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
         self.batcher = MicroBatcher(
@@ -111,7 +112,18 @@ class InferenceServer:
         if self.shadow_managers:
             from kairos.inference.shadow import ShadowEvaluator
 
-            servicer.shadow = ShadowEvaluator(self.shadow_managers, self.metrics)
+            servicer.shadow = ShadowEvaluator(
+                self.shadow_managers,
+                self.metrics,
+                promotion_min_bars=c.promotion_min_bars,
+                promotion_alpha=c.promotion_alpha,
+                observe=servicer.observe_rows,
+            )
+        from kairos.inference.expiry import ExpiryWatch
+
+        servicer.expiry = self.expiry = ExpiryWatch(
+            self.manager, self.metrics, c.model_max_age_days, c.abstain_expired
+        )
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -126,6 +138,7 @@ class InferenceServer:
             self.metrics_port = self._http.server_port
         self._tasks.append(asyncio.create_task(self.batcher.run(), name="micro-batcher"))
         self._tasks.append(asyncio.create_task(self.manager.poll_forever(), name="model-poller"))
+        self._tasks.append(asyncio.create_task(self.expiry.run(), name="model-expiry"))
         for i, mgr in enumerate(self.shadow_managers):
             self._tasks.append(asyncio.create_task(mgr.poll_forever(), name=f"shadow-poller-{i}"))
         if self.publisher is not None:

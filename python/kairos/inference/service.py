@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -74,34 +75,46 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self._stream_requests = metrics.requests.labels("StreamPredict")
         self._stream_seconds = metrics.request_seconds.labels("StreamPredict")
         self._drift: dict[tuple[str, str], Any] = {}  # (name, version) -> DriftMonitor or None
+        self._drift_lock = threading.Lock()
         self.shadow: Any = None  # kairos.inference.shadow.ShadowEvaluator with --shadow-models
+        self.expiry: Any = None  # kairos.inference.expiry.ExpiryWatch (set by the server)
 
     def _drift_of(self, model: ServedModel) -> Any:
-        """The model's drift monitor (None without a training distribution in its card)."""
+        """The model's drift monitor (None without a training distribution in its card); shared by the
+        event loop (serving model) and the shadow worker thread (challengers), hence the lock."""
         key = (model.name, model.version)
-        if key not in self._drift:
-            mon = None
-            dist = model.card.get("feature_distribution") or {}
-            if dist and self.cfg.drift_window > 0:
-                from kairos.features.drift import DriftMonitor
-
-                try:
-                    mon = DriftMonitor(
-                        dist, model.feature_names, self.cfg.drift_window, self.cfg.ood_di_threshold
-                    )
-                except (KeyError, ValueError) as e:
-                    self.log.warning(
-                        "drift monitoring off", model=model.name, version=model.version, error=str(e)
-                    )
-            self._drift[key] = mon
+        if key in self._drift:
+            return self._drift[key]
+        with self._drift_lock:
+            if key not in self._drift:
+                self._drift[key] = self._new_drift_monitor(model)
         return self._drift[key]
+
+    def _new_drift_monitor(self, model: ServedModel) -> Any:
+        dist = model.card.get("feature_distribution") or {}
+        if not dist or self.cfg.drift_window <= 0:
+            return None
+        from kairos.features.drift import DriftMonitor
+
+        try:
+            return DriftMonitor(dist, model.feature_names, self.cfg.drift_window, self.cfg.ood_di_threshold)
+        except (KeyError, ValueError) as e:
+            self.log.warning("drift monitoring off", model=model.name, version=model.version, error=str(e))
+            return None
 
     def _observe_drift(self, model: ServedModel, work: Any) -> list[bool]:
         """DI and PSI of the predicted rows (the windows' last rows); which rows are out of distribution."""
-        mon = self._drift_of(model)
-        if mon is None or not work.windows:
+        if not work.windows:
             return []
-        di, ood = mon.observe(np.stack([w[-1] for w in work.windows]))
+        return self.observe_rows(model, np.stack([w[-1] for w in work.windows]))
+
+    def observe_rows(self, model: ServedModel, rows: np.ndarray) -> list[bool]:
+        """DI and PSI of feature rows a model predicted on (metrics, and the monitor's figures for
+        GetModelStatus); which rows are out of distribution. The shadow worker calls it for challengers."""
+        mon = self._drift_of(model)
+        if mon is None or not len(rows):
+            return []
+        di, ood = mon.observe(rows)
         label = f"{model.name}/{model.version}"
         hist = self.metrics.dissimilarity.labels(label)
         for d in di.tolist():
@@ -133,6 +146,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             max_ticks_per_batch=self.cfg.max_ticks_per_batch,
             max_bars_per_request=self.cfg.max_bars_per_request,
             max_symbols=self.cfg.max_symbols_per_stream,
+            any_symbol=self.cfg.any_symbol,
         )
         pending: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.cfg.stream_pipeline_depth)
         peer = context.peer()
@@ -223,13 +237,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         pol, col, unit = model.policy, model.vol_index, model.vol_unit
         outputs = result.outputs.tolist()
         abstain = self.cfg.abstain_ood and ood
+        expired = self.expiry is not None and self.expiry.abstaining(model)
+        flat = [0.0, 1.0, 0.0]  # an abstention: expected edge 0, the policy enters nothing
         for k, sym in enumerate(work.symbols):
             # The bar's own feature row (the window's last) carries the realised volatility.
             vol = float(work.windows[k][-1, col]) * unit if pol is not None else 0.0
             out = outputs[k]
-            if abstain and ood[k]:
-                out = [0.0, 1.0, 0.0]  # flat: an abstention (expected edge 0, the policy enters nothing)
+            if expired:  # demoted to flat: the model is past its age (ADR 0098)
+                out = flat
+                self.expiry.abstained.labels(f"{model.name}/{model.version}").inc()
+            elif abstain and ood[k]:
+                out = flat
                 self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
+                self._drift_of(model).abstained_total += 1
             pub.offer(
                 signal_for(
                     sym,
@@ -394,10 +414,38 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: pb.GetModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelStatusResponse:
         self.metrics.requests.labels("GetModelStatus").inc()
-        st = self.manager.status()
-        if request.model_name and request.model_name != st.model_name:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_name!r} is not served here")
-        return pb.GetModelStatusResponse(models=[st])
+        models = self._model_statuses()
+        if request.model_name:
+            models = [m for m in models if m.model_name == request.model_name]
+            if not models:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"model {request.model_name!r} is not served here"
+                )
+        return pb.GetModelStatusResponse(models=models)
+
+    def _model_statuses(self) -> list[pb.ModelStatus]:
+        """The serving model, then every shadow challenger (issue #19): each with its role, its live
+        paper figures and its drift (kairos.inference.status)."""
+        from kairos.inference.status import live_status
+
+        serving = self.manager.current
+        out = [live_status(self.manager, "serving", self.shadow, self._drift_of)]
+        for mgr in self.shadow.managers if self.shadow is not None else []:
+            m = mgr.current
+            if (
+                m is not None
+                and serving is not None
+                and (m.name, m.version) == (serving.name, serving.version)
+            ):
+                continue  # the challenger was promoted: it is the serving row now
+            out.append(live_status(mgr, "shadow", self.shadow, self._drift_of))
+        if self.expiry is not None:
+            self.expiry.fill(out[0])  # the serving model's expiry (ADR 0098)
+        if self.shadow is not None:  # each challenger's promotion test (ADR 0097)
+            from kairos.inference.shadow import fill_promotion
+
+            fill_promotion(out, self.shadow, serving)
+        return out
 
 
 def bad_request(message: str, violations: list[tuple[str, str, str]]) -> grpc.Status:

@@ -108,9 +108,9 @@ class Work:
     unlisted_rejections: int = 0
     # Bars closed by this request, in order: (state, symbol, bar open ms, bar window or None, bid, ask).
     closed: list[tuple[SymbolState, str, int, np.ndarray | None, float, float]] = field(default_factory=list)
-    # Per input: the bar's (open, close, mean spread), for shadow accounting (kairos.shadow).
-    prices: list[tuple[float, float, float]] = field(default_factory=list)
-    closed_prices: list[tuple[float, float, float]] = field(default_factory=list)
+    # Per input: the bar's (open, close, mean spread, low, high), for shadow accounting (kairos.shadow).
+    prices: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+    closed_prices: list[tuple[float, float, float, float, float]] = field(default_factory=list)
 
     def inputs(self) -> np.ndarray:
         return np.stack(self.windows)
@@ -127,8 +127,10 @@ class StreamState:
         max_ticks_per_batch: int,
         max_bars_per_request: int,
         max_symbols: int,
+        any_symbol: bool = False,
     ) -> None:
         self.metrics = metrics
+        self.any_symbol = any_symbol
         self.allowed = allowed_symbols
         self.max_ticks = max_ticks_per_batch
         self.max_bars = max_bars_per_request
@@ -149,6 +151,16 @@ class StreamState:
             work.unlisted_rejections += 1
 
     def _state_for(self, work: Work, fld: str, symbol: str, model: ServedModel) -> SymbolState | None:
+        if model.symbols and symbol not in model.symbols and not self.any_symbol:
+            self._reject(
+                work,
+                fld,
+                "SYMBOL_NOT_IN_CARD",
+                f"model {model.name} {model.version} was validated on {', '.join(sorted(model.symbols))} "
+                f"only, not {symbol!r}",
+                symbol,
+            )
+            return None
         st = self.symbols.get(symbol)
         if st is not None:
             if st.timeframe_s != model.timeframe_s:  # a swap to a model of another timeframe
@@ -309,7 +321,7 @@ class StreamState:
                 # The tick that closes a bar is the quote the prediction is made at.
                 st.last_bar_open_msc = bar.open_time_msc
                 work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), b, a))
-                work.closed_prices.append((bar.open, bar.close, bar.spread_mean))
+                work.closed_prices.append((bar.open, bar.close, bar.spread_mean, bar.low, bar.high))
 
     def _bar(self, work: Work, fld: str, bar: md.Bar, model: ServedModel) -> None:
         sym = bar.symbol
@@ -334,7 +346,7 @@ class StreamState:
         st.bid = bar.close
         st.ask = bar.close + bar.spread_mean
         work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), st.bid, st.ask))
-        work.closed_prices.append((bar.open, bar.close, bar.spread_mean))
+        work.closed_prices.append((bar.open, bar.close, bar.spread_mean, bar.low, bar.high))
 
 
 def bar_problem(bar: md.Bar, timeframe_s: int) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ redelivery after a crash): readers drop exact duplicates (``read_bars``, ``read_
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -95,10 +96,16 @@ def write_part(root: Path, symbol: str, timeframe: str, table: pa.Table, time_co
         return []
     t = table.column(time_column).to_numpy()
     days = t // _DAY_MS
+    if len(days) > 1 and bool((days[1:] < days[:-1]).any()):
+        # Out of order across days (rare: a late message): group the days, keeping arrival order.
+        order = np.argsort(days, kind="stable")
+        table, days = table.take(pa.array(order)), days[order]
+    # One slice per day (zero-copy): the rows of a day are contiguous now.
+    cuts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist(), len(days)]
     written = []
-    for day in np.unique(days):
-        rows = table.filter(pa.array(days == day)) if len(np.unique(days)) > 1 else table
-        d = partition_dir(root, symbol, timeframe, day_of(int(day) * _DAY_MS))
+    for lo, hi in itertools.pairwise(cuts):
+        rows = table.slice(lo, hi - lo)
+        d = partition_dir(root, symbol, timeframe, day_of(int(days[lo]) * _DAY_MS))
         d.mkdir(parents=True, exist_ok=True)
         first = int(rows.column(time_column)[0].as_py())
         name = f"part-{first}-{uuid.uuid4().hex[:12]}.parquet"

@@ -72,6 +72,10 @@ class StackSettings:
     threshold: float = 0.10
     # Extra execution flags (e.g. the paper venue's slippage model).
     execution_args: tuple[str, ...] = ()
+    # Challengers inference evaluates in shadow on paper (ADR 0086): model sources, as --model.
+    shadow_models: tuple[str, ...] = ()
+    # Extra inference flags (e.g. --drift-window).
+    inference_args: tuple[str, ...] = ()
 
     @property
     def nats_url(self) -> str:
@@ -103,6 +107,21 @@ class StackSettings:
             self.bridge_key = secrets.token_hex(32)
             credentials.write_secret(self.bridge_key_file, self.bridge_key + "\n")
         return self.bridge_key
+
+
+# `kairos up --tester` (docs/mt5.md, ADR 0095): the execution service for an EA in the Strategy
+# Tester: orders back to the terminal (the tester fills them), the engine on the tester's virtual
+# time, and no duplicate-intent guard on wall-clock milliseconds (bars pass in milliseconds there).
+TESTER_EXECUTION_ARGS = ("--venue=mt5", "--clock=market", "--duplicate-intent-window-ms=0")
+
+
+def up_execution_args(tester: bool, venue: str) -> tuple[str, ...]:
+    """The execution flags `kairos up` adds: the tester's, else the venue's (paper is the default)."""
+    if venue not in ("paper", "mt5"):
+        raise ValueError(f"venue must be paper or mt5, not {venue!r}")
+    if tester:
+        return TESTER_EXECUTION_ARGS
+    return ("--venue=mt5",) if venue == "mt5" else ()
 
 
 def build_go_binaries(bin_dir: Path, force: bool = False) -> dict[str, Path]:
@@ -166,6 +185,8 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--nats-url={settings.nats_url}",
                 f"--nats-creds={creds.nats_creds('inference')}",
                 f"--token-file={creds.token_file('inference')}",
+                *([f"--shadow-models={','.join(settings.shadow_models)}"] if settings.shadow_models else []),
+                *settings.inference_args,
             ],
             grpc_addr=f"127.0.0.1:{p.inference_grpc}",
             metrics_url=f"http://127.0.0.1:{p.inference_metrics}/metrics",

@@ -16,10 +16,13 @@ IntArray = npt.NDArray[np.int64]
 RULES = ("flat", "buy_and_hold", "momentum")
 
 
-def momentum_positions(close: FloatArray, idx: IntArray, horizon: int) -> FloatArray:
-    """+1 after a rise over the last ``horizon`` bars, -1 after a fall, 0 if unchanged or unknown."""
+def momentum_positions(
+    close: FloatArray, idx: IntArray, horizon: int, first: IntArray | None = None
+) -> FloatArray:
+    """+1 after a rise over the last ``horizon`` bars, -1 after a fall, 0 if unchanged or unknown
+    (``first``: the first bar of each row's symbol, when a run has several)."""
     prev = idx - horizon
     out = np.zeros(len(idx))
-    ok = prev >= 0
+    ok = prev >= (0 if first is None else first)
     out[ok] = np.sign(np.log(close[idx[ok]] / close[prev[ok]]))
     return out

@@ -58,11 +58,12 @@ RunOpt = Annotated[
     Path, typer.Option("--run", envvar="KAIROS_TRAIN_RUN", help="Run directory holding every step's output.")
 ]
 DataOpt = Annotated[
-    str,
+    list[str],
     typer.Option(
         "--data",
         help="Market data: an MT5 tick/bar export (tab-separated, UTF-8/UTF-16), a CSV bar or tick file, "
-        "a Parquet file, or sample:eurusd-h1.",
+        "a Parquet file, recorded:SYMBOL:TF, or sample:eurusd-h1. Repeat for several symbols in one run "
+        "(pooled training, per-symbol and pooled figures); SYMBOL=PATH names a file's symbol.",
     ),
 ]
 AskOpt = Annotated[
@@ -181,6 +182,16 @@ CandidateOpt = Annotated[
         "(mlp, tcn, gru, lgbm, logreg) trained by this run.",
     ),
 ]
+StopOpt = Annotated[
+    float,
+    typer.Option(
+        "--stop-vol-mult",
+        min=0.0,
+        help="Protective stop on every entry, in realised volatility x price (the card's "
+        "policy.stop_vol_mult; the backtest works it on the bars' lows and highs as the venue does). "
+        "0: none.",
+    ),
+]
 PriorTrialsOpt = Annotated[
     int,
     typer.Option(
@@ -222,7 +233,7 @@ def _progress() -> Progress:
 
 def _do_import(
     run: Path,
-    data: str,
+    data: list[str],
     ask: str | None,
     spread: float | None,
     tf: str | None,
@@ -249,7 +260,7 @@ def _do_import(
         time_column=time_column,
         time_format=time_format,
     )
-    t = Table(title=f"import {data}", show_header=False)
+    t = Table(title=f"import {' + '.join(data)}", show_header=False)
     t.add_row("kind", rep.kind)
     t.add_row("rows read", str(rep.rows_in))
     t.add_row("bars", f"{rep.bars} {timeframe_name(rep.timeframe_s)}")
@@ -473,19 +484,24 @@ def train(
     _do_train(run, tcfg, lcfg, _search_cfg(search, trials, timeout, search_families, search_folds))
 
 
-def _source(run: Path) -> str:
+def _run_sources(run: Path) -> str | list[str]:
+    """What the run was imported from, for its name: the symbols of a run on several."""
     import json
 
     from kairos.training.pipeline import _need
 
-    return str(json.loads(_need(run, "import.json", "import").read_text())["source"])
+    imp = json.loads(_need(run, "import.json", "import").read_text())
+    syms = imp.get("symbols") or []
+    return [f"{s}={s}" for s in syms] if imp.get("per_symbol") else str(imp["source"])
 
 
-def _model_name(run: Path, name: str | None, symbol: str | None, source: str | None = None) -> str:
+def _model_name(
+    run: Path, name: str | None, symbol: str | None, source: str | list[str] | None = None
+) -> str:
     from kairos.training.registry import NamingError, model_name
 
     try:
-        return model_name(source if source is not None else _source(run), name=name, symbol=symbol)
+        return model_name(source if source is not None else _run_sources(run), name=name, symbol=symbol)
     except NamingError as e:
         raise CliFailure(EXIT_USAGE, str(e)) from e
 
@@ -548,11 +564,22 @@ def _gate_config(significance: str, gate_alpha: float, candidate: str = "best", 
 
 
 def _do_backtest(
-    run: Path, commission: float | None, gate_cfg: Any = None, prior_trials: int = 0
+    run: Path,
+    commission: float | None,
+    gate_cfg: Any = None,
+    prior_trials: int = 0,
+    stop_vol_mult: float = 0.0,
 ) -> dict[str, Any]:
     from kairos.training import pipeline
+    from kairos.training.policy import PolicyConfig
 
-    rep = pipeline.step_backtest(run, commission, gate_cfg=gate_cfg, prior_trials=prior_trials)
+    rep = pipeline.step_backtest(
+        run,
+        commission,
+        policy_cfg=PolicyConfig(stop_vol_mult=stop_vol_mult),
+        gate_cfg=gate_cfg,
+        prior_trials=prior_trials,
+    )
     level = rep["stats"]["model"]["sharpe_ci_level"]
     t = Table(
         title=f"out of sample (validation folds), net of costs; {rep['trials']['n']} trials behind the "
@@ -611,10 +638,13 @@ def backtest(
     significance: SignificanceOpt = "dsr",
     gate_alpha: GateAlphaOpt = 0.05,
     prior_trials: PriorTrialsOpt = 0,
+    stop_vol_mult: StopOpt = 0.0,
 ) -> None:
     """Backtest every model family's fold predictions and the rule baselines (flat, buy-and-hold,
     momentum) with honest statistics, choose the candidate, and the gate's verdict."""
-    _do_backtest(run, commission, _gate_config(significance, gate_alpha, candidate), prior_trials)
+    _do_backtest(
+        run, commission, _gate_config(significance, gate_alpha, candidate), prior_trials, stop_vol_mult
+    )
 
 
 def _do_register(
@@ -720,6 +750,7 @@ def run_all(
     significance: SignificanceOpt = "dsr",
     gate_alpha: GateAlphaOpt = 0.05,
     prior_trials: PriorTrialsOpt = 0,
+    stop_vol_mult: StopOpt = 0.0,
 ) -> None:
     """All steps: import, train, backtest and gate, export, then (unless --no-register) log and register."""
     tcfg, lcfg = _configs(
@@ -748,7 +779,9 @@ def run_all(
     scfg = _search_cfg(search, trials, timeout, search_families, search_folds)
     _do_import(run, data, ask_data, spread, timeframe, source_tz, dedupe, max_bars, time_column, time_format)
     _do_train(run, tcfg, lcfg, scfg)
-    _do_backtest(run, None, gate_cfg, prior_trials)  # before export, so the card carries the verdict
+    _do_backtest(
+        run, None, gate_cfg, prior_trials, stop_vol_mult
+    )  # before export: the card carries the verdict
     from kairos.training.pipeline import learned_nothing
 
     why = learned_nothing(run)

@@ -14,6 +14,18 @@ Each round (``run_round``):
    registered model moves an alias; anything else leaves the registry, and so what inference serves,
    as it was. ``history.jsonl`` in the loop directory keeps one line per round.
 
+With ``[auto_promote] enabled = true`` each round first asks the inference server for its promotion
+test of the ``challenger`` in shadow (GetModelStatus over gRPC with the token file) and promotes it
+when the test is significant (``kairos.stack.models.promote_if_significant``, ADR 0097): before the
+round, because a newly registered challenger starts a new record. ``interval`` also checks between
+rounds. Every decision is in ``round.json`` (``promotion``), the JSON log and, with ``[loop]
+metrics_addr``, ``kairos_train_promotions_total``.
+
+The steps of a round are ``round_promote``, ``round_window``, ``round_train``, ``round_backtest`` and
+``round_register``; ``run_round`` runs them through a ``step`` runner (called directly here; the Prefect
+flow in ``kairos.training.flow`` passes one that runs each as a Prefect task), so there is one
+implementation of a round.
+
 The schedule is ``interval = "6h"`` (a Go duration) or ``cron = "0 */6 * * *"`` (five fields, UTC:
 minute hour day-of-month month day-of-week, with ``*``, lists, ranges and ``/step``).
 
@@ -39,12 +51,19 @@ Config file (TOML)::
     [loop]
     dir = ".kairos/loop"
     count_rounds_as_trials = true
+    metrics_addr = ""           # host:port for /metrics (kairos_train_promotions_total); empty: off
+    [auto_promote]
+    enabled = false
+    inference_addr = "127.0.0.1:7501"
+    token_file = ".kairos/run/inference.token"
+    interval = "5m"             # also check between rounds; omit to check only before each round
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 import tomllib
@@ -53,10 +72,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd  # type: ignore[import-untyped]
 
+T = TypeVar("T")
 EXIT_REGISTERED, EXIT_ERROR, EXIT_DATA, EXIT_NOT_GOOD_ENOUGH, EXIT_TRACKING = 0, 1, 2, 3, 5
 
 
@@ -157,6 +177,25 @@ class Schedule:
 # ------------------------------------------------------------------------------------------ config
 
 
+@dataclass(frozen=True)
+class AutoPromote:
+    """``[auto_promote]``: promote the challenger when the server's promotion test is significant."""
+
+    enabled: bool = False
+    inference_addr: str = "127.0.0.1:7501"
+    token_file: str = ""
+    interval_s: float | None = None
+    timeout_s: float = 5.0
+
+    def token(self) -> str:
+        if not self.token_file:
+            return ""
+        try:
+            return Path(self.token_file).read_text().splitlines()[0].strip()
+        except (OSError, IndexError) as e:
+            raise LoopConfigError(f"[auto_promote] token_file {self.token_file}: cannot read it ({e})") from e
+
+
 @dataclass
 class LoopConfig:
     schedule: Schedule
@@ -174,6 +213,8 @@ class LoopConfig:
     dir: Path = Path(".kairos/loop")
     count_rounds_as_trials: bool = True
     prior_trials: int = 0
+    metrics_addr: str = ""
+    auto_promote: AutoPromote = field(default_factory=AutoPromote)
 
     @classmethod
     def load(cls, path: Path) -> LoopConfig:
@@ -185,7 +226,7 @@ class LoopConfig:
             raise LoopConfigError(f"{path}: no such file") from e
         except tomllib.TOMLDecodeError as e:
             raise LoopConfigError(f"{path}: {e}") from e
-        known = {"schedule", "data", "train", "label", "gate", "register", "loop"}
+        known = {"schedule", "data", "train", "label", "gate", "register", "loop", "auto_promote"}
         unknown = set(raw) - known
         if unknown:
             raise LoopConfigError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -205,8 +246,24 @@ class LoopConfig:
         data = raw.get("data", {})
         if not data.get("sources"):
             raise LoopConfigError(f"{path}: [data] sources is empty")
-        reg, lp = raw.get("register", {}), raw.get("loop", {})
+        reg, lp, ap = raw.get("register", {}), raw.get("loop", {}), raw.get("auto_promote", {})
         base = path.parent
+        ap_known = {"enabled", "inference_addr", "token_file", "interval", "timeout"}
+        if set(ap) - ap_known:
+            bad = sorted(set(ap) - ap_known)
+            raise LoopConfigError(
+                f"{path}: [auto_promote] unknown setting(s) {bad}; known: {sorted(ap_known)}"
+            )
+        try:
+            auto = AutoPromote(
+                enabled=bool(ap.get("enabled", False)),
+                inference_addr=str(ap.get("inference_addr", "127.0.0.1:7501")),
+                token_file=str((base / ap["token_file"]).resolve()) if ap.get("token_file") else "",
+                interval_s=parse_duration(str(ap["interval"])) if "interval" in ap else None,
+                timeout_s=parse_duration(str(ap["timeout"])) if "timeout" in ap else 5.0,
+            )
+        except ValueError as e:
+            raise LoopConfigError(f"{path}: [auto_promote] {e}") from e
 
         def rel(s: str) -> str:  # file sources relative to the config file
             if ":" in s.split("/")[0] or Path(s).is_absolute():
@@ -229,6 +286,8 @@ class LoopConfig:
             dir=(base / lp["dir"]).resolve() if "dir" in lp else Path(".kairos/loop").resolve(),
             count_rounds_as_trials=bool(lp.get("count_rounds_as_trials", True)),
             prior_trials=int(lp.get("prior_trials", 0)),
+            metrics_addr=str(lp.get("metrics_addr", "")),
+            auto_promote=auto,
         )
         cfg.configs()  # unknown train/label/gate keys fail now, not at the first round
         return cfg
@@ -268,6 +327,7 @@ class RoundResult:
     version: str | None = None
     alias_uri: str | None = None
     gate: dict[str, Any] | None = None
+    promotion: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -328,16 +388,136 @@ def _log(event: str, **fields: Any) -> None:
     print(json.dumps({**rec, **fields}, default=str), file=sys.stderr, flush=True)
 
 
+def direct_step(name: str, fn: Callable[..., T], *args: Any) -> T:
+    """The default step runner: call the step."""
+    return fn(*args)
+
+
+METRICS: Any = None
+"""The loop's Prometheus registry when ``[loop] metrics_addr`` serves one (``serve_metrics``)."""
+
+
+def serve_metrics(cfg: LoopConfig) -> None:
+    global METRICS
+    if not cfg.metrics_addr or METRICS is not None:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from kairos.envconfig import split_hostport
+
+    host, port = split_hostport(cfg.metrics_addr, "metrics_addr", "[loop] ")
+    METRICS = CollectorRegistry()
+    start_http_server(port, host, registry=METRICS)
+
+
+def round_promote(cfg: LoopConfig) -> dict[str, Any] | None:
+    """``[auto_promote]``: the challenger becomes champion if the server's test says so (never raises:
+    a failed check is a decision not to promote, with its reason)."""
+    ap = cfg.auto_promote
+    if not ap.enabled:
+        return None
+    from kairos.stack import models as lifecycle
+    from kairos.training import registry
+
+    name = cfg.name or registry.model_name(cfg.sources[0])
+    try:
+        d = lifecycle.promote_if_significant(
+            cfg.tracking_uri or registry.default_tracking_uri(),
+            name,
+            ap.inference_addr,
+            ap.token(),
+            timeout_s=ap.timeout_s,
+            registry=METRICS,
+            component="train-loop",
+        )
+    except Exception as e:  # the registry or the token file: say so, promote nothing
+        _log("promotion_error", model=name, error=f"{type(e).__name__}: {e}")
+        return {"name": name, "promoted": False, "reason": f"{type(e).__name__}: {e}"}
+    return d.to_dict()
+
+
+def round_window(cfg: LoopConfig, run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The round's bars (``build_window``) written as ``window.parquet``."""
+    from kairos.training.data import DataError
+
+    window, info = build_window(cfg)
+    if window.empty:
+        raise DataError(",".join(cfg.sources), None, None, "no bars in the window")
+    wfile = run_dir / "window.parquet"
+    window.assign(time=window["time"].astype("datetime64[ms, UTC]")).to_parquet(wfile, index=False)
+    return wfile, info
+
+
+def round_train(cfg: LoopConfig, run_dir: Path, wfile: Path) -> None:
+    """``step_import`` of the window and ``step_train``."""
+    from kairos.training import pipeline
+
+    tcfg, lcfg, _ = cfg.configs()
+    pipeline.step_import(
+        run_dir,
+        str(wfile),
+        timeframe=None,
+        ask_source=None,
+        spread=None,
+        source_tz="UTC",
+        dedupe="error",
+        max_bars=None,
+    )
+    pipeline.step_train(run_dir, tcfg, lcfg)
+
+
+def round_backtest(cfg: LoopConfig, run_dir: Path) -> dict[str, Any]:
+    """``step_backtest`` with the gate; the rounds before count as prior trials."""
+    from kairos.training import pipeline
+
+    _, _, gcfg = cfg.configs()
+    prior = cfg.prior_trials + (len(_history(cfg)) if cfg.count_rounds_as_trials else 0)
+    rep = pipeline.step_backtest(run_dir, gate_cfg=gcfg, prior_trials=prior)
+    return {
+        "passed": rep["gate"]["passed"],
+        "reason": rep["gate"]["reason"],
+        "n_trials": rep["gate"]["n_trials"],
+        "conditions": [
+            {k: c[k] for k in ("name", "passed", "figure", "text") if k in c}
+            for c in rep["gate"]["conditions"]
+        ],
+    }
+
+
+def round_register(cfg: LoopConfig, run_dir: Path, name: str, rid: str, passed: bool) -> dict[str, Any]:
+    """``step_export`` and ``registry.log_and_register``: registered under the alias only if ``passed``
+    (a failed round is logged to MLflow for the record, never registered: nothing moves)."""
+    from kairos.training import pipeline, registry
+
+    pipeline.step_export(run_dir, name, f"loop-{rid}")
+    reg = registry.log_and_register(
+        run_dir,
+        tracking_uri=cfg.tracking_uri or registry.default_tracking_uri(),
+        name=name,
+        alias=cfg.alias if passed else None,
+        register=passed,
+    )
+    return {
+        "run_id": reg.run_id,
+        "registered": reg.registered,
+        "version": reg.version,
+        "alias_uri": reg.alias_uri,
+        "reason": reg.reason,
+    }
+
+
 def run_round(
     cfg: LoopConfig,
     *,
     now: datetime | None = None,
     after_train: Callable[[Path], None] | None = None,
+    step: Callable[..., Any] = direct_step,
 ) -> RoundResult:
     """One retraining round (module docstring). Never raises for a failed round: the result says why.
 
     ``after_train(run_dir)`` runs between training and the backtest (a hook for extensions that
-    post-process the fold predictions; the tests use it to plant a known-good model)."""
+    post-process the fold predictions; the tests use it to plant a known-good model). ``step(name,
+    fn, *args)`` runs each step (``direct_step``; the Prefect flow runs each as a task)."""
     from kairos.features import ModelCardError
     from kairos.training import pipeline, registry
     from kairos.training.data import DataError
@@ -351,66 +531,27 @@ def run_round(
     t0 = time.perf_counter()
     _log("round_start", round=rid, sources=cfg.sources, window_days=cfg.window_days)
     try:
-        tcfg, lcfg, gcfg = cfg.configs()
-        window, res.window = build_window(cfg)
-        if window.empty:
-            raise DataError(",".join(cfg.sources), None, None, "no bars in the window")
-        wfile = run_dir / "window.parquet"
-        window.assign(time=window["time"].astype("datetime64[ms, UTC]")).to_parquet(wfile, index=False)
+        res.promotion = step("promote", round_promote, cfg)
+        cfg.configs()
+        wfile, res.window = step("window", round_window, cfg, run_dir)
         res.name = registry.model_name(cfg.sources[0], name=cfg.name or None)
-        pipeline.step_import(
-            run_dir,
-            str(wfile),
-            timeframe=None,
-            ask_source=None,
-            spread=None,
-            source_tz="UTC",
-            dedupe="error",
-            max_bars=None,
-        )
-        pipeline.step_train(run_dir, tcfg, lcfg)
+        step("train", round_train, cfg, run_dir, wfile)
         if after_train is not None:
             after_train(run_dir)
-        prior = cfg.prior_trials + (len(_history(cfg)) if cfg.count_rounds_as_trials else 0)
-        rep = pipeline.step_backtest(run_dir, gate_cfg=gcfg, prior_trials=prior)
-        res.gate = {
-            "passed": rep["gate"]["passed"],
-            "reason": rep["gate"]["reason"],
-            "n_trials": rep["gate"]["n_trials"],
-            "conditions": [
-                {k: c[k] for k in ("name", "passed", "figure", "text") if k in c}
-                for c in rep["gate"]["conditions"]
-            ],
-        }
+        res.gate = step("backtest", round_backtest, cfg, run_dir)
         why = pipeline.learned_nothing(run_dir)
         if why:
             res.status, res.reason = "learned_nothing", why
-        elif not rep["gate"]["passed"]:
-            # Logged to MLflow for the record, never registered: nothing moves.
-            pipeline.step_export(run_dir, res.name, f"loop-{rid}")
-            reg = registry.log_and_register(
-                run_dir,
-                tracking_uri=cfg.tracking_uri or registry.default_tracking_uri(),
-                name=res.name,
-                alias=None,
-                register=False,
-            )
-            res.status, res.reason = (
-                "gate_failed",
-                f"not registered ({reg.run_id} logged): {rep['gate']['reason']}",
-            )
         else:
-            pipeline.step_export(run_dir, res.name, f"loop-{rid}")
-            reg = registry.log_and_register(
-                run_dir,
-                tracking_uri=cfg.tracking_uri or registry.default_tracking_uri(),
-                name=res.name,
-                alias=cfg.alias,
-                register=True,
-            )
-            res.version, res.alias_uri = reg.version, reg.alias_uri
-            res.status = "registered" if reg.registered else "gate_failed"
-            res.reason = reg.reason
+            passed = bool(res.gate["passed"])
+            reg = step("register", round_register, cfg, run_dir, res.name, rid, passed)
+            if not passed:
+                res.status = "gate_failed"
+                res.reason = f"not registered ({reg['run_id']} logged): {res.gate['reason']}"
+            else:
+                res.version, res.alias_uri = reg["version"], reg["alias_uri"]
+                res.status = "registered" if reg["registered"] else "gate_failed"
+                res.reason = reg["reason"]
     except DataError as e:
         res.status, res.reason = "data_error", str(e)
     except (pipeline.StepError, ModelCardError, ParityError, registry.NamingError) as e:
@@ -433,6 +574,7 @@ def run_round(
         version=res.version,
         alias=res.alias_uri,
         seconds=res.seconds,
+        promoted=bool(res.promotion and res.promotion.get("promoted")),
     )
     return res
 
@@ -446,6 +588,7 @@ def run_loop(
 ) -> RoundResult | None:
     """Rounds on the schedule until ``stop()`` (or ``max_rounds``); ``once`` runs one round now."""
     cfg.dir.mkdir(parents=True, exist_ok=True)
+    serve_metrics(cfg)
     if once:
         return run_round(cfg)
     done, last = 0, None
@@ -454,9 +597,14 @@ def run_loop(
         wait = (nxt - datetime.now(UTC)).total_seconds()
         if wait > 0:
             _log("waiting", next_round=nxt.isoformat(), seconds=round(wait, 1))
+            check = cfg.auto_promote.interval_s if cfg.auto_promote.enabled else None
+            next_check = time.monotonic() + check if check else math.inf
             while wait > 0 and not (stop and stop()):
                 time.sleep(min(wait, 1.0))
                 wait = (nxt - datetime.now(UTC)).total_seconds()
+                if check and time.monotonic() >= next_check and wait > 0:
+                    round_promote(cfg)
+                    next_check = time.monotonic() + check
             if stop and stop():
                 break
         started = datetime.now(UTC)

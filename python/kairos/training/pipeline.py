@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kept Any
 
-from kairos.features import SCHEMA, DecisionPolicy, ModelCard, compute_features, to_epoch_ms
+from kairos.features import SCHEMA, DecisionPolicy, ModelCard, to_epoch_ms
 from kairos.training import data as data_mod
-from kairos.training.labels import LabelConfig, label_bars, make_labels, window_index, windows
+from kairos.training.labels import LabelConfig, windows
+from kairos.training.panel import Panel
 from kairos.training.policy import Params, PolicyConfig, class_moves
 
 # torch (and what needs it) is imported by the steps that use it: `import` and `--help` stay fast.
@@ -93,7 +94,7 @@ def created_utc() -> str:
 
 def step_import(
     run_dir: Path,
-    source: str,
+    source: str | list[str],
     *,
     timeframe: str | None,
     ask_source: str | None,
@@ -104,6 +105,58 @@ def step_import(
     time_column: str | None = None,
     time_format: str | None = None,
 ) -> data_mod.ImportReport:
+    """Import one source, or several (one symbol each: ``SYMBOL=path`` or a symbol in the file name)
+    stacked into one run (``kairos.training.panel``); ``max_bars`` keeps the latest bars of each."""
+    sources = [source] if isinstance(source, str) else list(source)
+    if len(sources) > 1:
+        return _import_several(
+            run_dir,
+            sources,
+            timeframe=timeframe,
+            ask_source=ask_source,
+            spread=spread,
+            source_tz=source_tz,
+            dedupe=dedupe,
+            max_bars=max_bars,
+            time_column=time_column,
+            time_format=time_format,
+        )
+    sym, src = split_source(sources[0])
+    bars, report = _import_one(
+        src, timeframe, ask_source, spread, source_tz, dedupe, max_bars, time_column, time_format
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    bars.to_parquet(run_dir / "bars.parquet", index=False)
+    symbol = sym or symbol_of(src)
+    _write_json(run_dir / "import.json", {**report.to_dict(), "symbols": [symbol] if symbol else []})
+    return report
+
+
+def split_source(spec: str) -> tuple[str | None, str]:
+    """``SYMBOL=source`` -> (SYMBOL, source); a plain source -> (None, source)."""
+    import re
+
+    m = re.fullmatch(r"([A-Za-z0-9._-]+)=(.+)", spec)
+    return (m.group(1), m.group(2)) if m else (None, spec)
+
+
+def symbol_of(source: str) -> str | None:
+    from kairos.training.registry import symbol_of as named
+
+    return named(source)
+
+
+def _import_one(
+    source: str,
+    timeframe: str | None,
+    ask_source: str | None,
+    spread: float | None,
+    source_tz: str,
+    dedupe: data_mod.Dedupe,
+    max_bars: int | None,
+    time_column: str | None,
+    time_format: str | None,
+) -> tuple[pd.DataFrame, data_mod.ImportReport]:
     bars, report = data_mod.load_bars(
         source,
         timeframe=timeframe,
@@ -120,9 +173,97 @@ def step_import(
         report.bars = len(bars)
         report.first = str(bars["time"].iloc[0])
         report.sha256 = data_mod.dataset_hash(bars)
+    return bars, report
+
+
+def _import_several(
+    run_dir: Path,
+    sources: list[str],
+    *,
+    timeframe: str | None,
+    ask_source: str | None,
+    spread: float | None,
+    source_tz: str,
+    dedupe: data_mod.Dedupe,
+    max_bars: int | None,
+    time_column: str | None,
+    time_format: str | None,
+) -> data_mod.ImportReport:
+    import hashlib
+
+    from kairos.training.panel import stack
+
+    if ask_source is not None:
+        raise data_mod.DataError(
+            ask_source,
+            None,
+            None,
+            "--ask-data pairs one --data file; with several, name the ask files "
+            "*ask* beside their *bid* twins so each is paired automatically",
+        )
+    frames: dict[str, pd.DataFrame] = {}
+    reports: dict[str, data_mod.ImportReport] = {}
+    for spec in sources:
+        sym, src = split_source(spec)
+        sym = sym or symbol_of(src)
+        if not sym:
+            raise data_mod.DataError(
+                src,
+                None,
+                None,
+                "no trading symbol in the file name: with several --data, write "
+                "--data SYMBOL=PATH (e.g. --data EURUSD=eurusd.csv)",
+            )
+        if sym in frames:
+            raise data_mod.DataError(
+                src,
+                None,
+                None,
+                f"symbol {sym} is already imported from {reports[sym].source}: one --data per symbol",
+            )
+        bars, rep = _import_one(
+            src, timeframe, None, spread, source_tz, dedupe, max_bars, time_column, time_format
+        )
+        first = next(iter(reports.values()), None)
+        if first is not None and rep.timeframe_s != first.timeframe_s:
+            raise data_mod.DataError(
+                src,
+                None,
+                None,
+                f"{data_mod.timeframe_name(rep.timeframe_s)} bars, but {first.source} "
+                f"has {data_mod.timeframe_name(first.timeframe_s)}: pass --timeframe to resample all to one",
+            )
+        frames[sym], reports[sym] = bars, rep
+    bars = stack(frames)
+    digest = hashlib.sha256("".join(f"{s}:{r.sha256};" for s, r in reports.items()).encode())
+    reps = list(reports.values())
+    report = data_mod.ImportReport(
+        source=" + ".join(r.source for r in reps),
+        kind=reps[0].kind,
+        rows_in=sum(r.rows_in for r in reps),
+        bars=len(bars),
+        timeframe_s=reps[0].timeframe_s,
+        first=min(r.first for r in reps),
+        last=max(r.last for r in reps),
+        spread_source="; ".join(f"{s}: {r.spread_source}" for s, r in reports.items()),
+        point=min(r.point for r in reps),
+        duplicates=sum(r.duplicates for r in reps),
+        duplicate_policy=dedupe,
+        crossed_spread_bars=sum(r.crossed_spread_bars for r in reps),
+        gaps=sum(r.gaps for r in reps),
+        missing_bars=sum(r.missing_bars for r in reps),
+        sha256="sha256:" + digest.hexdigest(),
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     bars.to_parquet(run_dir / "bars.parquet", index=False)
-    _write_json(run_dir / "import.json", report.to_dict())
+    _write_json(
+        run_dir / "import.json",
+        {
+            **report.to_dict(),
+            "symbols": list(frames),
+            "per_symbol": {s: r.to_dict() for s, r in reports.items()},
+        },
+    )
     return report
 
 
@@ -162,12 +303,14 @@ def step_train(
     ):  # a backtest of an earlier training
         (run_dir / stale).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    feats = compute_features(bars)
-    lab = label_bars(bars, label_cfg)
+    panel = Panel.of(bars)
+    clock = panel.clock
+    feats = panel.features(bars)
+    lab = panel.labels(bars, label_cfg)
     labels = lab.y
     purge = cfg.purge if cfg.purge is not None else label_cfg.horizon
     # One sample set for every family, so all are compared on the same folds: the longest input window.
-    idx = window_index(feats, labels, max(cfg.window, cfg.input_window))
+    idx = panel.window_index(feats, labels, max(cfg.window, cfg.input_window))
     warm = SCHEMA.window + max(cfg.window, cfg.input_window) - 1
     where = f"{len(bars)} bars (feature warm-up {warm} bars, label horizon {label_cfg.horizon})"
     need = max(200, int(np.ceil(20 * cfg.folds / (1 - cfg.min_train_frac))))
@@ -179,22 +322,26 @@ def step_train(
             "or use fewer --folds",
         )
     try:
-        make_folds(idx, cfg, purge)
+        make_folds(idx, cfg, purge, clock)
     except ValueError as e:
         raise _too_little(imp["source"], f"{e}; from {where}") from None
     search_record = None
     if search_cfg is not None:
         try:
-            cfg, search_record = search(feats, labels, lab.end, idx, cfg, purge, search_cfg, on_trial)
+            cfg, search_record = search(
+                feats, labels, lab.end, idx, cfg, purge, search_cfg, on_trial, clock=clock
+            )
         except SearchDataError as e:
             raise _too_little(imp["source"], f"{e}; from {where}") from None
         _write_json(run_dir / "search.json", search_record)
     families = (cfg.arch, *(f for f in BASELINE_FAMILIES if f != cfg.arch))
-    wf = walk_forward(feats, labels, lab.end, idx, cfg, purge, on_epoch, families)
+    wf = walk_forward(feats, labels, lab.end, idx, cfg, purge, on_epoch, families, clock=clock)
     # The final model of every family: the backtest picks the candidate among them (GateConfig.candidate).
     finals: dict[str, Model] = {}
     for fam in families:
-        finals[fam], held_out = train_final(feats, labels, lab.end, idx, cfg.family(fam), purge, on_epoch)
+        finals[fam], held_out = train_final(
+            feats, labels, lab.end, idx, cfg.family(fam), purge, on_epoch, clock=clock
+        )
     final = finals[cfg.arch]
     times = bars["time"].astype(str).to_numpy()
     y_all = np.nan_to_num(labels).astype(np.int64)
@@ -232,6 +379,12 @@ def step_train(
         "purge": purge,
         "import": imp,
         "samples": len(idx),
+        # Samples per symbol (a run on several, kairos.training.panel).
+        "symbols": {
+            s: int(((idx >= a) & (idx < b)).sum())
+            for s, (a, b) in zip(panel.symbols, panel.segments(), strict=True)
+            if panel.n_symbols > 1
+        },
         "class_counts": {c: int((y == i).sum()) for i, c in enumerate(("down", "flat", "up"))},
         "folds": [
             {
@@ -362,6 +515,20 @@ def card_metrics(rep: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _source_names(imp: dict[str, Any]) -> str:
+    """The data source(s) without local directories (a card travels)."""
+    srcs = [r["source"] for r in imp["per_symbol"].values()] if imp.get("per_symbol") else [imp["source"]]
+    return " + ".join(s if s.startswith(("sample:", "recorded:")) else Path(s).name for s in srcs)
+
+
+def _strip_dirs(imp: dict[str, Any]) -> str:
+    text = str(imp["spread_source"])
+    srcs = [r["source"] for r in imp["per_symbol"].values()] if imp.get("per_symbol") else [imp["source"]]
+    for src in srcs:
+        text = text.replace(str(Path(src).parent) + "/", "")
+    return text
+
+
 def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = None) -> ExportResult:
     from kairos.training.export import export_onnx
 
@@ -375,7 +542,7 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
     if why:
         raise LearnedNothing(why)
     model, held_out = load_model(run_dir, candidate_family(run_dir))
-    feats = compute_features(bars)
+    feats = Panel.of(bars).features(bars)
     parity_x = windows(feats, held_out, model.window)
     report_path = run_dir / "report.json"
     metrics: dict[str, Any] = {}
@@ -396,12 +563,12 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         timeframe_s=int(imp["timeframe_s"]),
         label=run["label"],
         dataset={
-            "source": Path(imp["source"]).name if not imp["source"].startswith("sample:") else imp["source"],
+            "source": _source_names(imp),
             "sha256": imp["sha256"],
             "bars": imp["bars"],
             "first": imp["first"],
             "last": imp["last"],
-            "spread_source": imp["spread_source"].replace(str(Path(imp["source"]).parent) + "/", ""),
+            "spread_source": _strip_dirs(imp),
             "samples": run["samples"],
             "class_counts": run["class_counts"],
         },
@@ -414,6 +581,7 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         },
         created_utc=created_utc(),
         policy=policy,
+        symbols=list(imp.get("symbols") or []),
     )
     card.metrics["seed"] = run["train"]["seed"]
     result = export_onnx(model, card, run_dir, parity_x)
@@ -440,9 +608,10 @@ def _policy_inputs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, labelled sample index, realised volatility per bar in return units) as the policy
     sees them: the volatility passes through float32, as it does in the served model's feature rows."""
-    labels = make_labels(bars, LabelConfig(**run["label"]))
-    feats = compute_features(bars)
-    idx = window_index(feats, labels, int(run["train"]["window"]))
+    panel = Panel.of(bars)
+    labels = panel.labels(bars, LabelConfig(**run["label"])).y
+    feats = panel.features(bars)
+    idx = panel.window_index(feats, labels, int(run["train"]["window"]))
     col = list(SCHEMA.names).index(cfg.vol_feature)
     vol = feats[:, col].astype(np.float32).astype(np.float64) * cfg.vol_unit
     return labels, idx, vol
@@ -465,6 +634,7 @@ def _tuned(
     fold: str,
     vol: np.ndarray,
     fill: FillModel,
+    panel: Panel | None = None,
 ) -> tuple[Params, dict[str, Any]]:
     """``base`` with the entry threshold tuned on model ``name``'s inner block of ``fold`` (a fold
     number or ``final``); unchanged when tuning is off or the run has no inner predictions for it."""
@@ -473,7 +643,7 @@ def _tuned(
     probs, inner = oos.get(f"{name}_inner_{fold}"), oos.get(f"inner_{fold}")
     if not cfg.tune_entry or probs is None or inner is None or len(inner) == 0:
         return base, {"entry_edge": base.policy.entry_edge, "tuned": False}
-    t = tune_entry_edge(base, prices, inner, probs, vol, fill, cfg.tune_entry)
+    t = tune_entry_edge(base, prices, inner, probs, vol, fill, cfg.tune_entry, panel)
     e = t.entry_edge
     return base.with_policy(entry_edge=e, exit_edge=min(base.policy.exit_edge, e)), {
         **t.to_dict(),
@@ -496,7 +666,7 @@ def oos_results(cmp: Any, ppy: float) -> dict[str, OOSResult]:
         if name in NEVER_TRADES:
             continue
         role: Role = "market" if name in MARKET else "rule" if name in RULES else "learned"
-        out[name] = OOSResult(name, role, r.fold_net, r.fold_gross, r.fold_pos, ppy)
+        out[name] = OOSResult(name, role, r.fold_net, r.fold_gross, r.legs or r.fold_pos, ppy)
     return out
 
 
@@ -548,14 +718,23 @@ def step_backtest(
     comm = float(label["commission"] if commission is None else commission)
     fill = replace(fill or FillModel(), commission=comm)
     close = bars["close"].to_numpy(np.float64)
-    prices = BarPrices(bars["open"].to_numpy(np.float64), close, bars["spread"].to_numpy(np.float64))
+    prices = BarPrices(
+        bars["open"].to_numpy(np.float64),
+        close,
+        bars["spread"].to_numpy(np.float64),
+        bars["low"].to_numpy(np.float64),
+        bars["high"].to_numpy(np.float64),
+        float(imp.get("point") or 0.0),
+    )
     times_ms = to_epoch_ms(bars["time"])
+    panel = Panel.of(bars)
     labels, idx, vol = _policy_inputs(bars, run, cfg)
     horizon = int(label["horizon"])
     purge = int(run.get("purge", horizon))
     # Each fold's class moves come from its own training samples only (no look-ahead).
     fold_params = [
-        Params(cfg.policy(*class_moves(close, labels, idx[idx < f[0] - purge], horizon))) for f in fold_idx
+        Params(cfg.policy(*class_moves(close, labels, panel.before(idx, int(f[0]), purge), horizon)))
+        for f in fold_idx
     ]
     # Every learned family of the run (and an explicitly named candidate the run did not train, e.g.
     # a benchmark's oracle) through the same policy, fills and folds.
@@ -575,11 +754,11 @@ def step_backtest(
     for f in names:
         params_by[f], tuning[f] = [], []
         for k, base in enumerate(fold_params):
-            p, t = _tuned(base, cfg, prices, oos, f, str(k), vol, fill)
+            p, t = _tuned(base, cfg, prices, oos, f, str(k), vol, fill, panel)
             params_by[f].append(p)
             tuning[f].append(t)
-    cmp = compare(prices, times_ms, fold_idx, learned_probs, horizon, fill, params_by, vol)
-    ppy = periods_per_year(times_ms)
+    cmp = compare(prices, times_ms, fold_idx, learned_probs, horizon, fill, params_by, vol, panel)
+    ppy = panel.periods_per_year() if panel.n_symbols > 1 else periods_per_year(times_ms)
     sharpes = {f: st.sharpe(np.concatenate(cmp.strategies[f].fold_net), ppy) for f in names}
     finals = run.get("finals", {})
     eligible = [f for f in families if finals.get(f, {}).get("learned", True)]
@@ -612,6 +791,7 @@ def step_backtest(
         "final",
         vol,
         fill,
+        panel,
     )
     card_policy = card_params.policy
     results = oos_results(cmp, ppy)
@@ -659,16 +839,22 @@ def step_backtest(
         "spread": imp["spread_source"],
         "folds": run["folds"],
         "architecture": chosen,
-        "dataset": {k: imp[k] for k in ("source", "sha256", "bars", "first", "last", "timeframe_s")},
+        "dataset": {
+            **{k: imp[k] for k in ("source", "sha256", "bars", "first", "last", "timeframe_s")},
+            "symbols": imp.get("symbols", []),
+        },
     }
-    for f, fold in zip(report["folds"], fold_idx, strict=True):
+    for f, fold, pooled in zip(report["folds"], fold_idx, cmp.strategies[CANDIDATE].fold_net, strict=True):
         f.pop("early_loss", None)
-        f["bars"] = len(fold)
+        f["bars"] = len(pooled)  # distinct bar times (one symbol: its bars)
+        f["samples"] = len(fold)
     _write_json(run_dir / "report.json", report)
     (run_dir / "report.md").write_text(render_report(report), encoding="utf-8")
     tf_name = data_mod.timeframe_name(imp["timeframe_s"])
-    title = f"{chosen} on {Path(imp['source']).name} ({tf_name})"
-    plot_equity(cmp, times_ms, fold_idx, run_dir / "equity.png", title)
+    several = imp.get("per_symbol")
+    on = " + ".join(imp["symbols"]) if several else Path(imp["source"]).name
+    title = f"{chosen} on {on} ({tf_name})"
+    plot_equity(cmp, panel.grid_ms, run_dir / "equity.png", title)
     if (run_dir / "importance.json").exists():
         from kairos.training.importance import plot_importance
 
@@ -754,6 +940,24 @@ def render_report(rep: dict[str, Any]) -> str:
             f"{o['total_return'] * 1e4:.1f} bp | "
             f"{o['hit_rate']:.3f} | {o['max_drawdown'] * 1e4:.1f} bp | {o['turnover']:.3f} | {o['trades']} |"
         )
+    syms = rep["dataset"].get("symbols") or []
+    if len(syms) > 1:
+        lines += [
+            "",
+            f"## Per symbol ({', '.join(syms)})",
+            "",
+            "Each symbol traded on its own bars by the same model and policy; the figures above pool "
+            "the symbols' returns per bar time (each symbol at its own notional).",
+            "",
+            "| strategy | symbol | Sharpe | total return | max drawdown | turnover | trades |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, s in rep["strategies"].items():
+            for sym, o in (s.get("symbols") or {}).items():
+                lines.append(
+                    f"| {name} | {sym} | {o['sharpe']:.3f} | {o['total_return'] * 1e4:.1f} bp | "
+                    f"{o['max_drawdown'] * 1e4:.1f} bp | {o['turnover']:.3f} | {o['trades']} |"
+                )
     lines += ["", "![equity](equity.png)", ""]
     lines += [
         "## Feature importance",

@@ -179,6 +179,10 @@ class PolicyRun:
     edge: FloatArray
     stop_distance: FloatArray
     lot_step: float = field(default=0.01)
+    stop_exit: FloatArray | None = None
+    """With ``StopPath``: per bar, the price at which the position held after this bar's decision was
+    closed by its protective stop during the next bar (bid for a long, ask for a short; NaN: not
+    stopped). The next bar's decision then starts flat, as after an exit on this bar."""
 
     @property
     def lots(self) -> FloatArray:
@@ -188,6 +192,53 @@ class PolicyRun:
     @property
     def trades(self) -> int:
         return int(np.count_nonzero(self.action != Action.HOLD))
+
+
+@dataclass(frozen=True)
+class StopPath:
+    """For each decision bar, the bar after it as a protective stop sees it: bid open, low and high,
+    and the spread (ask = bid + spread). The backtest's view of the quotes a stop is worked on."""
+
+    open: FloatArray
+    low: FloatArray
+    high: FloatArray
+    spread: FloatArray
+    point: float = 0.0
+    """Price step the stop level is rounded to, away from the market (execution rounds to the
+    instrument's digits the same way); 0: no rounding."""
+
+
+def stop_level(path: StopPath, row: int, side: int, distance: float) -> float:
+    """The stop loss of an entry decided at ``row``: ``distance`` from the fill's reference quote
+    (the ask of the next bar's open for a buy, the bid for a sell), rounded away from the market."""
+    if side > 0:
+        x = float(path.open[row] + path.spread[row]) - distance
+        k = math.floor(x / path.point + 1e-9) if path.point > 0 else 0
+    else:
+        x = float(path.open[row]) + distance
+        k = math.ceil(x / path.point - 1e-9) if path.point > 0 else 0
+    # round() gives the float nearest the decimal level, the one a quote of that price parses to.
+    return round(k * path.point, 12) if path.point > 0 else x
+
+
+def first_stop(path: StopPath, lo: int, hi: int, side: int, level: float) -> tuple[int, float]:
+    """The first bar in ``lo..hi-1`` whose next bar touches ``level`` (a long's at the bid low, a
+    short's at the ask high) and the exit price: the stop level, or the next bar's open when it gaps
+    through (bid for a long, ask for a short). (-1, nan) if none."""
+    if hi <= lo:
+        return -1, math.nan
+    if side > 0:
+        hit = np.flatnonzero(path.low[lo:hi] <= level)
+        if not len(hit):
+            return -1, math.nan
+        r = lo + int(hit[0])
+        return r, float(min(path.open[r], level))
+    ask_high = path.high[lo:hi] + path.spread[lo:hi]
+    hit = np.flatnonzero(ask_high >= level)
+    if not len(hit):
+        return -1, math.nan
+    r = lo + int(hit[0])
+    return r, float(max(path.open[r] + path.spread[r], level))
 
 
 def edges(policy: DecisionPolicy, probs: FloatArray) -> FloatArray:
@@ -227,12 +278,16 @@ def run_policy(
     price: FloatArray,
     *,
     close_at_end: bool = False,
+    stops: StopPath | None = None,
 ) -> PolicyRun:
     """``decide`` over a series of bars from a flat start, as one call.
 
     ``probs`` is [n, 3] (down, flat, up), ``vol`` the realised volatility in return units, ``price``
     the price stop distances scale with. ``close_at_end`` makes the last bar's decision flat (reason
-    END), as the backtest does at the end of each validation fold.
+    END), as the backtest does at the end of each validation fold. ``stops`` (the next bar of every
+    bar) works each entry's protective stop as the venue does: a position stopped during the bar
+    after bar r is flat from bar r+1's decision on, with the cooldown counted from bar r (what live
+    execution does when it finds the position closed outside the policy); ``stop_exit`` says where.
     """
     pol = params.policy
     n = len(probs)
@@ -252,6 +307,8 @@ def run_policy(
     seg: list[tuple[int, int, int, int]] = []
     t, cur, last_exit = 0, 0, -NEVER
     entry = 0
+    stop_exit = np.full(n, np.nan) if stops is not None else None
+    stop_rows = n - 1 if close_at_end else n  # the fold-end exit fills before the last bar's stop
     while t < n:
         if cur == 0:
             start = max(t, last_exit + pol.cooldown_bars + 1)
@@ -265,6 +322,16 @@ def run_policy(
         signal_exit = _next(long_out if cur > 0 else short_out, entry + min_hold, n)
         forced = entry + pol.max_hold_bars if pol.max_hold_bars > 0 else n
         x = min(signal_exit, forced)
+        if stops is not None and stop_exit is not None and pol.stop_vol_mult > 0:
+            dist = stop_distance(pol, float(vol[entry]), float(price[entry]))
+            if dist > 0:
+                level = stop_level(stops, entry, cur, dist)
+                r, px = first_stop(stops, entry, min(x, stop_rows), cur, level)
+                if r >= 0:
+                    seg.append((entry, r + 1, cur, size_at[entry]))
+                    stop_exit[r] = px
+                    cur, last_exit, t = 0, r, r + 1
+                    continue
         seg.append((entry, min(x, n), cur, size_at[entry]))
         if x >= n:
             break
@@ -296,18 +363,18 @@ def run_policy(
         np.add.at(step_marks, last, -sizes_)
     side = np.cumsum(side_marks[:n]).astype(np.int8)
     steps = np.cumsum(step_marks[:n])
-    stops = np.zeros(n, np.float64)
+    stop_dist = np.zeros(n, np.float64)
     if pol.stop_vol_mult > 0 and seg:
         for b0, *_ in seg:
-            stops[b0] = stop_distance(pol, float(vol[b0]), float(price[b0]))
+            stop_dist[b0] = stop_distance(pol, float(vol[b0]), float(price[b0]))
     if close_at_end and n > 0 and side[-1] != 0:
         if n > 1 and side[-2] != 0:
             action[-1], reason[-1] = Action.EXIT, Reason.END
         else:  # entered on the last bar: no trade at all
             action[-1], reason[-1] = Action.HOLD, Reason.NONE
-        stops[-1] = 0.0
+        stop_dist[-1] = 0.0
         side[-1], steps[-1] = 0, 0
-    return PolicyRun(side, steps, action, reason, e, stops, params.lot_step)
+    return PolicyRun(side, steps, action, reason, e, stop_dist, params.lot_step, stop_exit)
 
 
 # ------------------------------------------------------------------------------ from training to card

@@ -79,12 +79,25 @@ def symbol_of(source: str) -> str | None:
     return None
 
 
-def model_name(source: str, *, name: str | None = None, symbol: str | None = None) -> str:
+def model_name(source: str | list[str], *, name: str | None = None, symbol: str | None = None) -> str:
     """The registered model name: ``name`` as given, else ``kairos-<symbol>`` from ``symbol`` or from
-    the data's file name. Runs on different markets never share a name (and so never take each
-    other's champion alias)."""
+    the data's file name (``SYMBOL=path`` names it explicitly); a run on several sources is
+    ``kairos-<symbol>-<symbol>...`` in their order. Runs on different markets never share a name (and
+    so never take each other's champion alias)."""
     if name:
         return name
+    sources = [source] if isinstance(source, str) else list(source)
+    if len(sources) > 1:
+        if symbol:
+            raise NamingError(
+                "--symbol names the symbol of one --data; with several, write --data SYMBOL=PATH"
+            )
+        return "-".join(["kairos", *(model_name(s).removeprefix("kairos-") for s in sources)])
+    m = re.fullmatch(r"([A-Za-z0-9._-]+)=(.+)", sources[0])
+    if m:
+        symbol, source = symbol or m.group(1), m.group(2)
+    else:
+        source = sources[0]
     sym = symbol or symbol_of(source)
     if not sym:
         raise NamingError(

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from kairos.training import tabular
 from kairos.training.labels import windows
-from kairos.training.train import FAMILIES, TrainConfig, fit_model, make_folds, sample_weights
+from kairos.training.train import FAMILIES, TrainConfig, fit_model, make_folds, purged_before, sample_weights
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -71,11 +71,10 @@ def _suggest(trial: Any, base: TrainConfig, families: tuple[str, ...]) -> TrainC
     )
 
 
-def search_samples(idx: IntArray, base: TrainConfig, purge: int) -> IntArray:
+def search_samples(idx: IntArray, base: TrainConfig, purge: int, clock: IntArray | None = None) -> IntArray:
     """The samples the search may use: those before the first outer validation block, purged."""
-    first_val = make_folds(idx, base, purge)[0].val[0]
-    out: IntArray = idx[idx < first_val - purge]
-    return out
+    first_val = int(make_folds(idx, base, purge, clock)[0].val[0])
+    return purged_before(idx, first_val, purge, clock)
 
 
 def search(
@@ -87,6 +86,7 @@ def search(
     purge: int,
     scfg: SearchConfig,
     on_trial: TrialCallback | None = None,
+    clock: IntArray | None = None,
 ) -> tuple[TrainConfig, dict[str, Any]]:
     """The best configuration and the search record (every trial)."""
     import optuna
@@ -94,10 +94,10 @@ def search(
     unknown = [f for f in scfg.families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"search families {unknown} unknown: choose from {FAMILIES}")
-    sidx = search_samples(idx, base, purge)
+    sidx = search_samples(idx, base, purge, clock)
     inner_cfg = replace(base, folds=scfg.folds, scheme="expanding")
     try:
-        folds = make_folds(sidx, inner_cfg, purge)
+        folds = make_folds(sidx, inner_cfg, purge, clock)
     except ValueError as e:
         raise SearchDataError(
             f"the search has {len(sidx)} samples before the first validation block: {e}; "

@@ -19,6 +19,11 @@ report can run anywhere the training code runs.
   Bailey, Borwein, López de Prado & Zhu (2015/2017), J. of Computational Finance 20(4).
 - ``regress``: OLS alpha and beta of a strategy on buy-and-hold, with standard errors.
 - ``trade_stats``: gross vs net return, cost per trade, break-even cost, mean holding time.
+- ``paired_test``: is one model's per-bar net return higher than another's on the same bars? The
+  Diebold & Mariano (1995) test of the mean difference, one-sided, with the Newey & West (1987)
+  heteroskedasticity- and autocorrelation-consistent variance (Bartlett kernel; lags by the Newey &
+  West 1994 rule, floor(4 (n/100)^(2/9))) and a normal p-value; several symbols are separate series
+  of one pooled mean (no cross-symbol covariance). Used to promote a challenger on live bars (ADR 0097).
 
 Sharpe ratios passed to PSR/DSR are per bar (not annualised), as in the papers.
 """
@@ -390,3 +395,68 @@ def min_backtest_length_years(n_trials: int, sharpe_annual: float) -> float:
     show an annualised Sharpe of ``sharpe_annual`` (Bailey, Borwein, López de Prado & Zhu 2014,
     "Pseudo-mathematics and financial charlatanism", Notices of the AMS 61(5): MinBTL)."""
     return (expected_max_sharpe(n_trials, 1.0) / sharpe_annual) ** 2
+
+
+# ------------------------------------------------------------------------------------ paired test
+
+
+def newey_west_lags(n: int) -> int:
+    """The Newey & West (1994) rule of thumb for the Bartlett kernel: floor(4 (n/100)^(2/9)), >= 1."""
+    rule: float = 4.0 * (max(n, 1) / 100.0) ** (2.0 / 9.0)
+    return max(1, math.floor(rule))
+
+
+def newey_west_long_run_variance(segments: list[FloatArray], lags: int, mean: float | None = None) -> float:
+    """The long-run variance of a series (or of several independent series sharing one mean): the
+    Newey & West (1987) estimator gamma_0 + 2 sum_{j=1..L} (1 - j/(L+1)) gamma_j, the autocovariances
+    gamma_j = (1/n) sum_t (x_t - m)(x_{t-j} - m) summed within each segment and divided by the total
+    n (population form, as in the paper). ``mean`` defaults to the pooled mean."""
+    xs = [np.asarray(s, dtype=np.float64) for s in segments if len(s)]
+    n = sum(len(x) for x in xs)
+    if n == 0:
+        return 0.0
+    m = float(sum(float(x.sum()) for x in xs) / n) if mean is None else mean
+    lrv = 0.0
+    for x in xs:
+        e = x - m
+        lrv += float(e @ e)
+        for j in range(1, min(lags, len(e) - 1) + 1):
+            lrv += 2.0 * (1.0 - j / (lags + 1.0)) * float(e[j:] @ e[:-j])
+    return lrv / n
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """One-sided test that the mean of d = a - b (per bar, same bars) is above 0."""
+
+    n: int
+    mean_difference: float
+    statistic: float
+    p_value: float
+    lags: int
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def paired_test(segments: list[FloatArray], lags: int | None = None) -> PairedTest:
+    """Diebold-Mariano: t = mean(d) / sqrt(LRV / n), LRV the Newey-West long-run variance of d with
+    ``lags`` (default ``newey_west_lags(n)``), p = 1 - Phi(t) (H0: E[d] <= 0, H1: E[d] > 0).
+
+    ``segments`` are the per-bar differences of one or more series (e.g. one per symbol), each in
+    time order. With fewer than 2 bars, or no variance, the statistic is 0 and p is 1 (no evidence)
+    unless every difference is the same positive number (p 0)."""
+    xs = [np.asarray(s, dtype=np.float64) for s in segments if len(s)]
+    n = sum(len(x) for x in xs)
+    big_l = newey_west_lags(n) if lags is None else int(lags)
+    method = f"one-sided Diebold-Mariano t-test, Newey-West variance (Bartlett, {big_l} lags), normal p-value"
+    if n < 2:
+        return PairedTest(n, float(xs[0][0]) if n else 0.0, 0.0, 1.0, big_l, method)
+    mean = float(sum(float(x.sum()) for x in xs) / n)
+    lrv = newey_west_long_run_variance(xs, big_l, mean)
+    if lrv <= 1e-300:
+        # No variance at all (identical models): the mean is exact.
+        return PairedTest(n, mean, 0.0, 0.0 if mean > 0 else 1.0, big_l, method)
+    t = mean / math.sqrt(lrv / n)
+    return PairedTest(n, mean, t, 1.0 - norm_cdf(t), big_l, method)

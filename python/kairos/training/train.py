@@ -165,15 +165,28 @@ def seed_everything(seed: int, threads: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def split_early(train: IntArray, frac: float, purge: int) -> tuple[IntArray, IntArray]:
+def purged_before(rows: IntArray, first: int, purge: int, clock: IntArray | None = None) -> IntArray:
+    """``rows`` more than ``purge`` bars before row ``first`` on ``clock`` (a row's time rank across
+    the symbols of a run, ``kairos.training.panel``; None: the row number, one symbol)."""
+    if clock is None:
+        out: IntArray = rows[rows < first - purge]
+    else:
+        out = rows[clock[rows] < clock[first] - purge]
+    return out
+
+
+def split_early(
+    train: IntArray, frac: float, purge: int, clock: IntArray | None = None
+) -> tuple[IntArray, IntArray]:
     n_early = max(1, int(len(train) * frac))
     early = train[-n_early:]
-    fit = train[train < early[0] - purge]
+    fit = purged_before(train, int(early[0]), purge, clock)
     return fit, early
 
 
-def make_folds(idx: IntArray, cfg: TrainConfig, purge: int) -> list[Fold]:
-    """Walk-forward folds over the sample bars ``idx`` (sorted)."""
+def make_folds(idx: IntArray, cfg: TrainConfig, purge: int, clock: IntArray | None = None) -> list[Fold]:
+    """Walk-forward folds over the samples ``idx`` (in time order: sorted rows for one symbol, clock
+    order for several, see ``kairos.training.panel``)."""
     n = len(idx)
     if cfg.folds < 1:
         raise ValueError("folds must be >= 1")
@@ -191,11 +204,11 @@ def make_folds(idx: IntArray, cfg: TrainConfig, purge: int) -> list[Fold]:
         hi = n if k == cfg.folds - 1 else lo + block
         val = idx[lo:hi]
         train = idx[:lo]
-        train = train[train < val[0] - purge]
+        train = purged_before(train, int(val[0]), purge, clock)
         if cfg.scheme == "rolling":
             keep = cfg.rolling_train or start
             train = train[-keep:]
-        fit, early = split_early(train, cfg.inner_frac, purge)
+        fit, early = split_early(train, cfg.inner_frac, purge, clock)
         if len(fit) < 20:
             raise ValueError(f"fold {k}: only {len(fit)} training samples after purging (need >= 20)")
         folds.append(Fold(k, fit, early, val))
@@ -365,11 +378,12 @@ def walk_forward(
     purge: int,
     on_epoch: EpochCallback | None = None,
     families: tuple[str, ...] | None = None,
+    clock: IntArray | None = None,
 ) -> WalkForward:
     """Every family in ``families`` (default: the candidate plus the learned baselines) on the same
     folds; ``probs[family][k]`` are its calibrated probabilities on fold k's validation block."""
     fams = families or (cfg.arch, *(f for f in BASELINE_FAMILIES if f != cfg.arch))
-    folds = make_folds(idx, cfg, purge)
+    folds = make_folds(idx, cfg, purge, clock)
     y = np.nan_to_num(labels).astype(np.int64)
     res = WalkForward(folds=folds, probs={f: [] for f in fams}, models={f: [] for f in fams})
     for f in folds:
@@ -389,9 +403,10 @@ def train_final(
     cfg: TrainConfig,
     purge: int,
     on_epoch: EpochCallback | None = None,
+    clock: IntArray | None = None,
 ) -> tuple[Model, IntArray]:
     """The model to export: trained on all samples (the latest ``inner_frac`` as its inner fold).
     Returns the model and the inner-fold samples (held out from the weights: the parity check's rows)."""
     y = np.nan_to_num(labels).astype(np.int64)
-    fit_idx, early = split_early(idx, cfg.inner_frac, purge)
+    fit_idx, early = split_early(idx, cfg.inner_frac, purge, clock)
     return _fit_on(features, y, end, fit_idx, early, cfg, f"{cfg.arch} final", on_epoch), early

@@ -149,3 +149,25 @@ def test_full_ring_returns_queue_full_and_counts(real_ticks: np.ndarray) -> None
         assert bridge.push_ticks("EURUSD", 5, real_ticks[1024:1030]) == kb.Status.E_QUEUE_FULL
         counters = bridge.counters()
     assert counters["ticks_dropped"] == 6 and counters["tick_queue_depth"] == 1024
+
+
+def test_tester_lockstep_waits_for_the_step_and_live_mode_never_waits(real_ticks: np.ndarray) -> None:
+    """kb_tester_wait through the extension (ADR 0095): a live bridge refuses it at once; a lockstep
+    bridge times out (counted) until the collector answers the pushed tick, then the step is done."""
+    with BridgePeer() as live_peer, kb.Bridge(live_peer.endpoint, "") as live:
+        with pytest.raises(kb.BridgeError) as e:
+            live.tester_wait(100)
+        assert e.value.status == kb.Status.E_STATE
+    with (
+        BridgePeer() as peer,
+        kb.Bridge(peer.endpoint, "", options=kb.BridgeOptions(lockstep=1)) as bridge,
+    ):
+        assert bridge.push_ticks("EURUSD", 5, real_ticks[:1]) == kb.Status.OK
+        assert bridge.tester_wait(150) == kb.Status.E_TIMEOUT
+        assert peer.wait_for(lambda: len(peer.ticks) == 1, timeout=5)
+        assert peer.hellos[0].lockstep
+        assert peer.send_tester_step(bridge_pb2.TesterStep(symbol="EURUSD", tick_sequence=1))
+        assert bridge.tester_wait(3000) == kb.Status.OK
+        c = bridge.counters()
+        assert (c["tester_timeouts"], c["tester_steps"], c["tester_no_decision"]) == (1, 1, 1)
+        assert any("tester step: no decision within 150 ms" in line for line in bridge.drain_log())

@@ -133,7 +133,7 @@ def test_loader_drives_the_dll_like_the_ea_against_real_peers(win_dir: Path) -> 
         hello = md.hellos[0]
         assert hello.channel == bridge_pb2.CHANNEL_MARKET_DATA
         assert hello.terminal_name == "MetaTrader 5 (Wine)"
-        assert hello.account_login == 5550001 and hello.api_version == 3
+        assert hello.account_login == 5550001 and hello.api_version == 4
         # The peers verified each proof (a wrong one is refused): the Windows build's HMAC agrees.
         assert len(hello.auth_proof) == 32 and md.auth_failures == 0 and tr.auth_failures == 0
         assert hello.client_nonce != tr.hellos[0].client_nonce, "nonces must be fresh per connection"

@@ -251,6 +251,8 @@ class StoredTicks:
 
     messages: int
     sequences: Counter[tuple[str, int]] = field(default_factory=Counter)
+    times: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Each stored tick's time (ms)."""
 
     @property
     def ticks(self) -> int:
@@ -278,8 +280,27 @@ def read_ticks(servers: str, stream: str = "KAIROS_MD") -> StoredTicks:
             except nats.js.errors.NotFoundError:
                 continue  # deleted
             batch = marketdata_pb2.TickBatch.FromString(msg.data)
-            for s in batch.sequence:
+            for s, t in zip(batch.sequence, batch.time_msc, strict=True):
                 out.sequences[(batch.symbol, s)] += 1
+                out.times[(batch.symbol, s)] = t
+        return out
+
+    return asyncio.run(asyncio.wait_for(_with_js(servers, read), timeout=60))
+
+
+def read_bars(servers: str, stream: str = "KAIROS_BARS") -> dict[tuple[str, int, int], list[int]]:
+    """Every stored bar: (symbol, period_s, open_time_msc) -> the tick_volume of each stored copy."""
+
+    async def read(js: Any) -> dict[tuple[str, int, int], list[int]]:
+        info = await js.stream_info(stream)
+        out: dict[tuple[str, int, int], list[int]] = {}
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            try:
+                msg = await js.get_msg(stream, seq)
+            except nats.js.errors.NotFoundError:
+                continue
+            bar = marketdata_pb2.Bar.FromString(msg.data)
+            out.setdefault((bar.symbol, bar.period_s, bar.open_time_msc), []).append(int(bar.tick_volume))
         return out
 
     return asyncio.run(asyncio.wait_for(_with_js(servers, read), timeout=60))

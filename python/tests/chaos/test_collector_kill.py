@@ -13,12 +13,14 @@ Nats-Msg-Id).
 
 Before the fix this test found, the state file kept the watermarks of ticks validated but never
 stored; the next run dropped their resend as already seen and acknowledged it: 20 acknowledged
-ticks (one frame) were lost.
+ticks (one frame) were lost. The open bars saved beside them had the same flaw (a resent tick was
+counted again in the bar that was open): every stored bar's tick volume must equal its stored ticks.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ KILL_AT = 3_000  # ticks pushed when the collector dies
 class Outcome:
     result: replay.ReplayResult
     stored: harness.StoredTicks
+    bars: dict[tuple[str, int, int], list[int]]
     pushed_at_kill: int
     restarted_log: Path
     seconds: float
@@ -95,7 +98,8 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
         seconds = harness.elapsed(started)
         stack.raise_if_dead()
         stored = harness.read_ticks(nats.urls)
-        yield Outcome(result, stored, pushed_at_kill, second.log_path, seconds)
+        bars = harness.read_bars(nats.urls)
+        yield Outcome(result, stored, bars, pushed_at_kill, second.log_path, seconds)
 
 
 def test_a_collector_killed_mid_replay_loses_no_acknowledged_tick(outcome: Outcome) -> None:
@@ -121,6 +125,19 @@ def test_a_collector_killed_mid_replay_loses_no_acknowledged_tick(outcome: Outco
 def test_no_tick_is_stored_twice_after_the_restart(outcome: Outcome) -> None:
     assert outcome.stored.duplicated == 0
     assert outcome.stored.ticks == outcome.result.pushed
+
+
+def test_every_stored_bar_counts_each_of_its_stored_ticks_once(outcome: Outcome) -> None:
+    # The open bars saved in the state file are the committed ones (as the watermarks are), so the
+    # ticks resent after the kill are counted once in the bar that was open, not twice.
+    per_bar: Counter[tuple[str, int, int]] = Counter()
+    for (symbol, _), t in outcome.stored.times.items():
+        for period_s in sorted({p for (_, p, _) in outcome.bars}):
+            per_bar[(symbol, period_s, t - t % (period_s * 1000))] += 1
+    wrong = {k: (v, per_bar[k]) for k, v in outcome.bars.items() if any(n != per_bar[k] for n in v)}
+    harness.record({"collector_kill_bars_miscounted": len(wrong)})
+    assert len(outcome.bars) >= 20, "bars closed before and after the kill"
+    assert not wrong, f"bars whose tick volume is not their stored ticks (stored, expected): {wrong}"
 
 
 def test_the_kill_landed_mid_replay_and_the_bridge_resumed(outcome: Outcome) -> None:

@@ -1,10 +1,13 @@
 """The operator console in a real browser against the real stack (issue #19).
 
-One stack for the module, started the way `kairos up` starts it: collector (embedded NATS),
-inference (the checked-in model, whose card carries no gate verdict: UNVALIDATED), execution (paper
-venue) and kairos-console, as processes on free loopback ports. Headless chromium (Debian) logs in,
-watches a replay of real EURUSD ticks through the bridge library arrive, halts trading with the
-kill switch and sees a stopped service reported in its panel. Every wait is a bounded poll.
+One stack for the module, started the way `kairos up --shadow-models` starts it: collector (embedded
+NATS), inference (the checked-in model trained on real GBPUSD bars as the champion, whose card carries
+no gate verdict: UNVALIDATED, and a challenger in shadow, the same weights with a more eager policy and
+a FAILED verdict; both cards with a training distribution from real GBPUSD bars, so drift is
+measured), execution (paper venue) and kairos-console, as processes on free loopback ports. Headless
+chromium (Debian) logs in, watches a replay of real EURUSD ticks through the bridge library arrive
+(both models' live paper figures included), halts trading with the kill switch and sees a stopped
+service reported in its panel. Every wait is a bounded poll.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.console.browser import chromium
 from tests.deploy.alerting import Webhooks, alertmanager, prometheus, with_webhooks
-from tests.inference.harness import with_card
+from tests.inference.harness import load_gbpusd_m1, with_card
+from typer.testing import CliRunner
 
+from kairos import cli
 from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
-from kairos.features import ModelCard
+from kairos.features import SCHEMA, ModelCard, compute_features
+from kairos.features.drift import distribution
 from kairos.stack import processes, replay, services
 from kairos.stack.loopback import wait_for
 from kairos.types.v1 import types_pb2
@@ -37,6 +43,9 @@ pytestmark = pytest.mark.slow
 MODEL = services.REPO / "python" / "tests" / "data" / "model" / "model.onnx"
 TICKS = services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"
 SHOTS = services.REPO / "build" / "console"  # screenshots; the ones in docs/ are copies of these
+CHALLENGER_VERDICT = "challenger fails the gate: FAILED Sharpe -0.84 does not beat buy-and-hold 5.45"
+SERVING = '#panel-models .model[data-role="serving"]'
+SHADOW = '#panel-models .model[data-role="shadow"]'
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Run:
     stack: processes.Stack
     url: str
     token: str
+    di_threshold: float
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +62,49 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     run_dir = tmp_path_factory.mktemp("console-stack")
     card = ModelCard.from_onnx(MODEL)
     assert card.policy is not None
+    # The training distribution of the fixture's own data (real GBPUSD M1 bars): the replayed
+    # EURUSD is another market, so the drift figures have something to show.
+    gbpusd = load_gbpusd_m1(20000)[["time", "open", "high", "low", "close", "spread", "tick_volume"]]
+    dist = distribution(compute_features(gbpusd), SCHEMA.names)
     # A low entry threshold so that a few hours of EURUSD trade (as in tests/e2e/test_pipeline.py).
     model = with_card(
-        MODEL, run_dir / "model" / "model.onnx", policy=dataclasses.replace(card.policy, entry_edge=0.5e-5)
+        MODEL,
+        run_dir / "model" / "model.onnx",
+        policy=dataclasses.replace(card.policy, entry_edge=0.5e-5),
+        feature_distribution=dist,
+    )
+    # The challenger: the same weights with a lower entry threshold, so its paper record differs,
+    # and a FAILED gate verdict in its card, worded on the fixture card's own figures (mean fold
+    # Sharpe -0.84 against buy-and-hold's 5.45); the interval, DSR and trials are illustrative.
+    challenger = with_card(
+        MODEL,
+        run_dir / "challenger" / "model.onnx",
+        version="challenger",
+        policy=dataclasses.replace(card.policy, entry_edge=0.2e-5),
+        feature_distribution=dist,
+        metrics={
+            **card.metrics,
+            "gate": {"passed": False, "reason": CHALLENGER_VERDICT, "conditions": {}},
+            "sharpe": -0.84,
+            "sharpe_ci": [-3.1, 1.4],
+            "sharpe_ci_level": 0.95,
+            "dsr": 0.08,
+            "n_trials": 4,
+            "net_return": -0.0004,
+        },
     )
     settings = services.StackSettings(ports=services.Ports.free(), run_dir=run_dir, model=str(model))
+    settings.shadow_models = (str(challenger),)
+    # The replay gives ~100 predictions: a PSI window that fills within them.
+    settings.inference_args = ("--drift-window=100",)
     settings.mlflow_uri = f"sqlite:///{run_dir / 'mlflow.db'}"
     binaries = services.build_go_binaries(settings.bin_dir)
     stack = processes.Stack(run_dir)
     try:
         stack.start_all([*services.specs(settings, binaries), services.console_spec(settings)])
         services.wait_pipeline_ready(settings)
-        yield Run(settings, stack, services.console_url(settings).rstrip("/"), settings.ensure_token())
+        url = services.console_url(settings).rstrip("/")
+        yield Run(settings, stack, url, settings.ensure_token(), float(dist["di"]["q999"]))
     finally:
         stack.stop()
 
@@ -129,7 +170,17 @@ def test_the_page_loads_with_health_trading_state_and_the_unvalidated_model(
     # The checked-in model's card carries no gate verdict: the page must say so.
     wait_text(browser, "#panel-models", "UNVALIDATED")
     wait_text(browser, "#panel-models", "is not a validated model")
-    assert browser.find_element(By.CSS_SELECTOR, '#panel-models [data-gate="UNVALIDATED"]')
+    assert browser.find_element(By.CSS_SELECTOR, f'{SERVING} [data-gate="UNVALIDATED"]')
+    # The challenger in shadow, with its card's verdict and Sharpe interval, live figures and drift.
+    wait_text(browser, SHADOW, "challenger")
+    assert browser.find_element(By.CSS_SELECTOR, f'{SHADOW} [data-gate="FAILED"]')
+    assert text(browser, f'{SHADOW} [data-k="oos-sharpe"]') == "-0.84 [-3.10, 1.40] 95%"
+    wait_text(browser, "#panel-models", CHALLENGER_VERDICT)
+    for card in (SERVING, SHADOW):
+        assert text(browser, f'{card} [data-k="bars"]') == "0"  # nothing replayed yet
+        assert text(browser, f'{card} [data-k="di"]') == f"0.00 / {run.di_threshold:.2f}"
+    cards = browser.find_elements(By.CSS_SELECTOR, "#panel-models .model")
+    assert [c.get_attribute("data-role") for c in cards] == ["serving", "shadow"]  # serving first
 
 
 def test_live_updates_arrive_during_a_replay(run: Run, browser: WebDriver) -> None:
@@ -140,7 +191,10 @@ def test_live_updates_arrive_during_a_replay(run: Run, browser: WebDriver) -> No
             replay.replay(
                 data,
                 collector=f"127.0.0.1:{run.settings.ports.collector_bridge}",
-                speed=1000,
+                # 9,500 ticks at 500 a second (~19 s); the models predict on the last ~100 minutes,
+                # about a third of the ticks, so the page (inference polled every 2 s) sees their
+                # figures move several times.
+                speed=500,
                 bridge_key=run.settings.ensure_bridge_key(),
             )
         ),
@@ -150,8 +204,12 @@ def test_live_updates_arrive_during_a_replay(run: Run, browser: WebDriver) -> No
     def ticks() -> int:
         return int(text(browser, "#ticks").replace(",", "") or 0)
 
+    def bars(card: str) -> int:
+        return int(text(browser, f'{card} [data-k="bars"]').replace(",", "") or 0)
+
     before = ticks()
     seen: set[int] = set()
+    shown: dict[str, set[int]] = {SERVING: set(), SHADOW: set()}
     thread.start()
     try:
         # While the replay is still running, the page shows the tick count change more than once:
@@ -163,6 +221,16 @@ def test_live_updates_arrive_during_a_replay(run: Run, browser: WebDriver) -> No
             return len(seen) >= 2
 
         wait_for(updating, timeout=60, what="tick counts pushed to the page during the replay", poll=0.1)
+
+        # And both models' live paper figures move while it runs: more bars accounted, each time.
+        def models_updating() -> bool:
+            for card, values in shown.items():
+                b = bars(card)
+                if b > 0 and thread.is_alive():
+                    values.add(b)
+            return all(len(v) >= 2 for v in shown.values())
+
+        wait_for(models_updating, timeout=60, what="both models' live figures during the replay", poll=0.2)
     finally:
         thread.join(timeout=120)
     assert result and result[0].lost == 0
@@ -181,8 +249,45 @@ def test_live_updates_arrive_during_a_replay(run: Run, browser: WebDriver) -> No
     wait_for(
         lambda: bool(browser.find_elements(By.CSS_SELECTOR, "#equity polyline")), timeout=30, what="equity"
     )
+    # Both models were accounted on the same bars once the replay is through; the eager challenger
+    # traded at least as often; drift measured each row against the cards' GBPUSD distribution.
+    wait_for(lambda: bars(SERVING) == bars(SHADOW) >= max(shown[SERVING]), timeout=30, what="the same bars")
+    trades = {c: int(text(browser, f'{c} [data-k="trades"]').replace(",", "")) for c in (SERVING, SHADOW)}
+    assert trades[SHADOW] >= trades[SERVING] > 0, trades
+    for card in (SERVING, SHADOW):
+        assert text(browser, f'{card} [data-k="net"]').endswith(" bp")
+        di_last, threshold = (float(x) for x in text(browser, f'{card} [data-k="di"]').split(" / "))
+        assert di_last > 0 and threshold == pytest.approx(run.di_threshold, abs=0.005)
+        assert text(browser, f'{card} [data-k="psi"]').split(" ")[1] in SCHEMA.names
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / "console.png"))
+
+
+def test_kairos_status_shows_the_serving_model_and_the_challenger_with_paper_figures_and_drift(
+    run: Run,
+) -> None:
+    res = CliRunner().invoke(
+        cli.app, ["status", "--run-dir", str(run.settings.run_dir)], env={"COLUMNS": "200"}
+    )
+    assert res.exit_code == 0, res.output
+    out = res.output
+    live = out[out.index("Live, on paper since loaded") :]
+    rows = {}
+    for line in live.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0] in ("serving", "shadow"):
+            rows[cells[0]] = cells
+    assert set(rows) == {"serving", "shadow"}, out
+    assert rows["shadow"][1].endswith(" challenger")
+    assert rows["serving"][2] == rows["shadow"][2] and int(rows["serving"][2].replace(",", "")) > 0
+    for cells in rows.values():
+        assert (
+            cells[3].endswith(" bp")
+            and cells[7].startswith("DI ")
+            and "OOD" in cells[7]
+            and "PSI" in cells[7]
+        )
+    assert "FAILED" in out and "UNVALIDATED" in out
 
 
 def test_the_page_fits_a_phone(run: Run, browser: WebDriver) -> None:
@@ -191,6 +296,12 @@ def test_the_page_fits_a_phone(run: Run, browser: WebDriver) -> None:
         wait_text(browser, "#conn", "live")
         overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"the page is {overflow} px wider than a phone's screen"
+        # Each model card fits without scrolling sideways inside its panel.
+        cards = browser.find_elements(By.CSS_SELECTOR, "#panel-models .model")
+        assert len(cards) == 2
+        for card in cards:
+            wide = browser.execute_script("return arguments[0].scrollWidth - arguments[0].clientWidth", card)
+            assert wide <= 1, f"a model card is {wide} px wider than the phone's panel"
         browser.save_screenshot(str(SHOTS / "console-phone.png"))
     finally:
         browser.set_window_size(1280, 1600)

@@ -199,6 +199,36 @@ def test_the_console_and_alertmanager_are_deployed_and_the_console_follows_tls(k
     assert "kairos-alertmanager.kairos.svc.cluster.local:9093" in prom
 
 
+def test_the_recorder_keeps_its_dataset_on_a_volume_and_records_from_jetstream(kustomize: Path) -> None:
+    """ADR 0084 in the cluster: one writer, durable JetStream consumers, the dataset on a persistent
+    claim, probed on its gRPC health, scraped on 9701 (prometheus-k8s.yml)."""
+    for overlay in [*OVERLAYS, "scaleout-tls"]:
+        docs = by_kind_name(render(kustomize, overlay))
+        rec = docs[("StatefulSet", "kairos-recorder")]
+        assert rec["spec"]["replicas"] == 1 and component(rec) == "recorder"
+        pod = rec["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = env_of(c)
+        assert c["command"] == ["kairos-record"] and "kairos/inference:" in c["image"]
+        assert env["KAIROS_RECORDER_JETSTREAM"] == "true"
+        assert env["KAIROS_RECORDER_DIR"] == "/recorded"
+        assert env["KAIROS_RECORDER_NATS_CREDS"] == "/etc/kairos/nats/recorder"
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["recorded"] == "/recorded"
+        (claim,) = rec["spec"]["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "recorded" and claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["grpc"]["port"] == 7701
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports == {"grpc": 7701, "metrics": 9701}
+        svc = docs[("Service", "kairos-recorder-metrics")]
+        assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["ports"][0]["port"] == 9701
+        policy = docs[("NetworkPolicy", "kairos-recorder")]
+        assert [p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]] == [9701]
+    prom = (REPO / "deploy" / "prometheus" / "prometheus-k8s.yml").read_text()
+    assert "kairos-recorder-metrics.kairos.svc.cluster.local" in prom
+
+
 # --- NATS authentication (ADR 0064) ------------------------------------------------------------
 
 
@@ -207,7 +237,7 @@ def test_every_service_runs_as_its_own_nats_identity(
 ) -> None:
     checked = deploy.check_k8s_nats(manifests, nats_server=str(deploy_bin / "nats-server"))
     identities = {line.rsplit(" ", 1)[-1] for line in checked if "NATS identity" in line}
-    assert identities == {"collector", "inference", "execution", "streams", "observer"}
+    assert identities == {"collector", "inference", "execution", "streams", "observer", "recorder"}
 
 
 def test_a_workload_without_nats_credentials_is_caught(

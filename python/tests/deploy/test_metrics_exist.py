@@ -1,10 +1,11 @@
 """Every metric the Grafana dashboards and the alert rules use is exported by the real services.
 
 The test builds the Go services, starts nats-server (JetStream), kairos-inference (on the training
-branch's model fixture), kairos-collector and kairos-execution as plain processes on free loopback
-ports, drives real traffic through them (an MT5 bridge session replaying real EURUSD ticks, one
-crossed tick, one oversized frame, a filled paper order and a risk-denied one) and then scrapes the
-three /metrics endpoints until every name is there or the deadline passes.
+branch's model fixture, with a twin of it in shadow), kairos-collector, kairos-execution and
+kairos-record as plain processes on free loopback ports, drives real traffic through them (an MT5
+bridge session replaying real EURUSD ticks, one crossed tick, one oversized frame, a filled paper order
+and a risk-denied one) and then scrapes the four /metrics endpoints until every name is there or the
+deadline passes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.inference.harness import with_card
 
 from kairos.stack.loopback import free_port, wait_for_port
 
@@ -120,6 +122,8 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "ex_bridge",
         "ex_grpc",
         "ex_metrics",
+        "rec_grpc",
+        "rec_metrics",
     ):
         ports[key] = free_port()
     nats_url = f"nats://127.0.0.1:{ports['nats']}"
@@ -175,6 +179,9 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # collector must drop and count it rather than block.
         early_session(ports["col_bridge"])
 
+        # A challenger in shadow (the fixture under another version): the shadow figures and the
+        # promotion test are exported as they are in a real deployment with --shadow-models.
+        twin = with_card(MODEL, tmp / "twin" / "model.onnx", version="twin")
         inference = s.start(
             "kairos-inference",
             [
@@ -193,10 +200,30 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "0",
                 "--token-file",
                 str(tmp / "token"),
+                "--shadow-models",
+                str(twin),
             ],
             env,
         )
         _wait_http(f"http://127.0.0.1:{ports['inf_metrics']}/metrics", inference)
+        recorder = s.start(
+            "kairos-record",
+            [
+                sys.executable,
+                "-m",
+                "kairos.recording.recorder",
+                "--dir",
+                str(tmp / "recorded"),
+                "--nats-url",
+                nats_url,
+                "--grpc-addr",
+                f"127.0.0.1:{ports['rec_grpc']}",
+                "--metrics-addr",
+                f"127.0.0.1:{ports['rec_metrics']}",
+            ],
+            env,
+        )
+        _wait_http(f"http://127.0.0.1:{ports['rec_metrics']}/metrics", recorder)
         wait_for_port(ports["inf_grpc"], None)
 
         execution = s.start(
@@ -458,6 +485,7 @@ def test_every_metric_of_the_dashboards_and_alerts_is_exported(stack: Stack, dep
         "collector": f"http://127.0.0.1:{stack.ports['col_metrics']}/metrics",
         "inference": f"http://127.0.0.1:{stack.ports['inf_metrics']}/metrics",
         "execution": f"http://127.0.0.1:{stack.ports['ex_metrics']}/metrics",
+        "recorder": f"http://127.0.0.1:{stack.ports['rec_metrics']}/metrics",
     }
     # kairos_bridge_* (go/bridgelink) is exported by the collector and execution, one channel each.
     owners = (*by_service, "bridge")
@@ -514,6 +542,7 @@ def test_prometheus_evaluates_every_rule_and_dashboard_query_on_the_live_service
         "kairos-collector": stack.ports["col_metrics"],
         "kairos-inference": stack.ports["inf_metrics"],
         "kairos-execution": stack.ports["ex_metrics"],
+        "kairos-recorder": stack.ports["rec_metrics"],
     }
     rules = sorted(str(p) for p in (REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
     scrape = [

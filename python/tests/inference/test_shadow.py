@@ -8,7 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.inference.harness import ServerThread, StreamClient, load_gbpusd_m1, metric, proto_bars, with_card
+from tests.inference.harness import (
+    TOKEN,
+    ServerThread,
+    StreamClient,
+    load_gbpusd_m1,
+    metric,
+    proto_bars,
+    with_card,
+)
 from tests.inference.test_signals import Subscriber
 
 from kairos import cli
@@ -33,8 +41,16 @@ def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
         version="eager",
         policy=dataclasses.replace(card.policy, entry_edge=card.policy.entry_edge / 5),
     )
+    # The eager policy with a tight protective stop: the server passes each bar's low and high to
+    # the paper book, which works the stop as the backtest does.
+    stopped = with_card(
+        model_path,
+        tmp_path / "stopped" / "model.onnx",
+        version="stopped",
+        policy=dataclasses.replace(card.policy, entry_edge=card.policy.entry_edge / 5, stop_vol_mult=1.0),
+    )
     sub = Subscriber(nats_url, "kairos.signal.>")
-    srv = start_server(model_path, nats_url=nats_url, shadow_models=(str(twin), str(eager)))
+    srv = start_server(model_path, nats_url=nats_url, shadow_models=(str(twin), str(eager), str(stopped)))
     wait_for(
         lambda: (
             srv.server is not None
@@ -61,7 +77,7 @@ def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
         text = srv.metrics_text()
         return all(
             metric(text, "kairos_inference_shadow_bars", model=m) == len(preds) - 1
-            for m in (serving, f"{card.name}/twin", f"{card.name}/eager")
+            for m in (serving, f"{card.name}/twin", f"{card.name}/eager", f"{card.name}/stopped")
         )
 
     wait_for(accounted, 20, "every model accounted on every bar")
@@ -72,19 +88,31 @@ def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
             k: metric(text, f"kairos_inference_shadow_{k}", model=m)
             for k in ("net_return", "sharpe", "turnover", "trades")
         }
-        for m in (serving, f"{card.name}/twin", f"{card.name}/eager")
+        for m in (serving, f"{card.name}/twin", f"{card.name}/eager", f"{card.name}/stopped")
     }
     assert fig[serving] == fig[f"{card.name}/twin"]  # same weights and policy: the same paper record
     assert fig[f"{card.name}/eager"]["trades"] > fig[serving]["trades"]  # a lower entry threshold trades more
+    # Stops close positions the eager policy would hold (then its cooldown runs): another paper record.
+    assert fig[f"{card.name}/stopped"]["net_return"] != fig[f"{card.name}/eager"]["net_return"]
+    assert fig[f"{card.name}/stopped"]["trades"] != fig[f"{card.name}/eager"]["trades"]
     assert metric(text, "kairos_inference_shadow_bars", model=serving, role="serving") == len(preds) - 1
     assert (
         metric(text, "kairos_inference_shadow_bars", model=f"{card.name}/eager", role="shadow")
         == len(preds) - 1
     )
-    # `kairos status` shows the paper figures, the serving model first.
-    assert srv.server is not None
-    cli._print_shadow(f"http://127.0.0.1:{srv.server.metrics_port}/metrics")
+    # `kairos status` shows the paper figures (GetModelStatus), the serving model first.
+    cli._print_models(srv.target, TOKEN)
     shown = capsys.readouterr().out
-    assert shown.count("│ serving") == 1 and shown.count("│ shadow") == 2, shown
+    live = shown[shown.index("Live, on paper since loaded") :]
+    assert live.count("│ serving") == 1 and live.count("│ shadow") == 3, shown
+    assert live.index("│ serving") < live.index("│ shadow")
+    assert f"{len(preds) - 1:,}" in live, shown
+    # ... and each challenger's promotion test against it on the same bars (ADR 0097): the twin's
+    # returns are the serving model's exactly (no evidence either way), the eager one's differ.
+    n = f"{len(preds) - 1:,} bars"
+    assert (
+        f"promotion test {card.name} twin vs serving: {n}, mean difference +0.000 bp/bar, p 1: not" in shown
+    )
+    assert f"promotion test {card.name} eager vs serving: {n}" in shown and "Diebold-Mariano" in shown
     # model_info still names only the serving version.
     assert metric(text, "kairos_inference_model_info", model=card.name, version="twin") == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
+import pytest
 from tests.inference.harness import ServerThread, StreamClient, metric, offline_predictions, proto_bars
 
 from kairos.features import SCHEMA, BarBuilder, ModelCard, bars_to_frame, compute_features
@@ -390,3 +391,46 @@ def test_tick_built_bars_match_the_feature_package_bars(eurusd_ticks: pd.DataFra
         b += ref.add_tick(int(r.time_msc), r.bid, r.ask)
     assert a == b and len(a) > 10
     assert len(bars_to_frame(a)) == len(a)
+
+
+def _with_symbols(model_path: Path, tmp_path: Path, symbols: list[str]) -> Path:
+    """The fixture model with a card listing the symbols it was validated on, as kairos-train writes it."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    card = ModelCard.from_onnx(model)
+    card.symbols = symbols
+    card.embed(model)
+    out = tmp_path / "model.onnx"
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.parametrize("any_symbol", [False, True])
+def test_a_symbol_outside_the_cards_symbols_is_refused_unless_any_symbol_is_set(
+    any_symbol: bool,
+    start_server: Callable[..., ServerThread],
+    model_path: Path,
+    tmp_path: Path,
+    gbpusd: pd.DataFrame,
+) -> None:
+    srv = start_server(_with_symbols(model_path, tmp_path, ["GBPUSD", "BTCUSD"]), any_symbol=any_symbol)
+    bars = proto_bars(gbpusd.iloc[:3])
+    c = StreamClient(srv.target)
+    try:
+        ok = c.ask(pb.StreamPredictRequest(request_id=1, bars=bars))
+        other = proto_bars(gbpusd.iloc[:3], symbol="EURUSD")
+        resp = c.ask(pb.StreamPredictRequest(request_id=2, bars=other))
+        text = srv.metrics_text()
+    finally:
+        c.close()
+    assert not ok.rejections
+    if any_symbol:
+        assert not resp.rejections
+        return
+    assert [(r.reason, r.field, r.symbol) for r in resp.rejections][:1] == [
+        ("SYMBOL_NOT_IN_CARD", "bars[0]", "EURUSD")
+    ]
+    assert "validated on BTCUSD, GBPUSD only" in resp.rejections[0].description
+    assert metric(text, "kairos_inference_rejected_inputs_total", reason="SYMBOL_NOT_IN_CARD") == 3
+    assert metric(text, "kairos_inference_symbol_states") == 1, "no state for the refused symbol"

@@ -182,3 +182,34 @@ def test_retention_keeps_the_last_days_of_data(tmp_path: Path) -> None:
     # Counted from the newest data, not the clock: a year later nothing more goes.
     assert store.prune(tmp_path, keep_days=30, now=now + 365 * 86_400) == []
     os.environ.pop("KAIROS_RECORD_DIR", None)
+
+
+@pytest.mark.parametrize("order", ["in_time", "a_late_message"])
+def test_a_write_makes_one_part_per_day_with_every_row_in_arrival_order_within_it(
+    tmp_path: Path, order: str
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kairos.features import to_epoch_ms
+
+    bars, _ = load_bars(str(services.SHARED_DATA / "gbpusd-m1-bid-2012.csv"))
+    t = to_epoch_ms(bars["time"])[:5000]  # real minutes over several UTC days
+    if order == "a_late_message":  # the last 100 rows (of a later day) arrive before the rest
+        t = np.concatenate([t[-100:], t[:-100]])
+    table = pa.table(
+        {"time_msc": t, "bid": np.arange(len(t), dtype=np.float64)},  # bid: the arrival number
+    )
+    files = store.write_part(tmp_path, "EURUSD", store.TICK, table, "time_msc")
+    days = sorted({store.day_of(int(x)) for x in t})
+    assert len(days) >= 3, days
+    assert sorted(f.parent.name.removeprefix("date=") for f in files) == days
+    back = pa.concat_tables([pq.read_table(f) for f in files])
+    assert back.num_rows == len(t)
+    for f in files:
+        part = pq.read_table(f)
+        arrival = part.column("bid").to_numpy()
+        assert (np.diff(arrival) > 0).all(), "arrival order kept within a day"
+        assert {store.day_of(int(x)) for x in part.column("time_msc").to_numpy()} == {
+            f.parent.name.removeprefix("date=")
+        }

@@ -170,3 +170,36 @@ def test_a_recorded_pid_is_not_alive_once_its_process_is_gone(tmp_path: Path) ->
     proc.wait()
     rec = processes.RecordedService("x", proc.pid, [sys.executable], "", "", "", start_ticks=12345)
     assert not rec.alive()
+
+
+@pytest.mark.parametrize(
+    ("tester", "venue", "last_venue"),
+    [(False, "paper", "--venue=paper"), (False, "mt5", "--venue=mt5"), (True, "paper", "--venue=mt5")],
+)
+def test_kairos_up_sends_orders_to_the_venue_asked_for(
+    tmp_path: Path, tester: bool, venue: str, last_venue: str
+) -> None:
+    settings = services.StackSettings(
+        ports=services.Ports.free(),
+        run_dir=tmp_path,
+        model="m.onnx",
+        execution_args=services.up_execution_args(tester, venue),
+    )
+    bins = {n: tmp_path / n for n in ("kairos-collector", "kairos-execution")}
+    (spec,) = [s for s in services.specs(settings, bins) if s.name == "execution"]
+    venues = [a for a in spec.argv if a.startswith("--venue=")]
+    assert venues[-1] == last_venue  # the last flag wins (Go's flag package)
+    assert ("--clock=market" in spec.argv) == tester
+
+
+def test_kairos_up_refuses_an_unknown_venue_before_starting_anything(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "kairos.cli", "up", "--venue", "ib", "--run-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "'paper'" in out.stderr and "'mt5'" in out.stderr
+    assert not any(tmp_path.iterdir()), "nothing started"

@@ -25,6 +25,7 @@ from kairos.training.policy import (
 )
 
 GOLDEN = Path(__file__).resolve().parents[3] / "proto" / "testdata" / "policy" / "golden.json"
+GBPUSD_BID = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "gbpusd-m1-bid-2012.csv"
 
 
 def _num(v: Any) -> float:
@@ -130,3 +131,49 @@ def test_class_moves_are_the_mean_forward_moves_of_each_label() -> None:
     assert down == pytest.approx((math.log(1.1) + math.log(1.2)) / 2)
     only_up = class_moves(close, np.full(6, 2.0), np.arange(5, dtype=np.int64), horizon=1)
     assert only_up[1] == pytest.approx(np.mean(np.abs(np.log(close[1:] / close[:-1]))))
+
+
+@pytest.mark.parametrize("changes", POLICIES)
+@pytest.mark.parametrize("mult", [1.0, 3.0])
+def test_stops_in_the_series_form_equal_the_state_machine_with_the_venue_closing_the_position(
+    changes: dict[str, Any], mult: float
+) -> None:
+    """What live execution does, bar by bar: the venue closes a position whose stop the next bar
+    touches; the next signal finds it flat and the policy restarts from flat with its cooldown."""
+    from kairos.training.data import load_bars
+    from kairos.training.policy import StopPath, first_stop, stop_level
+
+    bars, _ = load_bars(str(GBPUSD_BID))
+    n = 4000
+    b = bars.iloc[: n + 1]
+    o, lo, hi, c, sp = (b[k].to_numpy(np.float64) for k in ("open", "low", "high", "close", "spread"))
+    path = StopPath(o[1:], lo[1:], hi[1:], sp[1:], point=1e-5)  # row k's next bar is bar k+1
+    rng = np.random.default_rng(int(mult))
+    probs = rng.dirichlet([1.0, 1.0, 1.0], size=n)
+    vol = rng.uniform(0.3e-4, 2e-4, n)
+    pol = DecisionPolicy(
+        **{
+            **asdict(DecisionPolicy(entry_edge=0.8e-4, exit_edge=0.1e-4, move_up=4e-4, move_down=4.5e-4)),
+            **changes,
+            "stop_vol_mult": mult,
+        }
+    )
+    params = Params(pol, 0.01, 0.02)
+    run = run_policy(params, probs, vol, c[:n], stops=path)
+    assert run.stop_exit is not None
+    st, level, stopped = State(), math.nan, 0
+    for k in range(n):
+        if stopped:
+            st = State(since_exit=0)  # the signal finds the position closed outside the policy
+            stopped = 0
+        d = decide(params, st, float(probs[k, 0]), float(probs[k, 2]), float(vol[k]), float(c[k]))
+        if d.action in (Action.ENTER, Action.REVERSE):
+            level = stop_level(path, k, d.side, d.stop_distance)
+        assert (run.side[k], run.steps[k]) == (st.side, st.steps), f"bar {k}"
+        r, px = first_stop(path, k, k + 1, st.side, level) if st.side else (-1, math.nan)
+        if r == k:
+            stopped = 1
+            assert run.stop_exit[k] == px, f"bar {k}"
+        else:
+            assert math.isnan(run.stop_exit[k]), f"bar {k}"
+    assert np.isfinite(run.stop_exit).sum() >= 5

@@ -301,6 +301,8 @@ type Peer struct {
 	// Key is the bridge key proven in Hello and checked in Welcome, as the DLL does; nil sends
 	// Hello without a proof.
 	Key []byte
+	// Lockstep asks for Strategy Tester lockstep in Hello (ADR 0095).
+	Lockstep bool
 
 	mu       sync.Mutex
 	seq      uint64
@@ -314,6 +316,25 @@ type Peer struct {
 	welcome  *bridgev1.Welcome
 	resent   int
 	Received int
+	// In order: "command:<client order id>" for each order command, "decision:<outcome>" for each
+	// TesterDecision (read with Log).
+	log []string
+	// TesterDecisions received.
+	decisions []*bridgev1.TesterDecision
+}
+
+// Log returns the order commands and tester decisions received, in order.
+func (p *Peer) Log() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.log...)
+}
+
+// Decisions returns the TesterDecision frames received.
+func (p *Peer) Decisions() []*bridgev1.TesterDecision {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*bridgev1.TesterDecision(nil), p.decisions...)
 }
 
 // New returns a peer for a terminal.
@@ -339,7 +360,8 @@ func (p *Peer) Connect(addr string) (*bridgev1.Welcome, error) {
 		return nil, fmt.Errorf("reading Challenge: %v %w", ch, err)
 	}
 	h := &bridgev1.Hello{ApiVersion: bridgelink.APIVersion, BridgeVersion: "peer-test", Channel: bridgev1.Channel_CHANNEL_TRADING,
-		SessionId: p.SessionID, TerminalName: "Go peer", AccountLogin: 42, AccountCurrency: "USD", TradeMode: bridgev1.TradeMode_TRADE_MODE_DEMO}
+		SessionId: p.SessionID, TerminalName: "Go peer", AccountLogin: 42, AccountCurrency: "USD", TradeMode: bridgev1.TradeMode_TRADE_MODE_DEMO,
+		Lockstep: p.Lockstep}
 	if p.Key != nil {
 		if err := bridgelink.ProveHello(p.Key, ch.GetChallenge().GetServerNonce(), h); err != nil {
 			nc.Close()
@@ -475,6 +497,13 @@ func (p *Peer) reader(r *bufio.Reader) {
 				}
 			}
 			p.unacked = keep
+		}
+		if c := f.GetOrderCommand(); c != nil && c.GetKind() == bridgev1.CommandKind_COMMAND_KIND_PLACE {
+			p.log = append(p.log, "command:"+c.GetClientOrderId())
+		}
+		if d := f.GetTesterDecision(); d != nil {
+			p.log = append(p.log, "decision:"+d.GetOutcome())
+			p.decisions = append(p.decisions, d)
 		}
 		p.mu.Unlock()
 		if c := f.GetOrderCommand(); c != nil {

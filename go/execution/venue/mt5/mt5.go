@@ -472,6 +472,26 @@ func command(c *bridgev1.OrderCommand) *bridgev1.Frame {
 	return &bridgev1.Frame{Body: &bridgev1.Frame_OrderCommand{OrderCommand: c}}
 }
 
+// Decided tells the connected bridge, when it runs in Strategy Tester lockstep, that the policy
+// has decided on the signal of (symbol, timeMsc) (ADR 0095). The decision's order command was sent
+// before it on the same connection, so the bridge has it queued when this arrives. A live bridge
+// gets nothing.
+func (v *Venue) Decided(symbol string, timeMsc int64, outcome string, commands int) {
+	v.mu.Lock()
+	cur := v.cur
+	v.mu.Unlock()
+	if cur == nil || !cur.Hello().GetLockstep() {
+		return
+	}
+	if v.m != nil {
+		v.m.TesterDecisions.WithLabelValues(outcome).Inc()
+	}
+	if err := cur.Send(&bridgev1.Frame{Body: &bridgev1.Frame_TesterDecision{TesterDecision: &bridgev1.TesterDecision{
+		Symbol: symbol, TimeMsc: timeMsc, Outcome: outcome, Commands: uint32(commands)}}}); err != nil {
+		v.log.Warn("tester decision not sent; the bridge's step times out", "symbol", symbol, "time_msc", timeMsc, "err", err)
+	}
+}
+
 // Listen binds the bridge listener.
 func (v *Venue) Listen() error { return v.link.Listen() }
 

@@ -118,21 +118,62 @@ function renderSignals(s) {
   fill("panel-signals", table(["market time (UTC)", "symbol", "direction", "strength", "model"], rows, [3]));
 }
 
+function bp(v) {
+  if (v == null || Number.isNaN(v)) return "-";
+  return `${v > 0 ? "+" : ""}${num(v * 1e4, 1)} bp`;
+}
+
+// One served model as a card (readable on a phone): who it is and its gate verdict, the card's
+// out-of-sample figures, the live paper figures since it was loaded, and drift against its card.
+function modelCard(m) {
+  const kv = (label, value, key) => [el("dt", {}, label), el("dd", key ? { "data-k": key } : {}, value)];
+  const section = (title, body) => el("div", { class: "msec" }, el("h3", {}, title), body);
+  const head = el("div", { class: "mhead" },
+    el("span", { class: `role ${m.role}` }, m.role === "serving" ? "serving" : "challenger · shadow"),
+    el("b", { class: "mname" }, m.name ? `${m.name} ${m.version}` : m.source),
+    el("span", { class: m.state }, m.state),
+    el("span", { class: `badge ${m.gate}`, "data-gate": m.gate }, m.gate),
+    m.expired ? el("span", { class: "badge FAILED", "data-expired": "true" }, "EXPIRED") : "");
+  const validation = el("dl", {},
+    ...kv("net Sharpe [interval]", m.sharpe, "oos-sharpe"),
+    ...kv("DSR / trials", m.deflated_sharpe == null ? "-" : `${num(m.deflated_sharpe, 3)} / ${m.n_trials}`),
+    ...kv("net return", bp(m.net_return)));
+  const sh = m.shadow;
+  const paper = sh ? el("dl", {},
+    ...kv("bars", num(sh.bars, 0), "bars"),
+    ...kv("net return", el("span", { class: sh.net_return > 0 ? "pos" : sh.net_return < 0 ? "neg" : "" }, bp(sh.net_return)), "net"),
+    ...kv("Sharpe", num(sh.sharpe, 2), "sharpe"),
+    ...kv("turnover / bar", num(sh.turnover, 3), "turnover"),
+    ...kv("trades", num(sh.trades, 0), "trades"))
+    : el("p", { class: "empty", "data-k": "no-shadow" }, "shadow evaluation is off (kairos-inference --shadow-models)");
+  const d = m.drift;
+  const drift = d ? el("dl", {},
+    ...kv("DI last / threshold", el("span", { class: d.di_last > d.di_threshold ? "neg" : "" }, `${num(d.di_last, 2)} / ${num(d.di_threshold, 2)}`), "di"),
+    ...kv("out of distribution", num(d.ood, 0), "ood"),
+    ...kv("abstained", num(d.abstained, 0), "abstained"),
+    ...kv("max PSI", d.psi_max_feature ? el("span", { class: d.psi_max > 0.25 ? "neg" : "" }, `${num(d.psi_max, 2)} ${d.psi_max_feature}`) : "-", "psi"))
+    : el("p", { class: "empty", "data-k": "no-drift" }, "no drift figures: the model card carries no training distribution");
+  const sections = [section("validation (card, out of sample)", validation), section("live on paper", paper), section("drift", drift)];
+  const p = m.promotion;
+  if (p) {
+    sections.push(section("promotion test", el("dl", {},
+      ...kv("bars", num(p.bars, 0)), ...kv("mean diff / bar", bp(p.mean_difference)),
+      ...kv("p-value", num(p.p_value, 3), "p-value"),
+      ...kv("significant", el("span", { class: p.significant ? "PASSED" : "" }, p.significant ? "yes" : "no")))));
+  }
+  const foot = [`predictions ${num(m.predictions, 0)}`, m.loaded_us ? `loaded ${time(m.loaded_us)}` : "",
+    m.created_us ? `registered ${time(m.created_us)}` : "", m.source].filter(Boolean).join(" · ");
+  return el("article", { class: `model ${m.role}`, "data-role": m.role, "data-version": m.version },
+    head, el("div", { class: "msecs" }, ...sections), el("p", { class: "mfoot" }, foot));
+}
+
 function renderModels(s) {
   if (!s.models.length) { fill("panel-models", el("p", { class: "empty" }, "no model is served")); return; }
-  const rows = s.models.map((m) => [
-    m.role, `${m.name} ${m.version}`, m.state,
-    el("span", { class: `badge ${m.gate}`, "data-gate": m.gate }, m.gate),
-    m.sharpe, m.deflated_sharpe == null ? "-" : `${num(m.deflated_sharpe, 3)} / ${m.n_trials}`,
-    m.net_return == null ? "-" : `${num(m.net_return * 100, 2)} %`, num(m.predictions, 0), m.source,
-  ]);
-  const notes = s.models.filter((m) => m.gate !== "PASSED").map((m) =>
+  const notes = s.models.filter((m) => m.name && m.gate !== "PASSED").map((m) =>
     el("p", { class: `verdict ${m.gate}` }, `${m.name} ${m.version} is not a validated model: ${m.verdict || "its model card carries no gate verdict: nobody validated it"}`));
   const passed = s.models.filter((m) => m.gate === "PASSED").map((m) => el("p", { class: "verdict" }, `${m.name} ${m.version}: ${m.verdict}`));
-  const errors = s.models.filter((m) => m.last_error).map((m) => el("p", { class: "error" }, `${m.name}: last load failed: ${m.last_error}`));
-  fill("panel-models", el("div", {},
-    table(["role", "model", "state", "gate", "Sharpe (interval)", "DSR / trials", "net return", "predictions", "source"], rows, [7]),
-    ...notes, ...passed, ...errors));
+  const errors = s.models.filter((m) => m.last_error).map((m) => el("p", { class: "error" }, `${m.name || m.source}: last load failed: ${m.last_error}`));
+  fill("panel-models", el("div", {}, el("div", { class: "models" }, ...s.models.map(modelCard)), ...notes, ...passed, ...errors));
 }
 
 function renderLatency(s) {

@@ -51,6 +51,12 @@ PB_BIND(kairos_bridge_v1_HistoryRequest, kairos_bridge_v1_HistoryRequest, AUTO)
 PB_BIND(kairos_bridge_v1_HistoryData, kairos_bridge_v1_HistoryData, 4)
 
 
+PB_BIND(kairos_bridge_v1_TesterStep, kairos_bridge_v1_TesterStep, AUTO)
+
+
+PB_BIND(kairos_bridge_v1_TesterDecision, kairos_bridge_v1_TesterDecision, AUTO)
+
+
 PB_BIND(kairos_bridge_v1_Error, kairos_bridge_v1_Error, 2)
 
 

@@ -185,6 +185,10 @@ typedef struct _kairos_bridge_v1_Hello {
  session_id (8 bytes big-endian) || channel (4 bytes BE) || api_version (4 bytes BE)), 32 bytes.
  Empty when the bridge has no key; a server with a key refuses such a Hello (UNAUTHENTICATED). */
     kairos_bridge_v1_Hello_auth_proof_t auth_proof;
+    /* The EA runs in the Strategy Tester and asked for lockstep (KbOptions.lockstep, API 4): the
+ collector answers every tick frame with TesterStep and the execution service every decision
+ with TesterDecision, so the bridge can hold the tester until the stack has decided. */
+    bool lockstep;
 } kairos_bridge_v1_Hello;
 
 typedef PB_BYTES_ARRAY_T(32) kairos_bridge_v1_Challenge_server_nonce_t;
@@ -517,6 +521,34 @@ typedef struct _kairos_bridge_v1_HistoryData {
     int64_t first_available_msc;
 } kairos_bridge_v1_HistoryData;
 
+/* TesterStep tells a lockstep bridge that the collector has the inference server's answer for a
+ tick frame: the ticks up to tick_sequence (TickBatch.sequence) of symbol produced the decisions
+ listed (one per prediction, by the bar time the signal carries), or none ("no decision": no bar
+ closed, or the model is still warming up). Sent as a numbered frame on the market-data channel. */
+typedef struct _kairos_bridge_v1_TesterStep {
+    /* Symbol of the tick frame. */
+    char symbol[32];
+    /* Per-symbol sequence of the frame's last tick. */
+    uint64_t tick_sequence;
+    /* Signal.time_msc of each prediction the ticks produced; the execution service answers each with
+ a TesterDecision. Empty: nothing to decide on. */
+    pb_size_t decision_time_msc_count;
+    int64_t decision_time_msc[16];
+} kairos_bridge_v1_TesterStep;
+
+/* TesterDecision tells a lockstep bridge that the execution service's policy has handled the signal
+ of (symbol, time_msc). The order commands it sent precede this frame on the trading channel. */
+typedef struct _kairos_bridge_v1_TesterDecision {
+    /* Symbol of the signal. */
+    char symbol[32];
+    /* Signal.time_msc. */
+    int64_t time_msc;
+    /* What the policy did ("order", "hold", ...: the outcome label of kairos_execution_signals_total). */
+    char outcome[32];
+    /* Order commands the decision sent to the terminal (0 or 1). */
+    uint32_t commands;
+} kairos_bridge_v1_TesterDecision;
+
 /* Error reports a problem with a frame or the session. The sender closes the connection after an
  error it considers fatal (unsupported version, protocol violation). */
 typedef struct _kairos_bridge_v1_Error {
@@ -571,6 +603,12 @@ typedef struct _kairos_bridge_v1_Frame {
         kairos_bridge_v1_HistoryRequest history_request;
         /* One part of the terminal's answer to a HistoryRequest (bridge to collector, API 3). */
         kairos_bridge_v1_HistoryData history_data;
+        /* Strategy Tester lockstep: the collector has the inference server's answer for a tick frame
+     (collector to bridge, API 4; docs/adr/0095-strategy-tester-lockstep.md). */
+        kairos_bridge_v1_TesterStep tester_step;
+        /* Strategy Tester lockstep: the execution service's policy has decided on a signal (execution
+     to bridge, API 4). */
+        kairos_bridge_v1_TesterDecision tester_decision;
     } body;
 } kairos_bridge_v1_Frame;
 
@@ -640,12 +678,14 @@ extern "C" {
 
 #define kairos_bridge_v1_HistoryData_status_ENUMTYPE kairos_marketdata_v1_HistoryStatus
 
+
+
 #define kairos_bridge_v1_Error_code_ENUMTYPE kairos_bridge_v1_ErrorCode
 
 
 /* Initializer values for message structs */
 #define kairos_bridge_v1_Frame_init_default      {0, 0, 0, 0, {kairos_bridge_v1_Hello_init_default}}
-#define kairos_bridge_v1_Hello_init_default      {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0, {0, {0}}, {0, {0}}}
+#define kairos_bridge_v1_Hello_init_default      {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0, {0, {0}}, {0, {0}}, 0}
 #define kairos_bridge_v1_Challenge_init_default  {{0, {0}}, 0}
 #define kairos_bridge_v1_Welcome_init_default    {"", 0, 0, {0, {0}}}
 #define kairos_bridge_v1_Heartbeat_init_default  {0, 0}
@@ -659,9 +699,11 @@ extern "C" {
 #define kairos_bridge_v1_TerminalCheck_init_default {0, 0, 0, 0, 0, 0, 0, "", 0, 0}
 #define kairos_bridge_v1_HistoryRequest_init_default {0, "", _kairos_marketdata_v1_HistoryKind_MIN, 0, 0, 0}
 #define kairos_bridge_v1_HistoryData_init_default {0, 0, _kairos_marketdata_v1_HistoryStatus_MIN, false, kairos_marketdata_v1_TickBatch_init_default, 0, {kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default, kairos_marketdata_v1_Bar_init_default}, 0, "", 0}
+#define kairos_bridge_v1_TesterStep_init_default {"", 0, 0, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}
+#define kairos_bridge_v1_TesterDecision_init_default {"", 0, "", 0}
 #define kairos_bridge_v1_Error_init_default      {_kairos_bridge_v1_ErrorCode_MIN, "", 0}
 #define kairos_bridge_v1_Frame_init_zero         {0, 0, 0, 0, {kairos_bridge_v1_Hello_init_zero}}
-#define kairos_bridge_v1_Hello_init_zero         {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0, {0, {0}}, {0, {0}}}
+#define kairos_bridge_v1_Hello_init_zero         {0, "", _kairos_bridge_v1_Channel_MIN, 0, "", 0, "", "", 0, "", _kairos_bridge_v1_TradeMode_MIN, "", 0, {0, {0}}, {0, {0}}, 0}
 #define kairos_bridge_v1_Challenge_init_zero     {{0, {0}}, 0}
 #define kairos_bridge_v1_Welcome_init_zero       {"", 0, 0, {0, {0}}}
 #define kairos_bridge_v1_Heartbeat_init_zero     {0, 0}
@@ -675,6 +717,8 @@ extern "C" {
 #define kairos_bridge_v1_TerminalCheck_init_zero {0, 0, 0, 0, 0, 0, 0, "", 0, 0}
 #define kairos_bridge_v1_HistoryRequest_init_zero {0, "", _kairos_marketdata_v1_HistoryKind_MIN, 0, 0, 0}
 #define kairos_bridge_v1_HistoryData_init_zero   {0, 0, _kairos_marketdata_v1_HistoryStatus_MIN, false, kairos_marketdata_v1_TickBatch_init_zero, 0, {kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero, kairos_marketdata_v1_Bar_init_zero}, 0, "", 0}
+#define kairos_bridge_v1_TesterStep_init_zero    {"", 0, 0, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}
+#define kairos_bridge_v1_TesterDecision_init_zero {"", 0, "", 0}
 #define kairos_bridge_v1_Error_init_zero         {_kairos_bridge_v1_ErrorCode_MIN, "", 0}
 
 /* Field tags (for use in manual encoding/decoding) */
@@ -693,6 +737,7 @@ extern "C" {
 #define kairos_bridge_v1_Hello_magic_tag         13
 #define kairos_bridge_v1_Hello_client_nonce_tag  14
 #define kairos_bridge_v1_Hello_auth_proof_tag    15
+#define kairos_bridge_v1_Hello_lockstep_tag      16
 #define kairos_bridge_v1_Challenge_server_nonce_tag 1
 #define kairos_bridge_v1_Challenge_auth_required_tag 2
 #define kairos_bridge_v1_Welcome_server_version_tag 1
@@ -805,6 +850,13 @@ extern "C" {
 #define kairos_bridge_v1_HistoryData_total_tag   6
 #define kairos_bridge_v1_HistoryData_message_tag 7
 #define kairos_bridge_v1_HistoryData_first_available_msc_tag 8
+#define kairos_bridge_v1_TesterStep_symbol_tag   1
+#define kairos_bridge_v1_TesterStep_tick_sequence_tag 2
+#define kairos_bridge_v1_TesterStep_decision_time_msc_tag 3
+#define kairos_bridge_v1_TesterDecision_symbol_tag 1
+#define kairos_bridge_v1_TesterDecision_time_msc_tag 2
+#define kairos_bridge_v1_TesterDecision_outcome_tag 3
+#define kairos_bridge_v1_TesterDecision_commands_tag 4
 #define kairos_bridge_v1_Error_code_tag          1
 #define kairos_bridge_v1_Error_message_tag       2
 #define kairos_bridge_v1_Error_frame_sequence_tag 3
@@ -826,6 +878,8 @@ extern "C" {
 #define kairos_bridge_v1_Frame_terminal_check_tag 22
 #define kairos_bridge_v1_Frame_history_request_tag 23
 #define kairos_bridge_v1_Frame_history_data_tag  24
+#define kairos_bridge_v1_Frame_tester_step_tag   25
+#define kairos_bridge_v1_Frame_tester_decision_tag 26
 
 /* Struct field encoding specification for nanopb */
 #define kairos_bridge_v1_Frame_FIELDLIST(X, a) \
@@ -846,7 +900,9 @@ X(a, STATIC,   ONEOF,    MESSAGE,  (body,error,body.error),  20) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,challenge,body.challenge),  21) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,terminal_check,body.terminal_check),  22) \
 X(a, STATIC,   ONEOF,    MESSAGE,  (body,history_request,body.history_request),  23) \
-X(a, STATIC,   ONEOF,    MESSAGE,  (body,history_data,body.history_data),  24)
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,history_data,body.history_data),  24) \
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,tester_step,body.tester_step),  25) \
+X(a, STATIC,   ONEOF,    MESSAGE,  (body,tester_decision,body.tester_decision),  26)
 #define kairos_bridge_v1_Frame_CALLBACK NULL
 #define kairos_bridge_v1_Frame_DEFAULT NULL
 #define kairos_bridge_v1_Frame_body_hello_MSGTYPE kairos_bridge_v1_Hello
@@ -864,6 +920,8 @@ X(a, STATIC,   ONEOF,    MESSAGE,  (body,history_data,body.history_data),  24)
 #define kairos_bridge_v1_Frame_body_terminal_check_MSGTYPE kairos_bridge_v1_TerminalCheck
 #define kairos_bridge_v1_Frame_body_history_request_MSGTYPE kairos_bridge_v1_HistoryRequest
 #define kairos_bridge_v1_Frame_body_history_data_MSGTYPE kairos_bridge_v1_HistoryData
+#define kairos_bridge_v1_Frame_body_tester_step_MSGTYPE kairos_bridge_v1_TesterStep
+#define kairos_bridge_v1_Frame_body_tester_decision_MSGTYPE kairos_bridge_v1_TesterDecision
 
 #define kairos_bridge_v1_Hello_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, UINT32,   api_version,       1) \
@@ -880,7 +938,8 @@ X(a, STATIC,   SINGULAR, UENUM,    trade_mode,       11) \
 X(a, STATIC,   SINGULAR, STRING,   ea_symbol,        12) \
 X(a, STATIC,   SINGULAR, INT64,    magic,            13) \
 X(a, STATIC,   SINGULAR, BYTES,    client_nonce,     14) \
-X(a, STATIC,   SINGULAR, BYTES,    auth_proof,       15)
+X(a, STATIC,   SINGULAR, BYTES,    auth_proof,       15) \
+X(a, STATIC,   SINGULAR, BOOL,     lockstep,         16)
 #define kairos_bridge_v1_Hello_CALLBACK NULL
 #define kairos_bridge_v1_Hello_DEFAULT NULL
 
@@ -1079,6 +1138,21 @@ X(a, STATIC,   SINGULAR, INT64,    first_available_msc,   8)
 #define kairos_bridge_v1_HistoryData_ticks_MSGTYPE kairos_marketdata_v1_TickBatch
 #define kairos_bridge_v1_HistoryData_bars_MSGTYPE kairos_marketdata_v1_Bar
 
+#define kairos_bridge_v1_TesterStep_FIELDLIST(X, a) \
+X(a, STATIC,   SINGULAR, STRING,   symbol,            1) \
+X(a, STATIC,   SINGULAR, UINT64,   tick_sequence,     2) \
+X(a, STATIC,   REPEATED, INT64,    decision_time_msc,   3)
+#define kairos_bridge_v1_TesterStep_CALLBACK NULL
+#define kairos_bridge_v1_TesterStep_DEFAULT NULL
+
+#define kairos_bridge_v1_TesterDecision_FIELDLIST(X, a) \
+X(a, STATIC,   SINGULAR, STRING,   symbol,            1) \
+X(a, STATIC,   SINGULAR, INT64,    time_msc,          2) \
+X(a, STATIC,   SINGULAR, STRING,   outcome,           3) \
+X(a, STATIC,   SINGULAR, UINT32,   commands,          4)
+#define kairos_bridge_v1_TesterDecision_CALLBACK NULL
+#define kairos_bridge_v1_TesterDecision_DEFAULT NULL
+
 #define kairos_bridge_v1_Error_FIELDLIST(X, a) \
 X(a, STATIC,   SINGULAR, UENUM,    code,              1) \
 X(a, STATIC,   SINGULAR, STRING,   message,           2) \
@@ -1101,6 +1175,8 @@ extern const pb_msgdesc_t kairos_bridge_v1_PositionSnapshot_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_TerminalCheck_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_HistoryRequest_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_HistoryData_msg;
+extern const pb_msgdesc_t kairos_bridge_v1_TesterStep_msg;
+extern const pb_msgdesc_t kairos_bridge_v1_TesterDecision_msg;
 extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 
 /* Defines for backwards compatibility with code written before nanopb-0.4.0 */
@@ -1119,6 +1195,8 @@ extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 #define kairos_bridge_v1_TerminalCheck_fields &kairos_bridge_v1_TerminalCheck_msg
 #define kairos_bridge_v1_HistoryRequest_fields &kairos_bridge_v1_HistoryRequest_msg
 #define kairos_bridge_v1_HistoryData_fields &kairos_bridge_v1_HistoryData_msg
+#define kairos_bridge_v1_TesterStep_fields &kairos_bridge_v1_TesterStep_msg
+#define kairos_bridge_v1_TesterDecision_fields &kairos_bridge_v1_TesterDecision_msg
 #define kairos_bridge_v1_Error_fields &kairos_bridge_v1_Error_msg
 
 /* Maximum encoded size of messages (where known) */
@@ -1127,7 +1205,7 @@ extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 #define kairos_bridge_v1_Error_size              271
 #define kairos_bridge_v1_Frame_size              24950
 #define kairos_bridge_v1_Heartbeat_size          22
-#define kairos_bridge_v1_Hello_size              395
+#define kairos_bridge_v1_Hello_size              398
 #define kairos_bridge_v1_HistoryData_size        24912
 #define kairos_bridge_v1_HistoryRequest_size     74
 #define kairos_bridge_v1_OrderCommand_size       229
@@ -1135,6 +1213,8 @@ extern const pb_msgdesc_t kairos_bridge_v1_Error_msg;
 #define kairos_bridge_v1_PositionSnapshot_size   22477
 #define kairos_bridge_v1_Position_size           215
 #define kairos_bridge_v1_TerminalCheck_size      549
+#define kairos_bridge_v1_TesterDecision_size     83
+#define kairos_bridge_v1_TesterStep_size         220
 #define kairos_bridge_v1_TradeTransaction_size   243
 #define kairos_bridge_v1_Welcome_size            116
 #define kairos_bridge_v1_WorkingOrder_size       130

@@ -598,6 +598,8 @@ type Frame struct {
 	//	*Frame_TerminalCheck
 	//	*Frame_HistoryRequest
 	//	*Frame_HistoryData
+	//	*Frame_TesterStep
+	//	*Frame_TesterDecision
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -796,6 +798,24 @@ func (x *Frame) GetHistoryData() *HistoryData {
 	return nil
 }
 
+func (x *Frame) GetTesterStep() *TesterStep {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TesterStep); ok {
+			return x.TesterStep
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetTesterDecision() *TesterDecision {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TesterDecision); ok {
+			return x.TesterDecision
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -876,6 +896,18 @@ type Frame_HistoryData struct {
 	HistoryData *HistoryData `protobuf:"bytes,24,opt,name=history_data,json=historyData,proto3,oneof"`
 }
 
+type Frame_TesterStep struct {
+	// Strategy Tester lockstep: the collector has the inference server's answer for a tick frame
+	// (collector to bridge, API 4; docs/adr/0095-strategy-tester-lockstep.md).
+	TesterStep *TesterStep `protobuf:"bytes,25,opt,name=tester_step,json=testerStep,proto3,oneof"`
+}
+
+type Frame_TesterDecision struct {
+	// Strategy Tester lockstep: the execution service's policy has decided on a signal (execution
+	// to bridge, API 4).
+	TesterDecision *TesterDecision `protobuf:"bytes,26,opt,name=tester_decision,json=testerDecision,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -905,6 +937,10 @@ func (*Frame_TerminalCheck) isFrame_Body() {}
 func (*Frame_HistoryRequest) isFrame_Body() {}
 
 func (*Frame_HistoryData) isFrame_Body() {}
+
+func (*Frame_TesterStep) isFrame_Body() {}
+
+func (*Frame_TesterDecision) isFrame_Body() {}
 
 // Hello identifies a bridge session; it is the first frame on every connection.
 type Hello struct {
@@ -942,7 +978,11 @@ type Hello struct {
 	// HMAC-SHA256(bridge key, "kairos-bridge-v1 client" 0x00 || server_nonce || client_nonce ||
 	// session_id (8 bytes big-endian) || channel (4 bytes BE) || api_version (4 bytes BE)), 32 bytes.
 	// Empty when the bridge has no key; a server with a key refuses such a Hello (UNAUTHENTICATED).
-	AuthProof     []byte `protobuf:"bytes,15,opt,name=auth_proof,json=authProof,proto3" json:"auth_proof,omitempty"`
+	AuthProof []byte `protobuf:"bytes,15,opt,name=auth_proof,json=authProof,proto3" json:"auth_proof,omitempty"`
+	// The EA runs in the Strategy Tester and asked for lockstep (KbOptions.lockstep, API 4): the
+	// collector answers every tick frame with TesterStep and the execution service every decision
+	// with TesterDecision, so the bridge can hold the tester until the stack has decided.
+	Lockstep      bool `protobuf:"varint,16,opt,name=lockstep,proto3" json:"lockstep,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1080,6 +1120,13 @@ func (x *Hello) GetAuthProof() []byte {
 		return x.AuthProof
 	}
 	return nil
+}
+
+func (x *Hello) GetLockstep() bool {
+	if x != nil {
+		return x.Lockstep
+	}
+	return false
 }
 
 // Challenge opens every connection, from the server.
@@ -2592,6 +2639,148 @@ func (x *HistoryData) GetFirstAvailableMsc() int64 {
 	return 0
 }
 
+// TesterStep tells a lockstep bridge that the collector has the inference server's answer for a
+// tick frame: the ticks up to tick_sequence (TickBatch.sequence) of symbol produced the decisions
+// listed (one per prediction, by the bar time the signal carries), or none ("no decision": no bar
+// closed, or the model is still warming up). Sent as a numbered frame on the market-data channel.
+type TesterStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Symbol of the tick frame.
+	Symbol string `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// Per-symbol sequence of the frame's last tick.
+	TickSequence uint64 `protobuf:"varint,2,opt,name=tick_sequence,json=tickSequence,proto3" json:"tick_sequence,omitempty"`
+	// Signal.time_msc of each prediction the ticks produced; the execution service answers each with
+	// a TesterDecision. Empty: nothing to decide on.
+	DecisionTimeMsc []int64 `protobuf:"varint,3,rep,packed,name=decision_time_msc,json=decisionTimeMsc,proto3" json:"decision_time_msc,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TesterStep) Reset() {
+	*x = TesterStep{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TesterStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TesterStep) ProtoMessage() {}
+
+func (x *TesterStep) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TesterStep.ProtoReflect.Descriptor instead.
+func (*TesterStep) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TesterStep) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *TesterStep) GetTickSequence() uint64 {
+	if x != nil {
+		return x.TickSequence
+	}
+	return 0
+}
+
+func (x *TesterStep) GetDecisionTimeMsc() []int64 {
+	if x != nil {
+		return x.DecisionTimeMsc
+	}
+	return nil
+}
+
+// TesterDecision tells a lockstep bridge that the execution service's policy has handled the signal
+// of (symbol, time_msc). The order commands it sent precede this frame on the trading channel.
+type TesterDecision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Symbol of the signal.
+	Symbol string `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// Signal.time_msc.
+	TimeMsc int64 `protobuf:"varint,2,opt,name=time_msc,json=timeMsc,proto3" json:"time_msc,omitempty"`
+	// What the policy did ("order", "hold", ...: the outcome label of kairos_execution_signals_total).
+	Outcome string `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Order commands the decision sent to the terminal (0 or 1).
+	Commands      uint32 `protobuf:"varint,4,opt,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TesterDecision) Reset() {
+	*x = TesterDecision{}
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TesterDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TesterDecision) ProtoMessage() {}
+
+func (x *TesterDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TesterDecision.ProtoReflect.Descriptor instead.
+func (*TesterDecision) Descriptor() ([]byte, []int) {
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TesterDecision) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *TesterDecision) GetTimeMsc() int64 {
+	if x != nil {
+		return x.TimeMsc
+	}
+	return 0
+}
+
+func (x *TesterDecision) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *TesterDecision) GetCommands() uint32 {
+	if x != nil {
+		return x.Commands
+	}
+	return 0
+}
+
 // Error reports a problem with a frame or the session. The sender closes the connection after an
 // error it considers fatal (unsupported version, protocol violation).
 type Error struct {
@@ -2608,7 +2797,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[15]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2809,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[15]
+	mi := &file_kairos_bridge_v1_bridge_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2822,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{15}
+	return file_kairos_bridge_v1_bridge_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -2661,7 +2850,7 @@ var File_kairos_bridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xac\b\n" +
+	"\x1dkairos/bridge/v1/bridge.proto\x12\x10kairos.bridge.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xba\t\n" +
 	"\x05Frame\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\x04R\x03ack\x12 \n" +
@@ -2683,8 +2872,11 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\tchallenge\x18\x15 \x01(\v2\x1b.kairos.bridge.v1.ChallengeH\x00R\tchallenge\x12H\n" +
 	"\x0eterminal_check\x18\x16 \x01(\v2\x1f.kairos.bridge.v1.TerminalCheckH\x00R\rterminalCheck\x12K\n" +
 	"\x0fhistory_request\x18\x17 \x01(\v2 .kairos.bridge.v1.HistoryRequestH\x00R\x0ehistoryRequest\x12B\n" +
-	"\fhistory_data\x18\x18 \x01(\v2\x1d.kairos.bridge.v1.HistoryDataH\x00R\vhistoryDataB\x06\n" +
-	"\x04body\"\xa2\x04\n" +
+	"\fhistory_data\x18\x18 \x01(\v2\x1d.kairos.bridge.v1.HistoryDataH\x00R\vhistoryData\x12?\n" +
+	"\vtester_step\x18\x19 \x01(\v2\x1c.kairos.bridge.v1.TesterStepH\x00R\n" +
+	"testerStep\x12K\n" +
+	"\x0ftester_decision\x18\x1a \x01(\v2 .kairos.bridge.v1.TesterDecisionH\x00R\x0etesterDecisionB\x06\n" +
+	"\x04body\"\xbe\x04\n" +
 	"\x05Hello\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\rR\n" +
 	"apiVersion\x12%\n" +
@@ -2705,7 +2897,8 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x05magic\x18\r \x01(\x03R\x05magic\x12!\n" +
 	"\fclient_nonce\x18\x0e \x01(\fR\vclientNonce\x12\x1d\n" +
 	"\n" +
-	"auth_proof\x18\x0f \x01(\fR\tauthProof\"S\n" +
+	"auth_proof\x18\x0f \x01(\fR\tauthProof\x12\x1a\n" +
+	"\blockstep\x18\x10 \x01(\bR\blockstep\"S\n" +
 	"\tChallenge\x12!\n" +
 	"\fserver_nonce\x18\x01 \x01(\fR\vserverNonce\x12#\n" +
 	"\rauth_required\x18\x02 \x01(\bR\fauthRequired\"\xaa\x01\n" +
@@ -2853,7 +3046,17 @@ const file_kairos_bridge_v1_bridge_proto_rawDesc = "" +
 	"\x04bars\x18\x05 \x03(\v2\x19.kairos.marketdata.v1.BarR\x04bars\x12\x14\n" +
 	"\x05total\x18\x06 \x01(\x04R\x05total\x12\x18\n" +
 	"\amessage\x18\a \x01(\tR\amessage\x12.\n" +
-	"\x13first_available_msc\x18\b \x01(\x03R\x11firstAvailableMsc\"y\n" +
+	"\x13first_available_msc\x18\b \x01(\x03R\x11firstAvailableMsc\"u\n" +
+	"\n" +
+	"TesterStep\x12\x16\n" +
+	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x12#\n" +
+	"\rtick_sequence\x18\x02 \x01(\x04R\ftickSequence\x12*\n" +
+	"\x11decision_time_msc\x18\x03 \x03(\x03R\x0fdecisionTimeMsc\"y\n" +
+	"\x0eTesterDecision\x12\x16\n" +
+	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x19\n" +
+	"\btime_msc\x18\x02 \x01(\x03R\atimeMsc\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x12\x1a\n" +
+	"\bcommands\x18\x04 \x01(\rR\bcommands\"y\n" +
 	"\x05Error\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.kairos.bridge.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
@@ -2931,7 +3134,7 @@ func file_kairos_bridge_v1_bridge_proto_rawDescGZIP() []byte {
 }
 
 var file_kairos_bridge_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_kairos_bridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(Channel)(0),             // 0: kairos.bridge.v1.Channel
 	(TradeMode)(0),           // 1: kairos.bridge.v1.TradeMode
@@ -2956,80 +3159,84 @@ var file_kairos_bridge_v1_bridge_proto_goTypes = []any{
 	(*TerminalCheck)(nil),    // 20: kairos.bridge.v1.TerminalCheck
 	(*HistoryRequest)(nil),   // 21: kairos.bridge.v1.HistoryRequest
 	(*HistoryData)(nil),      // 22: kairos.bridge.v1.HistoryData
-	(*Error)(nil),            // 23: kairos.bridge.v1.Error
-	(*v1.SymbolInfo)(nil),    // 24: kairos.marketdata.v1.SymbolInfo
-	(*v1.TickBatch)(nil),     // 25: kairos.marketdata.v1.TickBatch
-	(*v11.Decimal)(nil),      // 26: kairos.types.v1.Decimal
-	(v1.HistoryKind)(0),      // 27: kairos.marketdata.v1.HistoryKind
-	(v1.HistoryStatus)(0),    // 28: kairos.marketdata.v1.HistoryStatus
-	(*v1.Bar)(nil),           // 29: kairos.marketdata.v1.Bar
+	(*TesterStep)(nil),       // 23: kairos.bridge.v1.TesterStep
+	(*TesterDecision)(nil),   // 24: kairos.bridge.v1.TesterDecision
+	(*Error)(nil),            // 25: kairos.bridge.v1.Error
+	(*v1.SymbolInfo)(nil),    // 26: kairos.marketdata.v1.SymbolInfo
+	(*v1.TickBatch)(nil),     // 27: kairos.marketdata.v1.TickBatch
+	(*v11.Decimal)(nil),      // 28: kairos.types.v1.Decimal
+	(v1.HistoryKind)(0),      // 29: kairos.marketdata.v1.HistoryKind
+	(v1.HistoryStatus)(0),    // 30: kairos.marketdata.v1.HistoryStatus
+	(*v1.Bar)(nil),           // 31: kairos.marketdata.v1.Bar
 }
 var file_kairos_bridge_v1_bridge_proto_depIdxs = []int32{
 	9,  // 0: kairos.bridge.v1.Frame.hello:type_name -> kairos.bridge.v1.Hello
 	11, // 1: kairos.bridge.v1.Frame.welcome:type_name -> kairos.bridge.v1.Welcome
 	12, // 2: kairos.bridge.v1.Frame.heartbeat:type_name -> kairos.bridge.v1.Heartbeat
-	24, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
-	25, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	26, // 3: kairos.bridge.v1.Frame.symbol_info:type_name -> kairos.marketdata.v1.SymbolInfo
+	27, // 4: kairos.bridge.v1.Frame.ticks:type_name -> kairos.marketdata.v1.TickBatch
 	13, // 5: kairos.bridge.v1.Frame.order_command:type_name -> kairos.bridge.v1.OrderCommand
 	14, // 6: kairos.bridge.v1.Frame.order_result:type_name -> kairos.bridge.v1.OrderResult
 	15, // 7: kairos.bridge.v1.Frame.trade_transaction:type_name -> kairos.bridge.v1.TradeTransaction
 	16, // 8: kairos.bridge.v1.Frame.account:type_name -> kairos.bridge.v1.AccountSnapshot
 	19, // 9: kairos.bridge.v1.Frame.positions:type_name -> kairos.bridge.v1.PositionSnapshot
-	23, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
+	25, // 10: kairos.bridge.v1.Frame.error:type_name -> kairos.bridge.v1.Error
 	10, // 11: kairos.bridge.v1.Frame.challenge:type_name -> kairos.bridge.v1.Challenge
 	20, // 12: kairos.bridge.v1.Frame.terminal_check:type_name -> kairos.bridge.v1.TerminalCheck
 	21, // 13: kairos.bridge.v1.Frame.history_request:type_name -> kairos.bridge.v1.HistoryRequest
 	22, // 14: kairos.bridge.v1.Frame.history_data:type_name -> kairos.bridge.v1.HistoryData
-	0,  // 15: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
-	1,  // 16: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
-	4,  // 17: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
-	2,  // 18: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
-	3,  // 19: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
-	26, // 20: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
-	26, // 21: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
-	26, // 22: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
-	26, // 23: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
-	26, // 24: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
-	5,  // 25: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
-	26, // 26: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
-	26, // 27: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
-	26, // 28: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
-	26, // 29: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
-	6,  // 30: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
-	2,  // 31: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
-	26, // 32: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
-	26, // 33: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
-	26, // 34: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
-	26, // 35: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
-	26, // 36: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
-	26, // 37: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
-	26, // 38: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
-	26, // 39: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
-	26, // 40: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
-	26, // 41: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
-	2,  // 42: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
-	26, // 43: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
-	26, // 44: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
-	26, // 45: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
-	26, // 46: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
-	26, // 47: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
-	26, // 48: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
-	2,  // 49: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
-	3,  // 50: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
-	26, // 51: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
-	26, // 52: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
-	17, // 53: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
-	18, // 54: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
-	27, // 55: kairos.bridge.v1.HistoryRequest.kind:type_name -> kairos.marketdata.v1.HistoryKind
-	28, // 56: kairos.bridge.v1.HistoryData.status:type_name -> kairos.marketdata.v1.HistoryStatus
-	25, // 57: kairos.bridge.v1.HistoryData.ticks:type_name -> kairos.marketdata.v1.TickBatch
-	29, // 58: kairos.bridge.v1.HistoryData.bars:type_name -> kairos.marketdata.v1.Bar
-	7,  // 59: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
-	60, // [60:60] is the sub-list for method output_type
-	60, // [60:60] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	23, // 15: kairos.bridge.v1.Frame.tester_step:type_name -> kairos.bridge.v1.TesterStep
+	24, // 16: kairos.bridge.v1.Frame.tester_decision:type_name -> kairos.bridge.v1.TesterDecision
+	0,  // 17: kairos.bridge.v1.Hello.channel:type_name -> kairos.bridge.v1.Channel
+	1,  // 18: kairos.bridge.v1.Hello.trade_mode:type_name -> kairos.bridge.v1.TradeMode
+	4,  // 19: kairos.bridge.v1.OrderCommand.kind:type_name -> kairos.bridge.v1.CommandKind
+	2,  // 20: kairos.bridge.v1.OrderCommand.side:type_name -> kairos.bridge.v1.Side
+	3,  // 21: kairos.bridge.v1.OrderCommand.order_type:type_name -> kairos.bridge.v1.OrderType
+	28, // 22: kairos.bridge.v1.OrderCommand.volume:type_name -> kairos.types.v1.Decimal
+	28, // 23: kairos.bridge.v1.OrderCommand.price:type_name -> kairos.types.v1.Decimal
+	28, // 24: kairos.bridge.v1.OrderCommand.stop_limit_price:type_name -> kairos.types.v1.Decimal
+	28, // 25: kairos.bridge.v1.OrderCommand.stop_loss:type_name -> kairos.types.v1.Decimal
+	28, // 26: kairos.bridge.v1.OrderCommand.take_profit:type_name -> kairos.types.v1.Decimal
+	5,  // 27: kairos.bridge.v1.OrderResult.status:type_name -> kairos.bridge.v1.BridgeStatus
+	28, // 28: kairos.bridge.v1.OrderResult.volume:type_name -> kairos.types.v1.Decimal
+	28, // 29: kairos.bridge.v1.OrderResult.price:type_name -> kairos.types.v1.Decimal
+	28, // 30: kairos.bridge.v1.OrderResult.bid:type_name -> kairos.types.v1.Decimal
+	28, // 31: kairos.bridge.v1.OrderResult.ask:type_name -> kairos.types.v1.Decimal
+	6,  // 32: kairos.bridge.v1.TradeTransaction.type:type_name -> kairos.bridge.v1.TransactionType
+	2,  // 33: kairos.bridge.v1.TradeTransaction.side:type_name -> kairos.bridge.v1.Side
+	28, // 34: kairos.bridge.v1.TradeTransaction.price:type_name -> kairos.types.v1.Decimal
+	28, // 35: kairos.bridge.v1.TradeTransaction.volume:type_name -> kairos.types.v1.Decimal
+	28, // 36: kairos.bridge.v1.TradeTransaction.stop_loss:type_name -> kairos.types.v1.Decimal
+	28, // 37: kairos.bridge.v1.TradeTransaction.take_profit:type_name -> kairos.types.v1.Decimal
+	28, // 38: kairos.bridge.v1.TradeTransaction.commission:type_name -> kairos.types.v1.Decimal
+	28, // 39: kairos.bridge.v1.AccountSnapshot.balance:type_name -> kairos.types.v1.Decimal
+	28, // 40: kairos.bridge.v1.AccountSnapshot.equity:type_name -> kairos.types.v1.Decimal
+	28, // 41: kairos.bridge.v1.AccountSnapshot.margin:type_name -> kairos.types.v1.Decimal
+	28, // 42: kairos.bridge.v1.AccountSnapshot.margin_free:type_name -> kairos.types.v1.Decimal
+	28, // 43: kairos.bridge.v1.AccountSnapshot.margin_level:type_name -> kairos.types.v1.Decimal
+	2,  // 44: kairos.bridge.v1.Position.side:type_name -> kairos.bridge.v1.Side
+	28, // 45: kairos.bridge.v1.Position.volume:type_name -> kairos.types.v1.Decimal
+	28, // 46: kairos.bridge.v1.Position.price_open:type_name -> kairos.types.v1.Decimal
+	28, // 47: kairos.bridge.v1.Position.stop_loss:type_name -> kairos.types.v1.Decimal
+	28, // 48: kairos.bridge.v1.Position.take_profit:type_name -> kairos.types.v1.Decimal
+	28, // 49: kairos.bridge.v1.Position.profit:type_name -> kairos.types.v1.Decimal
+	28, // 50: kairos.bridge.v1.Position.swap:type_name -> kairos.types.v1.Decimal
+	2,  // 51: kairos.bridge.v1.WorkingOrder.side:type_name -> kairos.bridge.v1.Side
+	3,  // 52: kairos.bridge.v1.WorkingOrder.order_type:type_name -> kairos.bridge.v1.OrderType
+	28, // 53: kairos.bridge.v1.WorkingOrder.volume:type_name -> kairos.types.v1.Decimal
+	28, // 54: kairos.bridge.v1.WorkingOrder.price:type_name -> kairos.types.v1.Decimal
+	17, // 55: kairos.bridge.v1.PositionSnapshot.positions:type_name -> kairos.bridge.v1.Position
+	18, // 56: kairos.bridge.v1.PositionSnapshot.orders:type_name -> kairos.bridge.v1.WorkingOrder
+	29, // 57: kairos.bridge.v1.HistoryRequest.kind:type_name -> kairos.marketdata.v1.HistoryKind
+	30, // 58: kairos.bridge.v1.HistoryData.status:type_name -> kairos.marketdata.v1.HistoryStatus
+	27, // 59: kairos.bridge.v1.HistoryData.ticks:type_name -> kairos.marketdata.v1.TickBatch
+	31, // 60: kairos.bridge.v1.HistoryData.bars:type_name -> kairos.marketdata.v1.Bar
+	7,  // 61: kairos.bridge.v1.Error.code:type_name -> kairos.bridge.v1.ErrorCode
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_kairos_bridge_v1_bridge_proto_init() }
@@ -3053,6 +3260,8 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 		(*Frame_TerminalCheck)(nil),
 		(*Frame_HistoryRequest)(nil),
 		(*Frame_HistoryData)(nil),
+		(*Frame_TesterStep)(nil),
+		(*Frame_TesterDecision)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3060,7 +3269,7 @@ func file_kairos_bridge_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kairos_bridge_v1_bridge_proto_rawDesc), len(file_kairos_bridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

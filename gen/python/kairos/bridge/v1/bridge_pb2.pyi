@@ -132,7 +132,7 @@ ERROR_CODE_SHUTTING_DOWN: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 
 class Frame(_message.Message):
-    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge", "terminal_check", "history_request", "history_data")
+    __slots__ = ("sequence", "ack", "sent_time_us", "hello", "welcome", "heartbeat", "symbol_info", "ticks", "order_command", "order_result", "trade_transaction", "account", "positions", "error", "challenge", "terminal_check", "history_request", "history_data", "tester_step", "tester_decision")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     SENT_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +151,8 @@ class Frame(_message.Message):
     TERMINAL_CHECK_FIELD_NUMBER: _ClassVar[int]
     HISTORY_REQUEST_FIELD_NUMBER: _ClassVar[int]
     HISTORY_DATA_FIELD_NUMBER: _ClassVar[int]
+    TESTER_STEP_FIELD_NUMBER: _ClassVar[int]
+    TESTER_DECISION_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     ack: int
     sent_time_us: int
@@ -169,10 +171,12 @@ class Frame(_message.Message):
     terminal_check: TerminalCheck
     history_request: HistoryRequest
     history_data: HistoryData
-    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., terminal_check: _Optional[_Union[TerminalCheck, _Mapping]] = ..., history_request: _Optional[_Union[HistoryRequest, _Mapping]] = ..., history_data: _Optional[_Union[HistoryData, _Mapping]] = ...) -> None: ...
+    tester_step: TesterStep
+    tester_decision: TesterDecision
+    def __init__(self, sequence: _Optional[int] = ..., ack: _Optional[int] = ..., sent_time_us: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., symbol_info: _Optional[_Union[_marketdata_pb2.SymbolInfo, _Mapping]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., order_command: _Optional[_Union[OrderCommand, _Mapping]] = ..., order_result: _Optional[_Union[OrderResult, _Mapping]] = ..., trade_transaction: _Optional[_Union[TradeTransaction, _Mapping]] = ..., account: _Optional[_Union[AccountSnapshot, _Mapping]] = ..., positions: _Optional[_Union[PositionSnapshot, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., challenge: _Optional[_Union[Challenge, _Mapping]] = ..., terminal_check: _Optional[_Union[TerminalCheck, _Mapping]] = ..., history_request: _Optional[_Union[HistoryRequest, _Mapping]] = ..., history_data: _Optional[_Union[HistoryData, _Mapping]] = ..., tester_step: _Optional[_Union[TesterStep, _Mapping]] = ..., tester_decision: _Optional[_Union[TesterDecision, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("api_version", "bridge_version", "channel", "session_id", "terminal_name", "terminal_build", "company", "server", "account_login", "account_currency", "trade_mode", "ea_symbol", "magic", "client_nonce", "auth_proof")
+    __slots__ = ("api_version", "bridge_version", "channel", "session_id", "terminal_name", "terminal_build", "company", "server", "account_login", "account_currency", "trade_mode", "ea_symbol", "magic", "client_nonce", "auth_proof", "lockstep")
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +192,7 @@ class Hello(_message.Message):
     MAGIC_FIELD_NUMBER: _ClassVar[int]
     CLIENT_NONCE_FIELD_NUMBER: _ClassVar[int]
     AUTH_PROOF_FIELD_NUMBER: _ClassVar[int]
+    LOCKSTEP_FIELD_NUMBER: _ClassVar[int]
     api_version: int
     bridge_version: str
     channel: Channel
@@ -203,7 +208,8 @@ class Hello(_message.Message):
     magic: int
     client_nonce: bytes
     auth_proof: bytes
-    def __init__(self, api_version: _Optional[int] = ..., bridge_version: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., session_id: _Optional[int] = ..., terminal_name: _Optional[str] = ..., terminal_build: _Optional[int] = ..., company: _Optional[str] = ..., server: _Optional[str] = ..., account_login: _Optional[int] = ..., account_currency: _Optional[str] = ..., trade_mode: _Optional[_Union[TradeMode, str]] = ..., ea_symbol: _Optional[str] = ..., magic: _Optional[int] = ..., client_nonce: _Optional[bytes] = ..., auth_proof: _Optional[bytes] = ...) -> None: ...
+    lockstep: bool
+    def __init__(self, api_version: _Optional[int] = ..., bridge_version: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., session_id: _Optional[int] = ..., terminal_name: _Optional[str] = ..., terminal_build: _Optional[int] = ..., company: _Optional[str] = ..., server: _Optional[str] = ..., account_login: _Optional[int] = ..., account_currency: _Optional[str] = ..., trade_mode: _Optional[_Union[TradeMode, str]] = ..., ea_symbol: _Optional[str] = ..., magic: _Optional[int] = ..., client_nonce: _Optional[bytes] = ..., auth_proof: _Optional[bytes] = ..., lockstep: _Optional[bool] = ...) -> None: ...
 
 class Challenge(_message.Message):
     __slots__ = ("server_nonce", "auth_required")
@@ -480,6 +486,28 @@ class HistoryData(_message.Message):
     message: str
     first_available_msc: int
     def __init__(self, request_id: _Optional[int] = ..., part: _Optional[int] = ..., status: _Optional[_Union[_marketdata_pb2.HistoryStatus, str]] = ..., ticks: _Optional[_Union[_marketdata_pb2.TickBatch, _Mapping]] = ..., bars: _Optional[_Iterable[_Union[_marketdata_pb2.Bar, _Mapping]]] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., first_available_msc: _Optional[int] = ...) -> None: ...
+
+class TesterStep(_message.Message):
+    __slots__ = ("symbol", "tick_sequence", "decision_time_msc")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    TICK_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_TIME_MSC_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    tick_sequence: int
+    decision_time_msc: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, symbol: _Optional[str] = ..., tick_sequence: _Optional[int] = ..., decision_time_msc: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TesterDecision(_message.Message):
+    __slots__ = ("symbol", "time_msc", "outcome", "commands")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    TIME_MSC_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    time_msc: int
+    outcome: str
+    commands: int
+    def __init__(self, symbol: _Optional[str] = ..., time_msc: _Optional[int] = ..., outcome: _Optional[str] = ..., commands: _Optional[int] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "frame_sequence")

@@ -23,6 +23,8 @@ __all__ = (
     "PositionSnapshot",
     "Side",
     "TerminalCheck",
+    "TesterDecision",
+    "TesterStep",
     "TradeMode",
     "TradeTransaction",
     "TransactionType",
@@ -752,6 +754,22 @@ class Frame(betterproto2.Message):
     One part of the terminal's answer to a HistoryRequest (bridge to collector, API 3).
     """
 
+    tester_step: "TesterStep | None" = betterproto2.field(
+        25, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    Strategy Tester lockstep: the collector has the inference server's answer for a tick frame
+    (collector to bridge, API 4; docs/adr/0095-strategy-tester-lockstep.md).
+    """
+
+    tester_decision: "TesterDecision | None" = betterproto2.field(
+        26, betterproto2.TYPE_MESSAGE, optional=True, group="body"
+    )
+    """
+    Strategy Tester lockstep: the execution service's policy has decided on a signal (execution
+    to bridge, API 4).
+    """
+
 
 default_message_pool.register_message("kairos.bridge.v1", "Frame", Frame)
 
@@ -861,6 +879,13 @@ class Hello(betterproto2.Message):
     HMAC-SHA256(bridge key, "kairos-bridge-v1 client" 0x00 || server_nonce || client_nonce ||
     session_id (8 bytes big-endian) || channel (4 bytes BE) || api_version (4 bytes BE)), 32 bytes.
     Empty when the bridge has no key; a server with a key refuses such a Hello (UNAUTHENTICATED).
+    """
+
+    lockstep: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
+    """
+    The EA runs in the Strategy Tester and asked for lockstep (KbOptions.lockstep, API 4): the
+    collector answers every tick frame with TesterStep and the execution service every decision
+    with TesterDecision, so the bridge can hold the tester until the stack has decided.
     """
 
 
@@ -1322,6 +1347,66 @@ class TerminalCheck(betterproto2.Message):
 
 
 default_message_pool.register_message("kairos.bridge.v1", "TerminalCheck", TerminalCheck)
+
+
+@dataclass(eq=False, repr=False)
+class TesterDecision(betterproto2.Message):
+    """
+    TesterDecision tells a lockstep bridge that the execution service's policy has handled the signal
+    of (symbol, time_msc). The order commands it sent precede this frame on the trading channel.
+    """
+
+    symbol: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Symbol of the signal.
+    """
+
+    time_msc: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    """
+    Signal.time_msc.
+    """
+
+    outcome: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    What the policy did ("order", "hold", ...: the outcome label of kairos_execution_signals_total).
+    """
+
+    commands: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    """
+    Order commands the decision sent to the terminal (0 or 1).
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "TesterDecision", TesterDecision)
+
+
+@dataclass(eq=False, repr=False)
+class TesterStep(betterproto2.Message):
+    """
+    TesterStep tells a lockstep bridge that the collector has the inference server's answer for a
+    tick frame: the ticks up to tick_sequence (TickBatch.sequence) of symbol produced the decisions
+    listed (one per prediction, by the bar time the signal carries), or none ("no decision": no bar
+    closed, or the model is still warming up). Sent as a numbered frame on the market-data channel.
+    """
+
+    symbol: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Symbol of the tick frame.
+    """
+
+    tick_sequence: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    """
+    Per-symbol sequence of the frame's last tick.
+    """
+
+    decision_time_msc: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Signal.time_msc of each prediction the ticks produced; the execution service answers each with
+    a TesterDecision. Empty: nothing to decide on.
+    """
+
+
+default_message_pool.register_message("kairos.bridge.v1", "TesterStep", TesterStep)
 
 
 @dataclass(eq=False, repr=False)
