@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -265,10 +264,6 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     vol,
                 )
             )
-        if work.symbols:
-            # Hand the CPU to a runnable nats-server or execution now (ADR 0100): on shared cores the
-            # response write that follows would otherwise delay the signal's delivery.
-            os.sched_yield()
 
     def _fill(
         self,
