@@ -134,7 +134,10 @@ $(STAMP)/compose: tools/compose/go.mod tools/compose/go.sum
 	@mkdir -p $(@D) && touch $@
 
 .PHONY: cpp-build
-cpp-build: $(STAMP)/apt .venv/.synced ## Build the C/C++ targets (nanopb contract library, bridge, Python extension, tests, tools, benchmarks)
+cpp-build: $(STAMP)/apt .venv/.synced ## Build the C/C++ targets (nanopb contract library, bridge, Python extensions incl. the feature kernel, tests, tools, benchmarks)
 	cmake -S cpp/mt5_bridge -B $(CPP_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
 	  -Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)" -DPython3_EXECUTABLE=$(PY) >/dev/null
 	cmake --build $(CPP_BUILD)
+	cmake -S cpp/features -B $(BUILD)/cpp-features -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)" -DPython3_EXECUTABLE=$(PY) >/dev/null
+	cmake --build $(BUILD)/cpp-features

@@ -9,6 +9,8 @@ bridge's C++ client (Python extension):
   that carried the bar-closing tick (HOP_STAGE_BRIDGE_SEND, the first stamp on the path) to the
   venue's acknowledgement (HOP_STAGE_VENUE_ACK), from the hop stamps in the execution reports.
   The tick file is replayed ``--laps`` times, each lap shifted in time, for enough orders.
+- ``python_hop_us_p50`` / ``_p99``: per acknowledged order, collector send -> execution receive (the
+  inference server and its signal on NATS, issue #17), from the same hop stamps.
 - ``replay_ticks_per_s``: the same ticks at full speed, pushed until the bridge has sent them all;
   ``lost`` = ticks pushed but never sent, plus ticks sent but not counted in by the collector.
 
@@ -35,8 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from kairos.stack import observe, processes, replay, services
+from kairos.types.v1 import types_pb2
 
 MINUTE_MS = 60_000
+COLLECTOR_SEND = types_pb2.HOP_STAGE_COLLECTOR_SEND
+EXECUTION_RECEIVE = types_pb2.HOP_STAGE_EXECUTION_RECEIVE
 
 
 def machine() -> dict[str, float | str]:
@@ -130,6 +135,15 @@ def run(rate: float, n_laps: int) -> dict[str, float]:
             for rep in stats.reports_seen
             if "total:bridge_send->venue_ack" in (rep_hops := observe.hop_latencies(rep.hops))
         ]
+        # The Python hop of issue #17, end to end per order: collector send -> execution receive.
+        py_hop = [
+            float(at[EXECUTION_RECEIVE] - at[COLLECTOR_SEND])
+            for rep in stats.reports_seen
+            if COLLECTOR_SEND in (at := {h.stage: h.time_us for h in rep.hops}) and EXECUTION_RECEIVE in at
+        ]
+        if py_hop:
+            metrics["python_hop_us_p50"] = round(float(np.percentile(py_hop, 50)), 1)
+            metrics["python_hop_us_p99"] = round(float(np.percentile(py_hop, 99)), 1)
         for name, values in stats.latencies.items():
             if not name.startswith("total"):
                 key = name.replace("->", "_to_")
@@ -224,6 +238,13 @@ def hop_table(m: dict[str, float]) -> str:
     hops = [h for h in order if h in hops] + [h for h in hops if h not in order]
     rows = [("hop", "p50 us median (min-max)", "p99 us median (min-max)")]
     rows += [(h.replace("_to_", " -> "), cell(f"hop_us_p50.{h}"), cell(f"hop_us_p99.{h}")) for h in hops]
+    rows.append(
+        (
+            "collector_send -> execution_receive (Python hop)",
+            cell("python_hop_us_p50"),
+            cell("python_hop_us_p99"),
+        )
+    )
     rows.append(
         ("tick -> order ack (end to end)", cell("tick_to_order_ack_us_p50"), cell("tick_to_order_ack_us_p99"))
     )

@@ -21,7 +21,11 @@ MLP over 16 rows x 17 features trained on real GBPUSD M1 bars) and real market d
 - Ratios: ``throughput_vs_mlflow_serve``, ``latency_vs_mlflow_serve`` (p50 over p50),
   ``efficiency_vs_ort`` (server over in-process ORT; ``_1_worker`` for one process).
 
-Usage: python bench/inference.py --out bench/results/inference.json [--seconds 4]
+The Kairos measurements are repeated ``--runs`` times (3), each on fresh server processes; every Kairos
+figure is the median of the rounds with ``<name>.min`` / ``<name>.max`` beside it, and the 1-minute
+load average of the machine is recorded (``loadavg_1m*``), so a reader can tell a change from noise.
+
+Usage: python bench/inference.py --out bench/results/inference.json [--seconds 4] [--runs 3] [--no-mlflow]
 """
 
 from __future__ import annotations
@@ -404,12 +408,65 @@ def mlflow_latency(port: int, card: ModelCard) -> list[float]:
     return lat
 
 
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def kairos_round(card: ModelCard, seconds: float) -> dict[str, float]:
+    """One measurement of the Kairos server: stream latency, then throughput with 1 and WORKERS workers."""
+    m: dict[str, float] = {"loadavg_1m_start": loadavg()}
+    with kairos_server(workers=1) as port:
+        m.update(asyncio.run(latency(port, card, seconds)))
+        print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
+    with kairos_server(workers=1) as port:
+        m["predictions_per_s_1_worker"] = asyncio.run(throughput(port, card, seconds, streams=2))
+        print(
+            "kairos-inference, 1 worker:", round(m["predictions_per_s_1_worker"]), "predictions/s", flush=True
+        )
+    with kairos_server(workers=WORKERS) as port:
+        m["predictions_per_s"] = asyncio.run(throughput(port, card, seconds, streams=2 * WORKERS))
+        print(
+            f"kairos-inference, {WORKERS} workers:",
+            round(m["predictions_per_s"]),
+            "predictions/s",
+            flush=True,
+        )
+    m["loadavg_1m_end"] = loadavg()
+    return m
+
+
+def aggregate(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median of the rounds under each metric's name, the spread as ``.min`` / ``.max`` (more than one)."""
+    out: dict[str, float] = {}
+    for name in sorted({k for r in rounds for k in r}):
+        values = [r[name] for r in rounds if name in r]
+        out[name] = float(np.median(values))
+        if len(rounds) > 1 and not name.startswith("loadavg") and name != "stream_offered_ticks_per_s":
+            out[f"{name}.min"] = float(min(values))
+            out[f"{name}.max"] = float(max(values))
+    loads = [r[k] for r in rounds for k in ("loadavg_1m_start", "loadavg_1m_end") if k in r]
+    out["loadavg_1m.min"], out["loadavg_1m.max"] = float(min(loads)), float(max(loads))
+    out["runs"] = float(len(rounds))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inference.json")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--model", type=Path, help="model.onnx with its card (default: the test fixture)")
+    ap.add_argument(
+        "--runs", type=int, default=3, help="rounds of the Kairos measurements; figures are their median"
+    )
+    ap.add_argument(
+        "--no-mlflow", action="store_true", help="skip mlflow models serve (and the ratios against it)"
+    )
     args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     if args.model:
         global MODEL
         MODEL = args.model
@@ -417,46 +474,42 @@ def main() -> None:
     m: dict[str, Any] = {**machine(), "batch_rows": float(BATCH), "model_window": float(card.window)}
     m["ort_inprocess_predictions_per_s"] = bench_ort(card, args.seconds)
     print("ort in-process:", round(m["ort_inprocess_predictions_per_s"]), "predictions/s", flush=True)
-    with kairos_server(workers=1) as port:
-        m.update(asyncio.run(latency(port, card, args.seconds)))
-        print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
-    with kairos_server(workers=1) as port:
-        m["predictions_per_s_1_worker"] = asyncio.run(throughput(port, card, args.seconds, streams=2))
+    rounds = []
+    for i in range(args.runs):
+        r = kairos_round(card, args.seconds)
         print(
-            "kairos-inference, 1 worker:", round(m["predictions_per_s_1_worker"]), "predictions/s", flush=True
-        )
-    with kairos_server(workers=WORKERS) as port:
-        m["predictions_per_s"] = asyncio.run(throughput(port, card, args.seconds, streams=2 * WORKERS))
-        print(
-            f"kairos-inference, {WORKERS} workers:",
-            round(m["predictions_per_s"]),
-            "predictions/s",
+            f"round {i + 1}/{args.runs}: latency p50/p99 {r['stream_latency_us_p50']:.0f}/"
+            f"{r['stream_latency_us_p99']:.0f} us, {r['predictions_per_s']:.0f} predictions/s "
+            f"({WORKERS} workers), load {r['loadavg_1m_start']:.2f}-{r['loadavg_1m_end']:.2f}",
             flush=True,
         )
-    # mlflow serve, each worker setting (its default is 1; one per core is what a user would try next):
-    # latency and throughput are taken from the better one.
-    with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
-        uri = mlflow_register(Path(tmp))
-        for w in sorted({1, WORKERS}):
-            with mlflow_serve(uri, w) as port:
-                lat = mlflow_latency(port, card)
-                thr = mlflow_throughput(port, card, args.seconds)
-            m[f"mlflow_serve_predictions_per_s_{w}_worker"] = thr
-            m[f"mlflow_serve_latency_us_p50_{w}_worker"] = pct(lat, 50)
-            print(
-                f"mlflow serve, {w} workers:",
-                round(thr),
-                "predictions/s, batch-1 p50",
-                round(pct(lat, 50)),
-                "us",
-            )
-            if thr > m.get("mlflow_serve_predictions_per_s", 0.0):
-                m["mlflow_serve_predictions_per_s"] = thr
-            if pct(lat, 50) < m.get("mlflow_serve_latency_us_p50", float("inf")):
-                m["mlflow_serve_latency_us_p50"] = pct(lat, 50)
-                m["mlflow_serve_latency_us_p99"] = pct(lat, 99)
-    m["throughput_vs_mlflow_serve"] = m["predictions_per_s"] / m["mlflow_serve_predictions_per_s"]
-    m["latency_vs_mlflow_serve"] = m["stream_latency_us_p50"] / m["mlflow_serve_latency_us_p50"]
+        rounds.append(r)
+    m.update(aggregate(rounds))
+    if not args.no_mlflow:
+        # mlflow serve, each worker setting (its default is 1; one per core is what a user would try
+        # next): latency and throughput are taken from the better one.
+        with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
+            uri = mlflow_register(Path(tmp))
+            for w in sorted({1, WORKERS}):
+                with mlflow_serve(uri, w) as port:
+                    lat = mlflow_latency(port, card)
+                    thr = mlflow_throughput(port, card, args.seconds)
+                m[f"mlflow_serve_predictions_per_s_{w}_worker"] = thr
+                m[f"mlflow_serve_latency_us_p50_{w}_worker"] = pct(lat, 50)
+                print(
+                    f"mlflow serve, {w} workers:",
+                    round(thr),
+                    "predictions/s, batch-1 p50",
+                    round(pct(lat, 50)),
+                    "us",
+                )
+                if thr > m.get("mlflow_serve_predictions_per_s", 0.0):
+                    m["mlflow_serve_predictions_per_s"] = thr
+                if pct(lat, 50) < m.get("mlflow_serve_latency_us_p50", float("inf")):
+                    m["mlflow_serve_latency_us_p50"] = pct(lat, 50)
+                    m["mlflow_serve_latency_us_p99"] = pct(lat, 99)
+        m["throughput_vs_mlflow_serve"] = m["predictions_per_s"] / m["mlflow_serve_predictions_per_s"]
+        m["latency_vs_mlflow_serve"] = m["stream_latency_us_p50"] / m["mlflow_serve_latency_us_p50"]
     m["efficiency_vs_ort"] = m["predictions_per_s"] / m["ort_inprocess_predictions_per_s"]
     m["efficiency_vs_ort_1_worker"] = m["predictions_per_s_1_worker"] / m["ort_inprocess_predictions_per_s"]
     m["workers"] = float(WORKERS)

@@ -52,6 +52,15 @@ class InferenceConfig:
         "How long the micro-batcher waits for more rows after the first one, in microseconds. "
         "0 = one event-loop turn (rows that are already ready across streams batch together).",
     )
+    batch_inline: bool = _f(
+        True,
+        "Run a request's model inputs at once when no other rows wait for the micro-batcher (no hand-off "
+        "to the batcher task); rows that arrive while others wait are still batched. Off with a "
+        "positive --max-delay-us.",
+    )
+    event_loop: str = _f(
+        "uvloop", "Event loop: uvloop (libuv; lower per-turn cost) or asyncio (the standard library's)."
+    )
     nats_url: str = _f("nats://127.0.0.1:4222", "NATS server for signals; empty disables publishing.")
     nats_creds: str = _f(
         "", "File holding this service's NATS user:password (mode 0600); empty connects without credentials."
@@ -192,6 +201,8 @@ class InferenceConfig:
             raise bad("max_batch", f"at most 4096, got {self.max_batch}")
         if self.max_delay_us < 0 or self.max_delay_us > 1_000_000:
             raise bad("max_delay_us", f"must be 0..1000000, got {self.max_delay_us}")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise bad("event_loop", f"want uvloop or asyncio, got {self.event_loop!r}")
         if self.promotion_min_bars < 2:
             raise bad("promotion_min_bars", f"must be at least 2, got {self.promotion_min_bars}")
         if not 0 < self.promotion_alpha < 1:

@@ -55,7 +55,9 @@ class InferenceServer:
         self.expiry: Any = None  # kairos.inference.expiry.ExpiryWatch, made at start
         source = ModelSource(cfg.model, cfg.resolved_tracking_uri, pipeline_spec(), cfg.max_batch)
         self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
-        self.batcher = MicroBatcher(self.manager, self.metrics, cfg.max_batch, cfg.max_delay_us)
+        self.batcher = MicroBatcher(
+            self.manager, self.metrics, cfg.max_batch, cfg.max_delay_us, inline_when_idle=cfg.batch_inline
+        )
         # Shadow models (ADR 0086): their own managers and metrics registries (model_info, loads and
         # predictions stay the serving model's); accounted by kairos.inference.shadow.
         self.shadow_managers = [
@@ -203,9 +205,18 @@ async def serve(cfg: InferenceConfig) -> int:
     return 0
 
 
+def run_serve(cfg: InferenceConfig) -> int:
+    """``serve`` on the configured event loop (uvloop by default, ADR 0100)."""
+    if cfg.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(serve(cfg))
+    return asyncio.run(serve(cfg))
+
+
 def _worker(cfg: InferenceConfig) -> None:
     logs.configure(cfg.log_level)
-    sys.exit(asyncio.run(serve(cfg)))
+    sys.exit(run_serve(cfg))
 
 
 def _run_workers(cfg: InferenceConfig) -> int:
@@ -253,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.configure(cfg.log_level)
     if cfg.workers > 1:
         sys.exit(_run_workers(cfg))
-    sys.exit(asyncio.run(serve(cfg)))
+    sys.exit(run_serve(cfg))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
 """The gRPC servicer: StreamPredict (bidi, the hot path), Predict (unary) and GetModelStatus.
 
 StreamPredict reads requests in a task of its own and processes each as soon as it arrives (features,
-model inputs submitted to the micro-batcher), while the handler writes the responses in request
-order as their batches finish: reading, batching and writing overlap, and every request gets exactly
-one response echoing its request_id.
+model inputs submitted to the micro-batcher, which runs them at once when it is idle), while the
+handler writes the responses in request order as their batches finish: reading, batching and writing
+overlap, and every request gets exactly one response echoing its request_id. The signals of a
+request's predictions are published right after its model run, before the response is written: the
+signal is what execution trades on, the response only feeds the collector's prediction fan-out
+(ADR 0100).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -27,7 +31,7 @@ from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ModelManager, ServedModel
 from kairos.inference.pipeline import SymbolFeed, feature_rows
-from kairos.inference.signals import SignalPublisher, signal_from
+from kairos.inference.signals import SignalPublisher, signal_for
 from kairos.inference.streams import StreamState, bar_problem, symbol_problem
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
@@ -157,7 +161,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     self._stream_requests.inc()
                     model = self._model()
                     work = state.process(req, model)
-                    fut = self.batcher.submit(model, work.inputs()) if work.windows else None
+                    fut = None
+                    if work.windows:
+                        # The signals go out right after the model run (in this loop turn when the
+                        # batcher is idle), before the response is written (ADR 0100).
+                        after = functools.partial(self._after_run, req, recv_us, model, work)
+                        fut = self.batcher.submit(model, work.inputs(), then=after)
                     await pending.put((req, recv_t, recv_us, model, work, fut))
             finally:
                 with contextlib.suppress(asyncio.QueueFull):
@@ -188,23 +197,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         shadow_outputs = result.outputs
                 await context.write(resp)
                 self._stream_seconds.observe(time.perf_counter() - recv_t)
-                ood = self._observe_drift(model, work) if resp.predictions else []
                 if self.shadow is not None and resp.predictions and shadow_outputs is not None:
                     self.shadow.submit(model, work, shadow_outputs)
-                if self.publisher is not None and resp.predictions:
-                    pol, col = model.policy, model.vol_index
-                    expired = self.expiry is not None and self.expiry.abstaining(model)
-                    for k, p in enumerate(resp.predictions):
-                        # The bar's own feature row (the window's last) carries the realised volatility.
-                        vol = float(work.windows[k][-1, col]) * model.vol_unit if pol is not None else 0.0
-                        if expired:  # demoted to flat: the model is past its age (ADR 0098)
-                            p = _flat(p)
-                            self.expiry.abstained.labels(f"{model.name}/{model.version}").inc()
-                        elif self.cfg.abstain_ood and ood and ood[k]:
-                            p = _flat(p)
-                            self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
-                            self._drift_of(model).abstained_total += 1
-                        self.publisher.offer(signal_from(p, work.bids[k], work.asks[k], pol, vol))
                 if pending.empty() and reader.done():
                     break
             await reader  # re-raises a reader failure (ends the call with its status)
@@ -220,6 +214,56 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             state.close()
             self.metrics.streams_active.dec()
             self.log.info("stream closed", peer=peer)
+
+    def _after_run(
+        self,
+        req: pb.StreamPredictRequest,
+        recv_us: int,
+        model: ServedModel,
+        work: Any,
+        result: BatchResult,
+    ) -> None:
+        """Right after the model run: drift, then one signal per prediction straight onto NATS (the
+        response to the stream is written afterwards by the handler)."""
+        ood = self._observe_drift(model, work)
+        pub = self.publisher
+        if pub is None:
+            return
+        hops = [
+            *req.hops,
+            types_pb2.HopStamp(stage=HOP_RECEIVE, time_us=recv_us),
+            types_pb2.HopStamp(stage=HOP_DONE, time_us=result.done_us),
+        ]
+        pol, col, unit = model.policy, model.vol_index, model.vol_unit
+        outputs = result.outputs.tolist()
+        abstain = self.cfg.abstain_ood and ood
+        expired = self.expiry is not None and self.expiry.abstaining(model)
+        flat = [0.0, 1.0, 0.0]  # an abstention: expected edge 0, the policy enters nothing
+        for k, sym in enumerate(work.symbols):
+            # The bar's own feature row (the window's last) carries the realised volatility.
+            vol = float(work.windows[k][-1, col]) * unit if pol is not None else 0.0
+            out = outputs[k]
+            if expired:  # demoted to flat: the model is past its age (ADR 0098)
+                out = flat
+                self.expiry.abstained.labels(f"{model.name}/{model.version}").inc()
+            elif abstain and ood[k]:
+                out = flat
+                self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
+                self._drift_of(model).abstained_total += 1
+            pub.offer(
+                signal_for(
+                    sym,
+                    work.times_msc[k],
+                    out,
+                    model.name,
+                    model.version,
+                    hops,
+                    work.bids[k],
+                    work.asks[k],
+                    pol,
+                    vol,
+                )
+            )
 
     def _fill(
         self,
@@ -402,15 +446,6 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
             fill_promotion(out, self.shadow, serving)
         return out
-
-
-def _flat(p: pb.Prediction) -> pb.Prediction:
-    """The prediction with flat probabilities: an abstention (expected edge 0, the policy enters nothing)."""
-    q = pb.Prediction()
-    q.CopyFrom(p)
-    del q.outputs[:]
-    q.outputs.extend([0.0, 1.0, 0.0])
-    return q
 
 
 def bad_request(message: str, violations: list[tuple[str, str, str]]) -> grpc.Status:

@@ -76,3 +76,58 @@ def test_a_max_delay_lets_rows_that_arrive_later_join_the_same_run(model_path: P
     }
     assert samples["kairos_inference_batch_size_count"] == 1
     assert samples["kairos_inference_batch_size_sum"] == 2
+
+
+def test_inline_a_group_submitted_to_an_idle_batcher_runs_at_once_and_later_ones_are_batched(
+    model_path: Path,
+) -> None:
+    a = _model(model_path, "a")
+    metrics = Metrics()
+    manager = ModelManager(ModelSource(str(model_path), "", pipeline_spec(), 8), metrics, 0)
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=(n, a.rows, a.n_features)).astype(np.float32) for n in (2, 3, 4, 9)]
+    seen: list[tuple[str, int, bool]] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(manager, metrics, max_batch=8, max_delay_us=0, inline_when_idle=True)
+        task = asyncio.create_task(batcher.run())
+        # Idle: the model runs inside submit, and the follow-up with it, before submit returns.
+        first = batcher.submit(a, xs[0], then=lambda r: seen.append(("first", len(r.outputs), True)))
+        assert first.done() and seen == [("first", 2, True)]
+        np.testing.assert_allclose(first.result().outputs, a.run(xs[0]), atol=1e-6)
+        # More than max_batch rows never run inline: the batcher task splits them (8 + 1)...
+        big = batcher.submit(a, xs[3], then=lambda r: seen.append(("big", len(r.outputs), big.done())))
+        # ...and groups that arrive while it waits join its runs instead of running inline.
+        second = batcher.submit(a, xs[1])
+        third = batcher.submit(a, xs[2])
+        assert not big.done() and not second.done() and not third.done()
+        results = await asyncio.wait_for(asyncio.gather(big, second, third), 10)
+        task.cancel()
+        for x, r in zip((xs[3], xs[1], xs[2]), results, strict=True):
+            np.testing.assert_allclose(r.outputs, a.run(x), atol=1e-6)
+
+    asyncio.run(scenario())
+    assert seen == [("first", 2, True), ("big", 9, True)]
+    samples = {
+        s.name: s.value for s in next(iter(metrics.batch_size.collect())).samples if "bucket" not in s.name
+    }
+    # 2 inline, then 8 of the big group, then its last row with second and third (1 + 3 + 4 = 8).
+    assert samples["kairos_inference_batch_size_count"] == 3
+    assert samples["kairos_inference_batch_size_sum"] == 2 + 9 + 3 + 4
+
+
+def test_a_positive_max_delay_turns_the_inline_path_off(model_path: Path) -> None:
+    a = _model(model_path, "a")
+    metrics = Metrics()
+    manager = ModelManager(ModelSource(str(model_path), "", pipeline_spec(), 8), metrics, 0)
+    x = np.zeros((1, a.rows, a.n_features), dtype=np.float32)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(manager, metrics, max_batch=8, max_delay_us=1_000, inline_when_idle=True)
+        task = asyncio.create_task(batcher.run())
+        fut = batcher.submit(a, x)
+        assert not fut.done()
+        await asyncio.wait_for(fut, 10)
+        task.cancel()
+
+    asyncio.run(scenario())

