@@ -461,11 +461,14 @@ class ModelManager:
             return True
 
     def _fail(self, message: str, result: str, key: str) -> None:
+        repeated = message == self.last_error and self.state == pb.MODEL_STATE_FAILED
         self.last_error = message
         self.state = pb.MODEL_STATE_FAILED
         if key:
             self._failed_key = key  # do not retry the same broken version on every poll
         self.metrics.model_loads.labels(result).inc()
+        if repeated:  # e.g. an alias a promotion removed, polled again: counted, logged once
+            return
         self.log.error(
             "model load failed" if result == "failed" else "model refused",
             error=message,

@@ -222,3 +222,40 @@ def test_a_replaced_local_file_is_swapped_in_and_a_broken_one_keeps_the_old_serv
     st = _status(srv)
     assert st.model_version == "next" and "cannot load" in st.last_error
     assert first != "next"
+
+
+def test_a_source_that_keeps_failing_is_counted_every_poll_and_logged_once_per_episode(
+    model_path: Path, tmp_path: Path
+) -> None:
+    """An alias a promotion removed, a file taken away: every poll fails the same way. Each failure
+    is counted; the log says it once, and again only after the source has served in between."""
+    from prometheus_client import generate_latest
+    from structlog.testing import capture_logs
+
+    from kairos.inference.metrics import Metrics
+    from kairos.inference.model import ModelManager, ModelSource
+    from kairos.inference.pipeline import pipeline_spec
+
+    live = tmp_path / "model.onnx"
+    shutil.copy(model_path, live)
+    metrics = Metrics()
+    mgr = ModelManager(ModelSource(str(live), "", pipeline_spec(), 8), metrics, 0)
+
+    async def polls(n: int) -> None:
+        for _ in range(n):
+            await mgr.check()
+
+    asyncio.run(mgr.load_initial())
+    with capture_logs() as logs:
+        live.unlink()
+        asyncio.run(polls(3))
+        shutil.copy(model_path, live)
+        os.utime(live, ns=(1, 1))  # another fingerprint: a new version to load
+        asyncio.run(polls(1))
+        live.unlink()
+        asyncio.run(polls(2))
+    failed = [e for e in logs if e["event"] == "model load failed"]
+    assert len(failed) == 2 and all("cannot read model" in e["error"] for e in failed)
+    text = generate_latest(metrics.registry).decode()
+    assert metric(text, "kairos_inference_model_loads_total", result="failed") == 5
+    assert mgr.current is not None and mgr.state == pb.MODEL_STATE_FAILED  # the last version still serves
