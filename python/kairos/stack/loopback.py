@@ -1,8 +1,8 @@
 """Loopback helpers shared by the stack, its tests and the benchmarks: one implementation each.
 
-``free_port`` picks an unused 127.0.0.1 port; ``wait_for`` polls a condition with a deadline and says
-what it waited for; ``wait_for_port`` waits until something accepts TCP on a port, failing at once
-if the process that should listen has died.
+``free_port`` picks an unused 127.0.0.1 port (``free_port_run``: n consecutive ones); ``wait_for``
+polls a condition with a deadline and says what it waited for; ``wait_for_port`` waits until
+something accepts TCP on a port, failing at once if the process that should listen has died.
 """
 
 from __future__ import annotations
@@ -18,6 +18,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(n: int, tries: int = 50) -> int:
+    """The first of ``n`` consecutive unused TCP ports on 127.0.0.1 (a service whose workers take
+    port, port+1, ...); RuntimeError after ``tries`` candidates."""
+    for _ in range(tries):
+        first = free_port()
+        held: list[socket.socket] = []
+        try:
+            for p in range(first, first + n):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", p))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1 in {tries} tries")
 
 
 def wait_for(

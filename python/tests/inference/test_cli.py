@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from kairos.inference.config import ConfigError, InferenceConfig, load_config, settings
-from kairos.stack.loopback import free_port, wait_for
+from kairos.stack.loopback import free_port, free_port_run, wait_for
 
 
 def test_flags_win_over_environment_which_wins_over_defaults() -> None:
@@ -171,8 +171,9 @@ def test_a_missing_model_stops_the_process_with_a_clear_error(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_workers_share_one_port_and_each_serves_metrics(model_path: Path) -> None:
-    port, mport = free_port(), free_port()
+def test_workers_share_one_port_and_each_serves_metrics(model_path: Path, tmp_path: Path) -> None:
+    port, mport = free_port(), free_port_run(2)  # worker k serves metrics on mport + k
+    log = (tmp_path / "stderr.log").open("w")
     proc = subprocess.Popen(
         [
             _exe(),
@@ -187,10 +188,13 @@ def test_workers_share_one_port_and_each_serves_metrics(model_path: Path) -> Non
             "--workers",
             "2",
         ],
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     try:
-        wait_for(lambda: _metrics_up(mport) and _metrics_up(mport + 1), 90, "both workers' metrics")
+        try:
+            wait_for(lambda: _metrics_up(mport) and _metrics_up(mport + 1), 90, "both workers' metrics")
+        except TimeoutError as e:
+            raise AssertionError((tmp_path / "stderr.log").read_text()[-4000:]) from e
         wait_for(lambda: _healthy(port), 30, "the shared port")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -198,3 +202,4 @@ def test_workers_share_one_port_and_each_serves_metrics(model_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        log.close()
