@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
 
 from kairos.features.card import DecisionPolicy, ModelCardError
-from kairos.features.schema import FeatureSchema, schema_for
+from kairos.features.schema import DAY_MS, FeatureSchema, schema_for
 from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.v1 import inference_pb2 as pb
@@ -101,6 +101,16 @@ class ServedModel:
     @property
     def schema(self) -> FeatureSchema:
         return schema_for(self.blocks)
+
+    @property
+    def warmup_bars(self) -> int:
+        """Closed bars a symbol needs before its first prediction (``ModelStatus.window``): the base
+        window, or for the daily block (ADR 0104) a day of bars before each input row if that is more
+        (an upper bound: across a weekend a day back is fewer bars)."""
+        if "daily" not in self.blocks:
+            return self.history_bars
+        day = DAY_MS // (self.timeframe_s * 1000) + 1
+        return max(self.history_bars, day + self.rows)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Probabilities [n, n_outputs] for inputs [n, rows, n_features] (float32)."""
@@ -524,7 +534,7 @@ class ModelManager:
             st.feature_schema_hash = m.feature_schema_hash
             st.feature_names.extend(m.feature_names)
             st.output_names.extend(m.output_names)
-            st.window = m.history_bars
+            st.window = m.warmup_bars
             st.loaded_time_us = m.loaded_time_us
             st.created_time_us = m.created_time_us
             validation = validation_from_card(m.card)

@@ -137,6 +137,13 @@ def test_a_daily_model_streams_the_predictions_of_its_training_features(
         "channel_pos_1d",
     ]
     srv = start_server(daily_run / "model.onnx")
+    ch = channel(srv.target)
+    try:
+        stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
+        status = stub.GetModelStatus(pb.GetModelStatusRequest(), timeout=30).models[0]
+    finally:
+        ch.close()
+    assert status.window == 1441 + card.window, "the warm-up a collector must send: a day of M1 bars per row"
     got = _stream(srv, daily_run, 0)
     want = _offline(daily_run)
     assert sorted(got) == sorted(want) and len(want) > 2000
