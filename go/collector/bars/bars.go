@@ -142,6 +142,77 @@ func (b *Builder) AddBatch(times []int64, bids, asks, volumes []float64, closed 
 	return closed
 }
 
+// AddBatchAll is AddBatch for several builders of one symbol in a single pass over the ticks (each
+// tick is read once, not once per period), with the same bars and Late counts as calling AddBatch
+// on each builder in turn. The closed bars are appended in that same order too: all of bs[0]'s,
+// then bs[1]'s, each in time order. late returns the ticks newly counted Late over all builders.
+func AddBatchAll(bs []*Builder, times []int64, bids, asks, volumes []float64, closed []*mdv1.Bar) (_ []*mdv1.Bar, late uint64) {
+	start := len(closed)
+	for _, b := range bs {
+		late -= b.Late
+	}
+	for i, t := range times {
+		bid, ask := bids[i], asks[i]
+		if bid <= 0 || ask <= 0 {
+			continue
+		}
+		var v float64
+		if volumes != nil {
+			v = volumes[i]
+		}
+		spread := ask - bid
+		for _, b := range bs {
+			if b.open && t >= b.openMs && t-b.openMs < b.periodMs {
+				if bid > b.h {
+					b.h = bid
+				}
+				if bid < b.l {
+					b.l = bid
+				}
+				if spread > b.spreadMax {
+					b.spreadMax = spread
+				}
+				b.c = bid
+				b.n++
+				b.spreadSum += spread
+				b.volume += v
+				continue
+			}
+			if bar, ok := b.Add(t, bid, ask, v); ok {
+				closed = append(closed, bar)
+			}
+		}
+	}
+	for _, b := range bs {
+		late += b.Late
+	}
+	if len(closed)-start > 1 && len(bs) > 1 {
+		orderByBuilder(bs, closed[start:])
+	}
+	return closed, late
+}
+
+// orderByBuilder sorts bars stably by the position of their period in bs (an insertion sort: a
+// batch closes a handful of bars).
+func orderByBuilder(bs []*Builder, bars []*mdv1.Bar) {
+	pos := func(p uint32) int {
+		for i, b := range bs {
+			if b.Period == p {
+				return i
+			}
+		}
+		return len(bs)
+	}
+	for i := 1; i < len(bars); i++ {
+		x, k := bars[i], pos(bars[i].PeriodS)
+		j := i
+		for ; j > 0 && pos(bars[j-1].PeriodS) > k; j-- {
+			bars[j] = bars[j-1]
+		}
+		bars[j] = x
+	}
+}
+
 // OpenBarTime reports the open time of the bar in progress.
 func (b *Builder) OpenBarTime() (int64, bool) { return b.openMs, b.open }
 

@@ -2,6 +2,7 @@ package bars
 
 import (
 	"math"
+	"math/rand/v2"
 	"sort"
 	"testing"
 
@@ -153,5 +154,106 @@ func TestTimeframeNamesAndParsing(t *testing.T) {
 		if _, err := ParsePeriod(bad); err == nil {
 			t.Errorf("ParsePeriod(%q) accepted", bad)
 		}
+	}
+}
+
+// TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddBatchPerBuilder: the one-pass path gives the
+// same bars, in the same order, and the same Late counts as AddBatch on each builder in turn, on real
+// ticks with late, resent, one-sided and volume-carrying ticks mixed in.
+func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddBatchPerBuilder(t *testing.T) {
+	ticks, err := ticksdata.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	n := len(ticks)
+	times, bids, asks, vols := make([]int64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+	for i, tk := range ticks {
+		times[i], bids[i], asks[i], vols[i] = tk.TimeMsc, tk.Bid, tk.Ask, float64(r.IntN(5))
+		switch r.IntN(40) {
+		case 0: // late by up to 20 minutes
+			times[i] -= int64(r.IntN(1_200_000))
+		case 1: // one-sided
+			bids[i] = 0
+		case 2:
+			asks[i] = -1
+		}
+	}
+	periods := []uint32{60, 300, 900, 3600}
+	mk := func() []*Builder {
+		var bs []*Builder
+		for _, p := range periods {
+			bs = append(bs, NewBuilder("EURUSD", p, 1e-5))
+		}
+		return bs
+	}
+	each, all := mk(), mk()
+	var wantLate, gotLate uint64
+	for _, size := range []int{1, 7, 100, 333} {
+		for i := 0; i < n; i += size {
+			j := min(i+size, n)
+			var want, got []*mdv1.Bar
+			for _, b := range each {
+				late := b.Late
+				want = b.AddBatch(times[i:j], bids[i:j], asks[i:j], vols[i:j], want)
+				wantLate += b.Late - late
+			}
+			var late uint64
+			got, late = AddBatchAll(all, times[i:j], bids[i:j], asks[i:j], vols[i:j], got)
+			gotLate += late
+			if len(got) != len(want) {
+				t.Fatalf("size %d at %d: %d bars, AddBatch per builder %d", size, i, len(got), len(want))
+			}
+			for k := range want {
+				if !proto.Equal(got[k], want[k]) {
+					t.Fatalf("size %d at %d, bar %d: %v, want %v", size, i, k, got[k], want[k])
+				}
+			}
+		}
+		// The next size replays the same ticks: all of them are resent ones now.
+	}
+	if gotLate != wantLate || wantLate == 0 {
+		t.Fatalf("late %d, want %d (> 0)", gotLate, wantLate)
+	}
+	for k := range each {
+		if each[k].Snapshot() != all[k].Snapshot() {
+			t.Fatalf("builder %d state %+v, want %+v", k, all[k].Snapshot(), each[k].Snapshot())
+		}
+	}
+}
+
+// BenchmarkAddBatchAll is the four default periods over 100 real ticks: one pass against four.
+func BenchmarkAddBatchAll(b *testing.B) {
+	ticks, err := ticksdata.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bs := []*Builder{NewBuilder("EURUSD", 60, 0), NewBuilder("EURUSD", 300, 0), NewBuilder("EURUSD", 900, 0), NewBuilder("EURUSD", 3600, 0)}
+	span := ticks[len(ticks)-1].TimeMsc - ticks[0].TimeMsc + 60_000
+	times, bids, asks := make([]int64, 100), make([]float64, 100), make([]float64, 100)
+	k := 0
+	var closed []*mdv1.Bar
+	for _, onePass := range []bool{true, false} {
+		name := "one_pass"
+		if !onePass {
+			name = "per_builder"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				for i := range times {
+					tk := ticks[k%len(ticks)]
+					times[i], bids[i], asks[i] = tk.TimeMsc+int64(k/len(ticks))*span, tk.Bid, tk.Ask
+					k++
+				}
+				if onePass {
+					closed, _ = AddBatchAll(bs, times, bids, asks, nil, closed[:0])
+				} else {
+					closed = closed[:0]
+					for _, bb := range bs {
+						closed = bb.AddBatch(times, bids, asks, nil, closed)
+					}
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/binary"
 	"math"
 	"unicode/utf8"
 
@@ -63,7 +64,9 @@ func decodeTicksFrame(buf []byte) (*bridgev1.Frame, []byte, bool) {
 }
 
 func decodeTickBatch(buf []byte) (*mdv1.TickBatch, bool) {
-	b := &mdv1.TickBatch{}
+	// First the fields' bytes, then the columns: the packed doubles give the tick count, so the
+	// varint columns are sized without a counting pass.
+	var cols [9][]byte
 	var seen uint32
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
@@ -77,31 +80,43 @@ func decodeTickBatch(buf []byte) (*mdv1.TickBatch, bool) {
 			return nil, false
 		}
 		buf = buf[m:]
-		ok := true
-		switch num {
-		case 1:
-			if !utf8.Valid(v) {
-				return nil, false
-			}
-			b.Symbol = string(v)
-		case 2:
-			b.TimeMsc, ok = varints(v, func(x uint64) int64 { return int64(x) })
-		case 3:
-			b.Bid, ok = doubles(v)
-		case 4:
-			b.Ask, ok = doubles(v)
-		case 5:
-			b.Last, ok = doubles(v)
-		case 6:
-			b.Volume, ok = doubles(v)
-		case 7:
-			b.Flags, ok = varints(v, func(x uint64) uint32 { return uint32(x) })
-		case 8:
-			b.Sequence, ok = varints(v, func(x uint64) uint64 { return x })
-		}
-		if !ok {
+		cols[num] = v
+	}
+	b := &mdv1.TickBatch{}
+	if seen&(1<<1) != 0 {
+		if !utf8.Valid(cols[1]) {
 			return nil, false
 		}
+		b.Symbol = string(cols[1])
+	}
+	hint := -1
+	for _, num := range [...]int{3, 4, 5, 6} {
+		if len(cols[num]) > 0 {
+			hint = len(cols[num]) / 8
+			break
+		}
+	}
+	ok := true
+	if b.Bid, ok = doubles(cols[3]); !ok {
+		return nil, false
+	}
+	if b.Ask, ok = doubles(cols[4]); !ok {
+		return nil, false
+	}
+	if b.Last, ok = doubles(cols[5]); !ok {
+		return nil, false
+	}
+	if b.Volume, ok = doubles(cols[6]); !ok {
+		return nil, false
+	}
+	if b.TimeMsc, ok = varints[int64](cols[2], hint); !ok {
+		return nil, false
+	}
+	if b.Flags, ok = varints[uint32](cols[7], hint); !ok {
+		return nil, false
+	}
+	if b.Sequence, ok = varints[uint64](cols[8], hint); !ok {
+		return nil, false
 	}
 	return b, true
 }
@@ -115,30 +130,54 @@ func doubles(v []byte) ([]float64, bool) {
 	}
 	out := make([]float64, len(v)/8)
 	for i := range out {
-		x, _ := protowire.ConsumeFixed64(v[i*8:])
-		out[i] = math.Float64frombits(x)
+		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(v[i*8:]))
 	}
 	return out, true
 }
 
-func varints[T int64 | uint32 | uint64](v []byte, conv func(uint64) T) ([]T, bool) {
+// varints decodes a packed varint column; hint, when not negative, is the expected count (the
+// columns of a well-formed batch are equally long), else the count is taken from the bytes.
+// Values longer than 9 bytes go to protowire, which also rejects malformed ones.
+func varints[T int64 | uint32 | uint64](v []byte, hint int) ([]T, bool) {
 	if len(v) == 0 {
 		return nil, true
 	}
-	count := 0
-	for _, c := range v {
-		if c < 0x80 {
-			count++
+	if hint < 0 || hint > len(v) {
+		hint = 0
+		for _, c := range v {
+			if c < 0x80 {
+				hint++
+			}
 		}
 	}
-	out := make([]T, 0, count)
-	for len(v) > 0 {
-		x, m := protowire.ConsumeVarint(v)
+	out := make([]T, 0, hint)
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < 0x80 {
+			out = append(out, T(c))
+			i++
+			continue
+		}
+		x := uint64(c & 0x7f)
+		j, s := i+1, uint(7)
+		for ; j < len(v) && j < i+9; j, s = j+1, s+7 {
+			c = v[j]
+			x |= uint64(c&0x7f) << s
+			if c < 0x80 {
+				break
+			}
+		}
+		if j < len(v) && j < i+9 {
+			out = append(out, T(x))
+			i = j + 1
+			continue
+		}
+		y, m := protowire.ConsumeVarint(v[i:])
 		if m < 0 {
 			return nil, false
 		}
-		out = append(out, conv(x))
-		v = v[m:]
+		out = append(out, T(y))
+		i += m
 	}
 	return out, true
 }

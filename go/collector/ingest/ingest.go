@@ -56,7 +56,7 @@ type Config struct {
 	BarIdleClose time.Duration
 	// Validate sets the tick checks.
 	Validate validate.Config
-	// NATSQueue bounds the batches waiting for the NATS publisher.
+	// NATSQueue bounds the batches (each with the bars it closed) waiting for the NATS publisher.
 	NATSQueue int
 	// NATSQueueBytes bounds them in encoded bytes too (0: no byte bound); ingest waits beyond.
 	NATSQueueBytes int
@@ -72,10 +72,13 @@ type Config struct {
 	RejectLogInterval time.Duration
 }
 
+// natsItem is what one dispatch hands the NATS publisher: a tick batch (if any) and the bars it
+// closed, in that order, as one queue entry (not one per message: a quiet market closes several
+// bars per 100 ticks, and each entry costs a channel hand-off and a byte-budget round trip).
 type natsItem struct {
 	ticks *mdv1.TickBatch
 	raw   []byte
-	bar   *mdv1.Bar
+	bars  []*mdv1.Bar
 	size  int64 // encoded bytes, held against the NATS queue's byte bound
 }
 
@@ -150,10 +153,13 @@ type Pipeline struct {
 	enqueued      atomic.Uint64 // items handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
 	natsBytes     *byteBudget
 	natsDepth     prometheus.Gauge
-	stop          chan struct{}
-	wg            sync.WaitGroup // NATS publisher
-	timerWG       sync.WaitGroup // idle-bar closer
-	closeOnce     sync.Once
+	// Per-batch and per-bar counters, looked up once instead of by label on every batch.
+	ticksOutSubs prometheus.Counter
+	barsOut      []periodCounter // one per configured bar period
+	stop         chan struct{}
+	wg           sync.WaitGroup // NATS publisher
+	timerWG      sync.WaitGroup // idle-bar closer
+	closeOnce    sync.Once
 
 	rlMu      sync.Mutex
 	rlLast    [validate.NumReasons]time.Time
@@ -169,6 +175,10 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger, hub *fanout.Hub, nats
 		symbols: map[string]*mdv1.SymbolInfo{}, builders: map[string][]*bars.Builder{},
 		lastTick: map[string]time.Time{}, sources: map[string]*Source{}, admitted: map[string]struct{}{},
 		natsQ: make(chan natsItem, cfg.NATSQueue), natsBytes: newByteBudget(cfg.NATSQueueBytes), natsDepth: m.QueueDepth.WithLabelValues("nats"), stop: make(chan struct{})}
+	p.ticksOutSubs = m.TicksOut.WithLabelValues("subscriber")
+	for _, period := range cfg.BarPeriods {
+		p.barsOut = append(p.barsOut, periodCounter{period, m.BarsEmitted.WithLabelValues(bars.Timeframe(period))})
+	}
 	if nats != nil {
 		if ds, ok := nats.(DurableSink); ok && ds.Durable() {
 			p.durable = ds
@@ -490,12 +500,10 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	if len(b.Volume) > 0 {
 		vol = b.Volume
 	}
-	for _, bb := range bs {
-		late := bb.Late
-		closed = bb.AddBatch(b.TimeMsc, b.Bid, b.Ask, vol, closed)
-		if d := bb.Late - late; d > 0 {
-			p.m.BarLateTicks.Add(float64(d))
-		}
+	// One pass over the ticks for every period (bars.AddBatchAll), not one per period.
+	closed, late := bars.AddBatchAll(bs, b.TimeMsc, b.Bid, b.Ask, vol, closed)
+	if late > 0 {
+		p.m.BarLateTicks.Add(float64(late))
 	}
 	p.lastTick[b.Symbol] = p.now()
 	p.emitMu.Lock()
@@ -504,26 +512,40 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 
 	n := float64(len(b.TimeMsc))
 	p.hub.PublishTicks(b)
-	p.m.TicksOut.WithLabelValues("subscriber").Add(n)
-	if p.nats != nil {
-		p.enqueueNATS(natsItem{ticks: b, raw: raw})
-	}
+	p.ticksOutSubs.Add(n)
 	if p.link != nil && p.cfg.InferenceBarPeriod == 0 {
 		p.link.OfferTicks(b, hops)
 	}
-	p.emitBars(closed)
+	p.emitBars(b, raw, closed)
 }
 
-func (p *Pipeline) emitBars(closed []*mdv1.Bar) {
-	for _, bar := range closed {
-		p.m.BarsEmitted.WithLabelValues(bars.Timeframe(bar.PeriodS)).Inc()
-		p.hub.PublishBar(bar)
-		if p.nats != nil {
-			p.enqueueNATS(natsItem{bar: bar})
+type periodCounter struct {
+	period uint32
+	c      prometheus.Counter
+}
+
+// barsEmitted is the kairos_collector_bars_emitted_total counter of a bar period.
+func (p *Pipeline) barsEmitted(period uint32) prometheus.Counter {
+	for _, pc := range p.barsOut {
+		if pc.period == period {
+			return pc.c
 		}
+	}
+	return p.m.BarsEmitted.WithLabelValues(bars.Timeframe(period))
+}
+
+// emitBars hands closed bars to the sinks; ticks, when not nil, is the batch that closed them: it
+// goes to NATS first, in the same queue entry.
+func (p *Pipeline) emitBars(ticks *mdv1.TickBatch, raw []byte, closed []*mdv1.Bar) {
+	for _, bar := range closed {
+		p.barsEmitted(bar.PeriodS).Inc()
+		p.hub.PublishBar(bar)
 		if p.link != nil && p.cfg.InferenceBarPeriod != 0 && bar.PeriodS == p.cfg.InferenceBarPeriod {
 			p.link.OfferBar(bar)
 		}
+	}
+	if p.nats != nil && (ticks != nil || len(closed) > 0) {
+		p.enqueueNATS(natsItem{ticks: ticks, raw: raw, bars: closed})
 	}
 }
 
@@ -549,13 +571,18 @@ func (p *Pipeline) enqueueNATS(it natsItem) {
 			it.size = int64(len(it.raw))
 		case it.ticks != nil:
 			it.size = int64(proto.Size(it.ticks))
-		default:
-			it.size = int64(proto.Size(it.bar))
+		}
+		for _, bar := range it.bars {
+			it.size += int64(bars.ProtoSize(bar))
 		}
 		p.natsBytes.acquire(it.size)
 	}
-	p.natsDepth.Inc()
-	p.enqueued.Add(1)
+	msgs := uint64(len(it.bars))
+	if it.ticks != nil {
+		msgs++
+	}
+	p.natsDepth.Add(float64(msgs))
+	p.enqueued.Add(msgs)
 	p.natsQ <- it
 }
 
@@ -575,12 +602,14 @@ func refuseSymbol(b *mdv1.TickBatch) validate.Result {
 func (p *Pipeline) publishNATS() {
 	defer p.wg.Done()
 	for it := range p.natsQ {
-		p.natsDepth.Dec()
 		p.natsBytes.release(it.size)
 		if it.ticks != nil {
+			p.natsDepth.Dec()
 			p.nats.Ticks(it.ticks, it.raw)
-		} else {
-			p.nats.Bar(it.bar)
+		}
+		for _, bar := range it.bars {
+			p.natsDepth.Dec()
+			p.nats.Bar(bar)
 		}
 	}
 }
@@ -621,7 +650,7 @@ func (p *Pipeline) closeIdleBars() {
 	p.emitMu.Lock()
 	defer p.emitMu.Unlock()
 	p.mu.Unlock()
-	p.emitBars(closed)
+	p.emitBars(nil, nil, closed)
 }
 
 func (p *Pipeline) countRejects(source, symbol string, res *validate.Result) {
