@@ -33,6 +33,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -208,7 +209,7 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 	res := map[string]any{}
 	var bestIngest, bestRaw float64
 	var lost int64
-	var ingestAll, rawAll []float64
+	var ingestAll, rawAll, ingestCPU, rawCPU []float64
 	for r := range rounds {
 		// Each round is a new bridge session on its own symbol, so bars and validation start fresh.
 		symbol := fmt.Sprintf("EURUSD%d", r+1)
@@ -221,9 +222,14 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 			return err
 		}
 		lost += l
-		ingestAll, rawAll = append(ingestAll, round(ingest)), append(rawAll, round(raw))
-		bestIngest, bestRaw = max(bestIngest, ingest), max(bestRaw, raw)
+		ingestAll, rawAll = append(ingestAll, round(ingest.perS)), append(rawAll, round(raw.perS))
+		ingestCPU, rawCPU = append(ingestCPU, round3(ingest.cpuUs)), append(rawCPU, round3(raw.cpuUs))
+		bestIngest, bestRaw = max(bestIngest, ingest.perS), max(bestRaw, raw.perS)
 	}
+	res["ingest_cpu_us_per_frame"] = median(ingestCPU)
+	res["nats_raw_cpu_us_per_msg"] = median(rawCPU)
+	res["ingest_vs_nats_raw_cpu"] = round3(median(rawCPU) / median(ingestCPU))
+	fmt.Fprintf(os.Stderr, "CPU µs per ingest frame %v; per raw NATS message %v\n", ingestCPU, rawCPU)
 	res["ingest_ticks_per_s"] = round(bestIngest)
 	res["ingest_ticks_per_round"] = nFrames * 100
 	res["ingest_rounds"] = rounds
@@ -272,7 +278,7 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 
 // ingestRound: bridge TCP -> validation, bars, fan-out -> NATS subscriber. It returns ticks/s, ticks
 // lost, and the batches' encodings for the raw NATS round.
-func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, nFrames int) (float64, int64, [][]byte, error) {
+func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, nFrames int) (roundResult, int64, [][]byte, error) {
 	batches := replay(symbol, ticks, nFrames, 100, 1)
 	encoded := make([][]byte, len(batches))
 	var wire []byte
@@ -284,55 +290,75 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	// every 100-tick frame passes validation whole and becomes one NATS message.
 	sub, got, err := countTicks(svc.NATSURL(), "kairos.md."+symbol, true)
 	if err != nil {
-		return 0, 0, nil, err
+		return roundResult{}, 0, nil, err
 	}
 	defer sub.Close()
 	before := testutil.ToFloat64(svc.Metrics.TicksAccepted.WithLabelValues("bridge"))
 	conn, w, err := dialBridge(svc.BridgeAddr(), session, symbol)
 	if err != nil {
-		return 0, 0, nil, err
+		return roundResult{}, 0, nil, err
 	}
 	defer conn.Close()
 	time.Sleep(50 * time.Millisecond) // the session is set up before the clock starts
 	runtime.GC()
 	sent := int64(nFrames * 100)
+	c0 := cpuTime()
 	t0 := time.Now()
 	if _, err := w.Write(wire); err != nil {
-		return 0, 0, nil, err
+		return roundResult{}, 0, nil, err
 	}
 	if err := w.Flush(); err != nil {
-		return 0, 0, nil, err
+		return roundResult{}, 0, nil, err
 	}
 	t1, ok := waitCount(got, int64(nFrames), 60*time.Second)
+	cpu := cpuTime() - c0
 	if !ok {
 		fmt.Fprintf(os.Stderr, "ingest: only %d of %d frames arrived\n", got.Load(), nFrames)
 	}
 	accepted := int64(testutil.ToFloat64(svc.Metrics.TicksAccepted.WithLabelValues("bridge")) - before)
-	return float64(sent) / t1.Sub(t0).Seconds(), sent - min(accepted, got.Load()*100), encoded, nil
+	return roundResult{float64(sent) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(nFrames)}, sent - min(accepted, got.Load()*100), encoded, nil
+}
+
+// roundResult is a round's throughput and the process CPU time (every goroutine: the collector,
+// the NATS server, the benchmark's clients) it took per frame or message, in µs. CPU time barely
+// moves with the machine's load, where throughput halves: it is the figure to compare changes by.
+type roundResult struct {
+	perS, cpuUs float64
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rawRound publishes the same payloads straight to the same server and counts them at a subscriber.
-func rawRound(svc *collector.Service, encoded [][]byte) (float64, error) {
+func rawRound(svc *collector.Service, encoded [][]byte) (roundResult, error) {
 	rawSub, rawGot, err := countTicks(svc.NATSURL(), "kairos.bench.raw", true)
 	if err != nil {
-		return 0, err
+		return roundResult{}, err
 	}
 	defer rawSub.Close()
 	pub, err := nats.Connect(svc.NATSURL())
 	if err != nil {
-		return 0, err
+		return roundResult{}, err
 	}
 	defer pub.Close()
 	runtime.GC()
+	c0 := cpuTime()
 	t0 := time.Now()
 	for _, p := range encoded {
 		if err := pub.Publish("kairos.bench.raw", p); err != nil {
-			return 0, err
+			return roundResult{}, err
 		}
 	}
 	_ = pub.Flush()
 	t1, _ := waitCount(rawGot, int64(len(encoded)), 60*time.Second)
-	return float64(rawGot.Load()) / t1.Sub(t0).Seconds(), nil
+	cpu := cpuTime() - c0
+	return roundResult{float64(rawGot.Load()) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(len(encoded))}, nil
 }
 
 func latency(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, seconds int) (map[string]any, error) {
