@@ -142,14 +142,19 @@ func (s *session) frame(in bridgelink.Inbound) {
 	f, seq := in.Frame, in.Frame.Sequence
 	switch b := f.Body.(type) {
 	case *bridgev1.Frame_Ticks:
-		hops := make([]*typesv1.HopStamp, 0, 3)
 		if f.SentTimeUs > 0 {
-			hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_BRIDGE_SEND, TimeUs: f.SentTimeUs})
 			if d := in.RecvUs - f.SentTimeUs; d >= 0 {
 				s.hop.Observe(float64(d) / 1e6)
 			}
 		}
-		hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: in.RecvUs})
+		var hops []*typesv1.HopStamp
+		if s.pipe.WantsHops() { // three allocations a frame otherwise spent for nothing
+			hops = make([]*typesv1.HopStamp, 0, 3)
+			if f.SentTimeUs > 0 {
+				hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_BRIDGE_SEND, TimeUs: f.SentTimeUs})
+			}
+			hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: in.RecvUs})
+		}
 		res := s.src.TicksRaw(b.Ticks, ticksBytes(in.Raw), hops)
 		if res.RejectedTotal > 0 && len(res.Rejected) > 0 {
 			r := res.Rejected[0]

@@ -549,6 +549,10 @@ func (p *Pipeline) emitBars(ticks *mdv1.TickBatch, raw []byte, closed []*mdv1.Ba
 	}
 }
 
+// WantsHops reports whether the hop stamps passed with tick batches go anywhere (the inference link
+// takes ticks); a source may skip building them when not.
+func (p *Pipeline) WantsHops() bool { return p.link != nil && p.cfg.InferenceBarPeriod == 0 }
+
 // Durable is true when NATS acknowledges what it stores, so Stored is worth waiting for.
 func (p *Pipeline) Durable() bool { return p.durable != nil }
 
