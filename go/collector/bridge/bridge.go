@@ -155,7 +155,8 @@ func (s *session) frame(in bridgelink.Inbound) {
 			}
 			hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: in.RecvUs})
 		}
-		res := s.src.TicksRaw(b.Ticks, ticksBytes(in.Raw), hops)
+		// A loan: the batch's columns decode the next frame once this one is handled (recycle).
+		res := s.src.TicksLoaned(b.Ticks, ticksBytes(in.Raw), hops)
 		if res.RejectedTotal > 0 && len(res.Rejected) > 0 {
 			r := res.Rejected[0]
 			s.c.Reject(seq, fmt.Sprintf("%d of %d ticks of %s rejected; first at index %d: %s", res.RejectedTotal,
@@ -164,6 +165,8 @@ func (s *session) frame(in bridgelink.Inbound) {
 		if s.c.Hello().GetLockstep() {
 			s.step(b.Ticks)
 		}
+		recycle(b.Ticks)
+		b.Ticks = nil
 	case *bridgev1.Frame_SymbolInfo:
 		if err := s.src.Announce(b.SymbolInfo); err != nil {
 			s.c.Reject(seq, err.Error())
@@ -210,7 +213,11 @@ func (s *session) step(b *mdv1.TickBatch) {
 
 // decodeFast is the link's fast path for tick frames (fastdecode.go).
 func decodeFast(raw []byte) (*bridgev1.Frame, bool) {
-	f, _, ok := decodeTicksFrame(raw)
+	b := batches.Get().(*mdv1.TickBatch)
+	f, _, ok := decodeTicksFrame(raw, b)
+	if !ok {
+		batches.Put(b)
+	}
 	return f, ok
 }
 

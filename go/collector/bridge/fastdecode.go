@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/binary"
 	"math"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -11,11 +12,24 @@ import (
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 )
 
+// batches recycles the decoded TickBatches of tick frames (their columns): a session hands each
+// batch to ingest as a loan (ingest.Source.TicksLoaned) and puts it back once the frame is handled.
+var batches = sync.Pool{New: func() any { return new(mdv1.TickBatch) }}
+
+// recycle puts a tick frame's batch back for the next frame. One that proto.Unmarshal filled may
+// hold unknown fields the fast decoder would not clear: it is left to the garbage collector.
+func recycle(b *mdv1.TickBatch) {
+	if b != nil && b.ProtoReflect().GetUnknown() == nil {
+		batches.Put(b)
+	}
+}
+
 // decodeTicksFrame decodes the hot-path frame (sequence, ack, sent time and a TickBatch body) without
-// reflection, sizing every column once. It returns ok=false for anything else or anything unusual
-// (other bodies, unknown or repeated fields, unpacked columns, bad UTF-8); the caller then uses
-// proto.Unmarshal, which also produces the precise error for malformed input. Fuzzed against it.
-func decodeTicksFrame(buf []byte) (*bridgev1.Frame, []byte, bool) {
+// reflection, into b's columns (their capacity is reused; a fresh batch if b is nil). It returns
+// ok=false for anything else or anything unusual (other bodies, unknown or repeated fields, unpacked
+// columns, bad UTF-8); the caller then uses proto.Unmarshal, which also produces the precise error
+// for malformed input. Fuzzed against it.
+func decodeTicksFrame(buf []byte, b *mdv1.TickBatch) (*bridgev1.Frame, []byte, bool) {
 	f := &bridgev1.Frame{}
 	var ticksRaw []byte
 	var seen uint32
@@ -55,15 +69,18 @@ func decodeTicksFrame(buf []byte) (*bridgev1.Frame, []byte, bool) {
 	if ticksRaw == nil {
 		return nil, nil, false
 	}
-	b, ok := decodeTickBatch(ticksRaw)
-	if !ok {
+	if b == nil {
+		b = &mdv1.TickBatch{}
+	}
+	if !decodeTickBatch(ticksRaw, b) {
 		return nil, nil, false
 	}
 	f.Body = &bridgev1.Frame_Ticks{Ticks: b}
 	return f, ticksRaw, true
 }
 
-func decodeTickBatch(buf []byte) (*mdv1.TickBatch, bool) {
+// decodeTickBatch sets every field of b from buf (columns absent from buf end up empty).
+func decodeTickBatch(buf []byte, b *mdv1.TickBatch) bool {
 	// First the fields' bytes, then the columns: the packed doubles give the tick count, so the
 	// varint columns are sized without a counting pass.
 	var cols [9][]byte
@@ -71,22 +88,21 @@ func decodeTickBatch(buf []byte) (*mdv1.TickBatch, bool) {
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
 		if n < 0 || typ != protowire.BytesType || num < 1 || num > 8 || seen&(1<<num) != 0 {
-			return nil, false
+			return false
 		}
 		seen |= 1 << num
 		buf = buf[n:]
 		v, m := protowire.ConsumeBytes(buf)
 		if m < 0 {
-			return nil, false
+			return false
 		}
 		buf = buf[m:]
 		cols[num] = v
 	}
-	b := &mdv1.TickBatch{}
-	if seen&(1<<1) != 0 {
-		if !utf8.Valid(cols[1]) {
-			return nil, false
-		}
+	if !utf8.Valid(cols[1]) {
+		return false
+	}
+	if b.Symbol != string(cols[1]) { // the same symbol frame after frame: no new string
 		b.Symbol = string(cols[1])
 	}
 	hint := -1
@@ -97,50 +113,55 @@ func decodeTickBatch(buf []byte) (*mdv1.TickBatch, bool) {
 		}
 	}
 	ok := true
-	if b.Bid, ok = doubles(cols[3]); !ok {
-		return nil, false
+	if b.Bid, ok = doubles(b.Bid, cols[3]); !ok {
+		return false
 	}
-	if b.Ask, ok = doubles(cols[4]); !ok {
-		return nil, false
+	if b.Ask, ok = doubles(b.Ask, cols[4]); !ok {
+		return false
 	}
-	if b.Last, ok = doubles(cols[5]); !ok {
-		return nil, false
+	if b.Last, ok = doubles(b.Last, cols[5]); !ok {
+		return false
 	}
-	if b.Volume, ok = doubles(cols[6]); !ok {
-		return nil, false
+	if b.Volume, ok = doubles(b.Volume, cols[6]); !ok {
+		return false
 	}
-	if b.TimeMsc, ok = varints[int64](cols[2], hint); !ok {
-		return nil, false
+	if b.TimeMsc, ok = varints(b.TimeMsc, cols[2], hint); !ok {
+		return false
 	}
-	if b.Flags, ok = varints[uint32](cols[7], hint); !ok {
-		return nil, false
+	if b.Flags, ok = varints(b.Flags, cols[7], hint); !ok {
+		return false
 	}
-	if b.Sequence, ok = varints[uint64](cols[8], hint); !ok {
-		return nil, false
+	if b.Sequence, ok = varints(b.Sequence, cols[8], hint); !ok {
+		return false
 	}
-	return b, true
+	return true
 }
 
-func doubles(v []byte) ([]float64, bool) {
+// doubles decodes a packed double column into dst's storage.
+func doubles(dst []float64, v []byte) ([]float64, bool) {
 	if len(v)%8 != 0 {
 		return nil, false
 	}
 	if len(v) == 0 {
-		return nil, true
+		return dst[:0], true
 	}
-	out := make([]float64, len(v)/8)
+	n := len(v) / 8
+	if cap(dst) < n {
+		dst = make([]float64, n)
+	}
+	out := dst[:n]
 	for i := range out {
 		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(v[i*8:]))
 	}
 	return out, true
 }
 
-// varints decodes a packed varint column; hint, when not negative, is the expected count (the
-// columns of a well-formed batch are equally long), else the count is taken from the bytes.
-// Values longer than 9 bytes go to protowire, which also rejects malformed ones.
-func varints[T int64 | uint32 | uint64](v []byte, hint int) ([]T, bool) {
+// varints decodes a packed varint column into dst's storage; hint, when not negative, is the
+// expected count (the columns of a well-formed batch are equally long), else the count is taken
+// from the bytes. Values longer than 9 bytes go to protowire, which also rejects malformed ones.
+func varints[T int64 | uint32 | uint64](dst []T, v []byte, hint int) ([]T, bool) {
 	if len(v) == 0 {
-		return nil, true
+		return dst[:0], true
 	}
 	if hint < 0 || hint > len(v) {
 		hint = 0
@@ -150,7 +171,10 @@ func varints[T int64 | uint32 | uint64](v []byte, hint int) ([]T, bool) {
 			}
 		}
 	}
-	out := make([]T, 0, hint)
+	out := dst[:0]
+	if cap(out) < hint {
+		out = make([]T, 0, hint)
+	}
 	for i := 0; i < len(v); {
 		c := v[i]
 		if c < 0x80 {

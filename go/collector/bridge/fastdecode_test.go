@@ -28,6 +28,7 @@ func TestDecodeTicksFrame_whenAnyBatch_thenAsProtoUnmarshal(t *testing.T) {
 		}
 	}
 	took := 0
+	reused := &mdv1.TickBatch{} // every frame decodes into the previous one's columns, as the pool does
 	for i := range 5000 {
 		n := r.IntN(130)
 		length := func() int {
@@ -36,7 +37,7 @@ func TestDecodeTicksFrame_whenAnyBatch_thenAsProtoUnmarshal(t *testing.T) {
 			}
 			return n
 		}
-		b := &mdv1.TickBatch{Symbol: "EURUSD"}
+		b := &mdv1.TickBatch{Symbol: []string{"EURUSD", "GBPUSD", ""}[r.IntN(3)]}
 		for range length() {
 			b.TimeMsc = append(b.TimeMsc, int64(wide()))
 		}
@@ -45,6 +46,11 @@ func TestDecodeTicksFrame_whenAnyBatch_thenAsProtoUnmarshal(t *testing.T) {
 		}
 		for range length() {
 			b.Ask = append(b.Ask, r.NormFloat64())
+		}
+		if r.IntN(3) == 0 {
+			for range length() {
+				b.Last = append(b.Last, r.NormFloat64())
+			}
 		}
 		if r.IntN(3) == 0 {
 			for range length() {
@@ -75,9 +81,12 @@ func TestDecodeTicksFrame_whenAnyBatch_thenAsProtoUnmarshal(t *testing.T) {
 		}
 		slow := &bridgev1.Frame{}
 		slowErr := proto.Unmarshal(raw, slow)
-		fast, _, ok := decodeTicksFrame(raw)
+		fast, _, ok := decodeTicksFrame(raw, reused)
 		if !ok {
 			continue
+		}
+		if fresh, _, ok := decodeTicksFrame(raw, nil); !ok || !proto.Equal(fresh, fast) {
+			t.Fatalf("case %d: decoding into used columns differs from a fresh batch", i)
 		}
 		took++
 		if slowErr != nil || !proto.Equal(fast, slow) {
@@ -101,7 +110,7 @@ func BenchmarkDecodeTicksFrame(b *testing.B) {
 	}
 	raw, _ := proto.Marshal(&bridgev1.Frame{Sequence: 7, SentTimeUs: 1_577_898_000_000_000, Body: &bridgev1.Frame_Ticks{Ticks: tb}})
 	for b.Loop() {
-		if _, _, ok := decodeTicksFrame(raw); !ok {
+		if _, _, ok := decodeTicksFrame(raw, nil); !ok {
 			b.Fatal("not decoded")
 		}
 	}

@@ -32,6 +32,12 @@ type NATSSink interface {
 	Bar(*mdv1.Bar)
 }
 
+// RawTicksSink is a NATSSink that can publish a batch from its encoding alone (natspub.Publisher
+// without JetStream): a loaned batch (Source.TicksLoaned) then goes to NATS without being copied.
+type RawTicksSink interface {
+	TicksEncoded(symbol string, ticks int, raw []byte)
+}
+
 // DurableSink is a NATSSink whose server acknowledges what it stores (natspub with JetStream).
 type DurableSink interface {
 	NATSSink
@@ -78,8 +84,12 @@ type Config struct {
 type natsItem struct {
 	ticks *mdv1.TickBatch
 	raw   []byte
-	bars  []*mdv1.Bar
-	size  int64 // encoded bytes, held against the NATS queue's byte bound
+	// encoded: the batch is raw alone (RawTicksSink), symbol and n say what it holds.
+	encoded bool
+	symbol  string
+	n       int
+	bars    []*mdv1.Bar
+	size    int64 // encoded bytes, held against the NATS queue's byte bound
 }
 
 // ErrTooManySources and ErrTooManySymbols refuse peers beyond the bounds (ADR 0055).
@@ -146,7 +156,8 @@ type Pipeline struct {
 	admitted map[string]struct{} // symbols holding state anywhere in the pipeline (MaxSymbols)
 
 	natsQ   chan natsItem
-	durable DurableSink // nil unless nats is durable
+	durable DurableSink  // nil unless nats is durable
+	rawSink RawTicksSink // nil unless nats takes encoded batches (and is not durable)
 	// committedBars: with a durable sink, each symbol's open bars as of the last Commit of a source
 	// feeding it (under mu); the state file saves these, not the live ones (ADR 0024).
 	committedBars map[string]map[uint32]bars.State
@@ -182,6 +193,8 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger, hub *fanout.Hub, nats
 	if nats != nil {
 		if ds, ok := nats.(DurableSink); ok && ds.Durable() {
 			p.durable = ds
+		} else if rs, ok := nats.(RawTicksSink); ok {
+			p.rawSink = rs
 		}
 		p.wg.Add(1)
 		go p.publishNATS()
@@ -336,6 +349,18 @@ func (s *Source) Ticks(b *mdv1.TickBatch, hops []*typesv1.HopStamp) validate.Res
 // TicksRaw is Ticks for a batch whose wire encoding is at hand (the bridge frame's bytes): when every
 // tick passes, NATS publishes those bytes instead of encoding the batch again. raw must not be reused.
 func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
+	return s.ticks(b, raw, hops, false)
+}
+
+// TicksLoaned is TicksRaw for a batch the caller reuses once the call returns (the bridge decodes
+// each frame into the columns of an earlier one): the pipeline copies it only where it is kept
+// (subscriber queues, the inference link, a NATS sink that needs the batch itself); NATS otherwise
+// keeps raw alone. The Result's Accepted is b itself only until the caller reuses b.
+func (s *Source) TicksLoaned(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
+	return s.ticks(b, raw, hops, true)
+}
+
+func (s *Source) ticks(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool) validate.Result {
 	s.mu.Lock()
 	// Dispatch under the source lock so one source's batches keep their order downstream.
 	defer s.mu.Unlock()
@@ -360,9 +385,9 @@ func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStam
 	if res.Accepted != nil {
 		s.accepted.Add(float64(len(res.Accepted.TimeMsc)))
 		if res.Accepted != b {
-			raw = nil
+			raw, loaned = nil, false // a subset: validation made it, nobody reuses it
 		}
-		s.p.dispatch(res.Accepted, raw, hops)
+		s.p.dispatch(res.Accepted, raw, hops, loaned)
 	}
 	return res
 }
@@ -492,7 +517,37 @@ func (p *Pipeline) builderSet(symbol string) []*bars.Builder {
 	return bs
 }
 
-func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) {
+// loan hands out a loaned batch's copy, made once, to whoever keeps the batch; a batch that is not
+// loaned is its own copy.
+type loan struct {
+	b, kept *mdv1.TickBatch
+}
+
+func (l *loan) own() *mdv1.TickBatch {
+	if l.kept == nil {
+		l.kept = Clone(l.b)
+	}
+	return l.kept
+}
+
+// Clone copies a batch's fields into new columns (proto.Clone without reflection).
+func Clone(b *mdv1.TickBatch) *mdv1.TickBatch {
+	return &mdv1.TickBatch{Symbol: b.Symbol, TimeMsc: clone(b.TimeMsc), Bid: clone(b.Bid), Ask: clone(b.Ask),
+		Last: clone(b.Last), Volume: clone(b.Volume), Flags: clone(b.Flags), Sequence: clone(b.Sequence)}
+}
+
+func clone[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]T(nil), s...)
+}
+
+func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool) {
+	l := &loan{b: b}
+	if !loaned {
+		l.kept = b
+	}
 	var closed []*mdv1.Bar
 	p.mu.Lock()
 	bs := p.builderSet(b.Symbol)
@@ -511,12 +566,18 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	p.mu.Unlock()
 
 	n := float64(len(b.TimeMsc))
-	p.hub.PublishTicks(b)
+	p.hub.PublishTicksLoaned(b, l.own)
 	p.ticksOutSubs.Add(n)
 	if p.link != nil && p.cfg.InferenceBarPeriod == 0 {
-		p.link.OfferTicks(b, hops)
+		p.link.OfferTicks(l.own(), hops)
 	}
-	p.emitBars(b, raw, closed)
+	it := natsItem{raw: raw, bars: closed}
+	if l.kept == nil && raw != nil && p.rawSink != nil {
+		it.encoded, it.symbol, it.n = true, b.Symbol, len(b.TimeMsc)
+	} else {
+		it.ticks = l.own()
+	}
+	p.emitBars(it)
 }
 
 type periodCounter struct {
@@ -534,18 +595,18 @@ func (p *Pipeline) barsEmitted(period uint32) prometheus.Counter {
 	return p.m.BarsEmitted.WithLabelValues(bars.Timeframe(period))
 }
 
-// emitBars hands closed bars to the sinks; ticks, when not nil, is the batch that closed them: it
-// goes to NATS first, in the same queue entry.
-func (p *Pipeline) emitBars(ticks *mdv1.TickBatch, raw []byte, closed []*mdv1.Bar) {
-	for _, bar := range closed {
+// emitBars hands the closed bars it.bars to the sinks; the tick batch that closed them, if it holds
+// one, goes to NATS first, in the same queue entry.
+func (p *Pipeline) emitBars(it natsItem) {
+	for _, bar := range it.bars {
 		p.barsEmitted(bar.PeriodS).Inc()
 		p.hub.PublishBar(bar)
 		if p.link != nil && p.cfg.InferenceBarPeriod != 0 && bar.PeriodS == p.cfg.InferenceBarPeriod {
 			p.link.OfferBar(bar)
 		}
 	}
-	if p.nats != nil && (ticks != nil || len(closed) > 0) {
-		p.enqueueNATS(natsItem{ticks: ticks, raw: raw, bars: closed})
+	if p.nats != nil && (it.ticks != nil || it.encoded || len(it.bars) > 0) {
+		p.enqueueNATS(it)
 	}
 }
 
@@ -582,7 +643,7 @@ func (p *Pipeline) enqueueNATS(it natsItem) {
 		p.natsBytes.acquire(it.size)
 	}
 	msgs := uint64(len(it.bars))
-	if it.ticks != nil {
+	if it.ticks != nil || it.encoded {
 		msgs++
 	}
 	p.natsDepth.Add(float64(msgs))
@@ -607,7 +668,11 @@ func (p *Pipeline) publishNATS() {
 	defer p.wg.Done()
 	for it := range p.natsQ {
 		p.natsBytes.release(it.size)
-		if it.ticks != nil {
+		switch {
+		case it.encoded:
+			p.natsDepth.Dec()
+			p.rawSink.TicksEncoded(it.symbol, it.n, it.raw)
+		case it.ticks != nil:
 			p.natsDepth.Dec()
 			p.nats.Ticks(it.ticks, it.raw)
 		}
@@ -654,7 +719,7 @@ func (p *Pipeline) closeIdleBars() {
 	p.emitMu.Lock()
 	defer p.emitMu.Unlock()
 	p.mu.Unlock()
-	p.emitBars(nil, nil, closed)
+	p.emitBars(natsItem{bars: closed})
 }
 
 func (p *Pipeline) countRejects(source, symbol string, res *validate.Result) {

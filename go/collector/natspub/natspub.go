@@ -176,14 +176,7 @@ func (p *Publisher) Ticks(b *mdv1.TickBatch, raw []byte) {
 			return
 		}
 	}
-	subject, ok := p.tickSubj[b.Symbol]
-	if !ok {
-		if len(p.tickSubj) >= maxSubjects {
-			clear(p.tickSubj)
-		}
-		subject = TickSubject(b.Symbol)
-		p.tickSubj[b.Symbol] = subject
-	}
+	subject := p.tickSubject(b.Symbol)
 	if p.js != nil {
 		p.js.publish("md", subject, raw, TickMsgID(b))
 	} else if err := p.nc.Publish(subject, raw); err != nil {
@@ -192,6 +185,34 @@ func (p *Publisher) Ticks(b *mdv1.TickBatch, raw []byte) {
 		p.pubMD.Inc()
 	}
 	p.ticksOut.Add(float64(len(b.TimeMsc)))
+}
+
+// tickSubject is TickSubject, built once per symbol.
+func (p *Publisher) tickSubject(symbol string) string {
+	subject, ok := p.tickSubj[symbol]
+	if !ok {
+		if len(p.tickSubj) >= maxSubjects {
+			clear(p.tickSubj)
+		}
+		subject = TickSubject(symbol)
+		p.tickSubj[symbol] = subject
+	}
+	return subject
+}
+
+// TicksEncoded publishes a validated batch from its encoding alone: symbol names the subject, ticks
+// counts them (ingest.RawTicksSink; the pipeline uses it without JetStream only, Ticks carries the
+// message id JetStream needs).
+func (p *Publisher) TicksEncoded(symbol string, ticks int, raw []byte) {
+	subject := p.tickSubject(symbol)
+	if p.js != nil {
+		p.js.publish("md", subject, raw, "")
+	} else if err := p.nc.Publish(subject, raw); err != nil {
+		p.m.NATSErrors.Inc()
+	} else {
+		p.pubMD.Inc()
+	}
+	p.ticksOut.Add(float64(ticks))
 }
 
 // Bar publishes a closed bar.
