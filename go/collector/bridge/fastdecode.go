@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"sync"
 	"unicode/utf8"
 
@@ -181,6 +182,18 @@ func varints[T int64 | uint32 | uint64](dst []T, v []byte, hint int) ([]T, bool)
 			out = append(out, T(c))
 			i++
 			continue
+		}
+		if i+8 <= len(v) {
+			// Eight bytes at once: the first byte without its continuation bit ends the value.
+			w := binary.LittleEndian.Uint64(v[i:])
+			if stops := ^w & 0x8080808080808080; stops != 0 {
+				n := bits.TrailingZeros64(stops)/8 + 1
+				x := w&0x7f | w>>1&(0x7f<<7) | w>>2&(0x7f<<14) | w>>3&(0x7f<<21) |
+					w>>4&(0x7f<<28) | w>>5&(0x7f<<35) | w>>6&(0x7f<<42) | w>>7&(0x7f<<49)
+				out = append(out, T(x&(1<<(7*n)-1)))
+				i += n
+				continue
+			}
 		}
 		x := uint64(c & 0x7f)
 		j, s := i+1, uint(7)
