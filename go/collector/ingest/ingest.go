@@ -161,7 +161,7 @@ type Pipeline struct {
 	// committedBars: with a durable sink, each symbol's open bars as of the last Commit of a source
 	// feeding it (under mu); the state file saves these, not the live ones (ADR 0024).
 	committedBars map[string]map[uint32]bars.State
-	enqueued      atomic.Uint64 // items handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
+	enqueued      atomic.Uint64 // messages handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
 	natsBytes     *byteBudget
 	natsDepth     prometheus.Gauge
 	// Per-batch and per-bar counters, looked up once instead of by label on every batch.
@@ -555,7 +555,6 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	if len(b.Volume) > 0 {
 		vol = b.Volume
 	}
-	// One pass over the ticks for every period (bars.AddBatchAll), not one per period.
 	closed, late := bars.AddBatchAll(bs, b.TimeMsc, b.Bid, b.Ask, vol, closed)
 	if late > 0 {
 		p.m.BarLateTicks.Add(float64(late))
@@ -572,9 +571,11 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 		p.link.OfferTicks(l.own(), hops)
 	}
 	it := natsItem{raw: raw, bars: closed}
-	if l.kept == nil && raw != nil && p.rawSink != nil {
+	switch {
+	case p.nats == nil:
+	case l.kept == nil && raw != nil && p.rawSink != nil:
 		it.encoded, it.symbol, it.n = true, b.Symbol, len(b.TimeMsc)
-	} else {
+	default:
 		it.ticks = l.own()
 	}
 	p.emitBars(it)
