@@ -155,6 +155,9 @@ func (b *Builder) AddBatch(times []int64, bids, asks, volumes []float64, closed 
 				v = volumes[i]
 			}
 			if bar, ok := b.Add(times[i], bid, ask, v); ok {
+				if cap(closed) == 0 { // room for a few at once: a quiet batch closes several
+					closed = make([]*mdv1.Bar, 0, 8)
+				}
 				closed = append(closed, bar)
 			}
 		}
