@@ -6,9 +6,13 @@
 //     fast as it can, timed until a NATS subscriber has received every frame (ingest_lost must be 0);
 //   - nats_raw_msgs_per_s: the same TickBatch payloads published straight to the same embedded NATS
 //     server and counted by a subscriber; ingest_vs_nats_raw is the ratio of messages per second
-//     (one frame = one NATS message of the same payload). Ingest and raw rounds alternate, seven
-//     each, and each figure is the best round, since the machine is shared; the median of the
-//     per-round ratios (each ingest round against the raw round right after it) is reported beside;
+//     (one frame = one NATS message of the same payload). Ingest and raw rounds alternate (seven
+//     each by default), and each figure is the best round, since the machine is shared; the median
+//     of the per-round ratios (each ingest round against the raw round right after it) is reported
+//     beside;
+//   - ingest_cpu_us_per_frame / nats_raw_cpu_us_per_msg: the process's CPU time over a round per
+//     frame or raw message (median of the rounds), and ingest_vs_nats_raw_cpu, their ratio: unlike
+//     throughput, barely moved by the machine's load;
 //   - subscribe_latency_us_p50/p99: bridge frame written -> gRPC Subscribe client receives it,
 //     at 10,000 ticks/s (10-tick frames every millisecond); the round with the lowest p99 of three,
 //     and the median round's p99 beside it.
