@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strings"
 	"sync"
@@ -53,6 +54,8 @@ import (
 var (
 	d            = decimal.MustParse
 	paperWorkers = flag.Int("paper-workers", 64, "concurrent submitters in the throughput run")
+	traceOut     = flag.String("trace", "", "write a runtime/trace of the full-mode SubmitOrder run (go tool trace)")
+	submitOnly   = flag.Bool("submit-only", false, "measure SubmitOrder only (no risk or throughput run): for profiling the submit path")
 )
 
 func main() {
@@ -84,27 +87,29 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 	if err != nil {
 		return err
 	}
-	p50, p99, mean := riskBench(quote)
-	res["risk_check_ns_p50"], res["risk_check_ns_p99"], res["risk_check_ns_mean"] = p50, p99, mean
-	fmt.Printf("risk check: p50 %.0f ns, p99 %.0f ns, mean %.0f ns\n", p50, p99, mean)
-
 	tmp, err := os.MkdirTemp("", "kairos-exec-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 
-	// Best of 3 sustained runs, each on a fresh journal.
 	var tput float64
-	for round := 0; round < 3; round++ {
-		t, err := paperBench(filepath.Join(tmp, fmt.Sprintf("paper%d.db", round)), quote, paperDur)
-		if err != nil {
-			return err
+	if !*submitOnly {
+		p50, p99, mean := riskBench(quote)
+		res["risk_check_ns_p50"], res["risk_check_ns_p99"], res["risk_check_ns_mean"] = p50, p99, mean
+		fmt.Printf("risk check: p50 %.0f ns, p99 %.0f ns, mean %.0f ns\n", p50, p99, mean)
+
+		// Best of 3 sustained runs, each on a fresh journal.
+		for round := 0; round < 3; round++ {
+			t, err := paperBench(filepath.Join(tmp, fmt.Sprintf("paper%d.db", round)), quote, paperDur)
+			if err != nil {
+				return err
+			}
+			tput = max(tput, t)
 		}
-		tput = max(tput, t)
+		res["paper_orders_per_s"] = tput
+		fmt.Printf("paper lifecycle: %.0f orders/s\n", tput)
 	}
-	res["paper_orders_per_s"] = tput
-	fmt.Printf("paper lifecycle: %.0f orders/s\n", tput)
 
 	for _, sync := range []string{"full", "normal"} {
 		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-"+sync+".db"), quote, submitN, sync)
@@ -467,6 +472,17 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		wg   sync.WaitGroup
 		ferr atomic.Value
 	)
+	if *traceOut != "" && syncMode == "full" && !strings.Contains(dbPath, "://") {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return 0, 0, 0, err
+		}
+		defer trace.Stop()
+	}
 	start := time.Now()
 	for i := 0; i < orders; i++ {
 		if i%500 == 0 {
