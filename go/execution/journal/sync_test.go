@@ -239,3 +239,153 @@ func TestSQLiteFull_CheckpointsInTheBackgroundAndKeepsEveryEntry(t *testing.T) {
 		t.Fatalf("read back %d entries, want %d", got, batches*per)
 	}
 }
+
+// A caller that finds the journal idle commits its own batch (leader/follower group commit, ADR
+// 0101); while its sync is on the disk the next batch is written by the writer all the same, and
+// is acknowledged only after a sync of its own.
+func TestJournal_ALeadersSyncInFlight_DoesNotHoldTheNextWrite(t *testing.T) {
+	st := newSyncStore()
+	st.gate = make(chan struct{})
+	j, err := journal.New(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	first, seqs1, err := j.Append(1, entry("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Wait(context.Background()) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for st.written.Load() < seqs1[0] {
+		if time.Now().After(deadline) {
+			t.Fatal("the first batch was not written")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	second, seqs2, err := j.Append(2, entry("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for st.written.Load() < seqs2[0] {
+		if time.Now().After(deadline) {
+			t.Fatal("the second batch was not written while the first one's sync was in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := second.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second batch: %v before any sync finished, want it still waiting", err)
+	}
+	select {
+	case err := <-firstDone:
+		t.Fatalf("first batch settled (%v) before its sync finished", err)
+	default:
+	}
+	st.mu.Lock()
+	close(st.gate)
+	st.gate = nil
+	st.mu.Unlock()
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st.durable.Load() < seqs2[0] {
+		t.Fatal("the second batch was acknowledged before a sync covered it")
+	}
+}
+
+// Close waits for a caller that is committing its own batch: the store is not closed under its
+// sync, and the batch is acknowledged.
+func TestJournal_Close_WaitsForALeadersSync(t *testing.T) {
+	st := newSyncStore()
+	st.gate = make(chan struct{})
+	j, err := journal.New(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, seqs, err := j.Append(1, entry("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- tk.Wait(context.Background()) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for st.written.Load() < seqs[0] {
+		if time.Now().After(deadline) {
+			t.Fatal("the batch was not written")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- j.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a sync was in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	st.mu.Lock()
+	close(st.gate)
+	st.gate = nil
+	st.mu.Unlock()
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Whoever commits a batch (its own caller or the writer and sync loop), live subscribers see every
+// report in sequence order.
+func TestJournal_LeadersAndFollowers_PublishInSequenceOrder(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		store journal.Store
+	}{{"memory", journal.NewMemory()}, {"syncer", newSyncStore()}} {
+		t.Run(c.name, func(t *testing.T) {
+			j, err := journal.New(context.Background(), c.store)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			const workers, per = 8, 200
+			sub, stop := j.Subscribe(2 * workers * per)
+			defer stop()
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < per; i++ {
+						tk, _, err := j.Append(1, entry("x"), entry("y"))
+						if err == nil {
+							err = tk.Wait(context.Background())
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			var last uint64
+			for n := 0; n < workers*per*2; n++ {
+				select {
+				case e := <-sub:
+					if e.Seq <= last {
+						t.Fatalf("entry %d after %d", e.Seq, last)
+					}
+					last = e.Seq
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%d of %d entries published", n, workers*per*2)
+				}
+			}
+		})
+	}
+}
