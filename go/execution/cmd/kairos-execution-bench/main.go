@@ -55,6 +55,7 @@ var (
 	d            = decimal.MustParse
 	paperWorkers = flag.Int("paper-workers", 64, "concurrent submitters in the throughput run")
 	traceOut     = flag.String("trace", "", "write a runtime/trace of the full-mode SubmitOrder run (go tool trace)")
+	memProfile   = flag.String("memprofile", "", "write an allocation profile (pprof, -sample_index=alloc_space) of the whole run")
 	submitOnly   = flag.Bool("submit-only", false, "measure SubmitOrder only (no risk or throughput run): for profiling the submit path")
 )
 
@@ -73,6 +74,15 @@ func main() {
 			_ = pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if *memProfile != "" {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
 	}
 	if err := run(*out, *ticksPath, *submitN, *paperDur, *peer, *pgDSN); err != nil {
 		fmt.Fprintln(os.Stderr, "kairos-execution-bench:", err)
