@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
 	"sort"
@@ -132,6 +133,12 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 		}
 		res["submit_latency_us_p50"+suffix], res["submit_latency_us_p99"+suffix], res["submit_latency_us_max"+suffix] = sp50, sp99, smax
 		fmt.Printf("SubmitOrder over gRPC at 1,000/s, journal-sync %s: p50 %.0f us, p99 %.0f us, max %.0f us\n", sync, sp50, sp99, smax)
+		if sync == "full" {
+			// The collector's share of the tail: its cycles during the paced run, and what the
+			// process (service, gRPC client, NATS) allocated per order to cause them.
+			res["submit_gc_cycles"], res["submit_alloc_bytes_per_order"] = lastRun.gcCycles, lastRun.allocPerOrder
+			fmt.Printf("  GC cycles during the run: %.0f; allocated per order: %.0f bytes\n", lastRun.gcCycles, lastRun.allocPerOrder)
+		}
 	}
 	if pgDSN != "" {
 		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full")
@@ -405,6 +412,18 @@ func fdatasyncProbe(dir string) (p50, p99 float64) {
 	return lat[100], lat[198]
 }
 
+// runCounters are the runtime's counters over the last submitBench's paced run.
+type runCounters struct{ gcCycles, allocPerOrder float64 }
+
+var lastRun runCounters
+
+// readCounters reads the GC cycles and the bytes allocated so far.
+func readCounters() (cycles, bytes uint64) {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
+}
+
 func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p50, p99, maxUS float64, err error) {
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -493,6 +512,7 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		}
 		defer trace.Stop()
 	}
+	gc0, alloc0 := readCounters()
 	start := time.Now()
 	for i := 0; i < orders; i++ {
 		if i%500 == 0 {
@@ -511,6 +531,8 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		}(i)
 	}
 	wg.Wait()
+	gc1, alloc1 := readCounters()
+	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders)}
 	if e, ok := ferr.Load().(error); ok {
 		return 0, 0, 0, e
 	}
