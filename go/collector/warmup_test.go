@@ -44,6 +44,7 @@ func warmupCollector(t *testing.T, window uint32, timeout time.Duration) (*runni
 	cfg := testConfig()
 	cfg.InferenceEndpoints = []string{inf.Addr}
 	cfg.InferenceWarmupTimeout = timeout
+	cfg.HeartbeatInterval = 10 * time.Second // the test's terminal sends no heartbeats: it must outlive the timeout
 	svc := start(t, cfg)
 	testkit.WaitFor(t, "the inference stream open", 10*time.Second, func() bool { return svc.Link.Owner("EURUSD") != "" })
 	b := dialBridge(t, svc.BridgeAddr())
