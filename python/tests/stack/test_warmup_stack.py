@@ -103,6 +103,7 @@ def stack(
         procs.stop()
 
 
+@pytest.mark.slow
 def test_after_an_inference_restart_the_first_prediction_comes_within_a_minute(
     stack: tuple[services.StackSettings, processes.Stack, list[processes.ServiceSpec]],
 ) -> None:
