@@ -29,6 +29,8 @@ const (
 	warmupFetches = 4
 	// warmupChunk is the most bars one warm-up request carries.
 	warmupChunk = 1000
+	// maxHeldFactor bounds the items held over all of a stream's symbols, in units of WarmupHold.
+	maxHeldFactor = 8
 	// weekendSlack widens the range asked of the terminal so that `window` bars fit across a weekend
 	// or holiday; the fetch keeps only the last `window`.
 	weekendSlack = 4 * 24 * time.Hour
@@ -70,6 +72,7 @@ type warmer struct {
 	window  int
 	periodS uint32
 	syms    map[string]*warmSym
+	held    int  // items held over all symbols, at most maxHeldFactor x WarmupHold
 	failLog bool // a failure was logged on this stream
 }
 
@@ -142,16 +145,18 @@ func (w *warmer) hold(it item) (held bool, overflow []item) {
 	if s.live {
 		return false, nil
 	}
-	if len(s.held) >= w.l.cfg.WarmupHold {
+	if len(s.held) >= w.l.cfg.WarmupHold || w.held >= maxHeldFactor*w.l.cfg.WarmupHold {
 		w.l.m.InferenceWarmupHoldOverflow.Inc()
 		w.l.m.InferenceWarmups.WithLabelValues("hold_overflow").Inc()
 		w.logFailure("warm-up hold full: symbol goes live without warm-up", sym, nil)
 		s.live = true
 		out := s.held
 		s.held = nil
+		w.held -= len(out)
 		return false, out
 	}
 	s.held = append(s.held, it)
+	w.held++
 	w.l.m.InferenceWarmupHeld.Inc()
 	return true, nil
 }
@@ -174,6 +179,7 @@ func (w *warmer) onStatus(r statusResult) []item {
 			out = append(out, s.held...)
 			s.held, s.live = nil, true
 		}
+		w.held = 0
 		return out
 	}
 	w.window, w.periodS = min(r.window, w.l.cfg.WarmupMaxBars), r.periodS
@@ -221,6 +227,7 @@ func (w *warmer) onResult(r warmResult) (bars []*mdv1.Bar, held []item) {
 	}
 	s.live = true
 	held, s.held = s.held, nil
+	w.held -= len(held)
 	return r.bars, held
 }
 
@@ -234,6 +241,7 @@ func (w *warmer) drain() []item {
 		out = append(out, s.held...)
 		s.held, s.live = nil, true
 	}
+	w.held = 0
 	return out
 }
 
