@@ -535,6 +535,7 @@ class ModelManager:
             st.feature_names.extend(m.feature_names)
             st.output_names.extend(m.output_names)
             st.window = m.warmup_bars
+            st.timeframe_s = m.timeframe_s
             st.loaded_time_us = m.loaded_time_us
             st.created_time_us = m.created_time_us
             validation = validation_from_card(m.card)

@@ -126,6 +126,11 @@ class Work:
     def inputs(self) -> np.ndarray:
         return np.stack(self.windows)
 
+    def drop_inputs(self) -> None:
+        """Forget the model inputs made due (a warm-up request): the state they came from stays."""
+        for col in (self.symbols, self.times_msc, self.bids, self.asks, self.windows, self.prices):
+            col.clear()
+
 
 class StreamState:
     """Everything one StreamPredict call remembers."""
@@ -269,6 +274,11 @@ class StreamState:
                 self._bar(work, f"bars[{i}]", bar, model)
         if work.closed:
             self._features(work, model)
+        if req.warmup:
+            # Warm-up (ADR 0105): the state moved exactly as for live input, but nothing is predicted,
+            # signalled or accounted; the response carries only the rejections.
+            self.metrics.warmup_bars.inc(len(work.closed))
+            work.drop_inputs()
         if work.unlisted_rejections:
             work.rejections.append(
                 pb.InputRejection(
