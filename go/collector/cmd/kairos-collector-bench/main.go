@@ -67,7 +67,10 @@ func main() {
 	latencySeconds := flag.Int("latency-seconds", 2, "duration of each latency round")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	rounds := flag.Int("rounds", 7, "ingest rounds, each followed by a raw NATS round")
+	flag.Int64Var(&timeCompress, "time-compress", 1,
+		"replay the ticks' times N times faster: N times as many ticks per bar (a busier market than the quiet day the file holds)")
 	flag.Parse()
+	timeCompress = max(timeCompress, 1)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil && pprof.StartCPUProfile(f) == nil {
@@ -106,8 +109,13 @@ func startCollector() (*collector.Service, context.CancelFunc, chan error, error
 // benchKey is the bench collector's bridge key (a fixed test key: nothing outside the process uses it).
 var benchKey = []byte("kairos-collector-bench-bridge-key")
 
+// timeCompress divides the gaps between the replayed ticks (--time-compress): with 1, the file's quiet
+// holiday closes ~4.9 bars (M1..H1) per 100 ticks; with 10, ~0.5, as a busy session would.
+var timeCompress int64 = 1
+
 func replay(symbol string, ticks []ticksdata.Tick, nFrames, perFrame int, seq0 uint64) []*mdv1.TickBatch {
-	span := ticks[len(ticks)-1].TimeMsc - ticks[0].TimeMsc + 60_000
+	t0 := ticks[0].TimeMsc
+	span := (ticks[len(ticks)-1].TimeMsc - t0 + 60_000) / timeCompress
 	out := make([]*mdv1.TickBatch, 0, nFrames)
 	k := 0
 	seq := seq0
@@ -116,7 +124,7 @@ func replay(symbol string, ticks []ticksdata.Tick, nFrames, perFrame int, seq0 u
 		for range perFrame {
 			t := ticks[k%len(ticks)]
 			lap := int64(k / len(ticks))
-			b.TimeMsc = append(b.TimeMsc, t.TimeMsc+lap*span)
+			b.TimeMsc = append(b.TimeMsc, t0+(t.TimeMsc-t0)/timeCompress+lap*span)
 			b.Bid = append(b.Bid, t.Bid)
 			b.Ask = append(b.Ask, t.Ask)
 			b.Flags = append(b.Flags, 6)
@@ -214,6 +222,7 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 	var bestIngest, bestRaw float64
 	var lost int64
 	var ingestAll, rawAll, ingestCPU, rawCPU []float64
+	bars0 := barsEmitted(svc)
 	for r := range rounds {
 		// Each round is a new bridge session on its own symbol, so bars and validation start fresh.
 		symbol := fmt.Sprintf("EURUSD%d", r+1)
@@ -230,6 +239,8 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 		ingestCPU, rawCPU = append(ingestCPU, round3(ingest.cpuUs)), append(rawCPU, round3(raw.cpuUs))
 		bestIngest, bestRaw = max(bestIngest, ingest.perS), max(bestRaw, raw.perS)
 	}
+	res["ingest_bars_per_frame"] = round3((barsEmitted(svc) - bars0) / float64(rounds*nFrames))
+	res["replay_time_compress"] = timeCompress
 	res["ingest_cpu_us_per_frame"] = median(ingestCPU)
 	res["nats_raw_cpu_us_per_msg"] = median(rawCPU)
 	res["ingest_vs_nats_raw_cpu"] = round3(median(rawCPU) / median(ingestCPU))
@@ -321,6 +332,15 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	}
 	accepted := int64(testutil.ToFloat64(svc.Metrics.TicksAccepted.WithLabelValues("bridge")) - before)
 	return roundResult{float64(sent) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(nFrames)}, sent - min(accepted, got.Load()*100), encoded, nil
+}
+
+// barsEmitted is the collector's count of closed bars so far, every period of the default config.
+func barsEmitted(svc *collector.Service) float64 {
+	var n float64
+	for _, tf := range []string{"M1", "M5", "M15", "H1"} {
+		n += testutil.ToFloat64(svc.Metrics.BarsEmitted.WithLabelValues(tf))
+	}
+	return n
 }
 
 // roundResult is a round's throughput and the process CPU time (every goroutine: the collector,
