@@ -213,7 +213,7 @@ func (c *Conn) serve(br *bufio.Reader, h Handler, helloSeq uint64) error {
 }
 
 func (c *Conn) read(br *bufio.Reader, limit int) (Inbound, error) {
-	raw, err := ReadRaw(br, limit)
+	raw, err := ReadRawInto(br, limit, c.l.cfg.FrameBuffer)
 	if err != nil {
 		return Inbound{}, err
 	}
