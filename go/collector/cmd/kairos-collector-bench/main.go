@@ -66,6 +66,7 @@ func main() {
 	frames := flag.Int("frames", 20000, "100-tick frames in each ingest round")
 	latencySeconds := flag.Int("latency-seconds", 2, "duration of each latency round")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run here")
 	rounds := flag.Int("rounds", 7, "ingest rounds, each followed by a raw NATS round")
 	flag.Int64Var(&timeCompress, "time-compress", 1,
 		"replay the ticks' times N times faster: N times as many ticks per bar (a busier market than the quiet day the file holds)")
@@ -77,7 +78,14 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if err := run(*out, *frames, *latencySeconds, *rounds); err != nil {
+	err := run(*out, *frames, *latencySeconds, *rounds)
+	if *memProfile != "" {
+		if f, ferr := os.Create(*memProfile); ferr == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "kairos-collector-bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -221,7 +229,7 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 	res := map[string]any{}
 	var bestIngest, bestRaw float64
 	var lost int64
-	var ingestAll, rawAll, ingestCPU, rawCPU []float64
+	var ingestAll, rawAll, ingestCPU, rawCPU, ingestAllocs, rawAllocs []float64
 	bars0 := barsEmitted(svc)
 	for r := range rounds {
 		// Each round is a new bridge session on its own symbol, so bars and validation start fresh.
@@ -237,11 +245,14 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 		lost += l
 		ingestAll, rawAll = append(ingestAll, round(ingest.perS)), append(rawAll, round(raw.perS))
 		ingestCPU, rawCPU = append(ingestCPU, round3(ingest.cpuUs)), append(rawCPU, round3(raw.cpuUs))
+		ingestAllocs, rawAllocs = append(ingestAllocs, round3(ingest.allocs)), append(rawAllocs, round3(raw.allocs))
 		bestIngest, bestRaw = max(bestIngest, ingest.perS), max(bestRaw, raw.perS)
 	}
 	res["ingest_bars_per_frame"] = round3((barsEmitted(svc) - bars0) / float64(rounds*nFrames))
 	res["replay_time_compress"] = timeCompress
 	res["ingest_cpu_us_per_frame"] = median(ingestCPU)
+	res["ingest_allocs_per_frame"] = median(ingestAllocs)
+	res["nats_raw_allocs_per_msg"] = median(rawAllocs)
 	res["nats_raw_cpu_us_per_msg"] = median(rawCPU)
 	res["ingest_vs_nats_raw_cpu"] = round3(median(rawCPU) / median(ingestCPU))
 	fmt.Fprintf(os.Stderr, "CPU µs per ingest frame %v; per raw NATS message %v\n", ingestCPU, rawCPU)
@@ -317,6 +328,7 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	time.Sleep(50 * time.Millisecond) // the session is set up before the clock starts
 	runtime.GC()
 	sent := int64(nFrames * 100)
+	a0 := allocs()
 	c0 := cpuTime()
 	t0 := time.Now()
 	if _, err := w.Write(wire); err != nil {
@@ -327,11 +339,13 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	}
 	t1, ok := waitCount(got, int64(nFrames), 60*time.Second)
 	cpu := cpuTime() - c0
+	a := allocs() - a0
 	if !ok {
 		fmt.Fprintf(os.Stderr, "ingest: only %d of %d frames arrived\n", got.Load(), nFrames)
 	}
 	accepted := int64(testutil.ToFloat64(svc.Metrics.TicksAccepted.WithLabelValues("bridge")) - before)
-	return roundResult{float64(sent) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(nFrames)}, sent - min(accepted, got.Load()*100), encoded, nil
+	return roundResult{float64(sent) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(nFrames), float64(a) / float64(nFrames)},
+		sent - min(accepted, got.Load()*100), encoded, nil
 }
 
 // barsEmitted is the collector's count of closed bars so far, every period of the default config.
@@ -347,7 +361,14 @@ func barsEmitted(svc *collector.Service) float64 {
 // the NATS server, the benchmark's clients) it took per frame or message, in µs. CPU time barely
 // moves with the machine's load, where throughput halves: it is the figure to compare changes by.
 type roundResult struct {
-	perS, cpuUs float64
+	perS, cpuUs, allocs float64
+}
+
+// allocs is the process's heap allocations so far (every goroutine, as cpuTime).
+func allocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
 
 // cpuTime is the process's user and system CPU time so far.
@@ -372,6 +393,7 @@ func rawRound(svc *collector.Service, encoded [][]byte) (roundResult, error) {
 	}
 	defer pub.Close()
 	runtime.GC()
+	a0 := allocs()
 	c0 := cpuTime()
 	t0 := time.Now()
 	for _, p := range encoded {
@@ -382,7 +404,8 @@ func rawRound(svc *collector.Service, encoded [][]byte) (roundResult, error) {
 	_ = pub.Flush()
 	t1, _ := waitCount(rawGot, int64(len(encoded)), 60*time.Second)
 	cpu := cpuTime() - c0
-	return roundResult{float64(rawGot.Load()) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(len(encoded))}, nil
+	a := allocs() - a0
+	return roundResult{float64(rawGot.Load()) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(len(encoded)), float64(a) / float64(len(encoded))}, nil
 }
 
 func latency(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, seconds int) (map[string]any, error) {
