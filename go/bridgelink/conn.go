@@ -173,8 +173,14 @@ func (c *Conn) run() {
 func (c *Conn) serve(br *bufio.Reader, h Handler, helloSeq uint64) error {
 	dead := 3 * c.l.cfg.HeartbeatInterval
 	batch := make([]Inbound, 0, c.l.cfg.MaxBatch)
+	// Moving the deadline is a runtime timer update per read; on a busy stream it moves at most
+	// every dead/16, so a silent connection ends between 15/16 of dead and dead after its last frame.
+	var armed time.Time
 	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(dead))
+		if now := time.Now(); now.Sub(armed) >= dead/16 {
+			_ = c.nc.SetReadDeadline(now.Add(dead))
+			armed = now
+		}
 		if c.stopped() {
 			return c.cause
 		}
