@@ -13,9 +13,16 @@
 //   - ingest_cpu_us_per_frame / nats_raw_cpu_us_per_msg: the process's CPU time over a round per
 //     frame or raw message (median of the rounds), and ingest_vs_nats_raw_cpu, their ratio: unlike
 //     throughput, barely moved by the machine's load;
+//   - ingest_allocs_per_frame / nats_raw_allocs_per_msg: the process's heap allocations over a round
+//     per frame or raw message (median of the rounds), and ingest_bars_per_frame, the bars the
+//     replay closes per 100-tick frame (M1..H1);
 //   - subscribe_latency_us_p50/p99: bridge frame written -> gRPC Subscribe client receives it,
 //     at 10,000 ticks/s (10-tick frames every millisecond); the round with the lowest p99 of three,
 //     and the median round's p99 beside it.
+//
+// The replay is the file's quiet holiday (~26 ticks a minute: ~4.9 closed bars per frame, so ingest
+// sends ~6 NATS messages per frame against raw's one); --time-compress N replays its ticks N times
+// faster, N times as many ticks per bar, as a busier session would (10: ~0.5 bars per frame).
 //
 // The rounds are short (20,000 frames: ~0.1-0.3 s of ingest, ~0.05 s of raw NATS), so a scheduler
 // hiccup on a shared machine moves a single round by 2x: --rounds (default 7) more of them, or
