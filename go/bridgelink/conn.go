@@ -173,8 +173,14 @@ func (c *Conn) run() {
 func (c *Conn) serve(br *bufio.Reader, h Handler, helloSeq uint64) error {
 	dead := 3 * c.l.cfg.HeartbeatInterval
 	batch := make([]Inbound, 0, c.l.cfg.MaxBatch)
+	// Moving the deadline is a runtime timer update per read; on a busy stream it moves at most
+	// every dead/16, so a silent connection ends between 15/16 of dead and dead after its last frame.
+	var armed time.Time
 	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(dead))
+		if now := time.Now(); now.Sub(armed) >= dead/16 {
+			_ = c.nc.SetReadDeadline(now.Add(dead))
+			armed = now
+		}
 		if c.stopped() {
 			return c.cause
 		}
@@ -213,7 +219,7 @@ func (c *Conn) serve(br *bufio.Reader, h Handler, helloSeq uint64) error {
 }
 
 func (c *Conn) read(br *bufio.Reader, limit int) (Inbound, error) {
-	raw, err := ReadRaw(br, limit)
+	raw, err := ReadRawInto(br, limit, c.l.cfg.FrameBuffer)
 	if err != nil {
 		return Inbound{}, err
 	}

@@ -22,10 +22,21 @@ const DefaultMaxFrameBytes = 1 << 20
 // proto.Unmarshal, which also produces the precise error for malformed input.
 type FastDecoder func(raw []byte) (f *bridgev1.Frame, ok bool)
 
+// FrameBuffer gives the buffer a frame of n bytes is read into (Config.FrameBuffer): any length, at
+// least n of capacity or not (ReadRawInto then allocates).
+type FrameBuffer func(n int) []byte
+
 // ReadRaw reads one varint-length-delimited frame and returns its bytes (a fresh buffer the caller
 // may keep). A frame over maxBytes is a *protodelim.SizeTooLargeError and nothing beyond its length
 // prefix is read; a stream that ends between frames is io.EOF, inside one io.ErrUnexpectedEOF.
 func ReadRaw(br *bufio.Reader, maxBytes int) ([]byte, error) {
+	return ReadRawInto(br, maxBytes, nil)
+}
+
+// ReadRawInto is ReadRaw reading a frame of up to 64 KiB into a buffer from get (when not nil and
+// it has the capacity), so a caller can recycle frame buffers; larger frames, and any frame when get
+// is nil, get a fresh buffer as in ReadRaw.
+func ReadRawInto(br *bufio.Reader, maxBytes int, get FrameBuffer) ([]byte, error) {
 	size, err := binary.ReadUvarint(br)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -43,7 +54,15 @@ func ReadRaw(br *bufio.Reader, maxBytes int) ([]byte, error) {
 	// The buffer grows with the bytes that arrive (doubling from eagerBytes), so a prefix that
 	// claims a large frame and then stalls costs what was sent, not what was claimed.
 	n := int(size)
-	buf := make([]byte, min(n, eagerBytes))
+	var buf []byte
+	if get != nil && n <= eagerBytes {
+		buf = get(n)
+	}
+	if cap(buf) >= n {
+		buf = buf[:n]
+	} else {
+		buf = make([]byte, min(n, eagerBytes))
+	}
 	for read := 0; ; {
 		if _, err := io.ReadFull(br, buf[read:]); err != nil {
 			if errors.Is(err, io.EOF) {

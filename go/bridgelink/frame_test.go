@@ -67,6 +67,35 @@ func TestReadRaw(t *testing.T) {
 	}
 }
 
+func TestReadRawInto_readsAFrameIntoTheBufferGetGives(t *testing.T) {
+	framed := func(n int) []byte {
+		return append(protowire.AppendVarint(nil, uint64(n)), bytes.Repeat([]byte{0x42}, n)...)
+	}
+	read := func(in []byte, get FrameBuffer) []byte {
+		t.Helper()
+		got, err := ReadRawInto(bufio.NewReader(bytes.NewReader(in)), 1<<20, get)
+		if err != nil || !bytes.Equal(got, in[len(in)-len(got):]) || len(got) != len(in)-protowire.SizeVarint(uint64(len(got))) {
+			t.Fatalf("got %d bytes, %v", len(got), err)
+		}
+		return got
+	}
+	mine := make([]byte, 7, 4096)
+	var asked []int
+	get := func(n int) []byte { asked = append(asked, n); return mine }
+	if got := read(framed(100), get); &got[0] != &mine[:1][0] || cap(got) != 4096 {
+		t.Fatal("a frame that fits was not read into the given buffer")
+	}
+	if got := read(framed(5000), get); &got[0] == &mine[:1][0] {
+		t.Fatal("a frame larger than the given buffer was read into it")
+	}
+	// Past 64 KiB the buffer grows as the bytes arrive (ReadRaw's bound on a stalled claim): get is not asked.
+	read(framed(eagerBytes+1), get)
+	if len(asked) != 2 || asked[0] != 100 || asked[1] != 5000 {
+		t.Fatalf("get asked for %v", asked)
+	}
+	read(framed(100), nil)
+}
+
 func TestGoldenFramesDecodeAndNameTheirBody(t *testing.T) {
 	dir := filepath.Join("..", "..", "proto", "testdata", "golden")
 	entries, err := os.ReadDir(dir)

@@ -95,6 +95,12 @@ type Config struct {
 	SendQueue int
 	// Decode, if set, is tried before proto.Unmarshal on every frame (the collector's tick path).
 	Decode FastDecoder
+	// FrameBuffer, if set, gives the buffer each frame of up to 64 KiB is read into, instead of a
+	// fresh one (the collector recycles its tick frames' buffers once NATS has sent their bytes).
+	// Inbound.Raw is then that buffer; the link does not touch it after handing it to Frames, and
+	// neither does the decoded Frame (decoding copies). Frames nobody recycles are left to the
+	// garbage collector.
+	FrameBuffer FrameBuffer
 	// Key is the bridge key (at least MinKeyBytes): every Hello must prove it, and Welcome proves
 	// it back. Listen refuses to bind without one unless Insecure is set.
 	Key []byte

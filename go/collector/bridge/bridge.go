@@ -54,7 +54,7 @@ type Config struct {
 func Listen(cfg Config, pipe *ingest.Pipeline, m *metrics.Metrics, log *slog.Logger) (*bridgelink.Listener, error) {
 	l := bridgelink.New(bridgelink.Config{Channel: bridgev1.Channel_CHANNEL_MARKET_DATA, Addr: cfg.Addr,
 		HeartbeatInterval: cfg.HeartbeatInterval, AckInterval: AckInterval, MaxFrameBytes: cfg.MaxFrameBytes,
-		ServerVersion: cfg.ServerVersion, Decode: decodeFast, Key: cfg.Key, Insecure: cfg.Insecure,
+		ServerVersion: cfg.ServerVersion, Decode: decodeFast, FrameBuffer: frameBuffer, Key: cfg.Key, Insecure: cfg.Insecure,
 		MaxSessions: cfg.MaxSessions, SessionTTL: cfg.SessionTTL, Guard: cfg.Guard,
 		// A forgotten session's ingest source (its watermarks) goes with it, from memory and the state file.
 		OnEvict: func(id uint64, _ string) { pipe.DropSource(SourceName(id)) }},
@@ -155,8 +155,9 @@ func (s *session) frame(in bridgelink.Inbound) {
 			}
 			hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: in.RecvUs})
 		}
-		// A loan: the batch's columns decode the next frame once this one is handled (recycle).
-		res := s.src.TicksLoaned(b.Ticks, ticksBytes(in.Raw), hops)
+		// A loan: the batch's columns decode the next frame once this one is handled (recycle), and
+		// the frame's buffer reads a later frame once NATS has sent the batch's bytes in it.
+		res := s.src.TicksLoanedFrame(b.Ticks, ticksBytes(in.Raw), ingest.Frame{Buf: in.Raw, Free: freeFrame}, hops)
 		if res.RejectedTotal > 0 && len(res.Rejected) > 0 {
 			r := res.Rejected[0]
 			s.c.Reject(seq, fmt.Sprintf("%d of %d ticks of %s rejected; first at index %d: %s", res.RejectedTotal,

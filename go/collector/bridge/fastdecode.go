@@ -17,6 +17,30 @@ import (
 // batch to ingest as a loan (ingest.Source.TicksLoaned) and puts it back once the frame is handled.
 var batches = sync.Pool{New: func() any { return new(mdv1.TickBatch) }}
 
+// frameBufs recycles the buffers frames are read into (bridgelink.Config.FrameBuffer): a tick
+// frame's bytes are the NATS payload until the publisher has sent them (ingest then frees them,
+// Source.TicksLoanedFrame), and read a later frame after that. Other frames' buffers are not freed.
+var frameBufs sync.Pool // *[]byte
+
+// maxFrameBuf bounds the buffers kept: a frame larger than this gets a buffer of its own.
+const maxFrameBuf = 64 << 10
+
+// frameBuffer is the link's FrameBuffer: a recycled buffer if one has room for n bytes.
+func frameBuffer(n int) []byte {
+	if p, _ := frameBufs.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return *p
+	}
+	// Rounded up to 4 KiB, so frames that grow a little still fit the next time.
+	return make([]byte, 0, (n+4095)&^4095)
+}
+
+// freeFrame puts a frame's buffer back (ingest.Frame.Free).
+func freeFrame(b []byte) {
+	if cap(b) <= maxFrameBuf {
+		frameBufs.Put(&b)
+	}
+}
+
 // recycle puts a tick frame's batch back for the next frame. One that proto.Unmarshal filled may
 // hold unknown fields the fast decoder would not clear: it is left to the garbage collector.
 func recycle(b *mdv1.TickBatch) {

@@ -34,6 +34,8 @@ type NATSSink interface {
 
 // RawTicksSink is a NATSSink that can publish a batch from its encoding alone (natspub.Publisher
 // without JetStream): a loaned batch (Source.TicksLoaned) then goes to NATS without being copied.
+// TicksEncoded must not keep raw once it returns (nats.Conn.Publish copies it): the frame buffer raw
+// lies in may read the next frame (Source.TicksLoanedFrame).
 type RawTicksSink interface {
 	TicksEncoded(symbol string, ticks int, raw []byte)
 }
@@ -90,6 +92,22 @@ type natsItem struct {
 	n       int
 	bars    []*mdv1.Bar
 	size    int64 // encoded bytes, held against the NATS queue's byte bound
+	// frame holds raw (encoded only): freed once TicksEncoded has returned.
+	frame Frame
+}
+
+// Frame is the recycled buffer a lent batch's encoding lies in (Source.TicksLoanedFrame): Free
+// gets Buf back once nothing reads it any more. The zero Frame frees nothing.
+type Frame struct {
+	Buf  []byte
+	Free func([]byte)
+}
+
+// release hands the buffer back; a Frame is released at most once (the caller clears its copy).
+func (f Frame) release() {
+	if f.Free != nil {
+		f.Free(f.Buf)
+	}
 }
 
 // ErrTooManySources and ErrTooManySymbols refuse peers beyond the bounds (ADR 0055).
@@ -349,7 +367,7 @@ func (s *Source) Ticks(b *mdv1.TickBatch, hops []*typesv1.HopStamp) validate.Res
 // TicksRaw is Ticks for a batch whose wire encoding is at hand (the bridge frame's bytes): when every
 // tick passes, NATS publishes those bytes instead of encoding the batch again. raw must not be reused.
 func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
-	return s.ticks(b, raw, hops, false)
+	return s.ticks(b, raw, hops, false, Frame{})
 }
 
 // TicksLoaned is TicksRaw for a batch the caller reuses once the call returns (the bridge decodes
@@ -357,10 +375,19 @@ func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStam
 // (subscriber queues, the inference link, a NATS sink that needs the batch itself); NATS otherwise
 // keeps raw alone. The Result's Accepted is b itself only until the caller reuses b.
 func (s *Source) TicksLoaned(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
-	return s.ticks(b, raw, hops, true)
+	return s.ticks(b, raw, hops, true, Frame{})
 }
 
-func (s *Source) ticks(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool) validate.Result {
+// TicksLoanedFrame is TicksLoaned for a raw that lies in a recycled buffer (the bridge's frame
+// buffers, bridgelink.Config.FrameBuffer): the pipeline calls frame.Free(frame.Buf) once nothing
+// reads raw any more, before it returns when NATS does not take raw, or once the NATS publisher has
+// sent it. A sink that keeps raw (JetStream, for its retries) never gives it back: it is left to the
+// garbage collector. Free is called at most once; the caller must not touch frame.Buf after the call.
+func (s *Source) TicksLoanedFrame(b *mdv1.TickBatch, raw []byte, frame Frame, hops []*typesv1.HopStamp) validate.Result {
+	return s.ticks(b, raw, hops, true, frame)
+}
+
+func (s *Source) ticks(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool, frame Frame) validate.Result {
 	s.mu.Lock()
 	// Dispatch under the source lock so one source's batches keep their order downstream.
 	defer s.mu.Unlock()
@@ -387,7 +414,9 @@ func (s *Source) ticks(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, 
 		if res.Accepted != b {
 			raw, loaned = nil, false // a subset: validation made it, nobody reuses it
 		}
-		s.p.dispatch(res.Accepted, raw, hops, loaned)
+		s.p.dispatch(res.Accepted, raw, hops, loaned, frame)
+	} else {
+		frame.release()
 	}
 	return res
 }
@@ -543,7 +572,7 @@ func clone[T any](s []T) []T {
 	return append([]T(nil), s...)
 }
 
-func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool) {
+func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool, frame Frame) {
 	l := &loan{b: b}
 	if !loaned {
 		l.kept = b
@@ -575,10 +604,15 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	case p.nats == nil:
 	case l.kept == nil && raw != nil && p.rawSink != nil:
 		it.encoded, it.symbol, it.n = true, b.Symbol, len(b.TimeMsc)
+		it.frame, frame = frame, Frame{} // the publisher frees it once sent
 	default:
 		it.ticks = l.own()
+		if raw != nil {
+			frame = Frame{} // the sink may keep raw (JetStream retries): never recycled
+		}
 	}
 	p.emitBars(it)
+	frame.release()
 }
 
 type periodCounter struct {
@@ -673,6 +707,7 @@ func (p *Pipeline) publishNATS() {
 		case it.encoded:
 			p.natsDepth.Dec()
 			p.rawSink.TicksEncoded(it.symbol, it.n, it.raw)
+			it.frame.release()
 		case it.ticks != nil:
 			p.natsDepth.Dec()
 			p.nats.Ticks(it.ticks, it.raw)

@@ -170,3 +170,96 @@ func TestTicksLoaned_whenCallerReusesTheBatch_thenEverySinkKeepsWhatWasAccepted(
 		})
 	}
 }
+
+// copyingSink takes encodings as nats.Conn.Publish does: copied before TicksEncoded returns.
+type copyingSink struct{ encodedSink }
+
+func (c *copyingSink) TicksEncoded(symbol string, n int, raw []byte) {
+	c.encodedSink.TicksEncoded(symbol, n, append([]byte(nil), raw...))
+}
+
+// TestTicksLoanedFrame_whenTheFrameBufferIsRecycled_thenNATSSendsEachFramesOwnBytes: the bridge
+// reads each frame into a buffer NATS gives back once it has sent the batch's bytes; a freed
+// buffer is overwritten at once (as the next frame's read would), so a buffer freed too early, or
+// twice, shows as wrong bytes or a double free. A sink that keeps raw never frees it.
+func TestTicksLoanedFrame_whenTheFrameBufferIsRecycled_thenNATSSendsEachFramesOwnBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sink      NATSSink
+		wantFreed bool
+	}{
+		{"a sink that copies", &copyingSink{}, true},
+		{"a sink that keeps batches and raw", &keepingSink{}, false},
+		{"no NATS", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := metrics.New()
+			p := New(Config{NATSQueue: 4, BarPeriods: []uint32{60}, Validate: validate.Config{AllowUnknownSymbols: true}},
+				m, slog.New(slog.DiscardHandler), fanout.New(64, fanout.Cut, m), tc.sink, nil)
+			src := p.Source("bridge:1", "bridge")
+			var mu sync.Mutex
+			freed := map[*byte]int{}
+			free := func(b []byte) {
+				mu.Lock()
+				defer mu.Unlock()
+				freed[&b[:1][0]]++
+				for i := range b {
+					b[i] = 0xee
+				}
+			}
+			loaned := &mdv1.TickBatch{}
+			var wantRaw [][]byte
+			const frames = 50
+			for i := range frames {
+				loaned.Symbol = "EURUSD"
+				loaned.TimeMsc = append(loaned.TimeMsc[:0], int64(1000*i), int64(1000*i+500))
+				loaned.Bid = append(loaned.Bid[:0], 1.1+float64(i)/1e4, 1.1+float64(i)/1e4)
+				loaned.Ask = append(loaned.Ask[:0], 1.2, 1.2)
+				loaned.Sequence = append(loaned.Sequence[:0], uint64(2*i+1), uint64(2*i+2))
+				if i == 7 {
+					loaned.Ask[0] = 0 // a rejected tick: validation makes a subset, raw is not sent
+				}
+				raw, err := proto.Marshal(loaned)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i != 7 {
+					wantRaw = append(wantRaw, append([]byte(nil), raw...))
+				}
+				buf := append(make([]byte, 0, 4096), 0x0a) // the frame: a byte before the batch's bytes
+				buf = append(buf, raw...)
+				src.TicksLoanedFrame(loaned, buf[1:], Frame{Buf: buf, Free: free}, nil)
+			}
+			if err := p.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for ptr, n := range freed {
+				if n != 1 {
+					t.Fatalf("buffer %p freed %d times", ptr, n)
+				}
+			}
+			switch s := tc.sink.(type) {
+			case *copyingSink:
+				if len(freed) != frames || len(s.encoded) != len(wantRaw) || len(s.batches) != 1 {
+					t.Fatalf("%d frames freed, NATS got %d encodings and %d batches", len(freed), len(s.encoded), len(s.batches))
+				}
+				for i := range wantRaw {
+					if string(s.encoded[i]) != string(wantRaw[i]) {
+						t.Fatalf("NATS encoding %d differs: a frame buffer was freed before it was sent", i)
+					}
+				}
+			case *keepingSink:
+				// Frame 7's subset is not raw: its buffer is free at once; every other one stays with the sink.
+				if len(freed) != 1 || len(s.batches) != frames {
+					t.Fatalf("%d frames freed, NATS got %d batches", len(freed), len(s.batches))
+				}
+			case nil:
+				if len(freed) != frames {
+					t.Fatalf("%d frames freed, want %d", len(freed), frames)
+				}
+			}
+		})
+	}
+}

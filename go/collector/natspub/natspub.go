@@ -9,6 +9,7 @@
 package natspub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -200,13 +201,14 @@ func (p *Publisher) tickSubject(symbol string) string {
 	return subject
 }
 
-// TicksEncoded publishes a validated batch from its encoding alone: symbol names the subject, ticks
-// counts them (ingest.RawTicksSink; the pipeline uses it without JetStream only, Ticks carries the
+// TicksEncoded publishes a validated batch from its encoding alone (and keeps no reference to raw
+// once it returns): symbol names the subject, ticks counts them (ingest.RawTicksSink; the pipeline uses it without JetStream only, Ticks carries the
 // message id JetStream needs).
 func (p *Publisher) TicksEncoded(symbol string, ticks int, raw []byte) {
 	subject := p.tickSubject(symbol)
 	if p.js != nil {
-		p.js.publish("md", subject, raw, "")
+		// JetStream keeps the bytes for its retries; raw may be recycled once this returns.
+		p.js.publish("md", subject, bytes.Clone(raw), "")
 	} else if err := p.nc.Publish(subject, raw); err != nil {
 		p.m.NATSErrors.Inc()
 	} else {

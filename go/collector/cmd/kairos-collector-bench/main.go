@@ -13,9 +13,16 @@
 //   - ingest_cpu_us_per_frame / nats_raw_cpu_us_per_msg: the process's CPU time over a round per
 //     frame or raw message (median of the rounds), and ingest_vs_nats_raw_cpu, their ratio: unlike
 //     throughput, barely moved by the machine's load;
+//   - ingest_allocs_per_frame / nats_raw_allocs_per_msg: the process's heap allocations over a round
+//     per frame or raw message (median of the rounds), and ingest_bars_per_frame, the bars the
+//     replay closes per 100-tick frame (M1..H1);
 //   - subscribe_latency_us_p50/p99: bridge frame written -> gRPC Subscribe client receives it,
 //     at 10,000 ticks/s (10-tick frames every millisecond); the round with the lowest p99 of three,
 //     and the median round's p99 beside it.
+//
+// The replay is the file's quiet holiday (~26 ticks a minute: ~4.9 closed bars per frame, so ingest
+// sends ~6 NATS messages per frame against raw's one); --time-compress N replays its ticks N times
+// faster, N times as many ticks per bar, as a busier session would (10: ~0.5 bars per frame).
 //
 // The rounds are short (20,000 frames: ~0.1-0.3 s of ingest, ~0.05 s of raw NATS), so a scheduler
 // hiccup on a shared machine moves a single round by 2x: --rounds (default 7) more of them, or
@@ -66,15 +73,26 @@ func main() {
 	frames := flag.Int("frames", 20000, "100-tick frames in each ingest round")
 	latencySeconds := flag.Int("latency-seconds", 2, "duration of each latency round")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run here")
 	rounds := flag.Int("rounds", 7, "ingest rounds, each followed by a raw NATS round")
+	flag.Int64Var(&timeCompress, "time-compress", 1,
+		"replay the ticks' times N times faster: N times as many ticks per bar (a busier market than the quiet day the file holds)")
 	flag.Parse()
+	timeCompress = max(timeCompress, 1)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if err := run(*out, *frames, *latencySeconds, *rounds); err != nil {
+	err := run(*out, *frames, *latencySeconds, *rounds)
+	if *memProfile != "" {
+		if f, ferr := os.Create(*memProfile); ferr == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "kairos-collector-bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -106,8 +124,13 @@ func startCollector() (*collector.Service, context.CancelFunc, chan error, error
 // benchKey is the bench collector's bridge key (a fixed test key: nothing outside the process uses it).
 var benchKey = []byte("kairos-collector-bench-bridge-key")
 
+// timeCompress divides the gaps between the replayed ticks (--time-compress): with 1, the file's quiet
+// holiday closes ~4.9 bars (M1..H1) per 100 ticks; with 10, ~0.5, as a busy session would.
+var timeCompress int64 = 1
+
 func replay(symbol string, ticks []ticksdata.Tick, nFrames, perFrame int, seq0 uint64) []*mdv1.TickBatch {
-	span := ticks[len(ticks)-1].TimeMsc - ticks[0].TimeMsc + 60_000
+	t0 := ticks[0].TimeMsc
+	span := (ticks[len(ticks)-1].TimeMsc - t0 + 60_000) / timeCompress
 	out := make([]*mdv1.TickBatch, 0, nFrames)
 	k := 0
 	seq := seq0
@@ -116,7 +139,7 @@ func replay(symbol string, ticks []ticksdata.Tick, nFrames, perFrame int, seq0 u
 		for range perFrame {
 			t := ticks[k%len(ticks)]
 			lap := int64(k / len(ticks))
-			b.TimeMsc = append(b.TimeMsc, t.TimeMsc+lap*span)
+			b.TimeMsc = append(b.TimeMsc, t0+(t.TimeMsc-t0)/timeCompress+lap*span)
 			b.Bid = append(b.Bid, t.Bid)
 			b.Ask = append(b.Ask, t.Ask)
 			b.Flags = append(b.Flags, 6)
@@ -213,7 +236,8 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 	res := map[string]any{}
 	var bestIngest, bestRaw float64
 	var lost int64
-	var ingestAll, rawAll, ingestCPU, rawCPU []float64
+	var ingestAll, rawAll, ingestCPU, rawCPU, ingestAllocs, rawAllocs []float64
+	bars0 := barsEmitted(svc)
 	for r := range rounds {
 		// Each round is a new bridge session on its own symbol, so bars and validation start fresh.
 		symbol := fmt.Sprintf("EURUSD%d", r+1)
@@ -228,9 +252,14 @@ func run(out string, nFrames, latencySeconds, rounds int) error {
 		lost += l
 		ingestAll, rawAll = append(ingestAll, round(ingest.perS)), append(rawAll, round(raw.perS))
 		ingestCPU, rawCPU = append(ingestCPU, round3(ingest.cpuUs)), append(rawCPU, round3(raw.cpuUs))
+		ingestAllocs, rawAllocs = append(ingestAllocs, round3(ingest.allocs)), append(rawAllocs, round3(raw.allocs))
 		bestIngest, bestRaw = max(bestIngest, ingest.perS), max(bestRaw, raw.perS)
 	}
+	res["ingest_bars_per_frame"] = round3((barsEmitted(svc) - bars0) / float64(rounds*nFrames))
+	res["replay_time_compress"] = timeCompress
 	res["ingest_cpu_us_per_frame"] = median(ingestCPU)
+	res["ingest_allocs_per_frame"] = median(ingestAllocs)
+	res["nats_raw_allocs_per_msg"] = median(rawAllocs)
 	res["nats_raw_cpu_us_per_msg"] = median(rawCPU)
 	res["ingest_vs_nats_raw_cpu"] = round3(median(rawCPU) / median(ingestCPU))
 	fmt.Fprintf(os.Stderr, "CPU µs per ingest frame %v; per raw NATS message %v\n", ingestCPU, rawCPU)
@@ -306,6 +335,7 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	time.Sleep(50 * time.Millisecond) // the session is set up before the clock starts
 	runtime.GC()
 	sent := int64(nFrames * 100)
+	a0 := allocs()
 	c0 := cpuTime()
 	t0 := time.Now()
 	if _, err := w.Write(wire); err != nil {
@@ -316,18 +346,36 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	}
 	t1, ok := waitCount(got, int64(nFrames), 60*time.Second)
 	cpu := cpuTime() - c0
+	a := allocs() - a0
 	if !ok {
 		fmt.Fprintf(os.Stderr, "ingest: only %d of %d frames arrived\n", got.Load(), nFrames)
 	}
 	accepted := int64(testutil.ToFloat64(svc.Metrics.TicksAccepted.WithLabelValues("bridge")) - before)
-	return roundResult{float64(sent) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(nFrames)}, sent - min(accepted, got.Load()*100), encoded, nil
+	return roundResult{float64(sent) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(nFrames), float64(a) / float64(nFrames)},
+		sent - min(accepted, got.Load()*100), encoded, nil
+}
+
+// barsEmitted is the collector's count of closed bars so far, every period of the default config.
+func barsEmitted(svc *collector.Service) float64 {
+	var n float64
+	for _, tf := range []string{"M1", "M5", "M15", "H1"} {
+		n += testutil.ToFloat64(svc.Metrics.BarsEmitted.WithLabelValues(tf))
+	}
+	return n
 }
 
 // roundResult is a round's throughput and the process CPU time (every goroutine: the collector,
 // the NATS server, the benchmark's clients) it took per frame or message, in µs. CPU time barely
 // moves with the machine's load, where throughput halves: it is the figure to compare changes by.
 type roundResult struct {
-	perS, cpuUs float64
+	perS, cpuUs, allocs float64
+}
+
+// allocs is the process's heap allocations so far (every goroutine, as cpuTime).
+func allocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
 
 // cpuTime is the process's user and system CPU time so far.
@@ -352,6 +400,7 @@ func rawRound(svc *collector.Service, encoded [][]byte) (roundResult, error) {
 	}
 	defer pub.Close()
 	runtime.GC()
+	a0 := allocs()
 	c0 := cpuTime()
 	t0 := time.Now()
 	for _, p := range encoded {
@@ -362,7 +411,8 @@ func rawRound(svc *collector.Service, encoded [][]byte) (roundResult, error) {
 	_ = pub.Flush()
 	t1, _ := waitCount(rawGot, int64(len(encoded)), 60*time.Second)
 	cpu := cpuTime() - c0
-	return roundResult{float64(rawGot.Load()) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(len(encoded))}, nil
+	a := allocs() - a0
+	return roundResult{float64(rawGot.Load()) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(len(encoded)), float64(a) / float64(len(encoded))}, nil
 }
 
 func latency(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, seconds int) (map[string]any, error) {
