@@ -95,7 +95,10 @@ def up(
     if model and Path(model).exists():
         model = str(Path(model).resolve())  # status and logs then say exactly which file serves
     settings = services.StackSettings(
-        run_dir=run_dir, model=model, execution_args=services.up_execution_args(tester, venue.value)
+        run_dir=run_dir,
+        model=model,
+        execution_args=services.up_execution_args(tester, venue.value),
+        collector_args=services.TESTER_COLLECTOR_ARGS if tester else (),
     )
     shadows = [m.strip() for m in shadow_models.split(",") if m.strip()]
     settings.shadow_models = tuple(str(Path(m).resolve()) if Path(m).exists() else m for m in shadows)

@@ -236,6 +236,7 @@ def replay(
                 ahead = due - (time.perf_counter() - paced_from)
                 if ahead > 0:
                     time.sleep(ahead)
+            answer_history(bridge, data.time_msc[:pushed], data.bid[:pushed], data.ask[:pushed], data.digits)
             status = bridge.push_quotes(
                 data.symbol,
                 data.digits,
@@ -258,6 +259,7 @@ def replay(
         deadline = time.monotonic() + flush_timeout_s
         counters = bridge.counters()
         while counters["ticks_acked"] < counters["ticks_queued"] and time.monotonic() < deadline:
+            answer_history(bridge, data.time_msc[:pushed], data.bid[:pushed], data.ask[:pushed], data.digits)
             time.sleep(0.005)
             counters = bridge.counters()
         seconds = time.perf_counter() - started
@@ -271,6 +273,50 @@ def replay(
         counters=counters,
         log=log,
     )
+
+
+def answer_history(
+    bridge: Any,
+    time_msc: npt.NDArray[np.int64],
+    bid: npt.NDArray[np.float64],
+    ask: npt.NDArray[np.float64],
+    digits: int,
+) -> int:
+    """Answers the collector's history requests as a terminal would, from the ticks replayed so far
+    (``time_msc``/``bid``/``ask``, the quotes already pushed):
+    the replay's "terminal" has no history before its first tick. A bar request gets the bars of the
+    replayed ticks in its range (both ends inclusive, as CopyRates; a bar still forming included, as
+    the terminal returns it), bid OHLC, tick count, mean spread in points; a tick request gets
+    EMPTY. The collector warms inference from these (ADR 0105). Returns the requests answered."""
+    from kairos.bridge.client import HISTORY_BARS, HISTORY_DONE, HISTORY_EMPTY, MQL_RATES_DTYPE, Status
+
+    answered = 0
+    while (req := bridge.poll_history()) is not None:
+        answered += 1
+        rates = np.zeros(0, dtype=MQL_RATES_DTYPE)
+        if req.kind == HISTORY_BARS and req.period_s > 0 and len(time_msc):
+            period_ms = req.period_s * 1000
+            opens = time_msc // period_ms * period_ms
+            keep = (opens >= req.from_msc) & (opens <= req.to_msc)
+            if keep.any():
+                o, b, a = opens[keep], bid[keep], ask[keep]
+                starts = np.flatnonzero(np.concatenate([[True], o[1:] != o[:-1]]))
+                ends = np.concatenate([starts[1:], [len(o)]])
+                rates = np.zeros(len(starts), dtype=MQL_RATES_DTYPE)
+                rates["time"] = o[starts] // 1000
+                rates["open"] = b[starts]
+                rates["close"] = b[ends - 1]
+                rates["high"] = np.maximum.reduceat(b, starts)
+                rates["low"] = np.minimum.reduceat(b, starts)
+                rates["tick_volume"] = ends - starts
+                rates["spread"] = np.rint(np.add.reduceat(a - b, starts) / (ends - starts) * 10.0**digits)
+        for at in range(0, len(rates), 4096):
+            while bridge.history_bars(req.request_id, rates[at : at + 4096]) == Status.E_QUEUE_FULL:
+                time.sleep(0.001)
+        verdict = HISTORY_DONE if len(rates) else HISTORY_EMPTY
+        while bridge.history_end(req.request_id, verdict) == Status.E_QUEUE_FULL:
+            time.sleep(0.001)
+    return answered
 
 
 def _wait_connected(bridge: Any, collector: str, timeout_s: float) -> None:

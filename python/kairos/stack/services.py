@@ -76,6 +76,8 @@ class StackSettings:
     shadow_models: tuple[str, ...] = ()
     # Extra inference flags (e.g. --drift-window).
     inference_args: tuple[str, ...] = ()
+    # Extra collector flags (e.g. the tester's, TESTER_COLLECTOR_ARGS).
+    collector_args: tuple[str, ...] = ()
 
     @property
     def nats_url(self) -> str:
@@ -113,6 +115,10 @@ class StackSettings:
 # Tester: orders back to the terminal (the tester fills them), the engine on the tester's virtual
 # time, and no duplicate-intent guard on wall-clock milliseconds (bars pass in milliseconds there).
 TESTER_EXECUTION_ARGS = ("--venue=mt5", "--clock=market", "--duplicate-intent-window-ms=0")
+# ... and no warm-up from history (ADR 0105): in lockstep every tick is one step the tester waits on,
+# and a tester EA need not answer history requests, so a held symbol would stall the run for the
+# warm-up timeout. The model warms on the test's own bars, as in the tester itself.
+TESTER_COLLECTOR_ARGS = ("--inference-warmup-bars=0",)
 
 
 def up_execution_args(tester: bool, venue: str) -> tuple[str, ...]:
@@ -169,6 +175,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--inference-token-file={creds.token_file('inference')}",
                 # The inference server starts after the collector; keep the link's retries short.
                 "--inference-backoff-max=500ms",
+                *settings.collector_args,
             ],
             grpc_addr=f"127.0.0.1:{p.collector_grpc}",
             metrics_url=f"http://127.0.0.1:{p.collector_metrics}/metrics",

@@ -137,7 +137,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
 
 def _settings(run_dir: Path, model: Path, *args: str) -> services.StackSettings:
     settings = services.StackSettings(
-        ports=services.Ports.free(), run_dir=run_dir, model=str(model), execution_args=(*COMMON_ARGS, *args)
+        ports=services.Ports.free(),
+        run_dir=run_dir,
+        model=str(model),
+        execution_args=(*COMMON_ARGS, *args),
+        collector_args=services.TESTER_COLLECTOR_ARGS,  # both runs warm on their own bars
     )
     settings.mlflow_uri = f"sqlite:///{run_dir / 'mlflow.db'}"
     return settings

@@ -164,6 +164,8 @@ def parity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
             seen = 0.0
 
             def push(k: int, n: int) -> None:
+                # A terminal answers the collector's history requests (its warm-up, ADR 0105).
+                replay.answer_history(bridge, t_ms[:k], bid[:k], ask[:k], 5)
                 while bridge.push_quotes(SYMBOL, 5, t_ms[k : k + n], bid[k : k + n], ask[k : k + n]) == (
                     Status.E_QUEUE_FULL
                 ):
