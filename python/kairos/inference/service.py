@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -264,6 +265,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     vol,
                 )
             )
+        if self.cfg.yield_after_signals and work.symbols:
+            # The signals are on the socket: let nats-server and execution take the CPU before this
+            # process goes on to the response write (ADR 0103; safe since execution never moves a
+            # quote back when a signal overtakes the collector's tick batch).
+            os.sched_yield()
 
     def _fill(
         self,
