@@ -80,7 +80,13 @@ def loadavg() -> float:
 MODEL_DIR = services.REPO / "python" / "tests" / "data" / "model"
 # The bench's decision policy (ADR 0103): the card's policy with the smallest entry edge the rules
 # accept, an exit after one bar and no cooldown, so every bar's signal enters or exits a position.
-EVERY_BAR_POLICY = {"entry_edge": 1e-12, "exit_edge": 0.0, "min_hold_bars": 1, "max_hold_bars": 1, "cooldown_bars": 0}
+EVERY_BAR_POLICY = {
+    "entry_edge": 1e-12,
+    "exit_edge": 0.0,
+    "min_hold_bars": 1,
+    "max_hold_bars": 1,
+    "cooldown_bars": 0,
+}
 
 
 def bench_model(run_dir: Path, policy: str) -> Path:

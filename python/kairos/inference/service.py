@@ -281,21 +281,24 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         result: BatchResult,
     ) -> None:
         send_us = now_us()
-        base_hops = [*req.hops, types_pb2.HopStamp(stage=HOP_RECEIVE, time_us=recv_us)]
-        base_hops.append(types_pb2.HopStamp(stage=HOP_DONE, time_us=result.done_us))
-        base_hops.append(types_pb2.HopStamp(stage=HOP_SEND, time_us=send_us))
+        # What every prediction of the request shares, built once: copying it into each prediction
+        # is one C call, where keyword construction re-creates the hop stamps per prediction (2x the
+        # cost of the response at 64 predictions; ADR 0103).
+        template = pb.Prediction(
+            model_name=model.name, model_version=model.version, request_id=req.request_id, hops=req.hops
+        )
+        template.hops.add(stage=HOP_RECEIVE, time_us=recv_us)
+        template.hops.add(stage=HOP_DONE, time_us=result.done_us)
+        template.hops.add(stage=HOP_SEND, time_us=send_us)
         outputs = result.outputs.tolist()
         add = resp.predictions.add
+        times = work.times_msc
         for k, sym in enumerate(work.symbols):
-            add(
-                symbol=sym,
-                time_msc=work.times_msc[k],
-                model_name=model.name,
-                model_version=model.version,
-                outputs=outputs[k],
-                request_id=req.request_id,
-                hops=base_hops,
-            )
+            p = add()
+            p.CopyFrom(template)
+            p.symbol = sym
+            p.time_msc = times[k]
+            p.outputs.extend(outputs[k])
 
     # --- Predict ---------------------------------------------------------------------------------
 
