@@ -151,7 +151,9 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 		}
 		s.Link, err = predictlink.New(predictlink.Config{Endpoints: cfg.InferenceEndpoints, BatchTicks: cfg.InferenceBatchTicks,
 			FlushInterval: cfg.InferenceFlushInterval, QueueSize: cfg.InferenceQueue, BackoffMin: cfg.InferenceBackoffMin,
-			BackoffMax: cfg.InferenceBackoffMax, ResponseTimeout: cfg.InferenceResponseTimeout, Token: cfg.InferenceToken}, s.Metrics, log.With("part", "predictlink"), s.Pub, dialOpts...)
+			BackoffMax: cfg.InferenceBackoffMax, ResponseTimeout: cfg.InferenceResponseTimeout, Token: cfg.InferenceToken,
+			History: terminalHistory{s.History}, WarmupMaxBars: cfg.InferenceWarmupBars, WarmupTimeout: cfg.InferenceWarmupTimeout,
+			WarmupHold: cfg.InferenceWarmupHold}, s.Metrics, log.With("part", "predictlink"), s.Pub, dialOpts...)
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package bars
 
 import (
 	"math"
+	"math/rand/v2"
 	"sort"
 	"testing"
 
@@ -153,5 +154,129 @@ func TestTimeframeNamesAndParsing(t *testing.T) {
 		if _, err := ParsePeriod(bad); err == nil {
 			t.Errorf("ParsePeriod(%q) accepted", bad)
 		}
+	}
+}
+
+// addRef is the reference for the batch paths: Add tick by tick, one-sided ticks skipped.
+func addRef(b *Builder, times []int64, bids, asks, vols []float64, closed []*mdv1.Bar) []*mdv1.Bar {
+	for i, t := range times {
+		if bids[i] <= 0 || asks[i] <= 0 {
+			continue
+		}
+		if bar, ok := b.Add(t, bids[i], asks[i], vols[i]); ok {
+			closed = append(closed, bar)
+		}
+	}
+	return closed
+}
+
+// TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick: the batch path gives the same
+// bars, in builder order, the same Late counts and the same builder state as Add tick by tick, on
+// real ticks with late, resent, one-sided and volume-carrying ticks mixed in, in batches of any size.
+func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testing.T) {
+	ticks, err := ticksdata.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	n := len(ticks)
+	times, bids, asks, vols := make([]int64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+	for i, tk := range ticks {
+		times[i], bids[i], asks[i], vols[i] = tk.TimeMsc, tk.Bid, tk.Ask, float64(r.IntN(5))
+		switch r.IntN(40) {
+		case 0: // late by up to 20 minutes
+			times[i] -= int64(r.IntN(1_200_000))
+		case 1: // one-sided
+			bids[i] = 0
+		case 2:
+			asks[i] = -1
+		}
+	}
+	periods := []uint32{60, 300, 900, 3600}
+	mk := func() []*Builder {
+		var bs []*Builder
+		for _, p := range periods {
+			bs = append(bs, NewBuilder("EURUSD", p, 1e-5))
+		}
+		return bs
+	}
+	ref, all := mk(), mk()
+	var wantLate, gotLate uint64
+	// The second and later sizes replay the same ticks: all of them are resent ones then.
+	for _, size := range []int{1, 7, 100, 333} {
+		for i := 0; i < n; i += size {
+			j := min(i+size, n)
+			var want, got []*mdv1.Bar
+			for _, b := range ref {
+				late := b.Late
+				want = addRef(b, times[i:j], bids[i:j], asks[i:j], vols[i:j], want)
+				wantLate += b.Late - late
+			}
+			var late uint64
+			got, late = AddBatchAll(all, times[i:j], bids[i:j], asks[i:j], vols[i:j], got)
+			gotLate += late
+			if len(got) != len(want) {
+				t.Fatalf("size %d at %d: %d bars, Add tick by tick %d", size, i, len(got), len(want))
+			}
+			for k := range want {
+				if !proto.Equal(got[k], want[k]) {
+					t.Fatalf("size %d at %d, bar %d: %v, want %v", size, i, k, got[k], want[k])
+				}
+			}
+		}
+	}
+	if gotLate != wantLate || wantLate == 0 {
+		t.Fatalf("late %d, want %d (> 0)", gotLate, wantLate)
+	}
+	for k := range ref {
+		if ref[k].Snapshot() != all[k].Snapshot() {
+			t.Fatalf("builder %d state %+v, want %+v", k, all[k].Snapshot(), ref[k].Snapshot())
+		}
+	}
+}
+
+// BenchmarkAddBatchAll is the four default periods over 100-tick batches of the real ticks (about
+// four bars close per batch: the file is a quiet day), against Add tick by tick.
+func BenchmarkAddBatchAll(b *testing.B) {
+	ticks, err := ticksdata.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	span := ticks[len(ticks)-1].TimeMsc - ticks[0].TimeMsc + 60_000
+	const laps = 4
+	n := laps * len(ticks)
+	times, bids, asks, vols := make([]int64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+	for k := range n {
+		tk := ticks[k%len(ticks)]
+		times[k], bids[k], asks[k] = tk.TimeMsc+int64(k/len(ticks))*span, tk.Bid, tk.Ask
+	}
+	for _, batch := range []bool{true, false} {
+		name := "batch"
+		if !batch {
+			name = "tick_by_tick"
+		}
+		b.Run(name, func(b *testing.B) {
+			bs := []*Builder{NewBuilder("EURUSD", 60, 0), NewBuilder("EURUSD", 300, 0), NewBuilder("EURUSD", 900, 0), NewBuilder("EURUSD", 3600, 0)}
+			var closed []*mdv1.Bar
+			i := 0
+			for b.Loop() {
+				if i+100 > n { // the next lap of the same ticks: start the builders again
+					i = 0
+					for k, bb := range bs {
+						bs[k] = NewBuilder("EURUSD", bb.Period, 0)
+					}
+				}
+				j := i + 100
+				if batch {
+					closed, _ = AddBatchAll(bs, times[i:j], bids[i:j], asks[i:j], nil, closed[:0])
+				} else {
+					closed = closed[:0]
+					for _, bb := range bs {
+						closed = addRef(bb, times[i:j], bids[i:j], asks[i:j], vols[i:j], closed)
+					}
+				}
+				i = j
+			}
+		})
 	}
 }

@@ -142,15 +142,21 @@ func (s *session) frame(in bridgelink.Inbound) {
 	f, seq := in.Frame, in.Frame.Sequence
 	switch b := f.Body.(type) {
 	case *bridgev1.Frame_Ticks:
-		hops := make([]*typesv1.HopStamp, 0, 3)
 		if f.SentTimeUs > 0 {
-			hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_BRIDGE_SEND, TimeUs: f.SentTimeUs})
 			if d := in.RecvUs - f.SentTimeUs; d >= 0 {
 				s.hop.Observe(float64(d) / 1e6)
 			}
 		}
-		hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: in.RecvUs})
-		res := s.src.TicksRaw(b.Ticks, ticksBytes(in.Raw), hops)
+		var hops []*typesv1.HopStamp
+		if s.pipe.WantsHops() { // three allocations a frame otherwise spent for nothing
+			hops = make([]*typesv1.HopStamp, 0, 3)
+			if f.SentTimeUs > 0 {
+				hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_BRIDGE_SEND, TimeUs: f.SentTimeUs})
+			}
+			hops = append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_COLLECTOR_RECEIVE, TimeUs: in.RecvUs})
+		}
+		// A loan: the batch's columns decode the next frame once this one is handled (recycle).
+		res := s.src.TicksLoaned(b.Ticks, ticksBytes(in.Raw), hops)
 		if res.RejectedTotal > 0 && len(res.Rejected) > 0 {
 			r := res.Rejected[0]
 			s.c.Reject(seq, fmt.Sprintf("%d of %d ticks of %s rejected; first at index %d: %s", res.RejectedTotal,
@@ -159,6 +165,8 @@ func (s *session) frame(in bridgelink.Inbound) {
 		if s.c.Hello().GetLockstep() {
 			s.step(b.Ticks)
 		}
+		recycle(b.Ticks)
+		b.Ticks = nil
 	case *bridgev1.Frame_SymbolInfo:
 		if err := s.src.Announce(b.SymbolInfo); err != nil {
 			s.c.Reject(seq, err.Error())
@@ -205,7 +213,11 @@ func (s *session) step(b *mdv1.TickBatch) {
 
 // decodeFast is the link's fast path for tick frames (fastdecode.go).
 func decodeFast(raw []byte) (*bridgev1.Frame, bool) {
-	f, _, ok := decodeTicksFrame(raw)
+	b := batches.Get().(*mdv1.TickBatch)
+	f, _, ok := decodeTicksFrame(raw, b)
+	if !ok {
+		batches.Put(b)
+	}
 	return f, ok
 }
 

@@ -69,6 +69,13 @@ type Config struct {
 	InferenceResponseTimeout time.Duration
 	// InferenceBarPeriod, if set (e.g. M1), sends closed bars of that period to inference instead of ticks.
 	InferenceBarPeriod uint32
+	// InferenceWarmupBars caps the closed bars fetched from the terminal to warm a symbol on an
+	// inference stream before its live ticks (ADR 0105); 0 turns warm-up off.
+	InferenceWarmupBars int
+	// InferenceWarmupTimeout bounds one warm-up's history fetch (and the model status call).
+	InferenceWarmupTimeout time.Duration
+	// InferenceWarmupHold bounds the live items held per symbol during its warm-up.
+	InferenceWarmupHold int
 	// BarPeriods are the bar timeframes built for every symbol, in seconds.
 	BarPeriods []uint32
 	// BarIdleClose closes a bar whose period is over when its symbol had no tick for this long; 0 disables.
@@ -156,6 +163,7 @@ func Default() Config {
 		NATSAddr: "127.0.0.1:4222", InferenceEndpoints: []string{"127.0.0.1:7501"},
 		InferenceBatchTicks: 100, InferenceFlushInterval: 500 * time.Microsecond, InferenceQueue: 1024,
 		InferenceBackoffMin: 100 * time.Millisecond, InferenceBackoffMax: 5 * time.Second, InferenceResponseTimeout: 5 * time.Second,
+		InferenceWarmupBars: 3000, InferenceWarmupTimeout: 10 * time.Second, InferenceWarmupHold: 4096,
 		BarPeriods: []uint32{60, 300, 900, 3600}, BarIdleClose: 2 * time.Second,
 		FutureTolerance: 5 * time.Second, BackwardsTolerance: 500 * time.Millisecond,
 		SubscriberQueue: 1024, SlowSubscriber: "conflate", NATSQueue: 4096,
@@ -194,6 +202,9 @@ func Flags(c *Config) *envflag.Set {
 	s.DurationVar(&c.InferenceBackoffMin, "inference-backoff-min", "first reconnect delay")
 	s.DurationVar(&c.InferenceBackoffMax, "inference-backoff-max", "largest reconnect delay")
 	s.DurationVar(&c.InferenceResponseTimeout, "inference-response-timeout", "an unanswered request this old marks the endpoint dead")
+	s.IntVar(&c.InferenceWarmupBars, "inference-warmup-bars", "most closed bars fetched from the terminal to warm a symbol on an inference stream before its live ticks (the model's window is asked of the server); 0 disables")
+	s.DurationVar(&c.InferenceWarmupTimeout, "inference-warmup-timeout", "bound on one symbol's warm-up history fetch; past it the symbol goes live without warm-up")
+	s.IntVar(&c.InferenceWarmupHold, "inference-warmup-hold", "live items held per symbol while its warm-up is fetched; past it the symbol goes live without warm-up (nothing dropped)")
 	s.Var((*periodValue)(&c.InferenceBarPeriod), "inference-bar-period", "send closed bars of this period (e.g. M1) instead of ticks; empty sends ticks")
 	s.Var((*periodsValue)(&c.BarPeriods), "bar-periods", "bar timeframes, comma-separated (M1,M5,H1 or seconds)")
 	s.DurationVar(&c.BarIdleClose, "bar-idle-close", "close a finished bar when its symbol is idle this long; 0 disables")
@@ -299,6 +310,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := fanout.ParsePolicy(c.SlowSubscriber); err != nil {
 		errs = append(errs, err)
+	}
+	if c.InferenceWarmupBars < 0 || c.InferenceWarmupBars > 100_000 {
+		errs = append(errs, fmt.Errorf("inference-warmup-bars must be 0 (off) to 100000, got %d", c.InferenceWarmupBars))
+	}
+	if c.InferenceWarmupBars > 0 && (c.InferenceWarmupTimeout <= 0 || c.InferenceWarmupHold < 1) {
+		errs = append(errs, errors.New("inference-warmup-timeout must be positive and inference-warmup-hold at least 1"))
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat-interval must be positive"))

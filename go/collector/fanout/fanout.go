@@ -156,13 +156,20 @@ func (h *Hub) Len() int {
 }
 
 // PublishTicks offers a batch to every interested subscriber without blocking.
-func (h *Hub) PublishTicks(b *mdv1.TickBatch) {
+func (h *Hub) PublishTicks(b *mdv1.TickBatch) { h.PublishTicksLoaned(b, nil) }
+
+// PublishTicksLoaned is PublishTicks for a batch the caller reuses afterwards: own, if not nil, returns
+// a copy the subscribers may keep, asked for only when one is interested.
+func (h *Hub) PublishTicksLoaned(b *mdv1.TickBatch, own func() *mdv1.TickBatch) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	size := int64(-1)
 	for s := range h.subs {
 		if s.filter.Ticks && s.filter.symbol(b.Symbol) {
 			if size < 0 {
+				if own != nil {
+					b = own()
+				}
 				size = h.size(b)
 			}
 			s.offer(Event{Ticks: b, size: size})

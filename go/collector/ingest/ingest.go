@@ -32,6 +32,12 @@ type NATSSink interface {
 	Bar(*mdv1.Bar)
 }
 
+// RawTicksSink is a NATSSink that can publish a batch from its encoding alone (natspub.Publisher
+// without JetStream): a loaned batch (Source.TicksLoaned) then goes to NATS without being copied.
+type RawTicksSink interface {
+	TicksEncoded(symbol string, ticks int, raw []byte)
+}
+
 // DurableSink is a NATSSink whose server acknowledges what it stores (natspub with JetStream).
 type DurableSink interface {
 	NATSSink
@@ -56,7 +62,7 @@ type Config struct {
 	BarIdleClose time.Duration
 	// Validate sets the tick checks.
 	Validate validate.Config
-	// NATSQueue bounds the batches waiting for the NATS publisher.
+	// NATSQueue bounds the batches (each with the bars it closed) waiting for the NATS publisher.
 	NATSQueue int
 	// NATSQueueBytes bounds them in encoded bytes too (0: no byte bound); ingest waits beyond.
 	NATSQueueBytes int
@@ -72,11 +78,18 @@ type Config struct {
 	RejectLogInterval time.Duration
 }
 
+// natsItem is what one dispatch hands the NATS publisher: a tick batch (if any) and the bars it
+// closed, in that order, as one queue entry (not one per message: a quiet market closes several
+// bars per 100 ticks, and each entry costs a channel hand-off and a byte-budget round trip).
 type natsItem struct {
 	ticks *mdv1.TickBatch
 	raw   []byte
-	bar   *mdv1.Bar
-	size  int64 // encoded bytes, held against the NATS queue's byte bound
+	// encoded: the batch is raw alone (RawTicksSink), symbol and n say what it holds.
+	encoded bool
+	symbol  string
+	n       int
+	bars    []*mdv1.Bar
+	size    int64 // encoded bytes, held against the NATS queue's byte bound
 }
 
 // ErrTooManySources and ErrTooManySymbols refuse peers beyond the bounds (ADR 0055).
@@ -143,17 +156,21 @@ type Pipeline struct {
 	admitted map[string]struct{} // symbols holding state anywhere in the pipeline (MaxSymbols)
 
 	natsQ   chan natsItem
-	durable DurableSink // nil unless nats is durable
+	durable DurableSink  // nil unless nats is durable
+	rawSink RawTicksSink // nil unless nats takes encoded batches (and is not durable)
 	// committedBars: with a durable sink, each symbol's open bars as of the last Commit of a source
 	// feeding it (under mu); the state file saves these, not the live ones (ADR 0024).
 	committedBars map[string]map[uint32]bars.State
-	enqueued      atomic.Uint64 // items handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
+	enqueued      atomic.Uint64 // messages handed to natsQ: the n-th is the sink's n-th Ticks or Bar call
 	natsBytes     *byteBudget
 	natsDepth     prometheus.Gauge
-	stop          chan struct{}
-	wg            sync.WaitGroup // NATS publisher
-	timerWG       sync.WaitGroup // idle-bar closer
-	closeOnce     sync.Once
+	// Per-batch and per-bar counters, looked up once instead of by label on every batch.
+	ticksOutSubs prometheus.Counter
+	barsOut      []periodCounter // one per configured bar period
+	stop         chan struct{}
+	wg           sync.WaitGroup // NATS publisher
+	timerWG      sync.WaitGroup // idle-bar closer
+	closeOnce    sync.Once
 
 	rlMu      sync.Mutex
 	rlLast    [validate.NumReasons]time.Time
@@ -169,9 +186,15 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger, hub *fanout.Hub, nats
 		symbols: map[string]*mdv1.SymbolInfo{}, builders: map[string][]*bars.Builder{},
 		lastTick: map[string]time.Time{}, sources: map[string]*Source{}, admitted: map[string]struct{}{},
 		natsQ: make(chan natsItem, cfg.NATSQueue), natsBytes: newByteBudget(cfg.NATSQueueBytes), natsDepth: m.QueueDepth.WithLabelValues("nats"), stop: make(chan struct{})}
+	p.ticksOutSubs = m.TicksOut.WithLabelValues("subscriber")
+	for _, period := range cfg.BarPeriods {
+		p.barsOut = append(p.barsOut, periodCounter{period, m.BarsEmitted.WithLabelValues(bars.Timeframe(period))})
+	}
 	if nats != nil {
 		if ds, ok := nats.(DurableSink); ok && ds.Durable() {
 			p.durable = ds
+		} else if rs, ok := nats.(RawTicksSink); ok {
+			p.rawSink = rs
 		}
 		p.wg.Add(1)
 		go p.publishNATS()
@@ -326,6 +349,18 @@ func (s *Source) Ticks(b *mdv1.TickBatch, hops []*typesv1.HopStamp) validate.Res
 // TicksRaw is Ticks for a batch whose wire encoding is at hand (the bridge frame's bytes): when every
 // tick passes, NATS publishes those bytes instead of encoding the batch again. raw must not be reused.
 func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
+	return s.ticks(b, raw, hops, false)
+}
+
+// TicksLoaned is TicksRaw for a batch the caller reuses once the call returns (the bridge decodes
+// each frame into the columns of an earlier one): the pipeline copies it only where it is kept
+// (subscriber queues, the inference link, a NATS sink that needs the batch itself); NATS otherwise
+// keeps raw alone. The Result's Accepted is b itself only until the caller reuses b.
+func (s *Source) TicksLoaned(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) validate.Result {
+	return s.ticks(b, raw, hops, true)
+}
+
+func (s *Source) ticks(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool) validate.Result {
 	s.mu.Lock()
 	// Dispatch under the source lock so one source's batches keep their order downstream.
 	defer s.mu.Unlock()
@@ -350,9 +385,9 @@ func (s *Source) TicksRaw(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStam
 	if res.Accepted != nil {
 		s.accepted.Add(float64(len(res.Accepted.TimeMsc)))
 		if res.Accepted != b {
-			raw = nil
+			raw, loaned = nil, false // a subset: validation made it, nobody reuses it
 		}
-		s.p.dispatch(res.Accepted, raw, hops)
+		s.p.dispatch(res.Accepted, raw, hops, loaned)
 	}
 	return res
 }
@@ -482,7 +517,37 @@ func (p *Pipeline) builderSet(symbol string) []*bars.Builder {
 	return bs
 }
 
-func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp) {
+// loan hands out a loaned batch's copy, made once, to whoever keeps the batch; a batch that is not
+// loaned is its own copy.
+type loan struct {
+	b, kept *mdv1.TickBatch
+}
+
+func (l *loan) own() *mdv1.TickBatch {
+	if l.kept == nil {
+		l.kept = Clone(l.b)
+	}
+	return l.kept
+}
+
+// Clone copies a batch's fields into new columns (proto.Clone without reflection).
+func Clone(b *mdv1.TickBatch) *mdv1.TickBatch {
+	return &mdv1.TickBatch{Symbol: b.Symbol, TimeMsc: clone(b.TimeMsc), Bid: clone(b.Bid), Ask: clone(b.Ask),
+		Last: clone(b.Last), Volume: clone(b.Volume), Flags: clone(b.Flags), Sequence: clone(b.Sequence)}
+}
+
+func clone[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]T(nil), s...)
+}
+
+func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool) {
+	l := &loan{b: b}
+	if !loaned {
+		l.kept = b
+	}
 	var closed []*mdv1.Bar
 	p.mu.Lock()
 	bs := p.builderSet(b.Symbol)
@@ -490,12 +555,9 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	if len(b.Volume) > 0 {
 		vol = b.Volume
 	}
-	for _, bb := range bs {
-		late := bb.Late
-		closed = bb.AddBatch(b.TimeMsc, b.Bid, b.Ask, vol, closed)
-		if d := bb.Late - late; d > 0 {
-			p.m.BarLateTicks.Add(float64(d))
-		}
+	closed, late := bars.AddBatchAll(bs, b.TimeMsc, b.Bid, b.Ask, vol, closed)
+	if late > 0 {
+		p.m.BarLateTicks.Add(float64(late))
 	}
 	p.lastTick[b.Symbol] = p.now()
 	p.emitMu.Lock()
@@ -503,29 +565,55 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	p.mu.Unlock()
 
 	n := float64(len(b.TimeMsc))
-	p.hub.PublishTicks(b)
-	p.m.TicksOut.WithLabelValues("subscriber").Add(n)
-	if p.nats != nil {
-		p.enqueueNATS(natsItem{ticks: b, raw: raw})
-	}
+	p.hub.PublishTicksLoaned(b, l.own)
+	p.ticksOutSubs.Add(n)
 	if p.link != nil && p.cfg.InferenceBarPeriod == 0 {
-		p.link.OfferTicks(b, hops)
+		p.link.OfferTicks(l.own(), hops)
 	}
-	p.emitBars(closed)
+	it := natsItem{raw: raw, bars: closed}
+	switch {
+	case p.nats == nil:
+	case l.kept == nil && raw != nil && p.rawSink != nil:
+		it.encoded, it.symbol, it.n = true, b.Symbol, len(b.TimeMsc)
+	default:
+		it.ticks = l.own()
+	}
+	p.emitBars(it)
 }
 
-func (p *Pipeline) emitBars(closed []*mdv1.Bar) {
-	for _, bar := range closed {
-		p.m.BarsEmitted.WithLabelValues(bars.Timeframe(bar.PeriodS)).Inc()
-		p.hub.PublishBar(bar)
-		if p.nats != nil {
-			p.enqueueNATS(natsItem{bar: bar})
+type periodCounter struct {
+	period uint32
+	c      prometheus.Counter
+}
+
+// barsEmitted is the kairos_collector_bars_emitted_total counter of a bar period.
+func (p *Pipeline) barsEmitted(period uint32) prometheus.Counter {
+	for _, pc := range p.barsOut {
+		if pc.period == period {
+			return pc.c
 		}
+	}
+	return p.m.BarsEmitted.WithLabelValues(bars.Timeframe(period))
+}
+
+// emitBars hands the closed bars it.bars to the sinks; the tick batch that closed them, if it holds
+// one, goes to NATS first, in the same queue entry.
+func (p *Pipeline) emitBars(it natsItem) {
+	for _, bar := range it.bars {
+		p.barsEmitted(bar.PeriodS).Inc()
+		p.hub.PublishBar(bar)
 		if p.link != nil && p.cfg.InferenceBarPeriod != 0 && bar.PeriodS == p.cfg.InferenceBarPeriod {
 			p.link.OfferBar(bar)
 		}
 	}
+	if p.nats != nil && (it.ticks != nil || it.encoded || len(it.bars) > 0) {
+		p.enqueueNATS(it)
+	}
 }
+
+// WantsHops reports whether the hop stamps passed with tick batches go anywhere (the inference link
+// takes ticks); a source may skip building them when not.
+func (p *Pipeline) WantsHops() bool { return p.link != nil && p.cfg.InferenceBarPeriod == 0 }
 
 // Durable is true when NATS acknowledges what it stores, so Stored is worth waiting for.
 func (p *Pipeline) Durable() bool { return p.durable != nil }
@@ -549,13 +637,18 @@ func (p *Pipeline) enqueueNATS(it natsItem) {
 			it.size = int64(len(it.raw))
 		case it.ticks != nil:
 			it.size = int64(proto.Size(it.ticks))
-		default:
-			it.size = int64(proto.Size(it.bar))
+		}
+		for _, bar := range it.bars {
+			it.size += int64(bars.ProtoSize(bar))
 		}
 		p.natsBytes.acquire(it.size)
 	}
-	p.natsDepth.Inc()
-	p.enqueued.Add(1)
+	msgs := uint64(len(it.bars))
+	if it.ticks != nil || it.encoded {
+		msgs++
+	}
+	p.natsDepth.Add(float64(msgs))
+	p.enqueued.Add(msgs)
 	p.natsQ <- it
 }
 
@@ -575,12 +668,18 @@ func refuseSymbol(b *mdv1.TickBatch) validate.Result {
 func (p *Pipeline) publishNATS() {
 	defer p.wg.Done()
 	for it := range p.natsQ {
-		p.natsDepth.Dec()
 		p.natsBytes.release(it.size)
-		if it.ticks != nil {
+		switch {
+		case it.encoded:
+			p.natsDepth.Dec()
+			p.rawSink.TicksEncoded(it.symbol, it.n, it.raw)
+		case it.ticks != nil:
+			p.natsDepth.Dec()
 			p.nats.Ticks(it.ticks, it.raw)
-		} else {
-			p.nats.Bar(it.bar)
+		}
+		for _, bar := range it.bars {
+			p.natsDepth.Dec()
+			p.nats.Bar(bar)
 		}
 	}
 }
@@ -621,7 +720,7 @@ func (p *Pipeline) closeIdleBars() {
 	p.emitMu.Lock()
 	defer p.emitMu.Unlock()
 	p.mu.Unlock()
-	p.emitBars(closed)
+	p.emitBars(natsItem{bars: closed})
 }
 
 func (p *Pipeline) countRejects(source, symbol string, res *validate.Result) {

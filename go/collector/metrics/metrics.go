@@ -49,6 +49,11 @@ type Metrics struct {
 	InferenceEndpointUp  *prometheus.GaugeVec     // endpoint
 	InferenceDropped     *prometheus.CounterVec   // reason: overflow | no_endpoint | in_flight
 	HopLatency           *prometheus.HistogramVec // hop
+	// Warm-up from the terminal's history (ADR 0105).
+	InferenceWarmups            *prometheus.CounterVec // outcome: done | empty | failed | hold_overflow | too_many_symbols
+	InferenceWarmupBars         prometheus.Counter
+	InferenceWarmupHeld         prometheus.Counter
+	InferenceWarmupHoldOverflow prometheus.Counter
 	// Strategy Tester lockstep (ADR 0095).
 	TesterSteps       *prometheus.CounterVec // outcome: decision | no_decision | unsent
 	TesterMarkersLost *prometheus.CounterVec // reason: overflow | no_endpoint | stream
@@ -100,8 +105,14 @@ func New() *Metrics {
 		InferenceReconnects:  f.counterVec("kairos_collector_inference_reconnects_total", "StreamPredict reconnect attempts, by endpoint.", "endpoint"),
 		InferenceEndpointUp:  f.gaugeVec("kairos_collector_inference_endpoint_up", "1 while an inference endpoint's stream is open.", "endpoint"),
 		InferenceDropped:     f.counterVec("kairos_collector_inference_dropped_ticks_total", "Ticks not delivered to inference, by reason.", "reason"),
-		TesterSteps:          f.counterVec("kairos_collector_tester_steps_total", "Strategy Tester steps answered to lockstep bridges (TesterStep), by outcome: decision, no_decision, unsent (the connection had ended).", "outcome"),
-		TesterMarkersLost:    f.counterVec("kairos_collector_tester_markers_lost_total", "Strategy Tester step markers lost before inference answered (the bridge's step times out), by reason.", "reason"),
+		InferenceWarmups: f.counterVec("kairos_collector_inference_warmups_total",
+			"Symbol warm-ups from the terminal's history on an inference stream, by outcome: done, empty (the terminal had no bars), failed (fetch error or timeout), hold_overflow, too_many_symbols; all but done go live without one.", "outcome"),
+		InferenceWarmupBars: f.counter("kairos_collector_inference_warmup_bars_total", "History bars sent to inference as warm-up (state only, no prediction)."),
+		InferenceWarmupHeld: f.counter("kairos_collector_inference_warmup_held_total", "Live items (tick batches, bars) held while their symbol's warm-up was fetched; all are sent after it."),
+		InferenceWarmupHoldOverflow: f.counter("kairos_collector_inference_warmup_hold_overflow_total",
+			"Symbols whose warm-up hold filled (--predict-warmup-hold): they went live without a warm-up, nothing dropped."),
+		TesterSteps:       f.counterVec("kairos_collector_tester_steps_total", "Strategy Tester steps answered to lockstep bridges (TesterStep), by outcome: decision, no_decision, unsent (the connection had ended).", "outcome"),
+		TesterMarkersLost: f.counterVec("kairos_collector_tester_markers_lost_total", "Strategy Tester step markers lost before inference answered (the bridge's step times out), by reason.", "reason"),
 		HopLatency: f.histogramVec("kairos_collector_hop_latency_seconds",
 			"Per-hop latency from HopStamps: bridge_to_collector, collector_queue, collector_to_inference, inference_model, inference_to_collector, inference_round_trip.", "hop"),
 		NATSPublished: f.counterVec("kairos_collector_nats_published_total", "Messages published on NATS, by kind (md, bar, pred).", "kind"),

@@ -16,9 +16,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	inferv1 "github.com/kairos-mt5/kairos/gen/go/kairos/inference/v1"
@@ -113,7 +115,24 @@ type Publisher struct {
 	nc *nats.Conn
 	m  *metrics.Metrics
 	js *durable // nil: plain NATS publishes, nothing to wait for
+
+	// The hot path's state, used by the one goroutine that calls Ticks and Bar: counters looked up
+	// once, subjects built once per symbol (and period), the plain publishes' bar encoding buffer
+	// (nats.Conn.Publish copies the payload; JetStream keeps it for retries, so it gets its own).
+	pubMD, pubBar, ticksOut prometheus.Counter
+	tickSubj                map[string]string
+	barSubj                 map[barKey]string
+	barBuf                  []byte
 }
+
+type barKey struct {
+	symbol string
+	period uint32
+}
+
+// maxSubjects bounds each subject cache; past it the cache starts again (the pipeline bounds symbols
+// anyway, with max-symbols).
+const maxSubjects = 16384
 
 // Connect opens a publisher on url, or in process on the embedded server if srv is not nil; extra
 // options carry credentials (nats.UserInfo).
@@ -128,7 +147,8 @@ func Connect(url string, srv *server.Server, m *metrics.Metrics, extra ...nats.O
 	if err != nil {
 		return nil, fmt.Errorf("NATS connect: %w", err)
 	}
-	return &Publisher{nc: nc, m: m}, nil
+	return &Publisher{nc: nc, m: m, pubMD: m.NATSPublished.WithLabelValues("md"), pubBar: m.NATSPublished.WithLabelValues("bar"),
+		ticksOut: m.TicksOut.WithLabelValues("nats"), tickSubj: map[string]string{}, barSubj: map[barKey]string{}}, nil
 }
 
 // Conn exposes the connection (tests and benchmarks subscribe on it).
@@ -156,29 +176,80 @@ func (p *Publisher) Ticks(b *mdv1.TickBatch, raw []byte) {
 			return
 		}
 	}
+	subject := p.tickSubject(b.Symbol)
 	if p.js != nil {
-		p.js.publish("md", TickSubject(b.Symbol), raw, TickMsgID(b))
-	} else if err := p.nc.Publish(TickSubject(b.Symbol), raw); err != nil {
+		p.js.publish("md", subject, raw, TickMsgID(b))
+	} else if err := p.nc.Publish(subject, raw); err != nil {
 		p.m.NATSErrors.Inc()
 	} else {
-		p.m.NATSPublished.WithLabelValues("md").Inc()
+		p.pubMD.Inc()
 	}
-	p.m.TicksOut.WithLabelValues("nats").Add(float64(len(b.TimeMsc)))
+	p.ticksOut.Add(float64(len(b.TimeMsc)))
+}
+
+// tickSubject is TickSubject, built once per symbol.
+func (p *Publisher) tickSubject(symbol string) string {
+	subject, ok := p.tickSubj[symbol]
+	if !ok {
+		if len(p.tickSubj) >= maxSubjects {
+			clear(p.tickSubj)
+		}
+		subject = TickSubject(symbol)
+		p.tickSubj[symbol] = subject
+	}
+	return subject
+}
+
+// TicksEncoded publishes a validated batch from its encoding alone: symbol names the subject, ticks
+// counts them (ingest.RawTicksSink; the pipeline uses it without JetStream only, Ticks carries the
+// message id JetStream needs).
+func (p *Publisher) TicksEncoded(symbol string, ticks int, raw []byte) {
+	subject := p.tickSubject(symbol)
+	if p.js != nil {
+		p.js.publish("md", subject, raw, "")
+	} else if err := p.nc.Publish(subject, raw); err != nil {
+		p.m.NATSErrors.Inc()
+	} else {
+		p.pubMD.Inc()
+	}
+	p.ticksOut.Add(float64(ticks))
 }
 
 // Bar publishes a closed bar.
 func (p *Publisher) Bar(b *mdv1.Bar) {
-	if p.js == nil {
-		p.publish("bar", BarSubject(b), b)
-		return
+	k := barKey{b.Symbol, b.PeriodS}
+	subject, ok := p.barSubj[k]
+	if !ok {
+		if len(p.barSubj) >= maxSubjects {
+			clear(p.barSubj)
+		}
+		subject = BarSubject(b)
+		p.barSubj[k] = subject
 	}
-	data, err := proto.Marshal(b)
-	if err != nil {
+	var data []byte
+	if utf8.ValidString(b.Symbol) {
+		if p.js == nil {
+			p.barBuf = bars.AppendProto(p.barBuf[:0], b)
+			data = p.barBuf
+		} else {
+			data = bars.AppendProto(make([]byte, 0, bars.ProtoSize(b)), b)
+		}
+	} else {
+		// proto.Marshal refuses a string that is not UTF-8 (a symbol no source lets through).
+		var err error
+		if data, err = proto.Marshal(b); err != nil {
+			p.m.NATSErrors.Inc()
+			p.js.skip() // keeps Stored's numbering (nil-safe)
+			return
+		}
+	}
+	if p.js != nil {
+		p.js.publish("bar", subject, data, fmt.Sprintf("bar:%s:%d:%d", b.Symbol, b.PeriodS, b.OpenTimeMsc))
+	} else if err := p.nc.Publish(subject, data); err != nil {
 		p.m.NATSErrors.Inc()
-		p.js.skip()
-		return
+	} else {
+		p.pubBar.Inc()
 	}
-	p.js.publish("bar", BarSubject(b), data, fmt.Sprintf("bar:%s:%d:%d", b.Symbol, b.PeriodS, b.OpenTimeMsc))
 }
 
 // TickMsgID is a tick batch's JetStream message id (Nats-Msg-Id): the same ticks get the same id, so

@@ -44,6 +44,18 @@ type Config struct {
 	// Token, if set, is sent as "authorization: Bearer <token>" on every StreamPredict (the
 	// inference server refuses calls without it, ADR 0064).
 	Token string
+	// History, when set, warms each symbol from the terminal's history before its live items (ADR
+	// 0105): when a stream opens and when a symbol first appears on it.
+	History HistorySource
+	// WarmupMaxBars caps the bars of one symbol's warm-up (the model's window is asked of the
+	// server); 0 turns warm-up off.
+	WarmupMaxBars int
+	// WarmupTimeout bounds GetModelStatus and one symbol's history fetch; past it the symbol goes
+	// live without a warm-up.
+	WarmupTimeout time.Duration
+	// WarmupHold bounds the items held per symbol while its warm-up is fetched; past it the symbol
+	// goes live without a warm-up (nothing is dropped).
+	WarmupHold int
 }
 
 // PredictionSink receives predictions (natspub.Publisher).
@@ -96,6 +108,8 @@ type endpoint struct {
 	conn *grpc.ClientConn
 	// wasUp: the last stream opened (owned by the endpoint's goroutine, for logging).
 	wasUp bool
+	// held: items a warm-up still held when the stream ended; offered again before the queue.
+	held []item
 }
 
 // Link streams market data to the inference endpoints.
@@ -112,6 +126,9 @@ type Link struct {
 	cancel context.CancelFunc
 	stop   chan struct{}
 	wg     sync.WaitGroup
+
+	knownMu sync.Mutex
+	known   map[string]struct{} // symbols seen, warmed as soon as a stream opens (bounded)
 }
 
 // New dials (lazily) every endpoint and starts one goroutine per endpoint; Close stops them.
@@ -136,6 +153,12 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger, sink PredictionSink, 
 	}
 	if cfg.VirtualNodes < 1 {
 		cfg.VirtualNodes = 64
+	}
+	if cfg.WarmupTimeout <= 0 {
+		cfg.WarmupTimeout = 10 * time.Second
+	}
+	if cfg.WarmupHold < 1 {
+		cfg.WarmupHold = 4096
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Link{cfg: cfg, m: m, log: log, sink: sink, ring: NewRing(cfg.Endpoints, cfg.VirtualNodes),
@@ -260,7 +283,17 @@ func (l *Link) runEndpoint(ep *endpoint) {
 		err := l.serveStream(ep, client, log)
 		ep.up.Store(false)
 		l.m.InferenceEndpointUp.WithLabelValues(ep.addr).Set(0)
-		// Symbols owned by this endpoint move to the next one on the ring; so does what was queued.
+		// Symbols owned by this endpoint move to the next one on the ring; so does what was queued,
+		// after what a warm-up held (older).
+		held := ep.held
+		ep.held = nil
+		for _, it := range held {
+			if l.stopped() {
+				l.m.InferenceDropped.WithLabelValues("shutdown").Add(float64(it.size()))
+				continue
+			}
+			l.offer(it)
+		}
 		l.requeue(ep)
 		if l.stopped() {
 			return
@@ -344,8 +377,9 @@ func (l *Link) serveStream(ep *endpoint, client inferv1.InferenceServiceClient, 
 	mk := &markers{}
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- l.receive(ep, stream, &mu, pending, mk) }()
+	w := l.newWarmer(ctx, ep, client, log)
 
-	err = l.send(ep, stream, &mu, pending, recvErr, mk)
+	err = l.send(ep, stream, &mu, pending, recvErr, mk, w)
 	if err == nil {
 		// Shutting down: everything queued was sent; wait for the answers, bounded by Close's ctx.
 		_ = stream.CloseSend()
@@ -354,6 +388,9 @@ func (l *Link) serveStream(ep *endpoint, client inferv1.InferenceServiceClient, 
 		cancel()
 		<-recvErr
 	}
+	cancel()
+	w.wait()
+	ep.held = w.drain()
 	mu.Lock()
 	for _, f := range pending {
 		l.m.InferenceDropped.WithLabelValues("in_flight").Add(float64(f.ticks))
@@ -371,7 +408,7 @@ func (l *Link) serveStream(ep *endpoint, client inferv1.InferenceServiceClient, 
 
 // send batches queued items into requests. It returns nil when the link stops (after flushing).
 func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictClient, mu *sync.Mutex,
-	pending map[uint64]inflight, recvErr chan error, mk *markers) error {
+	pending map[uint64]inflight, recvErr chan error, mk *markers, w *warmer) error {
 	var lastSent uint64
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -407,8 +444,44 @@ func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictC
 		return err
 	}
 	var markErr error
+	var addNow func(it item)
 	add := func(it item) {
 		l.m.QueueDepth.WithLabelValues("inference").Dec()
+		held, overflow := w.hold(it)
+		for _, x := range overflow {
+			addNow(x)
+		}
+		if !held {
+			addNow(it)
+		}
+	}
+	// warm sends a symbol's warm-up bars, then the items held meanwhile.
+	warm := func(bars []*mdv1.Bar, held []item) error {
+		for k := 0; k < len(bars); k += warmupChunk {
+			r := &inferv1.StreamPredictRequest{RequestId: l.reqID.Add(1), Warmup: true, Bars: bars[k:min(k+warmupChunk, len(bars))]}
+			mu.Lock()
+			pending[r.RequestId] = inflight{sent: time.Now()}
+			mu.Unlock()
+			lastSent = r.RequestId
+			if err := stream.Send(r); err != nil {
+				return err
+			}
+			l.m.InferenceRequests.WithLabelValues(ep.addr).Inc()
+		}
+		for _, it := range held {
+			addNow(it)
+			if markErr != nil {
+				return markErr
+			}
+			if flushOn {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return flush()
+	}
+	addNow = func(it item) {
 		if it.mark != nil {
 			// Everything before the marker goes now; the marker waits for its answers.
 			if err := flush(); err != nil {
@@ -482,6 +555,14 @@ func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictC
 			if err := flush(); err != nil {
 				return err
 			}
+		case r := <-w.statusC():
+			if err := warm(nil, w.onStatus(r)); err != nil {
+				return err
+			}
+		case r := <-w.resultsC():
+			if err := warm(w.onResult(r)); err != nil {
+				return err
+			}
 		case now := <-watchdog.C:
 			mu.Lock()
 			var late bool
@@ -515,6 +596,15 @@ func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictC
 				default:
 				}
 				break
+			}
+			// What a warm-up still holds goes now, in order: never lost at shutdown.
+			for _, it := range w.drain() {
+				addNow(it)
+				if flushOn {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
 			}
 			return flush()
 		}

@@ -59,6 +59,7 @@ func TestDefaultsAreSafeAndParseWithoutInput(t *testing.T) {
 		{"nats-creds", c.NATSCreds, ""},
 		{"shutdown-timeout", c.ShutdownTimeout, 10 * time.Second},
 		{"log-level", c.LogLevel, "info"},
+		{"gc-percent", c.GCPercent, 400},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -157,6 +158,7 @@ func TestBadValuesAreErrorsNamingTheVariableOrFlag(t *testing.T) {
 		{"heartbeat too short", []string{"--heartbeat-interval", "1ms"}, nil, []string{"heartbeat-interval"}},
 		{"unknown log level", []string{"--log-level", "loud"}, nil, []string{"log-level", "debug, info, warn or error"}},
 		{"log level warning is spelt warn", []string{"--log-level", "warning"}, nil, []string{"log-level"}},
+		{"a GC target below off", []string{"--gc-percent", "-2"}, nil, []string{"gc-percent", "-1 (off)"}},
 		{"missing token file", []string{"--token-file", "/nonexistent/token"}, nil, []string{"token-file"}},
 		{"missing instruments file", []string{"--instruments-file", "/nonexistent/i.json"}, nil, []string{"/nonexistent/i.json"}},
 	}

@@ -76,14 +76,28 @@ type idler interface{ Idle() }
 var ErrClosed = errors.New("journal: closed")
 
 // Ticket is a pending append; Wait blocks until it is durable.
-type Ticket struct{ b *batch }
+type Ticket struct {
+	j *Journal
+	b *batch
+}
 
 // Wait returns when the entries are durable, with the write error, or with ctx's error when ctx
 // ends first. After a ctx error the entries may still become durable (or fail) later: the outcome
 // is unknown to this caller, not cancelled.
+//
+// When the journal is idle (nothing being written, nothing being synced) the caller commits its
+// batch itself: it writes, syncs and settles it in its own goroutine, so an order that finds the
+// journal idle, the usual case at a few thousand orders per second, crosses no goroutine hand-off
+// on its way to durability. Otherwise it waits for the writer and the sync loop, which group
+// everything queued meanwhile (leader/follower group commit, ADR 0101). A caller that commits
+// returns once its batch is settled, even if ctx ends first: its write is bounded by the flush
+// timeout, its sync by the disk.
 func (t Ticket) Wait(ctx context.Context) error {
 	if t.b == nil {
 		return nil
+	}
+	if t.j != nil && ctx.Err() == nil {
+		t.j.lead(t.b)
 	}
 	select {
 	case <-t.b.done:
@@ -125,6 +139,11 @@ type Journal struct {
 	down    chan struct{} // closed when failed is set
 	stats   Stats
 	timeout time.Duration // bound on one store write; a write that takes longer fails the journal
+
+	// writing: a batch is being written (or the store's upkeep runs), by the writer goroutine or a
+	// leader (Ticket.Wait); syncing: a Sync runs, in the sync loop or a leader. One of each at a
+	// time keeps batches written, synced and settled in sequence order.
+	writing, syncing bool
 
 	// Pipelined durability (a Syncer store): batches written and not yet synced, in order.
 	syncer     Syncer
@@ -211,7 +230,7 @@ func (j *Journal) Append(nowUS int64, entries ...Entry) (Ticket, []uint64, error
 	case j.wake <- struct{}{}:
 	default:
 	}
-	return Ticket{b}, seqs, nil
+	return Ticket{j, b}, seqs, nil
 }
 
 // SetFlushTimeout bounds each store write (a stalled disk or database); zero means
@@ -263,51 +282,60 @@ func (j *Journal) writer() {
 	for {
 		<-j.wake
 		j.mu.Lock()
+		if j.writing {
+			// A leader is writing; it wakes this loop when it is done.
+			j.mu.Unlock()
+			continue
+		}
 		b := j.cur
 		closed := j.closed
 		if len(b.entries) == 0 {
-			j.mu.Unlock()
 			if closed {
+				j.mu.Unlock()
 				close(b.done)
 				return
 			}
+			// Nothing to write (a leader wrote it and woke this loop): the store's upkeep, which
+			// leaders leave to this loop.
+			j.writing = true
+			j.mu.Unlock()
+			j.upkeep()
 			continue
 		}
 		j.cur = &batch{done: make(chan struct{})}
+		j.writing = true
 		failed, timeout := j.failed, j.timeout
 		j.mu.Unlock()
 
-		b.start = time.Now()
 		err := failed
 		if err == nil {
 			// A batch queued behind a failed one is never written: its entries would follow a gap
 			// whose content nobody knows (the failed write may or may not have committed).
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			err = j.store.Append(ctx, b.entries)
-			cancel()
-			if err != nil {
-				// A journal that cannot write must stop the service from acknowledging anything:
-				// every later append fails with the same error.
-				err = fmt.Errorf("journal: append to %s: %w", j.store.Name(), err)
-			}
-		}
-		if err != nil {
-			j.fail(err)
+			err = j.write(b, timeout)
+		} else {
+			b.start = time.Now()
 		}
 		if j.syncer != nil {
 			// Written, not yet durable: the sync loop acknowledges it after its next sync, while
-			// this loop writes the next batch.
+			// this loop writes the next batch (or, with nothing queued, runs the store's upkeep).
 			j.mu.Lock()
 			b.err = err
 			j.unsynced = append(j.unsynced, b)
-			idle := len(j.cur.entries) == 0
+			idle := len(j.cur.entries) == 0 && err == nil
+			if !idle {
+				j.writing = false
+			}
 			j.mu.Unlock()
 			j.kickSync()
-			if is, ok := j.store.(idler); ok && idle && err == nil {
-				is.Idle()
+			if idle {
+				j.upkeep()
 			}
 		} else {
+			// Settled before the writing role is given back, so batches settle in sequence order.
 			j.settle(b, err, time.Now())
+			j.mu.Lock()
+			j.writing = false
+			j.mu.Unlock()
 		}
 		if closed {
 			// Drain what arrived meanwhile, then stop.
@@ -316,6 +344,85 @@ func (j *Journal) writer() {
 			default:
 			}
 		}
+	}
+}
+
+// write writes b to the store within timeout; an error fails the journal. The caller holds the
+// writing role.
+func (j *Journal) write(b *batch, timeout time.Duration) error {
+	b.start = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := j.store.Append(ctx, b.entries)
+	cancel()
+	if err != nil {
+		// A journal that cannot write must stop the service from acknowledging anything: every
+		// later append fails with the same error.
+		err = fmt.Errorf("journal: append to %s: %w", j.store.Name(), err)
+		j.fail(err)
+	}
+	return err
+}
+
+// upkeep runs the store's idle work (the end of a checkpoint), the writing role held, then gives
+// the role back. Only the writer goroutine runs it: a leader never makes its caller wait for it.
+func (j *Journal) upkeep() {
+	if is, ok := j.store.(idler); ok {
+		is.Idle()
+	}
+	j.mu.Lock()
+	j.writing = false
+	j.mu.Unlock()
+}
+
+// lead commits b in the calling goroutine when the journal is idle: b is the batch being filled,
+// nothing is being written and, with a Syncer, nothing is being synced or waits to be. It takes
+// both roles, so the writer and the sync loop stand aside, and wakes them when it gives each back,
+// for whatever was appended meanwhile and for the store's upkeep. Otherwise it returns at once and
+// b goes the usual way, through the writer and the sync loop.
+func (j *Journal) lead(b *batch) {
+	j.mu.Lock()
+	if j.cur != b || len(b.entries) == 0 || j.writing || j.closed || j.failed != nil ||
+		(j.syncer != nil && (j.syncing || len(j.unsynced) > 0)) {
+		j.mu.Unlock()
+		return
+	}
+	j.cur = &batch{done: make(chan struct{})}
+	j.writing = true
+	j.syncing = j.syncer != nil
+	timeout := j.timeout
+	j.mu.Unlock()
+
+	err := j.write(b, timeout)
+	if j.syncer == nil {
+		j.settle(b, err, time.Now())
+		j.mu.Lock()
+		j.writing = false
+		j.mu.Unlock()
+		j.kickWriter()
+		return
+	}
+	// The writer may write the next batch while this one is synced: that one cannot be settled
+	// before this one, since the sync role is held until this batch is settled.
+	j.mu.Lock()
+	j.writing = false
+	j.mu.Unlock()
+	j.kickWriter()
+	if err == nil {
+		if err = j.Err(); err == nil {
+			err = j.syncBounded(timeout)
+		}
+	}
+	j.settle(b, err, time.Now())
+	j.mu.Lock()
+	j.syncing = false
+	j.mu.Unlock()
+	j.kickSync()
+}
+
+func (j *Journal) kickWriter() {
+	select {
+	case j.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -344,8 +451,14 @@ func (j *Journal) syncLoop() {
 	for {
 		<-j.syncWake
 		j.mu.Lock()
+		if j.syncing {
+			// A leader is syncing; it wakes this loop when it is done.
+			j.mu.Unlock()
+			continue
+		}
 		list := j.unsynced
 		j.unsynced = nil
+		j.syncing = len(list) > 0
 		done, failed, timeout := j.writerDone, j.failed, j.timeout
 		j.mu.Unlock()
 		if len(list) > 0 {
@@ -363,15 +476,20 @@ func (j *Journal) syncLoop() {
 				}
 				j.settle(b, berr, now)
 			}
+			j.mu.Lock()
+			j.syncing = false
+			j.mu.Unlock()
 		}
 		if done {
 			j.mu.Lock()
-			rest := len(j.unsynced)
+			rest, busy := len(j.unsynced), j.syncing
 			j.mu.Unlock()
-			if rest == 0 {
+			if rest == 0 && !busy {
 				return
 			}
-			j.kickSync()
+			if !busy {
+				j.kickSync()
+			}
 		}
 	}
 }

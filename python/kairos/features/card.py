@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kairos.features.schema import SCHEMA
+from kairos.features.schema import SCHEMA, FeatureSchema, schema_for
 
 if TYPE_CHECKING:
     import onnx
@@ -169,6 +169,9 @@ class ModelCard:
     """The symbols the model was trained and validated on (one run may pool several); inference
     refuses any other symbol for this model. Empty in older cards and when the data named none: any
     symbol."""
+    feature_blocks: list[str] = field(default_factory=lambda: ["base"])
+    """The feature blocks of ``feature_names`` (``kairos.features.schema.BLOCKS``, ADR 0104); older
+    cards have none: the base block."""
     card_version: int = CARD_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,6 +223,20 @@ class ModelCard:
             )
         if not isinstance(card.symbols, list) or not all(isinstance(s, str) and s for s in card.symbols):
             raise ModelCardError(f"{source}: symbols must be a list of symbol names, got {card.symbols!r}")
+        try:
+            schema = schema_for(card.feature_blocks)
+        except (TypeError, ValueError) as e:
+            raise ModelCardError(f"{source}: feature_blocks {card.feature_blocks!r}: {e}") from None
+        if list(card.feature_blocks) != list(schema.blocks):
+            raise ModelCardError(
+                f"{source}: feature_blocks must be {list(schema.blocks)} (base first, in "
+                f"kairos.features.schema.BLOCKS order), got {card.feature_blocks!r}"
+            )
+        if schema.has("cross") and len(card.symbols) < 2:
+            raise ModelCardError(
+                f"{source}: feature_blocks has 'cross' but symbols lists {card.symbols!r}: cross-symbol "
+                "features need the two or more symbols they were trained on"
+            )
         if card.policy is not None and card.policy.vol_feature not in card.feature_names:
             raise ModelCardError(
                 f"{source}: policy.vol_feature {card.policy.vol_feature!r} is not one of the card's "
@@ -270,16 +287,24 @@ class ModelCard:
         entry.key = METADATA_KEY
         entry.value = self.to_json()
 
+    @property
+    def schema(self) -> FeatureSchema:
+        """The feature schema of the card's blocks, as this code computes it."""
+        return schema_for(self.feature_blocks)
+
     def check_schema(self) -> None:
-        """Raise ModelCardError unless the card's features are exactly this code's SCHEMA."""
-        if self.feature_schema_hash != SCHEMA.hash:
+        """Raise ModelCardError unless the card's features are exactly what this code computes for
+        the card's feature blocks."""
+        schema = self.schema
+        if self.feature_schema_hash != schema.hash:
             raise ModelCardError(
                 f"model '{self.name}' was trained on feature schema {self.feature_schema_hash}, "
-                f"this code computes {SCHEMA.hash}"
+                f"this code computes {schema.hash} for the blocks {list(schema.blocks)}"
             )
-        if list(self.feature_names) != list(SCHEMA.names):
+        if list(self.feature_names) != list(schema.names):
             raise ModelCardError(
-                f"model '{self.name}' feature_names differ from kairos.features.SCHEMA.names"
+                f"model '{self.name}' feature_names differ from kairos.features' names for the blocks "
+                f"{list(schema.blocks)}"
             )
 
     @property

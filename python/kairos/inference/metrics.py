@@ -82,6 +82,11 @@ class Metrics:
         self.symbol_states = Gauge(
             "kairos_inference_symbol_states", "Per-symbol feature states held by open streams.", registry=r
         )
+        self.warmup_bars = Counter(
+            "kairos_inference_warmup_bars_total",
+            "Bars closed by warm-up requests (StreamPredictRequest.warmup, ADR 0105): state, no prediction.",
+            registry=r,
+        )
         self.signals_published = Counter(
             "kairos_inference_signals_published_total", "Signals handed to NATS.", registry=r
         )

@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
 
 from kairos.features.card import DecisionPolicy, ModelCardError
+from kairos.features.schema import DAY_MS, FeatureSchema, schema_for
 from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.v1 import inference_pb2 as pb
@@ -49,6 +50,18 @@ class PipelineSpec:
     schema_hash: str
     feature_names: tuple[str, ...]
     bars_per_row: int  # bars of history one feature row needs (kairos.features SCHEMA.window)
+    blocks: tuple[str, ...] = ("base",)
+
+    def for_card(self, card: dict[str, Any], where: str) -> PipelineSpec:
+        """The pipeline of the feature blocks the card names (ADR 0104); this one for a base card."""
+        raw = card.get("feature_blocks") or ["base"]
+        try:
+            schema = schema_for(raw)
+        except (TypeError, ValueError) as e:
+            raise ModelRefused(f"{where}: feature_blocks {raw!r}: {e}") from None
+        if schema.blocks == self.blocks:
+            return self
+        return PipelineSpec(schema.hash, schema.names, self.bars_per_row, schema.blocks)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,22 @@ class ServedModel:
     microseconds since the epoch; 0 if unknown."""
     symbols: frozenset[str] = frozenset()
     """The card's symbols (the model was validated on them only); empty: any symbol."""
+    blocks: tuple[str, ...] = ("base",)
+    """The card's feature blocks (ADR 0104): the base block's columns come first, then daily and cross."""
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return schema_for(self.blocks)
+
+    @property
+    def warmup_bars(self) -> int:
+        """Closed bars a symbol needs before its first prediction (``ModelStatus.window``): the base
+        window, or for the daily block (ADR 0104) a day of bars before each input row if that is more
+        (an upper bound: across a weekend a day back is fewer bars)."""
+        if "daily" not in self.blocks:
+            return self.history_bars
+        day = DAY_MS // (self.timeframe_s * 1000) + 1
+        return max(self.history_bars, day + self.rows)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Probabilities [n, n_outputs] for inputs [n, rows, n_features] (float32)."""
@@ -144,11 +173,18 @@ def build_served_model(
     except Exception as e:  # ORT raises its own exception types for every parse/graph problem
         raise ModelLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: {e}") from None
     card = _card_from(session, onnx_path)
+    pipeline = pipeline.for_card(card, f"{onnx_path} model card")
+    if "cross" in pipeline.blocks and len(card.get("symbols") or []) < 2:
+        raise ModelRefused(
+            f"{onnx_path} model card: feature_blocks has 'cross' but the card lists symbols "
+            f"{card.get('symbols')!r}; cross-symbol features need the symbols they were trained on"
+        )
 
     if card["feature_schema_hash"] != pipeline.schema_hash:
         raise ModelRefused(
             f"model {card['name']} {version or card['version']} was trained on feature schema "
-            f"{card['feature_schema_hash']}, but this server computes {pipeline.schema_hash}; "
+            f"{card['feature_schema_hash']}, but this server computes {pipeline.schema_hash} for the "
+            f"feature blocks {list(pipeline.blocks)}; "
             "retrain the model on the current kairos.features or serve it with the matching server"
         )
     if tuple(card["feature_names"]) != pipeline.feature_names:
@@ -216,6 +252,7 @@ def build_served_model(
         feature_schema_hash=str(card["feature_schema_hash"]),
         feature_names=tuple(card["feature_names"]),
         history_bars=pipeline.bars_per_row + rows - 1,
+        blocks=pipeline.blocks,
         loaded_time_us=time.time_ns() // 1000,
         sha256="sha256:" + hashlib.sha256(data).hexdigest(),
         policy=policy,
@@ -497,7 +534,8 @@ class ModelManager:
             st.feature_schema_hash = m.feature_schema_hash
             st.feature_names.extend(m.feature_names)
             st.output_names.extend(m.output_names)
-            st.window = m.history_bars
+            st.window = m.warmup_bars
+            st.timeframe_s = m.timeframe_s
             st.loaded_time_us = m.loaded_time_us
             st.created_time_us = m.created_time_us
             validation = validation_from_card(m.card)

@@ -26,6 +26,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status  # type: ignore[import-untyped]
 
+from kairos.features.blocks import DailyWindow
 from kairos.inference.batcher import BatchResult, MicroBatcher
 from kairos.inference.config import InferenceConfig
 from kairos.inference.logs import get_logger
@@ -411,11 +412,51 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             last_open = bar.open_time_msc
         if violations:
             raise InvalidArgument(violations[:100])
-        feed = SymbolFeed(model.timeframe_s)
-        windows = [w for w in (feed.push_bar(b) for b in bars[-need:]) if w is not None]
-        rows = feature_rows(windows)[-model.rows :].astype(np.float32)
+        if model.blocks == ("base",):
+            feed = SymbolFeed(model.timeframe_s)
+            windows = [w for w in (feed.push_bar(b) for b in bars[-need:]) if w is not None]
+            rows = feature_rows(windows)[-model.rows :].astype(np.float32)
+        else:
+            rows = self._block_input(bars, model)
         last = bars[-1]
         return rows, last.open_time_msc + last.period_s * 1000
+
+    def _block_input(self, bars: Any, model: ServedModel) -> np.ndarray:
+        """A daily-block model's input from a window of bars (ADR 0104): the daily columns need the
+        bars of the 24 hours before each input row; cross-symbol columns cannot come from one symbol."""
+        if "cross" in model.blocks:
+            raise InvalidArgument(
+                [
+                    (
+                        "bars",
+                        "NEEDS_STREAM",
+                        f"model {model.name} uses cross-symbol features: they need every symbol of the "
+                        "model on one StreamPredict stream, or send the feature vector",
+                    )
+                ]
+            )
+        feed = SymbolFeed(model.timeframe_s)
+        daily = DailyWindow(model.timeframe_s)
+        windows, dailies = [], []
+        for b in bars:
+            w = feed.push_bar(b)
+            d = daily.push(b.open_time_msc, b.high, b.low, b.close)
+            if w is not None:
+                windows.append(w)
+                dailies.append(d)
+        rows = np.concatenate([feature_rows(windows), np.array(dailies)], axis=1)[-model.rows :]
+        if not np.isfinite(rows).all():
+            raise InvalidArgument(
+                [
+                    (
+                        "bars.bars",
+                        "WINDOW_TOO_SHORT",
+                        f"{len(bars)} bars: the daily features of model {model.name} need the bars of the "
+                        f"24 hours before each of its {model.rows} input rows",
+                    )
+                ]
+            )
+        return rows.astype(np.float32)
 
     # --- GetModelStatus --------------------------------------------------------------------------
 

@@ -293,7 +293,11 @@ class ShadowEvaluator:
             if m is None or (m.name, m.version) == (serving.name, serving.version):
                 continue
             label = f"{m.name}/{m.version}"
-            if m.timeframe_s != serving.timeframe_s or m.rows > serving.rows:
+            if (
+                m.timeframe_s != serving.timeframe_s
+                or m.rows > serving.rows
+                or m.feature_names != serving.feature_names  # other feature blocks (ADR 0104)
+            ):
                 self.m.skipped.labels(label, "incompatible").inc(len(symbols))
                 continue
             x = np.stack([w[-m.rows :] for w in windows]).astype(np.float32)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kairos.features import Bar
+from kairos.features.blocks import CrossBoard, DailyWindow
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ServedModel
 from kairos.inference.pipeline import SymbolFeed, feature_rows
@@ -42,8 +44,10 @@ class SymbolState:
     __slots__ = (
         "ask",
         "bid",
+        "blocks",
         "capacity",
         "count",
+        "daily",
         "feed",
         "last_bar_open_msc",
         "last_seq",
@@ -54,8 +58,13 @@ class SymbolState:
         "timeframe_s",
     )
 
-    def __init__(self, symbol: str, timeframe_s: int, rows: int, n_features: int) -> None:
+    def __init__(
+        self, symbol: str, timeframe_s: int, rows: int, n_features: int, blocks: tuple[str, ...] = ("base",)
+    ) -> None:
         self.feed = SymbolFeed(timeframe_s)
+        self.blocks = blocks
+        # The daily block's own window of the last 24 hours of bars (ADR 0104), for models that use it.
+        self.daily = DailyWindow(timeframe_s) if "daily" in blocks else None
         self.timeframe_s = timeframe_s
         self.n_features = n_features
         self.capacity = max(rows, 1)
@@ -108,6 +117,8 @@ class Work:
     unlisted_rejections: int = 0
     # Bars closed by this request, in order: (state, symbol, bar open ms, bar window or None, bid, ask).
     closed: list[tuple[SymbolState, str, int, np.ndarray | None, float, float]] = field(default_factory=list)
+    # Per closed bar: its daily-block row (models with the daily block, ADR 0104), else None.
+    closed_daily: list[np.ndarray | None] = field(default_factory=list)
     # Per input: the bar's (open, close, mean spread, low, high), for shadow accounting (kairos.shadow).
     prices: list[tuple[float, float, float, float, float]] = field(default_factory=list)
     closed_prices: list[tuple[float, float, float, float, float]] = field(default_factory=list)
@@ -117,6 +128,12 @@ class Work:
 
     def inputs(self) -> np.ndarray:
         return self.x if self.x is not None else np.stack(self.windows)
+
+    def drop_inputs(self) -> None:
+        """Forget the model inputs made due (a warm-up request): the state they came from stays."""
+        for col in (self.symbols, self.times_msc, self.bids, self.asks, self.windows, self.prices):
+            col.clear()
+        self.x = None
 
 
 class StreamState:
@@ -139,6 +156,8 @@ class StreamState:
         self.max_bars = max_bars_per_request
         self.max_symbols = max_symbols
         self.symbols: dict[str, SymbolState] = {}
+        # Every symbol's latest base rows, for models with the cross block (ADR 0104); made on first use.
+        self.board: CrossBoard | None = None
 
     def close(self) -> None:
         self.metrics.symbol_states.dec(len(self.symbols))
@@ -166,7 +185,8 @@ class StreamState:
             return None
         st = self.symbols.get(symbol)
         if st is not None:
-            if st.timeframe_s != model.timeframe_s:  # a swap to a model of another timeframe
+            # a swap to a model of another timeframe or other feature blocks: the symbol warms up again
+            if st.timeframe_s != model.timeframe_s or st.blocks != model.blocks:
                 st = None
                 del self.symbols[symbol]
                 self.metrics.symbol_states.dec()
@@ -185,7 +205,7 @@ class StreamState:
                 work, fld, "TOO_MANY_SYMBOLS", f"stream already holds {self.max_symbols} symbols", symbol
             )
             return None
-        st = SymbolState(symbol, model.timeframe_s, model.rows, model.n_features)
+        st = SymbolState(symbol, model.timeframe_s, model.rows, model.n_features, model.blocks)
         self.symbols[symbol] = st
         self.metrics.symbol_states.inc()
         return st
@@ -194,6 +214,8 @@ class StreamState:
         """Feature rows for every bar the request closed (one kernel run), then the model inputs due."""
         windows = [c[3] for c in work.closed if c[3] is not None]
         rows = feature_rows(windows) if windows else None
+        if rows is not None and model.blocks != ("base",):
+            rows = self._block_rows(work, model, rows)
         finite = np.isfinite(rows).all(axis=1).tolist() if rows is not None else []
         # The model inputs are copied once, straight into the array the model runs on (a later bar
         # of the same symbol in this request overwrites the ring, so a view would not do).
@@ -222,6 +244,30 @@ class StreamState:
         if m:
             work.x = x[:m]
 
+    def _block_rows(self, work: Work, model: ServedModel, base: np.ndarray) -> np.ndarray:
+        """Base rows widened with the model's daily and cross columns (ADR 0104), same row order."""
+        schema = model.schema
+        out = np.empty((len(base), schema.n_features))
+        out[:, : base.shape[1]] = base
+        due = [(c, d) for c, d in zip(work.closed, work.closed_daily, strict=True) if c[3] is not None]
+        if schema.has("daily"):
+            sl = schema.block_slice("daily")
+            for k, (_, daily) in enumerate(due):
+                out[k, sl] = daily if daily is not None else np.nan
+        if schema.has("cross"):
+            board = self.board
+            if board is None:
+                board = self.board = CrossBoard(self.max_symbols)
+            # In arrival order, each bar's row then its record: another symbol's bar counts for bar t
+            # only if it opened before t, so two symbols' bars of the same minute may come in either
+            # order (the board keeps a few bars per symbol for that).
+            sl = schema.block_slice("cross")
+            others = sorted(model.symbols)
+            for k, (c, _) in enumerate(due):
+                out[k, sl] = board.row(c[1], c[2], others, model.timeframe_s)
+                board.record(c[1], c[2], base[k])
+        return out
+
     def process(self, req: pb.StreamPredictRequest, model: ServedModel) -> Work:
         work = Work()
         if not req.ticks and not req.bars:
@@ -241,6 +287,11 @@ class StreamState:
                 self._bar(work, f"bars[{i}]", bar, model)
         if work.closed:
             self._features(work, model)
+        if req.warmup:
+            # Warm-up (ADR 0105): the state moved exactly as for live input, but nothing is predicted,
+            # signalled or accounted; the response carries only the rejections.
+            self.metrics.warmup_bars.inc(len(work.closed))
+            work.drop_inputs()
         if work.unlisted_rejections:
             work.rejections.append(
                 pb.InputRejection(
@@ -281,7 +332,12 @@ class StreamState:
             )
             return
         st = self.symbols.get(sym)
-        if st is None or st.timeframe_s != model.timeframe_s or st.capacity < model.rows:
+        if (
+            st is None
+            or st.timeframe_s != model.timeframe_s
+            or st.capacity < model.rows
+            or st.blocks != model.blocks
+        ):
             st = self._state_for(work, fld, sym, model)
             if st is None:
                 return
@@ -332,8 +388,7 @@ class StreamState:
                     continue  # that minute already came as a closed Bar on this stream: never twice
                 # The tick that closes a bar is the quote the prediction is made at.
                 st.last_bar_open_msc = bar.open_time_msc
-                work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), b, a))
-                work.closed_prices.append((bar.open, bar.close, bar.spread_mean, bar.low, bar.high))
+                _close(work, st, sym, bar, b, a)
 
     def _bar(self, work: Work, fld: str, bar: md.Bar, model: ServedModel) -> None:
         # Each field read once (a protobuf attribute read is a C call); the checks of bar_problem run
@@ -360,7 +415,7 @@ class StreamState:
                 self._reject(work, fld, problem[0], problem[1], sym)
                 return
         st = self.symbols.get(sym)
-        if st is None or st.timeframe_s != tf or st.capacity < model.rows:
+        if st is None or st.timeframe_s != tf or st.capacity < model.rows or st.blocks != model.blocks:
             st = self._state_for(work, fld, sym, model)
             if st is None:
                 return
@@ -383,8 +438,17 @@ class StreamState:
             st.last_time_msc = end
         st.bid = c
         st.ask = c + sp
-        work.closed.append((st, sym, open_msc, st.feed.push_bar(bar), c, c + sp))
-        work.closed_prices.append((o, c, sp, lo, h))
+        _close(work, st, sym, bar, c, c + sp)
+
+
+def _close(work: Work, st: SymbolState, sym: str, bar: Bar | md.Bar, bid: float, ask: float) -> None:
+    """Record a bar the request closed: its base window, prices and (daily models) daily row."""
+    work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), bid, ask))
+    work.closed_prices.append((bar.open, bar.close, bar.spread_mean, bar.low, bar.high))
+    daily = st.daily
+    work.closed_daily.append(
+        None if daily is None else daily.push(bar.open_time_msc, bar.high, bar.low, bar.close)
+    )
 
 
 def bar_problem(bar: md.Bar, timeframe_s: int) -> tuple[str, str] | None:

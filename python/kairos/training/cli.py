@@ -128,6 +128,15 @@ FamiliesOpt = Annotated[
     str, typer.Option("--search-families", help="Search: comma-separated families to choose from.")
 ]
 WindowOpt = Annotated[int, typer.Option("--window", min=1, help="Feature rows per model input.")]
+FeaturesOpt = Annotated[
+    str,
+    typer.Option(
+        "--features",
+        help="Comma-separated feature blocks: base (always), daily (the last 24 hours: realised "
+        "volatility, the day's return in units of it, the day's channel), cross (the other symbols' "
+        "returns; needs --data repeated). ADR 0104.",
+    ),
+]
 HiddenOpt = Annotated[int, typer.Option("--hidden", min=1, help="Hidden units/channels.")]
 EpochsOpt = Annotated[
     int, typer.Option("--epochs", min=1, help="Maximum epochs (early stopping may end sooner).")
@@ -382,7 +391,9 @@ def _configs(
     vol_mult: float = 1.0,
     seeds: int = 1,
     uniqueness: bool = True,
+    features: str = "base",
 ) -> tuple[Any, Any]:
+    from kairos.features.schema import BLOCKS, schema_for
     from kairos.training.labels import LABEL_KINDS, LabelConfig, LabelKind
     from kairos.training.train import FAMILIES, TrainConfig
 
@@ -392,6 +403,12 @@ def _configs(
         raise CliFailure(EXIT_USAGE, f"--label must be one of {', '.join(LABEL_KINDS)}, not {label!r}")
     if scheme not in ("expanding", "rolling"):
         raise CliFailure(EXIT_USAGE, f"--scheme must be expanding or rolling, not {scheme!r}")
+    try:
+        blocks = schema_for([b.strip() for b in features.split(",") if b.strip()]).blocks
+    except ValueError:
+        raise CliFailure(
+            EXIT_USAGE, f"--features must name blocks among {', '.join(BLOCKS)}, not {features!r}"
+        ) from None
     tcfg = TrainConfig(
         arch=arch,
         window=window,
@@ -407,6 +424,7 @@ def _configs(
         threads=threads,
         seeds=seeds,
         uniqueness=uniqueness,
+        features=blocks,
     )
     lcfg = LabelConfig(
         horizon=horizon,
@@ -436,6 +454,7 @@ def train(
     run: RunOpt = DEFAULT_RUN,
     arch: ArchOpt = "mlp",
     window: WindowOpt = 16,
+    features: FeaturesOpt = "base",
     hidden: HiddenOpt = 32,
     epochs: EpochsOpt = 60,
     patience: PatienceOpt = 6,
@@ -480,6 +499,7 @@ def train(
         vol_mult,
         seeds,
         uniqueness,
+        features,
     )
     _do_train(run, tcfg, lcfg, _search_cfg(search, trials, timeout, search_families, search_folds))
 
@@ -714,6 +734,7 @@ def run_all(
     time_format: TimeFmtOpt = None,
     arch: ArchOpt = "mlp",
     window: WindowOpt = 16,
+    features: FeaturesOpt = "base",
     hidden: HiddenOpt = 32,
     epochs: EpochsOpt = 60,
     patience: PatienceOpt = 6,
@@ -773,6 +794,7 @@ def run_all(
         vol_mult,
         seeds,
         uniqueness,
+        features,
     )
     name = _model_name(run, name, symbol, source=data)  # before any work: a nameless run fails fast
     gate_cfg = _gate_config(significance, gate_alpha, candidate, seed)

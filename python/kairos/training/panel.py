@@ -22,13 +22,23 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped]
 
-from kairos.features import compute_features, to_epoch_ms
+from kairos.features import SCHEMA, FeatureSchema, compute_features, to_epoch_ms
+from kairos.features.blocks import cross_features, daily_features
 from kairos.training.labels import LabelConfig, Labels, label_bars, window_index
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 SYMBOL_COLUMN = "symbol"
+
+
+def _daily(bars: pd.DataFrame) -> FloatArray:
+    return daily_features(
+        to_epoch_ms(bars["time"]),
+        bars["high"].to_numpy(np.float64),
+        bars["low"].to_numpy(np.float64),
+        bars["close"].to_numpy(np.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,27 @@ class Panel:
         parts = [fn(bars.iloc[a:b].reset_index(drop=True)) for a, b in self.segments()]
         return np.concatenate(parts, axis=0)
 
-    def features(self, bars: pd.DataFrame) -> FloatArray:
-        return self.stacked(bars, compute_features)
+    def features(
+        self, bars: pd.DataFrame, schema: FeatureSchema = SCHEMA, timeframe_s: int = 0
+    ) -> FloatArray:
+        """Feature rows of ``schema`` (its blocks, ADR 0104), per symbol and stacked; ``timeframe_s``
+        is needed by the cross block (how fresh another symbol's bar must be)."""
+        base = self.stacked(bars, compute_features)
+        if schema.blocks == ("base",):
+            return base
+        parts = [base]
+        if schema.has("daily"):
+            parts.append(self.stacked(bars, _daily))
+        if schema.has("cross"):
+            if self.n_symbols < 2:
+                raise ValueError("the cross feature block needs several symbols in the run (--data repeated)")
+            if timeframe_s <= 0:
+                raise ValueError("the cross feature block needs the bars' timeframe")
+            t = to_epoch_ms(bars["time"])
+            segs = self.segments()
+            rows = cross_features([t[a:b] for a, b in segs], [base[a:b] for a, b in segs], timeframe_s)
+            parts.append(np.concatenate(rows, axis=0))
+        return np.concatenate(parts, axis=1)
 
     def labels(self, bars: pd.DataFrame, cfg: LabelConfig) -> Labels:
         if self.n_symbols == 1:

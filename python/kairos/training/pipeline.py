@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kept Any
 
-from kairos.features import SCHEMA, DecisionPolicy, ModelCard, to_epoch_ms
+from kairos.features import SCHEMA, DecisionPolicy, FeatureSchema, ModelCard, to_epoch_ms
+from kairos.features.schema import schema_for
 from kairos.training import data as data_mod
 from kairos.training.labels import LabelConfig, windows
 from kairos.training.panel import Panel
@@ -272,6 +273,16 @@ def load_run_bars(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return bars, _read_json(_need(run_dir, "import.json", "import"))
 
 
+def run_schema(run: dict[str, Any]) -> FeatureSchema:
+    """The feature schema a trained run used (its train config's blocks; base for older runs)."""
+    return schema_for(run["train"].get("features"))
+
+
+def run_features(bars: pd.DataFrame, imp: dict[str, Any], schema: FeatureSchema) -> np.ndarray:
+    """The run's feature rows (every symbol, stacked): what training, export and the backtest read."""
+    return Panel.of(bars).features(bars, schema, int(imp["timeframe_s"]))
+
+
 # ------------------------------------------------------------------------------------------------ train
 
 
@@ -305,14 +316,19 @@ def step_train(
     t0 = time.perf_counter()
     panel = Panel.of(bars)
     clock = panel.clock
-    feats = panel.features(bars)
+    schema = cfg.schema
+    try:
+        feats = panel.features(bars, schema, int(imp["timeframe_s"]))
+    except ValueError as e:
+        raise _too_little(imp["source"], str(e)) from None
     lab = panel.labels(bars, label_cfg)
     labels = lab.y
     purge = cfg.purge if cfg.purge is not None else label_cfg.horizon
     # One sample set for every family, so all are compared on the same folds: the longest input window.
     idx = panel.window_index(feats, labels, max(cfg.window, cfg.input_window))
     warm = SCHEMA.window + max(cfg.window, cfg.input_window) - 1
-    where = f"{len(bars)} bars (feature warm-up {warm} bars, label horizon {label_cfg.horizon})"
+    day = " plus a day of bars for the daily block" if schema.has("daily") else ""
+    where = f"{len(bars)} bars (feature warm-up {warm} bars{day}, label horizon {label_cfg.horizon})"
     need = max(200, int(np.ceil(20 * cfg.folds / (1 - cfg.min_train_frac))))
     if len(idx) < need:
         raise _too_little(
@@ -366,7 +382,7 @@ def step_train(
             wf.models[fam][-1],
             windows(feats, last.val, wf.models[fam][-1].window),
             y_all[last.val],
-            list(SCHEMA.names),
+            list(schema.names),
             seed=cfg.seed,
         )
         for fam in families
@@ -419,7 +435,8 @@ def step_train(
         "trials": search_record["trials"] if search_record else 1,
         "train_seconds": time.perf_counter() - t0,
         "git_sha": git_sha(),
-        "feature_schema_hash": SCHEMA.hash,
+        "feature_schema_hash": schema.hash,
+        "feature_blocks": list(schema.blocks),
     }
     with (run_dir / "model.pkl").open("wb") as fh:
         pickle.dump({"models": finals, "arch": cfg.arch, "held_out": held_out}, fh)
@@ -530,19 +547,22 @@ def _strip_dirs(imp: dict[str, Any]) -> str:
 
 
 def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = None) -> ExportResult:
+    from kairos.features.drift import distribution
     from kairos.training.export import export_onnx
 
     bars, imp = load_run_bars(run_dir)
     run = _read_json(_need(run_dir, "run.json", "train"))
-    if run["feature_schema_hash"] != SCHEMA.hash:
+    schema = run_schema(run)
+    if run["feature_schema_hash"] != schema.hash:
         raise StepError(
-            f"{run_dir} was trained on feature schema {run['feature_schema_hash']}, not {SCHEMA.hash}"
+            f"{run_dir} was trained on feature schema {run['feature_schema_hash']}, this code computes "
+            f"{schema.hash} for the blocks {list(schema.blocks)}"
         )
     why = learned_nothing(run_dir)
     if why:
         raise LearnedNothing(why)
     model, held_out = load_model(run_dir, candidate_family(run_dir))
-    feats = Panel.of(bars).features(bars)
+    feats = run_features(bars, imp, schema)
     parity_x = windows(feats, held_out, model.window)
     report_path = run_dir / "report.json"
     metrics: dict[str, Any] = {}
@@ -557,8 +577,9 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         name=name,
         version=version,
         architecture=model.family,
-        feature_schema_hash=SCHEMA.hash,
-        feature_names=list(SCHEMA.names),
+        feature_schema_hash=schema.hash,
+        feature_names=list(schema.names),
+        feature_blocks=list(schema.blocks),
         window=model.window,
         timeframe_s=int(imp["timeframe_s"]),
         label=run["label"],
@@ -584,6 +605,8 @@ def step_export(run_dir: Path, name: str, version: str, out_dir: Path | None = N
         symbols=list(imp.get("symbols") or []),
     )
     card.metrics["seed"] = run["train"]["seed"]
+    # Every symbol's rows of the run's own feature blocks (a stacked frame is not one series).
+    card.feature_distribution = distribution(feats, schema.names)
     result = export_onnx(model, card, run_dir, parity_x)
     if out_dir is not None and out_dir.resolve() != run_dir.resolve():
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -610,9 +633,10 @@ def _policy_inputs(
     sees them: the volatility passes through float32, as it does in the served model's feature rows."""
     panel = Panel.of(bars)
     labels = panel.labels(bars, LabelConfig(**run["label"])).y
-    feats = panel.features(bars)
+    schema = run_schema(run)
+    feats = run_features(bars, run["import"], schema)
     idx = panel.window_index(feats, labels, int(run["train"]["window"]))
-    col = list(SCHEMA.names).index(cfg.vol_feature)
+    col = list(schema.names).index(cfg.vol_feature)
     vol = feats[:, col].astype(np.float32).astype(np.float64) * cfg.vol_unit
     return labels, idx, vol
 

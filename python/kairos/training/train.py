@@ -27,6 +27,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from kairos.features.schema import FeatureSchema, schema_for
 from kairos.training import tabular
 from kairos.training.calibrate import Calibration, apply_temperature, calibrate, log_loss, priors
 from kairos.training.labels import uniqueness_weights, windows
@@ -80,9 +81,17 @@ class TrainConfig:
     """Weight samples by the average uniqueness of their label spans."""
     seed: int = 0
     threads: int = 1
+    features: tuple[str, ...] = ("base",)
+    """Feature blocks (``kairos.features.schema.BLOCKS``): base, plus daily and/or cross (ADR 0104)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["features"] = list(self.features)
+        return d
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return schema_for(self.features)
 
     @property
     def input_window(self) -> int:
@@ -96,6 +105,7 @@ class TrainConfig:
         d = dict(d)
         d["lgbm"] = tabular.LgbmParams(**d.get("lgbm", {}))
         d["logreg"] = tabular.LogregParams(**d.get("logreg", {}))
+        d["features"] = tuple(schema_for(d.get("features")).blocks)  # runs from before blocks: base
         return cls(**d)
 
 

@@ -6,12 +6,20 @@
 //     fast as it can, timed until a NATS subscriber has received every frame (ingest_lost must be 0);
 //   - nats_raw_msgs_per_s: the same TickBatch payloads published straight to the same embedded NATS
 //     server and counted by a subscriber; ingest_vs_nats_raw is the ratio of messages per second
-//     (one frame = one NATS message of the same payload). Ingest and raw rounds alternate, five
-//     each, and each figure is the best round, since the machine is shared; the median of the
-//     per-round ratios (each ingest round against the raw round right after it) is reported beside;
+//     (one frame = one NATS message of the same payload). Ingest and raw rounds alternate (seven
+//     each by default), and each figure is the best round, since the machine is shared; the median
+//     of the per-round ratios (each ingest round against the raw round right after it) is reported
+//     beside;
+//   - ingest_cpu_us_per_frame / nats_raw_cpu_us_per_msg: the process's CPU time over a round per
+//     frame or raw message (median of the rounds), and ingest_vs_nats_raw_cpu, their ratio: unlike
+//     throughput, barely moved by the machine's load;
 //   - subscribe_latency_us_p50/p99: bridge frame written -> gRPC Subscribe client receives it,
 //     at 10,000 ticks/s (10-tick frames every millisecond); the round with the lowest p99 of three,
 //     and the median round's p99 beside it.
+//
+// The rounds are short (20,000 frames: ~0.1-0.3 s of ingest, ~0.05 s of raw NATS), so a scheduler
+// hiccup on a shared machine moves a single round by 2x: --rounds (default 7) more of them, or
+// --frames longer ones, steady the best-of and median figures.
 package main
 
 import (
@@ -29,6 +37,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,6 +66,7 @@ func main() {
 	frames := flag.Int("frames", 20000, "100-tick frames in each ingest round")
 	latencySeconds := flag.Int("latency-seconds", 2, "duration of each latency round")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	rounds := flag.Int("rounds", 7, "ingest rounds, each followed by a raw NATS round")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -64,7 +74,7 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if err := run(*out, *frames, *latencySeconds); err != nil {
+	if err := run(*out, *frames, *latencySeconds, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "kairos-collector-bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -185,11 +195,12 @@ func waitCount(n *atomic.Int64, want int64, timeout time.Duration) (time.Time, b
 	return time.Now(), true
 }
 
-// rounds alternates the ingest and raw NATS runs so both see the same background load; each figure
-// is the best of the rounds (the machine is shared, and throughput is only ever lowered by noise).
-const rounds = 5
-
-func run(out string, nFrames, latencySeconds int) error {
+// The ingest and raw NATS rounds alternate so both see the same background load; each figure is the
+// best of the rounds (the machine is shared, and throughput is only ever lowered by noise), with the
+// median of the per-round ratios beside it. Each round starts after a forced garbage collection, so
+// neither pays for the garbage of the setup before it (20,000 encoded frames).
+func run(out string, nFrames, latencySeconds, rounds int) error {
+	rounds = max(rounds, 1)
 	ticks, err := ticksdata.Load()
 	if err != nil {
 		return err
@@ -202,7 +213,7 @@ func run(out string, nFrames, latencySeconds int) error {
 	res := map[string]any{}
 	var bestIngest, bestRaw float64
 	var lost int64
-	var ingestAll, rawAll []float64
+	var ingestAll, rawAll, ingestCPU, rawCPU []float64
 	for r := range rounds {
 		// Each round is a new bridge session on its own symbol, so bars and validation start fresh.
 		symbol := fmt.Sprintf("EURUSD%d", r+1)
@@ -215,12 +226,19 @@ func run(out string, nFrames, latencySeconds int) error {
 			return err
 		}
 		lost += l
-		ingestAll, rawAll = append(ingestAll, round(ingest)), append(rawAll, round(raw))
-		bestIngest, bestRaw = max(bestIngest, ingest), max(bestRaw, raw)
+		ingestAll, rawAll = append(ingestAll, round(ingest.perS)), append(rawAll, round(raw.perS))
+		ingestCPU, rawCPU = append(ingestCPU, round3(ingest.cpuUs)), append(rawCPU, round3(raw.cpuUs))
+		bestIngest, bestRaw = max(bestIngest, ingest.perS), max(bestRaw, raw.perS)
 	}
+	res["ingest_cpu_us_per_frame"] = median(ingestCPU)
+	res["nats_raw_cpu_us_per_msg"] = median(rawCPU)
+	res["ingest_vs_nats_raw_cpu"] = round3(median(rawCPU) / median(ingestCPU))
+	fmt.Fprintf(os.Stderr, "CPU µs per ingest frame %v; per raw NATS message %v\n", ingestCPU, rawCPU)
 	res["ingest_ticks_per_s"] = round(bestIngest)
 	res["ingest_ticks_per_round"] = nFrames * 100
 	res["ingest_rounds"] = rounds
+	res["ingest_ticks_per_s_all"] = ingestAll
+	res["nats_raw_msgs_per_s_all"] = rawAll
 	res["ingest_lost"] = lost
 	res["nats_raw_msgs_per_s"] = round(bestRaw)
 	res["nats_raw_ticks_per_s"] = round(bestRaw * 100)
@@ -264,7 +282,7 @@ func run(out string, nFrames, latencySeconds int) error {
 
 // ingestRound: bridge TCP -> validation, bars, fan-out -> NATS subscriber. It returns ticks/s, ticks
 // lost, and the batches' encodings for the raw NATS round.
-func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, nFrames int) (float64, int64, [][]byte, error) {
+func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, nFrames int) (roundResult, int64, [][]byte, error) {
 	batches := replay(symbol, ticks, nFrames, 100, 1)
 	encoded := make([][]byte, len(batches))
 	var wire []byte
@@ -276,53 +294,75 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	// every 100-tick frame passes validation whole and becomes one NATS message.
 	sub, got, err := countTicks(svc.NATSURL(), "kairos.md."+symbol, true)
 	if err != nil {
-		return 0, 0, nil, err
+		return roundResult{}, 0, nil, err
 	}
 	defer sub.Close()
 	before := testutil.ToFloat64(svc.Metrics.TicksAccepted.WithLabelValues("bridge"))
 	conn, w, err := dialBridge(svc.BridgeAddr(), session, symbol)
 	if err != nil {
-		return 0, 0, nil, err
+		return roundResult{}, 0, nil, err
 	}
 	defer conn.Close()
 	time.Sleep(50 * time.Millisecond) // the session is set up before the clock starts
+	runtime.GC()
 	sent := int64(nFrames * 100)
+	c0 := cpuTime()
 	t0 := time.Now()
 	if _, err := w.Write(wire); err != nil {
-		return 0, 0, nil, err
+		return roundResult{}, 0, nil, err
 	}
 	if err := w.Flush(); err != nil {
-		return 0, 0, nil, err
+		return roundResult{}, 0, nil, err
 	}
 	t1, ok := waitCount(got, int64(nFrames), 60*time.Second)
+	cpu := cpuTime() - c0
 	if !ok {
 		fmt.Fprintf(os.Stderr, "ingest: only %d of %d frames arrived\n", got.Load(), nFrames)
 	}
 	accepted := int64(testutil.ToFloat64(svc.Metrics.TicksAccepted.WithLabelValues("bridge")) - before)
-	return float64(sent) / t1.Sub(t0).Seconds(), sent - min(accepted, got.Load()*100), encoded, nil
+	return roundResult{float64(sent) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(nFrames)}, sent - min(accepted, got.Load()*100), encoded, nil
+}
+
+// roundResult is a round's throughput and the process CPU time (every goroutine: the collector,
+// the NATS server, the benchmark's clients) it took per frame or message, in µs. CPU time barely
+// moves with the machine's load, where throughput halves: it is the figure to compare changes by.
+type roundResult struct {
+	perS, cpuUs float64
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rawRound publishes the same payloads straight to the same server and counts them at a subscriber.
-func rawRound(svc *collector.Service, encoded [][]byte) (float64, error) {
+func rawRound(svc *collector.Service, encoded [][]byte) (roundResult, error) {
 	rawSub, rawGot, err := countTicks(svc.NATSURL(), "kairos.bench.raw", true)
 	if err != nil {
-		return 0, err
+		return roundResult{}, err
 	}
 	defer rawSub.Close()
 	pub, err := nats.Connect(svc.NATSURL())
 	if err != nil {
-		return 0, err
+		return roundResult{}, err
 	}
 	defer pub.Close()
+	runtime.GC()
+	c0 := cpuTime()
 	t0 := time.Now()
 	for _, p := range encoded {
 		if err := pub.Publish("kairos.bench.raw", p); err != nil {
-			return 0, err
+			return roundResult{}, err
 		}
 	}
 	_ = pub.Flush()
 	t1, _ := waitCount(rawGot, int64(len(encoded)), 60*time.Second)
-	return float64(rawGot.Load()) / t1.Sub(t0).Seconds(), nil
+	cpu := cpuTime() - c0
+	return roundResult{float64(rawGot.Load()) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(len(encoded))}, nil
 }
 
 func latency(svc *collector.Service, ticks []ticksdata.Tick, symbol string, session uint64, seconds int) (map[string]any, error) {

@@ -5,6 +5,7 @@
 package testinfer
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	inferv1 "github.com/kairos-mt5/kairos/gen/go/kairos/inference/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
@@ -32,6 +36,38 @@ type Server struct {
 	sizes    []int // ticks per request
 	// Hold, when set, delays every answer (to test the response timeout).
 	hold time.Duration
+	// status, when set, is GetModelStatus's answer (else Unimplemented: no warm-up).
+	status *inferv1.ModelStatus
+	// log keeps every request received, in order (bounded), for tests of ordering.
+	log []*inferv1.StreamPredictRequest
+}
+
+// maxLog bounds the requests Log keeps.
+const maxLog = 100_000
+
+// SetModelStatus makes GetModelStatus describe one serving model needing window bars of periodS.
+func (s *Server) SetModelStatus(window, periodS uint32) {
+	s.mu.Lock()
+	s.status = &inferv1.ModelStatus{ModelName: "testinfer", ModelVersion: "1", Role: "serving",
+		State: inferv1.ModelState_MODEL_STATE_SERVING, Window: window, TimeframeS: periodS}
+	s.mu.Unlock()
+}
+
+// GetModelStatus answers with the status set by SetModelStatus.
+func (s *Server) GetModelStatus(context.Context, *inferv1.GetModelStatusRequest) (*inferv1.GetModelStatusResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.status == nil {
+		return nil, status.Error(codes.Unimplemented, "testinfer: no model status set")
+	}
+	return &inferv1.GetModelStatusResponse{Models: []*inferv1.ModelStatus{proto.Clone(s.status).(*inferv1.ModelStatus)}}, nil
+}
+
+// Log returns the requests received so far, in order.
+func (s *Server) Log() []*inferv1.StreamPredictRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*inferv1.StreamPredictRequest(nil), s.log...)
 }
 
 // Start serves on addr ("127.0.0.1:0" for a free port).
@@ -93,12 +129,21 @@ func (s *Server) StreamPredict(stream grpc.BidiStreamingServer[inferv1.StreamPre
 			s.bars[b.Symbol]++
 		}
 		s.sizes = append(s.sizes, n)
+		if len(s.log) < maxLog {
+			s.log = append(s.log, req)
+		}
 		hold := s.hold
 		s.mu.Unlock()
 		if hold > 0 {
 			time.Sleep(hold)
 		}
 		resp := &inferv1.StreamPredictResponse{RequestId: req.RequestId}
+		if req.Warmup { // state only: answered without predictions
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			continue
+		}
 		done := time.Now().UnixMicro()
 		for _, b := range req.Ticks {
 			if len(b.TimeMsc) == 0 {

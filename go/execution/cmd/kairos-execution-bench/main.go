@@ -19,7 +19,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strings"
 	"sync"
@@ -53,6 +55,9 @@ import (
 var (
 	d            = decimal.MustParse
 	paperWorkers = flag.Int("paper-workers", 64, "concurrent submitters in the throughput run")
+	traceOut     = flag.String("trace", "", "write a runtime/trace of the full-mode SubmitOrder run (go tool trace)")
+	memProfile   = flag.String("memprofile", "", "write an allocation profile (pprof, -sample_index=alloc_space) of the whole run")
+	submitOnly   = flag.Bool("submit-only", false, "measure SubmitOrder only (no risk or throughput run): for profiling the submit path")
 )
 
 func main() {
@@ -71,6 +76,15 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if *memProfile != "" {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
+	}
 	if err := run(*out, *ticksPath, *submitN, *paperDur, *peer, *pgDSN); err != nil {
 		fmt.Fprintln(os.Stderr, "kairos-execution-bench:", err)
 		pprof.StopCPUProfile()
@@ -84,27 +98,29 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 	if err != nil {
 		return err
 	}
-	p50, p99, mean := riskBench(quote)
-	res["risk_check_ns_p50"], res["risk_check_ns_p99"], res["risk_check_ns_mean"] = p50, p99, mean
-	fmt.Printf("risk check: p50 %.0f ns, p99 %.0f ns, mean %.0f ns\n", p50, p99, mean)
-
 	tmp, err := os.MkdirTemp("", "kairos-exec-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 
-	// Best of 3 sustained runs, each on a fresh journal.
 	var tput float64
-	for round := 0; round < 3; round++ {
-		t, err := paperBench(filepath.Join(tmp, fmt.Sprintf("paper%d.db", round)), quote, paperDur)
-		if err != nil {
-			return err
+	if !*submitOnly {
+		p50, p99, mean := riskBench(quote)
+		res["risk_check_ns_p50"], res["risk_check_ns_p99"], res["risk_check_ns_mean"] = p50, p99, mean
+		fmt.Printf("risk check: p50 %.0f ns, p99 %.0f ns, mean %.0f ns\n", p50, p99, mean)
+
+		// Best of 3 sustained runs, each on a fresh journal.
+		for round := 0; round < 3; round++ {
+			t, err := paperBench(filepath.Join(tmp, fmt.Sprintf("paper%d.db", round)), quote, paperDur)
+			if err != nil {
+				return err
+			}
+			tput = max(tput, t)
 		}
-		tput = max(tput, t)
+		res["paper_orders_per_s"] = tput
+		fmt.Printf("paper lifecycle: %.0f orders/s\n", tput)
 	}
-	res["paper_orders_per_s"] = tput
-	fmt.Printf("paper lifecycle: %.0f orders/s\n", tput)
 
 	for _, sync := range []string{"full", "normal"} {
 		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-"+sync+".db"), quote, submitN, sync)
@@ -117,6 +133,12 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 		}
 		res["submit_latency_us_p50"+suffix], res["submit_latency_us_p99"+suffix], res["submit_latency_us_max"+suffix] = sp50, sp99, smax
 		fmt.Printf("SubmitOrder over gRPC at 1,000/s, journal-sync %s: p50 %.0f us, p99 %.0f us, max %.0f us\n", sync, sp50, sp99, smax)
+		if sync == "full" {
+			// The collector's share of the tail: its cycles during the paced run, and what the
+			// process (service, gRPC client, NATS) allocated per order to cause them.
+			res["submit_gc_cycles"], res["submit_alloc_bytes_per_order"] = lastRun.gcCycles, lastRun.allocPerOrder
+			fmt.Printf("  GC cycles during the run: %.0f; allocated per order: %.0f bytes\n", lastRun.gcCycles, lastRun.allocPerOrder)
+		}
 	}
 	if pgDSN != "" {
 		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full")
@@ -390,6 +412,18 @@ func fdatasyncProbe(dir string) (p50, p99 float64) {
 	return lat[100], lat[198]
 }
 
+// runCounters are the runtime's counters over the last submitBench's paced run.
+type runCounters struct{ gcCycles, allocPerOrder float64 }
+
+var lastRun runCounters
+
+// readCounters reads the GC cycles and the bytes allocated so far.
+func readCounters() (cycles, bytes uint64) {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
+}
+
 func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p50, p99, maxUS float64, err error) {
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -467,6 +501,18 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		wg   sync.WaitGroup
 		ferr atomic.Value
 	)
+	if *traceOut != "" && syncMode == "full" && !strings.Contains(dbPath, "://") {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return 0, 0, 0, err
+		}
+		defer trace.Stop()
+	}
+	gc0, alloc0 := readCounters()
 	start := time.Now()
 	for i := 0; i < orders; i++ {
 		if i%500 == 0 {
@@ -485,6 +531,8 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		}(i)
 	}
 	wg.Wait()
+	gc1, alloc1 := readCounters()
+	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders)}
 	if e, ok := ferr.Load().(error); ok {
 		return 0, 0, 0, e
 	}

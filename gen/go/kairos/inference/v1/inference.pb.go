@@ -149,7 +149,12 @@ type StreamPredictRequest struct {
 	// Closed bars.
 	Bars []*v1.Bar `protobuf:"bytes,3,rep,name=bars,proto3" json:"bars,omitempty"`
 	// Stamps of the hops the batch passed so far (bridge, collector).
-	Hops          []*v11.HopStamp `protobuf:"bytes,4,rep,name=hops,proto3" json:"hops,omitempty"`
+	Hops []*v11.HopStamp `protobuf:"bytes,4,rep,name=hops,proto3" json:"hops,omitempty"`
+	// Warm-up: bars (and ticks) that only build state: no prediction, no signal, no shadow accounting;
+	// used to warm a symbol from the terminal's history when a stream opens or a symbol first appears
+	// on it (ADR 0105). They are validated as live input (older than what the symbol has: refused
+	// TIME_WENT_BACKWARDS, no state change); the response carries only rejections.
+	Warmup        bool `protobuf:"varint,5,opt,name=warmup,proto3" json:"warmup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +215,13 @@ func (x *StreamPredictRequest) GetHops() []*v11.HopStamp {
 		return x.Hops
 	}
 	return nil
+}
+
+func (x *StreamPredictRequest) GetWarmup() bool {
+	if x != nil {
+		return x.Warmup
+	}
+	return false
 }
 
 // StreamPredictResponse answers one StreamPredictRequest.
@@ -764,7 +776,8 @@ type ModelStatus struct {
 	FeatureNames []string `protobuf:"bytes,6,rep,name=feature_names,json=featureNames,proto3" json:"feature_names,omitempty"`
 	// Names of the outputs, in order.
 	OutputNames []string `protobuf:"bytes,7,rep,name=output_names,json=outputNames,proto3" json:"output_names,omitempty"`
-	// Number of bars (or ticks) of history the features need.
+	// Closed bars (of timeframe_s) a symbol needs before its first prediction: the base window, or a day
+	// of bars before each input row for a model with the daily block (ADR 0104).
 	Window uint32 `protobuf:"varint,8,opt,name=window,proto3" json:"window,omitempty"`
 	// When the serving version was loaded, microseconds since the Unix epoch.
 	LoadedTimeUs int64 `protobuf:"varint,9,opt,name=loaded_time_us,json=loadedTimeUs,proto3" json:"loaded_time_us,omitempty"`
@@ -791,7 +804,10 @@ type ModelStatus struct {
 	// unknown.
 	CreatedTimeUs int64 `protobuf:"varint,17,opt,name=created_time_us,json=createdTimeUs,proto3" json:"created_time_us,omitempty"`
 	// Whether the version is older than the configured maximum age without a newer passing retrain.
-	Expired       bool `protobuf:"varint,18,opt,name=expired,proto3" json:"expired,omitempty"`
+	Expired bool `protobuf:"varint,18,opt,name=expired,proto3" json:"expired,omitempty"`
+	// Bar period the model's features are computed on, seconds (60 for M1); with window, how much
+	// history a client sends as warm-up (ADR 0105).
+	TimeframeS    uint32 `protobuf:"varint,19,opt,name=timeframe_s,json=timeframeS,proto3" json:"timeframe_s,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -950,6 +966,13 @@ func (x *ModelStatus) GetExpired() bool {
 		return x.Expired
 	}
 	return false
+}
+
+func (x *ModelStatus) GetTimeframeS() uint32 {
+	if x != nil {
+		return x.TimeframeS
+	}
+	return 0
 }
 
 // ShadowFigures is the live paper accounting of one model version: the card's decision policy and
@@ -1626,13 +1649,14 @@ var File_kairos_inference_v1_inference_proto protoreflect.FileDescriptor
 
 const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\n" +
-	"#kairos/inference/v1/inference.proto\x12\x13kairos.inference.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xca\x01\n" +
+	"#kairos/inference/v1/inference.proto\x12\x13kairos.inference.v1\x1a%kairos/marketdata/v1/marketdata.proto\x1a\x1bkairos/types/v1/types.proto\"\xe2\x01\n" +
 	"\x14StreamPredictRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x125\n" +
 	"\x05ticks\x18\x02 \x03(\v2\x1f.kairos.marketdata.v1.TickBatchR\x05ticks\x12-\n" +
 	"\x04bars\x18\x03 \x03(\v2\x19.kairos.marketdata.v1.BarR\x04bars\x12-\n" +
-	"\x04hops\x18\x04 \x03(\v2\x19.kairos.types.v1.HopStampR\x04hops\"\xbe\x01\n" +
+	"\x04hops\x18\x04 \x03(\v2\x19.kairos.types.v1.HopStampR\x04hops\x12\x16\n" +
+	"\x06warmup\x18\x05 \x01(\bR\x06warmup\"\xbe\x01\n" +
 	"\x15StreamPredictResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12A\n" +
@@ -1673,7 +1697,7 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\"R\n" +
 	"\x16GetModelStatusResponse\x128\n" +
-	"\x06models\x18\x01 \x03(\v2 .kairos.inference.v1.ModelStatusR\x06models\"\xfb\x05\n" +
+	"\x06models\x18\x01 \x03(\v2 .kairos.inference.v1.ModelStatusR\x06models\"\x9c\x06\n" +
 	"\vModelStatus\x12\x1d\n" +
 	"\n" +
 	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
@@ -1698,7 +1722,9 @@ const file_kairos_inference_v1_inference_proto_rawDesc = "" +
 	"\tpromotion\x18\x0f \x01(\v2\".kairos.inference.v1.PromotionTestR\tpromotion\x126\n" +
 	"\x05drift\x18\x10 \x01(\v2 .kairos.inference.v1.DriftStatusR\x05drift\x12&\n" +
 	"\x0fcreated_time_us\x18\x11 \x01(\x03R\rcreatedTimeUs\x12\x18\n" +
-	"\aexpired\x18\x12 \x01(\bR\aexpired\"\x8e\x01\n" +
+	"\aexpired\x18\x12 \x01(\bR\aexpired\x12\x1f\n" +
+	"\vtimeframe_s\x18\x13 \x01(\rR\n" +
+	"timeframeS\"\x8e\x01\n" +
 	"\rShadowFigures\x12\x12\n" +
 	"\x04bars\x18\x01 \x01(\x04R\x04bars\x12\x1d\n" +
 	"\n" +

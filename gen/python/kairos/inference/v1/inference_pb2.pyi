@@ -32,16 +32,18 @@ DIRECTION_FLAT: Direction
 DIRECTION_UP: Direction
 
 class StreamPredictRequest(_message.Message):
-    __slots__ = ("request_id", "ticks", "bars", "hops")
+    __slots__ = ("request_id", "ticks", "bars", "hops", "warmup")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TICKS_FIELD_NUMBER: _ClassVar[int]
     BARS_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     ticks: _containers.RepeatedCompositeFieldContainer[_marketdata_pb2.TickBatch]
     bars: _containers.RepeatedCompositeFieldContainer[_marketdata_pb2.Bar]
     hops: _containers.RepeatedCompositeFieldContainer[_types_pb2.HopStamp]
-    def __init__(self, request_id: _Optional[int] = ..., ticks: _Optional[_Iterable[_Union[_marketdata_pb2.TickBatch, _Mapping]]] = ..., bars: _Optional[_Iterable[_Union[_marketdata_pb2.Bar, _Mapping]]] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ...) -> None: ...
+    warmup: bool
+    def __init__(self, request_id: _Optional[int] = ..., ticks: _Optional[_Iterable[_Union[_marketdata_pb2.TickBatch, _Mapping]]] = ..., bars: _Optional[_Iterable[_Union[_marketdata_pb2.Bar, _Mapping]]] = ..., hops: _Optional[_Iterable[_Union[_types_pb2.HopStamp, _Mapping]]] = ..., warmup: _Optional[bool] = ...) -> None: ...
 
 class StreamPredictResponse(_message.Message):
     __slots__ = ("request_id", "predictions", "rejections")
@@ -120,7 +122,7 @@ class GetModelStatusResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("model_name", "model_version", "source_uri", "state", "feature_schema_hash", "feature_names", "output_names", "window", "loaded_time_us", "last_error", "predictions_total", "validation", "role", "shadow", "promotion", "drift", "created_time_us", "expired")
+    __slots__ = ("model_name", "model_version", "source_uri", "state", "feature_schema_hash", "feature_names", "output_names", "window", "loaded_time_us", "last_error", "predictions_total", "validation", "role", "shadow", "promotion", "drift", "created_time_us", "expired", "timeframe_s")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +141,7 @@ class ModelStatus(_message.Message):
     DRIFT_FIELD_NUMBER: _ClassVar[int]
     CREATED_TIME_US_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    TIMEFRAME_S_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     source_uri: str
@@ -157,7 +160,8 @@ class ModelStatus(_message.Message):
     drift: DriftStatus
     created_time_us: int
     expired: bool
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., source_uri: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., feature_schema_hash: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., loaded_time_us: _Optional[int] = ..., last_error: _Optional[str] = ..., predictions_total: _Optional[int] = ..., validation: _Optional[_Union[ModelValidation, _Mapping]] = ..., role: _Optional[str] = ..., shadow: _Optional[_Union[ShadowFigures, _Mapping]] = ..., promotion: _Optional[_Union[PromotionTest, _Mapping]] = ..., drift: _Optional[_Union[DriftStatus, _Mapping]] = ..., created_time_us: _Optional[int] = ..., expired: _Optional[bool] = ...) -> None: ...
+    timeframe_s: int
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., source_uri: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., feature_schema_hash: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., output_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., loaded_time_us: _Optional[int] = ..., last_error: _Optional[str] = ..., predictions_total: _Optional[int] = ..., validation: _Optional[_Union[ModelValidation, _Mapping]] = ..., role: _Optional[str] = ..., shadow: _Optional[_Union[ShadowFigures, _Mapping]] = ..., promotion: _Optional[_Union[PromotionTest, _Mapping]] = ..., drift: _Optional[_Union[DriftStatus, _Mapping]] = ..., created_time_us: _Optional[int] = ..., expired: _Optional[bool] = ..., timeframe_s: _Optional[int] = ...) -> None: ...
 
 class ShadowFigures(_message.Message):
     __slots__ = ("bars", "net_return", "sharpe", "turnover", "trades")

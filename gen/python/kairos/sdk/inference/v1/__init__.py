@@ -357,7 +357,8 @@ class ModelStatus(betterproto2.Message):
 
     window: "int" = betterproto2.field(8, betterproto2.TYPE_UINT32)
     """
-    Number of bars (or ticks) of history the features need.
+    Closed bars (of timeframe_s) a symbol needs before its first prediction: the base window, or a day
+    of bars before each input row for a model with the daily block (ADR 0104).
     """
 
     loaded_time_us: "int" = betterproto2.field(9, betterproto2.TYPE_INT64)
@@ -414,6 +415,12 @@ class ModelStatus(betterproto2.Message):
     expired: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
     """
     Whether the version is older than the configured maximum age without a newer passing retrain.
+    """
+
+    timeframe_s: "int" = betterproto2.field(19, betterproto2.TYPE_UINT32)
+    """
+    Bar period the model's features are computed on, seconds (60 for M1); with window, how much
+    history a client sends as warm-up (ADR 0105).
     """
 
 
@@ -754,6 +761,14 @@ class StreamPredictRequest(betterproto2.Message):
     hops: "list[__types__v1__.HopStamp]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Stamps of the hops the batch passed so far (bridge, collector).
+    """
+
+    warmup: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    """
+    Warm-up: bars (and ticks) that only build state: no prediction, no signal, no shadow accounting;
+    used to warm a symbol from the terminal's history when a stream opens or a symbol first appears
+    on it (ADR 0105). They are validated as live input (older than what the symbol has: refused
+    TIME_WENT_BACKWARDS, no state change); the response carries only rejections.
     """
 
 
