@@ -153,19 +153,20 @@ def kairos_server(workers: int = 1) -> Iterator[int]:
 
 def bar_msgs(df: pd.DataFrame, start: int, stop: int, symbols: list[str]) -> list[pb.StreamPredictRequest]:
     msgs = []
-    for i in range(start, stop):
-        r = df.iloc[i]
+    # Plain floats per row (pandas' per-row .iloc made building the load take longer than running it).
+    cols = df[["open_time_msc", "open", "high", "low", "close", "spread"]].iloc[start:stop]
+    for i, (t, o, h, lo, c, sp) in enumerate(cols.itertuples(index=False, name=None), start):
         bars = [
             md.Bar(
                 symbol=s,
                 period_s=60,
-                open_time_msc=int(r.open_time_msc),
-                open=r.open,
-                high=r.high,
-                low=r.low,
-                close=r.close,
+                open_time_msc=int(t),
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
                 tick_volume=0,
-                spread_mean=r.spread,
+                spread_mean=sp,
             )
             for s in symbols
         ]

@@ -82,20 +82,24 @@ type Engine struct {
 	log *slog.Logger
 	m   *metrics.Metrics
 
-	mu         sync.Mutex
-	orders     map[string]*record
-	created    []*record
-	trades     map[string]trade      // applied fills by trade id
-	prot       map[string]protection // positions' stop loss and take profit, by symbol
-	protPrev   map[string]protection // the protection before the latest Protect command, restored if the venue refuses it
-	lastState  risk.State
-	hasState   bool
-	closed     bool
-	reconciles int
-	jerr       error         // the journal failure, once it failed
-	jdown      chan struct{} // closed when jerr is set
-	stop       chan struct{} // closed by Close: stops watchJournal
-	watching   sync.WaitGroup
+	mu       sync.Mutex
+	orders   map[string]*record
+	created  []*record
+	trades   map[string]trade      // applied fills by trade id
+	prot     map[string]protection // positions' stop loss and take profit, by symbol
+	protPrev map[string]protection // the protection before the latest Protect command, restored if the venue refuses it
+	// signalFloor is, per symbol, the market time of the quote a signal brought in (OnQuoteIfNewer)
+	// while it is still the latest: the collector's ticks up to that time belong to the closed bar
+	// and are dropped when they arrive after it (quotes.go). Keyed by configured instruments only.
+	signalFloor map[string]int64
+	lastState   risk.State
+	hasState    bool
+	closed      bool
+	reconciles  int
+	jerr        error         // the journal failure, once it failed
+	jdown       chan struct{} // closed when jerr is set
+	stop        chan struct{} // closed by Close: stops watchJournal
+	watching    sync.WaitGroup
 }
 
 // New returns an engine; call Replay before serving.
@@ -113,7 +117,7 @@ func New(opt Options) *Engine {
 		opt.JournalTimeout = DefaultJournalTimeout
 	}
 	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]trade),
-		prot: make(map[string]protection), protPrev: make(map[string]protection), jdown: make(chan struct{}), stop: make(chan struct{})}
+		prot: make(map[string]protection), signalFloor: make(map[string]int64), protPrev: make(map[string]protection), jdown: make(chan struct{}), stop: make(chan struct{})}
 	e.setStateGauge()
 	if e.m != nil {
 		e.m.JournalHealthy.Set(1)

@@ -21,6 +21,13 @@ func (e *Engine) OnQuotes(qs []market.Quote) error { return e.onQuotes(qs, false
 // carries (its bar's closing tick) under the market clock (ADR 0095). It counts only when its
 // market time is later than the latest quote's, so the decision sees the market as of its own time
 // whichever of the collector's quote and the inference server's signal arrives first.
+//
+// When it counts, the signal has overtaken the collector's tick batch that holds the same closing
+// tick (ADR 0103): until a later tick arrives, OnQuotes drops the symbol's ticks at or before the
+// signal's market time, so the quote never goes back in market time and the venue never works the
+// order just decided on ticks that preceded the decision. Every tick at or before a bar's closing
+// tick belongs to that bar (a bar closes on its last tick's minute), so none is lost that the
+// backtest would have worked the order on.
 func (e *Engine) OnQuoteIfNewer(q market.Quote) error { return e.onQuotes([]market.Quote{q}, true) }
 
 func (e *Engine) onQuotes(qs []market.Quote, onlyNewer bool) error {
@@ -31,8 +38,21 @@ func (e *Engine) onQuotes(qs []market.Quote, onlyNewer bool) error {
 		if !q.Valid() {
 			continue
 		}
-		if cur, ok := e.opt.Risk.Quote(q.Symbol); onlyNewer && ok && cur.MarketTimeUS >= q.MarketTimeUS {
-			continue
+		if onlyNewer {
+			if cur, ok := e.opt.Risk.Quote(q.Symbol); ok && cur.MarketTimeUS >= q.MarketTimeUS {
+				continue
+			}
+			e.signalFloor[q.Symbol] = q.MarketTimeUS
+		} else if floor, ok := e.signalFloor[q.Symbol]; ok {
+			if q.MarketTimeUS <= floor {
+				// A tick of the bar whose closing tick a signal already brought in: it was in the
+				// market before the decision, so working orders on it now would move the market back.
+				if e.m != nil {
+					e.m.QuotesOvertaken.Inc()
+				}
+				continue
+			}
+			delete(e.signalFloor, q.Symbol)
 		}
 		e.opt.Risk.OnQuote(q)
 		if quoteDriven {

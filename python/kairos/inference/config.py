@@ -58,6 +58,11 @@ class InferenceConfig:
         "to the batcher task); rows that arrive while others wait are still batched. Off with a "
         "positive --max-delay-us.",
     )
+    yield_after_signals: bool = _f(
+        True,
+        "Give up the CPU (sched_yield) right after a bar's signals are written to NATS, before the "
+        "response to the stream, so nats-server and execution can run first on a busy machine (ADR 0103).",
+    )
     event_loop: str = _f(
         "uvloop", "Event loop: uvloop (libuv; lower per-turn cost) or asyncio (the standard library's)."
     )

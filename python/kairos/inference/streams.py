@@ -123,13 +123,17 @@ class Work:
     prices: list[tuple[float, float, float, float, float]] = field(default_factory=list)
     closed_prices: list[tuple[float, float, float, float, float]] = field(default_factory=list)
 
+    # The model inputs (n, rows, n_features) that ``windows`` are views of, when _features built them.
+    x: np.ndarray | None = None
+
     def inputs(self) -> np.ndarray:
-        return np.stack(self.windows)
+        return self.x if self.x is not None else np.stack(self.windows)
 
     def drop_inputs(self) -> None:
         """Forget the model inputs made due (a warm-up request): the state they came from stays."""
         for col in (self.symbols, self.times_msc, self.bids, self.asks, self.windows, self.prices):
             col.clear()
+        self.x = None
 
 
 class StreamState:
@@ -213,7 +217,11 @@ class StreamState:
         if rows is not None and model.blocks != ("base",):
             rows = self._block_rows(work, model, rows)
         finite = np.isfinite(rows).all(axis=1).tolist() if rows is not None else []
-        k = 0
+        # The model inputs are copied once, straight into the array the model runs on (a later bar
+        # of the same symbol in this request overwrites the ring, so a view would not do).
+        x = np.empty((len(windows), model.rows, model.n_features), dtype=np.float32)
+        n_rows = model.rows
+        k = m = 0
         for j, (st, symbol, bar_open_msc, bar_window, bid, ask) in enumerate(work.closed):
             if bar_window is None:
                 st.push_row(None)
@@ -221,15 +229,20 @@ class StreamState:
             assert rows is not None
             st.push_row(rows[k] if finite[k] else None)
             k += 1
-            win = st.window(model.rows)
+            win = st.window(n_rows)
             if win is None:
                 continue
+            xm = x[m]
+            xm[...] = win
+            m += 1
             work.symbols.append(symbol)
             work.times_msc.append(bar_open_msc + st.timeframe_s * 1000)  # stamped at the bar's close
             work.bids.append(bid)
             work.asks.append(ask)
-            work.windows.append(win.copy())
+            work.windows.append(xm)
             work.prices.append(work.closed_prices[j])
+        if m:
+            work.x = x[:m]
 
     def _block_rows(self, work: Work, model: ServedModel, base: np.ndarray) -> np.ndarray:
         """Base rows widened with the model's daily and cross columns (ADR 0104), same row order."""
@@ -378,28 +391,54 @@ class StreamState:
                 _close(work, st, sym, bar, b, a)
 
     def _bar(self, work: Work, fld: str, bar: md.Bar, model: ServedModel) -> None:
+        # Each field read once (a protobuf attribute read is a C call); the checks of bar_problem run
+        # inline on them, bar_problem itself only for a refused bar's description.
         sym = bar.symbol
-        problem = bar_problem(bar, model.timeframe_s)
-        if problem is not None:
-            self._reject(work, fld, problem[0], problem[1], sym)
-            return
-        st = self._state_for(work, fld, sym, model)
-        if st is None:
-            return
-        if bar.open_time_msc <= st.last_bar_open_msc:
+        period, open_msc = bar.period_s, bar.open_time_msc
+        o, h, lo, c, sp = bar.open, bar.high, bar.low, bar.close, bar.spread_mean
+        tf = model.timeframe_s
+        if not (
+            period == tf
+            and math.isfinite(o + h + lo + c + sp)
+            and o > 0.0
+            and c > 0.0
+            and lo > 0.0
+            and lo <= o
+            and lo <= c
+            and h >= o
+            and h >= c
+            and sp >= 0.0
+            and open_msc % (period * 1000) == 0
+        ):
+            problem = bar_problem(bar, tf)
+            if problem is not None:
+                self._reject(work, fld, problem[0], problem[1], sym)
+                return
+        st = self.symbols.get(sym)
+        if st is None or st.timeframe_s != tf or st.capacity < model.rows or st.blocks != model.blocks:
+            st = self._state_for(work, fld, sym, model)
+            if st is None:
+                return
+        elif model.symbols and sym not in model.symbols and not self.any_symbol:
+            st = self._state_for(work, fld, sym, model)  # refuses it (a swap to a narrower card)
+            if st is None:
+                return
+        if open_msc <= st.last_bar_open_msc:
             self._reject(
                 work,
                 f"{fld}.open_time_msc",
                 "TIME_WENT_BACKWARDS",
-                f"bar open {bar.open_time_msc} <= last bar open {st.last_bar_open_msc} for {sym}",
+                f"bar open {open_msc} <= last bar open {st.last_bar_open_msc} for {sym}",
                 sym,
             )
             return
-        st.last_bar_open_msc = bar.open_time_msc
-        st.last_time_msc = max(st.last_time_msc, bar.open_time_msc + bar.period_s * 1000 - 1)
-        st.bid = bar.close
-        st.ask = bar.close + bar.spread_mean
-        _close(work, st, sym, bar, st.bid, st.ask)
+        st.last_bar_open_msc = open_msc
+        end = open_msc + period * 1000 - 1
+        if end > st.last_time_msc:
+            st.last_time_msc = end
+        st.bid = c
+        st.ask = c + sp
+        _close(work, st, sym, bar, c, c + sp)
 
 
 def _close(work: Work, st: SymbolState, sym: str, bar: Bar | md.Bar, bid: float, ask: float) -> None:

@@ -264,6 +264,23 @@ def test_python_images_install_only_locked_runtime_wheels() -> None:
         assert "python:3.11-slim" in text
 
 
+def test_inference_image_runs_the_cpp_feature_kernel() -> None:
+    """ADR 0103: a build stage compiles cpp/features (pybind11 from the lock, hash-checked) and the
+    runtime and dev stages point kairos.features.native at the one .so, with no compiler in them."""
+    text = (REPO / "docker" / "inference.Dockerfile").read_text()
+    stage = text[text.index(" AS features\n") : text.index(" AS build\n")]
+    assert "COPY cpp/features cpp/features" in stage
+    assert "cmake --build" in stage and "--require-hashes" in stage and "^pybind11==" in stage
+    ext = "/opt/kairos/lib/kairos_features_ext.so"
+    for name in ("dev", "runtime"):
+        start = text.index(f" AS {name}\n")
+        end = text.find("\nFROM ", start)
+        body = text[start : end if end >= 0 else len(text)]
+        assert f"COPY --from=features /out/kairos_features_ext.so {ext}" in body, name
+        assert f"KAIROS_FEATURES_EXT={ext}" in body, name
+        assert "g++" not in body and "cmake" not in body, f"{name}: no compiler in the image"
+
+
 @pytest.mark.parametrize(
     ("compose_text", "env_text", "message"),
     [
