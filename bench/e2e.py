@@ -323,9 +323,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    # The steady state is measured: the replaying bridge client answers no history request, so the
-    # collector's warm-up (ADR 0105) would hold the first ticks until its timeout (seconds, in the
-    # p99). The warm-up has its own measurements (docs/benchmarks.md).
+    # The steady state is measured: the replaying client answers history requests only between its
+    # pushes, so the collector's warm-up (ADR 0105) would hold the first ticks of a paced run for up to
+    # a push interval and put that in the p99. The warm-up has its own measurements (docs/benchmarks.md).
     os.environ.setdefault("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS", "0")
     runs = []
     for i in range(args.runs):
