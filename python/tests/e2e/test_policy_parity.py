@@ -185,6 +185,7 @@ def parity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
                     deadline = time.monotonic() + SIGNAL_WAIT_S
                     while _signals_total(metrics_url) <= seen:
                         stack.raise_if_dead()
+                        replay.answer_history(bridge, t_ms[: k + 1], bid[: k + 1], ask[: k + 1], 5)
                         assert time.monotonic() < deadline, (
                             f"no signal handled for the bar closing at {bar_close}"
                         )
