@@ -19,7 +19,6 @@ out with KB_E_TIMEOUT, is counted and logged, and every tick still reaches the c
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -35,7 +34,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from tests.inference.harness import offline_predictions, with_card
+from tests.inference.harness import lively, offline_predictions, with_card
 
 from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
 from kairos.features import BarBuilder, ModelCard, bars_to_frame
@@ -91,22 +90,6 @@ class Lockstep:
     orders: list[execution_pb2.Order]
 
 
-def _lively(card: ModelCard) -> ModelCard:
-    assert card.policy is not None, "the model fixture carries a policy (regenerate: make model-fixture)"
-    pol = dataclasses.replace(
-        card.policy,
-        entry_edge=0.2e-4,
-        exit_edge=0.05e-4,
-        min_hold_bars=2,
-        max_hold_bars=12,
-        cooldown_bars=1,
-        target_vol=0.6e-4,
-        max_lots=1.0,
-        stop_vol_mult=60.0,  # set on every entry, out of the replay's reach
-    )
-    return dataclasses.replace(card, policy=pol)
-
-
 def _csv_line(t: int, b: float, a: float) -> str:
     d = datetime.fromtimestamp(t / 1000, UTC)
     return f"{d:%Y%m%d %H%M%S}{t % 1000:03d},{b:.5f},{a:.5f}\n"
@@ -115,7 +98,7 @@ def _csv_line(t: int, b: float, a: float) -> str:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
     root = tmp_path_factory.mktemp("tester-data")
-    card = _lively(ModelCard.from_onnx(MODEL))
+    card = lively(ModelCard.from_onnx(MODEL), 60.0)  # stops set on every entry, out of the replay's reach
     model = with_card(MODEL, root / "model" / "model.onnx", policy=card.policy)
     bars, _ = load_bars(str(BID), ask_source=str(ASK))
     frame = bars.iloc[-BARS:].reset_index(drop=True)

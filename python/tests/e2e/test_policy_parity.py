@@ -20,7 +20,6 @@ stop at its level (or the open through a gap); the four-tick replay fills it at 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from decimal import Decimal
 import grpc
 import numpy as np
 import pytest
-from tests.inference.harness import offline_predictions, with_card
+from tests.inference.harness import lively, offline_predictions, with_card
 
 from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
 from kairos.features import SCHEMA, BarBuilder, ModelCard, bars_to_frame, compute_features
@@ -67,22 +66,6 @@ class Parity:
     outcomes: dict[str, float]  # kairos_execution_signals_total samples
 
 
-def _lively(card: ModelCard) -> ModelCard:
-    assert card.policy is not None, "the model fixture carries a policy (regenerate: make model-fixture)"
-    pol = dataclasses.replace(
-        card.policy,
-        entry_edge=0.2e-4,
-        exit_edge=0.05e-4,
-        min_hold_bars=2,
-        max_hold_bars=12,
-        cooldown_bars=1,
-        target_vol=0.6e-4,
-        max_lots=1.0,
-        stop_vol_mult=STOP_VOL_MULT,  # set on every entry; some trigger in the replay
-    )
-    return dataclasses.replace(card, policy=pol)
-
-
 def _signals_total(url: str) -> float:
     samples = services.metric_samples(url, "kairos_execution_signals_total")
     return sum(v for k, v in samples.items() if f'symbol="{SYMBOL}"' in k)
@@ -102,7 +85,9 @@ def parity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
     from kairos.bridge.client import Bridge, BridgeOptions, Status
 
     run_dir = tmp_path_factory.mktemp("parity")
-    card = _lively(ModelCard.from_onnx(MODEL))
+    card = lively(
+        ModelCard.from_onnx(MODEL), STOP_VOL_MULT
+    )  # stops set on every entry; some trigger in the replay
     model = with_card(MODEL, run_dir / "model" / "model.onnx", policy=card.policy)
 
     bars, _ = load_bars(str(BID), ask_source=str(ASK))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -83,6 +84,24 @@ def with_card(src: Path, dst: Path, **changes: Any) -> Path:
     onnx.save(m, str(dst))
     card.save(dst.with_name("model.card.json"))
     return dst
+
+
+def lively(card: ModelCard, stop_vol_mult: float) -> ModelCard:
+    """The fixture's card with a policy that trades often on a short real replay (the end-to-end parity
+    checks: test_policy_parity, wine_tester_check); ``stop_vol_mult`` sets how far its stops are."""
+    assert card.policy is not None, "the model fixture carries a policy (regenerate: make model-fixture)"
+    pol = dataclasses.replace(
+        card.policy,
+        entry_edge=0.2e-4,
+        exit_edge=0.05e-4,
+        min_hold_bars=2,
+        max_hold_bars=12,
+        cooldown_bars=1,
+        target_vol=0.6e-4,
+        max_lots=1.0,
+        stop_vol_mult=stop_vol_mult,
+    )
+    return dataclasses.replace(card, policy=pol)
 
 
 def offline_predictions(model_path: Path, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
