@@ -110,6 +110,40 @@ struct BarWindows {
   }
 };
 
+// One symbol's latest feature rows as float32 model input rows (the server's SymbolState ring), kept
+// in C++ so that Kernel::inputs appends a request's rows and copies the model inputs in one call.
+// Each row is written at i and i + capacity, so the latest `rows` rows are one contiguous block.
+struct RowRing {
+  int capacity, n_features;
+  int pos = -1;
+  int64_t count = 0;  // consecutive complete rows ending at pos
+  std::vector<float> buf;
+
+  RowRing(int cap, int nf) : capacity(cap), n_features(nf) {
+    if (cap <= 0 || nf <= 0) throw std::invalid_argument("capacity and n_features must be positive");
+    buf.assign(static_cast<size_t>(2) * cap * nf, 0.0f);
+  }
+
+  // Appends a row; a non-finite one (or none: a bar still warming up) restarts the count instead.
+  void push(const double* row) {
+    for (int j = 0; j < n_features; ++j)
+      if (!std::isfinite(row[j])) {
+        count = 0;
+        return;
+      }
+    pos = (pos + 1) % capacity;
+    float* a = buf.data() + static_cast<size_t>(pos) * n_features;
+    float* b = a + static_cast<size_t>(capacity) * n_features;
+    for (int j = 0; j < n_features; ++j) a[j] = b[j] = static_cast<float>(row[j]);
+    ++count;
+  }
+  // The latest `rows` rows, oldest first, or nullptr while fewer consecutive complete rows were seen.
+  const float* window(int rows) const {
+    if (count < rows || rows > capacity) return nullptr;
+    return buf.data() + static_cast<size_t>(pos + capacity + 1 - rows) * n_features;
+  }
+};
+
 double item_double(PyObject* seq, Py_ssize_t i) {
   const double v = PyFloat_AsDouble(PyTuple_GET_ITEM(seq, i));
   if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
@@ -206,6 +240,45 @@ struct Kernel {
 
   using Window = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
+  // For each closed bar i of a request, in order: if ready[i], the next row of `rows` goes into
+  // rings[i] (a non-finite row restarts its count), else rings[i]'s count restarts (a bar still
+  // warming up). Returns (x (k, n_rows, n_features) float32, due): due[i] tells whether bar i made a
+  // model input, the first sum(due) entries of x are those inputs in order (the rest unused).
+  py::tuple inputs(const py::list& rings, const py::list& ready, const Window& rows, int n_rows) const {
+    const Py_ssize_t n = py::len(rings);
+    if (py::len(ready) != static_cast<size_t>(n)) throw std::invalid_argument("rings and ready differ in length");
+    if (rows.ndim() != 2) throw std::invalid_argument("rows must be (k, n_features)");
+    const auto k = static_cast<Py_ssize_t>(rows.shape(0));
+    const auto nf = static_cast<int>(rows.shape(1));
+    py::array_t<float> x({static_cast<py::ssize_t>(k), static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(nf)});
+    float* xo = x.mutable_data();
+    const size_t per_input = static_cast<size_t>(n_rows) * nf;
+    const double* r = rows.data();
+    py::list due(n);
+    Py_ssize_t used = 0, m = 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      auto& ring = py::handle(PyList_GET_ITEM(rings.ptr(), i)).cast<RowRing&>();
+      const int is_ready = PyObject_IsTrue(PyList_GET_ITEM(ready.ptr(), i));
+      if (is_ready < 0) throw py::error_already_set();
+      bool made = false;
+      if (!is_ready) {
+        ring.count = 0;  // need n_rows complete rows again
+      } else {
+        if (used >= k) throw std::invalid_argument("more ready bars than rows");
+        if (ring.n_features != nf) throw std::invalid_argument("a ring's row width differs from the rows'");
+        ring.push(r + static_cast<size_t>(used++) * nf);
+        // Copied now: a later bar of the same symbol in this request moves the ring on.
+        if (const float* w = ring.window(n_rows)) {
+          std::copy_n(w, per_input, xo + static_cast<size_t>(m++) * per_input);
+          made = true;
+        }
+      }
+      PyList_SET_ITEM(due.ptr(), i, py::bool_(made).release().ptr());
+    }
+    if (used != k) throw std::invalid_argument("fewer ready bars than rows");
+    return py::make_tuple(x, due);
+  }
+
   // Pushes bars[i] = (open time ms, high, low, close, spread_mean, tick_volume) into windows[i], in
   // order (one symbol may come twice), and returns (rows (k, n_features), ready): ready[i] tells
   // whether bar i's window was full, the k rows belong to the ready bars, in order.
@@ -279,6 +352,10 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
            py::arg("close"), py::arg("spread_mean"), py::arg("tick_volume"),
            "Add a closed bar; True once the window holds W bars.")
       .def("array", &BarWindows::array, "The latest window as a (8, W) float64 array (a copy).");
+  py::class_<RowRing>(mod, "RowRing")
+      .def(py::init<int, int>(), py::arg("capacity"), py::arg("n_features"))
+      .def_readonly("capacity", &RowRing::capacity)
+      .def_readonly("count", &RowRing::count);
   py::class_<Kernel>(mod, "Kernel")
       .def(py::init([](std::vector<int> horizons, std::vector<int> vol_windows, int long_window,
                        int range_window, std::vector<int> channel_windows, int momentum_window,
@@ -299,6 +376,9 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
            py::arg("range_window"), py::arg("channel_windows"), py::arg("momentum_window"),
            py::arg("trend_windows"), py::arg("spread_vol_window"), py::arg("activity_window"))
       .def_property_readonly("n_features", &Kernel::n_features)
+      .def("inputs", &Kernel::inputs, py::arg("rings"), py::arg("ready"), py::arg("rows"), py::arg("n_rows"),
+           "Append a request's feature rows to their symbols' RowRings (ready[i] False: ring i restarts) "
+           "and copy the model inputs due: (x (k, n_rows, n_features) float32, due: list[bool] per bar).")
       .def("push_rows", &Kernel::push_rows, py::arg("windows"), py::arg("bars"),
            "Push bars[i] = (open time ms, high, low, close, spread_mean, tick_volume) into the BarWindows "
            "windows[i], in order; returns (rows (k, n_features) of the bars whose window was full, "

@@ -71,3 +71,9 @@ def bar_windows(window: int) -> Any:
     Only after ``load()`` returned the kernel.
     """
     return _MODULE[0].BarWindows(window)
+
+
+def row_ring(capacity: int, n_features: int) -> Any:
+    """A C++ ring of one symbol's latest ``capacity`` feature rows (float32, ``RowRing``) for
+    ``Kernel.inputs``. Only after ``load()`` returned the kernel."""
+    return _MODULE[0].RowRing(capacity, n_features)

@@ -75,6 +75,16 @@ class SymbolFeed:
         return buf[:, pos + 1 : pos + 1 + WINDOW].copy() if self.count >= WINDOW else None
 
 
+def native_inputs(
+    rings: list[Any], ready: list[bool], rows: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, list[bool]]:
+    """With the C++ kernel: append the request's feature rows (one per ready bar, in order) to their
+    symbols' ``RowRing``s (``rings[i]`` per closed bar; not ready: the ring restarts) and copy the model
+    inputs due; (x (sum(due), n_rows, n_features) float32, due per closed bar)."""
+    x, due = NATIVE.inputs(rings, ready, rows, n_rows)
+    return np.asarray(x)[: sum(due)], due
+
+
 def native_rows(windows: list[Any], bars: list[tuple[float, ...]]) -> tuple[np.ndarray, list[bool]]:
     """With the C++ kernel: push bars[i] (``SymbolFeed.push``'s fields) into the ring windows[i] (a
     ``SymbolFeed.windows``), in order; the feature rows of the bars whose window was full, and per bar

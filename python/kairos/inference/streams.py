@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 import numpy as np
 
+from kairos.features import native
 from kairos.features.blocks import CrossBoard, DailyWindow
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ServedModel
-from kairos.inference.pipeline import NATIVE, SymbolFeed, feature_rows, native_rows
+from kairos.inference.pipeline import NATIVE, SymbolFeed, feature_rows, native_inputs, native_rows
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.marketdata.v1 import marketdata_pb2 as md
 
@@ -55,6 +57,7 @@ class SymbolState:
         "n_features",
         "pos",
         "ring",
+        "rows_ring",
         "timeframe_s",
     )
 
@@ -70,7 +73,10 @@ class SymbolState:
         self.capacity = max(rows, 1)
         # Each row is written twice (at i and i + capacity) so the latest `rows` rows are always one
         # contiguous slice: a model input is a single copy.
-        self.ring = np.zeros((2 * self.capacity, n_features), dtype=np.float32)
+        # With the C++ kernel the ring is in C++ (``rows_ring``, the same layout): a request's rows go
+        # in and its model inputs come out in one call (``pipeline.native_inputs``).
+        self.rows_ring = native.row_ring(self.capacity, n_features) if NATIVE is not None else None
+        self.ring = np.zeros((2 * self.capacity, n_features), dtype=np.float32) if NATIVE is None else None
         self.pos = -1
         self.count = 0  # consecutive complete rows ending at pos
         self.last_time_msc = -(2**62)
@@ -83,7 +89,10 @@ class SymbolState:
         """Grow the ring for a model that needs more rows (the symbol warms up again)."""
         if rows > self.capacity:
             self.capacity = rows
-            self.ring = np.zeros((2 * rows, self.n_features), dtype=np.float32)
+            if NATIVE is not None:
+                self.rows_ring = native.row_ring(rows, self.n_features)
+            else:
+                self.ring = np.zeros((2 * rows, self.n_features), dtype=np.float32)
             self.pos = -1
             self.count = 0
 
@@ -93,6 +102,7 @@ class SymbolState:
             self.count = 0  # need `rows` complete rows again
             return
         self.pos = (self.pos + 1) % self.capacity
+        assert self.ring is not None
         self.ring[self.pos] = row
         self.ring[self.pos + self.capacity] = row
         self.count += 1
@@ -101,6 +111,7 @@ class SymbolState:
         if self.count < rows:
             return None
         end = self.pos + self.capacity + 1
+        assert self.ring is not None
         return self.ring[end - rows : end]
 
 
@@ -229,6 +240,9 @@ class StreamState:
             rows = None
         if rows is not None and model.blocks != ("base",):
             rows = self._block_rows(work, model, rows, ready)
+        if NATIVE is not None:
+            self._native_inputs(work, model, rows, ready)
+            return
         finite = np.isfinite(rows).all(axis=1).tolist() if rows is not None else []
         # The model inputs are copied once, straight into the array the model runs on (a later bar
         # of the same symbol in this request overwrites the ring, so a view would not do).
@@ -256,6 +270,25 @@ class StreamState:
             work.prices.append(work.closed_prices[j])
         if m:
             work.x = x[:m]
+
+    def _native_inputs(
+        self, work: Work, model: ServedModel, rows: np.ndarray | None, ready: list[bool]
+    ) -> None:
+        """``_features``' second half with the C++ rings: one call appends the rows and copies the inputs."""
+        closed = work.closed
+        if rows is None:
+            rows = np.empty((0, model.n_features))
+        x, due = native_inputs([c[0].rows_ring for c in closed], ready, rows, model.rows)
+        if not len(x):
+            return
+        made = list(compress(closed, due))
+        work.symbols = [c[1] for c in made]
+        work.times_msc = [c[2] + c[0].timeframe_s * 1000 for c in made]  # stamped at the bar's close
+        work.bids = [c[3] for c in made]
+        work.asks = [c[4] for c in made]
+        work.prices = list(compress(work.closed_prices, due))
+        work.windows = list(x)
+        work.x = x
 
     def _block_rows(self, work: Work, model: ServedModel, base: np.ndarray, ready: list[bool]) -> np.ndarray:
         """Base rows widened with the model's daily and cross columns (ADR 0104), same row order."""
