@@ -246,11 +246,13 @@ struct Kernel {
   // model input, the first sum(due) entries of x are those inputs in order (the rest unused).
   py::tuple inputs(const py::list& rings, const py::list& ready, const Window& rows, int n_rows) const {
     const Py_ssize_t n = py::len(rings);
-    if (py::len(ready) != static_cast<size_t>(n)) throw std::invalid_argument("rings and ready differ in length");
+    if (py::len(ready) != static_cast<size_t>(n))
+      throw std::invalid_argument("rings and ready differ in length");
     if (rows.ndim() != 2) throw std::invalid_argument("rows must be (k, n_features)");
     const auto k = static_cast<Py_ssize_t>(rows.shape(0));
     const auto nf = static_cast<int>(rows.shape(1));
-    py::array_t<float> x({static_cast<py::ssize_t>(k), static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(nf)});
+    py::array_t<float> x(
+        {static_cast<py::ssize_t>(k), static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(nf)});
     float* xo = x.mutable_data();
     const size_t per_input = static_cast<size_t>(n_rows) * nf;
     const double* r = rows.data();
@@ -284,7 +286,8 @@ struct Kernel {
   // whether bar i's window was full, the k rows belong to the ready bars, in order.
   py::tuple push_rows(const py::list& windows, const py::list& bars) const {
     const Py_ssize_t n = py::len(windows);
-    if (py::len(bars) != static_cast<size_t>(n)) throw std::invalid_argument("windows and bars differ in length");
+    if (py::len(bars) != static_cast<size_t>(n))
+      throw std::invalid_argument("windows and bars differ in length");
     const int nf = n_features();
     const int need = needs();
     std::vector<double> rows(static_cast<size_t>(n) * nf);

@@ -12,6 +12,7 @@ built (``kairos.features.native``, ADR 0100) the stacked windows go to it instea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,7 @@ def native_inputs(
     return np.asarray(x)[: sum(due)], due
 
 
-def native_rows(windows: list[Any], bars: list[tuple[float, ...]]) -> tuple[np.ndarray, list[bool]]:
+def native_rows(windows: list[Any], bars: Sequence[tuple[float, ...]]) -> tuple[np.ndarray, list[bool]]:
     """With the C++ kernel: push bars[i] (``SymbolFeed.push``'s fields) into the ring windows[i] (a
     ``SymbolFeed.windows``), in order; the feature rows of the bars whose window was full, and per bar
     whether it was."""
