@@ -7,7 +7,10 @@ request that closes bars on many symbols needs all their rows at once, so the se
 symbol's bar window itself and runs the kernel once on the stacked windows (~4 µs per row at 64).
 The parity tests check the result against ``compute_features`` on real data. With the C++ kernel
 built (``kairos.features.native``, ADR 0100) the stacked windows go to it instead: the same rows
-(parity-tested against the numpy kernel), without numpy's ~130 µs of per-call overhead.
+(parity-tested against the numpy kernel), without numpy's ~130 µs of per-call overhead. With it the
+windows themselves live in C++ too (``BarWindows``, and the streams' rings of feature rows,
+``RowRing``; ADR 0103 item 6): a request's bars go in and its model inputs come out in two calls,
+instead of a numpy write, slice and copy per bar and per row.
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ class StreamState:
             )
         else:
             for i, bar in enumerate(req.bars):
-                self._bar(work, f"bars[{i}]", bar, model)
+                self._bar(work, i, bar, model)
         if work.closed:
             self._features(work, model)
         if req.warmup:
@@ -449,7 +449,8 @@ class StreamState:
                     a,
                 )
 
-    def _bar(self, work: Work, fld: str, bar: md.Bar, model: ServedModel) -> None:
+    def _bar(self, work: Work, i: int, bar: md.Bar, model: ServedModel) -> None:
+        # The field name (bars[i]) is formatted only for a refusal or a new symbol, not for every bar.
         # Each field read once (a protobuf attribute read is a C call); the checks of bar_problem run
         # inline on them, bar_problem itself only for a refused bar's description.
         sym = bar.symbol
@@ -471,21 +472,21 @@ class StreamState:
         ):
             problem = bar_problem(bar, tf)
             if problem is not None:
-                self._reject(work, fld, problem[0], problem[1], sym)
+                self._reject(work, f"bars[{i}]", problem[0], problem[1], sym)
                 return
         st = self.symbols.get(sym)
         if st is None or st.timeframe_s != tf or st.capacity < model.rows or st.blocks != model.blocks:
-            st = self._state_for(work, fld, sym, model)
+            st = self._state_for(work, f"bars[{i}]", sym, model)
             if st is None:
                 return
         elif model.symbols and sym not in model.symbols and not self.any_symbol:
-            st = self._state_for(work, fld, sym, model)  # refuses it (a swap to a narrower card)
+            st = self._state_for(work, f"bars[{i}]", sym, model)  # refuses it (a swap to a narrower card)
             if st is None:
                 return
         if open_msc <= st.last_bar_open_msc:
             self._reject(
                 work,
-                f"{fld}.open_time_msc",
+                f"bars[{i}].open_time_msc",
                 "TIME_WENT_BACKWARDS",
                 f"bar open {open_msc} <= last bar open {st.last_bar_open_msc} for {sym}",
                 sym,
