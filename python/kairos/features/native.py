@@ -20,6 +20,7 @@ from typing import Any
 from kairos.features import schema
 
 _LOADED: list[Any] = []  # [kernel or None] once load() ran
+_MODULE: list[Any] = []  # [the extension module] once load() loaded it
 
 
 def candidates() -> list[Path]:
@@ -42,6 +43,7 @@ def load() -> Any:
             if spec is not None and spec.loader is not None:
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
+                _MODULE.append(module)
                 kernel = module.Kernel(
                     return_horizons=list(schema.RETURN_HORIZONS),
                     vol_windows=list(schema.VOL_WINDOWS),
@@ -61,3 +63,17 @@ def load() -> Any:
                     )
     _LOADED.append(kernel)
     return kernel
+
+
+def bar_windows(window: int) -> Any:
+    """A C++ ring of one symbol's latest ``window`` bars (``BarWindows``) for ``Kernel.push_rows``.
+
+    Only after ``load()`` returned the kernel.
+    """
+    return _MODULE[0].BarWindows(window)
+
+
+def row_ring(capacity: int, n_features: int) -> Any:
+    """A C++ ring of one symbol's latest ``capacity`` feature rows (float32, ``RowRing``) for
+    ``Kernel.inputs``. Only after ``load()`` returned the kernel."""
+    return _MODULE[0].RowRing(capacity, n_features)

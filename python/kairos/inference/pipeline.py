@@ -7,12 +7,16 @@ request that closes bars on many symbols needs all their rows at once, so the se
 symbol's bar window itself and runs the kernel once on the stacked windows (~4 µs per row at 64).
 The parity tests check the result against ``compute_features`` on real data. With the C++ kernel
 built (``kairos.features.native``, ADR 0100) the stacked windows go to it instead: the same rows
-(parity-tested against the numpy kernel), without numpy's ~130 µs of per-call overhead.
+(parity-tested against the numpy kernel), without numpy's ~130 µs of per-call overhead. With it the
+windows themselves live in C++ too (``BarWindows``, and the streams' rings of feature rows,
+``RowRing``; ADR 0103 item 6): a request's bars go in and its model inputs come out in two calls,
+instead of a numpy write, slice and copy per bar and per row.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,17 +38,23 @@ def pipeline_spec() -> PipelineSpec:
 
 
 class SymbolFeed:
-    """One symbol's bar builder and its window of the latest ``SCHEMA.window`` closed bars."""
+    """One symbol's bar builder and its window of the latest ``SCHEMA.window`` closed bars.
 
-    __slots__ = ("buf", "builder", "count", "pos")
+    With the C++ kernel the window is a ``BarWindows`` ring in C++ (``windows``): a stream pushes all
+    the bars of a request into their symbols' rings and gets all their feature rows in one call
+    (``native_rows``). Without it the window is a numpy buffer (``buf``) that ``push`` fills.
+    """
+
+    __slots__ = ("buf", "builder", "count", "pos", "windows")
 
     def __init__(self, timeframe_s: int) -> None:
         self.builder = BarBuilder(timeframe_s)
         # Rows: open time (ms), high, low, close, spread_mean, tick_volume (the layout OnlineFeatures
-        # keeps), then log(close) and log1p(tick_volume), computed once per bar for the C++ kernel.
-        # Each bar is written at column i and i + WINDOW, so the latest WINDOW bars, oldest first, are
-        # always the contiguous columns pos+1 .. pos+WINDOW: no shifting per bar.
-        self.buf = np.zeros((8 if NATIVE is not None else 6, 2 * WINDOW))
+        # keeps). Each bar is written at column i and i + WINDOW, so the latest WINDOW bars, oldest
+        # first, are always the contiguous columns pos+1 .. pos+WINDOW: no shifting per bar. The C++
+        # ring keeps the same layout plus log(close) and log1p(tick_volume), computed once per bar.
+        self.windows = native.bar_windows(WINDOW) if NATIVE is not None else None
+        self.buf = np.zeros((6, 2 * WINDOW)) if NATIVE is None else None
         self.pos = 0
         self.count = 0
 
@@ -53,25 +63,38 @@ class SymbolFeed:
 
     def push_bar(self, bar: BarLike) -> np.ndarray | None:
         """Add a closed bar; its window (6 or 8, WINDOW) once SCHEMA.window bars were seen, else None."""
+        return self.push(bar.open_time_msc, bar.high, bar.low, bar.close, bar.spread_mean, bar.tick_volume)
+
+    def push(self, t: float, h: float, lo: float, c: float, sp: float, tv: float) -> np.ndarray | None:
+        """``push_bar`` of the bar's fields (open time ms, high, low, close, spread_mean, tick_volume)."""
+        if self.windows is not None:
+            return self.windows.array() if self.windows.push(t, h, lo, c, sp, tv) else None
         buf = self.buf
-        col: tuple[float, ...] = (
-            bar.open_time_msc,
-            bar.high,
-            bar.low,
-            bar.close,
-            bar.spread_mean,
-            bar.tick_volume,
-        )
-        if len(buf) == 8:
-            # A non-positive close never gets here in serving (refused as input); the numpy kernel
-            # makes NaN of it, so does this.
-            c = bar.close
-            col += (math.log(c) if c > 0 else math.nan, math.log1p(bar.tick_volume))
+        assert buf is not None
+        col = (t, h, lo, c, sp, tv)
         pos = self.pos = (self.pos + 1) % WINDOW
         buf[:, pos] = col
         buf[:, pos + WINDOW] = col
         self.count += 1
         return buf[:, pos + 1 : pos + 1 + WINDOW].copy() if self.count >= WINDOW else None
+
+
+def native_inputs(
+    rings: list[Any], ready: list[bool], rows: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, list[bool]]:
+    """With the C++ kernel: append the request's feature rows (one per ready bar, in order) to their
+    symbols' ``RowRing``s (``rings[i]`` per closed bar; not ready: the ring restarts) and copy the model
+    inputs due; (x (sum(due), n_rows, n_features) float32, due per closed bar)."""
+    x, due = NATIVE.inputs(rings, ready, rows, n_rows)
+    return np.asarray(x)[: sum(due)], due
+
+
+def native_rows(windows: list[Any], bars: Sequence[tuple[float, ...]]) -> tuple[np.ndarray, list[bool]]:
+    """With the C++ kernel: push bars[i] (``SymbolFeed.push``'s fields) into the ring windows[i] (a
+    ``SymbolFeed.windows``), in order; the feature rows of the bars whose window was full, and per bar
+    whether it was."""
+    rows, ready = NATIVE.push_rows(windows, bars)
+    return np.asarray(rows), ready
 
 
 def feature_rows(windows: list[np.ndarray]) -> np.ndarray:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import compress
+from typing import Any
 
 import numpy as np
 
-from kairos.features import Bar
+from kairos.features import native
 from kairos.features.blocks import CrossBoard, DailyWindow
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ServedModel
-from kairos.inference.pipeline import SymbolFeed, feature_rows
+from kairos.inference.pipeline import NATIVE, SymbolFeed, feature_rows, native_inputs, native_rows
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.marketdata.v1 import marketdata_pb2 as md
 
@@ -55,6 +57,7 @@ class SymbolState:
         "n_features",
         "pos",
         "ring",
+        "rows_ring",
         "timeframe_s",
     )
 
@@ -70,7 +73,10 @@ class SymbolState:
         self.capacity = max(rows, 1)
         # Each row is written twice (at i and i + capacity) so the latest `rows` rows are always one
         # contiguous slice: a model input is a single copy.
-        self.ring = np.zeros((2 * self.capacity, n_features), dtype=np.float32)
+        # With the C++ kernel the ring is in C++ (``rows_ring``, the same layout): a request's rows go
+        # in and its model inputs come out in one call (``pipeline.native_inputs``).
+        self.rows_ring = native.row_ring(self.capacity, n_features) if NATIVE is not None else None
+        self.ring = np.zeros((2 * self.capacity, n_features), dtype=np.float32) if NATIVE is None else None
         self.pos = -1
         self.count = 0  # consecutive complete rows ending at pos
         self.last_time_msc = -(2**62)
@@ -83,7 +89,10 @@ class SymbolState:
         """Grow the ring for a model that needs more rows (the symbol warms up again)."""
         if rows > self.capacity:
             self.capacity = rows
-            self.ring = np.zeros((2 * rows, self.n_features), dtype=np.float32)
+            if NATIVE is not None:
+                self.rows_ring = native.row_ring(rows, self.n_features)
+            else:
+                self.ring = np.zeros((2 * rows, self.n_features), dtype=np.float32)
             self.pos = -1
             self.count = 0
 
@@ -93,6 +102,7 @@ class SymbolState:
             self.count = 0  # need `rows` complete rows again
             return
         self.pos = (self.pos + 1) % self.capacity
+        assert self.ring is not None
         self.ring[self.pos] = row
         self.ring[self.pos + self.capacity] = row
         self.count += 1
@@ -101,6 +111,7 @@ class SymbolState:
         if self.count < rows:
             return None
         end = self.pos + self.capacity + 1
+        assert self.ring is not None
         return self.ring[end - rows : end]
 
 
@@ -115,8 +126,12 @@ class Work:
     windows: list[np.ndarray] = field(default_factory=list)
     rejections: list[pb.InputRejection] = field(default_factory=list)
     unlisted_rejections: int = 0
-    # Bars closed by this request, in order: (state, symbol, bar open ms, bar window or None, bid, ask).
-    closed: list[tuple[SymbolState, str, int, np.ndarray | None, float, float]] = field(default_factory=list)
+    # Bars closed by this request, in order: (state, symbol, bar open ms, bid, ask).
+    closed: list[tuple[SymbolState, str, int, float, float]] = field(default_factory=list)
+    # Per closed bar, with the C++ kernel: its symbol's C++ bar window and the bar's fields, pushed in
+    # one call by _features; with the numpy kernel: its bar window once full, else None.
+    bar_windows: list[Any] = field(default_factory=list)
+    bar_fields: list[tuple[float, float, float, float, float, float]] = field(default_factory=list)
     # Per closed bar: its daily-block row (models with the daily block, ADR 0104), else None.
     closed_daily: list[np.ndarray | None] = field(default_factory=list)
     # Per input: the bar's (open, close, mean spread, low, high), for shadow accounting (kairos.shadow).
@@ -212,18 +227,30 @@ class StreamState:
 
     def _features(self, work: Work, model: ServedModel) -> None:
         """Feature rows for every bar the request closed (one kernel run), then the model inputs due."""
-        windows = [c[3] for c in work.closed if c[3] is not None]
-        rows = feature_rows(windows) if windows else None
+        rows: np.ndarray | None
+        if NATIVE is not None:
+            # One call pushes every bar into its symbol's C++ window and returns the rows of the full ones.
+            rows, ready = native_rows(work.bar_windows, work.bar_fields)
+        else:
+            ready = [w is not None for w in work.bar_windows]
+            windows = [w for w in work.bar_windows if w is not None]
+            rows = feature_rows(windows) if windows else None
+        n_due = len(rows) if rows is not None else 0
+        if n_due == 0:
+            rows = None
         if rows is not None and model.blocks != ("base",):
-            rows = self._block_rows(work, model, rows)
+            rows = self._block_rows(work, model, rows, ready)
+        if NATIVE is not None:
+            self._native_inputs(work, model, rows, ready)
+            return
         finite = np.isfinite(rows).all(axis=1).tolist() if rows is not None else []
         # The model inputs are copied once, straight into the array the model runs on (a later bar
         # of the same symbol in this request overwrites the ring, so a view would not do).
-        x = np.empty((len(windows), model.rows, model.n_features), dtype=np.float32)
+        x = np.empty((n_due, model.rows, model.n_features), dtype=np.float32)
         n_rows = model.rows
         k = m = 0
-        for j, (st, symbol, bar_open_msc, bar_window, bid, ask) in enumerate(work.closed):
-            if bar_window is None:
+        for j, (st, symbol, bar_open_msc, bid, ask) in enumerate(work.closed):
+            if not ready[j]:
                 st.push_row(None)
                 continue
             assert rows is not None
@@ -244,12 +271,31 @@ class StreamState:
         if m:
             work.x = x[:m]
 
-    def _block_rows(self, work: Work, model: ServedModel, base: np.ndarray) -> np.ndarray:
+    def _native_inputs(
+        self, work: Work, model: ServedModel, rows: np.ndarray | None, ready: list[bool]
+    ) -> None:
+        """``_features``' second half with the C++ rings: one call appends the rows and copies the inputs."""
+        closed = work.closed
+        if rows is None:
+            rows = np.empty((0, model.n_features))
+        x, due = native_inputs([c[0].rows_ring for c in closed], ready, rows, model.rows)
+        if not len(x):
+            return
+        made = list(compress(closed, due))
+        work.symbols = [c[1] for c in made]
+        work.times_msc = [c[2] + c[0].timeframe_s * 1000 for c in made]  # stamped at the bar's close
+        work.bids = [c[3] for c in made]
+        work.asks = [c[4] for c in made]
+        work.prices = list(compress(work.closed_prices, due))
+        work.windows = list(x)
+        work.x = x
+
+    def _block_rows(self, work: Work, model: ServedModel, base: np.ndarray, ready: list[bool]) -> np.ndarray:
         """Base rows widened with the model's daily and cross columns (ADR 0104), same row order."""
         schema = model.schema
         out = np.empty((len(base), schema.n_features))
         out[:, : base.shape[1]] = base
-        due = [(c, d) for c, d in zip(work.closed, work.closed_daily, strict=True) if c[3] is not None]
+        due = [(c, d) for c, d, r in zip(work.closed, work.closed_daily, ready, strict=True) if r]
         if schema.has("daily"):
             sl = schema.block_slice("daily")
             for k, (_, daily) in enumerate(due):
@@ -284,7 +330,7 @@ class StreamState:
             )
         else:
             for i, bar in enumerate(req.bars):
-                self._bar(work, f"bars[{i}]", bar, model)
+                self._bar(work, i, bar, model)
         if work.closed:
             self._features(work, model)
         if req.warmup:
@@ -388,14 +434,28 @@ class StreamState:
                     continue  # that minute already came as a closed Bar on this stream: never twice
                 # The tick that closes a bar is the quote the prediction is made at.
                 st.last_bar_open_msc = bar.open_time_msc
-                _close(work, st, sym, bar, b, a)
+                _close(
+                    work,
+                    st,
+                    sym,
+                    bar.open_time_msc,
+                    bar.open,
+                    bar.high,
+                    bar.low,
+                    bar.close,
+                    bar.spread_mean,
+                    bar.tick_volume,
+                    b,
+                    a,
+                )
 
-    def _bar(self, work: Work, fld: str, bar: md.Bar, model: ServedModel) -> None:
+    def _bar(self, work: Work, i: int, bar: md.Bar, model: ServedModel) -> None:
+        # The field name (bars[i]) is formatted only for a refusal or a new symbol, not for every bar.
         # Each field read once (a protobuf attribute read is a C call); the checks of bar_problem run
         # inline on them, bar_problem itself only for a refused bar's description.
         sym = bar.symbol
         period, open_msc = bar.period_s, bar.open_time_msc
-        o, h, lo, c, sp = bar.open, bar.high, bar.low, bar.close, bar.spread_mean
+        o, h, lo, c, sp, tv = bar.open, bar.high, bar.low, bar.close, bar.spread_mean, bar.tick_volume
         tf = model.timeframe_s
         if not (
             period == tf
@@ -412,21 +472,21 @@ class StreamState:
         ):
             problem = bar_problem(bar, tf)
             if problem is not None:
-                self._reject(work, fld, problem[0], problem[1], sym)
+                self._reject(work, f"bars[{i}]", problem[0], problem[1], sym)
                 return
         st = self.symbols.get(sym)
         if st is None or st.timeframe_s != tf or st.capacity < model.rows or st.blocks != model.blocks:
-            st = self._state_for(work, fld, sym, model)
+            st = self._state_for(work, f"bars[{i}]", sym, model)
             if st is None:
                 return
         elif model.symbols and sym not in model.symbols and not self.any_symbol:
-            st = self._state_for(work, fld, sym, model)  # refuses it (a swap to a narrower card)
+            st = self._state_for(work, f"bars[{i}]", sym, model)  # refuses it (a swap to a narrower card)
             if st is None:
                 return
         if open_msc <= st.last_bar_open_msc:
             self._reject(
                 work,
-                f"{fld}.open_time_msc",
+                f"bars[{i}].open_time_msc",
                 "TIME_WENT_BACKWARDS",
                 f"bar open {open_msc} <= last bar open {st.last_bar_open_msc} for {sym}",
                 sym,
@@ -438,17 +498,34 @@ class StreamState:
             st.last_time_msc = end
         st.bid = c
         st.ask = c + sp
-        _close(work, st, sym, bar, c, c + sp)
+        _close(work, st, sym, open_msc, o, h, lo, c, sp, tv, c, c + sp)
 
 
-def _close(work: Work, st: SymbolState, sym: str, bar: Bar | md.Bar, bid: float, ask: float) -> None:
-    """Record a bar the request closed: its base window, prices and (daily models) daily row."""
-    work.closed.append((st, sym, bar.open_time_msc, st.feed.push_bar(bar), bid, ask))
-    work.closed_prices.append((bar.open, bar.close, bar.spread_mean, bar.low, bar.high))
+def _close(
+    work: Work,
+    st: SymbolState,
+    sym: str,
+    open_msc: int,
+    o: float,
+    h: float,
+    lo: float,
+    c: float,
+    sp: float,
+    tv: float,
+    bid: float,
+    ask: float,
+) -> None:
+    """Record a bar the request closed (its fields read once): its base window, prices, daily row."""
+    work.closed.append((st, sym, open_msc, bid, ask))
+    feed = st.feed
+    if feed.windows is not None:
+        work.bar_windows.append(feed.windows)  # pushed by _features, all bars of the request at once
+        work.bar_fields.append((open_msc, h, lo, c, sp, tv))
+    else:
+        work.bar_windows.append(feed.push(open_msc, h, lo, c, sp, tv))
+    work.closed_prices.append((o, c, sp, lo, h))
     daily = st.daily
-    work.closed_daily.append(
-        None if daily is None else daily.push(bar.open_time_msc, bar.high, bar.low, bar.close)
-    )
+    work.closed_daily.append(None if daily is None else daily.push(open_msc, h, lo, c))
 
 
 def bar_problem(bar: md.Bar, timeframe_s: int) -> tuple[str, str] | None:

@@ -93,3 +93,52 @@ def test_flat_markets_zero_volumes_and_times_before_1970_match_the_numpy_kernel(
     cases.append(flat_hl)
     got = np.asarray(k.rows(cases))  # type: ignore[attr-defined]
     np.testing.assert_allclose(got, pipeline.numpy_rows(np.stack(cases)), rtol=0, atol=TOL)
+
+
+def test_a_requests_bars_pushed_in_one_call_give_the_rows_of_the_windows_pushed_bar_by_bar(
+    gbpusd_m1: pd.DataFrame,
+) -> None:
+    # Two symbols, interleaved, some requests carrying two bars of one symbol (the row of the first
+    # must be taken before the second moves its window on); the reference: SymbolFeed.push_bar's
+    # windows through Kernel.rows, bar by bar.
+    k = _kernel()
+    w = SCHEMA.window
+    bars = _bars(gbpusd_m1.iloc[: 2 * w + 200].reset_index(drop=True))
+    fields = [(b.open_time_msc, b.high, b.low, b.close, b.spread_mean, b.tick_volume) for b in bars]
+    rings = [native.bar_windows(w), native.bar_windows(w)]
+    refs = [pipeline.SymbolFeed(60), pipeline.SymbolFeed(60)]
+    got: list[np.ndarray] = []
+    want: list[np.ndarray] = []
+    ready_all: list[bool] = []
+    i = 0
+    while i < len(fields):
+        req = [(j % 2, fields[j]) for j in range(i, min(i + 3, len(fields)))]  # symbols 0, 1, 0 / 1, 0, 1
+        rows, ready = k.push_rows([rings[s] for s, _ in req], [f for _, f in req])  # type: ignore[attr-defined]
+        got.extend(np.asarray(rows))
+        ready_all.extend(ready)
+        for s, f in req:
+            win = refs[s].push(*f)
+            if win is not None:
+                want.append(np.asarray(k.rows([win]))[0])  # type: ignore[attr-defined]
+        i += 3
+    assert sum(ready_all) == len(want) == len(fields) - 2 * (w - 1)
+    np.testing.assert_array_equal(np.array(got), np.array(want))
+    np.testing.assert_array_equal(rings[0].array(), refs[0].windows.array())
+
+
+def test_row_rings_give_the_last_rows_as_model_inputs_and_restart_on_a_non_finite_row() -> None:
+    k = _kernel()
+    ring = native.row_ring(4, 3)
+    rows = np.arange(30, dtype=np.float64).reshape(10, 3)
+    # Three rows, then a warming-up bar (not ready): the count restarts, no input until 2 more rows.
+    x, due = k.inputs([ring] * 4, [True, True, True, False], rows[:3], 2)  # type: ignore[attr-defined]
+    assert due == [False, True, True, False]
+    np.testing.assert_array_equal(np.asarray(x)[:2], np.float32([rows[0:2], rows[1:3]]))
+    x, due = k.inputs([ring] * 3, [True, True, True], rows[3:6], 2)  # type: ignore[attr-defined]
+    assert due == [False, True, True]
+    np.testing.assert_array_equal(np.asarray(x)[:2], np.float32([rows[3:5], rows[4:6]]))
+    bad = rows[6:9].copy()
+    bad[1, 2] = np.nan  # a non-finite row restarts the count too
+    x, due = k.inputs([ring] * 3, [True, True, True], bad, 2)  # type: ignore[attr-defined]
+    assert due == [True, False, False]
+    np.testing.assert_array_equal(np.asarray(x)[0], np.float32(rows[5:7]))
