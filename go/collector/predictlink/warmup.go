@@ -174,13 +174,7 @@ func (w *warmer) onStatus(r statusResult) []item {
 		w.log.Info("inference warm-up off on this stream: the model states no window or timeframe", "window", r.window, "timeframe_s", r.periodS)
 	}
 	if w.off {
-		var out []item
-		for _, s := range w.syms {
-			out = append(out, s.held...)
-			s.held, s.live = nil, true
-		}
-		w.held = 0
-		return out
+		return w.drain() // every held item goes on live
 	}
 	w.window, w.periodS = min(r.window, w.l.cfg.WarmupMaxBars), r.periodS
 	for _, sym := range w.l.knownSymbols() {

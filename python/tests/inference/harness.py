@@ -178,6 +178,19 @@ def metric(text: str, name: str, **labels: str) -> float:
 TOKEN = "inference-test-token-3e8a"
 
 
+def wait_publisher_connected(srv: ServerThread) -> None:
+    """Until the server's NATS signal publisher is connected (signals offered earlier wait in its backlog)."""
+    from kairos.stack.loopback import wait_for
+
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and srv.server.publisher is not None
+            and srv.server.publisher.nc is not None
+        )
+    )
+
+
 def channel(target: str, token: str = TOKEN) -> grpc.Channel:
     """An insecure channel to a test server that sends the token on every call."""
     return with_token(grpc.insecure_channel(target), token)

@@ -16,7 +16,7 @@ import pytest
 import uvloop
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from tests.inference.harness import ServerThread, StreamClient, metric, proto_bars
+from tests.inference.harness import ServerThread, StreamClient, metric, proto_bars, wait_publisher_connected
 
 from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
 from kairos.inference.metrics import Metrics
@@ -59,13 +59,7 @@ def test_every_prediction_is_published_as_a_signal_on_its_symbol_subject(
 ) -> None:
     sub = Subscriber(nats_url, "kairos.signal.>")
     srv = start_server(model_path, nats_url=nats_url)
-    wait_for(
-        lambda: (
-            srv.server is not None
-            and srv.server.publisher is not None
-            and srv.server.publisher.nc is not None
-        )
-    )
+    wait_publisher_connected(srv)
     preds: list[pb.Prediction] = []
     c = StreamClient(srv.target)
     try:
@@ -101,13 +95,7 @@ def test_signals_carry_the_cards_policy_and_the_bars_realised_volatility(
     assert card.policy is not None, "the model fixture has a policy (regenerate: make model-fixture)"
     sub = Subscriber(nats_url, "kairos.signal.>")
     srv = start_server(model_path, nats_url=nats_url)
-    wait_for(
-        lambda: (
-            srv.server is not None
-            and srv.server.publisher is not None
-            and srv.server.publisher.nc is not None
-        )
-    )
+    wait_publisher_connected(srv)
     c = StreamClient(srv.target)
     try:
         preds = c.ask(

@@ -19,6 +19,7 @@ from tests.inference.harness import (
     metric,
     offline_predictions,
     proto_bars,
+    wait_publisher_connected,
 )
 from tests.inference.test_signals import Subscriber
 
@@ -48,13 +49,7 @@ def test_after_a_warmup_the_first_live_bar_is_predicted_as_training_does_and_war
 ) -> None:
     sub = Subscriber(nats_url, "kairos.signal.>")
     srv = start_server(model_path, nats_url=nats_url)
-    wait_for(
-        lambda: (
-            srv.server is not None
-            and srv.server.publisher is not None
-            and srv.server.publisher.nc is not None
-        )
-    )
+    wait_publisher_connected(srv)
     card = ModelCard.from_onnx(model_path)
     need = SCHEMA.window + card.window - 1
     df = gbpusd.iloc[: need + 40].reset_index(drop=True)
