@@ -8,7 +8,10 @@ bridge's C++ client (Python extension):
   execution service acknowledged, the time from the bridge's network thread writing the frame
   that carried the bar-closing tick (HOP_STAGE_BRIDGE_SEND, the first stamp on the path) to the
   venue's acknowledgement (HOP_STAGE_VENUE_ACK), from the hop stamps in the execution reports.
-  The tick file is replayed ``--laps`` times, each lap shifted in time, for enough orders.
+  The tick file is replayed ``--laps`` times, each lap shifted in time, for enough orders. The
+  ticks are pushed as the EA pushes them: every ``--timer-ms`` (its ``InpTimerMs``, 20 ms) the
+  slice that arrived since the last push, so 40 ticks a push at 2,000 ticks/s (the bench pushed
+  100-tick slices before ADR 0108; ``--timer-ms 50`` gives those).
   ``--policy frequent`` (the default) serves the checked-in model with a copy of its card whose
   decision policy trades often: enter on any edge, exit after two bars, two bars of cooldown, so
   two of every five bars place an order (hundreds a run, not the ~16 of the card's own policy) and
@@ -112,7 +115,9 @@ def bench_model(run_dir: Path, policy: str) -> Path:
     return out
 
 
-def run(rate: float, n_laps: int, policy: str = "frequent") -> dict[str, float]:
+def run(
+    rate: float, n_laps: int, policy: str = "frequent", push_batch: int = replay.PUSH_BATCH
+) -> dict[str, float]:
     """One measurement on a fresh stack: the flat metrics of one run."""
     run_dir = services.REPO / "build" / "bench-e2e"
     settings = services.StackSettings(
@@ -166,6 +171,7 @@ def run(rate: float, n_laps: int, policy: str = "frequent") -> dict[str, float]:
             paced,
             collector=f"127.0.0.1:{settings.ports.collector_bridge}",
             speed=rate,
+            batch=push_batch,
             bridge_key=settings.ensure_bridge_key(),
         )
         time.sleep(3.0)
@@ -195,6 +201,7 @@ def run(rate: float, n_laps: int, policy: str = "frequent") -> dict[str, float]:
                 metrics[f"hop_us_p50.{key}"] = round(float(np.percentile(values, 50)), 1)
                 metrics[f"hop_us_p99.{key}"] = round(float(np.percentile(values, 99)), 1)
         metrics["offered_ticks_per_s"] = rate
+        metrics["ticks_per_push"] = float(push_batch)
         metrics["paced_ticks"] = float(result.pushed)
         metrics["orders_acked"] = float(len(acks))
         metrics["tick_to_order_ack_us_p50"] = (
@@ -309,6 +316,12 @@ def hop_table(m: dict[str, float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=2000.0, help="offered ticks per second for the latency run")
+    ap.add_argument(
+        "--timer-ms",
+        type=float,
+        default=20.0,
+        help="the EA's timer period (InpTimerMs): the paced run pushes rate x timer ticks at a time",
+    )
     ap.add_argument("--laps", type=int, default=5, help="replays of the tick file, shifted in time")
     ap.add_argument(
         "--policy",
@@ -329,7 +342,7 @@ def main() -> None:
     os.environ.setdefault("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS", "0")
     runs = []
     for i in range(args.runs):
-        m = run(args.rate, args.laps, args.policy)
+        m = run(args.rate, args.laps, args.policy, max(1, round(args.rate * args.timer_ms / 1000)))
         p50 = m.get("tick_to_order_ack_us_p50", float("nan"))
         p99 = m.get("tick_to_order_ack_us_p99", float("nan"))
         print(

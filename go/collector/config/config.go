@@ -59,7 +59,8 @@ type Config struct {
 	InferenceEndpoints []string
 	// InferenceBatchTicks flushes a StreamPredict request at this many ticks.
 	InferenceBatchTicks int
-	// InferenceFlushInterval flushes a non-empty request this long after its first tick.
+	// InferenceFlushInterval is how long a request may wait for more ticks once nothing else is
+	// queued; 0 (the default) sends it at once (ADR 0108).
 	InferenceFlushInterval time.Duration
 	// InferenceQueue bounds the tick batches waiting per inference endpoint; overflow is dropped and counted.
 	InferenceQueue int
@@ -161,7 +162,7 @@ func Default() Config {
 	return Config{
 		BridgeAddr: "127.0.0.1:7400", GRPCAddr: "127.0.0.1:7401", MetricsAddr: "127.0.0.1:9401",
 		NATSAddr: "127.0.0.1:4222", InferenceEndpoints: []string{"127.0.0.1:7501"},
-		InferenceBatchTicks: 100, InferenceFlushInterval: 500 * time.Microsecond, InferenceQueue: 1024,
+		InferenceBatchTicks: 100, InferenceFlushInterval: 0, InferenceQueue: 1024,
 		InferenceBackoffMin: 100 * time.Millisecond, InferenceBackoffMax: 5 * time.Second, InferenceResponseTimeout: 5 * time.Second,
 		InferenceWarmupBars: 3000, InferenceWarmupTimeout: 10 * time.Second, InferenceWarmupHold: 4096,
 		BarPeriods: []uint32{60, 300, 900, 3600}, BarIdleClose: 2 * time.Second,
@@ -197,7 +198,7 @@ func Flags(c *Config) *envflag.Set {
 	s.StringVar(&c.InferenceTokenFile, "inference-token-file", "file holding the inference link's bearer token")
 	s.ListVar(&c.InferenceEndpoints, "inference-endpoints", "comma-separated inference gRPC addresses; \"none\" or empty disables the link")
 	s.IntVar(&c.InferenceBatchTicks, "inference-batch-ticks", "flush a StreamPredict request at this many ticks")
-	s.DurationVar(&c.InferenceFlushInterval, "inference-flush-interval", "flush a non-empty request after this long")
+	s.DurationVar(&c.InferenceFlushInterval, "inference-flush-interval", "how long a request may wait for more ticks once nothing else is queued (0: send at once)")
 	s.IntVar(&c.InferenceQueue, "inference-queue", "tick batches queued per inference endpoint (overflow dropped and counted)")
 	s.DurationVar(&c.InferenceBackoffMin, "inference-backoff-min", "first reconnect delay")
 	s.DurationVar(&c.InferenceBackoffMax, "inference-backoff-max", "largest reconnect delay")

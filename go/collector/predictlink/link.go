@@ -31,7 +31,9 @@ type Config struct {
 	Endpoints []string
 	// BatchTicks flushes a request once it holds this many ticks.
 	BatchTicks int
-	// FlushInterval flushes a non-empty request this long after its first item.
+	// FlushInterval is how long a non-empty request may wait for more items once nothing else is
+	// queued; 0 sends it at once. Items queued meanwhile always join the request (up to BatchTicks),
+	// so requests batch only while the link is behind, and a tick never waits for company.
 	FlushInterval time.Duration
 	// QueueSize bounds the items (tick batches or bars) waiting per endpoint.
 	QueueSize int
@@ -136,8 +138,8 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger, sink PredictionSink, 
 	if cfg.BatchTicks < 1 {
 		cfg.BatchTicks = 100
 	}
-	if cfg.FlushInterval <= 0 {
-		cfg.FlushInterval = 500 * time.Microsecond
+	if cfg.FlushInterval < 0 {
+		cfg.FlushInterval = 0
 	}
 	if cfg.QueueSize < 1 {
 		cfg.QueueSize = 1024
@@ -544,7 +546,8 @@ func (l *Link) send(ep *endpoint, stream inferv1.InferenceService_StreamPredictC
 			if markErr != nil {
 				return markErr
 			}
-			if flushOn {
+			if flushOn || l.cfg.FlushInterval == 0 {
+				// The queue is empty: with no flush interval the request goes now (ADR 0108).
 				if err := flush(); err != nil {
 					return err
 				}

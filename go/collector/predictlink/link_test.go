@@ -106,6 +106,30 @@ func newLink(t *testing.T, cfg Config, sink PredictionSink) (*Link, *metrics.Met
 	return l, m
 }
 
+func TestLinkWithoutFlushInterval_SendsALoneBatchAtOnceAndBatchesOnlyWhatIsQueued(t *testing.T) {
+	srv := startServers(t, 1)[0]
+	sink := &predSink{}
+	l, _ := newLink(t, Config{Endpoints: []string{srv.Addr}, BatchTicks: 100, FlushInterval: 0}, sink)
+	testkit.WaitFor(t, "endpoint up", 5*time.Second, func() bool { return l.Owner("EURUSD") != "" })
+	// One batch and nothing behind it: it goes alone, without waiting for company.
+	l.OfferTicks(ticks("EURUSD", 25, 0), nil)
+	testkit.WaitFor(t, "the lone batch at the server", 5*time.Second, func() bool { return srv.Ticks()["EURUSD"] == 25 })
+	if _, sizes := srv.Requests(); len(sizes) != 1 || sizes[0] != 25 {
+		t.Fatalf("request sizes %v: want one request of the 25 ticks", sizes)
+	}
+	// Batches offered together join whatever request is being filled, whole, up to BatchTicks.
+	for i := range 10 {
+		l.OfferTicks(ticks("EURUSD", 25, int64(25+i*25)), nil)
+	}
+	testkit.WaitFor(t, "all ticks at the server", 5*time.Second, func() bool { return srv.Ticks()["EURUSD"] == 275 })
+	_, sizes := srv.Requests()
+	for _, s := range sizes {
+		if s > 100 || s%25 != 0 {
+			t.Fatalf("request sizes %v: want whole batches, at most 100 ticks", sizes)
+		}
+	}
+}
+
 func TestLinkBatchesTicksUpToNAndFlushesAfterT(t *testing.T) {
 	srv := startServers(t, 1)[0]
 	sink := &predSink{}

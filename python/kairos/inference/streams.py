@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import compress
+from operator import gt, le, lt
 from typing import Any
 
 import numpy as np
@@ -393,6 +394,24 @@ class StreamState:
         vols = list(vol_col) if nv else None
         seqs = list(seq_col) if ns else None
         isfinite = math.isfinite
+        if (
+            isfinite(sum(bids) + sum(asks))  # NaN and inf propagate (an overflow only takes the slow path)
+            and min(bids) > 0.0
+            and min(asks) > 0.0
+            and not any(map(gt, bids, asks))
+            and times[0] >= st.last_time_msc
+            and all(map(le, times[:-1], times[1:]))
+            and (seqs is None or (seqs[0] > st.last_seq and all(map(lt, seqs[:-1], seqs[1:]))))
+        ):
+            # Every tick passes the checks below: take them a bar at a time (the same state, the same
+            # bars, ~10x less Python per request; ADR 0108).
+            if seqs is not None:
+                st.last_seq = seqs[-1]
+            st.last_time_msc = times[-1]
+            st.bid, st.ask = bids[-1], asks[-1]
+            for bar, j in st.feed.builder.add_ticks(times, bids, asks, vols):
+                _tick_bar(work, st, sym, bar, bids[j], asks[j])
+            return
         for j in range(n):
             t, b, a = times[j], bids[j], asks[j]
             if not (isfinite(b) and isfinite(a)):
@@ -430,24 +449,7 @@ class StreamState:
             st.last_time_msc = t
             st.bid, st.ask = b, a
             for bar in st.feed.add_tick(t, b, a, vols[j] if vols is not None else 0.0):
-                if bar.open_time_msc <= st.last_bar_open_msc:
-                    continue  # that minute already came as a closed Bar on this stream: never twice
-                # The tick that closes a bar is the quote the prediction is made at.
-                st.last_bar_open_msc = bar.open_time_msc
-                _close(
-                    work,
-                    st,
-                    sym,
-                    bar.open_time_msc,
-                    bar.open,
-                    bar.high,
-                    bar.low,
-                    bar.close,
-                    bar.spread_mean,
-                    bar.tick_volume,
-                    b,
-                    a,
-                )
+                _tick_bar(work, st, sym, bar, b, a)
 
     def _bar(self, work: Work, i: int, bar: md.Bar, model: ServedModel) -> None:
         # The field name (bars[i]) is formatted only for a refusal or a new symbol, not for every bar.
@@ -499,6 +501,27 @@ class StreamState:
         st.bid = c
         st.ask = c + sp
         _close(work, st, sym, open_msc, o, h, lo, c, sp, tv, c, c + sp)
+
+
+def _tick_bar(work: Work, st: SymbolState, sym: str, bar: Any, bid: float, ask: float) -> None:
+    """A bar that ticks closed; (bid, ask) is the closing tick's quote, the one the prediction is made at."""
+    if bar.open_time_msc <= st.last_bar_open_msc:
+        return  # that minute already came as a closed Bar on this stream: never twice
+    st.last_bar_open_msc = bar.open_time_msc
+    _close(
+        work,
+        st,
+        sym,
+        bar.open_time_msc,
+        bar.open,
+        bar.high,
+        bar.low,
+        bar.close,
+        bar.spread_mean,
+        bar.tick_volume,
+        bid,
+        ask,
+    )
 
 
 def _close(

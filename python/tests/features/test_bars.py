@@ -81,3 +81,46 @@ def test_bars_from_real_eurusd_ticks_account_for_every_tick(eurusd_ticks: pd.Dat
 def test_bar_builder_rejects_a_nonsense_configuration(timeframe_s: int, point: float) -> None:
     with pytest.raises(ValueError):
         BarBuilder(timeframe_s, point=point)
+
+
+def _state(b: BarBuilder) -> tuple[object, ...]:
+    return (b._open_ms, b._o, b._h, b._l, b._c, b._n, b._spread_sum, b._spread_max, b._volume, b.late_ticks)
+
+
+@pytest.mark.parametrize(
+    ("timeframe_s", "with_volume", "shuffle"),
+    [(60, False, False), (60, True, False), (300, True, False), (60, True, True)],
+    ids=["m1", "m1-volume", "m5-volume", "m1-out-of-order-batches"],
+)
+def test_add_ticks_makes_the_bars_of_add_tick_bit_for_bit_in_any_split(
+    eurusd_ticks: pd.DataFrame, timeframe_s: int, with_volume: bool, shuffle: bool
+) -> None:
+    # Real EURUSD ticks, cut into batches of random sizes (1-120 ticks, as the collector's requests);
+    # the batched builder must close the same bars, at the same ticks, and end in the same state.
+    rng = np.random.default_rng(7)
+    df = eurusd_ticks.iloc[:20_000]
+    times = [int(t) for t in df["time_msc"]]
+    bids, asks = df["bid"].astype(float).tolist(), df["ask"].astype(float).tolist()
+    vols = (rng.integers(0, 5, len(times)) * 0.5).tolist() if with_volume else None
+    one, batched = BarBuilder(timeframe_s), BarBuilder(timeframe_s)
+    j = 0
+    closes = 0
+    while j < len(times):
+        k = min(len(times), j + int(rng.integers(1, 121)))
+        idx = list(range(j, k))
+        if shuffle and rng.random() < 0.2:
+            rng.shuffle(idx)  # some batches out of order: late ticks, the tick-by-tick fallback
+        t, b, a = [times[i] for i in idx], [bids[i] for i in idx], [asks[i] for i in idx]
+        v = [vols[i] for i in idx] if vols is not None else None
+        want = []
+        for m in range(len(idx)):
+            want += [(bar, m) for bar in one.add_tick(t[m], b[m], a[m], v[m] if v is not None else 0)]
+        got = batched.add_ticks(t, b, a, v)
+        assert got == want
+        assert _state(batched) == _state(one)
+        closes += len(got)
+        j = k
+    assert closes > 50
+    assert batched.flush() == one.flush()
+    if shuffle:
+        assert one.late_ticks > 0
