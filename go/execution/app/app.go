@@ -233,9 +233,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 				return fmt.Errorf("fallback signal policy: %w", err)
 			}
 			pcfg := policy.Config{StrategyID: cfg.Policy.StrategyID, Fallback: fallback, MaxSignalAge: cfg.Policy.MaxSignalAge}
-			if advance != nil {
-				pcfg.Before = func(sig *inferencev1.Signal) { marketSignal(sig, eng, advance, log) }
-			}
+			pcfg.Before = func(sig *inferencev1.Signal) { signalQuote(sig, eng, advance, log) }
 			if mv != nil {
 				// A Strategy Tester bridge in lockstep waits for each decision (ADR 0095).
 				pcfg.Decided = func(sig *inferencev1.Signal, out policy.Outcome, commands int) {
@@ -374,17 +372,22 @@ func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *
 	}
 }
 
-// marketSignal is what the market clock does before a signal is decided on (ADR 0095): the clock
-// moves to the signal's time and the quote the signal carries (its bar's closing tick) counts unless
-// the collector's newer one is already in. The collector's quote and the inference server's signal
-// travel on separate subjects and are handled by separate goroutines; without this a decision could
-// see the previous tick's quote as 15 s (virtual) old and refuse the order as stale.
-func marketSignal(sig *inferencev1.Signal, eng *engine.Engine, advance func(int64), log *slog.Logger) {
+// signalQuote is what execution does before a signal is decided on: the quote the signal carries
+// (its bar's closing tick) counts unless the collector's newer one is already in. The collector's
+// quote and the inference server's signal travel on separate subjects and are handled by separate
+// goroutines, so a signal can overtake its own tick (more often since the collector sends a request
+// to inference at once, ADR 0108); without this the paper venue would fill the decision at the
+// previous tick's quote, and risk would check it against that quote. Under the market clock (ADR
+// 0095) the clock also moves to the signal's time, or the previous tick's quote would look 15 s
+// (virtual) old and the order be refused as stale. advance is nil under the wall clock.
+func signalQuote(sig *inferencev1.Signal, eng *engine.Engine, advance func(int64), log *slog.Logger) {
 	t := sig.GetTimeMsc()
 	if t <= 0 {
 		return
 	}
-	advance(t * 1000)
+	if advance != nil {
+		advance(t * 1000)
+	}
 	inst, ok := eng.Instrument(sig.GetSymbol())
 	if !ok || sig.GetBid() <= 0 || sig.GetAsk() <= 0 {
 		return

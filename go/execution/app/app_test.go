@@ -466,3 +466,51 @@ func TestReportStreamResumesAfterASequenceWithoutGapsOrRepeats(t *testing.T) {
 		t.Fatalf("live tail: %v", rest[5:])
 	}
 }
+
+func TestASignalThatOvertakesItsTickIsFilledAtTheSignalsQuoteAndTheLateTicksDoNotMoveItBack(t *testing.T) {
+	ns := testutil.NATS(t)
+	s := start(t, ns.ClientURL(), nil)
+	ticks := testutil.EURUSDTicks(t, 400)
+	ctx := authed(t)
+	s.PublishTicks(ticks[:100])
+	s.WaitQuote()
+	// The bar-closing tick: a later one whose ask differs from the last quote execution has.
+	k := 101
+	for k < len(ticks)-1 && ticks[k].Ask == ticks[99].Ask {
+		k++
+	}
+	closing := ticks[k]
+	if closing.Ask == ticks[99].Ask {
+		t.Fatal("no later tick with another ask in the data")
+	}
+	// The signal made at that tick comes in before the collector's batch that holds it.
+	sig := &inferencev1.Signal{Symbol: "EURUSD", TimeMsc: closing.TimeMsc, Direction: inferencev1.Direction_DIRECTION_UP,
+		Strength: 0.7, Outputs: []float32{0.1, 0.1, 0.8}, ModelName: "kairos-eurusd", ModelVersion: "7",
+		Bid: closing.Bid, Ask: closing.Ask,
+		Policy: &inferencev1.DecisionPolicy{EntryEdge: 0.3, MoveUp: 1, MoveDown: 1, MinHoldBars: 1, MaxLots: 0.10}}
+	data, _ := proto.Marshal(sig)
+	if err := s.NC.Publish("kairos.signal.EURUSD", data); err != nil {
+		t.Fatal(err)
+	}
+	var filled *execv1.Order
+	testkit.WaitFor(t, "the signal's order to fill", 10*time.Second, func() bool {
+		l, err := s.Client.ListOrders(ctx, &execv1.ListOrdersRequest{Symbol: "EURUSD", Statuses: []execv1.OrderStatus{execv1.OrderStatus_ORDER_STATUS_FILLED}})
+		if err != nil || len(l.GetOrders()) == 0 {
+			return false
+		}
+		filled = l.GetOrders()[0]
+		return true
+	})
+	// A market buy fills at the ask plus 1 point of slippage plus ceil(0.5 points/lot × 0.10): the
+	// signal's ask, not the older quote's.
+	ask, _ := decimal.FromFloat(closing.Ask, 5)
+	want := ask.Add(decimal.New(2, 5))
+	if got := decimal.New(filled.GetAvgFillPrice().GetUnits(), uint8(filled.GetAvgFillPrice().GetScale())); !got.Equal(want) {
+		t.Fatalf("fill at %s, want the signal's ask + 2 points = %s (the previous quote's ask was %v)", got, want, ticks[99].Ask)
+	}
+	// The collector's late batch (the ticks up to and including the closing one) is not worked again.
+	s.PublishTicks(ticks[100 : k+1])
+	testkit.WaitFor(t, "the late ticks to be dropped and counted", 10*time.Second, func() bool {
+		return strings.Contains(s.Metrics(), fmt.Sprintf("kairos_execution_quotes_overtaken_total %d", k+1-100))
+	})
+}

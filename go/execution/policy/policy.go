@@ -42,9 +42,10 @@ type Config struct {
 	// Decided, if set, learns of every signal handled, after its order (if any) was sent: the MT5
 	// venue tells a Strategy Tester bridge in lockstep that this decision is done (ADR 0095).
 	Decided func(sig *inferencev1.Signal, out Outcome, commands int)
-	// Before, if set, sees every signal before it is handled: under the market clock
-	// (--clock=market) the clock moves to the signal's time and its quote counts as market data, so
-	// the decision is taken as of the signal's own (the tester's virtual) time.
+	// Before, if set, sees every signal before it is handled: the service makes the signal's quote
+	// count as market data when it is newer than the collector's (a signal can overtake its own
+	// tick), and under the market clock (--clock=market) also moves the clock to the signal's time,
+	// so the decision is taken as of the signal's own (the tester's virtual) time.
 	Before func(sig *inferencev1.Signal)
 }
 
