@@ -233,7 +233,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 				return fmt.Errorf("fallback signal policy: %w", err)
 			}
 			pcfg := policy.Config{StrategyID: cfg.Policy.StrategyID, Fallback: fallback, MaxSignalAge: cfg.Policy.MaxSignalAge}
-			pcfg.Before = func(sig *inferencev1.Signal) { signalQuote(sig, eng, advance, log) }
+			pcfg.Before = func(sig *inferencev1.Signal) { signalQuote(sig, eng, advance, cfg.Policy.SignalQuoteWait, m, log) }
 			if mv != nil {
 				// A Strategy Tester bridge in lockstep waits for each decision (ADR 0095).
 				pcfg.Decided = func(sig *inferencev1.Signal, out policy.Outcome, commands int) {
@@ -372,15 +372,17 @@ func runQuotes(ctx context.Context, ch <-chan *nats.Msg, eng *engine.Engine, m *
 	}
 }
 
-// signalQuote is what execution does before a signal is decided on: the quote the signal carries
-// (its bar's closing tick) counts unless the collector's newer one is already in. The collector's
-// quote and the inference server's signal travel on separate subjects and are handled by separate
-// goroutines, so a signal can overtake its own tick (more often since the collector sends a request
-// to inference at once, ADR 0108); without this the paper venue would fill the decision at the
-// previous tick's quote, and risk would check it against that quote. Under the market clock (ADR
-// 0095) the clock also moves to the signal's time, or the previous tick's quote would look 15 s
-// (virtual) old and the order be refused as stale. advance is nil under the wall clock.
-func signalQuote(sig *inferencev1.Signal, eng *engine.Engine, advance func(int64), log *slog.Logger) {
+// signalQuote is what execution does before a signal is decided on. The collector's quote and the
+// inference server's signal travel on separate subjects and are handled by separate goroutines, so a
+// signal can overtake its own tick (its bar's closing tick; more often since the collector sends a
+// request to inference at once, ADR 0108). The signal then waits, at most wait, for that tick to be
+// applied: the ticks before it are worked in order (a resting stop among them fills where it
+// touched), and the decision is executed on the market it was made on. Past the wait the quote the
+// signal carries counts (OnQuoteIfNewer, ADR 0103), so the paper venue never fills a decision at
+// the previous tick's quote. Under the market clock (ADR 0095) the clock first moves to the signal's
+// time, or the previous tick's quote would look 15 s (virtual) old and the order be refused as
+// stale. advance is nil under the wall clock.
+func signalQuote(sig *inferencev1.Signal, eng *engine.Engine, advance func(int64), wait time.Duration, m *metrics.Metrics, log *slog.Logger) {
 	t := sig.GetTimeMsc()
 	if t <= 0 {
 		return
@@ -388,6 +390,18 @@ func signalQuote(sig *inferencev1.Signal, eng *engine.Engine, advance func(int64
 	if advance != nil {
 		advance(t * 1000)
 	}
+	if eng.WaitQuote(sig.GetSymbol(), t*1000, 0) {
+		m.SignalQuoteWaits.WithLabelValues("in").Inc()
+		return
+	}
+	m.SignalQuoteWaiting.Inc()
+	caught := eng.WaitQuote(sig.GetSymbol(), t*1000, wait)
+	m.SignalQuoteWaiting.Dec()
+	if caught {
+		m.SignalQuoteWaits.WithLabelValues("caught_up").Inc()
+		return
+	}
+	m.SignalQuoteWaits.WithLabelValues("timed_out").Inc()
 	inst, ok := eng.Instrument(sig.GetSymbol())
 	if !ok || sig.GetBid() <= 0 || sig.GetAsk() <= 0 {
 		return

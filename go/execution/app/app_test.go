@@ -19,6 +19,7 @@ import (
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	inferencev1 "github.com/kairos-mt5/kairos/gen/go/kairos/inference/v1"
 	typesv1 "github.com/kairos-mt5/kairos/gen/go/kairos/types/v1"
+	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/internal/svctest"
 	"github.com/kairos-mt5/kairos/go/execution/internal/testutil"
@@ -467,14 +468,12 @@ func TestReportStreamResumesAfterASequenceWithoutGapsOrRepeats(t *testing.T) {
 	}
 }
 
-func TestASignalThatOvertakesItsTickIsFilledAtTheSignalsQuoteAndTheLateTicksDoNotMoveItBack(t *testing.T) {
-	ns := testutil.NATS(t)
-	s := start(t, ns.ClientURL(), nil)
-	ticks := testutil.EURUSDTicks(t, 400)
-	ctx := authed(t)
+// overtaking publishes a signal made at a later tick than the last quote execution has (with a
+// different ask), as one that overtook its own tick; it returns that tick's index.
+func overtaking(t *testing.T, s *svctest.Svc, ticks []testutil.Tick) int {
+	t.Helper()
 	s.PublishTicks(ticks[:100])
 	s.WaitQuote()
-	// The bar-closing tick: a later one whose ask differs from the last quote execution has.
 	k := 101
 	for k < len(ticks)-1 && ticks[k].Ask == ticks[99].Ask {
 		k++
@@ -483,7 +482,6 @@ func TestASignalThatOvertakesItsTickIsFilledAtTheSignalsQuoteAndTheLateTicksDoNo
 	if closing.Ask == ticks[99].Ask {
 		t.Fatal("no later tick with another ask in the data")
 	}
-	// The signal made at that tick comes in before the collector's batch that holds it.
 	sig := &inferencev1.Signal{Symbol: "EURUSD", TimeMsc: closing.TimeMsc, Direction: inferencev1.Direction_DIRECTION_UP,
 		Strength: 0.7, Outputs: []float32{0.1, 0.1, 0.8}, ModelName: "kairos-eurusd", ModelVersion: "7",
 		Bid: closing.Bid, Ask: closing.Ask,
@@ -492,6 +490,14 @@ func TestASignalThatOvertakesItsTickIsFilledAtTheSignalsQuoteAndTheLateTicksDoNo
 	if err := s.NC.Publish("kairos.signal.EURUSD", data); err != nil {
 		t.Fatal(err)
 	}
+	return k
+}
+
+// filledAt waits for the signal's order to fill and checks its price: a market buy fills at the
+// ask plus 1 point of slippage plus ceil(0.5 points/lot × 0.10).
+func filledAt(t *testing.T, s *svctest.Svc, ask float64) {
+	t.Helper()
+	ctx := authed(t)
 	var filled *execv1.Order
 	testkit.WaitFor(t, "the signal's order to fill", 10*time.Second, func() bool {
 		l, err := s.Client.ListOrders(ctx, &execv1.ListOrdersRequest{Symbol: "EURUSD", Statuses: []execv1.OrderStatus{execv1.OrderStatus_ORDER_STATUS_FILLED}})
@@ -501,16 +507,44 @@ func TestASignalThatOvertakesItsTickIsFilledAtTheSignalsQuoteAndTheLateTicksDoNo
 		filled = l.GetOrders()[0]
 		return true
 	})
-	// A market buy fills at the ask plus 1 point of slippage plus ceil(0.5 points/lot × 0.10): the
-	// signal's ask, not the older quote's.
-	ask, _ := decimal.FromFloat(closing.Ask, 5)
-	want := ask.Add(decimal.New(2, 5))
+	a, _ := decimal.FromFloat(ask, 5)
+	want := a.Add(decimal.New(2, 5))
 	if got := decimal.New(filled.GetAvgFillPrice().GetUnits(), uint8(filled.GetAvgFillPrice().GetScale())); !got.Equal(want) {
-		t.Fatalf("fill at %s, want the signal's ask + 2 points = %s (the previous quote's ask was %v)", got, want, ticks[99].Ask)
+		t.Fatalf("fill at %s, want its tick's ask + 2 points = %s", got, want)
 	}
+}
+
+func TestASignalThatOvertakesItsTick_WaitsForItAndTheTicksBeforeItAreWorkedInOrder(t *testing.T) {
+	ns := testutil.NATS(t)
+	s := start(t, ns.ClientURL(), func(c *config.Config) { c.Policy.SignalQuoteWait = 10 * time.Second })
+	ticks := testutil.EURUSDTicks(t, 400)
+	k := overtaking(t, s, ticks)
+	testkit.WaitFor(t, "the signal to wait for its tick", 10*time.Second, func() bool {
+		return strings.Contains(s.Metrics(), "kairos_execution_signal_quote_waiting 1")
+	})
+	// The collector's batch with the ticks up to the signal's comes while the signal waits.
+	s.PublishTicks(ticks[100 : k+1])
+	filledAt(t, s, ticks[k].Ask)
+	m := s.Metrics()
+	for _, want := range []string{`kairos_execution_signal_quote_waits_total{outcome="caught_up"} 1`, "kairos_execution_quotes_overtaken_total 0"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestASignalWhoseTickDoesNotComeInTime_IsFilledAtItsOwnQuoteAndTheLateTicksDoNotMoveItBack(t *testing.T) {
+	ns := testutil.NATS(t)
+	s := start(t, ns.ClientURL(), func(c *config.Config) { c.Policy.SignalQuoteWait = time.Millisecond })
+	ticks := testutil.EURUSDTicks(t, 400)
+	k := overtaking(t, s, ticks)
+	// Not at the previous quote's ask: the signal's own.
+	filledAt(t, s, ticks[k].Ask)
 	// The collector's late batch (the ticks up to and including the closing one) is not worked again.
 	s.PublishTicks(ticks[100 : k+1])
 	testkit.WaitFor(t, "the late ticks to be dropped and counted", 10*time.Second, func() bool {
-		return strings.Contains(s.Metrics(), fmt.Sprintf("kairos_execution_quotes_overtaken_total %d", k+1-100))
+		m := s.Metrics()
+		return strings.Contains(m, fmt.Sprintf("kairos_execution_quotes_overtaken_total %d", k+1-100)) &&
+			strings.Contains(m, `kairos_execution_signal_quote_waits_total{outcome="timed_out"} 1`)
 	})
 }

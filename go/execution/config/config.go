@@ -168,6 +168,9 @@ type Policy struct {
 	// MaxSignalAge ignores signals older than this (by their market-data time); zero for no check
 	// (replays of historical data need it).
 	MaxSignalAge time.Duration
+	// SignalQuoteWait is how long a signal that overtook its own tick waits for it (ADR 0108);
+	// past it the signal's quote counts instead.
+	SignalQuoteWait time.Duration
 }
 
 // DefaultInstruments are the FX majors quoted in USD, as a retail MT5 account shows them.
@@ -249,7 +252,7 @@ func Default() Config {
 			MaxSessions: bridgelink.DefaultMaxSessions, SessionTTL: bridgelink.DefaultSessionTTL, MaxTracked: 4096,
 			Guard: bridgelink.DefaultGuard()},
 		Policy: Policy{Enabled: true, StrategyID: "kairos-signal", Threshold: 0.3, Lots: decimal.MustParse("0.10"),
-			CooldownBars: 0, MaxHoldingBars: 60, MaxSignalAge: 5 * time.Second},
+			CooldownBars: 0, MaxHoldingBars: 60, MaxSignalAge: 5 * time.Second, SignalQuoteWait: 20 * time.Millisecond},
 		GRPC: GRPCLimits{Limits: peerlimit.Limits{MaxConnections: 256, MaxConcurrentStreams: 256, MaxRecvMsgBytes: 4 << 20,
 			MaxSendMsgBytes: 16 << 20, KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second,
 			KeepaliveTimeout: 10 * time.Second, HandshakeTimeout: 5 * time.Second}, MaxReportStreams: 64, ReportStreamBufferBytes: 8 << 20},
@@ -348,6 +351,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.IntVar(&c.Policy.CooldownBars, "signal-cooldown-bars", "fallback policy: bars between an exit and the next entry")
 	s.IntVar(&c.Policy.MaxHoldingBars, "signal-max-holding-bars", "fallback policy: close positions held this many bars (0: no limit)")
 	s.DurationVar(&c.Policy.MaxSignalAge, "signal-max-age", "ignore signals older than this by market time (0: no check)")
+	s.DurationVar(&c.Policy.SignalQuoteWait, "signal-quote-wait", "how long a signal that overtook its own tick waits for it before its own quote counts")
 	return s
 }
 

@@ -92,14 +92,16 @@ type Engine struct {
 	// while it is still the latest: the collector's ticks up to that time belong to the closed bar
 	// and are dropped when they arrive after it (quotes.go). Keyed by configured instruments only.
 	signalFloor map[string]int64
-	lastState   risk.State
-	hasState    bool
-	closed      bool
-	reconciles  int
-	jerr        error         // the journal failure, once it failed
-	jdown       chan struct{} // closed when jerr is set
-	stop        chan struct{} // closed by Close: stops watchJournal
-	watching    sync.WaitGroup
+	// quoteSeen is closed (and replaced) whenever a batch of quotes was applied: WaitQuote's wake-up.
+	quoteSeen  chan struct{}
+	lastState  risk.State
+	hasState   bool
+	closed     bool
+	reconciles int
+	jerr       error         // the journal failure, once it failed
+	jdown      chan struct{} // closed when jerr is set
+	stop       chan struct{} // closed by Close: stops watchJournal
+	watching   sync.WaitGroup
 }
 
 // New returns an engine; call Replay before serving.
@@ -117,7 +119,7 @@ func New(opt Options) *Engine {
 		opt.JournalTimeout = DefaultJournalTimeout
 	}
 	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]trade),
-		prot: make(map[string]protection), signalFloor: make(map[string]int64), protPrev: make(map[string]protection), jdown: make(chan struct{}), stop: make(chan struct{})}
+		prot: make(map[string]protection), signalFloor: make(map[string]int64), quoteSeen: make(chan struct{}), protPrev: make(map[string]protection), jdown: make(chan struct{}), stop: make(chan struct{})}
 	e.setStateGauge()
 	if e.m != nil {
 		e.m.JournalHealthy.Set(1)

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"time"
 
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
@@ -30,10 +31,41 @@ func (e *Engine) OnQuotes(qs []market.Quote) error { return e.onQuotes(qs, false
 // backtest would have worked the order on.
 func (e *Engine) OnQuoteIfNewer(q market.Quote) error { return e.onQuotes([]market.Quote{q}, true) }
 
+// WaitQuote waits, at most timeout, until the latest quote of symbol is at or after marketTimeUS,
+// and says whether it is. A signal that overtook its own tick (the collector's ticks and the
+// inference server's signals travel on separate subjects and goroutines) waits here for that tick
+// to be applied, so the ticks before it are worked in order, the resting orders among them (ADR
+// 0108), and the decision is executed on the market it was made on.
+func (e *Engine) WaitQuote(symbol string, marketTimeUS int64, timeout time.Duration) bool {
+	var timer *time.Timer
+	for {
+		e.mu.Lock()
+		cur, ok := e.opt.Risk.Quote(symbol)
+		seen := e.quoteSeen
+		e.mu.Unlock()
+		if ok && cur.MarketTimeUS >= marketTimeUS {
+			return true
+		}
+		if timer == nil {
+			if timeout <= 0 {
+				return false
+			}
+			timer = time.NewTimer(timeout)
+			defer timer.Stop()
+		}
+		select {
+		case <-seen:
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
 func (e *Engine) onQuotes(qs []market.Quote, onlyNewer bool) error {
 	e.mu.Lock()
 	var entries []journal.Entry
 	qd, quoteDriven := e.opt.Venue.(venue.QuoteDriven)
+	applied := false
 	for _, q := range qs {
 		if !q.Valid() {
 			continue
@@ -55,11 +87,16 @@ func (e *Engine) onQuotes(qs []market.Quote, onlyNewer bool) error {
 			delete(e.signalFloor, q.Symbol)
 		}
 		e.opt.Risk.OnQuote(q)
+		applied = true
 		if quoteDriven {
 			if evs := qd.OnQuote(q); len(evs) > 0 {
 				entries = e.applyEvents(evs, entries, e.opt.Clock())
 			}
 		}
+	}
+	if applied {
+		close(e.quoteSeen)
+		e.quoteSeen = make(chan struct{})
 	}
 	if len(qs) > 0 && (e.opt.Book.Net(qs[0].Symbol).Sign() != 0 || len(entries) > 0 || !e.opt.Risk.Account().Valid) {
 		entries = e.accountLocked(entries)

@@ -58,7 +58,9 @@ type Metrics struct {
 	Signals              *prometheus.CounterVec
 	TesterDecisions      *prometheus.CounterVec // decisions told to a Strategy Tester bridge (ADR 0095)
 	Quotes               prometheus.Counter
-	QuotesOvertaken      prometheus.Counter // ticks dropped because a signal brought a later quote first (ADR 0103)
+	QuotesOvertaken      prometheus.Counter     // ticks dropped because a signal brought a later quote first (ADR 0103)
+	SignalQuoteWaits     *prometheus.CounterVec // signals by whether their tick was in, came while waiting, or not (ADR 0108)
+	SignalQuoteWaiting   prometheus.Gauge       // signals waiting for their own tick now (ADR 0108)
 	ReconcileAdjust      *prometheus.CounterVec
 	TLSReloadFail        prometheus.Counter
 	RealizedPnL          *prometheus.GaugeVec
@@ -100,14 +102,16 @@ func New() *Metrics {
 	m.Signals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_signals_total", Help: "Signals received, by symbol and outcome."}, []string{"symbol", "outcome"})
 	m.TesterDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_tester_decisions_total", Help: "Decisions sent to a Strategy Tester bridge in lockstep (TesterDecision), by policy outcome."}, []string{"outcome"})
 	m.Quotes = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_quotes_total", Help: "Quotes received from the collector's tick batches."})
-	m.QuotesOvertaken = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_quotes_overtaken_total", Help: "Collector ticks dropped because a signal had already brought a quote as late or later (market clock, ADR 0103)."})
+	m.QuotesOvertaken = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_quotes_overtaken_total", Help: "Collector ticks dropped because a signal had already brought a quote as late or later (ADRs 0103, 0108)."})
+	m.SignalQuoteWaits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_signal_quote_waits_total", Help: "Signals by where their own tick was when they arrived: in (already applied), caught_up (applied while the signal waited, up to --signal-quote-wait), timed_out (the signal's quote was used instead) (ADR 0108)."}, []string{"outcome"})
+	m.SignalQuoteWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_signal_quote_waiting", Help: "Signals waiting for their own tick to be applied (ADR 0108)."})
 	m.ReconcileAdjust = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_reconcile_adjustments_total", Help: "Differences between journal and venue fixed at reconciliation."}, []string{"kind"})
 	m.TLSReloadFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_tls_reload_failures_total", Help: "Changed TLS certificate files that failed to load; the previous pair keeps serving."})
 	m.RealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_realized_pnl", Help: "Realized P&L per symbol since the journal began, net of commission, account currency."}, []string{"symbol"})
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
 	for _, c := range []prometheus.Collector{m.TesterDecisions, m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
-		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.QuotesOvertaken, m.ReconcileAdjust,
+		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.QuotesOvertaken, m.SignalQuoteWaits, m.SignalQuoteWaiting, m.ReconcileAdjust,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
