@@ -4,12 +4,18 @@
 //   - risk_check_ns_p50/_p99: one pre-trade check with every rule on (testing.Benchmark gives the
 //     mean; per-call timings give the percentiles, timer overhead included).
 //   - submit_latency_us_p50/_p99: SubmitOrder over gRPC loopback into the real service (paper venue,
-//     durable SQLite journal) at a paced 1,000 orders/s, open loop, so slow calls are not hidden.
+//     durable SQLite journal) at a paced 1,000 orders/s, open loop, so slow calls are not hidden. The
+//     client is a process of its own, as a real client is (this binary again, --submit-client), paced
+//     by nanosleep on a locked thread: Go's timers overshoot a sub-millisecond sleep by up to a
+//     millisecond when the process is idle, which sent a quarter of the orders in pairs (ADR 0106).
+//     submit_latency_us_*_inprocess keeps the earlier design: client and service in one process,
+//     paced by time.Sleep.
 //   - paper_orders_per_s: submit → risk → FSM → paper fill → durable journal, sustained with
 //     concurrent submitters in process.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -17,12 +23,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +66,8 @@ var (
 	traceOut     = flag.String("trace", "", "write a runtime/trace of the full-mode SubmitOrder run (go tool trace)")
 	memProfile   = flag.String("memprofile", "", "write an allocation profile (pprof, -sample_index=alloc_space) of the whole run")
 	submitOnly   = flag.Bool("submit-only", false, "measure SubmitOrder only (no risk or throughput run): for profiling the submit path")
+	clientOf     = flag.String("submit-client", "", "internal: run as the SubmitOrder client of the service at this address (the benchmark starts it)")
+	inProcess    = flag.Bool("in-process", false, "run the SubmitOrder client inside the benchmark process, paced by time.Sleep (the design before ADR 0106)")
 )
 
 func main() {
@@ -69,6 +79,13 @@ func main() {
 	pgDSN := flag.String("postgres", "", "also measure SubmitOrder with the journal on this PostgreSQL database (postgres://...; an empty database)")
 	peer := flag.String("peer", "", "JSON written by bench/execution_nautilus.py in the same run (NautilusTrader backtest lifecycle)")
 	flag.Parse()
+	if *clientOf != "" {
+		if err := submitClient(*clientOf, *submitN); err != nil {
+			fmt.Fprintln(os.Stderr, "kairos-execution-bench client:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err == nil {
@@ -123,7 +140,7 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 	}
 
 	for _, sync := range []string{"full", "normal"} {
-		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-"+sync+".db"), quote, submitN, sync)
+		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-"+sync+".db"), quote, submitN, sync, *inProcess)
 		if err != nil {
 			return err
 		}
@@ -138,10 +155,24 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 			// process (service, gRPC client, NATS) allocated per order to cause them.
 			res["submit_gc_cycles"], res["submit_alloc_bytes_per_order"] = lastRun.gcCycles, lastRun.allocPerOrder
 			fmt.Printf("  GC cycles during the run: %.0f; allocated per order: %.0f bytes\n", lastRun.gcCycles, lastRun.allocPerOrder)
+			if !*inProcess {
+				// How far the client's sends fell behind their schedule: the offered load was paced.
+				res["submit_send_lag_us_p99"] = lastRun.lagP99
+				fmt.Printf("  client sends behind schedule: p99 %.0f us\n", lastRun.lagP99)
+			}
 		}
 	}
+	if !*inProcess {
+		// The figure of the design before ADR 0106, beside the new one: the client in this process.
+		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-inprocess.db"), quote, submitN, "full", true)
+		if err != nil {
+			return err
+		}
+		res["submit_latency_us_p50_inprocess"], res["submit_latency_us_p99_inprocess"], res["submit_latency_us_max_inprocess"] = sp50, sp99, smax
+		fmt.Printf("SubmitOrder, client in the service's process (before ADR 0106), journal-sync full: p50 %.0f us, p99 %.0f us, max %.0f us\n", sp50, sp99, smax)
+	}
 	if pgDSN != "" {
-		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full")
+		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full", *inProcess)
 		if err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
@@ -413,7 +444,7 @@ func fdatasyncProbe(dir string) (p50, p99 float64) {
 }
 
 // runCounters are the runtime's counters over the last submitBench's paced run.
-type runCounters struct{ gcCycles, allocPerOrder float64 }
+type runCounters struct{ gcCycles, allocPerOrder, lagP99 float64 }
 
 var lastRun runCounters
 
@@ -424,7 +455,7 @@ func readCounters() (cycles, bytes uint64) {
 	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
-func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p50, p99, maxUS float64, err error) {
+func submitBench(dbPath string, q market.Quote, orders int, syncMode string, inProc bool) (p50, p99, maxUS float64, err error) {
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
 		return 0, 0, 0, err
@@ -468,23 +499,34 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		}
 		return nc.Flush()
 	}
+	// The trace covers the headline full-mode run: the service (and, in process, the client).
+	if *traceOut != "" && syncMode == "full" && inProc == *inProcess && !strings.Contains(dbPath, "://") {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return 0, 0, 0, err
+		}
+		defer trace.Stop()
+	}
+	if !inProc {
+		lat, lag, err := runClient(rd.GRPCAddr, token, orders, pub)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		sort.Float64s(lat)
+		sort.Float64s(lag)
+		lastRun.lagP99 = lag[orders*99/100]
+		return lat[orders/2], lat[orders*99/100], lat[orders-1], nil
+	}
 	cc, err := grpc.NewClient(rd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(token, false)))
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	defer cc.Close()
-	client := execv1.NewExecutionServiceClient(cc)
-	actx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
-	submit := func(id string) (time.Duration, error) {
-		t0 := time.Now()
-		r, err := client.SubmitOrder(actx, &execv1.SubmitOrderRequest{ClientOrderId: id, Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
-			Type: execv1.OrderType_ORDER_TYPE_MARKET, Quantity: d("0.01").Proto(), StrategyId: "bench"})
-		el := time.Since(t0)
-		if err == nil && r.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED {
-			err = fmt.Errorf("order %s ended %v (%v)", id, r.GetOrder().GetStatus(), r.GetOrder().GetDenial())
-		}
-		return el, err
-	}
+	submit := submitter(cc, token)
 	// Warm up until the quote has arrived and the connection is hot.
 	for i := 0; ; i++ {
 		if err := pub(); err != nil {
@@ -501,17 +543,6 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		wg   sync.WaitGroup
 		ferr atomic.Value
 	)
-	if *traceOut != "" && syncMode == "full" && !strings.Contains(dbPath, "://") {
-		f, err := os.Create(*traceOut)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return 0, 0, 0, err
-		}
-		defer trace.Stop()
-	}
 	gc0, alloc0 := readCounters()
 	start := time.Now()
 	for i := 0; i < orders; i++ {
@@ -538,4 +569,171 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 	}
 	sort.Float64s(lat)
 	return lat[orders/2], lat[orders*99/100], lat[orders-1], nil
+}
+
+// submitter returns one SubmitOrder call over cc, timed around the call alone.
+func submitter(cc *grpc.ClientConn, token string) func(id string) (time.Duration, error) {
+	client := execv1.NewExecutionServiceClient(cc)
+	actx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	return func(id string) (time.Duration, error) {
+		t0 := time.Now()
+		r, err := client.SubmitOrder(actx, &execv1.SubmitOrderRequest{ClientOrderId: id, Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
+			Type: execv1.OrderType_ORDER_TYPE_MARKET, Quantity: d("0.01").Proto(), StrategyId: "bench"})
+		el := time.Since(t0)
+		if err == nil && r.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED {
+			err = fmt.Errorf("order %s ended %v (%v)", id, r.GetOrder().GetStatus(), r.GetOrder().GetDenial())
+		}
+		return el, err
+	}
+}
+
+// clientResult is what the client process prints as its last line: µs per order.
+type clientResult struct {
+	Latency []float64 `json:"latency_us"`
+	Lag     []float64 `json:"send_lag_us"` // how late each order left against its schedule
+	Err     string    `json:"error,omitempty"`
+}
+
+// runClient runs the SubmitOrder client as a process of its own (this binary, --submit-client),
+// as an order-sending client runs beside the service, and returns its latencies and send lags. The
+// runtime counters (lastRun) cover the service's process from the paced run's start to its end.
+// Quotes are kept fresh meanwhile, as the collector's ticks would keep them.
+func runClient(addr, token string, orders int, pub func() error) (lat, lag []float64, err error) {
+	if err := pub(); err != nil {
+		return nil, nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(orders)*time.Millisecond+2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "--submit-client", addr, "--submit-orders", strconv.Itoa(orders))
+	cmd.Env = append(os.Environ(), "KAIROS_BENCH_TOKEN="+token) // not on the command line
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	stop := make(chan struct{})
+	fresh := make(chan struct{})
+	go func() {
+		defer close(fresh)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = pub()
+			}
+		}
+	}()
+	var (
+		res          clientResult
+		gc0, alloc0  uint64
+		paced, found bool
+	)
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	for sc.Scan() {
+		switch line := sc.Bytes(); {
+		case string(line) == "paced":
+			gc0, alloc0 = readCounters()
+			paced = true
+		case len(line) > 0 && line[0] == '{':
+			found = json.Unmarshal(line, &res) == nil
+		}
+	}
+	werr := cmd.Wait()
+	gc1, alloc1 := readCounters()
+	close(stop)
+	<-fresh
+	switch {
+	case werr != nil:
+		return nil, nil, fmt.Errorf("client process: %w", werr)
+	case !found || !paced:
+		return nil, nil, fmt.Errorf("client process printed no result")
+	case res.Err != "":
+		return nil, nil, fmt.Errorf("client process: %s", res.Err)
+	case len(res.Latency) != orders || len(res.Lag) != orders:
+		return nil, nil, fmt.Errorf("client process: %d latencies for %d orders", len(res.Latency), orders)
+	}
+	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders)}
+	return res.Latency, res.Lag, nil
+}
+
+// submitClient is the client process: warm up, print "paced", send orders at 1,000/s open loop
+// (order i leaves at start + i ms, whatever happened to the earlier ones), print the result.
+func submitClient(addr string, orders int) error {
+	token := os.Getenv("KAIROS_BENCH_TOKEN")
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(token, false)))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	submit := submitter(cc, token)
+	// Warm up until the quote has arrived and the connection is hot.
+	for i := 0; ; i++ {
+		_, err := submit(fmt.Sprintf("w%d", i))
+		if err == nil && i >= 200 {
+			break
+		} else if i > 2000 {
+			return fmt.Errorf("warm-up: %v", err)
+		} else if err != nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	fmt.Println("paced")
+	res := clientResult{Latency: make([]float64, orders), Lag: make([]float64, orders)}
+	var (
+		wg   sync.WaitGroup
+		ferr atomic.Value
+	)
+	// The pacer owns its thread and sleeps in nanosleep with a 1 ns timer slack: a Go timer shorter
+	// than a millisecond fires up to a millisecond late when the process has nothing else to do
+	// (the runtime's poller waits in whole milliseconds), and the open loop then sent the late order
+	// and the next one together.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1, 0)
+	start := time.Now()
+	for i := 0; i < orders; i++ {
+		due := start.Add(time.Duration(i) * time.Millisecond)
+		sleepUntil(due)
+		res.Lag[i] = float64(time.Since(due).Microseconds())
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			el, err := submit(fmt.Sprintf("s%d", i))
+			if err != nil {
+				ferr.Store(err)
+			}
+			res.Latency[i] = float64(el.Microseconds())
+		}(i)
+	}
+	wg.Wait()
+	if e, ok := ferr.Load().(error); ok {
+		res.Err = e.Error()
+	}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// prSetTimerSlack is prctl's PR_SET_TIMERSLACK (linux/prctl.h).
+const prSetTimerSlack = 29
+
+// sleepUntil blocks the calling thread in nanosleep until t.
+func sleepUntil(t time.Time) {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return
+		}
+		ts := syscall.NsecToTimespec(d.Nanoseconds())
+		_ = syscall.Nanosleep(&ts, nil)
+	}
 }
