@@ -609,7 +609,15 @@ func runClient(addr, token string, orders int, pub func() error) (lat, lag []flo
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(orders)*time.Millisecond+2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "--submit-client", addr, "--submit-orders", strconv.Itoa(orders))
-	cmd.Env = append(os.Environ(), "KAIROS_BENCH_TOKEN="+token) // not on the command line
+	// The client runs with the runtime's defaults whatever the service is tuned with (GOGC and
+	// GOMEMLIMIT apply to the service's process only); the token is not on its command line.
+	env := []string{"KAIROS_BENCH_TOKEN=" + token}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
