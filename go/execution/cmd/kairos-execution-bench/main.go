@@ -63,8 +63,8 @@ import (
 var (
 	d            = decimal.MustParse
 	paperWorkers = flag.Int("paper-workers", 64, "concurrent submitters in the throughput run")
-	traceOut     = flag.String("trace", "", "write a runtime/trace of the full-mode SubmitOrder run (go tool trace)")
-	memProfile   = flag.String("memprofile", "", "write an allocation profile (pprof, -sample_index=alloc_space) of the whole run")
+	traceOut     = flag.String("trace", "", "write a runtime/trace of the full-mode SubmitOrder run (go tool trace): the service's process; the client's too with --in-process")
+	memProfile   = flag.String("memprofile", "", "write an allocation profile (pprof, -sample_index=alloc_space) of the whole run (the service's process, not the client's)")
 	submitOnly   = flag.Bool("submit-only", false, "measure SubmitOrder only (no risk or throughput run): for profiling the submit path")
 	clientOf     = flag.String("submit-client", "", "internal: run as the SubmitOrder client of the service at this address (the benchmark starts it)")
 	inProcess    = flag.Bool("in-process", false, "run the SubmitOrder client inside the benchmark process, paced by time.Sleep (the design before ADR 0106)")
@@ -75,7 +75,7 @@ func main() {
 	ticksPath := flag.String("ticks", "../shared/data/eurusd-ticks-2020-01-01.csv", "real EURUSD ticks (quotes for the paper venue)")
 	submitN := flag.Int("submit-orders", 5000, "orders for the gRPC latency run (at 1,000/s)")
 	paperDur := flag.Duration("paper-duration", 2*time.Second, "duration of each of the 3 throughput runs")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (the service's process, not the client's)")
 	pgDSN := flag.String("postgres", "", "also measure SubmitOrder with the journal on this PostgreSQL database (postgres://...; an empty database)")
 	peer := flag.String("peer", "", "JSON written by bench/execution_nautilus.py in the same run (NautilusTrader backtest lifecycle)")
 	flag.Parse()
