@@ -9,7 +9,9 @@
 //     by nanosleep on a locked thread: Go's timers overshoot a sub-millisecond sleep by up to a
 //     millisecond when the process is idle, which sent a quarter of the orders in pairs (ADR 0106).
 //     submit_latency_us_*_inprocess keeps the earlier design: client and service in one process,
-//     paced by time.Sleep.
+//     paced by time.Sleep. Beside them, for reading a tail: submit_send_lag_us_p99 (the client's
+//     sends behind schedule), submit_gc_cycles, submit_alloc_bytes_per_order and
+//     submit_sched_latency_us_p99 (runnable goroutines waiting for a CPU) of the service's process.
 //   - paper_orders_per_s: submit → risk → FSM → paper fill → durable journal, sustained with
 //     concurrent submitters in process.
 package main
@@ -22,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,6 +158,9 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 			// process (service, gRPC client, NATS) allocated per order to cause them.
 			res["submit_gc_cycles"], res["submit_alloc_bytes_per_order"] = lastRun.gcCycles, lastRun.allocPerOrder
 			fmt.Printf("  GC cycles during the run: %.0f; allocated per order: %.0f bytes\n", lastRun.gcCycles, lastRun.allocPerOrder)
+			// How long the service's goroutines waited for a CPU once runnable, p99 over the run.
+			res["submit_sched_latency_us_p99"] = lastRun.schedP99
+			fmt.Printf("  goroutines runnable, waiting for a CPU: p99 %.0f us\n", lastRun.schedP99)
 			if !*inProcess {
 				// How far the client's sends fell behind their schedule: the offered load was paced.
 				res["submit_send_lag_us_p99"] = lastRun.lagP99
@@ -452,7 +458,7 @@ func fdatasyncProbe(dir string) (p50, p99 float64) {
 }
 
 // runCounters are the runtime's counters over the last submitBench's paced run.
-type runCounters struct{ gcCycles, allocPerOrder, lagP99 float64 }
+type runCounters struct{ gcCycles, allocPerOrder, lagP99, schedP99 float64 }
 
 var lastRun runCounters
 
@@ -461,6 +467,37 @@ func readCounters() (cycles, bytes uint64) {
 	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64(), s[1].Value.Uint64()
+}
+
+// schedHist reads the runtime's histogram of how long goroutines waited, runnable, for a CPU
+// (sampled by the runtime; cumulative since the process started).
+func schedHist() *metrics.Float64Histogram {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	return s[0].Value.Float64Histogram()
+}
+
+// schedP99 is the p99 of the scheduling latencies recorded between two schedHist readings, in µs
+// (the upper bound of its bucket): the scheduler's share of a slow submission, in one figure.
+func schedP99(a, b *metrics.Float64Histogram) float64 {
+	var n uint64
+	for i := range b.Counts {
+		n += b.Counts[i] - a.Counts[i]
+	}
+	if n == 0 {
+		return 0
+	}
+	var c uint64
+	for i := range b.Counts {
+		if c += b.Counts[i] - a.Counts[i]; c >= n-n/100 {
+			hi := b.Buckets[i+1]
+			if math.IsInf(hi, 1) {
+				hi = b.Buckets[i]
+			}
+			return hi * 1e6
+		}
+	}
+	return 0
 }
 
 func submitBench(dbPath string, q market.Quote, orders int, syncMode string, inProc bool) (p50, p99, maxUS float64, err error) {
@@ -552,6 +589,7 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string, inP
 		ferr atomic.Value
 	)
 	gc0, alloc0 := readCounters()
+	sched0 := schedHist()
 	start := time.Now()
 	for i := 0; i < orders; i++ {
 		if i%500 == 0 {
@@ -571,7 +609,7 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string, inP
 	}
 	wg.Wait()
 	gc1, alloc1 := readCounters()
-	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders)}
+	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders), schedP99: schedP99(sched0, schedHist())}
 	if e, ok := ferr.Load().(error); ok {
 		return 0, 0, 0, e
 	}
@@ -652,6 +690,7 @@ func runClient(addr, token string, orders int, pub func() error) (lat, lag []flo
 	var (
 		res          clientResult
 		gc0, alloc0  uint64
+		sched0       *metrics.Float64Histogram
 		paced, found bool
 	)
 	sc := bufio.NewScanner(out)
@@ -660,6 +699,7 @@ func runClient(addr, token string, orders int, pub func() error) (lat, lag []flo
 		switch line := sc.Bytes(); {
 		case string(line) == "paced":
 			gc0, alloc0 = readCounters()
+			sched0 = schedHist()
 			paced = true
 		case len(line) > 0 && line[0] == '{':
 			found = json.Unmarshal(line, &res) == nil
@@ -667,6 +707,7 @@ func runClient(addr, token string, orders int, pub func() error) (lat, lag []flo
 	}
 	werr := cmd.Wait()
 	gc1, alloc1 := readCounters()
+	sched1 := schedHist()
 	close(stop)
 	<-fresh
 	switch {
@@ -679,7 +720,7 @@ func runClient(addr, token string, orders int, pub func() error) (lat, lag []flo
 	case len(res.Latency) != orders || len(res.Lag) != orders:
 		return nil, nil, fmt.Errorf("client process: %d latencies for %d orders", len(res.Latency), orders)
 	}
-	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders)}
+	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders), schedP99: schedP99(sched0, sched1)}
 	return res.Latency, res.Lag, nil
 }
 
