@@ -67,8 +67,11 @@ func NewLogger(level string) *slog.Logger {
 // Run starts the service and blocks until ctx ends, then shuts down gracefully. ready, if not nil,
 // receives the bound addresses once everything listens.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(Ready)) (err error) {
-	// The collector's target is the process's: fewer, larger cycles keep its pauses and assists off
-	// most submissions (ADR 0101). An operator's GOGC wins.
+	// The collector's target is the process's: rare cycles keep its pauses and assists off all but
+	// a few submissions (ADR 0101, 0106). An operator's GOGC and GOMEMLIMIT win.
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.GCMemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(cfg.GCMemoryLimitMiB) << 20)
+	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
 	}

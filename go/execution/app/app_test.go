@@ -3,6 +3,8 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -547,4 +549,23 @@ func TestASignalWhoseTickDoesNotComeInTime_IsFilledAtItsOwnQuoteAndTheLateTicksD
 		return strings.Contains(m, fmt.Sprintf("kairos_execution_quotes_overtaken_total %d", k+1-100)) &&
 			strings.Contains(m, `kairos_execution_signal_quote_waits_total{outcome="timed_out"} 1`)
 	})
+}
+
+// The service sets the process's collector from its config (ADR 0106): the soft memory limit and
+// the target, unless the environment's GOMEMLIMIT / GOGC say otherwise.
+func TestTheCollectorRunsAtTheConfiguredMemoryLimit(t *testing.T) {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOGC or GOMEMLIMIT is set: the environment wins over the config")
+	}
+	prevLimit, prevPercent := debug.SetMemoryLimit(-1), debug.SetGCPercent(100)
+	debug.SetGCPercent(prevPercent)
+	t.Cleanup(func() { debug.SetMemoryLimit(prevLimit); debug.SetGCPercent(prevPercent) })
+	start(t, "", nil, "--gc-memory-limit-mib", "300", "--gc-percent", "-1")
+	if got := debug.SetMemoryLimit(-1); got != 300<<20 {
+		t.Errorf("memory limit %d, want %d", got, 300<<20)
+	}
+	// SetGCPercent returns the target it replaces; the cleanup restores the test binary's own.
+	if got := debug.SetGCPercent(-1); got != -1 {
+		t.Errorf("GC target %d, want -1 (collect at the memory limit)", got)
+	}
 }

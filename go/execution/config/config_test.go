@@ -59,7 +59,8 @@ func TestDefaultsAreSafeAndParseWithoutInput(t *testing.T) {
 		{"nats-creds", c.NATSCreds, ""},
 		{"shutdown-timeout", c.ShutdownTimeout, 10 * time.Second},
 		{"log-level", c.LogLevel, "info"},
-		{"gc-percent", c.GCPercent, 400},
+		{"gc-percent", c.GCPercent, -1},
+		{"gc-memory-limit-mib", c.GCMemoryLimitMiB, 256},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -159,6 +160,8 @@ func TestBadValuesAreErrorsNamingTheVariableOrFlag(t *testing.T) {
 		{"unknown log level", []string{"--log-level", "loud"}, nil, []string{"log-level", "debug, info, warn or error"}},
 		{"log level warning is spelt warn", []string{"--log-level", "warning"}, nil, []string{"log-level"}},
 		{"a GC target below off", []string{"--gc-percent", "-2"}, nil, []string{"gc-percent", "-1 (off)"}},
+		{"a negative memory limit", []string{"--gc-memory-limit-mib", "-1"}, nil, []string{"gc-memory-limit-mib", "0 (none)"}},
+		{"a collector that never runs", []string{"--gc-memory-limit-mib", "0"}, nil, []string{"never run"}},
 		{"missing token file", []string{"--token-file", "/nonexistent/token"}, nil, []string{"token-file"}},
 		{"missing instruments file", []string{"--instruments-file", "/nonexistent/i.json"}, nil, []string{"/nonexistent/i.json"}},
 	}

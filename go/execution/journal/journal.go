@@ -331,11 +331,18 @@ func (j *Journal) writer() {
 				j.upkeep()
 			}
 		} else {
-			// Settled before the writing role is given back, so batches settle in sequence order.
+			// Settled before the writing role is given back, so batches settle in sequence order;
+			// then, with nothing queued, the store's upkeep (its waiters are already answered).
 			j.settle(b, err, time.Now())
 			j.mu.Lock()
-			j.writing = false
+			idle := len(j.cur.entries) == 0 && err == nil
+			if !idle {
+				j.writing = false
+			}
 			j.mu.Unlock()
+			if idle {
+				j.upkeep()
+			}
 		}
 		if closed {
 			// Drain what arrived meanwhile, then stop.

@@ -4,25 +4,36 @@
 //   - risk_check_ns_p50/_p99: one pre-trade check with every rule on (testing.Benchmark gives the
 //     mean; per-call timings give the percentiles, timer overhead included).
 //   - submit_latency_us_p50/_p99: SubmitOrder over gRPC loopback into the real service (paper venue,
-//     durable SQLite journal) at a paced 1,000 orders/s, open loop, so slow calls are not hidden.
+//     durable SQLite journal) at a paced 1,000 orders/s, open loop, so slow calls are not hidden. The
+//     client is a process of its own, as a real client is (this binary again, --submit-client), paced
+//     by nanosleep on a locked thread: Go's timers overshoot a sub-millisecond sleep by up to a
+//     millisecond when the process is idle, which sent a quarter of the orders in pairs (ADR 0106).
+//     submit_latency_us_*_inprocess keeps the earlier design: client and service in one process,
+//     paced by time.Sleep. Beside them, for reading a tail: submit_send_lag_us_p99 (the client's
+//     sends behind schedule), submit_gc_cycles, submit_alloc_bytes_per_order and
+//     submit_sched_latency_us_p99 (runnable goroutines waiting for a CPU) of the service's process.
 //   - paper_orders_per_s: submit → risk → FSM → paper fill → durable journal, sustained with
 //     concurrent submitters in process.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,9 +66,11 @@ import (
 var (
 	d            = decimal.MustParse
 	paperWorkers = flag.Int("paper-workers", 64, "concurrent submitters in the throughput run")
-	traceOut     = flag.String("trace", "", "write a runtime/trace of the full-mode SubmitOrder run (go tool trace)")
-	memProfile   = flag.String("memprofile", "", "write an allocation profile (pprof, -sample_index=alloc_space) of the whole run")
+	traceOut     = flag.String("trace", "", "write a runtime/trace of the full-mode SubmitOrder run (go tool trace): the service's process; the client's too with --in-process")
+	memProfile   = flag.String("memprofile", "", "write an allocation profile (pprof, -sample_index=alloc_space) of the whole run (the service's process, not the client's)")
 	submitOnly   = flag.Bool("submit-only", false, "measure SubmitOrder only (no risk or throughput run): for profiling the submit path")
+	clientOf     = flag.String("submit-client", "", "internal: run as the SubmitOrder client of the service at this address (the benchmark starts it)")
+	inProcess    = flag.Bool("in-process", false, "run the SubmitOrder client inside the benchmark process, paced by time.Sleep (the design before ADR 0106)")
 )
 
 func main() {
@@ -65,10 +78,17 @@ func main() {
 	ticksPath := flag.String("ticks", "../shared/data/eurusd-ticks-2020-01-01.csv", "real EURUSD ticks (quotes for the paper venue)")
 	submitN := flag.Int("submit-orders", 5000, "orders for the gRPC latency run (at 1,000/s)")
 	paperDur := flag.Duration("paper-duration", 2*time.Second, "duration of each of the 3 throughput runs")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (the service's process, not the client's)")
 	pgDSN := flag.String("postgres", "", "also measure SubmitOrder with the journal on this PostgreSQL database (postgres://...; an empty database)")
 	peer := flag.String("peer", "", "JSON written by bench/execution_nautilus.py in the same run (NautilusTrader backtest lifecycle)")
 	flag.Parse()
+	if *clientOf != "" {
+		if err := submitClient(*clientOf, *submitN); err != nil {
+			fmt.Fprintln(os.Stderr, "kairos-execution-bench client:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err == nil {
@@ -123,7 +143,7 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 	}
 
 	for _, sync := range []string{"full", "normal"} {
-		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-"+sync+".db"), quote, submitN, sync)
+		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-"+sync+".db"), quote, submitN, sync, *inProcess)
 		if err != nil {
 			return err
 		}
@@ -138,10 +158,27 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 			// process (service, gRPC client, NATS) allocated per order to cause them.
 			res["submit_gc_cycles"], res["submit_alloc_bytes_per_order"] = lastRun.gcCycles, lastRun.allocPerOrder
 			fmt.Printf("  GC cycles during the run: %.0f; allocated per order: %.0f bytes\n", lastRun.gcCycles, lastRun.allocPerOrder)
+			// How long the service's goroutines waited for a CPU once runnable, p99 over the run.
+			res["submit_sched_latency_us_p99"] = lastRun.schedP99
+			fmt.Printf("  goroutines runnable, waiting for a CPU: p99 %.0f us\n", lastRun.schedP99)
+			if !*inProcess {
+				// How far the client's sends fell behind their schedule: the offered load was paced.
+				res["submit_send_lag_us_p99"] = lastRun.lagP99
+				fmt.Printf("  client sends behind schedule: p99 %.0f us\n", lastRun.lagP99)
+			}
 		}
 	}
+	if !*inProcess {
+		// The figure of the design before ADR 0106, beside the new one: the client in this process.
+		sp50, sp99, smax, err := submitBench(filepath.Join(tmp, "grpc-inprocess.db"), quote, submitN, "full", true)
+		if err != nil {
+			return err
+		}
+		res["submit_latency_us_p50_inprocess"], res["submit_latency_us_p99_inprocess"], res["submit_latency_us_max_inprocess"] = sp50, sp99, smax
+		fmt.Printf("SubmitOrder, client in the service's process (before ADR 0106), journal-sync full: p50 %.0f us, p99 %.0f us, max %.0f us\n", sp50, sp99, smax)
+	}
 	if pgDSN != "" {
-		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full")
+		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full", *inProcess)
 		if err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
@@ -154,7 +191,7 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 	// The floor of a durable commit on this disk once the journal's write-ahead log is overwritten
 	// in place: a 20 KiB overwrite and fdatasync. The SubmitOrder p99 is read against it.
 	res["fdatasync_us_p50"], res["fdatasync_us_p99"] = fdatasyncProbe(tmp)
-	fmt.Printf("disk fdatasync (20 KiB overwrite): p50 %.0f us, p99 %.0f us\n", res["fdatasync_us_p50"], res["fdatasync_us_p99"])
+	fmt.Printf("disk fdatasync (20 KiB overwrite, 1/ms for 2 s): p50 %.0f us, p99 %.0f us\n", res["fdatasync_us_p50"], res["fdatasync_us_p99"])
 	if f, ok := res["fdatasync_us_p99"].(float64); ok && f > 0 {
 		res["submit_p99_vs_fdatasync_p99"] = res["submit_latency_us_p99"].(float64) / f
 	}
@@ -391,7 +428,10 @@ func fsyncProbe(dir string) (p50, p99 float64) {
 	return lat[100], lat[198]
 }
 
-// fdatasyncProbe measures the disk's data-only flush of a small overwrite, in µs.
+// fdatasyncProbe measures the disk's data-only flush of a small overwrite, in µs: 2,000 of them
+// paced at one a millisecond, as the journal's syncs come at 1,000 orders/s, so the disk's spikes
+// of the last seconds show in the p99 as they do in SubmitOrder's (200 back to back took ~20 ms
+// and missed them; ADR 0106).
 func fdatasyncProbe(dir string) (p50, p99 float64) {
 	f, err := os.Create(filepath.Join(dir, "fdatasync-probe"))
 	if err != nil {
@@ -401,19 +441,24 @@ func fdatasyncProbe(dir string) (p50, p99 float64) {
 	buf := make([]byte, 20<<10)
 	_, _ = f.Write(make([]byte, 4*len(buf)))
 	_ = f.Sync()
-	lat := make([]float64, 200)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1, 0)
+	lat := make([]float64, 2000)
+	start := time.Now()
 	for i := range lat {
+		sleepUntil(start.Add(time.Duration(i) * time.Millisecond))
 		_, _ = f.WriteAt(buf, int64(i%4*len(buf)))
 		t0 := time.Now()
 		_ = syscall.Fdatasync(int(f.Fd()))
 		lat[i] = float64(time.Since(t0).Microseconds())
 	}
 	sort.Float64s(lat)
-	return lat[100], lat[198]
+	return lat[len(lat)/2], lat[len(lat)*99/100]
 }
 
 // runCounters are the runtime's counters over the last submitBench's paced run.
-type runCounters struct{ gcCycles, allocPerOrder float64 }
+type runCounters struct{ gcCycles, allocPerOrder, lagP99, schedP99 float64 }
 
 var lastRun runCounters
 
@@ -424,7 +469,38 @@ func readCounters() (cycles, bytes uint64) {
 	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
-func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p50, p99, maxUS float64, err error) {
+// schedHist reads the runtime's histogram of how long goroutines waited, runnable, for a CPU
+// (sampled by the runtime; cumulative since the process started).
+func schedHist() *metrics.Float64Histogram {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	return s[0].Value.Float64Histogram()
+}
+
+// schedP99 is the p99 of the scheduling latencies recorded between two schedHist readings, in µs
+// (the upper bound of its bucket): the scheduler's share of a slow submission, in one figure.
+func schedP99(a, b *metrics.Float64Histogram) float64 {
+	var n uint64
+	for i := range b.Counts {
+		n += b.Counts[i] - a.Counts[i]
+	}
+	if n == 0 {
+		return 0
+	}
+	var c uint64
+	for i := range b.Counts {
+		if c += b.Counts[i] - a.Counts[i]; c >= n-n/100 {
+			hi := b.Buckets[i+1]
+			if math.IsInf(hi, 1) {
+				hi = b.Buckets[i]
+			}
+			return hi * 1e6
+		}
+	}
+	return 0
+}
+
+func submitBench(dbPath string, q market.Quote, orders int, syncMode string, inProc bool) (p50, p99, maxUS float64, err error) {
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
 		return 0, 0, 0, err
@@ -468,23 +544,34 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		}
 		return nc.Flush()
 	}
+	// The trace covers the headline full-mode run: the service (and, in process, the client).
+	if *traceOut != "" && syncMode == "full" && inProc == *inProcess && !strings.Contains(dbPath, "://") {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return 0, 0, 0, err
+		}
+		defer trace.Stop()
+	}
+	if !inProc {
+		lat, lag, err := runClient(rd.GRPCAddr, token, orders, pub)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		sort.Float64s(lat)
+		sort.Float64s(lag)
+		lastRun.lagP99 = lag[orders*99/100]
+		return lat[orders/2], lat[orders*99/100], lat[orders-1], nil
+	}
 	cc, err := grpc.NewClient(rd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(token, false)))
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	defer cc.Close()
-	client := execv1.NewExecutionServiceClient(cc)
-	actx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
-	submit := func(id string) (time.Duration, error) {
-		t0 := time.Now()
-		r, err := client.SubmitOrder(actx, &execv1.SubmitOrderRequest{ClientOrderId: id, Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
-			Type: execv1.OrderType_ORDER_TYPE_MARKET, Quantity: d("0.01").Proto(), StrategyId: "bench"})
-		el := time.Since(t0)
-		if err == nil && r.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED {
-			err = fmt.Errorf("order %s ended %v (%v)", id, r.GetOrder().GetStatus(), r.GetOrder().GetDenial())
-		}
-		return el, err
-	}
+	submit := submitter(cc, token)
 	// Warm up until the quote has arrived and the connection is hot.
 	for i := 0; ; i++ {
 		if err := pub(); err != nil {
@@ -501,18 +588,8 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 		wg   sync.WaitGroup
 		ferr atomic.Value
 	)
-	if *traceOut != "" && syncMode == "full" && !strings.Contains(dbPath, "://") {
-		f, err := os.Create(*traceOut)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return 0, 0, 0, err
-		}
-		defer trace.Stop()
-	}
 	gc0, alloc0 := readCounters()
+	sched0 := schedHist()
 	start := time.Now()
 	for i := 0; i < orders; i++ {
 		if i%500 == 0 {
@@ -532,10 +609,188 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string) (p5
 	}
 	wg.Wait()
 	gc1, alloc1 := readCounters()
-	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders)}
+	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders), schedP99: schedP99(sched0, schedHist())}
 	if e, ok := ferr.Load().(error); ok {
 		return 0, 0, 0, e
 	}
 	sort.Float64s(lat)
 	return lat[orders/2], lat[orders*99/100], lat[orders-1], nil
+}
+
+// submitter returns one SubmitOrder call over cc, timed around the call alone.
+func submitter(cc *grpc.ClientConn, token string) func(id string) (time.Duration, error) {
+	client := execv1.NewExecutionServiceClient(cc)
+	actx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	return func(id string) (time.Duration, error) {
+		t0 := time.Now()
+		r, err := client.SubmitOrder(actx, &execv1.SubmitOrderRequest{ClientOrderId: id, Symbol: "EURUSD", Side: execv1.OrderSide_ORDER_SIDE_BUY,
+			Type: execv1.OrderType_ORDER_TYPE_MARKET, Quantity: d("0.01").Proto(), StrategyId: "bench"})
+		el := time.Since(t0)
+		if err == nil && r.GetOrder().GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED {
+			err = fmt.Errorf("order %s ended %v (%v)", id, r.GetOrder().GetStatus(), r.GetOrder().GetDenial())
+		}
+		return el, err
+	}
+}
+
+// clientResult is what the client process prints as its last line: µs per order.
+type clientResult struct {
+	Latency []float64 `json:"latency_us"`
+	Lag     []float64 `json:"send_lag_us"` // how late each order left against its schedule
+	Err     string    `json:"error,omitempty"`
+}
+
+// runClient runs the SubmitOrder client as a process of its own (this binary, --submit-client),
+// as an order-sending client runs beside the service, and returns its latencies and send lags. The
+// runtime counters (lastRun) cover the service's process from the paced run's start to its end.
+// Quotes are kept fresh meanwhile, as the collector's ticks would keep them.
+func runClient(addr, token string, orders int, pub func() error) (lat, lag []float64, err error) {
+	if err := pub(); err != nil {
+		return nil, nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(orders)*time.Millisecond+2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "--submit-client", addr, "--submit-orders", strconv.Itoa(orders))
+	// The client runs with the runtime's defaults whatever the service is tuned with (GOGC and
+	// GOMEMLIMIT apply to the service's process only); the token is not on its command line.
+	env := []string{"KAIROS_BENCH_TOKEN=" + token}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	stop := make(chan struct{})
+	fresh := make(chan struct{})
+	go func() {
+		defer close(fresh)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = pub()
+			}
+		}
+	}()
+	var (
+		res          clientResult
+		gc0, alloc0  uint64
+		sched0       *metrics.Float64Histogram
+		paced, found bool
+	)
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	for sc.Scan() {
+		switch line := sc.Bytes(); {
+		case string(line) == "paced":
+			gc0, alloc0 = readCounters()
+			sched0 = schedHist()
+			paced = true
+		case len(line) > 0 && line[0] == '{':
+			found = json.Unmarshal(line, &res) == nil
+		}
+	}
+	werr := cmd.Wait()
+	gc1, alloc1 := readCounters()
+	sched1 := schedHist()
+	close(stop)
+	<-fresh
+	switch {
+	case werr != nil:
+		return nil, nil, fmt.Errorf("client process: %w", werr)
+	case !found || !paced:
+		return nil, nil, fmt.Errorf("client process printed no result")
+	case res.Err != "":
+		return nil, nil, fmt.Errorf("client process: %s", res.Err)
+	case len(res.Latency) != orders || len(res.Lag) != orders:
+		return nil, nil, fmt.Errorf("client process: %d latencies for %d orders", len(res.Latency), orders)
+	}
+	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders), schedP99: schedP99(sched0, sched1)}
+	return res.Latency, res.Lag, nil
+}
+
+// submitClient is the client process: warm up, print "paced", send orders at 1,000/s open loop
+// (order i leaves at start + i ms, whatever happened to the earlier ones), print the result.
+func submitClient(addr string, orders int) error {
+	token := os.Getenv("KAIROS_BENCH_TOKEN")
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(token, false)))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	submit := submitter(cc, token)
+	// Warm up until the quote has arrived and the connection is hot.
+	for i := 0; ; i++ {
+		_, err := submit(fmt.Sprintf("w%d", i))
+		if err == nil && i >= 200 {
+			break
+		} else if i > 2000 {
+			return fmt.Errorf("warm-up: %v", err)
+		} else if err != nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	fmt.Println("paced")
+	res := clientResult{Latency: make([]float64, orders), Lag: make([]float64, orders)}
+	var (
+		wg   sync.WaitGroup
+		ferr atomic.Value
+	)
+	// The pacer owns its thread and sleeps in nanosleep with a 1 ns timer slack: a Go timer shorter
+	// than a millisecond fires up to a millisecond late when the process has nothing else to do
+	// (the runtime's poller waits in whole milliseconds), and the open loop then sent the late order
+	// and the next one together.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1, 0)
+	start := time.Now()
+	for i := 0; i < orders; i++ {
+		due := start.Add(time.Duration(i) * time.Millisecond)
+		sleepUntil(due)
+		res.Lag[i] = float64(time.Since(due).Microseconds())
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			el, err := submit(fmt.Sprintf("s%d", i))
+			if err != nil {
+				ferr.Store(err)
+			}
+			res.Latency[i] = float64(el.Microseconds())
+		}(i)
+	}
+	wg.Wait()
+	if e, ok := ferr.Load().(error); ok {
+		res.Err = e.Error()
+	}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// prSetTimerSlack is prctl's PR_SET_TIMERSLACK (linux/prctl.h).
+const prSetTimerSlack = 29
+
+// sleepUntil blocks the calling thread in nanosleep until t.
+func sleepUntil(t time.Time) {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return
+		}
+		ts := syscall.NsecToTimespec(d.Nanoseconds())
+		_ = syscall.Nanosleep(&ts, nil)
+	}
 }
