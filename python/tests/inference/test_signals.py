@@ -24,7 +24,7 @@ from kairos.inference.metrics import Metrics
 from kairos.inference.signals import SignalPublisher, signal_for
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.stack.loopback import free_port, wait_for
-from kairos.stack.natssub import subscriptions_in
+from kairos.stack.natsfence import fence
 from kairos.types.v1 import types_pb2
 
 
@@ -42,7 +42,7 @@ class Subscriber:
                 self.got.append((msg.subject, pb.Signal.FromString(msg.data)))
 
             await nc.subscribe(subject, cb=on)
-            await subscriptions_in(nc)  # not nc.flush(): its PING overtakes the SUB (kairos.stack.natssub)
+            await fence(nc)  # not nc.flush(): its PING overtakes the SUB (kairos.stack.natsfence)
             return nc
 
         self.nc = self.loop.run_until_complete(sub())
@@ -130,7 +130,7 @@ def _client_ops(log: Path) -> list[str]:
 def test_a_nats_py_subscription_reaches_the_server_before_the_fences_ping(tmp_path: Path, loop: str) -> None:
     """nats-py's flush() writes its PING straight to the socket while subscribe() leaves the SUB to the
     flusher task, so the server reads PING before SUB and the PONG proves nothing about the
-    subscription; subscriptions_in puts the SUB first (the trace is the server's own order)."""
+    subscription; fence() puts the SUB first (the trace is the server's own order)."""
     port = free_port()
     log = tmp_path / "nats.log"
     server = _nats_server(port, "-V", "-l", str(log))
@@ -139,7 +139,7 @@ def test_a_nats_py_subscription_reaches_the_server_before_the_fences_ping(tmp_pa
         nc = await nats.connect(f"nats://127.0.0.1:{port}", allow_reconnect=False)
         try:
             await nc.subscribe("kairos.signal.>")
-            await subscriptions_in(nc)
+            await fence(nc)
         finally:
             await nc.close()
 
@@ -180,7 +180,7 @@ def test_a_signal_offered_as_soon_as_a_subscriber_is_in_reaches_it_every_time() 
                         arrived.set_result(pb.Signal.FromString(msg.data).time_msc)
 
                 await nc.subscribe("kairos.signal.>", cb=on)
-                await subscriptions_in(nc)
+                await fence(nc)
                 pub.offer(signal_for("EURUSD", i, [0.2, 0.3, 0.5], "m", "1", [], 1.1, 1.2))
                 try:
                     assert await asyncio.wait_for(arrived, 2) == i
@@ -267,7 +267,7 @@ def test_signals_offered_while_nats_is_down_go_out_after_the_reconnect_with_cred
                 got.append((msg.subject, pb.Signal.FromString(msg.data)))
 
             await nc.subscribe("kairos.signal.>", cb=on)
-            await subscriptions_in(nc)
+            await fence(nc)
             return nc
 
         server = _nats_server(port, *auth)
