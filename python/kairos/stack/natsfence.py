@@ -1,14 +1,15 @@
 """A fence for nats-py connections: ``fence`` returns once the server has read every command the client
 queued before the call (``SUB``, ``PUB``, ``UNSUB``), so a subscription is in before anyone publishes.
 
-``await nc.subscribe(...); await nc.flush()`` is not that fence with nats-py (2.16.0, and every
-version since 2022): ``subscribe`` (and ``publish``) append to the client's pending buffer, which the
-flusher task writes one loop turn later, while ``flush`` writes its ``PING`` straight to the socket.
-The server therefore reads ``PING`` before ``SUB`` (every time: nats-server -V traces ``PING``,
-``SUB``), answers ``PONG``, and a message published on another connection as soon as that ``PONG``
-arrives can be routed before the subscriber's read loop has read the ``SUB``: the server counts it in
-and delivers it to nobody. 2 to 5 in 60 tries on a loaded 2-core machine (docs/operations.md, "NATS:
-subscribe, then fence"). nats.go is not affected: its ``SUB`` and ``PING`` share one buffer.
+``await nc.subscribe(...); await nc.flush()`` is not that fence with nats-py (2.16.0; flush's
+``PING`` has bypassed the pending buffer since 2016, nats-io/nats.py e732136): ``subscribe`` (and
+``publish``) append to the client's pending buffer, which the flusher task writes one loop turn
+later, while ``flush`` writes its ``PING`` straight to the socket. The server therefore reads
+``PING`` before ``SUB`` (every time: nats-server -V traces ``PING``, ``SUB``), answers ``PONG``,
+and a message published on another connection as soon as that ``PONG`` arrives can be routed
+before the subscriber's read loop has read the ``SUB``: the server counts it in and delivers it to
+nobody. 2 to 5 in 60 tries on a loaded 2-core machine (docs/operations.md, "NATS: subscribe, then
+fence"). nats.go is not affected: its ``SUB`` and ``PING`` share one buffer.
 """
 
 from __future__ import annotations
