@@ -31,7 +31,7 @@ from kairos.console.logs import get_logger
 from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
 from kairos.inference.v1 import inference_pb2, inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2
-from kairos.stack import credentials
+from kairos.stack import credentials, natsfence
 from kairos.stack.observe import HOPS, decimal_to_float, hop_latencies, stage_name
 from kairos.stack.serving import from_status
 
@@ -365,7 +365,7 @@ class Hub:
             try:
                 await nc.subscribe("kairos.signal.>", cb=on_signal)
                 await nc.subscribe("kairos.md.>", cb=on_md)
-                await nc.flush()
+                await natsfence.fence(nc)
                 self.sources["nats"].good()
                 self.touch()
                 await asyncio.Future()  # runs until cancelled; nats-py reconnects by itself

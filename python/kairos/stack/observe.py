@@ -26,6 +26,7 @@ from kairos.execution.v1 import execution_pb2, execution_pb2_grpc
 from kairos.inference.v1 import inference_pb2
 from kairos.marketdata.v1 import marketdata_pb2
 from kairos.stack import credentials
+from kairos.stack.natsfence import fence
 from kairos.types.v1 import types_pb2
 
 # The path a tick takes, in order; latency is reported between consecutive stages that were stamped.
@@ -159,7 +160,7 @@ async def watch_nats(
             await nc.subscribe("kairos.pred.>", cb=on_pred),
             await nc.subscribe("kairos.signal.>", cb=on_signal),
         ]
-        await nc.flush()
+        await fence(nc)  # ready means subscribed: nc.flush() alone can overtake the SUBs
         if ready is not None:
             ready.set()
         await stop.wait()

@@ -23,6 +23,7 @@ from tests.chaos import harness
 
 from kairos.inference.v1 import inference_pb2
 from kairos.stack import processes, replay, services
+from kairos.stack.natsfence import fence
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,7 @@ def _watch(url: str, preds: Predictions, stop: threading.Event, ready: threading
             preds.add(inference_pb2.Prediction.FromString(msg.data).symbol)  # type: ignore[attr-defined]
 
         await nc.subscribe("kairos.pred.>", cb=on_pred)
-        await nc.flush()
+        await fence(nc)
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.02)

@@ -271,6 +271,7 @@ def test_the_dev_nats_server_enforces_the_identities_and_subjects(
     from nats.errors import Error as NatsError
 
     from kairos.stack.loopback import free_port, wait_for_port
+    from kairos.stack.natsfence import fence
 
     files, creds = _dev_nats_files(render(kustomize, "dev"), deploy)
     port, http = free_port(), free_port()
@@ -316,11 +317,11 @@ def test_the_dev_nats_server_enforces_the_identities_and_subjects(
             got: list[bytes] = []
             reader = await client("execution")
             sub = await reader.subscribe("kairos.signal.>")
-            await reader.flush(timeout=3)
+            await fence(reader, 3)
             for identity in ("inference", "collector", "execution"):
                 nc = await client(identity)
                 await nc.publish("kairos.signal.EURUSD", identity.encode())
-                await nc.flush(timeout=3)
+                await fence(nc, 3)
                 deadline = asyncio.get_running_loop().time() + 2
                 while identity != "inference" and not errors.get(identity):
                     assert asyncio.get_running_loop().time() < deadline, f"{identity}: no permissions error"

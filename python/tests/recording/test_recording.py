@@ -21,6 +21,7 @@ from kairos.recording import store
 from kairos.stack import processes, replay, services
 from kairos.stack.credentials import nats_connect_kwargs
 from kairos.stack.loopback import wait_for
+from kairos.stack.natsfence import fence
 from kairos.training.data import load_bars
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def test_recorded_rows_equal_what_the_collector_published(tmp_path: Path) -> Non
 
                 await nc.subscribe("kairos.md.>", cb=on_md, pending_msgs_limit=1_000_000)
                 await nc.subscribe("kairos.bar.>", cb=on_bar, pending_msgs_limit=1_000_000)
-                await nc.flush()
+                await fence(nc)
                 result = await asyncio.to_thread(
                     replay.replay,
                     data,
