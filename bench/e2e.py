@@ -181,6 +181,12 @@ def run(
             outcome = labels.partition('outcome="')[2].partition('"')[0]
             if 'symbol="EURUSD"' in labels and outcome:
                 metrics[f"signals.{outcome}"] = v
+        # Where each signal's own tick was when it came (in, caught_up, timed_out; ADR 0108).
+        waits = services.metric_samples(exec_url, "kairos_execution_signal_quote_waits_total")
+        for labels, v in waits.items():
+            outcome = labels.partition('outcome="')[2].partition('"')[0]
+            if outcome:
+                metrics[f"signal_quote_waits.{outcome}"] = v
         acks = [
             float(rep_hops["total:bridge_send->venue_ack"])
             for rep in stats.reports_seen
