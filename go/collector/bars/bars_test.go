@@ -172,8 +172,29 @@ func addRef(b *Builder, times []int64, bids, asks, vols []float64, closed []*mdv
 
 // TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick: the batch path gives the same
 // bars, in builder order, the same Late counts and the same builder state as Add tick by tick, on
-// real ticks with late, resent, one-sided and volume-carrying ticks mixed in, in batches of any size.
+// real ticks with late, resent, one-sided and volume-carrying ticks mixed in, in batches of any size:
+// for the default periods (runs read once for all builders), periods that do not nest, a busier
+// replay (runs that span whole batches), and for sets AddBatchAll goes through builder by builder
+// (more than four builders, a period twice).
 func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		periods  []uint32
+		compress int64
+	}{
+		{"default periods", []uint32{60, 300, 900, 3600}, 1},
+		{"default periods, 10x busier", []uint32{60, 300, 900, 3600}, 10},
+		{"periods that do not nest", []uint32{90, 60, 3600}, 1},
+		{"one builder", []uint32{300}, 1},
+		{"five builders", []uint32{60, 120, 300, 900, 3600}, 1},
+		{"a period twice", []uint32{60, 300, 60}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkAddBatchAll(t, tc.periods, tc.compress) })
+	}
+}
+
+func checkAddBatchAll(t *testing.T, periods []uint32, compress int64) {
+	t.Helper()
 	ticks, err := ticksdata.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -181,8 +202,9 @@ func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testi
 	r := rand.New(rand.NewPCG(3, 4))
 	n := len(ticks)
 	times, bids, asks, vols := make([]int64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+	t0 := ticks[0].TimeMsc
 	for i, tk := range ticks {
-		times[i], bids[i], asks[i], vols[i] = tk.TimeMsc, tk.Bid, tk.Ask, float64(r.IntN(5))
+		times[i], bids[i], asks[i], vols[i] = t0+(tk.TimeMsc-t0)/compress, tk.Bid, tk.Ask, r.Float64()*5
 		switch r.IntN(40) {
 		case 0: // late by up to 20 minutes
 			times[i] -= int64(r.IntN(1_200_000))
@@ -190,9 +212,10 @@ func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testi
 			bids[i] = 0
 		case 2:
 			asks[i] = -1
+		case 3, 4: // on the minute: the first tick of a bar, or one a window ending there must leave out
+			times[i] -= times[i] % 60_000
 		}
 	}
-	periods := []uint32{60, 300, 900, 3600}
 	mk := func() []*Builder {
 		var bs []*Builder
 		for _, p := range periods {
@@ -200,10 +223,15 @@ func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testi
 		}
 		return bs
 	}
-	ref, all := mk(), mk()
+	var ref, all []*Builder
 	var wantLate, gotLate uint64
-	// The second and later sizes replay the same ticks: all of them are resent ones then.
-	for _, size := range []int{1, 7, 100, 333} {
+	var bars int
+	// Each size starts from fresh builders, then the last pass replays the same ticks on the same
+	// builders: all of them are resent ones then.
+	for pass, size := range []int{1, 7, 100, 333, 100} {
+		if pass < 4 {
+			ref, all = mk(), mk()
+		}
 		for i := 0; i < n; i += size {
 			j := min(i+size, n)
 			var want, got []*mdv1.Bar
@@ -219,14 +247,17 @@ func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testi
 				t.Fatalf("size %d at %d: %d bars, Add tick by tick %d", size, i, len(got), len(want))
 			}
 			for k := range want {
-				if !proto.Equal(got[k], want[k]) {
+				// proto.Equal would take a NaN for a NaN; the bits must match anyway.
+				if !proto.Equal(got[k], want[k]) || math.Float64bits(got[k].SpreadMean) != math.Float64bits(want[k].SpreadMean) ||
+					math.Float64bits(got[k].RealVolume) != math.Float64bits(want[k].RealVolume) {
 					t.Fatalf("size %d at %d, bar %d: %v, want %v", size, i, k, got[k], want[k])
 				}
 			}
+			bars += len(got)
 		}
 	}
-	if gotLate != wantLate || wantLate == 0 {
-		t.Fatalf("late %d, want %d (> 0)", gotLate, wantLate)
+	if gotLate != wantLate || wantLate == 0 || bars == 0 {
+		t.Fatalf("late %d, want %d (> 0); %d bars", gotLate, wantLate, bars)
 	}
 	for k := range ref {
 		if ref[k].Snapshot() != all[k].Snapshot() {
