@@ -59,9 +59,7 @@ func (b *Builder) Add(t int64, bid, ask, volume float64) (*mdv1.Bar, bool) {
 	if b.open && t >= b.openMs && t-b.openMs < b.periodMs {
 		// Most ticks land in the open bar: no division needed.
 		spread := ask - bid
-		b.h = max(b.h, bid)
-		b.l = min(b.l, bid)
-		b.spreadMax = max(b.spreadMax, spread)
+		b.extend(bid, spread)
 		b.c = bid
 		b.n++
 		b.spreadSum += spread
@@ -94,15 +92,27 @@ func (b *Builder) Add(t int64, bid, ask, volume float64) (*mdv1.Bar, bool) {
 		b.spreadMax = spread
 		b.volume = 0
 	} else {
-		b.h = max(b.h, bid)
-		b.l = min(b.l, bid)
-		b.spreadMax = max(b.spreadMax, spread)
+		b.extend(bid, spread)
 	}
 	b.c = bid
 	b.n++
 	b.spreadSum += spread
 	b.volume += volume
 	return closed, closed != nil
+}
+
+// extend takes a tick's bid and spread into the open bar's high, low and largest spread, by the
+// comparisons AddBatch makes (a NaN never wins one; the max and min builtins would keep it).
+func (b *Builder) extend(bid, spread float64) {
+	if bid > b.h {
+		b.h = bid
+	}
+	if bid < b.l {
+		b.l = bid
+	}
+	if spread > b.spreadMax {
+		b.spreadMax = spread
+	}
 }
 
 // AddBatch adds a batch's ticks in order (volume may be nil) and appends the bars they closed to
@@ -120,7 +130,7 @@ func (b *Builder) AddBatch(times []int64, bids, asks, volumes []float64, closed 
 			j := i
 			for ; j < len(times); j++ {
 				bid, ask := bids[j], asks[j]
-				if bid <= 0 || ask <= 0 {
+				if !(bid > 0 && ask > 0) { // not "<= 0": a NaN is skipped here as below (validation lets none through)
 					continue
 				}
 				if t := times[j]; t < lo || t-lo >= pms {
@@ -203,7 +213,7 @@ func AddBatchAll(bs []*Builder, times []int64, bids, asks, volumes []float64, cl
 		}
 		// Tick i is outside some builder's open bar (or a builder has none open): tick by tick.
 		bid, ask := bids[i], asks[i]
-		if bid <= 0 || ask <= 0 {
+		if !(bid > 0 && ask > 0) {
 			continue
 		}
 		var v float64
@@ -264,6 +274,13 @@ func builderIndex(bs []*Builder, period uint32) int {
 	return len(bs)
 }
 
+// orderKey maps a double's bits to an int64 that orders as the double does (-0 below +0; NaNs at the
+// ends): a negative double's lower 63 bits are flipped. It is its own inverse on the bits.
+func orderKey(x float64) int64 {
+	b := int64(math.Float64bits(x))
+	return b ^ (b >> 63 & math.MaxInt64)
+}
+
 // openWindow is the times [lo, hi) that lie in every builder's open bar; ok is false when a builder
 // has no bar open (or an open bar ends past the largest time).
 func openWindow(bs []*Builder) (lo, hi int64, ok bool) {
@@ -286,31 +303,26 @@ func addRun(bs []*Builder, lo, hi int64, times []int64, bids, asks, volumes []fl
 	for k, b := range bs {
 		sums[k] = b.spreadSum
 	}
-	// -Inf and +Inf start the run's extremes, so merging them below is the builder's own comparison
-	// tick by tick (a NaN never wins a comparison, there or here).
-	h, l, smax := math.Inf(-1), math.Inf(1), math.Inf(-1)
+	// The run's extremes are taken on the doubles' bits, branch-free: a positive double's bits order
+	// as the double does, and any double's do once a negative one's lower 63 bits are flipped
+	// (orderKey). New highs and lows come at random in a run; as branches they were mispredicted.
+	hb, lb, sk := int64(math.MinInt64), int64(math.MaxInt64), int64(math.MinInt64)
 	var c float64
 	var n uint64
 	s0, s1, s2, s3 := sums[0], sums[1], sums[2], sums[3]
 	j := i
 	for ; j < len(times); j++ {
 		bid, ask := bids[j], asks[j]
-		if bid <= 0 || ask <= 0 {
+		if !(bid > 0 && ask > 0) {
 			continue
 		}
 		if t := times[j]; t < lo || t >= hi {
 			break
 		}
 		spread := ask - bid
-		if bid > h {
-			h = bid
-		}
-		if bid < l {
-			l = bid
-		}
-		if spread > smax {
-			smax = spread
-		}
+		bb := int64(math.Float64bits(bid))
+		hb, lb = max(hb, bb), min(lb, bb)
+		sk = max(sk, orderKey(spread))
 		c = bid
 		n++
 		s0 += spread
@@ -321,6 +333,28 @@ func addRun(bs []*Builder, lo, hi int64, times []int64, bids, asks, volumes []fl
 	if n == 0 {
 		return j
 	}
+	h, l := math.Float64frombits(uint64(hb)), math.Float64frombits(uint64(lb))
+	smax := math.Float64frombits(uint64(orderKey(math.Float64frombits(uint64(sk)))))
+	if s0 != s0 {
+		// A NaN bid or spread (or a NaN sum already): its bits may have won above, where AddBatch's
+		// comparisons skip a NaN. Compared as AddBatch does, from -Inf and +Inf.
+		h, l, smax = math.Inf(-1), math.Inf(1), math.Inf(-1)
+		for x := i; x < j; x++ {
+			bid, ask := bids[x], asks[x]
+			if !(bid > 0 && ask > 0) {
+				continue
+			}
+			if bid > h {
+				h = bid
+			}
+			if bid < l {
+				l = bid
+			}
+			if spread := ask - bid; spread > smax {
+				smax = spread
+			}
+		}
+	}
 	sums = [maxShared]float64{s0, s1, s2, s3}
 	var vols [maxShared]float64
 	if volumes != nil {
@@ -329,7 +363,7 @@ func addRun(bs []*Builder, lo, hi int64, times []int64, bids, asks, volumes []fl
 		}
 		v0, v1, v2, v3 := vols[0], vols[1], vols[2], vols[3]
 		for x := i; x < j; x++ {
-			if bids[x] <= 0 || asks[x] <= 0 {
+			if !(bids[x] > 0 && asks[x] > 0) {
 				continue
 			}
 			v := volumes[x]

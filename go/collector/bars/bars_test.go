@@ -311,3 +311,54 @@ func BenchmarkAddBatchAll(b *testing.B) {
 		})
 	}
 }
+
+// TestAddBatchAll_whenPricesAreNaNOrInfinite_thenAsAddBatchBuilderByBuilder: validation lets no
+// such price through, but the shared runs must not differ from AddBatch on them either (AddBatch's
+// comparisons skip a NaN; Add's max and min would keep it, so AddBatch is the reference here).
+func TestAddBatchAll_whenPricesAreNaNOrInfinite_thenAsAddBatchBuilderByBuilder(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	odd := []float64{math.NaN(), math.Inf(1), math.Inf(-1), 0, 1e-300, 1e300}
+	periods := []uint32{60, 300, 900, 3600}
+	var ref, all []*Builder
+	for _, p := range periods {
+		ref, all = append(ref, NewBuilder("X", p, 1e-5)), append(all, NewBuilder("X", p, 1e-5))
+	}
+	tm := int64(1_577_836_800_000)
+	for round := range 2000 {
+		n := 1 + r.IntN(120)
+		times, bids, asks, vols := make([]int64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+		for i := range n {
+			tm += int64(r.IntN(5000))
+			times[i], bids[i], vols[i] = tm, 1.1+r.NormFloat64()*1e-3, r.Float64()
+			asks[i] = bids[i] + r.NormFloat64()*2e-4 // crossed too: negative spreads
+			if r.IntN(10) == 0 {
+				bids[i] = odd[r.IntN(len(odd))]
+			}
+			if r.IntN(10) == 0 {
+				asks[i] = odd[r.IntN(len(odd))]
+			}
+		}
+		var want, got []*mdv1.Bar
+		for _, b := range ref {
+			want = b.AddBatch(times, bids, asks, vols, want)
+		}
+		got, _ = AddBatchAll(all, times, bids, asks, vols, got)
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d bars, AddBatch %d", round, len(got), len(want))
+		}
+		for k := range want {
+			if !proto.Equal(got[k], want[k]) {
+				t.Fatalf("round %d, bar %d: %v, want %v", round, k, got[k], want[k])
+			}
+		}
+		for k := range ref {
+			g, w := all[k].Snapshot(), ref[k].Snapshot()
+			if !sameBits(g.H, w.H) || !sameBits(g.L, w.L) || !sameBits(g.SpreadMax, w.SpreadMax) ||
+				!sameBits(g.SpreadSum, w.SpreadSum) || !sameBits(g.C, w.C) || g.N != w.N {
+				t.Fatalf("round %d, builder %d: state %+v, want %+v", round, k, g, w)
+			}
+		}
+	}
+}
+
+func sameBits(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
