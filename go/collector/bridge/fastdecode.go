@@ -55,7 +55,8 @@ func recycle(b *mdv1.TickBatch) {
 // columns, bad UTF-8); the caller then uses proto.Unmarshal, which also produces the precise error
 // for malformed input. Fuzzed against it.
 func decodeTicksFrame(buf []byte, b *mdv1.TickBatch) (*bridgev1.Frame, []byte, bool) {
-	f := &bridgev1.Frame{}
+	tf := &ticksFrame{}
+	f := &tf.frame
 	var ticksRaw []byte
 	var seen uint32
 	for len(buf) > 0 {
@@ -100,8 +101,16 @@ func decodeTicksFrame(buf []byte, b *mdv1.TickBatch) (*bridgev1.Frame, []byte, b
 	if !decodeTickBatch(ticksRaw, b) {
 		return nil, nil, false
 	}
-	f.Body = &bridgev1.Frame_Ticks{Ticks: b}
+	tf.body.Ticks = b
+	f.Body = &tf.body
 	return f, ticksRaw, true
+}
+
+// ticksFrame is a decoded tick frame and its body in one allocation instead of two (the body's
+// pointer keeps the frame alive, and the frame's the body).
+type ticksFrame struct {
+	frame bridgev1.Frame
+	body  bridgev1.Frame_Ticks
 }
 
 // decodeTickBatch sets every field of b from buf (columns absent from buf end up empty).

@@ -634,9 +634,9 @@ func (p *Pipeline) barsEmitted(period uint32) prometheus.Counter {
 // emitBars hands the closed bars it.bars to the sinks; the tick batch that closed them, if it holds
 // one, goes to NATS first, in the same queue entry.
 func (p *Pipeline) emitBars(it natsItem) {
+	p.hub.PublishBars(it.bars)
 	for _, bar := range it.bars {
 		p.barsEmitted(bar.PeriodS).Inc()
-		p.hub.PublishBar(bar)
 		if p.link != nil && p.cfg.InferenceBarPeriod != 0 && bar.PeriodS == p.cfg.InferenceBarPeriod {
 			p.link.OfferBar(bar)
 		}
