@@ -172,8 +172,29 @@ func addRef(b *Builder, times []int64, bids, asks, vols []float64, closed []*mdv
 
 // TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick: the batch path gives the same
 // bars, in builder order, the same Late counts and the same builder state as Add tick by tick, on
-// real ticks with late, resent, one-sided and volume-carrying ticks mixed in, in batches of any size.
+// real ticks with late, resent, one-sided and volume-carrying ticks mixed in, in batches of any size:
+// for the default periods (runs read once for all builders), periods that do not nest, a busier
+// replay (runs that span whole batches), and for sets AddBatchAll goes through builder by builder
+// (more than four builders, a period twice).
 func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		periods  []uint32
+		compress int64
+	}{
+		{"default periods", []uint32{60, 300, 900, 3600}, 1},
+		{"default periods, 10x busier", []uint32{60, 300, 900, 3600}, 10},
+		{"periods that do not nest", []uint32{90, 60, 3600}, 1},
+		{"one builder", []uint32{300}, 1},
+		{"five builders", []uint32{60, 120, 300, 900, 3600}, 1},
+		{"a period twice", []uint32{60, 300, 60}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkAddBatchAll(t, tc.periods, tc.compress) })
+	}
+}
+
+func checkAddBatchAll(t *testing.T, periods []uint32, compress int64) {
+	t.Helper()
 	ticks, err := ticksdata.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -181,8 +202,9 @@ func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testi
 	r := rand.New(rand.NewPCG(3, 4))
 	n := len(ticks)
 	times, bids, asks, vols := make([]int64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+	t0 := ticks[0].TimeMsc
 	for i, tk := range ticks {
-		times[i], bids[i], asks[i], vols[i] = tk.TimeMsc, tk.Bid, tk.Ask, float64(r.IntN(5))
+		times[i], bids[i], asks[i], vols[i] = t0+(tk.TimeMsc-t0)/compress, tk.Bid, tk.Ask, r.Float64()*5
 		switch r.IntN(40) {
 		case 0: // late by up to 20 minutes
 			times[i] -= int64(r.IntN(1_200_000))
@@ -190,9 +212,10 @@ func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testi
 			bids[i] = 0
 		case 2:
 			asks[i] = -1
+		case 3, 4: // on the minute: the first tick of a bar, or one a window ending there must leave out
+			times[i] -= times[i] % 60_000
 		}
 	}
-	periods := []uint32{60, 300, 900, 3600}
 	mk := func() []*Builder {
 		var bs []*Builder
 		for _, p := range periods {
@@ -200,10 +223,15 @@ func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testi
 		}
 		return bs
 	}
-	ref, all := mk(), mk()
+	var ref, all []*Builder
 	var wantLate, gotLate uint64
-	// The second and later sizes replay the same ticks: all of them are resent ones then.
-	for _, size := range []int{1, 7, 100, 333} {
+	var bars int
+	// Each size starts from fresh builders, then the last pass replays the same ticks on the same
+	// builders: all of them are resent ones then.
+	for pass, size := range []int{1, 7, 100, 333, 100} {
+		if pass < 4 {
+			ref, all = mk(), mk()
+		}
 		for i := 0; i < n; i += size {
 			j := min(i+size, n)
 			var want, got []*mdv1.Bar
@@ -219,14 +247,17 @@ func TestAddBatchAll_whenTicksOutOfOrderAndOneSided_thenAsAddTickByTick(t *testi
 				t.Fatalf("size %d at %d: %d bars, Add tick by tick %d", size, i, len(got), len(want))
 			}
 			for k := range want {
-				if !proto.Equal(got[k], want[k]) {
+				// proto.Equal would take a NaN for a NaN; the bits must match anyway.
+				if !proto.Equal(got[k], want[k]) || math.Float64bits(got[k].SpreadMean) != math.Float64bits(want[k].SpreadMean) ||
+					math.Float64bits(got[k].RealVolume) != math.Float64bits(want[k].RealVolume) {
 					t.Fatalf("size %d at %d, bar %d: %v, want %v", size, i, k, got[k], want[k])
 				}
 			}
+			bars += len(got)
 		}
 	}
-	if gotLate != wantLate || wantLate == 0 {
-		t.Fatalf("late %d, want %d (> 0)", gotLate, wantLate)
+	if gotLate != wantLate || wantLate == 0 || bars == 0 {
+		t.Fatalf("late %d, want %d (> 0); %d bars", gotLate, wantLate, bars)
 	}
 	for k := range ref {
 		if ref[k].Snapshot() != all[k].Snapshot() {
@@ -280,3 +311,54 @@ func BenchmarkAddBatchAll(b *testing.B) {
 		})
 	}
 }
+
+// TestAddBatchAll_whenPricesAreNaNOrInfinite_thenAsAddBatchBuilderByBuilder: validation lets no
+// such price through, but the shared runs must not differ from AddBatch on them either (AddBatch's
+// comparisons skip a NaN; Add's max and min would keep it, so AddBatch is the reference here).
+func TestAddBatchAll_whenPricesAreNaNOrInfinite_thenAsAddBatchBuilderByBuilder(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	odd := []float64{math.NaN(), math.Inf(1), math.Inf(-1), 0, 1e-300, 1e300}
+	periods := []uint32{60, 300, 900, 3600}
+	var ref, all []*Builder
+	for _, p := range periods {
+		ref, all = append(ref, NewBuilder("X", p, 1e-5)), append(all, NewBuilder("X", p, 1e-5))
+	}
+	tm := int64(1_577_836_800_000)
+	for round := range 2000 {
+		n := 1 + r.IntN(120)
+		times, bids, asks, vols := make([]int64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+		for i := range n {
+			tm += int64(r.IntN(5000))
+			times[i], bids[i], vols[i] = tm, 1.1+r.NormFloat64()*1e-3, r.Float64()
+			asks[i] = bids[i] + r.NormFloat64()*2e-4 // crossed too: negative spreads
+			if r.IntN(10) == 0 {
+				bids[i] = odd[r.IntN(len(odd))]
+			}
+			if r.IntN(10) == 0 {
+				asks[i] = odd[r.IntN(len(odd))]
+			}
+		}
+		var want, got []*mdv1.Bar
+		for _, b := range ref {
+			want = b.AddBatch(times, bids, asks, vols, want)
+		}
+		got, _ = AddBatchAll(all, times, bids, asks, vols, got)
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d bars, AddBatch %d", round, len(got), len(want))
+		}
+		for k := range want {
+			if !proto.Equal(got[k], want[k]) {
+				t.Fatalf("round %d, bar %d: %v, want %v", round, k, got[k], want[k])
+			}
+		}
+		for k := range ref {
+			g, w := all[k].Snapshot(), ref[k].Snapshot()
+			if !sameBits(g.H, w.H) || !sameBits(g.L, w.L) || !sameBits(g.SpreadMax, w.SpreadMax) ||
+				!sameBits(g.SpreadSum, w.SpreadSum) || !sameBits(g.C, w.C) || g.N != w.N {
+				t.Fatalf("round %d, builder %d: state %+v, want %+v", round, k, g, w)
+			}
+		}
+	}
+}
+
+func sameBits(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }

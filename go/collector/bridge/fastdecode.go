@@ -55,7 +55,8 @@ func recycle(b *mdv1.TickBatch) {
 // columns, bad UTF-8); the caller then uses proto.Unmarshal, which also produces the precise error
 // for malformed input. Fuzzed against it.
 func decodeTicksFrame(buf []byte, b *mdv1.TickBatch) (*bridgev1.Frame, []byte, bool) {
-	f := &bridgev1.Frame{}
+	tf := &ticksFrame{}
+	f := &tf.frame
 	var ticksRaw []byte
 	var seen uint32
 	for len(buf) > 0 {
@@ -100,8 +101,16 @@ func decodeTicksFrame(buf []byte, b *mdv1.TickBatch) (*bridgev1.Frame, []byte, b
 	if !decodeTickBatch(ticksRaw, b) {
 		return nil, nil, false
 	}
-	f.Body = &bridgev1.Frame_Ticks{Ticks: b}
+	tf.body.Ticks = b
+	f.Body = &tf.body
 	return f, ticksRaw, true
+}
+
+// ticksFrame is a decoded tick frame and its body in one allocation instead of two (the body's
+// pointer keeps the frame alive, and the frame's the body).
+type ticksFrame struct {
+	frame bridgev1.Frame
+	body  bridgev1.Frame_Ticks
 }
 
 // decodeTickBatch sets every field of b from buf (columns absent from buf end up empty).
@@ -200,6 +209,10 @@ func varints[T int64 | uint32 | uint64](dst []T, v []byte, hint int) ([]T, bool)
 	if cap(out) < hint {
 		out = make([]T, 0, hint)
 	}
+	if out, ok := varintsByEnds(out, v); ok {
+		return out, true
+	}
+	out = out[:0]
 	for i := 0; i < len(v); {
 		c := v[i]
 		if c < 0x80 {
@@ -212,9 +225,7 @@ func varints[T int64 | uint32 | uint64](dst []T, v []byte, hint int) ([]T, bool)
 			w := binary.LittleEndian.Uint64(v[i:])
 			if stops := ^w & 0x8080808080808080; stops != 0 {
 				n := bits.TrailingZeros64(stops)/8 + 1
-				x := w&0x7f | w>>1&(0x7f<<7) | w>>2&(0x7f<<14) | w>>3&(0x7f<<21) |
-					w>>4&(0x7f<<28) | w>>5&(0x7f<<35) | w>>6&(0x7f<<42) | w>>7&(0x7f<<49)
-				out = append(out, T(x&(1<<(7*n)-1)))
+				out = append(out, T(pack7(w)&(1<<(7*n)-1)))
 				i += n
 				continue
 			}
@@ -241,4 +252,70 @@ func varints[T int64 | uint32 | uint64](dst []T, v []byte, hint int) ([]T, bool)
 		i += m
 	}
 	return out, true
+}
+
+// maxEndsWords bounds the columns varintsByEnds takes (64 bytes a word of its bitmap, on the stack).
+const maxEndsWords = 32
+
+// varintsByEnds decodes a packed varint column of values up to 8 bytes long, appending to out, and
+// reports false for anything else (a longer value, a column that does not end a value, or longer
+// than maxEndsWords*64 bytes; varints then decodes it value by value, which also rejects what is
+// malformed). It first marks where values end (a byte without its continuation bit), eight bytes at
+// a time and independently of the values, then takes the values from the marks: one value's loads
+// no longer wait for the previous value's length, the serial chain of decoding value by value.
+func varintsByEnds[T int64 | uint32 | uint64](out []T, v []byte) ([]T, bool) {
+	if len(v) > maxEndsWords*64 || v[len(v)-1] >= 0x80 {
+		return out, false
+	}
+	var ends [maxEndsWords]uint64 // bit i: byte i ends a value
+	all := uint64(0x8080808080808080)
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		m := ^binary.LittleEndian.Uint64(v[i:]) & 0x8080808080808080
+		all &= m
+		// The eight stop bits (bits 7, 15, ..., 63) gathered into one byte, byte k's at bit k.
+		ends[i>>6] |= ((m >> 7) * 0x0102040810204080 >> 56) << (i & 63)
+	}
+	for ; i < len(v); i++ {
+		ends[i>>6] |= uint64(^v[i]>>7) << (i & 63)
+		if v[i] >= 0x80 {
+			all = 0
+		}
+	}
+	if all == 0x8080808080808080 { // one byte a value (flags, small numbers)
+		for _, c := range v {
+			out = append(out, T(c))
+		}
+		return out, true
+	}
+	start := 0
+	for w := range (len(v) + 63) >> 6 {
+		for e := ends[w]; e != 0; e &= e - 1 {
+			end := w<<6 + bits.TrailingZeros64(e)
+			n := end - start + 1
+			if n > 8 {
+				return out, false
+			}
+			var x uint64
+			if start+8 <= len(v) {
+				x = binary.LittleEndian.Uint64(v[start:])
+			} else {
+				for k, c := range v[start : end+1] {
+					x |= uint64(c) << (8 * k)
+				}
+			}
+			out = append(out, T(pack7(x)&(1<<(7*n)-1)))
+			start = end + 1
+		}
+	}
+	return out, true
+}
+
+// pack7 joins the low seven bits of w's eight bytes (little-endian) into 56 bits: byte k's go to bits
+// 7k to 7k+6. Pairs of bytes, then pairs of pairs, then the two halves: three steps, not eight.
+func pack7(w uint64) uint64 {
+	w &= 0x7f7f7f7f7f7f7f7f
+	w = w&0x007f007f007f007f | w>>1&0x3f803f803f803f80
+	w = w&0x00003fff00003fff | w>>2&0x0fffc0000fffc000
+	return w&0x000000000fffffff | w>>4&0x00fffffff0000000
 }

@@ -181,6 +181,22 @@ func (h *Hub) PublishTicksLoaned(b *mdv1.TickBatch, own func() *mdv1.TickBatch) 
 func (h *Hub) PublishBar(b *mdv1.Bar) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	h.publishBarLocked(b)
+}
+
+// PublishBars offers closed bars in order, under one read lock (a quiet batch closes several).
+func (h *Hub) PublishBars(bars []*mdv1.Bar) {
+	if len(bars) == 0 {
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, b := range bars {
+		h.publishBarLocked(b)
+	}
+}
+
+func (h *Hub) publishBarLocked(b *mdv1.Bar) {
 	size := int64(-1)
 	for s := range h.subs {
 		if s.filter.Periods[b.PeriodS] && s.filter.symbol(b.Symbol) {

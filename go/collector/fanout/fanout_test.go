@@ -87,3 +87,23 @@ func TestFilterSelectsSymbolsTicksAndBarPeriods(t *testing.T) {
 		t.Fatalf("got %v, want only the EURUSD M1 bar", evs)
 	}
 }
+
+// TestPublishBars_whenSeveralBarsClose_thenOfferedInOrderAsByPublishBar: the batch form takes the
+// lock once and offers what PublishBar would, in the same order, filter included.
+func TestPublishBars_whenSeveralBarsClose_thenOfferedInOrderAsByPublishBar(t *testing.T) {
+	h := New(16, Cut, metrics.New())
+	s := h.Subscribe(Filter{Symbols: map[string]bool{"EURUSD": true}, Periods: map[uint32]bool{60: true, 300: true}})
+	defer s.Close()
+	h.PublishBars(nil)
+	h.PublishBars([]*mdv1.Bar{{Symbol: "EURUSD", PeriodS: 60, OpenTimeMsc: 1}, {Symbol: "EURUSD", PeriodS: 60, OpenTimeMsc: 2},
+		{Symbol: "GBPUSD", PeriodS: 60, OpenTimeMsc: 3}, {Symbol: "EURUSD", PeriodS: 900, OpenTimeMsc: 4},
+		{Symbol: "EURUSD", PeriodS: 300, OpenTimeMsc: 5}})
+	evs := drain(t, s)
+	var got []int64
+	for _, e := range evs {
+		got = append(got, e.Bar.GetOpenTimeMsc())
+	}
+	if len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 5 {
+		t.Fatalf("got bars %v, want 1, 2, 5", got)
+	}
+}

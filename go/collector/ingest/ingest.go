@@ -391,7 +391,8 @@ func (s *Source) ticks(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, 
 	s.mu.Lock()
 	// Dispatch under the source lock so one source's batches keep their order downstream.
 	defer s.mu.Unlock()
-	s.lastUsed.Store(s.p.now().UnixNano())
+	now := s.p.now() // one clock read for the batch: the source's last use and the symbol's last tick
+	s.lastUsed.Store(now.UnixNano())
 	var res validate.Result
 	if sym := b.GetSymbol(); sym != "" && !s.admitLocked(sym) {
 		res = refuseSymbol(b)
@@ -414,7 +415,7 @@ func (s *Source) ticks(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, 
 		if res.Accepted != b {
 			raw, loaned = nil, false // a subset: validation made it, nobody reuses it
 		}
-		s.p.dispatch(res.Accepted, raw, hops, loaned, frame)
+		s.p.dispatch(res.Accepted, raw, hops, loaned, frame, now)
 	} else {
 		frame.release()
 	}
@@ -572,7 +573,7 @@ func clone[T any](s []T) []T {
 	return append([]T(nil), s...)
 }
 
-func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool, frame Frame) {
+func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, loaned bool, frame Frame, now time.Time) {
 	l := &loan{b: b}
 	if !loaned {
 		l.kept = b
@@ -588,7 +589,7 @@ func (p *Pipeline) dispatch(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopSt
 	if late > 0 {
 		p.m.BarLateTicks.Add(float64(late))
 	}
-	p.lastTick[b.Symbol] = p.now()
+	p.lastTick[b.Symbol] = now
 	p.emitMu.Lock()
 	defer p.emitMu.Unlock()
 	p.mu.Unlock()
@@ -633,9 +634,9 @@ func (p *Pipeline) barsEmitted(period uint32) prometheus.Counter {
 // emitBars hands the closed bars it.bars to the sinks; the tick batch that closed them, if it holds
 // one, goes to NATS first, in the same queue entry.
 func (p *Pipeline) emitBars(it natsItem) {
+	p.hub.PublishBars(it.bars)
 	for _, bar := range it.bars {
 		p.barsEmitted(bar.PeriodS).Inc()
-		p.hub.PublishBar(bar)
 		if p.link != nil && p.cfg.InferenceBarPeriod != 0 && bar.PeriodS == p.cfg.InferenceBarPeriod {
 			p.link.OfferBar(bar)
 		}
@@ -703,17 +704,20 @@ func (p *Pipeline) publishNATS() {
 	defer p.wg.Done()
 	for it := range p.natsQ {
 		p.natsBytes.release(it.size)
+		// The entry's messages leave the queue together (a gauge update is a compare-and-swap loop).
+		msgs := len(it.bars)
+		if it.encoded || it.ticks != nil {
+			msgs++
+		}
+		p.natsDepth.Sub(float64(msgs))
 		switch {
 		case it.encoded:
-			p.natsDepth.Dec()
 			p.rawSink.TicksEncoded(it.symbol, it.n, it.raw)
 			it.frame.release()
 		case it.ticks != nil:
-			p.natsDepth.Dec()
 			p.nats.Ticks(it.ticks, it.raw)
 		}
 		for _, bar := range it.bars {
-			p.natsDepth.Dec()
 			p.nats.Bar(bar)
 		}
 	}

@@ -123,12 +123,54 @@ type Publisher struct {
 	pubMD, pubBar, ticksOut prometheus.Counter
 	tickSubj                map[string]string
 	barSubj                 map[barKey]string
+	lastBar                 lastBarSymbol
 	barBuf                  []byte
 }
 
 type barKey struct {
 	symbol string
 	period uint32
+}
+
+// lastBarSymbol is the bar subjects of the symbol whose bar was published last, by period, and
+// whether its name is UTF-8: bars come symbol by symbol (a quiet batch closes ~5 of one), so most
+// skip the map's hash of the symbol and the UTF-8 check.
+type lastBarSymbol struct {
+	symbol   string
+	utf8     bool
+	periods  [maxLastBarPeriods]uint32
+	subjects [maxLastBarPeriods]string
+	n        int
+}
+
+// maxLastBarPeriods bounds lastBarSymbol; further periods of the symbol go to the map only.
+const maxLastBarPeriods = 8
+
+// barSubject is BarSubject, built once per symbol and period, and whether the symbol is UTF-8.
+func (p *Publisher) barSubject(b *mdv1.Bar) (string, bool) {
+	last := &p.lastBar
+	if b.Symbol != last.symbol || last.n == 0 {
+		*last = lastBarSymbol{symbol: b.Symbol, utf8: utf8.ValidString(b.Symbol)}
+	}
+	for i := range last.n {
+		if last.periods[i] == b.PeriodS {
+			return last.subjects[i], last.utf8
+		}
+	}
+	k := barKey{b.Symbol, b.PeriodS}
+	subject, ok := p.barSubj[k]
+	if !ok {
+		if len(p.barSubj) >= maxSubjects {
+			clear(p.barSubj)
+		}
+		subject = BarSubject(b)
+		p.barSubj[k] = subject
+	}
+	if last.n < maxLastBarPeriods {
+		last.periods[last.n], last.subjects[last.n] = b.PeriodS, subject
+		last.n++
+	}
+	return subject, last.utf8
 }
 
 // maxSubjects bounds each subject cache; past it the cache starts again (the pipeline bounds symbols
@@ -219,17 +261,9 @@ func (p *Publisher) TicksEncoded(symbol string, ticks int, raw []byte) {
 
 // Bar publishes a closed bar.
 func (p *Publisher) Bar(b *mdv1.Bar) {
-	k := barKey{b.Symbol, b.PeriodS}
-	subject, ok := p.barSubj[k]
-	if !ok {
-		if len(p.barSubj) >= maxSubjects {
-			clear(p.barSubj)
-		}
-		subject = BarSubject(b)
-		p.barSubj[k] = subject
-	}
+	subject, valid := p.barSubject(b)
 	var data []byte
-	if utf8.ValidString(b.Symbol) {
+	if valid {
 		if p.js == nil {
 			p.barBuf = bars.AppendProto(p.barBuf[:0], b)
 			data = p.barBuf

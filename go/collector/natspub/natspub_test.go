@@ -306,3 +306,41 @@ func TestEmbeddedServer_CutsASubscriberThatStopsReading_AndTheOthersGetEverythin
 		t.Fatalf("publish errors %v, want 0", n)
 	}
 }
+
+// TestPublisher_Bar_whenSymbolsAndPeriodsInterleave_thenEachOnItsSubject: bars of several symbols,
+// more periods than the publisher keeps for the last symbol, symbols coming back after others and
+// one whose name is not UTF-8 (refused by the encoder, counted as an error) each go to their own
+// subject, in order.
+func TestPublisher_Bar_whenSymbolsAndPeriodsInterleave_thenEachOnItsSubject(t *testing.T) {
+	srv := embedded(t)
+	in := subscribe(t, srv, "kairos.bar.>")
+	m := metrics.New()
+	p, err := natspub.Connect("", srv, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	periods := []uint32{60, 300, 900, 3600, 7200, 14400, 86400, 604800, 30, 120} // 10 > the 8 kept
+	var want []string
+	for round := range 3 {
+		for _, sym := range []string{"EURUSD", "GBPUSD.r", "bad\xff", "EURUSD"} {
+			for i, period := range periods {
+				p.Bar(&mdv1.Bar{Symbol: sym, PeriodS: period, OpenTimeMsc: int64(round*100 + i)})
+				if sym != "bad\xff" {
+					want = append(want, natspub.BarSubject(&mdv1.Bar{Symbol: sym, PeriodS: period}))
+				}
+			}
+		}
+	}
+	if err := p.Close(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "every bar at the subscriber", 5*time.Second, func() bool { return len(in.received()) == len(want) })
+	for i, msg := range in.received() {
+		if msg.Subject != want[i] {
+			t.Fatalf("bar %d on %q, want %q", i, msg.Subject, want[i])
+		}
+	}
+	if n := testutil.ToFloat64(m.NATSErrors); n != float64(3*len(periods)) {
+		t.Fatalf("errors %v, want %d (the non-UTF-8 symbol's bars)", n, 3*len(periods))
+	}
+}

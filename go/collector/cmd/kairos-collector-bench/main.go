@@ -74,6 +74,9 @@ func main() {
 	latencySeconds := flag.Int("latency-seconds", 2, "duration of each latency round")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run here")
+	flag.StringVar(&ingestProfile, "ingest-cpuprofile", "",
+		"write a CPU profile of each ingest round's timed part to this path with the round's number appended "+
+			"(go tool pprof merges them: `go tool pprof bin prof.1 prof.2 ...`)")
 	rounds := flag.Int("rounds", 7, "ingest rounds, each followed by a raw NATS round")
 	flag.Int64Var(&timeCompress, "time-compress", 1,
 		"replay the ticks' times N times faster: N times as many ticks per bar (a busier market than the quiet day the file holds)")
@@ -123,6 +126,10 @@ func startCollector() (*collector.Service, context.CancelFunc, chan error, error
 // replay cuts n frames of 100 ticks from the real file, lap after lap, times shifted so they keep increasing.
 // benchKey is the bench collector's bridge key (a fixed test key: nothing outside the process uses it).
 var benchKey = []byte("kairos-collector-bench-bridge-key")
+
+// ingestProfile, when set (--ingest-cpuprofile), is where each ingest round's timed part is profiled:
+// the whole-run profile is mostly the setup (encoding the frames) and the raw rounds.
+var ingestProfile string
 
 // timeCompress divides the gaps between the replayed ticks (--time-compress): with 1, the file's quiet
 // holiday closes ~4.9 bars (M1..H1) per 100 ticks; with 10, ~0.5, as a busy session would.
@@ -334,6 +341,7 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	defer conn.Close()
 	time.Sleep(50 * time.Millisecond) // the session is set up before the clock starts
 	runtime.GC()
+	stopProfile := startRoundProfile(session)
 	sent := int64(nFrames * 100)
 	a0 := allocs()
 	c0 := cpuTime()
@@ -347,12 +355,33 @@ func ingestRound(svc *collector.Service, ticks []ticksdata.Tick, symbol string, 
 	t1, ok := waitCount(got, int64(nFrames), 60*time.Second)
 	cpu := cpuTime() - c0
 	a := allocs() - a0
+	stopProfile()
 	if !ok {
 		fmt.Fprintf(os.Stderr, "ingest: only %d of %d frames arrived\n", got.Load(), nFrames)
 	}
 	accepted := int64(testutil.ToFloat64(svc.Metrics.TicksAccepted.WithLabelValues("bridge")) - before)
 	return roundResult{float64(sent) / t1.Sub(t0).Seconds(), cpu.Seconds() * 1e6 / float64(nFrames), float64(a) / float64(nFrames)},
 		sent - min(accepted, got.Load()*100), encoded, nil
+}
+
+// startRoundProfile starts the CPU profile of ingest round n when --ingest-cpuprofile is set (and no
+// whole-run profile is running); the function it returns stops it.
+func startRoundProfile(n uint64) func() {
+	if ingestProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", ingestProfile, n))
+	if err != nil {
+		return func() {}
+	}
+	if pprof.StartCPUProfile(f) != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // barsEmitted is the collector's count of closed bars so far, every period of the default config.
