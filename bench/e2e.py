@@ -27,6 +27,13 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
 (``loadavg_1m.*``), so a reader can tell a regression from noise on a shared machine. The hop table
 (p50 and p99 per hop, median and range over the runs) is printed at the end.
 
+- ``machine_wake_us_p50`` / ``_p99``: the machine's own floor, measured before each run. One
+  process writes its clock to another over a socket pair once per ``--timer-ms``, and the other
+  reads it once woken: the one-way time of a process woken after a timer period of idleness, as
+  every process on the path is woken for every push. ``machine_wake_hot_us_p50`` is the same at
+  one message every 0.5 ms. Every hop between processes pays at least one such wake-up, so VMs
+  whose figures differ by 2x in the hops can be compared by this one.
+
 Writes bench/results/e2e.json (flat metric names → numbers).
 """
 
@@ -38,6 +45,9 @@ import dataclasses
 import json
 import os
 import platform
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -63,6 +73,36 @@ def machine() -> dict[str, float | str]:
     except OSError:
         pass
     return {"machine_cpu_model": model, "machine_cores": float(os.cpu_count() or 0)}
+
+
+# The probe's reader: woken by each message, it answers with how long ago (monotonic ns) it was sent.
+_WAKE_READER = """
+import socket, sys, time
+s = socket.socket(fileno=int(sys.argv[1]))
+while (d := s.recv(64)):
+    s.send(str(time.perf_counter_ns() - int(d)).encode())
+"""
+
+
+def wake_probe(gap_s: float, n: int = 200) -> tuple[float, float]:
+    """One-way µs (p50, p99) from a process's send to a reader process woken by it, n messages
+    gap_s apart (perf_counter_ns is CLOCK_MONOTONIC, shared by the two processes)."""
+    mine, theirs = socket.socketpair()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _WAKE_READER, str(theirs.fileno())], pass_fds=(theirs.fileno(),)
+    )
+    theirs.close()
+    lat = []
+    try:
+        mine.settimeout(5.0)
+        for _ in range(n):
+            time.sleep(gap_s)
+            mine.send(str(time.perf_counter_ns()).encode())
+            lat.append(int(mine.recv(64)) / 1000)
+    finally:
+        mine.close()
+        reader.wait(timeout=10)
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
 def laps(data: replay.ReplayData, n: int) -> replay.ReplayData:
@@ -316,6 +356,11 @@ def hop_table(m: dict[str, float]) -> str:
         f"({m.get('loadavg_1m.min', float('nan')):.2f}-{m.get('loadavg_1m.max', float('nan')):.2f}) "
         f"on {m.get('machine_cores', 0):.0f} cores"
     )
+    lines.append(
+        f"a process woken after {m.get('timer_ms', 0):.0f} ms idle (the machine's floor per hop): "
+        f"p50 {cell('machine_wake_us_p50')} us, p99 {cell('machine_wake_us_p99')} us; "
+        f"woken every 0.5 ms: p50 {cell('machine_wake_hot_us_p50')} us"
+    )
     return "\n".join(lines)
 
 
@@ -348,7 +393,11 @@ def main() -> None:
     os.environ.setdefault("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS", "0")
     runs = []
     for i in range(args.runs):
+        wake = wake_probe(args.timer_ms / 1000)
+        hot = wake_probe(0.0005)
         m = run(args.rate, args.laps, args.policy, max(1, round(args.rate * args.timer_ms / 1000)))
+        m["machine_wake_us_p50"], m["machine_wake_us_p99"] = wake
+        m["machine_wake_hot_us_p50"] = hot[0]
         p50 = m.get("tick_to_order_ack_us_p50", float("nan"))
         p99 = m.get("tick_to_order_ack_us_p99", float("nan"))
         print(
@@ -359,6 +408,12 @@ def main() -> None:
         runs.append(m)
     metrics: dict[str, float | str] = dict(aggregate(runs))
     metrics.update(machine())
+    metrics["timer_ms"] = args.timer_ms
+    if metrics.get("machine_wake_us_p50", 0) > 0 and "python_hop_us_p50" in metrics:
+        # The Python hop in the machine's wake-ups: comparable across VMs whose floors differ.
+        metrics["python_hop_vs_machine_wake"] = round(
+            float(metrics["python_hop_us_p50"]) / float(metrics["machine_wake_us_p50"]), 2
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(hop_table(metrics))
