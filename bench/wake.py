@@ -4,7 +4,9 @@
   0.5, 2 and 20 ms before each message (``bench/e2e.py``'s ``machine_wake_us_*`` probe);
 - a small CPU-bound Python step (one ``json.dumps`` of a 200-float dict, one 16x16 matmul) run back
   to back, after sleeping 0.5, 2 and 20 ms, and after spinning 20 ms: how much slower the first work
-  after idling is than the same work hot in cache.
+  after idling is than the same work hot in cache;
+- the same for one ONNX Runtime run of one row of the checked-in model fixture (one intra-op
+  thread, as the inference server runs it).
 
 Prints p50 / p90 in µs. Not a benchmark of record (nothing is written to bench/results); the
 figures and how to read them are in docs/benchmarks.md.
@@ -17,9 +19,11 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -28,6 +32,7 @@ from e2e import wake_probe
 N = 300
 DOC = {"a": [1.5] * 200, "b": "x" * 100}
 M = np.random.default_rng(0).random((16, 16))
+MODEL = Path(__file__).resolve().parent.parent / "python" / "tests" / "data" / "model" / "model.onnx"
 
 
 def step() -> None:
@@ -35,7 +40,17 @@ def step() -> None:
     (M @ M.T).sum()
 
 
-def timed(pause: float, spin: bool) -> tuple[float, float]:
+def ort_step() -> Callable[[], object]:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(MODEL), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    return lambda: sess.run(None, {inp.name: x})
+
+
+def timed(pause: float, spin: bool, work: Callable[[], object] = step) -> tuple[float, float]:
     lat = []
     for _ in range(N):
         if spin:
@@ -45,7 +60,7 @@ def timed(pause: float, spin: bool) -> tuple[float, float]:
         elif pause:
             time.sleep(pause)
         t = time.perf_counter_ns()
-        step()
+        work()
         lat.append((time.perf_counter_ns() - t) / 1000)
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 90))
 
@@ -63,6 +78,14 @@ def main() -> None:
     ):
         p50, p90 = timed(pause, spin)
         print(f"a Python step {label:>22}: p50 {p50:6.0f} us, p90 {p90:6.0f} us")
+    run = ort_step()
+    for label, pause in (
+        ("back to back", 0.0),
+        ("after sleeping 2 ms", 0.002),
+        ("after sleeping 20 ms", 0.02),
+    ):
+        p50, p90 = timed(pause, False, run)
+        print(f"an ORT run {label:>25}: p50 {p50:6.0f} us, p90 {p90:6.0f} us")
 
 
 if __name__ == "__main__":
