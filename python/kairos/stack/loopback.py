@@ -7,17 +7,29 @@ something accepts TCP on a port, failing at once if the process that should list
 
 from __future__ import annotations
 
+import collections
 import socket
 import subprocess
 import time
 from collections.abc import Callable
 
+# The ports free_port handed out lately in this process. The kernel may offer a port again as soon
+# as its probe socket closes (4 times in 50,000 back-to-back pairs here), and two listeners given
+# the same one fail: one exits "address already in use".
+_RECENT: collections.deque[int] = collections.deque(maxlen=256)
+
 
 def free_port() -> int:
-    """An unused TCP port on 127.0.0.1 (the kernel's choice; free when this returns)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """An unused TCP port on 127.0.0.1 (the kernel's choice; free when this returns), never one of
+    the last 256 this process was given."""
+    for _ in range(64):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _RECENT:
+            _RECENT.append(port)
+            return port
+    raise RuntimeError("no unused 127.0.0.1 port outside the recently given ones in 64 tries")
 
 
 def free_port_run(n: int, tries: int = 50) -> int:

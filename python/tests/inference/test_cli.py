@@ -134,7 +134,13 @@ def test_the_process_serves_from_env_config_and_stops_cleanly_on_sigterm(model_p
     }
     proc = subprocess.Popen([_exe()], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: _healthy(port), 60, "the server to report SERVING")
+        try:
+            wait_for(lambda: proc.poll() is not None or _healthy(port), 60, "the server to report SERVING")
+        except TimeoutError:
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError(f"not SERVING after 60 s; its log:\n{proc.stderr.read()}") from None  # type: ignore[union-attr]
+        assert proc.poll() is None, f"the server exited {proc.returncode}:\n{proc.stderr.read()}"  # type: ignore[union-attr]
         assert _metrics_up(mport)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
