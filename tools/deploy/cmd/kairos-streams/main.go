@@ -33,6 +33,7 @@ type config struct {
 	Replicas     int           // overrides num_replicas when > 0 (a 3-node cluster wants 3)
 	Check        bool          // validate the definitions only
 	Timeout      time.Duration // bound for connecting (the server may still be starting) and applying
+	Attempt      time.Duration // bound for one JetStream API exchange; a lost or refused one is retried
 	CAFile       string        // PEM roots for a TLS NATS server
 	CertFile     string        // client certificate for NATS mutual TLS
 	KeyFile      string        // client key for NATS mutual TLS
@@ -56,6 +57,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Replicas, "replicas", 0, "override num_replicas of every stream when > 0")
 	fs.BoolVar(&c.Check, "check", false, "only validate the definitions, connect to nothing")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "deadline for connecting and applying")
+	fs.DurationVar(&c.Attempt, "attempt-timeout", 5*time.Second, "deadline of one attempt to apply a stream; an attempt that times out or finds JetStream not ready is retried until -timeout")
 	fs.StringVar(&c.CAFile, "tls-ca", envOr("NATS_CA", ""), "PEM CA bundle for a TLS server (NATS_CA)")
 	fs.StringVar(&c.CertFile, "tls-cert", envOr("NATS_CERT", ""), "client certificate for mutual TLS (NATS_CERT)")
 	fs.StringVar(&c.KeyFile, "tls-key", envOr("NATS_KEY", ""), "client key for mutual TLS (NATS_KEY)")
@@ -69,6 +71,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.Timeout <= 0 {
 		return c, errors.New("-timeout must be positive")
+	}
+	if c.Attempt <= 0 {
+		return c, errors.New("-attempt-timeout must be positive")
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return c, errors.New("mutual TLS needs both -tls-cert and -tls-key")
@@ -240,6 +245,40 @@ func apply(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfi
 	return "updated", nil
 }
 
+// retryable tells an attempt worth repeating from a refusal to report. While a cluster forms, a
+// JetStream API request can go unanswered although the server acted on it (a chaos run saw a
+// stream created in 0.6 s and its create request time out after 20 s), or find no JetStream
+// responder or no meta leader yet. apply is idempotent, so the next attempt finds the stream and
+// converges it. A configuration the server refuses (400) is never retried.
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// 503: JetStream not ready or no meta leader; 10005: not enough known peers for the replicas.
+		return apiErr.Code == 503 || apiErr.ErrorCode == 10005
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}
+
+// applyRetrying applies sc, each attempt bounded by attempt, repeating the retryable failures until
+// ctx ends; every retry is reported on log.
+func applyRetrying(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, attempt time.Duration, log io.Writer) (string, error) {
+	for n := 1; ; n++ {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		what, err := apply(actx, js, sc)
+		cancel()
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return what, err
+		}
+		fmt.Fprintf(log, "kairos-streams: attempt %d: %v (retrying)\n", n, err)
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	c, err := parse(args, stderr)
 	if err != nil {
@@ -276,7 +315,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if c.Replicas > 0 {
 			sc.Replicas = c.Replicas
 		}
-		what, err := apply(ctx, js, sc)
+		what, err := applyRetrying(ctx, js, sc, c.Attempt, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "kairos-streams:", err)
 			return 1

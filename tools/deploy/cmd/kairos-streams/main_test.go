@@ -1,6 +1,18 @@
 package main
 
-import "testing"
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 func TestSubjectsOverlapFollowsNATSWildcards(t *testing.T) {
 	cases := []struct {
@@ -34,5 +46,96 @@ func TestCommittedDefinitionsLoad(t *testing.T) {
 	}
 	if len(streams) < 4 {
 		t.Fatalf("want the md, bars, pred and signals streams, got %d", len(streams))
+	}
+}
+
+func TestRetryableTellsAWaitFromARefusal(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"an attempt's deadline (an unanswered request)", fmt.Errorf("create X: %w", context.DeadlineExceeded), true},
+		{"a request timeout", fmt.Errorf("look up X: %w", nats.ErrTimeout), true},
+		{"no JetStream responder yet", fmt.Errorf("create X: %w", nats.ErrNoResponders), true},
+		{"JetStream not enabled yet", jetstream.ErrJetStreamNotEnabled, true},
+		{"no meta leader (503)", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, true},
+		{"too few known peers for the replicas", &jetstream.APIError{Code: 500, ErrorCode: 10005, Description: "insufficient resources"}, true},
+		{"a configuration the server refuses", &jetstream.APIError{Code: 400, ErrorCode: 10052, Description: "subjects overlap with an existing stream"}, false},
+		{"a name in use", jetstream.ErrStreamNameAlreadyInUse, false},
+		{"anything else", errors.New("permission denied"), false},
+	}
+	for _, c := range cases {
+		if got := retryable(c.err); got != c.want {
+			t.Errorf("%s: retryable(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
+
+// startServer runs an embedded nats-server on a free loopback port, without JetStream.
+func startServer(t *testing.T) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func TestApplyWaitsForJetStreamThatIsNotReadyYetAndConverges(t *testing.T) {
+	s := startServer(t)
+	// JetStream comes up 1.5 s after the tool started: its first attempts find no responder.
+	timer := time.AfterFunc(1500*time.Millisecond, func() {
+		if err := s.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir()}); err != nil {
+			t.Errorf("enable JetStream: %v", err)
+		}
+	})
+	defer timer.Stop()
+	dir := "../../../../deploy/nats/streams"
+	var out, errOut bytes.Buffer
+	if rc := run([]string{"-server", s.ClientURL(), "-dir", dir, "-timeout", "20s", "-attempt-timeout", "1s"}, &out, &errOut); rc != 0 {
+		t.Fatalf("rc %d, stderr:\n%s", rc, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "(retrying)") {
+		t.Errorf("want the retries reported, stderr:\n%s", errOut.String())
+	}
+	streams, err := loadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range streams {
+		if !strings.Contains(out.String(), sc.Name+": created") {
+			t.Errorf("%s not created, stdout:\n%s", sc.Name, out.String())
+		}
+	}
+	// Applying again (as a retry after a lost reply does) changes nothing.
+	out.Reset()
+	errOut.Reset()
+	if rc := run([]string{"-server", s.ClientURL(), "-dir", dir, "-timeout", "20s"}, &out, &errOut); rc != 0 {
+		t.Fatalf("second apply: rc %d, stderr:\n%s", rc, errOut.String())
+	}
+	if got := strings.Count(out.String(), ": unchanged"); got != len(streams) {
+		t.Errorf("second apply: want %d unchanged, stdout:\n%s", len(streams), out.String())
+	}
+}
+
+func TestApplyGivesUpAtTheDeadlineWhenJetStreamNeverComes(t *testing.T) {
+	s := startServer(t)
+	var out, errOut bytes.Buffer
+	start := time.Now()
+	rc := run([]string{"-server", s.ClientURL(), "-dir", "../../../../deploy/nats/streams", "-timeout", "2s", "-attempt-timeout", "500ms"}, &out, &errOut)
+	if rc != 1 {
+		t.Fatalf("rc %d, want 1; stderr:\n%s", rc, errOut.String())
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("took %s with a 2 s deadline", el)
+	}
+	if !strings.Contains(errOut.String(), "no responders") {
+		t.Errorf("want the last error named, stderr:\n%s", errOut.String())
 	}
 }
