@@ -185,7 +185,8 @@ func subjectsOverlap(a, b string) bool {
 	}
 }
 
-func connect(c config) (*nats.Conn, error) {
+// connect dials the server list, retrying until deadline (the server may still be starting).
+func connect(c config, deadline time.Time) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("kairos-streams"), nats.Timeout(c.Timeout)}
 	if c.CAFile != "" {
 		opts = append(opts, nats.RootCAs(c.CAFile))
@@ -207,7 +208,6 @@ func connect(c config) (*nats.Conn, error) {
 		}
 		opts = append(opts, nats.UserInfo(user, pass))
 	}
-	deadline := time.Now().Add(c.Timeout)
 	for {
 		nc, err := nats.Connect(c.Server, opts...)
 		if err == nil {
@@ -260,10 +260,46 @@ func retryable(err error) bool {
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
 
+// session is the connection the attempts use. An attempt that went unanswered drops it, so the
+// next one dials again (nats.go picks a server of the list at random) with new reply subscriptions.
+type session struct {
+	c        config
+	deadline time.Time
+	nc       *nats.Conn
+	js       jetstream.JetStream
+}
+
+func (s *session) jetStream() (jetstream.JetStream, error) {
+	if s.nc == nil {
+		nc, err := connect(s.c, s.deadline)
+		if err != nil {
+			return nil, err
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		s.nc, s.js = nc, js
+	}
+	return s.js, nil
+}
+
+func (s *session) close() {
+	if s.nc != nil {
+		s.nc.Close()
+		s.nc = nil
+	}
+}
+
 // applyRetrying applies sc, each attempt bounded by attempt, repeating the retryable failures until
 // ctx ends; every retry is reported on log.
-func applyRetrying(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, attempt time.Duration, log io.Writer) (string, error) {
+func applyRetrying(ctx context.Context, s *session, sc jetstream.StreamConfig, attempt time.Duration, log io.Writer) (string, error) {
 	for n := 1; ; n++ {
+		js, err := s.jetStream()
+		if err != nil {
+			return "", err
+		}
 		actx, cancel := context.WithTimeout(ctx, attempt)
 		what, err := apply(actx, js, sc)
 		cancel()
@@ -271,6 +307,9 @@ func applyRetrying(ctx context.Context, js jetstream.JetStream, sc jetstream.Str
 			return what, err
 		}
 		fmt.Fprintf(log, "kairos-streams: attempt %d: %v (retrying)\n", n, err)
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			s.close() // unanswered: the next attempt dials again
+		}
 		select {
 		case <-ctx.Done():
 			return "", err
@@ -298,24 +337,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	nc, err := connect(c)
-	if err != nil {
-		fmt.Fprintln(stderr, "kairos-streams:", err)
-		return 1
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		fmt.Fprintln(stderr, "kairos-streams:", err)
-		return 1
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
+	s := &session{c: c, deadline: deadline}
+	defer s.close()
 	for _, sc := range streams {
 		if c.Replicas > 0 {
 			sc.Replicas = c.Replicas
 		}
-		what, err := applyRetrying(ctx, js, sc, c.Attempt, stderr)
+		what, err := applyRetrying(ctx, s, sc, c.Attempt, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "kairos-streams:", err)
 			return 1

@@ -139,3 +139,54 @@ func TestApplyGivesUpAtTheDeadlineWhenJetStreamNeverComes(t *testing.T) {
 		t.Errorf("want the last error named, stderr:\n%s", errOut.String())
 	}
 }
+
+func TestAnUnansweredAttemptIsRetriedOnANewConnection(t *testing.T) {
+	s := startServer(t)
+	// The first JetStream API request finds a responder that never answers (as a reply lost while a
+	// cluster forms); the responder then leaves and JetStream comes up.
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	swallowed := make(chan string, 1)
+	sub, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
+		select {
+		case swallowed <- m.Subject:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		select {
+		case <-swallowed:
+		case <-time.After(10 * time.Second):
+			return
+		}
+		_ = sub.Unsubscribe()
+		_ = nc.Flush()
+		if err := s.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir()}); err != nil {
+			t.Errorf("enable JetStream: %v", err)
+		}
+	}()
+	var out, errOut bytes.Buffer
+	if rc := run([]string{"-server", s.ClientURL(), "-dir", "../../../../deploy/nats/streams", "-timeout", "20s", "-attempt-timeout", "1s"}, &out, &errOut); rc != 0 {
+		t.Fatalf("rc %d, stderr:\n%s", rc, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "deadline exceeded (retrying)") {
+		t.Errorf("want the unanswered attempt reported, stderr:\n%s", errOut.String())
+	}
+	v, err := s.Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The responder's connection plus the tool's first and second.
+	if v.TotalConnections < 3 {
+		t.Errorf("want the tool to dial again after the unanswered attempt: %d connections in all", v.TotalConnections)
+	}
+}
