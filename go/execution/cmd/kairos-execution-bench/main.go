@@ -11,7 +11,10 @@
 //     submit_latency_us_*_inprocess keeps the earlier design: client and service in one process,
 //     paced by time.Sleep. Beside them, for reading a tail: submit_send_lag_us_p99 (the client's
 //     sends behind schedule), submit_gc_cycles, submit_alloc_bytes_per_order and
-//     submit_sched_latency_us_p99 (runnable goroutines waiting for a CPU) of the service's process.
+//     submit_sched_latency_us_p99 (runnable goroutines waiting for a CPU) of the service's process,
+//     and grpc_floor_us_p50/_p99: the same client process, connection and service timing a gRPC
+//     health Check at the same pace right after the orders, the round trip before any order work
+//     (submit_p50/p99_minus_grpc_floor_us is the service's share).
 //   - paper_orders_per_s: submit → risk → FSM → paper fill → durable journal, sustained with
 //     concurrent submitters in process.
 package main
@@ -45,6 +48,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
@@ -70,6 +74,7 @@ var (
 	memProfile   = flag.String("memprofile", "", "write an allocation profile (pprof, -sample_index=alloc_space) of the whole run (the service's process, not the client's)")
 	submitOnly   = flag.Bool("submit-only", false, "measure SubmitOrder only (no risk or throughput run): for profiling the submit path")
 	clientOf     = flag.String("submit-client", "", "internal: run as the SubmitOrder client of the service at this address (the benchmark starts it)")
+	floorCalls   = flag.Int("submit-client-floor", 0, "internal: the client also times this many gRPC health Checks at the same pace, after the orders")
 	inProcess    = flag.Bool("in-process", false, "run the SubmitOrder client inside the benchmark process, paced by time.Sleep (the design before ADR 0106)")
 )
 
@@ -83,7 +88,7 @@ func main() {
 	peer := flag.String("peer", "", "JSON written by bench/execution_nautilus.py in the same run (NautilusTrader backtest lifecycle)")
 	flag.Parse()
 	if *clientOf != "" {
-		if err := submitClient(*clientOf, *submitN); err != nil {
+		if err := submitClient(*clientOf, *submitN, *floorCalls); err != nil {
 			fmt.Fprintln(os.Stderr, "kairos-execution-bench client:", err)
 			os.Exit(1)
 		}
@@ -165,6 +170,13 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 				// How far the client's sends fell behind their schedule: the offered load was paced.
 				res["submit_send_lag_us_p99"] = lastRun.lagP99
 				fmt.Printf("  client sends behind schedule: p99 %.0f us\n", lastRun.lagP99)
+				// The same client, connection and service answering a health Check at the same pace:
+				// what this machine's processes, sockets and gRPC cost before any order work.
+				res["grpc_floor_us_p50"], res["grpc_floor_us_p99"] = lastRun.floorP50, lastRun.floorP99
+				res["submit_p50_minus_grpc_floor_us"] = sp50 - lastRun.floorP50
+				res["submit_p99_minus_grpc_floor_us"] = sp99 - lastRun.floorP99
+				fmt.Printf("  gRPC floor (health Check, same client and pace): p50 %.0f us, p99 %.0f us; SubmitOrder above it: p50 +%.0f, p99 +%.0f us\n",
+					lastRun.floorP50, lastRun.floorP99, sp50-lastRun.floorP50, sp99-lastRun.floorP99)
 			}
 		}
 	}
@@ -462,7 +474,7 @@ func fdatasyncProbe(dir string) (p50, p99 float64) {
 }
 
 // runCounters are the runtime's counters over the last submitBench's paced run.
-type runCounters struct{ gcCycles, allocPerOrder, lagP99, schedP99 float64 }
+type runCounters struct{ gcCycles, allocPerOrder, lagP99, schedP99, floorP50, floorP99 float64 }
 
 var lastRun runCounters
 
@@ -561,13 +573,21 @@ func submitBench(dbPath string, q market.Quote, orders int, syncMode string, inP
 		defer trace.Stop()
 	}
 	if !inProc {
-		lat, lag, err := runClient(rd.GRPCAddr, token, orders, pub)
+		floor := 0
+		if syncMode == "full" && !strings.Contains(dbPath, "://") {
+			floor = orders // the headline run only
+		}
+		lat, lag, floorLat, err := runClient(rd.GRPCAddr, token, orders, floor, pub)
 		if err != nil {
 			return 0, 0, 0, err
 		}
 		sort.Float64s(lat)
 		sort.Float64s(lag)
 		lastRun.lagP99 = lag[orders*99/100]
+		if floor > 0 {
+			sort.Float64s(floorLat)
+			lastRun.floorP50, lastRun.floorP99 = floorLat[floor/2], floorLat[floor*99/100]
+		}
 		return lat[orders/2], lat[orders*99/100], lat[orders-1], nil
 	}
 	cc, err := grpc.NewClient(rd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(token, false)))
@@ -641,6 +661,7 @@ func submitter(cc *grpc.ClientConn, token string) func(id string) (time.Duration
 type clientResult struct {
 	Latency []float64 `json:"latency_us"`
 	Lag     []float64 `json:"send_lag_us"` // how late each order left against its schedule
+	Floor   []float64 `json:"floor_us"`    // gRPC health Checks on the same connection at the same pace
 	Err     string    `json:"error,omitempty"`
 }
 
@@ -648,17 +669,17 @@ type clientResult struct {
 // as an order-sending client runs beside the service, and returns its latencies and send lags. The
 // runtime counters (lastRun) cover the service's process from the paced run's start to its end.
 // Quotes are kept fresh meanwhile, as the collector's ticks would keep them.
-func runClient(addr, token string, orders int, pub func() error) (lat, lag []float64, err error) {
+func runClient(addr, token string, orders, floor int, pub func() error) (lat, lag, floorLat []float64, err error) {
 	if err := pub(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(orders)*time.Millisecond+2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(orders+floor)*time.Millisecond+2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "--submit-client", addr, "--submit-orders", strconv.Itoa(orders))
+	cmd := exec.CommandContext(ctx, exe, "--submit-client", addr, "--submit-orders", strconv.Itoa(orders), "--submit-client-floor", strconv.Itoa(floor))
 	// The client runs with the runtime's defaults whatever the service is tuned with (GOGC and
 	// GOMEMLIMIT apply to the service's process only); the token is not on its command line.
 	env := []string{"KAIROS_BENCH_TOKEN=" + token}
@@ -671,10 +692,10 @@ func runClient(addr, token string, orders int, pub func() error) (lat, lag []flo
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	stop := make(chan struct{})
 	fresh := make(chan struct{})
@@ -692,10 +713,11 @@ func runClient(addr, token string, orders int, pub func() error) (lat, lag []flo
 		}
 	}()
 	var (
-		res          clientResult
-		gc0, alloc0  uint64
-		sched0       *metrics.Float64Histogram
-		paced, found bool
+		res            clientResult
+		gc0, alloc0    uint64
+		gc1, alloc1    uint64
+		sched0, sched1 *metrics.Float64Histogram
+		paced, found   bool
 	)
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
@@ -705,32 +727,40 @@ func runClient(addr, token string, orders int, pub func() error) (lat, lag []flo
 			gc0, alloc0 = readCounters()
 			sched0 = schedHist()
 			paced = true
+		case string(line) == "orders done":
+			gc1, alloc1 = readCounters()
+			sched1 = schedHist()
 		case len(line) > 0 && line[0] == '{':
 			found = json.Unmarshal(line, &res) == nil
 		}
 	}
 	werr := cmd.Wait()
-	gc1, alloc1 := readCounters()
-	sched1 := schedHist()
+	if sched1 == nil { // no floor run: the orders ended with the process
+		gc1, alloc1 = readCounters()
+		sched1 = schedHist()
+	}
 	close(stop)
 	<-fresh
 	switch {
 	case werr != nil:
-		return nil, nil, fmt.Errorf("client process: %w", werr)
+		return nil, nil, nil, fmt.Errorf("client process: %w", werr)
 	case !found || !paced:
-		return nil, nil, fmt.Errorf("client process printed no result")
+		return nil, nil, nil, fmt.Errorf("client process printed no result")
 	case res.Err != "":
-		return nil, nil, fmt.Errorf("client process: %s", res.Err)
-	case len(res.Latency) != orders || len(res.Lag) != orders:
-		return nil, nil, fmt.Errorf("client process: %d latencies for %d orders", len(res.Latency), orders)
+		return nil, nil, nil, fmt.Errorf("client process: %s", res.Err)
+	case len(res.Latency) != orders || len(res.Lag) != orders || len(res.Floor) != floor:
+		return nil, nil, nil, fmt.Errorf("client process: %d latencies for %d orders", len(res.Latency), orders)
 	}
 	lastRun = runCounters{gcCycles: float64(gc1 - gc0), allocPerOrder: float64(alloc1-alloc0) / float64(orders), schedP99: schedP99(sched0, sched1)}
-	return res.Latency, res.Lag, nil
+	return res.Latency, res.Lag, res.Floor, nil
 }
 
 // submitClient is the client process: warm up, print "paced", send orders at 1,000/s open loop
-// (order i leaves at start + i ms, whatever happened to the earlier ones), print the result.
-func submitClient(addr string, orders int) error {
+// (order i leaves at start + i ms, whatever happened to the earlier ones), then, when floor > 0,
+// time that many gRPC health Checks on the same connection at the same pace (the round trip of
+// the same processes and sockets with no service work: the floor the orders are read against),
+// and print the result.
+func submitClient(addr string, orders, floor int) error {
 	token := os.Getenv("KAIROS_BENCH_TOKEN")
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcauth.Bearer(token, false)))
 	if err != nil {
@@ -750,7 +780,35 @@ func submitClient(addr string, orders int) error {
 		}
 	}
 	fmt.Println("paced")
-	res := clientResult{Latency: make([]float64, orders), Lag: make([]float64, orders)}
+	var res clientResult
+	var ferr error
+	res.Latency, res.Lag, ferr = paced(orders, func(i int) (time.Duration, error) { return submit(fmt.Sprintf("s%d", i)) })
+	if ferr == nil && floor > 0 {
+		fmt.Println("orders done") // the service's counters stop here
+		hc := healthpb.NewHealthClient(cc)
+		check := func(int) (time.Duration, error) {
+			t0 := time.Now()
+			_, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+			return time.Since(t0), err
+		}
+		for i := 0; i < 200; i++ { // as warm as the orders' connection
+			if _, err := check(i); err != nil {
+				return fmt.Errorf("health warm-up: %w", err)
+			}
+		}
+		res.Floor, _, ferr = paced(floor, check)
+	}
+	if ferr != nil {
+		res.Err = ferr.Error()
+	}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// paced makes n calls at 1,000/s open loop (call i leaves at start + i ms, whatever happened to
+// the earlier ones, each on a goroutine of its own) and returns each call's time and how late it
+// left, in µs, and a call's error if one failed.
+func paced(n int, call func(i int) (time.Duration, error)) (lat, lag []float64, err error) {
+	lat, lag = make([]float64, n), make([]float64, n)
 	var (
 		wg   sync.WaitGroup
 		ferr atomic.Value
@@ -763,25 +821,25 @@ func submitClient(addr string, orders int) error {
 	defer runtime.UnlockOSThread()
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1, 0)
 	start := time.Now()
-	for i := 0; i < orders; i++ {
+	for i := 0; i < n; i++ {
 		due := start.Add(time.Duration(i) * time.Millisecond)
 		sleepUntil(due)
-		res.Lag[i] = float64(time.Since(due).Microseconds())
+		lag[i] = float64(time.Since(due).Microseconds())
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			el, err := submit(fmt.Sprintf("s%d", i))
+			el, err := call(i)
 			if err != nil {
 				ferr.Store(err)
 			}
-			res.Latency[i] = float64(el.Microseconds())
+			lat[i] = float64(el.Microseconds())
 		}(i)
 	}
 	wg.Wait()
 	if e, ok := ferr.Load().(error); ok {
-		res.Err = e.Error()
+		return lat, lag, e
 	}
-	return json.NewEncoder(os.Stdout).Encode(res)
+	return lat, lag, nil
 }
 
 // prSetTimerSlack is prctl's PR_SET_TIMERSLACK (linux/prctl.h).
