@@ -13,6 +13,12 @@ MLP over 16 rows x 17 features trained on real GBPUSD M1 bars) and real market d
   real EURUSD tick for each of 5 warm symbols; a bar closes every 10th message, so 10% of the responses
   carry 5 predictions); latency = send to response, measured by the client. ``stream_latency_pred_*``
   covers only the messages that made predictions.
+- The load comes from ``kairos-predict-load`` (go/collector/cmd), a Go client as the collector's link is
+  in production, which sends the requests pre-serialized and only scans the responses:
+  ``load_client_cpu_cores`` is its CPU over the throughput window (a Python grpc.aio client took 0.45
+  of a core of the two for the same load). The same loads from a Python grpc.aio client, measured in
+  the same round, are kept as ``predictions_per_s_python_client`` and
+  ``stream_latency_us_p50/_p99_python_client``.
 - ``mlflow_serve_*``: the same ONNX file registered in a sqlite MLflow registry and served by
   ``mlflow models serve --env-manager local``, with 1 worker (its default) and with one per core; the
   better figure of the two is reported (``..._1_worker`` / ``..._2_worker`` keep both). Throughput:
@@ -174,12 +180,26 @@ def bar_msgs(df: pd.DataFrame, start: int, stop: int, symbols: list[str]) -> lis
     return msgs
 
 
-async def throughput(port: int, card: ModelCard, seconds: float, streams: int = 2) -> float:
+Stream = tuple[list[pb.StreamPredictRequest], list[pb.StreamPredictRequest]]
+"""One stream's requests: the warm-up ones (sent one at a time, awaited), then the measured ones."""
+
+
+def throughput_msgs(card: ModelCard, seconds: float, streams: int) -> list[Stream]:
+    """Per stream: warm-up bars, then messages of one new closed M1 bar for each of 64 symbols."""
     warm = SCHEMA.window + card.window - 1
     per_stream = int(seconds * 4000 / streams) + 500  # more messages than the run can use
     df = gbpusd_bars(warm + per_stream)
     # Disjoint sets of 64 symbols per stream: every message makes 64 predictions.
-    symbols = [[f"{s}-{k}" for s in SYMBOLS] for k in range(streams)]
+    out = []
+    for k in range(streams):
+        symbols = [f"{s}-{k}" for s in SYMBOLS]
+        out.append((bar_msgs(df, 0, warm, symbols), bar_msgs(df, warm, warm + per_stream, symbols)))
+    return out
+
+
+async def throughput(port: int, card: ModelCard, seconds: float, streams: int = 2) -> float:
+    """The same load from a Python grpc.aio client (kept beside the Go client's figure)."""
+    load = throughput_msgs(card, seconds, streams)
     counts = [0] * streams
     window = [0.0, 0.0]  # measurement start and stop (perf_counter)
     ready = asyncio.Barrier(streams)
@@ -190,10 +210,10 @@ async def throughput(port: int, card: ModelCard, seconds: float, streams: int = 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
             call = stub.StreamPredict(metadata=AUTH)
-            for m in bar_msgs(df, 0, warm, symbols[k]):
+            warm_msgs, msgs = load[k]
+            for m in warm_msgs:
                 await call.write(m)
                 await call.read()
-            msgs = bar_msgs(df, warm, warm + per_stream, symbols[k])
             if await ready.wait() == 0:
                 window[0] = time.perf_counter() + 0.5  # half a second to reach the steady state
                 window[1] = window[0] + seconds
@@ -222,13 +242,17 @@ async def throughput(port: int, card: ModelCard, seconds: float, streams: int = 
     return sum(counts) / seconds
 
 
-async def latency(port: int, card: ModelCard, seconds: float) -> dict[str, float]:
+LATENCY_SYMBOLS = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF"]
+LATENCY_RATE = 1000  # messages/s, one tick of each of the 5 symbols each
+
+
+def latency_msgs(card: ModelCard, seconds: float) -> Stream:
+    """Warm-up bars of 5 symbols, then one real EURUSD tick for each of them per message."""
     warm = SCHEMA.window + card.window - 1
-    symbols = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF"]
+    symbols = LATENCY_SYMBOLS
     df = gbpusd_bars(warm)
     ticks = read_ticks(str(DATA / "eurusd-ticks-2020-01-01.csv"))
-    rate = 1000  # messages/s, 5 ticks each
-    n = int(seconds * rate)
+    n = int(seconds * LATENCY_RATE)
     t_next_bar = int(df.open_time_msc.iloc[-1]) + 60_000
     msgs = []
     for i in range(n):
@@ -240,13 +264,20 @@ async def latency(port: int, card: ModelCard, seconds: float) -> dict[str, float
                 ticks=[md.TickBatch(symbol=s, time_msc=[t], bid=[r.bid], ask=[r.ask]) for s in symbols],
             )
         )
+    return bar_msgs(df, 0, warm, symbols), msgs
+
+
+async def latency(port: int, card: ModelCard, seconds: float) -> dict[str, float]:
+    """The same load from a Python grpc.aio client (kept beside the Go client's figures)."""
+    warm_msgs, msgs = latency_msgs(card, seconds)
+    rate = LATENCY_RATE
     sent: dict[int, float] = {}
     lat_all: list[float] = []
     lat_pred: list[float] = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
         call = stub.StreamPredict(metadata=AUTH)
-        for m in bar_msgs(df, 0, warm, symbols):
+        for m in warm_msgs:
             await call.write(m)
             await call.read()
 
@@ -279,9 +310,93 @@ async def latency(port: int, card: ModelCard, seconds: float) -> dict[str, float
         "stream_latency_us_p99": pct(lat_all, 99),
         "stream_latency_pred_us_p50": pct(lat_pred, 50),
         "stream_latency_pred_us_p99": pct(lat_pred, 99),
-        "stream_offered_ticks_per_s": float(rate * len(symbols)),
+        "stream_offered_ticks_per_s": float(rate * len(LATENCY_SYMBOLS)),
         "stream_latency_samples": float(len(lat_all)),
     }
+
+
+# --- the Go client (kairos-predict-load): StreamPredict driven as the collector drives it ----------
+
+LOAD_TOOL = REPO / "build" / "bench" / "kairos-predict-load"
+
+
+def build_load_tool() -> Path:
+    """go build (cached) of go/collector/cmd/kairos-predict-load."""
+    subprocess.run(
+        ["go", "build", "-o", str(LOAD_TOOL), "./go/collector/cmd/kairos-predict-load"],
+        cwd=REPO,
+        check=True,
+        timeout=600,
+    )
+    return LOAD_TOOL
+
+
+def write_requests(path: Path, msgs: list[pb.StreamPredictRequest]) -> None:
+    """The requests serialized, each preceded by its length as a uvarint (the tool's input)."""
+    with path.open("wb") as f:
+        for m in msgs:
+            b = m.SerializeToString()
+            n = len(b)
+            while n >= 0x80:
+                f.write(bytes((n & 0x7F | 0x80,)))
+                n >>= 7
+            f.write(bytes((n,)))
+            f.write(b)
+
+
+def go_load(port: int, load: list[Stream], *args: str) -> dict[str, float]:
+    """Run kairos-predict-load against the server: one stream per entry of ``load``."""
+    warm = {len(w) for w, _ in load}
+    assert len(warm) == 1, "every stream warms up with as many requests"
+    with tempfile.TemporaryDirectory(prefix="kairos-load-") as tmp:
+        files = []
+        for k, (w, msgs) in enumerate(load):
+            f = Path(tmp) / f"stream{k}.bin"
+            write_requests(f, [*w, *msgs])
+            files.append(str(f))
+        out = subprocess.run(
+            [
+                str(LOAD_TOOL),
+                "--addr",
+                f"127.0.0.1:{port}",
+                "--requests",
+                ",".join(files),
+                "--warm",
+                str(warm.pop()),
+                *args,
+            ],
+            env={**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    if out.returncode != 0:
+        raise RuntimeError(f"kairos-predict-load failed: {out.stderr.strip()}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def go_throughput(port: int, card: ModelCard, seconds: float, streams: int) -> tuple[float, float]:
+    """(predictions/s, the load generator's CPU over the window in cores)."""
+    load = throughput_msgs(card, seconds, streams)
+    r = go_load(port, load, "--mode", "throughput", "--seconds", str(seconds), "--inflight", "8")
+    return r["predictions_per_s"], r["client_cpu_cores"]
+
+
+def go_latency(port: int, card: ModelCard, seconds: float) -> dict[str, float]:
+    r = go_load(
+        port,
+        [latency_msgs(card, seconds)],
+        "--mode",
+        "latency",
+        "--rate",
+        str(LATENCY_RATE),
+        "--seconds",
+        str(seconds),
+    )
+    r["stream_offered_ticks_per_s"] = float(LATENCY_RATE * len(LATENCY_SYMBOLS))
+    return r
 
 
 # --- mlflow models serve -------------------------------------------------------------------------
@@ -417,21 +532,39 @@ def loadavg() -> float:
 
 
 def kairos_round(card: ModelCard, seconds: float) -> dict[str, float]:
-    """One measurement of the Kairos server: stream latency, then throughput with 1 and WORKERS workers."""
+    """One measurement of the Kairos server: stream latency, then throughput with 1 and WORKERS workers,
+    each from the Go client (the headline figures) and from a Python grpc.aio client (``_python_client``)."""
     m: dict[str, float] = {"loadavg_1m_start": loadavg()}
     with kairos_server(workers=1) as port:
-        m.update(asyncio.run(latency(port, card, seconds)))
+        m.update(go_latency(port, card, seconds))
         print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
     with kairos_server(workers=1) as port:
-        m["predictions_per_s_1_worker"] = asyncio.run(throughput(port, card, seconds, streams=2))
+        py = asyncio.run(latency(port, card, seconds))
+        m["stream_latency_us_p50_python_client"] = py["stream_latency_us_p50"]
+        m["stream_latency_us_p99_python_client"] = py["stream_latency_us_p99"]
+        print("  from a Python client:", py["stream_latency_us_p50"], py["stream_latency_us_p99"])
+    with kairos_server(workers=1) as port:
+        m["predictions_per_s_1_worker"], _ = go_throughput(port, card, seconds, streams=2)
         print(
             "kairos-inference, 1 worker:", round(m["predictions_per_s_1_worker"]), "predictions/s", flush=True
         )
     with kairos_server(workers=WORKERS) as port:
-        m["predictions_per_s"] = asyncio.run(throughput(port, card, seconds, streams=2 * WORKERS))
+        m["predictions_per_s"], m["load_client_cpu_cores"] = go_throughput(
+            port, card, seconds, streams=2 * WORKERS
+        )
         print(
             f"kairos-inference, {WORKERS} workers:",
             round(m["predictions_per_s"]),
+            "predictions/s",
+            flush=True,
+        )
+    with kairos_server(workers=WORKERS) as port:
+        m["predictions_per_s_python_client"] = asyncio.run(
+            throughput(port, card, seconds, streams=2 * WORKERS)
+        )
+        print(
+            "  from a Python client:",
+            round(m["predictions_per_s_python_client"]),
             "predictions/s",
             flush=True,
         )
@@ -472,6 +605,7 @@ def main() -> None:
         global MODEL
         MODEL = args.model
     card = ModelCard.from_onnx(MODEL)
+    build_load_tool()
     m: dict[str, Any] = {**machine(), "batch_rows": float(BATCH), "model_window": float(card.window)}
     m["ort_inprocess_predictions_per_s"] = bench_ort(card, args.seconds)
     print("ort in-process:", round(m["ort_inprocess_predictions_per_s"]), "predictions/s", flush=True)
