@@ -25,44 +25,64 @@ constexpr int64_t kEpochWeekdayOffsetMs = 3 * kMsPerDay;  // Monday 00:00 UTC is
 constexpr double kTwoPi = 6.283185307179586;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// numpy's population std: mean first, then the mean of squared deviations.
-double pstd(const double* x, int n) {
-  double s = 0.0;
-  for (int i = 0; i < n; ++i) s += x[i];
-  const double mean = s / n;
-  double v = 0.0;
-  for (int i = 0; i < n; ++i) {
-    const double d = x[i] - mean;
-    v += d * d;
+// Sums with four running partial sums instead of one: the additions of a window no longer wait on
+// each other (a 240-bar sum was a chain of 240 dependent adds), and the result differs from the
+// sequential sum only in rounding, as numpy's own pairwise summation does (parity is held to 1e-9).
+double sum(const double* x, int n) {
+  double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    a0 += x[i];
+    a1 += x[i + 1];
+    a2 += x[i + 2];
+    a3 += x[i + 3];
   }
-  return std::sqrt(v / n);
+  for (; i < n; ++i) a0 += x[i];
+  return (a0 + a1) + (a2 + a3);
 }
 
-double mean(const double* x, int n) {
-  double s = 0.0;
-  for (int i = 0; i < n; ++i) s += x[i];
-  return s / n;
+double mean(const double* x, int n) { return sum(x, n) / n; }
+
+// numpy's population std: mean first, then the mean of squared deviations.
+double pstd(const double* x, int n) {
+  const double m = mean(x, n);
+  double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const double d0 = x[i] - m, d1 = x[i + 1] - m, d2 = x[i + 2] - m, d3 = x[i + 3] - m;
+    a0 += d0 * d0;
+    a1 += d1 * d1;
+    a2 += d2 * d2;
+    a3 += d3 * d3;
+  }
+  for (; i < n; ++i) {
+    const double d = x[i] - m;
+    a0 += d * d;
+  }
+  return std::sqrt(((a0 + a1) + (a2 + a3)) / n);
 }
 
 // np.divide(num, den, where=den > 0) into zeros: 0 unless den > 0 (NaN den gives 0 too).
 double safe_div(double num, double den) { return den > 0.0 ? num / den : 0.0; }
 
-// numpy's min/max propagate NaN.
+// numpy's min/max propagate NaN. No early exit, so the loop has no branch to stop it vectorising.
 double nanmin(const double* x, int n) {
   double m = x[0];
+  bool nan = false;
   for (int i = 0; i < n; ++i) {
-    if (std::isnan(x[i])) return kNaN;
-    m = std::min(m, x[i]);
+    nan |= std::isnan(x[i]);
+    m = x[i] < m ? x[i] : m;
   }
-  return m;
+  return nan ? kNaN : m;
 }
 double nanmax(const double* x, int n) {
   double m = x[0];
+  bool nan = false;
   for (int i = 0; i < n; ++i) {
-    if (std::isnan(x[i])) return kNaN;
-    m = std::max(m, x[i]);
+    nan |= std::isnan(x[i]);
+    m = x[i] > m ? x[i] : m;
   }
-  return m;
+  return nan ? kNaN : m;
 }
 
 int64_t floor_mod(int64_t a, int64_t b) {
@@ -213,14 +233,18 @@ struct Kernel {
       const double width = hmax - lmin;
       o[c++] = width > 0.0 ? safe_div(last - lmin, width) - 0.5 : 0.0;
     }
-    double sum = 0.0, abssum = 0.0;
+    double net = 0.0, abssum = 0.0;
     for (const double* p = r1e - momentum_window; p < r1e; ++p) {
-      sum += *p;
+      net += *p;
       abssum += std::fabs(*p);
     }
-    o[c++] = safe_div(sum, abssum);
+    o[c++] = safe_div(net, abssum);
     for (int n : trend_windows) o[c++] = safe_div(std::log(last / mean(cl + W - n, n)), sigma);
-    o[c++] = safe_div(sp[W - 1] / last, pstd(r1e - spread_vol_window, spread_vol_window));
+    double spread_vol = kNaN;
+    for (int k = 0; k < nv; ++k)
+      if (vol_windows[k] == spread_vol_window) spread_vol = vols[k];  // the same std, computed once
+    if (std::isnan(spread_vol)) spread_vol = pstd(r1e - spread_vol_window, spread_vol_window);
+    o[c++] = safe_div(sp[W - 1] / last, spread_vol);
     if (cached) {
       const double* lv = lc + stride + W - activity_window;
       o[c++] = lv[activity_window - 1] - mean(lv, activity_window);
