@@ -19,6 +19,9 @@ MLP over 16 rows x 17 features trained on real GBPUSD M1 bars) and real market d
   of a core of the two for the same load). The same loads from a Python grpc.aio client, measured in
   the same round, are kept as ``predictions_per_s_python_client`` and
   ``stream_latency_us_p50/_p99_python_client``.
+- ``stream_floor_us_p50/_p99``: the same latency load against an echo server on the same stack
+  (grpc.aio on uvloop, one process) that answers each request at once with its id: what the machine,
+  the sockets and Python's gRPC cost before any of the server's work.
 - ``mlflow_serve_*``: the same ONNX file registered in a sqlite MLflow registry and served by
   ``mlflow models serve --env-manager local``, with 1 worker (its default) and with one per core; the
   better figure of the two is reported (``..._1_worker`` / ``..._2_worker`` keep both). Throughput:
@@ -399,6 +402,42 @@ def go_latency(port: int, card: ModelCard, seconds: float) -> dict[str, float]:
     return r
 
 
+# --- the floor: an echo StreamPredict on the same stack (grpc.aio on uvloop) -------------------------
+
+
+async def _echo_serve(port: int) -> None:
+    class Echo(inference_pb2_grpc.InferenceServiceServicer):  # type: ignore[misc]
+        async def StreamPredict(self, request_iterator: Any, context: Any) -> None:
+            async for req in request_iterator:
+                await context.write(pb.StreamPredictResponse(request_id=req.request_id))
+
+    server = grpc.aio.server()
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(Echo(), server)  # type: ignore[no-untyped-call]
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+@contextlib.contextmanager
+def echo_server() -> Iterator[int]:
+    """A process serving StreamPredict by answering every request at once with its id and nothing else,
+    on grpc.aio and uvloop as kairos-inference: the round trip of the server's stack without its work."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)])
+    try:
+
+        def up() -> bool:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+            return False
+
+        wait_for(up, 60, "the echo server")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 # --- mlflow models serve -------------------------------------------------------------------------
 
 
@@ -538,6 +577,17 @@ def kairos_round(card: ModelCard, seconds: float) -> dict[str, float]:
     with kairos_server(workers=1) as port:
         m.update(go_latency(port, card, seconds))
         print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
+    with echo_server() as port:
+        floor = go_latency(port, card, seconds)
+        m["stream_floor_us_p50"], m["stream_floor_us_p99"] = (
+            floor["stream_latency_us_p50"],
+            floor["stream_latency_us_p99"],
+        )
+        print(
+            "  an echo server on the same stack (the floor):",
+            m["stream_floor_us_p50"],
+            m["stream_floor_us_p99"],
+        )
     with kairos_server(workers=1) as port:
         py = asyncio.run(latency(port, card, seconds))
         m["stream_latency_us_p50_python_client"] = py["stream_latency_us_p50"]
@@ -598,7 +648,13 @@ def main() -> None:
     ap.add_argument(
         "--no-mlflow", action="store_true", help="skip mlflow models serve (and the ratios against it)"
     )
+    ap.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.echo_server:
+        import uvloop
+
+        uvloop.run(_echo_serve(args.echo_server))
+        return
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     if args.model:
