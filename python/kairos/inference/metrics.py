@@ -40,6 +40,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.keep_warm_runs = Counter(
+            "kairos_inference_keep_warm_runs_total",
+            "Model runs on a zero input while idle (--keep-warm), to keep the next real run warm.",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "kairos_inference_batch_size", "Rows per ONNX Runtime run.", buckets=BATCH_BUCKETS, registry=r
         )

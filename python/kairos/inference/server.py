@@ -137,6 +137,9 @@ class InferenceServer:
             self._http, self._http_thread = start_http_server(port, host, registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
         self._tasks.append(asyncio.create_task(self.batcher.run(), name="micro-batcher"))
+        if self.cfg.keep_warm > 0:
+            warm = self.batcher.keep_warm(self.cfg.keep_warm)
+            self._tasks.append(asyncio.create_task(warm, name="keep-warm"))
         self._tasks.append(asyncio.create_task(self.manager.poll_forever(), name="model-poller"))
         self._tasks.append(asyncio.create_task(self.expiry.run(), name="model-expiry"))
         for i, mgr in enumerate(self.shadow_managers):
