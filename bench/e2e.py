@@ -54,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kairos.envconfig import parse_duration
 from kairos.features import ModelCard
 from kairos.stack import observe, processes, replay, services
 from kairos.types.v1 import types_pb2
@@ -383,6 +384,11 @@ def main() -> None:
     ap.add_argument(
         "--runs", type=int, default=3, help="measurements on a fresh stack each; figures are their median"
     )
+    ap.add_argument(
+        "--keep-warm",
+        default="",
+        help="run inference with --keep-warm this interval (1ms); default: as shipped (off), ADR 0109",
+    )
     ap.add_argument("--out", type=Path, default=services.REPO / "bench" / "results" / "e2e.json")
     args = ap.parse_args()
     if args.runs < 1:
@@ -391,6 +397,8 @@ def main() -> None:
     # pushes, so the collector's warm-up (ADR 0105) would hold the first ticks of a paced run for up to
     # a push interval and put that in the p99. The warm-up has its own measurements (docs/benchmarks.md).
     os.environ.setdefault("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS", "0")
+    if args.keep_warm:
+        os.environ["KAIROS_INFERENCE_KEEP_WARM"] = args.keep_warm
     runs = []
     for i in range(args.runs):
         wake = wake_probe(args.timer_ms / 1000)
@@ -409,6 +417,8 @@ def main() -> None:
     metrics: dict[str, float | str] = dict(aggregate(runs))
     metrics.update(machine())
     metrics["timer_ms"] = args.timer_ms
+    keep = os.environ.get("KAIROS_INFERENCE_KEEP_WARM", "")
+    metrics["inference_keep_warm_ms"] = parse_duration(keep) * 1000 if keep else 0.0
     if metrics.get("machine_wake_us_p50", 0) > 0 and "python_hop_us_p50" in metrics:
         # The Python hop in the machine's wake-ups: comparable across VMs whose floors differ.
         metrics["python_hop_vs_machine_wake"] = round(
