@@ -106,6 +106,9 @@ func TestRealTicksFromTheBridgeReachNATSSubscribersInferenceAndBars(t *testing.T
 	}
 	testkit.WaitFor(t, "predictions on NATS", 10*time.Second, func() bool { _, _, p := nats.snapshot(); return p > 0 })
 	testkit.WaitFor(t, "ack of the last frame", 5*time.Second, func() bool { return br.maxAck() == seq-1 })
+	// The bridge's ack follows the collector's accept; the inference link forwards on its own
+	// goroutine, so its last requests may still be on the way (a CI run read 8,400 of 9,500 here).
+	testkit.WaitFor(t, "every tick at inference", 10*time.Second, func() bool { return inf.Ticks()["EURUSD"] >= len(ticks) })
 	if inf.Ticks()["EURUSD"] != len(ticks) {
 		t.Fatalf("inference got %d ticks, want %d", inf.Ticks()["EURUSD"], len(ticks))
 	}
