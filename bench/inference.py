@@ -68,7 +68,7 @@ from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
-from kairos.stack.loopback import free_port, wait_for
+from kairos.stack.loopback import free_port, wait_for, wait_for_port
 from kairos.training.data import load_bars, read_ticks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -425,13 +425,7 @@ def echo_server() -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)])
     try:
-
-        def up() -> bool:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-            return False
-
-        wait_for(up, 60, "the echo server")
+        wait_for_port(port, proc, timeout=60)  # fails at once if the echo server exits
         yield port
     finally:
         proc.terminate()
