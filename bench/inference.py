@@ -64,6 +64,7 @@ import onnxruntime as ort  # type: ignore[import-untyped]
 import pandas as pd  # type: ignore[import-untyped]
 
 from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
+from kairos.inference.auth import BearerAuthInterceptor
 from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
@@ -411,7 +412,9 @@ async def _echo_serve(port: int) -> None:
             async for req in request_iterator:
                 await context.write(pb.StreamPredictResponse(request_id=req.request_id))
 
-    server = grpc.aio.server()
+    # The bearer check kairos-inference runs (the token comes from the environment, as there).
+    token = os.environ.get("KAIROS_INFERENCE_TOKEN", "")
+    server = grpc.aio.server(interceptors=[BearerAuthInterceptor(token)])
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(Echo(), server)  # type: ignore[no-untyped-call]
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -421,9 +424,11 @@ async def _echo_serve(port: int) -> None:
 @contextlib.contextmanager
 def echo_server() -> Iterator[int]:
     """A process serving StreamPredict by answering every request at once with its id and nothing else,
-    on grpc.aio and uvloop as kairos-inference: the round trip of the server's stack without its work."""
+    on grpc.aio and uvloop with the bearer check, as kairos-inference: the round trip of the server's
+    stack without its work."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)])
+    env = {**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)], env=env)
     try:
         wait_for_port(port, proc, timeout=60)  # fails at once if the echo server exits
         yield port
