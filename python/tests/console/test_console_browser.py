@@ -129,6 +129,12 @@ def wait_text(driver: WebDriver, css: str, want: str, timeout: float = 30.0) -> 
     wait_for(lambda: want in text(driver, css), timeout=timeout, what=f"{css} to show {want!r}", poll=0.2)
 
 
+def wait_exact(driver: WebDriver, css: str, want: str, timeout: float = 10.0) -> None:
+    """``css``'s text becomes exactly ``want``. A panel re-rendered between finding an element and
+    reading it reads as "" once (a stale element), so a one-shot read of a live panel can miss."""
+    wait_for(lambda: text(driver, css) == want, timeout=timeout, what=f"{css} to read {want!r}", poll=0.1)
+
+
 def login(driver: WebDriver, url: str, token: str) -> None:
     driver.get(url + "/login")
     driver.find_element(By.ID, "token").send_keys(token)
@@ -174,11 +180,11 @@ def test_the_page_loads_with_health_trading_state_and_the_unvalidated_model(
     # The challenger in shadow, with its card's verdict and Sharpe interval, live figures and drift.
     wait_text(browser, SHADOW, "challenger")
     assert browser.find_element(By.CSS_SELECTOR, f'{SHADOW} [data-gate="FAILED"]')
-    assert text(browser, f'{SHADOW} [data-k="oos-sharpe"]') == "-0.84 [-3.10, 1.40] 95%"
+    wait_exact(browser, f'{SHADOW} [data-k="oos-sharpe"]', "-0.84 [-3.10, 1.40] 95%")
     wait_text(browser, "#panel-models", CHALLENGER_VERDICT)
     for card in (SERVING, SHADOW):
-        assert text(browser, f'{card} [data-k="bars"]') == "0"  # nothing replayed yet
-        assert text(browser, f'{card} [data-k="di"]') == f"0.00 / {run.di_threshold:.2f}"
+        wait_exact(browser, f'{card} [data-k="bars"]', "0")  # nothing replayed yet
+        wait_exact(browser, f'{card} [data-k="di"]', f"0.00 / {run.di_threshold:.2f}")
     cards = browser.find_elements(By.CSS_SELECTOR, "#panel-models .model")
     assert [c.get_attribute("data-role") for c in cards] == ["serving", "shadow"]  # serving first
 
