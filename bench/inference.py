@@ -60,10 +60,12 @@ from typing import Any
 
 import grpc
 import numpy as np
+import onnx
 import onnxruntime as ort  # type: ignore[import-untyped]
 import pandas as pd  # type: ignore[import-untyped]
 
 from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
+from kairos.features.drift import distribution
 from kairos.inference.auth import BearerAuthInterceptor
 from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
@@ -103,6 +105,23 @@ def gbpusd_bars(n: int) -> pd.DataFrame:
     df = bars.iloc[:n].reset_index(drop=True)
     df["open_time_msc"] = to_epoch_ms(df["time"])
     return df
+
+
+def with_drift_card(src: Path, dst_dir: Path) -> Path:
+    """A copy of the model whose card carries its training feature distribution, as every model
+    kairos-train registers does (ADR 0087), so that the server runs its drift monitor on each
+    prediction as in production. The fixture's card predates the field; its training bars (February
+    2012 GBPUSD M1) give the distribution."""
+    m = onnx.load(str(src))
+    card = ModelCard.from_onnx(m)
+    if not card.feature_distribution:
+        bars = gbpusd_bars(20_000)[["time", "open", "high", "low", "close", "spread", "tick_volume"]]
+        card.feature_distribution = distribution(compute_features(bars), SCHEMA.names)
+    card.embed(m)
+    out = dst_dir / "model.onnx"
+    onnx.save(m, str(out))
+    card.save(dst_dir / "model.card.json")
+    return out
 
 
 def windows(card: ModelCard, n: int) -> np.ndarray:
@@ -443,7 +462,6 @@ def echo_server() -> Iterator[int]:
 def mlflow_register(tmp: Path) -> str:
     """Register the model in a fresh sqlite registry under tmp; returns the tracking URI."""
     import mlflow
-    import onnx
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -647,6 +665,12 @@ def main() -> None:
     ap.add_argument(
         "--no-mlflow", action="store_true", help="skip mlflow models serve (and the ratios against it)"
     )
+    ap.add_argument(
+        "--no-drift-card",
+        action="store_true",
+        help="serve the model as it is, without adding the training feature distribution to its card "
+        "(the server's drift monitor then stays off)",
+    )
     ap.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo_server:
@@ -656,12 +680,16 @@ def main() -> None:
         return
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    global MODEL
     if args.model:
-        global MODEL
         MODEL = args.model
+    model_dir = tempfile.TemporaryDirectory(prefix="kairos-bench-model-")
+    if not args.no_drift_card:
+        MODEL = with_drift_card(MODEL, Path(model_dir.name))
     card = ModelCard.from_onnx(MODEL)
     build_load_tool()
     m: dict[str, Any] = {**machine(), "batch_rows": float(BATCH), "model_window": float(card.window)}
+    m["drift_monitor"] = 1.0 if card.feature_distribution else 0.0
     m["ort_inprocess_predictions_per_s"] = bench_ort(card, args.seconds)
     print("ort in-process:", round(m["ort_inprocess_predictions_per_s"]), "predictions/s", flush=True)
     rounds = []

@@ -11,7 +11,12 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <cstring>
+#include <memory>
 #include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace py = pybind11;
@@ -163,6 +168,131 @@ struct RowRing {
     return buf.data() + static_cast<size_t>(pos + capacity + 1 - rows) * n_features;
   }
 };
+
+// One symbol's state on a stream that the bar intake (Kernel::intake_bars, ADR 0110) reads and moves:
+// the watermarks and latest quote the server refuses out-of-order input by, its bar window and its
+// ring of feature rows. The server's SymbolState keeps these fields here (it reads and writes them
+// as properties), so the Python paths (ticks, refused bars) and the C++ intake move one state.
+struct Slot {
+  py::object symbol;  // the symbol as a Python str, handed out with each prediction
+  std::shared_ptr<BarWindows> windows;
+  std::shared_ptr<RowRing> ring;
+  int64_t last_bar_open_msc = -(int64_t{1} << 62);
+  int64_t last_time_msc = -(int64_t{1} << 62);
+  double bid = 0.0, ask = 0.0;
+  // The model the state was last checked against (the server's count of models a stream has seen):
+  // the intake takes a bar only for a state checked against the model it runs.
+  int64_t model_seen = -1;
+  // Scratch of one intake call: the bar open its check pass has reached.
+  uint64_t epoch = 0;
+  int64_t pending_open = 0;
+
+  Slot(py::object sym, std::shared_ptr<BarWindows> w, std::shared_ptr<RowRing> r)
+      : symbol(std::move(sym)), windows(std::move(w)), ring(std::move(r)) {}
+};
+
+// A stream's symbols for the bar intake: symbol -> Slot. The server adds a symbol when it creates
+// its state (bounded by the stream's max_symbols) and removes it with the state.
+struct Intake {
+  std::unordered_map<std::string, std::shared_ptr<Slot>> slots;
+  uint64_t epoch = 0;
+
+  void add(const std::string& symbol, std::shared_ptr<Slot> slot) { slots[symbol] = std::move(slot); }
+  void remove(const std::string& symbol) { slots.erase(symbol); }
+  void clear() { slots.clear(); }
+  size_t size() const { return slots.size(); }
+};
+
+// The protobuf wire format, read just far enough for a StreamPredictRequest's bars. The bytes come
+// from the server's own serialisation of a request it parsed (canonical: each field at most once, in
+// its declared wire type); anything else makes the reader give up and the caller take the Python path.
+struct Wire {
+  const uint8_t* p;
+  const uint8_t* end;
+
+  bool varint(uint64_t& v) {
+    v = 0;
+    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+      const uint8_t b = *p++;
+      v |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if (!(b & 0x80)) return true;
+    }
+    return false;
+  }
+  bool fixed64(double& d) {
+    if (end - p < 8) return false;
+    std::memcpy(&d, p, 8);  // little-endian hosts only (x86-64, arm64)
+    p += 8;
+    return true;
+  }
+  bool bytes(const uint8_t*& b, size_t& n) {
+    uint64_t len;
+    if (!varint(len) || len > static_cast<uint64_t>(end - p)) return false;
+    b = p;
+    n = static_cast<size_t>(len);
+    p += len;
+    return true;
+  }
+  bool skip(int wire_type) {
+    uint64_t v;
+    const uint8_t* b;
+    size_t n;
+    switch (wire_type) {
+      case 0: return varint(v);
+      case 1: if (end - p < 8) return false; p += 8; return true;
+      case 2: return bytes(b, n);
+      case 5: if (end - p < 4) return false; p += 4; return true;
+      default: return false;  // groups: not in these messages
+    }
+  }
+};
+
+// One kairos.marketdata.v1.Bar as the intake uses it (the other fields are skipped).
+struct WireBar {
+  std::string_view symbol;
+  uint64_t period_s = 0;
+  int64_t open_time_msc = 0;
+  double open = 0.0, high = 0.0, low = 0.0, close = 0.0, spread_mean = 0.0;
+  uint64_t tick_volume = 0;
+  Slot* slot = nullptr;
+};
+
+bool parse_bar(const uint8_t* b, size_t n, WireBar& bar) {
+  Wire w{b, b + n};
+  while (w.p < w.end) {
+    uint64_t key;
+    if (!w.varint(key)) return false;
+    const int field = static_cast<int>(key >> 3), wt = static_cast<int>(key & 7);
+    uint64_t v;
+    const uint8_t* s;
+    size_t len;
+    switch (field) {
+      case 1:
+        if (wt != 2 || !w.bytes(s, len)) return false;
+        bar.symbol = std::string_view(reinterpret_cast<const char*>(s), len);
+        break;
+      case 2:
+        if (wt != 0 || !w.varint(v)) return false;
+        bar.period_s = static_cast<uint32_t>(v);  // uint32: the parser keeps the low 32 bits
+        break;
+      case 3:
+        if (wt != 0 || !w.varint(v)) return false;
+        bar.open_time_msc = static_cast<int64_t>(v);
+        break;
+      case 4: if (wt != 1 || !w.fixed64(bar.open)) return false; break;
+      case 5: if (wt != 1 || !w.fixed64(bar.high)) return false; break;
+      case 6: if (wt != 1 || !w.fixed64(bar.low)) return false; break;
+      case 7: if (wt != 1 || !w.fixed64(bar.close)) return false; break;
+      case 8:
+        if (wt != 0 || !w.varint(bar.tick_volume)) return false;
+        break;
+      case 11: if (wt != 1 || !w.fixed64(bar.spread_mean)) return false; break;
+      default:
+        if (!w.skip(wt)) return false;
+    }
+  }
+  return true;
+}
 
 double item_double(PyObject* seq, Py_ssize_t i) {
   const double v = PyFloat_AsDouble(PyTuple_GET_ITEM(seq, i));
@@ -340,6 +470,119 @@ struct Kernel {
     return py::make_tuple(out, ready);
   }
 
+  // The bar intake (ADR 0110): a serialised StreamPredictRequest carrying bars only, taken whole or
+  // not at all. Check pass: every bar must pass the server's bar checks for a model of `timeframe_s`
+  // (the same tests, in the same order of evaluation, as StreamState._bar's), belong to a symbol of
+  // `intake` checked against model `model_seen`, and open after its symbol's last bar (a symbol may
+  // come more than once). If any does not, or the bytes hold anything but bars (ticks) or more than
+  // `max_bars` bars, nothing changed and None is returned: the Python path then takes the request
+  // and words its refusals. Otherwise each bar, in order, moves its symbol's state as _bar and
+  // _close do, goes into its window, its row into its ring, and a model input is copied when the
+  // ring holds `n_rows` rows. Returns (bars taken, x (m, n_rows, n_features) float32, and per input:
+  // symbols, times_msc (the bar's close), bids, asks, prices (open, close, spread_mean, low, high)).
+  py::object intake_bars(Intake& intake, const py::bytes& request, int64_t timeframe_s, int n_rows,
+                         int64_t model_seen, Py_ssize_t max_bars) const {
+    char* data;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(request.ptr(), &data, &size) != 0) throw py::error_already_set();
+    Wire w{reinterpret_cast<const uint8_t*>(data), reinterpret_cast<const uint8_t*>(data) + size};
+    std::vector<WireBar> bars;
+    const uint64_t epoch = ++intake.epoch;
+    std::string key;
+    while (w.p < w.end) {
+      uint64_t tag;
+      if (!w.varint(tag)) return py::none();
+      const int field = static_cast<int>(tag >> 3), wt = static_cast<int>(tag & 7);
+      if (field == 2) return py::none();  // ticks: the Python path
+      if (field != 3) {
+        if (!w.skip(wt)) return py::none();
+        continue;
+      }
+      const uint8_t* b;
+      size_t n;
+      if (wt != 2 || !w.bytes(b, n)) return py::none();
+      if (static_cast<Py_ssize_t>(bars.size()) >= max_bars) return py::none();  // OVERSIZED_BATCH
+      WireBar bar;
+      if (!parse_bar(b, n, bar)) return py::none();
+      const double o = bar.open, h = bar.high, lo = bar.low, c = bar.close, sp = bar.spread_mean;
+      const auto period = static_cast<int64_t>(bar.period_s);
+      if (!(period == timeframe_s && std::isfinite(o + h + lo + c + sp) && o > 0.0 && c > 0.0 && lo > 0.0 &&
+            lo <= o && lo <= c && h >= o && h >= c && sp >= 0.0 && bar.open_time_msc % (period * 1000) == 0))
+        return py::none();
+      // open + period - 1 ms must not overflow (the Python path words such a bar's fate)
+      if (bar.open_time_msc > std::numeric_limits<int64_t>::max() - period * 1000) return py::none();
+      key.assign(bar.symbol.data(), bar.symbol.size());
+      const auto it = intake.slots.find(key);
+      if (it == intake.slots.end()) return py::none();
+      Slot* slot = it->second.get();
+      if (slot->model_seen != model_seen) return py::none();
+      const int64_t last = slot->epoch == epoch ? slot->pending_open : slot->last_bar_open_msc;
+      if (bar.open_time_msc <= last) return py::none();  // TIME_WENT_BACKWARDS
+      slot->epoch = epoch;
+      slot->pending_open = bar.open_time_msc;
+      bar.slot = slot;
+      bars.push_back(bar);
+    }
+    if (bars.empty()) return py::none();  // EMPTY_REQUEST and the like: the Python path words it
+    const int nf = n_features();
+    const int need = needs();
+    const auto nb = static_cast<py::ssize_t>(bars.size());
+    for (const auto& bar : bars) {
+      const Slot& s = *bar.slot;
+      if (!s.windows || !s.ring || s.windows->W < need || s.ring->n_features != nf)
+        throw std::invalid_argument("a symbol's window or ring does not fit the kernel");
+    }
+    const size_t per_input = static_cast<size_t>(n_rows) * nf;
+    py::array_t<float> x({nb, static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(nf)});
+    float* xo = x.mutable_data();
+    std::vector<double> row_buf(nf), lc, r1, tmp;
+    std::vector<const WireBar*> made;
+    made.reserve(bars.size());
+    for (const auto& bar : bars) {
+      Slot& s = *bar.slot;
+      const int64_t period_ms = static_cast<int64_t>(bar.period_s) * 1000;
+      s.last_bar_open_msc = bar.open_time_msc;
+      const int64_t end = bar.open_time_msc + period_ms - 1;
+      if (end > s.last_time_msc) s.last_time_msc = end;
+      s.bid = bar.close;
+      s.ask = bar.close + bar.spread_mean;
+      BarWindows& win = *s.windows;
+      const bool full = win.push(static_cast<double>(bar.open_time_msc), bar.high, bar.low, bar.close,
+                                 bar.spread_mean, static_cast<double>(bar.tick_volume));
+      RowRing& ring = *s.ring;
+      if (!full) {
+        ring.count = 0;  // still warming up: need n_rows complete rows again
+        continue;
+      }
+      if (static_cast<int>(tmp.size()) < win.W) {
+        lc.resize(win.W);
+        r1.resize(win.W);
+        tmp.resize(win.W);
+      }
+      row(win.window(), win.W, 2 * win.W, true, row_buf.data(), lc, r1, tmp);
+      ring.push(row_buf.data());
+      // Copied now: a later bar of the same symbol in this request moves the ring on.
+      if (const float* in = ring.window(n_rows)) {
+        std::copy_n(in, per_input, xo + made.size() * per_input);
+        made.push_back(&bar);
+      }
+    }
+    const auto m = static_cast<py::ssize_t>(made.size());
+    py::list symbols(m), times(m), bids(m), asks(m), prices(m);
+    for (py::ssize_t i = 0; i < m; ++i) {
+      const WireBar& bar = *made[i];
+      const double c = bar.close, sp = bar.spread_mean;
+      PyList_SET_ITEM(symbols.ptr(), i, bar.slot->symbol.inc_ref().ptr());
+      PyList_SET_ITEM(times.ptr(), i,
+                      py::int_(bar.open_time_msc + static_cast<int64_t>(bar.period_s) * 1000).release().ptr());
+      PyList_SET_ITEM(bids.ptr(), i, py::float_(c).release().ptr());
+      PyList_SET_ITEM(asks.ptr(), i, py::float_(c + sp).release().ptr());
+      PyList_SET_ITEM(prices.ptr(), i, py::make_tuple(bar.open, c, sp, bar.low, bar.high).release().ptr());
+    }
+    py::object xs = x[py::slice(0, m, 1)];
+    return py::make_tuple(nb, xs, symbols, times, bids, asks, prices);
+  }
+
   // Rows (m, n_features) for m windows, each (6, W) or (8, W) (see row()).
   py::array_t<double> rows(const std::vector<Window>& windows) const {
     const int m = static_cast<int>(windows.size());
@@ -372,17 +615,34 @@ struct Kernel {
 
 PYBIND11_MODULE(kairos_features_ext, mod) {
   mod.doc() = "kairos.features' kernel for the inference server's stacked bar windows (ADR 0100)";
-  py::class_<BarWindows>(mod, "BarWindows")
+  py::class_<BarWindows, std::shared_ptr<BarWindows>>(mod, "BarWindows")
       .def(py::init<int>(), py::arg("window"))
       .def_readonly("count", &BarWindows::count)
       .def("push", &BarWindows::push, py::arg("open_time_msc"), py::arg("high"), py::arg("low"),
            py::arg("close"), py::arg("spread_mean"), py::arg("tick_volume"),
            "Add a closed bar; True once the window holds W bars.")
       .def("array", &BarWindows::array, "The latest window as a (8, W) float64 array (a copy).");
-  py::class_<RowRing>(mod, "RowRing")
+  py::class_<RowRing, std::shared_ptr<RowRing>>(mod, "RowRing")
       .def(py::init<int, int>(), py::arg("capacity"), py::arg("n_features"))
       .def_readonly("capacity", &RowRing::capacity)
       .def_readonly("count", &RowRing::count);
+  py::class_<Slot, std::shared_ptr<Slot>>(mod, "Slot")
+      .def(py::init<py::object, std::shared_ptr<BarWindows>, std::shared_ptr<RowRing>>(), py::arg("symbol"),
+           py::arg("windows"), py::arg("ring"))
+      .def_readonly("symbol", &Slot::symbol)
+      .def_readonly("windows", &Slot::windows)
+      .def_readwrite("ring", &Slot::ring)
+      .def_readwrite("last_bar_open_msc", &Slot::last_bar_open_msc)
+      .def_readwrite("last_time_msc", &Slot::last_time_msc)
+      .def_readwrite("bid", &Slot::bid)
+      .def_readwrite("ask", &Slot::ask)
+      .def_readwrite("model_seen", &Slot::model_seen);
+  py::class_<Intake>(mod, "Intake")
+      .def(py::init<>())
+      .def("add", &Intake::add, py::arg("symbol"), py::arg("slot"))
+      .def("remove", &Intake::remove, py::arg("symbol"))
+      .def("clear", &Intake::clear)
+      .def("__len__", &Intake::size);
   py::class_<Kernel>(mod, "Kernel")
       .def(py::init([](std::vector<int> horizons, std::vector<int> vol_windows, int long_window,
                        int range_window, std::vector<int> channel_windows, int momentum_window,
@@ -411,6 +671,10 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
            "windows[i], in order; returns (rows (k, n_features) of the bars whose window was full, "
            "ready: list[bool] per bar).")
       .def_property_readonly("window", &Kernel::needs)
+      .def("intake_bars", &Kernel::intake_bars, py::arg("intake"), py::arg("request"), py::arg("timeframe_s"),
+           py::arg("n_rows"), py::arg("model_seen"), py::arg("max_bars"),
+           "Take a serialised bars-only StreamPredictRequest whole (ADR 0110), or None (nothing changed): "
+           "(bars taken, x, symbols, times_msc, bids, asks, prices).")
       .def("rows", &Kernel::rows, py::arg("windows"),
            "Feature rows (m, n_features) for a sequence of windows (6, W) or (8, W) float64 (a stacked "
            "(m, rows, W) array works too).");

@@ -76,12 +76,16 @@ bool TestPeer::WaitFor(const std::function<bool()>& pred, int timeout_ms) {
   return pred();
 }
 
-bool TestPeer::WriteFrame(int fd, kairos_bridge_v1_Frame* f) {
+namespace {
+std::vector<uint8_t> EncodeFrame(kairos_bridge_v1_Frame* f) {
   std::vector<uint8_t> body;
   EncodeBody(*f, &body);
   std::vector<uint8_t> out;
   AppendFrame(f->sequence, f->ack, f->sent_time_us, body.data(), body.size(), &out);
-  std::lock_guard<std::mutex> lock(write_mu_);
+  return out;
+}
+
+bool SendAll(int fd, const std::vector<uint8_t>& out) {
   size_t off = 0;
   while (off < out.size()) {
     ssize_t n = send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
@@ -89,6 +93,13 @@ bool TestPeer::WriteFrame(int fd, kairos_bridge_v1_Frame* f) {
     off += static_cast<size_t>(n);
   }
   return true;
+}
+}  // namespace
+
+bool TestPeer::WriteFrame(int fd, kairos_bridge_v1_Frame* f) {
+  const std::vector<uint8_t> out = EncodeFrame(f);
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return SendAll(fd, out);
 }
 
 bool TestPeer::SendCommand(const kairos_bridge_v1_OrderCommand& cmd) {
@@ -389,9 +400,12 @@ bool TestPeer::HandleFrame(int fd, const kairos_bridge_v1_Frame& f) {
       std::memcpy(w->body.welcome.server_proof.bytes, server_proof.data(), 32);
     }
     w->sent_time_us = NowUs();
-    bool ok = WriteFrame(fd, w.get());
+    // The connection is recorded under the write lock the Welcome goes out with: a command sent as
+    // soon as the bridge counts itself connected finds it, and cannot overtake the Welcome.
+    const std::vector<uint8_t> out = EncodeFrame(w.get());
+    std::lock_guard<std::mutex> lock(write_mu_);
     conn_fd_ = fd;
-    return ok;
+    return SendAll(fd, out);
   }
   if (f.ack > last_ack_) last_ack_ = f.ack;
   std::lock_guard<std::mutex> lock(mu_);

@@ -105,7 +105,13 @@ def psi(actual: npt.ArrayLike, edges: Sequence[float], expected_shares: Sequence
 
 
 class DriftMonitor:
-    """Per-model state in the server: DI of each row, a ring of the last ``window`` rows for PSI."""
+    """Per-model state in the server: DI of each row, a ring of the last ``window`` rows for PSI.
+
+    The PSI is kept as it goes: each row's bin per feature is found once, when it enters the ring,
+    and the ring's bin counts move by the rows that enter and leave; ``psi()`` then reads the counts
+    (the same figure as ``psi`` over the ring's rows, held to it by the tests) instead of binning the
+    whole window again (~570 µs for 23 features over 500 rows, on every 64-row request).
+    """
 
     def __init__(
         self, dist: dict[str, Any], feature_names: Sequence[str], window: int = 500, di_threshold: float = 0.0
@@ -119,6 +125,8 @@ class DriftMonitor:
         self.shares = [f[n]["bin_shares"] for n in self.names]
         self.di = DissimilarityIndex.from_distribution(dist, self.names)
         self.threshold = di_threshold if di_threshold > 0 else float(dist["di"]["q999"])
+        if window <= 0:
+            raise ValueError(f"drift window {window}: must be positive")
         self.window = window
         self.ring = np.full((window, len(self.names)), np.nan)
         self.n = 0
@@ -128,13 +136,49 @@ class DriftMonitor:
         self.ood_total = 0
         self.abstained_total = 0
         self.psi_last: dict[str, float] = {}
+        # Every feature's edges padded to one width with +inf (no finite value reaches a padded edge),
+        # its bins' training shares, and which bins exist; each ring row's bin per feature (-1: not
+        # finite, or no row yet) and the ring's count per (feature, bin).
+        nf = len(self.names)
+        self._nb = max(len(e) for e in self.edges) + 1 if nf else 1
+        edges = np.full((nf, self._nb - 1), np.inf)
+        self._expected = np.ones((nf, self._nb))
+        self._exists = np.zeros((nf, self._nb), dtype=bool)
+        for j, (e, sh) in enumerate(zip(self.edges, self.shares, strict=True)):
+            if len(sh) != len(e) + 1:
+                raise ValueError(f"feature {self.names[j]}: {len(sh)} bin shares for {len(e)} edges")
+            edges[j, : len(e)] = e
+            self._expected[j, : len(sh)] = np.maximum(np.asarray(sh, dtype=np.float64), PSI_FLOOR)
+            self._exists[j, : len(sh)] = True
+        # (edge, 1, feature): a batch of rows compares against it in one broadcast, and the count of
+        # edges at or below each value sums whole planes (summing along a short last axis is slow).
+        self._edges = np.ascontiguousarray(edges.T)[:, None, :]
+        self._bins = np.full((window, nf), -1, dtype=np.int64)
+        self._counts = np.zeros((nf, self._nb), dtype=np.int64)
+        self._offsets = np.arange(nf, dtype=np.int64) * self._nb
+
+    def _bin(self, x: F64) -> npt.NDArray[np.int64]:
+        """Each value's training bin (``psi``'s searchsorted, side right: edges <= value); -1: not finite."""
+        b = (x[None] >= self._edges).sum(axis=0, dtype=np.int64)
+        b[~np.isfinite(x)] = -1
+        return b
+
+    def _tally(self, bins: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Counts per (feature, bin) of rows of bins (-1 not counted)."""
+        flat = (bins + self._offsets)[bins >= 0]
+        return np.bincount(flat, minlength=self._counts.size).reshape(self._counts.shape)
 
     def observe(self, rows: npt.ArrayLike) -> tuple[F64, npt.NDArray[np.bool_]]:
         """DI of each row and whether it is out of distribution; the rows join the PSI window."""
         x = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-        for r in x[-self.window :]:
-            self.ring[self.n % self.window] = r
-            self.n += 1
+        new = x[-self.window :]
+        if len(new):
+            at = (self.n + np.arange(len(new))) % self.window
+            bins = self._bin(new)
+            self._counts += self._tally(bins) - self._tally(self._bins[at])
+            self._bins[at] = bins
+            self.ring[at] = new
+            self.n += len(new)
         d = self.di.index(x) if len(x) else np.zeros(0)
         ood = d > self.threshold
         if len(d):
@@ -147,8 +191,14 @@ class DriftMonitor:
         k = min(self.n, self.window)
         if k < max(self.window // 5, 20):
             return {n: float("nan") for n in self.names}
-        rows = self.ring[:k]
-        out = {n: psi(rows[:, j], self.edges[j], self.shares[j]) for j, n in enumerate(self.names)}
+        counts = self._counts
+        finite = counts.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.maximum(counts / finite[:, None], PSI_FLOOR)
+            e = self._expected
+            terms = np.where(self._exists, (p - e) * np.log(p / e), 0.0)
+        values = np.where(finite > 0, terms.sum(axis=1), np.nan)
+        out = dict(zip(self.names, values.tolist(), strict=True))
         self.psi_last = out
         return out
 

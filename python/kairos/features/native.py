@@ -77,3 +77,15 @@ def row_ring(capacity: int, n_features: int) -> Any:
     """A C++ ring of one symbol's latest ``capacity`` feature rows (float32, ``RowRing``) for
     ``Kernel.inputs``. Only after ``load()`` returned the kernel."""
     return _MODULE[0].RowRing(capacity, n_features)
+
+
+def slot(symbol: str, windows: Any, ring: Any) -> Any:
+    """One symbol's stream state for the bar intake (``Slot``: watermarks, quote, its ``BarWindows``
+    and ``RowRing``; ADR 0110). Only after ``load()`` returned the kernel."""
+    return _MODULE[0].Slot(symbol, windows, ring)
+
+
+def intake() -> Any:
+    """A stream's symbol -> ``Slot`` table for ``Kernel.intake_bars`` (ADR 0110). Only after ``load()``
+    returned the kernel."""
+    return _MODULE[0].Intake()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 # Explicit latency buckets (seconds): the hot path lives between 20 µs and a few ms.
 LATENCY_BUCKETS = (
@@ -21,6 +28,58 @@ LATENCY_BUCKETS = (
     1.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class BatchHistogram:
+    """A labelled Prometheus histogram observed a batch of values at a time.
+
+    prometheus_client's ``Histogram.observe`` takes one value (a lock and a bucket search each: 64
+    values cost ~54 µs); this one counts a numpy batch into its buckets in one pass (~5 µs) and
+    exports the same series (``_bucket``, ``_count``, ``_sum``) through a custom collector.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
+        bounds = sorted(float(b) for b in buckets)
+        if not bounds or bounds[-1] != float("inf"):
+            bounds.append(float("inf"))
+        self._bounds = np.asarray(bounds)
+        self._le = [floatToGoString(b) for b in bounds]
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], list[float]]] = {}
+        registry.register(self)
+
+    def observe_many(self, labels: Sequence[str], values: npt.ArrayLike) -> None:
+        """Observe every value (NaN ones are dropped; ``observe`` would count them nowhere but the sum)."""
+        v = np.asarray(values, dtype=np.float64).ravel()
+        v = v[~np.isnan(v)]
+        # Bucket i counts bounds[i-1] < value <= bounds[i] (Prometheus' le), cumulated on export.
+        counts = np.bincount(np.searchsorted(self._bounds, v, side="left"), minlength=len(self._bounds))
+        key = tuple(labels)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = (np.zeros(len(self._bounds), dtype=np.int64), [0.0])
+            series[0][:] += counts
+            series[1][0] += float(v.sum())
+
+    def describe(self) -> list[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterator[Metric]:
+        fam = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            snapshot = [(k, np.cumsum(c).tolist(), s[0]) for k, (c, s) in self._series.items()]
+        for key, cum, total in snapshot:
+            fam.add_metric(list(key), list(zip(self._le, cum, strict=True)), sum_value=total)
+        yield fam
 
 
 class Metrics:
@@ -87,6 +146,14 @@ class Metrics:
         self.symbol_states = Gauge(
             "kairos_inference_symbol_states", "Per-symbol feature states held by open streams.", registry=r
         )
+        self.bar_intake = Counter(
+            "kairos_inference_bar_intake_total",
+            "Requests of bars only, by the path that took them: c++ (the bar intake took every bar, ADR "
+            "0110) or python (a refusal to word, a new symbol or model, a model with more than the base "
+            "block).",
+            ["path"],
+            registry=r,
+        )
         self.warmup_bars = Counter(
             "kairos_inference_warmup_bars_total",
             "Bars closed by warm-up requests (StreamPredictRequest.warmup, ADR 0105): state, no prediction.",
@@ -107,7 +174,7 @@ class Metrics:
             registry=r,
         )
         # Drift (ADR 0087): per prediction and over a window, against the card's training distribution.
-        self.dissimilarity = Histogram(
+        self.dissimilarity = BatchHistogram(
             "kairos_inference_dissimilarity_index",
             "Dissimilarity index of each predicted row (1 = a typical training row).",
             ["model"],

@@ -77,6 +77,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self._stream_requests = metrics.requests.labels("StreamPredict")
         self._stream_seconds = metrics.request_seconds.labels("StreamPredict")
         self._drift: dict[tuple[str, str], Any] = {}  # (name, version) -> DriftMonitor or None
+        self._psi_gauges: dict[str, dict[str, Any]] = {}  # model label -> feature -> its PSI gauge
         self._drift_lock = threading.Lock()
         self.shadow: Any = None  # kairos.inference.shadow.ShadowEvaluator with --shadow-models
         self.expiry: Any = None  # kairos.inference.expiry.ExpiryWatch (set by the server)
@@ -108,7 +109,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         """DI and PSI of the predicted rows (the windows' last rows); which rows are out of distribution."""
         if not work.windows:
             return []
-        return self.observe_rows(model, np.stack([w[-1] for w in work.windows]))
+        if self._drift_of(model) is None:
+            return []
+        rows = work.x[:, -1] if work.x is not None else np.stack([w[-1] for w in work.windows])
+        return self.observe_rows(model, rows)
 
     def observe_rows(self, model: ServedModel, rows: np.ndarray) -> list[bool]:
         """DI and PSI of feature rows a model predicted on (metrics, and the monitor's figures for
@@ -118,17 +122,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             return []
         di, ood = mon.observe(rows)
         label = f"{model.name}/{model.version}"
-        hist = self.metrics.dissimilarity.labels(label)
-        for d in di.tolist():
-            hist.observe(d)
+        self.metrics.dissimilarity.observe_many((label,), di)
         n_ood = int(ood.sum())
         if n_ood:
             self.metrics.ood.labels(label).inc(n_ood)
         before = mon.n - len(di)
         if mon.n // 50 != before // 50:  # PSI every 50 rows: cheap enough for the hot path
+            gauges = self._psi_gauges.get(label)
+            if gauges is None:  # the labelled gauges, looked up once per model
+                psi_gauge = self.metrics.feature_psi
+                gauges = self._psi_gauges[label] = {n: psi_gauge.labels(label, n) for n in mon.names}
             for name, v in mon.psi().items():
                 if v == v:  # not NaN
-                    self.metrics.feature_psi.labels(label, name).set(v)
+                    gauges[name].set(v)
         return [bool(x) for x in ood.tolist()]
 
     def _model(self) -> ServedModel:

@@ -27,6 +27,7 @@ from kairos.marketdata.v1 import marketdata_pb2 as md
 
 # Rejections itemised in one response; the rest are counted and summarised in one last entry.
 MAX_LISTED_REJECTIONS = 256
+INT64_MAX = 2**63 - 1
 
 
 def symbol_problem(symbol: str) -> str | None:
@@ -41,24 +42,34 @@ def symbol_problem(symbol: str) -> str | None:
     return None
 
 
+class _Slot:
+    """``SymbolState``'s watermarks and quote without the C++ kernel (with it: ``native.slot``)."""
+
+    __slots__ = ("ask", "bid", "last_bar_open_msc", "last_time_msc", "model_seen", "ring")
+
+    def __init__(self) -> None:
+        self.last_bar_open_msc = -(2**62)
+        self.last_time_msc = -(2**62)
+        self.bid = 0.0
+        self.ask = 0.0
+        self.model_seen = -1
+        self.ring = None
+
+
 class SymbolState:
     """Feature state of one symbol in one stream."""
 
     __slots__ = (
-        "ask",
-        "bid",
         "blocks",
         "capacity",
         "count",
         "daily",
         "feed",
-        "last_bar_open_msc",
         "last_seq",
-        "last_time_msc",
         "n_features",
         "pos",
         "ring",
-        "rows_ring",
+        "slot",
         "timeframe_s",
     )
 
@@ -75,23 +86,61 @@ class SymbolState:
         # Each row is written twice (at i and i + capacity) so the latest `rows` rows are always one
         # contiguous slice: a model input is a single copy.
         # With the C++ kernel the ring is in C++ (``rows_ring``, the same layout): a request's rows go
-        # in and its model inputs come out in one call (``pipeline.native_inputs``).
-        self.rows_ring = native.row_ring(self.capacity, n_features) if NATIVE is not None else None
-        self.ring = np.zeros((2 * self.capacity, n_features), dtype=np.float32) if NATIVE is None else None
+        # in and its model inputs come out in one call (``pipeline.native_inputs``). The watermarks
+        # and the latest quote (last_bar_open_msc, last_time_msc, bid, ask) live in ``slot``, a C++
+        # ``Slot`` that the bar intake (ADR 0110) moves too, so every path moves one state.
+        if NATIVE is not None:
+            self.slot = native.slot(symbol, self.feed.windows, native.row_ring(self.capacity, n_features))
+            self.ring = None
+        else:
+            self.slot = _Slot()
+            self.ring = np.zeros((2 * self.capacity, n_features), dtype=np.float32)
         self.pos = -1
         self.count = 0  # consecutive complete rows ending at pos
-        self.last_time_msc = -(2**62)
         self.last_seq = 0
-        self.last_bar_open_msc = -(2**62)
-        self.bid = 0.0
-        self.ask = 0.0
+
+    @property
+    def rows_ring(self) -> Any:
+        return self.slot.ring
+
+    @property
+    def last_bar_open_msc(self) -> int:
+        return int(self.slot.last_bar_open_msc)
+
+    @last_bar_open_msc.setter
+    def last_bar_open_msc(self, v: int) -> None:
+        self.slot.last_bar_open_msc = v
+
+    @property
+    def last_time_msc(self) -> int:
+        return int(self.slot.last_time_msc)
+
+    @last_time_msc.setter
+    def last_time_msc(self, v: int) -> None:
+        self.slot.last_time_msc = v
+
+    @property
+    def bid(self) -> float:
+        return float(self.slot.bid)
+
+    @bid.setter
+    def bid(self, v: float) -> None:
+        self.slot.bid = v
+
+    @property
+    def ask(self) -> float:
+        return float(self.slot.ask)
+
+    @ask.setter
+    def ask(self, v: float) -> None:
+        self.slot.ask = v
 
     def ensure_rows(self, rows: int) -> None:
         """Grow the ring for a model that needs more rows (the symbol warms up again)."""
         if rows > self.capacity:
             self.capacity = rows
             if NATIVE is not None:
-                self.rows_ring = native.row_ring(rows, self.n_features)
+                self.slot.ring = native.row_ring(rows, self.n_features)
             else:
                 self.ring = np.zeros((2 * rows, self.n_features), dtype=np.float32)
             self.pos = -1
@@ -164,6 +213,7 @@ class StreamState:
         max_bars_per_request: int,
         max_symbols: int,
         any_symbol: bool = False,
+        bar_intake: bool = True,
     ) -> None:
         self.metrics = metrics
         self.any_symbol = any_symbol
@@ -174,10 +224,22 @@ class StreamState:
         self.symbols: dict[str, SymbolState] = {}
         # Every symbol's latest base rows, for models with the cross block (ADR 0104); made on first use.
         self.board: CrossBoard | None = None
+        # The bar intake in C++ (ADR 0110): a request of bars only, every one of them good, is taken
+        # in one call from its bytes; any other request (ticks, a refusal to word, a new symbol, a new
+        # model) goes the Python way below. Both move the same state (``SymbolState.slot``).
+        self.intake = native.intake() if NATIVE is not None and bar_intake else None
+        # Models this stream has run, counted: a symbol's slot carries the count it was last checked
+        # against (its card, timeframe, rows, blocks), and the intake takes it only for that model.
+        self.model_seen = 0
+        self._last_model: ServedModel | None = None
+        self._intake_cpp = metrics.bar_intake.labels("c++")
+        self._intake_python = metrics.bar_intake.labels("python")
 
     def close(self) -> None:
         self.metrics.symbol_states.dec(len(self.symbols))
         self.symbols.clear()
+        if self.intake is not None:
+            self.intake.clear()
 
     def _reject(self, work: Work, fld: str, reason: str, description: str, symbol: str = "") -> None:
         self.metrics.rejected.labels(reason).inc()
@@ -205,6 +267,8 @@ class StreamState:
             if st.timeframe_s != model.timeframe_s or st.blocks != model.blocks:
                 st = None
                 del self.symbols[symbol]
+                if self.intake is not None:
+                    self.intake.remove(symbol)
                 self.metrics.symbol_states.dec()
             else:
                 st.ensure_rows(model.rows)
@@ -223,6 +287,8 @@ class StreamState:
             return None
         st = SymbolState(symbol, model.timeframe_s, model.rows, model.n_features, model.blocks)
         self.symbols[symbol] = st
+        if self.intake is not None:
+            self.intake.add(symbol, st.slot)
         self.metrics.symbol_states.inc()
         return st
 
@@ -320,6 +386,25 @@ class StreamState:
         if not req.ticks and not req.bars:
             self._reject(work, "", "EMPTY_REQUEST", "request carries neither ticks nor bars")
             return work
+        if model is not self._last_model:
+            self._last_model = model
+            self.model_seen += 1
+        if self.intake is not None and not req.ticks:
+            taken = None
+            if model.blocks == ("base",):
+                taken = NATIVE.intake_bars(
+                    self.intake,
+                    req.SerializeToString(),
+                    model.timeframe_s,
+                    model.rows,
+                    self.model_seen,
+                    self.max_bars,
+                )
+            if taken is not None:
+                self._intake_cpp.inc()
+                self._taken(work, req, taken)
+                return work
+            self._intake_python.inc()
         for i, batch in enumerate(req.ticks):
             self._ticks(work, i, batch, model)
         if len(req.bars) > self.max_bars:
@@ -348,6 +433,21 @@ class StreamState:
                 )
             )
         return work
+
+    def _taken(self, work: Work, req: pb.StreamPredictRequest, taken: tuple[Any, ...]) -> None:
+        """The Work of a request the bar intake took: its model inputs, or none for a warm-up."""
+        n, x, symbols, times_msc, bids, asks, prices = taken
+        if req.warmup:
+            self.metrics.warmup_bars.inc(n)
+            return
+        if len(x):
+            work.x = x
+            work.windows = list(x)
+            work.symbols = symbols
+            work.times_msc = times_msc
+            work.bids = bids
+            work.asks = asks
+            work.prices = prices
 
     def _ticks(self, work: Work, i: int, batch: md.TickBatch, model: ServedModel) -> None:
         fld = f"ticks[{i}]"
@@ -485,6 +585,7 @@ class StreamState:
             st = self._state_for(work, f"bars[{i}]", sym, model)  # refuses it (a swap to a narrower card)
             if st is None:
                 return
+        st.slot.model_seen = self.model_seen  # checked against this model: the intake may take its bars
         if open_msc <= st.last_bar_open_msc:
             self._reject(
                 work,
@@ -495,7 +596,8 @@ class StreamState:
             )
             return
         st.last_bar_open_msc = open_msc
-        end = open_msc + period * 1000 - 1
+        # (at most the largest int64: the intake's slot holds one; no tick time can exceed it anyway)
+        end = min(open_msc + period * 1000 - 1, INT64_MAX)
         if end > st.last_time_msc:
             st.last_time_msc = end
         st.bid = c

@@ -67,3 +67,39 @@ def test_the_card_carries_the_distribution_and_older_cards_still_load(rows: np.n
     again = ModelCard.from_json(card.to_json())
     assert again == card
     assert json.loads(card.to_json())["feature_distribution"]["di"]["q999"] > 1
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param([1] * 130, id="a row at a time, past the window"),
+        pytest.param([64] * 9, id="64-row requests, wrapping the window"),
+        pytest.param([7, 250, 3, 64, 1, 499], id="mixed sizes, one larger than the window"),
+    ],
+)
+def test_the_monitors_running_psi_equals_psi_over_its_window(rows: np.ndarray, sizes: list[int]) -> None:
+    # The monitor keeps bin counts as rows come and go; the figure must be psi() over the rows the
+    # window holds, for every feature, with non-finite values among them (psi drops them).
+    n = len(rows) * 6 // 10
+    dist = distribution(rows[:n], SCHEMA.names)
+    window = 120
+    mon = DriftMonitor(dist, SCHEMA.names, window=window)
+    later = rows[n:].copy()
+    later[::37, 3] = np.nan  # a non-finite value now and then in one feature
+    later[5::53, :] = np.inf  # and whole rows of them
+    fed = 0
+    checked = 0
+    for size in sizes:
+        mon.observe(later[fed : fed + size])
+        fed += size
+        got = mon.psi()
+        held = later[max(0, fed - window) : fed]
+        if len(held) < max(window // 5, 20):
+            assert all(np.isnan(v) for v in got.values())
+            continue
+        for j, name in enumerate(SCHEMA.names):
+            f = dist["features"][name]
+            want = psi(held[:, j], f["bin_edges"], f["bin_shares"])
+            assert got[name] == pytest.approx(want, rel=1e-12, abs=1e-12), (fed, name)
+        checked += 1
+    assert checked >= 3

@@ -79,3 +79,29 @@ def test_abstain_sends_flat_signals_for_out_of_distribution_rows(
     assert metric(text, "kairos_inference_out_of_distribution_total", model=label) == len(preds)
     assert all(list(s.outputs) == [0.0, 1.0, 0.0] and s.strength == 0 for _, s in sub.got)
     assert any(list(p.outputs) != [0.0, 1.0, 0.0] for p in preds)  # the predictions are the model's own
+
+
+def test_the_batch_histogram_exports_what_prometheus_histogram_exports_value_by_value() -> None:
+    # The dissimilarity histogram counts a batch at a time; its series must be those of
+    # prometheus_client's Histogram observed one value at a time, bucket edges included.
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from kairos.inference.metrics import BatchHistogram
+
+    buckets = (0.25, 0.5, 1.0, 2.0, 10.0)
+    values = [0.1, 0.25, 0.2500001, 0.5, 0.7, 1.0, 1.9, 2.0, 9.99, 10.0, 10.01, 1e9, float("inf")]
+    reg_a, reg_b = CollectorRegistry(), CollectorRegistry()
+    ref = Histogram("x_index", "doc", ["model"], buckets=buckets, registry=reg_a)
+    got = BatchHistogram("x_index", "doc", ["model"], buckets=buckets, registry=reg_b)
+    for v in values:
+        ref.labels("m/1").observe(v)
+    got.observe_many(("m/1",), values[:4])
+    got.observe_many(("m/1",), np.asarray(values[4:]))
+    ref.labels("m/2").observe(3.0)
+    got.observe_many(["m/2"], [3.0])
+
+    def series(reg: CollectorRegistry) -> list[str]:
+        lines = generate_latest(reg).decode().splitlines()
+        return sorted(ln for ln in lines if not ln.startswith("#") and "_created" not in ln)
+
+    assert series(reg_b) == series(reg_a)
