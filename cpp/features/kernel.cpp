@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -238,11 +238,20 @@ struct Wire {
     const uint8_t* b;
     size_t n;
     switch (wire_type) {
-      case 0: return varint(v);
-      case 1: if (end - p < 8) return false; p += 8; return true;
-      case 2: return bytes(b, n);
-      case 5: if (end - p < 4) return false; p += 4; return true;
-      default: return false;  // groups: not in these messages
+      case 0:
+        return varint(v);
+      case 1:
+        if (end - p < 8) return false;
+        p += 8;
+        return true;
+      case 2:
+        return bytes(b, n);
+      case 5:
+        if (end - p < 4) return false;
+        p += 4;
+        return true;
+      default:
+        return false;  // groups: not in these messages
     }
   }
 };
@@ -279,14 +288,24 @@ bool parse_bar(const uint8_t* b, size_t n, WireBar& bar) {
         if (wt != 0 || !w.varint(v)) return false;
         bar.open_time_msc = static_cast<int64_t>(v);
         break;
-      case 4: if (wt != 1 || !w.fixed64(bar.open)) return false; break;
-      case 5: if (wt != 1 || !w.fixed64(bar.high)) return false; break;
-      case 6: if (wt != 1 || !w.fixed64(bar.low)) return false; break;
-      case 7: if (wt != 1 || !w.fixed64(bar.close)) return false; break;
+      case 4:
+        if (wt != 1 || !w.fixed64(bar.open)) return false;
+        break;
+      case 5:
+        if (wt != 1 || !w.fixed64(bar.high)) return false;
+        break;
+      case 6:
+        if (wt != 1 || !w.fixed64(bar.low)) return false;
+        break;
+      case 7:
+        if (wt != 1 || !w.fixed64(bar.close)) return false;
+        break;
       case 8:
         if (wt != 0 || !w.varint(bar.tick_volume)) return false;
         break;
-      case 11: if (wt != 1 || !w.fixed64(bar.spread_mean)) return false; break;
+      case 11:
+        if (wt != 1 || !w.fixed64(bar.spread_mean)) return false;
+        break;
       default:
         if (!w.skip(wt)) return false;
     }
@@ -573,8 +592,9 @@ struct Kernel {
       const WireBar& bar = *made[i];
       const double c = bar.close, sp = bar.spread_mean;
       PyList_SET_ITEM(symbols.ptr(), i, bar.slot->symbol.inc_ref().ptr());
-      PyList_SET_ITEM(times.ptr(), i,
-                      py::int_(bar.open_time_msc + static_cast<int64_t>(bar.period_s) * 1000).release().ptr());
+      PyList_SET_ITEM(
+          times.ptr(), i,
+          py::int_(bar.open_time_msc + static_cast<int64_t>(bar.period_s) * 1000).release().ptr());
       PyList_SET_ITEM(bids.ptr(), i, py::float_(c).release().ptr());
       PyList_SET_ITEM(asks.ptr(), i, py::float_(c + sp).release().ptr());
       PyList_SET_ITEM(prices.ptr(), i, py::make_tuple(bar.open, c, sp, bar.low, bar.high).release().ptr());

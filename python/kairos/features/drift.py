@@ -159,14 +159,15 @@ class DriftMonitor:
 
     def _bin(self, x: F64) -> npt.NDArray[np.int64]:
         """Each value's training bin (``psi``'s searchsorted, side right: edges <= value); -1: not finite."""
-        b = (x[None] >= self._edges).sum(axis=0, dtype=np.int64)
+        b: npt.NDArray[np.int64] = (x[None] >= self._edges).sum(axis=0, dtype=np.int64)
         b[~np.isfinite(x)] = -1
         return b
 
     def _tally(self, bins: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Counts per (feature, bin) of rows of bins (-1 not counted)."""
         flat = (bins + self._offsets)[bins >= 0]
-        return np.bincount(flat, minlength=self._counts.size).reshape(self._counts.shape)
+        counts: npt.NDArray[np.int64] = np.bincount(flat, minlength=self._counts.size)
+        return counts.reshape(self._counts.shape)
 
     def observe(self, rows: npt.ArrayLike) -> tuple[F64, npt.NDArray[np.bool_]]:
         """DI of each row and whether it is out of distribution; the rows join the PSI window."""

@@ -51,7 +51,7 @@ class BatchHistogram:
         if not bounds or bounds[-1] != float("inf"):
             bounds.append(float("inf"))
         self._bounds = np.asarray(bounds)
-        self._le = [floatToGoString(b) for b in bounds]
+        self._le = [floatToGoString(b) for b in bounds]  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
         self._series: dict[tuple[str, ...], tuple[npt.NDArray[np.int64], list[float]]] = {}
         registry.register(self)
