@@ -21,6 +21,7 @@ numpy only (the inference server imports it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,6 +137,9 @@ class DriftMonitor:
         self.ood_total = 0
         self.abstained_total = 0
         self.psi_last: dict[str, float] = {}
+        # When the PSI was last computed: self.n then, and time.monotonic() (the server's cadence).
+        self.psi_n = 0
+        self.psi_time = float("-inf")
         # Every feature's edges padded to one width with +inf (no finite value reaches a padded edge),
         # its bins' training shares, and which bins exist; each ring row's bin per feature (-1: not
         # finite, or no row yet) and the ring's count per (feature, bin).
@@ -173,13 +177,18 @@ class DriftMonitor:
         """DI of each row and whether it is out of distribution; the rows join the PSI window."""
         x = np.atleast_2d(np.asarray(rows, dtype=np.float64))
         new = x[-self.window :]
-        if len(new):
-            at = (self.n + np.arange(len(new))) % self.window
-            bins = self._bin(new)
-            self._counts += self._tally(bins) - self._tally(self._bins[at])
-            self._bins[at] = bins
-            self.ring[at] = new
-            self.n += len(new)
+        bins = self._bin(new)
+        start = self.n % self.window
+        # The ring positions the rows go to: one slice, or two when they wrap around.
+        for lo, hi, part in (
+            (start, min(start + len(new), self.window), slice(0, self.window - start)),
+            (0, start + len(new) - self.window, slice(self.window - start, None)),
+        ):
+            if hi > lo:
+                self._counts += self._tally(bins[part]) - self._tally(self._bins[lo:hi])
+                self._bins[lo:hi] = bins[part]
+                self.ring[lo:hi] = new[part]
+        self.n += len(new)
         d = self.di.index(x) if len(x) else np.zeros(0)
         ood = d > self.threshold
         if len(d):
@@ -201,6 +210,8 @@ class DriftMonitor:
         values = np.where(finite > 0, terms.sum(axis=1), np.nan)
         out = dict(zip(self.names, values.tolist(), strict=True))
         self.psi_last = out
+        self.psi_n = self.n
+        self.psi_time = time.monotonic()
         return out
 
     def psi_max(self) -> tuple[float, str]:

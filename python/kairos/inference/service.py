@@ -126,8 +126,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         n_ood = int(ood.sum())
         if n_ood:
             self.metrics.ood.labels(label).inc(n_ood)
-        before = mon.n - len(di)
-        if mon.n // 50 != before // 50:  # PSI every 50 rows: cheap enough for the hot path
+        # PSI every 50 rows, at most once a second: a scrape reads it every few seconds, and at 64
+        # rows a request "every 50 rows" was every request (ADR 0110).
+        if mon.n - mon.psi_n >= 50 and time.monotonic() - mon.psi_time >= 1.0:
             gauges = self._psi_gauges.get(label)
             if gauges is None:  # the labelled gauges, looked up once per model
                 psi_gauge = self.metrics.feature_psi
@@ -135,7 +136,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             for name, v in mon.psi().items():
                 if v == v:  # not NaN
                     gauges[name].set(v)
-        return [bool(x) for x in ood.tolist()]
+        return list(ood.tolist())
 
     def _model(self) -> ServedModel:
         m = self.manager.current
