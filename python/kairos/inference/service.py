@@ -33,7 +33,7 @@ from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ModelManager, ServedModel
 from kairos.inference.pipeline import SymbolFeed, feature_rows
-from kairos.inference.signals import SignalPublisher, signal_for
+from kairos.inference.signals import SignalPublisher, signals_for
 from kairos.inference.streams import StreamState, bar_problem, symbol_problem
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
@@ -245,34 +245,39 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         ]
         pol, col, unit = model.policy, model.vol_index, model.vol_unit
         outputs = result.outputs.tolist()
+        # The bar's own feature row (the window's last) carries the realised volatility.
+        if pol is None:
+            vols = [0.0] * len(work.symbols)
+        elif work.x is not None:
+            vols = (work.x[:, -1, col].astype(np.float64) * unit).tolist()
+        else:
+            vols = [float(w[-1, col]) * unit for w in work.windows]
         abstain = self.cfg.abstain_ood and ood
         expired = self.expiry is not None and self.expiry.abstaining(model)
         flat = [0.0, 1.0, 0.0]  # an abstention: expected edge 0, the policy enters nothing
-        for k, sym in enumerate(work.symbols):
-            # The bar's own feature row (the window's last) carries the realised volatility.
-            vol = float(work.windows[k][-1, col]) * unit if pol is not None else 0.0
-            out = outputs[k]
-            if expired:  # demoted to flat: the model is past its age (ADR 0098)
-                out = flat
-                self.expiry.abstained.labels(f"{model.name}/{model.version}").inc()
-            elif abstain and ood[k]:
-                out = flat
-                self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
-                self._drift_of(model).abstained_total += 1
-            pub.offer(
-                signal_for(
-                    sym,
-                    work.times_msc[k],
-                    out,
-                    model.name,
-                    model.version,
-                    hops,
-                    work.bids[k],
-                    work.asks[k],
-                    pol,
-                    vol,
-                )
+        if expired:  # demoted to flat: the model is past its age (ADR 0098)
+            outputs = [flat] * len(outputs)
+            self.expiry.abstained.labels(f"{model.name}/{model.version}").inc(len(outputs))
+        elif abstain:
+            for k, out_of_distribution in enumerate(ood):
+                if out_of_distribution:
+                    outputs[k] = flat
+                    self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
+                    self._drift_of(model).abstained_total += 1
+        pub.offer_many(
+            signals_for(
+                work.symbols,
+                work.times_msc,
+                outputs,
+                model.name,
+                model.version,
+                hops,
+                work.bids,
+                work.asks,
+                pol,
+                vols,
             )
+        )
         if self.cfg.yield_after_signals and work.symbols:
             # The signals are on the socket: let nats-server and execution take the CPU before this
             # process goes on to the response write (ADR 0103; safe since execution never moves a

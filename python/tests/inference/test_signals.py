@@ -88,6 +88,13 @@ def test_every_prediction_is_published_as_a_signal_on_its_symbol_subject(
         assert s.bid > 0 and s.ask >= s.bid
         assert [h.stage for h in s.hops][-1] == types_pb2.HOP_STAGE_INFERENCE_SEND
     assert metric(srv.metrics_text(), "kairos_inference_signals_published_total") == len(preds)
+    # One model run's signals leave in one write (ADR 0110): those of a request share a send stamp.
+    sends: dict[int, list[int]] = {}
+    for _, s in sub.got:
+        recv = next(h.time_us for h in s.hops if h.stage == types_pb2.HOP_STAGE_INFERENCE_RECEIVE)
+        sends.setdefault(recv, []).append(s.hops[-1].time_us)
+    assert max(len(v) for v in sends.values()) > 1, "requests of several predictions"
+    assert all(len(set(v)) == 1 for v in sends.values()), sends
 
 
 def test_signals_carry_the_cards_policy_and_the_bars_realised_volatility(
