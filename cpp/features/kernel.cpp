@@ -603,6 +603,60 @@ struct Kernel {
     return py::make_tuple(nb, xs, symbols, times, bids, asks, prices);
   }
 
+  // The predictions of one model run as StreamPredictResponse bytes (field 2, repeated Prediction;
+  // ADR 0110): per input i, the Prediction `shared` (its serialised fields every prediction of the
+  // request has: model, request id, hops) followed by symbols[i] (field 1), times_msc[i] (field 2)
+  // and outputs[i] (field 5, packed float). Field order does not matter to a protobuf parser, and
+  // the shared repeated fields (hops) keep their order, so this parses as the same messages as one
+  // built field by field; the caller merges the bytes into the response.
+  py::bytes prediction_bytes(
+      const py::bytes& shared, const py::list& symbols, const py::list& times_msc,
+      const py::array_t<float, py::array::c_style | py::array::forcecast>& outputs) const {
+    char* tmpl;
+    Py_ssize_t tmpl_len;
+    if (PyBytes_AsStringAndSize(shared.ptr(), &tmpl, &tmpl_len) != 0) throw py::error_already_set();
+    const Py_ssize_t m = py::len(symbols);
+    if (py::len(times_msc) != static_cast<size_t>(m))
+      throw std::invalid_argument("symbols and times differ in length");
+    if (outputs.ndim() != 2 || outputs.shape(0) != m)
+      throw std::invalid_argument("outputs must be (len(symbols), k)");
+    const auto k = static_cast<size_t>(outputs.shape(1));
+    const float* out = outputs.data();
+    std::string buf;
+    buf.reserve(static_cast<size_t>(m) * (static_cast<size_t>(tmpl_len) + 48 + 4 * k));
+    auto varint = [](std::string& b, uint64_t v) {
+      while (v >= 0x80) {
+        b.push_back(static_cast<char>((v & 0x7F) | 0x80));
+        v >>= 7;
+      }
+      b.push_back(static_cast<char>(v));
+    };
+    std::string body;
+    for (Py_ssize_t i = 0; i < m; ++i) {
+      Py_ssize_t sym_len;
+      const char* sym = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(symbols.ptr(), i), &sym_len);
+      if (sym == nullptr) throw py::error_already_set();
+      const long long t = PyLong_AsLongLong(PyList_GET_ITEM(times_msc.ptr(), i));
+      if (t == -1 && PyErr_Occurred()) throw py::error_already_set();
+      body.assign(tmpl, static_cast<size_t>(tmpl_len));
+      body.push_back(0x0A);  // symbol = 1, length-delimited
+      varint(body, static_cast<uint64_t>(sym_len));
+      body.append(sym, static_cast<size_t>(sym_len));
+      body.push_back(0x10);  // time_msc = 2, varint (int64: two's complement)
+      varint(body, static_cast<uint64_t>(t));
+      if (k > 0) {
+        body.push_back(0x2A);  // outputs = 5, packed floats
+        varint(body, 4 * k);
+        body.append(reinterpret_cast<const char*>(out + static_cast<size_t>(i) * k),
+                    4 * k);  // little-endian hosts
+      }
+      buf.push_back(0x12);  // StreamPredictResponse.predictions = 2
+      varint(buf, body.size());
+      buf += body;
+    }
+    return py::bytes(buf);
+  }
+
   // Rows (m, n_features) for m windows, each (6, W) or (8, W) (see row()).
   py::array_t<double> rows(const std::vector<Window>& windows) const {
     const int m = static_cast<int>(windows.size());
@@ -691,6 +745,9 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
            "windows[i], in order; returns (rows (k, n_features) of the bars whose window was full, "
            "ready: list[bool] per bar).")
       .def_property_readonly("window", &Kernel::needs)
+      .def("prediction_bytes", &Kernel::prediction_bytes, py::arg("shared"), py::arg("symbols"),
+           py::arg("times_msc"), py::arg("outputs"),
+           "The predictions of one model run as StreamPredictResponse field-2 bytes (ADR 0110).")
       .def("intake_bars", &Kernel::intake_bars, py::arg("intake"), py::arg("request"), py::arg("timeframe_s"),
            py::arg("n_rows"), py::arg("model_seen"), py::arg("max_bars"),
            "Take a serialised bars-only StreamPredictRequest whole (ADR 0110), or None (nothing changed): "

@@ -32,7 +32,7 @@ from kairos.inference.config import InferenceConfig
 from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ModelManager, ServedModel
-from kairos.inference.pipeline import SymbolFeed, feature_rows
+from kairos.inference.pipeline import NATIVE, SymbolFeed, feature_rows
 from kairos.inference.signals import SignalPublisher, signals_for
 from kairos.inference.streams import StreamState, bar_problem, symbol_problem
 from kairos.inference.v1 import inference_pb2 as pb
@@ -303,6 +303,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         template.hops.add(stage=HOP_RECEIVE, time_us=recv_us)
         template.hops.add(stage=HOP_DONE, time_us=result.done_us)
         template.hops.add(stage=HOP_SEND, time_us=send_us)
+        if NATIVE is not None:
+            # The predictions as bytes from the template's, merged in one parse (ADR 0110): the
+            # same messages, less than half the cost of building 64 of them field by field.
+            resp.MergeFromString(
+                NATIVE.prediction_bytes(
+                    template.SerializeToString(), work.symbols, work.times_msc, result.outputs
+                )
+            )
+            return
         outputs = result.outputs.tolist()
         add = resp.predictions.add
         times = work.times_msc

@@ -289,3 +289,34 @@ def test_a_stream_that_closes_forgets_its_symbols_in_the_intake(
     st.close()
     assert len(st.intake) == 0 and not st.symbols
     assert native.intake() is not None
+
+
+def test_the_response_merged_from_bytes_equals_the_one_built_field_by_field(
+    gbpusd: pd.DataFrame, models: dict[str, ServedModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # _fill builds a request's predictions as bytes in C++ (ADR 0110); without the kernel it builds
+    # them field by field. Both must give the same response, hops, ids and float outputs included.
+    from kairos.inference import service
+    from kairos.inference.batcher import BatchResult
+
+    model = models["a"]
+    st = _stream(True)
+    bars = _series(gbpusd)
+    for k in range(0, 390, 15):
+        req_bars = [b for s in SYMBOLS for b in bars[s][k : k + 15]]
+        work = st.process(pb.StreamPredictRequest(bars=req_bars), model)
+    assert len(work.symbols) > 20
+    outputs = model.session.run([model.output_name], {model.input_name: work.inputs()})[0]
+    req = pb.StreamPredictRequest(request_id=2**40 + 3)
+    req.hops.add(stage=types_pb2.HOP_STAGE_COLLECTOR_SEND, time_us=1_733_450_000_000_001)
+    work.times_msc[0] = -5  # a negative int64 goes out as ten bytes
+    monkeypatch.setattr(service, "now_us", lambda: 1_733_450_000_000_900)
+    result = BatchResult(outputs=outputs, done_us=1_733_450_000_000_500)
+    got = pb.StreamPredictResponse(request_id=req.request_id)
+    service.InferenceServicer._fill(None, got, req, 1_733_450_000_000_100, model, work, result)  # type: ignore[arg-type]
+    monkeypatch.setattr(service, "NATIVE", None)
+    want = pb.StreamPredictResponse(request_id=req.request_id)
+    service.InferenceServicer._fill(None, want, req, 1_733_450_000_000_100, model, work, result)  # type: ignore[arg-type]
+    assert len(got.predictions) == len(work.symbols)
+    assert got == want
+    assert got.SerializeToString() == want.SerializeToString()
