@@ -219,7 +219,8 @@ Stream = tuple[list[pb.StreamPredictRequest], list[pb.StreamPredictRequest]]
 def throughput_msgs(card: ModelCard, seconds: float, streams: int) -> list[Stream]:
     """Per stream: warm-up bars, then messages of one new closed M1 bar for each of 64 symbols."""
     warm = SCHEMA.window + card.window - 1
-    per_stream = int(seconds * 4000 / streams) + 500  # more messages than the run can use
+    # More messages than the run can use, even for a stream that SO_REUSEPORT leaves alone on a worker.
+    per_stream = int(seconds * 6000 / streams) + 1000
     df = gbpusd_bars(warm + per_stream)
     # Disjoint sets of 64 symbols per stream: every message makes 64 predictions.
     out = []
