@@ -253,8 +253,11 @@ func apply(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfi
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		// 503: JetStream not ready or no meta leader; 10005: not enough known peers for the replicas.
-		return apiErr.Code == 503 || apiErr.ErrorCode == 10005
+		// 503: JetStream not ready or no meta leader; 10005: not enough known peers for the replicas;
+		// 10049: the stream's store could not be made, as when the request lands while JetStream is
+		// still enabling (a lasting cause, such as a full disk, fails at -timeout with this error,
+		// each attempt printed on the way).
+		return apiErr.Code == 503 || apiErr.ErrorCode == 10005 || apiErr.ErrorCode == 10049
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)

@@ -61,6 +61,7 @@ func TestRetryableTellsAWaitFromARefusal(t *testing.T) {
 		{"JetStream not enabled yet", jetstream.ErrJetStreamNotEnabled, true},
 		{"no meta leader (503)", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, true},
 		{"too few known peers for the replicas", &jetstream.APIError{Code: 500, ErrorCode: 10005, Description: "insufficient resources"}, true},
+		{"the store not made while JetStream enables", &jetstream.APIError{Code: 500, ErrorCode: 10049, Description: "error creating store for stream"}, true},
 		{"a configuration the server refuses", &jetstream.APIError{Code: 400, ErrorCode: 10052, Description: "subjects overlap with an existing stream"}, false},
 		{"a name in use", jetstream.ErrStreamNameAlreadyInUse, false},
 		{"anything else", errors.New("permission denied"), false},
