@@ -19,7 +19,6 @@ import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from tests.inference.harness import proto_bars
 
-from kairos.features import native
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ServedModel, build_served_model
 from kairos.inference.pipeline import NATIVE, pipeline_spec
@@ -288,7 +287,6 @@ def test_a_stream_that_closes_forgets_its_symbols_in_the_intake(
     assert len(st.intake) == 1
     st.close()
     assert len(st.intake) == 0 and not st.symbols
-    assert native.intake() is not None
 
 
 def test_the_response_merged_from_bytes_equals_the_one_built_field_by_field(
