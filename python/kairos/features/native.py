@@ -89,3 +89,9 @@ def intake() -> Any:
     """A stream's symbol -> ``Slot`` table for ``Kernel.intake_bars`` (ADR 0110). Only after ``load()``
     returned the kernel."""
     return _MODULE[0].Intake()
+
+
+def drift_tally(edges: Any, window: int, mean: Any, std: Any, mean_distance: float) -> Any:
+    """The drift monitor's per-row work in C++ (``DriftTally``, ADR 0111): each row's DI and the PSI
+    window's running bin counts. Only after ``load()`` returned the kernel."""
+    return _MODULE[0].DriftTally(edges, window, mean, std, mean_distance)

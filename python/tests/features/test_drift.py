@@ -69,6 +69,7 @@ def test_the_card_carries_the_distribution_and_older_cards_still_load(rows: np.n
     assert json.loads(card.to_json())["feature_distribution"]["di"]["q999"] > 1
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "c++"])
 @pytest.mark.parametrize(
     "sizes",
     [
@@ -77,13 +78,15 @@ def test_the_card_carries_the_distribution_and_older_cards_still_load(rows: np.n
         pytest.param([7, 250, 3, 64, 1, 499], id="mixed sizes, one larger than the window"),
     ],
 )
-def test_the_monitors_running_psi_equals_psi_over_its_window(rows: np.ndarray, sizes: list[int]) -> None:
+def test_the_monitors_running_psi_equals_psi_over_its_window(
+    rows: np.ndarray, sizes: list[int], native: bool
+) -> None:
     # The monitor keeps bin counts as rows come and go; the figure must be psi() over the rows the
     # window holds, for every feature, with non-finite values among them (psi drops them).
     n = len(rows) * 6 // 10
     dist = distribution(rows[:n], SCHEMA.names)
     window = 120
-    mon = DriftMonitor(dist, SCHEMA.names, window=window)
+    mon = DriftMonitor(dist, SCHEMA.names, window=window, native=native)
     later = rows[n:].copy()
     later[::37, 3] = np.nan  # a non-finite value now and then in one feature
     later[5::53, :] = np.inf  # and whole rows of them
@@ -103,3 +106,45 @@ def test_the_monitors_running_psi_equals_psi_over_its_window(rows: np.ndarray, s
             assert got[name] == pytest.approx(want, rel=1e-12, abs=1e-12), (fed, name)
         checked += 1
     assert checked >= 3
+
+
+def test_the_c_plus_plus_monitor_gives_the_numpy_monitors_figures(rows: np.ndarray) -> None:
+    # The server runs the per-row work in C++ (ADR 0111); the numpy path is its definition. Fed the
+    # same real rows, as the server feeds them (float32 model inputs) and as float64, with
+    # non-finite values and a vol regime far from training's (out-of-distribution rows), both must
+    # give each row's DI, the out-of-distribution flags, the window's counts and the PSI.
+    n = len(rows) * 6 // 10
+    dist = distribution(rows[:n], SCHEMA.names)
+    later = rows[n:].copy()
+    later[::41, 7] = np.nan
+    later[9::97, :] = -np.inf
+    later[300:400, SCHEMA.names.index("vol_60")] *= 8
+    py_mon = DriftMonitor(dist, SCHEMA.names, window=500, native=False)
+    cc_mon = DriftMonitor(dist, SCHEMA.names, window=500, native=True)
+    fed = 0
+    feeds = [(64, np.float32), (1, np.float64), (499, np.float32), (700, np.float64), (64, np.float32)]
+    for size, dtype in feeds:
+        batch = later[fed : fed + size].astype(dtype)
+        fed += size
+        d_py, ood_py = py_mon.observe(batch)
+        d_cc, ood_cc = cc_mon.observe(batch)
+        np.testing.assert_allclose(d_cc, d_py, rtol=1e-12, atol=0)
+        assert np.array_equal(np.isnan(d_cc), np.isnan(d_py))
+        assert np.array_equal(ood_cc, ood_py)
+        assert cc_mon.n == py_mon.n and cc_mon.ood_total == py_mon.ood_total
+        assert np.array_equal(cc_mon._native.counts(), py_mon._counts)
+        np.testing.assert_equal(cc_mon.psi(), py_mon.psi())  # NaN equal to NaN (a window not yet full)
+    assert fed == 1328 and all(v == v for v in py_mon.psi().values())
+    assert 0 < py_mon.ood_total < fed  # both kinds of row were fed
+
+
+def test_a_monitor_that_must_be_native_says_so_without_the_extension(
+    rows: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kairos.features import native as native_ext
+
+    monkeypatch.setattr(native_ext, "load", lambda: None)
+    dist = distribution(rows[:5000], SCHEMA.names)
+    with pytest.raises(RuntimeError, match="make cpp-build"):
+        DriftMonitor(dist, SCHEMA.names, native=True)
+    assert DriftMonitor(dist, SCHEMA.names)._native is None  # the numpy path otherwise

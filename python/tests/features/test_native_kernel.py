@@ -91,8 +91,17 @@ def test_flat_markets_zero_volumes_and_times_before_1970_match_the_numpy_kernel(
     flat_hl = cases[0].copy()
     flat_hl[1] = flat_hl[2] = flat_hl[3]  # high == low: a flat channel
     cases.append(flat_hl)
+    # A NaN high or low anywhere in a channel's window makes its min/max NaN (numpy's propagate it;
+    # the position is then 0), whichever of the kernel's four running minima/maxima or its tail it
+    # falls in.
+    for row, back in ((1, 1), (2, 2), (1, 3), (2, 4), (2, 15), (1, 100), (2, 240)):
+        hole = cases[1].copy()
+        hole[row, w - back] = np.nan
+        cases.append(hole)
     got = np.asarray(k.rows(cases))  # type: ignore[attr-defined]
-    np.testing.assert_allclose(got, pipeline.numpy_rows(np.stack(cases)), rtol=0, atol=TOL)
+    want = pipeline.numpy_rows(np.stack(cases))
+    assert (want[3:] != want[1]).any(axis=1).all()  # every hole changes the row
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
 
 
 def test_a_requests_bars_pushed_in_one_call_give_the_rows_of_the_windows_pushed_bar_by_bar(
