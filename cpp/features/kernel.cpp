@@ -114,6 +114,14 @@ double nanmax(const double* x, int n) {
   return nan ? kNaN : m0;
 }
 
+// A bytes object's content, without a copy (valid while the object lives).
+std::string_view bytes_view(const py::bytes& b) {
+  char* p;
+  Py_ssize_t n;
+  if (PyBytes_AsStringAndSize(b.ptr(), &p, &n) != 0) throw py::error_already_set();
+  return {p, static_cast<size_t>(n)};
+}
+
 int64_t floor_mod(int64_t a, int64_t b) {
   const int64_t r = a % b;
   return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
@@ -681,6 +689,109 @@ struct Kernel {
     return py::bytes(buf);
   }
 
+  // One model run's signals as NATS PUB frames (ADR 0112): per input i, "PUB <prefix>.<symbol> <n>\r\n",
+  // the kairos.inference.v1.Signal's n bytes and "\r\n". The bytes are the signal's own fields
+  // (symbol 1, time_msc 2, direction 3, strength 4, outputs 7, bid 9, ask 10, realised_vol 11; a zero
+  // scalar left out, as proto3 does), then `shared` (what every signal of the run has: model name
+  // and version, the hops, the policy) and `tail` (the send hop, appended after the shared hops, as
+  // the Python path appends it). kairos.inference.signals.signals_for is the definition: direction
+  // = directions[argmax of the outputs] (the first maximum; directions[1] without outputs),
+  // strength = outputs[2] - outputs[0] with three outputs, else 0.
+  py::bytes signal_frames(const py::bytes& prefix, const py::bytes& shared, const py::bytes& tail,
+                          const py::list& symbols, const py::list& times_msc,
+                          const py::array_t<float, py::array::c_style | py::array::forcecast>& outputs,
+                          const py::list& bids, const py::list& asks, const py::list& vols,
+                          const std::vector<int>& directions) const {
+    std::string_view pre = bytes_view(prefix), sh = bytes_view(shared), tl = bytes_view(tail);
+    const Py_ssize_t m = py::len(symbols);
+    if (py::len(times_msc) != static_cast<size_t>(m) || py::len(bids) != static_cast<size_t>(m) ||
+        py::len(asks) != static_cast<size_t>(m) || py::len(vols) != static_cast<size_t>(m))
+      throw std::invalid_argument("symbols, times, bids, asks and vols differ in length");
+    if (outputs.ndim() != 2 || outputs.shape(0) != m)
+      throw std::invalid_argument("outputs must be (len(symbols), k)");
+    if (directions.size() != 3) throw std::invalid_argument("directions must be (down, flat, up)");
+    const auto k = static_cast<size_t>(outputs.shape(1));
+    const float* out = outputs.data();
+    auto varint = [](std::string& b, uint64_t v) {
+      while (v >= 0x80) {
+        b.push_back(static_cast<char>((v & 0x7F) | 0x80));
+        v >>= 7;
+      }
+      b.push_back(static_cast<char>(v));
+    };
+    auto fixed64 = [](std::string& b, char tag, double v) {
+      uint64_t bits;
+      std::memcpy(&bits, &v, 8);
+      if (bits == 0) return;  // proto3: a zero is not written
+      b.push_back(tag);
+      b.append(reinterpret_cast<const char*>(&bits), 8);  // little-endian hosts
+    };
+    auto number = [](PyObject* o) {
+      const double v = PyFloat_AsDouble(o);
+      if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+      return v;
+    };
+    std::string buf, body;
+    buf.reserve(static_cast<size_t>(m) * (sh.size() + tl.size() + pre.size() + 96 + 4 * k));
+    for (Py_ssize_t i = 0; i < m; ++i) {
+      Py_ssize_t sym_len;
+      const char* sym = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(symbols.ptr(), i), &sym_len);
+      if (sym == nullptr) throw py::error_already_set();
+      const long long t = PyLong_AsLongLong(PyList_GET_ITEM(times_msc.ptr(), i));
+      if (t == -1 && PyErr_Occurred()) throw py::error_already_set();
+      const float* o = out + static_cast<size_t>(i) * k;
+      size_t best = 1;
+      if (k > 0) {
+        best = 0;
+        for (size_t j = 1; j < k; ++j)
+          if (o[j] > o[best]) best = j;  // Python's max: a later value replaces only when greater
+      }
+      const int direction = best < 3 ? directions[best] : 0;
+      const float strength =
+          k == 3 ? static_cast<float>(static_cast<double>(o[2]) - static_cast<double>(o[0])) : 0.0f;
+      body.clear();
+      if (sym_len > 0) {
+        body.push_back(0x0A);  // symbol = 1
+        varint(body, static_cast<uint64_t>(sym_len));
+        body.append(sym, static_cast<size_t>(sym_len));
+      }
+      if (t != 0) {
+        body.push_back(0x10);  // time_msc = 2
+        varint(body, static_cast<uint64_t>(t));
+      }
+      if (direction != 0) {
+        body.push_back(0x18);  // direction = 3
+        varint(body, static_cast<uint64_t>(static_cast<int64_t>(direction)));
+      }
+      uint32_t sbits;
+      std::memcpy(&sbits, &strength, 4);
+      if (sbits != 0) {
+        body.push_back(0x25);  // strength = 4, fixed32
+        body.append(reinterpret_cast<const char*>(&sbits), 4);
+      }
+      if (k > 0) {
+        body.push_back(0x3A);  // outputs = 7, packed floats
+        varint(body, 4 * k);
+        body.append(reinterpret_cast<const char*>(o), 4 * k);
+      }
+      fixed64(body, 0x49, number(PyList_GET_ITEM(bids.ptr(), i)));  // bid = 9
+      fixed64(body, 0x51, number(PyList_GET_ITEM(asks.ptr(), i)));  // ask = 10
+      fixed64(body, 0x59, number(PyList_GET_ITEM(vols.ptr(), i)));  // realised_vol = 11
+      body.append(sh);
+      body.append(tl);
+      buf.append("PUB ");
+      buf.append(pre);
+      buf.push_back('.');
+      buf.append(sym, static_cast<size_t>(sym_len));
+      buf.push_back(' ');
+      buf.append(std::to_string(body.size()));
+      buf.append("\r\n");
+      buf.append(body);
+      buf.append("\r\n");
+    }
+    return py::bytes(buf);
+  }
+
   // Rows (m, n_features) for m windows, each (6, W) or (8, W) (see row()).
   py::array_t<double> rows(const std::vector<Window>& windows) const {
     const int m = static_cast<int>(windows.size());
@@ -885,6 +996,10 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
            "windows[i], in order; returns (rows (k, n_features) of the bars whose window was full, "
            "ready: list[bool] per bar).")
       .def_property_readonly("window", &Kernel::needs)
+      .def("signal_frames", &Kernel::signal_frames, py::arg("prefix"), py::arg("shared"), py::arg("tail"),
+           py::arg("symbols"), py::arg("times_msc"), py::arg("outputs"), py::arg("bids"), py::arg("asks"),
+           py::arg("vols"), py::arg("directions"),
+           "One model run's signals as NATS PUB frames to <prefix>.<symbol> (ADR 0112).")
       .def("prediction_bytes", &Kernel::prediction_bytes, py::arg("shared"), py::arg("symbols"),
            py::arg("times_msc"), py::arg("outputs"),
            "The predictions of one model run as StreamPredictResponse field-2 bytes (ADR 0110).")

@@ -33,7 +33,7 @@ from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ModelManager, ServedModel
 from kairos.inference.pipeline import NATIVE, SymbolFeed, feature_rows
-from kairos.inference.signals import SignalPublisher, signals_for
+from kairos.inference.signals import SignalPublisher
 from kairos.inference.streams import StreamState, bar_problem, symbol_problem
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
@@ -244,7 +244,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             types_pb2.HopStamp(stage=HOP_DONE, time_us=result.done_us),
         ]
         pol, col, unit = model.policy, model.vol_index, model.vol_unit
-        outputs = result.outputs.tolist()
+        # The model's array as it is (framed in C++, ADR 0112), or lists when abstentions replace rows.
+        outputs: Any = result.outputs
         # The bar's own feature row (the window's last) carries the realised volatility.
         if pol is None:
             vols = [0.0] * len(work.symbols)
@@ -258,25 +259,24 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         if expired:  # demoted to flat: the model is past its age (ADR 0098)
             outputs = [flat] * len(outputs)
             self.expiry.abstained.labels(f"{model.name}/{model.version}").inc(len(outputs))
-        elif abstain:
+        elif abstain and any(ood):
+            outputs = outputs.tolist()
             for k, out_of_distribution in enumerate(ood):
                 if out_of_distribution:
                     outputs[k] = flat
                     self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
                     self._drift_of(model).abstained_total += 1
-        pub.offer_many(
-            signals_for(
-                work.symbols,
-                work.times_msc,
-                outputs,
-                model.name,
-                model.version,
-                hops,
-                work.bids,
-                work.asks,
-                pol,
-                vols,
-            )
+        pub.offer_run(
+            work.symbols,
+            work.times_msc,
+            outputs,
+            model.name,
+            model.version,
+            hops,
+            work.bids,
+            work.asks,
+            pol,
+            vols,
         )
         if self.cfg.yield_after_signals and work.symbols:
             # The signals are on the socket: let nats-server and execution take the CPU before this

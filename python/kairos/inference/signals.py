@@ -22,15 +22,19 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlparse
+
+import numpy as np
 
 from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
+from kairos.inference.pipeline import NATIVE
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.types.v1 import types_pb2
 
 DIRECTIONS = (pb.DIRECTION_DOWN, pb.DIRECTION_FLAT, pb.DIRECTION_UP)
+_DIRECTION_NUMBERS = [int(d) for d in DIRECTIONS]
 
 
 def nats_credentials(path: str) -> dict[str, str]:
@@ -120,6 +124,50 @@ def signal_from(
         policy,
         realised_vol,
     )
+
+
+def pub_frames(prefix: str, sigs: Sequence[pb.Signal], sent: types_pb2.HopStamp) -> bytes:
+    """The NATS PUB frames of signals to ``<prefix>.<symbol>``, each stamped with the send hop."""
+    parts: list[bytes] = []
+    for sig in sigs:
+        sig.hops.append(sent)
+        data = sig.SerializeToString()
+        parts += (b"PUB ", f"{prefix}.{sig.symbol} {len(data)}".encode(), b"\r\n", data, b"\r\n")
+    return b"".join(parts)
+
+
+def run_frames(
+    prefix: str,
+    sent: types_pb2.HopStamp,
+    symbols: list[str],
+    times_msc: list[int],
+    outputs: np.ndarray,
+    model_name: str,
+    model_version: str,
+    hops: Sequence[types_pb2.HopStamp],
+    bids: list[float],
+    asks: list[float],
+    policy: pb.DecisionPolicy | None,
+    realised_vols: list[float],
+) -> bytes:
+    """``pub_frames(prefix, signals_for(...), sent)`` framed by the C++ extension from the bytes of what
+    the signals share (ADR 0112): the same signals, without building 64 messages in Python (~5 µs
+    each). Only with the extension built (``NATIVE``)."""
+    assert NATIVE is not None
+    shared = pb.Signal(model_name=model_name, model_version=model_version, hops=hops, policy=policy)
+    frames: bytes = NATIVE.signal_frames(
+        prefix.encode(),
+        shared.SerializeToString(),
+        pb.Signal(hops=(sent,)).SerializeToString(),
+        symbols,
+        times_msc,
+        outputs,
+        bids,
+        asks,
+        realised_vols,
+        _DIRECTION_NUMBERS,
+    )
+    return frames
 
 
 class NatsError(ConnectionError):
@@ -231,23 +279,69 @@ class SignalPublisher:
         if sigs:
             self._send(nc, sigs)
 
+    def offer_run(
+        self,
+        symbols: list[str],
+        times_msc: list[int],
+        outputs: np.ndarray | Sequence[Sequence[float]],
+        model_name: str,
+        model_version: str,
+        hops: Sequence[types_pb2.HopStamp],
+        bids: list[float],
+        asks: list[float],
+        policy: pb.DecisionPolicy | None,
+        realised_vols: list[float],
+    ) -> None:
+        """One model run's signals (``signals_for``'s arguments). Connected with nothing in the
+        backlog, the C++ extension built and the outputs the model's array: framed in C++ from the
+        bytes of what they share, the same signals ``signals_for`` builds (ADR 0112); otherwise
+        ``offer_many(signals_for(...))``."""
+        if not symbols:
+            return
+        nc = self.nc
+        if NATIVE is None or nc is None or self.backlog or not isinstance(outputs, np.ndarray):
+            outs = outputs.tolist() if isinstance(outputs, np.ndarray) else outputs
+            sigs = signals_for(
+                symbols, times_msc, outs, model_name, model_version, hops, bids, asks, policy, realised_vols
+            )
+            self.offer_many(sigs)
+            return
+        out = outputs
+
+        def frames(sent: types_pb2.HopStamp) -> bytes:
+            return run_frames(
+                self.prefix,
+                sent,
+                symbols,
+                times_msc,
+                out,
+                model_name,
+                model_version,
+                hops,
+                bids,
+                asks,
+                policy,
+                realised_vols,
+            )
+
+        self._write(nc, len(symbols), frames)
+
     def _send(self, nc: _Conn, sigs: Sequence[pb.Signal]) -> None:
+        self._write(nc, len(sigs), lambda sent: pub_frames(self.prefix, sigs, sent))
+
+    def _write(self, nc: _Conn, n: int, frames: Any) -> None:
+        """n signals' PUB frames (``frames(the send hop)``) in one write, or all n dropped and counted."""
         t = nc.transport
         if t is None or t.is_closing():
-            self.metrics.signals_dropped.labels("nats_error").inc(len(sigs))
+            self.metrics.signals_dropped.labels("nats_error").inc(n)
             return
         if t.get_write_buffer_size() > self.MAX_UNSENT:
-            self.metrics.signals_dropped.labels("queue_full").inc(len(sigs))
+            self.metrics.signals_dropped.labels("queue_full").inc(n)
             return
         # Stamp the hop as the signals leave the server (together, in one write).
         sent = types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_INFERENCE_SEND, time_us=time.time_ns() // 1000)
-        parts: list[bytes] = []
-        for sig in sigs:
-            sig.hops.append(sent)
-            data = sig.SerializeToString()
-            parts += (b"PUB ", f"{self.prefix}.{sig.symbol} {len(data)}".encode(), b"\r\n", data, b"\r\n")
-        t.write(b"".join(parts))
-        self.metrics.signals_published.inc(len(sigs))
+        t.write(frames(sent))
+        self.metrics.signals_published.inc(n)
 
     def _drain_backlog(self, nc: _Conn) -> None:
         while self.backlog and self.nc is nc:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import nats
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
 import uvloop
@@ -353,3 +354,71 @@ def test_a_nats_server_refusing_the_credentials_is_retried_and_nothing_is_publis
 def metric_value(metrics: Metrics, name: str, **labels: str) -> float:
     v = metrics.registry.get_sample_value(name, labels)
     return 0.0 if v is None else v
+
+
+def _parse_frames(frames: bytes) -> list[tuple[str, pb.Signal]]:
+    """(subject, signal) of each NATS PUB frame, checking the framing byte for byte."""
+    out, at = [], 0
+    while at < len(frames):
+        eol = frames.index(b"\r\n", at)
+        verb, subject, size = frames[at:eol].decode().split(" ")
+        assert verb == "PUB"
+        body = frames[eol + 2 : eol + 2 + int(size)]
+        assert len(body) == int(size) and frames[eol + 2 + int(size) : eol + 4 + int(size)] == b"\r\n"
+        out.append((subject, pb.Signal.FromString(body)))
+        at = eol + 4 + int(size)
+    return out
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("outputs", "bids", "policy"),
+    [
+        pytest.param(
+            [[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]], [1.2, 1.3, 1.4], True, id="up-down-flat"
+        ),
+        pytest.param(
+            [[0.4, 0.2, 0.4], [0.3, 0.3, 0.3], [0.0, 1.0, 0.0]], [1.2, 0.0, -0.0], True, id="ties-zero-bids"
+        ),
+        pytest.param(
+            [[NAN, 0.2, 0.8], [0.1, NAN, 0.9], [0.5, 0.5, NAN]], [1.0, 1.0, 1.0], False, id="nan-no-policy"
+        ),
+        pytest.param([[0.7, 0.3], [0.1, 0.9], [0.5, 0.5]], [1.0, 2.0, 3.0], True, id="two-outputs"),
+        pytest.param([[0.1, 0.2, 0.3, 0.4]] * 3, [1.0, 2.0, 3.0], True, id="four-outputs"),
+        pytest.param([[], [], []], [1.0, 2.0, 3.0], True, id="no-outputs"),
+        pytest.param(
+            [[-0.0, 0.5, 0.5], [1e-45, 0.0, 0.0], [3.4e38, -3.4e38, 0.0]], [1, 2, 3], True, id="extremes"
+        ),
+    ],
+)
+def test_the_c_plus_plus_frames_are_the_signals_signals_for_builds(
+    outputs: list[list[float]], bids: list[float], policy: bool
+) -> None:
+    # The server frames a model run's signals in C++ from the bytes of what they share (ADR 0112);
+    # signals_for and pub_frames are the definition. Same subjects, same messages, field by field.
+    from kairos.inference.pipeline import NATIVE
+    from kairos.inference.signals import pub_frames, run_frames, signals_for
+
+    assert NATIVE is not None, "the C++ feature extension is not built (make cpp-build)"
+    symbols = ["GBPUSD", "EURUSD", "XAUUSD.m"]
+    times = [1_700_000_000_000, -86_400_007, 0]  # a time before 1970 and a zero one
+    arr = np.asarray(outputs, dtype=np.float32).reshape(3, -1)
+    hops = [
+        types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_BRIDGE_SEND, time_us=1),
+        types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_INFERENCE_RECEIVE, time_us=2**41 + 5),
+    ]
+    pol = pb.DecisionPolicy(entry_edge=0.1, move_up=0.002, max_hold_bars=30) if policy else None
+    asks = [b + 0.0001 for b in bids]
+    vols = [0.0, 1.5e-4, 7.25e-5]
+    sent = types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_INFERENCE_SEND, time_us=1_765_000_000_123_456)
+    args = (symbols, times, arr, "m", "v1", hops, bids, asks, pol, vols)
+    got = _parse_frames(run_frames("kairos.signal", sent, *args))
+    want = _parse_frames(
+        pub_frames("kairos.signal", signals_for(*args[:2], arr.tolist(), *args[3:]), sent)  # type: ignore[arg-type]
+    )
+    assert [s for s, _ in got] == [s for s, _ in want] == [f"kairos.signal.{s}" for s in symbols]
+    for (_, g), (_, w) in zip(got, want, strict=True):
+        assert g.SerializeToString(deterministic=True) == w.SerializeToString(deterministic=True)
+        assert [h.stage for h in g.hops][-1] == types_pb2.HOP_STAGE_INFERENCE_SEND
