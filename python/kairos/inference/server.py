@@ -32,7 +32,7 @@ from kairos.inference.model import ModelLoadError, ModelManager, ModelSource
 from kairos.inference.pipeline import pipeline_spec
 from kairos.inference.service import InferenceServicer
 from kairos.inference.signals import SignalPublisher
-from kairos.inference.v1 import inference_pb2, inference_pb2_grpc
+from kairos.inference.v1 import inference_pb2
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
@@ -124,7 +124,7 @@ class InferenceServer:
         servicer.expiry = self.expiry = ExpiryWatch(
             self.manager, self.metrics, c.model_max_age_days, c.abstain_expired
         )
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        servicer.add_to_server(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -381,7 +381,9 @@ class StreamState:
                 board.record(c[1], c[2], base[k])
         return out
 
-    def process(self, req: pb.StreamPredictRequest, model: ServedModel) -> Work:
+    def process(self, req: pb.StreamPredictRequest, model: ServedModel, raw: bytes | None = None) -> Work:
+        """The request's work. ``raw``: the bytes ``req`` was parsed from (the C++ bar intake reads
+        them; without them it reads ``req.SerializeToString()``)."""
         work = Work()
         if not req.ticks and not req.bars:
             self._reject(work, "", "EMPTY_REQUEST", "request carries neither ticks nor bars")
@@ -394,7 +396,7 @@ class StreamState:
             if model.blocks == ("base",):
                 taken = NATIVE.intake_bars(
                     self.intake,
-                    req.SerializeToString(),
+                    raw if raw is not None else req.SerializeToString(),
                     model.timeframe_s,
                     model.rows,
                     self.model_seen,

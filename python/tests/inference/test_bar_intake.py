@@ -279,6 +279,55 @@ def test_bytes_the_intake_cannot_read_change_nothing(
     assert got is not None and got[0] == 2 and len(got[2]) == 2
 
 
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def test_a_clients_own_wire_form_takes_the_intake_to_the_python_paths_result(
+    gbpusd: pd.DataFrame, models: dict[str, ServedModel]
+) -> None:
+    # The server hands the intake the bytes the client sent (ADR 0113), which need not be the
+    # canonical form the server's own serialisation gives: the request's fields interleaved, a bar's
+    # scalar given twice (the last wins), fields the schema does not know. The intake must take them
+    # to what the parsed message says, the state the Python path reaches.
+    model = models["a"]
+    fast, slow = _stream(True), _stream(False)
+    bars = _series(gbpusd)
+    key = _varint(pb.StreamPredictRequest.DESCRIPTOR.fields_by_name["bars"].number << 3 | 2)
+    unknown = _varint(99 << 3) + _varint(1)  # field 99, a varint: no such field in a Bar
+
+    def odd(b: md.Bar) -> bytes:
+        body = (
+            md.Bar(close=999.0, high=999.0, period_s=1).SerializeToString() + unknown + b.SerializeToString()
+        )
+        return key + _varint(len(body)) + body
+
+    took = 0
+    for k in range(0, 330, 15):
+        parts = [pb.StreamPredictRequest(request_id=k + 1).SerializeToString()]
+        for i, s in enumerate(SYMBOLS):
+            for b in bars[s][k : k + 15]:
+                parts.append(odd(b) if i % 2 else pb.StreamPredictRequest(bars=[b]).SerializeToString())
+            hop = types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_COLLECTOR_SEND, time_us=k)
+            parts.append(pb.StreamPredictRequest(hops=[hop]).SerializeToString())
+        raw = b"".join(parts)
+        req = pb.StreamPredictRequest.FromString(raw)
+        assert raw != req.SerializeToString() and req.request_id == k + 1
+        before = _path(fast)["c++"]
+        wf = fast.process(req, model, raw)
+        ws = slow.process(pb.StreamPredictRequest.FromString(raw), model)
+        _same_work(wf, ws, f"request {k}")
+        _same_state(fast, slow, f"request {k}")
+        took += int(_path(fast)["c++"] - before)
+    assert took == 21  # every request but the first, whose symbols were new (the Python path adds them)
+    assert wf.symbols
+
+
 def test_a_stream_that_closes_forgets_its_symbols_in_the_intake(
     models: dict[str, ServedModel], gbpusd: pd.DataFrame
 ) -> None:
@@ -310,11 +359,17 @@ def test_the_response_merged_from_bytes_equals_the_one_built_field_by_field(
     work.times_msc[0] = -5  # a negative int64 goes out as ten bytes
     monkeypatch.setattr(service, "now_us", lambda: 1_733_450_000_000_900)
     result = BatchResult(outputs=outputs, done_us=1_733_450_000_000_500)
-    got = pb.StreamPredictResponse(request_id=req.request_id)
-    service.InferenceServicer._fill(None, got, req, 1_733_450_000_000_100, model, work, result)  # type: ignore[arg-type]
+    # The C++ path returns the predictions' bytes, which the handler appends to the response's own
+    # (ADR 0113); the numpy path fills the response and returns nothing to append.
+    head = pb.StreamPredictResponse(request_id=req.request_id)
+    head.rejections.add(field="bars[3]", reason="STALE_BAR", description="a rejection beside them")
+    tail = service.InferenceServicer._fill(None, head, req, 1_733_450_000_000_100, model, work, result)  # type: ignore[arg-type]
+    assert tail and not head.predictions
+    got = pb.StreamPredictResponse.FromString(head.SerializeToString() + tail)
     monkeypatch.setattr(service, "NATIVE", None)
     want = pb.StreamPredictResponse(request_id=req.request_id)
-    service.InferenceServicer._fill(None, want, req, 1_733_450_000_000_100, model, work, result)  # type: ignore[arg-type]
+    want.rejections.add(field="bars[3]", reason="STALE_BAR", description="a rejection beside them")
+    assert service.InferenceServicer._fill(None, want, req, 1_733_450_000_000_100, model, work, result) == b""  # type: ignore[arg-type]
     assert len(got.predictions) == len(work.symbols)
     assert got == want
     assert got.SerializeToString() == want.SerializeToString()

@@ -434,3 +434,32 @@ def test_a_symbol_outside_the_cards_symbols_is_refused_unless_any_symbol_is_set(
     assert "validated on BTCUSD, GBPUSD only" in resp.rejections[0].description
     assert metric(text, "kairos_inference_rejected_inputs_total", reason="SYMBOL_NOT_IN_CARD") == 3
     assert metric(text, "kairos_inference_symbol_states") == 1, "no state for the refused symbol"
+
+
+def test_bytes_that_are_not_a_request_end_the_stream_with_invalid_argument_naming_the_request(
+    server: ServerThread, gbpusd: pd.DataFrame
+) -> None:
+    # StreamPredict takes the request's bytes (ADR 0113) and parses them itself: a message that is
+    # not a StreamPredictRequest ends the call with INVALID_ARGUMENT, saying which request it was,
+    # after the good requests before it were answered.
+    import grpc
+    from tests.inference.harness import channel
+
+    good = pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[:5])).SerializeToString()
+    bad = b"\x12\x05\x0a\x03GB"  # a bar whose symbol runs past the end of the bar
+    ch = channel(server.target)
+    try:
+        call = ch.stream_stream("/kairos.inference.v1.InferenceService/StreamPredict")(
+            iter([good, bad]), timeout=30
+        )
+        got = []
+        with pytest.raises(grpc.RpcError) as err:
+            for raw in call:
+                got.append(pb.StreamPredictResponse.FromString(raw))
+    finally:
+        ch.close()
+    assert [r.request_id for r in got] == [1]
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request 2 of the stream is not a kairos.inference.v1.StreamPredictRequest (6 bytes)" in str(
+        err.value.details()
+    )
