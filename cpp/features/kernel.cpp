@@ -122,6 +122,35 @@ std::string_view bytes_view(const py::bytes& b) {
   return {p, static_cast<size_t>(n)};
 }
 
+// Protobuf's base-128 varint of v, appended to b.
+void varint(std::string& b, uint64_t v) {
+  while (v >= 0x80) {
+    b.push_back(static_cast<char>((v & 0x7F) | 0x80));
+    v >>= 7;
+  }
+  b.push_back(static_cast<char>(v));
+}
+
+// Item i of a Python list of str, as its UTF-8 bytes (valid while the list holds the str).
+std::string_view list_str(const py::list& list, Py_ssize_t i) {
+  Py_ssize_t n;
+  const char* p = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(list.ptr(), i), &n);
+  if (p == nullptr) throw py::error_already_set();
+  return {p, static_cast<size_t>(n)};
+}
+
+// Item i of a Python list of int (an int64) or of float (a double).
+int64_t list_int64(const py::list& list, Py_ssize_t i) {
+  const long long v = PyLong_AsLongLong(PyList_GET_ITEM(list.ptr(), i));
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+double list_double(const py::list& list, Py_ssize_t i) {
+  const double v = PyFloat_AsDouble(PyList_GET_ITEM(list.ptr(), i));
+  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+
 int64_t floor_mod(int64_t a, int64_t b) {
   const int64_t r = a % b;
   return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
@@ -533,10 +562,9 @@ struct Kernel {
   // symbols, times_msc (the bar's close), bids, asks, prices (open, close, spread_mean, low, high)).
   py::object intake_bars(Intake& intake, const py::bytes& request, int64_t timeframe_s, int n_rows,
                          int64_t model_seen, Py_ssize_t max_bars) const {
-    char* data;
-    Py_ssize_t size;
-    if (PyBytes_AsStringAndSize(request.ptr(), &data, &size) != 0) throw py::error_already_set();
-    Wire w{reinterpret_cast<const uint8_t*>(data), reinterpret_cast<const uint8_t*>(data) + size};
+    const std::string_view req = bytes_view(request);
+    const auto* data = reinterpret_cast<const uint8_t*>(req.data());
+    Wire w{data, data + req.size()};
     std::vector<WireBar> bars;
     const uint64_t epoch = ++intake.epoch;
     std::string key;
@@ -644,9 +672,7 @@ struct Kernel {
   py::bytes prediction_bytes(
       const py::bytes& shared, const py::list& symbols, const py::list& times_msc,
       const py::array_t<float, py::array::c_style | py::array::forcecast>& outputs) const {
-    char* tmpl;
-    Py_ssize_t tmpl_len;
-    if (PyBytes_AsStringAndSize(shared.ptr(), &tmpl, &tmpl_len) != 0) throw py::error_already_set();
+    const std::string_view tmpl = bytes_view(shared);
     const Py_ssize_t m = py::len(symbols);
     if (py::len(times_msc) != static_cast<size_t>(m))
       throw std::invalid_argument("symbols and times differ in length");
@@ -655,25 +681,15 @@ struct Kernel {
     const auto k = static_cast<size_t>(outputs.shape(1));
     const float* out = outputs.data();
     std::string buf;
-    buf.reserve(static_cast<size_t>(m) * (static_cast<size_t>(tmpl_len) + 48 + 4 * k));
-    auto varint = [](std::string& b, uint64_t v) {
-      while (v >= 0x80) {
-        b.push_back(static_cast<char>((v & 0x7F) | 0x80));
-        v >>= 7;
-      }
-      b.push_back(static_cast<char>(v));
-    };
+    buf.reserve(static_cast<size_t>(m) * (tmpl.size() + 48 + 4 * k));
     std::string body;
     for (Py_ssize_t i = 0; i < m; ++i) {
-      Py_ssize_t sym_len;
-      const char* sym = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(symbols.ptr(), i), &sym_len);
-      if (sym == nullptr) throw py::error_already_set();
-      const long long t = PyLong_AsLongLong(PyList_GET_ITEM(times_msc.ptr(), i));
-      if (t == -1 && PyErr_Occurred()) throw py::error_already_set();
-      body.assign(tmpl, static_cast<size_t>(tmpl_len));
+      const std::string_view sym = list_str(symbols, i);
+      const int64_t t = list_int64(times_msc, i);
+      body.assign(tmpl);
       body.push_back(0x0A);  // symbol = 1, length-delimited
-      varint(body, static_cast<uint64_t>(sym_len));
-      body.append(sym, static_cast<size_t>(sym_len));
+      varint(body, sym.size());
+      body.append(sym);
       body.push_back(0x10);  // time_msc = 2, varint (int64: two's complement)
       varint(body, static_cast<uint64_t>(t));
       if (k > 0) {
@@ -712,13 +728,6 @@ struct Kernel {
     if (directions.size() != 3) throw std::invalid_argument("directions must be (down, flat, up)");
     const auto k = static_cast<size_t>(outputs.shape(1));
     const float* out = outputs.data();
-    auto varint = [](std::string& b, uint64_t v) {
-      while (v >= 0x80) {
-        b.push_back(static_cast<char>((v & 0x7F) | 0x80));
-        v >>= 7;
-      }
-      b.push_back(static_cast<char>(v));
-    };
     auto fixed64 = [](std::string& b, char tag, double v) {
       uint64_t bits;
       std::memcpy(&bits, &v, 8);
@@ -726,19 +735,11 @@ struct Kernel {
       b.push_back(tag);
       b.append(reinterpret_cast<const char*>(&bits), 8);  // little-endian hosts
     };
-    auto number = [](PyObject* o) {
-      const double v = PyFloat_AsDouble(o);
-      if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-      return v;
-    };
     std::string buf, body;
     buf.reserve(static_cast<size_t>(m) * (sh.size() + tl.size() + pre.size() + 96 + 4 * k));
     for (Py_ssize_t i = 0; i < m; ++i) {
-      Py_ssize_t sym_len;
-      const char* sym = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(symbols.ptr(), i), &sym_len);
-      if (sym == nullptr) throw py::error_already_set();
-      const long long t = PyLong_AsLongLong(PyList_GET_ITEM(times_msc.ptr(), i));
-      if (t == -1 && PyErr_Occurred()) throw py::error_already_set();
+      const std::string_view sym = list_str(symbols, i);
+      const int64_t t = list_int64(times_msc, i);
       const float* o = out + static_cast<size_t>(i) * k;
       size_t best = 1;
       if (k > 0) {
@@ -750,10 +751,10 @@ struct Kernel {
       const float strength =
           k == 3 ? static_cast<float>(static_cast<double>(o[2]) - static_cast<double>(o[0])) : 0.0f;
       body.clear();
-      if (sym_len > 0) {
+      if (!sym.empty()) {
         body.push_back(0x0A);  // symbol = 1
-        varint(body, static_cast<uint64_t>(sym_len));
-        body.append(sym, static_cast<size_t>(sym_len));
+        varint(body, sym.size());
+        body.append(sym);
       }
       if (t != 0) {
         body.push_back(0x10);  // time_msc = 2
@@ -774,15 +775,15 @@ struct Kernel {
         varint(body, 4 * k);
         body.append(reinterpret_cast<const char*>(o), 4 * k);
       }
-      fixed64(body, 0x49, number(PyList_GET_ITEM(bids.ptr(), i)));  // bid = 9
-      fixed64(body, 0x51, number(PyList_GET_ITEM(asks.ptr(), i)));  // ask = 10
-      fixed64(body, 0x59, number(PyList_GET_ITEM(vols.ptr(), i)));  // realised_vol = 11
+      fixed64(body, 0x49, list_double(bids, i));  // bid = 9
+      fixed64(body, 0x51, list_double(asks, i));  // ask = 10
+      fixed64(body, 0x59, list_double(vols, i));  // realised_vol = 11
       body.append(sh);
       body.append(tl);
       buf.append("PUB ");
       buf.append(pre);
       buf.push_back('.');
-      buf.append(sym, static_cast<size_t>(sym_len));
+      buf.append(sym);
       buf.push_back(' ');
       buf.append(std::to_string(body.size()));
       buf.append("\r\n");
