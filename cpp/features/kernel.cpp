@@ -166,6 +166,27 @@ struct BarWindows {
   int pos = 0;
   int64_t count = 0;
   std::vector<double> buf;
+  // The bar the latest push moved out of the window (its rows, as in buf), for the running sums of
+  // windows as long as the buffer.
+  double out[kRows] = {};
+  // The number (1-based, as count) of the latest bar holding a non-finite value.
+  int64_t last_bad = std::numeric_limits<int64_t>::min() / 2;
+
+  // The window's sums for Kernel::row_at (ADR 0114), brought up to date by the kernel as it makes each
+  // row, one bar at a time; `at` is the count they describe (-1: none). Per return window (the
+  // kernel's return_windows): the sum of its one-bar log returns, of their squares, and how many are
+  // not zero; per trend window the sum of close - ref; per channel window the lowest low and highest
+  // high and the bar numbers they belong to; the range, momentum and activity sums.
+  struct Running {
+    int64_t at = -1;
+    int steps = 0;  // one-bar updates since the sums were last taken over the whole window
+    double ref = 0.0;
+    std::vector<double> s1, s2, trend, lo, hi;
+    std::vector<int> nz;
+    std::vector<int64_t> lo_at, hi_at;
+    double range = 0.0, net = 0.0, abssum = 0.0, activity = 0.0;
+    int momentum_nz = 0;
+  } run;
 
   explicit BarWindows(int window) : W(window), buf(static_cast<size_t>(kRows) * 2 * window, 0.0) {
     if (window <= 0) throw std::invalid_argument("window must be positive");
@@ -178,10 +199,14 @@ struct BarWindows {
     // of it, so does this.
     const double col[kRows] = {t, h, l, c, sp, tv, c > 0.0 ? std::log(c) : kNaN, std::log1p(tv)};
     const size_t stride = 2 * static_cast<size_t>(W);
+    bool finite = true;
     for (int r = 0; r < kRows; ++r) {
+      out[r] = buf[r * stride + pos];  // the oldest bar of the window before this one
       buf[r * stride + pos] = col[r];
       buf[r * stride + pos + W] = col[r];
+      finite = finite && std::isfinite(col[r]);
     }
+    if (!finite) last_bad = count + 1;
     return ++count >= W;
   }
   const double* window() const { return buf.data() + pos + 1; }
@@ -383,6 +408,22 @@ double item_double(PyObject* seq, Py_ssize_t i) {
 struct Kernel {
   std::vector<int> horizons, vol_windows, channel_windows, trend_windows;
   int long_window, range_window, momentum_window, spread_vol_window, activity_window;
+  // The distinct lookbacks of one-bar returns whose std a row needs (vol windows, the long window,
+  // the spread's), and where each of those three finds its own (set by prepare()).
+  std::vector<int> return_windows, vol_rw;
+  int long_rw = 0, spread_rw = 0;
+
+  void prepare() {
+    auto index = [this](int n) {
+      for (size_t i = 0; i < return_windows.size(); ++i)
+        if (return_windows[i] == n) return static_cast<int>(i);
+      return_windows.push_back(n);
+      return static_cast<int>(return_windows.size() - 1);
+    };
+    for (int n : vol_windows) vol_rw.push_back(index(n));
+    long_rw = index(long_window);
+    spread_rw = index(spread_vol_window);
+  }
 
   int n_features() const {
     return static_cast<int>(horizons.size() + vol_windows.size() + 1 + 2 + channel_windows.size() + 1 +
@@ -472,6 +513,181 @@ struct Kernel {
     o[c++] = std::cos(week);
   }
 
+  // The row of a full BarWindows' latest bar into o, as row() gives it, from the window's running
+  // sums (ADR 0114): each bar updates them with the bars entering and leaving each lookback instead
+  // of reading the whole window (2 MB for 64 symbols, mostly cache misses in the server). row() stays
+  // the reference: a window holding a non-finite value goes to it, a std the sums cannot give to
+  // full precision (returns nearly all equal) is taken over its window as row() takes it, and the
+  // sums are taken over the whole window again every W bars, so rounding cannot build up. Parity
+  // with row() is held to 1e-9 by python/tests/features/test_native_kernel.py.
+  void row_at(BarWindows& w, double* o, std::vector<double>& lcbuf, std::vector<double>& r1,
+              std::vector<double>& tmp) const {
+    const int W = w.W;
+    BarWindows::Running& R = w.run;
+    if (w.count - w.last_bad < W) {  // a non-finite value in the window: row() says what it gives
+      R.at = -1;
+      row(w.window(), W, 2 * W, true, o, lcbuf, r1, tmp);
+      return;
+    }
+    const size_t stride = 2 * static_cast<size_t>(W);
+    const double* tm = w.window();
+    const double* hi = tm + stride;
+    const double* lo = hi + stride;
+    const double* cl = lo + stride;
+    const double* sp = cl + stride;
+    const double* lc = sp + 2 * stride;
+    const double* lv = lc + stride;
+    const int64_t now = w.count;  // the latest bar's number; bar k of the window is now - (W-1-k)
+    if (R.at == now - 1 && R.steps < W) {
+      ++R.steps;
+      // The value in channel `ch` (row r of buf) of the bar leaving a lookback of n bars: in the
+      // window, or the bar the push moved out when n is the whole window.
+      auto gone = [&](const double* ch, int r, int n) { return n < W ? ch[W - 1 - n] : w.out[r]; };
+      const double rin = lc[W - 1] - lc[W - 2];
+      auto gone_return = [&](int n) {  // return j = lc[j+1] - lc[j]; the one leaving is j = W-2-n
+        return n < W - 1 ? lc[W - 1 - n] - lc[W - 2 - n] : lc[0] - w.out[6];  // row 6: log(close)
+      };
+      for (size_t i = 0; i < return_windows.size(); ++i) {
+        const double rout = gone_return(return_windows[i]);
+        R.s1[i] = R.s1[i] + rin - rout;
+        R.s2[i] = R.s2[i] + rin * rin - rout * rout;
+        R.nz[i] += (rin != 0.0) - (rout != 0.0);
+      }
+      {
+        const double rout = gone_return(momentum_window);
+        R.net = R.net + rin - rout;
+        R.abssum = R.abssum + std::fabs(rin) - std::fabs(rout);
+        R.momentum_nz += (rin != 0.0) - (rout != 0.0);
+      }
+      for (size_t i = 0; i < trend_windows.size(); ++i)
+        R.trend[i] = R.trend[i] + (cl[W - 1] - R.ref) - (gone(cl, 3, trend_windows[i]) - R.ref);
+      for (size_t i = 0; i < channel_windows.size(); ++i) {
+        const int n = channel_windows[i];
+        if (lo[W - 1] <= R.lo[i]) {
+          R.lo[i] = lo[W - 1];
+          R.lo_at[i] = now;
+        } else if (R.lo_at[i] == now - n) {  // the lowest low left: look again
+          lowest(lo, W, n, now, R.lo[i], R.lo_at[i]);
+        }
+        if (hi[W - 1] >= R.hi[i]) {
+          R.hi[i] = hi[W - 1];
+          R.hi_at[i] = now;
+        } else if (R.hi_at[i] == now - n) {
+          highest(hi, W, n, now, R.hi[i], R.hi_at[i]);
+        }
+      }
+      R.range = R.range + (hi[W - 1] - lo[W - 1]) / cl[W - 1] -
+                (gone(hi, 1, range_window) - gone(lo, 2, range_window)) / gone(cl, 3, range_window);
+      R.activity = R.activity + lv[W - 1] - gone(lv, 7, activity_window);
+    } else {
+      take(w, lc, cl, lo, hi, lv);
+    }
+    R.at = now;
+    // The std of the last n one-bar returns (population), as pstd gives it.
+    auto std_of = [&](int i) {
+      const int n = return_windows[i];
+      if (R.nz[i] == 0) return 0.0;  // all zero: exactly 0, as two passes give it
+      const double m2 = R.s2[i] / n, mean = R.s1[i] / n;
+      const double var = m2 - mean * mean;
+      if (var > 1e-3 * m2) return std::sqrt(var);
+      // Returns nearly all equal: the one-pass variance loses digits; two passes over the window.
+      for (int j = 0; j < n; ++j) r1[j] = lc[W - n + j] - lc[W - n + j - 1];
+      return pstd(r1.data(), n);
+    };
+    double sd[18], vols[16];  // at most 16 vol windows, the long and the spread's
+    for (size_t i = 0; i < return_windows.size(); ++i) sd[i] = std_of(static_cast<int>(i));
+    const int nv = static_cast<int>(vol_windows.size());
+    for (int k = 0; k < nv; ++k) vols[k] = sd[vol_rw[k]];
+    const double sigma = sd[long_rw], spread_vol = sd[spread_rw];
+    const double last = cl[W - 1];
+    int c = 0;
+    for (int h : horizons) o[c++] = safe_div(lc[W - 1] - lc[W - 1 - h], sigma * std::sqrt(double(h)));
+    for (int k = 0; k < nv; ++k) o[c++] = vols[k] * kBp;
+    const double s = vols[0], l = vols[nv - 1];
+    o[c++] = (s > 0.0 && l > 0.0) ? std::log(s / l) : 0.0;
+    o[c++] = (hi[W - 1] - lo[W - 1]) / cl[W - 1] * kBp;
+    o[c++] = R.range / range_window * kBp;
+    for (size_t i = 0; i < channel_windows.size(); ++i) {
+      const double width = R.hi[i] - R.lo[i];
+      o[c++] = width > 0.0 ? safe_div(last - R.lo[i], width) - 0.5 : 0.0;
+    }
+    o[c++] = R.momentum_nz == 0 ? 0.0 : safe_div(R.net, R.abssum);
+    for (size_t i = 0; i < trend_windows.size(); ++i)
+      o[c++] = safe_div(std::log(last / (R.ref + R.trend[i] / trend_windows[i])), sigma);
+    o[c++] = safe_div(sp[W - 1] / last, spread_vol);
+    o[c++] = lv[W - 1] - R.activity / activity_window;
+    const auto t = static_cast<int64_t>(tm[W - 1]);
+    const double day = static_cast<double>(floor_mod(t, kMsPerDay)) / kMsPerDay * kTwoPi;
+    const double week =
+        static_cast<double>(floor_mod(t + kEpochWeekdayOffsetMs, kMsPerWeek)) / kMsPerWeek * kTwoPi;
+    o[c++] = std::sin(day);
+    o[c++] = std::cos(day);
+    o[c++] = std::sin(week);
+    o[c++] = std::cos(week);
+  }
+
+  // The lowest of the last n values of x (W of them, oldest first) and its bar number (the latest of
+  // equal ones); no NaN here (row_at sends windows holding one to row()).
+  static void lowest(const double* x, int W, int n, int64_t now, double& v, int64_t& at) {
+    int best = W - n;
+    for (int k = W - n + 1; k < W; ++k)
+      if (x[k] <= x[best]) best = k;
+    v = x[best];
+    at = now - (W - 1 - best);
+  }
+  static void highest(const double* x, int W, int n, int64_t now, double& v, int64_t& at) {
+    int best = W - n;
+    for (int k = W - n + 1; k < W; ++k)
+      if (x[k] >= x[best]) best = k;
+    v = x[best];
+    at = now - (W - 1 - best);
+  }
+
+  // Takes row_at's running sums over the whole window.
+  void take(BarWindows& w, const double* lc, const double* cl, const double* lo, const double* hi,
+            const double* lv) const {
+    const int W = w.W;
+    BarWindows::Running& R = w.run;
+    const size_t nr = return_windows.size(), nt = trend_windows.size(), nc = channel_windows.size();
+    R.s1.assign(nr, 0.0);
+    R.s2.assign(nr, 0.0);
+    R.nz.assign(nr, 0);
+    R.trend.assign(nt, 0.0);
+    R.lo.assign(nc, 0.0);
+    R.hi.assign(nc, 0.0);
+    R.lo_at.assign(nc, 0);
+    R.hi_at.assign(nc, 0);
+    R.steps = 0;
+    R.ref = cl[W - 1];
+    for (size_t i = 0; i < nr; ++i) {
+      const int n = return_windows[i];
+      for (int j = W - 1 - n; j < W - 1; ++j) {
+        const double r = lc[j + 1] - lc[j];
+        R.s1[i] += r;
+        R.s2[i] += r * r;
+        R.nz[i] += r != 0.0;
+      }
+    }
+    R.net = R.abssum = 0.0;
+    R.momentum_nz = 0;
+    for (int j = W - 1 - momentum_window; j < W - 1; ++j) {
+      const double r = lc[j + 1] - lc[j];
+      R.net += r;
+      R.abssum += std::fabs(r);
+      R.momentum_nz += r != 0.0;
+    }
+    for (size_t i = 0; i < nt; ++i)
+      for (int k = W - trend_windows[i]; k < W; ++k) R.trend[i] += cl[k] - R.ref;
+    for (size_t i = 0; i < nc; ++i) {
+      lowest(lo, W, channel_windows[i], w.count, R.lo[i], R.lo_at[i]);
+      highest(hi, W, channel_windows[i], w.count, R.hi[i], R.hi_at[i]);
+    }
+    R.range = 0.0;
+    for (int k = W - range_window; k < W; ++k) R.range += (hi[k] - lo[k]) / cl[k];
+    R.activity = 0.0;
+    for (int k = W - activity_window; k < W; ++k) R.activity += lv[k];
+  }
+
   using Window = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
   // For each closed bar i of a request, in order: if ready[i], the next row of `rows` goes into
@@ -543,7 +759,7 @@ struct Kernel {
         r1.resize(w.W);
         tmp.resize(w.W);
       }
-      if (full) row(w.window(), w.W, 2 * w.W, true, rows.data() + static_cast<size_t>(k++) * nf, lc, r1, tmp);
+      if (full) row_at(w, rows.data() + static_cast<size_t>(k++) * nf, lc, r1, tmp);
     }
     py::array_t<double> out({static_cast<py::ssize_t>(k), static_cast<py::ssize_t>(nf)});
     std::copy_n(rows.data(), static_cast<size_t>(k) * nf, out.mutable_data());
@@ -638,7 +854,7 @@ struct Kernel {
         r1.resize(win.W);
         tmp.resize(win.W);
       }
-      row(win.window(), win.W, 2 * win.W, true, row_buf.data(), lc, r1, tmp);
+      row_at(win, row_buf.data(), lc, r1, tmp);
       ring.push(row_buf.data());
       // Copied now: a later bar of the same symbol in this request moves the ring on.
       if (const float* in = ring.window(n_rows)) {
@@ -975,15 +1191,19 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
                        std::vector<int> trend_windows, int spread_vol_window, int activity_window) {
              if (vol_windows.empty() || vol_windows.size() > 16 || horizons.empty())
                throw std::invalid_argument("empty lookbacks");
-             return Kernel{std::move(horizons),
-                           std::move(vol_windows),
-                           std::move(channel_windows),
-                           std::move(trend_windows),
-                           long_window,
-                           range_window,
-                           momentum_window,
-                           spread_vol_window,
-                           activity_window};
+             Kernel k{std::move(horizons),
+                      std::move(vol_windows),
+                      std::move(channel_windows),
+                      std::move(trend_windows),
+                      long_window,
+                      range_window,
+                      momentum_window,
+                      spread_vol_window,
+                      activity_window,
+                      {},
+                      {}};
+             k.prepare();
+             return k;
            }),
            py::arg("return_horizons"), py::arg("vol_windows"), py::arg("long_window"),
            py::arg("range_window"), py::arg("channel_windows"), py::arg("momentum_window"),

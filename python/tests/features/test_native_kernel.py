@@ -131,8 +131,83 @@ def test_a_requests_bars_pushed_in_one_call_give_the_rows_of_the_windows_pushed_
                 want.append(np.asarray(k.rows([win]))[0])  # type: ignore[attr-defined]
         i += 3
     assert sum(ready_all) == len(want) == len(fields) - 2 * (w - 1)
-    np.testing.assert_array_equal(np.array(got), np.array(want))
+    # push_rows makes its rows from running sums (ADR 0114), Kernel.rows over the whole window.
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=0, atol=TOL)
     np.testing.assert_array_equal(rings[0].array(), refs[0].windows.array())
+
+
+def _push_tuples(df: pd.DataFrame) -> list[tuple[float, ...]]:
+    t = to_epoch_ms(df["time"])
+    vol = np.rint((df["high"] - df["low"]).to_numpy() / 1e-5)
+    return [
+        (float(t[i]), r.high, r.low, r.close, r.spread, float(vol[i]))
+        for i, r in enumerate(df.itertuples(index=False))
+    ]
+
+
+def _hard_stretches(bars: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+    """Real bars with stretches real data seldom has spliced in: a flat market (every std 0, flat
+    channels, no momentum), a steady climb whose one-bar log returns differ by ~1e-5 of their size
+    (a one-pass variance would lose most of its digits), and one bar with a NaN high."""
+    t_end, c = bars[2_000][0], bars[2_000][3]
+    flat = [(t_end + 60_000.0 * (j + 1), c, c, c, 2e-5, 0.0) for j in range(300)]
+    lc = np.log(c) + np.cumsum(1e-4 + 1e-9 * np.random.default_rng(7).standard_normal(300))
+    closes = np.exp(lc)
+    steady = [
+        (t_end + 60_000.0 * (301 + j), closes[j] * 1.0001, closes[j] * 0.9999, closes[j], 2e-5, 7.0)
+        for j in range(300)
+    ]
+    shift = 60_000.0 * 700
+    later = [(b[0] + shift, *b[1:]) for b in bars[2_001:]]
+    later[1_500] = (later[1_500][0], float("nan"), *later[1_500][2:])
+    return bars[:2_001] + flat + steady + later
+
+
+def _running_against_whole_window(bars: list[tuple[float, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Pushes bars through push_rows (1-3 a request, now and then one around it with no row) and
+    returns the last row of each request that made one and Kernel.rows over the same window."""
+    k = _kernel()
+    ring = native.bar_windows(SCHEMA.window)
+    got, want = [], []
+    i = 0
+    while i < len(bars):
+        if i % 997 == 0:  # a bar into the window without a row: the sums must be taken again
+            ring.push(*bars[i])
+            i += 1
+            continue
+        chunk = bars[i : i + 1 + i % 3]
+        rows, ready = k.push_rows([ring] * len(chunk), chunk)  # type: ignore[attr-defined]
+        i += len(chunk)
+        if ready[-1]:
+            got.append(np.asarray(rows)[-1])
+            want.append(np.asarray(k.rows([ring.array()]))[0])  # type: ignore[attr-defined]
+    return np.array(got), np.array(want)
+
+
+def test_running_sums_give_the_rows_of_the_whole_window_bar_after_bar_on_real_bars(
+    gbpusd_m1: pd.DataFrame,
+) -> None:
+    # push_rows makes each row from running sums (ADR 0114); Kernel.rows over the whole window is the
+    # reference (row(), held to the numpy kernel above). ~10,000 real bars, so the sums run through
+    # many of their W-bar cycles.
+    got, want = _running_against_whole_window(_push_tuples(gbpusd_m1.iloc[:10_000].reset_index(drop=True)))
+    assert len(got) > 4_000 and np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+
+
+def test_running_sums_hold_through_a_flat_market_a_steady_climb_and_a_nan_bar(
+    gbpusd_m1: pd.DataFrame,
+) -> None:
+    # The steady climb's features are ~1e4 (tiny sigma), so the tolerance is relative there too.
+    got, want = _running_against_whole_window(_hard_stretches(_push_tuples(gbpusd_m1.iloc[:4_000])))
+    assert len(got) > 1_500
+    nan_rows = np.isnan(want).any(axis=1)
+    # The NaN high: NaN range features for 15 bars; the channels' positions are 0 for 240 (row()).
+    assert 0 < nan_rows.sum() <= 15
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    flat = (want[:, SCHEMA.names.index("vol_15")] == 0).sum()
+    assert flat > 50  # the flat market's rows are here, and exactly 0 in both
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=TOL, equal_nan=True)
 
 
 def test_row_rings_give_the_last_rows_as_model_inputs_and_restart_on_a_non_finite_row() -> None:
