@@ -165,12 +165,6 @@ class DriftMonitor:
             edges[j, : len(e)] = e
             self._expected[j, : len(sh)] = np.maximum(np.asarray(sh, dtype=np.float64), PSI_FLOOR)
             self._exists[j, : len(sh)] = True
-        # (edge, 1, feature): a batch of rows compares against it in one broadcast, and the count of
-        # edges at or below each value sums whole planes (summing along a short last axis is slow).
-        self._edges = np.ascontiguousarray(edges.T)[:, None, :]
-        self._bins = np.full((window, nf), -1, dtype=np.int64)
-        self._counts = np.zeros((nf, self._nb), dtype=np.int64)
-        self._offsets = np.arange(nf, dtype=np.int64) * self._nb
         self._native: Any = None
         if native is not False and native_ext.load() is not None:
             self._native = native_ext.drift_tally(
@@ -180,8 +174,16 @@ class DriftMonitor:
                 np.array([f[n]["std"] for n in self.names], dtype=np.float64),
                 self.di.mean_distance,
             )
-        elif native:
+            return
+        if native:
             raise RuntimeError("the C++ feature extension is not built (make cpp-build)")
+        # The numpy path's state. (edge, 1, feature): a batch of rows compares against it in one
+        # broadcast, and the count of edges at or below each value sums whole planes (summing along a
+        # short last axis is slow).
+        self._edges = np.ascontiguousarray(edges.T)[:, None, :]
+        self._bins = np.full((window, nf), -1, dtype=np.int64)
+        self._counts = np.zeros((nf, self._nb), dtype=np.int64)
+        self._offsets = np.arange(nf, dtype=np.int64) * self._nb
 
     def _bin(self, x: F64) -> npt.NDArray[np.int64]:
         """Each value's training bin (``psi``'s searchsorted, side right: edges <= value); -1: not finite."""
