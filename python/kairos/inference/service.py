@@ -34,7 +34,7 @@ from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ModelManager, ServedModel
 from kairos.inference.pipeline import NATIVE, SymbolFeed, feature_rows
-from kairos.inference.signals import SignalPublisher
+from kairos.inference.signals import ModelRun, SignalPublisher
 from kairos.inference.streams import StreamState, bar_problem, symbol_problem
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
@@ -289,16 +289,18 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
                     self._drift_of(model).abstained_total += 1
         pub.offer_run(
-            work.symbols,
-            work.times_msc,
-            outputs,
-            model.name,
-            model.version,
-            hops,
-            work.bids,
-            work.asks,
-            pol,
-            vols,
+            ModelRun(
+                work.symbols,
+                work.times_msc,
+                outputs,
+                model.name,
+                model.version,
+                hops,
+                work.bids,
+                work.asks,
+                pol,
+                vols,
+            )
         )
         if self.cfg.yield_after_signals and work.symbols:
             # The signals are on the socket: let nats-server and execution take the CPU before this

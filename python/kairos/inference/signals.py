@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections import deque
@@ -49,6 +50,31 @@ def nats_credentials(path: str) -> dict[str, str]:
     return {"user": user, "password": password}
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelRun:
+    """One model run's predictions, as signals are made of them: per prediction its symbol, bar time,
+    outputs, quote and realised volatility; shared by all, the model, the hops and its decision
+    policy. ``outputs`` may be the model's (n, k) array; the C++ framing wants it so, and lists for
+    the per-prediction fields."""
+
+    symbols: Sequence[str]
+    times_msc: Sequence[int]
+    outputs: np.ndarray | Sequence[Sequence[float]]
+    model_name: str
+    model_version: str
+    hops: Sequence[types_pb2.HopStamp]
+    bids: Sequence[float]
+    asks: Sequence[float]
+    policy: pb.DecisionPolicy | None
+    realised_vols: Sequence[float]
+
+    def shared(self) -> pb.Signal:
+        """What every signal of the run has: the model, the hops, the policy."""
+        return pb.Signal(
+            model_name=self.model_name, model_version=self.model_version, hops=self.hops, policy=self.policy
+        )
+
+
 def signal_for(
     symbol: str,
     time_msc: int,
@@ -64,40 +90,41 @@ def signal_for(
     """Direction = argmax of [p_down, p_flat, p_up]; strength = p_up - p_down (docs/interfaces); the
     model's decision policy and the bar's realised volatility ride along for execution (ADR 0081)."""
     (sig,) = signals_for(
-        [symbol], [time_msc], [outputs], model_name, model_version, hops, [bid], [ask], policy, [realised_vol]
+        ModelRun(
+            [symbol],
+            [time_msc],
+            [outputs],
+            model_name,
+            model_version,
+            hops,
+            [bid],
+            [ask],
+            policy,
+            [realised_vol],
+        )
     )
     return sig
 
 
-def signals_for(
-    symbols: Sequence[str],
-    times_msc: Sequence[int],
-    outputs: Sequence[Sequence[float]],
-    model_name: str,
-    model_version: str,
-    hops: Sequence[types_pb2.HopStamp],
-    bids: Sequence[float],
-    asks: Sequence[float],
-    policy: pb.DecisionPolicy | None,
-    realised_vols: Sequence[float],
-) -> list[pb.Signal]:
+def signals_for(run: ModelRun) -> list[pb.Signal]:
     """``signal_for`` of each prediction of one model run. What they share (model, hops, policy) is
     built once and merged into each: keyword construction copied the hops and the policy per signal
     (2x the cost at 64 signals; ADR 0110)."""
-    shared = pb.Signal(model_name=model_name, model_version=model_version, hops=hops, policy=policy)
+    shared = run.shared()
+    outputs = run.outputs.tolist() if isinstance(run.outputs, np.ndarray) else run.outputs
     sigs = []
-    for k, symbol in enumerate(symbols):
+    for k, symbol in enumerate(run.symbols):
         out = list(outputs[k])
         best = max(range(len(out)), key=out.__getitem__) if out else 1
         sig = pb.Signal(
             symbol=symbol,
-            time_msc=times_msc[k],
+            time_msc=run.times_msc[k],
             direction=DIRECTIONS[best] if best < 3 else pb.DIRECTION_UNSPECIFIED,
             strength=out[2] - out[0] if len(out) == 3 else 0.0,
             outputs=out,
-            bid=bids[k],
-            ask=asks[k],
-            realised_vol=realised_vols[k],
+            bid=run.bids[k],
+            ask=run.asks[k],
+            realised_vol=run.realised_vols[k],
         )
         sig.MergeFrom(shared)
         sigs.append(sig)
@@ -136,38 +163,28 @@ def pub_frames(prefix: str, sigs: Sequence[pb.Signal], sent: types_pb2.HopStamp)
     return b"".join(parts)
 
 
-def run_frames(
-    prefix: str,
-    sent: types_pb2.HopStamp,
-    symbols: list[str],
-    times_msc: list[int],
-    outputs: np.ndarray,
-    model_name: str,
-    model_version: str,
-    hops: Sequence[types_pb2.HopStamp],
-    bids: list[float],
-    asks: list[float],
-    policy: pb.DecisionPolicy | None,
-    realised_vols: list[float],
-) -> bytes:
-    """``pub_frames(prefix, signals_for(...), sent)`` framed by the C++ extension from the bytes of what
+def run_frames(prefix: str, sent: types_pb2.HopStamp, run: ModelRun) -> bytes:
+    """``pub_frames(prefix, signals_for(run), sent)`` framed by the C++ extension from the bytes of what
     the signals share (ADR 0112): the same signals, without building 64 messages in Python (~5 µs
-    each). Only with the extension built (``NATIVE``)."""
-    assert NATIVE is not None
-    shared = pb.Signal(model_name=model_name, model_version=model_version, hops=hops, policy=policy)
+    each). Only with the extension built (``NATIVE``) and the outputs the model's array."""
+    assert NATIVE is not None and isinstance(run.outputs, np.ndarray)
     frames: bytes = NATIVE.signal_frames(
         prefix.encode(),
-        shared.SerializeToString(),
+        run.shared().SerializeToString(),
         pb.Signal(hops=(sent,)).SerializeToString(),
-        symbols,
-        times_msc,
-        outputs,
-        bids,
-        asks,
-        realised_vols,
+        _as_list(run.symbols),
+        _as_list(run.times_msc),
+        run.outputs,
+        _as_list(run.bids),
+        _as_list(run.asks),
+        _as_list(run.realised_vols),
         _DIRECTION_NUMBERS,
     )
     return frames
+
+
+def _as_list(xs: Sequence[Any]) -> list[Any]:
+    return xs if isinstance(xs, list) else list(xs)
 
 
 class NatsError(ConnectionError):
@@ -279,52 +296,17 @@ class SignalPublisher:
         if sigs:
             self._send(nc, sigs)
 
-    def offer_run(
-        self,
-        symbols: list[str],
-        times_msc: list[int],
-        outputs: np.ndarray | Sequence[Sequence[float]],
-        model_name: str,
-        model_version: str,
-        hops: Sequence[types_pb2.HopStamp],
-        bids: list[float],
-        asks: list[float],
-        policy: pb.DecisionPolicy | None,
-        realised_vols: list[float],
-    ) -> None:
-        """One model run's signals (``signals_for``'s arguments). Connected with nothing in the
-        backlog, the C++ extension built and the outputs the model's array: framed in C++ from the
-        bytes of what they share, the same signals ``signals_for`` builds (ADR 0112); otherwise
-        ``offer_many(signals_for(...))``."""
-        if not symbols:
+    def offer_run(self, run: ModelRun) -> None:
+        """One model run's signals. Connected with nothing in the backlog, the C++ extension built and
+        the outputs the model's array: framed in C++ from the bytes of what they share, the same
+        signals ``signals_for`` builds (ADR 0112); otherwise ``offer_many(signals_for(run))``."""
+        if not run.symbols:
             return
         nc = self.nc
-        if NATIVE is None or nc is None or self.backlog or not isinstance(outputs, np.ndarray):
-            outs = outputs.tolist() if isinstance(outputs, np.ndarray) else outputs
-            sigs = signals_for(
-                symbols, times_msc, outs, model_name, model_version, hops, bids, asks, policy, realised_vols
-            )
-            self.offer_many(sigs)
+        if NATIVE is None or nc is None or self.backlog or not isinstance(run.outputs, np.ndarray):
+            self.offer_many(signals_for(run))
             return
-        out = outputs
-
-        def frames(sent: types_pb2.HopStamp) -> bytes:
-            return run_frames(
-                self.prefix,
-                sent,
-                symbols,
-                times_msc,
-                out,
-                model_name,
-                model_version,
-                hops,
-                bids,
-                asks,
-                policy,
-                realised_vols,
-            )
-
-        self._write(nc, len(symbols), frames)
+        self._write(nc, len(run.symbols), lambda sent: run_frames(self.prefix, sent, run))
 
     def _send(self, nc: _Conn, sigs: Sequence[pb.Signal]) -> None:
         self._write(nc, len(sigs), lambda sent: pub_frames(self.prefix, sigs, sent))

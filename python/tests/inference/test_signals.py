@@ -399,7 +399,7 @@ def test_the_c_plus_plus_frames_are_the_signals_signals_for_builds(
     # The server frames a model run's signals in C++ from the bytes of what they share (ADR 0112);
     # signals_for and pub_frames are the definition. Same subjects, same messages, field by field.
     from kairos.inference.pipeline import NATIVE
-    from kairos.inference.signals import pub_frames, run_frames, signals_for
+    from kairos.inference.signals import ModelRun, pub_frames, run_frames, signals_for
 
     assert NATIVE is not None, "the C++ feature extension is not built (make cpp-build)"
     symbols = ["GBPUSD", "EURUSD", "XAUUSD.m"]
@@ -413,11 +413,10 @@ def test_the_c_plus_plus_frames_are_the_signals_signals_for_builds(
     asks = [b + 0.0001 for b in bids]
     vols = [0.0, 1.5e-4, 7.25e-5]
     sent = types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_INFERENCE_SEND, time_us=1_765_000_000_123_456)
-    args = (symbols, times, arr, "m", "v1", hops, bids, asks, pol, vols)
-    got = _parse_frames(run_frames("kairos.signal", sent, *args))
-    want = _parse_frames(
-        pub_frames("kairos.signal", signals_for(*args[:2], arr.tolist(), *args[3:]), sent)  # type: ignore[arg-type]
-    )
+    run = ModelRun(symbols, times, arr, "m", "v1", hops, bids, asks, pol, vols)
+    got = _parse_frames(run_frames("kairos.signal", sent, run))
+    listed = ModelRun(symbols, times, arr.tolist(), "m", "v1", hops, bids, asks, pol, vols)
+    want = _parse_frames(pub_frames("kairos.signal", signals_for(listed), sent))
     assert [s for s, _ in got] == [s for s, _ in want] == [f"kairos.signal.{s}" for s in symbols]
     for (_, g), (_, w) in zip(got, want, strict=True):
         assert g.SerializeToString(deterministic=True) == w.SerializeToString(deterministic=True)
