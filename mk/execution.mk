@@ -18,7 +18,7 @@ $(NAUTILUS_VENV)/.installed-$(NAUTILUS_VERSION):
 .PHONY: bench-execution
 bench-execution: setup $(NAUTILUS_VENV)/.installed-$(NAUTILUS_VERSION) ## Benchmark the execution service beside NautilusTrader -> bench/results/execution.json
 	PYTHONPATH=$(ROOT)/python $(NAUTILUS_VENV)/bin/python bench/execution_nautilus.py --ticks ../shared/data/eurusd-ticks-2020-01-01.csv --out bench/results/execution-nautilus.tmp
-	go run ./go/execution/cmd/kairos-execution-bench --out bench/results/execution.json --ticks ../shared/data/eurusd-ticks-2020-01-01.csv --peer bench/results/execution-nautilus.tmp
+	go run ./go/execution/cmd/kairos-execution-bench --out bench/results/execution.json --ticks ../shared/data/eurusd-ticks-2020-01-01.csv --peer bench/results/execution-nautilus.tmp --postgres auto
 
 .PHONY: run-execution
 run-execution: setup ## Run the execution service on the paper venue with local defaults (journal in .kairos/execution.db)

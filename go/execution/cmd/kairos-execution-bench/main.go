@@ -60,6 +60,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/engine"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
+	"github.com/kairos-mt5/kairos/go/execution/internal/pgtmp"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/portfolio"
@@ -84,7 +85,8 @@ func main() {
 	submitN := flag.Int("submit-orders", 5000, "orders for the gRPC latency run (at 1,000/s)")
 	paperDur := flag.Duration("paper-duration", 2*time.Second, "duration of each of the 3 throughput runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (the service's process, not the client's)")
-	pgDSN := flag.String("postgres", "", "also measure SubmitOrder with the journal on this PostgreSQL database (postgres://...; an empty database)")
+	pgDSN := flag.String("postgres", "", "also measure SubmitOrder with the journal on PostgreSQL: this database (postgres://...; an empty one), "+
+		"or \"auto\" for a throwaway server started for the run (initdb + pg_ctl from $KAIROS_POSTGRES_BIN or "+pgtmp.DefaultBin+", fsync on, loopback)")
 	peer := flag.String("peer", "", "JSON written by bench/execution_nautilus.py in the same run (NautilusTrader backtest lifecycle)")
 	flag.Parse()
 	if *clientOf != "" {
@@ -188,6 +190,14 @@ func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN
 		}
 		res["submit_latency_us_p50_inprocess"], res["submit_latency_us_p99_inprocess"], res["submit_latency_us_max_inprocess"] = sp50, sp99, smax
 		fmt.Printf("SubmitOrder, client in the service's process (before ADR 0106), journal-sync full: p50 %.0f us, p99 %.0f us, max %.0f us\n", sp50, sp99, smax)
+	}
+	if pgDSN == "auto" {
+		pg, err := pgtmp.Start(pgtmp.Bin(), 0)
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		defer pg.Close()
+		pgDSN = pg.DSN
 	}
 	if pgDSN != "" {
 		sp50, sp99, smax, err := submitBench(pgDSN, quote, submitN, "full", *inProcess)

@@ -5,19 +5,16 @@ package testutil
 
 import (
 	"bufio"
-	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/kairos-mt5/kairos/go/execution/internal/pgtmp"
 	"github.com/kairos-mt5/kairos/go/testkit"
 )
 
@@ -112,7 +109,7 @@ func NATS(t testing.TB) *natsserver.Server {
 }
 
 // PostgresBin is where Debian's postgresql package puts the server binaries.
-const PostgresBin = "/usr/lib/postgresql/15/bin"
+const PostgresBin = pgtmp.DefaultBin
 
 // Postgres starts a throwaway PostgreSQL server (initdb + pg_ctl in a temp dir on a free loopback
 // port) and returns its DSN. It fails the test if the server cannot start, unless
@@ -122,20 +119,17 @@ func Postgres(t testing.TB) string {
 	return StartPostgres(t).DSN
 }
 
-// PG is a throwaway PostgreSQL server a fault test can stop, pause and resume.
+// PG is a throwaway PostgreSQL server (pgtmp.Server) a fault test can stop, pause and resume.
 type PG struct {
-	DSN  string
-	t    testing.TB
-	data string
-	opts string
-	log  string
-	ctl  func(args ...string) error
+	DSN string
+	t   testing.TB
+	s   *pgtmp.Server
 }
 
 // Start starts a stopped server again on the same port and data.
 func (p *PG) Start() {
 	p.t.Helper()
-	if err := p.ctl("-D", p.data, "-o", p.opts, "-l", p.log, "-w", "-t", "60", "start"); err != nil {
+	if err := p.s.Start(); err != nil {
 		p.t.Fatalf("pg_ctl start: %v", err)
 	}
 }
@@ -146,7 +140,7 @@ func (p *PG) T() testing.TB { return p.t }
 // Stop shuts the server down at once (pg_ctl -m immediate): connections break, new ones are refused.
 func (p *PG) Stop() {
 	p.t.Helper()
-	if err := p.ctl("-D", p.data, "-m", "immediate", "-w", "stop"); err != nil {
+	if err := p.s.Stop(); err != nil {
 		p.t.Fatalf("pg_ctl stop: %v", err)
 	}
 }
@@ -155,7 +149,7 @@ func (p *PG) Stop() {
 // open and nothing answers. Resume undoes it (also at cleanup).
 func (p *PG) Pause() {
 	p.t.Helper()
-	if err := p.signal(syscall.SIGSTOP); err != nil {
+	if err := p.s.Pause(); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -163,51 +157,9 @@ func (p *PG) Pause() {
 // Resume sends SIGCONT to what Pause stopped.
 func (p *PG) Resume() {
 	p.t.Helper()
-	if err := p.signal(syscall.SIGCONT); err != nil {
+	if err := p.s.Resume(); err != nil {
 		p.t.Fatal(err)
 	}
-}
-
-func (p *PG) signal(sig syscall.Signal) error {
-	b, err := os.ReadFile(filepath.Join(p.data, "postmaster.pid"))
-	if err != nil {
-		return fmt.Errorf("postmaster.pid: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
-	if err != nil {
-		return fmt.Errorf("postmaster.pid: %w", err)
-	}
-	for _, c := range append([]int{pid}, childrenOf(pid)...) {
-		_ = syscall.Kill(c, sig)
-	}
-	return nil
-}
-
-// childrenOf lists the processes whose parent is pid (from /proc).
-func childrenOf(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // StartPostgres is Postgres returning the server, for tests that inject faults into it.
@@ -216,60 +168,10 @@ func StartPostgres(t testing.TB) *PG {
 	if os.Getenv("KAIROS_SKIP_POSTGRES") == "1" {
 		t.Skip("KAIROS_SKIP_POSTGRES=1")
 	}
-	bin := os.Getenv("KAIROS_POSTGRES_BIN")
-	if bin == "" {
-		bin = PostgresBin
-	}
-	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
-		t.Fatalf("PostgreSQL server binaries not found in %s (apt package postgresql; make setup installs it): %v", bin, err)
-	}
-	dir, err := os.MkdirTemp("", "kairos-pg-")
+	s, err := pgtmp.Start(pgtmp.Bin(), testkit.FreePort(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	data := filepath.Join(dir, "data")
-	port := testkit.FreePort(t)
-	// initdb refuses to run as root: run the server as the postgres user in a directory it owns.
-	asUser := func(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("running as root needs the postgres user: %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-		asUser = func(name string, args ...string) *exec.Cmd {
-			c := exec.Command(name, args...)
-			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-			c.Dir = dir
-			return c
-		}
-	}
-	run := func(c *exec.Cmd) {
-		t.Helper()
-		out, err := c.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
-		}
-	}
-	run(asUser(filepath.Join(bin, "initdb"), "-D", data, "-U", "kairos", "--auth=trust", "-E", "UTF8", "--no-sync"))
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on", port, dir)
-	run(asUser(filepath.Join(bin, "pg_ctl"), "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"))
-	p := &PG{DSN: fmt.Sprintf("postgres://kairos@127.0.0.1:%d/postgres?sslmode=disable", port), t: t, data: data, opts: opts, log: filepath.Join(dir, "log"),
-		ctl: func(args ...string) error {
-			c := asUser(filepath.Join(bin, "pg_ctl"), args...)
-			if out, err := c.CombinedOutput(); err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		}}
-	t.Cleanup(func() {
-		_ = p.signal(syscall.SIGCONT) // a paused server must run to stop
-		_ = p.ctl("-D", data, "-m", "immediate", "-w", "stop")
-	})
-	return p
+	t.Cleanup(func() { _ = s.Close() })
+	return &PG{DSN: s.DSN, t: t, s: s}
 }
