@@ -405,6 +405,18 @@ double item_double(PyObject* seq, Py_ssize_t i) {
   return v;
 }
 
+// The bar's position in the UTC day and week (open time in ms) as sin and cos: four values into o.
+void time_features(double open_ms, double* o) {
+  const auto t = static_cast<int64_t>(open_ms);
+  const double day = static_cast<double>(floor_mod(t, kMsPerDay)) / kMsPerDay * kTwoPi;
+  const double week =
+      static_cast<double>(floor_mod(t + kEpochWeekdayOffsetMs, kMsPerWeek)) / kMsPerWeek * kTwoPi;
+  o[0] = std::sin(day);
+  o[1] = std::cos(day);
+  o[2] = std::sin(week);
+  o[3] = std::cos(week);
+}
+
 struct Kernel {
   std::vector<int> horizons, vol_windows, channel_windows, trend_windows;
   int long_window, range_window, momentum_window, spread_vol_window, activity_window;
@@ -503,14 +515,7 @@ struct Kernel {
       for (int j = 0; j < activity_window; ++j) tmp[j] = std::log1p(tv[W - activity_window + j]);
       o[c++] = tmp[activity_window - 1] - mean(tmp.data(), activity_window);
     }
-    const auto t = static_cast<int64_t>(tm[W - 1]);
-    const double day = static_cast<double>(floor_mod(t, kMsPerDay)) / kMsPerDay * kTwoPi;
-    const double week =
-        static_cast<double>(floor_mod(t + kEpochWeekdayOffsetMs, kMsPerWeek)) / kMsPerWeek * kTwoPi;
-    o[c++] = std::sin(day);
-    o[c++] = std::cos(day);
-    o[c++] = std::sin(week);
-    o[c++] = std::cos(week);
+    time_features(tm[W - 1], o + c);
   }
 
   // The row of a full BarWindows' latest bar into o, as row() gives it, from the window's running
@@ -616,14 +621,7 @@ struct Kernel {
       o[c++] = safe_div(std::log(last / (R.ref + R.trend[i] / trend_windows[i])), sigma);
     o[c++] = safe_div(sp[W - 1] / last, spread_vol);
     o[c++] = lv[W - 1] - R.activity / activity_window;
-    const auto t = static_cast<int64_t>(tm[W - 1]);
-    const double day = static_cast<double>(floor_mod(t, kMsPerDay)) / kMsPerDay * kTwoPi;
-    const double week =
-        static_cast<double>(floor_mod(t + kEpochWeekdayOffsetMs, kMsPerWeek)) / kMsPerWeek * kTwoPi;
-    o[c++] = std::sin(day);
-    o[c++] = std::cos(day);
-    o[c++] = std::sin(week);
-    o[c++] = std::cos(week);
+    time_features(tm[W - 1], o + c);
   }
 
   // The lowest of the last n values of x (W of them, oldest first) and its bar number (the latest of
