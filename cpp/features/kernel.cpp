@@ -178,6 +178,7 @@ struct BarWindows {
   // not zero; per trend window the sum of close - ref; per channel window the lowest low and highest
   // high and the bar numbers they belong to; the range, momentum and activity sums.
   struct Running {
+    const void* kernel = nullptr;  // the Kernel whose lookbacks these are
     int64_t at = -1;
     int steps = 0;  // one-bar updates since the sums were last taken over the whole window
     double ref = 0.0;
@@ -543,7 +544,7 @@ struct Kernel {
     const double* lc = sp + 2 * stride;
     const double* lv = lc + stride;
     const int64_t now = w.count;  // the latest bar's number; bar k of the window is now - (W-1-k)
-    if (R.at == now - 1 && R.steps < W) {
+    if (R.kernel == this && R.at == now - 1 && R.steps < W) {
       ++R.steps;
       // The value in channel `ch` (row r of buf) of the bar leaving a lookback of n bars: in the
       // window, or the bar the push moved out when n is the whole window.
@@ -646,6 +647,7 @@ struct Kernel {
             const double* lv) const {
     const int W = w.W;
     BarWindows::Running& R = w.run;
+    R.kernel = this;
     const size_t nr = return_windows.size(), nt = trend_windows.size(), nc = channel_windows.size();
     R.s1.assign(nr, 0.0);
     R.s2.assign(nr, 0.0);

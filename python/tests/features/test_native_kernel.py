@@ -210,6 +210,38 @@ def test_running_sums_hold_through_a_flat_market_a_steady_climb_and_a_nan_bar(
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=TOL, equal_nan=True)
 
 
+def test_running_sums_follow_the_kernel_that_makes_the_row_and_lookbacks_as_long_as_the_window(
+    gbpusd_m1: pd.DataFrame,
+) -> None:
+    # Another kernel's lookbacks on the same window (the sums belong to one kernel: a row by another
+    # takes them again), with a trend window as long as the window (its leaving close is the bar the
+    # push moved out) and a spread window that is not a vol window.
+    k = _kernel()
+    w = SCHEMA.window
+    other = type(k)(
+        return_horizons=[1, 3],
+        vol_windows=[10, 30, 100],
+        long_window=100,
+        range_window=5,
+        channel_windows=[10, w],
+        momentum_window=7,
+        trend_windows=[20, w],
+        spread_vol_window=20,
+        activity_window=30,
+    )
+    bars = _push_tuples(gbpusd_m1.iloc[:4_000].reset_index(drop=True))
+    ring = native.bar_windows(w)
+    compared = 0
+    for i, bar in enumerate(bars):
+        kernel = other if i < 2_500 or (i // 50) % 2 else k
+        rows, ready = kernel.push_rows([ring], [bar])  # type: ignore[attr-defined]
+        if ready[0]:
+            want = np.asarray(kernel.rows([ring.array()]))[0]  # type: ignore[attr-defined]
+            np.testing.assert_allclose(np.asarray(rows)[0], want, rtol=0, atol=TOL)
+            compared += 1
+    assert compared == len(bars) - w + 1
+
+
 def test_row_rings_give_the_last_rows_as_model_inputs_and_restart_on_a_non_finite_row() -> None:
     k = _kernel()
     ring = native.row_ring(4, 3)
