@@ -9,8 +9,9 @@ server then runs its drift monitor on every prediction, as in production (``drif
 
 - ``ort_inprocess_predictions_per_s``: ONNX Runtime in this process, batches of 64 ready windows, the
   server's session options (one intra-op thread, CPU provider). The ceiling for one core.
-- ``predictions_per_s``: the real ``kairos-inference`` with ``--workers`` = cores (SO_REUSEPORT), two
-  streams per worker on their own connections, each with up to 8 messages in flight. Every message
+- ``predictions_per_s``: the real ``kairos-inference`` with ``--workers`` = cores, two streams per
+  worker on their own connections to that worker's own address (``--worker-addrs``; stream k to worker
+  k modulo the workers), each with up to 8 messages in flight. Every message
   carries one new closed M1 bar for each of 64 symbols, so it makes 64 predictions (features + model).
   ``predictions_per_s_1_worker``: the same with one process and two streams.
   ``predictions_per_s_without_drift``: the same as ``predictions_per_s`` on the fixture's own card (no
@@ -19,10 +20,9 @@ server then runs its drift monitor on every prediction, as in production (``drif
   nats-server (user and password) on the same cores; ``signals_published`` / ``signals_dropped`` from
   the workers' metrics (the headline runs without NATS, as the issue's target was set).
   ``worker_stream_share``: the least loaded worker's share of the headline run's requests times the
-  workers (1 = even). SO_REUSEPORT places each connection by a hash, so in some rounds 3 of the 4
-  streams (or all 4) land on one worker; such a round's throughput is low for that reason. A round
-  whose streams all landed on one worker measured one worker: it is run again on fresh connections
-  (at most twice more), counted in ``worker_placement_reruns``.
+  workers (1 = even). Before ``--worker-addrs`` the streams went to the shared port, where SO_REUSEPORT
+  places each connection by a hash: in about one run of eight all 4 landed on one worker (~100k then).
+  ``predictions_per_s_python_client`` still goes to the shared port.
 - ``stream_latency_us_p50/_p99``: one stream at 5,000 ticks/s offered (1,000 messages/s, each with one
   real EURUSD tick for each of 5 warm symbols; a bar closes every 10th message, so 10% of the responses
   carry 5 predictions); latency = send to response, measured by the client. ``stream_latency_pred_*``
@@ -87,7 +87,7 @@ from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
-from kairos.stack.loopback import free_port, wait_for, wait_for_port
+from kairos.stack.loopback import free_port, free_port_run, wait_for, wait_for_port
 from kairos.training.data import load_bars, read_ticks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -174,15 +174,21 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
 @contextlib.contextmanager
 def kairos_server(
-    workers: int = 1, model: Path | None = None, nats: tuple[str, Path] | None = None, metrics_port: int = 0
+    workers: int = 1,
+    model: Path | None = None,
+    nats: tuple[str, Path] | None = None,
+    metrics_port: int = 0,
+    worker_addrs: str = "",
 ) -> Iterator[int]:
     """kairos-inference on a free port; ``nats``: (url, credentials file) to publish its signals to,
-    else none; worker i serves metrics on ``metrics_port`` + i (0: any free port)."""
+    else none; worker i serves metrics on ``metrics_port`` + i (0: any free port) and, with
+    ``worker_addrs`` (--worker-addrs), also listens on the i-th of them."""
     port = free_port()
     exe = shutil.which("kairos-inference", path=str(Path(sys.executable).parent))
     assert exe, "kairos-inference not installed (make setup)"
     cmd = [exe, "--model", str(model or MODEL), "--grpc-addr", f"127.0.0.1:{port}"]
     cmd += ["--metrics-addr", f"127.0.0.1:{metrics_port}"]
+    cmd += ["--worker-addrs", worker_addrs] if worker_addrs else []
     cmd += ["--nats-url", nats[0], "--nats-creds", str(nats[1])] if nats else ["--nats-url", ""]
     cmd += ["--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env={**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN})
@@ -226,20 +232,6 @@ def nats_server() -> Iterator[tuple[str, Path]]:
         finally:
             proc.terminate()
             proc.wait(10)
-
-
-def free_ports(n: int) -> int:
-    """The first of n consecutive free loopback ports (a server's workers serve metrics on port + i)."""
-    for _ in range(100):
-        first = free_port()
-        try:
-            for k in range(1, n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", first + k))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
 
 
 def worker_sums(metrics_port: int, workers: int, *names: str) -> list[list[float]]:
@@ -463,8 +455,9 @@ def write_requests(path: Path, msgs: list[pb.StreamPredictRequest]) -> None:
             f.write(b)
 
 
-def go_load(port: int, load: list[Stream], *args: str) -> dict[str, float]:
-    """Run kairos-predict-load against the server: one stream per entry of ``load``."""
+def go_load(port: int, load: list[Stream], *args: str, addrs: str = "") -> dict[str, float]:
+    """Run kairos-predict-load against the server: one stream per entry of ``load``; with ``addrs``
+    (the workers' own addresses, comma-separated) stream k goes to the k-th, round robin."""
     warm = {len(w) for w, _ in load}
     assert len(warm) == 1, "every stream warms up with as many requests"
     with tempfile.TemporaryDirectory(prefix="kairos-load-") as tmp:
@@ -477,7 +470,7 @@ def go_load(port: int, load: list[Stream], *args: str) -> dict[str, float]:
             [
                 str(LOAD_TOOL),
                 "--addr",
-                f"127.0.0.1:{port}",
+                addrs or f"127.0.0.1:{port}",
                 "--requests",
                 ",".join(files),
                 "--warm",
@@ -496,10 +489,12 @@ def go_load(port: int, load: list[Stream], *args: str) -> dict[str, float]:
     return result
 
 
-def go_throughput(port: int, card: ModelCard, seconds: float, streams: int) -> tuple[float, float]:
+def go_throughput(
+    port: int, card: ModelCard, seconds: float, streams: int, addrs: str = ""
+) -> tuple[float, float]:
     """(predictions/s, the load generator's CPU over the window in cores)."""
     load = throughput_msgs(card, seconds, streams)
-    r = go_load(port, load, "--mode", "throughput", "--seconds", str(seconds), "--inflight", "8")
+    r = go_load(port, load, "--mode", "throughput", "--seconds", str(seconds), "--inflight", "8", addrs=addrs)
     return r["predictions_per_s"], r["client_cpu_cores"]
 
 
@@ -686,21 +681,21 @@ def loadavg() -> float:
 def workers_throughput(
     card: ModelCard, seconds: float, model: Path | None = None, nats: tuple[str, Path] | None = None
 ) -> dict[str, float]:
-    """The Go client's throughput against ``--workers`` WORKERS, two streams per worker. A run in which
-    the kernel placed every stream on one worker (SO_REUSEPORT hashes each connection) measured one
-    worker: it is run again on fresh connections, at most twice more, and the re-runs are counted."""
-    r: dict[str, float] = {"reruns": 0.0}
-    for attempt in range(3):
-        metrics_port = free_ports(WORKERS)
-        with kairos_server(workers=WORKERS, model=model, nats=nats, metrics_port=metrics_port) as port:
-            r["predictions_per_s"], r["client_cpu_cores"] = go_throughput(port, card, seconds, 2 * WORKERS)
-            r["stream_share"] = stream_share(metrics_port, WORKERS)
-            if nats:
-                r["signals_published"], r["signals_dropped"] = signal_counts(metrics_port, WORKERS)
-        if r["stream_share"] > 0.25 or attempt == 2:
-            return r
-        r["reruns"] += 1
-        print(f"  a worker got no streams ({round(r['predictions_per_s'])} predictions/s): again", flush=True)
+    """The Go client's throughput against ``--workers`` WORKERS, two streams per worker, each worker's
+    on its own address (``--worker-addrs``): stream k goes to worker k modulo WORKERS, so no run
+    depends on where SO_REUSEPORT's hash puts a connection."""
+    metrics_port = free_port_run(WORKERS)
+    own = ",".join(f"127.0.0.1:{free_port()}" for _ in range(WORKERS))
+    r: dict[str, float] = {}
+    with kairos_server(
+        workers=WORKERS, model=model, nats=nats, metrics_port=metrics_port, worker_addrs=own
+    ) as port:
+        r["predictions_per_s"], r["client_cpu_cores"] = go_throughput(
+            port, card, seconds, 2 * WORKERS, addrs=own
+        )
+        r["stream_share"] = stream_share(metrics_port, WORKERS)
+        if nats:
+            r["signals_published"], r["signals_dropped"] = signal_counts(metrics_port, WORKERS)
     return r
 
 
@@ -734,7 +729,7 @@ def kairos_round(card: ModelCard, seconds: float) -> dict[str, float]:
         )
     r = workers_throughput(card, seconds)
     m["predictions_per_s"], m["load_client_cpu_cores"] = r["predictions_per_s"], r["client_cpu_cores"]
-    m["worker_stream_share"], m["worker_placement_reruns"] = r["stream_share"], r["reruns"]
+    m["worker_stream_share"] = r["stream_share"]
     print(
         f"kairos-inference, {WORKERS} workers:",
         round(m["predictions_per_s"]),
@@ -745,7 +740,6 @@ def kairos_round(card: ModelCard, seconds: float) -> dict[str, float]:
         # The figure the issue's target was set on (the fixture's card, no drift monitor), beside.
         r = workers_throughput(card, seconds, model=MODEL_WITHOUT_DRIFT)
         m["predictions_per_s_without_drift"] = r["predictions_per_s"]
-        m["worker_placement_reruns"] += r["reruns"]
         print("  without the drift monitor:", round(r["predictions_per_s"]), "predictions/s", flush=True)
     # The same load with the signals going out as in production: every prediction published to a local
     # nats-server (user and password) that runs on the same cores.
@@ -753,7 +747,6 @@ def kairos_round(card: ModelCard, seconds: float) -> dict[str, float]:
         r = workers_throughput(card, seconds, nats=nats)
     m["predictions_per_s_with_signals"] = r["predictions_per_s"]
     m["signals_published"], m["signals_dropped"] = r["signals_published"], r["signals_dropped"]
-    m["worker_placement_reruns"] += r["reruns"]
     print(
         "  with every prediction's signal published to NATS:",
         round(m["predictions_per_s_with_signals"]),

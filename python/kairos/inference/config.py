@@ -110,6 +110,13 @@ class InferenceConfig:
         64, "Requests of one stream processed ahead of the response being written (backpressure)."
     )
     workers: int = _f(1, "Server processes sharing the listen port with SO_REUSEPORT (metrics port + index).")
+    worker_addrs: tuple[str, ...] = _f(
+        (),
+        "Comma-separated host:port, one per worker: worker i also listens on the i-th, its own, besides "
+        "the shared --grpc-addr. A client that lists them (the collector's inference endpoints, a load "
+        "client) spreads its streams over the workers itself; on the shared port SO_REUSEPORT hashes "
+        "each connection onto a worker, and one client's few connections may all land on one.",
+    )
     shutdown_timeout: float = _f(
         5.0, "How long in-flight RPCs get to finish on SIGTERM/SIGINT (a duration: 500ms, 5s).", duration=True
     )
@@ -194,6 +201,17 @@ class InferenceConfig:
         if not self.model:
             raise bad("model", "required (models:/<name>@<alias> or a path to model.onnx)")
         _split_hostport(self.grpc_addr, "grpc_addr")
+        if self.worker_addrs:
+            if len(self.worker_addrs) != self.workers:
+                raise bad(
+                    "worker_addrs",
+                    f"one address per worker: {len(self.worker_addrs)} for {self.workers} workers",
+                )
+            for a in self.worker_addrs:
+                if _split_hostport(a, "worker_addrs")[1] == 0:
+                    raise bad("worker_addrs", f"{a}: a worker's address needs a fixed port")
+            if len(set(self.worker_addrs) | {self.grpc_addr}) != len(self.worker_addrs) + 1:
+                raise bad("worker_addrs", "the addresses must differ from each other and from --grpc-addr")
         if self.metrics_addr:
             _split_hostport(self.metrics_addr, "metrics_addr")
         positive = (

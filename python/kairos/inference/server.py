@@ -4,7 +4,8 @@
 gRPC and metrics servers, and stops them in order: health goes NOT_SERVING, in-flight RPCs get the
 grace period, then the tasks are cancelled and awaited and the NATS connection is flushed and closed.
 With ``--workers N`` the parent starts N such servers as processes sharing the port (SO_REUSEPORT:
-the kernel balances connections, not streams) and forwards SIGTERM/SIGINT to them.
+the kernel hashes each connection onto one) and forwards SIGTERM/SIGINT to them; ``--worker-addrs``
+gives each worker an address of its own too, for clients that spread their streams themselves.
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ class InferenceServer:
         self.port = tls.add_port(server, self.cfg.grpc_addr, self.tls)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.cfg.grpc_addr}")
+        for addr in self.cfg.worker_addrs:  # this worker's own address (one; run_serve of a worker)
+            if tls.add_port(server, addr, self.tls) == 0:
+                raise OSError(f"cannot listen on {addr}")
         if self.cfg.metrics_addr:
             host, port = split_hostport(self.cfg.metrics_addr)
             self._http, self._http_thread = start_http_server(port, host, registry=self.metrics.registry)
@@ -223,7 +227,8 @@ def _worker(cfg: InferenceConfig) -> None:
 
 
 def _run_workers(cfg: InferenceConfig) -> int:
-    """N processes on one port (SO_REUSEPORT); worker i serves metrics on the metrics port + i."""
+    """N processes on one port (SO_REUSEPORT); worker i serves metrics on the metrics port + i and,
+    with --worker-addrs, also listens on the i-th address, its own."""
     _, port = split_hostport(cfg.grpc_addr)
     if port == 0:
         print("kairos-inference: --workers > 1 needs a fixed --grpc-addr port", file=sys.stderr)
@@ -235,7 +240,8 @@ def _run_workers(cfg: InferenceConfig) -> int:
         if metrics:
             mhost, mport = split_hostport(metrics)
             metrics = f"{mhost}:{mport + i if mport else 0}"
-        wcfg = dataclasses.replace(cfg, workers=1, metrics_addr=metrics)
+        own = cfg.worker_addrs[i : i + 1]  # worker i's own address, if configured
+        wcfg = dataclasses.replace(cfg, workers=1, metrics_addr=metrics, worker_addrs=own)
         p = ctx.Process(target=_worker, args=(wcfg,), name=f"kairos-inference-{i}")
         p.start()
         procs.append(p)

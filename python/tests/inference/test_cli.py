@@ -9,7 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from kairos.inference.config import ConfigError, InferenceConfig, load_config, settings
+from kairos.inference.v1 import inference_pb2, inference_pb2_grpc
 from kairos.stack.loopback import free_port, free_port_run, wait_for
 
 
@@ -91,6 +94,26 @@ def test_the_settings_shared_with_the_go_services_have_their_names() -> None:
         (
             ["--model", "m.onnx", "--log-level", "loud"],
             "--log-level / KAIROS_INFERENCE_LOG_LEVEL: unknown level 'loud'",
+        ),
+        (
+            ["--model", "m.onnx", "--workers", "2", "--worker-addrs", "127.0.0.1:7601"],
+            "--worker-addrs / KAIROS_INFERENCE_WORKER_ADDRS: one address per worker: 1 for 2 workers",
+        ),
+        (
+            ["--model", "m.onnx", "--worker-addrs", "127.0.0.1:0"],
+            "--worker-addrs / KAIROS_INFERENCE_WORKER_ADDRS: 127.0.0.1:0: a worker's address needs a fixed",
+        ),
+        (
+            ["--model", "m.onnx", "--worker-addrs", "7601"],
+            "--worker-addrs / KAIROS_INFERENCE_WORKER_ADDRS: expected host:port",
+        ),
+        (
+            ["--model", "m.onnx", "--workers", "2", "--worker-addrs", "127.0.0.1:7601,127.0.0.1:7601"],
+            "--worker-addrs / KAIROS_INFERENCE_WORKER_ADDRS: the addresses must differ",
+        ),
+        (
+            ["--model", "m.onnx", "--worker-addrs", "127.0.0.1:7501"],
+            "--worker-addrs / KAIROS_INFERENCE_WORKER_ADDRS: the addresses must differ",
         ),
     ],
 )
@@ -176,9 +199,26 @@ def test_a_missing_model_stops_the_process_with_a_clear_error(tmp_path: Path) ->
     assert str(missing) in r.stderr and "cannot read model" in r.stderr
 
 
+def _no_requests_until(release: threading.Event) -> Iterator[inference_pb2.StreamPredictRequest]:
+    """A stream's requests: none, and the stream ends once `release` is set."""
+    release.wait(60)
+    yield from ()
+
+
+def _streams_active(metrics_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("kairos_inference_streams_active "):
+                return float(line.split()[1])
+    return float("nan")
+
+
 @pytest.mark.slow
-def test_workers_share_one_port_and_each_serves_metrics(model_path: Path, tmp_path: Path) -> None:
+def test_workers_share_one_port_each_has_its_own_address_and_serves_metrics(
+    model_path: Path, tmp_path: Path
+) -> None:
     port, mport = free_port(), free_port_run(2)  # worker k serves metrics on mport + k
+    own = [free_port(), free_port()]  # worker k also listens on own[k] (--worker-addrs)
     log = (tmp_path / "stderr.log").open("w")
     proc = subprocess.Popen(
         [
@@ -193,18 +233,43 @@ def test_workers_share_one_port_and_each_serves_metrics(model_path: Path, tmp_pa
             "",
             "--workers",
             "2",
+            "--worker-addrs",
+            f"127.0.0.1:{own[0]},127.0.0.1:{own[1]}",
         ],
         stderr=log,
+        env={**os.environ, "KAIROS_INFERENCE_TOKEN": "t0ken"},
     )
+    channels: list[grpc.Channel] = []
+    release = threading.Event()
     try:
         try:
             wait_for(lambda: _metrics_up(mport) and _metrics_up(mport + 1), 90, "both workers' metrics")
         except TimeoutError as e:
             raise AssertionError((tmp_path / "stderr.log").read_text()[-4000:]) from e
-        wait_for(lambda: _healthy(port), 30, "the shared port")
+        wait_for(lambda: _healthy(port) and _healthy(own[0]) and _healthy(own[1]), 30, "every address")
+        # One stream on each worker's own address: each worker, not the kernel's hash, has one.
+        calls = []
+        for p in own:
+            ch = grpc.insecure_channel(f"127.0.0.1:{p}")
+            channels.append(ch)
+            stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
+            calls.append(
+                stub.StreamPredict(_no_requests_until(release), metadata=(("authorization", "Bearer t0ken"),))
+            )
+        wait_for(
+            lambda: _streams_active(mport) == 1 and _streams_active(mport + 1) == 1,
+            30,
+            "a stream on each worker",
+        )
+        release.set()
+        for c in calls:
+            assert list(c) == []
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
+        release.set()
+        for ch in channels:
+            ch.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)

@@ -8,8 +8,9 @@
 // Each file holds StreamPredictRequest messages, each preceded by its length as a uvarint. The first
 // --warm of every file are sent one at a time, each awaited (the symbols' windows fill), then:
 //
-//   - --mode throughput: every stream on its own connection (SO_REUSEPORT spreads them over the
-//     workers) writes with up to --inflight requests unanswered; predictions are counted over
+//   - --mode throughput: every stream on its own connection (to one address, SO_REUSEPORT hashes
+//     each onto a worker; to the workers' own addresses, stream k goes to worker k modulo their
+//     number) writes with up to --inflight requests unanswered; predictions are counted over
 //     --seconds, starting --settle after all streams are warm. Prints predictions_per_s.
 //   - --mode latency: one stream; request i leaves at start + i/--rate (open loop, paced by
 //     nanosleep on a locked thread), and its latency is send to response. Prints the p50/p99 of all
@@ -107,7 +108,7 @@ var streamDesc = &grpc.StreamDesc{StreamName: "StreamPredict", ServerStreams: tr
 const streamMethod = "/kairos.inference.v1.InferenceService/StreamPredict"
 
 func main() {
-	addr := flag.String("addr", "", "kairos-inference address (host:port)")
+	addr := flag.String("addr", "", "kairos-inference address (host:port); several, comma-separated (the workers' own, --worker-addrs): stream k goes to the k-th modulo their number")
 	files := flag.String("requests", "", "comma-separated request files, one stream each")
 	warm := flag.Int("warm", 0, "requests at the head of each file sent one at a time before measuring")
 	mode := flag.String("mode", "throughput", "throughput or latency")
@@ -224,12 +225,13 @@ func run(addr string, files []string, warm int, mode string, seconds, settle flo
 			s.conn.Close()
 		}
 	}()
-	for _, f := range files {
+	addrs := strings.Split(addr, ",")
+	for k, f := range files {
 		reqs, err := readRequests(f)
 		if err != nil {
 			return nil, err
 		}
-		s, err := open(ctx, addr, reqs, warm)
+		s, err := open(ctx, addrs[k%len(addrs)], reqs, warm)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
