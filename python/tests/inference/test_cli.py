@@ -247,6 +247,12 @@ def test_workers_share_one_port_each_has_its_own_address_and_serves_metrics(
         except TimeoutError as e:
             raise AssertionError((tmp_path / "stderr.log").read_text()[-4000:]) from e
         wait_for(lambda: _healthy(port) and _healthy(own[0]) and _healthy(own[1]), 30, "every address")
+        # A worker's own address is the same server: a peer without the token is refused there too.
+        with grpc.insecure_channel(f"127.0.0.1:{own[1]}") as ch:
+            stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
+            with pytest.raises(grpc.RpcError) as refused:
+                list(stub.StreamPredict(iter([inference_pb2.StreamPredictRequest(request_id=1)]), timeout=10))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         # One stream on each worker's own address: each worker, not the kernel's hash, has one.
         calls = []
         for p in own:
