@@ -82,6 +82,16 @@ def up(
             "terminal through the EA's execution connection, InpExecution, port 7600; docs/mt5.md)."
         ),
     ] = Venue.paper,
+    inference_workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=services.MAX_INFERENCE_WORKERS,
+            envvar="KAIROS_INFERENCE_WORKERS",
+            help="Inference server processes, one per core to spare (ADR 0115): each also serves on its "
+            "own address (port 7511 + i), and the collector spreads the symbols over those.",
+        ),
+    ] = 1,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
@@ -99,6 +109,7 @@ def up(
         model=model,
         execution_args=services.up_execution_args(tester, venue.value),
         collector_args=services.TESTER_COLLECTOR_ARGS if tester else (),
+        inference_workers=inference_workers,
     )
     shadows = [m.strip() for m in shadow_models.split(",") if m.strip()]
     settings.shadow_models = tuple(str(Path(m).resolve()) if Path(m).exists() else m for m in shadows)

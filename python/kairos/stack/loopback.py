@@ -37,12 +37,15 @@ def free_port_run(n: int, tries: int = 50) -> int:
     port, port+1, ...); RuntimeError after ``tries`` candidates."""
     for _ in range(tries):
         first = free_port()
+        if any(p in _RECENT for p in range(first + 1, first + n)):
+            continue
         held: list[socket.socket] = []
         try:
             for p in range(first, first + n):
                 s = socket.socket()
                 held.append(s)
                 s.bind(("127.0.0.1", p))
+            _RECENT.extend(range(first + 1, first + n))  # free_port then never hands them out
             return first
         except OSError:
             continue

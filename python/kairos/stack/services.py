@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kairos.stack import credentials
-from kairos.stack.loopback import free_port
+from kairos.stack.loopback import free_port, free_port_run
 from kairos.stack.processes import ServiceSpec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -30,9 +30,17 @@ GO_BINARIES = {
 }
 
 
+# Inference workers the local stack runs at most (`kairos up --inference-workers`): Ports keeps this
+# many consecutive ports for the workers' own addresses and their metrics.
+MAX_INFERENCE_WORKERS = 8
+
+
 @dataclass
 class Ports:
-    """Loopback ports of one stack; `Ports.free()` picks unused ones (tests, parallel stacks)."""
+    """Loopback ports of one stack; `Ports.free()` picks unused ones (tests, parallel stacks).
+
+    With several inference workers (ADR 0115), worker i serves on ``inference_workers + i`` (its own
+    address, which the collector streams to) and its metrics on ``inference_metrics + i``."""
 
     collector_bridge: int = 7400
     collector_grpc: int = 7401
@@ -40,6 +48,7 @@ class Ports:
     nats: int = 4222
     inference_grpc: int = 7501
     inference_metrics: int = 9501
+    inference_workers: int = 7511
     execution_grpc: int = 7601
     execution_bridge: int = 7600
     execution_metrics: int = 9601
@@ -49,7 +58,13 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(**{name: free_port() for name in cls.__dataclass_fields__})
+        runs = {"inference_metrics", "inference_workers"}
+        return cls(
+            **{
+                name: free_port_run(MAX_INFERENCE_WORKERS) if name in runs else free_port()
+                for name in cls.__dataclass_fields__
+            }
+        )
 
 
 @dataclass
@@ -76,12 +91,33 @@ class StackSettings:
     shadow_models: tuple[str, ...] = ()
     # Extra inference flags (e.g. --drift-window).
     inference_args: tuple[str, ...] = ()
+    # Inference server processes (ADR 0115). With more than one, each also serves on its own address
+    # and the collector streams to those, spreading the symbols over the workers by its hash ring.
+    inference_workers: int = 1
     # Extra collector flags (e.g. the tester's, TESTER_COLLECTOR_ARGS).
     collector_args: tuple[str, ...] = ()
 
     @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.ports.nats}"
+
+    def inference_worker_addrs(self) -> list[str]:
+        """Each inference worker's own address; empty for a single worker (it has only the shared one)."""
+        n = self.inference_workers
+        if not 1 <= n <= MAX_INFERENCE_WORKERS:
+            raise ValueError(f"inference workers must be 1 to {MAX_INFERENCE_WORKERS}, not {n}")
+        if n == 1:
+            return []
+        return [f"127.0.0.1:{self.ports.inference_workers + i}" for i in range(n)]
+
+    def inference_endpoints(self) -> list[str]:
+        """Where the collector streams ticks: every worker's own address, else the shared one."""
+        return self.inference_worker_addrs() or [f"127.0.0.1:{self.ports.inference_grpc}"]
+
+    def inference_metrics_urls(self) -> list[str]:
+        """Each inference worker's metrics endpoint (worker i on the metrics port + i)."""
+        first = self.ports.inference_metrics
+        return [f"http://127.0.0.1:{first + i}/metrics" for i in range(self.inference_workers)]
 
     def ensure_token(self) -> str:
         """The execution bearer token: given, or generated once per run dir (file mode 0600)."""
@@ -171,7 +207,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--nats-auth-file={creds.nats_auth_file}",
                 f"--nats-creds={creds.nats_creds('collector')}",
                 f"--token-file={creds.token_file('collector')}",
-                f"--inference-endpoints=127.0.0.1:{p.inference_grpc}",
+                f"--inference-endpoints={','.join(settings.inference_endpoints())}",
                 f"--inference-token-file={creds.token_file('inference')}",
                 # The inference server starts after the collector; keep the link's retries short.
                 "--inference-backoff-max=500ms",
@@ -192,6 +228,11 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 f"--nats-url={settings.nats_url}",
                 f"--nats-creds={creds.nats_creds('inference')}",
                 f"--token-file={creds.token_file('inference')}",
+                *(
+                    [f"--workers={settings.inference_workers}", f"--worker-addrs={','.join(workers)}"]
+                    if (workers := settings.inference_worker_addrs())
+                    else []
+                ),
                 *([f"--shadow-models={','.join(settings.shadow_models)}"] if settings.shadow_models else []),
                 *settings.inference_args,
             ],
