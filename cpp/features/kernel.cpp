@@ -775,9 +775,10 @@ struct Kernel {
   // and words its refusals. Otherwise each bar, in order, moves its symbol's state as _bar and
   // _close do, goes into its window, its row into its ring, and a model input is copied when the
   // ring holds `n_rows` rows. Returns (bars taken, x (m, n_rows, n_features) float32, and per input:
-  // symbols, times_msc (the bar's close), bids, asks, prices (open, close, spread_mean, low, high)).
+  // symbols, times_msc (the bar's close), bids, asks, prices (open, close, spread_mean, low, high); the
+  // prices only with `want_prices` (the shadow evaluator's; an empty list otherwise).
   py::object intake_bars(Intake& intake, const py::bytes& request, int64_t timeframe_s, int n_rows,
-                         int64_t model_seen, Py_ssize_t max_bars) const {
+                         int64_t model_seen, Py_ssize_t max_bars, bool want_prices) const {
     const std::string_view req = bytes_view(request);
     const auto* data = reinterpret_cast<const uint8_t*>(req.data());
     Wire w{data, data + req.size()};
@@ -863,7 +864,7 @@ struct Kernel {
       }
     }
     const auto m = static_cast<py::ssize_t>(made.size());
-    py::list symbols(m), times(m), bids(m), asks(m), prices(m);
+    py::list symbols(m), times(m), bids(m), asks(m), prices(want_prices ? m : 0);
     for (py::ssize_t i = 0; i < m; ++i) {
       const WireBar& bar = *made[i];
       const double c = bar.close, sp = bar.spread_mean;
@@ -873,7 +874,8 @@ struct Kernel {
           py::int_(bar.open_time_msc + static_cast<int64_t>(bar.period_s) * 1000).release().ptr());
       PyList_SET_ITEM(bids.ptr(), i, py::float_(c).release().ptr());
       PyList_SET_ITEM(asks.ptr(), i, py::float_(c + sp).release().ptr());
-      PyList_SET_ITEM(prices.ptr(), i, py::make_tuple(bar.open, c, sp, bar.low, bar.high).release().ptr());
+      if (want_prices)
+        PyList_SET_ITEM(prices.ptr(), i, py::make_tuple(bar.open, c, sp, bar.low, bar.high).release().ptr());
     }
     py::object xs = x[py::slice(0, m, 1)];
     return py::make_tuple(nb, xs, symbols, times, bids, asks, prices);
@@ -1225,9 +1227,9 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
            py::arg("times_msc"), py::arg("outputs"),
            "The predictions of one model run as StreamPredictResponse field-2 bytes (ADR 0110).")
       .def("intake_bars", &Kernel::intake_bars, py::arg("intake"), py::arg("request"), py::arg("timeframe_s"),
-           py::arg("n_rows"), py::arg("model_seen"), py::arg("max_bars"),
+           py::arg("n_rows"), py::arg("model_seen"), py::arg("max_bars"), py::arg("want_prices") = true,
            "Take a serialised bars-only StreamPredictRequest whole (ADR 0110), or None (nothing changed): "
-           "(bars taken, x, symbols, times_msc, bids, asks, prices).")
+           "(bars taken, x, symbols, times_msc, bids, asks, prices); prices empty unless want_prices.")
       .def("rows", &Kernel::rows, py::arg("windows"),
            "Feature rows (m, n_features) for a sequence of windows (6, W) or (8, W) float64 (a stacked "
            "(m, rows, W) array works too).");

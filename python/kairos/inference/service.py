@@ -159,6 +159,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             max_bars_per_request=self.cfg.max_bars_per_request,
             max_symbols=self.cfg.max_symbols_per_stream,
             any_symbol=self.cfg.any_symbol,
+            keep_prices=self.shadow is not None,
         )
         pending: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.cfg.stream_pipeline_depth)
         peer = context.peer()

@@ -214,8 +214,12 @@ class StreamState:
         max_symbols: int,
         any_symbol: bool = False,
         bar_intake: bool = True,
+        keep_prices: bool = True,
     ) -> None:
         self.metrics = metrics
+        # Each input's bar prices (Work.prices) are read only by the shadow evaluator: without one
+        # the C++ bar intake does not make them.
+        self.keep_prices = keep_prices
         self.any_symbol = any_symbol
         self.allowed = allowed_symbols
         self.max_ticks = max_ticks_per_batch
@@ -401,6 +405,7 @@ class StreamState:
                     model.rows,
                     self.model_seen,
                     self.max_bars,
+                    self.keep_prices,
                 )
             if taken is not None:
                 self._intake_cpp.inc()

@@ -373,3 +373,27 @@ def test_the_response_merged_from_bytes_equals_the_one_built_field_by_field(
     assert len(got.predictions) == len(work.symbols)
     assert got == want
     assert got.SerializeToString() == want.SerializeToString()
+
+
+def test_a_stream_without_a_shadow_evaluator_gets_the_same_inputs_without_the_bar_prices(
+    gbpusd: pd.DataFrame, models: dict[str, ServedModel]
+) -> None:
+    """Only the shadow evaluator reads Work.prices: a stream without one (keep_prices=False, as the
+    service opens it then) takes every request the same way, makes the same inputs, and no prices."""
+    bars = _series(gbpusd)
+    three = SYMBOLS[:3]
+    with_prices, without = _stream(True), _stream(True)
+    without.keep_prices = False
+    took_cpp = 0
+    for k in range(300):
+        req = pb.StreamPredictRequest(bars=[bars[s][k] for s in three], warmup=k < 250)
+        wa = with_prices.process(req, models["a"])
+        wb = without.process(req, models["a"])
+        assert wa.symbols == wb.symbols and wa.times_msc == wb.times_msc and wa.bids == wb.bids, k
+        if wa.symbols:
+            assert np.array_equal(wa.inputs(), wb.inputs()), k
+            if _path(without)["c++"] > took_cpp:
+                assert len(wa.prices) == len(wa.symbols) and wb.prices == [], k
+        took_cpp = int(_path(without)["c++"])
+    assert took_cpp >= 290, "the intake took the requests"
+    assert _path(with_prices) == _path(without)
