@@ -224,3 +224,65 @@ func assertJournalFailed(t *testing.T, h *harness) {
 		t.Fatalf("journal_healthy %v, journal_failures_total %v; want 0 and at least 1", metric(h.m.JournalHealthy), metric(h.m.JournalFailures))
 	}
 }
+
+// A submission whose last wait is handed back (the signal policy's, ADR 0116): it returns once the
+// order is decided and sent, with its entries still in the journal's queue; the order becomes
+// durable, and a repeat of it is answered, only when settle has returned.
+func TestSubmitIntentLater_ReturnsBeforeTheOrderIsDurableAndSettleWaitsForIt(t *testing.T) {
+	cases := []struct {
+		name     string
+		writeErr error
+		wantErr  error
+	}{
+		{name: "TheWriteSucceeds_TheOrderIsDurableAndARepeatIsItsDuplicate"},
+		{name: "TheWriteFails_SettleFailsWithErrJournalAndTradingHalts", writeErr: errDiskFull, wantErr: engine.ErrJournal},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			store := newGateStore()
+			h := started(t, withStore(store))
+			store.held.Store(true)
+			o, settle, err := h.eng.SubmitIntentLater(context.Background(), limitOrder("o1", "buy", "0.10", "1.10000"), nil)
+			if err != nil || settle == nil || o.GetStatus() != execv1.OrderStatus_ORDER_STATUS_SUBMITTED {
+				t.Fatalf("SubmitIntentLater: %v, settle %v, %v; want the order sent and a settle", o, settle != nil, err)
+			}
+			store.await(t) // its entries are being written, and held
+			repeat := submitAsync(h, context.Background(), limitOrder("o1", "buy", "0.10", "1.10000"))
+			settled := make(chan error, 1)
+			go func() { settled <- settle(context.Background()) }()
+			if !stillPending(repeat) {
+				t.Fatal("a repeat was answered before the order was durable")
+			}
+			select {
+			case err := <-settled:
+				t.Fatalf("settle returned %v before the write finished", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			store.release <- c.writeErr
+			var serr error
+			select {
+			case serr = <-settled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("settle did not return")
+			}
+			r := outcome(t, repeat)
+			if c.wantErr != nil {
+				if !errors.Is(serr, c.wantErr) || !errors.Is(r.err, c.wantErr) {
+					t.Fatalf("settle %v, repeat %v; want both %v", serr, r.err, c.wantErr)
+				}
+				if _, err := h.submit(limitOrder("o2", "buy", "0.10", "1.10000")); !errors.Is(err, engine.ErrJournal) {
+					t.Fatalf("a later submission: %v, want ErrJournal (trading halted)", err)
+				}
+				return
+			}
+			if serr != nil || r.err != nil || !r.res.Duplicate {
+				t.Fatalf("settle %v, repeat %+v %v; want nil and a duplicate", serr, r.res, r.err)
+			}
+			store.held.Store(false)
+			h.restart()
+			if g, err := h.eng.Get("o1"); err != nil || g.GetStatus() != execv1.OrderStatus_ORDER_STATUS_SUBMITTED {
+				t.Fatalf("after a restart: %v %v; want the settled order replayed from the journal", g, err)
+			}
+		})
+	}
+}

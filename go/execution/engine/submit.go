@@ -26,29 +26,53 @@ type SubmitResult struct {
 	Duplicate bool
 }
 
+// Settle waits until an order a submission left in the journal's queue is durable, and returns the
+// submission's outcome (a journal failure fails the engine, as Submit's own wait does). It must be
+// called exactly once.
+type Settle func(ctx context.Context) error
+
 // Submit runs one order intent through risk, the state machine, the journal and the venue. The
 // request must have passed Validate. It returns once everything about the order so far is durable.
 func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rreq *risk.Request, hops []*typesv1.HopStamp) (SubmitResult, error) {
+	res, settle, err := e.submit(ctx, req, rreq, hops)
+	if err == nil && settle != nil {
+		err = settle(ctx)
+	}
+	return res, err
+}
+
+// submit is Submit, except that the last wait for durability is handed back as settle when there is
+// one (nil otherwise): the order has been decided, sent and applied in memory, its entries are in the
+// journal's queue, and nothing about it has been acknowledged. A caller with more orders to submit
+// (the signal policy with a burst of signals, ADR 0116) settles them afterwards, so the journal
+// commits them together instead of one flush each. A write-ahead venue's command is still made
+// durable before it is sent, inside submit.
+func (e *Engine) submit(ctx context.Context, req *execv1.SubmitOrderRequest, rreq *risk.Request, hops []*typesv1.HopStamp) (SubmitResult, Settle, error) {
 	start := time.Now()
-	defer func() { e.m.Observe(metrics.StageSubmit, time.Since(start)) }()
+	observe := func() { e.m.Observe(metrics.StageSubmit, time.Since(start)) }
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		return SubmitResult{}, ErrShuttingDown
+		observe()
+		return SubmitResult{}, nil, ErrShuttingDown
 	}
 	if r, ok := e.orders[req.GetClientOrderId()]; ok {
 		same := proto.Equal(r.req, req)
 		desc := fmt.Sprintf("%s %s %s", r.o.Side, r.o.Quantity, r.o.Symbol)
 		e.mu.Unlock()
 		if !same {
-			return SubmitResult{}, fmt.Errorf("%w: %q is %s", ErrAlreadyExists, req.GetClientOrderId(), desc)
+			observe()
+			return SubmitResult{}, nil, fmt.Errorf("%w: %q is %s", ErrAlreadyExists, req.GetClientOrderId(), desc)
 		}
-		return e.duplicate(ctx, r)
+		res, err := e.duplicate(ctx, r)
+		observe()
+		return res, nil, err
 	}
 	if e.jerr != nil {
 		err := e.jerr
 		e.mu.Unlock()
-		return SubmitResult{}, err
+		observe()
+		return SubmitResult{}, nil, err
 	}
 	now := e.opt.Clock()
 	if rreq.StopLoss.IsZero() {
@@ -68,10 +92,21 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		FilledQty: decimal.New(0, rreq.Quantity.Scale()), StopLoss: rreq.StopLoss, TakeProfit: rreq.TakeProfit,
 	}
 	r := &record{o: o, req: req, hops: append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_RISK_DONE, TimeUs: e.opt.Clock()}), done: make(chan struct{})}
-	finish := func(res SubmitResult, err error) (SubmitResult, error) {
+	finish := func(res SubmitResult, err error) (SubmitResult, Settle, error) {
 		r.err = err
 		close(r.done)
-		return res, err
+		observe()
+		return res, nil, err
+	}
+	// later settles the order once its last entries (ticket t) are durable.
+	later := func(res SubmitResult, t journal.Ticket) (SubmitResult, Settle, error) {
+		return res, func(ctx context.Context) error {
+			err := e.wait(ctx, t)
+			r.err = err
+			close(r.done)
+			observe()
+			return err
+		}, nil
 	}
 	e.orders[o.ClientOrderID] = r
 	e.created = append(e.created, r)
@@ -91,10 +126,10 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		t, err := e.append(now, entries)
 		out := OrderProto(o)
 		e.mu.Unlock()
-		if err == nil {
-			err = e.wait(ctx, t)
+		if err != nil {
+			return finish(SubmitResult{Order: out}, err)
 		}
-		return finish(SubmitResult{Order: out}, err)
+		return later(SubmitResult{Order: out}, t)
 	}
 	e.opt.Risk.Accepted(rreq, now)
 	_ = o.Apply(fsm.EvSubmit, now)
@@ -139,10 +174,10 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 	t, err := e.append(now, entries)
 	out := OrderProto(o)
 	e.mu.Unlock()
-	if err == nil {
-		err = e.wait(ctx, t)
+	if err != nil {
+		return finish(SubmitResult{Order: out}, err)
 	}
-	return finish(SubmitResult{Order: out}, err)
+	return later(SubmitResult{Order: out}, t)
 }
 
 // duplicate answers a repeated submission of r's order once the first submission has finished:
@@ -222,4 +257,19 @@ func (e *Engine) SubmitIntent(ctx context.Context, req *execv1.SubmitOrderReques
 	}
 	res, err := e.Submit(ctx, req, rreq, hops)
 	return res.Order, err
+}
+
+// SubmitIntentLater is SubmitIntent that hands back the last wait for durability (see submit): the
+// order is decided and sent when it returns, acknowledged to nobody until settle returns nil. settle
+// is nil when nothing is left to wait for (the order was refused before the journal took it).
+func (e *Engine) SubmitIntentLater(ctx context.Context, req *execv1.SubmitOrderRequest, hops []*typesv1.HopStamp) (*execv1.Order, func(context.Context) error, error) {
+	rreq, bad := Validate(req, e.Instrument, e.Now())
+	if bad != nil {
+		return nil, nil, bad
+	}
+	res, settle, err := e.submit(ctx, req, rreq, hops)
+	if settle == nil {
+		return res.Order, nil, err
+	}
+	return res.Order, settle, err
 }

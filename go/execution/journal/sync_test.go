@@ -226,11 +226,14 @@ func TestSQLite_CheckpointsInTheBackgroundAndKeepsEveryEntry(t *testing.T) {
 					maxWAL = max(maxWAL, fi.Size())
 				}
 			}
-			// 20,000 rows of ~330 bytes, 2,000 commits of two or three pages each, are well over
-			// 8 MiB of log; checkpoints every 4,096 rows restart the log within 8 MiB (in full
-			// mode the size it is preallocated to; the checkpointer may lag a round behind the
-			// writer), so the file never grows past that.
-			if maxWAL > 8<<20 {
+			// 20,000 rows of ~330 bytes, 2,000 commits of two or three pages each, make 27.7 MB of
+			// log when nothing checkpoints. Checkpoints every 4,096 rows keep it to a few rounds'
+			// worth: the log starts again from the beginning only when the writer is idle after a
+			// copy, and this writer, committing back to back (2,000 commits in ~0.15 s in normal
+			// mode), is idle only now and then, so the checkpointer may lag a few rounds (7.7-11
+			// MB measured on a 2-vCPU host; 8 MiB, the full mode's preallocation, was exceeded in
+			// half the runs there). 16 MiB still tells a checkpointed log from one that is not.
+			if maxWAL > 16<<20 {
 				t.Fatalf("the write-ahead log grew to %d bytes: it is not checkpointed", maxWAL)
 			}
 			if err := j.Close(); err != nil {

@@ -52,7 +52,9 @@ type Config struct {
 // Trader is what the policy needs from the engine.
 type Trader interface {
 	PositionState(symbol string) (net decimal.D, openedUS int64, working bool)
-	SubmitIntent(ctx context.Context, req *execv1.SubmitOrderRequest, hops []*typesv1.HopStamp) (*execv1.Order, error)
+	// SubmitIntentLater submits an order and hands back the wait for its durability (nil: nothing
+	// to wait for); the order is acknowledged to nobody until that wait returns nil.
+	SubmitIntentLater(ctx context.Context, req *execv1.SubmitOrderRequest, hops []*typesv1.HopStamp) (*execv1.Order, func(context.Context) error, error)
 	Instrument(symbol string) (*market.Instrument, bool)
 	Now() int64
 }
@@ -118,19 +120,30 @@ func (p *Policy) rules(sig *inferencev1.Signal) (Rules, error) {
 	return RulesFromProto(sig.GetPolicy())
 }
 
-// OnSignal handles one signal and returns what it did.
+// OnSignal handles one signal and returns what it did, its order (if any) durable.
 func (p *Policy) OnSignal(ctx context.Context, sig *inferencev1.Signal) (Outcome, *execv1.Order, error) {
+	out, o, settle, err := p.decide(ctx, sig)
+	if err == nil && settle != nil {
+		if err = settle(ctx); err != nil {
+			out = OutcomeError
+		}
+	}
+	return out, o, err
+}
+
+// decide is OnSignal that hands back its order's wait for durability (nil when there is none).
+func (p *Policy) decide(ctx context.Context, sig *inferencev1.Signal) (Outcome, *execv1.Order, func(context.Context) error, error) {
 	now := p.tr.Now()
 	hops := append(append([]*typesv1.HopStamp(nil), sig.GetHops()...), &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_EXECUTION_RECEIVE, TimeUs: now})
 	sym := sig.GetSymbol()
 	inst, ok := p.tr.Instrument(sym)
 	if !ok {
-		return OutcomeUnknown, nil, nil
+		return OutcomeUnknown, nil, nil, nil
 	}
 	rules, err := p.rules(sig)
 	if err != nil {
 		p.refuse(sig, err)
-		return OutcomeInvalidPolicy, nil, nil
+		return OutcomeInvalidPolicy, nil, nil, nil
 	}
 	in := Input{PDown: math.NaN(), PUp: math.NaN(), Vol: sig.GetRealisedVol(), Price: sig.GetBid()}
 	if out := sig.GetOutputs(); len(out) == 3 {
@@ -158,7 +171,7 @@ func (p *Policy) OnSignal(ctx context.Context, sig *inferencev1.Signal) (Outcome
 		p.symbols[sym] = s
 	} else if sig.GetTimeMsc() <= s.lastBar {
 		p.mu.Unlock()
-		return OutcomeDuplicate, nil, nil
+		return OutcomeDuplicate, nil, nil, nil
 	} else if s.st.Side != 0 && net.IsZero() && !working {
 		// The position was closed outside the policy (a protective stop or take-profit at the venue,
 		// the kill switch, a refused entry): it is flat now, as after an exit decision on the last
@@ -175,12 +188,12 @@ func (p *Policy) OnSignal(ctx context.Context, sig *inferencev1.Signal) (Outcome
 	delta := target.Sub(net)
 	if delta.IsZero() {
 		if stale {
-			return OutcomeStale, nil, nil
+			return OutcomeStale, nil, nil, nil
 		}
-		return OutcomeHold, nil, nil
+		return OutcomeHold, nil, nil, nil
 	}
 	if working {
-		return OutcomeWorking, nil, nil
+		return OutcomeWorking, nil, nil, nil
 	}
 	var stop *typesv1.Decimal
 	if d.StopDistance > 0 && (d.Action == Enter || d.Action == Reverse) {
@@ -215,7 +228,7 @@ func (p *Policy) refuse(sig *inferencev1.Signal, err error) {
 	}
 }
 
-func (p *Policy) submit(ctx context.Context, sym string, delta decimal.D, flat bool, stop *typesv1.Decimal, sig *inferencev1.Signal, hops []*typesv1.HopStamp, now int64) (Outcome, *execv1.Order, error) {
+func (p *Policy) submit(ctx context.Context, sym string, delta decimal.D, flat bool, stop *typesv1.Decimal, sig *inferencev1.Signal, hops []*typesv1.HopStamp, now int64) (Outcome, *execv1.Order, func(context.Context) error, error) {
 	p.mu.Lock()
 	p.seq++
 	id := clientOrderID(sym, now, p.seq)
@@ -232,11 +245,11 @@ func (p *Policy) submit(ctx context.Context, sym string, delta decimal.D, flat b
 		ReduceOnly: flat,
 		StopLoss:   stop,
 	}
-	o, err := p.tr.SubmitIntent(ctx, req, hops)
+	o, settle, err := p.tr.SubmitIntentLater(ctx, req, hops)
 	if err != nil {
-		return OutcomeError, o, err
+		return OutcomeError, o, nil, err
 	}
-	return OutcomeOrder, o, nil
+	return OutcomeOrder, o, settle, nil
 }
 
 // stopFor is the protective stop loss of an entry or reversal to side: dist from the quote the
@@ -282,46 +295,93 @@ func Subscribe(nc *nats.Conn) (<-chan *nats.Msg, *nats.Subscription, error) {
 	return ch, sub, nil
 }
 
-// Run handles the signals from ch one at a time until ctx ends. Holding times count signals, so
-// nothing runs on a clock.
+// maxBurst bounds the signals decided before their orders are settled (ADR 0116).
+const maxBurst = 64
+
+// handled is one signal of a burst: decided, its order (if any) sent, not yet settled.
+type handled struct {
+	sig     *inferencev1.Signal
+	subject string
+	out     Outcome
+	o       *execv1.Order
+	settle  func(context.Context) error
+	err     error
+	start   time.Time
+	decoded bool
+}
+
+// Run handles the signals from ch until ctx ends, in the order they came. Holding times count
+// signals, so nothing runs on a clock. The signals already waiting when one comes (a bar that
+// closed for several symbols at once, a replay's burst) are decided one after the other, each on the
+// state the orders before it left, and only then are their orders settled (made durable): the
+// journal commits them together instead of one flush each, so the last of a burst does not wait for
+// the flushes of all those before it (ADR 0116). What a signal did is counted, logged and told to
+// Decided once its order is durable.
 func (p *Policy) Run(ctx context.Context, ch <-chan *nats.Msg) error {
+	burst := make([]handled, 0, maxBurst)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case msg := <-ch:
-			sig := &inferencev1.Signal{}
-			var (
-				out Outcome
-				o   *execv1.Order
-				err error
-			)
-			if uerr := proto.Unmarshal(msg.Data, sig); uerr != nil {
-				out = OutcomeInvalid
-				p.log.Warn("undecodable signal", "subject", msg.Subject, "err", uerr)
-			} else {
-				if p.cfg.Before != nil {
-					p.cfg.Before(sig)
-				}
-				start := time.Now()
-				out, o, err = p.OnSignal(ctx, sig)
-				p.m.Observe(metrics.StageSignal, time.Since(start))
-				if p.cfg.Decided != nil {
-					commands := 0
-					if out == OutcomeOrder {
-						commands = 1
-					}
-					p.cfg.Decided(sig, out, commands)
+			burst = append(burst[:0], p.handle(ctx, msg))
+		more:
+			for len(burst) < maxBurst {
+				select {
+				case msg := <-ch:
+					burst = append(burst, p.handle(ctx, msg))
+				default:
+					break more
 				}
 			}
-			if p.m != nil {
-				p.m.Signals.WithLabelValues(sig.GetSymbol(), string(out)).Inc()
-			}
-			if out == OutcomeOrder || err != nil {
-				p.log.Info("signal", "symbol", sig.GetSymbol(), "time_msc", sig.GetTimeMsc(), "strength", sig.GetStrength(),
-					"model", sig.GetModelName(), "version", sig.GetModelVersion(), "outcome", string(out),
-					"order", o.GetClientOrderId(), "status", o.GetStatus().String(), "err", err)
+			for i := range burst {
+				p.settle(ctx, &burst[i])
 			}
 		}
+	}
+}
+
+// handle decodes and decides one signal; its order, if any, is sent and left to settle.
+func (p *Policy) handle(ctx context.Context, msg *nats.Msg) handled {
+	h := handled{sig: &inferencev1.Signal{}, subject: msg.Subject, start: time.Now()}
+	if err := proto.Unmarshal(msg.Data, h.sig); err != nil {
+		h.out, h.err = OutcomeInvalid, err
+		return h
+	}
+	h.decoded = true
+	if p.cfg.Before != nil {
+		p.cfg.Before(h.sig)
+	}
+	h.out, h.o, h.settle, h.err = p.decide(ctx, h.sig)
+	return h
+}
+
+// settle waits for a signal's order to be durable, then counts, logs and reports what it did.
+func (p *Policy) settle(ctx context.Context, h *handled) {
+	sig := h.sig
+	if !h.decoded {
+		p.log.Warn("undecodable signal", "subject", h.subject, "err", h.err)
+	} else {
+		if h.settle != nil {
+			if err := h.settle(ctx); err != nil {
+				h.out, h.err = OutcomeError, err
+			}
+		}
+		p.m.Observe(metrics.StageSignal, time.Since(h.start))
+		if p.cfg.Decided != nil {
+			commands := 0
+			if h.out == OutcomeOrder {
+				commands = 1
+			}
+			p.cfg.Decided(sig, h.out, commands)
+		}
+	}
+	if p.m != nil {
+		p.m.Signals.WithLabelValues(sig.GetSymbol(), string(h.out)).Inc()
+	}
+	if h.decoded && (h.out == OutcomeOrder || h.err != nil) {
+		p.log.Info("signal", "symbol", sig.GetSymbol(), "time_msc", sig.GetTimeMsc(), "strength", sig.GetStrength(),
+			"model", sig.GetModelName(), "version", sig.GetModelVersion(), "outcome", string(h.out),
+			"order", h.o.GetClientOrderId(), "status", h.o.GetStatus().String(), "err", h.err)
 	}
 }

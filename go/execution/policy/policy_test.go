@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
@@ -28,6 +29,9 @@ type trader struct {
 	opened  map[string]int64
 	working bool
 	sent    []*execv1.SubmitOrderRequest
+	// events: "sent <symbol>" when an order is submitted, "durable <symbol>" when it is settled.
+	events    []string
+	settleErr map[string]error // what settling an order of the symbol returns
 }
 
 func (f *trader) PositionState(s string) (decimal.D, int64, bool) {
@@ -42,15 +46,20 @@ func (f *trader) Instrument(s string) (*market.Instrument, bool) {
 	return nil, false
 }
 func (f *trader) Now() int64 { return f.now }
-func (f *trader) SubmitIntent(_ context.Context, r *execv1.SubmitOrderRequest, _ []*typesv1.HopStamp) (*execv1.Order, error) {
+func (f *trader) SubmitIntentLater(_ context.Context, r *execv1.SubmitOrderRequest, _ []*typesv1.HopStamp) (*execv1.Order, func(context.Context) error, error) {
 	f.sent = append(f.sent, r)
+	f.events = append(f.events, "sent "+r.GetSymbol())
 	q, _ := decimal.FromProto(r.GetQuantity())
 	if r.GetSide() == execv1.OrderSide_ORDER_SIDE_SELL {
 		q = q.Neg()
 	}
 	f.net[r.GetSymbol()] = f.net[r.GetSymbol()].Add(q)
 	f.opened[r.GetSymbol()] = f.now
-	return &execv1.Order{ClientOrderId: r.GetClientOrderId(), Status: execv1.OrderStatus_ORDER_STATUS_FILLED}, nil
+	settle := func(context.Context) error {
+		f.events = append(f.events, "durable "+r.GetSymbol())
+		return f.settleErr[r.GetSymbol()]
+	}
+	return &execv1.Order{ClientOrderId: r.GetClientOrderId(), Status: execv1.OrderStatus_ORDER_STATUS_FILLED}, settle, nil
 }
 
 func newPolicy(cfg Config) (*Policy, *trader) {
@@ -286,5 +295,50 @@ func TestAPositionClosedOutsideThePolicyIsNotReEntered(t *testing.T) {
 	// One bar of cooldown later, the same edge enters again.
 	if out, _, _ := p.OnSignal(ctx, sig(2, 0.1, 0.8)); out != OutcomeOrder || len(tr.sent) != 2 {
 		t.Fatalf("after the cooldown: %s, %d orders", out, len(tr.sent))
+	}
+}
+
+// The signals waiting when one comes (a bar closing for several symbols at once) are all decided
+// and their orders sent before any of those orders is waited on, so the journal commits them
+// together instead of the last waiting for a flush per order before it (ADR 0116). Each signal is
+// counted, logged and told to Decided only once its order is durable, in the order they came; an
+// order whose settle fails makes its signal an error.
+func TestABurstOfSignalsIsDecidedBeforeItsOrdersAreSettled(t *testing.T) {
+	var decided []string
+	done := make(chan struct{})
+	p, tr := newPolicy(Config{StrategyID: "kairos-signal", Decided: func(sig *inferencev1.Signal, out Outcome, _ int) {
+		decided = append(decided, sig.GetSymbol()+" "+string(out))
+		if len(decided) == 3 {
+			close(done)
+		}
+	}})
+	tr.settleErr = map[string]error{"GBPUSD": errors.New("journal: disk full")}
+	ch := make(chan *nats.Msg, 8)
+	for _, sym := range []string{"EURUSD", "GBPUSD", "AUDUSD"} {
+		s := sig(1, 0.05, 0.9)
+		s.Symbol = sym
+		data, _ := proto.Marshal(s)
+		ch <- &nats.Msg{Subject: "kairos.signal." + sym, Data: data}
+	}
+	ch <- &nats.Msg{Subject: "kairos.signal.EURUSD", Data: []byte{0xff}} // undecodable: counted, nothing else
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx, ch) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the burst was not decided")
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	wantEvents := []string{"sent EURUSD", "sent GBPUSD", "sent AUDUSD", "durable EURUSD", "durable GBPUSD", "durable AUDUSD"}
+	if fmt.Sprint(tr.events) != fmt.Sprint(wantEvents) {
+		t.Fatalf("events %v, want %v", tr.events, wantEvents)
+	}
+	wantDecided := []string{"EURUSD order", "GBPUSD error", "AUDUSD order"}
+	if fmt.Sprint(decided) != fmt.Sprint(wantDecided) {
+		t.Fatalf("decided %v, want %v", decided, wantDecided)
 	}
 }
