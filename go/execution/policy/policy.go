@@ -295,10 +295,11 @@ func Subscribe(nc *nats.Conn) (<-chan *nats.Msg, *nats.Subscription, error) {
 	return ch, sub, nil
 }
 
-// maxBurst bounds the signals decided before their orders are settled (ADR 0116).
-const maxBurst = 64
+// maxUnsettled bounds the signals decided whose orders are not yet settled (ADR 0116): past it,
+// deciding waits for the settling.
+const maxUnsettled = 64
 
-// handled is one signal of a burst: decided, its order (if any) sent, not yet settled.
+// handled is one signal: decided, its order (if any) sent, not yet settled.
 type handled struct {
 	sig     *inferencev1.Signal
 	subject string
@@ -311,32 +312,35 @@ type handled struct {
 }
 
 // Run handles the signals from ch until ctx ends, in the order they came. Holding times count
-// signals, so nothing runs on a clock. The signals already waiting when one comes (a bar that
-// closed for several symbols at once, a replay's burst) are decided one after the other, each on the
-// state the orders before it left, and only then are their orders settled (made durable): the
-// journal commits them together instead of one flush each, so the last of a burst does not wait for
-// the flushes of all those before it (ADR 0116). What a signal did is counted, logged and told to
-// Decided once its order is durable.
+// signals, so nothing runs on a clock. Deciding a signal does not wait for the orders of the signals
+// before it to be durable: each decision is made on the state the orders before it left, and a
+// goroutine of its own settles the orders (waits for the journal) in the same order. Signals that
+// come together (a bar closing for several symbols at once, a replay's burst) are then decided at
+// once and their orders committed together, instead of each waiting for a flush per order before it
+// (ADR 0116). What a signal did is counted, logged and told to Decided once its order is durable;
+// when ctx ends, the signals already decided are settled before Run returns.
 func (p *Policy) Run(ctx context.Context, ch <-chan *nats.Msg) error {
-	burst := make([]handled, 0, maxBurst)
+	settles := make(chan handled, maxUnsettled)
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		for h := range settles {
+			p.settle(ctx, &h)
+		}
+	}()
+	defer func() {
+		close(settles)
+		<-settled
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case msg := <-ch:
-			burst = append(burst[:0], p.handle(ctx, msg))
-		more:
-			for len(burst) < maxBurst {
-				select {
-				case msg := <-ch:
-					burst = append(burst, p.handle(ctx, msg))
-				default:
-					break more
-				}
-			}
-			for i := range burst {
-				p.settle(ctx, &burst[i])
-			}
+			// Every decided order is settled exactly once (a repeat of its id waits for that); the
+			// settler always moves on (a settle is bounded by the journal timeout and ends at once
+			// when ctx has ended), so this send never waits forever.
+			settles <- p.handle(ctx, msg)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,9 +30,24 @@ type trader struct {
 	opened  map[string]int64
 	working bool
 	sent    []*execv1.SubmitOrderRequest
-	// events: "sent <symbol>" when an order is submitted, "durable <symbol>" when it is settled.
+	// events: "sent <symbol>" when an order is submitted, "durable <symbol>" when it is settled
+	// (the policy settles on a goroutine of its own, hence the lock).
+	mu        sync.Mutex
 	events    []string
 	settleErr map[string]error // what settling an order of the symbol returns
+	gate      chan struct{}    // when set, settling waits until it is closed (or its context ends)
+}
+
+func (f *trader) event(e string) {
+	f.mu.Lock()
+	f.events = append(f.events, e)
+	f.mu.Unlock()
+}
+
+func (f *trader) eventList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.events...)
 }
 
 func (f *trader) PositionState(s string) (decimal.D, int64, bool) {
@@ -48,15 +64,22 @@ func (f *trader) Instrument(s string) (*market.Instrument, bool) {
 func (f *trader) Now() int64 { return f.now }
 func (f *trader) SubmitIntentLater(_ context.Context, r *execv1.SubmitOrderRequest, _ []*typesv1.HopStamp) (*execv1.Order, func(context.Context) error, error) {
 	f.sent = append(f.sent, r)
-	f.events = append(f.events, "sent "+r.GetSymbol())
+	f.event("sent " + r.GetSymbol())
 	q, _ := decimal.FromProto(r.GetQuantity())
 	if r.GetSide() == execv1.OrderSide_ORDER_SIDE_SELL {
 		q = q.Neg()
 	}
 	f.net[r.GetSymbol()] = f.net[r.GetSymbol()].Add(q)
 	f.opened[r.GetSymbol()] = f.now
-	settle := func(context.Context) error {
-		f.events = append(f.events, "durable "+r.GetSymbol())
+	settle := func(ctx context.Context) error {
+		if f.gate != nil {
+			select {
+			case <-f.gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		f.event("durable " + r.GetSymbol())
 		return f.settleErr[r.GetSymbol()]
 	}
 	return &execv1.Order{ClientOrderId: r.GetClientOrderId(), Status: execv1.OrderStatus_ORDER_STATUS_FILLED}, settle, nil
@@ -298,47 +321,103 @@ func TestAPositionClosedOutsideThePolicyIsNotReEntered(t *testing.T) {
 	}
 }
 
-// The signals waiting when one comes (a bar closing for several symbols at once) are all decided
-// and their orders sent before any of those orders is waited on, so the journal commits them
-// together instead of the last waiting for a flush per order before it (ADR 0116). Each signal is
-// counted, logged and told to Decided only once its order is durable, in the order they came; an
-// order whose settle fails makes its signal an error.
-func TestABurstOfSignalsIsDecidedBeforeItsOrdersAreSettled(t *testing.T) {
-	var decided []string
-	done := make(chan struct{})
-	p, tr := newPolicy(Config{StrategyID: "kairos-signal", Decided: func(sig *inferencev1.Signal, out Outcome, _ int) {
-		decided = append(decided, sig.GetSymbol()+" "+string(out))
-		if len(decided) == 3 {
-			close(done)
-		}
-	}})
-	tr.settleErr = map[string]error{"GBPUSD": errors.New("journal: disk full")}
+// burst queues a signal of each symbol (all entries), then an undecodable message.
+func burst(symbols ...string) chan *nats.Msg {
 	ch := make(chan *nats.Msg, 8)
-	for _, sym := range []string{"EURUSD", "GBPUSD", "AUDUSD"} {
+	for _, sym := range symbols {
 		s := sig(1, 0.05, 0.9)
 		s.Symbol = sym
 		data, _ := proto.Marshal(s)
 		ch <- &nats.Msg{Subject: "kairos.signal." + sym, Data: data}
 	}
-	ch <- &nats.Msg{Subject: "kairos.signal.EURUSD", Data: []byte{0xff}} // undecodable: counted, nothing else
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx, ch) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the burst was not decided")
+	ch <- &nats.Msg{Subject: "kairos.signal.EURUSD", Data: []byte{0xff}} // counted, nothing else
+	return ch
+}
+
+// decisions records what Decided was told, safely across the settling goroutine.
+type decisions struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (d *decisions) add(sig *inferencev1.Signal, out Outcome, _ int) {
+	d.mu.Lock()
+	d.got = append(d.got, sig.GetSymbol()+" "+string(out))
+	d.mu.Unlock()
+}
+
+func (d *decisions) list() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.got...)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
+}
+
+// A signal is decided, and its order sent, without waiting for the orders of the signals before it
+// to be durable: signals that come together (a bar closing for several symbols at once) are all
+// decided while the first order is still being made durable, so the journal can commit them
+// together instead of the last waiting for a flush per order before it (ADR 0116). Each signal is
+// counted and told to Decided only once its order is durable, in the order they came; an order whose
+// settle fails makes its signal an error.
+func TestSignalsAreDecidedWithoutWaitingForTheOrdersBeforeThemToBeDurable(t *testing.T) {
+	var d decisions
+	p, tr := newPolicy(Config{StrategyID: "kairos-signal", Decided: d.add})
+	tr.settleErr = map[string]error{"GBPUSD": errors.New("journal: disk full")}
+	tr.gate = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx, burst("EURUSD", "GBPUSD", "AUDUSD")) }()
+
+	sent := []string{"sent EURUSD", "sent GBPUSD", "sent AUDUSD"}
+	waitFor(t, "the three orders to be sent", func() bool { return len(tr.eventList()) == 3 })
+	if got := tr.eventList(); fmt.Sprint(got) != fmt.Sprint(sent) || len(d.list()) != 0 {
+		t.Fatalf("while the first order is not durable: events %v, decided %v; want %v and nothing decided", got, d.list(), sent)
+	}
+	close(tr.gate)
+	waitFor(t, "three decisions", func() bool { return len(d.list()) == 3 })
 	cancel()
 	if err := <-ran; err != nil {
 		t.Fatal(err)
 	}
-	wantEvents := []string{"sent EURUSD", "sent GBPUSD", "sent AUDUSD", "durable EURUSD", "durable GBPUSD", "durable AUDUSD"}
-	if fmt.Sprint(tr.events) != fmt.Sprint(wantEvents) {
-		t.Fatalf("events %v, want %v", tr.events, wantEvents)
+	if got, want := tr.eventList(), append(sent, "durable EURUSD", "durable GBPUSD", "durable AUDUSD"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", got, want)
 	}
-	wantDecided := []string{"EURUSD order", "GBPUSD error", "AUDUSD order"}
-	if fmt.Sprint(decided) != fmt.Sprint(wantDecided) {
-		t.Fatalf("decided %v, want %v", decided, wantDecided)
+	if got, want := d.list(), []string{"EURUSD order", "GBPUSD error", "AUDUSD order"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("decided %v, want %v", got, want)
+	}
+}
+
+// When Run ends with orders not yet durable, it settles every one of them before it returns (a
+// repeat of an order's id waits for that settling): their signals end as errors, none is left.
+func TestWhenRunEndsEveryDecidedSignalIsSettledBeforeItReturns(t *testing.T) {
+	var d decisions
+	p, tr := newPolicy(Config{StrategyID: "kairos-signal", Decided: d.add})
+	tr.gate = make(chan struct{}) // never opened: the journal does not answer
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx, burst("EURUSD", "GBPUSD")) }()
+	waitFor(t, "the orders to be sent", func() bool { return len(tr.eventList()) == 2 })
+	cancel()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if got, want := d.list(), []string{"EURUSD error", "GBPUSD error"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("decided %v, want %v", got, want)
 	}
 }
