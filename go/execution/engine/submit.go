@@ -43,10 +43,10 @@ func (e *Engine) Submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 
 // submit is Submit, except that the last wait for durability is handed back as settle when there is
 // one (nil otherwise): the order has been decided, sent and applied in memory, its entries are in the
-// journal's queue, and nothing about it has been acknowledged. A caller with more orders to submit
-// (the signal policy with a burst of signals, ADR 0116) settles them afterwards, so the journal
-// commits them together instead of one flush each. A write-ahead venue's command is still made
-// durable before it is sent, inside submit.
+// journal's queue, and nothing about it has been acknowledged. A caller that goes on deciding (the
+// signal policy, ADR 0116) settles it later, so the orders decided meanwhile are committed together
+// instead of one flush each. A write-ahead venue's command is still made durable before it is sent,
+// inside submit.
 func (e *Engine) submit(ctx context.Context, req *execv1.SubmitOrderRequest, rreq *risk.Request, hops []*typesv1.HopStamp) (SubmitResult, Settle, error) {
 	start := time.Now()
 	observe := func() { e.m.Observe(metrics.StageSubmit, time.Since(start)) }
@@ -98,13 +98,10 @@ func (e *Engine) submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		observe()
 		return res, nil, err
 	}
-	// later settles the order once its last entries (ticket t) are durable.
+	// later hands back the wait for the order's last entries (ticket t); finish settles it.
 	later := func(res SubmitResult, t journal.Ticket) (SubmitResult, Settle, error) {
 		return res, func(ctx context.Context) error {
-			err := e.wait(ctx, t)
-			r.err = err
-			close(r.done)
-			observe()
+			_, _, err := finish(res, e.wait(ctx, t))
 			return err
 		}, nil
 	}
@@ -251,12 +248,11 @@ func defaultTIF(t fsm.TimeInForce, typ fsm.Type) fsm.TimeInForce {
 
 // SubmitIntent validates and submits an order built inside the service (the signal policy).
 func (e *Engine) SubmitIntent(ctx context.Context, req *execv1.SubmitOrderRequest, hops []*typesv1.HopStamp) (*execv1.Order, error) {
-	rreq, bad := Validate(req, e.Instrument, e.Now())
-	if bad != nil {
-		return nil, bad
+	o, settle, err := e.SubmitIntentLater(ctx, req, hops)
+	if err == nil && settle != nil {
+		err = settle(ctx)
 	}
-	res, err := e.Submit(ctx, req, rreq, hops)
-	return res.Order, err
+	return o, err
 }
 
 // SubmitIntentLater is SubmitIntent that hands back the last wait for durability (see submit): the
@@ -268,8 +264,5 @@ func (e *Engine) SubmitIntentLater(ctx context.Context, req *execv1.SubmitOrderR
 		return nil, nil, bad
 	}
 	res, settle, err := e.submit(ctx, req, rreq, hops)
-	if settle == nil {
-		return res.Order, nil, err
-	}
 	return res.Order, settle, err
 }
