@@ -63,7 +63,7 @@ import numpy as np
 
 from kairos.envconfig import parse_duration
 from kairos.features import ModelCard
-from kairos.stack import observe, processes, replay, services
+from kairos.stack import cpu_latency, observe, processes, replay, services
 from kairos.types.v1 import types_pb2
 
 MINUTE_MS = 60_000
@@ -81,7 +81,12 @@ def machine() -> dict[str, float | str]:
                 break
     except OSError:
         pass
-    return {"machine_cpu_model": model, "machine_cores": float(os.cpu_count() or 0)}
+    return {
+        "machine_cpu_model": model,
+        "machine_cores": float(os.cpu_count() or 0),
+        # The CPUs' wake-up latency bound held while it ran (ADR 0117; `make bench-held`).
+        "machine_cpu_latency_us": cpu_latency.bench_figure(),
+    }
 
 
 # The probe's reader: woken by each message, it answers with how long ago (monotonic ns) it was sent.
@@ -427,6 +432,17 @@ def hop_table(m: dict[str, float]) -> str:
         f"a process woken after {m.get('timer_ms', 0):.0f} ms idle (the machine's floor per hop): "
         f"p50 {cell('machine_wake_us_p50')} us, p99 {cell('machine_wake_us_p99')} us; "
         f"woken every 0.5 ms: p50 {cell('machine_wake_hot_us_p50')} us"
+    )
+    bound = m.get("machine_cpu_latency_us", -1.0)
+    lines.append(
+        "CPUs' wake-up latency: "
+        + (
+            "unknown (/dev/cpu_dma_latency unreadable)"
+            if bound < 0
+            else "no bound (the host as it is)"
+            if bound >= cpu_latency.NO_BOUND_US
+            else f"held at {bound:.0f} us (ADR 0117)"
+        )
     )
     return "\n".join(lines)
 

@@ -87,6 +87,7 @@ from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
+from kairos.stack import cpu_latency
 from kairos.stack.loopback import free_port, free_port_run, wait_for, wait_for_port
 from kairos.training.data import load_bars, read_ticks
 
@@ -111,7 +112,12 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"machine_cpu_model": model, "machine_cores": float(os.cpu_count() or 0)}
+    return {
+        "machine_cpu_model": model,
+        "machine_cores": float(os.cpu_count() or 0),
+        # The CPUs' wake-up latency bound held while it ran (ADR 0117; `make bench-held`).
+        "machine_cpu_latency_us": cpu_latency.bench_figure(),
+    }
 
 
 # --- data --------------------------------------------------------------------------------------

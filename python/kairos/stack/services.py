@@ -55,6 +55,7 @@ class Ports:
     recorder_grpc: int = 7701
     recorder_metrics: int = 9701
     console: int = 7700
+    cpu_latency_metrics: int = 9801
 
     @classmethod
     def free(cls) -> Ports:
@@ -96,6 +97,9 @@ class StackSettings:
     inference_workers: int = 1
     # Extra collector flags (e.g. the tester's, TESTER_COLLECTOR_ARGS).
     collector_args: tuple[str, ...] = ()
+    # Hold every CPU's wake-up latency at most this many µs while the stack runs (ADR 0117): a
+    # service of its own, started first, holding /dev/cpu_dma_latency. None: the host as it is.
+    cpu_latency_us: int | None = None
 
     @property
     def nats_url(self) -> str:
@@ -185,8 +189,30 @@ def _stale(binary: Path, src: Path) -> bool:
     )
 
 
+def cpu_latency_spec(settings: StackSettings) -> ServiceSpec:
+    """The holder of the CPUs' wake-up latency bound (kairos.stack.cpu_latency, ADR 0117): ready when
+    it serves its metrics, which it does only once the kernel has the bound."""
+    p = settings.ports
+    return ServiceSpec(
+        name="cpu-latency",
+        argv=[
+            sys.executable,
+            "-m",
+            "kairos.stack.cpu_latency",
+            f"--us={settings.cpu_latency_us}",
+            f"--metrics-addr=127.0.0.1:{p.cpu_latency_metrics}",
+        ],
+        grpc_addr="",
+        metrics_url=f"http://127.0.0.1:{p.cpu_latency_metrics}/metrics",
+        ready_url=f"http://127.0.0.1:{p.cpu_latency_metrics}/metrics",
+        ready_timeout_s=15.0,
+    )
+
+
 def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpec]:
-    """Collector (with embedded NATS), inference, execution (paper venue), in start order."""
+    """Collector (with embedded NATS), inference, execution (paper venue), in start order; first the
+    holder of the CPUs' wake-up latency when the settings ask for one."""
+    held = [cpu_latency_spec(settings)] if settings.cpu_latency_us is not None else []
     p = settings.ports
     creds = settings.credentials()
     settings.token = creds.token("execution")
@@ -195,6 +221,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
     journal = settings.journal or str(settings.run_dir / "journal.db")
     inference_bin = shutil.which("kairos-inference") or str(Path(sys.executable).parent / "kairos-inference")
     return [
+        *held,
         ServiceSpec(
             name="collector",
             argv=[

@@ -22,6 +22,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -120,7 +121,7 @@ func main() {
 }
 
 func run(out, ticksPath string, submitN int, paperDur time.Duration, peer, pgDSN string) error {
-	res := map[string]any{"cpu_model": cpuModel(), "cpu_cores": runtime.NumCPU(), "go_version": runtime.Version(), "loadavg_1m_at_start": loadavg()}
+	res := map[string]any{"cpu_model": cpuModel(), "cpu_cores": runtime.NumCPU(), "go_version": runtime.Version(), "loadavg_1m_at_start": loadavg(), "machine_cpu_latency_us": cpuLatencyBound()}
 	quote, err := lastQuote(ticksPath)
 	if err != nil {
 		return err
@@ -254,6 +255,22 @@ func loadavg() float64 {
 	var l float64
 	_, _ = fmt.Sscanf(string(b), "%f", &l)
 	return l
+}
+
+// cpuLatencyBound is the CPUs' wake-up latency bound in effect (PM QoS, /dev/cpu_dma_latency, one
+// s32 in µs; 2e9 = none): `make bench-held` runs the benchmark with it held at 0 (ADR 0117). -1 when
+// the device cannot be read.
+func cpuLatencyBound() int64 {
+	f, err := os.Open("/dev/cpu_dma_latency")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	var b [4]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil {
+		return -1
+	}
+	return int64(int32(binary.NativeEndian.Uint32(b[:])))
 }
 
 func cpuModel() string {

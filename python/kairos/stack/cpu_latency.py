@@ -1,0 +1,178 @@
+"""Hold the CPUs' wake-up latency low while the stack runs (ADR 0117): a PM QoS request on
+``/dev/cpu_dma_latency``.
+
+An idle CPU sleeps in the deepest state its idle driver allows. On a VM with the ``haltpoll`` driver
+and no guest polling, that is a halt: the host takes the vCPU away, and waking it costs ~150 µs, with
+cold caches after it (measured on the 2-vCPU host of docs/benchmarks.md: a process woken after 20 ms
+idle 139-157 µs, one ORT run of the fixture model 488 µs against 17 µs hot). Every hop of the tick
+path finds its CPU idle between the EA's 20 ms pushes and pays that.
+
+The kernel's PM QoS interface lets a process ask for a bound on that latency for as long as it keeps
+``/dev/cpu_dma_latency`` open with the bound written to it (4 bytes, an s32 in µs). At 0 the idle
+loop polls instead of halting: the same hold tuned's ``latency-performance`` profile and cyclictest
+take. The cost is the idle CPU time, which then spins (on a VM the host sees every vCPU busy), so it
+is opt-in: ``kairos up --cpu-latency-us 0`` runs this module as a service of the stack, and
+``python -m kairos.stack.cpu_latency --us 0 -- CMD ...`` holds it while one command runs (the
+benchmarks' ``make bench-held``). The request ends when the holder exits, however it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+DEVICE = Path("/dev/cpu_dma_latency")
+# The kernel's value when no process asks for a bound (PM_QOS_CPU_LATENCY_DEFAULT_VALUE: 2,000 s).
+NO_BOUND_US = 2_000_000_000
+FORMAT = "=i"  # the device takes and gives one s32 in the machine's byte order
+
+
+class CpuLatencyError(RuntimeError):
+    """The bound could not be held: the message names the device and what to do."""
+
+
+def effective_us(device: Path = DEVICE) -> int | None:
+    """The bound the kernel applies now (the smallest one any process holds; NO_BOUND_US when none),
+    or None when the device cannot be read (not there, or not readable by this user)."""
+    try:
+        with device.open("rb") as f:
+            raw = f.read(struct.calcsize(FORMAT))
+    except OSError:
+        return None
+    if len(raw) != struct.calcsize(FORMAT):
+        return None
+    return int(struct.unpack(FORMAT, raw)[0])
+
+
+def bench_figure(device: Path = DEVICE) -> float:
+    """``machine_cpu_latency_us`` of a benchmark's results: the bound in effect while it ran
+    (NO_BOUND_US: none; -1: unknown, the device unreadable)."""
+    v = effective_us(device)
+    return -1.0 if v is None else float(v)
+
+
+def check_bound(us: int) -> int:
+    if not 0 <= us < NO_BOUND_US:
+        raise CpuLatencyError(f"the wake-up latency bound must be 0 to {NO_BOUND_US - 1} µs, got {us}")
+    return us
+
+
+@contextlib.contextmanager
+def hold(us: int, device: Path = DEVICE) -> Iterator[int | None]:
+    """Asks the kernel to keep every CPU's wake-up latency at most ``us`` µs until the block ends;
+    yields the bound the kernel then applies (None if the device cannot be read back)."""
+    check_bound(us)
+    try:
+        fd = os.open(device, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError as e:
+        raise CpuLatencyError(
+            f"{device} does not exist: this kernel (or container) has no PM QoS interface; "
+            "run without --cpu-latency-us"
+        ) from e
+    except PermissionError as e:
+        raise CpuLatencyError(
+            f"cannot open {device} for writing: holding the CPUs' wake-up latency needs root, or write "
+            "access to that device for this user (a udev rule); run without --cpu-latency-us"
+        ) from e
+    except OSError as e:
+        raise CpuLatencyError(f"cannot open {device}: {e}") from e
+    try:
+        try:
+            written = os.write(fd, struct.pack(FORMAT, us))
+        except OSError as e:
+            raise CpuLatencyError(f"{device} refused the bound {us} µs: {e}") from e
+        if written != struct.calcsize(FORMAT):
+            raise CpuLatencyError(f"{device} took {written} of the bound's 4 bytes")
+        yield effective_us(device)
+    finally:
+        os.close(fd)
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(argv)
+    command: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, command = argv[:at], argv[at + 1 :]
+    ap = argparse.ArgumentParser(
+        prog="python -m kairos.stack.cpu_latency",
+        description="Hold every CPU's wake-up latency at most --us µs (PM QoS, /dev/cpu_dma_latency): "
+        "while COMMAND runs when one follows `--`, else until SIGTERM or SIGINT.",
+    )
+    env = os.environ.get("KAIROS_CPU_LATENCY_US", "")
+    ap.add_argument(
+        "--us",
+        type=int,
+        default=int(env) if env.strip() else None,
+        required=not env.strip(),
+        help="the bound in µs; 0 makes idle CPUs poll instead of halt ($KAIROS_CPU_LATENCY_US)",
+    )
+    ap.add_argument(
+        "--metrics-addr",
+        default="",
+        help="serve Prometheus /metrics on this host:port while holding (a service of `kairos up`)",
+    )
+    ap.add_argument("--log-level", default="info")
+    args = ap.parse_args(argv)
+    try:
+        check_bound(args.us)
+    except CpuLatencyError as e:
+        ap.error(str(e))
+    return args, command
+
+
+def serve_metrics(addr: str, us: int, device: Path) -> None:
+    from prometheus_client import REGISTRY, Gauge, start_http_server
+
+    host, _, port = addr.rpartition(":")
+    Gauge("kairos_cpu_latency_hold_us", "The wake-up latency bound this process holds (µs).").set(us)
+    effective = Gauge(
+        "kairos_cpu_latency_effective_us",
+        "The bound the kernel applies now (the smallest any process holds; 2e9 = none; -1 = unreadable).",
+    )
+    effective.set_function(lambda: float(v) if (v := effective_us(device)) is not None else -1.0)
+    start_http_server(int(port), addr=host or "127.0.0.1", registry=REGISTRY)
+
+
+def main(argv: Sequence[str] | None = None, device: Path = DEVICE) -> int:
+    from kairos.inference import logs
+
+    args, command = parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(args.log_level)
+    log = logs.get_logger().bind(component="cpu-latency", device=str(device))
+    stop = threading.Event()
+    if not command:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    rc = 0
+    try:
+        with hold(args.us, device) as effective:
+            log.info("holding the CPUs' wake-up latency", bound_us=args.us, effective_us=effective)
+            if command:
+                try:
+                    rc = subprocess.call(command)
+                except OSError as e:
+                    log.error("cannot run the command", command=command[0], error=str(e))
+                    rc = 127
+            else:
+                if args.metrics_addr:
+                    serve_metrics(args.metrics_addr, args.us, device)
+                stop.wait()
+    except CpuLatencyError as e:
+        log.error("cannot hold the CPUs' wake-up latency", error=str(e))
+        print(f"kairos cpu-latency: {e}", file=sys.stderr)
+        return 1
+    log.info("released the CPUs' wake-up latency", bound_us=args.us, effective_us=effective_us(device))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

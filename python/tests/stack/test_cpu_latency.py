@@ -1,0 +1,112 @@
+"""Holding the CPUs' wake-up latency (ADR 0117): a PM QoS request on the kernel's real
+/dev/cpu_dma_latency, taken while a block, a command or the stack's `cpu-latency` service runs and
+given back when it ends. The tests run as root, as CI does; they read the kernel's bound before,
+during and after, so another holder on the machine (a lower bound) would only make "during" lower.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kairos.stack import cpu_latency, processes, services
+
+
+def _bound() -> int:
+    v = cpu_latency.effective_us()
+    assert v is not None, "the tests need /dev/cpu_dma_latency readable (root)"
+    return v
+
+
+def test_holding_puts_the_bound_in_the_kernel_and_leaving_gives_it_back() -> None:
+    before = _bound()
+    with cpu_latency.hold(0) as during:
+        assert during == 0
+        assert _bound() == 0
+    assert _bound() == before
+
+
+def test_the_bound_is_written_as_one_s32_in_the_machines_byte_order(tmp_path: Path) -> None:
+    device = tmp_path / "cpu_dma_latency"
+    device.write_bytes(b"")
+    with cpu_latency.hold(1234, device) as during:
+        assert device.read_bytes() == struct.pack("=i", 1234)
+        assert during == 1234
+
+
+@pytest.mark.parametrize("us", [-1, cpu_latency.NO_BOUND_US, 2**31])
+def test_a_bound_the_kernel_cannot_take_is_refused_before_the_device_is_opened(
+    tmp_path: Path, us: int
+) -> None:
+    missing = tmp_path / "not-there"
+    limit = cpu_latency.NO_BOUND_US - 1
+    refused = pytest.raises(cpu_latency.CpuLatencyError, match=f"0 to {limit} µs, got {us}")
+    with refused, cpu_latency.hold(us, missing):
+        pass
+    assert not missing.exists()
+
+
+def test_a_kernel_without_the_device_is_a_clear_error(tmp_path: Path) -> None:
+    refused = pytest.raises(cpu_latency.CpuLatencyError, match="no PM QoS interface")
+    with refused, cpu_latency.hold(0, tmp_path / "cpu_dma_latency"):
+        pass
+    assert cpu_latency.bench_figure(tmp_path / "cpu_dma_latency") == -1.0
+
+
+def test_the_command_form_holds_while_the_command_runs_and_returns_its_exit_status() -> None:
+    before = _bound()
+    probe = (
+        "import struct,sys;"
+        "v=struct.unpack('=i',open('/dev/cpu_dma_latency','rb').read(4))[0];"
+        "sys.exit(7 if v == 0 else 1)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "kairos.stack.cpu_latency", "--us", "0", "--", sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 7, out.stderr
+    assert '"event": "holding the CPUs\' wake-up latency"' in out.stderr
+    assert _bound() == before
+
+
+def test_the_stack_service_holds_until_stopped_and_says_so_in_its_metrics(tmp_path: Path) -> None:
+    before = _bound()
+    settings = services.StackSettings(
+        ports=services.Ports.free(), run_dir=tmp_path, model="m.onnx", cpu_latency_us=0
+    )
+    bins = {n: tmp_path / n for n in ("kairos-collector", "kairos-execution")}
+    specs = services.specs(settings, bins)
+    assert [s.name for s in specs][:2] == ["cpu-latency", "collector"], "held before anything starts"
+    with processes.Stack(tmp_path) as stack:
+        stack.start_all(specs[:1])
+        assert _bound() == 0
+        url = specs[0].metrics_url
+        assert services.metric_samples(url, "kairos_cpu_latency_hold_us") == {"": 0.0}
+        assert services.metric_samples(url, "kairos_cpu_latency_effective_us") == {"": 0.0}
+    assert _bound() == before
+
+
+def test_without_a_bound_the_stack_has_no_holder(tmp_path: Path) -> None:
+    settings = services.StackSettings(ports=services.Ports.free(), run_dir=tmp_path, model="m.onnx")
+    bins = {n: tmp_path / n for n in ("kairos-collector", "kairos-execution")}
+    assert "cpu-latency" not in [s.name for s in services.specs(settings, bins)]
+
+
+def test_kairos_up_refuses_a_negative_bound(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "kairos.cli", "up", "--cpu-latency-us", "-1", "--run-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "--cpu-latency-us" in out.stderr
+    assert not any(tmp_path.iterdir()), "nothing started"
