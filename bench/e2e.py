@@ -238,20 +238,22 @@ def run(
         str(services.SHARED_DATA / "eurusd-ticks-2020-01-01.csv"), symbol="EURUSD", strict=True
     )
     stats = observe.PipelineStats()
-    stop, ready = threading.Event(), threading.Event()
+    stop = threading.Event()
 
     def watch() -> None:
+        # Only the execution reports, which carry each order's stamps: no NATS observer and no
+        # position polling, whose Python work on every tick batch, bar, prediction and signal ran on
+        # the same cores at the same moments as the path it measured (and used none of it).
         async def main() -> None:
             ev = asyncio.Event()
             tasks = [
                 asyncio.create_task(
-                    observe.watch_nats(
-                        settings.nats_url, stats, ev, ready, settings.credentials().nats_creds("observer")
-                    )
-                ),
-                asyncio.create_task(
                     observe.watch_execution(
-                        f"127.0.0.1:{settings.ports.execution_grpc}", settings.token, stats, ev
+                        f"127.0.0.1:{settings.ports.execution_grpc}",
+                        settings.token,
+                        stats,
+                        ev,
+                        positions=False,
                     )
                 ),
             ]
@@ -268,7 +270,6 @@ def run(
         services.wait_pipeline_ready(settings)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        ready.wait(timeout=15)
 
         paced = laps(data, n_laps)
         result = replay.replay(

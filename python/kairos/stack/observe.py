@@ -174,8 +174,11 @@ def _auth(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")] if token else []
 
 
-async def watch_execution(addr: str, token: str, stats: PipelineStats, stop: asyncio.Event) -> None:
-    """Follows StreamExecutionReports and polls ListPositions for the P&L and the equity curve."""
+async def watch_execution(
+    addr: str, token: str, stats: PipelineStats, stop: asyncio.Event, positions: bool = True
+) -> None:
+    """Follows StreamExecutionReports (from the journal's first report, so it misses none whenever it
+    starts) and, with ``positions``, polls ListPositions for the P&L and the equity curve."""
     async with grpc.aio.insecure_channel(addr) as channel:
         stub = execution_pb2_grpc.ExecutionServiceStub(channel)  # type: ignore[no-untyped-call]
 
@@ -206,7 +209,7 @@ async def watch_execution(addr: str, token: str, stats: PipelineStats, stop: asy
                         return
                     await asyncio.sleep(0.2)
 
-        async def positions() -> None:
+        async def poll_positions() -> None:
             while not stop.is_set():
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     resp = await stub.ListPositions(
@@ -219,7 +222,9 @@ async def watch_execution(addr: str, token: str, stats: PipelineStats, stop: asy
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.2)
 
-        tasks = [asyncio.create_task(reports()), asyncio.create_task(positions())]
+        tasks = [asyncio.create_task(reports())]
+        if positions:
+            tasks.append(asyncio.create_task(poll_positions()))
         await stop.wait()
         for t in tasks:
             t.cancel()
