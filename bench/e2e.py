@@ -38,6 +38,11 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
   every process on the path is woken for every push. ``machine_wake_hot_us_p50`` is the same at
   one message every 0.5 ms. Every hop between processes pays at least one such wake-up, so VMs
   whose figures differ by 2x in the hops can be compared by this one.
+- ``machine_cpu_latency_us``: the CPUs' wake-up latency bound the kernel applied while it ran
+  (PM QoS; 2e9 = none, the host as it is). ``make bench-held`` runs this benchmark under
+  ``python -m kairos.stack.cpu_latency --us 0 --`` into e2e-held.json (ADR 0117).
+- The harness watches only the execution reports, which carry the stamps: no NATS observer and no
+  position polling on the cores it measures.
 
 Writes bench/results/e2e.json (flat metric names → numbers).
 """

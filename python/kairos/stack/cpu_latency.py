@@ -133,12 +133,12 @@ def serve_metrics(addr: str, us: int, device: Path) -> None:
     from prometheus_client import REGISTRY, Gauge, start_http_server
 
     host, _, port = addr.rpartition(":")
-    Gauge("kairos_cpu_latency_hold_us", "The wake-up latency bound this process holds (µs).").set(us)
+    Gauge("kairos_cpu_latency_bound_seconds", "The wake-up latency bound this process holds.").set(us / 1e6)
     effective = Gauge(
-        "kairos_cpu_latency_effective_us",
-        "The bound the kernel applies now (the smallest any process holds; 2e9 = none; -1 = unreadable).",
+        "kairos_cpu_latency_effective_seconds",
+        "The bound the kernel applies now: the smallest any process holds (2000 = none; -1 = unreadable).",
     )
-    effective.set_function(lambda: float(v) if (v := effective_us(device)) is not None else -1.0)
+    effective.set_function(lambda: v / 1e6 if (v := effective_us(device)) is not None else -1.0)
     start_http_server(int(port), addr=host or "127.0.0.1", registry=REGISTRY)
 
 

@@ -88,8 +88,8 @@ def test_the_stack_service_holds_until_stopped_and_says_so_in_its_metrics(tmp_pa
         stack.start_all(specs[:1])
         assert _bound() == 0
         url = specs[0].metrics_url
-        assert services.metric_samples(url, "kairos_cpu_latency_hold_us") == {"": 0.0}
-        assert services.metric_samples(url, "kairos_cpu_latency_effective_us") == {"": 0.0}
+        assert services.metric_samples(url, "kairos_cpu_latency_bound_seconds") == {"": 0.0}
+        assert services.metric_samples(url, "kairos_cpu_latency_effective_seconds") == {"": 0.0}
     assert _bound() == before
 
 
