@@ -41,6 +41,8 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
 - ``machine_cpu_latency_us``: the CPUs' wake-up latency bound the kernel applied while it ran
   (PM QoS; 2e9 = none, the host as it is). ``make bench-held`` runs this benchmark under
   ``python -m kairos.stack.cpu_latency --us 0 --`` into e2e-held.json (ADR 0117).
+- ``cpu_affinity``: the services' CPUs (``--cpu-affinity``, as ``kairos up``'s; the harness runs on
+  those of ``*``), or ``any``.
 - The harness watches only the execution reports, which carry the stamps: no NATS observer and no
   position polling on the cores it measures.
 
@@ -222,6 +224,7 @@ def run(
     push_batch: int = replay.PUSH_BATCH,
     hops_out: Path | None = None,
     run_no: int = 0,
+    affinity: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """One measurement on a fresh stack: the flat metrics of one run."""
     run_dir = services.REPO / "build" / "bench-e2e"
@@ -234,6 +237,7 @@ def run(
         # within 500 wall-clock ms (meant for a live feed) denied 86% of the orders before they reached
         # the venue, leaving ~80 acknowledged a run; off, as for the Strategy Tester (ADR 0095).
         execution_args=("--duplicate-intent-window-ms=0",),
+        cpu_affinity=dict(affinity or {}),
     )
     settings.mlflow_uri = f"sqlite:///{run_dir / 'mlflow.db'}"
     for stale in run_dir.glob("journal.db*"):
@@ -439,6 +443,7 @@ def hop_table(m: dict[str, float]) -> str:
         f"p50 {cell('machine_wake_us_p50')} us, p99 {cell('machine_wake_us_p99')} us; "
         f"woken every 0.5 ms: p50 {cell('machine_wake_hot_us_p50')} us"
     )
+    lines.append(f"services' CPUs: {m.get('cpu_affinity', 'any')}")
     bound = m.get("machine_cpu_latency_us", -1.0)
     lines.append(
         "CPUs' wake-up latency: "
@@ -477,6 +482,14 @@ def main() -> None:
         default="",
         help="run inference with --keep-warm this interval (1ms); default: as shipped (off), ADR 0109",
     )
+    ap.add_argument(
+        "--cpu-affinity",
+        action="append",
+        default=[],
+        metavar="SERVICE=CPUS",
+        help="pin the stack's services as `kairos up --cpu-affinity` does (repeatable); the harness "
+        "(the EA's stand-in) runs on the CPUs of * (ADR 0117)",
+    )
     ap.add_argument("--out", type=Path, default=services.REPO / "bench" / "results" / "e2e.json")
     ap.add_argument(
         "--hops-out",
@@ -487,6 +500,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    try:
+        affinity = services.parse_cpu_affinity(args.cpu_affinity)
+    except ValueError as e:
+        ap.error(str(e))
+    if "*" in affinity:  # before any thread starts, so the bridge's threads inherit it
+        os.sched_setaffinity(0, services.parse_cpus(affinity["*"]))
     # The steady state is measured: the replaying client answers history requests only between its
     # pushes, so the collector's warm-up (ADR 0105) would hold the first ticks of a paced run for up to
     # a push interval and put that in the p99. The warm-up has its own measurements (docs/benchmarks.md).
@@ -500,7 +519,7 @@ def main() -> None:
         wake = wake_probe(args.timer_ms / 1000)
         hot = wake_probe(0.0005)
         push = max(1, round(args.rate * args.timer_ms / 1000))
-        m = run(args.rate, args.laps, args.policy, push, args.hops_out, i + 1)
+        m = run(args.rate, args.laps, args.policy, push, args.hops_out, i + 1, affinity)
         m["machine_wake_us_p50"], m["machine_wake_us_p99"] = wake
         m["machine_wake_hot_us_p50"] = hot[0]
         p50 = m.get("tick_to_order_ack_us_p50", float("nan"))
@@ -514,6 +533,7 @@ def main() -> None:
     metrics: dict[str, float | str] = dict(aggregate(runs))
     metrics.update(machine())
     metrics["timer_ms"] = args.timer_ms
+    metrics["cpu_affinity"] = " ".join(f"{k}={v}" for k, v in affinity.items()) or "any"
     keep = os.environ.get("KAIROS_INFERENCE_KEEP_WARM", "")
     metrics["inference_keep_warm_ms"] = parse_duration(keep) * 1000 if keep else 0.0
     if metrics.get("machine_wake_us_p50", 0) > 0 and "python_hop_us_p50" in metrics:

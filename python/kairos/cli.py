@@ -104,6 +104,15 @@ def up(
             "Default: the host as it is.",
         ),
     ] = None,
+    cpu_affinity: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="KAIROS_CPU_AFFINITY",
+            help="SERVICE[,SERVICE...]=CPUS (repeatable; CPUS as taskset takes them; * = every service "
+            "not named): the CPUs each service may run on (ADR 0117). E.g. --cpu-affinity inference=1 "
+            "--cpu-affinity '*=0' keeps the inference server's caches its own. Default: any CPU.",
+        ),
+    ] = None,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
@@ -111,6 +120,11 @@ def up(
     if tester:
         record = False
 
+    try:
+        affinity = services.parse_cpu_affinity(cpu_affinity or [])
+    except ValueError as e:
+        err.print(str(e))
+        raise typer.Exit(EXIT_ERROR) from None
     if processes.recorded_services(run_dir) and any(s.alive() for s in processes.recorded_services(run_dir)):
         err.print(f"a stack is already running (see {run_dir / processes.STATE_FILE}); `kairos down` first")
         raise typer.Exit(EXIT_ERROR)
@@ -123,6 +137,7 @@ def up(
         collector_args=services.TESTER_COLLECTOR_ARGS if tester else (),
         inference_workers=inference_workers,
         cpu_latency_us=cpu_latency_us,
+        cpu_affinity=affinity,
     )
     shadows = [m.strip() for m in shadow_models.split(",") if m.strip()]
     settings.shadow_models = tuple(str(Path(m).resolve()) if Path(m).exists() else m for m in shadows)

@@ -49,6 +49,8 @@ class ServiceSpec:
     ready_timeout_s: float = 90.0
     # An HTTP service (the console) is ready when this URL answers 200; then grpc_addr is empty.
     ready_url: str = ""
+    # The CPUs it may run on, as taskset takes them ("1", "0,2-3"); empty: any (ADR 0117).
+    cpus: str = ""
 
 
 @dataclass
@@ -83,8 +85,10 @@ class Stack:
         log = log_path.open("wb")
         env = {**os.environ, **spec.env}
         try:
+            # taskset sets the mask before it execs the service, so every thread it starts has it.
+            argv = ["taskset", "--cpu-list", spec.cpus, *spec.argv] if spec.cpus else list(spec.argv)
             process = subprocess.Popen(
-                list(spec.argv),
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,53 @@ GO_BINARIES = {
     "kairos-collector": "./go/collector/cmd/kairos-collector",
     "kairos-execution": "./go/execution/cmd/kairos-execution",
 }
+
+
+# The services a stack may run, by ServiceSpec.name (for --cpu-affinity).
+SERVICE_NAMES = ("cpu-latency", "collector", "inference", "execution", "recorder", "console")
+
+
+def parse_cpus(text: str, available: set[int] | None = None) -> list[int]:
+    """A CPU list as taskset takes it ("1", "0-3", "0,2-3") → the CPUs, each one this process may
+    use; ValueError naming what is wrong."""
+    allowed = available if available is not None else os.sched_getaffinity(0)
+    cpus: set[int] = set()
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi if sep else lo)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a CPU list (like 1, 0-3 or 0,2-3)") from None
+        if first < 0 or last < first:
+            raise ValueError(f"{text!r} is not a CPU list (like 1, 0-3 or 0,2-3)")
+        cpus.update(range(first, last + 1))
+    if missing := sorted(cpus - allowed):
+        usable = sorted(allowed)
+        raise ValueError(f"CPU {missing[0]} of {text!r} is not one this machine lets us use ({usable})")
+    return sorted(cpus)
+
+
+def parse_cpu_affinity(items: Sequence[str], available: set[int] | None = None) -> dict[str, str]:
+    """``SERVICE[,SERVICE...]=CPUS`` items (``*`` names every service not named otherwise) → the CPU
+    list of each, normalized ("0,2,3"); ValueError naming the bad item."""
+    out: dict[str, str] = {}
+    for item in items:
+        names, sep, cpus = item.partition("=")
+        if not sep or not names.strip() or not cpus.strip():
+            raise ValueError(f"--cpu-affinity {item!r}: expected SERVICE[,SERVICE...]=CPUS, e.g. inference=1")
+        try:
+            normalized = ",".join(str(c) for c in parse_cpus(cpus, available))
+        except ValueError as e:
+            raise ValueError(f"--cpu-affinity {item!r}: {e}") from None
+        for name in (n.strip() for n in names.split(",")):
+            if name != "*" and name not in SERVICE_NAMES:
+                raise ValueError(
+                    f"--cpu-affinity {item!r}: no service {name!r} (one of {', '.join(SERVICE_NAMES)} or *)"
+                )
+            if name in out:
+                raise ValueError(f"--cpu-affinity {item!r}: {name} already has CPUs {out[name]}")
+            out[name] = normalized
+    return out
 
 
 # Inference workers the local stack runs at most (`kairos up --inference-workers`): Ports keeps this
@@ -100,6 +148,12 @@ class StackSettings:
     # Hold every CPU's wake-up latency at most this many µs while the stack runs (ADR 0117): a
     # service of its own, started first, holding /dev/cpu_dma_latency. None: the host as it is.
     cpu_latency_us: int | None = None
+    # The CPUs each service may run on (parse_cpu_affinity; "*" for every service not named), e.g.
+    # the inference server alone on one CPU and the rest on the others (ADR 0117). Empty: any.
+    cpu_affinity: dict[str, str] = field(default_factory=dict)
+
+    def cpus_for(self, service: str) -> str:
+        return self.cpu_affinity.get(service, self.cpu_affinity.get("*", ""))
 
     @property
     def nats_url(self) -> str:
@@ -195,6 +249,7 @@ def cpu_latency_spec(settings: StackSettings) -> ServiceSpec:
     p = settings.ports
     return ServiceSpec(
         name="cpu-latency",
+        cpus=settings.cpus_for("cpu-latency"),
         argv=[
             sys.executable,
             "-m",
@@ -224,6 +279,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
         *held,
         ServiceSpec(
             name="collector",
+            cpus=settings.cpus_for("collector"),
             argv=[
                 str(binaries["kairos-collector"]),
                 f"--bridge-addr=127.0.0.1:{p.collector_bridge}",
@@ -245,6 +301,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
         ),
         ServiceSpec(
             name="inference",
+            cpus=settings.cpus_for("inference"),
             argv=[
                 inference_bin,
                 f"--grpc-addr=127.0.0.1:{p.inference_grpc}",
@@ -268,6 +325,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
         ),
         ServiceSpec(
             name="execution",
+            cpus=settings.cpus_for("execution"),
             argv=[
                 str(binaries["kairos-execution"]),
                 f"--grpc-addr=127.0.0.1:{p.execution_grpc}",
@@ -299,6 +357,7 @@ def recorder_spec(settings: StackSettings, record_dir: Path | None = None) -> Se
     root = record_dir or Path(os.environ.get("KAIROS_RECORD_DIR", STATE_DIR / "recorded"))
     return ServiceSpec(
         name="recorder",
+        cpus=settings.cpus_for("recorder"),
         argv=[
             sys.executable,
             "-m",
@@ -326,6 +385,7 @@ def console_spec(settings: StackSettings) -> ServiceSpec:
     console_bin = shutil.which("kairos-console") or str(Path(sys.executable).parent / "kairos-console")
     return ServiceSpec(
         name="console",
+        cpus=settings.cpus_for("console"),
         argv=[
             console_bin,
             f"--addr=127.0.0.1:{p.console}",

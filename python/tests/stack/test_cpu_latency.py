@@ -6,6 +6,7 @@ during and after, so another holder on the machine (a lower bound) would only ma
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -109,4 +110,99 @@ def test_kairos_up_refuses_a_negative_bound(tmp_path: Path) -> None:
     )
     assert out.returncode == 2, out.stderr
     assert "--cpu-latency-us" in out.stderr
+    assert not any(tmp_path.iterdir()), "nothing started"
+
+
+# --- The services' CPUs (--cpu-affinity, ADR 0117) ----------------------------------------------
+
+TWO = {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("items", "want"),
+    [
+        (["inference=1"], {"inference": "1"}),
+        (["inference=1", "*=0"], {"inference": "1", "*": "0"}),
+        (["collector,execution=0-1"], {"collector": "0,1", "execution": "0,1"}),
+        ([" inference = 1,0 "], {"inference": "0,1"}),
+    ],
+)
+def test_cpu_affinity_names_services_and_their_cpus(items: list[str], want: dict[str, str]) -> None:
+    assert services.parse_cpu_affinity(items, TWO) == want
+
+
+@pytest.mark.parametrize(
+    ("item", "says"),
+    [
+        ("inference", "expected SERVICE"),
+        ("inference=", "expected SERVICE"),
+        ("=1", "expected SERVICE"),
+        ("infer=1", "no service 'infer'"),
+        ("inference=one", "not a CPU list"),
+        ("inference=1-0", "not a CPU list"),
+        ("inference=2", "CPU 2 of '2' is not one this machine lets us use"),
+    ],
+)
+def test_a_bad_cpu_affinity_is_refused_naming_the_item(item: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        services.parse_cpu_affinity([item], TWO)
+
+
+def test_a_service_given_cpus_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="inference already has CPUs 1"):
+        services.parse_cpu_affinity(["inference=1", "collector,inference=0"], TWO)
+
+
+def test_each_service_gets_its_own_cpus_and_the_rest_those_of_the_star(tmp_path: Path) -> None:
+    settings = services.StackSettings(
+        ports=services.Ports.free(),
+        run_dir=tmp_path,
+        model="m.onnx",
+        cpu_latency_us=0,
+        cpu_affinity=services.parse_cpu_affinity(["inference=1", "*=0"], TWO),
+    )
+    bins = {n: tmp_path / n for n in ("kairos-collector", "kairos-execution")}
+    got = {s.name: s.cpus for s in services.specs(settings, bins)}
+    assert got == {"cpu-latency": "0", "collector": "0", "inference": "1", "execution": "0"}
+    assert services.console_spec(settings).cpus == "0"
+    plain = services.StackSettings(ports=services.Ports.free(), run_dir=tmp_path, model="m.onnx")
+    assert {s.cpus for s in services.specs(plain, bins)} == {""}
+
+
+def _cpus_allowed(pid: int) -> set[str]:
+    """Cpus_allowed_list of every thread of the process."""
+    out = set()
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                out.add(line.split(":", 1)[1].strip())
+    return out
+
+
+def test_a_pinned_service_and_every_thread_it_starts_run_only_on_its_cpus(tmp_path: Path) -> None:
+    cpu = max(os.sched_getaffinity(0))
+    settings = services.StackSettings(
+        ports=services.Ports.free(),
+        run_dir=tmp_path,
+        model="m.onnx",
+        cpu_latency_us=0,
+        cpu_affinity=services.parse_cpu_affinity([f"cpu-latency={cpu}"]),
+    )
+    with processes.Stack(tmp_path) as stack:
+        stack.start_all([services.cpu_latency_spec(settings)])
+        (svc,) = stack.services
+        assert len(list(Path(f"/proc/{svc.pid}/task").iterdir())) > 1, "the holder serves metrics on a thread"
+        assert _cpus_allowed(svc.pid) == {str(cpu)}
+
+
+def test_kairos_up_refuses_an_unknown_service_in_cpu_affinity(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "kairos.cli", "up", "--cpu-affinity", "infer=0", "--run-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "no service 'infer'" in out.stderr
     assert not any(tmp_path.iterdir()), "nothing started"
