@@ -235,6 +235,18 @@ async def _with_js(servers: str, fn: Callable[[Any], Any]) -> Any:
         await nc.close()
 
 
+async def _while_unavailable(call: Callable[[], Any], attempts: int = 100, pause_s: float = 0.1) -> Any:
+    """``await call()``, again while JetStream answers 503 "temporarily unavailable": after a node is
+    killed the cluster elects new leaders, and requests in that window get 503 (nothing is lost; the
+    same request succeeds once the election is over). Bounded: the last 503 is raised."""
+    for _ in range(attempts - 1):
+        try:
+            return await call()
+        except nats.js.errors.ServiceUnavailableError:
+            await asyncio.sleep(pause_s)
+    return await call()
+
+
 def stream_leader(servers: str, stream: str) -> str:
     """The server name leading `stream` ($JS.API.STREAM.INFO's cluster.leader)."""
 
@@ -272,11 +284,11 @@ def read_ticks(servers: str, stream: str = "KAIROS_MD") -> StoredTicks:
     """Reads every message of the stream by sequence (direct from the leader) and decodes the batches."""
 
     async def read(js: Any) -> StoredTicks:
-        info = await js.stream_info(stream)
+        info = await _while_unavailable(lambda: js.stream_info(stream))
         out = StoredTicks(messages=info.state.messages)
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             try:
-                msg = await js.get_msg(stream, seq)
+                msg = await _while_unavailable(lambda seq=seq: js.get_msg(stream, seq))
             except nats.js.errors.NotFoundError:
                 continue  # deleted
             batch = marketdata_pb2.TickBatch.FromString(msg.data)
@@ -292,11 +304,11 @@ def read_bars(servers: str, stream: str = "KAIROS_BARS") -> dict[tuple[str, int,
     """Every stored bar: (symbol, period_s, open_time_msc) -> the tick_volume of each stored copy."""
 
     async def read(js: Any) -> dict[tuple[str, int, int], list[int]]:
-        info = await js.stream_info(stream)
+        info = await _while_unavailable(lambda: js.stream_info(stream))
         out: dict[tuple[str, int, int], list[int]] = {}
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             try:
-                msg = await js.get_msg(stream, seq)
+                msg = await _while_unavailable(lambda seq=seq: js.get_msg(stream, seq))
             except nats.js.errors.NotFoundError:
                 continue
             bar = marketdata_pb2.Bar.FromString(msg.data)
@@ -307,7 +319,11 @@ def read_bars(servers: str, stream: str = "KAIROS_BARS") -> dict[tuple[str, int,
 
 
 def delete_message(servers: str, stream: str, seq: int) -> None:
-    asyncio.run(asyncio.wait_for(_with_js(servers, lambda js: js.delete_msg(stream, seq)), timeout=20))
+    asyncio.run(
+        asyncio.wait_for(
+            _with_js(servers, lambda js: _while_unavailable(lambda: js.delete_msg(stream, seq))), timeout=20
+        )
+    )
 
 
 class ReplayThread(threading.Thread):
