@@ -33,6 +33,8 @@ server then runs its drift monitor on every prediction, as in production (``drif
   of a core of the two for the same load). The same loads from a Python grpc.aio client, measured in
   the same round, are kept as ``predictions_per_s_python_client`` and
   ``stream_latency_us_p50/_p99_python_client``.
+- ``latency_server_cpus``: with ``--latency-server-cpus CPUS`` the latency phase's server (and its
+  echo floor) runs on those CPUs and its Go client on the others (ADR 0117); else ``any``.
 - ``stream_floor_us_p50/_p99``: the same latency load against an echo server on the same stack
   (grpc.aio on uvloop, one process) that answers each request at once with its id: what the machine,
   the sockets and Python's gRPC cost before any of the server's work.
@@ -87,7 +89,7 @@ from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
-from kairos.stack import cpu_latency
+from kairos.stack import cpu_latency, services
 from kairos.stack.loopback import free_port, free_port_run, wait_for, wait_for_port
 from kairos.training.data import load_bars, read_ticks
 
@@ -178,6 +180,11 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 # --- the Kairos server ---------------------------------------------------------------------------
 
 
+def pinned(cmd: list[str], cpus: str) -> list[str]:
+    """cmd on these CPUs (taskset sets the mask before exec, so every thread it starts has it)."""
+    return ["taskset", "--cpu-list", cpus, *cmd] if cpus else cmd
+
+
 @contextlib.contextmanager
 def kairos_server(
     workers: int = 1,
@@ -185,6 +192,7 @@ def kairos_server(
     nats: tuple[str, Path] | None = None,
     metrics_port: int = 0,
     worker_addrs: str = "",
+    cpus: str = "",
 ) -> Iterator[int]:
     """kairos-inference on a free port; ``nats``: (url, credentials file) to publish its signals to,
     else none; worker i serves metrics on ``metrics_port`` + i (0: any free port) and, with
@@ -197,7 +205,7 @@ def kairos_server(
     cmd += ["--worker-addrs", worker_addrs] if worker_addrs else []
     cmd += ["--nats-url", nats[0], "--nats-creds", str(nats[1])] if nats else ["--nats-url", ""]
     cmd += ["--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, env={**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN})
+    proc = subprocess.Popen(pinned(cmd, cpus), env={**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN})
     try:
 
         def up() -> bool:
@@ -461,7 +469,7 @@ def write_requests(path: Path, msgs: list[pb.StreamPredictRequest]) -> None:
             f.write(b)
 
 
-def go_load(port: int, load: list[Stream], *args: str, addrs: str = "") -> dict[str, float]:
+def go_load(port: int, load: list[Stream], *args: str, addrs: str = "", cpus: str = "") -> dict[str, float]:
     """Run kairos-predict-load against the server: one stream per entry of ``load``; with ``addrs``
     (the workers' own addresses, comma-separated) stream k goes to the k-th, round robin."""
     warm = {len(w) for w, _ in load}
@@ -473,16 +481,19 @@ def go_load(port: int, load: list[Stream], *args: str, addrs: str = "") -> dict[
             write_requests(f, [*w, *msgs])
             files.append(str(f))
         out = subprocess.run(
-            [
-                str(LOAD_TOOL),
-                "--addr",
-                addrs or f"127.0.0.1:{port}",
-                "--requests",
-                ",".join(files),
-                "--warm",
-                str(warm.pop()),
-                *args,
-            ],
+            pinned(
+                [
+                    str(LOAD_TOOL),
+                    "--addr",
+                    addrs or f"127.0.0.1:{port}",
+                    "--requests",
+                    ",".join(files),
+                    "--warm",
+                    str(warm.pop()),
+                    *args,
+                ],
+                cpus,
+            ),
             env={**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN},
             capture_output=True,
             text=True,
@@ -504,7 +515,7 @@ def go_throughput(
     return r["predictions_per_s"], r["client_cpu_cores"]
 
 
-def go_latency(port: int, card: ModelCard, seconds: float) -> dict[str, float]:
+def go_latency(port: int, card: ModelCard, seconds: float, cpus: str = "") -> dict[str, float]:
     r = go_load(
         port,
         [latency_msgs(card, seconds)],
@@ -514,6 +525,7 @@ def go_latency(port: int, card: ModelCard, seconds: float) -> dict[str, float]:
         str(LATENCY_RATE),
         "--seconds",
         str(seconds),
+        cpus=cpus,
     )
     r["stream_offered_ticks_per_s"] = float(LATENCY_RATE * len(LATENCY_SYMBOLS))
     return r
@@ -538,13 +550,13 @@ async def _echo_serve(port: int) -> None:
 
 
 @contextlib.contextmanager
-def echo_server() -> Iterator[int]:
+def echo_server(cpus: str = "") -> Iterator[int]:
     """A process serving StreamPredict by answering every request at once with its id and nothing else,
     on grpc.aio and uvloop with the bearer check, as kairos-inference: the round trip of the server's
     stack without its work."""
     port = free_port()
     env = {**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)], env=env)
+    proc = subprocess.Popen(pinned([sys.executable, __file__, "--echo-server", str(port)], cpus), env=env)
     try:
         wait_for_port(port, proc, timeout=60)  # fails at once if the echo server exits
         yield port
@@ -705,15 +717,16 @@ def workers_throughput(
     return r
 
 
-def kairos_round(card: ModelCard, seconds: float) -> dict[str, float]:
+def kairos_round(card: ModelCard, seconds: float, pin: tuple[str, str] = ("", "")) -> dict[str, float]:
     """One measurement of the Kairos server: stream latency, then throughput with 1 and WORKERS workers,
     each from the Go client (the headline figures) and from a Python grpc.aio client (``_python_client``)."""
     m: dict[str, float] = {"loadavg_1m_start": loadavg()}
-    with kairos_server(workers=1) as port:
-        m.update(go_latency(port, card, seconds))
+    server_cpus, client_cpus = pin  # --latency-server-cpus: the latency phase only
+    with kairos_server(workers=1, cpus=server_cpus) as port:
+        m.update(go_latency(port, card, seconds, cpus=client_cpus))
         print("kairos-inference latency p50/p99 us:", m["stream_latency_us_p50"], m["stream_latency_us_p99"])
-    with echo_server() as port:
-        floor = go_latency(port, card, seconds)
+    with echo_server(cpus=server_cpus) as port:
+        floor = go_latency(port, card, seconds, cpus=client_cpus)
         m["stream_floor_us_p50"], m["stream_floor_us_p99"] = (
             floor["stream_latency_us_p50"],
             floor["stream_latency_us_p99"],
@@ -805,6 +818,13 @@ def main() -> None:
         help="serve the model as it is, without adding the training feature distribution to its card "
         "(the server's drift monitor then stays off)",
     )
+    ap.add_argument(
+        "--latency-server-cpus",
+        default="",
+        metavar="CPUS",
+        help="run the latency phase's server (and its echo floor) on these CPUs and its Go client on "
+        "the others, as `kairos up --cpu-affinity inference=CPUS` would (ADR 0117)",
+    )
     ap.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo_server:
@@ -822,14 +842,25 @@ def main() -> None:
         MODEL_WITHOUT_DRIFT = MODEL
         MODEL = with_drift_card(MODEL, Path(model_dir.name))
     card = ModelCard.from_onnx(MODEL)
+    pin = ("", "")
+    if args.latency_server_cpus:
+        try:
+            server = set(services.parse_cpus(args.latency_server_cpus))
+        except ValueError as e:
+            ap.error(f"--latency-server-cpus: {e}")
+        rest = sorted(os.sched_getaffinity(0) - server)
+        if not rest:
+            ap.error("--latency-server-cpus leaves no CPU for the client")
+        pin = (",".join(map(str, sorted(server))), ",".join(map(str, rest)))
     build_load_tool()
     m: dict[str, Any] = {**machine(), "batch_rows": float(BATCH), "model_window": float(card.window)}
     m["drift_monitor"] = 1.0 if card.feature_distribution else 0.0
+    m["latency_server_cpus"] = pin[0] or "any"
     m["ort_inprocess_predictions_per_s"] = bench_ort(card, args.seconds)
     print("ort in-process:", round(m["ort_inprocess_predictions_per_s"]), "predictions/s", flush=True)
     rounds = []
     for i in range(args.runs):
-        r = kairos_round(card, args.seconds)
+        r = kairos_round(card, args.seconds, pin)
         print(
             f"round {i + 1}/{args.runs}: latency p50/p99 {r['stream_latency_us_p50']:.0f}/"
             f"{r['stream_latency_us_p99']:.0f} us, {r['predictions_per_s']:.0f} predictions/s "
