@@ -91,6 +91,7 @@ from kairos.inference.v1 import inference_pb2_grpc
 from kairos.marketdata.v1 import marketdata_pb2 as md
 from kairos.stack import cpu_latency, services
 from kairos.stack.loopback import free_port, free_port_run, wait_for, wait_for_port
+from kairos.stack.processes import pinned
 from kairos.training.data import load_bars, read_ticks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -178,11 +179,6 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
 
 # --- the Kairos server ---------------------------------------------------------------------------
-
-
-def pinned(cmd: list[str], cpus: str) -> list[str]:
-    """cmd on these CPUs (taskset sets the mask before exec, so every thread it starts has it)."""
-    return ["taskset", "--cpu-list", cpus, *cmd] if cpus else cmd
 
 
 @contextlib.contextmanager

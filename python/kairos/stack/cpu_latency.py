@@ -107,12 +107,12 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Hold every CPU's wake-up latency at most --us µs (PM QoS, /dev/cpu_dma_latency): "
         "while COMMAND runs when one follows `--`, else until SIGTERM or SIGINT.",
     )
-    env = os.environ.get("KAIROS_CPU_LATENCY_US", "")
+    env = os.environ.get("KAIROS_CPU_LATENCY_US", "").strip()
     ap.add_argument(
         "--us",
-        type=int,
-        default=int(env) if env.strip() else None,
-        required=not env.strip(),
+        type=int,  # argparse converts a string default too: a bad $KAIROS_CPU_LATENCY_US is a usage error
+        default=env or None,
+        required=not env,
         help="the bound in µs; 0 makes idle CPUs poll instead of halt ($KAIROS_CPU_LATENCY_US)",
     )
     ap.add_argument(

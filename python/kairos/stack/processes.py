@@ -64,6 +64,12 @@ class RunningService:
         return self.process.pid
 
 
+def pinned(argv: Sequence[str], cpus: str) -> list[str]:
+    """argv run on these CPUs ("1", "0,2-3"; empty: any). taskset sets the mask before it execs the
+    program, so every thread the program starts has it (Go's runtime starts threads before main)."""
+    return ["taskset", "--cpu-list", cpus, *argv] if cpus else list(argv)
+
+
 def log_tail(path: Path, lines: int = 25) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -85,10 +91,8 @@ class Stack:
         log = log_path.open("wb")
         env = {**os.environ, **spec.env}
         try:
-            # taskset sets the mask before it execs the service, so every thread it starts has it.
-            argv = ["taskset", "--cpu-list", spec.cpus, *spec.argv] if spec.cpus else list(spec.argv)
             process = subprocess.Popen(
-                argv,
+                pinned(spec.argv, spec.cpus),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

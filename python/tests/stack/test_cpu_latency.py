@@ -206,3 +206,16 @@ def test_kairos_up_refuses_an_unknown_service_in_cpu_affinity(tmp_path: Path) ->
     assert out.returncode == 1, out.stderr
     assert "no service 'infer'" in out.stderr
     assert not any(tmp_path.iterdir()), "nothing started"
+
+
+def test_a_bound_from_the_environment_that_is_not_a_number_is_a_usage_error() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "kairos.stack.cpu_latency", "--", sys.executable, "-c", "pass"],
+        env={**os.environ, "KAIROS_CPU_LATENCY_US": "zero"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "argument --us: invalid int value: 'zero'" in out.stderr
