@@ -15,12 +15,8 @@ inline path off) keeps yielding to the loop until the batch is full or the delay
 timers sleep in whole milliseconds on epoll, so sub-millisecond waits are made of loop turns rather
 than a timer.
 
-Keeping warm (``keep_warm``, off by default): on a machine whose cores sleep when idle, the first
-model run after a quiet spell is many times slower than the next (caches and TLB emptied: 463-535 µs
-against 12 µs for the fixture model after 20 ms idle on a 2-vCPU VM). While no run has happened for
-the interval, the keep-warm task runs the served model once on a zero input at that interval. It is
-not a prediction (only ``kairos_inference_keep_warm_runs_total`` counts it) and it never runs while
-real work flows.
+Keeping warm (``--keep-warm``) is ``kairos.inference.rehearsal``'s: it reads ``last_run`` (when
+the last model run finished) and ``busy`` to stand aside while real work flows.
 
 ``submit(..., then=fn)`` calls ``fn(result)`` synchronously right after the group's model run, before
 anything else runs on the loop: the server publishes the signals there (ADR 0100).
@@ -79,8 +75,13 @@ class MicroBatcher:
         self._rows_waiting = 0
         self._wake = asyncio.Event()
         self._closed = False
-        self._last_run = time.perf_counter()
+        self.last_run = time.perf_counter()
         self.log = get_logger()
+
+    @property
+    def busy(self) -> bool:
+        """Groups are waiting for a model run."""
+        return bool(self._queue)
 
     def submit(
         self, model: ServedModel, x: np.ndarray, then: Callable[[BatchResult], None] | None = None
@@ -121,29 +122,6 @@ class MicroBatcher:
                     g.future.set_exception(RuntimeError("inference server is shutting down"))
             self._queue.clear()
 
-    async def keep_warm(self, interval_s: float) -> None:
-        """Run the served model on a zero input every ``interval_s`` while no run happened for as
-        long (see the module's docstring); cancel it to stop."""
-        zeros: np.ndarray | None = None
-        warmed: ServedModel | None = None
-        while True:
-            await asyncio.sleep(interval_s)
-            if time.perf_counter() - self._last_run < interval_s or self._queue:
-                continue  # real work keeps it warm
-            model = self.manager.current
-            if model is None:
-                continue
-            if model is not warmed:
-                zeros, warmed = np.zeros((1, model.rows, model.n_features), dtype=np.float32), model
-            assert zeros is not None
-            try:
-                model.run(zeros)
-            except Exception as e:  # a model that cannot run fails real requests visibly; stop here
-                self.log.error("keep-warm run failed; keeping warm stops", error=repr(e), model=model.name)
-                return
-            self._last_run = time.perf_counter()
-            self.metrics.keep_warm_runs.inc()
-
     def _run_once(self) -> None:
         while self._queue and self._queue[0].future.cancelled():  # its stream is gone
             self._drop(self._queue[0])
@@ -171,8 +149,8 @@ class MicroBatcher:
                 if not g.future.done():
                     g.future.set_exception(e)
             return
-        self._last_run = time.perf_counter()
-        elapsed = self._last_run - t0
+        self.last_run = time.perf_counter()
+        elapsed = self.last_run - t0
         done_us = time.time_ns() // 1000
         self.metrics.model_run_seconds.observe(elapsed)
         self.metrics.batch_size.observe(n)

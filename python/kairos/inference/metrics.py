@@ -101,7 +101,9 @@ class Metrics:
         )
         self.keep_warm_runs = Counter(
             "kairos_inference_keep_warm_runs_total",
-            "Model runs on a zero input while idle (--keep-warm), to keep the next real run warm.",
+            "Rehearsals while idle (--keep-warm, ADR 0118), by what they ran: the whole path of a recent "
+            "bar request (request) or the model on a zero input (model). Not requests, not predictions.",
+            ["path"],
             registry=r,
         )
         self.batch_size = Histogram(

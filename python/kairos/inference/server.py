@@ -54,6 +54,7 @@ class InferenceServer:
         self._health = health.aio.HealthServicer()
         self.tls: tls.TLSFiles | None = None
         self.expiry: Any = None  # kairos.inference.expiry.ExpiryWatch, made at start
+        self.servicer: InferenceServicer | None = None  # made at start
         source = ModelSource(cfg.model, cfg.resolved_tracking_uri, pipeline_spec(), cfg.max_batch)
         self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
         self.batcher = MicroBatcher(
@@ -109,7 +110,9 @@ class InferenceServer:
         server = self._grpc = grpc.aio.server(
             options=opts, interceptors=[auth.BearerAuthInterceptor(c.token, c.open_reads_on_loopback)]
         )
-        servicer = InferenceServicer(self.cfg, self.manager, self.batcher, self.metrics, self.publisher)
+        servicer = self.servicer = InferenceServicer(
+            self.cfg, self.manager, self.batcher, self.metrics, self.publisher
+        )
         if self.shadow_managers:
             from kairos.inference.shadow import ShadowEvaluator
 
@@ -142,7 +145,10 @@ class InferenceServer:
             self.metrics_port = self._http.server_port
         self._tasks.append(asyncio.create_task(self.batcher.run(), name="micro-batcher"))
         if self.cfg.keep_warm > 0:
-            warm = self.batcher.keep_warm(self.cfg.keep_warm)
+            from kairos.inference.rehearsal import Rehearsal
+
+            servicer.rehearsal = Rehearsal(servicer, self.batcher, self.metrics)
+            warm = servicer.rehearsal.run(self.cfg.keep_warm)
             self._tasks.append(asyncio.create_task(warm, name="keep-warm"))
         self._tasks.append(asyncio.create_task(self.manager.poll_forever(), name="model-poller"))
         self._tasks.append(asyncio.create_task(self.expiry.run(), name="model-expiry"))

@@ -82,6 +82,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self._drift_lock = threading.Lock()
         self.shadow: Any = None  # kairos.inference.shadow.ShadowEvaluator with --shadow-models
         self.expiry: Any = None  # kairos.inference.expiry.ExpiryWatch (set by the server)
+        self.rehearsal: Any = None  # kairos.inference.rehearsal.Rehearsal with --keep-warm (ADR 0118)
 
     def _drift_of(self, model: ServedModel) -> Any:
         """The model's drift monitor (None without a training distribution in its card); shared by the
@@ -166,6 +167,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.metrics.streams_active.inc()
         self.log.info("stream opened", peer=peer)
 
+        rehearsal = self.rehearsal
+
         async def read() -> None:
             try:
                 # The request's bytes as they came (ADR 0113): the C++ bar intake reads them, the
@@ -176,6 +179,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     recv_t = time.perf_counter()
                     recv_us = now_us()
                     self._stream_requests.inc()
+                    if rehearsal is not None:
+                        rehearsal.last_request = recv_t
                     try:
                         req = pb.StreamPredictRequest.FromString(raw)
                     except DecodeError as e:
@@ -194,6 +199,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         # batcher is idle), before the response is written (ADR 0100).
                         after = functools.partial(self._after_run, req, recv_us, model, work)
                         fut = self.batcher.submit(model, work.inputs(), then=after)
+                        if rehearsal is not None:
+                            rehearsal.record(raw)
                     await pending.put((req, recv_t, recv_us, model, work, fut))
             finally:
                 with contextlib.suppress(asyncio.QueueFull):
@@ -224,7 +231,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         )
                         work.symbols.clear()
                     else:
-                        predictions = self._fill(resp, req, recv_us, model, work, result)
+                        predictions = self.fill(resp, req, recv_us, model, work, result)
                         shadow_outputs = result.outputs
                 # The response's bytes (StreamPredict's handler passes bytes both ways, ADR 0113).
                 await context.write(resp.SerializeToString() + predictions)
@@ -261,6 +268,25 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         pub = self.publisher
         if pub is None:
             return
+        pub.offer_run(self.model_run(req, recv_us, model, work, result, ood))
+        if self.cfg.yield_after_signals and work.symbols:
+            # The signals are on the socket: let nats-server and execution take the CPU before this
+            # process goes on to the response write (ADR 0103; safe since execution never moves a
+            # quote back when a signal overtakes the collector's tick batch).
+            os.sched_yield()
+
+    def model_run(
+        self,
+        req: pb.StreamPredictRequest,
+        recv_us: int,
+        model: ServedModel,
+        work: Any,
+        result: BatchResult,
+        ood: list[bool],
+        count: bool = True,
+    ) -> ModelRun:
+        """The run's signals as the publisher frames them: abstentions (an expired model, rows out
+        of distribution with --abstain-ood) made flat and, with ``count``, counted."""
         hops = [
             *req.hops,
             types_pb2.HopStamp(stage=HOP_RECEIVE, time_us=recv_us),
@@ -281,35 +307,30 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         flat = [0.0, 1.0, 0.0]  # an abstention: expected edge 0, the policy enters nothing
         if expired:  # demoted to flat: the model is past its age (ADR 0098)
             outputs = [flat] * len(outputs)
-            self.expiry.abstained.labels(f"{model.name}/{model.version}").inc(len(outputs))
+            if count:
+                self.expiry.abstained.labels(f"{model.name}/{model.version}").inc(len(outputs))
         elif abstain and any(ood):
             outputs = outputs.tolist()
             for k, out_of_distribution in enumerate(ood):
                 if out_of_distribution:
                     outputs[k] = flat
-                    self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
-                    self._drift_of(model).abstained_total += 1
-        pub.offer_run(
-            ModelRun(
-                work.symbols,
-                work.times_msc,
-                outputs,
-                model.name,
-                model.version,
-                hops,
-                work.bids,
-                work.asks,
-                pol,
-                vols,
-            )
+                    if count:
+                        self.metrics.abstained.labels(f"{model.name}/{model.version}").inc()
+                        self._drift_of(model).abstained_total += 1
+        return ModelRun(
+            work.symbols,
+            work.times_msc,
+            outputs,
+            model.name,
+            model.version,
+            hops,
+            work.bids,
+            work.asks,
+            pol,
+            vols,
         )
-        if self.cfg.yield_after_signals and work.symbols:
-            # The signals are on the socket: let nats-server and execution take the CPU before this
-            # process goes on to the response write (ADR 0103; safe since execution never moves a
-            # quote back when a signal overtakes the collector's tick batch).
-            os.sched_yield()
 
-    def _fill(
+    def fill(
         self,
         resp: pb.StreamPredictResponse,
         req: pb.StreamPredictRequest,

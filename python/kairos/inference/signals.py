@@ -183,6 +183,14 @@ def run_frames(prefix: str, sent: types_pb2.HopStamp, run: ModelRun) -> bytes:
     return frames
 
 
+def frames_for(prefix: str, sent: types_pb2.HopStamp, run: ModelRun) -> bytes:
+    """A model run's PUB frames, as ``offer_run`` writes them when connected: framed in C++ with the
+    extension built and the outputs the model's array, else from ``signals_for``."""
+    if NATIVE is not None and isinstance(run.outputs, np.ndarray):
+        return run_frames(prefix, sent, run)
+    return pub_frames(prefix, signals_for(run), sent)
+
+
 def _as_list(xs: Sequence[Any]) -> list[Any]:
     return xs if isinstance(xs, list) else list(xs)
 
@@ -306,7 +314,7 @@ class SignalPublisher:
         if NATIVE is None or nc is None or self.backlog or not isinstance(run.outputs, np.ndarray):
             self.offer_many(signals_for(run))
             return
-        self._write(nc, len(run.symbols), lambda sent: run_frames(self.prefix, sent, run))
+        self._write(nc, len(run.symbols), lambda sent: frames_for(self.prefix, sent, run))
 
     def _send(self, nc: _Conn, sigs: Sequence[pb.Signal]) -> None:
         self._write(nc, len(sigs), lambda sent: pub_frames(self.prefix, sigs, sent))

@@ -131,32 +131,3 @@ def test_a_positive_max_delay_turns_the_inline_path_off(model_path: Path) -> Non
         task.cancel()
 
     asyncio.run(scenario())
-
-
-def test_keep_warm_runs_the_model_only_while_idle_and_never_as_a_prediction(model_path: Path) -> None:
-    metrics = Metrics()
-    manager = ModelManager(ModelSource(str(model_path), "", pipeline_spec(), 8), metrics, 0)
-
-    def warm_runs() -> float:
-        return next(iter(metrics.keep_warm_runs.collect())).samples[0].value
-
-    async def scenario() -> tuple[float, float]:
-        model = await manager.load_initial()
-        batcher = MicroBatcher(manager, metrics, max_batch=8, max_delay_us=0, inline_when_idle=True)
-        tasks = [asyncio.create_task(batcher.run()), asyncio.create_task(batcher.keep_warm(0.02))]
-        await asyncio.sleep(0.25)  # idle: about one warm run per 20 ms
-        idle = warm_runs()
-        # Busy: a real run every 2 ms keeps the model warm, so the keep-warm task stands aside.
-        x = np.zeros((1, model.rows, model.n_features), dtype=np.float32)
-        for _ in range(100):
-            await asyncio.wait_for(batcher.submit(model, x), 5)
-            await asyncio.sleep(0.002)
-        busy = warm_runs() - idle
-        for t in tasks:
-            t.cancel()
-        return idle, busy
-
-    idle, busy = asyncio.run(scenario())
-    assert 5 <= idle <= 13, idle
-    assert busy <= 1, busy  # one at most, if a loop turn stalls past the interval on a loaded machine
-    assert manager.predictions_total == 100  # the warm runs are not predictions
