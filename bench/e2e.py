@@ -480,7 +480,7 @@ def main() -> None:
     ap.add_argument(
         "--keep-warm",
         default="",
-        help="run inference with --keep-warm this interval (1ms); default: as shipped (off), ADR 0109",
+        help="run inference with --keep-warm this interval (5ms); default: as shipped (off), ADR 0118",
     )
     ap.add_argument(
         "--cpu-affinity",

@@ -65,11 +65,13 @@ class InferenceConfig:
     )
     keep_warm: float = _f(
         0.0,
-        "While no model run has happened for this long, run the served model once on a zero input at "
-        "this interval, so the next real run finds ONNX Runtime's code and weights in cache (a duration: "
-        "1ms; 0 disables). On a 2-vCPU VM one run after 20 ms idle took 463-535 µs against 12 µs hot; "
-        "with 1ms the e2e bench's receive -> done went 707 -> 407 µs, at 15% of a core while idle "
-        "(docs/benchmarks.md). Not counted as predictions.",
+        "While no request has come and no model has run for this long, rehearse a recent request's "
+        "whole path at this interval (parse, bar or tick intake, model run, drift figures, signal "
+        "frames, response bytes) on a private state, so the next real request finds it in cache (a "
+        "duration: 5ms; 0 disables). Nothing rehearsed is published, answered or counted as a request "
+        "or prediction (ADR 0118). On a 2-vCPU VM with the CPUs' wake-up latency held and the server "
+        "on a CPU of its own, 5ms took the e2e bench's tick -> ack p50 from 1.9 to 1.35 ms, at ~11% of "
+        "a core while idle (docs/benchmarks.md).",
         duration=True,
     )
     event_loop: str = _f(
