@@ -363,13 +363,13 @@ def test_the_response_merged_from_bytes_equals_the_one_built_field_by_field(
     # (ADR 0113); the numpy path fills the response and returns nothing to append.
     head = pb.StreamPredictResponse(request_id=req.request_id)
     head.rejections.add(field="bars[3]", reason="STALE_BAR", description="a rejection beside them")
-    tail = service.InferenceServicer._fill(None, head, req, 1_733_450_000_000_100, model, work, result)  # type: ignore[arg-type]
+    tail = service.InferenceServicer.fill(None, head, req, 1_733_450_000_000_100, model, work, result)  # type: ignore[arg-type]
     assert tail and not head.predictions
     got = pb.StreamPredictResponse.FromString(head.SerializeToString() + tail)
     monkeypatch.setattr(service, "NATIVE", None)
     want = pb.StreamPredictResponse(request_id=req.request_id)
     want.rejections.add(field="bars[3]", reason="STALE_BAR", description="a rejection beside them")
-    assert service.InferenceServicer._fill(None, want, req, 1_733_450_000_000_100, model, work, result) == b""  # type: ignore[arg-type]
+    assert service.InferenceServicer.fill(None, want, req, 1_733_450_000_000_100, model, work, result) == b""  # type: ignore[arg-type]
     assert len(got.predictions) == len(work.symbols)
     assert got == want
     assert got.SerializeToString() == want.SerializeToString()
