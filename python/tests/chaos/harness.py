@@ -247,14 +247,26 @@ async def _while_unavailable(call: Callable[[], Any], attempts: int = 100, pause
     return await call()
 
 
-def stream_leader(servers: str, stream: str) -> str:
-    """The server name leading `stream` ($JS.API.STREAM.INFO's cluster.leader)."""
+def stream_leader(servers: str, stream: str, timeout_s: float = 30) -> str:
+    """The server name leading `stream` ($JS.API.STREAM.INFO's cluster.leader), once it has one. Right
+    after the stream is made on a cluster that just formed, the request may go unanswered (a 5 s
+    timeout) or get 503 while the leaders are elected: asked again, bounded by ``timeout_s``."""
 
     async def leader(js: Any) -> str:
-        info = await js.stream_info(stream)
-        return str(info.cluster.leader)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                info = await js.stream_info(stream)
+                if info.cluster is not None and info.cluster.leader:
+                    return str(info.cluster.leader)
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+                if time.monotonic() >= deadline:
+                    raise
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"stream {stream} has no leader after {timeout_s:.0f} s")
+            await asyncio.sleep(0.2)
 
-    return str(asyncio.run(asyncio.wait_for(_with_js(servers, leader), timeout=20)))
+    return str(asyncio.run(asyncio.wait_for(_with_js(servers, leader), timeout=timeout_s + 10)))
 
 
 @dataclass
