@@ -102,7 +102,7 @@ class Metrics:
         self.keep_warm_runs = Counter(
             "kairos_inference_keep_warm_runs_total",
             "Rehearsals while idle (--keep-warm, ADR 0118), by what they ran: the whole path of a recent "
-            "bar request (request) or the model on a zero input (model). Not requests, not predictions.",
+            "request (request) or the model on a zero input (model). Not requests, not predictions.",
             ["path"],
             registry=r,
         )

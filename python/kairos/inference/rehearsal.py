@@ -38,6 +38,7 @@ from kairos.inference.batcher import BatchResult, MicroBatcher
 from kairos.inference.logs import get_logger
 from kairos.inference.metrics import Metrics
 from kairos.inference.model import ServedModel
+from kairos.inference.service import now_us
 from kairos.inference.signals import frames_for
 from kairos.inference.streams import StreamState
 from kairos.inference.v1 import inference_pb2 as pb
@@ -48,10 +49,6 @@ if TYPE_CHECKING:
 
 RECENT = 32
 MAX_RECORDED_BYTES = 256 << 10
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class Rehearsal:
@@ -132,7 +129,7 @@ class Rehearsal:
         frames_for(self.servicer.cfg.signal_subject_prefix, sent, run)
         resp = pb.StreamPredictResponse(request_id=req.request_id)
         predictions = self.servicer.fill(resp, req, recv_us, model, work, result)
-        resp.SerializeToString() + predictions
+        _ = resp.SerializeToString() + predictions  # the bytes the stream would write, dropped
         return "request"
 
     def _onto_clock(self, req: pb.StreamPredictRequest, period_ms: int) -> None:
