@@ -225,6 +225,7 @@ def run(
     hops_out: Path | None = None,
     run_no: int = 0,
     affinity: dict[str, str] | None = None,
+    keep_warm: str = "",
 ) -> dict[str, float]:
     """One measurement on a fresh stack: the flat metrics of one run."""
     run_dir = services.REPO / "build" / "bench-e2e"
@@ -238,6 +239,7 @@ def run(
         # the venue, leaving ~80 acknowledged a run; off, as for the Strategy Tester (ADR 0095).
         execution_args=("--duplicate-intent-window-ms=0",),
         cpu_affinity=dict(affinity or {}),
+        inference_keep_warm=keep_warm,
     )
     settings.mlflow_uri = f"sqlite:///{run_dir / 'mlflow.db'}"
     for stale in run_dir.glob("journal.db*"):
@@ -510,8 +512,10 @@ def main() -> None:
     # pushes, so the collector's warm-up (ADR 0105) would hold the first ticks of a paced run for up to
     # a push interval and put that in the p99. The warm-up has its own measurements (docs/benchmarks.md).
     os.environ.setdefault("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS", "0")
-    if args.keep_warm:
-        os.environ["KAIROS_INFERENCE_KEEP_WARM"] = args.keep_warm
+    try:
+        keep = services.check_keep_warm(args.keep_warm)
+    except ValueError as e:
+        ap.error(str(e))
     if args.hops_out is not None:
         args.hops_out.write_text("")
     runs = []
@@ -519,7 +523,7 @@ def main() -> None:
         wake = wake_probe(args.timer_ms / 1000)
         hot = wake_probe(0.0005)
         push = max(1, round(args.rate * args.timer_ms / 1000))
-        m = run(args.rate, args.laps, args.policy, push, args.hops_out, i + 1, affinity)
+        m = run(args.rate, args.laps, args.policy, push, args.hops_out, i + 1, affinity, keep)
         m["machine_wake_us_p50"], m["machine_wake_us_p99"] = wake
         m["machine_wake_hot_us_p50"] = hot[0]
         p50 = m.get("tick_to_order_ack_us_p50", float("nan"))
@@ -534,7 +538,7 @@ def main() -> None:
     metrics.update(machine())
     metrics["timer_ms"] = args.timer_ms
     metrics["cpu_affinity"] = " ".join(f"{k}={v}" for k, v in affinity.items()) or "any"
-    keep = os.environ.get("KAIROS_INFERENCE_KEEP_WARM", "")
+    keep = keep or os.environ.get("KAIROS_INFERENCE_KEEP_WARM", "")  # or the environment the server reads
     metrics["inference_keep_warm_ms"] = parse_duration(keep) * 1000 if keep else 0.0
     if metrics.get("machine_wake_us_p50", 0) > 0 and "python_hop_us_p50" in metrics:
         # The Python hop in the machine's wake-ups: comparable across VMs whose floors differ.

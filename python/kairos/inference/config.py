@@ -23,6 +23,9 @@ __all__ = ["ConfigError", "InferenceConfig", "format_duration", "load_config", "
 ENV_PREFIX = "KAIROS_INFERENCE_"
 _f = setting
 
+# The longest --keep-warm interval (seconds): past it, caches are cold whatever the rehearsal does.
+MAX_KEEP_WARM_S = 60.0
+
 
 @dataclass(frozen=True)
 class InferenceConfig:
@@ -235,8 +238,9 @@ class InferenceConfig:
             raise bad("max_batch", f"at most 4096, got {self.max_batch}")
         if self.max_delay_us < 0 or self.max_delay_us > 1_000_000:
             raise bad("max_delay_us", f"must be 0..1000000, got {self.max_delay_us}")
-        if self.keep_warm < 0 or self.keep_warm > 60:
-            raise bad("keep_warm", f"must be 0 (off) up to 60s, got {format_duration(self.keep_warm)}")
+        if self.keep_warm < 0 or self.keep_warm > MAX_KEEP_WARM_S:
+            most, got = format_duration(MAX_KEEP_WARM_S), format_duration(self.keep_warm)
+            raise bad("keep_warm", f"must be 0 (off) up to {most}, got {got}")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise bad("event_loop", f"want uvloop or asyncio, got {self.event_loop!r}")
         if self.promotion_min_bars < 2:

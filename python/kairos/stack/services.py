@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kairos.envconfig import format_duration, parse_duration
+from kairos.inference.config import MAX_KEEP_WARM_S
 from kairos.stack import credentials
 from kairos.stack.loopback import free_port, free_port_run
 from kairos.stack.processes import ServiceSpec
@@ -53,6 +55,21 @@ def parse_cpus(text: str, available: set[int] | None = None) -> list[int]:
         usable = sorted(allowed)
         raise ValueError(f"CPU {missing[0]} of {text!r} is not one this machine lets us use ({usable})")
     return sorted(cpus)
+
+
+def check_keep_warm(raw: str) -> str:
+    """kairos up's --keep-warm, checked as the inference server will (ADR 0118): "" (the server's own
+    setting) or a Go duration from 0 to MAX_KEEP_WARM_S; a ValueError names the flag otherwise."""
+    text = raw.strip()
+    if not text:
+        return ""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise ValueError(f"--keep-warm: {e}") from None
+    if seconds > MAX_KEEP_WARM_S:
+        raise ValueError(f"--keep-warm {text}: at most {format_duration(MAX_KEEP_WARM_S)}")
+    return text
 
 
 def parse_cpu_affinity(items: Sequence[str], available: set[int] | None = None) -> dict[str, str]:
@@ -140,6 +157,9 @@ class StackSettings:
     shadow_models: tuple[str, ...] = ()
     # Extra inference flags (e.g. --drift-window).
     inference_args: tuple[str, ...] = ()
+    # Every inference worker's --keep-warm (ADR 0118), as a Go duration ("5ms"); empty: the server's
+    # own setting (off unless KAIROS_INFERENCE_KEEP_WARM says otherwise).
+    inference_keep_warm: str = ""
     # Inference server processes (ADR 0115). With more than one, each also serves on its own address
     # and the collector streams to those, spreading the symbols over the workers by its hash ring.
     inference_workers: int = 1
@@ -318,6 +338,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                     else []
                 ),
                 *([f"--shadow-models={','.join(settings.shadow_models)}"] if settings.shadow_models else []),
+                *([f"--keep-warm={settings.inference_keep_warm}"] if settings.inference_keep_warm else []),
                 *settings.inference_args,
             ],
             grpc_addr=f"127.0.0.1:{p.inference_grpc}",

@@ -1,7 +1,8 @@
-"""Holding the CPUs' wake-up latency (ADR 0117): a PM QoS request on the kernel's real
-/dev/cpu_dma_latency, taken while a block, a command or the stack's `cpu-latency` service runs and
-given back when it ends. The tests run as root, as CI does; they read the kernel's bound before,
-during and after, so another holder on the machine (a lower bound) would only make "during" lower.
+"""The stack's latency settings. Holding the CPUs' wake-up latency (ADR 0117): a PM QoS request on
+the kernel's real /dev/cpu_dma_latency, taken while a block, a command or the stack's `cpu-latency`
+service runs and given back when it ends. The tests run as root, as CI does; they read the kernel's
+bound before, during and after, so another holder on the machine (a lower bound) would only make
+"during" lower. Then the services' CPUs (--cpu-affinity) and `kairos up --keep-warm` (ADR 0118).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,77 @@ def test_a_bound_from_the_environment_that_is_not_a_number_is_a_usage_error() ->
     )
     assert out.returncode == 2, out.stderr
     assert "argument --us: invalid int value: 'zero'" in out.stderr
+
+
+# --- The inference server's rehearsal while idle (kairos up --keep-warm, ADR 0118) ------------------
+
+MODEL = Path(__file__).resolve().parents[2] / "tests" / "data" / "model" / "model.onnx"
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"), [("", ""), (" 5ms ", "5ms"), ("0", "0"), ("1m", "1m"), ("250us", "250us")]
+)
+def test_keep_warm_takes_a_go_duration_up_to_a_minute(raw: str, want: str) -> None:
+    assert services.check_keep_warm(raw) == want
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("5", "--keep-warm: invalid duration '5'"),
+        ("fast", "--keep-warm: invalid duration 'fast'"),
+        ("-5ms", "--keep-warm: invalid duration '-5ms'"),
+        ("61s", "--keep-warm 61s: at most 1m0s"),
+    ],
+)
+def test_a_bad_keep_warm_is_refused_naming_the_flag(raw: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        services.check_keep_warm(raw)
+
+
+def test_kairos_up_refuses_a_bad_keep_warm_before_starting_anything(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "kairos.cli", "up", "--keep-warm", "5", "--run-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "--keep-warm: invalid duration '5'" in out.stderr
+    assert not any(tmp_path.iterdir()), "nothing started"
+
+
+def test_keep_warm_reaches_every_inference_worker_and_only_them(tmp_path: Path) -> None:
+    bins = {n: tmp_path / n for n in ("kairos-collector", "kairos-execution")}
+    for workers in (1, 2):
+        settings = services.StackSettings(
+            ports=services.Ports.free(),
+            run_dir=tmp_path,
+            model="m.onnx",
+            inference_keep_warm="5ms",
+            inference_workers=workers,
+        )
+        argv = {s.name: s.argv for s in services.specs(settings, bins)}
+        assert argv["inference"].count("--keep-warm=5ms") == 1  # the workers take the server's settings
+        assert not [a for name, v in argv.items() if name != "inference" for a in v if "keep-warm" in a]
+    plain = services.StackSettings(ports=services.Ports.free(), run_dir=tmp_path, model="m.onnx")
+    assert not [a for s in services.specs(plain, bins) for a in s.argv if "keep-warm" in a]
+
+
+def test_the_inference_server_kairos_up_starts_rehearses_while_idle(tmp_path: Path) -> None:
+    settings = services.StackSettings(
+        ports=services.Ports.free(), run_dir=tmp_path / "run", model=str(MODEL), inference_keep_warm="5ms"
+    )
+    binaries = services.build_go_binaries(settings.bin_dir)
+    collector, inference = services.specs(settings, binaries)[:2]
+    with processes.Stack(settings.run_dir) as stack:
+        stack.start_all([collector, inference])
+        runs = 0.0
+        deadline = time.monotonic() + 20
+        while runs < 10:  # with no request yet, the model alone is rehearsed (every 5 ms when idle)
+            assert time.monotonic() < deadline, f"{runs:g} keep-warm runs in 20 s"
+            stack.raise_if_dead()
+            time.sleep(0.1)
+            samples = services.metric_samples(inference.metrics_url, "kairos_inference_keep_warm_runs_total")
+            runs = sum(v for k, v in samples.items() if 'path="model"' in k)
