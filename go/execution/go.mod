@@ -5,9 +5,9 @@ go 1.26.0
 require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/kairos-mt5/kairos/gen/go v0.0.0
+	github.com/kairos-mt5/kairos/go/auth v0.0.0
 	github.com/kairos-mt5/kairos/go/bridgelink v0.0.0
 	github.com/kairos-mt5/kairos/go/envflag v0.0.0
-	github.com/kairos-mt5/kairos/go/auth v0.0.0
 	github.com/kairos-mt5/kairos/go/testkit v0.0.0
 	github.com/kairos-mt5/kairos/go/tlsreload v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
@@ -45,7 +45,7 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.49.0
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	modernc.org/libc v1.79.0 // indirect

@@ -231,9 +231,9 @@ func (s *SQLite) Sync() error {
 	}
 	// The log must still be the file SQLite writes: it is only removed when the last connection
 	// closes, and the writer's stays open, but a sync of a stale file would acknowledge nothing.
-	if fi, err := os.Stat(s.path + "-wal"); err != nil {
+	if ino, err := pathIno(s.path + "-wal"); err != nil {
 		return err
-	} else if ino, _ := statIno(fi); ino != s.walIno {
+	} else if ino != s.walIno {
 		return fmt.Errorf("journal: the write-ahead log of %s was replaced", s.path)
 	}
 	return fdatasync(s.wal)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -456,5 +457,39 @@ func TestSQLiteFull_APreallocatedLog_RecoversEveryAcknowledgedEntry(t *testing.T
 	}
 	if err != nil || seqs[0] != n+1 {
 		t.Fatalf("append after recovery: seq %v, %v", seqs, err)
+	}
+}
+
+func TestSQLiteFull_ALogReplacedBehindTheStore_FailsTheNextSync(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	st, err := journal.OpenSQLiteSync(ctx, path, journal.SyncFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Append(ctx, []journal.Entry{{Seq: 1, Kind: journal.KindCommand, Payload: []byte("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Sync(); err != nil {
+		t.Fatalf("sync of the log the store opened: %v", err)
+	}
+	// Another file renamed over the log: a sync of the descriptor the store holds would flush a file
+	// nobody reads, so it must fail instead of acknowledging.
+	other := path + "-other"
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, path+"-wal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Sync(); err == nil || !strings.Contains(err.Error(), "was replaced") {
+		t.Fatalf("sync after the log was replaced: %v, want an error saying so", err)
+	}
+	if err := os.Remove(path + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Sync(); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("sync after the log was removed: %v, want not-exist", err)
 	}
 }
