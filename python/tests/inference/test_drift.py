@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
+import pytest
 from tests.inference.harness import ServerThread, StreamClient, load_gbpusd_m1, metric, proto_bars, with_card
 from tests.inference.test_signals import Subscriber
 
@@ -79,6 +80,48 @@ def test_abstain_sends_flat_signals_for_out_of_distribution_rows(
     assert metric(text, "kairos_inference_out_of_distribution_total", model=label) == len(preds)
     assert all(list(s.outputs) == [0.0, 1.0, 0.0] and s.strength == 0 for _, s in sub.got)
     assert any(list(p.outputs) != [0.0, 1.0, 0.0] for p in preds)  # the predictions are the model's own
+
+
+@pytest.mark.parametrize("abstain", [False, True], ids=["signals-first", "drift-first-with-abstain-ood"])
+def test_drift_figures_follow_the_signals_unless_they_decide_them(
+    abstain: bool,
+    nats_url: str,
+    model_path: Path,
+    start_server: Callable[..., ServerThread],
+    tmp_path: Path,
+) -> None:
+    gbpusd = load_gbpusd_m1()
+    model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+    srv = start_server(model, nats_url=nats_url, abstain_ood=abstain)
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and srv.server.publisher is not None
+            and srv.server.publisher.nc is not None
+        )
+    )
+    assert srv.server is not None
+    servicer, order = srv.server.servicer, []
+    offer, observe = servicer.publisher.offer_run, servicer.observe_rows
+
+    def offer_run(run: object) -> None:
+        order.append("signals")
+        offer(run)
+
+    def observe_rows(model: object, rows: np.ndarray) -> list[bool]:
+        order.append("drift")
+        return observe(model, rows)  # type: ignore[no-any-return]
+
+    servicer.publisher.offer_run = offer_run
+    servicer.observe_rows = observe_rows
+    preds = _stream(srv, proto_bars(gbpusd.iloc[20000:20400]))
+    runs = len(order) // 2
+    assert preds and runs > 0
+    want = ["drift", "signals"] if abstain else ["signals", "drift"]
+    assert order == want * runs
+    text = srv.metrics_text()  # every prediction's row still reaches the monitor
+    label = f"{preds[0].model_name}/{preds[0].model_version}"
+    assert metric(text, "kairos_inference_dissimilarity_index_count", model=label) == len(preds)
 
 
 def test_the_batch_histogram_exports_what_prometheus_histogram_exports_value_by_value() -> None:
