@@ -16,6 +16,9 @@ bridge's C++ client (Python extension):
   decision policy trades often: enter on any edge, exit after two bars, two bars of cooldown, so
   two of every five bars place an order (hundreds a run, not the ~16 of the card's own policy) and
   the p99 is a percentile, not the slowest order; ``--policy card`` keeps the model's own policy.
+  Either way the card also carries the training distribution of the fixture's data, as every card
+  `kairos-train` exports does, so the server runs its drift monitor on each prediction as it would
+  for a real model (``inference_drift_monitor`` = 1).
 - ``python_hop_us_p50`` / ``_p99``: per acknowledged order, collector send -> execution receive (the
   inference server and its signal on NATS, issue #17), from the same hop stamps.
 - ``hop_us_p50.<hop>`` / ``hop_us_p99.<hop>``: each hop between consecutive stamps, and
@@ -157,19 +160,35 @@ FREQUENT_POLICY = {
 }
 
 
+def training_distribution(card: ModelCard) -> dict[str, Any]:
+    """The feature distribution of the fixture's training bars (its card's dataset: real GBPUSD M1,
+    spread from the ask twin), as `kairos-train` puts in every card it exports: with it the server
+    runs its drift monitor on each prediction, as it does for a real model (the fixture predates
+    the field)."""
+    from kairos.features import SCHEMA, compute_features
+    from kairos.features.drift import distribution
+    from kairos.training.data import load_bars
+
+    bars, _ = load_bars(str(services.SHARED_DATA / card.dataset["source"]))
+    bars = bars.iloc[: int(card.dataset["bars"])]
+    x = compute_features(bars[["time", "open", "high", "low", "close", "spread", "tick_volume"]])
+    return distribution(x, SCHEMA.names)
+
+
 def bench_model(run_dir: Path, policy: str) -> Path:
-    """The model to serve: the checked-in one, or a copy whose card (embedded in the ONNX file, and
-    beside it) trades often."""
-    if policy == "card":
-        return MODEL_DIR / "model.onnx"
+    """The model to serve: a copy of the checked-in one whose card (embedded in the ONNX file, and
+    beside it) carries its training distribution, as a trained model's does, and, unless ``policy``
+    is "card", a policy that trades often."""
     import onnx
 
     m = onnx.load(str(MODEL_DIR / "model.onnx"))
     card = ModelCard.from_onnx(m)
-    assert card.policy is not None, "the model fixture's card carries a policy"
-    card.policy = dataclasses.replace(card.policy, **FREQUENT_POLICY)
+    card.feature_distribution = training_distribution(card)
+    if policy != "card":
+        assert card.policy is not None, "the model fixture's card carries a policy"
+        card.policy = dataclasses.replace(card.policy, **FREQUENT_POLICY)
     card.embed(m)
-    out = run_dir / "model-frequent" / "model.onnx"
+    out = run_dir / f"model-{policy}" / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(m, str(out))
     card.save(out.with_name("model.card.json"))
@@ -537,6 +556,7 @@ def main() -> None:
     metrics: dict[str, float | str] = dict(aggregate(runs))
     metrics.update(machine())
     metrics["timer_ms"] = args.timer_ms
+    metrics["inference_drift_monitor"] = 1.0
     metrics["cpu_affinity"] = " ".join(f"{k}={v}" for k, v in affinity.items()) or "any"
     keep = keep or os.environ.get("KAIROS_INFERENCE_KEEP_WARM", "")  # or the environment the server reads
     metrics["inference_keep_warm_ms"] = parse_duration(keep) * 1000 if keep else 0.0
