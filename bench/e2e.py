@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -160,17 +161,18 @@ FREQUENT_POLICY = {
 }
 
 
-def training_distribution(card: ModelCard) -> dict[str, Any]:
+@functools.cache
+def training_distribution(source: str, n_bars: int) -> dict[str, Any]:
     """The feature distribution of the fixture's training bars (its card's dataset: real GBPUSD M1,
     spread from the ask twin), as `kairos-train` puts in every card it exports: with it the server
     runs its drift monitor on each prediction, as it does for a real model (the fixture predates
-    the field)."""
+    the field). Computed once per process, whatever the number of runs."""
     from kairos.features import SCHEMA, compute_features
     from kairos.features.drift import distribution
     from kairos.training.data import load_bars
 
-    bars, _ = load_bars(str(services.SHARED_DATA / card.dataset["source"]))
-    bars = bars.iloc[: int(card.dataset["bars"])]
+    bars, _ = load_bars(str(services.SHARED_DATA / source))
+    bars = bars.iloc[:n_bars]
     x = compute_features(bars[["time", "open", "high", "low", "close", "spread", "tick_volume"]])
     return distribution(x, SCHEMA.names)
 
@@ -183,7 +185,7 @@ def bench_model(run_dir: Path, policy: str) -> Path:
 
     m = onnx.load(str(MODEL_DIR / "model.onnx"))
     card = ModelCard.from_onnx(m)
-    card.feature_distribution = training_distribution(card)
+    card.feature_distribution = training_distribution(card.dataset["source"], int(card.dataset["bars"]))
     if policy != "card":
         assert card.policy is not None, "the model fixture's card carries a policy"
         card.policy = dataclasses.replace(card.policy, **FREQUENT_POLICY)

@@ -524,9 +524,9 @@ func fdatasyncProbe(dir string, n int) diskRun {
 }
 
 // diskRunOf reads the probe's flushes: order i arrived at arrive[i]; flush i ran from begin[i] to
-// end[i] (in order, one at a time). With ideal group commit an order is durable at the end of the
-// first flush that began after it arrived: behind a stall, the orders that came meanwhile all wait
-// for the stall and one more flush.
+// end[i] (in order, one at a time, never before its order arrived). With ideal group commit an
+// order is durable at the end of the first flush that began after it arrived (at the latest its
+// own): behind a stall, the orders that came meanwhile all wait for the stall and one more flush.
 func diskRunOf(arrive, begin, end []time.Time) diskRun {
 	n := len(arrive)
 	sync, floor := make([]float64, n), make([]float64, n)
@@ -538,11 +538,8 @@ func diskRunOf(arrive, begin, end []time.Time) diskRun {
 		if d > time.Millisecond {
 			stalled += d
 		}
-		for j < n && begin[j].Before(arrive[i]) {
+		for begin[j].Before(arrive[i]) { // stops at j = i at the latest: begin[i] >= arrive[i]
 			j++
-		}
-		if j == n { // the last orders: flushed by a flush the probe did not run; count the one in hand
-			j = n - 1
 		}
 		floor[i] = float64(end[j].Sub(arrive[i]).Microseconds())
 	}
