@@ -256,26 +256,146 @@ struct RowRing {
   }
 };
 
-// One symbol's state on a stream that the bar intake (Kernel::intake_bars, ADR 0110) reads and moves:
-// the watermarks and latest quote the server refuses out-of-order input by, its bar window and its
-// ring of feature rows. The server's SymbolState keeps these fields here (it reads and writes them
-// as properties), so the Python paths (ticks, refused bars) and the C++ intake move one state.
+// One symbol's bar builder from ticks: kairos.features.BarBuilder's rule, state and arithmetic (the
+// same operations on the same doubles in the same order, so the same bars bit for bit; ADR 0119).
+// The tick intake (Kernel::intake_ticks) moves it, and so does the Python path through add_tick and
+// add_ticks, which return kairos.features.Bar objects as BarBuilder's do.
+struct TickBars {
+  int64_t timeframe_s, p_ms;
+  double point;
+  py::object bar_type;  // kairos.features.Bar, for the bars handed to Python
+  bool open = false;
+  int64_t open_ms = 0, n = 0, late_ticks = 0;
+  double o = 0.0, h = 0.0, l = 0.0, c = 0.0, spread_sum = 0.0, spread_max = 0.0, volume = 0.0;
+
+  // A bar the builder closed (BarBuilder._emit's fields before its divisions).
+  struct Closed {
+    int64_t open_ms, n;
+    double o, h, l, c, spread_sum, spread_max, volume;
+    double spread_mean() const { return spread_sum / static_cast<double>(n); }
+  };
+
+  TickBars(int64_t timeframe, double pt, py::object bar)
+      : timeframe_s(timeframe), point(pt), bar_type(std::move(bar)) {
+    if (timeframe <= 0) throw std::invalid_argument("timeframe_s must be positive");
+    if (timeframe > std::numeric_limits<int64_t>::max() / 4000)
+      throw std::invalid_argument("timeframe_s is too large");
+    if (!(pt > 0.0)) throw std::invalid_argument("point must be positive");
+    p_ms = timeframe * 1000;
+  }
+
+  // BarBuilder.add_tick: true (and the bar in `out`) when the tick closed the open bar. `t` must be
+  // at least INT64_MIN + p_ms (the caller's bound), so that its bar's open is representable.
+  bool add(int64_t t, double bid, double ask, double vol, Closed& out) {
+    const int64_t open_t = t - floor_mod(t, p_ms);
+    bool closed = false;
+    if (open) {
+      if (open_t < open_ms) {
+        ++late_ticks;
+        return false;
+      }
+      if (open_t > open_ms) {
+        out = Closed{open_ms, n, o, h, l, c, spread_sum, spread_max, volume};
+        open = false;
+        closed = true;
+      }
+    }
+    const double spread = ask - bid;
+    if (!open) {
+      open = true;
+      open_ms = open_t;
+      o = h = l = bid;
+      n = 0;
+      spread_sum = 0.0;
+      spread_max = spread;
+      volume = 0.0;
+    } else {  // Python's max(a, b) keeps a unless b > a; min(a, b) keeps a unless b < a
+      if (bid > h) h = bid;
+      if (bid < l) l = bid;
+      if (spread > spread_max) spread_max = spread;
+    }
+    c = bid;
+    ++n;
+    spread_sum += spread;
+    volume += vol;
+    return closed;
+  }
+
+  py::object to_bar(const Closed& b) const {
+    static const py::object round = py::module_::import("builtins").attr("round");
+    return bar_type(b.open_ms, timeframe_s, b.o, b.h, b.l, b.c, b.n, b.spread_mean(), b.spread_max,
+                    round(b.spread_max / point), b.volume);
+  }
+
+  static int64_t as_time(const py::handle& t) {
+    const int64_t v = t.cast<int64_t>();
+    if (v < std::numeric_limits<int64_t>::min() / 2) throw std::invalid_argument("tick time out of range");
+    return v;
+  }
+
+  // BarBuilder.add_tick for Python: the bars it closed (a list of 0 or 1).
+  py::list add_tick(const py::handle& t, double bid, double ask, double vol) {
+    py::list out;
+    Closed b;
+    if (add(as_time(t), bid, ask, vol, b)) out.append(to_bar(b));
+    return out;
+  }
+
+  // BarBuilder.add_ticks for Python: (bar, j) per bar closed, j the index of the tick that closed it.
+  py::list add_ticks(const py::sequence& times, const py::sequence& bids, const py::sequence& asks,
+                     const py::object& volumes) {
+    const size_t n = py::len(times);
+    if (py::len(bids) != n || py::len(asks) != n) throw std::invalid_argument("columns differ in length");
+    std::vector<double> vols;
+    if (!volumes.is_none()) {
+      vols = volumes.cast<std::vector<double>>();
+      if (vols.size() != n) throw std::invalid_argument("columns differ in length");
+    }
+    const auto ts = times.cast<std::vector<py::handle>>();
+    const auto bs = bids.cast<std::vector<double>>(), as = asks.cast<std::vector<double>>();
+    py::list out;
+    Closed b;
+    for (size_t j = 0; j < n; ++j)
+      if (add(as_time(ts[j]), bs[j], as[j], vols.empty() ? 0.0 : vols[j], b))
+        out.append(py::make_tuple(to_bar(b), j));
+    return out;
+  }
+
+  // BarBuilder.flush: closes the open bar now.
+  py::list flush() {
+    py::list out;
+    if (open) {
+      out.append(to_bar(Closed{open_ms, n, o, h, l, c, spread_sum, spread_max, volume}));
+      open = false;
+    }
+    return out;
+  }
+};
+
+// One symbol's state on a stream that the intakes (Kernel::intake_bars, ADR 0110; Kernel::intake_ticks,
+// ADR 0119) read and move: the watermarks and latest quote the server refuses out-of-order input by,
+// its bar builder, bar window and ring of feature rows. The server's SymbolState keeps these fields
+// here (it reads and writes them as properties), so the Python paths and the C++ intakes move one
+// state.
 struct Slot {
   py::object symbol;  // the symbol as a Python str, handed out with each prediction
   std::shared_ptr<BarWindows> windows;
   std::shared_ptr<RowRing> ring;
+  std::shared_ptr<TickBars> bars;  // the builder of bars from this symbol's ticks (None: no tick intake)
   int64_t last_bar_open_msc = -(int64_t{1} << 62);
   int64_t last_time_msc = -(int64_t{1} << 62);
+  uint64_t last_seq = 0;
   double bid = 0.0, ask = 0.0;
   // The model the state was last checked against (the server's count of models a stream has seen):
-  // the intake takes a bar only for a state checked against the model it runs.
+  // the intakes take input only for a state checked against the model it runs.
   int64_t model_seen = -1;
-  // Scratch of one intake call: the bar open its check pass has reached.
+  // Scratch of one intake call: the bar open, tick time and sequence its check pass has reached.
   uint64_t epoch = 0;
-  int64_t pending_open = 0;
+  int64_t pending_open = 0, pending_time = 0;
+  uint64_t pending_seq = 0;
 
-  Slot(py::object sym, std::shared_ptr<BarWindows> w, std::shared_ptr<RowRing> r)
-      : symbol(std::move(sym)), windows(std::move(w)), ring(std::move(r)) {}
+  Slot(py::object sym, std::shared_ptr<BarWindows> w, std::shared_ptr<RowRing> r, std::shared_ptr<TickBars> b)
+      : symbol(std::move(sym)), windows(std::move(w)), ring(std::move(r)), bars(std::move(b)) {}
 };
 
 // A stream's symbols for the bar intake: symbol -> Slot. The server adds a symbol when it creates
@@ -766,6 +886,73 @@ struct Kernel {
     return py::make_tuple(out, ready);
   }
 
+  // A bar an intake closed, ready to go in: its symbol's slot, its fields, and the quote its
+  // prediction is made at (a Bar's close and close + spread_mean; the closing tick's bid and ask).
+  struct Due {
+    Slot* slot;
+    int64_t open_ms, period_s;
+    double open, high, low, close, spread_mean, tick_volume, bid, ask;
+  };
+
+  // Whether a slot's window and ring fit this kernel (checked before an intake moves anything).
+  void check_fit(const Slot& s) const {
+    if (!s.windows || !s.ring || s.windows->W < needs() || s.ring->n_features != n_features())
+      throw std::invalid_argument("a symbol's window or ring does not fit the kernel");
+  }
+
+  // The second half of both intakes, as StreamState._features does it for the Python path: each bar,
+  // in order, goes into its symbol's window, its row into its ring, and a model input is copied when
+  // the ring holds `n_rows` rows. Returns (bars taken, x (m, n_rows, n_features) float32, and per
+  // input: symbols, times_msc (the bar's close), bids, asks, prices (open, close, spread_mean, low,
+  // high); the prices only with `want_prices`, an empty list otherwise).
+  py::object take(const std::vector<Due>& dues, int n_rows, bool want_prices) const {
+    const int nf = n_features();
+    const auto nb = static_cast<py::ssize_t>(dues.size());
+    const size_t per_input = static_cast<size_t>(n_rows) * nf;
+    py::array_t<float> x({nb, static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(nf)});
+    float* xo = x.mutable_data();
+    std::vector<double> row_buf(nf), lc, r1, tmp;
+    std::vector<const Due*> made;
+    made.reserve(dues.size());
+    for (const auto& d : dues) {
+      Slot& s = *d.slot;
+      BarWindows& win = *s.windows;
+      const bool full =
+          win.push(static_cast<double>(d.open_ms), d.high, d.low, d.close, d.spread_mean, d.tick_volume);
+      RowRing& ring = *s.ring;
+      if (!full) {
+        ring.count = 0;  // still warming up: need n_rows complete rows again
+        continue;
+      }
+      if (static_cast<int>(tmp.size()) < win.W) {
+        lc.resize(win.W);
+        r1.resize(win.W);
+        tmp.resize(win.W);
+      }
+      row_at(win, row_buf.data(), lc, r1, tmp);
+      ring.push(row_buf.data());
+      // Copied now: a later bar of the same symbol in this request moves the ring on.
+      if (const float* in = ring.window(n_rows)) {
+        std::copy_n(in, per_input, xo + made.size() * per_input);
+        made.push_back(&d);
+      }
+    }
+    const auto m = static_cast<py::ssize_t>(made.size());
+    py::list symbols(m), times(m), bids(m), asks(m), prices(want_prices ? m : 0);
+    for (py::ssize_t i = 0; i < m; ++i) {
+      const Due& d = *made[i];
+      PyList_SET_ITEM(symbols.ptr(), i, d.slot->symbol.inc_ref().ptr());
+      PyList_SET_ITEM(times.ptr(), i, py::int_(d.open_ms + d.period_s * 1000).release().ptr());
+      PyList_SET_ITEM(bids.ptr(), i, py::float_(d.bid).release().ptr());
+      PyList_SET_ITEM(asks.ptr(), i, py::float_(d.ask).release().ptr());
+      if (want_prices)
+        PyList_SET_ITEM(prices.ptr(), i,
+                        py::make_tuple(d.open, d.close, d.spread_mean, d.low, d.high).release().ptr());
+    }
+    py::object xs = x[py::slice(0, m, 1)];
+    return py::make_tuple(nb, xs, symbols, times, bids, asks, prices);
+  }
+
   // The bar intake (ADR 0110): a serialised StreamPredictRequest carrying bars only, taken whole or
   // not at all. Check pass: every bar must pass the server's bar checks for a model of `timeframe_s`
   // (the same tests, in the same order of evaluation, as StreamState._bar's), belong to a symbol of
@@ -773,10 +960,7 @@ struct Kernel {
   // come more than once). If any does not, or the bytes hold anything but bars (ticks) or more than
   // `max_bars` bars, nothing changed and None is returned: the Python path then takes the request
   // and words its refusals. Otherwise each bar, in order, moves its symbol's state as _bar and
-  // _close do, goes into its window, its row into its ring, and a model input is copied when the
-  // ring holds `n_rows` rows. Returns (bars taken, x (m, n_rows, n_features) float32, and per input:
-  // symbols, times_msc (the bar's close), bids, asks, prices (open, close, spread_mean, low, high); the
-  // prices only with `want_prices` (the shadow evaluator's; an empty list otherwise).
+  // _close do, and goes in as `take` says (its result is returned).
   py::object intake_bars(Intake& intake, const py::bytes& request, int64_t timeframe_s, int n_rows,
                          int64_t model_seen, Py_ssize_t max_bars, bool want_prices) const {
     const std::string_view req = bytes_view(request);
@@ -789,7 +973,7 @@ struct Kernel {
       uint64_t tag;
       if (!w.varint(tag)) return py::none();
       const int field = static_cast<int>(tag >> 3), wt = static_cast<int>(tag & 7);
-      if (field == 2) return py::none();  // ticks: the Python path
+      if (field == 2) return py::none();  // ticks: the tick intake or the Python path
       if (field != 3) {
         if (!w.skip(wt)) return py::none();
         continue;
@@ -820,65 +1004,166 @@ struct Kernel {
       bars.push_back(bar);
     }
     if (bars.empty()) return py::none();  // EMPTY_REQUEST and the like: the Python path words it
-    const int nf = n_features();
-    const int need = needs();
-    const auto nb = static_cast<py::ssize_t>(bars.size());
-    for (const auto& bar : bars) {
-      const Slot& s = *bar.slot;
-      if (!s.windows || !s.ring || s.windows->W < need || s.ring->n_features != nf)
-        throw std::invalid_argument("a symbol's window or ring does not fit the kernel");
-    }
-    const size_t per_input = static_cast<size_t>(n_rows) * nf;
-    py::array_t<float> x({nb, static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(nf)});
-    float* xo = x.mutable_data();
-    std::vector<double> row_buf(nf), lc, r1, tmp;
-    std::vector<const WireBar*> made;
-    made.reserve(bars.size());
+    for (const auto& bar : bars) check_fit(*bar.slot);
+    std::vector<Due> dues;
+    dues.reserve(bars.size());
     for (const auto& bar : bars) {
       Slot& s = *bar.slot;
-      const int64_t period_ms = static_cast<int64_t>(bar.period_s) * 1000;
+      const auto period = static_cast<int64_t>(bar.period_s);
       s.last_bar_open_msc = bar.open_time_msc;
-      const int64_t end = bar.open_time_msc + period_ms - 1;
+      const int64_t end = bar.open_time_msc + period * 1000 - 1;
       if (end > s.last_time_msc) s.last_time_msc = end;
       s.bid = bar.close;
       s.ask = bar.close + bar.spread_mean;
-      BarWindows& win = *s.windows;
-      const bool full = win.push(static_cast<double>(bar.open_time_msc), bar.high, bar.low, bar.close,
-                                 bar.spread_mean, static_cast<double>(bar.tick_volume));
-      RowRing& ring = *s.ring;
-      if (!full) {
-        ring.count = 0;  // still warming up: need n_rows complete rows again
+      dues.push_back(Due{&s, bar.open_time_msc, period, bar.open, bar.high, bar.low, bar.close,
+                         bar.spread_mean, static_cast<double>(bar.tick_volume), s.bid, s.ask});
+    }
+    return take(dues, n_rows, want_prices);
+  }
+
+  // The tick intake (ADR 0119): a serialised StreamPredictRequest carrying tick batches only, taken
+  // whole or not at all, as intake_bars takes bars. Check pass: every batch must hold 1 to
+  // `max_ticks` ticks in columns of the lengths StreamState._ticks accepts (packed, each at most
+  // once), belong to a symbol of `intake` checked against model `model_seen` whose builder makes
+  // bars of `timeframe_s`, and pass _ticks' test for its fast path: every price finite and positive,
+  // no bid above its ask, times non-decreasing from the symbol's last tick time, sequences (if any)
+  // strictly increasing from its last sequence (a symbol may come in more than one batch). If any
+  // does not, nothing changed and None is returned (the Python path words the refusals). Otherwise
+  // each batch moves its symbol's watermarks, quote and bar builder as _ticks does, each bar it
+  // closes after the symbol's last bar goes in as `take` says, and `take`'s result is returned.
+  py::object intake_ticks(Intake& intake, const py::bytes& request, int64_t timeframe_s, int n_rows,
+                          int64_t model_seen, Py_ssize_t max_ticks, bool want_prices) const {
+    const std::string_view req = bytes_view(request);
+    const auto* data = reinterpret_cast<const uint8_t*>(req.data());
+    Wire w{data, data + req.size()};
+    struct Batch {
+      Slot* slot;
+      size_t at, n;        // its ticks in the decoded columns
+      const uint8_t* vol;  // its packed volumes, or nullptr
+    };
+    std::vector<Batch> batches;
+    std::vector<int64_t> times;
+    std::vector<uint64_t> seqs;
+    std::vector<double> bids, asks;
+    const uint64_t epoch = ++intake.epoch;
+    std::string key;
+    while (w.p < w.end) {
+      uint64_t tag;
+      if (!w.varint(tag)) return py::none();
+      const int field = static_cast<int>(tag >> 3), wt = static_cast<int>(tag & 7);
+      if (field == 3) return py::none();  // bars: the bar intake or the Python path
+      if (field != 2) {
+        if (!w.skip(wt)) return py::none();
         continue;
       }
-      if (static_cast<int>(tmp.size()) < win.W) {
-        lc.resize(win.W);
-        r1.resize(win.W);
-        tmp.resize(win.W);
+      const uint8_t* b;
+      size_t len;
+      if (wt != 2 || !w.bytes(b, len)) return py::none();
+      // One TickBatch: its columns as packed runs (a column given twice or unpacked: the Python path).
+      Wire tb{b, b + len};
+      std::string_view symbol;
+      const uint8_t* col[9] = {};
+      size_t col_len[9] = {};
+      while (tb.p < tb.end) {
+        uint64_t t;
+        if (!tb.varint(t)) return py::none();
+        const int f = static_cast<int>(t >> 3), fwt = static_cast<int>(t & 7);
+        if (f == 1) {
+          const uint8_t* s;
+          size_t n;
+          if (fwt != 2 || !tb.bytes(s, n)) return py::none();
+          symbol = std::string_view(reinterpret_cast<const char*>(s), n);
+        } else if (f >= 2 && f <= 8) {
+          if (fwt != 2 || col[f] != nullptr || !tb.bytes(col[f], col_len[f])) return py::none();
+        } else if (!tb.skip(fwt)) {
+          return py::none();
+        }
       }
-      row_at(win, row_buf.data(), lc, r1, tmp);
-      ring.push(row_buf.data());
-      // Copied now: a later bar of the same symbol in this request moves the ring on.
-      if (const float* in = ring.window(n_rows)) {
-        std::copy_n(in, per_input, xo + made.size() * per_input);
-        made.push_back(&bar);
+      const size_t at = times.size();
+      {  // time_msc: varints
+        Wire v{col[2], col[2] + col_len[2]};
+        uint64_t x;
+        while (v.p < v.end) {
+          if (!v.varint(x)) return py::none();
+          times.push_back(static_cast<int64_t>(x));
+        }
+      }
+      const size_t n = times.size() - at;
+      if (n == 0 || static_cast<Py_ssize_t>(n) > max_ticks) return py::none();  // EMPTY_ or OVERSIZED_BATCH
+      // bid and ask: n doubles each; last and volume: none or n; flags and sequence: none or n varints.
+      auto doubles = [&](int f) { return col_len[f] % 8 == 0 ? col_len[f] / 8 : SIZE_MAX; };
+      auto varints = [&](int f) {
+        size_t k = 0;
+        for (size_t i = 0; i < col_len[f]; ++i) k += (col[f][i] & 0x80) == 0;
+        return col_len[f] > 0 && (col[f][col_len[f] - 1] & 0x80) ? SIZE_MAX : k;
+      };
+      const size_t nl = doubles(5), nv = doubles(6), nfl = varints(7), ns = varints(8);
+      if (doubles(3) != n || doubles(4) != n || (nl && nl != n) || (nv && nv != n) || (nfl && nfl != n) ||
+          (ns && ns != n))
+        return py::none();  // MALFORMED_BATCH
+      key.assign(symbol.data(), symbol.size());
+      const auto it = intake.slots.find(key);
+      if (it == intake.slots.end()) return py::none();
+      Slot* slot = it->second.get();
+      if (slot->model_seen != model_seen || !slot->bars || slot->bars->timeframe_s != timeframe_s)
+        return py::none();
+      for (size_t j = 0; j < n; ++j) {
+        double bid, ask;
+        std::memcpy(&bid, col[3] + 8 * j, 8);  // little-endian hosts only (x86-64, arm64)
+        std::memcpy(&ask, col[4] + 8 * j, 8);
+        if (!(std::isfinite(bid) && std::isfinite(ask) && bid > 0.0 && ask > 0.0 && bid <= ask))
+          return py::none();  // NON_FINITE_PRICE, NON_POSITIVE_PRICE, CROSSED_QUOTE
+        bids.push_back(bid);
+        asks.push_back(ask);
+      }
+      const int64_t last_time = slot->epoch == epoch ? slot->pending_time : slot->last_time_msc;
+      if (times[at] < last_time) return py::none();  // TIME_WENT_BACKWARDS
+      for (size_t j = at + 1; j < at + n; ++j)
+        if (times[j] < times[j - 1]) return py::none();
+      // Every time at or after last_time (>= -2^62): its bar opens in range; and its bar's close in range.
+      if (times[at + n - 1] > std::numeric_limits<int64_t>::max() - slot->bars->p_ms) return py::none();
+      const size_t seq_at = seqs.size();
+      if (ns) {
+        Wire v{col[8], col[8] + col_len[8]};
+        uint64_t x;
+        while (v.p < v.end) {
+          if (!v.varint(x)) return py::none();
+          seqs.push_back(x);
+        }
+        const uint64_t last_seq = slot->epoch == epoch ? slot->pending_seq : slot->last_seq;
+        if (seqs[seq_at] <= last_seq) return py::none();  // DUPLICATE_SEQUENCE
+        for (size_t j = seq_at + 1; j < seqs.size(); ++j)
+          if (seqs[j] <= seqs[j - 1]) return py::none();
+      }
+      if (slot->epoch != epoch) slot->pending_seq = slot->last_seq;
+      slot->epoch = epoch;
+      slot->pending_time = times[at + n - 1];
+      if (ns) slot->pending_seq = seqs.back();
+      batches.push_back(Batch{slot, at, n, nv ? col[6] : nullptr});
+    }
+    if (batches.empty()) return py::none();  // EMPTY_REQUEST and the like: the Python path words it
+    for (const auto& bt : batches) check_fit(*bt.slot);
+    std::vector<Due> dues;
+    for (const auto& bt : batches) {
+      Slot& s = *bt.slot;
+      TickBars& builder = *s.bars;
+      const size_t last = bt.at + bt.n - 1;
+      s.last_time_msc = times[last];
+      s.bid = bids[last];
+      s.ask = asks[last];
+      TickBars::Closed bar;
+      for (size_t j = bt.at; j <= last; ++j) {
+        double vol = 0.0;
+        if (bt.vol != nullptr) std::memcpy(&vol, bt.vol + 8 * (j - bt.at), 8);
+        if (!builder.add(times[j], bids[j], asks[j], vol, bar)) continue;
+        if (bar.open_ms <= s.last_bar_open_msc) continue;  // that period already came as a Bar: never twice
+        s.last_bar_open_msc = bar.open_ms;
+        dues.push_back(Due{&s, bar.open_ms, builder.timeframe_s, bar.o, bar.h, bar.l, bar.c,
+                           bar.spread_mean(), static_cast<double>(bar.n), bids[j], asks[j]});
       }
     }
-    const auto m = static_cast<py::ssize_t>(made.size());
-    py::list symbols(m), times(m), bids(m), asks(m), prices(want_prices ? m : 0);
-    for (py::ssize_t i = 0; i < m; ++i) {
-      const WireBar& bar = *made[i];
-      const double c = bar.close, sp = bar.spread_mean;
-      PyList_SET_ITEM(symbols.ptr(), i, bar.slot->symbol.inc_ref().ptr());
-      PyList_SET_ITEM(
-          times.ptr(), i,
-          py::int_(bar.open_time_msc + static_cast<int64_t>(bar.period_s) * 1000).release().ptr());
-      PyList_SET_ITEM(bids.ptr(), i, py::float_(c).release().ptr());
-      PyList_SET_ITEM(asks.ptr(), i, py::float_(c + sp).release().ptr());
-      if (want_prices)
-        PyList_SET_ITEM(prices.ptr(), i, py::make_tuple(bar.open, c, sp, bar.low, bar.high).release().ptr());
-    }
-    py::object xs = x[py::slice(0, m, 1)];
-    return py::make_tuple(nb, xs, symbols, times, bids, asks, prices);
+    for (const auto& bt : batches) bt.slot->last_seq = bt.slot->pending_seq;  // the check pass's last
+    return take(dues, n_rows, want_prices);
   }
 
   // The predictions of one model run as StreamPredictResponse bytes (field 2, repeated Prediction;
@@ -1163,12 +1448,34 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
       .def(py::init<int, int>(), py::arg("capacity"), py::arg("n_features"))
       .def_readonly("capacity", &RowRing::capacity)
       .def_readonly("count", &RowRing::count);
+  py::class_<TickBars, std::shared_ptr<TickBars>>(mod, "TickBars")
+      .def(py::init<int64_t, double, py::object>(), py::arg("timeframe_s"), py::arg("point"),
+           py::arg("bar_type"))
+      .def_readonly("timeframe_s", &TickBars::timeframe_s)
+      .def_readonly("point", &TickBars::point)
+      .def_readonly("late_ticks", &TickBars::late_ticks)
+      .def("add_tick", &TickBars::add_tick, py::arg("time_msc"), py::arg("bid"), py::arg("ask"),
+           py::arg("volume") = 0.0, "BarBuilder.add_tick: the bars the tick closed (0 or 1).")
+      .def("add_ticks", &TickBars::add_ticks, py::arg("times"), py::arg("bids"), py::arg("asks"),
+           py::arg("volumes") = py::none(), "BarBuilder.add_ticks: (bar, j) per bar closed.")
+      .def("flush", &TickBars::flush, "BarBuilder.flush: close the open bar now.")
+      .def(
+          "state",
+          [](const TickBars& b) {
+            return py::make_tuple(b.open ? py::cast(b.open_ms) : py::none(), b.o, b.h, b.l, b.c, b.n,
+                                  b.spread_sum, b.spread_max, b.volume, b.late_ticks);
+          },
+          "(open bar's ms or None, open, high, low, close, ticks, spread sum, spread max, volume, "
+          "late ticks), as BarBuilder's fields, for tests.");
   py::class_<Slot, std::shared_ptr<Slot>>(mod, "Slot")
-      .def(py::init<py::object, std::shared_ptr<BarWindows>, std::shared_ptr<RowRing>>(), py::arg("symbol"),
-           py::arg("windows"), py::arg("ring"))
+      .def(py::init<py::object, std::shared_ptr<BarWindows>, std::shared_ptr<RowRing>,
+                    std::shared_ptr<TickBars>>(),
+           py::arg("symbol"), py::arg("windows"), py::arg("ring"), py::arg("bars") = nullptr)
       .def_readonly("symbol", &Slot::symbol)
       .def_readonly("windows", &Slot::windows)
+      .def_readonly("bars", &Slot::bars)
       .def_readwrite("ring", &Slot::ring)
+      .def_readwrite("last_seq", &Slot::last_seq)
       .def_readwrite("last_bar_open_msc", &Slot::last_bar_open_msc)
       .def_readwrite("last_time_msc", &Slot::last_time_msc)
       .def_readwrite("bid", &Slot::bid)
@@ -1230,6 +1537,11 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
            py::arg("n_rows"), py::arg("model_seen"), py::arg("max_bars"), py::arg("want_prices") = true,
            "Take a serialised bars-only StreamPredictRequest whole (ADR 0110), or None (nothing changed): "
            "(bars taken, x, symbols, times_msc, bids, asks, prices); prices empty unless want_prices.")
+      .def("intake_ticks", &Kernel::intake_ticks, py::arg("intake"), py::arg("request"),
+           py::arg("timeframe_s"), py::arg("n_rows"), py::arg("model_seen"), py::arg("max_ticks"),
+           py::arg("want_prices") = true,
+           "Take a serialised ticks-only StreamPredictRequest whole (ADR 0119), or None (nothing changed): "
+           "(bars taken, x, symbols, times_msc, bids, asks, prices) as intake_bars.")
       .def("rows", &Kernel::rows, py::arg("windows"),
            "Feature rows (m, n_features) for a sequence of windows (6, W) or (8, W) float64 (a stacked "
            "(m, rows, W) array works too).");

@@ -79,15 +79,25 @@ def row_ring(capacity: int, n_features: int) -> Any:
     return _MODULE[0].RowRing(capacity, n_features)
 
 
-def slot(symbol: str, windows: Any, ring: Any) -> Any:
-    """One symbol's stream state for the bar intake (``Slot``: watermarks, quote, its ``BarWindows``
-    and ``RowRing``; ADR 0110). Only after ``load()`` returned the kernel."""
-    return _MODULE[0].Slot(symbol, windows, ring)
+def tick_bars(timeframe_s: int, point: float = 1e-5) -> Any:
+    """One symbol's bar builder from ticks in C++ (``TickBars``, ADR 0119): ``BarBuilder``'s rule and
+    arithmetic, the same bars bit for bit, with its ``add_tick``, ``add_ticks``, ``flush`` and
+    ``late_ticks``; the tick intake (``Kernel.intake_ticks``) moves it too. Only after ``load()``
+    returned the kernel."""
+    from kairos.features.bars import Bar
+
+    return _MODULE[0].TickBars(timeframe_s, point, Bar)
+
+
+def slot(symbol: str, windows: Any, ring: Any, bars: Any = None) -> Any:
+    """One symbol's stream state for the intakes (``Slot``: watermarks, quote, its ``BarWindows``,
+    ``RowRing`` and ``TickBars``; ADRs 0110, 0119). Only after ``load()`` returned the kernel."""
+    return _MODULE[0].Slot(symbol, windows, ring, bars)
 
 
 def intake() -> Any:
-    """A stream's symbol -> ``Slot`` table for ``Kernel.intake_bars`` (ADR 0110). Only after ``load()``
-    returned the kernel."""
+    """A stream's symbol -> ``Slot`` table for ``Kernel.intake_bars`` and ``Kernel.intake_ticks`` (ADRs
+    0110, 0119). Only after ``load()`` returned the kernel."""
     return _MODULE[0].Intake()
 
 

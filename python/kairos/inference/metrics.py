@@ -156,6 +156,14 @@ class Metrics:
             ["path"],
             registry=r,
         )
+        self.tick_intake = Counter(
+            "kairos_inference_tick_intake_total",
+            "Requests of ticks only, by the path that took them: c++ (the tick intake took every tick, "
+            "ADR 0119) or python (a refusal to word, a new symbol or model, a model with more than the "
+            "base block).",
+            ["path"],
+            registry=r,
+        )
         self.warmup_bars = Counter(
             "kairos_inference_warmup_bars_total",
             "Bars closed by warm-up requests (StreamPredictRequest.warmup, ADR 0105): state, no prediction.",

@@ -45,11 +45,12 @@ def symbol_problem(symbol: str) -> str | None:
 class _Slot:
     """``SymbolState``'s watermarks and quote without the C++ kernel (with it: ``native.slot``)."""
 
-    __slots__ = ("ask", "bid", "last_bar_open_msc", "last_time_msc", "model_seen", "ring")
+    __slots__ = ("ask", "bid", "last_bar_open_msc", "last_seq", "last_time_msc", "model_seen", "ring")
 
     def __init__(self) -> None:
         self.last_bar_open_msc = -(2**62)
         self.last_time_msc = -(2**62)
+        self.last_seq = 0
         self.bid = 0.0
         self.ask = 0.0
         self.model_seen = -1
@@ -65,7 +66,6 @@ class SymbolState:
         "count",
         "daily",
         "feed",
-        "last_seq",
         "n_features",
         "pos",
         "ring",
@@ -87,17 +87,19 @@ class SymbolState:
         # contiguous slice: a model input is a single copy.
         # With the C++ kernel the ring is in C++ (``rows_ring``, the same layout): a request's rows go
         # in and its model inputs come out in one call (``pipeline.native_inputs``). The watermarks
-        # and the latest quote (last_bar_open_msc, last_time_msc, bid, ask) live in ``slot``, a C++
-        # ``Slot`` that the bar intake (ADR 0110) moves too, so every path moves one state.
+        # and the latest quote (last_bar_open_msc, last_time_msc, last_seq, bid, ask) live in ``slot``,
+        # a C++ ``Slot`` that the bar and tick intakes (ADRs 0110, 0119) move too, with the feed's bar
+        # builder, so every path moves one state.
         if NATIVE is not None:
-            self.slot = native.slot(symbol, self.feed.windows, native.row_ring(self.capacity, n_features))
+            self.slot = native.slot(
+                symbol, self.feed.windows, native.row_ring(self.capacity, n_features), self.feed.builder
+            )
             self.ring = None
         else:
             self.slot = _Slot()
             self.ring = np.zeros((2 * self.capacity, n_features), dtype=np.float32)
         self.pos = -1
         self.count = 0  # consecutive complete rows ending at pos
-        self.last_seq = 0
 
     @property
     def rows_ring(self) -> Any:
@@ -118,6 +120,14 @@ class SymbolState:
     @last_time_msc.setter
     def last_time_msc(self, v: int) -> None:
         self.slot.last_time_msc = v
+
+    @property
+    def last_seq(self) -> int:
+        return int(self.slot.last_seq)
+
+    @last_seq.setter
+    def last_seq(self, v: int) -> None:
+        self.slot.last_seq = v
 
     @property
     def bid(self) -> float:
@@ -228,9 +238,10 @@ class StreamState:
         self.symbols: dict[str, SymbolState] = {}
         # Every symbol's latest base rows, for models with the cross block (ADR 0104); made on first use.
         self.board: CrossBoard | None = None
-        # The bar intake in C++ (ADR 0110): a request of bars only, every one of them good, is taken
-        # in one call from its bytes; any other request (ticks, a refusal to word, a new symbol, a new
-        # model) goes the Python way below. Both move the same state (``SymbolState.slot``).
+        # The intakes in C++ (ADRs 0110, 0119): a request of bars only, or of ticks only, every one of
+        # them good, is taken in one call from its bytes; any other request (both at once, a refusal
+        # to word, a new symbol, a new model) goes the Python way below. Every path moves the same
+        # state (``SymbolState.slot``).
         self.intake = native.intake() if NATIVE is not None and bar_intake else None
         # Models this stream has run, counted: a symbol's slot carries the count it was last checked
         # against (its card, timeframe, rows, blocks), and the intake takes it only for that model.
@@ -238,6 +249,8 @@ class StreamState:
         self._last_model: ServedModel | None = None
         self._intake_cpp = metrics.bar_intake.labels("c++")
         self._intake_python = metrics.bar_intake.labels("python")
+        self._ticks_cpp = metrics.tick_intake.labels("c++")
+        self._ticks_python = metrics.tick_intake.labels("python")
 
     def close(self) -> None:
         self.metrics.symbol_states.dec(len(self.symbols))
@@ -395,23 +408,23 @@ class StreamState:
         if model is not self._last_model:
             self._last_model = model
             self.model_seen += 1
-        if self.intake is not None and not req.ticks:
+        if self.intake is not None and not (req.ticks and req.bars):
             taken = None
             if model.blocks == ("base",):
-                taken = NATIVE.intake_bars(
+                taken = (NATIVE.intake_ticks if req.ticks else NATIVE.intake_bars)(
                     self.intake,
                     raw if raw is not None else req.SerializeToString(),
                     model.timeframe_s,
                     model.rows,
                     self.model_seen,
-                    self.max_bars,
+                    self.max_ticks if req.ticks else self.max_bars,
                     self.keep_prices,
                 )
             if taken is not None:
-                self._intake_cpp.inc()
+                (self._ticks_cpp if req.ticks else self._intake_cpp).inc()
                 self._taken(work, req, taken)
                 return work
-            self._intake_python.inc()
+            (self._ticks_python if req.ticks else self._intake_python).inc()
         for i, batch in enumerate(req.ticks):
             self._ticks(work, i, batch, model)
         if len(req.bars) > self.max_bars:
@@ -491,10 +504,12 @@ class StreamState:
             or st.timeframe_s != model.timeframe_s
             or st.capacity < model.rows
             or st.blocks != model.blocks
+            or (model.symbols and sym not in model.symbols and not self.any_symbol)  # a narrower card
         ):
             st = self._state_for(work, fld, sym, model)
             if st is None:
                 return
+        st.slot.model_seen = self.model_seen  # checked against this model: the intakes may take its input
         times = list(times_col)
         bids = list(bid_col)
         asks = list(ask_col)

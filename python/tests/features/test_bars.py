@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]  # no stubs in the lock; kept Any
 import pytest
 
-from kairos.features import Bar, BarBuilder
+from kairos.features import Bar, BarBuilder, native
 
 M1 = 60_000
 
@@ -124,3 +124,54 @@ def test_add_ticks_makes_the_bars_of_add_tick_bit_for_bit_in_any_split(
     assert batched.flush() == one.flush()
     if shuffle:
         assert one.late_ticks > 0
+
+
+@pytest.mark.parametrize(
+    ("timeframe_s", "with_volume", "shuffle"),
+    [(60, False, False), (60, True, False), (300, True, False), (60, True, True)],
+    ids=["m1", "m1-volume", "m5-volume", "m1-out-of-order-batches"],
+)
+def test_the_cpp_tick_bars_make_bar_builders_bars_bit_for_bit(
+    eurusd_ticks: pd.DataFrame, timeframe_s: int, with_volume: bool, shuffle: bool
+) -> None:
+    # The inference server's builder in C++ (TickBars, ADR 0119) against BarBuilder, the definition:
+    # tick by tick and in batches of random sizes, the same bars at the same ticks and the same state
+    # after every batch, late ticks and the final flush included.
+    assert native.load() is not None, "the C++ feature kernel is not built: run `make cpp-build`"
+    rng = np.random.default_rng(11)
+    times = [int(t) for t in eurusd_ticks["time_msc"]]
+    bids, asks = eurusd_ticks["bid"].astype(float).tolist(), eurusd_ticks["ask"].astype(float).tolist()
+    vols = (rng.integers(0, 5, len(times)) * 0.5).tolist() if with_volume else None
+    want_b = BarBuilder(timeframe_s)
+    per_tick, batched = native.tick_bars(timeframe_s), native.tick_bars(timeframe_s)
+    j = closes = 0
+    while j < len(times):
+        k = min(len(times), j + int(rng.integers(1, 121)))
+        idx = list(range(j, k))
+        if shuffle and rng.random() < 0.2:
+            rng.shuffle(idx)
+        t, b, a = [times[i] for i in idx], [bids[i] for i in idx], [asks[i] for i in idx]
+        v = [vols[i] for i in idx] if vols is not None else None
+        want, got_one = [], []
+        for m in range(len(idx)):
+            vm = v[m] if v is not None else 0
+            want += [(bar, m) for bar in want_b.add_tick(t[m], b[m], a[m], vm)]
+            got_one += [(bar, m) for bar in per_tick.add_tick(t[m], b[m], a[m], vm)]
+        assert got_one == want
+        assert batched.add_ticks(t, b, a, v) == want
+        assert per_tick.state() == batched.state() == _state(want_b)
+        closes += len(want)
+        j = k
+    assert closes > 50
+    assert batched.late_ticks == want_b.late_ticks
+    assert batched.flush() == per_tick.flush() == want_b.flush()
+    assert batched.flush() == [] and batched.state()[0] is None
+    if shuffle:
+        assert want_b.late_ticks > 0
+
+
+@pytest.mark.parametrize(("timeframe_s", "point"), [(0, 1e-5), (60, 0.0), (60, float("nan"))])
+def test_the_cpp_tick_bars_reject_a_nonsense_configuration(timeframe_s: int, point: float) -> None:
+    assert native.load() is not None, "the C++ feature kernel is not built: run `make cpp-build`"
+    with pytest.raises(ValueError):
+        native.tick_bars(timeframe_s, point)
