@@ -270,7 +270,8 @@ def _run_workers(cfg: InferenceConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``kairos-inference``."""
+    """The server's command line; ``kairos-inference`` runs it through ``kairos.inference.cli``, which
+    sets grpc's environment first (ADR 0120)."""
     try:
         cfg = load_config(argv)
     except ConfigError as e:
@@ -280,7 +281,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cfg.workers > 1:
         sys.exit(_run_workers(cfg))
     sys.exit(run_serve(cfg))
-
-
-if __name__ == "__main__":
-    main()

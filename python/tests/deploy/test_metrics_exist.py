@@ -187,7 +187,7 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             [
                 sys.executable,
                 "-m",
-                "kairos.inference.server",
+                "kairos.inference.cli",
                 "--model",
                 str(MODEL),
                 "--grpc-addr",
