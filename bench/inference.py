@@ -84,6 +84,7 @@ import pandas as pd  # type: ignore[import-untyped]
 
 from kairos.features import SCHEMA, ModelCard, compute_features, to_epoch_ms
 from kairos.features.drift import distribution
+from kairos.inference import cli
 from kairos.inference.auth import BearerAuthInterceptor
 from kairos.inference.model import session_options
 from kairos.inference.v1 import inference_pb2 as pb
@@ -548,10 +549,10 @@ async def _echo_serve(port: int) -> None:
 @contextlib.contextmanager
 def echo_server(cpus: str = "") -> Iterator[int]:
     """A process serving StreamPredict by answering every request at once with its id and nothing else,
-    on grpc.aio and uvloop with the bearer check, as kairos-inference: the round trip of the server's
-    stack without its work."""
+    on grpc.aio and uvloop with the bearer check and grpc's settings (ADR 0120), as kairos-inference:
+    the round trip of the server's stack without its work."""
     port = free_port()
-    env = {**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN}
+    env = {"GRPC_EXPERIMENTS": cli.GRPC_EXPERIMENTS, **os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN}
     proc = subprocess.Popen(pinned([sys.executable, __file__, "--echo-server", str(port)], cpus), env=env)
     try:
         wait_for_port(port, proc, timeout=60)  # fails at once if the echo server exits
