@@ -39,6 +39,18 @@ from kairos.training.data import read_ticks
 WARM, CHUNKS, PER_CHUNK = 400, 40, 40
 
 
+def _stream(python_intake: bool) -> StreamState:
+    return StreamState(
+        Metrics(),
+        allowed_symbols=frozenset(),
+        max_ticks_per_batch=10_000,
+        max_bars_per_request=1_000,
+        max_symbols=128,
+        any_symbol=True,
+        bar_intake=not python_intake,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--python-intake", action="store_true", help="the Python path, not the C++ intakes")
@@ -52,14 +64,7 @@ def main() -> None:
         return
     n = WARM + CHUNKS * PER_CHUNK
     msgs = bench.bar_msgs(bench.gbpusd_bars(n), 0, n, bench.SYMBOLS)
-    state = StreamState(
-        Metrics(),
-        allowed_symbols=frozenset(),
-        max_ticks_per_batch=10_000,
-        max_bars_per_request=1_000,
-        max_symbols=128,
-        bar_intake=not args.python_intake,
-    )
+    state = _stream(args.python_intake)
     for m in msgs[:WARM]:
         state.process(m, model)
     per_request = []
@@ -97,15 +102,7 @@ def ticks(model: object, python_intake: bool, laps: int = 6, push: int = 40) -> 
             )
             seq += push
             raws.append(pb.StreamPredictRequest(request_id=len(raws) + 1, ticks=[batch]).SerializeToString())
-    state = StreamState(
-        Metrics(),
-        allowed_symbols=frozenset(),
-        max_ticks_per_batch=10_000,
-        max_bars_per_request=1_000,
-        max_symbols=128,
-        any_symbol=True,
-        bar_intake=not python_intake,
-    )
+    state = _stream(python_intake)
     quiet, made = [], []
     for raw in raws:
         t0 = time.perf_counter()

@@ -463,6 +463,27 @@ struct Wire {
   }
 };
 
+// StreamPredictRequest's fields the intakes read: its tick batches and its bars.
+constexpr int kTicksField = 2, kBarsField = 3;
+
+// The next item (a length-delimited field `want`) of a StreamPredictRequest, the other fields skipped:
+// 1 with its bytes in (b, n); 0 at the end; -1 if the bytes are unreadable or hold field `refuse`
+// (the other intake's input: the request is not this intake's).
+int next_item(Wire& w, int want, int refuse, const uint8_t*& b, size_t& n) {
+  while (w.p < w.end) {
+    uint64_t tag;
+    if (!w.varint(tag)) return -1;
+    const int field = static_cast<int>(tag >> 3), wt = static_cast<int>(tag & 7);
+    if (field == refuse) return -1;
+    if (field != want) {
+      if (!w.skip(wt)) return -1;
+      continue;
+    }
+    return wt == 2 && w.bytes(b, n) ? 1 : -1;
+  }
+  return 0;
+}
+
 // One kairos.marketdata.v1.Bar as the intake uses it (the other fields are skipped).
 struct WireBar {
   std::string_view symbol;
@@ -969,18 +990,10 @@ struct Kernel {
     std::vector<WireBar> bars;
     const uint64_t epoch = ++intake.epoch;
     std::string key;
-    while (w.p < w.end) {
-      uint64_t tag;
-      if (!w.varint(tag)) return py::none();
-      const int field = static_cast<int>(tag >> 3), wt = static_cast<int>(tag & 7);
-      if (field == 2) return py::none();  // ticks: the tick intake or the Python path
-      if (field != 3) {
-        if (!w.skip(wt)) return py::none();
-        continue;
-      }
-      const uint8_t* b;
-      size_t n;
-      if (wt != 2 || !w.bytes(b, n)) return py::none();
+    const uint8_t* b;
+    size_t n;
+    int got;
+    while ((got = next_item(w, kBarsField, kTicksField, b, n)) == 1) {          // ticks: the tick intake's
       if (static_cast<Py_ssize_t>(bars.size()) >= max_bars) return py::none();  // OVERSIZED_BATCH
       WireBar bar;
       if (!parse_bar(b, n, bar)) return py::none();
@@ -1003,6 +1016,7 @@ struct Kernel {
       bar.slot = slot;
       bars.push_back(bar);
     }
+    if (got < 0) return py::none();
     if (bars.empty()) return py::none();  // EMPTY_REQUEST and the like: the Python path words it
     for (const auto& bar : bars) check_fit(*bar.slot);
     std::vector<Due> dues;
@@ -1047,18 +1061,10 @@ struct Kernel {
     std::vector<double> bids, asks;
     const uint64_t epoch = ++intake.epoch;
     std::string key;
-    while (w.p < w.end) {
-      uint64_t tag;
-      if (!w.varint(tag)) return py::none();
-      const int field = static_cast<int>(tag >> 3), wt = static_cast<int>(tag & 7);
-      if (field == 3) return py::none();  // bars: the bar intake or the Python path
-      if (field != 2) {
-        if (!w.skip(wt)) return py::none();
-        continue;
-      }
-      const uint8_t* b;
-      size_t len;
-      if (wt != 2 || !w.bytes(b, len)) return py::none();
+    const uint8_t* b;
+    size_t len;
+    int got;
+    while ((got = next_item(w, kTicksField, kBarsField, b, len)) == 1) {  // bars: the bar intake's
       // One TickBatch: its columns as packed runs (a column given twice or unpacked: the Python path).
       Wire tb{b, b + len};
       std::string_view symbol;
@@ -1141,6 +1147,7 @@ struct Kernel {
       if (ns) slot->pending_seq = seqs.back();
       batches.push_back(Batch{slot, at, n, nv ? col[6] : nullptr});
     }
+    if (got < 0) return py::none();
     if (batches.empty()) return py::none();  // EMPTY_REQUEST and the like: the Python path words it
     for (const auto& bt : batches) check_fit(*bt.slot);
     std::vector<Due> dues;

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -146,6 +146,31 @@ def _metrics_up(port: int) -> bool:
         return False
 
 
+def _serve_then_stop(
+    proc: subprocess.Popen[str],
+    port: int,
+    log: Callable[[], str],
+    while_up: Callable[[], bool] = lambda: True,
+) -> None:
+    """The process reports SERVING within 60 s, ``while_up()`` holds, and SIGTERM stops it with exit 0;
+    a failure shows its log (``log()``, read once the process is gone)."""
+    try:
+        try:
+            wait_for(lambda: proc.poll() is not None or _healthy(port), 60, "the server to report SERVING")
+        except TimeoutError:
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError(f"not SERVING after 60 s; its log:\n{log()}") from None
+        assert proc.poll() is None, f"the server exited {proc.returncode}:\n{log()}"
+        assert while_up()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_the_process_serves_from_env_config_and_stops_cleanly_on_sigterm(model_path: Path) -> None:
     port, mport = free_port(), free_port()
     env = {
@@ -156,21 +181,8 @@ def test_the_process_serves_from_env_config_and_stops_cleanly_on_sigterm(model_p
         "KAIROS_INFERENCE_NATS_URL": "",
     }
     proc = subprocess.Popen([_exe()], env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        try:
-            wait_for(lambda: proc.poll() is not None or _healthy(port), 60, "the server to report SERVING")
-        except TimeoutError:
-            proc.kill()
-            proc.wait(10)
-            raise AssertionError(f"not SERVING after 60 s; its log:\n{proc.stderr.read()}") from None  # type: ignore[union-attr]
-        assert proc.poll() is None, f"the server exited {proc.returncode}:\n{proc.stderr.read()}"  # type: ignore[union-attr]
-        assert _metrics_up(mport)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    assert proc.stderr is not None
+    _serve_then_stop(proc, port, proc.stderr.read, while_up=lambda: _metrics_up(mport))
     lines = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
     events = [e["event"] for e in lines]
     assert "serving" in events and events[-1] == "stopped"
@@ -198,15 +210,7 @@ def test_the_server_reads_its_connections_with_grpcs_own_listener_unless_the_env
     argv = [_exe(), "--model", str(model_path), "--grpc-addr", f"127.0.0.1:{port}"]
     with log.open("w") as out:
         proc = subprocess.Popen([*argv, "--metrics-addr", "", "--nats-url", ""], env=env, stderr=out)
-        try:
-            wait_for(lambda: proc.poll() is not None or _healthy(port), 60, "the server to report SERVING")
-            assert proc.poll() is None, f"the server exited {proc.returncode}:\n{log.read_text()}"
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        _serve_then_stop(proc, port, log.read_text)
     text = log.read_text()
     assert "Unknown experiment" not in text
     assert reads_with in text and not_with not in text
