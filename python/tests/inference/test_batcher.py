@@ -131,3 +131,36 @@ def test_a_positive_max_delay_turns_the_inline_path_off(model_path: Path) -> Non
         task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_a_runs_follow_up_goes_before_the_run_is_counted_and_every_run_is_counted_after(
+    model_path: Path,
+) -> None:
+    # The follow-up is what sends the signals: the run's counts (predictions, batch size, run time)
+    # come after it, nothing it sends depends on them (docs/benchmarks.md, eighth session).
+    a = _model(model_path, "a")
+    metrics = Metrics()
+    manager = ModelManager(ModelSource(str(model_path), "", pipeline_spec(), 8), metrics, 0)
+    predictions = metrics.predictions.labels("m")
+    seen: list[tuple[int, float, int]] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(manager, metrics, max_batch=8, max_delay_us=0, inline_when_idle=True)
+        task = asyncio.create_task(batcher.run())
+        x = np.random.default_rng(3).normal(size=(2, a.rows, a.n_features)).astype(np.float32)
+        for _ in range(2):  # inline (idle), then again
+            fut = batcher.submit(
+                a,
+                x,
+                then=lambda r: seen.append(
+                    (manager.predictions_total, predictions._value.get(), len(r.outputs))
+                ),
+            )
+            await asyncio.wait_for(fut, 10)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert seen == [(0, 0.0, 2), (2, 2.0, 2)]
+    assert manager.predictions_total == 4 and predictions._value.get() == 4.0
+    count = next(s.value for s in metrics.batch_size.collect()[0].samples if s.name.endswith("_count"))
+    assert count == 2
