@@ -327,17 +327,18 @@ struct TickBars {
                     round(b.spread_max / point), b.volume);
   }
 
-  static int64_t as_time(const py::handle& t) {
-    const int64_t v = t.cast<int64_t>();
-    if (v < std::numeric_limits<int64_t>::min() / 2) throw std::invalid_argument("tick time out of range");
-    return v;
+  // A tick time from Python, at least -2^62 (the server refuses older ones first), so that its bar's
+  // open is representable.
+  static int64_t checked_time(int64_t t) {
+    if (t < std::numeric_limits<int64_t>::min() / 2) throw std::invalid_argument("tick time out of range");
+    return t;
   }
 
   // BarBuilder.add_tick for Python: the bars it closed (a list of 0 or 1).
-  py::list add_tick(const py::handle& t, double bid, double ask, double vol) {
+  py::list add_tick(int64_t t, double bid, double ask, double vol) {
     py::list out;
     Closed b;
-    if (add(as_time(t), bid, ask, vol, b)) out.append(to_bar(b));
+    if (add(checked_time(t), bid, ask, vol, b)) out.append(to_bar(b));
     return out;
   }
 
@@ -351,12 +352,12 @@ struct TickBars {
       vols = volumes.cast<std::vector<double>>();
       if (vols.size() != n) throw std::invalid_argument("columns differ in length");
     }
-    const auto ts = times.cast<std::vector<py::handle>>();
+    const auto ts = times.cast<std::vector<int64_t>>();
     const auto bs = bids.cast<std::vector<double>>(), as = asks.cast<std::vector<double>>();
     py::list out;
     Closed b;
     for (size_t j = 0; j < n; ++j)
-      if (add(as_time(ts[j]), bs[j], as[j], vols.empty() ? 0.0 : vols[j], b))
+      if (add(checked_time(ts[j]), bs[j], as[j], vols.empty() ? 0.0 : vols[j], b))
         out.append(py::make_tuple(to_bar(b), j));
     return out;
   }

@@ -106,6 +106,11 @@ def _same_state(a: StreamState, b: StreamState, step: str) -> None:
 Step = tuple[str, Callable[[], pb.StreamPredictRequest], str]
 
 
+def took(before: dict[str, float], after: dict[str, float]) -> str:
+    """Which path's counter a request moved: "c++", "python", or "-" (neither)."""
+    return "c++" if after["c++"] > before["c++"] else "python" if after["python"] > before["python"] else "-"
+
+
 def _run(steps: list[Step], models: dict[str, ServedModel]) -> int:
     """Each step through both streams; returns how many the intake took."""
     fast, slow = _stream(True), _stream(False)
@@ -117,11 +122,7 @@ def _run(steps: list[Step], models: dict[str, ServedModel]) -> int:
         ws = slow.process(pb.StreamPredictRequest.FromString(req.SerializeToString()), model)
         _same_work(wf, ws, name)
         _same_state(fast, slow, name)
-        after = _path(fast)
-        took = (
-            "c++" if after["c++"] > before["c++"] else "python" if after["python"] > before["python"] else "-"
-        )
-        assert took == path, (name, took)
+        assert took(before, _path(fast)) == path, (name, took(before, _path(fast)))
     assert _path(slow) == {"c++": 0.0, "python": 0.0}
     return int(_path(fast)["c++"])
 

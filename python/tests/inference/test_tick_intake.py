@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
-from tests.inference.test_bar_intake import _same_work, _served
+from tests.inference.test_bar_intake import _same_work, _served, took
 
 from kairos.features import BarBuilder, native
 from kairos.inference.metrics import Metrics
@@ -105,11 +105,7 @@ def _run(steps: list[Step], models: dict[str, ServedModel], monkeypatch: pytest.
         ws = _process(slow, raw, model, monkeypatch)
         _same_work(wf, ws, name)
         _same_state(fast, slow, name)
-        after = _path(fast)
-        took = (
-            "c++" if after["c++"] > before["c++"] else "python" if after["python"] > before["python"] else "-"
-        )
-        assert took == path, (name, took)
+        assert took(before, _path(fast)) == path, (name, took(before, _path(fast)))
         inputs += len(wf.symbols)
     assert _path(slow) == {"c++": 0.0, "python": 0.0}
     return inputs
