@@ -19,6 +19,11 @@ from tests.chaos import harness
 from kairos.stack import processes, replay, services
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF", "NZDUSD")
+# The ring is keyed by the workers' addresses, and the test's ports are random: about one run in 32
+# puts all six symbols on one worker. Then these are replayed too, one at a time, until each worker
+# holds a symbol (all twenty on one worker: about one run in 2^25).
+MORE = ("USDCAD", "EURGBP", "EURJPY", "GBPJPY", "EURCHF", "AUDJPY", "EURAUD", "GBPCHF", "CADJPY", "NZDJPY")
+MORE += ("AUDNZD", "EURCAD", "GBPAUD", "CHFJPY", "AUDCAD", "EURNZD", "GBPCAD", "AUDCHF", "NZDCAD", "GBPNZD")
 BARS = 400  # each replayed as four ticks: the model warms on 256 bars (schema v2), ~140 predicted
 
 
@@ -86,23 +91,34 @@ def test_two_workers_share_the_collectors_symbols_and_predict_every_one(tmp_path
         services.wait_pipeline_ready(settings)  # the collector's link is up to both workers
         # One stream from the collector to each worker's own address.
         assert [_gauge(u, "kairos_inference_streams_active") for u in urls] == [1.0, 1.0]
-        runs = [
-            harness.ReplayThread(
-                replay.ReplayData(**{**ticks.__dict__, "symbol": s}),
-                f"127.0.0.1:{settings.ports.collector_bridge}",
-                key,
-                2_000,
-                50,
-            )
-            for s in SYMBOLS
-        ]
-        for r in runs:
-            r.start()
-        results = [r.outcome(timeout=60) for r in runs]
-        assert all(r.acked == r.pushed for r in results), "ticks not acknowledged by the collector"
+
+        def replay_all(symbols: tuple[str, ...]) -> None:
+            runs = [
+                harness.ReplayThread(
+                    replay.ReplayData(**{**ticks.__dict__, "symbol": s}),
+                    f"127.0.0.1:{settings.ports.collector_bridge}",
+                    key,
+                    2_000,
+                    50,
+                )
+                for s in symbols
+            ]
+            for r in runs:
+                r.start()
+            results = [r.outcome(timeout=60) for r in runs]
+            assert all(r.acked == r.pushed for r in results), "ticks not acknowledged by the collector"
+
+        replay_all(SYMBOLS)
+        replayed = len(SYMBOLS)
         held = [_gauge(u, "kairos_inference_symbol_states") for u in urls]
+        for extra in MORE:
+            if min(held) >= 1:
+                break
+            replay_all((extra,))
+            replayed += 1
+            held = [_gauge(u, "kairos_inference_symbol_states") for u in urls]
         # Every symbol is held by exactly one worker, and the ring gave each worker some.
-        assert sum(held) == len(SYMBOLS) and min(held) >= 1, f"symbol states per worker: {held}"
+        assert sum(held) == replayed and min(held) >= 1, f"symbol states per worker: {held}"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             predicted = [_gauge(u, "kairos_inference_predictions_total") for u in urls]
