@@ -44,6 +44,8 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
 - ``machine_cpu_latency_us``: the CPUs' wake-up latency bound the kernel applied while it ran
   (PM QoS; 2e9 = none, the host as it is). ``make bench-held`` runs this benchmark under
   ``python -m kairos.stack.cpu_latency --us 0 --`` into e2e-held.json (ADR 0117).
+- ``inference_keep_warm_ms``: the inference server's ``--keep-warm`` interval, as ``kairos up``
+  runs it (5 ms since ADR 0121; ``--keep-warm 0`` measures the stack without the rehearsal).
 - ``cpu_affinity``: the services' CPUs (``--cpu-affinity``, as ``kairos up``'s; the harness runs on
   those of ``*``), or ``any``.
 - The harness watches only the execution reports, which carry the stamps: no NATS observer and no
@@ -246,7 +248,7 @@ def run(
     hops_out: Path | None = None,
     run_no: int = 0,
     affinity: dict[str, str] | None = None,
-    keep_warm: str = "",
+    keep_warm: str = services.DEFAULT_KEEP_WARM,
 ) -> dict[str, float]:
     """One measurement on a fresh stack: the flat metrics of one run."""
     run_dir = services.REPO / "build" / "bench-e2e"
@@ -502,8 +504,9 @@ def main() -> None:
     )
     ap.add_argument(
         "--keep-warm",
-        default="",
-        help="run inference with --keep-warm this interval (5ms); default: as shipped (off), ADR 0118",
+        default=services.DEFAULT_KEEP_WARM,
+        help="run inference with --keep-warm this interval (0: off); default: as `kairos up` runs it "
+        f"({services.DEFAULT_KEEP_WARM}, ADR 0121)",
     )
     ap.add_argument(
         "--cpu-affinity",

@@ -57,6 +57,11 @@ def parse_cpus(text: str, available: set[int] | None = None) -> list[int]:
     return sorted(cpus)
 
 
+# The stack's --keep-warm (ADR 0121): the inference server rehearses a recent request's path every 5 ms
+# while idle. The server alone (kairos-inference) keeps its own default, off.
+DEFAULT_KEEP_WARM = "5ms"
+
+
 def check_keep_warm(raw: str) -> str:
     """kairos up's --keep-warm, checked as the inference server will (ADR 0118): "" (the server's own
     setting) or a Go duration from 0 to MAX_KEEP_WARM_S; a ValueError names the flag otherwise."""
@@ -157,9 +162,10 @@ class StackSettings:
     shadow_models: tuple[str, ...] = ()
     # Extra inference flags (e.g. --drift-window).
     inference_args: tuple[str, ...] = ()
-    # Every inference worker's --keep-warm (ADR 0118), as a Go duration ("5ms"); empty: the server's
-    # own setting (off unless KAIROS_INFERENCE_KEEP_WARM says otherwise).
-    inference_keep_warm: str = ""
+    # Every inference worker's --keep-warm (ADR 0118), as a Go duration; the stack rehearses every 5 ms
+    # while idle unless told otherwise ("0": off, ADR 0121); empty: the server's own setting (off
+    # unless KAIROS_INFERENCE_KEEP_WARM says otherwise).
+    inference_keep_warm: str = DEFAULT_KEEP_WARM
     # Inference server processes (ADR 0115). With more than one, each also serves on its own address
     # and the collector streams to those, spreading the symbols over the workers by its hash ring.
     inference_workers: int = 1

@@ -259,8 +259,24 @@ def test_keep_warm_reaches_every_inference_worker_and_only_them(tmp_path: Path) 
         argv = {s.name: s.argv for s in services.specs(settings, bins)}
         assert argv["inference"].count("--keep-warm=5ms") == 1  # the workers take the server's settings
         assert not [a for name, v in argv.items() if name != "inference" for a in v if "keep-warm" in a]
-    plain = services.StackSettings(ports=services.Ports.free(), run_dir=tmp_path, model="m.onnx")
-    assert not [a for s in services.specs(plain, bins) for a in s.argv if "keep-warm" in a]
+
+
+@pytest.mark.parametrize(
+    ("setting", "flags"),
+    [
+        (None, ["--keep-warm=5ms"]),  # the stack's default (ADR 0121)
+        ("0", ["--keep-warm=0"]),  # off, said to the server (whose own default is off too)
+        ("", []),  # the server's own setting, or KAIROS_INFERENCE_KEEP_WARM in its environment
+    ],
+)
+def test_the_stack_rehearses_every_5ms_unless_told_otherwise(
+    tmp_path: Path, setting: str | None, flags: list[str]
+) -> None:
+    given = {} if setting is None else {"inference_keep_warm": setting}
+    settings = services.StackSettings(ports=services.Ports.free(), run_dir=tmp_path, model="m.onnx", **given)
+    bins = {n: tmp_path / n for n in ("kairos-collector", "kairos-execution")}
+    argv = [a for s in services.specs(settings, bins) for a in s.argv if "keep-warm" in a]
+    assert argv == flags
 
 
 def test_the_inference_server_kairos_up_starts_rehearses_while_idle(tmp_path: Path) -> None:
