@@ -46,8 +46,9 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
   ``python -m kairos.stack.cpu_latency --us 0 --`` into e2e-held.json (ADR 0117).
 - ``inference_keep_warm_ms``: the inference server's ``--keep-warm`` interval, as ``kairos up``
   runs it (5 ms since ADR 0121; ``--keep-warm 0`` measures the stack without the rehearsal).
-- ``cpu_affinity``: the services' CPUs (``--cpu-affinity``, as ``kairos up``'s; the harness runs on
-  those of ``*``), or ``any``.
+- ``cpu_affinity``: the services' CPUs (``--cpu-affinity``, as ``kairos up``'s, by default its
+  layout of ADR 0122: the inference server alone on the last CPU, the rest on the others; the
+  harness runs on those of ``*``), or ``any`` (``--cpu-affinity none``).
 - The harness watches only the execution reports, which carry the stamps: no NATS observer and no
   position polling on the cores it measures.
 
@@ -513,8 +514,9 @@ def main() -> None:
         action="append",
         default=[],
         metavar="SERVICE=CPUS",
-        help="pin the stack's services as `kairos up --cpu-affinity` does (repeatable); the harness "
-        "(the EA's stand-in) runs on the CPUs of * (ADR 0117)",
+        help="pin the stack's services as `kairos up --cpu-affinity` does (repeatable; none: no "
+        "pinning); the harness (the EA's stand-in) runs on the CPUs of * (ADR 0117). Default: "
+        "kairos up's layout (ADR 0122: inference alone on the last CPU, the rest on the others)",
     )
     ap.add_argument("--out", type=Path, default=services.REPO / "bench" / "results" / "e2e.json")
     ap.add_argument(
@@ -527,7 +529,7 @@ def main() -> None:
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     try:
-        affinity = services.parse_cpu_affinity(args.cpu_affinity)
+        affinity = services.resolve_cpu_affinity(args.cpu_affinity, workers=1)
     except ValueError as e:
         ap.error(str(e))
     if "*" in affinity:  # before any thread starts, so the bridge's threads inherit it

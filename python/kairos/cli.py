@@ -109,8 +109,10 @@ def up(
         typer.Option(
             envvar="KAIROS_CPU_AFFINITY",
             help="SERVICE[,SERVICE...]=CPUS (repeatable; CPUS as taskset takes them; * = every service "
-            "not named): the CPUs each service may run on (ADR 0117). E.g. --cpu-affinity inference=1 "
-            "--cpu-affinity '*=0' keeps the inference server's caches its own. Default: any CPU.",
+            "not named): the CPUs each service may run on (ADR 0117). Default (ADR 0122): the "
+            "inference workers alone on the last CPUs, one each, every other service on the rest "
+            "(inference=1 and *=0 on 2 CPUs), when at least one CPU is left for the rest; "
+            "--cpu-affinity none lets the kernel place every service.",
         ),
     ] = None,
     keep_warm: Annotated[
@@ -131,7 +133,7 @@ def up(
         record = False
 
     try:
-        affinity = services.parse_cpu_affinity(cpu_affinity or [])
+        affinity = services.resolve_cpu_affinity(cpu_affinity, inference_workers)
         keep_warm = services.check_keep_warm(keep_warm)
     except ValueError as e:
         err.print(str(e))
@@ -162,7 +164,8 @@ def up(
             svc = stack.start(spec)
             stack.wait_ready(svc)
             where = spec.grpc_addr or spec.ready_url.removesuffix("/healthz")
-            console.print(f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {where}  log {svc.log_path}")
+            cpus = f"  cpus {spec.cpus}" if spec.cpus else ""
+            console.print(f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {where}{cpus}  log {svc.log_path}")
     except processes.ServiceDied as exc:
         err.print(f"[red]{exc}[/]")
         stack.stop()

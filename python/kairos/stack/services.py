@@ -100,6 +100,30 @@ def parse_cpu_affinity(items: Sequence[str], available: set[int] | None = None) 
     return out
 
 
+def default_cpu_affinity(workers: int, available: set[int] | None = None) -> dict[str, str]:
+    """The stack's CPU layout when none is given (ADR 0122): the inference workers alone on the last
+    ``workers`` CPUs this process may use, every other service on the rest. With no CPU left for the
+    rest, none (the kernel places every service)."""
+    cpus = sorted(available if available is not None else os.sched_getaffinity(0))
+    if workers < 1 or len(cpus) - workers < 1:
+        return {}
+    return {"inference": ",".join(map(str, cpus[-workers:])), "*": ",".join(map(str, cpus[:-workers]))}
+
+
+def resolve_cpu_affinity(
+    items: Sequence[str] | None, workers: int, available: set[int] | None = None
+) -> dict[str, str]:
+    """kairos up's --cpu-affinity: not given (None or empty), the default layout for ``workers``
+    inference workers; ``none``, no pinning at all; else the items (parse_cpu_affinity)."""
+    if not items:
+        return default_cpu_affinity(workers, available)
+    if [i.strip() for i in items] == ["none"]:
+        return {}
+    if "none" in (i.strip() for i in items):
+        raise ValueError("--cpu-affinity none: given with other items; none alone turns pinning off")
+    return parse_cpu_affinity(items, available)
+
+
 # Inference workers the local stack runs at most (`kairos up --inference-workers`): Ports keeps this
 # many consecutive ports for the workers' own addresses and their metrics.
 MAX_INFERENCE_WORKERS = 8

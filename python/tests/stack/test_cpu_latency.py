@@ -142,6 +142,34 @@ def test_a_service_given_cpus_twice_is_refused() -> None:
         services.parse_cpu_affinity(["inference=1", "collector,inference=0"], TWO)
 
 
+@pytest.mark.parametrize(
+    ("items", "workers", "cpus", "want"),
+    [
+        # Not given: the inference workers alone on the last CPUs, the rest on the others (ADR 0122).
+        (None, 1, {0, 1}, {"inference": "1", "*": "0"}),
+        ([], 1, {0, 1}, {"inference": "1", "*": "0"}),
+        (None, 2, {0, 1, 2, 3}, {"inference": "2,3", "*": "0,1"}),
+        (None, 1, {2, 5, 7}, {"inference": "7", "*": "2,5"}),  # the CPUs this process may use
+        # No CPU left for the rest: the kernel places every service.
+        (None, 1, {0}, {}),
+        (None, 2, {0, 1}, {}),
+        # none: no pinning; items: as given, nothing added.
+        (["none"], 1, {0, 1}, {}),
+        ([" none "], 1, {0, 1}, {}),
+        (["inference=0"], 1, {0, 1}, {"inference": "0"}),
+    ],
+)
+def test_the_stack_pins_inference_alone_by_default_unless_told_otherwise(
+    items: list[str] | None, workers: int, cpus: set[int], want: dict[str, str]
+) -> None:
+    assert services.resolve_cpu_affinity(items, workers, cpus) == want
+
+
+def test_none_with_other_cpu_affinity_items_is_refused() -> None:
+    with pytest.raises(ValueError, match="none alone turns pinning off"):
+        services.resolve_cpu_affinity(["none", "inference=1"], 1, TWO)
+
+
 def test_each_service_gets_its_own_cpus_and_the_rest_those_of_the_star(tmp_path: Path) -> None:
     settings = services.StackSettings(
         ports=services.Ports.free(),
