@@ -110,8 +110,8 @@ def up(
             envvar="KAIROS_CPU_AFFINITY",
             help="SERVICE[,SERVICE...]=CPUS (repeatable; CPUS as taskset takes them; * = every service "
             "not named): the CPUs each service may run on (ADR 0117). Default (ADR 0122): the "
-            "inference workers alone on the last CPUs, one each, every other service on the rest "
-            "(inference=1 and *=0 on 2 CPUs), when at least one CPU is left for the rest; "
+            "inference workers alone on the last CPUs, as many as there are workers, every other "
+            "service on the rest (inference=1 and *=0 on 2 CPUs), when at least one CPU is left for them; "
             "--cpu-affinity none lets the kernel place every service.",
         ),
     ] = None,
