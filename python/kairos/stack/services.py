@@ -117,10 +117,10 @@ def resolve_cpu_affinity(
     inference workers; ``none``, no pinning at all; else the items (parse_cpu_affinity)."""
     if not items:
         return default_cpu_affinity(workers, available)
-    if [i.strip() for i in items] == ["none"]:
+    if "none" in (names := [i.strip() for i in items]):
+        if names != ["none"]:
+            raise ValueError("--cpu-affinity none: given with other items; none alone turns pinning off")
         return {}
-    if "none" in (i.strip() for i in items):
-        raise ValueError("--cpu-affinity none: given with other items; none alone turns pinning off")
     return parse_cpu_affinity(items, available)
 
 

@@ -21,7 +21,7 @@ from kairos.stack import processes, replay, services
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF", "NZDUSD")
 # The ring is keyed by the workers' addresses, and the test's ports are random: about one run in 32
 # puts all six symbols on one worker. Then these are replayed too, one at a time, until each worker
-# holds a symbol (all twenty on one worker: about one run in 2^25).
+# holds a symbol (all 26 names on one worker: about one run in 2^25).
 MORE = ("USDCAD", "EURGBP", "EURJPY", "GBPJPY", "EURCHF", "AUDJPY", "EURAUD", "GBPCHF", "CADJPY", "NZDJPY")
 MORE += ("AUDNZD", "EURCAD", "GBPAUD", "CHFJPY", "AUDCAD", "EURNZD", "GBPCAD", "AUDCHF", "NZDCAD", "GBPNZD")
 BARS = 400  # each replayed as four ticks: the model warms on 256 bars (schema v2), ~140 predicted
