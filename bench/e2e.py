@@ -46,6 +46,8 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
   ``python -m kairos.stack.cpu_latency --us 0 --`` into e2e-held.json (ADR 0117).
 - ``inference_keep_warm_ms``: the inference server's ``--keep-warm`` interval, as ``kairos up``
   runs it (5 ms since ADR 0121; ``--keep-warm 0`` measures the stack without the rehearsal).
+- ``inference_idle_spin``: 1 when the inference server ran with ``--idle-spin`` (``kairos up
+  --idle-spin``, ADR 0123: a SCHED_IDLE thread keeps its CPU awake), else 0.
 - ``cpu_affinity``: the services' CPUs (``--cpu-affinity``, as ``kairos up``'s, by default its
   layout of ADR 0122: the inference server alone on the last CPU, the rest on the others; the
   harness runs on those of ``*``), or ``any`` (``--cpu-affinity none``).
@@ -250,6 +252,7 @@ def run(
     run_no: int = 0,
     affinity: dict[str, str] | None = None,
     keep_warm: str = services.DEFAULT_KEEP_WARM,
+    idle_spin: bool = False,
 ) -> dict[str, float]:
     """One measurement on a fresh stack: the flat metrics of one run."""
     run_dir = services.REPO / "build" / "bench-e2e"
@@ -264,6 +267,7 @@ def run(
         execution_args=("--duplicate-intent-window-ms=0",),
         cpu_affinity=dict(affinity or {}),
         inference_keep_warm=keep_warm,
+        inference_idle_spin=idle_spin,
     )
     settings.mlflow_uri = f"sqlite:///{run_dir / 'mlflow.db'}"
     for stale in run_dir.glob("journal.db*"):
@@ -510,6 +514,11 @@ def main() -> None:
         f"({services.DEFAULT_KEEP_WARM}, ADR 0121)",
     )
     ap.add_argument(
+        "--idle-spin",
+        action="store_true",
+        help="run inference with --idle-spin, as `kairos up --idle-spin` does (ADR 0123)",
+    )
+    ap.add_argument(
         "--cpu-affinity",
         action="append",
         default=[],
@@ -549,7 +558,7 @@ def main() -> None:
         wake = wake_probe(args.timer_ms / 1000)
         hot = wake_probe(0.0005)
         push = max(1, round(args.rate * args.timer_ms / 1000))
-        m = run(args.rate, args.laps, args.policy, push, args.hops_out, i + 1, affinity, keep)
+        m = run(args.rate, args.laps, args.policy, push, args.hops_out, i + 1, affinity, keep, args.idle_spin)
         m["machine_wake_us_p50"], m["machine_wake_us_p99"] = wake
         m["machine_wake_hot_us_p50"] = hot[0]
         p50 = m.get("tick_to_order_ack_us_p50", float("nan"))
@@ -567,6 +576,8 @@ def main() -> None:
     metrics["cpu_affinity"] = " ".join(f"{k}={v}" for k, v in affinity.items()) or "any"
     keep = keep or os.environ.get("KAIROS_INFERENCE_KEEP_WARM", "")  # or the environment the server reads
     metrics["inference_keep_warm_ms"] = parse_duration(keep) * 1000 if keep else 0.0
+    spin_env = os.environ.get("KAIROS_INFERENCE_IDLE_SPIN", "").strip().lower()  # as the server reads it
+    metrics["inference_idle_spin"] = 1.0 if args.idle_spin or spin_env in ("1", "true", "yes", "on") else 0.0
     if metrics.get("machine_wake_us_p50", 0) > 0 and "python_hop_us_p50" in metrics:
         # The Python hop in the machine's wake-ups: comparable across VMs whose floors differ.
         metrics["python_hop_vs_machine_wake"] = round(

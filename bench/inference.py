@@ -35,6 +35,10 @@ server then runs its drift monitor on every prediction, as in production (``drif
   ``stream_latency_us_p50/_p99_python_client``.
 - ``latency_server_cpus``: with ``--latency-server-cpus CPUS`` the latency phase's server (and its
   echo floor) runs on those CPUs and its Go client on the others (ADR 0117); else ``any``.
+- ``stream_latency_us_p50/_p99_idle_spin``: the same latency load, the server as ``kairos up
+  --idle-spin`` runs it (ADR 0123): alone on the last CPU (ADR 0122), ``--keep-warm 5ms`` (ADR 0121) and
+  ``--idle-spin``, a SCHED_IDLE thread keeping its CPU awake; the client on the other CPUs. Not
+  measured on a one-CPU machine.
 - ``stream_floor_us_p50/_p99``: the same latency load against an echo server on the same stack
   (grpc.aio on uvloop, one process) that answers each request at once with its id: what the machine,
   the sockets and Python's gRPC cost before any of the server's work.
@@ -72,7 +76,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,10 +194,11 @@ def kairos_server(
     metrics_port: int = 0,
     worker_addrs: str = "",
     cpus: str = "",
+    extra: Sequence[str] = (),
 ) -> Iterator[int]:
     """kairos-inference on a free port; ``nats``: (url, credentials file) to publish its signals to,
     else none; worker i serves metrics on ``metrics_port`` + i (0: any free port) and, with
-    ``worker_addrs`` (--worker-addrs), also listens on the i-th of them."""
+    ``worker_addrs`` (--worker-addrs), also listens on the i-th of them; ``extra``: more flags."""
     port = free_port()
     exe = shutil.which("kairos-inference", path=str(Path(sys.executable).parent))
     assert exe, "kairos-inference not installed (make setup)"
@@ -201,7 +206,7 @@ def kairos_server(
     cmd += ["--metrics-addr", f"127.0.0.1:{metrics_port}"]
     cmd += ["--worker-addrs", worker_addrs] if worker_addrs else []
     cmd += ["--nats-url", nats[0], "--nats-creds", str(nats[1])] if nats else ["--nats-url", ""]
-    cmd += ["--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers)]
+    cmd += ["--max-batch", str(BATCH), "--log-level", "warn", "--workers", str(workers), *extra]
     proc = subprocess.Popen(pinned(cmd, cpus), env={**os.environ, "KAIROS_INFERENCE_TOKEN": TOKEN})
     try:
 
@@ -714,6 +719,13 @@ def workers_throughput(
     return r
 
 
+def idle_spin_layout() -> tuple[str, str] | None:
+    """(server CPUs, client CPUs) for the ``_idle_spin`` latency figures: kairos up's default layout for
+    one worker (ADR 0122), or None on a machine with one CPU."""
+    layout = services.default_cpu_affinity(1)
+    return (layout["inference"], layout["*"]) if layout else None
+
+
 def kairos_round(card: ModelCard, seconds: float, pin: tuple[str, str] = ("", "")) -> dict[str, float]:
     """One measurement of the Kairos server: stream latency, then throughput with 1 and WORKERS workers,
     each from the Go client (the headline figures) and from a Python grpc.aio client (``_python_client``)."""
@@ -733,6 +745,15 @@ def kairos_round(card: ModelCard, seconds: float, pin: tuple[str, str] = ("", ""
             m["stream_floor_us_p50"],
             m["stream_floor_us_p99"],
         )
+    if spin := idle_spin_layout():
+        # As `kairos up --idle-spin` runs the server (ADRs 0121-0123): on its own CPU, the request path
+        # rehearsed while idle, and a SCHED_IDLE thread keeping that CPU awake; the client on the rest.
+        flags = ("--idle-spin", f"--keep-warm={services.DEFAULT_KEEP_WARM}")
+        with kairos_server(workers=1, cpus=spin[0], extra=flags) as port:
+            r = go_latency(port, card, seconds, cpus=spin[1])
+        m["stream_latency_us_p50_idle_spin"] = r["stream_latency_us_p50"]
+        m["stream_latency_us_p99_idle_spin"] = r["stream_latency_us_p99"]
+        print("  on its own CPU with --idle-spin:", r["stream_latency_us_p50"], r["stream_latency_us_p99"])
     with kairos_server(workers=1) as port:
         py = asyncio.run(latency(port, card, seconds))
         m["stream_latency_us_p50_python_client"] = py["stream_latency_us_p50"]

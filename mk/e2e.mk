@@ -7,6 +7,7 @@ bench-e2e: setup cpp-build ## End-to-end benchmark: tick → order ack latency a
 	$(PY) bench/e2e.py --out bench/results/e2e.json
 	$(PY) bench/e2e.py --keep-warm 0 --out bench/results/e2e-no-keep-warm.json  # the rehearsal's share (ADR 0121)
 	$(PY) bench/e2e.py --cpu-affinity none --out bench/results/e2e-unpinned.json  # the CPU layout's share (ADR 0122)
+	$(PY) bench/e2e.py --idle-spin --out bench/results/e2e-idle-spin.json  # kairos up --idle-spin (ADR 0123)
 
 # The latency benchmarks again on a host tuned for latency (ADR 0117): every CPU's wake-up latency
 # held at 0 µs (PM QoS, /dev/cpu_dma_latency, root) while each runs, so idle CPUs poll instead of

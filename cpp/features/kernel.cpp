@@ -1443,6 +1443,8 @@ class DriftTally {
 
 }  // namespace
 
+void bind_idle_spin(py::module_& mod);  // idle_spin.cpp (ADR 0123)
+
 PYBIND11_MODULE(kairos_features_ext, mod) {
   mod.doc() = "kairos.features' kernel for the inference server's stacked bar windows (ADR 0100)";
   py::class_<BarWindows, std::shared_ptr<BarWindows>>(mod, "BarWindows")
@@ -1553,4 +1555,5 @@ PYBIND11_MODULE(kairos_features_ext, mod) {
       .def("rows", &Kernel::rows, py::arg("windows"),
            "Feature rows (m, n_features) for a sequence of windows (6, W) or (8, W) float64 (a stacked "
            "(m, rows, W) array works too).");
+  bind_idle_spin(mod);
 }

@@ -125,6 +125,17 @@ def up(
             "a core per inference worker while idle on a VM.",
         ),
     ] = services.DEFAULT_KEEP_WARM,
+    idle_spin: Annotated[
+        bool,
+        typer.Option(
+            "--idle-spin",
+            envvar="KAIROS_INFERENCE_IDLE_SPIN",
+            help="Keep each inference worker's CPU from going idle: a thread under SCHED_IDLE spins "
+            "whenever nothing else there wants the CPU, so a tick never finds it halted (ADR 0123; no "
+            "root needed). Costs the whole CPU, always; pays with the default CPU layout, where the "
+            "workers have CPUs of their own.",
+        ),
+    ] = False,
 ) -> None:
     """Start the services as background processes (logs in RUN_DIR/<service>.log), health-checked."""
     from kairos.stack.demo import resolve_model
@@ -152,6 +163,7 @@ def up(
         cpu_latency_us=cpu_latency_us,
         cpu_affinity=affinity,
         inference_keep_warm=keep_warm,
+        inference_idle_spin=idle_spin,
     )
     shadows = [m.strip() for m in shadow_models.split(",") if m.strip()]
     settings.shadow_models = tuple(str(Path(m).resolve()) if Path(m).exists() else m for m in shadows)

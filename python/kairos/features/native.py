@@ -20,7 +20,7 @@ from typing import Any
 from kairos.features import schema
 
 _LOADED: list[Any] = []  # [kernel or None] once load() ran
-_MODULE: list[Any] = []  # [the extension module] once load() loaded it
+_MODULE: list[Any] = []  # [the extension module, or None when not built] once extension() ran
 
 
 def candidates() -> list[Path]:
@@ -31,36 +31,48 @@ def candidates() -> list[Path]:
     return sorted(build.glob("kairos_features_ext*.so"))
 
 
+def extension() -> Any:
+    """The extension module (built by ``make cpp-build``, or ``$KAIROS_FEATURES_EXT``), or None when it
+    is not built; cached. ``KAIROS_FEATURES_KERNEL=numpy`` chooses the numpy kernel, not this."""
+    if not _MODULE:
+        path = next((p for p in candidates() if p.is_file()), None)
+        module = None
+        if path is not None:
+            spec = importlib.util.spec_from_file_location("kairos_features_ext", path)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                module.__kairos_path__ = path
+        _MODULE.append(module)
+    return _MODULE[0]
+
+
 def load() -> Any:
     """The C++ kernel (``.rows(windows (m, 6, W)) -> (m, n_features)``), or None; cached."""
     if _LOADED:
         return _LOADED[0]
     kernel = None
     if os.environ.get("KAIROS_FEATURES_KERNEL", "").lower() != "numpy":
-        path = next((p for p in candidates() if p.is_file()), None)
-        if path is not None:
-            spec = importlib.util.spec_from_file_location("kairos_features_ext", path)
-            if spec is not None and spec.loader is not None:
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                _MODULE.append(module)
-                kernel = module.Kernel(
-                    return_horizons=list(schema.RETURN_HORIZONS),
-                    vol_windows=list(schema.VOL_WINDOWS),
-                    long_window=schema.LONG_WINDOW,
-                    range_window=schema.RANGE_WINDOW,
-                    channel_windows=list(schema.CHANNEL_WINDOWS),
-                    momentum_window=schema.MOMENTUM_WINDOW,
-                    trend_windows=list(schema.TREND_WINDOWS),
-                    spread_vol_window=schema.SPREAD_VOL_WINDOW,
-                    activity_window=schema.ACTIVITY_WINDOW,
+        module = extension()
+        if module is not None:
+            path = module.__kairos_path__
+            kernel = module.Kernel(
+                return_horizons=list(schema.RETURN_HORIZONS),
+                vol_windows=list(schema.VOL_WINDOWS),
+                long_window=schema.LONG_WINDOW,
+                range_window=schema.RANGE_WINDOW,
+                channel_windows=list(schema.CHANNEL_WINDOWS),
+                momentum_window=schema.MOMENTUM_WINDOW,
+                trend_windows=list(schema.TREND_WINDOWS),
+                spread_vol_window=schema.SPREAD_VOL_WINDOW,
+                activity_window=schema.ACTIVITY_WINDOW,
+            )
+            if kernel.n_features != schema.SCHEMA.n_features or kernel.window > schema.SCHEMA.window:
+                raise RuntimeError(
+                    f"{path}: kernel of {kernel.n_features} features over {kernel.window} bars does not "
+                    f"match the schema ({schema.SCHEMA.n_features} over {schema.SCHEMA.window}); rebuild "
+                    "it with `make cpp-build`"
                 )
-                if kernel.n_features != schema.SCHEMA.n_features or kernel.window > schema.SCHEMA.window:
-                    raise RuntimeError(
-                        f"{path}: kernel of {kernel.n_features} features over {kernel.window} bars does not "
-                        f"match the schema ({schema.SCHEMA.n_features} over {schema.SCHEMA.window}); rebuild "
-                        "it with `make cpp-build`"
-                    )
     _LOADED.append(kernel)
     return kernel
 
@@ -105,3 +117,15 @@ def drift_tally(edges: Any, window: int, mean: Any, std: Any, mean_distance: flo
     """The drift monitor's per-row work in C++ (``DriftTally``, ADR 0111): each row's DI and the PSI
     window's running bin counts. Only after ``load()`` returned the kernel."""
     return _MODULE[0].DriftTally(edges, window, mean, std, mean_distance)
+
+
+def idle_spin() -> Any:
+    """A thread that keeps this process's CPU from going idle (``IdleSpin``, ADR 0123): ``start()``,
+    ``stop()``, ``running``, ``tid``. Raises RuntimeError when the extension is not built."""
+    module = extension()
+    if module is None:
+        raise RuntimeError(
+            "the idle spin thread is in the C++ extension kairos_features_ext, which is not built: "
+            "run `make cpp-build` (or set KAIROS_FEATURES_EXT)"
+        )
+    return module.IdleSpin()

@@ -77,6 +77,15 @@ class InferenceConfig:
         "a core while idle (docs/benchmarks.md).",
         duration=True,
     )
+    idle_spin: bool = _f(
+        False,
+        "Keep this process's CPU from going idle: a native thread under SCHED_IDLE spins whenever nothing "
+        "else on the CPU wants to run, so a request never finds the CPU halted (ADR 0123). It costs a "
+        "whole CPU, always; it pays when the server has a CPU of its own (kairos up's default layout) on "
+        "a machine whose idle CPUs are slow to wake, such as a VM. Needs the C++ extension (make "
+        "cpp-build). On the 2-vCPU VM of docs/benchmarks.md it took the stream latency p50 from ~470 to "
+        "~290 µs and the e2e bench's Python hop from ~890 to ~700 µs.",
+    )
     event_loop: str = _f(
         "uvloop", "Event loop: uvloop (libuv; lower per-turn cost) or asyncio (the standard library's)."
     )

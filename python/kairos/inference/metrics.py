@@ -106,6 +106,12 @@ class Metrics:
             ["path"],
             registry=r,
         )
+        self.idle_spin = Gauge(
+            "kairos_inference_idle_spin_threads",
+            "Threads keeping this process's CPU from going idle (--idle-spin, ADR 0123): 1 while on. Each "
+            "shows as a whole CPU busy, under SCHED_IDLE (it yields to any other thread at once).",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "kairos_inference_batch_size", "Rows per ONNX Runtime run.", buckets=BATCH_BUCKETS, registry=r
         )

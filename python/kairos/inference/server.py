@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import gc
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -55,6 +56,7 @@ class InferenceServer:
         self.tls: tls.TLSFiles | None = None
         self.expiry: Any = None  # kairos.inference.expiry.ExpiryWatch, made at start
         self.servicer: InferenceServicer | None = None  # made at start
+        self._idle_spin: Any = None  # kairos_features_ext.IdleSpin while --idle-spin runs (ADR 0123)
         source = ModelSource(cfg.model, cfg.resolved_tracking_uri, pipeline_spec(), cfg.max_batch)
         self.manager = ModelManager(source, self.metrics, cfg.poll_interval_s)
         self.batcher = MicroBatcher(
@@ -156,6 +158,8 @@ class InferenceServer:
             self._tasks.append(asyncio.create_task(mgr.poll_forever(), name=f"shadow-poller-{i}"))
         if self.publisher is not None:
             self._tasks.append(asyncio.create_task(self.publisher.run(), name="signal-publisher"))
+        if c.idle_spin:
+            self._start_idle_spin()
         await server.start()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -173,6 +177,19 @@ class InferenceServer:
             mtls=bool(self.cfg.tls_client_ca),
         )
 
+    def _start_idle_spin(self) -> None:
+        """--idle-spin (ADR 0123): the SCHED_IDLE thread that keeps this process's CPU awake."""
+        from kairos.features import native
+
+        try:
+            spin = native.idle_spin()
+            spin.start()
+        except RuntimeError as e:
+            raise OSError(f"--idle-spin: {e}") from e
+        self._idle_spin = spin
+        self.metrics.idle_spin.set(1)
+        self.log.info("idle spin on", cpus=sorted(os.sched_getaffinity(0)), tid=spin.tid)
+
     async def stop(self) -> None:
         """Graceful stop: refuse new work, let in-flight RPCs finish, then stop every task."""
         with contextlib.suppress(Exception):
@@ -185,6 +202,10 @@ class InferenceServer:
             with contextlib.suppress(BaseException):
                 await t
         self._tasks.clear()
+        if self._idle_spin is not None:
+            self._idle_spin.stop()
+            self._idle_spin = None
+            self.metrics.idle_spin.set(0)
         if self.publisher is not None:
             await self.publisher.close()
         if self._http is not None:
@@ -256,8 +277,6 @@ def _run_workers(cfg: InferenceConfig) -> int:
         for p in procs:
             if p.is_alive() and p.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    import os
-
                     os.kill(p.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)

@@ -190,6 +190,9 @@ class StackSettings:
     # while idle unless told otherwise ("0": off, ADR 0121); empty: the server's own setting (off
     # unless KAIROS_INFERENCE_KEEP_WARM says otherwise).
     inference_keep_warm: str = DEFAULT_KEEP_WARM
+    # Every inference worker's --idle-spin (ADR 0123): a SCHED_IDLE thread keeps its CPU from going idle,
+    # at the cost of that CPU. Off unless asked (kairos up --idle-spin).
+    inference_idle_spin: bool = False
     # Inference server processes (ADR 0115). With more than one, each also serves on its own address
     # and the collector streams to those, spreading the symbols over the workers by its hash ring.
     inference_workers: int = 1
@@ -369,6 +372,7 @@ def specs(settings: StackSettings, binaries: dict[str, Path]) -> list[ServiceSpe
                 ),
                 *([f"--shadow-models={','.join(settings.shadow_models)}"] if settings.shadow_models else []),
                 *([f"--keep-warm={settings.inference_keep_warm}"] if settings.inference_keep_warm else []),
+                *(["--idle-spin"] if settings.inference_idle_spin else []),
                 *settings.inference_args,
             ],
             grpc_addr=f"127.0.0.1:{p.inference_grpc}",

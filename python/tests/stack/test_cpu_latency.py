@@ -323,3 +323,54 @@ def test_the_inference_server_kairos_up_starts_rehearses_while_idle(tmp_path: Pa
             time.sleep(0.1)
             samples = services.metric_samples(inference.metrics_url, "kairos_inference_keep_warm_runs_total")
             runs = sum(v for k, v in samples.items() if 'path="model"' in k)
+
+
+# --- The inference workers' CPUs kept awake (kairos up --idle-spin, ADR 0123) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "workers", "flags"),
+    [
+        ({}, 1, []),  # off unless asked: it costs a whole CPU
+        ({"inference_idle_spin": False}, 2, []),
+        ({"inference_idle_spin": True}, 1, ["--idle-spin"]),
+        ({"inference_idle_spin": True}, 2, ["--idle-spin"]),  # the workers take the server's settings
+    ],
+)
+def test_idle_spin_reaches_the_inference_workers_only_when_asked(
+    tmp_path: Path, given: dict[str, bool], workers: int, flags: list[str]
+) -> None:
+    settings = services.StackSettings(
+        ports=services.Ports.free(), run_dir=tmp_path, model="m.onnx", inference_workers=workers, **given
+    )
+    bins = {n: tmp_path / n for n in ("kairos-collector", "kairos-execution")}
+    argv = {s.name: s.argv for s in services.specs(settings, bins)}
+    assert [a for a in argv["inference"] if "idle-spin" in a] == flags
+    assert not [a for name, v in argv.items() if name != "inference" for a in v if "idle-spin" in a]
+
+
+def test_the_inference_server_kairos_up_starts_with_idle_spin_keeps_its_own_cpu_awake(tmp_path: Path) -> None:
+    layout = services.default_cpu_affinity(1)
+    settings = services.StackSettings(
+        ports=services.Ports.free(),
+        run_dir=tmp_path / "run",
+        model=str(MODEL),
+        cpu_affinity=layout,
+        inference_idle_spin=True,
+    )
+    binaries = services.build_go_binaries(settings.bin_dir)
+    collector, inference = services.specs(settings, binaries)[:2]
+    with processes.Stack(settings.run_dir) as stack:
+        stack.start(collector)
+        svc = stack.start(inference)
+        stack.wait_ready(svc)
+        samples = services.metric_samples(inference.metrics_url, "kairos_inference_idle_spin_threads")
+        assert list(samples.values()) == [1.0]
+        tasks = Path(f"/proc/{svc.pid}/task")
+        (tid,) = [
+            int(t.name) for t in tasks.iterdir() if (t / "comm").read_text().strip() == "kairos-idlespin"
+        ]
+        assert os.sched_getscheduler(tid) == os.SCHED_IDLE
+        # The thread keeps the server's own CPUs awake: it has the mask the stack gave the server.
+        want = set(services.parse_cpus(layout["inference"])) if layout else os.sched_getaffinity(0)
+        assert os.sched_getaffinity(tid) == want
