@@ -11,11 +11,10 @@
 // never takes the GIL and never calls into Python. It is started and stopped by the server
 // (kairos.inference.server); the thread is named "kairos-idlespin" for top -H and perf.
 #include <pthread.h>
+#include <pybind11/pybind11.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <pybind11/pybind11.h>
 
 #include <atomic>
 #include <cerrno>
@@ -67,7 +66,8 @@ class IdleSpin {
     int err = started.get();
     if (err != 0) {
       thread_.join();
-      throw std::runtime_error(std::string("cannot make the idle spin thread SCHED_IDLE: ") + std::strerror(err));
+      throw std::runtime_error(std::string("cannot make the idle spin thread SCHED_IDLE: ") +
+                               std::strerror(err));
     }
   }
 

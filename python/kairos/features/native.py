@@ -42,7 +42,6 @@ def extension() -> Any:
             if spec is not None and spec.loader is not None:
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
-                module.__kairos_path__ = path
         _MODULE.append(module)
     return _MODULE[0]
 
@@ -55,7 +54,7 @@ def load() -> Any:
     if os.environ.get("KAIROS_FEATURES_KERNEL", "").lower() != "numpy":
         module = extension()
         if module is not None:
-            path = module.__kairos_path__
+            path = module.__file__  # the spec's origin: the .so loaded
             kernel = module.Kernel(
                 return_horizons=list(schema.RETURN_HORIZONS),
                 vol_windows=list(schema.VOL_WINDOWS),
