@@ -177,6 +177,8 @@ def up(
             stack.wait_ready(svc)
             where = spec.grpc_addr or spec.ready_url.removesuffix("/healthz")
             cpus = f"  cpus {spec.cpus}" if spec.cpus else ""
+            if spec.name == "inference" and settings.inference_idle_spin:
+                cpus += "  idle-spin"  # those CPUs are busy while the stack runs (ADR 0123)
             console.print(f"[green]✓[/] {spec.name:<10} pid {svc.pid:<7} {where}{cpus}  log {svc.log_path}")
     except processes.ServiceDied as exc:
         err.print(f"[red]{exc}[/]")
