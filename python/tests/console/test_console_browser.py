@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ SHOTS = services.REPO / "build" / "console"  # screenshots; the ones in docs/ ar
 CHALLENGER_VERDICT = "challenger fails the gate: FAILED Sharpe -0.84 does not beat buy-and-hold 5.45"
 SERVING = '#panel-models .model[data-role="serving"]'
 SHADOW = '#panel-models .model[data-role="shadow"]'
+CARDS = (SERVING, SHADOW)
 
 
 @dataclass
@@ -127,6 +129,17 @@ def text(driver: WebDriver, css: str) -> str:
 
 def wait_text(driver: WebDriver, css: str, want: str, timeout: float = 30.0) -> None:
     wait_for(lambda: want in text(driver, css), timeout=timeout, what=f"{css} to show {want!r}", poll=0.2)
+
+
+def read_live(driver: WebDriver, css: str, timeout: float = 10.0) -> str:
+    """``css``'s text once it reads as something: a live panel re-rendered between finding an element
+    and reading it reads as "" once (a stale element)."""
+    deadline = time.monotonic() + timeout
+    while (got := text(driver, css)) == "":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {css} to read anything")
+        time.sleep(0.05)
+    return got
 
 
 def wait_exact(driver: WebDriver, css: str, want: str, timeout: float = 10.0) -> None:
@@ -258,13 +271,13 @@ def test_live_updates_arrive_during_a_replay(run: Run, browser: WebDriver) -> No
     # Both models were accounted on the same bars once the replay is through; the eager challenger
     # traded at least as often; drift measured each row against the cards' GBPUSD distribution.
     wait_for(lambda: bars(SERVING) == bars(SHADOW) >= max(shown[SERVING]), timeout=30, what="the same bars")
-    trades = {c: int(text(browser, f'{c} [data-k="trades"]').replace(",", "")) for c in (SERVING, SHADOW)}
+    trades = {c: int(read_live(browser, f'{c} [data-k="trades"]').replace(",", "")) for c in CARDS}
     assert trades[SHADOW] >= trades[SERVING] > 0, trades
-    for card in (SERVING, SHADOW):
-        assert text(browser, f'{card} [data-k="net"]').endswith(" bp")
-        di_last, threshold = (float(x) for x in text(browser, f'{card} [data-k="di"]').split(" / "))
+    for card in CARDS:
+        assert read_live(browser, f'{card} [data-k="net"]').endswith(" bp")
+        di_last, threshold = (float(x) for x in read_live(browser, f'{card} [data-k="di"]').split(" / "))
         assert di_last > 0 and threshold == pytest.approx(run.di_threshold, abs=0.005)
-        assert text(browser, f'{card} [data-k="psi"]').split(" ")[1] in SCHEMA.names
+        assert read_live(browser, f'{card} [data-k="psi"]').split(" ")[1] in SCHEMA.names
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / "console.png"))
 
