@@ -488,6 +488,16 @@ def hop_table(m: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def idle_spin_from_environment() -> bool:
+    """KAIROS_INFERENCE_IDLE_SPIN as the inference server reads it (its config's own conversion)."""
+    from kairos import envconfig
+    from kairos.inference.config import ENV_PREFIX, InferenceConfig
+
+    raw = os.environ.get(ENV_PREFIX + "IDLE_SPIN", "")
+    (field,) = [f for f in dataclasses.fields(InferenceConfig) if f.name == "idle_spin"]
+    return bool(envconfig.convert(field, raw, ENV_PREFIX))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=2000.0, help="offered ticks per second for the latency run")
@@ -576,8 +586,7 @@ def main() -> None:
     metrics["cpu_affinity"] = " ".join(f"{k}={v}" for k, v in affinity.items()) or "any"
     keep = keep or os.environ.get("KAIROS_INFERENCE_KEEP_WARM", "")  # or the environment the server reads
     metrics["inference_keep_warm_ms"] = parse_duration(keep) * 1000 if keep else 0.0
-    spin_env = os.environ.get("KAIROS_INFERENCE_IDLE_SPIN", "").strip().lower()  # as the server reads it
-    metrics["inference_idle_spin"] = 1.0 if args.idle_spin or spin_env in ("1", "true", "yes", "on") else 0.0
+    metrics["inference_idle_spin"] = 1.0 if args.idle_spin or idle_spin_from_environment() else 0.0
     if metrics.get("machine_wake_us_p50", 0) > 0 and "python_hop_us_p50" in metrics:
         # The Python hop in the machine's wake-ups: comparable across VMs whose floors differ.
         metrics["python_hop_vs_machine_wake"] = round(
