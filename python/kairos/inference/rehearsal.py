@@ -11,13 +11,13 @@ A rehearsal runs the whole path of a recent request on a private copy of the str
 next real request finds the same code and data in cache. The request is parsed; its bars (by the
 C++ bar intake) or its ticks are taken into a state of its own, their times moved onto the
 rehearsal's own clock so that the state only moves forward and each rehearsal closes a bar; the
-model runs on the inputs made due; the drift monitor's per-row figures are computed on a monitor of
-its own; the signals are framed as for NATS and the response encoded as for the stream; and all of
-it is thrown away. Nothing is published, written, answered, counted as a request or a prediction,
-or seen by the serving drift monitor, the shadow evaluator or the stream states of real clients;
-only ``kairos_inference_keep_warm_runs_total`` counts rehearsals. Until a request has made
-predictions, and while the private state fills its windows, the rehearsal is ADR 0109's: one model
-run on a zero input.
+model runs on the inputs made due; the signals are framed as for NATS and the response encoded as
+for the stream; the drift monitor's per-row figures are computed on a monitor of its own, in the
+stream's order (ADR 0124); and all of it is thrown away. Nothing is published, written, answered,
+counted as a request or a prediction, or seen by the serving drift monitor, the shadow evaluator or
+the stream states of real clients; only ``kairos_inference_keep_warm_runs_total`` counts rehearsals.
+Until a request has made predictions, and while the private state fills its windows, the rehearsal
+is ADR 0109's: one model run on a zero input.
 
 The recorded requests are the last ``RECENT`` requests (of bars or of ticks) that made predictions,
 each at most ``MAX_RECORDED_BYTES`` (larger ones are not recorded): a bounded ring of at most
@@ -120,17 +120,27 @@ class Rehearsal:
             model.run(self._zeros)
             return "model"
         result = BatchResult(model.run(work.inputs()), now_us())
-        ood: list[bool] = []
-        if self._drift is not None:
-            rows = work.x[:, -1] if work.x is not None else np.stack([w[-1] for w in work.windows])
-            ood = self._drift.observe(rows)[1].tolist()
+        # In the order the stream takes them: the drift figures first only when they decide the
+        # signals, else after the response (ADR 0124).
+        after = self.servicer.drift_after_response
+        ood = [] if after else self._observe(work)
         run = self.servicer.model_run(req, recv_us, model, work, result, ood, count=False)
         sent = types_pb2.HopStamp(stage=types_pb2.HOP_STAGE_INFERENCE_SEND, time_us=now_us())
         frames_for(self.servicer.cfg.signal_subject_prefix, sent, run)
         resp = pb.StreamPredictResponse(request_id=req.request_id)
         predictions = self.servicer.fill(resp, req, recv_us, model, work, result)
         _ = resp.SerializeToString() + predictions  # the bytes the stream would write, dropped
+        if after:
+            self._observe(work)
         return "request"
+
+    def _observe(self, work: Any) -> list[bool]:
+        """The per-row drift figures of a rehearsed request, on the rehearsal's own monitor."""
+        if self._drift is None:
+            return []
+        rows = work.x[:, -1] if work.x is not None else np.stack([w[-1] for w in work.windows])
+        ood: list[bool] = self._drift.observe(rows)[1].tolist()
+        return ood
 
     def _onto_clock(self, req: pb.StreamPredictRequest, period_ms: int) -> None:
         """Move a recorded request onto the rehearsal's own clock, so its private state only ever moves

@@ -219,6 +219,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 resp = pb.StreamPredictResponse(request_id=req.request_id)
                 predictions = b""
                 shadow_outputs = None
+                observe = False  # the drift figures of this request's rows, once it is answered
                 if work.rejections:
                     resp.rejections.extend(work.rejections)
                 if fut is not None:
@@ -233,8 +234,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     else:
                         predictions = self.fill(resp, req, recv_us, model, work, result)
                         shadow_outputs = result.outputs
+                        observe = self.drift_after_response
                 # The response's bytes (StreamPredict's handler passes bytes both ways, ADR 0113).
-                await context.write(resp.SerializeToString() + predictions)
+                try:
+                    await context.write(resp.SerializeToString() + predictions)
+                finally:  # predicted rows reach the monitor even when the client is gone
+                    if observe:
+                        self._observe_drift(model, work)
                 self._stream_seconds.observe(time.perf_counter() - recv_t)
                 if self.shadow is not None and work.symbols and shadow_outputs is not None:
                     self.shadow.submit(model, work, shadow_outputs)
@@ -262,24 +268,27 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         work: Any,
         result: BatchResult,
     ) -> None:
-        """Right after the model run: one signal per prediction straight onto NATS, and the drift
-        figures of the predicted rows; the response to the stream is written afterwards by the
-        handler. The drift figures come after the signals unless they decide them (--abstain-ood):
-        nothing a signal carries depends on them otherwise, and the hop to execution is ~20-40 µs
-        shorter without them in front (docs/benchmarks.md)."""
+        """Right after the model run: one signal per prediction straight onto NATS; the response to
+        the stream is written afterwards by the handler. The drift figures follow the response
+        (``drift_after_response``) unless they decide the signals (--abstain-ood): nothing else a
+        signal or a response carries depends on them, and computing them in front cost a model-making
+        request ~100 µs on the 2-vCPU host of issue #17 (ADR 0124)."""
         pub = self.publisher
-        first = self.cfg.abstain_ood or pub is None
-        ood = self._observe_drift(model, work) if first else []
         if pub is None:
             return
+        ood = self._observe_drift(model, work) if self.cfg.abstain_ood else []
         pub.offer_run(self.model_run(req, recv_us, model, work, result, ood))
         if self.cfg.yield_after_signals and work.symbols:
             # The signals are on the socket: let nats-server and execution take the CPU before this
             # process goes on to the response write (ADR 0103; safe since execution never moves a
             # quote back when a signal overtakes the collector's tick batch).
             os.sched_yield()
-        if not first:
-            self._observe_drift(model, work)
+
+    @property
+    def drift_after_response(self) -> bool:
+        """The drift figures of a request's rows are computed once its response is written, not in
+        the model run's callback (only --abstain-ood with signals on NATS needs them first)."""
+        return not (self.cfg.abstain_ood and self.publisher is not None)
 
     def model_run(
         self,

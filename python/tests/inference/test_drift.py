@@ -3,6 +3,7 @@ card's training distribution, as metrics; --abstain-ood sends flat signals (real
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def _stream(srv: ServerThread, bars: list) -> list[pb.Prediction]:  # type: igno
     return preds
 
 
+def _wait_observed(srv: ServerThread, label: str, rows: int) -> None:
+    wait_for(
+        lambda: metric(srv.metrics_text(), "kairos_inference_dissimilarity_index_count", model=label) >= rows,
+        10,
+        f"the drift figures of {rows} rows",
+    )
+
+
 def test_dissimilarity_and_psi_are_exported_per_prediction(
     model_path: Path, start_server: Callable[..., ServerThread], tmp_path: Path
 ) -> None:
@@ -42,9 +51,9 @@ def test_dissimilarity_and_psi_are_exported_per_prediction(
     srv = start_server(model, drift_window=200)
     preds = _stream(srv, proto_bars(gbpusd.iloc[20000:20800]))
     assert len(preds) > 400
-    text = srv.metrics_text()
     label = f"{preds[0].model_name}/{preds[0].model_version}"
-    assert metric(text, "kairos_inference_dissimilarity_index_count", model=label) == len(preds)
+    _wait_observed(srv, label, len(preds))  # the figures follow the responses (ADR 0124)
+    text = srv.metrics_text()
     mean_di = metric(text, "kairos_inference_dissimilarity_index_sum", model=label) / len(preds)
     assert 0.3 < mean_di < 3  # later real bars of the same market: typical rows
     psis = [metric(text, "kairos_inference_feature_psi", model=label, feature=f) for f in SCHEMA.names]
@@ -119,9 +128,55 @@ def test_drift_figures_follow_the_signals_unless_they_decide_them(
     assert preds and runs > 0
     want = ["drift", "signals"] if abstain else ["signals", "drift"]
     assert order == want * runs
-    text = srv.metrics_text()  # every prediction's row still reaches the monitor
     label = f"{preds[0].model_name}/{preds[0].model_version}"
-    assert metric(text, "kairos_inference_dissimilarity_index_count", model=label) == len(preds)
+    _wait_observed(srv, label, len(preds))  # every prediction's row still reaches the monitor
+    assert metric(srv.metrics_text(), "kairos_inference_dissimilarity_index_count", model=label) == len(preds)
+
+
+@pytest.mark.parametrize(
+    ("signals", "abstain", "answered_first"),
+    [(False, False, True), (True, False, True), (False, True, True), (True, True, False)],
+    ids=["no-signals", "signals", "abstain-ood-without-signals", "abstain-ood-with-signals"],
+)
+def test_the_response_does_not_wait_for_the_drift_figures_unless_they_decide_the_signals(
+    signals: bool,
+    abstain: bool,
+    answered_first: bool,
+    nats_url: str,
+    model_path: Path,
+    start_server: Callable[..., ServerThread],
+    tmp_path: Path,
+) -> None:
+    # The monitor is held inside the server's loop until the client has its answer (or 2 s pass):
+    # the answer can only arrive meanwhile if it was written before the drift figures (ADR 0124).
+    gbpusd = load_gbpusd_m1()
+    model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+    srv = start_server(model, nats_url=nats_url if signals else "", abstain_ood=abstain)
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and (not signals or (srv.server.publisher is not None and srv.server.publisher.nc is not None))
+        )
+    )
+    assert srv.server is not None
+    servicer = srv.server.servicer
+    observe, answered, seen = servicer.observe_rows, threading.Event(), []
+
+    def observe_rows(model: object, rows: np.ndarray) -> list[bool]:
+        seen.append(answered.wait(2.0))
+        return observe(model, rows)  # type: ignore[no-any-return]
+
+    servicer.observe_rows = observe_rows
+    c = StreamClient(srv.target)
+    try:
+        resp = c.ask(pb.StreamPredictRequest(request_id=1, bars=proto_bars(gbpusd.iloc[20000:20300])))
+        answered.set()
+        assert resp.predictions
+    finally:
+        c.close()
+    label = f"{resp.predictions[0].model_name}/{resp.predictions[0].model_version}"
+    _wait_observed(srv, label, len(resp.predictions))
+    assert seen == [answered_first]
 
 
 def test_the_batch_histogram_exports_what_prometheus_histogram_exports_value_by_value() -> None:
