@@ -41,6 +41,9 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
   every process on the path is woken for every push. ``machine_wake_hot_us_p50`` is the same at
   one message every 0.5 ms. Every hop between processes pays at least one such wake-up, so VMs
   whose figures differ by 2x in the hops can be compared by this one.
+- ``machine_stall_pct`` (and ``_cpu<N>``, ``machine_stall_max_us``): the time a busy CPU lost, measured
+  before each run with every CPU busy at once for 2 s (``kairos.stack.cpu_latency.stall_probe``): on a
+  VM, the host running something else where a vCPU was. The p99s move with it.
 - ``machine_cpu_latency_us``: the CPUs' wake-up latency bound the kernel applied while it ran
   (PM QoS; 2e9 = none, the host as it is). ``make bench-held`` runs this benchmark under
   ``python -m kairos.stack.cpu_latency --us 0 --`` into e2e-held.json (ADR 0117).
@@ -413,11 +416,11 @@ def aggregate(runs: list[dict[str, float]]) -> dict[str, float]:
 def hop_table(m: dict[str, float]) -> str:
     """The per-hop table: p50 and p99 (µs), median of the runs with the range beside it."""
 
-    def cell(name: str) -> str:
+    def cell(name: str, fmt: str = ",.0f") -> str:
         if name not in m or np.isnan(m[name]):
             return "-"
         lo, hi = m.get(f"{name}.min", m[name]), m.get(f"{name}.max", m[name])
-        return f"{m[name]:,.0f} ({lo:,.0f}-{hi:,.0f})"
+        return f"{m[name]:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
 
     hops = sorted({k.split(".", 1)[1] for k in m if k.startswith("hop_us_p50.") and k.count(".") == 1})
     order = [
@@ -472,6 +475,10 @@ def hop_table(m: dict[str, float]) -> str:
         f"a process woken after {m.get('timer_ms', 0):.0f} ms idle (the machine's floor per hop): "
         f"p50 {cell('machine_wake_us_p50')} us, p99 {cell('machine_wake_us_p99')} us; "
         f"woken every 0.5 ms: p50 {cell('machine_wake_hot_us_p50')} us"
+    )
+    lines.append(
+        f"time a busy CPU lost (every CPU busy, 2 s): {cell('machine_stall_pct', '.1f')} % on the worst CPU, "
+        f"longest gap {cell('machine_stall_max_us')} us"
     )
     lines.append(f"services' CPUs: {m.get('cpu_affinity', 'any')}")
     bound = m.get("machine_cpu_latency_us", -1.0)
@@ -567,10 +574,12 @@ def main() -> None:
     for i in range(args.runs):
         wake = wake_probe(args.timer_ms / 1000)
         hot = wake_probe(0.0005)
+        stalls = cpu_latency.stall_probe()
         push = max(1, round(args.rate * args.timer_ms / 1000))
         m = run(args.rate, args.laps, args.policy, push, args.hops_out, i + 1, affinity, keep, args.idle_spin)
         m["machine_wake_us_p50"], m["machine_wake_us_p99"] = wake
         m["machine_wake_hot_us_p50"] = hot[0]
+        m.update(stalls)
         p50 = m.get("tick_to_order_ack_us_p50", float("nan"))
         p99 = m.get("tick_to_order_ack_us_p99", float("nan"))
         print(

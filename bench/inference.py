@@ -53,6 +53,9 @@ server then runs its drift monitor on every prediction, as in production (``drif
 The Kairos measurements are repeated ``--runs`` times (3), each on fresh server processes; every Kairos
 figure is the median of the rounds with ``<name>.min`` / ``<name>.max`` beside it, and the 1-minute
 load average of the machine is recorded (``loadavg_1m*``), so a reader can tell a change from noise.
+Before each round, every CPU is kept busy for 2 s and the time each loses is recorded
+(``machine_stall_pct``, ``_cpu<N>``, ``machine_stall_max_us``; ``kairos.stack.cpu_latency.stall_probe``):
+on a VM, the host running something else where a vCPU was; the p99s move with it.
 
 Usage: python bench/inference.py --out bench/results/inference.json [--seconds 4] [--runs 3] [--no-mlflow]
 """
@@ -878,11 +881,13 @@ def main() -> None:
     print("ort in-process:", round(m["ort_inprocess_predictions_per_s"]), "predictions/s", flush=True)
     rounds = []
     for i in range(args.runs):
-        r = kairos_round(card, args.seconds, pin)
+        stalls = cpu_latency.stall_probe()
+        r = {**kairos_round(card, args.seconds, pin), **stalls}
         print(
             f"round {i + 1}/{args.runs}: latency p50/p99 {r['stream_latency_us_p50']:.0f}/"
             f"{r['stream_latency_us_p99']:.0f} us, {r['predictions_per_s']:.0f} predictions/s "
-            f"({WORKERS} workers), load {r['loadavg_1m_start']:.2f}-{r['loadavg_1m_end']:.2f}",
+            f"({WORKERS} workers), load {r['loadavg_1m_start']:.2f}-{r['loadavg_1m_end']:.2f}, "
+            f"a busy CPU lost {r['machine_stall_pct']:.2f}% (longest gap {r['machine_stall_max_us']:.0f} us)",
             flush=True,
         )
         rounds.append(r)

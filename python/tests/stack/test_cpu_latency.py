@@ -102,6 +102,35 @@ def test_without_a_bound_the_stack_has_no_holder(tmp_path: Path) -> None:
     assert "cpu-latency" not in [s.name for s in services.specs(settings, bins)]
 
 
+# --- The stall probe: how much time a busy CPU loses (the benchmarks' machine_stall_* figures) ---
+
+
+def test_the_stall_probe_reports_each_cpu_and_the_worst_of_them() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    m = cpu_latency.stall_probe(0.3, cpus=cpus)
+    per_cpu = {f"machine_stall_pct_cpu{c}" for c in cpus}
+    assert set(m) == per_cpu | {"machine_stall_pct", "machine_stall_max_us", "machine_stall_gaps"}
+    assert all(0 <= m[k] <= 100 for k in per_cpu)
+    assert m["machine_stall_pct"] == max(m[k] for k in per_cpu)
+    assert m["machine_stall_max_us"] >= 0 and m["machine_stall_gaps"] >= 0
+
+
+def test_the_stall_probe_counts_the_time_another_process_takes_from_its_cpu() -> None:
+    # A busy process pinned to the probe's CPU: the scheduler gives each about half of it, in
+    # slices far longer than the probe's 100 µs threshold.
+    cpu = max(os.sched_getaffinity(0))
+    hog = subprocess.Popen(
+        [sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"]
+    )
+    try:
+        m = cpu_latency.stall_probe(1.0, cpus=[cpu])
+    finally:
+        hog.kill()
+        hog.wait()
+    assert m[f"machine_stall_pct_cpu{cpu}"] > 25, m
+    assert m["machine_stall_max_us"] > 300 and m["machine_stall_gaps"] > 20, m
+
+
 # --- The services' CPUs (--cpu-affinity, ADR 0117) ----------------------------------------------
 
 TWO = {0, 1}
