@@ -43,7 +43,8 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
   whose figures differ by 2x in the hops can be compared by this one.
 - ``machine_stall_pct`` (and ``_cpu<N>``, ``machine_stall_max_us``): the time a busy CPU lost, measured
   before each run with every CPU busy at once for 2 s (``kairos.stack.cpu_latency.stall_probe``): on a
-  VM, the host running something else where a vCPU was. The p99s move with it.
+  VM, the host running something else where a vCPU was. A figure of the host beside the wake-up;
+  it is not the p99's cause (docs/benchmarks.md, eleventh session).
 - ``machine_cpu_latency_us``: the CPUs' wake-up latency bound the kernel applied while it ran
   (PM QoS; 2e9 = none, the host as it is). ``make bench-held`` runs this benchmark under
   ``python -m kairos.stack.cpu_latency --us 0 --`` into e2e-held.json (ADR 0117).

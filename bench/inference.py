@@ -55,7 +55,8 @@ figure is the median of the rounds with ``<name>.min`` / ``<name>.max`` beside i
 load average of the machine is recorded (``loadavg_1m*``), so a reader can tell a change from noise.
 Before each round, every CPU is kept busy for 2 s and the time each loses is recorded
 (``machine_stall_pct``, ``_cpu<N>``, ``machine_stall_max_us``; ``kairos.stack.cpu_latency.stall_probe``):
-on a VM, the host running something else where a vCPU was; the p99s move with it.
+on a VM, the host running something else where a vCPU was (a figure of the host, not the p99's
+cause: docs/benchmarks.md, eleventh session).
 
 Usage: python bench/inference.py --out bench/results/inference.json [--seconds 4] [--runs 3] [--no-mlflow]
 """
