@@ -138,8 +138,7 @@ class Rehearsal:
         """The per-row drift figures of a rehearsed request, on the rehearsal's own monitor."""
         if self._drift is None:
             return []
-        rows = work.x[:, -1] if work.x is not None else np.stack([w[-1] for w in work.windows])
-        ood: list[bool] = self._drift.observe(rows)[1].tolist()
+        ood: list[bool] = self._drift.observe(work.predicted_rows())[1].tolist()
         return ood
 
     def _onto_clock(self, req: pb.StreamPredictRequest, period_ms: int) -> None:

@@ -113,8 +113,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             return []
         if self._drift_of(model) is None:
             return []
-        rows = work.x[:, -1] if work.x is not None else np.stack([w[-1] for w in work.windows])
-        return self.observe_rows(model, rows)
+        return self.observe_rows(model, work.predicted_rows())
 
     def observe_rows(self, model: ServedModel, rows: np.ndarray) -> list[bool]:
         """DI and PSI of feature rows a model predicted on (metrics, and the monitor's figures for

@@ -204,6 +204,10 @@ class Work:
     def inputs(self) -> np.ndarray:
         return self.x if self.x is not None else np.stack(self.windows)
 
+    def predicted_rows(self) -> np.ndarray:
+        """The feature rows the predictions are for: each window's last (what the drift monitor sees)."""
+        return self.x[:, -1] if self.x is not None else np.stack([w[-1] for w in self.windows])
+
     def drop_inputs(self) -> None:
         """Forget the model inputs made due (a warm-up request): the state they came from stays."""
         for col in (self.symbols, self.times_msc, self.bids, self.asks, self.windows, self.prices):

@@ -91,8 +91,9 @@ def stall_probe(
     per CPU (``cpus``, default every CPU of the machine), each pinned to its CPU and reading the
     clock in a loop for ``seconds``, all at once. A gap of more than ``gap_us`` between two reads is
     time the process did not run: on a VM, mostly the host running something else where the vCPU
-    was (on the 2-vCPU host of issue #17, vCPU 1 lost 0.6-0.7% in gaps of up to 4.7 ms while both
-    were busy, and 0-0.2% while it alone was). Figures: ``machine_stall_pct_cpu<N>`` (% of the time
+    was (on the 2-vCPU host of issue #17, one vCPU lost 0.6-0.75% in gaps of up to 4.7 ms while both
+    were busy, and 0-0.2% while one alone was). A figure of the host, not a cause of the stack's p99s
+    there (docs/benchmarks.md, eleventh session). Figures: ``machine_stall_pct_cpu<N>`` (% of the time
     lost on CPU N), ``machine_stall_pct`` (the worst CPU's), ``machine_stall_max_us`` (the longest
     gap) and ``machine_stall_gaps`` (their number, all CPUs)."""
     cpus = list(range(os.cpu_count() or 1)) if cpus is None else list(cpus)

@@ -35,6 +35,16 @@ def _stream(srv: ServerThread, bars: list) -> list[pb.Prediction]:  # type: igno
     return preds
 
 
+def _ready(srv: ServerThread, signals: bool = True) -> None:
+    """The server is up and, with ``signals``, its publisher connected to NATS."""
+    wait_for(
+        lambda: (
+            srv.server is not None
+            and (not signals or (srv.server.publisher is not None and srv.server.publisher.nc is not None))
+        )
+    )
+
+
 def _wait_observed(srv: ServerThread, label: str, rows: int) -> None:
     wait_for(
         lambda: metric(srv.metrics_text(), "kairos_inference_dissimilarity_index_count", model=label) >= rows,
@@ -70,13 +80,7 @@ def test_abstain_sends_flat_signals_for_out_of_distribution_rows(
     sub = Subscriber(nats_url, "kairos.signal.>")
     # A threshold below every row's DI: every row is out of distribution.
     srv = start_server(model, nats_url=nats_url, abstain_ood=True, ood_di_threshold=1e-9)
-    wait_for(
-        lambda: (
-            srv.server is not None
-            and srv.server.publisher is not None
-            and srv.server.publisher.nc is not None
-        )
-    )
+    _ready(srv)
     try:
         preds = _stream(srv, proto_bars(gbpusd.iloc[20000:20400]))
         assert preds
@@ -102,13 +106,7 @@ def test_drift_figures_follow_the_signals_unless_they_decide_them(
     gbpusd = load_gbpusd_m1()
     model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
     srv = start_server(model, nats_url=nats_url, abstain_ood=abstain)
-    wait_for(
-        lambda: (
-            srv.server is not None
-            and srv.server.publisher is not None
-            and srv.server.publisher.nc is not None
-        )
-    )
+    _ready(srv)
     assert srv.server is not None
     servicer, order = srv.server.servicer, []
     offer, observe = servicer.publisher.offer_run, servicer.observe_rows
@@ -152,12 +150,7 @@ def test_the_response_does_not_wait_for_the_drift_figures_unless_they_decide_the
     gbpusd = load_gbpusd_m1()
     model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
     srv = start_server(model, nats_url=nats_url if signals else "", abstain_ood=abstain)
-    wait_for(
-        lambda: (
-            srv.server is not None
-            and (not signals or (srv.server.publisher is not None and srv.server.publisher.nc is not None))
-        )
-    )
+    _ready(srv, signals)
     assert srv.server is not None
     servicer = srv.server.servicer
     observe, answered, seen = servicer.observe_rows, threading.Event(), []
