@@ -70,7 +70,6 @@ import functools
 import itertools
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -90,23 +89,6 @@ MINUTE_MS = 60_000
 # The stamped stages of an order, in path order (observe.stage_name of each HOP_STAGE_*).
 STAGES = [observe.stage_name(s) for s in observe.HOPS if s != types_pb2.HOP_STAGE_BRIDGE_PUSH]
 PY_HOP = {"collector_send", "execution_receive"}
-
-
-def machine() -> dict[str, float | str]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "machine_cpu_model": model,
-        "machine_cores": float(os.cpu_count() or 0),
-        # The CPUs' wake-up latency bound held while it ran (ADR 0117; `make bench-held`).
-        "machine_cpu_latency_us": cpu_latency.bench_figure(),
-    }
 
 
 # The probe's reader: woken by each message, it answers with how long ago (monotonic ns) it was sent.
@@ -590,7 +572,7 @@ def main() -> None:
         )
         runs.append(m)
     metrics: dict[str, float | str] = dict(aggregate(runs))
-    metrics.update(machine())
+    metrics.update(cpu_latency.machine_figures())
     metrics["timer_ms"] = args.timer_ms
     metrics["inference_drift_monitor"] = 1.0
     metrics["cpu_affinity"] = " ".join(f"{k}={v}" for k, v in affinity.items()) or "any"

@@ -69,7 +69,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -115,21 +114,6 @@ WORKERS = max(2, os.cpu_count() or 1)  # server processes for the headline throu
 
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "machine_cpu_model": model,
-        "machine_cores": float(os.cpu_count() or 0),
-        # The CPUs' wake-up latency bound held while it ran (ADR 0117; `make bench-held`).
-        "machine_cpu_latency_us": cpu_latency.bench_figure(),
-    }
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -875,7 +859,11 @@ def main() -> None:
             ap.error("--latency-server-cpus leaves no CPU for the client")
         pin = (",".join(map(str, sorted(server))), ",".join(map(str, rest)))
     build_load_tool()
-    m: dict[str, Any] = {**machine(), "batch_rows": float(BATCH), "model_window": float(card.window)}
+    m: dict[str, Any] = {
+        **cpu_latency.machine_figures(),
+        "batch_rows": float(BATCH),
+        "model_window": float(card.window),
+    }
     m["drift_monitor"] = 1.0 if card.feature_distribution else 0.0
     m["latency_server_cpus"] = pin[0] or "any"
     m["ort_inprocess_predictions_per_s"] = bench_ort(card, args.seconds)

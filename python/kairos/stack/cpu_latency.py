@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import platform
 import signal
 import struct
 import subprocess
@@ -58,6 +59,22 @@ def bench_figure(device: Path = DEVICE) -> float:
     (NO_BOUND_US: none; -1: unknown, the device unreadable)."""
     v = effective_us(device)
     return -1.0 if v is None else float(v)
+
+
+def machine_figures(device: Path = DEVICE, cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, float | str]:
+    """The host a benchmark ran on, as its results record it: ``machine_cpu_model`` (cpuinfo's first
+    model name), ``machine_cores`` and ``machine_cpu_latency_us`` (``bench_figure``)."""
+    model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "machine_cpu_model": model,
+        "machine_cores": float(os.cpu_count() or 0),
+        "machine_cpu_latency_us": bench_figure(device),
+    }
 
 
 # The stall probe's busy loop, one process per CPU (``python -c``): pinned, it waits for the shared

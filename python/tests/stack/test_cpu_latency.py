@@ -60,6 +60,20 @@ def test_a_kernel_without_the_device_is_a_clear_error(tmp_path: Path) -> None:
     assert cpu_latency.bench_figure(tmp_path / "cpu_dma_latency") == -1.0
 
 
+def test_the_machine_figures_name_the_cpu_model_the_cores_and_the_bound(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Test CPU @ 1.00GHz\nprocessor\t: 1\nmodel name\t: other\n"
+    )
+    m = cpu_latency.machine_figures(tmp_path / "cpu_dma_latency", cpuinfo)
+    assert m == {
+        "machine_cpu_model": "Test CPU @ 1.00GHz",
+        "machine_cores": float(os.cpu_count() or 0),
+        "machine_cpu_latency_us": -1.0,
+    }
+    assert cpu_latency.machine_figures(tmp_path / "cpu_dma_latency", tmp_path / "none")["machine_cpu_model"]
+
+
 def test_the_command_form_holds_while_the_command_runs_and_returns_its_exit_status() -> None:
     before = _bound()
     probe = (
