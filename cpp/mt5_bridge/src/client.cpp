@@ -1150,20 +1150,13 @@ int Client::PollHistory(KbHistoryRequest* out) {
   return KB_OK;
 }
 
-int Client::HistoryTicks(uint64_t request_id, const KbMqlTick* ticks, int32_t count) {
-  if (!has_market_data()) return KB_E_NO_CHANNEL;
-  for (int32_t i = 0; i < count; i++) {
-    const KbMqlTick& t = ticks[i];
-    if (!(t.bid >= 0 && t.ask >= 0 && t.last >= 0 && t.volume_real >= 0 && std::isfinite(t.bid) &&
-          std::isfinite(t.ask) && std::isfinite(t.last) && std::isfinite(t.volume_real)))
-      return KB_E_NON_FINITE;
-  }
+template <typename Fill>
+int Client::QueueHistoryParts(uint64_t request_id, int32_t kind, int32_t count, uint32_t per, Fill fill) {
   const int64_t offset = server_offset_ms_.load(std::memory_order_relaxed);
-  const uint32_t per = 256;
   const size_t parts = (static_cast<size_t>(count) + per - 1) / per;
   std::lock_guard<std::mutex> lock(hist_mu_);
   auto it = hist_state_.find(request_id);
-  if (it == hist_state_.end() || it->second.kind != KB_HISTORY_TICKS) return KB_E_BAD_ARG;
+  if (it == hist_state_.end() || it->second.kind != kind) return KB_E_BAD_ARG;
   if (hist_out_.size() + parts > kMaxHistoryParts) return KB_E_QUEUE_FULL;
   HistoryState& st = it->second;
   std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
@@ -1175,20 +1168,7 @@ int Client::HistoryTicks(uint64_t request_id, const KbMqlTick* ticks, int32_t co
     d.request_id = request_id;
     d.part = st.part++;
     d.status = kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_MORE;
-    d.has_ticks = true;
-    kairos_marketdata_v1_TickBatch& b = d.ticks;
-    std::memcpy(b.symbol, st.symbol, sizeof(b.symbol));
-    for (uint32_t k = 0; k < n; k++) {
-      const KbMqlTick& t = ticks[at + static_cast<int32_t>(k)];
-      b.time_msc[k] = t.time_msc - offset;
-      b.bid[k] = t.bid;
-      b.ask[k] = t.ask;
-      b.last[k] = t.last;
-      b.volume[k] = t.volume_real;
-      b.flags[k] = t.flags;
-    }
-    b.time_msc_count = b.bid_count = b.ask_count = b.last_count = b.volume_count = b.flags_count =
-        static_cast<pb_size_t>(n);
+    fill(d, st, offset, at, n);
     std::vector<uint8_t> body;
     if (!EncodeBody(*f, &body)) return KB_E_INTERNAL;
     hist_out_.push_back(std::move(body));
@@ -1196,6 +1176,34 @@ int Client::HistoryTicks(uint64_t request_id, const KbMqlTick* ticks, int32_t co
   }
   if (waker_.fd() != net::kInvalid) waker_.Wake();
   return KB_OK;
+}
+
+int Client::HistoryTicks(uint64_t request_id, const KbMqlTick* ticks, int32_t count) {
+  if (!has_market_data()) return KB_E_NO_CHANNEL;
+  for (int32_t i = 0; i < count; i++) {
+    const KbMqlTick& t = ticks[i];
+    if (!(t.bid >= 0 && t.ask >= 0 && t.last >= 0 && t.volume_real >= 0 && std::isfinite(t.bid) &&
+          std::isfinite(t.ask) && std::isfinite(t.last) && std::isfinite(t.volume_real)))
+      return KB_E_NON_FINITE;
+  }
+  return QueueHistoryParts(request_id, KB_HISTORY_TICKS, count, 256,
+                           [ticks](kairos_bridge_v1_HistoryData& d, const HistoryState& st, int64_t offset,
+                                   int32_t at, uint32_t n) {
+                             d.has_ticks = true;
+                             kairos_marketdata_v1_TickBatch& b = d.ticks;
+                             std::memcpy(b.symbol, st.symbol, sizeof(b.symbol));
+                             for (uint32_t k = 0; k < n; k++) {
+                               const KbMqlTick& t = ticks[at + static_cast<int32_t>(k)];
+                               b.time_msc[k] = t.time_msc - offset;
+                               b.bid[k] = t.bid;
+                               b.ask[k] = t.ask;
+                               b.last[k] = t.last;
+                               b.volume[k] = t.volume_real;
+                               b.flags[k] = t.flags;
+                             }
+                             b.time_msc_count = b.bid_count = b.ask_count = b.last_count = b.volume_count =
+                                 b.flags_count = static_cast<pb_size_t>(n);
+                           });
 }
 
 int Client::HistoryBars(uint64_t request_id, const KbMqlRates* rates, int32_t count) {
@@ -1206,45 +1214,25 @@ int Client::HistoryBars(uint64_t request_id, const KbMqlRates* rates, int32_t co
           std::isfinite(r.high) && std::isfinite(r.low) && std::isfinite(r.close)))
       return KB_E_NON_FINITE;
   }
-  const int64_t offset = server_offset_ms_.load(std::memory_order_relaxed);
-  const uint32_t per = 64;
-  const size_t parts = (static_cast<size_t>(count) + per - 1) / per;
-  std::lock_guard<std::mutex> lock(hist_mu_);
-  auto it = hist_state_.find(request_id);
-  if (it == hist_state_.end() || it->second.kind != KB_HISTORY_BARS) return KB_E_BAD_ARG;
-  if (hist_out_.size() + parts > kMaxHistoryParts) return KB_E_QUEUE_FULL;
-  HistoryState& st = it->second;
-  std::unique_ptr<kairos_bridge_v1_Frame> f(new kairos_bridge_v1_Frame(kairos_bridge_v1_Frame_init_zero));
-  for (int32_t at = 0; at < count; at += static_cast<int32_t>(per)) {
-    const uint32_t n = static_cast<uint32_t>(std::min<int32_t>(count - at, static_cast<int32_t>(per)));
-    *f = kairos_bridge_v1_Frame_init_zero;
-    f->which_body = kairos_bridge_v1_Frame_history_data_tag;
-    kairos_bridge_v1_HistoryData& d = f->body.history_data;
-    d.request_id = request_id;
-    d.part = st.part++;
-    d.status = kairos_marketdata_v1_HistoryStatus_HISTORY_STATUS_MORE;
-    d.bars_count = static_cast<pb_size_t>(n);
-    for (uint32_t k = 0; k < n; k++) {
-      const KbMqlRates& r = rates[at + static_cast<int32_t>(k)];
-      kairos_marketdata_v1_Bar& bar = d.bars[k];
-      std::memcpy(bar.symbol, st.symbol, sizeof(bar.symbol));
-      bar.period_s = st.period_s;
-      bar.open_time_msc = r.time * 1000 - offset;
-      bar.open = r.open;
-      bar.high = r.high;
-      bar.low = r.low;
-      bar.close = r.close;
-      bar.tick_volume = r.tick_volume > 0 ? static_cast<uint64_t>(r.tick_volume) : 0;
-      bar.real_volume = static_cast<double>(r.real_volume);
-      bar.spread_points = r.spread;
-    }
-    std::vector<uint8_t> body;
-    if (!EncodeBody(*f, &body)) return KB_E_INTERNAL;
-    hist_out_.push_back(std::move(body));
-    st.total += n;
-  }
-  if (waker_.fd() != net::kInvalid) waker_.Wake();
-  return KB_OK;
+  return QueueHistoryParts(request_id, KB_HISTORY_BARS, count, 64,
+                           [rates](kairos_bridge_v1_HistoryData& d, const HistoryState& st, int64_t offset,
+                                   int32_t at, uint32_t n) {
+                             d.bars_count = static_cast<pb_size_t>(n);
+                             for (uint32_t k = 0; k < n; k++) {
+                               const KbMqlRates& r = rates[at + static_cast<int32_t>(k)];
+                               kairos_marketdata_v1_Bar& bar = d.bars[k];
+                               std::memcpy(bar.symbol, st.symbol, sizeof(bar.symbol));
+                               bar.period_s = st.period_s;
+                               bar.open_time_msc = r.time * 1000 - offset;
+                               bar.open = r.open;
+                               bar.high = r.high;
+                               bar.low = r.low;
+                               bar.close = r.close;
+                               bar.tick_volume = r.tick_volume > 0 ? static_cast<uint64_t>(r.tick_volume) : 0;
+                               bar.real_volume = static_cast<double>(r.real_volume);
+                               bar.spread_points = r.spread;
+                             }
+                           });
 }
 
 int Client::HistoryEnd(uint64_t request_id, int32_t status, int64_t first_available_msc,

@@ -247,6 +247,11 @@ class Client {
   std::deque<KbHistoryRequest> hist_requests_;
   std::unordered_map<uint64_t, HistoryState> hist_state_;
   std::deque<std::vector<uint8_t>> hist_out_;
+  // Queues count items of one open request of this kind as HistoryData parts of at most per items;
+  // fill(d, st, offset, at, n) writes items [at, at + n) into part d. The one place HistoryTicks and
+  // HistoryBars check the request and the bound, number the parts and wake the network thread.
+  template <typename Fill>
+  int QueueHistoryParts(uint64_t request_id, int32_t kind, int32_t count, uint32_t per, Fill fill);
   void OnHistoryRequest(Conn& c, const kairos_bridge_v1_HistoryRequest& r);
   void PumpHistory(Conn& c);
   bool HistoryPending();

@@ -604,6 +604,11 @@ TEST(History, AChunkTravelsFromTheEaToTheCollectorInParts) {
   rates[3].high = std::numeric_limits<double>::quiet_NaN();
   EXPECT_EQ(kb_history_bars(h.h, 43, rates.data(), 70), KB_E_NON_FINITE);
   rates[3].high = 1.12;
+  // A call that would take the queue past its bound (4,096 parts, Client::kMaxHistoryParts) is
+  // refused whole: none of it is queued, so the parts below are numbered as if it never came.
+  const std::vector<KbMqlRates> too_many(4097 * 64, rates[0]);
+  EXPECT_EQ(kb_history_bars(h.h, 43, too_many.data(), static_cast<int32_t>(too_many.size())),
+            KB_E_QUEUE_FULL);
   ASSERT_EQ(kb_history_bars(h.h, 43, rates.data(), 70), KB_OK);
   ASSERT_EQ(kb_history_end(h.h, 43, KB_HISTORY_PARTIAL, 1577836800000 + 7200000 + 3600000,
                            W("history starts at 01:00").data()),
@@ -611,6 +616,7 @@ TEST(History, AChunkTravelsFromTheEaToTheCollectorInParts) {
   ASSERT_TRUE(peer.WaitFor([&] { return peer.history().size() == 8; }, 5000));
   const auto all = peer.history();
   EXPECT_EQ(all[5].bars_count, 64u);
+  EXPECT_EQ(all[5].part, 0u);
   EXPECT_EQ(all[5].bars[0].open_time_msc, 1577836800000);
   EXPECT_EQ(all[5].bars[0].period_s, 60u);
   EXPECT_STREQ(all[5].bars[0].symbol, "EURUSD");
