@@ -24,6 +24,13 @@ def _model_with_distribution(model_path: Path, bars: pd.DataFrame, dst: Path) ->
     return with_card(model_path, dst, feature_distribution=distribution(x, SCHEMA.names))
 
 
+def _drift_model(model_path: Path, tmp_path: Path) -> tuple[pd.DataFrame, Path]:
+    """Real GBPUSD M1 bars, and the fixture model carrying the distribution of their first 20,000
+    (the tests stream later bars of the same market)."""
+    gbpusd = load_gbpusd_m1()
+    return gbpusd, _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+
+
 def _stream(srv: ServerThread, bars: list) -> list[pb.Prediction]:  # type: ignore[type-arg]
     c = StreamClient(srv.target)
     preds: list[pb.Prediction] = []
@@ -56,8 +63,7 @@ def _wait_observed(srv: ServerThread, label: str, rows: int) -> None:
 def test_dissimilarity_and_psi_are_exported_per_prediction(
     model_path: Path, start_server: Callable[..., ServerThread], tmp_path: Path
 ) -> None:
-    gbpusd = load_gbpusd_m1()
-    model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+    gbpusd, model = _drift_model(model_path, tmp_path)
     srv = start_server(model, drift_window=200)
     preds = _stream(srv, proto_bars(gbpusd.iloc[20000:20800]))
     assert len(preds) > 400
@@ -75,8 +81,7 @@ def test_dissimilarity_and_psi_are_exported_per_prediction(
 def test_abstain_sends_flat_signals_for_out_of_distribution_rows(
     nats_url: str, model_path: Path, start_server: Callable[..., ServerThread], tmp_path: Path
 ) -> None:
-    gbpusd = load_gbpusd_m1()
-    model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+    gbpusd, model = _drift_model(model_path, tmp_path)
     sub = Subscriber(nats_url, "kairos.signal.>")
     # A threshold below every row's DI: every row is out of distribution.
     srv = start_server(model, nats_url=nats_url, abstain_ood=True, ood_di_threshold=1e-9)
@@ -103,8 +108,7 @@ def test_drift_figures_follow_the_signals_unless_they_decide_them(
     start_server: Callable[..., ServerThread],
     tmp_path: Path,
 ) -> None:
-    gbpusd = load_gbpusd_m1()
-    model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+    gbpusd, model = _drift_model(model_path, tmp_path)
     srv = start_server(model, nats_url=nats_url, abstain_ood=abstain)
     _ready(srv)
     assert srv.server is not None
@@ -147,8 +151,7 @@ def test_the_response_does_not_wait_for_the_drift_figures_unless_they_decide_the
 ) -> None:
     # The monitor is held inside the server's loop until the client has its answer (or 2 s pass):
     # the answer can only arrive meanwhile if it was written before the drift figures (ADR 0124).
-    gbpusd = load_gbpusd_m1()
-    model = _model_with_distribution(model_path, gbpusd.iloc[:20000], tmp_path / "m" / "model.onnx")
+    gbpusd, model = _drift_model(model_path, tmp_path)
     srv = start_server(model, nats_url=nats_url if signals else "", abstain_ood=abstain)
     _ready(srv, signals)
     assert srv.server is not None
