@@ -326,6 +326,14 @@ type Source struct {
 	committed map[string]validate.State
 }
 
+// holdsState reports whether ticks of symbol would keep state in the pipeline, so need a place under
+// MaxSymbols: an announced symbol, or any one when unknown symbols are allowed. Ticks of a symbol never
+// announced are rejected by validation (UNKNOWN_SYMBOL) and must not use up a place that no announce
+// could then take. Under s.mu.
+func (s *Source) holdsState(symbol string) bool {
+	return s.admitted[symbol] || s.p.cfg.Validate.AllowUnknownSymbols || s.v.Known(symbol)
+}
+
 // admitLocked is p.admit cached per source, under s.mu: the tick path takes no pipeline lock for a
 // symbol already admitted.
 func (s *Source) admitLocked(symbol string) bool {
@@ -394,7 +402,7 @@ func (s *Source) ticks(b *mdv1.TickBatch, raw []byte, hops []*typesv1.HopStamp, 
 	now := s.p.now() // one clock read for the batch: the source's last use and the symbol's last tick
 	s.lastUsed.Store(now.UnixNano())
 	var res validate.Result
-	if sym := b.GetSymbol(); sym != "" && !s.admitLocked(sym) {
+	if sym := b.GetSymbol(); sym != "" && s.holdsState(sym) && !s.admitLocked(sym) {
 		res = refuseSymbol(b)
 	} else {
 		res = s.v.Check(b)

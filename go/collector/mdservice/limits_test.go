@@ -95,3 +95,56 @@ func TestPublish_PeerKeyedStateIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// publishTicks publishes one tick batch of symbol as source, without announcing it, and returns the
+// call's code.
+func publishTicks(t *testing.T, s *server, source, symbol string) codes.Code {
+	t.Helper()
+	st, err := s.client.Publish(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&collectorv1.PublishRequest{Source: source, Payload: &collectorv1.PublishRequest_Ticks{Ticks: ticks(symbol, 3, t0, 10, 1)}}); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	_, err = st.CloseAndRecv()
+	return status.Code(err)
+}
+
+// Ticks of a symbol nobody announced are rejected and keep no state, so they must not take one of the
+// MaxSymbols places: 4,096 junk names would otherwise lock every real symbol out for good. With
+// unknown symbols allowed, their ticks do keep state and take a place.
+func TestPublish_TicksOfAnUnannouncedSymbol_TakeNoSymbolPlace(t *testing.T) {
+	cases := []struct {
+		name         string
+		allowUnknown bool
+		wantTicks    codes.Code
+		wantAnnounce codes.Code
+		wantSymRef   float64
+	}{
+		{name: "Unknown symbols refused: the announce that follows gets the place", wantTicks: codes.InvalidArgument, wantAnnounce: codes.OK},
+		{name: "Unknown symbols allowed: their ticks took the place", allowUnknown: true, wantTicks: codes.OK, wantAnnounce: codes.ResourceExhausted, wantSymRef: 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := start(t, config{ingest: func(cfg *ingest.Config) {
+				cfg.MaxSymbols = 1
+				cfg.Validate.AllowUnknownSymbols = c.allowUnknown
+			}})
+			if got := publishTicks(t, s, "pub", "JUNK1"); got != c.wantTicks {
+				t.Fatalf("ticks of JUNK1: %v, want %v", got, c.wantTicks)
+			}
+			for _, junk := range []string{"JUNK2", "JUNK3"} {
+				if got := publishTicks(t, s, "pub", junk); got != codes.InvalidArgument {
+					t.Fatalf("ticks of %s: %v, want InvalidArgument (unknown, or no place left)", junk, got)
+				}
+			}
+			if got := publishInfo(t, s, "pub", "EURUSD"); got != c.wantAnnounce {
+				t.Fatalf("announcing EURUSD after the junk ticks: %v, want %v", got, c.wantAnnounce)
+			}
+			if got := testutil.ToFloat64(s.m.SymbolsRefused); got != c.wantSymRef {
+				t.Fatalf("symbols refused %v, want %v", got, c.wantSymRef)
+			}
+		})
+	}
+}
