@@ -72,7 +72,8 @@ type Subscriber struct {
 	mu          sync.Mutex
 	conflating  bool
 	pendingBars []*mdv1.Bar
-	pendingInfo []*mdv1.SymbolInfo
+	pendingInfo map[string]*mdv1.SymbolInfo // the latest per symbol, as ticks: bounded by --max-symbols
+	infoOrder   []string                    // symbols in pendingInfo, in first-conflated order
 	latest      map[string]*mdv1.TickBatch
 	order       []string // symbols in latest, in first-conflated order
 	err         error
@@ -119,7 +120,7 @@ func (h *Hub) size(m proto.Message) int64 {
 // Subscribe registers a subscriber; call Close when done.
 func (h *Hub) Subscribe(f Filter) *Subscriber {
 	s := &Subscriber{hub: h, filter: f, queue: make(chan Event, h.capacity), wake: make(chan struct{}, 1),
-		latest: map[string]*mdv1.TickBatch{}, done: make(chan struct{})}
+		pendingInfo: map[string]*mdv1.SymbolInfo{}, latest: map[string]*mdv1.TickBatch{}, done: make(chan struct{})}
 	h.mu.Lock()
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
@@ -265,7 +266,13 @@ func (s *Subscriber) offer(e Event) {
 		}
 		s.pendingBars = append(s.pendingBars, e.Bar)
 	case e.SymbolInfo != nil:
-		s.pendingInfo = append(s.pendingInfo, e.SymbolInfo)
+		// A newer SymbolInfo supersedes the one pending for its symbol: only the latest is delivered.
+		if _, ok := s.pendingInfo[e.SymbolInfo.Symbol]; ok {
+			s.hub.m.SubscriberConflatedInfos.Inc()
+		} else {
+			s.infoOrder = append(s.infoOrder, e.SymbolInfo.Symbol)
+		}
+		s.pendingInfo[e.SymbolInfo.Symbol] = e.SymbolInfo
 	}
 	select {
 	case s.wake <- struct{}{}:
@@ -339,9 +346,9 @@ func (s *Subscriber) takePending() []Event {
 	if !s.conflating || len(s.queue) > 0 {
 		return nil
 	}
-	evs := make([]Event, 0, len(s.pendingInfo)+len(s.pendingBars)+len(s.order))
-	for _, i := range s.pendingInfo {
-		evs = append(evs, Event{SymbolInfo: i})
+	evs := make([]Event, 0, len(s.infoOrder)+len(s.pendingBars)+len(s.order))
+	for _, sym := range s.infoOrder {
+		evs = append(evs, Event{SymbolInfo: s.pendingInfo[sym]})
 	}
 	for _, b := range s.pendingBars {
 		evs = append(evs, Event{Bar: b})
@@ -349,7 +356,8 @@ func (s *Subscriber) takePending() []Event {
 	for _, sym := range s.order {
 		evs = append(evs, Event{Ticks: s.latest[sym]})
 	}
-	s.pendingInfo, s.pendingBars, s.order = nil, nil, nil
+	s.infoOrder, s.pendingBars, s.order = nil, nil, nil
+	clear(s.pendingInfo)
 	clear(s.latest)
 	s.conflating = false
 	return evs

@@ -3,6 +3,8 @@ package fanout
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	mdv1 "github.com/kairos-mt5/kairos/gen/go/kairos/marketdata/v1"
 	"github.com/kairos-mt5/kairos/go/collector/metrics"
 )
@@ -53,6 +55,40 @@ func TestSlowSubscriberGetsTheLatestTickPerSymbolWhenConflating(t *testing.T) {
 	// Caught up: the queue is used again.
 	h.PublishTicks(batch("EURUSD", 11))
 	if evs := drain(t, s); len(evs) != 1 || evs[0].Ticks.Sequence[0] != 11 {
+		t.Fatalf("after catching up got %v", evs)
+	}
+}
+
+// TestSlowSubscriberGetsTheLatestSymbolInfoPerSymbolWhenConflating: metadata announced while a
+// subscriber conflates is conflated like ticks, so what waits is bounded by the symbols (--max-symbols),
+// not by how often a publisher re-announces; the superseded ones are counted.
+func TestSlowSubscriberGetsTheLatestSymbolInfoPerSymbolWhenConflating(t *testing.T) {
+	m := metrics.New()
+	h := New(1, Conflate, m)
+	s := h.Subscribe(Filter{Ticks: true})
+	defer s.Close()
+	h.PublishTicks(batch("EURUSD", 1)) // fills the queue
+	h.PublishTicks(batch("EURUSD", 2)) // overflows it: conflating from here
+	const announces = 10_000
+	for d := uint32(1); d <= announces; d++ {
+		h.PublishSymbolInfo(&mdv1.SymbolInfo{Symbol: "EURUSD", Digits: d})
+		h.PublishSymbolInfo(&mdv1.SymbolInfo{Symbol: "GBPUSD", Digits: d})
+	}
+	var infos []*mdv1.SymbolInfo
+	for _, e := range drain(t, s) {
+		if e.SymbolInfo != nil {
+			infos = append(infos, e.SymbolInfo)
+		}
+	}
+	if len(infos) != 2 || infos[0].Symbol != "EURUSD" || infos[0].Digits != announces || infos[1].Symbol != "GBPUSD" || infos[1].Digits != announces {
+		t.Fatalf("got %d symbol infos, want 2: the latest EURUSD then the latest GBPUSD", len(infos))
+	}
+	if got := testutil.ToFloat64(m.SubscriberConflatedInfos); got != 2*(announces-1) {
+		t.Fatalf("superseded symbol infos counted %v, want %d", got, 2*(announces-1))
+	}
+	// Caught up: a new announcement goes through the queue again.
+	h.PublishSymbolInfo(&mdv1.SymbolInfo{Symbol: "EURUSD", Digits: 3})
+	if evs := drain(t, s); len(evs) != 1 || evs[0].SymbolInfo.GetDigits() != 3 {
 		t.Fatalf("after catching up got %v", evs)
 	}
 }

@@ -41,6 +41,8 @@ type Metrics struct {
 	Subscribers         prometheus.Gauge
 	SubscribersCut      prometheus.Counter
 	SubscriberConflated prometheus.Counter
+	// SubscriberConflatedInfos counts SymbolInfo updates superseded while a subscriber conflated.
+	SubscriberConflatedInfos prometheus.Counter
 
 	InferenceBatchTicks  prometheus.Histogram
 	InferenceRequests    *prometheus.CounterVec // endpoint
@@ -98,6 +100,8 @@ func New() *Metrics {
 		Subscribers:          f.gauge("kairos_collector_subscribers", "Active gRPC market-data subscribers."),
 		SubscribersCut:       f.counter("kairos_collector_subscribers_cut_total", "Slow subscribers ended with RESOURCE_EXHAUSTED."),
 		SubscriberConflated:  f.counter("kairos_collector_subscriber_conflated_batches_total", "Tick batches conflated for slow subscribers."),
+		SubscriberConflatedInfos: f.counter("kairos_collector_subscriber_conflated_symbol_infos_total",
+			"SymbolInfo updates a slow subscriber never received: superseded, while it conflated, by a newer one of the same symbol."),
 		InferenceBatchTicks: f.histogramBuckets("kairos_collector_inference_batch_ticks", "Ticks per StreamPredict request.",
 			[]float64{1, 2, 5, 10, 25, 50, 100, 200, 500, 1000, 5000}),
 		InferenceRequests:    f.counterVec("kairos_collector_inference_requests_total", "StreamPredict requests sent, by endpoint.", "endpoint"),

@@ -5,6 +5,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/fsm"
@@ -123,10 +125,36 @@ func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now 
 		}
 		venuePos[vp.Symbol] = cur
 	}
+	adopted, held := 0, map[string]bool{}
 	for _, p := range e.opt.Book.All() {
+		held[p.Symbol] = true
+		if _, ok := e.opt.Risk.Instrument(p.Symbol); !ok {
+			adopted++
+		}
 		if _, ok := venuePos[p.Symbol]; !ok && !p.Net.IsZero() {
 			venuePos[p.Symbol] = VenuePosition{Symbol: p.Symbol}
 		}
+	}
+	// A symbol neither configured nor in the book is adopted while fewer than MaxAdoptedSymbols are:
+	// each stays in the book and in the P&L series for good, so a venue cannot grow them without bound.
+	var refused []string
+	for _, sym := range slices.Sorted(maps.Keys(venuePos)) {
+		if _, ok := e.opt.Risk.Instrument(sym); ok || held[sym] {
+			continue
+		}
+		if adopted < MaxAdoptedSymbols {
+			adopted++
+			continue
+		}
+		delete(venuePos, sym)
+		refused = append(refused, sym)
+	}
+	if len(refused) > 0 {
+		if e.m != nil {
+			e.m.ReconcileRefused.Add(float64(len(refused)))
+		}
+		e.log.Warn("venue reports positions in more unconfigured symbols than the engine adopts; those refused stay out of the book, risk and P&L",
+			"refused", len(refused), "first_refused", refused[0], "max", MaxAdoptedSymbols)
 	}
 	for sym, vp := range venuePos {
 		// The broker holds the stops: what it reports is what protects the position (a flat one has none).
@@ -154,6 +182,10 @@ func (e *Engine) reconcileSnapshot(snap *Snapshot, entries []journal.Entry, now 
 	}
 	return entries
 }
+
+// MaxAdoptedSymbols bounds the symbols reconciliation adopts into the book that are not configured
+// instruments (those are bounded by the configuration): beyond it a venue-reported symbol is refused.
+const MaxAdoptedSymbols = 4096
 
 // adjustKinds are the reconcile adjustment labels (initialised to 0 at start).
 var adjustKinds = []string{"order_not_working", "position", "unknown_venue_order", "protection"}

@@ -1,6 +1,8 @@
 package engine_test
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
@@ -226,4 +228,46 @@ func orZero(s string) string {
 		return "0"
 	}
 	return s
+}
+
+func TestReconcile_AdoptsAtMostMaxAdoptedSymbolsUnconfiguredSymbols(t *testing.T) {
+	// The book already holds MaxAdoptedSymbols symbols adopted from the venue (none configured).
+	full := make([]engine.VenuePosition, 0, engine.MaxAdoptedSymbols)
+	for i := range engine.MaxAdoptedSymbols {
+		full = append(full, engine.VenuePosition{Symbol: fmt.Sprintf("S%04d", i), Net: dec("1"), AvgPrice: dec("1")})
+	}
+	cases := []struct {
+		name        string
+		extra       engine.VenuePosition
+		wantNet     string
+		wantRefused float64
+		wantSeries  bool
+	}{
+		{"ANewUnconfiguredSymbol_IsRefusedAndGetsNoSeries", engine.VenuePosition{Symbol: "ZZZ", Net: dec("2"), AvgPrice: dec("1")}, "0", 1, false},
+		{"AConfiguredSymbol_IsStillAdopted", engine.VenuePosition{Symbol: "GBPUSD", Net: dec("-0.30"), AvgPrice: dec("1.25000")}, "-0.30", 0, true},
+		{"AnAdoptedSymbol_IsStillReconciled", engine.VenuePosition{Symbol: "S0000", Net: dec("2"), AvgPrice: dec("1")}, "3", 0, true}, // netted with its first position
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := started(t)
+			h.reconcile(&engine.Snapshot{Positions: full})
+			h.reconcile(&engine.Snapshot{Positions: append(slices.Clone(full), c.extra)})
+			h.eng.PublishPnL()
+
+			if net, _, _ := h.eng.PositionState(c.extra.Symbol); !net.Equal(dec(c.wantNet)) {
+				t.Fatalf("%s net %s, want %s", c.extra.Symbol, net, c.wantNet)
+			}
+			if got := metric(h.m.ReconcileRefused); got != c.wantRefused {
+				t.Fatalf("refused symbols counted %v, want %v", got, c.wantRefused)
+			}
+			for _, name := range []string{"kairos_execution_realized_pnl", "kairos_execution_unrealized_pnl"} {
+				if got := hasSeries(t, h, name, c.extra.Symbol); got != c.wantSeries {
+					t.Fatalf("%s series for %s: %v, want %v", name, c.extra.Symbol, got, c.wantSeries)
+				}
+			}
+			if s, reconciled := h.eng.State(); s != risk.Active || !reconciled {
+				t.Fatalf("after reconciliation %v reconciled %v, want ACTIVE", s, reconciled)
+			}
+		})
+	}
 }

@@ -62,6 +62,7 @@ type Metrics struct {
 	SignalQuoteWaits     *prometheus.CounterVec // signals by whether their tick was in, came while waiting, or not (ADR 0108)
 	SignalQuoteWaiting   prometheus.Gauge       // signals waiting for their own tick now (ADR 0108)
 	ReconcileAdjust      *prometheus.CounterVec
+	ReconcileRefused     prometheus.Counter // venue-reported symbols past engine.MaxAdoptedSymbols
 	TLSReloadFail        prometheus.Counter
 	RealizedPnL          *prometheus.GaugeVec
 	UnrealizedPnL        *prometheus.GaugeVec
@@ -106,12 +107,13 @@ func New() *Metrics {
 	m.SignalQuoteWaits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_signal_quote_waits_total", Help: "Signals by where their own tick was when they arrived: in (already applied), caught_up (applied while the signal waited, up to --signal-quote-wait), timed_out (the signal's quote was used instead) (ADR 0108)."}, []string{"outcome"})
 	m.SignalQuoteWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_signal_quote_waiting", Help: "Signals waiting for their own tick to be applied (ADR 0108)."})
 	m.ReconcileAdjust = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_reconcile_adjustments_total", Help: "Differences between journal and venue fixed at reconciliation."}, []string{"kind"})
+	m.ReconcileRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_reconcile_symbols_refused_total", Help: "Symbols a venue snapshot reported that reconciliation did not adopt: neither configured nor held, past the bound of 4,096 adopted symbols."})
 	m.TLSReloadFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_tls_reload_failures_total", Help: "Changed TLS certificate files that failed to load; the previous pair keeps serving."})
 	m.RealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_realized_pnl", Help: "Realized P&L per symbol since the journal began, net of commission, account currency."}, []string{"symbol"})
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
 	for _, c := range []prometheus.Collector{m.TesterDecisions, m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
-		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.QuotesOvertaken, m.SignalQuoteWaits, m.SignalQuoteWaiting, m.ReconcileAdjust,
+		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.QuotesOvertaken, m.SignalQuoteWaits, m.SignalQuoteWaiting, m.ReconcileAdjust, m.ReconcileRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

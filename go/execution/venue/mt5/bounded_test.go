@@ -112,3 +112,67 @@ func TestTheTicketMapsKeepOpenOrdersAndDropCompletedOnes(t *testing.T) {
 		t.Fatalf("completed ticket evictions %v, want 24", got)
 	}
 }
+
+// reconciling is an Engine that records the snapshots it is asked to reconcile against.
+type reconciling struct {
+	openOrders
+	snaps []*engine.Snapshot
+}
+
+func (e *reconciling) Reconcile(_ context.Context, snap *engine.Snapshot) error {
+	e.snaps = append(e.snaps, snap)
+	return nil
+}
+
+// snapshotFrame is a PositionSnapshot of time_msc t with n EURUSD positions and m working orders.
+func snapshotFrame(t int64, n, m int, complete bool) *bridgev1.PositionSnapshot {
+	p := &bridgev1.PositionSnapshot{TimeMsc: t, Complete: complete}
+	for range n {
+		p.Positions = append(p.Positions, &bridgev1.Position{Symbol: "EURUSD", Side: bridgev1.Side_SIDE_BUY})
+	}
+	for i := range m {
+		p.Orders = append(p.Orders, &bridgev1.WorkingOrder{Ticket: uint64(7000 + i)})
+	}
+	return p
+}
+
+func TestASnapshotPastMaxTrackedEntriesIsDroppedWholeAndNeverReconciled(t *testing.T) {
+	cases := []struct {
+		name        string
+		frames      []*bridgev1.PositionSnapshot
+		wantEntries int // positions and orders reconciled; -1: no reconciliation
+		wantDropped float64
+	}{
+		{"ASnapshotAtTheBound_IsReconciled", []*bridgev1.PositionSnapshot{snapshotFrame(1000, 10, 0, false), snapshotFrame(1000, 4, 2, true)}, 16, 0},
+		{"AnUnfinishedSnapshotPastTheBound_IsDroppedEvenWhenItsLastFrameCompletes",
+			[]*bridgev1.PositionSnapshot{snapshotFrame(1000, 10, 0, false), snapshotFrame(1000, 5, 2, false), snapshotFrame(1000, 1, 0, true)}, -1, 1},
+		{"ASingleFramePastTheBound_IsDropped", []*bridgev1.PositionSnapshot{snapshotFrame(1000, 17, 0, true)}, -1, 1},
+		{"ANewerSnapshotWithinTheBound_IsReconciledAfterADroppedOne",
+			[]*bridgev1.PositionSnapshot{snapshotFrame(1000, 20, 0, false), snapshotFrame(1000, 1, 0, true), snapshotFrame(2000, 3, 1, true)}, 4, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := boundedVenue(16)
+			eng := &reconciling{}
+			v.SetEngine(eng)
+			s := &session{v: v, queries: map[uint64]bool{}, snap: &engine.Snapshot{}}
+			for _, f := range c.frames {
+				s.onPositions(f)
+			}
+			if err := s.maybeReconciled(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case c.wantEntries < 0 && len(eng.snaps) != 0:
+				t.Fatalf("reconciled against %d positions and %d orders, want no reconciliation", len(eng.snaps[0].Positions), len(eng.snaps[0].Orders))
+			case c.wantEntries >= 0 && len(eng.snaps) != 1:
+				t.Fatalf("%d reconciliations, want 1", len(eng.snaps))
+			case c.wantEntries >= 0 && len(eng.snaps[0].Positions)+len(eng.snaps[0].Orders) != c.wantEntries:
+				t.Fatalf("reconciled against %d entries, want %d", len(eng.snaps[0].Positions)+len(eng.snaps[0].Orders), c.wantEntries)
+			}
+			if got := testutil.ToFloat64(v.evicted.WithLabelValues("snapshot", "capacity")); got != c.wantDropped {
+				t.Fatalf("dropped snapshots counted %v, want %v", got, c.wantDropped)
+			}
+		})
+	}
+}

@@ -154,7 +154,7 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) u
 		byTicket: make(map[uint64]string), ticketAt: make(map[string]uint64), cmds: make(map[uint64]*cmdInfo), digits: digits,
 		nextCmd: uint64(time.Now().UnixMicro())}
 	v.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_mt5_evicted_total",
-		Help: "Entries dropped from the mt5 venue's bounded command and ticket maps, by map (commands, tickets) and reason (completed, capacity)."},
+		Help: "Entries dropped from the mt5 venue's bounded command and ticket maps, by map (commands, tickets) and reason (completed, capacity); map snapshot counts position snapshots dropped whole for passing MaxTracked entries."},
 		[]string{"map", "reason"})
 	v.checkFailed = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_terminal_check_failed",
 		Help: "1 while the EA's latest self-check reports the check failing (DLL imports, Algo Trading in the terminal and the EA, account trading, expert trading, symbols), 0 otherwise."},
@@ -176,6 +176,7 @@ func New(cfg Config, log *slog.Logger, m *metrics.Metrics, digits func(string) u
 			v.evicted.WithLabelValues(mp, r)
 		}
 	}
+	v.evicted.WithLabelValues("snapshot", "capacity")
 	// Exclusive: the channel drives one terminal, so a new connection (of any session) replaces the
 	// current one and commands always have exactly one place to go. AckInterval 0: frames are
 	// acknowledged as soon as their journal entries are durable.
@@ -538,6 +539,7 @@ type session struct {
 	snap       *engine.Snapshot
 	snapTime   int64 // time_msc of the snapshot being collected: frames of another are not mixed in
 	snapDone   bool
+	snapOver   bool // the snapshot of snapTime passed MaxTracked entries: dropped, its frames ignored
 	reconciled bool
 	reconnect  bool
 	// afterDurable holds commands to send once the current frame's journal entries are durable.
@@ -703,12 +705,26 @@ func (s *session) onPositions(p *bridgev1.PositionSnapshot) {
 	// Reconcile against one snapshot, the latest: frames of an older one are dropped, and a newer
 	// one replaces whatever was collected (adding two snapshots' positions would adopt twice the
 	// real position). Frames of one snapshot share its time_msc.
-	switch t := p.GetTimeMsc(); {
+	t := p.GetTimeMsc()
+	switch {
 	case t < s.snapTime:
 		return
 	case t > s.snapTime || s.snapDone:
-		s.snapTime, s.snapDone = t, false
+		s.snapTime, s.snapDone, s.snapOver = t, false, false
 		s.snap.Positions, s.snap.Orders = nil, nil
+	case s.snapOver:
+		return
+	}
+	// A snapshot that never completes must not grow without bound: past MaxTracked entries it is
+	// dropped whole (reconciling a truncated one would close what it left out), and the engine stays
+	// unreconciled until a newer snapshot fits.
+	if n := len(s.snap.Positions) + len(s.snap.Orders) + len(p.GetPositions()) + len(p.GetOrders()); n > s.v.cfg.MaxTracked {
+		s.snapOver = true
+		s.snap.Positions, s.snap.Orders = nil, nil
+		s.v.evicted.WithLabelValues("snapshot", "capacity").Inc()
+		s.v.log.Warn("mt5 venue: dropped a position snapshot past the bound; not reconciled until a snapshot within it arrives",
+			"time_msc", t, "entries", n, "max", s.v.cfg.MaxTracked)
+		return
 	}
 	for _, pos := range p.GetPositions() {
 		net := dec(pos.GetVolume())
