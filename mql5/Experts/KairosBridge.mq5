@@ -205,8 +205,8 @@ void OnDeinit(const int reason)
       ZeroMemory(c);
       c.struct_size = sizeof(KbCounters);
       if(kb_get_counters(g_handle, c) == KB_OK)
-         PrintFormat("Kairos tester: %I64u steps decided, %I64u timeouts, %I64u decisions, %I64u ticks without a decision",
-                     c.tester_steps, c.tester_timeouts, c.tester_decisions, c.tester_no_decision);
+         PrintFormat("Kairos tester: %I64u steps decided, %I64u timeouts, %I64u decisions, %I64u ticks without a decision, %I64u dropped at the lockstep bounds",
+                     c.tester_steps, c.tester_timeouts, c.tester_decisions, c.tester_no_decision, c.tester_dropped);
      }
    if(g_handle != 0)
      {

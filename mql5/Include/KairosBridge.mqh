@@ -249,6 +249,7 @@ struct KbCounters
    ulong             tester_timeouts;
    ulong             tester_decisions;
    ulong             tester_no_decision;
+   ulong             tester_dropped;
   };
 
 #import "kairos_bridge.dll"

@@ -304,6 +304,10 @@ typedef struct KbCounters {
   uint64_t tester_timeouts;    /* kb_tester_wait calls that ended with KB_E_TIMEOUT */
   uint64_t tester_decisions;   /* decisions the execution service reported (TesterDecision) */
   uint64_t tester_no_decision; /* tick frames the collector answered with no decision (TesterStep) */
+  /* API 4, appended after the above (struct_size 288; a 280-byte caller gets the fields before it). */
+  uint64_t tester_dropped; /* lockstep bookkeeping the bounds cost: TesterStep frames refused for a
+                              symbol beyond KB_MAX_SYMBOLS answered, and decisions awaited or reported
+                              early forgotten, oldest first, beyond 4096 outstanding (each logged) */
 } KbCounters;
 
 #pragma pack(pop)
@@ -317,7 +321,7 @@ static_assert(sizeof(KbTransaction) == 104, "KbTransaction layout");
 static_assert(sizeof(KbAccount) == 68, "KbAccount layout");
 static_assert(sizeof(KbPosition) == 88, "KbPosition layout");
 static_assert(sizeof(KbWorkingOrder) == 48, "KbWorkingOrder layout");
-static_assert(sizeof(KbCounters) == 280, "KbCounters layout");
+static_assert(sizeof(KbCounters) == 288, "KbCounters layout");
 static_assert(sizeof(KbTerminalCheck) == 40, "KbTerminalCheck layout");
 static_assert(sizeof(KbMqlRates) == 60, "MqlRates is 60 bytes");
 static_assert(sizeof(KbHistoryRequest) == 96, "KbHistoryRequest layout");

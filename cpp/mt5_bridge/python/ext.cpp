@@ -318,6 +318,7 @@ class Bridge {
     KB_FIELD(tester_timeouts);
     KB_FIELD(tester_decisions);
     KB_FIELD(tester_no_decision);
+    KB_FIELD(tester_dropped);
 #undef KB_FIELD
     return std::move(d);
   }

@@ -425,6 +425,7 @@ void Client::GetCounters(KbCounters* out) const {
   c.tester_timeouts = r(n_.tester_timeouts);
   c.tester_decisions = r(n_.tester_decisions);
   c.tester_no_decision = r(n_.tester_no_decision);
+  c.tester_dropped = r(n_.tester_dropped);
   // An older caller with a smaller struct gets the prefix it knows.
   std::memcpy(out, &c, static_cast<size_t>(size));
   out->struct_size = size;
@@ -850,7 +851,7 @@ bool Client::HandleFrame(Conn& c, const kairos_bridge_v1_Frame& f, int64_t now) 
         Disconnect(c, KB_E_MALFORMED_FRAME, "tester step on the trading channel", now);
         return false;
       }
-      OnTesterStep(f.body.tester_step);
+      OnTesterStep(c, f.body.tester_step, f.sequence);
       break;
     case kairos_bridge_v1_Frame_tester_decision_tag:
       if (c.channel != kairos_bridge_v1_Channel_CHANNEL_TRADING) {
@@ -1004,29 +1005,81 @@ void Client::NotifyStep() {
   step_cv_.notify_all();
 }
 
-void Client::OnTesterStep(const kairos_bridge_v1_TesterStep& st) {
+void Client::AdjustStepPending(const StepKey& key, int delta, std::vector<std::string>* forgotten) {
+  auto it = step_pending_.find(key);
+  if (it == step_pending_.end()) {
+    it = step_pending_.emplace(key, StepPending{0, ++step_serial_}).first;
+    step_order_.emplace(it->second.serial, key);
+  }
+  it->second.count += delta;
+  if (it->second.count == 0) {
+    step_order_.erase(it->second.serial);
+    step_pending_.erase(it);
+    return;
+  }
+  // The entry just made is the newest: the bound forgets older ones (a peer's decisions that never
+  // cancel out), never the one this frame brought.
+  while (step_pending_.size() > kMaxStepPending) {
+    const auto oldest = step_order_.begin();
+    const auto gone = step_pending_.find(oldest->second);
+    forgotten->push_back("tester: more than " + std::to_string(kMaxStepPending) +
+                         " decisions outstanding, forgot the oldest: " + oldest->second.first + " at " +
+                         std::to_string(oldest->second.second) +
+                         (gone->second.count > 0 ? " (awaited from the execution service)"
+                                                 : " (reported before the collector named it)"));
+    step_pending_.erase(gone);
+    step_order_.erase(oldest);
+  }
+}
+
+void Client::OnTesterStep(Conn& c, const kairos_bridge_v1_TesterStep& st, uint64_t seq) {
   if (!lockstep()) return;
+  std::vector<std::string> forgotten;
+  bool refused = false;
   {
     std::lock_guard<std::mutex> lock(step_mu_);
-    uint64_t& answered = step_answered_[st.symbol];
-    if (st.tick_sequence > answered) answered = st.tick_sequence;
-    for (pb_size_t i = 0; i < st.decision_time_msc_count; i++) {
+    auto answered = step_answered_.find(st.symbol);
+    if (answered == step_answered_.end()) {
+      if (step_answered_.size() >= kMaxStepSymbols)
+        refused = true;
+      else
+        answered = step_answered_.emplace(st.symbol, 0).first;
+    }
+    if (!refused) {
+      if (st.tick_sequence > answered->second) answered->second = st.tick_sequence;
       // A decision the execution service reported first cancels out (count back to 0).
-      const auto key = std::make_pair(std::string(st.symbol), st.decision_time_msc[i]);
-      if (++step_pending_[key] == 0) step_pending_.erase(key);
+      for (pb_size_t i = 0; i < st.decision_time_msc_count; i++)
+        AdjustStepPending(StepKey(st.symbol, st.decision_time_msc[i]), 1, &forgotten);
     }
   }
+  if (refused) {
+    // Only pushed symbols (at most KB_MAX_SYMBOLS) are ever answered: this one names no tick frame.
+    n_.tester_dropped.fetch_add(1, std::memory_order_relaxed);
+    const std::string why = "tester step for " + std::string(st.symbol) + " refused: more than " +
+                            std::to_string(kMaxStepSymbols) + " symbols answered";
+    Log(KB_E_TOO_MANY, why);
+    SendError(c, kairos_bridge_v1_ErrorCode_ERROR_CODE_REJECTED, why, seq);
+    return;
+  }
   if (st.decision_time_msc_count == 0) n_.tester_no_decision.fetch_add(1, std::memory_order_relaxed);
+  for (const std::string& line : forgotten) {
+    n_.tester_dropped.fetch_add(1, std::memory_order_relaxed);
+    Log(KB_E_QUEUE_FULL, line);
+  }
   step_cv_.notify_all();
 }
 
 void Client::OnTesterDecision(const kairos_bridge_v1_TesterDecision& d) {
   if (!lockstep()) return;
   n_.tester_decisions.fetch_add(1, std::memory_order_relaxed);
+  std::vector<std::string> forgotten;
   {
     std::lock_guard<std::mutex> lock(step_mu_);
-    const auto key = std::make_pair(std::string(d.symbol), d.time_msc);
-    if (--step_pending_[key] == 0) step_pending_.erase(key);
+    AdjustStepPending(StepKey(d.symbol, d.time_msc), -1, &forgotten);
+  }
+  for (const std::string& line : forgotten) {
+    n_.tester_dropped.fetch_add(1, std::memory_order_relaxed);
+    Log(KB_E_QUEUE_FULL, line);
   }
   step_cv_.notify_all();
 }
@@ -1040,7 +1093,7 @@ std::string Client::StepWaitingFor() {
       return "the collector's answer for " + p.first + " tick " + std::to_string(p.second);
   }
   for (const auto& p : step_pending_) {
-    if (p.second > 0)
+    if (p.second.count > 0)
       return "the execution service's decision on " + p.first.first + " at " + std::to_string(p.first.second);
   }
   if (reports_pending_.load() != 0)

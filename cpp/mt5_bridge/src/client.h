@@ -149,7 +149,7 @@ class Client {
         heartbeats_received{0}, duplicate_frames{0}, commands_received{0}, commands_polled{0},
         commands_duplicate{0}, commands_dropped{0}, reports_queued{0}, reports_acked{0}, reports_resent{0},
         reports_dropped{0}, ticks_acked{0}, wakeups{0}, tester_steps{0}, tester_timeouts{0},
-        tester_decisions{0}, tester_no_decision{0};
+        tester_decisions{0}, tester_no_decision{0}, tester_dropped{0};
     std::atomic<int32_t> md_connected{0}, tr_connected{0};
     std::atomic<int64_t> md_rtt_us{-1}, tr_rtt_us{-1};
   };
@@ -258,12 +258,28 @@ class Client {
   // Lockstep state: what was pushed, what the collector answered, the decisions it named that the
   // execution service has not reported yet (and reports that came first). Guarded by step_mu_; the
   // network thread notifies step_cv_ whenever any input of the step condition may have changed.
+  // Both maps the peers fill are bounded, and what the bounds cost is counted (tester_dropped): a
+  // TesterStep naming a symbol beyond kMaxStepSymbols is refused whole (only pushed symbols, at most
+  // KB_MAX_SYMBOLS, are ever answered in a real run); beyond kMaxStepPending decisions awaited or
+  // reported early the oldest is forgotten (a run whose steps end decided holds a step's few).
+  static constexpr size_t kMaxStepSymbols = KB_MAX_SYMBOLS;
+  static constexpr size_t kMaxStepPending = 4096;
+  struct StepPending {
+    int count;        // awaited decisions (< 0: reported before the collector named them)
+    uint64_t serial;  // arrival order of the entry, its key in step_order_
+  };
+  using StepKey = std::pair<std::string, int64_t>;  // (symbol, Signal.time_msc)
   std::mutex step_mu_;
   std::condition_variable step_cv_;
   std::map<std::string, uint64_t> step_pushed_;    // symbol -> last tick sequence pushed
   std::map<std::string, uint64_t> step_answered_;  // symbol -> last tick sequence the collector answered
-  std::map<std::pair<std::string, int64_t>, int> step_pending_;  // decisions awaited (count; < 0: early)
-  void OnTesterStep(const kairos_bridge_v1_TesterStep& s);
+  std::map<StepKey, StepPending> step_pending_;    // decisions awaited (count; < 0: early)
+  std::map<uint64_t, StepKey> step_order_;         // the same entries, oldest first
+  uint64_t step_serial_ = 0;
+  // Adds delta to the entry of key (erased at 0); beyond kMaxStepPending forgets the oldest entries,
+  // appending a log line per entry to *forgotten. Called with step_mu_ held.
+  void AdjustStepPending(const StepKey& key, int delta, std::vector<std::string>* forgotten);
+  void OnTesterStep(Conn& c, const kairos_bridge_v1_TesterStep& s, uint64_t seq);
   void OnTesterDecision(const kairos_bridge_v1_TesterDecision& d);
   void NotifyStep();
   // Empty when the step is done, else what it still waits for (for the log line of a timeout).

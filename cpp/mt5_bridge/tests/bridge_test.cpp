@@ -870,3 +870,126 @@ TEST(Tester, AStepWaitsForTheCollectorTheDecisionItsCommandAndTheAck) {
   EXPECT_TRUE(md.hellos()[0].lockstep);
   EXPECT_TRUE(tr.hellos()[0].lockstep);
 }
+
+namespace {
+
+// Every log line of a handle, one per line.
+std::string DrainLog(int64_t h) {
+  kb_char16 line[512];
+  std::string logged;
+  while (kb_poll_log(h, line, 512) == KB_OK) {
+    for (int i = 0; line[i] != 0; i++) logged += static_cast<char>(line[i]);
+    logged += "\n";
+  }
+  return logged;
+}
+
+}  // namespace
+
+TEST(Tester, ALegitimateRunNeverReachesTheLockstepBounds) {
+  TestPeer md, tr;
+  Handle h;
+  const KbOptions o = LockstepOptions();
+  ASSERT_EQ(Open(md.endpoint(), tr.endpoint(), &h.h, &o), KB_OK);
+  ASSERT_TRUE(md.WaitFor([&] { return Counters(h.h).trading_connected == 1; }, 3000));
+  ASSERT_TRUE(md.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
+  const std::vector<KbMqlTick> ticks = Ticks();
+  // More steps than the bound on outstanding decisions (4,096), each decided before the next tick;
+  // the two channels race, so half the decisions arrive before the collector names them.
+  const int steps = 4096 + 200;
+  for (int i = 0; i < steps; i++) {
+    ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[i % ticks.size()], 1), KB_OK);
+    const int64_t t = 1577898060000 + 60000LL * i;
+    if (i % 10 == 9) {
+      ASSERT_TRUE(md.SendTesterStep(Step(static_cast<uint64_t>(i + 1), {})));
+    } else if (i % 2 == 0) {
+      ASSERT_TRUE(tr.SendTesterDecision(Decision(t, "hold", 0)));
+      ASSERT_TRUE(md.SendTesterStep(Step(static_cast<uint64_t>(i + 1), {t})));
+    } else {
+      ASSERT_TRUE(md.SendTesterStep(Step(static_cast<uint64_t>(i + 1), {t})));
+      ASSERT_TRUE(tr.SendTesterDecision(Decision(t, "hold", 0)));
+    }
+    ASSERT_EQ(kb_tester_wait(h.h, 5000), KB_OK) << "step " << i;
+  }
+  const KbCounters c = Counters(h.h);
+  EXPECT_EQ(c.tester_steps, static_cast<uint64_t>(steps));
+  EXPECT_EQ(c.tester_timeouts, 0u);
+  EXPECT_EQ(c.tester_dropped, 0u);
+  EXPECT_EQ(c.last_error, 0);
+}
+
+TEST(Tester, DecisionsThatNeverCancelOutAreBoundedOldestFirstAndCounted) {
+  TestPeer md, tr;
+  Handle h;
+  const KbOptions o = LockstepOptions();
+  ASSERT_EQ(Open(md.endpoint(), tr.endpoint(), &h.h, &o), KB_OK);
+  ASSERT_TRUE(md.WaitFor([&] { return Counters(h.h).trading_connected == 1; }, 3000));
+  const std::vector<KbMqlTick> ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[0], 1), KB_OK);
+  ASSERT_TRUE(md.SendTesterStep(Step(1, {})));
+  ASSERT_EQ(kb_tester_wait(h.h, 3000), KB_OK);
+  // The execution service reports decisions no step ever names: 100 past the bound (4,096).
+  const int64_t t0 = 1577898060000;
+  const int n = 4096 + 100;
+  for (int i = 0; i < n; i++) ASSERT_TRUE(tr.SendTesterDecision(Decision(t0 + 60000LL * i, "hold", 0)));
+  ASSERT_TRUE(tr.WaitFor([&] { return Counters(h.h).tester_decisions == static_cast<uint64_t>(n); }, 10000));
+  KbCounters c = Counters(h.h);
+  EXPECT_EQ(c.tester_dropped, 100u);
+  EXPECT_EQ(c.last_error, KB_E_QUEUE_FULL);
+  const std::string logged = DrainLog(h.h);
+  EXPECT_NE(logged.find("tester: more than 4096 decisions outstanding, forgot the oldest: EURUSD at " +
+                        std::to_string(t0) + " (reported before the collector named it)"),
+            std::string::npos)
+      << logged.substr(0, 400);
+  // The newest are still known: a step naming the last one is decided at once ...
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[1], 1), KB_OK);
+  ASSERT_TRUE(md.SendTesterStep(Step(2, {t0 + 60000LL * (n - 1)})));
+  EXPECT_EQ(kb_tester_wait(h.h, 3000), KB_OK);
+  // ... the oldest were forgotten: a step naming the first waits for its decision again.
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[2], 1), KB_OK);
+  ASSERT_TRUE(md.SendTesterStep(Step(3, {t0})));
+  EXPECT_EQ(kb_tester_wait(h.h, 300), KB_E_TIMEOUT);
+  ASSERT_TRUE(tr.SendTesterDecision(Decision(t0, "hold", 0)));
+  EXPECT_EQ(kb_tester_wait(h.h, 3000), KB_OK);
+  c = Counters(h.h);
+  EXPECT_EQ(c.tester_dropped, 100u) << "a run within the bound costs nothing more";
+  EXPECT_EQ(c.tester_steps, 3u);
+}
+
+TEST(Tester, AStepForASymbolBeyondTheBoundIsRefusedAndCounted) {
+  TestPeer md;
+  Handle h;
+  const KbOptions o = LockstepOptions();
+  ASSERT_EQ(Open(md.endpoint(), "", &h.h, &o), KB_OK);
+  const std::vector<KbMqlTick> ticks = Ticks();
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[0], 1), KB_OK);
+  ASSERT_TRUE(md.WaitFor([&] { return Counters(h.h).market_data_connected == 1; }, 3000));
+  ASSERT_TRUE(md.SendTesterStep(Step(1, {})));
+  ASSERT_EQ(kb_tester_wait(h.h, 3000), KB_OK);
+  // Answers for 300 symbols the EA never pushed: EURUSD and 255 of them fill the bound
+  // (KB_MAX_SYMBOLS), the other 45 are refused.
+  auto step_for = [](const std::string& symbol, std::initializer_list<int64_t> decisions) {
+    kairos_bridge_v1_TesterStep s = Step(1, decisions);
+    std::snprintf(s.symbol, sizeof(s.symbol), "%s", symbol.c_str());
+    return s;
+  };
+  for (int i = 0; i < 300; i++) ASSERT_TRUE(md.SendTesterStep(step_for("X" + std::to_string(i), {})));
+  ASSERT_TRUE(md.WaitFor([&] { return Counters(h.h).tester_dropped == 45; }, 5000))
+      << Counters(h.h).tester_dropped;
+  // A refused step names no decision the tester waits for.
+  ASSERT_TRUE(md.SendTesterStep(step_for("X300", {1577898060000})));
+  ASSERT_TRUE(md.WaitFor([&] { return Counters(h.h).tester_dropped == 46; }, 5000));
+  EXPECT_EQ(kb_tester_wait(h.h, 1000), KB_OK);
+  // Symbols already answered still are.
+  ASSERT_TRUE(md.SendTesterStep(step_for("X0", {})));
+  ASSERT_EQ(kb_push_ticks(h.h, W("EURUSD").data(), 5, &ticks[1], 1), KB_OK);
+  ASSERT_TRUE(md.SendTesterStep(Step(2, {})));
+  EXPECT_EQ(kb_tester_wait(h.h, 3000), KB_OK);
+  const KbCounters c = Counters(h.h);
+  EXPECT_EQ(c.tester_dropped, 46u);
+  EXPECT_EQ(c.tester_no_decision, 1u + 255u + 1u + 1u);
+  EXPECT_EQ(c.last_error, KB_E_TOO_MANY);
+  const std::string logged = DrainLog(h.h);
+  EXPECT_NE(logged.find("tester step for X300 refused: more than 256 symbols answered"), std::string::npos)
+      << logged.substr(0, 400);
+}
