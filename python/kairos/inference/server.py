@@ -124,6 +124,7 @@ class InferenceServer:
                 promotion_min_bars=c.promotion_min_bars,
                 promotion_alpha=c.promotion_alpha,
                 observe=servicer.observe_rows,
+                max_symbols=c.max_symbols_per_stream,
             )
         from kairos.inference.expiry import ExpiryWatch
 
