@@ -214,3 +214,46 @@ def test_a_write_makes_one_part_per_day_with_every_row_in_arrival_order_within_i
         assert {store.day_of(int(x)) for x in part.column("time_msc").to_numpy()} == {
             f.parent.name.removeprefix("date=")
         }
+
+
+def test_sequences_are_followed_for_at_most_max_symbols_and_every_tick_is_written_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kairos.recording import recorder
+
+    monkeypatch.setattr(recorder, "MAX_SYMBOLS", 2, raising=False)
+    metrics = recorder.Metrics()
+    writer = recorder.Writer(tmp_path, metrics)
+    t0 = 1_700_000_000_000
+
+    def batch(symbol: str, seqs: list[int]) -> bytes:
+        return md.TickBatch(
+            symbol=symbol,
+            time_msc=[t0 + s for s in seqs],
+            bid=[1.0] * len(seqs),
+            ask=[1.1] * len(seqs),
+            sequence=seqs,
+        ).SerializeToString()
+
+    # Two writes; between them each symbol misses sequences 4 and 5. USDJPY comes third: its sequence
+    # is not followed across writes (counted refused), its gap within a write still is (7).
+    writes = [
+        {"EURUSD": [1, 2, 3], "GBPUSD": [1, 2, 3], "USDJPY": [1, 2, 3]},
+        {"EURUSD": [6, 7], "GBPUSD": [6, 7], "USDJPY": [6, 8]},
+    ]
+    for w in writes:
+        buf = recorder.Buffer()
+        for sym, seqs in w.items():
+            buf.ticks[f"kairos.md.{sym}"].append(batch(sym, seqs))
+        writer.write(buf)
+
+    def value(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    assert sorted(writer.last_seq) == ["EURUSD", "GBPUSD"]
+    assert value("kairos_recorder_sequence_symbols_refused_total") == 2
+    assert value("kairos_recorder_tick_sequence_gaps_total") == 2 + 2 + 1
+    assert value("kairos_recorder_ticks_total") == 15
+    for sym in ("EURUSD", "GBPUSD", "USDJPY"):
+        got = store.read_ticks(tmp_path, sym)["sequence"].tolist()
+        assert got == writes[0][sym] + writes[1][sym], sym
