@@ -496,7 +496,9 @@ def main(argv: list[str] | None = None) -> None:
             import grpc
             from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
-            server = grpc.aio.server()
+            from kairos.grpcpeer import peer_limit_options
+
+            server = grpc.aio.server(options=peer_limit_options())  # the inference server's defaults
             hs = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(hs, server)
             server.add_insecure_port(cfg.grpc_addr)

@@ -257,3 +257,49 @@ def test_sequences_are_followed_for_at_most_max_symbols_and_every_tick_is_writte
     for sym in ("EURUSD", "GBPUSD", "USDJPY"):
         got = store.read_ticks(tmp_path, sym)["sequence"].tolist()
         assert got == writes[0][sym] + writes[1][sym], sym
+
+
+def test_a_connection_to_the_health_server_that_never_sends_its_preface_is_cut_at_the_handshake_deadline(
+    nats_url: str, tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from kairos.grpcpeer import HANDSHAKE_TIMEOUT_S
+    from kairos.stack.loopback import free_port
+
+    grpc_port = free_port()
+    with (tmp_path / "recorder.log").open("wb") as log:
+        rec = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kairos.recording.recorder",
+                f"--dir={tmp_path / 'recorded'}",
+                f"--nats-url={nats_url}",
+                f"--grpc-addr=127.0.0.1:{grpc_port}",
+                "--metrics-addr=",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", grpc_port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(listening, 30, "the recorder's gRPC health port")
+        with socket.create_connection(("127.0.0.1", grpc_port), timeout=10) as slow:  # sends nothing
+            t0 = time.monotonic()
+            while slow.recv(4096):  # the server's SETTINGS, then its close (a 10 s silence raises)
+                pass
+            assert time.monotonic() - t0 < HANDSHAKE_TIMEOUT_S + 3
+    finally:
+        rec.send_signal(signal.SIGTERM)
+        rec.wait(10)
