@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kairos.console.hub import Hub
+from kairos.console.hub import MAX_SYMBOLS, Hub
 from kairos.console.logs import get_logger
 
 COOKIE = "kairos_console"
@@ -84,6 +84,11 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.mids_refused = Counter(
+            "kairos_console_mid_symbols_refused_total",
+            f"Tick batches of a symbol whose mid is not shown: {MAX_SYMBOLS} symbols already are.",
+            registry=self.registry,
+        )
         for r in ("accepted", "refused", "throttled"):
             self.logins.labels(r)
         for r in ("halted", "failed"):
@@ -106,6 +111,7 @@ class Console:
         self.sessions: dict[str, Session] = {}
         self.refused: deque[float] = deque()
         self.metrics = Metrics()
+        hub.mid_refused = self.metrics.mids_refused.inc
 
     # --- authentication ---------------------------------------------------------------------------
 

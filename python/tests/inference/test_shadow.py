@@ -4,6 +4,7 @@ with their card's policy and the paper fills, and never publish a signal (real N
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.inference.test_signals import Subscriber
 
 from kairos import cli
 from kairos.features import ModelCard
+from kairos.inference import shadow
 from kairos.inference.v1 import inference_pb2 as pb
 from kairos.stack.loopback import wait_for
 
@@ -116,3 +118,86 @@ def test_challengers_are_accounted_on_paper_and_only_the_champion_signals(
     assert f"promotion test {card.name} eager vs serving: {n}" in shown and "Diebold-Mariano" in shown
     # model_info still names only the serving version.
     assert metric(text, "kairos_inference_model_info", model=card.name, version="twin") == 0
+
+
+def _twin(model_path: Path, tmp_path: Path) -> Path:
+    return with_card(model_path, tmp_path / "twin" / "model.onnx", version="twin")
+
+
+def test_responses_beyond_the_pending_bound_are_dropped_counted_and_accounted_for_no_model(
+    model_path: Path,
+    start_server: Callable[..., ServerThread],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shadow, "MAX_PENDING", 3, raising=False)
+    card = ModelCard.from_onnx(model_path)
+    srv = start_server(model_path, shadow_models=(str(_twin(model_path, tmp_path)),))
+    assert srv.server is not None
+    ev = srv.server.servicer.shadow
+    behind = threading.Event()
+    ev.pool.submit(behind.wait)  # the challengers fall behind: the one worker is busy until released
+    bars = proto_bars(load_gbpusd_m1(1000))
+    c = StreamClient(srv.target)
+    counts: list[int] = []  # predictions of each response that had some, in order
+    try:
+        for k in range(0, len(bars), 50):
+            n = len(c.ask(pb.StreamPredictRequest(request_id=k, bars=bars[k : k + 50])).predictions)
+            if n:
+                counts.append(n)
+    finally:
+        c.close()
+        text = srv.metrics_text()
+        behind.set()
+    assert len(counts) > 3
+    assert metric(text, "kairos_inference_shadow_pending") == 3
+    assert metric(text, "kairos_inference_shadow_dropped_total") == sum(counts[3:])
+    # The three that waited are accounted, by every model; the dropped ones by none.
+    kept = sum(counts[:3]) - 1  # a book's first bar settles nothing
+    for m in (f"{card.name}/{card.version}", f"{card.name}/twin"):
+        wait_for(
+            lambda m=m: metric(srv.metrics_text(), "kairos_inference_shadow_bars", model=m) == kept,
+            20,
+            f"{m} accounted on the {kept} bars that waited",
+        )
+    text = srv.metrics_text()
+    assert metric(text, "kairos_inference_shadow_pending") == 0
+    assert metric(text, "kairos_inference_promotion_bars", model=f"{card.name}/twin") == kept
+
+
+def test_a_paper_record_holds_at_most_the_symbol_cap_over_all_streams_and_counts_the_bars_refused(
+    model_path: Path, start_server: Callable[..., ServerThread], tmp_path: Path
+) -> None:
+    card = ModelCard.from_onnx(model_path)
+    srv = start_server(
+        model_path,
+        shadow_models=(str(_twin(model_path, tmp_path)),),
+        any_symbol=True,
+        max_symbols_per_stream=1,
+    )
+    df = load_gbpusd_m1(600)
+    preds: dict[str, int] = {}
+    for symbol in ("GBPUSD", "EURUSD", "AUDUSD"):  # one stream each: every stream is within its cap
+        bars = proto_bars(df, symbol)
+        c = StreamClient(srv.target)
+        try:
+            preds[symbol] = sum(
+                len(c.ask(pb.StreamPredictRequest(request_id=k, bars=bars[k : k + 100])).predictions)
+                for k in range(0, len(bars), 100)
+            )
+        finally:
+            c.close()
+    assert all(preds.values())
+    refused = preds["EURUSD"] + preds["AUDUSD"]
+    skipped = "kairos_inference_shadow_skipped_total"
+    for m in (f"{card.name}/{card.version}", f"{card.name}/twin"):
+        wait_for(
+            lambda m=m: metric(srv.metrics_text(), skipped, model=m, reason="too_many_symbols") == refused,
+            20,
+            f"{m}: the bars of the symbols beyond the first refused",
+        )
+        assert metric(srv.metrics_text(), "kairos_inference_shadow_bars", model=m) == preds["GBPUSD"] - 1
+    assert srv.server is not None
+    ev = srv.server.servicer.shadow
+    assert [list(s.books) for s in ev.series.values()] == [["GBPUSD"], ["GBPUSD"]]
+    assert [list(p.by_symbol) for p in ev.pairs.values()] == [["GBPUSD"]]

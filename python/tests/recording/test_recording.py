@@ -214,3 +214,92 @@ def test_a_write_makes_one_part_per_day_with_every_row_in_arrival_order_within_i
         assert {store.day_of(int(x)) for x in part.column("time_msc").to_numpy()} == {
             f.parent.name.removeprefix("date=")
         }
+
+
+def test_sequences_are_followed_for_at_most_max_symbols_and_every_tick_is_written_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kairos.recording import recorder
+
+    monkeypatch.setattr(recorder, "MAX_SYMBOLS", 2, raising=False)
+    metrics = recorder.Metrics()
+    writer = recorder.Writer(tmp_path, metrics)
+    t0 = 1_700_000_000_000
+
+    def batch(symbol: str, seqs: list[int]) -> bytes:
+        return md.TickBatch(
+            symbol=symbol,
+            time_msc=[t0 + s for s in seqs],
+            bid=[1.0] * len(seqs),
+            ask=[1.1] * len(seqs),
+            sequence=seqs,
+        ).SerializeToString()
+
+    # Two writes; between them each symbol misses sequences 4 and 5. USDJPY comes third: its sequence
+    # is not followed across writes (counted refused), its gap within a write still is (7).
+    writes = [
+        {"EURUSD": [1, 2, 3], "GBPUSD": [1, 2, 3], "USDJPY": [1, 2, 3]},
+        {"EURUSD": [6, 7], "GBPUSD": [6, 7], "USDJPY": [6, 8]},
+    ]
+    for w in writes:
+        buf = recorder.Buffer()
+        for sym, seqs in w.items():
+            buf.ticks[f"kairos.md.{sym}"].append(batch(sym, seqs))
+        writer.write(buf)
+
+    def value(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    assert sorted(writer.last_seq) == ["EURUSD", "GBPUSD"]
+    assert value("kairos_recorder_sequence_symbols_refused_total") == 2
+    assert value("kairos_recorder_tick_sequence_gaps_total") == 2 + 2 + 1
+    assert value("kairos_recorder_ticks_total") == 15
+    for sym in ("EURUSD", "GBPUSD", "USDJPY"):
+        got = store.read_ticks(tmp_path, sym)["sequence"].tolist()
+        assert got == writes[0][sym] + writes[1][sym], sym
+
+
+def test_a_connection_to_the_health_server_that_never_sends_its_preface_is_cut_at_the_handshake_deadline(
+    nats_url: str, tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from kairos.grpcpeer import HANDSHAKE_TIMEOUT_S
+    from kairos.stack.loopback import free_port
+
+    grpc_port = free_port()
+    with (tmp_path / "recorder.log").open("wb") as log:
+        rec = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kairos.recording.recorder",
+                f"--dir={tmp_path / 'recorded'}",
+                f"--nats-url={nats_url}",
+                f"--grpc-addr=127.0.0.1:{grpc_port}",
+                "--metrics-addr=",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", grpc_port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(listening, 30, "the recorder's gRPC health port")
+        with socket.create_connection(("127.0.0.1", grpc_port), timeout=10) as slow:  # sends nothing
+            t0 = time.monotonic()
+            while slow.recv(4096):  # the server's SETTINGS, then its close (a 10 s silence raises)
+                pass
+            assert time.monotonic() - t0 < HANDSHAKE_TIMEOUT_S + 3
+    finally:
+        rec.send_signal(signal.SIGTERM)
+        rec.wait(10)
