@@ -249,8 +249,9 @@ func Default() Config {
 			MaxPositionQuantity: decimal.MustParse("20"), MaxGrossExposure: decimal.MustParse("5000000"),
 			MaxOpenOrders: 200, PriceCollarBps: 200, MaxQuoteAgeMS: 5000,
 			SubmitRate:  risk.RateLimit{MaxCount: 100, WindowMS: 1000},
-			MessageRate: risk.RateLimit{MaxCount: 200, WindowMS: 1000}, DuplicateIntentWindowMS: 500,
-			MaxDailyLoss: decimal.MustParse("5000"), DailyLossState: risk.Halted,
+			MessageRate: risk.RateLimit{MaxCount: 200, WindowMS: 1000}, DenialRate: risk.RateLimit{MaxCount: 200, WindowMS: 1000},
+			DuplicateIntentWindowMS: 500,
+			MaxDailyLoss:            decimal.MustParse("5000"), DailyLossState: risk.Halted,
 			MaxDrawdown: decimal.MustParse("10000"), DrawdownState: risk.Halted, MinFreeMargin: decimal.MustParse("0"),
 		},
 		Paper: Paper{SlippagePoints: 1, SlippagePointsPerLot: decimal.MustParse("0.5"),
@@ -321,6 +322,8 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.Uint32Var(&l.SubmitRate.WindowMS, "submit-window-ms", "submit throttle window, ms")
 	s.Uint32Var(&l.MessageRate.MaxCount, "message-rate", "max submits+cancels per message window")
 	s.Uint32Var(&l.MessageRate.WindowMS, "message-window-ms", "message throttle window, ms")
+	s.Uint32Var(&l.DenialRate.MaxCount, "denial-rate", "max denied submissions recorded per denial window; past it a submission risk would deny is refused RESOURCE_EXHAUSTED with no order or journal entry (kill-switch flatten orders are never refused)")
+	s.Uint32Var(&l.DenialRate.WindowMS, "denial-window-ms", "denial budget window, ms")
 	s.Uint32Var(&l.DuplicateIntentWindowMS, "duplicate-intent-window-ms", "window in which an identical intent is denied, ms")
 	s.Var(decFlag{&l.MaxDailyLoss}, "max-daily-loss", "loss since the UTC day's start that trips the breaker, account currency")
 	s.Var(stateFlag{&l.DailyLossState}, "daily-loss-state", "state after the daily loss breaker (REDUCING or HALTED)")

@@ -5,6 +5,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -32,7 +33,27 @@ var (
 	ErrShuttingDown  = errors.New("engine is shutting down")
 	ErrNotModifiable = errors.New("order cannot be modified")
 	ErrNoPosition    = errors.New("no open position")
+	// ErrTooManyDenials: a submission risk would deny, refused unrecorded because the denial
+	// budget (risk.Limits.DenialRate) is spent; the error is a *TooManyDenialsError.
+	ErrTooManyDenials = risk.ErrTooManyDenials
 )
+
+// TooManyDenialsError is the refusal of a submission that risk would deny while the denial budget
+// of the window is spent: no order was created, nothing was journaled, and the client order id
+// stays free for a later submission.
+type TooManyDenialsError struct {
+	Denial     risk.Denial    // what the submission would have been denied for
+	Limit      risk.RateLimit // the denial budget
+	RetryAfter time.Duration  // when the budget has room again
+}
+
+func (e *TooManyDenialsError) Error() string {
+	return fmt.Sprintf("more than %d denied submissions in %d ms: this one (%s) was refused unrecorded; retry in %s",
+		e.Limit.MaxCount, e.Limit.WindowMS, e.Denial.Error(), e.RetryAfter)
+}
+
+// Unwrap makes the error ErrTooManyDenials.
+func (e *TooManyDenialsError) Unwrap() error { return ErrTooManyDenials }
 
 // Options wires the engine.
 type Options struct {

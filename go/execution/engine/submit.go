@@ -83,6 +83,19 @@ func (e *Engine) submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 	riskStart := time.Now()
 	den := e.opt.Risk.Check(rreq, now)
 	e.m.Observe(metrics.StageRisk, time.Since(riskStart))
+	if den != nil {
+		// The denial budget: past it a denied submission leaves nothing behind (no order, no
+		// journal entry, its client order id still free), so denials cannot grow memory and the
+		// journal faster than the budget allows.
+		if ok, wait := e.opt.Risk.RecordDenial(rreq, now); !ok {
+			e.mu.Unlock()
+			if e.m != nil {
+				e.m.DenialsRefused.WithLabelValues(den.Reason.String()).Inc()
+			}
+			observe()
+			return SubmitResult{}, nil, &TooManyDenialsError{Denial: *den, Limit: e.opt.Risk.Limits().DenialRate, RetryAfter: time.Duration(wait) * time.Microsecond}
+		}
+	}
 	o := &fsm.Order{
 		ClientOrderID: rreq.ClientOrderID, Symbol: rreq.Symbol, Side: rreq.Side, Type: rreq.Type,
 		TIF: defaultTIF(fsm.TimeInForce(req.GetTimeInForce()), rreq.Type), Quantity: rreq.Quantity, Price: rreq.Price,

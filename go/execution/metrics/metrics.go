@@ -36,6 +36,7 @@ type Metrics struct {
 	OrdersByStatus  *prometheus.GaugeVec
 	OrdersSubmitted *prometheus.CounterVec
 	Denials         *prometheus.CounterVec
+	DenialsRefused  *prometheus.CounterVec // denied submissions refused unrecorded past --denial-rate
 	StageLatency    *prometheus.HistogramVec
 	Fills           *prometheus.CounterVec
 	DuplicateFills  prometheus.Counter
@@ -81,6 +82,7 @@ func New() *Metrics {
 	m.OrdersByStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_orders", Help: "Orders known to the service, by state."}, []string{"status"})
 	m.OrdersSubmitted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_orders_submitted_total", Help: "Orders that passed risk and went to the venue."}, []string{"venue", "symbol"})
 	m.Denials = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_risk_denials_total", Help: "Orders denied by pre-trade risk, by code."}, []string{"reason"})
+	m.DenialsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_denials_refused_total", Help: "Submissions pre-trade risk would deny, refused RESOURCE_EXHAUSTED without an order or journal entry because --denial-rate denials were recorded in the window, by the denial code."}, []string{"reason"})
 	m.StageLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kairos_execution_stage_latency_seconds", Help: "Latency per stage of the order path.", Buckets: latencyBuckets}, []string{"stage"})
 	m.Fills = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_fills_total", Help: "Fills applied."}, []string{"venue", "symbol"})
 	m.DuplicateFills = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_duplicate_fills_total", Help: "Fills dropped because their trade id was already applied."})
@@ -112,7 +114,7 @@ func New() *Metrics {
 	m.RealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_realized_pnl", Help: "Realized P&L per symbol since the journal began, net of commission, account currency."}, []string{"symbol"})
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
-	for _, c := range []prometheus.Collector{m.TesterDecisions, m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.StageLatency, m.Fills, m.DuplicateFills,
+	for _, c := range []prometheus.Collector{m.TesterDecisions, m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.DenialsRefused, m.StageLatency, m.Fills, m.DuplicateFills,
 		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.QuotesOvertaken, m.SignalQuoteWaits, m.SignalQuoteWaiting, m.ReconcileAdjust, m.ReconcileRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

@@ -9,6 +9,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -25,6 +26,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/metrics"
+	"github.com/kairos-mt5/kairos/go/execution/risk"
 )
 
 // Subject is what the policy subscribes to.
@@ -73,6 +75,9 @@ const (
 	OutcomeInvalid       Outcome = "invalid"
 	OutcomeInvalidPolicy Outcome = "invalid_policy"
 	OutcomeError         Outcome = "error"
+	// OutcomeRefused: the order would have been denied and the engine's denial budget was spent,
+	// so it was refused without a record (risk.ErrTooManyDenials); counted, not logged per signal.
+	OutcomeRefused Outcome = "refused"
 )
 
 type symbolState struct {
@@ -246,6 +251,11 @@ func (p *Policy) submit(ctx context.Context, sym string, delta decimal.D, flat b
 		StopLoss:   stop,
 	}
 	o, settle, err := p.tr.SubmitIntentLater(ctx, req, hops)
+	if errors.Is(err, risk.ErrTooManyDenials) {
+		// Dropped, like a denial, but unrecorded: a flood of signals the risk engine denies must
+		// not log (or journal) one line each. The next signal decides again.
+		return OutcomeRefused, nil, nil, nil
+	}
 	if err != nil {
 		return OutcomeError, o, nil, err
 	}

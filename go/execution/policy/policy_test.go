@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
@@ -21,6 +22,8 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/config"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
+	"github.com/kairos-mt5/kairos/go/execution/metrics"
+	"github.com/kairos-mt5/kairos/go/execution/risk"
 )
 
 // trader is a hand-written fake of the engine: a net position per symbol and the orders sent.
@@ -36,6 +39,7 @@ type trader struct {
 	events    []string
 	settleErr map[string]error // what settling an order of the symbol returns
 	gate      chan struct{}    // when set, settling waits until it is closed (or its context ends)
+	refuse    map[string]bool  // symbols whose orders the engine refuses for its denial budget
 }
 
 func (f *trader) event(e string) {
@@ -63,6 +67,10 @@ func (f *trader) Instrument(s string) (*market.Instrument, bool) {
 }
 func (f *trader) Now() int64 { return f.now }
 func (f *trader) SubmitIntentLater(_ context.Context, r *execv1.SubmitOrderRequest, _ []*typesv1.HopStamp) (*execv1.Order, func(context.Context) error, error) {
+	if f.refuse[r.GetSymbol()] {
+		f.event("refused " + r.GetSymbol())
+		return nil, nil, fmt.Errorf("engine: %w", risk.ErrTooManyDenials)
+	}
 	f.sent = append(f.sent, r)
 	f.event("sent " + r.GetSymbol())
 	q, _ := decimal.FromProto(r.GetQuantity())
@@ -419,5 +427,36 @@ func TestWhenRunEndsEveryDecidedSignalIsSettledBeforeItReturns(t *testing.T) {
 	}
 	if got, want := d.list(), []string{"EURUSD error", "GBPUSD error"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("decided %v, want %v", got, want)
+	}
+}
+
+// A signal whose order the engine refuses for its denial budget (a submission risk would deny while
+// the budget is spent, risk.ErrTooManyDenials) is dropped and counted as refused: the consumer goes
+// on with the next signal, and nothing is logged per refusal.
+func TestASignalRefusedForTheDenialBudgetIsDroppedAndCounted(t *testing.T) {
+	var d decisions
+	var logs strings.Builder
+	m := metrics.New()
+	tr := &trader{now: 1_000_000_000_000, net: map[string]decimal.D{}, opened: map[string]int64{}, refuse: map[string]bool{"GBPUSD": true}}
+	p := New(Config{StrategyID: "kairos-signal", Fallback: base.Fallback, Decided: d.add}, tr, slog.New(slog.NewTextHandler(&logs, nil)), m)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx, burst("GBPUSD", "EURUSD")) }()
+
+	waitFor(t, "two decisions", func() bool { return len(d.list()) == 2 })
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+
+	if got, want := d.list(), []string{"GBPUSD refused", "EURUSD order"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("decided %v, want %v", got, want)
+	}
+	if n := testutil.ToFloat64(m.Signals.WithLabelValues("GBPUSD", string(OutcomeRefused))); n != 1 {
+		t.Fatalf("kairos_execution_signals_total{symbol=GBPUSD,outcome=refused} = %v, want 1", n)
+	}
+	if strings.Contains(logs.String(), "GBPUSD") {
+		t.Fatalf("a refusal was logged: %s", logs.String())
 	}
 }

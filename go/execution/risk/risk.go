@@ -5,6 +5,7 @@
 package risk
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
@@ -129,6 +130,11 @@ type Limits struct {
 	SubmitRate RateLimit
 	// MessageRate throttles submissions, cancels and modifications together.
 	MessageRate RateLimit
+	// DenialRate bounds the denied submissions the service records (an order, journal entries, a
+	// DENIED report) per window: past it a submission that would be denied is refused outright
+	// and leaves nothing behind (the engine's ErrTooManyDenials). Accepted submissions do not count
+	// and the kill switch's flatten orders are never refused by it.
+	DenialRate RateLimit
 	// DuplicateIntentWindowMS: an identical (symbol, side, quantity, strategy) within it is denied.
 	DuplicateIntentWindowMS uint32
 	// MaxDailyLoss since the UTC day's starting equity trips DailyLossState.
@@ -205,6 +211,7 @@ type Engine struct {
 
 	submits  throttle
 	messages throttle
+	denials  throttle
 
 	clientIDs map[string]struct{}
 	intents   map[intentKey]int64
@@ -230,6 +237,7 @@ func New(limits Limits, instruments []market.Instrument, book *portfolio.Book) *
 		state:       Halted,
 		submits:     newThrottle(limits.SubmitRate),
 		messages:    newThrottle(limits.MessageRate),
+		denials:     newThrottle(limits.DenialRate),
 		clientIDs:   make(map[string]struct{}),
 		intents:     make(map[intentKey]int64),
 		working:     make(map[string]working),
@@ -499,6 +507,25 @@ func (e *Engine) Accepted(req *Request, nowUS int64) {
 	}
 }
 
+// ErrTooManyDenials is the refusal of a submission risk would deny once the denial budget
+// (Limits.DenialRate) of the window is spent: nothing about it is recorded.
+var ErrTooManyDenials = errors.New("too many denied submissions")
+
+// RecordDenial counts the denial of req at nowUS against the denial budget (Limits.DenialRate). It
+// reports false, counting nothing, when the budget of the window is spent: the caller must then
+// refuse the submission without recording it, and retryAfterUS says when the budget has room
+// again. The kill switch's flatten orders always pass and do not count.
+func (e *Engine) RecordDenial(req *Request, nowUS int64) (ok bool, retryAfterUS int64) {
+	if req.Flatten {
+		return true, 0
+	}
+	if !e.denials.ok(nowUS) {
+		return false, e.denials.wait(nowUS)
+	}
+	e.denials.record(nowUS)
+	return true, 0
+}
+
 func (e *Engine) expireIntents(nowUS int64) {
 	cut := nowUS - int64(e.limits.DuplicateIntentWindowMS)*1000
 	i := 0
@@ -656,6 +683,14 @@ func (t *throttle) ok(now int64) bool {
 	}
 	oldest := t.times[t.next]
 	return oldest == 0 || now-oldest >= t.window
+}
+
+// wait is how long after now one more event stays within the limit (0: now).
+func (t *throttle) wait(now int64) int64 {
+	if t.ok(now) {
+		return 0
+	}
+	return t.times[t.next] + t.window - now
 }
 
 // record counts an event at now.

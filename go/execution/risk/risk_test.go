@@ -299,3 +299,45 @@ func ExampleDenial() {
 	fmt.Println(v.e.Check(&v.req, v.now))
 	// Output: MAX_ORDER_QUANTITY: quantity 6.00 exceeds max 5
 }
+
+// The denial budget counts the denials recorded in a rolling window; past it RecordDenial refuses,
+// counting nothing, and says when there is room again. Flatten orders always pass, uncounted.
+func TestRecordDenial_CountsUpToTheBudgetPerWindow(t *testing.T) {
+	const ms = int64(1000)
+	cases := []struct {
+		name      string
+		limit     RateLimit
+		flatten   bool
+		at        []int64 // submission times, ms
+		wantOK    []bool
+		wantRetry int64 // after the last submission, ms (0: none)
+	}{
+		{name: "WithinTheBudget", limit: RateLimit{3, 1000}, at: []int64{0, 1, 2}, wantOK: []bool{true, true, true}},
+		{name: "PastItInOneWindow", limit: RateLimit{2, 1000}, at: []int64{0, 100, 200}, wantOK: []bool{true, true, false}, wantRetry: 800},
+		{name: "ARefusalCountsNothing", limit: RateLimit{1, 1000}, at: []int64{0, 500, 999, 1000}, wantOK: []bool{true, false, false, true}},
+		{name: "AgainOnceTheWindowPassed", limit: RateLimit{2, 1000}, at: []int64{0, 100, 1000, 1050}, wantOK: []bool{true, true, true, false}, wantRetry: 50},
+		{name: "ZeroIsOff", limit: RateLimit{0, 1000}, at: []int64{0, 0, 0, 0}, wantOK: []bool{true, true, true, true}},
+		{name: "FlattenOrdersAlwaysPass", limit: RateLimit{1, 1000}, flatten: true, at: []int64{0, 0, 0}, wantOK: []bool{true, true, true}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := allOn()
+			l.DenialRate = c.limit
+			v := newEnv(l)
+			req := v.req
+			req.Flatten = c.flatten
+			base := v.now
+			var retry int64
+			for i, at := range c.at {
+				ok, r := v.e.RecordDenial(&req, base+at*ms)
+				if ok != c.wantOK[i] {
+					t.Fatalf("denial %d at %d ms: ok %v, want %v", i, at, ok, c.wantOK[i])
+				}
+				retry = r
+			}
+			if retry != c.wantRetry*ms {
+				t.Fatalf("retry after %d us, want %d ms", retry, c.wantRetry)
+			}
+		})
+	}
+}

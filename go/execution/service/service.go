@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	"github.com/kairos-mt5/kairos/go/execution/engine"
@@ -99,9 +100,15 @@ func toStatus(err error) error {
 		return &errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}
 	}
 	var inv *engine.InvalidError
+	var many *engine.TooManyDenialsError
 	switch {
 	case errors.As(err, &inv):
 		return invalid(inv)
+	case errors.As(err, &many):
+		i := info("TOO_MANY_DENIALS")
+		i.Metadata = map[string]string{"risk_reason": many.Denial.Reason.String(), "risk_message": many.Denial.Message,
+			"max_count": strconv.FormatUint(uint64(many.Limit.MaxCount), 10), "window_ms": strconv.FormatUint(uint64(many.Limit.WindowMS), 10)}
+		return withDetails(codes.ResourceExhausted, many.Error(), i, &errdetails.RetryInfo{RetryDelay: durationpb.New(many.RetryAfter)})
 	case errors.Is(err, engine.ErrAlreadyExists):
 		return withDetails(codes.AlreadyExists, err.Error(), info("CLIENT_ORDER_ID_REUSED"))
 	case errors.Is(err, engine.ErrNotFound):

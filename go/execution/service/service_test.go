@@ -28,6 +28,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/engine"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 	"github.com/kairos-mt5/kairos/go/execution/market"
+	"github.com/kairos-mt5/kairos/go/execution/metrics"
 	"github.com/kairos-mt5/kairos/go/execution/portfolio"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 	"github.com/kairos-mt5/kairos/go/execution/service"
@@ -60,6 +61,7 @@ type server struct {
 	jr     *journal.Journal
 	store  *failingStore
 	now    *atomic.Int64
+	m      *metrics.Metrics
 }
 
 type config struct {
@@ -75,7 +77,7 @@ type config struct {
 func start(t *testing.T, cfg config) *server {
 	t.Helper()
 	ctx := context.Background()
-	s := &server{store: &failingStore{Memory: journal.NewMemory()}, now: &atomic.Int64{}}
+	s := &server{store: &failingStore{Memory: journal.NewMemory()}, now: &atomic.Int64{}, m: metrics.New()}
 	s.now.Store(time.Date(2024, 1, 2, 10, 0, 0, 0, time.UTC).UnixMicro())
 	jr, err := journal.New(ctx, s.store)
 	if err != nil {
@@ -84,7 +86,7 @@ func start(t *testing.T, cfg config) *server {
 	book := portfolio.NewBook()
 	insts := []market.Instrument{eurusd}
 	eng := engine.New(engine.Options{Risk: risk.New(cfg.limits, insts, book), Book: book, Journal: jr, Currency: "USD",
-		Venue: paper.New(paper.Config{StartingBalance: dec("10000"), Currency: "USD"}, insts), Logger: slog.New(slog.DiscardHandler), Clock: s.now.Load})
+		Venue: paper.New(paper.Config{StartingBalance: dec("10000"), Currency: "USD"}, insts), Logger: slog.New(slog.DiscardHandler), Clock: s.now.Load, Metrics: s.m})
 	if _, err := eng.Replay(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -318,7 +318,7 @@ func instruments() []market.Instrument { return config.DefaultInstruments() }
 func allRules() risk.Limits {
 	return risk.Limits{AllowedSymbols: []string{"EURUSD", "GBPUSD"}, MaxOrderQuantity: d("10"), MaxOrderNotional: d("2000000"),
 		MaxPositionQuantity: d("1000000"), MaxGrossExposure: d("100000000000"), MaxOpenOrders: 1 << 30, PriceCollarBps: 200,
-		MaxQuoteAgeMS: 60_000, SubmitRate: risk.RateLimit{MaxCount: 1 << 20, WindowMS: 1000}, MessageRate: risk.RateLimit{MaxCount: 1 << 20, WindowMS: 1000},
+		MaxQuoteAgeMS: 60_000, SubmitRate: risk.RateLimit{MaxCount: 1 << 20, WindowMS: 1000}, MessageRate: risk.RateLimit{MaxCount: 1 << 20, WindowMS: 1000}, DenialRate: risk.RateLimit{MaxCount: 1 << 20, WindowMS: 1000},
 		DuplicateIntentWindowMS: 1, MaxDailyLoss: d("1000000"), DailyLossState: risk.Halted, MaxDrawdown: d("1000000"),
 		DrawdownState: risk.Reducing, MinFreeMargin: d("100")}
 }
