@@ -89,8 +89,16 @@ class Metrics:
             f"Tick batches of a symbol whose mid is not shown: {MAX_SYMBOLS} symbols already are.",
             registry=self.registry,
         )
+        self.sessions_ended = Counter(
+            "kairos_console_sessions_ended_total",
+            f"Login sessions dropped before a logout: expired, or the oldest at {MAX_SESSIONS} sessions.",
+            ["reason"],
+            registry=self.registry,
+        )
         for r in ("accepted", "refused", "throttled"):
             self.logins.labels(r)
+        for r in ("expired", "capacity"):
+            self.sessions_ended.labels(r)
         for r in ("halted", "failed"):
             self.kills.labels(r)
 
@@ -124,7 +132,8 @@ class Console:
         if s is None:
             return None
         if s.expires < time.time():
-            self.sessions.pop(sid, None)
+            del self.sessions[sid]
+            self.metrics.sessions_ended.labels("expired").inc()
             return None
         return s
 
@@ -170,8 +179,10 @@ class Console:
         now = time.time()
         for sid in [k for k, v in self.sessions.items() if v.expires < now]:
             del self.sessions[sid]
+            self.metrics.sessions_ended.labels("expired").inc()
         while len(self.sessions) >= MAX_SESSIONS:
             del self.sessions[next(iter(self.sessions))]  # the oldest login
+            self.metrics.sessions_ended.labels("capacity").inc()
         sid = secrets.token_urlsafe(32)
         self.sessions[sid] = Session(csrf=secrets.token_urlsafe(24), expires=now + self.ttl)
         return sid

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kairos.console import app
 from kairos.stack import processes
 from kairos.stack.loopback import free_port, wait_for
 
@@ -42,8 +43,7 @@ def login(url: str, token: str) -> tuple[int, dict[str, str]]:
     )
 
 
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[str]:
+def _console(tmp_path: Path, ttl: str) -> Iterator[str]:
     (tmp_path / "token").write_text(TOKEN + "\n")
     port = free_port()
     spec = processes.ServiceSpec(
@@ -56,7 +56,7 @@ def console(tmp_path: Path) -> Iterator[str]:
             f"--inference-addr=127.0.0.1:{free_port()}",
             f"--collector-addr=127.0.0.1:{free_port()}",
             "--nats-url=",
-            "--session-ttl=2s",
+            f"--session-ttl={ttl}",
         ],
         grpc_addr="",
         ready_url=f"http://127.0.0.1:{port}/healthz",
@@ -65,6 +65,17 @@ def console(tmp_path: Path) -> Iterator[str]:
     with processes.Stack(tmp_path) as stack:
         stack.wait_ready(stack.start(spec))
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[str]:
+    yield from _console(tmp_path, "2s")
+
+
+@pytest.fixture
+def long_console(tmp_path: Path) -> Iterator[str]:
+    """Sessions that outlast the test: none expires while it logs in past the bound."""
+    yield from _console(tmp_path, "10m")
 
 
 def test_a_session_expires_after_its_ttl(console: str) -> None:
@@ -81,6 +92,20 @@ def test_a_session_expires_after_its_ttl(console: str) -> None:
     )
     status, headers = request(console + "/", headers={"cookie": cookie})
     assert status == 303 and headers["location"] == "/login"
+    assert 'kairos_console_sessions_ended_total{reason="expired"} 1.0' in metrics(console)
+
+
+def metrics(console: str) -> str:
+    with urllib.request.urlopen(console + "/metrics", timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def test_sessions_are_bounded_the_oldest_making_room_counted(long_console: str) -> None:
+    first = login(long_console, TOKEN)[1]["set-cookie"].split(";", 1)[0]
+    for _ in range(app.MAX_SESSIONS):
+        assert login(long_console, TOKEN)[0] == 303
+    assert request(long_console + "/api/state", headers={"cookie": first})[0] == 401, "the oldest made room"
+    assert 'kairos_console_sessions_ended_total{reason="capacity"} 1.0' in metrics(long_console)
 
 
 def test_refused_logins_are_throttled(console: str) -> None:
@@ -88,10 +113,9 @@ def test_refused_logins_are_throttled(console: str) -> None:
         assert login(console, "wrong")[0] == 401
     assert login(console, "wrong")[0] == 429
     assert login(console, TOKEN)[0] == 429, "no guessing while throttled, right token or not"
-    with urllib.request.urlopen(console + "/metrics", timeout=5) as resp:
-        metrics = resp.read().decode()
-    assert 'kairos_console_logins_total{result="refused"} 20.0' in metrics
-    assert 'kairos_console_logins_total{result="throttled"} 2.0' in metrics
+    text = metrics(console)
+    assert 'kairos_console_logins_total{result="refused"} 20.0' in text
+    assert 'kairos_console_logins_total{result="throttled"} 2.0' in text
 
 
 def test_pages_carry_security_headers_and_nothing_is_served_without_a_login(console: str) -> None:
