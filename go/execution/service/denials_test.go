@@ -229,3 +229,14 @@ func TestDenialBudget_ARefusedClientOrderIDCanBeUsedAgain(t *testing.T) {
 		})
 	}
 }
+
+func TestDenialBudget_GetRiskLimitsReportsIt(t *testing.T) {
+	s := start(t, config{token: token, limits: denialLimits(7)})
+	got, err := s.client.GetRiskLimits(authed(t), &execv1.GetRiskLimitsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := got.GetLimits().GetDenialRate(); r.GetMaxCount() != 7 || r.GetWindowMs() != 1000 {
+		t.Fatalf("denial_rate %v, want 7 per 1000 ms", r)
+	}
+}

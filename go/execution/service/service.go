@@ -402,6 +402,7 @@ func (s *Server) GetRiskLimits(ctx context.Context, req *execv1.GetRiskLimitsReq
 		PriceCollarBps: l.PriceCollarBps, MaxQuoteAgeMs: l.MaxQuoteAgeMS,
 		SubmitRate:              &execv1.RateLimit{MaxCount: l.SubmitRate.MaxCount, WindowMs: l.SubmitRate.WindowMS},
 		MessageRate:             &execv1.RateLimit{MaxCount: l.MessageRate.MaxCount, WindowMs: l.MessageRate.WindowMS},
+		DenialRate:              &execv1.RateLimit{MaxCount: l.DenialRate.MaxCount, WindowMs: l.DenialRate.WindowMS},
 		DuplicateIntentWindowMs: l.DuplicateIntentWindowMS, MaxDailyLoss: l.MaxDailyLoss.Proto(),
 		DailyLossState: execv1.TradingState(l.DailyLossState), MaxDrawdown: l.MaxDrawdown.Proto(),
 		DrawdownState: execv1.TradingState(l.DrawdownState), MinFreeMargin: l.MinFreeMargin.Proto(),

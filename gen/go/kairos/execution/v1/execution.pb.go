@@ -2747,7 +2747,7 @@ type RiskLimits struct {
 	PriceCollarBps uint32 `protobuf:"varint,7,opt,name=price_collar_bps,json=priceCollarBps,proto3" json:"price_collar_bps,omitempty"`
 	// Maximum age of the latest quote for market orders, milliseconds.
 	MaxQuoteAgeMs uint32 `protobuf:"varint,8,opt,name=max_quote_age_ms,json=maxQuoteAgeMs,proto3" json:"max_quote_age_ms,omitempty"`
-	// Submit throttle (denied orders count).
+	// Submit throttle (accepted submissions count; denied ones have denial_rate).
 	SubmitRate *RateLimit `protobuf:"bytes,9,opt,name=submit_rate,json=submitRate,proto3" json:"submit_rate,omitempty"`
 	// Message throttle over submits, cancels and modifies.
 	MessageRate *RateLimit `protobuf:"bytes,10,opt,name=message_rate,json=messageRate,proto3" json:"message_rate,omitempty"`
@@ -2763,6 +2763,9 @@ type RiskLimits struct {
 	DrawdownState TradingState `protobuf:"varint,15,opt,name=drawdown_state,json=drawdownState,proto3,enum=kairos.execution.v1.TradingState" json:"drawdown_state,omitempty"`
 	// Minimum free margin to keep after an order, in account currency.
 	MinFreeMargin *v1.Decimal `protobuf:"bytes,16,opt,name=min_free_margin,json=minFreeMargin,proto3" json:"min_free_margin,omitempty"`
+	// Denied submissions recorded per window; past it a submission risk would deny is refused
+	// RESOURCE_EXHAUSTED (TOO_MANY_DENIALS) and leaves no order. The kill switch's orders are exempt.
+	DenialRate    *RateLimit `protobuf:"bytes,17,opt,name=denial_rate,json=denialRate,proto3" json:"denial_rate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2905,6 +2908,13 @@ func (x *RiskLimits) GetDrawdownState() TradingState {
 func (x *RiskLimits) GetMinFreeMargin() *v1.Decimal {
 	if x != nil {
 		return x.MinFreeMargin
+	}
+	return nil
+}
+
+func (x *RiskLimits) GetDenialRate() *RateLimit {
+	if x != nil {
+		return x.DenialRate
 	}
 	return nil
 }
@@ -3133,7 +3143,7 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\x14GetRiskLimitsRequest\"E\n" +
 	"\tRateLimit\x12\x1b\n" +
 	"\tmax_count\x18\x01 \x01(\rR\bmaxCount\x12\x1b\n" +
-	"\twindow_ms\x18\x02 \x01(\rR\bwindowMs\"\xed\a\n" +
+	"\twindow_ms\x18\x02 \x01(\rR\bwindowMs\"\xae\b\n" +
 	"\n" +
 	"RiskLimits\x12'\n" +
 	"\x0fallowed_symbols\x18\x01 \x03(\tR\x0eallowedSymbols\x12F\n" +
@@ -3153,7 +3163,9 @@ const file_kairos_execution_v1_execution_proto_rawDesc = "" +
 	"\x10daily_loss_state\x18\r \x01(\x0e2!.kairos.execution.v1.TradingStateR\x0edailyLossState\x12;\n" +
 	"\fmax_drawdown\x18\x0e \x01(\v2\x18.kairos.types.v1.DecimalR\vmaxDrawdown\x12H\n" +
 	"\x0edrawdown_state\x18\x0f \x01(\x0e2!.kairos.execution.v1.TradingStateR\rdrawdownState\x12@\n" +
-	"\x0fmin_free_margin\x18\x10 \x01(\v2\x18.kairos.types.v1.DecimalR\rminFreeMargin\"\x98\x01\n" +
+	"\x0fmin_free_margin\x18\x10 \x01(\v2\x18.kairos.types.v1.DecimalR\rminFreeMargin\x12?\n" +
+	"\vdenial_rate\x18\x11 \x01(\v2\x1e.kairos.execution.v1.RateLimitR\n" +
+	"denialRate\"\x98\x01\n" +
 	"\x15GetRiskLimitsResponse\x127\n" +
 	"\x06limits\x18\x01 \x01(\v2\x1f.kairos.execution.v1.RiskLimitsR\x06limits\x12F\n" +
 	"\rtrading_state\x18\x02 \x01(\x0e2!.kairos.execution.v1.TradingStateR\ftradingState*P\n" +
@@ -3385,35 +3397,36 @@ var file_kairos_execution_v1_execution_proto_depIdxs = []int32{
 	37, // 68: kairos.execution.v1.RiskLimits.max_drawdown:type_name -> kairos.types.v1.Decimal
 	4,  // 69: kairos.execution.v1.RiskLimits.drawdown_state:type_name -> kairos.execution.v1.TradingState
 	37, // 70: kairos.execution.v1.RiskLimits.min_free_margin:type_name -> kairos.types.v1.Decimal
-	35, // 71: kairos.execution.v1.GetRiskLimitsResponse.limits:type_name -> kairos.execution.v1.RiskLimits
-	4,  // 72: kairos.execution.v1.GetRiskLimitsResponse.trading_state:type_name -> kairos.execution.v1.TradingState
-	13, // 73: kairos.execution.v1.ExecutionService.SubmitOrder:input_type -> kairos.execution.v1.SubmitOrderRequest
-	15, // 74: kairos.execution.v1.ExecutionService.CancelOrder:input_type -> kairos.execution.v1.CancelOrderRequest
-	17, // 75: kairos.execution.v1.ExecutionService.CancelAll:input_type -> kairos.execution.v1.CancelAllRequest
-	19, // 76: kairos.execution.v1.ExecutionService.GetOrder:input_type -> kairos.execution.v1.GetOrderRequest
-	21, // 77: kairos.execution.v1.ExecutionService.ListOrders:input_type -> kairos.execution.v1.ListOrdersRequest
-	23, // 78: kairos.execution.v1.ExecutionService.ListPositions:input_type -> kairos.execution.v1.ListPositionsRequest
-	25, // 79: kairos.execution.v1.ExecutionService.StreamExecutionReports:input_type -> kairos.execution.v1.StreamExecutionReportsRequest
-	27, // 80: kairos.execution.v1.ExecutionService.SetTradingState:input_type -> kairos.execution.v1.SetTradingStateRequest
-	33, // 81: kairos.execution.v1.ExecutionService.GetRiskLimits:input_type -> kairos.execution.v1.GetRiskLimitsRequest
-	29, // 82: kairos.execution.v1.ExecutionService.ModifyOrder:input_type -> kairos.execution.v1.ModifyOrderRequest
-	31, // 83: kairos.execution.v1.ExecutionService.ModifyPosition:input_type -> kairos.execution.v1.ModifyPositionRequest
-	14, // 84: kairos.execution.v1.ExecutionService.SubmitOrder:output_type -> kairos.execution.v1.SubmitOrderResponse
-	16, // 85: kairos.execution.v1.ExecutionService.CancelOrder:output_type -> kairos.execution.v1.CancelOrderResponse
-	18, // 86: kairos.execution.v1.ExecutionService.CancelAll:output_type -> kairos.execution.v1.CancelAllResponse
-	20, // 87: kairos.execution.v1.ExecutionService.GetOrder:output_type -> kairos.execution.v1.GetOrderResponse
-	22, // 88: kairos.execution.v1.ExecutionService.ListOrders:output_type -> kairos.execution.v1.ListOrdersResponse
-	24, // 89: kairos.execution.v1.ExecutionService.ListPositions:output_type -> kairos.execution.v1.ListPositionsResponse
-	26, // 90: kairos.execution.v1.ExecutionService.StreamExecutionReports:output_type -> kairos.execution.v1.StreamExecutionReportsResponse
-	28, // 91: kairos.execution.v1.ExecutionService.SetTradingState:output_type -> kairos.execution.v1.SetTradingStateResponse
-	36, // 92: kairos.execution.v1.ExecutionService.GetRiskLimits:output_type -> kairos.execution.v1.GetRiskLimitsResponse
-	30, // 93: kairos.execution.v1.ExecutionService.ModifyOrder:output_type -> kairos.execution.v1.ModifyOrderResponse
-	32, // 94: kairos.execution.v1.ExecutionService.ModifyPosition:output_type -> kairos.execution.v1.ModifyPositionResponse
-	84, // [84:95] is the sub-list for method output_type
-	73, // [73:84] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	34, // 71: kairos.execution.v1.RiskLimits.denial_rate:type_name -> kairos.execution.v1.RateLimit
+	35, // 72: kairos.execution.v1.GetRiskLimitsResponse.limits:type_name -> kairos.execution.v1.RiskLimits
+	4,  // 73: kairos.execution.v1.GetRiskLimitsResponse.trading_state:type_name -> kairos.execution.v1.TradingState
+	13, // 74: kairos.execution.v1.ExecutionService.SubmitOrder:input_type -> kairos.execution.v1.SubmitOrderRequest
+	15, // 75: kairos.execution.v1.ExecutionService.CancelOrder:input_type -> kairos.execution.v1.CancelOrderRequest
+	17, // 76: kairos.execution.v1.ExecutionService.CancelAll:input_type -> kairos.execution.v1.CancelAllRequest
+	19, // 77: kairos.execution.v1.ExecutionService.GetOrder:input_type -> kairos.execution.v1.GetOrderRequest
+	21, // 78: kairos.execution.v1.ExecutionService.ListOrders:input_type -> kairos.execution.v1.ListOrdersRequest
+	23, // 79: kairos.execution.v1.ExecutionService.ListPositions:input_type -> kairos.execution.v1.ListPositionsRequest
+	25, // 80: kairos.execution.v1.ExecutionService.StreamExecutionReports:input_type -> kairos.execution.v1.StreamExecutionReportsRequest
+	27, // 81: kairos.execution.v1.ExecutionService.SetTradingState:input_type -> kairos.execution.v1.SetTradingStateRequest
+	33, // 82: kairos.execution.v1.ExecutionService.GetRiskLimits:input_type -> kairos.execution.v1.GetRiskLimitsRequest
+	29, // 83: kairos.execution.v1.ExecutionService.ModifyOrder:input_type -> kairos.execution.v1.ModifyOrderRequest
+	31, // 84: kairos.execution.v1.ExecutionService.ModifyPosition:input_type -> kairos.execution.v1.ModifyPositionRequest
+	14, // 85: kairos.execution.v1.ExecutionService.SubmitOrder:output_type -> kairos.execution.v1.SubmitOrderResponse
+	16, // 86: kairos.execution.v1.ExecutionService.CancelOrder:output_type -> kairos.execution.v1.CancelOrderResponse
+	18, // 87: kairos.execution.v1.ExecutionService.CancelAll:output_type -> kairos.execution.v1.CancelAllResponse
+	20, // 88: kairos.execution.v1.ExecutionService.GetOrder:output_type -> kairos.execution.v1.GetOrderResponse
+	22, // 89: kairos.execution.v1.ExecutionService.ListOrders:output_type -> kairos.execution.v1.ListOrdersResponse
+	24, // 90: kairos.execution.v1.ExecutionService.ListPositions:output_type -> kairos.execution.v1.ListPositionsResponse
+	26, // 91: kairos.execution.v1.ExecutionService.StreamExecutionReports:output_type -> kairos.execution.v1.StreamExecutionReportsResponse
+	28, // 92: kairos.execution.v1.ExecutionService.SetTradingState:output_type -> kairos.execution.v1.SetTradingStateResponse
+	36, // 93: kairos.execution.v1.ExecutionService.GetRiskLimits:output_type -> kairos.execution.v1.GetRiskLimitsResponse
+	30, // 94: kairos.execution.v1.ExecutionService.ModifyOrder:output_type -> kairos.execution.v1.ModifyOrderResponse
+	32, // 95: kairos.execution.v1.ExecutionService.ModifyPosition:output_type -> kairos.execution.v1.ModifyPositionResponse
+	85, // [85:96] is the sub-list for method output_type
+	74, // [74:85] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_kairos_execution_v1_execution_proto_init() }

@@ -525,7 +525,7 @@ class RateLimit(_message.Message):
     def __init__(self, max_count: _Optional[int] = ..., window_ms: _Optional[int] = ...) -> None: ...
 
 class RiskLimits(_message.Message):
-    __slots__ = ("allowed_symbols", "max_order_quantity", "max_order_notional", "max_position_quantity", "max_gross_exposure", "max_open_orders", "price_collar_bps", "max_quote_age_ms", "submit_rate", "message_rate", "duplicate_intent_window_ms", "max_daily_loss", "daily_loss_state", "max_drawdown", "drawdown_state", "min_free_margin")
+    __slots__ = ("allowed_symbols", "max_order_quantity", "max_order_notional", "max_position_quantity", "max_gross_exposure", "max_open_orders", "price_collar_bps", "max_quote_age_ms", "submit_rate", "message_rate", "duplicate_intent_window_ms", "max_daily_loss", "daily_loss_state", "max_drawdown", "drawdown_state", "min_free_margin", "denial_rate")
     ALLOWED_SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     MAX_ORDER_QUANTITY_FIELD_NUMBER: _ClassVar[int]
     MAX_ORDER_NOTIONAL_FIELD_NUMBER: _ClassVar[int]
@@ -542,6 +542,7 @@ class RiskLimits(_message.Message):
     MAX_DRAWDOWN_FIELD_NUMBER: _ClassVar[int]
     DRAWDOWN_STATE_FIELD_NUMBER: _ClassVar[int]
     MIN_FREE_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    DENIAL_RATE_FIELD_NUMBER: _ClassVar[int]
     allowed_symbols: _containers.RepeatedScalarFieldContainer[str]
     max_order_quantity: _types_pb2.Decimal
     max_order_notional: _types_pb2.Decimal
@@ -558,7 +559,8 @@ class RiskLimits(_message.Message):
     max_drawdown: _types_pb2.Decimal
     drawdown_state: TradingState
     min_free_margin: _types_pb2.Decimal
-    def __init__(self, allowed_symbols: _Optional[_Iterable[str]] = ..., max_order_quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., max_order_notional: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., max_position_quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., max_gross_exposure: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., max_open_orders: _Optional[int] = ..., price_collar_bps: _Optional[int] = ..., max_quote_age_ms: _Optional[int] = ..., submit_rate: _Optional[_Union[RateLimit, _Mapping]] = ..., message_rate: _Optional[_Union[RateLimit, _Mapping]] = ..., duplicate_intent_window_ms: _Optional[int] = ..., max_daily_loss: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., daily_loss_state: _Optional[_Union[TradingState, str]] = ..., max_drawdown: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., drawdown_state: _Optional[_Union[TradingState, str]] = ..., min_free_margin: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ...) -> None: ...
+    denial_rate: RateLimit
+    def __init__(self, allowed_symbols: _Optional[_Iterable[str]] = ..., max_order_quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., max_order_notional: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., max_position_quantity: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., max_gross_exposure: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., max_open_orders: _Optional[int] = ..., price_collar_bps: _Optional[int] = ..., max_quote_age_ms: _Optional[int] = ..., submit_rate: _Optional[_Union[RateLimit, _Mapping]] = ..., message_rate: _Optional[_Union[RateLimit, _Mapping]] = ..., duplicate_intent_window_ms: _Optional[int] = ..., max_daily_loss: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., daily_loss_state: _Optional[_Union[TradingState, str]] = ..., max_drawdown: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., drawdown_state: _Optional[_Union[TradingState, str]] = ..., min_free_margin: _Optional[_Union[_types_pb2.Decimal, _Mapping]] = ..., denial_rate: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class GetRiskLimitsResponse(_message.Message):
     __slots__ = ("limits", "trading_state")

@@ -1489,7 +1489,7 @@ class RiskLimits(betterproto2.Message):
 
     submit_rate: "RateLimit | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
     """
-    Submit throttle (denied orders count).
+    Submit throttle (accepted submissions count; denied ones have denial_rate).
     """
 
     message_rate: "RateLimit | None" = betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True)
@@ -1535,6 +1535,12 @@ class RiskLimits(betterproto2.Message):
     )
     """
     Minimum free margin to keep after an order, in account currency.
+    """
+
+    denial_rate: "RateLimit | None" = betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Denied submissions recorded per window; past it a submission risk would deny is refused
+    RESOURCE_EXHAUSTED (TOO_MANY_DENIALS) and leaves no order. The kill switch's orders are exempt.
     """
 
 
