@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from tests import natsconf
 
 from kairos.marketdata.v1 import marketdata_pb2
 from kairos.stack import observe, processes, replay, services
@@ -101,8 +102,7 @@ class Cluster:
             conf.write_text(
                 f'server_name: "{n.name}"\n'
                 f'listen: "127.0.0.1:{n.port}"\n'
-                f'http: "127.0.0.1:{n.http_port}"\n'
-                f'jetstream {{ store_dir: "{n.store}" }}\n' + cluster
+                f'http: "127.0.0.1:{n.http_port}"\n' + natsconf.jetstream_block(n.store) + cluster
             )
             with n.log.open("wb") as log:
                 n.proc = subprocess.Popen(

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tests import natsconf
 
 from kairos.stack.loopback import free_port, wait_for_port
 
@@ -90,17 +91,10 @@ def clean_env(**extra: str) -> dict[str, str]:
 def nats_server(deploy_bin: Path, tmp_path: Path) -> Iterator[str]:
     """A real JetStream-enabled nats-server on a free loopback port; yields its URL."""
     port = free_port()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(f"listen: 127.0.0.1:{port}\n" + natsconf.jetstream_block(tmp_path / "js"))
     proc = subprocess.Popen(
-        [
-            str(deploy_bin / "nats-server"),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-js",
-            "-sd",
-            str(tmp_path / "js"),
-        ],
+        [str(deploy_bin / "nats-server"), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

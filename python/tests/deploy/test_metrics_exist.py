@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from tests import natsconf
 from tests.inference.harness import with_card
 
 from kairos.stack.loopback import free_port, wait_for_port
@@ -131,19 +132,9 @@ def stack(deploy_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     (tmp / "bridge.key").write_text(BRIDGE_KEY + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
     try:
-        nats = s.start(
-            "nats-server",
-            [
-                str(deploy_bin / "nats-server"),
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(ports["nats"]),
-                "-js",
-                "-sd",
-                str(tmp / "js"),
-            ],
-        )
+        nats_conf = tmp / "nats.conf"
+        nats_conf.write_text(f"listen: 127.0.0.1:{ports['nats']}\n" + natsconf.jetstream_block(tmp / "js"))
+        nats = s.start("nats-server", [str(deploy_bin / "nats-server"), "-c", str(nats_conf)])
         wait_for_port(ports["nats"], None)
         assert nats.popen.poll() is None, nats.tail()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests import natsconf
 
 from kairos.recording import store
 from kairos.stack import credentials, processes, replay, services
@@ -83,7 +84,7 @@ def test_a_killed_and_restarted_recorder_leaves_no_gap(tmp_path: Path) -> None:
     nats_dir = tmp_path / "nats"
     credentials.write_nats_credentials(nats_dir)
     (nats_dir / "nats.conf").write_text(
-        f'listen: 127.0.0.1:{port}\ninclude "auth.conf"\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+        f'listen: 127.0.0.1:{port}\ninclude "auth.conf"\n' + natsconf.jetstream_block(tmp_path / "js")
     )
     nats = subprocess.Popen(
         [str(DEPLOY_BIN / "nats-server"), "-c", str(nats_dir / "nats.conf")],
