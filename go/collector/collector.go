@@ -119,7 +119,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Service, err error) {
 			return nil, err
 		}
 		if cfg.NATSAuthFile == "" {
-			log.Warn("embedded NATS runs without authorization: any local process may publish signals and quotes (set --nats-auth-file)")
+			log.Warn("embedded NATS runs without authorization (--nats-insecure): any local process may publish signals and quotes")
 		}
 		log.Info("embedded NATS listening", "url", s.natsSrv.ClientURL(), "authorization", cfg.NATSAuthFile != "")
 	}

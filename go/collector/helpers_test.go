@@ -35,6 +35,7 @@ func testConfig() config.Config {
 	c.HeartbeatInterval = 200 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second
 	c.BridgeKey = testBridgeKey
+	c.NATSInsecure = true // the tests' own embedded server (natspub's tests cover its authorization)
 	c.Token = testToken
 	return c
 }

@@ -40,9 +40,12 @@ type Config struct {
 	// acknowledges a bridge frame only once its ticks are stored (ADR 0024).
 	NATSJetStream bool
 	// NATSAuthFile is the embedded server's users and permissions: a nats-server configuration
-	// file with an authorization block (the format of deploy/nats/nats.conf). Empty runs it
-	// without authorization, which is allowed on a loopback NATSAddr only.
+	// file with an authorization block (the format of deploy/nats/nats.conf). The embedded server
+	// needs it unless NATSInsecure.
 	NATSAuthFile string
+	// NATSInsecure runs the embedded server without authorization (loopback only): any local process
+	// may then publish signals and quotes. The explicit opt-out, as BridgeInsecure is for the bridge.
+	NATSInsecure bool
 	// NATSCreds is a file holding this service's "user:password" for NATS (embedded or external).
 	NATSCreds string
 	// Token is the bearer token every MarketDataService call needs; empty refuses them all.
@@ -189,7 +192,8 @@ func Flags(c *Config) *envflag.Set {
 	s.StringVar(&c.NATSURL, "nats-url", "external NATS server URL; empty runs the embedded server")
 	s.StringVar(&c.NATSAddr, "nats-addr", "listen address of the embedded NATS server")
 	s.BoolVar(&c.NATSJetStream, "nats-jetstream", "publish ticks and bars to JetStream streams (needs nats-url) and acknowledge bridge frames only once stored")
-	s.StringVar(&c.NATSAuthFile, "nats-auth-file", "nats-server config file with the embedded server's authorization block (users, permissions); empty: no authorization, loopback only")
+	s.StringVar(&c.NATSAuthFile, "nats-auth-file", "nats-server config file with the embedded server's authorization block (users, permissions); the embedded server needs it unless --nats-insecure")
+	s.BoolVar(&c.NATSInsecure, "nats-insecure", "run the embedded NATS server WITHOUT authorization (loopback only): any local process may publish signals and quotes")
 	s.StringVar(&c.NATSCreds, "nats-creds", "file holding this service's NATS user:password (mode 0600)")
 	s.StringVar(&c.Token, "token", "bearer token every MarketDataService call needs (prefer --token-file or the env var)", envflag.Secret())
 	s.StringVar(&c.TokenFile, "token-file", "file holding the bearer token")
@@ -336,8 +340,13 @@ func (c Config) Validate() error {
 	if c.NATSJetStream && c.NATSURL == "" {
 		errs = append(errs, errors.New("nats-jetstream needs nats-url (the embedded server has no JetStream)"))
 	}
-	if c.NATSURL == "" && c.NATSAuthFile == "" && !loopback(c.NATSAddr) {
-		errs = append(errs, fmt.Errorf("nats-addr %q is not loopback: the embedded server needs nats-auth-file there", c.NATSAddr))
+	if c.NATSURL == "" && c.NATSAuthFile == "" {
+		switch {
+		case !c.NATSInsecure:
+			errs = append(errs, fmt.Errorf("the embedded NATS server needs --nats-auth-file (or %s), or opt out with --nats-insecure (loopback only)", EnvName("nats-auth-file")))
+		case !loopback(c.NATSAddr):
+			errs = append(errs, fmt.Errorf("nats-addr %q is not loopback: the embedded server needs nats-auth-file there", c.NATSAddr))
+		}
 	}
 	if err := c.ServerTLS().Validate(); err != nil {
 		errs = append(errs, err)

@@ -8,16 +8,46 @@ import (
 	"time"
 )
 
-// env is an environment with a bridge key unless m sets KAIROS_COLLECTOR_BRIDGE_KEY itself.
+// env is an environment with a bridge key and an embedded NATS server allowed without
+// authorization, unless m sets KAIROS_COLLECTOR_BRIDGE_KEY or KAIROS_COLLECTOR_NATS_INSECURE itself.
 func env(m map[string]string) func(string) string {
 	return func(k string) string {
 		if v, ok := m[k]; ok {
 			return v
 		}
-		if k == "KAIROS_COLLECTOR_BRIDGE_KEY" {
+		switch k {
+		case "KAIROS_COLLECTOR_BRIDGE_KEY":
 			return "config-test-bridge-key-0123456789"
+		case "KAIROS_COLLECTOR_NATS_INSECURE":
+			return "true"
 		}
 		return ""
+	}
+}
+
+func TestTheEmbeddedNATSNeedsAuthorizationUnlessExplicitlyInsecure(t *testing.T) {
+	secure := map[string]string{"KAIROS_COLLECTOR_NATS_INSECURE": ""}
+	cases := []struct {
+		name string
+		args []string
+		want string // "" = accepted; else a part of the error
+	}{
+		{"NoAuthFile_IsRefusedNamingTheOptOut", nil, "--nats-insecure"},
+		{"AnAuthFile_IsEnough", []string{"--nats-auth-file", "/etc/kairos/nats.conf"}, ""},
+		{"TheOptOut_OnLoopback_IsAccepted", []string{"--nats-insecure"}, ""},
+		{"TheOptOut_BeyondLoopback_IsRefused", []string{"--nats-insecure", "--nats-addr", "0.0.0.0:4222"}, "not loopback"},
+		{"AnExternalServer_NeedsNoEmbeddedAuthorization", []string{"--nats-url", "nats://127.0.0.1:4222"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.args, env(secure))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Parse(%v): %v, want it accepted", tc.args, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Parse(%v): %v, want a refusal mentioning %q", tc.args, err, tc.want)
+			}
+		})
 	}
 }
 

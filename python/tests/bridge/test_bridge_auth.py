@@ -73,6 +73,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
         f"--grpc-addr=127.0.0.1:{free_port()}",
         f"--metrics-addr=127.0.0.1:{metrics}",
         f"--nats-addr=127.0.0.1:{free_port()}",
+        "--nats-insecure",
         "--inference-endpoints=none",
         f"--bridge-key-file={settings.bridge_key_file}",
     ]

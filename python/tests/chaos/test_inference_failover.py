@@ -105,6 +105,7 @@ def _specs(
             f"--grpc-addr=127.0.0.1:{p.collector_grpc}",
             f"--metrics-addr=127.0.0.1:{p.collector_metrics}",
             f"--nats-addr=127.0.0.1:{p.nats}",
+            "--nats-insecure",
             f"--bridge-key-file={settings.bridge_key_file}",
             f"--token-file={creds.token_file('collector')}",
             f"--inference-token-file={creds.token_file('inference')}",

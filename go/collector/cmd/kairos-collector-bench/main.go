@@ -105,6 +105,7 @@ func main() {
 func startCollector() (*collector.Service, context.CancelFunc, chan error, error) {
 	cfg := config.Default()
 	cfg.BridgeAddr, cfg.GRPCAddr, cfg.NATSAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.NATSInsecure = true // a throwaway loopback server of the bench's own
 	cfg.Token = benchToken
 	cfg.InferenceEndpoints = nil
 	cfg.FutureTolerance = 100 * 365 * 24 * time.Hour // the replayed laps may run ahead of the real clock
