@@ -3,17 +3,17 @@ expire, refused logins are throttled, and the pages carry their security headers
 
 from __future__ import annotations
 
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.console.process import console_spec
 
 from kairos.console import app
 from kairos.stack import processes
-from kairos.stack.loopback import free_port, wait_for
+from kairos.stack.loopback import wait_for
 
 TOKEN = "console-login-test-token"
 
@@ -44,27 +44,10 @@ def login(url: str, token: str) -> tuple[int, dict[str, str]]:
 
 
 def _console(tmp_path: Path, ttl: str) -> Iterator[str]:
-    (tmp_path / "token").write_text(TOKEN + "\n")
-    port = free_port()
-    spec = processes.ServiceSpec(
-        name="console",
-        argv=[
-            str(Path(sys.executable).parent / "kairos-console"),
-            f"--addr=127.0.0.1:{port}",
-            f"--token-file={tmp_path / 'token'}",
-            f"--execution-addr=127.0.0.1:{free_port()}",
-            f"--inference-addr=127.0.0.1:{free_port()}",
-            f"--collector-addr=127.0.0.1:{free_port()}",
-            "--nats-url=",
-            f"--session-ttl={ttl}",
-        ],
-        grpc_addr="",
-        ready_url=f"http://127.0.0.1:{port}/healthz",
-        ready_timeout_s=30,
-    )
+    spec, url = console_spec(tmp_path, TOKEN, "--nats-url=", f"--session-ttl={ttl}")
     with processes.Stack(tmp_path) as stack:
         stack.wait_ready(stack.start(spec))
-        yield f"http://127.0.0.1:{port}"
+        yield url
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from tests.console.process import console_spec
 
 from kairos.console.hub import MAX_SYMBOLS
 from kairos.marketdata.v1 import marketdata_pb2 as md
 from kairos.stack import processes
-from kairos.stack.loopback import free_port, wait_for
+from kairos.stack.loopback import wait_for
 from kairos.stack.natsfence import fence
 
 TOKEN = "console-symbols-test-token"
@@ -50,24 +50,7 @@ async def _publish(nats_url: str, symbols: list[str]) -> None:
 def test_mids_are_held_for_at_most_max_symbols_and_the_rest_are_counted(
     nats_url: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "token").write_text(TOKEN + "\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    spec = processes.ServiceSpec(
-        name="console",
-        argv=[
-            str(Path(sys.executable).parent / "kairos-console"),
-            f"--addr=127.0.0.1:{port}",
-            f"--token-file={tmp_path / 'token'}",
-            f"--execution-addr=127.0.0.1:{free_port()}",
-            f"--inference-addr=127.0.0.1:{free_port()}",
-            f"--collector-addr=127.0.0.1:{free_port()}",
-            f"--nats-url={nats_url}",
-        ],
-        grpc_addr="",
-        ready_url=f"{url}/healthz",
-        ready_timeout_s=30,
-    )
+    spec, url = console_spec(tmp_path, TOKEN, f"--nats-url={nats_url}")
     symbols = [f"SYM{i:05d}" for i in range(MAX_SYMBOLS + 3)]
     with processes.Stack(tmp_path) as stack:
         stack.wait_ready(stack.start(spec))
