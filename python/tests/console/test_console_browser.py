@@ -198,8 +198,12 @@ def test_the_page_loads_with_health_trading_state_and_the_unvalidated_model(
     for card in (SERVING, SHADOW):
         wait_exact(browser, f'{card} [data-k="bars"]', "0")  # nothing replayed yet
         wait_exact(browser, f'{card} [data-k="di"]', f"0.00 / {run.di_threshold:.2f}")
-    cards = browser.find_elements(By.CSS_SELECTOR, "#panel-models .model")
-    assert [c.get_attribute("data-role") for c in cards] == ["serving", "shadow"]  # serving first
+    # Read in one script: the panel is rebuilt on every poll, so elements found first may be stale
+    # by the time their attributes are read.
+    roles = browser.execute_script(
+        "return [...document.querySelectorAll('#panel-models .model')].map(c => c.dataset.role)"
+    )
+    assert roles == ["serving", "shadow"]  # serving first
 
 
 def test_live_updates_arrive_during_a_replay(run: Run, browser: WebDriver) -> None:
