@@ -143,7 +143,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 		clock, advance = mc.Now, mc.Advance
 	}
 	eng := engine.New(engine.Options{Risk: rk, Book: book, Venue: v, Journal: jr, Metrics: m, Logger: log, InitialState: initial, Currency: cfg.Currency,
-		JournalTimeout: cfg.JournalTimeout, Clock: clock})
+		JournalTimeout: cfg.JournalTimeout, MaxOrders: cfg.MaxOrdersInMemory, Clock: clock})
 	defer eng.Close() // idempotent: also on the early returns below
 	if mv != nil {
 		mv.SetEngine(eng)

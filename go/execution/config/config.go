@@ -16,6 +16,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/bridgelink"
 	"github.com/kairos-mt5/kairos/go/envflag"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/engine"
 	"github.com/kairos-mt5/kairos/go/execution/market"
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 	"github.com/kairos-mt5/kairos/go/tlsreload"
@@ -43,6 +44,9 @@ type Config struct {
 	// JournalTimeout bounds one journal write and each wait for durability: a journal that errors
 	// or stalls longer halts trading and turns gRPC health NOT_SERVING (ADR 0055).
 	JournalTimeout time.Duration
+	// MaxOrdersInMemory bounds the orders the engine holds: past it the oldest finished ones are
+	// dropped from memory and the journal answers for them (ADR 0125).
+	MaxOrdersInMemory int
 	// Venue is "paper" or "mt5".
 	Venue string
 	// Clock is what the engine's clock follows: "wall" (the system clock) or "market" (the latest
@@ -242,7 +246,7 @@ func ParseState(v string) (risk.State, error) {
 func Default() Config {
 	return Config{
 		GRPCAddr: "127.0.0.1:7601", MetricsAddr: "127.0.0.1:9601", BridgeAddr: "127.0.0.1:7600",
-		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", JournalTimeout: 5 * time.Second, Venue: "paper", Clock: "wall",
+		NATSURL: "nats://127.0.0.1:4222", DB: ".kairos/execution.db", JournalSync: "full", JournalTimeout: 5 * time.Second, MaxOrdersInMemory: engine.DefaultMaxOrders, Venue: "paper", Clock: "wall",
 		Instruments: DefaultInstruments(), Currency: "USD", InitialState: "ACTIVE",
 		Limits: risk.Limits{
 			MaxOrderQuantity: decimal.MustParse("10"), MaxOrderNotional: decimal.MustParse("2000000"),
@@ -280,6 +284,7 @@ func Flags(name string, c *Config) *envflag.Set {
 	s.StringVar(&c.DB, "db", "journal: SQLite file path or postgres://user@host:port/db")
 	s.StringVar(&c.JournalSync, "journal-sync", "SQLite commit mode: full (the write-ahead log fdatasynced before an ack, survives power loss) or normal (survives a process crash)")
 	s.DurationVar(&c.JournalTimeout, "journal-timeout", "bound on one journal write and on each wait for durability; longer halts trading (NOT_SERVING)")
+	s.IntVar(&c.MaxOrdersInMemory, "max-orders-in-memory", "orders the engine holds in memory: every working order and the newest finished ones; older finished orders are read back from the journal (GetOrder, a repeated client_order_id)")
 	s.StringVar(&c.Venue, "venue", "venue: paper or mt5")
 	s.StringVar(&c.Clock, "clock", "engine clock: wall (system clock) or market (latest quote or signal time: the Strategy Tester's virtual time, replays)")
 	s.StringVar(&c.Token, "token", "bearer token every call needs (prefer --token-file or the env var)", envflag.Secret())
@@ -432,6 +437,9 @@ func (c *Config) Validate() error {
 		if c.MT5.MaxSessions < 1 || c.MT5.SessionTTL <= 0 || c.MT5.MaxTracked < 16 {
 			errs = append(errs, errors.New("bridge-max-sessions must be at least 1, bridge-session-ttl positive, mt5-max-tracked at least 16"))
 		}
+	}
+	if c.MaxOrdersInMemory < 100 {
+		errs = append(errs, errors.New("max-orders-in-memory must be at least 100"))
 	}
 	if c.JournalTimeout < 10*time.Millisecond {
 		errs = append(errs, errors.New("journal-timeout must be at least 10ms"))

@@ -18,8 +18,9 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*execv1.Order, error) {
 	e.mu.Lock()
 	r, ok := e.orders[id]
 	if !ok {
+		err := e.notInMemoryLocked(ctx, id, ErrNotCancelable)
 		e.mu.Unlock()
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+		return nil, err
 	}
 	now := e.opt.Clock()
 	entries, cmd, err := e.cancelLocked(r, now, nil)

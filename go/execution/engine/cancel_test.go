@@ -169,7 +169,7 @@ func TestCancel_ThatRacesAVenueEventWhileBecomingDurable_IsStillSentWithTheJourn
 				evDone := make(chan error, 1)
 				go func() { evDone <- h.eng.OnVenueEvents([]venue.Event{r.race}) }()
 				testkit.WaitFor(t, "the racing event applied", 5*time.Second, func() bool {
-					o, _ := h.eng.Get("o1")
+					o, _ := h.eng.Get(context.Background(), "o1")
 					return o.GetStatus() == r.wantStatus
 				})
 

@@ -280,7 +280,7 @@ func TestSubmitIntentLater_ReturnsBeforeTheOrderIsDurableAndSettleWaitsForIt(t *
 			}
 			store.held.Store(false)
 			h.restart()
-			if g, err := h.eng.Get("o1"); err != nil || g.GetStatus() != execv1.OrderStatus_ORDER_STATUS_SUBMITTED {
+			if g, err := h.eng.Get(context.Background(), "o1"); err != nil || g.GetStatus() != execv1.OrderStatus_ORDER_STATUS_SUBMITTED {
 				t.Fatalf("after a restart: %v %v; want the settled order replayed from the journal", g, err)
 			}
 		})

@@ -6,6 +6,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"github.com/bits-and-blooms/bloom/v3"
 	"log/slog"
 	"sync"
 	"time"
@@ -70,6 +71,9 @@ type Options struct {
 	InitialState risk.State
 	// Currency of the account, for positions.
 	Currency string
+	// MaxOrders bounds the orders held in memory: past it the oldest finished ones are dropped and
+	// the journal answers for them (ADR 0125). Zero means DefaultMaxOrders.
+	MaxOrders int
 	// JournalTimeout bounds each wait for durability; a journal that takes longer fails the
 	// engine (HALTED, NOT_SERVING). Zero means DefaultJournalTimeout.
 	JournalTimeout time.Duration
@@ -106,6 +110,8 @@ type Engine struct {
 	mu       sync.Mutex
 	orders   map[string]*record
 	created  []*record
+	trimAt   int                   // len(created) at which trimLocked runs next (retention.go)
+	evicted  *bloom.BloomFilter    // ids of orders dropped from memory; nil until the first
 	trades   map[string]trade      // applied fills by trade id
 	prot     map[string]protection // positions' stop loss and take profit, by symbol
 	protPrev map[string]protection // the protection before the latest Protect command, restored if the venue refuses it
@@ -139,8 +145,11 @@ func New(opt Options) *Engine {
 	if opt.JournalTimeout <= 0 {
 		opt.JournalTimeout = DefaultJournalTimeout
 	}
+	if opt.MaxOrders <= 0 {
+		opt.MaxOrders = DefaultMaxOrders
+	}
 	e := &Engine{opt: opt, log: opt.Logger, m: opt.Metrics, orders: make(map[string]*record), trades: make(map[string]trade),
-		prot: make(map[string]protection), signalFloor: make(map[string]int64), quoteSeen: make(chan struct{}), protPrev: make(map[string]protection), jdown: make(chan struct{}), stop: make(chan struct{})}
+		prot: make(map[string]protection), signalFloor: make(map[string]int64), quoteSeen: make(chan struct{}), protPrev: make(map[string]protection), jdown: make(chan struct{}), stop: make(chan struct{}), trimAt: opt.MaxOrders}
 	e.setStateGauge()
 	if e.m != nil {
 		e.m.JournalHealthy.Set(1)

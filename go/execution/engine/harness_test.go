@@ -212,6 +212,10 @@ type harness struct {
 	limits risk.Limits
 	noMet  bool
 	jwait  time.Duration // engine JournalTimeout (0: the default)
+	// maxOrders is the engine's MaxOrders (0: the default).
+	maxOrders int
+	// reopen, when set, opens the journal's store again at restart (a store that Close shuts).
+	reopen func() journal.Store
 
 	jr   *journal.Journal
 	risk *risk.Engine
@@ -227,6 +231,12 @@ func withWriteAhead() option            { return func(h *harness) { h.fake.write
 func withQuantityAmends() option        { return func(h *harness) { h.fake.amendsQty = true } }
 func withStore(st journal.Store) option { return func(h *harness) { h.store = st } }
 func withoutMetrics() option            { return func(h *harness) { h.noMet = true } }
+func withMaxOrders(n int) option        { return func(h *harness) { h.maxOrders = n } }
+
+// withReopenedStore runs the engine on the store open returns, opened again at every restart.
+func withReopenedStore(open func() journal.Store) option {
+	return func(h *harness) { h.store, h.reopen = open(), open }
+}
 func withJournalTimeout(d time.Duration) option {
 	return func(h *harness) { h.jwait = d }
 }
@@ -267,7 +277,7 @@ func (h *harness) open() {
 		h.m = metrics.New()
 	}
 	h.eng = engine.New(engine.Options{Risk: h.risk, Book: h.book, Venue: h.venue, Journal: h.jr, Metrics: h.m,
-		Logger: slog.New(slog.DiscardHandler), Clock: h.clock.Now, Currency: "USD", JournalTimeout: h.jwait})
+		Logger: slog.New(slog.DiscardHandler), Clock: h.clock.Now, Currency: "USD", JournalTimeout: h.jwait, MaxOrders: h.maxOrders})
 }
 
 // started is a harness replayed and reconciled: trading is ACTIVE.
@@ -304,6 +314,9 @@ func (h *harness) restart() engine.ReplayStats {
 		h.t.Fatal(err)
 	}
 	h.clock.Advance(time.Minute)
+	if h.reopen != nil {
+		h.store = h.reopen()
+	}
 	h.open()
 	return h.replay()
 }
@@ -344,7 +357,7 @@ func (h *harness) events(evs ...venue.Event) {
 
 func (h *harness) order(id string) *execv1.Order {
 	h.t.Helper()
-	o, err := h.eng.Get(id)
+	o, err := h.eng.Get(context.Background(), id)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -40,8 +40,9 @@ func (e *Engine) Modify(ctx context.Context, req *execv1.ModifyOrderRequest) (Mo
 	}
 	r, ok := e.orders[req.GetClientOrderId()]
 	if !ok {
+		err := e.notInMemoryLocked(ctx, req.GetClientOrderId(), ErrNotModifiable)
 		e.mu.Unlock()
-		return ModifyResult{}, fmt.Errorf("%w: %q", ErrNotFound, req.GetClientOrderId())
+		return ModifyResult{}, err
 	}
 	o := r.o
 	if err := e.modifiableLocked(o); err != nil {

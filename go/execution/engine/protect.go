@@ -215,8 +215,7 @@ func (e *Engine) protectiveOrderLocked(ev venue.Event, now int64) *record {
 		Type: fsm.Market, TIF: fsm.IOC, Quantity: ev.Fill.Quantity, ReduceOnly: true, StrategyID: protectiveStrategy(ev.ClientOrderID),
 		Venue: e.opt.Venue.Name(), CreatedUS: now, UpdatedUS: now, Status: fsm.Initialized, FilledQty: decimal.New(0, ev.Fill.Quantity.Scale())}
 	r := &record{o: o, hops: []*typesv1.HopStamp{}}
-	e.orders[o.ClientOrderID] = r
-	e.created = append(e.created, r)
+	e.addLocked(r)
 	e.opt.Risk.RememberClientID(o.ClientOrderID)
 	e.setStatus(o, fsm.StatusUnspecified) // counted INITIALIZED until its fill moves it
 	return r

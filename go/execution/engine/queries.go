@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"sort"
 
@@ -14,15 +15,25 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/risk"
 )
 
-// Get returns an order.
-func (e *Engine) Get(id string) (*execv1.Order, error) {
+// Get returns an order; one dropped from memory is read back from the journal (ADR 0125).
+func (e *Engine) Get(ctx context.Context, id string) (*execv1.Order, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r, ok := e.orders[id]
-	if !ok {
+	for {
+		if r, ok := e.orders[id]; ok {
+			return OrderProto(r.o), nil
+		}
+		ev, found, inMemory, err := e.findEvictedLocked(ctx, id)
+		switch {
+		case inMemory:
+			continue
+		case err != nil:
+			return nil, err
+		case found:
+			return ev.order, nil
+		}
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	return OrderProto(r.o), nil
 }
 
 // List returns orders newest first, filtered, from position offset, at most limit; next is the

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -41,8 +42,8 @@ func ids(orders []*execv1.Order) string {
 func TestGet(t *testing.T) {
 	h := book5(t)
 
-	o, err := h.eng.Get("e2")
-	_, errUnknown := h.eng.Get("zz")
+	o, err := h.eng.Get(context.Background(), "e2")
+	_, errUnknown := h.eng.Get(context.Background(), "zz")
 
 	if err != nil || o.GetClientOrderId() != "e2" || o.GetStatus() != execv1.OrderStatus_ORDER_STATUS_ACCEPTED || o.GetVenueOrderId() != "V2" {
 		t.Fatalf("Get(e2) = %v, %v", o, err)

@@ -96,6 +96,13 @@ func (e *Engine) Replay(ctx context.Context) (ReplayStats, error) {
 			e.opt.Risk.Track(r.o)
 		}
 	}
+	// Only now, with every report applied: a report of an order dropped mid-replay would rebuild it.
+	if len(e.created) >= e.trimAt {
+		e.trimLocked()
+	}
+	if e.m != nil {
+		e.m.OrdersInMemory.Set(float64(len(e.created)))
+	}
 	e.setStateGauge()
 	return st, nil
 }

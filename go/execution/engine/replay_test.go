@@ -165,7 +165,7 @@ func TestReplay_ACommandWithoutItsReport_IsATornBatchAndForgotten(t *testing.T) 
 	if st.Orders != 0 || st.Entries != 1 {
 		t.Fatalf("stats %+v, want the entry read and no order", st)
 	}
-	if _, err := h.eng.Get("torn"); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := h.eng.Get(context.Background(), "torn"); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("Get(torn) err %v, want ErrNotFound", err)
 	}
 }

@@ -56,7 +56,23 @@ func (e *Engine) submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		observe()
 		return SubmitResult{}, nil, ErrShuttingDown
 	}
-	if r, ok := e.orders[req.GetClientOrderId()]; ok {
+	r, ok := e.orders[req.GetClientOrderId()]
+	if !ok {
+		ev, found, inMemory, err := e.findEvictedLocked(ctx, req.GetClientOrderId())
+		switch {
+		case inMemory:
+			r, ok = e.orders[req.GetClientOrderId()]
+		case err != nil || found:
+			e.mu.Unlock()
+			observe()
+			if err != nil {
+				return SubmitResult{}, nil, err
+			}
+			res, err := evictedDuplicate(ev, req)
+			return res, nil, err
+		}
+	}
+	if ok {
 		same := proto.Equal(r.req, req)
 		desc := fmt.Sprintf("%s %s %s", r.o.Side, r.o.Quantity, r.o.Symbol)
 		e.mu.Unlock()
@@ -104,7 +120,7 @@ func (e *Engine) submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 		ExpireTimeUS: req.GetExpireTimeUs(), CreatedUS: now, UpdatedUS: now, Status: fsm.Initialized,
 		FilledQty: decimal.New(0, rreq.Quantity.Scale()), StopLoss: rreq.StopLoss, TakeProfit: rreq.TakeProfit,
 	}
-	r := &record{o: o, req: req, hops: append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_RISK_DONE, TimeUs: e.opt.Clock()}), done: make(chan struct{})}
+	r = &record{o: o, req: req, hops: append(hops, &typesv1.HopStamp{Stage: typesv1.HopStage_HOP_STAGE_RISK_DONE, TimeUs: e.opt.Clock()}), done: make(chan struct{})}
 	finish := func(res SubmitResult, err error) (SubmitResult, Settle, error) {
 		r.err = err
 		close(r.done)
@@ -118,8 +134,7 @@ func (e *Engine) submit(ctx context.Context, req *execv1.SubmitOrderRequest, rre
 			return err
 		}, nil
 	}
-	e.orders[o.ClientOrderID] = r
-	e.created = append(e.created, r)
+	e.addLocked(r)
 	entries := make([]journal.Entry, 0, 6)
 	entries = append(entries, anyEntry(journal.KindCommand, o.ClientOrderID, req))
 	if den != nil {
@@ -208,6 +223,17 @@ func (e *Engine) duplicate(ctx context.Context, r *record) (SubmitResult, error)
 	o := OrderProto(r.o)
 	e.mu.Unlock()
 	return SubmitResult{Order: o, Duplicate: true}, nil
+}
+
+// evictedDuplicate answers a submission whose client order id belongs to an order dropped from
+// memory, as duplicate() does for one in memory: the same request is a duplicate of that order,
+// another is ALREADY_EXISTS.
+func evictedDuplicate(ev evictedOrder, req *execv1.SubmitOrderRequest) (SubmitResult, error) {
+	if ev.req != nil && proto.Equal(ev.req, req) {
+		return SubmitResult{Order: ev.order, Duplicate: true}, nil
+	}
+	o := orderFromProto(ev.order)
+	return SubmitResult{}, fmt.Errorf("%w: %q is %s %s %s", ErrAlreadyExists, req.GetClientOrderId(), o.Side, o.Quantity, o.Symbol)
 }
 
 // notSentLocked settles an order whose write-ahead batch did not become durable: it never reached

@@ -50,6 +50,8 @@ type Store interface {
 	Append(ctx context.Context, entries []Entry) error
 	// Read calls fn for every entry with Seq > after, in order, up to limit entries (0: all).
 	Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error
+	// ReadKey calls fn for every entry of key (Entry.Key), in order.
+	ReadKey(ctx context.Context, key string, fn func(Entry) error) error
 	LastSeq(ctx context.Context) (uint64, error)
 	Close() error
 	Name() string
@@ -545,6 +547,11 @@ func (j *Journal) settle(b *batch, err error, end time.Time) {
 // Read replays entries with Seq > after from the store.
 func (j *Journal) Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error {
 	return j.store.Read(ctx, after, limit, fn)
+}
+
+// ReadKey reads the entries of one key (a client order id) from the store, in order.
+func (j *Journal) ReadKey(ctx context.Context, key string, fn func(Entry) error) error {
+	return j.store.ReadKey(ctx, key, fn)
 }
 
 // Subscribe returns a channel of durable entries from now on. The channel is closed when the

@@ -2,10 +2,12 @@ package journal_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -129,6 +131,39 @@ func TestJournalBackends(t *testing.T) {
 				}
 			})
 
+			t.Run("ReadKeyReturnsTheEntriesOfOneKeyInOrder", func(t *testing.T) {
+				var want []uint64
+				for i, key := range []string{"order-7", "order-8", "order-7", "order-9", "order-7"} {
+					tk, seqs, err := j.Append(int64(10+i), journal.Entry{Kind: journal.KindReport, Key: key, Payload: []byte{byte(i)}})
+					if err != nil || tk.Wait(context.Background()) != nil {
+						t.Fatal(err)
+					}
+					if key == "order-7" {
+						want = append(want, seqs[0])
+					}
+				}
+				var got []uint64
+				var payloads []byte
+				err := j.ReadKey(context.Background(), "order-7", func(e journal.Entry) error {
+					if e.Key != "order-7" {
+						t.Errorf("entry %d has key %q", e.Seq, e.Key)
+					}
+					got, payloads = append(got, e.Seq), append(payloads, e.Payload...)
+					return nil
+				})
+				if err != nil || fmt.Sprint(got) != fmt.Sprint(want) || string(payloads) != "\x00\x02\x04" {
+					t.Fatalf("ReadKey: %v (payloads %v), err %v; want %v", got, payloads, err, want)
+				}
+				n := 0
+				if err := j.ReadKey(context.Background(), "order-never", func(journal.Entry) error { n++; return nil }); err != nil || n != 0 {
+					t.Fatalf("an absent key: %d entries, err %v", n, err)
+				}
+				stop := errors.New("stop")
+				if err := j.ReadKey(context.Background(), "order-7", func(journal.Entry) error { return stop }); !errors.Is(err, stop) {
+					t.Fatalf("an error from fn: %v", err)
+				}
+			})
+
 			t.Run("SubscribersSeeDurableReportsOnly", func(t *testing.T) {
 				ch, cancel := j.Subscribe(16)
 				defer cancel()
@@ -183,6 +218,38 @@ func TestSQLiteIsInWALMode(t *testing.T) {
 	}
 	if _, err := os.Stat(path + "-wal"); err != nil {
 		t.Fatalf("no write-ahead log beside the journal: %v", err)
+	}
+}
+
+// ReadKey must not scan the journal: the engine reads orders it no longer holds by their key.
+func TestSQLiteReadsAKeyThroughItsIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	st, err := journal.OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var plan strings.Builder
+	rows, err := db.Query("EXPLAIN QUERY PLAN SELECT seq, time_us, kind, key, payload FROM journal WHERE key = ? ORDER BY seq", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "; ")
+	}
+	if !strings.Contains(plan.String(), "USING INDEX journal_key") {
+		t.Fatalf("query plan %q does not use the key's index", plan.String())
 	}
 }
 

@@ -66,6 +66,26 @@ func (m *Memory) Read(ctx context.Context, after uint64, limit int, fn func(Entr
 	return nil
 }
 
+// ReadKey implements Store, by a scan: the memory store serves tests and short-lived embeddings.
+func (m *Memory) ReadKey(ctx context.Context, key string, fn func(Entry) error) error {
+	m.mu.Lock()
+	held := m.entries[:len(m.entries):len(m.entries)]
+	m.mu.Unlock()
+	for _, e := range held {
+		if e.Key != key {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e.Payload = append([]byte(nil), e.Payload...)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // LastSeq implements Store.
 func (m *Memory) LastSeq(context.Context) (uint64, error) {
 	m.mu.Lock()

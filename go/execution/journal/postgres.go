@@ -19,6 +19,9 @@ const pgSchema = `CREATE TABLE IF NOT EXISTS kairos_execution_journal (
 	payload BYTEA  NOT NULL
 )`
 
+// pgKeyIndex serves ReadKey (ADR 0125).
+const pgKeyIndex = `CREATE INDEX IF NOT EXISTS kairos_execution_journal_key ON kairos_execution_journal (key)`
+
 // Postgres is the server-backed store, for operators who keep their records in PostgreSQL. A commit
 // is durable under PostgreSQL's own settings (synchronous_commit on by default).
 type Postgres struct{ pool *pgxpool.Pool }
@@ -29,7 +32,11 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: postgres config: %w", err)
 	}
-	if _, err := pool.Exec(ctx, pgSchema); err != nil {
+	_, err = pool.Exec(ctx, pgSchema)
+	if err == nil {
+		_, err = pool.Exec(ctx, pgKeyIndex)
+	}
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("journal: postgres schema: %w", err)
 	}
@@ -64,6 +71,15 @@ func (p *Postgres) Append(ctx context.Context, entries []Entry) error {
 
 // Read implements Store with the loop shared with SQLite (read.go).
 func (p *Postgres) Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error {
+	return p.table().read(ctx, after, limit, fn)
+}
+
+// ReadKey implements Store.
+func (p *Postgres) ReadKey(ctx context.Context, key string, fn func(Entry) error) error {
+	return p.table().readKey(ctx, key, fn)
+}
+
+func (p *Postgres) table() sqlTable {
 	return sqlTable{
 		name:  "kairos_execution_journal",
 		param: func(n int) string { return "$" + strconv.Itoa(n) },
@@ -74,7 +90,7 @@ func (p *Postgres) Read(ctx context.Context, after uint64, limit int, fn func(En
 			}
 			return rs, rs.Close, nil
 		},
-	}.read(ctx, after, limit, fn)
+	}
 }
 
 // LastSeq implements Store.

@@ -27,6 +27,18 @@ func (t sqlTable) read(ctx context.Context, after uint64, limit int, fn func(Ent
 		q += " LIMIT " + t.param(2)
 		args = append(args, limit)
 	}
+	return t.scan(ctx, q, args, fn)
+}
+
+// readKey is Store.ReadKey for both SQL stores: the entries of one key in sequence order, through
+// the key's index.
+func (t sqlTable) readKey(ctx context.Context, key string, fn func(Entry) error) error {
+	q := "SELECT seq, time_us, kind, key, payload FROM " + t.name + " WHERE key = " + t.param(1) + " ORDER BY seq"
+	return t.scan(ctx, q, []any{key}, fn)
+}
+
+// scan runs q and hands each entry to fn.
+func (t sqlTable) scan(ctx context.Context, q string, args []any, fn func(Entry) error) error {
 	rs, closeRows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return err

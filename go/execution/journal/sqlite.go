@@ -21,6 +21,10 @@ const sqliteSchema = `CREATE TABLE IF NOT EXISTS journal (
 	payload BLOB    NOT NULL
 )`
 
+// sqliteKeyIndex serves ReadKey: the entries of one order without a scan (the engine looks up orders
+// it no longer holds in memory, ADR 0125).
+const sqliteKeyIndex = `CREATE INDEX IF NOT EXISTS journal_key ON journal (key)`
+
 // SQLite is the embedded default store: one file in WAL mode. In full mode a commit survives a
 // crash of the process and of the machine: the commit writes the write-ahead log (SQLite's
 // synchronous=NORMAL) and Sync fdatasyncs it before the journal acknowledges anything (ADR 0057).
@@ -120,7 +124,12 @@ func OpenSQLiteSync(ctx context.Context, path string, sync Sync) (*SQLite, error
 	// stays open for the store's life, so the write-ahead log is never removed under Sync.
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
-	if _, err := w.ExecContext(ctx, sqliteSchema); err != nil {
+	for _, q := range []string{sqliteSchema, sqliteKeyIndex} {
+		if _, err = w.ExecContext(ctx, q); err != nil {
+			break
+		}
+	}
+	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("journal: create schema in %s: %w", path, err)
 	}
@@ -318,6 +327,10 @@ func (s *SQLite) insert(ctx context.Context, n int) (*sql.Stmt, error) {
 
 // Read implements Store with the loop shared with PostgreSQL (read.go).
 func (s *SQLite) Read(ctx context.Context, after uint64, limit int, fn func(Entry) error) error {
+	return s.table().read(ctx, after, limit, fn)
+}
+
+func (s *SQLite) table() sqlTable {
 	return sqlTable{
 		name:  "journal",
 		param: func(int) string { return "?" },
@@ -328,7 +341,12 @@ func (s *SQLite) Read(ctx context.Context, after uint64, limit int, fn func(Entr
 			}
 			return rs, func() { _ = rs.Close() }, nil
 		},
-	}.read(ctx, after, limit, fn)
+	}
+}
+
+// ReadKey implements Store.
+func (s *SQLite) ReadKey(ctx context.Context, key string, fn func(Entry) error) error {
+	return s.table().readKey(ctx, key, fn)
 }
 
 // LastSeq implements Store.

@@ -63,7 +63,10 @@ type Metrics struct {
 	SignalQuoteWaits     *prometheus.CounterVec // signals by whether their tick was in, came while waiting, or not (ADR 0108)
 	SignalQuoteWaiting   prometheus.Gauge       // signals waiting for their own tick now (ADR 0108)
 	ReconcileAdjust      *prometheus.CounterVec
-	ReconcileRefused     prometheus.Counter // venue-reported symbols past engine.MaxAdoptedSymbols
+	ReconcileRefused     prometheus.Counter     // venue-reported symbols past engine.MaxAdoptedSymbols
+	OrdersInMemory       prometheus.Gauge       // orders the engine holds (ADR 0125)
+	OrdersEvicted        prometheus.Counter     // finished orders dropped from memory past --max-orders-in-memory
+	EvictedLookups       *prometheus.CounterVec // journal lookups of ids no longer in memory, by result
 	TLSReloadFail        prometheus.Counter
 	RealizedPnL          *prometheus.GaugeVec
 	UnrealizedPnL        *prometheus.GaugeVec
@@ -110,13 +113,16 @@ func New() *Metrics {
 	m.SignalQuoteWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_signal_quote_waiting", Help: "Signals waiting for their own tick to be applied (ADR 0108)."})
 	m.ReconcileAdjust = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_reconcile_adjustments_total", Help: "Differences between journal and venue fixed at reconciliation."}, []string{"kind"})
 	m.ReconcileRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_reconcile_symbols_refused_total", Help: "Symbols a venue snapshot reported that reconciliation did not adopt: neither configured nor held, past the bound of 4,096 adopted symbols."})
+	m.OrdersInMemory = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_orders_in_memory", Help: "Orders the engine holds in memory: every working order and the newest finished ones, up to --max-orders-in-memory (ADR 0125)."})
+	m.OrdersEvicted = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_orders_evicted_total", Help: "Finished orders dropped from memory past --max-orders-in-memory; the journal answers for them (ADR 0125)."})
+	m.EvictedLookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_evicted_order_lookups_total", Help: "Client order ids not in memory that the evicted-id filter passed, looked up in the journal, by result: found (an evicted order) or absent (a false positive of the filter) (ADR 0125)."}, []string{"result"})
 	m.TLSReloadFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_tls_reload_failures_total", Help: "Changed TLS certificate files that failed to load; the previous pair keeps serving."})
 	m.RealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_realized_pnl", Help: "Realized P&L per symbol since the journal began, net of commission, account currency."}, []string{"symbol"})
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
 	for _, c := range []prometheus.Collector{m.TesterDecisions, m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.DenialsRefused, m.StageLatency, m.Fills, m.DuplicateFills,
 		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.QuotesOvertaken, m.SignalQuoteWaits, m.SignalQuoteWaiting, m.ReconcileAdjust, m.ReconcileRefused,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		m.OrdersInMemory, m.OrdersEvicted, m.EvictedLookups, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
 	return m

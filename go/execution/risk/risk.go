@@ -306,6 +306,13 @@ func (e *Engine) Account() Account { return e.account }
 // RememberClientID marks a client order id as used (orders restored from the journal).
 func (e *Engine) RememberClientID(id string) { e.clientIDs[id] = struct{}{} }
 
+// ForgetClientID drops a used client order id: the execution engine evicted its finished order from
+// memory and answers for the id from the journal (ADR 0125).
+func (e *Engine) ForgetClientID(id string) { delete(e.clientIDs, id) }
+
+// ClientIDs returns how many used client order ids the engine remembers.
+func (e *Engine) ClientIDs() int { return len(e.clientIDs) }
+
 // Track records an order's working quantity after every change, for position, exposure and
 // open-order limits; closed orders are forgotten.
 func (e *Engine) Track(o *fsm.Order) {

@@ -140,7 +140,7 @@ func (s *Server) SubmitOrder(ctx context.Context, req *execv1.SubmitOrderRequest
 	rreq, bad := engine.Validate(req, s.eng.Instrument, s.eng.Now())
 	if bad != nil {
 		// An exact repeat of a known order stays idempotent even if, say, its GTD expiry has passed.
-		if o, err := s.eng.Get(req.GetClientOrderId()); err == nil && engine.ValidClientOrderID(req.GetClientOrderId()) {
+		if o, err := s.eng.Get(ctx, req.GetClientOrderId()); err == nil && engine.ValidClientOrderID(req.GetClientOrderId()) {
 			res, err := s.eng.Submit(ctx, req, &risk.Request{ClientOrderID: req.GetClientOrderId()}, nil)
 			if err == nil && res.Duplicate {
 				return &execv1.SubmitOrderResponse{Order: o, Duplicate: true}, nil
@@ -235,7 +235,7 @@ func (s *Server) GetOrder(ctx context.Context, req *execv1.GetOrderRequest) (*ex
 	if err := checkID(req.GetClientOrderId()); err != nil {
 		return nil, err
 	}
-	o, err := s.eng.Get(req.GetClientOrderId())
+	o, err := s.eng.Get(ctx, req.GetClientOrderId())
 	if err != nil {
 		return nil, toStatus(err)
 	}

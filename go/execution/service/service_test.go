@@ -69,6 +69,8 @@ type config struct {
 	// openReads is --open-reads-on-loopback.
 	openReads bool
 	limits    risk.Limits
+	// maxOrders is the engine's MaxOrders (0: its default).
+	maxOrders int
 	// clientOpts are extra dial options (a small flow-control window for slow readers).
 	clientOpts []grpc.DialOption
 }
@@ -86,7 +88,7 @@ func start(t *testing.T, cfg config) *server {
 	book := portfolio.NewBook()
 	insts := []market.Instrument{eurusd}
 	eng := engine.New(engine.Options{Risk: risk.New(cfg.limits, insts, book), Book: book, Journal: jr, Currency: "USD",
-		Venue: paper.New(paper.Config{StartingBalance: dec("10000"), Currency: "USD"}, insts), Logger: slog.New(slog.DiscardHandler), Clock: s.now.Load, Metrics: s.m})
+		Venue: paper.New(paper.Config{StartingBalance: dec("10000"), Currency: "USD"}, insts), Logger: slog.New(slog.DiscardHandler), Clock: s.now.Load, Metrics: s.m, MaxOrders: cfg.maxOrders})
 	if _, err := eng.Replay(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,211 @@
+// Retention: how many orders the engine holds in memory, and how it answers for the ones it dropped
+// (ADR 0125). Every working order stays; finished ones (filled, cancelled, rejected, denied,
+// expired) are dropped oldest first once more than Options.MaxOrders orders are held. The journal
+// keeps them: a dropped order's id goes into a Bloom filter, and an id the filter passes is looked up
+// in the journal by its key, so a repeated client order id is still a duplicate (or ALREADY_EXISTS)
+// and GetOrder still finds the order, however old.
+
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/bits-and-blooms/bloom/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/venue"
+)
+
+// DefaultMaxOrders is Options.MaxOrders' default: a day of busy trading, a few hundred MB at most.
+const DefaultMaxOrders = 100_000
+
+// evictedFilterFalsePositives is the evicted-id filter's design false-positive rate at its
+// capacity (ten times MaxOrders ids): the share of fresh ids that cost a journal lookup. Past the
+// capacity the rate grows, and with it the lookups, never a wrong answer.
+const evictedFilterFalsePositives = 0.001
+
+// addLocked puts a new order in memory, dropping finished ones past the bound.
+func (e *Engine) addLocked(r *record) {
+	e.orders[r.o.ClientOrderID] = r
+	e.created = append(e.created, r)
+	if len(e.created) >= e.trimAt {
+		e.trimLocked()
+	}
+	if e.m != nil {
+		e.m.OrdersInMemory.Set(float64(len(e.created)))
+	}
+}
+
+// trimLocked drops the oldest finished orders until a tenth of the bound is free again (so the
+// scan runs once per MaxOrders/10 new orders, not on every one). Working orders, and orders whose
+// submission has not finished (its outcome not yet durable), are never dropped. With too many
+// orders working to get under the bound, the next scan waits for another tenth.
+func (e *Engine) trimLocked() {
+	max := e.opt.MaxOrders
+	slack := max / 10
+	if slack < 1 {
+		slack = 1
+	}
+	excess := len(e.created) - (max - slack)
+	var dropped map[string]bool
+	kept := e.created[:0]
+	for _, r := range e.created {
+		if excess > 0 && e.evictable(r) {
+			if dropped == nil {
+				dropped = make(map[string]bool, excess)
+			}
+			id := r.o.ClientOrderID
+			dropped[id] = true
+			delete(e.orders, id)
+			e.opt.Risk.ForgetClientID(id)
+			if e.evicted == nil {
+				e.evicted = bloom.NewWithEstimates(uint(10*max), evictedFilterFalsePositives)
+			}
+			e.evicted.AddString(id)
+			excess--
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(e.created[len(kept):]) // no dangling records behind the slice's end
+	e.created = kept
+	for id, t := range e.trades {
+		if dropped[t.order] {
+			delete(e.trades, id)
+		}
+	}
+	e.trimAt = len(e.created) + slack
+	if e.trimAt < max {
+		e.trimAt = max
+	}
+	if e.m != nil && len(dropped) > 0 {
+		e.m.OrdersEvicted.Add(float64(len(dropped)))
+		e.m.OrdersInMemory.Set(float64(len(e.created)))
+	}
+}
+
+// evictable reports whether r may leave memory: finished, and its submission done.
+func (e *Engine) evictable(r *record) bool {
+	if r.o == nil || r.o.Status.Open() {
+		return false
+	}
+	if r.done != nil {
+		select {
+		case <-r.done:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// evictedOrder is what the journal holds of an order no longer in memory.
+type evictedOrder struct {
+	order *execv1.Order              // as its last report left it
+	req   *execv1.SubmitOrderRequest // the submission (nil for protective orders the venue made)
+}
+
+// mayBeEvictedLocked reports whether id may be an order dropped from memory; false is certain.
+func (e *Engine) mayBeEvictedLocked(id string) bool {
+	return e.evicted != nil && e.evicted.TestString(id)
+}
+
+// lookupEvicted reads an order dropped from memory back from the journal. Call it without the engine
+// lock, after mayBeEvictedLocked said yes; found is false for the filter's false positives.
+func (e *Engine) lookupEvicted(ctx context.Context, id string) (ev evictedOrder, found bool, err error) {
+	if e.opt.Journal == nil {
+		return ev, false, nil
+	}
+	err = e.opt.Journal.ReadKey(ctx, id, func(en journal.Entry) error {
+		switch en.Kind {
+		case journal.KindReport:
+			rep := &execv1.ExecutionReport{}
+			if err := proto.Unmarshal(en.Payload, rep); err != nil {
+				return fmt.Errorf("journal entry %d: %w", en.Seq, err)
+			}
+			if o := rep.GetOrder(); o.GetClientOrderId() == id {
+				ev.order = o
+			}
+		case journal.KindCommand:
+			var a anypb.Any
+			if err := proto.Unmarshal(en.Payload, &a); err != nil {
+				return fmt.Errorf("journal entry %d: %w", en.Seq, err)
+			}
+			if a.MessageIs((*execv1.SubmitOrderRequest)(nil)) {
+				req := &execv1.SubmitOrderRequest{}
+				if err := a.UnmarshalTo(req); err != nil {
+					return fmt.Errorf("journal entry %d: %w", en.Seq, err)
+				}
+				ev.req = req
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return ev, false, errors.Join(ErrJournal, fmt.Errorf("looking up %q: %w", id, err))
+	}
+	found = ev.order != nil
+	if e.m != nil {
+		result := "absent"
+		if found {
+			result = "found"
+		}
+		e.m.EvictedLookups.WithLabelValues(result).Inc()
+	}
+	return ev, found, nil
+}
+
+// findEvicted is the lookup for a caller that holds the engine lock and wants an order by id that is
+// not in memory: it releases the lock for the journal read and takes it again. inMemory is true when
+// the id turned up in memory meanwhile (a concurrent submission); the caller then looks again.
+func (e *Engine) findEvictedLocked(ctx context.Context, id string) (ev evictedOrder, found, inMemory bool, err error) {
+	if !e.mayBeEvictedLocked(id) {
+		return ev, false, false, nil
+	}
+	e.mu.Unlock()
+	ev, found, err = e.lookupEvicted(ctx, id)
+	e.mu.Lock()
+	if _, ok := e.orders[id]; ok {
+		return evictedOrder{}, false, true, nil
+	}
+	return ev, found, false, err
+}
+
+// notInMemoryLocked is the error for a cancel or modify of an id not in memory: notWorking (naming
+// the status) for an order dropped from memory, which was finished, ErrNotFound otherwise. An id
+// that turns up in memory meanwhile was submitted while we looked, and is too new to amend: it is
+// not found, as it would have been a moment earlier.
+func (e *Engine) notInMemoryLocked(ctx context.Context, id string, notWorking error) error {
+	ev, found, _, err := e.findEvictedLocked(ctx, id)
+	switch {
+	case err != nil:
+		return err
+	case found:
+		return fmt.Errorf("%w: %s is %s", notWorking, id, orderFromProto(ev.order).Status)
+	}
+	return fmt.Errorf("%w: %q", ErrNotFound, id)
+}
+
+// protectiveFillBookedLocked reports whether a protective fill (a stop loss or take profit the venue
+// executed, ev.ClientOrderID named by the venue) was booked before as an order since dropped from
+// memory: MT5 repeats a deal after a reconnection, and the trade id's entry left with the order. It
+// reads the journal under the engine lock, which only an id the evicted-id filter passes costs. A
+// failed read books the fill, as the engine did before it dropped orders; reconciliation against
+// the venue's positions corrects a double booking, while nothing would bring back a lost fill.
+func (e *Engine) protectiveFillBookedLocked(ev venue.Event) bool {
+	if !e.mayBeEvictedLocked(ev.ClientOrderID) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.opt.JournalTimeout)
+	defer cancel()
+	_, found, err := e.lookupEvicted(ctx, ev.ClientOrderID)
+	if err != nil {
+		e.log.Error("looking up a protective order that left memory failed; booking its fill", "client_order_id", ev.ClientOrderID, "err", err)
+	}
+	return found
+}

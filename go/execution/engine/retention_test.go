@@ -1,0 +1,256 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	"github.com/kairos-mt5/kairos/go/execution/engine"
+	"github.com/kairos-mt5/kairos/go/execution/fsm"
+	"github.com/kairos-mt5/kairos/go/execution/journal"
+	"github.com/kairos-mt5/kairos/go/execution/venue"
+)
+
+// retentionBound is the engine's MaxOrders in these tests: the smallest the service accepts.
+const retentionBound = 100
+
+// tradeRoundTrips submits n buy/sell pairs of limit orders, each filled at once: 2n finished orders,
+// the position flat after each pair. It returns the ids in submission order.
+func tradeRoundTrips(h *harness, n int) []string {
+	h.t.Helper()
+	var ids []string
+	for i := range n {
+		for _, side := range []string{"buy", "sell"} {
+			id := fmt.Sprintf("rt%d-%s", i, side)
+			h.mustSubmit(limitOrder(id, side, "0.10", "1.10000"))
+			h.events(filled(id, "T-"+id, "0.10", "1.10000"))
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// inMemory lists every order the engine holds, newest first (ListOrders pages over memory only).
+func inMemory(h *harness) []*execv1.Order {
+	out, _ := h.eng.List("", nil, false, 0, 1<<30)
+	return out
+}
+
+func TestFinishedOrdersPastTheBound_LeaveMemoryOldestFirst_AndWorkingOnesStay(t *testing.T) {
+	h := started(t, withMaxOrders(retentionBound))
+	var working []string
+	for i := range 5 {
+		id := fmt.Sprintf("w%d", i)
+		h.mustSubmit(limitOrder(id, "buy", "0.01", "1.00000")) // the fake venue answers nothing: it stays working
+		working = append(working, id)
+	}
+
+	ids := tradeRoundTrips(h, 300) // 600 finished orders, six times the bound
+
+	held := inMemory(h)
+	if len(held) > retentionBound {
+		t.Fatalf("%d orders in memory, bound %d", len(held), retentionBound)
+	}
+	if got, want := metric(h.m.OrdersInMemory), float64(len(held)); got != want {
+		t.Fatalf("orders-in-memory gauge %v, want %v", got, want)
+	}
+	if got, want := metric(h.m.OrdersEvicted), float64(len(ids)+len(working)-len(held)); got != want {
+		t.Fatalf("evicted %v, want %v", got, want)
+	}
+	if n := h.risk.ClientIDs(); n != len(held) {
+		t.Fatalf("risk remembers %d client order ids, want the %d in memory", n, len(held))
+	}
+	open, _ := h.eng.List("", nil, true, 0, 100)
+	if len(open) != len(working) {
+		t.Fatalf("%d working orders in memory, want all %d", len(open), len(working))
+	}
+	// What stays of the finished orders is the newest, in order.
+	newest := ids[len(ids)-(len(held)-len(working)):]
+	for i, o := range held[:len(newest)] {
+		if want := newest[len(newest)-1-i]; o.GetClientOrderId() != want {
+			t.Fatalf("order %d in memory is %s, want %s (the newest finished ones, newest first)", i, o.GetClientOrderId(), want)
+		}
+	}
+	if _, err := h.eng.Cancel(context.Background(), working[0]); err != nil {
+		t.Fatalf("the oldest working order cannot be cancelled: %v", err)
+	}
+}
+
+// An order that left memory is still what the journal says it is: GetOrder finds it, its client
+// order id stays taken (the same request is a duplicate of it, another is ALREADY_EXISTS), and it
+// cannot be cancelled or modified; all of it also after a restart, on both kinds of store.
+func TestAnOrderThatLeftMemory_IsAnsweredFromTheJournal(t *testing.T) {
+	stores := []struct {
+		name string
+		opt  func(t *testing.T) option
+	}{
+		{"memory", func(*testing.T) option { return withStore(journal.NewMemory()) }},
+		{"sqlite", func(t *testing.T) option {
+			path := filepath.Join(t.TempDir(), "journal.db")
+			return withReopenedStore(func() journal.Store {
+				st, err := journal.OpenSQLite(context.Background(), path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st
+			})
+		}},
+	}
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
+			h := started(t, withMaxOrders(retentionBound), s.opt(t))
+			first := h.mustSubmit(limitOrder("old", "buy", "0.10", "1.10000"))
+			h.events(filled("old", "T-old", "0.10", "1.10000"))
+			before := h.order("old")
+			if first.GetStatus() != execv1.OrderStatus_ORDER_STATUS_SUBMITTED || before.GetStatus() != execv1.OrderStatus_ORDER_STATUS_FILLED {
+				t.Fatalf("arrange: %v then %v", first.GetStatus(), before.GetStatus())
+			}
+			tradeRoundTrips(h, retentionBound)
+			for _, o := range inMemory(h) {
+				if o.GetClientOrderId() == "old" {
+					t.Fatal("arrange: the first order is still in memory")
+				}
+			}
+
+			for round, restart := range []bool{false, true} {
+				if restart {
+					h.restart()
+					h.reconcile(nil)
+					if n := len(inMemory(h)); n > retentionBound {
+						t.Fatalf("after restart: %d orders in memory, bound %d", n, retentionBound)
+					}
+				}
+				if got := h.order("old"); !proto.Equal(got, before) {
+					t.Fatalf("round %d: GetOrder %v, want %v", round, got, before)
+				}
+				sent, seq := len(h.fake.kinds()), h.lastSeq()
+				h.events(filled("old", "T-old", "0.10", "1.10000")) // the venue repeats the deal
+				res, err := h.submit(limitOrder("old", "buy", "0.10", "1.10000"))
+				if err != nil || !res.Duplicate || !proto.Equal(res.Order, before) {
+					t.Fatalf("round %d: the same request again: %v, %v; want a duplicate of %v", round, res, err, before)
+				}
+				if _, err := h.submit(limitOrder("old", "sell", "0.10", "1.10000")); !errors.Is(err, engine.ErrAlreadyExists) {
+					t.Fatalf("round %d: another request under the id: %v, want ErrAlreadyExists", round, err)
+				}
+				if _, err := h.eng.Cancel(context.Background(), "old"); !errors.Is(err, engine.ErrNotCancelable) {
+					t.Fatalf("round %d: cancel: %v, want ErrNotCancelable", round, err)
+				}
+				_, err = h.eng.Modify(context.Background(), &execv1.ModifyOrderRequest{ClientOrderId: "old", Price: dec("1.09000").Proto()})
+				if !errors.Is(err, engine.ErrNotModifiable) {
+					t.Fatalf("round %d: modify: %v, want ErrNotModifiable", round, err)
+				}
+				if _, err := h.eng.Get(context.Background(), "never-used"); !errors.Is(err, engine.ErrNotFound) {
+					t.Fatalf("round %d: an unknown id: %v, want ErrNotFound", round, err)
+				}
+				if len(h.fake.kinds()) != sent || h.lastSeq() != seq {
+					t.Fatalf("round %d: answering for the old order reached the venue or the journal: %v", round, h.kindsAfter(seq))
+				}
+				if n := metric(h.m.EvictedLookups.WithLabelValues("found")); n < 5 {
+					t.Fatalf("round %d: %v journal lookups found the order, want at least 5", round, n)
+				}
+				if p := h.position("EURUSD"); !same(p.GetNetQuantity(), "0.10") {
+					t.Fatalf("round %d: position %s, want 0.10 (the old order's fill, once)", round, show(p.GetNetQuantity()))
+				}
+			}
+		})
+	}
+}
+
+// A fresh id is not slowed by the orders that left memory: the filter in front of the journal
+// passes few ids that are not there.
+func TestFreshIdsAfterEvictions_RarelyCostAJournalLookup(t *testing.T) {
+	h := started(t, withMaxOrders(retentionBound))
+	ids := tradeRoundTrips(h, 500)
+
+	before := metric(h.m.EvictedLookups.WithLabelValues("absent"))
+	for i := range 2000 {
+		id := fmt.Sprintf("fresh%d", i)
+		if _, err := h.eng.Get(context.Background(), id); !errors.Is(err, engine.ErrNotFound) {
+			t.Fatalf("%s: %v, want ErrNotFound", id, err)
+		}
+	}
+
+	// 900 ids in a filter built for 1,000 at 0.1%: a couple of false positives at most.
+	if n := metric(h.m.EvictedLookups.WithLabelValues("absent")) - before; n > 20 {
+		t.Fatalf("%v of 2,000 fresh ids were looked up in the journal (evicted %d of %d)", n, int(metric(h.m.OrdersEvicted)), len(ids))
+	}
+}
+
+// MT5 repeats a deal after a reconnection. A stop loss's deal booked as a protective order that has
+// since left memory is not booked again.
+func TestARepeatedProtectiveFill_OfAnOrderThatLeftMemory_IsNotBookedTwice(t *testing.T) {
+	h := started(t, withMaxOrders(retentionBound))
+	h.mustSubmit(withStops(limitOrder("o1", "buy", "0.10", "1.10000"), "1.09000", "", ""))
+	h.events(filled("o1", "T1", "0.10", "1.10000"))
+	sl := venue.Event{Kind: venue.ProtectiveFill, ClientOrderID: "sl:D77", Symbol: "EURUSD", Side: fsm.Sell, Reason: "stop loss 1.09000 touched",
+		Fill: fsm.Fill{TradeID: "D77", Quantity: dec("0.10"), Price: dec("1.08990"), TimeUS: t0}}
+	h.events(sl)
+	tradeRoundTrips(h, retentionBound)
+	for _, o := range inMemory(h) {
+		if o.GetClientOrderId() == "sl:D77" {
+			t.Fatal("arrange: the protective order is still in memory")
+		}
+	}
+	dups, seq := metric(h.m.DuplicateFills), h.lastSeq()
+
+	h.events(sl)
+
+	if p := h.position("EURUSD"); !same(p.GetNetQuantity(), "0") {
+		t.Fatalf("position %s, want flat: the repeated deal was booked again", show(p.GetNetQuantity()))
+	}
+	if got := metric(h.m.DuplicateFills) - dups; got != 1 {
+		t.Fatalf("%v duplicate fills counted, want 1", got)
+	}
+	if h.lastSeq() != seq {
+		t.Fatalf("the repeat was journaled: %v", h.kindsAfter(seq))
+	}
+}
+
+// Submissions of an id that left memory, racing one another and new orders, all get the journal's
+// answer; none reaches the venue.
+func TestConcurrentRepeatsOfAnOrderThatLeftMemory_AreAllDuplicates(t *testing.T) {
+	h := started(t, withMaxOrders(retentionBound))
+	h.mustSubmit(limitOrder("old", "buy", "0.10", "1.10000"))
+	h.events(filled("old", "T-old", "0.10", "1.10000"))
+	tradeRoundTrips(h, retentionBound)
+	sent := len(h.fake.kinds())
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := limitOrder("old", "buy", "0.10", "1.10000")
+			if i%2 == 1 {
+				req = limitOrder(fmt.Sprintf("new%d", i), "buy", "0.01", "1.00000")
+			}
+			rreq, bad := engine.Validate(req, h.eng.Instrument, h.clock.Now())
+			if bad != nil {
+				errs <- bad
+				return
+			}
+			res, err := h.eng.Submit(context.Background(), req, rreq, nil)
+			if err == nil && i%2 == 0 && !res.Duplicate {
+				err = fmt.Errorf("repeat %d was not a duplicate: %v", i, res.Order)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := len(h.fake.kinds()) - sent; got != 8 {
+		t.Fatalf("%d commands reached the venue, want the 8 new orders'", got)
+	}
+}
