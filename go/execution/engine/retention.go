@@ -21,7 +21,7 @@ import (
 	"github.com/kairos-mt5/kairos/go/execution/venue"
 )
 
-// DefaultMaxOrders is Options.MaxOrders' default: a day of busy trading, a few hundred MB at most.
+// DefaultMaxOrders is Options.MaxOrders' default: about 150 MB of orders (ADR 0125).
 const DefaultMaxOrders = 100_000
 
 // evictedFilterFalsePositives is the evicted-id filter's design false-positive rate at its
