@@ -648,7 +648,19 @@ def pipeline() -> dict[str, Any]:
             (rate("kairos_execution_ambiguous_results_total", fn="increase"), "ambiguous MT5 results"),
             (rate("kairos_execution_reconcile_adjustments_total", "kind", "increase"), "reconcile {{kind}}"),
         ),
-        24,
+        16,
+        7,
+    )
+    lay.add(
+        timeseries(
+            "Orders held in memory",
+            "short",
+            ("sum by (instance) (kairos_execution_orders_in_memory)", "held {{instance}}"),
+            (rate("kairos_execution_orders_evicted_total", fn="increase"), "finished orders dropped"),
+            description="Working orders and the newest finished ones, up to --max-orders-in-memory; "
+            "older finished orders leave memory and the journal answers for them (ADR 0125).",
+        ),
+        8,
         7,
     )
 
