@@ -301,8 +301,10 @@ Stream = tuple[list[pb.StreamPredictRequest], list[pb.StreamPredictRequest]]
 def throughput_msgs(card: ModelCard, seconds: float, streams: int) -> list[Stream]:
     """Per stream: warm-up bars, then messages of one new closed M1 bar for each of 64 symbols."""
     warm = SCHEMA.window + card.window - 1
-    # More messages than the run can use, even for a stream that SO_REUSEPORT leaves alone on a worker.
-    per_stream = int(seconds * 6000 / streams) + 1000
+    # More messages than the run can use (the settle time included): 15,000 messages a second over
+    # all streams, 960,000 predictions/s. 6,000 was too few on a 2-vCPU AMD EPYC guest, whose two
+    # workers answered 6,092 a second (the load tool refuses a file that runs out in the window).
+    per_stream = int((seconds + 1) * 15_000 / streams)
     df = gbpusd_bars(warm + per_stream)
     # Disjoint sets of 64 symbols per stream: every message makes 64 predictions.
     out = []
