@@ -79,6 +79,11 @@ func (e *Engine) trimLocked() {
 			delete(e.trades, id)
 		}
 	}
+	if len(dropped) > len(kept) {
+		// Go's maps and slices keep the room they grew to: after a replay of a long journal they
+		// would hold the buckets of every order it had. Copied, they take what they hold.
+		e.compactLocked()
+	}
 	e.trimAt = len(e.created) + slack
 	if e.trimAt < max {
 		e.trimAt = max
@@ -87,6 +92,23 @@ func (e *Engine) trimLocked() {
 		e.m.OrdersEvicted.Add(float64(len(dropped)))
 		e.m.OrdersInMemory.Set(float64(len(e.created)))
 	}
+}
+
+// compactLocked copies the orders' maps and slice, and the risk engine's used ids, into ones sized
+// for what they hold.
+func (e *Engine) compactLocked() {
+	e.created = append(make([]*record, 0, len(e.created)+len(e.created)/4), e.created...)
+	orders := make(map[string]*record, len(e.orders))
+	for id, r := range e.orders {
+		orders[id] = r
+	}
+	e.orders = orders
+	trades := make(map[string]trade, len(e.trades))
+	for id, t := range e.trades {
+		trades[id] = t
+	}
+	e.trades = trades
+	e.opt.Risk.CompactClientIDs()
 }
 
 // evictable reports whether r may leave memory: finished, and its submission done.

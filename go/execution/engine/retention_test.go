@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -252,5 +253,88 @@ func TestConcurrentRepeatsOfAnOrderThatLeftMemory_AreAllDuplicates(t *testing.T)
 	}
 	if got := len(h.fake.kinds()) - sent; got != 8 {
 		t.Fatalf("%d commands reached the venue, want the 8 new orders'", got)
+	}
+}
+
+// syntheticJournal is a journal of n filled orders, each the entries the engine wrote for one real
+// order with its ids changed: a long history, written in a second rather than at the engine's pace.
+func syntheticJournal(t *testing.T, n int) *journal.Memory {
+	t.Helper()
+	h := started(t)
+	seq := h.lastSeq()
+	h.mustSubmit(limitOrder("tmpl", "buy", "0.10", "1.10000"))
+	h.events(filled("tmpl", "T-tmpl", "0.10", "1.10000"))
+	tmpl := h.entries(seq)
+	mem := journal.NewMemory()
+	var batch []journal.Entry
+	s := uint64(0)
+	for i := range n {
+		id := fmt.Sprintf("o%d", i)
+		for _, e := range tmpl {
+			s++
+			e.Seq = s
+			switch e.Kind {
+			case journal.KindReport:
+				rep := &execv1.ExecutionReport{}
+				if err := proto.Unmarshal(e.Payload, rep); err != nil {
+					t.Fatal(err)
+				}
+				if rep.Order != nil {
+					rep.Order.ClientOrderId = id
+				}
+				if rep.Fill != nil {
+					rep.Fill.TradeId = "T-" + id
+					if i%2 == 1 { // flat after every pair
+						rep.Fill.Side = execv1.OrderSide_ORDER_SIDE_SELL
+					}
+				}
+				e.Payload, _ = proto.Marshal(rep)
+			case journal.KindCommand:
+				e.Payload = anyPayload(t, limitOrder(id, "buy", "0.10", "1.10000"))
+			}
+			if e.Key == "tmpl" {
+				e.Key = id
+			}
+			batch = append(batch, e)
+		}
+		if len(batch) >= 4096 {
+			if err := mem.Append(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := mem.Append(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	return mem
+}
+
+// A restart replays the whole journal, then drops what the bound does not keep; what it held for the
+// orders it dropped (maps and slices grown to the whole history) is given back too.
+func TestReplayingALongJournal_HoldsOnlyWhatTheBoundKeeps(t *testing.T) {
+	mem := syntheticJournal(t, 100_000)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	h := newHarness(t, withStore(mem), withMaxOrders(retentionBound), withoutMetrics())
+	st := h.replay()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+
+	if st.Orders != 100_000 {
+		t.Fatalf("replayed %d orders, want 100,000", st.Orders)
+	}
+	if n := len(inMemory(h)); n > retentionBound {
+		t.Fatalf("%d orders in memory after the replay, bound %d", n, retentionBound)
+	}
+	// 100,000 orders' maps alone keep ~15 MB; 100 orders and the 0.1% filter of a thousand ids
+	// are well under 5.
+	if held := int64(after.HeapAlloc) - int64(before.HeapAlloc); held > 5<<20 {
+		t.Fatalf("the replayed engine holds %d MB of heap", held>>20)
+	}
+	if _, err := h.eng.Get(context.Background(), "o0"); err != nil {
+		t.Fatalf("the first order, from the journal: %v", err)
 	}
 }

@@ -310,6 +310,15 @@ func (e *Engine) RememberClientID(id string) { e.clientIDs[id] = struct{}{} }
 // memory and answers for the id from the journal (ADR 0125).
 func (e *Engine) ForgetClientID(id string) { delete(e.clientIDs, id) }
 
+// CompactClientIDs copies the used ids into a map sized for them (after many were forgotten).
+func (e *Engine) CompactClientIDs() {
+	ids := make(map[string]struct{}, len(e.clientIDs))
+	for id := range e.clientIDs {
+		ids[id] = struct{}{}
+	}
+	e.clientIDs = ids
+}
+
 // ClientIDs returns how many used client order ids the engine remembers.
 func (e *Engine) ClientIDs() int { return len(e.clientIDs) }
 
