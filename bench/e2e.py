@@ -58,6 +58,15 @@ bench/results/e2e.json is the median of the runs, with ``<name>.min`` / ``<name>
 - The harness watches only the execution reports, which carry the stamps: no NATS observer and no
   position polling on the cores it measures.
 
+``--variant NAME=OPTIONS`` (repeatable) measures other configurations in the same command: each
+round runs the base (this command's options) and every variant once, each on a fresh stack in a
+process of its own, in an order that rotates from round to round, so all of them share the
+host's drift over the rounds rather than each meeting its own hour. Each writes NAME.json beside
+``--out`` and gets ``vs_base.<metric>`` (``PAIRED`` and each ``hop_us_p50``): its figure minus
+the base's in the same round, the median over the rounds with .min / .max. A table of those is
+printed at the end. ``make bench-e2e`` measures the stack as ``kairos up`` runs it with its
+variants this way (``--keep-warm 0``, ``--cpu-affinity none``, ``--idle-spin``).
+
 Writes bench/results/e2e.json (flat metric names → numbers).
 """
 
@@ -70,13 +79,15 @@ import functools
 import itertools
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -488,7 +499,14 @@ def idle_spin_from_environment() -> bool:
     return bool(envconfig.convert(field, raw, ENV_PREFIX))
 
 
-def main() -> None:
+# Each variant's figures against the base's of the same round (``vs_base.<metric>``): the paired
+# difference, median and range over the rounds.
+PAIRED = ("python_hop_us_p50", "python_hop_us_p99", "tick_to_order_ack_us_p50", "tick_to_order_ack_us_p99")
+# Options of the whole command, not of a configuration.
+COMMAND_OPTIONS = ("--out", "--runs", "--variant", "--hops-out", "--run-out")
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=2000.0, help="offered ticks per second for the latency run")
     ap.add_argument(
@@ -515,7 +533,8 @@ def main() -> None:
     )
     ap.add_argument(
         "--idle-spin",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="run inference with --idle-spin, as `kairos up --idle-spin` does (ADR 0123)",
     )
     ap.add_argument(
@@ -529,49 +548,167 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=services.REPO / "bench" / "results" / "e2e.json")
     ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OPTIONS",
+        help="also measure the stack with these options, which replace the same options of this "
+        "command (e.g. e2e-unpinned='--cpu-affinity none'), into NAME.json beside --out. Each round "
+        "runs every configuration once, the order rotating, so they share the host's drift; each "
+        "variant's file gets vs_base.* (its figures minus this command's of the same round). Repeatable",
+    )
+    ap.add_argument(
         "--hops-out",
         type=Path,
         default=None,
         help="also write every acknowledged order's hop stamps here (JSON lines: run, order, stamps_us)",
     )
-    args = ap.parse_args()
+    ap.add_argument("--run-out", type=Path, default=None, help=argparse.SUPPRESS)  # a round of --variant
+    return ap
+
+
+def option_groups(args: argparse.Namespace) -> list[list[str]]:
+    """A parsed command's measurement options as argument groups, each led by its option."""
+    groups = [
+        ["--rate", repr(args.rate)],
+        ["--timer-ms", repr(args.timer_ms)],
+        ["--laps", str(args.laps)],
+        ["--policy", args.policy],
+        ["--keep-warm", args.keep_warm],
+        ["--idle-spin" if args.idle_spin else "--no-idle-spin"],
+    ]
+    return groups + [["--cpu-affinity", item] for item in args.cpu_affinity]
+
+
+def _option_name(token: str) -> str:
+    name = token.split("=", 1)[0]
+    return "--" + name[len("--no-") :] if name.startswith("--no-") else name
+
+
+def variant_argv(base: list[list[str]], options: list[str]) -> list[str]:
+    """The base's option groups, those of every option the variant names replaced by the variant's."""
+    named = {_option_name(t) for t in options if t.startswith("--")}
+    return [tok for group in base if _option_name(group[0]) not in named for tok in group] + options
+
+
+def parse_variants(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The base configuration (named by --out) and each --variant NAME=OPTIONS, as (name, argv), each
+    checked by this parser before anything runs."""
+    base = option_groups(args)
+    out: list[tuple[str, list[str]]] = [(args.out.stem, variant_argv(base, []))]
+    for item in args.variant:
+        name, sep, raw = item.partition("=")
+        if not sep or not name or not all(c.isalnum() or c in "-_" for c in name):
+            ap.error(f"--variant {item!r}: expected NAME=OPTIONS, NAME of letters, digits, - and _")
+        if name in {n for n, _ in out}:
+            ap.error(f"--variant {item!r}: {name} is measured twice")
+        options = shlex.split(raw)
+        whole = [t for t in options if _option_name(t) in COMMAND_OPTIONS]
+        if whole:
+            ap.error(
+                f"--variant {name}: {_option_name(whole[0])} belongs to the whole command, not to a variant"
+            )
+        argv = variant_argv(base, options)
+        check = parser()
+        check.error = _refuse  # type: ignore[method-assign]  # a message naming the variant, below
+        try:
+            resolve(check.parse_args(argv))
+        except ValueError as e:
+            ap.error(f"--variant {name} ({shlex.join(options)}): {e}")
+        out.append((name, argv))
+    return out
+
+
+def _refuse(message: str) -> NoReturn:
+    raise ValueError(message)
+
+
+def round_order(n: int, round_no: int) -> list[int]:
+    """The order of n configurations in round round_no (from 0): rotated, each first once in n rounds."""
+    k = round_no % n
+    return list(range(k, n)) + list(range(k))
+
+
+def paired(base: list[dict[str, float]], variant: list[dict[str, float]]) -> dict[str, float]:
+    """``vs_base.<metric>``: the variant's figure minus the base's of the same round, median over the
+    rounds, with .min / .max; ``vs_base_rounds``: the rounds that had both."""
+    names = list(PAIRED) + sorted({k for r in base for k in r if k.startswith("hop_us_p50.")})
+    out: dict[str, float] = {}
+    rounds = 0
+    for name in names:
+        diffs = [
+            v[name] - b[name]
+            for b, v in zip(base, variant, strict=True)
+            if name in b and name in v and not (np.isnan(b[name]) or np.isnan(v[name]))
+        ]
+        if not diffs:
+            continue
+        rounds = max(rounds, len(diffs))
+        out[f"vs_base.{name}"] = round(float(np.median(diffs)), 1)
+        out[f"vs_base.{name}.min"] = round(float(min(diffs)), 1)
+        out[f"vs_base.{name}.max"] = round(float(max(diffs)), 1)
+    out["vs_base_rounds"] = float(rounds)
+    return out
+
+
+def paired_table(base: str, pairs: dict[str, dict[str, float]]) -> str:
+    """Each variant minus the base in the same round (µs): the median and range over the rounds."""
+    names = [
+        *PAIRED,
+        "hop_us_p50.collector_send_to_inference_receive",
+        "hop_us_p50.inference_receive_to_inference_done",
+        "hop_us_p50.inference_send_to_execution_receive",
+    ]
+    rows = [(f"minus {base}, same round (us)", *pairs)]
+    for name in names:
+        cells = []
+        for m in pairs.values():
+            k = f"vs_base.{name}"
+            cells.append(f"{m[k]:+,.0f} ({m[k + '.min']:+,.0f} to {m[k + '.max']:+,.0f})" if k in m else "-")
+        rows.append((name, *cells))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def resolve(args: argparse.Namespace) -> tuple[dict[str, str], str]:
+    """The command's CPU layout and keep-warm interval (ValueError naming what is wrong)."""
     if args.runs < 1:
-        ap.error("--runs must be at least 1")
-    try:
-        affinity = services.resolve_cpu_affinity(args.cpu_affinity, workers=1)
-    except ValueError as e:
-        ap.error(str(e))
-    if "*" in affinity:  # before any thread starts, so the bridge's threads inherit it
-        os.sched_setaffinity(0, services.parse_cpus(affinity["*"]))
-    # The steady state is measured: the replaying client answers history requests only between its
-    # pushes, so the collector's warm-up (ADR 0105) would hold the first ticks of a paced run for up to
-    # a push interval and put that in the p99. The warm-up has its own measurements (docs/benchmarks.md).
-    os.environ.setdefault("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS", "0")
-    try:
-        keep = services.check_keep_warm(args.keep_warm)
-    except ValueError as e:
-        ap.error(str(e))
-    if args.hops_out is not None:
-        args.hops_out.write_text("")
-    runs = []
-    for i in range(args.runs):
-        wake = wake_probe(args.timer_ms / 1000)
-        hot = wake_probe(0.0005)
-        stalls = cpu_latency.stall_probe()
-        push = max(1, round(args.rate * args.timer_ms / 1000))
-        m = run(args.rate, args.laps, args.policy, push, args.hops_out, i + 1, affinity, keep, args.idle_spin)
-        m["machine_wake_us_p50"], m["machine_wake_us_p99"] = wake
-        m["machine_wake_hot_us_p50"] = hot[0]
-        m.update(stalls)
-        p50 = m.get("tick_to_order_ack_us_p50", float("nan"))
-        p99 = m.get("tick_to_order_ack_us_p99", float("nan"))
-        print(
-            f"run {i + 1}/{args.runs}: tick -> order ack p50 {p50:,.0f} us, p99 {p99:,.0f} us, "
-            f"{m.get('orders_acked', 0):.0f} orders, load {m['loadavg_1m_start']:.2f}",
-            flush=True,
-        )
-        runs.append(m)
-    metrics: dict[str, float | str] = dict(aggregate(runs))
+        raise ValueError("--runs must be at least 1")
+    return services.resolve_cpu_affinity(args.cpu_affinity, workers=1), services.check_keep_warm(
+        args.keep_warm
+    )
+
+
+def measure(args: argparse.Namespace, affinity: dict[str, str], keep: str, run_no: int) -> dict[str, float]:
+    """One run on a fresh stack, the machine's floor measured just before it."""
+    wake = wake_probe(args.timer_ms / 1000)
+    hot = wake_probe(0.0005)
+    stalls = cpu_latency.stall_probe()
+    push = max(1, round(args.rate * args.timer_ms / 1000))
+    m = run(args.rate, args.laps, args.policy, push, args.hops_out, run_no, affinity, keep, args.idle_spin)
+    m["machine_wake_us_p50"], m["machine_wake_us_p99"] = wake
+    m["machine_wake_hot_us_p50"] = hot[0]
+    m.update(stalls)
+    return m
+
+
+def run_line(label: str, m: dict[str, float]) -> str:
+    nan = float("nan")
+    return (
+        f"{label}: tick -> order ack p50 {m.get('tick_to_order_ack_us_p50', nan):,.0f} us, "
+        f"p99 {m.get('tick_to_order_ack_us_p99', nan):,.0f} us, "
+        f"Python hop p50 {m.get('python_hop_us_p50', nan):,.0f} us, "
+        f"{m.get('orders_acked', 0):.0f} orders, load {m.get('loadavg_1m_start', nan):.2f}"
+    )
+
+
+def figures(
+    runs: list[dict[str, float]], args: argparse.Namespace, affinity: dict[str, str], keep: str
+) -> dict[str, Any]:
+    """A result file's metrics: the runs' medians and spread, and how the stack ran."""
+    metrics: dict[str, Any] = dict(aggregate(runs))
     metrics.update(cpu_latency.machine_figures())
     metrics["timer_ms"] = args.timer_ms
     metrics["inference_drift_monitor"] = 1.0
@@ -584,8 +721,73 @@ def main() -> None:
         metrics["python_hop_vs_machine_wake"] = round(
             float(metrics["python_hop_us_p50"]) / float(metrics["machine_wake_us_p50"]), 2
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return metrics
+
+
+def write(path: Path, metrics: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def interleaved(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--variant: each round runs the base and every variant once, each in a process of its own (as
+    separate commands would), in a rotating order; then each one's file, with the paired figures."""
+    configs = parse_variants(ap, args)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in configs}
+    me = str(Path(__file__).resolve())
+    with tempfile.TemporaryDirectory(prefix="kairos-e2e-") as tmp:
+        for r in range(args.runs):
+            for i in round_order(len(configs), r):
+                name, argv = configs[i]
+                out = Path(tmp) / f"{name}-{r}.json"
+                subprocess.run([sys.executable, me, *argv, "--runs", "1", "--run-out", str(out)], check=True)
+                runs[name].append(json.loads(out.read_text(encoding="utf-8")))
+                print(run_line(f"round {r + 1}/{args.runs}, {name}", runs[name][-1]), flush=True)
+    base = configs[0][0]
+    pairs: dict[str, dict[str, float]] = {}
+    for name, argv in configs:
+        ns = ap.parse_args(argv)
+        affinity, keep = resolve(ns)
+        metrics = figures(runs[name], ns, affinity, keep)
+        metrics["interleaved_configurations"] = float(len(configs))
+        if name != base:
+            pairs[name] = paired(runs[base], runs[name])
+            metrics.update(pairs[name])
+        write(args.out.parent / f"{name}.json", metrics)
+        print(f"\n{name}: {shlex.join(argv)}\n{hop_table(metrics)}")
+    if pairs:
+        print("\n" + paired_table(base, pairs))
+
+
+def main() -> None:
+    ap = parser()
+    args = ap.parse_args()
+    try:
+        affinity, keep = resolve(args)
+    except ValueError as e:
+        ap.error(str(e))
+    # The steady state is measured: the replaying client answers history requests only between its
+    # pushes, so the collector's warm-up (ADR 0105) would hold the first ticks of a paced run for up to
+    # a push interval and put that in the p99. The warm-up has its own measurements (docs/benchmarks.md).
+    os.environ.setdefault("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS", "0")
+    if args.variant:
+        if args.hops_out is not None or args.run_out is not None:
+            ap.error("--hops-out is for one configuration: leave out --variant")
+        interleaved(ap, args)
+        return
+    if "*" in affinity:  # before any thread starts, so the bridge's threads inherit it
+        os.sched_setaffinity(0, services.parse_cpus(affinity["*"]))
+    if args.hops_out is not None:
+        args.hops_out.write_text("")
+    if args.run_out is not None:  # a round of --variant: this run's own figures, for the parent
+        write(args.run_out, measure(args, affinity, keep, 1))
+        return
+    runs = []
+    for i in range(args.runs):
+        runs.append(measure(args, affinity, keep, i + 1))
+        print(run_line(f"run {i + 1}/{args.runs}", runs[-1]), flush=True)
+    metrics = figures(runs, args, affinity, keep)
+    write(args.out, metrics)
     print(hop_table(metrics))
 
 

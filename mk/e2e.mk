@@ -4,10 +4,12 @@ BENCH_TARGETS += bench-e2e
 
 .PHONY: bench-e2e
 bench-e2e: setup cpp-build ## End-to-end benchmark: tick → order ack latency at 2,000 ticks/s, full-speed replay; median of 3 runs, prints the hop table
-	$(PY) bench/e2e.py --out bench/results/e2e.json
-	$(PY) bench/e2e.py --keep-warm 0 --out bench/results/e2e-no-keep-warm.json  # the rehearsal's share (ADR 0121)
-	$(PY) bench/e2e.py --cpu-affinity none --out bench/results/e2e-unpinned.json  # the CPU layout's share (ADR 0122)
-	$(PY) bench/e2e.py --idle-spin --out bench/results/e2e-idle-spin.json  # kairos up --idle-spin (ADR 0123)
+	$(PY) bench/e2e.py --out bench/results/e2e.json $(E2E_VARIANTS)
+
+# Measured in the same rounds as e2e.json, interleaved (bench/e2e.py --variant): the rehearsal's share
+# (ADR 0121), the CPU layout's (ADR 0122) and kairos up --idle-spin (ADR 0123).
+E2E_VARIANTS := --variant 'e2e-no-keep-warm=--keep-warm 0' --variant 'e2e-unpinned=--cpu-affinity none' \
+	--variant 'e2e-idle-spin=--idle-spin'
 
 # The latency benchmarks again on a host tuned for latency (ADR 0117): every CPU's wake-up latency
 # held at 0 µs (PM QoS, /dev/cpu_dma_latency, root) while each runs, so idle CPUs poll instead of
@@ -23,8 +25,8 @@ HOLD_CPU_LATENCY := $(PY) -m kairos.stack.cpu_latency --us 0 --
 
 .PHONY: bench-held
 bench-held: setup cpp-build ## e2e, inference and execution benchmarks with the CPUs' wake-up latency held at 0 µs -> bench/results/*-held*.json, e2e-tuned.json
-	$(HOLD_CPU_LATENCY) $(PY) bench/e2e.py --keep-warm 0 --cpu-affinity none --out bench/results/e2e-held.json
-	$(HOLD_CPU_LATENCY) $(PY) bench/e2e.py --keep-warm 0 --cpu-affinity inference=1 --cpu-affinity '*=0' --out bench/results/e2e-held-pinned.json
-	$(HOLD_CPU_LATENCY) $(PY) bench/e2e.py --cpu-affinity inference=1 --cpu-affinity '*=0' --keep-warm 5ms --out bench/results/e2e-tuned.json
+	$(HOLD_CPU_LATENCY) $(PY) bench/e2e.py --keep-warm 0 --cpu-affinity none --out bench/results/e2e-held.json \
+		--variant 'e2e-held-pinned=--cpu-affinity inference=1 --cpu-affinity *=0' \
+		--variant 'e2e-tuned=--cpu-affinity inference=1 --cpu-affinity *=0 --keep-warm 5ms'
 	$(HOLD_CPU_LATENCY) $(PY) bench/inference.py --latency-server-cpus 1 --out bench/results/inference-held.json
 	$(HOLD_CPU_LATENCY) go run ./go/execution/cmd/kairos-execution-bench --out bench/results/execution-held.json --ticks ../shared/data/eurusd-ticks-2020-01-01.csv --postgres auto
