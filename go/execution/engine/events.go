@@ -42,14 +42,10 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 			continue
 		}
 		r, ok := e.orders[ev.ClientOrderID]
+		if !ok && ev.ClientOrderID != "" {
+			r, ok = e.restoreEvictedLocked(ev.ClientOrderID) // ADR 0125
+		}
 		if !ok && ev.Kind == venue.ProtectiveFill && ev.ClientOrderID != "" && ev.Symbol != "" {
-			if e.protectiveFillBookedLocked(ev) {
-				if e.m != nil {
-					e.m.DuplicateFills.Inc()
-				}
-				e.log.Info("duplicate fill dropped: its protective order left memory", "trade_id", ev.Fill.TradeID, "client_order_id", ev.ClientOrderID)
-				continue
-			}
 			r, ok = e.protectiveOrderLocked(ev, now), true
 		}
 		if !ok {

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
+	"github.com/kairos-mt5/kairos/go/execution/decimal"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
-	"github.com/kairos-mt5/kairos/go/execution/venue"
 )
 
 // DefaultMaxOrders is Options.MaxOrders' default: about 150 MB of orders (ADR 0125).
@@ -128,8 +128,9 @@ func (e *Engine) evictable(r *record) bool {
 
 // evictedOrder is what the journal holds of an order no longer in memory.
 type evictedOrder struct {
-	order *execv1.Order              // as its last report left it
-	req   *execv1.SubmitOrderRequest // the submission (nil for protective orders the venue made)
+	order  *execv1.Order              // as its last report left it
+	req    *execv1.SubmitOrderRequest // the submission (nil for protective orders the venue made)
+	trades map[string]decimal.D       // its deals: trade id -> commission as last journaled
 }
 
 // mayBeEvictedLocked reports whether id may be an order dropped from memory; false is certain.
@@ -137,8 +138,9 @@ func (e *Engine) mayBeEvictedLocked(id string) bool {
 	return e.evicted != nil && e.evicted.TestString(id)
 }
 
-// lookupEvicted reads an order dropped from memory back from the journal. Call it without the engine
-// lock, after mayBeEvictedLocked said yes; found is false for the filter's false positives.
+// lookupEvicted reads an order dropped from memory back from the journal, after mayBeEvictedLocked
+// said yes; found is false for the filter's false positives. Requests call it without the engine lock
+// (findEvictedLocked); venue events with it (restoreEvictedLocked).
 func (e *Engine) lookupEvicted(ctx context.Context, id string) (ev evictedOrder, found bool, err error) {
 	if e.opt.Journal == nil {
 		return ev, false, nil
@@ -152,6 +154,13 @@ func (e *Engine) lookupEvicted(ctx context.Context, id string) (ev evictedOrder,
 			}
 			if o := rep.GetOrder(); o.GetClientOrderId() == id {
 				ev.order = o
+				if f := rep.GetFill(); f != nil {
+					if ev.trades == nil {
+						ev.trades = make(map[string]decimal.D, 1)
+					}
+					// A later report of the same deal carries its merged commission.
+					ev.trades[f.GetTradeId()] = dec(f.GetCommission())
+				}
 			}
 		case journal.KindCommand:
 			var a anypb.Any
@@ -213,21 +222,42 @@ func (e *Engine) notInMemoryLocked(ctx context.Context, id string, notWorking er
 	return fmt.Errorf("%w: %q", ErrNotFound, id)
 }
 
-// protectiveFillBookedLocked reports whether a protective fill (a stop loss or take profit the venue
-// executed, ev.ClientOrderID named by the venue) was booked before as an order since dropped from
-// memory: MT5 repeats a deal after a reconnection, and the trade id's entry left with the order. It
-// reads the journal under the engine lock, which only an id the evicted-id filter passes costs. A
-// failed read books the fill, as the engine did before it dropped orders; reconciliation against
-// the venue's positions corrects a double booking, while nothing would bring back a lost fill.
-func (e *Engine) protectiveFillBookedLocked(ev venue.Event) bool {
-	if !e.mayBeEvictedLocked(ev.ClientOrderID) {
-		return false
+// restoreEvictedLocked brings an order that left memory back from the journal, with its deals, for a
+// venue event about it: a late fill of a cancelled order, a deal repeated with its commission, a
+// protective fill MT5 reports again. The event then takes the path of any order in memory, which
+// books what is new once and counts a repeated deal a duplicate. The journal is read under the engine
+// lock: such events are rare. ok is false when the filter's yes was a false positive, or when the
+// journal cannot be read (logged; the caller treats the event as for an unknown order).
+func (e *Engine) restoreEvictedLocked(id string) (r *record, ok bool) {
+	if !e.mayBeEvictedLocked(id) {
+		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.opt.JournalTimeout)
 	defer cancel()
-	_, found, err := e.lookupEvicted(ctx, ev.ClientOrderID)
+	ev, found, err := e.lookupEvicted(ctx, id)
 	if err != nil {
-		e.log.Error("looking up a protective order that left memory failed; booking its fill", "client_order_id", ev.ClientOrderID, "err", err)
+		e.log.Error("reading an order that left memory back from the journal failed", "client_order_id", id, "err", err)
+		return nil, false
 	}
-	return found
+	if !found {
+		return nil, false
+	}
+	r = &record{o: orderFromProto(ev.order), req: ev.req}
+	ids := make([]string, 0, len(ev.trades))
+	for tid, commission := range ev.trades {
+		ids = append(ids, tid)
+		if _, booked := e.trades[tid]; !booked {
+			e.trades[tid] = trade{order: id, commission: commission}
+		}
+	}
+	r.o.RestoreTrades(ids)
+	// Newest in memory: it leaves again, oldest first, once newer orders push it out.
+	e.orders[id] = r
+	e.created = append(e.created, r)
+	e.opt.Risk.RememberClientID(id)
+	if e.m != nil {
+		e.m.OrdersInMemory.Set(float64(len(e.created)))
+	}
+	e.log.Info("order back in memory from the journal for a venue event", "client_order_id", id, "status", r.o.Status.String(), "trades", len(ids))
+	return r, true
 }

@@ -127,11 +127,11 @@ func TestAnOrderThatLeftMemory_IsAnsweredFromTheJournal(t *testing.T) {
 						t.Fatalf("after restart: %d orders in memory, bound %d", n, retentionBound)
 					}
 				}
+				lookups := metric(h.m.EvictedLookups.WithLabelValues("found"))
 				if got := h.order("old"); !proto.Equal(got, before) {
 					t.Fatalf("round %d: GetOrder %v, want %v", round, got, before)
 				}
 				sent, seq := len(h.fake.kinds()), h.lastSeq()
-				h.events(filled("old", "T-old", "0.10", "1.10000")) // the venue repeats the deal
 				res, err := h.submit(limitOrder("old", "buy", "0.10", "1.10000"))
 				if err != nil || !res.Duplicate || !proto.Equal(res.Order, before) {
 					t.Fatalf("round %d: the same request again: %v, %v; want a duplicate of %v", round, res, err, before)
@@ -149,11 +149,18 @@ func TestAnOrderThatLeftMemory_IsAnsweredFromTheJournal(t *testing.T) {
 				if _, err := h.eng.Get(context.Background(), "never-used"); !errors.Is(err, engine.ErrNotFound) {
 					t.Fatalf("round %d: an unknown id: %v, want ErrNotFound", round, err)
 				}
+				if n := metric(h.m.EvictedLookups.WithLabelValues("found")) - lookups; n < 5 {
+					t.Fatalf("round %d: %v journal lookups found the order, want at least 5", round, n)
+				}
+				// The venue repeats the deal: the order comes back from the journal with its deal, and
+				// the repeat is a duplicate.
+				dups := metric(h.m.DuplicateFills)
+				h.events(filled("old", "T-old", "0.10", "1.10000"))
+				if got := metric(h.m.DuplicateFills) - dups; got != 1 {
+					t.Fatalf("round %d: %v duplicate fills counted for the repeated deal, want 1", round, got)
+				}
 				if len(h.fake.kinds()) != sent || h.lastSeq() != seq {
 					t.Fatalf("round %d: answering for the old order reached the venue or the journal: %v", round, h.kindsAfter(seq))
-				}
-				if n := metric(h.m.EvictedLookups.WithLabelValues("found")); n < 5 {
-					t.Fatalf("round %d: %v journal lookups found the order, want at least 5", round, n)
 				}
 				if p := h.position("EURUSD"); !same(p.GetNetQuantity(), "0.10") {
 					t.Fatalf("round %d: position %s, want 0.10 (the old order's fill, once)", round, show(p.GetNetQuantity()))
@@ -210,6 +217,105 @@ func TestARepeatedProtectiveFill_OfAnOrderThatLeftMemory_IsNotBookedTwice(t *tes
 	}
 	if h.lastSeq() != seq {
 		t.Fatalf("the repeat was journaled: %v", h.kindsAfter(seq))
+	}
+}
+
+// A venue event for an order that left memory brings it back from the journal with its deals, so
+// what is new is booked once and a repeat is a duplicate, live and after a restart (ADR 0125).
+func TestAVenueEventForAnOrderThatLeftMemory_IsAppliedToItOnce(t *testing.T) {
+	cases := []struct {
+		name string
+		// arrange leaves order "x" finished; the event comes once the order left memory.
+		arrange      func(h *harness)
+		event        venue.Event
+		wantStatus   execv1.OrderStatus
+		wantNet      string
+		wantRealized string
+		wantReport   bool    // the event changes the order: a report is journaled
+		wantDups     float64 // duplicate fills counted over the event and its repeat
+	}{
+		{
+			// A cancel raced a fill at the venue: the fill comes after the cancellation, and after
+			// the order left memory. It is booked, and completes the order.
+			name:         "ALateFillOfACancelledOrder_IsBooked",
+			arrange:      func(h *harness) { h.mustSubmit(limitOrder("x", "buy", "0.10", "1.10000")); h.events(canceled("x")) },
+			event:        filled("x", "T-late", "0.10", "1.10000"),
+			wantStatus:   execv1.OrderStatus_ORDER_STATUS_FILLED,
+			wantNet:      "0.10",
+			wantRealized: "0",
+			wantReport:   true,
+			wantDups:     1,
+		},
+		{
+			// MT5: the order result carries the deal, the DEAL_ADD transaction its commission.
+			name: "ADealsCommissionThatComesLater_IsMergedNotBookedTwice",
+			arrange: func(h *harness) {
+				h.mustSubmit(limitOrder("x", "buy", "0.10", "1.10000"))
+				h.events(filled("x", "T-x", "0.10", "1.10000"))
+			},
+			event:        withCommission(filled("x", "T-x", "0.10", "1.10000"), "3.50"),
+			wantStatus:   execv1.OrderStatus_ORDER_STATUS_FILLED,
+			wantNet:      "0.10",
+			wantRealized: "-3.50",
+			wantReport:   true,
+			wantDups:     2, // the merge is counted as a repeat of the deal too, as for an order in memory
+		},
+		{
+			name: "ARepeatedDeal_IsADuplicate",
+			arrange: func(h *harness) {
+				h.mustSubmit(limitOrder("x", "buy", "0.10", "1.10000"))
+				h.events(withCommission(filled("x", "T-x", "0.10", "1.10000"), "3.50"))
+			},
+			event:        withCommission(filled("x", "T-x", "0.10", "1.10000"), "3.50"),
+			wantStatus:   execv1.OrderStatus_ORDER_STATUS_FILLED,
+			wantNet:      "0.10",
+			wantRealized: "-3.50",
+			wantDups:     2,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "journal.db")
+			h := started(t, withMaxOrders(retentionBound), withReopenedStore(func() journal.Store {
+				st, err := journal.OpenSQLite(context.Background(), path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st
+			}))
+			c.arrange(h)
+			tradeRoundTrips(h, retentionBound)
+			for _, o := range inMemory(h) {
+				if o.GetClientOrderId() == "x" {
+					t.Fatal("arrange: the order is still in memory")
+				}
+			}
+			seq, dups := h.lastSeq(), metric(h.m.DuplicateFills)
+
+			h.events(c.event)
+			h.events(c.event) // and once more: never booked twice
+
+			check := func(when string) {
+				t.Helper()
+				if o := h.order("x"); o.GetStatus() != c.wantStatus {
+					t.Fatalf("%s: order %v, want %v", when, o.GetStatus(), c.wantStatus)
+				}
+				p := h.position("EURUSD")
+				if !same(p.GetNetQuantity(), c.wantNet) || !same(p.GetRealizedPnl(), c.wantRealized) {
+					t.Fatalf("%s: position net %s realized %s, want %s and %s", when, show(p.GetNetQuantity()), show(p.GetRealizedPnl()), c.wantNet, c.wantRealized)
+				}
+			}
+			check("live")
+			if got := metric(h.m.DuplicateFills) - dups; got != c.wantDups {
+				t.Fatalf("%v duplicate fills, want %v", got, c.wantDups)
+			}
+			if journaled := len(h.kindsAfter(seq)) > 0; journaled != c.wantReport {
+				t.Fatalf("journaled after the event: %v, want a report: %v", h.kindsAfter(seq), c.wantReport)
+			}
+			h.restart()
+			h.reconcile(nil)
+			check("after a restart")
+		})
 	}
 }
 
