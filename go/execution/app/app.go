@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(R
 	if err != nil {
 		return fmt.Errorf("journal replay: %w", err)
 	}
-	log.Info("journal replayed", "backend", jr.Backend(), "entries", st.Entries, "orders", st.Orders, "open", st.Open, "fills", st.Fills, "last_seq", st.LastSeq)
+	log.Info("journal replayed", "backend", jr.Backend(), "entries", st.Entries, "orders", st.Orders, "open", st.Open, "fills", st.Fills, "last_seq", st.LastSeq, "max_in_memory", st.MaxInMemory)
 
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)

@@ -107,14 +107,15 @@ type Engine struct {
 	log *slog.Logger
 	m   *metrics.Metrics
 
-	mu       sync.Mutex
-	orders   map[string]*record
-	created  []*record
-	trimAt   int                   // len(created) at which trimLocked runs next (retention.go)
-	evicted  *bloom.BloomFilter    // ids of orders dropped from memory; nil until the first
-	trades   map[string]trade      // applied fills by trade id
-	prot     map[string]protection // positions' stop loss and take profit, by symbol
-	protPrev map[string]protection // the protection before the latest Protect command, restored if the venue refuses it
+	mu        sync.Mutex
+	orders    map[string]*record
+	created   []*record
+	trimAt    int                   // len(created) at which trimLocked runs next (retention.go)
+	replaying bool                  // Replay runs: trimLocked keeps the dropped orders' deals and counts (retention.go)
+	evicted   *bloom.BloomFilter    // ids of orders dropped from memory; nil until the first
+	trades    map[string]trade      // applied fills by trade id
+	prot      map[string]protection // positions' stop loss and take profit, by symbol
+	protPrev  map[string]protection // the protection before the latest Protect command, restored if the venue refuses it
 	// signalFloor is, per symbol, the market time of the quote a signal brought in (OnQuoteIfNewer)
 	// while it is still the latest: the collector's ticks up to that time belong to the closed bar
 	// and are dropped when they arrive after it (quotes.go). Keyed by configured instruments only.

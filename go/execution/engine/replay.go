@@ -18,11 +18,12 @@ import (
 
 // ReplayStats says what a replay restored.
 type ReplayStats struct {
-	Entries uint64
-	Orders  int
-	Open    int
-	Fills   int
-	LastSeq uint64
+	Entries     uint64
+	Orders      int // orders in the journal (each counted at its first report)
+	Open        int
+	Fills       int
+	LastSeq     uint64
+	MaxInMemory int // the most orders held at once during the replay (ADR 0125)
 }
 
 // Replay rebuilds orders, fills, positions, used client order ids and the last trading state from
@@ -31,6 +32,12 @@ func (e *Engine) Replay(ctx context.Context) (ReplayStats, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var st ReplayStats
+	// Finished orders past the bound leave memory during the replay too, so a long journal is replayed
+	// in the memory the bound allows (ADR 0125). A later report of one (a late fill, a merged
+	// commission) brings it back; those are completed from the journal at the end.
+	var back []*record
+	e.replaying = true
+	defer func() { e.replaying = false }()
 	rep := &execv1.ExecutionReport{}
 	rp, _ := e.opt.Venue.(venue.Replayer)
 	err := e.opt.Journal.Read(ctx, 0, 0, func(en journal.Entry) error {
@@ -42,7 +49,9 @@ func (e *Engine) Replay(ctx context.Context) (ReplayStats, error) {
 			if err := proto.Unmarshal(en.Payload, rep); err != nil {
 				return fmt.Errorf("journal entry %d: %w", en.Seq, err)
 			}
-			e.replayReport(rep, &st)
+			if r := e.replayReport(rep, &st); r != nil {
+				back = append(back, r)
+			}
 		case journal.KindCommand, journal.KindVenueRequest, journal.KindVenueResponse:
 			var a anypb.Any
 			if err := proto.Unmarshal(en.Payload, &a); err != nil {
@@ -77,10 +86,22 @@ func (e *Engine) Replay(ctx context.Context) (ReplayStats, error) {
 				}
 			}
 		}
+		if len(e.created) >= e.trimAt {
+			e.trimLocked()
+		}
+		if len(e.created) > st.MaxInMemory {
+			st.MaxInMemory = len(e.created)
+		}
 		return nil
 	})
 	if err != nil {
 		return st, err
+	}
+	e.replaying = false
+	if e.evicted != nil {
+		if err := e.completeReturnedLocked(ctx, back); err != nil {
+			return st, err
+		}
 	}
 	for id, r := range e.orders {
 		if r.o == nil {
@@ -88,7 +109,6 @@ func (e *Engine) Replay(ctx context.Context) (ReplayStats, error) {
 			delete(e.orders, id)
 			continue
 		}
-		st.Orders++
 		e.opt.Risk.RememberClientID(id)
 		e.setStatus(r.o, fsm.StatusUnspecified)
 		if r.o.Status.Open() {
@@ -96,7 +116,6 @@ func (e *Engine) Replay(ctx context.Context) (ReplayStats, error) {
 			e.opt.Risk.Track(r.o)
 		}
 	}
-	// Only now, with every report applied: a report of an order dropped mid-replay would rebuild it.
 	if len(e.created) >= e.trimAt {
 		e.trimLocked()
 	}
@@ -122,11 +141,13 @@ func replayAmend(o *fsm.Order, req *execv1.ModifyOrderRequest) *fsm.Amend {
 	return &a
 }
 
-func (e *Engine) replayReport(rep *execv1.ExecutionReport, st *ReplayStats) {
+// replayReport applies one report; it returns the record of an order that had left memory earlier in
+// the replay and that this report brought back (nil otherwise).
+func (e *Engine) replayReport(rep *execv1.ExecutionReport, st *ReplayStats) (back *record) {
 	switch rep.GetType() {
 	case execv1.ReportType_REPORT_TYPE_TRADING_STATE_CHANGED:
 		e.lastState, e.hasState = risk.State(rep.GetTradingState()), true
-		return
+		return nil
 	case execv1.ReportType_REPORT_TYPE_POSITION_UPDATED:
 		if p := rep.GetPosition(); p != nil {
 			pr := protection{dec(p.GetStopLoss()), dec(p.GetTakeProfit())}
@@ -136,11 +157,11 @@ func (e *Engine) replayReport(rep *execv1.ExecutionReport, st *ReplayStats) {
 				e.prot[p.GetSymbol()] = pr
 			}
 		}
-		return
+		return nil
 	}
 	p := rep.GetOrder()
 	if p == nil {
-		return
+		return nil
 	}
 	r, ok := e.orders[p.GetClientOrderId()]
 	if !ok || r.o == nil {
@@ -151,6 +172,11 @@ func (e *Engine) replayReport(rep *execv1.ExecutionReport, st *ReplayStats) {
 		r.o = orderFromProto(p)
 		r.hops = rep.GetHops()
 		e.created = append(e.created, r)
+		if !ok && e.mayBeEvictedLocked(p.GetClientOrderId()) {
+			back = r
+		} else {
+			st.Orders++
+		}
 	} else {
 		prev := r.o.Status
 		updateFromProto(r.o, p)
@@ -181,4 +207,42 @@ func (e *Engine) replayReport(rep *execv1.ExecutionReport, st *ReplayStats) {
 			st.Fills++
 		}
 	}
+	return back
+}
+
+// completeReturnedLocked finishes the orders a report brought back after they left memory during the
+// replay: their request and earlier deals come from the journal, as when a venue event brings one
+// back live (restoreEvictedLocked). Then the deals of orders that stayed out leave memory too.
+func (e *Engine) completeReturnedLocked(ctx context.Context, back []*record) error {
+	for _, r := range back {
+		if r.o == nil || e.orders[r.o.ClientOrderID] != r {
+			continue // left memory again
+		}
+		ev, found, err := e.lookupEvicted(ctx, r.o.ClientOrderID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			continue
+		}
+		if r.req == nil {
+			r.req = ev.req
+		}
+		ids := make([]string, 0, len(ev.trades))
+		for tid := range ev.trades {
+			ids = append(ids, tid)
+		}
+		r.o.RestoreTrades(ids)
+	}
+	gone := 0
+	for id, t := range e.trades {
+		if _, ok := e.orders[t.order]; !ok {
+			delete(e.trades, id)
+			gone++
+		}
+	}
+	if gone > len(e.trades) {
+		e.compactLocked() // the deals' map kept the room of every deal replayed
+	}
+	return nil
 }

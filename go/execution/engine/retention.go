@@ -18,6 +18,7 @@ import (
 
 	execv1 "github.com/kairos-mt5/kairos/gen/go/kairos/execution/v1"
 	"github.com/kairos-mt5/kairos/go/execution/decimal"
+	"github.com/kairos-mt5/kairos/go/execution/fsm"
 	"github.com/kairos-mt5/kairos/go/execution/journal"
 )
 
@@ -61,6 +62,9 @@ func (e *Engine) trimLocked() {
 			}
 			id := r.o.ClientOrderID
 			dropped[id] = true
+			if !e.replaying && e.m != nil {
+				e.m.Status(r.o.Status.String()).Dec() // counted while in memory (Replay counts at its end)
+			}
 			delete(e.orders, id)
 			e.opt.Risk.ForgetClientID(id)
 			if e.evicted == nil {
@@ -74,9 +78,13 @@ func (e *Engine) trimLocked() {
 	}
 	clear(e.created[len(kept):]) // no dangling records behind the slice's end
 	e.created = kept
-	for id, t := range e.trades {
-		if dropped[t.order] {
-			delete(e.trades, id)
+	if !e.replaying {
+		// During a replay a later report may still need a dropped order's deals (a commission
+		// merged, a late fill); Replay drops them at its end.
+		for id, t := range e.trades {
+			if dropped[t.order] {
+				delete(e.trades, id)
+			}
 		}
 	}
 	if len(dropped) > len(kept) {
@@ -255,6 +263,7 @@ func (e *Engine) restoreEvictedLocked(id string) (r *record, ok bool) {
 	e.orders[id] = r
 	e.created = append(e.created, r)
 	e.opt.Risk.RememberClientID(id)
+	e.setStatus(r.o, fsm.StatusUnspecified)
 	if e.m != nil {
 		e.m.OrdersInMemory.Set(float64(len(e.created)))
 	}

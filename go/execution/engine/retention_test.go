@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -66,6 +67,21 @@ func TestFinishedOrdersPastTheBound_LeaveMemoryOldestFirst_AndWorkingOnesStay(t 
 	}
 	if n := h.risk.ClientIDs(); n != len(held) {
 		t.Fatalf("risk remembers %d client order ids, want the %d in memory", n, len(held))
+	}
+	byState := func() map[string]float64 {
+		out := map[string]float64{}
+		for _, st := range []string{"SUBMITTED", "FILLED"} {
+			out[st] = metric(h.m.OrdersByStatus.WithLabelValues(st))
+		}
+		return out
+	}
+	if got, want := byState(), map[string]float64{"SUBMITTED": 5, "FILLED": float64(len(held) - len(working))}; !maps.Equal(got, want) {
+		t.Fatalf("orders-by-state gauge %v, want the orders in memory %v", got, want)
+	}
+	h.restart()
+	h.reconcile(nil)
+	if got, want := byState(), map[string]float64{"SUBMITTED": 5, "FILLED": float64(len(inMemory(h)) - len(working))}; !maps.Equal(got, want) {
+		t.Fatalf("after a restart: orders-by-state gauge %v, want the orders in memory %v", got, want)
 	}
 	open, _ := h.eng.List("", nil, true, 0, 100)
 	if len(open) != len(working) {
@@ -312,9 +328,16 @@ func TestAVenueEventForAnOrderThatLeftMemory_IsAppliedToItOnce(t *testing.T) {
 			if journaled := len(h.kindsAfter(seq)) > 0; journaled != c.wantReport {
 				t.Fatalf("journaled after the event: %v, want a report: %v", h.kindsAfter(seq), c.wantReport)
 			}
+			// The replay drops x again on its way (the bound), and the event's report brings it back.
 			h.restart()
 			h.reconcile(nil)
 			check("after a restart")
+			res, err := h.submit(limitOrder("x", "buy", "0.10", "1.10000"))
+			if err != nil || !res.Duplicate {
+				t.Fatalf("after a restart, x's request again: %v, %v; want a duplicate", res.Order, err)
+			}
+			h.events(c.event)
+			check("after a restart and the event again")
 		})
 	}
 }
@@ -416,8 +439,8 @@ func syntheticJournal(t *testing.T, n int) *journal.Memory {
 	return mem
 }
 
-// A restart replays the whole journal, then drops what the bound does not keep; what it held for the
-// orders it dropped (maps and slices grown to the whole history) is given back too.
+// A restart replays the whole journal holding no more orders than the bound keeps, all the way
+// through; what it held for the orders it dropped (maps grown to the whole history) is given back.
 func TestReplayingALongJournal_HoldsOnlyWhatTheBoundKeeps(t *testing.T) {
 	mem := syntheticJournal(t, 100_000)
 	var before, after runtime.MemStats
@@ -434,6 +457,9 @@ func TestReplayingALongJournal_HoldsOnlyWhatTheBoundKeeps(t *testing.T) {
 	}
 	if n := len(inMemory(h)); n > retentionBound {
 		t.Fatalf("%d orders in memory after the replay, bound %d", n, retentionBound)
+	}
+	if st.MaxInMemory > retentionBound {
+		t.Fatalf("the replay held up to %d orders at once, bound %d", st.MaxInMemory, retentionBound)
 	}
 	// 100,000 orders' maps alone keep ~15 MB; 100 orders and the 0.1% filter of a thousand ids
 	// are well under 5.

@@ -82,7 +82,7 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
 	m := &Metrics{Registry: r, stages: map[string]prometheus.Observer{}, statuses: map[string]prometheus.Gauge{}}
-	m.OrdersByStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_orders", Help: "Orders known to the service, by state."}, []string{"status"})
+	m.OrdersByStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_orders", Help: "Orders held in memory, by state: every working order, and finished ones up to --max-orders-in-memory (ADR 0125)."}, []string{"status"})
 	m.OrdersSubmitted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_orders_submitted_total", Help: "Orders that passed risk and went to the venue."}, []string{"venue", "symbol"})
 	m.Denials = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_risk_denials_total", Help: "Orders denied by pre-trade risk, by code."}, []string{"reason"})
 	m.DenialsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_denials_refused_total", Help: "Submissions pre-trade risk would deny, refused RESOURCE_EXHAUSTED without an order or journal entry because --denial-rate denials were recorded in the window, by the denial code."}, []string{"reason"})
