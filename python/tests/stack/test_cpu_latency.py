@@ -7,6 +7,7 @@ bound before, during and after, so another holder on the machine (a lower bound)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import subprocess
@@ -392,6 +393,16 @@ def test_idle_spin_reaches_the_inference_workers_only_when_asked(
     assert not [a for name, v in argv.items() if name != "inference" for a in v if "idle-spin" in a]
 
 
+def thread_names(pid: int) -> list[tuple[int, str]]:
+    """(thread id, name) of each thread of pid; a thread that exits while they are read is left out
+    (the server's short-lived threads come and go)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            out.append((int(task.name), (task / "comm").read_text().strip()))
+    return out
+
+
 def test_the_inference_server_kairos_up_starts_with_idle_spin_keeps_its_own_cpu_awake(tmp_path: Path) -> None:
     layout = services.default_cpu_affinity(1)
     settings = services.StackSettings(
@@ -409,10 +420,7 @@ def test_the_inference_server_kairos_up_starts_with_idle_spin_keeps_its_own_cpu_
         stack.wait_ready(svc)
         samples = services.metric_samples(inference.metrics_url, "kairos_inference_idle_spin_threads")
         assert list(samples.values()) == [1.0]
-        tasks = Path(f"/proc/{svc.pid}/task")
-        (tid,) = [
-            int(t.name) for t in tasks.iterdir() if (t / "comm").read_text().strip() == "kairos-idlespin"
-        ]
+        (tid,) = [tid for tid, name in thread_names(svc.pid) if name == "kairos-idlespin"]
         assert os.sched_getscheduler(tid) == os.SCHED_IDLE
         # The thread keeps the server's own CPUs awake: it has the mask the stack gave the server.
         want = set(services.parse_cpus(layout["inference"])) if layout else os.sched_getaffinity(0)
