@@ -766,13 +766,13 @@ def main() -> None:
         affinity, keep = resolve(args)
     except ValueError as e:
         ap.error(str(e))
+    if args.variant and (args.hops_out is not None or args.run_out is not None):
+        ap.error("--hops-out is for one configuration: leave out --variant")
     # The steady state is measured: the replaying client answers history requests only between its
     # pushes, so the collector's warm-up (ADR 0105) would hold the first ticks of a paced run for up to
     # a push interval and put that in the p99. The warm-up has its own measurements (docs/benchmarks.md).
     os.environ.setdefault("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS", "0")
     if args.variant:
-        if args.hops_out is not None or args.run_out is not None:
-            ap.error("--hops-out is for one configuration: leave out --variant")
         interleaved(ap, args)
         return
     if "*" in affinity:  # before any thread starts, so the bridge's threads inherit it

@@ -5,6 +5,7 @@ rules that decide what each round runs and what a variant's vs_base.* figures me
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -131,6 +132,10 @@ def test_hops_out_is_refused_with_variants(
     e2e: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["e2e.py", "--hops-out", "/tmp/h.jsonl", "--variant", "v=--keep-warm 0"])
+    before = os.environ.get("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS")
     with pytest.raises(SystemExit):
         e2e.main()
     assert "--hops-out is for one configuration" in capsys.readouterr().err
+    # Refused before it set anything for its stacks: the collector's warm-up setting of this process
+    # (which every later stack of the test run inherits) is untouched.
+    assert os.environ.get("KAIROS_COLLECTOR_INFERENCE_WARMUP_BARS") == before

@@ -89,6 +89,16 @@ def metric(url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def diagnosis(collector_url: str, inference_url: str, term: Terminal) -> str:
+    """What the warm-up did, for a failure's message: the collector's warm-ups by outcome, the bars
+    inference took, the history the terminal was asked for."""
+    with contextlib.suppress(OSError):
+        warmups = services.metric_samples(collector_url, "kairos_collector_inference_warmups_total")
+        bars = metric(inference_url, "kairos_inference_warmup_bars_total")
+        return f"collector warm-ups {warmups}, inference warm-up bars {bars}, terminal asked {term.asked}"
+    return f"metrics unreadable; terminal asked {term.asked}"
+
+
 @pytest.fixture
 def stack(
     tmp_path: Path,
@@ -126,7 +136,10 @@ def test_after_an_inference_restart_the_first_prediction_comes_within_a_minute(
                 started + 150
             )  # at most a minute to the next bar's close, plus slack on a loaded machine
             while metric(url, "kairos_inference_predictions_total") < 1:
-                assert time.monotonic() < deadline, "no prediction within two and a half minutes of the start"
+                assert time.monotonic() < deadline, (
+                    "no prediction within two and a half minutes of the start; "
+                    + diagnosis(collector.metrics_url, url, term)
+                )
                 procs.raise_if_dead()
                 time.sleep(0.2)
             waits.append(time.monotonic() - started)
