@@ -6,7 +6,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"github.com/bits-and-blooms/bloom/v3"
 	"log/slog"
 	"sync"
 	"time"
@@ -112,7 +111,7 @@ type Engine struct {
 	created   []*record
 	trimAt    int                   // len(created) at which trimLocked runs next (retention.go)
 	replaying bool                  // Replay runs: trimLocked keeps the dropped orders' deals and counts (retention.go)
-	evicted   *bloom.BloomFilter    // ids of orders dropped from memory; nil until the first
+	evicted   *droppedIDs           // ids of orders dropped from memory (retention.go); nil until the first
 	trades    map[string]trade      // applied fills by trade id
 	prot      map[string]protection // positions' stop loss and take profit, by symbol
 	protPrev  map[string]protection // the protection before the latest Protect command, restored if the venue refuses it

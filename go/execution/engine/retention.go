@@ -25,10 +25,45 @@ import (
 // DefaultMaxOrders is Options.MaxOrders' default: about 150 MB of orders (ADR 0125).
 const DefaultMaxOrders = 100_000
 
-// evictedFilterFalsePositives is the evicted-id filter's design false-positive rate at its
-// capacity (ten times MaxOrders ids): the share of fresh ids that cost a journal lookup. Past the
-// capacity the rate grows, and with it the lookups, never a wrong answer.
+// evictedFilterFalsePositives is the evicted-id filter's design false-positive rate: the share of
+// fresh ids that cost a journal lookup. Its first filter holds ten times MaxOrders ids; each later
+// one twice as many at half the rate, so the rate stays under twice this (droppedIDs).
 const evictedFilterFalsePositives = 0.001
+
+// droppedIDs holds the ids of the orders dropped from memory in Bloom filters that grow with them (a
+// scalable Bloom filter, Almeida et al. 2007). When the newest filter holds its capacity, a new one
+// twice as large at half the false-positive rate takes the next ids; an id is tested against all.
+// The rates sum to less than twice the first one's however many ids come. One filter would fill
+// past its capacity on a long-running service and pass nearly every fresh id to the journal.
+type droppedIDs struct {
+	filters  []*bloom.BloomFilter
+	capacity uint    // the newest filter's
+	rate     float64 // the newest filter's design false-positive rate
+	held     uint    // ids in the newest filter
+}
+
+func newDroppedIDs(capacity uint, rate float64) *droppedIDs {
+	return &droppedIDs{filters: []*bloom.BloomFilter{bloom.NewWithEstimates(capacity, rate)}, capacity: capacity, rate: rate}
+}
+
+func (d *droppedIDs) add(id string) {
+	if d.held >= d.capacity {
+		d.capacity, d.rate, d.held = 2*d.capacity, d.rate/2, 0
+		d.filters = append(d.filters, bloom.NewWithEstimates(d.capacity, d.rate))
+	}
+	d.filters[len(d.filters)-1].AddString(id)
+	d.held++
+}
+
+// test reports whether id may have been added; false is certain.
+func (d *droppedIDs) test(id string) bool {
+	for _, f := range d.filters {
+		if f.TestString(id) {
+			return true
+		}
+	}
+	return false
+}
 
 // addLocked puts a new order in memory, dropping finished ones past the bound.
 func (e *Engine) addLocked(r *record) {
@@ -68,9 +103,9 @@ func (e *Engine) trimLocked() {
 			delete(e.orders, id)
 			e.opt.Risk.ForgetClientID(id)
 			if e.evicted == nil {
-				e.evicted = bloom.NewWithEstimates(uint(10*max), evictedFilterFalsePositives)
+				e.evicted = newDroppedIDs(uint(10*max), evictedFilterFalsePositives)
 			}
-			e.evicted.AddString(id)
+			e.evicted.add(id)
 			excess--
 			continue
 		}
@@ -143,7 +178,7 @@ type evictedOrder struct {
 
 // mayBeEvictedLocked reports whether id may be an order dropped from memory; false is certain.
 func (e *Engine) mayBeEvictedLocked(id string) bool {
-	return e.evicted != nil && e.evicted.TestString(id)
+	return e.evicted != nil && e.evicted.test(id)
 }
 
 // lookupEvicted reads an order dropped from memory back from the journal, after mayBeEvictedLocked
