@@ -222,17 +222,9 @@ func (e *Engine) completeReturnedLocked(ctx context.Context, back []*record) err
 		if err != nil {
 			return err
 		}
-		if !found {
-			continue
+		if found {
+			e.rejoinLocked(r, ev)
 		}
-		if r.req == nil {
-			r.req = ev.req
-		}
-		ids := make([]string, 0, len(ev.trades))
-		for tid := range ev.trades {
-			ids = append(ids, tid)
-		}
-		r.o.RestoreTrades(ids)
 	}
 	gone := 0
 	for id, t := range e.trades {

@@ -265,6 +265,23 @@ func (e *Engine) notInMemoryLocked(ctx context.Context, id string, notWorking er
 	return fmt.Errorf("%w: %q", ErrNotFound, id)
 }
 
+// rejoinLocked gives a record rebuilt for an order that left memory what the journal holds of it
+// beyond its last report: its request, and its deals (on the order, and in the engine's deals where
+// they are not there still), so a repeated deal is recognised.
+func (e *Engine) rejoinLocked(r *record, ev evictedOrder) {
+	if r.req == nil {
+		r.req = ev.req
+	}
+	ids := make([]string, 0, len(ev.trades))
+	for tid, commission := range ev.trades {
+		ids = append(ids, tid)
+		if _, booked := e.trades[tid]; !booked {
+			e.trades[tid] = trade{order: r.o.ClientOrderID, commission: commission}
+		}
+	}
+	r.o.RestoreTrades(ids)
+}
+
 // restoreEvictedLocked brings an order that left memory back from the journal, with its deals, for a
 // venue event about it: a late fill of a cancelled order, a deal repeated with its commission, a
 // protective fill MT5 reports again. The event then takes the path of any order in memory, which
@@ -285,15 +302,8 @@ func (e *Engine) restoreEvictedLocked(id string) (r *record, ok bool) {
 	if !found {
 		return nil, false
 	}
-	r = &record{o: orderFromProto(ev.order), req: ev.req}
-	ids := make([]string, 0, len(ev.trades))
-	for tid, commission := range ev.trades {
-		ids = append(ids, tid)
-		if _, booked := e.trades[tid]; !booked {
-			e.trades[tid] = trade{order: id, commission: commission}
-		}
-	}
-	r.o.RestoreTrades(ids)
+	r = &record{o: orderFromProto(ev.order)}
+	e.rejoinLocked(r, ev)
 	// Newest in memory: it leaves again, oldest first, once newer orders push it out.
 	e.orders[id] = r
 	e.created = append(e.created, r)
@@ -302,6 +312,6 @@ func (e *Engine) restoreEvictedLocked(id string) (r *record, ok bool) {
 	if e.m != nil {
 		e.m.OrdersInMemory.Set(float64(len(e.created)))
 	}
-	e.log.Info("order back in memory from the journal for a venue event", "client_order_id", id, "status", r.o.Status.String(), "trades", len(ids))
+	e.log.Info("order back in memory from the journal for a venue event", "client_order_id", id, "status", r.o.Status.String(), "trades", len(ev.trades))
 	return r, true
 }
