@@ -64,8 +64,11 @@ process of its own, in an order that rotates from round to round, so all of them
 host's drift over the rounds rather than each meeting its own hour. Each writes NAME.json beside
 ``--out`` and gets ``vs_base.<metric>`` (``PAIRED`` and each ``hop_us_p50``): its figure minus
 the base's in the same round, the median over the rounds with .min / .max. A table of those is
-printed at the end. ``make bench-e2e`` measures the stack as ``kairos up`` runs it with its
-variants this way (``--keep-warm 0``, ``--cpu-affinity none``, ``--idle-spin``).
+printed at the end. A variant with no options (``NAME=``) runs the base's configuration again: a
+control, whose ``vs_base.*`` is what the pairing gives two identical stacks, so the other variants'
+differences can be read against it. ``make bench-e2e`` measures the stack as ``kairos up`` runs it
+with its variants this way (``--keep-warm 0``, ``--cpu-affinity none``, ``--idle-spin``, and the
+control ``e2e-control``).
 
 Writes bench/results/e2e.json (flat metric names → numbers).
 """
@@ -555,7 +558,8 @@ def parser() -> argparse.ArgumentParser:
         help="also measure the stack with these options, which replace the same options of this "
         "command (e.g. e2e-unpinned='--cpu-affinity none'), into NAME.json beside --out. Each round "
         "runs every configuration once, the order rotating, so they share the host's drift; each "
-        "variant's file gets vs_base.* (its figures minus this command's of the same round). Repeatable",
+        "variant's file gets vs_base.* (its figures minus this command's of the same round). NAME= "
+        "alone runs this command's configuration again: a control, the pairing's noise floor. Repeatable",
     )
     ap.add_argument(
         "--hops-out",

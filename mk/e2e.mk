@@ -7,9 +7,11 @@ bench-e2e: setup cpp-build ## End-to-end benchmark: tick → order ack latency a
 	$(PY) bench/e2e.py --out bench/results/e2e.json $(E2E_VARIANTS)
 
 # Measured in the same rounds as e2e.json, interleaved (bench/e2e.py --variant): the rehearsal's share
-# (ADR 0121), the CPU layout's (ADR 0122) and kairos up --idle-spin (ADR 0123).
+# (ADR 0121), the CPU layout's (ADR 0122), kairos up --idle-spin (ADR 0123), and e2e-control, the base
+# configuration again: its vs_base.* is what the pairing gives two identical stacks, the noise floor
+# the other variants' differences are read against.
 E2E_VARIANTS := --variant 'e2e-no-keep-warm=--keep-warm 0' --variant 'e2e-unpinned=--cpu-affinity none' \
-	--variant 'e2e-idle-spin=--idle-spin'
+	--variant 'e2e-idle-spin=--idle-spin' --variant 'e2e-control='
 
 # The latency benchmarks again on a host tuned for latency (ADR 0117): every CPU's wake-up latency
 # held at 0 µs (PM QoS, /dev/cpu_dma_latency, root) while each runs, so idle CPUs poll instead of

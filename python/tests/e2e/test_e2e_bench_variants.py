@@ -63,6 +63,14 @@ def test_a_variant_replaces_the_options_it_names_and_keeps_the_rest(
     assert {k: getattr(ns, k) for k in expected} == expected
 
 
+def test_a_variant_without_options_is_a_control_that_runs_the_base_again(e2e: ModuleType) -> None:
+    got = configurations(
+        e2e, "--keep-warm", "0", "--idle-spin", "--out", "/x/e2e.json", "--variant", "e2e-control="
+    )
+    assert list(got) == ["e2e", "e2e-control"]
+    assert got["e2e-control"] == got["e2e"]
+
+
 def test_the_base_is_named_by_its_result_file_and_runs_its_own_options(e2e: ModuleType) -> None:
     got = configurations(
         e2e, "--keep-warm", "0", "--out", "/x/e2e-held.json", "--variant", "e2e-tuned=--keep-warm 5ms"
