@@ -287,7 +287,9 @@ func (e *Engine) rejoinLocked(r *record, ev evictedOrder) {
 // protective fill MT5 reports again. The event then takes the path of any order in memory, which
 // books what is new once and counts a repeated deal a duplicate. The journal is read under the engine
 // lock: such events are rare. ok is false when the filter's yes was a false positive, or when the
-// journal cannot be read (logged; the caller treats the event as for an unknown order).
+// journal cannot be read. A venue event cannot be refused, and one that may be a fill the engine
+// cannot apply would leave the positions wrong: a failed read fails the engine as a failed write
+// does (HALTED and NOT_SERVING until a restart replays and reconciles with the venue).
 func (e *Engine) restoreEvictedLocked(id string) (r *record, ok bool) {
 	if !e.mayBeEvictedLocked(id) {
 		return nil, false
@@ -296,7 +298,8 @@ func (e *Engine) restoreEvictedLocked(id string) (r *record, ok bool) {
 	defer cancel()
 	ev, found, err := e.lookupEvicted(ctx, id)
 	if err != nil {
-		e.log.Error("reading an order that left memory back from the journal failed", "client_order_id", id, "err", err)
+		e.log.Error("reading an order that left memory back from the journal for a venue event failed", "client_order_id", id, "err", err)
+		e.journalFailedLocked(err)
 		return nil, false
 	}
 	if !found {

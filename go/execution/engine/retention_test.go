@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -353,6 +354,53 @@ func TestAVenueEventForAnOrderThatLeftMemory_IsAppliedToItOnce(t *testing.T) {
 			h.events(c.event)
 			check("after a restart and the event again")
 		})
+	}
+}
+
+// readFailingStore is a journal store whose reads by key start failing when the test says, while
+// its appends still work: a database connection lost for lookups, a read that times out.
+type readFailingStore struct {
+	*journal.Memory
+	failing atomic.Bool
+}
+
+var errReadLost = errors.New("read: connection lost")
+
+func (s *readFailingStore) ReadKey(ctx context.Context, key string, fn func(journal.Entry) error) error {
+	if s.failing.Load() {
+		return errReadLost
+	}
+	return s.Memory.ReadKey(ctx, key, fn)
+}
+
+// A venue event for an order that left memory cannot be applied when the journal cannot be read: it
+// may be a fill. Trading stops as after a failed write, rather than going on with positions that
+// may be wrong; nothing is acknowledged until a restart replays and reconciles.
+func TestAVenueEventForAnOrderThatLeftMemory_WhenTheJournalCannotBeRead_HaltsTrading(t *testing.T) {
+	store := &readFailingStore{Memory: journal.NewMemory()}
+	h := started(t, withStore(store), withMaxOrders(retentionBound))
+	h.mustSubmit(limitOrder("x", "buy", "0.10", "1.10000"))
+	h.events(canceled("x"))
+	tradeRoundTrips(h, retentionBound)
+	for _, o := range inMemory(h) {
+		if o.GetClientOrderId() == "x" {
+			t.Fatal("arrange: the order is still in memory")
+		}
+	}
+	store.failing.Store(true)
+
+	h.events(filled("x", "T-late", "0.10", "1.10000"))
+
+	assertJournalFailed(t, h)
+	if !errors.Is(h.eng.JournalErr(), errReadLost) {
+		t.Fatalf("JournalErr %v, want the read's error", h.eng.JournalErr())
+	}
+	sent := len(h.fake.kinds())
+	if _, err := h.submit(limitOrder("y", "buy", "0.10", "1.10000")); !errors.Is(err, engine.ErrJournal) {
+		t.Fatalf("submit after the failed read: %v, want ErrJournal", err)
+	}
+	if len(h.fake.kinds()) != sent {
+		t.Fatal("an order reached the venue after the journal could not be read")
 	}
 }
 
