@@ -156,6 +156,7 @@ func New(opt Options) *Engine {
 		// Every label value exists from the start, so rate() and increase() see the first event.
 		for k := venue.Accepted; k <= venue.LastEventKind; k++ {
 			e.m.InvalidEvents.WithLabelValues(k.String())
+			e.m.UnknownEvents.WithLabelValues(k.String())
 		}
 		for _, k := range adjustKinds {
 			e.m.ReconcileAdjust.WithLabelValues(k)

@@ -49,6 +49,9 @@ func (e *Engine) applyEvents(evs []venue.Event, entries []journal.Entry, now int
 			r, ok = e.protectiveOrderLocked(ev, now), true
 		}
 		if !ok {
+			if e.m != nil {
+				e.m.UnknownEvents.WithLabelValues(ev.Kind.String()).Inc()
+			}
 			e.log.Warn("venue event for an unknown order", "event", ev.Kind.String(), "client_order_id", ev.ClientOrderID, "venue_order_id", ev.VenueOrderID)
 			continue
 		}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -29,7 +30,8 @@ func TestOnVenueEvents_DriveTheOrderStateMachine(t *testing.T) {
 		wantReason    string
 		wantNet       string
 		wantReports   []execv1.ReportType
-		wantInvalid   string // the event label counted as refused by the state machine, if any
+		wantInvalid   string   // the event label counted as refused by the state machine, if any
+		wantUnknown   []string // the event labels counted once each as for an unknown order
 		wantDupFills  float64
 		wantOverfills float64
 	}{
@@ -128,9 +130,10 @@ func TestOnVenueEvents_DriveTheOrderStateMachine(t *testing.T) {
 			wantInvalid: "cancel_rejected",
 		},
 		{
-			name:       "EventForAnUnknownOrder_IsIgnored",
-			events:     []venue.Event{accepted("ghost", "V1"), filled("ghost", "T1", "0.10", "1.10000")},
-			wantStatus: submitted,
+			name:        "EventForAnUnknownOrder_IsIgnored",
+			events:      []venue.Event{accepted("ghost", "V1"), filled("ghost", "T1", "0.10", "1.10000")},
+			wantStatus:  submitted,
+			wantUnknown: []string{"accepted", "filled"},
 		},
 	}
 	for _, c := range cases {
@@ -167,6 +170,13 @@ func TestOnVenueEvents_DriveTheOrderStateMachine(t *testing.T) {
 				}
 				if n := metric(h.m.InvalidEvents.WithLabelValues(k)); n != want {
 					t.Fatalf("invalid transitions{%s} = %v, want %v", k, n, want)
+				}
+				want = 0
+				if slices.Contains(c.wantUnknown, k) {
+					want = 1
+				}
+				if n := metric(h.m.UnknownEvents.WithLabelValues(k)); n != want {
+					t.Fatalf("unknown order events{%s} = %v, want %v", k, n, want)
 				}
 			}
 			if n := metric(h.m.DuplicateFills); n != c.wantDupFills {

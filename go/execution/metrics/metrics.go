@@ -42,6 +42,7 @@ type Metrics struct {
 	DuplicateFills  prometheus.Counter
 	Overfills       prometheus.Counter
 	InvalidEvents   *prometheus.CounterVec
+	UnknownEvents   *prometheus.CounterVec
 	TradingState    prometheus.Gauge
 	Reconciled      prometheus.Gauge
 	JournalFlush    prometheus.Histogram
@@ -91,6 +92,7 @@ func New() *Metrics {
 	m.DuplicateFills = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_duplicate_fills_total", Help: "Fills dropped because their trade id was already applied."})
 	m.Overfills = prometheus.NewCounter(prometheus.CounterOpts{Name: "kairos_execution_overfills_total", Help: "Fills refused because they exceeded the quantity left."})
 	m.InvalidEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_invalid_transitions_total", Help: "Venue events the order state machine refused."}, []string{"event"})
+	m.UnknownEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_execution_unknown_order_events_total", Help: "Venue events for an order neither in memory nor in the journal, ignored: the positions follow the venue at the next reconciliation."}, []string{"event"})
 	m.TradingState = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_trading_state", Help: "Trading state: 1 ACTIVE, 2 REDUCING, 3 HALTED."})
 	m.Reconciled = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_reconciled", Help: "1 once reconciliation with the venue converged."})
 	m.JournalFlush = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_execution_journal_flush_seconds", Help: "Duration of one durable journal flush (group commit).", Buckets: latencyBuckets})
@@ -121,7 +123,7 @@ func New() *Metrics {
 	m.UnrealizedPnL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kairos_execution_unrealized_pnl", Help: "P&L of the open position per symbol at the latest quote (bid for longs, ask for shorts), account currency."}, []string{"symbol"})
 	m.Equity = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kairos_execution_equity", Help: "Account equity from the venue's (or the paper account's) latest snapshot, account currency."})
 	for _, c := range []prometheus.Collector{m.TesterDecisions, m.TLSReloadFail, m.RealizedPnL, m.UnrealizedPnL, m.Equity, m.OrdersByStatus, m.OrdersSubmitted, m.Denials, m.DenialsRefused, m.StageLatency, m.Fills, m.DuplicateFills,
-		m.Overfills, m.InvalidEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.QuotesOvertaken, m.SignalQuoteWaits, m.SignalQuoteWaiting, m.ReconcileAdjust, m.ReconcileRefused,
+		m.Overfills, m.InvalidEvents, m.UnknownEvents, m.TradingState, m.Reconciled, m.JournalFlush, m.JournalBatch, m.JournalFailures, m.JournalHealthy, m.GRPCConnRefused, m.GRPCIncomplete, m.ReportStreams, m.ReportStreamsRefused, m.ReportStreamsCut, m.Ambiguous, m.Signals, m.Quotes, m.QuotesOvertaken, m.SignalQuoteWaits, m.SignalQuoteWaiting, m.ReconcileAdjust, m.ReconcileRefused,
 		m.OrdersInMemory, m.OrdersEvicted, m.EvictedLookups, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
