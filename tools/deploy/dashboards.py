@@ -645,7 +645,10 @@ def pipeline() -> dict[str, Any]:
             (rate("kairos_execution_duplicate_fills_total", fn="increase"), "duplicate fills"),
             (rate("kairos_execution_overfills_total", fn="increase"), "overfills refused"),
             (rate("kairos_execution_invalid_transitions_total", "event", "increase"), "invalid {{event}}"),
-            (rate("kairos_execution_unknown_order_events_total", "event", "increase"), "unknown order {{event}}"),
+            (
+                rate("kairos_execution_unknown_order_events_total", "event", "increase"),
+                "unknown order {{event}}",
+            ),
             (rate("kairos_execution_ambiguous_results_total", fn="increase"), "ambiguous MT5 results"),
             (rate("kairos_execution_reconcile_adjustments_total", "kind", "increase"), "reconcile {{kind}}"),
         ),
