@@ -5,6 +5,7 @@ setting's prose said "~11% of a core" and argparse formats help with %."""
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,15 +24,13 @@ def scripts() -> dict[str, str]:
 
 
 def typer_app(entry: str) -> typer.Typer | None:
-    module, _, _ = entry.partition(":")
-    mod = __import__(module, fromlist=["app"])
-    app = getattr(mod, "app", None)
+    app = getattr(importlib.import_module(entry.partition(":")[0]), "app", None)
     return app if isinstance(app, typer.Typer) else None
 
 
 def argparse_main(entry: str) -> Callable[[list[str]], None]:
     module, _, name = entry.partition(":")
-    return getattr(__import__(module, fromlist=[name]), name)
+    return getattr(importlib.import_module(module), name)
 
 
 def command_paths(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

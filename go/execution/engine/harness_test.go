@@ -140,19 +140,31 @@ type quoteVenue struct {
 func (v *quoteVenue) OnQuote(q market.Quote) []venue.Event { return v.onQuote(q) }
 
 // failingStore is a journal store whose appends start failing when the test says, as they would on
-// a full disk or a lost database.
+// a full disk or a lost database; or only its reads by key, while its appends still work (a
+// connection lost for lookups, a read that times out).
 type failingStore struct {
 	*journal.Memory
-	failing atomic.Bool
+	failing      atomic.Bool
+	readsFailing atomic.Bool
 }
 
-var errDiskFull = errors.New("disk full")
+var (
+	errDiskFull = errors.New("disk full")
+	errReadLost = errors.New("read: connection lost")
+)
 
 func (s *failingStore) Append(ctx context.Context, entries []journal.Entry) error {
 	if s.failing.Load() {
 		return errDiskFull
 	}
 	return s.Memory.Append(ctx, entries)
+}
+
+func (s *failingStore) ReadKey(ctx context.Context, key string, fn func(journal.Entry) error) error {
+	if s.readsFailing.Load() {
+		return errReadLost
+	}
+	return s.Memory.ReadKey(ctx, key, fn)
 }
 
 // gateStore is a journal store whose appends, while held, block until the test lets them through

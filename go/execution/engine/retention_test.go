@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -43,6 +42,16 @@ func tradeRoundTrips(h *harness, n int) []string {
 func inMemory(h *harness) []*execv1.Order {
 	out, _ := h.eng.List("", nil, false, 0, 1<<30)
 	return out
+}
+
+// assertLeftMemory fails the test (in its arrange step) while order id is still in memory.
+func assertLeftMemory(t *testing.T, h *harness, id string) {
+	t.Helper()
+	for _, o := range inMemory(h) {
+		if o.GetClientOrderId() == id {
+			t.Fatalf("arrange: order %s is still in memory", id)
+		}
+	}
 }
 
 func TestFinishedOrdersPastTheBound_LeaveMemoryOldestFirst_AndWorkingOnesStay(t *testing.T) {
@@ -130,11 +139,7 @@ func TestAnOrderThatLeftMemory_IsAnsweredFromTheJournal(t *testing.T) {
 				t.Fatalf("arrange: %v then %v", first.GetStatus(), before.GetStatus())
 			}
 			tradeRoundTrips(h, retentionBound)
-			for _, o := range inMemory(h) {
-				if o.GetClientOrderId() == "old" {
-					t.Fatal("arrange: the first order is still in memory")
-				}
-			}
+			assertLeftMemory(t, h, "old")
 
 			for round, restart := range []bool{false, true} {
 				if restart {
@@ -231,11 +236,7 @@ func TestARepeatedProtectiveFill_OfAnOrderThatLeftMemory_IsNotBookedTwice(t *tes
 		Fill: fsm.Fill{TradeID: "D77", Quantity: dec("0.10"), Price: dec("1.08990"), TimeUS: t0}}
 	h.events(sl)
 	tradeRoundTrips(h, retentionBound)
-	for _, o := range inMemory(h) {
-		if o.GetClientOrderId() == "sl:D77" {
-			t.Fatal("arrange: the protective order is still in memory")
-		}
-	}
+	assertLeftMemory(t, h, "sl:D77")
 	dups, seq := metric(h.m.DuplicateFills), h.lastSeq()
 
 	h.events(sl)
@@ -316,11 +317,7 @@ func TestAVenueEventForAnOrderThatLeftMemory_IsAppliedToItOnce(t *testing.T) {
 			}))
 			c.arrange(h)
 			tradeRoundTrips(h, retentionBound)
-			for _, o := range inMemory(h) {
-				if o.GetClientOrderId() == "x" {
-					t.Fatal("arrange: the order is still in memory")
-				}
-			}
+			assertLeftMemory(t, h, "x")
 			seq, dups := h.lastSeq(), metric(h.m.DuplicateFills)
 
 			h.events(c.event)
@@ -357,37 +354,17 @@ func TestAVenueEventForAnOrderThatLeftMemory_IsAppliedToItOnce(t *testing.T) {
 	}
 }
 
-// readFailingStore is a journal store whose reads by key start failing when the test says, while
-// its appends still work: a database connection lost for lookups, a read that times out.
-type readFailingStore struct {
-	*journal.Memory
-	failing atomic.Bool
-}
-
-var errReadLost = errors.New("read: connection lost")
-
-func (s *readFailingStore) ReadKey(ctx context.Context, key string, fn func(journal.Entry) error) error {
-	if s.failing.Load() {
-		return errReadLost
-	}
-	return s.Memory.ReadKey(ctx, key, fn)
-}
-
 // A venue event for an order that left memory cannot be applied when the journal cannot be read: it
 // may be a fill. Trading stops as after a failed write, rather than going on with positions that
 // may be wrong; nothing is acknowledged until a restart replays and reconciles.
 func TestAVenueEventForAnOrderThatLeftMemory_WhenTheJournalCannotBeRead_HaltsTrading(t *testing.T) {
-	store := &readFailingStore{Memory: journal.NewMemory()}
+	store := &failingStore{Memory: journal.NewMemory()}
 	h := started(t, withStore(store), withMaxOrders(retentionBound))
 	h.mustSubmit(limitOrder("x", "buy", "0.10", "1.10000"))
 	h.events(canceled("x"))
 	tradeRoundTrips(h, retentionBound)
-	for _, o := range inMemory(h) {
-		if o.GetClientOrderId() == "x" {
-			t.Fatal("arrange: the order is still in memory")
-		}
-	}
-	store.failing.Store(true)
+	assertLeftMemory(t, h, "x")
+	store.readsFailing.Store(true)
 
 	h.events(filled("x", "T-late", "0.10", "1.10000"))
 
